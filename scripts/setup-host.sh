@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Brings a fresh Debian machine to the state ROCK's tests and demo need:
+# system packages, a running Docker engine, the local python:3.11 image, and the Python package.
+# Idempotent: every step checks before it acts. Prints one line per phase.
+# Writes the pids of daemons it started to $ROCK_STARTED_FILE so the caller can stop exactly those.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+started_file=${ROCK_STARTED_FILE:-/tmp/rock-started-daemons}
+image=${ROCK_TEST_IMAGE:-python:3.11}
+log() { printf '[setup %(%H:%M:%S)T] %s\n' -1 "$*"; }
+
+need_pkgs=()
+command -v dockerd >/dev/null || need_pkgs+=(docker.io)
+command -v bwrap >/dev/null || need_pkgs+=(bubblewrap)
+command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
+command -v ip >/dev/null || need_pkgs+=(iproute2)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  log "installing system packages: ${need_pkgs[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  log "starting dockerd"
+  nohup dockerd >/var/log/rock-dockerd.log 2>&1 &
+  echo "dockerd $!" >>"$started_file"
+  for _ in $(seq 1 120); do docker info >/dev/null 2>&1 && break; sleep 0.25; done
+  docker info >/dev/null 2>&1 || { log "dockerd did not come up; see /var/log/rock-dockerd.log"; exit 1; }
+fi
+log "docker engine answers ($(docker version --format '{{.Server.Version}}'))"
+
+if ! docker image inspect "$image" >/dev/null 2>&1; then
+  # No registry here: build what `docker pull python:3.11` would give, a Debian with python3.
+  log "building image $image with debootstrap (a few minutes, once per machine)"
+  root=$(mktemp -d /var/tmp/rock-rootfs.XXXXXX)
+  debootstrap --variant=minbase --include=python3,procps,less bookworm "$root" >/var/log/rock-debootstrap.log 2>&1 \
+    || { log "debootstrap failed; see /var/log/rock-debootstrap.log"; exit 1; }
+  ln -sf /usr/bin/python3 "$root/usr/local/bin/python"
+  rm -rf "$root/var/cache/apt/archives"/*.deb "$root/var/lib/apt/lists"/*
+  tar -C "$root" -c . | docker import -c 'CMD ["python3"]' -c 'ENV PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin' - "$image" >/dev/null
+  rm -rf "$root"
+  log "image $image built"
+fi
+
+if ! python3 -c 'import rock.agent' >/dev/null 2>&1 || [ "${ROCK_REINSTALL:-0}" = 1 ]; then
+  log "installing the rock package and its test dependencies"
+  python3 -m pip install -q -e "$here[test]" 2>&1 | grep -v -e 'Running pip as' -e 'is ignored' || true
+fi
+log "ready"

@@ -1,0 +1,542 @@
+"""Persistent named bash sessions on a pty.
+
+How a command runs without any marker reaching the caller:
+- the command text goes to bash through a pipe (no pty line-length limit, heredocs intact),
+  and bash is told on the pty to ``read`` it and ``eval`` it at top level, so ``cd``,
+  exports and ``set -e`` behave as typed;
+- PROMPT_COMMAND prints ``\\x1e<nonce><status>;<cwd>\\x1f`` when the command is done.
+  The nonce is random per session, the reader strips that exact record from the stream
+  (also when split across reads) and takes the exit code and cwd from it.
+Each session has one reader thread; it also enforces the hard and idle timeouts, so a
+waiting caller costs no thread.
+"""
+
+import binascii
+import codecs
+import fcntl
+import os
+import select
+import signal
+import struct
+import subprocess
+import termios
+import threading
+import time
+
+from .errors import OpError
+from .server import DEFERRED
+
+DEFAULT_MAX_OUTPUT = 16 << 20
+INTERRUPT_GRACE = 1.0
+SESSION_ENV = {"TERM": "xterm", "PAGER": "cat", "GIT_PAGER": "cat", "MANPAGER": "cat", "SYSTEMD_PAGER": ""}
+
+_sessions = {}
+_lock = threading.Lock()
+_spare = [None]
+_spare_lock = threading.Lock()
+
+
+def _ctty():
+    # Runs in the child between fork and exec: make the pty its controlling terminal so
+    # Ctrl-C written to the master becomes SIGINT for the foreground job.
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+class Output:
+    """Collects a command's output under a cap, keeping head and tail, marking the cut."""
+
+    def __init__(self, cap):
+        self.cap = max(int(cap), 64)
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.dropped = 0
+
+    def add(self, data):
+        room = self.cap // 2 - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data:
+            self.tail += data
+            extra = len(self.tail) - self.cap // 2
+            if extra > 0:
+                del self.tail[:extra]
+                self.dropped += extra
+
+    def text(self):
+        if not self.dropped:
+            return (bytes(self.head) + bytes(self.tail)).decode("utf-8", "replace")
+        note = "\n[... rock: %d bytes of output truncated ...]\n" % self.dropped
+        return bytes(self.head).decode("utf-8", "replace") + note + bytes(self.tail).decode("utf-8", "replace")
+
+
+class Command:
+    """The command a session is running, and who waits for its result."""
+
+    def __init__(self, max_output):
+        self.max_output = max_output
+        self.output = Output(max_output)
+        self.waiters = []  # (request, stream) pairs
+        self.decoders = {}
+        self.deadline = None
+        self.idle_timeout = None
+        self.last_output = time.monotonic()
+        self.stop_reason = None  # "timeout" | "interrupted" once we started stopping it
+        self.escalate_at = None
+        self.escalation = 0
+        self.result = None  # kept when it finished with nobody waiting
+
+    def attach(self, req, stream, timeout, idle_timeout):
+        self.waiters.append((req, stream))
+        now = time.monotonic()
+        if timeout:
+            self.deadline = now + float(timeout)
+        self.idle_timeout = float(idle_timeout) if idle_timeout else None
+        self.last_output = now
+
+
+class BashSession:
+    def __init__(self, name, env=None, cwd=None, rows=40, cols=200):
+        self.name = name
+        self.nonce = binascii.hexlify(os.urandom(8))
+        self.start_tag = b"\x1e" + self.nonce
+        self.cwd = cwd or os.getcwd()
+        self.current = None
+        self.alive = True
+        self.exit_code = None
+        self.ready = threading.Event()
+        self._buf = b""
+        self._lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe()
+        master, slave = os.openpty()
+        attrs = termios.tcgetattr(slave)
+        attrs[1] &= ~termios.ONLCR
+        attrs[3] &= ~(termios.ECHO | termios.ECHONL)
+        termios.tcsetattr(slave, termios.TCSANOW, attrs)
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        self._cmd_r, self._cmd_w = os.pipe()
+        full_env = dict(os.environ)
+        full_env.update(SESSION_ENV)
+        full_env.update(env or {})
+        rc = _rcfile(self.nonce, self._cmd_r)
+        self.proc = subprocess.Popen(
+            ["bash", "--noprofile", "--noediting", "--rcfile", rc, "-i"],
+            stdin=slave, stdout=slave, stderr=slave, pass_fds=(self._cmd_r,),
+            start_new_session=True, preexec_fn=_ctty, env=full_env, cwd=self.cwd,
+        )
+        os.close(slave)
+        self.master = master
+        self._trigger = b"__rock_read 2>/dev/null; eval \"$__rock_c\"\n"
+        threading.Thread(target=self._read_loop, name="bash-" + name, daemon=True).start()
+
+    # -- called from request handlers -------------------------------------------------
+
+    def run(self, req, command, stream, timeout, idle_timeout, max_output):
+        with self._lock:
+            self._check_usable()
+            if self.current is not None:
+                raise OpError("SessionBusy", "session %r is still running a command; wait for it, send input or interrupt it" % self.name)
+            cmd = Command(max_output or DEFAULT_MAX_OUTPUT)
+            cmd.attach(req, stream, timeout, idle_timeout)
+            self.current = cmd
+        # The payload may exceed the pipe buffer: a writer thread keeps the reader loop free.
+        data = command.encode("utf-8", "surrogateescape") + b"\0"
+        if len(data) <= 16384:
+            os.write(self._cmd_w, data)
+        else:
+            threading.Thread(target=_write_all, args=(self._cmd_w, data), daemon=True).start()
+        self._restore_termios()
+        os.write(self.master, self._trigger)
+        self._wake()
+
+    def wait(self, req, stream, timeout, idle_timeout):
+        with self._lock:
+            cmd = self.current
+            if cmd is None:
+                raise OpError("BadRequest", "no command is running in session %r" % self.name)
+            if cmd.result is not None:
+                self.current = None
+                return cmd.result
+            cmd.output = Output(cmd.max_output)
+            cmd.attach(req, stream, timeout, idle_timeout)
+        self._wake()
+        return None
+
+    def send_input(self, data):
+        with self._lock:
+            self._check_usable()
+            if self.current is None:
+                raise OpError("BadRequest", "no command is running in session %r: input goes to a running program; use session.run for commands" % self.name)
+        os.write(self.master, data.encode("utf-8", "surrogateescape"))
+
+    def interrupt(self, req, grace):
+        with self._lock:
+            cmd = self.current
+            if cmd is None or not self.alive:
+                return {"status": "idle", "output": "", "exit_code": None, "cwd": self.cwd, "truncated": False}
+            if cmd.result is not None:
+                self.current = None
+                return cmd.result
+            cmd.waiters.append((req, False))
+            self._begin_stop(cmd, "interrupted", grace)
+        self._wake()
+        return None
+
+    def close(self):
+        self.alive = False
+        self._kill_all(signal.SIGKILL, include_shell=True)
+        self._wake()
+
+    def _check_usable(self):
+        if not self.alive:
+            raise OpError("SessionNotFound", "session %r has ended (exit code %s); create it again" % (self.name, self.exit_code))
+
+    # -- the reader thread ------------------------------------------------------------
+
+    def _read_loop(self):
+        try:
+            while self.alive:
+                ready, _, _ = select.select([self.master, self._wake_r], [], [], self._next_timeout())
+                if self._wake_r in ready:
+                    os.read(self._wake_r, 4096)
+                if self.master in ready:
+                    try:
+                        data = os.read(self.master, 65536)
+                    except OSError:
+                        data = b""
+                    if not data:
+                        break
+                    self._feed(data)
+                self._check_timers()
+        finally:
+            self._on_exit()
+
+    def _next_timeout(self):
+        cmd = self.current
+        if cmd is None or not cmd.waiters and cmd.escalate_at is None and cmd.deadline is None:
+            return None
+        now = time.monotonic()
+        points = [t for t in (cmd.deadline, cmd.escalate_at) if t is not None]
+        if cmd.idle_timeout and cmd.waiters:
+            points.append(cmd.last_output + cmd.idle_timeout)
+        return max(0.0, min(points) - now) if points else None
+
+    def _feed(self, data):
+        buf = self._buf + data
+        while buf:
+            i = buf.find(self.start_tag)
+            if i < 0:
+                # Hold back a tail that could be the start of a split record.
+                j = buf.rfind(b"\x1e", max(0, len(buf) - len(self.start_tag)))
+                if j >= 0 and self.start_tag.startswith(buf[j:]):
+                    self._emit(buf[:j])
+                    buf = buf[j:]
+                    break
+                self._emit(buf)
+                buf = b""
+                break
+            self._emit(buf[:i])
+            end = buf.find(b"\x1f", i)
+            if end < 0:
+                buf = buf[i:]
+                break
+            record = buf[i + len(self.start_tag) : end]
+            buf = buf[end + 1 :]
+            status, _, cwd = record.partition(b";")
+            self._on_prompt(int(status or 0), cwd.decode("utf-8", "surrogateescape"))
+        self._buf = buf
+
+    def _emit(self, data):
+        cmd = self.current
+        if not data or cmd is None or cmd.result is not None:
+            return
+        cmd.last_output = time.monotonic()
+        cmd.output.add(data)
+        for req, stream in cmd.waiters:
+            if stream:
+                dec = cmd.decoders.get(req.id)
+                if dec is None:
+                    dec = cmd.decoders[req.id] = codecs.getincrementaldecoder("utf-8")("replace")
+                req.event("output", {"text": dec.decode(data)})
+
+    def _on_prompt(self, status, cwd):
+        self.cwd = cwd
+        if not self.ready.is_set():
+            self.ready.set()
+            return
+        with self._lock:
+            cmd = self.current
+            if cmd is None:
+                return
+            self._finish(cmd, cmd.stop_reason or "completed", status)
+
+    def _finish(self, cmd, status, exit_code):
+        result = {
+            "output": cmd.output.text(),
+            "exit_code": exit_code,
+            "cwd": self.cwd,
+            "status": status,
+            "truncated": bool(cmd.output.dropped),
+        }
+        if cmd.waiters:
+            self.current = None
+            for req, _ in cmd.waiters:
+                req.reply(result)
+        else:
+            cmd.result = result  # picked up by the next session.wait
+
+    def _check_timers(self):
+        cmd = self.current
+        if cmd is None or cmd.result is not None:
+            return
+        now = time.monotonic()
+        if cmd.escalate_at is not None and now >= cmd.escalate_at:
+            self._escalate(cmd)
+        elif cmd.deadline is not None and now >= cmd.deadline and cmd.stop_reason is None:
+            with self._lock:
+                self._begin_stop(cmd, "timeout", INTERRUPT_GRACE)
+        elif cmd.idle_timeout and cmd.waiters and now - cmd.last_output >= cmd.idle_timeout:
+            with self._lock:
+                result = {"output": cmd.output.text(), "exit_code": None, "cwd": self.cwd,
+                          "status": "idle", "truncated": bool(cmd.output.dropped)}
+                waiters, cmd.waiters = cmd.waiters, []
+                cmd.output = Output(cmd.max_output)
+                cmd.deadline = None
+            for req, _ in waiters:
+                req.reply(result)
+
+    def _begin_stop(self, cmd, reason, grace):
+        cmd.stop_reason = reason
+        cmd.deadline = None
+        cmd.escalation = 0
+        cmd.escalate_at = time.monotonic() + float(grace or INTERRUPT_GRACE)
+        os.write(self.master, b"\x03")
+
+    def _escalate(self, cmd):
+        # Ctrl-C was ignored (e.g. less): kill what the command started, then the shell itself.
+        cmd.escalation += 1
+        if cmd.escalation == 1:
+            self._kill_all(signal.SIGTERM)
+        elif cmd.escalation == 2:
+            self._kill_all(signal.SIGKILL)
+        else:
+            self._kill_all(signal.SIGKILL, include_shell=True)
+        cmd.escalate_at = time.monotonic() + INTERRUPT_GRACE
+
+    def _kill_all(self, sig, include_shell=False):
+        shell = self.proc.pid
+        for pid in _session_members(shell):
+            if pid != shell or include_shell:
+                try:
+                    os.kill(pid, sig)
+                except OSError:
+                    pass
+
+    def _on_exit(self):
+        self.alive = False
+        try:
+            self.exit_code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.exit_code = self.proc.wait()
+        for fd in (self.master, self._cmd_r, self._cmd_w, self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.ready.set()
+        with self._lock:
+            cmd = self.current
+            if cmd is not None and cmd.result is None:
+                self._finish(cmd, "ended", self.exit_code)
+
+    def _wake(self):
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    def _restore_termios(self):
+        # A program may have turned echo back on (or died in raw mode); echo would leak our input.
+        attrs = termios.tcgetattr(self.master)
+        want_l = (attrs[3] & ~(termios.ECHO | termios.ECHONL)) | termios.ICANON | termios.ISIG
+        if want_l != attrs[3]:
+            attrs[3] = want_l
+            termios.tcsetattr(self.master, termios.TCSANOW, attrs)
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _session_members(sid):
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 3 and int(fields[3]) == sid:
+            pids.append(int(name))
+    return pids
+
+
+_rc_dir = []
+
+
+def _rcfile(nonce, cmd_fd):
+    """The init file each session's bash reads; PROMPT_COMMAND reports status and cwd."""
+    if not _rc_dir:
+        import tempfile
+
+        _rc_dir.append(tempfile.mkdtemp(prefix=".rock-agent-"))
+    path = os.path.join(_rc_dir[0], "rc-" + nonce.decode())
+    with open(path, "w") as f:
+        f.write(
+            "set +o history +H +m\n"
+            "__rock_read() { IFS= read -r -d '' __rock_c <&%d; }\n"
+            "PS1=''; PS2=''; unset MAILCHECK\n"
+            "if [ -n \"$ROCK_ENV_ENABLE\" ]; then [ -f /etc/profile ] && . /etc/profile; [ -f ~/.bashrc ] && . ~/.bashrc; fi\n"
+            "PROMPT_COMMAND='{ __rock_s=$?; printf \"\\036%s%%d;%%s\\037\" \"$__rock_s\" \"$PWD\"; set +m; } 2>/dev/null'\n" % (cmd_fd, nonce.decode())
+        )
+    return path
+
+
+# -- session registry and ops --------------------------------------------------------
+
+
+def _take_spare():
+    with _spare_lock:
+        spare, _spare[0] = _spare[0], None
+    threading.Thread(target=prewarm, daemon=True).start()
+    return spare
+
+
+def prewarm():
+    """Keep one idle bash started, so session.create does not pay bash's start-up."""
+    with _spare_lock:
+        if _spare[0] is not None:
+            return
+    session = BashSession("")
+    with _spare_lock:
+        if _spare[0] is None:
+            _spare[0] = session
+            return
+    session.close()
+
+
+def get(name):
+    session = _sessions.get(name)
+    if session is None:
+        raise OpError("SessionNotFound", "no session named %r; create it first" % name)
+    return session
+
+
+def create(req):
+    args = req.args
+    name = args["session"]
+    if not isinstance(name, str) or not name:
+        raise OpError("BadRequest", "session must be a non-empty string")
+    env = {str(k): str(v) for k, v in (args.get("env") or {}).items()}
+    if args.get("env_enable"):
+        env["ROCK_ENV_ENABLE"] = "1"
+    cwd = args.get("cwd")
+    with _lock:
+        old = _sessions.get(name)
+        if old is not None and old.alive:
+            raise OpError("SessionExists", "session %r already exists" % name)
+    session = None if env or cwd else _take_spare()
+    if session is None or not session.alive:
+        session = BashSession(name, env=env, cwd=cwd)
+    session.name = name
+    if not session.ready.wait(30) or not session.alive:
+        session.close()
+        raise OpError("AgentError", "bash did not start for session %r" % name)
+    for path in args.get("startup_source") or []:
+        _run_sync(session, "source %s" % _quote(path))
+    with _lock:
+        _sessions[name] = session
+    return {"session": name}
+
+
+def _run_sync(session, command):
+    class _Waiter:
+        id = 0
+
+        def __init__(self):
+            self.result = None
+            self.done = threading.Event()
+
+        def reply(self, result):
+            self.result = result
+            self.done.set()
+
+    waiter = _Waiter()
+    session.run(waiter, command, False, 60, None, None)
+    waiter.done.wait(65)
+    return waiter.result
+
+
+def _quote(text):
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def run(req):
+    a = req.args
+    command = a["command"]
+    if not isinstance(command, str):
+        raise OpError("BadRequest", "command must be a string")
+    get(a["session"]).run(req, command, bool(a.get("stream")), a.get("timeout"), a.get("idle_timeout"), a.get("max_output"))
+    return DEFERRED
+
+
+def wait(req):
+    a = req.args
+    result = get(a["session"]).wait(req, bool(a.get("stream")), a.get("timeout"), a.get("idle_timeout"))
+    return DEFERRED if result is None else result
+
+
+def send_input(req):
+    get(req.args["session"]).send_input(req.args["data"])
+    return {}
+
+
+def interrupt(req):
+    result = get(req.args["session"]).interrupt(req, req.args.get("grace"))
+    return DEFERRED if result is None else result
+
+
+def close(req):
+    with _lock:
+        session = _sessions.pop(req.args["session"], None)
+    if session is None:
+        raise OpError("SessionNotFound", "no session named %r" % req.args["session"])
+    session.close()
+    return {}
+
+
+def list_sessions(req):
+    return {
+        "sessions": [
+            {"session": n, "alive": s.alive, "running": s.current is not None, "pid": s.proc.pid, "cwd": s.cwd}
+            for n, s in sorted(_sessions.items())
+        ]
+    }
+
+
+OPS = {
+    "session.create": create,
+    "session.run": run,
+    "session.wait": wait,
+    "session.input": send_input,
+    "session.interrupt": interrupt,
+    "session.close": close,
+    "session.list": list_sessions,
+}
+INLINE = ("session.run", "session.wait", "session.input", "session.interrupt", "session.list")

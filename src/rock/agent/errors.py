@@ -1,0 +1,29 @@
+"""Errors an op handler raises; the server turns them into error frames."""
+
+import errno
+
+
+class OpError(Exception):
+    def __init__(self, type_, message):
+        Exception.__init__(self, message)
+        self.type = type_
+        self.message = message
+
+
+_ERRNO_TYPES = {
+    errno.ENOENT: "FileNotFound",
+    errno.EACCES: "PermissionDenied",
+    errno.EPERM: "PermissionDenied",
+    errno.EISDIR: "IsADirectory",
+    errno.ENOTDIR: "NotADirectory",
+    errno.EEXIST: "FileExists",
+    errno.ENOTEMPTY: "DirectoryNotEmpty",
+    errno.ENOSPC: "NoSpace",
+}
+
+
+def from_os_error(exc):
+    """An OSError as the caller should see it: a type and a message naming the path."""
+    kind = _ERRNO_TYPES.get(exc.errno, "AgentError")
+    where = " (%s)" % exc.filename if exc.filename else ""
+    return OpError(kind, "%s%s" % (exc.strerror or exc, where))

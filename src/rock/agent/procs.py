@@ -1,0 +1,140 @@
+"""One-shot commands and background processes."""
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+from .errors import OpError
+
+_procs = {}
+_lock = threading.Lock()
+_counter = [0]
+_log_dir = []
+
+
+def _argv(args):
+    command = args["command"]
+    if args.get("shell") or isinstance(command, str) and not args.get("argv"):
+        if not isinstance(command, str):
+            raise OpError("BadRequest", "a shell command must be a string")
+        return ["/bin/sh", "-c", command] if not args.get("bash") else ["bash", "-c", command]
+    if not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command):
+        raise OpError("BadRequest", "command must be a non-empty list of strings or a shell string")
+    return command
+
+
+def _env(args):
+    env = dict(os.environ)
+    env.update({str(k): str(v) for k, v in (args.get("env") or {}).items()})
+    return env
+
+
+def _decode(data):
+    return data.decode("utf-8", "replace")
+
+
+def execute(req):
+    a = req.args
+    timeout = a.get("timeout")
+    try:
+        proc = subprocess.Popen(
+            _argv(a), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=_env(a), cwd=a.get("cwd") or None, start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        raise OpError("FileNotFound", "cannot run %r: %s" % (a["command"], exc.strerror))
+    timed_out = False
+    try:
+        out, err = proc.communicate(req.body or None, timeout=float(timeout) if timeout else None)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+    return {"stdout": _decode(out), "stderr": _decode(err), "exit_code": proc.returncode, "timed_out": timed_out}
+
+
+def _kill_group(pid, sig):
+    try:
+        os.killpg(pid, sig)
+    except OSError:
+        pass
+
+
+class Background:
+    def __init__(self, proc_id, args):
+        if not _log_dir:
+            import tempfile
+
+            _log_dir.append(tempfile.mkdtemp(prefix=".rock-procs-"))
+        self.proc_id = proc_id
+        self.paths = {s: os.path.join(_log_dir[0], "%s.%s" % (proc_id, s)) for s in ("stdout", "stderr")}
+        with open(self.paths["stdout"], "wb") as out, open(self.paths["stderr"], "wb") as err:
+            self.proc = subprocess.Popen(
+                _argv(args), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                env=_env(args), cwd=args.get("cwd") or None, start_new_session=True,
+            )
+        self.started = time.time()
+        self.command = args["command"]
+
+    def status(self):
+        code = self.proc.poll()
+        return {"proc_id": self.proc_id, "pid": self.proc.pid, "running": code is None, "exit_code": code,
+                "command": self.command, "started": self.started}
+
+
+def _get(proc_id):
+    proc = _procs.get(proc_id)
+    if proc is None:
+        raise OpError("NotFound", "no background process %r" % proc_id)
+    return proc
+
+
+def start(req):
+    with _lock:
+        _counter[0] += 1
+        proc_id = req.args.get("name") or "p%d" % _counter[0]
+        if proc_id in _procs and _procs[proc_id].proc.poll() is None:
+            raise OpError("BadRequest", "a background process named %r is running" % proc_id)
+    proc = Background(proc_id, req.args)
+    _procs[proc_id] = proc
+    return {"proc_id": proc_id, "pid": proc.proc.pid}
+
+
+def status(req):
+    return _get(req.args["proc_id"]).status()
+
+
+def output(req):
+    proc = _get(req.args["proc_id"])
+    stream = req.args.get("stream", "stdout")
+    if stream not in proc.paths:
+        raise OpError("BadRequest", "stream must be stdout or stderr")
+    running = proc.proc.poll() is None
+    offset = int(req.args.get("offset") or 0)
+    limit = int(req.args.get("length") or 8 << 20)
+    with open(proc.paths[stream], "rb") as f:
+        f.seek(offset)
+        data = f.read(limit)
+    return {"next_offset": offset + len(data), "running": running}, data
+
+
+def kill(req):
+    proc = _get(req.args["proc_id"])
+    _kill_group(proc.proc.pid, int(req.args.get("signal") or signal.SIGTERM))
+    return {}
+
+
+def list_procs(req):
+    return {"procs": [p.status() for _, p in sorted(_procs.items())]}
+
+
+OPS = {
+    "exec": execute,
+    "proc.start": start,
+    "proc.status": status,
+    "proc.output": output,
+    "proc.kill": kill,
+    "proc.list": list_procs,
+}

@@ -1,0 +1,85 @@
+"""Framing shared by the in-sandbox agent and the worker's client.
+
+Standard library only: this module runs inside arbitrary images (Python 3.8+).
+
+A frame is an 8-byte header ``>II`` (meta length, body length), then ``meta`` as
+UTF-8 JSON, then ``body`` as raw bytes. JSON carries the small structured part,
+the body carries payloads (file contents, output chunks, tar streams) without
+base64, so large transfers stay binary and cheap.
+
+Every frame's meta has an ``id`` chosen by the client. One connection carries many
+requests at once; replies may interleave.
+
+client -> agent
+    {"id", "op", "args"}        start a request (body: optional payload)
+    {"id", "chunk": true}        more payload for a streaming request (body)
+    {"id", "eof": true}          end of the payload stream
+    {"id", "cancel": true}       abandon the request
+agent -> client
+    {"id", "event": name, ...}   a non-final event (body: e.g. an output chunk)
+    {"id", "ok": true, "result"} final success (body: optional payload)
+    {"id", "ok": false, "error": {"type", "message"}}   final failure
+"""
+
+import json
+import struct
+
+HEADER = struct.Struct(">II")
+MAX_META = 16 << 20
+MAX_BODY = 256 << 20
+# Payload streams (uploads, downloads, output) are cut into chunks of this size.
+CHUNK = 256 << 10
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not a valid frame."""
+
+
+def encode(meta, body=b""):
+    raw = json.dumps(meta, separators=(",", ":")).encode()
+    return HEADER.pack(len(raw), len(body)) + raw + body if len(body) < 65536 else b"".join(
+        (HEADER.pack(len(raw), len(body)), raw, body)
+    )
+
+
+def parse_header(header):
+    meta_len, body_len = HEADER.unpack(header)
+    if meta_len > MAX_META or body_len > MAX_BODY:
+        raise ProtocolError("frame too large: meta %d, body %d bytes" % (meta_len, body_len))
+    return meta_len, body_len
+
+
+def decode_meta(raw):
+    try:
+        meta = json.loads(raw)
+    except ValueError as exc:
+        raise ProtocolError("bad frame meta: %s" % exc)
+    if not isinstance(meta, dict) or not isinstance(meta.get("id"), int):
+        raise ProtocolError("frame meta must be an object with an integer id")
+    return meta
+
+
+class FrameReader:
+    """Incremental decoder: feed bytes, get complete (meta, body) frames."""
+
+    def __init__(self):
+        self._buf = bytearray()
+        self._need = None  # (meta_len, body_len) once the header is known
+
+    def feed(self, data):
+        self._buf += data
+        frames = []
+        while True:
+            if self._need is None:
+                if len(self._buf) < HEADER.size:
+                    return frames
+                self._need = parse_header(bytes(self._buf[: HEADER.size]))
+                del self._buf[: HEADER.size]
+            meta_len, body_len = self._need
+            if len(self._buf) < meta_len + body_len:
+                return frames
+            meta = decode_meta(bytes(self._buf[:meta_len]))
+            body = bytes(self._buf[meta_len : meta_len + body_len])
+            del self._buf[: meta_len + body_len]
+            self._need = None
+            frames.append((meta, body))

@@ -1,0 +1,286 @@
+"""The agent's Unix-socket server: accepts the worker's connections and dispatches ops.
+
+Threads, not asyncio: importing asyncio costs ~70 ms on a cold 2-core VM, and the
+agent's start-up is on every sandbox's critical path. Ops marked ``INLINE`` never
+block (they hand work to a session's own reader thread), so they run on the
+connection's thread; everything else runs on a small pool of reusable threads.
+"""
+
+import _socket
+import os
+import sys
+import threading
+
+from . import protocol
+from .errors import OpError, from_os_error
+
+VERSION = "1"
+
+
+class Request:
+    """One client request: its arguments, payload, and the way to answer it."""
+
+    __slots__ = ("conn", "id", "op", "args", "body", "cancelled", "_chunks", "done")
+
+    def __init__(self, conn, rid, op, args, body):
+        self.conn = conn
+        self.id = rid
+        self.op = op
+        self.args = args
+        self.body = body
+        self.cancelled = threading.Event()
+        self._chunks = None
+        self.done = False
+
+    def event(self, name, fields=None, body=b""):
+        meta = {"id": self.id, "event": name}
+        if fields:
+            meta.update(fields)
+        self.conn.send(meta, body)
+
+    def reply(self, result=None, body=b""):
+        if not self.done:
+            self.done = True
+            self.conn.finish(self.id)
+            self.conn.send({"id": self.id, "ok": True, "result": result or {}}, body)
+
+    def fail(self, type_, message):
+        if not self.done:
+            self.done = True
+            self.conn.finish(self.id)
+            self.conn.send({"id": self.id, "ok": False, "error": {"type": type_, "message": message}})
+
+    def chunks(self):
+        """Iterate the payload the client streams after the request, until its eof."""
+        while True:
+            item = self._chunk_queue().get()
+            if item is None:
+                return
+            yield item
+
+    def _chunk_queue(self):
+        if self._chunks is None:
+            import queue
+
+            self._chunks = queue.SimpleQueue()
+        return self._chunks
+
+
+class Deferred(Exception):
+    """Returned (not raised) by an inline handler that will call req.reply() later."""
+
+
+DEFERRED = Deferred()
+
+
+class Pool:
+    """Reusable threads; grows when all are busy, since handlers may block for long."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._idle = []
+
+    def submit(self, fn, arg):
+        with self._lock:
+            slot = self._idle.pop() if self._idle else None
+        if slot is None:
+            slot = [threading.Event(), None]
+            threading.Thread(target=self._run, args=(slot,), daemon=True).start()
+        slot[1] = (fn, arg)
+        slot[0].set()
+
+    def _run(self, slot):
+        while True:
+            slot[0].wait()
+            slot[0].clear()
+            fn, arg = slot[1]
+            slot[1] = None
+            fn(arg)
+            with self._lock:
+                if len(self._idle) >= 16:
+                    return
+                self._idle.append(slot)
+
+
+class Connection:
+    def __init__(self, agent, sock):
+        self.agent = agent
+        self.sock = sock
+        self.lock = threading.Lock()
+        self.requests = {}
+        self.closed = False
+
+    def send(self, meta, body=b""):
+        data = protocol.encode(meta, body)
+        with self.lock:
+            if self.closed:
+                return
+            try:
+                self.sock.sendall(data)
+            except OSError:
+                self.closed = True
+
+    def finish(self, rid):
+        self.requests.pop(rid, None)
+
+    def serve(self):
+        reader = protocol.FrameReader()
+        try:
+            while True:
+                data = self.sock.recv(1 << 20)
+                if not data:
+                    break
+                for meta, body in reader.feed(data):
+                    self.on_frame(meta, body)
+        except (OSError, protocol.ProtocolError) as exc:
+            sys.stderr.write("rock agent: connection dropped: %s\n" % exc)
+        finally:
+            self.closed = True
+            for req in list(self.requests.values()):
+                req.cancelled.set()
+                if req._chunks is not None:
+                    req._chunks.put(None)
+            self.sock.close()
+
+    def on_frame(self, meta, body):
+        rid = meta["id"]
+        if "op" in meta:
+            req = Request(self, rid, meta["op"], meta.get("args") or {}, body)
+            self.requests[rid] = req
+            self.agent.dispatch(req)
+            return
+        req = self.requests.get(rid)
+        if req is None:
+            return
+        if meta.get("chunk"):
+            req._chunk_queue().put(body)
+        elif meta.get("eof"):
+            req._chunk_queue().put(None)
+        elif meta.get("cancel"):
+            req.cancelled.set()
+            if req._chunks is not None:
+                req._chunks.put(None)
+
+
+class Agent:
+    def __init__(self):
+        self.ops = {}
+        self.inline = set()
+        self.pool = Pool()
+
+    def register(self, module):
+        self.ops.update(module.OPS)
+        self.inline.update(getattr(module, "INLINE", ()))
+
+    def dispatch(self, req):
+        handler = self.ops.get(req.op) or self._load(req.op)
+        if handler is None:
+            req.fail("BadRequest", "unknown op %r" % req.op)
+        elif req.op in self.inline:
+            self.run(req, handler)
+        else:
+            self.pool.submit(self._run_pooled, (req, handler))
+
+    def _load(self, op):
+        for prefix, name in LAZY_MODULES.items():
+            if op.startswith(prefix):
+                try:
+                    module = __import__(__package__ + "." + name, fromlist=["OPS"])
+                except ImportError:
+                    return None
+                self.register(module)
+                return self.ops.get(op)
+        return None
+
+    def _run_pooled(self, item):
+        self.run(*item)
+
+    @staticmethod
+    def run(req, handler):
+        try:
+            out = handler(req)
+            if out is DEFERRED:
+                return
+            result, body = out if isinstance(out, tuple) else (out, b"")
+            req.reply(result, body)
+        except OpError as exc:
+            req.fail(exc.type, exc.message)
+        except OSError as exc:
+            err = from_os_error(exc)
+            req.fail(err.type, err.message)
+        except (KeyError, TypeError, ValueError) as exc:
+            req.fail("BadRequest", "%s: %s" % (type(exc).__name__, exc))
+        except Exception as exc:  # a bug in the agent must not kill the connection
+            import traceback
+
+            traceback.print_exc()
+            req.fail("AgentError", "%s: %s" % (type(exc).__name__, exc))
+
+
+def _ping(req):
+    return {"pid": os.getpid(), "python": sys.version.split()[0], "version": VERSION}
+
+
+# Op prefixes and the module that serves them. Only ``bash`` is imported at start-up: the
+# rest load on first use, keeping the sandbox's start -> first output path short.
+LAZY_MODULES = {"exec": "procs", "proc.": "procs", "file.": "files", "tar.": "files", "stats": "stats", "env.": "envs"}
+
+
+def build_agent():
+    from . import bash
+
+    agent = Agent()
+    agent.ops["ping"] = _ping
+    agent.inline.add("ping")
+    agent.register(bash)
+    return agent
+
+
+def parse_args(argv):
+    opts = {"socket": None, "ready": None}
+    it = iter(argv)
+    for arg in it:
+        key = arg.lstrip("-")
+        if key not in opts:
+            raise SystemExit("rock agent: unknown argument %s" % arg)
+        opts[key] = next(it)
+    if not opts["socket"]:
+        raise SystemExit("rock agent: --socket is required")
+    return opts
+
+
+def signal_ready(path):
+    # Non-blocking: if nobody reads the FIFO (a re-started agent), do not hang.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        return
+    try:
+        os.write(fd, b"ready\n")
+    finally:
+        os.close(fd)
+
+
+def main(argv):
+    opts = parse_args(argv)
+    agent = build_agent()
+    path = opts["socket"]
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    # _socket, not socket: the wrapper module pulls in enum and selectors, ~5 ms at start-up.
+    listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    listener.bind(path)
+    os.umask(old)
+    listener.listen(128)
+    if opts["ready"]:
+        signal_ready(opts["ready"])
+    from . import bash
+
+    bash.prewarm()
+    while True:
+        fd, _ = listener._accept()
+        conn = Connection(agent, _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd))
+        threading.Thread(target=conn.serve, daemon=True).start()

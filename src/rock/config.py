@@ -1,0 +1,54 @@
+"""One configuration model for the whole service: defaults here, overridable by
+environment variables (``ROCK_*``) and by a TOML/JSON file named in ``ROCK_CONFIG``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BackendName = Literal["auto", "docker", "bwrap", "local"]
+
+
+def _default_state_dir() -> Path:
+    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "rock"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ROCK_", extra="ignore")
+
+    # admin
+    host: str = "127.0.0.1"
+    port: int = 8080
+    role: Literal["admin", "proxy"] = "admin"
+    tokens: dict[str, str] = Field(default_factory=dict, description="token -> namespace")
+    # worker / runtime
+    backend: BackendName = "auto"
+    state_dir: Path = Field(default_factory=_default_state_dir)
+    default_image: str = "python:3.11"
+    default_memory: str = "1g"
+    default_cpus: float = 1.0
+    pids_limit: int = 1024
+    pool_size: int = 0
+    host_python: str = Field(default_factory=lambda: os.path.realpath(sys.executable))
+    max_output_bytes: int = 8 << 20
+
+    @classmethod
+    def load(cls, **overrides) -> "Settings":
+        path = os.environ.get("ROCK_CONFIG")
+        data: dict = {}
+        if path:
+            text = Path(path).read_text()
+            if path.endswith(".toml"):
+                import tomllib
+
+                data = tomllib.loads(text)
+            else:
+                data = json.loads(text)
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**data)

@@ -1,0 +1,72 @@
+"""Error types shared by the service and the SDK; the admin maps them to HTTP codes in one place."""
+
+
+class RockError(Exception):
+    status_code = 500
+
+    def __init__(self, message: str = ""):
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(RockError):
+    status_code = 400
+
+
+class SandboxNotFound(RockError):
+    status_code = 404
+
+
+class SessionNotFound(RockError):
+    status_code = 404
+
+
+class SessionExists(RockError):
+    status_code = 409
+
+
+class SessionBusy(RockError):
+    status_code = 409
+
+
+class Forbidden(RockError):
+    status_code = 403
+
+
+class Unauthorized(RockError):
+    status_code = 401
+
+
+class PayloadTooLarge(RockError):
+    status_code = 413
+
+
+class SandboxStartError(RockError):
+    status_code = 503
+
+
+class SandboxNotRunning(RockError):
+    status_code = 409
+
+
+class CommandTimeout(RockError):
+    status_code = 504
+
+
+class AgentError(RockError):
+    """The agent inside the sandbox reported a failure (its type name travels in ``kind``)."""
+
+    status_code = 400
+
+    def __init__(self, message: str = "", kind: str = "AgentError"):
+        super().__init__(message)
+        self.kind = kind
+
+
+class AgentGone(RockError):
+    """The connection to the sandbox's agent broke: the sandbox died or was stopped."""
+
+    status_code = 410
+
+
+ERRORS = {cls.__name__: cls for cls in RockError.__subclasses__()} | {"RockError": RockError}

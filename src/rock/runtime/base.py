@@ -1,0 +1,247 @@
+"""The one interface every isolation backend implements.
+
+A backend starts an isolated machine whose first process is the rock agent, and
+returns once the agent's Unix socket accepts connections. Everything that happens
+inside a sandbox afterwards goes through the agent (see ``rock.worker.agent_client``),
+so backends stay small: create, destroy, alive, stats, and cleaning up leftovers.
+
+Inside every sandbox the layout is the same:
+    /.rock/lib/rock_agent   the agent package, read-only
+    /.rock/run              a host directory, read-write: ``agent.sock`` and the ``ready`` FIFO
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import hashlib
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rock.config import Settings
+from rock.errors import SandboxStartError
+
+AGENT_SRC = Path(__file__).resolve().parent.parent / "agent"
+SANDBOX_LIB = "/.rock/lib"
+SANDBOX_RUN = "/.rock/run"
+SOCKET_NAME = "agent.sock"
+READY_NAME = "ready"
+# How long a backend waits for the agent's ready line (a first start of an image can be slow).
+READY_TIMEOUT = 60.0
+# Unix socket paths longer than this cannot be bound or connected to (sun_path is 108 bytes).
+MAX_SOCKET_PATH = 107
+
+
+class SandboxSpec(BaseModel):
+    """What a caller asks a backend for."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sandbox_id: str
+    image: str | None = None
+    memory_bytes: int | None = None
+    cpus: float | None = None
+    pids_limit: int | None = 1024
+    network: bool = False
+    env: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class RuntimeHandle(BaseModel):
+    """What a backend needs to find a sandbox again, also after a worker restart (persisted as JSON)."""
+
+    sandbox_id: str
+    backend: str
+    runtime_id: str
+    run_dir: str
+    spec: SandboxSpec
+    pid: int | None = None
+    created_at: float = Field(default_factory=time.time)
+    extra: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def socket_path(self) -> str:
+        return os.path.join(self.run_dir, SOCKET_NAME)
+
+
+class ResourceStats(BaseModel):
+    cpu_seconds: float | None = None
+    memory_bytes: int | None = None
+    memory_limit_bytes: int | None = None
+    pids: int | None = None
+    pids_limit: int | None = None
+
+
+class Runtime(abc.ABC):
+    name: ClassVar[str]
+    isolated: ClassVar[bool] = True
+
+    def __init__(self, settings: Settings, owner: str):
+        self.settings = settings
+        self.owner = owner
+        self.sandboxes_dir = Path(settings.state_dir) / "sandboxes"
+        self.sandboxes_dir.mkdir(parents=True, exist_ok=True)
+        # Short, path- and name-safe form of the owner for cgroup paths and container names.
+        self.owner_key = hashlib.sha256(owner.encode()).hexdigest()[:12]
+
+    @classmethod
+    @abc.abstractmethod
+    def available(cls) -> str | None:
+        """None when usable on this machine, else the reason it is not."""
+
+    @abc.abstractmethod
+    async def create(self, spec: SandboxSpec) -> RuntimeHandle:
+        """Start the sandbox; return once its agent accepts connections."""
+
+    @abc.abstractmethod
+    async def destroy(self, handle: RuntimeHandle) -> None:
+        """Kill every process of the sandbox and release what the backend holds for it."""
+
+    @abc.abstractmethod
+    async def alive(self, handle: RuntimeHandle) -> bool: ...
+
+    async def stats(self, handle: RuntimeHandle) -> ResourceStats:
+        return ResourceStats()
+
+    async def reap(self, known: set[str]) -> list[str]:
+        """Remove leftovers of this owner that no known sandbox uses; return what was removed."""
+        return []
+
+    # -- helpers shared by the backends ------------------------------------------------
+
+    def prepare_run_dir(self, sandbox_id: str) -> Path:
+        run = self.sandboxes_dir / sandbox_id / "run"
+        if len(str(run / SOCKET_NAME)) > MAX_SOCKET_PATH:
+            raise SandboxStartError(
+                f"agent socket path {run / SOCKET_NAME} is longer than {MAX_SOCKET_PATH} bytes; use a shorter state_dir"
+            )
+        if run.exists():
+            shutil.rmtree(run)
+        run.mkdir(parents=True, mode=0o700)
+        os.mkfifo(run / READY_NAME, 0o600)
+        return run
+
+    def agent_argv(self, python: str | None = None, lib: str = SANDBOX_LIB, run: str = SANDBOX_RUN) -> list[str]:
+        """Command that starts the agent inside a sandbox: the image's python3 if it has one.
+
+        ``lib`` and ``run`` are where the sandbox sees the agent package and the run
+        directory; only the local backend, which has no mount namespace, changes them.
+        """
+        boot = f"{lib}/rock_agent/boot.py"
+        args = ["--socket", f"{run}/{SOCKET_NAME}", "--ready", f"{run}/{READY_NAME}"]
+        if python:
+            return [python, "-I", "-S", boot, *args]
+        script = 'command -v python3 >/dev/null 2>&1 && exec python3 -I -S "$0" "$@"; exec "$ROCK_HOST_PYTHON" -I -S "$0" "$@"'
+        return ["/bin/sh", "-c", script, boot, *args]
+
+    def sandbox_env(self, spec: SandboxSpec) -> dict[str, str]:
+        """Environment every backend gives the agent (the spec's own variables win)."""
+        return {"ROCK_HOST_PYTHON": self.settings.host_python, "ROCK_SANDBOX_ID": spec.sandbox_id, **spec.env}
+
+    async def wait_ready(self, run_dir: Path, died: asyncio.Future | None, timeout: float) -> None:
+        """Wait for the agent's ready line on the FIFO: no polling, no sleeping.
+
+        ``died`` completes if the sandbox's first process exits first (its result is the reason).
+        """
+        loop = asyncio.get_running_loop()
+        # O_RDWR keeps the FIFO from reporting EOF before the agent opens it.
+        fd = os.open(run_dir / READY_NAME, os.O_RDWR | os.O_NONBLOCK)
+        ready: asyncio.Future = loop.create_future()
+
+        def on_readable() -> None:
+            try:
+                data = os.read(fd, 64)
+            except BlockingIOError:
+                return
+            if data and not ready.done():
+                ready.set_result(data)
+
+        loop.add_reader(fd, on_readable)
+        try:
+            waiters = {ready} | ({died} if died is not None else set())
+            done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if ready in done:
+                return
+            if died is not None and died in done:
+                raise SandboxStartError(f"sandbox exited before its agent was ready: {died.result()}")
+            raise SandboxStartError(f"agent not ready after {timeout:.0f}s")
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
+
+
+# -- processes started directly by a backend (bwrap, local) --------------------------------
+
+
+def exit_future(popen: subprocess.Popen) -> asyncio.Future:
+    """A future that completes with ``popen``'s exit status when it exits (and reaps it)."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future = loop.create_future()
+
+    def done(code: int) -> None:
+        if not fut.done():
+            fut.set_result(code)
+
+    try:
+        # A pidfd turns "this process exited" into a readable fd: no thread, no polling.
+        fd = os.pidfd_open(popen.pid)
+    except (AttributeError, OSError):  # macOS, old kernels
+        threading.Thread(target=lambda: loop.call_soon_threadsafe(done, popen.wait()), daemon=True).start()
+        return fut
+
+    def on_exit() -> None:
+        loop.remove_reader(fd)
+        os.close(fd)
+        done(popen.wait())
+
+    loop.add_reader(fd, on_exit)
+    return fut
+
+
+def process_start_time(pid: int) -> int | None:
+    """Start time in clock ticks since boot: with the pid it identifies a process across pid reuse."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rpartition(")")[2].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def process_alive(pid: int, start_time: int | None) -> bool:
+    """True when ``pid`` still runs and is the same process (not a zombie, not a reused pid)."""
+    if not os.path.exists("/proc/self/stat"):  # no procfs (macOS): existence is all we can tell
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return False
+    if fields[0] in ("Z", "X"):
+        return False
+    return start_time is None or int(fields[19]) == start_time
+
+
+async def exit_reason(exited: asyncio.Future, log_path: Path) -> str:
+    """Wait for a sandbox's first process to exit; say how, with the end of its output."""
+    code = await asyncio.shield(exited)
+    return f"exit status {code}; output: {tail(log_path)}"
+
+
+def tail(path: Path, limit: int = 2000) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - limit))
+            return f.read().decode(errors="replace").strip() or "(none)"
+    except OSError:
+        return "(none)"
