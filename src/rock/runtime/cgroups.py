@@ -1,0 +1,238 @@
+"""Cgroups for sandboxes: limits and kill for the ones we run (bwrap), accounting for all.
+
+Works on cgroup v1 (one hierarchy per controller, possibly co-mounted like ``cpu,cpuacct``)
+and on v2 (one unified tree). Our groups live at ``rock/<owner key>/<sandbox id>`` under
+each hierarchy's root, the same level Docker uses for ``docker/<id>``, so a leftover is
+easy to find and the tree never depends on where the worker itself happens to run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+# The agent reads the same files from inside a sandbox; share its parsing (it is stdlib-only).
+from rock.agent.stats import _int, _read
+
+log = logging.getLogger("rock.runtime.cgroups")
+
+ROOT = Path("/sys/fs/cgroup")
+PREFIX = "rock"
+# v1 controllers we use: limits (memory, pids, cpu) and accounting (cpuacct).
+V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")
+V2_CONTROLLERS = ("memory", "pids", "cpu")
+CFS_PERIOD_US = 100_000
+
+
+def is_v2() -> bool:
+    return (ROOT / "cgroup.controllers").exists()
+
+
+@functools.cache
+def v1_mounts() -> dict[str, Path]:
+    """Controller -> mount point, read from mountinfo (hierarchies may be co-mounted)."""
+    mounts: dict[str, Path] = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fstype, _source, superopts = (right.split() + ["", "", ""])[:3]
+            if fstype != "cgroup":
+                continue
+            mount_point = Path(left.split()[4])
+            for opt in superopts.split(","):
+                if opt in V1_CONTROLLERS:
+                    mounts.setdefault(opt, mount_point)
+    return mounts
+
+
+class Cgroup:
+    """One cgroup, identified by its path relative to each hierarchy's root."""
+
+    def __init__(self, rel: str):
+        self.rel = rel.strip("/")
+        if is_v2():
+            self.dirs = {c: ROOT / self.rel for c in (*V2_CONTROLLERS, "cpuacct")}
+        else:
+            self.dirs = {c: m / self.rel for c, m in v1_mounts().items()}
+
+    def __repr__(self) -> str:
+        return f"Cgroup({self.rel!r})"
+
+    def unique_dirs(self) -> list[Path]:
+        """Each directory once (co-mounted controllers share one), deepest-first safe order."""
+        return sorted(set(self.dirs.values()))
+
+    def procs_files(self) -> list[str]:
+        return [str(d / "cgroup.procs") for d in self.unique_dirs()]
+
+    def exists(self) -> bool:
+        return any(d.is_dir() for d in self.unique_dirs())
+
+    # -- create with limits ---------------------------------------------------------------
+
+    def create(self, memory_bytes: int | None, cpus: float | None, pids_limit: int | None) -> None:
+        if is_v2():
+            self._create_v2(memory_bytes, cpus, pids_limit)
+        else:
+            self._create_v1(memory_bytes, cpus, pids_limit)
+
+    def _create_v1(self, memory_bytes, cpus, pids_limit) -> None:
+        for d in self.unique_dirs():
+            d.mkdir(parents=True, exist_ok=True)
+        if memory_bytes:
+            mem = self.dirs["memory"]
+            (mem / "memory.limit_in_bytes").write_text(str(memory_bytes))
+            # Same value for memory+swap: the sandbox cannot swap its way past the limit.
+            memsw = mem / "memory.memsw.limit_in_bytes"
+            if memsw.exists():
+                memsw.write_text(str(memory_bytes))
+        if pids_limit and "pids" in self.dirs:
+            (self.dirs["pids"] / "pids.max").write_text(str(pids_limit))
+        if cpus and "cpu" in self.dirs:
+            cpu = self.dirs["cpu"]
+            (cpu / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
+            (cpu / "cpu.cfs_quota_us").write_text(str(int(cpus * CFS_PERIOD_US)))
+
+    def _create_v2(self, memory_bytes, cpus, pids_limit) -> None:
+        # Controllers must be enabled in every ancestor's subtree_control to reach the leaf.
+        parts = Path(self.rel).parts
+        for i in range(len(parts)):
+            parent = ROOT.joinpath(*parts[:i])
+            available = set((_read(parent / "cgroup.controllers") or "").split())
+            wanted = [c for c in V2_CONTROLLERS if c in available]
+            if wanted:
+                (parent / "cgroup.subtree_control").write_text(" ".join("+" + c for c in wanted))
+            ROOT.joinpath(*parts[: i + 1]).mkdir(exist_ok=True)
+        d = ROOT / self.rel
+        if memory_bytes:
+            (d / "memory.max").write_text(str(memory_bytes))
+            if (d / "memory.swap.max").exists():
+                (d / "memory.swap.max").write_text("0")
+        if pids_limit and (d / "pids.max").exists():
+            (d / "pids.max").write_text(str(pids_limit))
+        if cpus and (d / "cpu.max").exists():
+            (d / "cpu.max").write_text(f"{int(cpus * CFS_PERIOD_US)} {CFS_PERIOD_US}")
+
+    # -- processes ------------------------------------------------------------------------
+
+    def pids(self) -> set[int]:
+        found: set[int] = set()
+        for d in self.unique_dirs():
+            text = _read(d / "cgroup.procs")
+            if text:
+                found.update(int(p) for p in text.split())
+        return found
+
+    def kill(self) -> None:
+        """SIGKILL everything in the group (v2 has one atomic file for it; v1 needs a loop)."""
+        kill_file = ROOT / self.rel / "cgroup.kill"
+        if is_v2() and kill_file.exists():
+            kill_file.write_text("1")
+            return
+        for pid in self.pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    async def destroy(self, timeout: float = 10.0) -> None:
+        """Kill all members, wait until the group is empty, remove it (and empty parents)."""
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        while True:
+            self.kill()
+            busy = [d for d in reversed(self.unique_dirs()) if d.is_dir() and not _rmdir(d)]
+            if not busy:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self}: still has processes {sorted(self.pids())} after {timeout}s")
+            # Killed processes leave the group asynchronously; there is no v1 event for "empty".
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        self._remove_empty_parents()
+
+    def _remove_empty_parents(self) -> None:
+        parts = Path(self.rel).parts
+        for d in self.unique_dirs():
+            base = Path(str(d)[: -len(self.rel)])
+            for i in range(len(parts) - 1, 1, -1):  # keep the top-level "rock" directory
+                if not _rmdir(base.joinpath(*parts[:i])):
+                    break
+
+    # -- accounting -----------------------------------------------------------------------
+
+    def stats(self) -> dict:
+        if is_v2():
+            d = ROOT / self.rel
+            usage = _read(d / "cpu.stat") or ""
+            micros = next((int(ln.split()[1]) for ln in usage.splitlines() if ln.startswith("usage_usec")), None)
+            return {
+                "cpu_seconds": micros / 1e6 if micros is not None else None,
+                "memory_bytes": _int(_read(d / "memory.current")),
+                "memory_limit_bytes": _int(_read(d / "memory.max")),
+                "pids": _int(_read(d / "pids.current")),
+                "pids_limit": _int(_read(d / "pids.max")),
+            }
+        get = lambda ctrl, name: _int(_read(self.dirs[ctrl] / name)) if ctrl in self.dirs else None  # noqa: E731
+        nanos = get("cpuacct", "cpuacct.usage")
+        return {
+            "cpu_seconds": nanos / 1e9 if nanos is not None else None,
+            "memory_bytes": get("memory", "memory.usage_in_bytes"),
+            "memory_limit_bytes": get("memory", "memory.limit_in_bytes"),
+            "pids": get("pids", "pids.current"),
+            "pids_limit": get("pids", "pids.max"),
+        }
+
+
+def _rmdir(d: Path) -> bool:
+    """True when ``d`` is gone afterwards; False when it still has members or children."""
+    try:
+        d.rmdir()
+    except FileNotFoundError:
+        return True
+    except OSError as exc:
+        if exc.errno in (errno.EBUSY, errno.ENOTEMPTY):
+            return False
+        raise
+    return True
+
+
+def owned(owner_key: str) -> dict[str, Cgroup]:
+    """Sandbox id -> cgroup, for every group this owner has in any hierarchy."""
+    bases = [ROOT] if is_v2() else list(v1_mounts().values())
+    found: dict[str, Cgroup] = {}
+    for base in bases:
+        d = base / PREFIX / owner_key
+        if d.is_dir():
+            for child in d.iterdir():
+                if child.is_dir():
+                    found.setdefault(child.name, Cgroup(f"{PREFIX}/{owner_key}/{child.name}"))
+    return found
+
+
+def all_rock_groups() -> list[str]:
+    """Every ``rock/<owner>/<id>`` group on the machine, as relative paths (for leak checks)."""
+    bases = [ROOT] if is_v2() else list(v1_mounts().values())
+    found: set[str] = set()
+    for base in bases:
+        top = base / PREFIX
+        if top.is_dir():
+            for owner_dir in top.iterdir():
+                if owner_dir.is_dir():
+                    found.update(f"{PREFIX}/{owner_dir.name}/{c.name}" for c in owner_dir.iterdir() if c.is_dir())
+    return sorted(found)
+
+
+def docker_group(container_id: str) -> Cgroup | None:
+    """The cgroup Docker made for a container: cgroupfs driver or systemd driver layout."""
+    for rel in (f"docker/{container_id}", f"system.slice/docker-{container_id}.scope"):
+        group = Cgroup(rel)
+        if group.exists():
+            return group
+    return None

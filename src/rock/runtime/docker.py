@@ -1,0 +1,280 @@
+"""Sandboxes as Docker containers, through the Engine API (the docker SDK's low-level client).
+
+A create is two API calls (create, start) and then the agent's ready line on the FIFO in
+the bind-mounted run directory: no polling of the engine. One event stream per process
+(``die`` events of rock containers) tells a create that its container exited before the
+agent came up, so a failed start reports the container's logs at once instead of timing out.
+Statistics come from the container's cgroup files on the host, not the slow stats API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import Mount
+
+from rock.errors import SandboxStartError
+from rock.runtime import cgroups
+from rock.runtime.base import (
+    AGENT_SRC,
+    READY_TIMEOUT,
+    SANDBOX_LIB,
+    SANDBOX_RUN,
+    ResourceStats,
+    Runtime,
+    RuntimeHandle,
+    SandboxSpec,
+)
+
+log = logging.getLogger("rock.runtime.docker")
+
+# Docker's default set minus what a sandbox does not need (MKNOD, NET_RAW, SYS_CHROOT,
+# SETFCAP, SETPCAP, AUDIT_WRITE). Kept: owning and chmod-ing files (apt/dpkg, tar, the
+# agent's chown op), root's permission bypass, dropping to another uid/gid (apt's _apt
+# user, su), signalling other uids' processes, and binding ports < 1024 inside the
+# container's own network namespace (task servers on :80).
+CAPS = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "NET_BIND_SERVICE"]
+LABEL = "rock.managed"
+
+# Docker calls block; they get their own threads so that a burst of creates cannot starve
+# the event loop's default executor (6 threads on a 2-core machine).
+_executor = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="rock-docker")
+
+
+@functools.cache
+def client() -> docker.APIClient:  # reads DOCKER_HOST like the CLI does
+    # version="auto" costs one round trip, once per process.
+    return docker.from_env(version="auto", timeout=120).api
+
+
+async def _call(fn: Callable, *args: Any, **kwargs: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(_executor, functools.partial(fn, *args, **kwargs))
+
+
+class _DeathWatch:
+    """One ``die`` event stream for all rock containers of this process, started on first use."""
+
+    def __init__(self) -> None:
+        self._waiters: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future]] = {}
+        self._lock = threading.Lock()
+        self._stream = None
+
+    def start(self) -> None:
+        with self._lock:
+            if self._stream is not None:
+                return
+            # Returns once the engine has accepted the subscription: no die after this is missed.
+            self._stream = client().events(decode=True, filters={"type": "container", "event": "die", "label": LABEL})
+            threading.Thread(target=self._run, args=(self._stream,), name="rock-docker-events", daemon=True).start()
+
+    def _run(self, stream) -> None:
+        try:
+            for event in stream:
+                entry = self._waiters.pop(event.get("id", ""), None)
+                if entry is not None:
+                    loop, fut = entry
+                    code = event.get("Actor", {}).get("Attributes", {}).get("exitCode", "?")
+                    loop.call_soon_threadsafe(lambda f=fut, c=code: f.done() or f.set_result(c))
+        except Exception as exc:  # the engine went away: the next create subscribes again
+            log.warning("docker event stream ended: %s", exc)
+        with self._lock:
+            self._stream = None
+
+    def watch(self, container_id: str) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._waiters[container_id] = (loop, fut)
+        return fut
+
+    def unwatch(self, container_id: str) -> None:
+        self._waiters.pop(container_id, None)
+
+
+_deaths = _DeathWatch()
+
+
+class DockerRuntime(Runtime):
+    name = "docker"
+
+    def __init__(self, settings, owner: str):
+        super().__init__(settings, owner)
+        self.python_prefix = str(os.path.dirname(os.path.dirname(settings.host_python)))
+
+    @classmethod
+    def available(cls) -> str | None:
+        try:
+            docker.from_env(timeout=3).ping()
+        except Exception as exc:  # noqa: BLE001 - any failure means "no engine here"
+            return f"no Docker engine answers: {exc}"
+        return None
+
+    def _config(self, spec: SandboxSpec, run: str) -> dict:
+        api = client()
+        host_config = api.create_host_config(
+            mounts=[
+                Mount(SANDBOX_RUN, run, type="bind"),
+                Mount(f"{SANDBOX_LIB}/rock_agent", str(AGENT_SRC), type="bind", read_only=True),
+                Mount(self.python_prefix, self.python_prefix, type="bind", read_only=True),
+            ],
+            network_mode="bridge" if spec.network else "none",
+            cap_drop=["ALL"],
+            cap_add=CAPS,
+            security_opt=["no-new-privileges"],
+            pids_limit=spec.pids_limit,
+            mem_limit=spec.memory_bytes,
+            memswap_limit=spec.memory_bytes,  # equal to the memory limit: no swap
+            nano_cpus=int(spec.cpus * 1e9) if spec.cpus else None,
+            # A real init as pid 1 reaps orphans and forwards signals; the agent stays a plain process.
+            init=True,
+        )
+        labels = {
+            **spec.labels,
+            LABEL: "1",
+            "rock.sandbox_id": spec.sandbox_id,
+            "rock.owner": self.owner,
+            "rock.state_dir": os.path.realpath(self.settings.state_dir),
+        }
+        return dict(
+            image=spec.image or self.settings.default_image,
+            entrypoint=self.agent_argv(),
+            environment=self.sandbox_env(spec),
+            hostname=spec.sandbox_id[:63],
+            name=f"rock-{self.owner_key[:8]}-{spec.sandbox_id}",
+            labels=labels,
+            host_config=host_config,
+            use_config_proxy=False,
+        )
+
+    async def create(self, spec: SandboxSpec) -> RuntimeHandle:
+        t0 = time.perf_counter()
+        run = self.prepare_run_dir(spec.sandbox_id)
+        api = client()
+        await _call(_deaths.start)
+        config = self._config(spec, str(run))
+        try:
+            cid = (await _call(api.create_container, **config))["Id"]
+        except ImageNotFound:
+            raise SandboxStartError(f"image {config['image']} is not present in the local Docker engine") from None
+        except APIError as exc:
+            raise SandboxStartError(f"docker create failed: {exc.explanation or exc}") from None
+        t_created = time.perf_counter()
+        handle = RuntimeHandle(sandbox_id=spec.sandbox_id, backend=self.name, runtime_id=cid, run_dir=str(run), spec=spec)
+        died = asyncio.ensure_future(self._death_reason(cid, _deaths.watch(cid)))
+        try:
+            await _call(api.start, cid)
+            await self.wait_ready(run, died, READY_TIMEOUT)
+        except APIError as exc:
+            await self.destroy(handle)
+            raise SandboxStartError(f"docker start failed: {exc.explanation or exc}") from None
+        except BaseException:
+            await self.destroy(handle)
+            raise
+        finally:
+            died.cancel()
+            _deaths.unwatch(cid)
+        log.info("sandbox %s ready in %.1f ms (create %.1f ms, container %s)", spec.sandbox_id,
+                 (time.perf_counter() - t0) * 1e3, (t_created - t0) * 1e3, cid[:12])
+        return handle
+
+    async def _death_reason(self, cid: str, died: asyncio.Future) -> str:
+        code = await died
+        try:
+            logs = (await _call(client().logs, cid, tail=40)).decode(errors="replace").strip()
+        except DockerException:
+            logs = ""
+        return f"container exited with code {code}; logs: {logs or '(none)'}"
+
+    async def destroy(self, handle: RuntimeHandle) -> None:
+        t0 = time.perf_counter()
+        try:
+            await _call(client().remove_container, handle.runtime_id, force=True, v=True)
+        except NotFound:
+            pass
+        except APIError as exc:
+            if exc.status_code != 409:  # 409: removal already in progress
+                raise
+        await asyncio.to_thread(_rmtree, os.path.dirname(handle.run_dir))
+        log.info("sandbox %s destroyed in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
+
+    async def alive(self, handle: RuntimeHandle) -> bool:
+        try:
+            info = await _call(client().inspect_container, handle.runtime_id)
+        except NotFound:
+            return False
+        return bool(info["State"]["Running"])
+
+    async def stats(self, handle: RuntimeHandle) -> ResourceStats:
+        group = cgroups.docker_group(handle.runtime_id)
+        return ResourceStats(**group.stats()) if group else ResourceStats()
+
+    async def reap(self, known: set[str]) -> list[str]:
+        """Remove this owner's containers that no known sandbox uses, and rock containers of any
+        owner whose state directory no longer exists (that owner is gone for good)."""
+        containers = await _call(client().containers, all=True, filters={"label": f"{LABEL}=1"})
+        removed = []
+        for c in containers:
+            labels = c.get("Labels") or {}
+            sid = labels.get("rock.sandbox_id", "")
+            mine = labels.get("rock.owner") == self.owner and sid not in known
+            orphan = not os.path.isdir(labels.get("rock.state_dir", ""))
+            if mine or orphan:
+                try:
+                    await _call(client().remove_container, c["Id"], force=True, v=True)
+                except NotFound:
+                    continue
+                removed.append(sid)
+                log.info("reaped container %s (sandbox %s, owner %s)", c["Id"][:12], sid, labels.get("rock.owner"))
+        for d in list(self.sandboxes_dir.iterdir()):
+            if d.is_dir() and d.name not in known:
+                await asyncio.to_thread(_rmtree, str(d))
+                if d.name not in removed:
+                    removed.append(d.name)
+        return sorted(removed)
+
+
+def _rmtree(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# -- images, for backends that unpack them (bwrap) ------------------------------------------
+
+
+def inspect_image(image: str) -> tuple[str, dict[str, str]]:
+    """The image's id and its environment variables; SandboxStartError when it is not local."""
+    try:
+        info = client().inspect_image(image)
+    except ImageNotFound:
+        raise SandboxStartError(f"{image!r} is neither a directory, a tar file nor a local Docker image") from None
+    except DockerException as exc:
+        raise SandboxStartError(f"cannot inspect image {image!r}: {exc}") from None
+    env = dict(e.split("=", 1) for e in (info.get("Config") or {}).get("Env") or [] if "=" in e)
+    return info["Id"], env
+
+
+def export_image(image: str, write: Callable[[bytes], Any]) -> None:
+    """Stream the image's root filesystem as a tar to ``write``, logging progress."""
+    api = client()
+    cid = api.create_container(image, command=["/bin/true"], labels={"rock.export": "1"})["Id"]
+    try:
+        total, next_report = 0, 64 << 20
+        for chunk in api.export(cid):
+            write(chunk)
+            total += len(chunk)
+            if total >= next_report:
+                log.info("exporting %s: %d MiB", image, total >> 20)
+                next_report += 64 << 20
+        log.info("exported %s: %d MiB", image, total >> 20)
+    finally:
+        api.remove_container(cid, force=True)

@@ -1,0 +1,168 @@
+"""Plain processes on the host: for development and macOS. There is NO isolation.
+
+The agent runs from the rock source tree with the host interpreter, in the sandbox's own
+work directory (its cwd and HOME), in a new session. Commands it starts get their own
+sessions too, so a process-group kill is not enough; every process inherits an
+environment marker naming the sandbox directory, and destroy kills whatever carries it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from rock.errors import SandboxStartError
+from rock.runtime.base import (
+    AGENT_SRC,
+    READY_TIMEOUT,
+    RuntimeHandle,
+    Runtime,
+    SandboxSpec,
+    exit_future,
+    exit_reason,
+    process_alive,
+    process_start_time,
+)
+
+log = logging.getLogger("rock.runtime.local")
+MARKER = "ROCK_LOCAL_SANDBOX"
+
+
+class LocalRuntime(Runtime):
+    name = "local"
+    isolated = False
+
+    def __init__(self, settings, owner: str):
+        super().__init__(settings, owner)
+        log.warning(
+            "local backend: sandboxes are plain host processes with NO isolation "
+            "(no filesystem, network, memory, cpu or pids limits); use it only for development"
+        )
+        # boot.py imports its package by its directory name, so expose src/rock/agent as rock_agent.
+        self.lib_dir = Path(settings.state_dir) / "lib"
+        link = self.lib_dir / "rock_agent"
+        if not link.exists():
+            self.lib_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.lib_dir / f".rock_agent.{os.getpid()}"
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(AGENT_SRC)
+            tmp.replace(link)  # atomic: concurrent workers never see a half-made link
+        self._exits: dict[str, asyncio.Future] = {}
+
+    @classmethod
+    def available(cls) -> str | None:
+        return None
+
+    async def create(self, spec: SandboxSpec) -> RuntimeHandle:
+        t0 = time.perf_counter()
+        run = self.prepare_run_dir(spec.sandbox_id)
+        sandbox_dir = run.parent
+        work = sandbox_dir / "work"
+        work.mkdir(exist_ok=True)
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+            "HOME": str(work),
+            MARKER: str(sandbox_dir),
+            **self.sandbox_env(spec),
+        }
+        argv = self.agent_argv(self.settings.host_python, lib=str(self.lib_dir), run=str(run))
+        log_path = sandbox_dir / "sandbox.log"
+        with open(log_path, "ab") as out:
+            popen = subprocess.Popen(
+                argv, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True, close_fds=True,
+            )
+        exited = exit_future(popen)
+        died = asyncio.ensure_future(exit_reason(exited, log_path))
+        try:
+            await self.wait_ready(run, died, READY_TIMEOUT)
+        except BaseException:
+            await self._kill(sandbox_dir, popen.pid, None)
+            shutil.rmtree(sandbox_dir, ignore_errors=True)
+            raise
+        finally:
+            died.cancel()
+        self._exits[spec.sandbox_id] = exited
+        exited.add_done_callback(lambda _: self._exits.pop(spec.sandbox_id, None))
+        log.info("sandbox %s ready in %.1f ms (pid %d)", spec.sandbox_id, (time.perf_counter() - t0) * 1e3, popen.pid)
+        return RuntimeHandle(
+            sandbox_id=spec.sandbox_id, backend=self.name, runtime_id=str(popen.pid), run_dir=str(run),
+            spec=spec, pid=popen.pid, extra={"start_time": str(process_start_time(popen.pid))},
+        )
+
+    async def alive(self, handle: RuntimeHandle) -> bool:
+        return handle.pid is not None and process_alive(handle.pid, _start_time(handle))
+
+    async def destroy(self, handle: RuntimeHandle) -> None:
+        t0 = time.perf_counter()
+        sandbox_dir = Path(handle.run_dir).parent
+        await self._kill(sandbox_dir, handle.pid, _start_time(handle))
+        await asyncio.to_thread(shutil.rmtree, sandbox_dir, ignore_errors=True)
+        log.info("sandbox %s destroyed in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
+
+    async def reap(self, known: set[str]) -> list[str]:
+        removed = []
+        for d in sorted(self.sandboxes_dir.iterdir()):
+            if d.is_dir() and d.name not in known:
+                await self._kill(d, None, None)
+                await asyncio.to_thread(shutil.rmtree, d, ignore_errors=True)
+                removed.append(d.name)
+        if removed:
+            log.info("reaped %d leftover sandboxes: %s", len(removed), removed)
+        return removed
+
+    async def _kill(self, sandbox_dir: Path, pid: int | None, start_time: int | None, timeout: float = 10.0) -> None:
+        """Kill the agent's group and every process carrying this sandbox's marker; wait until gone."""
+        if pid is not None and process_alive(pid, start_time):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        while True:
+            pids = marked_processes(str(sandbox_dir))
+            if pid is not None and process_alive(pid, start_time):
+                pids.add(pid)
+            if not pids:
+                return
+            for p in pids:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if time.monotonic() > deadline:
+                raise SandboxStartError(f"processes {sorted(pids)} of {sandbox_dir.name} survive SIGKILL")
+            # SIGKILL is asynchronous; there is no event for "a process that is not our child exited".
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+
+def _start_time(handle: RuntimeHandle) -> int | None:
+    value = handle.extra.get("start_time")
+    return int(value) if value and value != "None" else None
+
+
+def marked_processes(sandbox_dir: str) -> set[int]:
+    """Pids of live processes whose environment carries ``ROCK_LOCAL_SANDBOX=<sandbox_dir>``."""
+    needle = f"{MARKER}={sandbox_dir}\0".encode()
+    found = set()
+    if not os.path.isdir("/proc"):  # macOS: only the process group kill applies
+        return found
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if needle in f.read() and process_alive(int(entry), None):
+                    found.add(int(entry))
+        except OSError:
+            continue
+    return found
