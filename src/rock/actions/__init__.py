@@ -1,0 +1,50 @@
+"""Request and response models shared by the SDK and the admin, at ROCK's import paths."""
+
+from rock.actions.request import (
+    Action,
+    BashAction,
+    CloseBashSessionRequest,
+    CloseSessionRequest,
+    Command,
+    CreateBashSessionRequest,
+    CreateSessionRequest,
+    ReadFileRequest,
+    UploadMode,
+    UploadRequest,
+    WriteFileRequest,
+)
+from rock.actions.response import (
+    BaseResponse,
+    BashObservation,
+    CloseBashSessionResponse,
+    CloseResponse,
+    CloseSessionResponse,
+    CommandResponse,
+    CreateBashSessionResponse,
+    CreateSessionResponse,
+    ExecuteBashSessionResponse,
+    FileUploadResponse,
+    IsAliveResponse,
+    Observation,
+    ReadFileResponse,
+    ResponseStatus,
+    RockResponse,
+    SandboxListResponse,
+    SandboxResponse,
+    SandboxStartResponse,
+    SandboxStatusResponse,
+    State,
+    StateTransitionRecord,
+    UploadResponse,
+    WriteFileResponse,
+)
+
+__all__ = [
+    "Action", "BashAction", "CloseBashSessionRequest", "CloseSessionRequest", "Command",
+    "CreateBashSessionRequest", "CreateSessionRequest", "ReadFileRequest", "UploadMode", "UploadRequest",
+    "WriteFileRequest", "BaseResponse", "BashObservation", "CloseBashSessionResponse", "CloseResponse",
+    "CloseSessionResponse", "CommandResponse", "CreateBashSessionResponse", "CreateSessionResponse",
+    "ExecuteBashSessionResponse", "FileUploadResponse", "IsAliveResponse", "Observation", "ReadFileResponse",
+    "ResponseStatus", "RockResponse", "SandboxListResponse", "SandboxResponse", "SandboxStartResponse",
+    "SandboxStatusResponse", "State", "StateTransitionRecord", "UploadResponse", "WriteFileResponse",
+]

@@ -1,0 +1,87 @@
+"""Request models users build in their code, with ROCK's names, fields and defaults.
+
+They accept unknown fields silently, as rl-rock's do: the same classes are the body of the
+wire protocol, and a newer rl-rock SDK may send fields we do not know yet.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Compat(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Command(_Compat):
+    """A one-shot command (``Sandbox.execute``): a fresh process, not a session."""
+
+    session_type: Literal["bash"] = "bash"
+    command: str | list[str]
+    timeout: float | None = 1200
+    env: dict[str, str] | None = None
+    cwd: str | None = None
+
+
+class CreateBashSessionRequest(_Compat):
+    session_type: Literal["bash"] = "bash"
+    session: str = "default"
+    startup_source: list[str] = Field(default_factory=list)
+    env_enable: bool = False
+    env: dict[str, str] | None = None
+    remote_user: str | None = None
+
+
+CreateSessionRequest = CreateBashSessionRequest
+
+
+class BashAction(_Compat):
+    """A command run in a named persistent session (``Sandbox.run_in_session``).
+
+    ``check``: ``raise`` turns a non-zero exit into an error, ``silent`` returns it in the
+    observation, ``ignore`` does not even collect the exit code.
+    """
+
+    action_type: Literal["bash"] = "bash"
+    command: str
+    session: str = "default"
+    timeout: float | None = None
+    check: Literal["silent", "raise", "ignore"] = "raise"
+
+
+# In rl-rock ``Action`` is an annotated alias of BashAction; a plain alias is callable the same way.
+Action = BashAction
+
+
+class CloseBashSessionRequest(_Compat):
+    session_type: Literal["bash"] = "bash"
+    session: str = "default"
+
+
+CloseSessionRequest = CloseBashSessionRequest
+
+
+class ReadFileRequest(_Compat):
+    path: str
+    encoding: str | None = None
+    errors: str | None = None
+
+
+class WriteFileRequest(_Compat):
+    content: str
+    path: str
+
+
+class UploadMode(str, Enum):
+    AUTO = "auto"
+    OSS = "oss"
+    DIRECT = "direct"
+
+
+class UploadRequest(_Compat):
+    source_path: str
+    target_path: str
+    upload_mode: UploadMode = UploadMode.AUTO

@@ -1,0 +1,174 @@
+"""Wire bodies of the sandbox routes: ROCK's shapes (each carries ``sandbox_id``) and our additions.
+
+ROCK-shaped bodies ignore unknown fields (rl-rock sends many we do not use, e.g. ``image_os``,
+``use_kata_runtime``); our own additions reject them, so a typo is an error, not a no-op.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from rock.actions.request import BashAction, CloseBashSessionRequest, Command, CreateBashSessionRequest
+from rock.actions.request import ReadFileRequest, WriteFileRequest
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def _check_id(value: str) -> str:
+    if not _ID.match(value):
+        raise ValueError("must be 1-128 characters of letters, digits, '_', '.', '-', starting with a letter or digit")
+    return value
+
+
+SandboxId = Annotated[str, AfterValidator(_check_id)]
+SessionName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00/]+$")]
+
+
+def parse_memory(text: str | None) -> int | None:
+    """'8g' / '512m' / '1.5GiB' / '1048576' -> bytes."""
+    if text is None or text == "":
+        return None
+    m = _SIZE.match(str(text))
+    if not m:
+        raise ValueError(f"invalid memory size {text!r}; use e.g. '512m' or '8g'")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+class _Ours(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Compat(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class SandboxStartRequest(_Compat):
+    image: str | None = None
+    memory: str | None = None
+    cpus: float | None = Field(default=None, gt=0, le=1024)
+    limit_cpus: float | None = Field(default=None, gt=0, le=1024)
+    num_gpus: float | None = None
+    sandbox_id: SandboxId | None = None
+    startup_timeout: float | None = Field(default=None, gt=0)
+    auto_clear_time_minutes: int | None = Field(default=None, ge=0)
+    auto_clear_seconds: int | None = Field(default=None, ge=0)  # ours: exact TTL, wins over minutes
+    network: bool = False  # ours: sandboxes have no network unless asked
+    env: dict[str, str] | None = None  # ours: environment of every process in the sandbox
+    wait: bool | None = None  # ours: on /start_async, reply only once the sandbox is ready
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str | None) -> str | None:
+        if v is not None and (not v.strip() or len(v) > 512):
+            raise ValueError("image must be a non-empty image name")
+        return v
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: str | None) -> str | None:
+        parse_memory(v)
+        return v
+
+    def ttl_seconds(self) -> int | None:
+        if self.auto_clear_seconds is not None:
+            return self.auto_clear_seconds
+        if self.auto_clear_time_minutes is not None:
+            return self.auto_clear_time_minutes * 60
+        return None
+
+
+class SandboxIdRequest(_Compat):
+    sandbox_id: SandboxId
+
+
+class SandboxCommand(Command):
+    sandbox_id: SandboxId
+    shell: bool = False
+    check: bool = False
+    timeout: float | None = Field(default=1200, gt=0)
+
+
+class SandboxCreateSessionRequest(CreateBashSessionRequest):
+    sandbox_id: SandboxId
+    session: SessionName = "default"
+    cwd: str | None = None  # ours
+
+
+class SandboxBashAction(BashAction):
+    sandbox_id: SandboxId
+    session: SessionName = "default"
+    timeout: float | None = Field(default=None, gt=0)
+    idle_timeout: float | None = Field(default=None, gt=0)  # ours: return "idle" instead of blocking
+    max_output: int | None = Field(default=None, gt=0)  # ours
+    error_msg: str = ""
+
+
+class SandboxCloseSessionRequest(CloseBashSessionRequest):
+    sandbox_id: SandboxId
+    session: SessionName = "default"
+
+
+class SandboxReadFileRequest(ReadFileRequest):
+    sandbox_id: SandboxId
+
+
+class SandboxWriteFileRequest(WriteFileRequest):
+    sandbox_id: SandboxId
+
+
+class BatchStatusRequest(_Compat):
+    sandbox_ids: list[SandboxId] = Field(max_length=1000)
+
+
+# -- our additions --------------------------------------------------------------------------
+
+
+class SessionRequest(_Ours):
+    sandbox_id: SandboxId
+    session: SessionName
+
+
+class SendInputRequest(SessionRequest):
+    data: str = Field(max_length=1 << 20)
+
+
+class InterruptRequest(SessionRequest):
+    grace: float | None = Field(default=None, ge=0, le=60)
+
+
+class WaitSessionRequest(SessionRequest):
+    timeout: float | None = Field(default=None, gt=0)
+    idle_timeout: float | None = Field(default=None, gt=0)
+
+
+class RunStreamRequest(SessionRequest):
+    """First message on the streaming WebSocket: the command to run and stream."""
+
+    command: str
+    timeout: float | None = Field(default=None, gt=0)
+    idle_timeout: float | None = Field(default=None, gt=0)
+    max_output: int | None = Field(default=None, gt=0)
+    check: Literal["silent", "raise", "ignore"] = "silent"
+
+
+class ProcStartRequest(_Ours):
+    sandbox_id: SandboxId
+    command: str | list[str]
+    shell: bool = False
+    env: dict[str, str] | None = None
+    cwd: str | None = None
+    name: str | None = None
+
+
+class ProcRequest(_Ours):
+    sandbox_id: SandboxId
+    proc_id: str = Field(min_length=1, max_length=128)
+
+
+class ProcKillRequest(ProcRequest):
+    signal: int = Field(default=15, ge=1, le=64)

@@ -1,0 +1,85 @@
+"""The admin service: one FastAPI app with the worker embedded (single machine).
+
+Role ``admin`` serves everything; role ``proxy`` serves only the data plane (commands, sessions,
+files, streams) against the shared state, for read/write separation.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from rock.admin import errors, routes_data, routes_extra, routes_sandbox, routes_ws
+from rock.admin.auth import Auth
+from rock.admin.context import PREFIX, Ctx, ok
+from rock.admin.limits import BodyLimit
+from rock.admin.sandboxes import Sandboxes
+from rock.admin.store import Store
+from rock.config import Settings
+
+log = logging.getLogger("rock.admin")
+
+
+def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
+    """Build the app. ``worker`` may be passed in (tests, embedding); otherwise one is made from
+    ``settings`` and started and closed with the app. Sandboxes keep running when the app stops."""
+    settings = settings or Settings.load()
+    own_worker = worker is None
+    if worker is None:
+        from rock.worker.worker import Worker
+
+        worker = Worker(settings)
+    store = Store(Path(settings.state_dir) / "admin.db")
+    ctx = Ctx(settings=settings, auth=Auth(settings.tokens), sandboxes=Sandboxes(settings, worker, store),
+              worker=worker, started_at=time.time())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await store.open()
+        try:
+            if own_worker:
+                await worker.start()
+            await ctx.sandboxes.reconcile()
+            if settings.role == "admin":
+                ctx.sandboxes.start_reaper()
+            log.info("rock admin ready: role=%s backend=%s state_dir=%s", settings.role, worker.backend_name,
+                     settings.state_dir)
+            yield
+        finally:
+            await ctx.sandboxes.close()
+            if own_worker:
+                await worker.close(stop_sandboxes=False)
+            await store.close()
+
+    app = FastAPI(title="ROCK admin", version="0.1.0", lifespan=lifespan)
+    app.state.rock = ctx
+    errors.install(app)
+    if settings.role == "admin":
+        app.include_router(routes_sandbox.router(ctx), prefix=PREFIX)
+    app.include_router(routes_data.router(ctx), prefix=PREFIX)
+    app.include_router(routes_extra.router(ctx), prefix=PREFIX)
+    app.include_router(routes_ws.router(ctx), prefix=PREFIX)
+    _include_gem(app)
+
+    @app.get("/health")
+    async def health():
+        return ok({"status": "ok", "role": settings.role, "backend": worker.backend_name,
+                   "sandboxes": sum(1 for r in ctx.sandboxes.records.values() if r.state == "running"),
+                   "uptime_seconds": round(time.time() - ctx.started_at, 3), "auth": ctx.auth.enabled})
+
+    app.add_middleware(BodyLimit)
+    return app
+
+
+def _include_gem(app: FastAPI) -> None:
+    """The GEM env routes live in their own module (issue 4); mount them when present."""
+    if importlib.util.find_spec("rock.admin.gem_routes") is None:
+        return
+    module = importlib.import_module("rock.admin.gem_routes")
+    app.include_router(module.router)

@@ -1,0 +1,84 @@
+"""The one place where exceptions become HTTP responses.
+
+Every error answers with ROCK's envelope ``{"status": "Failed", "message", "error", "result"}``
+and a real 4xx/5xx status. ``result`` carries ROCK's code class (4000 client, 5000 server) and,
+ours, ``error_type``: the rock.errors class name, so the SDK re-raises the same type. Nothing
+from a traceback ever reaches the client; unexpected errors are logged here instead.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from rock.admin.jsonutil import dumps
+from rock.errors import RockError
+
+log = logging.getLogger("rock.admin")
+
+# ROCK's code classes (rock._codes in rl-rock): the SDK raises by class, not by HTTP status.
+CODE_CLIENT, CODE_SERVER, CODE_COMMAND = 4000, 5000, 6000
+
+
+def error_body(status_code: int, message: str, error_type: str, detail: str | None = None) -> bytes:
+    code = CODE_CLIENT if status_code < 500 else CODE_SERVER
+    return dumps({
+        "status": "Failed",
+        "message": message,
+        "error": detail or message,
+        "result": {"code": code, "failure_reason": message, "error_type": error_type},
+    })
+
+
+def error_response(status_code: int, message: str, error_type: str) -> Response:
+    return Response(error_body(status_code, message, error_type), status_code=status_code,
+                    media_type="application/json")
+
+
+def _loc(loc: tuple) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query")]
+    return ".".join(parts) or "body"
+
+
+def validation_message(errors: list[dict]) -> str:
+    parts = []
+    for e in errors[:10]:
+        msg = e.get("msg", "invalid")
+        if e.get("type") == "json_invalid":
+            parts.append("request body is not valid JSON")
+            continue
+        parts.append(f"{_loc(tuple(e.get('loc', ())))}: {msg}")
+    return "invalid request: " + "; ".join(parts)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RockError)
+    async def _rock(request: Request, exc: RockError) -> Response:
+        kind = getattr(exc, "kind", None) or type(exc).__name__
+        return error_response(exc.status_code, exc.message or kind, kind)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_validation(request: Request, exc: RequestValidationError) -> Response:
+        return error_response(422, validation_message(list(exc.errors())), "BadRequest")
+
+    @app.exception_handler(ValidationError)
+    async def _validation(request: Request, exc: ValidationError) -> Response:
+        return error_response(422, validation_message(exc.errors(include_url=False)), "BadRequest")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        kinds = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge", 401: "Unauthorized"}
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no such route: {request.method} {request.url.path}"
+        return error_response(exc.status_code, message, kinds.get(exc.status_code, "BadRequest"))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(500, f"internal error ({type(exc).__name__}); see the admin log", "RockError")

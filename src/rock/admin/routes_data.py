@@ -1,0 +1,148 @@
+"""Data-plane routes in ROCK's protocol: execute, sessions, run_in_session, files, upload.
+
+This is the hot path: bodies are validated straight from bytes, the sandbox is looked up in
+memory, the worker's agent connection is called in-process, and the envelope is encoded
+directly. Nothing here touches the store.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import TypeAdapter
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import Response
+
+from rock.actions.sandbox import (
+    SandboxBashAction,
+    SandboxCloseSessionRequest,
+    SandboxCommand,
+    SandboxCreateSessionRequest,
+    SandboxId,
+    SandboxReadFileRequest,
+    SandboxWriteFileRequest,
+)
+from rock.admin.context import Ctx, check_path, ok, parse
+from rock.admin.jsonutil import dumps
+from rock.errors import BadRequest, SessionNotFound
+
+UPLOAD_CHUNK = 4 << 20
+_sandbox_id = TypeAdapter(SandboxId)
+
+
+def observation(r, check: str, command: str, error_msg: str = "") -> dict:
+    """Agent RunResult -> ROCK Observation; ``failure_reason`` says why a command did not complete."""
+    failure = ""
+    if r.status == "timeout":
+        failure = f"command timed out and was interrupted (the session is still usable): {command!r}"
+    elif r.status == "ended":
+        failure = f"the shell exited with code {r.exit_code}; create the session again to continue"
+    elif r.status == "interrupted":
+        failure = "the command was interrupted"
+    elif r.status == "idle":
+        failure = "no new output within idle_timeout; the command is still running (wait or interrupt the session)"
+    elif check == "raise" and r.exit_code not in (0, None):
+        failure = f"command {command!r} failed with exit code {r.exit_code}"
+    if failure and error_msg:
+        failure = f"{error_msg}: {failure}"
+    return {"session_type": "bash", "output": r.output, "exit_code": None if check == "ignore" else r.exit_code,
+            "failure_reason": failure, "expect_string": "", "status": r.status, "truncated": r.truncated}
+
+
+def run_response(obs: dict, check: str) -> Response:
+    """A command that failed under check="raise" is not an HTTP error (the request was fine):
+    like ROCK, answer 200 with status Failed, the observation and code 6000 (command error).
+    rl-rock relies on this: its nohup wait treats a failing ``kill -0`` as "process finished"."""
+    if check == "raise" and obs["failure_reason"] and obs["status"] != "idle":
+        body = {"status": "Failed", "message": "run in session failed", "error": obs["failure_reason"],
+                "result": {**obs, "code": 6000}}
+        return Response(dumps(body), media_type="application/json")
+    return ok(obs)
+
+
+def router(ctx: Ctx) -> APIRouter:
+    api = APIRouter()
+
+    @api.post("/run_in_session")
+    async def run_in_session(request: Request):
+        a = await parse(request, SandboxBashAction)
+        agent = await ctx.agent(request, a.sandbox_id)
+        try:
+            r = await agent.run(a.session, a.command, timeout=a.timeout, idle_timeout=a.idle_timeout,
+                                max_output=a.max_output or ctx.settings.max_output_bytes)
+        except SessionNotFound:
+            if a.session != "default":
+                raise
+            # ROCK code often runs in "default" without creating it; we create it on first use.
+            await agent.create_session("default")
+            r = await agent.run(a.session, a.command, timeout=a.timeout, idle_timeout=a.idle_timeout,
+                                max_output=a.max_output or ctx.settings.max_output_bytes)
+        return run_response(observation(r, a.check, a.command, a.error_msg), a.check)
+
+    @api.post("/create_session")
+    async def create_session(request: Request):
+        req = await parse(request, SandboxCreateSessionRequest)
+        agent = await ctx.agent(request, req.sandbox_id)
+        for path in req.startup_source:
+            check_path(path, "startup_source")
+        await agent.create_session(req.session, env=req.env, cwd=req.cwd, startup_source=req.startup_source or None,
+                                   env_enable=req.env_enable)
+        return ok({"session_type": "bash", "output": ""})
+
+    @api.post("/close_session")
+    async def close_session(request: Request):
+        req = await parse(request, SandboxCloseSessionRequest)
+        agent = await ctx.agent(request, req.sandbox_id)
+        await agent.close_session(req.session)
+        return ok({"session_type": "bash"})
+
+    @api.post("/execute")
+    async def execute(request: Request):
+        c = await parse(request, SandboxCommand)
+        if c.cwd is not None:
+            check_path(c.cwd, "cwd")
+        agent = await ctx.agent(request, c.sandbox_id)
+        r = await agent.exec(c.command, shell=c.shell, env=c.env, cwd=c.cwd, timeout=c.timeout)
+        return ok({"stdout": r.stdout, "stderr": r.stderr, "exit_code": r.exit_code, "timed_out": r.timed_out})
+
+    @api.post("/read_file")
+    async def read_file(request: Request):
+        req = await parse(request, SandboxReadFileRequest)
+        agent = await ctx.agent(request, req.sandbox_id)
+        data = await agent.read_file(check_path(req.path))
+        try:
+            content = data.decode(req.encoding or "utf-8", req.errors or "strict")
+        except (LookupError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"cannot decode {req.path} as {req.encoding or 'utf-8'}: {exc}; "
+                             "pass errors='replace' or download the bytes") from None
+        return ok({"content": content})
+
+    @api.post("/write_file")
+    async def write_file(request: Request):
+        req = await parse(request, SandboxWriteFileRequest)
+        agent = await ctx.agent(request, req.sandbox_id)
+        await agent.write_file(check_path(req.path), req.content.encode())
+        return ok({"success": True, "message": f"wrote {req.path}"})
+
+    @api.post("/upload")
+    async def upload(request: Request):
+        # Files are spooled to disk by the form parser and streamed to the sandbox in chunks.
+        async with request.form(max_files=1, max_fields=16) as form:
+            file, target, sandbox_id = form.get("file"), form.get("target_path"), form.get("sandbox_id")
+            if not isinstance(file, UploadFile):
+                raise BadRequest("multipart field 'file' (a file) is required")
+            if not isinstance(target, str) or not isinstance(sandbox_id, str):
+                raise BadRequest("multipart fields 'target_path' and 'sandbox_id' are required")
+            agent = await ctx.agent(request, _sandbox_id.validate_python(sandbox_id))
+            check_path(target, "target_path")
+            written = False
+            while True:
+                chunk = await file.read(UPLOAD_CHUNK)
+                if written and not chunk:
+                    break
+                await agent.write_file(target, chunk, append=written)
+                written = True
+            name = target.rstrip("/").rsplit("/", 1)[-1]
+            return ok({"success": True, "message": f"uploaded {file.filename} to {target}", "file_name": name})
+
+    return api

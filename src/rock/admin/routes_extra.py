@@ -1,0 +1,181 @@
+"""Our additions to the sandbox API: session control, binary files and tar, background
+processes, statistics. Binary payloads travel as raw HTTP bodies, never base64 or JSON."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from rock.actions.sandbox import (
+    InterruptRequest,
+    ProcKillRequest,
+    ProcRequest,
+    ProcStartRequest,
+    SandboxId,
+    SendInputRequest,
+    WaitSessionRequest,
+)
+from rock.admin.context import Ctx, check_path, ok, parse, query
+from rock.admin.routes_data import observation, run_response
+
+WRITE_CHUNK = 4 << 20
+
+
+class _Q(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sandbox_id: SandboxId
+
+
+class PathQuery(_Q):
+    path: str = Field(min_length=1)
+
+
+class ReadQuery(PathQuery):
+    offset: int = Field(default=0, ge=0)
+    length: int | None = Field(default=None, ge=0)
+
+
+class WriteQuery(PathQuery):
+    mode: str | None = Field(default=None, pattern=r"^[0-7]{3,4}$")
+    append: bool = False
+
+
+class ProcQuery(_Q):
+    proc_id: str = Field(min_length=1, max_length=128)
+
+
+class ProcOutputQuery(ProcQuery):
+    stream: str = Field(default="stdout", pattern=r"^(stdout|stderr)$")
+    offset: int = Field(default=0, ge=0)
+
+
+def router(ctx: Ctx) -> APIRouter:
+    api = APIRouter()
+
+    # -- sessions --------------------------------------------------------------------------
+
+    @api.post("/interrupt_session")
+    async def interrupt_session(request: Request):
+        req = await parse(request, InterruptRequest)
+        r = await (await ctx.agent(request, req.sandbox_id)).interrupt(req.session, grace=req.grace)
+        return ok(observation(r, "silent", ""))
+
+    @api.post("/send_input")
+    async def send_input(request: Request):
+        req = await parse(request, SendInputRequest)
+        await (await ctx.agent(request, req.sandbox_id)).send_input(req.session, req.data)
+        return ok({})
+
+    @api.post("/wait_session")
+    async def wait_session(request: Request):
+        req = await parse(request, WaitSessionRequest)
+        agent = await ctx.agent(request, req.sandbox_id)
+        r = await agent.wait(req.session, timeout=req.timeout, idle_timeout=req.idle_timeout)
+        return run_response(observation(r, "silent", ""), "silent")
+
+    @api.get("/sessions")
+    async def sessions(request: Request):
+        q = query(request, _Q)
+        return ok({"sessions": await (await ctx.agent(request, q.sandbox_id)).list_sessions()})
+
+    # -- files -----------------------------------------------------------------------------
+
+    @api.get("/files/read")
+    async def file_read(request: Request):
+        q = query(request, ReadQuery)
+        agent = await ctx.agent(request, q.sandbox_id)
+        data = await agent.read_file(check_path(q.path), offset=q.offset, length=q.length)
+        return Response(data, media_type="application/octet-stream")
+
+    @api.put("/files/write")
+    async def file_write(request: Request):
+        q = query(request, WriteQuery)
+        agent = await ctx.agent(request, q.sandbox_id)
+        path, mode, append, size = check_path(q.path), int(q.mode, 8) if q.mode else None, q.append, 0
+        buf = bytearray()
+        written = False
+        # Streamed in bounded chunks: a large upload never sits in memory whole.
+        async for chunk in request.stream():
+            buf += chunk
+            if len(buf) >= WRITE_CHUNK:
+                await agent.write_file(path, bytes(buf), mode=mode, append=append or written)
+                size, written, buf = size + len(buf), True, bytearray()
+        if buf or not written:
+            await agent.write_file(path, bytes(buf), mode=mode, append=append or written)
+            size += len(buf)
+        return ok({"path": path, "size": size})
+
+    @api.get("/files/download")
+    async def download(request: Request):
+        """A file or a directory as a tar stream (binary-safe, any size)."""
+        q = query(request, PathQuery)
+        agent = await ctx.agent(request, q.sandbox_id)
+        await agent.stat(check_path(q.path))  # a missing path is a 404 before the stream starts
+        name = q.path.rstrip("/").rsplit("/", 1)[-1] or "root"
+        return StreamingResponse(agent.tar_get(q.path), media_type="application/x-tar",
+                                 headers={"content-disposition": f'attachment; filename="{name}.tar"'})
+
+    @api.put("/files/upload_tar")
+    async def upload_tar(request: Request):
+        q = query(request, PathQuery)
+        agent = await ctx.agent(request, q.sandbox_id)
+        return ok(await agent.tar_put(check_path(q.path), request.stream()))
+
+    @api.get("/files/stat")
+    async def stat(request: Request):
+        q = query(request, PathQuery)
+        return ok(await (await ctx.agent(request, q.sandbox_id)).stat(check_path(q.path)))
+
+    @api.get("/files/list")
+    async def list_dir(request: Request):
+        q = query(request, PathQuery)
+        return ok({"entries": await (await ctx.agent(request, q.sandbox_id)).list_dir(check_path(q.path))})
+
+    # -- background processes --------------------------------------------------------------
+
+    @api.post("/procs/start")
+    async def proc_start(request: Request):
+        req = await parse(request, ProcStartRequest)
+        agent = await ctx.agent(request, req.sandbox_id)
+        if req.cwd is not None:
+            check_path(req.cwd, "cwd")
+        return ok(await agent.proc_start(req.command, shell=req.shell, env=req.env, cwd=req.cwd, name=req.name))
+
+    @api.get("/procs/status")
+    async def proc_status(request: Request):
+        q = query(request, ProcQuery)
+        return ok(await (await ctx.agent(request, q.sandbox_id)).proc_status(q.proc_id))
+
+    @api.get("/procs/output")
+    async def proc_output(request: Request):
+        q = query(request, ProcOutputQuery)
+        agent = await ctx.agent(request, q.sandbox_id)
+        data, next_offset, running = await agent.proc_output(q.proc_id, q.stream, q.offset)
+        return Response(data, media_type="application/octet-stream",
+                        headers={"x-next-offset": str(next_offset), "x-running": "1" if running else "0"})
+
+    @api.post("/procs/kill")
+    async def proc_kill(request: Request):
+        req = await parse(request, ProcKillRequest)
+        await (await ctx.agent(request, req.sandbox_id)).proc_kill(req.proc_id, req.signal)
+        return ok({})
+
+    @api.get("/procs")
+    async def procs(request: Request):
+        q = query(request, _Q)
+        return ok({"procs": await (await ctx.agent(request, q.sandbox_id)).proc_list()})
+
+    # -- statistics ------------------------------------------------------------------------
+
+    @api.get("/stats")
+    async def stats(request: Request):
+        q = query(request, _Q)
+        await ctx.agent(request, q.sandbox_id)
+        return ok((await ctx.worker.stats(q.sandbox_id)).model_dump())
+
+    return api
+
+
+__all__ = ["router", "ProcRequest"]

@@ -1,0 +1,154 @@
+"""Control-plane routes in ROCK's protocol: start, status, stop, delete, list, batch status."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+
+from rock.actions.sandbox import BatchStatusRequest, SandboxIdRequest, SandboxStartRequest
+from rock.admin.context import Ctx, iso, ok, parse, query
+from rock.admin.store import SandboxRecord
+from rock.errors import SandboxNotFound
+
+# ROCK's State enum has no "failed"; such a sandbox is "stopped" with a failed start stage.
+_WIRE_STATE = {"failed": "stopped"}
+_STAGE = {"pending": "running", "running": "success", "stopped": "success", "failed": "failed", "deleted": "success"}
+
+
+class StatusQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sandbox_id: str = Field(min_length=1)
+    include_all_states: bool = False
+
+
+class ListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    page: int = Field(default=1, ge=1)
+    page_size: int = Field(default=100, ge=1, le=1000)
+    user_id: str | None = None
+    experiment_id: str | None = None
+    namespace: str | None = None
+    image: str | None = None
+    state: str | None = None
+
+
+def _meta(request: Request) -> dict:
+    h = request.headers
+    return {"user_id": h.get("x-user-id"), "experiment_id": h.get("x-experiment-id"),
+            "namespace": h.get("x-namespace"), "cluster": h.get("x-cluster")}
+
+
+def start_result(r: SandboxRecord) -> dict:
+    return {"sandbox_id": r.sandbox_id, "host_name": r.host_name, "host_ip": r.host_ip, "cpus": r.cpus,
+            "memory": r.memory, "state": r.state, "backend": r.backend, "code": None, "exit_code": None,
+            "failure_reason": r.failure_reason}
+
+
+def status_result(r: SandboxRecord, history: list[dict] | None = None) -> dict:
+    auto_stop = r.last_used_at + r.auto_clear_seconds if r.state == "running" and r.auto_clear_seconds else None
+    return {
+        "sandbox_id": r.sandbox_id,
+        "status": {"start": {"status": _STAGE.get(r.state, "running"), "message": r.failure_reason or r.state}},
+        "state": _WIRE_STATE.get(r.state, r.state), "lifecycle_state": r.state, "is_alive": r.state == "running",
+        "host_name": r.host_name, "host_ip": r.host_ip, "image": r.image, "backend": r.backend,
+        "user_id": r.user_id, "experiment_id": r.experiment_id, "namespace": r.namespace,
+        "cpus": r.cpus, "memory": r.memory, "failure_reason": r.failure_reason,
+        "auto_clear_seconds": r.auto_clear_seconds, "last_used_time": iso(r.last_used_at),
+        "create_time": iso(r.created_at), "start_time": iso(r.started_at), "stop_time": iso(r.stopped_at),
+        "delete_time": iso(r.deleted_at), "auto_stop_time": iso(auto_stop), "port_mapping": {},
+        "state_history": [
+            {"from_state": h["from_state"] or "", "to_state": h["to_state"], "event": h["event"],
+             "timestamp": iso(h["ts"]), "message": h["message"]} for h in (history or [])
+        ],
+    }
+
+
+def router(ctx: Ctx) -> APIRouter:
+    api = APIRouter()
+    svc = ctx.sandboxes
+
+    async def _start(request: Request, default_wait: bool):
+        req = await parse(request, SandboxStartRequest)
+        wait = default_wait if req.wait is None else req.wait
+        record = await svc.start(req, ctx.owner(request), _meta(request), wait=wait)
+        return ok(start_result(record))
+
+    @api.post("/start")
+    async def start(request: Request):
+        return await _start(request, True)
+
+    @api.post("/start_async")
+    async def start_async(request: Request):
+        # Replies once the sandbox is ready (unless "wait": false): rl-rock's start() then sees
+        # is_alive on its first get_status and never reaches its 3-second sleep.
+        return await _start(request, True)
+
+    @api.get("/is_alive")
+    async def is_alive(request: Request):
+        q = query(request, StatusQuery)
+        record = svc.get(q.sandbox_id, ctx.owner(request))
+        return ok({"is_alive": record.state == "running", "message": record.host_name or record.state})
+
+    @api.get("/get_status")
+    async def get_status(request: Request):
+        q = query(request, StatusQuery)
+        record = svc.get(q.sandbox_id, ctx.owner(request), include_deleted=q.include_all_states)
+        return ok(status_result(record, await svc.store.history(record.sandbox_id)))
+
+    @api.get("/get_sandbox_statistics")
+    async def statistics(request: Request):
+        q = query(request, StatusQuery)
+        await ctx.agent(request, q.sandbox_id)
+        return ok((await ctx.worker.stats(q.sandbox_id)).model_dump())
+
+    @api.post("/stop")
+    async def stop(request: Request):
+        req = await parse(request, SandboxIdRequest)
+        await svc.stop(req.sandbox_id, ctx.owner(request))
+        return ok(f"{req.sandbox_id} stopped")
+
+    @api.post("/delete")
+    async def delete(request: Request):
+        req = await parse(request, SandboxIdRequest)
+        await svc.delete(req.sandbox_id, ctx.owner(request))
+        return ok(f"{req.sandbox_id} deleted")
+
+    @api.get("/sandboxes")
+    async def list_sandboxes(request: Request):
+        q = query(request, ListQuery)
+        items = [r for r in svc.visible(ctx.owner(request)) if _matches(r, q)]
+        items.sort(key=lambda r: r.created_at)
+        start = (q.page - 1) * q.page_size
+        page = items[start:start + q.page_size]
+        return ok({"items": [status_result(r) for r in page], "total": len(items), "page": q.page,
+                   "page_size": q.page_size, "has_more": start + q.page_size < len(items)})
+
+    @api.post("/sandboxes/batch")
+    async def batch(request: Request):
+        req = await parse(request, BatchStatusRequest)
+        owner, statuses = ctx.owner(request), []
+        for sandbox_id in req.sandbox_ids:
+            try:
+                statuses.append(status_result(svc.get(sandbox_id, owner)))
+            except SandboxNotFound:
+                continue  # ROCK's batch answers for what exists and skips the rest
+        return ok({"statuses": statuses})
+
+    @api.get("/sandboxes/{sandbox_id}/history")
+    async def history(sandbox_id: str, request: Request):
+        record = svc.get(sandbox_id, ctx.owner(request))
+        return ok(status_result(record, await svc.store.history(sandbox_id))["state_history"])
+
+    return api
+
+
+def _matches(r: SandboxRecord, q: ListQuery) -> bool:
+    if q.state is None and r.state == "deleted":
+        return False
+    for name in ("user_id", "experiment_id", "namespace", "image", "state"):
+        want = getattr(q, name)
+        if want is not None and getattr(r, name) != want:
+            return False
+    return True
+

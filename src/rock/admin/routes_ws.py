@@ -1,0 +1,128 @@
+"""Streamed command output over a WebSocket (ours): ``/stream?sandbox_id=..&session=..``.
+
+client -> server: {"type": "run", "command", "timeout"?, "idle_timeout"?, "max_output"?}
+                  {"type": "input", "data"}   {"type": "interrupt"}
+server -> client: {"type": "output", "data"} as the command prints,
+                  {"type": "result", ...observation} when it ends,
+                  {"type": "error", "status_code", "error_type", "message"} for a failed request.
+One command runs at a time per connection; the interactive ``rock sandbox shell`` uses the same
+socket. A client that disconnects mid-command gets its command interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rock.actions.sandbox import SandboxId, SessionName
+from rock.admin.context import Ctx
+from rock.admin.errors import validation_message
+from rock.admin.jsonutil import loads
+from rock.admin.routes_data import observation
+from rock.errors import BadRequest, RockError, SessionBusy, SessionExists
+
+log = logging.getLogger("rock.admin")
+
+
+class StreamQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sandbox_id: SandboxId
+    session: SessionName = "default"
+    create: bool = False
+
+
+class RunMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: str
+    command: str
+    timeout: float | None = Field(default=None, gt=0)
+    idle_timeout: float | None = Field(default=None, gt=0)
+    max_output: int | None = Field(default=None, gt=0)
+
+
+def _error(exc: Exception) -> dict:
+    if isinstance(exc, ValidationError):
+        return {"type": "error", "status_code": 422, "error_type": "BadRequest",
+                "message": validation_message(exc.errors(include_url=False))}
+    if isinstance(exc, RockError):
+        kind = getattr(exc, "kind", None) or type(exc).__name__
+        return {"type": "error", "status_code": exc.status_code, "error_type": kind, "message": exc.message or kind}
+    log.exception("unexpected error on the stream socket")
+    return {"type": "error", "status_code": 500, "error_type": "RockError",
+            "message": f"internal error ({type(exc).__name__}); see the admin log"}
+
+
+def router(ctx: Ctx) -> APIRouter:
+    api = APIRouter()
+
+    @api.websocket("/stream")
+    async def stream(ws: WebSocket):
+        await ws.accept()
+        try:
+            q = StreamQuery.model_validate(dict(ws.query_params))
+            agent = await ctx.agent(ws, q.sandbox_id)
+            if q.create:
+                with contextlib.suppress(SessionExists):
+                    await agent.create_session(q.session)
+        except Exception as exc:  # noqa: BLE001 - reported to the client, then closed
+            await ws.send_json(_error(exc))
+            await ws.close(code=1008)
+            return
+
+        out: asyncio.Queue = asyncio.Queue()
+        running: asyncio.Task | None = None
+
+        async def run(msg: RunMessage) -> None:
+            try:
+                r = await agent.run(q.session, msg.command, timeout=msg.timeout, idle_timeout=msg.idle_timeout,
+                                    max_output=msg.max_output or ctx.settings.max_output_bytes,
+                                    on_output=lambda text: out.put_nowait({"type": "output", "data": text}))
+                out.put_nowait({"type": "result", **observation(r, "silent", msg.command)})
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                out.put_nowait(_error(exc))
+
+        async def pump() -> None:
+            while True:
+                await ws.send_json(await out.get())
+
+        sender = asyncio.create_task(pump())
+        try:
+            while True:
+                text = await ws.receive_text()
+                try:
+                    try:
+                        msg = loads(text)
+                    except ValueError:
+                        raise BadRequest("messages must be JSON objects") from None
+                    kind = msg.get("type") if isinstance(msg, dict) else None
+                    if kind == "run":
+                        if running is not None and not running.done():
+                            raise SessionBusy("a command is already running on this stream; interrupt it first")
+                        req = RunMessage.model_validate(msg)
+                        agent = await ctx.agent(ws, q.sandbox_id)  # counts as a use; fails if stopped
+                        running = asyncio.create_task(run(req))
+                    elif kind == "input":
+                        await agent.send_input(q.session, str(msg.get("data", "")))
+                    elif kind == "interrupt":
+                        await agent.interrupt(q.session)
+                    else:
+                        raise BadRequest(f"unknown message type {kind!r}; expected run, input or interrupt")
+                except Exception as exc:  # noqa: BLE001 - one bad message does not end the stream
+                    out.put_nowait(_error(exc))
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            if running is not None and not running.done():
+                with contextlib.suppress(Exception):
+                    await agent.interrupt(q.session)
+                running.cancel()
+            sender.cancel()
+            await asyncio.gather(sender, *(t for t in (running,) if t), return_exceptions=True)
+
+    return api

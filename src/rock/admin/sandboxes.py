@@ -1,0 +1,248 @@
+"""Sandbox lifecycle in the admin: records, the state machine, idempotent create, idle TTL.
+
+The records live in memory (the hot path reads them without I/O) and in the store (they
+survive restarts). The worker owns the actual sandboxes; this class keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+
+from rock.actions.sandbox import SandboxStartRequest, parse_memory
+from rock.admin.store import LIVE, TRANSITIONS, SandboxRecord, Store
+from rock.config import Settings
+from rock.errors import BadRequest, RockError, SandboxNotFound, SandboxNotRunning, SandboxStartError
+from rock.runtime.base import SandboxSpec
+
+log = logging.getLogger("rock.admin")
+
+DEFAULT_TTL = 300
+DEFAULT_STARTUP_TIMEOUT = 180.0
+
+
+class Conflict(RockError):
+    status_code = 409
+
+
+class Sandboxes:
+    def __init__(self, settings: Settings, worker, store: Store):
+        self.settings = settings
+        self.worker = worker
+        self.store = store
+        self.records: dict[str, SandboxRecord] = {}
+        self._starting: dict[str, asyncio.Task] = {}
+        self._used: dict[str, float] = {}  # sandbox_id -> last use, not yet written to the store
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._reaper: asyncio.Task | None = None
+
+    # -- startup / shutdown ------------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        """Make the records agree with what the worker actually runs (after a restart)."""
+        known = {info.sandbox_id: info for info in self.worker.list()}
+        now = time.time()
+        for record in await self.store.all():
+            self.records[record.sandbox_id] = record
+            info = known.get(record.sandbox_id)
+            alive = info is not None and info.state == "running"
+            if record.state in LIVE and alive:
+                if record.state == "pending":
+                    await self._transition(record, "running", "reattached")
+                # Time the admin was down does not count as idle: nobody could use the sandbox.
+                record.last_used_at = now
+            elif record.state in LIVE:
+                await self._transition(record, "failed", "lost", "the sandbox was gone when the admin restarted")
+        for sandbox_id, info in known.items():
+            record = self.records.get(sandbox_id)
+            if record is None or record.state not in LIVE:
+                log.warning("stopping sandbox %s: it has no live record (orphan)", sandbox_id)
+                await self._quiet_stop(sandbox_id)
+
+    def start_reaper(self) -> None:
+        self._reaper = asyncio.create_task(self._reap_loop(), name="rock-reaper")
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+        for task in list(self._starting.values()):
+            await asyncio.gather(task, return_exceptions=True)
+        await self.flush()
+
+    async def flush(self) -> None:
+        used, self._used = self._used, {}
+        await self.store.flush_last_used(used)
+
+    # -- lookups (hot path) ------------------------------------------------------------------
+
+    def get(self, sandbox_id: str, owner: str | None, include_deleted: bool = True) -> SandboxRecord:
+        record = self.records.get(sandbox_id)
+        if record is None or record.owner != owner or (record.state == "deleted" and not include_deleted):
+            # Another namespace's sandbox is reported exactly like a missing one.
+            raise SandboxNotFound(f"sandbox {sandbox_id} not found")
+        return record
+
+    def touch(self, record: SandboxRecord) -> None:
+        now = time.time()
+        record.last_used_at = now
+        self._used[record.sandbox_id] = now
+
+    async def agent(self, sandbox_id: str, owner: str | None):
+        """The agent client of a running sandbox the caller owns; counts as a use (TTL refresh)."""
+        record = self.get(sandbox_id, owner)
+        if record.state != "running":
+            task = self._starting.get(sandbox_id)
+            if task is not None:  # still starting: the command waits for it instead of failing
+                await asyncio.shield(task)
+            if record.state != "running":
+                raise SandboxNotRunning(f"sandbox {sandbox_id} is {record.state}" + (
+                    f": {record.failure_reason}" if record.failure_reason else ""))
+        self.touch(record)
+        return self.worker.agent(sandbox_id)
+
+    def visible(self, owner: str | None) -> list[SandboxRecord]:
+        return [r for r in self.records.values() if r.owner == owner]
+
+    # -- create ------------------------------------------------------------------------------
+
+    def _lock(self, sandbox_id: str) -> asyncio.Lock:
+        lock = self._locks.get(sandbox_id)
+        if lock is None:
+            lock = self._locks[sandbox_id] = asyncio.Lock()
+        return lock
+
+    async def start(self, req: SandboxStartRequest, owner: str | None, meta: dict, wait: bool) -> SandboxRecord:
+        sandbox_id = req.sandbox_id or uuid.uuid4().hex
+        async with self._lock(sandbox_id):
+            record = self.records.get(sandbox_id)
+            if record is not None and record.owner != owner:
+                raise Conflict(f"sandbox id {sandbox_id} is already taken")
+            if record is None or record.state not in LIVE:
+                record = await self._new_record(sandbox_id, req, owner, meta, record)
+                self._starting[sandbox_id] = asyncio.create_task(self._create(record, req), name=f"create-{sandbox_id}")
+            # else: a caller-chosen id that is pending or running: create is idempotent
+        task = self._starting.get(sandbox_id)
+        if wait and task is not None:
+            await asyncio.shield(task)
+        if wait and record.state == "failed":
+            raise SandboxStartError(f"sandbox {sandbox_id} failed to start: {record.failure_reason}")
+        return record
+
+    async def _new_record(self, sandbox_id: str, req: SandboxStartRequest, owner: str | None, meta: dict,
+                          old: SandboxRecord | None) -> SandboxRecord:
+        ttl = req.ttl_seconds()
+        record = SandboxRecord(
+            sandbox_id=sandbox_id, owner=owner, state="pending",
+            namespace=meta.get("namespace"), user_id=meta.get("user_id"),
+            experiment_id=meta.get("experiment_id"), cluster=meta.get("cluster"),
+            image=req.image or self.settings.default_image,
+            cpus=req.cpus, memory=req.memory,
+            auto_clear_seconds=DEFAULT_TTL if ttl is None else ttl,
+            spec=req.model_dump(exclude_none=True, exclude={"wait"}),
+        )
+        self.records[sandbox_id] = record
+        event, from_state = ("create", None) if old is None else ("recreate", old.state)
+        await self.store.save(record, from_state, event)
+        return record
+
+    def _spec(self, record: SandboxRecord, req: SandboxStartRequest) -> SandboxSpec:
+        labels = {"rock.owner": record.owner or "", "rock.namespace": record.namespace or ""}
+        return SandboxSpec(
+            sandbox_id=record.sandbox_id, image=record.image,
+            memory_bytes=parse_memory(req.memory), cpus=req.limit_cpus or req.cpus,
+            pids_limit=self.settings.pids_limit, network=req.network, env=req.env or {}, labels=labels,
+        )
+
+    async def _create(self, record: SandboxRecord, req: SandboxStartRequest) -> None:
+        timeout = req.startup_timeout or DEFAULT_STARTUP_TIMEOUT
+        try:
+            try:
+                info = await asyncio.wait_for(self.worker.create(self._spec(record, req)), timeout)
+            except asyncio.TimeoutError:
+                await self._quiet_stop(record.sandbox_id)
+                raise SandboxStartError(f"not ready within startup_timeout={timeout:g}s") from None
+            if record.state != "pending":  # stopped while starting
+                await self._quiet_stop(record.sandbox_id)
+                return
+            record.backend, record.host_name, record.host_ip = info.backend, info.host_name, info.host_ip
+            record.started_at = record.last_used_at = time.time()
+            await self._transition(record, "running", "started")
+        except Exception as exc:  # noqa: BLE001 - any failure becomes the record's reason
+            reason = exc.message if isinstance(exc, RockError) and exc.message else f"{type(exc).__name__}: {exc}"
+            log.warning("sandbox %s failed to start: %s", record.sandbox_id, reason)
+            if record.state == "pending":
+                record.failure_reason = reason
+                await self._transition(record, "failed", "start_failed", reason)
+        finally:
+            self._starting.pop(record.sandbox_id, None)
+
+    # -- stop / delete -----------------------------------------------------------------------
+
+    async def stop(self, sandbox_id: str, owner: str | None, event: str = "stop") -> SandboxRecord:
+        record = self.get(sandbox_id, owner)
+        async with self._lock(sandbox_id):
+            if record.state in LIVE:
+                was_pending = record.state == "pending"
+                record.stopped_at = time.time()
+                await self._transition(record, "stopped", event)
+                if not was_pending:
+                    await self._quiet_stop(sandbox_id)
+                # a pending create sees the new state and stops what it started
+        return record
+
+    async def delete(self, sandbox_id: str, owner: str | None) -> SandboxRecord:
+        record = await self.stop(sandbox_id, owner, event="delete")
+        async with self._lock(sandbox_id):
+            if record.state != "deleted":
+                record.deleted_at = time.time()
+                await self._transition(record, "deleted", "delete")
+        return record
+
+    async def _quiet_stop(self, sandbox_id: str) -> None:
+        try:
+            await self.worker.stop(sandbox_id)
+        except SandboxNotFound:
+            pass
+        except Exception:  # noqa: BLE001 - stopping is best effort; the worker reaps leftovers
+            log.exception("stopping sandbox %s failed", sandbox_id)
+
+    async def _transition(self, record: SandboxRecord, to: str, event: str, message: str | None = None) -> None:
+        before = record.state
+        if to != before and to not in TRANSITIONS.get(before, ()):
+            raise BadRequest(f"sandbox {record.sandbox_id} cannot go from {before} to {to}")
+        record.state = to
+        await self.store.save(record, before, event, message)
+
+    # -- idle TTL ----------------------------------------------------------------------------
+
+    async def _reap_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.sleep(self._next_check())
+                await self.flush()
+                await self.reap_idle()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the reaper must outlive a bad round
+                log.exception("reaper round failed")
+
+    def _next_check(self) -> float:
+        """Sleep until the next sandbox could expire, within [0.2, 5] s (flushes last-used at least that often)."""
+        now, soonest = time.time(), 5.0
+        for r in self.records.values():
+            if r.state == "running" and r.auto_clear_seconds:
+                soonest = min(soonest, r.last_used_at + r.auto_clear_seconds - now)
+        return max(0.2, soonest)
+
+    async def reap_idle(self) -> list[str]:
+        now, reaped = time.time(), []
+        for record in list(self.records.values()):
+            ttl = record.auto_clear_seconds
+            if record.state == "running" and ttl and now - record.last_used_at >= ttl:
+                log.info("sandbox %s idle for %ss: stopping it", record.sandbox_id, ttl)
+                await self.stop(record.sandbox_id, record.owner, event="idle_timeout")
+                reaped.append(record.sandbox_id)
+        return reaped
