@@ -1,0 +1,87 @@
+"""Warm pools: sandboxes started ahead of demand, per (image, limits, network, env).
+
+A start from the pool hands over a sandbox whose agent is already connected and whose
+spare bash is already running, so the caller's first command runs within milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+
+from rock.runtime.base import RuntimeHandle, SandboxSpec
+from rock.worker.agent_client import AgentClient
+
+log = logging.getLogger("rock.worker.pool")
+
+Launched = tuple[RuntimeHandle, AgentClient]
+
+
+def pool_key(spec: SandboxSpec) -> tuple:
+    return (spec.image, spec.memory_bytes, spec.cpus, spec.pids_limit, spec.network, tuple(sorted(spec.env.items())))
+
+
+class WarmPool:
+    def __init__(self, launch: Callable[[SandboxSpec], Awaitable[Launched]],
+                 discard: Callable[[RuntimeHandle, AgentClient], Awaitable[None]]):
+        self._launch = launch
+        self._discard = discard
+        self._templates: dict[tuple, tuple[SandboxSpec, int]] = {}
+        self._ready: dict[tuple, list[Launched]] = {}
+        self._fillers: dict[tuple, asyncio.Task] = {}
+        self.filled = asyncio.Event()
+
+    def configure(self, template: SandboxSpec, size: int) -> None:
+        key = pool_key(template)
+        self._templates[key] = (template, size)
+        self._ready.setdefault(key, [])
+        self._refill(key)
+
+    def size(self, key: tuple | None = None) -> int:
+        if key is not None:
+            return len(self._ready.get(key, ()))
+        return sum(len(v) for v in self._ready.values())
+
+    def take(self, key: tuple) -> Launched | None:
+        ready = self._ready.get(key)
+        while ready:
+            handle, client = ready.pop()
+            self._refill(key)
+            if not client.closed:
+                return handle, client
+            asyncio.ensure_future(self._discard(handle, client))
+        return None
+
+    def _refill(self, key: tuple) -> None:
+        task = self._fillers.get(key)
+        if task is None or task.done():
+            self.filled.clear()
+            self._fillers[key] = asyncio.ensure_future(self._fill(key))
+
+    async def _fill(self, key: tuple) -> None:
+        template, size = self._templates[key]
+        ready = self._ready[key]
+        failures = 0
+        while len(ready) < size and failures < 3:
+            spec = template.model_copy(update={"sandbox_id": "pool-" + os.urandom(6).hex()})
+            try:
+                ready.append(await self._launch(spec))
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep the worker serving; cold starts still work
+                failures += 1
+                log.warning("warm pool could not start a sandbox (%s): %s", template.image, exc)
+        if all(t.done() or t is asyncio.current_task() for t in self._fillers.values()):
+            self.filled.set()
+
+    async def close(self) -> None:
+        for task in self._fillers.values():
+            task.cancel()
+        await asyncio.gather(*self._fillers.values(), return_exceptions=True)
+        self._fillers.clear()
+        launched = [item for items in self._ready.values() for item in items]
+        self._ready.clear()
+        await asyncio.gather(*(self._discard(h, c) for h, c in launched), return_exceptions=True)

@@ -1,0 +1,231 @@
+"""One node's sandboxes: create (from a warm pool when one matches), stop, list, stats,
+and re-attaching what still runs after the worker itself restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import compileall
+import json
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from rock.config import Settings
+from rock.errors import AgentGone, BadRequest, SandboxNotFound
+from rock.runtime import get_runtime_class, pick_backend
+from rock.runtime.base import AGENT_SRC, ResourceStats, Runtime, RuntimeHandle, SandboxSpec
+from rock.worker.agent_client import AgentClient
+from rock.worker.pool import WarmPool, pool_key
+
+log = logging.getLogger("rock.worker")
+
+
+class SandboxInfo(BaseModel):
+    sandbox_id: str
+    backend: str
+    state: str
+    spec: SandboxSpec
+    created_at: float
+    host_name: str
+    host_ip: str = "127.0.0.1"
+    runtime_id: str
+
+
+class Sandbox:
+    """A running sandbox as the worker holds it: where it runs and the open agent connection."""
+
+    __slots__ = ("sandbox_id", "handle", "client", "spec")
+
+    def __init__(self, sandbox_id: str, handle: RuntimeHandle, client: AgentClient, spec: SandboxSpec):
+        self.sandbox_id = sandbox_id
+        self.handle = handle
+        self.client = client
+        self.spec = spec
+
+
+class Worker:
+    def __init__(self, settings: Settings, backend: str | None = None):
+        self.settings = settings
+        self.backend_name = pick_backend(backend or settings.backend)
+        state = Path(settings.state_dir).resolve()
+        self.owner = f"{socket.gethostname()}:{state}"
+        self.runtime: Runtime = get_runtime_class(self.backend_name)(settings, self.owner)
+        self.records_dir = state / "records"
+        self.records_dir.mkdir(parents=True, exist_ok=True)
+        self.host_name = socket.gethostname()
+        self._sandboxes: dict[str, Sandbox] = {}
+        self._creating: dict[str, asyncio.Task] = {}
+        self.pool = WarmPool(self._launch, self._discard)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        # The agent dir is mounted read-only into sandboxes: compile it once here, or every
+        # sandbox start would pay for compiling it.
+        await asyncio.to_thread(compileall.compile_dir, str(AGENT_SRC), quiet=1)
+        await self._reattach()
+        removed = await self.runtime.reap(self._known_runtime_ids())
+        if removed:
+            log.info("reaped %d leftover sandbox(es) of this worker: %s", len(removed), ", ".join(removed))
+        if self.settings.pool_size > 0:
+            self.pool.configure(self.default_spec(), self.settings.pool_size)
+        log.info("worker ready: backend=%s state=%s sandboxes=%d", self.backend_name, self.settings.state_dir, len(self._sandboxes))
+
+    async def close(self, stop_sandboxes: bool = False) -> None:
+        await self.pool.close()
+        for task in list(self._creating.values()):
+            task.cancel()
+        if stop_sandboxes:
+            await asyncio.gather(*(self.stop(sid) for sid in list(self._sandboxes)), return_exceptions=True)
+        for sandbox in self._sandboxes.values():
+            sandbox.client.close()
+
+    def default_spec(self, sandbox_id: str = "") -> SandboxSpec:
+        from rock.worker.sizes import parse_memory
+
+        return SandboxSpec(
+            sandbox_id=sandbox_id, image=self.settings.default_image,
+            memory_bytes=parse_memory(self.settings.default_memory), cpus=self.settings.default_cpus,
+            pids_limit=self.settings.pids_limit,
+        )
+
+    # -- create / stop ---------------------------------------------------------------------
+
+    async def create(self, spec: SandboxSpec) -> SandboxInfo:
+        """Start a sandbox and return once its first command can run; idempotent per sandbox_id."""
+        sid = spec.sandbox_id
+        if not sid or "/" in sid or sid.startswith(".") or len(sid) > 128:
+            raise BadRequest("sandbox_id must be 1-128 characters, without '/' and not starting with '.'")
+        if sid in self._sandboxes:
+            return self.get(sid)
+        task = self._creating.get(sid)
+        if task is None:
+            task = self._creating[sid] = asyncio.ensure_future(self._create(spec))
+            task.add_done_callback(lambda _: self._creating.pop(sid, None))
+        await asyncio.shield(task)
+        return self.get(sid)
+
+    async def _create(self, spec: SandboxSpec) -> None:
+        started = time.perf_counter()
+        pooled = self.pool.take(pool_key(spec))
+        if pooled is not None:
+            handle, client = pooled
+            source = "pool"
+        else:
+            handle, client = await self._launch(spec.model_copy(update={"sandbox_id": self._runtime_id(spec.sandbox_id)}))
+            source = "cold"
+        sandbox = Sandbox(spec.sandbox_id, handle, client, spec)
+        self._save(sandbox)
+        self._sandboxes[spec.sandbox_id] = sandbox
+        log.info("sandbox %s running (%s, %s start, %.1f ms)", spec.sandbox_id, self.backend_name, source,
+                 (time.perf_counter() - started) * 1000)
+
+    @staticmethod
+    def _runtime_id(sandbox_id: str) -> str:
+        return sandbox_id if len(sandbox_id) <= 64 else sandbox_id[:48] + os.urandom(6).hex()
+
+    async def _launch(self, spec: SandboxSpec) -> tuple[RuntimeHandle, AgentClient]:
+        handle = await self.runtime.create(spec)
+        try:
+            client = await AgentClient.connect(handle.socket_path)
+        except BaseException:
+            await self.runtime.destroy(handle)
+            raise
+        return handle, client
+
+    async def _discard(self, handle: RuntimeHandle, client: AgentClient) -> None:
+        client.close()
+        await self.runtime.destroy(handle)
+
+    async def stop(self, sandbox_id: str) -> None:
+        sandbox = self._sandboxes.pop(sandbox_id, None)
+        if sandbox is None:
+            raise SandboxNotFound(f"no sandbox {sandbox_id!r} on this worker")
+        started = time.perf_counter()
+        await self._discard(sandbox.handle, sandbox.client)
+        self._record_path(sandbox_id).unlink(missing_ok=True)
+        log.info("sandbox %s stopped (%.1f ms)", sandbox_id, (time.perf_counter() - started) * 1000)
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def _get(self, sandbox_id: str) -> Sandbox:
+        sandbox = self._sandboxes.get(sandbox_id)
+        if sandbox is None:
+            raise SandboxNotFound(f"no sandbox {sandbox_id!r}; it was never started here or has been stopped")
+        return sandbox
+
+    def agent(self, sandbox_id: str) -> AgentClient:
+        sandbox = self._get(sandbox_id)
+        if sandbox.client.closed:
+            raise AgentGone(f"sandbox {sandbox_id!r} is not running any more (its agent went away)")
+        return sandbox.client
+
+    def get(self, sandbox_id: str) -> SandboxInfo:
+        s = self._get(sandbox_id)
+        return SandboxInfo(
+            sandbox_id=s.sandbox_id, backend=self.backend_name, state="failed" if s.client.closed else "running",
+            spec=s.spec, created_at=s.handle.created_at, host_name=self.host_name, runtime_id=s.handle.runtime_id,
+        )
+
+    def list(self) -> list[SandboxInfo]:
+        return [self.get(sid) for sid in list(self._sandboxes)]
+
+    async def stats(self, sandbox_id: str) -> ResourceStats:
+        return await self.runtime.stats(self._get(sandbox_id).handle)
+
+    async def alive(self, sandbox_id: str) -> bool:
+        sandbox = self._get(sandbox_id)
+        return not sandbox.client.closed and await self.runtime.alive(sandbox.handle)
+
+    # -- persistence and re-attach ------------------------------------------------------------
+
+    def _record_path(self, sandbox_id: str) -> Path:
+        return self.records_dir / f"{sandbox_id}.json"
+
+    def _save(self, sandbox: Sandbox) -> None:
+        data = {"sandbox_id": sandbox.sandbox_id, "spec": sandbox.spec.model_dump(), "handle": sandbox.handle.model_dump()}
+        tmp = self._record_path(sandbox.sandbox_id).with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self._record_path(sandbox.sandbox_id))
+
+    def _known_runtime_ids(self) -> set[str]:
+        return {s.handle.sandbox_id for s in self._sandboxes.values()}
+
+    async def _reattach(self) -> None:
+        records = sorted(self.records_dir.glob("*.json"))
+
+        async def one(path: Path) -> None:
+            try:
+                data = json.loads(path.read_text())
+                handle = RuntimeHandle(**data["handle"])
+                spec = SandboxSpec(**data["spec"])
+            except (OSError, ValueError, KeyError) as exc:
+                log.warning("ignoring unreadable sandbox record %s: %s", path, exc)
+                path.unlink(missing_ok=True)
+                return
+            if handle.backend != self.backend_name:
+                log.warning("sandbox %s ran on %s, this worker uses %s: leaving it alone", spec.sandbox_id, handle.backend, self.backend_name)
+                return
+            client = None
+            if await self.runtime.alive(handle):
+                try:
+                    client = await AgentClient.connect(handle.socket_path)
+                    await asyncio.wait_for(client.ping(), 10)
+                except (AgentGone, asyncio.TimeoutError) as exc:
+                    log.warning("sandbox %s runs but its agent does not answer (%s)", spec.sandbox_id, exc)
+                    if client is not None:
+                        client.close()
+                    client = None
+            if client is None:
+                log.info("sandbox %s is gone; releasing what is left of it", spec.sandbox_id)
+                await self.runtime.destroy(handle)
+                path.unlink(missing_ok=True)
+                return
+            self._sandboxes[spec.sandbox_id] = Sandbox(spec.sandbox_id, handle, client, spec)
+            log.info("sandbox %s re-attached", spec.sandbox_id)
+
+        await asyncio.gather(*(one(p) for p in records))
