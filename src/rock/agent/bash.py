@@ -157,7 +157,7 @@ class BashSession:
             if cmd.result is not None:
                 self.current = None
                 return cmd.result
-            cmd.output = Output(cmd.max_output)
+            # Output that arrived since the last idle return is already buffered: keep it.
             cmd.attach(req, stream, timeout, idle_timeout)
         self._wake()
         return None
@@ -178,6 +178,7 @@ class BashSession:
                 self.current = None
                 return cmd.result
             cmd.waiters.append((req, False))
+            cmd.idle_timeout = None  # the caller now waits for the end, however quiet
             self._begin_stop(cmd, "interrupted", grace)
         self._wake()
         return None

@@ -263,6 +263,12 @@ def signal_ready(path):
 
 def main(argv):
     opts = parse_args(argv)
+    # A launcher may have left SIGINT/SIGQUIT ignored (sh ignores them for `&` jobs), and an
+    # ignored signal survives exec: Ctrl-C would then never reach commands in the sessions.
+    import _signal
+
+    for sig in (_signal.SIGINT, _signal.SIGQUIT):
+        _signal.signal(sig, _signal.SIG_DFL)
     agent = build_agent()
     path = opts["socket"]
     try:

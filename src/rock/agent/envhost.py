@@ -1,0 +1,449 @@
+"""The env host: one process per sandbox holding many env instances (GEM and user envs).
+
+Started by the agent (``agent/envs.py``) as ``$ROCK_HOST_PYTHON -I envhost.py``: unlike the
+agent it runs WITH site-packages, because env code needs gem, numpy and friends. It speaks
+the agent's framing (``protocol.py``) over its stdin/stdout pipes and handles one request at a
+time on its main thread, so a step costs a few microseconds of overhead beyond the env itself.
+
+Isolation between the envs of one host:
+- an exception in one env's code is caught and returned as that call's error;
+- a call running longer than its timeout is interrupted by SIGALRM (works for Python code and
+  blocking syscalls); the env is then marked broken, the others carry on. Code stuck inside a
+  C extension cannot be interrupted: the agent's watchdog kills the whole host then;
+- ``print()`` in env code cannot corrupt the protocol: fd 1 is pointed at stderr and the
+  protocol uses private duplicates of the original pipes;
+- every env gets its own global ``random`` / ``numpy.random`` state (``RngIsolation``), so
+  the observations of one env do not depend on what the other envs of the host do.
+
+Standard library only at import time (it may run under any image's python3).
+"""
+
+import importlib
+import importlib.util
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _sibling(name):
+    # Loaded by path under a private name: with -I the script's folder is not on sys.path,
+    # and env packages must not be able to shadow (or be shadowed by) our modules.
+    spec = importlib.util.spec_from_file_location("_rock_envhost_" + name, os.path.join(_HERE, name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+protocol = _sibling("protocol")
+
+
+class RngIsolation:
+    """Swaps the global ``random`` and ``numpy.random`` states so each env has its own.
+
+    gem's games draw from the module-level generators (``random.choice`` in Game2048.step, ...),
+    which in-process would make one env's outcomes depend on every other env's calls. Saving
+    and restoring through ``getstate()``/``set_state()`` costs ~130 us per switch (as much as
+    the step of a simple game), so the MT19937 states (2,500 bytes each) are copied directly
+    from memory; the layout is verified against ``getstate()`` at start-up and the slow API is
+    used if it does not match. Not covered: numpy's cached second Gaussian of
+    ``np.random.normal`` (rarely used by text games).
+    """
+
+    SIZE = 2500  # int index + uint32[624] (CPython), uint32[624] + int pos (numpy)
+
+    def __init__(self):
+        import random
+
+        self.random = random
+        self.owner = None
+        self.mode = "slow"
+        self.np = sys.modules.get("numpy")
+        try:
+            self._init_fast()
+            self.mode = "fast"
+        except Exception:
+            self._fast = None
+
+    def _init_fast(self):
+        import ctypes
+        import struct
+
+        self.string_at, self.memmove = ctypes.string_at, ctypes.memmove
+        inst = self.random._inst
+        py_addr = id(inst) + 2 * ctypes.sizeof(ctypes.c_void_p)  # after PyObject_HEAD
+        values = struct.unpack("=i624I", ctypes.string_at(py_addr, self.SIZE))
+        state = self.random.getstate()[1]
+        if values[1:] != state[:624] or values[0] != state[624]:
+            raise RuntimeError("unexpected random.Random layout")
+        np_addr = None
+        if self.np is not None:
+            bitgen = self.np.random.mtrand._rand._bit_generator
+            np_addr = bitgen.ctypes.state_address
+            values = struct.unpack("=624Ii", ctypes.string_at(np_addr, self.SIZE))
+            nstate = bitgen.state["state"]
+            if list(values[:624]) != [int(k) for k in nstate["key"]] or values[624] != nstate["pos"]:
+                raise RuntimeError("unexpected MT19937 layout")
+        self._fast = (inst, py_addr, np_addr)
+        probe = self.save()
+        first = [self.random.random() for _ in range(700)]
+        self.load(probe)
+        if first != [self.random.random() for _ in range(700)]:
+            raise RuntimeError("random state copy does not round-trip")
+
+    def save(self):
+        if self._fast is None:
+            return (self.random.getstate(), self.np.random.get_state() if self.np is not None else None)
+        inst, py_addr, np_addr = self._fast
+        return (self.string_at(py_addr, self.SIZE), inst.gauss_next,
+                self.string_at(np_addr, self.SIZE) if np_addr is not None else None)
+
+    def load(self, state):
+        if self._fast is None:
+            self.random.setstate(state[0])
+            if state[1] is not None:
+                self.np.random.set_state(state[1])
+            return
+        inst, py_addr, np_addr = self._fast
+        self.memmove(py_addr, state[0], self.SIZE)
+        inst.gauss_next = state[1]
+        if np_addr is not None:
+            self.memmove(np_addr, state[2], self.SIZE)
+
+    def enter(self, env):
+        """Make ``env``'s states the global ones (a new env starts from fresh entropy, like a new
+        process would)."""
+        if self.owner is env:
+            return
+        if self.owner is not None:
+            self.owner.rng = self.save()
+        if env.rng is None:
+            self.random.seed()
+            if self.np is not None:
+                self.np.random.seed()
+        else:
+            self.load(env.rng)
+        self.owner = env
+
+    def forget(self, env):
+        if self.owner is env:
+            self.owner = None
+
+
+class CallTimeout(BaseException):
+    """Raised by SIGALRM inside env code; a BaseException so ``except Exception`` in env code
+    cannot swallow it."""
+
+
+class Failure(Exception):
+    def __init__(self, type_, message):
+        Exception.__init__(self, message)
+        self.type = type_
+        self.message = message
+
+
+def _on_alarm(signum, frame):
+    raise CallTimeout()
+
+
+def jsonable(value):
+    """json.dumps fallback: numpy scalars/arrays, tuples of them, anything else as its str."""
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "ndim", 1) == 0:
+        return item()
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):
+        return tolist()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def dumps(obj):
+    return json.dumps(obj, default=jsonable, separators=(",", ":")).encode()
+
+
+def describe(exc):
+    """'Type: message (at file:line in func)' naming the innermost frame of the env's code."""
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    tb = traceback.extract_tb(exc.__traceback__)
+    if tb:
+        frame = tb[-1]
+        text += " (at %s:%d in %s)" % (frame.filename, frame.lineno, frame.name)
+    return text[:4000]
+
+
+def offline_nltk():
+    """gem's word games call nltk.download('words') in their constructors. There is no network
+    at run time: answer from the local data (NLTK_DATA) instead of trying the internet."""
+    nltk = sys.modules.get("nltk")
+    if nltk is None or getattr(nltk.download, "_rock_offline", False):
+        return
+
+    def download(info_or_id=None, *args, **kwargs):
+        for kind in ("corpora", "tokenizers", "taggers", "models", "misc"):
+            try:
+                nltk.data.find("%s/%s" % (kind, info_or_id))
+                return True
+            except LookupError:
+                continue
+        return False
+
+    download._rock_offline = True
+    nltk.download = download
+
+
+class Env:
+    __slots__ = ("id", "env_id", "obj", "timeout", "rng", "broken", "needs_reset", "created", "last_used", "steps")
+
+    def __init__(self, env_id_local, env_id, timeout):
+        self.id = env_id_local
+        self.env_id = env_id
+        self.obj = None
+        self.timeout = timeout
+        self.rng = None
+        self.broken = None
+        self.needs_reset = False
+        self.created = self.last_used = time.time()
+        self.steps = 0
+
+
+class Host:
+    def __init__(self, send=None):
+        self.envs = {}
+        self.rng = RngIsolation()
+        self.gem = None
+        self.send = send
+        self.current = None
+
+    # -- guarded execution -------------------------------------------------------------
+
+    def guarded(self, env, what, fn, *args):
+        """Run env code with its own RNG state, its timeout, and its errors contained."""
+        if env.broken:
+            raise Failure("EnvBroken", "env %s (%s) is unusable: %s; close it and make a new one" % (env.id, env.env_id, env.broken))
+        self.rng.enter(env)
+        env.last_used = time.time()
+        try:
+            if env.timeout:
+                signal.setitimer(signal.ITIMER_REAL, env.timeout)
+            try:
+                return fn(*args)
+            finally:
+                if env.timeout:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+        except CallTimeout:
+            env.broken = "%s timed out after %gs" % (what, env.timeout)
+            raise Failure("EnvTimeout", "env %s (%s): %s; the env was marked broken, the other envs are unaffected"
+                          % (env.id, env.env_id, env.broken))
+        except Failure:
+            raise
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt from env code too
+            raise Failure("EnvError", "env %s (%s) raised in %s: %s" % (env.id, env.env_id, what, describe(exc)))
+
+    def env(self, args):
+        env = self.envs.get(args.get("env"))
+        if env is None:
+            raise Failure("EnvNotFound", "no env %r in this sandbox (closed, reclaimed, or never made)" % args.get("env"))
+        return env
+
+    # -- ops ---------------------------------------------------------------------------
+
+    def op_ping(self, args):
+        return {"pid": os.getpid(), "python": sys.version.split()[0], "envs": len(self.envs), "rng": self.rng.mode}
+
+    def op_make(self, args):
+        local, env_id = args["env"], args["env_id"]
+        if local in self.envs:
+            raise Failure("BadRequest", "env %r already exists" % local)
+        for path in args.get("sys_path") or ():
+            if path not in sys.path:
+                sys.path.insert(0, path)
+        factory = self.factory(env_id, args.get("entry_point"))
+        env = Env(local, env_id, args.get("timeout"))
+        kwargs = args.get("kwargs") or {}
+        try:
+            env.obj = self.guarded(env, "make", lambda: factory(**kwargs))
+        except Failure as exc:
+            self.rng.forget(env)
+            if exc.type == "EnvError":
+                exc.type = "EnvMakeError"
+            raise
+        self.envs[local] = env
+        return {"env": local, "env_id": env_id}
+
+    def factory(self, env_id, entry_point):
+        if entry_point:
+            module_name, _, attr = entry_point.partition(":")
+            try:
+                obj = importlib.import_module(module_name)
+                for part in attr.split("."):
+                    obj = getattr(obj, part)
+            except BaseException as exc:
+                raise Failure("EnvMakeError", "cannot import entry point %r: %s" % (entry_point, describe(exc)))
+            return obj
+        if self.gem is None:
+            try:
+                import gem
+            except BaseException as exc:
+                raise Failure("EnvMakeError", "cannot import gem in the env host (%s): %s" % (sys.executable, describe(exc)))
+            self.gem = gem
+            offline_nltk()
+        registry = self.gem.envs.registration.ENV_REGISTRY
+        if env_id not in registry:
+            raise Failure("EnvNotFound", "gem has no env %r" % env_id)
+        offline_nltk()
+        return lambda **kw: self.gem.make(env_id, **kw)
+
+    def reset(self, env, seed):
+        obs, info = self.guarded(env, "reset", env.obj.reset, seed)
+        env.needs_reset = False
+        return {"observation": obs, "info": info}
+
+    def step(self, env, action):
+        obs, reward, terminated, truncated, info = self.guarded(env, "step", env.obj.step, action)
+        env.steps += 1
+        return {"observation": obs, "reward": float(reward), "terminated": bool(terminated),
+                "truncated": bool(truncated), "info": info}
+
+    def vstep(self, env, action, mode):
+        """One env of a vector step; autoreset semantics are documented in rock/envs/vector.py."""
+        if mode == "next_step" and env.needs_reset:
+            out = self.reset(env, None)
+            out.update(reward=0.0, terminated=False, truncated=False)
+            return out
+        out = self.step(env, action)
+        done = out["terminated"] or out["truncated"]
+        if done and mode == "same_step":
+            final_obs, final_info = out["observation"], out["info"]
+            out.update(self.reset(env, None))
+            out["info"] = dict(out["info"] or {}, final_observation=final_obs, final_info=final_info)
+        elif done and mode == "next_step":
+            env.needs_reset = True
+        return out
+
+    def op_reset(self, args):
+        return self.reset(self.env(args), args.get("seed"))
+
+    def op_step(self, args):
+        return self.step(self.env(args), args.get("action"))
+
+    def op_close(self, args):
+        env = self.envs.pop(args.get("env"), None)
+        if env is None:
+            return {"closed": False}
+        self.rng.forget(env)
+        close = getattr(env.obj, "close", None)
+        if callable(close) and not env.broken:
+            try:
+                self.guarded(env, "close", close)
+            except Failure as exc:
+                return {"closed": True, "warning": exc.message}
+        return {"closed": True}
+
+    def op_batch(self, args):
+        """Many calls in one request: ``calls`` = [[op, env, arg], ...] with op in reset/step/vstep.
+
+        Each call's outcome is independent: an error becomes that entry's ``error``."""
+        mode = args.get("autoreset") or "same_step"
+        out = []
+        mark = time.monotonic()
+        for op, local, arg in args["calls"]:
+            if time.monotonic() - mark > 0.5:
+                # Long batches tell the agent's watchdog they are alive, call by call.
+                self.progress()
+                mark = time.monotonic()
+            try:
+                env = self.env({"env": local})
+                if op == "step":
+                    out.append(self.step(env, arg))
+                elif op == "vstep":
+                    out.append(self.vstep(env, arg, mode))
+                elif op == "reset":
+                    out.append(self.reset(env, arg))
+                else:
+                    raise Failure("BadRequest", "batch op must be reset, step or vstep, not %r" % op)
+            except Failure as exc:
+                out.append({"error": {"type": exc.type, "message": exc.message}})
+        return out
+
+    def op_list(self, args):
+        return {"envs": [{"env": e.id, "env_id": e.env_id, "created": e.created, "last_used": e.last_used,
+                          "steps": e.steps, "broken": e.broken} for e in self.envs.values()]}
+
+    # Results of these ops go to the caller as a JSON body, passed through untouched by the
+    # agent and the admin: the observation is encoded once, here.
+    BODY_OPS = ("reset", "step", "batch")
+
+    def progress(self):
+        if self.send is not None:
+            self.send(protocol.encode({"id": self.current, "event": "progress"}))
+
+    def handle(self, meta):
+        op = meta.get("op")
+        self.current = meta["id"]
+        fn = getattr(self, "op_" + str(op), None)
+        try:
+            if fn is None:
+                raise Failure("BadRequest", "unknown env host op %r" % op)
+            result = fn(meta.get("args") or {})
+            if op in self.BODY_OPS:
+                return protocol.encode({"id": meta["id"], "ok": True, "result": {}}, dumps(result))
+            return protocol.encode({"id": meta["id"], "ok": True, "result": result})
+        except Failure as exc:
+            error = {"type": exc.type, "message": exc.message}
+        except (KeyError, TypeError, ValueError) as exc:
+            error = {"type": "BadRequest", "message": "%s: %s" % (type(exc).__name__, exc)}
+        except CallTimeout:  # a late alarm outside env code: the call itself finished
+            error = {"type": "EnvTimeout", "message": "the call timed out while its result was being sent"}
+        return protocol.encode({"id": meta["id"], "ok": False, "error": error})
+
+
+def _die_with_parent():
+    # If the agent dies, a host stuck in env code would never read EOF: let the kernel kill it.
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def serve():
+    # Keep private copies of the pipes for the protocol; env code gets /dev/null and stderr.
+    proto_in, proto_out = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    try:  # before RngIsolation looks for it; every gem env needs it anyway
+        import numpy  # noqa: F401
+    except ImportError:
+        pass
+    host = Host(lambda data: _write_all(proto_out, data))
+    reader = protocol.FrameReader()
+    _write_all(proto_out, protocol.encode({"id": 0, "event": "ready", "pid": os.getpid()}))
+    while True:
+        data = os.read(proto_in, 1 << 20)
+        if not data:
+            return
+        for meta, _body in reader.feed(data):
+            _write_all(proto_out, host.handle(meta))
+
+
+if __name__ == "__main__":
+    serve()

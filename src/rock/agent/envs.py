@@ -1,0 +1,396 @@
+"""Agent ops for hosted envs: ``env.make``, ``env.reset``, ``env.step``, ``env.batch``,
+``env.close``, ``env.list``.
+
+The agent runs with ``-I -S`` and never imports gem. On first use it starts an env host
+(``envhost.py``) with the interpreter that has the env packages (``ROCK_HOST_PYTHON`` unless the
+env says otherwise), WITH site-packages, and forwards requests to it over pipes in the agent's
+own framing. Replies come back on the host's reader thread, which answers the worker directly:
+step/reset/batch are ``INLINE`` + deferred, so a step costs no pool-thread hand-off here, and
+the observation JSON the host encoded travels as the reply body untouched.
+
+Failure handling: an env's exception or timeout is its call's error (the host contains it); if
+the host stops answering for longer than the running call's timeout plus a grace period (code
+stuck in C where SIGALRM cannot reach), the watchdog kills it; when the host dies, every
+pending call fails with ``EnvHostDied``, its envs report ``EnvLost`` with the reason, and the
+next ``env.make`` starts a fresh host.
+"""
+
+import collections
+import hashlib
+import itertools
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from . import protocol
+from .errors import OpError
+from .server import DEFERRED
+
+HOST_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "envhost.py")
+# Extra time the watchdog allows beyond a call's own timeout before it declares the host stuck.
+GRACE = float(os.environ.get("ROCK_ENV_GRACE", "5"))
+START_TIMEOUT = 60.0
+STDERR_TAIL = 8192
+
+_lock = threading.Lock()
+_hosts = {}  # python path -> Host
+_envs = {}  # env handle -> Rec
+_env_ids = itertools.count(1)
+
+
+class Rec:
+    __slots__ = ("host", "env_id", "timeout", "lost")
+
+    def __init__(self, host, env_id, timeout):
+        self.host, self.env_id, self.timeout, self.lost = host, env_id, timeout, None
+
+
+class Pending:
+    __slots__ = ("on_done", "budget")
+
+    def __init__(self, on_done, budget):
+        self.on_done, self.budget = on_done, budget
+
+
+class Host:
+    """One env host process and the threads that talk to it."""
+
+    def __init__(self, python, env):
+        self.python = python
+        self.proc = subprocess.Popen(
+            [python, "-I", HOST_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=env, close_fds=True,
+        )
+        self.pid = self.proc.pid
+        self.wfd = self.proc.stdin.fileno()
+        os.set_blocking(self.wfd, False)
+        self.ids = itertools.count(1)
+        self.pending = collections.OrderedDict()  # host processes requests in order: first = running
+        self.cond = threading.Condition()
+        self.wbuf = bytearray()
+        self.alive = True
+        self.death = None
+        self.kill_reason = None
+        self.progress_at = time.monotonic()
+        self.stderr_tail = collections.deque(maxlen=64)
+        self.ready = threading.Event()
+        self.started = time.time()
+        for target in (self._read, self._drain_stderr, self._watch, self._write):
+            threading.Thread(target=target, daemon=True).start()
+        if not self.ready.wait(START_TIMEOUT) or not self.alive:
+            self.kill("it did not start within %ds" % START_TIMEOUT)
+            raise OpError("EnvHostDied", "the env host (%s) failed to start: %s" % (python, self.death or "no answer"))
+
+    # -- sending -------------------------------------------------------------------------
+
+    def request(self, op, args, on_done, budget=None):
+        """Send one request; ``on_done(meta, body)`` runs on the reader thread with the reply."""
+        rid = next(self.ids)
+        data = protocol.encode({"id": rid, "op": op, "args": args})
+        with self.cond:
+            if not self.alive:
+                raise OpError("EnvHostDied", "the env host died: %s" % self.death)
+            if not self.pending:
+                self.progress_at = time.monotonic()
+                self.cond.notify_all()  # wake the watchdog: something is running now
+            self.pending[rid] = Pending(on_done, budget)
+            if self.wbuf:
+                self.wbuf += data
+                return
+            try:
+                sent = os.write(self.wfd, data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                return  # the reader sees the death and fails this request
+            if sent < len(data):
+                self.wbuf += data[sent:]
+                self.cond.notify_all()
+
+    def call(self, op, args, budget=None, timeout=None):
+        """Blocking request for pool-thread handlers; returns (result, body) or raises OpError."""
+        box, done = [], threading.Event()
+        self.request(op, args, lambda meta, body: (box.append((meta, body)), done.set()), budget)
+        if not done.wait(timeout):
+            raise OpError("EnvTimeout", "the env host did not answer %s within %ss" % (op, timeout))
+        meta, body = box[0]
+        if not meta.get("ok"):
+            err = meta.get("error") or {}
+            raise OpError(err.get("type", "EnvError"), err.get("message", ""))
+        return meta.get("result") or {}, body
+
+    def _write(self):
+        while True:
+            with self.cond:
+                while self.alive and not self.wbuf:
+                    self.cond.wait()
+                if not self.alive:
+                    return
+                data = bytes(self.wbuf)
+            select.select([], [self.wfd], [], 1.0)
+            try:
+                sent = os.write(self.wfd, data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                return
+            with self.cond:
+                del self.wbuf[:sent]
+
+    # -- receiving -----------------------------------------------------------------------
+
+    def _read(self):
+        reader = protocol.FrameReader()
+        fd = self.proc.stdout.fileno()
+        try:
+            while True:
+                data = os.read(fd, 1 << 20)
+                if not data:
+                    break
+                for meta, body in reader.feed(data):
+                    self.progress_at = time.monotonic()
+                    if "event" in meta:
+                        if meta["event"] == "ready":
+                            self.ready.set()
+                        continue
+                    with self.cond:
+                        p = self.pending.pop(meta["id"], None)
+                    if p is not None:
+                        p.on_done(meta, body)
+        except (OSError, protocol.ProtocolError) as exc:
+            self.kill("it sent a bad frame: %s" % exc)
+        self._died()
+
+    def _drain_stderr(self):
+        # Env code logs (gem logs at INFO); keep the tail for crash reports, drop the rest.
+        for line in self.proc.stderr:
+            self.stderr_tail.append(line.decode("utf-8", "replace"))
+
+    def _died(self):
+        code = self.proc.wait()
+        if self.kill_reason:
+            reason = self.kill_reason
+        elif code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+            reason = "it was killed by %s" % name + (" (most likely out of memory)" if -code == signal.SIGKILL else "")
+        else:
+            reason = "it exited with status %d" % code
+        tail = "".join(self.stderr_tail)[-1500:].strip()
+        self.death = reason + ("; last stderr: " + tail if tail else "")
+        with self.cond:
+            self.alive = False
+            pending, self.pending = self.pending, collections.OrderedDict()
+            self.cond.notify_all()
+        with _lock:
+            for handle, rec in _envs.items():
+                if rec.host is self:
+                    rec.lost = self.death
+            if _hosts.get(self.python) is self:
+                del _hosts[self.python]
+        error = {"id": 0, "ok": False, "error": {"type": "EnvHostDied", "message": "the env host died: " + self.death}}
+        for p in pending.values():
+            p.on_done(error, b"")
+
+    def _watch(self):
+        """Kill the host when the running call overstays its timeout plus GRACE (no polling:
+        it sleeps until that deadline, and is woken when work starts)."""
+        with self.cond:
+            while self.alive:
+                head = next(iter(self.pending.values()), None)
+                if head is None or not head.budget:
+                    self.cond.wait()
+                    continue
+                left = self.progress_at + head.budget + GRACE - time.monotonic()
+                if left > 0:
+                    self.cond.wait(left)
+                    continue
+                self.kill_reason = ("it stopped answering for %.0fs, beyond the call's %gs timeout: an env's code is "
+                                    "stuck where the timeout cannot interrupt it (e.g. in a C extension); the host was "
+                                    "killed" % (time.monotonic() - self.progress_at, head.budget))
+                os.kill(self.pid, signal.SIGKILL)
+                return
+
+    def kill(self, reason):
+        if self.kill_reason is None:
+            self.kill_reason = reason
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _host_env():
+    env = dict(os.environ)
+    env.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download at run time
+    return env
+
+
+def get_host(python=None):
+    python = python or os.environ.get("ROCK_HOST_PYTHON") or sys.executable
+    with _lock:
+        host = _hosts.get(python)
+        if host is not None and host.alive:
+            return host
+        host = Host(python, _host_env())
+        _hosts[python] = host
+        return host
+
+
+def _rec(handle):
+    rec = _envs.get(handle)
+    if rec is None:
+        raise OpError("EnvNotFound", "no env %r in this sandbox (closed, reclaimed, or never made)" % handle)
+    if rec.lost:
+        raise OpError("EnvLost", "env %s (%s) was lost when its env host died: %s; make a new env" % (handle, rec.env_id, rec.lost))
+    return rec
+
+
+def _forward(req, meta, body):
+    if meta.get("ok"):
+        req.reply(meta.get("result"), body)
+    else:
+        err = meta.get("error") or {}
+        req.fail(err.get("type", "EnvError"), err.get("message", ""))
+
+
+def _packages_path(python, packages):
+    """pip-install a user env's packages once per sandbox into a private target folder."""
+    key = hashlib.sha256(json.dumps([python, sorted(packages)]).encode()).hexdigest()[:16]
+    target = os.path.join(os.environ.get("ROCK_ENV_PACKAGES_DIR", "/tmp/rock-env-packages"), key)
+    if not os.path.exists(os.path.join(target, ".complete")):
+        cmd = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", target] + list(packages)
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if proc.returncode != 0:
+            raise OpError("EnvMakeError", "installing %s failed: %s" % (" ".join(packages), proc.stdout.decode("utf-8", "replace")[-2000:]))
+        open(os.path.join(target, ".complete"), "w").close()
+    return target
+
+
+# -- ops --------------------------------------------------------------------------------
+
+
+def env_make(req):
+    a = req.args
+    env_id = a["env_id"]
+    python = a.get("python") or None
+    host = get_host(python)
+    sys_path = list(a.get("sys_path") or [])
+    if a.get("packages"):
+        sys_path.insert(0, _packages_path(host.python, a["packages"]))
+    handle = a.get("env") or "e%d" % next(_env_ids)
+    timeout = a.get("timeout")
+    args = {"env": handle, "env_id": env_id, "entry_point": a.get("entry_point"), "kwargs": a.get("kwargs") or {},
+            "timeout": timeout, "sys_path": sys_path}
+    with _lock:
+        if handle in _envs:
+            raise OpError("BadRequest", "env %r already exists" % handle)
+        _envs[handle] = Rec(host, env_id, timeout)
+    try:
+        result, _ = host.call("make", args, budget=timeout)
+    except OpError:
+        with _lock:
+            _envs.pop(handle, None)
+        raise
+    result["host_pid"] = host.pid
+    return result
+
+
+def _relay(op, key):
+    def handler(req):
+        rec = _rec(req.args.get("env"))
+        args = {"env": req.args["env"], key: req.args.get(key)}
+        rec.host.request(op, args, lambda meta, body: _forward(req, meta, body), rec.timeout)
+        return DEFERRED
+
+    return handler
+
+
+def env_batch(req):
+    """``calls`` = [[op, env, arg], ...] (op: reset/step/vstep), answered as one JSON list body.
+
+    Calls on several hosts (envs with different interpreters) are split and merged in order."""
+    calls = req.args["calls"]
+    groups = collections.OrderedDict()
+    errors = {}
+    for i, call in enumerate(calls):
+        try:
+            rec = _rec(call[1])
+        except OpError as exc:
+            errors[i] = {"error": {"type": exc.type, "message": exc.message}}
+            continue
+        groups.setdefault(rec.host, []).append(i)
+    extra = {k: v for k, v in req.args.items() if k != "calls"}
+    if len(groups) == 1 and not errors:
+        host = next(iter(groups))
+        budget = max(_envs[c[1]].timeout or 0 for c in calls) or None
+        host.request("batch", dict(extra, calls=calls), lambda meta, body: _forward(req, meta, body), budget)
+        return DEFERRED
+    results = [None] * len(calls)
+    for i, err in errors.items():
+        results[i] = err
+    waiting = [len(groups)]
+    guard = threading.Lock()
+
+    def part_done(indices, meta, body):
+        part = json.loads(body) if meta.get("ok") else [{"error": meta.get("error")}] * len(indices)
+        for i, item in zip(indices, part):
+            results[i] = item
+        with guard:
+            waiting[0] -= 1
+            last = waiting[0] == 0
+        if last:
+            req.reply({}, json.dumps(results, separators=(",", ":")).encode())
+
+    if not groups:
+        return {}, json.dumps(results).encode()
+    for host, indices in groups.items():
+        budget = max(_envs[calls[i][1]].timeout or 0 for i in indices) or None
+        host.request("batch", dict(extra, calls=[calls[i] for i in indices]),
+                     lambda meta, body, idx=indices: part_done(idx, meta, body), budget)
+    return DEFERRED
+
+
+def env_close(req):
+    handle = req.args.get("env")
+    with _lock:
+        rec = _envs.pop(handle, None)
+    if rec is None:
+        return {"closed": False}
+    if rec.lost or not rec.host.alive:
+        return {"closed": True, "lost": rec.lost}
+    rec.host.request("close", {"env": handle}, lambda meta, body: _forward(req, meta, body), rec.timeout)
+    return DEFERRED
+
+
+def env_list(req):
+    """The envs of this sandbox, as the hosts see them, plus envs lost with a dead host."""
+    with _lock:
+        hosts = [h for h in _hosts.values() if h.alive]
+        lost = [{"env": k, "env_id": r.env_id, "lost": r.lost} for k, r in _envs.items() if r.lost]
+    envs, info = [], []
+    for host in hosts:
+        try:
+            result, _ = host.call("list", {}, timeout=10)
+        except OpError as exc:
+            info.append({"python": host.python, "pid": host.pid, "error": exc.message})
+            continue
+        envs.extend(result["envs"])
+        info.append({"python": host.python, "pid": host.pid, "started": host.started, "envs": len(result["envs"])})
+    return {"envs": envs + lost, "hosts": info}
+
+
+OPS = {
+    "env.make": env_make,
+    "env.reset": _relay("reset", "seed"),
+    "env.step": _relay("step", "action"),
+    "env.batch": env_batch,
+    "env.close": env_close,
+    "env.list": env_list,
+}
+# These only hand the request to the host and return: they run on the connection's thread.
+INLINE = ("env.reset", "env.step", "env.batch", "env.close")

@@ -1,0 +1,157 @@
+"""Persistent bash sessions: every edge case that breaks other tools, on every real backend."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from rock.errors import SessionBusy, SessionNotFound
+
+
+@pytest.mark.parametrize(
+    "command, output, exit_code",
+    [
+        ("echo hi", "hi\n", 0),
+        ("", "", 0),
+        ("   echo leading-space", "leading-space\n", 0),
+        ("echo -n no-newline", "no-newline", 0),
+        ("# only a comment", "", 0),
+        ("false", "", 1),
+        ("i=0; while [ $i -lt 3 ]; do echo $i; i=$((i+1)); done", "0\n1\n2\n", 0),
+        ("(cd /; echo sub $(pwd)); (exit 7)", "sub /\n", 7),
+        ("echo first\necho second", "first\nsecond\n", 0),
+        ("cat <<'EOF'\n$HOME is literal\n  indented\nEOF", "$HOME is literal\n  indented\n", 0),
+        ("echo to-stderr >&2", "to-stderr\n", 0),
+        ("printf 'a\\tb\\r\\nc'", "a\tb\r\nc", 0),
+        ("echo 'héllo ✓'", "héllo ✓\n", 0),
+    ],
+    ids=lambda v: repr(v)[:30],
+)
+async def test_command_output_and_exit_code(box, session, command, output, exit_code):
+    result = await box.run(session, command, timeout=30)
+    assert (result.output, result.exit_code, result.status) == (output, exit_code, "completed")
+
+
+async def test_syntax_error_reports_and_session_keeps_working(box, session):
+    result = await box.run(session, "echo 'unterminated")
+    assert result.exit_code == 2 and "unexpected EOF" in result.output
+    result = await box.run(session, "if then fi")
+    assert result.exit_code == 2 and "syntax error" in result.output
+    assert (await box.run(session, "echo still-fine")).output == "still-fine\n"
+
+
+async def test_no_marker_text_leaks(box, session):
+    outputs = [(await box.run(session, cmd)).output for cmd in ("echo a", "set -x; echo b; set +x", "true")]
+    for out in outputs:
+        assert "\x1e" not in out and "\x1f" not in out and "__rock" not in out and "PROMPT_COMMAND" not in out
+
+
+async def test_cwd_and_exports_persist(box, session):
+    result = await box.run(session, "mkdir -p /tmp/persist && cd /tmp/persist && export ROCK_T=kept")
+    assert result.cwd == "/tmp/persist"
+    result = await box.run(session, "echo $ROCK_T $(pwd)")
+    assert result.output == "kept /tmp/persist\n"
+
+
+async def test_shell_exit_ends_session_and_it_can_be_recreated(box, session):
+    result = await box.run(session, "set -e; false; echo not-reached")
+    assert result.status == "ended" and result.exit_code == 1 and "not-reached" not in result.output
+    with pytest.raises(SessionNotFound, match="ended"):
+        await box.run(session, "echo again")
+    await box.create_session(session)
+    assert (await box.run(session, "echo again")).output == "again\n"
+    result = await box.run(session, "exit 4")
+    assert (result.status, result.exit_code) == ("ended", 4)
+    await box.create_session(session)
+
+
+@pytest.mark.parametrize("command", ["sleep 600", "less /etc/passwd", "while true; do :; done", "cat"])
+async def test_hard_timeout_interrupts_and_session_survives(box, session, command):
+    result = await box.run(session, command, timeout=0.5)
+    assert result.status == "timeout"
+    assert result.exit_code != 0
+    after = await box.run(session, "echo alive; echo $((1+1))", timeout=10)
+    assert (after.output, after.exit_code, after.status) == ("alive\n2\n", 0, "completed")
+
+
+async def test_idle_timeout_returns_partial_output_then_input_and_wait(box, session):
+    result = await box.run(session, "echo started; read name; echo hello $name", idle_timeout=0.3)
+    assert (result.status, result.output, result.exit_code) == ("idle", "started\n", None)
+    with pytest.raises(SessionBusy):
+        await box.run(session, "echo busy")
+    await box.send_input(session, "rock\n")
+    result = await box.wait(session, timeout=10)
+    assert (result.status, result.output, result.exit_code) == ("completed", "hello rock\n", 0)
+
+
+async def test_idle_then_interrupt(box, session):
+    result = await box.run(session, "echo begin; sleep 600", idle_timeout=0.3)
+    assert result.status == "idle" and result.output == "begin\n"
+    result = await box.interrupt(session)
+    assert result.status == "interrupted" and result.exit_code == 130
+    assert (await box.run(session, "echo ok")).output == "ok\n"
+
+
+async def test_interactive_program(box, session):
+    result = await box.run(session, "python3 -i -q", idle_timeout=0.5)
+    assert result.status == "idle"
+    await box.send_input(session, "print(6 * 7)\n")
+    result = await box.wait(session, idle_timeout=0.5)
+    assert "42" in result.output
+    await box.send_input(session, "exit()\n")
+    result = await box.wait(session, timeout=10)
+    assert result.status == "completed" and result.exit_code == 0
+
+
+async def test_streaming_output_arrives_before_the_end(box, session):
+    chunks: list[str] = []
+    result = await box.run(session, "for i in 1 2 3; do echo line$i; sleep 0.05; done", on_output=chunks.append)
+    assert "".join(chunks) == result.output == "line1\nline2\nline3\n"
+    assert len(chunks) >= 2
+
+
+async def test_output_cap_marks_truncation(box, session):
+    result = await box.run(session, "seq 1 200000", max_output=10_000)
+    assert result.truncated and result.exit_code == 0
+    assert result.output.startswith("1\n2\n") and result.output.endswith("199999\n200000\n")
+    assert "bytes of output truncated" in result.output and len(result.output) < 11_000
+
+
+async def test_long_command_text_and_large_output(box, session):
+    command = "echo " + "x" * 200_000 + " | wc -c"
+    assert (await box.run(session, command)).output.strip() == "200001"
+    result = await box.run(session, "head -c 3000000 /dev/zero | tr '\\0' 'y'")
+    assert len(result.output) == 3_000_000 and not result.truncated
+
+
+async def test_two_sessions_of_one_sandbox_run_concurrently(box):
+    await box.create_session("left")
+    await box.create_session("right")
+    try:
+        slow = asyncio.ensure_future(box.run("left", "sleep 1; echo left-done", timeout=30))
+        fast = await box.run("right", "echo right-done")
+        assert fast.output == "right-done\n" and not slow.done()
+        assert (await slow).output == "left-done\n"
+    finally:
+        await box.close_session("left")
+        await box.close_session("right")
+
+
+async def test_session_options_env_cwd_startup_source(box):
+    await box.write_file("/tmp/startup.sh", b"export FROM_STARTUP=yes\n")
+    await box.create_session("opts", env={"FOO": "bar"}, cwd="/tmp", startup_source=["/tmp/startup.sh"])
+    try:
+        result = await box.run("opts", "echo $FOO $FROM_STARTUP $(pwd)")
+        assert result.output == "bar yes /tmp\n"
+    finally:
+        await box.close_session("opts")
+
+
+async def test_duplicate_and_unknown_sessions(box, session):
+    from rock.errors import SessionExists
+
+    with pytest.raises(SessionExists):
+        await box.create_session(session)
+    with pytest.raises(SessionNotFound):
+        await box.run("no-such-session", "echo")
