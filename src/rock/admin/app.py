@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from rock.admin import errors, routes_data, routes_extra, routes_sandbox, routes_ws
 from rock.admin.auth import Auth
 from rock.admin.context import PREFIX, Ctx, ok
+from rock.admin.hotpath import HotPath
 from rock.admin.limits import BodyLimit
 from rock.admin.sandboxes import Sandboxes
 from rock.admin.store import Store
@@ -74,6 +75,8 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
                    "uptime_seconds": round(time.time() - ctx.started_at, 3), "auth": ctx.auth.enabled})
 
     app.add_middleware(BodyLimit)
+    # Added last = outermost: the hot route skips every other layer (see rock.admin.hotpath).
+    app.add_middleware(HotPath, ctx=ctx)
     return app
 
 

@@ -56,19 +56,28 @@ def validation_message(errors: list[dict]) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
-def install(app: FastAPI) -> None:
-    @app.exception_handler(RockError)
-    async def _rock(request: Request, exc: RockError) -> Response:
+def status_and_body(exc: Exception, where: str = "") -> tuple[int, bytes]:
+    """The mapping itself, for the routes' handlers and for the hot path alike."""
+    if isinstance(exc, RockError):
         kind = getattr(exc, "kind", None) or type(exc).__name__
-        return error_response(exc.status_code, exc.message or kind, kind)
+        return exc.status_code, error_body(exc.status_code, exc.message or kind, kind)
+    if isinstance(exc, RequestValidationError):
+        return 422, error_body(422, validation_message(list(exc.errors())), "BadRequest")
+    if isinstance(exc, ValidationError):
+        return 422, error_body(422, validation_message(exc.errors(include_url=False)), "BadRequest")
+    log.error("unexpected error on %s", where, exc_info=exc)
+    return 500, error_body(500, f"internal error ({type(exc).__name__}); see the admin log", "RockError")
 
-    @app.exception_handler(RequestValidationError)
-    async def _request_validation(request: Request, exc: RequestValidationError) -> Response:
-        return error_response(422, validation_message(list(exc.errors())), "BadRequest")
 
-    @app.exception_handler(ValidationError)
-    async def _validation(request: Request, exc: ValidationError) -> Response:
-        return error_response(422, validation_message(exc.errors(include_url=False)), "BadRequest")
+def _respond(request: Request, exc: Exception) -> Response:
+    status, body = status_and_body(exc, f"{request.method} {request.url.path}")
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RockError, _respond)
+    app.add_exception_handler(RequestValidationError, _respond)
+    app.add_exception_handler(ValidationError, _respond)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
@@ -78,7 +87,4 @@ def install(app: FastAPI) -> None:
             message = f"no such route: {request.method} {request.url.path}"
         return error_response(exc.status_code, message, kinds.get(exc.status_code, "BadRequest"))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return error_response(500, f"internal error ({type(exc).__name__}); see the admin log", "RockError")
+    app.add_exception_handler(Exception, _respond)

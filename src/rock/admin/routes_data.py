@@ -7,6 +7,8 @@ directly. Nothing here touches the store.
 
 from __future__ import annotations
 
+import contextlib
+
 from fastapi import APIRouter
 from pydantic import TypeAdapter
 from starlette.datastructures import UploadFile
@@ -24,7 +26,7 @@ from rock.actions.sandbox import (
 )
 from rock.admin.context import Ctx, check_path, ok, parse
 from rock.admin.jsonutil import dumps
-from rock.errors import BadRequest, SessionNotFound
+from rock.errors import BadRequest, SessionExists, SessionNotFound
 
 UPLOAD_CHUNK = 4 << 20
 _sandbox_id = TypeAdapter(SandboxId)
@@ -49,15 +51,34 @@ def observation(r, check: str, command: str, error_msg: str = "") -> dict:
             "failure_reason": failure, "expect_string": "", "status": r.status, "truncated": r.truncated}
 
 
-def run_response(obs: dict, check: str) -> Response:
+def run_body(obs: dict, check: str) -> bytes:
     """A command that failed under check="raise" is not an HTTP error (the request was fine):
     like ROCK, answer 200 with status Failed, the observation and code 6000 (command error).
     rl-rock relies on this: its nohup wait treats a failing ``kill -0`` as "process finished"."""
     if check == "raise" and obs["failure_reason"] and obs["status"] != "idle":
-        body = {"status": "Failed", "message": "run in session failed", "error": obs["failure_reason"],
-                "result": {**obs, "code": 6000}}
-        return Response(dumps(body), media_type="application/json")
-    return ok(obs)
+        return dumps({"status": "Failed", "message": "run in session failed", "error": obs["failure_reason"],
+                      "result": {**obs, "code": 6000}})
+    return dumps({"status": "Success", "message": None, "error": None, "result": obs})
+
+
+def run_response(obs: dict, check: str) -> Response:
+    return Response(run_body(obs, check), media_type="application/json")
+
+
+async def run_action(ctx: Ctx, a: SandboxBashAction, owner: str | None) -> tuple[bytes, int]:
+    """run_in_session itself, shared by the route and the hot path (rock.admin.hotpath)."""
+    agent = await ctx.sandboxes.agent(a.sandbox_id, owner)
+    max_output = a.max_output or ctx.settings.max_output_bytes
+    try:
+        r = await agent.run(a.session, a.command, timeout=a.timeout, idle_timeout=a.idle_timeout, max_output=max_output)
+    except SessionNotFound:
+        if a.session != "default":
+            raise
+        # ROCK code often runs in "default" without creating it; we create it on first use.
+        with contextlib.suppress(SessionExists):
+            await agent.create_session("default")
+        r = await agent.run(a.session, a.command, timeout=a.timeout, idle_timeout=a.idle_timeout, max_output=max_output)
+    return run_body(observation(r, a.check, a.command, a.error_msg), a.check), 200
 
 
 def router(ctx: Ctx) -> APIRouter:
@@ -65,19 +86,8 @@ def router(ctx: Ctx) -> APIRouter:
 
     @api.post("/run_in_session")
     async def run_in_session(request: Request):
-        a = await parse(request, SandboxBashAction)
-        agent = await ctx.agent(request, a.sandbox_id)
-        try:
-            r = await agent.run(a.session, a.command, timeout=a.timeout, idle_timeout=a.idle_timeout,
-                                max_output=a.max_output or ctx.settings.max_output_bytes)
-        except SessionNotFound:
-            if a.session != "default":
-                raise
-            # ROCK code often runs in "default" without creating it; we create it on first use.
-            await agent.create_session("default")
-            r = await agent.run(a.session, a.command, timeout=a.timeout, idle_timeout=a.idle_timeout,
-                                max_output=a.max_output or ctx.settings.max_output_bytes)
-        return run_response(observation(r, a.check, a.command, a.error_msg), a.check)
+        body, status = await run_action(ctx, await parse(request, SandboxBashAction), ctx.owner(request))
+        return Response(body, status_code=status, media_type="application/json")
 
     @api.post("/create_session")
     async def create_session(request: Request):

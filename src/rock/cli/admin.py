@@ -1,0 +1,169 @@
+"""``rock admin start|stop|status``: the admin as a background process with a pid file and a
+log file in the state directory (or in the foreground with ``--foreground``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rock.cli.output import Out
+from rock.cli.server import info_path, log_path, pid_path, serve
+from rock.config import Settings
+from rock.errors import RockError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("admin", help="run the admin service (API server with the worker embedded)")
+    s = p.add_subparsers(dest="admin_cmd", required=True)
+    start = s.add_parser("start", help="start the admin (in the background unless --foreground)")
+    start.add_argument("--host", help="address to bind (default 127.0.0.1; others need API tokens)")
+    start.add_argument("--port", type=int, help="port (default 8080)")
+    start.add_argument("--backend", choices=["auto", "docker", "bwrap", "local"], help="runtime backend")
+    start.add_argument("--state-dir", help="where records, sandboxes, pid and log files live")
+    start.add_argument("--role", choices=["admin", "proxy"], help="admin: everything; proxy: data plane only")
+    start.add_argument("--foreground", action="store_true", help="stay in the foreground (containers, debugging)")
+    start.add_argument("--log-level", default="info")
+    start.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    start.add_argument("--timeout", type=float, default=120, help="seconds to wait for the admin to be ready")
+    start.set_defaults(func=cmd_start)
+    for name, fn, text in (("stop", cmd_stop, "stop the background admin"),
+                           ("status", cmd_status, "show what runs, where, with which backend")):
+        q = s.add_parser(name, help=text)
+        q.add_argument("--state-dir")
+        q.set_defaults(func=fn)
+    s.choices["stop"].add_argument("--timeout", type=float, default=30)
+
+
+def settings_from(args) -> Settings:
+    return Settings.load(host=getattr(args, "host", None), port=getattr(args, "port", None),
+                         backend=getattr(args, "backend", None), state_dir=getattr(args, "state_dir", None),
+                         role=getattr(args, "role", None))
+
+
+def _running_pid(settings: Settings) -> int | None:
+    try:
+        pid = int(pid_path(settings).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    # The pid must still be our admin (pids get reused): its command line says so.
+    return pid if any(b"rock" in part for part in cmdline) and b"admin" in cmdline else None
+
+
+def cmd_start(args, out: Out) -> int:
+    settings = settings_from(args)
+    if args.foreground:
+        return serve(settings, ready_fd=args.ready_fd, log_level=args.log_level)
+    pid = _running_pid(settings)
+    if pid is not None:
+        raise RockError(f"an admin already runs from {settings.state_dir} (pid {pid}); `rock admin stop` first")
+    from rock.admin.auth import check_bind
+
+    check_bind(settings.host, settings.tokens)  # fail here, not silently in the background
+    Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
+    read_fd, write_fd = os.pipe()
+    argv = [sys.executable, "-m", "rock.cli.main", "admin", "start", "--foreground", "--ready-fd", str(write_fd),
+            "--host", settings.host, "--port", str(settings.port), "--backend", settings.backend,
+            "--state-dir", str(settings.state_dir), "--role", settings.role, "--log-level", args.log_level]
+    with open(log_path(settings), "ab") as log:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(write_fd,),
+                                start_new_session=True, close_fds=True)
+    os.close(write_fd)
+    info = _wait_ready(read_fd, args.timeout)
+    if info is None:
+        proc.poll()
+        tail = _tail(log_path(settings))
+        if proc.returncode is None:
+            proc.terminate()
+        raise RockError(f"the admin did not start (log {log_path(settings)}):\n{tail}")
+    out.record(info, title="rock admin started", lines=[
+        f"listening on {info['url']}  (backend {info['backend']}, role {info['role']}, pid {info['pid']})",
+        f"state dir {info['state_dir']}, log {info['log_file']}"])
+    return 0
+
+
+def _wait_ready(fd: int, timeout: float) -> dict | None:
+    """Block on the child's ready pipe: a line when it serves, EOF if it died first."""
+    deadline, buf = time.monotonic() + timeout, b""
+    try:
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                return None
+            buf += chunk
+    finally:
+        os.close(fd)
+    return json.loads(buf.split(b"\n", 1)[0])
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def cmd_stop(args, out: Out) -> int:
+    settings = settings_from(args)
+    pid = _running_pid(settings)
+    if pid is None:
+        out.record({"stopped": False}, lines=[f"no admin runs from {settings.state_dir}"])
+        return 0
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return 0
+    try:
+        os.kill(pid, signal.SIGTERM)
+        # Wait on the pidfd: readable exactly when the process exits (no polling).
+        if not select.select([pidfd], [], [], args.timeout)[0]:
+            os.kill(pid, signal.SIGKILL)
+            select.select([pidfd], [], [], 10)
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(pidfd)
+    out.record({"stopped": True, "pid": pid}, lines=[f"admin (pid {pid}) stopped; sandboxes keep running"])
+    return 0
+
+
+def cmd_status(args, out: Out) -> int:
+    settings = settings_from(args)
+    pid = _running_pid(settings)
+    try:
+        info = json.loads(info_path(settings).read_text()) if pid else {}
+    except (OSError, ValueError):
+        info = {}
+    health = None
+    if pid and info:
+        import httpx
+
+        try:
+            health = httpx.get(f"{info['url']}/health", timeout=5).json().get("result")
+        except (httpx.HTTPError, ValueError):
+            health = None
+    effective = settings.model_dump(mode="json", exclude={"tokens"}) | {"tokens": f"{len(settings.tokens)} configured"}
+    data = {"running": pid is not None, "pid": pid, **info, "health": health, "settings": effective}
+    if pid is None:
+        lines = [f"no admin runs from {settings.state_dir}"]
+    else:
+        lines = [f"admin pid {pid} listening on {info.get('url')} (backend {info.get('backend')}, "
+                 f"role {info.get('role')})",
+                 f"serving: {'yes' if health else 'NO ANSWER'}"
+                 + (f", {health['sandboxes']} running sandboxes, up {health['uptime_seconds']:.0f}s" if health else ""),
+                 f"log {info.get('log_file')}"]
+    out.record(data, title="rock admin", lines=lines, table=effective)
+    return 0 if pid is not None else 3

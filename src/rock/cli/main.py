@@ -1,0 +1,42 @@
+"""The ``rock`` command: ``rock admin ...`` runs the service, ``rock sandbox ...`` uses it."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+from rock.cli import admin, sandbox
+from rock.cli.output import Out
+from rock.errors import RockError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rock", description="ROCK: isolated sandboxes and RL environments")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    sub = parser.add_subparsers(dest="command", required=True)
+    admin.add_parser(sub)
+    sandbox.add_parser(sub)
+    # `rock envs` lives in its own module (issue 4); register it when it is there.
+    if importlib.util.find_spec("rock.cli.envs") is not None:
+        envs = importlib.import_module("rock.cli.envs")
+        if hasattr(envs, "add_parser"):
+            envs.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = Out(as_json=args.json)
+    try:
+        return int(args.func(args, out) or 0)
+    except RockError as exc:
+        out.error(exc.message or type(exc).__name__)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

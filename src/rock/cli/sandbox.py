@@ -1,0 +1,205 @@
+"""``rock sandbox create|list|exec|shell|stop|logs``: sandboxes for people, through the public SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+from rock.cli.output import Out
+from rock.errors import RockError
+from rock.sdk.sandbox.client import Sandbox
+from rock.sdk.sandbox.config import SandboxConfig
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("sandbox", help="create and use sandboxes on a running admin")
+    p.add_argument("--url", default=os.environ.get("ROCK_BASE_URL", "http://127.0.0.1:8080"), help="admin URL")
+    p.add_argument("--token", default=os.environ.get("ROCK_TOKEN"), help="API token (or $ROCK_TOKEN)")
+    s = p.add_subparsers(dest="sandbox_cmd", required=True)
+
+    c = s.add_parser("create", help="start a sandbox and print its id")
+    c.add_argument("--image", default="python:3.11")
+    c.add_argument("--memory", default="1g")
+    c.add_argument("--cpus", type=float, default=1)
+    c.add_argument("--id", dest="sandbox_id", help="choose the sandbox id (create is idempotent for it)")
+    c.add_argument("--ttl", type=int, default=3600, help="stop after this many idle seconds (0: never)")
+    c.add_argument("--network", action="store_true", help="give the sandbox network access")
+    c.set_defaults(func=cmd_create)
+
+    ls = s.add_parser("list", help="list sandboxes")
+    ls.add_argument("--state", help="only this state (pending, running, stopped, failed, deleted)")
+    ls.set_defaults(func=cmd_list)
+
+    e = s.add_parser("exec", help="run a command in a sandbox, streaming its output; exits with its code")
+    e.add_argument("sandbox_id")
+    e.add_argument("cmd", nargs=argparse_remainder(), help="the command (after --)")
+    e.add_argument("--session", help="run in this persistent session (default: a fresh one)")
+    e.add_argument("--timeout", type=float)
+    e.add_argument("--background", action="store_true", help="start as a background process; print its id")
+    e.set_defaults(func=cmd_exec)
+
+    sh = s.add_parser("shell", help="an interactive shell in a sandbox session")
+    sh.add_argument("sandbox_id")
+    sh.add_argument("--session", default="shell")
+    sh.set_defaults(func=cmd_shell)
+
+    st = s.add_parser("stop", help="stop sandboxes")
+    st.add_argument("sandbox_ids", nargs="+")
+    st.set_defaults(func=cmd_stop)
+
+    lg = s.add_parser("logs", help="a sandbox's lifecycle history, or a background process's output")
+    lg.add_argument("sandbox_id")
+    lg.add_argument("--proc", help="background process id (from `exec --background`)")
+    lg.add_argument("--stderr", action="store_true")
+    lg.add_argument("-f", "--follow", action="store_true", help="keep printing until the process ends")
+    lg.set_defaults(func=cmd_logs)
+
+
+def argparse_remainder():
+    import argparse
+
+    return argparse.REMAINDER
+
+
+def _config(args, **kw) -> SandboxConfig:
+    return SandboxConfig(base_url=args.url, token=args.token, **kw)
+
+
+async def _attached(args) -> Sandbox:
+    sandbox = Sandbox(_config(args))
+    await sandbox.attach(args.sandbox_id)
+    return sandbox
+
+
+def _run(coro):
+    return asyncio.run(coro)
+
+
+def cmd_create(args, out: Out) -> int:
+    config = _config(args, image=args.image, memory=args.memory, cpus=args.cpus, sandbox_id=args.sandbox_id,
+                     auto_clear_seconds=args.ttl, network=args.network)
+
+    async def go():
+        sandbox = Sandbox(config)
+        try:
+            if out.tty and not out.as_json:
+                with out.console.status(f"starting a sandbox from {args.image} ..."):
+                    await sandbox.start()
+            else:
+                await sandbox.start()
+            return await sandbox.get_status()
+        finally:
+            await sandbox.aclose()
+
+    status = _run(go())
+    out.record(status.model_dump(mode="json"), lines=[status.sandbox_id] if not out.tty else [
+        f"sandbox {status.sandbox_id} running ({status.backend}, image {status.image})"])
+    return 0
+
+
+def cmd_list(args, out: Out) -> int:
+    async def go():
+        sandbox = Sandbox(_config(args))
+        try:
+            return await sandbox._http.get("/sandboxes", {"state": args.state, "page_size": 1000})
+        finally:
+            await sandbox.aclose()
+
+    items = _run(go())["items"]
+    rows = [{"id": i["sandbox_id"], "state": i["lifecycle_state"], "backend": i["backend"], "image": i["image"],
+             "created": (i["create_time"] or "")[:19], "last used": (i["last_used_time"] or "")[:19]} for i in items]
+    out.rows(items if out.as_json else rows, ["id", "state", "backend", "image", "created", "last used"],
+             title="sandboxes")
+    return 0
+
+
+def cmd_exec(args, out: Out) -> int:
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        raise RockError("no command given: rock sandbox exec ID -- COMMAND ...")
+    command = cmd[0] if len(cmd) == 1 else " ".join(_quote(c) for c in cmd)
+
+    async def go():
+        sandbox = await _attached(args)
+        try:
+            if args.background:
+                return await sandbox.start_process(command)
+            stream = None if out.as_json else (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+            return await sandbox.arun(command, session=args.session, timeout=args.timeout, on_output=stream)
+        finally:
+            await sandbox.aclose()
+
+    result = _run(go())
+    if args.background:
+        out.record(result, lines=[f"started background process {result['proc_id']} (pid {result['pid']}); "
+                                  f"rock sandbox logs {args.sandbox_id} --proc {result['proc_id']} -f"])
+        return 0
+    if out.as_json:
+        out.json(result.model_dump())
+    elif result.failure_reason and result.status != "completed":
+        print(f"\n[{result.failure_reason}]", file=sys.stderr)
+    return result.exit_code if isinstance(result.exit_code, int) else 1
+
+
+def _quote(arg: str) -> str:
+    import shlex
+
+    return shlex.quote(arg)
+
+
+def cmd_stop(args, out: Out) -> int:
+    async def go():
+        done = []
+        for sandbox_id in args.sandbox_ids:
+            sandbox = Sandbox(_config(args))
+            try:
+                await sandbox._http.post("/stop", {"sandbox_id": sandbox_id})
+                done.append(sandbox_id)
+            finally:
+                await sandbox.aclose()
+        return done
+
+    stopped = _run(go())
+    out.record({"stopped": stopped}, lines=[f"stopped {s}" for s in stopped])
+    return 0
+
+
+def cmd_logs(args, out: Out) -> int:
+    async def go():
+        sandbox = await _attached(args)
+        try:
+            if not args.proc:
+                return (await sandbox.get_status(include_all_states=True)).state_history
+            stream, offset = ("stderr" if args.stderr else "stdout"), 0
+            while True:
+                data, offset, running = await sandbox.process_output(args.proc, stream, offset)
+                sys.stdout.buffer.write(data)
+                sys.stdout.flush()
+                if not args.follow or (not running and not data):
+                    return None
+                if not data:
+                    # A person watching a log: a short pause between reads, like `tail -f`.
+                    await asyncio.sleep(0.2)
+        finally:
+            await sandbox.aclose()
+
+    history = _run(go())
+    if history is not None:
+        rows = [{"time": h.timestamp[:23], "from": h.from_state, "to": h.to_state, "event": h.event}
+                for h in history]
+        out.rows(rows, ["time", "from", "to", "event"], title=f"history of {args.sandbox_id}")
+    return 0
+
+
+def cmd_shell(args, out: Out) -> int:
+    from rock.cli.shell import run_shell
+
+    async def go():
+        sandbox = await _attached(args)
+        try:
+            return await run_shell(sandbox, args.session)
+        finally:
+            await sandbox.aclose()
+
+    return _run(go())

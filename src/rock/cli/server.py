@@ -1,0 +1,78 @@
+"""Running the admin in the foreground: uvicorn with the app, and a readiness signal for
+``rock admin start`` (a line written to an inherited pipe once the app is serving)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import uvicorn
+
+from rock.admin.app import create_app
+from rock.admin.auth import check_bind
+from rock.config import Settings
+
+
+def pid_path(settings: Settings) -> Path:
+    return Path(settings.state_dir) / "admin.pid"
+
+
+def info_path(settings: Settings) -> Path:
+    return Path(settings.state_dir) / "admin.json"
+
+
+def log_path(settings: Settings) -> Path:
+    return Path(settings.state_dir) / "admin.log"
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, settings: Settings, ready_fd: int | None):
+        super().__init__(config)
+        self.settings, self.ready_fd = settings, ready_fd
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        if not self.started:
+            return
+        app = self.config.loaded_app
+        while hasattr(app, "app") and not hasattr(app, "state"):
+            app = app.app
+        backend = getattr(getattr(getattr(app, "state", None), "rock", None), "worker", None)
+        info = {"pid": os.getpid(), "host": self.settings.host, "port": self.settings.port,
+                "url": f"http://{self.settings.host}:{self.settings.port}", "role": self.settings.role,
+                "backend": getattr(backend, "backend_name", self.settings.backend),
+                "state_dir": str(self.settings.state_dir), "started_at": time.time(),
+                "log_file": str(log_path(self.settings))}
+        tmp = info_path(self.settings).with_suffix(".tmp")
+        tmp.write_text(json.dumps(info))
+        os.replace(tmp, info_path(self.settings))
+        if self.ready_fd is not None:
+            os.write(self.ready_fd, (json.dumps(info) + "\n").encode())
+            os.close(self.ready_fd)
+            self.ready_fd = None
+
+
+def serve(settings: Settings, ready_fd: int | None = None, log_level: str = "info") -> int:
+    """Serve until SIGTERM/SIGINT; sandboxes keep running across restarts."""
+    check_bind(settings.host, settings.tokens)
+    Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    pid_path(settings).write_text(str(os.getpid()))
+    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
+                            access_log=False, timeout_graceful_shutdown=10, ws_max_size=16 << 20)
+    server = _Server(config, settings, ready_fd)
+    try:
+        server.run()
+    finally:
+        for path in (pid_path(settings), info_path(settings)):
+            try:
+                if path == info_path(settings) or path.read_text().strip() == str(os.getpid()):
+                    path.unlink()
+            except OSError:
+                pass
+    return 0 if server.started else 1

@@ -1,0 +1,317 @@
+"""The sandbox SDK (``rock.sdk.sandbox.client``): ROCK's ``Sandbox`` and ``SandboxGroup``.
+
+Faster and stricter than ROCK's where the shape allows: ``start()`` returns when the sandbox is
+ready (the admin replies then; no timer polling), one keep-alive client per object, ``arun`` returns
+non-zero exit codes instead of raising, nohup mode reports the real exit code, files are binary-safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import shlex
+import time
+import uuid
+from typing import Any, Callable
+
+from rock.actions import (
+    Action,
+    CloseBashSessionRequest,
+    CloseBashSessionResponse,
+    Command,
+    CommandResponse,
+    CreateBashSessionRequest,
+    CreateBashSessionResponse,
+    IsAliveResponse,
+    Observation,
+    SandboxStatusResponse,
+)
+from rock.errors import BadRequest, RockError, SandboxNotFound
+from rock.sdk.common.exceptions import CommandRockError
+from rock.sdk.sandbox.config import SandboxConfig, SandboxGroupConfig
+from rock.sdk.sandbox.files import FilesMixin
+from rock.sdk.sandbox.http import Http
+
+log = logging.getLogger("rock.sdk")
+
+
+class RunMode:
+    NORMAL = "normal"
+    NOHUP = "nohup"
+
+
+class Sandbox(FilesMixin):
+    def __init__(self, config: SandboxConfig | None = None):
+        self.config = config or SandboxConfig()
+        self._url = f"{self.config.base_url.rstrip('/')}/apis/envs/sandbox/v1"
+        self._sandbox_id: str | None = None
+        self._host_name: str | None = None
+        self._host_ip: str | None = None
+        self._http_client: Http | None = None
+
+    # -- attributes ------------------------------------------------------------------------
+
+    @property
+    def sandbox_id(self) -> str | None:
+        return self._sandbox_id
+
+    @property
+    def host_name(self) -> str | None:
+        return self._host_name
+
+    @property
+    def host_ip(self) -> str | None:
+        return self._host_ip
+
+    @property
+    def cluster(self) -> str:
+        return self.config.cluster
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def __repr__(self) -> str:
+        return f"Sandbox(sandbox_id={self._sandbox_id}, image={self.config.image}, url={self.config.base_url})"
+
+    def _headers(self) -> dict[str, str]:
+        c = self.config
+        headers = {"X-Cluster": c.cluster}
+        for name, value in (("X-User-Id", c.user_id), ("X-Experiment-Id", c.experiment_id),
+                            ("X-Namespace", c.namespace)):
+            if value:
+                headers[name] = value
+        if c.xrl_authorization:
+            headers["XRL-Authorization"] = f"Bearer {c.xrl_authorization}"
+        if c.token:
+            headers["Authorization"] = f"Bearer {c.token}"
+        headers.update(c.extra_headers)
+        return headers
+
+    @property
+    def _http(self) -> Http:
+        if self._http_client is None:
+            self._http_client = Http(self.config.base_url, self._headers(), self.config.request_timeout)
+        return self._http_client
+
+    def _need_id(self) -> str:
+        if not self._sandbox_id:
+            raise BadRequest("this Sandbox has not been started or attached yet; call start() or attach(id)")
+        return self._sandbox_id
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the sandbox; returns once it can run commands (raises with the reason otherwise)."""
+        c = self.config
+        body = {
+            "image": c.image, "image_os": c.image_os, "memory": c.memory, "cpus": c.cpus,
+            "limit_cpus": c.limit_cpus, "num_gpus": c.num_gpus, "sandbox_id": c.sandbox_id,
+            "startup_timeout": c.startup_timeout,
+            "auto_clear_time_minutes": int(math.ceil(c.auto_clear_seconds / 60)),
+            "auto_clear_seconds": c.auto_clear_seconds, "network": c.network, "env": c.env, "wait": True,
+        }
+        result = await self._http.post("/start_async", body, timeout=c.startup_timeout + 30)
+        self._sandbox_id = result["sandbox_id"]
+        self._host_name, self._host_ip = result.get("host_name"), result.get("host_ip")
+
+    async def attach(self, sandbox_id: str) -> None:
+        self._sandbox_id = sandbox_id
+        try:
+            info = await self.get_status(include_all_states=True)
+        except Exception:
+            self._sandbox_id = None
+            raise
+        self._host_name, self._host_ip = info.host_name, info.host_ip
+        self.config.sandbox_id = sandbox_id
+        if info.image:
+            self.config.image = info.image
+
+    async def get_status(self, include_all_states: bool = False) -> SandboxStatusResponse:
+        result = await self._http.get("/get_status", {"sandbox_id": self._need_id(),
+                                                      "include_all_states": str(include_all_states).lower()})
+        return SandboxStatusResponse.model_validate(result)
+
+    async def is_alive(self) -> IsAliveResponse:
+        status = await self.get_status()
+        return IsAliveResponse(is_alive=status.is_alive, message=status.host_name or "")
+
+    async def stop(self) -> None:
+        """Stop the sandbox (its processes and files are gone). Like ROCK, a failure is only logged."""
+        if not self._sandbox_id:
+            return
+        try:
+            await self._http.post("/stop", {"sandbox_id": self._sandbox_id})
+        except (RockError, OSError) as exc:
+            log.warning("stopping sandbox %s failed (ignored): %s", self._sandbox_id, exc)
+        await self.aclose()
+
+    async def delete(self) -> None:
+        await self._http.post("/delete", {"sandbox_id": self._need_id()})
+
+    async def close(self) -> None:
+        await self.stop()
+
+    async def aclose(self) -> None:
+        """Close this object's HTTP connections (the sandbox keeps running)."""
+        if self._http_client is not None:
+            client, self._http_client = self._http_client, None
+            await client.aclose()
+
+    async def __aenter__(self) -> "Sandbox":
+        if not self._sandbox_id:
+            await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    # -- commands --------------------------------------------------------------------------
+
+    async def execute(self, command: Command) -> CommandResponse:
+        """A one-shot process (not a session): stdout and stderr apart, like subprocess.run."""
+        body = {"sandbox_id": self._need_id(), "command": command.command, "timeout": command.timeout,
+                "env": command.env, "cwd": command.cwd, "shell": isinstance(command.command, str)}
+        return CommandResponse.model_validate(await self._http.post("/execute", body))
+
+    async def create_session(self, request: CreateBashSessionRequest) -> CreateBashSessionResponse:
+        body = {"sandbox_id": self._need_id(), **request.model_dump()}
+        return CreateBashSessionResponse.model_validate(await self._http.post("/create_session", body))
+
+    async def close_session(self, request: CloseBashSessionRequest) -> CloseBashSessionResponse:
+        body = {"sandbox_id": self._need_id(), **request.model_dump()}
+        return CloseBashSessionResponse.model_validate(await self._http.post("/close_session", body))
+
+    async def run_in_session(self, action: Action) -> Observation:
+        """Run in a named session. ``check="raise"`` (the default) raises CommandRockError on a
+        non-zero exit or a timeout; the observation rides on the exception."""
+        body = {"sandbox_id": self._need_id(), "action_type": "bash", "session": action.session,
+                "command": action.command, "timeout": action.timeout, "check": action.check}
+        return Observation.model_validate(await self._http.post("/run_in_session", body))
+
+    async def arun(self, cmd: str, session: str | None = None, wait_timeout: float = 300, wait_interval: float = 10,
+                   mode: str = RunMode.NORMAL, response_limited_bytes_in_nohup: int | None = None,
+                   ignore_output: bool = False, output_file: str | None = None, *,
+                   timeout: float | None = None, on_output: Callable[[str], Any] | None = None) -> Observation:
+        """Run ``cmd`` and return its Observation; a non-zero exit code is returned, not raised.
+
+        Without ``session`` a temporary session is used and closed again. ``mode="nohup"`` runs
+        the command detached (it survives ``wait_timeout``), waits for it without polling and
+        returns its real exit code and output. ``on_output`` (ours) streams output as it comes.
+        ``wait_interval`` is accepted for ROCK compatibility; nothing polls.
+        """
+        if mode not in (RunMode.NORMAL, RunMode.NOHUP):
+            raise BadRequest(f"unsupported arun mode {mode!r}; use 'normal' or 'nohup'")
+        temp = None
+        if session is None:
+            session = temp = f"bash-{uuid.uuid4().hex[:12]}"
+            await self.create_session(CreateBashSessionRequest(session=temp))
+        try:
+            if mode == RunMode.NOHUP:
+                return await self._nohup(cmd, session, wait_timeout, response_limited_bytes_in_nohup,
+                                         ignore_output, output_file)
+            return await self._run(cmd, session, timeout, on_output)
+        finally:
+            if temp is not None:
+                await self._quiet_close(temp)
+
+    async def _run(self, cmd: str, session: str, timeout: float | None,
+                   on_output: Callable[[str], Any] | None) -> Observation:
+        if on_output is not None:
+            from rock.sdk.sandbox.stream import run_streamed
+
+            return await run_streamed(self, cmd, session, timeout, on_output)
+        body = {"sandbox_id": self._need_id(), "action_type": "bash", "session": session, "command": cmd,
+                "timeout": timeout, "check": "silent"}
+        return Observation.model_validate(await self._http.post("/run_in_session", body))
+
+    async def _nohup(self, cmd: str, session: str, wait_timeout: float, limit: int | None, ignore_output: bool,
+                     output_file: str | None) -> Observation:
+        out = output_file or f"/tmp/tmp_{time.time_ns()}.out"
+        if "/" in out.rstrip("/"):
+            await self._run(f"mkdir -p {shlex.quote(out.rsplit('/', 1)[0] or '/')}", session, 30, None)
+        # A background job of the session's shell, in its own process group (job control), so an
+        # expired wait interrupts only `wait`; `wait` itself yields the job's real exit code.
+        script = (f"nohup /bin/sh -c {shlex.quote(cmd)} < /dev/null > {shlex.quote(out)} 2>&1 & "
+                  f"__rock_pid=$!; wait $__rock_pid")
+        r = await self._run(script, session, wait_timeout, None)
+        done = r.status == "completed"
+        failure = "" if done else f"process did not complete within {wait_timeout}s; still running, output in {out}"
+        if ignore_output:
+            text = f"Command executed in nohup mode without streaming the log content.\nOutput file: {out}"
+            return Observation(output=text, exit_code=r.exit_code if done else 1, failure_reason=failure,
+                               status=r.status)
+        data = await self.read_bytes(out, length=limit)
+        return Observation(output=data.decode(errors="replace"), exit_code=r.exit_code if done else 1,
+                           failure_reason=failure, status=r.status)
+
+    async def _quiet_close(self, session: str) -> None:
+        try:
+            await self.close_session(CloseBashSessionRequest(session=session))
+        except (RockError, OSError) as exc:
+            log.debug("closing temporary session %s: %s", session, exc)
+
+    # -- ours: session control, background processes, statistics ---------------------------
+
+    async def interrupt(self, session: str) -> Observation:
+        """Interrupt what runs in ``session`` (like Ctrl-C); returns what it printed so far."""
+        body = {"sandbox_id": self._need_id(), "session": session}
+        return Observation.model_validate(await self._http.post("/interrupt_session", body))
+
+    async def send_input(self, session: str, data: str) -> None:
+        await self._http.post("/send_input", {"sandbox_id": self._need_id(), "session": session, "data": data})
+
+    async def wait(self, session: str, timeout: float | None = None, idle_timeout: float | None = None) -> Observation:
+        body = {"sandbox_id": self._need_id(), "session": session, "timeout": timeout, "idle_timeout": idle_timeout}
+        return Observation.model_validate(await self._http.post("/wait_session", body))
+
+    async def start_process(self, command: str | list[str], env: dict[str, str] | None = None,
+                            cwd: str | None = None, name: str | None = None) -> dict:
+        body = {"sandbox_id": self._need_id(), "command": command, "shell": isinstance(command, str),
+                "env": env, "cwd": cwd, "name": name}
+        return await self._http.post("/procs/start", body)
+
+    async def process_status(self, proc_id: str) -> dict:
+        return await self._http.get("/procs/status", {"sandbox_id": self._need_id(), "proc_id": proc_id})
+
+    async def process_output(self, proc_id: str, stream: str = "stdout", offset: int = 0) -> tuple[bytes, int, bool]:
+        r = await self._http.raw_get("/procs/output", {"sandbox_id": self._need_id(), "proc_id": proc_id,
+                                                       "stream": stream, "offset": offset})
+        return r.content, int(r.headers["x-next-offset"]), r.headers["x-running"] == "1"
+
+    async def kill_process(self, proc_id: str, signal: int = 15) -> None:
+        await self._http.post("/procs/kill", {"sandbox_id": self._need_id(), "proc_id": proc_id, "signal": signal})
+
+    async def stats(self) -> dict:
+        return await self._http.get("/stats", {"sandbox_id": self._need_id()})
+
+
+class SandboxGroup:
+    """Several sandboxes started together, at most ``start_concurrency`` at a time, with retries."""
+
+    def __init__(self, config: SandboxGroupConfig):
+        self.config = config
+        self.sandbox_list: list[Sandbox] = [Sandbox(config) for _ in range(config.size)]
+
+    async def start(self) -> None:
+        semaphore = asyncio.Semaphore(self.config.start_concurrency)
+
+        async def one(sandbox: Sandbox) -> None:
+            async with semaphore:
+                for attempt in range(1, self.config.start_retry_times + 1):
+                    try:
+                        return await sandbox.start()
+                    except RockError as exc:
+                        if attempt == self.config.start_retry_times or exc.status_code < 500:
+                            raise
+                        log.warning("starting a sandbox failed (attempt %d): %s; retrying", attempt, exc)
+
+        await asyncio.gather(*(one(s) for s in self.sandbox_list))
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(s.stop() for s in self.sandbox_list), return_exceptions=True)
+
+
+__all__ = ["Sandbox", "SandboxGroup", "RunMode", "SandboxConfig", "SandboxGroupConfig", "CommandRockError",
+           "SandboxNotFound"]

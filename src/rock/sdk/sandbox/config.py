@@ -1,0 +1,58 @@
+"""Sandbox configuration, with ROCK's field names and defaults (``rock.sdk.sandbox.config``)."""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+class BaseConfig(BaseModel):
+    # Reject unknown fields: SandboxConfig(imgae=...) should fail loudly, not start the default image.
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(default_factory=lambda: os.environ.get("ROCK_BASE_URL", "http://localhost:8080"))
+    extra_headers: dict[str, str] = Field(default_factory=dict)
+    xrl_authorization: str | None = None  # ROCK's deprecated token field; sent as XRL-Authorization
+    # ours: the API token (``Authorization: Bearer``); defaults to $ROCK_TOKEN
+    token: str | None = Field(default_factory=lambda: os.environ.get("ROCK_TOKEN") or None)
+
+
+class SandboxConfig(BaseConfig):
+    image: str = "python:3.11"
+    image_os: str = "linux"
+    auto_clear_seconds: int = 60 * 5
+    startup_timeout: float = Field(default_factory=lambda: _env_float("ROCK_SANDBOX_STARTUP_TIMEOUT_SECONDS", 180))
+    memory: str = "8g"
+    cpus: float = 2
+    limit_cpus: float | None = None
+    num_gpus: float | None = None
+    accelerator_type: str | None = None
+    user_id: str | None = None
+    experiment_id: str | None = None
+    cluster: str = Field(default_factory=lambda: os.environ.get("ROCK_DEFAULT_CLUSTER", "default"))
+    namespace: str | None = None
+    registry_username: str | None = None
+    registry_password: str | None = None
+    use_kata_runtime: bool = False
+    sandbox_id: str | None = None
+    auto_archive_seconds: int | None = None
+    auto_delete_seconds: int | None = None
+    disk: str | None = "50G"
+    # ours
+    network: bool = False
+    env: dict[str, str] | None = None
+    request_timeout: float | None = Field(default=None, description="read timeout of one request; None = none")
+
+
+class SandboxGroupConfig(SandboxConfig):
+    size: int = Field(default=2, ge=1)
+    start_concurrency: int = Field(default=2, ge=1)
+    start_retry_times: int = Field(default=3, ge=1)

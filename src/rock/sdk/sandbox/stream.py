@@ -1,0 +1,82 @@
+"""Streamed command output over the admin's WebSocket (``/stream``): used by ``arun(on_output=...)``
+and by the interactive ``rock sandbox shell``."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from typing import Any, Callable
+from urllib.parse import urlencode
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from rock.actions import Observation
+from rock.sdk.sandbox.http import error_from
+
+
+def ws_url(sandbox, session: str, create: bool = False) -> str:
+    base = sandbox.url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+    query = {"sandbox_id": sandbox._need_id(), "session": session}
+    if create:
+        query["create"] = "true"
+    return f"{base}/stream?{urlencode(query)}"
+
+
+def raise_error(msg: dict) -> None:
+    payload = {"message": msg.get("message"), "result": {"error_type": msg.get("error_type")}}
+    raise error_from(int(msg.get("status_code", 500)), payload)
+
+
+class Stream:
+    """One streaming connection bound to a sandbox session."""
+
+    def __init__(self, ws: ClientConnection):
+        self.ws = ws
+
+    @classmethod
+    async def open(cls, sandbox, session: str, create: bool = False) -> "Stream":
+        ws = await connect(ws_url(sandbox, session, create), additional_headers=sandbox._headers(),
+                           max_size=None, compression=None)
+        return cls(ws)
+
+    async def run(self, command: str, timeout: float | None = None, idle_timeout: float | None = None) -> None:
+        await self.ws.send(json.dumps({"type": "run", "command": command, "timeout": timeout,
+                                       "idle_timeout": idle_timeout}))
+
+    async def send_input(self, data: str) -> None:
+        await self.ws.send(json.dumps({"type": "input", "data": data}))
+
+    async def interrupt(self) -> None:
+        await self.ws.send(json.dumps({"type": "interrupt"}))
+
+    async def events(self):
+        """Yield ("output", text) and ("result", Observation); errors raise."""
+        async for raw in self.ws:
+            msg = json.loads(raw)
+            kind = msg.get("type")
+            if kind == "output":
+                yield "output", msg.get("data", "")
+            elif kind == "result":
+                yield "result", Observation.model_validate(msg)
+            elif kind == "error":
+                raise_error(msg)
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+async def run_streamed(sandbox, command: str, session: str, timeout: float | None,
+                       on_output: Callable[[str], Any]) -> Observation:
+    stream = await Stream.open(sandbox, session)
+    try:
+        await stream.run(command, timeout=timeout)
+        async for kind, value in stream.events():
+            if kind == "output":
+                ret = on_output(value)
+                if inspect.isawaitable(ret):
+                    await ret
+            else:
+                return value
+        raise ConnectionError("the admin closed the stream before the command finished")
+    finally:
+        await stream.close()

@@ -1,0 +1,81 @@
+"""``SyncSandbox``: the async ``Sandbox`` for scripts and notebooks, without ``await``.
+
+Calls run on one private event loop in a background thread (shared by all SyncSandbox objects
+of the process), so this works inside Jupyter, where a loop is already running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import threading
+from typing import Any
+
+from rock.sdk.sandbox.client import Sandbox
+from rock.sdk.sandbox.config import SandboxConfig
+
+_loop: asyncio.AbstractEventLoop | None = None
+_lock = threading.Lock()
+
+
+def _background_loop() -> asyncio.AbstractEventLoop:
+    global _loop
+    with _lock:
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, name="rock-sdk-loop", daemon=True).start()
+        return _loop
+
+
+def run_sync(coro) -> Any:
+    return asyncio.run_coroutine_threadsafe(coro, _background_loop()).result()
+
+
+class SyncSandbox:
+    """Same methods as ``Sandbox`` (start, arun, read_file, download, stop, ...), blocking."""
+
+    def __init__(self, config: SandboxConfig | None = None):
+        self._sandbox = Sandbox(config)
+
+    @property
+    def sandbox_id(self) -> str | None:
+        return self._sandbox.sandbox_id
+
+    @property
+    def config(self) -> SandboxConfig:
+        return self._sandbox.config
+
+    @property
+    def host_name(self) -> str | None:
+        return self._sandbox.host_name
+
+    @property
+    def host_ip(self) -> str | None:
+        return self._sandbox.host_ip
+
+    @property
+    def url(self) -> str:
+        return self._sandbox.url
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._sandbox, name)
+        if not inspect.iscoroutinefunction(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args, **kwargs):
+            return run_sync(attr(*args, **kwargs))
+
+        return call
+
+    def __enter__(self) -> "SyncSandbox":
+        if not self.sandbox_id:
+            self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"Sync{self._sandbox!r}"
