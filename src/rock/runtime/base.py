@@ -70,6 +70,12 @@ class RuntimeHandle(BaseModel):
     def socket_path(self) -> str:
         return os.path.join(self.run_dir, SOCKET_NAME)
 
+    @property
+    def start_time(self) -> int | None:
+        """Start time of ``pid`` (see ``process_start_time``) where the backend recorded one."""
+        value = self.extra.get("start_time", "")
+        return int(value) if value.isdigit() else None
+
 
 class ResourceStats(BaseModel):
     cpu_seconds: float | None = None
@@ -111,7 +117,12 @@ class Runtime(abc.ABC):
         return ResourceStats()
 
     async def reap(self, known: set[str]) -> list[str]:
-        """Remove leftovers of this owner that no known sandbox uses; return what was removed."""
+        """Remove leftovers of this owner that no known sandbox uses; return their sandbox ids.
+
+        ``known`` is every sandbox id still in use in this state dir: a state dir belongs to
+        one owner, so whatever else lies in it is a leftover. Backends also remove what
+        belongs to owners whose state dir no longer exists.
+        """
         return []
 
     # -- helpers shared by the backends ------------------------------------------------

@@ -208,11 +208,11 @@ class BwrapRuntime(Runtime):
     # -- lifecycle ------------------------------------------------------------------------
 
     async def alive(self, handle: RuntimeHandle) -> bool:
-        return handle.pid is not None and process_alive(handle.pid, _start_time(handle))
+        return handle.pid is not None and process_alive(handle.pid, handle.start_time)
 
     async def destroy(self, handle: RuntimeHandle) -> None:
         t0 = time.perf_counter()
-        if handle.pid is not None and process_alive(handle.pid, _start_time(handle)):
+        if handle.pid is not None and process_alive(handle.pid, handle.start_time):
             try:
                 os.killpg(handle.pid, signal.SIGKILL)  # the shim and bwrap; --die-with-parent does the rest
             except ProcessLookupError:
@@ -323,11 +323,6 @@ def _unpack(image: str, root: Path) -> None:
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:64]
-
-
-def _start_time(handle: RuntimeHandle) -> int | None:
-    value = handle.extra.get("start_time")
-    return int(value) if value and value != "None" else None
 
 
 def _shim_run_dir(group: cgroups.Cgroup) -> str | None:

@@ -176,6 +176,12 @@ class DockerRuntime(Runtime):
         except APIError as exc:
             await self.destroy(handle)
             raise SandboxStartError(f"docker start failed: {exc.explanation or exc}") from None
+        except SandboxStartError as exc:
+            if not died.done():  # timed out: say what the container did meanwhile
+                exc.message = f"{exc.message}; container logs: {await self._logs(cid)}"
+                exc.args = (exc.message,)
+            await self.destroy(handle)
+            raise
         except BaseException:
             await self.destroy(handle)
             raise
@@ -188,11 +194,14 @@ class DockerRuntime(Runtime):
 
     async def _death_reason(self, cid: str, died: asyncio.Future) -> str:
         code = await died
+        return f"container exited with code {code}; logs: {await self._logs(cid)}"
+
+    async def _logs(self, cid: str) -> str:
         try:
             logs = (await _call(client().logs, cid, tail=40)).decode(errors="replace").strip()
-        except DockerException:
-            logs = ""
-        return f"container exited with code {code}; logs: {logs or '(none)'}"
+        except DockerException as exc:
+            logs = f"(unavailable: {exc})"
+        return logs or "(none)"
 
     async def destroy(self, handle: RuntimeHandle) -> None:
         t0 = time.perf_counter()

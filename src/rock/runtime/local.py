@@ -98,12 +98,12 @@ class LocalRuntime(Runtime):
         )
 
     async def alive(self, handle: RuntimeHandle) -> bool:
-        return handle.pid is not None and process_alive(handle.pid, _start_time(handle))
+        return handle.pid is not None and process_alive(handle.pid, handle.start_time)
 
     async def destroy(self, handle: RuntimeHandle) -> None:
         t0 = time.perf_counter()
         sandbox_dir = Path(handle.run_dir).parent
-        await self._kill(sandbox_dir, handle.pid, _start_time(handle))
+        await self._kill(sandbox_dir, handle.pid, handle.start_time)
         await asyncio.to_thread(shutil.rmtree, sandbox_dir, ignore_errors=True)
         log.info("sandbox %s destroyed in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
 
@@ -143,11 +143,6 @@ class LocalRuntime(Runtime):
             # SIGKILL is asynchronous; there is no event for "a process that is not our child exited".
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
-
-
-def _start_time(handle: RuntimeHandle) -> int | None:
-    value = handle.extra.get("start_time")
-    return int(value) if value and value != "None" else None
 
 
 def marked_processes(sandbox_dir: str) -> set[int]:

@@ -1,0 +1,184 @@
+"""Shared fixtures: settings with a private state dir, one runtime per backend, and a
+session-end check that fails the run if a container, cgroup, mount or process of ours is left.
+
+Everything a test session creates lives under one short directory (``SESSION_ROOT``): Unix
+socket paths must stay under 108 bytes, and the leak check recognises our leftovers by it
+(container labels, shim and agent command lines, process environments, mount points).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from rock.config import Settings
+from rock.runtime import get_runtime_class
+from rock.runtime.base import Runtime, RuntimeHandle, SandboxSpec
+
+SESSION_ROOT = Path(tempfile.mkdtemp(prefix="rock-t-", dir="/tmp"))
+
+BACKENDS = [
+    pytest.param("docker", marks=pytest.mark.docker, id="docker"),
+    pytest.param("bwrap", marks=pytest.mark.bwrap, id="bwrap"),
+    pytest.param("local", id="local"),
+]
+ISOLATED_BACKENDS = BACKENDS[:2]
+
+
+@pytest.fixture
+def settings() -> Settings:
+    state = Path(tempfile.mkdtemp(prefix="s", dir=SESSION_ROOT))
+    yield Settings(state_dir=state, backend="auto")
+    shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture
+async def make_runtime(settings):
+    """``make_runtime(name)``: a backend on this test's state dir (skipped where unusable);
+    whatever a failing test leaves in it is reaped at teardown."""
+    made: list[Runtime] = []
+
+    def make(name: str, owner: str | None = None) -> Runtime:
+        cls = get_runtime_class(name)
+        reason = cls.available()
+        if reason:
+            pytest.skip(f"{name}: {reason}")
+        made.append(cls(settings, owner or f"test-{uuid.uuid4().hex[:8]}"))
+        return made[-1]
+
+    yield make
+    for rt in made:
+        await rt.reap(set())
+
+
+@pytest.fixture(params=BACKENDS)
+def runtime(request, make_runtime) -> Runtime:
+    return make_runtime(request.param)
+
+
+@pytest.fixture(params=ISOLATED_BACKENDS)
+def isolated_runtime(request, make_runtime) -> Runtime:
+    return make_runtime(request.param)
+
+
+@pytest.fixture
+def new_spec():
+    def make(**fields) -> SandboxSpec:
+        return SandboxSpec(sandbox_id=fields.pop("sandbox_id", f"t{uuid.uuid4().hex[:10]}"), **fields)
+
+    return make
+
+
+@pytest.fixture
+def agent():
+    """``async with agent(handle) as client``: a connection to the sandbox's agent."""
+
+    @asynccontextmanager
+    async def connect(handle: RuntimeHandle):
+        from rock.worker.agent_client import AgentClient
+
+        client = await AgentClient.connect(handle.socket_path)
+        try:
+            yield client
+        finally:
+            client.close()
+
+    return connect
+
+
+@pytest.fixture
+async def sandboxes():
+    """Handles registered here are destroyed at teardown even when the test fails first."""
+    created: list[tuple[Runtime, RuntimeHandle]] = []
+
+    async def create(runtime: Runtime, spec: SandboxSpec) -> RuntimeHandle:
+        handle = await runtime.create(spec)
+        created.append((runtime, handle))
+        return handle
+
+    yield create
+    for runtime, handle in created:
+        await runtime.destroy(handle)
+
+
+# -- session-end leak check ------------------------------------------------------------------
+
+# Owner keys of every Runtime made in this session (by these fixtures or by a worker under
+# test): cgroups are named rock/<owner key>/<id>, so this tells our groups from another run's.
+OWNER_KEYS: set[str] = set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind():
+    original = Runtime.__init__
+
+    def recording_init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        OWNER_KEYS.add(self.owner_key)
+
+    Runtime.__init__ = recording_init
+    try:
+        yield
+    finally:
+        Runtime.__init__ = original
+    problems = leftovers(str(SESSION_ROOT), OWNER_KEYS)
+    if not problems:
+        shutil.rmtree(SESSION_ROOT, ignore_errors=True)
+        return
+    pytest.fail("the test session left these behind:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+def leftovers(root: str, owner_keys: set[str]) -> list[str]:
+    from rock.runtime import cgroups
+
+    problems = [f"container {c}" for c in _containers(root)]
+    problems += [f"process {pid}: {cmd}" for pid, cmd in sorted(_processes(root).items())]
+    for rel in cgroups.all_rock_groups():
+        if rel.split("/")[1] in owner_keys:
+            problems.append(f"cgroup {rel} (pids {sorted(cgroups.Cgroup(rel).pids())})")
+    with open("/proc/self/mountinfo") as f:
+        problems += [f"mount {line.split()[4]}" for line in f if root in line.split()[4]]
+    return problems
+
+
+def _containers(root: str) -> list[str]:
+    try:
+        import docker
+
+        client = docker.from_env(version="auto", timeout=10)
+        found = client.api.containers(all=True, filters={"label": "rock.managed=1"})
+    except Exception:  # noqa: BLE001 - no engine, nothing to leak
+        return []
+    return [
+        f"{c['Id'][:12]} {c.get('Names')} state_dir={c['Labels'].get('rock.state_dir')}"
+        for c in found
+        if (c.get("Labels") or {}).get("rock.state_dir", "").startswith(root)
+    ]
+
+
+def _processes(root: str) -> dict[int, str]:
+    """Live processes whose command line or environment names the session directory."""
+    needle = root.encode()
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                environ = f.read()
+            with open(f"/proc/{entry}/stat") as f:
+                if f.read().rpartition(")")[2].split()[0] == "Z":
+                    continue
+        except OSError:
+            continue
+        if needle in cmdline or needle in environ:
+            found[int(entry)] = cmdline.replace(b"\0", b" ").decode(errors="replace")[:200]
+    return found

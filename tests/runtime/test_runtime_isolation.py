@@ -1,0 +1,192 @@
+"""Isolation and limits on the backends that promise them (docker, bwrap)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import struct
+import tempfile
+import uuid
+
+import pytest
+
+pytestmark = [pytest.mark.docker, pytest.mark.bwrap]
+
+PY = '"$ROCK_HOST_PYTHON"'  # present in every sandbox, whatever the image has
+
+
+async def test_allocating_past_the_memory_limit_gets_killed(isolated_runtime, new_spec, sandboxes, agent):
+    handle = await sandboxes(isolated_runtime, new_spec(memory_bytes=64 << 20))
+    async with agent(handle) as client:
+        # tail must hold the whole newline-free stream in memory: 256 MiB against a 64 MiB limit.
+        hog = await client.exec("head -c 256m /dev/zero | tail > /dev/null", shell=True, timeout=60)
+        assert hog.exit_code != 0 and not hog.timed_out
+        assert "Killed" in hog.stderr or hog.exit_code in (137, -9)
+        after = await client.exec("echo still usable", shell=True)
+    assert after.stdout == "still usable\n"
+
+
+async def test_the_pids_limit_stops_forking(isolated_runtime, new_spec, sandboxes, agent):
+    limit = 64
+    handle = await sandboxes(isolated_runtime, new_spec(pids_limit=limit))
+    probe = (
+        "import os, time\n"
+        "kids = []\n"
+        "try:\n"
+        "    for _ in range(500):\n"
+        "        pid = os.fork()\n"
+        "        if pid == 0:\n"
+        "            time.sleep(60); os._exit(0)\n"
+        "        kids.append(pid)\n"
+        "except OSError as exc:\n"
+        "    print('refused', exc.errno)\n"
+        "print('forked', len(kids))\n"
+        "for pid in kids: os.kill(pid, 9); os.waitpid(pid, 0)\n"
+    )
+    async with agent(handle) as client:
+        result = await client.exec(["sh", "-c", f'exec {PY} -c "$0"', probe], timeout=60)
+        assert "refused 11" in result.stdout, result  # EAGAIN
+        forked = int(result.stdout.split("forked ")[1].split()[0])
+        assert 0 < forked < limit
+        assert (await client.exec("echo still usable", shell=True)).stdout == "still usable\n"
+
+
+async def test_a_fork_bomb_is_contained_and_the_sandbox_can_be_destroyed(isolated_runtime, new_spec, agent):
+    limit = 64
+    handle = await isolated_runtime.create(new_spec(pids_limit=limit, cpus=0.5))
+    try:
+        async with agent(handle) as client:
+            # The classic bomb, in bash (which retries a failed fork instead of giving up), detached
+            # from the agent's pipes so that the exec returns while the bomb goes on.
+            await client.exec(["sh", "-c", 'bash -c ":(){ :|:& };:" >/dev/null 2>&1 </dev/null'], timeout=10)
+        # Let the bomb hit the ceiling, then check it stays under it.
+        deadline = asyncio.get_running_loop().time() + 10
+        while (await isolated_runtime.stats(handle)).pids < limit - 8:
+            assert asyncio.get_running_loop().time() < deadline, "the bomb never reached the limit"
+            await asyncio.sleep(0.05)
+        assert (await isolated_runtime.stats(handle)).pids <= limit
+    finally:
+        await isolated_runtime.destroy(handle)
+    assert not await isolated_runtime.alive(handle)
+
+
+@pytest.fixture
+async def serve():
+    """``port, hits = await serve(address)``: a TCP server on this machine counting connections."""
+    servers = []
+
+    async def start(address: str):
+        hits = []
+
+        async def on_connect(reader, writer):
+            hits.append(writer.get_extra_info("peername"))
+            writer.close()
+
+        server = await asyncio.start_server(on_connect, address, 0)
+        servers.append(server)
+        return server.sockets[0].getsockname()[1], hits
+
+    yield start
+    for server in servers:
+        server.close()
+        await server.wait_closed()
+
+
+CONNECT = (
+    "import socket, sys\n"
+    "try:\n"
+    "    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5).close(); print('connected')\n"
+    "except OSError as exc:\n"
+    "    print('failed', type(exc).__name__, exc)\n"
+)
+
+
+async def _connect_from(client, host: str, port: int):
+    return await client.exec(["sh", "-c", f'exec {PY} -c "$0" "$1" "$2"', CONNECT, host, str(port)], timeout=30)
+
+
+async def test_no_network_means_no_socket_to_the_host(isolated_runtime, new_spec, sandboxes, agent, serve):
+    port, hits = await serve("127.0.0.1")
+    handle = await sandboxes(isolated_runtime, new_spec(network=False))
+    async with agent(handle) as client:
+        result = await _connect_from(client, "127.0.0.1", port)
+        links = await client.exec("cat /proc/net/dev", shell=True)
+    assert result.stdout.startswith("failed"), result
+    assert hits == []
+    interfaces = {line.split(":")[0].strip() for line in links.stdout.splitlines()[2:]}
+    assert interfaces <= {"lo"}, links.stdout
+
+
+async def test_network_when_asked_reaches_a_server_on_this_machine(isolated_runtime, new_spec, sandboxes, agent, serve):
+    handle = await sandboxes(isolated_runtime, new_spec(network=True))
+    async with agent(handle) as client:
+        host = "127.0.0.1"  # bwrap with network shares the host's network namespace
+        if isolated_runtime.name == "docker":
+            # A container on the default bridge reaches this machine through its default gateway.
+            routes = (await client.exec("cat /proc/net/route", shell=True)).stdout.splitlines()[1:]
+            gateway = next(line.split()[2] for line in routes if line.split()[1] == "00000000")
+            host = socket.inet_ntoa(struct.pack("<I", int(gateway, 16)))
+        port, hits = await serve(host)
+        result = await _connect_from(client, host, port)
+    assert result.stdout.startswith("connected"), result
+    assert len(hits) == 1
+
+
+async def test_sandboxes_cannot_see_or_change_each_other_or_the_host(isolated_runtime, settings, new_spec, sandboxes,
+                                                                     agent):
+    tag = uuid.uuid4().hex[:8]
+    host_tmp = tempfile.NamedTemporaryFile(prefix=f"rock-host-{tag}-", dir="/tmp")
+    host_tmp.write(b"host secret")
+    host_tmp.flush()
+    state_marker = settings.state_dir / f"state-{tag}"
+    state_marker.write_text("state secret")
+    # A host file outside every masked directory: bwrap's root is the host root, read-only.
+    host_file = f"/var/lib/rock-isolation-{tag}"
+    with open(host_file, "w") as f:
+        f.write("original")
+    a = await sandboxes(isolated_runtime, new_spec())
+    b = await sandboxes(isolated_runtime, new_spec())
+    try:
+        async with agent(a) as ca, agent(b) as cb:
+            wrote = await ca.exec(f"echo from-a > /etc/a-{tag} && echo from-a > /root/a-{tag} && cat /etc/a-{tag}",
+                                  shell=True)
+            assert wrote.stdout == "from-a\n", wrote
+            for client, name in ((cb, "b"), (ca, "a")):
+                for path in (host_tmp.name, str(state_marker), str(settings.state_dir)):
+                    seen = await client.exec(["sh", "-c", 'test -e "$0" && echo visible || echo hidden', path])
+                    assert seen.stdout == "hidden\n", (name, path)
+            for path in (f"/etc/a-{tag}", f"/root/a-{tag}"):
+                seen = await cb.exec(["sh", "-c", 'test -e "$0" && echo visible || echo hidden', path])
+                assert seen.stdout == "hidden\n", path
+            # Overwrite and delete the host file (if visible): the host keeps its copy.
+            await ca.exec(["sh", "-c", 'echo changed > "$0"; rm -f "$0"', host_file])
+            # Nor can a sandbox write into another's directory through its own view of the state dir.
+            escape = await ca.exec(["sh", "-c", 'echo x > "$0"', os.path.join(b.run_dir, "escape")])
+            assert escape.exit_code != 0
+        assert open(host_file).read() == "original"
+        assert not os.path.exists(f"/etc/a-{tag}") and not os.path.exists(os.path.join(b.run_dir, "escape"))
+    finally:
+        os.unlink(host_file)
+        host_tmp.close()
+
+
+MOUNT = (
+    "import ctypes, os\n"
+    "os.makedirs('/mnt/rock-x', exist_ok=True)\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "print(libc.mount(b'none', b'/mnt/rock-x', b'tmpfs', 0, None), ctypes.get_errno())\n"
+)
+
+
+async def test_unprivileged_root_cannot_mount_or_gain_capabilities(isolated_runtime, new_spec, sandboxes, agent):
+    handle = await sandboxes(isolated_runtime, new_spec())
+    async with agent(handle) as client:
+        status = await client.exec("grep -E '^(CapEff|NoNewPrivs)' /proc/self/status", shell=True)
+        mount = await client.exec(["sh", "-c", f'exec {PY} -c "$0"', MOUNT])
+    fields = dict(line.split(":\t") for line in status.stdout.splitlines())
+    assert fields["NoNewPrivs"] == "1"
+    effective = int(fields["CapEff"], 16)
+    cap_sys_admin = 1 << 21
+    assert effective & cap_sys_admin == 0 and effective != 0
+    assert mount.stdout.split() == ["-1", "1"], mount  # EPERM

@@ -1,0 +1,149 @@
+"""Create, destroy, alive, reap and re-attach, once per backend, against the real thing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+import pytest
+
+from rock.config import Settings
+from rock.errors import BadRequest, SandboxStartError
+from rock.runtime import AUTO_ORDER, get_runtime_class, pick_backend
+from rock.runtime.base import Runtime, RuntimeHandle
+
+
+def test_registry_names_every_backend():
+    for name in ("docker", "bwrap", "local"):
+        cls = get_runtime_class(name)
+        assert issubclass(cls, Runtime) and cls.name == name
+    with pytest.raises(BadRequest):
+        get_runtime_class("podman")
+
+
+def test_auto_picks_the_first_available_backend():
+    expected = next(n for n in AUTO_ORDER if get_runtime_class(n).available() is None)
+    assert pick_backend("auto") == expected
+    assert pick_backend("local") == "local"
+
+
+async def test_create_alive_destroy(runtime, new_spec, agent):
+    handle = await runtime.create(new_spec())
+    sandbox_dir = os.path.dirname(handle.run_dir)
+    try:
+        assert await runtime.alive(handle)
+        async with agent(handle) as client:
+            result = await client.exec("echo hello from $ROCK_SANDBOX_ID", shell=True)
+        assert result.exit_code == 0
+        assert result.stdout == f"hello from {handle.sandbox_id}\n"
+    finally:
+        await runtime.destroy(handle)
+    assert not await runtime.alive(handle)
+    assert not os.path.exists(sandbox_dir)
+    await runtime.destroy(handle)  # destroying twice is harmless
+
+
+async def test_handle_survives_a_json_round_trip_and_a_new_runtime(runtime, settings, new_spec, agent):
+    handle = await runtime.create(new_spec())
+    loaded = RuntimeHandle.model_validate_json(handle.model_dump_json())
+    fresh = type(runtime)(settings, runtime.owner)  # what a restarted worker builds
+    try:
+        assert await fresh.alive(loaded)
+        async with agent(loaded) as client:
+            assert (await client.exec(["true"])).exit_code == 0
+    finally:
+        await fresh.destroy(loaded)
+    assert not await runtime.alive(handle)
+
+
+async def test_reap_removes_only_unknown_sandboxes(runtime, new_spec, sandboxes):
+    keep = await sandboxes(runtime, new_spec())
+    drop = await runtime.create(new_spec())
+    removed = await runtime.reap({keep.sandbox_id})
+    assert drop.sandbox_id in removed and keep.sandbox_id not in removed
+    assert not await runtime.alive(drop)
+    assert await runtime.alive(keep)
+
+
+async def test_reap_leaves_other_owners_alone(runtime, new_spec, sandboxes):
+    """Another worker on this machine (its own owner and state dir) reaps only its own."""
+    ours = await sandboxes(runtime, new_spec())
+    other_state = tempfile.mkdtemp(prefix="o", dir=os.path.dirname(runtime.settings.state_dir))
+    try:
+        other = type(runtime)(Settings(state_dir=other_state), "someone-else")
+        assert ours.sandbox_id not in await other.reap(set())
+        assert await runtime.alive(ours)
+    finally:
+        shutil.rmtree(other_state, ignore_errors=True)
+
+
+async def test_a_start_failure_reports_the_sandbox_output(runtime, new_spec, monkeypatch):
+    monkeypatch.setattr(runtime, "agent_argv", lambda *a, **k: ["/bin/sh", "-c", "echo boom-7f3a >&2; exit 3"])
+    spec = new_spec()
+    with pytest.raises(SandboxStartError, match="boom-7f3a"):
+        await runtime.create(spec)
+    assert not (runtime.sandboxes_dir / spec.sandbox_id).exists()
+    assert await runtime.reap(set()) == []  # the failed create left nothing to reap
+
+
+async def test_sandbox_outlives_the_process_that_created_it(runtime, settings, new_spec, agent):
+    """A worker restart must not take its sandboxes down: create from a child process that
+    then exits, and re-attach from here."""
+    script = textwrap.dedent(f"""
+        import asyncio, sys
+        from rock.config import Settings
+        from rock.runtime import get_runtime_class
+        from rock.runtime.base import SandboxSpec
+        async def main():
+            rt = get_runtime_class({runtime.name!r})(Settings(state_dir={str(settings.state_dir)!r}), {runtime.owner!r})
+            handle = await rt.create(SandboxSpec.model_validate_json(sys.argv[1]))
+            print(handle.model_dump_json())
+        asyncio.run(main())
+    """)
+    spec = new_spec()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, spec.model_dump_json(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    handle = RuntimeHandle.model_validate(json.loads(out.decode().strip().splitlines()[-1]))
+    try:
+        assert await runtime.alive(handle)
+        async with agent(handle) as client:
+            assert (await client.exec("echo still here", shell=True)).stdout == "still here\n"
+    finally:
+        await runtime.destroy(handle)
+
+
+@pytest.mark.bwrap
+async def test_bwrap_sandbox_dies_with_its_shim(make_runtime, new_spec, sandboxes):
+    from rock.runtime import cgroups
+
+    rt = make_runtime("bwrap")
+    handle = await sandboxes(rt, new_spec())
+    group = cgroups.Cgroup(handle.runtime_id)
+    assert len(group.pids()) >= 3  # shim, bwrap, the sandbox's init and agent
+    os.kill(handle.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while group.pids() - {handle.pid}:
+        assert time.monotonic() < deadline, f"still running after the shim died: {group.pids()}"
+        await asyncio.sleep(0.01)
+    assert not await rt.alive(handle)
+
+
+@pytest.mark.docker
+@pytest.mark.bwrap
+async def test_stats_come_from_the_sandbox_cgroup(isolated_runtime, new_spec, sandboxes):
+    handle = await sandboxes(isolated_runtime, new_spec(memory_bytes=256 << 20, pids_limit=100, cpus=0.5))
+    stats = await isolated_runtime.stats(handle)
+    assert stats.memory_limit_bytes == 256 << 20
+    assert stats.pids_limit == 100
+    assert stats.pids >= 1 and stats.memory_bytes > 0 and stats.cpu_seconds > 0
