@@ -55,7 +55,7 @@ async def host_pids(client: AgentClient) -> list[int]:
 
 
 @pytest.fixture
-async def agent(tmp_path):
+async def env_agent(tmp_path):
     proc, client = await start_agent(tmp_path, ROCK_ENV_GRACE="0.5")
     yield client
     pids = await host_pids(client) if not client.closed else []

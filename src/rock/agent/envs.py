@@ -8,20 +8,26 @@ own framing. Replies come back on the host's reader thread, which answers the wo
 step/reset/batch are ``INLINE`` + deferred, so a step costs no pool-thread hand-off here, and
 the observation JSON the host encoded travels as the reply body untouched.
 
-Failure handling: an env's exception or timeout is its call's error (the host contains it); if
-the host stops answering for longer than the running call's timeout plus a grace period (code
-stuck in C where SIGALRM cannot reach), the watchdog kills it; when the host dies, every
-pending call fails with ``EnvHostDied``, its envs report ``EnvLost`` with the reason, and the
-next ``env.make`` starts a fresh host.
+The host also listens on its own socket next to the agent's (``/.rock/run/eh<n>.sock``); the
+worker sends reset/step/batch there directly and saves the hop through this process. ``env.make``
+and ``env.list`` tell the worker where that socket is. Everything also works through the agent.
+
+Failure handling: an env's exception or timeout is its call's error (the host contains it). The
+host marks each env call's start and timeout in a small shared memory block; if a call overstays
+its timeout plus a grace period (code stuck in C where SIGALRM cannot reach), the watchdog kills
+the host. When the host dies, every pending call fails with ``EnvHostDied``, its envs report
+``EnvLost`` with the reason, and the next ``env.make`` starts a fresh host.
 """
 
 import collections
 import hashlib
 import itertools
 import json
+import mmap
 import os
 import select
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -35,12 +41,24 @@ HOST_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "envhost.
 # Extra time the watchdog allows beyond a call's own timeout before it declares the host stuck.
 GRACE = float(os.environ.get("ROCK_ENV_GRACE", "5"))
 START_TIMEOUT = 60.0
-STDERR_TAIL = 8192
+BUSY = struct.Struct("=dd")  # shared with the host: (monotonic start, timeout) of its running call
 
 _lock = threading.Lock()
 _hosts = {}  # python path -> Host
 _envs = {}  # env handle -> Rec
 _env_ids = itertools.count(1)
+_host_gen = itertools.count(1)
+
+
+def _run_dir():
+    """Where the host's socket goes: beside the agent's socket (the worker sees that folder)."""
+    if os.environ.get("ROCK_ENV_SOCKET_DIR"):
+        return os.environ["ROCK_ENV_SOCKET_DIR"]
+    argv = sys.argv
+    for i, arg in enumerate(argv[:-1]):
+        if arg == "--socket":
+            return os.path.dirname(argv[i + 1])
+    return None
 
 
 class Rec:
@@ -50,22 +68,26 @@ class Rec:
         self.host, self.env_id, self.timeout, self.lost = host, env_id, timeout, None
 
 
-class Pending:
-    __slots__ = ("on_done", "budget")
-
-    def __init__(self, on_done, budget):
-        self.on_done, self.budget = on_done, budget
-
-
 class Host:
     """One env host process and the threads that talk to it."""
 
     def __init__(self, python, env):
         self.python = python
-        self.proc = subprocess.Popen(
-            [python, "-I", HOST_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env=env, close_fds=True,
-        )
+        fd = os.memfd_create("rock-envhost-busy")
+        os.ftruncate(fd, BUSY.size)
+        self.busy = mmap.mmap(fd, BUSY.size)
+        argv = [python, "-I", HOST_SCRIPT, "--busy-fd", str(fd)]
+        run_dir = _run_dir()
+        self.socket = os.path.join(run_dir, "eh%d.sock" % next(_host_gen)) if run_dir else None
+        if self.socket:
+            _unlink(self.socket)
+            argv += ["--socket", self.socket]
+        try:
+            self.proc = _from_spawner(lambda: subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                close_fds=True, pass_fds=(fd,)))
+        finally:
+            os.close(fd)
         self.pid = self.proc.pid
         self.wfd = self.proc.stdin.fileno()
         os.set_blocking(self.wfd, False)
@@ -76,7 +98,7 @@ class Host:
         self.alive = True
         self.death = None
         self.kill_reason = None
-        self.progress_at = time.monotonic()
+        self.gone = threading.Event()
         self.stderr_tail = collections.deque(maxlen=64)
         self.ready = threading.Event()
         self.started = time.time()
@@ -88,17 +110,14 @@ class Host:
 
     # -- sending -------------------------------------------------------------------------
 
-    def request(self, op, args, on_done, budget=None):
+    def request(self, op, args, on_done):
         """Send one request; ``on_done(meta, body)`` runs on the reader thread with the reply."""
         rid = next(self.ids)
         data = protocol.encode({"id": rid, "op": op, "args": args})
         with self.cond:
             if not self.alive:
                 raise OpError("EnvHostDied", "the env host died: %s" % self.death)
-            if not self.pending:
-                self.progress_at = time.monotonic()
-                self.cond.notify_all()  # wake the watchdog: something is running now
-            self.pending[rid] = Pending(on_done, budget)
+            self.pending[rid] = on_done
             if self.wbuf:
                 self.wbuf += data
                 return
@@ -112,10 +131,10 @@ class Host:
                 self.wbuf += data[sent:]
                 self.cond.notify_all()
 
-    def call(self, op, args, budget=None, timeout=None):
+    def call(self, op, args, timeout=None):
         """Blocking request for pool-thread handlers; returns (result, body) or raises OpError."""
         box, done = [], threading.Event()
-        self.request(op, args, lambda meta, body: (box.append((meta, body)), done.set()), budget)
+        self.request(op, args, lambda meta, body: (box.append((meta, body)), done.set()))
         if not done.wait(timeout):
             raise OpError("EnvTimeout", "the env host did not answer %s within %ss" % (op, timeout))
         meta, body = box[0]
@@ -153,15 +172,14 @@ class Host:
                 if not data:
                     break
                 for meta, body in reader.feed(data):
-                    self.progress_at = time.monotonic()
                     if "event" in meta:
                         if meta["event"] == "ready":
                             self.ready.set()
                         continue
                     with self.cond:
-                        p = self.pending.pop(meta["id"], None)
-                    if p is not None:
-                        p.on_done(meta, body)
+                        on_done = self.pending.pop(meta["id"], None)
+                    if on_done is not None:
+                        on_done(meta, body)
         except (OSError, protocol.ProtocolError) as exc:
             self.kill("it sent a bad frame: %s" % exc)
         self._died()
@@ -186,6 +204,9 @@ class Host:
             self.alive = False
             pending, self.pending = self.pending, collections.OrderedDict()
             self.cond.notify_all()
+        self.gone.set()
+        if self.socket:
+            _unlink(self.socket)
         with _lock:
             for handle, rec in _envs.items():
                 if rec.host is self:
@@ -193,26 +214,23 @@ class Host:
             if _hosts.get(self.python) is self:
                 del _hosts[self.python]
         error = {"id": 0, "ok": False, "error": {"type": "EnvHostDied", "message": "the env host died: " + self.death}}
-        for p in pending.values():
-            p.on_done(error, b"")
+        for on_done in pending.values():
+            on_done(error, b"")
 
     def _watch(self):
-        """Kill the host when the running call overstays its timeout plus GRACE (no polling:
-        it sleeps until that deadline, and is woken when work starts)."""
-        with self.cond:
-            while self.alive:
-                head = next(iter(self.pending.values()), None)
-                if head is None or not head.budget:
-                    self.cond.wait()
-                    continue
-                left = self.progress_at + head.budget + GRACE - time.monotonic()
-                if left > 0:
-                    self.cond.wait(left)
-                    continue
-                self.kill_reason = ("it stopped answering for %.0fs, beyond the call's %gs timeout: an env's code is "
-                                    "stuck where the timeout cannot interrupt it (e.g. in a C extension); the host was "
-                                    "killed" % (time.monotonic() - self.progress_at, head.budget))
-                os.kill(self.pid, signal.SIGKILL)
+        """Kill the host when one env call overstays its timeout plus GRACE. Between calls it
+        looks once a second; during a call it sleeps until that call's deadline."""
+        while not self.gone.is_set():
+            start, timeout = BUSY.unpack_from(self.busy, 0)
+            if not start or not timeout:
+                self.gone.wait(min(1.0, GRACE))
+                continue
+            left = start + timeout + GRACE - time.monotonic()
+            if left > 0:
+                self.gone.wait(left)
+            elif BUSY.unpack_from(self.busy, 0) == (start, timeout):
+                self.kill("an env call ran %.0fs, beyond its %gs timeout, where the timeout cannot interrupt it "
+                          "(e.g. inside a C extension); the host was killed" % (time.monotonic() - start, timeout))
                 return
 
     def kill(self, reason):
@@ -222,6 +240,48 @@ class Host:
             os.kill(self.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+_spawn_queue = []
+_spawn_cond = threading.Condition()
+
+
+def _spawner():
+    while True:
+        with _spawn_cond:
+            while not _spawn_queue:
+                _spawn_cond.wait()
+            fn, box, done = _spawn_queue.pop(0)
+        try:
+            box.append((True, fn()))
+        except BaseException as exc:
+            box.append((False, exc))
+        done.set()
+
+
+def _from_spawner(fn):
+    """Run ``fn`` (a Popen) on one long-lived thread. The host asks the kernel to kill it when its
+    parent dies (PR_SET_PDEATHSIG), and "parent" means the spawning *thread*: a pool thread
+    that retires would take the host with it."""
+    box, done = [], threading.Event()
+    with _spawn_cond:
+        if not getattr(_spawner, "started", False):
+            threading.Thread(target=_spawner, name="rock-envhost-spawner", daemon=True).start()
+            _spawner.started = True
+        _spawn_queue.append((fn, box, done))
+        _spawn_cond.notify()
+    done.wait()
+    ok, value = box[0]
+    if not ok:
+        raise value
+    return value
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _host_env():
@@ -291,12 +351,12 @@ def env_make(req):
             raise OpError("BadRequest", "env %r already exists" % handle)
         _envs[handle] = Rec(host, env_id, timeout)
     try:
-        result, _ = host.call("make", args, budget=timeout)
+        result, _ = host.call("make", args)
     except OpError:
         with _lock:
             _envs.pop(handle, None)
         raise
-    result["host_pid"] = host.pid
+    result.update(host_pid=host.pid, socket=host.socket)
     return result
 
 
@@ -304,7 +364,7 @@ def _relay(op, key):
     def handler(req):
         rec = _rec(req.args.get("env"))
         args = {"env": req.args["env"], key: req.args.get(key)}
-        rec.host.request(op, args, lambda meta, body: _forward(req, meta, body), rec.timeout)
+        rec.host.request(op, args, lambda meta, body: _forward(req, meta, body))
         return DEFERRED
 
     return handler
@@ -327,8 +387,7 @@ def env_batch(req):
     extra = {k: v for k, v in req.args.items() if k != "calls"}
     if len(groups) == 1 and not errors:
         host = next(iter(groups))
-        budget = max(_envs[c[1]].timeout or 0 for c in calls) or None
-        host.request("batch", dict(extra, calls=calls), lambda meta, body: _forward(req, meta, body), budget)
+        host.request("batch", dict(extra, calls=calls), lambda meta, body: _forward(req, meta, body))
         return DEFERRED
     results = [None] * len(calls)
     for i, err in errors.items():
@@ -349,9 +408,8 @@ def env_batch(req):
     if not groups:
         return {}, json.dumps(results).encode()
     for host, indices in groups.items():
-        budget = max(_envs[calls[i][1]].timeout or 0 for i in indices) or None
         host.request("batch", dict(extra, calls=[calls[i] for i in indices]),
-                     lambda meta, body, idx=indices: part_done(idx, meta, body), budget)
+                     lambda meta, body, idx=indices: part_done(idx, meta, body))
     return DEFERRED
 
 
@@ -363,7 +421,7 @@ def env_close(req):
         return {"closed": False}
     if rec.lost or not rec.host.alive:
         return {"closed": True, "lost": rec.lost}
-    rec.host.request("close", {"env": handle}, lambda meta, body: _forward(req, meta, body), rec.timeout)
+    rec.host.request("close", {"env": handle}, lambda meta, body: _forward(req, meta, body))
     return DEFERRED
 
 
@@ -380,7 +438,8 @@ def env_list(req):
             info.append({"python": host.python, "pid": host.pid, "error": exc.message})
             continue
         envs.extend(result["envs"])
-        info.append({"python": host.python, "pid": host.pid, "started": host.started, "envs": len(result["envs"])})
+        info.append({"python": host.python, "pid": host.pid, "started": host.started, "envs": len(result["envs"]),
+                     "socket": host.socket})
     return {"envs": envs + lost, "hosts": info}
 
 

@@ -1,0 +1,223 @@
+"""GEM env routes under ``/apis/v1/envs/gem``: ROCK's wire shapes plus our vector/catalog routes.
+
+ROCK's four (what rl-rock's ``rock.make`` sends): ``/make {env_id}`` -> ``{sandbox_id}``,
+``/reset {sandbox_id, seed}`` -> ``{observation, info}``, ``/step {sandbox_id, action}`` ->
+``{observation, reward, terminated, truncated, info}``, ``/close {sandbox_id}``. Raw bodies, no
+envelope; errors use the admin's error envelope with a 4xx/5xx status. The ``sandbox_id`` of these
+routes is an env handle (``<env sandbox>:<env>``): many envs share one sandbox.
+
+The step path is kept lean: the body the env host encoded is returned as is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import Response
+
+from rock.admin.jsonutil import dumps
+from rock.envs import vector
+from rock.envs.catalog import Catalog, UserEnv
+from rock.envs.service import EnvService
+from rock.envs.settings import EnvSettings
+
+GEM = "/apis/v1/envs/gem"
+router = APIRouter(tags=["gem"])
+
+
+class _Compat(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class _Ours(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MakeRequest(_Compat):
+    env_id: str = Field(min_length=1, max_length=256)
+    kwargs: dict[str, Any] = Field(default_factory=dict)  # ours: reach the env's constructor
+    timeout: float | None = Field(default=None, gt=0)  # ours: per-call timeout inside the env
+
+
+class HandleRequest(_Compat):
+    sandbox_id: str = Field(min_length=1)
+
+
+class ResetRequest(HandleRequest):
+    seed: int | None = None
+
+
+class StepRequest(HandleRequest):
+    action: Any = None
+
+
+class VecMakeRequest(_Ours):
+    env_id: str = Field(min_length=1, max_length=256)
+    num_envs: int = Field(ge=1, le=65536)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    vec_kwargs: list[dict[str, Any]] | None = None
+    autoreset: str = "same_step"
+    timeout: float | None = Field(default=None, gt=0)
+
+
+class VecRequest(_Ours):
+    vec_id: str = Field(min_length=1)
+
+
+class VecResetRequest(VecRequest):
+    seed: int | list[int | None] | None = None
+    indices: list[int] | None = None
+
+
+class VecStepRequest(VecRequest):
+    # {index: action} for a subset, or one action per env (null: leave that env alone)
+    actions: dict[int, Any] | list[Any]
+
+
+class UnregisterRequest(_Ours):
+    id: str
+
+
+def service(app) -> EnvService:
+    """The app's env service, made on first use (it needs the admin's sandbox service)."""
+    svc = getattr(app.state, "rock_envs", None)
+    if svc is None:
+        ctx = app.state.rock
+        catalog = Catalog(ctx.settings.state_dir, ctx.settings.host_python)
+        svc = app.state.rock_envs = EnvService(ctx.sandboxes, catalog, EnvSettings())
+    return svc
+
+
+def hosted_envs(app) -> dict[str, list[dict]]:
+    """For the sandbox list: env sandbox id -> the envs it hosts ({handle, env_id, created, last_used, vec})."""
+    svc = getattr(app.state, "rock_envs", None)
+    return svc.envs_by_sandbox() if svc is not None else {}
+
+
+async def shutdown(app) -> None:
+    """On admin shutdown: stop the reaper. Env sandboxes stay (re-attached, TTL-reaped) like any sandbox."""
+    svc = getattr(app.state, "rock_envs", None)
+    if svc is not None:
+        await svc.shutdown(stop_sandboxes=False)
+
+
+def _owner(request: Request) -> str | None:
+    return request.app.state.rock.owner(request)
+
+
+def _json(data) -> Response:
+    return Response(data if isinstance(data, bytes) else dumps(data), media_type="application/json")
+
+
+# -- ROCK's GEM routes ------------------------------------------------------------------------
+
+
+@router.post(GEM + "/make")
+async def make(request: Request) -> Response:
+    req = MakeRequest.model_validate_json(await request.body())
+    rec = await service(request.app).make(req.env_id, req.kwargs, _owner(request), req.timeout)
+    return _json({"sandbox_id": rec.handle, "env_id": rec.env_id})
+
+
+@router.post(GEM + "/reset")
+async def reset(request: Request) -> Response:
+    req = ResetRequest.model_validate_json(await request.body())
+    return _json(await service(request.app).reset(req.sandbox_id, req.seed, _owner(request)))
+
+
+@router.post(GEM + "/step")
+async def step(request: Request) -> Response:
+    req = StepRequest.model_validate_json(await request.body())
+    return _json(await service(request.app).step(req.sandbox_id, req.action, _owner(request)))
+
+
+@router.post(GEM + "/close")
+async def close(request: Request) -> Response:
+    req = HandleRequest.model_validate_json(await request.body())
+    closed = await service(request.app).close(req.sandbox_id, _owner(request))
+    return _json({"sandbox_id": req.sandbox_id, "closed": closed})
+
+
+@router.post(GEM + "/list")
+async def list_ids(request: Request) -> Response:
+    """ROCK's list: the env ids that can be made (``{"env_id": [...]}``)."""
+    entries = await _catalog(request, deep=True)
+    return _json({"env_id": [e.id for e in entries if e.available]})
+
+
+# -- ours: catalog, registration, hosted envs ---------------------------------------------------
+
+
+async def _catalog(request: Request, deep: bool):
+    svc = service(request.app)
+    mode = "deep" if deep else "ids"
+    runner = None if svc.catalog.is_cached(mode) else await svc.probe_runner(_owner(request))
+    return await svc.catalog.entries(deep=deep, runner=runner)
+
+
+@router.get(GEM + "/catalog")
+async def catalog(request: Request, deep: bool = True) -> Response:
+    entries = await _catalog(request, deep)
+    return _json({"envs": [e.model_dump() for e in entries]})
+
+
+@router.post(GEM + "/register")
+async def register(request: Request, replace: bool = False) -> Response:
+    env = UserEnv.model_validate_json(await request.body())
+    svc = service(request.app)
+    runner = None if svc.catalog.is_cached("ids") else await svc.probe_runner(_owner(request))
+    return _json((await svc.catalog.register(env, runner, replace=replace)).model_dump())
+
+
+@router.post(GEM + "/unregister")
+async def unregister(request: Request) -> Response:
+    req = UnregisterRequest.model_validate_json(await request.body())
+    return _json({"id": req.id, "removed": service(request.app).catalog.unregister(req.id)})
+
+
+@router.get(GEM + "/hosted")
+async def hosted(request: Request) -> Response:
+    owner = _owner(request)
+    svc = service(request.app)
+    return _json({sid: envs for sid, envs in svc.envs_by_sandbox().items()
+                  if (sb := svc.by_id.get(sid)) is None or sb.owner == owner})
+
+
+# -- ours: vector envs ----------------------------------------------------------------------------
+
+
+@router.post(GEM + "/vec/make")
+async def vec_make(request: Request) -> Response:
+    req = VecMakeRequest.model_validate_json(await request.body())
+    vec = await vector.make_vec(service(request.app), req.env_id, req.num_envs, _owner(request), req.kwargs,
+                                req.vec_kwargs, req.autoreset, req.timeout)
+    return _json({"vec_id": vec.vec_id, "env_id": vec.env_id, "num_envs": len(vec.handles), "envs": vec.handles,
+                  "autoreset": vec.autoreset})
+
+
+@router.post(GEM + "/vec/reset")
+async def vec_reset(request: Request) -> Response:
+    req = VecResetRequest.model_validate_json(await request.body())
+    svc = service(request.app)
+    vec = vector.get_vec(svc, req.vec_id, _owner(request))
+    return _json(await vector.vec_reset(svc, vec, req.seed, req.indices))
+
+
+@router.post(GEM + "/vec/step")
+async def vec_step(request: Request) -> Response:
+    req = VecStepRequest.model_validate_json(await request.body())
+    svc = service(request.app)
+    vec = vector.get_vec(svc, req.vec_id, _owner(request))
+    actions = req.actions if isinstance(req.actions, dict) else {i: a for i, a in enumerate(req.actions) if a is not None}
+    return _json(await vector.vec_step(svc, vec, actions))
+
+
+@router.post(GEM + "/vec/close")
+async def vec_close(request: Request) -> Response:
+    req = VecRequest.model_validate_json(await request.body())
+    svc = service(request.app)
+    vec = vector.get_vec(svc, req.vec_id, _owner(request))
+    return _json({"vec_id": vec.vec_id, "closed": await vector.vec_close(svc, vec)})

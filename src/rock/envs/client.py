@@ -1,0 +1,241 @@
+"""``rock.make``: GEM envs hosted in sandboxes, with the GEM interface (sync and async).
+
+    env = rock.make("game:Sokoban-v0-easy", max_turns=30)   # kwargs reach the env's constructor
+    obs, info = env.reset(seed=42)
+    obs, reward, terminated, truncated, info = env.step("\\\\boxed{up}")
+    env.close()
+
+The admin is found through ``ROCK_BASE_URL`` (default ``http://localhost:8080``) and
+``ROCK_TOKEN``, as for sandboxes. ``AsyncEnv`` (``await make_async(...)``) is the twin for
+trainers that drive many envs from one event loop. Vector envs: ``rock.envs.vec_client``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from rock.envs.errors import STATUS, EnvError
+from rock.errors import RockError
+from rock.sdk.sandbox.http import error_from
+from rock.sdk.transport import LeanTransport
+
+GEM = "/apis/v1/envs/gem"
+TIMEOUT = 600.0  # the service bounds each call inside the env (EnvSettings.call_timeout)
+
+
+def _headers(token: str | None) -> dict[str, str]:
+    token = token or os.environ.get("ROCK_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _base(base_url: str | None) -> str:
+    return (base_url or os.environ.get("ROCK_BASE_URL") or "http://localhost:8080").rstrip("/")
+
+
+def raise_for(status: int, raw: bytes) -> None:
+    """A failed reply as the error the service raised (``EnvError`` with its ``kind``)."""
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        payload = None
+    result = payload.get("result") if isinstance(payload, dict) and isinstance(payload.get("result"), dict) else {}
+    kind = result.get("error_type")
+    if kind in STATUS:
+        raise EnvError(payload.get("message") or kind, kind)
+    raise error_from(status, payload, raw.decode(errors="replace"))
+
+
+class SyncHttp:
+    """Blocking keep-alive HTTP/1.1 (stdlib http.client): one connection per thread and admin."""
+
+    _local = threading.local()
+
+    def __init__(self, base_url: str | None = None, token: str | None = None):
+        self.base = _base(base_url)
+        url = urlsplit(self.base)
+        self.https = url.scheme == "https"
+        self.host, self.port, self.prefix = url.hostname, url.port, url.path
+        self.headers = {"Content-Type": "application/json", **_headers(token)}
+
+    def _conn(self, fresh: bool = False) -> http.client.HTTPConnection:
+        conns = self._local.__dict__.setdefault("conns", {})
+        key = (self.https, self.host, self.port)
+        if fresh or key not in conns:
+            cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
+            conns[key] = cls(self.host, self.port, timeout=TIMEOUT)
+        return conns[key]
+
+    def post(self, path: str, body: dict) -> bytes:
+        data = json.dumps(body, separators=(",", ":")).encode()
+        for attempt in (0, 1):
+            conn = self._conn(fresh=attempt == 1)
+            try:
+                conn.request("POST", self.prefix + GEM + path, data, self.headers)
+                response = conn.getresponse()
+                raw = response.read()
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                # The server closed a kept-alive idle connection before reading the request:
+                # nothing ran, so sending again on a new connection is safe.
+                conn.close()
+                if attempt == 1:
+                    raise
+        if response.status >= 400:
+            raise_for(response.status, raw)
+        return raw
+
+
+class AsyncHttp:
+    """Async keep-alive HTTP over the SDK's lean transport (one pool per client object)."""
+
+    def __init__(self, base_url: str | None = None, token: str | None = None):
+        self.base = _base(base_url)
+        url = httpx.URL(self.base + GEM)
+        self.addr = (url.host, url.port or (443 if url.scheme == "https" else 80))
+        self.path = url.raw_path.rstrip(b"/")
+        self.fast = url.scheme == "http"
+        self.headers = {"content-type": "application/json", **_headers(token)}
+        host = url.host if url.port is None else f"{url.host}:{url.port}"
+        self.head = b"".join(f"{k}: {v}\r\n".encode() for k, v in {"host": host, **self.headers}.items())
+        self.transport = LeanTransport()
+        self.client: httpx.AsyncClient | None = None
+
+    async def post(self, path: str, body: dict) -> bytes:
+        data = json.dumps(body, separators=(",", ":")).encode()
+        if self.fast:
+            payload = b"POST %s%s HTTP/1.1\r\n%scontent-length: %d\r\n\r\n%s" % (
+                self.path, path.encode(), self.head, len(data), data)
+            status, raw = await self.transport.request_bytes(self.addr[0], self.addr[1], payload, TIMEOUT)
+        else:
+            if self.client is None:
+                self.client = httpx.AsyncClient(headers=self.headers, timeout=TIMEOUT)
+            response = await self.client.post(self.base + GEM + path, content=data)
+            status, raw = response.status_code, response.content
+        if status >= 400:
+            raise_for(status, raw)
+        return raw
+
+    async def aclose(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+        await self.transport.aclose()
+
+
+def _step_tuple(raw: bytes) -> tuple[Any, float, bool, bool, dict]:
+    r = json.loads(raw)
+    return r["observation"], r["reward"], r["terminated"], r["truncated"], r["info"]
+
+
+def _reset_tuple(raw: bytes) -> tuple[Any, dict]:
+    r = json.loads(raw)
+    return r["observation"], r["info"]
+
+
+class Env:
+    """A GEM env living in a sandbox. ``sandbox_id`` is its handle (GEM's wire name for it)."""
+
+    def __init__(self, env_id: str, kwargs: dict | None = None, *, base_url: str | None = None,
+                 token: str | None = None, timeout: float | None = None):
+        self.env_id = env_id
+        self._http = SyncHttp(base_url, token)
+        body = {"env_id": env_id, "kwargs": kwargs or {}}
+        if timeout is not None:
+            body["timeout"] = timeout
+        self.sandbox_id: str | None = json.loads(self._http.post("/make", body))["sandbox_id"]
+
+    def reset(self, seed: int | None = None) -> tuple[Any, dict]:
+        return _reset_tuple(self._http.post("/reset", {"sandbox_id": self._handle(), "seed": seed}))
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        return _step_tuple(self._http.post("/step", {"sandbox_id": self._handle(), "action": action}))
+
+    def close(self) -> None:
+        if self.sandbox_id is not None:
+            handle, self.sandbox_id = self.sandbox_id, None
+            self._http.post("/close", {"sandbox_id": handle})
+
+    def _handle(self) -> str:
+        if self.sandbox_id is None:
+            raise EnvError(f"env {self.env_id} is closed", "EnvNotFound")
+        return self.sandbox_id
+
+    def __enter__(self) -> "Env":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<rock Env {self.env_id} {self.sandbox_id or 'closed'}>"
+
+
+class AsyncEnv:
+    """The async twin of ``Env``: ``env = await make_async(id)``, ``await env.step(a)``."""
+
+    def __init__(self, env_id: str, http: AsyncHttp, handle: str):
+        self.env_id, self._http, self.sandbox_id = env_id, http, handle
+
+    @classmethod
+    async def create(cls, env_id: str, kwargs: dict | None = None, *, base_url: str | None = None,
+                     token: str | None = None, timeout: float | None = None, http: AsyncHttp | None = None) -> "AsyncEnv":
+        """``http``: share one connection pool among many envs (one per env by default)."""
+        http = http or AsyncHttp(base_url, token)
+        body = {"env_id": env_id, "kwargs": kwargs or {}}
+        if timeout is not None:
+            body["timeout"] = timeout
+        raw = await http.post("/make", body)
+        return cls(env_id, http, json.loads(raw)["sandbox_id"])
+
+    async def reset(self, seed: int | None = None) -> tuple[Any, dict]:
+        return _reset_tuple(await self._http.post("/reset", {"sandbox_id": self._handle(), "seed": seed}))
+
+    async def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        return _step_tuple(await self._http.post("/step", {"sandbox_id": self._handle(), "action": action}))
+
+    async def close(self) -> None:
+        if self.sandbox_id is not None:
+            handle, self.sandbox_id = self.sandbox_id, None
+            await self._http.post("/close", {"sandbox_id": handle})
+
+    def _handle(self) -> str:
+        if self.sandbox_id is None:
+            raise EnvError(f"env {self.env_id} is closed", "EnvNotFound")
+        return self.sandbox_id
+
+    async def __aenter__(self) -> "AsyncEnv":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+
+def make(env_id: str, **kwargs: Any) -> Env:
+    """GEM's ``make``: an env hosted in a sandbox; keyword arguments go to its constructor."""
+    return Env(env_id, kwargs)
+
+
+async def make_async(env_id: str, **kwargs: Any) -> AsyncEnv:
+    return await AsyncEnv.create(env_id, kwargs)
+
+
+def make_vec(env_id: str, num_envs: int, **kwargs: Any):
+    """Vector env (sync); see ``rock.envs.vec_client.VecEnv`` for seeds, subsets and autoreset."""
+    from rock.envs.vec_client import VecEnv
+
+    return VecEnv.create(env_id, num_envs, **kwargs)
+
+
+async def make_vec_async(env_id: str, num_envs: int, **kwargs: Any):
+    from rock.envs.vec_client import AsyncVecEnv
+
+    return await AsyncVecEnv.create(env_id, num_envs, **kwargs)
+
+
+__all__ = ["Env", "AsyncEnv", "make", "make_async", "make_vec", "make_vec_async", "EnvError", "RockError"]

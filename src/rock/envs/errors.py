@@ -1,0 +1,36 @@
+"""Env errors as the service and the SDK see them: one class, the agent's error type as ``kind``.
+
+The env host and the agent name what went wrong (``EnvTimeout``, ``EnvLost``, ...); this maps
+each name to the HTTP status the admin answers with, in one place. The SDK raises ``EnvError``
+with the same ``kind`` and message.
+"""
+
+from __future__ import annotations
+
+from rock.errors import AgentError, RockError
+
+STATUS = {
+    "BadRequest": 400,
+    "EnvNotFound": 404,        # unknown id, or a handle that was closed / reclaimed
+    "EnvUnavailable": 422,     # known id that cannot run here (missing corpus, fails inside gem)
+    "EnvMakeError": 422,       # the env's constructor raised
+    "EnvBroken": 409,          # an earlier call timed out; the env must be closed and made again
+    "EnvLost": 410,            # its env host died; the env is gone
+    "EnvError": 500,           # the env's reset/step raised
+    "EnvHostDied": 502,        # the env host process died during this call
+    "EnvTimeout": 504,         # the call ran past its timeout
+}
+
+
+class EnvError(RockError):
+    def __init__(self, message: str = "", kind: str = "EnvError"):
+        super().__init__(message)
+        self.kind = kind
+        self.status_code = STATUS.get(kind, 500)
+
+
+def from_agent(exc: AgentError) -> RockError:
+    """An agent error of an env op as an EnvError (other agent errors pass through unchanged)."""
+    if exc.kind in STATUS:
+        return EnvError(exc.message, exc.kind)
+    return exc

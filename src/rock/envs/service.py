@@ -1,0 +1,367 @@
+"""Env hosting in the admin: where envs go, how calls reach them, when they are reclaimed.
+
+Envs run inside sandboxes, hosted by each sandbox's agent (``agent/envs.py``), never here.
+Many envs share one small sandbox (``EnvSettings.envs_per_sandbox``); this service packs new
+envs into the owner's env sandboxes with free slots and starts another sandbox when all are full.
+
+An env is addressed by a handle ``<sandbox_id>:<env>`` (``:`` cannot occur in a sandbox id). The
+GEM wire protocol calls it ``sandbox_id``. Routing a call needs nothing but the handle, so
+envs keep working across an admin restart (their sandboxes are re-attached); the in-memory
+records below only serve listing and the idle TTL.
+
+Sandboxes come from the admin's ``Sandboxes`` (records, owner checks, state machine): anything
+with ``start(request, owner, meta, wait)``, ``agent(sandbox_id, owner)`` and ``stop(sandbox_id, owner)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from rock.actions.sandbox import SandboxStartRequest
+from rock.envs.catalog import Catalog, Runner
+from rock.envs.errors import EnvError, from_agent
+from rock.envs.settings import EnvSettings
+from rock.errors import AgentError, AgentGone, RockError, SandboxNotFound, SandboxNotRunning
+from rock.worker.agent_client import AgentClient
+
+log = logging.getLogger("rock.envs")
+
+
+@dataclass(eq=False)
+class EnvSandbox:
+    sandbox_id: str
+    owner: str | None
+    key: tuple
+    envs: set[str] = field(default_factory=set)
+    reserved: int = 0
+    ready: asyncio.Future | None = None
+    empty_since: float | None = None
+
+
+@dataclass(eq=False)
+class EnvRecord:
+    handle: str
+    env_id: str
+    owner: str | None
+    sandbox: EnvSandbox
+    created: float = field(default_factory=time.time)
+    last_used: float = field(default_factory=time.time)
+    vec: str | None = None
+
+
+def split_handle(handle: str) -> tuple[str, str]:
+    sandbox_id, sep, local = handle.rpartition(":")
+    if not sep or not sandbox_id or not local:
+        raise EnvError(f"{handle!r} is not an env handle (expected '<sandbox_id>:<env>', as returned by make)", "EnvNotFound")
+    return sandbox_id, local
+
+
+class EnvService:
+    def __init__(self, sandboxes, catalog: Catalog, settings: EnvSettings | None = None):
+        self.sandboxes = sandboxes
+        self.catalog = catalog
+        self.settings = settings or EnvSettings()
+        self.envs: dict[str, EnvRecord] = {}
+        self.pools: dict[tuple, list[EnvSandbox]] = {}
+        self.by_id: dict[str, EnvSandbox] = {}
+        self.vecs: dict = {}  # vec_id -> rock.envs.vector.VecRecord
+        # sandbox_id -> (host socket path, connection): reset/step/batch go straight to the env host
+        self.direct: dict[str, tuple[str, AgentClient]] = {}
+        self._reaper: asyncio.Task | None = None
+
+    # -- placement ---------------------------------------------------------------------------
+
+    def _key(self, owner: str | None, image: str | None) -> tuple:
+        return (owner, image or self.settings.image)
+
+    def reserve(self, owner: str | None, image: str | None, count: int) -> list[tuple[EnvSandbox, int]]:
+        """Claim ``count`` env slots, filling the owner's sandboxes before starting new ones.
+
+        Synchronous on purpose: concurrent makes see each other's claims and share a new
+        sandbox instead of each starting one."""
+        key = self._key(owner, image)
+        pool = self.pools.setdefault(key, [])
+        cap = self.settings.envs_per_sandbox
+        plan: list[tuple[EnvSandbox, int]] = []
+        for sb in pool:
+            take = min(count, cap - len(sb.envs) - sb.reserved)
+            if take > 0:  # a sandbox whose start failed has already left the pool
+                plan.append((sb, take))
+                count -= take
+            if count == 0:
+                break
+        while count > 0:
+            sb = EnvSandbox(sandbox_id=f"env-{uuid.uuid4().hex[:12]}", owner=owner, key=key)
+            sb.ready = asyncio.ensure_future(self._start_sandbox(sb, image))
+            pool.append(sb)
+            self.by_id[sb.sandbox_id] = sb
+            take = min(count, cap)
+            plan.append((sb, take))
+            count -= take
+        for sb, take in plan:
+            sb.reserved += take
+            sb.empty_since = None
+        return plan
+
+    async def _start_sandbox(self, sb: EnvSandbox, image: str | None) -> None:
+        s = self.settings
+        env = {k: os.environ[k] for k in s.pass_env if k in os.environ}
+        request = SandboxStartRequest(
+            sandbox_id=sb.sandbox_id, image=image or s.image, memory=s.sandbox_memory, cpus=s.sandbox_cpus,
+            auto_clear_seconds=int(s.idle_ttl + s.sandbox_linger + 60), env=env or None,
+        )
+        try:
+            await self.sandboxes.start(request, sb.owner, {}, wait=True)
+        except BaseException:
+            self._forget_sandbox(sb)
+            raise
+
+    def _forget_sandbox(self, sb: EnvSandbox) -> None:
+        pool = self.pools.get(sb.key, [])
+        if sb in pool:
+            pool.remove(sb)
+        self.by_id.pop(sb.sandbox_id, None)
+
+    # -- single envs -------------------------------------------------------------------------
+
+    def _make_args(self, env_id: str, kwargs: dict, timeout: float | None) -> tuple[dict, str | None]:
+        args = {"env_id": env_id, "kwargs": kwargs, "timeout": timeout or self.settings.call_timeout}
+        user = self.catalog.user_envs().get(env_id)
+        if user is None:
+            return args, None
+        args.update(entry_point=user.entry_point, packages=user.packages, python=user.python,
+                    sys_path=user.sys_path, kwargs={**user.kwargs, **kwargs})
+        return args, user.image
+
+    async def _make_in(self, sb: EnvSandbox, args: dict, owner: str | None, vec: str | None = None) -> EnvRecord:
+        try:
+            await asyncio.shield(sb.ready)
+            client = await self.sandboxes.agent(sb.sandbox_id, owner)
+            result, _ = await client.call("env.make", args)
+        except AgentError as exc:
+            raise await self._make_error(args["env_id"], exc) from None
+        finally:
+            sb.reserved -= 1
+        if result.get("socket"):
+            await self._connect_direct(sb.sandbox_id, result["socket"])
+        handle = f"{sb.sandbox_id}:{result['env']}"
+        rec = EnvRecord(handle=handle, env_id=args["env_id"], owner=owner, sandbox=sb, vec=vec)
+        sb.envs.add(handle)
+        self.envs[handle] = rec
+        self.start_reaper()
+        return rec
+
+    async def _make_error(self, env_id: str, exc: AgentError) -> RockError:
+        if exc.kind == "EnvNotFound":
+            return await self.catalog.unknown(env_id, await self.probe_runner_or_none())
+        return self.catalog.unavailable(env_id) or from_agent(exc)
+
+    async def make(self, env_id: str, kwargs: dict | None = None, owner: str | None = None,
+                   timeout: float | None = None) -> EnvRecord:
+        args, image = self._make_args(env_id, dict(kwargs or {}), timeout)
+        if (refused := self.catalog.unavailable(env_id)) is not None:
+            raise refused
+        [(sb, _)] = self.reserve(owner, image, 1)
+        return await self._make_in(sb, args, owner)
+
+    # -- the hot path ----------------------------------------------------------------------------
+
+    def _host_path(self, sandbox_id: str, path_in_sandbox: str) -> str | None:
+        """The host side of a socket in the sandbox's /.rock/run (the folder of the agent's socket)."""
+        worker = getattr(self.sandboxes, "worker", None)
+        try:
+            run_dir = worker.run_dir(sandbox_id) if hasattr(worker, "run_dir") else worker._get(sandbox_id).handle.run_dir
+        except Exception:  # noqa: BLE001 - no direct path (e.g. a remote worker): use the agent
+            return None
+        return os.path.join(run_dir, os.path.basename(path_in_sandbox))
+
+    async def _connect_direct(self, sandbox_id: str, socket: str) -> None:
+        known = self.direct.get(sandbox_id)
+        if known is not None and known[0] == socket and not known[1].closed:
+            return
+        path = self._host_path(sandbox_id, socket)
+        if path is None or len(path) >= 108:
+            return
+        try:
+            client = await AgentClient.connect(path)
+        except AgentGone:
+            return
+        if known is not None:
+            known[1].close()
+        self.direct[sandbox_id] = (socket, client)
+
+    async def env_call(self, sandbox_id: str, owner: str | None, op: str, args: dict) -> bytes:
+        """``op`` (reset/step/batch) on the sandbox's env host: straight to the host's socket when
+        connected, else through the agent. The owner check and the TTL refresh happen either way."""
+        agent = await self.sandboxes.agent(sandbox_id, owner)
+        direct = self.direct.get(sandbox_id)
+        if direct is not None and not direct[1].closed:
+            try:
+                return (await direct[1].call(op, args))[1]
+            except AgentGone:
+                self.direct.pop(sandbox_id, None)  # the host died: the agent knows why
+            except AgentError as exc:
+                if exc.kind != "EnvNotFound":  # maybe lost with an earlier host: the agent knows
+                    raise from_agent(exc) from None
+        try:
+            return (await agent.call("env." + op, args))[1]
+        except AgentError as exc:
+            raise from_agent(exc) from None
+
+    async def call(self, handle: str, op: str, args: dict, owner: str | None) -> bytes:
+        """One env op (``reset`` / ``step``); returns the host's JSON body untouched."""
+        sandbox_id, local = split_handle(handle)
+        args["env"] = local
+        try:
+            body = await self.env_call(sandbox_id, owner, op, args)
+        except (SandboxNotFound, SandboxNotRunning, AgentGone) as exc:
+            self._drop(handle)
+            raise EnvError(f"env {handle} is gone: {exc.message}", "EnvNotFound") from None
+        rec = self.envs.get(handle)
+        if rec is not None:
+            rec.last_used = time.time()
+        return body
+
+    async def reset(self, handle: str, seed: int | None, owner: str | None) -> bytes:
+        return await self.call(handle, "reset", {"seed": seed}, owner)
+
+    async def step(self, handle: str, action, owner: str | None) -> bytes:
+        return await self.call(handle, "step", {"action": action}, owner)
+
+    async def close(self, handle: str, owner: str | None) -> bool:
+        sandbox_id, local = split_handle(handle)
+        try:
+            client = await self.sandboxes.agent(sandbox_id, owner)
+            result, _ = await client.call("env.close", {"env": local})
+        except (SandboxNotFound, SandboxNotRunning, AgentGone):
+            result = {"closed": False}
+        except AgentError as exc:
+            raise from_agent(exc) from None
+        finally:
+            self._drop(handle)
+        return bool(result.get("closed"))
+
+    def _drop(self, handle: str) -> None:
+        rec = self.envs.pop(handle, None)
+        if rec is not None:
+            rec.sandbox.envs.discard(handle)
+            if not rec.sandbox.envs and not rec.sandbox.reserved:
+                rec.sandbox.empty_since = time.time()
+
+    # -- catalog probes run inside an env sandbox ------------------------------------------------
+
+    async def probe_runner(self, owner: str | None = None) -> Runner:
+        """Run the catalog probe in an env sandbox: gem's code never runs in the admin process."""
+        [(sb, _)] = self.reserve(owner, None, 1)
+        try:
+            await asyncio.shield(sb.ready)
+        finally:
+            sb.reserved -= 1
+            if not sb.envs and not sb.reserved:
+                sb.empty_since = time.time()
+        source = self.catalog_probe_source()
+
+        async def run(args: list[str]) -> bytes:
+            client = await self.sandboxes.agent(sb.sandbox_id, owner)
+            command = 'exec "$ROCK_HOST_PYTHON" -I - ' + " ".join(args)
+            result, _ = await client.call("exec", {"command": command, "shell": True, "timeout": 600}, source)
+            if result.get("exit_code") != 0:
+                raise EnvError(f"the env probe failed in {sb.sandbox_id}: {result.get('stderr', '')[-1500:]}", "EnvUnavailable")
+            return result["stdout"].encode()
+
+        return run
+
+    async def probe_runner_or_none(self) -> Runner | None:
+        try:
+            return await self.probe_runner()
+        except RockError:
+            return None  # no sandbox can start: fall back to a local probe process
+
+    @staticmethod
+    def catalog_probe_source() -> bytes:
+        from rock.envs.catalog import PROBE_SCRIPT
+
+        return PROBE_SCRIPT.read_bytes()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start_reaper(self) -> None:
+        if self._reaper is None or self._reaper.done():
+            self._reaper = asyncio.create_task(self._reap_loop(), name="rock-env-reaper")
+
+    async def _reap_loop(self) -> None:
+        while self.envs or self.by_id:
+            # A timer, not a wait for an event: sleep until the soonest env could expire.
+            await asyncio.sleep(self._next_check())
+            try:
+                await self.reap()
+            except Exception:  # noqa: BLE001 - the reaper must outlive a bad round
+                log.exception("env reaper round failed")
+
+    def _next_check(self) -> float:
+        now, soonest = time.time(), 30.0
+        s = self.settings
+        for rec in self.envs.values():
+            soonest = min(soonest, self._last_used(rec) + s.idle_ttl - now)
+        for sb in self.by_id.values():
+            if sb.empty_since is not None:
+                soonest = min(soonest, sb.empty_since + s.sandbox_linger - now)
+        return min(30.0, max(0.2, soonest))
+
+    def _last_used(self, rec: EnvRecord) -> float:
+        vec = self.vecs.get(rec.vec) if rec.vec else None
+        return vec.last_used if vec is not None else rec.last_used
+
+    async def reap(self) -> tuple[list[str], list[str]]:
+        """Close envs idle past the TTL and stop env sandboxes empty past the linger time."""
+        now, s = time.time(), self.settings
+        idle = [h for h, r in self.envs.items() if now - self._last_used(r) >= s.idle_ttl]
+        for vec_id in {self.envs[h].vec for h in idle if self.envs[h].vec}:
+            self.vecs.pop(vec_id, None)
+        await asyncio.gather(*(self.close(h, self.envs[h].owner) for h in idle), return_exceptions=True)
+        empty = [sb for sb in list(self.by_id.values())
+                 if sb.empty_since is not None and not sb.envs and not sb.reserved and now - sb.empty_since >= s.sandbox_linger]
+        for sb in empty:
+            self._forget_sandbox(sb)
+            if (direct := self.direct.pop(sb.sandbox_id, None)) is not None:
+                direct[1].close()
+        await asyncio.gather(*(self._stop(sb) for sb in empty), return_exceptions=True)
+        if idle or empty:
+            log.info("env reaper: closed %d idle env(s), stopped %d empty env sandbox(es)", len(idle), len(empty))
+        return idle, [sb.sandbox_id for sb in empty]
+
+    async def _stop(self, sb: EnvSandbox) -> None:
+        try:
+            await self.sandboxes.stop(sb.sandbox_id, sb.owner)
+        except SandboxNotFound:
+            pass
+
+    async def shutdown(self, stop_sandboxes: bool = True) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+        for _, client in self.direct.values():
+            client.close()
+        self.direct.clear()
+        if stop_sandboxes:
+            sbs = list(self.by_id.values())
+            self.envs.clear()
+            self.by_id.clear()
+            self.pools.clear()
+            await asyncio.gather(*(self._stop(sb) for sb in sbs), return_exceptions=True)
+
+    # -- listing -----------------------------------------------------------------------------
+
+    def envs_by_sandbox(self) -> dict[str, list[dict]]:
+        """For the sandbox list: which envs each env sandbox hosts (sandbox_id -> envs)."""
+        out: dict[str, list[dict]] = {sid: [] for sid in self.by_id}
+        for rec in self.envs.values():
+            out.setdefault(rec.sandbox.sandbox_id, []).append(
+                {"handle": rec.handle, "env_id": rec.env_id, "created": rec.created,
+                 "last_used": self._last_used(rec), "vec": rec.vec})
+        return out

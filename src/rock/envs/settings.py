@@ -1,0 +1,23 @@
+"""Env hosting settings (``ROCK_ENV_*`` environment variables), defaults sized for toy games."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class EnvSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ROCK_ENV_", extra="ignore")
+
+    # Many envs share one sandbox: a text game needs kilobytes, the host process ~120 MB.
+    envs_per_sandbox: int = Field(default=64, ge=1, le=4096)
+    sandbox_memory: str = "512m"
+    sandbox_cpus: float = 0.5
+    image: str | None = None  # None: the admin's default image (the env host uses the host's Python)
+    # Per call (make, reset, step) inside the env; past it the env is marked broken.
+    call_timeout: float = Field(default=120.0, gt=0)
+    # An env nobody used for this long is closed; an env sandbox left empty is stopped after linger.
+    idle_ttl: float = Field(default=600.0, gt=0)
+    sandbox_linger: float = Field(default=60.0, ge=0)
+    # Environment variables passed from the admin into env sandboxes when set (data locations).
+    pass_env: list[str] = Field(default_factory=lambda: ["NLTK_DATA", "HF_HOME", "HF_DATASETS_CACHE"])

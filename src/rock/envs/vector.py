@@ -1,0 +1,141 @@
+"""Vector envs: ``num_envs`` envs of one id, stepped together with one request per env sandbox.
+
+Semantics (the SDK's ``make_vec`` and the ``/vec/*`` routes):
+
+- **Seeds**: ``reset(seed=s)`` resets env ``i`` with seed ``s + i``; ``reset(seed=[s0, s1, ...])``
+  gives each env its own; ``reset()`` leaves them unseeded. ``reset(indices=[...])`` resets a subset.
+- **Subsets**: ``step({i: action, ...})`` (or a list with ``None`` for envs to leave alone) moves
+  only the named envs; results come back for those envs, in the order the actions were given.
+- **Autoreset** (``autoreset=``), as gem's vector envs define it:
+  - ``"same_step"`` (default): when an env's episode ends (terminated or truncated) in a step,
+    it is reset within that same request. Its result carries the ending step's reward,
+    terminated and truncated, the *new* episode's observation and info, and the ending step's
+    observation and info as ``info["final_observation"]`` and ``info["final_info"]``.
+  - ``"next_step"``: the ending step is returned as is; the env's next step ignores its action,
+    resets it and returns the new episode's first observation with reward 0.0 and
+    terminated = truncated = False.
+  - ``"off"``: nothing is reset for you; call ``reset(indices=[...])``.
+  Autoresets pass no seed (the env's own random stream continues), so a run is reproducible
+  from the seeds of the first reset. Every env has its own global RNG state in its host
+  (see ``agent/envhost.py``), so results do not depend on how envs share sandboxes.
+
+Envs of one vector fill sandboxes in contiguous index ranges, so the per-sandbox replies are
+spliced into one JSON list without decoding them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from rock.envs.errors import EnvError
+from rock.envs.service import EnvService, split_handle
+
+AUTORESET = ("same_step", "next_step", "off")
+
+
+@dataclass(eq=False)
+class VecRecord:
+    vec_id: str
+    env_id: str
+    owner: str | None
+    handles: list[str]
+    autoreset: str
+    blocks: list[tuple[str, int, int]]  # (sandbox_id, first index, end index)
+    last_used: float = field(default_factory=time.time)
+
+
+def splice(bodies: list[bytes]) -> bytes:
+    """Concatenate JSON lists without decoding them."""
+    parts = [b[1:-1] for b in bodies if len(b) > 2]
+    return b"[" + b",".join(parts) + b"]"
+
+
+async def make_vec(svc: EnvService, env_id: str, num_envs: int, owner: str | None, kwargs: dict | None = None,
+                   vec_kwargs: list[dict] | None = None, autoreset: str = "same_step",
+                   timeout: float | None = None) -> VecRecord:
+    if autoreset not in AUTORESET:
+        raise EnvError(f"autoreset must be one of {', '.join(AUTORESET)}, not {autoreset!r}", "BadRequest")
+    if num_envs < 1:
+        raise EnvError("num_envs must be at least 1", "BadRequest")
+    if vec_kwargs is not None and len(vec_kwargs) != num_envs:
+        raise EnvError(f"vec_kwargs has {len(vec_kwargs)} entries for {num_envs} envs", "BadRequest")
+    base, image = svc._make_args(env_id, dict(kwargs or {}), timeout)
+    if (refused := svc.catalog.unavailable(env_id)) is not None:
+        raise refused
+    vec_id = f"vec-{uuid.uuid4().hex[:12]}"
+    plan = svc.reserve(owner, image, num_envs)
+    jobs, blocks, index = [], [], 0
+    for sb, take in plan:
+        blocks.append((sb.sandbox_id, index, index + take))
+        for i in range(index, index + take):
+            args = dict(base, kwargs={**base["kwargs"], **(vec_kwargs[i] if vec_kwargs else {})})
+            jobs.append(svc._make_in(sb, args, owner, vec=vec_id))
+        index += take
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    failed = [r for r in results if isinstance(r, BaseException)]
+    if failed:
+        made = [r.handle for r in results if not isinstance(r, BaseException)]
+        await asyncio.gather(*(svc.close(h, owner) for h in made), return_exceptions=True)
+        raise failed[0]
+    vec = VecRecord(vec_id=vec_id, env_id=env_id, owner=owner, handles=[r.handle for r in results],
+                    autoreset=autoreset, blocks=blocks)
+    svc.vecs[vec_id] = vec
+    return vec
+
+
+def get_vec(svc: EnvService, vec_id: str, owner: str | None) -> VecRecord:
+    vec = svc.vecs.get(vec_id)
+    if vec is None or vec.owner != owner:
+        raise EnvError(f"no vector env {vec_id!r} (closed, reclaimed, or never made)", "EnvNotFound")
+    vec.last_used = time.time()
+    return vec
+
+
+async def _batch(svc: EnvService, vec: VecRecord, calls: dict[int, list]) -> bytes:
+    """Send each sandbox its share of ``calls`` (index -> [op, handle, arg]); one JSON list back."""
+    order = sorted(calls)
+    groups = []
+    for sandbox_id, start, end in vec.blocks:
+        part = [calls[i] for i in order if start <= i < end]
+        if part:
+            groups.append((sandbox_id, part))
+
+    bodies = await asyncio.gather(*(svc.env_call(sid, vec.owner, "batch", {"calls": part, "autoreset": vec.autoreset})
+                                    for sid, part in groups))
+    return b'{"indices":%s,"results":%s}' % (str(order).replace(" ", "").encode(), splice(list(bodies)))
+
+
+def _index(vec: VecRecord, i: Any) -> int:
+    if not isinstance(i, int) or not 0 <= i < len(vec.handles):
+        raise EnvError(f"env index {i!r} is out of range for {len(vec.handles)} envs", "BadRequest")
+    return i
+
+
+async def vec_step(svc: EnvService, vec: VecRecord, actions: dict[int, Any]) -> bytes:
+    calls = {}
+    for i, action in actions.items():
+        i = _index(vec, i)
+        calls[i] = ["vstep", split_handle(vec.handles[i])[1], action]
+    return await _batch(svc, vec, calls)
+
+
+async def vec_reset(svc: EnvService, vec: VecRecord, seed: int | list | None, indices: list[int] | None) -> bytes:
+    n = len(vec.handles)
+    if isinstance(seed, list) and len(seed) != n:
+        raise EnvError(f"seed list has {len(seed)} entries for {n} envs", "BadRequest")
+    calls = {}
+    for i in (range(n) if indices is None else indices):
+        i = _index(vec, i)
+        s = seed[i] if isinstance(seed, list) else (None if seed is None else seed + i)
+        calls[i] = ["reset", split_handle(vec.handles[i])[1], s]
+    return await _batch(svc, vec, calls)
+
+
+async def vec_close(svc: EnvService, vec: VecRecord) -> int:
+    svc.vecs.pop(vec.vec_id, None)
+    results = await asyncio.gather(*(svc.close(h, vec.owner) for h in vec.handles), return_exceptions=True)
+    return sum(1 for r in results if r is True)
