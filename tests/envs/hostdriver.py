@@ -15,9 +15,9 @@ HERE = str(Path(__file__).resolve().parent)
 
 
 class HostDriver:
-    def __init__(self, python: str = sys.executable):
+    def __init__(self, python: str = sys.executable, env: dict | None = None):
         self.proc = subprocess.Popen([python, "-I", str(HOST_SCRIPT)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
         self.reader = protocol.FrameReader()
         self.ids = itertools.count(1)
         self.frames: list = []
