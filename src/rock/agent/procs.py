@@ -106,6 +106,17 @@ def status(req):
     return _get(req.args["proc_id"]).status()
 
 
+def wait(req):
+    """Block until the process exits or ``timeout`` passes; return its status either way."""
+    proc = _get(req.args["proc_id"])
+    timeout = req.args.get("timeout")
+    try:
+        proc.proc.wait(float(timeout) if timeout is not None else None)
+    except subprocess.TimeoutExpired:
+        pass
+    return proc.status()
+
+
 def output(req):
     proc = _get(req.args["proc_id"])
     stream = req.args.get("stream", "stdout")
@@ -134,6 +145,7 @@ OPS = {
     "exec": execute,
     "proc.start": start,
     "proc.status": status,
+    "proc.wait": wait,
     "proc.output": output,
     "proc.kill": kill,
     "proc.list": list_procs,

@@ -234,6 +234,9 @@ class AgentClient:
     async def proc_status(self, proc_id: str) -> dict:
         return (await self.call("proc.status", {"proc_id": proc_id}))[0]
 
+    async def proc_wait(self, proc_id: str, timeout: float | None = None) -> dict:
+        return (await self.call("proc.wait", {"proc_id": proc_id, "timeout": timeout}))[0]
+
     async def proc_output(self, proc_id: str, stream: str = "stdout", offset: int = 0) -> tuple[bytes, int, bool]:
         result, body = await self.call("proc.output", {"proc_id": proc_id, "stream": stream, "offset": offset})
         return body, result["next_offset"], result["running"]
