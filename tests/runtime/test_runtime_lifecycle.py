@@ -147,3 +147,26 @@ async def test_stats_come_from_the_sandbox_cgroup(isolated_runtime, new_spec, sa
     assert stats.memory_limit_bytes == 256 << 20
     assert stats.pids_limit == 100
     assert stats.pids >= 1 and stats.memory_bytes > 0 and stats.cpu_seconds > 0
+
+
+@pytest.mark.bwrap
+@pytest.mark.docker
+async def test_bwrap_runs_a_docker_image_or_a_rootfs_directory(make_runtime, new_spec, sandboxes, agent):
+    from rock.runtime.docker import DockerRuntime
+
+    if DockerRuntime.available():
+        pytest.skip("needs a local Docker engine to export the image from")
+    rt = make_runtime("bwrap")
+    image = rt.settings.default_image
+    handle = await sandboxes(rt, new_spec(image=image))
+    rootfs = handle.extra["image_root"]
+    assert rootfs.startswith(str(rt.settings.state_dir))  # unpacked once, cached in the state dir
+    from_dir = await sandboxes(rt, new_spec(image=rootfs))
+    for h in (handle, from_dir):
+        async with agent(h) as client:
+            # The image's files, not the host's (this test file is not in the image); writes go
+            # to the sandbox's own layer.
+            result = await client.exec(["sh", "-c", 'test ! -e "$0" && echo x > /usr/local/mine && ls /usr/local/mine',
+                                        os.path.abspath(__file__)])
+            assert result.stdout == "/usr/local/mine\n", result
+    assert not os.path.exists(os.path.join(rootfs, "usr/local/mine"))  # the image itself is untouched

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import hashlib
+import errno
+import functools
 import logging
 import os
+import platform
 import shutil
 import signal
+import struct
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -76,6 +78,13 @@ def _mount(source: str, target: str, fstype: str | None, flags: int, data: str |
         raise OSError(err, f"mount {fstype or ''} on {target}: {os.strerror(err)}")
 
 
+def _pipe_with(data: bytes) -> int:
+    r, w = os.pipe()
+    os.write(w, data)
+    os.close(w)
+    return r
+
+
 def _detach(target: Path) -> None:
     if os.path.ismount(target):
         _libc.umount2(str(target).encode(), MNT_DETACH)
@@ -116,12 +125,22 @@ class BwrapRuntime(Runtime):
         t_setup = time.perf_counter()
         log_path = sandbox_dir / "sandbox.log"
         argv = [self.bwrap, *self._bwrap_args(spec, merged, run, group, lower == "/", image_env)]
-        with open(log_path, "ab") as out:
-            popen = subprocess.Popen(
-                ["/bin/sh", "-c", SHIM, SHIM_NAME, *argv],
-                env={"PATH": DEFAULT_PATH, "ROCK_CGROUP_PROCS": " ".join(group.procs_files())},
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            )
+        program = seccomp_program()
+        fds: tuple[int, ...] = ()
+        if program:  # bwrap reads the filter from an fd; a pipe holds far more than it needs
+            fds = (_pipe_with(program),)
+            argv[1:1] = ["--seccomp", str(fds[0])]
+        try:
+            with open(log_path, "ab") as out:
+                popen = subprocess.Popen(
+                    ["/bin/sh", "-c", SHIM, SHIM_NAME, *argv],
+                    env={"PATH": DEFAULT_PATH, "ROCK_CGROUP_PROCS": " ".join(group.procs_files())},
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                    pass_fds=fds,
+                )
+        finally:
+            for fd in fds:
+                os.close(fd)
         exited = exit_future(popen)
         died = asyncio.ensure_future(exit_reason(exited, log_path))
         handle = RuntimeHandle(
@@ -148,6 +167,8 @@ class BwrapRuntime(Runtime):
             return "/", {}
         if os.path.isdir(image):
             return os.path.realpath(image), {}
+        from rock.runtime.docker import image_rootfs  # the docker SDK only when an image is asked for
+
         root, env = await image_rootfs(image, Path(self.settings.state_dir) / "images")
         return str(root), env
 
@@ -252,77 +273,56 @@ class BwrapRuntime(Runtime):
         return sorted(removed)
 
 
-# -- image root filesystems ----------------------------------------------------------------
-
-_image_locks: dict[str, asyncio.Lock] = {}
-_image_ids: dict[str, tuple[float, str, dict[str, str]]] = {}
-IMAGE_ID_TTL = 30.0  # how long a tag -> image id answer is trusted before asking the engine again
-
-
-async def image_rootfs(image: str, images_dir: Path) -> tuple[Path, dict[str, str]]:
-    """An unpacked root filesystem for a tar file or a local Docker image, made once and cached
-    under ``images_dir`` (keyed by the image id, so a rebuilt image is unpacked again)."""
-    if os.path.isfile(image):
-        st = os.stat(image)
-        key = _safe(Path(image).name) + "-" + hashlib.sha256(f"{os.path.realpath(image)}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
-        env: dict[str, str] = {}
-    else:
-        from rock.runtime.docker import inspect_image
-
-        cached = _image_ids.get(image)
-        if cached is None or time.monotonic() - cached[0] > IMAGE_ID_TTL:
-            image_id, env = await asyncio.to_thread(inspect_image, image)
-            _image_ids[image] = cached = (time.monotonic(), image_id, env)
-        _, image_id, env = cached
-        key = _safe(image) + "-" + image_id.split(":")[-1][:12]
-    root = images_dir / key / "rootfs"
-    if root.is_dir():
-        return root, env
-    async with _image_locks.setdefault(key, asyncio.Lock()):
-        if not root.is_dir():
-            await asyncio.to_thread(_unpack, image, root)
-    return root, env
+# -- seccomp ---------------------------------------------------------------------------------
+# bwrap has no filter of its own. What matters most from Docker's default profile for a root
+# sandbox: no new user namespaces (full capabilities inside one: mounts, more kernel surface),
+# no kernel keyring (uid 0 shares root's with the host), no bpf/userfaultfd/perf/io_uring.
+CLONE_NEWUSER = 0x10000000
+_ARCHES = {  # machine: (AUDIT_ARCH, unshare, clone, clone3, denied: bpf keyctl add_key request_key
+    #                      userfaultfd perf_event_open io_uring_setup/enter/register)
+    "x86_64": (0xC000003E, 272, 56, 435, (321, 250, 248, 249, 323, 298, 425, 426, 427)),
+    "aarch64": (0xC00000B7, 97, 220, 435, (280, 219, 217, 218, 282, 241, 425, 426, 427)),
+}
+_ALLOW, _EPERM, _ENOSYS = 0x7FFF0000, 0x00050000 | errno.EPERM, 0x00050000 | errno.ENOSYS
 
 
-def _unpack(image: str, root: Path) -> None:
-    """Unpack into a temporary sibling and rename it into place: readers never see half a tree."""
-    t0 = time.perf_counter()
-    tmp = root.parent / f".rootfs.{os.getpid()}.{time.monotonic_ns()}"
-    tmp.mkdir(parents=True)
-    try:
-        tar = ["tar", "-x", "-p", "--numeric-owner", "-C", str(tmp), "-f"]
-        if os.path.isfile(image):
-            log.info("unpacking %s into %s", image, root)
-            subprocess.run([*tar, image], check=True, capture_output=True)
+@functools.cache
+def seccomp_program() -> bytes | None:
+    """The filter as classic BPF (``struct sock_filter[]``), or None on an unknown machine."""
+    arch = _ARCHES.get(platform.machine())
+    if arch is None:
+        log.warning("no seccomp filter for %s: bwrap sandboxes run without one", platform.machine())
+        return None
+    audit_arch, unshare, clone, clone3, denied = arch
+    ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06  # BPF_LD|W|ABS, BPF_JMP|J*|K, BPF_RET|K
+    program = [
+        (ld, 0, 0, 4),  # seccomp_data.arch: another ABI (i386 on x86_64) has other numbers
+        (jeq, 0, "nosys", audit_arch),
+        (ld, 0, 0, 0),  # seccomp_data.nr
+        (jge, "nosys", 0, 0x40000000),  # the x32 ABI
+        (jeq, "flags", 0, unshare),
+        (jeq, "flags", 0, clone),
+        (jeq, "nosys", 0, clone3),  # its flags are behind a pointer: make libc fall back to clone
+        *[(jeq, "perm", 0, nr) for nr in denied],
+        (ret, 0, 0, _ALLOW),
+        "flags", (ld, 0, 0, 16),  # low half of args[0]
+        (jset, "perm", 0, CLONE_NEWUSER),
+        (ret, 0, 0, _ALLOW),
+        "perm", (ret, 0, 0, _EPERM),
+        "nosys", (ret, 0, 0, _ENOSYS),
+    ]
+    labels: dict[str, int] = {}
+    insns = []
+    for item in program:
+        if isinstance(item, str):
+            labels[item] = len(insns)
         else:
-            from rock.runtime.docker import export_image
+            insns.append(item)
 
-            log.info("exporting docker image %s into %s (once per image)", image, root)
-            # tar's complaints go to a file: a full stderr pipe would stall the export.
-            with tempfile.TemporaryFile() as err:
-                proc = subprocess.Popen([*tar, "-"], stdin=subprocess.PIPE, stderr=err)
-                try:
-                    export_image(image, proc.stdin.write)
-                finally:
-                    proc.stdin.close()
-                    proc.wait()
-                if proc.returncode:
-                    err.seek(0)
-                    raise SandboxStartError(f"unpacking image {image} failed: {err.read()[-500:].decode(errors='replace')}")
-        try:
-            tmp.rename(root)
-        except OSError:  # another worker finished first
-            if not root.is_dir():
-                raise
-    except subprocess.CalledProcessError as exc:
-        raise SandboxStartError(f"unpacking {image} failed: {exc.stderr.decode(errors='replace')[-500:]}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    log.info("image %s ready at %s in %.1f s", image, root, time.perf_counter() - t0)
+    def offset(target, i):
+        return labels[target] - i - 1 if isinstance(target, str) else target
 
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:64]
+    return b"".join(struct.pack("=HBBI", c, offset(jt, i), offset(jf, i), k) for i, (c, jt, jf, k) in enumerate(insns))
 
 
 def _shim_run_dir(group: cgroups.Cgroup) -> str | None:

@@ -12,11 +12,16 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import hashlib
 import logging
 import os
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -252,12 +257,9 @@ class DockerRuntime(Runtime):
 
 
 def _rmtree(path: str) -> None:
-    import shutil
-
     shutil.rmtree(path, ignore_errors=True)
 
 
-# -- images, for backends that unpack them (bwrap) ------------------------------------------
 
 
 def inspect_image(image: str) -> tuple[str, dict[str, str]]:
@@ -287,3 +289,72 @@ def export_image(image: str, write: Callable[[bytes], Any]) -> None:
         log.info("exported %s: %d MiB", image, total >> 20)
     finally:
         api.remove_container(cid, force=True)
+
+
+# -- images as root filesystems, for a backend without an engine (bwrap) ----------------------
+
+_image_locks: dict[str, asyncio.Lock] = {}
+_image_ids: dict[str, tuple[float, str, dict[str, str]]] = {}
+IMAGE_ID_TTL = 30.0  # how long a tag -> image id answer is trusted before asking the engine again
+
+
+async def image_rootfs(image: str, images_dir: Path) -> tuple[Path, dict[str, str]]:
+    """An unpacked root filesystem for a tar file or a local Docker image, made once and cached
+    under ``images_dir`` (keyed by the image id, so a rebuilt image is unpacked again)."""
+    if os.path.isfile(image):
+        st = os.stat(image)
+        key = _safe(Path(image).name) + "-" + hashlib.sha256(f"{os.path.realpath(image)}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
+        env: dict[str, str] = {}
+    else:
+        cached = _image_ids.get(image)
+        if cached is None or time.monotonic() - cached[0] > IMAGE_ID_TTL:
+            image_id, env = await asyncio.to_thread(inspect_image, image)
+            _image_ids[image] = cached = (time.monotonic(), image_id, env)
+        _, image_id, env = cached
+        key = _safe(image) + "-" + image_id.split(":")[-1][:12]
+    root = images_dir / key / "rootfs"
+    if root.is_dir():
+        return root, env
+    async with _image_locks.setdefault(key, asyncio.Lock()):
+        if not root.is_dir():
+            await asyncio.to_thread(_unpack, image, root)
+    return root, env
+
+
+def _unpack(image: str, root: Path) -> None:
+    """Unpack into a temporary sibling and rename it into place: readers never see half a tree."""
+    t0 = time.perf_counter()
+    tmp = root.parent / f".rootfs.{os.getpid()}.{time.monotonic_ns()}"
+    tmp.mkdir(parents=True)
+    try:
+        tar = ["tar", "-x", "-p", "--numeric-owner", "-C", str(tmp), "-f"]
+        if os.path.isfile(image):
+            log.info("unpacking %s into %s", image, root)
+            subprocess.run([*tar, image], check=True, capture_output=True)
+        else:
+            log.info("exporting docker image %s into %s (once per image)", image, root)
+            # tar's complaints go to a file: a full stderr pipe would stall the export.
+            with tempfile.TemporaryFile() as err:
+                proc = subprocess.Popen([*tar, "-"], stdin=subprocess.PIPE, stderr=err)
+                try:
+                    export_image(image, proc.stdin.write)
+                finally:
+                    proc.stdin.close()
+                    proc.wait()
+                if proc.returncode:
+                    err.seek(0)
+                    raise SandboxStartError(f"unpacking image {image} failed: {err.read()[-500:].decode(errors='replace')}")
+        try:
+            tmp.rename(root)
+        except OSError:  # another worker finished first
+            if not root.is_dir():
+                raise
+    except subprocess.CalledProcessError as exc:
+        raise SandboxStartError(f"unpacking {image} failed: {exc.stderr.decode(errors='replace')[-500:]}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("image %s ready at %s in %.1f s", image, root, time.perf_counter() - t0)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:64]
