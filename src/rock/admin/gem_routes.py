@@ -6,7 +6,8 @@ ROCK's four (what rl-rock's ``rock.make`` sends): ``/make {env_id}`` -> ``{sandb
 envelope; errors use the admin's error envelope with a 4xx/5xx status. The ``sandbox_id`` of these
 routes is an env handle (``<env sandbox>:<env>``): many envs share one sandbox.
 
-The step path is kept lean: the body the env host encoded is returned as is.
+The step path is kept lean: the body the env host encoded is returned as is, and ``GemHotPath``
+answers reset/step/vec-step at the ASGI door, skipping FastAPI's routing layers (~0.2 ms here).
 """
 
 from __future__ import annotations
@@ -15,10 +16,14 @@ from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 
+from rock.admin.errors import status_and_body
 from rock.admin.jsonutil import dumps
+from rock.admin.limits import MAX_JSON_BODY
+from rock.errors import BadRequest, PayloadTooLarge
 from rock.envs import vector
 from rock.envs.catalog import Catalog, UserEnv
 from rock.envs.service import EnvService
@@ -115,6 +120,68 @@ def _json(data) -> Response:
 # -- ROCK's GEM routes ------------------------------------------------------------------------
 
 
+async def _reset(app, body: bytes, owner: str | None) -> bytes:
+    req = ResetRequest.model_validate_json(body)
+    return await service(app).reset(req.sandbox_id, req.seed, owner)
+
+
+async def _step(app, body: bytes, owner: str | None) -> bytes:
+    req = StepRequest.model_validate_json(body)
+    return await service(app).step(req.sandbox_id, req.action, owner)
+
+
+async def _vec_step(app, body: bytes, owner: str | None) -> bytes:
+    req = VecStepRequest.model_validate_json(body)
+    svc = service(app)
+    vec = vector.get_vec(svc, req.vec_id, owner)
+    actions = req.actions if isinstance(req.actions, dict) else {i: a for i, a in enumerate(req.actions) if a is not None}
+    return await vector.vec_step(svc, vec, actions)
+
+
+# The per-step routes: the same handlers serve the routed and the hot path.
+HOT = {GEM + "/reset": _reset, GEM + "/step": _step, GEM + "/vec/step": _vec_step}
+_JSON = [(b"content-type", b"application/json")]
+
+
+class GemHotPath:
+    """ASGI middleware answering ``HOT`` routes directly; everything else passes through.
+    Mount with ``app.add_middleware(GemHotPath, fastapi_app=app)``. Same models, auth and
+    error mapping as the routed versions below."""
+
+    def __init__(self, app, fastapi_app):
+        self.app = app
+        self.fastapi_app = fastapi_app
+
+    async def __call__(self, scope, receive, send):
+        handler = HOT.get(scope.get("path")) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if handler is None:
+            return await self.app(scope, receive, send)
+        try:
+            body = await _read_body(receive)
+            owner = self.fastapi_app.state.rock.auth.principal(Headers(scope=scope))
+            payload, status = await handler(self.fastapi_app, body, owner), 200
+        except Exception as exc:  # noqa: BLE001 - mapped exactly like the routed handlers do
+            status, payload = status_and_body(exc, scope["path"])
+        await send({"type": "http.response.start", "status": status,
+                    "headers": _JSON + [(b"content-length", str(len(payload)).encode())]})
+        await send({"type": "http.response.body", "body": payload})
+
+
+async def _read_body(receive) -> bytes:
+    parts, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BadRequest("client disconnected while sending the body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_JSON_BODY:
+            raise PayloadTooLarge(f"request body exceeds the limit of {MAX_JSON_BODY} bytes for this route")
+        parts.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(parts)
+
+
 @router.post(GEM + "/make")
 async def make(request: Request) -> Response:
     req = MakeRequest.model_validate_json(await request.body())
@@ -124,14 +191,12 @@ async def make(request: Request) -> Response:
 
 @router.post(GEM + "/reset")
 async def reset(request: Request) -> Response:
-    req = ResetRequest.model_validate_json(await request.body())
-    return _json(await service(request.app).reset(req.sandbox_id, req.seed, _owner(request)))
+    return _json(await _reset(request.app, await request.body(), _owner(request)))
 
 
 @router.post(GEM + "/step")
 async def step(request: Request) -> Response:
-    req = StepRequest.model_validate_json(await request.body())
-    return _json(await service(request.app).step(req.sandbox_id, req.action, _owner(request)))
+    return _json(await _step(request.app, await request.body(), _owner(request)))
 
 
 @router.post(GEM + "/close")
@@ -208,11 +273,7 @@ async def vec_reset(request: Request) -> Response:
 
 @router.post(GEM + "/vec/step")
 async def vec_step(request: Request) -> Response:
-    req = VecStepRequest.model_validate_json(await request.body())
-    svc = service(request.app)
-    vec = vector.get_vec(svc, req.vec_id, _owner(request))
-    actions = req.actions if isinstance(req.actions, dict) else {i: a for i, a in enumerate(req.actions) if a is not None}
-    return _json(await vector.vec_step(svc, vec, actions))
+    return _json(await _vec_step(request.app, await request.body(), _owner(request)))
 
 
 @router.post(GEM + "/vec/close")
