@@ -250,15 +250,23 @@ def parse_args(argv):
 
 
 def signal_ready(path):
-    # Non-blocking: if nobody reads the FIFO (a re-started agent), do not hang.
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-    except OSError:
-        return
-    try:
-        os.write(fd, b"ready\n")
-    finally:
-        os.close(fd)
+    """Write the ready line to the worker's FIFO, whenever the worker opens its end.
+
+    A blocking open on a side thread: the worker may open the FIFO after we are up (a slow
+    ``docker start`` returns late), and a non-blocking open would then fail and lose the signal.
+    """
+
+    def write():
+        try:
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.write(fd, b"ready\n")
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            sys.stderr.write("rock agent: could not signal readiness: %s\n" % exc)
+
+    threading.Thread(target=write, daemon=True).start()
 
 
 def main(argv):

@@ -33,18 +33,20 @@ class SandboxInfo(BaseModel):
     host_name: str
     host_ip: str = "127.0.0.1"
     runtime_id: str
+    warm: bool = False  # handed out from a warm pool
 
 
 class Sandbox:
     """A running sandbox as the worker holds it: where it runs and the open agent connection."""
 
-    __slots__ = ("sandbox_id", "handle", "client", "spec")
+    __slots__ = ("sandbox_id", "handle", "client", "spec", "warm")
 
-    def __init__(self, sandbox_id: str, handle: RuntimeHandle, client: AgentClient, spec: SandboxSpec):
+    def __init__(self, sandbox_id: str, handle: RuntimeHandle, client: AgentClient, spec: SandboxSpec, warm: bool = False):
         self.sandbox_id = sandbox_id
         self.handle = handle
         self.client = client
         self.spec = spec
+        self.warm = warm
 
 
 class Worker:
@@ -118,7 +120,7 @@ class Worker:
         else:
             handle, client = await self._launch(spec.model_copy(update={"sandbox_id": self._runtime_id(spec.sandbox_id)}))
             source = "cold"
-        sandbox = Sandbox(spec.sandbox_id, handle, client, spec)
+        sandbox = Sandbox(spec.sandbox_id, handle, client, spec, warm=pooled is not None)
         self._save(sandbox)
         self._sandboxes[spec.sandbox_id] = sandbox
         log.info("sandbox %s running (%s, %s start, %.1f ms)", spec.sandbox_id, self.backend_name, source,
@@ -169,6 +171,7 @@ class Worker:
         return SandboxInfo(
             sandbox_id=s.sandbox_id, backend=self.backend_name, state="failed" if s.client.closed else "running",
             spec=s.spec, created_at=s.handle.created_at, host_name=self.host_name, runtime_id=s.handle.runtime_id,
+            warm=s.warm,
         )
 
     def list(self) -> list[SandboxInfo]:
@@ -187,7 +190,8 @@ class Worker:
         return self.records_dir / f"{sandbox_id}.json"
 
     def _save(self, sandbox: Sandbox) -> None:
-        data = {"sandbox_id": sandbox.sandbox_id, "spec": sandbox.spec.model_dump(), "handle": sandbox.handle.model_dump()}
+        data = {"sandbox_id": sandbox.sandbox_id, "spec": sandbox.spec.model_dump(), "handle": sandbox.handle.model_dump(),
+                "warm": sandbox.warm}
         tmp = self._record_path(sandbox.sandbox_id).with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
         os.replace(tmp, self._record_path(sandbox.sandbox_id))
@@ -225,7 +229,7 @@ class Worker:
                 await self.runtime.destroy(handle)
                 path.unlink(missing_ok=True)
                 return
-            self._sandboxes[spec.sandbox_id] = Sandbox(spec.sandbox_id, handle, client, spec)
+            self._sandboxes[spec.sandbox_id] = Sandbox(spec.sandbox_id, handle, client, spec, bool(data.get("warm")))
             log.info("sandbox %s re-attached", spec.sandbox_id)
 
         await asyncio.gather(*(one(p) for p in records))

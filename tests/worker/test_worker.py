@@ -1,0 +1,117 @@
+"""The worker: idempotent create, warm pools, re-attach after a restart, many sandboxes at once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from rock.errors import BadRequest, SandboxNotFound
+from tests.conftest import BACKENDS, ISOLATED_BACKENDS
+from tests.worker.conftest import new_worker
+
+
+@pytest.fixture(params=BACKENDS)
+async def fresh_worker(request):
+    w = new_worker(request.param)
+    await w.start()
+    yield w
+    await w.close(stop_sandboxes=True)
+
+
+def _sid() -> str:
+    return "w" + uuid.uuid4().hex[:10]
+
+
+async def test_create_is_idempotent_for_a_chosen_id(fresh_worker):
+    spec = fresh_worker.default_spec(_sid())
+    first, second = await asyncio.gather(fresh_worker.create(spec), fresh_worker.create(spec))
+    assert first.runtime_id == second.runtime_id
+    again = await fresh_worker.create(spec)
+    assert again.runtime_id == first.runtime_id and len(fresh_worker.list()) == 1
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", ".hidden", "x" * 129])
+async def test_bad_sandbox_ids_are_refused(fresh_worker, bad):
+    with pytest.raises(BadRequest):
+        await fresh_worker.create(fresh_worker.default_spec(bad))
+
+
+async def test_unknown_sandbox(fresh_worker):
+    with pytest.raises(SandboxNotFound):
+        fresh_worker.agent("nope")
+    with pytest.raises(SandboxNotFound):
+        await fresh_worker.stop("nope")
+
+
+async def test_warm_pool_hands_out_ready_sandboxes_and_refills(fresh_worker):
+    template = fresh_worker.default_spec()
+    fresh_worker.pool.configure(template, 2)
+    await asyncio.wait_for(fresh_worker.pool.filled.wait(), 120)
+    assert fresh_worker.pool.size() == 2
+    info = await fresh_worker.create(template.model_copy(update={"sandbox_id": _sid()}))
+    assert info.warm
+    agent = fresh_worker.agent(info.sandbox_id)
+    await agent.create_session("s")
+    assert (await agent.run("s", "echo warm")).output == "warm\n"
+    await asyncio.wait_for(fresh_worker.pool.filled.wait(), 120)
+    assert fresh_worker.pool.size() == 2
+    other = template.model_copy(update={"sandbox_id": _sid(), "network": True})
+    assert not (await fresh_worker.create(other)).warm
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_restarted_worker_reattaches_running_sandboxes(backend):
+    first = new_worker(backend)
+    await first.start()
+    sid = _sid()
+    await first.create(first.default_spec(sid))
+    agent = first.agent(sid)
+    await agent.write_file("/root/work.txt", b"precious")
+    started = await agent.proc_start("sleep 600", name="survivor")
+    await first.close(stop_sandboxes=False)  # the worker goes away; the sandbox must not
+
+    second = new_worker(backend, state_dir=first.settings.state_dir)
+    await second.start()
+    try:
+        assert [s.sandbox_id for s in second.list()] == [sid]
+        agent = second.agent(sid)
+        assert await agent.read_file("/root/work.txt") == b"precious"
+        if backend != "local":
+            assert (await agent.proc_status(started["proc_id"]))["running"]
+    finally:
+        await second.close(stop_sandboxes=True)
+
+
+@pytest.mark.parametrize("backend", ISOLATED_BACKENDS)
+async def test_restart_reaps_sandboxes_that_died(backend):
+    first = new_worker(backend)
+    await first.start()
+    sid = _sid()
+    await first.create(first.default_spec(sid))
+    handle = first._sandboxes[sid].handle
+    await first.close(stop_sandboxes=False)
+    await first.runtime.destroy(handle)  # it died while no worker watched
+
+    second = new_worker(backend, state_dir=first.settings.state_dir)
+    await second.start()
+    try:
+        assert second.list() == []
+    finally:
+        await second.close(stop_sandboxes=True)
+
+
+async def test_fifty_sandboxes_at_once(fresh_worker):
+    specs = [fresh_worker.default_spec(_sid()) for _ in range(50)]
+    await asyncio.gather(*(fresh_worker.create(s) for s in specs))
+
+    async def hello(sid: str) -> str:
+        agent = fresh_worker.agent(sid)
+        await agent.create_session("s")
+        return (await agent.run("s", f"echo {sid}")).output
+
+    outputs = await asyncio.gather(*(hello(s.sandbox_id) for s in specs))
+    assert outputs == [f"{s.sandbox_id}\n" for s in specs]
+    await asyncio.gather(*(fresh_worker.stop(s.sandbox_id) for s in specs))
+    assert fresh_worker.list() == []
