@@ -21,9 +21,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from rock.admin.errors import status_and_body
+from rock.admin.hotpath import _read as read_body  # the admin's body reader (size limit included)
 from rock.admin.jsonutil import dumps
-from rock.admin.limits import MAX_JSON_BODY
-from rock.errors import BadRequest, PayloadTooLarge
 from rock.envs import vector
 from rock.envs.catalog import Catalog, UserEnv
 from rock.envs.service import EnvService
@@ -157,7 +156,7 @@ class GemHotPath:
         if handler is None:
             return await self.app(scope, receive, send)
         try:
-            body = await _read_body(receive)
+            body = await read_body(receive)
             owner = self.fastapi_app.state.rock.auth.principal(Headers(scope=scope))
             payload, status = await handler(self.fastapi_app, body, owner), 200
         except Exception as exc:  # noqa: BLE001 - mapped exactly like the routed handlers do
@@ -165,21 +164,6 @@ class GemHotPath:
         await send({"type": "http.response.start", "status": status,
                     "headers": _JSON + [(b"content-length", str(len(payload)).encode())]})
         await send({"type": "http.response.body", "body": payload})
-
-
-async def _read_body(receive) -> bytes:
-    parts, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise BadRequest("client disconnected while sending the body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_JSON_BODY:
-            raise PayloadTooLarge(f"request body exceeds the limit of {MAX_JSON_BODY} bytes for this route")
-        parts.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(parts)
 
 
 @router.post(GEM + "/make")

@@ -48,7 +48,9 @@ def raise_for(status: int, raw: bytes) -> None:
     result = payload.get("result") if isinstance(payload, dict) and isinstance(payload.get("result"), dict) else {}
     kind = result.get("error_type")
     if kind in STATUS:
-        raise EnvError(payload.get("message") or kind, kind)
+        exc = EnvError(payload.get("message") or kind, kind)
+        exc.status_code = status
+        raise exc
     raise error_from(status, payload, raw.decode(errors="replace"))
 
 

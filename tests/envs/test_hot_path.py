@@ -1,0 +1,49 @@
+"""The GEM hot path (reset/step/vec-step at the ASGI door) answers exactly like the routes."""
+
+from __future__ import annotations
+
+import pytest
+
+import rock
+from rock.admin.gem_routes import GemHotPath
+from rock.envs.client import EnvError
+from tests.admin import harness
+
+
+@pytest.fixture(scope="module", params=harness.backend_params())
+def hot_admin(request):
+    """An admin with GemHotPath mounted (the app mounts it itself once wired; then this adds nothing)."""
+    original = harness.create_app
+
+    def create_app(settings):
+        app = original(settings)
+        if not any(m.cls is GemHotPath for m in app.user_middleware):
+            app.add_middleware(GemHotPath, fastapi_app=app)
+        return app
+
+    harness.create_app = create_app
+    try:
+        server = harness.Admin(request.param).start()
+    finally:
+        harness.create_app = original
+    yield server
+    server.stop(stop_sandboxes=True)
+
+
+def test_hot_path_serves_the_gem_routes(hot_admin, monkeypatch):
+    monkeypatch.setenv("ROCK_BASE_URL", hot_admin.url)
+    with rock.make("game:GuessTheNumber-v0-easy") as env:
+        obs, info = env.reset(seed=3)
+        assert "Guess The Number" in obs and "suffix" in info
+        assert len(env.step("\\boxed{5}")) == 5
+        handle = env.sandbox_id
+    with pytest.raises(EnvError) as err:  # errors map as on the routes: kind and status
+        rock.envs.client.SyncHttp().post("/step", {"sandbox_id": handle, "action": "x"})
+    assert err.value.kind == "EnvNotFound" and err.value.status_code == 404
+    with pytest.raises(Exception) as bad:
+        rock.envs.client.SyncHttp().post("/step", {"action": "x"})
+    assert getattr(bad.value, "status_code", None) == 422
+    with rock.make_vec("game:GuessTheNumber-v0-easy", 2) as vec:
+        vec.reset(seed=0)
+        obs, rewards, *_ = vec.step({1: "\\boxed{5}"})
+        assert len(obs) == 1 and isinstance(rewards[0], float)
