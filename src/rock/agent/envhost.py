@@ -233,17 +233,18 @@ class Host:
             raise Failure("EnvBroken", "env %s (%s) is unusable: %s; close it and make a new one" % (env.id, env.env_id, env.broken))
         self.rng.enter(env)
         env.last_used = time.time()
+        start = time.monotonic()
         try:
-            if env.timeout:
-                signal.setitimer(signal.ITIMER_REAL, env.timeout)
+            # One syscall per call: arming replaces the previous call's timer (or disarms it), and
+            # the timer is only disarmed right after a call that came close to its deadline; the
+            # end of each request disarms it (idle()).
+            signal.setitimer(signal.ITIMER_REAL, env.timeout or 0)
             if self.busy is not None:
-                BUSY.pack_into(self.busy, 0, time.monotonic(), env.timeout or 0.0)
+                BUSY.pack_into(self.busy, 0, start, env.timeout or 0.0)
             try:
                 return fn(*args)
             finally:
-                if self.busy is not None:
-                    BUSY.pack_into(self.busy, 0, 0.0, 0.0)
-                if env.timeout:
+                if env.timeout and time.monotonic() - start > env.timeout * 0.5:
                     signal.setitimer(signal.ITIMER_REAL, 0)
         except CallTimeout:
             env.broken = "%s timed out after %gs" % (what, env.timeout)
@@ -383,7 +384,18 @@ class Host:
     # agent and the admin: the observation is encoded once, here.
     BODY_OPS = ("reset", "step", "batch")
 
+    def idle(self):
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        if self.busy is not None:
+            BUSY.pack_into(self.busy, 0, 0.0, 0.0)
+
     def handle(self, meta):
+        try:
+            return self._handle(meta)
+        finally:
+            self.idle()
+
+    def _handle(self, meta):
         op = meta.get("op")
         fn = getattr(self, "op_" + str(op), None)
         try:
