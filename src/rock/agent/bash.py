@@ -412,15 +412,37 @@ def _rcfile(nonce, cmd_fd):
 # -- session registry and ops --------------------------------------------------------
 
 
+SPARE_DELAY = 0.05
+_spare_wanted = []  # a queue.SimpleQueue once the housekeeper runs
+
+
 def _take_spare():
     with _spare_lock:
         spare, _spare[0] = _spare[0], None
-    threading.Thread(target=prewarm, daemon=True).start()
+    if _spare_wanted:
+        _spare_wanted[0].put(time.monotonic() + SPARE_DELAY)
     return spare
+
+
+def _housekeeper(wanted):
+    # Starts the next spare a little after one was taken: its bash start-up would compete for
+    # the CPU with the first command the caller is about to send. A long-lived thread, because
+    # starting a thread per request costs milliseconds on a loaded machine.
+    while True:
+        due = wanted.get()
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        prewarm()
 
 
 def prewarm():
     """Keep one idle bash started, so session.create does not pay bash's start-up."""
+    if not _spare_wanted:
+        import queue
+
+        _spare_wanted.append(queue.SimpleQueue())
+        threading.Thread(target=_housekeeper, args=(_spare_wanted[0],), daemon=True).start()
     with _spare_lock:
         if _spare[0] is not None:
             return

@@ -80,6 +80,14 @@ class Pool:
         self._lock = threading.Lock()
         self._idle = []
 
+    def prestart(self, count):
+        """Start idle threads ahead of the first requests, off their critical path."""
+        for _ in range(count):
+            slot = [threading.Event(), None]
+            threading.Thread(target=self._run, args=(slot,), daemon=True).start()
+            with self._lock:
+                self._idle.append(slot)
+
     def submit(self, fn, arg):
         with self._lock:
             slot = self._idle.pop() if self._idle else None
@@ -294,6 +302,7 @@ def main(argv):
     from . import bash
 
     bash.prewarm()
+    agent.pool.prestart(2)
     while True:
         fd, _ = listener._accept()
         conn = Connection(agent, _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd))

@@ -17,6 +17,9 @@ from rock.worker.agent_client import AgentClient
 log = logging.getLogger("rock.worker.pool")
 
 Launched = tuple[RuntimeHandle, AgentClient]
+# A refill starts this long after a take: starting a sandbox does synchronous work on the
+# event loop (process spawn, mounts) that would otherwise delay the caller's first command.
+REFILL_DELAY = 0.05
 
 
 def pool_key(spec: SandboxSpec) -> tuple:
@@ -37,7 +40,7 @@ class WarmPool:
         key = pool_key(template)
         self._templates[key] = (template, size)
         self._ready.setdefault(key, [])
-        self._refill(key)
+        self._refill(key, 0)
 
     def size(self, key: tuple | None = None) -> int:
         if key is not None:
@@ -54,13 +57,14 @@ class WarmPool:
             asyncio.ensure_future(self._discard(handle, client))
         return None
 
-    def _refill(self, key: tuple) -> None:
+    def _refill(self, key: tuple, delay: float = REFILL_DELAY) -> None:
         task = self._fillers.get(key)
         if task is None or task.done():
             self.filled.clear()
-            self._fillers[key] = asyncio.ensure_future(self._fill(key))
+            self._fillers[key] = asyncio.ensure_future(self._fill(key, delay))
 
-    async def _fill(self, key: tuple) -> None:
+    async def _fill(self, key: tuple, delay: float) -> None:
+        await asyncio.sleep(delay)
         template, size = self._templates[key]
         ready = self._ready[key]
         failures = 0

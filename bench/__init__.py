@@ -1,0 +1,1 @@
+"""`python -m bench`: ROCK's benchmark. Prints a table, writes JSON records."""

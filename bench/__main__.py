@@ -1,0 +1,54 @@
+"""python -m bench [--quick] [--out FILE.json] [--backends docker,bwrap,local] [--only runtime,sdk,envs]
+
+Runs every part the machine supports, prints one table, writes the JSON records.
+It never fails because a machine is slow: targets are read from the table, not asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import sys
+
+from bench.report import Context, print_table, write_json
+from rock.runtime import get_runtime_class
+
+PARTS = ["runtime", "sdk", "envs"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer iterations (a couple of minutes)")
+    parser.add_argument("--out", default="bench-results.json", help="where to write the JSON records")
+    parser.add_argument("--backends", default="docker,bwrap,local")
+    parser.add_argument("--only", default=",".join(PARTS), help=f"parts to run, of {', '.join(PARTS)}")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    backends = []
+    for name in args.backends.split(","):
+        reason = get_runtime_class(name).available()
+        if reason:
+            print(f"[bench] skipping backend {name}: {reason}", file=sys.stderr)
+        else:
+            backends.append(name)
+    ctx = Context(backends=backends, quick=args.quick)
+    for part in args.only.split(","):
+        try:
+            module = importlib.import_module(f"bench.{part}")
+        except ImportError as exc:
+            print(f"[bench] part {part} unavailable: {exc}", file=sys.stderr)
+            continue
+        ctx.progress(f"== {part} ==")
+        ctx.records.extend(asyncio.run(module.run(ctx)))
+        write_json(ctx.records, args.out)  # keep what we have if a later part breaks
+    print_table(ctx.records)
+    write_json(ctx.records, args.out)
+    print(f"\nwrote {len(ctx.records)} records to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Benchmark records: percentiles, ratios against floors measured in the same run, table, JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+
+
+def percentile(samples: list[float], q: float) -> float:
+    s = sorted(samples)
+    return s[min(len(s) - 1, max(0, int(round(q * (len(s) - 1)))))]
+
+
+def record(metric: str, backend: str, samples_s: list[float], attempts: int | None = None,
+           floor_s: list[float] | None = None, **extra) -> dict:
+    """One JSON record from latencies in seconds; ``attempts`` counts failures too."""
+    attempts = attempts if attempts is not None else len(samples_s)
+    rec = {"metric": metric, "backend": backend, "n": attempts,
+           "p50_ms": None, "p95_ms": None, "p99_ms": None,
+           "success_rate": round(len(samples_s) / attempts, 4) if attempts else 0.0}
+    if samples_s:
+        rec.update({f"p{q}_ms": round(percentile(samples_s, q / 100) * 1e3, 4) for q in (50, 95, 99)})
+    if floor_s:
+        rec["floor_p50_ms"] = round(percentile(floor_s, 0.5) * 1e3, 4)
+        if rec["p50_ms"] is not None and rec["floor_p50_ms"]:
+            rec["ratio_to_floor"] = round(rec["p50_ms"] / rec["floor_p50_ms"], 2)
+    rec.update(extra)
+    return rec
+
+
+@dataclass
+class Context:
+    """What every benchmark part gets: which backends, how long to run, shared results."""
+
+    backends: list[str]
+    quick: bool
+    base_url: str | None = None
+    records: list[dict] = field(default_factory=list)
+
+    def n(self, quick: int, full: int) -> int:
+        return quick if self.quick else full
+
+    def progress(self, text: str) -> None:
+        print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def print_table(records: list[dict]) -> None:
+    cols = ["metric", "backend", "n", "p50_ms", "p95_ms", "p99_ms", "success_rate", "floor_p50_ms", "ratio_to_floor",
+            "per_s", "baseline_per_s", "ratio_to_baseline"]
+    cols = [c for c in cols if any(c in r for r in records)]
+    rows = [[_fmt(r.get(c)) for c in cols] for r in records]
+    widths = [max(len(c), *(len(row[i]) for row in rows)) if rows else len(c) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+def write_json(records: list[dict], path: str) -> None:
+    with open(path, "w") as f:
+        json.dump(records, f, indent=2)
