@@ -97,7 +97,6 @@ class BwrapRuntime(Runtime):
         super().__init__(settings, owner)
         self.bwrap = shutil.which("bwrap") or "bwrap"
         self.python_prefix = str(Path(settings.host_python).parent.parent)
-        self._exits: dict[str, asyncio.Future] = {}
 
     @classmethod
     def available(cls) -> str | None:
@@ -119,20 +118,41 @@ class BwrapRuntime(Runtime):
         if group.pids():
             raise SandboxStartError(f"sandbox {sid} is already running")
         run = self.prepare_run_dir(sid)
-        sandbox_dir = run.parent
-        group.create(spec.memory_bytes, spec.cpus, spec.pids_limit)
-        merged = self._mount_root(sandbox_dir, lower)
-        t_setup = time.perf_counter()
-        log_path = sandbox_dir / "sandbox.log"
-        argv = [self.bwrap, *self._bwrap_args(spec, merged, run, group, lower == "/", image_env)]
+        handle = RuntimeHandle(sandbox_id=sid, backend=self.name, runtime_id=group.rel, run_dir=str(run), spec=spec,
+                               extra={"image_root": lower})
+        merged = run.parent / "root"
+        died = None
+        try:
+            group.create(spec.memory_bytes, spec.cpus, spec.pids_limit)
+            self._mount_root(run.parent, lower)
+            t_setup = time.perf_counter()
+            popen = self._spawn(spec, group, run, lower, image_env)
+            handle.pid = popen.pid
+            handle.extra["start_time"] = str(process_start_time(popen.pid))
+            died = asyncio.ensure_future(exit_reason(exit_future(popen), run.parent / "sandbox.log"))
+            await self.wait_ready(run, died, READY_TIMEOUT)
+        except BaseException:
+            await self.destroy(handle)
+            raise
+        finally:
+            if died is not None:
+                died.cancel()
+            _detach(merged)  # the sandbox holds its own reference to the overlay now
+        log.info("sandbox %s ready in %.1f ms (setup %.1f ms, pid %d)", sid, (time.perf_counter() - t0) * 1e3,
+                 (t_setup - t0) * 1e3, popen.pid)
+        return handle
+
+    def _spawn(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str,
+               image_env: dict[str, str]) -> subprocess.Popen:
+        argv = [self.bwrap, *self._bwrap_args(spec, run.parent / "root", run, group, lower == "/", image_env)]
         program = seccomp_program()
         fds: tuple[int, ...] = ()
         if program:  # bwrap reads the filter from an fd; a pipe holds far more than it needs
             fds = (_pipe_with(program),)
             argv[1:1] = ["--seccomp", str(fds[0])]
         try:
-            with open(log_path, "ab") as out:
-                popen = subprocess.Popen(
+            with open(run.parent / "sandbox.log", "ab") as out:
+                return subprocess.Popen(
                     ["/bin/sh", "-c", SHIM, SHIM_NAME, *argv],
                     env={"PATH": DEFAULT_PATH, "ROCK_CGROUP_PROCS": " ".join(group.procs_files())},
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
@@ -141,25 +161,6 @@ class BwrapRuntime(Runtime):
         finally:
             for fd in fds:
                 os.close(fd)
-        exited = exit_future(popen)
-        died = asyncio.ensure_future(exit_reason(exited, log_path))
-        handle = RuntimeHandle(
-            sandbox_id=sid, backend=self.name, runtime_id=group.rel, run_dir=str(run), spec=spec, pid=popen.pid,
-            extra={"start_time": str(process_start_time(popen.pid)), "image_root": lower},
-        )
-        try:
-            await self.wait_ready(run, died, READY_TIMEOUT)
-        except BaseException:
-            await self.destroy(handle)
-            raise
-        finally:
-            died.cancel()
-            _detach(merged)  # the sandbox holds its own reference to the overlay now
-        self._exits[sid] = exited
-        exited.add_done_callback(lambda _: self._exits.pop(sid, None))
-        log.info("sandbox %s ready in %.1f ms (setup %.1f ms, pid %d)", sid, (time.perf_counter() - t0) * 1e3,
-                 (t_setup - t0) * 1e3, popen.pid)
-        return handle
 
     async def _lower(self, image: str | None) -> tuple[str, dict[str, str]]:
         """The overlay's lower layer and the image's environment (``/`` means the host root)."""
@@ -172,7 +173,7 @@ class BwrapRuntime(Runtime):
         root, env = await image_rootfs(image, Path(self.settings.state_dir) / "images")
         return str(root), env
 
-    def _mount_root(self, sandbox_dir: Path, lower: str) -> Path:
+    def _mount_root(self, sandbox_dir: Path, lower: str) -> None:
         upper, work, merged = sandbox_dir / "upper", sandbox_dir / "ovl-work", sandbox_dir / "root"
         for d in (upper, work, merged):
             d.mkdir(exist_ok=True)
@@ -181,7 +182,6 @@ class BwrapRuntime(Runtime):
             raise SandboxStartError(f"overlay paths cannot contain ',' or ':': {paths}")
         _mount("overlay", str(merged), "overlay", 0, f"lowerdir={lower},upperdir={upper},workdir={work}")
         _mount("none", str(merged), None, MS_PRIVATE, None)
-        return merged
 
     def _bwrap_args(self, spec: SandboxSpec, merged: Path, run: Path, group: cgroups.Cgroup, host_root: bool,
                     image_env: dict[str, str]) -> list[str]:

@@ -53,7 +53,6 @@ class LocalRuntime(Runtime):
             tmp.unlink(missing_ok=True)
             tmp.symlink_to(AGENT_SRC)
             tmp.replace(link)  # atomic: concurrent workers never see a half-made link
-        self._exits: dict[str, asyncio.Future] = {}
 
     @classmethod
     def available(cls) -> str | None:
@@ -64,7 +63,6 @@ class LocalRuntime(Runtime):
         run = self.prepare_run_dir(spec.sandbox_id)
         sandbox_dir = run.parent
         work = sandbox_dir / "work"
-        work.mkdir(exist_ok=True)
         env = {
             "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
             "LANG": os.environ.get("LANG", "C.UTF-8"),
@@ -73,28 +71,28 @@ class LocalRuntime(Runtime):
             **self.sandbox_env(spec),
         }
         argv = self.agent_argv(self.settings.host_python, lib=str(self.lib_dir), run=str(run))
-        log_path = sandbox_dir / "sandbox.log"
-        with open(log_path, "ab") as out:
-            popen = subprocess.Popen(
-                argv, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, close_fds=True,
-            )
-        exited = exit_future(popen)
-        died = asyncio.ensure_future(exit_reason(exited, log_path))
+        pid, died = None, None
         try:
+            work.mkdir(exist_ok=True)
+            with open(sandbox_dir / "sandbox.log", "ab") as out:
+                popen = subprocess.Popen(
+                    argv, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    start_new_session=True, close_fds=True,
+                )
+            pid = popen.pid
+            died = asyncio.ensure_future(exit_reason(exit_future(popen), sandbox_dir / "sandbox.log"))
             await self.wait_ready(run, died, READY_TIMEOUT)
         except BaseException:
-            await self._kill(sandbox_dir, popen.pid, None)
+            await self._kill(sandbox_dir, pid, None)
             shutil.rmtree(sandbox_dir, ignore_errors=True)
             raise
         finally:
-            died.cancel()
-        self._exits[spec.sandbox_id] = exited
-        exited.add_done_callback(lambda _: self._exits.pop(spec.sandbox_id, None))
-        log.info("sandbox %s ready in %.1f ms (pid %d)", spec.sandbox_id, (time.perf_counter() - t0) * 1e3, popen.pid)
+            if died is not None:
+                died.cancel()
+        log.info("sandbox %s ready in %.1f ms (pid %d)", spec.sandbox_id, (time.perf_counter() - t0) * 1e3, pid)
         return RuntimeHandle(
-            sandbox_id=spec.sandbox_id, backend=self.name, runtime_id=str(popen.pid), run_dir=str(run),
-            spec=spec, pid=popen.pid, extra={"start_time": str(process_start_time(popen.pid))},
+            sandbox_id=spec.sandbox_id, backend=self.name, runtime_id=str(pid), run_dir=str(run),
+            spec=spec, pid=pid, extra={"start_time": str(process_start_time(pid))},
         )
 
     async def alive(self, handle: RuntimeHandle) -> bool:
