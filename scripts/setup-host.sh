@@ -42,8 +42,11 @@ if ! docker image inspect "$image" >/dev/null 2>&1; then
   log "image $image built"
 fi
 
-if ! python3 -c 'import rock.agent' >/dev/null 2>&1 || [ "${ROCK_REINSTALL:-0}" = 1 ]; then
-  log "installing the rock package and its test dependencies"
-  python3 -m pip install -q -e "$here[test]" 2>&1 | grep -v -e 'Running pip as' -e 'is ignored' || true
+# Install this checkout (editable), also when another checkout of rock is installed.
+installed=$(python3 -c 'import os, rock; print(os.path.realpath(os.path.dirname(rock.__file__)))' 2>/dev/null || true)
+if [ "$installed" != "$(realpath "$here/src/rock")" ] || [ "${ROCK_REINSTALL:-0}" = 1 ]; then
+  log "installing the rock package from $here with its test dependencies"
+  python3 -m pip install -q -e "$here[test]" 2>&1 | grep -v -e 'Running pip as' -e 'is ignored' -e 'does not provide the extra' || true
+  python3 -c 'import rock.agent' || { log "the rock package did not install"; exit 1; }
 fi
 log "ready"

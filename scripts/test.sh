@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite against the real Docker engine, bubblewrap and cgroups.
+# Installs what is missing, starts what must run, stops what it started.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export ROCK_STARTED_FILE
+ROCK_STARTED_FILE=$(mktemp /tmp/rock-started.XXXXXX)
+
+stop_started() {
+  while read -r name pid; do
+    [ -n "${pid:-}" ] || continue
+    echo "[test] stopping $name (pid $pid) started for this run"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  done <"$ROCK_STARTED_FILE"
+  rm -f "$ROCK_STARTED_FILE"
+}
+trap stop_started EXIT
+
+bash scripts/setup-host.sh || exit 1
+python3 -m pytest -q -ra -p no:cacheprovider "$@"
+rc=$?
+if [ "$rc" = 5 ]; then
+  echo "[test] pytest collected no tests: that is a failure"
+  rc=1
+fi
+exit "$rc"
