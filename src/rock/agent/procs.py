@@ -6,12 +6,12 @@ import subprocess
 import threading
 import time
 
+from . import paths
 from .errors import OpError
 
 _procs = {}
 _lock = threading.Lock()
 _counter = [0]
-_log_dir = []
 
 
 def _argv(args):
@@ -64,12 +64,9 @@ def _kill_group(pid, sig):
 
 class Background:
     def __init__(self, proc_id, args):
-        if not _log_dir:
-            import tempfile
-
-            _log_dir.append(tempfile.mkdtemp(prefix=".rock-procs-"))
         self.proc_id = proc_id
-        self.paths = {s: os.path.join(_log_dir[0], "%s.%s" % (proc_id, s)) for s in ("stdout", "stderr")}
+        logs = paths.private("procs")
+        self.paths = {s: os.path.join(logs, "%s.%s" % (proc_id, s)) for s in ("stdout", "stderr")}
         with open(self.paths["stdout"], "wb") as out, open(self.paths["stderr"], "wb") as err:
             self.proc = subprocess.Popen(
                 _argv(args), stdin=subprocess.DEVNULL, stdout=out, stderr=err,

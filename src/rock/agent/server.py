@@ -285,8 +285,11 @@ def main(argv):
 
     for sig in (_signal.SIGINT, _signal.SIGQUIT):
         _signal.signal(sig, _signal.SIG_DFL)
-    agent = build_agent()
+    from . import paths
+
     path = opts["socket"]
+    paths.run_dir[0] = os.path.dirname(os.path.abspath(path))
+    agent = build_agent()
     try:
         os.unlink(path)
     except FileNotFoundError:

@@ -1,0 +1,16 @@
+"""Where the agent keeps its own files (rc files, background process logs).
+
+The run directory the agent's socket lives in: always writable, also in read-only images, and
+private to the sandbox. Set once by ``server.main``.
+"""
+
+import os
+
+run_dir = ["/tmp"]
+
+
+def private(name):
+    path = os.path.join(run_dir[0], name)
+    if not os.path.isdir(path):
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
