@@ -237,11 +237,21 @@ class Sandboxes:
                 soonest = min(soonest, r.last_used_at + r.auto_clear_seconds - now)
         return max(0.2, soonest)
 
+    async def _busy(self, sandbox_id: str) -> bool:
+        try:
+            sessions = await asyncio.wait_for(self.worker.agent(sandbox_id).list_sessions(), 10)
+        except Exception:  # noqa: BLE001 - an unreachable agent is not busy
+            return False
+        return any(s.get("running") for s in sessions)
+
     async def reap_idle(self) -> list[str]:
         now, reaped = time.time(), []
         for record in list(self.records.values()):
             ttl = record.auto_clear_seconds
             if record.state == "running" and ttl and now - record.last_used_at >= ttl:
+                if await self._busy(record.sandbox_id):
+                    self.touch(record)  # a command still running is a use, however long it takes
+                    continue
                 log.info("sandbox %s idle for %ss: stopping it", record.sandbox_id, ttl)
                 await self.stop(record.sandbox_id, record.owner, event="idle_timeout")
                 reaped.append(record.sandbox_id)

@@ -1,0 +1,112 @@
+"""A real admin served by uvicorn in a background thread on a free port (the SWE-ReX pattern).
+
+The thread has its own event loop, so tests may block (subprocesses, the sync SDK) while the
+admin keeps serving. ``close()`` stops every sandbox it made before shutting down, so the
+session-end leak check stays clean even when a test fails midway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from rock.admin.app import create_app
+from rock.config import Settings
+from rock.runtime import get_runtime_class
+from tests.conftest import SESSION_ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config, ready: threading.Event):
+        super().__init__(config)
+        self.ready = ready
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        self.loop = asyncio.get_running_loop()
+        self.ready.set()
+
+
+class Admin:
+    def __init__(self, backend: str, state_dir: Path | None = None, **settings):
+        reason = get_runtime_class(backend).available()
+        if reason:
+            pytest.skip(f"{backend}: {reason}")
+        self.backend = backend
+        self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="a", dir=SESSION_ROOT))
+        share_images(self.state_dir)
+        self.port = free_port()
+        self.settings = Settings(state_dir=self.state_dir, backend=backend, port=self.port, **settings)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server: _Server | None = None
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> "Admin":
+        self.app = create_app(self.settings)
+        ready = threading.Event()
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        self.server = _Server(config, ready)
+        self.thread = threading.Thread(target=self.server.run, name=f"admin-{self.backend}", daemon=True)
+        self.thread.start()
+        while not ready.wait(0.5):
+            if not self.thread.is_alive():
+                raise RuntimeError("the admin did not start; see the log above")
+        return self
+
+    def call(self, coro_fn, timeout: float = 120):
+        """Run ``coro_fn()`` on the admin's own loop (where its worker lives)."""
+        return asyncio.run_coroutine_threadsafe(coro_fn(), self.server.loop).result(timeout)
+
+    @property
+    def ctx(self):
+        return self.app.state.rock
+
+    def stop(self, stop_sandboxes: bool = False) -> None:
+        if self.server is None:
+            return
+        if stop_sandboxes:
+            async def stop_all():
+                for info in self.ctx.worker.list():
+                    await self.ctx.worker.stop(info.sandbox_id)
+            self.call(stop_all)
+        self.server.should_exit = True
+        self.thread.join(60)
+        self.server = None
+
+
+def share_images(state_dir: Path) -> None:
+    """Unpacked image roots (bwrap) are cached per state dir; point every test admin's cache at
+    one place so each admin does not unpack python:3.11 again."""
+    shared = SESSION_ROOT / "images"
+    shared.mkdir(exist_ok=True)
+    link = state_dir / "images"
+    if not link.exists():
+        link.symlink_to(shared)
+
+
+@pytest.fixture(scope="session", params=["docker", "bwrap"])
+def admin(request):
+    """One real admin per backend for the test session."""
+    marker = getattr(pytest.mark, request.param)
+    request.applymarker(marker)
+    server = Admin(request.param).start()
+    yield server
+    server.stop(stop_sandboxes=True)
+
+
+def backend_params():
+    return [pytest.param("docker", marks=pytest.mark.docker, id="docker"),
+            pytest.param("bwrap", marks=pytest.mark.bwrap, id="bwrap")]
