@@ -8,9 +8,9 @@ Metrics (JSON records):
   (``make_vec``, one request per round) and ``baseline_per_s`` for in-process gem on the same
   env ids, seeds and actions (episodes that end are reset on both sides), ``ratio_to_baseline``.
 
-``async def run(ctx)`` uses ``ctx.base_url`` when the caller already runs an admin; otherwise it
-starts one (``rock admin start``, backend ``ctx.backend`` or auto) and stops it and its env
-sandboxes afterwards. ``python -m bench.envs [--backend B] [--json FILE]`` runs it alone.
+``async def run(ctx)`` (``bench.report.Context``) uses ``ctx.base_url`` when the caller already runs
+an admin; otherwise, for each of ``ctx.backends``, it starts one (``rock admin start``) and stops it
+and its env sandboxes afterwards. ``python -m bench --only envs`` runs it alone.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import os
 import random
 import socket
 import subprocess
@@ -27,8 +26,9 @@ import tempfile
 import time
 from urllib.parse import urlsplit
 
+from bench.report import Context, record
+
 NUM_ENVS = 256
-LATENCY_STEPS = 1000
 # (env id, rounds of 256 steps): Sokoban is the seed's game (its step alone costs ~0.45 ms here).
 THROUGHPUT = [("game:Sokoban-v0-easy", 8), ("game:Game2048-v0-easy", 20), ("game:GuessTheNumber-v0-easy", 40)]
 LATENCY = ["game:GuessTheNumber-v0-easy", "game:Sokoban-v0-easy"]
@@ -41,17 +41,14 @@ def _actions(env_id: str, rounds: int, n: int) -> list[list[str]]:
     return [[rng.choice(choices) for _ in range(n)] for _ in range(rounds)]
 
 
-def _pcts(samples: list[float]) -> dict:
-    s = sorted(samples)
-    pick = lambda q: s[min(len(s) - 1, int(q * len(s)))] * 1e3  # noqa: E731
-    return {"p50_ms": round(pick(0.50), 4), "p95_ms": round(pick(0.95), 4), "p99_ms": round(pick(0.99), 4),
-            "mean_ms": round(sum(s) / len(s) * 1e3, 4)}
+def _p50_ms(samples: list[float]) -> float:
+    return round(sorted(samples)[len(samples) // 2] * 1e3, 4)
 
 
 # -- latency -------------------------------------------------------------------------------------
 
 
-def _health_floor(base_url: str, n: int = 500) -> dict:
+def _health_floor(base_url: str, n: int) -> list[float]:
     url = urlsplit(base_url)
     conn = http.client.HTTPConnection(url.hostname, url.port)
     times = []
@@ -61,10 +58,10 @@ def _health_floor(base_url: str, n: int = 500) -> dict:
         conn.getresponse().read()
         times.append(time.perf_counter() - t)
     conn.close()
-    return _pcts(times[50:])
+    return times[50:]
 
 
-def _in_process_step(env_id: str, actions: list[str]) -> dict:
+def _in_process_step(env_id: str, actions: list[str]) -> float:
     import gem
 
     env = gem.make(env_id)
@@ -76,14 +73,14 @@ def _in_process_step(env_id: str, actions: list[str]) -> dict:
         times.append(time.perf_counter() - t)
         if terminated or truncated:
             env.reset()
-    return _pcts(times)
+    return _p50_ms(times)
 
 
-def latency(base_url: str, env_id: str, backend: str) -> dict:
+def latency(base_url: str, env_id: str, backend: str, n: int) -> dict:
     from rock.envs.client import Env
 
-    actions = _actions(env_id, 1, LATENCY_STEPS + 50)[0]
-    floor = _health_floor(base_url)
+    actions = _actions(env_id, 1, n + 50)[0]
+    floor = _health_floor(base_url, n)
     env = Env(env_id, base_url=base_url)
     times, ok = [], 0
     try:
@@ -101,12 +98,9 @@ def latency(base_url: str, env_id: str, backend: str) -> dict:
                 env.reset()  # not timed
     finally:
         env.close()
-    record = {"metric": "env_step_round_trip", "env_id": env_id, "backend": backend, "client": "sync rock.make",
-              "n": len(times), "success_rate": round(ok / len(actions), 4), **_pcts(times),
-              "floor": "admin GET /health, same client", "floor_p50_ms": floor["p50_ms"],
-              "in_process_step_p50_ms": _in_process_step(env_id, actions)["p50_ms"]}
-    record["ratio_to_floor"] = round(record["p50_ms"] / floor["p50_ms"], 3)
-    return record
+    return record("env_step_round_trip", backend, times, attempts=len(times) + len(actions) - ok - 50,
+                  floor_s=floor, env_id=env_id, client="sync rock.make", floor="admin GET /health, same client",
+                  in_process_step_p50_ms=_in_process_step(env_id, actions))
 
 
 # -- throughput ----------------------------------------------------------------------------------
@@ -130,31 +124,49 @@ def baseline(env_id: str, actions: list[list[str]]) -> tuple[float, int]:
     return steps / (time.perf_counter() - t), steps
 
 
-async def service_throughput(base_url: str, env_id: str, actions: list[list[str]]) -> tuple[float, int, int]:
+def _memory_mb(base_url: str, sandboxes: set[str]) -> float | None:
+    """Memory the env sandboxes use (their cgroups), all 256 envs open."""
+    import httpx
+
+    total = 0
+    for sid in sandboxes:
+        reply = httpx.get(base_url + "/apis/envs/sandbox/v1/stats", params={"sandbox_id": sid}, timeout=60)
+        used = reply.json().get("result", {}).get("memory_bytes") if reply.status_code == 200 else None
+        if used is None:
+            return None
+        total += used
+    return round(total / 2**20, 1)
+
+
+async def service_throughput(base_url: str, env_id: str, actions: list[list[str]]) -> dict:
     from rock.envs.vec_client import AsyncVecEnv
 
     vec = await AsyncVecEnv.create(env_id, NUM_ENVS, base_url=base_url)
     try:
         await vec.reset(seed=0)  # env i gets seed i, as in the baseline
-        sandboxes = len({h.split(":")[0] for h in vec.handles})
+        sandboxes = {h.split(":")[0] for h in vec.handles}
         steps = 0
         t = time.perf_counter()
         for row in actions:
             obs, *_ = await vec.step(row)
             steps += len(obs)
-        return steps / (time.perf_counter() - t), steps, sandboxes
+        per_s = steps / (time.perf_counter() - t)
+        memory = await asyncio.to_thread(_memory_mb, base_url, sandboxes)
+        return {"per_s": per_s, "steps": steps, "env_sandboxes": len(sandboxes), "env_sandboxes_memory_mb": memory}
     finally:
         await vec.close()
 
 
 async def throughput(base_url: str, env_id: str, rounds: int, backend: str) -> dict:
+    """One round = one step of each of the 256 envs (one vector request)."""
     actions = _actions(env_id, rounds, NUM_ENVS)
-    per_s, steps, sandboxes = await service_throughput(base_url, env_id, actions)
+    got = await service_throughput(base_url, env_id, actions)
     base_per_s, _ = await asyncio.to_thread(baseline, env_id, actions)
     return {"metric": "env_steps_per_s", "env_id": env_id, "backend": backend, "num_envs": NUM_ENVS,
-            "env_sandboxes": sandboxes, "steps": steps, "per_s": round(per_s, 1),
+            "env_sandboxes": got["env_sandboxes"], "env_sandboxes_memory_mb": got["env_sandboxes_memory_mb"],
+            "steps": got["steps"], "per_s": round(got["per_s"], 1),
             "baseline": "in-process gem, same envs/seeds/actions, same run", "baseline_per_s": round(base_per_s, 1),
-            "ratio_to_baseline": round(per_s / base_per_s, 3)}
+            "ratio_to_baseline": round(got["per_s"] / base_per_s, 3)}
 
 
 # -- running -------------------------------------------------------------------------------------
@@ -188,34 +200,43 @@ class _OwnAdmin:
         self._rock("admin", "stop")
 
 
-async def run(ctx) -> list[dict]:
-    base_url = getattr(ctx, "base_url", None)
-    backend = getattr(ctx, "backend", None) or "auto"
-    own = None
-    if base_url is None:
+async def _part(ctx: Context, base_url: str, backend: str) -> list[dict]:
+    records = []
+    for env_id in LATENCY:
+        ctx.progress(f"envs {backend}: step round trip, {env_id}")
+        records.append(await asyncio.to_thread(latency, base_url, env_id, backend, ctx.n(200, 1000)))
+    for env_id, rounds in THROUGHPUT:
+        ctx.progress(f"envs {backend}: steps/s over {NUM_ENVS} envs, {env_id} (and in-process gem)")
+        records.append(await throughput(base_url, env_id, ctx.n(max(2, rounds // 4), rounds), backend))
+    return records
+
+
+async def run(ctx: Context) -> list[dict]:
+    if ctx.base_url:
+        return await _part(ctx, ctx.base_url, "given")
+    records = []
+    for backend in ctx.backends:
+        if backend == "local":
+            continue  # envs belong in isolated sandboxes; local adds nothing here
         own = _OwnAdmin(backend)
         base_url = await asyncio.to_thread(own.start)
-    try:
-        records = []
-        for env_id in LATENCY:
-            records.append(await asyncio.to_thread(latency, base_url, env_id, backend))
-        for env_id, rounds in THROUGHPUT:
-            records.append(await throughput(base_url, env_id, rounds, backend))
-        return records
-    finally:
-        if own is not None:
+        try:
+            records += await _part(ctx, base_url, backend)
+        finally:
             await asyncio.to_thread(own.stop)
+    return records
 
 
 def _table(records: list[dict]) -> None:
     for r in records:
         if r["metric"] == "env_step_round_trip":
-            print(f"{r['metric']:<22} {r['env_id']:<30} p50 {r['p50_ms']:.3f} ms  p95 {r['p95_ms']:.3f}  "
+            print(f"{r['metric']:<22} {r['backend']:<6} {r['env_id']:<28} p50 {r['p50_ms']:.3f} ms  p95 {r['p95_ms']:.3f}  "
                   f"p99 {r['p99_ms']:.3f}  ok {r['success_rate']:.0%}  floor(/health) p50 {r['floor_p50_ms']:.3f} ms  "
                   f"in-process step p50 {r['in_process_step_p50_ms']:.4f} ms")
         else:
-            print(f"{r['metric']:<22} {r['env_id']:<30} {r['per_s']:>9.0f}/s  in-process {r['baseline_per_s']:>9.0f}/s  "
-                  f"ratio {r['ratio_to_baseline']:.2f}  ({r['num_envs']} envs in {r['env_sandboxes']} sandboxes)")
+            print(f"{r['metric']:<22} {r['backend']:<6} {r['env_id']:<28} {r['per_s']:>9.0f}/s  in-process {r['baseline_per_s']:>9.0f}/s  "
+                  f"ratio {r['ratio_to_baseline']:.2f}  ({r['num_envs']} envs in {r['env_sandboxes']} sandboxes, "
+                  f"{r['env_sandboxes_memory_mb']} MB)")
 
 
 if __name__ == "__main__":
@@ -224,11 +245,12 @@ if __name__ == "__main__":
 
     logging.disable(logging.INFO)  # gem logs every make at INFO
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default=os.environ.get("ROCK_BACKEND", "auto"))
+    parser.add_argument("--backends", default="docker,bwrap")
     parser.add_argument("--base-url", help="use this running admin instead of starting one")
+    parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", help="write the records to this file")
     opts = parser.parse_args()
-    ctx = argparse.Namespace(base_url=opts.base_url, backend=opts.backend)
+    ctx = Context(backends=opts.backends.split(","), quick=opts.quick, base_url=opts.base_url)
     out = asyncio.run(run(ctx))
     _table(out)
     if opts.json:

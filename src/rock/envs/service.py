@@ -76,15 +76,16 @@ class EnvService:
 
     # -- placement ---------------------------------------------------------------------------
 
-    def _key(self, owner: str | None, image: str | None) -> tuple:
-        return (owner, image or self.settings.image)
+    def _key(self, owner: str | None, image: str | None, network: bool) -> tuple:
+        return (owner, image or self.settings.image, network)
 
-    def reserve(self, owner: str | None, image: str | None, count: int) -> list[tuple[EnvSandbox, int]]:
+    def reserve(self, owner: str | None, image: str | None, count: int,
+                network: bool = False) -> list[tuple[EnvSandbox, int]]:
         """Claim ``count`` env slots, filling the owner's sandboxes before starting new ones.
 
         Synchronous on purpose: concurrent makes see each other's claims and share a new
         sandbox instead of each starting one."""
-        key = self._key(owner, image)
+        key = self._key(owner, image, network)
         pool = self.pools.setdefault(key, [])
         cap = self.settings.envs_per_sandbox
         plan: list[tuple[EnvSandbox, int]] = []
@@ -97,7 +98,7 @@ class EnvService:
                 break
         while count > 0:
             sb = EnvSandbox(sandbox_id=f"env-{uuid.uuid4().hex[:12]}", owner=owner, key=key)
-            sb.ready = asyncio.ensure_future(self._start_sandbox(sb, image))
+            sb.ready = asyncio.ensure_future(self._start_sandbox(sb, image, network))
             pool.append(sb)
             self.by_id[sb.sandbox_id] = sb
             take = min(count, cap)
@@ -108,12 +109,13 @@ class EnvService:
             sb.empty_since = None
         return plan
 
-    async def _start_sandbox(self, sb: EnvSandbox, image: str | None) -> None:
+    async def _start_sandbox(self, sb: EnvSandbox, image: str | None, network: bool) -> None:
         s = self.settings
         env = {k: os.environ[k] for k in s.pass_env if k in os.environ}
         request = SandboxStartRequest(
             sandbox_id=sb.sandbox_id, image=image or s.image, memory=s.sandbox_memory, cpus=s.sandbox_cpus,
             auto_clear_seconds=int(s.idle_ttl + s.sandbox_linger + 60), env=env or None,
+            network=network,  # only user envs that pip-install packages get a network
         )
         try:
             await self.sandboxes.start(request, sb.owner, {}, wait=True)
@@ -129,14 +131,15 @@ class EnvService:
 
     # -- single envs -------------------------------------------------------------------------
 
-    def _make_args(self, env_id: str, kwargs: dict, timeout: float | None) -> tuple[dict, str | None]:
+    def _make_args(self, env_id: str, kwargs: dict, timeout: float | None) -> tuple[dict, dict]:
+        """The agent's env.make arguments, and where the env must run (image, network)."""
         args = {"env_id": env_id, "kwargs": kwargs, "timeout": timeout or self.settings.call_timeout}
         user = self.catalog.user_envs().get(env_id)
         if user is None:
-            return args, None
+            return args, {"image": None, "network": False}
         args.update(entry_point=user.entry_point, packages=user.packages, python=user.python,
                     sys_path=user.sys_path, kwargs={**user.kwargs, **kwargs})
-        return args, user.image
+        return args, {"image": user.image, "network": bool(user.packages)}
 
     async def _make_in(self, sb: EnvSandbox, args: dict, owner: str | None, vec: str | None = None) -> EnvRecord:
         try:
@@ -163,10 +166,10 @@ class EnvService:
 
     async def make(self, env_id: str, kwargs: dict | None = None, owner: str | None = None,
                    timeout: float | None = None) -> EnvRecord:
-        args, image = self._make_args(env_id, dict(kwargs or {}), timeout)
+        args, place = self._make_args(env_id, dict(kwargs or {}), timeout)
         if (refused := self.catalog.unavailable(env_id)) is not None:
             raise refused
-        [(sb, _)] = self.reserve(owner, image, 1)
+        [(sb, _)] = self.reserve(owner, place["image"], 1, place["network"])
         return await self._make_in(sb, args, owner)
 
     # -- the hot path ----------------------------------------------------------------------------
@@ -257,7 +260,7 @@ class EnvService:
 
     async def probe_runner(self, owner: str | None = None) -> Runner:
         """Run the catalog probe in an env sandbox: gem's code never runs in the admin process."""
-        [(sb, _)] = self.reserve(owner, None, 1)
+        [(sb, _)] = self.reserve(owner, None, 1, False)
         try:
             await asyncio.shield(sb.ready)
         finally:

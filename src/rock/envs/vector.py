@@ -63,11 +63,11 @@ async def make_vec(svc: EnvService, env_id: str, num_envs: int, owner: str | Non
         raise EnvError("num_envs must be at least 1", "BadRequest")
     if vec_kwargs is not None and len(vec_kwargs) != num_envs:
         raise EnvError(f"vec_kwargs has {len(vec_kwargs)} entries for {num_envs} envs", "BadRequest")
-    base, image = svc._make_args(env_id, dict(kwargs or {}), timeout)
+    base, place = svc._make_args(env_id, dict(kwargs or {}), timeout)
     if (refused := svc.catalog.unavailable(env_id)) is not None:
         raise refused
     vec_id = f"vec-{uuid.uuid4().hex[:12]}"
-    plan = svc.reserve(owner, image, num_envs)
+    plan = svc.reserve(owner, place["image"], num_envs, place["network"])
     jobs, blocks, index = [], [], 0
     for sb, take in plan:
         blocks.append((sb.sandbox_id, index, index + take))
