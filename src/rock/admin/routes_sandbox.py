@@ -17,13 +17,13 @@ _STAGE = {"pending": "running", "running": "success", "stopped": "success", "fai
 
 
 class StatusQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")  # ROCK's GET routes: unknown query parameters are ignored
     sandbox_id: str = Field(min_length=1)
     include_all_states: bool = False
 
 
 class ListQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
     page: int = Field(default=1, ge=1)
     page_size: int = Field(default=100, ge=1, le=1000)
     user_id: str | None = None
