@@ -19,6 +19,7 @@ from pathlib import Path
 
 # The agent reads the same files from inside a sandbox; share its parsing (it is stdlib-only).
 from rock.agent.stats import _int, _read
+from rock.errors import SandboxStartError
 
 log = logging.getLogger("rock.runtime.cgroups")
 
@@ -86,18 +87,16 @@ class Cgroup:
         for d in self.unique_dirs():
             d.mkdir(parents=True, exist_ok=True)
         if memory_bytes:
-            mem = self.dirs["memory"]
-            (mem / "memory.limit_in_bytes").write_text(str(memory_bytes))
+            _limit(self.dirs.get("memory"), "memory.limit_in_bytes", memory_bytes)
             # Same value for memory+swap: the sandbox cannot swap its way past the limit.
-            memsw = mem / "memory.memsw.limit_in_bytes"
+            memsw = self.dirs["memory"] / "memory.memsw.limit_in_bytes"
             if memsw.exists():
                 memsw.write_text(str(memory_bytes))
-        if pids_limit and "pids" in self.dirs:
-            (self.dirs["pids"] / "pids.max").write_text(str(pids_limit))
-        if cpus and "cpu" in self.dirs:
-            cpu = self.dirs["cpu"]
-            (cpu / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
-            (cpu / "cpu.cfs_quota_us").write_text(str(int(cpus * CFS_PERIOD_US)))
+        if pids_limit:
+            _limit(self.dirs.get("pids"), "pids.max", pids_limit)
+        if cpus:
+            _limit(self.dirs.get("cpu"), "cpu.cfs_period_us", CFS_PERIOD_US)
+            _limit(self.dirs.get("cpu"), "cpu.cfs_quota_us", int(cpus * CFS_PERIOD_US))
 
     def _create_v2(self, memory_bytes, cpus, pids_limit) -> None:
         # Controllers must be enabled in every ancestor's subtree_control to reach the leaf.
@@ -105,19 +104,23 @@ class Cgroup:
         for i in range(len(parts)):
             parent = ROOT.joinpath(*parts[:i])
             available = set((_read(parent / "cgroup.controllers") or "").split())
-            wanted = [c for c in V2_CONTROLLERS if c in available]
-            if wanted:
-                (parent / "cgroup.subtree_control").write_text(" ".join("+" + c for c in wanted))
+            enabled = set((_read(parent / "cgroup.subtree_control") or "").split())
+            for ctrl in V2_CONTROLLERS:
+                if ctrl in available and ctrl not in enabled:
+                    try:
+                        (parent / "cgroup.subtree_control").write_text("+" + ctrl)
+                    except OSError as exc:  # e.g. cpu while a realtime process runs: go without it
+                        log.warning("cannot enable the %s controller in %s: %s", ctrl, parent, exc)
             ROOT.joinpath(*parts[: i + 1]).mkdir(exist_ok=True)
         d = ROOT / self.rel
         if memory_bytes:
-            (d / "memory.max").write_text(str(memory_bytes))
+            _limit(d, "memory.max", memory_bytes)
             if (d / "memory.swap.max").exists():
                 (d / "memory.swap.max").write_text("0")
-        if pids_limit and (d / "pids.max").exists():
-            (d / "pids.max").write_text(str(pids_limit))
-        if cpus and (d / "cpu.max").exists():
-            (d / "cpu.max").write_text(f"{int(cpus * CFS_PERIOD_US)} {CFS_PERIOD_US}")
+        if pids_limit:
+            _limit(d, "pids.max", pids_limit)
+        if cpus:
+            _limit(d, "cpu.max", f"{int(cpus * CFS_PERIOD_US)} {CFS_PERIOD_US}")
 
     # -- processes ------------------------------------------------------------------------
 
@@ -188,6 +191,13 @@ class Cgroup:
             "pids": get("pids", "pids.current"),
             "pids_limit": get("pids", "pids.max"),
         }
+
+
+def _limit(d: Path | None, name: str, value) -> None:
+    """Write a limit; a limit that was asked for and cannot be set is an error, not a warning."""
+    if d is None or not (d / name).exists():
+        raise SandboxStartError(f"cannot set {name}: that cgroup controller is not available here")
+    (d / name).write_text(str(value))
 
 
 def _rmdir(d: Path) -> bool:
