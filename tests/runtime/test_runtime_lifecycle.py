@@ -170,3 +170,14 @@ async def test_bwrap_runs_a_docker_image_or_a_rootfs_directory(make_runtime, new
                                         os.path.abspath(__file__)])
             assert result.stdout == "/usr/local/mine\n", result
     assert not os.path.exists(os.path.join(rootfs, "usr/local/mine"))  # the image itself is untouched
+
+
+async def test_an_awkward_sandbox_id(runtime, new_spec, agent):
+    """Ids are the caller's (no '/' and no leading '.'); spaces, ':' and ',' must not break a backend."""
+    handle = await runtime.create(new_spec(sandbox_id="odd id:1,2"))
+    try:
+        async with agent(handle) as client:
+            assert (await client.exec("echo $ROCK_SANDBOX_ID", shell=True)).stdout == "odd id:1,2\n"
+    finally:
+        await runtime.destroy(handle)
+    assert not await runtime.alive(handle)

@@ -63,7 +63,8 @@ CAPS_PRIVATE_NET = ("CAP_NET_BIND_SERVICE",)
 MASKED = ("/tmp", "/var/tmp", "/run", "/root", "/home", "/var/lib/docker", "/var/lib/containerd", "/var/log")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # The shim: join the cgroup before bwrap exists, so everything bwrap starts is inside it.
-SHIM = 'for f in $ROCK_CGROUP_PROCS; do echo $$ > "$f" || exit 125; done; "$@" & wait $!'
+# Arguments: the cgroup.procs files to join, "--", then the bwrap command line.
+SHIM = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; "$@" & wait $!'
 SHIM_NAME = "rock-shim"
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -153,8 +154,8 @@ class BwrapRuntime(Runtime):
         try:
             with open(run.parent / "sandbox.log", "ab") as out:
                 return subprocess.Popen(
-                    ["/bin/sh", "-c", SHIM, SHIM_NAME, *argv],
-                    env={"PATH": DEFAULT_PATH, "ROCK_CGROUP_PROCS": " ".join(group.procs_files())},
+                    ["/bin/sh", "-c", SHIM, SHIM_NAME, *group.procs_files(), "--", *argv],
+                    env={"PATH": DEFAULT_PATH},
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                     pass_fds=fds,
                 )
@@ -177,10 +178,14 @@ class BwrapRuntime(Runtime):
         upper, work, merged = sandbox_dir / "upper", sandbox_dir / "ovl-work", sandbox_dir / "root"
         for d in (upper, work, merged):
             d.mkdir(exist_ok=True)
-        paths = (lower, str(upper), str(work))
-        if any("," in p or ":" in p for p in paths):
-            raise SandboxStartError(f"overlay paths cannot contain ',' or ':': {paths}")
-        _mount("overlay", str(merged), "overlay", 0, f"lowerdir={lower},upperdir={upper},workdir={work}")
+        # Overlay options cannot quote ',' or ':'; a path through an open fd has neither.
+        fds = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in (lower, upper, work)]
+        try:
+            low, up, wk = (f"/proc/self/fd/{fd}" for fd in fds)
+            _mount("overlay", str(merged), "overlay", 0, f"lowerdir={low},upperdir={up},workdir={wk}")
+        finally:
+            for fd in fds:
+                os.close(fd)
         _mount("none", str(merged), None, MS_PRIVATE, None)
 
     def _bwrap_args(self, spec: SandboxSpec, merged: Path, run: Path, group: cgroups.Cgroup, host_root: bool,

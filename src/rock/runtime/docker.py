@@ -15,6 +15,7 @@ import functools
 import hashlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -50,6 +51,7 @@ log = logging.getLogger("rock.runtime.docker")
 # container's own network namespace (task servers on :80).
 CAPS = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "NET_BIND_SERVICE"]
 LABEL = "rock.managed"
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")  # what Docker accepts in a container name
 
 # Docker calls block; they get their own threads so that a burst of creates cannot starve
 # the event loop's default executor (6 threads on a 2-core machine).
@@ -154,7 +156,8 @@ class DockerRuntime(Runtime):
             entrypoint=self.agent_argv(),
             environment=self.sandbox_env(spec),
             hostname=spec.sandbox_id[:63],
-            name=f"rock-{self.owner_key[:8]}-{spec.sandbox_id}",
+            # A readable name for `docker ps` where the id allows one; labels are what we rely on.
+            name=f"rock-{self.owner_key[:8]}-{spec.sandbox_id}" if _NAME.match(spec.sandbox_id) else None,
             labels=labels,
             host_config=host_config,
             use_config_proxy=False,
