@@ -53,8 +53,8 @@ log = logging.getLogger("rock.runtime.bwrap")
 
 # What root inside the sandbox may still do: own and chmod files (package managers, tar,
 # the agent's chown op), bypass file permissions as root does, drop to another uid/gid
-# (apt's _apt user, su), and signal processes of other uids. Not: mount, ptrace, raw
-# sockets, mknod, module loading, or anything else in CAP_SYS_*.
+# (apt's _apt user, su), and signal processes of other uids. Not: mount, raw sockets,
+# mknod, tracing other users' processes, module loading, or anything else in CAP_SYS_*.
 CAPS = ("CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID")
 # Ports below 1024 are only harmless in the sandbox's own network namespace.
 CAPS_PRIVATE_NET = ("CAP_NET_BIND_SERVICE",)
