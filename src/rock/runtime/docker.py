@@ -76,6 +76,10 @@ class _DeathWatch:
         self._lock = threading.Lock()
         self._stream = None
 
+    @property
+    def running(self) -> bool:
+        return self._stream is not None
+
     def start(self) -> None:
         with self._lock:
             if self._stream is not None:
@@ -167,7 +171,8 @@ class DockerRuntime(Runtime):
         t0 = time.perf_counter()
         run = self.prepare_run_dir(spec.sandbox_id)
         api = client()
-        await _call(_deaths.start)
+        if not _deaths.running:
+            await _call(_deaths.start)
         config = self._config(spec, str(run))
         try:
             cid = (await _call(api.create_container, **config))["Id"]
