@@ -181,3 +181,35 @@ async def test_an_awkward_sandbox_id(runtime, new_spec, agent):
     finally:
         await runtime.destroy(handle)
     assert not await runtime.alive(handle)
+
+
+def _tiny_rootfs_tar(dest: str) -> None:
+    """A root filesystem tar with just sh, bash and the libraries the host interpreter loads:
+    enough for the agent (the interpreter itself comes from the host, mounted read-only)."""
+    import glob
+    import tarfile
+
+    binaries = ["/bin/sh", "/bin/bash", os.path.realpath(sys.executable)]
+    binaries += glob.glob(os.path.join(os.path.dirname(os.__file__), "lib-dynload", "*.so"))
+    libs = set()
+    for path in binaries:
+        out = subprocess.run(["ldd", path], capture_output=True, text=True).stdout
+        libs.update(part for line in out.splitlines() for part in line.split() if part.startswith("/"))
+    with tarfile.open(dest, "w") as tar:
+        for d in ("tmp", "root", "etc", "proc", "dev", "sys", "usr/local"):
+            info = tarfile.TarInfo(d)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        for path in ["/bin/sh", "/bin/bash", *libs]:
+            tar.add(os.path.realpath(path), arcname=path.lstrip("/"))
+
+
+@pytest.mark.bwrap
+async def test_bwrap_runs_a_rootfs_tar(make_runtime, new_spec, sandboxes, agent, tmp_path):
+    rt = make_runtime("bwrap")
+    image = str(tmp_path / "tiny.tar")
+    _tiny_rootfs_tar(image)
+    handle = await sandboxes(rt, new_spec(image=image))
+    async with agent(handle) as client:
+        result = await client.exec("test ! -e /usr/bin/python3 && test -x /bin/bash && echo tiny", shell=True)
+    assert result.stdout == "tiny\n", result
