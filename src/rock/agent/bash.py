@@ -11,19 +11,17 @@ Each session has one reader thread; it also enforces the hard and idle timeouts,
 waiting caller costs no thread.
 """
 
-import binascii
 import codecs
 import fcntl
 import os
 import select
-import signal
+import _signal as signal
 import struct
 import sys
 import termios
-import threading
 import time
 
-from . import paths
+from . import paths, threads
 from .errors import OpError
 from .server import DEFERRED
 
@@ -33,9 +31,9 @@ INTERRUPT_GRACE = 1.0
 SESSION_ENV = {"TERM": "xterm", "PAGER": "cat", "GIT_PAGER": "cat", "MANPAGER": "cat", "SYSTEMD_PAGER": ""}
 
 _sessions = {}
-_lock = threading.Lock()
+_lock = threads.Lock()
 _spare = [None]
-_spare_lock = threading.Lock()
+_spare_lock = threads.Lock()
 
 
 def _exit_code(status):
@@ -100,15 +98,15 @@ class Command:
 class BashSession:
     def __init__(self, name, env=None, cwd=None, rows=40, cols=200):
         self.name = name
-        self.nonce = binascii.hexlify(os.urandom(8))
+        self.nonce = os.urandom(8).hex().encode()
         self.start_tag = b"\x1e" + self.nonce
         self.cwd = cwd or os.getcwd()
         self.current = None
         self.alive = True
         self.exit_code = None
-        self.ready = threading.Event()
+        self.ready = threads.Event()
         self._buf = b""
-        self._lock = threading.Lock()
+        self._lock = threads.Lock()
         self._wake_r, self._wake_w = os.pipe()
         master, slave = os.openpty()
         attrs = termios.tcgetattr(slave)
@@ -138,7 +136,7 @@ class BashSession:
         os.close(slave)
         self.master = master
         self._trigger = b"__rock_read 2>/dev/null; eval \"$__rock_c\"\n"
-        threading.Thread(target=self._read_loop, name="bash-" + name, daemon=True).start()
+        threads.spawn(self._read_loop)
 
     # -- called from request handlers -------------------------------------------------
 
@@ -155,7 +153,7 @@ class BashSession:
         if len(data) <= 16384:
             os.write(self._cmd_w, data)
         else:
-            threading.Thread(target=_write_all, args=(self._cmd_w, data), daemon=True).start()
+            threads.spawn(_write_all, self._cmd_w, data)
         self._restore_termios()
         os.write(self.master, self._trigger)
         self._wake()
@@ -417,7 +415,7 @@ def _rcfile(nonce, cmd_fd):
 
 
 SPARE_DELAY = 0.05
-_spare_wanted = []  # a queue.SimpleQueue once the housekeeper runs
+_spare_wanted = []  # a SimpleQueue once the housekeeper runs
 
 
 def _take_spare():
@@ -443,10 +441,10 @@ def _housekeeper(wanted):
 def prewarm():
     """Keep one idle bash started, so session.create does not pay bash's start-up."""
     if not _spare_wanted:
-        import queue
+        import _queue
 
-        _spare_wanted.append(queue.SimpleQueue())
-        threading.Thread(target=_housekeeper, args=(_spare_wanted[0],), daemon=True).start()
+        _spare_wanted.append(_queue.SimpleQueue())
+        threads.spawn(_housekeeper, _spare_wanted[0])
     with _spare_lock:
         if _spare[0] is not None:
             return
@@ -504,7 +502,7 @@ def _run_sync(session, command):
 
         def __init__(self):
             self.result = None
-            self.done = threading.Event()
+            self.done = threads.Event()
 
         def reply(self, result):
             self.result = result

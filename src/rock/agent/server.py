@@ -9,9 +9,8 @@ connection's thread; everything else runs on a small pool of reusable threads.
 import _socket
 import os
 import sys
-import threading
 
-from . import protocol
+from . import protocol, threads
 from .errors import OpError, from_os_error
 
 VERSION = "1"
@@ -28,7 +27,7 @@ class Request:
         self.op = op
         self.args = args
         self.body = body
-        self.cancelled = threading.Event()
+        self.cancelled = threads.Event()
         self._chunks = None
         self.done = False
 
@@ -60,9 +59,9 @@ class Request:
 
     def _chunk_queue(self):
         if self._chunks is None:
-            import queue
+            import _queue
 
-            self._chunks = queue.SimpleQueue()
+            self._chunks = _queue.SimpleQueue()
         return self._chunks
 
 
@@ -77,14 +76,14 @@ class Pool:
     """Reusable threads; grows when all are busy, since handlers may block for long."""
 
     def __init__(self):
-        self._lock = threading.Lock()
+        self._lock = threads.Lock()
         self._idle = []
 
     def prestart(self, count):
         """Start idle threads ahead of the first requests, off their critical path."""
         for _ in range(count):
-            slot = [threading.Event(), None]
-            threading.Thread(target=self._run, args=(slot,), daemon=True).start()
+            slot = [threads.Event(), None]
+            threads.spawn(self._run, slot)
             with self._lock:
                 self._idle.append(slot)
 
@@ -92,8 +91,8 @@ class Pool:
         with self._lock:
             slot = self._idle.pop() if self._idle else None
         if slot is None:
-            slot = [threading.Event(), None]
-            threading.Thread(target=self._run, args=(slot,), daemon=True).start()
+            slot = [threads.Event(), None]
+            threads.spawn(self._run, slot)
         slot[1] = (fn, arg)
         slot[0].set()
 
@@ -114,7 +113,7 @@ class Connection:
     def __init__(self, agent, sock):
         self.agent = agent
         self.sock = sock
-        self.lock = threading.Lock()
+        self.lock = threads.Lock()
         self.requests = {}
         self.closed = False
 
@@ -274,7 +273,7 @@ def signal_ready(path):
         except OSError as exc:
             sys.stderr.write("rock agent: could not signal readiness: %s\n" % exc)
 
-    threading.Thread(target=write, daemon=True).start()
+    threads.spawn(write)
 
 
 def main(argv):
@@ -309,4 +308,4 @@ def main(argv):
     while True:
         fd, _ = listener._accept()
         conn = Connection(agent, _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd))
-        threading.Thread(target=conn.serve, daemon=True).start()
+        threads.spawn(conn.serve)

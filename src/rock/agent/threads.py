@@ -1,0 +1,46 @@
+"""Threads from ``_thread`` directly.
+
+``import threading`` pulls in functools and collections, ~5 ms on every sandbox start; the agent
+needs only locks, a one-shot event and fire-and-forget threads.
+"""
+
+import _thread
+
+Lock = _thread.allocate_lock
+
+
+def spawn(fn, *args):
+    _thread.start_new_thread(fn, args)
+
+
+class Event:
+    """threading.Event's contract (set / clear / wait / is_set) on one lock held while unset."""
+
+    __slots__ = ("_flag", "_lock")
+
+    def __init__(self):
+        self._flag = False
+        self._lock = _thread.allocate_lock()
+        self._lock.acquire()
+
+    def is_set(self):
+        return self._flag
+
+    def set(self):
+        if not self._flag:
+            self._flag = True
+            self._lock.release()
+
+    def clear(self):
+        if self._flag:
+            self._lock.acquire()
+            self._flag = False
+
+    def wait(self, timeout=None):
+        if self._flag:
+            return True
+        # Every waiter takes the lock and hands it straight back, so one set() wakes them all.
+        if self._lock.acquire(True, -1 if timeout is None else timeout):
+            self._lock.release()
+            return True
+        return self._flag
