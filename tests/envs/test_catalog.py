@@ -77,3 +77,25 @@ def test_word_games_work_when_the_corpus_is_present(words_corpus):
             assert set(step) == {"observation", "reward", "terminated", "truncated", "info"}
     finally:
         host.close()
+
+
+def rock_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rock.cli.main", *args], capture_output=True, text=True, timeout=900)
+
+
+def test_cli_lists_every_id_without_an_admin(tmp_path):
+    """No admin answers: the CLI probes here (a child process) and says so per id."""
+    proc = rock_cli("envs", "--url", "http://127.0.0.1:9", "list", "--quick", "--json")
+    assert proc.returncode == 0, proc.stderr
+    envs = {e["id"]: e for e in json.loads(proc.stdout)}
+    assert envs["game:Sokoban-v0-easy"]["available"] and envs["game:Sokoban-v0-easy"]["family"] == "game"
+    assert "NLTK 'words' corpus" in envs["game:Wordle-v0-easy"]["reason"]
+    table = rock_cli("envs", "--url", "http://127.0.0.1:9", "list", "--quick", "--family", "game")
+    assert "game:Sokoban-v0-easy\tyes" in table.stdout and "env ids can run here" in table.stdout
+
+
+def test_cli_asks_the_admin(admin):
+    proc = rock_cli("envs", "--url", admin.url, "list", "--json")
+    assert proc.returncode == 0, proc.stderr
+    envs = {e["id"]: e for e in json.loads(proc.stdout)}
+    assert envs["rg:boxnet"]["reason"].startswith("fails inside gem (step)")
