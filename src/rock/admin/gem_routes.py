@@ -95,6 +95,12 @@ def service(app) -> EnvService:
     return svc
 
 
+async def startup(app) -> None:
+    """On admin start (after the sandboxes are reconciled): pick up env sandboxes that outlived
+    a restart, so they are listed, TTL-reaped and refilled."""
+    await service(app).recover()
+
+
 def hosted_envs(app) -> dict[str, list[dict]]:
     """For the sandbox list: env sandbox id -> the envs it hosts ({handle, env_id, created, last_used, vec})."""
     svc = getattr(app.state, "rock_envs", None)
