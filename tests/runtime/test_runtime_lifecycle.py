@@ -213,3 +213,12 @@ async def test_bwrap_runs_a_rootfs_tar(make_runtime, new_spec, sandboxes, agent,
     async with agent(handle) as client:
         result = await client.exec("test ! -e /usr/bin/python3 && test -x /bin/bash && echo tiny", shell=True)
     assert result.stdout == "tiny\n", result
+
+
+@pytest.mark.docker
+@pytest.mark.bwrap
+async def test_an_unknown_image_is_a_clear_start_error(isolated_runtime, new_spec):
+    spec = new_spec(image="rock-no-such-image:never")
+    with pytest.raises(SandboxStartError, match="rock-no-such-image"):
+        await isolated_runtime.create(spec)
+    assert not (isolated_runtime.sandboxes_dir / spec.sandbox_id).exists()

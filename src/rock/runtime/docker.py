@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import Mount
 
@@ -170,34 +171,25 @@ class DockerRuntime(Runtime):
     async def create(self, spec: SandboxSpec) -> RuntimeHandle:
         t0 = time.perf_counter()
         run = self.prepare_run_dir(spec.sandbox_id)
-        api = client()
-        if not _deaths.running:
-            await _call(_deaths.start)
         config = self._config(spec, str(run))
         try:
-            cid = (await _call(api.create_container, **config))["Id"]
-        except ImageNotFound:
-            raise SandboxStartError(f"image {config['image']} is not present in the local Docker engine") from None
-        except APIError as exc:
-            raise SandboxStartError(f"docker create failed: {exc.explanation or exc}") from None
+            if not _deaths.running:
+                await _call(_deaths.start)
+            cid = (await _call(client().create_container, **config))["Id"]
+        except BaseException as exc:
+            _rmtree(str(run.parent))
+            raise _start_error(exc, "create", config["image"]) from None
         t_created = time.perf_counter()
         handle = RuntimeHandle(sandbox_id=spec.sandbox_id, backend=self.name, runtime_id=cid, run_dir=str(run), spec=spec)
         died = asyncio.ensure_future(self._death_reason(cid, _deaths.watch(cid)))
         try:
-            await _call(api.start, cid)
+            await _call(client().start, cid)
             await self.wait_ready(run, died, READY_TIMEOUT)
-        except APIError as exc:
+        except BaseException as exc:
+            if isinstance(exc, SandboxStartError) and not died.done():  # timed out: what did it do meanwhile?
+                exc = SandboxStartError(f"{exc.message}; container logs: {await self._logs(cid)}")
             await self.destroy(handle)
-            raise SandboxStartError(f"docker start failed: {exc.explanation or exc}") from None
-        except SandboxStartError as exc:
-            if not died.done():  # timed out: say what the container did meanwhile
-                exc.message = f"{exc.message}; container logs: {await self._logs(cid)}"
-                exc.args = (exc.message,)
-            await self.destroy(handle)
-            raise
-        except BaseException:
-            await self.destroy(handle)
-            raise
+            raise _start_error(exc, "start", config["image"]) from None
         finally:
             died.cancel()
             _deaths.unwatch(cid)
@@ -262,6 +254,17 @@ class DockerRuntime(Runtime):
                 if d.name not in removed:
                     removed.append(d.name)
         return sorted(removed)
+
+
+def _start_error(exc: BaseException, step: str, image: str) -> BaseException:
+    """What a failed create raises: a SandboxStartError that says why, in the engine's words."""
+    if isinstance(exc, ImageNotFound):
+        return SandboxStartError(f"image {image} is not present in the local Docker engine")
+    if isinstance(exc, APIError):
+        return SandboxStartError(f"docker {step} failed: {exc.explanation or exc}")
+    if isinstance(exc, (DockerException, requests.RequestException)):
+        return SandboxStartError(f"the Docker engine did not answer ({step}): {exc}")
+    return exc
 
 
 def _rmtree(path: str) -> None:
