@@ -63,8 +63,8 @@ CAPS_PRIVATE_NET = ("CAP_NET_BIND_SERVICE",)
 MASKED = ("/tmp", "/var/tmp", "/run", "/root", "/home", "/var/lib/docker", "/var/lib/containerd", "/var/log")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # The shim: join the cgroup before bwrap exists, so everything bwrap starts is inside it.
-# Arguments: the cgroup.procs files to join, "--", then the bwrap command line.
-SHIM = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; "$@" & wait $!'
+# Arguments: the files to write 0 ("myself") into (Cgroup.join_files), "--", then bwrap's command line.
+SHIM = 'while [ "$1" != -- ]; do echo 0 > "$1" || exit 125; shift; done; shift; "$@" & wait $!'
 SHIM_NAME = "rock-shim"
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -154,7 +154,7 @@ class BwrapRuntime(Runtime):
         try:
             with open(run.parent / "sandbox.log", "ab") as out:
                 return subprocess.Popen(
-                    ["/bin/sh", "-c", SHIM, SHIM_NAME, *group.procs_files(), "--", *argv],
+                    ["/bin/sh", "-c", SHIM, SHIM_NAME, *group.join_files(), "--", *argv],
                     env={"PATH": DEFAULT_PATH},
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                     pass_fds=fds,
