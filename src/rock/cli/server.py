@@ -56,6 +56,21 @@ class _Server(uvicorn.Server):
             self.ready_fd = None
 
 
+    async def shutdown(self, sockets=None) -> None:
+        await super().shutdown(sockets)
+        # Here, not after run(): uvicorn re-raises SIGTERM once run() unwinds, ending the process.
+        _remove_own_files(self.settings)
+
+
+def _remove_own_files(settings: Settings) -> None:
+    for path in (pid_path(settings), info_path(settings)):
+        try:
+            if path.suffix == ".json" or path.read_text().strip() == str(os.getpid()):
+                path.unlink()
+        except OSError:
+            pass
+
+
 def serve(settings: Settings, ready_fd: int | None = None, log_level: str = "info") -> int:
     """Serve until SIGTERM/SIGINT; sandboxes keep running across restarts."""
     check_bind(settings.host, settings.tokens)
@@ -69,10 +84,5 @@ def serve(settings: Settings, ready_fd: int | None = None, log_level: str = "inf
     try:
         server.run()
     finally:
-        for path in (pid_path(settings), info_path(settings)):
-            try:
-                if path == info_path(settings) or path.read_text().strip() == str(os.getpid()):
-                    path.unlink()
-            except OSError:
-                pass
+        _remove_own_files(settings)
     return 0 if server.started else 1

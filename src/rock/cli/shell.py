@@ -39,6 +39,7 @@ async def run_shell(sandbox, session: str) -> int:
     lines: asyncio.Queue = asyncio.Queue()
     threading.Thread(target=_stdin_lines, args=(loop, lines), daemon=True).start()
     running = asyncio.Event()
+    interactive = sys.stdin.isatty()
     prompt = f"[{sandbox.sandbox_id[:12]}:{session}] $ "
 
     def on_sigint() -> None:
@@ -66,7 +67,9 @@ async def run_shell(sandbox, session: str) -> int:
             await stream.run(line)
             running.set()
             next_event = asyncio.ensure_future(events.__anext__())
-            next_line = asyncio.ensure_future(lines.get())
+            # On a terminal, lines typed while a command runs are its input; from a pipe or a
+            # file, every line is the next command.
+            next_line = asyncio.ensure_future(lines.get()) if interactive else asyncio.get_running_loop().create_future()
             try:
                 while True:
                     done, _ = await asyncio.wait({next_event, next_line}, return_when=asyncio.FIRST_COMPLETED)
@@ -93,8 +96,8 @@ async def run_shell(sandbox, session: str) -> int:
                 # A line typed while the command ran but not yet sent stays queued for the prompt.
                 if not next_line.done():
                     next_line.cancel()
-                elif next_line.result() is not None:
-                    lines.put_nowait(next_line.result())
+                elif next_line.result() is None:
+                    lines.put_nowait(None)
     except StopAsyncIteration:
         sys.stdout.write("\n[the admin closed the connection]\n")
         return 1
