@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from contextlib import asynccontextmanager
@@ -21,7 +22,21 @@ from rock.config import Settings
 from rock.runtime import get_runtime_class
 from rock.runtime.base import Runtime, RuntimeHandle, SandboxSpec
 
-SESSION_ROOT = Path(tempfile.mkdtemp(prefix="rock-t-", dir="/tmp"))
+
+
+def _session_root() -> Path:
+    # pytest loads this file as "conftest" and helpers import it as "tests.conftest": two module
+    # objects, one session, so the second must find the first one's directory.
+    for name in ("conftest", "tests.conftest"):
+        module = sys.modules.get(name)
+        if os.path.realpath(getattr(module, "__file__", "") or "") == os.path.realpath(__file__):
+            root = getattr(module, "SESSION_ROOT", None)
+            if root is not None:
+                return root
+    return Path(tempfile.mkdtemp(prefix="rock-t-", dir="/tmp"))
+
+
+SESSION_ROOT = _session_root()
 
 BACKENDS = [
     pytest.param("docker", marks=pytest.mark.docker, id="docker"),
@@ -128,10 +143,10 @@ def nothing_left_behind():
     finally:
         Runtime.__init__ = original
     problems = leftovers(str(SESSION_ROOT), OWNER_KEYS)
-    if not problems:
-        shutil.rmtree(SESSION_ROOT, ignore_errors=True)
-        return
-    pytest.fail("the test session left these behind:\n  " + "\n  ".join(problems), pytrace=False)
+    # Gone either way: what a failed run left behind becomes an orphan the next reap removes.
+    shutil.rmtree(SESSION_ROOT, ignore_errors=True)
+    if problems:
+        pytest.fail("the test session left these behind:\n  " + "\n  ".join(problems), pytrace=False)
 
 
 def leftovers(root: str, owner_keys: set[str]) -> list[str]:
