@@ -24,8 +24,11 @@ from rock.config import Settings
 from rock.worker.worker import Worker
 
 IMAGE = "python:3.11"
-BWRAP_FLOOR = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid", "--unshare-ipc",
-               "--unshare-uts", "--unshare-net", "--die-with-parent", "--new-session", "true"]
+# The minimal bwrap root (binding all of / would copy every host mount, Docker's churning ones too).
+BWRAP_FLOOR = ["bwrap", "--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
+               "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin", "--dev", "/dev", "--proc", "/proc",
+               "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net", "--die-with-parent", "--new-session",
+               "true"]
 DOCKER_FLOOR = ["docker", "run", "--rm", "--network", "none", IMAGE, "true"]
 
 

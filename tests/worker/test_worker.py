@@ -32,6 +32,15 @@ async def test_create_is_idempotent_for_a_chosen_id(fresh_worker):
     assert again.runtime_id == first.runtime_id and len(fresh_worker.list()) == 1
 
 
+async def test_long_sandbox_ids_work(fresh_worker):
+    sid = "a-very-long-sandbox-id-chosen-by-a-trainer-" + "x" * 80
+    info = await fresh_worker.create(fresh_worker.default_spec(sid))
+    agent = fresh_worker.agent(info.sandbox_id)
+    await agent.create_session("s")
+    assert (await agent.run("s", "echo long")).output == "long\n"
+    await fresh_worker.stop(sid)
+
+
 @pytest.mark.parametrize("bad", ["", "a/b", ".hidden", "x" * 129])
 async def test_bad_sandbox_ids_are_refused(fresh_worker, bad):
     with pytest.raises(BadRequest):

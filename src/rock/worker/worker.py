@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import compileall
+import hashlib
 import json
 import logging
 import os
@@ -128,7 +129,11 @@ class Worker:
 
     @staticmethod
     def _runtime_id(sandbox_id: str) -> str:
-        return sandbox_id if len(sandbox_id) <= 64 else sandbox_id[:48] + os.urandom(6).hex()
+        # The agent's socket lives under <state>/sandboxes/<runtime id>/run/ and a Unix socket
+        # path has 107 bytes: long ids run under a short name derived from them.
+        if len(sandbox_id) <= 24:
+            return sandbox_id
+        return sandbox_id[:8] + "-" + hashlib.sha256(sandbox_id.encode()).hexdigest()[:15]
 
     async def _launch(self, spec: SandboxSpec) -> tuple[RuntimeHandle, AgentClient]:
         handle = await self.runtime.create(spec)
