@@ -46,9 +46,11 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
         try:
             if own_worker:
                 await worker.start()
-            await ctx.sandboxes.reconcile()
             if settings.role == "admin":
+                await ctx.sandboxes.reconcile()
                 ctx.sandboxes.start_reaper()
+            else:
+                await ctx.sandboxes.load()
             log.info("rock admin ready: role=%s backend=%s state_dir=%s", settings.role, worker.backend_name,
                      settings.state_dir)
             yield

@@ -11,7 +11,6 @@ from starlette.responses import Response, StreamingResponse
 from rock.actions.sandbox import (
     InterruptRequest,
     ProcKillRequest,
-    ProcRequest,
     ProcStartRequest,
     SandboxId,
     SendInputRequest,
@@ -177,5 +176,3 @@ def router(ctx: Ctx) -> APIRouter:
 
     return api
 
-
-__all__ = ["router", "ProcRequest"]

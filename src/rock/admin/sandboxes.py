@@ -61,6 +61,11 @@ class Sandboxes:
                 log.warning("stopping sandbox %s: it has no live record (orphan)", sandbox_id)
                 await self._quiet_stop(sandbox_id)
 
+    async def load(self) -> None:
+        """Proxy role: read the shared records and change nothing (the admin role owns writes)."""
+        for record in await self.store.all():
+            self.records[record.sandbox_id] = record
+
     def start_reaper(self) -> None:
         self._reaper = asyncio.create_task(self._reap_loop(), name="rock-reaper")
 
