@@ -25,6 +25,12 @@ class SessionExists(RockError):
     status_code = 409
 
 
+class Conflict(RockError):
+    """The request contradicts the sandbox's state (e.g. a command on a stopped sandbox)."""
+
+    status_code = 409
+
+
 class SessionBusy(RockError):
     status_code = 409
 

@@ -14,17 +14,13 @@ import uuid
 from rock.actions.sandbox import SandboxStartRequest, parse_memory
 from rock.admin.store import LIVE, TRANSITIONS, SandboxRecord, Store
 from rock.config import Settings
-from rock.errors import BadRequest, RockError, SandboxNotFound, SandboxNotRunning, SandboxStartError
+from rock.errors import BadRequest, Conflict, RockError, SandboxNotFound, SandboxNotRunning, SandboxStartError
 from rock.runtime.base import SandboxSpec
 
 log = logging.getLogger("rock.admin")
 
 DEFAULT_TTL = 300
 DEFAULT_STARTUP_TIMEOUT = 180.0
-
-
-class Conflict(RockError):
-    status_code = 409
 
 
 class Sandboxes:

@@ -6,6 +6,7 @@ block (they hand work to a session's own reader thread), so they run on the
 connection's thread; everything else runs on a small pool of reusable threads.
 """
 
+import _queue
 import _socket
 import os
 import sys
@@ -28,7 +29,9 @@ class Request:
         self.args = args
         self.body = body
         self.cancelled = threads.Event()
-        self._chunks = None
+        # Made here, not on first use: the connection's reader thread and the handler's thread
+        # would race to create it and could end up on different queues.
+        self._chunks = _queue.SimpleQueue()
         self.done = False
 
     def event(self, name, fields=None, body=b""):
@@ -52,17 +55,10 @@ class Request:
     def chunks(self):
         """Iterate the payload the client streams after the request, until its eof."""
         while True:
-            item = self._chunk_queue().get()
+            item = self._chunks.get()
             if item is None:
                 return
             yield item
-
-    def _chunk_queue(self):
-        if self._chunks is None:
-            import _queue
-
-            self._chunks = _queue.SimpleQueue()
-        return self._chunks
 
 
 class Deferred(Exception):
@@ -145,8 +141,7 @@ class Connection:
             self.closed = True
             for req in list(self.requests.values()):
                 req.cancelled.set()
-                if req._chunks is not None:
-                    req._chunks.put(None)
+                req._chunks.put(None)
             self.sock.close()
 
     def on_frame(self, meta, body):
@@ -160,13 +155,12 @@ class Connection:
         if req is None:
             return
         if meta.get("chunk"):
-            req._chunk_queue().put(body)
+            req._chunks.put(body)
         elif meta.get("eof"):
-            req._chunk_queue().put(None)
+            req._chunks.put(None)
         elif meta.get("cancel"):
             req.cancelled.set()
-            if req._chunks is not None:
-                req._chunks.put(None)
+            req._chunks.put(None)
 
 
 class Agent:
