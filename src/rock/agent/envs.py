@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 
-from . import protocol
+from . import paths, protocol
 from .errors import OpError
 from .server import DEFERRED
 
@@ -52,13 +52,7 @@ _host_gen = itertools.count(1)
 
 def _run_dir():
     """Where the host's socket goes: beside the agent's socket (the worker sees that folder)."""
-    if os.environ.get("ROCK_ENV_SOCKET_DIR"):
-        return os.environ["ROCK_ENV_SOCKET_DIR"]
-    argv = sys.argv
-    for i, arg in enumerate(argv[:-1]):
-        if arg == "--socket":
-            return os.path.dirname(argv[i + 1])
-    return None
+    return os.environ.get("ROCK_ENV_SOCKET_DIR") or paths.run_dir[0]
 
 
 class Rec:
@@ -373,43 +367,22 @@ def _relay(op, key):
 def env_batch(req):
     """``calls`` = [[op, env, arg], ...] (op: reset/step/vstep), answered as one JSON list body.
 
-    Calls on several hosts (envs with different interpreters) are split and merged in order."""
+    All envs of a batch live in one host (one interpreter), as a vector env's do; an env that
+    is unknown or lost gets its error in its place of the list."""
     calls = req.args["calls"]
-    groups = collections.OrderedDict()
-    errors = {}
-    for i, call in enumerate(calls):
-        try:
-            rec = _rec(call[1])
-        except OpError as exc:
-            errors[i] = {"error": {"type": exc.type, "message": exc.message}}
-            continue
-        groups.setdefault(rec.host, []).append(i)
+    hosts = {_envs[c[1]].host for c in calls if c[1] in _envs and not _envs[c[1]].lost}
+    if len(hosts) > 1:
+        raise OpError("BadRequest", "a batch must name envs of one env host (one interpreter)")
+    if not hosts:
+        out = []
+        for call in calls:
+            try:
+                _rec(call[1])
+            except OpError as exc:
+                out.append({"error": {"type": exc.type, "message": exc.message}})
+        return {}, json.dumps(out).encode()
     extra = {k: v for k, v in req.args.items() if k != "calls"}
-    if len(groups) == 1 and not errors:
-        host = next(iter(groups))
-        host.request("batch", dict(extra, calls=calls), lambda meta, body: _forward(req, meta, body))
-        return DEFERRED
-    results = [None] * len(calls)
-    for i, err in errors.items():
-        results[i] = err
-    waiting = [len(groups)]
-    guard = threading.Lock()
-
-    def part_done(indices, meta, body):
-        part = json.loads(body) if meta.get("ok") else [{"error": meta.get("error")}] * len(indices)
-        for i, item in zip(indices, part):
-            results[i] = item
-        with guard:
-            waiting[0] -= 1
-            last = waiting[0] == 0
-        if last:
-            req.reply({}, json.dumps(results, separators=(",", ":")).encode())
-
-    if not groups:
-        return {}, json.dumps(results).encode()
-    for host, indices in groups.items():
-        host.request("batch", dict(extra, calls=[calls[i] for i in indices]),
-                     lambda meta, body, idx=indices: part_done(idx, meta, body))
+    hosts.pop().request("batch", dict(extra, calls=calls), lambda meta, body: _forward(req, meta, body))
     return DEFERRED
 
 
