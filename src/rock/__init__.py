@@ -8,7 +8,7 @@ _EXCEPTIONS = ("RockException", "BadRequestRockError", "InternalServerRockError"
 
 def __getattr__(name):
     # Loaded on first use, so `import rock` stays cheap for code that only needs one part.
-    if name in ("make", "make_vec"):
+    if name in ("make", "make_vec", "make_async", "make_vec_async"):
         from rock.envs import client
 
         return getattr(client, name)

@@ -142,6 +142,11 @@ def test_close_idle_ttl_and_hosted_listing(admin, base_url):
     env = make("game:TowerofHanoi-v0-easy")
     sandbox_id = env.sandbox_id.split(":")[0]
     assert env.sandbox_id in [e["handle"] for e in hosted_envs(admin.app)[sandbox_id]]
+    import httpx
+
+    listed = httpx.get(admin.url + "/apis/envs/sandbox/v1/sandboxes", timeout=60).json()["result"]["items"]
+    envs = {i["sandbox_id"]: i["envs"] for i in listed}[sandbox_id]
+    assert [(e["handle"], e["env_id"]) for e in envs] == [(env.sandbox_id, "game:TowerofHanoi-v0-easy")]
     svc = service(admin.app)
     svc.envs[env.sandbox_id].last_used -= svc.settings.idle_ttl + 1  # as if idle for longer than the TTL
     closed, _ = admin.call(svc.reap)

@@ -6,8 +6,6 @@ files, streams) against the shared state, for read/write separation.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -15,7 +13,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from rock.admin import errors, routes_data, routes_extra, routes_sandbox, routes_ws
+from rock.admin import errors, gem_routes, routes_data, routes_extra, routes_sandbox, routes_ws
 from rock.admin.auth import Auth
 from rock.admin.context import PREFIX, Ctx, ok
 from rock.admin.hotpath import HotPath
@@ -51,10 +49,12 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
                 ctx.sandboxes.start_reaper()
             else:
                 await ctx.sandboxes.load()
+            await gem_routes.startup(app)
             log.info("rock admin ready: role=%s backend=%s state_dir=%s", settings.role, worker.backend_name,
                      settings.state_dir)
             yield
         finally:
+            await gem_routes.shutdown(app)
             await ctx.sandboxes.close()
             if own_worker:
                 await worker.close(stop_sandboxes=False)
@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     app.include_router(routes_data.router(ctx), prefix=PREFIX)
     app.include_router(routes_extra.router(ctx), prefix=PREFIX)
     app.include_router(routes_ws.router(ctx), prefix=PREFIX)
-    _include_gem(app)
+    app.include_router(gem_routes.router)
 
     @app.get("/health")
     async def health():
@@ -77,14 +77,8 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
                    "uptime_seconds": round(time.time() - ctx.started_at, 3), "auth": ctx.auth.enabled})
 
     app.add_middleware(BodyLimit)
-    # Added last = outermost: the hot route skips every other layer (see rock.admin.hotpath).
+    # Added last = outermost: the hot routes (run_in_session, env reset/step) skip every other
+    # layer (see rock.admin.hotpath and rock.admin.gem_routes.GemHotPath).
+    app.add_middleware(gem_routes.GemHotPath, fastapi_app=app)
     app.add_middleware(HotPath, ctx=ctx)
     return app
-
-
-def _include_gem(app: FastAPI) -> None:
-    """The GEM env routes live in their own module (issue 4); mount them when present."""
-    if importlib.util.find_spec("rock.admin.gem_routes") is None:
-        return
-    module = importlib.import_module("rock.admin.gem_routes")
-    app.include_router(module.router)

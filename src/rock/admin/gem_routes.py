@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from rock.admin.errors import status_and_body
-from rock.admin.hotpath import _read as read_body  # the admin's body reader (size limit included)
+from rock.admin.hotpath import read_body  # the admin's body reader (size limit included)
 from rock.admin.jsonutil import dumps
 from rock.envs import vector
 from rock.envs.catalog import Catalog, UserEnv

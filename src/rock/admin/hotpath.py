@@ -37,7 +37,7 @@ class HotPath:
             declared = headers.get("content-length")
             if declared is not None and (not declared.isdigit() or int(declared) > MAX_JSON_BODY):
                 raise PayloadTooLarge(f"request body exceeds the limit of {MAX_JSON_BODY} bytes for this route")
-            body = await _read(receive)
+            body = await read_body(receive)
             if not body.strip():
                 raise BadRequest("request body is empty; expected a JSON object for SandboxBashAction")
             action = SandboxBashAction.model_validate_json(body)
@@ -49,7 +49,7 @@ class HotPath:
         await send({"type": "http.response.body", "body": payload})
 
 
-async def _read(receive) -> bytes:
+async def read_body(receive) -> bytes:
     message = await receive()
     body = message.get("body", b"")
     if not message.get("more_body"):

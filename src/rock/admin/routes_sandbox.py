@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 
 from rock.actions.sandbox import BatchStatusRequest, SandboxIdRequest, SandboxStartRequest
+from rock.admin import gem_routes
 from rock.admin.context import Ctx, iso, ok, parse, query
 from rock.admin.store import SandboxRecord
 from rock.errors import SandboxNotFound
@@ -121,7 +122,9 @@ def router(ctx: Ctx) -> APIRouter:
         items.sort(key=lambda r: r.created_at)
         start = (q.page - 1) * q.page_size
         page = items[start:start + q.page_size]
-        return ok({"items": [status_result(r) for r in page], "total": len(items), "page": q.page,
+        hosted = gem_routes.hosted_envs(request.app)
+        return ok({"items": [{**status_result(r), "envs": hosted.get(r.sandbox_id, [])} for r in page],
+                   "total": len(items), "page": q.page,
                    "page_size": q.page_size, "has_more": start + q.page_size < len(items)})
 
     @api.post("/sandboxes/batch")

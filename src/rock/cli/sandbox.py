@@ -108,8 +108,9 @@ def cmd_list(args, out: Out) -> int:
 
     items = _run(go())["items"]
     rows = [{"id": i["sandbox_id"], "state": i["lifecycle_state"], "backend": i["backend"], "image": i["image"],
-             "created": (i["create_time"] or "")[:19], "last used": (i["last_used_time"] or "")[:19]} for i in items]
-    out.rows(items if out.as_json else rows, ["id", "state", "backend", "image", "created", "last used"],
+             "created": (i["create_time"] or "")[:19], "last used": (i["last_used_time"] or "")[:19],
+             "envs": _envs_summary(i.get("envs") or [])} for i in items]
+    out.rows(items if out.as_json else rows, ["id", "state", "backend", "image", "created", "last used", "envs"],
              title="sandboxes")
     return 0
 
@@ -203,3 +204,11 @@ def cmd_shell(args, out: Out) -> int:
             await sandbox.aclose()
 
     return _run(go())
+
+
+def _envs_summary(envs: list[dict]) -> str:
+    """``3 x game:Sokoban-v0-easy`` style: which envs a sandbox hosts, in one cell."""
+    counts: dict[str, int] = {}
+    for env in envs:
+        counts[env["env_id"]] = counts.get(env["env_id"], 0) + 1
+    return ", ".join(f"{n} x {env_id}" for env_id, n in sorted(counts.items()))

@@ -156,7 +156,7 @@ class EnvService(Lifecycle):
         """The host side of a socket in the sandbox's /.rock/run (the folder of the agent's socket)."""
         worker = getattr(self.sandboxes, "worker", None)
         try:
-            run_dir = worker.run_dir(sandbox_id) if hasattr(worker, "run_dir") else worker._get(sandbox_id).handle.run_dir
+            run_dir = worker.run_dir(sandbox_id)
         except Exception:  # noqa: BLE001 - no direct path (e.g. a remote worker): use the agent
             return None
         return os.path.join(run_dir, os.path.basename(path_in_sandbox))

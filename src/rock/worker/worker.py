@@ -182,6 +182,10 @@ class Worker:
     def list(self) -> list[SandboxInfo]:
         return [self.get(sid) for sid in list(self._sandboxes)]
 
+    def run_dir(self, sandbox_id: str) -> str:
+        """The host directory shared with the sandbox (agent socket, env host socket)."""
+        return self._get(sandbox_id).handle.run_dir
+
     async def stats(self, sandbox_id: str) -> ResourceStats:
         return await self.runtime.stats(self._get(sandbox_id).handle)
 
