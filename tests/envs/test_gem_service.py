@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from rock.envs.client import AsyncEnv, AsyncHttp, EnvError, make
 
 from .reference import GAMES, play_in_process, play_remote
 
-SEEDS = Path(__file__).resolve().parents[3] / "shared" / "seeds"
+from tests.seeds import missing, python_blocks
 
 
 @pytest.fixture
@@ -30,9 +29,7 @@ def base_url(admin, monkeypatch):
 def gem_samples() -> list:
     out = []
     for prefix, marker in (("000", "def main():"), ("001", "env = rock.make(env_id)")):
-        found = sorted(SEEDS.glob(f"{prefix}_*.txt"))
-        blocks = re.findall(r"```python\n(.*?)```", found[0].read_text(), flags=re.S) if found else []
-        code = next((b for b in blocks if "rock.make" in b and marker in b), None)
+        code = next((b for b in python_blocks(prefix) if "rock.make" in b and marker in b), None)
         out.append(pytest.param(code, id=f"{prefix}-gem"))
     return out
 
@@ -40,7 +37,7 @@ def gem_samples() -> list:
 @pytest.mark.parametrize("code", gem_samples())
 def test_seed_gem_sample_runs_unchanged(admin, tmp_path, code):
     if code is None:
-        pytest.skip(f"the GEM sample is not in {SEEDS}")
+        pytest.fail(missing("the seed GEM sample"))
     script = tmp_path / "sample.py"
     script.write_text(code)
     proc = subprocess.run([sys.executable, str(script)], env={**os.environ, "ROCK_BASE_URL": admin.url},
