@@ -251,23 +251,32 @@ def parse_args(argv):
 
 
 def signal_ready(path):
-    """Write the ready line to the worker's FIFO, whenever the worker opens its end.
+    """Write the ready line to the worker's FIFO.
 
-    A blocking open on a side thread: the worker may open the FIFO after we are up (a slow
-    ``docker start`` returns late), and a non-blocking open would then fail and lose the signal.
+    Normally the worker already holds the read end and a non-blocking open succeeds at once.
+    If it does not yet (a slow ``docker start`` returns late), a side thread waits for it in a
+    blocking open, so the signal is never lost.
     """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        threads.spawn(_signal_ready_blocking, path)
+        return
+    try:
+        os.write(fd, b"ready\n")
+    finally:
+        os.close(fd)
 
-    def write():
+
+def _signal_ready_blocking(path):
+    try:
+        fd = os.open(path, os.O_WRONLY)
         try:
-            fd = os.open(path, os.O_WRONLY)
-            try:
-                os.write(fd, b"ready\n")
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            sys.stderr.write("rock agent: could not signal readiness: %s\n" % exc)
-
-    threads.spawn(write)
+            os.write(fd, b"ready\n")
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        sys.stderr.write("rock agent: could not signal readiness: %s\n" % exc)
 
 
 def main(argv):
@@ -293,11 +302,12 @@ def main(argv):
     listener.bind(path)
     os.umask(old)
     listener.listen(128)
-    if opts["ready"]:
-        signal_ready(opts["ready"])
     from . import bash
 
+    # The spare bash starts before the ready signal: it initialises while the worker connects.
     bash.prewarm()
+    if opts["ready"]:
+        signal_ready(opts["ready"])
     agent.pool.prestart(2)
     while True:
         fd, _ = listener._accept()
