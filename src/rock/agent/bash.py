@@ -17,23 +17,17 @@ import os
 import select
 import _signal as signal
 import struct
-import sys
 import termios
 import time
 
 from . import paths, threads
 from .errors import OpError
-from .server import DEFERRED
 
 DEFAULT_MAX_OUTPUT = 16 << 20
 CMD_FD = 63  # where bash finds the pipe that carries command text
 INTERRUPT_GRACE = 1.0
 SESSION_ENV = {"TERM": "xterm", "PAGER": "cat", "GIT_PAGER": "cat", "MANPAGER": "cat", "SYSTEMD_PAGER": ""}
 
-_sessions = {}
-_lock = threads.Lock()
-_spare = [None]
-_spare_lock = threads.Lock()
 
 
 def _exit_code(status):
@@ -409,165 +403,3 @@ def _rcfile(nonce, cmd_fd):
             "PROMPT_COMMAND='{ __rock_s=$?; printf \"\\036%s%%d;%%s\\037\" \"$__rock_s\" \"$PWD\"; set +m; } 2>/dev/null'\n" % (cmd_fd, nonce.decode())
         )
     return path
-
-
-# -- session registry and ops --------------------------------------------------------
-
-
-SPARE_DELAY = 0.05
-_spare_wanted = []  # a SimpleQueue once the housekeeper runs
-
-
-def _take_spare():
-    with _spare_lock:
-        spare, _spare[0] = _spare[0], None
-    if _spare_wanted:
-        _spare_wanted[0].put(time.monotonic() + SPARE_DELAY)
-    return spare
-
-
-def _housekeeper(wanted):
-    # Starts the next spare a little after one was taken: its bash start-up would compete for
-    # the CPU with the first command the caller is about to send. A long-lived thread, because
-    # starting a thread per request costs milliseconds on a loaded machine.
-    while True:
-        due = wanted.get()
-        delay = due - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        prewarm()
-
-
-def prewarm():
-    """Keep one idle bash started, so session.create does not pay bash's start-up."""
-    if not _spare_wanted:
-        import _queue
-
-        _spare_wanted.append(_queue.SimpleQueue())
-        threads.spawn(_housekeeper, _spare_wanted[0])
-    with _spare_lock:
-        if _spare[0] is not None:
-            return
-    try:
-        session = BashSession("")
-    except OSError as exc:  # session.create will report it to the caller
-        sys.stderr.write("rock agent: could not start a spare bash: %s\n" % exc)
-        return
-    with _spare_lock:
-        if _spare[0] is None:
-            _spare[0] = session
-            return
-    session.close()
-
-
-def get(name):
-    session = _sessions.get(name)
-    if session is None:
-        raise OpError("SessionNotFound", "no session named %r; create it first" % name)
-    return session
-
-
-def create(req):
-    args = req.args
-    name = args["session"]
-    if not isinstance(name, str) or not name:
-        raise OpError("BadRequest", "session must be a non-empty string")
-    env = {str(k): str(v) for k, v in (args.get("env") or {}).items()}
-    if args.get("env_enable"):
-        env["ROCK_ENV_ENABLE"] = "1"
-    cwd = args.get("cwd")
-    if cwd is not None and not os.path.isdir(cwd):
-        raise OpError("NotADirectory", "session cwd %r is not a directory in the sandbox" % cwd)
-    with _lock:
-        old = _sessions.get(name)
-        if old is not None and old.alive:
-            raise OpError("SessionExists", "session %r already exists" % name)
-    session = None if env or cwd else _take_spare()
-    if session is None or not session.alive:
-        session = BashSession(name, env=env, cwd=cwd)
-    session.name = name
-    if not session.ready.wait(30) or not session.alive:
-        session.close()
-        raise OpError("AgentError", "bash did not start for session %r" % name)
-    for path in args.get("startup_source") or []:
-        _run_sync(session, "source %s" % _quote(path))
-    with _lock:
-        _sessions[name] = session
-    return {"session": name}
-
-
-def _run_sync(session, command):
-    class _Waiter:
-        id = 0
-
-        def __init__(self):
-            self.result = None
-            self.done = threads.Event()
-
-        def reply(self, result):
-            self.result = result
-            self.done.set()
-
-    waiter = _Waiter()
-    session.run(waiter, command, False, 60, None, None)
-    waiter.done.wait(65)
-    return waiter.result
-
-
-def _quote(text):
-    return "'" + text.replace("'", "'\\''") + "'"
-
-
-def run(req):
-    a = req.args
-    command = a["command"]
-    if not isinstance(command, str):
-        raise OpError("BadRequest", "command must be a string")
-    get(a["session"]).run(req, command, bool(a.get("stream")), a.get("timeout"), a.get("idle_timeout"), a.get("max_output"))
-    return DEFERRED
-
-
-def wait(req):
-    a = req.args
-    result = get(a["session"]).wait(req, bool(a.get("stream")), a.get("timeout"), a.get("idle_timeout"))
-    return DEFERRED if result is None else result
-
-
-def send_input(req):
-    get(req.args["session"]).send_input(req.args["data"])
-    return {}
-
-
-def interrupt(req):
-    result = get(req.args["session"]).interrupt(req, req.args.get("grace"))
-    return DEFERRED if result is None else result
-
-
-def close(req):
-    with _lock:
-        session = _sessions.pop(req.args["session"], None)
-    if session is None:
-        raise OpError("SessionNotFound", "no session named %r" % req.args["session"])
-    session.close()
-    return {}
-
-
-def list_sessions(req):
-    return {
-        "sessions": [
-            {"session": n, "alive": s.alive, "running": s.current is not None, "pid": s.pid, "cwd": s.cwd}
-            for n, s in sorted(_sessions.items())
-        ]
-    }
-
-
-OPS = {
-    "session.create": create,
-    "session.run": run,
-    "session.wait": wait,
-    "session.input": send_input,
-    "session.interrupt": interrupt,
-    "session.close": close,
-    "session.list": list_sessions,
-}
-INLINE = ("session.run", "session.wait", "session.input", "session.interrupt", "session.list")

@@ -222,18 +222,18 @@ def _ping(req):
     return {"pid": os.getpid(), "python": sys.version.split()[0], "version": VERSION}
 
 
-# Op prefixes and the module that serves them. Only ``bash`` is imported at start-up: the
+# Op prefixes and the module that serves them. Only ``sessions`` is imported at start-up: the
 # rest load on first use, keeping the sandbox's start -> first output path short.
 LAZY_MODULES = {"exec": "procs", "proc.": "procs", "file.": "files", "tar.": "files", "stats": "stats", "env.": "envs"}
 
 
 def build_agent():
-    from . import bash
+    from . import sessions
 
     agent = Agent()
     agent.ops["ping"] = _ping
     agent.inline.add("ping")
-    agent.register(bash)
+    agent.register(sessions)
     return agent
 
 
@@ -302,10 +302,10 @@ def main(argv):
     listener.bind(path)
     os.umask(old)
     listener.listen(128)
-    from . import bash
+    from . import sessions
 
     # The spare bash starts before the ready signal: it initialises while the worker connects.
-    bash.prewarm()
+    sessions.prewarm()
     if opts["ready"]:
         signal_ready(opts["ready"])
     agent.pool.prestart(2)
