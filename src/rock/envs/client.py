@@ -23,6 +23,7 @@ import httpx
 
 from rock.envs.errors import STATUS, EnvError
 from rock.errors import RockError
+from rock.sdk import sync_transport
 from rock.sdk.sandbox.http import error_from
 from rock.sdk.transport import LeanTransport
 
@@ -55,7 +56,11 @@ def raise_for(status: int, raw: bytes) -> None:
 
 
 class SyncHttp:
-    """Blocking keep-alive HTTP/1.1 (stdlib http.client): one connection per thread and admin."""
+    """Blocking keep-alive HTTP/1.1: one connection per thread and admin.
+
+    Plain http:// goes through rock.sdk.sync_transport (lean, ~0.2 ms a call less than
+    http.client); https:// through http.client.
+    """
 
     _local = threading.local()
 
@@ -63,34 +68,45 @@ class SyncHttp:
         self.base = _base(base_url)
         url = urlsplit(self.base)
         self.https = url.scheme == "https"
-        self.host, self.port, self.prefix = url.hostname, url.port, url.path
+        self.host, self.port, self.prefix = url.hostname, url.port or (443 if self.https else 80), url.path
         self.headers = {"Content-Type": "application/json", **_headers(token)}
 
-    def _conn(self, fresh: bool = False) -> http.client.HTTPConnection:
+    def _conn(self, fresh: bool = False):
         conns = self._local.__dict__.setdefault("conns", {})
         key = (self.https, self.host, self.port)
-        if fresh or key not in conns:
-            cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
-            conns[key] = cls(self.host, self.port, timeout=TIMEOUT)
-        return conns[key]
+        conn = conns.get(key)
+        if fresh or conn is None or (not self.https and not conn.open):
+            if conn is not None:
+                conn.close()
+            if self.https:
+                conn = http.client.HTTPSConnection(self.host, self.port, timeout=TIMEOUT)
+            else:
+                conn = sync_transport.Connection(self.host, self.port, TIMEOUT)
+            conns[key] = conn
+        return conn
+
+    def _exchange(self, conn, path: str, data: bytes) -> tuple[int, bytes]:
+        if self.https:
+            conn.request("POST", path, data, self.headers)
+            response = conn.getresponse()
+            return response.status, response.read()
+        response = conn.request("POST", path, data, self.headers)
+        return response.status, response.body
 
     def post(self, path: str, body: dict) -> bytes:
         data = json.dumps(body, separators=(",", ":")).encode()
         for attempt in (0, 1):
-            conn = self._conn(fresh=attempt == 1)
             try:
-                conn.request("POST", self.prefix + GEM + path, data, self.headers)
-                response = conn.getresponse()
-                raw = response.read()
+                status, raw = self._exchange(self._conn(fresh=attempt == 1), self.prefix + GEM + path, data)
                 break
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            except (sync_transport.ConnectionDropped, http.client.RemoteDisconnected, BrokenPipeError,
+                    ConnectionResetError):
                 # The server closed a kept-alive idle connection before reading the request:
                 # nothing ran, so sending again on a new connection is safe.
-                conn.close()
                 if attempt == 1:
                     raise
-        if response.status >= 400:
-            raise_for(response.status, raw)
+        if status >= 400:
+            raise_for(status, raw)
         return raw
 
 
