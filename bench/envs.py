@@ -16,7 +16,6 @@ and its env sandboxes afterwards. ``python -m bench --only envs`` runs it alone.
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import random
 import socket
@@ -27,6 +26,7 @@ import time
 from urllib.parse import urlsplit
 
 from bench.report import Context, record
+from rock.sdk import sync_transport
 
 NUM_ENVS = 256
 # (env id, rounds of 256 steps): Sokoban is the seed's game (its step alone costs ~0.45 ms here).
@@ -49,13 +49,13 @@ def _p50_ms(samples: list[float]) -> float:
 
 
 def _health_floor(base_url: str, n: int) -> list[float]:
+    """The admin's bare HTTP round trip on the connection kind rock.make uses (the lean sync one)."""
     url = urlsplit(base_url)
-    conn = http.client.HTTPConnection(url.hostname, url.port)
+    conn = sync_transport.Connection(url.hostname, url.port, 60)
     times = []
     for _ in range(n + 50):
         t = time.perf_counter()
-        conn.request("GET", "/health")
-        conn.getresponse().read()
+        conn.request("GET", "/health", b"", {})
         times.append(time.perf_counter() - t)
     conn.close()
     return times[50:]
