@@ -6,16 +6,15 @@ the agent's framing (``protocol.py``) over its stdin/stdout pipes and handles on
 time on its main thread, so a step costs a few microseconds of overhead beyond the env itself.
 
 Isolation between the envs of one host:
-- an exception in one env's code is caught and returned as that call's error;
-- a call running longer than its timeout is interrupted by SIGALRM (works for Python code and
-  blocking syscalls); the env is then marked broken, the others carry on. Code stuck inside a
-  C extension cannot be interrupted: the agent's watchdog kills the whole host then;
+- an exception in one env's code is caught and returned as that call's error, and a call
+  running longer than its timeout is interrupted and marks its env broken (``envguard.py``);
 - ``print()`` in env code cannot corrupt the protocol: fd 1 is pointed at stderr and the
   protocol uses private duplicates of the original pipes;
-- every env gets its own global ``random`` / ``numpy.random`` state (``RngIsolation``), so
+- every env gets its own global ``random`` / ``numpy.random`` state (``envrng.py``), so
   the observations of one env do not depend on what the other envs of the host do.
 
-Standard library only at import time (it may run under any image's python3).
+Standard library only at import time (it may run under any image's python3). Its siblings
+(``protocol``, ``envguard``, ``envrng``) are loaded by path, see ``_sibling``.
 """
 
 import importlib
@@ -24,10 +23,8 @@ import json
 import os
 import signal
 import socket
-import struct
 import sys
 import time
-import traceback
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -42,110 +39,9 @@ def _sibling(name):
 
 
 protocol = _sibling("protocol")
-BUSY = struct.Struct("=dd")
-
-
-class RngIsolation:
-    """Swaps the global ``random`` and ``numpy.random`` states so each env has its own.
-
-    gem's games draw from the module-level generators (``random.choice`` in Game2048.step, ...),
-    which in-process would make one env's outcomes depend on every other env's calls. Saving
-    and restoring through ``getstate()``/``set_state()`` costs ~130 us per switch (as much as
-    the step of a simple game), so the MT19937 states (2,500 bytes each) are copied directly
-    from memory through ctypes arrays laid over them (~0.2 us a copy); the layout is verified
-    against ``getstate()`` at start-up and the slow API is used if it does not match. Not covered: numpy's cached second Gaussian of
-    ``np.random.normal`` (rarely used by text games).
-    """
-
-    SIZE = 2500  # int index + uint32[624] (CPython), uint32[624] + int pos (numpy)
-
-    def __init__(self):
-        import random
-
-        self.random = random
-        self.owner = None
-        self.mode = "slow"
-        self.np = sys.modules.get("numpy")
-        try:
-            self._init_fast()
-            self.mode = "fast"
-        except Exception:
-            self._fast = None
-
-    def _init_fast(self):
-        import ctypes
-        import struct
-
-        inst = self.random._inst
-        py_addr = id(inst) + 2 * ctypes.sizeof(ctypes.c_void_p)  # after PyObject_HEAD
-        values = struct.unpack("=i624I", ctypes.string_at(py_addr, self.SIZE))
-        state = self.random.getstate()[1]
-        if values[1:] != state[:624] or values[0] != state[624]:
-            raise RuntimeError("unexpected random.Random layout")
-        np_addr = None
-        if self.np is not None:
-            bitgen = self.np.random.mtrand._rand._bit_generator
-            np_addr = bitgen.ctypes.state_address
-            values = struct.unpack("=624Ii", ctypes.string_at(np_addr, self.SIZE))
-            nstate = bitgen.state["state"]
-            if list(values[:624]) != [int(k) for k in nstate["key"]] or values[624] != nstate["pos"]:
-                raise RuntimeError("unexpected MT19937 layout")
-        view = ctypes.c_char * self.SIZE
-        self._fast = (inst, view.from_address(py_addr), view.from_address(np_addr) if np_addr else None)
-        probe = self.save()
-        first = [self.random.random() for _ in range(700)]
-        self.load(probe)
-        if first != [self.random.random() for _ in range(700)]:
-            raise RuntimeError("random state copy does not round-trip")
-
-    def save(self):
-        if self._fast is None:
-            return (self.random.getstate(), self.np.random.get_state() if self.np is not None else None)
-        inst, py_mem, np_mem = self._fast
-        return py_mem.raw, inst.gauss_next, np_mem.raw if np_mem is not None else None
-
-    def load(self, state):
-        if self._fast is None:
-            self.random.setstate(state[0])
-            if state[1] is not None:
-                self.np.random.set_state(state[1])
-            return
-        inst, py_mem, np_mem = self._fast
-        py_mem.raw = state[0]
-        inst.gauss_next = state[1]
-        if np_mem is not None:
-            np_mem.raw = state[2]
-
-    def enter(self, env):
-        """Make ``env``'s states the global ones (a new env starts from fresh entropy, like a new
-        process would)."""
-        if self.owner is env:
-            return
-        if self.owner is not None:
-            self.owner.rng = self.save()
-        if env.rng is None:
-            self.random.seed()
-            if self.np is not None:
-                self.np.random.seed()
-        else:
-            self.load(env.rng)
-        self.owner = env
-
-    def forget(self, env):
-        if self.owner is env:
-            self.owner = None
-
-
-class CallTimeout(BaseException):
-    """Raised by the SIGALRM handler inside env code that overstays its deadline; a BaseException
-    so ``except Exception`` in env code cannot swallow it."""
-
-
-class Failure(Exception):
-    def __init__(self, type_, message):
-        Exception.__init__(self, message)
-        self.type = type_
-        self.message = message
+envguard = _sibling("envguard")
+RngIsolation = _sibling("envrng").RngIsolation
+Failure, Guard, describe = envguard.Failure, envguard.Guard, envguard.describe
 
 
 def jsonable(value):
@@ -165,16 +61,6 @@ def jsonable(value):
 
 def dumps(obj):
     return json.dumps(obj, default=jsonable, separators=(",", ":")).encode()
-
-
-def describe(exc):
-    """'Type: message (at file:line in func)' naming the innermost frame of the env's code."""
-    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    tb = traceback.extract_tb(exc.__traceback__)
-    if tb:
-        frame = tb[-1]
-        text += " (at %s:%d in %s)" % (frame.filename, frame.lineno, frame.name)
-    return text[:4000]
 
 
 def offline_nltk():
@@ -217,48 +103,8 @@ class Host:
         self.envs = {}
         self.rng = RngIsolation()
         self.gem = None
-        # Shared with the agent's watchdog: (monotonic start, timeout) of the running env call.
-        self.busy = busy
-        # Timeouts without a syscall per call (a setitimer costs as much as a simple game's
-        # step): while a request runs, SIGALRM ticks at a quarter of the shortest timeout and the
-        # handler interrupts the env call only once its own deadline has passed.
-        self.deadline = None
-        self.tick = None
-
-    def on_alarm(self, signum, frame):
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            self.deadline = None
-            raise CallTimeout()
-
-    # -- guarded execution -------------------------------------------------------------
-
-    def guarded(self, env, what, fn, *args):
-        """Run env code with its own RNG state, its timeout, and its errors contained."""
-        if env.broken:
-            raise Failure("EnvBroken", "env %s (%s) is unusable: %s; close it and make a new one" % (env.id, env.env_id, env.broken))
-        self.rng.enter(env)
-        env.last_used = time.time()
-        start = time.monotonic()
-        try:
-            if env.timeout:
-                if self.tick is None or env.timeout / 4 < self.tick:
-                    self.tick = min(0.25, env.timeout / 4)
-                    signal.setitimer(signal.ITIMER_REAL, self.tick, self.tick)
-                self.deadline = start + env.timeout
-            if self.busy is not None:
-                BUSY.pack_into(self.busy, 0, start, env.timeout or 0.0)
-            try:
-                return fn(*args)
-            finally:
-                self.deadline = None
-        except CallTimeout:
-            env.broken = "%s timed out after %gs" % (what, env.timeout)
-            raise Failure("EnvTimeout", "env %s (%s): %s; the env was marked broken, the other envs are unaffected"
-                          % (env.id, env.env_id, env.broken))
-        except Failure:
-            raise
-        except BaseException as exc:  # SystemExit and KeyboardInterrupt from env code too
-            raise Failure("EnvError", "env %s (%s) raised in %s: %s" % (env.id, env.env_id, what, describe(exc)))
+        self.guard = Guard(self.rng, busy)
+        self.guarded = self.guard.guarded  # bound once: every step goes through it
 
     def env(self, args):
         env = self.envs.get(args.get("env"))
@@ -389,19 +235,11 @@ class Host:
     # agent and the admin: the observation is encoded once, here.
     BODY_OPS = ("reset", "step", "batch")
 
-    def idle(self):
-        """End of a request: stop the tick, tell the watchdog nothing runs."""
-        if self.tick is not None:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            self.tick = None
-        if self.busy is not None:
-            BUSY.pack_into(self.busy, 0, 0.0, 0.0)
-
     def handle(self, meta):
         try:
             return self._handle(meta)
         finally:
-            self.idle()
+            self.guard.idle()
 
     def _handle(self, meta):
         op = meta.get("op")
@@ -476,9 +314,9 @@ def serve(argv):
     if opts["busy-fd"] is not None:
         import mmap
 
-        busy = mmap.mmap(int(opts["busy-fd"]), BUSY.size)
+        busy = mmap.mmap(int(opts["busy-fd"]), envguard.BUSY.size)
     host = Host(busy)
-    signal.signal(signal.SIGALRM, host.on_alarm)
+    signal.signal(signal.SIGALRM, host.guard.on_alarm)
     import selectors
 
     sel = selectors.DefaultSelector()

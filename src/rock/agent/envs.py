@@ -12,13 +12,13 @@ The host also listens on its own socket next to the agent's (``/.rock/run/eh<n>.
 worker sends reset/step/batch there directly and saves the hop through this process. ``env.make``
 and ``env.list`` tell the worker where that socket is. Everything also works through the agent.
 
-Failure handling: an env's exception or timeout is its call's error (the host contains it). The
-host marks each env call's start and timeout in a small shared memory block; if a call overstays
-its timeout plus a grace period (code stuck in C where SIGALRM cannot reach), the watchdog kills
-the host. When the host dies, every pending call fails with ``EnvHostDied``, its envs report
-``EnvLost`` with the reason, and the next ``env.make`` starts a fresh host.
+Failure handling: an env's exception or timeout is its call's error (the host contains it), and
+a host stuck in C code where its timeout cannot reach is killed by the watchdog (``envguard.py``).
+When the host dies, every pending call fails with ``EnvHostDied``, its envs report ``EnvLost``
+with the reason, and the next ``env.make`` starts a fresh host.
 """
 
+import _queue
 import collections
 import hashlib
 import itertools
@@ -27,21 +27,18 @@ import mmap
 import os
 import select
 import signal
-import struct
 import subprocess
 import sys
 import threading
 import time
 
 from . import paths, protocol
+from .envguard import BUSY, watch
 from .errors import OpError
 from .server import DEFERRED
 
 HOST_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "envhost.py")
-# Extra time the watchdog allows beyond a call's own timeout before it declares the host stuck.
-GRACE = float(os.environ.get("ROCK_ENV_GRACE", "5"))
 START_TIMEOUT = 60.0
-BUSY = struct.Struct("=dd")  # shared with the host: (monotonic start, timeout) of its running call
 
 _lock = threading.Lock()
 _hosts = {}  # python path -> Host
@@ -96,7 +93,7 @@ class Host:
         self.stderr_tail = collections.deque(maxlen=64)
         self.ready = threading.Event()
         self.started = time.time()
-        for target in (self._read, self._drain_stderr, self._watch, self._write):
+        for target in (self._read, self._drain_stderr, lambda: watch(self.busy, self.gone, self.kill), self._write):
             threading.Thread(target=target, daemon=True).start()
         if not self.ready.wait(START_TIMEOUT) or not self.alive:
             self.kill("it did not start within %ds" % START_TIMEOUT)
@@ -211,22 +208,6 @@ class Host:
         for on_done in pending.values():
             on_done(error, b"")
 
-    def _watch(self):
-        """Kill the host when one env call overstays its timeout plus GRACE. Between calls it
-        looks once a second; during a call it sleeps until that call's deadline."""
-        while not self.gone.is_set():
-            start, timeout = BUSY.unpack_from(self.busy, 0)
-            if not start or not timeout:
-                self.gone.wait(min(1.0, GRACE))
-                continue
-            left = start + timeout + GRACE - time.monotonic()
-            if left > 0:
-                self.gone.wait(left)
-            elif BUSY.unpack_from(self.busy, 0) == (start, timeout):
-                self.kill("an env call ran %.0fs, beyond its %gs timeout, where the timeout cannot interrupt it "
-                          "(e.g. inside a C extension); the host was killed" % (time.monotonic() - start, timeout))
-                return
-
     def kill(self, reason):
         if self.kill_reason is None:
             self.kill_reason = reason
@@ -236,16 +217,13 @@ class Host:
             pass
 
 
-_spawn_queue = []
-_spawn_cond = threading.Condition()
+_spawn_queue = _queue.SimpleQueue()
+_spawn_lock = threading.Lock()
 
 
 def _spawner():
     while True:
-        with _spawn_cond:
-            while not _spawn_queue:
-                _spawn_cond.wait()
-            fn, box, done = _spawn_queue.pop(0)
+        fn, box, done = _spawn_queue.get()
         try:
             box.append((True, fn()))
         except BaseException as exc:
@@ -258,12 +236,11 @@ def _from_spawner(fn):
     parent dies (PR_SET_PDEATHSIG), and "parent" means the spawning *thread*: a pool thread
     that retires would take the host with it."""
     box, done = [], threading.Event()
-    with _spawn_cond:
+    with _spawn_lock:
         if not getattr(_spawner, "started", False):
             threading.Thread(target=_spawner, name="rock-envhost-spawner", daemon=True).start()
             _spawner.started = True
-        _spawn_queue.append((fn, box, done))
-        _spawn_cond.notify()
+    _spawn_queue.put((fn, box, done))
     done.wait()
     ok, value = box[0]
     if not ok:
@@ -278,19 +255,13 @@ def _unlink(path):
         pass
 
 
-def _host_env():
-    env = dict(os.environ)
-    env.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download at run time
-    return env
-
-
 def get_host(python=None):
     python = python or os.environ.get("ROCK_HOST_PYTHON") or sys.executable
     with _lock:
         host = _hosts.get(python)
         if host is not None and host.alive:
             return host
-        host = Host(python, _host_env())
+        host = Host(python, dict({"HF_HUB_OFFLINE": "1"}, **os.environ))  # nothing may download at run time
         _hosts[python] = host
         return host
 

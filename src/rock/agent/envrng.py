@@ -1,0 +1,102 @@
+"""Per-env global RNG state for the env host (``envhost.py``): every env of a host gets its own
+``random`` / ``numpy.random`` state, so the observations of one env do not depend on what the
+other envs of the host do.
+
+Standard library only (numpy is used only if the host already imported it). Loaded by the env
+host by path, like its other siblings.
+"""
+
+import sys
+
+
+class RngIsolation:
+    """Swaps the global ``random`` and ``numpy.random`` states so each env has its own.
+
+    gem's games draw from the module-level generators (``random.choice`` in Game2048.step, ...),
+    which in-process would make one env's outcomes depend on every other env's calls. Saving
+    and restoring through ``getstate()``/``set_state()`` costs ~130 us per switch (as much as
+    the step of a simple game), so the MT19937 states (2,500 bytes each) are copied directly
+    from memory through ctypes arrays laid over them (~0.2 us a copy); the layout is verified
+    against ``getstate()`` at start-up and the slow API is used if it does not match. Not
+    covered: numpy's cached second Gaussian of ``np.random.normal`` (rarely used by text games).
+
+    An env is any object with an ``rng`` attribute (None until its first switch-out).
+    """
+
+    SIZE = 2500  # int index + uint32[624] (CPython), uint32[624] + int pos (numpy)
+
+    def __init__(self):
+        import random
+
+        self.random = random
+        self.owner = None
+        self.mode = "slow"
+        self.np = sys.modules.get("numpy")
+        try:
+            self._init_fast()
+            self.mode = "fast"
+        except Exception:
+            self._fast = None
+
+    def _init_fast(self):
+        import ctypes
+        import struct
+
+        inst = self.random._inst
+        py_addr = id(inst) + 2 * ctypes.sizeof(ctypes.c_void_p)  # after PyObject_HEAD
+        values = struct.unpack("=i624I", ctypes.string_at(py_addr, self.SIZE))
+        state = self.random.getstate()[1]
+        if values[1:] != state[:624] or values[0] != state[624]:
+            raise RuntimeError("unexpected random.Random layout")
+        np_addr = None
+        if self.np is not None:
+            bitgen = self.np.random.mtrand._rand._bit_generator
+            np_addr = bitgen.ctypes.state_address
+            values = struct.unpack("=624Ii", ctypes.string_at(np_addr, self.SIZE))
+            nstate = bitgen.state["state"]
+            if list(values[:624]) != [int(k) for k in nstate["key"]] or values[624] != nstate["pos"]:
+                raise RuntimeError("unexpected MT19937 layout")
+        view = ctypes.c_char * self.SIZE
+        self._fast = (inst, view.from_address(py_addr), view.from_address(np_addr) if np_addr else None)
+        probe = self.save()
+        first = [self.random.random() for _ in range(700)]
+        self.load(probe)
+        if first != [self.random.random() for _ in range(700)]:
+            raise RuntimeError("random state copy does not round-trip")
+
+    def save(self):
+        if self._fast is None:
+            return (self.random.getstate(), self.np.random.get_state() if self.np is not None else None)
+        inst, py_mem, np_mem = self._fast
+        return py_mem.raw, inst.gauss_next, np_mem.raw if np_mem is not None else None
+
+    def load(self, state):
+        if self._fast is None:
+            self.random.setstate(state[0])
+            if state[1] is not None:
+                self.np.random.set_state(state[1])
+            return
+        inst, py_mem, np_mem = self._fast
+        py_mem.raw = state[0]
+        inst.gauss_next = state[1]
+        if np_mem is not None:
+            np_mem.raw = state[2]
+
+    def enter(self, env):
+        """Make ``env``'s states the global ones (a new env starts from fresh entropy, like a new
+        process would)."""
+        if self.owner is env:
+            return
+        if self.owner is not None:
+            self.owner.rng = self.save()
+        if env.rng is None:
+            self.random.seed()
+            if self.np is not None:
+                self.np.random.seed()
+        else:
+            self.load(env.rng)
+        self.owner = env
+
+    def forget(self, env):
+        if self.owner is env:
+            self.owner = None
