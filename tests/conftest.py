@@ -122,6 +122,27 @@ async def sandboxes():
         await runtime.destroy(handle)
 
 
+
+# The real rl-rock SDK, in a venv of its own (installed once from PyPI): the arbiter of wire
+# compatibility for the sandbox and env tests alike.
+RLROCK_VENV = Path(os.environ.get("ROCK_TEST_RLROCK_VENV") or Path(tempfile.gettempdir()) / "rock-test-rlrock-venv")
+
+
+@pytest.fixture(scope="session")
+def rlrock_python() -> Path:
+    import subprocess
+    import sys
+
+    python = RLROCK_VENV / "bin" / "python"
+    probe = [str(python), "-c", "import rock.sdk.sandbox.client, rock.sdk.envs"]
+    if not python.exists() or subprocess.run(probe, capture_output=True).returncode != 0:
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(RLROCK_VENV)], check=True)
+        proc = subprocess.run([str(python), "-m", "pip", "install", "-q", "rl-rock"], capture_output=True, text=True,
+                              timeout=900)
+        if proc.returncode != 0:
+            pytest.fail(f"installing rl-rock from PyPI failed:\n{proc.stderr[-2000:]}")
+    return python
+
 # -- session-end leak check ------------------------------------------------------------------
 
 # Owner keys of every Runtime made in this session (by these fixtures or by a worker under

@@ -65,15 +65,3 @@ async def env_agent(tmp_path):
     proc.wait()
     # The env hosts die with their agent (PR_SET_PDEATHSIG): nothing of ours is left behind.
     assert wait_gone(pids) == []
-
-
-@pytest.fixture(scope="session")
-def rlrock_python() -> str:
-    """The interpreter of a venv with the real rl-rock SDK (made once with pip if missing)."""
-    venv = Path(os.environ.get("ROCK_TEST_RLROCK_VENV", "/tmp/rlrock-envs"))
-    python = venv / "bin" / "python"
-    check = [str(python), "-c", "import rock.sdk.envs"]
-    if not python.exists() or subprocess.run(check, capture_output=True).returncode != 0:
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "rl-rock"], check=True, timeout=900)
-    return str(python)

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
-import pytest
 
-VENV = Path(tempfile.gettempdir()) / "rock-test-rlrock-venv"
+from tests.conftest import RLROCK_VENV
+
 
 SCRIPT = r'''
 import asyncio, os, sys, tempfile
@@ -21,7 +18,7 @@ from rock.sdk.sandbox.config import SandboxConfig
 
 async def main():
     import rock.sdk.sandbox.client as client_module
-    assert "rock-test-rlrock-venv" in client_module.__file__, client_module.__file__  # the real rl-rock
+    assert os.environ["RLROCK_VENV"] in client_module.__file__, client_module.__file__  # the real rl-rock
     sandbox = Sandbox(SandboxConfig(image="python:3.11", memory="512m", cpus=1, auto_clear_seconds=600))
     await sandbox.start()
     print("started", sandbox.sandbox_id)
@@ -49,24 +46,12 @@ asyncio.run(main())
 '''
 
 
-@pytest.fixture(scope="session")
-def rlrock_python() -> Path:
-    python = VENV / "bin" / "python"
-    if not python.exists() or subprocess.run([python, "-c", "import rock.sdk.sandbox.client"],
-                                             capture_output=True).returncode != 0:
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
-        proc = subprocess.run([python, "-m", "pip", "install", "-q", "rl-rock"], capture_output=True, text=True,
-                              timeout=900)
-        if proc.returncode != 0:
-            pytest.fail(f"installing rl-rock from PyPI failed:\n{proc.stderr[-2000:]}")
-    return python
-
-
 def test_real_rl_rock_sdk_against_our_admin(admin, rlrock_python, tmp_path):
     script = tmp_path / "rl.py"
     script.write_text(SCRIPT)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["ROCK_BASE_URL"] = admin.url
+    env["RLROCK_VENV"] = str(RLROCK_VENV)
     proc = subprocess.run([rlrock_python, "-I", str(script)], env=env, capture_output=True, text=True, timeout=300,
                           cwd=tmp_path)
     assert proc.returncode == 0 and "RL-ROCK OK" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-4000:]
