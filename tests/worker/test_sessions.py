@@ -155,3 +155,14 @@ async def test_duplicate_and_unknown_sessions(box, session):
         await box.create_session(session)
     with pytest.raises(SessionNotFound):
         await box.run("no-such-session", "echo")
+
+
+async def test_start_up_noise_is_not_the_first_commands_output(box):
+    # create_session returns before bash's first prompt; what rc files print belongs to no command.
+    await box.write_file("/tmp/noisy-home/.bashrc", b"echo noise-from-bashrc\nexport FROM_RC=1\n")
+    await box.create_session("noisy", env={"HOME": "/tmp/noisy-home"}, env_enable=True)
+    try:
+        result = await box.run("noisy", "echo clean $FROM_RC")
+        assert (result.output, result.exit_code) == ("clean 1\n", 0)
+    finally:
+        await box.close_session("noisy")

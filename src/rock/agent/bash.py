@@ -251,7 +251,8 @@ class BashSession:
 
     def _emit(self, data):
         cmd = self.current
-        if not data or cmd is None or cmd.result is not None:
+        # What bash prints before its first prompt (rc files) belongs to no command.
+        if not data or cmd is None or cmd.result is not None or not self.ready.is_set():
             return
         cmd.last_output = time.monotonic()
         cmd.output.add(data)

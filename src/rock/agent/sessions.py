@@ -87,9 +87,11 @@ def create(req):
     if session is None or not session.alive:
         session = BashSession(name, env=env, cwd=cwd)
     session.name = name
-    if not session.ready.wait(30) or not session.alive:
-        session.close()
-        raise OpError("AgentError", "bash did not start for session %r" % name)
+    # No wait for bash's first prompt: a command sent now waits in the pty until bash reads it,
+    # so bash's start-up overlaps the caller's next round trip. A bash that dies while starting
+    # ends that command with status "ended" and its exit code.
+    if not session.alive:
+        raise OpError("AgentError", "bash did not start for session %r (exit code %s)" % (name, session.exit_code))
     for path in args.get("startup_source") or []:
         _run_sync(session, "source %s" % _quote(path))
     with _lock:
