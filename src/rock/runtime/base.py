@@ -31,6 +31,12 @@ from rock.errors import SandboxStartError
 AGENT_SRC = Path(__file__).resolve().parent.parent / "agent"
 SANDBOX_LIB = "/.rock/lib"
 SANDBOX_RUN = "/.rock/run"
+# What root inside any sandbox may still do: own and chmod files (package managers, tar, the
+# agent's chown op), bypass file permissions as root does, drop to another uid/gid (apt's _apt
+# user, su), and signal processes of other uids. Not: mount, raw sockets, mknod, tracing other
+# users' processes, module loading, or anything else in CAP_SYS_*. Backends add
+# NET_BIND_SERVICE only where the sandbox has a network namespace of its own.
+SANDBOX_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID")
 SOCKET_NAME = "agent.sock"
 READY_NAME = "ready"
 # How long a backend waits for the agent's ready line (a first start of an image can be slow).

@@ -37,6 +37,7 @@ from rock.runtime import cgroups
 from rock.runtime.base import (
     AGENT_SRC,
     READY_TIMEOUT,
+    SANDBOX_CAPS,
     SANDBOX_LIB,
     SANDBOX_RUN,
     ResourceStats,
@@ -51,11 +52,7 @@ from rock.runtime.base import (
 
 log = logging.getLogger("rock.runtime.bwrap")
 
-# What root inside the sandbox may still do: own and chmod files (package managers, tar,
-# the agent's chown op), bypass file permissions as root does, drop to another uid/gid
-# (apt's _apt user, su), and signal processes of other uids. Not: mount, raw sockets,
-# mknod, tracing other users' processes, module loading, or anything else in CAP_SYS_*.
-CAPS = ("CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID")
+CAPS = tuple("CAP_" + cap for cap in SANDBOX_CAPS)
 # Ports below 1024 are only harmless in the sandbox's own network namespace.
 CAPS_PRIVATE_NET = ("CAP_NET_BIND_SERVICE",)
 # Host directories that hold users', daemons' or other sandboxes' data: hidden behind a

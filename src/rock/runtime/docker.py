@@ -35,6 +35,7 @@ from rock.runtime import cgroups
 from rock.runtime.base import (
     AGENT_SRC,
     READY_TIMEOUT,
+    SANDBOX_CAPS,
     SANDBOX_LIB,
     SANDBOX_RUN,
     ResourceStats,
@@ -45,12 +46,10 @@ from rock.runtime.base import (
 
 log = logging.getLogger("rock.runtime.docker")
 
-# Docker's default set minus what a sandbox does not need (MKNOD, NET_RAW, SYS_CHROOT,
-# SETFCAP, SETPCAP, AUDIT_WRITE). Kept: owning and chmod-ing files (apt/dpkg, tar, the
-# agent's chown op), root's permission bypass, dropping to another uid/gid (apt's _apt
-# user, su), signalling other uids' processes, and binding ports < 1024 inside the
-# container's own network namespace (task servers on :80).
-CAPS = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "NET_BIND_SERVICE"]
+# Docker's default set minus what a sandbox does not need (MKNOD, NET_RAW, SYS_CHROOT, SETFCAP,
+# SETPCAP, AUDIT_WRITE): the shared set, plus ports < 1024, which only reach the container's own
+# network namespace (task servers on :80).
+CAPS = [*SANDBOX_CAPS, "NET_BIND_SERVICE"]
 LABEL = "rock.managed"
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")  # what Docker accepts in a container name
 
