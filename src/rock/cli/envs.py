@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 
 import httpx
 
+from rock.cli import add_admin_options
 from rock.cli.output import Out
 from rock.envs.catalog import Catalog, UserEnv
 
@@ -21,8 +21,7 @@ GEM = "/apis/v1/envs/gem"
 
 def add_parser(sub) -> None:
     p = sub.add_parser("envs", help="GEM envs: which ids exist and can run here; register your own")
-    p.add_argument("--url", default=os.environ.get("ROCK_BASE_URL", "http://127.0.0.1:8080"), help="admin URL")
-    p.add_argument("--token", default=os.environ.get("ROCK_TOKEN"), help="API token (or $ROCK_TOKEN)")
+    add_admin_options(p)
     s = p.add_subparsers(dest="envs_cmd", required=True)
 
     ls = s.add_parser("list", help="every env id with its availability (and why not)")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 
+from rock.cli import add_admin_options
 from rock.cli.output import Out
 from rock.errors import RockError
 from rock.sdk.sandbox.client import Sandbox
@@ -14,8 +14,7 @@ from rock.sdk.sandbox.config import SandboxConfig
 
 def add_parser(sub) -> None:
     p = sub.add_parser("sandbox", help="create and use sandboxes on a running admin")
-    p.add_argument("--url", default=os.environ.get("ROCK_BASE_URL", "http://127.0.0.1:8080"), help="admin URL")
-    p.add_argument("--token", default=os.environ.get("ROCK_TOKEN"), help="API token (or $ROCK_TOKEN)")
+    add_admin_options(p)
     s = p.add_subparsers(dest="sandbox_cmd", required=True)
 
     c = s.add_parser("create", help="start a sandbox and print its id")
