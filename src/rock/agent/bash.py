@@ -97,7 +97,8 @@ class BashSession:
         _pwrite_all(self._cmd_fd, command.encode("utf-8", "surrogateescape") + b"\0")
         self._restore_termios()
         os.write(self.master, self._trigger)
-        self._wake()
+        if cmd.deadline is not None or cmd.idle_timeout:
+            self._wake()  # the reader sleeps without a timeout while idle: give it the new timers
 
     def wait(self, req, stream, timeout, idle_timeout):
         with self._lock:
