@@ -15,7 +15,7 @@ waiting caller costs no thread.
 
 import codecs
 import fcntl
-import os
+from . import fastos as os
 import select
 import _signal as signal
 import struct
@@ -57,7 +57,7 @@ class BashSession:
         attrs[3] &= ~(termios.ECHO | termios.ECHONL)
         termios.tcsetattr(slave, termios.TCSANOW, attrs)
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-        self._cmd_path = os.path.join(paths.private("sessions"), "cmd-" + self.nonce.decode())
+        self._cmd_path = os.join(paths.private("sessions"), "cmd-" + self.nonce.decode())
         self._cmd_fd = os.open(self._cmd_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._rc_path = _rcfile(self.nonce, self._cmd_path)
         full_env = dict(os.environ)
@@ -346,7 +346,7 @@ def _session_members(sid):
 
 def _rcfile(nonce, cmd_path):
     """The init file each session's bash reads; PROMPT_COMMAND reports status and cwd."""
-    path = os.path.join(paths.private("sessions"), "rc-" + nonce.decode())
+    path = os.join(paths.private("sessions"), "rc-" + nonce.decode())
     with open(path, "w") as f:
         f.write(
             "set +o history +H +m\n"

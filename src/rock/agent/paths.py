@@ -4,13 +4,13 @@ The run directory the agent's socket lives in: always writable, also in read-onl
 private to the sandbox. Set once by ``server.main``.
 """
 
-import os
+from . import fastos as os
 
 run_dir = ["/tmp"]
 
 
 def private(name):
-    path = os.path.join(run_dir[0], name)
-    if not os.path.isdir(path):
-        os.makedirs(path, mode=0o700, exist_ok=True)
+    path = os.join(run_dir[0], name)
+    if not os.isdir(path):
+        os.makedirs(path, 0o700)
     return path

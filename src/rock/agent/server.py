@@ -8,9 +8,9 @@ connection's thread; everything else runs on a small pool of reusable threads.
 
 import _queue
 import _socket
-import os
 import sys
 
+from . import fastos as os
 from . import protocol, threads
 from .errors import OpError, from_os_error
 
@@ -290,8 +290,7 @@ def main(argv):
     from . import paths
 
     path = opts["socket"]
-    paths.run_dir[0] = os.path.dirname(os.path.abspath(path))
-    agent = build_agent()
+    paths.run_dir[0] = os.dirname(os.abspath(path))
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -302,12 +301,15 @@ def main(argv):
     listener.bind(path)
     os.umask(old)
     listener.listen(128)
-    from . import sessions
-
-    # The spare bash starts before the ready signal: it initialises while the worker connects.
-    sessions.prewarm()
+    # Ready as soon as the socket listens: the worker's own work after the signal, its connect
+    # and its first request (queued in the backlog) overlap with loading the ops and starting
+    # the spare bash below, instead of waiting for them.
     if opts["ready"]:
         signal_ready(opts["ready"])
+    agent = build_agent()
+    from . import sessions
+
+    sessions.prewarm()
     agent.pool.prestart(2)
     while True:
         fd, _ = listener._accept()

@@ -1,9 +1,9 @@
 """Named bash sessions: the registry, a spare bash kept ready, and the ``session.*`` ops."""
 
-import os
 import sys
 import time
 
+from . import fastos as os
 from . import threads
 from .bash import BashSession
 from .errors import OpError
@@ -77,7 +77,7 @@ def create(req):
     if args.get("env_enable"):
         env["ROCK_ENV_ENABLE"] = "1"
     cwd = args.get("cwd")
-    if cwd is not None and not os.path.isdir(cwd):
+    if cwd is not None and not os.isdir(cwd):
         raise OpError("NotADirectory", "session cwd %r is not a directory in the sandbox" % cwd)
     with _lock:
         old = _sessions.get(name)
