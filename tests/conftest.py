@@ -70,6 +70,7 @@ async def make_runtime(settings):
     yield make
     for rt in made:
         await rt.reap(set())
+        await rt.close()
 
 
 @pytest.fixture(params=BACKENDS)

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     default_cpus: float = 1.0
     pids_limit: int = 1024
     pool_size: int = 0
+    # bwrap: fork each sandbox's agent from one pre-started agent instead of starting Python
+    # in every sandbox (see rock/agent/zygote.py); off starts the agent as bwrap's command.
+    bwrap_zygote: bool = True
     host_python: str = Field(default_factory=lambda: os.path.realpath(sys.executable))
     max_output_bytes: int = 8 << 20
 

@@ -122,6 +122,12 @@ class Runtime(abc.ABC):
     async def stats(self, handle: RuntimeHandle) -> ResourceStats:
         return ResourceStats()
 
+    async def start(self) -> None:
+        """Prepare, once per worker, what every create needs (off the first create's path)."""
+
+    async def close(self) -> None:
+        """Release what ``start`` prepared; running sandboxes are not touched."""
+
     async def reap(self, known: set[str]) -> list[str]:
         """Remove leftovers of this owner that no known sandbox uses; return their sandbox ids.
 
@@ -167,31 +173,55 @@ class Runtime(abc.ABC):
 
         ``died`` completes if the sandbox's first process exits first (its result is the reason).
         """
+        fifo = ReadyFifo(run_dir)
+        try:
+            await fifo.wait(b"ready", [died] if died is not None else [], timeout)
+        finally:
+            fifo.close()
+
+
+class ReadyFifo:
+    """The FIFO a sandbox reports its start-up on, one line per stage ("ready" from the agent;
+    before it, "up" from bwrap's stub when the agent comes from the zygote). Kept open from
+    before the first stage to the last, so no line is lost in between."""
+
+    def __init__(self, run_dir: Path):
+        # O_RDWR keeps the FIFO from reporting EOF before a writer opens it.
+        self.fd = os.open(run_dir / READY_NAME, os.O_RDWR | os.O_NONBLOCK)
+        self.seen: set[bytes] = set()
+        self._buf = b""
+
+    async def wait(self, line: bytes, died: list[asyncio.Future], timeout: float) -> None:
+        """Wait for ``line``; fail with the result of whichever of ``died`` completes first."""
         loop = asyncio.get_running_loop()
-        # O_RDWR keeps the FIFO from reporting EOF before the agent opens it.
-        fd = os.open(run_dir / READY_NAME, os.O_RDWR | os.O_NONBLOCK)
         ready: asyncio.Future = loop.create_future()
 
         def on_readable() -> None:
             try:
-                data = os.read(fd, 64)
+                self._buf += os.read(self.fd, 256)
             except BlockingIOError:
                 return
-            if data and not ready.done():
-                ready.set_result(data)
+            *lines, self._buf = self._buf.split(b"\n")
+            self.seen.update(lines)
+            if line in self.seen and not ready.done():
+                ready.set_result(None)
 
-        loop.add_reader(fd, on_readable)
+        if line in self.seen:
+            return
+        loop.add_reader(self.fd, on_readable)
         try:
-            waiters = {ready} | ({died} if died is not None else set())
-            done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({ready, *died}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             if ready in done:
                 return
-            if died is not None and died in done:
-                raise SandboxStartError(f"sandbox exited before its agent was ready: {died.result()}")
+            for future in died:
+                if future in done:
+                    raise SandboxStartError(f"sandbox exited before its agent was ready: {future.result()}")
             raise SandboxStartError(f"agent not ready after {timeout:.0f}s")
         finally:
-            loop.remove_reader(fd)
-            os.close(fd)
+            loop.remove_reader(self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 # -- processes started directly by a backend (bwrap, local) --------------------------------
@@ -222,6 +252,32 @@ def exit_future(popen: subprocess.Popen) -> asyncio.Future:
     return fut
 
 
+def pid_exit_future(pid: int) -> asyncio.Future:
+    """A future that completes when ``pid`` exits, also when it is not our child (pidfd)."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future = loop.create_future()
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        fut.set_result(None)
+        return fut
+
+    def on_exit() -> None:
+        loop.remove_reader(fd)
+        os.close(fd)
+        if not fut.done():
+            fut.set_result(None)
+
+    def cancelled(_: asyncio.Future) -> None:
+        if fut.cancelled():
+            loop.remove_reader(fd)
+            os.close(fd)
+
+    loop.add_reader(fd, on_exit)
+    fut.add_done_callback(cancelled)
+    return fut
+
+
 def process_start_time(pid: int) -> int | None:
     """Start time in clock ticks since boot: with the pid it identifies a process across pid reuse."""
     try:
@@ -249,10 +305,11 @@ def process_alive(pid: int, start_time: int | None) -> bool:
     return start_time is None or int(fields[19]) == start_time
 
 
-async def exit_reason(exited: asyncio.Future, log_path: Path) -> str:
-    """Wait for a sandbox's first process to exit; say how, with the end of its output."""
+async def exit_reason(exited: asyncio.Future, log_path: Path, who: str | None = None) -> str:
+    """Wait for a sandbox's first process (or ``who``) to exit; say how, with the end of its output."""
     code = await asyncio.shield(exited)
-    return f"exit status {code}; output: {tail(log_path)}"
+    how = f"exit status {code}" if code is not None else "exited"
+    return f"{who + ' ' if who else ''}{how}; output: {tail(log_path)}"
 
 
 def tail(path: Path, limit: int = 2000) -> str:

@@ -22,6 +22,7 @@ import asyncio
 import ctypes
 import errno
 import functools
+import json
 import logging
 import os
 import platform
@@ -36,19 +37,24 @@ from rock.errors import SandboxStartError
 from rock.runtime import cgroups
 from rock.runtime.base import (
     AGENT_SRC,
+    READY_NAME,
     READY_TIMEOUT,
     SANDBOX_CAPS,
     SANDBOX_LIB,
     SANDBOX_RUN,
+    SOCKET_NAME,
+    ReadyFifo,
     ResourceStats,
     Runtime,
     RuntimeHandle,
     SandboxSpec,
     exit_future,
     exit_reason,
+    pid_exit_future,
     process_alive,
     process_start_time,
 )
+from rock.runtime.zygote import Zygote
 
 log = logging.getLogger("rock.runtime.bwrap")
 
@@ -63,6 +69,14 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Arguments: the files to write 0 ("myself") into (Cgroup.join_files), "--", then bwrap's command line.
 SHIM = 'while [ "$1" != -- ]; do echo 0 > "$1" || exit 125; shift; done; shift; "$@" & wait $!'
 SHIM_NAME = "rock-shim"
+# What bwrap runs when the agent comes from the zygote: say the sandbox is up, then wait on the
+# hold FIFO, which the agent keeps open for writing: the sandbox ends when the agent does.
+STUB = 'echo up > "$1"; read _ < "$2"'
+HOLD_NAME = "hold"
+# Linux capability numbers (linux/capability.h) for the zygote's agent.
+CAP_NUMBERS = {"CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, "CAP_FOWNER": 3, "CAP_FSETID": 4,
+               "CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8, "CAP_NET_BIND_SERVICE": 10,
+               "CAP_NET_RAW": 13, "CAP_SYS_CHROOT": 18, "CAP_MKNOD": 27, "CAP_AUDIT_WRITE": 29, "CAP_SETFCAP": 31}
 
 _libc = ctypes.CDLL(None, use_errno=True)
 MS_PRIVATE = 1 << 18
@@ -95,6 +109,7 @@ class BwrapRuntime(Runtime):
         super().__init__(settings, owner)
         self.bwrap = shutil.which("bwrap") or "bwrap"
         self.python_prefix = str(Path(settings.host_python).parent.parent)
+        self.zygote = Zygote(settings.host_python) if settings.bwrap_zygote else None
 
     @classmethod
     def available(cls) -> str | None:
@@ -119,46 +134,104 @@ class BwrapRuntime(Runtime):
         handle = RuntimeHandle(sandbox_id=sid, backend=self.name, runtime_id=group.rel, run_dir=str(run), spec=spec,
                                extra={"image_root": lower})
         merged = run.parent / "root"
-        died = None
+        watch: list[asyncio.Future] = []
+        fifo = ReadyFifo(run)
         try:
             group.create(spec.memory_bytes, spec.cpus, spec.pids_limit)
             self._mount_root(run.parent, lower)
             t_setup = time.perf_counter()
-            popen = self._spawn(spec, group, run, lower, image_env)
+            env = self._env(spec, image_env)
+            zygote = self.zygote is not None and _resolves_to_file(lower, "/bin/sh")
+            if zygote:
+                os.mkfifo(run / HOLD_NAME, 0o600)
+                command = ["/bin/sh", "-c", STUB, "rock-stub", f"{SANDBOX_RUN}/{READY_NAME}", f"{SANDBOX_RUN}/{HOLD_NAME}"]
+            else:  # the host root has this very interpreter; an image may have its own python3
+                command = self.agent_argv(self.settings.host_python if lower == "/" else
+                                          image_python(run.parent / "upper", lower, env["PATH"]))
+            popen, info_fd = self._spawn(spec, group, run, lower, env, command, info=zygote)
             handle.pid = popen.pid
             handle.extra["start_time"] = str(process_start_time(popen.pid))
             died = asyncio.ensure_future(exit_reason(exit_future(popen), run.parent / "sandbox.log"))
-            await self.wait_ready(run, died, READY_TIMEOUT)
+            watch = [died]
+            if info_fd is not None:
+                try:
+                    await fifo.wait(b"up", watch, READY_TIMEOUT)
+                    pid = _child_pid(info_fd)
+                finally:
+                    os.close(info_fd)
+                agent = await self.zygote.spawn(self._agent_request(spec, group, run, env, pid))
+                # Not bwrap's child: if it fails before holding the stub's FIFO, only it exits.
+                watch.append(asyncio.ensure_future(exit_reason(pid_exit_future(agent), run.parent / "sandbox.log",
+                                                               "the agent")))
+            await fifo.wait(b"ready", watch, READY_TIMEOUT)
         except BaseException:
             await self.destroy(handle)
             raise
         finally:
-            if died is not None:
-                died.cancel()
+            fifo.close()
+            for future in watch:
+                future.cancel()
             _detach(merged)  # the sandbox holds its own reference to the overlay now
-        log.info("sandbox %s ready in %.1f ms (setup %.1f ms, pid %d)", sid, (time.perf_counter() - t0) * 1e3,
-                 (t_setup - t0) * 1e3, popen.pid)
+        log.info("sandbox %s ready in %.1f ms (setup %.1f ms, pid %d%s)", sid, (time.perf_counter() - t0) * 1e3,
+                 (t_setup - t0) * 1e3, popen.pid, ", agent from the zygote" if zygote else "")
         return handle
 
-    def _spawn(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str,
-               image_env: dict[str, str]) -> subprocess.Popen:
-        argv = [self.bwrap, *self._bwrap_args(spec, run.parent / "root", run, group, lower, image_env)]
+    def _spawn(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, env: dict[str, str],
+               command: list[str], info: bool) -> tuple[subprocess.Popen, int | None]:
+        """Start shim + bwrap; with ``info``, also return the pipe bwrap reports its child's pid on."""
+        argv = [self.bwrap, *self._bwrap_args(spec, run.parent / "root", run, group, lower, env), *command]
         program = seccomp_program()
-        fds: tuple[int, ...] = ()
+        fds: list[int] = []
         if program:  # bwrap reads the filter from an fd; a pipe holds far more than it needs
-            fds = (_pipe_with(program),)
-            argv[1:1] = ["--seccomp", str(fds[0])]
+            fds.append(_pipe_with(program))
+            argv[1:1] = ["--seccomp", str(fds[-1])]
+        info_r = None
+        if info:
+            info_r, info_w = os.pipe()
+            fds.append(info_w)
+            argv[1:1] = ["--info-fd", str(info_w)]
         try:
             with open(run.parent / "sandbox.log", "ab") as out:
-                return subprocess.Popen(
+                popen = subprocess.Popen(
                     ["/bin/sh", "-c", SHIM, SHIM_NAME, *group.join_files(), "--", *argv],
                     env={"PATH": DEFAULT_PATH},
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                     pass_fds=fds,
                 )
+        except BaseException:
+            if info_r is not None:
+                os.close(info_r)
+            raise
         finally:
             for fd in fds:
                 os.close(fd)
+        return popen, info_r
+
+    def _agent_request(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, env: dict[str, str],
+                       pid: int) -> dict:
+        """What the zygote needs to put an agent into this sandbox, as bwrap would have."""
+        caps = 0
+        for cap in self._caps(spec):
+            caps |= 1 << CAP_NUMBERS[cap]
+        program = seccomp_program()
+        return {
+            "pid": pid, "join": group.join_files(), "env": {**env, "PWD": "/"}, "log": str(run.parent / "sandbox.log"),
+            "socket": f"{SANDBOX_RUN}/{SOCKET_NAME}", "ready": f"{SANDBOX_RUN}/{READY_NAME}",
+            "hold": f"{SANDBOX_RUN}/{HOLD_NAME}", "lib": f"{SANDBOX_LIB}/rock_agent", "caps": caps,
+            "seccomp": program.hex() if program else None,
+        }
+
+    async def start(self) -> None:
+        if self.zygote is not None:
+            try:
+                await self.zygote.start()
+            except SandboxStartError as exc:
+                log.warning("%s; bwrap sandboxes start their agent with Python instead", exc)
+                self.zygote = None
+
+    async def close(self) -> None:
+        if self.zygote is not None:
+            await self.zygote.close()
 
     async def _lower(self, image: str | None) -> tuple[str, dict[str, str]]:
         """The overlay's lower layer and the image's environment (``/`` means the host root)."""
@@ -185,8 +258,16 @@ class BwrapRuntime(Runtime):
                 os.close(fd)
         _mount("none", str(merged), None, MS_PRIVATE, None)
 
+    @staticmethod
+    def _caps(spec: SandboxSpec) -> tuple[str, ...]:
+        return CAPS if spec.network else CAPS + CAPS_PRIVATE_NET
+
+    def _env(self, spec: SandboxSpec, image_env: dict[str, str]) -> dict[str, str]:
+        return {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", **image_env, **self.sandbox_env(spec)}
+
     def _bwrap_args(self, spec: SandboxSpec, merged: Path, run: Path, group: cgroups.Cgroup, lower: str,
-                    image_env: dict[str, str]) -> list[str]:
+                    env: dict[str, str]) -> list[str]:
+        """bwrap's options, without the command."""
         host_root = lower == "/"
         args = ["--bind", str(merged), "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm"]
         if host_root:
@@ -213,7 +294,7 @@ class BwrapRuntime(Runtime):
             "--hostname", spec.sandbox_id[:63],
             "--die-with-parent", "--new-session", "--chdir", "/",
         ]
-        caps = CAPS if spec.network else CAPS + CAPS_PRIVATE_NET
+        caps = self._caps(spec)
         if not spec.network:
             args.append("--unshare-net")
         # As root, bwrap keeps every capability unless told otherwise. The bounding set stays
@@ -221,15 +302,10 @@ class BwrapRuntime(Runtime):
         args += ["--cap-drop", "ALL"]
         for cap in caps:
             args += ["--cap-add", cap]
-        env = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", **image_env, **self.sandbox_env(spec)}
         args.append("--clearenv")
         for key, value in env.items():
             args += ["--setenv", key, value]
-        # The host root has this very interpreter; an image may have its own python3. Found
-        # here, the agent starts without a shell looking for it first (~1 ms of every start).
-        python = self.settings.host_python if host_root else image_python(merged.parent / "upper", lower,
-                                                                        env["PATH"])
-        return args + self.agent_argv(python)
+        return args
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -276,6 +352,14 @@ class BwrapRuntime(Runtime):
         if removed:
             log.info("reaped %d leftover sandboxes: %s", len(removed), sorted(removed))
         return sorted(removed)
+
+
+def _child_pid(info_fd: int) -> int:
+    """The pid (on the host) of bwrap's first process in the sandbox, from its --info-fd."""
+    try:
+        return int(json.loads(os.read(info_fd, 4096))["child-pid"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise SandboxStartError(f"bwrap did not report its sandbox's pid: {exc}") from None
 
 
 def image_python(upper: Path, lower: str, path: str) -> str | None:

@@ -70,6 +70,7 @@ class Worker:
         # The agent dir is mounted read-only into sandboxes: compile it once here, or every
         # sandbox start would pay for compiling it.
         await asyncio.to_thread(compileall.compile_dir, str(AGENT_SRC), quiet=1)
+        await self.runtime.start()
         await self._reattach()
         removed = await self.runtime.reap(self._known_runtime_ids())
         if removed:
@@ -86,6 +87,7 @@ class Worker:
             await asyncio.gather(*(self.stop(sid) for sid in list(self._sandboxes)), return_exceptions=True)
         for sandbox in self._sandboxes.values():
             sandbox.client.close()
+        await self.runtime.close()
 
     def default_spec(self, sandbox_id: str = "") -> SandboxSpec:
         from rock.worker.sizes import parse_memory

@@ -1,0 +1,181 @@
+"""The agent's zygote: one agent, started and imported once on the host, that each bwrap
+sandbox's agent is forked from.
+
+Starting Python and importing the agent costs ~9 ms of every sandbox start (~7 ms for the
+interpreter, ~2.5 ms for our modules), more than a third of it. The zygote pays that once.
+bubblewrap still builds every sandbox (namespaces, root, mounts, cgroup, seccomp); what it
+runs in it is a stub shell that reports "up" and then waits for the agent. The zygote then
+forks, and the child enters the sandbox the way ``nsenter`` does: it joins the sandbox's
+cgroup and namespaces, takes its root, forks again to be inside its pid namespace, and
+gives up what the sandbox's own processes do not have (the same capabilities, no new
+privileges, the same seccomp filter). That grandchild is the sandbox's agent.
+
+The agent holds the stub's FIFO open for writing; when the agent exits, the stub reads EOF
+and exits, bwrap follows, and the sandbox ends exactly as when the agent was bwrap's command.
+
+Protocol with the worker, one JSON object per line: requests on stdin
+``{"id", "pid", "join", "env", "log", "socket", "ready", "hold", "lib", "caps", "seccomp"}``
+(``pid``: a process already inside the sandbox; ``join``: cgroup files to write 0 into;
+``seccomp``: the filter as hex), answers on stdout ``{"id", "pid"}`` or ``{"id", "error"}``.
+The zygote exits when stdin closes; sandboxes do not depend on it once started.
+
+Runs on the host as root, single-threaded (it forks), standard library only.
+"""
+
+import ctypes
+import json
+import os
+import signal
+import sys
+
+_libc = ctypes.CDLL(None, use_errno=True)
+# setns order: the mount namespace last (it needs CAP_SYS_ADMIN in ours) and the pid
+# namespace only affects children, hence the second fork.
+NAMESPACES = ("cgroup", "ipc", "uts", "net", "pid", "mnt")
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+CAP_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _check(result, what):
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "%s: %s" % (what, os.strerror(err)))
+
+
+def enter(req):
+    """In the zygote's child: join the sandbox of ``req["pid"]``; returns in its pid namespace."""
+    for path in req["join"]:
+        with open(path, "w") as f:
+            f.write("0")
+    proc = "/proc/%d/" % req["pid"]
+    fds = [(os.open(proc + "ns/" + ns, os.O_RDONLY | os.O_CLOEXEC), ns) for ns in NAMESPACES
+           if os.path.exists(proc + "ns/" + ns)]
+    root = os.open(proc + "root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    for fd, ns in fds:
+        _check(_libc.setns(fd, 0), "setns " + ns)
+        os.close(fd)
+    # The mount namespace's root is not necessarily the sandbox's root: take the process's.
+    os.fchdir(root)
+    os.chroot(".")
+    os.chdir("/")
+    os.close(root)
+
+
+def confine(req):
+    """Give up what the sandbox's own processes do not have. Irreversible; seccomp last."""
+    caps = req["caps"]
+    data = (_CapData * 2)()
+    data[0].effective = data[0].permitted = data[0].inheritable = caps & 0xFFFFFFFF
+    data[1].effective = data[1].permitted = data[1].inheritable = caps >> 32
+    _check(_libc.capset(ctypes.byref(_CapHeader(CAP_VERSION_3, 0)), data), "capset")
+    for cap in range(64):
+        if caps >> cap & 1:  # ambient, as bwrap sets them: they survive exec
+            _check(_libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0), "ambient cap %d" % cap)
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    if req.get("seccomp"):
+        program = bytes.fromhex(req["seccomp"])
+        buf = ctypes.create_string_buffer(program, len(program))
+        prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
+        _check(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0), "seccomp")
+
+
+def become_agent(req, log_fd, package):
+    os.setsid()
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.closerange(3, 1 << 20)
+    os.environ.clear()
+    os.environ.update(req["env"])
+    from . import fastos
+
+    fastos.environ.clear()
+    fastos.environ.update(req["env"])
+    confine(req)
+    # Modules not loaded yet (files, procs, envs...) load from the sandbox's copy of the package.
+    package.__path__[:] = [req["lib"]]
+    sys.path[0] = os.path.dirname(req["lib"])
+    # Held for life and never inherited: the stub waits on it, so the sandbox ends with us.
+    # Blocking: the stub may still be between its "up" and opening its end.
+    os.open(req["hold"], os.O_WRONLY | os.O_CLOEXEC)
+    from . import server
+
+    server.main(["--socket", req["socket"], "--ready", req["ready"]])
+
+
+def _reply(out_fd, message):
+    os.write(out_fd, (json.dumps(message) + "\n").encode())
+
+
+def spawn(req, out_fd, package):
+    """Fork the sandbox's agent for one request; the zygote does not wait for it."""
+    if os.fork():
+        return
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        log_fd = os.open(req["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        enter(req)
+        pid = os.fork()
+        if pid:
+            _reply(out_fd, {"id": req["id"], "pid": pid})
+            os._exit(0)
+        try:
+            become_agent(req, log_fd, package)
+        except BaseException as exc:  # noqa: BLE001 - the worker shows the sandbox log's tail
+            sys.stderr.write("rock agent: could not start in the sandbox: %s: %s\n" % (type(exc).__name__, exc))
+            sys.stderr.flush()
+        os._exit(1)
+    except BaseException as exc:  # noqa: BLE001 - reported to the worker, never raised here
+        _reply(out_fd, {"id": req.get("id"), "error": "%s: %s" % (type(exc).__name__, exc)})
+        os._exit(1)
+
+
+def main(package):
+    # Warm exactly what a sandbox's start runs: the server, the sessions and bash.
+    from . import bash, server, sessions  # noqa: F401
+
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    out_fd = os.dup(1)
+    os.dup2(2, 1)  # stray prints must not corrupt the replies
+    _reply(out_fd, {"ready": True, "pid": os.getpid()})
+    buf = b""
+    while True:
+        data = os.read(0, 65536)
+        if not data:
+            return
+        buf += data
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            try:
+                req = json.loads(line)
+            except ValueError as exc:
+                _reply(out_fd, {"error": "bad request: %s" % exc})
+                continue
+            spawn(req, out_fd, package)
+
+
+if __name__ == "__main__":
+    # Imported as a package by its directory name, like boot.py, so relative imports work.
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, os.path.dirname(here))
+    pkg = __import__(os.path.basename(here) + ".zygote")
+    pkg.zygote.main(pkg)

@@ -1,0 +1,104 @@
+"""The worker's side of the agent zygote (``rock/agent/zygote.py``): start it, ask it for agents.
+
+One zygote per bwrap runtime, started with the worker's interpreter on first use and again
+if it dies. Requests carry an id; answers may come back in any order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import time
+
+from rock.errors import SandboxStartError
+from rock.runtime.base import AGENT_SRC
+
+log = logging.getLogger("rock.runtime.zygote")
+START_TIMEOUT = 30.0
+ZYGOTE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+SPAWN_TIMEOUT = 10.0
+
+
+class Zygote:
+    def __init__(self, python: str):
+        self.python = python
+        self._proc: asyncio.subprocess.Process | None = None
+        self._starting: asyncio.Task | None = None
+        self._pending: dict[int, asyncio.Future] = {}
+        self._ids = itertools.count(1)
+
+    async def start(self) -> None:
+        """Start the zygote unless it runs (concurrent callers share one start)."""
+        if self._proc is not None and self._proc.returncode is None:
+            return
+        if self._starting is None or self._starting.done():
+            self._starting = asyncio.ensure_future(self._start())
+        await asyncio.shield(self._starting)
+
+    async def _start(self) -> None:
+        t0 = time.perf_counter()
+        proc = await asyncio.create_subprocess_exec(
+            self.python, "-I", "-S", str(AGENT_SRC / "zygote.py"),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=None,
+            # Every agent is a copy of this process, and /proc/<pid>/environ shows the environment
+            # it was started with: never the worker's own (tokens, credentials).
+            env=ZYGOTE_ENV, cwd="/",
+        )
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT)
+            hello = json.loads(line or b"{}")
+        except (asyncio.TimeoutError, ValueError):
+            hello = {}
+        if not hello.get("ready"):
+            proc.kill()
+            raise SandboxStartError("the agent zygote did not start; see the worker's log")
+        self._proc = proc
+        asyncio.ensure_future(self._read_answers(proc))
+        log.info("agent zygote started (pid %d, %.1f ms)", proc.pid, (time.perf_counter() - t0) * 1e3)
+
+    async def _read_answers(self, proc: asyncio.subprocess.Process) -> None:
+        while True:
+            line = await proc.stdout.readline()
+            if not line:
+                break
+            try:
+                answer = json.loads(line)
+            except ValueError:
+                continue
+            future = self._pending.pop(answer.get("id"), None)
+            if future is not None and not future.done():
+                future.set_result(answer)
+        await proc.wait()
+        if proc is self._proc:  # not closed by us
+            log.warning("agent zygote (pid %d) exited with %s; the next sandbox starts a new one", proc.pid,
+                        proc.returncode)
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(SandboxStartError("the agent zygote exited while starting this sandbox"))
+        self._pending.clear()
+
+    async def spawn(self, request: dict) -> int:
+        """Fork an agent into the sandbox described by ``request``; its pid on the host."""
+        await self.start()
+        rid = next(self._ids)
+        future = asyncio.get_running_loop().create_future()
+        self._pending[rid] = future
+        self._proc.stdin.write(json.dumps({**request, "id": rid}).encode() + b"\n")
+        try:
+            answer = await asyncio.wait_for(future, SPAWN_TIMEOUT)
+        finally:
+            self._pending.pop(rid, None)
+        if "error" in answer:
+            raise SandboxStartError(f"the agent could not enter the sandbox: {answer['error']}")
+        return int(answer["pid"])
+
+    async def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.returncode is None:
+            proc.stdin.close()  # the zygote exits on EOF; its sandboxes keep running
+            try:
+                await asyncio.wait_for(proc.wait(), 5)
+            except asyncio.TimeoutError:
+                proc.kill()

@@ -1,0 +1,92 @@
+"""bwrap sandboxes whose agent is forked from the zygote (the default) against the ones whose
+agent is bwrap's own command: same confinement, same lifetime, failures reported."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+
+import pytest
+
+from rock.errors import RockError, SandboxStartError
+from rock.runtime.base import pid_exit_future
+
+pytestmark = pytest.mark.bwrap
+
+STATUS_KEYS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp", "Seccomp_filters")
+PROBE = ("for p in self $PPID 1; do grep -E '^(%s):' /proc/$p/status; done; "
+         "for ns in mnt pid net ipc uts cgroup; do readlink /proc/$PPID/ns/$ns /proc/self/ns/$ns; done; "
+         "id -u; cat /proc/1/cgroup | sort | tr -d '\\n' | md5sum" % "|".join(STATUS_KEYS))
+
+
+@pytest.fixture
+def bwrap(make_runtime):
+    return make_runtime("bwrap")
+
+
+async def _probe(runtime, sandboxes, new_spec, agent, **spec) -> tuple[list[str], str]:
+    handle = await sandboxes(runtime, new_spec(**spec))
+    async with agent(handle) as client:
+        await client.create_session("s")
+        result = await client.run("s", PROBE)
+        environ = await client.exec("cat /proc/$PPID/environ | tr '\\0' '\\n'", shell=True)
+    assert result.exit_code == 0, result.output
+    return result.output.splitlines(), environ.stdout
+
+
+@pytest.mark.parametrize("network", [False, True])
+async def test_the_zygotes_agent_is_confined_like_bwraps_own_command(bwrap, sandboxes, new_spec, agent, monkeypatch,
+                                                                      network):
+    monkeypatch.setenv("ROCK_TEST_WORKER_SECRET", "s3cr3t-worker-env")
+    assert bwrap.zygote is not None
+    from_zygote, zygote_env = await _probe(bwrap, sandboxes, new_spec, agent, network=network)
+    zygote, bwrap.zygote = bwrap.zygote, None
+    try:
+        classic, _ = await _probe(bwrap, sandboxes, new_spec, agent, network=network)
+    finally:
+        bwrap.zygote = zygote
+    status = [line for line in from_zygote if line.split(":")[0] in STATUS_KEYS]
+    assert len(status) == 3 * len(STATUS_KEYS)
+    # Shell, agent and the sandbox's pid 1: capabilities, no_new_privs, seccomp, uid and cgroups
+    # as with bwrap's own command (namespace ids differ between any two sandboxes).
+    assert [line for line in from_zygote if "[" not in line] == [line for line in classic if "[" not in line]
+    links = [line for line in from_zygote if "[" in line]
+    assert len(links) == 12 and all(links[i] == links[i + 1] for i in range(0, 12, 2)), links
+    # What /proc/<agent>/environ shows is the zygote's own start-up environment, never the worker's.
+    assert "s3cr3t-worker-env" not in zygote_env and zygote_env.startswith("PATH=")
+
+
+async def test_an_agent_that_cannot_start_in_the_sandbox_fails_the_create_with_its_output(bwrap, new_spec,
+                                                                                         monkeypatch):
+    request = bwrap._agent_request
+    monkeypatch.setattr(bwrap, "_agent_request", lambda *a: {**request(*a), "hold": "/boom-7f3a/hold"})
+    spec = new_spec()
+    with pytest.raises(SandboxStartError, match="boom-7f3a"):
+        await bwrap.create(spec)
+    assert not (bwrap.sandboxes_dir / spec.sandbox_id).exists()
+    assert await bwrap.reap(set()) == []
+
+
+async def test_the_sandbox_ends_when_its_agent_exits(bwrap, sandboxes, new_spec, agent):
+    handle = await sandboxes(bwrap, new_spec())
+    gone = pid_exit_future(handle.pid)
+    async with agent(handle) as client:
+        with contextlib.suppress(RockError):  # the agent dies before it can answer
+            await client.exec("kill -9 $PPID", shell=True, timeout=5)  # $PPID: the agent
+    await asyncio.wait_for(gone, 10)
+    assert not await bwrap.alive(handle)
+
+
+async def test_sandboxes_outlive_the_zygote_and_the_next_create_starts_a_new_one(bwrap, sandboxes, new_spec, agent):
+    first = await sandboxes(bwrap, new_spec())
+    old_pid = bwrap.zygote._proc.pid
+    os.kill(old_pid, signal.SIGKILL)
+    await bwrap.zygote._proc.wait()
+    async with agent(first) as client:
+        assert (await client.exec("echo still here", shell=True)).stdout == "still here\n"
+    second = await sandboxes(bwrap, new_spec())
+    assert bwrap.zygote._proc.pid != old_pid
+    async with agent(second) as client:
+        assert (await client.exec("echo new", shell=True)).stdout == "new\n"
