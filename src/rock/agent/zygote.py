@@ -4,20 +4,23 @@ sandbox's agent is forked from.
 Starting Python and importing the agent costs ~9 ms of every sandbox start (~7 ms for the
 interpreter, ~2.5 ms for our modules), more than a third of it. The zygote pays that once.
 bubblewrap still builds every sandbox (namespaces, root, mounts, cgroup, seccomp); what it
-runs in it is a stub shell that reports "up" and then waits for the agent. The zygote then
-forks, and the child enters the sandbox the way ``nsenter`` does: it joins the sandbox's
-cgroup and namespaces, takes its root, forks again to be inside its pid namespace, and
-gives up what the sandbox's own processes do not have (the same capabilities, no new
-privileges, the same seccomp filter). That grandchild is the sandbox's agent.
+runs in it is a stub shell that says "up" on a FIFO and then waits for the agent.
 
-The agent holds the stub's FIFO open for writing; when the agent exits, the stub reads EOF
-and exits, bwrap follows, and the sandbox ends exactly as when the agent was bwrap's command.
+As soon as bwrap has cloned the sandbox's first process, the worker asks the zygote for an
+agent. The zygote forks it straight into the sandbox's pid namespace; the child joins the
+sandbox's cgroup and prepares while bwrap is still at work, waits for the stub's "up", then
+enters the other namespaces and the root the way ``nsenter`` does, and gives up what the
+sandbox's own processes do not have (the same capabilities, no new privileges, the same
+seccomp filter) before it becomes the agent.
+
+The agent holds the stub's second FIFO open for writing; when the agent exits, the stub reads
+EOF and exits, bwrap follows, and the sandbox ends exactly as when the agent was bwrap's command.
 
 Protocol with the worker, one JSON object per line: requests on stdin
-``{"id", "pid", "join", "env", "log", "socket", "ready", "hold", "lib", "caps", "seccomp"}``
-(``pid``: a process already inside the sandbox; ``join``: cgroup files to write 0 into;
-``seccomp``: the filter as hex), answers on stdout ``{"id", "pid"}`` or ``{"id", "error"}``.
-The zygote exits when stdin closes; sandboxes do not depend on it once started.
+``{"id", "pid", "join", "env", "log", "up", "hold", "socket", "ready", "lib", "caps", "seccomp"}``
+(``pid``: bwrap's first process in the sandbox; ``join``: cgroup files to write 0 into; ``up``:
+host path of the stub's FIFO; ``seccomp``: the filter as hex), answers on stdout ``{"id", "pid"}``
+or ``{"id", "error"}``. The zygote exits when stdin closes; sandboxes do not depend on it.
 
 Runs on the host as root, single-threaded (it forks), standard library only.
 """
@@ -29,9 +32,10 @@ import signal
 import sys
 
 _libc = ctypes.CDLL(None, use_errno=True)
-# setns order: the mount namespace last (it needs CAP_SYS_ADMIN in ours) and the pid
-# namespace only affects children, hence the second fork.
+# setns order: the mount namespace last (it needs CAP_SYS_ADMIN in ours). The pid namespace
+# only applies to children: the zygote takes it just for the fork.
 NAMESPACES = ("cgroup", "ipc", "uts", "net", "pid", "mnt")
+CLONE_NEWPID = 0x20000000
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
@@ -59,13 +63,14 @@ def _check(result, what):
 
 
 def enter(req):
-    """In the zygote's child: join the sandbox of ``req["pid"]``; returns in its pid namespace."""
-    for path in req["join"]:
-        with open(path, "w") as f:
-            f.write("0")
+    """Take the sandbox's namespaces (but pid, taken at fork) and root; after its stub's "up"."""
     proc = "/proc/%d/" % req["pid"]
     fds = [(os.open(proc + "ns/" + ns, os.O_RDONLY | os.O_CLOEXEC), ns) for ns in NAMESPACES
-           if os.path.exists(proc + "ns/" + ns)]
+           if ns != "pid" and os.path.exists(proc + "ns/" + ns)]
+    # bwrap is still building the sandbox: its stub says "up" on this FIFO when it is done.
+    up = os.open(req["up"], os.O_RDONLY | os.O_CLOEXEC)
+    os.read(up, 16)
+    os.close(up)
     root = os.open(proc + "root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     for fd, ns in fds:
         _check(_libc.setns(fd, 0), "setns " + ns)
@@ -95,28 +100,35 @@ def confine(req):
         _check(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0), "seccomp")
 
 
-def become_agent(req, log_fd, package):
+def become_agent(req, package):
+    """In the zygote's child, already in the sandbox's pid namespace: the rest, then the agent."""
+    log_fd = os.open(req["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    for path in req["join"]:  # the cgroup first: everything from here on is accounted to it
+        fd = os.open(path, os.O_WRONLY)
+        os.write(fd, b"0")
+        os.close(fd)
     os.setsid()
     for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
-    null = os.open("/dev/null", os.O_RDONLY)
-    os.dup2(null, 0)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    os.closerange(3, 1 << 20)
     os.environ.clear()
     os.environ.update(req["env"])
     from . import fastos
 
     fastos.environ.clear()
     fastos.environ.update(req["env"])
+    enter(req)
     confine(req)
+    # Held for life and never inherited: the stub waits on it, so the sandbox ends with us.
+    hold = os.open(req["hold"], os.O_WRONLY | os.O_CLOEXEC)
+    os.closerange(3, hold)
+    os.closerange(hold + 1, 1 << 20)
     # Modules not loaded yet (files, procs, envs...) load from the sandbox's copy of the package.
     package.__path__[:] = [req["lib"]]
     sys.path[0] = os.path.dirname(req["lib"])
-    # Held for life and never inherited: the stub waits on it, so the sandbox ends with us.
-    # Blocking: the stub may still be between its "up" and opening its end.
-    os.open(req["hold"], os.O_WRONLY | os.O_CLOEXEC)
     from . import server
 
     server.main(["--socket", req["socket"], "--ready", req["ready"]])
@@ -126,27 +138,35 @@ def _reply(out_fd, message):
     os.write(out_fd, (json.dumps(message) + "\n").encode())
 
 
-def spawn(req, out_fd, package):
-    """Fork the sandbox's agent for one request; the zygote does not wait for it."""
-    if os.fork():
+def spawn(req, out_fd, own_pid_ns, package):
+    """Fork the sandbox's agent straight into its pid namespace; the zygote does not wait.
+
+    Sent as soon as bwrap has cloned the sandbox's first process: the child does its share
+    while bwrap is still building the sandbox, and waits for the stub's "up" to enter it.
+    """
+    try:
+        target = os.open("/proc/%d/ns/pid" % req["pid"], os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _check(_libc.setns(target, CLONE_NEWPID), "setns pid")
+        finally:
+            os.close(target)
+        try:
+            pid = os.fork()
+        finally:
+            if pid != 0:  # the zygote's own children are born in its own pid namespace again
+                _libc.setns(own_pid_ns, CLONE_NEWPID)
+    except OSError as exc:
+        _reply(out_fd, {"id": req.get("id"), "error": "%s: %s" % (type(exc).__name__, exc)})
+        return
+    if pid:
+        _reply(out_fd, {"id": req.get("id"), "pid": pid})
         return
     try:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        log_fd = os.open(req["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        enter(req)
-        pid = os.fork()
-        if pid:
-            _reply(out_fd, {"id": req["id"], "pid": pid})
-            os._exit(0)
-        try:
-            become_agent(req, log_fd, package)
-        except BaseException as exc:  # noqa: BLE001 - the worker shows the sandbox log's tail
-            sys.stderr.write("rock agent: could not start in the sandbox: %s: %s\n" % (type(exc).__name__, exc))
-            sys.stderr.flush()
-        os._exit(1)
-    except BaseException as exc:  # noqa: BLE001 - reported to the worker, never raised here
-        _reply(out_fd, {"id": req.get("id"), "error": "%s: %s" % (type(exc).__name__, exc)})
-        os._exit(1)
+        become_agent(req, package)
+    except BaseException as exc:  # noqa: BLE001 - the worker shows the sandbox log's tail
+        sys.stderr.write("rock agent: could not start in the sandbox: %s: %s\n" % (type(exc).__name__, exc))
+        sys.stderr.flush()
+    os._exit(1)
 
 
 def main(package):
@@ -154,6 +174,7 @@ def main(package):
     from . import bash, server, sessions  # noqa: F401
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     out_fd = os.dup(1)
     os.dup2(2, 1)  # stray prints must not corrupt the replies
     _reply(out_fd, {"ready": True, "pid": os.getpid()})
@@ -170,7 +191,7 @@ def main(package):
             except ValueError as exc:
                 _reply(out_fd, {"error": "bad request: %s" % exc})
                 continue
-            spawn(req, out_fd, package)
+            spawn(req, out_fd, own_pid_ns, package)
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ SHIM_NAME = "rock-shim"
 # What bwrap runs when the agent comes from the zygote: say the sandbox is up, then wait on the
 # hold FIFO, which the agent keeps open for writing: the sandbox ends when the agent does.
 STUB = 'echo up > "$1"; read _ < "$2"'
-HOLD_NAME = "hold"
+UP_NAME, HOLD_NAME = "up", "hold"
 # Linux capability numbers (linux/capability.h) for the zygote's agent.
 CAP_NUMBERS = {"CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, "CAP_FOWNER": 3, "CAP_FSETID": 4,
                "CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8, "CAP_NET_BIND_SERVICE": 10,
@@ -143,8 +143,9 @@ class BwrapRuntime(Runtime):
             env = self._env(spec, image_env)
             zygote = self.zygote is not None and _resolves_to_file(lower, "/bin/sh")
             if zygote:
-                os.mkfifo(run / HOLD_NAME, 0o600)
-                command = ["/bin/sh", "-c", STUB, "rock-stub", f"{SANDBOX_RUN}/{READY_NAME}", f"{SANDBOX_RUN}/{HOLD_NAME}"]
+                for name in (UP_NAME, HOLD_NAME):
+                    os.mkfifo(run / name, 0o600)
+                command = ["/bin/sh", "-c", STUB, "rock-stub", f"{SANDBOX_RUN}/{UP_NAME}", f"{SANDBOX_RUN}/{HOLD_NAME}"]
             else:  # the host root has this very interpreter; an image may have its own python3
                 command = self.agent_argv(self.settings.host_python if lower == "/" else
                                           image_python(run.parent / "upper", lower, env["PATH"]))
@@ -155,8 +156,7 @@ class BwrapRuntime(Runtime):
             watch = [died]
             if info_fd is not None:
                 try:
-                    await fifo.wait(b"up", watch, READY_TIMEOUT)
-                    pid = _child_pid(info_fd)
+                    pid = await _child_pid(info_fd, died)
                 finally:
                     os.close(info_fd)
                 agent = await self.zygote.spawn(self._agent_request(spec, group, run, env, pid))
@@ -216,8 +216,8 @@ class BwrapRuntime(Runtime):
         program = seccomp_program()
         return {
             "pid": pid, "join": group.join_files(), "env": {**env, "PWD": "/"}, "log": str(run.parent / "sandbox.log"),
-            "socket": f"{SANDBOX_RUN}/{SOCKET_NAME}", "ready": f"{SANDBOX_RUN}/{READY_NAME}",
-            "hold": f"{SANDBOX_RUN}/{HOLD_NAME}", "lib": f"{SANDBOX_LIB}/rock_agent", "caps": caps,
+            "up": str(run / UP_NAME), "socket": f"{SANDBOX_RUN}/{SOCKET_NAME}",
+            "ready": f"{SANDBOX_RUN}/{READY_NAME}", "hold": f"{SANDBOX_RUN}/{HOLD_NAME}", "lib": f"{SANDBOX_LIB}/rock_agent", "caps": caps,
             "seccomp": program.hex() if program else None,
         }
 
@@ -354,12 +354,38 @@ class BwrapRuntime(Runtime):
         return sorted(removed)
 
 
-def _child_pid(info_fd: int) -> int:
-    """The pid (on the host) of bwrap's first process in the sandbox, from its --info-fd."""
+async def _child_pid(info_fd: int, died: asyncio.Future) -> int:
+    """The pid (on the host) of bwrap's first process in the sandbox, from its --info-fd: bwrap
+    writes it right after the clone, before it builds the sandbox. (The shim keeps a copy of
+    the pipe's write end, so the JSON's end is the end of the message, not EOF.)"""
+    loop = asyncio.get_running_loop()
+    got: asyncio.Future = loop.create_future()
+    buf = bytearray()
+
+    def on_readable() -> None:
+        try:
+            data = os.read(info_fd, 4096)
+        except BlockingIOError:
+            return
+        buf.extend(data)
+        try:
+            info = json.loads(buf)
+        except ValueError:
+            if data:
+                return
+            info = {}
+        if not got.done():
+            got.set_result(info)
+
+    loop.add_reader(info_fd, on_readable)
     try:
-        return int(json.loads(os.read(info_fd, 4096))["child-pid"])
-    except (OSError, ValueError, KeyError) as exc:
-        raise SandboxStartError(f"bwrap did not report its sandbox's pid: {exc}") from None
+        await asyncio.wait({got, died}, timeout=READY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        loop.remove_reader(info_fd)
+    if got.done() and isinstance(got.result().get("child-pid"), int):
+        return got.result()["child-pid"]
+    reason = died.result() if died.done() else f"got {bytes(buf)!r}"
+    raise SandboxStartError(f"bwrap did not report its sandbox's first process: {reason}")
 
 
 def image_python(upper: Path, lower: str, path: str) -> str | None:
