@@ -26,6 +26,10 @@ def test_envs_outlive_an_admin_restart(backend):
         after = env.step("\\boxed{6}")
         assert after[0] != before[0] and "6" in after[0]  # the same game went on
         assert service(second.app).envs[env.sandbox_id].env_id == "game:GuessTheNumber-v0-easy"
+        # A new env fills the recovered sandbox's free slots.
+        with Env("game:GuessTheNumber-v0-easy", base_url=second.url) as other:
+            assert other.sandbox_id.split(":")[0] == sandbox_id
+            assert "Guess The Number" in other.reset(seed=1)[0]
         env.close()
         assert env.sandbox_id is None
     finally:

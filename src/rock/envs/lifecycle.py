@@ -127,6 +127,8 @@ class Lifecycle:
             image = None if record.image in (None, default_image) else record.image
             sb = EnvSandbox(sandbox_id=record.sandbox_id, owner=record.owner,
                             key=self._key(record.owner, image, bool(record.spec.get("network"))))
+            sb.ready = asyncio.get_running_loop().create_future()  # running already: new envs may go in
+            sb.ready.set_result(None)
             self.pools.setdefault(sb.key, []).append(sb)
             self.by_id[sb.sandbox_id] = sb
             for env in listing["envs"]:
