@@ -91,8 +91,11 @@ async def test_the_host_answers_the_worker_directly_on_its_socket(env_agent):
 
 async def test_batch_spans_envs_and_reports_errors_per_call(env_agent):
     envs = [await make(env_agent, "Counter", start=i) for i in range(3)]
-    calls = [["reset", e, 1] for e in envs] + [["step", "nope", "a"]]
-    _, body = await env_agent.call("env.batch", {"calls": calls})
+    _, body = await env_agent.call("env.batch", {"call": "reset", "envs": envs + ["nope"], "values": [1] * 4})
     out = json.loads(body)
-    assert [o["observation"] for o in out[:3]] == ["n=0", "n=1", "n=2"]
-    assert out[3]["error"]["type"] == "EnvNotFound"
+    assert out["observation"] == ["n=0", "n=1", "n=2", None]
+    assert out["errors"]["3"]["type"] == "EnvNotFound"
+    # No env of the batch has a host: the agent answers in the same shape.
+    _, body = await env_agent.call("env.batch", {"call": "vstep", "envs": ["gone"], "values": ["a"]})
+    out = json.loads(body)
+    assert out["observation"] == out["reward"] == [None] and out["errors"]["0"]["type"] == "EnvNotFound"

@@ -86,26 +86,45 @@ def test_each_env_has_its_own_global_rng(host):
     assert mixed_a == alone
 
 
+def vstep(host, envs, actions, mode):
+    return host.ok("batch", call="vstep", envs=envs, values=actions, autoreset=mode)
+
+
 def test_batch_same_step_autoreset(host):
     host.user_env("v0", "Counter")
     host.user_env("v1", "Counter", start=1)
     for handle in ("v0", "v1"):
         host.ok("reset", env=handle)
-    outs = [host.ok("batch", calls=[["vstep", "v0", "a"], ["vstep", "v1", "b"]], autoreset="same_step") for _ in range(3)]
-    last0 = outs[2][0]
+    outs = [vstep(host, ["v0", "v1"], ["a", "b"], "same_step") for _ in range(3)]
+    # One list per field, one entry per env in the order asked.
+    assert set(outs[0]) == {"observation", "reward", "terminated", "truncated", "info"}
+    assert outs[0]["observation"] == ["n=1 a=a", "n=2 a=b"]
     # v0 ends on its 3rd step: the reply carries the reset observation, the final one in info.
-    assert last0["terminated"] is True and last0["observation"] == "n=0"
-    assert last0["info"]["final_observation"] == "n=3 a=a" and last0["info"]["final_info"] == {}
-    assert outs[2][1]["observation"] == "n=1"  # v1 started at 1 and also ended
-    assert host.ok("batch", calls=[["vstep", "v0", "a"]], autoreset="same_step")[0]["observation"] == "n=1 a=a"
+    assert outs[2]["terminated"][0] is True and outs[2]["observation"][0] == "n=0"
+    assert outs[2]["info"][0] == {"start": 0, "final_observation": "n=3 a=a", "final_info": {}}
+    assert outs[2]["observation"][1] == "n=1"  # v1 started at 1 and also ended
+    assert vstep(host, ["v0"], ["a"], "same_step")["observation"] == ["n=1 a=a"]
 
 
 def test_batch_next_step_autoreset_and_errors(host):
     host.user_env("v0", "Counter")
     host.ok("reset", env="v0")
-    calls = [["vstep", "v0", "a"], ["vstep", "missing", "a"]]
-    outs = [host.ok("batch", calls=calls, autoreset="next_step") for _ in range(4)]
-    assert outs[2][0]["terminated"] is True and outs[2][0]["observation"] == "n=3 a=a"
+    outs = [vstep(host, ["v0", "missing"], ["a", "a"], "next_step") for _ in range(4)]
+    assert outs[2]["terminated"][0] is True and outs[2]["observation"][0] == "n=3 a=a"
     # The step after the end resets instead, ignoring the action, with reward 0.
-    assert outs[3][0] == {"observation": "n=0", "info": {"start": 0}, "reward": 0.0, "terminated": False, "truncated": False}
-    assert outs[0][1]["error"]["type"] == "EnvNotFound"
+    assert {f: col[0] for f, col in outs[3].items() if f != "errors"} == {
+        "observation": "n=0", "info": {"start": 0}, "reward": 0.0, "terminated": False, "truncated": False}
+    # A failed env is null in every column, its error under its position.
+    assert outs[0]["errors"]["1"]["type"] == "EnvNotFound"
+    assert [col[1] for f, col in outs[0].items() if f != "errors"] == [None] * 5
+
+
+def test_batch_reset_seeds_each_env_and_checks_its_shape(host):
+    host.user_env("r0", "Counter")
+    host.user_env("r1", "Counter", start=5)
+    out = host.ok("batch", call="reset", envs=["r0", "r1"], values=[1, None])
+    assert out == {"observation": ["n=0", "n=5"], "info": [{"start": 0}, {"start": 5}]}
+    meta, _ = host.call("batch", call="reset", envs=["r0", "r1"], values=[1])
+    assert meta["error"]["type"] == "BadRequest"
+    meta, _ = host.call("batch", call="close", envs=["r0"], values=[None])
+    assert meta["error"]["type"] == "BadRequest"

@@ -138,9 +138,7 @@ async def _step(app, body: bytes, owner: str | None) -> bytes:
 async def _vec_step(app, body: bytes, owner: str | None) -> bytes:
     req = VecStepRequest.model_validate_json(body)
     svc = service(app)
-    vec = vector.get_vec(svc, req.vec_id, owner)
-    actions = req.actions if isinstance(req.actions, dict) else {i: a for i, a in enumerate(req.actions) if a is not None}
-    return await vector.vec_step(svc, vec, actions)
+    return await vector.vec_step(svc, vector.get_vec(svc, req.vec_id, owner), req.actions)
 
 
 # The per-step routes: the same handlers serve the routed and the hot path.

@@ -16,6 +16,8 @@ import time
 import traceback
 
 BUSY = struct.Struct("=dd")  # shared with the agent's watchdog: (monotonic start, timeout)
+_pack_busy = BUSY.pack_into
+_monotonic = time.monotonic  # bound once: every env call reads it
 # Extra time the watchdog allows beyond a call's own timeout before it declares the host stuck.
 GRACE = float(os.environ.get("ROCK_ENV_GRACE", "5"))
 
@@ -64,23 +66,25 @@ class Guard:
         """Run env code with its own RNG state, its timeout, and its errors contained."""
         if env.broken:
             raise Failure("EnvBroken", "env %s (%s) is unusable: %s; close it and make a new one" % (env.id, env.env_id, env.broken))
-        self.rng.enter(env)
-        env.last_used = time.time()
-        start = time.monotonic()
+        if self.rng.owner is not env:
+            self.rng.enter(env)
+        start = _monotonic()
+        env.last_used = start
+        timeout = env.timeout
         try:
-            if env.timeout:
-                if self.tick is None or env.timeout / 4 < self.tick:
-                    self.tick = min(0.25, env.timeout / 4)
+            if timeout:
+                if self.tick is None or timeout < 4 * self.tick:
+                    self.tick = min(0.25, timeout / 4)
                     signal.setitimer(signal.ITIMER_REAL, self.tick, self.tick)
-                self.deadline = start + env.timeout
+                self.deadline = start + timeout
             if self.busy is not None:
-                BUSY.pack_into(self.busy, 0, start, env.timeout or 0.0)
+                _pack_busy(self.busy, 0, start, timeout or 0.0)
             try:
                 return fn(*args)
             finally:
                 self.deadline = None
         except CallTimeout:
-            env.broken = "%s timed out after %gs" % (what, env.timeout)
+            env.broken = "%s timed out after %gs" % (what, timeout)
             raise Failure("EnvTimeout", "env %s (%s): %s; the env was marked broken, the other envs are unaffected"
                           % (env.id, env.env_id, env.broken))
         except Failure:

@@ -336,24 +336,26 @@ def _relay(op, key):
 
 
 def env_batch(req):
-    """``calls`` = [[op, env, arg], ...] (op: reset/step/vstep), answered as one JSON list body.
+    """One call over many envs (``call``: reset/step/vstep, ``envs``, ``values``), answered column by
+    column as the host's ``batch`` op documents (``envhost.py``).
 
     All envs of a batch live in one host (one interpreter), as a vector env's do; an env that
-    is unknown or lost gets its error in its place of the list."""
-    calls = req.args["calls"]
-    hosts = {_envs[c[1]].host for c in calls if c[1] in _envs and not _envs[c[1]].lost}
+    is unknown or lost gets its error at its position."""
+    names = req.args["envs"]
+    hosts = {_envs[n].host for n in names if n in _envs and not _envs[n].lost}
     if len(hosts) > 1:
         raise OpError("BadRequest", "a batch must name envs of one env host (one interpreter)")
     if not hosts:
-        out = []
-        for call in calls:
+        errors = {}
+        for pos, name in enumerate(names):
             try:
-                _rec(call[1])
+                _rec(name)
             except OpError as exc:
-                out.append({"error": {"type": exc.type, "message": exc.message}})
-        return {}, json.dumps(out).encode()
-    extra = {k: v for k, v in req.args.items() if k != "calls"}
-    hosts.pop().request("batch", dict(extra, calls=calls), lambda meta, body: _forward(req, meta, body))
+                errors[pos] = {"type": exc.type, "message": exc.message}
+        fields = ("observation", "info") if req.args.get("call") == "reset" else (
+            "observation", "reward", "terminated", "truncated", "info")
+        return {}, json.dumps(dict({f: [None] * len(names) for f in fields}, errors=errors)).encode()
+    hosts.pop().request("batch", req.args, lambda meta, body: _forward(req, meta, body))
     return DEFERRED
 
 

@@ -30,6 +30,20 @@ from rock.sdk.transport import LeanTransport
 GEM = "/apis/v1/envs/gem"
 TIMEOUT = 600.0  # the service bounds each call inside the env (EnvSettings.call_timeout)
 
+try:  # optional: reads a 256-env vector reply ~2.5x faster than the stdlib
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover - depends on the environment
+    _fast_loads = None
+
+
+def loads(raw: bytes) -> Any:
+    if _fast_loads is not None:
+        try:
+            return _fast_loads(raw)
+        except ValueError:  # NaN/Infinity (json.dumps writes them for float rewards), huge ints
+            pass
+    return json.loads(raw)
+
 
 def _headers(token: str | None) -> dict[str, str]:
     token = token or os.environ.get("ROCK_TOKEN")
@@ -147,12 +161,12 @@ class AsyncHttp:
 
 
 def _step_tuple(raw: bytes) -> tuple[Any, float, bool, bool, dict]:
-    r = json.loads(raw)
+    r = loads(raw)
     return r["observation"], r["reward"], r["terminated"], r["truncated"], r["info"]
 
 
 def _reset_tuple(raw: bytes) -> tuple[Any, dict]:
-    r = json.loads(raw)
+    r = loads(raw)
     return r["observation"], r["info"]
 
 

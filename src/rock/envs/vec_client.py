@@ -17,35 +17,51 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rock.envs.client import AsyncHttp, SyncHttp
+from rock.envs.client import AsyncHttp, SyncHttp, loads
 from rock.envs.errors import EnvError
 
 
-def _order(actions: dict | list) -> tuple[list[int], dict[int, Any]]:
+STEP = ("observation", "reward", "terminated", "truncated", "info")
+RESET = ("observation", "info")
+
+
+def _order(actions: dict | list) -> tuple[list[int], dict | list]:
+    """The env indices in the caller's order, and the actions as sent (a list keeps its Nones)."""
     if isinstance(actions, dict):
-        return list(actions), dict(actions)
-    given = {i: a for i, a in enumerate(actions) if a is not None}
-    return list(given), given
+        return list(actions), {str(i): a for i, a in actions.items()}
+    actions = list(actions)
+    return [i for i, a in enumerate(actions) if a is not None], actions
 
 
-def _results(raw: bytes, order: list[int]) -> list[dict]:
-    """The reply's results in the caller's order; raises if any env failed."""
-    reply = json.loads(raw)
-    by_index = dict(zip(reply["indices"], reply["results"]))
-    results = [by_index[i] for i in order]
-    errors = {i: r["error"] for i, r in zip(order, results) if "error" in r}
+def _columns(raw: bytes, order: list[int], fields: tuple[str, ...]) -> list[list]:
+    """One list per field, in the caller's order, from the hosts' column parts (see
+    rock.envs.vector); raises if any env failed."""
+    reply = loads(raw)
+    cols: list[list] = [[] for _ in fields]
+    errors: dict[int, dict] = {}
+    for part in reply["parts"]:
+        base = len(cols[0])
+        for pos, err in (part.get("errors") or {}).items():
+            errors[base + int(pos)] = err
+        for col, field in zip(cols, fields):
+            col.extend(part[field])
+    indices = reply["indices"]
+    if indices is None:
+        indices = list(range(len(cols[0])))
+    if indices != order:
+        where = {i: pos for pos, i in enumerate(indices)}
+        perm = [where[i] for i in order]
+        cols = [[col[p] for p in perm] for col in cols]
+        errors = {order.index(indices[pos]): err for pos, err in errors.items()}
     if errors:
-        first = next(iter(errors.values()))
-        listed = "; ".join(f"env {i}: {e['type']}: {e['message']}" for i, e in list(errors.items())[:5])
-        exc = EnvError(f"{len(errors)} of {len(order)} envs failed: {listed}", first["type"])
-        exc.errors, exc.results = errors, {i: r for i, r in zip(order, results) if "error" not in r}
+        failed = {order[k]: err for k, err in sorted(errors.items())}
+        first = next(iter(failed.values()))
+        listed = "; ".join(f"env {i}: {e['type']}: {e['message']}" for i, e in list(failed.items())[:5])
+        exc = EnvError(f"{len(failed)} of {len(order)} envs failed: {listed}", first["type"])
+        exc.errors = failed
+        exc.results = {i: dict(zip(fields, row)) for k, (i, *row) in enumerate(zip(order, *cols)) if k not in errors}
         raise exc
-    return results
-
-
-def _step_lists(results: list[dict]):
-    return ([r["observation"] for r in results], [r["reward"] for r in results],
-            [r["terminated"] for r in results], [r["truncated"] for r in results], [r["info"] for r in results])
+    return cols
 
 
 def _make_body(env_id: str, num_envs: int, autoreset: str, vec_kwargs, timeout, kwargs) -> dict:
@@ -90,13 +106,12 @@ class VecEnv(_Vec):
 
     def reset(self, seed: int | list[int] | None = None, indices: list[int] | None = None) -> tuple[list, list]:
         order = list(range(self.num_envs)) if indices is None else list(indices)
-        results = _results(self._http.post("/vec/reset", self._reset_body(self._id(), seed, indices)), order)
-        return [r["observation"] for r in results], [r["info"] for r in results]
+        obs, infos = _columns(self._http.post("/vec/reset", self._reset_body(self._id(), seed, indices)), order, RESET)
+        return obs, infos
 
     def step(self, actions: dict[int, Any] | list[Any]):
-        order, given = _order(actions)
-        raw = self._http.post("/vec/step", {"vec_id": self._id(), "actions": {str(i): a for i, a in given.items()}})
-        return _step_lists(_results(raw, order))
+        order, sent = _order(actions)
+        return tuple(_columns(self._http.post("/vec/step", {"vec_id": self._id(), "actions": sent}), order, STEP))
 
     def close(self) -> None:
         if self.vec_id is not None:
@@ -125,13 +140,13 @@ class AsyncVecEnv(_Vec):
 
     async def reset(self, seed: int | list[int] | None = None, indices: list[int] | None = None) -> tuple[list, list]:
         order = list(range(self.num_envs)) if indices is None else list(indices)
-        results = _results(await self._http.post("/vec/reset", self._reset_body(self._id(), seed, indices)), order)
-        return [r["observation"] for r in results], [r["info"] for r in results]
+        raw = await self._http.post("/vec/reset", self._reset_body(self._id(), seed, indices))
+        obs, infos = _columns(raw, order, RESET)
+        return obs, infos
 
     async def step(self, actions: dict[int, Any] | list[Any]):
-        order, given = _order(actions)
-        raw = await self._http.post("/vec/step", {"vec_id": self._id(), "actions": {str(i): a for i, a in given.items()}})
-        return _step_lists(_results(raw, order))
+        order, sent = _order(actions)
+        return tuple(_columns(await self._http.post("/vec/step", {"vec_id": self._id(), "actions": sent}), order, STEP))
 
     async def close(self) -> None:
         if self.vec_id is not None:

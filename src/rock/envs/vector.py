@@ -19,8 +19,11 @@ Semantics (the SDK's ``make_vec`` and the ``/vec/*`` routes):
   from the seeds of the first reset. Every env has its own global RNG state in its host
   (see ``agent/envhost.py``), so results do not depend on how envs share sandboxes.
 
-Envs of one vector fill sandboxes in contiguous index ranges, so the per-sandbox replies are
-spliced into one JSON list without decoding them.
+Wire format: envs of one vector fill sandboxes in contiguous index ranges (``blocks``), and each
+sandbox's env host answers its share column by column (``agent/envhost.py``, ``Host.op_batch``).
+The admin never decodes those replies: ``/vec/step`` and ``/vec/reset`` answer
+``{"indices": [...] | null, "parts": [<host reply>, ...]}``, the parts in index order and
+``indices`` the env indices they cover (null: every env, in order); the client joins the columns.
 """
 
 from __future__ import annotations
@@ -46,12 +49,10 @@ class VecRecord:
     autoreset: str
     blocks: list[tuple[str, int, int]]  # (sandbox_id, first index, end index)
     last_used: float = field(default_factory=time.time)
+    names: list[str] = field(default_factory=list)  # each env's name inside its sandbox
 
-
-def splice(bodies: list[bytes]) -> bytes:
-    """Concatenate JSON lists without decoding them."""
-    parts = [b[1:-1] for b in bodies if len(b) > 2]
-    return b"[" + b",".join(parts) + b"]"
+    def __post_init__(self) -> None:
+        self.names = [split_handle(h)[1] for h in self.handles]
 
 
 async def make_vec(svc: EnvService, env_id: str, num_envs: int, owner: str | None, kwargs: dict | None = None,
@@ -95,18 +96,32 @@ def get_vec(svc: EnvService, vec_id: str, owner: str | None) -> VecRecord:
     return vec
 
 
-async def _batch(svc: EnvService, vec: VecRecord, calls: dict[int, list]) -> bytes:
-    """Send each sandbox its share of ``calls`` (index -> [op, handle, arg]); one JSON list back."""
-    order = sorted(calls)
-    groups = []
+async def _batch(svc: EnvService, vec: VecRecord, op: str, values: list | dict[int, Any]) -> bytes:
+    """``op`` on the envs named by ``values`` (one value per env, None: skip it; or index -> value),
+    one request per sandbox, all at once; the hosts' replies are passed on undecoded."""
+    n = len(vec.handles)
+    if isinstance(values, list) and len(values) != n:
+        values = {i: v for i, v in enumerate(values) if v is not None}
+    if isinstance(values, dict):
+        chosen = sorted(_index(vec, i) for i in values)
+        if len(chosen) == n:
+            values = [values[i] for i in chosen]
+    else:
+        chosen = [i for i, v in enumerate(values) if v is not None]
+    extra = {"call": op, "autoreset": vec.autoreset}
+    jobs = []
     for sandbox_id, start, end in vec.blocks:
-        part = [calls[i] for i in order if start <= i < end]
-        if part:
-            groups.append((sandbox_id, part))
-
-    bodies = await asyncio.gather(*(svc.env_call(sid, vec.owner, "batch", {"calls": part, "autoreset": vec.autoreset})
-                                    for sid, part in groups))
-    return b'{"indices":%s,"results":%s}' % (str(order).replace(" ", "").encode(), splice(list(bodies)))
+        if len(chosen) == n:  # every env: slices, no per-env work here
+            args = dict(extra, envs=vec.names[start:end], values=values[start:end])
+        else:
+            part = [i for i in chosen if start <= i < end]
+            if not part:
+                continue
+            args = dict(extra, envs=[vec.names[i] for i in part], values=[values[i] for i in part])
+        jobs.append(svc.env_call(sandbox_id, vec.owner, "batch", args))
+    bodies = await asyncio.gather(*jobs)
+    indices = b"null" if len(chosen) == n else str(chosen).replace(" ", "").encode()
+    return b'{"indices":%s,"parts":[%s]}' % (indices, b",".join(bodies))
 
 
 def _index(vec: VecRecord, i: Any) -> int:
@@ -115,24 +130,20 @@ def _index(vec: VecRecord, i: Any) -> int:
     return i
 
 
-async def vec_step(svc: EnvService, vec: VecRecord, actions: dict[int, Any]) -> bytes:
-    calls = {}
-    for i, action in actions.items():
-        i = _index(vec, i)
-        calls[i] = ["vstep", split_handle(vec.handles[i])[1], action]
-    return await _batch(svc, vec, calls)
+async def vec_step(svc: EnvService, vec: VecRecord, actions: list | dict[int, Any]) -> bytes:
+    """``actions``: one per env (None: leave that env alone) or {index: action}."""
+    return await _batch(svc, vec, "vstep", actions)
 
 
 async def vec_reset(svc: EnvService, vec: VecRecord, seed: int | list | None, indices: list[int] | None) -> bytes:
     n = len(vec.handles)
     if isinstance(seed, list) and len(seed) != n:
         raise EnvError(f"seed list has {len(seed)} entries for {n} envs", "BadRequest")
-    calls = {}
+    seeds = {}
     for i in (range(n) if indices is None else indices):
         i = _index(vec, i)
-        s = seed[i] if isinstance(seed, list) else (None if seed is None else seed + i)
-        calls[i] = ["reset", split_handle(vec.handles[i])[1], s]
-    return await _batch(svc, vec, calls)
+        seeds[i] = seed[i] if isinstance(seed, list) else (None if seed is None else seed + i)
+    return await _batch(svc, vec, "reset", seeds)
 
 
 async def vec_close(svc: EnvService, vec: VecRecord) -> int:
