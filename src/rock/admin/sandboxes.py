@@ -33,6 +33,7 @@ class Sandboxes:
         self._used: dict[str, float] = {}  # sandbox_id -> last use, not yet written to the store
         self._locks: dict[str, asyncio.Lock] = {}
         self._reaper: asyncio.Task | None = None
+        self._saving: set[asyncio.Future] = set()
 
     # -- startup / shutdown ------------------------------------------------------------------
 
@@ -71,7 +72,20 @@ class Sandboxes:
             await asyncio.gather(self._reaper, return_exceptions=True)
         for task in list(self._starting.values()):
             await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*self._saving, return_exceptions=True)
         await self.flush()
+
+    def _save_soon(self, saved: asyncio.Future) -> None:
+        """Let a queued write finish without the caller waiting; failures are logged. A crash
+        before it lands leaves the older state on disk, which ``reconcile`` corrects."""
+        self._saving.add(saved)
+
+        def done(f: asyncio.Future) -> None:
+            self._saving.discard(f)
+            if not f.cancelled() and f.exception() is not None:
+                log.error("could not persist a sandbox record: %s", f.exception())
+
+        saved.add_done_callback(done)
 
     async def flush(self) -> None:
         used, self._used = self._used, {}
@@ -122,7 +136,7 @@ class Sandboxes:
             if record is not None and record.owner != owner:
                 raise Conflict(f"sandbox id {sandbox_id} is already taken")
             if record is None or record.state not in LIVE:
-                record = await self._new_record(sandbox_id, req, owner, meta, record)
+                record = self._new_record(sandbox_id, req, owner, meta, record)
                 self._starting[sandbox_id] = asyncio.create_task(self._create(record, req), name=f"create-{sandbox_id}")
             # else: a caller-chosen id that is pending or running: create is idempotent
         task = self._starting.get(sandbox_id)
@@ -132,8 +146,8 @@ class Sandboxes:
             raise SandboxStartError(f"sandbox {sandbox_id} failed to start: {record.failure_reason}")
         return record
 
-    async def _new_record(self, sandbox_id: str, req: SandboxStartRequest, owner: str | None, meta: dict,
-                          old: SandboxRecord | None) -> SandboxRecord:
+    def _new_record(self, sandbox_id: str, req: SandboxStartRequest, owner: str | None, meta: dict,
+                    old: SandboxRecord | None) -> SandboxRecord:
         ttl = req.ttl_seconds()
         record = SandboxRecord(
             sandbox_id=sandbox_id, owner=owner, state="pending",
@@ -146,7 +160,9 @@ class Sandboxes:
         )
         self.records[sandbox_id] = record
         event, from_state = ("create", None) if old is None else ("recreate", old.state)
-        await self.store.save(record, from_state, event)
+        # Written while the sandbox starts: a crash before "running" is on disk is a pending
+        # record with a live sandbox, which reconcile marks running after the restart.
+        self._save_soon(self.store.save(record, from_state, event))
         return record
 
     def _spec(self, record: SandboxRecord, req: SandboxStartRequest) -> SandboxSpec:
@@ -170,7 +186,7 @@ class Sandboxes:
                 return
             record.backend, record.host_name, record.host_ip = info.backend, info.host_name, info.host_ip
             record.started_at = record.last_used_at = time.time()
-            await self._transition(record, "running", "started")
+            self._save_soon(self._change(record, "running", "started"))
         except Exception as exc:  # noqa: BLE001 - any failure becomes the record's reason
             reason = exc.message if isinstance(exc, RockError) and exc.message else f"{type(exc).__name__}: {exc}"
             log.warning("sandbox %s failed to start: %s", record.sandbox_id, reason)
@@ -211,11 +227,15 @@ class Sandboxes:
             log.exception("stopping sandbox %s failed", sandbox_id)
 
     async def _transition(self, record: SandboxRecord, to: str, event: str, message: str | None = None) -> None:
+        await self._change(record, to, event, message)
+
+    def _change(self, record: SandboxRecord, to: str, event: str, message: str | None = None) -> asyncio.Future:
+        """Move ``record`` to ``to`` now and queue the write; returns the write."""
         before = record.state
         if to != before and to not in TRANSITIONS.get(before, ()):
             raise BadRequest(f"sandbox {record.sandbox_id} cannot go from {before} to {to}")
         record.state = to
-        await self.store.save(record, before, event, message)
+        return self.store.save(record, before, event, message)
 
     # -- idle TTL ----------------------------------------------------------------------------
 

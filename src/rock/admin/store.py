@@ -110,21 +110,25 @@ class Store:
 
     # -- records ----------------------------------------------------------------------------
 
-    def _save(self, record: SandboxRecord, from_state: str | None, event: str | None, message: str | None) -> None:
+    def _save(self, row: tuple, sandbox_id: str, state: str, from_state: str | None, event: str | None,
+              message: str | None) -> None:
+        # The row was taken when the write was queued: a later change to the record is a later write.
         assert self._db is not None
         placeholders = ",".join("?" for _ in _COLUMNS)
         with self._db:  # one transaction: the record and its history line agree
             self._db.execute("BEGIN")
-            self._db.execute(f"INSERT OR REPLACE INTO sandboxes ({','.join(_COLUMNS)}) VALUES ({placeholders})",
-                             _row(record))
+            self._db.execute(f"INSERT OR REPLACE INTO sandboxes ({','.join(_COLUMNS)}) VALUES ({placeholders})", row)
             if event is not None:
                 self._db.execute(
                     "INSERT INTO history (sandbox_id, from_state, to_state, event, message, ts) VALUES (?,?,?,?,?,?)",
-                    (record.sandbox_id, from_state, record.state, event, message, time.time()))
+                    (sandbox_id, from_state, state, event, message, time.time()))
 
-    async def save(self, record: SandboxRecord, from_state: str | None = None, event: str | None = None,
-                   message: str | None = None) -> None:
-        await self._run(self._save, record, from_state, event, message)
+    def save(self, record: SandboxRecord, from_state: str | None = None, event: str | None = None,
+             message: str | None = None) -> asyncio.Future:
+        """Queue the write now (writes happen in call order on the store's thread); await the
+        result to know it is on disk."""
+        return asyncio.get_running_loop().run_in_executor(self._pool, self._save, _row(record), record.sandbox_id,
+                                                          record.state, from_state, event, message)
 
     def _get(self, sandbox_id: str) -> SandboxRecord | None:
         row = self._db.execute("SELECT * FROM sandboxes WHERE sandbox_id=?", (sandbox_id,)).fetchone()

@@ -181,9 +181,8 @@ class Runtime(abc.ABC):
 
 
 class ReadyFifo:
-    """The FIFO a sandbox reports its start-up on, one line per stage ("ready" from the agent;
-    before it, "up" from bwrap's stub when the agent comes from the zygote). Kept open from
-    before the first stage to the last, so no line is lost in between."""
+    """The FIFO a sandbox's agent reports "ready" on. Opened before the sandbox starts (a
+    reader must exist for the agent's non-blocking write) and read line by line."""
 
     def __init__(self, run_dir: Path):
         # O_RDWR keeps the FIFO from reporting EOF before a writer opens it.
