@@ -1,9 +1,10 @@
-"""SDK benchmarks, through the public SDK over loopback against a real admin per backend.
+"""SDK benchmarks, through the public SDK over loopback against a real admin per backend
+(``rock admin start``, its own process).
 
 sdk_start_to_first_output  Sandbox.start() -> create_session -> first arun output (floor: the
-                           same steps on the worker in-process, no HTTP)
+                           same steps on a worker in the benchmark's process, no HTTP)
 sdk_echo_round_trip        arun("echo hi") in a persistent session (floor: the agent round trip
-                           in-process, i.e. what HTTP + admin add is the ratio)
+                           from that worker, i.e. what HTTP + admin add is the ratio)
 sdk_burst_100              100 Sandbox.start() at once, each until ready (success_rate counts)
 """
 
@@ -11,66 +12,58 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
 
-import uvicorn
-
+from bench.admin import AdminProcess
 from bench.report import record
 from rock.actions import CreateBashSessionRequest
-from rock.admin.app import create_app
 from rock.config import Settings
 from rock.runtime import get_runtime_class
 from rock.runtime.base import SandboxSpec
 from rock.sdk.sandbox import Sandbox, SandboxConfig
+from rock.worker.worker import Worker
 
 
-class _Server(uvicorn.Server):
-    def __init__(self, config, ready: threading.Event):
-        super().__init__(config)
-        self.ready, self.loop = ready, None
-
-    async def startup(self, sockets=None) -> None:
-        await super().startup(sockets)
-        self.loop = asyncio.get_running_loop()
-        self.ready.set()
-
-
-class _Admin:
-    """The admin in a thread with its own loop, like `rock admin start`, on a free port."""
+class _FloorWorker:
+    """The same steps without HTTP and the admin: a worker of the benchmark's own, same backend."""
 
     def __init__(self, backend: str):
-        self.state = Path(tempfile.mkdtemp(prefix="rock-bench-sdk-"))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.app = create_app(Settings(state_dir=self.state, backend=backend, port=self.port))
-        ready = threading.Event()
-        self.server = _Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                             access_log=False), ready)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        while not ready.wait(0.5):
-            if not self.thread.is_alive():
-                raise RuntimeError("admin did not start")
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.state = Path(tempfile.mkdtemp(prefix="rock-bench-floor-"))
+        self.settings = Settings(state_dir=self.state, backend=backend)
+        self.worker = Worker(self.settings)
 
-    def call(self, coro_fn, timeout: float = 600):
-        return asyncio.run_coroutine_threadsafe(coro_fn(), self.server.loop).result(timeout)
+    async def start_to_first_output(self) -> float:
+        sid = "f" + uuid.uuid4().hex[:10]
+        t0 = time.perf_counter()
+        await self.worker.create(SandboxSpec(sandbox_id=sid, image=self.settings.default_image,
+                                             memory_bytes=256 << 20, cpus=0.5))
+        agent = self.worker.agent(sid)
+        await agent.create_session("b")
+        await agent.run("b", "echo hi")
+        elapsed = time.perf_counter() - t0
+        await self.worker.stop(sid)
+        return elapsed
 
-    def close(self) -> None:
-        worker = self.app.state.rock.worker
+    async def echoes(self, n: int) -> list[float]:
+        sid = "f" + uuid.uuid4().hex[:10]
+        await self.worker.create(SandboxSpec(sandbox_id=sid, image=self.settings.default_image))
+        agent = self.worker.agent(sid)
+        await agent.create_session("b")
+        out = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            await agent.run("b", "echo hi")
+            out.append(time.perf_counter() - t0)
+        await self.worker.stop(sid)
+        return out
 
-        async def stop_all():
-            await asyncio.gather(*(worker.stop(i.sandbox_id) for i in worker.list()), return_exceptions=True)
-
-        self.call(stop_all)
-        self.server.should_exit = True
-        self.thread.join(60)
+    async def close(self) -> None:
+        for info in self.worker.list():
+            await self.worker.stop(info.sandbox_id)
+        await self.worker.close()
         shutil.rmtree(self.state, ignore_errors=True)
 
 
@@ -103,44 +96,24 @@ async def _timed_start(url: str) -> float | None:
 
 
 async def _backend(ctx, backend: str) -> list[dict]:
-    admin = _Admin(backend)
-    worker = admin.app.state.rock.worker
+    admin = AdminProcess(backend, prefix="rock-bench-sdk-")
+    url = admin.start()
+    floor = _FloorWorker(backend)
+    await floor.worker.start()
     records = []
     try:
-        await _start_to_first_output(admin.url)  # warm-up: unpack the image, compile, caches
-
-        async def floor_start() -> float:
-            sid = "f" + uuid.uuid4().hex[:10]
-            t0 = time.perf_counter()
-            await worker.create(SandboxSpec(sandbox_id=sid, image=admin.app.state.rock.settings.default_image))
-            agent = worker.agent(sid)
-            await agent.create_session("b")
-            await agent.run("b", "echo hi")
-            elapsed = time.perf_counter() - t0
-            await worker.stop(sid)
-            return elapsed
+        await _start_to_first_output(url)  # warm-up: unpack the image, compile, caches
+        await floor.start_to_first_output()
 
         n = ctx.n(5, 30)
         ctx.progress(f"sdk {backend}: start -> first output x{n}")
-        starts = [await _start_to_first_output(admin.url) for _ in range(n)]
-        floors = [admin.call(floor_start) for _ in range(max(3, n // 3))]
+        starts = [await _start_to_first_output(url) for _ in range(n)]
+        floors = [await floor.start_to_first_output() for _ in range(max(3, n // 3))]
         records.append(record("sdk_start_to_first_output", backend, starts, floor_s=floors))
 
-        sandbox = Sandbox(_config(admin.url))
+        sandbox = Sandbox(_config(url))
         await sandbox.start()
         await sandbox.create_session(CreateBashSessionRequest(session="b"))
-        sid = sandbox.sandbox_id
-
-        async def floor_echo() -> list[float]:
-            agent = worker.agent(sid)
-            await agent.create_session("floor")
-            out = []
-            for _ in range(ctx.n(200, 1000)):
-                t0 = time.perf_counter()
-                await agent.run("floor", "echo hi")
-                out.append(time.perf_counter() - t0)
-            return out
-
         for _ in range(100):
             await sandbox.arun("echo hi", session="b")
         n = ctx.n(300, 2000)
@@ -150,18 +123,18 @@ async def _backend(ctx, backend: str) -> list[dict]:
             t0 = time.perf_counter()
             await sandbox.arun("echo hi", session="b")
             echoes.append(time.perf_counter() - t0)
-        floor = admin.call(floor_echo)
-        records.append(record("sdk_echo_round_trip", backend, echoes, floor_s=floor))
+        records.append(record("sdk_echo_round_trip", backend, echoes, floor_s=await floor.echoes(ctx.n(200, 1000))))
         await sandbox.stop()
 
         ctx.progress(f"sdk {backend}: burst of 100 start()")
         t0 = time.perf_counter()
-        results = await asyncio.gather(*(_timed_start(admin.url) for _ in range(100)))
+        results = await asyncio.gather(*(_timed_start(url) for _ in range(100)))
         wall = time.perf_counter() - t0
         ok = [r for r in results if r is not None]
         records.append(record("sdk_burst_100", backend, ok, attempts=100, wall_s=round(wall, 3)))
     finally:
-        admin.close()
+        await floor.close()
+        admin.stop()
     return records
 
 
