@@ -37,6 +37,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 NAMESPACES = ("cgroup", "ipc", "uts", "net", "pid", "mnt")
 CLONE_NEWPID = 0x20000000
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_DUMPABLE = 4
 PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
 PR_CAP_AMBIENT = 47
@@ -93,6 +94,10 @@ def confine(req):
         if caps >> cap & 1:  # ambient, as bwrap sets them: they survive exec
             _check(_libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0), "ambient cap %d" % cap)
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    # This process is a copy of the zygote, whose freed memory may still hold other sandboxes'
+    # requests: nothing in the sandbox may read it (/proc/<pid>/mem, environ, ptrace). The
+    # programs the agent starts are dumpable again after their exec, as usual.
+    _check(_libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "dumpable")
     if req.get("seccomp"):
         program = bytes.fromhex(req["seccomp"])
         buf = ctypes.create_string_buffer(program, len(program))
