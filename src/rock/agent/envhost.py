@@ -17,6 +17,7 @@ Standard library only at import time (it may run under any image's python3). Its
 (``protocol``, ``envguard``, ``envrng``) are loaded by path, see ``_sibling``.
 """
 
+import functools
 import importlib
 import importlib.util
 import json
@@ -59,8 +60,11 @@ def jsonable(value):
     return str(value)
 
 
+_encode = json.JSONEncoder(default=jsonable, separators=(",", ":")).encode  # made once: json.dumps makes one a call
+
+
 def dumps(obj):
-    return json.dumps(obj, default=jsonable, separators=(",", ":")).encode()
+    return _encode(obj).encode()
 
 
 def offline_nltk():
@@ -186,7 +190,7 @@ class Host:
         env.steps += 1
         return obs, float(reward), bool(terminated), bool(truncated), info
 
-    def vstep(self, env, action, mode):
+    def vstep(self, mode, env, action):
         """One env of a vector step; autoreset semantics are documented in rock/envs/vector.py."""
         if mode == "next_step" and env.needs_reset:
             obs, info = self.reset(env, None)
@@ -219,7 +223,7 @@ class Host:
         return {"closed": True}
 
     def op_batch(self, args):
-        """One op over many envs of this host, as a vector env uses it (``rock/envs/vector.py``):
+        """One call over many envs of this host, as a vector env uses it (``rock/envs/vector.py``):
         ``call`` is reset (``values``: one seed per env), step or vstep (``values``: one action
         per env; ``autoreset``: vstep's mode), ``envs`` the envs' local names.
 
@@ -227,29 +231,26 @@ class Host:
         and truncated for steps): encoded and decoded several times faster than a dict per env.
         Each env's outcome is independent: a failed one is null in the columns and its error is
         in ``errors`` under its position."""
-        op, names, values = args["call"], args["envs"], args["values"]
-        if op == "reset":
-            call = self.reset
-        elif op == "step":
-            call = self.step
-        elif op == "vstep":
-            mode = args.get("autoreset") or "same_step"
-            call = lambda env, action: self.vstep(env, action, mode)  # noqa: E731
+        call, names, values = args["call"], args["envs"], args["values"]
+        if call == "reset":
+            fn, fields = self.reset, RESET_FIELDS
+        elif call == "step":
+            fn, fields = self.step, STEP_FIELDS
+        elif call == "vstep":
+            fn, fields = functools.partial(self.vstep, args.get("autoreset") or "same_step"), STEP_FIELDS
         else:
-            raise Failure("BadRequest", "batch op must be reset, step or vstep, not %r" % op)
+            raise Failure("BadRequest", "batch call must be reset, step or vstep, not %r" % call)
         if len(names) != len(values):
             raise Failure("BadRequest", "batch has %d envs and %d values" % (len(names), len(values)))
-        envs, out, errors = self.envs, [], {}
-        for pos, (name, value) in enumerate(zip(names, values)):
-            env = envs.get(name)
+        get, rows, errors = self.envs.get, [], {}
+        append = rows.append
+        for name, value in zip(names, values):
             try:
-                if env is None:
-                    raise Failure("EnvNotFound", "no env %r in this sandbox (closed, reclaimed, or never made)" % name)
-                out.append(call(env, value))
+                append(fn(get(name) or self.env({"env": name}), value))
             except Failure as exc:
-                errors[pos] = {"type": exc.type, "message": exc.message}
-                out.append(None)
-        return columns(out, RESET_FIELDS if op == "reset" else STEP_FIELDS, errors)
+                errors[len(rows)] = {"type": exc.type, "message": exc.message}
+                append(None)
+        return columns(rows, fields, errors)
 
     def op_list(self, args):
         to_wall = time.time() - time.monotonic()

@@ -26,8 +26,8 @@ from rock.envs.catalog import Catalog, Runner
 from rock.envs.errors import EnvError, from_agent
 from rock.envs.lifecycle import EnvRecord, EnvSandbox, Lifecycle
 from rock.envs.settings import EnvSettings
+from rock.envs.hostlink import HostLink
 from rock.errors import AgentError, AgentGone, RockError, SandboxNotFound, SandboxNotRunning
-from rock.worker.agent_client import AgentClient
 
 log = logging.getLogger("rock.envs")
 
@@ -49,7 +49,7 @@ class EnvService(Lifecycle):
         self.by_id: dict[str, EnvSandbox] = {}
         self.vecs: dict = {}  # vec_id -> rock.envs.vector.VecRecord
         # sandbox_id -> (host socket path, connection): reset/step/batch go straight to the env host
-        self.direct: dict[str, tuple[str, AgentClient]] = {}
+        self.direct: dict[str, tuple[str, HostLink]] = {}
         self._reaper: asyncio.Task | None = None
 
     # -- placement ---------------------------------------------------------------------------
@@ -169,7 +169,7 @@ class EnvService(Lifecycle):
         if path is None or len(path) >= 108:
             return
         try:
-            client = await AgentClient.connect(path)
+            client = await HostLink.connect(path)
         except AgentGone:
             return
         if known is not None:
@@ -183,7 +183,7 @@ class EnvService(Lifecycle):
         direct = self.direct.get(sandbox_id)
         if direct is not None and not direct[1].closed:
             try:
-                return (await direct[1].call(op, args))[1]
+                return await direct[1].call(op, args, poll=op != "batch")
             except AgentGone:
                 self.direct.pop(sandbox_id, None)  # the host died: the agent knows why
             except AgentError as exc:
