@@ -47,3 +47,14 @@ def test_hot_path_serves_the_gem_routes(hot_admin, monkeypatch):
         vec.reset(seed=0)
         obs, rewards, *_ = vec.step({1: "\\boxed{5}"})
         assert len(obs) == 1 and isinstance(rewards[0], float)
+        # A full step's body is read without the model; what the model refuses is still refused.
+        http = rock.envs.client.SyncHttp()
+        assert len(vec.step(["\\boxed{1}", "\\boxed{2}"])[0]) == 2
+        for bad in ({"vec_id": vec.vec_id, "actions": ["a", "b"], "more": 1}, {"vec_id": "", "actions": []},
+                    {"vec_id": vec.vec_id, "actions": "a"}):
+            with pytest.raises(Exception) as err:
+                http.post("/vec/step", bad)
+            assert getattr(err.value, "status_code", None) == 422, bad
+        with pytest.raises(EnvError) as err:
+            http.post("/vec/step", {"vec_id": "vec-nope", "actions": ["a"]})
+        assert err.value.kind == "EnvNotFound"

@@ -191,17 +191,21 @@ class Host:
         return obs, float(reward), bool(terminated), bool(truncated), info
 
     def vstep(self, mode, env, action):
-        """One env of a vector step; autoreset semantics are documented in rock/envs/vector.py."""
-        if mode == "next_step" and env.needs_reset:
+        """One env of a vector step; autoreset semantics are documented in rock/envs/vector.py.
+        (``step`` written out: a vector runs this once per env, a call level costs ~5%.)"""
+        if env.needs_reset and mode == "next_step":
             obs, info = self.reset(env, None)
             return obs, 0.0, False, False, info
-        obs, reward, terminated, truncated, info = self.step(env, action)
-        if (terminated or truncated) and mode == "same_step":
-            new_obs, new_info = self.reset(env, None)
-            return new_obs, reward, terminated, truncated, dict(new_info or {}, final_observation=obs, final_info=info)
-        if (terminated or truncated) and mode == "next_step":
-            env.needs_reset = True
-        return obs, reward, terminated, truncated, info
+        obs, reward, terminated, truncated, info = self.guarded(env, "step", env.obj.step, action)
+        env.steps += 1
+        if terminated or truncated:
+            if mode == "same_step":
+                final_obs, final_info = obs, info
+                obs, info = self.reset(env, None)
+                info = dict(info or {}, final_observation=final_obs, final_info=final_info)
+            elif mode == "next_step":
+                env.needs_reset = True
+        return obs, float(reward), bool(terminated), bool(truncated), info
 
     def op_reset(self, args):
         return dict(zip(RESET_FIELDS, self.reset(self.env(args), args.get("seed"))))

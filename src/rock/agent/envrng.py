@@ -85,16 +85,28 @@ class RngIsolation:
     def enter(self, env):
         """Make ``env``'s states the global ones (a new env starts from fresh entropy, like a new
         process would)."""
-        if self.owner is env:
+        owner = self.owner
+        if owner is env:
             return
-        if self.owner is not None:
-            self.owner.rng = self.save()
-        if env.rng is None:
-            self.random.seed()
-            if self.np is not None:
-                self.np.random.seed()
-        else:
-            self.load(env.rng)
+        fast = self._fast
+        if fast is None or env.rng is None:
+            if owner is not None:
+                owner.rng = self.save()
+            if env.rng is None:
+                self.random.seed()
+                if self.np is not None:
+                    self.np.random.seed()
+            else:
+                self.load(env.rng)
+        else:  # save() then load(), written out: this runs for every env of every vector step
+            inst, py_mem, np_mem = fast
+            if owner is not None:
+                owner.rng = (py_mem.raw, inst.gauss_next, np_mem.raw if np_mem is not None else None)
+            state = env.rng
+            py_mem.raw = state[0]
+            inst.gauss_next = state[1]
+            if np_mem is not None:
+                np_mem.raw = state[2]
         self.owner = env
 
     def forget(self, env):
