@@ -7,6 +7,8 @@ Metrics (JSON records):
 - ``env_steps_per_s``: 256 envs stepped together, ``per_s`` through the service
   (``make_vec``, one request per round) and ``baseline_per_s`` for in-process gem on the same
   env ids, seeds and actions (episodes that end are reset on both sides), ``ratio_to_baseline``.
+  On both sides the first round after the reset is played untimed (``WARMUP``): what is timed
+  is stepping, not the tail of the make and reset bursts before it.
 
 ``async def run(ctx)`` (``bench.report.Context``) uses ``ctx.base_url`` when the caller already runs
 an admin; otherwise, for each of ``ctx.backends``, it starts one (``rock admin start``) and stops it
@@ -33,6 +35,7 @@ NUM_ENVS = 256
 THROUGHPUT = [("game:Sokoban-v0-easy", 8), ("game:Game2048-v0-easy", 20), ("game:GuessTheNumber-v0-easy", 40)]
 LATENCY = ["game:GuessTheNumber-v0-easy", "game:Sokoban-v0-easy"]
 MOVES = ["\\boxed{up}", "\\boxed{down}", "\\boxed{left}", "\\boxed{right}"]
+WARMUP = 1  # rounds played untimed after the reset, on both sides
 
 
 def _actions(env_id: str, rounds: int, n: int) -> list[list[str]]:
@@ -115,9 +118,10 @@ def baseline(env_id: str, actions: list[list[str]]) -> tuple[float, int]:
     envs = [gem.make(env_id) for _ in range(NUM_ENVS)]
     for i, env in enumerate(envs):
         env.reset(seed=i)
-    steps = 0
-    t = time.perf_counter()
-    for row in actions:
+    steps, t = 0, None
+    for k, row in enumerate(actions):
+        if k == WARMUP:
+            steps, t = 0, time.perf_counter()
         for env, action in zip(envs, row):
             _, _, terminated, truncated, _ = env.step(action)
             steps += 1
@@ -147,9 +151,10 @@ async def service_throughput(base_url: str, env_id: str, actions: list[list[str]
     try:
         await vec.reset(seed=0)  # env i gets seed i, as in the baseline
         sandboxes = {h.split(":")[0] for h in vec.handles}
-        steps = 0
-        t = time.perf_counter()
-        for row in actions:
+        steps, t = 0, None
+        for k, row in enumerate(actions):
+            if k == WARMUP:
+                steps, t = 0, time.perf_counter()
             obs, *_ = await vec.step(row)
             steps += len(obs)
         per_s = steps / (time.perf_counter() - t)
@@ -161,7 +166,7 @@ async def service_throughput(base_url: str, env_id: str, actions: list[list[str]
 
 async def throughput(base_url: str, env_id: str, rounds: int, backend: str) -> dict:
     """One round = one step of each of the 256 envs (one vector request)."""
-    actions = _actions(env_id, rounds, NUM_ENVS)
+    actions = _actions(env_id, WARMUP + rounds, NUM_ENVS)
     got = await service_throughput(base_url, env_id, actions)
     base_per_s, _ = await asyncio.to_thread(baseline, env_id, actions)
     return {"metric": "env_steps_per_s", "env_id": env_id, "backend": backend, "num_envs": NUM_ENVS,

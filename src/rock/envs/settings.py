@@ -12,7 +12,11 @@ class EnvSettings(BaseSettings):
     # Many envs share one sandbox: a text game needs kilobytes, the host process ~120 MB.
     envs_per_sandbox: int = Field(default=64, ge=1, le=4096)
     sandbox_memory: str = "512m"
-    sandbox_cpus: float = 0.5
+    # One core per env sandbox: the env host is one thread, so it is never throttled by this
+    # limit, only kept to its core. At 0.5, a burst of resets or makes of a heavy env (Sokoban's
+    # room generation) ran into the CFS quota, and the steps right after it waited for the next
+    # quota period (up to 100 ms).
+    sandbox_cpus: float = 1.0
     image: str | None = None  # None: the admin's default image (the env host uses the host's Python)
     # Per call (make, reset, step) inside the env; past it the env is marked broken.
     call_timeout: float = Field(default=120.0, gt=0)
