@@ -6,9 +6,10 @@ a reply that arrives in one read is sliced out of it once, and a call that is th
 flight may wait for its reply by polling the socket for a short while instead of returning to
 the event loop. Measured on this kind of VM (2 vCPUs), waking an idle vCPU for the reply costs
 ~35 us, more than a simple game's step and its framing together; polling keeps the admin's vCPU
-awake for the few tens of microseconds the host needs, and costs nothing when the admin has no
-other request to serve. With other calls in flight it never polls, so a slow env cannot hold
-up the rest of the admin (and the poll gives up after ``POLL_S`` anyway).
+awake for the few tens of microseconds the host needs. With other env calls in flight it never
+polls, and a poll gives up after ``POLL_S``: the price is that a request of another kind (a
+sandbox command) arriving meanwhile may wait up to that long, and a slow env's call costs the
+admin that much CPU.
 """
 
 from __future__ import annotations
