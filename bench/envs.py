@@ -20,13 +20,10 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from urllib.parse import urlsplit
 
+from bench.admin import AdminProcess
 from bench.report import Context, record
 from rock.sdk import sync_transport
 
@@ -179,34 +176,6 @@ async def throughput(base_url: str, env_id: str, rounds: int, backend: str) -> d
 # -- running -------------------------------------------------------------------------------------
 
 
-class _OwnAdmin:
-    """An admin of our own when the caller has none (stopped, with its env sandboxes, at the end)."""
-
-    def __init__(self, backend: str):
-        self.backend = backend
-        self.state = tempfile.mkdtemp(prefix="rock-bench-envs-")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def _rock(self, *args: str) -> None:
-        subprocess.run([sys.executable, "-m", "rock.cli.main", *args, "--state-dir", self.state], check=True,
-                       capture_output=True, timeout=300)
-
-    def start(self) -> str:
-        self._rock("admin", "start", "--backend", self.backend, "--port", str(self.port))
-        return self.url
-
-    def stop(self) -> None:
-        import httpx
-
-        hosted = httpx.get(self.url + "/apis/v1/envs/gem/hosted", timeout=60).json()
-        for sandbox_id in hosted:
-            httpx.post(self.url + "/apis/envs/sandbox/v1/stop", json={"sandbox_id": sandbox_id}, timeout=120)
-        self._rock("admin", "stop")
-
-
 async def _part(ctx: Context, base_url: str, backend: str) -> list[dict]:
     records = []
     for env_id in LATENCY:
@@ -225,7 +194,7 @@ async def run(ctx: Context) -> list[dict]:
     for backend in ctx.backends:
         if backend == "local":
             continue  # envs belong in isolated sandboxes; local adds nothing here
-        own = _OwnAdmin(backend)
+        own = AdminProcess(backend, prefix="rock-bench-envs-")
         base_url = await asyncio.to_thread(own.start)
         try:
             records += await _part(ctx, base_url, backend)
