@@ -71,7 +71,15 @@ class WarmPool:
         while len(ready) < size and failures < 3:
             spec = template.model_copy(update={"sandbox_id": "pool-" + os.urandom(6).hex()})
             try:
-                ready.append(await self._launch(spec))
+                launched = await self._launch(spec)
+                # An agent reports ready before it has started its spare bash (that overlaps a
+                # cold start's next steps); a pooled one is only handed out once it answers.
+                try:
+                    await launched[1].ping()
+                except BaseException:
+                    await self._discard(*launched)
+                    raise
+                ready.append(launched)
                 failures = 0
             except asyncio.CancelledError:
                 raise
