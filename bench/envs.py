@@ -183,7 +183,7 @@ async def _part(ctx: Context, base_url: str, backend: str) -> list[dict]:
         records.append(await asyncio.to_thread(latency, base_url, env_id, backend, ctx.n(200, 1000)))
     for env_id, rounds in THROUGHPUT:
         ctx.progress(f"envs {backend}: steps/s over {NUM_ENVS} envs, {env_id} (and in-process gem)")
-        records.append(await throughput(base_url, env_id, ctx.n(max(2, rounds // 4), rounds), backend))
+        records.append(await throughput(base_url, env_id, ctx.n(max(8, rounds // 4), rounds), backend))
     return records
 
 
