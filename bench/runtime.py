@@ -24,6 +24,9 @@ from rock.config import Settings
 from rock.worker.worker import Worker
 
 IMAGE = "python:3.11"
+# Pause between phases: the kernel frees a phase's sandboxes (namespaces, cgroups, mounts) in the
+# background, and the next phase is measured against floors taken on a quiet machine.
+SETTLE_S = 1.0
 # The minimal bwrap root (binding all of / would copy every host mount, Docker's churning ones too).
 BWRAP_FLOOR = ["bwrap", "--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
                "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin", "--dev", "/dev", "--proc", "/proc",
@@ -157,9 +160,11 @@ async def run(ctx: Context) -> list[dict]:
             samples, attempts, total = await _burst(worker, n_burst)
             records.append(record("start_to_first_output_burst", backend, samples, attempts, floor,
                                   burst_total_ms=round(total * 1e3, 1)))
+            await asyncio.sleep(SETTLE_S)
             ctx.progress(f"{backend}: warm-pool start -> first output x{n_seq}")
             samples, attempts = await _warm(worker, n_seq)
             records.append(record("warm_start_to_first_output", backend, samples, attempts))
+            await asyncio.sleep(SETTLE_S)
             ctx.progress(f"{backend}: echo round trip x{n_echo}")
             records.append(record("echo_round_trip", backend, await _echo(worker, n_echo), floor_s=pty_floor))
         finally:
