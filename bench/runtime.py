@@ -23,6 +23,8 @@ from bench.report import Context, record
 from rock.config import Settings
 from rock.worker.worker import Worker
 
+# The worker measured here runs inside the admin in production, on uvicorn's loop: uvloop.
+LOOP = "uvloop"
 IMAGE = "python:3.11"
 # Pause between phases: the kernel frees a phase's sandboxes (namespaces, cgroups, mounts) in the
 # background, and the next phase is measured against floors taken on a quiet machine.
