@@ -147,6 +147,7 @@ async def run(ctx: Context) -> list[dict]:
         elif backend == "docker":
             ctx.progress(f"floor: raw docker run --rm --network none {IMAGE} true x{n_seq}")
             floor = _time_command(DOCKER_FLOOR, n_seq)
+        await asyncio.sleep(SETTLE_S)  # the previous backend's burst is still being torn down
         state = tempfile.mkdtemp(prefix="rb-", dir="/tmp")
         worker = Worker(Settings(state_dir=state, backend=backend, default_memory="512m", default_cpus=1.0), backend)
         await worker.start()
