@@ -5,7 +5,7 @@ sdk_start_to_first_output  Sandbox.start() -> create_session -> first arun outpu
                            same steps on a worker in the benchmark's process, no HTTP)
 sdk_echo_round_trip        arun("echo hi") in a persistent session (floor: the agent round trip
                            from that worker, i.e. what HTTP + admin add is the ratio)
-sdk_burst_100              100 Sandbox.start() at once, each until ready (success_rate counts)
+(sdk_burst_100 is in bench.burst, run last)
 """
 
 from __future__ import annotations
@@ -136,30 +136,14 @@ async def _latencies(ctx, backend: str) -> list[dict]:
     return records
 
 
-async def _burst(ctx, backend: str) -> dict:
-    admin = AdminProcess(backend, prefix="rock-bench-sdk-")
-    url = admin.start()
-    try:
-        await _start_to_first_output(url)  # warm-up, as above
-        ctx.progress(f"sdk {backend}: burst of 100 start()")
-        t0 = time.perf_counter()
-        results = await asyncio.gather(*(_timed_start(url) for _ in range(100)))
-        wall = time.perf_counter() - t0
-        ok = [r for r in results if r is not None]
-        return record("sdk_burst_100", backend, ok, attempts=100, wall_s=round(wall, 3))
-    finally:
-        admin.stop()
+def usable(ctx) -> list[str]:
+    return [b for b in ctx.backends if b in ("docker", "bwrap", "local") and get_runtime_class(b).available() is None]
 
 
 async def run(ctx) -> list[dict]:
-    backends = [b for b in ctx.backends
-                if b in ("docker", "bwrap", "local") and get_runtime_class(b).available() is None]
+    """Latencies only; the bursts are their own part (``bench.burst``), run last: a burst's
+    teardown (docker's above all) goes on for seconds and would show in whatever follows."""
     records = []
-    # Latencies of every backend first, then the bursts: a burst's teardown (docker's above all)
-    # goes on in the background for seconds and would be measured as the next backend's latency.
-    for backend in backends:
+    for backend in usable(ctx):
         records += await _latencies(ctx, backend)
-    for backend in backends:
-        records.append(await _burst(ctx, backend))
-        await asyncio.sleep(3 * SETTLE_S)  # 100 sandboxes' teardown, before whatever comes next
     return records
