@@ -71,7 +71,7 @@ def test_frames_split_anywhere_are_put_back_together():
     """A reply may arrive in pieces of any size, several in one read."""
 
     link = HostLink.__new__(HostLink)
-    link.calls, link.rest, link.need, link.closed = {}, bytearray(), 0, False
+    link.calls, link.reader, link.closed = {}, protocol.FrameReader(), False
     got = []
     link._deliver = lambda meta, body: got.append((meta["id"], body))
     frames = b"".join(protocol.encode({"id": i, "ok": True}, b"x" * i * 7) for i in range(1, 6))
@@ -79,4 +79,4 @@ def test_frames_split_anywhere_are_put_back_together():
         got.clear()
         for i in range(0, len(frames), size):
             link._feed(frames[i:i + size])
-        assert got == [(i, b"x" * i * 7) for i in range(1, 6)] and not link.rest
+        assert got == [(i, b"x" * i * 7) for i in range(1, 6)] and not link.reader._rest

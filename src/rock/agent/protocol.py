@@ -87,8 +87,8 @@ def encode(meta, body=b""):
     )
 
 
-def parse_header(header):
-    meta_len, body_len = HEADER.unpack(header)
+def parse_header(header, offset=0):
+    meta_len, body_len = HEADER.unpack_from(header, offset)
     if meta_len > MAX_META or body_len > MAX_BODY:
         raise ProtocolError("frame too large: meta %d, body %d bytes" % (meta_len, body_len))
     return meta_len, body_len
@@ -105,26 +105,41 @@ def decode_meta(raw):
 
 
 class FrameReader:
-    """Incremental decoder: feed bytes, get complete (meta, body) frames."""
+    """Incremental decoder: feed bytes, get complete (meta, body) frames.
+
+    Each frame's meta and body are sliced once out of what was received; only an incomplete
+    tail is kept, in a growing buffer, until it holds the whole frame. A bad frame raises
+    ProtocolError, which carries the good frames before it in ``frames``.
+    """
 
     def __init__(self):
-        self._buf = bytearray()
-        self._need = None  # (meta_len, body_len) once the header is known
+        self._rest = bytearray()
+        self._need = 0  # bytes the kept tail must reach before it holds its next frame
 
     def feed(self, data):
-        self._buf += data
+        if self._rest:
+            self._rest += data
+            if len(self._rest) < self._need:
+                return []
+            data, self._rest = bytes(self._rest), bytearray()
+        elif not isinstance(data, bytes):
+            data = bytes(data)
         frames = []
-        while True:
-            if self._need is None:
-                if len(self._buf) < HEADER.size:
-                    return frames
-                self._need = parse_header(bytes(self._buf[: HEADER.size]))
-                del self._buf[: HEADER.size]
-            meta_len, body_len = self._need
-            if len(self._buf) < meta_len + body_len:
-                return frames
-            meta = decode_meta(bytes(self._buf[:meta_len]))
-            body = bytes(self._buf[meta_len : meta_len + body_len])
-            del self._buf[: meta_len + body_len]
-            self._need = None
-            frames.append((meta, body))
+        pos, size, need = 0, len(data), 0
+        try:
+            while size - pos >= HEADER.size:
+                meta_len, body_len = parse_header(data, pos)
+                start = pos + HEADER.size
+                end = start + meta_len + body_len
+                if end > size:
+                    need = end - pos
+                    break
+                frames.append((decode_meta(data[start : start + meta_len]), data[start + meta_len : end]))
+                pos = end
+        except ProtocolError as exc:
+            exc.frames = frames
+            raise
+        if pos < size:
+            self._rest = bytearray(data[pos:])
+            self._need = need or HEADER.size
+        return frames

@@ -25,8 +25,6 @@ from rock.errors import AgentGone
 from rock.worker.agent_client import _error as agent_error
 
 POLL_S = 0.0003  # long enough for a host that has to wake up and step a simple game
-_HEADER = protocol.HEADER
-_unpack = _HEADER.unpack_from
 
 
 class HostLink:
@@ -36,8 +34,7 @@ class HostLink:
         self.sock, self.loop = sock, loop
         self.calls: dict[int, asyncio.Future] = {}
         self.ids = itertools.count(1)
-        self.rest = bytearray()  # an incomplete frame
-        self.need = 0  # bytes `rest` must reach before it can hold a whole frame
+        self.reader = protocol.FrameReader()
         self.wbuf = bytearray()  # what the socket did not take yet
         self.closed = False
         loop.add_reader(sock.fileno(), self._readable)
@@ -135,30 +132,15 @@ class HostLink:
         self._feed(data)
 
     def _feed(self, data: bytes) -> None:
-        if self.rest:
-            self.rest += data
-            if len(self.rest) < self.need:
-                return
-            data, self.rest = bytes(self.rest), bytearray()
-        pos, size, need = 0, len(data), 0
         try:
-            while size - pos >= _HEADER.size:
-                meta_len, body_len = _unpack(data, pos)
-                if meta_len > protocol.MAX_META or body_len > protocol.MAX_BODY:
-                    raise protocol.ProtocolError(f"frame too large: meta {meta_len}, body {body_len} bytes")
-                start = pos + _HEADER.size
-                end = start + meta_len + body_len
-                if end > size:
-                    need = end - pos
-                    break
-                self._deliver(protocol.decode_meta(data[start:start + meta_len]), data[start + meta_len:end])
-                pos = end
+            frames = self.reader.feed(data)
         except protocol.ProtocolError as exc:
+            for meta, body in exc.frames:  # the replies that came before the bad frame still count
+                self._deliver(meta, body)
             self._lost(AgentGone(f"the env host sent a bad frame: {exc}"))
             return
-        if pos < size:
-            self.rest = bytearray(data[pos:])
-            self.need = need or _HEADER.size
+        for meta, body in frames:
+            self._deliver(meta, body)
 
     def _deliver(self, meta: dict, body: bytes) -> None:
         future = self.calls.get(meta["id"])
