@@ -175,38 +175,31 @@ class Runtime(abc.ABC):
         """
         fifo = ReadyFifo(run_dir)
         try:
-            await fifo.wait(b"ready", [died] if died is not None else [], timeout)
+            await fifo.wait([died] if died is not None else [], timeout)
         finally:
             fifo.close()
 
 
 class ReadyFifo:
-    """The FIFO a sandbox's agent reports "ready" on. Opened before the sandbox starts (a
-    reader must exist for the agent's non-blocking write) and read line by line."""
+    """The FIFO a sandbox's agent says it is ready on. Opened before the agent can start: its
+    non-blocking write needs a reader, and O_RDWR keeps the FIFO from reporting EOF before it."""
 
     def __init__(self, run_dir: Path):
-        # O_RDWR keeps the FIFO from reporting EOF before a writer opens it.
         self.fd = os.open(run_dir / READY_NAME, os.O_RDWR | os.O_NONBLOCK)
-        self.seen: set[bytes] = set()
-        self._buf = b""
 
-    async def wait(self, line: bytes, died: list[asyncio.Future], timeout: float) -> None:
-        """Wait for ``line``; fail with the result of whichever of ``died`` completes first."""
+    async def wait(self, died: list[asyncio.Future], timeout: float) -> None:
+        """Wait for the agent's line; fail with the result of whichever of ``died`` completes first."""
         loop = asyncio.get_running_loop()
         ready: asyncio.Future = loop.create_future()
 
         def on_readable() -> None:
             try:
-                self._buf += os.read(self.fd, 256)
+                data = os.read(self.fd, 64)
             except BlockingIOError:
                 return
-            *lines, self._buf = self._buf.split(b"\n")
-            self.seen.update(lines)
-            if line in self.seen and not ready.done():
-                ready.set_result(None)
+            if data and not ready.done():
+                ready.set_result(data)
 
-        if line in self.seen:
-            return
         loop.add_reader(self.fd, on_readable)
         try:
             done, _ = await asyncio.wait({ready, *died}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -236,23 +229,17 @@ def exit_future(popen: subprocess.Popen) -> asyncio.Future:
             fut.set_result(code)
 
     try:
-        # A pidfd turns "this process exited" into a readable fd: no thread, no polling.
-        fd = os.pidfd_open(popen.pid)
-    except (AttributeError, OSError):  # macOS, old kernels
+        exited = pid_exit_future(popen.pid)
+    except (AttributeError, OSError):  # no pidfd: macOS, old kernels
         threading.Thread(target=lambda: loop.call_soon_threadsafe(done, popen.wait()), daemon=True).start()
         return fut
-
-    def on_exit() -> None:
-        loop.remove_reader(fd)
-        os.close(fd)
-        done(popen.wait())
-
-    loop.add_reader(fd, on_exit)
+    exited.add_done_callback(lambda _: done(popen.wait()))
     return fut
 
 
 def pid_exit_future(pid: int) -> asyncio.Future:
-    """A future that completes when ``pid`` exits, also when it is not our child (pidfd)."""
+    """A future that completes when ``pid`` exits, also when it is not our child: a pidfd turns
+    "this process exited" into a readable fd, no thread, no polling."""
     loop = asyncio.get_running_loop()
     fut: asyncio.Future = loop.create_future()
     try:

@@ -163,7 +163,7 @@ class BwrapRuntime(Runtime):
                 # Not bwrap's child: if it fails before holding the stub's FIFO, only it exits.
                 watch.append(asyncio.ensure_future(exit_reason(pid_exit_future(agent), run.parent / "sandbox.log",
                                                                "the agent")))
-            await fifo.wait(b"ready", watch, READY_TIMEOUT)
+            await fifo.wait(watch, READY_TIMEOUT)
         except BaseException:
             await self.destroy(handle)
             raise
@@ -216,8 +216,8 @@ class BwrapRuntime(Runtime):
         program = seccomp_program()
         return {
             "pid": pid, "join": group.join_files(), "env": {**env, "PWD": "/"}, "log": str(run.parent / "sandbox.log"),
-            "up": str(run / UP_NAME), "socket": f"{SANDBOX_RUN}/{SOCKET_NAME}",
-            "ready": f"{SANDBOX_RUN}/{READY_NAME}", "hold": f"{SANDBOX_RUN}/{HOLD_NAME}", "lib": f"{SANDBOX_LIB}/rock_agent", "caps": caps,
+            "up": str(run / UP_NAME), "socket": f"{SANDBOX_RUN}/{SOCKET_NAME}", "ready": f"{SANDBOX_RUN}/{READY_NAME}",
+            "hold": f"{SANDBOX_RUN}/{HOLD_NAME}", "lib": f"{SANDBOX_LIB}/rock_agent", "caps": caps,
             "seccomp": program.hex() if program else None,
         }
 
