@@ -68,7 +68,7 @@ def _pty_bash_round_trip(n: int) -> list[float]:
     return samples
 
 
-async def _first_output(worker: Worker, sid: str) -> float:
+async def first_output(worker: Worker, sid: str) -> float:
     t = time.perf_counter()
     await worker.create(worker.default_spec(sid))
     agent = worker.agent(sid)
@@ -85,7 +85,7 @@ async def _sequential(worker: Worker, n: int) -> tuple[list[float], int]:
     for i in range(n):
         sid = f"b{uuid.uuid4().hex[:10]}"
         try:
-            samples.append(await _first_output(worker, sid))
+            samples.append(await first_output(worker, sid))
         except Exception as exc:  # counted in success_rate
             print(f"[bench] start {i} failed: {exc}")
         if sid in {s.sandbox_id for s in worker.list()}:
@@ -96,7 +96,7 @@ async def _sequential(worker: Worker, n: int) -> tuple[list[float], int]:
 async def _burst(worker: Worker, n: int) -> tuple[list[float], int, float]:
     sids = [f"b{uuid.uuid4().hex[:10]}" for _ in range(n)]
     t = time.perf_counter()
-    results = await asyncio.gather(*(_first_output(worker, s) for s in sids), return_exceptions=True)
+    results = await asyncio.gather(*(first_output(worker, s) for s in sids), return_exceptions=True)
     total = time.perf_counter() - t
     await asyncio.gather(*(worker.stop(s) for s in sids if s in {x.sandbox_id for x in worker.list()}),
                          return_exceptions=True)
@@ -110,7 +110,7 @@ async def _warm(worker: Worker, n: int) -> tuple[list[float], int]:
         await asyncio.wait_for(worker.pool.filled.wait(), 120)  # not timed: the pool refills between starts
         sid = f"b{uuid.uuid4().hex[:10]}"
         try:
-            samples.append(await _first_output(worker, sid))
+            samples.append(await first_output(worker, sid))
             assert worker.get(sid).warm
         finally:
             await worker.stop(sid)
@@ -118,7 +118,7 @@ async def _warm(worker: Worker, n: int) -> tuple[list[float], int]:
     return samples, n
 
 
-async def _echo(worker: Worker, n: int) -> list[float]:
+async def echoes(worker: Worker, n: int) -> list[float]:
     sid = f"b{uuid.uuid4().hex[:10]}"
     await worker.create(worker.default_spec(sid))
     agent = worker.agent(sid)
@@ -169,7 +169,7 @@ async def run(ctx: Context) -> list[dict]:
             records.append(record("warm_start_to_first_output", backend, samples, attempts))
             await asyncio.sleep(SETTLE_S)
             ctx.progress(f"{backend}: echo round trip x{n_echo}")
-            records.append(record("echo_round_trip", backend, await _echo(worker, n_echo), floor_s=pty_floor))
+            records.append(record("echo_round_trip", backend, await echoes(worker, n_echo), floor_s=pty_floor))
         finally:
             await worker.close(stop_sandboxes=True)
             shutil.rmtree(state, ignore_errors=True)

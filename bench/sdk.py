@@ -17,12 +17,12 @@ import time
 import uuid
 from pathlib import Path
 
+from bench import runtime as runtime_bench
 from bench.admin import AdminProcess
 from bench.report import record
 from rock.actions import CreateBashSessionRequest
 from rock.config import Settings
 from rock.runtime import get_runtime_class
-from rock.runtime.base import SandboxSpec
 from rock.sdk.sandbox import Sandbox, SandboxConfig
 from rock.worker.worker import Worker
 
@@ -31,37 +31,21 @@ SETTLE_S = 1.0
 
 
 class _FloorWorker:
-    """The same steps without HTTP and the admin: a worker of the benchmark's own, same backend."""
+    """The same steps without HTTP and the admin: a worker of the benchmark's own, same backend,
+    its sandboxes sized like the SDK's (``_config``)."""
 
     def __init__(self, backend: str):
         self.state = Path(tempfile.mkdtemp(prefix="rock-bench-floor-"))
-        self.settings = Settings(state_dir=self.state, backend=backend)
-        self.worker = Worker(self.settings)
+        self.worker = Worker(Settings(state_dir=self.state, backend=backend, default_memory="256m", default_cpus=0.5))
 
     async def start_to_first_output(self) -> float:
         sid = "f" + uuid.uuid4().hex[:10]
-        t0 = time.perf_counter()
-        await self.worker.create(SandboxSpec(sandbox_id=sid, image=self.settings.default_image,
-                                             memory_bytes=256 << 20, cpus=0.5))
-        agent = self.worker.agent(sid)
-        await agent.create_session("b")
-        await agent.run("b", "echo hi")
-        elapsed = time.perf_counter() - t0
+        elapsed = await runtime_bench.first_output(self.worker, sid)
         await self.worker.stop(sid)
         return elapsed
 
     async def echoes(self, n: int) -> list[float]:
-        sid = "f" + uuid.uuid4().hex[:10]
-        await self.worker.create(SandboxSpec(sandbox_id=sid, image=self.settings.default_image))
-        agent = self.worker.agent(sid)
-        await agent.create_session("b")
-        out = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            await agent.run("b", "echo hi")
-            out.append(time.perf_counter() - t0)
-        await self.worker.stop(sid)
-        return out
+        return await runtime_bench.echoes(self.worker, n)
 
     async def close(self) -> None:
         for info in self.worker.list():
