@@ -128,3 +128,45 @@ def test_batch_reset_seeds_each_env_and_checks_its_shape(host):
     assert meta["error"]["type"] == "BadRequest"
     meta, _ = host.call("batch", call="close", envs=["r0"], values=[None])
     assert meta["error"]["type"] == "BadRequest"
+
+
+def _envhost_module():
+    import importlib.util
+
+    from .hostdriver import HOST_SCRIPT
+
+    spec = importlib.util.spec_from_file_location("envhost_under_test", HOST_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reply_encoding_means_what_json_means():
+    """The host encodes replies with orjson when it can: whatever it writes must read back as
+    json's own encoding would (NaN rewards, None, non-str keys, numpy values, big ints...)."""
+    import dataclasses
+    import datetime
+    import json
+
+    import numpy as np
+
+    envhost = _envhost_module()
+    assert envhost._fast_encode is not None  # orjson is installed here: the fast path is what runs
+
+    @dataclasses.dataclass
+    class Point:
+        x: int
+
+    cases = [
+        {"observation": ["plain", "ünïcode \\boxed{1}\n"], "reward": [1.0, 0.5], "terminated": [True, False]},
+        {"reward": [float("nan"), float("inf"), -float("inf")]},
+        {"info": [{"final_observation": None}]},
+        {"info": [{1: "int key", 2.5: "float key"}]},
+        {"observation": [np.float32(0.1), np.arange(3), np.int64(7), {"a": np.bool_(True)}]},
+        {"observation": [2**70, (1, 2), {3, 1}, b"bytes", Point(1), datetime.date(2026, 11, 21)]},
+        {"observation": ["null in a string", "\ud800 lone surrogate"]},
+    ]
+    for obj in cases:
+        fast = json.loads(envhost.dumps(obj))
+        exact = json.loads(envhost._encode(obj))
+        assert json.dumps(fast, sort_keys=True) == json.dumps(exact, sort_keys=True), obj

@@ -47,10 +47,17 @@ def describe(exc):
 class Guard:
     """One per host: runs its env calls contained; ``on_alarm`` is the host's SIGALRM handler."""
 
+    # The watchdog's view of the running call may lag its real start by this much (a vector
+    # step makes one call per env; writing the shared block each time costs more than the
+    # bookkeeping of the call itself): it only ever makes the watchdog act this much earlier,
+    # well inside its GRACE.
+    MARK_S = min(1.0, GRACE / 4)
+
     def __init__(self, rng, busy=None):
         self.rng = rng
         # Shared with the agent's watchdog: (monotonic start, timeout) of the running env call.
         self.busy = busy
+        self.marked = (0.0, 0.0)  # what busy holds
         # Timeouts without a syscall per call (a setitimer costs as much as a simple game's
         # step): while a request runs, SIGALRM ticks at a quarter of the shortest timeout and the
         # handler interrupts the env call only once its own deadline has passed.
@@ -70,15 +77,16 @@ class Guard:
             self.rng.enter(env)
         start = _monotonic()
         env.last_used = start
-        timeout = env.timeout
+        timeout = env.timeout or 0.0
         try:
             if timeout:
                 if self.tick is None or timeout < 4 * self.tick:
                     self.tick = min(0.25, timeout / 4)
                     signal.setitimer(signal.ITIMER_REAL, self.tick, self.tick)
                 self.deadline = start + timeout
-            if self.busy is not None:
-                _pack_busy(self.busy, 0, start, timeout or 0.0)
+            marked = self.marked
+            if start - marked[0] > self.MARK_S or timeout != marked[1]:
+                self._mark(start, timeout)
             try:
                 return fn(*args)
             finally:
@@ -92,13 +100,17 @@ class Guard:
         except BaseException as exc:  # SystemExit and KeyboardInterrupt from env code too
             raise Failure("EnvError", "env %s (%s) raised in %s: %s" % (env.id, env.env_id, what, describe(exc)))
 
+    def _mark(self, start, timeout):
+        self.marked = (start, timeout)
+        if self.busy is not None:
+            _pack_busy(self.busy, 0, start, timeout)
+
     def idle(self):
         """End of a request: stop the tick, tell the watchdog nothing runs."""
         if self.tick is not None:
             signal.setitimer(signal.ITIMER_REAL, 0)
             self.tick = None
-        if self.busy is not None:
-            BUSY.pack_into(self.busy, 0, 0.0, 0.0)
+        self._mark(0.0, 0.0)
 
 
 # -- the agent's side -------------------------------------------------------------------

@@ -62,8 +62,26 @@ def jsonable(value):
 
 _encode = json.JSONEncoder(default=jsonable, separators=(",", ":")).encode  # made once: json.dumps makes one a call
 
+try:  # optional, when the env's python has it: encodes a batch's text ~6x faster than json
+    import orjson
+
+    _fast_encode = functools.partial(orjson.dumps, default=jsonable,
+                                     option=orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME)
+except ImportError:
+    _fast_encode = None
+
 
 def dumps(obj):
+    if _fast_encode is not None:
+        try:
+            data = _fast_encode(obj)
+        except TypeError:  # non-str keys, huge ints, lone surrogates: json's rules apply
+            pass
+        else:
+            # orjson writes NaN and Infinity as null, where json keeps them (the SDK reads both):
+            # with any null in it, the batch is encoded again by json, which is exact.
+            if b"null" not in data:
+                return data
     return _encode(obj).encode()
 
 

@@ -16,7 +16,8 @@ class RngIsolation:
     which in-process would make one env's outcomes depend on every other env's calls. Saving
     and restoring through ``getstate()``/``set_state()`` costs ~130 us per switch (as much as
     the step of a simple game), so the MT19937 states (2,500 bytes each) are copied directly
-    from memory through ctypes arrays laid over them (~0.2 us a copy); the layout is verified
+    from memory through memoryviews of ctypes arrays laid over them, into buffers each env
+    keeps (~0.1 us a copy); the layout is verified
     against ``getstate()`` at start-up and the slow API is used if it does not match. Not
     covered: numpy's cached second Gaussian of ``np.random.normal`` (rarely used by text games).
 
@@ -57,7 +58,8 @@ class RngIsolation:
             if list(values[:624]) != [int(k) for k in nstate["key"]] or values[624] != nstate["pos"]:
                 raise RuntimeError("unexpected MT19937 layout")
         view = ctypes.c_char * self.SIZE
-        self._fast = (inst, view.from_address(py_addr), view.from_address(np_addr) if np_addr else None)
+        self._fast = (inst, memoryview(view.from_address(py_addr)).cast("B"),
+                      memoryview(view.from_address(np_addr)).cast("B") if np_addr else None)
         probe = self.save()
         first = [self.random.random() for _ in range(700)]
         self.load(probe)
@@ -68,7 +70,9 @@ class RngIsolation:
         if self._fast is None:
             return (self.random.getstate(), self.np.random.get_state() if self.np is not None else None)
         inst, py_mem, np_mem = self._fast
-        return py_mem.raw, inst.gauss_next, np_mem.raw if np_mem is not None else None
+        # memoryviews of private buffers: the next save of this env copies into them in place
+        return [memoryview(bytearray(py_mem)), memoryview(bytearray(np_mem)) if np_mem is not None else None,
+                inst.gauss_next]
 
     def load(self, state):
         if self._fast is None:
@@ -77,10 +81,10 @@ class RngIsolation:
                 self.np.random.set_state(state[1])
             return
         inst, py_mem, np_mem = self._fast
-        py_mem.raw = state[0]
-        inst.gauss_next = state[1]
+        py_mem[:] = state[0]
+        inst.gauss_next = state[2]
         if np_mem is not None:
-            np_mem.raw = state[2]
+            np_mem[:] = state[1]
 
     def enter(self, env):
         """Make ``env``'s states the global ones (a new env starts from fresh entropy, like a new
@@ -89,24 +93,26 @@ class RngIsolation:
         if owner is env:
             return
         fast = self._fast
-        if fast is None or env.rng is None:
+        state = env.rng
+        if fast is None or owner is None or owner.rng is None or state is None:
             if owner is not None:
                 owner.rng = self.save()
-            if env.rng is None:
+            if state is None:
                 self.random.seed()
                 if self.np is not None:
                     self.np.random.seed()
             else:
-                self.load(env.rng)
-        else:  # save() then load(), written out: this runs for every env of every vector step
+                self.load(state)
+        else:  # save() into the owner's buffers and load(), written out: this runs for every env of every vector step
             inst, py_mem, np_mem = fast
-            if owner is not None:
-                owner.rng = (py_mem.raw, inst.gauss_next, np_mem.raw if np_mem is not None else None)
-            state = env.rng
-            py_mem.raw = state[0]
-            inst.gauss_next = state[1]
+            saved = owner.rng
+            saved[0][:] = py_mem
+            saved[2] = inst.gauss_next
+            py_mem[:] = state[0]
+            inst.gauss_next = state[2]
             if np_mem is not None:
-                np_mem.raw = state[2]
+                saved[1][:] = np_mem
+                np_mem[:] = state[1]
         self.owner = env
 
     def forget(self, env):
