@@ -204,26 +204,20 @@ async def throughput(base_url: str, env_id: str, rounds: int, backend: str) -> d
 
 def noop_image(base: str = "python:3.11") -> str:
     """``base`` plus bench/noop_env.py, built locally (docker's cache makes a rebuild instant)."""
-    import io
-    import tarfile
+    import shutil
+    import tempfile
     from pathlib import Path
 
     import docker
 
-    files = {"Dockerfile": f"FROM {base}\nCOPY noop_env.py /opt/rock-bench/rock_bench_noop.py\n".encode(),
-             "noop_env.py": Path(__file__).with_name("noop_env.py").read_bytes()}
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    buf.seek(0)
-    client = docker.from_env()
-    try:
-        client.images.build(fileobj=buf, custom_context=True, tag=NOOP_IMAGE, rm=True, pull=False)
-    finally:
-        client.close()
+    with tempfile.TemporaryDirectory(prefix="rock-bench-noop-") as context:
+        shutil.copy(Path(__file__).with_name("noop_env.py"), Path(context, "noop_env.py"))
+        Path(context, "Dockerfile").write_text(f"FROM {base}\nCOPY noop_env.py /opt/rock-bench/rock_bench_noop.py\n")
+        client = docker.from_env()
+        try:
+            client.images.build(path=context, tag=NOOP_IMAGE, rm=True, pull=False)
+        finally:
+            client.close()
     return NOOP_IMAGE
 
 
