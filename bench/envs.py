@@ -9,11 +9,11 @@ Metrics (JSON records):
   env ids, seeds and actions (episodes that end are reset on both sides), ``ratio_to_baseline``.
   On both sides the first round after the reset is played untimed (``WARMUP``): what is timed
   is stepping, not the tail of the make and reset bursts before it.
-- The floor: the same over ``bench:noop`` (``bench/noop_env.py``, an env whose step does
-  nothing, registered as a user env in an image built from the default one). Its ``per_s`` is
-  the most the service can carry in this run; each gem record gets ``ceiling_ratio``, that
-  floor over the game's in-process rate: the ratio the service would show if the game's own
-  step cost nothing in its sandbox.
+- The floor, in the same records: ``floor_per_s`` over 256 ``bench:noop`` envs
+  (``bench/noop_env.py``, whose step does nothing, registered as a user env in an image built
+  from the default one), the most the service can carry; ``ceiling_ratio``, that floor over the
+  game's in-process rate: the ratio the service would show if the game's own step cost nothing
+  in its sandbox.
 
 ``async def run(ctx)`` (``bench.report.Context``) uses ``ctx.base_url`` when the caller already runs
 an admin; otherwise, for each of ``ctx.backends``, it starts one (``rock admin start``) and stops it
@@ -37,7 +37,7 @@ NUM_ENVS = 256
 THROUGHPUT = [("game:Sokoban-v0-easy", 8), ("game:Game2048-v0-easy", 20), ("game:GuessTheNumber-v0-easy", 40)]
 LATENCY = ["game:GuessTheNumber-v0-easy", "game:Sokoban-v0-easy"]
 MOVES = ["\\boxed{up}", "\\boxed{down}", "\\boxed{left}", "\\boxed{right}"]
-NOOP_ID, NOOP_IMAGE, NOOP_ROUNDS = "bench:noop", "rock-bench-noop:latest", 40
+NOOP_ID, NOOP_IMAGE = "bench:noop", "rock-bench-noop:latest"
 WARMUP = 1  # rounds played untimed after the reset, on both sides
 BLOCKS = 4  # the timed rounds alternate between the service and in-process in this many blocks
 
@@ -115,22 +115,14 @@ def latency(base_url: str, env_id: str, backend: str, n: int) -> dict:
 # -- throughput ----------------------------------------------------------------------------------
 
 
-def _in_process_env(env_id: str):
-    if env_id == NOOP_ID:
-        from bench.noop_env import Noop
-
-        return Noop()
-    import gem
-
-    return gem.make(env_id)
-
-
 class InProcess:
     """The baseline: the same envs in this process, one loop over all of them (what a trainer
     does without a service)."""
 
     def __init__(self, env_id: str):
-        self.envs = [_in_process_env(env_id) for _ in range(NUM_ENVS)]
+        import gem
+
+        self.envs = [gem.make(env_id) for _ in range(NUM_ENVS)]
         for i, env in enumerate(self.envs):
             env.reset(seed=i)
 
@@ -159,10 +151,26 @@ def _memory_mb(base_url: str, sandboxes: set[str]) -> float | None:
     return round(total / 2**20, 1)
 
 
-async def throughput(base_url: str, env_id: str, rounds: int, backend: str) -> dict:
+async def _play(vec, rows: list[list[str]]) -> tuple[int, float]:
+    """Steps taken and seconds spent stepping ``vec`` through ``rows``."""
+    steps, t = 0, time.perf_counter()
+    for row in rows:
+        obs, *_ = await vec.step(row)
+        steps += len(obs)
+    return steps, time.perf_counter() - t
+
+
+def _timed(play, rows: list[list[str]]) -> tuple[int, float]:
+    t = time.perf_counter()
+    steps = play(rows)
+    return steps, time.perf_counter() - t
+
+
+async def throughput(base_url: str, env_id: str, rounds: int, backend: str, floor) -> dict:
     """One round = one step of each of the 256 envs (one vector request through the service, one
-    loop in-process). The timed rounds alternate between the two in ``BLOCKS`` blocks, so both
-    are timed at the same moments of this machine: on a shared VM its speed drifts by tens of
+    loop in-process). The timed rounds alternate in ``BLOCKS`` blocks between the service, the
+    same envs in-process and ``floor`` (the noop vector, see ``noop_env.py``), so all three are
+    timed at the same moments of this machine: on a shared VM its speed drifts by tens of
     percent within a minute."""
     from rock.envs.vec_client import AsyncVecEnv
 
@@ -175,28 +183,24 @@ async def throughput(base_url: str, env_id: str, rounds: int, backend: str) -> d
             await vec.step(row)
             local.play([row])
         timed, size = actions[WARMUP:], -(-rounds // BLOCKS)
-        steps = local_steps = 0
-        service_s = local_s = 0.0
+        done = {"service": [0, 0.0], "local": [0, 0.0], "floor": [0, 0.0]}
         for first in range(0, rounds, size):
             block = timed[first:first + size]
-            t = time.perf_counter()
-            for row in block:
-                obs, *_ = await vec.step(row)
-                steps += len(obs)
-            service_s += time.perf_counter() - t
-            t = time.perf_counter()
-            local_steps += local.play(block)
-            local_s += time.perf_counter() - t
+            for name, (steps, secs) in (("service", await _play(vec, block)), ("local", _timed(local.play, block)),
+                                        ("floor", await _play(floor, block))):
+                done[name][0] += steps
+                done[name][1] += secs
         sandboxes = {h.split(":")[0] for h in vec.handles}
         memory = await asyncio.to_thread(_memory_mb, base_url, sandboxes)
     finally:
         await vec.close()
-    per_s, base_per_s = steps / service_s, local_steps / local_s
+    per_s, base_per_s, floor_per_s = (steps / secs for steps, secs in done.values())
     return {"metric": "env_steps_per_s", "env_id": env_id, "backend": backend, "num_envs": NUM_ENVS,
             "env_sandboxes": len(sandboxes), "env_sandboxes_memory_mb": memory,
-            "steps": steps, "per_s": round(per_s, 1),
+            "steps": done["service"][0], "per_s": round(per_s, 1),
             "baseline": "in-process, same envs/seeds/actions, timed in alternating blocks", "baseline_per_s": round(base_per_s, 1),
-            "ratio_to_baseline": round(per_s / base_per_s, 3)}
+            "ratio_to_baseline": round(per_s / base_per_s, 3),
+            "floor_per_s": round(floor_per_s, 1), "ceiling_ratio": round(floor_per_s / base_per_s, 3)}
 
 
 # -- the floor -----------------------------------------------------------------------------------
@@ -230,16 +234,6 @@ def register_noop(base_url: str) -> None:
     reply.raise_for_status()
 
 
-def with_ceilings(records: list[dict]) -> list[dict]:
-    """Each gem throughput record gets ``ceiling_ratio``: the floor's rate over its in-process rate."""
-    floor = {r["backend"]: r["per_s"] for r in records if r["metric"] == "env_steps_per_s" and r["env_id"] == NOOP_ID}
-    for r in records:
-        if r["metric"] == "env_steps_per_s" and r["env_id"] != NOOP_ID and r["backend"] in floor:
-            r["floor_per_s"] = floor[r["backend"]]
-            r["ceiling_ratio"] = round(floor[r["backend"]] / r["baseline_per_s"], 3)
-    return records
-
-
 # -- running -------------------------------------------------------------------------------------
 
 
@@ -248,13 +242,19 @@ async def _part(ctx: Context, base_url: str, backend: str) -> list[dict]:
     for env_id in LATENCY:
         ctx.progress(f"envs {backend}: step round trip, {env_id}")
         records.append(await asyncio.to_thread(latency, base_url, env_id, backend, ctx.n(200, 1000)))
-    for env_id, rounds in THROUGHPUT:
-        ctx.progress(f"envs {backend}: steps/s over {NUM_ENVS} envs, {env_id} (and in-process gem)")
-        records.append(await throughput(base_url, env_id, ctx.n(max(8, rounds // 4), rounds), backend))
-    ctx.progress(f"envs {backend}: the floor, steps/s over {NUM_ENVS} envs that do nothing ({NOOP_ID})")
+    from rock.envs.vec_client import AsyncVecEnv
+
+    ctx.progress(f"envs {backend}: {NUM_ENVS} envs that do nothing ({NOOP_ID}), the throughput floor")
     await asyncio.to_thread(register_noop, base_url)
-    records.append(await throughput(base_url, NOOP_ID, ctx.n(NOOP_ROUNDS // 4, NOOP_ROUNDS), backend))
-    return with_ceilings(records)
+    floor = await AsyncVecEnv.create(NOOP_ID, NUM_ENVS, base_url=base_url)
+    try:
+        await floor.reset(seed=0)
+        for env_id, rounds in THROUGHPUT:
+            ctx.progress(f"envs {backend}: steps/s over {NUM_ENVS} envs, {env_id} (and in-process, and the floor)")
+            records.append(await throughput(base_url, env_id, ctx.n(max(8, rounds // 4), rounds), backend, floor))
+    finally:
+        await floor.close()
+    return records
 
 
 async def run(ctx: Context) -> list[dict]:
