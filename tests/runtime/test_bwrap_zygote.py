@@ -94,3 +94,26 @@ async def test_sandboxes_outlive_the_zygote_and_the_next_create_starts_a_new_one
     assert bwrap.zygote._proc.pid != old_pid
     async with agent(second) as client:
         assert (await client.exec("echo new", shell=True)).stdout == "new\n"
+
+
+def test_a_failed_fork_is_that_request_s_error(monkeypatch):
+    """fork() can fail (EAGAIN at a pids limit): the zygote answers that request with an error,
+    back in its own pid namespace, and goes on serving the others."""
+    import json
+
+    from rock.agent import zygote
+
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(zygote.os, "fork", no_fork)
+    own_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    r, w = os.pipe()
+    try:
+        zygote.spawn({"id": 7, "pid": os.getpid()}, w, own_ns, package=None)
+        answer = json.loads(os.read(r, 4096))
+        assert answer["id"] == 7 and "BlockingIOError" in answer["error"], answer
+        assert os.readlink("/proc/self/ns/pid_for_children") == os.readlink("/proc/self/ns/pid")
+    finally:
+        for fd in (own_ns, r, w):
+            os.close(fd)

@@ -149,6 +149,7 @@ def spawn(req, out_fd, own_pid_ns, package):
     Sent as soon as bwrap has cloned the sandbox's first process: the child does its share
     while bwrap is still building the sandbox, and waits for the stub's "up" to enter it.
     """
+    pid = -1  # a failed fork leaves it so: the zygote goes back to its own namespace all the same
     try:
         target = os.open("/proc/%d/ns/pid" % req["pid"], os.O_RDONLY | os.O_CLOEXEC)
         try:
