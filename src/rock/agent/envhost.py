@@ -40,6 +40,7 @@ def _sibling(name):
 
 
 protocol = _sibling("protocol")
+RESET_FIELDS, STEP_FIELDS = protocol.RESET_FIELDS, protocol.STEP_FIELDS
 envguard = _sibling("envguard")
 RngIsolation = _sibling("envrng").RngIsolation
 Failure, Guard, describe = envguard.Failure, envguard.Guard, envguard.describe
@@ -103,10 +104,6 @@ def offline_nltk():
 
     download._rock_offline = True
     nltk.download = download
-
-
-RESET_FIELDS = ("observation", "info")
-STEP_FIELDS = ("observation", "reward", "terminated", "truncated", "info")
 
 
 def columns(rows, fields, errors):

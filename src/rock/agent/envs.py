@@ -352,8 +352,7 @@ def env_batch(req):
                 _rec(name)
             except OpError as exc:
                 errors[pos] = {"type": exc.type, "message": exc.message}
-        fields = ("observation", "info") if req.args.get("call") == "reset" else (
-            "observation", "reward", "terminated", "truncated", "info")
+        fields = protocol.RESET_FIELDS if req.args.get("call") == "reset" else protocol.STEP_FIELDS
         return {}, json.dumps(dict({f: [None] * len(names) for f in fields}, errors=errors)).encode()
     hosts.pop().request("batch", req.args, lambda meta, body: _forward(req, meta, body))
     return DEFERRED

@@ -17,12 +17,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rock.agent.protocol import RESET_FIELDS, STEP_FIELDS
 from rock.envs.client import AsyncHttp, SyncHttp, loads
 from rock.envs.errors import EnvError
-
-
-STEP = ("observation", "reward", "terminated", "truncated", "info")
-RESET = ("observation", "info")
 
 
 def _order(actions: dict | list) -> tuple[list[int], dict | list]:
@@ -106,12 +103,14 @@ class VecEnv(_Vec):
 
     def reset(self, seed: int | list[int] | None = None, indices: list[int] | None = None) -> tuple[list, list]:
         order = list(range(self.num_envs)) if indices is None else list(indices)
-        obs, infos = _columns(self._http.post("/vec/reset", self._reset_body(self._id(), seed, indices)), order, RESET)
+        raw = self._http.post("/vec/reset", self._reset_body(self._id(), seed, indices))
+        obs, infos = _columns(raw, order, RESET_FIELDS)
         return obs, infos
 
     def step(self, actions: dict[int, Any] | list[Any]):
         order, sent = _order(actions)
-        return tuple(_columns(self._http.post("/vec/step", {"vec_id": self._id(), "actions": sent}), order, STEP))
+        raw = self._http.post("/vec/step", {"vec_id": self._id(), "actions": sent})
+        return tuple(_columns(raw, order, STEP_FIELDS))
 
     def close(self) -> None:
         if self.vec_id is not None:
@@ -141,12 +140,13 @@ class AsyncVecEnv(_Vec):
     async def reset(self, seed: int | list[int] | None = None, indices: list[int] | None = None) -> tuple[list, list]:
         order = list(range(self.num_envs)) if indices is None else list(indices)
         raw = await self._http.post("/vec/reset", self._reset_body(self._id(), seed, indices))
-        obs, infos = _columns(raw, order, RESET)
+        obs, infos = _columns(raw, order, RESET_FIELDS)
         return obs, infos
 
     async def step(self, actions: dict[int, Any] | list[Any]):
         order, sent = _order(actions)
-        return tuple(_columns(await self._http.post("/vec/step", {"vec_id": self._id(), "actions": sent}), order, STEP))
+        raw = await self._http.post("/vec/step", {"vec_id": self._id(), "actions": sent})
+        return tuple(_columns(raw, order, STEP_FIELDS))
 
     async def close(self) -> None:
         if self.vec_id is not None:
