@@ -26,9 +26,6 @@ from rock.runtime import get_runtime_class
 from rock.sdk.sandbox import Sandbox, SandboxConfig
 from rock.worker.worker import Worker
 
-# Pause before a measured phase: sandboxes stopped just before are still being torn down.
-SETTLE_S = 1.0
-
 
 class _FloorWorker:
     """The same steps without HTTP and the admin: a worker of the benchmark's own, same backend,
@@ -48,9 +45,7 @@ class _FloorWorker:
         return await runtime_bench.echoes(self.worker, n)
 
     async def close(self) -> None:
-        for info in self.worker.list():
-            await self.worker.stop(info.sandbox_id)
-        await self.worker.close()
+        await self.worker.close(stop_sandboxes=True)
         shutil.rmtree(self.state, ignore_errors=True)
 
 
@@ -91,7 +86,7 @@ async def _latencies(ctx, backend: str) -> list[dict]:
     try:
         await _start_to_first_output(url)  # warm-up: unpack the image, compile, caches
         await floor.start_to_first_output()
-        await asyncio.sleep(SETTLE_S)
+        await asyncio.sleep(runtime_bench.SETTLE_S)  # what was stopped just before is still being torn down
 
         n = ctx.n(5, 30)
         ctx.progress(f"sdk {backend}: start -> first output x{n}")
@@ -104,7 +99,7 @@ async def _latencies(ctx, backend: str) -> list[dict]:
         await sandbox.create_session(CreateBashSessionRequest(session="b"))
         for _ in range(100):
             await sandbox.arun("echo hi", session="b")
-        await asyncio.sleep(SETTLE_S)
+        await asyncio.sleep(runtime_bench.SETTLE_S)
         n = ctx.n(300, 2000)
         ctx.progress(f"sdk {backend}: arun echo x{n}")
         echoes = []
