@@ -123,7 +123,6 @@ async def sandboxes():
         await runtime.destroy(handle)
 
 
-
 # The real rl-rock SDK, in a venv of its own (installed once from PyPI): the arbiter of wire
 # compatibility for the sandbox and env tests alike.
 RLROCK_VENV = Path(os.environ.get("ROCK_TEST_RLROCK_VENV") or Path(tempfile.gettempdir()) / "rock-test-rlrock-venv")
@@ -143,6 +142,7 @@ def rlrock_python() -> Path:
         if proc.returncode != 0:
             pytest.fail(f"installing rl-rock from PyPI failed:\n{proc.stderr[-2000:]}")
     return python
+
 
 # -- session-end leak check ------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-try:  # optional speed-up, not a dependency
+try:  # a declared dependency, but kept optional: an install without it still works, slower
     import orjson
 
     def dumps(obj) -> bytes:

@@ -2,6 +2,7 @@
 
 import time
 
+
 class Output:
     """Collects a command's output under a cap, keeping head and tail, marking the cut."""
 
