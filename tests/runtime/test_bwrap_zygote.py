@@ -96,24 +96,35 @@ async def test_sandboxes_outlive_the_zygote_and_the_next_create_starts_a_new_one
         assert (await client.exec("echo new", shell=True)).stdout == "new\n"
 
 
-def test_a_failed_fork_is_that_request_s_error(monkeypatch):
-    """fork() can fail (EAGAIN at a pids limit): the zygote answers that request with an error,
-    back in its own pid namespace, and goes on serving the others."""
+
+async def test_a_failed_fork_is_that_request_s_error():
+    """fork() fails at a pids limit: the zygote answers that request with an error and goes on
+    serving the others (a real zygote, in a cgroup that allows it no second process)."""
     import json
+    import sys
 
-    from rock.agent import zygote
+    from rock.runtime.base import AGENT_SRC
+    from rock.runtime.cgroups import Cgroup
 
-    def no_fork():
-        raise BlockingIOError(11, "Resource temporarily unavailable")
-
-    monkeypatch.setattr(zygote.os, "fork", no_fork)
-    own_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-    r, w = os.pipe()
+    group = Cgroup(f"rock/zygote-test-{os.urandom(4).hex()}/g")
+    group.create(None, None, 1)
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-I", "-S", str(AGENT_SRC / "zygote.py"),
+                                                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
     try:
-        zygote.spawn({"id": 7, "pid": os.getpid()}, w, own_ns, package=None)
-        answer = json.loads(os.read(r, 4096))
+        assert json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))["ready"]
+        for path in group.join_files():
+            with open(path, "w") as f:
+                f.write(str(proc.pid))
+
+        async def ask(request: dict) -> dict:
+            proc.stdin.write(json.dumps(request).encode() + b"\n")
+            return json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))
+
+        answer = await ask({"id": 7, "pid": os.getpid()})  # our pid namespace: only the fork can fail
         assert answer["id"] == 7 and "BlockingIOError" in answer["error"], answer
-        assert os.readlink("/proc/self/ns/pid_for_children") == os.readlink("/proc/self/ns/pid")
+        answer = await ask({"id": 8, "pid": 2**22 + 1})  # no such process: a second, different error
+        assert answer["id"] == 8 and "FileNotFoundError" in answer["error"], answer
     finally:
-        for fd in (own_ns, r, w):
-            os.close(fd)
+        proc.stdin.close()
+        await asyncio.wait_for(proc.wait(), 30)
+        await group.destroy()
