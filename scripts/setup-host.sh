@@ -43,10 +43,15 @@ if ! docker image inspect "$image" >/dev/null 2>&1; then
 fi
 
 # Install this checkout (editable), also when another checkout of rock is installed.
+# Again when pyproject.toml changed since the last install here (new dependencies).
 installed=$(python3 -c 'import os, rock; print(os.path.realpath(os.path.dirname(rock.__file__)))' 2>/dev/null || true)
-if [ "$installed" != "$(realpath "$here/src/rock")" ] || [ "${ROCK_REINSTALL:-0}" = 1 ]; then
+stamp=/var/tmp/rock-pyproject.sha256
+want=$(sha256sum "$here/pyproject.toml" | cut -d' ' -f1)
+if [ "$installed" != "$(realpath "$here/src/rock")" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] \
+   || [ "${ROCK_REINSTALL:-0}" = 1 ]; then
   log "installing the rock package from $here with its test dependencies"
   python3 -m pip install -q -e "$here[test]" 2>&1 | grep -v -e 'Running pip as' -e 'is ignored' -e 'does not provide the extra' || true
   python3 -c 'import rock.agent' || { log "the rock package did not install"; exit 1; }
+  echo "$want" >"$stamp"
 fi
 log "ready"

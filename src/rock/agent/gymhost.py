@@ -59,10 +59,28 @@ def resolve(source, kwargs):
         # not an attribute: gymnasium's own "module:EnvId" form, the module registers the id
         source = attr
     if source not in gymnasium.registry:
+        _import_plugins(source)
+    if source not in gymnasium.registry:
         close = difflib.get_close_matches(source, list(gymnasium.registry), n=3, cutoff=0.5)
         hint = "; closest known ids: " + ", ".join(close) if close else ""
         raise LookupError("gymnasium has no env %r%s" % (source, hint))
     return lambda: gymnasium.make(source, **kwargs)
+
+
+# Packages that register their envs with gymnasium when imported, by the ids' first word.
+PLUGINS = {"MiniGrid": "minigrid", "BabyAI": "minigrid", "ALE": "ale_py"}
+
+
+def _import_plugins(source):
+    """Import the package that registers ``source`` (or, for an unknown id, every known one that
+    is installed, so the closest ids can come from all of them)."""
+    prefix = source.split("/")[0].split("-")[0]
+    names = [PLUGINS[prefix]] if prefix in PLUGINS else sorted(set(PLUGINS.values()))
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
 
 
 class Session:

@@ -84,7 +84,16 @@ def _close_remote(http: GymHttp, session_id: str, keeper: LeaseKeeper) -> None:
     except EnvError as exc:
         if exc.kind != "EnvNotFound":
             raise
-    finally:
+    http.close()
+
+
+def _close_when_collected(http: GymHttp, session_id: str, keeper: LeaseKeeper) -> None:
+    """A session nobody closed: try once; if the admin cannot be reached, its lease runs out."""
+    try:
+        _close_remote(http, session_id, keeper)
+    except Exception as exc:  # noqa: BLE001 - garbage collection and exit must not raise
+        print(f"rock: could not close gym session {session_id} ({exc}); the admin reaps it when its lease ends",
+              file=sys.stderr)
         http.close()
 
 
@@ -131,7 +140,7 @@ class SandboxSessionBase(Generic[RemoteT]):
         self._spaces: dict[str, Any] = {}
         self._closed = False
         self._keeper = LeaseKeeper(self, self._http, self.session_id, info["lease"])
-        self._finalizer = weakref.finalize(self, _close_remote, self._http, self.session_id, self._keeper)
+        self._finalizer = weakref.finalize(self, _close_when_collected, self._http, self.session_id, self._keeper)
 
     # -- what the env reports ------------------------------------------------------------------
 
@@ -187,10 +196,10 @@ class SandboxSessionBase(Generic[RemoteT]):
 
     def close(self) -> None:
         """Close the session and stop its sandbox. Safe to call again, also after a failed attempt."""
-        if self._closed and not self._finalizer.alive:
+        if not self._finalizer.alive:
             return
         self._closed = True
-        self._finalizer()  # raises if the stop failed; the next close() tries again
+        _close_remote(self._http, self.session_id, self._keeper)  # raises if the stop failed: close() again
         self._finalizer.detach()
 
     def __enter__(self):

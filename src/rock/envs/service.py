@@ -153,7 +153,7 @@ class EnvService(Lifecycle):
         return rec, rec.made
 
     async def _make_error(self, env_id: str, exc: AgentError) -> RockError:
-        if exc.kind == "EnvNotFound":
+        if exc.kind == "EnvNotFound" and not env_id.startswith("gym:"):  # gym hosts name the closest ids
             return await self.catalog.unknown(env_id, await self.probe_runner_or_none())
         return self.catalog.unavailable(env_id) or from_agent(exc)
 
