@@ -20,6 +20,7 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.filters["ago"] = views.ago
 templates.env.filters["size"] = views.size
+templates.env.filters["clock"] = views.clock
 VENDOR = HERE / "static" / "vendor"
 HTML = {"response_class": HTMLResponse, "tags": ["ui"]}
 

@@ -8,11 +8,12 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from rock.admin import gem_routes
-from rock.admin.context import Ctx, iso
+from rock.admin.context import Ctx
 from rock.admin.store import TRANSITIONS, SandboxRecord
 
 STATES = list(TRANSITIONS)
@@ -57,6 +58,13 @@ def ago(seconds: float | None) -> str:
     if seconds < 172800:
         return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
     return f"{seconds // 86400}d"
+
+
+def clock(ts: float | None) -> str:
+    """A wall-clock time in UTC, to the second (what the history and the command list show)."""
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def size(n: int | float | None) -> str:
@@ -178,9 +186,9 @@ async def detail(ctx: Ctx, app, record: SandboxRecord) -> dict:
         except Exception as exc:  # noqa: BLE001 - shown on the page instead of the list
             session_error = f"could not list sessions: {type(exc).__name__}"
     now = time.time()
-    return {"r": record, "created": iso(record.created_at), "started": iso(record.started_at),
-            "stopped": iso(record.stopped_at), "age": ago(now - record.created_at),
+    return {"r": record, "created": clock(record.created_at), "started": clock(record.started_at),
+            "stopped": clock(record.stopped_at), "age": ago(now - record.created_at),
             "idle_left": ago(idle_left(record, now)),
-            "history": [{**h, "at": iso(h["ts"])} for h in history], "sessions": sessions,
+            "history": history, "sessions": sessions,
             "session_error": session_error, "commands": ctx.sandboxes.commands.recent(sid),
             "envs": gem_routes.hosted_envs(app).get(sid, [])}
