@@ -14,6 +14,8 @@ command -v dockerd >/dev/null || need_pkgs+=(docker.io)
 command -v bwrap >/dev/null || need_pkgs+=(bubblewrap)
 command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
+command -v npm >/dev/null || need_pkgs+=(npm)  # the admin UI's browser packages (web/build.sh)
+command -v chromium >/dev/null || need_pkgs+=(chromium)  # the UI tests' browser (Playwright drives it)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing system packages: ${need_pkgs[*]}"
   apt-get update -qq
@@ -44,9 +46,13 @@ fi
 
 # Install this checkout (editable), also when another checkout of rock is installed.
 installed=$(python3 -c 'import os, rock; print(os.path.realpath(os.path.dirname(rock.__file__)))' 2>/dev/null || true)
-if [ "$installed" != "$(realpath "$here/src/rock")" ] || [ "${ROCK_REINSTALL:-0}" = 1 ]; then
+# Also when a dependency added since the last install is missing (the checkout is the same).
+deps_ok=$(python3 -c 'import prometheus_client, jinja2, playwright, matplotlib' 2>/dev/null && echo 1 || echo 0)
+if [ "$installed" != "$(realpath "$here/src/rock")" ] || [ "$deps_ok" = 0 ] || [ "${ROCK_REINSTALL:-0}" = 1 ]; then
   log "installing the rock package from $here with its test dependencies"
   python3 -m pip install -q -e "$here[test]" 2>&1 | grep -v -e 'Running pip as' -e 'is ignored' -e 'does not provide the extra' || true
   python3 -c 'import rock.agent' || { log "the rock package did not install"; exit 1; }
 fi
+# The admin UI's browser packages (xterm.js, Pico CSS) from npm; skipped when nothing changed.
+bash "$here/web/build.sh" || { log "could not build the admin UI's browser packages (npm)"; exit 1; }
 log "ready"
