@@ -94,7 +94,10 @@ def router(ctx: Ctx) -> APIRouter:
             data = await file.read(CHUNK)
             if written and not data:
                 break
-            await client.write_file(target, data, append=written)
+            try:
+                await client.write_file(target, data, append=written)
+            except RockError as exc:  # e.g. a read-only folder: said on a page, not as JSON
+                raise access.PageError(exc.status_code, f"could not write {target}: {exc.message}") from None
             written = True
         return RedirectResponse(f"/ui/sandboxes/{sandbox_id}?path={quote(folder)}#files", status_code=303)
 
