@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from rock.admin import errors, gem_routes, metrics, routes_data, routes_extra, routes_sandbox, routes_ws, ui
+from rock.admin import errors, gem_routes, gym_routes, metrics, routes_data, routes_extra, routes_sandbox, routes_ws, ui
 from rock.admin.auth import Auth
 from rock.admin.context import PREFIX, Ctx, ok
 from rock.admin.hotpath import HotPath
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
                      settings.state_dir)
             yield
         finally:
+            await gym_routes.shutdown(app)
             await gem_routes.shutdown(app)
             await ctx.sandboxes.close()
             if own_worker:
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     app.include_router(routes_extra.router(ctx), prefix=PREFIX)
     app.include_router(routes_ws.router(ctx), prefix=PREFIX)
     app.include_router(gem_routes.router)
+    app.include_router(gym_routes.router)
 
     @app.get("/health")
     async def health():
@@ -80,6 +82,7 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     # Added last = outermost: the hot routes (run_in_session, env reset/step) skip every other
     # layer (see rock.admin.hotpath and rock.admin.gem_routes.GemHotPath).
     app.add_middleware(gem_routes.GemHotPath, fastapi_app=app)
+    app.add_middleware(gym_routes.GymHotPath, fastapi_app=app)
     app.add_middleware(HotPath, ctx=ctx)
     # Outermost of all: times every request, the ones answered at the door included.
     meter = metrics.install(app, ctx)

@@ -9,6 +9,7 @@ service's events. With tokens configured, a scrape needs one like any other requ
 
 from __future__ import annotations
 
+import re
 import time
 from bisect import bisect_left
 from collections import deque
@@ -20,7 +21,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 
-from rock.admin import gem_routes
+from rock.admin import gem_routes, gym_routes
 from rock.admin.context import Ctx
 from rock.admin.store import TRANSITIONS
 
@@ -30,6 +31,10 @@ _ENV_CALLS = {gem_routes.GEM + "/reset": "reset", gem_routes.GEM + "/step": "ste
 # Routes answered at the ASGI door (rock.admin.hotpath, gem_routes.GemHotPath) never reach the
 # router, so they carry no route object: their paths are fixed strings, fine as labels.
 _DOOR_PATHS = {gem_routes.GEM + "/reset", gem_routes.GEM + "/step", gem_routes.GEM + "/vec/step"}
+# gym's door routes carry a session id in the path: labelled by their template instead
+_GYM_DOOR = re.compile(r"^" + re.escape(gym_routes.GYM) + r"/sessions/[^/]+/(step|reset)$")
+_ENV_CALLS.update({gym_routes.GYM + "/sessions/{session_id}/step": "gym_step",
+                   gym_routes.GYM + "/sessions/{session_id}/reset": "gym_reset"})
 _LATENCY_BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60)
 _START_BUCKETS = (.005, .01, .025, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 180)
 RATE_WINDOW_S = 60
@@ -205,7 +210,10 @@ def route_label(scope, door_paths: set[str]) -> str:
     route = scope.get("route")
     template = getattr(route, "path_format", None)
     if template is None:
-        return scope["path"] if scope["path"] in door_paths else "unmatched"
+        if scope["path"] in door_paths:
+            return scope["path"]
+        gym = _GYM_DOOR.match(scope["path"])
+        return f"{gym_routes.GYM}/sessions/{{session_id}}/{gym.group(1)}" if gym else "unmatched"
     params = scope.get("path_params")
     own = template.format(**params) if params else template
     path = scope["path"]

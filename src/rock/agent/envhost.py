@@ -138,6 +138,7 @@ class Host:
         self.envs = {}
         self.rng = RngIsolation()
         self.gem = None
+        self.gymhost = None
         self.guard = Guard(self.rng, busy)
         self.guarded = self.guard.guarded  # bound once: every step goes through it
 
@@ -159,18 +160,61 @@ class Host:
         for path in args.get("sys_path") or ():
             if path not in sys.path:
                 sys.path.insert(0, path)
-        factory = self.factory(env_id, args.get("entry_point"))
+        gym = args.get("gym")
+        factory = self.gym_factory(env_id, gym) if gym is not None else self.factory(env_id, args.get("entry_point"))
         env = Env(local, env_id, args.get("timeout"))
         kwargs = args.get("kwargs") or {}
         try:
             env.obj = self.guarded(env, "make", lambda: factory(**kwargs))
+            contract = None if gym is None else self.guarded(env, "make", env.obj.contract)
         except Failure as exc:
             self.rng.forget(env)
+            if env.obj is not None:
+                self._close_quietly(env)
             if exc.type == "EnvError":
                 exc.type = "EnvMakeError"
             raise
         self.envs[local] = env
-        return {"env": local, "env_id": env_id}
+        result = {"env": local, "env_id": env_id}
+        if contract is not None:
+            result["contract"] = contract
+        return result
+
+    def gym_factory(self, env_id, gym):
+        """Seed 003's sandbox env: a gymnasium env or vector env (``gymhost.Session``)."""
+        if self.gymhost is None:
+            try:
+                gymhost = _sibling("gymhost")
+                gymhost.bind(_sibling("gymwire"), _sibling("gymslices"))
+            except BaseException as exc:
+                raise Failure("EnvMakeError", "gymnasium envs need numpy and gymnasium in the env's image (%s): %s"
+                              % (sys.executable, describe(exc)))
+            self.gymhost = gymhost
+        for name in gym.get("imports") or ():
+            try:
+                importlib.import_module(name)
+            except BaseException as exc:
+                raise Failure("EnvMakeError", "import %r failed in the env host: %s" % (name, describe(exc)))
+
+        def make(**kwargs):
+            try:
+                return self.gymhost.Session(gym.get("source") or env_id, kwargs, num_envs=gym.get("num_envs", 1),
+                                            vector=bool(gym.get("vector")), mode=gym.get("mode") or "sync",
+                                            workers=gym.get("workers", 1))
+            except LookupError as exc:
+                raise Failure("EnvNotFound", str(exc).strip("'\""))
+            except TypeError as exc:
+                if "cannot cross the wire" in str(exc):
+                    raise Failure("EnvMakeError", str(exc))
+                raise
+
+        return make
+
+    def _close_quietly(self, env):
+        try:
+            self.guarded(env, "close", env.obj.close)
+        except Failure:
+            pass
 
     def factory(self, env_id, entry_point):
         if entry_point:
@@ -271,6 +315,38 @@ class Host:
                 append(None)
         return columns(rows, fields, errors)
 
+    # -- gym sessions: bodies in, bodies out (gymwire) --------------------------------------------
+
+    def gym_env(self, args):
+        env = self.env(args)
+        if self.gymhost is None or not isinstance(env.obj, self.gymhost.Session):
+            raise Failure("BadRequest", "env %s (%s) is not a gymnasium env" % (env.id, env.env_id))
+        return env
+
+    def checked(self, fn, *args):
+        try:
+            return fn(*args)
+        except self.gymhost.BadValue as exc:
+            raise Failure("BadRequest", str(exc))
+
+    def op_gym_reset(self, args, body):
+        env = self.gym_env(args)
+        seed = self.checked(env.obj.seeds, args.get("seed"))
+        options = args.get("options")
+        if options is not None and not isinstance(options, dict):
+            raise Failure("BadRequest", "options must be a dict or null")
+        return self.guarded(env, "reset", env.obj.reset, seed, options)
+
+    def op_gym_step(self, args, body):
+        env = self.gym_env(args)
+        action = self.checked(env.obj.action, body)
+        return self.guarded(env, "step", env.obj.step, action)
+
+    def op_gym_render(self, args, body):
+        env = self.gym_env(args)
+        index = self.checked(env.obj.env_index, args.get("env_index", 0))
+        return self.guarded(env, "render", env.obj.render, index)
+
     def op_list(self, args):
         to_wall = time.time() - time.monotonic()
         return {"envs": [{"env": e.id, "env_id": e.env_id, "created": e.created, "last_used": e.last_used + to_wall,
@@ -280,18 +356,23 @@ class Host:
     # agent and the admin: the observation is encoded once, here.
     BODY_OPS = ("reset", "step", "batch")
 
-    def handle(self, meta):
+    # These take the request's body and answer with a body of their own (a gymwire value).
+    RAW_OPS = ("gym_reset", "gym_step", "gym_render")
+
+    def handle(self, meta, body=b""):
         try:
-            return self._handle(meta)
+            return self._handle(meta, body)
         finally:
             self.guard.idle()
 
-    def _handle(self, meta):
+    def _handle(self, meta, body):
         op = meta.get("op")
         fn = getattr(self, "op_" + str(op), None)
         try:
             if fn is None:
                 raise Failure("BadRequest", "unknown env host op %r" % op)
+            if op in self.RAW_OPS:
+                return protocol.encode({"id": meta["id"], "ok": True, "result": {}}, fn(meta.get("args") or {}, body))
             result = fn(meta.get("args") or {})
             if op in self.BODY_OPS:
                 return protocol.encode({"id": meta["id"], "ok": True, "result": {}}, dumps(result))
@@ -393,8 +474,8 @@ def serve(argv):
                 peer.sock.close()
                 continue
             try:
-                for meta, _body in peer.reader.feed(data):
-                    peer.send(host.handle(meta))
+                for meta, body in peer.reader.feed(data):
+                    peer.send(host.handle(meta, body))
             except (OSError, protocol.ProtocolError):
                 if peer is agent:
                     return

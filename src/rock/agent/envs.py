@@ -62,12 +62,14 @@ class Rec:
 class Host:
     """One env host process and the threads that talk to it."""
 
-    def __init__(self, python, env):
+    def __init__(self, python, env, isolated=False):
         self.python = python
+        self.key = (python, isolated)
         fd = os.memfd_create("rock-envhost-busy")
         os.ftruncate(fd, BUSY.size)
         self.busy = mmap.mmap(fd, BUSY.size)
-        argv = [python, "-I", HOST_SCRIPT, "--busy-fd", str(fd)]
+        # isolated: without the interpreter's own site-packages, only the env image's (sys_path)
+        argv = [python, "-I"] + (["-S"] if isolated else []) + [HOST_SCRIPT, "--busy-fd", str(fd)]
         run_dir = _run_dir()
         self.socket = os.path.join(run_dir, "eh%d.sock" % next(_host_gen)) if run_dir else None
         if self.socket:
@@ -101,10 +103,10 @@ class Host:
 
     # -- sending -------------------------------------------------------------------------
 
-    def request(self, op, args, on_done):
+    def request(self, op, args, on_done, body=b""):
         """Send one request; ``on_done(meta, body)`` runs on the reader thread with the reply."""
         rid = next(self.ids)
-        data = protocol.encode({"id": rid, "op": op, "args": args})
+        data = protocol.encode({"id": rid, "op": op, "args": args}, body)
         with self.cond:
             if not self.alive:
                 raise OpError("EnvHostDied", "the env host died: %s" % self.death)
@@ -202,8 +204,8 @@ class Host:
             for handle, rec in _envs.items():
                 if rec.host is self:
                     rec.lost = self.death
-            if _hosts.get(self.python) is self:
-                del _hosts[self.python]
+            if _hosts.get(self.key) is self:
+                del _hosts[self.key]
         error = {"id": 0, "ok": False, "error": {"type": "EnvHostDied", "message": "the env host died: " + self.death}}
         for on_done in pending.values():
             on_done(error, b"")
@@ -255,14 +257,15 @@ def _unlink(path):
         pass
 
 
-def get_host(python=None):
+def get_host(python=None, isolated=False):
     python = python or os.environ.get("ROCK_HOST_PYTHON") or sys.executable
+    key = (python, bool(isolated))
     with _lock:
-        host = _hosts.get(python)
+        host = _hosts.get(key)
         if host is not None and host.alive:
             return host
-        host = Host(python, dict({"HF_HUB_OFFLINE": "1"}, **os.environ))  # nothing may download at run time
-        _hosts[python] = host
+        host = Host(python, dict({"HF_HUB_OFFLINE": "1"}, **os.environ), bool(isolated))  # nothing may download at run time
+        _hosts[key] = host
         return host
 
 
@@ -303,14 +306,14 @@ def env_make(req):
     a = req.args
     env_id = a["env_id"]
     python = a.get("python") or None
-    host = get_host(python)
+    host = get_host(python, a.get("isolated"))
     sys_path = list(a.get("sys_path") or [])
     if a.get("packages"):
         sys_path.insert(0, _packages_path(host.python, a["packages"]))
     handle = a.get("env") or "e%d" % next(_env_ids)
     timeout = a.get("timeout")
     args = {"env": handle, "env_id": env_id, "entry_point": a.get("entry_point"), "kwargs": a.get("kwargs") or {},
-            "timeout": timeout, "sys_path": sys_path}
+            "timeout": timeout, "sys_path": sys_path, "gym": a.get("gym")}
     with _lock:
         if handle in _envs:
             raise OpError("BadRequest", "env %r already exists" % handle)
@@ -330,6 +333,17 @@ def _relay(op, key):
         rec = _rec(req.args.get("env"))
         args = {"env": req.args["env"], key: req.args.get(key)}
         rec.host.request(op, args, lambda meta, body: _forward(req, meta, body))
+        return DEFERRED
+
+    return handler
+
+
+def _relay_raw(op):
+    """A gym op: all its arguments and its body go to the host, its body comes back."""
+
+    def handler(req):
+        rec = _rec(req.args.get("env"))
+        rec.host.request(op, req.args, lambda meta, body: _forward(req, meta, body), req.body or b"")
         return DEFERRED
 
     return handler
@@ -395,6 +409,9 @@ OPS = {
     "env.batch": env_batch,
     "env.close": env_close,
     "env.list": env_list,
+    "env.gym_reset": _relay_raw("gym_reset"),
+    "env.gym_step": _relay_raw("gym_step"),
+    "env.gym_render": _relay_raw("gym_render"),
 }
 # These only hand the request to the host and return: they run on the connection's thread.
-INLINE = ("env.reset", "env.step", "env.batch", "env.close")
+INLINE = ("env.reset", "env.step", "env.batch", "env.close", "env.gym_reset", "env.gym_step", "env.gym_render")

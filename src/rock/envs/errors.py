@@ -14,6 +14,7 @@ STATUS = {
     "EnvNotFound": 404,        # unknown id, or a handle that was closed / reclaimed
     "EnvUnavailable": 422,     # known id that cannot run here (missing corpus, fails inside gem)
     "EnvMakeError": 422,       # the env's constructor raised
+    "EnvBuildError": 422,      # its image could not be built (a package that does not install, a bad import)
     "EnvBroken": 409,          # an earlier call timed out; the env must be closed and made again
     "EnvLost": 410,            # its env host died; the env is gone
     "EnvError": 500,           # the env's reset/step raised

@@ -51,7 +51,7 @@ class HostLink:
             raise AgentGone(f"cannot reach the env host at {path}: {exc.strerror or exc}") from None
         return cls(sock, loop)
 
-    async def call(self, op: str, args: dict, poll: bool = False) -> bytes:
+    async def call(self, op: str, args: dict, poll: bool = False, body: bytes = b"") -> bytes:
         """``op`` on the host; returns the reply body. ``poll``: see the module docstring."""
         if self.closed:
             raise AgentGone("the connection to the env host is closed")
@@ -60,7 +60,7 @@ class HostLink:
         self.calls[rid] = future
         HostLink.in_flight += 1
         try:
-            self._send(protocol.encode({"id": rid, "op": op, "args": args}))
+            self._send(protocol.encode({"id": rid, "op": op, "args": args}, body))
             if poll and HostLink.in_flight == 1 and not self.wbuf:
                 self._poll(future)
             return await future

@@ -26,6 +26,10 @@ class EnvSandbox:
     reserved: int = 0
     ready: asyncio.Future | None = None
     empty_since: float | None = None
+    # A sandbox of its own for one env (a gym session): sized for it, stopped when it closes.
+    dedicated: bool = False
+    memory: str | None = None
+    cpus: float | None = None
 
 
 @dataclass(eq=False)
@@ -37,6 +41,8 @@ class EnvRecord:
     created: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.time)
     vec: str | None = None
+    ttl: float | None = None  # idle time before it is closed; None: the service's idle_ttl
+    made: dict = field(default_factory=dict)  # what the env host answered to its make
 
 
 class Lifecycle:
@@ -59,7 +65,7 @@ class Lifecycle:
         now, soonest = time.time(), 30.0
         s = self.settings
         for rec in self.envs.values():
-            soonest = min(soonest, self._last_used(rec) + s.idle_ttl - now)
+            soonest = min(soonest, self._last_used(rec) + (rec.ttl or s.idle_ttl) - now)
         for sb in self.by_id.values():
             if sb.empty_since is not None:
                 soonest = min(soonest, sb.empty_since + s.sandbox_linger - now)
@@ -72,7 +78,7 @@ class Lifecycle:
     async def reap(self) -> tuple[list[str], list[str]]:
         """Close envs idle past the TTL and stop env sandboxes empty past the linger time."""
         now, s = time.time(), self.settings
-        idle = [h for h, r in self.envs.items() if now - self._last_used(r) >= s.idle_ttl]
+        idle = [h for h, r in self.envs.items() if now - self._last_used(r) >= (r.ttl or s.idle_ttl)]
         for vec_id in {self.envs[h].vec for h in idle if self.envs[h].vec}:
             self.vecs.pop(vec_id, None)
         await asyncio.gather(*(self.close(h, self.envs[h].owner) for h in idle), return_exceptions=True)

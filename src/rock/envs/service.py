@@ -87,11 +87,21 @@ class EnvService(Lifecycle):
             sb.empty_since = None
         return plan
 
+    def reserve_dedicated(self, owner: str | None, image: str | None, memory: str | None = None,
+                          cpus: float | None = None) -> EnvSandbox:
+        """One slot in a new sandbox of its own (not shared with other envs), sized by the caller."""
+        sb = EnvSandbox(sandbox_id=f"env-{uuid.uuid4().hex[:12]}", owner=owner, key=(owner, image, False, "dedicated"),
+                        dedicated=True, memory=memory, cpus=cpus, reserved=1)
+        sb.ready = asyncio.ensure_future(self._start_sandbox(sb, image, False))
+        self.by_id[sb.sandbox_id] = sb
+        return sb
+
     async def _start_sandbox(self, sb: EnvSandbox, image: str | None, network: bool) -> None:
         s = self.settings
         env = {k: os.environ[k] for k in s.pass_env if k in os.environ}
         request = SandboxStartRequest(
-            sandbox_id=sb.sandbox_id, image=image or s.image, memory=s.sandbox_memory, cpus=s.sandbox_cpus,
+            sandbox_id=sb.sandbox_id, image=image or s.image, memory=sb.memory or s.sandbox_memory,
+            cpus=sb.cpus or s.sandbox_cpus,
             auto_clear_seconds=int(s.idle_ttl + s.sandbox_linger + 60), env=env or None,
             network=network,  # only user envs that pip-install packages get a network
         )
@@ -131,11 +141,16 @@ class EnvService(Lifecycle):
         if result.get("socket"):
             await self._connect_direct(sb.sandbox_id, result["socket"])
         handle = f"{sb.sandbox_id}:{result['env']}"
-        rec = EnvRecord(handle=handle, env_id=args["env_id"], owner=owner, sandbox=sb, vec=vec)
+        rec = EnvRecord(handle=handle, env_id=args["env_id"], owner=owner, sandbox=sb, vec=vec, made=result)
         sb.envs.add(handle)
         self.envs[handle] = rec
         self.start_reaper()
         return rec
+
+    async def make_env(self, sb: EnvSandbox, args: dict, owner: str | None) -> tuple[EnvRecord, dict]:
+        """An env made in ``sb`` with the agent's ``env.make`` arguments; its record and what the host said."""
+        rec = await self._make_in(sb, args, owner)
+        return rec, rec.made
 
     async def _make_error(self, env_id: str, exc: AgentError) -> RockError:
         if exc.kind == "EnvNotFound":
@@ -176,30 +191,30 @@ class EnvService(Lifecycle):
             known[1].close()
         self.direct[sandbox_id] = (socket, client)
 
-    async def env_call(self, sandbox_id: str, owner: str | None, op: str, args: dict) -> bytes:
+    async def env_call(self, sandbox_id: str, owner: str | None, op: str, args: dict, body: bytes = b"") -> bytes:
         """``op`` (reset/step/batch) on the sandbox's env host: straight to the host's socket when
         connected, else through the agent. The owner check and the TTL refresh happen either way."""
         agent = await self.sandboxes.agent(sandbox_id, owner)
         direct = self.direct.get(sandbox_id)
         if direct is not None and not direct[1].closed:
             try:
-                return await direct[1].call(op, args, poll=op != "batch")
+                return await direct[1].call(op, args, poll=op != "batch", body=body)
             except AgentGone:
                 self.direct.pop(sandbox_id, None)  # the host died: the agent knows why
             except AgentError as exc:
                 if exc.kind != "EnvNotFound":  # maybe lost with an earlier host: the agent knows
                     raise from_agent(exc) from None
         try:
-            return (await agent.call("env." + op, args))[1]
+            return (await agent.call("env." + op, args, body))[1]
         except AgentError as exc:
             raise from_agent(exc) from None
 
-    async def call(self, handle: str, op: str, args: dict, owner: str | None) -> bytes:
-        """One env op (``reset`` / ``step``); returns the host's JSON body untouched."""
+    async def call(self, handle: str, op: str, args: dict, owner: str | None, body: bytes = b"") -> bytes:
+        """One env op (``reset`` / ``step`` / a gym op); returns the host's body untouched."""
         sandbox_id, local = split_handle(handle)
         args["env"] = local
         try:
-            body = await self.env_call(sandbox_id, owner, op, args)
+            body = await self.env_call(sandbox_id, owner, op, args, body)
         except (SandboxNotFound, SandboxNotRunning, AgentGone) as exc:
             self._drop(handle)
             raise EnvError(f"env {handle} is gone: {exc.message}", "EnvNotFound") from None
@@ -224,7 +239,11 @@ class EnvService(Lifecycle):
         except AgentError as exc:
             raise from_agent(exc) from None
         finally:
+            rec = self.envs.get(handle)
             self._drop(handle)
+            if rec is not None and rec.sandbox.dedicated:
+                self._forget_sandbox(rec.sandbox)
+                await self._stop(rec.sandbox)
         return bool(result.get("closed"))
 
     def _drop(self, handle: str) -> None:

@@ -1,0 +1,190 @@
+"""Gymnasium session routes under ``/apis/v1/envs/gym`` (seed 003's sandbox envs).
+
+JSON in for opening and resetting; gymwire bodies (``application/octet-stream``, see
+``rock/agent/gymwire.py``) for actions and for everything an env returns, passed through from
+the env host untouched. Errors use the admin's error envelope with a 4xx/5xx status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from urllib.parse import unquote
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from rock.admin import gem_routes
+from rock.admin.errors import status_and_body
+from rock.admin.hotpath import read_body
+from rock.envs.gym_sessions import GymImageRequest, GymSessionInfo, GymSessionRequest, GymSessions
+from rock.envs.images import ImageBuilder
+
+GYM = "/apis/v1/envs/gym"
+router = APIRouter(tags=["gym"])
+
+_BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+_VALUE = {200: {"description": "a gymwire body: the env's result, arrays as raw bytes", "content": _BINARY}}
+_NDJSON = {"application/x-ndjson": {"schema": {"type": "string"}}}
+
+
+class ResetBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int | list[int | None] | None = Field(default=None, description="one int (env i gets seed + i) or one per env")
+    options: dict | None = None
+
+
+class Closed(BaseModel):
+    session_id: str
+    closed: bool
+
+
+class Lease(BaseModel):
+    session_id: str
+    lease: float
+
+
+def sessions(app) -> GymSessions:
+    svc = getattr(app.state, "rock_gym", None)
+    if svc is None:
+        ctx = app.state.rock
+        builder = ImageBuilder(ctx.settings.state_dir, ctx.settings.host_python)
+        svc = app.state.rock_gym = GymSessions(gem_routes.service(app), builder, ctx.settings.default_image)
+    return svc
+
+
+async def shutdown(app) -> None:
+    """Gym sessions belong to live client processes: on admin shutdown their sandboxes go."""
+    svc = getattr(app.state, "rock_gym", None)
+    if svc is not None:
+        await svc.shutdown()
+
+
+def _owner(request: Request) -> str | None:
+    return request.app.state.rock.owner(request)
+
+
+def _value(body: bytes) -> Response:
+    return Response(body, media_type="application/octet-stream")
+
+
+# -- the per-step routes at the ASGI door ---------------------------------------------------------
+
+_HOT = re.compile(r"^" + re.escape(GYM) + r"/sessions/(?P<sid>[^/]+)/(?P<op>step|reset)$")
+_OCTET = [(b"content-type", b"application/octet-stream")]
+_JSON = [(b"content-type", b"application/json")]
+
+
+class GymHotPath:
+    """ASGI middleware answering a session's step and reset directly (FastAPI's routing layers
+    cost about as much as the rest of a step); same models, auth and error mapping as the routed
+    versions below, which the OpenAPI schema documents. Everything else passes through."""
+
+    def __init__(self, app, fastapi_app):
+        self.app = app
+        self.fastapi_app = fastapi_app
+
+    async def __call__(self, scope, receive, send):
+        m = _HOT.match(scope.get("path", "")) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if m is None:
+            return await self.app(scope, receive, send)
+        app = self.fastapi_app
+        try:
+            body = await read_body(receive)
+            owner = app.state.rock.auth.principal(Headers(scope=scope))
+            sid = unquote(m["sid"])
+            if m["op"] == "step":
+                payload = await sessions(app).step(sid, owner, body)
+            else:
+                req = ResetBody.model_validate_json(body or b"{}")
+                payload = await sessions(app).reset(sid, owner, req.seed, req.options)
+            status, headers = 200, _OCTET
+        except Exception as exc:  # noqa: BLE001 - mapped exactly like the routed handlers do
+            (status, payload), headers = status_and_body(exc, scope["path"]), _JSON
+        await send({"type": "http.response.start", "status": status,
+                    "headers": headers + [(b"content-length", str(len(payload)).encode())]})
+        await send({"type": "http.response.body", "body": payload})
+
+
+@router.post(GYM + "/images", responses={200: {"description": "progress lines, then the image or an error",
+                                                "content": _NDJSON}})
+async def build_image(req: GymImageRequest, request: Request) -> StreamingResponse:
+    """Build (or find) the env image of a session's source and packages, streaming progress as
+    JSON lines: ``{"progress": ...}``, then ``{"image": {...}}`` or ``{"error": {...}}``."""
+    svc = sessions(request.app)
+    svc.image_spec(req)  # refusals (hf://, bad names) as a 4xx before any streaming
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue = asyncio.Queue()
+
+    def progress(line: str) -> None:  # called from the build's thread
+        loop.call_soon_threadsafe(lines.put_nowait, {"progress": line})
+
+    async def build():
+        try:
+            image = await svc.image(req, progress)
+            await lines.put({"image": image.model_dump()})
+        except Exception as exc:  # noqa: BLE001 - reported as the stream's last line
+            status, body = status_and_body(exc, GYM + "/images")
+            await lines.put({"error": json.loads(body), "status": status})
+
+    async def stream():
+        task = asyncio.create_task(build())
+        try:
+            while True:
+                item = await lines.get()
+                yield json.dumps(item) + "\n"
+                if "image" in item or "error" in item:
+                    return
+        finally:
+            if not task.done():
+                task.cancel()
+
+    return StreamingResponse(stream(), media_type="application/x-ndjson")
+
+
+@router.post(GYM + "/sessions", response_model=GymSessionInfo)
+async def open_session(req: GymSessionRequest, request: Request) -> GymSessionInfo:
+    """Open a session: its sandbox, its env (or vector env), and its contract (spaces, metadata)."""
+    return await sessions(request.app).open(req, _owner(request))
+
+
+@router.get(GYM + "/sessions")
+async def list_sessions(request: Request) -> dict:
+    return {"sessions": sessions(request.app).listing(_owner(request))}
+
+
+@router.post(GYM + "/sessions/{session_id}/reset", responses=_VALUE, response_class=Response)
+async def reset(session_id: str, body: ResetBody, request: Request) -> Response:
+    """``(observation, info)``."""
+    return _value(await sessions(request.app).reset(session_id, _owner(request), body.seed, body.options))
+
+
+@router.post(GYM + "/sessions/{session_id}/step", responses=_VALUE, response_class=Response,
+             openapi_extra={"requestBody": {"required": True, "content": _BINARY,
+                                            "description": "the action (a vector env: one per env) as a gymwire body"}})
+async def step(session_id: str, request: Request) -> Response:
+    """``(observation, reward, terminated, truncated, info)``."""
+    return _value(await sessions(request.app).step(session_id, _owner(request), await request.body()))
+
+
+@router.get(GYM + "/sessions/{session_id}/render", responses=_VALUE, response_class=Response)
+async def render(session_id: str, request: Request, env_index: int = Query(default=0, ge=0)) -> Response:
+    """The env's frame (an RGB array for ``render_mode="rgb_array"``), or null."""
+    return _value(await sessions(request.app).render(session_id, _owner(request), env_index))
+
+
+@router.post(GYM + "/sessions/{session_id}/keepalive", response_model=Lease)
+async def keepalive(session_id: str, request: Request) -> Lease:
+    """Renew the session's lease (the SDK does this while its process lives)."""
+    return Lease(session_id=session_id, lease=sessions(request.app).keepalive(session_id, _owner(request)))
+
+
+@router.delete(GYM + "/sessions/{session_id}", response_model=Closed)
+async def close(session_id: str, request: Request) -> Closed:
+    """Close the session and stop its sandbox."""
+    return Closed(session_id=session_id, closed=await sessions(request.app).close(session_id, _owner(request)))

@@ -1,0 +1,116 @@
+"""The gym sessions' HTTP client: one per session object, blocking, keep-alive.
+
+Per-step calls (reset, step, render) go over the SDK's lean keep-alive transport for http://
+(a step's round trip is a few hundred microseconds; httpx's per-request work alone costs about
+that), everything else and https:// over one ``httpx.Client``. A daemon thread renews the
+session's lease while the object is alive, so a client process that dies stops renewing and
+the admin reaps its session.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import weakref
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from rock.envs.client import _base, _headers, raise_for
+from rock.sdk import sync_transport
+
+GYM = "/apis/v1/envs/gym"
+TIMEOUT = 600.0
+
+
+class GymHttp:
+    def __init__(self, base_url: str | None = None, token: str | None = None):
+        self.base = _base(base_url)
+        url = urlsplit(self.base)
+        self.lean = url.scheme == "http"
+        self.host, self.port, self.prefix = url.hostname, url.port or 80, url.path.rstrip("/") + GYM
+        self.auth = _headers(token)
+        self.client = httpx.Client(base_url=self.base + GYM, headers=self.auth, timeout=TIMEOUT)
+        self.conn: sync_transport.Connection | None = None
+        self.lock = threading.Lock()  # one step at a time per session object
+
+    # -- calls -------------------------------------------------------------------------------
+
+    def json(self, method: str, path: str, body: dict | None = None) -> dict:
+        response = self.client.request(method, path, json=body)
+        if response.status_code >= 400:
+            raise_for(response.status_code, response.content)
+        return response.json()
+
+    def value(self, method: str, path: str, data: bytes, content_type: str) -> bytes:
+        """A per-step call whose answer is a gymwire body."""
+        if not self.lean:
+            response = self.client.request(method, path, content=data, headers={"content-type": content_type})
+            status, raw = response.status_code, response.content
+        else:
+            headers = {"Content-Type": content_type, **self.auth}
+            with self.lock:
+                for attempt in (0, 1):
+                    try:
+                        if self.conn is None or not self.conn.open or attempt:
+                            self.conn = sync_transport.Connection(self.host, self.port, TIMEOUT)
+                        reply = self.conn.request(method, self.prefix + path, data, headers)
+                        break
+                    except sync_transport.ConnectionDropped:
+                        if attempt:  # closed while idle, before reading the request: safe to send again
+                            raise
+            status, raw = reply.status, reply.body
+        if status >= 400:
+            raise_for(status, raw)
+        return raw
+
+    def build_image(self, request: dict, progress) -> dict:
+        """Stream the image build; each progress line goes to ``progress``."""
+        with self.client.stream("POST", "/images", json=request) as response:
+            if response.status_code >= 400:
+                raise_for(response.status_code, response.read())
+            for line in response.iter_lines():
+                if not line.strip():
+                    continue
+                item = json.loads(line)
+                if "progress" in item:
+                    progress(item["progress"])
+                elif "error" in item:
+                    raise_for(item.get("status", 500), json.dumps(item["error"]).encode())
+                elif "image" in item:
+                    return item["image"]
+        raise ConnectionError("the image build stream ended without a result")
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.client.close()
+
+
+def session_path(session_id: str, tail: str = "") -> str:
+    return "/sessions/" + quote(session_id, safe=":") + tail
+
+
+class LeaseKeeper:
+    """Renews a session's lease every ``lease / 3`` seconds until stopped or the owner is gone."""
+
+    def __init__(self, owner, http: GymHttp, session_id: str, lease: float):
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(weakref.ref(owner), http, session_id, lease / 3),
+                                       name=f"rock-gym-lease-{session_id}", daemon=True)
+        self.thread.start()
+
+    def _run(self, owner_ref, http: GymHttp, session_id: str, every: float) -> None:
+        while not self.stopped.wait(every):
+            if owner_ref() is None:
+                return
+            try:
+                http.json("POST", session_path(session_id, "/keepalive"))
+            except Exception as exc:  # noqa: BLE001 - the next step will say what is wrong
+                print(f"rock: gym session {session_id}: lease renewal failed: {exc}", file=sys.stderr)
+                if getattr(exc, "status_code", None) == 404:
+                    return
+
+    def stop(self) -> None:
+        self.stopped.set()

@@ -1,0 +1,198 @@
+"""Gymnasium sessions in the admin (seed 003): one sandbox per session, values as gymwire bodies.
+
+A session is one env of ``EnvService`` (so routing, the direct socket to the env host, the
+idle reaper and listing are shared with GEM envs) made in a sandbox of its own: the image is
+the session's derived env image (``images.py``: its packages, built once), the env host runs
+the host's interpreter without its own site-packages, only the image's, and the sandbox is
+stopped as soon as the session closes. A session lives while its client renews a lease; a
+client process that is gone stops renewing and its session is reaped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+import time
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from rock.envs.errors import EnvError
+from rock.envs.images import EnvImage, EnvImageSpec, ImageBuilder, Progress
+from rock.envs.lifecycle import EnvRecord
+from rock.envs.service import EnvService, split_handle
+
+log = logging.getLogger("rock.envs.gym")
+
+# What a bare gymnasium id needs: every family that works offline from PyPI wheels.
+DEFAULT_PACKAGES = ["gymnasium[classic-control,toy-text,mujoco]", "box2d", "minigrid", "ale-py"]
+_HF = re.compile(r"^hf://(?P<repo>[^@]+?)(?:@(?P<rev>[0-9A-Za-z._/-]+))?$")
+
+
+class GymImageRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(min_length=1, max_length=512, description="gymnasium id, gym://ID, module:attr, "
+                        "a registered env name, or hf://repo@revision")
+    base_image: str | None = Field(default=None, description="image the env image is built FROM (default: the admin's)")
+    packages: list[str] | None = Field(default=None, description="pip requirements for the env (default: gymnasium "
+                                       "with its offline families)")
+    imports: list[str] | None = Field(default=None, description="modules imported when the env host starts")
+    trust_remote_code: bool = False
+    allow_unpinned_hf: bool = False
+    build_memory: str | None = Field(default=None, description="memory limit for the image build, e.g. '4g'")
+
+    @field_validator("packages", "imports")
+    @classmethod
+    def _strings(cls, v):
+        if v is not None and any(not s.strip() for s in v):
+            raise ValueError("names must not be empty")
+        return v
+
+
+class GymSessionRequest(GymImageRequest):
+    num_envs: int = Field(default=1, ge=1, le=4096)
+    vector: bool = Field(default=False, description="a vector env (SandboxVectorEnv) even for one env")
+    vectorization_mode: str = Field(default="sync", pattern="^(sync|async)$")
+    kwargs: dict = Field(default_factory=dict, description="keyword arguments of the env's constructor (gym.make)")
+    lease: float | None = Field(default=None, gt=0, le=86400, description="seconds without a keepalive before the "
+                                "session is closed (default: the admin's gym_lease)")
+    timeout: float | None = Field(default=None, gt=0, description="per call inside the env (make, reset, step)")
+
+
+class GymSessionInfo(BaseModel):
+    session_id: str
+    sandbox_id: str
+    image: str
+    contract: dict
+    lease: float
+
+
+class GymSessions:
+    def __init__(self, envs: EnvService, builder: ImageBuilder, default_base: str):
+        self.envs = envs
+        self.builder = builder
+        self.default_base = default_base
+        self.sessions: dict[str, GymSessionInfo] = {}
+
+    # -- images ------------------------------------------------------------------------------
+
+    def image_spec(self, req: GymImageRequest) -> tuple[EnvImageSpec, dict]:
+        """The image a session of ``req`` runs in, and how its env host makes the env."""
+        source = req.source
+        if source.startswith("hf://"):
+            raise self._hf_error(req)
+        user = self.envs.catalog.user_envs().get(source)
+        make = {"source": source, "kwargs": {}}
+        if user is not None:
+            packages = list(req.packages or user.packages)
+            make = {"source": user.entry_point, "kwargs": dict(user.kwargs)}
+            base = req.base_image or user.image or self.default_base
+        else:
+            packages = list(req.packages) if req.packages is not None else list(DEFAULT_PACKAGES)
+            base = req.base_image or self.default_base
+        if not any(re.match(r"^gymnasium\b", p.strip()) for p in packages):
+            packages.append("gymnasium")  # the env host's vector envs and spaces are gymnasium's
+        spec = EnvImageSpec(base=base, packages=packages, imports=list(req.imports or []),
+                            build_memory=req.build_memory)
+        return spec, make
+
+    def _hf_error(self, req: GymImageRequest) -> EnvError:
+        m = _HF.match(req.source)
+        if m is None:
+            return EnvError(f"{req.source!r} is not an hf:// source (hf://owner/repo@revision)", "BadRequest")
+        if not req.trust_remote_code:
+            return EnvError(f"{req.source} runs code from the Hugging Face Hub: pass trust_remote_code=True to allow it",
+                            "BadRequest")
+        if not m.group("rev") and not req.allow_unpinned_hf:
+            return EnvError(f"{req.source} is not pinned to a revision: use hf://{m.group('repo')}@<commit>, or pass "
+                            "allow_unpinned_hf=True", "BadRequest")
+        return EnvError(f"{req.source} needs the Hugging Face Hub, and this machine has no internet access: install the "
+                        "env as a package (packages=[...]) or a local module and use its entry point (module:Class)",
+                        "EnvUnavailable")
+
+    async def image(self, req: GymImageRequest, progress: Progress | None = None) -> EnvImage:
+        spec, _ = self.image_spec(req)
+        return await self.builder.ensure(spec, progress)
+
+    # -- sessions ----------------------------------------------------------------------------
+
+    async def open(self, req: GymSessionRequest, owner: str | None) -> GymSessionInfo:
+        spec, make = self.image_spec(req)
+        image = await self.builder.ensure(spec)
+        s = self.envs.settings
+        vector = req.vector or req.num_envs > 1
+        workers = 1
+        if vector and req.vectorization_mode == "async":
+            workers = max(1, min(req.num_envs, math.ceil(s.gym_sandbox_cpus)))
+        args = {"env_id": "gym:" + req.source, "timeout": req.timeout or s.call_timeout,
+                "kwargs": {**make["kwargs"], **req.kwargs}, "python": image.python, "sys_path": [image.site],
+                "isolated": True,
+                "gym": {"source": make["source"], "num_envs": req.num_envs, "vector": vector,
+                        "mode": req.vectorization_mode, "workers": workers, "imports": spec.imports}}
+        t0 = time.perf_counter()
+        sb = self.envs.reserve_dedicated(owner, image.tag, s.gym_sandbox_memory, s.gym_sandbox_cpus)
+        try:
+            rec, result = await self.envs.make_env(sb, args, owner)
+        except BaseException:
+            self.envs._forget_sandbox(sb)
+            await self.envs._stop(sb)
+            raise
+        lease = req.lease or s.gym_lease
+        rec.ttl = lease
+        info = GymSessionInfo(session_id=rec.handle, sandbox_id=sb.sandbox_id, image=image.tag,
+                              contract=result["contract"], lease=lease)
+        self.sessions[rec.handle] = info
+        log.info("gym session %s (%s x%d, %s) ready in %.0f ms", rec.handle, req.source, req.num_envs,
+                 req.vectorization_mode if vector else "single", (time.perf_counter() - t0) * 1000)
+        return info
+
+    def get(self, session_id: str, owner: str | None) -> EnvRecord:
+        rec = self.envs.envs.get(session_id)
+        if rec is None or session_id not in self.sessions or rec.owner != owner:
+            split_handle(session_id)  # a malformed id gets its own message
+            self.sessions.pop(session_id, None)
+            raise EnvError(f"no gym session {session_id!r} (closed, reaped after its lease ran out, or never opened)",
+                           "EnvNotFound")
+        return rec
+
+    async def reset(self, session_id: str, owner: str | None, seed, options) -> bytes:
+        self.get(session_id, owner)
+        return await self.envs.call(session_id, "gym_reset", {"seed": seed, "options": options}, owner)
+
+    async def step(self, session_id: str, owner: str | None, action: bytes) -> bytes:
+        self.get(session_id, owner)
+        return await self.envs.call(session_id, "gym_step", {}, owner, action)
+
+    async def render(self, session_id: str, owner: str | None, env_index: int) -> bytes:
+        self.get(session_id, owner)
+        return await self.envs.call(session_id, "gym_render", {"env_index": env_index}, owner)
+
+    def keepalive(self, session_id: str, owner: str | None) -> float:
+        rec = self.get(session_id, owner)
+        rec.last_used = time.time()
+        return rec.ttl or self.envs.settings.idle_ttl
+
+    async def close(self, session_id: str, owner: str | None) -> bool:
+        self.get(session_id, owner)
+        self.sessions.pop(session_id, None)
+        return await self.envs.close(session_id, owner)
+
+    def listing(self, owner: str | None) -> list[dict]:
+        out = []
+        for sid, info in list(self.sessions.items()):
+            rec = self.envs.envs.get(sid)
+            if rec is None:
+                self.sessions.pop(sid, None)  # reaped
+                continue
+            if rec.owner == owner:
+                out.append({**info.model_dump(exclude={"contract"}), "env_id": info.contract.get("id"),
+                            "num_envs": info.contract.get("num_envs"), "created": rec.created,
+                            "last_used": rec.last_used})
+        return out
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(*(self.envs.close(sid, self.envs.envs[sid].owner) for sid in list(self.sessions)
+                               if sid in self.envs.envs), return_exceptions=True)
+        self.sessions.clear()
