@@ -12,12 +12,13 @@ import importlib
 import logging
 import sys
 
+from bench.plots import draw
 from bench.report import Context, print_table, write_json
 from rock.runtime import get_runtime_class
 
 # Bursts last: 100 sandboxes are torn down for seconds after each, which would show in any
 # latency measured next.
-PARTS = ["runtime", "sdk", "envs", "burst"]
+PARTS = ["runtime", "sdk", "envs", "ui", "burst"]
 
 
 def _runner(wanted: str):
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     print_table(ctx.records)
     write_json(ctx.records, args.out)
     print(f"\nwrote {len(ctx.records)} records to {args.out}")
+    for picture in draw(ctx.records, args.out):
+        print(f"drew {picture}")
     return 0
 
 

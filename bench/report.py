@@ -21,6 +21,7 @@ def record(metric: str, backend: str, samples_s: list[float], attempts: int | No
            "success_rate": round(len(samples_s) / attempts, 4) if attempts else 0.0}
     if samples_s:
         rec.update({f"p{q}_ms": round(percentile(samples_s, q / 100) * 1e3, 4) for q in (50, 95, 99)})
+        rec["_samples_ms"] = [s * 1e3 for s in samples_s]  # for bench.plots; not written to the JSON
     if floor_s:
         rec["floor_p50_ms"] = round(percentile(floor_s, 0.5) * 1e3, 4)
         if rec["p50_ms"] is not None and rec["floor_p50_ms"]:
@@ -54,7 +55,7 @@ def _fmt(value) -> str:
 
 
 def print_table(records: list[dict]) -> None:
-    cols = ["metric", "backend", "event_loop", "env_id", "n", "p50_ms", "p95_ms", "p99_ms", "success_rate", "floor_p50_ms", "ratio_to_floor",
+    cols = ["metric", "backend", "event_loop", "env_id", "page", "n", "p50_ms", "p95_ms", "p99_ms", "success_rate", "floor_p50_ms", "ratio_to_floor",
             "per_s", "baseline_per_s", "ratio_to_baseline", "ceiling_ratio"]
     cols = [c for c in cols if any(c in r for r in records)]
     rows = [[_fmt(r.get(c)) for c in cols] for r in records]
@@ -67,4 +68,4 @@ def print_table(records: list[dict]) -> None:
 
 def write_json(records: list[dict], path: str) -> None:
     with open(path, "w") as f:
-        json.dump(records, f, indent=2)
+        json.dump([{k: v for k, v in r.items() if not k.startswith("_")} for r in records], f, indent=2)

@@ -14,6 +14,8 @@ command -v dockerd >/dev/null || need_pkgs+=(docker.io)
 command -v bwrap >/dev/null || need_pkgs+=(bubblewrap)
 command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
+command -v npm >/dev/null || need_pkgs+=(npm)  # the admin UI's browser packages (web/build.sh)
+command -v chromium >/dev/null || need_pkgs+=(chromium)  # the UI tests' browser (Playwright drives it)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing system packages: ${need_pkgs[*]}"
   apt-get update -qq
@@ -54,4 +56,6 @@ if [ "$installed" != "$(realpath "$here/src/rock")" ] || [ "$(cat "$stamp" 2>/de
   python3 -c 'import rock.agent' || { log "the rock package did not install"; exit 1; }
   echo "$want" >"$stamp"
 fi
+# The admin UI's browser packages (xterm.js, Pico CSS) from npm; skipped when nothing changed.
+bash "$here/web/build.sh" || { log "could not build the admin UI's browser packages (npm)"; exit 1; }
 log "ready"

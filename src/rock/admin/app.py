@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from rock.admin import errors, gem_routes, gym_routes, routes_data, routes_extra, routes_sandbox, routes_ws
+from rock.admin import errors, gem_routes, gym_routes, metrics, routes_data, routes_extra, routes_sandbox, routes_ws, ui
 from rock.admin.auth import Auth
 from rock.admin.context import PREFIX, Ctx, ok
 from rock.admin.hotpath import HotPath
@@ -84,4 +84,8 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     app.add_middleware(gem_routes.GemHotPath, fastapi_app=app)
     app.add_middleware(gym_routes.GymHotPath, fastapi_app=app)
     app.add_middleware(HotPath, ctx=ctx)
+    # Outermost of all: times every request, the ones answered at the door included.
+    meter = metrics.install(app, ctx)
+    if settings.role == "admin":
+        ui.install(app, ctx, meter.request_rate)
     return app

@@ -12,10 +12,15 @@ import hmac
 import ipaddress
 import socket
 
+from starlette.requests import cookie_parser
+
 from rock.errors import RockError, Unauthorized
 
 # Headers that carry a token: ours, and the ones rl-rock users already set via extra_headers.
 _BEARER_HEADERS = ("authorization", "xrl-authorization")
+# The browser UI's login keeps the token in this cookie (HttpOnly, SameSite=Strict): a browser
+# cannot set headers on a page load or a WebSocket, and a cross-site request never carries it.
+COOKIE = "rock_token"
 
 
 def is_loopback(host: str) -> bool:
@@ -51,7 +56,11 @@ class Auth:
             if value:
                 scheme, _, rest = value.partition(" ")
                 return rest.strip() if scheme.lower() == "bearer" and rest else value.strip()
-        return headers.get("x-key") or None
+        key = headers.get("x-key")
+        if key:
+            return key
+        cookies = headers.get("cookie")
+        return cookie_parser(cookies).get(COOKIE) or None if cookies else None
 
     def principal(self, headers) -> str | None:
         """The caller's namespace, or None when auth is off. Raises Unauthorized."""

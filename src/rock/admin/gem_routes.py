@@ -227,6 +227,9 @@ async def _catalog(request: Request, deep: bool):
     return await svc.catalog.entries(deep=deep, runner=runner)
 
 
+catalog_entries = _catalog  # the admin UI's environments page shows the same list
+
+
 @router.get(GEM + "/catalog")
 async def catalog(request: Request, deep: bool = True) -> Response:
     entries = await _catalog(request, deep)

@@ -8,6 +8,7 @@ directly. Nothing here touches the store.
 from __future__ import annotations
 
 import contextlib
+import time
 
 from fastapi import APIRouter
 from pydantic import TypeAdapter
@@ -69,6 +70,7 @@ async def run_action(ctx: Ctx, a: SandboxBashAction, owner: str | None) -> tuple
     """run_in_session itself, shared by the route and the hot path (rock.admin.hotpath)."""
     agent = await ctx.sandboxes.agent(a.sandbox_id, owner)
     max_output = a.max_output or ctx.settings.max_output_bytes
+    started, t0 = time.time(), time.perf_counter()
     try:
         r = await agent.run(a.session, a.command, timeout=a.timeout, idle_timeout=a.idle_timeout, max_output=max_output)
     except SessionNotFound:
@@ -78,6 +80,8 @@ async def run_action(ctx: Ctx, a: SandboxBashAction, owner: str | None) -> tuple
         with contextlib.suppress(SessionExists):
             await agent.create_session("default")
         r = await agent.run(a.session, a.command, timeout=a.timeout, idle_timeout=a.idle_timeout, max_output=max_output)
+    ctx.sandboxes.commands.add(a.sandbox_id, "run_in_session", a.session, a.command, r.exit_code, r.status, started,
+                               time.perf_counter() - t0)
     return run_body(observation(r, a.check, a.command, a.error_msg), a.check), 200
 
 
@@ -112,7 +116,10 @@ def router(ctx: Ctx) -> APIRouter:
         if c.cwd is not None:
             check_path(c.cwd, "cwd")
         agent = await ctx.agent(request, c.sandbox_id)
+        started, t0 = time.time(), time.perf_counter()
         r = await agent.exec(c.command, shell=c.shell, env=c.env, cwd=c.cwd, timeout=c.timeout)
+        ctx.sandboxes.commands.add(c.sandbox_id, "execute", None, c.command, r.exit_code,
+                                   "timeout" if r.timed_out else "completed", started, time.perf_counter() - t0)
         return ok({"stdout": r.stdout, "stderr": r.stderr, "exit_code": r.exit_code, "timed_out": r.timed_out})
 
     @api.post("/read_file")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -78,9 +79,12 @@ def router(ctx: Ctx) -> APIRouter:
 
         async def run(msg: RunMessage) -> None:
             try:
+                started, t0 = time.time(), time.perf_counter()
                 r = await agent.run(q.session, msg.command, timeout=msg.timeout, idle_timeout=msg.idle_timeout,
                                     max_output=msg.max_output or ctx.settings.max_output_bytes,
                                     on_output=lambda text: out.put_nowait({"type": "output", "data": text}))
+                ctx.sandboxes.commands.add(q.sandbox_id, "stream", q.session, msg.command, r.exit_code, r.status, started,
+                                           time.perf_counter() - t0)
                 out.put_nowait({"type": "result", **observation(r, "silent", msg.command)})
             except asyncio.CancelledError:
                 raise

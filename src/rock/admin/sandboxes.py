@@ -12,6 +12,8 @@ import time
 import uuid
 
 from rock.actions.sandbox import SandboxStartRequest, parse_memory
+from rock.admin.commands import CommandLog
+from rock.admin.events import Events
 from rock.admin.store import LIVE, TRANSITIONS, SandboxRecord, Store
 from rock.config import Settings
 from rock.errors import BadRequest, Conflict, RockError, SandboxNotFound, SandboxNotRunning, SandboxStartError
@@ -34,6 +36,8 @@ class Sandboxes:
         self._locks: dict[str, asyncio.Lock] = {}
         self._reaper: asyncio.Task | None = None
         self._saving: set[asyncio.Future] = set()
+        self.events = Events()  # state changes and start results, for the UI and the metrics
+        self.commands = CommandLog()
 
     # -- startup / shutdown ------------------------------------------------------------------
 
@@ -163,6 +167,7 @@ class Sandboxes:
         # Written while the sandbox starts: a crash before "running" is on disk is a pending
         # record with a live sandbox, which reconcile marks running after the restart.
         self._save_soon(self.store.save(record, from_state, event))
+        self.events.emit("state", record, from_state=from_state, event=event)
         return record
 
     def _spec(self, record: SandboxRecord, req: SandboxStartRequest) -> SandboxSpec:
@@ -175,24 +180,31 @@ class Sandboxes:
 
     async def _create(self, record: SandboxRecord, req: SandboxStartRequest) -> None:
         timeout = req.startup_timeout or DEFAULT_STARTUP_TIMEOUT
+        began, timed_out = time.perf_counter(), False
         try:
             try:
                 info = await asyncio.wait_for(self.worker.create(self._spec(record, req)), timeout)
             except asyncio.TimeoutError:
+                timed_out = True
                 await self._quiet_stop(record.sandbox_id)
                 raise SandboxStartError(f"not ready within startup_timeout={timeout:g}s") from None
+            create_s = time.perf_counter() - began
             if record.state != "pending":  # stopped while starting
                 await self._quiet_stop(record.sandbox_id)
                 return
             record.backend, record.host_name, record.host_ip = info.backend, info.host_name, info.host_ip
             record.started_at = record.last_used_at = time.time()
             self._save_soon(self._change(record, "running", "started"))
+            self.events.emit("started", record, create_s=create_s, warm=info.warm)
         except Exception as exc:  # noqa: BLE001 - any failure becomes the record's reason
             reason = exc.message if isinstance(exc, RockError) and exc.message else f"{type(exc).__name__}: {exc}"
             log.warning("sandbox %s failed to start: %s", record.sandbox_id, reason)
             if record.state == "pending":
                 record.failure_reason = reason
                 await self._transition(record, "failed", "start_failed", reason)
+                # a bounded label: the error's class, never its text
+                kind = "timeout" if timed_out else type(exc).__name__ if isinstance(exc, RockError) else "internal"
+                self.events.emit("start_failed", record, reason_kind=kind)
         finally:
             self._starting.pop(record.sandbox_id, None)
 
@@ -235,7 +247,11 @@ class Sandboxes:
         if to != before and to not in TRANSITIONS.get(before, ()):
             raise BadRequest(f"sandbox {record.sandbox_id} cannot go from {before} to {to}")
         record.state = to
-        return self.store.save(record, before, event, message)
+        saved = self.store.save(record, before, event, message)
+        self.events.emit("state", record, from_state=before, event=event)
+        if to == "deleted":
+            self.commands.forget(record.sandbox_id)
+        return saved
 
     # -- idle TTL ----------------------------------------------------------------------------
 

@@ -47,6 +47,11 @@ class WarmPool:
             return len(self._ready.get(key, ()))
         return sum(len(v) for v in self._ready.values())
 
+    def summary(self) -> list[dict]:
+        """Each pool's template and fill, for the admin UI."""
+        return [{"image": t.image, "memory_bytes": t.memory_bytes, "cpus": t.cpus, "network": t.network,
+                 "ready": len(self._ready.get(key, ())), "size": n} for key, (t, n) in self._templates.items()]
+
     def take(self, key: tuple) -> Launched | None:
         ready = self._ready.get(key)
         while ready:

@@ -1,0 +1,28 @@
+"""The management UI at the admin's ``/``: pages rendered here (Jinja2), kept live by
+server-sent events; the browser-side packages (xterm.js, Pico CSS) come from npm
+(web/, copied by web/build.sh into static/vendor)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
+
+from rock.admin.context import Ctx
+from rock.admin.ui import access, files, live, pages
+
+log = logging.getLogger("rock.admin")
+
+
+def install(app: FastAPI, ctx: Ctx, rate) -> None:
+    """``rate()``: the admin's recent requests per second, shown on the overview."""
+    if not (pages.VENDOR / "xterm.js").exists():
+        log.warning("the admin UI's browser assets are not built (run web/build.sh or scripts/setup-host.sh): "
+                    "pages work, the terminal does not")
+    app.mount("/ui/static", StaticFiles(directory=str(pages.HERE / "static"), check_dir=False), name="ui-static")
+    app.include_router(pages.router(ctx, rate))
+    app.include_router(files.router(ctx))
+    app.include_router(live.router(ctx))
+    app.add_exception_handler(access.PageError, pages.error_page)
+    app.add_exception_handler(access.LoginNeeded, pages.login_redirect)
