@@ -14,6 +14,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+import rock
 import rock.numpy
 from rock.envs.errors import EnvError
 
@@ -218,3 +219,37 @@ def test_a_session_whose_client_process_died_is_reaped(admin, tmp_path):
     while sandbox in running(admin) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert sandbox not in running(admin)
+
+
+def test_gym_ids_through_the_gem_front_door(admin):
+    """rock.make / rock.make_vec take gym: ids like GEM ids; values come back as JSON."""
+    ref = gym.make("CartPole-v1")
+    env = rock.make("gym:CartPole-v1")
+    try:
+        obs, _ = env.reset(seed=4)
+        assert np.allclose(obs, ref.reset(seed=4)[0])
+        got, want = env.step(1), ref.step(1)
+        assert np.allclose(got[0], want[0]) and got[1:4] == want[1:4]
+    finally:
+        env.close()
+    envs = rock.make_vec("gym:CartPole-v1", num_envs=3)
+    try:
+        envs.reset(seed=1)
+        result = envs.step([0, 1, 0])
+        assert len(result[0]) == 3 and list(result[1]) == [1.0, 1.0, 1.0]
+    finally:
+        envs.close()
+    with pytest.raises(EnvError, match="CartPole-v1"):
+        rock.make("gym:CartPol-v1")
+
+
+def test_rock_envs_list_shows_gym_ids(admin):
+    rock.numpy.SandboxEnv("CartPole-v1", progress=None).close()  # its image exists from here on
+    proc = subprocess.run([sys.executable, "-m", "rock.cli.main", "envs", "--url", admin.url, "list", "--quick",
+                           "--family", "gym", "--json"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import json
+
+    ids = {e["id"] for e in json.loads(proc.stdout)}
+    assert {"gym:CartPole-v1", "gym:HalfCheetah-v5", "gym:LunarLander-v3", "gym:MiniGrid-Empty-5x5-v0",
+            "gym:ALE/Pong-v5", "gym:Taxi-v4"} <= ids

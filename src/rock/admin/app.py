@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
             else:
                 await ctx.sandboxes.load()
             await gem_routes.startup(app)
+            await gym_routes.startup(app)
             log.info("rock admin ready: role=%s backend=%s state_dir=%s", settings.role, worker.backend_name,
                      settings.state_dir)
             yield

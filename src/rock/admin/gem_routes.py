@@ -227,12 +227,19 @@ async def _catalog(request: Request, deep: bool):
     return await svc.catalog.entries(deep=deep, runner=runner)
 
 
-catalog_entries = _catalog  # the admin UI's environments page shows the same list
+async def _catalog_all(request: Request, deep: bool):
+    """GEM's catalog and user envs, then the families of other services (gym sessions)."""
+    entries = await _catalog(request, deep)
+    gym = getattr(request.app.state, "rock_gym", None)
+    return entries + (await gym.catalog(_owner(request)) if gym is not None else [])
+
+
+catalog_entries = _catalog_all  # the admin UI's environments page shows the same list
 
 
 @router.get(GEM + "/catalog")
 async def catalog(request: Request, deep: bool = True) -> Response:
-    entries = await _catalog(request, deep)
+    entries = await _catalog_all(request, deep)
     return _json({"envs": [e.model_dump() for e in entries]})
 
 

@@ -58,6 +58,11 @@ def sessions(app) -> GymSessions:
     return svc
 
 
+async def startup(app) -> None:
+    """Made at start, not on first use: ``rock.make("gym:...")`` goes through the GEM routes."""
+    sessions(app)
+
+
 async def shutdown(app) -> None:
     """Gym sessions belong to live client processes: on admin shutdown their sandboxes go."""
     svc = getattr(app.state, "rock_gym", None)

@@ -166,7 +166,7 @@ class Host:
         kwargs = args.get("kwargs") or {}
         try:
             env.obj = self.guarded(env, "make", lambda: factory(**kwargs))
-            contract = None if gym is None else self.guarded(env, "make", env.obj.contract)
+            contract = None if gym is None or gym.get("plain") else self.guarded(env, "make", env.obj.contract)
         except Failure as exc:
             self.rng.forget(env)
             if env.obj is not None:
@@ -195,6 +195,15 @@ class Host:
                 importlib.import_module(name)
             except BaseException as exc:
                 raise Failure("EnvMakeError", "import %r failed in the env host: %s" % (name, describe(exc)))
+
+        if gym.get("plain"):  # the GEM door: the gymnasium env itself, values as JSON
+            def make_plain(**kwargs):
+                try:
+                    return self.gymhost.PlainEnv(self.gymhost.resolve(gym.get("source") or env_id, kwargs)())
+                except LookupError as exc:
+                    raise Failure("EnvNotFound", str(exc))
+
+            return make_plain
 
         def make(**kwargs):
             try:
@@ -381,6 +390,8 @@ class Host:
             error = {"type": exc.type, "message": exc.message}
         except (KeyError, TypeError, ValueError) as exc:
             error = {"type": "BadRequest", "message": "%s: %s" % (type(exc).__name__, exc)}
+        except Exception as exc:  # noqa: BLE001 - a bug of ours fails this call, never the host and its envs
+            error = {"type": "EnvError", "message": "the env host failed in %s: %s" % (op, describe(exc))}
         return protocol.encode({"id": meta["id"], "ok": False, "error": error})
 
 

@@ -67,6 +67,22 @@ def resolve(source, kwargs):
     return lambda: gymnasium.make(source, **kwargs)
 
 
+class PlainEnv:
+    """A gymnasium env as the GEM routes drive it (``rock.make("gym:ID")``): seed positional."""
+
+    def __init__(self, env):
+        self.env = env
+
+    def reset(self, seed=None):
+        return self.env.reset(seed=seed)
+
+    def step(self, action):
+        return self.env.step(action)
+
+    def close(self):
+        self.env.close()
+
+
 # Packages that register their envs with gymnasium when imported, by the ids' first word.
 PLUGINS = {"MiniGrid": "minigrid", "BabyAI": "minigrid", "ALE": "ale_py"}
 

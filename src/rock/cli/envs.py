@@ -20,14 +20,14 @@ GEM = "/apis/v1/envs/gem"
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("envs", help="GEM envs: which ids exist and can run here; register your own")
+    p = sub.add_parser("envs", help="envs (GEM, gym:): which ids exist and can run here; register your own")
     add_admin_options(p)
     s = p.add_subparsers(dest="envs_cmd", required=True)
 
     ls = s.add_parser("list", help="every env id with its availability (and why not)")
     ls.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
     ls.add_argument("--available", action="store_true", help="only the ids that can run here")
-    ls.add_argument("--family", help="only ids of this family (game, rg, math, user, ...)")
+    ls.add_argument("--family", help="only ids of this family (game, rg, math, gym, user, ...)")
     ls.add_argument("--quick", action="store_true", help="do not construct envs (misses failures inside gem)")
     ls.add_argument("--local", action="store_true", help="probe here even if an admin is running")
     ls.set_defaults(func=cmd_list)

@@ -11,6 +11,7 @@ client process that is gone stops renewing and its session is reaped.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import re
@@ -18,8 +19,9 @@ import time
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from rock.envs.catalog import EnvInfo
 from rock.envs.errors import EnvError
-from rock.envs.images import EnvImage, EnvImageSpec, ImageBuilder, Progress
+from rock.envs.images import SITE, EnvImage, EnvImageSpec, ImageBuilder, Progress
 from rock.envs.lifecycle import EnvRecord
 from rock.envs.service import EnvService, split_handle
 
@@ -69,12 +71,36 @@ class GymSessionInfo(BaseModel):
     lease: float
 
 
+_LIST_IDS = """
+import json, sys
+sys.path.insert(0, "SITE")
+import gymnasium
+for plugin in ("minigrid", "ale_py"):
+    try:
+        __import__(plugin)
+    except ImportError:
+        pass
+print(json.dumps(sorted(gymnasium.registry)))
+"""
+
+
 class GymSessions:
     def __init__(self, envs: EnvService, builder: ImageBuilder, default_base: str):
         self.envs = envs
         self.builder = builder
         self.default_base = default_base
         self.sessions: dict[str, GymSessionInfo] = {}
+        self._ids: dict[str, list[str]] = {}  # image tag -> gymnasium ids
+        envs.resolvers["gym"] = self.gem_door
+
+    async def gem_door(self, env_id: str) -> tuple[dict, dict]:
+        """``rock.make("gym:ID")``: the plain gymnasium env in the shared sandboxes of its image,
+        stepped through the GEM routes (JSON values), like any other env id."""
+        spec, make = self.image_spec(GymImageRequest(source=env_id[len("gym:"):]))
+        image = await self.builder.ensure(spec)
+        extra = {"python": image.python, "sys_path": [image.site], "isolated": True,
+                 "gym": {"source": make["source"], "plain": True, "imports": spec.imports}}
+        return extra, {"image": image.tag, "network": False}
 
     # -- images ------------------------------------------------------------------------------
 
@@ -191,6 +217,38 @@ class GymSessions:
                             "num_envs": info.contract.get("num_envs"), "created": rec.created,
                             "last_used": rec.last_used})
         return out
+
+    # -- the catalog ------------------------------------------------------------------------------
+
+    async def catalog(self, owner: str | None) -> list[EnvInfo]:
+        """The gymnasium ids the default env image offers (listed inside a sandbox of that image,
+        once per image); before that image is built, one entry that says so."""
+        spec, _ = self.image_spec(GymImageRequest(source="CartPole-v1"))
+        tag = await self.builder.find(spec)
+        if tag is None:
+            return [EnvInfo(id="gym:<gymnasium id>", family="gym", available=True, source="gym", packages=spec.packages,
+                            reason="any id of gymnasium's offline families; their image is built on first use, then "
+                                   "listed here")]
+        if tag not in self._ids:
+            self._ids[tag] = await self._list_ids(tag, owner)
+        return [EnvInfo(id="gym:" + i, family="gym", available=True, source="gym", image=tag, packages=spec.packages)
+                for i in self._ids[tag]]
+
+    async def _list_ids(self, tag: str, owner: str | None) -> list[str]:
+        [(sb, _)] = self.envs.reserve(owner, tag, 1, False)
+        try:
+            await asyncio.shield(sb.ready)
+        finally:
+            sb.reserved -= 1
+            if not sb.envs and not sb.reserved:
+                sb.empty_since = time.time()
+        client = await self.envs.sandboxes.agent(sb.sandbox_id, owner)
+        result, _ = await client.call("exec", {"command": 'exec "$ROCK_HOST_PYTHON" -I -S -', "shell": True,
+                                               "timeout": 300}, _LIST_IDS.replace("SITE", SITE).encode())
+        if result.get("exit_code") != 0:
+            raise EnvError(f"listing gymnasium ids in {sb.sandbox_id} failed: {result.get('stderr', '')[-1500:]}",
+                           "EnvUnavailable")
+        return json.loads(result["stdout"])
 
     async def shutdown(self) -> None:
         await asyncio.gather(*(self.envs.close(sid, self.envs.envs[sid].owner) for sid in list(self.sessions)

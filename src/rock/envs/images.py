@@ -102,14 +102,23 @@ class ImageBuilder:
                 raise EnvError(f"env images need a docker engine, and none answers: {exc}", "EnvUnavailable") from None
         return self._client
 
+    async def tag(self, spec: EnvImageSpec) -> str:
+        """The tag the image of ``spec`` has (or will have once built)."""
+        base_id = await asyncio.to_thread(self._base_id, spec.base)
+        if self._version is None:
+            self._version = await asyncio.to_thread(_python_version, self.python)
+        return f"{REPO}:{content_key(spec, base_id, self._version)}"
+
+    async def find(self, spec: EnvImageSpec) -> str | None:
+        """The image's tag if it is built, else None (nothing is built)."""
+        tag = await self.tag(spec)
+        return tag if await asyncio.to_thread(self._exists, tag) else None
+
     async def ensure(self, spec: EnvImageSpec, progress: Progress | None = None) -> EnvImage:
         """The image for ``spec``: found, or built (with ``progress`` lines) and then found."""
         say = progress or (lambda line: None)
         t0 = time.perf_counter()
-        base_id = await asyncio.to_thread(self._base_id, spec.base)
-        if self._version is None:
-            self._version = await asyncio.to_thread(_python_version, self.python)
-        tag = f"{REPO}:{content_key(spec, base_id, self._version)}"
+        tag = await self.tag(spec)
         if await asyncio.to_thread(self._exists, tag):
             return EnvImage(tag=tag, python=self.python)
         async with self._locks.setdefault(tag, asyncio.Lock()):

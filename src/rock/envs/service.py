@@ -20,6 +20,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 
 from rock.actions.sandbox import SandboxStartRequest
 from rock.envs.catalog import Catalog, Runner
@@ -51,6 +52,8 @@ class EnvService(Lifecycle):
         # sandbox_id -> (host socket path, connection): reset/step/batch go straight to the env host
         self.direct: dict[str, tuple[str, HostLink]] = {}
         self._reaper: asyncio.Task | None = None
+        # family prefix -> async fn(env_id) -> (extra env.make args, place): envs of other families
+        self.resolvers: dict[str, Callable[[str], Awaitable[tuple[dict, dict]]]] = {}
 
     # -- placement ---------------------------------------------------------------------------
 
@@ -119,9 +122,16 @@ class EnvService(Lifecycle):
 
     # -- single envs -------------------------------------------------------------------------
 
-    def _make_args(self, env_id: str, kwargs: dict, timeout: float | None) -> tuple[dict, dict]:
-        """The agent's env.make arguments, and where the env must run (image, network)."""
+    async def make_args(self, env_id: str, kwargs: dict, timeout: float | None) -> tuple[dict, dict]:
+        """The agent's env.make arguments, and where the env must run (image, network).
+
+        A family prefix with a resolver (``gym:`` -> its env image) answers first, then registered
+        user envs, then gem."""
         args = {"env_id": env_id, "kwargs": kwargs, "timeout": timeout or self.settings.call_timeout}
+        resolver = self.resolvers.get(env_id.partition(":")[0]) if ":" in env_id else None
+        if resolver is not None:
+            extra, place = await resolver(env_id)
+            return {**args, **extra}, place
         user = self.catalog.user_envs().get(env_id)
         if user is None:
             return args, {"image": None, "network": False}
@@ -153,13 +163,13 @@ class EnvService(Lifecycle):
         return rec, rec.made
 
     async def _make_error(self, env_id: str, exc: AgentError) -> RockError:
-        if exc.kind == "EnvNotFound" and not env_id.startswith("gym:"):  # gym hosts name the closest ids
+        if exc.kind == "EnvNotFound" and env_id.partition(":")[0] not in self.resolvers:  # those name their own
             return await self.catalog.unknown(env_id, await self.probe_runner_or_none())
         return self.catalog.unavailable(env_id) or from_agent(exc)
 
     async def make(self, env_id: str, kwargs: dict | None = None, owner: str | None = None,
                    timeout: float | None = None) -> EnvRecord:
-        args, place = self._make_args(env_id, dict(kwargs or {}), timeout)
+        args, place = await self.make_args(env_id, dict(kwargs or {}), timeout)
         if (refused := self.catalog.unavailable(env_id)) is not None:
             raise refused
         [(sb, _)] = self.reserve(owner, place["image"], 1, place["network"])

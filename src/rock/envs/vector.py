@@ -64,7 +64,7 @@ async def make_vec(svc: EnvService, env_id: str, num_envs: int, owner: str | Non
         raise EnvError("num_envs must be at least 1", "BadRequest")
     if vec_kwargs is not None and len(vec_kwargs) != num_envs:
         raise EnvError(f"vec_kwargs has {len(vec_kwargs)} entries for {num_envs} envs", "BadRequest")
-    base, place = svc._make_args(env_id, dict(kwargs or {}), timeout)
+    base, place = await svc.make_args(env_id, dict(kwargs or {}), timeout)
     if (refused := svc.catalog.unavailable(env_id)) is not None:
         raise refused
     vec_id = f"vec-{uuid.uuid4().hex[:12]}"
