@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from rock.admin import errors, gem_routes, routes_data, routes_extra, routes_sandbox, routes_ws
+from rock.admin import errors, gem_routes, routes_data, routes_extra, routes_sandbox, routes_training, routes_ws
 from rock.admin.auth import Auth
 from rock.admin.context import PREFIX, Ctx, ok
 from rock.admin.hotpath import HotPath
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
                      settings.state_dir)
             yield
         finally:
+            await routes_training.shutdown(app)
             await gem_routes.shutdown(app)
             await ctx.sandboxes.close()
             if own_worker:
@@ -69,6 +70,8 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     app.include_router(routes_extra.router(ctx), prefix=PREFIX)
     app.include_router(routes_ws.router(ctx), prefix=PREFIX)
     app.include_router(gem_routes.router)
+    if settings.role == "admin":
+        app.include_router(routes_training.router)
 
     @app.get("/health")
     async def health():

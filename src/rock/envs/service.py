@@ -58,12 +58,13 @@ class EnvService(Lifecycle):
         return (owner, image or self.settings.image, network)
 
     def reserve(self, owner: str | None, image: str | None, count: int,
-                network: bool = False) -> list[tuple[EnvSandbox, int]]:
-        """Claim ``count`` env slots, filling the owner's sandboxes before starting new ones.
+                network: bool = False, dedicated: bool = False) -> list[tuple[EnvSandbox, int]]:
+        """Claim ``count`` env slots, filling the owner's sandboxes before starting new ones
+        (``dedicated``: in new sandboxes nobody else joins, for envs that run a user's code).
 
         Synchronous on purpose: concurrent makes see each other's claims and share a new
         sandbox instead of each starting one."""
-        key = self._key(owner, image, network)
+        key = self._key(owner, image, network) + ((uuid.uuid4().hex,) if dedicated else ())
         pool = self.pools.setdefault(key, [])
         cap = self.settings.envs_per_sandbox
         plan: list[tuple[EnvSandbox, int]] = []
