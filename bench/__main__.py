@@ -17,7 +17,7 @@ from rock.runtime import get_runtime_class
 
 # Bursts last: 100 sandboxes are torn down for seconds after each, which would show in any
 # latency measured next.
-PARTS = ["runtime", "sdk", "envs", "burst"]
+PARTS = ["runtime", "sdk", "envs", "training", "burst"]
 
 
 def _runner(wanted: str):

@@ -29,11 +29,20 @@ def tool_calls(calls: list[tuple[str, dict]]) -> list[dict]:
             for i, (n, a) in enumerate(calls)]
 
 
+def _omit(options) -> bool:
+    """An accepted ``""`` alone means: leave the parameter out. (``["", 25.0]`` for a required
+    parameter also occurs: then the value is sent.)"""
+    return isinstance(options, list) and bool(options) and all(v == "" for v in options)
+
+
 def _pick(options):
-    """The first of BFCL's accepted values, with nested dicts' keys picked the same way."""
-    value = options[0] if isinstance(options, list) and options else options
+    """The first accepted value that is not ``""``, nested dicts' keys picked the same way."""
+    if isinstance(options, list) and options:
+        value = next((v for v in options if v != ""), options[0])
+    else:
+        value = options
     if isinstance(value, dict):
-        return {k: _pick(v) for k, v in value.items() if not (isinstance(v, list) and v and v[0] == "")}
+        return {k: _pick(v) for k, v in value.items() if not _omit(v)}
     if isinstance(value, list):
         return [_pick(v) if isinstance(v, dict) else v for v in value]
     return value
@@ -41,12 +50,12 @@ def _pick(options):
 
 def bfcl_ast_calls(truth: list[dict]) -> list[tuple[str, dict]]:
     """BFCL's possible answers (``[{name: {param: [accepted values]}}]``) as one call each; an
-    accepted ``""`` means the parameter may be left out. Names with '.' are sent with '_', as the
+    accepted ``""`` means the parameter may be left out (see ``_omit``). Names with '.' are sent with '_', as the
     tools are shown."""
     calls = []
     for item in truth:
         for name, params in item.items():
-            args = {k: _pick(v) for k, v in params.items() if not (v and v[0] == "")}
+            args = {k: _pick(v) for k, v in params.items() if not _omit(v)}
             calls.append((name.replace(".", "_"), args))
     return calls
 

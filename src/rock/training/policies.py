@@ -62,8 +62,10 @@ class OraclePolicy(Policy):
                         yield say(calls=calls)
                     yield say("Done.")
             elif category in bfcl.RELEVANCE:
-                first = entry["function"][0]["name"].replace(".", "_")
-                yield say("None of these functions fits.") if "irrelevance" in category else say(calls=[(first, {})])
+                if "irrelevance" in category or not entry["function"]:
+                    yield say("None of these functions fits.")
+                else:
+                    yield say(calls=[(entry["function"][0]["name"].replace(".", "_"), {})])
             else:
                 yield say(calls=oracle.bfcl_ast_calls(bfcl.answers(category)[task_id]))
         elif env_type == "humaneval":
