@@ -101,8 +101,14 @@ class ASReply(BaseModel):
     data: Any = None
 
 
-ERRORS = {400: {"description": "bad input"}, 404: {"description": "unknown env type, task or instance"},
-          410: {"description": "the instance was released"}, 422: {"description": "suite unavailable or invalid body"}}
+# Errors answer the admin's envelope ({"status": "Failed", "message", "result": {"error_type"}}) on our
+# routes, {"success": false, "detail"} on AgentScope's.
+ERRORS = {400: {"description": "bad input (a malformed action, an unknown split)"},
+          404: {"description": "unknown env type, task or instance"},
+          409: {"description": "the instance id is taken"},
+          410: {"description": "the instance was released (by request or after the idle TTL)"},
+          422: {"description": "the suite cannot run here (what to provide is in the message), or an invalid body"},
+          504: {"description": "the task's call ran past its timeout"}}
 
 
 def service(app) -> TrainingService:
