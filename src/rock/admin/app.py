@@ -13,7 +13,8 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from rock.admin import errors, gem_routes, gym_routes, metrics, routes_data, routes_extra, routes_sandbox, routes_ws, ui
+from rock.admin import (errors, gem_routes, gym_routes, metrics, routes_data, routes_extra, routes_sandbox,
+                        routes_training, routes_ws, ui)
 from rock.admin.auth import Auth
 from rock.admin.context import PREFIX, Ctx, ok
 from rock.admin.hotpath import HotPath
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
             yield
         finally:
             await gym_routes.shutdown(app)
+            await routes_training.shutdown(app)
             await gem_routes.shutdown(app)
             await ctx.sandboxes.close()
             if own_worker:
@@ -72,6 +74,8 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     app.include_router(routes_ws.router(ctx), prefix=PREFIX)
     app.include_router(gem_routes.router)
     app.include_router(gym_routes.router)
+    if settings.role == "admin":
+        app.include_router(routes_training.router)
 
     @app.get("/health")
     async def health():

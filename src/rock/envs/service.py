@@ -92,7 +92,8 @@ class EnvService(Lifecycle):
 
     def reserve_dedicated(self, owner: str | None, image: str | None, memory: str | None = None,
                           cpus: float | None = None) -> EnvSandbox:
-        """One slot in a new sandbox of its own (not shared with other envs), sized by the caller."""
+        """One slot in a new sandbox nobody else joins (envs that run a user's code, gym sessions),
+        sized by the caller and stopped as soon as its env closes."""
         sb = EnvSandbox(sandbox_id=f"env-{uuid.uuid4().hex[:12]}", owner=owner, key=(owner, image, False, "dedicated"),
                         dedicated=True, memory=memory, cpus=cpus, reserved=1)
         sb.ready = asyncio.ensure_future(self._start_sandbox(sb, image, False))

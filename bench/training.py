@@ -1,0 +1,136 @@
+"""Training tasks (seed 004) through a real admin: create / step / evaluate latencies, and the
+tasks per second of an oracle rollout job at concurrency 32 against the same graders run
+in-process (``ratio_to_baseline``), timed in alternating blocks in the same run.
+
+Targets: BFCL step p50 <= 5 ms; job ratio_to_baseline >= 0.5.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+
+from bench.admin import AdminProcess
+from bench.report import Context, record
+
+SUITE = ("bfcl", {"categories": ["multi_turn_base"]}, "bfcl:multi_turn_base")
+CALL = {"role": "assistant", "content": '<tool_call>{"name": "ls", "arguments": {}}</tool_call>'}
+CONCURRENCY = 32
+
+
+async def latencies(base_url: str, backend: str, n: int) -> list[dict]:
+    from rock.sdk.training import AsyncTrainingSandbox
+    from rock.training.policies import OraclePolicy
+
+    env_type, params, env_id = SUITE
+    out = []
+    async with AsyncTrainingSandbox(base_url) as box:
+        ids = (await box.get_env_profile(env_type, "all", params))[:n]
+        await box.release_instance((await box.create_instance(env_type, ids[0]))["info"]["instance_id"])  # image, sandbox
+        creates, steps, evals = [], [], []
+        for tid in ids:
+            t = time.perf_counter()
+            iid = (await box.create_instance(env_type, tid))["info"]["instance_id"]
+            creates.append(time.perf_counter() - t)
+            for _ in range(3):
+                t = time.perf_counter()
+                await box.step(iid, CALL)
+                steps.append(time.perf_counter() - t)
+            await box.release_instance(iid)
+        for tid in ids[: max(8, n // 4)]:  # evaluate a finished conversation: BFCL replays it all
+            policy = OraclePolicy()
+            await policy.start(env_type, tid, None, None)
+            iid = (await box.create_instance(env_type, tid))["info"]["instance_id"]
+            while policy.script:
+                if (await box.step(iid, await policy.act([])))["is_terminated"]:
+                    break
+            t = time.perf_counter()
+            await box.evaluate(iid)
+            evals.append(time.perf_counter() - t)
+            await box.release_instance(iid)
+        he = (await box.get_env_profile("humaneval", "all"))[:4]
+        he_creates, he_evals = [], []
+        for tid in he:
+            t = time.perf_counter()
+            iid = (await box.create_instance("humaneval", tid))["info"]["instance_id"]
+            he_creates.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            await box.evaluate(iid)
+            he_evals.append(time.perf_counter() - t)
+            await box.release_instance(iid)
+    out.append(record("training_create", backend, creates, env_id=env_id))
+    out.append(record("training_step", backend, steps, env_id=env_id, target_p50_ms=5.0))
+    out.append(record("training_evaluate", backend, evals, env_id=env_id))
+    out.append(record("training_create", backend, he_creates, env_id="humaneval", note="a sandbox per instance"))
+    out.append(record("training_evaluate", backend, he_evals, env_id="humaneval"))
+    return out
+
+
+def in_process_job(task_ids: list[str]) -> float:
+    """The same oracle over the same tasks with the graders in this process: tasks per second."""
+    from rock.training.policies import OraclePolicy
+    from rock.training.tasks.taskenv import TaskEnv
+
+    env_type = SUITE[0]
+    t0 = time.perf_counter()
+    for tid in task_ids:
+        env = TaskEnv(env_type, tid)
+        env.reset()
+        for action in OraclePolicy().actions(env_type, tid):
+            if env.step({"op": "step", "action": action})[2]:
+                break
+        env.step({"op": "evaluate", "params": {"details": True}})
+        env.close()
+    return len(task_ids) / (time.perf_counter() - t0)
+
+
+async def job_rate(base_url: str, task_limit: int) -> tuple[float, float]:
+    from rock.training.policies import make_policy
+    from rock.training.runner import run_job
+
+    env_type, params, _ = SUITE
+    summary = await run_job(base_url, env_type, "all", make_policy("oracle"), CONCURRENCY, task_limit, params)
+    return summary["tasks_per_s"], summary["mean_reward"]
+
+
+async def throughput(base_url: str, backend: str, ctx: Context) -> dict:
+    from rock.sdk.training import AsyncTrainingSandbox
+
+    env_type, params, env_id = SUITE
+    limit = ctx.n(64, 200)
+    async with AsyncTrainingSandbox(base_url) as box:
+        ids = (await box.get_env_profile(env_type, "all", params))[:limit]
+    in_process_job(ids[:4])  # warm: data loaded, modules imported
+    await job_rate(base_url, 8)
+    served, local, rewards = [], [], []
+    for _ in range(ctx.n(2, 3)):  # alternating blocks: this VM's speed drifts within a minute
+        rate, mean = await job_rate(base_url, limit)
+        served.append(rate)
+        rewards.append(mean)
+        local.append(await asyncio.to_thread(in_process_job, ids))
+    per_s, base = statistics.median(served), statistics.median(local)
+    return {"metric": "training_job_tasks_per_s", "backend": backend, "env_id": env_id, "n": limit,
+            "concurrency": CONCURRENCY, "per_s": round(per_s, 2), "baseline_per_s": round(base, 2),
+            "ratio_to_baseline": round(per_s / base, 3), "mean_reward": min(rewards),
+            "baseline": "the same oracle and BFCL graders in this process, one task at a time", "target_ratio": 0.5}
+
+
+async def run(ctx: Context) -> list[dict]:
+    from rock.training import hostsite
+
+    hostsite.import_from(hostsite.ensure_site())
+    records = []
+    for backend in ctx.backends:
+        if backend == "local":
+            continue  # training instances live in isolated sandboxes
+        admin = AdminProcess(backend, prefix="rock-bench-training-")
+        base_url = await asyncio.to_thread(admin.start)
+        try:
+            ctx.progress(f"training {backend}: create / step / evaluate latencies")
+            records += await latencies(base_url, backend, ctx.n(24, 64))
+            ctx.progress(f"training {backend}: oracle job at concurrency {CONCURRENCY} vs in-process")
+            records.append(await throughput(base_url, backend, ctx))
+        finally:
+            await asyncio.to_thread(admin.stop)
+    return records

@@ -1,0 +1,244 @@
+"""Training routes: ours under ``/apis/v1/training`` and AgentScope's training-box protocol under
+``/apis/v1/training/agentscope`` (so agentscope-runtime's ``TrainingSandboxClient`` works with
+that URL as its ``base_url``).
+
+AgentScope's protocol: ``GET /healthz`` answers ``OK``; every POST takes ``{env_type, task_id,
+instance_id, messages, params}`` (the action of ``/step`` travels in ``messages``, the split of
+``/get_env_profile`` in ``params.split``) and answers ``{"success": true, "data": ...}``; an error
+answers its 4xx/5xx with ``{"detail": message}``, which that client shows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import JSONResponse, PlainTextResponse
+
+from rock.errors import RockError
+from rock.training.service import TrainingService, TrainingSettings
+
+BASE = "/apis/v1/training"
+AGENTSCOPE = BASE + "/agentscope"
+Message = dict[str, Any]
+
+
+class _Req(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProfileRequest(_Req):
+    env_type: str = Field(min_length=1, max_length=64, examples=["bfcl"])
+    split: str = Field(default="train", description="train, val (test = val) or all")
+    params: dict[str, Any] = Field(default_factory=dict, description="bfcl: {categories: [...]}; "
+                                   "reasoning_gym: {generators, size, seed}")
+
+
+class CreateRequest(_Req):
+    env_type: str = Field(min_length=1, max_length=64)
+    task_id: str = Field(min_length=1, max_length=256)
+    instance_id: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class StepRequest(_Req):
+    instance_id: str = Field(min_length=1, max_length=128)
+    action: Message = Field(description='{"role": "assistant", "content": ..., "tool_calls": [...]}')
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class EvaluateRequest(_Req):
+    instance_id: str = Field(min_length=1, max_length=128)
+    messages: list[Message] | None = None
+    params: dict[str, Any] = Field(default_factory=dict, description='{"details": true} for a dict of details')
+
+
+class InstanceRequest(_Req):
+    instance_id: str = Field(min_length=1, max_length=128)
+
+
+class State(BaseModel):
+    state: list[Message]
+    info: dict[str, Any] = Field(default_factory=dict)
+
+
+class StepResult(State):
+    reward: float
+    is_terminated: bool
+
+
+class ProfileResult(BaseModel):
+    env_type: str
+    split: str
+    task_ids: list[str]
+
+
+class EvaluateResult(BaseModel):
+    instance_id: str
+    reward: float
+    details: dict[str, Any] | None = None
+
+
+class Released(BaseModel):
+    instance_id: str
+    released: bool
+
+
+class ASRequest(BaseModel):
+    """AgentScope's ServiceRequest (its client always sends every field)."""
+
+    model_config = ConfigDict(extra="ignore")
+    env_type: str | None = None
+    task_id: str | None = None
+    instance_id: str | None = None
+    messages: Any = None
+    params: dict[str, Any] | None = None
+
+
+class ASReply(BaseModel):
+    success: bool
+    data: Any = None
+
+
+# Errors answer the admin's envelope ({"status": "Failed", "message", "result": {"error_type"}}) on our
+# routes, {"success": false, "detail"} on AgentScope's.
+ERRORS = {400: {"description": "bad input (a malformed action, an unknown split)"},
+          404: {"description": "unknown env type, task or instance"},
+          409: {"description": "the instance id is taken"},
+          410: {"description": "the instance was released (by request or after the idle TTL)"},
+          422: {"description": "the suite cannot run here (what to provide is in the message), or an invalid body"},
+          504: {"description": "the task's call ran past its timeout"}}
+
+
+def service(app) -> TrainingService:
+    svc = getattr(app.state, "rock_training", None)
+    if svc is None:
+        from rock.admin import gem_routes
+
+        ctx = app.state.rock
+        svc = app.state.rock_training = TrainingService(
+            gem_routes.service(app), ctx.settings.state_dir, ctx.settings.default_image, ctx.settings.host_python,
+            TrainingSettings())
+    return svc
+
+
+async def shutdown(app) -> None:
+    svc = getattr(app.state, "rock_training", None)
+    if svc is not None:
+        await svc.shutdown()
+
+
+def _owner(request: Request) -> str | None:
+    return request.app.state.rock.owner(request)
+
+
+router = APIRouter(tags=["training"])
+
+
+@router.post(BASE + "/profile", response_model=ProfileResult, responses=ERRORS)
+async def profile(req: ProfileRequest, request: Request):
+    """The task ids of a suite's split."""
+    ids = await service(request.app).profile(req.env_type, req.split, req.params)
+    return {"env_type": req.env_type, "split": req.split, "task_ids": ids}
+
+
+@router.post(BASE + "/create", response_model=State, responses=ERRORS)
+async def create(req: CreateRequest, request: Request):
+    """A new instance of a task: its first messages (system, user); ``info.instance_id`` names it."""
+    return await service(request.app).create(req.env_type, req.task_id, req.instance_id, req.params, _owner(request))
+
+
+@router.post(BASE + "/step", response_model=StepResult, responses=ERRORS)
+async def step(req: StepRequest, request: Request):
+    """One assistant message in; the environment's answer, the reward and whether it ended out."""
+    return await service(request.app).step(req.instance_id, req.action, req.params, _owner(request))
+
+
+@router.post(BASE + "/evaluate", response_model=EvaluateResult, responses=ERRORS)
+async def evaluate(req: EvaluateRequest, request: Request):
+    """The instance's reward by the suite's own grader (``details`` with ``params.details``)."""
+    out = await service(request.app).evaluate(req.instance_id, req.messages, req.params, _owner(request))
+    if isinstance(out, dict):
+        return {"instance_id": req.instance_id, "reward": float(out.get("accuracy", 0.0)), "details": out}
+    return {"instance_id": req.instance_id, "reward": float(out)}
+
+
+@router.post(BASE + "/info", responses=ERRORS)
+async def info(req: InstanceRequest, request: Request) -> dict[str, Any]:
+    """The task's tools and facts."""
+    return await service(request.app).info(req.instance_id, _owner(request))
+
+
+@router.post(BASE + "/release", response_model=Released, responses=ERRORS)
+async def release(req: InstanceRequest, request: Request):
+    """Release an instance; released again answers ``released: false``."""
+    return {"instance_id": req.instance_id,
+            "released": await service(request.app).release(req.instance_id, _owner(request))}
+
+
+@router.get(BASE + "/instances")
+async def instances(request: Request) -> list[dict[str, Any]]:
+    """The caller's open instances."""
+    return service(request.app).list(_owner(request))
+
+
+# -- AgentScope's protocol -------------------------------------------------------------------------
+
+
+def _as_error(exc: RockError) -> JSONResponse:
+    return JSONResponse({"success": False, "detail": exc.message or type(exc).__name__}, status_code=exc.status_code)
+
+
+async def _as(request: Request, fn) -> Any:
+    try:
+        return {"success": True, "data": await fn(service(request.app), _owner(request))}
+    except RockError as exc:
+        return _as_error(exc)
+
+
+def _dict(value, what: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        from rock.training.errors import TrainingError
+
+        raise TrainingError(f"{what} must be a JSON object", "BadRequest")
+    return value
+
+
+@router.get(AGENTSCOPE + "/healthz", response_class=PlainTextResponse)
+async def as_healthz() -> str:
+    return "OK"
+
+
+@router.post(AGENTSCOPE + "/get_env_profile", response_model=ASReply, responses=ERRORS)
+async def as_profile(req: ASRequest, request: Request):
+    params = req.params or {}
+    return await _as(request, lambda s, o: s.profile(req.env_type, params.get("split", "train"), params))
+
+
+@router.post(AGENTSCOPE + "/create", response_model=ASReply, responses=ERRORS)
+async def as_create(req: ASRequest, request: Request):
+    return await _as(request, lambda s, o: s.create(req.env_type, req.task_id, req.instance_id, req.params, o))
+
+
+@router.post(AGENTSCOPE + "/step", response_model=ASReply, responses=ERRORS)
+async def as_step(req: ASRequest, request: Request):
+    return await _as(request, lambda s, o: s.step(req.instance_id, _dict(req.messages, "messages (the action)"),
+                                                  req.params, o))
+
+
+@router.post(AGENTSCOPE + "/evaluate", response_model=ASReply, responses=ERRORS)
+async def as_evaluate(req: ASRequest, request: Request):
+    return await _as(request, lambda s, o: s.evaluate(req.instance_id, req.messages, req.params, o))
+
+
+@router.post(AGENTSCOPE + "/get_info", response_model=ASReply, responses=ERRORS)
+async def as_info(req: ASRequest, request: Request):
+    return await _as(request, lambda s, o: s.info(req.instance_id, o))
+
+
+@router.post(AGENTSCOPE + "/release", response_model=ASReply, responses=ERRORS)
+async def as_release(req: ASRequest, request: Request):
+    return await _as(request, lambda s, o: s.release(req.instance_id, o))

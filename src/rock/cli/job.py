@@ -1,0 +1,72 @@
+"""``rock job run``: evaluate a policy over a training suite through a running admin."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+
+from rock.cli import add_admin_options
+from rock.cli.output import Out
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("job", help="rollout jobs over training suites (bfcl, humaneval, reasoning_gym)")
+    s = p.add_subparsers(dest="job_cmd", required=True)
+    run = s.add_parser("run", help="run a policy over a suite's split; JSONL trajectories and a results table")
+    add_admin_options(run)
+    run.add_argument("--env", required=True, help="bfcl, humaneval or reasoning_gym")
+    run.add_argument("--split", default="val", help="train, val (test = val) or all")
+    run.add_argument("--policy", default="oracle", choices=["oracle", "null", "openai"])
+    run.add_argument("--model", help="model name for --policy openai")
+    run.add_argument("--base-url", help="OpenAI-compatible endpoint for --policy openai (…/v1)")
+    run.add_argument("--api-key", help="API key for --policy openai (or $OPENAI_API_KEY)")
+    run.add_argument("--concurrency", type=int, default=8)
+    run.add_argument("--limit", type=int, help="only the first K tasks")
+    run.add_argument("--categories", help="bfcl categories or groups, comma-separated (default multi_turn)")
+    run.add_argument("--params", default="{}", help="profile params as JSON (reasoning_gym: generators, size)")
+    run.add_argument("--out", type=Path, help="JSONL of trajectories (default: job-<env>-<split>-<policy>.jsonl)")
+    run.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    run.set_defaults(func=cmd_run)
+
+
+def cmd_run(args, out: Out) -> int:
+    import os
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from rock.training.policies import make_policy
+    from rock.training.runner import run_job
+
+    params = json.loads(args.params)
+    if args.categories:
+        params["categories"] = [c.strip() for c in args.categories.split(",") if c.strip()]
+    make = make_policy(args.policy, args.model, args.base_url, args.api_key or os.environ.get("OPENAI_API_KEY"))
+    path = args.out or Path(f"job-{args.env}-{args.split}-{args.policy}.jsonl")
+    from rich.console import Console
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("reward {task.fields[mean]:.3f}"), TimeRemainingColumn(),
+                  console=Console(stderr=True)) as bar:  # progress on stderr: stdout stays the table / JSON
+        task = bar.add_task(f"{args.env}/{args.split} {args.policy}", total=None, mean=0.0)
+        total = [0.0]
+
+        def done(rec, n, of):
+            total[0] += rec["reward"]
+            bar.update(task, completed=n, total=of, mean=total[0] / n)
+
+        summary = asyncio.run(run_job(args.url, args.env, args.split, make, args.concurrency, args.limit, params, path,
+                                      token=args.token, on_done=done))
+    summary["trajectories"] = str(path)
+    if out.as_json:
+        out.json(summary)
+        return 0
+    rows = [{"category": c, **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in s.items()}}
+            for c, s in summary["by_category"].items()]
+    rows.append({"category": "ALL", "tasks": summary["tasks"], "mean_reward": round(summary["mean_reward"], 4),
+                 "pass_rate": round(summary["pass_rate"], 4), "errors": summary["errors"]})
+    out.rows(rows, ["category", "tasks", "mean_reward", "pass_rate", "errors"],
+             title=f"{args.env} {args.split} · {args.policy} · {summary['seconds']} s · {summary['tasks_per_s']} tasks/s")
+    out.console.print(f"trajectories: {path}")
+    return 0

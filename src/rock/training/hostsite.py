@@ -1,0 +1,53 @@
+"""The suites' data packages on the host, outside the interpreter's prefix.
+
+Sandboxes see the host's Python prefix, so a package installed there is in every sandbox: with
+HumanEval's tests that would hand the answers to the agent. The admin (task lists, hidden tests)
+and the caller's oracle read them from this folder instead, which no sandbox mounts.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from rock.training.suites import BFCL_PACKAGES, HUMANEVAL_PACKAGE
+
+PACKAGES = ["--no-deps", *BFCL_PACKAGES, HUMANEVAL_PACKAGE]
+
+
+def default_dir() -> Path:
+    # One per host, not per admin state dir: the packages are the same for every admin.
+    return Path(os.environ.get("ROCK_TRAINING_SITE") or Path.home() / ".cache" / "rock" / "training")
+
+
+def ensure_site(root: Path | None = None, python: str | None = None, progress=None) -> Path:
+    """The folder holding the packages (installed once; a marker file says it is complete)."""
+    root = Path(root or default_dir())
+    key = hashlib.sha256(json.dumps(PACKAGES).encode()).hexdigest()[:12]
+    site = root / f"site-{key}"
+    if (site / ".complete").exists():
+        return site
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f"site-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (site / ".complete").exists():
+            from rock.envs.images import ImageBuilder
+
+            site.mkdir(exist_ok=True)
+            ImageBuilder(root, python or os.path.realpath(sys.executable))._pip(PACKAGES, site, progress or (lambda s: None))
+            (site / ".complete").write_text("ok\n")
+    return site
+
+
+def import_from(site: Path) -> None:
+    """Make the packages importable in this process (the oracle, the in-process baseline)."""
+    if str(site) not in sys.path:
+        sys.path.append(str(site))
+
+
+if __name__ == "__main__":  # python -m rock.training.hostsite: install now (setup-host.sh)
+    print(ensure_site(progress=print))

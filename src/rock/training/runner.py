@@ -1,0 +1,119 @@
+"""The rollout runner: a policy over a suite's split, N tasks at a time, with a progress bar; one
+JSONL line per task (messages, rewards, timings) and a results table (mean reward, pass rate,
+by category)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable
+
+from rock.sdk.training import AsyncTrainingSandbox, TrainingError
+from rock.training.policies import Policy
+
+MAX_STEPS = 64
+
+
+def category_of(env_type: str, task_id: str) -> str:
+    if env_type == "bfcl":
+        return task_id.rsplit("_", 1)[0]
+    if env_type == "reasoning_gym":
+        return task_id.split("/")[0]
+    return env_type
+
+
+async def run_task(box: AsyncTrainingSandbox, env_type: str, task_id: str, policy: Policy,
+                   params: dict | None = None, max_steps: int = MAX_STEPS) -> dict:
+    t0 = time.perf_counter()
+    rec: dict[str, Any] = {"env_type": env_type, "task_id": task_id, "category": category_of(env_type, task_id),
+                           "policy": policy.name, "messages": [], "rewards": [], "reward": 0.0, "passed": False,
+                           "timings": {"steps_ms": []}, "error": None}
+    instance = None
+    try:
+        t = time.perf_counter()
+        first = await box.create_instance(env_type, task_id, params=params)
+        rec["timings"]["create_ms"] = (time.perf_counter() - t) * 1000
+        instance = first["info"]["instance_id"]
+        tools = await box.get_info(instance) if policy.name == "openai" else None
+        await policy.start(env_type, task_id, first, tools)
+        rec["messages"] = list(first["state"])
+        for _ in range(max_steps):
+            action = await policy.act(rec["messages"])
+            rec["messages"].append(action)
+            t = time.perf_counter()
+            out = await box.step(instance, action)
+            rec["timings"]["steps_ms"].append((time.perf_counter() - t) * 1000)
+            rec["messages"].extend(out["state"])
+            rec["rewards"].append(out["reward"])
+            if out["is_terminated"]:
+                break
+        t = time.perf_counter()
+        details = await box.evaluate(instance, params={"details": True})
+        rec["timings"]["evaluate_ms"] = (time.perf_counter() - t) * 1000
+        rec["reward"] = float(details.get("accuracy", 0.0))
+        rec["passed"] = rec["reward"] >= 1.0
+        rec["details"] = {k: v for k, v in details.items() if k in ("valid", "error", "error_type", "result")}
+    except (TrainingError, KeyError, ValueError, OSError) as exc:
+        rec["error"] = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
+    except Exception as exc:  # noqa: BLE001 - one task's failure (an HTTP error of the model) is its record
+        rec["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        if instance is not None:
+            try:
+                await box.release_instance(instance)
+            except Exception:  # noqa: BLE001 - released by the idle TTL anyway
+                pass
+        await policy.close()
+    rec["timings"]["total_ms"] = (time.perf_counter() - t0) * 1000
+    return rec
+
+
+async def run_job(base_url: str, env_type: str, split: str, make_policy: Callable[[], Policy], concurrency: int = 8,
+                  limit: int | None = None, params: dict | None = None, out: Path | None = None,
+                  task_params: dict | None = None, token: str | None = None, on_done: Callable | None = None) -> dict:
+    async with AsyncTrainingSandbox(base_url, token, max_connections=max(16, concurrency * 2)) as box:
+        ids = await box.get_env_profile(env_type, split, params)
+        if limit:
+            ids = ids[:limit]
+        queue: asyncio.Queue = asyncio.Queue()
+        for tid in ids:
+            queue.put_nowait(tid)
+        records: list[dict] = []
+        sink = open(out, "w") if out else None
+        t0 = time.perf_counter()
+
+        async def worker():
+            while not queue.empty():
+                tid = queue.get_nowait()
+                rec = await run_task(box, env_type, tid, make_policy(), task_params)
+                records.append(rec)
+                if sink:
+                    sink.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                if on_done:
+                    on_done(rec, len(records), len(ids))
+
+        try:
+            await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(ids) or 1)))))
+        finally:
+            if sink:
+                sink.close()
+        return summarize(env_type, split, records, time.perf_counter() - t0)
+
+
+def summarize(env_type: str, split: str, records: list[dict], seconds: float) -> dict:
+    by: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        by[r["category"]].append(r)
+
+    def stats(rs):
+        return {"tasks": len(rs), "mean_reward": statistics.fmean(r["reward"] for r in rs) if rs else 0.0,
+                "pass_rate": sum(r["passed"] for r in rs) / len(rs) if rs else 0.0,
+                "errors": sum(1 for r in rs if r["error"])}
+
+    return {"env": env_type, "split": split, **stats(records), "seconds": round(seconds, 3),
+            "tasks_per_s": round(len(records) / seconds, 3) if seconds else 0.0,
+            "by_category": {c: stats(rs) for c, rs in sorted(by.items())}}

@@ -1,0 +1,235 @@
+"""Training instances in the admin: where they run, how calls reach them, when they are released.
+
+An instance is an env of the env service (``rock.envs.service.EnvService``) made from the task
+package's ``TaskEnv`` in its suite's image: many instances of a pure-computation suite (BFCL,
+reasoning-gym) share one sandbox; a code-running suite's instance (HumanEval) gets its own. The
+env service supplies placement, the direct socket to the env host and recovery; this service
+keeps the instance ids, the idle TTL (5 minutes unless ``ROCK_TRAINING_IDLE_TTL`` says
+otherwise) and the data that must not enter a sandbox before evaluation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rock.admin.jsonutil import loads
+from rock.envs.images import SITE, EnvImageSpec, ImageBuilder
+from rock.training import hostsite
+from rock.training.errors import TrainingError
+from rock.training.suites import EXTERNAL, Suite, make_suites, unavailable
+
+log = logging.getLogger("rock.training")
+ENTRY_POINT = "rock_training_tasks.taskenv:TaskEnv"
+
+
+class TrainingSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ROCK_TRAINING_", extra="ignore")
+
+    idle_ttl: float = Field(default=300.0, gt=0)  # the seed: instances are released after 5 minutes
+    call_timeout: float = Field(default=120.0, gt=0)
+    max_instances: int = Field(default=4096, ge=1)
+
+
+@dataclass(eq=False)
+class Instance:
+    instance_id: str
+    env_type: str
+    task_id: str
+    owner: str | None
+    handle: str
+    created: float = field(default_factory=time.time)
+    last_used: float = field(default_factory=time.time)
+    terminated: bool = False
+
+    def row(self) -> dict:
+        return {"instance_id": self.instance_id, "env_type": self.env_type, "task_id": self.task_id,
+                "sandbox_id": self.handle.rpartition(":")[0], "created": self.created, "last_used": self.last_used,
+                "terminated": self.terminated}
+
+
+class TrainingService:
+    def __init__(self, envs, state_dir: Path, base_image: str, python: str, settings: TrainingSettings | None = None):
+        self.envs = envs  # rock.envs.service.EnvService
+        self.settings = settings or TrainingSettings()
+        self.base_image = base_image
+        self.builder = ImageBuilder(Path(state_dir), python)
+        self.suites: dict[str, Suite] = make_suites(python)
+        self.instances: dict[str, Instance] = {}
+        self.released: collections.OrderedDict[str, str] = collections.OrderedDict()  # id -> why
+        self._site: Path | None = None
+        self._images: dict[str, str] = {}
+        self._image_locks: dict[str, asyncio.Lock] = {}
+        self._reaper: asyncio.Task | None = None
+
+    # -- suites, data, images ------------------------------------------------------------------
+
+    async def site(self) -> Path:
+        if self._site is None:
+            self._site = await asyncio.to_thread(hostsite.ensure_site, None, self.builder.python,
+                                                 lambda line: log.info("training data: %s", line))
+        return self._site
+
+    def suite(self, env_type: str | None) -> Suite:
+        if not env_type:
+            raise TrainingError("env_type is required; one of " + ", ".join([*self.suites, *EXTERNAL]), "BadRequest")
+        if (refused := unavailable(env_type)) is not None:
+            raise refused
+        suite = self.suites.get(env_type)
+        if suite is None:
+            raise TrainingError(f"unknown env_type {env_type!r}; known: {', '.join([*self.suites, *EXTERNAL])}",
+                                "UnknownEnvType")
+        return suite
+
+    async def image(self, suite: Suite) -> str:
+        """The suite's env image: the base image plus its packages and the task package."""
+        if suite.name in self._images:
+            return self._images[suite.name]
+        async with self._image_locks.setdefault(suite.name, asyncio.Lock()):
+            if suite.name not in self._images:
+                site = await self.site()
+                spec = EnvImageSpec(base=self.base_image, packages=suite.packages, files=suite.files(site))
+                image = await self.builder.ensure(spec, lambda line: log.info("training image %s: %s", suite.name, line))
+                self._images[suite.name] = image.tag
+        return self._images[suite.name]
+
+    async def profile(self, env_type: str, split: str = "train", params: dict | None = None) -> list[str]:
+        suite = self.suite(env_type)
+        return await asyncio.to_thread(suite.ids, await self.site(), split or "train", params or {})
+
+    # -- instances -------------------------------------------------------------------------------
+
+    def get(self, instance_id: str | None, owner: str | None) -> Instance:
+        if not instance_id:
+            raise TrainingError("instance_id is required", "BadRequest")
+        inst = self.instances.get(instance_id)
+        if inst is None or inst.owner != owner:
+            why = self.released.get(instance_id) if inst is None else None
+            if why:
+                raise TrainingError(f"instance {instance_id} was released ({why}); create a new one", "InstanceReleased")
+            raise TrainingError(f"no instance {instance_id!r} (never created, or released long ago)", "InstanceNotFound")
+        inst.last_used = time.time()
+        return inst
+
+    async def create(self, env_type: str, task_id: str | None, instance_id: str | None = None,
+                     params: dict | None = None, owner: str | None = None) -> dict:
+        suite = self.suite(env_type)
+        if not task_id:
+            raise TrainingError("task_id is required (get_env_profile lists them)", "BadRequest")
+        site = await self.site()
+        await asyncio.to_thread(suite.check_id, site, task_id)
+        if instance_id is not None and (instance_id in self.instances or instance_id in self.released):
+            raise TrainingError(f"instance id {instance_id!r} is taken; leave it out to get a fresh one", "InstanceExists")
+        if len(self.instances) >= self.settings.max_instances:
+            raise TrainingError(f"{self.settings.max_instances} instances are open; release some first", "BadRequest")
+        instance_id = instance_id or f"inst-{uuid.uuid4().hex[:16]}"
+        image = await self.image(suite)
+        t0 = time.perf_counter()
+        kwargs = {"env_type": env_type, "task_id": task_id, "params": params or {},
+                  "payload": suite.payload(site, task_id)}
+        args = {"env_id": f"training:{env_type}", "kwargs": kwargs, "timeout": self.settings.call_timeout,
+                "entry_point": ENTRY_POINT, "sys_path": [SITE], "python": None, "packages": []}
+        sb = self.envs.reserve_dedicated(owner, image) if suite.dedicated else self.envs.reserve(owner, image, 1)[0][0]
+        rec, _ = await self.envs.make_env(sb, args, owner)
+        inst = Instance(instance_id, env_type, task_id, owner, rec.handle)
+        self.instances[instance_id] = inst
+        try:
+            body = loads(await self.envs.reset(rec.handle, None, owner))
+            result = self._unwrap(body["observation"])
+        except BaseException:
+            await self.release(instance_id, owner, why="its creation failed")
+            raise
+        result.setdefault("info", {}).update(instance_id=instance_id, task_id=task_id, env_type=env_type)
+        self._start_reaper()
+        log.info("training instance %s: %s %s in %s (%.0f ms)", instance_id, env_type, task_id, sb.sandbox_id,
+                 (time.perf_counter() - t0) * 1000)
+        return result
+
+    @staticmethod
+    def _unwrap(obs) -> dict:
+        if isinstance(obs, dict) and isinstance(obs.get("error"), dict):
+            raise TrainingError(obs["error"].get("message", "task error"), obs["error"].get("kind", "BadRequest"))
+        return obs
+
+    async def _call(self, inst: Instance, action: dict) -> dict:
+        body = loads(await self.envs.step(inst.handle, action, inst.owner))
+        inst.last_used = time.time()
+        return self._unwrap(body["observation"])
+
+    async def step(self, instance_id: str, action, params: dict | None = None, owner: str | None = None) -> dict:
+        inst = self.get(instance_id, owner)
+        if not isinstance(action, dict) or not action:
+            raise TrainingError("action must be a message like {\"role\": \"assistant\", \"content\": \"...\"}",
+                                "BadRequest")
+        out = await self._call(inst, {"op": "step", "action": action, "params": params or {}})
+        inst.terminated = bool(out.get("is_terminated"))
+        return out
+
+    async def evaluate(self, instance_id: str, messages=None, params: dict | None = None, owner: str | None = None):
+        inst = self.get(instance_id, owner)
+        params = dict(params or {})
+        params.pop("hidden", None)  # only the service supplies hidden data
+        hidden = self.suites[inst.env_type].hidden(await self.site(), inst.task_id)
+        if hidden:
+            params["hidden"] = hidden
+        return (await self._call(inst, {"op": "evaluate", "messages": messages, "params": params}))["result"]
+
+    async def info(self, instance_id: str, owner: str | None = None):
+        inst = self.get(instance_id, owner)
+        return (await self._call(inst, {"op": "info"}))["result"]
+
+    async def release(self, instance_id: str, owner: str | None = None, why: str = "by request") -> bool:
+        """True when this call released it; False when it was released already (idempotent)."""
+        if instance_id in self.released and instance_id not in self.instances:
+            return False
+        inst = self.get(instance_id, owner)
+        self.instances.pop(instance_id, None)
+        self.released[instance_id] = why
+        while len(self.released) > 100_000:
+            self.released.popitem(last=False)
+        try:
+            await self.envs.close(inst.handle, owner)
+        except Exception as exc:  # noqa: BLE001 - its sandbox may be gone already: released either way
+            log.warning("training instance %s: close failed (%s)", instance_id, exc)
+        return True
+
+    def list(self, owner: str | None) -> list[dict]:
+        return [i.row() for i in self.instances.values() if i.owner == owner]
+
+    # -- idle TTL -----------------------------------------------------------------------------------
+
+    def _start_reaper(self) -> None:
+        if self._reaper is None or self._reaper.done():
+            self._reaper = asyncio.create_task(self._reap_loop(), name="rock-training-reaper")
+
+    async def _reap_loop(self) -> None:
+        ttl = self.settings.idle_ttl
+        while self.instances:
+            soonest = min(i.last_used for i in self.instances.values()) + ttl - time.time()
+            await asyncio.sleep(min(30.0, max(0.2, soonest)))
+            try:
+                await self.reap()
+            except Exception:  # noqa: BLE001 - the reaper must outlive a bad round
+                log.exception("training reaper round failed")
+
+    async def reap(self) -> list[str]:
+        now, ttl = time.time(), self.settings.idle_ttl
+        idle = [i for i in self.instances.values() if now - i.last_used >= ttl]
+        await asyncio.gather(*(self.release(i.instance_id, i.owner, why=f"idle for {ttl:g} s") for i in idle),
+                             return_exceptions=True)
+        if idle:
+            log.info("training reaper: released %d idle instance(s)", len(idle))
+        return [i.instance_id for i in idle]
+
+    async def shutdown(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)

