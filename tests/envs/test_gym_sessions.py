@@ -253,3 +253,47 @@ def test_rock_envs_list_shows_gym_ids(admin):
     ids = {e["id"] for e in json.loads(proc.stdout)}
     assert {"gym:CartPole-v1", "gym:HalfCheetah-v5", "gym:LunarLander-v3", "gym:MiniGrid-Empty-5x5-v0",
             "gym:ALE/Pong-v5", "gym:Taxi-v4"} <= ids
+
+
+TORCH_DIR = Path(os.environ.get("ROCK_TEST_TORCH_DIR", "/var/tmp/rock-test-torch"))
+TORCH_CPU = "torch==2.13.0+cpu"  # PyPI's CPU-only build (the default wheel drags in CUDA's GBs)
+TORCH_SCRIPT = """
+import sys
+sys.path.append(sys.argv[1])  # after site-packages: torch's own folder must not shadow numpy & co
+import torch
+import rock.torch
+with rock.torch.SandboxVectorEnv("CartPole-v1", num_envs=4, progress=None) as env:
+    obs, info = env.reset(seed=0)
+    assert isinstance(obs, torch.Tensor) and obs.shape == (4, 4) and obs.dtype == torch.float32, obs
+    obs, rewards, terminated, truncated, info = env.step(torch.ones(4, dtype=torch.int64))
+    assert rewards.dtype == torch.float64 and terminated.dtype == torch.bool and truncated.shape == (4,)
+with rock.torch.SandboxEnv("CartPole-v1", progress=None) as env:
+    obs, _ = env.reset(seed=1)
+    obs, reward, terminated, truncated, _ = env.step(torch.tensor(1))
+    assert isinstance(obs, torch.Tensor) and type(reward) is float and type(terminated) is bool
+print("ok")
+"""
+
+
+@pytest.fixture(scope="session")
+def torch_dir():
+    probe = [sys.executable, "-c", f"import sys; sys.path.append({str(TORCH_DIR)!r}); import torch"]
+    if subprocess.run(probe, capture_output=True).returncode != 0:
+        proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(TORCH_DIR), TORCH_CPU],
+                              capture_output=True, text=True, timeout=1200)
+        if proc.returncode != 0:
+            pytest.fail(f"installing {TORCH_CPU} failed:\n{proc.stderr[-2000:]}")
+    return TORCH_DIR
+
+
+def test_torch_sessions_give_tensors(admin, torch_dir, tmp_path):
+    script = tmp_path / "torch_env.py"
+    script.write_text(TORCH_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), str(torch_dir)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "ROCK_BASE_URL": admin.url})
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+
+
+def test_rock_torch_without_torch_says_how_to_get_it(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", "import rock.torch"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "pip install torch" in proc.stderr
