@@ -235,13 +235,7 @@ class GymSessions:
                 for i in self._ids[tag]]
 
     async def _list_ids(self, tag: str, owner: str | None) -> list[str]:
-        [(sb, _)] = self.envs.reserve(owner, tag, 1, False)
-        try:
-            await asyncio.shield(sb.ready)
-        finally:
-            sb.reserved -= 1
-            if not sb.envs and not sb.reserved:
-                sb.empty_since = time.time()
+        sb = await self.envs.running_sandbox(owner, tag)
         client = await self.envs.sandboxes.agent(sb.sandbox_id, owner)
         result, _ = await client.call("exec", {"command": 'exec "$ROCK_HOST_PYTHON" -I -S -', "shell": True,
                                                "timeout": 300}, _LIST_IDS.replace("SITE", SITE).encode())

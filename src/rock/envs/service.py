@@ -266,15 +266,21 @@ class EnvService(Lifecycle):
 
     # -- catalog probes run inside an env sandbox ------------------------------------------------
 
-    async def probe_runner(self, owner: str | None = None) -> Runner:
-        """Run the catalog probe in an env sandbox: gem's code never runs in the admin process."""
-        [(sb, _)] = self.reserve(owner, None, 1, False)
+    async def running_sandbox(self, owner: str | None, image: str | None) -> EnvSandbox:
+        """A running env sandbox of ``image`` to run a probe in (shared, not claimed: an empty one
+        lingers and is reclaimed like any other)."""
+        [(sb, _)] = self.reserve(owner, image, 1, False)
         try:
             await asyncio.shield(sb.ready)
         finally:
             sb.reserved -= 1
             if not sb.envs and not sb.reserved:
                 sb.empty_since = time.time()
+        return sb
+
+    async def probe_runner(self, owner: str | None = None) -> Runner:
+        """Run the catalog probe in an env sandbox: gem's code never runs in the admin process."""
+        sb = await self.running_sandbox(owner, None)
         source = self.catalog_probe_source()
 
         async def run(args: list[str]) -> bytes:
