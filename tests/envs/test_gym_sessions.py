@@ -297,3 +297,18 @@ def test_torch_sessions_give_tensors(admin, torch_dir, tmp_path):
 def test_rock_torch_without_torch_says_how_to_get_it(tmp_path):
     proc = subprocess.run([sys.executable, "-c", "import rock.torch"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "pip install torch" in proc.stderr
+
+
+def test_registered_names_bring_their_packages_and_defaults(admin):
+    import httpx
+
+    env = {"id": "test-gym-hostile", "entry_point": "rock_gym_hostile:Hostile", "packages": [HOSTILE_PKG],
+           "kwargs": {"hang_seconds": 0.01}}
+    reply = httpx.post(admin.url + "/apis/v1/envs/gem/register", json=env, params={"replace": True}, timeout=300)
+    assert reply.status_code == 200, reply.text
+    try:
+        with rock.numpy.SandboxEnv("test-gym-hostile", progress=None) as session:
+            session.reset(seed=0)
+            assert session.step(2)[1] == 1.0  # hangs only 10 ms: the registered default reached the constructor
+    finally:
+        httpx.post(admin.url + "/apis/v1/envs/gem/unregister", json={"id": env["id"]}, timeout=60)
