@@ -186,7 +186,7 @@ class SandboxSessionBase(Generic[RemoteT]):
     def _step(self, action):
         from rock.agent import gymwire
 
-        body = gymwire.encode(_map_arrays(lambda a: a, self.codec.action(action)))
+        body = gymwire.encode(self.codec.action(action))
         return self._call("POST", "/step", body, "application/octet-stream")
 
     def render(self, *, env_index: int = 0):
