@@ -121,7 +121,7 @@ def test_64_instances_at_once_share_sandboxes(training_admin):
             ids = (await abox.get_env_profile("bfcl", "all", {"categories": ["simple_python"]}))[:64]
             made = await asyncio.gather(*(abox.create_instance("bfcl", t) for t in ids))
             iids = [m["info"]["instance_id"] for m in made]
-            rows = (await abox.http.get("/instances")).json()
+            rows = httpx.get(training_admin.url + "/apis/v1/training/instances").json()
             sandboxes = {r["sandbox_id"] for r in rows if r["instance_id"] in iids}
             outs = await asyncio.gather(*(abox.step(i, {"role": "assistant", "content": ""}) for i in iids))
             await asyncio.gather(*(abox.release_instance(i) for i in iids))

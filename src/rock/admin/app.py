@@ -88,6 +88,8 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     # layer (see rock.admin.hotpath and rock.admin.gem_routes.GemHotPath).
     app.add_middleware(gem_routes.GemHotPath, fastapi_app=app)
     app.add_middleware(gym_routes.GymHotPath, fastapi_app=app)
+    if settings.role == "admin":
+        app.add_middleware(routes_training.TrainingHotPath, fastapi_app=app)
     app.add_middleware(HotPath, ctx=ctx)
     # Outermost of all: times every request, the ones answered at the door included.
     meter = metrics.install(app, ctx)
