@@ -96,7 +96,8 @@ class TrainingService:
         async with self._image_locks.setdefault(suite.name, asyncio.Lock()):
             if suite.name not in self._images:
                 site = await self.site()
-                spec = EnvImageSpec(base=self.base_image, packages=suite.packages, files=suite.files(site))
+                spec = EnvImageSpec(base=self.base_image, packages=suite.packages, no_deps=suite.no_deps,
+                                    files=suite.files(site))
                 image = await self.builder.ensure(spec, lambda line: log.info("training image %s: %s", suite.name, line))
                 self._images[suite.name] = image.tag
         return self._images[suite.name]

@@ -56,6 +56,7 @@ class Suite:
     name: str
     dedicated: bool = False  # code-running tasks get a sandbox each
     packages: list[str] = field(default_factory=list)
+    no_deps: bool = False  # install exactly ``packages`` (what grading needs), not their dependencies
 
     def ids(self, site: Path, split: str, params: dict) -> list[str]:
         raise NotImplementedError
@@ -79,7 +80,7 @@ class Suite:
 
 class Bfcl(Suite):
     def __init__(self):
-        super().__init__("bfcl", packages=["--no-deps", *BFCL_PACKAGES])
+        super().__init__("bfcl", packages=list(BFCL_PACKAGES), no_deps=True)
         self._ids: dict[str, list[str]] = {}
 
     def category_ids(self, site: Path, category: str) -> list[str]:
