@@ -52,6 +52,8 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
                 await ctx.sandboxes.load()
             await gem_routes.startup(app)
             await gym_routes.startup(app)
+            if settings.role == "admin":
+                await routes_training.startup(app)
             log.info("rock admin ready: role=%s backend=%s state_dir=%s", settings.role, worker.backend_name,
                      settings.state_dir)
             yield

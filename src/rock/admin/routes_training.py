@@ -123,8 +123,13 @@ def service(app) -> TrainingService:
         ctx = app.state.rock
         svc = app.state.rock_training = TrainingService(
             gem_routes.service(app), ctx.settings.state_dir, ctx.settings.default_image, ctx.settings.host_python,
-            TrainingSettings())
+            TrainingSettings(), store=ctx.sandboxes.store)
     return svc
+
+
+async def startup(app) -> None:
+    """On admin start, after the env service's recovery: the stored instance ids serve again."""
+    await service(app).recover()
 
 
 async def shutdown(app) -> None:

@@ -62,7 +62,12 @@ CREATE TABLE IF NOT EXISTS history (
     event TEXT NOT NULL, message TEXT, ts REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS history_sandbox ON history(sandbox_id, id);
+CREATE TABLE IF NOT EXISTS training_instances (
+    instance_id TEXT PRIMARY KEY, owner TEXT, env_type TEXT NOT NULL, task_id TEXT NOT NULL, handle TEXT NOT NULL,
+    created REAL NOT NULL
+);
 """
+INSTANCE_COLUMNS = ("instance_id", "owner", "env_type", "task_id", "handle", "created")
 
 
 def _row(record: SandboxRecord) -> tuple:
@@ -161,3 +166,26 @@ class Store:
     async def flush_last_used(self, used: dict[str, float]) -> None:
         if used:
             await self._run(self._flush, [(ts, sid) for sid, ts in used.items()])
+
+    # -- training instances (rock.training.service): their ids outlive an admin restart ----------
+
+    def _put_instance(self, row: tuple) -> None:
+        self._db.execute(f"INSERT OR REPLACE INTO training_instances ({','.join(INSTANCE_COLUMNS)}) "
+                         f"VALUES ({','.join('?' for _ in INSTANCE_COLUMNS)})", row)
+
+    def save_instance(self, row: dict) -> asyncio.Future:
+        """Queue the write (in call order with every other write); await it to know it is on disk."""
+        values = tuple(row[c] for c in INSTANCE_COLUMNS)
+        return asyncio.get_running_loop().run_in_executor(self._pool, self._put_instance, values)
+
+    def _drop_instance(self, instance_id: str) -> None:
+        self._db.execute("DELETE FROM training_instances WHERE instance_id=?", (instance_id,))
+
+    def delete_instance(self, instance_id: str) -> asyncio.Future:
+        return asyncio.get_running_loop().run_in_executor(self._pool, self._drop_instance, instance_id)
+
+    def _instances(self) -> list[dict]:
+        return [dict(r) for r in self._db.execute("SELECT * FROM training_instances ORDER BY created")]
+
+    async def instances(self) -> list[dict]:
+        return await self._run(self._instances)
