@@ -117,7 +117,8 @@ async def throughput(base_url: str, backend: str, ctx: Context) -> dict:
     return {"metric": "training_job_tasks_per_s", "backend": backend, "env_id": env_id, "n": limit,
             "concurrency": CONCURRENCY, "per_s": round(per_s, 2), "baseline_per_s": round(base, 2),
             "ratio_to_baseline": round(per_s / base, 3), "mean_reward": min(rewards),
-            "baseline": "the same oracle and BFCL graders in this process, one task at a time", "target_ratio": 0.5}
+            "baseline": "the same oracle and BFCL graders in this process, one task at a time (graded once, "
+                        "by the last step, as the runner does)", "target_ratio": 0.5}
 
 
 async def run(ctx: Context) -> list[dict]:
