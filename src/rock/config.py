@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     bwrap_zygote: bool = True
     host_python: str = Field(default_factory=lambda: os.path.realpath(sys.executable))
     max_output_bytes: int = 8 << 20
+    # No file in a sandbox grows past this (RLIMIT_FSIZE, set by the agent; 0: no limit).
+    max_file_bytes: int = Field(default=64 << 30, ge=0)
 
     @classmethod
     def load(cls, **overrides) -> "Settings":

@@ -56,6 +56,7 @@ class SandboxSpec(BaseModel):
     cpus: float | None = None
     pids_limit: int | None = 1024
     network: bool = False
+    max_file_bytes: int | None = None  # no file grows past it (None: the settings' max_file_bytes; 0: no limit)
     env: dict[str, str] = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)
 
@@ -166,7 +167,12 @@ class Runtime(abc.ABC):
 
     def sandbox_env(self, spec: SandboxSpec) -> dict[str, str]:
         """Environment every backend gives the agent (the spec's own variables win)."""
-        return {"ROCK_HOST_PYTHON": self.settings.host_python, "ROCK_SANDBOX_ID": spec.sandbox_id, **spec.env}
+        limit = spec.max_file_bytes if spec.max_file_bytes is not None else self.settings.max_file_bytes
+        return {"ROCK_HOST_PYTHON": self.settings.host_python, "ROCK_SANDBOX_ID": spec.sandbox_id,
+                "ROCK_MAX_FILE_BYTES": str(limit), **self.agent_env, **spec.env}
+
+    # Variables a backend adds for its agent (see rock.agent.server.harden).
+    agent_env: dict[str, str] = {}
 
     async def wait_ready(self, run_dir: Path, died: asyncio.Future | None, timeout: float) -> None:
         """Wait for the agent's ready line on the FIFO: no polling, no sleeping.

@@ -269,7 +269,10 @@ class BwrapRuntime(Runtime):
                     env: dict[str, str]) -> list[str]:
         """bwrap's options, without the command."""
         host_root = lower == "/"
-        args = ["--bind", str(merged), "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm"]
+        # The sandbox's own /proc/sys read-only, as docker has it: root inside must not tune its
+        # namespaces' kernel settings (the bind's source is the sandbox's new procfs).
+        args = ["--bind", str(merged), "/", "--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev",
+                "--tmpfs", "/dev/shm"]
         if host_root:
             state_dir = os.path.realpath(self.settings.state_dir)
             hidden = [d for d in MASKED if os.path.isdir(d)]

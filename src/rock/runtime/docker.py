@@ -116,6 +116,9 @@ _deaths = _DeathWatch()
 
 class DockerRuntime(Runtime):
     name = "docker"
+    # The agent is the container's first program, with its credentials as they will stay: nothing
+    # made it non-dumpable, so it does that itself (a same-user ptrace would reach it otherwise).
+    agent_env = {"ROCK_AGENT_NONDUMPABLE": "1"}
 
     def __init__(self, settings, owner: str):
         super().__init__(settings, owner)
