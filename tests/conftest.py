@@ -181,7 +181,36 @@ def leftovers(root: str, owner_keys: set[str]) -> list[str]:
             problems.append(f"cgroup {rel} (pids {sorted(cgroups.Cgroup(rel).pids())})")
     with open("/proc/self/mountinfo") as f:
         problems += [f"mount {line.split()[4]}" for line in f if root in line.split()[4]]
+    problems += [f"open file {path} (pid {pid})" for pid, path in _open_files(root)]
+    problems += [f"network namespace {name}" for name in _named_netns() if "rock" in name]
     return problems
+
+
+def _open_files(root: str) -> list[tuple[int, str]]:
+    """Descriptors of any process (this one too) still open on something under the session dir."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{entry}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{entry}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith(root):
+                found.append((int(entry), target))
+    return found
+
+
+def _named_netns() -> list[str]:
+    try:
+        return os.listdir("/run/netns")
+    except OSError:
+        return []
 
 
 def _containers(root: str) -> list[str]:
