@@ -45,6 +45,11 @@ READY_TIMEOUT = 60.0
 MAX_SOCKET_PATH = 107
 
 
+def owner_key(owner: str) -> str:
+    """The short key of an owner's sandboxes: cgroups are ``rock/<owner key>/<id>``."""
+    return hashlib.sha256(owner.encode()).hexdigest()[:12]
+
+
 class SandboxSpec(BaseModel):
     """What a caller asks a backend for."""
 
@@ -102,7 +107,7 @@ class Runtime(abc.ABC):
         self.sandboxes_dir = Path(settings.state_dir) / "sandboxes"
         self.sandboxes_dir.mkdir(parents=True, exist_ok=True)
         # Short, path- and name-safe form of the owner for cgroup paths and container names.
-        self.owner_key = hashlib.sha256(owner.encode()).hexdigest()[:12]
+        self.owner_key = owner_key(owner)
 
     @classmethod
     @abc.abstractmethod

@@ -55,7 +55,7 @@ class Worker:
         self.settings = settings
         self.backend_name = pick_backend(backend or settings.backend)
         state = Path(settings.state_dir).resolve()
-        self.owner = f"{socket.gethostname()}:{state}"
+        self.owner = self.owner_of(state)
         self.runtime: Runtime = get_runtime_class(self.backend_name)(settings, self.owner)
         self.records_dir = state / "records"
         self.records_dir.mkdir(parents=True, exist_ok=True)
@@ -65,6 +65,11 @@ class Worker:
         self.pool = WarmPool(self._launch, self._discard)
 
     # -- lifecycle -------------------------------------------------------------------------
+
+    @staticmethod
+    def owner_of(state_dir: Path) -> str:
+        """Who owns the sandboxes of the worker on ``state_dir`` (its runtime's reaps go by it)."""
+        return f"{socket.gethostname()}:{Path(state_dir).resolve()}"
 
     async def start(self) -> None:
         # The agent dir is mounted read-only into sandboxes: compile it once here, or every
