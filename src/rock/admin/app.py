@@ -69,8 +69,7 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     app = FastAPI(title="ROCK admin", version="0.1.0", lifespan=lifespan)
     app.state.rock = ctx
     errors.install(app)
-    if settings.role == "admin":
-        app.include_router(routes_sandbox.router(ctx), prefix=PREFIX)
+    app.include_router(routes_sandbox.router(ctx, write=settings.role == "admin"), prefix=PREFIX)
     app.include_router(routes_data.router(ctx), prefix=PREFIX)
     app.include_router(routes_extra.router(ctx), prefix=PREFIX)
     app.include_router(routes_ws.router(ctx), prefix=PREFIX)

@@ -172,6 +172,8 @@ class Sandboxes:
             task = self._starting.get(sandbox_id)
             if task is not None:  # still starting: the command waits for it instead of failing
                 await asyncio.shield(task)
+            elif self.store.shared and (row := await self.store.get(sandbox_id)) is not None:
+                self._merge(row)  # another process changed it since our last refresh
             if record.state != "running":
                 raise SandboxNotRunning(f"sandbox {sandbox_id} is {record.state}" + (
                     f": {record.failure_reason}" if record.failure_reason else ""))
@@ -253,7 +255,11 @@ class Sandboxes:
                 return
             record.backend, record.host_name, record.host_ip = info.backend, info.host_name, info.host_ip
             record.started_at = record.last_used_at = time.time()
-            self._save_soon(self._change(record, "running", "started"))
+            saved = self._change(record, "running", "started")
+            if self.store.shared:  # the caller's next request may reach another process: it must read "running"
+                await saved
+            else:
+                self._save_soon(saved)
         except Exception as exc:  # noqa: BLE001 - any failure becomes the record's reason
             reason = exc.message if isinstance(exc, RockError) and exc.message else f"{type(exc).__name__}: {exc}"
             log.warning("sandbox %s failed to start: %s", record.sandbox_id, reason)

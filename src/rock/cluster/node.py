@@ -194,6 +194,9 @@ def start_node(settings: Settings, name: str | None = None, node_id: str | None 
             actor = cls.options(
                 name=ACTOR_PREFIX + name, namespace=NAMESPACE, lifetime="detached", num_cpus=0, max_concurrency=10000,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+                # Sandboxes outlive their worker (a restarted worker re-attaches them): Ray must not
+                # kill the worker process's children when it exits.
+                runtime_env={"env_vars": {"RAY_kill_child_processes_on_worker_exit": "false"}},
             ).remote(settings.model_dump(mode="json"), name)
             break
         except ValueError as exc:  # the name is taken
