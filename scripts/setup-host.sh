@@ -14,6 +14,8 @@ command -v dockerd >/dev/null || need_pkgs+=(docker.io)
 command -v bwrap >/dev/null || need_pkgs+=(bubblewrap)
 command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
+# PostgreSQL for the cluster tests (they start and stop their own server in a temp dir).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing system packages: ${need_pkgs[*]}"
   apt-get update -qq
@@ -44,7 +46,9 @@ fi
 
 # Install this checkout (editable), also when another checkout of rock is installed.
 installed=$(python3 -c 'import os, rock; print(os.path.realpath(os.path.dirname(rock.__file__)))' 2>/dev/null || true)
-if [ "$installed" != "$(realpath "$here/src/rock")" ] || [ "${ROCK_REINSTALL:-0}" = 1 ]; then
+# (also when a test dependency added since the last install is missing)
+if [ "$installed" != "$(realpath "$here/src/rock")" ] || [ "${ROCK_REINSTALL:-0}" = 1 ] \
+   || ! python3 -c 'import ray, psycopg, psycopg_pool, kubernetes_validate' 2>/dev/null; then
   log "installing the rock package from $here with its test dependencies"
   python3 -m pip install -q -e "$here[test]" 2>&1 | grep -v -e 'Running pip as' -e 'is ignored' -e 'does not provide the extra' || true
   python3 -c 'import rock.agent' || { log "the rock package did not install"; exit 1; }

@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import signal
+import threading
 import time
 
 from rock.cluster.models import Need, NodeInfo, NodeLoad
@@ -89,8 +91,13 @@ class ClusterWorker:
 
         if not ray.is_initialized():
             address = self.settings.cluster
+            # ray.init replaces the SIGTERM handler with sys.exit: keep the server's graceful shutdown.
+            handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
             ray.init(address=None if address in (None, "", "local") else address, namespace=NAMESPACE,
                      logging_level=logging.WARNING, log_to_driver=False, include_dashboard=False)
+            if threading.current_thread() is threading.main_thread():
+                for sig, handler in handlers.items():
+                    signal.signal(sig, handler)
         await self._discover()
         log.info("cluster: %d node(s): %s", len(self.nodes), ", ".join(
             f"{n.name} ({n.info.capacity.describe()})" for n in self.nodes.values()) or "none yet")
