@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.admin.harness import free_port
-from tests.cluster.infra import AdminProc, Postgres, RayCluster
+from tests.cluster.infra import AdminProc, Postgres, ray_cluster
 from tests.conftest import SESSION_ROOT
 
 
@@ -23,13 +23,13 @@ def postgres():
 
 
 class Env:
-    def __init__(self, ray: RayCluster, pg: Postgres, admins: list[AdminProc], proxies: list[AdminProc]):
+    def __init__(self, ray, pg: Postgres, admins: list[AdminProc], proxies: list[AdminProc]):
         self.ray, self.pg, self.admins, self.proxies = ray, pg, admins, proxies
 
 
 @pytest.fixture(scope="module")
 def cluster(postgres):
-    ray = RayCluster(SESSION_ROOT / "ray")
+    ray = ray_cluster(SESSION_ROOT / "ray")
     procs: list[AdminProc] = []
     try:
         ray.start()

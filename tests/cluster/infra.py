@@ -1,7 +1,6 @@
 """Real parts for the cluster tests: a PostgreSQL server, a local multi-node Ray cluster with a
-rock worker on each node, and admin/proxy processes. Each is started on this session's own
-ports and directories and stopped by exactly what started it (never ``ray stop``, which would
-take other people's Ray down too)."""
+rock worker on each node (``rock.cluster.localray``), and admin/proxy processes. Each is started
+on this session's own ports and directories and stopped by exactly what started it."""
 
 from __future__ import annotations
 
@@ -15,6 +14,9 @@ import time
 from pathlib import Path
 
 import httpx
+
+from rock.cluster.localray import LocalRay
+from tests.conftest import SESSION_ROOT
 
 PG_PORT = 18201
 RAY_PORT = 18200
@@ -74,88 +76,17 @@ class Postgres:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-NODES = {  # name -> what its Ray node declares and the labels its worker reports
+NODES = {  # name -> what its Ray node declares and the labels its worker reports (plus node=<name>)
     "n1": {"num_cpus": 4, "memory": 4 << 30, "labels": {"zone": "a", "size": "large"}},
     "n2": {"num_cpus": 2, "memory": 2 << 30, "labels": {"zone": "b"}},
     "n3": {"num_cpus": 2, "memory": 2 << 30, "labels": {"zone": "b"}},
 }
 
 
-class RayCluster:
-    """Several Ray nodes on this machine (``ray.cluster_utils``), each with its own rock worker."""
-
-    def __init__(self, root: Path, port: int = RAY_PORT):
-        self.root, self.port = root, port
-        self.cluster = None
-        self.ray_nodes: dict[str, object] = {}
-        self.address = ""
-
-    def _node_args(self, name: str) -> dict:
-        spec = NODES[name]
-        return {"num_cpus": spec["num_cpus"], "memory": spec["memory"], "object_store_memory": 80 << 20,
-                "temp_dir": str(self.root / "r" / "ray")}
-
-    def start(self) -> "RayCluster":
-        import ray
-        from ray.cluster_utils import Cluster
-
-        (self.root / "r").mkdir(parents=True, exist_ok=True)
-        # Ray writes its "current cluster" file under RAY_TMPDIR: keep it in our directory.
-        os.environ["RAY_TMPDIR"] = str(self.root / "r")
-        head = {**self._node_args("n1"), "gcs_server_port": self.port, "include_dashboard": False,
-                # a dead node is declared dead (and its actor's name freed) within ~2 s
-                "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3,
-                                   "health_check_timeout_ms": 500}}
-        self.cluster = Cluster(initialize_head=True, head_node_args=head)
-        self.ray_nodes["n1"] = self.cluster.head_node
-        for name in ("n2", "n3"):
-            self.ray_nodes[name] = self.cluster.add_node(**self._node_args(name))
-        self.address = self.cluster.address
-        ray.init(address=self.address, namespace="rock", log_to_driver=False, logging_level="WARNING")
-        for name in NODES:
-            self.start_worker(name)
-        return self
-
-    def settings(self, name: str):
-        from rock.config import Settings
-        from tests.admin.harness import share_images
-
-        state = self.root / name
-        state.mkdir(exist_ok=True)
-        share_images(state)
-        return Settings(state_dir=state, backend="bwrap", node_labels={**NODES[name]["labels"], "node": name},
-                        relay_host="127.0.0.1")
-
-    def start_worker(self, name: str) -> dict:
-        from rock.cluster.node import start_node
-
-        return start_node(self.settings(name), name=name, node_id=self.ray_nodes[name].node_id)
-
-    def kill(self, name: str) -> None:
-        """The node dies at once: its raylet and every process of it, our worker included."""
-        self.cluster.remove_node(self.ray_nodes.pop(name), allow_graceful=False)
-
-    def revive(self, name: str) -> dict:
-        """A new Ray node under the old name and state dir: its worker re-attaches what still runs."""
-        self.ray_nodes[name] = self.cluster.add_node(**self._node_args(name))
-        return self.start_worker(name)
-
-    def stop(self) -> None:
-        import ray
-
-        from rock.cluster.node import ACTOR_PREFIX, NAMESPACE
-
-        for name in list(self.ray_nodes):
-            try:
-                actor = ray.get_actor(ACTOR_PREFIX + name, namespace=NAMESPACE)
-                ray.get(actor.shutdown.remote(True), timeout=120)
-                ray.kill(actor)
-            except Exception as exc:  # noqa: BLE001 - report and go on stopping the rest
-                print(f"stopping the worker of {name} failed: {exc}", file=sys.stderr)
-        ray.shutdown()
-        if self.cluster is not None:
-            self.cluster.shutdown()
-        os.environ.pop("RAY_TMPDIR", None)
+def ray_cluster(root: Path) -> LocalRay:
+    images = SESSION_ROOT / "images"  # one unpacked python:3.11 for every node and test admin
+    images.mkdir(exist_ok=True)
+    return LocalRay(root, RAY_PORT, NODES, backend="bwrap", images_dir=images)
 
 
 class AdminProc:
