@@ -92,11 +92,12 @@ def _placements_per_s(ray_cluster) -> tuple[float, int]:
     while time.perf_counter() - t0 < 1.0:
         for _ in range(200):
             node = placement.choose(need, views)
+            if node is None:  # all full: as if those sandboxes were stopped again
+                for v in views:
+                    v.pending = v.pending - v.pending
+                continue
             node.pending = node.pending + need.resources
             n += 1
-        if n % 10000 == 0:  # keep room: as if creates completed and were stopped
-            for v in views:
-                v.pending = v.pending - v.pending
     return n / (time.perf_counter() - t0), n
 
 

@@ -13,8 +13,10 @@ from rock.admin.store import SandboxRecord
 from rock.errors import SandboxNotFound
 
 # ROCK's State enum has no "failed"; such a sandbox is "stopped" with a failed start stage.
-_WIRE_STATE = {"failed": "stopped"}
-_STAGE = {"pending": "running", "running": "success", "stopped": "success", "failed": "failed", "deleted": "success"}
+# "lost" (its node went away; it may come back) is not in it either: "stopped" there, with the reason.
+_WIRE_STATE = {"failed": "stopped", "lost": "stopped"}
+_STAGE = {"pending": "running", "running": "success", "stopped": "success", "failed": "failed", "deleted": "success",
+          "lost": "failed"}
 
 
 class StatusQuery(BaseModel):

@@ -38,6 +38,9 @@ log = logging.getLogger("rock.cluster")
 
 HEARTBEAT_S = 0.5
 HEARTBEAT_TIMEOUT_S = 2.0
+# A reset connection is a dead worker at once; silence is only loss after this many beats in a
+# row (a node busy starting hundreds of sandboxes answers late, and is placed nothing meanwhile).
+HEARTBEAT_MISSES = 3
 DISCOVER_S = 1.0
 BATCH_WINDOW_S = 0.001
 RAY_CALL_TIMEOUT_S = 10.0
@@ -182,13 +185,17 @@ class ClusterWorker:
                 raise AgentGone("no heartbeat connection")
             result, _ = await asyncio.wait_for(control.call("relay.ping"), HEARTBEAT_TIMEOUT_S)
         except asyncio.TimeoutError:
-            self._mark_lost(name, f"no heartbeat for {HEARTBEAT_TIMEOUT_S:g}s")
+            node = self.nodes[name]
+            node.misses += 1
+            if node.misses >= HEARTBEAT_MISSES:
+                self._mark_lost(name, f"no heartbeat for {HEARTBEAT_MISSES * HEARTBEAT_TIMEOUT_S:g}s")
             return
         except AgentGone as exc:
             self._mark_lost(name, f"its worker is unreachable ({exc.message})")
             return
         load = NodeLoad(**result)
         node = self.nodes[name]
+        node.misses = 0
         node.reserved = load.reserved
         node.info.load = load
         if load.version != self._versions.get(name):

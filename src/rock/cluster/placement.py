@@ -17,12 +17,13 @@ from rock.errors import BadRequest
 class NodeView:
     """One node as the admin sees it: its last report plus what this admin has in flight there."""
 
-    __slots__ = ("info", "reserved", "pending", "lost_at", "lost_reason", "seen_at", "images", "pools")
+    __slots__ = ("info", "reserved", "pending", "lost_at", "lost_reason", "seen_at", "images", "pools", "misses")
 
     def __init__(self, info: NodeInfo):
         self.pending = Resources()
         self.lost_at: float | None = None
         self.lost_reason = ""
+        self.misses = 0  # heartbeats in a row that came too late
         self.update(info)
 
     def update(self, info: NodeInfo) -> None:
@@ -93,7 +94,7 @@ class Placement:
         best, best_key = None, None
         r = need.resources
         for node in nodes:
-            if not node.live or not matches(need.selector, node.info.labels):
+            if not node.live or node.misses or not matches(need.selector, node.info.labels):
                 continue
             free = node.free(self.overcommit)
             if not fits(r, free):
