@@ -10,8 +10,8 @@ connect, stats, list), backed by the nodes' worker actors.
   timeout ends.
 - Data path: ``connect`` opens (once per sandbox) a TCP connection to the node's relay; every
   command, file and stream then goes there directly, never through Ray.
-- Node loss: a heartbeat twice a second over a connection to each node's relay; a reset or two
-  seconds of silence marks the node lost, fails its calls at once and tells the listeners (the
+- Node loss: a heartbeat twice a second over a connection to each node's relay; a reset, or three
+  late beats in a row, marks the node lost, fails its calls at once and tells the listeners (the
   sandbox records). Ray's actor list is read every second: a node that comes back is re-attached.
 """
 

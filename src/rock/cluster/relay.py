@@ -5,7 +5,7 @@ frame (``relay.open`` with the node's token and the sandbox id) and then copies 
 
 A second kind of connection (``relay.ping``) is the heartbeat: the admin asks each node twice a
 second for its load; a node whose worker died answers with a reset at once, a node that hangs
-or whose machine went away misses its deadline.
+or whose machine went away misses its deadlines.
 """
 
 from __future__ import annotations
