@@ -14,6 +14,7 @@ Run when asked (``--only cluster``) or in a full run: it holds 1,000 sandboxes a
 from __future__ import annotations
 
 import asyncio
+import collections
 import shutil
 import tempfile
 import time
@@ -31,19 +32,22 @@ NODES = {f"b{i}": {"num_cpus": 64, "memory": 64 << 30, "labels": {"zone": "bench
 BODY = {"cpus": 0.1, "memory": "128m", "auto_clear_seconds": 0}
 
 
-async def _one(client: httpx.AsyncClient, made: list[str]) -> float | None:
+async def _one(client: httpx.AsyncClient, made: list[str], failures: collections.Counter) -> float | None:
     t0 = time.perf_counter()
     try:
         r = await client.post(SANDBOX_API + "/start", json=BODY)
-        r.raise_for_status()
+        if r.status_code != 200:
+            failures[f"start {r.status_code}: {r.json().get('message', '')[:120]}"] += 1
+            return None
         sid = r.json()["result"]["sandbox_id"]
         made.append(sid)
         r = await client.post(SANDBOX_API + "/execute", json={"sandbox_id": sid, "command": "echo hi"})
-        r.raise_for_status()
-        if r.json()["result"]["stdout"] != "hi\n":
+        if r.status_code != 200 or r.json()["result"]["stdout"] != "hi\n":
+            failures[f"execute {r.status_code}: {r.text[:120]}"] += 1
             return None
         return time.perf_counter() - t0
-    except (httpx.HTTPError, KeyError, ValueError):
+    except (httpx.HTTPError, KeyError, ValueError) as exc:
+        failures[f"client: {type(exc).__name__}: {str(exc)[:100]}"] += 1
         return None
 
 
@@ -51,17 +55,19 @@ async def _burst(ctx, url: str, metric: str, backend: str, n: int) -> dict:
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
         warm: list[str] = []
-        await _one(client, warm)  # warm-up: unpack the image, compile, connect
+        failures: collections.Counter = collections.Counter()
+        await _one(client, warm, failures)  # warm-up: unpack the image, compile, connect
+        failures.clear()
         await _stop(client, warm)
         made: list[str] = []
         ctx.progress(f"{metric}: {n} sandboxes at once")
         t0 = time.perf_counter()
-        results = await asyncio.gather(*(_one(client, made) for _ in range(n)))
+        results = await asyncio.gather(*(_one(client, made, failures) for _ in range(n)))
         wall = time.perf_counter() - t0
         ctx.progress(f"{metric}: {sum(r is not None for r in results)}/{n} ready in {wall:.1f}s; stopping them")
         await _stop(client, made)
     ok = [r for r in results if r is not None]
-    return record(metric, backend, ok, attempts=n, wall_s=round(wall, 3))
+    return record(metric, backend, ok, attempts=n, wall_s=round(wall, 3), failures=dict(failures.most_common(5)))
 
 
 async def _stop(client: httpx.AsyncClient, sids: list[str]) -> None:

@@ -168,7 +168,7 @@ async def _connect(address: str, op: str, args: dict, timeout: float) -> tuple[A
     return client, result
 
 
-async def open_agent(address: str, token: str, sandbox_id: str, timeout: float = 5.0) -> AgentClient:
+async def open_agent(address: str, token: str, sandbox_id: str, timeout: float = 30.0) -> AgentClient:
     """An agent client for ``sandbox_id`` through its node's relay."""
     try:
         client, _ = await _connect(address, "relay.open", {"token": token, "sandbox_id": sandbox_id}, timeout)
