@@ -64,6 +64,12 @@ class SandboxSpec(BaseModel):
     max_file_bytes: int | None = None  # no file grows past it (None: the settings' max_file_bytes; 0: no limit)
     env: dict[str, str] = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)
+    # Placement: whole GPUs wanted, disk promised, labels the node must carry (accelerator_type too).
+    gpus: int = 0
+    disk_bytes: int | None = None
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    # The GPUs the node gave this sandbox (its /dev/nvidiaN), set by the worker, not by callers.
+    gpu_ids: list[int] = Field(default_factory=list)
 
 
 class RuntimeHandle(BaseModel):

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from rock.errors import SandboxStartError
 from rock.runtime import cgroups
+from rock.worker.gpus import device_files
 from rock.runtime.base import (
     AGENT_SRC,
     READY_NAME,
@@ -273,6 +274,8 @@ class BwrapRuntime(Runtime):
         # namespaces' kernel settings (the bind's source is the sandbox's new procfs).
         args = ["--bind", str(merged), "/", "--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev",
                 "--tmpfs", "/dev/shm"]
+        for device in device_files(spec.gpu_ids) if spec.gpu_ids else ():
+            args += ["--dev-bind", device, device]  # this sandbox's GPUs and the driver's control files
         if host_root:
             state_dir = os.path.realpath(self.settings.state_dir)
             hidden = [d for d in MASKED if os.path.isdir(d)]

@@ -28,7 +28,7 @@ from typing import Any
 import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-from docker.types import Mount
+from docker.types import DeviceRequest, Mount
 
 from rock.errors import SandboxStartError
 from rock.runtime import cgroups
@@ -150,6 +150,8 @@ class DockerRuntime(Runtime):
             nano_cpus=int(spec.cpus * 1e9) if spec.cpus else None,
             # A real init as pid 1 reaps orphans and forwards signals; the agent stays a plain process.
             init=True,
+            device_requests=[DeviceRequest(device_ids=[str(i) for i in spec.gpu_ids], capabilities=[["gpu"]])]
+            if spec.gpu_ids else None,
         )
         labels = {
             **spec.labels,
