@@ -71,6 +71,25 @@ def test_every_process_sees_three_live_nodes(cluster):
     assert {h["backend"] for h in health} == {"cluster"}
 
 
+def test_cluster_status_command(cluster):
+    import json
+    import subprocess
+    import sys
+
+    def rock(*args: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "rock.cli.main", *args, "cluster", "--url", cluster.proxies[0].url,
+                               "status"], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    data = json.loads(rock("--json"))
+    assert data["mode"] == "cluster" and sorted(n["name"] for n in data["nodes"]) == ["n1", "n2", "n3"]
+    table = rock().splitlines()  # piped: one tab-separated line per node
+    assert table[0].split("\t")[:3] == ["node", "state", "backend"]
+    rows = {line.split("\t")[0]: line.split("\t") for line in table[1:]}
+    assert rows["n1"][1] == "live" and rows["n1"][3].endswith("/4") and "zone=a" in rows["n1"][-1]
+
+
 def test_placement_by_resources_and_labels(cluster):
     admin = cluster.admins[0].url
     made = []

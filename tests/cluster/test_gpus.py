@@ -39,6 +39,10 @@ def test_embedded_admin_refuses_a_gpu_sandbox():
         assert reply.status_code == 400, reply.text
         assert "asks for 1 GPU(s); this machine has 0 (no GPU found" in reply.json()["message"]
         assert httpx.get(admin.url + "/apis/envs/sandbox/v1/sandboxes", timeout=60).json()["result"]["total"] == 0
+        # Without Ray the cluster view is this one machine.
+        view = httpx.get(admin.url + "/apis/envs/sandbox/v1/cluster/status", timeout=60).json()["result"]
+        assert view["mode"] == "embedded" and [n["name"] for n in view["nodes"]] == ["local"]
+        assert view["nodes"][0]["capacity"]["gpus"] == 0 and view["nodes"][0]["backend"] == "bwrap"
     finally:
         admin.stop(stop_sandboxes=True)
 

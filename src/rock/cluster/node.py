@@ -27,6 +27,9 @@ from rock.runtime.base import SandboxSpec
 log = logging.getLogger("rock.cluster.node")
 NAMESPACE = "rock"
 ACTOR_PREFIX = "rock-worker:"
+# Sandboxes started at once on a node: a start does synchronous work on the worker's event loop
+# (spawns, mounts), and hundreds at once starved the relay and the heartbeat on that same loop.
+CREATE_CONCURRENCY = 16
 
 
 class NodeFull(RockError):
@@ -49,6 +52,7 @@ class NodeWorker:
         self.labels: dict[str, str] = dict(self.settings.node_labels)
         self.version = 0
         self._claims: dict[str, Resources] = {}  # sandboxes being created: already counted
+        self._starts = asyncio.Semaphore(CREATE_CONCURRENCY)
 
     async def start(self) -> dict:
         import ray
@@ -127,7 +131,8 @@ class NodeWorker:
             self._claims[sid] = need
             self.version += 1
             try:
-                info = await self.worker.create(spec)
+                async with self._starts:
+                    info = await self.worker.create(spec)
             finally:
                 self._claims.pop(sid, None)
             self.version += 1
