@@ -53,6 +53,9 @@ class SandboxStartRequest(_Compat):
     cpus: float | None = Field(default=None, gt=0, le=1024)
     limit_cpus: float | None = Field(default=None, gt=0, le=1024)
     num_gpus: float | None = None
+    accelerator_type: str | None = None  # a node label a GPU sandbox's node must carry
+    node_selector: dict[str, str] | None = None  # ours: labels the node must carry (cluster)
+    disk: str | None = None  # ours: disk the node must have free for it, e.g. '20g' (cluster placement)
     sandbox_id: SandboxId | None = None
     startup_timeout: float | None = Field(default=None, gt=0)
     auto_clear_time_minutes: int | None = Field(default=None, ge=0)
@@ -68,7 +71,7 @@ class SandboxStartRequest(_Compat):
             raise ValueError("image must be a non-empty image name")
         return v
 
-    @field_validator("memory")
+    @field_validator("memory", "disk")
     @classmethod
     def _memory(cls, v: str | None) -> str | None:
         parse_memory(v)

@@ -15,12 +15,13 @@ from fastapi import FastAPI
 
 from rock.admin import (errors, gem_routes, gym_routes, metrics, routes_data, routes_extra, routes_sandbox,
                         routes_training, routes_ws, ui)
+from rock.cluster import routes as cluster_routes
 from rock.admin.auth import Auth
 from rock.admin.context import PREFIX, Ctx, ok
 from rock.admin.hotpath import HotPath
 from rock.admin.limits import BodyLimit
 from rock.admin.sandboxes import Sandboxes
-from rock.admin.store import Store
+from rock.admin.store import open_store
 from rock.config import Settings
 
 log = logging.getLogger("rock.admin")
@@ -31,11 +32,15 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     ``settings`` and started and closed with the app. Sandboxes keep running when the app stops."""
     settings = settings or Settings.load()
     own_worker = worker is None
-    if worker is None:
+    if worker is None and settings.cluster:
+        from rock.cluster.client import ClusterWorker
+
+        worker = ClusterWorker(settings)
+    elif worker is None:
         from rock.worker.worker import Worker
 
         worker = Worker(settings)
-    store = Store(Path(settings.state_dir) / "admin.db")
+    store = open_store(settings.store_url, Path(settings.state_dir))
     ctx = Ctx(settings=settings, auth=Auth(settings.tokens), sandboxes=Sandboxes(settings, worker, store),
               worker=worker, started_at=time.time())
 
@@ -45,11 +50,12 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
         try:
             if own_worker:
                 await worker.start()
-            if settings.role == "admin":
+            if settings.role == "admin" and not store.shared:
                 await ctx.sandboxes.reconcile()
-                ctx.sandboxes.start_reaper()
-            else:
+            else:  # a proxy, or one of several admins: the lease holder's sweep reconciles
                 await ctx.sandboxes.load()
+            if settings.role == "admin":
+                ctx.sandboxes.start_reaper()
             await gem_routes.startup(app)
             await gym_routes.startup(app)
             if settings.role == "admin":
@@ -69,8 +75,7 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     app = FastAPI(title="ROCK admin", version="0.1.0", lifespan=lifespan)
     app.state.rock = ctx
     errors.install(app)
-    if settings.role == "admin":
-        app.include_router(routes_sandbox.router(ctx), prefix=PREFIX)
+    app.include_router(routes_sandbox.router(ctx, write=settings.role == "admin"), prefix=PREFIX)
     app.include_router(routes_data.router(ctx), prefix=PREFIX)
     app.include_router(routes_extra.router(ctx), prefix=PREFIX)
     app.include_router(routes_ws.router(ctx), prefix=PREFIX)
@@ -78,12 +83,14 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     app.include_router(gym_routes.router)
     if settings.role == "admin":
         app.include_router(routes_training.router)
+    app.include_router(cluster_routes.router(ctx), prefix=PREFIX)
 
     @app.get("/health")
     async def health():
         return ok({"status": "ok", "role": settings.role, "backend": worker.backend_name,
                    "sandboxes": sum(1 for r in ctx.sandboxes.records.values() if r.state == "running"),
-                   "uptime_seconds": round(time.time() - ctx.started_at, 3), "auth": ctx.auth.enabled})
+                   "uptime_seconds": round(time.time() - ctx.started_at, 3), "auth": ctx.auth.enabled,
+                   "reaper": ctx.sandboxes.reaping, "store": "postgresql" if store.shared else "sqlite"})
 
     app.add_middleware(BodyLimit)
     # Added last = outermost: the hot routes (run_in_session, env reset/step) skip every other

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from rock.errors import SandboxStartError
 from rock.runtime import cgroups
+from rock.worker.gpus import device_files
 from rock.runtime.base import (
     AGENT_SRC,
     READY_NAME,
@@ -269,7 +270,12 @@ class BwrapRuntime(Runtime):
                     env: dict[str, str]) -> list[str]:
         """bwrap's options, without the command."""
         host_root = lower == "/"
-        args = ["--bind", str(merged), "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm"]
+        # The sandbox's own /proc/sys read-only, as docker has it: root inside must not tune its
+        # namespaces' kernel settings (the bind's source is the sandbox's new procfs).
+        args = ["--bind", str(merged), "/", "--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev",
+                "--tmpfs", "/dev/shm"]
+        for device in device_files(spec.gpu_ids) if spec.gpu_ids else ():
+            args += ["--dev-bind", device, device]  # this sandbox's GPUs and the driver's control files
         if host_root:
             state_dir = os.path.realpath(self.settings.state_dir)
             hidden = [d for d in MASKED if os.path.isdir(d)]

@@ -213,8 +213,9 @@ class TrainingService:
         self.released[instance_id] = why
         while len(self.released) > 100_000:
             self.released.popitem(last=False)
-        if self.store is not None:
-            self.store.delete_instance(instance_id)  # queued in order; nobody needs to wait for it
+        if self.store is not None:  # nobody needs to wait for it; a failure is only logged
+            task = asyncio.ensure_future(self.store.delete_instance(instance_id))
+            task.add_done_callback(_log_failure)
 
     async def recover(self) -> int:
         """After an admin restart (the env service has recovered its envs first): the stored
@@ -227,7 +228,10 @@ class TrainingService:
             if iid in self.instances:
                 continue
             if row["handle"] not in self.envs.envs:
-                self._forget(iid, "its sandbox was gone when the admin restarted")
+                # A store shared by several admins holds their instances too: only a store of
+                # this admin's own says the sandbox is gone.
+                if not self.store.shared:
+                    self._forget(iid, "its sandbox was gone when the admin restarted")
                 continue
             self.instances[iid] = Instance(iid, row["env_type"], row["task_id"], row["owner"], row["handle"],
                                            created=row["created"])
@@ -269,3 +273,8 @@ class TrainingService:
         if self._reaper is not None:
             self._reaper.cancel()
             await asyncio.gather(self._reaper, return_exceptions=True)
+
+
+def _log_failure(task: asyncio.Future) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("training: a stored instance id could not be deleted (%s)", task.exception())

@@ -107,7 +107,8 @@ class Sandbox(FilesMixin):
         c = self.config
         body = {
             "image": c.image, "image_os": c.image_os, "memory": c.memory, "cpus": c.cpus,
-            "limit_cpus": c.limit_cpus, "num_gpus": c.num_gpus, "sandbox_id": c.sandbox_id,
+            "limit_cpus": c.limit_cpus, "num_gpus": c.num_gpus, "accelerator_type": c.accelerator_type,
+            "sandbox_id": c.sandbox_id,
             "startup_timeout": c.startup_timeout,
             "auto_clear_time_minutes": int(math.ceil(c.auto_clear_seconds / 60)),
             "auto_clear_seconds": c.auto_clear_seconds, "network": c.network, "env": c.env, "wait": True,
