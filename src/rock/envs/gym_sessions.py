@@ -167,6 +167,7 @@ class GymSessions:
             raise
         lease = req.lease or s.gym_lease
         rec.ttl = lease
+        self.envs.start_reaper(deadline_changed=True)  # the lease may be shorter than the reaper's sleep
         info = GymSessionInfo(session_id=rec.handle, sandbox_id=sb.sandbox_id, image=image.tag,
                               contract=result["contract"], lease=lease)
         self.sessions[rec.handle] = info

@@ -48,14 +48,23 @@ class EnvRecord:
 class Lifecycle:
     """Mixed into EnvService: works on its records (envs, by_id, vecs) and its close()."""
 
-    def start_reaper(self) -> None:
+    def start_reaper(self, deadline_changed: bool = False) -> None:
+        """Start the reaper, or (``deadline_changed``: an env with a shorter TTL than any before,
+        a gym session's lease) wake it to sleep again until the new soonest expiry."""
         if self._reaper is None or self._reaper.done():
             self._reaper = asyncio.create_task(self._reap_loop(), name="rock-env-reaper")
+        elif deadline_changed:
+            self._reaper_wake.set()
 
     async def _reap_loop(self) -> None:
         while self.envs or self.by_id:
-            # A timer, not a wait for an event: sleep until the soonest env could expire.
-            await asyncio.sleep(self._next_check())
+            # A timer: sleep until the soonest env could expire, or until told the soonest moved.
+            self._reaper_wake.clear()
+            try:
+                await asyncio.wait_for(self._reaper_wake.wait(), self._next_check())
+                continue
+            except asyncio.TimeoutError:
+                pass
             try:
                 await self.reap()
             except Exception:  # noqa: BLE001 - the reaper must outlive a bad round

@@ -52,6 +52,7 @@ class EnvService(Lifecycle):
         # sandbox_id -> (host socket path, connection): reset/step/batch go straight to the env host
         self.direct: dict[str, tuple[str, HostLink]] = {}
         self._reaper: asyncio.Task | None = None
+        self._reaper_wake = asyncio.Event()
         # family prefix -> async fn(env_id) -> (extra env.make args, place): envs of other families
         self.resolvers: dict[str, Callable[[str], Awaitable[tuple[dict, dict]]]] = {}
 
