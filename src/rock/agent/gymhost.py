@@ -221,6 +221,10 @@ def fit(space, value, where):
     """``value`` as ``space`` takes it, or BadValue saying what is wrong with it."""
     from gymnasium import spaces as S
 
+    if type(value) is int and type(space) is S.Discrete:  # the common case, without numpy round trips
+        if not space.start <= value < space.start + space.n:
+            raise BadValue("%s %d is outside %s" % (where, value, space))
+        return value
     if isinstance(space, (S.Box, S.Discrete, S.MultiDiscrete, S.MultiBinary)):
         arr = _arrays(space, value, (), where)
         return _np.int64(arr) if isinstance(space, S.Discrete) else arr
