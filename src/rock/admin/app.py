@@ -13,8 +13,9 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from rock.admin import (errors, gem_routes, gym_routes, metrics, routes_data, routes_extra, routes_sandbox,
-                        routes_training, routes_ws, ui)
+from rock.admin import (errors, gem_routes, gym_routes, metrics, routes_data, routes_extra, routes_lifecycle,
+                        routes_sandbox, routes_training, routes_ws, ui)
+from rock.admin.lifecycle import Lifecycle
 from rock.admin.auth import Auth
 from rock.admin.context import PREFIX, Ctx, ok
 from rock.admin.hotpath import HotPath
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     store = Store(Path(settings.state_dir) / "admin.db")
     ctx = Ctx(settings=settings, auth=Auth(settings.tokens), sandboxes=Sandboxes(settings, worker, store),
               worker=worker, started_at=time.time())
+    lifecycle = Lifecycle(ctx.sandboxes, settings.auto_delete_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -48,6 +50,7 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
             if settings.role == "admin":
                 await ctx.sandboxes.reconcile()
                 ctx.sandboxes.start_reaper()
+                lifecycle.start()
             else:
                 await ctx.sandboxes.load()
             await gem_routes.startup(app)
@@ -59,6 +62,7 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
             await gym_routes.shutdown(app)
             await routes_training.shutdown(app)
             await gem_routes.shutdown(app)
+            await lifecycle.close()
             await ctx.sandboxes.close()
             if own_worker:
                 await worker.close(stop_sandboxes=False)
@@ -66,9 +70,11 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
 
     app = FastAPI(title="ROCK admin", version="0.1.0", lifespan=lifespan)
     app.state.rock = ctx
+    app.state.lifecycle = lifecycle
     errors.install(app)
     if settings.role == "admin":
         app.include_router(routes_sandbox.router(ctx), prefix=PREFIX)
+        app.include_router(routes_lifecycle.router(ctx, lifecycle), prefix=PREFIX)
     app.include_router(routes_data.router(ctx), prefix=PREFIX)
     app.include_router(routes_extra.router(ctx), prefix=PREFIX)
     app.include_router(routes_ws.router(ctx), prefix=PREFIX)

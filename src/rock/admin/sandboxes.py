@@ -61,6 +61,10 @@ class Sandboxes:
             if record is None or record.state not in LIVE:
                 log.warning("stopping sandbox %s: it has no live record (orphan)", sandbox_id)
                 await self._quiet_stop(sandbox_id)
+        for sandbox_id in self.worker.stopped_ids():  # kept files whose record no longer wants them
+            record = self.records.get(sandbox_id)
+            if record is None or record.state not in ("stopped", "archiving"):
+                await self._quiet_stop(sandbox_id)
 
     async def load(self) -> None:
         """Proxy role: read the shared records and change nothing (the admin role owns writes)."""
@@ -217,8 +221,8 @@ class Sandboxes:
                 was_pending = record.state == "pending"
                 record.stopped_at = time.time()
                 await self._transition(record, "stopped", event)
-                if not was_pending:
-                    await self._quiet_stop(sandbox_id)
+                if not was_pending:  # ROCK's stop keeps the files (restart); delete removes them
+                    await self._quiet_stop(sandbox_id, keep=event != "delete")
                 # a pending create sees the new state and stops what it started
         return record
 
@@ -226,13 +230,14 @@ class Sandboxes:
         record = await self.stop(sandbox_id, owner, event="delete")
         async with self._lock(sandbox_id):
             if record.state != "deleted":
+                await self._quiet_stop(sandbox_id)  # the files a stop kept
                 record.deleted_at = time.time()
                 await self._transition(record, "deleted", "delete")
         return record
 
-    async def _quiet_stop(self, sandbox_id: str) -> None:
+    async def _quiet_stop(self, sandbox_id: str, keep: bool = False) -> None:
         try:
-            await self.worker.stop(sandbox_id)
+            await self.worker.stop(sandbox_id, keep=keep)
         except SandboxNotFound:
             pass
         except Exception:  # noqa: BLE001 - stopping is best effort; the worker reaps leftovers

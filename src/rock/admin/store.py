@@ -19,7 +19,9 @@ from pathlib import Path
 TRANSITIONS = {
     "pending": {"running", "failed", "stopped"},
     "running": {"stopped", "failed"},
-    "stopped": {"deleted", "pending"},
+    "stopped": {"deleted", "pending", "archiving"},  # pending: a restart; archiving: see admin/lifecycle.py
+    "archiving": {"archived", "stopped", "deleted"},
+    "archived": {"deleted", "pending"},
     "failed": {"deleted", "pending", "stopped"},
     "deleted": {"pending"},
 }

@@ -122,6 +122,22 @@ class Runtime(abc.ABC):
     async def stats(self, handle: RuntimeHandle) -> ResourceStats:
         return ResourceStats()
 
+    # -- keeping a sandbox's files across a stop (ROCK's stop / restart / commit) ------------
+
+    keeps_files: ClassVar[bool] = False  # True where suspend/resume/commit are implemented
+
+    async def suspend(self, handle: RuntimeHandle) -> None:
+        """End every process of the sandbox but keep its filesystem for ``resume``."""
+        raise NotImplementedError(f"the {self.name} backend cannot keep a stopped sandbox's files")
+
+    async def resume(self, handle: RuntimeHandle) -> RuntimeHandle:
+        """Start a suspended sandbox again on its kept filesystem; return once its agent is up."""
+        raise NotImplementedError(f"the {self.name} backend cannot restart a stopped sandbox")
+
+    async def commit(self, handle: RuntimeHandle, image_tag: str) -> str:
+        """Save the sandbox's filesystem as the Docker image ``image_tag``; returns the image id."""
+        raise NotImplementedError(f"the {self.name} backend cannot commit a sandbox to an image")
+
     async def start(self) -> None:
         """Prepare, once per worker, what every create needs (off the first create's path)."""
 

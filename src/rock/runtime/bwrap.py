@@ -33,7 +33,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from rock.errors import SandboxStartError
+from rock.errors import BadRequest, SandboxStartError
 from rock.runtime import cgroups
 from rock.runtime.base import (
     AGENT_SRC,
@@ -80,6 +80,7 @@ CAP_NUMBERS = {"CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, 
 
 _libc = ctypes.CDLL(None, use_errno=True)
 MS_PRIVATE = 1 << 18
+MS_RDONLY = 1
 MNT_DETACH = 2
 
 
@@ -123,10 +124,13 @@ class BwrapRuntime(Runtime):
 
     # -- create ---------------------------------------------------------------------------
 
-    async def create(self, spec: SandboxSpec) -> RuntimeHandle:
+    async def create(self, spec: SandboxSpec, kept_lower: str | None = None, resuming: bool = False) -> RuntimeHandle:
+        """``resuming``: a restart over kept files (made over ``kept_lower``), which a failure keeps."""
         t0 = time.perf_counter()
         sid = spec.sandbox_id
         lower, image_env = await self._lower(spec.image)
+        if kept_lower and kept_lower != lower and os.path.isdir(kept_lower):
+            lower = kept_lower  # the tag moved since; the files were written over the old root
         group = cgroups.Cgroup(f"{cgroups.PREFIX}/{self.owner_key}/{sid}")
         if group.pids():
             raise SandboxStartError(f"sandbox {sid} is already running")
@@ -165,7 +169,7 @@ class BwrapRuntime(Runtime):
                                                                "the agent")))
             await fifo.wait(watch, READY_TIMEOUT)
         except BaseException:
-            await self.destroy(handle)
+            await (self.suspend(handle) if resuming else self.destroy(handle))
             raise
         finally:
             fifo.close()
@@ -322,6 +326,52 @@ class BwrapRuntime(Runtime):
         await cgroups.Cgroup(handle.runtime_id).destroy()
         await self._remove_dir(Path(handle.run_dir).parent)
         log.info("sandbox %s destroyed in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
+
+    # -- stop keeping the files, restart, commit ---------------------------------------------
+
+    keeps_files = True
+
+    async def suspend(self, handle: RuntimeHandle) -> None:
+        # The processes and the cgroup go; <sandbox dir>/upper (the sandbox's files) stays.
+        if handle.pid is not None and process_alive(handle.pid, handle.start_time):
+            try:
+                os.killpg(handle.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        await cgroups.Cgroup(handle.runtime_id).destroy()
+        _detach(Path(handle.run_dir).parent / "root")
+
+    async def resume(self, handle: RuntimeHandle) -> RuntimeHandle:
+        t0 = time.perf_counter()
+        new = await self.create(handle.spec, kept_lower=handle.extra.get("image_root"), resuming=True)
+        log.info("sandbox %s restarted in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
+        return new
+
+    async def commit(self, handle: RuntimeHandle, image_tag: str) -> str:
+        lower = handle.extra.get("image_root", "/")
+        if lower == "/":
+            raise BadRequest(f"sandbox {handle.sandbox_id} runs on the host's root filesystem, which cannot become "
+                             "an image; commit a sandbox started from an image")
+        from rock.runtime.docker_images import import_tree
+
+        sandbox_dir = Path(handle.run_dir).parent
+        view = sandbox_dir / "commit-view"
+        view.mkdir(exist_ok=True)
+        # The sandbox's root as it sees it, read-only: its upper layer stacked on its lower one
+        # (whiteouts and opaque directories apply), with no upper of its own.
+        fds = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in (sandbox_dir / "upper", lower)]
+        try:
+            _mount("overlay", str(view), "overlay", MS_RDONLY,
+                   "lowerdir=" + ":".join(f"/proc/self/fd/{fd}" for fd in fds))
+        finally:
+            for fd in fds:
+                os.close(fd)
+        try:
+            return await asyncio.to_thread(import_tree, str(view), image_tag, handle.spec.image,
+                                           (SANDBOX_LIB.split("/")[1],))
+        finally:
+            _detach(view)
+            view.rmdir()
 
     async def _remove_dir(self, sandbox_dir: Path) -> None:
         _detach(sandbox_dir / "root")  # still mounted only if the worker died during a create

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import hashlib
 import logging
@@ -180,6 +181,14 @@ class DockerRuntime(Runtime):
             raise _start_error(exc, "create", config["image"]) from None
         t_created = time.perf_counter()
         handle = RuntimeHandle(sandbox_id=spec.sandbox_id, backend=self.name, runtime_id=cid, run_dir=str(run), spec=spec)
+        await self._boot(handle, run, config["image"], remove_on_failure=True)
+        log.info("sandbox %s ready in %.1f ms (create %.1f ms, container %s)", spec.sandbox_id,
+                 (time.perf_counter() - t0) * 1e3, (t_created - t0) * 1e3, cid[:12])
+        return handle
+
+    async def _boot(self, handle: RuntimeHandle, run: Path, image: str, remove_on_failure: bool) -> None:
+        """Start the container and wait for its agent's ready line (or its death)."""
+        cid = handle.runtime_id
         died = asyncio.ensure_future(self._death_reason(cid, _deaths.watch(cid)))
         try:
             await _call(client().start, cid)
@@ -187,14 +196,40 @@ class DockerRuntime(Runtime):
         except BaseException as exc:
             if isinstance(exc, SandboxStartError) and not died.done():  # timed out: what did it do meanwhile?
                 exc = SandboxStartError(f"{exc.message}; container logs: {await self._logs(cid)}")
-            await self.destroy(handle)
-            raise _start_error(exc, "start", config["image"]) from None
+            if remove_on_failure:
+                await self.destroy(handle)
+            else:  # a failed restart keeps the files: the container goes back to stopped
+                with contextlib.suppress(Exception):
+                    await self.suspend(handle)
+            raise _start_error(exc, "start", image) from None
         finally:
             died.cancel()
             _deaths.unwatch(cid)
-        log.info("sandbox %s ready in %.1f ms (create %.1f ms, container %s)", spec.sandbox_id,
-                 (time.perf_counter() - t0) * 1e3, (t_created - t0) * 1e3, cid[:12])
+
+    # -- stop keeping the files, restart, commit ---------------------------------------------
+
+    keeps_files = True
+
+    async def suspend(self, handle: RuntimeHandle) -> None:
+        # The container and its writable layer stay; its processes end (SIGTERM, then SIGKILL).
+        try:
+            await _call(client().stop, handle.runtime_id, timeout=2)
+        except NotFound:
+            raise SandboxStartError(f"the container of sandbox {handle.sandbox_id} is gone") from None
+
+    async def resume(self, handle: RuntimeHandle) -> RuntimeHandle:
+        t0 = time.perf_counter()
+        run = self.prepare_run_dir(handle.sandbox_id)  # a fresh socket and ready FIFO, same path
+        if not _deaths.running:
+            await _call(_deaths.start)
+        await self._boot(handle, run, handle.spec.image or self.settings.default_image, remove_on_failure=False)
+        log.info("sandbox %s restarted in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
         return handle
+
+    async def commit(self, handle: RuntimeHandle, image_tag: str) -> str:
+        from rock.runtime.docker_images import commit_container
+
+        return await _call(commit_container, handle.runtime_id, image_tag, handle.spec.image or self.settings.default_image)
 
     async def _death_reason(self, cid: str, died: asyncio.Future) -> str:
         code = await died

@@ -61,6 +61,8 @@ class Worker:
         self.records_dir.mkdir(parents=True, exist_ok=True)
         self.host_name = socket.gethostname()
         self._sandboxes: dict[str, Sandbox] = {}
+        # Stopped with their files kept (ROCK's stop): no processes, restartable.
+        self._stopped: dict[str, tuple[RuntimeHandle, SandboxSpec]] = {}
         self._creating: dict[str, asyncio.Task] = {}
         self.pool = WarmPool(self._launch, self._discard)
 
@@ -107,6 +109,8 @@ class Worker:
             raise BadRequest("sandbox_id must be 1-128 characters, without '/' and not starting with '.'")
         if sid in self._sandboxes:
             return self.get(sid)
+        if sid in self._stopped:  # a fresh start under the same id replaces the kept files
+            await self.stop(sid)
         task = self._creating.get(sid)
         if task is None:
             task = self._creating[sid] = asyncio.ensure_future(self._create(spec))
@@ -150,14 +154,62 @@ class Worker:
         client.close()
         await self.runtime.destroy(handle)
 
-    async def stop(self, sandbox_id: str) -> None:
+    async def stop(self, sandbox_id: str, keep: bool = False) -> bool:
+        """End the sandbox. ``keep``: keep its files for ``restart`` where the backend can (returns
+        whether it did); otherwise, and for a sandbox already stopped, remove it for good."""
+        started = time.perf_counter()
         sandbox = self._sandboxes.pop(sandbox_id, None)
         if sandbox is None:
-            raise SandboxNotFound(f"no sandbox {sandbox_id!r} on this worker")
-        started = time.perf_counter()
-        await self._discard(sandbox.handle, sandbox.client)
+            kept = self._stopped.pop(sandbox_id, None)
+            if kept is None:
+                raise SandboxNotFound(f"no sandbox {sandbox_id!r} on this worker")
+            if keep:
+                self._stopped[sandbox_id] = kept
+                return True
+            await self.runtime.destroy(kept[0])
+        elif keep and self.runtime.keeps_files:
+            sandbox.client.close()
+            await self.runtime.suspend(sandbox.handle)
+            self._stopped[sandbox_id] = (sandbox.handle, sandbox.spec)
+            self._save(sandbox, stopped=True)
+            log.info("sandbox %s stopped, files kept (%.1f ms)", sandbox_id, (time.perf_counter() - started) * 1000)
+            return True
+        else:
+            await self._discard(sandbox.handle, sandbox.client)
         self._record_path(sandbox_id).unlink(missing_ok=True)
-        log.info("sandbox %s stopped (%.1f ms)", sandbox_id, (time.perf_counter() - started) * 1000)
+        log.info("sandbox %s removed (%.1f ms)", sandbox_id, (time.perf_counter() - started) * 1000)
+        return False
+
+    async def restart(self, sandbox_id: str) -> SandboxInfo:
+        """Start a stopped sandbox again on its kept files."""
+        kept = self._stopped.pop(sandbox_id, None)
+        if kept is None:
+            raise SandboxNotFound(f"sandbox {sandbox_id!r} has no kept files on this worker to restart from")
+        handle, spec = kept
+        try:
+            handle = await self.runtime.resume(handle)
+            client = await AgentClient.connect(handle.socket_path)
+        except BaseException:
+            self._stopped[sandbox_id] = (handle, spec)
+            raise
+        sandbox = Sandbox(sandbox_id, handle, client, spec)
+        self._save(sandbox)
+        self._sandboxes[sandbox_id] = sandbox
+        return self.get(sandbox_id)
+
+    async def commit(self, sandbox_id: str, image_tag: str) -> str:
+        """Save a running or stopped sandbox's filesystem as a Docker image; returns its id."""
+        sandbox = self._sandboxes.get(sandbox_id)
+        handle = sandbox.handle if sandbox is not None else (self._stopped.get(sandbox_id) or (None,))[0]
+        if handle is None:
+            raise SandboxNotFound(f"no sandbox {sandbox_id!r} on this worker")
+        try:
+            return await self.runtime.commit(handle, image_tag)
+        except NotImplementedError as exc:
+            raise BadRequest(str(exc)) from None
+
+    def stopped_ids(self) -> list[str]:
+        return list(self._stopped)
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -200,15 +252,15 @@ class Worker:
     def _record_path(self, sandbox_id: str) -> Path:
         return self.records_dir / f"{sandbox_id}.json"
 
-    def _save(self, sandbox: Sandbox) -> None:
+    def _save(self, sandbox: Sandbox, stopped: bool = False) -> None:
         data = {"sandbox_id": sandbox.sandbox_id, "spec": sandbox.spec.model_dump(), "handle": sandbox.handle.model_dump(),
-                "warm": sandbox.warm}
+                "warm": sandbox.warm, "stopped": stopped}
         tmp = self._record_path(sandbox.sandbox_id).with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
         os.replace(tmp, self._record_path(sandbox.sandbox_id))
 
     def _known_runtime_ids(self) -> set[str]:
-        return {s.handle.sandbox_id for s in self._sandboxes.values()}
+        return {s.handle.sandbox_id for s in self._sandboxes.values()} | {h.sandbox_id for h, _ in self._stopped.values()}
 
     async def _reattach(self) -> None:
         records = sorted(self.records_dir.glob("*.json"))
@@ -224,6 +276,9 @@ class Worker:
                 return
             if handle.backend != self.backend_name:
                 log.warning("sandbox %s ran on %s, this worker uses %s: leaving it alone", spec.sandbox_id, handle.backend, self.backend_name)
+                return
+            if data.get("stopped"):
+                self._stopped[spec.sandbox_id] = (handle, spec)
                 return
             client = None
             if await self.runtime.alive(handle):

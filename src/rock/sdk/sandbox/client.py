@@ -32,6 +32,7 @@ from rock.sdk.common.exceptions import CommandRockError
 from rock.sdk.sandbox.config import SandboxConfig, SandboxGroupConfig
 from rock.sdk.sandbox.files import FilesMixin
 from rock.sdk.sandbox.http import Http
+from rock.sdk.sandbox.lifecycle import LifecycleMixin
 
 log = logging.getLogger("rock.sdk")
 
@@ -41,7 +42,7 @@ class RunMode:
     NOHUP = "nohup"
 
 
-class Sandbox(FilesMixin):
+class Sandbox(FilesMixin, LifecycleMixin):
     def __init__(self, config: SandboxConfig | None = None):
         self.config = config or SandboxConfig()
         self._url = f"{self.config.base_url.rstrip('/')}/apis/envs/sandbox/v1"
@@ -111,6 +112,7 @@ class Sandbox(FilesMixin):
             "startup_timeout": c.startup_timeout,
             "auto_clear_time_minutes": int(math.ceil(c.auto_clear_seconds / 60)),
             "auto_clear_seconds": c.auto_clear_seconds, "network": c.network, "env": c.env, "wait": True,
+            "auto_archive_seconds": c.auto_archive_seconds, "auto_delete_seconds": c.auto_delete_seconds,
         }
         result = await self._http.post("/start_async", body, timeout=c.startup_timeout + 30)
         self._sandbox_id = result["sandbox_id"]
@@ -138,7 +140,8 @@ class Sandbox(FilesMixin):
         return IsAliveResponse(is_alive=status.is_alive, message=status.host_name or "")
 
     async def stop(self) -> None:
-        """Stop the sandbox (its processes and files are gone). Like ROCK, a failure is only logged."""
+        """Stop the sandbox: its processes end, its files stay for ``restart()`` until ``delete()``
+        (or its ``auto_delete_seconds``). Like ROCK, a failure is only logged."""
         if not self._sandbox_id:
             return
         try:

@@ -57,6 +57,8 @@ class SandboxStartRequest(_Compat):
     startup_timeout: float | None = Field(default=None, gt=0)
     auto_clear_time_minutes: int | None = Field(default=None, ge=0)
     auto_clear_seconds: int | None = Field(default=None, ge=0)  # ours: exact TTL, wins over minutes
+    auto_archive_seconds: int | None = Field(default=None, ge=0)  # after a stop: archive this much later
+    auto_delete_seconds: int | None = Field(default=None, ge=0)  # after a stop: delete this much later
     network: bool = False  # ours: sandboxes have no network unless asked
     env: dict[str, str] | None = None  # ours: environment of every process in the sandbox
     wait: bool | None = None  # ours: on /start_async, reply only once the sandbox is ready
@@ -119,6 +121,18 @@ class SandboxReadFileRequest(ReadFileRequest):
 
 class SandboxWriteFileRequest(WriteFileRequest):
     sandbox_id: SandboxId
+
+
+class RestartRequest(_Compat):
+    sandbox_id: SandboxId
+
+
+class CommitRequest(_Compat):
+    sandbox_id: SandboxId
+    image_tag: str = Field(min_length=1, max_length=512, description="<registry>/<repository>:<tag>; pushed when "
+                           "it names a registry")
+    username: str | None = Field(default=None, description="registry login for the push")
+    password: str | None = None
 
 
 class BatchStatusRequest(_Compat):

@@ -1,0 +1,152 @@
+"""Making images from sandboxes (ROCK's commit and archive) through the Docker engine.
+
+A docker sandbox is committed with the engine's own commit; a bwrap sandbox's root (its
+overlay's upper layer over its lower layer) is streamed as a tar into an import. Either way
+the image gets the configuration of the image the sandbox started from, never the sandbox's
+own (its agent entrypoint, its rock labels and variables), so it runs like any image.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+import time
+
+from docker.errors import APIError, DockerException, ImageNotFound
+
+from rock.errors import BadRequest, SandboxStartError
+from rock.runtime.docker import LABEL, client
+
+log = logging.getLogger("rock.runtime.images")
+
+# Labels a sandbox's container carries; an image made from it must not, or our reaper would
+# take a plain `docker run` of it for a leftover sandbox.
+_OUR_LABELS = (LABEL, "rock.sandbox_id", "rock.owner", "rock.state_dir", "rock.namespace")
+
+
+# Docker's reference grammar (distribution/reference), without digests.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REFERENCE = re.compile(rf"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?$")
+
+
+def split_tag(image_tag: str) -> tuple[str, str]:
+    """'reg:5000/a/b:v1' -> ('reg:5000/a/b', 'v1'); no tag -> 'latest'."""
+    m = _REFERENCE.match(image_tag or "")
+    # A first part without '.', ':' or 'localhost' is a path component, not a registry: lower case only.
+    bad_first = m and not has_registry(image_tag) and image_tag.split("/", 1)[0] != image_tag.split("/", 1)[0].lower()
+    if not m or bad_first or len(image_tag) > 255:
+        raise BadRequest(f"image tag {image_tag!r} is not a valid image name: use '[registry[:port]/]repository[:tag]' "
+                         "with a lower-case repository")
+    name, _, tag = image_tag.rpartition(":")
+    if not name or "/" in tag:
+        return image_tag, "latest"
+    return name, tag
+
+
+def base_config(image: str | None) -> dict:
+    """Entrypoint, Cmd, Env, WorkingDir of the image a sandbox started from ({} if unknown)."""
+    if not image:
+        return {}
+    try:
+        return client().inspect_image(image).get("Config") or {}
+    except (ImageNotFound, DockerException):
+        return {}
+
+
+def _changes(config: dict) -> list[str]:
+    """Dockerfile instructions that give a committed or imported image its base image's config."""
+    import json
+
+    out = [f"ENTRYPOINT {json.dumps(config.get('Entrypoint') or [])}"]
+    if config.get("Cmd") is not None:
+        out.append(f"CMD {json.dumps(config['Cmd'])}")
+    for env in config.get("Env") or []:
+        key, _, value = env.partition("=")
+        out.append(f"ENV {key}={json.dumps(value)}")
+    if config.get("WorkingDir"):
+        out.append(f"WORKDIR {config['WorkingDir']}")
+    out.append("LABEL " + " ".join(f'{k}=""' for k in _OUR_LABELS))
+    return out
+
+
+def commit_container(container_id: str, image_tag: str, base_image: str | None) -> str:
+    repo, tag = split_tag(image_tag)
+    t0 = time.perf_counter()
+    config = base_config(base_image)
+    try:
+        image_id = client().commit(container_id, repository=repo, tag=tag, changes=_changes(config))["Id"]
+        if not config.get("Entrypoint"):
+            image_id = _clear_entrypoint(image_id, image_tag, config)
+    except APIError as exc:
+        raise SandboxStartError(f"docker commit to {image_tag} failed: {exc.explanation or exc}") from None
+    log.info("committed container %s as %s in %.1f s", container_id[:12], image_tag, time.perf_counter() - t0)
+    return image_id
+
+
+def _clear_entrypoint(image_id: str, image_tag: str, config: dict) -> str:
+    """A commit merges an empty ENTRYPOINT with the container's (our agent's); only a build step
+    clears it. It adds no layer, just a new config."""
+    import io
+    import json
+
+    dockerfile = f"FROM {image_id}\nENTRYPOINT []\n"
+    if config.get("Cmd") is not None:
+        dockerfile += f"CMD {json.dumps(config['Cmd'])}\n"
+    for line in client().build(fileobj=io.BytesIO(dockerfile.encode()), tag=image_tag, rm=True, decode=True,
+                               labels={}):
+        if "error" in line:
+            raise SandboxStartError(f"finishing image {image_tag} failed: {line['error']}")
+    return client().inspect_image(image_tag)["Id"]
+
+
+def import_tree(root: str, image_tag: str, base_image: str | None, exclude: tuple[str, ...] = ()) -> str:
+    """Import the directory tree at ``root`` as the image ``image_tag`` (tar streamed, not staged)."""
+    repo, tag = split_tag(image_tag)
+    t0 = time.perf_counter()
+    argv = ["tar", "-C", root, "--numeric-owner", "--xattrs", "-cf", "-"]
+    argv += [f"--exclude=./{p.strip('/')}" for p in exclude] + ["."]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out = client().import_image(src=proc.stdout, repository=repo, tag=tag, changes=_changes(base_config(base_image)),
+                                    stream_src=True)
+    except APIError as exc:
+        raise SandboxStartError(f"docker import to {image_tag} failed: {exc.explanation or exc}") from None
+    finally:
+        proc.stdout.close()
+        err = proc.stderr.read().decode(errors="replace")
+        proc.wait()
+    if proc.returncode not in (0, 1):  # 1: a file changed while read (the sandbox may be running)
+        raise SandboxStartError(f"reading the sandbox's files for {image_tag} failed: {err[-500:]}")
+    image_id = client().inspect_image(image_tag)["Id"]
+    log.info("imported %s as %s (%s) in %.1f s", root, image_tag, image_id[:19], time.perf_counter() - t0)
+    del out
+    return image_id
+
+
+def has_registry(image: str) -> bool:
+    """Whether an image name starts with a registry host (docker's rule: a '.' or ':' or 'localhost')."""
+    first, sep, _ = image.partition("/")
+    return bool(sep) and ("." in first or ":" in first or first == "localhost")
+
+
+def push(image_tag: str, username: str | None, password: str | None) -> None:
+    """Push ``image_tag`` to its registry, logged in when credentials are given."""
+    repo, tag = split_tag(image_tag)
+    auth = {"username": username, "password": password} if username else None
+    registry = repo.split("/", 1)[0]
+    try:
+        for line in client().push(repo, tag=tag, auth_config=auth, stream=True, decode=True):
+            if "error" in line or "errorDetail" in line:
+                reason = (line.get("errorDetail") or {}).get("message") or line.get("error")
+                raise SandboxStartError(f"pushing {image_tag} to registry {registry} failed: {reason}")
+    except APIError as exc:
+        raise SandboxStartError(f"pushing {image_tag} to registry {registry} failed: {exc.explanation or exc}") from None
+    log.info("pushed %s to %s", image_tag, registry)
+
+
+def remove_image(image_tag: str) -> None:
+    try:
+        client().remove_image(image_tag, force=True)
+    except (ImageNotFound, APIError):
+        pass
