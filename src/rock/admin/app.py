@@ -14,7 +14,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from rock.admin import (errors, gem_routes, gym_routes, metrics, routes_data, routes_extra, routes_lifecycle,
-                        routes_sandbox, routes_training, routes_ws, ui)
+                        routes_ports, routes_sandbox, routes_training, routes_ws, ui)
 from rock.admin.lifecycle import Lifecycle
 from rock.admin.auth import Auth
 from rock.admin.context import PREFIX, Ctx, ok
@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     app.include_router(routes_data.router(ctx), prefix=PREFIX)
     app.include_router(routes_extra.router(ctx), prefix=PREFIX)
     app.include_router(routes_ws.router(ctx), prefix=PREFIX)
+    app.include_router(routes_ports.router(ctx), prefix=PREFIX)
     app.include_router(gem_routes.router)
     app.include_router(gym_routes.router)
     if settings.role == "admin":
