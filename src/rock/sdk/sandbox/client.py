@@ -32,7 +32,11 @@ from rock.sdk.common.exceptions import CommandRockError
 from rock.sdk.sandbox.config import SandboxConfig, SandboxGroupConfig
 from rock.sdk.sandbox.files import FilesMixin
 from rock.sdk.sandbox.http import Http
+from rock.sdk.sandbox.file_system import LinuxFileSystem
 from rock.sdk.sandbox.lifecycle import LifecycleMixin
+from rock.sdk.sandbox.network import Network
+from rock.sdk.sandbox.nohup import NohupMixin
+from rock.sdk.sandbox.process import Process
 
 log = logging.getLogger("rock.sdk")
 
@@ -42,7 +46,7 @@ class RunMode:
     NOHUP = "nohup"
 
 
-class Sandbox(FilesMixin, LifecycleMixin):
+class Sandbox(FilesMixin, LifecycleMixin, NohupMixin):
     def __init__(self, config: SandboxConfig | None = None):
         self.config = config or SandboxConfig()
         self._url = f"{self.config.base_url.rstrip('/')}/apis/envs/sandbox/v1"
@@ -50,6 +54,9 @@ class Sandbox(FilesMixin, LifecycleMixin):
         self._host_name: str | None = None
         self._host_ip: str | None = None
         self._http_client: Http | None = None
+        self.fs = LinuxFileSystem(self)
+        self.process = Process(self)
+        self.network = Network(self)
 
     # -- attributes ------------------------------------------------------------------------
 
