@@ -104,13 +104,24 @@ async def test_archive_then_restart_and_timed_transitions(admin):
         assert status.archive_time and status.state == "archived"
         await sandbox.restart()
         assert await sandbox.read_bytes("/root/archived.txt") == b"from the archive"
+        image = status.metadata["archive_image"]
+        assert docker.from_env().api.inspect_image(image)
     finally:
         await sandbox.delete()
+    await until(lambda: _image_gone(image), timeout=30)  # the archive goes with the sandbox
     doomed = Sandbox(config(admin, auto_delete_seconds=0))
     await doomed.start()
     await doomed.stop()
     status = await until(lambda: _state(doomed, "deleted"), timeout=30)
     assert status.state_history[-1].event == "delete"
+
+
+async def _image_gone(image: str) -> bool:
+    try:
+        docker.from_env().api.inspect_image(image)
+    except docker.errors.ImageNotFound:
+        return True
+    return False
 
 
 async def test_archive_needs_a_stopped_sandbox(admin):

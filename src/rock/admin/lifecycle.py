@@ -20,11 +20,12 @@ from datetime import datetime, timezone
 from rock.actions.sandbox import SandboxStartRequest
 from rock.admin.sandboxes import Sandboxes
 from rock.admin.store import SandboxRecord
-from rock.errors import BadRequest, Conflict, RockError, SandboxNotFound, SandboxStartError
+from rock.errors import Conflict, RockError, SandboxNotFound, SandboxStartError
 
 log = logging.getLogger("rock.admin.lifecycle")
 
 ARCHIVE_REPO = "rock-archive"
+DISK_CHECK_EVERY = 60.0  # seconds between measurements of what running sandboxes wrote (their `disk` limit)
 
 
 def _iso(ts: float | None) -> str | None:
@@ -61,6 +62,16 @@ class Lifecycle:
         self.commits: dict[str, dict] = {}  # sandbox_id -> the last commit's status (this process)
         self._tasks: set[asyncio.Task] = set()
         self._loop: asyncio.Task | None = None
+        self._disk_checked = time.monotonic()
+        sandboxes.events.subscribe(self._on_event)
+
+    def _on_event(self, kind: str, record: SandboxRecord, info: dict) -> None:
+        # However a sandbox gets deleted (route, UI, timer, env service), its archive image goes too.
+        image = record.spec.get("archive_image")
+        if kind == "state" and record.state == "deleted" and image:
+            from rock.runtime.docker_images import remove_image
+
+            self._spawn(asyncio.to_thread(remove_image, image), f"unarchive-{record.sandbox_id}")
 
     # -- restart -----------------------------------------------------------------------------
 
@@ -78,7 +89,8 @@ class Lifecycle:
             began = time.perf_counter()
             try:
                 if from_state == "archived":
-                    spec = svc._spec(record, SandboxStartRequest.model_validate(record.spec))
+                    known = {k: v for k, v in record.spec.items() if k in SandboxStartRequest.model_fields}
+                    spec = svc._spec(record, SandboxStartRequest.model_validate(known))
                     info = await self.worker.create(spec.model_copy(update={"image": record.spec["archive_image"]}))
                 else:
                     info = await self.worker.restart(sandbox_id)
@@ -198,6 +210,9 @@ class Lifecycle:
             try:
                 await asyncio.sleep(self._next_check())
                 await self.transition_due()
+                if time.monotonic() - self._disk_checked >= DISK_CHECK_EVERY:
+                    self._disk_checked = time.monotonic()
+                    await self.check_disk()
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the loop must outlive a bad round
@@ -222,21 +237,26 @@ class Lifecycle:
             if target == "archived":
                 await self.archive(record.sandbox_id, record.owner)
             else:
-                await self.delete(record.sandbox_id, record.owner)
+                await self.svc.delete(record.sandbox_id, record.owner)
 
-    async def delete(self, sandbox_id: str, owner: str | None) -> None:
-        """Delete, and drop the archive image of an archived sandbox."""
-        record = self.svc.get(sandbox_id, owner)
-        image = record.spec.get("archive_image") if record.state == "archived" else None
-        await self.svc.delete(sandbox_id, owner)
-        if image:
-            from rock.runtime.docker_images import remove_image
+    async def check_disk(self) -> list[str]:
+        """Stop (files kept) every running sandbox that wrote more than its ``disk`` limit."""
+        from rock.actions.sandbox import parse_memory
 
-            await asyncio.to_thread(remove_image, image)
-
-
-def check_start_request(req: SandboxStartRequest) -> None:
-    if req.auto_archive_seconds is not None and req.auto_delete_seconds is not None:
-        # ROCK resolves this by ignoring auto_delete_seconds; say so instead of doing it silently.
-        raise BadRequest("auto_archive_seconds and auto_delete_seconds are exclusive: a stopped sandbox is either "
-                         "archived after a while or deleted after a while; set one")
+        stopped = []
+        for record in list(self.svc.records.values()):
+            limit = parse_memory(record.spec.get("disk")) if record.state == "running" else None
+            if not limit:
+                continue
+            try:
+                used = await self.worker.disk_usage(record.sandbox_id)
+            except RockError:
+                continue
+            if used is not None and used > limit:
+                reason = (f"disk limit exceeded: the sandbox wrote {used / 2**20:.1f} MiB, its disk limit is "
+                          f"{record.spec['disk']}; stopped with its files kept")
+                log.warning("sandbox %s: %s", record.sandbox_id, reason)
+                record.failure_reason = reason
+                await self.svc.stop(record.sandbox_id, record.owner, event="disk_limit")
+                stopped.append(record.sandbox_id)
+        return stopped

@@ -9,7 +9,8 @@ from starlette.requests import Request
 from rock.actions.sandbox import BatchStatusRequest, SandboxIdRequest, SandboxStartRequest
 from rock.admin import gem_routes
 from rock.admin.context import Ctx, iso, ok, parse, query
-from rock.admin.lifecycle import check_start_request, transition_deadline
+from rock.admin.lifecycle import transition_deadline
+from rock.admin.start_checks import check_start_request
 from rock.admin.store import SandboxRecord
 from rock.errors import SandboxNotFound
 
@@ -81,7 +82,7 @@ def router(ctx: Ctx) -> APIRouter:
 
     async def _start(request: Request, default_wait: bool):
         req = await parse(request, SandboxStartRequest)
-        check_start_request(req)
+        check_start_request(req, ctx.worker.backend_name)
         wait = default_wait if req.wait is None else req.wait
         record = await svc.start(req, ctx.owner(request), _meta(request), wait=wait)
         return ok(start_result(record))

@@ -12,6 +12,7 @@ import time
 import uuid
 
 from rock.actions.sandbox import SandboxStartRequest, parse_memory
+from rock.admin import start_checks
 from rock.admin.commands import CommandLog
 from rock.admin.events import Events
 from rock.admin.store import LIVE, TRANSITIONS, SandboxRecord, Store
@@ -180,6 +181,7 @@ class Sandboxes:
             sandbox_id=record.sandbox_id, image=record.image,
             memory_bytes=parse_memory(req.memory), cpus=req.limit_cpus or req.cpus,
             pids_limit=self.settings.pids_limit, network=req.network, env=req.env or {}, labels=labels,
+            **start_checks.spec_extras(req),
         )
 
     async def _create(self, record: SandboxRecord, req: SandboxStartRequest) -> None:

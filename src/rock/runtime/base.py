@@ -58,6 +58,11 @@ class SandboxSpec(BaseModel):
     network: bool = False
     env: dict[str, str] = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)
+    pull_policy: str = "missing"  # missing | always | never: when to pull the image (engine-backed images)
+    # Registry login for the pull; never persisted with the rest of the spec.
+    registry_auth: dict[str, str] | None = Field(default=None, exclude=True)
+    gpus: int = 0  # GPUs to pass through (docker backend, where the machine has them)
+    runtime: str | None = None  # an engine runtime other than the default (e.g. kata)
 
 
 class RuntimeHandle(BaseModel):
@@ -133,6 +138,10 @@ class Runtime(abc.ABC):
     async def resume(self, handle: RuntimeHandle) -> RuntimeHandle:
         """Start a suspended sandbox again on its kept filesystem; return once its agent is up."""
         raise NotImplementedError(f"the {self.name} backend cannot restart a stopped sandbox")
+
+    async def disk_usage(self, handle: RuntimeHandle) -> int | None:
+        """Bytes the sandbox has written to its filesystem (None where the backend cannot tell)."""
+        return None
 
     async def commit(self, handle: RuntimeHandle, image_tag: str) -> str:
         """Save the sandbox's filesystem as the Docker image ``image_tag``; returns the image id."""

@@ -128,7 +128,9 @@ class BwrapRuntime(Runtime):
         """``resuming``: a restart over kept files (made over ``kept_lower``), which a failure keeps."""
         t0 = time.perf_counter()
         sid = spec.sandbox_id
-        lower, image_env = await self._lower(spec.image)
+        if spec.gpus or spec.runtime:
+            raise SandboxStartError("GPUs and engine runtimes (kata) need the docker backend; this one is bwrap")
+        lower, image_env = await self._lower(spec)
         if kept_lower and kept_lower != lower and os.path.isdir(kept_lower):
             lower = kept_lower  # the tag moved since; the files were written over the old root
         group = cgroups.Cgroup(f"{cgroups.PREFIX}/{self.owner_key}/{sid}")
@@ -237,14 +239,19 @@ class BwrapRuntime(Runtime):
         if self.zygote is not None:
             await self.zygote.close()
 
-    async def _lower(self, image: str | None) -> tuple[str, dict[str, str]]:
+    async def _lower(self, spec: SandboxSpec) -> tuple[str, dict[str, str]]:
         """The overlay's lower layer and the image's environment (``/`` means the host root)."""
+        image = spec.image
         if not image:
             return "/", {}
         if os.path.isdir(image):
             return os.path.realpath(image), {}
         from rock.runtime.docker import image_rootfs  # the docker SDK only when an image is asked for
+        from rock.runtime.docker_images import ensure_image
 
+        if not os.path.isfile(image):  # an image name: the engine gets it as the docker backend would
+            auth = spec.registry_auth or {}
+            await asyncio.to_thread(ensure_image, image, spec.pull_policy, auth.get("username"), auth.get("password"))
         root, env = await image_rootfs(image, Path(self.settings.state_dir) / "images")
         return str(root), env
 
@@ -347,6 +354,9 @@ class BwrapRuntime(Runtime):
         log.info("sandbox %s restarted in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
         return new
 
+    async def disk_usage(self, handle: RuntimeHandle) -> int | None:
+        return await asyncio.to_thread(_tree_size, Path(handle.run_dir).parent / "upper")
+
     async def commit(self, handle: RuntimeHandle, image_tag: str) -> str:
         lower = handle.extra.get("image_root", "/")
         if lower == "/":
@@ -436,6 +446,23 @@ async def _child_pid(info_fd: int, died: asyncio.Future) -> int:
         return got.result()["child-pid"]
     reason = died.result() if died.done() else f"got {bytes(buf)!r}"
     raise SandboxStartError(f"bwrap did not report its sandbox's first process: {reason}")
+
+
+def _tree_size(root: Path) -> int:
+    """Bytes of the regular files under ``root`` (blocks actually used, so sparse files count less)."""
+    total, stack = 0, [str(root)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    st = entry.stat(follow_symlinks=False)
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    else:
+                        total += st.st_blocks * 512
+        except OSError:
+            continue
+    return total
 
 
 def image_python(upper: Path, lower: str, path: str) -> str | None:

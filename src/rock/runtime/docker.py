@@ -148,6 +148,8 @@ class DockerRuntime(Runtime):
             nano_cpus=int(spec.cpus * 1e9) if spec.cpus else None,
             # A real init as pid 1 reaps orphans and forwards signals; the agent stays a plain process.
             init=True,
+            runtime=spec.runtime,
+            device_requests=[docker.types.DeviceRequest(count=spec.gpus, capabilities=[["gpu"]])] if spec.gpus else None,
         )
         labels = {
             **spec.labels,
@@ -173,6 +175,10 @@ class DockerRuntime(Runtime):
         run = self.prepare_run_dir(spec.sandbox_id)
         config = self._config(spec, str(run))
         try:
+            from rock.runtime.docker_images import ensure_image
+
+            auth = spec.registry_auth or {}
+            await _call(ensure_image, config["image"], spec.pull_policy, auth.get("username"), auth.get("password"))
             if not _deaths.running:
                 await _call(_deaths.start)
             cid = (await _call(client().create_container, **config))["Id"]
@@ -225,6 +231,10 @@ class DockerRuntime(Runtime):
         await self._boot(handle, run, handle.spec.image or self.settings.default_image, remove_on_failure=False)
         log.info("sandbox %s restarted in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
         return handle
+
+    async def disk_usage(self, handle: RuntimeHandle) -> int | None:
+        found = await _call(client().containers, all=True, size=True, filters={"id": handle.runtime_id})
+        return found[0].get("SizeRw") if found else None
 
     async def commit(self, handle: RuntimeHandle, image_tag: str) -> str:
         from rock.runtime.docker_images import commit_container

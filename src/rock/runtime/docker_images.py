@@ -150,3 +150,73 @@ def remove_image(image_tag: str) -> None:
         client().remove_image(image_tag, force=True)
     except (ImageNotFound, APIError):
         pass
+
+
+# -- getting images: pull policy, registry logins, progress --------------------------------------
+
+PULL_POLICIES = ("missing", "always", "never")
+PROGRESS_EVERY = 2.0  # seconds between progress lines of one pull
+
+
+def registry_of(image: str) -> str:
+    return image.split("/", 1)[0] if has_registry(image) else "docker.io"
+
+
+def present(image: str) -> bool:
+    try:
+        client().inspect_image(image)
+        return True
+    except ImageNotFound:
+        return False
+
+
+def ensure_image(image: str, policy: str = "missing", username: str | None = None, password: str | None = None) -> None:
+    """Make ``image`` present in the engine as ``policy`` says: ``missing`` pulls only when it is
+    not there, ``always`` pulls every time, ``never`` only checks."""
+    if policy not in PULL_POLICIES:
+        raise BadRequest(f"pull_policy must be one of {', '.join(PULL_POLICIES)}, not {policy!r}")
+    if policy == "always" or not present(image):
+        if policy == "never":
+            raise SandboxStartError(f"image {image} is not in the local Docker engine and pull_policy is 'never'")
+        pull(image, username, password)
+
+
+def pull(image: str, username: str | None = None, password: str | None = None) -> None:
+    """Pull through the engine, logging progress; a failure names the registry and the reason."""
+    repo, tag = split_pull_ref(image)
+    registry = registry_of(image)
+    auth = {"username": username, "password": password, "serveraddress": registry} if username else None
+    t0 = last = time.perf_counter()
+    layers: dict[str, tuple[int, int]] = {}  # layer id -> (bytes done, bytes total)
+    done: set[str] = set()
+    log.info("pulling %s from %s%s", image, registry, " (logged in as %s)" % username if username else "")
+    try:
+        for line in client().pull(repo, tag=tag, stream=True, decode=True, auth_config=auth):
+            if "error" in line or "errorDetail" in line:
+                reason = (line.get("errorDetail") or {}).get("message") or line.get("error")
+                raise SandboxStartError(f"pulling {image} from registry {registry} failed: {reason}")
+            layer, status = line.get("id"), line.get("status", "")
+            detail = line.get("progressDetail") or {}
+            if layer and detail.get("total"):
+                layers[layer] = (detail.get("current", 0), detail["total"])
+            if layer and status in ("Pull complete", "Already exists"):
+                done.add(layer)
+            if time.perf_counter() - last >= PROGRESS_EVERY:
+                last = time.perf_counter()
+                got, total = sum(c for c, _ in layers.values()), sum(t for _, t in layers.values())
+                log.info("pulling %s: %d layers done, %.1f of %.1f MiB", image, len(done), got / 2**20, total / 2**20)
+    except APIError as exc:
+        raise SandboxStartError(f"pulling {image} from registry {registry} failed: {exc.explanation or exc}") from None
+    except DockerException as exc:
+        raise SandboxStartError(f"pulling {image} from registry {registry} failed: {exc}") from None
+    log.info("pulled %s (%d layers) in %.1f s", image, len(done), time.perf_counter() - t0)
+
+
+def split_pull_ref(image: str) -> tuple[str, str | None]:
+    """A pull reference: 'name:tag' -> (name, tag); 'name@sha256:..' -> (name@digest, None)."""
+    if "@" in image:
+        return image, None
+    name, _, tag = image.rpartition(":")
+    if not name or "/" in tag:
+        return image, "latest"
+    return name, tag

@@ -208,6 +208,9 @@ class Worker:
         except NotImplementedError as exc:
             raise BadRequest(str(exc)) from None
 
+    async def disk_usage(self, sandbox_id: str) -> int | None:
+        return await self.runtime.disk_usage(self._get(sandbox_id).handle)
+
     def stopped_ids(self) -> list[str]:
         return list(self._stopped)
 

@@ -120,6 +120,9 @@ class Sandbox(FilesMixin, LifecycleMixin, NohupMixin):
             "auto_clear_time_minutes": int(math.ceil(c.auto_clear_seconds / 60)),
             "auto_clear_seconds": c.auto_clear_seconds, "network": c.network, "env": c.env, "wait": True,
             "auto_archive_seconds": c.auto_archive_seconds, "auto_delete_seconds": c.auto_delete_seconds,
+            "accelerator_type": c.accelerator_type, "disk": c.disk, "use_kata_runtime": c.use_kata_runtime,
+            "registry_username": c.registry_username, "registry_password": c.registry_password,
+            "pull_policy": c.pull_policy,
         }
         result = await self._http.post("/start_async", body, timeout=c.startup_timeout + 30)
         self._sandbox_id = result["sandbox_id"]

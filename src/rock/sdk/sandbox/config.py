@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -47,6 +49,7 @@ class SandboxConfig(BaseConfig):
     auto_delete_seconds: int | None = None
     disk: str | None = "50G"
     # ours
+    pull_policy: Literal["missing", "always", "never"] = "missing"  # when the server pulls `image`
     network: bool = False
     env: dict[str, str] | None = None
     request_timeout: float | None = Field(default=None, description="read timeout of one request; None = none")
