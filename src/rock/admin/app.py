@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from rock.admin import (errors, gem_routes, gym_routes, metrics, routes_data, routes_extra, routes_lifecycle,
+from rock.admin import (errors, gem_routes, gym_routes, metrics, routes_data, routes_extra, routes_images, routes_lifecycle,
                         routes_ports, routes_sandbox, routes_training, routes_ws, ui)
 from rock.admin.lifecycle import Lifecycle
 from rock.admin.auth import Auth
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     if settings.role == "admin":
         app.include_router(routes_sandbox.router(ctx), prefix=PREFIX)
         app.include_router(routes_lifecycle.router(ctx, lifecycle), prefix=PREFIX)
+        app.include_router(routes_images.router(ctx), prefix=PREFIX)
     app.include_router(routes_data.router(ctx), prefix=PREFIX)
     app.include_router(routes_extra.router(ctx), prefix=PREFIX)
     app.include_router(routes_ws.router(ctx), prefix=PREFIX)

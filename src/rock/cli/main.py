@@ -7,7 +7,7 @@ import importlib
 import importlib.util
 import sys
 
-from rock.cli import admin, job, sandbox
+from rock.cli import admin, image, job, sandbox
 from rock.cli.output import Out
 from rock.errors import RockError
 
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     admin.add_parser(sub)
     sandbox.add_parser(sub)
+    image.add_parser(sub)
     job.add_parser(sub)
     # `rock envs` lives in its own module (issue 4); register it when it is there.
     if importlib.util.find_spec("rock.cli.envs") is not None:

@@ -8,6 +8,7 @@ own (its agent entrypoint, its rock labels and variables), so it runs like any i
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import subprocess
@@ -89,15 +90,47 @@ def _clear_entrypoint(image_id: str, image_tag: str, config: dict) -> str:
     clears it. It adds no layer, just a new config."""
     import io
     import json
+    import tarfile
 
     dockerfile = f"FROM {image_id}\nENTRYPOINT []\n"
     if config.get("Cmd") is not None:
         dockerfile += f"CMD {json.dumps(config['Cmd'])}\n"
-    for line in client().build(fileobj=io.BytesIO(dockerfile.encode()), tag=image_tag, rm=True, decode=True,
-                               labels={}):
-        if "error" in line:
-            raise SandboxStartError(f"finishing image {image_tag} failed: {line['error']}")
-    return client().inspect_image(image_tag)["Id"]
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile.encode()))
+    context.seek(0)
+    return build_image(context, image_tag)
+
+
+@functools.cache
+def _build_client():
+    # A build step may print nothing for a long time (a large COPY, a quiet RUN): no 120 s read limit.
+    import docker
+
+    return docker.from_env(version="auto", timeout=3600).api
+
+
+def build_image(context, tag: str, dockerfile: str = "Dockerfile", labels: dict | None = None,
+                limits: dict | None = None, say=None) -> str:
+    """``docker build`` of a build context (a tar stream) as ``tag``; each step goes to ``say`` (or
+    the log). Returns the image id; a failure raises SandboxStartError with the builder's words."""
+    say = say or (lambda text: log.info("building %s: %s", tag, text))
+    t0 = time.perf_counter()
+    try:
+        for chunk in _build_client().build(fileobj=context, custom_context=True, tag=tag, dockerfile=dockerfile,
+                                    labels=labels, rm=True, forcerm=True, decode=True, container_limits=limits):
+            if "error" in chunk:
+                raise SandboxStartError(f"docker build of {tag} failed: {chunk['error'].strip()}")
+            text = (chunk.get("stream") or "").strip()
+            if text.startswith("Step "):
+                say(text)
+    except APIError as exc:
+        raise SandboxStartError(f"docker build of {tag} failed: {exc.explanation or exc}") from None
+    image_id = client().inspect_image(tag)["Id"]
+    log.info("built %s (%s) in %.1f s", tag, image_id[:19], time.perf_counter() - t0)
+    return image_id
 
 
 def import_tree(root: str, image_tag: str, base_image: str | None, exclude: tuple[str, ...] = ()) -> str:

@@ -113,8 +113,13 @@ class Sandbox(FilesMixin, LifecycleMixin, NohupMixin):
     async def start(self) -> None:
         """Create the sandbox; returns once it can run commands (raises with the reason otherwise)."""
         c = self.config
+        image = c.image
+        if c.dockerfile is not None or c.build_context is not None:
+            from rock.sdk.sandbox.images import build
+
+            image = (await build(self._http, c.build_context, c.dockerfile))["image"]
         body = {
-            "image": c.image, "image_os": c.image_os, "memory": c.memory, "cpus": c.cpus,
+            "image": image, "image_os": c.image_os, "memory": c.memory, "cpus": c.cpus,
             "limit_cpus": c.limit_cpus, "num_gpus": c.num_gpus, "sandbox_id": c.sandbox_id,
             "startup_timeout": c.startup_timeout,
             "auto_clear_time_minutes": int(math.ceil(c.auto_clear_seconds / 60)),
