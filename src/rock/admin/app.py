@@ -6,6 +6,7 @@ files, streams) against the shared state, for read/write separation.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -27,6 +28,18 @@ from rock.config import Settings
 log = logging.getLogger("rock.admin")
 
 
+async def _warm_up(images: list[str]) -> None:
+    """ROCK's warmup.images: have them in the engine before the first sandbox asks (missing ones pulled)."""
+    from rock.runtime.docker_images import ensure_image
+
+    for image in images:
+        try:
+            await asyncio.to_thread(ensure_image, image)
+            log.info("warmup: image %s is ready", image)
+        except Exception as exc:  # noqa: BLE001 - a warmup failure is reported, the admin serves on
+            log.warning("warmup: image %s: %s", image, getattr(exc, "message", None) or exc)
+
+
 def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     """Build the app. ``worker`` may be passed in (tests, embedding); otherwise one is made from
     ``settings`` and started and closed with the app. Sandboxes keep running when the app stops."""
@@ -43,6 +56,7 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        warmup = None
         await store.open()
         try:
             if own_worker:
@@ -51,6 +65,8 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
                 await ctx.sandboxes.reconcile()
                 ctx.sandboxes.start_reaper()
                 lifecycle.start()
+                if settings.warmup_images:
+                    warmup = asyncio.create_task(_warm_up(settings.warmup_images), name="rock-warmup")
             else:
                 await ctx.sandboxes.load()
             await gem_routes.startup(app)
@@ -59,6 +75,8 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
                      settings.state_dir)
             yield
         finally:
+            if warmup is not None:
+                warmup.cancel()
             await gym_routes.shutdown(app)
             await routes_training.shutdown(app)
             await gem_routes.shutdown(app)

@@ -38,7 +38,7 @@ TargetHeader = Query(default=None, ge=1, le=65535, description="the port inside 
 
 def router(ctx: Ctx) -> APIRouter:
     api = APIRouter()
-    read_timeout = 300.0
+    read_timeout = ctx.settings.proxy_timeout
 
     async def _http(request: Request, sandbox_id: str, path: str) -> Response:
         port, rest = ports.resolve_target(request.headers, request.query_params.get("rock_target_port"), path)

@@ -82,7 +82,7 @@ def router(ctx: Ctx) -> APIRouter:
 
     async def _start(request: Request, default_wait: bool):
         req = await parse(request, SandboxStartRequest)
-        check_start_request(req, ctx.worker.backend_name)
+        check_start_request(req, ctx.worker.backend_name, ctx.settings)
         wait = default_wait if req.wait is None else req.wait
         record = await svc.start(req, ctx.owner(request), _meta(request), wait=wait)
         return ok(start_result(record))

@@ -22,8 +22,6 @@ from rock.runtime.base import SandboxSpec
 
 log = logging.getLogger("rock.admin")
 
-DEFAULT_TTL = 300
-DEFAULT_STARTUP_TIMEOUT = 180.0
 
 
 class Sandboxes:
@@ -164,7 +162,7 @@ class Sandboxes:
             experiment_id=meta.get("experiment_id"), cluster=meta.get("cluster"),
             image=req.image or self.settings.default_image,
             cpus=req.cpus, memory=req.memory,
-            auto_clear_seconds=DEFAULT_TTL if ttl is None else ttl,
+            auto_clear_seconds=self.settings.default_auto_clear_seconds if ttl is None else ttl,
             spec=req.model_dump(exclude_none=True, exclude={"wait"}),
         )
         self.records[sandbox_id] = record
@@ -185,7 +183,7 @@ class Sandboxes:
         )
 
     async def _create(self, record: SandboxRecord, req: SandboxStartRequest) -> None:
-        timeout = req.startup_timeout or DEFAULT_STARTUP_TIMEOUT
+        timeout = req.startup_timeout or self.settings.default_startup_timeout
         began, timed_out = time.perf_counter(), False
         try:
             try:

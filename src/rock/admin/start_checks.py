@@ -34,7 +34,9 @@ def kata_runtime() -> str | None:
     return next((name for name in _engine_runtimes() if "kata" in name), None)
 
 
-def check_start_request(req: SandboxStartRequest, backend: str) -> None:
+def check_start_request(req: SandboxStartRequest, backend: str, settings=None) -> None:
+    if settings is not None:
+        _check_limits(req, settings)
     if req.image_os.strip().lower() != "linux":
         raise BadRequest(f"image_os={req.image_os!r}: this server runs Linux sandboxes only")
     gpus = req.num_gpus or 0
@@ -62,6 +64,18 @@ def check_start_request(req: SandboxStartRequest, backend: str) -> None:
     if req.image and os.path.isdir(req.image) and backend == "docker":
         raise BadRequest(f"image {req.image!r} is a directory: a root filesystem directory is a bwrap image; "
                          "the docker backend needs an image name")
+
+
+def _check_limits(req: SandboxStartRequest, settings) -> None:
+    """ROCK's max_allowed_spec: what one sandbox may ask for on this admin."""
+    from rock.actions.sandbox import parse_memory
+
+    cpus = req.limit_cpus or req.cpus
+    if settings.max_cpus is not None and cpus is not None and cpus > settings.max_cpus:
+        raise BadRequest(f"cpus={cpus:g}: this admin allows at most {settings.max_cpus:g} cpus per sandbox")
+    most = parse_memory(settings.max_memory)
+    if most is not None and req.memory and parse_memory(req.memory) > most:
+        raise BadRequest(f"memory={req.memory}: this admin allows at most {settings.max_memory} per sandbox")
 
 
 def spec_extras(req: SandboxStartRequest) -> dict:

@@ -25,7 +25,7 @@ def cmd_build(args, out: Out) -> int:
     from rock.sdk.sandbox.images import build
 
     async def go():
-        headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+        headers = {**args.extra_headers, **({"Authorization": f"Bearer {args.token}"} if args.token else {})}
         http = Http(args.url, headers, None)
         try:
             return await build(http, args.context, tag=args.tag, dockerfile_name=args.dockerfile)
