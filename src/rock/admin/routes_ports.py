@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Header, Path, Query
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.websockets import WebSocket
@@ -31,9 +31,12 @@ PROXY_DOC = dict(
                101: {"description": "WebSocket upgrade: messages are carried both ways"}, **ERRORS},
     summary="Forward an HTTP request (or a WebSocket) to a port inside the sandbox",
     tags=["ports"],
+    openapi_extra={"requestBody": {"required": False, "description": "passed to the server as it is",
+                                   "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}},
 )
-TargetHeader = Query(default=None, ge=1, le=65535, description="the port inside the sandbox (or send the "
-                     "X-ROCK-Target-Port header, or start the path with port/<n>/)")
+TargetQuery = Query(default=None, description="the port inside the sandbox (or send the X-ROCK-Target-Port "
+                    "header, or start the path with port/<n>/)")
+TargetHeader = Header(default=None, alias="X-ROCK-Target-Port", description="the port inside the sandbox")
 
 
 def router(ctx: Ctx) -> APIRouter:
@@ -68,15 +71,18 @@ def router(ctx: Ctx) -> APIRouter:
         response.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in out]
         return response
 
-    @api.api_route("/sandboxes/{sandbox_id}/proxy", methods=METHODS, **PROXY_DOC)
+    async def proxy(request: Request, sandbox_id: str = Path(min_length=1), path: str = Path(),
+                    rock_target_port: int | None = TargetQuery, x_rock_target_port: str | None = TargetHeader):
+        return await _http(request, sandbox_id, path)
+
     async def proxy_root(request: Request, sandbox_id: str = Path(min_length=1),
-                         rock_target_port: int | None = TargetHeader):
+                         rock_target_port: int | None = TargetQuery, x_rock_target_port: str | None = TargetHeader):
         return await _http(request, sandbox_id, "")
 
-    @api.api_route("/sandboxes/{sandbox_id}/proxy/{path:path}", methods=METHODS, **PROXY_DOC)
-    async def proxy(request: Request, sandbox_id: str = Path(min_length=1), path: str = Path(),
-                    rock_target_port: int | None = TargetHeader):
-        return await _http(request, sandbox_id, path)
+    for method in METHODS:  # one route per method: each gets its own operation id in the schema
+        for suffix, endpoint in (("", proxy_root), ("/{path:path}", proxy)):
+            api.add_api_route(f"/sandboxes/{{sandbox_id}}/proxy{suffix}", endpoint, methods=[method],
+                              operation_id=f"proxy{'_path' if suffix else ''}_{method.lower()}", **PROXY_DOC)
 
     async def _ws(ws: WebSocket, sandbox_id: str, path: str) -> None:
         try:

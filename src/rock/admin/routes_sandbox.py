@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 
+from rock.actions.response import RockResponse, SandboxStartResponse
 from rock.actions.sandbox import BatchStatusRequest, SandboxIdRequest, SandboxStartRequest
 from rock.admin import gem_routes
 from rock.admin.context import Ctx, iso, ok, parse, query
@@ -87,11 +88,18 @@ def router(ctx: Ctx) -> APIRouter:
         record = await svc.start(req, ctx.owner(request), _meta(request), wait=wait)
         return ok(start_result(record))
 
-    @api.post("/start")
+    start_doc = dict(openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+        "schema": SandboxStartRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}},
+        responses={200: {"model": RockResponse[SandboxStartResponse]},
+                   400: {"model": RockResponse[dict], "description": "a field this machine cannot honour, named"},
+                   422: {"model": RockResponse[dict], "description": "an invalid or unknown field, named"},
+                   503: {"model": RockResponse[dict], "description": "the sandbox could not start: the reason"}})
+
+    @api.post("/start", **start_doc)
     async def start(request: Request):
         return await _start(request, True)
 
-    @api.post("/start_async")
+    @api.post("/start_async", **start_doc)
     async def start_async(request: Request):
         # Replies once the sandbox is ready (unless "wait": false): rl-rock's start() then sees
         # is_alive on its first get_status and never reaches its 3-second sleep.
