@@ -54,6 +54,9 @@ def test_rock_image_build_cli_and_context(admin, tmp_path):
                 await sandbox.delete()
 
         assert asyncio.run(run()) == "from the context"
+        taken = subprocess.run([sys.executable, "-m", "rock.cli.main", "image", "build", str(tmp_path), "-t",
+                                "python:3.11"], capture_output=True, text=True, env=env, timeout=60)
+        assert taken.returncode == 1 and "already exists" in taken.stderr
         bad = subprocess.run([sys.executable, "-m", "rock.cli.main", "image", "build", str(tmp_path / "app")],
                              capture_output=True, text=True, env=env, timeout=60)
         assert bad.returncode == 1 and "has no Dockerfile" in bad.stderr

@@ -83,6 +83,8 @@ async def test_commit_failure_is_reported_in_the_status(admin):
         for bad in ("Bad Tag With Spaces", "UPPER/case:v1", "x@sha256:00"):
             with pytest.raises(BadRequest, match="not a valid image name"):
                 await sandbox.commit_async(bad)
+        with pytest.raises(Conflict, match="already exists"):  # nobody replaces the image others start from
+            await sandbox.commit_async("python:3.11")
         tag = f"127.0.0.1:{free_port()}/rock-test/unreachable:v1"  # nothing listens there: the push fails
         try:
             status = await sandbox.commit(tag, "user", "secret", timeout=120)

@@ -152,10 +152,11 @@ class Lifecycle:
 
     async def commit(self, sandbox_id: str, owner: str | None, image_tag: str, username: str | None,
                      password: str | None) -> dict:
-        from rock.runtime.docker_images import split_tag
+        from rock.runtime.docker_images import claim_tag, split_tag
 
         record = self.svc.get(sandbox_id, owner, include_deleted=False)
         split_tag(image_tag)  # a bad tag is the caller's error, now, not a failed commit later
+        await asyncio.to_thread(claim_tag, image_tag, owner or "")
         if record.state not in ("running", "stopped"):
             raise Conflict(f"sandbox {sandbox_id} is {record.state}; only a running or stopped sandbox can be committed")
         current = self.commits.get(sandbox_id)
@@ -194,6 +195,9 @@ class Lifecycle:
 
     def start(self) -> None:
         self._loop = asyncio.create_task(self._run(), name="rock-lifecycle")
+        for record in list(self.svc.records.values()):
+            if record.state == "archiving":  # the admin stopped while it archived: do it again
+                self._spawn(self._archive(record), f"archive-{record.sandbox_id}")
 
     async def close(self) -> None:
         if self._loop is not None:

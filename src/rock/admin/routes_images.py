@@ -19,6 +19,7 @@ from rock.errors import BadRequest
 log = logging.getLogger("rock.admin.images")
 BUILD_REPO = "rock-build"
 ERRORS = {400: {"model": RockResponse[dict], "description": "an empty or unreadable context, or a bad tag"},
+          409: {"model": RockResponse[dict], "description": "the tag names an image this namespace did not make"},
           503: {"model": RockResponse[dict], "description": "the build failed: the builder's own words"}}
 
 
@@ -40,10 +41,12 @@ def router(ctx: Ctx) -> APIRouter:
                     tag: str | None = Query(default=None, description="the image name; default: rock-build/<hash of "
                                             "the context>:latest, built once per content"),
                     dockerfile: str = Query(default="Dockerfile", description="the Dockerfile's path in the context")):
-        from rock.runtime.docker_images import build_image, present, split_tag
+        from rock.runtime.docker_images import MADE_BY, build_image, claim_tag, present, split_tag
 
+        owner = ctx.owner(request) or ""
         if tag is not None:
             split_tag(tag)
+            await asyncio.to_thread(claim_tag, tag, owner)
         digest = hashlib.sha256(dockerfile.encode() + b"\0")
         with tempfile.SpooledTemporaryFile(max_size=16 << 20) as context:
             async for chunk in request.stream():
@@ -64,7 +67,7 @@ def router(ctx: Ctx) -> APIRouter:
                 steps.append(text)
                 log.info("building %s: %s", image, text)
 
-            image_id = await asyncio.to_thread(build_image, context, image, dockerfile, {"rock.built": "1"}, None, say)
+            image_id = await asyncio.to_thread(build_image, context, image, dockerfile, {MADE_BY: owner}, None, say)
         return ok(BuildResult(image=image, image_id=image_id, cached=False, steps=steps).model_dump())
 
     return api

@@ -378,7 +378,7 @@ class BwrapRuntime(Runtime):
                 os.close(fd)
         try:
             return await asyncio.to_thread(import_tree, str(view), image_tag, handle.spec.image,
-                                           (SANDBOX_LIB.split("/")[1],))
+                                           (SANDBOX_LIB.split("/")[1],), handle.spec.labels.get("rock.owner", ""))
         finally:
             _detach(view)
             view.rmdir()

@@ -239,7 +239,8 @@ class DockerRuntime(Runtime):
     async def commit(self, handle: RuntimeHandle, image_tag: str) -> str:
         from rock.runtime.docker_images import commit_container
 
-        return await _call(commit_container, handle.runtime_id, image_tag, handle.spec.image or self.settings.default_image)
+        return await _call(commit_container, handle.runtime_id, image_tag, handle.spec.image or self.settings.default_image,
+                           handle.spec.labels.get("rock.owner", ""))
 
     async def _death_reason(self, cid: str, died: asyncio.Future) -> str:
         code = await died

@@ -55,7 +55,24 @@ def base_config(image: str | None) -> dict:
         return {}
 
 
-def _changes(config: dict) -> list[str]:
+MADE_BY = "rock.made_by"  # the namespace whose commit or build made an image (see claim_tag)
+
+
+def claim_tag(image_tag: str, made_by: str) -> None:
+    """Refuse a commit or build under a name that exists and is not the same namespace's own work:
+    one tenant must not replace an image (python:3.11, another's commit) that others start from."""
+    from rock.errors import Conflict
+
+    try:
+        labels = (client().inspect_image(image_tag).get("Config") or {}).get("Labels") or {}
+    except ImageNotFound:
+        return
+    if labels.get(MADE_BY) != made_by:
+        raise Conflict(f"image {image_tag} already exists on this node and was not made by your commits or builds; "
+                       "choose another tag")
+
+
+def _changes(config: dict, made_by: str = "") -> list[str]:
     """Dockerfile instructions that give a committed or imported image its base image's config."""
     import json
 
@@ -67,16 +84,16 @@ def _changes(config: dict) -> list[str]:
         out.append(f"ENV {key}={json.dumps(value)}")
     if config.get("WorkingDir"):
         out.append(f"WORKDIR {config['WorkingDir']}")
-    out.append("LABEL " + " ".join(f'{k}=""' for k in _OUR_LABELS))
+    out.append("LABEL " + " ".join(f'{k}=""' for k in _OUR_LABELS) + f" {MADE_BY}={json.dumps(made_by)}")
     return out
 
 
-def commit_container(container_id: str, image_tag: str, base_image: str | None) -> str:
+def commit_container(container_id: str, image_tag: str, base_image: str | None, made_by: str = "") -> str:
     repo, tag = split_tag(image_tag)
     t0 = time.perf_counter()
     config = base_config(base_image)
     try:
-        image_id = client().commit(container_id, repository=repo, tag=tag, changes=_changes(config))["Id"]
+        image_id = client().commit(container_id, repository=repo, tag=tag, changes=_changes(config, made_by))["Id"]
         if not config.get("Entrypoint"):
             image_id = _clear_entrypoint(image_id, image_tag, config)
     except APIError as exc:
@@ -133,7 +150,8 @@ def build_image(context, tag: str, dockerfile: str = "Dockerfile", labels: dict 
     return image_id
 
 
-def import_tree(root: str, image_tag: str, base_image: str | None, exclude: tuple[str, ...] = ()) -> str:
+def import_tree(root: str, image_tag: str, base_image: str | None, exclude: tuple[str, ...] = (),
+                made_by: str = "") -> str:
     """Import the directory tree at ``root`` as the image ``image_tag`` (tar streamed, not staged)."""
     repo, tag = split_tag(image_tag)
     t0 = time.perf_counter()
@@ -141,7 +159,7 @@ def import_tree(root: str, image_tag: str, base_image: str | None, exclude: tupl
     argv += [f"--exclude=./{p.strip('/')}" for p in exclude] + ["."]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        out = client().import_image(src=proc.stdout, repository=repo, tag=tag, changes=_changes(base_config(base_image)),
+        out = client().import_image(src=proc.stdout, repository=repo, tag=tag, changes=_changes(base_config(base_image), made_by),
                                     stream_src=True)
     except APIError as exc:
         raise SandboxStartError(f"docker import to {image_tag} failed: {exc.explanation or exc}") from None
