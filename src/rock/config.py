@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     proxy_timeout: float = 300.0  # read timeout of a request forwarded to a port inside a sandbox
     # which ROCK YAML file was read, and its settings that mean nothing here (rock.config_rock)
     rock_config_file: str | None = None
+    rock_config_applied: list[str] = Field(default_factory=list)
     rock_config_ignored: list[str] = Field(default_factory=list)
 
     @classmethod

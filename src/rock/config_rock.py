@@ -109,18 +109,25 @@ def from_environment() -> dict:
 
 
 def load(env: str | None) -> dict:
-    """Everything ROCK's configuration says, as our settings; logs what it ignores, once."""
+    """Everything ROCK's configuration says, as our settings (``report`` says what was ignored)."""
     data: dict = {}
     path = yaml_path(env)
     if path is not None:
         data, ignored = from_yaml(path)
-        applied = ", ".join(sorted(data)) or "nothing"
-        log.info("ROCK config %s: applied %s", path, applied)
-        if ignored:
-            sections = sorted({name.split(".")[0] for name in ignored})
-            log.warning("ROCK config %s: ignored (no meaning here): %s [%s]", path, ", ".join(sections),
-                        ", ".join(ignored[:20]) + (" ..." if len(ignored) > 20 else ""))
+        data["rock_config_applied"] = sorted(data)
         data["rock_config_ignored"] = ignored
         data["rock_config_file"] = str(path)
     data.update(from_environment())
     return data
+
+
+def report(settings) -> None:
+    """Log, once (the admin calls it at start), what the ROCK config file set and what it ignored."""
+    if not settings.rock_config_file:
+        return
+    log.info("ROCK config %s: applied %s", settings.rock_config_file, ", ".join(settings.rock_config_applied) or "nothing")
+    ignored = settings.rock_config_ignored
+    if ignored:
+        sections = sorted({name.split(".")[0] for name in ignored})
+        log.warning("ROCK config %s: ignored (no meaning here): %s [%s]", settings.rock_config_file, ", ".join(sections),
+                    ", ".join(ignored[:20]) + (" ..." if len(ignored) > 20 else ""))

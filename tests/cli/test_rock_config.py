@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ lifecycle:
   auto_transition: {auto_delete_seconds: 77, auto_clear_seconds: 123}
 runtime:
   max_allowed_spec: {cpus: 2, memory: 2g}
+warmup: {images: ["python:3.11"]}
 ray: {address: "ray://somewhere:10001", namespace: xrl}
 redis: {host: redis.internal, port: 6379}
 """
@@ -48,9 +50,12 @@ def _conf(tmp: Path) -> None:
 
 
 def test_yaml_sections_apply_or_are_reported(tmp_path, monkeypatch, caplog):
+    from rock import config_rock
+
     _conf(tmp_path)
     monkeypatch.chdir(tmp_path)
     s = Settings.load(env="citest")
+    config_rock.report(s)
     assert (s.auto_delete_seconds, s.default_auto_clear_seconds, s.max_cpus, s.max_memory) == (77, 123, 2, "2g")
     assert (s.default_memory, s.default_cpus) == ("768m", 1)  # from the _base file
     assert {"ray.address", "ray.namespace", "redis.host", "oss.bucket"} <= set(s.rock_config_ignored)
@@ -86,6 +91,12 @@ def test_admin_start_env_and_cli_global_flags(admin):
         status = json.loads(rock("--json", "admin", "status", *common, cwd=work).stdout)
         assert status["settings"]["default_auto_clear_seconds"] == 123
         assert "ray.address" in status["settings"]["rock_config_ignored"]
+        log_file = Path(status["log_file"])
+        deadline = time.monotonic() + 60
+        while "warmup: image python:3.11 is ready" not in log_file.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "warmup: image python:3.11 is ready" in log_file.read_text()
+        assert "ignored (no meaning here): oss, ray, redis" in log_file.read_text()
         # the CLI's global flags, and .rock/config.ini in the working directory
         created = json.loads(rock("--json", "--base-url", url, "sandbox", "create", "--ttl", "0", "--cpus", "1",
                                   "--memory", "512m", cwd=work).stdout)

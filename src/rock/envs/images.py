@@ -185,6 +185,8 @@ class ImageBuilder:
     def _pip(self, packages: list[str], site: Path, say: Progress) -> None:
         cmd = [self.python, "-m", "pip", "install", "--no-input", "--disable-pip-version-check", "--progress-bar", "off",
                "--no-warn-script-location", "--target", str(site), *packages]
+        if os.environ.get("ROCK_PIP_INDEX_URL"):  # ROCK's variable: the package index env images install from
+            cmd[4:4] = ["--index-url", os.environ["ROCK_PIP_INDEX_URL"]]
         say("pip install " + " ".join(packages))
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env={**os.environ, "PIP_ROOT_USER_ACTION": "ignore"})

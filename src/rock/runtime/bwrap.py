@@ -19,7 +19,6 @@ when the last process of the sandbox exits, so nothing is left mounted on the ho
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import errno
 import functools
 import json
@@ -33,7 +32,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from rock.errors import BadRequest, SandboxStartError
+from rock.errors import SandboxStartError
 from rock.runtime import cgroups
 from rock.runtime.base import (
     AGENT_SRC,
@@ -54,6 +53,10 @@ from rock.runtime.base import (
     process_alive,
     process_start_time,
 )
+from rock.runtime.bwrap_kept import KeptFiles
+from rock.runtime.mounts import MS_PRIVATE
+from rock.runtime.mounts import detach as _detach
+from rock.runtime.mounts import mount as _mount
 from rock.runtime.zygote import Zygote
 
 log = logging.getLogger("rock.runtime.bwrap")
@@ -78,17 +81,6 @@ CAP_NUMBERS = {"CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, 
                "CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8, "CAP_NET_BIND_SERVICE": 10,
                "CAP_NET_RAW": 13, "CAP_SYS_CHROOT": 18, "CAP_MKNOD": 27, "CAP_AUDIT_WRITE": 29, "CAP_SETFCAP": 31}
 
-_libc = ctypes.CDLL(None, use_errno=True)
-MS_PRIVATE = 1 << 18
-MS_RDONLY = 1
-MNT_DETACH = 2
-
-
-def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
-    if _libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
-                   data.encode() if data else None) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount {fstype or ''} on {target}: {os.strerror(err)}")
 
 
 def _pipe_with(data: bytes) -> int:
@@ -98,12 +90,7 @@ def _pipe_with(data: bytes) -> int:
     return r
 
 
-def _detach(target: Path) -> None:
-    if os.path.ismount(target):
-        _libc.umount2(str(target).encode(), MNT_DETACH)
-
-
-class BwrapRuntime(Runtime):
+class BwrapRuntime(KeptFiles, Runtime):
     name = "bwrap"
 
     def __init__(self, settings, owner: str):
@@ -334,55 +321,6 @@ class BwrapRuntime(Runtime):
         await self._remove_dir(Path(handle.run_dir).parent)
         log.info("sandbox %s destroyed in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
 
-    # -- stop keeping the files, restart, commit ---------------------------------------------
-
-    keeps_files = True
-
-    async def suspend(self, handle: RuntimeHandle) -> None:
-        # The processes and the cgroup go; <sandbox dir>/upper (the sandbox's files) stays.
-        if handle.pid is not None and process_alive(handle.pid, handle.start_time):
-            try:
-                os.killpg(handle.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        await cgroups.Cgroup(handle.runtime_id).destroy()
-        _detach(Path(handle.run_dir).parent / "root")
-
-    async def resume(self, handle: RuntimeHandle) -> RuntimeHandle:
-        t0 = time.perf_counter()
-        new = await self.create(handle.spec, kept_lower=handle.extra.get("image_root"), resuming=True)
-        log.info("sandbox %s restarted in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
-        return new
-
-    async def disk_usage(self, handle: RuntimeHandle) -> int | None:
-        return await asyncio.to_thread(_tree_size, Path(handle.run_dir).parent / "upper")
-
-    async def commit(self, handle: RuntimeHandle, image_tag: str) -> str:
-        lower = handle.extra.get("image_root", "/")
-        if lower == "/":
-            raise BadRequest(f"sandbox {handle.sandbox_id} runs on the host's root filesystem, which cannot become "
-                             "an image; commit a sandbox started from an image")
-        from rock.runtime.docker_images import import_tree
-
-        sandbox_dir = Path(handle.run_dir).parent
-        view = sandbox_dir / "commit-view"
-        view.mkdir(exist_ok=True)
-        # The sandbox's root as it sees it, read-only: its upper layer stacked on its lower one
-        # (whiteouts and opaque directories apply), with no upper of its own.
-        fds = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in (sandbox_dir / "upper", lower)]
-        try:
-            _mount("overlay", str(view), "overlay", MS_RDONLY,
-                   "lowerdir=" + ":".join(f"/proc/self/fd/{fd}" for fd in fds))
-        finally:
-            for fd in fds:
-                os.close(fd)
-        try:
-            return await asyncio.to_thread(import_tree, str(view), image_tag, handle.spec.image,
-                                           (SANDBOX_LIB.split("/")[1],), handle.spec.labels.get("rock.owner", ""))
-        finally:
-            _detach(view)
-            view.rmdir()
-
     async def _remove_dir(self, sandbox_dir: Path) -> None:
         _detach(sandbox_dir / "root")  # still mounted only if the worker died during a create
         await asyncio.to_thread(shutil.rmtree, sandbox_dir, ignore_errors=True)
@@ -446,23 +384,6 @@ async def _child_pid(info_fd: int, died: asyncio.Future) -> int:
         return got.result()["child-pid"]
     reason = died.result() if died.done() else f"got {bytes(buf)!r}"
     raise SandboxStartError(f"bwrap did not report its sandbox's first process: {reason}")
-
-
-def _tree_size(root: Path) -> int:
-    """Bytes of the regular files under ``root`` (blocks actually used, so sparse files count less)."""
-    total, stack = 0, [str(root)]
-    while stack:
-        try:
-            with os.scandir(stack.pop()) as entries:
-                for entry in entries:
-                    st = entry.stat(follow_symlinks=False)
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                    else:
-                        total += st.st_blocks * 512
-        except OSError:
-            continue
-    return total
 
 
 def image_python(upper: Path, lower: str, path: str) -> str | None:

@@ -44,6 +44,7 @@ from rock.runtime.base import (
     RuntimeHandle,
     SandboxSpec,
 )
+from rock.runtime.docker_kept import KeptContainers
 
 log = logging.getLogger("rock.runtime.docker")
 
@@ -115,7 +116,7 @@ class _DeathWatch:
 _deaths = _DeathWatch()
 
 
-class DockerRuntime(Runtime):
+class DockerRuntime(KeptContainers, Runtime):
     name = "docker"
 
     def __init__(self, settings, owner: str):
@@ -175,13 +176,17 @@ class DockerRuntime(Runtime):
         run = self.prepare_run_dir(spec.sandbox_id)
         config = self._config(spec, str(run))
         try:
-            from rock.runtime.docker_images import ensure_image
-
-            auth = spec.registry_auth or {}
-            await _call(ensure_image, config["image"], spec.pull_policy, auth.get("username"), auth.get("password"))
             if not _deaths.running:
                 await _call(_deaths.start)
-            cid = (await _call(client().create_container, **config))["Id"]
+            if spec.pull_policy != "missing":
+                await self._ensure_image(spec, config["image"])
+            try:
+                cid = (await _call(client().create_container, **config))["Id"]
+            except ImageNotFound:  # `missing`: pulled only now, so a present image costs no extra call
+                if spec.pull_policy != "missing":
+                    raise
+                await self._ensure_image(spec, config["image"])
+                cid = (await _call(client().create_container, **config))["Id"]
         except BaseException as exc:
             _rmtree(str(run.parent))
             raise _start_error(exc, "create", config["image"]) from None
@@ -191,6 +196,12 @@ class DockerRuntime(Runtime):
         log.info("sandbox %s ready in %.1f ms (create %.1f ms, container %s)", spec.sandbox_id,
                  (time.perf_counter() - t0) * 1e3, (t_created - t0) * 1e3, cid[:12])
         return handle
+
+    async def _ensure_image(self, spec: SandboxSpec, image: str) -> None:
+        from rock.runtime.docker_images import ensure_image
+
+        auth = spec.registry_auth or {}
+        await _call(ensure_image, image, spec.pull_policy, auth.get("username"), auth.get("password"))
 
     async def _boot(self, handle: RuntimeHandle, run: Path, image: str, remove_on_failure: bool) -> None:
         """Start the container and wait for its agent's ready line (or its death)."""
@@ -211,36 +222,6 @@ class DockerRuntime(Runtime):
         finally:
             died.cancel()
             _deaths.unwatch(cid)
-
-    # -- stop keeping the files, restart, commit ---------------------------------------------
-
-    keeps_files = True
-
-    async def suspend(self, handle: RuntimeHandle) -> None:
-        # The container and its writable layer stay; its processes end (SIGTERM, then SIGKILL).
-        try:
-            await _call(client().stop, handle.runtime_id, timeout=2)
-        except NotFound:
-            raise SandboxStartError(f"the container of sandbox {handle.sandbox_id} is gone") from None
-
-    async def resume(self, handle: RuntimeHandle) -> RuntimeHandle:
-        t0 = time.perf_counter()
-        run = self.prepare_run_dir(handle.sandbox_id)  # a fresh socket and ready FIFO, same path
-        if not _deaths.running:
-            await _call(_deaths.start)
-        await self._boot(handle, run, handle.spec.image or self.settings.default_image, remove_on_failure=False)
-        log.info("sandbox %s restarted in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
-        return handle
-
-    async def disk_usage(self, handle: RuntimeHandle) -> int | None:
-        found = await _call(client().containers, all=True, size=True, filters={"id": handle.runtime_id})
-        return found[0].get("SizeRw") if found else None
-
-    async def commit(self, handle: RuntimeHandle, image_tag: str) -> str:
-        from rock.runtime.docker_images import commit_container
-
-        return await _call(commit_container, handle.runtime_id, image_tag, handle.spec.image or self.settings.default_image,
-                           handle.spec.labels.get("rock.owner", ""))
 
     async def _death_reason(self, cid: str, died: asyncio.Future) -> str:
         code = await died
