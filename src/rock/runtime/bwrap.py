@@ -233,13 +233,22 @@ class BwrapRuntime(KeptFiles, Runtime):
             return "/", {}
         if os.path.isdir(image):
             return os.path.realpath(image), {}
-        from rock.runtime.docker import image_rootfs  # the docker SDK only when an image is asked for
+        from rock.runtime.docker import ImageMissing, image_rootfs  # the docker SDK only when an image is asked for
         from rock.runtime.docker_images import ensure_image
 
-        if not os.path.isfile(image):  # an image name: the engine gets it as the docker backend would
-            auth = spec.registry_auth or {}
-            await asyncio.to_thread(ensure_image, image, spec.pull_policy, auth.get("username"), auth.get("password"))
-        root, env = await image_rootfs(image, Path(self.settings.state_dir) / "images")
+        images = Path(self.settings.state_dir) / "images"
+        auth = spec.registry_auth or {}
+        pull = functools.partial(ensure_image, image, spec.pull_policy, auth.get("username"), auth.get("password"))
+        named = not os.path.isfile(image)  # an image name: the engine gets it as the docker backend would
+        if named and spec.pull_policy != "missing":
+            await asyncio.to_thread(pull)
+        try:
+            root, env = await image_rootfs(image, images)
+        except ImageMissing:  # `missing`: pulled only now, so a present image costs no extra engine call
+            if not named or spec.pull_policy != "missing":
+                raise
+            await asyncio.to_thread(pull)
+            root, env = await image_rootfs(image, images)
         return str(root), env
 
     def _mount_root(self, sandbox_dir: Path, lower: str) -> None:

@@ -299,12 +299,16 @@ def _rmtree(path: str) -> None:
 
 
 
+class ImageMissing(SandboxStartError):
+    """The image is not in the local engine (a pull may bring it)."""
+
+
 def inspect_image(image: str) -> tuple[str, dict[str, str]]:
-    """The image's id and its environment variables; SandboxStartError when it is not local."""
+    """The image's id and its environment variables; ImageMissing when it is not local."""
     try:
         info = client().inspect_image(image)
     except ImageNotFound:
-        raise SandboxStartError(f"{image!r} is neither a directory, a tar file nor a local Docker image") from None
+        raise ImageMissing(f"{image!r} is neither a directory, a tar file nor a local Docker image") from None
     except DockerException as exc:
         raise SandboxStartError(f"cannot inspect image {image!r}: {exc}") from None
     env = dict(e.split("=", 1) for e in (info.get("Config") or {}).get("Env") or [] if "=" in e)
