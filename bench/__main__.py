@@ -1,4 +1,4 @@
-"""python -m bench [--quick] [--out FILE.json] [--backends docker,bwrap,local] [--only runtime,sdk,envs,burst]
+"""python -m bench [--quick] [--out FILE.json] [--backends docker,bwrap,local] [--only runtime,sdk,envs,burst,cluster]
 
 Runs every part the machine supports, prints one table, writes the JSON records.
 It never fails because a machine is slow: targets are read from the table, not asserted.
@@ -19,6 +19,9 @@ from rock.runtime import get_runtime_class
 # Bursts last: 100 sandboxes are torn down for seconds after each, which would show in any
 # latency measured next.
 PARTS = ["runtime", "sdk", "parity", "envs", "gym", "training", "ui", "burst"]
+# Only in a full run or when asked: long runs (10,000 lifecycles, thousands of idle sandboxes,
+# 1,000 sandboxes on three local Ray nodes).
+FULL_ONLY = ["soak", "density", "cluster"]
 
 
 def _runner(wanted: str):
@@ -39,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer iterations (a couple of minutes)")
     parser.add_argument("--out", default="bench-results.json", help="where to write the JSON records")
     parser.add_argument("--backends", default="docker,bwrap,local")
-    parser.add_argument("--only", default=",".join(PARTS), help=f"parts to run, of {', '.join(PARTS)}")
+    parser.add_argument("--only", help=f"parts to run, of {', '.join(PARTS + FULL_ONLY)} (default: all; "
+                                       f"{', '.join(FULL_ONLY)} only without --quick)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
@@ -51,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             backends.append(name)
     ctx = Context(backends=backends, quick=args.quick)
-    for part in args.only.split(","):
+    parts = args.only.split(",") if args.only else PARTS + ([] if args.quick else FULL_ONLY)
+    for part in parts:
         try:
             module = importlib.import_module(f"bench.{part}")
         except ImportError as exc:

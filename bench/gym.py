@@ -5,7 +5,7 @@ Metrics (JSON records, with ``env_id``):
   p50/p95/p99; next to the admin's ``/health`` round trip on the same kind of connection (the
   HTTP floor) and an in-process CartPole step (``in_process_step_p50_ms``). Target p50 <= 0.5 ms.
 - ``gym_vec_steps_per_s``: CartPole-v1 x 64 and HalfCheetah-v5 x 16 as ``SandboxVectorEnv``:
-  ``per_s`` with ``vectorization_mode="async"`` (``per_s_sync`` for "sync"), next to gymnasium's
+  ``per_s`` in its default mode, "sync" (``per_s_async`` for "async"), next to gymnasium's
   own ``SyncVectorEnv`` (``sync_per_s``) and ``AsyncVectorEnv`` (``async_per_s``) in this process,
   on the same envs and actions; ``ratio_to_async`` = per_s / async_per_s (target >= 1), and
   envpool's rate where envpool installs (``envpool_per_s``). All four are timed in alternating
@@ -92,9 +92,9 @@ def throughput(base_url: str, backend: str, env_id: str, n: int, rounds: int) ->
     space.seed(0)
     actions = [np.stack([space.sample() for _ in range(n)]) for _ in range(32)]
     subjects = {
-        "per_s": rock.numpy.SandboxVectorEnv(env_id, n, vectorization_mode="async", base_url=base_url, progress=None),
-        "per_s_sync": rock.numpy.SandboxVectorEnv(env_id, n, vectorization_mode="sync", base_url=base_url,
-                                                  progress=None),
+        "per_s": rock.numpy.SandboxVectorEnv(env_id, n, vectorization_mode="sync", base_url=base_url, progress=None),
+        "per_s_async": rock.numpy.SandboxVectorEnv(env_id, n, vectorization_mode="async", base_url=base_url,
+                                                   progress=None),
         "sync_per_s": gym.make_vec(env_id, num_envs=n, vectorization_mode="sync"),
         "async_per_s": gym.make_vec(env_id, num_envs=n, vectorization_mode="async"),
     }

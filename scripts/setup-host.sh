@@ -19,6 +19,8 @@ command -v chromium >/dev/null || need_pkgs+=(chromium)  # the UI tests' browser
 # A real local image registry (with htpasswd logins) for the image pull / push tests.
 command -v docker-registry >/dev/null || need_pkgs+=(docker-registry)
 command -v htpasswd >/dev/null || need_pkgs+=(apache2-utils)
+# PostgreSQL for the cluster tests (they start and stop their own server in a temp dir).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing system packages: ${need_pkgs[*]}"
   apt-get update -qq

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from rock.config import Settings
+from rock.runtime.leaks import leftovers
 from rock.runtime import get_runtime_class
 from rock.runtime.base import Runtime, RuntimeHandle, SandboxSpec
 
@@ -169,53 +170,3 @@ def nothing_left_behind():
     shutil.rmtree(SESSION_ROOT, ignore_errors=True)
     if problems:
         pytest.fail("the test session left these behind:\n  " + "\n  ".join(problems), pytrace=False)
-
-
-def leftovers(root: str, owner_keys: set[str]) -> list[str]:
-    from rock.runtime import cgroups
-
-    problems = [f"container {c}" for c in _containers(root)]
-    problems += [f"process {pid}: {cmd}" for pid, cmd in sorted(_processes(root).items())]
-    for rel in cgroups.all_rock_groups():
-        if rel.split("/")[1] in owner_keys:
-            problems.append(f"cgroup {rel} (pids {sorted(cgroups.Cgroup(rel).pids())})")
-    with open("/proc/self/mountinfo") as f:
-        problems += [f"mount {line.split()[4]}" for line in f if root in line.split()[4]]
-    return problems
-
-
-def _containers(root: str) -> list[str]:
-    try:
-        import docker
-
-        client = docker.from_env(version="auto", timeout=10)
-        found = client.api.containers(all=True, filters={"label": "rock.managed=1"})
-    except Exception:  # noqa: BLE001 - no engine, nothing to leak
-        return []
-    return [
-        f"{c['Id'][:12]} {c.get('Names')} state_dir={c['Labels'].get('rock.state_dir')}"
-        for c in found
-        if (c.get("Labels") or {}).get("rock.state_dir", "").startswith(root)
-    ]
-
-
-def _processes(root: str) -> dict[int, str]:
-    """Live processes whose command line or environment names the session directory."""
-    needle = root.encode()
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                environ = f.read()
-            with open(f"/proc/{entry}/stat") as f:
-                if f.read().rpartition(")")[2].split()[0] == "Z":
-                    continue
-        except OSError:
-            continue
-        if needle in cmdline or needle in environ:
-            found[int(entry)] = cmdline.replace(b"\0", b" ").decode(errors="replace")[:200]
-    return found

@@ -53,6 +53,19 @@ class Settings(BaseSettings):
     rock_config_file: str | None = None
     rock_config_applied: list[str] = Field(default_factory=list)
     rock_config_ignored: list[str] = Field(default_factory=list)
+    # No file in a sandbox grows past this (RLIMIT_FSIZE, set by the agent; 0: no limit).
+    max_file_bytes: int = Field(default=64 << 30, ge=0)
+    # state shared by several admin/proxy processes: a postgresql:// URL; unset is SQLite in state_dir
+    store_url: str | None = None
+    # cluster (see docs/deploy.md): a Ray address ("auto" = the local Ray) puts sandboxes on the
+    # nodes' workers instead of an embedded one
+    cluster: str | None = None
+    placement: Literal["spread", "pack"] = "spread"
+    overcommit: float = Field(default=1.0, ge=1.0, description="cpus and memory promised per node, times what it has")
+    node_labels: dict[str, str] = Field(default_factory=dict, description="this node's labels (a worker's)")
+    relay_host: str = Field(default="", description="address a node's worker serves sandboxes' data on; '' = the node's IP")
+    relay_port: int = 0
+    gpus: str | None = Field(default=None, description="GPU indices this node may hand out, e.g. '0,1'; unset: detected")
 
     @classmethod
     def load(cls, env: str | None = None, **overrides) -> "Settings":

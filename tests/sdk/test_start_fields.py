@@ -20,7 +20,7 @@ async def test_fields_this_machine_cannot_honour_are_refused_by_name(admin):
     import glob
 
     assert not glob.glob("/dev/nvidia[0-9]*")
-    await _refused(admin, r"num_gpus=1: this machine has no GPU", num_gpus=1)
+    await _refused(admin, r"asks for 1 GPU\(s\); this machine has 0", num_gpus=1)
     await _refused(admin, r"accelerator_type='A100': this machine has no GPU", accelerator_type="A100")
     await _refused(admin, r"use_kata_runtime: (no kata runtime is installed|kata containers need the docker)",
                    use_kata_runtime=True)

@@ -70,8 +70,8 @@ def test_seed_sample_runs_with_only_its_import_changed(training_admin, tmp_path)
     env = {**os.environ, "ROCK_BASE_URL": training_admin.url}
     script.write_text(code)
     proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
-    # AppWorld's data cannot be had here: the sample stops with what to provide, not a traceback from us.
-    assert proc.returncode != 0 and "ROCK_TRAINING_APPWORLD_DATA" in proc.stderr
+    # AppWorld's data cannot be had here: the sample stops with the reason, not a traceback from us.
+    assert proc.returncode != 0 and "AppWorld is not offered here" in proc.stderr
     script.write_text(code.replace('"appworld"', '"bfcl"'))
     proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -83,7 +83,8 @@ def test_bad_input_gets_4xx_with_a_message_and_leaves_others_alone(training_admi
     url = training_admin.url + "/apis/v1/training"
     bad = [("/create", {"env_type": "chess", "task_id": "x"}, 404, "unknown env_type"),
            ("/create", {"env_type": "bfcl", "task_id": "multi_turn_base_9999"}, 404, "no bfcl task"),
-           ("/create", {"env_type": "appworld", "task_id": "x"}, 422, "data directory"),
+           ("/create", {"env_type": "appworld", "task_id": "x"}, 422, "data bundle"),
+           ("/create", {"env_type": "webshop", "task_id": "x"}, 422, "search index"),
            ("/create", {"env_type": "bfcl", "task_id": "web_search_base_0"}, 422, "internet"),
            ("/step", {"instance_id": "inst-nope", "action": {"role": "assistant"}}, 404, "no instance"),
            ("/step", {"instance_id": keep, "action": {"role": "assistant", "content": "<tool_call>{oops</tool_call>"}},
@@ -121,7 +122,7 @@ def test_64_instances_at_once_share_sandboxes(training_admin):
             ids = (await abox.get_env_profile("bfcl", "all", {"categories": ["simple_python"]}))[:64]
             made = await asyncio.gather(*(abox.create_instance("bfcl", t) for t in ids))
             iids = [m["info"]["instance_id"] for m in made]
-            rows = (await abox.http.get("/instances")).json()
+            rows = httpx.get(training_admin.url + "/apis/v1/training/instances").json()
             sandboxes = {r["sandbox_id"] for r in rows if r["instance_id"] in iids}
             outs = await asyncio.gather(*(abox.step(i, {"role": "assistant", "content": ""}) for i in iids))
             await asyncio.gather(*(abox.release_instance(i) for i in iids))

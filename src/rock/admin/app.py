@@ -17,12 +17,13 @@ from fastapi import FastAPI
 from rock.admin import (errors, gem_routes, gym_routes, metrics, routes_data, routes_extra, routes_images, routes_lifecycle,
                         routes_ports, routes_sandbox, routes_training, routes_ws, ui)
 from rock.admin.lifecycle import Lifecycle
+from rock.cluster import routes as cluster_routes
 from rock.admin.auth import Auth
 from rock.admin.context import PREFIX, Ctx, ok
 from rock.admin.hotpath import HotPath
 from rock.admin.limits import BodyLimit
 from rock.admin.sandboxes import Sandboxes
-from rock.admin.store import Store
+from rock.admin.store import open_store
 from rock.config import Settings
 
 log = logging.getLogger("rock.admin")
@@ -45,11 +46,15 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     ``settings`` and started and closed with the app. Sandboxes keep running when the app stops."""
     settings = settings or Settings.load()
     own_worker = worker is None
-    if worker is None:
+    if worker is None and settings.cluster:
+        from rock.cluster.client import ClusterWorker
+
+        worker = ClusterWorker(settings)
+    elif worker is None:
         from rock.worker.worker import Worker
 
         worker = Worker(settings)
-    store = Store(Path(settings.state_dir) / "admin.db")
+    store = open_store(settings.store_url, Path(settings.state_dir))
     ctx = Ctx(settings=settings, auth=Auth(settings.tokens), sandboxes=Sandboxes(settings, worker, store),
               worker=worker, started_at=time.time())
     lifecycle = Lifecycle(ctx.sandboxes, settings.auto_delete_seconds)
@@ -61,16 +66,19 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
         try:
             if own_worker:
                 await worker.start()
-            if settings.role == "admin":
+            if settings.role == "admin" and not store.shared:
                 await ctx.sandboxes.reconcile()
+            else:  # a proxy, or one of several admins: the lease holder's sweep reconciles
+                await ctx.sandboxes.load()
+            if settings.role == "admin":
                 ctx.sandboxes.start_reaper()
-                lifecycle.start()
+                lifecycle.start()  # timed archive/delete: with a shared store only the reaper-lease holder acts
                 if settings.warmup_images:
                     warmup = asyncio.create_task(_warm_up(settings.warmup_images), name="rock-warmup")
-            else:
-                await ctx.sandboxes.load()
             await gem_routes.startup(app)
             await gym_routes.startup(app)
+            if settings.role == "admin":
+                await routes_training.startup(app)
             log.info("rock admin ready: role=%s backend=%s state_dir=%s", settings.role, worker.backend_name,
                      settings.state_dir)
             yield
@@ -90,8 +98,8 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     app.state.rock = ctx
     app.state.lifecycle = lifecycle
     errors.install(app)
+    app.include_router(routes_sandbox.router(ctx, write=settings.role == "admin"), prefix=PREFIX)
     if settings.role == "admin":
-        app.include_router(routes_sandbox.router(ctx), prefix=PREFIX)
         app.include_router(routes_lifecycle.router(ctx, lifecycle), prefix=PREFIX)
         app.include_router(routes_images.router(ctx), prefix=PREFIX)
     app.include_router(routes_data.router(ctx), prefix=PREFIX)
@@ -102,18 +110,22 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     app.include_router(gym_routes.router)
     if settings.role == "admin":
         app.include_router(routes_training.router)
+    app.include_router(cluster_routes.router(ctx), prefix=PREFIX)
 
     @app.get("/health")
     async def health():
         return ok({"status": "ok", "role": settings.role, "backend": worker.backend_name,
                    "sandboxes": sum(1 for r in ctx.sandboxes.records.values() if r.state == "running"),
-                   "uptime_seconds": round(time.time() - ctx.started_at, 3), "auth": ctx.auth.enabled})
+                   "uptime_seconds": round(time.time() - ctx.started_at, 3), "auth": ctx.auth.enabled,
+                   "reaper": ctx.sandboxes.reaping, "store": "postgresql" if store.shared else "sqlite"})
 
     app.add_middleware(BodyLimit)
     # Added last = outermost: the hot routes (run_in_session, env reset/step) skip every other
     # layer (see rock.admin.hotpath and rock.admin.gem_routes.GemHotPath).
     app.add_middleware(gem_routes.GemHotPath, fastapi_app=app)
     app.add_middleware(gym_routes.GymHotPath, fastapi_app=app)
+    if settings.role == "admin":
+        app.add_middleware(routes_training.TrainingHotPath, fastapi_app=app)
     app.add_middleware(HotPath, ctx=ctx)
     # Outermost of all: times every request, the ones answered at the door included.
     meter = metrics.install(app, ctx)

@@ -230,7 +230,13 @@ class Lifecycle:
                 soonest = min(soonest, due[1] - now)
         return max(0.2, soonest)
 
+    def _acts(self) -> bool:
+        """With a store several admins share, only the reaper-lease holder runs timed transitions."""
+        return not self.svc.store.shared or self.svc.reaping
+
     async def transition_due(self) -> None:
+        if not self._acts():
+            return
         now = time.time()
         for record in list(self.svc.records.values()):
             due = transition_deadline(record, self.default_delete_seconds)
@@ -248,6 +254,8 @@ class Lifecycle:
         from rock.actions.sandbox import parse_memory
 
         stopped = []
+        if not self._acts():
+            return stopped
         for record in list(self.svc.records.values()):
             limit = parse_memory(record.spec.get("disk")) if record.state == "running" else None
             if not limit:

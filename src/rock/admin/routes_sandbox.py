@@ -16,10 +16,12 @@ from rock.admin.store import SandboxRecord
 from rock.errors import SandboxNotFound
 
 # ROCK's State enum has no "failed"; such a sandbox is "stopped" with a failed start stage.
-_WIRE_STATE = {"failed": "stopped"}
+# "lost" (its node went away; it may come back) is not in it either: "stopped" there, with the reason.
+_WIRE_STATE = {"failed": "stopped", "lost": "stopped"}
 # Never shown back: credentials, and bookkeeping that has its own status field.
 _PRIVATE_SPEC = {"registry_password", "registry_username", "archived_at", "env"}
-_STAGE = {"pending": "running", "running": "success", "stopped": "success", "failed": "failed", "deleted": "success"}
+_STAGE = {"pending": "running", "running": "success", "stopped": "success", "failed": "failed", "deleted": "success",
+          "lost": "failed"}
 
 
 class StatusQuery(BaseModel):
@@ -76,10 +78,12 @@ def status_result(r: SandboxRecord, history: list[dict] | None = None, default_d
     }
 
 
-def router(ctx: Ctx) -> APIRouter:
+def router(ctx: Ctx, write: bool = True) -> APIRouter:
+    """Status routes for every role; create, stop and delete only where ``write`` (role admin)."""
     api = APIRouter()
     svc = ctx.sandboxes
     keep = ctx.settings.auto_delete_seconds
+    writes = api if write else APIRouter()  # a router that is never mounted
 
     async def _start(request: Request, default_wait: bool):
         req = await parse(request, SandboxStartRequest)
@@ -95,11 +99,11 @@ def router(ctx: Ctx) -> APIRouter:
                    422: {"model": RockResponse[dict], "description": "an invalid or unknown field, named"},
                    503: {"model": RockResponse[dict], "description": "the sandbox could not start: the reason"}})
 
-    @api.post("/start", **start_doc)
+    @writes.post("/start", **start_doc)
     async def start(request: Request):
         return await _start(request, True)
 
-    @api.post("/start_async", **start_doc)
+    @writes.post("/start_async", **start_doc)
     async def start_async(request: Request):
         # Replies once the sandbox is ready (unless "wait": false): rl-rock's start() then sees
         # is_alive on its first get_status and never reaches its 3-second sleep.
@@ -108,13 +112,13 @@ def router(ctx: Ctx) -> APIRouter:
     @api.get("/is_alive")
     async def is_alive(request: Request):
         q = query(request, StatusQuery)
-        record = svc.get(q.sandbox_id, ctx.owner(request))
+        record = await svc.lookup(q.sandbox_id, ctx.owner(request))
         return ok({"is_alive": record.state == "running", "message": record.host_name or record.state})
 
     @api.get("/get_status")
     async def get_status(request: Request):
         q = query(request, StatusQuery)
-        record = svc.get(q.sandbox_id, ctx.owner(request), include_deleted=q.include_all_states)
+        record = await svc.lookup(q.sandbox_id, ctx.owner(request), include_deleted=q.include_all_states)
         return ok(status_result(record, await svc.store.history(record.sandbox_id), keep))
 
     @api.get("/get_sandbox_statistics")
@@ -123,13 +127,13 @@ def router(ctx: Ctx) -> APIRouter:
         await ctx.agent(request, q.sandbox_id)
         return ok((await ctx.worker.stats(q.sandbox_id)).model_dump())
 
-    @api.post("/stop")
+    @writes.post("/stop")
     async def stop(request: Request):
         req = await parse(request, SandboxIdRequest)
         await svc.stop(req.sandbox_id, ctx.owner(request))
         return ok(f"{req.sandbox_id} stopped")
 
-    @api.post("/delete")
+    @writes.post("/delete")
     async def delete(request: Request):
         req = await parse(request, SandboxIdRequest)
         await svc.delete(req.sandbox_id, ctx.owner(request))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 import uuid
 
@@ -15,13 +17,19 @@ from rock.actions.sandbox import SandboxStartRequest, parse_memory
 from rock.admin import start_checks
 from rock.admin.commands import CommandLog
 from rock.admin.events import Events
-from rock.admin.store import LIVE, TRANSITIONS, SandboxRecord, Store
+from rock.admin.nodes import node_back, node_lost, sweep
+from rock.admin.store import COLUMNS, LIVE, TRANSITIONS, SandboxRecord, Store
 from rock.config import Settings
 from rock.errors import BadRequest, Conflict, RockError, SandboxNotFound, SandboxNotRunning, SandboxStartError
 from rock.runtime.base import SandboxSpec
+from rock.worker.gpus import wanted as gpus_wanted
 
 log = logging.getLogger("rock.admin")
 
+# Exactly one admin process reaps (idle TTLs, abandoned starts, orphans): the holder of this lease.
+REAPER_LEASE = "reaper"
+LEASE_TTL = 5.0
+REFRESH_S = 0.5  # how often a process sharing the store pulls what others changed
 
 
 class Sandboxes:
@@ -34,9 +42,15 @@ class Sandboxes:
         self._used: dict[str, float] = {}  # sandbox_id -> last use, not yet written to the store
         self._locks: dict[str, asyncio.Lock] = {}
         self._reaper: asyncio.Task | None = None
+        self._refresher: asyncio.Task | None = None
         self._saving: set[asyncio.Future] = set()
         self.events = Events()  # state changes and start results, for the UI and the metrics
         self.commands = CommandLog()
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.reaping = False  # this process holds the reaper lease
+        self._seen_at = 0.0  # the store's clock at the last refresh
+        if hasattr(worker, "listeners"):
+            worker.listeners.append(self)
 
     # -- startup / shutdown ------------------------------------------------------------------
 
@@ -53,6 +67,9 @@ class Sandboxes:
                     await self._transition(record, "running", "reattached")
                 # Time the admin was down does not count as idle: nobody could use the sandbox.
                 record.last_used_at = now
+            elif record.state in LIVE and record.node_id and not self._node_live(record.node_id):
+                record.failure_reason = f"node {record.node_id} was not reachable when the admin restarted"
+                await self._transition(record, "lost", "node_lost", record.failure_reason)
             elif record.state in LIVE:
                 await self._transition(record, "failed", "lost", "the sandbox was gone when the admin restarted")
         for sandbox_id, info in known.items():
@@ -63,20 +80,61 @@ class Sandboxes:
         for sandbox_id in self.worker.stopped_ids():  # kept files whose record no longer wants them
             record = self.records.get(sandbox_id)
             if record is None or record.state not in ("stopped", "archiving"):
-                await self._quiet_stop(sandbox_id)
+                await self._quiet_stop(sandbox_id, record.node_id if record else None)
+
+    def _node_live(self, node_id: str) -> bool:
+        node = getattr(self.worker, "nodes", {}).get(node_id)
+        return node is not None and node.live
 
     async def load(self) -> None:
-        """Proxy role: read the shared records and change nothing (the admin role owns writes)."""
-        for record in await self.store.all():
-            self.records[record.sandbox_id] = record
+        """Read the shared records and keep pulling what other processes change (a proxy, or an
+        admin beside other admins); writes stay with the admin that makes them."""
+        records, self._seen_at = await self.store.changed_since(0.0)
+        for record in records:
+            if record.state != "deleted":
+                self.records[record.sandbox_id] = record
+        self._refresher = asyncio.create_task(self._refresh_loop(), name="rock-refresh")
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            try:
+                # A write that committed late may carry an earlier time: look back a little.
+                records, self._seen_at = await self.store.changed_since(self._seen_at - 2.0)
+            except Exception as exc:  # noqa: BLE001 - the store may be briefly away; keep serving
+                log.warning("could not read the shared records: %s", exc)
+                continue
+            for row in records:
+                self._merge(row)
+
+    def _merge(self, row: SandboxRecord) -> None:
+        mine = self.records.get(row.sandbox_id)
+        if mine is None:
+            self.records[row.sandbox_id] = row
+        elif row.rev > mine.rev and row.sandbox_id not in self._starting:
+            used = max(mine.last_used_at, row.last_used_at)
+            for column in COLUMNS:
+                setattr(mine, column, getattr(row, column))
+            mine.last_used_at = used
+
+    async def lookup(self, sandbox_id: str, owner: str | None, include_deleted: bool = True) -> SandboxRecord:
+        """``get``, and when the record is not in memory and others write the store, read it there."""
+        if sandbox_id not in self.records and (self.store.shared or self.settings.role == "proxy"):
+            row = await self.store.get(sandbox_id)
+            if row is not None and sandbox_id not in self.records:
+                self.records[sandbox_id] = row
+        return self.get(sandbox_id, owner, include_deleted)
 
     def start_reaper(self) -> None:
         self._reaper = asyncio.create_task(self._reap_loop(), name="rock-reaper")
 
     async def close(self) -> None:
-        if self._reaper is not None:
-            self._reaper.cancel()
-            await asyncio.gather(self._reaper, return_exceptions=True)
+        for task in (self._reaper, self._refresher):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if self.reaping:
+            await self.store.release_lease(REAPER_LEASE, self.holder)
         for task in list(self._starting.values()):
             await asyncio.gather(task, return_exceptions=True)
         await asyncio.gather(*self._saving, return_exceptions=True)
@@ -114,16 +172,20 @@ class Sandboxes:
 
     async def agent(self, sandbox_id: str, owner: str | None):
         """The agent client of a running sandbox the caller owns; counts as a use (TTL refresh)."""
-        record = self.get(sandbox_id, owner)
+        record = self.records.get(sandbox_id)
+        if record is None or record.owner != owner:
+            record = await self.lookup(sandbox_id, owner)
         if record.state != "running":
             task = self._starting.get(sandbox_id)
             if task is not None:  # still starting: the command waits for it instead of failing
                 await asyncio.shield(task)
+            elif self.store.shared and (row := await self.store.get(sandbox_id)) is not None:
+                self._merge(row)  # another process changed it since our last refresh
             if record.state != "running":
                 raise SandboxNotRunning(f"sandbox {sandbox_id} is {record.state}" + (
                     f": {record.failure_reason}" if record.failure_reason else ""))
         self.touch(record)
-        return self.worker.agent(sandbox_id)
+        return await self.worker.connect(sandbox_id, record.node_id)
 
     def visible(self, owner: str | None) -> list[SandboxRecord]:
         return [r for r in self.records.values() if r.owner == owner]
@@ -138,6 +200,8 @@ class Sandboxes:
 
     async def start(self, req: SandboxStartRequest, owner: str | None, meta: dict, wait: bool) -> SandboxRecord:
         sandbox_id = req.sandbox_id or uuid.uuid4().hex
+        # What no node could ever give is refused before anything is recorded.
+        self.worker.check(self._spec(SandboxRecord(sandbox_id=sandbox_id, owner=owner, image=req.image), req))
         async with self._lock(sandbox_id):
             record = self.records.get(sandbox_id)
             if record is not None and record.owner != owner:
@@ -169,16 +233,20 @@ class Sandboxes:
         event, from_state = ("create", None) if old is None else ("recreate", old.state)
         # Written while the sandbox starts: a crash before "running" is on disk is a pending
         # record with a live sandbox, which reconcile marks running after the restart.
-        self._save_soon(self.store.save(record, from_state, event))
+        self._save_soon(self._write(record, from_state, event))
         self.events.emit("state", record, from_state=from_state, event=event)
         return record
 
     def _spec(self, record: SandboxRecord, req: SandboxStartRequest) -> SandboxSpec:
         labels = {"rock.owner": record.owner or "", "rock.namespace": record.namespace or ""}
+        selector = dict(req.node_selector or {})
+        if req.accelerator_type:
+            selector["accelerator_type"] = req.accelerator_type
         return SandboxSpec(
-            sandbox_id=record.sandbox_id, image=record.image,
+            sandbox_id=record.sandbox_id, image=record.image or self.settings.default_image,
             memory_bytes=parse_memory(req.memory), cpus=req.limit_cpus or req.cpus,
             pids_limit=self.settings.pids_limit, network=req.network, env=req.env or {}, labels=labels,
+            gpus=gpus_wanted(req.num_gpus), disk_bytes=parse_memory(req.disk), node_selector=selector,
             **start_checks.spec_extras(req),
         )
 
@@ -187,18 +255,23 @@ class Sandboxes:
         began, timed_out = time.perf_counter(), False
         try:
             try:
-                info = await asyncio.wait_for(self.worker.create(self._spec(record, req)), timeout)
+                info = await asyncio.wait_for(self.worker.create(self._spec(record, req), timeout=timeout), timeout)
             except asyncio.TimeoutError:
                 timed_out = True
                 await self._quiet_stop(record.sandbox_id)
                 raise SandboxStartError(f"not ready within startup_timeout={timeout:g}s") from None
             create_s = time.perf_counter() - began
+            record.node_id = info.node_id
             if record.state != "pending":  # stopped while starting
-                await self._quiet_stop(record.sandbox_id)
+                await self._quiet_stop(record.sandbox_id, record.node_id)
                 return
             record.backend, record.host_name, record.host_ip = info.backend, info.host_name, info.host_ip
             record.started_at = record.last_used_at = time.time()
-            self._save_soon(self._change(record, "running", "started"))
+            saved = self._change(record, "running", "started")
+            if self.store.shared:  # the caller's next request may reach another process: it must read "running"
+                await saved
+            else:
+                self._save_soon(saved)
             self.events.emit("started", record, create_s=create_s, warm=info.warm)
         except Exception as exc:  # noqa: BLE001 - any failure becomes the record's reason
             reason = exc.message if isinstance(exc, RockError) and exc.message else f"{type(exc).__name__}: {exc}"
@@ -215,14 +288,14 @@ class Sandboxes:
     # -- stop / delete -----------------------------------------------------------------------
 
     async def stop(self, sandbox_id: str, owner: str | None, event: str = "stop") -> SandboxRecord:
-        record = self.get(sandbox_id, owner)
+        record = await self.lookup(sandbox_id, owner)
         async with self._lock(sandbox_id):
-            if record.state in LIVE:
+            if record.state in LIVE or record.state == "lost":
                 was_pending = record.state == "pending"
                 record.stopped_at = time.time()
                 await self._transition(record, "stopped", event)
                 if not was_pending:  # ROCK's stop keeps the files (restart); delete removes them
-                    await self._quiet_stop(sandbox_id, keep=event != "delete")
+                    await self._quiet_stop(sandbox_id, record.node_id, keep=event != "delete")
                 # a pending create sees the new state and stops what it started
         return record
 
@@ -230,14 +303,14 @@ class Sandboxes:
         record = await self.stop(sandbox_id, owner, event="delete")
         async with self._lock(sandbox_id):
             if record.state != "deleted":
-                await self._quiet_stop(sandbox_id)  # the files a stop kept
+                await self._quiet_stop(sandbox_id, record.node_id)  # the files a stop kept
                 record.deleted_at = time.time()
                 await self._transition(record, "deleted", "delete")
         return record
 
-    async def _quiet_stop(self, sandbox_id: str, keep: bool = False) -> None:
+    async def _quiet_stop(self, sandbox_id: str, node_id: str | None = None, keep: bool = False) -> None:
         try:
-            await self.worker.stop(sandbox_id, keep=keep)
+            await self.worker.stop(sandbox_id, node_id, keep=keep)
         except SandboxNotFound:
             pass
         except Exception:  # noqa: BLE001 - stopping is best effort; the worker reaps leftovers
@@ -252,10 +325,19 @@ class Sandboxes:
         if to != before and to not in TRANSITIONS.get(before, ()):
             raise BadRequest(f"sandbox {record.sandbox_id} cannot go from {before} to {to}")
         record.state = to
-        saved = self.store.save(record, before, event, message)
         self.events.emit("state", record, from_state=before, event=event)
         if to == "deleted":
             self.commands.forget(record.sandbox_id)
+        return self._write(record, before, event, message)
+
+    def _write(self, record: SandboxRecord, before: str | None, event: str | None, message: str | None = None) -> asyncio.Future:
+        saved = self.store.save(record, before, event, message)
+
+        def stored(f: asyncio.Future) -> None:  # our own write comes back from a refresh as nothing new
+            if not f.cancelled() and f.exception() is None and f.result():
+                record.rev = max(record.rev, f.result())
+
+        saved.add_done_callback(stored)
         return saved
 
     # -- idle TTL ----------------------------------------------------------------------------
@@ -263,13 +345,31 @@ class Sandboxes:
     async def _reap_loop(self) -> None:
         while True:
             try:
-                await asyncio.sleep(self._next_check())
+                await asyncio.sleep(min(self._next_check(), LEASE_TTL / 3))
                 await self.flush()
-                await self.reap_idle()
+                await self._hold_lease()
+                if self.reaping:
+                    await self.reap_idle()
+                    if self.store.shared:
+                        await sweep(self)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the reaper must outlive a bad round
                 log.exception("reaper round failed")
+
+    async def _hold_lease(self) -> None:
+        held = await self.store.acquire_lease(REAPER_LEASE, self.holder, LEASE_TTL)
+        if held != self.reaping:
+            log.info("admin %s %s the reaper lease", self.holder, "holds" if held else "lost")
+        self.reaping = held
+
+    # -- nodes of a cluster (the worker tells) -----------------------------------------------------
+
+    async def node_lost(self, name: str, reason: str) -> None:
+        await node_lost(self, name, reason)
+
+    async def node_back(self, name: str, sandbox_ids: list[str]) -> None:
+        await node_back(self, name, sandbox_ids)
 
     def _next_check(self) -> float:
         """Sleep until the next sandbox could expire, within [0.2, 5] s (flushes last-used at least that often)."""
@@ -281,7 +381,9 @@ class Sandboxes:
 
     async def _busy(self, sandbox_id: str) -> bool:
         try:
-            sessions = await asyncio.wait_for(self.worker.agent(sandbox_id).list_sessions(), 10)
+            record = self.records[sandbox_id]
+            agent = await asyncio.wait_for(self.worker.connect(sandbox_id, record.node_id), 10)
+            sessions = await asyncio.wait_for(agent.list_sessions(), 10)
         except Exception:  # noqa: BLE001 - an unreachable agent is not busy
             return False
         return any(s.get("running") for s in sessions)

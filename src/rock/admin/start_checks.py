@@ -7,16 +7,10 @@ effect or get a 400 that says which field and why, never a silent no-op.
 from __future__ import annotations
 
 import functools
-import glob
 import os
 
 from rock.actions.sandbox import SandboxStartRequest
 from rock.errors import BadRequest
-
-
-def gpu_count() -> int:
-    """NVIDIA GPUs the kernel exposes (the devices the container toolkit would pass through)."""
-    return len([d for d in glob.glob("/dev/nvidia[0-9]*") if os.path.basename(d)[6:].isdigit()])
 
 
 @functools.lru_cache(maxsize=1)
@@ -39,16 +33,7 @@ def check_start_request(req: SandboxStartRequest, backend: str, settings=None) -
         _check_limits(req, settings)
     if req.image_os.strip().lower() != "linux":
         raise BadRequest(f"image_os={req.image_os!r}: this server runs Linux sandboxes only")
-    gpus = req.num_gpus or 0
-    if gpus or req.accelerator_type:
-        have = gpu_count()
-        what = f"num_gpus={req.num_gpus:g}" if gpus else f"accelerator_type={req.accelerator_type!r}"
-        if have == 0:
-            raise BadRequest(f"{what}: this machine has no GPU (no /dev/nvidia*); leave num_gpus unset or 0")
-        if gpus != int(gpus) or gpus > have:
-            raise BadRequest(f"{what}: whole GPUs only, at most the {have} this machine has")
-        if backend != "docker":
-            raise BadRequest(f"{what}: GPUs are passed through by the docker backend only; this admin runs {backend}")
+    # num_gpus and accelerator_type: the worker's admission (Worker.check, the cluster's placement)
     if req.use_kata_runtime:
         if backend != "docker":
             raise BadRequest(f"use_kata_runtime: kata containers need the docker backend; this admin runs {backend}")
@@ -81,5 +66,5 @@ def _check_limits(req: SandboxStartRequest, settings) -> None:
 def spec_extras(req: SandboxStartRequest) -> dict:
     """The runtime spec's fields for what ``check_start_request`` let through."""
     auth = {"username": req.registry_username, "password": req.registry_password} if req.registry_username else None
-    return {"pull_policy": req.pull_policy, "registry_auth": auth, "gpus": int(req.num_gpus or 0),
+    return {"pull_policy": req.pull_policy, "registry_auth": auth,
             "runtime": kata_runtime() if req.use_kata_runtime else None}

@@ -280,6 +280,29 @@ def _signal_ready_blocking(path):
         sys.stderr.write("rock agent: could not signal readiness: %s\n" % exc)
 
 
+def harden():
+    """Limits the agent applies to itself and so to every process of the sandbox (inherited).
+
+    ROCK_MAX_FILE_BYTES: no file grows past it (RLIMIT_FSIZE: the write fails with EFBIG).
+    ROCK_AGENT_NONDUMPABLE=1: nothing in the sandbox may ptrace the agent or read its memory,
+    though it runs as the same user (no Yama here). Where the agent's credentials changed on its
+    way in (bwrap's zygote drops capabilities) the kernel made it non-dumpable already; where it
+    is the container's first program (docker) it sets it itself, after the ready signal, in a
+    thread: ctypes costs ~17 ms to import, which must not delay a start."""
+    limit = os.environ.get("ROCK_MAX_FILE_BYTES")
+    if limit and limit != "0":
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (int(limit), int(limit)))
+    if os.environ.get("ROCK_AGENT_NONDUMPABLE") == "1":
+        def nondumpable():
+            import ctypes
+
+            ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
+
+        threads.spawn(nondumpable)
+
+
 def main(argv):
     opts = parse_args(argv)
     # A launcher may have left SIGINT/SIGQUIT ignored (sh ignores them for `&` jobs), and an
@@ -308,6 +331,7 @@ def main(argv):
     if opts["ready"]:
         signal_ready(opts["ready"])
     agent = build_agent()
+    harden()
     from . import sessions
 
     sessions.prewarm()

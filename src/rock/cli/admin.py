@@ -29,6 +29,10 @@ def add_parser(sub) -> None:
     start.add_argument("--state-dir", help="where records, sandboxes, pid and log files live")
     start.add_argument("--role", choices=["admin", "proxy"], help="admin: everything; proxy: data plane only")
     start.add_argument("--env", help="read ROCK's config rock-conf/rock-ENV.yml (its sections that apply here)")
+    start.add_argument("--cluster", help="place sandboxes on a Ray cluster's node workers: its address, or auto")
+    start.add_argument("--store-url", help="shared state for several admins/proxies: postgresql://… (default SQLite)")
+    start.add_argument("--placement", choices=["spread", "pack"], help="cluster placement (default spread)")
+    start.add_argument("--overcommit", type=float, help="cpus and memory promised per node, times what it has")
     start.add_argument("--foreground", action="store_true", help="stay in the foreground (containers, debugging)")
     start.add_argument("--log-level", default=os.environ.get("ROCK_LOGGING_LEVEL", "info").lower())
     start.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
@@ -46,7 +50,9 @@ def add_parser(sub) -> None:
 def settings_from(args) -> Settings:
     return Settings.load(env=getattr(args, "env", None), host=getattr(args, "host", None), port=getattr(args, "port", None),
                          backend=getattr(args, "backend", None), state_dir=getattr(args, "state_dir", None),
-                         role=getattr(args, "role", None))
+                         role=getattr(args, "role", None), cluster=getattr(args, "cluster", None),
+                         store_url=getattr(args, "store_url", None), placement=getattr(args, "placement", None),
+                         overcommit=getattr(args, "overcommit", None))
 
 
 def _running_pid(settings: Settings) -> int | None:
@@ -76,9 +82,11 @@ def cmd_start(args, out: Out) -> int:
     read_fd, write_fd = os.pipe()
     argv = [sys.executable, "-m", "rock.cli.main", "admin", "start", "--foreground", "--ready-fd", str(write_fd),
             "--host", settings.host, "--port", str(settings.port), "--backend", settings.backend,
-            "--state-dir", str(settings.state_dir), "--role", settings.role, "--log-level", args.log_level]
-    if args.env:
-        argv += ["--env", args.env]
+            "--state-dir", str(settings.state_dir), "--role", settings.role, "--log-level", args.log_level,
+            "--placement", settings.placement, "--overcommit", str(settings.overcommit)]
+    for flag, value in (("--cluster", settings.cluster), ("--store-url", settings.store_url), ("--env", args.env)):
+        if value:
+            argv += [flag, value]
     with open(log_path(settings), "ab") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(write_fd,),
                                 start_new_session=True, close_fds=True)

@@ -78,11 +78,12 @@ class SyncHttp:
 
     _local = threading.local()
 
-    def __init__(self, base_url: str | None = None, token: str | None = None):
-        self.base = _base(base_url)
+    def __init__(self, base_url: str | None = None, token: str | None = None, routes: str = GEM,
+                 timeout: float = TIMEOUT):
+        self.base, self.timeout = _base(base_url), timeout
         url = urlsplit(self.base)
         self.https = url.scheme == "https"
-        self.host, self.port, self.prefix = url.hostname, url.port or (443 if self.https else 80), url.path
+        self.host, self.port, self.prefix = url.hostname, url.port or (443 if self.https else 80), url.path + routes
         self.headers = {"Content-Type": "application/json", **_headers(token)}
 
     def _conn(self, fresh: bool = False):
@@ -93,9 +94,9 @@ class SyncHttp:
             if conn is not None:
                 conn.close()
             if self.https:
-                conn = http.client.HTTPSConnection(self.host, self.port, timeout=TIMEOUT)
+                conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout)
             else:
-                conn = sync_transport.Connection(self.host, self.port, TIMEOUT)
+                conn = sync_transport.Connection(self.host, self.port, self.timeout)
             conns[key] = conn
         return conn
 
@@ -108,51 +109,66 @@ class SyncHttp:
         return response.status, response.body
 
     def post(self, path: str, body: dict) -> bytes:
+        status, raw = self.exchange(path, body)
+        if status >= 400:
+            raise_for(status, raw)
+        return raw
+
+    def exchange(self, path: str, body: dict) -> tuple[int, bytes]:
+        """POST ``body`` as JSON to ``routes + path``: (status, body), errors included."""
         data = json.dumps(body, separators=(",", ":")).encode()
         for attempt in (0, 1):
             try:
-                status, raw = self._exchange(self._conn(fresh=attempt == 1), self.prefix + GEM + path, data)
-                break
+                return self._exchange(self._conn(fresh=attempt == 1), self.prefix + path, data)
             except (sync_transport.ConnectionDropped, http.client.RemoteDisconnected, BrokenPipeError,
                     ConnectionResetError):
                 # The server closed a kept-alive idle connection before reading the request:
                 # nothing ran, so sending again on a new connection is safe.
                 if attempt == 1:
                     raise
-        if status >= 400:
-            raise_for(status, raw)
-        return raw
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        """Close this thread's connection to the admin."""
+        conn = self._local.__dict__.get("conns", {}).pop((self.https, self.host, self.port), None)
+        if conn is not None:
+            conn.close()
 
 
 class AsyncHttp:
     """Async keep-alive HTTP over the SDK's lean transport (one pool per client object)."""
 
-    def __init__(self, base_url: str | None = None, token: str | None = None):
+    def __init__(self, base_url: str | None = None, token: str | None = None, routes: str = GEM,
+                 max_connections: int = 64):
         self.base = _base(base_url)
-        url = httpx.URL(self.base + GEM)
+        self.routes = routes
+        url = httpx.URL(self.base + routes)
         self.addr = (url.host, url.port or (443 if url.scheme == "https" else 80))
         self.path = url.raw_path.rstrip(b"/")
         self.fast = url.scheme == "http"
         self.headers = {"content-type": "application/json", **_headers(token)}
         host = url.host if url.port is None else f"{url.host}:{url.port}"
         self.head = b"".join(f"{k}: {v}\r\n".encode() for k, v in {"host": host, **self.headers}.items())
-        self.transport = LeanTransport()
+        self.transport = LeanTransport(max_idle_per_host=max_connections)
         self.client: httpx.AsyncClient | None = None
 
     async def post(self, path: str, body: dict) -> bytes:
+        status, raw = await self.exchange(path, body)
+        if status >= 400:
+            raise_for(status, raw)
+        return raw
+
+    async def exchange(self, path: str, body: dict, timeout: float | None = TIMEOUT) -> tuple[int, bytes]:
+        """POST ``body`` as JSON to ``routes + path``: (status, body), errors included."""
         data = json.dumps(body, separators=(",", ":")).encode()
         if self.fast:
             payload = b"POST %s%s HTTP/1.1\r\n%scontent-length: %d\r\n\r\n%s" % (
                 self.path, path.encode(), self.head, len(data), data)
-            status, raw = await self.transport.request_bytes(self.addr[0], self.addr[1], payload, TIMEOUT)
-        else:
-            if self.client is None:
-                self.client = httpx.AsyncClient(headers=self.headers, timeout=TIMEOUT)
-            response = await self.client.post(self.base + GEM + path, content=data)
-            status, raw = response.status_code, response.content
-        if status >= 400:
-            raise_for(status, raw)
-        return raw
+            return await self.transport.request_bytes(self.addr[0], self.addr[1], payload, timeout)
+        if self.client is None:
+            self.client = httpx.AsyncClient(headers=self.headers, timeout=timeout)
+        response = await self.client.post(self.base + self.routes + path, content=data)
+        return response.status_code, response.content
 
     async def aclose(self) -> None:
         if self.client is not None:

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rock.envs.errors import EnvError
 
@@ -48,9 +48,22 @@ class EnvImageSpec(BaseModel):
 
     base: str = Field(min_length=1)
     packages: list[str] = Field(default_factory=list)
+    # pip's --no-deps: install exactly ``packages`` (their declared dependencies may be far more
+    # than the env needs, e.g. bfcl-eval's every model vendor's SDK).
+    no_deps: bool = False
     imports: list[str] = Field(default_factory=list)
     files: dict[str, str] = Field(default_factory=dict)
     build_memory: str | None = None  # a limit for the image build's container (docker's format: "4g")
+
+    @field_validator("packages")
+    @classmethod
+    def _requirements_only(cls, packages: list[str]) -> list[str]:
+        # pip options in the list would change how everything is installed (and from where).
+        for p in packages:
+            if p.strip().startswith("-"):
+                raise ValueError(f"{p!r} is a pip option, not a package; packages are requirements like "
+                                 f"'numpy>=1.26' (no_deps=true for --no-deps)")
+        return packages
 
 
 class EnvImage(BaseModel):
@@ -78,6 +91,8 @@ def _file_digest(path: str) -> str:
 def content_key(spec: EnvImageSpec, base_id: str, python_version: str) -> str:
     facts = [base_id, sorted(spec.packages), sorted(spec.imports), python_version,
              sorted((rel, _file_digest(src)) for rel, src in spec.files.items())]
+    if spec.no_deps:  # only when set: the keys of every other image stay what they were
+        facts.append("no-deps")
     return hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:16]
 
 
@@ -170,7 +185,7 @@ class ImageBuilder:
             site = work / "site"
             site.mkdir()
             if spec.packages:
-                self._pip(spec.packages, site, say)
+                self._pip(spec.packages, site, say, no_deps=spec.no_deps)
             for rel, src in spec.files.items():
                 dest = site / rel
                 if not dest.resolve().is_relative_to(site.resolve()):
@@ -182,12 +197,13 @@ class ImageBuilder:
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    def _pip(self, packages: list[str], site: Path, say: Progress) -> None:
+    def _pip(self, packages: list[str], site: Path, say: Progress, no_deps: bool = False) -> None:
+        options = ["--no-deps"] if no_deps else []
         cmd = [self.python, "-m", "pip", "install", "--no-input", "--disable-pip-version-check", "--progress-bar", "off",
-               "--no-warn-script-location", "--target", str(site), *packages]
+               "--no-warn-script-location", "--target", str(site), *options, "--", *packages]
         if os.environ.get("ROCK_PIP_INDEX_URL"):  # ROCK's variable: the package index env images install from
             cmd[4:4] = ["--index-url", os.environ["ROCK_PIP_INDEX_URL"]]
-        say("pip install " + " ".join(packages))
+        say("pip install " + " ".join([*options, *packages]))
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env={**os.environ, "PIP_ROOT_USER_ACTION": "ignore"})
         tail: list[str] = []
@@ -217,6 +233,7 @@ class ImageBuilder:
         from rock.runtime.docker_images import build_image
 
         labels = {"rock.env.site": SITE, "rock.env.packages": json.dumps(spec.packages),
+                  "rock.env.no_deps": json.dumps(spec.no_deps),
                   "rock.env.imports": json.dumps(spec.imports), "rock.env.base": spec.base}
         dockerfile = f"FROM {spec.base}\nCOPY site {SITE}\n"
         (work / "Dockerfile").write_text(dockerfile)

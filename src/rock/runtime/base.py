@@ -45,6 +45,11 @@ READY_TIMEOUT = 60.0
 MAX_SOCKET_PATH = 107
 
 
+def owner_key(owner: str) -> str:
+    """The short key of an owner's sandboxes: cgroups are ``rock/<owner key>/<id>``."""
+    return hashlib.sha256(owner.encode()).hexdigest()[:12]
+
+
 class SandboxSpec(BaseModel):
     """What a caller asks a backend for."""
 
@@ -56,13 +61,19 @@ class SandboxSpec(BaseModel):
     cpus: float | None = None
     pids_limit: int | None = 1024
     network: bool = False
+    max_file_bytes: int | None = None  # no file grows past it (None: the settings' max_file_bytes; 0: no limit)
     env: dict[str, str] = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)
     pull_policy: str = "missing"  # missing | always | never: when to pull the image (engine-backed images)
     # Registry login for the pull; never persisted with the rest of the spec.
     registry_auth: dict[str, str] | None = Field(default=None, exclude=True)
-    gpus: int = 0  # GPUs to pass through (docker backend, where the machine has them)
     runtime: str | None = None  # an engine runtime other than the default (e.g. kata)
+    # Placement: whole GPUs wanted, disk promised, labels the node must carry (accelerator_type too).
+    gpus: int = 0
+    disk_bytes: int | None = None
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    # The GPUs the node gave this sandbox (its /dev/nvidiaN), set by the worker, not by callers.
+    gpu_ids: list[int] = Field(default_factory=list)
 
 
 class RuntimeHandle(BaseModel):
@@ -106,7 +117,7 @@ class Runtime(abc.ABC):
         self.sandboxes_dir = Path(settings.state_dir) / "sandboxes"
         self.sandboxes_dir.mkdir(parents=True, exist_ok=True)
         # Short, path- and name-safe form of the owner for cgroup paths and container names.
-        self.owner_key = hashlib.sha256(owner.encode()).hexdigest()[:12]
+        self.owner_key = owner_key(owner)
 
     @classmethod
     @abc.abstractmethod
@@ -191,7 +202,12 @@ class Runtime(abc.ABC):
 
     def sandbox_env(self, spec: SandboxSpec) -> dict[str, str]:
         """Environment every backend gives the agent (the spec's own variables win)."""
-        return {"ROCK_HOST_PYTHON": self.settings.host_python, "ROCK_SANDBOX_ID": spec.sandbox_id, **spec.env}
+        limit = spec.max_file_bytes if spec.max_file_bytes is not None else self.settings.max_file_bytes
+        return {"ROCK_HOST_PYTHON": self.settings.host_python, "ROCK_SANDBOX_ID": spec.sandbox_id,
+                "ROCK_MAX_FILE_BYTES": str(limit), **self.agent_env, **spec.env}
+
+    # Variables a backend adds for its agent (see rock.agent.server.harden).
+    agent_env: dict[str, str] = {}
 
     async def wait_ready(self, run_dir: Path, died: asyncio.Future | None, timeout: float) -> None:
         """Wait for the agent's ready line on the FIFO: no polling, no sleeping.

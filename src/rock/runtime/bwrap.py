@@ -34,6 +34,7 @@ from pathlib import Path
 
 from rock.errors import SandboxStartError
 from rock.runtime import cgroups
+from rock.worker.gpus import device_files
 from rock.runtime.base import (
     AGENT_SRC,
     READY_NAME,
@@ -115,8 +116,8 @@ class BwrapRuntime(KeptFiles, Runtime):
         """``resuming``: a restart over kept files (made over ``kept_lower``), which a failure keeps."""
         t0 = time.perf_counter()
         sid = spec.sandbox_id
-        if spec.gpus or spec.runtime:
-            raise SandboxStartError("GPUs and engine runtimes (kata) need the docker backend; this one is bwrap")
+        if spec.runtime:
+            raise SandboxStartError("engine runtimes (kata) need the docker backend; this one is bwrap")
         lower, image_env = await self._lower(spec)
         if kept_lower and kept_lower != lower and os.path.isdir(kept_lower):
             lower = kept_lower  # the tag moved since; the files were written over the old root
@@ -276,7 +277,12 @@ class BwrapRuntime(KeptFiles, Runtime):
                     env: dict[str, str]) -> list[str]:
         """bwrap's options, without the command."""
         host_root = lower == "/"
-        args = ["--bind", str(merged), "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm"]
+        # The sandbox's own /proc/sys read-only, as docker has it: root inside must not tune its
+        # namespaces' kernel settings (the bind's source is the sandbox's new procfs).
+        args = ["--bind", str(merged), "/", "--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev",
+                "--tmpfs", "/dev/shm"]
+        for device in device_files(spec.gpu_ids) if spec.gpu_ids else ():
+            args += ["--dev-bind", device, device]  # this sandbox's GPUs and the driver's control files
         if host_root:
             state_dir = os.path.realpath(self.settings.state_dir)
             hidden = [d for d in MASKED if os.path.isdir(d)]

@@ -29,7 +29,7 @@ from typing import Any
 import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-from docker.types import Mount
+from docker.types import DeviceRequest, Mount
 
 from rock.errors import SandboxStartError
 from rock.runtime import cgroups
@@ -118,6 +118,9 @@ _deaths = _DeathWatch()
 
 class DockerRuntime(KeptContainers, Runtime):
     name = "docker"
+    # The agent is the container's first program, with its credentials as they will stay: nothing
+    # made it non-dumpable, so it does that itself (a same-user ptrace would reach it otherwise).
+    agent_env = {"ROCK_AGENT_NONDUMPABLE": "1"}
 
     def __init__(self, settings, owner: str):
         super().__init__(settings, owner)
@@ -150,7 +153,8 @@ class DockerRuntime(KeptContainers, Runtime):
             # A real init as pid 1 reaps orphans and forwards signals; the agent stays a plain process.
             init=True,
             runtime=spec.runtime,
-            device_requests=[docker.types.DeviceRequest(count=spec.gpus, capabilities=[["gpu"]])] if spec.gpus else None,
+            device_requests=[DeviceRequest(device_ids=[str(i) for i in spec.gpu_ids], capabilities=[["gpu"]])]
+            if spec.gpu_ids else None,
         )
         labels = {
             **spec.labels,

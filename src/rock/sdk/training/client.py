@@ -1,37 +1,28 @@
-"""The training clients (sync and async) over httpx; one request per method."""
+"""The training clients (sync and async); one request per method, on the SDK's lean keep-alive
+HTTP (the env clients' ``SyncHttp`` / ``AsyncHttp``): httpx's request and response objects cost
+the client more CPU per call than the admin's whole step."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-import httpx
-
+from rock.envs.client import AsyncHttp, SyncHttp, loads
 from rock.training.errors import TrainingError
 
 BASE = "/apis/v1/training"
 
 
-def _base_url(base_url: str | None) -> str:
-    return (base_url or os.environ.get("ROCK_BASE_URL") or "http://127.0.0.1:8080").rstrip("/")
-
-
-def _headers(token: str | None) -> dict[str, str]:
-    token = token or os.environ.get("ROCK_TOKEN")
-    return {"Authorization": f"Bearer {token}"} if token else {}
-
-
-def _result(resp: httpx.Response) -> Any:
+def _result(status: int, raw: bytes) -> Any:
     try:
-        body = resp.json()
+        body = loads(raw)
     except ValueError:
         body = None
-    if resp.status_code >= 400:
+    if status >= 400:
         result = body.get("result") if isinstance(body, dict) else None
         kind = (result or {}).get("error_type") or "BadRequest"
         message = (body or {}).get("message") if isinstance(body, dict) else None
-        err = TrainingError(message or resp.text[:500] or f"HTTP {resp.status_code}", kind)
-        err.status_code = resp.status_code
+        err = TrainingError(message or raw[:500].decode(errors="replace") or f"HTTP {status}", kind)
+        err.status_code = status
         raise err
     return body
 
@@ -74,12 +65,12 @@ class TrainingSandbox:
     """Sync client; a context manager (its exit closes the connection, not the instances)."""
 
     def __init__(self, base_url: str | None = None, token: str | None = None, timeout: float = 600.0):
-        self.base_url = _base_url(base_url)
-        self.http = httpx.Client(base_url=self.base_url + BASE, headers=_headers(token), timeout=timeout)
+        self.http = SyncHttp(base_url, token, routes=BASE, timeout=timeout)
+        self.base_url = self.http.base
 
     def _call(self, method: str, **args) -> Any:
         path, body = _requests(method, args)
-        return _shape(method, _result(self.http.post(path, json=body)))
+        return _shape(method, _result(*self.http.exchange(path, body)))
 
     def get_env_profile(self, env_type: str, split: str = "train", params: dict | None = None) -> list[str]:
         return self._call("get_env_profile", env_type=env_type, split=split, params=params)
@@ -115,18 +106,13 @@ class AsyncTrainingSandbox:
 
     def __init__(self, base_url: str | None = None, token: str | None = None, timeout: float = 600.0,
                  max_connections: int = 256):
-        self.base_url = _base_url(base_url)
-        # The SDK's lean transport: httpx's default pool costs more CPU per request than the
-        # service's whole step, and grows worse with the number of connections (a rollout at
-        # concurrency 32 ran at half the rate of one at 4).
-        from rock.sdk.transport import LeanTransport
-
-        self.http = httpx.AsyncClient(base_url=self.base_url + BASE, headers=_headers(token), timeout=timeout,
-                                      transport=LeanTransport(max_idle_per_host=max_connections))
+        self.http = AsyncHttp(base_url, token, routes=BASE, max_connections=max_connections)
+        self.base_url = self.http.base
+        self.timeout = timeout
 
     async def _call(self, method: str, **args) -> Any:
         path, body = _requests(method, args)
-        return _shape(method, _result(await self.http.post(path, json=body)))
+        return _shape(method, _result(*await self.http.exchange(path, body, self.timeout)))
 
     async def get_env_profile(self, env_type: str, split: str = "train", params: dict | None = None) -> list[str]:
         return await self._call("get_env_profile", env_type=env_type, split=split, params=params)

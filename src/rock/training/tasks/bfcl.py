@@ -236,10 +236,12 @@ class BfclTask:
         return {"state": [state], "reward": 0.0, "is_terminated": False, "info": {"turn": self.turn}}
 
     def _finish(self):
+        # The last step is graded, and carries what evaluate(details) would answer: a rollout
+        # needs no separate evaluate call (and BFCL no second replay of the conversation).
         self.done = True
-        reward = self.evaluate()
-        return {"state": [{"role": "user", "content": COMPLETED}], "reward": reward, "is_terminated": True,
-                "info": {"turn": self.turn}}
+        evaluation = self.evaluate(params={"details": True})
+        return {"state": [{"role": "user", "content": COMPLETED}], "reward": evaluation["accuracy"],
+                "is_terminated": True, "info": {"turn": self.turn, "evaluation": evaluation}}
 
     # -- grading -----------------------------------------------------------------------------------
 

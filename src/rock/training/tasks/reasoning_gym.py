@@ -65,8 +65,9 @@ class ReasoningGymTask:
         content, _ = check_action(action)
         self.answer = extract_answer(content)
         self.done = True
-        return {"state": [{"role": "user", "content": COMPLETED}], "reward": self.score(self.answer),
-                "is_terminated": True, "info": {}}
+        evaluation = self.evaluate(params={"details": True})
+        return {"state": [{"role": "user", "content": COMPLETED}], "reward": evaluation["accuracy"],
+                "is_terminated": True, "info": {"evaluation": evaluation}}
 
     def score(self, answer):
         try:

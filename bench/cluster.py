@@ -1,0 +1,157 @@
+"""The cluster: placement decisions per admin process, and a burst of bwrap sandboxes across three
+local Ray nodes next to the same burst on one machine without Ray, in the same run.
+
+cluster_placements_per_s   decisions (choose a node + reserve, as ``ClusterWorker`` does) per
+                           second in one admin process, over the three real nodes' reports
+cluster_burst_1000         1,000 sandboxes created at once through an admin on a 3-node Ray
+                           cluster: each one's time from its create request to the first output
+                           of a command in it (p50/p99), success_rate, wall_s
+single_burst_1000          the same burst on one admin with its embedded worker (the floor)
+
+Run when asked (``--only cluster``) or in a full run: it holds 1,000 sandboxes at its peak.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.admin import SANDBOX_API, AdminProcess
+from bench.report import record
+
+BURST = 1000
+RAY_PORT = 18250
+# Virtual sizes: the three nodes share this machine; what matters is that placement spreads.
+NODES = {f"b{i}": {"num_cpus": 64, "memory": 64 << 30, "labels": {"zone": "bench"}} for i in (1, 2, 3)}
+BODY = {"cpus": 0.1, "memory": "128m", "auto_clear_seconds": 0}
+
+
+async def _one(client: httpx.AsyncClient, made: list[str], failures: collections.Counter) -> float | None:
+    t0 = time.perf_counter()
+    try:
+        r = await client.post(SANDBOX_API + "/start", json=BODY)
+        if r.status_code != 200:
+            failures[f"start {r.status_code}: {r.json().get('message', '')[:120]}"] += 1
+            return None
+        sid = r.json()["result"]["sandbox_id"]
+        made.append(sid)
+        r = await client.post(SANDBOX_API + "/execute", json={"sandbox_id": sid, "command": "echo hi"})
+        if r.status_code != 200 or r.json()["result"]["stdout"] != "hi\n":
+            failures[f"execute {r.status_code}: {r.text[:120]}"] += 1
+            return None
+        return time.perf_counter() - t0
+    except (httpx.HTTPError, KeyError, ValueError) as exc:
+        failures[f"client: {type(exc).__name__}: {str(exc)[:100]}"] += 1
+        return None
+
+
+async def _burst(ctx, url: str, metric: str, backend: str, n: int) -> dict:
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
+        warm: list[str] = []
+        failures: collections.Counter = collections.Counter()
+        await _one(client, warm, failures)  # warm-up: unpack the image, compile, connect
+        failures.clear()
+        await _stop(client, warm)
+        made: list[str] = []
+        ctx.progress(f"{metric}: {n} sandboxes at once")
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(_one(client, made, failures) for _ in range(n)))
+        wall = time.perf_counter() - t0
+        ctx.progress(f"{metric}: {sum(r is not None for r in results)}/{n} ready in {wall:.1f}s; stopping them")
+        await _stop(client, made)
+    ok = [r for r in results if r is not None]
+    return record(metric, backend, ok, attempts=n, wall_s=round(wall, 3), failures=dict(failures.most_common(5)))
+
+
+async def _stop(client: httpx.AsyncClient, sids: list[str]) -> None:
+    sem = asyncio.Semaphore(64)
+
+    async def one(sid: str) -> None:
+        async with sem:
+            await client.post(SANDBOX_API + "/stop", json={"sandbox_id": sid})
+
+    await asyncio.gather(*(one(s) for s in sids), return_exceptions=True)
+
+
+def _placements_per_s(ray_cluster) -> tuple[float, int]:
+    """Decisions and reservations as the admin makes them, over the three nodes' real reports."""
+    import ray
+
+    from rock.cluster.models import Need, NodeInfo
+    from rock.cluster.node import ACTOR_PREFIX, NAMESPACE
+    from rock.cluster.placement import NodeView, Placement
+    from rock.config import Settings
+    from rock.runtime.base import SandboxSpec
+
+    views = [NodeView(NodeInfo(**ray.get(ray.get_actor(ACTOR_PREFIX + name, namespace=NAMESPACE).info.remote())))
+             for name in ray_cluster.ray_nodes]
+    placement = Placement(Settings().placement, overcommit=1.0)
+    need = Need.of(SandboxSpec(sandbox_id="x", image="python:3.11", cpus=0.1, memory_bytes=128 << 20))
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < 1.0:
+        for _ in range(200):
+            node = placement.choose(need, views)
+            if node is None:  # all full: as if those sandboxes were stopped again
+                for v in views:
+                    v.pending = v.pending - v.pending
+                continue
+            node.pending = node.pending + need.resources
+            n += 1
+    return n / (time.perf_counter() - t0), n
+
+
+async def run(ctx) -> list[dict]:
+    from rock.cluster.localray import LocalRay
+
+    records = []
+    n = BURST
+    # The single-node floor first: one admin, its worker embedded, no Ray.
+    single = AdminProcess("bwrap", prefix="rock-bench-single-")
+    url = single.start()
+    try:
+        records.append(await _burst(ctx, url, f"single_burst_{n}", "bwrap", n))
+    finally:
+        single.stop()
+    await asyncio.sleep(5)  # the kernel tears the previous burst's sandboxes down in the background
+
+    root = Path(tempfile.mkdtemp(prefix="rkb-", dir="/tmp"))
+    ctx.progress("cluster: starting 3 local Ray nodes with a worker each")
+    cluster = LocalRay(root, RAY_PORT, NODES, backend="bwrap")
+    admin = None
+    try:
+        cluster.start()  # Ray sets signal handlers: only from the main thread
+        per_s, decisions = _placements_per_s(cluster)
+        records.append({"metric": "cluster_placements_per_s", "backend": "cluster", "n": decisions,
+                        "per_s": round(per_s, 1), "target_per_s": 1000})
+        admin = _ClusterAdmin(cluster.address)
+        url = admin.start()
+        rec = await _burst(ctx, url, f"cluster_burst_{n}", "bwrap", n)
+        rec.update(nodes=len(NODES), floor_p50_ms=records[0]["p50_ms"], target_p99_ms=10000)
+        if rec["p50_ms"] and records[0]["p50_ms"]:
+            rec["ratio_to_floor"] = round(rec["p50_ms"] / records[0]["p50_ms"], 2)
+        records.append(rec)
+    finally:
+        if admin is not None:
+            admin.stop()
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    return records
+
+
+class _ClusterAdmin(AdminProcess):
+    """``rock admin start --cluster`` in its own process (SQLite: one admin)."""
+
+    def __init__(self, address: str):
+        super().__init__("bwrap", prefix="rock-bench-cluster-")
+        self.address = address
+
+    def start(self) -> str:
+        self._rock("admin", "start", "--port", str(self.port), "--cluster", self.address, "--timeout", "180")
+        return self.url

@@ -1,0 +1,223 @@
+"""The store in PostgreSQL, for several admin and proxy processes serving one cluster.
+
+Writes of this process go through one connection in call order, and whatever queued up while
+a transaction ran goes into the next one together (a burst of a thousand creates is a few
+transactions, not a thousand). Reads and leases use a small pool beside it. Revisions come
+from a sequence and times from the database's clock, so processes on machines whose clocks
+disagree still agree on what changed when.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import asdict, fields
+
+from rock.admin.store import COLUMNS, INSTANCE_COLUMNS, WRITTEN, SandboxRecord, Store
+
+log = logging.getLogger("rock.store")
+
+_NOW = "extract(epoch from clock_timestamp())"
+_BATCH = 500  # writes per transaction at most
+_SCHEMA_LOCK = 0x726F636B  # advisory lock id: processes starting together create the schema once
+
+
+def _sql_type(annotation: str) -> str:
+    for name, sql in (("dict", "JSONB"), ("float", "DOUBLE PRECISION"), ("int", "BIGINT")):
+        if annotation.startswith(name):
+            return sql
+    return "TEXT"
+
+
+_TYPES = {f.name: _sql_type(str(f.type)) for f in fields(SandboxRecord)}
+_SCHEMA = [
+    "CREATE SEQUENCE IF NOT EXISTS sandbox_rev",
+    "CREATE TABLE IF NOT EXISTS sandboxes (sandbox_id TEXT PRIMARY KEY, "
+    + ", ".join(f"{c} {_TYPES[c]}" for c in COLUMNS if c != "sandbox_id") + ")",
+    *(f"ALTER TABLE sandboxes ADD COLUMN IF NOT EXISTS {c} {_TYPES[c]}" for c in COLUMNS if c != "sandbox_id"),
+    "CREATE INDEX IF NOT EXISTS sandboxes_updated ON sandboxes(updated_at)",
+    "CREATE TABLE IF NOT EXISTS history (id BIGSERIAL PRIMARY KEY, sandbox_id TEXT NOT NULL, from_state TEXT, "
+    "to_state TEXT NOT NULL, event TEXT NOT NULL, message TEXT, ts DOUBLE PRECISION NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS history_sandbox ON history(sandbox_id, id)",
+    "CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS training_instances (instance_id TEXT PRIMARY KEY, owner TEXT, env_type TEXT NOT NULL, "
+    "task_id TEXT NOT NULL, handle TEXT NOT NULL, created DOUBLE PRECISION NOT NULL)",
+]
+_UPSERT = (
+    f"INSERT INTO sandboxes ({', '.join(WRITTEN)}, rev, updated_at) VALUES ({', '.join('%s' for _ in WRITTEN)}, "
+    f"nextval('sandbox_rev'), {_NOW}) ON CONFLICT (sandbox_id) DO UPDATE SET "
+    + ", ".join(f"{c}=EXCLUDED.{c}" for c in [*WRITTEN, "rev", "updated_at"] if c != "sandbox_id")
+    + " RETURNING rev"
+)
+_HISTORY = f"INSERT INTO history (sandbox_id, from_state, to_state, event, message, ts) VALUES (%s,%s,%s,%s,%s,{_NOW})"
+_TOUCH = (f"UPDATE sandboxes SET last_used_at=GREATEST(COALESCE(last_used_at, 0), %s), rev=nextval('sandbox_rev'), "
+          f"updated_at={_NOW} WHERE sandbox_id=%s")
+
+
+def _record(row: dict) -> SandboxRecord:
+    d = dict(row)
+    d["spec"] = d.get("spec") or {}
+    d["rev"] = d.get("rev") or 0
+    d["updated_at"] = d.get("updated_at") or 0.0
+    return SandboxRecord(**{c: d.get(c) for c in COLUMNS})
+
+
+class PostgresStore(Store):
+    shared = True
+
+    def __init__(self, url: str):
+        self.url = url
+        self._queue: asyncio.Queue | None = None
+        self._writer: asyncio.Task | None = None
+        self._pool = None
+
+    async def open(self) -> None:
+        import psycopg
+        from psycopg.rows import dict_row
+        from psycopg_pool import AsyncConnectionPool
+
+        self._pool = AsyncConnectionPool(self.url, min_size=1, max_size=4, open=False,
+                                         kwargs={"autocommit": True, "row_factory": dict_row})
+        try:
+            await self._pool.open(wait=True, timeout=15)
+        except Exception as exc:  # noqa: BLE001 - say which database could not be reached
+            await self._pool.close()
+            raise RuntimeError(f"cannot connect to PostgreSQL at {_redact(self.url)}: {exc}") from None
+        async with self._pool.connection() as db, db.transaction():
+            await db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            for statement in _SCHEMA:
+                await db.execute(statement)
+        self._psycopg = psycopg
+        self._queue = asyncio.Queue()
+        self._writer = asyncio.create_task(self._write_loop(), name="rock-store-writer")
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._queue.put(None)
+            await asyncio.gather(self._writer, return_exceptions=True)
+            self._writer = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    # -- writes: one ordered, batching writer -------------------------------------------------
+
+    def _enqueue(self, op: tuple) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((op, future))
+        return future
+
+    def save(self, record: SandboxRecord, from_state: str | None = None, event: str | None = None,
+             message: str | None = None) -> asyncio.Future:
+        d = asdict(record)
+        d["spec"] = self._psycopg.types.json.Jsonb(d["spec"])
+        row = tuple(d[c] for c in WRITTEN)
+        history = None if event is None else (record.sandbox_id, from_state, record.state, event, message)
+        return self._enqueue(("save", row, history))
+
+    async def flush_last_used(self, used: dict[str, float]) -> None:
+        if used:
+            await self._enqueue(("touch", [(ts, sid) for sid, ts in used.items()], None))
+
+    async def _write_loop(self) -> None:
+        stopping = False
+        while not stopping:
+            item = await self._queue.get()
+            if item is None:
+                break
+            batch = [item]
+            while len(batch) < _BATCH and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if nxt is None:
+                    stopping = True
+                    break
+                batch.append(nxt)
+            try:
+                results = await self._write(batch)
+            except Exception as exc:  # noqa: BLE001 - each waiting caller gets the error
+                log.error("PostgreSQL write of %d record(s) failed: %s", len(batch), exc)
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), result in zip(batch, results):
+                if not future.done():
+                    future.set_result(result)
+
+    async def _write(self, batch: list) -> list:
+        results = []
+        async with self._pool.connection() as db, db.transaction(), db.cursor() as cur:
+            for (kind, payload, history), _ in batch:
+                if kind == "save":
+                    await cur.execute(_UPSERT, payload)
+                    results.append((await cur.fetchone())["rev"])
+                    if history is not None:
+                        await cur.execute(_HISTORY, history)
+                else:
+                    await cur.executemany(_TOUCH, payload)
+                    results.append(None)
+        return results
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def _fetch(self, sql: str, args: tuple = ()) -> list[dict]:
+        async with self._pool.connection() as db:
+            return await (await db.execute(sql, args)).fetchall()
+
+    async def get(self, sandbox_id: str) -> SandboxRecord | None:
+        rows = await self._fetch("SELECT * FROM sandboxes WHERE sandbox_id=%s", (sandbox_id,))
+        return _record(rows[0]) if rows else None
+
+    async def all(self, include_deleted: bool = False) -> list[SandboxRecord]:
+        sql = "SELECT * FROM sandboxes" + ("" if include_deleted else " WHERE state != 'deleted'")
+        return [_record(r) for r in await self._fetch(sql)]
+
+    async def changed_since(self, since: float) -> tuple[list[SandboxRecord], float]:
+        async with self._pool.connection() as db:
+            now = (await (await db.execute(f"SELECT {_NOW} AS now")).fetchone())["now"]
+            rows = await (await db.execute("SELECT * FROM sandboxes WHERE updated_at >= %s", (since,))).fetchall()
+        return [_record(r) for r in rows], float(now)
+
+    async def history(self, sandbox_id: str) -> list[dict]:
+        return await self._fetch("SELECT from_state, to_state, event, message, ts FROM history "
+                                 "WHERE sandbox_id=%s ORDER BY id", (sandbox_id,))
+
+    # -- leases -------------------------------------------------------------------------------
+
+    async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        rows = await self._fetch(
+            f"INSERT INTO leases (name, holder, expires_at) VALUES (%s, %s, {_NOW} + %s) ON CONFLICT (name) DO UPDATE "
+            "SET holder=EXCLUDED.holder, expires_at=EXCLUDED.expires_at "
+            f"WHERE leases.holder=EXCLUDED.holder OR leases.expires_at < {_NOW} RETURNING holder",
+            (name, holder, ttl))
+        return bool(rows)
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        await self._fetch("DELETE FROM leases WHERE name=%s AND holder=%s RETURNING name", (name, holder))
+
+    async def lease_holder(self, name: str) -> str | None:
+        rows = await self._fetch(f"SELECT holder FROM leases WHERE name=%s AND expires_at >= {_NOW}", (name,))
+        return rows[0]["holder"] if rows else None
+
+
+    # -- training instances -------------------------------------------------------------------
+
+    async def save_instance(self, row: dict) -> None:
+        await self._fetch(f"INSERT INTO training_instances ({', '.join(INSTANCE_COLUMNS)}) VALUES "
+                          f"({', '.join('%s' for _ in INSTANCE_COLUMNS)}) ON CONFLICT (instance_id) DO UPDATE SET "
+                          + ", ".join(f"{c}=EXCLUDED.{c}" for c in INSTANCE_COLUMNS[1:]) + " RETURNING instance_id",
+                          tuple(row[c] for c in INSTANCE_COLUMNS))
+
+    async def delete_instance(self, instance_id: str) -> None:
+        await self._fetch("DELETE FROM training_instances WHERE instance_id=%s RETURNING instance_id", (instance_id,))
+
+    async def instances(self) -> list[dict]:
+        return await self._fetch("SELECT * FROM training_instances ORDER BY created")
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    head, at, tail = url.rpartition("@")
+    if not at:
+        return url
+    scheme, _, creds = head.partition("://")
+    return f"{scheme}://{creds.split(':', 1)[0]}:***@{tail}"

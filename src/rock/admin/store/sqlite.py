@@ -1,0 +1,196 @@
+"""The store in SQLite: the embedded default (one machine).
+
+All SQL runs on one dedicated thread so the event loop never blocks on disk; WAL mode keeps
+readers (a ``proxy`` role process) and the writer apart. The hot path never writes here: uses
+of a sandbox only bump ``last_used_at`` in memory, and ``flush_last_used`` writes them in one batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+
+from rock.admin.store import COLUMNS, INSTANCE_COLUMNS, WRITTEN, SandboxRecord, Store
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS sandboxes (
+    sandbox_id TEXT PRIMARY KEY, {", ".join(c for c in COLUMNS if c != "sandbox_id")}
+);
+CREATE INDEX IF NOT EXISTS sandboxes_state ON sandboxes(state);
+CREATE TABLE IF NOT EXISTS history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, sandbox_id TEXT NOT NULL, from_state TEXT, to_state TEXT NOT NULL,
+    event TEXT NOT NULL, message TEXT, ts REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_sandbox ON history(sandbox_id, id);
+CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS training_instances (
+    instance_id TEXT PRIMARY KEY, owner TEXT, env_type TEXT NOT NULL, task_id TEXT NOT NULL, handle TEXT NOT NULL,
+    created REAL NOT NULL
+);
+"""
+_NEXT_REV = "(SELECT COALESCE(MAX(rev), 0) + 1 FROM sandboxes)"
+
+
+def _row(record: SandboxRecord) -> tuple:
+    d = asdict(record)
+    d["spec"] = json.dumps(d["spec"])
+    return tuple(d[c] for c in WRITTEN)
+
+
+def _record(row: sqlite3.Row) -> SandboxRecord:
+    d = dict(row)
+    d["spec"] = json.loads(d["spec"] or "{}")
+    d["rev"] = d.get("rev") or 0
+    d["updated_at"] = d.get("updated_at") or 0.0
+    return SandboxRecord(**{c: d.get(c) for c in COLUMNS})
+
+
+class SqliteStore(Store):
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rock-store")
+        self._db: sqlite3.Connection | None = None
+
+    async def _run(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def _open(self) -> None:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        have = {r[1] for r in db.execute("PRAGMA table_info(sandboxes)")}
+        for column in COLUMNS:  # forward-compatible: new fields become new columns
+            if column not in have:
+                db.execute(f"ALTER TABLE sandboxes ADD COLUMN {column}")
+        db.execute("CREATE INDEX IF NOT EXISTS sandboxes_updated ON sandboxes(updated_at)")
+        self._db = db
+
+    async def open(self) -> None:
+        await self._run(self._open)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(self._db.close)
+            self._db = None
+        self._pool.shutdown(wait=True)
+
+    # -- records ----------------------------------------------------------------------------
+
+    def _save(self, row: tuple, sandbox_id: str, state: str, from_state: str | None, event: str | None,
+              message: str | None) -> int:
+        # The row was taken when the write was queued: a later change to the record is a later write.
+        assert self._db is not None
+        now = time.time()
+        placeholders = ",".join("?" for _ in WRITTEN)
+        with self._db:  # one transaction: the record and its history line agree
+            self._db.execute("BEGIN IMMEDIATE")
+            rev = self._db.execute(f"SELECT {_NEXT_REV}").fetchone()[0]
+            self._db.execute(f"INSERT OR REPLACE INTO sandboxes ({','.join(WRITTEN)}, rev, updated_at) "
+                             f"VALUES ({placeholders}, ?, ?)", (*row, rev, now))
+            if event is not None:
+                self._db.execute(
+                    "INSERT INTO history (sandbox_id, from_state, to_state, event, message, ts) VALUES (?,?,?,?,?,?)",
+                    (sandbox_id, from_state, state, event, message, now))
+        return rev
+
+    def save(self, record: SandboxRecord, from_state: str | None = None, event: str | None = None,
+             message: str | None = None) -> asyncio.Future:
+        return asyncio.get_running_loop().run_in_executor(self._pool, self._save, _row(record), record.sandbox_id,
+                                                          record.state, from_state, event, message)
+
+    def _get(self, sandbox_id: str) -> SandboxRecord | None:
+        row = self._db.execute("SELECT * FROM sandboxes WHERE sandbox_id=?", (sandbox_id,)).fetchone()
+        return _record(row) if row else None
+
+    async def get(self, sandbox_id: str) -> SandboxRecord | None:
+        return await self._run(self._get, sandbox_id)
+
+    def _all(self, include_deleted: bool) -> list[SandboxRecord]:
+        sql = "SELECT * FROM sandboxes" + ("" if include_deleted else " WHERE state != 'deleted'")
+        return [_record(r) for r in self._db.execute(sql)]
+
+    async def all(self, include_deleted: bool = False) -> list[SandboxRecord]:
+        return await self._run(self._all, include_deleted)
+
+    def _changed(self, since: float) -> tuple[list[SandboxRecord], float]:
+        now = time.time()
+        return [_record(r) for r in self._db.execute("SELECT * FROM sandboxes WHERE updated_at >= ?", (since,))], now
+
+    async def changed_since(self, since: float) -> tuple[list[SandboxRecord], float]:
+        return await self._run(self._changed, since)
+
+    def _history(self, sandbox_id: str) -> list[dict]:
+        rows = self._db.execute(
+            "SELECT from_state, to_state, event, message, ts FROM history WHERE sandbox_id=? ORDER BY id",
+            (sandbox_id,))
+        return [dict(r) for r in rows]
+
+    async def history(self, sandbox_id: str) -> list[dict]:
+        return await self._run(self._history, sandbox_id)
+
+    def _flush(self, used: list[tuple[float, float, str]]) -> None:
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            rev = self._db.execute(f"SELECT {_NEXT_REV}").fetchone()[0]
+            self._db.executemany(
+                "UPDATE sandboxes SET last_used_at=MAX(COALESCE(last_used_at, 0), ?), updated_at=?, rev=? "
+                "WHERE sandbox_id=?", [(ts, now, rev, sid) for ts, now, sid in used])
+
+    async def flush_last_used(self, used: dict[str, float]) -> None:
+        if used:
+            now = time.time()
+            await self._run(self._flush, [(ts, now, sid) for sid, ts in used.items()])
+
+    # -- leases -----------------------------------------------------------------------------
+
+    def _acquire(self, name: str, holder: str, ttl: float) -> bool:
+        now = time.time()
+        row = self._db.execute(
+            "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+            "holder=excluded.holder, expires_at=excluded.expires_at "
+            "WHERE leases.holder=excluded.holder OR leases.expires_at < ? RETURNING holder",
+            (name, holder, now + ttl, now)).fetchone()
+        return row is not None
+
+    async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        return await self._run(self._acquire, name, holder, ttl)
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        await self._run(lambda: self._db.execute("DELETE FROM leases WHERE name=? AND holder=?", (name, holder)))
+
+    async def lease_holder(self, name: str) -> str | None:
+        def get() -> str | None:
+            row = self._db.execute("SELECT holder FROM leases WHERE name=? AND expires_at >= ?",
+                                   (name, time.time())).fetchone()
+            return row[0] if row else None
+
+        return await self._run(get)
+
+    # -- training instances (rock.training.service): their ids outlive an admin restart ----------
+
+    def _put_instance(self, row: tuple) -> None:
+        self._db.execute(f"INSERT OR REPLACE INTO training_instances ({','.join(INSTANCE_COLUMNS)}) "
+                         f"VALUES ({','.join('?' for _ in INSTANCE_COLUMNS)})", row)
+
+    async def save_instance(self, row: dict) -> None:
+        await self._run(self._put_instance, tuple(row[c] for c in INSTANCE_COLUMNS))
+
+    def _drop_instance(self, instance_id: str) -> None:
+        self._db.execute("DELETE FROM training_instances WHERE instance_id=?", (instance_id,))
+
+    async def delete_instance(self, instance_id: str) -> None:
+        await self._run(self._drop_instance, instance_id)
+
+    def _instances(self) -> list[dict]:
+        return [dict(r) for r in self._db.execute("SELECT * FROM training_instances ORDER BY created")]
+
+    async def instances(self) -> list[dict]:
+        return await self._run(self._instances)

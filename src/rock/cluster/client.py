@@ -1,0 +1,411 @@
+"""The admin's side of a cluster: the same interface as the embedded ``Worker`` (create, stop,
+connect, stats, list), backed by the nodes' worker actors.
+
+- Placement: each create is decided here (``placement.py``) against every node's last report
+  plus what this admin has in flight, then sent with whatever else was decided for that node
+  within the same millisecond as one Ray call (``create_many``). A node that is full after all
+  (another admin got there first) says so and the sandbox is placed again.
+- Admission: a request no node could ever hold is refused before anything is recorded; one that
+  does not fit now waits in a first-come-first-served queue until room appears or its startup
+  timeout ends.
+- Data path: ``connect`` opens (once per sandbox) a TCP connection to the node's relay; every
+  command, file and stream then goes there directly, never through Ray.
+- Node loss: a heartbeat twice a second over a connection to each node's relay; a reset, or three
+  late beats in a row, marks the node lost, fails its calls at once and tells the listeners (the
+  sandbox records). Ray's actor list is read every second: a node that comes back is re-attached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import signal
+import threading
+import time
+
+from rock.cluster.models import Need, NodeInfo, NodeLoad
+from rock.cluster.node import ACTOR_PREFIX, NAMESPACE, NodeFull
+from rock.cluster.placement import NodeView, Placement
+from rock.cluster.relay import open_agent, open_control
+from rock.config import Settings
+from rock.errors import ERRORS, AgentGone, BadRequest, RockError, SandboxNotFound, SandboxNotRunning, SandboxStartError
+from rock.runtime.base import ResourceStats, SandboxSpec
+from rock.worker.agent_client import AgentClient
+from rock.worker.worker import SandboxInfo
+
+log = logging.getLogger("rock.cluster")
+
+HEARTBEAT_S = 0.5
+HEARTBEAT_TIMEOUT_S = 2.0
+# A reset connection is a dead worker at once; silence is only loss after this many beats in a
+# row (a node busy starting hundreds of sandboxes answers late, and is placed nothing meanwhile).
+HEARTBEAT_MISSES = 3
+DISCOVER_S = 1.0
+BATCH_WINDOW_S = 0.001
+RAY_CALL_TIMEOUT_S = 10.0
+
+
+class NodeLost(RockError):
+    status_code = 503
+
+
+class ClusterFull(SandboxStartError):
+    pass
+
+
+def _raise(err: dict) -> RockError:
+    if err.get("type") == "NodeFull":
+        return NodeFull(err.get("message", ""))
+    cls = ERRORS.get(err.get("type", ""), RockError)
+    return cls(err.get("message", ""))
+
+
+class _Waiter:
+    __slots__ = ("need", "future")
+
+    def __init__(self, need: Need, future: asyncio.Future):
+        self.need, self.future = need, future
+
+
+class ClusterWorker:
+    backend_name = "cluster"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.placement = Placement(settings.placement, settings.overcommit)
+        self.nodes: dict[str, NodeView] = {}
+        self.where: dict[str, str] = {}  # sandbox id -> node name, as far as this admin knows
+        self.listeners: list = []  # objects with node_lost(name, reason) and node_back(name, sandbox_ids)
+        self._actors: dict[str, object] = {}
+        self._control: dict[str, AgentClient] = {}
+        self._versions: dict[str, int] = {}
+        self._clients: dict[str, AgentClient] = {}
+        self._connecting: dict[str, asyncio.Task] = {}
+        self._batches: dict[tuple[str, str], list] = {}
+        self._inflight: dict[str, set[asyncio.Future]] = collections.defaultdict(set)
+        self._waiting: collections.deque[_Waiter] = collections.deque()
+        self._tasks: list[asyncio.Task] = []
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        import ray
+
+        if not ray.is_initialized():
+            address = self.settings.cluster
+            # ray.init replaces the SIGTERM handler with sys.exit: keep the server's graceful shutdown.
+            handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+            ray.init(address=None if address in (None, "", "local") else address, namespace=NAMESPACE,
+                     logging_level=logging.WARNING, log_to_driver=False, include_dashboard=False)
+            if threading.current_thread() is threading.main_thread():
+                for sig, handler in handlers.items():
+                    signal.signal(sig, handler)
+        await self._discover()
+        log.info("cluster: %d node(s): %s", len(self.nodes), ", ".join(
+            f"{n.name} ({n.info.capacity.describe()})" for n in self.nodes.values()) or "none yet")
+        self._tasks = [asyncio.create_task(self._heartbeat_loop(), name="rock-cluster-heartbeat"),
+                       asyncio.create_task(self._discover_loop(), name="rock-cluster-discover")]
+
+    async def close(self, stop_sandboxes: bool = False) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for client in [*self._clients.values(), *self._control.values()]:
+            client.close()
+
+    # -- nodes ----------------------------------------------------------------------------------
+
+    async def _discover(self) -> None:
+        import ray
+
+        names = await asyncio.to_thread(ray.util.list_named_actors, all_namespaces=True)
+        found = [a["name"][len(ACTOR_PREFIX):] for a in names
+                 if a.get("namespace") == NAMESPACE and a["name"].startswith(ACTOR_PREFIX)]
+        await asyncio.gather(*(self._attach(name) for name in found
+                               if name not in self.nodes or not self.nodes[name].live), return_exceptions=True)
+
+    async def _attach(self, name: str) -> None:
+        import ray
+
+        try:
+            actor = await asyncio.to_thread(ray.get_actor, ACTOR_PREFIX + name, NAMESPACE)
+            info = NodeInfo(**await asyncio.wait_for(actor.info.remote(), HEARTBEAT_TIMEOUT_S))
+            control, _ = await open_control(info.relay, info.token, HEARTBEAT_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - not (yet) reachable: the next round tries again
+            log.debug("node %s not attached: %s", name, exc)
+            return
+        old = self.nodes.get(name)
+        self._actors[name], self._control[name] = actor, control
+        self._versions[name] = info.load.version
+        if old is None:
+            self.nodes[name] = NodeView(info)
+        else:
+            old.update(info)
+            old.lost_at, old.lost_reason, old.pending = None, "", old.pending - old.pending
+        for sid in info.sandbox_ids:
+            self.where[sid] = name
+        if old is not None:
+            log.warning("node %s is back (%d sandbox(es) still running there)", name, len(info.sandbox_ids))
+            for listener in self.listeners:
+                await listener.node_back(name, list(info.sandbox_ids))
+        else:
+            log.info("node %s joined: %s, labels %s", name, info.capacity.describe(), info.labels)
+        self._pump()
+
+    def _mark_lost(self, name: str, reason: str) -> None:
+        node = self.nodes.get(name)
+        if node is None or not node.live:
+            return
+        node.lost_at, node.lost_reason = time.time(), reason
+        log.error("node %s lost: %s", name, reason)
+        control = self._control.pop(name, None)
+        if control is not None:
+            control.close()
+        for sid, where in list(self.where.items()):
+            if where == name and (client := self._clients.pop(sid, None)) is not None:
+                client.close()
+        for future in self._inflight.pop(name, set()):
+            if not future.done():
+                future.set_exception(NodeLost(f"node {name} was lost: {reason}"))
+        for listener in self.listeners:
+            asyncio.ensure_future(listener.node_lost(name, reason))
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            await asyncio.gather(*(self._beat(name) for name, n in list(self.nodes.items()) if n.live))
+            if self._waiting:
+                self._pump()
+
+    async def _beat(self, name: str) -> None:
+        control = self._control.get(name)
+        try:
+            if control is None:
+                raise AgentGone("no heartbeat connection")
+            result, _ = await asyncio.wait_for(control.call("relay.ping"), HEARTBEAT_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            node = self.nodes[name]
+            node.misses += 1
+            if node.misses >= HEARTBEAT_MISSES:
+                self._mark_lost(name, f"no heartbeat for {HEARTBEAT_MISSES * HEARTBEAT_TIMEOUT_S:g}s")
+            return
+        except AgentGone as exc:
+            self._mark_lost(name, f"its worker is unreachable ({exc.message})")
+            return
+        load = NodeLoad(**result)
+        node = self.nodes[name]
+        node.misses = 0
+        node.reserved = load.reserved
+        node.info.load = load
+        if load.version != self._versions.get(name):
+            self._versions[name] = load.version
+            asyncio.ensure_future(self._refresh(name))
+
+    async def _refresh(self, name: str) -> None:
+        """Re-read a node's inventory (its set of sandboxes changed)."""
+        try:
+            info = NodeInfo(**await asyncio.wait_for(self._actors[name].info.remote(), RAY_CALL_TIMEOUT_S))
+        except Exception:  # noqa: BLE001 - the heartbeat decides about loss
+            return
+        self.nodes[name].update(info)
+        for sid in info.sandbox_ids:
+            self.where[sid] = name
+
+    async def _discover_loop(self) -> None:
+        while True:
+            await asyncio.sleep(DISCOVER_S)
+            try:
+                await self._discover()
+            except Exception as exc:  # noqa: BLE001 - Ray's control store may be briefly away
+                log.warning("cluster discovery failed: %s", exc)
+
+    def live_nodes(self) -> list[NodeView]:
+        return [n for n in self.nodes.values() if n.live]
+
+    # -- admission and placement ----------------------------------------------------------------
+
+    def check(self, spec: SandboxSpec) -> None:
+        self.placement.refuse(Need.of(spec), list(self.nodes.values()))
+
+    def _pump(self) -> None:
+        """Hand room to waiting creates in arrival order; the first that does not fit blocks the rest."""
+        while self._waiting:
+            waiter = self._waiting[0]
+            if waiter.future.done():
+                self._waiting.popleft()
+                continue
+            node = self.placement.choose(waiter.need, list(self.nodes.values()))
+            if node is None:
+                return
+            node.pending = node.pending + waiter.need.resources
+            self._waiting.popleft()
+            waiter.future.set_result(node)
+
+    async def _admit(self, need: Need, deadline: float, sandbox_id: str, timeout: float) -> NodeView:
+        if not self._waiting:
+            node = self.placement.choose(need, list(self.nodes.values()))
+            if node is not None:
+                node.pending = node.pending + need.resources
+                return node
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(need, loop.create_future())
+        self._waiting.append(waiter)
+        log.info("sandbox %s waits for room (%s; %d waiting)", sandbox_id, need.resources.describe(), len(self._waiting))
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter.future), max(0.0, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            if waiter.future.done() and not waiter.future.cancelled():
+                return waiter.future.result()
+            waiter.future.cancel()
+            free = "; ".join(f"{n.name}: {n.free(self.placement.overcommit).describe()}" for n in self.live_nodes())
+            raise ClusterFull(f"no node had room for {need.resources.describe()} within startup_timeout={timeout:g}s "
+                              f"({len(self._waiting)} other request(s) waiting; free now: {free or 'no live node'})") from None
+        except BaseException:
+            if waiter.future.done() and not waiter.future.cancelled():
+                self._release(waiter.future.result(), need)
+            waiter.future.cancel()
+            raise
+
+    def _release(self, node: NodeView, need: Need) -> None:
+        node.pending = node.pending - need.resources
+        self._pump()
+
+    async def create(self, spec: SandboxSpec, timeout: float | None = None) -> SandboxInfo:
+        need = Need.of(spec)
+        self.check(spec)
+        timeout = timeout or 180.0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout - 0.05
+        while True:
+            node = await self._admit(need, deadline, spec.sandbox_id, timeout)
+            try:
+                result = await self._call(node.name, "create", spec.model_dump(mode="json"))
+            except (NodeFull, NodeLost) as exc:
+                self._release(node, need)
+                if isinstance(exc, NodeFull):  # counted as full until its next report
+                    node.reserved = node.limit(self.placement.overcommit)
+                log.info("sandbox %s: placing again (%s)", spec.sandbox_id, exc.message)
+                continue
+            except BaseException:
+                self._release(node, need)
+                raise
+            node.reserved = node.reserved + need.resources
+            self._release(node, need)
+            self.where[spec.sandbox_id] = node.name
+            return SandboxInfo(**result)
+
+    # -- lifecycle calls to nodes, in batches ------------------------------------------------------
+
+    def _call(self, name: str, kind: str, payload) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        batch = self._batches.setdefault((name, kind), [])
+        batch.append((payload, future))
+        self._inflight[name].add(future)
+        future.add_done_callback(lambda f: self._inflight[name].discard(f))
+        if len(batch) == 1:
+            loop.call_later(BATCH_WINDOW_S, lambda: asyncio.ensure_future(self._flush(name, kind)))
+        return future
+
+    async def _flush(self, name: str, kind: str) -> None:
+        batch = self._batches.pop((name, kind), [])
+        if not batch:
+            return
+        actor = self._actors[name]
+        method = actor.create_many if kind == "create" else actor.stop_many
+        try:
+            results = await method.remote([p for p, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - the actor is gone: every call in the batch fails
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(NodeLost(f"node {name}: {type(exc).__name__}: {exc}"))
+            return
+        for (_, future), result in zip(batch, results):
+            if future.done():
+                continue
+            if kind == "create":
+                if "error" in result:
+                    future.set_exception(_raise(result["error"]))
+                else:
+                    future.set_result(result["ok"])
+            elif result is not None:
+                future.set_exception(_raise(result))
+            else:
+                future.set_result(None)
+
+    def _node_of(self, sandbox_id: str, node_id: str | None) -> NodeView:
+        name = node_id or self.where.get(sandbox_id)
+        node = self.nodes.get(name) if name else None
+        if node is None:
+            raise SandboxNotFound(f"sandbox {sandbox_id} is on no node this admin knows"
+                                  + (f" (node {name} has not joined)" if name else ""))
+        if not node.live:
+            raise SandboxNotRunning(f"sandbox {sandbox_id} is on node {node.name}, which was lost "
+                                    f"{time.time() - node.lost_at:.1f}s ago: {node.lost_reason}")
+        return node
+
+    async def stop(self, sandbox_id: str, node_id: str | None = None) -> None:
+        client = self._clients.pop(sandbox_id, None)
+        if client is not None:
+            client.close()
+        try:
+            node = self._node_of(sandbox_id, node_id)
+        except SandboxNotRunning:
+            return  # its node is gone; if it comes back, what runs there without a record is stopped
+        await self._call(node.name, "stop", sandbox_id)
+        self.where.pop(sandbox_id, None)
+
+    async def stats(self, sandbox_id: str, node_id: str | None = None) -> ResourceStats:
+        node = self._node_of(sandbox_id, node_id)
+        return ResourceStats(**await asyncio.wait_for(self._actors[node.name].stats.remote(sandbox_id), RAY_CALL_TIMEOUT_S))
+
+    # -- the data path ----------------------------------------------------------------------------
+
+    async def connect(self, sandbox_id: str, node_id: str | None = None) -> AgentClient:
+        client = self._clients.get(sandbox_id)
+        if client is not None and not client.closed:
+            return client
+        node = self._node_of(sandbox_id, node_id)
+        task = self._connecting.get(sandbox_id)
+        if task is None:
+            task = self._connecting[sandbox_id] = asyncio.ensure_future(
+                open_agent(node.info.relay, node.info.token, sandbox_id))
+            task.add_done_callback(lambda _: self._connecting.pop(sandbox_id, None))
+        client = await asyncio.shield(task)
+        self._clients[sandbox_id] = client
+        self.where[sandbox_id] = node.name
+        return client
+
+    def agent(self, sandbox_id: str) -> AgentClient:
+        client = self._clients.get(sandbox_id)
+        if client is None or client.closed:
+            raise AgentGone(f"sandbox {sandbox_id} has no open connection from this admin")
+        return client
+
+    def run_dir(self, sandbox_id: str) -> str:
+        raise BadRequest("a cluster node's directories are not reachable from the admin")
+
+    def list(self) -> list[SandboxInfo]:
+        """What the live nodes reported running (for reconciling records after a restart)."""
+        out = []
+        for node in self.live_nodes():
+            for sid in node.info.sandbox_ids:
+                out.append(SandboxInfo(sandbox_id=sid, backend=node.info.backend, state="running",
+                                       spec=SandboxSpec(sandbox_id=sid), created_at=0.0, host_name=node.info.host_name,
+                                       host_ip=node.info.ip, runtime_id=sid, node_id=node.name))
+        return out
+
+    def status(self) -> list[dict]:
+        out = []
+        for node in self.nodes.values():
+            info = node.info
+            out.append({
+                "name": node.name, "live": node.live, "lost_reason": node.lost_reason or None,
+                "host_name": info.host_name, "ip": info.ip, "relay": info.relay, "backend": info.backend,
+                "backends": info.backends, "labels": info.labels, "capacity": info.capacity.model_dump(),
+                "reserved": node.reserved.model_dump(), "free": node.free(self.placement.overcommit).model_dump(),
+                "loadavg": info.load.loadavg, "sandboxes": info.load.sandboxes, "images": len(info.images),
+                "pools": info.pools,
+            })
+        return out

@@ -1,0 +1,68 @@
+"""What a node reports about itself and what a sandbox needs from one."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from rock.runtime.base import SandboxSpec
+
+GIB = 1 << 30
+
+
+class Resources(BaseModel):
+    cpus: float = 0.0
+    memory_bytes: int = 0
+    gpus: int = 0
+    disk_bytes: int = 0
+
+    def __add__(self, other: "Resources") -> "Resources":
+        return Resources(cpus=self.cpus + other.cpus, memory_bytes=self.memory_bytes + other.memory_bytes,
+                         gpus=self.gpus + other.gpus, disk_bytes=self.disk_bytes + other.disk_bytes)
+
+    def __sub__(self, other: "Resources") -> "Resources":
+        return Resources(cpus=self.cpus - other.cpus, memory_bytes=self.memory_bytes - other.memory_bytes,
+                         gpus=self.gpus - other.gpus, disk_bytes=self.disk_bytes - other.disk_bytes)
+
+    def describe(self) -> str:
+        return (f"{self.cpus:g} cpus, {self.memory_bytes / GIB:.1f} GiB memory, {self.gpus} GPUs, "
+                f"{self.disk_bytes / GIB:.0f} GiB disk")
+
+
+class Need(BaseModel):
+    """A sandbox's claim on a node: resources, and labels the node must carry."""
+
+    resources: Resources
+    selector: dict[str, str] = Field(default_factory=dict)
+    image: str | None = None
+
+    @classmethod
+    def of(cls, spec: SandboxSpec) -> "Need":
+        return cls(resources=Resources(cpus=spec.cpus or 0.0, memory_bytes=spec.memory_bytes or 0, gpus=spec.gpus,
+                                       disk_bytes=spec.disk_bytes or 0),
+                   selector=dict(spec.node_selector), image=spec.image)
+
+
+class NodeLoad(BaseModel):
+    """What a node's worker answers every heartbeat (small: it travels twice a second)."""
+
+    reserved: Resources
+    sandboxes: int
+    version: int  # changes whenever the node's set of sandboxes does
+    loadavg: float
+
+
+class NodeInfo(BaseModel):
+    name: str  # stable across restarts of the node (its worker re-attaches what still runs)
+    ray_node_id: str
+    host_name: str
+    ip: str
+    relay: str  # host:port of the node's data path
+    token: str  # what the relay asks of every connection (handed out over Ray only)
+    capacity: Resources
+    labels: dict[str, str] = Field(default_factory=dict)
+    backend: str
+    backends: list[str] = Field(default_factory=list)
+    images: list[str] = Field(default_factory=list)
+    pools: list[str] = Field(default_factory=list)  # images with a warm pool
+    load: NodeLoad
+    sandbox_ids: list[str] = Field(default_factory=list)

@@ -1,0 +1,215 @@
+"""A node's worker as a Ray actor: one per node, long-lived, named after the node.
+
+It owns the node's ``Worker`` (its backends and sandboxes) and a relay for the data path, and
+answers Ray calls for what Ray is good at here: lifecycle, in batches (``create_many``,
+``stop_many``), and the node's report (``info``). It refuses a create that would take the node
+past its limits (an admin's view may be a heartbeat old, and several admins place at once), so
+the node, not the admin, has the last word on its own resources.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import socket
+import time
+
+from rock.cluster.models import NodeInfo, NodeLoad, Resources
+from rock.cluster.placement import fits
+from rock.cluster.relay import RelayServer
+from rock.config import Settings
+from rock.errors import RockError
+from rock.runtime import BACKENDS, get_runtime_class
+from rock.runtime.base import SandboxSpec
+
+log = logging.getLogger("rock.cluster.node")
+NAMESPACE = "rock"
+ACTOR_PREFIX = "rock-worker:"
+# Sandboxes started at once on a node: a start does synchronous work on the worker's event loop
+# (spawns, mounts), and hundreds at once starved the relay and the heartbeat on that same loop.
+CREATE_CONCURRENCY = 16
+
+
+class NodeFull(RockError):
+    status_code = 503
+
+
+def _error(exc: BaseException) -> dict:
+    return {"type": type(exc).__name__, "message": getattr(exc, "message", None) or str(exc) or type(exc).__name__}
+
+
+class NodeWorker:
+    """The actor's class (wrapped by ``ray.remote`` in ``start_node``, so importing this needs no Ray)."""
+
+    def __init__(self, settings: dict, name: str):
+        self.settings = Settings(**settings)
+        self.name = name
+        self.worker = None
+        self.relay: RelayServer | None = None
+        self.capacity = Resources()
+        self.labels: dict[str, str] = dict(self.settings.node_labels)
+        self.version = 0
+        self._claims: dict[str, Resources] = {}  # sandboxes being created: already counted
+        self._starts = asyncio.Semaphore(CREATE_CONCURRENCY)
+
+    async def start(self) -> dict:
+        import ray
+
+        from rock.worker.worker import Worker
+
+        self.worker = Worker(self.settings)
+        await self.worker.start()
+        ctx = ray.get_runtime_context()
+        node_id = ctx.get_node_id()
+        me = next((n for n in ray.nodes() if n["NodeID"] == node_id), {})
+        res = me.get("Resources", {})
+        for key in res:  # Ray's own accelerator label, e.g. accelerator_type:A100
+            if key.startswith("accelerator_type:"):
+                self.labels.setdefault("accelerator_type", key.split(":", 1)[1])
+        self.labels.update(me.get("Labels") or {})
+        self.labels = {k: v for k, v in self.labels.items() if not k.startswith("ray.io/")}
+        disk = shutil.disk_usage(self.settings.state_dir)
+        self.capacity = Resources(cpus=float(res.get("CPU", os.cpu_count() or 1)),
+                                  memory_bytes=int(res.get("memory", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))),
+                                  gpus=self.worker.gpus.total, disk_bytes=disk.free)
+        self.ip = me.get("NodeManagerAddress") or ray.util.get_node_ip_address()
+        self.ray_node_id = node_id
+        self.relay = RelayServer(self._socket_path, self._load)
+        port = await self.relay.start(self.settings.relay_host or self.ip, self.settings.relay_port)
+        self.relay_address = f"{self.settings.relay_host or self.ip}:{port}"
+        self.backends = [b for b in BACKENDS if get_runtime_class(b).available() is None]
+        self.images = await asyncio.to_thread(_images)
+        log.info("node %s ready: %s, relay %s, %d sandbox(es) re-attached", self.name, self.capacity.describe(),
+                 self.relay_address, len(self.worker.list()))
+        return self.info()
+
+    def _socket_path(self, sandbox_id: str) -> str:
+        return self.worker._get(sandbox_id).handle.socket_path
+
+    # -- reports ----------------------------------------------------------------------------
+
+    def _reserved(self) -> Resources:
+        total = Resources()
+        for spec in self.worker.specs():
+            total = total + _resources(spec)
+        for claim in self._claims.values():
+            total = total + claim
+        return total
+
+    def _load(self) -> dict:
+        return NodeLoad(reserved=self._reserved(), sandboxes=len(self.worker.specs()), version=self.version,
+                        loadavg=os.getloadavg()[0]).model_dump()
+
+    def info(self) -> dict:
+        pools = sorted({spec.image or self.settings.default_image for spec, _ in self.worker.pool._templates.values()})
+        return NodeInfo(
+            name=self.name, ray_node_id=self.ray_node_id, host_name=socket.gethostname(), ip=self.ip,
+            relay=self.relay_address, token=self.relay.token, capacity=self.capacity, labels=self.labels,
+            backend=self.worker.backend_name, backends=self.backends, images=self.images, pools=pools,
+            load=NodeLoad(**self._load()), sandbox_ids=[i.sandbox_id for i in self.worker.list()],
+        ).model_dump()
+
+    # -- lifecycle, in batches ------------------------------------------------------------------
+
+    async def create_many(self, specs: list[dict]) -> list[dict]:
+        """Start each sandbox; per spec ``{"ok": SandboxInfo}`` or ``{"error": {type, message}}``."""
+        return list(await asyncio.gather(*(self._create(SandboxSpec(**s)) for s in specs)))
+
+    async def _create(self, spec: SandboxSpec) -> dict:
+        sid = spec.sandbox_id
+        need = _resources(spec)
+        try:
+            limit = Resources(cpus=self.capacity.cpus * self.settings.overcommit,
+                              memory_bytes=int(self.capacity.memory_bytes * self.settings.overcommit),
+                              gpus=self.capacity.gpus, disk_bytes=self.capacity.disk_bytes)
+            known = sid in self._claims or self.worker.has(sid)
+            if not known and not fits(need, limit - self._reserved()):
+                raise NodeFull(f"node {self.name} has no room for {need.describe()} "
+                               f"(holds {self._reserved().describe()} of {limit.describe()})")
+            self._claims[sid] = need
+            self.version += 1
+            try:
+                async with self._starts:
+                    info = await self.worker.create(spec)
+            finally:
+                self._claims.pop(sid, None)
+            self.version += 1
+            return {"ok": info.model_dump() | {"node_id": self.name, "host_ip": self.ip}}
+        except Exception as exc:  # noqa: BLE001 - each sandbox's failure travels on its own
+            return {"error": _error(exc)}
+
+    async def stop_many(self, sandbox_ids: list[str]) -> list[dict | None]:
+        async def one(sid: str) -> dict | None:
+            try:
+                await self.worker.stop(sid)
+                return None
+            except Exception as exc:  # noqa: BLE001
+                return _error(exc)
+            finally:
+                self.version += 1
+
+        return list(await asyncio.gather(*(one(s) for s in sandbox_ids)))
+
+    async def stats(self, sandbox_id: str) -> dict:
+        return (await self.worker.stats(sandbox_id)).model_dump()
+
+    async def shutdown(self, stop_sandboxes: bool = False) -> None:
+        if self.relay is not None:
+            await self.relay.close()
+        if self.worker is not None:
+            await self.worker.close(stop_sandboxes=stop_sandboxes)
+
+
+def _resources(spec: SandboxSpec) -> Resources:
+    return Resources(cpus=spec.cpus or 0.0, memory_bytes=spec.memory_bytes or 0, gpus=len(spec.gpu_ids) or spec.gpus,
+                     disk_bytes=spec.disk_bytes or 0)
+
+
+def _images() -> list[str]:
+    try:
+        import docker
+
+        api = docker.from_env(timeout=5)
+        try:
+            return sorted({tag for image in api.images.list() for tag in image.tags})
+        finally:
+            api.close()
+    except Exception:  # noqa: BLE001 - no engine: no images to prefer
+        return []
+
+
+def start_node(settings: Settings, name: str | None = None, node_id: str | None = None, timeout: float = 120) -> dict:
+    """Start (or find) the worker actor of a Ray node; returns its report. Needs ``ray.init`` done.
+
+    ``node_id`` defaults to the node this process is connected to. The actor is detached (it
+    outlives this call) and pinned to its node; a name still held by a dead node's actor is
+    waited for, since Ray frees it once it notices that node is gone.
+    """
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    node_id = node_id or ray.get_runtime_context().get_node_id()
+    name = name or socket.gethostname()
+    cls = ray.remote(NodeWorker)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            actor = cls.options(
+                name=ACTOR_PREFIX + name, namespace=NAMESPACE, lifetime="detached", num_cpus=0, max_concurrency=10000,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+                # Sandboxes outlive their worker (a restarted worker re-attaches them): Ray must not
+                # kill the worker process's children when it exits.
+                runtime_env={"env_vars": {"RAY_kill_child_processes_on_worker_exit": "false"}},
+            ).remote(settings.model_dump(mode="json"), name)
+            break
+        except ValueError as exc:  # the name is taken
+            try:
+                existing = ray.get_actor(ACTOR_PREFIX + name, namespace=NAMESPACE)
+                return ray.get(existing.info.remote(), timeout=10)
+            except Exception:  # noqa: BLE001 - a dead node's actor still holds the name
+                if time.monotonic() > deadline:
+                    raise RockError(f"worker name {name!r} stays taken: {exc}") from None
+                time.sleep(0.5)
+    return ray.get(actor.start.remote(), timeout=timeout)

@@ -1,0 +1,120 @@
+"""Which node a sandbox goes to: pure decisions over the admin's view of the nodes.
+
+Spread (the default) puts each sandbox where the most room is left, pack where the least room
+is left that still fits. Either way a node already holding a warm pool for the image comes
+first, then a node that holds the image. Nothing is placed past ``overcommit`` times a node's
+cpus and memory; GPUs and disk are never promised twice.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rock.cluster.models import GIB, Need, NodeInfo, Resources
+from rock.errors import BadRequest
+
+
+class NodeView:
+    """One node as the admin sees it: its last report plus what this admin has in flight there."""
+
+    __slots__ = ("info", "reserved", "pending", "lost_at", "lost_reason", "seen_at", "images", "pools", "misses")
+
+    def __init__(self, info: NodeInfo):
+        self.pending = Resources()
+        self.lost_at: float | None = None
+        self.lost_reason = ""
+        self.misses = 0  # heartbeats in a row that came too late
+        self.update(info)
+
+    def update(self, info: NodeInfo) -> None:
+        self.info = info
+        self.reserved = info.load.reserved
+        self.images = set(info.images)
+        self.pools = set(info.pools)
+        self.seen_at = time.time()
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def live(self) -> bool:
+        return self.lost_at is None
+
+    def limit(self, overcommit: float) -> Resources:
+        c = self.info.capacity
+        return Resources(cpus=c.cpus * overcommit, memory_bytes=int(c.memory_bytes * overcommit), gpus=c.gpus,
+                         disk_bytes=c.disk_bytes)
+
+    def free(self, overcommit: float) -> Resources:
+        return self.limit(overcommit) - self.reserved - self.pending
+
+
+def fits(need: Resources, free: Resources) -> bool:
+    return (need.cpus <= free.cpus + 1e-9 and need.memory_bytes <= free.memory_bytes and need.gpus <= free.gpus
+            and need.disk_bytes <= free.disk_bytes)
+
+
+def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+class Placement:
+    def __init__(self, strategy: str = "spread", overcommit: float = 1.0):
+        if strategy not in ("spread", "pack"):
+            raise BadRequest(f"placement must be 'spread' or 'pack', not {strategy!r}")
+        self.strategy = strategy
+        self.overcommit = overcommit
+
+    def refuse(self, need: Need, nodes: list[NodeView]) -> None:
+        """Raise BadRequest when no node, even empty, could ever hold ``need`` (says what the largest has)."""
+        if not nodes:
+            raise BadRequest("the cluster has no node with a rock worker; start one with `rock worker start --address …`")
+        labelled = [n for n in nodes if matches(need.selector, n.info.labels)]
+        if not labelled:
+            wanted = ", ".join(f"{k}={v}" for k, v in sorted(need.selector.items()))
+            have = "; ".join(f"{n.name}: {_labels(n.info.labels)}" for n in nodes)
+            raise BadRequest(f"no node has the labels {wanted} (nodes' labels: {have})")
+        r = need.resources
+        for what, value, cap, unit in (
+            ("cpus", r.cpus, lambda n: n.info.capacity.cpus, lambda v: f"{v:g} cpus"),
+            ("memory", r.memory_bytes, lambda n: n.info.capacity.memory_bytes, lambda v: f"{v / GIB:.2f} GiB memory"),
+            ("gpus", r.gpus, lambda n: n.info.capacity.gpus, lambda v: f"{v} GPU(s)"),
+            ("disk", r.disk_bytes, lambda n: n.info.capacity.disk_bytes, lambda v: f"{v / GIB:.1f} GiB disk"),
+        ):
+            largest = max(labelled, key=cap)
+            if value > cap(largest):
+                if what == "gpus" and cap(largest) == 0:
+                    raise BadRequest(f"sandbox asks for {unit(value)}, but no node{_with(need)} has a GPU")
+                raise BadRequest(f"sandbox asks for {unit(value)}; the largest node{_with(need)} ({largest.name}) has "
+                                 f"{unit(cap(largest))} ({largest.info.capacity.describe()})")
+
+    def choose(self, need: Need, nodes: list[NodeView]) -> NodeView | None:
+        """The best live node with room for ``need``, or None when all are full right now."""
+        best, best_key = None, None
+        r = need.resources
+        for node in nodes:
+            if not node.live or node.misses or not matches(need.selector, node.info.labels):
+                continue
+            free = node.free(self.overcommit)
+            if not fits(r, free):
+                continue
+            limit = node.limit(self.overcommit)
+            # Room left after placing, as the smallest share over the dimensions asked for.
+            left = min(_share(free.cpus - r.cpus, limit.cpus), _share(free.memory_bytes - r.memory_bytes, limit.memory_bytes))
+            key = (need.image in node.pools, need.image in node.images, left if self.strategy == "spread" else -left)
+            if best_key is None or key > best_key:
+                best, best_key = node, key
+        return best
+
+
+def _share(left: float, total: float) -> float:
+    return left / total if total > 0 else 0.0
+
+
+def _labels(labels: dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "(none)"
+
+
+def _with(need: Need) -> str:
+    return "" if not need.selector else " with " + _labels(need.selector)

@@ -1,0 +1,81 @@
+"""``GET …/cluster/status``: the nodes, their resources and load, and sandboxes per node.
+
+Served by every admin and proxy; on one machine without Ray it shows the one embedded node."""
+
+from __future__ import annotations
+
+import collections
+import os
+import shutil
+import socket
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+from starlette.requests import Request
+
+from rock.admin.context import Ctx, ok
+from rock.cluster.models import Resources
+
+
+class NodeStatus(BaseModel):
+    name: str
+    live: bool
+    lost_reason: str | None = None
+    host_name: str
+    ip: str | None = None
+    backend: str
+    labels: dict[str, str]
+    capacity: Resources
+    reserved: Resources
+    free: Resources
+    loadavg: float
+    sandboxes: int
+    sandbox_states: dict[str, int]  # from the records: how many sandboxes per state on this node
+
+
+class ClusterStatus(BaseModel):
+    mode: str  # "embedded" (one machine, no Ray) or "cluster"
+    placement: str
+    overcommit: float
+    nodes: list[NodeStatus]
+
+
+class Envelope(BaseModel):
+    status: str
+    message: str | None = None
+    error: str | None = None
+    result: ClusterStatus
+
+
+def _embedded(ctx: Ctx) -> list[dict]:
+    worker = ctx.worker
+    specs = worker.specs()
+    reserved = Resources(cpus=sum(s.cpus or 0 for s in specs), memory_bytes=sum(s.memory_bytes or 0 for s in specs),
+                         gpus=sum(len(s.gpu_ids) for s in specs))
+    capacity = Resources(cpus=float(os.cpu_count() or 1), memory_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+                         gpus=worker.gpus.total, disk_bytes=shutil.disk_usage(ctx.settings.state_dir).free)
+    return [{"name": "local", "live": True, "host_name": socket.gethostname(), "ip": "127.0.0.1",
+             "backend": worker.backend_name, "labels": ctx.settings.node_labels, "capacity": capacity,
+             "reserved": reserved, "free": capacity - reserved, "loadavg": os.getloadavg()[0], "sandboxes": len(specs)}]
+
+
+def router(ctx: Ctx) -> APIRouter:
+    api = APIRouter()
+
+    @api.get("/cluster/status", responses={200: {"model": Envelope}})
+    async def status(request: Request):
+        ctx.owner(request)  # an operator's view, but behind the same tokens as everything else
+        clustered = hasattr(ctx.worker, "nodes")
+        nodes = ctx.worker.status() if clustered else _embedded(ctx)
+        states: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+        for record in ctx.sandboxes.records.values():
+            if record.state != "deleted":
+                states[record.node_id or "local"][record.state] += 1
+        result = ClusterStatus(
+            mode="cluster" if clustered else "embedded", placement=ctx.settings.placement,
+            overcommit=ctx.settings.overcommit,
+            nodes=[NodeStatus(**{k: v for k, v in n.items() if k in NodeStatus.model_fields},
+                              sandbox_states=dict(states.get(n["name"], {}))) for n in nodes])
+        return ok(result.model_dump(mode="json"))
+
+    return api

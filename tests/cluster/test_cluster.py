@@ -1,0 +1,263 @@
+"""A real cluster: three Ray nodes on this machine (n1: 4 cpus 4 GiB zone=a; n2, n3: 2 cpus 2 GiB
+zone=b), each with its own rock worker on bwrap; two admins and two proxies on one PostgreSQL.
+
+The tests run in this order and share the cluster; each stops what it started."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+
+from rock.cluster.client import HEARTBEAT_TIMEOUT_S
+
+pytestmark = [pytest.mark.ray, pytest.mark.bwrap]
+API = "/apis/envs/sandbox/v1"
+
+
+def call(base: str, method: str, path: str, body: dict | None = None, timeout: float = 60) -> httpx.Response:
+    return httpx.request(method, base + API + path, json=body, timeout=timeout)
+
+
+def ok(reply: httpx.Response):
+    assert reply.status_code == 200, reply.text
+    return reply.json()["result"]
+
+
+def start(base: str, **body) -> dict:
+    return ok(call(base, "POST", "/start", {"memory": "256m", "cpus": 0.5, "auto_clear_seconds": 0, **body}))
+
+
+def execute(base: str, sid: str, command: str, timeout: float = 60) -> dict:
+    return ok(call(base, "POST", "/execute", {"sandbox_id": sid, "command": command, "timeout": timeout},
+                   timeout=timeout + 10))
+
+
+def status(base: str, sid: str) -> dict:
+    return ok(call(base, "GET", f"/get_status?sandbox_id={sid}"))
+
+
+def stop_all(base: str, sids) -> None:
+    for sid in sids:
+        call(base, "POST", "/stop", {"sandbox_id": sid})
+
+
+def wait_for(what: str, check, timeout: float = 15.0, every: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        time.sleep(every)
+
+
+def nodes(base: str) -> dict[str, dict]:
+    return {n["name"]: n for n in ok(call(base, "GET", "/cluster/status"))["nodes"]}
+
+
+def test_every_process_sees_three_live_nodes(cluster):
+    for proc in cluster.admins + cluster.proxies:
+        seen = wait_for("all nodes joined", lambda: len(n := nodes(proc.url)) == 3 and n)
+        assert all(n["live"] for n in seen.values())
+        assert seen["n1"]["capacity"]["cpus"] == 4 and seen["n2"]["capacity"]["cpus"] == 2
+        assert seen["n1"]["labels"] == {"zone": "a", "size": "large", "node": "n1"}
+        assert seen["n2"]["backend"] == "bwrap"
+    health = [p.health() for p in cluster.admins + cluster.proxies]
+    assert {h["role"] for h in health} == {"admin", "proxy"} and {h["store"] for h in health} == {"postgresql"}
+    assert {h["backend"] for h in health} == {"cluster"}
+
+
+def test_cluster_status_command(cluster):
+    import json
+    import subprocess
+    import sys
+
+    def rock(*args: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "rock.cli.main", *args, "cluster", "--url", cluster.proxies[0].url,
+                               "status"], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    data = json.loads(rock("--json"))
+    assert data["mode"] == "cluster" and sorted(n["name"] for n in data["nodes"]) == ["n1", "n2", "n3"]
+    table = rock().splitlines()  # piped: one tab-separated line per node
+    assert table[0].split("\t")[:3] == ["node", "state", "backend"]
+    rows = {line.split("\t")[0]: line.split("\t") for line in table[1:]}
+    assert rows["n1"][1] == "live" and rows["n1"][3].endswith("/4") and "zone=a" in rows["n1"][-1]
+
+
+def test_placement_by_resources_and_labels(cluster):
+    admin = cluster.admins[0].url
+    made = []
+    try:
+        # Labels: zone=b is n2 or n3, never n1; size=large only n1.
+        for _ in range(4):
+            made.append(start(admin, node_selector={"zone": "b"})["sandbox_id"])
+        placed = {sid: status(admin, sid) for sid in made}
+        assert {s["host_name"] for s in placed.values()}  # the node's host
+        where = {sid: _node_of(cluster, sid) for sid in made}
+        assert set(where.values()) == {"n2", "n3"}, where  # spread over both
+        large = start(admin, node_selector={"size": "large"})["sandbox_id"]
+        made.append(large)
+        assert _node_of(cluster, large) == "n1"
+        # Resources: 3 cpus fit only n1 (n2 and n3 have 2).
+        big = start(admin, cpus=3)["sandbox_id"]
+        made.append(big)
+        assert _node_of(cluster, big) == "n1"
+        # Each one runs commands over the direct data path, through either admin and both proxies.
+        for base in [cluster.admins[1].url] + [p.url for p in cluster.proxies]:
+            out = execute(base, big, "echo $ROCK_SANDBOX_ID; nproc")
+            assert out["stdout"].split()[0].startswith(big[:8]) and out["exit_code"] == 0
+        view = nodes(admin)
+        assert view["n1"]["reserved"]["cpus"] >= 3.5  # large (0.5) + big (3), from n1's own report
+        assert view["n1"]["sandbox_states"].get("running") == 2
+    finally:
+        stop_all(admin, made)
+
+
+def _node_of(cluster, sid: str) -> str:
+    for name in cluster.ray.ray_nodes:
+        import ray
+
+        from rock.cluster.node import ACTOR_PREFIX, NAMESPACE
+
+        info = ray.get(ray.get_actor(ACTOR_PREFIX + name, namespace=NAMESPACE).info.remote(), timeout=30)
+        if sid in info["sandbox_ids"]:
+            return name
+    raise AssertionError(f"sandbox {sid} runs on no node")
+
+
+def test_admission_refusals_name_the_largest_node(cluster):
+    admin = cluster.admins[0].url
+    before = ok(call(cluster.proxies[0].url, "GET", "/sandboxes"))["total"]
+    reply = call(admin, "POST", "/start", {"cpus": 64, "memory": "256m"})
+    assert reply.status_code == 400
+    message = reply.json()["message"]
+    assert "64 cpus" in message and "largest node (n1) has 4 cpus" in message, message
+    reply = call(admin, "POST", "/start", {"cpus": 1, "memory": "64g"})
+    assert reply.status_code == 400 and "(n1) has 4.00 GiB memory" in reply.json()["message"], reply.text
+    reply = call(admin, "POST", "/start", {"cpus": 1, "memory": "256m", "num_gpus": 1})
+    assert reply.status_code == 400 and "no node has a GPU" in reply.json()["message"], reply.text
+    reply = call(admin, "POST", "/start", {"cpus": 1, "num_gpus": 1, "accelerator_type": "A100"})
+    assert reply.status_code == 400 and "accelerator_type=A100" in reply.json()["message"], reply.text
+    reply = call(admin, "POST", "/start", {"cpus": 1, "num_gpus": 0.5})
+    assert reply.status_code == 400 and "whole number" in reply.json()["message"], reply.text
+    # Refused before anything was recorded: no record appears in any process.
+    time.sleep(1.0)  # longer than a proxy takes to see a new record
+    assert ok(call(cluster.proxies[0].url, "GET", "/sandboxes"))["total"] == before
+
+
+def test_full_cluster_queues_fairly_then_fails_clearly(cluster):
+    admin = cluster.admins[0].url
+    made = []
+    try:
+        # Fill zone b (n2 + n3: 2 cpus each) with 4 one-cpu sandboxes.
+        for _ in range(4):
+            made.append(start(admin, cpus=1, node_selector={"zone": "b"})["sandbox_id"])
+        began = time.monotonic()
+        reply = call(admin, "POST", "/start", {"cpus": 1, "memory": "256m", "node_selector": {"zone": "b"},
+                                               "startup_timeout": 2})
+        waited = time.monotonic() - began
+        assert reply.status_code == 503, reply.text
+        assert "no node had room for 1 cpus" in reply.json()["message"] and "startup_timeout=2s" in reply.json()["message"]
+        assert waited >= 1.5  # it waited in the queue, it was not refused at once
+        # A waiting request gets the room as soon as one is stopped.
+        result = {}
+        waiter = threading.Thread(target=lambda: result.update(start(admin, cpus=1, node_selector={"zone": "b"},
+                                                                     startup_timeout=30)))
+        waiter.start()
+        time.sleep(1.0)
+        assert waiter.is_alive()  # still queued
+        stop_all(admin, made[:1])
+        waiter.join(30)
+        assert result.get("sandbox_id"), result
+        made.append(result["sandbox_id"])
+        assert execute(admin, result["sandbox_id"], "echo queued-then-ran")["stdout"].strip() == "queued-then-ran"
+    finally:
+        stop_all(admin, made)
+
+
+def test_two_admins_and_two_proxies_share_one_postgres(cluster):
+    a, b = (p.url for p in cluster.admins)
+    p1, p2 = (p.url for p in cluster.proxies)
+    sid = start(a, sandbox_id="shared-1")["sandbox_id"]
+    try:
+        # The proxies serve commands and files for a sandbox another process created.
+        ok(call(p1, "POST", "/write_file", {"sandbox_id": sid, "path": "/tmp/f.txt", "content": "from p1"}))
+        assert ok(call(p2, "POST", "/read_file", {"sandbox_id": sid, "path": "/tmp/f.txt"}))["content"] == "from p1"
+        assert execute(p2, sid, "cat /tmp/f.txt")["stdout"] == "from p1"
+        # Proxies are read-only: no create, no stop.
+        assert call(p1, "POST", "/start", {"cpus": 0.5}).status_code in (404, 405)
+        # The other admin stops it; every process sees it stopped.
+        ok(call(b, "POST", "/stop", {"sandbox_id": sid}))
+        for base in (a, p1, p2):
+            wait_for(f"stopped seen by {base}", lambda: status(base, sid)["lifecycle_state"] == "stopped", timeout=5)
+        reply = call(p1, "POST", "/execute", {"sandbox_id": sid, "command": "true"})
+        assert reply.status_code == 409 and "stopped" in reply.json()["message"]
+        history = [h["event"] for h in status(p2, sid)["state_history"]]
+        assert history == ["create", "started", "stop"], history
+    finally:
+        call(b, "POST", "/stop", {"sandbox_id": sid})
+
+
+def test_node_killed_mid_run_then_back(cluster):
+    admin, proxy = cluster.admins[0].url, cluster.proxies[0].url
+    made = []
+    try:
+        victim = start(admin, sandbox_id="on-n3", node_selector={"node": "n3"})["sandbox_id"]
+        made.append(victim)
+        assert _node_of(cluster, victim) == "n3"
+        execute(admin, victim, "echo kept > /tmp/mark")
+        # A long command is running on n3 when the node dies.
+        result = {}
+        runner = threading.Thread(target=lambda: result.update(
+            reply=call(proxy, "POST", "/execute", {"sandbox_id": victim, "command": "sleep 60", "timeout": 90}, timeout=100)))
+        runner.start()
+        time.sleep(0.5)
+        killed_at = time.monotonic()
+        cluster.ray.kill("n3")
+        runner.join(HEARTBEAT_TIMEOUT_S + 5)
+        assert not runner.is_alive(), "the command on the dead node hung"
+        assert result["reply"].status_code in (409, 410, 503), result["reply"].text
+        for base in (admin, proxy):
+            wait_for("node n3 lost", lambda: not nodes(base)["n3"]["live"], timeout=5)
+        noticed = time.monotonic() - killed_at
+        assert noticed < 5, noticed
+        lost = wait_for("record lost", lambda: (s := status(admin, victim))["lifecycle_state"] == "lost" and s, timeout=10)
+        assert "node n3 was lost" in lost["failure_reason"], lost
+        began = time.monotonic()
+        reply = call(proxy, "POST", "/execute", {"sandbox_id": victim, "command": "true"})
+        assert reply.status_code == 409 and "n3" in reply.json()["message"], reply.text
+        assert time.monotonic() - began < 2  # fails fast
+        # New sandboxes go to live nodes.
+        fresh = start(admin, node_selector={"zone": "b"})["sandbox_id"]
+        made.append(fresh)
+        assert _node_of(cluster, fresh) == "n2"
+        # The node comes back: its worker re-attaches the sandbox, which runs again with its files.
+        assert cluster.ray.revive("n3")["sandbox_ids"] == [victim]
+        wait_for("sandbox re-attached", lambda: status(admin, victim)["lifecycle_state"] == "running", timeout=30)
+        wait_for("proxy sees it running", lambda: status(proxy, victim)["lifecycle_state"] == "running", timeout=10)
+        assert execute(proxy, victim, "cat /tmp/mark")["stdout"] == "kept\n"
+        assert "reattached" in [h["event"] for h in status(admin, victim)["state_history"]]
+    finally:
+        stop_all(admin, made)
+
+
+def test_reaper_lease_moves_when_its_holder_dies(cluster):
+    holders = wait_for("one reaper", lambda: (h := [p for p in cluster.admins if p.health()["reaper"]]) and h)
+    assert len(holders) == 1
+    assert not any(p.health()["reaper"] for p in cluster.proxies)
+    holder = holders[0]
+    other = next(p for p in cluster.admins if p is not holder)
+    # An idle sandbox whose TTL only the reaper enforces.
+    sid = start(other.url, auto_clear_seconds=2)["sandbox_id"]
+    holder.kill()
+    wait_for("the other admin holds the lease", lambda: other.health()["reaper"], timeout=12)
+    wait_for("idle sandbox reaped by the new holder",
+             lambda: status(other.url, sid)["lifecycle_state"] == "stopped", timeout=15)
+    assert [h["event"] for h in status(other.url, sid)["state_history"]][-1] == "idle_timeout"
+    holder.start().wait_ready()  # back for whatever runs after

@@ -1,0 +1,102 @@
+"""The store's contract, the same for SQLite and PostgreSQL (a real server): records and history,
+revisions, changes since a time, uses only moving forward, and the lease two holders compete for."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from rock.admin.store import SandboxRecord, open_store
+from tests.conftest import SESSION_ROOT
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request):
+    if request.param == "postgres":
+        pg = request.getfixturevalue("postgres")
+        url = pg.url.rsplit("/", 1)[0] + "/" + (db := f"t{id(request) % 10**8}")
+        import psycopg
+
+        async with await psycopg.AsyncConnection.connect(pg.url, autocommit=True) as conn:
+            await conn.execute(f"CREATE DATABASE {db}")
+    else:
+        url = str(Path(tempfile.mkdtemp(prefix="st", dir=SESSION_ROOT)) / "admin.db")
+    made = []
+
+    async def make():
+        s = open_store(url, SESSION_ROOT)
+        await s.open()
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        await s.close()
+
+
+async def test_records_history_and_revisions(store):
+    s = await store()
+    record = SandboxRecord(sandbox_id="a", image="python:3.11", spec={"cpus": 1}, node_id="n1")
+    rev1 = await s.save(record, None, "create")
+    record.state = "running"
+    rev2 = await s.save(record, "pending", "started")
+    assert rev2 > rev1
+    got = await s.get("a")
+    assert (got.state, got.node_id, got.spec, got.rev) == ("running", "n1", {"cpus": 1}, rev2)
+    assert [h["event"] for h in await s.history("a")] == ["create", "started"]
+    assert await s.get("missing") is None
+
+
+async def test_changed_since_and_uses_move_forward(store):
+    writer, reader = await store(), await store()  # two processes' views of one database
+    await writer.save(SandboxRecord(sandbox_id="b", last_used_at=100.0))
+    rows, now = await reader.changed_since(0.0)
+    assert [r.sandbox_id for r in rows] == ["b"]
+    first_rev = rows[0].rev
+    assert await reader.changed_since(now + 60) == ([], pytest.approx(now, abs=60))
+    await writer.flush_last_used({"b": 500.0})
+    await writer.flush_last_used({"b": 200.0})  # an older use from a slower process
+    again, _ = await reader.changed_since(now - 1)
+    assert again[0].last_used_at == 500.0 and again[0].rev > first_rev
+
+
+async def test_one_lease_holder_until_it_expires(store):
+    a, b = await store(), await store()
+    assert await a.acquire_lease("reaper", "A", 0.5)
+    assert not await b.acquire_lease("reaper", "B", 0.5)
+    assert await a.acquire_lease("reaper", "A", 0.5)  # renewal
+    assert await b.lease_holder("reaper") == "A"
+    await asyncio.sleep(0.7)  # A stops renewing (as if it died)
+    assert await b.acquire_lease("reaper", "B", 5)
+    assert not await a.acquire_lease("reaper", "A", 5)
+    await b.release_lease("reaper", "B")
+    assert await a.lease_holder("reaper") is None
+
+
+async def test_concurrent_writes_keep_each_processs_order(store):
+    s = await store()
+    record = SandboxRecord(sandbox_id="c")
+    saves = []
+    for state in ("pending", "running", "stopped"):
+        record.state = state
+        saves.append(s.save(record, None, state))
+    revs = await asyncio.gather(*saves)
+    assert revs == sorted(revs)
+    assert (await s.get("c")).state == "stopped"
+
+
+async def test_training_instance_ids_are_kept_replaced_and_deleted(store):
+    s = await store()
+    row = {"instance_id": "inst-1", "owner": None, "env_type": "bfcl", "task_id": "multi_turn_base_0",
+           "handle": "env-a:e1", "created": 1.5}
+    await s.save_instance(row)
+    await s.save_instance({**row, "instance_id": "inst-2", "owner": "team", "created": 2.5})
+    await s.save_instance({**row, "handle": "env-b:e7"})  # the same id again replaces its row
+    assert await (await store()).instances() == [{**row, "handle": "env-b:e7"},  # another process reads them
+                                                {**row, "instance_id": "inst-2", "owner": "team", "created": 2.5}]
+    await s.delete_instance("inst-1")
+    await s.delete_instance("inst-1")  # deleting twice is fine
+    assert [r["instance_id"] for r in await s.instances()] == ["inst-2"]

@@ -1,0 +1,27 @@
+"""What an env image spec accepts and what its content key depends on (no engine needed)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from rock.envs.images import EnvImageSpec, content_key
+
+
+@pytest.mark.parametrize("item", ["--no-deps", "--index-url=http://example.invalid/simple", " -e ."])
+def test_pip_options_are_not_packages(item):
+    with pytest.raises(ValidationError) as err:
+        EnvImageSpec(base="python:3.11", packages=["numpy", item])
+    assert "pip option" in str(err.value) and "no_deps" in str(err.value)
+
+
+def test_no_deps_is_part_of_the_content_key_and_leaves_other_keys_alone():
+    plain = EnvImageSpec(base="python:3.11", packages=["bfcl-eval==2026.3.23"])
+    bare = EnvImageSpec(base="python:3.11", packages=["bfcl-eval==2026.3.23"], no_deps=True)
+    assert content_key(plain, "sha256:1", "3.11") != content_key(bare, "sha256:1", "3.11")
+    # Specs without it keep the key they had before the field existed (no rebuild of built images).
+    before = ["sha256:1", ["bfcl-eval==2026.3.23"], [], "3.11", []]
+    assert content_key(plain, "sha256:1", "3.11") == hashlib.sha256(json.dumps(before).encode()).hexdigest()[:16]
