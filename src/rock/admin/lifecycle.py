@@ -93,7 +93,7 @@ class Lifecycle:
                     spec = svc._spec(record, SandboxStartRequest.model_validate(known))
                     info = await self.worker.create(spec.model_copy(update={"image": record.spec["archive_image"]}))
                 else:
-                    info = await self.worker.restart(sandbox_id)
+                    info = await self.worker.restart(sandbox_id, record.node_id)
             except Exception as exc:  # noqa: BLE001 - the reason goes to the record and the caller
                 reason = exc.message if isinstance(exc, RockError) and exc.message else f"{type(exc).__name__}: {exc}"
                 if isinstance(exc, SandboxNotFound):
@@ -102,6 +102,7 @@ class Lifecycle:
                                       reason)
                 raise SandboxStartError(f"sandbox {sandbox_id} could not be restarted: {reason}") from None
             record.backend, record.host_name, record.host_ip = info.backend, info.host_name, info.host_ip
+            record.node_id = info.node_id or record.node_id
             record.failure_reason = None
             record.started_at = record.last_used_at = time.time()
             await svc._transition(record, "running", "restarted")
@@ -125,8 +126,8 @@ class Lifecycle:
     async def _archive(self, record: SandboxRecord) -> None:
         sid, tag = record.sandbox_id, archive_tag(record.sandbox_id)
         try:
-            await self.worker.commit(sid, tag)
-            await self.worker.stop(sid)  # the image holds the files now
+            await self.worker.commit(sid, tag, record.node_id)
+            await self.worker.stop(sid, record.node_id)  # the image holds the files now
         except Exception as exc:  # noqa: BLE001
             reason = exc.message if isinstance(exc, RockError) and exc.message else f"{type(exc).__name__}: {exc}"
             log.warning("archiving sandbox %s failed: %s", sid, reason)
@@ -174,7 +175,9 @@ class Lifecycle:
 
         began, stage = time.perf_counter(), "commit"
         try:
-            image_id = await self.worker.commit(status["sandbox_id"], status["image_tag"])
+            owner = self.svc.records.get(status["sandbox_id"])
+            image_id = await self.worker.commit(status["sandbox_id"], status["image_tag"],
+                                                owner.node_id if owner is not None else None)
             if has_registry(status["image_tag"]):
                 stage = "push"
                 await asyncio.to_thread(push, status["image_tag"], username or None, password or None)
@@ -261,7 +264,7 @@ class Lifecycle:
             if not limit:
                 continue
             try:
-                used = await self.worker.disk_usage(record.sandbox_id)
+                used = await self.worker.disk_usage(record.sandbox_id, record.node_id)
             except RockError:
                 continue
             if used is not None and used > limit:

@@ -214,7 +214,7 @@ class Worker:
         log.info("sandbox %s removed (%.1f ms)", sandbox_id, (time.perf_counter() - started) * 1000)
         return False
 
-    async def restart(self, sandbox_id: str) -> SandboxInfo:
+    async def restart(self, sandbox_id: str, node_id: str | None = None) -> SandboxInfo:
         """Start a stopped sandbox again on its kept files."""
         kept = self._stopped.pop(sandbox_id, None)
         if kept is None:
@@ -239,7 +239,7 @@ class Worker:
         self._sandboxes[sandbox_id] = sandbox
         return self.get(sandbox_id)
 
-    async def commit(self, sandbox_id: str, image_tag: str) -> str:
+    async def commit(self, sandbox_id: str, image_tag: str, node_id: str | None = None) -> str:
         """Save a running or stopped sandbox's filesystem as a Docker image; returns its id."""
         sandbox = self._sandboxes.get(sandbox_id)
         handle = sandbox.handle if sandbox is not None else (self._stopped.get(sandbox_id) or (None,))[0]
@@ -250,7 +250,7 @@ class Worker:
         except NotImplementedError as exc:
             raise BadRequest(str(exc)) from None
 
-    async def disk_usage(self, sandbox_id: str) -> int | None:
+    async def disk_usage(self, sandbox_id: str, node_id: str | None = None) -> int | None:
         return await self.runtime.disk_usage(self._get(sandbox_id).handle)
 
     def stopped_ids(self) -> list[str]:
