@@ -146,6 +146,9 @@ def test_stop_keeps_files_on_the_node_and_restart_brings_them_back(cluster):
         ok(call(admin, "POST", "/delete", {"sandbox_id": sid}))
     info = _node_info(node)
     assert sid not in info["stopped_ids"] and sid not in info["sandbox_ids"]  # delete removed the files
+    wait_for("every process sees it deleted", lambda: all(
+        ok(call(p.url, "GET", f"/get_status?sandbox_id={sid}&include_all_states=true"))["lifecycle_state"] == "deleted"
+        for p in cluster.admins + cluster.proxies))
 
 
 def _node_of(cluster, sid: str) -> str:
