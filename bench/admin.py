@@ -35,14 +35,15 @@ class AdminProcess:
         return self.url
 
     def stop(self) -> None:
-        """Stop every sandbox it still runs (env sandboxes too), then the admin; remove its state."""
+        """Delete every sandbox it still has (env sandboxes, stopped ones with kept files), then stop
+        the admin; remove its state."""
         try:
             listed = httpx.get(self.url + SANDBOX_API + "/sandboxes", params={"page_size": 1000}, timeout=60).json()
-            live = {item["sandbox_id"] for item in (listed.get("result") or {}).get("items") or []
-                    if item.get("lifecycle_state") in ("running", "pending")}
-            live |= set(httpx.get(self.url + "/apis/v1/envs/gem/hosted", timeout=60).json())
-            for sandbox_id in live:
-                httpx.post(self.url + SANDBOX_API + "/stop", json={"sandbox_id": sandbox_id}, timeout=120)
+            kept = {item["sandbox_id"] for item in (listed.get("result") or {}).get("items") or []
+                    if item.get("lifecycle_state") != "deleted"}
+            kept |= set(httpx.get(self.url + "/apis/v1/envs/gem/hosted", timeout=60).json())
+            for sandbox_id in kept:
+                httpx.post(self.url + SANDBOX_API + "/delete", json={"sandbox_id": sandbox_id}, timeout=120)
         finally:
             self._rock("admin", "stop")
             shutil.rmtree(self.state, ignore_errors=True)

@@ -61,7 +61,8 @@ async def _start_to_first_output(url: str) -> float:
     out = await sandbox.arun("echo hi", session="b")
     elapsed = time.perf_counter() - t0
     assert out.output.strip() == "hi", out
-    await sandbox.stop()
+    await sandbox.delete()  # stop would keep its files (ROCK's stop)
+    await sandbox.aclose()
     return elapsed
 
 
@@ -74,7 +75,12 @@ async def _timed_start(url: str) -> float | None:
     except Exception:  # noqa: BLE001 - a failed start is counted, not raised
         return None
     finally:
-        await sandbox.stop()
+        if sandbox.sandbox_id:
+            try:
+                await sandbox.delete()
+            except Exception:  # noqa: BLE001 - AdminProcess.stop deletes what is left
+                pass
+        await sandbox.aclose()
 
 
 async def _latencies(ctx, backend: str) -> list[dict]:
@@ -108,7 +114,8 @@ async def _latencies(ctx, backend: str) -> list[dict]:
             await sandbox.arun("echo hi", session="b")
             echoes.append(time.perf_counter() - t0)
         records.append(record("sdk_echo_round_trip", backend, echoes, floor_s=await floor.echoes(ctx.n(200, 1000))))
-        await sandbox.stop()
+        await sandbox.delete()
+        await sandbox.aclose()
     finally:
         await floor.close()
         admin.stop()

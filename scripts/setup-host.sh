@@ -16,6 +16,9 @@ command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v npm >/dev/null || need_pkgs+=(npm)  # the admin UI's browser packages (web/build.sh)
 command -v chromium >/dev/null || need_pkgs+=(chromium)  # the UI tests' browser (Playwright drives it)
+# A real local image registry (with htpasswd logins) for the image pull / push tests.
+command -v docker-registry >/dev/null || need_pkgs+=(docker-registry)
+command -v htpasswd >/dev/null || need_pkgs+=(apache2-utils)
 # PostgreSQL for the cluster tests (they start and stop their own server in a temp dir).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -7,6 +7,10 @@ _EXCEPTIONS = ("RockException", "BadRequestRockError", "InternalServerRockError"
 
 
 def __getattr__(name):
+    if name == "codes":
+        from rock._codes import codes
+
+        return codes
     # Loaded on first use, so `import rock` stays cheap for code that only needs one part.
     if name in ("make", "make_vec", "make_async", "make_vec_async"):
         from rock.envs import client

@@ -40,6 +40,19 @@ class Settings(BaseSettings):
     bwrap_zygote: bool = True
     host_python: str = Field(default_factory=lambda: os.path.realpath(sys.executable))
     max_output_bytes: int = 8 << 20
+    # How long a stopped sandbox keeps its files when its start request set neither
+    # auto_archive_seconds nor auto_delete_seconds (None: until deleted). ROCK's cluster cap.
+    auto_delete_seconds: int | None = 24 * 3600
+    default_auto_clear_seconds: int = 300  # idle TTL of a sandbox whose start request sets none
+    default_startup_timeout: float = 180.0
+    max_cpus: float | None = None  # the most one sandbox may ask for (ROCK's max_allowed_spec)
+    max_memory: str | None = None
+    warmup_images: list[str] = Field(default_factory=list)  # pulled when the admin starts
+    proxy_timeout: float = 300.0  # read timeout of a request forwarded to a port inside a sandbox
+    # which ROCK YAML file was read, and its settings that mean nothing here (rock.config_rock)
+    rock_config_file: str | None = None
+    rock_config_applied: list[str] = Field(default_factory=list)
+    rock_config_ignored: list[str] = Field(default_factory=list)
     # No file in a sandbox grows past this (RLIMIT_FSIZE, set by the agent; 0: no limit).
     max_file_bytes: int = Field(default=64 << 30, ge=0)
     # state shared by several admin/proxy processes: a postgresql:// URL; unset is SQLite in state_dir
@@ -55,16 +68,20 @@ class Settings(BaseSettings):
     gpus: str | None = Field(default=None, description="GPU indices this node may hand out, e.g. '0,1'; unset: detected")
 
     @classmethod
-    def load(cls, **overrides) -> "Settings":
+    def load(cls, env: str | None = None, **overrides) -> "Settings":
+        """Defaults < our file (``ROCK_CONFIG``, TOML or JSON) or ROCK's YAML (``--env``) < ROCK's
+        ``ROCK_*`` variables < ``overrides`` (command-line options)."""
+        from rock import config_rock
+
         path = os.environ.get("ROCK_CONFIG")
-        data: dict = {}
-        if path:
+        data: dict = config_rock.load(env)
+        if path and not path.endswith((".yml", ".yaml")):
             text = Path(path).read_text()
             if path.endswith(".toml"):
                 import tomllib
 
-                data = tomllib.loads(text)
+                data = {**tomllib.loads(text), **data}
             else:
-                data = json.loads(text)
+                data = {**json.loads(text), **data}
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**data)

@@ -81,6 +81,8 @@ class Admin:
             async def stop_all():
                 for info in self.ctx.worker.list():
                     await self.ctx.worker.stop(info.sandbox_id)
+                for sandbox_id in self.ctx.worker.stopped_ids():  # stopped with their files kept
+                    await self.ctx.worker.stop(sandbox_id)
             self.call(stop_all)
         self.server.should_exit = True
         self.thread.join(60)

@@ -20,7 +20,7 @@ ROUTES = [
     ("PUT", "/files/write", "query"), ("GET", "/files/download", "query"), ("PUT", "/files/upload_tar", "query"),
     ("GET", "/files/stat", "query"), ("GET", "/files/list", "query"), ("POST", "/procs/start", "json"),
     ("GET", "/procs/status", "query"), ("GET", "/procs/output", "query"), ("POST", "/procs/kill", "json"),
-    ("GET", "/procs", "query"), ("GET", "/stats", "query"),
+    ("GET", "/procs", "query"), ("GET", "/stats", "query"), ("POST", "/restart", "json"), ("POST", "/commit", "json"),
 ]
 NEEDS_SANDBOX = {r for _, r, _ in ROUTES} - {"/start", "/start_async", "/sandboxes", "/sandboxes/batch"}
 
@@ -79,12 +79,12 @@ def test_wrong_types_and_missing_fields(client, method, route, kind):
                          ids=[r for _, r, _ in ROUTES if r in NEEDS_SANDBOX])
 def test_unknown_sandbox(client, method, route, kind):
     fields = {"session": "s", "command": "true", "path": "/tmp/x", "content": "x", "data": "x", "proc_id": "p1",
-              "target_path": "/tmp/x"}
+              "target_path": "/tmp/x", "image_tag": "rock-test/never:v1"}
     wanted = {"/execute": ["command"], "/run_in_session": ["session", "command"], "/read_file": ["path"],
               "/write_file": ["path", "content"], "/upload": ["target_path"], "/send_input": ["session", "data"],
               "/interrupt_session": ["session"], "/wait_session": ["session"], "/close_session": ["session"],
               "/create_session": ["session"], "/procs/start": ["command"], "/procs/status": ["proc_id"],
-              "/procs/output": ["proc_id"], "/procs/kill": ["proc_id"]}.get(route, [])
+              "/procs/output": ["proc_id"], "/procs/kill": ["proc_id"], "/commit": ["image_tag"]}.get(route, [])
     if route.startswith("/files/"):
         wanted = ["path"]
     payload = {"sandbox_id": "no-such-sandbox", **{k: fields[k] for k in wanted}}

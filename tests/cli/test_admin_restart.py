@@ -53,7 +53,7 @@ def test_sandboxes_and_files_survive_admin_restart(admin):
         assert again.arun("cat /root/work/notes.txt").output.strip() == "keep me"
         history = [h.event for h in again.get_status().state_history]
         assert history[:2] == ["create", "started"]
-        again.stop()
+        again.delete()  # stop would keep its files (ROCK's stop); this test leaves nothing
     finally:
         rock("admin", "stop", *common, check=False)
     assert not (state / "admin.pid").exists()

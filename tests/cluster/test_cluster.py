@@ -119,6 +119,38 @@ def test_placement_by_resources_and_labels(cluster):
         stop_all(admin, made)
 
 
+def _node_info(name: str) -> dict:
+    import ray
+
+    from rock.cluster.node import ACTOR_PREFIX, NAMESPACE
+
+    return ray.get(ray.get_actor(ACTOR_PREFIX + name, namespace=NAMESPACE).info.remote(), timeout=30)
+
+
+def test_stop_keeps_files_on_the_node_and_restart_brings_them_back(cluster):
+    admin, other = cluster.admins[0].url, cluster.admins[1].url
+    sid = start(admin)["sandbox_id"]
+    try:
+        node = _node_of(cluster, sid)
+        assert execute(admin, sid, "echo kept > /root/mark && echo ok")["exit_code"] == 0
+        ok(call(admin, "POST", "/stop", {"sandbox_id": sid}))
+        assert status(admin, sid)["state"] == "stopped"
+        info = _node_info(node)
+        assert sid in info["stopped_ids"] and sid not in info["sandbox_ids"]  # kept, not running
+        wait_for("the other admin sees it stopped", lambda: status(other, sid)["state"] == "stopped")
+        ok(call(other, "POST", "/restart", {"sandbox_id": sid}))  # the other admin finds its node too
+        assert _node_of(cluster, sid) == node and sid not in _node_info(node)["stopped_ids"]
+        out = execute(admin, sid, "cat /root/mark")
+        assert out["stdout"].strip() == "kept", out
+    finally:
+        ok(call(admin, "POST", "/delete", {"sandbox_id": sid}))
+    info = _node_info(node)
+    assert sid not in info["stopped_ids"] and sid not in info["sandbox_ids"]  # delete removed the files
+    wait_for("every process sees it deleted", lambda: all(
+        ok(call(p.url, "GET", f"/get_status?sandbox_id={sid}&include_all_states=true"))["lifecycle_state"] == "deleted"
+        for p in cluster.admins + cluster.proxies))
+
+
 def _node_of(cluster, sid: str) -> str:
     for name in cluster.ray.ray_nodes:
         import ray

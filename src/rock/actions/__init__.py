@@ -13,8 +13,27 @@ from rock.actions.request import (
     UploadRequest,
     WriteFileRequest,
 )
+from rock.actions.envs import (
+    Env,
+    EnvCloseRequest,
+    EnvCloseResponse,
+    EnvListResponse,
+    EnvMakeRequest,
+    EnvMakeResponse,
+    EnvResetRequest,
+    EnvResetResponse,
+    EnvStepRequest,
+    EnvStepResponse,
+)
 from rock.actions.response import (
     BaseResponse,
+    ChmodResponse,
+    ChownResponse,
+    CommitErrorCode,
+    CommitPhase,
+    CommitStatusResponse,
+    DownloadFileResponse,
+    OssSetupResponse,
     BashObservation,
     CloseBashSessionResponse,
     CloseResponse,
@@ -39,7 +58,13 @@ from rock.actions.response import (
     WriteFileResponse,
 )
 
+from rock.actions.sandbox.request import ChmodRequest, ChownRequest
+
 __all__ = [
+    "Env", "EnvCloseRequest", "EnvMakeRequest", "EnvResetRequest", "EnvStepRequest", "EnvCloseResponse",
+    "EnvMakeResponse", "EnvResetResponse", "EnvStepResponse", "EnvListResponse", "CommitPhase", "CommitErrorCode",
+    "CommitStatusResponse", "ChownRequest", "ChmodRequest", "ChownResponse", "ChmodResponse", "DownloadFileResponse",
+    "OssSetupResponse",
     "Action", "BashAction", "CloseBashSessionRequest", "CloseSessionRequest", "Command",
     "CreateBashSessionRequest", "CreateSessionRequest", "ReadFileRequest", "UploadMode", "UploadRequest",
     "WriteFileRequest", "BaseResponse", "BashObservation", "CloseBashSessionResponse", "CloseResponse",

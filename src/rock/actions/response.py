@@ -108,7 +108,12 @@ class SandboxStatusResponse(_Compat):
     stop_time: str | None = None
     create_time: str | None = None
     delete_time: str | None = None
+    archive_time: str | None = None
     auto_stop_time: str | None = None
+    auto_archive_time: str | None = None
+    auto_delete_time: str | None = None
+    accelerator_type: str | None = None
+    metadata: dict | None = None  # ours: the start request's settings (image, limits, lifecycle)
     state_history: list[StateTransitionRecord] = Field(default_factory=list)
 
 
@@ -119,14 +124,19 @@ class CommandResponse(_Compat):
     timed_out: bool = False  # ours
 
 
-class WriteFileResponse(_Compat):
+class _Outcome(_Compat):
+    """ROCK's shape for "did it work, and what happened"."""
+
     success: bool = False
     message: str = ""
 
 
-class ExecuteBashSessionResponse(_Compat):
-    success: bool = False
-    message: str = ""
+class WriteFileResponse(_Outcome):
+    pass
+
+
+class ExecuteBashSessionResponse(_Outcome):
+    pass
 
 
 class CreateBashSessionResponse(_Compat):
@@ -173,6 +183,57 @@ FileUploadResponse = UploadResponse
 
 
 class CloseResponse(_Compat):
+    pass
+
+
+class CommitPhase(str, Enum):
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+class CommitErrorCode(str, Enum):
+    SANDBOX_NOT_FOUND = "SANDBOX_NOT_FOUND"
+    WORKER_NOT_FOUND = "WORKER_NOT_FOUND"
+    WORKER_UNREACHABLE = "WORKER_UNREACHABLE"
+    SANDBOX_CONTAINER_NOT_FOUND = "SANDBOX_CONTAINER_NOT_FOUND"
+    COMMIT_CONFLICT = "COMMIT_CONFLICT"
+    DISPATCH_FAILED = "DISPATCH_FAILED"
+    LOGIN_FAILED = "LOGIN_FAILED"
+    COMMIT_FAILED = "COMMIT_FAILED"
+    PUSH_FAILED = "PUSH_FAILED"
+    TIMEOUT = "TIMEOUT"
+    PROCESS_LOST = "PROCESS_LOST"
+    STATUS_NOT_FOUND = "STATUS_NOT_FOUND"
+    STATUS_CORRUPTED = "STATUS_CORRUPTED"
+
+
+class CommitStatusResponse(_Compat):
+    sandbox_id: str
+    image_tag: str
+    phase: CommitPhase
+    started_at: str
+    completed_at: str | None = None
+    exit_code: int | None = None
+    failed_stage: str | None = None
+    error_code: CommitErrorCode | None = None
+    error_message: str | None = None
+    image_id: str | None = None  # ours
+
+
+class OssSetupResponse(_Outcome):
+    pass
+
+
+class ChownResponse(_Outcome):
+    pass
+
+
+class ChmodResponse(_Outcome):
+    pass
+
+
+class DownloadFileResponse(_Outcome):
     pass
 
 

@@ -6,6 +6,7 @@ files, streams) against the shared state, for read/write separation.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -13,8 +14,9 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from rock.admin import (errors, gem_routes, gym_routes, metrics, routes_data, routes_extra, routes_sandbox,
-                        routes_training, routes_ws, ui)
+from rock.admin import (errors, gem_routes, gym_routes, metrics, routes_data, routes_extra, routes_images, routes_lifecycle,
+                        routes_ports, routes_sandbox, routes_training, routes_ws, ui)
+from rock.admin.lifecycle import Lifecycle
 from rock.cluster import routes as cluster_routes
 from rock.admin.auth import Auth
 from rock.admin.context import PREFIX, Ctx, ok
@@ -25,6 +27,18 @@ from rock.admin.store import open_store
 from rock.config import Settings
 
 log = logging.getLogger("rock.admin")
+
+
+async def _warm_up(images: list[str]) -> None:
+    """ROCK's warmup.images: have them in the engine before the first sandbox asks (missing ones pulled)."""
+    from rock.runtime.docker_images import ensure_image
+
+    for image in images:
+        try:
+            await asyncio.to_thread(ensure_image, image)
+            log.info("warmup: image %s is ready", image)
+        except Exception as exc:  # noqa: BLE001 - a warmup failure is reported, the admin serves on
+            log.warning("warmup: image %s: %s", image, getattr(exc, "message", None) or exc)
 
 
 def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
@@ -43,9 +57,11 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     store = open_store(settings.store_url, Path(settings.state_dir))
     ctx = Ctx(settings=settings, auth=Auth(settings.tokens), sandboxes=Sandboxes(settings, worker, store),
               worker=worker, started_at=time.time())
+    lifecycle = Lifecycle(ctx.sandboxes, settings.auto_delete_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        warmup = None
         await store.open()
         try:
             if own_worker:
@@ -56,6 +72,9 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
                 await ctx.sandboxes.load()
             if settings.role == "admin":
                 ctx.sandboxes.start_reaper()
+                lifecycle.start()  # timed archive/delete: with a shared store only the reaper-lease holder acts
+                if settings.warmup_images:
+                    warmup = asyncio.create_task(_warm_up(settings.warmup_images), name="rock-warmup")
             await gem_routes.startup(app)
             await gym_routes.startup(app)
             if settings.role == "admin":
@@ -64,9 +83,12 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
                      settings.state_dir)
             yield
         finally:
+            if warmup is not None:
+                warmup.cancel()
             await gym_routes.shutdown(app)
             await routes_training.shutdown(app)
             await gem_routes.shutdown(app)
+            await lifecycle.close()
             await ctx.sandboxes.close()
             if own_worker:
                 await worker.close(stop_sandboxes=False)
@@ -74,11 +96,16 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
 
     app = FastAPI(title="ROCK admin", version="0.1.0", lifespan=lifespan)
     app.state.rock = ctx
+    app.state.lifecycle = lifecycle
     errors.install(app)
     app.include_router(routes_sandbox.router(ctx, write=settings.role == "admin"), prefix=PREFIX)
+    if settings.role == "admin":
+        app.include_router(routes_lifecycle.router(ctx, lifecycle), prefix=PREFIX)
+        app.include_router(routes_images.router(ctx), prefix=PREFIX)
     app.include_router(routes_data.router(ctx), prefix=PREFIX)
     app.include_router(routes_extra.router(ctx), prefix=PREFIX)
     app.include_router(routes_ws.router(ctx), prefix=PREFIX)
+    app.include_router(routes_ports.router(ctx), prefix=PREFIX)
     app.include_router(gem_routes.router)
     app.include_router(gym_routes.router)
     if settings.role == "admin":

@@ -16,7 +16,7 @@ MAX_STREAM_BODY = 16 << 30  # raw streaming routes: forwarded chunk by chunk
 
 
 def limit_for(path: str) -> int:
-    if path.endswith(("/files/write", "/files/upload_tar")):
+    if path.endswith(("/files/write", "/files/upload_tar", "/images/build")):
         return MAX_STREAM_BODY
     if path.endswith("/upload"):
         return MAX_UPLOAD_BODY

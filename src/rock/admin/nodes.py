@@ -67,13 +67,11 @@ async def _stop_orphans(svc, name: str, present: set[str]) -> None:
 
 async def sweep(svc) -> None:
     """The lease holder's round over shared state: abandoned starts, missed node losses, orphans."""
-    from rock.admin.sandboxes import DEFAULT_STARTUP_TIMEOUT
-
     now = time.time()
     nodes = getattr(svc.worker, "nodes", {})
     for record in list(svc.records.values()):
         if record.state == "pending" and record.sandbox_id not in svc._starting:
-            limit = (record.spec.get("startup_timeout") or DEFAULT_STARTUP_TIMEOUT) + ABANDON_GRACE_S
+            limit = (record.spec.get("startup_timeout") or svc.settings.default_startup_timeout) + ABANDON_GRACE_S
             if now - record.created_at > limit:
                 record.failure_reason = "its start was abandoned (the admin that started it went away)"
                 await svc._transition(record, "failed", "start_failed", record.failure_reason)

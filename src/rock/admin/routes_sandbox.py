@@ -6,15 +6,20 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 
+from rock.actions.response import RockResponse, SandboxStartResponse
 from rock.actions.sandbox import BatchStatusRequest, SandboxIdRequest, SandboxStartRequest
 from rock.admin import gem_routes
 from rock.admin.context import Ctx, iso, ok, parse, query
+from rock.admin.lifecycle import transition_deadline
+from rock.admin.start_checks import check_start_request
 from rock.admin.store import SandboxRecord
 from rock.errors import SandboxNotFound
 
 # ROCK's State enum has no "failed"; such a sandbox is "stopped" with a failed start stage.
 # "lost" (its node went away; it may come back) is not in it either: "stopped" there, with the reason.
 _WIRE_STATE = {"failed": "stopped", "lost": "stopped"}
+# Never shown back: credentials, and bookkeeping that has its own status field.
+_PRIVATE_SPEC = {"registry_password", "registry_username", "archived_at", "env"}
 _STAGE = {"pending": "running", "running": "success", "stopped": "success", "failed": "failed", "deleted": "success",
           "lost": "failed"}
 
@@ -48,8 +53,9 @@ def start_result(r: SandboxRecord) -> dict:
             "failure_reason": r.failure_reason}
 
 
-def status_result(r: SandboxRecord, history: list[dict] | None = None) -> dict:
+def status_result(r: SandboxRecord, history: list[dict] | None = None, default_delete: int | None = None) -> dict:
     auto_stop = r.last_used_at + r.auto_clear_seconds if r.state == "running" and r.auto_clear_seconds else None
+    due = transition_deadline(r, default_delete)
     return {
         "sandbox_id": r.sandbox_id,
         "status": {"start": {"status": _STAGE.get(r.state, "running"), "message": r.failure_reason or r.state}},
@@ -60,6 +66,11 @@ def status_result(r: SandboxRecord, history: list[dict] | None = None) -> dict:
         "auto_clear_seconds": r.auto_clear_seconds, "last_used_time": iso(r.last_used_at),
         "create_time": iso(r.created_at), "start_time": iso(r.started_at), "stop_time": iso(r.stopped_at),
         "delete_time": iso(r.deleted_at), "auto_stop_time": iso(auto_stop), "port_mapping": {},
+        "archive_time": iso(r.spec.get("archived_at")),
+        "auto_archive_time": iso(due[1]) if due and due[0] == "archived" else None,
+        "auto_delete_time": iso(due[1]) if due and due[0] == "deleted" else None,
+        "num_gpus": r.spec.get("num_gpus"), "disk": r.spec.get("disk"),
+        "metadata": {k: v for k, v in r.spec.items() if k not in _PRIVATE_SPEC},
         "state_history": [
             {"from_state": h["from_state"] or "", "to_state": h["to_state"], "event": h["event"],
              "timestamp": iso(h["ts"]), "message": h["message"]} for h in (history or [])
@@ -71,19 +82,28 @@ def router(ctx: Ctx, write: bool = True) -> APIRouter:
     """Status routes for every role; create, stop and delete only where ``write`` (role admin)."""
     api = APIRouter()
     svc = ctx.sandboxes
+    keep = ctx.settings.auto_delete_seconds
     writes = api if write else APIRouter()  # a router that is never mounted
 
     async def _start(request: Request, default_wait: bool):
         req = await parse(request, SandboxStartRequest)
+        check_start_request(req, ctx.worker.backend_name, ctx.settings)
         wait = default_wait if req.wait is None else req.wait
         record = await svc.start(req, ctx.owner(request), _meta(request), wait=wait)
         return ok(start_result(record))
 
-    @writes.post("/start")
+    start_doc = dict(openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+        "schema": SandboxStartRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}},
+        responses={200: {"model": RockResponse[SandboxStartResponse]},
+                   400: {"model": RockResponse[dict], "description": "a field this machine cannot honour, named"},
+                   422: {"model": RockResponse[dict], "description": "an invalid or unknown field, named"},
+                   503: {"model": RockResponse[dict], "description": "the sandbox could not start: the reason"}})
+
+    @writes.post("/start", **start_doc)
     async def start(request: Request):
         return await _start(request, True)
 
-    @writes.post("/start_async")
+    @writes.post("/start_async", **start_doc)
     async def start_async(request: Request):
         # Replies once the sandbox is ready (unless "wait": false): rl-rock's start() then sees
         # is_alive on its first get_status and never reaches its 3-second sleep.
@@ -99,7 +119,7 @@ def router(ctx: Ctx, write: bool = True) -> APIRouter:
     async def get_status(request: Request):
         q = query(request, StatusQuery)
         record = await svc.lookup(q.sandbox_id, ctx.owner(request), include_deleted=q.include_all_states)
-        return ok(status_result(record, await svc.store.history(record.sandbox_id)))
+        return ok(status_result(record, await svc.store.history(record.sandbox_id), keep))
 
     @api.get("/get_sandbox_statistics")
     async def statistics(request: Request):
@@ -127,7 +147,7 @@ def router(ctx: Ctx, write: bool = True) -> APIRouter:
         start = (q.page - 1) * q.page_size
         page = items[start:start + q.page_size]
         hosted = gem_routes.hosted_envs(request.app)
-        return ok({"items": [{**status_result(r), "envs": hosted.get(r.sandbox_id, [])} for r in page],
+        return ok({"items": [{**status_result(r, None, keep), "envs": hosted.get(r.sandbox_id, [])} for r in page],
                    "total": len(items), "page": q.page,
                    "page_size": q.page_size, "has_more": start + q.page_size < len(items)})
 
@@ -137,7 +157,7 @@ def router(ctx: Ctx, write: bool = True) -> APIRouter:
         owner, statuses = ctx.owner(request), []
         for sandbox_id in req.sandbox_ids:
             try:
-                statuses.append(status_result(svc.get(sandbox_id, owner)))
+                statuses.append(status_result(svc.get(sandbox_id, owner), None, keep))
             except SandboxNotFound:
                 continue  # ROCK's batch answers for what exists and skips the rest
         return ok({"statuses": statuses})

@@ -14,6 +14,7 @@ import time
 import uuid
 
 from rock.actions.sandbox import SandboxStartRequest, parse_memory
+from rock.admin import start_checks
 from rock.admin.commands import CommandLog
 from rock.admin.events import Events
 from rock.admin.nodes import node_back, node_lost, sweep
@@ -25,8 +26,6 @@ from rock.worker.gpus import wanted as gpus_wanted
 
 log = logging.getLogger("rock.admin")
 
-DEFAULT_TTL = 300
-DEFAULT_STARTUP_TIMEOUT = 180.0
 # Exactly one admin process reaps (idle TTLs, abandoned starts, orphans): the holder of this lease.
 REAPER_LEASE = "reaper"
 LEASE_TTL = 5.0
@@ -78,6 +77,10 @@ class Sandboxes:
             if record is None or record.state not in LIVE:
                 log.warning("stopping sandbox %s: it has no live record (orphan)", sandbox_id)
                 await self._quiet_stop(sandbox_id)
+        for sandbox_id in self.worker.stopped_ids():  # kept files whose record no longer wants them
+            record = self.records.get(sandbox_id)
+            if record is None or record.state not in ("stopped", "archiving"):
+                await self._quiet_stop(sandbox_id, record.node_id if record else None)
 
     def _node_live(self, node_id: str) -> bool:
         node = getattr(self.worker, "nodes", {}).get(node_id)
@@ -223,7 +226,7 @@ class Sandboxes:
             experiment_id=meta.get("experiment_id"), cluster=meta.get("cluster"),
             image=req.image or self.settings.default_image,
             cpus=req.cpus, memory=req.memory,
-            auto_clear_seconds=DEFAULT_TTL if ttl is None else ttl,
+            auto_clear_seconds=self.settings.default_auto_clear_seconds if ttl is None else ttl,
             spec=req.model_dump(exclude_none=True, exclude={"wait"}),
         )
         self.records[sandbox_id] = record
@@ -244,10 +247,11 @@ class Sandboxes:
             memory_bytes=parse_memory(req.memory), cpus=req.limit_cpus or req.cpus,
             pids_limit=self.settings.pids_limit, network=req.network, env=req.env or {}, labels=labels,
             gpus=gpus_wanted(req.num_gpus), disk_bytes=parse_memory(req.disk), node_selector=selector,
+            **start_checks.spec_extras(req),
         )
 
     async def _create(self, record: SandboxRecord, req: SandboxStartRequest) -> None:
-        timeout = req.startup_timeout or DEFAULT_STARTUP_TIMEOUT
+        timeout = req.startup_timeout or self.settings.default_startup_timeout
         began, timed_out = time.perf_counter(), False
         try:
             try:
@@ -290,8 +294,8 @@ class Sandboxes:
                 was_pending = record.state == "pending"
                 record.stopped_at = time.time()
                 await self._transition(record, "stopped", event)
-                if not was_pending:
-                    await self._quiet_stop(sandbox_id, record.node_id)
+                if not was_pending:  # ROCK's stop keeps the files (restart); delete removes them
+                    await self._quiet_stop(sandbox_id, record.node_id, keep=event != "delete")
                 # a pending create sees the new state and stops what it started
         return record
 
@@ -299,13 +303,14 @@ class Sandboxes:
         record = await self.stop(sandbox_id, owner, event="delete")
         async with self._lock(sandbox_id):
             if record.state != "deleted":
+                await self._quiet_stop(sandbox_id, record.node_id)  # the files a stop kept
                 record.deleted_at = time.time()
                 await self._transition(record, "deleted", "delete")
         return record
 
-    async def _quiet_stop(self, sandbox_id: str, node_id: str | None = None) -> None:
+    async def _quiet_stop(self, sandbox_id: str, node_id: str | None = None, keep: bool = False) -> None:
         try:
-            await self.worker.stop(sandbox_id, node_id)
+            await self.worker.stop(sandbox_id, node_id, keep=keep)
         except SandboxNotFound:
             pass
         except Exception:  # noqa: BLE001 - stopping is best effort; the worker reaps leftovers

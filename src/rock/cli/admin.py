@@ -28,12 +28,13 @@ def add_parser(sub) -> None:
     start.add_argument("--backend", choices=["auto", "docker", "bwrap", "local"], help="runtime backend")
     start.add_argument("--state-dir", help="where records, sandboxes, pid and log files live")
     start.add_argument("--role", choices=["admin", "proxy"], help="admin: everything; proxy: data plane only")
+    start.add_argument("--env", help="read ROCK's config rock-conf/rock-ENV.yml (its sections that apply here)")
     start.add_argument("--cluster", help="place sandboxes on a Ray cluster's node workers: its address, or auto")
     start.add_argument("--store-url", help="shared state for several admins/proxies: postgresql://… (default SQLite)")
     start.add_argument("--placement", choices=["spread", "pack"], help="cluster placement (default spread)")
     start.add_argument("--overcommit", type=float, help="cpus and memory promised per node, times what it has")
     start.add_argument("--foreground", action="store_true", help="stay in the foreground (containers, debugging)")
-    start.add_argument("--log-level", default="info")
+    start.add_argument("--log-level", default=os.environ.get("ROCK_LOGGING_LEVEL", "info").lower())
     start.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     start.add_argument("--timeout", type=float, default=120, help="seconds to wait for the admin to be ready")
     start.set_defaults(func=cmd_start)
@@ -41,12 +42,13 @@ def add_parser(sub) -> None:
                            ("status", cmd_status, "show what runs, where, with which backend")):
         q = s.add_parser(name, help=text)
         q.add_argument("--state-dir")
+        q.add_argument("--env", help="the ROCK config env the admin was started with")
         q.set_defaults(func=fn)
     s.choices["stop"].add_argument("--timeout", type=float, default=30)
 
 
 def settings_from(args) -> Settings:
-    return Settings.load(host=getattr(args, "host", None), port=getattr(args, "port", None),
+    return Settings.load(env=getattr(args, "env", None), host=getattr(args, "host", None), port=getattr(args, "port", None),
                          backend=getattr(args, "backend", None), state_dir=getattr(args, "state_dir", None),
                          role=getattr(args, "role", None), cluster=getattr(args, "cluster", None),
                          store_url=getattr(args, "store_url", None), placement=getattr(args, "placement", None),
@@ -82,7 +84,7 @@ def cmd_start(args, out: Out) -> int:
             "--host", settings.host, "--port", str(settings.port), "--backend", settings.backend,
             "--state-dir", str(settings.state_dir), "--role", settings.role, "--log-level", args.log_level,
             "--placement", settings.placement, "--overcommit", str(settings.overcommit)]
-    for flag, value in (("--cluster", settings.cluster), ("--store-url", settings.store_url)):
+    for flag, value in (("--cluster", settings.cluster), ("--store-url", settings.store_url), ("--env", args.env)):
         if value:
             argv += [flag, value]
     with open(log_path(settings), "ab") as log:

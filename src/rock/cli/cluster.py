@@ -49,7 +49,7 @@ def _gib(n: int) -> str:
 
 
 def cmd_status(args, out: Out) -> int:
-    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    headers = {**(getattr(args, "extra_headers", None) or {}), **({"Authorization": f"Bearer {args.token}"} if args.token else {})}
     try:
         reply = httpx.get(f"{args.url.rstrip('/')}/apis/envs/sandbox/v1/cluster/status", headers=headers, timeout=15)
     except httpx.HTTPError as exc:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import logging
 import sys
 
-from rock.cli import admin, cluster, job, sandbox
+from rock.cli import admin, cluster, config_ini, image, job, resolve_admin_options, sandbox
 from rock.cli.output import Out
 from rock.errors import RockError
 
@@ -15,9 +16,15 @@ from rock.errors import RockError
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rock", description="ROCK: isolated sandboxes and RL environments")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("--base-url", help="the admin's URL (over .rock/config.ini and $ROCK_BASE_URL)")
+    parser.add_argument("--auth-token", help="API token (over .rock/config.ini and $ROCK_TOKEN)")
+    parser.add_argument("--config", help="CLI config file (default: ./.rock/config.ini, then ~/.rock/config.ini)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log output: -v warnings, -vv info, -vvv debug (default: errors only)")
     sub = parser.add_subparsers(dest="command", required=True)
     admin.add_parser(sub)
     sandbox.add_parser(sub)
+    image.add_parser(sub)
     job.add_parser(sub)
     cluster.add_parser(sub)
     # `rock envs` lives in its own module (issue 4); register it when it is there.
@@ -31,7 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = Out(as_json=args.json)
+    levels = [logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG]
+    logging.basicConfig(level=levels[min(args.verbose, 3)], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        resolve_admin_options(args, config_ini.read(args.config))
         return int(args.func(args, out) or 0)
     except RockError as exc:
         out.error(exc.message or type(exc).__name__)

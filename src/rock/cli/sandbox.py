@@ -1,4 +1,4 @@
-"""``rock sandbox create|list|exec|shell|stop|logs``: sandboxes for people, through the public SDK."""
+"""``rock sandbox create|list|exec|shell|stop|restart|delete|logs``: sandboxes for people, through the public SDK."""
 
 from __future__ import annotations
 
@@ -43,9 +43,12 @@ def add_parser(sub) -> None:
     sh.add_argument("--session", default="shell")
     sh.set_defaults(func=cmd_shell)
 
-    st = s.add_parser("stop", help="stop sandboxes")
-    st.add_argument("sandbox_ids", nargs="+")
-    st.set_defaults(func=cmd_stop)
+    for name, text in (("stop", "stop sandboxes (their files are kept for restart)"),
+                       ("restart", "start stopped sandboxes again, with their files"),
+                       ("delete", "delete sandboxes and their files")):
+        st = s.add_parser(name, help=text)
+        st.add_argument("sandbox_ids", nargs="+")
+        st.set_defaults(func=cmd_stop, action=name)
 
     lg = s.add_parser("logs", help="a sandbox's lifecycle history, or a background process's output")
     lg.add_argument("sandbox_id")
@@ -62,7 +65,7 @@ def argparse_remainder():
 
 
 def _config(args, **kw) -> SandboxConfig:
-    return SandboxConfig(base_url=args.url, token=args.token, **kw)
+    return SandboxConfig(base_url=args.url, token=args.token, extra_headers=getattr(args, "extra_headers", {}), **kw)
 
 
 async def _attached(args) -> Sandbox:
@@ -149,19 +152,21 @@ def _quote(arg: str) -> str:
 
 
 def cmd_stop(args, out: Out) -> int:
+    """stop, restart or delete (``args.action``) each sandbox."""
     async def go():
         done = []
         for sandbox_id in args.sandbox_ids:
             sandbox = Sandbox(_config(args))
             try:
-                await sandbox._http.post("/stop", {"sandbox_id": sandbox_id})
+                await sandbox._http.post(f"/{args.action}", {"sandbox_id": sandbox_id})
                 done.append(sandbox_id)
             finally:
                 await sandbox.aclose()
         return done
 
-    stopped = _run(go())
-    out.record({"stopped": stopped}, lines=[f"stopped {s}" for s in stopped])
+    past = {"stop": "stopped", "restart": "restarted", "delete": "deleted"}[args.action]
+    handled = _run(go())
+    out.record({past: handled}, lines=[f"{past} {s}" for s in handled])
     return 0
 
 

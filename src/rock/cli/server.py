@@ -76,7 +76,10 @@ def serve(settings: Settings, ready_fd: int | None = None, log_level: str = "inf
     check_bind(settings.host, settings.tokens)
     Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)  # over the CLI's -v level
+    from rock import config_rock
+
+    config_rock.report(settings)
     pid_path(settings).write_text(str(os.getpid()))
     config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
                             access_log=False, timeout_graceful_shutdown=10, ws_max_size=16 << 20)

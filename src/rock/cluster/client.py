@@ -44,6 +44,8 @@ HEARTBEAT_MISSES = 3
 DISCOVER_S = 1.0
 BATCH_WINDOW_S = 0.001
 RAY_CALL_TIMEOUT_S = 10.0
+CREATE_TIMEOUT_S = 300.0  # a restart on a node: the runtime resumes and the agent answers
+COMMIT_TIMEOUT_S = 1800.0  # a commit: the engine writes the layer
 
 
 class NodeLost(RockError):
@@ -345,7 +347,8 @@ class ClusterWorker:
                                     f"{time.time() - node.lost_at:.1f}s ago: {node.lost_reason}")
         return node
 
-    async def stop(self, sandbox_id: str, node_id: str | None = None) -> None:
+    async def stop(self, sandbox_id: str, node_id: str | None = None, keep: bool = False) -> None:
+        """``keep``: the node keeps its files for a restart (ROCK's stop); otherwise removed for good."""
         client = self._clients.pop(sandbox_id, None)
         if client is not None:
             client.close()
@@ -353,8 +356,41 @@ class ClusterWorker:
             node = self._node_of(sandbox_id, node_id)
         except SandboxNotRunning:
             return  # its node is gone; if it comes back, what runs there without a record is stopped
-        await self._call(node.name, "stop", sandbox_id)
-        self.where.pop(sandbox_id, None)
+        await self._call(node.name, "stop", {"sandbox_id": sandbox_id, "keep": keep})
+        if not keep:
+            self.where.pop(sandbox_id, None)
+
+    async def _on_node(self, method: str, sandbox_id: str, node_id: str | None, *args, timeout: float):
+        node = self._node_of(sandbox_id, node_id)
+        try:
+            result = await asyncio.wait_for(getattr(self._actors[node.name], method).remote(sandbox_id, *args), timeout)
+        except asyncio.TimeoutError:
+            raise RockError(f"{method} of sandbox {sandbox_id}: node {node.name} did not answer within {timeout:g}s")
+        if "error" in result:
+            raise _raise(result["error"])
+        return node, result["ok"]
+
+    async def restart(self, sandbox_id: str, node_id: str | None = None) -> SandboxInfo:
+        """Start a stopped sandbox again on the kept files of the node it ran on."""
+        node, info = await self._on_node("restart", sandbox_id, node_id, timeout=CREATE_TIMEOUT_S)
+        self.where[sandbox_id] = node.name
+        return SandboxInfo(**info)
+
+    async def commit(self, sandbox_id: str, image_tag: str, node_id: str | None = None) -> str:
+        """The sandbox's files as an image in its node's engine."""
+        return (await self._on_node("commit", sandbox_id, node_id, image_tag, timeout=COMMIT_TIMEOUT_S))[1]
+
+    async def disk_usage(self, sandbox_id: str, node_id: str | None = None) -> int | None:
+        return (await self._on_node("disk_usage", sandbox_id, node_id, timeout=RAY_CALL_TIMEOUT_S))[1]
+
+    def stopped_ids(self) -> list[str]:
+        """Sandboxes stopped with their files kept, as the live nodes last reported them."""
+        out = []
+        for node in self.live_nodes():
+            for sid in node.info.stopped_ids:
+                self.where.setdefault(sid, node.name)
+                out.append(sid)
+        return out
 
     async def stats(self, sandbox_id: str, node_id: str | None = None) -> ResourceStats:
         node = self._node_of(sandbox_id, node_id)

@@ -66,3 +66,4 @@ class NodeInfo(BaseModel):
     pools: list[str] = Field(default_factory=list)  # images with a warm pool
     load: NodeLoad
     sandbox_ids: list[str] = Field(default_factory=list)
+    stopped_ids: list[str] = Field(default_factory=list)  # stopped, files kept (for restart)

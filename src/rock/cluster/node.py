@@ -109,6 +109,7 @@ class NodeWorker:
             relay=self.relay_address, token=self.relay.token, capacity=self.capacity, labels=self.labels,
             backend=self.worker.backend_name, backends=self.backends, images=self.images, pools=pools,
             load=NodeLoad(**self._load()), sandbox_ids=[i.sandbox_id for i in self.worker.list()],
+            stopped_ids=self.worker.stopped_ids(),
         ).model_dump()
 
     # -- lifecycle, in batches ------------------------------------------------------------------
@@ -140,10 +141,12 @@ class NodeWorker:
         except Exception as exc:  # noqa: BLE001 - each sandbox's failure travels on its own
             return {"error": _error(exc)}
 
-    async def stop_many(self, sandbox_ids: list[str]) -> list[dict | None]:
-        async def one(sid: str) -> dict | None:
+    async def stop_many(self, sandbox_ids: list) -> list[dict | None]:
+        """Each item a sandbox id, or ``{"sandbox_id", "keep"}`` (keep: its files stay for a restart)."""
+        async def one(item) -> dict | None:
+            sid, keep = (item, False) if isinstance(item, str) else (item["sandbox_id"], bool(item.get("keep")))
             try:
-                await self.worker.stop(sid)
+                await self.worker.stop(sid, keep=keep)
                 return None
             except Exception as exc:  # noqa: BLE001
                 return _error(exc)
@@ -151,6 +154,26 @@ class NodeWorker:
                 self.version += 1
 
         return list(await asyncio.gather(*(one(s) for s in sandbox_ids)))
+
+    async def _one(self, what, *args) -> dict:
+        try:
+            return {"ok": await what(*args)}
+        except Exception as exc:  # noqa: BLE001 - the error travels to the admin by name
+            return {"error": _error(exc)}
+        finally:
+            self.version += 1
+
+    async def restart(self, sandbox_id: str) -> dict:
+        async def go():
+            info = await self.worker.restart(sandbox_id)
+            return info.model_dump() | {"node_id": self.name, "host_ip": self.ip}
+        return await self._one(go)
+
+    async def commit(self, sandbox_id: str, image_tag: str) -> dict:
+        return await self._one(self.worker.commit, sandbox_id, image_tag)
+
+    async def disk_usage(self, sandbox_id: str) -> dict:
+        return await self._one(self.worker.disk_usage, sandbox_id)
 
     async def stats(self, sandbox_id: str) -> dict:
         return (await self.worker.stats(sandbox_id)).model_dump()

@@ -201,6 +201,8 @@ class ImageBuilder:
         options = ["--no-deps"] if no_deps else []
         cmd = [self.python, "-m", "pip", "install", "--no-input", "--disable-pip-version-check", "--progress-bar", "off",
                "--no-warn-script-location", "--target", str(site), *options, "--", *packages]
+        if os.environ.get("ROCK_PIP_INDEX_URL"):  # ROCK's variable: the package index env images install from
+            cmd[4:4] = ["--index-url", os.environ["ROCK_PIP_INDEX_URL"]]
         say("pip install " + " ".join([*options, *packages]))
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env={**os.environ, "PIP_ROOT_USER_ACTION": "ignore"})
@@ -227,7 +229,8 @@ class ImageBuilder:
                 raise EnvError(f"import {name!r} fails with the image's packages: {last}", "EnvBuildError")
 
     def _docker_build(self, spec: EnvImageSpec, tag: str, work: Path, say: Progress) -> None:
-        from docker.errors import APIError, BuildError
+        from rock.errors import SandboxStartError
+        from rock.runtime.docker_images import build_image
 
         labels = {"rock.env.site": SITE, "rock.env.packages": json.dumps(spec.packages),
                   "rock.env.no_deps": json.dumps(spec.no_deps),
@@ -243,15 +246,9 @@ class ImageBuilder:
             say(f"docker build {tag} ({ctx.seek(0, io.SEEK_END) // (1 << 20)} MB of packages)")
             ctx.seek(0)
             try:
-                for chunk in self.client().api.build(fileobj=ctx, custom_context=True, tag=tag, labels=labels, rm=True,
-                                                     forcerm=True, decode=True, container_limits=limits):
-                    if "error" in chunk:
-                        raise EnvError(f"docker build of {tag} failed: {chunk['error'].strip()}", "EnvBuildError")
-                    text = (chunk.get("stream") or "").strip()
-                    if text.startswith("Step "):
-                        say(text)
-            except (APIError, BuildError) as exc:
-                raise EnvError(f"docker build of {tag} failed: {exc}", "EnvBuildError") from None
+                build_image(ctx, tag, labels=labels, limits=limits, say=say)
+            except SandboxStartError as exc:
+                raise EnvError(exc.message, "EnvBuildError") from None
 
 
 def _bytes(size: str) -> int:

@@ -104,7 +104,7 @@ class Lifecycle:
 
     async def _stop(self, sb: EnvSandbox) -> None:
         try:
-            await self.sandboxes.stop(sb.sandbox_id, sb.owner)
+            await self.sandboxes.delete(sb.sandbox_id, sb.owner)  # nobody restarts an env host
         except SandboxNotFound:
             pass
 

@@ -64,6 +64,10 @@ class SandboxSpec(BaseModel):
     max_file_bytes: int | None = None  # no file grows past it (None: the settings' max_file_bytes; 0: no limit)
     env: dict[str, str] = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)
+    pull_policy: str = "missing"  # missing | always | never: when to pull the image (engine-backed images)
+    # Registry login for the pull; never persisted with the rest of the spec.
+    registry_auth: dict[str, str] | None = Field(default=None, exclude=True)
+    runtime: str | None = None  # an engine runtime other than the default (e.g. kata)
     # Placement: whole GPUs wanted, disk promised, labels the node must carry (accelerator_type too).
     gpus: int = 0
     disk_bytes: int | None = None
@@ -133,6 +137,26 @@ class Runtime(abc.ABC):
 
     async def stats(self, handle: RuntimeHandle) -> ResourceStats:
         return ResourceStats()
+
+    # -- keeping a sandbox's files across a stop (ROCK's stop / restart / commit) ------------
+
+    keeps_files: ClassVar[bool] = False  # True where suspend/resume/commit are implemented
+
+    async def suspend(self, handle: RuntimeHandle) -> None:
+        """End every process of the sandbox but keep its filesystem for ``resume``."""
+        raise NotImplementedError(f"the {self.name} backend cannot keep a stopped sandbox's files")
+
+    async def resume(self, handle: RuntimeHandle) -> RuntimeHandle:
+        """Start a suspended sandbox again on its kept filesystem; return once its agent is up."""
+        raise NotImplementedError(f"the {self.name} backend cannot restart a stopped sandbox")
+
+    async def disk_usage(self, handle: RuntimeHandle) -> int | None:
+        """Bytes the sandbox has written to its filesystem (None where the backend cannot tell)."""
+        return None
+
+    async def commit(self, handle: RuntimeHandle, image_tag: str) -> str:
+        """Save the sandbox's filesystem as the Docker image ``image_tag``; returns the image id."""
+        raise NotImplementedError(f"the {self.name} backend cannot commit a sandbox to an image")
 
     async def start(self) -> None:
         """Prepare, once per worker, what every create needs (off the first create's path)."""

@@ -19,7 +19,6 @@ when the last process of the sandbox exits, so nothing is left mounted on the ho
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import errno
 import functools
 import json
@@ -55,6 +54,10 @@ from rock.runtime.base import (
     process_alive,
     process_start_time,
 )
+from rock.runtime.bwrap_kept import KeptFiles
+from rock.runtime.mounts import MS_PRIVATE
+from rock.runtime.mounts import detach as _detach
+from rock.runtime.mounts import mount as _mount
 from rock.runtime.zygote import Zygote
 
 log = logging.getLogger("rock.runtime.bwrap")
@@ -79,16 +82,6 @@ CAP_NUMBERS = {"CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, 
                "CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8, "CAP_NET_BIND_SERVICE": 10,
                "CAP_NET_RAW": 13, "CAP_SYS_CHROOT": 18, "CAP_MKNOD": 27, "CAP_AUDIT_WRITE": 29, "CAP_SETFCAP": 31}
 
-_libc = ctypes.CDLL(None, use_errno=True)
-MS_PRIVATE = 1 << 18
-MNT_DETACH = 2
-
-
-def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
-    if _libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
-                   data.encode() if data else None) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount {fstype or ''} on {target}: {os.strerror(err)}")
 
 
 def _pipe_with(data: bytes) -> int:
@@ -98,12 +91,7 @@ def _pipe_with(data: bytes) -> int:
     return r
 
 
-def _detach(target: Path) -> None:
-    if os.path.ismount(target):
-        _libc.umount2(str(target).encode(), MNT_DETACH)
-
-
-class BwrapRuntime(Runtime):
+class BwrapRuntime(KeptFiles, Runtime):
     name = "bwrap"
 
     def __init__(self, settings, owner: str):
@@ -124,10 +112,15 @@ class BwrapRuntime(Runtime):
 
     # -- create ---------------------------------------------------------------------------
 
-    async def create(self, spec: SandboxSpec) -> RuntimeHandle:
+    async def create(self, spec: SandboxSpec, kept_lower: str | None = None, resuming: bool = False) -> RuntimeHandle:
+        """``resuming``: a restart over kept files (made over ``kept_lower``), which a failure keeps."""
         t0 = time.perf_counter()
         sid = spec.sandbox_id
-        lower, image_env = await self._lower(spec.image)
+        if spec.runtime:
+            raise SandboxStartError("engine runtimes (kata) need the docker backend; this one is bwrap")
+        lower, image_env = await self._lower(spec)
+        if kept_lower and kept_lower != lower and os.path.isdir(kept_lower):
+            lower = kept_lower  # the tag moved since; the files were written over the old root
         group = cgroups.Cgroup(f"{cgroups.PREFIX}/{self.owner_key}/{sid}")
         if group.pids():
             raise SandboxStartError(f"sandbox {sid} is already running")
@@ -166,7 +159,7 @@ class BwrapRuntime(Runtime):
                                                                "the agent")))
             await fifo.wait(watch, READY_TIMEOUT)
         except BaseException:
-            await self.destroy(handle)
+            await (self.suspend(handle) if resuming else self.destroy(handle))
             raise
         finally:
             fifo.close()
@@ -234,15 +227,29 @@ class BwrapRuntime(Runtime):
         if self.zygote is not None:
             await self.zygote.close()
 
-    async def _lower(self, image: str | None) -> tuple[str, dict[str, str]]:
+    async def _lower(self, spec: SandboxSpec) -> tuple[str, dict[str, str]]:
         """The overlay's lower layer and the image's environment (``/`` means the host root)."""
+        image = spec.image
         if not image:
             return "/", {}
         if os.path.isdir(image):
             return os.path.realpath(image), {}
-        from rock.runtime.docker import image_rootfs  # the docker SDK only when an image is asked for
+        from rock.runtime.docker import ImageMissing, image_rootfs  # the docker SDK only when an image is asked for
+        from rock.runtime.docker_images import ensure_image
 
-        root, env = await image_rootfs(image, Path(self.settings.state_dir) / "images")
+        images = Path(self.settings.state_dir) / "images"
+        auth = spec.registry_auth or {}
+        pull = functools.partial(ensure_image, image, spec.pull_policy, auth.get("username"), auth.get("password"))
+        named = not os.path.isfile(image)  # an image name: the engine gets it as the docker backend would
+        if named and spec.pull_policy != "missing":
+            await asyncio.to_thread(pull)
+        try:
+            root, env = await image_rootfs(image, images)
+        except ImageMissing:  # `missing`: pulled only now, so a present image costs no extra engine call
+            if not named or spec.pull_policy != "missing":
+                raise
+            await asyncio.to_thread(pull)
+            root, env = await image_rootfs(image, images)
         return str(root), env
 
     def _mount_root(self, sandbox_dir: Path, lower: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import hashlib
 import logging
@@ -43,6 +44,7 @@ from rock.runtime.base import (
     RuntimeHandle,
     SandboxSpec,
 )
+from rock.runtime.docker_kept import KeptContainers
 
 log = logging.getLogger("rock.runtime.docker")
 
@@ -114,7 +116,7 @@ class _DeathWatch:
 _deaths = _DeathWatch()
 
 
-class DockerRuntime(Runtime):
+class DockerRuntime(KeptContainers, Runtime):
     name = "docker"
     # The agent is the container's first program, with its credentials as they will stay: nothing
     # made it non-dumpable, so it does that itself (a same-user ptrace would reach it otherwise).
@@ -150,6 +152,7 @@ class DockerRuntime(Runtime):
             nano_cpus=int(spec.cpus * 1e9) if spec.cpus else None,
             # A real init as pid 1 reaps orphans and forwards signals; the agent stays a plain process.
             init=True,
+            runtime=spec.runtime,
             device_requests=[DeviceRequest(device_ids=[str(i) for i in spec.gpu_ids], capabilities=[["gpu"]])]
             if spec.gpu_ids else None,
         )
@@ -179,12 +182,34 @@ class DockerRuntime(Runtime):
         try:
             if not _deaths.running:
                 await _call(_deaths.start)
-            cid = (await _call(client().create_container, **config))["Id"]
+            if spec.pull_policy != "missing":
+                await self._ensure_image(spec, config["image"])
+            try:
+                cid = (await _call(client().create_container, **config))["Id"]
+            except ImageNotFound:  # `missing`: pulled only now, so a present image costs no extra call
+                if spec.pull_policy != "missing":
+                    raise
+                await self._ensure_image(spec, config["image"])
+                cid = (await _call(client().create_container, **config))["Id"]
         except BaseException as exc:
             _rmtree(str(run.parent))
             raise _start_error(exc, "create", config["image"]) from None
         t_created = time.perf_counter()
         handle = RuntimeHandle(sandbox_id=spec.sandbox_id, backend=self.name, runtime_id=cid, run_dir=str(run), spec=spec)
+        await self._boot(handle, run, config["image"], remove_on_failure=True)
+        log.info("sandbox %s ready in %.1f ms (create %.1f ms, container %s)", spec.sandbox_id,
+                 (time.perf_counter() - t0) * 1e3, (t_created - t0) * 1e3, cid[:12])
+        return handle
+
+    async def _ensure_image(self, spec: SandboxSpec, image: str) -> None:
+        from rock.runtime.docker_images import ensure_image
+
+        auth = spec.registry_auth or {}
+        await _call(ensure_image, image, spec.pull_policy, auth.get("username"), auth.get("password"))
+
+    async def _boot(self, handle: RuntimeHandle, run: Path, image: str, remove_on_failure: bool) -> None:
+        """Start the container and wait for its agent's ready line (or its death)."""
+        cid = handle.runtime_id
         died = asyncio.ensure_future(self._death_reason(cid, _deaths.watch(cid)))
         try:
             await _call(client().start, cid)
@@ -192,14 +217,15 @@ class DockerRuntime(Runtime):
         except BaseException as exc:
             if isinstance(exc, SandboxStartError) and not died.done():  # timed out: what did it do meanwhile?
                 exc = SandboxStartError(f"{exc.message}; container logs: {await self._logs(cid)}")
-            await self.destroy(handle)
-            raise _start_error(exc, "start", config["image"]) from None
+            if remove_on_failure:
+                await self.destroy(handle)
+            else:  # a failed restart keeps the files: the container goes back to stopped
+                with contextlib.suppress(Exception):
+                    await self.suspend(handle)
+            raise _start_error(exc, "start", image) from None
         finally:
             died.cancel()
             _deaths.unwatch(cid)
-        log.info("sandbox %s ready in %.1f ms (create %.1f ms, container %s)", spec.sandbox_id,
-                 (time.perf_counter() - t0) * 1e3, (t_created - t0) * 1e3, cid[:12])
-        return handle
 
     async def _death_reason(self, cid: str, died: asyncio.Future) -> str:
         code = await died
@@ -277,12 +303,16 @@ def _rmtree(path: str) -> None:
 
 
 
+class ImageMissing(SandboxStartError):
+    """The image is not in the local engine (a pull may bring it)."""
+
+
 def inspect_image(image: str) -> tuple[str, dict[str, str]]:
-    """The image's id and its environment variables; SandboxStartError when it is not local."""
+    """The image's id and its environment variables; ImageMissing when it is not local."""
     try:
         info = client().inspect_image(image)
     except ImageNotFound:
-        raise SandboxStartError(f"{image!r} is neither a directory, a tar file nor a local Docker image") from None
+        raise ImageMissing(f"{image!r} is neither a directory, a tar file nor a local Docker image") from None
     except DockerException as exc:
         raise SandboxStartError(f"cannot inspect image {image!r}: {exc}") from None
     env = dict(e.split("=", 1) for e in (info.get("Config") or {}).get("Env") or [] if "=" in e)

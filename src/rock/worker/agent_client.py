@@ -20,7 +20,7 @@ from rock.errors import ERRORS, AgentError, AgentGone, RockError
 _KIND_STATUS = {
     "FileNotFound": 404, "NotFound": 404, "PermissionDenied": 403, "IsADirectory": 400,
     "NotADirectory": 400, "FileExists": 409, "DirectoryNotEmpty": 409, "NoSpace": 507,
-    "PayloadTooLarge": 413, "Cancelled": 499,
+    "PayloadTooLarge": 413, "Cancelled": 499, "ConnectionRefused": 502,
 }
 
 
@@ -280,3 +280,9 @@ class AgentClient:
 
     async def stats(self) -> dict:
         return (await self.call("stats"))[0]
+
+    async def tcp_connect(self, port: int, host: str | None = None):
+        """A TCP connection to ``port`` inside the sandbox (no sandbox network needed)."""
+        from rock.worker.tcp_stream import TcpStream
+
+        return await TcpStream.open(self, port, host)

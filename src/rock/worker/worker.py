@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from rock.config import Settings
-from rock.errors import AgentGone, BadRequest, SandboxNotFound
+from rock.errors import AgentGone, BadRequest, Conflict, SandboxNotFound
 from rock.runtime import get_runtime_class, pick_backend
 from rock.runtime.base import AGENT_SRC, ResourceStats, Runtime, RuntimeHandle, SandboxSpec
 from rock.worker.agent_client import AgentClient
@@ -63,6 +63,8 @@ class Worker:
         self.records_dir.mkdir(parents=True, exist_ok=True)
         self.host_name = socket.gethostname()
         self._sandboxes: dict[str, Sandbox] = {}
+        # Stopped with their files kept (ROCK's stop): no processes, restartable.
+        self._stopped: dict[str, tuple[RuntimeHandle, SandboxSpec]] = {}
         self._creating: dict[str, asyncio.Task] = {}
         self.pool = WarmPool(self._launch, self._discard)
         self.gpus = Gpus(settings.gpus)
@@ -113,6 +115,10 @@ class Worker:
         if spec.gpus > self.gpus.total:
             raise BadRequest(f"sandbox asks for {spec.gpus} GPU(s); this machine has {self.gpus.total}"
                              + ("" if self.gpus.total else " (no GPU found: nvidia-smi and /dev/nvidia* show none)"))
+        wanted = spec.node_selector.get("accelerator_type")
+        if wanted and not self.gpus.total:  # one machine: no silent drop of a GPU type it cannot have
+            raise BadRequest(f"accelerator_type={wanted!r}: this machine has no GPU"
+                             " (nvidia-smi and /dev/nvidia* show none); leave accelerator_type unset")
 
     async def create(self, spec: SandboxSpec, timeout: float | None = None) -> SandboxInfo:
         """Start a sandbox and return once its first command can run; idempotent per sandbox_id.
@@ -122,6 +128,8 @@ class Worker:
             raise BadRequest("sandbox_id must be 1-128 characters, without '/' and not starting with '.'")
         if sid in self._sandboxes:
             return self.get(sid)
+        if sid in self._stopped:  # a fresh start under the same id replaces the kept files
+            await self.stop(sid)
         task = self._creating.get(sid)
         if task is None:
             if spec.gpus:
@@ -176,15 +184,77 @@ class Worker:
         client.close()
         await self.runtime.destroy(handle)
 
-    async def stop(self, sandbox_id: str, node_id: str | None = None) -> None:
+    async def stop(self, sandbox_id: str, node_id: str | None = None, keep: bool = False) -> bool:
+        """End the sandbox. ``keep``: keep its files for ``restart`` where the backend can (returns
+        whether it did); otherwise, and for a sandbox already stopped, remove it for good. A stopped
+        sandbox holds no GPU (``restart`` takes its GPUs again). ``node_id`` is the cluster's; a
+        node's worker is that node."""
+        started = time.perf_counter()
         sandbox = self._sandboxes.pop(sandbox_id, None)
         if sandbox is None:
-            raise SandboxNotFound(f"no sandbox {sandbox_id!r} on this worker")
-        started = time.perf_counter()
-        await self._discard(sandbox.handle, sandbox.client)
-        self.gpus.release(sandbox.spec.gpu_ids)
+            kept = self._stopped.pop(sandbox_id, None)
+            if kept is None:
+                raise SandboxNotFound(f"no sandbox {sandbox_id!r} on this worker")
+            if keep:
+                self._stopped[sandbox_id] = kept
+                return True
+            await self.runtime.destroy(kept[0])
+        elif keep and self.runtime.keeps_files:
+            sandbox.client.close()
+            await self.runtime.suspend(sandbox.handle)
+            self.gpus.release(sandbox.spec.gpu_ids)
+            self._stopped[sandbox_id] = (sandbox.handle, sandbox.spec)
+            self._save(sandbox, stopped=True)
+            log.info("sandbox %s stopped, files kept (%.1f ms)", sandbox_id, (time.perf_counter() - started) * 1000)
+            return True
+        else:
+            await self._discard(sandbox.handle, sandbox.client)
+            self.gpus.release(sandbox.spec.gpu_ids)
         self._record_path(sandbox_id).unlink(missing_ok=True)
-        log.info("sandbox %s stopped (%.1f ms)", sandbox_id, (time.perf_counter() - started) * 1000)
+        log.info("sandbox %s removed (%.1f ms)", sandbox_id, (time.perf_counter() - started) * 1000)
+        return False
+
+    async def restart(self, sandbox_id: str, node_id: str | None = None) -> SandboxInfo:
+        """Start a stopped sandbox again on its kept files."""
+        kept = self._stopped.pop(sandbox_id, None)
+        if kept is None:
+            raise SandboxNotFound(f"sandbox {sandbox_id!r} has no kept files on this worker to restart from")
+        handle, spec = kept
+        # Its GPUs again: the same ones (a kept container's devices are fixed when it was made).
+        held = sorted({self.gpus.owner[i] for i in spec.gpu_ids if self.gpus.owner.get(i, sandbox_id) != sandbox_id})
+        if held:
+            self._stopped[sandbox_id] = kept
+            raise Conflict(f"sandbox {sandbox_id} cannot restart yet: its GPU(s) "
+                           f"{', '.join(map(str, spec.gpu_ids))} are held by {', '.join(held)}")
+        self.gpus.claim(spec.gpu_ids, sandbox_id)
+        try:
+            handle = await self.runtime.resume(handle)
+            client = await AgentClient.connect(handle.socket_path)
+        except BaseException:
+            self.gpus.release(spec.gpu_ids)
+            self._stopped[sandbox_id] = (handle, spec)
+            raise
+        sandbox = Sandbox(sandbox_id, handle, client, spec)
+        self._save(sandbox)
+        self._sandboxes[sandbox_id] = sandbox
+        return self.get(sandbox_id)
+
+    async def commit(self, sandbox_id: str, image_tag: str, node_id: str | None = None) -> str:
+        """Save a running or stopped sandbox's filesystem as a Docker image; returns its id."""
+        sandbox = self._sandboxes.get(sandbox_id)
+        handle = sandbox.handle if sandbox is not None else (self._stopped.get(sandbox_id) or (None,))[0]
+        if handle is None:
+            raise SandboxNotFound(f"no sandbox {sandbox_id!r} on this worker")
+        try:
+            return await self.runtime.commit(handle, image_tag)
+        except NotImplementedError as exc:
+            raise BadRequest(str(exc)) from None
+
+    async def disk_usage(self, sandbox_id: str, node_id: str | None = None) -> int | None:
+        return await self.runtime.disk_usage(self._get(sandbox_id).handle)
+
+    def stopped_ids(self) -> list[str]:
+        return list(self._stopped)
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -237,15 +307,15 @@ class Worker:
     def _record_path(self, sandbox_id: str) -> Path:
         return self.records_dir / f"{sandbox_id}.json"
 
-    def _save(self, sandbox: Sandbox) -> None:
+    def _save(self, sandbox: Sandbox, stopped: bool = False) -> None:
         data = {"sandbox_id": sandbox.sandbox_id, "spec": sandbox.spec.model_dump(), "handle": sandbox.handle.model_dump(),
-                "warm": sandbox.warm}
+                "warm": sandbox.warm, "stopped": stopped}
         tmp = self._record_path(sandbox.sandbox_id).with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
         os.replace(tmp, self._record_path(sandbox.sandbox_id))
 
     def _known_runtime_ids(self) -> set[str]:
-        return {s.handle.sandbox_id for s in self._sandboxes.values()}
+        return {s.handle.sandbox_id for s in self._sandboxes.values()} | {h.sandbox_id for h, _ in self._stopped.values()}
 
     async def _reattach(self) -> None:
         records = sorted(self.records_dir.glob("*.json"))
@@ -261,6 +331,9 @@ class Worker:
                 return
             if handle.backend != self.backend_name:
                 log.warning("sandbox %s ran on %s, this worker uses %s: leaving it alone", spec.sandbox_id, handle.backend, self.backend_name)
+                return
+            if data.get("stopped"):
+                self._stopped[spec.sandbox_id] = (handle, spec)
                 return
             client = None
             if await self.runtime.alive(handle):

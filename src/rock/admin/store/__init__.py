@@ -23,7 +23,9 @@ TRANSITIONS = {
     "pending": {"running", "failed", "stopped"},
     "running": {"stopped", "failed", "lost"},
     "lost": {"running", "stopped", "failed", "deleted"},
-    "stopped": {"deleted", "pending"},
+    "stopped": {"deleted", "pending", "archiving"},  # pending: a restart; archiving: see admin/lifecycle.py
+    "archiving": {"archived", "stopped", "deleted"},
+    "archived": {"deleted", "pending"},
     "failed": {"deleted", "pending", "stopped"},
     "deleted": {"pending"},
 }

@@ -32,6 +32,11 @@ from rock.sdk.common.exceptions import CommandRockError
 from rock.sdk.sandbox.config import SandboxConfig, SandboxGroupConfig
 from rock.sdk.sandbox.files import FilesMixin
 from rock.sdk.sandbox.http import Http
+from rock.sdk.sandbox.file_system import LinuxFileSystem
+from rock.sdk.sandbox.lifecycle import LifecycleMixin
+from rock.sdk.sandbox.network import Network
+from rock.sdk.sandbox.nohup import NohupMixin
+from rock.sdk.sandbox.process import Process
 
 log = logging.getLogger("rock.sdk")
 
@@ -41,7 +46,7 @@ class RunMode:
     NOHUP = "nohup"
 
 
-class Sandbox(FilesMixin):
+class Sandbox(FilesMixin, LifecycleMixin, NohupMixin):
     def __init__(self, config: SandboxConfig | None = None):
         self.config = config or SandboxConfig()
         self._url = f"{self.config.base_url.rstrip('/')}/apis/envs/sandbox/v1"
@@ -49,6 +54,9 @@ class Sandbox(FilesMixin):
         self._host_name: str | None = None
         self._host_ip: str | None = None
         self._http_client: Http | None = None
+        self.fs = LinuxFileSystem(self)
+        self.process = Process(self)
+        self.network = Network(self)
 
     # -- attributes ------------------------------------------------------------------------
 
@@ -105,13 +113,21 @@ class Sandbox(FilesMixin):
     async def start(self) -> None:
         """Create the sandbox; returns once it can run commands (raises with the reason otherwise)."""
         c = self.config
+        image = c.image
+        if c.dockerfile is not None or c.build_context is not None:
+            from rock.sdk.sandbox.images import build
+
+            image = (await build(self._http, c.build_context, c.dockerfile))["image"]
         body = {
-            "image": c.image, "image_os": c.image_os, "memory": c.memory, "cpus": c.cpus,
-            "limit_cpus": c.limit_cpus, "num_gpus": c.num_gpus, "accelerator_type": c.accelerator_type,
-            "sandbox_id": c.sandbox_id,
+            "image": image, "image_os": c.image_os, "memory": c.memory, "cpus": c.cpus,
+            "limit_cpus": c.limit_cpus, "num_gpus": c.num_gpus, "sandbox_id": c.sandbox_id,
             "startup_timeout": c.startup_timeout,
             "auto_clear_time_minutes": int(math.ceil(c.auto_clear_seconds / 60)),
             "auto_clear_seconds": c.auto_clear_seconds, "network": c.network, "env": c.env, "wait": True,
+            "auto_archive_seconds": c.auto_archive_seconds, "auto_delete_seconds": c.auto_delete_seconds,
+            "accelerator_type": c.accelerator_type, "disk": c.disk, "use_kata_runtime": c.use_kata_runtime,
+            "registry_username": c.registry_username, "registry_password": c.registry_password,
+            "pull_policy": c.pull_policy,
         }
         result = await self._http.post("/start_async", body, timeout=c.startup_timeout + 30)
         self._sandbox_id = result["sandbox_id"]
@@ -139,7 +155,8 @@ class Sandbox(FilesMixin):
         return IsAliveResponse(is_alive=status.is_alive, message=status.host_name or "")
 
     async def stop(self) -> None:
-        """Stop the sandbox (its processes and files are gone). Like ROCK, a failure is only logged."""
+        """Stop the sandbox: its processes end, its files stay for ``restart()`` until ``delete()``
+        (or its ``auto_delete_seconds``). Like ROCK, a failure is only logged."""
         if not self._sandbox_id:
             return
         try:

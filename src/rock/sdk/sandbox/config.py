@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -46,7 +48,11 @@ class SandboxConfig(BaseConfig):
     auto_archive_seconds: int | None = None
     auto_delete_seconds: int | None = None
     disk: str | None = "50G"
-    # ours
+    # ours: start from an image built from a Dockerfile (its text) and/or a build context directory;
+    # the admin builds it once per content (``image`` is then ignored)
+    dockerfile: str | None = None
+    build_context: str | None = None
+    pull_policy: Literal["missing", "always", "never"] = "missing"  # when the server pulls `image`
     network: bool = False
     env: dict[str, str] | None = None
     request_timeout: float | None = Field(default=None, description="read timeout of one request; None = none")

@@ -47,22 +47,42 @@ class _Compat(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class SandboxStartRequest(_Compat):
+class SandboxStartRequest(_Ours):
+    """Every field rl-rock 1.11 sends, and ours. An unknown field is refused (naming it), never
+    dropped; a known one the machine cannot honour is refused by ``rock.admin.start_checks``."""
+
     image: str | None = None
+    image_os: str = "linux"
     memory: str | None = None
     cpus: float | None = Field(default=None, gt=0, le=1024)
     limit_cpus: float | None = Field(default=None, gt=0, le=1024)
-    num_gpus: float | None = None
+    num_gpus: float | None = Field(default=None, ge=0)
     accelerator_type: str | None = None  # a node label a GPU sandbox's node must carry
     node_selector: dict[str, str] | None = None  # ours: labels the node must carry (cluster)
-    disk: str | None = None  # ours: disk the node must have free for it, e.g. '20g' (cluster placement)
+    # a limit on what the sandbox writes, e.g. "50G" (enforced by the admin); on a cluster also
+    # the disk the node must have free for it (placement)
+    disk: str | None = None
     sandbox_id: SandboxId | None = None
     startup_timeout: float | None = Field(default=None, gt=0)
+    auto_clear_time: int | None = Field(default=None, ge=0)  # rl-rock's older name of the minutes
     auto_clear_time_minutes: int | None = Field(default=None, ge=0)
     auto_clear_seconds: int | None = Field(default=None, ge=0)  # ours: exact TTL, wins over minutes
+    auto_archive_seconds: int | None = Field(default=None, ge=0)  # after a stop: archive this much later
+    auto_delete_seconds: int | None = Field(default=None, ge=0)  # after a stop: delete this much later
+    registry_username: str | None = Field(default=None, exclude=True)  # a login for the pull; never stored
+    registry_password: str | None = Field(default=None, exclude=True)
+    use_kata_runtime: bool = False
+    pull_policy: Literal["missing", "always", "never"] = "missing"  # ours
     network: bool = False  # ours: sandboxes have no network unless asked
     env: dict[str, str] | None = None  # ours: environment of every process in the sandbox
     wait: bool | None = None  # ours: on /start_async, reply only once the sandbox is ready
+
+    @field_validator("disk")
+    @classmethod
+    def _disk(cls, v: str | None) -> str | None:
+        if v is not None and parse_memory(v) is None:
+            raise ValueError("disk must be a size like '20G'")
+        return v
 
     @field_validator("image")
     @classmethod
@@ -80,9 +100,8 @@ class SandboxStartRequest(_Compat):
     def ttl_seconds(self) -> int | None:
         if self.auto_clear_seconds is not None:
             return self.auto_clear_seconds
-        if self.auto_clear_time_minutes is not None:
-            return self.auto_clear_time_minutes * 60
-        return None
+        minutes = self.auto_clear_time_minutes if self.auto_clear_time_minutes is not None else self.auto_clear_time
+        return None if minutes is None else minutes * 60
 
 
 class SandboxIdRequest(_Compat):
@@ -122,6 +141,18 @@ class SandboxReadFileRequest(ReadFileRequest):
 
 class SandboxWriteFileRequest(WriteFileRequest):
     sandbox_id: SandboxId
+
+
+class RestartRequest(_Compat):
+    sandbox_id: SandboxId
+
+
+class CommitRequest(_Compat):
+    sandbox_id: SandboxId
+    image_tag: str = Field(min_length=1, max_length=512, description="<registry>/<repository>:<tag>; pushed when "
+                           "it names a registry")
+    username: str | None = Field(default=None, description="registry login for the push")
+    password: str | None = None
 
 
 class BatchStatusRequest(_Compat):

@@ -1,0 +1,90 @@
+"""rl-rock parity features, timed against a real admin per backend (``rock admin start``):
+
+restart_to_first_output  stop() then restart() -> first arun output, files kept (floor: a fresh
+                         start() -> first output on the same admin, in alternating blocks)
+proxy_http_round_trip    GET through /sandboxes/{id}/proxy to a server inside a sandbox without a
+                         network, over the agent's TCP relay (floor: arun("echo hi") on the same
+                         sandbox: one request through the admin to the agent and back)
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from bench.admin import AdminProcess
+from bench.report import record
+from bench.sdk import _config, _start_to_first_output, usable
+from rock.actions import CreateBashSessionRequest
+from rock.sdk.sandbox import Sandbox
+
+BLOCK = 25  # samples per block; blocks of the measured call and its floor alternate
+
+
+async def _restart_to_first_output(sandbox: Sandbox) -> float:
+    await sandbox.stop()
+    t0 = time.perf_counter()
+    await sandbox.restart()
+    await sandbox.create_session(CreateBashSessionRequest(session="b"))
+    out = await sandbox.arun("echo hi", session="b")
+    elapsed = time.perf_counter() - t0
+    assert out.output.strip() == "hi", out
+    return elapsed
+
+
+async def _backend(ctx, backend: str) -> list[dict]:
+    admin = AdminProcess(backend, prefix="rock-bench-parity-")
+    url = admin.start()
+    records = []
+    try:
+        sandbox = Sandbox(_config(url))
+        await sandbox.start()
+        await sandbox.write_bytes("/srv/index.html", b"ok")
+        await sandbox.start_process(["python3", "-m", "http.server", "8000", "--bind", "127.0.0.1",
+                                     "--directory", "/srv"])
+        await _start_to_first_output(url)  # warm-up
+
+        n = ctx.n(6, 30)
+        ctx.progress(f"parity {backend}: restart -> first output x{n} (floor: fresh starts)")
+        restarts, fresh = [], []
+        while len(restarts) < n:
+            restarts.append(await _restart_to_first_output(sandbox))
+            fresh.append(await _start_to_first_output(url))
+        records.append(record("restart_to_first_output", backend, restarts, floor_s=fresh))
+
+        await sandbox.start_process(["python3", "-m", "http.server", "8000", "--bind", "127.0.0.1",
+                                     "--directory", "/srv"])  # the restart ended the first server
+        await sandbox.create_session(CreateBashSessionRequest(session="e"))
+        target = f"{url}/apis/envs/sandbox/v1/sandboxes/{sandbox.sandbox_id}/proxy/port/8000/index.html"
+        n = ctx.n(100, 1000)
+        ctx.progress(f"parity {backend}: proxy GET x{n} (floor: arun echo)")
+        async with httpx.AsyncClient(timeout=30) as http:
+            deadline = time.monotonic() + 30
+            while (await http.get(target)).status_code != 200:  # the server is coming up
+                assert time.monotonic() < deadline, "the server in the sandbox did not come up"
+            gets, echoes = [], []
+            while len(gets) < n:
+                for _ in range(BLOCK):
+                    t0 = time.perf_counter()
+                    r = await http.get(target)
+                    gets.append(time.perf_counter() - t0)
+                    assert r.status_code == 200 and r.content == b"ok", r.text
+                for _ in range(BLOCK):
+                    t0 = time.perf_counter()
+                    await sandbox.arun("echo hi", session="e")
+                    echoes.append(time.perf_counter() - t0)
+        records.append(record("proxy_http_round_trip", backend, gets, floor_s=echoes))
+        await sandbox.delete()
+        await sandbox.aclose()
+    finally:
+        admin.stop()
+    return records
+
+
+async def run(ctx) -> list[dict]:
+    records = []
+    for backend in usable(ctx):
+        if backend != "local":  # the local backend keeps no files across a stop
+            records += await _backend(ctx, backend)
+    return records

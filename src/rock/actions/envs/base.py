@@ -1,0 +1,13 @@
+"""rl-rock's abstract env: what ``rock.make`` returns implements these two calls."""
+
+import abc
+
+
+class Env(abc.ABC):
+    @abc.abstractmethod
+    def step(self, action):
+        """-> (observation, reward, terminated, truncated, info)"""
+
+    @abc.abstractmethod
+    def reset(self, seed: int | None = None):
+        """-> (observation, info)"""

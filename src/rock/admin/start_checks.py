@@ -1,0 +1,70 @@
+"""What a start request asks for that this machine cannot give is refused here, naming the field.
+
+rl-rock sends every SandboxConfig field on every start; the ones with a meaning here either take
+effect or get a 400 that says which field and why, never a silent no-op.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+from rock.actions.sandbox import SandboxStartRequest
+from rock.errors import BadRequest
+
+
+@functools.lru_cache(maxsize=1)
+def _engine_runtimes() -> tuple[str, ...]:
+    from rock.runtime.docker import client
+
+    try:
+        return tuple(sorted((client().info().get("Runtimes") or {}).keys()))
+    except Exception:  # noqa: BLE001 - no engine: no runtimes
+        return ()
+
+
+def kata_runtime() -> str | None:
+    """The Docker engine's kata runtime's name, if one is installed."""
+    return next((name for name in _engine_runtimes() if "kata" in name), None)
+
+
+def check_start_request(req: SandboxStartRequest, backend: str, settings=None) -> None:
+    if settings is not None:
+        _check_limits(req, settings)
+    if req.image_os.strip().lower() != "linux":
+        raise BadRequest(f"image_os={req.image_os!r}: this server runs Linux sandboxes only")
+    # num_gpus and accelerator_type: the worker's admission (Worker.check, the cluster's placement)
+    if req.use_kata_runtime:
+        if backend != "docker":
+            raise BadRequest(f"use_kata_runtime: kata containers need the docker backend; this admin runs {backend}")
+        if kata_runtime() is None:
+            raise BadRequest("use_kata_runtime: no kata runtime is installed in the Docker engine (its runtimes: "
+                             f"{', '.join(_engine_runtimes()) or 'none'})")
+    if req.auto_archive_seconds is not None and req.auto_delete_seconds is not None:
+        # ROCK resolves this by ignoring auto_delete_seconds; say so instead of doing it silently.
+        raise BadRequest("auto_archive_seconds and auto_delete_seconds are exclusive: a stopped sandbox is either "
+                         "archived after a while or deleted after a while; set one")
+    if bool(req.registry_username) != bool(req.registry_password):
+        raise BadRequest("registry_username and registry_password go together: set both to log in, or neither")
+    if req.image and os.path.isdir(req.image) and backend == "docker":
+        raise BadRequest(f"image {req.image!r} is a directory: a root filesystem directory is a bwrap image; "
+                         "the docker backend needs an image name")
+
+
+def _check_limits(req: SandboxStartRequest, settings) -> None:
+    """ROCK's max_allowed_spec: what one sandbox may ask for on this admin."""
+    from rock.actions.sandbox import parse_memory
+
+    cpus = req.limit_cpus or req.cpus
+    if settings.max_cpus is not None and cpus is not None and cpus > settings.max_cpus:
+        raise BadRequest(f"cpus={cpus:g}: this admin allows at most {settings.max_cpus:g} cpus per sandbox")
+    most = parse_memory(settings.max_memory)
+    if most is not None and req.memory and parse_memory(req.memory) > most:
+        raise BadRequest(f"memory={req.memory}: this admin allows at most {settings.max_memory} per sandbox")
+
+
+def spec_extras(req: SandboxStartRequest) -> dict:
+    """The runtime spec's fields for what ``check_start_request`` let through."""
+    auth = {"username": req.registry_username, "password": req.registry_password} if req.registry_username else None
+    return {"pull_policy": req.pull_policy, "registry_auth": auth,
+            "runtime": kata_runtime() if req.use_kata_runtime else None}

@@ -1,0 +1,38 @@
+"""``rock image build PATH``: build an image from a Dockerfile and its context on the admin's node."""
+
+from __future__ import annotations
+
+import asyncio
+
+from rock.cli import add_admin_options
+from rock.cli.output import Out
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("image", help="images for sandboxes")
+    add_admin_options(p)
+    s = p.add_subparsers(dest="image_cmd", required=True)
+    b = s.add_parser("build", help="build an image from a build context directory (with its Dockerfile)")
+    b.add_argument("context", help="the build context directory")
+    b.add_argument("-t", "--tag", help="the image name (default: rock-build/<content hash>:latest)")
+    b.add_argument("-f", "--file", dest="dockerfile", default="Dockerfile",
+                   help="the Dockerfile's path inside the context")
+    b.set_defaults(func=cmd_build)
+
+
+def cmd_build(args, out: Out) -> int:
+    from rock.sdk.sandbox.http import Http
+    from rock.sdk.sandbox.images import build
+
+    async def go():
+        headers = {**args.extra_headers, **({"Authorization": f"Bearer {args.token}"} if args.token else {})}
+        http = Http(args.url, headers, None)
+        try:
+            return await build(http, args.context, tag=args.tag, dockerfile_name=args.dockerfile)
+        finally:
+            await http.aclose()
+
+    result = asyncio.run(go())
+    lines = [*result["steps"], f"{'cached' if result['cached'] else 'built'} {result['image']} ({result['image_id'][:19]})"]
+    out.record(result, lines=lines)
+    return 0

@@ -1,0 +1,89 @@
+"""bwrap sandboxes that keep their files across a stop (ROCK's stop / restart / commit).
+
+A stopped sandbox is its upper layer (``<sandbox dir>/upper``) and nothing else: no process, no
+cgroup, no mount. Restart builds the sandbox again over the same upper layer; commit imports the
+upper layer seen over its lower layer (the sandbox's root as it sees it) as a Docker image.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+from rock.errors import BadRequest
+from rock.runtime import cgroups
+from rock.runtime.base import SANDBOX_LIB, RuntimeHandle, process_alive
+from rock.runtime.mounts import MS_RDONLY, detach, mount
+
+log = logging.getLogger("rock.runtime.bwrap")
+
+class KeptFiles:
+    """BwrapRuntime's suspend / resume / commit / disk_usage (it provides ``create``)."""
+
+    keeps_files = True
+
+    async def suspend(self, handle: RuntimeHandle) -> None:
+        # The processes and the cgroup go; <sandbox dir>/upper (the sandbox's files) stays.
+        if handle.pid is not None and process_alive(handle.pid, handle.start_time):
+            try:
+                os.killpg(handle.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        await cgroups.Cgroup(handle.runtime_id).destroy()
+        detach(Path(handle.run_dir).parent / "root")
+
+    async def resume(self, handle: RuntimeHandle) -> RuntimeHandle:
+        t0 = time.perf_counter()
+        new = await self.create(handle.spec, kept_lower=handle.extra.get("image_root"), resuming=True)
+        log.info("sandbox %s restarted in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
+        return new
+
+    async def disk_usage(self, handle: RuntimeHandle) -> int | None:
+        return await asyncio.to_thread(_tree_size, Path(handle.run_dir).parent / "upper")
+
+    async def commit(self, handle: RuntimeHandle, image_tag: str) -> str:
+        lower = handle.extra.get("image_root", "/")
+        if lower == "/":
+            raise BadRequest(f"sandbox {handle.sandbox_id} runs on the host's root filesystem, which cannot become "
+                             "an image; commit a sandbox started from an image")
+        from rock.runtime.docker_images import import_tree
+
+        sandbox_dir = Path(handle.run_dir).parent
+        view = sandbox_dir / "commit-view"
+        view.mkdir(exist_ok=True)
+        # The sandbox's root as it sees it, read-only: its upper layer stacked on its lower one
+        # (whiteouts and opaque directories apply), with no upper of its own.
+        fds = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in (sandbox_dir / "upper", lower)]
+        try:
+            mount("overlay", str(view), "overlay", MS_RDONLY,
+                   "lowerdir=" + ":".join(f"/proc/self/fd/{fd}" for fd in fds))
+        finally:
+            for fd in fds:
+                os.close(fd)
+        try:
+            return await asyncio.to_thread(import_tree, str(view), image_tag, handle.spec.image,
+                                           (SANDBOX_LIB.split("/")[1],), handle.spec.labels.get("rock.owner", ""))
+        finally:
+            detach(view)
+            view.rmdir()
+
+
+def _tree_size(root: Path) -> int:
+    """Bytes of the regular files under ``root`` (blocks actually used, so sparse files count less)."""
+    total, stack = 0, [str(root)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    st = entry.stat(follow_symlinks=False)
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    else:
+                        total += st.st_blocks * 512
+        except OSError:
+            continue
+    return total

@@ -1,0 +1,57 @@
+"""Docker sandboxes that keep their files across a stop (ROCK's stop / restart / commit).
+
+A stopped sandbox is its stopped container: the writable layer stays, the processes end. Restart
+starts the container again with a fresh run directory and waits for its agent as a create does.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from docker.errors import NotFound
+
+from rock.errors import SandboxStartError
+from rock.runtime.base import RuntimeHandle
+
+log = logging.getLogger("rock.runtime.docker")
+
+
+class KeptContainers:
+    """DockerRuntime's suspend / resume / commit / disk_usage (it provides ``_boot``)."""
+
+    keeps_files = True
+
+    async def suspend(self, handle: RuntimeHandle) -> None:
+        from rock.runtime import docker
+
+        # The container and its writable layer stay; its processes end (SIGTERM, then SIGKILL).
+        try:
+            await docker._call(docker.client().stop, handle.runtime_id, timeout=2)
+        except NotFound:
+            raise SandboxStartError(f"the container of sandbox {handle.sandbox_id} is gone") from None
+
+    async def resume(self, handle: RuntimeHandle) -> RuntimeHandle:
+        from rock.runtime import docker
+
+        t0 = time.perf_counter()
+        run = self.prepare_run_dir(handle.sandbox_id)  # a fresh socket and ready FIFO, same path
+        if not docker._deaths.running:
+            await docker._call(docker._deaths.start)
+        await self._boot(handle, run, handle.spec.image or self.settings.default_image, remove_on_failure=False)
+        log.info("sandbox %s restarted in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
+        return handle
+
+    async def disk_usage(self, handle: RuntimeHandle) -> int | None:
+        from rock.runtime import docker
+
+        found = await docker._call(docker.client().containers, all=True, size=True, filters={"id": handle.runtime_id})
+        return found[0].get("SizeRw") if found else None
+
+    async def commit(self, handle: RuntimeHandle, image_tag: str) -> str:
+        from rock.runtime import docker
+        from rock.runtime.docker_images import commit_container
+
+        base = handle.spec.image or self.settings.default_image
+        return await docker._call(commit_container, handle.runtime_id, image_tag, base,
+                                  handle.spec.labels.get("rock.owner", ""))

@@ -1,0 +1,24 @@
+"""mount(2) and lazy unmounts through libc, for the bwrap backend's overlays (no util-linux needed)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+
+_libc = ctypes.CDLL(None, use_errno=True)
+MS_PRIVATE = 1 << 18
+MS_RDONLY = 1
+MNT_DETACH = 2
+
+
+def mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+    if _libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
+                   data.encode() if data else None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {fstype or ''} on {target}: {os.strerror(err)}")
+
+
+def detach(target: Path) -> None:
+    if os.path.ismount(target):
+        _libc.umount2(str(target).encode(), MNT_DETACH)

@@ -1,0 +1,54 @@
+"""ROCK's lifecycle calls of the Sandbox SDK: restart, archive, commit (``Sandbox`` mixes this in).
+
+The admin replies to ``restart`` once the sandbox runs again, so nothing here polls on a timer
+except ``commit``, which rl-rock defines as "start, then ask for the status until it is done".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import quote
+
+from rock.actions.response import CommitPhase, CommitStatusResponse
+
+
+class LifecycleMixin:
+    async def restart(self) -> None:
+        """Start the stopped (or archived) sandbox again: its files are as ``stop()`` left them,
+        its processes and sessions start fresh. Returns once it can run commands."""
+        result = await self._http.post("/restart", {"sandbox_id": self._need_id()},
+                                       timeout=self.config.startup_timeout + 30)
+        self._host_name, self._host_ip = result.get("host_name"), result.get("host_ip")
+
+    async def archive(self) -> None:
+        """Archive the stopped sandbox: its files become a local image, its container is freed
+        (state ``archiving``, then ``archived``); ``restart()`` brings it back from the image."""
+        await self._http.post(f"/sandboxes/{quote(self._need_id(), safe='')}/archive", {})
+
+    async def commit_async(self, image_tag: str, username: str | None = None,
+                           password: str | None = None) -> CommitStatusResponse | None:
+        """Start saving the sandbox's files as the image ``image_tag`` (pushed, logged in with
+        ``username``/``password``, when the tag names a registry)."""
+        if not self._sandbox_id:
+            return None
+        body = {"sandbox_id": self._sandbox_id, "image_tag": image_tag, "username": username, "password": password}
+        return CommitStatusResponse.model_validate(await self._http.post("/commit", body))
+
+    async def get_commit_status(self) -> CommitStatusResponse | None:
+        if not self._sandbox_id:
+            return None
+        result = await self._http.get(f"/commit/{quote(self._sandbox_id, safe='')}", {})
+        return CommitStatusResponse.model_validate(result)
+
+    async def commit(self, image_tag: str, username: str | None = None, password: str | None = None,
+                     timeout: float = 180, interval: float = 2) -> CommitStatusResponse | None:
+        """Commit and wait until it succeeded or failed (``phase``)."""
+
+        async def finished() -> CommitStatusResponse | None:
+            status = await self.commit_async(image_tag, username, password)
+            while status is not None and status.phase == CommitPhase.RUNNING:
+                await asyncio.sleep(min(interval, 0.2))  # a commit takes seconds; no need to wait 2 s per look
+                status = await self.get_commit_status()
+            return status
+
+        return await asyncio.wait_for(finished(), timeout)

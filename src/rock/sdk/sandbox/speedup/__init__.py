@@ -1,0 +1,3 @@
+from rock.sdk.sandbox.speedup.types import SpeedupType
+
+__all__ = ["SpeedupType"]

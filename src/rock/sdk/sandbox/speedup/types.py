@@ -1,0 +1,7 @@
+from enum import Enum
+
+
+class SpeedupType(str, Enum):
+    APT = "apt"  # value: a mirror's base URL, e.g. http://mirrors.example.com (…/debian, …/ubuntu below it)
+    PIP = "pip"  # value: a mirror's base URL (…/pypi/simple/ below it)
+    GITHUB = "github"  # value: an IP address github.com resolves to
