@@ -27,12 +27,21 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
 
-if ! docker info >/dev/null 2>&1; then
+# An engine that answers but hangs (docker 20.10 can deadlock when a container will not die) is
+# as good as none: it is stopped and started again, with a line saying so.
+engine_ok() { timeout 30 docker info >/dev/null 2>&1; }
+if ! engine_ok && pgrep -x dockerd >/dev/null; then
+  log "dockerd runs but does not answer 'docker info' within 30 s: restarting it"
+  pkill -TERM -x dockerd || true
+  for _ in $(seq 1 120); do pgrep -x dockerd >/dev/null || break; sleep 0.5; done
+  pkill -KILL -x dockerd 2>/dev/null || true
+fi
+if ! engine_ok; then
   log "starting dockerd"
   nohup dockerd >/var/log/rock-dockerd.log 2>&1 &
   echo "dockerd $!" >>"$started_file"
-  for _ in $(seq 1 120); do docker info >/dev/null 2>&1 && break; sleep 0.25; done
-  docker info >/dev/null 2>&1 || { log "dockerd did not come up; see /var/log/rock-dockerd.log"; exit 1; }
+  for _ in $(seq 1 120); do timeout 10 docker info >/dev/null 2>&1 && break; sleep 0.25; done
+  engine_ok || { log "dockerd did not come up; see /var/log/rock-dockerd.log"; exit 1; }
 fi
 log "docker engine answers ($(docker version --format '{{.Server.Version}}'))"
 
