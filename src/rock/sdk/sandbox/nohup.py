@@ -27,7 +27,9 @@ def extract_nohup_pid(output: str) -> int | None:
 class NohupMixin:
     async def start_nohup_process(self, cmd: str, tmp_file: str, session: str) -> tuple[int | None, Observation | None]:
         """Start ``cmd`` detached with its output in ``tmp_file``: (pid, None), or (None, the failed observation)."""
-        command = f"nohup {cmd} < /dev/null > {tmp_file} 2>&1 & echo {PID_PREFIX}${{!}}{PID_SUFFIX};disown"
+        # A job that ends at once may be gone from the job table before disown runs: that is no failure.
+        command = (f"nohup {cmd} < /dev/null > {tmp_file} 2>&1 & echo {PID_PREFIX}${{!}}{PID_SUFFIX};"
+                   "disown 2>/dev/null || true")
         r = await self.run_in_session(BashAction(command=command, session=session, timeout=30, check="silent"))
         if r.exit_code != 0:
             return None, r
