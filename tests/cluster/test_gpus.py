@@ -4,6 +4,8 @@ the sandbox, bwrap cannot find it, the start fails with that reason and the GPU 
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -58,6 +60,30 @@ async def test_gpu_handed_to_the_sandbox_and_back_on_failure():
         with pytest.raises(BadRequest, match="this machine has 1"):
             worker.check(SandboxSpec(sandbox_id="gpu-2", gpus=2))
     finally:
+        await worker.close(stop_sandboxes=True)
+
+
+async def test_a_slow_zygote_still_reports_why_bwrap_gave_up():
+    """bwrap fails on the missing device before the zygote forks the agent: the fork into the
+    dead pid namespace fails (ENOMEM), and the reason shown must still be bwrap's."""
+    worker = new_worker("bwrap", gpus="0")
+    await worker.start()
+    zygote = worker.runtime.zygote
+    if zygote is None:
+        pytest.skip("this bwrap runtime starts agents without the zygote")
+    spawn = zygote.spawn
+
+    async def late_spawn(request):
+        await asyncio.sleep(0.5)  # a zygote busy with other sandboxes' forks
+        return await spawn(request)
+
+    zygote.spawn = late_spawn
+    try:
+        with pytest.raises(Exception, match="/dev/nvidia0"):
+            await worker.create(SandboxSpec(sandbox_id="gpu-3", gpus=1, memory_bytes=256 << 20))
+        assert worker.gpus.free == 1
+    finally:
+        zygote.spawn = spawn
         await worker.close(stop_sandboxes=True)
 
 

@@ -153,7 +153,15 @@ class BwrapRuntime(KeptFiles, Runtime):
                     pid = await _child_pid(info_fd, died)
                 finally:
                     os.close(info_fd)
-                agent = await self.zygote.spawn(self._agent_request(spec, group, run, env, pid))
+                try:
+                    agent = await self.zygote.spawn(self._agent_request(spec, group, run, env, pid))
+                except SandboxStartError:
+                    # bwrap may have given up (a missing device, a bad mount) before the fork: its
+                    # pid namespace is then gone and the fork fails with ENOMEM, which says nothing.
+                    done, _ = await asyncio.wait([died], timeout=1.0)
+                    if done:
+                        raise SandboxStartError(f"sandbox exited before its agent was ready: {died.result()}") from None
+                    raise
                 # Not bwrap's child: if it fails before holding the stub's FIFO, only it exits.
                 watch.append(asyncio.ensure_future(exit_reason(pid_exit_future(agent), run.parent / "sandbox.log",
                                                                "the agent")))
