@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import tempfile
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
 
@@ -26,6 +30,33 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float, log: Callable[[], str]) -> None:
+    """Wait until the admin process at ``url`` answers /health; fail with its log if it exits or
+    does not answer within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the admin at {url} exited with {proc.returncode}: {log()[-3000:]}")
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the admin at {url} did not answer within {timeout}s: {log()[-3000:]}")
+
+
+def terminate(proc: subprocess.Popen, kill: Callable[[], None] | None = None, grace: float = 30) -> None:
+    """SIGTERM, then ``kill`` (default SIGKILL of the process) after ``grace`` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            (kill or proc.kill)()
+            proc.wait(10)
 
 
 class _Server(uvicorn.Server):

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from rock.cluster.localray import LocalRay
+from tests.admin.harness import terminate, wait_healthy
 from tests.conftest import SESSION_ROOT
 
 PG_PORT = 18201
@@ -111,17 +112,8 @@ class AdminProc:
         return self
 
     def wait_ready(self, timeout: float = 90) -> "AdminProc":
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.role} on {self.port} exited: {self.log()[-3000:]}")
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"{self.role} on {self.port} not ready in {timeout}s: {self.log()[-3000:]}")
+        wait_healthy(self.url, self.proc, timeout, self.log)
+        return self
 
     def log(self) -> str:
         return (self.state / "out.log").read_text(errors="replace")
@@ -140,9 +132,5 @@ class AdminProc:
             self.proc.terminate()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.proc is not None:
+            terminate(self.proc, self.kill)

@@ -371,6 +371,16 @@ class Sandboxes:
     async def node_back(self, name: str, sandbox_ids: list[str]) -> None:
         await node_back(self, name, sandbox_ids)
 
+    async def sandbox_lost(self, sandbox_id: str, reason: str) -> None:
+        """The worker saw the sandbox die (its agent went away): the record says failed, with why."""
+        record = self.records.get(sandbox_id)
+        if record is None or record.state != "running":
+            return
+        async with self._lock(sandbox_id):
+            if record.state == "running":
+                record.failure_reason = reason
+                await self._transition(record, "failed", "agent_lost", reason)
+
     def _next_check(self) -> float:
         """Sleep until the next sandbox could expire, within [0.2, 5] s (flushes last-used at least that often)."""
         now, soonest = time.time(), 5.0

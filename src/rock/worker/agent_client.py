@@ -88,6 +88,9 @@ class _Proto(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.client._fail_all(AgentGone("the sandbox's agent went away (sandbox stopped or crashed)"))
+        lost, self.client.on_lost = self.client.on_lost, None
+        if lost is not None:
+            lost()
 
 
 class AgentClient:
@@ -96,6 +99,9 @@ class AgentClient:
         self._pending: dict[int, _Pending] = {}
         self._ids = itertools.count(1)
         self.closed = False
+        # Called once when the agent drops the connection (killed, crashed, out of memory);
+        # not when we close it ourselves.
+        self.on_lost: Callable[[], Any] | None = None
 
     @classmethod
     async def connect(cls, socket_path: str) -> "AgentClient":
@@ -115,6 +121,7 @@ class AgentClient:
                 p.future.set_exception(exc)
 
     def close(self) -> None:
+        self.on_lost = None
         if self.transport is not None:
             self.transport.close()
 

@@ -68,6 +68,7 @@ class Worker:
         self._creating: dict[str, asyncio.Task] = {}
         self.pool = WarmPool(self._launch, self._discard)
         self.gpus = Gpus(settings.gpus)
+        self.listeners: list = []  # objects with sandbox_lost(sandbox_id, reason): the admin's records
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -159,7 +160,7 @@ class Worker:
             source = "cold"
         sandbox = Sandbox(spec.sandbox_id, handle, client, spec, warm=pooled is not None)
         self._save(sandbox)
-        self._sandboxes[spec.sandbox_id] = sandbox
+        self._hold(sandbox)
         log.info("sandbox %s running (%s, %s start, %.1f ms)", spec.sandbox_id, self.backend_name, source,
                  (time.perf_counter() - started) * 1000)
 
@@ -183,6 +184,22 @@ class Worker:
     async def _discard(self, handle: RuntimeHandle, client: AgentClient) -> None:
         client.close()
         await self.runtime.destroy(handle)
+
+    def _hold(self, sandbox: Sandbox) -> None:
+        self._sandboxes[sandbox.sandbox_id] = sandbox
+        sandbox.client.on_lost = lambda: self._agent_lost(sandbox)
+
+    def _agent_lost(self, sandbox: Sandbox) -> None:
+        """The agent dropped its connection on its own: the sandbox is dead (its agent was killed,
+        crashed or ran out of memory). Tell the admin at once rather than at the next call."""
+        if self._sandboxes.get(sandbox.sandbox_id) is not sandbox:
+            return  # stopped on purpose meanwhile
+        reason = "the sandbox's agent went away (killed, crashed or out of memory); delete the sandbox and start a new one"
+        log.warning("sandbox %s: %s", sandbox.sandbox_id, reason)
+        for listener in self.listeners:
+            lost = getattr(listener, "sandbox_lost", None)
+            if lost is not None:
+                asyncio.ensure_future(lost(sandbox.sandbox_id, reason))
 
     async def stop(self, sandbox_id: str, node_id: str | None = None, keep: bool = False) -> bool:
         """End the sandbox. ``keep``: keep its files for ``restart`` where the backend can (returns
@@ -236,7 +253,7 @@ class Worker:
             raise
         sandbox = Sandbox(sandbox_id, handle, client, spec)
         self._save(sandbox)
-        self._sandboxes[sandbox_id] = sandbox
+        self._hold(sandbox)
         return self.get(sandbox_id)
 
     async def commit(self, sandbox_id: str, image_tag: str, node_id: str | None = None) -> str:
@@ -350,7 +367,7 @@ class Worker:
                 await self.runtime.destroy(handle)
                 path.unlink(missing_ok=True)
                 return
-            self._sandboxes[spec.sandbox_id] = Sandbox(spec.sandbox_id, handle, client, spec, bool(data.get("warm")))
+            self._hold(Sandbox(spec.sandbox_id, handle, client, spec, bool(data.get("warm"))))
             self.gpus.claim(spec.gpu_ids, spec.sandbox_id)
             log.info("sandbox %s re-attached", spec.sandbox_id)
 
