@@ -167,3 +167,20 @@ def sandbox_pids(admin: AdminProcess, sandbox_id: str) -> list[int]:
         group = cgroups.Cgroup(handle["runtime_id"])
     assert group is not None, f"no cgroup for sandbox {sandbox_id}"
     return sorted(group.pids())
+
+
+def sandbox_upper(admin: AdminProcess, sandbox_id: str) -> Path:
+    """The host directory holding what the sandbox wrote (its overlay's upper layer)."""
+    import json
+
+    import docker
+
+    handle = json.loads((admin.state_dir / "records" / f"{sandbox_id}.json").read_text())["handle"]
+    if handle["backend"] == "docker":
+        host = admin.env.get("DOCKER_HOST")
+        engine = docker.DockerClient(base_url=host) if host else docker.from_env()
+        try:
+            return Path(engine.api.inspect_container(handle["runtime_id"])["GraphDriver"]["Data"]["UpperDir"])
+        finally:
+            engine.close()
+    return Path(handle["run_dir"]).parent / "upper"

@@ -27,6 +27,7 @@ from rock.actions.sandbox import (
 )
 from rock.admin.context import Ctx, check_path, ok, parse
 from rock.admin.jsonutil import dumps
+from rock.admin.uploads import write_whole
 from rock.errors import BadRequest, SessionExists, SessionNotFound
 
 UPLOAD_CHUNK = 4 << 20
@@ -83,6 +84,11 @@ async def run_action(ctx: Ctx, a: SandboxBashAction, owner: str | None) -> tuple
     ctx.sandboxes.commands.add(a.sandbox_id, "run_in_session", a.session, a.command, r.exit_code, r.status, started,
                                time.perf_counter() - t0)
     return run_body(observation(r, a.check, a.command, a.error_msg), a.check), 200
+
+
+async def _read_chunks(file: UploadFile):
+    while chunk := await file.read(UPLOAD_CHUNK):
+        yield chunk
 
 
 def router(ctx: Ctx) -> APIRouter:
@@ -152,13 +158,7 @@ def router(ctx: Ctx) -> APIRouter:
                 raise BadRequest("multipart fields 'target_path' and 'sandbox_id' are required")
             agent = await ctx.agent(request, _sandbox_id.validate_python(sandbox_id))
             check_path(target, "target_path")
-            written = False
-            while True:
-                chunk = await file.read(UPLOAD_CHUNK)
-                if written and not chunk:
-                    break
-                await agent.write_file(target, chunk, append=written)
-                written = True
+            await write_whole(agent, target, _read_chunks(file), UPLOAD_CHUNK)
             name = target.rstrip("/").rsplit("/", 1)[-1]
             return ok({"success": True, "message": f"uploaded {file.filename} to {target}", "file_name": name})
 

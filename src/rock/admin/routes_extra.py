@@ -18,6 +18,7 @@ from rock.actions.sandbox import (
 )
 from rock.admin.context import Ctx, check_path, ok, parse, query
 from rock.admin.routes_data import observation, run_response
+from rock.admin.uploads import write_whole
 
 WRITE_CHUNK = 4 << 20
 
@@ -92,18 +93,9 @@ def router(ctx: Ctx) -> APIRouter:
     async def file_write(request: Request):
         q = query(request, WriteQuery)
         agent = await ctx.agent(request, q.sandbox_id)
-        path, mode, append, size = check_path(q.path), int(q.mode, 8) if q.mode else None, q.append, 0
-        buf = bytearray()
-        written = False
+        path, mode = check_path(q.path), int(q.mode, 8) if q.mode else None
         # Streamed in bounded chunks: a large upload never sits in memory whole.
-        async for chunk in request.stream():
-            buf += chunk
-            if len(buf) >= WRITE_CHUNK:
-                await agent.write_file(path, bytes(buf), mode=mode, append=append or written)
-                size, written, buf = size + len(buf), True, bytearray()
-        if buf or not written:
-            await agent.write_file(path, bytes(buf), mode=mode, append=append or written)
-            size += len(buf)
+        size = await write_whole(agent, path, request.stream(), WRITE_CHUNK, mode, append=q.append)
         return ok({"path": path, "size": size})
 
     @api.get("/files/download")

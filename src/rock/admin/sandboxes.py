@@ -71,7 +71,9 @@ class Sandboxes:
                 record.failure_reason = f"node {record.node_id} was not reachable when the admin restarted"
                 await self._transition(record, "lost", "node_lost", record.failure_reason)
             elif record.state in LIVE:
-                await self._transition(record, "failed", "lost", "the sandbox was gone when the admin restarted")
+                record.failure_reason = ("its start was cut short by an admin restart" if record.state == "pending"
+                                         else "the sandbox was gone when the admin restarted")
+                await self._transition(record, "failed", "lost", record.failure_reason)
         for sandbox_id, info in known.items():
             record = self.records.get(sandbox_id)
             if record is None or record.state not in LIVE:

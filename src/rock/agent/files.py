@@ -92,6 +92,12 @@ def remove(req):
     return {}
 
 
+def rename(req):
+    """Move ``path`` to ``target``, replacing it: how a whole upload lands at once."""
+    os.replace(_path(req.args), _path(req.args, "target"))
+    return {}
+
+
 def chmod(req):
     os.chmod(_path(req.args), int(req.args["mode"]))
     return {}
@@ -202,6 +208,7 @@ OPS = {
     "file.list": list_dir,
     "file.mkdir": mkdir,
     "file.remove": remove,
+    "file.rename": rename,
     "file.chmod": chmod,
     "file.chown": chown,
     "tar.get": tar_get,

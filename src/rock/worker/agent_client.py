@@ -273,6 +273,9 @@ class AgentClient:
     async def remove(self, path: str, recursive: bool = False) -> None:
         await self.call("file.remove", {"path": path, "recursive": recursive})
 
+    async def rename(self, path: str, target: str) -> None:
+        await self.call("file.rename", {"path": path, "target": target})
+
     async def chmod(self, path: str, mode: int) -> None:
         await self.call("file.chmod", {"path": path, "mode": mode})
 
