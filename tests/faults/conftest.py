@@ -184,3 +184,43 @@ def sandbox_upper(admin: AdminProcess, sandbox_id: str) -> Path:
         finally:
             engine.close()
     return Path(handle["run_dir"]).parent / "upper"
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(current, peak) resident memory of a process, in MiB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+class StalledClient:
+    """A WebSocket client that sends and never reads: what the server has to say piles up on
+    its side of the connection (the kernel buffers fill, then the server's own)."""
+
+    def __init__(self, port: int, path: str):
+        import base64
+        import socket
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += self.sock.recv(1)  # byte by byte: nothing past the handshake is consumed
+        assert head.startswith(b"HTTP/1.1 101"), head
+
+    def send_json(self, message: dict) -> None:
+        import json
+        import struct
+
+        data, mask = json.dumps(message).encode(), os.urandom(4)
+        header = bytes([0x81]) + (bytes([0x80 | len(data)]) if len(data) < 126 else bytes([0xFE]) + struct.pack("!H", len(data)))
+        self.sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+    def drop(self) -> None:
+        """Vanish without a closing handshake, as a crashed client or a cut network does."""
+        import socket
+
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
+        self.sock.close()

@@ -57,6 +57,32 @@ def _error(exc: Exception) -> dict:
             "message": f"internal error ({type(exc).__name__}); see the admin log"}
 
 
+class _Backlog:
+    """Output waiting to be sent to a client, bounded: a client that reads slower than its command
+    prints loses the excess (and is told how much), instead of the admin keeping it all in memory."""
+
+    def __init__(self, out: asyncio.Queue):
+        self.out, self.pending, self.dropped, self.limit = out, 0, 0, 0
+
+    def add(self, text: str) -> None:
+        if self.pending + len(text) > self.limit:
+            self.dropped += len(text)
+            return
+        self.flush_notice()
+        self.pending += len(text)
+        self.out.put_nowait({"type": "output", "data": text})
+
+    def flush_notice(self) -> None:
+        if self.dropped:
+            self.out.put_nowait({"type": "output", "data": f"\n[rock: {self.dropped} characters of output dropped: the "
+                                                            "client read slower than the command printed]\n"})
+            self.dropped = 0
+
+    def sent(self, msg: dict) -> None:
+        if msg.get("type") == "output":
+            self.pending = max(0, self.pending - len(msg["data"]))
+
+
 def router(ctx: Ctx) -> APIRouter:
     api = APIRouter()
 
@@ -75,14 +101,16 @@ def router(ctx: Ctx) -> APIRouter:
             return
 
         out: asyncio.Queue = asyncio.Queue()
+        backlog = _Backlog(out)
         running: asyncio.Task | None = None
 
         async def run(msg: RunMessage) -> None:
             try:
                 started, t0 = time.time(), time.perf_counter()
+                backlog.limit = msg.max_output or ctx.settings.max_output_bytes
                 r = await agent.run(q.session, msg.command, timeout=msg.timeout, idle_timeout=msg.idle_timeout,
-                                    max_output=msg.max_output or ctx.settings.max_output_bytes,
-                                    on_output=lambda text: out.put_nowait({"type": "output", "data": text}))
+                                    max_output=backlog.limit, on_output=backlog.add)
+                backlog.flush_notice()
                 ctx.sandboxes.commands.add(q.sandbox_id, "stream", q.session, msg.command, r.exit_code, r.status, started,
                                            time.perf_counter() - t0)
                 out.put_nowait({"type": "result", **observation(r, "silent", msg.command)})
@@ -93,7 +121,9 @@ def router(ctx: Ctx) -> APIRouter:
 
         async def pump() -> None:
             while True:
-                await ws.send_json(await out.get())
+                msg = await out.get()
+                await ws.send_json(msg)
+                backlog.sent(msg)
 
         sender = asyncio.create_task(pump())
         try:
