@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     bwrap_zygote: bool = True
     host_python: str = Field(default_factory=lambda: os.path.realpath(sys.executable))
     max_output_bytes: int = 8 << 20
+    # How long the admin waits for a sandbox's agent to answer, past the call's own timeout (a
+    # command without a timeout waits as long as it runs): a frozen sandbox fails calls, not hangs them.
+    agent_reply_timeout: float = Field(default=300.0, gt=0)
     # How long a stopped sandbox keeps its files when its start request set neither
     # auto_archive_seconds nor auto_delete_seconds (None: until deleted). ROCK's cluster cap.
     auto_delete_seconds: int | None = 24 * 3600

@@ -75,4 +75,10 @@ class AgentGone(RockError):
     status_code = 410
 
 
+class AgentTimeout(RockError):
+    """The sandbox's agent did not answer in time: its processes are stopped, starved or stuck."""
+
+    status_code = 504
+
+
 ERRORS = {cls.__name__: cls for cls in RockError.__subclasses__()} | {"RockError": RockError}

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from rock.agent import protocol
-from rock.errors import ERRORS, AgentError, AgentGone, RockError
+from rock.errors import ERRORS, AgentError, AgentGone, AgentTimeout, RockError
 
 # Agent error types that are not rock.errors classes, with the HTTP code they deserve.
 _KIND_STATUS = {
@@ -102,6 +102,9 @@ class AgentClient:
         # Called once when the agent drops the connection (killed, crashed, out of memory);
         # not when we close it ourselves.
         self.on_lost: Callable[[], Any] | None = None
+        # How long a call waits for its answer past its own "timeout" (None: for ever). An op
+        # whose "timeout" is None runs a command for as long as it takes: no deadline.
+        self.reply_timeout: float | None = None
 
     @classmethod
     async def connect(cls, socket_path: str) -> "AgentClient":
@@ -137,19 +140,40 @@ class AgentClient:
         self._send({"id": rid, "op": op, "args": args or {}}, body)
         return rid, future
 
-    async def _await(self, rid: int, future: asyncio.Future):
+    async def _await(self, rid: int, future: asyncio.Future, deadline: float | None = None):
         try:
-            return await future
-        except asyncio.CancelledError:
+            if self.reply_timeout is None:
+                return await future
+            # Waited for in slices: a slice without the answer pings the agent, so a frozen agent
+            # fails the call within about two slices even when the call may take much longer.
+            loop = asyncio.get_running_loop()
+            end = None if deadline is None else loop.time() + deadline
+            while True:
+                left = self.reply_timeout if end is None else min(self.reply_timeout, end - loop.time())
+                if left > 0 and (await asyncio.wait({future}, timeout=left))[0]:
+                    return future.result()
+                if end is not None and loop.time() >= end:
+                    raise AgentTimeout(f"the sandbox's agent did not answer within {deadline:g}s (its processes may "
+                                       "be stopped, starved of CPU or stuck); the sandbox can still be stopped or deleted")
+                await self.ping()
+        except (asyncio.CancelledError, AgentTimeout):
             # The caller gave up: tell the agent so it can stop work meant for nobody.
             if self._pending.pop(rid, None) is not None and not self.closed:
                 self._send({"id": rid, "cancel": True})
             raise
 
+    def _deadline(self, args: dict | None) -> float | None:
+        if self.reply_timeout is None:
+            return None
+        args = args or {}
+        if "timeout" in args and args["timeout"] is None:
+            return None
+        return float(args.get("timeout") or 0) + self.reply_timeout
+
     async def call(self, op: str, args: dict | None = None, body: bytes = b"",
                    on_event: Callable[[dict, bytes], Any] | None = None) -> tuple[dict, bytes]:
         rid, future = self._start(op, args, body, on_event)
-        return await self._await(rid, future)
+        return await self._await(rid, future, self._deadline(args))
 
     async def stream(self, op: str, args: dict | None = None) -> AsyncIterator[bytes]:
         """Yield the bodies of an op's ``data`` events (e.g. a tar being produced)."""

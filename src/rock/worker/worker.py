@@ -188,6 +188,7 @@ class Worker:
     def _hold(self, sandbox: Sandbox) -> None:
         self._sandboxes[sandbox.sandbox_id] = sandbox
         sandbox.client.on_lost = lambda: self._agent_lost(sandbox)
+        sandbox.client.reply_timeout = self.settings.agent_reply_timeout
 
     def _agent_lost(self, sandbox: Sandbox) -> None:
         """The agent dropped its connection on its own: the sandbox is dead (its agent was killed,
