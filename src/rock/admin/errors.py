@@ -8,7 +8,9 @@ from a traceback ever reaches the client; unexpected errors are logged here inst
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -65,8 +67,22 @@ def status_and_body(exc: Exception, where: str = "") -> tuple[int, bytes]:
         return 422, error_body(422, validation_message(list(exc.errors())), "BadRequest")
     if isinstance(exc, ValidationError):
         return 422, error_body(422, validation_message(exc.errors(include_url=False)), "BadRequest")
+    full = _disk_full(exc)
+    if full:
+        log.error("out of disk space on %s: %s", where, full)
+        return 507, error_body(507, f"the admin's machine is out of disk space ({full}); free space under its "
+                                    "state directory and try again", "InsufficientStorage")
     log.error("unexpected error on %s", where, exc_info=exc)
     return 500, error_body(500, f"internal error ({type(exc).__name__}); see the admin log", "RockError")
+
+
+def _disk_full(exc: BaseException) -> str | None:
+    """What a full disk under the admin looks like, from the OS or from SQLite; else None."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc.strerror)
+    if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
+        return f"its record store: {exc}"
+    return None
 
 
 def _respond(request: Request, exc: Exception) -> Response:

@@ -159,7 +159,11 @@ class Worker:
             handle, client = await self._launch(spec.model_copy(update={"sandbox_id": self._runtime_id(spec.sandbox_id)}))
             source = "cold"
         sandbox = Sandbox(spec.sandbox_id, handle, client, spec, warm=pooled is not None)
-        self._save(sandbox)
+        try:
+            self._save(sandbox)
+        except BaseException:  # e.g. a full disk: a sandbox without its record would be lost
+            await self._discard(handle, client)
+            raise
         self._hold(sandbox)
         log.info("sandbox %s running (%s, %s start, %.1f ms)", spec.sandbox_id, self.backend_name, source,
                  (time.perf_counter() - started) * 1000)
