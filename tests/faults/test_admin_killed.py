@@ -19,10 +19,11 @@ CHUNK = 4 << 20
 CHUNKS = 16
 
 
-def _slow_body():
+def _body(pause: float = 0.25):
+    """CHUNKS chunks, each of its own letter, ``pause`` seconds apart."""
     for i in range(CHUNKS):
         yield bytes([65 + i]) * CHUNK
-        time.sleep(0.25)
+        time.sleep(pause)
 
 
 def _in_background(fn) -> threading.Thread:
@@ -60,7 +61,7 @@ def test_admin_killed_mid_stream_and_upload(admin_process, backend):
         assert json.loads(ws.recv(timeout=10))["type"] == "output"
 
         upload = _in_background(lambda: admin.http.put("/files/write", params={"sandbox_id": sid, "path": "/root/up.bin"},
-                                                       content=_slow_body(), timeout=60))
+                                                       content=_body(), timeout=60))
         upper = sandbox_upper(admin, sid) / "root"
         # Kill once part of the upload is in the sandbox, wherever the admin puts it meanwhile.
         _wait_for(lambda: [p for p in upper.glob("*up.bin*") if p.stat().st_size > 0], "the upload's first bytes")
@@ -87,7 +88,7 @@ def test_admin_killed_mid_stream_and_upload(admin_process, backend):
     assert messages[-1]["type"] == "result" and "after" in messages[-1]["output"], messages
     # And a whole upload now lands complete, leaving no temporary file of its own.
     temporaries = sorted(p.name for p in upper.glob(".up.bin*"))  # the killed upload's, hidden
-    r = admin.http.put("/files/write", params={"sandbox_id": sid, "path": "/root/up.bin"}, content=_slow_body(), timeout=60)
+    r = admin.http.put("/files/write", params={"sandbox_id": sid, "path": "/root/up.bin"}, content=_body(0), timeout=60)
     assert r.status_code == 200 and r.json()["result"]["size"] == CHUNK * CHUNKS, r.text
     assert sorted(p.name for p in upper.glob(".up.bin*")) == temporaries
     assert (upper / "up.bin").read_bytes()[-1:] == bytes([65 + CHUNKS - 1])
@@ -121,3 +122,19 @@ def test_admin_killed_mid_start(admin_process, backend):
         # the same id can be started again
         assert admin.start_sandbox(sandbox_id=sid) == sid
     assert admin.healthy()
+
+
+@pytest.mark.parametrize("backend", backends())
+def test_a_whole_upload_keeps_the_targets_mode_and_reaches_mounted_files(admin_process, backend):
+    """Landing by rename must not change what a plain overwrite kept: the mode of the file it
+    replaces, and files that are mount points (docker's /etc/hosts)."""
+    admin = admin_process(backend).start()
+    sid = admin.start_sandbox()
+    admin.run(sid, "printf 'old' > /root/tool.sh && chmod 750 /root/tool.sh")
+    r = admin.http.put("/files/write", params={"sandbox_id": sid, "path": "/root/tool.sh"}, content=b"echo new")
+    assert r.status_code == 200, r.text
+    assert admin.run(sid, "stat -c %a /root/tool.sh; cat /root/tool.sh").json()["result"]["output"].split() == ["750", "echo", "new"]
+    hosts = admin.ok("/read_file", sandbox_id=sid, path="/etc/hosts")["content"]
+    r = admin.http.put("/files/write", params={"sandbox_id": sid, "path": "/etc/hosts"}, content=(hosts + "127.0.0.1 x\n").encode())
+    assert r.status_code == 200, r.text
+    assert admin.ok("/read_file", sandbox_id=sid, path="/etc/hosts")["content"].endswith("127.0.0.1 x\n")

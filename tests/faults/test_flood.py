@@ -11,7 +11,7 @@ import pytest
 from rock.admin.context import PREFIX
 from tests.faults.conftest import StalledClient, backends, memory_mb
 
-FLOOD_S = 4
+FLOOD_S = 3
 MAX_OUTPUT = 1 << 20
 GROWTH_MB = 60  # what the admin may grow by (peak) while 20-40 MB/s of output pass it
 

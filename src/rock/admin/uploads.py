@@ -28,7 +28,7 @@ async def write_whole(agent, path: str, chunks: AsyncIterable[bytes], chunk_size
         await agent.write_file(tmp, bytes(buf), mode=mode, append=started)
         started = True
         if tmp != path:
-            await agent.rename(tmp, path)
+            await agent.rename(tmp, path, keep_mode=mode is None)
         return size + len(buf)
     except BaseException:
         if started and tmp != path:

@@ -1,5 +1,6 @@
 """Binary-safe file operations, and whole directories streamed as tar."""
 
+import errno
 import os
 import stat as stat_mod
 
@@ -93,8 +94,31 @@ def remove(req):
 
 
 def rename(req):
-    """Move ``path`` to ``target``, replacing it: how a whole upload lands at once."""
-    os.replace(_path(req.args), _path(req.args, "target"))
+    """Move ``path`` to ``target``, replacing it: how a whole upload lands at once. With
+    ``keep_mode``, a target that exists keeps its permissions and owner (as a write over it would)."""
+    src, dst = _path(req.args), _path(req.args, "target")
+    if req.args.get("keep_mode"):
+        try:
+            st = os.stat(dst)
+        except FileNotFoundError:
+            st = None
+        if st is not None and stat_mod.S_ISREG(st.st_mode):
+            os.chmod(src, stat_mod.S_IMODE(st.st_mode))
+            try:
+                os.chown(src, st.st_uid, st.st_gid)
+            except PermissionError:
+                pass
+    try:
+        os.replace(src, dst)
+    except OSError as exc:
+        if exc.errno not in (errno.EBUSY, errno.EXDEV):
+            raise
+        # The target is a mount point (docker's /etc/hosts) or on another filesystem: copy the
+        # bytes over it instead (not at once, but the only way to change such a file).
+        import shutil
+
+        shutil.copyfile(src, dst)
+        os.unlink(src)
     return {}
 
 

@@ -297,8 +297,8 @@ class AgentClient:
     async def remove(self, path: str, recursive: bool = False) -> None:
         await self.call("file.remove", {"path": path, "recursive": recursive})
 
-    async def rename(self, path: str, target: str) -> None:
-        await self.call("file.rename", {"path": path, "target": target})
+    async def rename(self, path: str, target: str, keep_mode: bool = False) -> None:
+        await self.call("file.rename", {"path": path, "target": target, "keep_mode": keep_mode})
 
     async def chmod(self, path: str, mode: int) -> None:
         await self.call("file.chmod", {"path": path, "mode": mode})
