@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 
 from bench.report import Context, record
+from rock.agent.sessions import SPARE_IDLE
 from rock.config import Settings
 from rock.worker.worker import Worker
 
@@ -102,7 +103,10 @@ async def density(ctx: Context, backend: str) -> dict:
             if len(ids) % 500 < BATCH:
                 ctx.progress(f"density {backend}: {len(ids)} idle sandboxes")
         started_s = time.perf_counter() - t0
-        await asyncio.sleep(5)  # idle: what the sandboxes hold at rest, not while starting
+        # At rest: past the agents' spare-bash idle time, so what an idle sandbox holds, not a
+        # sandbox that has just started (the last batch would still hold its spare bash).
+        ctx.progress(f"density {backend}: {len(ids)} sandboxes; {SPARE_IDLE + 5:.0f} s at rest before measuring")
+        await asyncio.sleep(SPARE_IDLE + 5)
         after = available_bytes()
         sample = ids[:: max(1, len(ids) // SAMPLE)][:SAMPLE]
         needles = {sid: worker._get(sid).handle.runtime_id for sid in sample}

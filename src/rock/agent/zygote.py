@@ -22,10 +22,15 @@ Protocol with the worker, one JSON object per line: requests on stdin
 host path of the stub's FIFO; ``seccomp``: the filter as hex), answers on stdout ``{"id", "pid"}``
 or ``{"id", "error"}``. The zygote exits when stdin closes; sandboxes do not depend on it.
 
+It also launches bwrap itself (``{"op": "launch", ...}``, see ``launch``): the fork that becomes
+the sandbox's shim mounts the sandbox's root in a mount namespace of its own, so the host's
+mount table never holds it, and the worker's event loop neither mounts nor forks.
+
 Runs on the host as root, single-threaded (it forks), standard library only.
 """
 
 import ctypes
+import fcntl
 import json
 import os
 import signal
@@ -36,6 +41,9 @@ _libc = ctypes.CDLL(None, use_errno=True)
 # only applies to children: the zygote takes it just for the fork.
 NAMESPACES = ("cgroup", "ipc", "uts", "net", "pid", "mnt")
 CLONE_NEWPID = 0x20000000
+CLONE_NEWNS = 0x00020000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_DUMPABLE = 4
 PR_SET_SECCOMP = 22
@@ -139,6 +147,71 @@ def become_agent(req, package):
     server.main(["--socket", req["socket"], "--ready", req["ready"]])
 
 
+def prepare_launch(req):
+    """In the launcher child: the sandbox's log, cgroup, private mounts and root, bwrap's fds."""
+    os.setsid()
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)  # an ignored SIGCHLD would survive exec: the shim waits on bwrap
+    log_fd = os.open(req["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    for path in req["join"]:  # the cgroup first: bwrap and all it starts are accounted to it
+        fd = os.open(path, os.O_WRONLY)
+        os.write(fd, b"0")
+        os.close(fd)
+    # The overlay lives in this process's own mount namespace, which bwrap's copies: other
+    # sandboxes' bwraps never see it in the mount tables they copy and read, and the kernel
+    # drops it with the sandbox's last process.
+    _check(_libc.unshare(CLONE_NEWNS), "unshare mount namespace")
+    _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make mounts private")
+    root = req["root"]
+    for d in (root["upper"], root["work"], root["merged"]):
+        try:
+            os.mkdir(d, 0o755)
+        except FileExistsError:
+            pass
+    # Overlay options cannot quote ',' or ':'; a path through an open fd has neither.
+    fds = [os.open(root[k], os.O_PATH | os.O_DIRECTORY) for k in ("lower", "upper", "work")]
+    options = "lowerdir=/proc/self/fd/%d,upperdir=/proc/self/fd/%d,workdir=/proc/self/fd/%d" % tuple(fds)
+    _check(_libc.mount(b"overlay", root["merged"].encode(), b"overlay", 0, options.encode()), "mount the root")
+    for fd in fds:
+        os.close(fd)
+    # bwrap's fds at fixed numbers (its argv names them): the seccomp filter and --info-fd.
+    given = []
+    if req.get("seccomp"):
+        r, w = os.pipe()
+        os.write(w, bytes.fromhex(req["seccomp"]))
+        os.close(w)
+        given.append((r, req["seccomp_fd"]))
+    if req.get("info"):
+        given.append((os.open(req["info"], os.O_RDWR | os.O_CLOEXEC), req["info_fd"]))
+    moved = [(fcntl.fcntl(src, fcntl.F_DUPFD_CLOEXEC, 100), dst) for src, dst in given]
+    for high, dst in moved:
+        os.dup2(high, dst)  # inheritable: bwrap gets it
+
+
+def launch(req, out_fd):
+    """Fork the sandbox's shim: it prepares (``prepare_launch``) and execs the shell that starts
+    bwrap and waits for it; its pid goes back at once, failures go to the sandbox's log."""
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        _reply(out_fd, {"id": req.get("id"), "error": "%s: %s" % (type(exc).__name__, exc)})
+        return
+    if pid:
+        _reply(out_fd, {"id": req.get("id"), "pid": pid})
+        return
+    try:
+        prepare_launch(req)
+        os.execv("/bin/sh", ["/bin/sh", "-c", req["shim"], req["name"], *req["argv"]])
+    except BaseException as exc:  # noqa: BLE001 - the worker shows the sandbox log's tail
+        sys.stderr.write("rock: could not launch the sandbox: %s: %s\n" % (type(exc).__name__, exc))
+        sys.stderr.flush()
+    os._exit(125)
+
+
 def _reply(out_fd, message):
     os.write(out_fd, (json.dumps(message) + "\n").encode())
 
@@ -197,7 +270,10 @@ def main(package):
             except ValueError as exc:
                 _reply(out_fd, {"error": "bad request: %s" % exc})
                 continue
-            spawn(req, out_fd, own_pid_ns, package)
+            if req.get("op") == "launch":
+                launch(req, out_fd)
+            else:
+                spawn(req, out_fd, own_pid_ns, package)
 
 
 if __name__ == "__main__":

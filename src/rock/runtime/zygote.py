@@ -81,18 +81,28 @@ class Zygote:
 
     async def spawn(self, request: dict) -> int:
         """Fork an agent into the sandbox described by ``request``; its pid on the host."""
+        answer = await self._ask(request)
+        if "error" in answer:
+            raise SandboxStartError(f"the agent could not enter the sandbox: {answer['error']}")
+        return int(answer["pid"])
+
+    async def launch(self, request: dict) -> int:
+        """Fork the shim that mounts a sandbox's root and starts its bwrap; the shim's pid."""
+        answer = await self._ask({**request, "op": "launch"})
+        if "error" in answer:
+            raise SandboxStartError(f"the sandbox could not be launched: {answer['error']}")
+        return int(answer["pid"])
+
+    async def _ask(self, request: dict) -> dict:
         await self.start()
         rid = next(self._ids)
         future = asyncio.get_running_loop().create_future()
         self._pending[rid] = future
         self._proc.stdin.write(json.dumps({**request, "id": rid}).encode() + b"\n")
         try:
-            answer = await asyncio.wait_for(future, SPAWN_TIMEOUT)
+            return await asyncio.wait_for(future, SPAWN_TIMEOUT)
         finally:
             self._pending.pop(rid, None)
-        if "error" in answer:
-            raise SandboxStartError(f"the agent could not enter the sandbox: {answer['error']}")
-        return int(answer["pid"])
 
     async def close(self) -> None:
         proc, self._proc = self._proc, None

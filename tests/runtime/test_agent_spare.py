@@ -1,0 +1,51 @@
+"""The agent's spare bash: ready right after the start, closed when nobody took it for a while
+(an idle sandbox keeps no bash it does not use), made again by the next session."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from rock.runtime import cgroups
+
+pytestmark = [pytest.mark.docker, pytest.mark.bwrap]
+
+
+def _bashes(handle) -> int:
+    count = 0
+    for pid in cgroups.Cgroup(handle.runtime_id).pids() if handle.backend == "bwrap" else _container_pids(handle):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                count += f.read().strip() == "bash"
+        except OSError:
+            pass
+    return count
+
+
+def _container_pids(handle) -> list[int]:
+    import docker
+
+    top = docker.from_env().containers.get(handle.runtime_id).top(ps_args="-o pid")
+    return [int(row[0]) for row in top["Processes"]]
+
+
+async def _until(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def test_spare_bash_closed_when_idle_and_made_again(isolated_runtime, sandboxes, new_spec, agent):
+    handle = await sandboxes(isolated_runtime, new_spec(env={"ROCK_AGENT_SPARE_IDLE": "1"}))
+    await _until(lambda: _bashes(handle) == 1)  # the spare, started after the ready signal
+    await _until(lambda: _bashes(handle) == 0)  # nobody took it within a second
+    async with agent(handle) as client:
+        await client.create_session("main")
+        result = await client.run("main", "echo $((6 * 7))")
+        assert result.output.strip() == "42"
+        await _until(lambda: _bashes(handle) == 2)  # the session's bash and a new spare
+        await _until(lambda: _bashes(handle) == 1)  # the spare closed again; the session stays
+        assert (await client.run("main", "echo still")).output.strip() == "still"
