@@ -1,6 +1,6 @@
 """A private Docker engine for tests that restart it: its own dockerd (and the containerd it
 starts), data root, exec root and socket under one temp directory, no bridge and no iptables
-rules. The machine's shared engine is never touched. Its one image is made here from a few host
+rules, in a network namespace of its own. The machine's shared engine is never touched. Its one image is made here from a few host
 files (bash, coreutils, the libraries the host's Python needs; the Python itself is mounted in
 by the docker runtime), a few MB instead of a save/load of python:3.11."""
 
@@ -34,8 +34,10 @@ class PrivateEngine:
     def start(self, timeout: float = 60) -> "PrivateEngine":
         d = self.dir
         log = open(d / "dockerd.log", "ab")
+        # In a network namespace of its own: with --bridge=none dockerd deletes the interface
+        # named docker0 it finds at start, which on the host is the shared engine's bridge.
         self.proc = subprocess.Popen(
-            ["dockerd", "--config-file", str(d / "daemon.json"), "--data-root", str(d / "data"),
+            ["unshare", "--net", "--", "dockerd", "--config-file", str(d / "daemon.json"), "--data-root", str(d / "data"),
              "--exec-root", str(d / "exec"), "--pidfile", str(d / "docker.pid"), "-H", self.host,
              "--bridge=none", "--iptables=false", "--ip-masq=false", "--userland-proxy=false",
              "--containerd-namespace", f"rockfault{os.getpid()}", "--containerd-plugins-namespace",

@@ -24,7 +24,17 @@ def test_stopped_sandbox(admin_process, backend):
     pids = sandbox_pids(admin, frozen)
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
+    try:
+        _check_stopped_sandbox(admin, frozen, other, pids)
+    finally:  # whatever failed, nothing of ours stays stopped for the engine to trip over
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
 
+
+def _check_stopped_sandbox(admin, frozen: str, other: str, pids: list[int]) -> None:
     def timed(fn):
         t0 = time.monotonic()
         r = fn()

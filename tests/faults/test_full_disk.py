@@ -50,7 +50,7 @@ def _failed_clearly(r) -> None:
 
 
 @pytest.mark.parametrize("backend", backends())
-def test_full_disks(admin_process, backend, small_disk):
+def test_full_disks(small_disk, admin_process, backend):  # the admin is torn down before its disk
     admin = admin_process(backend, state_dir=small_disk).start()
     sid = admin.start_sandbox()
     admin.ok("/write_file", sandbox_id=sid, path="/root/before.txt", content="written before the disk filled")
