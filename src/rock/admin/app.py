@@ -14,11 +14,12 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from rock.admin import (errors, gem_routes, gym_routes, metrics, routes_data, routes_extra, routes_images, routes_lifecycle,
-                        routes_ports, routes_sandbox, routes_training, routes_ws, ui)
+from rock.admin import (errors, gem_routes, gym_routes, metrics, openapi, routes_data, routes_extra, routes_images,
+                        routes_lifecycle, routes_ports, routes_sandbox, routes_training, routes_ws, ui)
 from rock.admin.lifecycle import Lifecycle
 from rock.cluster import routes as cluster_routes
 from rock.admin.auth import Auth
+from rock.actions.response import RockResponse
 from rock.admin.context import PREFIX, Ctx, ok
 from rock.admin.hotpath import HotPath
 from rock.admin.limits import BodyLimit
@@ -27,6 +28,9 @@ from rock.admin.store import open_store
 from rock.config import Settings
 
 log = logging.getLogger("rock.admin")
+# Served without a token even when tokens are on (the schema says so per operation)
+PUBLIC = {("GET", "/health"), ("GET", "/metrics"), ("GET", "/ui/login"), ("POST", "/ui/login"),
+          ("GET", "/apis/v1/training/agentscope/healthz")}
 
 
 async def _warm_up(images: list[str]) -> None:
@@ -112,7 +116,7 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
         app.include_router(routes_training.router)
     app.include_router(cluster_routes.router(ctx), prefix=PREFIX)
 
-    @app.get("/health")
+    @app.get("/health", responses={200: {"model": RockResponse[dict]}})
     async def health():
         return ok({"status": "ok", "role": settings.role, "backend": worker.backend_name,
                    "sandboxes": sum(1 for r in ctx.sandboxes.records.values() if r.state == "running"),
@@ -131,4 +135,5 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     meter = metrics.install(app, ctx)
     if settings.role == "admin":
         ui.install(app, ctx, meter.request_rate)
+    openapi.install(app, ctx.auth.enabled, PUBLIC)
     return app

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from rock.admin.errors import status_and_body
 from rock.admin.hotpath import read_body
 from rock.admin.jsonutil import dumps
+from rock.admin.openapi import ErrorEnvelope
 from rock.errors import RockError
 from rock.training.service import TrainingService, TrainingSettings
 
@@ -107,12 +108,21 @@ class ASReply(BaseModel):
 
 # Errors answer the admin's envelope ({"status": "Failed", "message", "result": {"error_type"}}) on our
 # routes, {"success": false, "detail"} on AgentScope's.
-ERRORS = {400: {"description": "bad input (a malformed action, an unknown split)"},
-          404: {"description": "unknown env type, task or instance"},
-          409: {"description": "the instance id is taken"},
-          410: {"description": "the instance was released (by request or after the idle TTL)"},
-          422: {"description": "the suite cannot run here (what to provide is in the message), or an invalid body"},
-          504: {"description": "the task's call ran past its timeout"}}
+_WHY = {400: "bad input (a malformed action, an unknown split)", 404: "unknown env type, task or instance",
+        409: "the instance id is taken", 410: "the instance was released (by request or after the idle TTL)",
+        422: "the suite cannot run here (what to provide is in the message), or an invalid body",
+        504: "the task's call ran past its timeout"}
+ERRORS = {code: {"model": ErrorEnvelope, "description": why} for code, why in _WHY.items()}
+
+
+class ASError(BaseModel):
+    success: bool
+    detail: str
+
+
+# AgentScope's routes answer its own error shape; an invalid body (422) gets the admin's envelope.
+AS_ERRORS = {code: {"model": ASError, "description": why} if code != 422 else {"description": why}
+             for code, why in _WHY.items()}
 
 
 def service(app) -> TrainingService:
@@ -266,33 +276,33 @@ async def as_healthz() -> str:
     return "OK"
 
 
-@router.post(AGENTSCOPE + "/get_env_profile", response_model=ASReply, responses=ERRORS)
+@router.post(AGENTSCOPE + "/get_env_profile", response_model=ASReply, responses=AS_ERRORS)
 async def as_profile(req: ASRequest, request: Request):
     params = req.params or {}
     return await _as(request, lambda s, r, o: s.profile(req.env_type, params.get("split", "train"), params))
 
 
-@router.post(AGENTSCOPE + "/create", response_model=ASReply, responses=ERRORS)
+@router.post(AGENTSCOPE + "/create", response_model=ASReply, responses=AS_ERRORS)
 async def as_create(req: ASRequest, request: Request):
     return await _as(request, _as_create, req)
 
 
-@router.post(AGENTSCOPE + "/step", response_model=ASReply, responses=ERRORS)
+@router.post(AGENTSCOPE + "/step", response_model=ASReply, responses=AS_ERRORS)
 async def as_step(req: ASRequest, request: Request):
     return await _as(request, _as_step, req)
 
 
-@router.post(AGENTSCOPE + "/evaluate", response_model=ASReply, responses=ERRORS)
+@router.post(AGENTSCOPE + "/evaluate", response_model=ASReply, responses=AS_ERRORS)
 async def as_evaluate(req: ASRequest, request: Request):
     return await _as(request, _as_evaluate, req)
 
 
-@router.post(AGENTSCOPE + "/get_info", response_model=ASReply, responses=ERRORS)
+@router.post(AGENTSCOPE + "/get_info", response_model=ASReply, responses=AS_ERRORS)
 async def as_info(req: ASRequest, request: Request):
     return await _as(request, _as_info, req)
 
 
-@router.post(AGENTSCOPE + "/release", response_model=ASReply, responses=ERRORS)
+@router.post(AGENTSCOPE + "/release", response_model=ASReply, responses=AS_ERRORS)
 async def as_release(req: ASRequest, request: Request):
     return await _as(request, _as_release, req)
 

@@ -67,7 +67,8 @@ def router(ctx: Ctx, rate) -> APIRouter:
         except RockError:
             return render(request, "login.html", 401, next=access.safe_next(next), error="unknown token")
         response = RedirectResponse(access.safe_next(next), status_code=303)
-        access.set_token(response, token.strip(), request.url.scheme == "https")
+        if ctx.auth.enabled:  # without tokens there is nothing to remember (any text "logs in")
+            access.set_token(response, token.strip(), request.url.scheme == "https")
         return response
 
     @api.post("/ui/logout", **HTML, responses={303: {"description": "logged out; to the login page"}})
