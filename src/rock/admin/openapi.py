@@ -87,7 +87,7 @@ def params(model: type[BaseModel], where: str = "query") -> list[dict]:
 
 def doc(body_model: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
         result: Any = None, codes: tuple[int, ...] = (), raw_body: str | None = None, envelope: bool = True,
-        **kwargs) -> dict:
+        body_required: bool = True, **kwargs) -> dict:
     """Route decorator arguments for a route that reads its input itself.
 
     ``result`` is the envelope's ``result`` type (``envelope=False``: the whole body's model);
@@ -96,7 +96,7 @@ def doc(body_model: type[BaseModel] | None = None, query: type[BaseModel] | None
     if body_model is not None:
         extra["requestBody"] = body(body_model)
     elif raw_body is not None:
-        extra["requestBody"] = body(None, raw_body)
+        extra["requestBody"] = body(None, raw_body, required=body_required)
     if query is not None:
         extra["parameters"] = params(query)
     responses: dict[int, dict] = dict(kwargs.pop("responses", {}))

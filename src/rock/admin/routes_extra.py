@@ -99,7 +99,8 @@ def router(ctx: Ctx) -> APIRouter:
         data = await agent.read_file(check_path(q.path), offset=q.offset, length=q.length)
         return Response(data, media_type="application/octet-stream")
 
-    @api.put("/files/write", **doc(query=WriteQuery, raw_body="application/octet-stream", result=dict, codes=_PATHS))
+    @api.put("/files/write", **doc(query=WriteQuery, raw_body="application/octet-stream", body_required=False,  # none: an empty file
+                                       result=dict, codes=_PATHS))
     async def file_write(request: Request):
         q = query(request, WriteQuery)
         agent = await ctx.agent(request, q.sandbox_id)
