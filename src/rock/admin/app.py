@@ -18,7 +18,7 @@ from rock.admin import (errors, gem_routes, gym_routes, metrics, openapi, routes
                         routes_lifecycle, routes_ports, routes_sandbox, routes_training, routes_ws, ui)
 from rock.admin.lifecycle import Lifecycle
 from rock.cluster import routes as cluster_routes
-from rock.admin.auth import Auth
+from rock.admin.auth import Auth, AuthGate
 from rock.actions.response import RockResponse
 from rock.admin.context import PREFIX, Ctx, ok
 from rock.admin.hotpath import HotPath
@@ -29,8 +29,10 @@ from rock.config import Settings
 
 log = logging.getLogger("rock.admin")
 # Served without a token even when tokens are on (the schema says so per operation)
-PUBLIC = {("GET", "/health"), ("GET", "/metrics"), ("GET", "/ui/login"), ("POST", "/ui/login"),
+PUBLIC = {("GET", "/health"), ("GET", "/ui/login"), ("POST", "/ui/login"), ("POST", "/ui/logout"),
           ("GET", "/apis/v1/training/agentscope/healthz")}
+# Past the token gate: the UI's static assets, the schema and its viewers.
+OPEN_PATHS = ("/ui/static/", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
 
 
 async def _warm_up(images: list[str]) -> None:
@@ -124,6 +126,12 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
                    "reaper": ctx.sandboxes.reaping, "store": "postgresql" if store.shared else "sqlite"})
 
     app.add_middleware(BodyLimit)
+    # Every routed request shows a token first (the routes still scope by it); AgentScope's routes
+    # refuse in its error shape, the UI's pages send a browser to the login form.
+    refusals = [(routes_training.AGENTSCOPE + "/", routes_training.as_refusal)]
+    if settings.role == "admin":
+        refusals += [("/", ui.pages.login_needed), ("/ui/", ui.pages.login_needed)]
+    app.add_middleware(AuthGate, auth=ctx.auth, public=PUBLIC, open_paths=OPEN_PATHS, refusals=tuple(refusals))
     # Added last = outermost: the hot routes (run_in_session, env reset/step) skip every other
     # layer (see rock.admin.hotpath and rock.admin.gem_routes.GemHotPath).
     app.add_middleware(gem_routes.GemHotPath, fastapi_app=app)

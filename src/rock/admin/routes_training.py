@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import Headers
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import PlainTextResponse, Response
 
 from rock.admin.errors import status_and_body
 from rock.admin.hotpath import read_body
@@ -120,9 +120,14 @@ class ASError(BaseModel):
     detail: str
 
 
-# AgentScope's routes answer its own error shape; an invalid body (422) gets the admin's envelope.
-AS_ERRORS = {code: {"model": ASError, "description": why} if code != 422 else {"description": why}
-             for code, why in _WHY.items()}
+# AgentScope's routes answer its own error shape; a body that is not JSON (400) or not the
+# request's shape (422) is refused before the route runs, in the admin's envelope.
+AS_ERRORS = {code: {"model": ASError, "description": why} for code, why in
+             {**_WHY, 401: "missing or unknown API token (tokens on)"}.items()}
+for _code in (400, 422):
+    AS_ERRORS[_code] = {"description": _WHY[_code] + " (an invalid body: the admin's envelope)", "content": {
+        "application/json": {"schema": {"anyOf": [{"$ref": "#/components/schemas/ASError"},
+                                                  {"$ref": "#/components/schemas/ErrorEnvelope"}]}}}}
 
 
 def service(app) -> TrainingService:
@@ -250,8 +255,17 @@ async def instances(request: Request) -> list[dict[str, Any]]:
 # -- AgentScope's protocol -------------------------------------------------------------------------
 
 
-def _as_error(exc: RockError) -> JSONResponse:
-    return JSONResponse({"success": False, "detail": exc.message or type(exc).__name__}, status_code=exc.status_code)
+def as_error_body(exc: RockError) -> bytes:
+    return dumps({"success": False, "detail": exc.message or type(exc).__name__})
+
+
+def as_refusal(path: str, query: str, exc: RockError) -> Response:
+    """The token gate's refusal on AgentScope's routes, in its shape."""
+    return _as_error(exc)
+
+
+def _as_error(exc: RockError) -> Response:
+    return Response(as_error_body(exc), status_code=exc.status_code, media_type="application/json")
 
 
 async def _as(request: Request, fn, req=None) -> Any:
@@ -344,7 +358,7 @@ class TrainingHotPath:
             status, payload = 200, dumps({"success": True, "data": out} if agentscope else out)
         except RockError as exc:
             if agentscope:
-                status, payload = exc.status_code, dumps({"success": False, "detail": exc.message or type(exc).__name__})
+                status, payload = exc.status_code, as_error_body(exc)
             else:
                 status, payload = status_and_body(exc, scope["path"])
         except Exception as exc:  # noqa: BLE001 - mapped exactly like the routed handlers do

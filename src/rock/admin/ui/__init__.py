@@ -41,3 +41,5 @@ def _declare_errors(app: FastAPI) -> None:
         if path == "/" or path.startswith("/ui/"):
             for code, why in _UI_ERRORS.items():
                 route.responses.setdefault(code, {"description": why})
+            if not path.startswith(("/ui/fragments/", "/ui/events", "/ui/login", "/ui/logout")):
+                route.responses.setdefault(303, {"description": "no token (tokens on): to the login form"})
