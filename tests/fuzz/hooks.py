@@ -65,3 +65,13 @@ def map_case(ctx, case):
         if isinstance(case.path_parameters, dict) and "sandbox_id" in case.path_parameters:
             case.path_parameters["sandbox_id"] = SANDBOX
     return case
+
+
+_TIMES = os.environ.get("FUZZ_TIMES")  # a file: one "seconds status METHOD path" line per call
+
+
+@schemathesis.hook
+def after_call(ctx, case, response):
+    if _TIMES:
+        with open(_TIMES, "a") as f:
+            f.write(f"{response.elapsed:.3f} {response.status_code} {case.operation.method.upper()} {case.operation.path}\n")
