@@ -20,8 +20,8 @@ from rock.runtime import get_runtime_class
 # latency measured next.
 PARTS = ["runtime", "sdk", "parity", "envs", "gym", "training", "ui", "burst"]
 # Only in a full run or when asked: long runs (10,000 lifecycles, thousands of idle sandboxes,
-# 1,000 sandboxes on three local Ray nodes).
-FULL_ONLY = ["soak", "density", "cluster"]
+# 1,000 sandboxes on three local Ray nodes, Schemathesis over every route).
+FULL_ONLY = ["soak", "density", "cluster", "fuzz"]
 
 
 def _runner(wanted: str):

@@ -6,6 +6,8 @@ one interpreter lock, or every number through the SDK carries the other's work.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import socket
 import subprocess
@@ -18,32 +20,39 @@ SANDBOX_API = "/apis/envs/sandbox/v1"
 
 
 class AdminProcess:
-    def __init__(self, backend: str, prefix: str = "rock-bench-"):
-        self.backend = backend
-        self.state = tempfile.mkdtemp(prefix=prefix)
+    def __init__(self, backend: str, prefix: str = "rock-bench-", role: str = "admin", token: str | None = None,
+                 state: str | None = None):
+        self.backend, self.role, self.token = backend, role, token
+        self.state = state or tempfile.mkdtemp(prefix=prefix)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
 
     def _rock(self, *args: str) -> None:
+        env = {**os.environ, "ROCK_TOKENS": json.dumps({self.token: "bench"})} if self.token else None
         subprocess.run([sys.executable, "-m", "rock.cli.main", *args, "--state-dir", self.state], check=True,
-                       capture_output=True, timeout=300)
+                       capture_output=True, timeout=300, env=env)
 
     def start(self) -> str:
-        self._rock("admin", "start", "--backend", self.backend, "--port", str(self.port))
+        self._rock("admin", "start", "--backend", self.backend, "--port", str(self.port), "--role", self.role)
         return self.url
 
     def stop(self) -> None:
         """Delete every sandbox it still has (env sandboxes, stopped ones with kept files), then stop
         the admin; remove its state."""
+        h = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
-            listed = httpx.get(self.url + SANDBOX_API + "/sandboxes", params={"page_size": 1000}, timeout=60).json()
-            kept = {item["sandbox_id"] for item in (listed.get("result") or {}).get("items") or []
-                    if item.get("lifecycle_state") != "deleted"}
-            kept |= set(httpx.get(self.url + "/apis/v1/envs/gem/hosted", timeout=60).json())
-            for sandbox_id in kept:
-                httpx.post(self.url + SANDBOX_API + "/delete", json={"sandbox_id": sandbox_id}, timeout=120)
+            if self.role == "admin":
+                listed = httpx.get(self.url + SANDBOX_API + "/sandboxes", params={"page_size": 1000}, headers=h,
+                                   timeout=60).json()
+                kept = {item["sandbox_id"] for item in (listed.get("result") or {}).get("items") or []
+                        if item.get("lifecycle_state") != "deleted"}
+                kept |= set(httpx.get(self.url + "/apis/v1/envs/gem/hosted", headers=h, timeout=60).json())
+                for sandbox_id in kept:
+                    httpx.post(self.url + SANDBOX_API + "/delete", json={"sandbox_id": sandbox_id}, headers=h,
+                               timeout=120)
         finally:
             self._rock("admin", "stop")
-            shutil.rmtree(self.state, ignore_errors=True)
+            if self.role == "admin":
+                shutil.rmtree(self.state, ignore_errors=True)

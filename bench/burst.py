@@ -1,6 +1,11 @@
-"""The burst benchmark: 100 ``Sandbox.start()`` at once through the SDK, per backend.
+"""The burst benchmark: 100 ``Sandbox.start()`` at once through the SDK, per backend, against
+what the same machine needs for 100 bare isolation units at once, timed in alternating blocks.
 
-sdk_burst_100   each start's time until ready; success_rate counts failures; wall_s the whole burst
+sdk_burst_100     each start's time until ready; success_rate counts failures; wall_s the burst
+burst_floor_100   the floor, the same 100-at-once without ROCK: on bwrap, 100 bare ``bwrap``
+                  with the sandboxes' namespaces (pid, ipc, uts, net, mount, cgroup) running
+                  ``true``; on docker, 100 containers created and started through the Docker
+                  SDK (no network, the same image). ``ratio_to_floor`` compares the p99s.
 
 Its own part, run last: 100 sandboxes are torn down for seconds after it, which would show in
 any latency measured next.
@@ -9,30 +14,138 @@ any latency measured next.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from bench.admin import AdminProcess
-from bench.report import record
-from bench.sdk import _start_to_first_output, _timed_start, usable
+from bench.report import percentile, record
+from bench.sdk import _config, _start_to_first_output, usable
+from rock.sdk.sandbox import Sandbox
+
+N = 100
+SETTLE_S = 3.0  # what the last block tore down is still being freed by the kernel
+BARE_BWRAP = ["--bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid", "--unshare-ipc",
+              "--unshare-uts", "--unshare-net", "--unshare-cgroup-try", "--new-session", "--die-with-parent", "true"]
 
 
-async def _burst(ctx, backend: str) -> dict:
+async def _rock_burst(url: str) -> tuple[list[float | None], float]:
+    """100 start() at once; the sandboxes are deleted after the last is ready, not while the
+    others still start (a user's burst keeps its sandboxes)."""
+    sandboxes = [Sandbox(_config(url)) for _ in range(N)]
+
+    async def one(sandbox: Sandbox) -> float | None:
+        t = time.perf_counter()
+        try:
+            await sandbox.start()
+            return time.perf_counter() - t
+        except Exception:  # noqa: BLE001 - a failed start is counted, not raised
+            return None
+
+    t0 = time.perf_counter()
+    try:
+        results = await asyncio.gather(*(one(s) for s in sandboxes))
+        return list(results), time.perf_counter() - t0
+    finally:
+        await asyncio.gather(*(s.delete() for s in sandboxes if s.sandbox_id), return_exceptions=True)
+        await asyncio.gather(*(s.aclose() for s in sandboxes), return_exceptions=True)
+
+
+# Started from bash, not from this process: forking a large Python 100 times (and asyncio's
+# per-child watcher threads) would be the benchmark's own cost, not bwrap's. Each line is one
+# bwrap's end, against the common start, as each start() is timed from the burst's start.
+FLOOR_SCRIPT = """t0=$EPOCHREALTIME
+for i in $(seq "$1"); do { "$2" "${@:3}" && echo "$t0 $EPOCHREALTIME"; } & done; wait"""
+
+
+async def _bwrap_floor() -> tuple[list[float | None], float]:
+    bwrap = shutil.which("bwrap") or "bwrap"
+    t0 = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec("bash", "-c", FLOOR_SCRIPT, "floor", str(N), bwrap, *BARE_BWRAP,
+                                                stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    wall = time.perf_counter() - t0
+    done = [float(end) - float(start) for start, end in (line.split() for line in out.decode().splitlines())]
+    return done + [None] * (N - len(done)), wall
+
+
+def _docker_floor_sync(image: str) -> tuple[list[float | None], float]:
+    import docker
+
+    client = docker.from_env(max_pool_size=N + 8)
+    made = []
+
+    def one(_: int) -> float | None:
+        t = time.perf_counter()
+        try:
+            container = client.containers.create(image, ["sleep", "120"], network_mode="none",
+                                                  name=f"rock-bench-floor-{uuid.uuid4().hex[:10]}")
+            made.append(container)
+            container.start()
+            return time.perf_counter() - t
+        except Exception:  # noqa: BLE001 - a failed start is counted, not raised
+            return None
+
+    t0 = time.perf_counter()
+    try:
+        with ThreadPoolExecutor(N) as pool:
+            results = list(pool.map(one, range(N)))
+        return results, time.perf_counter() - t0
+    finally:
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda c: c.remove(force=True), made))
+        client.close()
+
+
+async def _floor(backend: str, image: str) -> tuple[list[float | None], float] | None:
+    if backend == "docker":
+        return await asyncio.to_thread(_docker_floor_sync, image)
+    if backend == "bwrap":
+        return await _bwrap_floor()
+    return None  # local: no isolation, nothing to compare with
+
+
+async def _burst(ctx, backend: str) -> list[dict]:
+    from rock.config import Settings
+
+    image = Settings().default_image
     admin = AdminProcess(backend, prefix="rock-bench-burst-")
     url = admin.start()
+    rock_s: list[float] = []
+    floor_s: list[float] = []
+    rock_walls, floor_walls, failures = [], [], 0
     try:
         await _start_to_first_output(url)  # warm-up: unpack the image, compile, caches
-        ctx.progress(f"sdk {backend}: burst of 100 start()")
-        t0 = time.perf_counter()
-        results = await asyncio.gather(*(_timed_start(url) for _ in range(100)))
-        wall = time.perf_counter() - t0
-        ok = [r for r in results if r is not None]
-        return record("sdk_burst_100", backend, ok, attempts=100, wall_s=round(wall, 3))
+        for block in range(ctx.n(1, 3)):
+            ctx.progress(f"burst {backend}: block {block + 1}, {N} start() through ROCK, then {N} bare")
+            await asyncio.sleep(SETTLE_S)
+            results, wall = await _rock_burst(url)
+            rock_s += [r for r in results if r is not None]
+            failures += sum(r is None for r in results)
+            rock_walls.append(wall)
+            await asyncio.sleep(SETTLE_S)
+            floor = await _floor(backend, image)
+            if floor is not None:
+                floor_s += [r for r in floor[0] if r is not None]
+                floor_walls.append(floor[1])
     finally:
         admin.stop()
+    rock = record("sdk_burst_100", backend, rock_s, attempts=len(rock_s) + failures,
+                  wall_s=round(max(rock_walls), 3), blocks=len(rock_walls))
+    if not floor_walls:
+        return [rock]
+    floor = record("burst_floor_100", backend, floor_s, attempts=N * len(floor_walls),
+                   wall_s=round(max(floor_walls), 3), blocks=len(floor_walls),
+                   what="bare bwrap, same namespaces" if backend == "bwrap" else "docker SDK create+start")
+    if rock_s and floor_s:
+        rock["floor_p99_ms"] = round(percentile(floor_s, 0.99) * 1e3, 1)
+        rock["ratio_to_floor"] = round(percentile(rock_s, 0.99) / percentile(floor_s, 0.99), 2)
+    return [rock, floor]
 
 
 async def run(ctx) -> list[dict]:
     records = []
     for backend in usable(ctx):
-        records.append(await _burst(ctx, backend))
+        records += await _burst(ctx, backend)
     return records

@@ -3,7 +3,8 @@
 ``density_idle_sandboxes`` (per backend): ``count`` started and idle at once, ``answered`` (each
 runs ``echo`` at the end), ``private_mb_each`` (the mean private memory, USS, of the processes in
 a sample of the sandboxes' cgroups) and ``available_mb_each`` (the drop in the machine's
-MemAvailable per sandbox: the kernel's share too, page tables, namespaces, mounts). Targets:
+MemAvailable per sandbox: the kernel's share too, page tables, namespaces, mounts), measured at
+rest, with ``memory_merging`` (whether agents' identical pages are merged by KSM). Targets:
 >= 2,000 idle bwrap sandboxes on a 2-core / 24 GB VM at <= 2 MB private memory each.
 
 It stops adding sandboxes at the target count, when MemAvailable falls under ``RESERVE_MB``, or
@@ -24,7 +25,7 @@ from pathlib import Path
 from bench.report import Context, record
 from rock.agent.sessions import SPARE_IDLE
 from rock.config import Settings
-from rock.worker.worker import Worker
+from rock.worker.worker import Worker, memory_merging
 
 LOOP = "uvloop"
 TARGET = {"bwrap": 2000, "docker": 300}
@@ -72,6 +73,35 @@ def pids_by_group(needles: dict[str, str]) -> dict[str, list[int]]:
     return out
 
 
+def _ksm(name: str) -> int | None:
+    try:
+        return int(Path("/sys/kernel/mm/ksm", name).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+async def _ksm_settled(ctx: Context, backend: str, limit_s: float = 900) -> None:
+    """Wait for two full KSM scans from now: pages merge on the second look at them."""
+    start, t0 = _ksm("full_scans") or 0, time.monotonic()
+    while (_ksm("full_scans") or 0) < start + 2 and time.monotonic() - t0 < limit_s:
+        ctx.progress(f"density {backend}: waiting for KSM's scans ({_ksm('pages_sharing')} pages shared)")
+        await asyncio.sleep(10)
+
+
+def _ksmd_cpu_s() -> float | None:
+    """CPU seconds the kernel's merging thread has used (what merging costs the machine)."""
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)
+            if entry.isdigit() and fields[0].endswith("(ksmd"):
+                parts = fields[1].split()
+                return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError):
+            continue
+    return None
+
+
 def _raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -103,11 +133,18 @@ async def density(ctx: Context, backend: str) -> dict:
             if len(ids) % 500 < BATCH:
                 ctx.progress(f"density {backend}: {len(ids)} idle sandboxes")
         started_s = time.perf_counter() - t0
+        ksmd_before, rest_t0 = _ksmd_cpu_s(), time.perf_counter()
         # At rest: past the agents' spare-bash idle time, so what an idle sandbox holds, not a
         # sandbox that has just started (the last batch would still hold its spare bash).
         ctx.progress(f"density {backend}: {len(ids)} sandboxes; {SPARE_IDLE + 5:.0f} s at rest before measuring")
         await asyncio.sleep(SPARE_IDLE + 5)
+        if memory_merging(worker.settings.merge_agent_memory) == "on":
+            await _ksm_settled(ctx, backend)
         after = available_bytes()
+        merging = memory_merging(worker.settings.merge_agent_memory)
+        ksm_sharing = _ksm("pages_sharing")
+        ksmd_after, rest_s = _ksmd_cpu_s(), time.perf_counter() - rest_t0
+        ksmd_share = round((ksmd_after - ksmd_before) / rest_s, 3) if ksmd_before is not None and ksmd_after else None
         sample = ids[:: max(1, len(ids) // SAMPLE)][:SAMPLE]
         needles = {sid: worker._get(sid).handle.runtime_id for sid in sample}
         groups = await asyncio.to_thread(pids_by_group, needles)
@@ -120,6 +157,7 @@ async def density(ctx: Context, backend: str) -> dict:
         shutil.rmtree(state, ignore_errors=True)
     n = len(ids)
     return record("density_idle_sandboxes", backend, [], attempts=n + failures, count=n, answered=answered,
+                  memory_merging=merging, ksm_pages_sharing=ksm_sharing, ksmd_cpu_share_at_rest=ksmd_share,
                   success_rate=round(answered / (n + failures), 4) if n + failures else 0.0,
                   failures=failures, stopped_because=stop_reason, start_seconds=round(started_s, 1),
                   private_mb_each=round(sum(private) / len(private) / 2**20, 3) if private else None,

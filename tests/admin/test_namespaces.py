@@ -77,3 +77,31 @@ def test_other_namespace_gets_404_on_everything(secured):
         assert alice.get_status().is_alive
     finally:
         alice.stop()
+
+
+def test_schema_security_is_what_the_admin_enforces(secured):
+    """Every operation the schema says needs a token refuses a request without one before it
+    reads anything (401; a UI page sends the browser to the login form, 303); every operation it
+    declares public (``security: []``) answers without one."""
+    schema = httpx.get(secured.url + "/openapi.json").json()
+    assert schema["components"]["securitySchemes"]
+    closed = public = 0
+    with httpx.Client(base_url=secured.url, timeout=60) as anonymous:
+        for path, item in schema["paths"].items():
+            for method, op in item.items():
+                url = path.replace("{path}", "x").replace("{", "").replace("}", "")  # any id: no lookup happens
+                r = anonymous.request(method.upper(), url)
+                if op.get("security") == []:
+                    public += 1
+                    assert r.status_code != 401, (method, path, r.status_code, r.text)
+                elif path == "/" or path.startswith("/ui/") and not path.startswith(("/ui/fragments/", "/ui/events")):
+                    closed += 1
+                    assert r.status_code == 303 and r.headers["location"].startswith("/ui/login"), (method, path)
+                else:
+                    closed += 1
+                    assert r.status_code == 401, (method, path, r.status_code, r.text)
+                    if "/agentscope/" in path:  # AgentScope's own error shape
+                        assert r.json()["success"] is False and "token" in r.json()["detail"]
+                    else:
+                        assert method == "head" or r.json()["result"]["error_type"] == "Unauthorized"
+    assert closed > 80 and public == 5, (closed, public)

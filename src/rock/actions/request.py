@@ -7,9 +7,13 @@ wire protocol, and a newer rl-rock SDK may send fields we do not know yet.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+# A path inside a sandbox. The admin checks it (rock.admin.context.check_path: a 400 naming the
+# rule); the schema states the part a schema can say: not empty, no NUL.
+SandboxPath = Annotated[str, WithJsonSchema({"type": "string", "minLength": 1, "pattern": "^[^\\u0000]+$"})]
 
 
 class _Compat(BaseModel):
@@ -23,7 +27,7 @@ class Command(_Compat):
     command: str | list[str]
     timeout: float | None = 1200
     env: dict[str, str] | None = None
-    cwd: str | None = None
+    cwd: SandboxPath | None = None
 
 
 class CreateBashSessionRequest(_Compat):
@@ -65,14 +69,14 @@ CloseSessionRequest = CloseBashSessionRequest
 
 
 class ReadFileRequest(_Compat):
-    path: str
+    path: SandboxPath
     encoding: str | None = None
     errors: str | None = None
 
 
 class WriteFileRequest(_Compat):
     content: str
-    path: str
+    path: SandboxPath
 
 
 class UploadMode(str, Enum):

@@ -14,11 +14,12 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from rock.admin import (errors, gem_routes, gym_routes, metrics, routes_data, routes_extra, routes_images, routes_lifecycle,
-                        routes_ports, routes_sandbox, routes_training, routes_ws, ui)
+from rock.admin import (errors, gem_routes, gym_routes, metrics, openapi, routes_data, routes_extra, routes_images,
+                        routes_lifecycle, routes_ports, routes_sandbox, routes_training, routes_ws, ui)
 from rock.admin.lifecycle import Lifecycle
 from rock.cluster import routes as cluster_routes
-from rock.admin.auth import Auth
+from rock.admin.auth import Auth, AuthGate
+from rock.actions.response import RockResponse
 from rock.admin.context import PREFIX, Ctx, ok
 from rock.admin.hotpath import HotPath
 from rock.admin.limits import BodyLimit
@@ -27,6 +28,11 @@ from rock.admin.store import open_store
 from rock.config import Settings
 
 log = logging.getLogger("rock.admin")
+# Served without a token even when tokens are on (the schema says so per operation)
+PUBLIC = {("GET", "/health"), ("GET", "/ui/login"), ("POST", "/ui/login"), ("POST", "/ui/logout"),
+          ("GET", "/apis/v1/training/agentscope/healthz")}
+# Past the token gate: the UI's static assets, the schema and its viewers.
+OPEN_PATHS = ("/ui/static/", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
 
 
 async def _warm_up(images: list[str]) -> None:
@@ -112,7 +118,7 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
         app.include_router(routes_training.router)
     app.include_router(cluster_routes.router(ctx), prefix=PREFIX)
 
-    @app.get("/health")
+    @app.get("/health", responses={200: {"model": RockResponse[dict]}})
     async def health():
         return ok({"status": "ok", "role": settings.role, "backend": worker.backend_name,
                    "sandboxes": sum(1 for r in ctx.sandboxes.records.values() if r.state == "running"),
@@ -120,6 +126,12 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
                    "reaper": ctx.sandboxes.reaping, "store": "postgresql" if store.shared else "sqlite"})
 
     app.add_middleware(BodyLimit)
+    # Every routed request shows a token first (the routes still scope by it); AgentScope's routes
+    # refuse in its error shape, the UI's pages send a browser to the login form.
+    refusals = [(routes_training.AGENTSCOPE + "/", routes_training.as_refusal)]
+    if settings.role == "admin":
+        refusals += [("/", ui.pages.login_needed), ("/ui/", ui.pages.login_needed)]
+    app.add_middleware(AuthGate, auth=ctx.auth, public=PUBLIC, open_paths=OPEN_PATHS, refusals=tuple(refusals))
     # Added last = outermost: the hot routes (run_in_session, env reset/step) skip every other
     # layer (see rock.admin.hotpath and rock.admin.gem_routes.GemHotPath).
     app.add_middleware(gem_routes.GemHotPath, fastapi_app=app)
@@ -131,4 +143,5 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     meter = metrics.install(app, ctx)
     if settings.role == "admin":
         ui.install(app, ctx, meter.request_rate)
+    openapi.install(app, ctx.auth.enabled, PUBLIC)
     return app

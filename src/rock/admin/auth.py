@@ -11,7 +11,9 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import socket
+from collections.abc import Callable
 
+from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 
 from rock.errors import RockError, Unauthorized
@@ -73,3 +75,53 @@ class Auth:
                 if hmac.compare_digest(known.encode(), token.encode()):
                     return namespace
         raise Unauthorized("missing or unknown API token; send 'Authorization: Bearer <token>'")
+
+
+class AuthGate:
+    """ASGI middleware: with tokens on, an HTTP request is refused before any route runs, unless
+    it is ``public`` ((METHOD, path) pairs) or under ``open_paths``.
+
+    Routes still ask for the caller's namespace to scope what they touch; the gate makes a route
+    that forgets to ask closed anyway. The refusal is the error envelope's 401, or what
+    ``refusals`` ((path prefix, fn(path, query, error) -> Response)) gives for routes that answer
+    another way (AgentScope's error shape, the UI's login redirect). The hot paths mounted outside
+    the gate authenticate themselves; WebSockets pass through (their handlers refuse on the socket)."""
+
+    def __init__(self, app, auth: Auth, public: set[tuple[str, str]], open_paths: tuple[str, ...] = (),
+                 refusals: tuple[tuple[str, Callable], ...] = ()):
+        self.app = app
+        self.auth = auth
+        self.public = {(method.upper(), path) for method, path in public}
+        self.open_paths = open_paths
+        self.refusals = refusals
+
+    def _open(self, scope) -> bool:
+        path = scope["path"]
+        method = "GET" if scope["method"] == "HEAD" else scope["method"]
+        return (method, path) in self.public or any(_covers(entry, path) for entry in self.open_paths)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and self.auth.enabled and not self._open(scope):
+            headers = Headers(scope=scope)
+            try:
+                self.auth.principal(headers)
+            except Unauthorized as exc:
+                response = self._refusal(scope, exc)
+                if headers.get("content-length", "0") != "0" or "transfer-encoding" in headers:
+                    response.headers["connection"] = "close"  # the body is left unread
+                return await response(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+    def _refusal(self, scope, exc: Unauthorized):
+        from rock.admin.errors import error_response
+
+        path = scope["path"]
+        for prefix, refuse in self.refusals:
+            if _covers(prefix, path):
+                return refuse(path, scope.get("query_string", b"").decode("latin-1"), exc)
+        return error_response(exc.status_code, exc.message, "Unauthorized")
+
+
+def _covers(entry: str, path: str) -> bool:
+    """An entry ending in '/' covers what is under it ('/' itself: only the root page)."""
+    return path == entry or (entry != "/" and entry.endswith("/") and path.startswith(entry))

@@ -37,9 +37,9 @@ def error_body(status_code: int, message: str, error_type: str, detail: str | No
     })
 
 
-def error_response(status_code: int, message: str, error_type: str) -> Response:
+def error_response(status_code: int, message: str, error_type: str, headers: dict | None = None) -> Response:
     return Response(error_body(status_code, message, error_type), status_code=status_code,
-                    media_type="application/json")
+                    media_type="application/json", headers=headers)
 
 
 def _loc(loc: tuple) -> str:
@@ -90,6 +90,19 @@ def _respond(request: Request, exc: Exception) -> Response:
     return Response(body, status_code=status, media_type="application/json")
 
 
+_PROBE = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods some route serves on this path: asked of the router itself (included routers
+    hide their routes behind one entry, and the proxy path has one route per method)."""
+    from starlette.routing import Match
+
+    routes = request.app.router.routes
+    return [m for m in _PROBE
+            if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in routes)]
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RockError, _respond)
     app.add_exception_handler(RequestValidationError, _respond)
@@ -99,8 +112,14 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         kinds = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge", 401: "Unauthorized"}
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        headers = dict(exc.headers or {})
         if exc.status_code == 404 and message == "Not Found":
             message = f"no such route: {request.method} {request.url.path}"
-        return error_response(exc.status_code, message, kinds.get(exc.status_code, "BadRequest"))
+        if exc.status_code == 405:
+            # RFC 9110: a 405 lists what the path does allow; Starlette names only the first
+            # route that matched the path, and one path may have a route per method (the proxy).
+            headers["Allow"] = ", ".join(allowed_methods(request))
+            message = f"{request.method} is not allowed on {request.url.path}; allowed: {headers['Allow']}"
+        return error_response(exc.status_code, message, kinds.get(exc.status_code, "BadRequest"), headers)
 
     app.add_exception_handler(Exception, _respond)

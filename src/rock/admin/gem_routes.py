@@ -12,10 +12,10 @@ answers reset/step/vec-step at the ASGI door, skipping FastAPI's routing layers 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,6 +23,7 @@ from starlette.responses import Response
 from rock.admin.errors import status_and_body
 from rock.admin.hotpath import read_body  # the admin's body reader (size limit included)
 from rock.admin.jsonutil import dumps, loads
+from rock.admin.openapi import doc
 from rock.envs import vector
 from rock.envs.catalog import Catalog, UserEnv
 from rock.envs.service import EnvService
@@ -78,11 +79,48 @@ class VecResetRequest(VecRequest):
 
 class VecStepRequest(VecRequest):
     # {index: action} for a subset, or one action per env (null: leave that env alone)
-    actions: dict[int, Any] | list[Any]
+    actions: Annotated[dict[int, Any], WithJsonSchema({"type": "object", "additionalProperties": True,
+                                                        "propertyNames": {"pattern": "^[0-9]+$"}})] | list[Any]
 
 
 class UnregisterRequest(_Ours):
     id: str
+
+
+class Made(BaseModel):
+    sandbox_id: str = Field(description="the env handle: '<env sandbox>:<env>'")
+    env_id: str
+
+
+class Closed(BaseModel):
+    sandbox_id: str
+    closed: bool
+
+
+class EnvIds(BaseModel):
+    env_id: list[str]
+
+
+class VecMade(BaseModel):
+    vec_id: str
+    env_id: str
+    num_envs: int
+    envs: list[str]
+    autoreset: str
+
+
+class VecClosed(BaseModel):
+    vec_id: str
+    closed: Any
+
+
+def _doc(model, result, codes=(400, 404), **kw) -> dict:
+    """GEM's routes answer bare JSON (no envelope); errors use the admin's error envelope."""
+    return doc(model, result=result, codes=codes, envelope=False, **kw)
+
+
+# 409: an earlier call timed out (close and make again); 410: its env host died; 504: past the timeout
+_CALL = (400, 404, 409, 410, 504)
 
 
 def service(app) -> EnvService:
@@ -186,31 +224,31 @@ class GemHotPath:
         await send({"type": "http.response.body", "body": payload})
 
 
-@router.post(GEM + "/make")
+@router.post(GEM + "/make", **_doc(MakeRequest, Made, (400, 404, 422, 503, 504)))
 async def make(request: Request) -> Response:
     req = MakeRequest.model_validate_json(await request.body())
     rec = await service(request.app).make(req.env_id, req.kwargs, _owner(request), req.timeout)
     return _json({"sandbox_id": rec.handle, "env_id": rec.env_id})
 
 
-@router.post(GEM + "/reset")
+@router.post(GEM + "/reset", **_doc(ResetRequest, dict[str, Any], _CALL))  # answered by GemHotPath
 async def reset(request: Request) -> Response:
     return _json(await _reset(request.app, await request.body(), _owner(request)))
 
 
-@router.post(GEM + "/step")
+@router.post(GEM + "/step", **_doc(StepRequest, dict[str, Any], _CALL))  # answered by GemHotPath
 async def step(request: Request) -> Response:
     return _json(await _step(request.app, await request.body(), _owner(request)))
 
 
-@router.post(GEM + "/close")
+@router.post(GEM + "/close", **_doc(HandleRequest, Closed))
 async def close(request: Request) -> Response:
     req = HandleRequest.model_validate_json(await request.body())
     closed = await service(request.app).close(req.sandbox_id, _owner(request))
     return _json({"sandbox_id": req.sandbox_id, "closed": closed})
 
 
-@router.post(GEM + "/list")
+@router.post(GEM + "/list", **doc(result=EnvIds, envelope=False, codes=(503,)))
 async def list_ids(request: Request) -> Response:
     """ROCK's list: the env ids that can be made (``{"env_id": [...]}``)."""
     entries = await _catalog(request, deep=True)
@@ -237,13 +275,13 @@ async def _catalog_all(request: Request, deep: bool):
 catalog_entries = _catalog_all  # the admin UI's environments page shows the same list
 
 
-@router.get(GEM + "/catalog")
+@router.get(GEM + "/catalog", **doc(result=dict[str, list[dict[str, Any]]], envelope=False, codes=(503,)))
 async def catalog(request: Request, deep: bool = True) -> Response:
     entries = await _catalog_all(request, deep)
     return _json({"envs": [e.model_dump() for e in entries]})
 
 
-@router.post(GEM + "/register")
+@router.post(GEM + "/register", **_doc(UserEnv, dict[str, Any], (400, 422, 503)))
 async def register(request: Request, replace: bool = False) -> Response:
     env = UserEnv.model_validate_json(await request.body())
     svc = service(request.app)
@@ -251,13 +289,13 @@ async def register(request: Request, replace: bool = False) -> Response:
     return _json((await svc.catalog.register(env, runner, replace=replace)).model_dump())
 
 
-@router.post(GEM + "/unregister")
+@router.post(GEM + "/unregister", **_doc(UnregisterRequest, dict[str, Any], ()))
 async def unregister(request: Request) -> Response:
     req = UnregisterRequest.model_validate_json(await request.body())
     return _json({"id": req.id, "removed": service(request.app).catalog.unregister(req.id)})
 
 
-@router.get(GEM + "/hosted")
+@router.get(GEM + "/hosted", **doc(result=dict[str, list[dict[str, Any]]], envelope=False))
 async def hosted(request: Request) -> Response:
     owner = _owner(request)
     svc = service(request.app)
@@ -268,7 +306,7 @@ async def hosted(request: Request) -> Response:
 # -- ours: vector envs ----------------------------------------------------------------------------
 
 
-@router.post(GEM + "/vec/make")
+@router.post(GEM + "/vec/make", **_doc(VecMakeRequest, VecMade, (400, 404, 422, 503, 504)))
 async def vec_make(request: Request) -> Response:
     req = VecMakeRequest.model_validate_json(await request.body())
     vec = await vector.make_vec(service(request.app), req.env_id, req.num_envs, _owner(request), req.kwargs,
@@ -277,7 +315,7 @@ async def vec_make(request: Request) -> Response:
                   "autoreset": vec.autoreset})
 
 
-@router.post(GEM + "/vec/reset")
+@router.post(GEM + "/vec/reset", **_doc(VecResetRequest, dict[str, Any], _CALL))
 async def vec_reset(request: Request) -> Response:
     req = VecResetRequest.model_validate_json(await request.body())
     svc = service(request.app)
@@ -285,12 +323,12 @@ async def vec_reset(request: Request) -> Response:
     return _json(await vector.vec_reset(svc, vec, req.seed, req.indices))
 
 
-@router.post(GEM + "/vec/step")
+@router.post(GEM + "/vec/step", **_doc(VecStepRequest, dict[str, Any], _CALL))  # answered by GemHotPath
 async def vec_step(request: Request) -> Response:
     return _json(await _vec_step(request.app, await request.body(), _owner(request)))
 
 
-@router.post(GEM + "/vec/close")
+@router.post(GEM + "/vec/close", **_doc(VecRequest, VecClosed))
 async def vec_close(request: Request) -> Response:
     req = VecRequest.model_validate_json(await request.body())
     svc = service(request.app)

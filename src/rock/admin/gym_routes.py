@@ -21,6 +21,7 @@ from starlette.responses import Response, StreamingResponse
 from rock.admin import gem_routes
 from rock.admin.errors import status_and_body
 from rock.admin.hotpath import read_body
+from rock.admin.openapi import errors
 from rock.envs.gym_sessions import GymImageRequest, GymSessionInfo, GymSessionRequest, GymSessions
 from rock.envs.images import ImageBuilder
 
@@ -28,7 +29,9 @@ GYM = "/apis/v1/envs/gym"
 router = APIRouter(tags=["gym"])
 
 _BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
-_VALUE = {200: {"description": "a gymwire body: the env's result, arrays as raw bytes", "content": _BINARY}}
+# 404: no such session (closed, reaped) or env; 409: an earlier call timed out; 410: its env host died
+_CALL = errors(400, 404, 409, 410, 504)
+_VALUE = {200: {"description": "a gymwire body: the env's result, arrays as raw bytes", "content": _BINARY}, **_CALL}
 _NDJSON = {"application/x-ndjson": {"schema": {"type": "string"}}}
 
 
@@ -117,7 +120,7 @@ class GymHotPath:
 
 
 @router.post(GYM + "/images", responses={200: {"description": "progress lines, then the image or an error",
-                                                "content": _NDJSON}})
+                                                "content": _NDJSON}, **errors(400, 422)})
 async def build_image(req: GymImageRequest, request: Request) -> StreamingResponse:
     """Build (or find) the env image of a session's source and packages, streaming progress as
     JSON lines: ``{"progress": ...}``, then ``{"image": {...}}`` or ``{"error": {...}}``."""
@@ -152,13 +155,13 @@ async def build_image(req: GymImageRequest, request: Request) -> StreamingRespon
     return StreamingResponse(stream(), media_type="application/x-ndjson")
 
 
-@router.post(GYM + "/sessions", response_model=GymSessionInfo)
+@router.post(GYM + "/sessions", response_model=GymSessionInfo, responses=errors(400, 404, 422, 503, 504))
 async def open_session(req: GymSessionRequest, request: Request) -> GymSessionInfo:
     """Open a session: its sandbox, its env (or vector env), and its contract (spaces, metadata)."""
     return await sessions(request.app).open(req, _owner(request))
 
 
-@router.get(GYM + "/sessions")
+@router.get(GYM + "/sessions", responses=errors())
 async def list_sessions(request: Request) -> dict:
     return {"sessions": sessions(request.app).listing(_owner(request))}
 
@@ -183,13 +186,13 @@ async def render(session_id: str, request: Request, env_index: int = Query(defau
     return _value(await sessions(request.app).render(session_id, _owner(request), env_index))
 
 
-@router.post(GYM + "/sessions/{session_id}/keepalive", response_model=Lease)
+@router.post(GYM + "/sessions/{session_id}/keepalive", response_model=Lease, responses=_CALL)
 async def keepalive(session_id: str, request: Request) -> Lease:
     """Renew the session's lease (the SDK does this while its process lives)."""
     return Lease(session_id=session_id, lease=sessions(request.app).keepalive(session_id, _owner(request)))
 
 
-@router.delete(GYM + "/sessions/{session_id}", response_model=Closed)
+@router.delete(GYM + "/sessions/{session_id}", response_model=Closed, responses=_CALL)
 async def close(session_id: str, request: Request) -> Closed:
     """Close the session and stop its sandbox."""
     return Closed(session_id=session_id, closed=await sessions(request.app).close(session_id, _owner(request)))

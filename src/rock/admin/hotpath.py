@@ -34,6 +34,7 @@ class HotPath:
     async def _run(self, scope, receive, send) -> None:
         try:
             headers = Headers(scope=scope)
+            owner = self.ctx.auth.principal(headers)  # a caller without a token learns nothing more
             declared = headers.get("content-length")
             if declared is not None and (not declared.isdigit() or int(declared) > MAX_JSON_BODY):
                 raise PayloadTooLarge(f"request body exceeds the limit of {MAX_JSON_BODY} bytes for this route")
@@ -41,7 +42,7 @@ class HotPath:
             if not body.strip():
                 raise BadRequest("request body is empty; expected a JSON object for SandboxBashAction")
             action = SandboxBashAction.model_validate_json(body)
-            payload, status = await run_action(self.ctx, action, self.ctx.auth.principal(headers))
+            payload, status = await run_action(self.ctx, action, owner)
         except Exception as exc:  # noqa: BLE001 - mapped exactly like the routed handlers do
             status, payload = status_and_body(exc, RUN_PATH)
         await send({"type": "http.response.start", "status": status,

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from rock.actions.sandbox import (
+    ID_PATTERN,
     SandboxBashAction,
     SandboxCloseSessionRequest,
     SandboxCommand,
@@ -25,7 +26,10 @@ from rock.actions.sandbox import (
     SandboxReadFileRequest,
     SandboxWriteFileRequest,
 )
+from rock.actions.response import (BashObservation, CloseBashSessionResponse, CommandResponse,
+                                   CreateBashSessionResponse, ReadFileResponse, UploadResponse, WriteFileResponse)
 from rock.admin.context import Ctx, check_path, ok, parse
+from rock.admin.openapi import SANDBOX, doc
 from rock.admin.jsonutil import dumps
 from rock.admin.uploads import write_whole
 from rock.errors import BadRequest, SessionExists, SessionNotFound
@@ -91,15 +95,23 @@ async def _read_chunks(file: UploadFile):
         yield chunk
 
 
+UPLOAD_BODY = {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file", "target_path", "sandbox_id"],
+    "properties": {"file": {"type": "string", "format": "binary"}, "target_path": {"type": "string", "minLength": 1},
+                   "sandbox_id": {"type": "string", "pattern": ID_PATTERN}}}}}}
+
+
 def router(ctx: Ctx) -> APIRouter:
     api = APIRouter()
 
-    @api.post("/run_in_session")
+    # Answered by rock.admin.hotpath (same model, same answers); declared here for the schema.
+    # 200 with status "Failed" and result.code 6000: the command failed under check="raise".
+    @api.post("/run_in_session", **doc(SandboxBashAction, result=BashObservation, codes=(400, *SANDBOX, 504)))
     async def run_in_session(request: Request):
         body, status = await run_action(ctx, await parse(request, SandboxBashAction), ctx.owner(request))
         return Response(body, status_code=status, media_type="application/json")
 
-    @api.post("/create_session")
+    @api.post("/create_session", **doc(SandboxCreateSessionRequest, result=CreateBashSessionResponse, codes=(400, *SANDBOX)))
     async def create_session(request: Request):
         req = await parse(request, SandboxCreateSessionRequest)
         agent = await ctx.agent(request, req.sandbox_id)
@@ -109,14 +121,14 @@ def router(ctx: Ctx) -> APIRouter:
                                    env_enable=req.env_enable)
         return ok({"session_type": "bash", "output": ""})
 
-    @api.post("/close_session")
+    @api.post("/close_session", **doc(SandboxCloseSessionRequest, result=CloseBashSessionResponse, codes=SANDBOX))
     async def close_session(request: Request):
         req = await parse(request, SandboxCloseSessionRequest)
         agent = await ctx.agent(request, req.sandbox_id)
         await agent.close_session(req.session)
         return ok({"session_type": "bash"})
 
-    @api.post("/execute")
+    @api.post("/execute", **doc(SandboxCommand, result=CommandResponse, codes=(400, *SANDBOX, 504)))
     async def execute(request: Request):
         c = await parse(request, SandboxCommand)
         if c.cwd is not None:
@@ -128,7 +140,7 @@ def router(ctx: Ctx) -> APIRouter:
                                    "timeout" if r.timed_out else "completed", started, time.perf_counter() - t0)
         return ok({"stdout": r.stdout, "stderr": r.stderr, "exit_code": r.exit_code, "timed_out": r.timed_out})
 
-    @api.post("/read_file")
+    @api.post("/read_file", **doc(SandboxReadFileRequest, result=ReadFileResponse, codes=(400, *SANDBOX)))
     async def read_file(request: Request):
         req = await parse(request, SandboxReadFileRequest)
         agent = await ctx.agent(request, req.sandbox_id)
@@ -140,14 +152,14 @@ def router(ctx: Ctx) -> APIRouter:
                              "pass errors='replace' or download the bytes") from None
         return ok({"content": content})
 
-    @api.post("/write_file")
+    @api.post("/write_file", **doc(SandboxWriteFileRequest, result=WriteFileResponse, codes=(400, *SANDBOX)))
     async def write_file(request: Request):
         req = await parse(request, SandboxWriteFileRequest)
         agent = await ctx.agent(request, req.sandbox_id)
         await agent.write_file(check_path(req.path), req.content.encode())
         return ok({"success": True, "message": f"wrote {req.path}"})
 
-    @api.post("/upload")
+    @api.post("/upload", **doc(result=UploadResponse, codes=(400, *SANDBOX), openapi_extra={"requestBody": UPLOAD_BODY}))
     async def upload(request: Request):
         # Files are spooled to disk by the form parser and streamed to the sandbox in chunks.
         async with request.form(max_files=1, max_fields=16) as form:

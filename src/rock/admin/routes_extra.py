@@ -16,7 +16,9 @@ from rock.actions.sandbox import (
     SendInputRequest,
     WaitSessionRequest,
 )
+from rock.actions.response import BashObservation
 from rock.admin.context import Ctx, check_path, ok, parse, query
+from rock.admin.openapi import SANDBOX, doc
 from rock.admin.routes_data import observation, run_response
 from rock.admin.uploads import write_whole
 
@@ -29,7 +31,7 @@ class _Q(BaseModel):
 
 
 class PathQuery(_Q):
-    path: str = Field(min_length=1)
+    path: str = Field(min_length=1, pattern=r"^[^\x00]+$")
 
 
 class ReadQuery(PathQuery):
@@ -51,45 +53,55 @@ class ProcOutputQuery(ProcQuery):
     offset: int = Field(default=0, ge=0)
 
 
+def _bytes(media: str, what: str, headers: dict | None = None) -> dict:
+    return {"response_class": Response, "responses": {200: {
+        "description": what, "content": {media: {"schema": {"type": "string", "format": "binary"}}},
+        **({"headers": headers} if headers else {})}}}
+
+
+_PATHS = (400, *SANDBOX)  # 400: a path with '..' or NUL; 404 also: no such file
+
+
 def router(ctx: Ctx) -> APIRouter:
     api = APIRouter()
 
     # -- sessions --------------------------------------------------------------------------
 
-    @api.post("/interrupt_session")
+    @api.post("/interrupt_session", **doc(InterruptRequest, result=BashObservation, codes=SANDBOX))
     async def interrupt_session(request: Request):
         req = await parse(request, InterruptRequest)
         r = await (await ctx.agent(request, req.sandbox_id)).interrupt(req.session, grace=req.grace)
         return ok(observation(r, "silent", ""))
 
-    @api.post("/send_input")
+    @api.post("/send_input", **doc(SendInputRequest, result=dict, codes=SANDBOX))
     async def send_input(request: Request):
         req = await parse(request, SendInputRequest)
         await (await ctx.agent(request, req.sandbox_id)).send_input(req.session, req.data)
         return ok({})
 
-    @api.post("/wait_session")
+    @api.post("/wait_session", **doc(WaitSessionRequest, result=BashObservation, codes=SANDBOX))
     async def wait_session(request: Request):
         req = await parse(request, WaitSessionRequest)
         agent = await ctx.agent(request, req.sandbox_id)
         r = await agent.wait(req.session, timeout=req.timeout, idle_timeout=req.idle_timeout)
         return run_response(observation(r, "silent", ""), "silent")
 
-    @api.get("/sessions")
+    @api.get("/sessions", **doc(query=_Q, result=dict, codes=SANDBOX))
     async def sessions(request: Request):
         q = query(request, _Q)
         return ok({"sessions": await (await ctx.agent(request, q.sandbox_id)).list_sessions()})
 
     # -- files -----------------------------------------------------------------------------
 
-    @api.get("/files/read")
+    @api.get("/files/read", **doc(query=ReadQuery, codes=_PATHS, **_bytes("application/octet-stream", "the file's bytes")))
     async def file_read(request: Request):
         q = query(request, ReadQuery)
         agent = await ctx.agent(request, q.sandbox_id)
         data = await agent.read_file(check_path(q.path), offset=q.offset, length=q.length)
         return Response(data, media_type="application/octet-stream")
 
-    @api.put("/files/write")
+    @api.put("/files/write", **doc(query=WriteQuery, raw_body="application/octet-stream", body_required=False,  # none: an empty file
+                                       result=dict, codes=_PATHS))
     async def file_write(request: Request):
         q = query(request, WriteQuery)
         agent = await ctx.agent(request, q.sandbox_id)
@@ -98,7 +110,7 @@ def router(ctx: Ctx) -> APIRouter:
         size = await write_whole(agent, path, request.stream(), WRITE_CHUNK, mode, append=q.append)
         return ok({"path": path, "size": size})
 
-    @api.get("/files/download")
+    @api.get("/files/download", **doc(query=PathQuery, codes=_PATHS, **_bytes("application/x-tar", "a tar of the file or directory")))
     async def download(request: Request):
         """A file or a directory as a tar stream (binary-safe, any size)."""
         q = query(request, PathQuery)
@@ -108,25 +120,25 @@ def router(ctx: Ctx) -> APIRouter:
         return StreamingResponse(agent.tar_get(q.path), media_type="application/x-tar",
                                  headers={"content-disposition": f'attachment; filename="{name}.tar"'})
 
-    @api.put("/files/upload_tar")
+    @api.put("/files/upload_tar", **doc(query=PathQuery, raw_body="application/x-tar", result=dict, codes=_PATHS))
     async def upload_tar(request: Request):
         q = query(request, PathQuery)
         agent = await ctx.agent(request, q.sandbox_id)
         return ok(await agent.tar_put(check_path(q.path), request.stream()))
 
-    @api.get("/files/stat")
+    @api.get("/files/stat", **doc(query=PathQuery, result=dict, codes=_PATHS))
     async def stat(request: Request):
         q = query(request, PathQuery)
         return ok(await (await ctx.agent(request, q.sandbox_id)).stat(check_path(q.path)))
 
-    @api.get("/files/list")
+    @api.get("/files/list", **doc(query=PathQuery, result=dict, codes=_PATHS))
     async def list_dir(request: Request):
         q = query(request, PathQuery)
         return ok({"entries": await (await ctx.agent(request, q.sandbox_id)).list_dir(check_path(q.path))})
 
     # -- background processes --------------------------------------------------------------
 
-    @api.post("/procs/start")
+    @api.post("/procs/start", **doc(ProcStartRequest, result=dict, codes=_PATHS))
     async def proc_start(request: Request):
         req = await parse(request, ProcStartRequest)
         agent = await ctx.agent(request, req.sandbox_id)
@@ -134,12 +146,14 @@ def router(ctx: Ctx) -> APIRouter:
             check_path(req.cwd, "cwd")
         return ok(await agent.proc_start(req.command, shell=req.shell, env=req.env, cwd=req.cwd, name=req.name))
 
-    @api.get("/procs/status")
+    @api.get("/procs/status", **doc(query=ProcQuery, result=dict, codes=SANDBOX))
     async def proc_status(request: Request):
         q = query(request, ProcQuery)
         return ok(await (await ctx.agent(request, q.sandbox_id)).proc_status(q.proc_id))
 
-    @api.get("/procs/output")
+    @api.get("/procs/output", **doc(query=ProcOutputQuery, codes=SANDBOX, **_bytes(
+        "application/octet-stream", "the stream's bytes from offset",
+        {"x-next-offset": {"schema": {"type": "integer"}}, "x-running": {"schema": {"type": "string", "enum": ["0", "1"]}}})))
     async def proc_output(request: Request):
         q = query(request, ProcOutputQuery)
         agent = await ctx.agent(request, q.sandbox_id)
@@ -147,20 +161,20 @@ def router(ctx: Ctx) -> APIRouter:
         return Response(data, media_type="application/octet-stream",
                         headers={"x-next-offset": str(next_offset), "x-running": "1" if running else "0"})
 
-    @api.post("/procs/kill")
+    @api.post("/procs/kill", **doc(ProcKillRequest, result=dict, codes=SANDBOX))
     async def proc_kill(request: Request):
         req = await parse(request, ProcKillRequest)
         await (await ctx.agent(request, req.sandbox_id)).proc_kill(req.proc_id, req.signal)
         return ok({})
 
-    @api.get("/procs")
+    @api.get("/procs", **doc(query=_Q, result=dict, codes=SANDBOX))
     async def procs(request: Request):
         q = query(request, _Q)
         return ok({"procs": await (await ctx.agent(request, q.sandbox_id)).proc_list()})
 
     # -- statistics ------------------------------------------------------------------------
 
-    @api.get("/stats")
+    @api.get("/stats", **doc(query=_Q, result=dict, codes=SANDBOX))
     async def stats(request: Request):
         q = query(request, _Q)
         await ctx.agent(request, q.sandbox_id)

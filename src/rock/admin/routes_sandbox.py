@@ -6,11 +6,13 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 
-from rock.actions.response import RockResponse, SandboxStartResponse
+from rock.actions.response import (IsAliveResponse, SandboxListResponse, SandboxStartResponse, SandboxStatusResponse,
+                                   StateTransitionRecord)
 from rock.actions.sandbox import BatchStatusRequest, SandboxIdRequest, SandboxStartRequest
 from rock.admin import gem_routes
 from rock.admin.context import Ctx, iso, ok, parse, query
 from rock.admin.lifecycle import transition_deadline
+from rock.admin.openapi import SANDBOX, doc
 from rock.admin.start_checks import check_start_request
 from rock.admin.store import SandboxRecord
 from rock.errors import SandboxNotFound
@@ -39,6 +41,10 @@ class ListQuery(BaseModel):
     namespace: str | None = None
     image: str | None = None
     state: str | None = None
+
+
+class BatchStatuses(BaseModel):
+    statuses: list[SandboxStatusResponse]
 
 
 def _meta(request: Request) -> dict:
@@ -92,12 +98,10 @@ def router(ctx: Ctx, write: bool = True) -> APIRouter:
         record = await svc.start(req, ctx.owner(request), _meta(request), wait=wait)
         return ok(start_result(record))
 
-    start_doc = dict(openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-        "schema": SandboxStartRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}},
-        responses={200: {"model": RockResponse[SandboxStartResponse]},
-                   400: {"model": RockResponse[dict], "description": "a field this machine cannot honour, named"},
-                   422: {"model": RockResponse[dict], "description": "an invalid or unknown field, named"},
-                   503: {"model": RockResponse[dict], "description": "the sandbox could not start: the reason"}})
+    # 400: a field this machine cannot honour (rock.admin.start_checks); 409: the sandbox_id is taken
+    start_doc = doc(SandboxStartRequest, result=SandboxStartResponse, codes=(400, 409, 503, 507))
+    status_doc = doc(query=StatusQuery, result=SandboxStatusResponse, codes=(404,))
+    id_doc = doc(SandboxIdRequest, result=str, codes=(400, 404, 409))
 
     @writes.post("/start", **start_doc)
     async def start(request: Request):
@@ -109,37 +113,37 @@ def router(ctx: Ctx, write: bool = True) -> APIRouter:
         # is_alive on its first get_status and never reaches its 3-second sleep.
         return await _start(request, True)
 
-    @api.get("/is_alive")
+    @api.get("/is_alive", **doc(query=StatusQuery, result=IsAliveResponse, codes=(404,)))
     async def is_alive(request: Request):
         q = query(request, StatusQuery)
         record = await svc.lookup(q.sandbox_id, ctx.owner(request))
         return ok({"is_alive": record.state == "running", "message": record.host_name or record.state})
 
-    @api.get("/get_status")
+    @api.get("/get_status", **status_doc)
     async def get_status(request: Request):
         q = query(request, StatusQuery)
         record = await svc.lookup(q.sandbox_id, ctx.owner(request), include_deleted=q.include_all_states)
         return ok(status_result(record, await svc.store.history(record.sandbox_id), keep))
 
-    @api.get("/get_sandbox_statistics")
+    @api.get("/get_sandbox_statistics", **doc(query=StatusQuery, result=dict, codes=SANDBOX))
     async def statistics(request: Request):
         q = query(request, StatusQuery)
         await ctx.agent(request, q.sandbox_id)
         return ok((await ctx.worker.stats(q.sandbox_id)).model_dump())
 
-    @writes.post("/stop")
+    @writes.post("/stop", **id_doc)
     async def stop(request: Request):
         req = await parse(request, SandboxIdRequest)
         await svc.stop(req.sandbox_id, ctx.owner(request))
         return ok(f"{req.sandbox_id} stopped")
 
-    @writes.post("/delete")
+    @writes.post("/delete", **id_doc)
     async def delete(request: Request):
         req = await parse(request, SandboxIdRequest)
         await svc.delete(req.sandbox_id, ctx.owner(request))
         return ok(f"{req.sandbox_id} deleted")
 
-    @api.get("/sandboxes")
+    @api.get("/sandboxes", **doc(query=ListQuery, result=SandboxListResponse))
     async def list_sandboxes(request: Request):
         q = query(request, ListQuery)
         items = [r for r in svc.visible(ctx.owner(request)) if _matches(r, q)]
@@ -151,7 +155,7 @@ def router(ctx: Ctx, write: bool = True) -> APIRouter:
                    "total": len(items), "page": q.page,
                    "page_size": q.page_size, "has_more": start + q.page_size < len(items)})
 
-    @api.post("/sandboxes/batch")
+    @api.post("/sandboxes/batch", **doc(BatchStatusRequest, result=BatchStatuses))
     async def batch(request: Request):
         req = await parse(request, BatchStatusRequest)
         owner, statuses = ctx.owner(request), []
@@ -162,7 +166,7 @@ def router(ctx: Ctx, write: bool = True) -> APIRouter:
                 continue  # ROCK's batch answers for what exists and skips the rest
         return ok({"statuses": statuses})
 
-    @api.get("/sandboxes/{sandbox_id}/history")
+    @api.get("/sandboxes/{sandbox_id}/history", **doc(result=list[StateTransitionRecord], codes=(404,)))
     async def history(sandbox_id: str, request: Request):
         record = svc.get(sandbox_id, ctx.owner(request))
         return ok(status_result(record, await svc.store.history(sandbox_id))["state_history"])

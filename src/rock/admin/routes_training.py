@@ -15,11 +15,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import Headers
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import PlainTextResponse, Response
 
 from rock.admin.errors import status_and_body
 from rock.admin.hotpath import read_body
 from rock.admin.jsonutil import dumps
+from rock.admin.openapi import ErrorEnvelope
 from rock.errors import RockError
 from rock.training.service import TrainingService, TrainingSettings
 
@@ -107,12 +108,26 @@ class ASReply(BaseModel):
 
 # Errors answer the admin's envelope ({"status": "Failed", "message", "result": {"error_type"}}) on our
 # routes, {"success": false, "detail"} on AgentScope's.
-ERRORS = {400: {"description": "bad input (a malformed action, an unknown split)"},
-          404: {"description": "unknown env type, task or instance"},
-          409: {"description": "the instance id is taken"},
-          410: {"description": "the instance was released (by request or after the idle TTL)"},
-          422: {"description": "the suite cannot run here (what to provide is in the message), or an invalid body"},
-          504: {"description": "the task's call ran past its timeout"}}
+_WHY = {400: "bad input (a malformed action, an unknown split)", 404: "unknown env type, task or instance",
+        409: "the instance id is taken", 410: "the instance was released (by request or after the idle TTL)",
+        422: "the suite cannot run here (what to provide is in the message), or an invalid body",
+        504: "the task's call ran past its timeout"}
+ERRORS = {code: {"model": ErrorEnvelope, "description": why} for code, why in _WHY.items()}
+
+
+class ASError(BaseModel):
+    success: bool
+    detail: str
+
+
+# AgentScope's routes answer its own error shape; a body that is not JSON (400) or not the
+# request's shape (422) is refused before the route runs, in the admin's envelope.
+AS_ERRORS = {code: {"model": ASError, "description": why} for code, why in
+             {**_WHY, 401: "missing or unknown API token (tokens on)"}.items()}
+for _code in (400, 422):
+    AS_ERRORS[_code] = {"description": _WHY[_code] + " (an invalid body: the admin's envelope)", "content": {
+        "application/json": {"schema": {"anyOf": [{"$ref": "#/components/schemas/ASError"},
+                                                  {"$ref": "#/components/schemas/ErrorEnvelope"}]}}}}
 
 
 def service(app) -> TrainingService:
@@ -240,8 +255,17 @@ async def instances(request: Request) -> list[dict[str, Any]]:
 # -- AgentScope's protocol -------------------------------------------------------------------------
 
 
-def _as_error(exc: RockError) -> JSONResponse:
-    return JSONResponse({"success": False, "detail": exc.message or type(exc).__name__}, status_code=exc.status_code)
+def as_error_body(exc: RockError) -> bytes:
+    return dumps({"success": False, "detail": exc.message or type(exc).__name__})
+
+
+def as_refusal(path: str, query: str, exc: RockError) -> Response:
+    """The token gate's refusal on AgentScope's routes, in its shape."""
+    return _as_error(exc)
+
+
+def _as_error(exc: RockError) -> Response:
+    return Response(as_error_body(exc), status_code=exc.status_code, media_type="application/json")
 
 
 async def _as(request: Request, fn, req=None) -> Any:
@@ -266,33 +290,33 @@ async def as_healthz() -> str:
     return "OK"
 
 
-@router.post(AGENTSCOPE + "/get_env_profile", response_model=ASReply, responses=ERRORS)
+@router.post(AGENTSCOPE + "/get_env_profile", response_model=ASReply, responses=AS_ERRORS)
 async def as_profile(req: ASRequest, request: Request):
     params = req.params or {}
     return await _as(request, lambda s, r, o: s.profile(req.env_type, params.get("split", "train"), params))
 
 
-@router.post(AGENTSCOPE + "/create", response_model=ASReply, responses=ERRORS)
+@router.post(AGENTSCOPE + "/create", response_model=ASReply, responses=AS_ERRORS)
 async def as_create(req: ASRequest, request: Request):
     return await _as(request, _as_create, req)
 
 
-@router.post(AGENTSCOPE + "/step", response_model=ASReply, responses=ERRORS)
+@router.post(AGENTSCOPE + "/step", response_model=ASReply, responses=AS_ERRORS)
 async def as_step(req: ASRequest, request: Request):
     return await _as(request, _as_step, req)
 
 
-@router.post(AGENTSCOPE + "/evaluate", response_model=ASReply, responses=ERRORS)
+@router.post(AGENTSCOPE + "/evaluate", response_model=ASReply, responses=AS_ERRORS)
 async def as_evaluate(req: ASRequest, request: Request):
     return await _as(request, _as_evaluate, req)
 
 
-@router.post(AGENTSCOPE + "/get_info", response_model=ASReply, responses=ERRORS)
+@router.post(AGENTSCOPE + "/get_info", response_model=ASReply, responses=AS_ERRORS)
 async def as_info(req: ASRequest, request: Request):
     return await _as(request, _as_info, req)
 
 
-@router.post(AGENTSCOPE + "/release", response_model=ASReply, responses=ERRORS)
+@router.post(AGENTSCOPE + "/release", response_model=ASReply, responses=AS_ERRORS)
 async def as_release(req: ASRequest, request: Request):
     return await _as(request, _as_release, req)
 
@@ -334,7 +358,7 @@ class TrainingHotPath:
             status, payload = 200, dumps({"success": True, "data": out} if agentscope else out)
         except RockError as exc:
             if agentscope:
-                status, payload = exc.status_code, dumps({"success": False, "detail": exc.message or type(exc).__name__})
+                status, payload = exc.status_code, as_error_body(exc)
             else:
                 status, payload = status_and_body(exc, scope["path"])
         except Exception as exc:  # noqa: BLE001 - mapped exactly like the routed handlers do

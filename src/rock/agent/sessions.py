@@ -54,6 +54,10 @@ def _drop_spare():
         spare, _spare[0] = _spare[0], None
     if spare is not None:
         spare.close()
+        if os.environ.get("ROCK_AGENT_MERGE_MEMORY") == "1":
+            from .server import merge_memory
+
+            merge_memory()  # at rest now: mappings made since the start are offered too
 
 
 def prewarm():

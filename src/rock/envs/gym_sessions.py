@@ -17,7 +17,9 @@ import math
 import re
 import time
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from rock.envs.catalog import EnvInfo
 from rock.envs.errors import EnvError
@@ -32,15 +34,19 @@ DEFAULT_PACKAGES = ["gymnasium[classic-control,toy-text,mujoco]", "box2d", "mini
 _HF = re.compile(r"^hf://(?P<repo>[^@]+?)(?:@(?P<rev>[0-9A-Za-z._/-]+))?$")
 
 
+# checked by GymImageRequest._strings (its message); stated for clients
+_Name = Annotated[str, WithJsonSchema({"type": "string", "pattern": "\\S"})]
+
+
 class GymImageRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: str = Field(min_length=1, max_length=512, description="gymnasium id, gym://ID, module:attr, "
                         "a registered env name, or hf://repo@revision")
     base_image: str | None = Field(default=None, description="image the env image is built FROM (default: the admin's)")
-    packages: list[str] | None = Field(default=None, description="pip requirements for the env (default: gymnasium "
+    packages: list[_Name] | None = Field(default=None, description="pip requirements for the env (default: gymnasium "
                                        "with its offline families)")
-    imports: list[str] | None = Field(default=None, description="modules imported when the env host starts")
+    imports: list[_Name] | None = Field(default=None, description="modules imported when the env host starts")
     trust_remote_code: bool = False
     allow_unpinned_hf: bool = False
     build_memory: str | None = Field(default=None, description="memory limit for the image build, e.g. '4g'")

@@ -157,13 +157,18 @@ class ImageBuilder:
     # -- engine calls (blocking: run in threads) ---------------------------------------------
 
     def _base_id(self, base: str) -> str:
-        from docker.errors import ImageNotFound
+        from docker.errors import APIError, ImageNotFound
 
         try:
             return self.client().api.inspect_image(base)["Id"]
         except ImageNotFound:
             raise EnvError(f"base image {base!r} is not in the local docker engine (build or load it first)",
                            "EnvUnavailable") from None
+        except APIError as exc:
+            if exc.status_code != 400:
+                raise
+            # the engine's 400: not an image reference at all ("invalid reference format")
+            raise EnvError(f"base image {base!r} is not a valid image name: {exc.explanation}", "BadRequest") from None
 
     def _exists(self, tag: str) -> bool:
         from docker.errors import ImageNotFound

@@ -52,6 +52,17 @@ class Sandbox:
         self.warm = warm
 
 
+def memory_merging(wanted: bool) -> str:
+    """Whether the agents' memory is merged across sandboxes (KSM), for the operator's log."""
+    if not wanted:
+        return "off"
+    try:
+        running = Path("/sys/kernel/mm/ksm/run").read_text().strip() == "1"
+    except OSError:
+        return "unavailable (this kernel has no KSM)"
+    return "on" if running else "offered, but KSM is not running (echo 1 > /sys/kernel/mm/ksm/run)"
+
+
 class Worker:
     def __init__(self, settings: Settings, backend: str | None = None):
         self.settings = settings
@@ -88,7 +99,8 @@ class Worker:
             log.info("reaped %d leftover sandbox(es) of this worker: %s", len(removed), ", ".join(removed))
         if self.settings.pool_size > 0:
             self.pool.configure(self.default_spec(), self.settings.pool_size)
-        log.info("worker ready: backend=%s state=%s sandboxes=%d", self.backend_name, self.settings.state_dir, len(self._sandboxes))
+        log.info("worker ready: backend=%s state=%s sandboxes=%d agent memory merging=%s", self.backend_name,
+                 self.settings.state_dir, len(self._sandboxes), memory_merging(self.settings.merge_agent_memory))
 
     async def close(self, stop_sandboxes: bool = False) -> None:
         await self.pool.close()

@@ -9,23 +9,26 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from rock.actions.request import BashAction, CloseBashSessionRequest, Command, CreateBashSessionRequest
-from rock.actions.request import ReadFileRequest, WriteFileRequest
+from rock.actions.request import ReadFileRequest, SandboxPath, WriteFileRequest
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+_ID = re.compile(ID_PATTERN)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+SIZE_PATTERN = r"^(\s*[0-9]+(\.[0-9]+)?\s*[kmgtKMGT]?[iI]?[bB]?\s*)?$"  # _SIZE for clients ('' = unset)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
 def _check_id(value: str) -> str:
-    if not _ID.match(value):
+    if not _ID.fullmatch(value):  # fullmatch: '$' alone would let "id\n" through
         raise ValueError("must be 1-128 characters of letters, digits, '_', '.', '-', starting with a letter or digit")
     return value
 
 
-SandboxId = Annotated[str, AfterValidator(_check_id)]
+# The check is ours (its message names the rule); the schema states the same rule for clients.
+SandboxId = Annotated[str, AfterValidator(_check_id), WithJsonSchema({"type": "string", "pattern": ID_PATTERN})]
 SessionName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00/]+$")]
 
 
@@ -53,15 +56,16 @@ class SandboxStartRequest(_Ours):
 
     image: str | None = None
     image_os: str = "linux"
-    memory: str | None = None
-    cpus: float | None = Field(default=None, gt=0, le=1024)
-    limit_cpus: float | None = Field(default=None, gt=0, le=1024)
+    memory: Annotated[str, WithJsonSchema({"type": "string", "pattern": SIZE_PATTERN})] | None = None
+    # 0.01: the smallest CPU quota the kernel takes (1 ms per 100 ms period); less is EINVAL
+    cpus: float | None = Field(default=None, ge=0.01, le=1024)
+    limit_cpus: float | None = Field(default=None, ge=0.01, le=1024)
     num_gpus: float | None = Field(default=None, ge=0)
     accelerator_type: str | None = None  # a node label a GPU sandbox's node must carry
     node_selector: dict[str, str] | None = None  # ours: labels the node must carry (cluster)
     # a limit on what the sandbox writes, e.g. "50G" (enforced by the admin); on a cluster also
     # the disk the node must have free for it (placement)
-    disk: str | None = None
+    disk: Annotated[str, WithJsonSchema({"type": "string", "pattern": SIZE_PATTERN, "minLength": 1})] | None = None
     sandbox_id: SandboxId | None = None
     startup_timeout: float | None = Field(default=None, gt=0)
     auto_clear_time: int | None = Field(default=None, ge=0)  # rl-rock's older name of the minutes
@@ -118,7 +122,7 @@ class SandboxCommand(Command):
 class SandboxCreateSessionRequest(CreateBashSessionRequest):
     sandbox_id: SandboxId
     session: SessionName = "default"
-    cwd: str | None = None  # ours
+    cwd: SandboxPath | None = None  # ours
 
 
 class SandboxBashAction(BashAction):
@@ -195,7 +199,7 @@ class ProcStartRequest(_Ours):
     command: str | list[str]
     shell: bool = False
     env: dict[str, str] | None = None
-    cwd: str | None = None
+    cwd: SandboxPath | None = None
     name: str | None = None
 
 

@@ -24,5 +24,22 @@ def install(app: FastAPI, ctx: Ctx, rate) -> None:
     app.include_router(pages.router(ctx, rate))
     app.include_router(files.router(ctx))
     app.include_router(live.router(ctx))
+    _declare_errors(app)
     app.add_exception_handler(access.PageError, pages.error_page)
     app.add_exception_handler(access.LoginNeeded, pages.login_redirect)
+
+
+# A page's refusals: an error page (HTML) for a browser, the error envelope for the data fragments.
+_UI_ERRORS = {400: "a bad filter or form field", 403: "a cross-site form post", 404: "no such sandbox or file",
+              409: "the sandbox is not running"}
+
+
+def _declare_errors(app: FastAPI) -> None:
+    from rock.admin.openapi import api_routes
+
+    for path, route in api_routes(app.routes):
+        if path == "/" or path.startswith("/ui/"):
+            for code, why in _UI_ERRORS.items():
+                route.responses.setdefault(code, {"description": why})
+            if not path.startswith(("/ui/fragments/", "/ui/events", "/ui/login", "/ui/logout")):
+                route.responses.setdefault(303, {"description": "no token (tokens on): to the login form"})

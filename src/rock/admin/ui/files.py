@@ -80,7 +80,7 @@ def router(ctx: Ctx) -> APIRouter:
     @api.post("/ui/sandboxes/{sandbox_id}/upload", response_class=HTMLResponse, tags=["ui"],
               responses={303: {"description": "back to the folder"}})
     async def upload(request: Request, sandbox_id: str, file: UploadFile = File(),
-                     folder: str = Form("/", min_length=1)):
+                     folder: str = Form("/", description="empty: the root")):
         """Put one file into a folder of the sandbox (multipart form: ``file``, ``folder``)."""
         access.same_origin(request)
         client = await agent(request, sandbox_id)

@@ -12,6 +12,7 @@ from starlette.templating import Jinja2Templates
 
 from rock.admin import gem_routes
 from rock.admin.context import PREFIX, Ctx
+from rock.admin.errors import error_response
 from rock.admin.store import SandboxRecord
 from rock.admin.ui import access, views
 from rock.errors import RockError, SandboxNotFound
@@ -67,7 +68,8 @@ def router(ctx: Ctx, rate) -> APIRouter:
         except RockError:
             return render(request, "login.html", 401, next=access.safe_next(next), error="unknown token")
         response = RedirectResponse(access.safe_next(next), status_code=303)
-        access.set_token(response, token.strip(), request.url.scheme == "https")
+        if ctx.auth.enabled:  # without tokens there is nothing to remember (any text "logs in")
+            access.set_token(response, token.strip(), request.url.scheme == "https")
         return response
 
     @api.post("/ui/logout", **HTML, responses={303: {"description": "logged out; to the login page"}})
@@ -166,7 +168,13 @@ async def error_page(request: Request, exc: access.PageError) -> Response:
     return render(request, "error.html", exc.status, status=exc.status, message=exc.message)
 
 
+def login_needed(path: str, query: str = "", exc: Exception | None = None) -> Response:
+    """A page without a valid token: the browser goes to the login form (also the token gate's answer)."""
+    if path.startswith(("/ui/fragments/", "/ui/events")):
+        # fetched by a script (ui.js), which sends the browser to the login page
+        return error_response(401, "log in again: missing or unknown API token", "Unauthorized")
+    return RedirectResponse(access.login_url(path + (f"?{query}" if query else "")), status_code=303)
+
+
 async def login_redirect(request: Request, exc: access.LoginNeeded) -> Response:
-    if request.url.path.startswith(("/ui/fragments/", "/ui/events")):
-        return Response("log in again", status_code=401)  # fetched by a script: it goes to the login page
-    return RedirectResponse(access.login_url(exc.next_url), status_code=303)
+    return login_needed(request.url.path, request.url.query)

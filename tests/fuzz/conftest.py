@@ -1,0 +1,1 @@
+"""Fixtures: real admins (see tests/admin/harness.py)."""

@@ -1,0 +1,124 @@
+"""Schemathesis over a running admin: ``st run --checks all`` as users run it, with our hooks
+(tests/fuzz/hooks.py), its JSON report read back into counts.
+
+Shared by the bounded test (tests/fuzz/test_schema_fuzz.py) and the benchmark part (bench/fuzz.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+HOOKS = "tests.fuzz.hooks"
+ROOT = Path(__file__).resolve().parents[2]
+SANDBOX_API = "/apis/envs/sandbox/v1"
+# A failure whose body carries one of these leaked a traceback to a client.
+TRACEBACK = re.compile(r"Traceback \(most recent call last\)|File \"[^\"]+\.py\", line \d+")
+
+
+# A schema-valid request may still be refused: 400 names what a schema cannot say (a path with
+# '..', the proxy's target port given none of three ways, two settings that exclude each other,
+# a name already taken by another kind); 426 is the WebSocket-only route's answer to plain GET.
+# 422 is not among them: a request the schema allows must pass validation. Latency is the
+# benchmark's business: the response-time check only catches a hang (60 s).
+CONFIG = """
+[checks.positive_data_acceptance]
+expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "410", "426", "429", "5xx"]
+
+# GEM's make: an env id that exists but cannot be made here (its entry point does not import,
+# its corpus is missing) is ROCK's 422 (EnvUnavailable/EnvMakeError), whatever the body.
+[[operations]]
+include-path-regex = "/envs/gem/(vec/)?make$"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "410", "422", "5xx"]
+
+# The port proxy is a gateway: 502 (nothing listens on that port inside the sandbox, or it hung
+# up) and 504 (it did not answer in time) are its declared answers about the sandbox's server,
+# not errors of the admin.
+[[operations]]
+include-path-regex = "/sandboxes/[^/]+/(proxy|portforward)"
+checks.not_a_server_error.expected-statuses = ["1xx", "2xx", "3xx", "4xx", "502", "504"]
+"""
+
+
+@dataclass
+class FuzzRun:
+    label: str
+    exit_code: int
+    operations: int = 0
+    tested: int = 0
+    requests: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    errors: int = 0
+    tracebacks: int = 0
+    seconds: float = 0.0
+    output: str = ""
+
+    @property
+    def clean(self) -> bool:
+        return self.exit_code == 0 and not self.failures and not self.errors and not self.tracebacks
+
+    def row(self) -> dict:
+        return {"label": self.label, "operations": self.operations, "tested": self.tested,
+                "requests": self.requests, "failures": dict(self.failures), "errors": self.errors,
+                "tracebacks": self.tracebacks, "seconds": round(self.seconds, 1), "exit_code": self.exit_code}
+
+
+def start_fixture_sandbox(url: str, token: str | None) -> str:
+    """One running sandbox for the fuzzer to reach into (the hooks name it in some requests)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    r = httpx.post(url + SANDBOX_API + "/start", json={"memory": "256m", "auto_clear_seconds": 600},
+                   headers=headers, timeout=120)
+    r.raise_for_status()
+    return r.json()["result"]["sandbox_id"]
+
+
+def run(url: str, label: str, *, token: str | None = None, sandbox: str = "", max_examples: int = 5, seed: int = 1,
+        max_starts: int = 4, workers: int = 2, phases: str = "examples,coverage,fuzzing,stateful",
+        max_time: float | None = None, exclude: tuple[str, ...] = (), mode: str = "all") -> FuzzRun:
+    """``exclude``: path regexes left out of generation (each with its reason at the caller)."""
+    report = Path(tempfile.mkdtemp(prefix="rock-fuzz-"))
+    (report / "schemathesis.toml").write_text(CONFIG)
+    cmd = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(report / "schemathesis.toml"), "run", url + "/openapi.json", "--checks", "all",
+           "--max-examples", str(max_examples), "--mode", mode, "--seed", str(seed), "--workers", str(workers),
+           "--max-response-time", "60", "--phases", phases, "--request-timeout", "30", "--no-shrink", "--generation-deterministic",
+           "--report", "json", "--report-json-path", str(report / "run.json"), "--output-truncate", "false"]
+    if token:
+        cmd += ["-H", f"Authorization: Bearer {token}"]
+    if max_time:
+        cmd += ["--max-time", str(max_time)]
+    for pattern in exclude:
+        cmd += ["--exclude-path-regex", pattern]
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": HOOKS, "FUZZ_SANDBOX": sandbox, "FUZZ_MAX_STARTS": str(max_starts),
+           "FUZZ_SEED": str(seed), "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), str(ROOT / "src"),
+                                                                             os.environ.get("PYTHONPATH")])),
+           "NO_COLOR": "1", "COLUMNS": "160"}
+    import time
+
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=report, timeout=1800)
+    out = FuzzRun(label=label, exit_code=proc.returncode, seconds=time.perf_counter() - t0,
+                  output=proc.stdout + proc.stderr)
+    _read_report(report / "run.json", out)
+    out.tracebacks = len(TRACEBACK.findall(out.output))
+    return out
+
+
+def _read_report(path: Path, out: FuzzRun) -> None:
+    """The counts of schemathesis' JSON run report."""
+    if not path.exists():
+        return
+    data = json.loads(path.read_text())
+    ops = data.get("operations") or {}
+    out.operations, out.tested = ops.get("total", 0), ops.get("tested", 0)
+    out.requests = (data.get("test_cases") or {}).get("generated", 0)
+    for f in data.get("failures") or []:
+        out.failures[f"{f.get('code')} {f.get('title')}"] = f.get("count", 1)
+    out.errors = sum(e.get("count", 1) for e in data.get("errors") or [])

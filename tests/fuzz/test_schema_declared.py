@@ -1,0 +1,72 @@
+"""The schema cannot rot: every route that reads a body or query parameters itself (raw
+``request.body()``/``context.parse``/``context.query``) declares them, and the shared answers
+(401 with tokens, 413 for a body, 405 with Allow) are there."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import tempfile
+
+from fastapi.testclient import TestClient
+
+from rock.admin.app import create_app
+from rock.admin.openapi import api_routes
+from rock.config import Settings
+
+READS_BODY = re.compile(r"await request\.body\(\)|parse\(request|request\.stream\(\)|request\.form\(|"
+                        r"_vec_step\(|_reset\(request|_step\(request")
+READS_QUERY = re.compile(r"query\(request,")
+
+
+def _app(role="admin", tokens=None):
+    return create_app(Settings(state_dir=tempfile.mkdtemp(prefix="rock-schema-"), backend="bwrap", role=role,
+                               tokens=tokens or {}))
+
+
+def test_every_raw_reader_declares_its_input():
+    for role in ("admin", "proxy"):
+        app = _app(role)
+        paths = app.openapi()["paths"]
+        checked = 0
+        for path, route in api_routes(app.routes):
+            source = inspect.getsource(route.endpoint)
+            for method in route.methods - {"HEAD"}:
+                op = paths[path][method.lower()]
+                if READS_BODY.search(source):
+                    assert op.get("requestBody"), f"{method} {route.path} reads a body the schema does not declare"
+                    assert {"413", "422"} <= set(op["responses"]), f"{method} {route.path}"
+                    checked += 1
+                if READS_QUERY.search(source):
+                    assert op.get("parameters"), f"{method} {route.path} reads query parameters it does not declare"
+                    assert "422" in op["responses"], f"{method} {route.path}"
+                    checked += 1
+                assert any(code.startswith("2") or code in ("303", "426") for code in op["responses"]), \
+                    f"{method} {route.path} declares no success answer"
+        assert checked > 30 if role == "admin" else checked > 20
+
+
+def test_hot_paths_are_declared():
+    """Routes the ASGI doors answer before FastAPI are in the schema with their bodies."""
+    paths = _app().openapi()["paths"]
+    for path in ("/apis/envs/sandbox/v1/run_in_session", "/apis/v1/envs/gem/reset", "/apis/v1/envs/gem/step",
+                 "/apis/v1/envs/gem/vec/step", "/apis/v1/training/step", "/apis/v1/training/agentscope/step",
+                 "/apis/v1/envs/gym/sessions/{session_id}/step"):
+        assert paths[path]["post"].get("requestBody"), path
+
+
+def test_tokens_declare_security_and_401():
+    schema = _app(tokens={"t": "ns"}).openapi()
+    assert "bearer" in schema["components"]["securitySchemes"]
+    assert "401" in schema["paths"]["/apis/envs/sandbox/v1/start"]["post"]["responses"]
+    assert schema["paths"]["/health"]["get"]["security"] == []
+    assert "401" not in _app().openapi()["paths"]["/apis/envs/sandbox/v1/start"]["post"]["responses"]
+
+
+def test_405_lists_allowed_methods():
+    client = TestClient(_app())
+    r = client.request("TRACE", "/apis/envs/sandbox/v1/sandboxes/x/proxy/a")
+    assert r.status_code == 405 and {"GET", "POST", "DELETE"} <= set(r.headers["allow"].split(", "))
+    r = client.put("/apis/envs/sandbox/v1/run_in_session")  # the hot path's route: only POST
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    assert r.json()["status"] == "Failed" and "POST" in r.json()["message"]

@@ -1,0 +1,69 @@
+"""Agents offer their own memory to same-page merging (KSM), and only theirs: the mappings of
+the agent are marked mergeable, a program started in the sandbox is not; off by the setting."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import pytest
+
+from rock.runtime import cgroups
+
+pytestmark = [pytest.mark.docker, pytest.mark.bwrap]
+
+
+def _host_pids(handle) -> list[int]:
+    if handle.backend == "bwrap":
+        return sorted(cgroups.Cgroup(handle.runtime_id).pids())
+    import docker
+
+    top = docker.from_env().containers.get(handle.runtime_id).top(ps_args="-o pid")
+    return [int(row[0]) for row in top["Processes"]]
+
+
+def _argv(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().decode(errors="replace").split("\0")
+
+
+def _mergeable_kb(pid: int) -> int:
+    """Size of the process's mappings that carry the "mg" (mergeable) flag."""
+    total = size = 0
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            if line.startswith("Size:"):
+                size = int(line.split()[1])
+            elif line.startswith("VmFlags:") and "mg" in line.split()[1:]:
+                total += size
+    return total
+
+
+async def _mergeable(handle) -> tuple[int, int]:
+    """(agent's mergeable kB, the sleeping command's mergeable kB), once the agent has marked them."""
+    deadline = time.monotonic() + 10
+    while True:
+        pids = _host_pids(handle)
+        # The agent is the sandbox's one Python (`python3 -I -S boot.py`, or a fork of the zygote).
+        agent = next(p for p in pids if os.path.basename(_argv(p)[0]).startswith("python") and "-I" in _argv(p))
+        sleeper = next((p for p in pids if _argv(p)[:2] == ["sleep", "300"]), None)
+        agent_kb = _mergeable_kb(agent)
+        if (agent_kb or time.monotonic() > deadline) and sleeper is not None:
+            return agent_kb, _mergeable_kb(sleeper)
+        assert time.monotonic() < deadline, "the command did not start"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("merge", [True, False], ids=["merge", "no-merge"])
+async def test_only_the_agent_is_offered_for_merging(isolated_runtime, settings, sandboxes, new_spec, agent, merge):
+    settings.merge_agent_memory = merge
+    handle = await sandboxes(isolated_runtime, new_spec())
+    async with agent(handle) as client:
+        await client.exec("sleep 300 >/dev/null 2>&1 &", shell=True)
+        agent_kb, command_kb = await _mergeable(handle)
+    assert command_kb == 0  # never a program of the sandbox
+    if merge:
+        assert agent_kb > 1024, agent_kb  # its heap, arenas, stacks, libraries' data
+    else:
+        assert agent_kb == 0
