@@ -6,6 +6,7 @@ one interpreter lock, or every number through the SDK carries the other's work.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -44,10 +45,14 @@ class AdminProcess:
         h = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
             if self.role == "admin":
-                listed = httpx.get(self.url + SANDBOX_API + "/sandboxes", params={"page_size": 1000}, headers=h,
-                                   timeout=60).json()
-                kept = {item["sandbox_id"] for item in (listed.get("result") or {}).get("items") or []
-                        if item.get("lifecycle_state") != "deleted"}
+                kept: set[str] = set()
+                for page in itertools.count(1):  # a soak leaves thousands of stopped sandboxes
+                    listed = httpx.get(self.url + SANDBOX_API + "/sandboxes", params={"page_size": 1000, "page": page},
+                                       headers=h, timeout=60).json().get("result") or {}
+                    kept |= {item["sandbox_id"] for item in listed.get("items") or []
+                             if item.get("lifecycle_state") != "deleted"}
+                    if not listed.get("has_more"):
+                        break
                 kept |= set(httpx.get(self.url + "/apis/v1/envs/gem/hosted", headers=h, timeout=60).json())
                 for sandbox_id in kept:
                     httpx.post(self.url + SANDBOX_API + "/delete", json={"sandbox_id": sandbox_id}, headers=h,
