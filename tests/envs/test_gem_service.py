@@ -183,3 +183,24 @@ def test_user_registered_env(admin, base_url):
     finally:
         probe.close()
         httpx.post(admin.url + "/apis/v1/envs/gem/unregister", json={"id": "test:counter"})
+
+
+def test_make_after_its_env_sandbox_was_deleted_underneath(admin, base_url):
+    """The pooled env sandbox is deleted through the sandbox API (or cleared, or crashed) while the
+    env service still counts it: the next make goes to a new sandbox instead of answering 409."""
+    import httpx
+
+    first = make("game:GuessTheNumber-v0-hard")
+    old = first.sandbox_id.split(":")[0]
+    first.close()
+    reply = httpx.post(admin.url + "/apis/envs/sandbox/v1/delete", json={"sandbox_id": old}, timeout=120)
+    assert reply.status_code == 200, reply.text
+    assert old in service(admin.app).by_id  # the service has not noticed yet
+    second = make("game:GuessTheNumber-v0-hard")
+    try:
+        assert second.sandbox_id.split(":")[0] != old
+        observation, _ = second.reset(seed=1)
+        assert observation
+        assert old not in service(admin.app).by_id
+    finally:
+        second.close()

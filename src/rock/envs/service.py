@@ -141,13 +141,24 @@ class EnvService(Lifecycle):
                     sys_path=user.sys_path, kwargs={**user.kwargs, **kwargs})
         return args, {"image": user.image, "network": bool(user.packages)}
 
-    async def _make_in(self, sb: EnvSandbox, args: dict, owner: str | None, vec: str | None = None) -> EnvRecord:
+    async def _make_in(self, sb: EnvSandbox, args: dict, owner: str | None, vec: str | None = None,
+                       again: bool = True) -> EnvRecord:
         try:
             await asyncio.shield(sb.ready)
             client = await self.sandboxes.agent(sb.sandbox_id, owner)
             result, _ = await client.call("env.make", args)
         except AgentError as exc:
             raise await self._make_error(args["env_id"], exc) from None
+        except (SandboxNotRunning, SandboxNotFound):
+            # The pooled sandbox ended underneath us (deleted through the sandbox API, cleared,
+            # crashed): it leaves the pool, and the env goes to a new one, once.
+            if not again or sb.dedicated:
+                raise
+            self._forget_sandbox(sb)
+            if (direct := self.direct.pop(sb.sandbox_id, None)) is not None:
+                direct[1].close()
+            [(fresh, _)] = self.reserve(owner, sb.key[1], 1, sb.key[2])
+            return await self._make_in(fresh, args, owner, vec, again=False)
         finally:
             sb.reserved -= 1
         if result.get("socket"):
