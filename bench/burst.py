@@ -30,22 +30,23 @@ BARE_BWRAP = ["--bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare
               "--unshare-uts", "--unshare-net", "--unshare-cgroup-try", "--new-session", "--die-with-parent", "true"]
 
 
+async def _time_start(sandbox: Sandbox) -> float | None:
+    """Seconds until ``start()`` returned; None when it failed (counted, not raised)."""
+    t0 = time.perf_counter()
+    try:
+        await sandbox.start()
+        return time.perf_counter() - t0
+    except Exception:  # noqa: BLE001 - a failed start is counted, not raised
+        return None
+
+
 async def _rock_burst(url: str) -> tuple[list[float | None], float]:
     """100 start() at once; the sandboxes are deleted after the last is ready, not while the
     others still start (a user's burst keeps its sandboxes)."""
     sandboxes = [Sandbox(_config(url)) for _ in range(N)]
-
-    async def one(sandbox: Sandbox) -> float | None:
-        t = time.perf_counter()
-        try:
-            await sandbox.start()
-            return time.perf_counter() - t
-        except Exception:  # noqa: BLE001 - a failed start is counted, not raised
-            return None
-
     t0 = time.perf_counter()
     try:
-        results = await asyncio.gather(*(one(s) for s in sandboxes))
+        results = await asyncio.gather(*(_time_start(s) for s in sandboxes))
         return list(results), time.perf_counter() - t0
     finally:
         await asyncio.gather(*(s.delete() for s in sandboxes if s.sandbox_id), return_exceptions=True)

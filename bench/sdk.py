@@ -66,23 +66,6 @@ async def _start_to_first_output(url: str) -> float:
     return elapsed
 
 
-async def _timed_start(url: str) -> float | None:
-    sandbox = Sandbox(_config(url))
-    t0 = time.perf_counter()
-    try:
-        await sandbox.start()
-        return time.perf_counter() - t0
-    except Exception:  # noqa: BLE001 - a failed start is counted, not raised
-        return None
-    finally:
-        if sandbox.sandbox_id:
-            try:
-                await sandbox.delete()
-            except Exception:  # noqa: BLE001 - AdminProcess.stop deletes what is left
-                pass
-        await sandbox.aclose()
-
-
 async def _latencies(ctx, backend: str) -> list[dict]:
     admin = AdminProcess(backend, prefix="rock-bench-sdk-")
     url = admin.start()

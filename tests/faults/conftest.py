@@ -161,10 +161,7 @@ def sandbox_pids(admin: AdminProcess, sandbox_id: str) -> list[int]:
     from rock.runtime import cgroups
 
     handle = json.loads((admin.state_dir / "records" / f"{sandbox_id}.json").read_text())["handle"]
-    if handle["backend"] == "docker":
-        group = cgroups.docker_group(handle["runtime_id"])
-    else:
-        group = cgroups.Cgroup(handle["runtime_id"])
+    group = cgroups.sandbox_group(handle["backend"], handle["runtime_id"])
     assert group is not None, f"no cgroup for sandbox {sandbox_id}"
     return sorted(group.pids())
 

@@ -14,15 +14,6 @@ from rock.runtime import cgroups
 pytestmark = [pytest.mark.docker, pytest.mark.bwrap]
 
 
-def _host_pids(handle) -> list[int]:
-    if handle.backend == "bwrap":
-        return sorted(cgroups.Cgroup(handle.runtime_id).pids())
-    import docker
-
-    top = docker.from_env().containers.get(handle.runtime_id).top(ps_args="-o pid")
-    return [int(row[0]) for row in top["Processes"]]
-
-
 def _argv(pid: int) -> list[str]:
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         return f.read().decode(errors="replace").split("\0")
@@ -44,7 +35,7 @@ async def _mergeable(handle) -> tuple[int, int]:
     """(agent's mergeable kB, the sleeping command's mergeable kB), once the agent has marked them."""
     deadline = time.monotonic() + 10
     while True:
-        pids = _host_pids(handle)
+        pids = sorted(cgroups.sandbox_group(handle.backend, handle.runtime_id).pids())
         # The agent is the sandbox's one Python (`python3 -I -S boot.py`, or a fork of the zygote).
         agent = next(p for p in pids if os.path.basename(_argv(p)[0]).startswith("python") and "-I" in _argv(p))
         sleeper = next((p for p in pids if _argv(p)[:2] == ["sleep", "300"]), None)

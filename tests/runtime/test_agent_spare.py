@@ -15,20 +15,13 @@ pytestmark = [pytest.mark.docker, pytest.mark.bwrap]
 
 def _bashes(handle) -> int:
     count = 0
-    for pid in cgroups.Cgroup(handle.runtime_id).pids() if handle.backend == "bwrap" else _container_pids(handle):
+    for pid in cgroups.sandbox_group(handle.backend, handle.runtime_id).pids():
         try:
             with open(f"/proc/{pid}/comm") as f:
                 count += f.read().strip() == "bash"
         except OSError:
             pass
     return count
-
-
-def _container_pids(handle) -> list[int]:
-    import docker
-
-    top = docker.from_env().containers.get(handle.runtime_id).top(ps_args="-o pid")
-    return [int(row[0]) for row in top["Processes"]]
 
 
 async def _until(predicate, timeout: float = 10.0) -> None:

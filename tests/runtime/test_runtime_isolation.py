@@ -56,7 +56,7 @@ def _forks_refused(runtime, handle) -> int:
     """How many forks the sandbox's pids cgroup has refused (``max`` in pids.events)."""
     from rock.runtime import cgroups
 
-    group = cgroups.docker_group(handle.runtime_id) if runtime.name == "docker" else cgroups.Cgroup(handle.runtime_id)
+    group = cgroups.sandbox_group(runtime.name, handle.runtime_id)
     events = (group.dirs["pids"] / "pids.events").read_text().split()
     return int(events[events.index("max") + 1])
 

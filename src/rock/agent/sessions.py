@@ -37,9 +37,10 @@ def _housekeeper(wanted):
     # starting a thread per request costs milliseconds on a loaded machine.
     import _queue
 
+    idle = float(os.environ.get("ROCK_AGENT_SPARE_IDLE") or SPARE_IDLE)
     while True:
         try:
-            due = wanted.get(timeout=float(os.environ.get("ROCK_AGENT_SPARE_IDLE") or SPARE_IDLE))
+            due = wanted.get(timeout=idle)
         except _queue.Empty:
             _drop_spare()
             continue

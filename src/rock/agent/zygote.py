@@ -113,17 +113,23 @@ def confine(req):
         _check(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0), "seccomp")
 
 
-def become_agent(req, package):
-    """In the zygote's child, already in the sandbox's pid namespace: the rest, then the agent."""
+def log_and_join(req):
+    """A child's first steps: output to the sandbox's log, no input, and into the sandbox's
+    cgroup, so that everything from here on is accounted to it."""
     log_fd = os.open(req["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     null = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null, 0)
-    for path in req["join"]:  # the cgroup first: everything from here on is accounted to it
+    for path in req["join"]:
         fd = os.open(path, os.O_WRONLY)
         os.write(fd, b"0")
         os.close(fd)
+
+
+def become_agent(req, package):
+    """In the zygote's child, already in the sandbox's pid namespace: the rest, then the agent."""
+    log_and_join(req)
     os.setsid()
     for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
@@ -152,15 +158,7 @@ def prepare_launch(req):
     os.setsid()
     for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)  # an ignored SIGCHLD would survive exec: the shim waits on bwrap
-    log_fd = os.open(req["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    null = os.open("/dev/null", os.O_RDONLY)
-    os.dup2(null, 0)
-    for path in req["join"]:  # the cgroup first: bwrap and all it starts are accounted to it
-        fd = os.open(path, os.O_WRONLY)
-        os.write(fd, b"0")
-        os.close(fd)
+    log_and_join(req)
     # The overlay lives in this process's own mount namespace, which bwrap's copies: other
     # sandboxes' bwraps never see it in the mount tables they copy and read, and the kernel
     # drops it with the sandbox's last process.
@@ -195,21 +193,38 @@ def prepare_launch(req):
 def launch(req, out_fd):
     """Fork the sandbox's shim: it prepares (``prepare_launch``) and execs the shell that starts
     bwrap and waits for it; its pid goes back at once, failures go to the sandbox's log."""
+    if _forked(req, out_fd, os.fork):
+        _child("rock: could not launch the sandbox", 125, _exec_shim, req)
+
+
+def _exec_shim(req):
+    prepare_launch(req)
+    os.execv("/bin/sh", ["/bin/sh", "-c", req["shim"], req["name"], *req["argv"]])
+
+
+def _forked(req, out_fd, fork):
+    """Fork with ``fork``: the zygote answers the worker with the child's pid (or why there is
+    none) and goes on with False; the child gets True."""
     try:
-        pid = os.fork()
+        pid = fork()
     except OSError as exc:
         _reply(out_fd, {"id": req.get("id"), "error": "%s: %s" % (type(exc).__name__, exc)})
-        return
+        return False
     if pid:
         _reply(out_fd, {"id": req.get("id"), "pid": pid})
-        return
+        return False
+    return True
+
+
+def _child(what, code, fn, *args):
+    """Run a forked child's work; it never returns to the zygote's loop. Failures go to the
+    sandbox's log (its stderr by then), whose tail the worker shows."""
     try:
-        prepare_launch(req)
-        os.execv("/bin/sh", ["/bin/sh", "-c", req["shim"], req["name"], *req["argv"]])
-    except BaseException as exc:  # noqa: BLE001 - the worker shows the sandbox log's tail
-        sys.stderr.write("rock: could not launch the sandbox: %s: %s\n" % (type(exc).__name__, exc))
+        fn(*args)
+    except BaseException as exc:  # noqa: BLE001 - reported, then the child ends
+        sys.stderr.write("%s: %s: %s\n" % (what, type(exc).__name__, exc))
         sys.stderr.flush()
-    os._exit(125)
+    os._exit(code)
 
 
 def _reply(out_fd, message):
@@ -222,30 +237,22 @@ def spawn(req, out_fd, own_pid_ns, package):
     Sent as soon as bwrap has cloned the sandbox's first process: the child does its share
     while bwrap is still building the sandbox, and waits for the stub's "up" to enter it.
     """
-    pid = -1  # a failed fork leaves it so: the zygote goes back to its own namespace all the same
-    try:
+    def fork_into_sandbox():
         target = os.open("/proc/%d/ns/pid" % req["pid"], os.O_RDONLY | os.O_CLOEXEC)
         try:
             _check(_libc.setns(target, CLONE_NEWPID), "setns pid")
         finally:
             os.close(target)
+        pid = -1  # a failed fork leaves it so: the zygote goes back to its own namespace all the same
         try:
             pid = os.fork()
+            return pid
         finally:
             if pid != 0:  # the zygote's own children are born in its own pid namespace again
                 _libc.setns(own_pid_ns, CLONE_NEWPID)
-    except OSError as exc:
-        _reply(out_fd, {"id": req.get("id"), "error": "%s: %s" % (type(exc).__name__, exc)})
-        return
-    if pid:
-        _reply(out_fd, {"id": req.get("id"), "pid": pid})
-        return
-    try:
-        become_agent(req, package)
-    except BaseException as exc:  # noqa: BLE001 - the worker shows the sandbox log's tail
-        sys.stderr.write("rock agent: could not start in the sandbox: %s: %s\n" % (type(exc).__name__, exc))
-        sys.stderr.flush()
-    os._exit(1)
+
+    if _forked(req, out_fd, fork_into_sandbox):
+        _child("rock agent: could not start in the sandbox", 1, become_agent, req, package)
 
 
 def main(package):

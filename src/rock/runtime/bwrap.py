@@ -193,15 +193,13 @@ class BwrapRuntime(KeptFiles, Runtime):
         """Have the zygote fork the shim, which mounts the root in a mount namespace of its own
         and starts bwrap; with ``info``, also return the FIFO bwrap reports its child's pid on."""
         sandbox_dir = run.parent
-        argv = [self.bwrap, *self._bwrap_args(spec, sandbox_dir / "root", run, group, lower, env), *command]
         program = seccomp_program()
-        if program:
-            argv[1:1] = ["--seccomp", str(LAUNCH_SECCOMP_FD)]
+        argv = self._argv(spec, group, run, lower, env, command, LAUNCH_SECCOMP_FD if program else None,
+                          LAUNCH_INFO_FD if info else None)
         info_r = fifo = None
         if info:  # made by _prepare_root
             fifo = sandbox_dir / INFO_NAME
             info_r = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            argv[1:1] = ["--info-fd", str(LAUNCH_INFO_FD)]
         request = {
             "name": SHIM_NAME, "shim": LAUNCH_SHIM, "argv": argv, "log": str(sandbox_dir / "sandbox.log"),
             "join": group.join_files(),
@@ -220,17 +218,12 @@ class BwrapRuntime(KeptFiles, Runtime):
     def _spawn(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, env: dict[str, str],
                command: list[str], info: bool) -> tuple[subprocess.Popen, int | None]:
         """Start shim + bwrap; with ``info``, also return the pipe bwrap reports its child's pid on."""
-        argv = [self.bwrap, *self._bwrap_args(spec, run.parent / "root", run, group, lower, env), *command]
         program = seccomp_program()
-        fds: list[int] = []
-        if program:  # bwrap reads the filter from an fd; a pipe holds far more than it needs
-            fds.append(_pipe_with(program))
-            argv[1:1] = ["--seccomp", str(fds[-1])]
-        info_r = None
-        if info:
-            info_r, info_w = os.pipe()
-            fds.append(info_w)
-            argv[1:1] = ["--info-fd", str(info_w)]
+        # bwrap reads the filter from an fd; a pipe holds far more than it needs
+        seccomp_fd = _pipe_with(program) if program else None
+        info_r, info_w = os.pipe() if info else (None, None)
+        fds = [fd for fd in (seccomp_fd, info_w) if fd is not None]
+        argv = self._argv(spec, group, run, lower, env, command, seccomp_fd, info_w)
         try:
             with open(run.parent / "sandbox.log", "ab") as out:
                 popen = subprocess.Popen(
@@ -247,6 +240,14 @@ class BwrapRuntime(KeptFiles, Runtime):
             for fd in fds:
                 os.close(fd)
         return popen, info_r
+
+    def _argv(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, env: dict[str, str],
+              command: list[str], seccomp_fd: int | None, info_fd: int | None) -> list[str]:
+        """bwrap's command line, reading its seccomp filter from ``seccomp_fd`` and reporting its
+        child's pid on ``info_fd`` when given."""
+        fd_args = (["--info-fd", str(info_fd)] if info_fd is not None else []) + \
+                  (["--seccomp", str(seccomp_fd)] if seccomp_fd is not None else [])
+        return [self.bwrap, *fd_args, *self._bwrap_args(spec, run.parent / "root", run, group, lower, env), *command]
 
     def _agent_request(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, env: dict[str, str],
                        pid: int) -> dict:

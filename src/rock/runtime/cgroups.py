@@ -246,6 +246,12 @@ def all_rock_groups() -> list[str]:
     return sorted(found)
 
 
+def sandbox_group(backend: str, runtime_id: str) -> Cgroup | None:
+    """The cgroup of a sandbox from its handle's backend and runtime id: Docker's for a
+    container, ours otherwise."""
+    return docker_group(runtime_id) if backend == "docker" else Cgroup(runtime_id)
+
+
 def docker_group(container_id: str) -> Cgroup | None:
     """The cgroup Docker made for a container: cgroupfs driver or systemd driver layout."""
     for rel in (f"docker/{container_id}", f"system.slice/docker-{container_id}.scope"):
