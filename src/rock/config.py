@@ -52,6 +52,17 @@ class Settings(BaseSettings):
     max_memory: str | None = None
     warmup_images: list[str] = Field(default_factory=list)  # pulled when the admin starts
     proxy_timeout: float = 300.0  # read timeout of a request forwarded to a port inside a sandbox
+    # Trust (docs/security.md): what only an operator may widen. A sandbox image that is a host
+    # path ('/' = the host's own root on bwrap, a root filesystem directory or tar on the host)
+    # shows callers the host's files: off unless set.
+    allow_host_paths: bool = False
+    # Env image requirements that name a direct URL ('name @ https://...'), a local path or a
+    # file: URL (read from the admin's host and copied into the build sandbox): off unless set.
+    allow_direct_requirements: bool = False
+    # The build sandbox of env images (pip runs there, never on the host): its limits and time.
+    build_memory: str = "4g"
+    build_cpus: float = Field(default=2.0, gt=0)
+    build_timeout: float = Field(default=1800.0, gt=0)
     # which ROCK YAML file was read, and its settings that mean nothing here (rock.config_rock)
     rock_config_file: str | None = None
     rock_config_applied: list[str] = Field(default_factory=list)

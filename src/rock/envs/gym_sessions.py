@@ -128,6 +128,7 @@ class GymSessions:
             packages.append("gymnasium")  # the env host's vector envs and spaces are gymnasium's
         spec = EnvImageSpec(base=base, packages=packages, imports=list(req.imports or []),
                             build_memory=req.build_memory)
+        self.builder.check(spec)  # a 400 for what is not a requirement or a module name, before any build
         return spec, make
 
     def _hf_error(self, req: GymImageRequest) -> EnvError:

@@ -26,7 +26,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from rock.config import Settings
-from rock.errors import SandboxStartError
+from rock.errors import BadRequest, SandboxStartError
 
 AGENT_SRC = Path(__file__).resolve().parent.parent / "agent"
 SANDBOX_LIB = "/.rock/lib"
@@ -48,6 +48,20 @@ MAX_SOCKET_PATH = 107
 def owner_key(owner: str) -> str:
     """The short key of an owner's sandboxes: cgroups are ``rock/<owner key>/<id>``."""
     return hashlib.sha256(owner.encode()).hexdigest()[:12]
+
+
+def is_host_path(image: str | None) -> bool:
+    """An image that names the host's own files: '/' (the host root) or an absolute path to a
+    root filesystem directory or tar. A relative name is always an image name, never a path
+    looked up in the server's working directory."""
+    return bool(image) and image.startswith("/")
+
+
+def host_path_refused(image: str | None) -> BadRequest:
+    what = "the host's own root filesystem" if not image or image.rstrip("/") == "" else "a path on the host"
+    return BadRequest(f"image {image or '/'!r} is {what}: a sandbox of it would see the host's files, and this server "
+                      "does not allow that; use an image name (e.g. python:3.11). An operator may allow host paths as "
+                      "images with the setting allow_host_paths (ROCK_ALLOW_HOST_PATHS=true)")
 
 
 class SandboxSpec(BaseModel):
@@ -74,6 +88,9 @@ class SandboxSpec(BaseModel):
     node_selector: dict[str, str] = Field(default_factory=dict)
     # The GPUs the node gave this sandbox (its /dev/nvidiaN), set by the worker, not by callers.
     gpu_ids: list[int] = Field(default_factory=list)
+    # Host paths mounted read-only at the same path: only the env image builder sets these (the
+    # operator's package index and CA bundle in a build sandbox); no request field reaches them.
+    ro_binds: list[str] = Field(default_factory=list)
 
 
 class RuntimeHandle(BaseModel):
