@@ -50,10 +50,10 @@ ISOLATED_BACKENDS = BACKENDS[:2]
 @pytest.fixture
 def settings() -> Settings:
     state = Path(tempfile.mkdtemp(prefix="s", dir=SESSION_ROOT))
-    # Runtime-level tests start bwrap sandboxes on the host root (a spec without an image) and on
-    # rootfs directories and tars: an operator's choice (allow_host_paths), made here; admins
-    # under test keep the default (off).
-    yield Settings(state_dir=state, backend="auto", allow_host_paths=True)
+    # Runtime-level tests start bwrap sandboxes on the host root (a spec without an image), on
+    # rootfs directories and tars, and with the host's network: an operator's choices
+    # (allow_host_paths, allow_host_network), made here; admins under test keep the defaults (off).
+    yield Settings(state_dir=state, backend="auto", allow_host_paths=True, allow_host_network=True)
     shutil.rmtree(state, ignore_errors=True)
 
 

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     # path ('/' = the host's own root on bwrap, a root filesystem directory or tar on the host)
     # shows callers the host's files: off unless set.
     allow_host_paths: bool = False
+    # A bwrap sandbox with network=true shares the host's network namespace: it reaches every
+    # service on the host's loopback (the admin, Ray, a database). Off unless set; the docker
+    # backend gives such a sandbox a network of its own.
+    allow_host_network: bool = False
     # Env image requirements that name a direct URL ('name @ https://...'), a local path or a
     # file: URL (read from the admin's host and copied into the build sandbox): off unless set.
     allow_direct_requirements: bool = False

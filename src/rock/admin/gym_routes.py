@@ -56,7 +56,7 @@ def sessions(app) -> GymSessions:
     svc = getattr(app.state, "rock_gym", None)
     if svc is None:
         ctx = app.state.rock
-        builder = ImageBuilder(ctx.settings.state_dir, ctx.settings.host_python, ctx.worker, ctx.settings)
+        builder = ImageBuilder(ctx.settings.state_dir, ctx.settings.host_python, ctx.settings)
         svc = app.state.rock_gym = GymSessions(gem_routes.service(app), builder, ctx.settings.default_image)
     return svc
 

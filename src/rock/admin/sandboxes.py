@@ -21,7 +21,7 @@ from rock.admin.nodes import node_back, node_lost, sweep
 from rock.admin.store import COLUMNS, LIVE, TRANSITIONS, SandboxRecord, Store
 from rock.config import Settings
 from rock.errors import BadRequest, Conflict, RockError, SandboxNotFound, SandboxNotRunning, SandboxStartError
-from rock.runtime.base import SandboxSpec, host_path_refused, is_host_path
+from rock.runtime.base import SandboxSpec, host_network_refused, host_path_refused, is_host_path
 from rock.worker.gpus import wanted as gpus_wanted
 
 log = logging.getLogger("rock.admin")
@@ -204,6 +204,8 @@ class Sandboxes:
         sandbox_id = req.sandbox_id or uuid.uuid4().hex
         if is_host_path(req.image) and not self.settings.allow_host_paths:  # every path to a sandbox passes here
             raise host_path_refused(req.image)
+        if req.network and self.worker.backend_name == "bwrap" and not self.settings.allow_host_network:
+            raise host_network_refused()
         # What no node could ever give is refused before anything is recorded.
         self.worker.check(self._spec(SandboxRecord(sandbox_id=sandbox_id, owner=owner, image=req.image), req))
         async with self._lock(sandbox_id):

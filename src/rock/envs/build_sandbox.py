@@ -1,11 +1,13 @@
 """Where an env image's packages are installed and its imports checked: a sandbox, never the host.
 
-A build sandbox is a sandbox of the image's base on the admin's own backend (docker or bwrap),
-with its own filesystem, the build's memory and cpu limits, a network (only this sandbox has
-one), and a time limit. pip is the host's interpreter (mounted read-only in every sandbox, the
-one the env host runs later), started as an unprivileged user (``nobody``) by a few lines of
-ours that drop root first; it writes ``SITE`` inside the sandbox, which comes back as a tar and
-becomes the image. Whatever a package's build runs (a setup.py, a build backend) runs there.
+A build sandbox is a sandbox of the image's base on the docker engine's runtime (env images are
+engine images, and a bwrap sandbox with a network would share the host's network namespace),
+with its own filesystem, the build's memory, cpu and pids limits, a network of its own (only
+this sandbox has one), and a time limit. pip is the host's interpreter (mounted read-only in
+every sandbox, the one the env host runs later), started as an unprivileged user (``nobody``)
+by a few lines of ours that drop root first; it writes ``SITE`` inside the sandbox, which comes
+back as a tar that becomes the image. Whatever a package's build runs (a setup.py, a build
+backend) runs there.
 
 The operator's package sources reach the sandbox as the host's own pip configuration says
 (index URLs, find-links, the CA bundle): local folders and files among them are mounted
@@ -33,7 +35,7 @@ from rock.runtime.base import SandboxSpec
 
 log = logging.getLogger("rock.envs.build")
 
-BUILD_PREFIX = "rock-build-"  # the ids of build sandboxes (leftovers of a crashed admin are stopped at start)
+BUILD_PREFIX = "rock-build-"  # the ids of build sandboxes
 WORK = "/tmp/rock-build"  # inside the sandbox: uploaded sources, pip's home and temp
 UID = GID = 65534  # nobody
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -98,34 +100,33 @@ def pip_environment(python: str) -> tuple[tuple[tuple[str, str], ...], tuple[str
 
 
 class BuildSandbox:
-    """One sandbox on the admin's worker (``create``/``connect``/``stop``), stopped on exit."""
+    """One sandbox of ``runtime`` (the docker engine's: see ``ImageBuilder``), destroyed on exit."""
 
-    def __init__(self, worker, spec: SandboxSpec, python: str):
-        self.worker, self.spec, self.python = worker, spec, python
-        self.node_id: str | None = None
+    def __init__(self, runtime, spec: SandboxSpec, python: str):
+        self.runtime, self.spec, self.python = runtime, spec, python
+        self.handle = None
         self.client = None
 
     async def __aenter__(self) -> "BuildSandbox":
+        from rock.worker.agent_client import AgentClient
+
         t0 = time.perf_counter()
-        info = await self.worker.create(self.spec)
-        self.node_id = info.node_id
+        self.handle = await self.runtime.create(self.spec)
         try:
-            self.client = await self.worker.connect(self.spec.sandbox_id, self.node_id)
+            self.client = await AgentClient.connect(self.handle.socket_path)
         except BaseException:
-            await self._stop()
+            await self.runtime.destroy(self.handle)
             raise
         log.info("build sandbox %s (%s, network %s) up in %.1f s", self.spec.sandbox_id, self.spec.image,
                  "on" if self.spec.network else "off", time.perf_counter() - t0)
         return self
 
     async def __aexit__(self, *exc) -> None:
-        await self._stop()
-
-    async def _stop(self) -> None:
+        self.client.close()
         try:
-            await asyncio.shield(self.worker.stop(self.spec.sandbox_id, self.node_id))
-        except Exception as exc:  # noqa: BLE001 - the build's own error is what the caller needs
-            log.warning("build sandbox %s: stop failed: %s", self.spec.sandbox_id, exc)
+            await asyncio.shield(self.runtime.destroy(self.handle))
+        except Exception as err:  # noqa: BLE001 - the build's own error is what the caller needs
+            log.warning("build sandbox %s: destroy failed: %s", self.spec.sandbox_id, err)
 
     def _launch_argv(self, argv: list[str], own: list[str], cwd: str, env: dict[str, str]) -> list[str]:
         # The build user must reach the interpreter and the mounted package sources: the folders

@@ -23,6 +23,7 @@ import io
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import tarfile
@@ -33,7 +34,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rock.envs.build_sandbox import BUILD_PREFIX, CHECK, WORK, BuildSandbox, build_spec, pip_env
+from rock.envs.build_sandbox import CHECK, WORK, BuildSandbox, build_spec, pip_env
 from rock.envs.errors import EnvError
 from rock.envs.requirements import Wanted, check_import, check_requirement, pip_option
 
@@ -98,16 +99,17 @@ def content_key(spec: EnvImageSpec, base_id: str, python_version: str) -> str:
 
 
 class ImageBuilder:
-    """Builds and finds env images with the docker engine; installs and checks in build sandboxes
-    on ``worker`` (the admin's: ``create``/``connect``/``stop``). One per process is enough."""
+    """Builds and finds env images with the docker engine, installing and checking in sandboxes of
+    that engine (whatever the admin's backend: a bwrap sandbox with a network shares the host's
+    network namespace, and a build needs a network). One per process is enough."""
 
-    def __init__(self, state_dir: Path, python: str | None = None, worker=None, settings=None):
+    def __init__(self, state_dir: Path, python: str | None = None, settings=None):
         from rock.config import Settings
 
         self.dir = Path(state_dir) / "env-images"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.python = python or os.path.realpath(sys.executable)
-        self.worker = worker
+        self._runtime = None
         self.settings = settings or Settings()
         self._version: str | None = None
         self._locks: dict[str, asyncio.Lock] = {}
@@ -170,13 +172,26 @@ class ImageBuilder:
             say(f"env image {tag} ready in {seconds:.1f} s")
         return EnvImage(tag=tag, python=self.python, built=built, seconds=seconds)
 
+    def runtime(self):
+        """The docker runtime of build sandboxes: an owner and a state folder of their own."""
+        if self._runtime is None:
+            from rock.runtime.docker import DockerRuntime
+
+            if (why := DockerRuntime.available()) is not None:
+                raise EnvError(f"env images are built with a docker engine, and {why}", "EnvUnavailable")
+            owner = f"{socket.gethostname()}:{self.dir.resolve()}"
+            self._runtime = DockerRuntime(self.settings.model_copy(update={"state_dir": self.dir}), owner)
+        return self._runtime
+
     async def reap(self) -> None:
-        """Stop build sandboxes an earlier admin process left (it died mid-build)."""
-        listing = getattr(self.worker, "list", None)
-        for info in listing() if listing else ():
-            if info.sandbox_id.startswith(BUILD_PREFIX):
-                log.info("stopping leftover build sandbox %s", info.sandbox_id)
-                await self.worker.stop(info.sandbox_id, info.node_id)
+        """Remove build sandboxes an earlier admin process left (it died mid-build)."""
+        try:
+            runtime = self.runtime()
+        except EnvError:
+            return
+        removed = await runtime.reap(set())
+        if removed:
+            log.info("removed %d leftover build sandbox(es): %s", len(removed), ", ".join(removed))
 
     # -- engine calls (blocking: run in threads) ---------------------------------------------
 
@@ -211,11 +226,6 @@ class ImageBuilder:
     # -- the build, in sandboxes -----------------------------------------------------------
 
     def _spec(self, image: str, spec: EnvImageSpec, network: bool):
-        runtime = getattr(self.worker, "runtime", None)
-        if self.worker is None or (runtime is not None and not runtime.isolated):
-            raise EnvError("env images are built in a sandbox, and this admin's backend "
-                           f"({getattr(runtime, 'name', 'none')}) isolates nothing: use docker or bwrap",
-                           "EnvUnavailable")
         s = self.settings
         return build_spec(image, _bytes(spec.build_memory or s.build_memory), s.build_cpus, s.pids_limit, network,
                           self.python)
@@ -223,7 +233,7 @@ class ImageBuilder:
     async def _build(self, spec: EnvImageSpec, wanted: list[Wanted], tag: str, say: Progress) -> None:
         with tempfile.TemporaryDirectory(prefix="build-", dir=self.dir) as work:
             site_tar = Path(work) / "site.tar"
-            async with BuildSandbox(self.worker, self._spec(spec.base, spec, network=True), self.python) as box:
+            async with BuildSandbox(self.runtime(), self._spec(spec.base, spec, network=True), self.python) as box:
                 say(f"build sandbox {box.spec.sandbox_id} ({spec.base}) up")
                 for d in (f"{WORK}/home", f"{WORK}/tmp", SITE):
                     await box.client.mkdir(d)
@@ -276,7 +286,7 @@ class ImageBuilder:
         """Every import must load from the site folder with the env host's interpreter, isolated
         from the interpreter's own site-packages as the env host will be: in a sandbox of the image."""
         say(f"checking imports {', '.join(spec.imports)} in a sandbox of {tag}")
-        async with BuildSandbox(self.worker, self._spec(tag, spec, network=False), self.python) as box:
+        async with BuildSandbox(self.runtime(), self._spec(tag, spec, network=False), self.python) as box:
             for name in spec.imports:
                 out: list[str] = []
                 argv = [self.python, "-I", "-S", "-c", CHECK, SITE, check_import(name)]

@@ -64,6 +64,12 @@ def host_path_refused(image: str | None) -> BadRequest:
                       "images with the setting allow_host_paths (ROCK_ALLOW_HOST_PATHS=true)")
 
 
+def host_network_refused() -> BadRequest:
+    return BadRequest("network=true on the bwrap backend shares the host's network namespace: the sandbox would reach "
+                      "every service on the host's loopback. Use the docker backend for sandboxes with a network; an "
+                      "operator may allow it with the setting allow_host_network (ROCK_ALLOW_HOST_NETWORK=true)")
+
+
 class SandboxSpec(BaseModel):
     """What a caller asks a backend for."""
 

@@ -54,6 +54,7 @@ from rock.runtime.base import (
     SandboxSpec,
     exit_future,
     exit_reason,
+    host_network_refused,
     host_path_refused,
     is_host_path,
     pid_exit_future,
@@ -128,6 +129,8 @@ class BwrapRuntime(KeptFiles, Runtime):
         sid = spec.sandbox_id
         if spec.runtime:
             raise SandboxStartError("engine runtimes (kata) need the docker backend; this one is bwrap")
+        if spec.network and not self.settings.allow_host_network:  # the admin refuses it first
+            raise host_network_refused()
         lower, image_env = await self._lower(spec)
         if kept_lower and kept_lower != lower and os.path.isdir(kept_lower):
             lower = kept_lower  # the tag moved since; the files were written over the old root
