@@ -238,3 +238,55 @@ def test_an_image_build_names_its_dockerfile_inside_the_context(client, dockerfi
     reply = client.post("/apis/envs/sandbox/v1/images/build", content=_context("FROM python:3.11\n"),
                         params={"dockerfile": dockerfile}, headers={"content-type": "application/x-tar"})
     assert reply.status_code in (400, 422) and "root:" not in reply.text, reply.text
+
+
+@pytest.mark.parametrize("backend", backend_params())
+async def test_a_tampered_agent_socket_does_not_lead_the_worker_to_a_host_socket(backend, tmp_path):
+    """A sandbox's root replaces its agent's socket (in the run folder it shares with the host) by
+    a link to a host socket; after a worker restart the worker must not talk to what it finds."""
+    import asyncio
+    import socket
+
+    from tests.worker.conftest import new_worker
+
+    host_sock = f"/tmp/rock-trust-{uuid.uuid4().hex[:8]}.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(host_sock)
+    server.listen(4)
+    server.setblocking(False)
+    received: list[bytes] = []
+    first = new_worker(backend)
+    await first.start()
+    try:
+        sid = "t" + uuid.uuid4().hex[:10]
+        await first.create(first.default_spec(sid))
+        out = await first.agent(sid).exec(["sh", "-c", f'rm /.rock/run/agent.sock && ln -s {host_sock} '
+                                           '/.rock/run/agent.sock && echo swapped'])
+        assert out.stdout == "swapped\n", out
+        await first.close(stop_sandboxes=False)
+        second = new_worker(backend, state_dir=first.settings.state_dir)
+
+        async def drain():
+            loop = asyncio.get_running_loop()
+            while True:
+                conn, _ = await loop.sock_accept(server)
+                with conn:
+                    conn.setblocking(False)
+                    try:
+                        data = await asyncio.wait_for(loop.sock_recv(conn, 4096), 5)
+                    except asyncio.TimeoutError:
+                        data = b""
+                    received.append(data)
+
+        listener = asyncio.ensure_future(drain())
+        try:
+            await second.start()
+            assert sid not in [s.sandbox_id for s in second.list()]  # not re-attached: treated as gone
+            await asyncio.sleep(0.5)
+        finally:
+            listener.cancel()
+            await second.close(stop_sandboxes=True)
+        assert all(data == b"" for data in received), received  # the worker sent nothing to the host socket
+    finally:
+        server.close()
+        os.unlink(host_sock)

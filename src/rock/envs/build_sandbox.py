@@ -113,7 +113,7 @@ class BuildSandbox:
         t0 = time.perf_counter()
         self.handle = await self.runtime.create(self.spec)
         try:
-            self.client = await AgentClient.connect(self.handle.socket_path)
+            self.client = await AgentClient.connect(self.handle.socket_path, self.handle)
         except BaseException:
             await self.runtime.destroy(self.handle)
             raise

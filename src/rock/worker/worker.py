@@ -191,7 +191,7 @@ class Worker:
     async def _launch(self, spec: SandboxSpec) -> tuple[RuntimeHandle, AgentClient]:
         handle = await self.runtime.create(spec)
         try:
-            client = await AgentClient.connect(handle.socket_path)
+            client = await AgentClient.connect(handle.socket_path, handle)
         except BaseException:
             await self.runtime.destroy(handle)
             raise
@@ -263,7 +263,7 @@ class Worker:
         self.gpus.claim(spec.gpu_ids, sandbox_id)
         try:
             handle = await self.runtime.resume(handle)
-            client = await AgentClient.connect(handle.socket_path)
+            client = await AgentClient.connect(handle.socket_path, handle)
         except BaseException:
             self.gpus.release(spec.gpu_ids)
             self._stopped[sandbox_id] = (handle, spec)
@@ -327,7 +327,10 @@ class Worker:
 
     def run_dir(self, sandbox_id: str) -> str:
         """The host directory shared with the sandbox (agent socket, env host socket)."""
-        return self._get(sandbox_id).handle.run_dir
+        return self.handle(sandbox_id).run_dir
+
+    def handle(self, sandbox_id: str) -> RuntimeHandle:
+        return self._get(sandbox_id).handle
 
     async def stats(self, sandbox_id: str) -> ResourceStats:
         return await self.runtime.stats(self._get(sandbox_id).handle)
@@ -372,7 +375,7 @@ class Worker:
             client = None
             if await self.runtime.alive(handle):
                 try:
-                    client = await AgentClient.connect(handle.socket_path)
+                    client = await AgentClient.connect(handle.socket_path, handle)
                     await asyncio.wait_for(client.ping(), 10)
                 except (AgentGone, asyncio.TimeoutError) as exc:
                     log.warning("sandbox %s runs but its agent does not answer (%s)", spec.sandbox_id, exc)
