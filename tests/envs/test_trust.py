@@ -290,3 +290,16 @@ async def test_a_tampered_agent_socket_does_not_lead_the_worker_to_a_host_socket
     finally:
         server.close()
         os.unlink(host_sock)
+
+
+@pytest.mark.parametrize("params", [{"size": 10**9}, {"size": "x"}, {"seed": "9" * 5000}])
+def test_a_task_profile_cannot_size_the_admins_memory(params):
+    """reasoning_gym's profile is a list made in the admin: its size is bounded, checked first."""
+    import sys
+
+    from rock.training.errors import TrainingError
+    from rock.training.suites import ReasoningGym
+
+    with pytest.raises(TrainingError, match="size must be") as err:
+        ReasoningGym(sys.executable).ids(Path("/nonexistent"), "train", {"generators": ["basic_arithmetic"], **params})
+    assert err.value.kind == "BadRequest"
