@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     build_memory: str = "4g"
     build_cpus: float = Field(default=2.0, gt=0)
     build_timeout: float = Field(default=1800.0, gt=0)
+    build_concurrency: int = Field(default=2, ge=1)  # env image builds at once per admin (the rest wait)
     # which ROCK YAML file was read, and its settings that mean nothing here (rock.config_rock)
     rock_config_file: str | None = None
     rock_config_applied: list[str] = Field(default_factory=list)

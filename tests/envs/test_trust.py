@@ -92,6 +92,11 @@ def test_what_is_not_a_requirement_is_refused(client, package):
     assert status == 400 and "requirement" in lines[0]["message"], lines
 
 
+def test_a_caller_cannot_raise_the_build_limits(client):
+    status, lines = _image_stream(client, {"source": "CartPole-v1", "build_memory": "1000g"})
+    assert status == 400 and "build_memory" in lines[0]["message"], lines
+
+
 def _hostile_package(root: Path, marks: dict, secret: Path) -> Path:
     """A source package whose build writes a marker and reads the host secret into its data, and
     whose import writes another marker and fails, quoting what its build and it could read: it

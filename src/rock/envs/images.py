@@ -113,6 +113,7 @@ class ImageBuilder:
         self.settings = settings or Settings()
         self._version: str | None = None
         self._locks: dict[str, asyncio.Lock] = {}
+        self._slots: asyncio.Semaphore | None = None  # builds at once (each holds build_memory)
         self._client = None
 
     def client(self):
@@ -130,6 +131,9 @@ class ImageBuilder:
         a module name, or a direct URL / local path the operator has not allowed."""
         for name in spec.imports:
             check_import(name)
+        if spec.build_memory and _bytes(spec.build_memory) > _bytes(self.settings.build_memory):
+            raise EnvError(f"build_memory={spec.build_memory}: this admin's builds get at most "
+                           f"{self.settings.build_memory} (the setting build_memory)", "BadRequest")
         return [check_requirement(p, self.settings.allow_direct_requirements) for p in spec.packages]
 
     async def tag(self, spec: EnvImageSpec) -> str:
@@ -160,7 +164,11 @@ class ImageBuilder:
             try:
                 if not await asyncio.to_thread(self._exists, tag):
                     say(f"building env image {tag} from {spec.base} with {', '.join(spec.packages) or 'no packages'}")
-                    await self._build(spec, wanted, tag, say)
+                    self._slots = self._slots or asyncio.Semaphore(self.settings.build_concurrency)
+                    if self._slots.locked():
+                        say(f"waiting for a build slot ({self.settings.build_concurrency} builds run at once)")
+                    async with self._slots:
+                        await self._build(spec, wanted, tag, say)
                     built = True
                 else:
                     built = False
@@ -309,7 +317,8 @@ class ImageBuilder:
                 info.size = len(dockerfile)
                 tar.addfile(info, io.BytesIO(dockerfile))
                 _copy_site(site_tar, tar)
-            limits = {"memory": _bytes(spec.build_memory)} if spec.build_memory else None
+            memory = _bytes(spec.build_memory or self.settings.build_memory)
+            limits = {"memory": memory, "memswap": memory}
             say(f"docker build {tag} ({ctx.tell() // (1 << 20)} MB of packages)")
             ctx.seek(0)
             try:
