@@ -97,6 +97,14 @@ def test_a_caller_cannot_raise_the_build_limits(client):
     assert status == 400 and "build_memory" in lines[0]["message"], lines
 
 
+def _build_containers(admin) -> list:
+    """The containers of the admin's build sandboxes (they run on the docker engine's runtime)."""
+    import docker
+
+    owner = admin.app.state.rock_gym.builder.runtime().owner
+    return docker.from_env().containers.list(all=True, filters={"label": f"rock.owner={owner}"})
+
+
 def _hostile_package(root: Path, marks: dict, secret: Path) -> Path:
     """A source package whose build writes a marker and reads the host secret into its data, and
     whose import writes another marker and fails, quoting what its build and it could read: it
@@ -148,8 +156,19 @@ def test_a_package_build_and_its_import_run_in_sandboxes_only(secured, client, h
     assert content not in text
     for mark in marks.values():
         assert not mark.exists(), f"{mark} appeared on the host"
-    running = [info.sandbox_id for info in secured.ctx.worker.list()]
-    assert not [sid for sid in running if sid.startswith("rock-build-")]  # both sandboxes are gone
+    assert _build_containers(secured) == []  # both sandboxes are gone
+
+
+def test_a_build_that_hangs_is_stopped_at_the_time_limit(secured, client, tmp_path, monkeypatch):
+    monkeypatch.setattr(secured.ctx.settings, "allow_direct_requirements", True)
+    monkeypatch.setattr(secured.ctx.settings, "build_timeout", 8.0)
+    pkg = tmp_path / "rock_trust_sleeper"
+    pkg.mkdir()
+    (pkg / "setup.py").write_text("import time\ntime.sleep(3600)\n")
+    status, lines = _image_stream(client, {"source": "CartPole-v1", "packages": [str(pkg)]})
+    assert status == 200 and lines[-1]["status"] == 422, lines[-1]
+    assert "time limit" in lines[-1]["error"]["message"] and "build_timeout" in lines[-1]["error"]["message"]
+    assert _build_containers(secured) == []
 
 
 @pytest.mark.parametrize("image", ["/", "/etc", "/var/lib", "//"])
