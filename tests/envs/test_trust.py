@@ -24,13 +24,14 @@ import pytest
 from tests.admin.harness import Admin, backend_params
 
 TOKEN = "token-trust"
+OTHER = "token-other"
 GYM = "/apis/v1/envs/gym"
 START = "/apis/envs/sandbox/v1/start_async"
 
 
 @pytest.fixture(scope="module", params=backend_params())
 def secured(request):
-    server = Admin(request.param, tokens={TOKEN: "trust"}).start()
+    server = Admin(request.param, tokens={TOKEN: "trust", OTHER: "other"}).start()
     yield server
     server.stop(stop_sandboxes=True)
 
@@ -199,6 +200,23 @@ def test_a_registered_env_cannot_name_the_host_root(client):
             assert reply.status_code in (400, 422), reply.text
     finally:
         client.post("/apis/v1/envs/gem/unregister", json={"id": env["id"]})
+
+
+def test_a_namespace_cannot_replace_or_remove_anothers_registered_env(secured, client):
+    """Whoever changes a registration chooses the code another namespace's env sandboxes run."""
+    env = {"id": f"trust-{uuid.uuid4().hex[:6]}", "entry_point": "rock_gym_hostile:Hostile", "packages": ["gymnasium"]}
+    assert client.post("/apis/v1/envs/gem/register", json=env).status_code == 200
+    try:
+        other = {"Authorization": f"Bearer {OTHER}"}
+        hostile = {**env, "entry_point": "os:system"}
+        reply = client.post("/apis/v1/envs/gem/register", json=hostile, params={"replace": True}, headers=other)
+        assert reply.status_code == 400 and "another namespace" in reply.text, reply.text
+        reply = client.post("/apis/v1/envs/gem/unregister", json={"id": env["id"]}, headers=other)
+        assert reply.status_code == 400, reply.text
+        listed = client.get("/apis/v1/envs/gem/catalog", params={"deep": False}).json()["envs"]
+        assert [e["entry_point"] for e in listed if e["id"] == env["id"]] == [env["entry_point"]]
+    finally:
+        assert client.post("/apis/v1/envs/gem/unregister", json={"id": env["id"]}).json()["removed"]
 
 
 def test_the_default_image_still_starts(client):
