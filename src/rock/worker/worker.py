@@ -9,12 +9,15 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import socket
 import time
 from pathlib import Path
 
 from pydantic import BaseModel
 
+from rock.cluster.models import Need, Resources
+from rock.cluster.placement import refuse_oversized
 from rock.config import Settings
 from rock.errors import AgentGone, BadRequest, Conflict, SandboxNotFound
 from rock.runtime import get_runtime_class, pick_backend
@@ -132,6 +135,16 @@ class Worker:
         if wanted and not self.gpus.total:  # one machine: no silent drop of a GPU type it cannot have
             raise BadRequest(f"accelerator_type={wanted!r}: this machine has no GPU"
                              " (nvidia-smi and /dev/nvidia* show none); leave accelerator_type unset")
+        # The cluster's admission, on this one node: more cpus or memory than it could hold even
+        # empty (times the operator's overcommit) is refused, never left to fail or starve later.
+        refuse_oversized(Need.of(spec).resources, {self.host_name: self.capacity()}, self.settings.overcommit,
+                         lambda name: f"this node ({name})", dimensions=("cpus", "memory"))
+
+    def capacity(self) -> Resources:
+        """What this machine has: its cpus, memory, GPUs and the disk free under the state dir."""
+        return Resources(cpus=float(len(os.sched_getaffinity(0)) or os.cpu_count() or 1),
+                         memory_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+                         gpus=self.gpus.total, disk_bytes=shutil.disk_usage(self.settings.state_dir).free)
 
     async def create(self, spec: SandboxSpec, timeout: float | None = None) -> SandboxInfo:
         """Start a sandbox and return once its first command can run; idempotent per sandbox_id.
