@@ -66,9 +66,9 @@ def router(ctx: Ctx) -> APIRouter:
         clustered = hasattr(ctx.worker, "nodes")
         nodes = ctx.worker.status() if clustered else _embedded(ctx)
         states: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-        for record in ctx.sandboxes.records.values():
-            if record.state != "deleted":
-                states[record.node_id or "local"][record.state] += 1
+        for row in await ctx.sandboxes.counts():
+            if row["state"] != "deleted":
+                states[row["node_id"] or "local"][row["state"]] += row["n"]
         result = ClusterStatus(
             mode="cluster" if clustered else "embedded", placement=ctx.settings.placement,
             overcommit=ctx.settings.overcommit,
