@@ -115,3 +115,18 @@ def test_timed_deletion_finds_a_stopped_sandbox_in_the_store(monkeypatch):
         assert sid not in admin.ctx.worker.stopped_ids() and sid not in admin.ctx.sandboxes.records
     finally:
         admin.stop(stop_sandboxes=True)
+
+
+def test_restart_without_kept_files_is_a_conflict():
+    """A stopped sandbox whose files were not kept (here: the local backend keeps none) cannot be
+    restarted: a 409 saying so, not a 5xx (it was the sandbox's state, not a server failure)."""
+    admin = Admin("local").start()
+    api = httpx.Client(base_url=admin.url + PREFIX, timeout=120)
+    try:
+        sid = _ok(api.post("/start", json={"memory": "256m"}))["sandbox_id"]
+        _ok(api.post("/stop", json={"sandbox_id": sid}))
+        reply = api.post("/restart", json={"sandbox_id": sid})
+        assert reply.status_code == 409 and "files were not kept" in reply.json()["message"], reply.text
+        assert _ok(api.get("/get_status", params={"sandbox_id": sid}))["lifecycle_state"] == "stopped"
+    finally:
+        admin.stop(stop_sandboxes=True)

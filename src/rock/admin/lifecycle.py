@@ -98,11 +98,14 @@ class Lifecycle:
                     info = await self.worker.restart(sandbox_id, record.node_id)
             except Exception as exc:  # noqa: BLE001 - the reason goes to the record and the caller
                 reason = exc.message if isinstance(exc, RockError) and exc.message else f"{type(exc).__name__}: {exc}"
-                if isinstance(exc, SandboxNotFound):
-                    reason = f"its files were not kept ({self.worker.backend_name} backend)"
+                kept = not isinstance(exc, SandboxNotFound)
+                if not kept:  # stopped before its start finished, or a backend that keeps no files
+                    reason = f"its files were not kept ({self.worker.backend_name} backend); start a new sandbox"
                 await svc._transition(record, from_state if from_state == "stopped" else "failed", "restart_failed",
                                       reason)
-                raise SandboxStartError(f"sandbox {sandbox_id} could not be restarted: {reason}") from None
+                # Nothing to restart from is the sandbox's state (409), not a failure of the server.
+                raise (SandboxStartError if kept else Conflict)(f"sandbox {sandbox_id} could not be restarted: "
+                                                                f"{reason}") from None
             record.backend, record.host_name, record.host_ip = info.backend, info.host_name, info.host_ip
             record.node_id = info.node_id or record.node_id
             record.failure_reason = None
