@@ -59,11 +59,13 @@ class HeldRecords:
 
     async def lookup(self, sandbox_id: str, owner: str | None, include_deleted: bool = True) -> SandboxRecord:
         """``get``, reading the store for a record that is not in memory (ended, or another process's)."""
-        if self.known(sandbox_id) is None:
+        record = self.known(sandbox_id)
+        if record is None:
             row = await self.store.get(sandbox_id)
-            if row is not None and self.known(sandbox_id) is None:
-                self._place(row)
-        return self.get(sandbox_id, owner, include_deleted)
+            record = self.known(sandbox_id) or row
+            if record is not None:
+                self._place(record)  # kept a while (or at once dropped, if the cache is full of busy ones)
+        return self._visible(sandbox_id, record, owner, include_deleted)
 
     async def page(self, owner: str | None, filters: dict, state: str | None, newest_first: bool, offset: int,
                    limit: int) -> tuple[list[SandboxRecord], int]:
@@ -81,7 +83,11 @@ class HeldRecords:
 
     def get(self, sandbox_id: str, owner: str | None, include_deleted: bool = True) -> SandboxRecord:
         """The record from memory only (``lookup`` also reads the store)."""
-        record = self.known(sandbox_id)
+        return self._visible(sandbox_id, self.known(sandbox_id), owner, include_deleted)
+
+    @staticmethod
+    def _visible(sandbox_id: str, record: SandboxRecord | None, owner: str | None,
+                 include_deleted: bool) -> SandboxRecord:
         if record is None or record.owner != owner or (record.state == "deleted" and not include_deleted):
             # Another namespace's sandbox is reported exactly like a missing one.
             raise SandboxNotFound(f"sandbox {sandbox_id} not found")
