@@ -44,7 +44,7 @@ class _Ours(BaseModel):
 class MakeRequest(_Compat):
     env_id: str = Field(min_length=1, max_length=256)
     kwargs: dict[str, Any] = Field(default_factory=dict)  # ours: reach the env's constructor
-    timeout: float | None = Field(default=None, gt=0)  # ours: per-call timeout inside the env
+    timeout: float | None = Field(default=None, gt=0, le=86400)  # ours: per-call timeout inside the env
 
 
 class HandleRequest(_Compat):
@@ -65,7 +65,7 @@ class VecMakeRequest(_Ours):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     vec_kwargs: list[dict[str, Any]] | None = None
     autoreset: str = "same_step"
-    timeout: float | None = Field(default=None, gt=0)
+    timeout: float | None = Field(default=None, gt=0, le=86400)
 
 
 class VecRequest(_Ours):

@@ -14,6 +14,7 @@ from starlette.requests import Request
 
 from rock.actions.response import RockResponse
 from rock.admin.context import Ctx, ok
+from rock.admin.openapi import tar_body
 from rock.errors import BadRequest
 
 log = logging.getLogger("rock.admin.images")
@@ -35,8 +36,7 @@ def router(ctx: Ctx) -> APIRouter:
 
     @api.post("/images/build", response_model=RockResponse[BuildResult], responses=ERRORS,
               summary="Build an image from a build context (a tar with a Dockerfile) in the request body",
-              openapi_extra={"requestBody": {"required": True, "content": {"application/x-tar": {
-                  "schema": {"type": "string", "format": "binary"}}}}})
+              openapi_extra={"requestBody": tar_body("the build context: a tar with the Dockerfile")})
     async def build(request: Request,
                     tag: str | None = Query(default=None, description="the image name; default: rock-build/<hash of "
                                             "the context>:latest, built once per content"),

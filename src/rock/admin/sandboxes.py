@@ -1,7 +1,10 @@
 """Sandbox lifecycle in the admin: records, the state machine, idempotent create, idle TTL.
 
-The records live in memory (the hot path reads them without I/O) and in the store (they
-survive restarts). The worker owns the actual sandboxes; this class keeps the two in step.
+Every record is in the store (it survives restarts and is shared); the records of sandboxes
+that run (``HELD`` states) are also in memory, where the hot path reads them without I/O, and
+so are the last few hundred ended ones a caller touched. Ended sandboxes are read from the
+store when asked for (status, listing, history, the UI), so a long-running admin holds only
+what is live. The worker owns the actual sandboxes; this class keeps the two in step.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from rock.actions.sandbox import SandboxStartRequest, parse_memory
 from rock.admin import start_checks
 from rock.admin.commands import CommandLog
 from rock.admin.events import Events
+from rock.admin.held import HeldRecords
 from rock.admin.nodes import node_back, node_lost, sweep
-from rock.admin.store import COLUMNS, LIVE, TRANSITIONS, SandboxRecord, Store
+from rock.admin.store import COLUMNS, HELD, LIVE, TRANSITIONS, SandboxRecord, Store
 from rock.config import Settings
 from rock.errors import BadRequest, Conflict, RockError, SandboxNotFound, SandboxNotRunning, SandboxStartError
 from rock.runtime.base import SandboxSpec, host_network_refused, host_path_refused, is_host_path
@@ -32,12 +36,13 @@ LEASE_TTL = 5.0
 REFRESH_S = 0.5  # how often a process sharing the store pulls what others changed
 
 
-class Sandboxes:
+class Sandboxes(HeldRecords):
     def __init__(self, settings: Settings, worker, store: Store):
         self.settings = settings
         self.worker = worker
         self.store = store
-        self.records: dict[str, SandboxRecord] = {}
+        super().__init__()  # the records (rock.admin.held)
+        self.deadline = lambda record: None  # when a stopped record's next timed transition is (lifecycle sets it)
         self._starting: dict[str, asyncio.Task] = {}
         self._used: dict[str, float] = {}  # sandbox_id -> last use, not yet written to the store
         self._locks: dict[str, asyncio.Lock] = {}
@@ -58,7 +63,7 @@ class Sandboxes:
         """Make the records agree with what the worker actually runs (after a restart)."""
         known = {info.sandbox_id: info for info in self.worker.list()}
         now = time.time()
-        for record in await self.store.all():
+        for record in (await self.store.query(states=HELD))[0]:
             self.records[record.sandbox_id] = record
             info = known.get(record.sandbox_id)
             alive = info is not None and info.state == "running"
@@ -80,7 +85,7 @@ class Sandboxes:
                 log.warning("stopping sandbox %s: it has no live record (orphan)", sandbox_id)
                 await self._quiet_stop(sandbox_id)
         for sandbox_id in self.worker.stopped_ids():  # kept files whose record no longer wants them
-            record = self.records.get(sandbox_id)
+            record = self.known(sandbox_id) or await self.store.get(sandbox_id)
             if record is None or record.state not in ("stopped", "archiving"):
                 await self._quiet_stop(sandbox_id, record.node_id if record else None)
 
@@ -93,8 +98,9 @@ class Sandboxes:
         admin beside other admins); writes stay with the admin that makes them."""
         records, self._seen_at = await self.store.changed_since(0.0)
         for record in records:
-            if record.state != "deleted":
+            if record.state in HELD:
                 self.records[record.sandbox_id] = record
+        del records
         self._refresher = asyncio.create_task(self._refresh_loop(), name="rock-refresh")
 
     async def _refresh_loop(self) -> None:
@@ -110,22 +116,16 @@ class Sandboxes:
                 self._merge(row)
 
     def _merge(self, row: SandboxRecord) -> None:
-        mine = self.records.get(row.sandbox_id)
+        mine = self.known(row.sandbox_id)
         if mine is None:
-            self.records[row.sandbox_id] = row
+            if row.state in HELD:  # another process's ended sandbox stays in the store
+                self.records[row.sandbox_id] = row
         elif row.rev > mine.rev and row.sandbox_id not in self._starting:
             used = max(mine.last_used_at, row.last_used_at)
             for column in COLUMNS:
                 setattr(mine, column, getattr(row, column))
             mine.last_used_at = used
-
-    async def lookup(self, sandbox_id: str, owner: str | None, include_deleted: bool = True) -> SandboxRecord:
-        """``get``, and when the record is not in memory and others write the store, read it there."""
-        if sandbox_id not in self.records and (self.store.shared or self.settings.role == "proxy"):
-            row = await self.store.get(sandbox_id)
-            if row is not None and sandbox_id not in self.records:
-                self.records[sandbox_id] = row
-        return self.get(sandbox_id, owner, include_deleted)
+            self._place(mine)
 
     def start_reaper(self) -> None:
         self._reaper = asyncio.create_task(self._reap_loop(), name="rock-reaper")
@@ -160,13 +160,6 @@ class Sandboxes:
 
     # -- lookups (hot path) ------------------------------------------------------------------
 
-    def get(self, sandbox_id: str, owner: str | None, include_deleted: bool = True) -> SandboxRecord:
-        record = self.records.get(sandbox_id)
-        if record is None or record.owner != owner or (record.state == "deleted" and not include_deleted):
-            # Another namespace's sandbox is reported exactly like a missing one.
-            raise SandboxNotFound(f"sandbox {sandbox_id} not found")
-        return record
-
     def touch(self, record: SandboxRecord) -> None:
         now = time.time()
         record.last_used_at = now
@@ -189,9 +182,6 @@ class Sandboxes:
         self.touch(record)
         return await self.worker.connect(sandbox_id, record.node_id)
 
-    def visible(self, owner: str | None) -> list[SandboxRecord]:
-        return [r for r in self.records.values() if r.owner == owner]
-
     # -- create ------------------------------------------------------------------------------
 
     def _lock(self, sandbox_id: str) -> asyncio.Lock:
@@ -209,7 +199,9 @@ class Sandboxes:
         # What no node could ever give is refused before anything is recorded.
         self.worker.check(self._spec(SandboxRecord(sandbox_id=sandbox_id, owner=owner, image=req.image), req))
         async with self._lock(sandbox_id):
-            record = self.records.get(sandbox_id)
+            record = self.known(sandbox_id)
+            if record is None and req.sandbox_id:  # a caller's id may name an ended sandbox
+                record = await self.store.get(sandbox_id)
             if record is not None and record.owner != owner:
                 raise Conflict(f"sandbox id {sandbox_id} is already taken")
             if record is None or record.state not in LIVE:
@@ -235,7 +227,7 @@ class Sandboxes:
             auto_clear_seconds=self.settings.default_auto_clear_seconds if ttl is None else ttl,
             spec=req.model_dump(exclude_none=True, exclude={"wait"}),
         )
-        self.records[sandbox_id] = record
+        self._place(record)
         event, from_state = ("create", None) if old is None else ("recreate", old.state)
         # Written while the sandbox starts: a crash before "running" is on disk is a pending
         # record with a live sandbox, which reconcile marks running after the restart.
@@ -334,14 +326,24 @@ class Sandboxes:
         self.events.emit("state", record, from_state=before, event=event)
         if to == "deleted":
             self.commands.forget(record.sandbox_id)
-        return self._write(record, before, event, message)
+        saved = self._write(record, before, event, message)
+        self._place(record)
+        return saved
 
     def _write(self, record: SandboxRecord, before: str | None, event: str | None, message: str | None = None) -> asyncio.Future:
+        sid = record.sandbox_id
+        record.due_at = self.deadline(record)
         saved = self.store.save(record, before, event, message)
+        self._unsaved[sid] = self._unsaved.get(sid, 0) + 1
 
         def stored(f: asyncio.Future) -> None:  # our own write comes back from a refresh as nothing new
+            left = self._unsaved.pop(sid, 1) - 1
+            if left:
+                self._unsaved[sid] = left
             if not f.cancelled() and f.exception() is None and f.result():
                 record.rev = max(record.rev, f.result())
+            if not left and sid in self._ended:
+                self._trim()
 
         saved.add_done_callback(stored)
         return saved

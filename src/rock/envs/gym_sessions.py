@@ -66,7 +66,8 @@ class GymSessionRequest(GymImageRequest):
     kwargs: dict = Field(default_factory=dict, description="keyword arguments of the env's constructor (gym.make)")
     lease: float | None = Field(default=None, gt=0, le=86400, description="seconds without a keepalive before the "
                                 "session is closed (default: the admin's gym_lease)")
-    timeout: float | None = Field(default=None, gt=0, description="per call inside the env (make, reset, step)")
+    timeout: float | None = Field(default=None, gt=0, le=86400, description="per call inside the env (make, reset, "
+                                  "step), seconds: at most a day")
 
 
 class GymSessionInfo(BaseModel):
