@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     max_memory: str | None = None
     warmup_images: list[str] = Field(default_factory=list)  # pulled when the admin starts
     proxy_timeout: float = 300.0  # read timeout of a request forwarded to a port inside a sandbox
+    # Idle HTTP connections the port proxy keeps open per sandbox port, and for how long: a request
+    # on an open connection skips the relay's connect (a round trip to the agent, a thread there).
+    proxy_keepalive_connections: int = Field(default=8, ge=0)
+    proxy_keepalive_seconds: float = Field(default=30.0, gt=0)
     # which ROCK YAML file was read, and its settings that mean nothing here (rock.config_rock)
     rock_config_file: str | None = None
     rock_config_applied: list[str] = Field(default_factory=list)
