@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     build_cpus: float = Field(default=2.0, gt=0)
     build_timeout: float = Field(default=1800.0, gt=0)
     build_concurrency: int = Field(default=2, ge=1)  # env image builds at once per admin (the rest wait)
+    # Idle HTTP connections the port proxy keeps open per sandbox port, and for how long: a request
+    # on an open connection skips the relay's connect (a round trip to the agent, a thread there).
+    proxy_keepalive_connections: int = Field(default=8, ge=0)
+    proxy_keepalive_seconds: float = Field(default=30.0, gt=0)
     # which ROCK YAML file was read, and its settings that mean nothing here (rock.config_rock)
     rock_config_file: str | None = None
     rock_config_applied: list[str] = Field(default_factory=list)
