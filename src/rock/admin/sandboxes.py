@@ -167,6 +167,10 @@ class Sandboxes:
             raise SandboxNotFound(f"sandbox {sandbox_id} not found")
         return record
 
+    def save(self, record: SandboxRecord) -> None:
+        """Persist a changed field of a record (no state change), without waiting."""
+        self._save_soon(self._write(record, None, None))
+
     def touch(self, record: SandboxRecord) -> None:
         now = time.time()
         record.last_used_at = now
@@ -200,7 +204,9 @@ class Sandboxes:
             lock = self._locks[sandbox_id] = asyncio.Lock()
         return lock
 
-    async def start(self, req: SandboxStartRequest, owner: str | None, meta: dict, wait: bool) -> SandboxRecord:
+    async def start(self, req: SandboxStartRequest, owner: str | None, meta: dict, wait: bool,
+                    extra_spec: dict | None = None) -> SandboxRecord:
+        """``extra_spec``: what a front door keeps with the record (E2B's metadata, its token)."""
         sandbox_id = req.sandbox_id or uuid.uuid4().hex
         # What no node could ever give is refused before anything is recorded.
         self.worker.check(self._spec(SandboxRecord(sandbox_id=sandbox_id, owner=owner, image=req.image), req))
@@ -209,7 +215,7 @@ class Sandboxes:
             if record is not None and record.owner != owner:
                 raise Conflict(f"sandbox id {sandbox_id} is already taken")
             if record is None or record.state not in LIVE:
-                record = self._new_record(sandbox_id, req, owner, meta, record)
+                record = self._new_record(sandbox_id, req, owner, meta, record, extra_spec)
                 self._starting[sandbox_id] = asyncio.create_task(self._create(record, req), name=f"create-{sandbox_id}")
             # else: a caller-chosen id that is pending or running: create is idempotent
         task = self._starting.get(sandbox_id)
@@ -220,7 +226,7 @@ class Sandboxes:
         return record
 
     def _new_record(self, sandbox_id: str, req: SandboxStartRequest, owner: str | None, meta: dict,
-                    old: SandboxRecord | None) -> SandboxRecord:
+                    old: SandboxRecord | None, extra_spec: dict | None = None) -> SandboxRecord:
         ttl = req.ttl_seconds()
         record = SandboxRecord(
             sandbox_id=sandbox_id, owner=owner, state="pending",
@@ -229,7 +235,7 @@ class Sandboxes:
             image=req.image or self.settings.default_image,
             cpus=req.cpus, memory=req.memory,
             auto_clear_seconds=self.settings.default_auto_clear_seconds if ttl is None else ttl,
-            spec=req.model_dump(exclude_none=True, exclude={"wait"}),
+            spec={**req.model_dump(exclude_none=True, exclude={"wait"}), **(extra_spec or {})},
         )
         self.records[sandbox_id] = record
         event, from_state = ("create", None) if old is None else ("recreate", old.state)

@@ -1,0 +1,267 @@
+"""E2B's control plane (spec/openapi.yml of e2b-dev/E2B) onto ROCK's sandbox service.
+
+templateID -> image (``base`` -> the default image; ``Settings.e2b_templates`` adds more),
+timeout -> the idle lease (auto_clear_seconds), envVars -> the sandbox's environment,
+metadata -> kept with the record and filterable. What ROCK cannot honour fails closed, saying why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from datetime import datetime, timezone
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from rock.actions.sandbox import SandboxStartRequest, parse_memory
+from rock.admin.context import Ctx
+from rock.admin.e2b.common import (CLIENT_ID, ENVD_VERSION, META_KEY, TOKEN_KEY, E2BError, control_record, is_e2b,
+                                   owner_of)
+from rock.admin.e2b.connect import json_response
+from rock.admin.start_checks import check_start_request
+from rock.admin.store import SandboxRecord
+from rock.errors import RockError
+
+log = logging.getLogger("rock.admin.e2b")
+MAX_TIMEOUT = 7 * 24 * 3600
+# Fields of NewSandbox we cannot honour unless they say "off", and why.
+REFUSED = {
+    "autoPause": "ROCK does not pause sandboxes: one past its timeout is stopped",
+    "autoResume": "ROCK does not pause sandboxes, so none resumes",
+    "network": "per-sandbox network rules are not supported; use allow_internet_access",
+    "mcp": "MCP gateways are not supported",
+    "volumeMounts": "volumes are not supported; use files.write or a template image",
+    "iam": "IAM roles are not supported",
+}
+
+
+def _iso(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts or time.time(), timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _templates(ctx: Ctx) -> dict[str, str]:
+    return {"base": ctx.settings.default_image, **ctx.settings.e2b_templates}
+
+
+def _str_map(body: dict, key: str) -> dict[str, str]:
+    value = body.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise E2BError(400, f"{key} must be an object of string values")
+    return value
+
+
+def _timeout(body: dict, default: int) -> int:
+    value = body.get("timeout", default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_TIMEOUT:
+        raise E2BError(400, f"timeout must be whole seconds between 1 and {MAX_TIMEOUT}")
+    return value
+
+
+async def _body(request: Request) -> dict:
+    raw = await request.body()
+    try:
+        body = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        raise E2BError(400, "the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise E2BError(400, "the request body must be a JSON object")
+    return body
+
+
+def sandbox_body(record: SandboxRecord) -> dict:
+    meta = record.spec.get(META_KEY) or {}
+    return {"templateID": meta.get("template", "base"), "sandboxID": record.sandbox_id, "clientID": CLIENT_ID,
+            "envdVersion": ENVD_VERSION, "envdAccessToken": record.spec[TOKEN_KEY], "alias": meta.get("template"),
+            "domain": None, "trafficAccessToken": None}
+
+
+def _detail(ctx: Ctx, record: SandboxRecord, listed: bool = False) -> dict:
+    meta = record.spec.get(META_KEY) or {}
+    memory = parse_memory(record.memory or ctx.settings.default_memory) or 0
+    disk = parse_memory(record.spec.get("disk")) or 0
+    end = record.last_used_at + (record.auto_clear_seconds or 0)
+    out = {"templateID": meta.get("template", "base"), "sandboxID": record.sandbox_id, "clientID": CLIENT_ID,
+           "alias": meta.get("template"), "startedAt": _iso(record.started_at or record.created_at),
+           "endAt": _iso(end), "envdVersion": ENVD_VERSION, "cpuCount": max(1, round(record.cpus or ctx.settings.default_cpus)),
+           "memoryMB": memory >> 20, "diskSizeMB": disk >> 20, "state": "running",
+           "metadata": meta.get("metadata") or {}}
+    if not listed:
+        out.update(envdAccessToken=record.spec[TOKEN_KEY], domain=None,
+                   allowInternetAccess=bool(record.spec.get("network")))
+    return out
+
+
+def router(ctx: Ctx) -> APIRouter:
+    api = APIRouter(include_in_schema=False)  # E2B's own spec describes these (docs/e2b.md)
+    svc = ctx.sandboxes
+
+    async def create(request: Request, default_timeout: int) -> Response:
+        owner = owner_of(ctx, request)
+        body = await _body(request)
+        template = body.get("templateID")
+        if not isinstance(template, str) or not template:
+            raise E2BError(400, "templateID is required")
+        image = _templates(ctx).get(template)
+        if image is None:
+            raise E2BError(404, f"template '{template}' not found: this ROCK server knows "
+                                f"{', '.join(sorted(_templates(ctx)))} (an admin adds more in e2b_templates)")
+        for key, why in REFUSED.items():
+            if body.get(key) not in (None, False, {}, []):
+                raise E2BError(400, f"{key} cannot be honoured: {why}")
+        if body.get("autoPauseMemory") not in (None, False):
+            raise E2BError(400, "autoPauseMemory cannot be honoured: ROCK does not pause sandboxes")
+        timeout = _timeout(body, default_timeout)
+        metadata, env = _str_map(body, "metadata"), _str_map(body, "envVars")
+        internet = body.get("allow_internet_access", body.get("allowInternetAccess"))
+        req = SandboxStartRequest(image=image, auto_clear_seconds=timeout, env=env or None, network=internet is True)
+        try:
+            check_start_request(req, ctx.worker.backend_name, ctx.settings)
+            extra = {TOKEN_KEY: secrets.token_urlsafe(24), META_KEY: {"template": template, "metadata": metadata}}
+            began = time.perf_counter()
+            record = await svc.start(req, owner, {}, wait=True, extra_spec=extra)
+        except RockError as exc:
+            raise E2BError(exc.status_code if exc.status_code < 500 else 503, exc.message) from None
+        log.info("e2b: sandbox %s created from template %s in %.3fs", record.sandbox_id, template,
+                 time.perf_counter() - began)
+        return json_response(sandbox_body(record), 201)
+
+    @api.post("/sandboxes")
+    async def create_v1(request: Request):
+        return await create(request, 15)
+
+    @api.post("/v2/sandboxes")
+    async def create_v2(request: Request):
+        return await create(request, 300)
+
+    async def listing(request: Request, v2: bool) -> Response:
+        owner = owner_of(ctx, request)
+        q = request.query_params
+        wanted = dict(parse_qsl(q.get("metadata", ""), keep_blank_values=True))
+        states = set((q.get("state") or "running,paused").split(","))
+        if not states <= {"running", "paused"}:
+            raise E2BError(400, "state must be running and/or paused")
+        try:
+            limit = int(q.get("limit") or 100)
+            offset = int(q.get("nextToken") or 0)
+        except ValueError:
+            raise E2BError(400, "limit and nextToken must be integers") from None
+        if not 1 <= limit <= 100 or offset < 0:
+            raise E2BError(400, "limit must be between 1 and 100")
+        items = [r for r in svc.visible(owner) if is_e2b(r) and r.state in ("pending", "running")
+                 and "running" in states and all((r.spec[META_KEY].get("metadata") or {}).get(k) == v
+                                                 for k, v in wanted.items())
+                 and (not q.get("template") or r.spec[META_KEY].get("template") == q.get("template"))]
+        items.sort(key=lambda r: r.created_at, reverse=q.get("order") != "asc")
+        page = items[offset:offset + limit] if v2 else items
+        headers = {"X-Next-Token": str(offset + limit)} if v2 and offset + limit < len(items) else None
+        return json_response([_detail(ctx, r, listed=True) for r in page], 200, headers)
+
+    @api.get("/v2/sandboxes")
+    async def list_v2(request: Request):
+        return await listing(request, True)
+
+    @api.get("/sandboxes")
+    async def list_v1(request: Request):
+        return await listing(request, False)
+
+    @api.get("/sandboxes/{sandbox_id}")
+    async def get_info(sandbox_id: str, request: Request):
+        record = await control_record(ctx, sandbox_id, owner_of(ctx, request))
+        return json_response(_detail(ctx, record))
+
+    @api.delete("/sandboxes/{sandbox_id}")
+    async def kill(sandbox_id: str, request: Request):
+        record = await control_record(ctx, sandbox_id, owner_of(ctx, request))
+        await svc.delete(record.sandbox_id, record.owner)
+        log.info("e2b: sandbox %s killed", sandbox_id)
+        return Response(status_code=204)
+
+    @api.post("/sandboxes/{sandbox_id}/timeout")
+    async def set_timeout(sandbox_id: str, request: Request):
+        record = await control_record(ctx, sandbox_id, owner_of(ctx, request))
+        timeout = _timeout(await _body(request), 0)
+        # E2B's timeout counts from now; our idle lease counts from the last use: make now the last use.
+        record.auto_clear_seconds = timeout
+        svc.touch(record)
+        svc.save(record)
+        return Response(status_code=204)
+
+    @api.post("/sandboxes/{sandbox_id}/refreshes")
+    async def refresh(sandbox_id: str, request: Request):
+        svc.touch(await control_record(ctx, sandbox_id, owner_of(ctx, request)))
+        return Response(status_code=204)
+
+    async def connect(sandbox_id: str, request: Request) -> Response:
+        record = await control_record(ctx, sandbox_id, owner_of(ctx, request))
+        body = await _body(request)
+        if "timeout" in body:
+            timeout = _timeout(body, 0)
+            if timeout > (record.auto_clear_seconds or 0):  # connect only ever extends
+                record.auto_clear_seconds = timeout
+                svc.save(record)
+        svc.touch(record)
+        return json_response(sandbox_body(record), 200)
+
+    @api.post("/sandboxes/{sandbox_id}/connect")
+    async def connect_v1(sandbox_id: str, request: Request):
+        return await connect(sandbox_id, request)
+
+    @api.post("/v2/sandboxes/{sandbox_id}/connect")
+    async def connect_v2(sandbox_id: str, request: Request):
+        return await connect(sandbox_id, request)
+
+    @api.post("/sandboxes/{sandbox_id}/resume")
+    async def resume(sandbox_id: str, request: Request):
+        await control_record(ctx, sandbox_id, owner_of(ctx, request))
+        raise E2BError(409, "sandbox is running: ROCK never pauses sandboxes, so there is nothing to resume")
+
+    @api.get("/sandboxes/{sandbox_id}/metrics")
+    async def metrics(sandbox_id: str, request: Request):
+        record = await control_record(ctx, sandbox_id, owner_of(ctx, request))
+        try:
+            stats = await ctx.worker.stats(record.sandbox_id)
+        except RockError:
+            return json_response([])
+        now = time.time()
+        memory_total = stats.memory_limit_bytes or parse_memory(record.memory or ctx.settings.default_memory) or 0
+        cpus = max(1, round(record.cpus or ctx.settings.default_cpus))
+        elapsed = max(now - (record.started_at or now), 1e-3)
+        used_pct = min(100.0, 100.0 * (stats.cpu_seconds or 0.0) / elapsed / cpus)  # mean since start
+        return json_response([{"timestamp": _iso(now), "timestampUnix": int(now), "cpuCount": cpus,
+                               "cpuUsedPct": round(used_pct, 2), "memUsed": stats.memory_bytes or 0,
+                               "memTotal": memory_total, "memCache": 0, "diskUsed": 0, "diskTotal": 0}])
+
+    async def refuse(sandbox_id: str, request: Request, what: str) -> Response:
+        await control_record(ctx, sandbox_id, owner_of(ctx, request))
+        raise E2BError(501, what)
+
+    @api.post("/sandboxes/{sandbox_id}/pause")
+    async def pause(sandbox_id: str, request: Request):
+        return await refuse(sandbox_id, request, "pausing is not supported by ROCK: its sandboxes keep no memory "
+                                                 "snapshot; kill it, or extend it with set_timeout")
+
+    @api.post("/sandboxes/{sandbox_id}/snapshots")
+    async def snapshot(sandbox_id: str, request: Request):
+        return await refuse(sandbox_id, request, "snapshots are not supported by ROCK")
+
+    @api.post("/sandboxes/{sandbox_id}/fork")
+    async def fork(sandbox_id: str, request: Request):
+        return await refuse(sandbox_id, request, "forking a sandbox is not supported by ROCK")
+
+    @api.put("/sandboxes/{sandbox_id}/network")
+    async def network(sandbox_id: str, request: Request):
+        return await refuse(sandbox_id, request, "changing a running sandbox's network is not supported by ROCK")
+
+    @api.get("/snapshots")
+    async def snapshots(request: Request):
+        owner_of(ctx, request)
+        return json_response([])
+
+    return api
