@@ -115,6 +115,7 @@ class Proc:
             raise OpError("FileNotFound", "cannot run %r: %s" % (cmd, exc.strerror))
         self.pid = self.proc.pid
         self.deadline = args.get("deadline")
+        self.expired = False  # killed by its deadline: the admin answers deadline_exceeded, as envd does
         self.write_lock = threading.Lock()
 
     def run(self):
@@ -123,7 +124,7 @@ class Proc:
             t.start()
         threading.Thread(target=self._wait, args=(readers,), daemon=True).start()
         if self.deadline:
-            timer = threading.Timer(float(self.deadline), self.kill_group, (signal.SIGKILL,))
+            timer = threading.Timer(float(self.deadline), self._expire)
             timer.daemon = True
             timer.start()
             self.timer = timer
@@ -166,9 +167,15 @@ class Proc:
             name = {signal.SIGKILL: "killed", signal.SIGTERM: "terminated", signal.SIGINT: "interrupt",
                     signal.SIGHUP: "hangup"}.get(-code, "signal %d" % -code)
             self.end = {"exitCode": -1, "exited": False, "status": "signal: " + name, "error": "signal: " + name}
+        if self.expired:
+            self.end["expired"] = True
         with _lock:
             _table.pop(self.pid, None)
         self.done.set()
+
+    def _expire(self):
+        self.expired = True
+        self.kill_group(signal.SIGKILL)
 
     def kill_group(self, sig):
         try:

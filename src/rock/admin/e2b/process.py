@@ -90,9 +90,10 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
                 result, _ = call.result()
             except Exception as exc:  # noqa: BLE001 - mapped to a Connect error
                 raise from_rock(exc, record.sandbox_id) from None
-            if result.get("end"):
-                yield {"event": {"end": result["end"]}}
-            elif deadline:  # the agent killed it at the deadline; the client has given up by now
+            end = result.get("end")
+            if end and not end.pop("expired", False):
+                yield {"event": {"end": end}}
+            elif end or deadline:  # the agent killed it at the deadline; the client has given up by now
                 raise ConnectError("deadline_exceeded", f"{what} ran past its timeout of {deadline:g}s and was killed")
 
         async def closed():
