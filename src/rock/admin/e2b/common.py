@@ -27,6 +27,20 @@ TOKEN_KEY = "e2b_token"  # in the record's spec, never shown (routes_sandbox._PR
 META_KEY = "e2b"  # {"template", "metadata"} in the record's spec
 
 
+def route(api, path: str, method: str = "POST"):
+    """A plain Starlette route on ``api``, outside the OpenAPI schema: envd's protocol (Connect
+    RPCs, /files) and E2B's refusals are described by E2B's own specs, not by ours (docs/e2b.md)."""
+
+    def add(fn):
+        async def endpoint(request: Request):
+            return await fn(request, **request.path_params)
+
+        api.add_route(path, endpoint, methods=[method], include_in_schema=False, name=fn.__name__)
+        return fn
+
+    return add
+
+
 class E2BError(Exception):
     """A control-plane refusal in E2B's shape ``{"code": <status>, "message"}``."""
 
@@ -40,12 +54,13 @@ class E2BError(Exception):
 
 
 def owner_of(ctx: Ctx, request: Request) -> str | None:
-    """X-API-KEY is a ROCK token: the caller's namespace (None with auth off)."""
+    """X-API-KEY is a ROCK token (ROCK's own Authorization: Bearer works too): the caller's
+    namespace (None with auth off)."""
     if not ctx.auth.enabled:
         return None
     key = request.headers.get("x-api-key") or ""
     try:
-        return ctx.auth.principal({"authorization": "Bearer " + key} if key else {})
+        return ctx.auth.principal({"authorization": "Bearer " + key} if key else request.headers)
     except Unauthorized:
         raise E2BError(401, "Invalid API key: X-API-KEY must be a ROCK API token of this server") from None
 

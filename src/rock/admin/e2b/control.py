@@ -15,13 +15,15 @@ from datetime import datetime, timezone
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict
 from starlette.requests import Request
 from starlette.responses import Response
 
 from rock.actions.sandbox import SandboxStartRequest, parse_memory
 from rock.admin.context import Ctx
 from rock.admin.e2b.common import (CLIENT_ID, ENVD_VERSION, META_KEY, TOKEN_KEY, E2BError, control_record, is_e2b,
-                                   owner_of)
+                                   owner_of, route)
+from rock.admin.openapi import body as body_doc, params
 from rock.admin.e2b.connect import json_response
 from rock.admin.start_checks import check_start_request
 from rock.admin.store import SandboxRecord
@@ -38,6 +40,56 @@ REFUSED = {
     "volumeMounts": "volumes are not supported; use files.write or a template image",
     "iam": "IAM roles are not supported",
 }
+
+
+class NewSandbox(BaseModel):
+    """E2B's NewSandbox / NewSandboxV2 (fields ROCK cannot honour are refused, see REFUSED)."""
+
+    model_config = ConfigDict(extra="allow")
+    templateID: str
+    timeout: int | None = None
+    metadata: dict[str, str] | None = None
+    envVars: dict[str, str] | None = None
+    allow_internet_access: bool | None = None
+
+
+class TimeoutBody(BaseModel):
+    timeout: int
+
+
+class ConnectBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    timeout: int | None = None
+
+
+class ListQuery(BaseModel):
+    metadata: str | None = None  # url-encoded k=v&k2=v2
+    state: str | None = None  # running,paused
+    limit: int | None = None
+    nextToken: str | None = None
+    order: str | None = None
+    template: str | None = None
+
+
+class E2BErrorBody(BaseModel):
+    code: int
+    message: str
+
+
+WHY = {201: "created", 200: "ok", 204: "done", 400: "a field is invalid or cannot be honoured (the message says which)",
+       401: "X-API-KEY is missing or not a ROCK token", 404: "no such sandbox or template for this token",
+       503: "the sandbox could not start"}
+
+
+def _doc(*codes: int, body: type[BaseModel] | None = None, query: type[BaseModel] | None = None) -> dict:
+    responses = {c: ({"description": WHY[c]} if c < 300 else {"model": E2BErrorBody, "description": WHY[c]})
+                 for c in codes}
+    extra: dict = {}
+    if body is not None:
+        extra["requestBody"] = body_doc(body, required=False)
+    if query is not None:
+        extra["parameters"] = params(query)
+    return {"responses": responses, "openapi_extra": extra or None, "tags": ["e2b"]}
 
 
 def _iso(ts: float | None) -> str:
@@ -99,7 +151,7 @@ def _detail(ctx: Ctx, record: SandboxRecord, listed: bool = False) -> dict:
 
 
 def router(ctx: Ctx) -> APIRouter:
-    api = APIRouter(include_in_schema=False)  # E2B's own spec describes these (docs/e2b.md)
+    api = APIRouter()
     svc = ctx.sandboxes
 
     async def create(request: Request, default_timeout: int) -> Response:
@@ -132,11 +184,11 @@ def router(ctx: Ctx) -> APIRouter:
                  time.perf_counter() - began)
         return json_response(sandbox_body(record), 201)
 
-    @api.post("/sandboxes")
+    @api.post("/sandboxes", **_doc(201, 400, 401, 404, 503, body=NewSandbox))
     async def create_v1(request: Request):
         return await create(request, 15)
 
-    @api.post("/v2/sandboxes")
+    @api.post("/v2/sandboxes", **_doc(201, 400, 401, 404, 503, body=NewSandbox))
     async def create_v2(request: Request):
         return await create(request, 300)
 
@@ -163,27 +215,27 @@ def router(ctx: Ctx) -> APIRouter:
         headers = {"X-Next-Token": str(offset + limit)} if v2 and offset + limit < len(items) else None
         return json_response([_detail(ctx, r, listed=True) for r in page], 200, headers)
 
-    @api.get("/v2/sandboxes")
+    @api.get("/v2/sandboxes", **_doc(200, 400, 401, query=ListQuery))
     async def list_v2(request: Request):
         return await listing(request, True)
 
-    @api.get("/sandboxes")
+    @api.get("/sandboxes", **_doc(200, 400, 401, query=ListQuery))
     async def list_v1(request: Request):
         return await listing(request, False)
 
-    @api.get("/sandboxes/{sandbox_id}")
+    @api.get("/sandboxes/{sandbox_id}", **_doc(200, 401, 404))
     async def get_info(sandbox_id: str, request: Request):
         record = await control_record(ctx, sandbox_id, owner_of(ctx, request))
         return json_response(_detail(ctx, record))
 
-    @api.delete("/sandboxes/{sandbox_id}")
+    @api.delete("/sandboxes/{sandbox_id}", **_doc(204, 401, 404))
     async def kill(sandbox_id: str, request: Request):
         record = await control_record(ctx, sandbox_id, owner_of(ctx, request))
         await svc.delete(record.sandbox_id, record.owner)
         log.info("e2b: sandbox %s killed", sandbox_id)
         return Response(status_code=204)
 
-    @api.post("/sandboxes/{sandbox_id}/timeout")
+    @api.post("/sandboxes/{sandbox_id}/timeout", **_doc(204, 400, 401, 404, body=TimeoutBody))
     async def set_timeout(sandbox_id: str, request: Request):
         record = await control_record(ctx, sandbox_id, owner_of(ctx, request))
         timeout = _timeout(await _body(request), 0)
@@ -193,7 +245,7 @@ def router(ctx: Ctx) -> APIRouter:
         svc.save(record)
         return Response(status_code=204)
 
-    @api.post("/sandboxes/{sandbox_id}/refreshes")
+    @api.post("/sandboxes/{sandbox_id}/refreshes", **_doc(204, 401, 404))
     async def refresh(sandbox_id: str, request: Request):
         svc.touch(await control_record(ctx, sandbox_id, owner_of(ctx, request)))
         return Response(status_code=204)
@@ -209,20 +261,20 @@ def router(ctx: Ctx) -> APIRouter:
         svc.touch(record)
         return json_response(sandbox_body(record), 200)
 
-    @api.post("/sandboxes/{sandbox_id}/connect")
+    @api.post("/sandboxes/{sandbox_id}/connect", **_doc(200, 400, 401, 404, body=ConnectBody))
     async def connect_v1(sandbox_id: str, request: Request):
         return await connect(sandbox_id, request)
 
-    @api.post("/v2/sandboxes/{sandbox_id}/connect")
+    @api.post("/v2/sandboxes/{sandbox_id}/connect", **_doc(200, 400, 401, 404, body=ConnectBody))
     async def connect_v2(sandbox_id: str, request: Request):
         return await connect(sandbox_id, request)
 
-    @api.post("/sandboxes/{sandbox_id}/resume")
-    async def resume(sandbox_id: str, request: Request):
+    @route(api, "/sandboxes/{sandbox_id}/resume")
+    async def resume(request: Request, sandbox_id: str):
         await control_record(ctx, sandbox_id, owner_of(ctx, request))
         raise E2BError(409, "sandbox is running: ROCK never pauses sandboxes, so there is nothing to resume")
 
-    @api.get("/sandboxes/{sandbox_id}/metrics")
+    @api.get("/sandboxes/{sandbox_id}/metrics", **_doc(200, 401, 404))
     async def metrics(sandbox_id: str, request: Request):
         record = await control_record(ctx, sandbox_id, owner_of(ctx, request))
         try:
@@ -242,24 +294,24 @@ def router(ctx: Ctx) -> APIRouter:
         await control_record(ctx, sandbox_id, owner_of(ctx, request))
         raise E2BError(501, what)
 
-    @api.post("/sandboxes/{sandbox_id}/pause")
-    async def pause(sandbox_id: str, request: Request):
+    @route(api, "/sandboxes/{sandbox_id}/pause")
+    async def pause(request: Request, sandbox_id: str):
         return await refuse(sandbox_id, request, "pausing is not supported by ROCK: its sandboxes keep no memory "
                                                  "snapshot; kill it, or extend it with set_timeout")
 
-    @api.post("/sandboxes/{sandbox_id}/snapshots")
-    async def snapshot(sandbox_id: str, request: Request):
+    @route(api, "/sandboxes/{sandbox_id}/snapshots")
+    async def snapshot(request: Request, sandbox_id: str):
         return await refuse(sandbox_id, request, "snapshots are not supported by ROCK")
 
-    @api.post("/sandboxes/{sandbox_id}/fork")
-    async def fork(sandbox_id: str, request: Request):
+    @route(api, "/sandboxes/{sandbox_id}/fork")
+    async def fork(request: Request, sandbox_id: str):
         return await refuse(sandbox_id, request, "forking a sandbox is not supported by ROCK")
 
-    @api.put("/sandboxes/{sandbox_id}/network")
-    async def network(sandbox_id: str, request: Request):
+    @route(api, "/sandboxes/{sandbox_id}/network", "PUT")
+    async def network(request: Request, sandbox_id: str):
         return await refuse(sandbox_id, request, "changing a running sandbox's network is not supported by ROCK")
 
-    @api.get("/snapshots")
+    @api.get("/snapshots", **_doc(200, 401))
     async def snapshots(request: Request):
         owner_of(ctx, request)
         return json_response([])

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from rock.admin.context import Ctx
-from rock.admin.e2b.common import Users, basic_user, data_record, resolve
+from rock.admin.e2b.common import Users, route, basic_user, data_record, resolve
 from rock.admin.e2b.connect import (ConnectError, SandboxGone, from_rock, json_response, keepalive_of,
                                     stream_messages, stream_response, unary_message)
 from rock.errors import AgentError
@@ -54,7 +54,7 @@ class HttpError(Exception):
 
 
 def router(ctx: Ctx, users: Users) -> APIRouter:
-    api = APIRouter(include_in_schema=False)
+    api = APIRouter()
     svc = ctx.sandboxes
 
     async def open_(request: Request, user: str | None, operation: str | None = None):
@@ -75,12 +75,12 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
         except Exception as exc:  # noqa: BLE001
             raise from_rock(exc, record.sandbox_id) from None
 
-    @api.post("/filesystem.Filesystem/Stat")
+    @route(api, "/filesystem.Filesystem/Stat", "POST")
     async def stat(request: Request):
         result = await call(request, "envdfs.stat", ("path",), await unary_message(request))
         return json_response({"entry": entry_info(result["entry"])})
 
-    @api.post("/filesystem.Filesystem/ListDir")
+    @route(api, "/filesystem.Filesystem/ListDir", "POST")
     async def list_dir(request: Request):
         msg = await unary_message(request)
         depth = msg.get("depth") or 1
@@ -89,17 +89,17 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
         result = await call(request, "envdfs.list", ("path",), msg, {"depth": depth})
         return json_response({"entries": [entry_info(e) for e in result["entries"]]})
 
-    @api.post("/filesystem.Filesystem/MakeDir")
+    @route(api, "/filesystem.Filesystem/MakeDir", "POST")
     async def make_dir(request: Request):
         result = await call(request, "envdfs.mkdir", ("path",), await unary_message(request))
         return json_response({"entry": entry_info(result["entry"])})
 
-    @api.post("/filesystem.Filesystem/Move")
+    @route(api, "/filesystem.Filesystem/Move", "POST")
     async def move(request: Request):
         result = await call(request, "envdfs.move", ("source", "destination"), await unary_message(request))
         return json_response({"entry": entry_info(result["entry"])})
 
-    @api.post("/filesystem.Filesystem/Remove")
+    @route(api, "/filesystem.Filesystem/Remove", "POST")
     async def remove(request: Request):
         await call(request, "envdfs.remove", ("path",), await unary_message(request))
         return json_response({})
@@ -108,7 +108,7 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
         return {"recursive": bool(msg.get("recursive")),
                 "include_entry": bool(msg.get("includeEntry", msg.get("include_entry")))}
 
-    @api.post("/filesystem.Filesystem/CreateWatcher")
+    @route(api, "/filesystem.Filesystem/CreateWatcher", "POST")
     async def create_watcher(request: Request):
         msg = await unary_message(request)
         result = await call(request, "envdfs.watch", ("path",), msg, _watch_args(msg))
@@ -120,19 +120,19 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
             raise ConnectError("invalid_argument", "watcherId is required")
         return {"watcher_id": wid}
 
-    @api.post("/filesystem.Filesystem/GetWatcherEvents")
+    @route(api, "/filesystem.Filesystem/GetWatcherEvents", "POST")
     async def watcher_events(request: Request):
         msg = await unary_message(request)
         result = await call(request, "envdfs.events", (), msg, _watcher(msg))
         return json_response({"events": [fs_event(e) for e in result["events"]]})
 
-    @api.post("/filesystem.Filesystem/RemoveWatcher")
+    @route(api, "/filesystem.Filesystem/RemoveWatcher", "POST")
     async def remove_watcher(request: Request):
         msg = await unary_message(request)
         await call(request, "envdfs.unwatch", (), msg, _watcher(msg))
         return json_response({})
 
-    @api.post("/filesystem.Filesystem/WatchDir")
+    @route(api, "/filesystem.Filesystem/WatchDir", "POST")
     async def watch_dir(request: Request):
         msg = (await stream_messages(request))[0]
         record, agent, user = await open_(request, basic_user(request))
@@ -160,7 +160,7 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
 
     # -- /files ------------------------------------------------------------------------------
 
-    @api.get("/files")
+    @route(api, "/files", "GET")
     async def download(request: Request):
         q = request.query_params
         record, agent, user = await open_(request, q.get("username") or basic_user(request), "read")
@@ -201,7 +201,7 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
             await agent.call("envdfs.chown", {"paths": [path], "uid": user["uid"], "gid": user["gid"]})
         return {"name": path.rsplit("/", 1)[-1], "type": "file", "path": path}
 
-    @api.post("/files")
+    @route(api, "/files", "POST")
     async def upload(request: Request):
         q = request.query_params
         record, agent, user = await open_(request, q.get("username") or basic_user(request), "write")

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from rock.admin.context import Ctx
-from rock.admin.e2b.common import Users, basic_user, data_record, resolve
+from rock.admin.e2b.common import Users, route, basic_user, data_record, resolve
 from rock.admin.e2b.connect import (ConnectError, deadline_of, from_rock, json_response, keepalive_of,
                                     stream_messages, stream_response, unary_message)
 
@@ -54,7 +54,7 @@ def _event(meta: dict, body: bytes) -> dict:
 
 
 def router(ctx: Ctx, users: Users) -> APIRouter:
-    api = APIRouter(include_in_schema=False)
+    api = APIRouter()
     svc = ctx.sandboxes
 
     async def agent_of(request: Request):
@@ -103,7 +103,7 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
         log.info("e2b: %s in sandbox %s (%s)", what, record.sandbox_id, op)
         return stream_response(events(), KEEPALIVE, keepalive_of(request), closed)
 
-    @api.post("/process.Process/Start")
+    @route(api, "/process.Process/Start", "POST")
     async def start(request: Request):
         msg = (await stream_messages(request))[0]
         proc = msg.get("process") or {}
@@ -121,7 +121,7 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
                 "deadline": deadline_of(request), "sandbox_id": record.sandbox_id, "timeout": None}
         return await follow(request, "envd.start", args, "process " + proc["cmd"])
 
-    @api.post("/process.Process/Connect")
+    @route(api, "/process.Process/Connect", "POST")
     async def connect(request: Request):
         msg = (await stream_messages(request))[0]
         return await follow(request, "envd.connect", {**_selector(msg), "timeout": None}, "connect")
@@ -133,19 +133,19 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
         except Exception as exc:  # noqa: BLE001
             raise from_rock(exc, record.sandbox_id) from None
 
-    @api.post("/process.Process/List")
+    @route(api, "/process.Process/List", "POST")
     async def list_processes(request: Request):
         await unary_message(request)
         return json_response({"processes": (await unary(request, "envd.list", {}))["processes"]})
 
-    @api.post("/process.Process/SendInput")
+    @route(api, "/process.Process/SendInput", "POST")
     async def send_input(request: Request):
         msg = await unary_message(request)
         stream, data = _input(msg)
         await unary(request, "envd.input", {**_selector(msg), "stream": stream}, data)
         return json_response({})
 
-    @api.post("/process.Process/StreamInput")
+    @route(api, "/process.Process/StreamInput", "POST")
     async def stream_input(request: Request):
         messages = await stream_messages(request)
         selector = None
@@ -163,7 +163,7 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
 
         return stream_response(done(), {}, 60.0)
 
-    @api.post("/process.Process/SendSignal")
+    @route(api, "/process.Process/SendSignal", "POST")
     async def send_signal(request: Request):
         msg = await unary_message(request)
         sig = SIGNALS.get(msg.get("signal"))
@@ -172,13 +172,13 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
         await unary(request, "envd.signal", {**_selector(msg), "signal": sig})
         return json_response({})
 
-    @api.post("/process.Process/CloseStdin")
+    @route(api, "/process.Process/CloseStdin", "POST")
     async def close_stdin(request: Request):
         msg = await unary_message(request)
         await unary(request, "envd.close_stdin", _selector(msg))
         return json_response({})
 
-    @api.post("/process.Process/Update")
+    @route(api, "/process.Process/Update", "POST")
     async def update(request: Request):
         msg = await unary_message(request)
         size = ((msg.get("pty") or {}).get("size")) or {}
