@@ -44,6 +44,16 @@ try:
     alive = sbx.commands.run("kill -0 %s 2>/dev/null && echo alive || echo gone" % pid).stdout.strip()
     assert alive == "gone", "the process outlived its timeout"
 
+    # another user, where the image has one; one it lacks is envd's "invalid user"
+    assert sbx.commands.run("whoami", user="nobody").stdout == "nobody\n"
+    try:
+        sbx.commands.run("whoami", user="user")
+        raise AssertionError("a user the image lacks must be refused")
+    except AuthenticationException as exc:
+        assert "user" in str(exc), exc
+    sbx.files.write("/tmp/owned-by-nobody", "x", user="nobody")
+    assert sbx.files.get_info("/tmp/owned-by-nobody").owner == "nobody"
+
     # background: output survives the client going away; connect, stdin, list, kill
     bg = sbx.commands.run("read line; echo got:$line; sleep 60", background=True, stdin=True, timeout=0)
     assert bg.pid in [p.pid for p in sbx.commands.list()]
