@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import struct
+import time
 import uuid
 
 import httpx
@@ -149,3 +150,21 @@ def test_paths_stay_inside_the_sandbox(client, sandbox):
     events = [m for _, m in frames(r.content)]
     assert base64.b64decode(events[1]["event"]["data"]["stdout"]) == b"inside", events
     assert events[-2]["event"]["end"]["exited"] is True and not os.path.exists(marker + ".ran")
+
+
+def test_template_table_and_timeout_lease(client, e2b_admin):
+    r = client.post("/sandboxes", headers=A, json={"templateID": "py311", "timeout": 3, "envVars": {"K": "v"}})
+    assert r.status_code == 201 and r.json()["templateID"] == "py311", r.text
+    sid = r.json()["sandboxID"]
+    record = e2b_admin.ctx.sandboxes.records[sid]
+    assert (record.image, record.auto_clear_seconds, record.spec["env"]) == ("python:3.11", 3, {"K": "v"})
+    assert [s["sandboxID"] for s in client.get("/v2/sandboxes", headers=A, params={"template": "py311"}).json()] == [sid]
+    deadline = time.time() + 60  # idle past its timeout: stopped by the reaper, then gone for E2B
+    while client.get(f"/sandboxes/{sid}", headers=A).status_code == 200 and time.time() < deadline:
+        time.sleep(0.5)
+    assert client.get(f"/sandboxes/{sid}", headers=A).status_code == 404
+    while record.state != "deleted" and time.time() < deadline:  # its files go too (auto_delete_seconds=0)
+        time.sleep(0.5)
+    assert record.state == "deleted", record.state
+    r = client.get("/health", headers={"E2b-Sandbox-Id": sid, "X-Access-Token": r.json()["envdAccessToken"]})
+    assert r.status_code == 502 and "was not found" in r.json()["message"]

@@ -172,7 +172,9 @@ def router(ctx: Ctx) -> APIRouter:
         timeout = _timeout(body, default_timeout)
         metadata, env = _str_map(body, "metadata"), _str_map(body, "envVars")
         internet = body.get("allow_internet_access", body.get("allowInternetAccess"))
-        req = SandboxStartRequest(image=image, auto_clear_seconds=timeout, env=env or None, network=internet is True)
+        # auto_delete_seconds=0: an E2B sandbox past its timeout is gone, as E2B kills it (no kept files)
+        req = SandboxStartRequest(image=image, auto_clear_seconds=timeout, auto_delete_seconds=0, env=env or None,
+                                  network=internet is True)
         try:
             check_start_request(req, ctx.worker.backend_name, ctx.settings)
             extra = {TOKEN_KEY: secrets.token_urlsafe(24), META_KEY: {"template": template, "metadata": metadata}}
