@@ -51,3 +51,9 @@ def test_real_e2b_sdk(e2b_admin, version, mode, tmp_path):
     # nothing of the scenario's outlives it: every sandbox it made was killed through the SDK
     live = [r for r in e2b_admin.ctx.sandboxes.records.values() if r.state in ("pending", "running")]
     assert live == [], [r.sandbox_id for r in live]
+
+
+def test_real_e2b_code_interpreter(e2b_admin, tmp_path):
+    """The newest e2b-code-interpreter: run_code's stdout, stderr, results (text, png, html),
+    errors and contexts, through the agent's code contexts."""
+    run_scenario(e2b_python("newest"), e2b_admin, "scenario_interpreter.py", "E2B INTERPRETER OK", tmp_path)

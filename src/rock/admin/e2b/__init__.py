@@ -14,13 +14,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from rock.admin.context import Ctx
-from rock.admin.e2b import control, filesystem, process
+from rock.admin.e2b import control, filesystem, interpreter, process
 from rock.admin.e2b.common import E2BError, Users
 from rock.admin.e2b.connect import ConnectError, SandboxGone, end_stream, error_response, gone_response
 
 # Past the generic token gate: these routes authenticate themselves (X-API-KEY, the access token).
 OPEN_PATHS = ("/sandboxes", "/sandboxes/", "/v2/sandboxes", "/v2/sandboxes/", "/snapshots", "/files",
-              "/process.Process/", "/filesystem.Filesystem/")
+              "/process.Process/", "/filesystem.Filesystem/", "/execute", "/contexts", "/contexts/")
 
 
 def is_envd_health(request: Request) -> bool:
@@ -41,6 +41,11 @@ def install(app: FastAPI, ctx: Ctx, control_plane: bool = True) -> None:
         app.include_router(control.router(ctx))
     app.include_router(process.router(ctx, users))
     app.include_router(filesystem.router(ctx, users))
+    app.include_router(interpreter.router(ctx))
+
+    @app.exception_handler(interpreter.PortError)
+    async def port_error(request: Request, exc: interpreter.PortError):
+        return exc.response()
 
     @app.exception_handler(E2BError)
     async def e2b_error(request: Request, exc: E2BError):

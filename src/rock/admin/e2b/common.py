@@ -7,6 +7,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 import posixpath
 import time
 
@@ -51,6 +52,18 @@ class E2BError(Exception):
 
     def response(self) -> Response:
         return json_response({"code": self.status, "message": self.message}, self.status)
+
+
+async def json_object(request: Request, error) -> dict:
+    """The request's JSON object body ({} when empty); ``error(400, message)`` is raised otherwise."""
+    raw = await request.body()
+    try:
+        body = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        raise error(400, "the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise error(400, "the request body must be a JSON object")
+    return body
 
 
 def owner_of(ctx: Ctx, request: Request) -> str | None:
@@ -114,7 +127,9 @@ def data_record(ctx: Ctx, request: Request, operation: str | None = None) -> San
     after ``Sandbox.connect``) by its ``X-Access-Token``; a signed /files URL by its signature.
     Unknown, not running, or a token that does not match: E2B's 502 "... was not found"."""
     headers = request.headers
-    sandbox_id, token = headers.get("e2b-sandbox-id"), headers.get("x-access-token")
+    # the code interpreter's calls carry the traffic token (we hand out the same one) instead
+    sandbox_id = headers.get("e2b-sandbox-id")
+    token = headers.get("x-access-token") or headers.get("e2b-traffic-access-token")
     records = ctx.sandboxes.records
     candidates = []
     if sandbox_id:

@@ -7,7 +7,6 @@ metadata -> kept with the record and filterable. What ROCK cannot honour fails c
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import time
@@ -22,7 +21,7 @@ from starlette.responses import Response
 from rock.actions.sandbox import SandboxStartRequest, parse_memory
 from rock.admin.context import Ctx
 from rock.admin.e2b.common import (CLIENT_ID, ENVD_VERSION, META_KEY, TOKEN_KEY, E2BError, control_record, is_e2b,
-                                   owner_of, route)
+                                   json_object, owner_of, route)
 from rock.admin.openapi import body as body_doc, params
 from rock.admin.e2b.connect import json_response
 from rock.admin.start_checks import check_start_request
@@ -97,7 +96,9 @@ def _iso(ts: float | None) -> str:
 
 
 def _templates(ctx: Ctx) -> dict[str, str]:
-    return {"base": ctx.settings.default_image, **ctx.settings.e2b_templates}
+    # code-interpreter-v1: e2b_code_interpreter's default; its server is the agent's (kernel.py)
+    return {"base": ctx.settings.default_image, "code-interpreter-v1": ctx.settings.default_image,
+            **ctx.settings.e2b_templates}
 
 
 def _str_map(body: dict, key: str) -> dict[str, str]:
@@ -117,21 +118,14 @@ def _timeout(body: dict, default: int) -> int:
 
 
 async def _body(request: Request) -> dict:
-    raw = await request.body()
-    try:
-        body = json.loads(raw) if raw.strip() else {}
-    except ValueError:
-        raise E2BError(400, "the request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise E2BError(400, "the request body must be a JSON object")
-    return body
+    return await json_object(request, E2BError)
 
 
 def sandbox_body(record: SandboxRecord) -> dict:
     meta = record.spec.get(META_KEY) or {}
     return {"templateID": meta.get("template", "base"), "sandboxID": record.sandbox_id, "clientID": CLIENT_ID,
             "envdVersion": ENVD_VERSION, "envdAccessToken": record.spec[TOKEN_KEY], "alias": meta.get("template"),
-            "domain": None, "trafficAccessToken": None}
+            "domain": None, "trafficAccessToken": record.spec[TOKEN_KEY]}
 
 
 def _detail(ctx: Ctx, record: SandboxRecord, listed: bool = False) -> dict:
