@@ -4,6 +4,8 @@ Environment: E2B_API_KEY (a ROCK token), E2B_API_URL and E2B_SANDBOX_URL (the ad
 (a second ROCK token), TEMPLATE. Prints "E2B SYNC OK" when every check passed.
 """
 
+import inspect
+import io
 import os
 import threading
 import time
@@ -75,6 +77,16 @@ try:
         assert exc.exit_code != 0
     assert sbx.commands.kill(bg.pid) is False  # gone: the SDK's NOT_FOUND -> False
 
+    # stdin to EOF: close_stdin (envd 0.5.2) and, where the SDK has it, the StreamInput client stream
+    if hasattr(sbx.commands, "close_stdin"):
+        cat = sbx.commands.run("cat", background=True, stdin=True, timeout=30)
+        if hasattr(sbx.commands, "stream_input"):
+            sbx.commands.stream_input(cat.pid, iter(["streamed ", b"input\n"]))
+        else:
+            sbx.commands.send_stdin(cat.pid, "streamed input\n")
+        sbx.commands.close_stdin(cat.pid)
+        assert cat.wait().stdout == "streamed input\n"
+
     # pty
     data = []
     term = sbx.pty.create(PtySize(rows=24, cols=80), timeout=0)
@@ -110,6 +122,13 @@ try:
                                    WriteEntry(path="/tmp/e2b/many/b", data=b"B")])
     assert sorted(i.path for i in infos) == ["/tmp/e2b/many/a", "/tmp/e2b/many/b"], infos
     assert sbx.files.read("/tmp/e2b/many/b") == "B"
+    if "gzip" in inspect.signature(sbx.files.write).parameters:  # gzip both ways, a file-like body
+        sbx.files.write("/tmp/e2b/zipped.txt", "z" * 10000, gzip=True)
+        assert sbx.files.read("/tmp/e2b/zipped.txt", gzip=True) == "z" * 10000
+        sbx.files.write("/tmp/e2b/filelike.bin", io.BytesIO(b"from a file object"))
+        assert sbx.files.read("/tmp/e2b/filelike.bin") == "from a file object"
+        sbx.files.remove("/tmp/e2b/zipped.txt")
+        sbx.files.remove("/tmp/e2b/filelike.bin")
     names = sorted(e.name for e in sbx.files.list("/tmp/e2b"))
     assert names == ["bin.dat", "many", "text.txt"], names
     deep = sorted(e.path for e in sbx.files.list("/tmp/e2b", depth=2))

@@ -30,6 +30,7 @@ from rock.errors import RockError
 
 log = logging.getLogger("rock.admin.e2b")
 MAX_TIMEOUT = 7 * 24 * 3600
+KEEP_AFTER_TIMEOUT = 30  # seconds a timed-out sandbox's files stay before they are deleted
 # Fields of NewSandbox we cannot honour unless they say "off", and why.
 REFUSED = {
     "autoPause": "ROCK does not pause sandboxes: one past its timeout is stopped",
@@ -166,8 +167,10 @@ def router(ctx: Ctx) -> APIRouter:
         timeout = _timeout(body, default_timeout)
         metadata, env = _str_map(body, "metadata"), _str_map(body, "envVars")
         internet = body.get("allow_internet_access", body.get("allowInternetAccess"))
-        # auto_delete_seconds=0: an E2B sandbox past its timeout is gone, as E2B kills it (no kept files)
-        req = SandboxStartRequest(image=image, auto_clear_seconds=timeout, auto_delete_seconds=0, env=env or None,
+        # An E2B sandbox past its timeout is gone (E2B kills it): its kept files go soon after the idle
+        # stop; not at once, which would race a kill's own stop-then-delete.
+        req = SandboxStartRequest(image=image, auto_clear_seconds=timeout, auto_delete_seconds=KEEP_AFTER_TIMEOUT,
+                                  env=env or None,
                                   network=internet is True)
         try:
             check_start_request(req, ctx.worker.backend_name, ctx.settings)
