@@ -1,12 +1,14 @@
 """e2b_code_interpreter (newest) against ROCK: run_code with stdout, stderr, results (text,
 image/png, html), errors and contexts. Prints "E2B INTERPRETER OK"."""
 
+import asyncio
 import base64
 import os
 import struct
+import time
 
 import e2b_code_interpreter
-from e2b_code_interpreter import Sandbox
+from e2b_code_interpreter import Sandbox, TimeoutException
 
 assert os.environ["E2B_VENV"] in e2b_code_interpreter.__file__
 
@@ -42,6 +44,32 @@ try:
     ex = sbx.run_code("for i in range(3): print(i)", on_stdout=lambda m: out.append(m.line))
     assert "".join(out) == "0\n1\n2\n", out
     assert sbx.commands.run("echo envd-too").stdout == "envd-too\n"
+    # a cell past its timeout: the SDK gives up, the server interrupts it, the context goes on
+    try:
+        sbx.run_code("import time\nfor i in range(60): time.sleep(0.5)\nstuck = False", timeout=2)
+        raise AssertionError("the timeout must raise")
+    except TimeoutException:
+        pass
+    time.sleep(1)
+    ex = sbx.run_code("'stuck' in globals(), 1 + 1")
+    assert ex.text == "(False, 2)", ex
 finally:
     sbx.kill()
+
+
+async def async_check():
+    from e2b_code_interpreter import AsyncSandbox
+
+    asbx = await AsyncSandbox.create(timeout=60)
+    try:
+        lines = []
+        ex = await asbx.run_code("print('async'); 6 * 7", on_stdout=lambda m: lines.append(m.line))
+        assert ex.text == "42" and lines == ["async\n"], (ex, lines)
+        ex = await asbx.run_code("raise ValueError('bad')")
+        assert ex.error.name == "ValueError" and ex.error.value == "bad", ex.error
+    finally:
+        await asbx.kill()
+
+
+asyncio.run(async_check())
 print("E2B INTERPRETER OK")

@@ -67,7 +67,21 @@ def router(ctx: Ctx) -> APIRouter:
                 "env": {str(k): str(v) for k, v in env.items()}, "timeout": None}
         cell = asyncio.ensure_future(agent.call("kernel.exec", args, on_event=lambda m, b: queue.put_nowait(m["msg"])))
         cell.add_done_callback(lambda _: queue.put_nowait(None))
-        first = await queue.get()
+
+        async def following() -> dict | None:
+            # A quiet cell sends nothing, so a client that gave up (the SDK's timeout) would go
+            # unnoticed until it prints: look for the disconnect while waiting.
+            while True:
+                try:
+                    return await asyncio.wait_for(queue.get(), 0.5)
+                except asyncio.TimeoutError:
+                    if await request.is_disconnected():
+                        return None
+
+        first = await following()
+        if first is None and not cell.done():  # the client left before the cell said anything
+            cell.cancel()
+            return Response(status_code=499)
         if first is None and cell.exception() is not None:  # refused before it ran: an HTTP error
             exc = cell.exception()
             if isinstance(exc, AgentError):
@@ -80,7 +94,7 @@ def router(ctx: Ctx) -> APIRouter:
                 while msg is not None:
                     svc.touch(record)
                     yield json.dumps(msg).encode() + b"\n"
-                    msg = await queue.get()
+                    msg = await following()
             finally:
                 if not cell.done():  # the client went away: the agent interrupts the cell
                     cell.cancel()
