@@ -205,8 +205,8 @@ def _find(args):
     return proc
 
 
-def _follow(req, proc):
-    """Stream ``proc``'s events to ``req`` until it ends or the client goes away (not killing it)."""
+def _subscribe(req, proc):
+    """Send ``proc``'s output events to ``req`` from now on."""
     def sub(event, fields, body):
         req.event(event, fields, body)
 
@@ -215,6 +215,7 @@ def _follow(req, proc):
 
 
 def _until_end(req, proc, sub):
+    """Wait for the end, unless the client goes away first: then only unsubscribe, never kill."""
     try:
         while not proc.done.wait(POLL):
             if req.cancelled.is_set() or req.conn.closed:
@@ -231,7 +232,7 @@ def start(req):
     proc = Proc(req.args)
     with _lock:
         _table[proc.pid] = proc
-    sub = _follow(req, proc)
+    sub = _subscribe(req, proc)
     req.event("start", {"pid": proc.pid})
     proc.run()
     return _until_end(req, proc, sub)
@@ -239,7 +240,7 @@ def start(req):
 
 def connect(req):
     proc = _find(req.args)
-    sub = _follow(req, proc)
+    sub = _subscribe(req, proc)
     req.event("start", {"pid": proc.pid})
     if proc.done.is_set():  # it ended between the lookup and the subscription
         proc.subs.remove(sub)
