@@ -44,6 +44,10 @@ try:
     ex = sbx.run_code("for i in range(3): print(i)", on_stdout=lambda m: out.append(m.line))
     assert "".join(out) == "0\n1\n2\n", out
     assert sbx.commands.run("echo envd-too").stdout == "envd-too\n"
+    ex = sbx.run_code("print('x' * 5_000_000)")  # past one message: sent in pieces
+    assert "".join(ex.logs.stdout) == "x" * 5_000_000 + "\n" and ex.error is None
+    ex = sbx.run_code("'y' * 20_000_000")  # a result too large to send says so
+    assert ex.error.name == "OutputTooLarge" and not ex.results, ex
     # a cell past its timeout: the SDK gives up, the server interrupts it, the context goes on
     try:
         sbx.run_code("import time\nfor i in range(60): time.sleep(0.5)\nstuck = False", timeout=2)

@@ -122,6 +122,10 @@ def test_envd_bad_input(client, sandbox):
     assert r.status_code == 400 and r.json()["code"] == "invalid_argument", r.text
     r = client.post("/process.Process/SendSignal", headers=h, json={"process": {"pid": 999999}, "signal": "SIGNAL_SIGKILL"})
     assert r.status_code == 404 and r.json()["code"] == "not_found", r.text
+    # a listing that would not fit one agent frame is refused, and the sandbox goes on
+    r = client.post("/filesystem.Filesystem/ListDir", headers=h, json={"path": "/", "depth": 64})
+    assert r.status_code == 429 and r.json()["code"] == "resource_exhausted", r.text
+    assert client.post("/process.Process/List", headers=h, json={}).status_code == 200
     r = client.get("/files", headers=envd(sandbox), params={"path": "/etc"})
     assert r.status_code == 400 and "directory" in r.json()["message"], r.text
     r = client.get("/files", headers=envd(sandbox), params={"path": "/no/such/file"})

@@ -21,6 +21,9 @@ _watchers = {}
 _lock = threading.Lock()
 _counter = [0]
 POLL = 0.2
+# A listing or a watched tree larger than this is refused: the reply must fit one frame, and a
+# watcher re-reads its whole tree every POLL seconds.
+MAX_ENTRIES = 40000
 
 
 def _path(args, key="path"):
@@ -88,6 +91,9 @@ def list_dir(req):
             except OSError:  # vanished meanwhile
                 continue
             out.append(e)
+            if len(out) > MAX_ENTRIES:
+                raise OpError("PayloadTooLarge", "%s holds more than %d entries to depth %d; list a narrower "
+                                                 "path or a smaller depth" % (root, MAX_ENTRIES, depth))
             if level < depth and e["type"] == "dir" and not e.get("symlink"):
                 try:
                     walk(full, level + 1)
@@ -158,6 +164,9 @@ def _snapshot(root, recursive):
             except OSError:
                 continue
             snap[full] = (s.st_mtime_ns, s.st_size, st.S_IFMT(s.st_mode), s.st_ino)
+            if len(snap) > MAX_ENTRIES:
+                raise OpError("PayloadTooLarge", "%s holds more than %d entries: watch a narrower directory"
+                                                 % (root, MAX_ENTRIES))
             if recursive and st.S_ISDIR(s.st_mode):
                 walk(full)
 

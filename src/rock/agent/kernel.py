@@ -196,9 +196,25 @@ def execute(req):
             msg = json.loads(line)
             if msg.get("type") == "end":
                 break
-            req.event("msg", {"msg": msg})
+            for part in _fit(msg, len(line)):
+                req.event("msg", {"msg": part})
         done.set()
     return {}
+
+
+MAX_MESSAGE = 4 << 20  # an event's meta must fit the protocol's frame (16 MiB) with room to spare
+
+
+def _fit(msg, size):
+    """Long output in pieces; a result too large to send becomes an error saying so."""
+    if size <= MAX_MESSAGE:
+        return [msg]
+    if msg.get("type") in ("stdout", "stderr"):
+        text = msg["text"]
+        step = MAX_MESSAGE // 4  # characters: JSON may escape each into several bytes
+        return [dict(msg, text=text[i:i + step]) for i in range(0, len(text), step)]
+    return [{"type": "error", "name": "OutputTooLarge", "traceback": "",
+             "value": "the cell's %s is %d bytes; more than %d cannot be sent" % (msg.get("type"), size, MAX_MESSAGE)}]
 
 
 def _interrupt_on_cancel(req, ctx, done):

@@ -70,8 +70,10 @@ def from_rock(exc: Exception, sandbox_id: str | None = None) -> Exception:
         return ConnectError("deadline_exceeded", exc.message)
     if isinstance(exc, AgentError):
         return ConnectError(CODE_OF_KIND.get(exc.kind, "internal"), exc.message)
-    if isinstance(exc, RockError):
-        return ConnectError("internal" if exc.status_code >= 500 else "invalid_argument", exc.message)
+    if isinstance(exc, RockError):  # a ROCK error class the agent client re-raised (e.g. PayloadTooLarge)
+        code = {401: "unauthenticated", 403: "permission_denied", 404: "not_found", 409: "already_exists",
+                413: "resource_exhausted", 507: "resource_exhausted"}.get(exc.status_code)
+        return ConnectError(code or ("internal" if exc.status_code >= 500 else "invalid_argument"), exc.message)
     return exc
 
 
