@@ -173,3 +173,27 @@ def test_template_table_and_timeout_lease(client, e2b_admin):
     assert record.state == "deleted", record.state
     r = client.get("/health", headers={"E2b-Sandbox-Id": sid, "X-Access-Token": r.json()["envdAccessToken"]})
     assert r.status_code == 502 and "was not found" in r.json()["message"]
+
+
+def test_a_proxy_serves_the_data_plane_only(client, sandbox, e2b_admin):
+    """Read/write separation: a proxy on the admin's state answers envd for the admin's sandbox;
+    creating and killing stay with the admin."""
+    from tests.admin.harness import Admin
+    from tests.e2b.conftest import TOKENS
+
+    proxy = Admin(e2b_admin.backend, state_dir=e2b_admin.state_dir, role="proxy", tokens=TOKENS).start()
+    try:
+        with httpx.Client(base_url=proxy.url, timeout=120) as p:
+            sh = envd(sandbox, **{"Content-Type": "application/connect+json"})
+            r = p.post("/process.Process/Start", headers=sh,
+                       content=envelope({"process": {"cmd": "/bin/sh", "args": ["-c", "echo via-proxy"]}}))
+            events = [m for _, m in frames(r.content)]
+            assert base64.b64decode(events[1]["event"]["data"]["stdout"]) == b"via-proxy\n", events
+            assert p.get("/health", headers=envd(sandbox)).status_code == 204
+            r = p.post("/v2/sandboxes", headers=A, json={"templateID": "base"})
+            assert r.status_code in (404, 405), r.text
+            r = p.post("/process.Process/List", headers={**envd(sandbox, **{"X-Access-Token": "forged"}),
+                                                          "Content-Type": "application/json"}, json={})
+            assert r.status_code == 502
+    finally:
+        proxy.stop()
