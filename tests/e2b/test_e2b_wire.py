@@ -136,9 +136,12 @@ def test_envd_bad_input(client, sandbox):
                     content=envelope({"process": {"cmd": "/bin/sh", "args": ["-c", "pwd"], "cwd": "/no/such/dir"}}))
     (flags, end), = frames(r.content)
     assert r.status_code == 200 and flags == 2 and end["error"]["code"] == "invalid_argument", r.content
-    r = client.post("/process.Process/Start", headers={**sh, "Authorization": "Basic " + base64.b64encode(b"nobody-here:").decode()},
-                    content=envelope({"process": {"cmd": "/bin/true"}}))
-    assert frames(r.content)[-1][1]["error"]["code"] == "unauthenticated", r.content
+    stranger = {**sh, "Authorization": "Basic " + base64.b64encode(b"nobody-here:").decode()}
+    for process in ({"cmd": "/bin/true"}, {"cmd": "/bin/true", "cwd": "work"}):  # with a cwd: resolved in its home
+        r = client.post("/process.Process/Start", headers=stranger, content=envelope({"process": process}))
+        assert frames(r.content)[-1][1]["error"]["code"] == "unauthenticated", r.content
+    r = client.post("/process.Process/Start", headers=sh, content=envelope({"process": {"cmd": "/bin/true", "envs": [1]}}))
+    assert frames(r.content)[-1][1]["error"]["code"] == "invalid_argument", r.content
 
 
 def test_paths_stay_inside_the_sandbox(client, sandbox):

@@ -64,9 +64,9 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
         except Exception as exc:  # noqa: BLE001 - mapped to what the SDK expects
             raise from_rock(exc, record.sandbox_id) from None
 
-    async def follow(request: Request, op: str, args: dict, what: str) -> Response:
+    async def follow(request: Request, op: str, args: dict, what: str, opened=None) -> Response:
         """A server stream: the agent's start/data events, keepalives, then end (or the error)."""
-        record, agent = await agent_of(request)
+        record, agent = opened or await agent_of(request)
         queue: asyncio.Queue = asyncio.Queue()
         call = asyncio.ensure_future(agent.call(op, args, on_event=lambda meta, body: queue.put_nowait((meta, body))))
         call.add_done_callback(lambda _: queue.put_nowait(None))
@@ -109,17 +109,23 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
         proc = msg.get("process") or {}
         if not isinstance(proc, dict) or not isinstance(proc.get("cmd"), str) or not proc["cmd"]:
             raise ConnectError("invalid_argument", "process.cmd is required")
+        envs = proc.get("envs") or {}
+        if not isinstance(envs, dict) or not isinstance(proc.get("args") or [], list):
+            raise ConnectError("invalid_argument", "process.envs must be an object and process.args a list")
         record, agent = await agent_of(request)
         user = basic_user(request)
-        info = await users.get(agent, record.sandbox_id, user) if proc.get("cwd") else None
+        try:
+            info = await users.get(agent, record.sandbox_id, user) if proc.get("cwd") else None
+        except Exception as exc:  # noqa: BLE001 - e.g. a user the image lacks
+            raise from_rock(exc, record.sandbox_id) from None
         pty = msg.get("pty")
         size = (pty.get("size") or {}) if isinstance(pty, dict) else None
-        args = {"cmd": proc["cmd"], "args": proc.get("args") or [], "envs": proc.get("envs") or {},
+        args = {"cmd": proc["cmd"], "args": proc.get("args") or [], "envs": envs,
                 "cwd": resolve(proc["cwd"], info["home"]) if info else None, "user": user,
                 "stdin": msg.get("stdin", True) is not False, "tag": msg.get("tag"),
                 "pty": None if size is None else {"cols": size.get("cols", 80), "rows": size.get("rows", 24)},
                 "deadline": deadline_of(request), "sandbox_id": record.sandbox_id, "timeout": None}
-        return await follow(request, "envd.start", args, "process " + proc["cmd"])
+        return await follow(request, "envd.start", args, "process " + proc["cmd"], (record, agent))
 
     @route(api, "/process.Process/Connect", "POST")
     async def connect(request: Request):
