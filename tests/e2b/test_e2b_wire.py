@@ -200,3 +200,37 @@ def test_a_proxy_serves_the_data_plane_only(client, sandbox, e2b_admin):
             assert r.status_code == 502
     finally:
         proxy.stop()
+
+
+def test_a_client_that_does_not_read_is_let_go(client, sandbox, monkeypatch):
+    """Output the client does not read is held up to a bound; past it the stream ends with
+    resource_exhausted and the process runs on (the admin's memory stays bounded)."""
+    from rock.admin.e2b import process
+
+    monkeypatch.setattr(process, "MAX_BUFFERED", 1 << 20)
+    sh = envd(sandbox, **{"Content-Type": "application/connect+json"})
+    script = "head -c 30000000 /dev/zero; echo $$ > /tmp/writer.pid; sleep 30"
+    with client.stream("POST", "/process.Process/Start", headers=sh,
+                       content=envelope({"process": {"cmd": "/bin/sh", "args": ["-c", script]}})) as r:
+        time.sleep(3)  # read nothing while it writes 30 MB
+        raw = b"".join(r.iter_bytes())
+    last = frames(raw)[-1]
+    assert last[0] == 2 and last[1]["error"]["code"] == "resource_exhausted", last
+    h = envd(sandbox, **{"Content-Type": "application/json"})
+    listed = client.post("/process.Process/List", headers=h, json={}).json()["processes"]
+    assert any("writer.pid" in " ".join(p["config"]["args"]) for p in listed), listed  # still running
+
+
+def test_a_cell_whose_output_is_not_read_is_interrupted(client, sandbox, monkeypatch):
+    from rock.admin.e2b import interpreter
+
+    monkeypatch.setattr(interpreter, "MAX_BUFFERED", 1 << 20)
+    h = envd(sandbox, **{"E2b-Sandbox-Port": "49999", "Content-Type": "application/json"})
+    cell = "import time\nfor i in range(100000): print('x' * 1000)\ntime.sleep(30)"
+    with client.stream("POST", "/execute", headers=h, json={"code": cell}) as r:
+        time.sleep(3)
+        lines = [json.loads(line) for line in r.iter_lines() if line]
+    errors = [m for m in lines if m["type"] == "error"]
+    assert errors and errors[0]["name"] == "OutputTooLarge", lines[-3:]
+    r = client.post("/execute", headers=h, json={"code": "1 + 1"})  # the context is usable again
+    assert [m["text"] for m in map(json.loads, r.text.splitlines()) if m["type"] == "result"] == ["2"], r.text

@@ -18,6 +18,7 @@ from rock.admin.e2b.connect import SandboxGone, json_response
 from rock.errors import AgentError, AgentGone, SandboxNotFound, SandboxNotRunning
 
 PORT = "49999"
+MAX_BUFFERED = 64 << 20
 
 
 class PortError(Exception):
@@ -65,7 +66,21 @@ def router(ctx: Ctx) -> APIRouter:
         queue: asyncio.Queue = asyncio.Queue()
         args = {"code": req["code"], "id": req.get("context_id"), "language": req.get("language"),
                 "env": {str(k): str(v) for k, v in env.items()}, "timeout": None}
-        cell = asyncio.ensure_future(agent.call("kernel.exec", args, on_event=lambda m, b: queue.put_nowait(m["msg"])))
+        held = [0]  # queued output not yet sent: past MAX_BUFFERED the cell is interrupted (bounded memory)
+
+        def on_event(meta: dict, body: bytes) -> None:
+            size = len(meta["msg"].get("text") or "")
+            if held[0] + size > MAX_BUFFERED:
+                if not cell.done():
+                    queue.put_nowait({"type": "error", "name": "OutputTooLarge", "traceback": "", "value":
+                                      f"the cell wrote more than {MAX_BUFFERED >> 20} MiB the client had not read; "
+                                      "it was interrupted"})
+                    cell.cancel()
+                return
+            held[0] += size
+            queue.put_nowait(meta["msg"])
+
+        cell = asyncio.ensure_future(agent.call("kernel.exec", args, on_event=on_event))
         cell.add_done_callback(lambda _: queue.put_nowait(None))
 
         async def following() -> dict | None:
@@ -82,7 +97,7 @@ def router(ctx: Ctx) -> APIRouter:
         if first is None and not cell.done():  # the client left before the cell said anything
             cell.cancel()
             return Response(status_code=499)
-        if first is None and cell.exception() is not None:  # refused before it ran: an HTTP error
+        if first is None and not cell.cancelled() and cell.exception() is not None:  # refused before it ran: an HTTP error
             exc = cell.exception()
             if isinstance(exc, AgentError):
                 raise PortError(404 if exc.kind == "NotFound" else 400, exc.message)
@@ -93,6 +108,7 @@ def router(ctx: Ctx) -> APIRouter:
             try:
                 while msg is not None:
                     svc.touch(record)
+                    held[0] -= len(msg.get("text") or "")
                     yield json.dumps(msg).encode() + b"\n"
                     msg = await following()
             finally:

@@ -19,6 +19,7 @@ from rock.admin.e2b.connect import (ConnectError, deadline_of, from_rock, json_r
 log = logging.getLogger("rock.admin.e2b")
 SIGNALS = {"SIGNAL_SIGKILL": 9, "SIGNAL_SIGTERM": 15, 9: 9, 15: 15}
 KEEPALIVE = {"event": {"keepalive": {}}}
+MAX_BUFFERED = 64 << 20  # output bytes one stream may hold for a client that does not read
 
 
 def _selector(msg: dict) -> dict:
@@ -68,7 +69,20 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
         """A server stream: the agent's start/data events, keepalives, then end (or the error)."""
         record, agent = opened or await agent_of(request)
         queue: asyncio.Queue = asyncio.Queue()
-        call = asyncio.ensure_future(agent.call(op, args, on_event=lambda meta, body: queue.put_nowait((meta, body))))
+        held = [0, False]  # output bytes queued for the client; overflowed
+
+        def on_event(meta: dict, body: bytes) -> None:
+            # The agent does not wait for a slow client: past MAX_BUFFERED this stream lets go of the
+            # process (which runs on; connect(pid) follows it again) rather than hold all it writes.
+            if held[0] > MAX_BUFFERED:
+                if not held[1]:
+                    held[1] = True
+                    call.cancel()
+                return
+            held[0] += len(body)
+            queue.put_nowait((meta, body))
+
+        call = asyncio.ensure_future(agent.call(op, args, on_event=on_event))
         call.add_done_callback(lambda _: queue.put_nowait(None))
         deadline = deadline_of(request)
 
@@ -84,8 +98,12 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
             item = first
             while item is not None:
                 svc.touch(record)  # output is use: the idle lease runs from the last of it
+                held[0] -= len(item[1])
                 yield _event(*item)
                 item = await queue.get()
+            if held[1]:
+                raise ConnectError("resource_exhausted", f"{what} wrote faster than the client read (over "
+                                   f"{MAX_BUFFERED >> 20} MiB waiting); it runs on: follow it again with connect(pid)")
             try:
                 result, _ = call.result()
             except Exception as exc:  # noqa: BLE001 - mapped to a Connect error
