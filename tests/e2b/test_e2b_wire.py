@@ -107,6 +107,10 @@ def test_data_plane_unknown_or_unproven_sandbox_is_not_found(client, sandbox):
         r = client.get("/files", headers=headers, params={"path": "/etc/hostname"})
         assert r.status_code == 502, r.text
     assert client.get("/health", headers=envd(sandbox)).status_code == 204
+    # SDK 2.7-2.25 after Sandbox.connect(id) send no E2b-Sandbox-Id: the access token alone routes
+    r = client.post("/process.Process/List", json={},
+                    headers={"X-Access-Token": sandbox["envdAccessToken"], "Content-Type": "application/json"})
+    assert r.status_code == 200 and "processes" in r.json(), r.text
     assert client.get("/health").json()["status"] == "Success"  # ROCK's own health without envd headers
 
 
