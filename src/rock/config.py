@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     backend: BackendName = "auto"
     state_dir: Path = Field(default_factory=_default_state_dir)
     default_image: str = "python:3.11"
+    # E2B's templateID -> image for the e2b front door; "base" is default_image unless set here
+    e2b_templates: dict[str, str] = Field(default_factory=dict, description="E2B template -> image")
     default_memory: str = "1g"
     default_cpus: float = 1.0
     pids_limit: int = 1024

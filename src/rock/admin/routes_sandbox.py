@@ -21,7 +21,7 @@ from rock.errors import SandboxNotFound
 # "lost" (its node went away; it may come back) is not in it either: "stopped" there, with the reason.
 _WIRE_STATE = {"failed": "stopped", "lost": "stopped"}
 # Never shown back: credentials, and bookkeeping that has its own status field.
-_PRIVATE_SPEC = {"registry_password", "registry_username", "archived_at", "env"}
+_PRIVATE_SPEC = {"registry_password", "registry_username", "archived_at", "env", "e2b_token"}
 _STAGE = {"pending": "running", "running": "success", "stopped": "success", "failed": "failed", "deleted": "success",
           "lost": "failed"}
 

@@ -160,6 +160,10 @@ class Sandboxes(HeldRecords):
 
     # -- lookups (hot path) ------------------------------------------------------------------
 
+    def save(self, record: SandboxRecord) -> None:
+        """Persist a changed field of a record (no state change), without waiting."""
+        self._save_soon(self._write(record, None, None))
+
     def touch(self, record: SandboxRecord) -> None:
         now = time.time()
         record.last_used_at = now
@@ -190,7 +194,9 @@ class Sandboxes(HeldRecords):
             lock = self._locks[sandbox_id] = asyncio.Lock()
         return lock
 
-    async def start(self, req: SandboxStartRequest, owner: str | None, meta: dict, wait: bool) -> SandboxRecord:
+    async def start(self, req: SandboxStartRequest, owner: str | None, meta: dict, wait: bool,
+                    extra_spec: dict | None = None) -> SandboxRecord:
+        """``extra_spec``: what a front door keeps with the record (E2B's metadata, its token)."""
         sandbox_id = req.sandbox_id or uuid.uuid4().hex
         if is_host_path(req.image) and not self.settings.allow_host_paths:  # every path to a sandbox passes here
             raise host_path_refused(req.image)
@@ -205,7 +211,7 @@ class Sandboxes(HeldRecords):
             if record is not None and record.owner != owner:
                 raise Conflict(f"sandbox id {sandbox_id} is already taken")
             if record is None or record.state not in LIVE:
-                record = self._new_record(sandbox_id, req, owner, meta, record)
+                record = self._new_record(sandbox_id, req, owner, meta, record, extra_spec)
                 self._starting[sandbox_id] = asyncio.create_task(self._create(record, req), name=f"create-{sandbox_id}")
             # else: a caller-chosen id that is pending or running: create is idempotent
         task = self._starting.get(sandbox_id)
@@ -216,7 +222,7 @@ class Sandboxes(HeldRecords):
         return record
 
     def _new_record(self, sandbox_id: str, req: SandboxStartRequest, owner: str | None, meta: dict,
-                    old: SandboxRecord | None) -> SandboxRecord:
+                    old: SandboxRecord | None, extra_spec: dict | None = None) -> SandboxRecord:
         ttl = req.ttl_seconds()
         record = SandboxRecord(
             sandbox_id=sandbox_id, owner=owner, state="pending",
@@ -225,7 +231,7 @@ class Sandboxes(HeldRecords):
             image=req.image or self.settings.default_image,
             cpus=req.cpus, memory=req.memory,
             auto_clear_seconds=self.settings.default_auto_clear_seconds if ttl is None else ttl,
-            spec=req.model_dump(exclude_none=True, exclude={"wait"}),
+            spec={**req.model_dump(exclude_none=True, exclude={"wait"}), **(extra_spec or {})},
         )
         self._place(record)
         event, from_state = ("create", None) if old is None else ("recreate", old.state)
