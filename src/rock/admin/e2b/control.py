@@ -205,7 +205,7 @@ def router(ctx: Ctx) -> APIRouter:
             raise E2BError(400, "limit and nextToken must be integers") from None
         if not 1 <= limit <= 100 or offset < 0:
             raise E2BError(400, "limit must be between 1 and 100")
-        items = [r for r in svc.visible(owner) if is_e2b(r) and r.state in ("pending", "running")
+        items = [r for r in svc.live(owner) if is_e2b(r) and r.state in ("pending", "running")
                  and "running" in states and all((r.spec[META_KEY].get("metadata") or {}).get(k) == v
                                                  for k, v in wanted.items())
                  and (not q.get("template") or r.spec[META_KEY].get("template") == q.get("template"))]
