@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from rock.admin import (errors, gem_routes, gym_routes, metrics, openapi, routes_data, routes_extra, routes_images,
+from rock.admin import (chat, errors, gem_routes, gym_routes, metrics, openapi, routes_data, routes_extra, routes_images,
                         routes_lifecycle, routes_ports, routes_sandbox, routes_training, routes_ws, ui)
 from rock.admin.lifecycle import Lifecycle
 from rock.cluster import routes as cluster_routes
@@ -91,6 +91,7 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
         finally:
             if warmup is not None:
                 warmup.cancel()
+            await app.state.chat.close()
             await gym_routes.shutdown(app)
             await routes_training.shutdown(app)
             await gem_routes.shutdown(app)
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     if settings.role == "admin":
         app.include_router(routes_training.router)
     app.include_router(cluster_routes.router(ctx), prefix=PREFIX)
+    chat.install(app, ctx)
 
     @app.get("/health", responses={200: {"model": RockResponse[dict]}})
     async def health():

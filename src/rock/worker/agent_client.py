@@ -93,6 +93,21 @@ class _Proto(asyncio.Protocol):
             lost()
 
 
+class Channel:
+    __slots__ = ("client", "rid", "done")
+
+    def __init__(self, client: "AgentClient", rid: int, done: asyncio.Future):
+        self.client, self.rid, self.done = client, rid, done
+
+    def send(self, body: bytes) -> None:
+        if not self.done.done():
+            self.client._send({"id": self.rid, "chunk": True}, body)
+
+    def close(self) -> None:
+        if not self.done.done() and not self.client.closed:
+            self.client._send({"id": self.rid, "eof": True})
+
+
 class AgentClient:
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -205,6 +220,12 @@ class AgentClient:
             raise
         result, _ = await self._await(rid, future)
         return result
+
+    def open_channel(self, op: str, args: dict | None, on_event: Callable[[dict, bytes], Any]) -> "Channel":
+        """A long-lived request that both sides keep talking on: the agent's events arrive at
+        ``on_event``, ``Channel.send`` streams chunks to it, ``Channel.close`` ends it."""
+        rid, future = self._start(op, args, b"", on_event)
+        return Channel(self, rid, future)
 
     async def _drain(self) -> None:
         # Backpressure without streams: yield while the socket buffer is large.
