@@ -95,3 +95,18 @@ async def test_openai_client_inside_the_sandbox_answered_by_the_trainer(box):
     # the sandbox has no network: only the endpoint answered it
     r = await sandbox.arun('"$ROCK_HOST_PYTHON" -c "import socket; socket.create_connection((\'1.1.1.1\', 80), 2)"')
     assert r.exit_code != 0
+    # every call is recorded outside the sandbox, readable as the trajectory
+    records = await trainer.trajectory(sandbox.sandbox_id)
+    assert [(r.index, r.status, r.http_status, r.stream) for r in records] == [
+        (1, "success", 200, False), (2, "success", 200, True), (3, "success", 200, False), (4, "success", 200, True)]
+    first = records[0]
+    assert first.request["messages"] == [{"role": "user", "content": "say hi"}] and first.request["temperature"] == 0.3
+    assert first.response["choices"][0]["message"]["content"] == "hi (say hi)" and first.usage["total_tokens"] == 5
+    assert first.latency_ms > 0 and first.end_time >= first.start_time and first.sandbox_id == sandbox.sandbox_id
+    assert records[2].response["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "bash"
+    # ... and exportable as ROCK's trajectory JSONL
+    lines = [json.loads(x) for x in (await trainer.trajectory_jsonl(sandbox.sandbox_id)).splitlines()]
+    assert [sorted(x) for x in lines] == [sorted(["model", "stream", "status", "response_time", "start_time",
+                                                  "end_time", "request", "response", "error"])] * 4
+    assert lines[1]["stream"] is True and lines[1]["status"] == "success" and lines[1]["model"] == "policy"
+    assert lines[0]["response"] == first.response

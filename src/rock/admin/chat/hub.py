@@ -203,10 +203,13 @@ class ChatHub:
         log.info("sandbox %s: model endpoint (%s) on port %s", sandbox_id, ep.mode, ep.port)
         return ep
 
-    def stop(self, sandbox_id: str, owner: str | None) -> Endpoint:
+    async def stop(self, sandbox_id: str, owner: str | None) -> Endpoint:
+        """End the endpoint and return once the agent has closed its port (so it can start again)."""
         ep = self.get(sandbox_id, owner)
-        if ep.channel is not None:
-            ep.channel.close()
+        channel = ep.channel
+        if channel is not None:
+            channel.close()
+            await asyncio.wait({channel.done}, timeout=30)
         return ep
 
     # -- local mode: the trainer's queue ---------------------------------------------------

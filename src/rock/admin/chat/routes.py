@@ -61,7 +61,7 @@ def router(ctx: Ctx, hub: ChatHub) -> APIRouter:
     @api.post("/stop", **doc(SandboxRef, result=EndpointInfo, codes=(404,), summary="Stop the sandbox's model endpoint"))
     async def stop(request: Request):
         req = await parse(request, SandboxRef)
-        return ok(info(hub.stop(req.sandbox_id, ctx.owner(request))))
+        return ok(info(await hub.stop(req.sandbox_id, ctx.owner(request))))
 
     @api.post("/watch", **doc(WatchRequest, result=EndpointInfo, codes=(404, 409),
                                summary="End the model session (SESSION_END) when this process inside exits"))
