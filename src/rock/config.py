@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     max_memory: str | None = None
     warmup_images: list[str] = Field(default_factory=list)  # pulled when the admin starts
     proxy_timeout: float = 300.0  # read timeout of a request forwarded to a port inside a sandbox
+    # Upstream base URLs a sandbox's model endpoint may forward to (proxy mode). Empty: any URL the
+    # API's caller names, and none named from inside a sandbox (`rock model-service start --type
+    # proxy` there would otherwise make the admin connect wherever the sandbox says).
+    chat_proxy_urls: list[str] = Field(default_factory=list)
     # which ROCK YAML file was read, and its settings that mean nothing here (rock.config_rock)
     rock_config_file: str | None = None
     rock_config_applied: list[str] = Field(default_factory=list)

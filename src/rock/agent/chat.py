@@ -265,4 +265,43 @@ def _serve(req):
     return {"calls": endpoint.next_index - 1}
 
 
-OPS = {"chat.serve": _serve}
+# -- the in-sandbox ``rock model-service`` command's requests, answered by the admin ----------
+
+_tickets = {}
+_ticket_lock = threads.Lock()
+_ticket_next = [1]
+
+
+def _cli(req):
+    """A request of ``rock model-service start|stop|anti-call-llm``, run inside the sandbox: sent
+    up to the admin as a notice; the admin does it (the same operation as its API) and answers
+    with ``chat.cli_reply``. Nothing is decided or recorded here."""
+    action = req.args.get("action")
+    if action not in ("start", "stop", "anti_call"):
+        raise OpError("BadRequest", "unknown model-service action %r" % (action,))
+    with _ticket_lock:
+        ticket = _ticket_next[0]
+        _ticket_next[0] += 1
+        _tickets[ticket] = req
+    meta = {"event": "chat.cli", "ticket": ticket, "action": action, "args": req.args.get("args") or {}}
+    if not req.conn.agent.notify(meta, req.body, exclude=req.conn):
+        _tickets.pop(ticket, None)
+        raise OpError("Unavailable", "no admin is connected to this sandbox's agent")
+    from .server import DEFERRED
+
+    return DEFERRED  # answered by _cli_reply; a command that gave up meanwhile is simply not answered
+
+
+def _cli_reply(req):
+    with _ticket_lock:
+        waiting = _tickets.pop(req.args.get("ticket"), None)
+    if waiting is None:
+        return {"delivered": False}
+    if req.args.get("ok"):
+        waiting.reply({"message": req.args.get("message") or ""}, req.body)
+    else:
+        waiting.fail(req.args.get("type") or "AdminError", req.args.get("message") or "refused")
+    return {"delivered": True}
+
+
+OPS = {"chat.serve": _serve, "chat.cli": _cli, "chat.cli_reply": _cli_reply}

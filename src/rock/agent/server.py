@@ -139,6 +139,7 @@ class Connection:
             sys.stderr.write("rock agent: connection dropped: %s\n" % exc)
         finally:
             self.closed = True
+            self.agent.connections.discard(self)
             for req in list(self.requests.values()):
                 req.cancelled.set()
                 req._chunks.put(None)
@@ -168,6 +169,18 @@ class Agent:
         self.ops = {}
         self.inline = set()
         self.pool = Pool()
+        self.connections = set()
+
+    def notify(self, meta, body=b"", exclude=None):
+        """An unsolicited notice (frame id 0, which clients never use) to every other open
+        connection, i.e. the worker's: how code inside the sandbox (the ``rock model-service``
+        command) asks the admin for something. Returns how many connections it went to."""
+        sent = 0
+        for conn in list(self.connections):
+            if conn is not exclude and not conn.closed:
+                conn.send(dict(meta, id=0), body)
+                sent += 1
+        return sent
 
     def register(self, module):
         self.ops.update(module.OPS)
@@ -364,4 +377,5 @@ def main(argv):
     while True:
         fd, _ = listener._accept()
         conn = Connection(agent, _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd))
+        agent.connections.add(conn)
         threads.spawn(conn.serve)

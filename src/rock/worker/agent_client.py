@@ -73,6 +73,8 @@ class _Proto(asyncio.Protocol):
         for meta, body in frames:
             p = pending.get(meta["id"])
             if p is None:
+                if meta["id"] == 0 and self.client.on_notice is not None:
+                    self.client.on_notice(meta, body)
                 continue
             if "event" in meta:
                 if p.on_event is not None:
@@ -117,6 +119,8 @@ class AgentClient:
         # Called once when the agent drops the connection (killed, crashed, out of memory);
         # not when we close it ourselves.
         self.on_lost: Callable[[], Any] | None = None
+        # Called with the agent's own notices (frame id 0): requests from code inside the sandbox.
+        self.on_notice: Callable[[dict, bytes], Any] | None = None
         # How long a call waits for its answer past its own "timeout" (None: for ever). An op
         # whose "timeout" is None runs a command for as long as it takes: no deadline.
         self.reply_timeout: float | None = None

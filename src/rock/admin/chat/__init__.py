@@ -11,12 +11,9 @@ def install(app: FastAPI, ctx) -> ChatHub:
     """Mount the routes; the hub lives on ``app.state.chat`` and closes with the app."""
     from rock.admin.chat import routes
 
-    def touch(sandbox_id: str) -> None:
-        record = ctx.sandboxes.records.get(sandbox_id)
-        if record is not None:
-            ctx.sandboxes.touch(record)  # a model call is a use: it refreshes the idle TTL
-
-    hub = ChatHub(ctx.settings.state_dir, touch)
+    hub = ChatHub(ctx.settings.state_dir, ctx.sandboxes, ctx.settings.chat_proxy_urls)
+    if hasattr(ctx.worker, "listeners"):
+        ctx.worker.listeners.append(hub)  # notices from `rock model-service ...` inside sandboxes
     app.state.chat = hub
     app.include_router(routes.router(ctx, hub))
     return hub

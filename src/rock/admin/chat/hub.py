@@ -131,6 +131,7 @@ class Endpoint:
 
     def fail(self, call: Call, http_status: int, message: str, status: str = "failure") -> None:
         call.record.finish(status, http_status, error=message)
+        call.record.answered_via = call.record.answered_via or "admin"
         body = json.dumps({"error": {"message": message, "type": "rock_model_endpoint", "code": http_status}})
         self._send({"index": call.index, "kind": "error", "status": http_status}, body.encode())
         self._settle(call)
@@ -168,13 +169,14 @@ class Endpoint:
 
 
 class ChatHub:
-    def __init__(self, state_dir: Path, touch=None):
+    def __init__(self, state_dir: Path, sandboxes=None, proxy_urls: list[str] | None = None):
+        self.sandboxes = sandboxes
+        self.proxy_urls = [u.rstrip("/") for u in proxy_urls or ()]
         self.endpoints: dict[str, Endpoint] = {}
         self.queues: dict[str | None, deque[Call]] = {}
         self.waiters: dict[str | None, set[asyncio.Future]] = {}
         self.ended_since: dict[str | None, list[str]] = {}
         self.log = RecordLog(state_dir / "chat")
-        self.touch = touch or (lambda sandbox_id: None)
         self._tasks: set[asyncio.Task] = set()
 
     def spawn(self, coro) -> None:
@@ -189,7 +191,18 @@ class ChatHub:
                                   "(POST /apis/v1/chat/start or sandbox.model_service.start())")
         return ep
 
-    async def start(self, agent, sandbox_id: str, owner: str | None, config: ModelEndpointConfig) -> Endpoint:
+    def touch(self, sandbox_id: str) -> None:
+        record = self.sandboxes.records.get(sandbox_id) if self.sandboxes is not None else None
+        if record is not None:
+            self.sandboxes.touch(record)  # a model call is a use: it refreshes the idle TTL
+
+    async def start(self, agent, sandbox_id: str, owner: str | None, config: ModelEndpointConfig,
+                    from_sandbox: bool = False) -> Endpoint:
+        url = config.proxy_base_url
+        if url is not None and (self.proxy_urls or from_sandbox) and url not in self.proxy_urls:
+            where = "named from inside a sandbox" if from_sandbox else "named"
+            raise BadRequest(f"proxy_base_url {url} is not one of the upstreams this admin forwards to when "
+                             f"{where} (settings: chat_proxy_urls = {self.proxy_urls})")
         old = self.endpoints.get(sandbox_id)
         if old is not None and old.channel is not None:
             raise Conflict(f"sandbox {sandbox_id} already serves a model endpoint on port {old.port}; stop it first")
@@ -228,7 +241,7 @@ class ChatHub:
             if not waiter.done():
                 waiter.set_result(None)
 
-    def answer(self, owner: str | None, a: Answer) -> Rejected | None:
+    def answer(self, owner: str | None, a: Answer, via: str = "trainer") -> Rejected | None:
         ep = self.endpoints.get(a.sandbox_id)
         if ep is None or ep.owner != owner:
             return Rejected(sandbox_id=a.sandbox_id, index=a.index, status=404,
@@ -243,6 +256,7 @@ class ChatHub:
         if call.state not in ("waiting", "taken"):
             why = "was answered already" if call.state == "answered" else f"ended: {call.record.error}"
             return Rejected(sandbox_id=a.sandbox_id, index=a.index, status=409, reason=f"call {a.index} {why}")
+        call.record.answered_via = via  # type: ignore[assignment]
         if a.error is not None:
             ep.fail(call, a.error.status, a.error.message)
             return None
@@ -306,7 +320,7 @@ class ChatHub:
     # -- ROCK's anti_call_llm --------------------------------------------------------------
 
     async def anti_call(self, owner: str | None, sandbox_id: str, index: int, payload: str | None,
-                        timeout: float) -> str:
+                        timeout: float, via: str = "trainer") -> str:
         ep = self.get(sandbox_id, owner)
         if ep.mode != "local":
             raise Conflict(f"anti_call_llm drives local mode; sandbox {sandbox_id}'s endpoint is in {ep.mode} mode")
@@ -325,7 +339,7 @@ class ChatHub:
                     raise BadRequest(f"response_payload is not JSON: {exc}") from None
                 if not isinstance(response, dict):
                     raise BadRequest("response_payload must be a JSON object (a chat completion)")
-                rejected = self.answer(owner, Answer(sandbox_id=sandbox_id, index=index, response=response))
+                rejected = self.answer(owner, Answer(sandbox_id=sandbox_id, index=index, response=response), via)
                 if rejected is not None:
                     raise (BadRequest if rejected.status == 400 else Conflict)(rejected.reason)
         return await self.next_request(ep, index + 1, timeout)
@@ -346,6 +360,13 @@ class ChatHub:
         if call.state == "waiting":
             call.state = "taken"
         return json.dumps(call.request, ensure_ascii=False)
+
+    def agent_notice(self, sandbox_id: str, meta: dict, body: bytes) -> None:
+        """A request from ``rock model-service ...`` run inside the sandbox (see sandbox_cli.py)."""
+        if meta.get("event") == "chat.cli":
+            from rock.admin.chat.sandbox_cli import handle
+
+            self.spawn(handle(self, sandbox_id, meta, body))
 
     async def close(self) -> None:
         for ep in list(self.endpoints.values()):

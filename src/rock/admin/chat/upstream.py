@@ -96,6 +96,7 @@ def _replay(ep: "Endpoint", call: "Call") -> None:
     if not ep.replay:
         ep.fail(call, 404, f"the replayed trajectory is exhausted: it has {total} recorded calls")
         return
+    call.record.answered_via = "replay"
     ep.complete(call, ep.replay.popleft()["response"])
 
 
@@ -104,6 +105,7 @@ async def _forward(ep: "Endpoint", call: "Call") -> None:
     url = f"{cfg.proxy_base_url}/chat/completions"
     body = json.dumps(call.request).encode()
     delay = cfg.retry_delay
+    call.record.answered_via = "upstream"
     for attempt in range(1, cfg.retry_attempts + 1):
         call.record.attempts = attempt
         last = attempt == cfg.retry_attempts
