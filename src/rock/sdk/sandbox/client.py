@@ -58,6 +58,20 @@ class Sandbox(FilesMixin, LifecycleMixin, NohupMixin):
         self.process = Process(self)
         self.network = Network(self)
         self.model_service = None  # ROCK's attribute: a ModelService (set by sandbox.agent, or by the caller)
+        self._agent = None
+
+    @property
+    def agent(self):
+        """ROCK's ``sandbox.agent``: a RockAgent (install(config), run(prompt))."""
+        if self._agent is None:
+            from rock.sdk.sandbox.agent import RockAgent
+
+            self._agent = RockAgent(self)
+        return self._agent
+
+    @agent.setter
+    def agent(self, value) -> None:
+        self._agent = value
 
     # -- attributes ------------------------------------------------------------------------
 
