@@ -24,6 +24,8 @@ from rock.errors import BadRequest, CommandTimeout, Conflict, RockError, Sandbox
 
 log = logging.getLogger("rock.admin.chat")
 SESSION_END = "SESSION_END"
+KEEP_ENDED = 4096  # ended endpoints kept in memory; older ones are read back from the record log
+KEEP_NOTICES = 10000  # SESSION_END notices kept per owner for an exchange to collect
 
 
 class Call:
@@ -166,6 +168,7 @@ class Endpoint:
                 call.record.finish("failure", 503, error=reason)
                 self._settle(call)
         self.end(reason)
+        self.hub._evict()
 
 
 class ChatHub:
@@ -233,8 +236,15 @@ class ChatHub:
         self._wake(owner)
 
     def ended(self, ep: Endpoint) -> None:
-        self.ended_since.setdefault(ep.owner, []).append(ep.sandbox_id)
+        notices = self.ended_since.setdefault(ep.owner, [])
+        notices.append(ep.sandbox_id)
+        del notices[:-KEEP_NOTICES]
         self._wake(ep.owner)
+
+    def _evict(self) -> None:
+        gone = [sid for sid, e in self.endpoints.items() if e.channel is None]
+        for sid in gone[:max(0, len(gone) - KEEP_ENDED)]:
+            del self.endpoints[sid]
 
     def _wake(self, owner: str | None) -> None:
         for waiter in self.waiters.pop(owner, ()):
