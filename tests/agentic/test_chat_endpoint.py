@@ -9,9 +9,7 @@ import json
 
 import pytest
 
-from rock.sdk.model import ChatTrainer
-from rock.sdk.sandbox import Sandbox
-from tests.sdk.test_sandbox import config
+from tests.agentic.conftest import sandbox_with_trainer
 
 CLIENT = r'''
 import json, sys
@@ -58,12 +56,8 @@ def policy(call):
 
 @pytest.fixture
 async def box(admin):
-    sandbox = Sandbox(config(admin))  # network=False: the default
-    await sandbox.start()
-    trainer = ChatTrainer.for_sandbox(sandbox)
-    yield sandbox, trainer
-    await trainer.aclose()
-    await sandbox.delete()
+    async with sandbox_with_trainer(admin) as pair:  # network=False: the default
+        yield pair
 
 
 async def test_openai_client_inside_the_sandbox_answered_by_the_trainer(box):

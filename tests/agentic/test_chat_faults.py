@@ -9,9 +9,7 @@ import json
 import pytest
 
 from rock.errors import BadRequest, CommandTimeout, Conflict, SandboxNotFound
-from rock.sdk.model import ChatTrainer
-from rock.sdk.sandbox import Sandbox
-from tests.sdk.test_sandbox import config
+from tests.agentic.conftest import sandbox_with_trainer
 
 # POST each body given on the command line (or raw bytes after '@'); print status and error message.
 CLIENT = r'''
@@ -34,16 +32,8 @@ OK = {"choices": [{"message": {"role": "assistant", "content": "fine"}}]}
 
 @pytest.fixture
 async def box(admin):
-    sandbox = Sandbox(config(admin))
-    await sandbox.start()
-    await sandbox.write_bytes("/tmp/c.py", CLIENT.encode())
-    trainer = ChatTrainer.for_sandbox(sandbox)
-    yield sandbox, trainer
-    await trainer.aclose()
-    try:
-        await sandbox.delete()
-    except SandboxNotFound:
-        pass
+    async with sandbox_with_trainer(admin, {"/tmp/c.py": CLIENT}) as pair:
+        yield pair
 
 
 def client(sandbox, *requests: str):

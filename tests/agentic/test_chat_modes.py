@@ -10,10 +10,8 @@ import pytest
 
 from rock.agentic.records import read_rock_jsonl
 from rock.errors import BadRequest
-from rock.sdk.model import ChatTrainer
-from rock.sdk.sandbox import Sandbox
+from tests.agentic.conftest import sandbox_with_trainer
 from tests.agentic.upstream import Upstream
-from tests.sdk.test_sandbox import config
 
 CLIENT = r'''
 import json
@@ -37,15 +35,12 @@ print("RESULT" + json.dumps(out))
 
 @pytest.fixture
 async def box(admin):
-    sandbox = Sandbox(config(admin))
-    await sandbox.start()
-    await sandbox.write_bytes("/tmp/client.py", CLIENT.encode())
-    trainer = ChatTrainer.for_sandbox(sandbox)
     upstream = Upstream(fail_first=1)
-    yield sandbox, trainer, upstream
-    upstream.close()
-    await trainer.aclose()
-    await sandbox.delete()
+    try:
+        async with sandbox_with_trainer(admin, {"/tmp/client.py": CLIENT}) as (sandbox, trainer):
+            yield sandbox, trainer, upstream
+    finally:
+        upstream.close()
 
 
 async def run_client(sandbox) -> list:
