@@ -17,7 +17,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from rock.actions.chat import Answer, ModelEndpointConfig, PendingCall, Rejected
+from rock.actions.chat import Answer, ModelEndpointConfig, Rejected
 from rock.admin.chat import upstream
 from rock.agentic.records import CallRecord, RecordLog
 from rock.errors import BadRequest, CommandTimeout, Conflict, RockError, SandboxNotFound
@@ -36,8 +36,9 @@ class Call:
         self.state = "waiting"  # -> taken -> answered | expired
         self.timer: asyncio.TimerHandle | None = None
 
-    def pending(self) -> PendingCall:
-        return PendingCall(sandbox_id=self.endpoint.sandbox_id, index=self.index, request=self.request)
+    def pending(self) -> dict:
+        """A PendingCall, as the dict the route sends."""
+        return {"sandbox_id": self.endpoint.sandbox_id, "index": self.index, "request": self.request}
 
 
 class Endpoint:
@@ -74,8 +75,10 @@ class Endpoint:
             request = json.loads(body)
         except ValueError:
             request = {"_unparsed": body.decode(errors="replace")}
-        record = CallRecord(sandbox_id=self.sandbox_id, index=index, mode=self.mode, model=request.get("model"),
-                            stream=stream, start_time=time.time(), request=request)
+        # Built without validation (~10x cheaper): every field is ours and of the right type.
+        record = CallRecord.model_construct(sandbox_id=self.sandbox_id, index=index, mode=self.mode,
+                                            model=request.get("model"), stream=stream, start_time=time.time(),
+                                            request=request)
         call = Call(self, index, request, record)
         self.calls[index] = call
         self.records.append(record)
@@ -297,7 +300,7 @@ class ChatHub:
         return out
 
     async def exchange(self, owner: str | None, answers: list[Answer], limit: int, wait: float,
-                       only: list[str] | None) -> tuple[list[PendingCall], list[str], list[Rejected]]:
+                       only: list[str] | None) -> tuple[list[dict], list[str], list[Rejected]]:
         rejected = [r for a in answers if (r := self.answer(owner, a)) is not None]
         wanted = set(only) if only is not None else None
         deadline = time.monotonic() + wait

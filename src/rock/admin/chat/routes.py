@@ -80,7 +80,7 @@ def router(ctx: Ctx, hub: ChatHub) -> APIRouter:
         req = await parse(request, ExchangeRequest)
         calls, ended, rejected = await hub.exchange(ctx.owner(request), req.answers, req.max_calls, req.wait,
                                                     req.sandbox_ids)
-        return ok({"calls": [c.model_dump() for c in calls], "ended": ended,
+        return ok({"calls": calls, "ended": ended,
                    "rejected": [r.model_dump() for r in rejected]})
 
     @api.post("/answer", **doc(Answer, result=dict, codes=(404, 409),

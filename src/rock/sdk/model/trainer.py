@@ -77,25 +77,31 @@ class ChatTrainer:
                                           "error": error})
 
     async def serve(self, policy: Policy, sandbox_ids: list[str] | None = None, max_calls: int = 256,
-                    wait: float = 10, until: Callable[[], bool] | None = None) -> int:
+                    wait: float = 10, until: Callable[[], bool] | None = None, concurrency: int = 1) -> int:
         """Answer calls with ``policy(call) -> completion`` (sync or async) until every sandbox in
-        ``sandbox_ids`` has ended its session (or ``until()`` is true). Returns the calls answered."""
+        ``sandbox_ids`` has ended its session (or ``until()`` is true). Returns the calls answered.
+        ``concurrency`` exchanges in flight at once keep many sandboxes busy (each call goes to one)."""
         waiting = set(sandbox_ids or ())
-        answers: list[dict] = []
-        done = 0
-        while True:
-            result = await self.exchange(answers, max_calls, wait, sandbox_ids)
-            done += len(answers) - len(result.rejected)
-            waiting -= set(result.ended)
-            answers = []
-            if result.calls:
-                replies = [policy(call) for call in result.calls]
-                if any(inspect.isawaitable(r) for r in replies):
-                    replies = await asyncio.gather(*(r if inspect.isawaitable(r) else _ready(r) for r in replies))
-                answers = [{"sandbox_id": c.sandbox_id, "index": c.index, "response": r}
-                           for c, r in zip(result.calls, replies)]
-            elif (sandbox_ids is not None and not waiting) or (until is not None and until()):
-                return done
+        counts = [0]
+
+        async def loop() -> None:
+            answers: list[dict] = []
+            while True:
+                result = await self.exchange(answers, max_calls, wait, sandbox_ids)
+                counts[0] += len(answers) - len(result.rejected)
+                waiting.difference_update(result.ended)
+                answers = []
+                if result.calls:
+                    replies = [policy(call) for call in result.calls]
+                    if any(inspect.isawaitable(r) for r in replies):
+                        replies = await asyncio.gather(*(r if inspect.isawaitable(r) else _ready(r) for r in replies))
+                    answers = [{"sandbox_id": c.sandbox_id, "index": c.index, "response": r}
+                               for c, r in zip(result.calls, replies)]
+                elif (sandbox_ids is not None and not waiting) or (until is not None and until()):
+                    return
+
+        await asyncio.gather(*(loop() for _ in range(max(1, concurrency))))
+        return counts[0]
 
     # -- ROCK's index protocol and the records ----------------------------------------------
 
