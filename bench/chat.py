@@ -2,12 +2,13 @@
 
 model_call_added_ms: one client (``http.client`` on a keep-alive connection, timing each call)
 makes chat completions in alternating blocks: on the host straight to a scripted upstream (the
-floor), inside a sandbox through the fast path (the trainer's ``exchange`` loop forwards each
-call to the same upstream), and inside a sandbox in proxy mode (the admin forwards it). The
+floor), inside a sandbox through the fast path (the trainer's loop, over HTTP long-poll and over
+its WebSocket, forwards each call to the same upstream), and inside a sandbox in proxy mode (the
+admin forwards it). The
 record's p50 is the added latency: p50(path) - p50(floor). Target: p50 added <= 1 ms.
 
 model_calls_per_s: 256 sandboxes (fewer with --quick) whose agents each make calls in a loop,
-one trainer answering all of them through ``exchange``. Target: >= 1,000 calls/s on a 2-core VM.
+one trainer answering all of them over its WebSocket. Target: >= 1,000 calls/s on a 2-core VM.
 
 rock_cli_call_ms: ROCK's own flow for one call, as a reference: rl-rock 1.11's
 ``ModelService.anti_call_llm`` (a nohup'd ``rock model-service anti-call-llm`` per call,
@@ -30,8 +31,10 @@ from bench.report import Context, percentile, record
 
 # The client, the same on the host and inside a sandbox: N calls on one connection, each timed.
 CLIENT = r'''
-import http.client, json, sys, time
+import http.client, json, os, sys, time
 host, port, path, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+while len(sys.argv) > 5 and not os.path.exists(sys.argv[5]):  # a start line for many clients at once
+    time.sleep(0.002)
 body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hello"}], "temperature": 0.5})
 conn = http.client.HTTPConnection(host, port)
 out = []
@@ -86,42 +89,46 @@ async def added_latency(ctx: Context, backend: str) -> list[dict]:
     script = Path(tempfile.mkdtemp()) / "client.py"
     script.write_text(CLIENT)
     blocks, per = ctx.n(4, 10), ctx.n(100, 200)
-    samples: dict[str, list[float]] = {"direct": [], "fast": [], "proxy": []}
+    paths = ("http", "ws", "proxy")
+    samples: dict[str, list[float]] = {"direct": [], **{p: [] for p in paths}}
     try:
-        fast, proxy = Sandbox(SandboxConfig(base_url=url, memory="512m", cpus=1)), Sandbox(
-            SandboxConfig(base_url=url, memory="512m", cpus=1))
-        await asyncio.gather(fast.start(), proxy.start())
-        for box in (fast, proxy):
-            await box.write_bytes("/tmp/client.py", CLIENT.encode())
+        boxes = {p: Sandbox(SandboxConfig(base_url=url, memory="512m", cpus=1)) for p in paths}
+        await asyncio.gather(*(b.start() for b in boxes.values()))
         trainer = ChatTrainer(url)
-        await trainer.start(fast.sandbox_id)
-        await trainer.start(proxy.sandbox_id, type="proxy", proxy_base_url=upstream)
-        async with httpx.AsyncClient(base_url=upstream) as http:
+        for path, box in boxes.items():
+            await box.write_bytes("/tmp/client.py", CLIENT.encode())
+            extra = {"type": "proxy", "proxy_base_url": upstream} if path == "proxy" else {}
+            await trainer.start(box.sandbox_id, **extra)
+        from rock.sdk.transport import LeanTransport
+
+        async with httpx.AsyncClient(base_url=upstream, transport=LeanTransport()) as http:
             async def policy(call):  # the trainer's policy is the same upstream, one hop further
                 return (await http.post("/chat/completions", json=call.request)).json()
 
             stop = False
-            serving = asyncio.ensure_future(trainer.serve(policy, sandbox_ids=[fast.sandbox_id], wait=1,
-                                                          until=lambda: stop))
+            serving = [asyncio.ensure_future(trainer.serve(policy, sandbox_ids=[boxes[p].sandbox_id], wait=1,
+                                                           until=lambda: stop, websocket=p == "ws"))
+                       for p in ("http", "ws")]
             cmd = f'"$ROCK_HOST_PYTHON" /tmp/client.py 127.0.0.1 8080 /v1/chat/completions {per}'
             for _ in range(blocks):
                 proc = await asyncio.create_subprocess_exec(sys.executable, str(script), "127.0.0.1", str(port),
                                                             "/v1/chat/completions", str(per),
                                                             stdout=asyncio.subprocess.PIPE)
                 samples["direct"] += _times((await proc.communicate())[0].decode())[5:]
-                samples["fast"] += _times((await fast.arun(cmd, timeout=300)).output)[5:]
-                samples["proxy"] += _times((await proxy.arun(cmd, timeout=300)).output)[5:]
+                for path in paths:
+                    samples[path] += _times((await boxes[path].arun(cmd, timeout=300)).output)[5:]
             stop = True
-            await serving
+            await asyncio.gather(*serving)
         await trainer.aclose()
-        for box in (fast, proxy):
+        for box in boxes.values():
             await box.delete()
     finally:
         admin.stop()
         up.terminate()
     floor = percentile(samples["direct"], 0.5)
     out = []
-    for path, label in (("fast", "local mode, trainer's exchange loop"), ("proxy", "proxy mode")):
+    for path, label in (("http", "local mode, trainer's exchange loop (HTTP long-poll)"),
+                        ("ws", "local mode, trainer's WebSocket"), ("proxy", "proxy mode")):
         rec = record("model_call_added_ms", backend, samples[path], floor_s=samples["direct"], label=label,
                      target_p50_added_ms=1.0)
         rec["added_p50_ms"] = round((percentile(samples[path], 0.5) - floor) * 1e3, 4)
@@ -150,12 +157,16 @@ async def throughput(ctx: Context, backend: str) -> dict:
         trainer = ChatTrainer(url)
         await asyncio.gather(*(trainer.start(b.sandbox_id) for b in boxes))
         ids = [b.sandbox_id for b in boxes]
+        async def launch(box):
+            async with sem:
+                proc = await box.start_process(f'exec "$ROCK_HOST_PYTHON" /tmp/client.py 127.0.0.1 8080 '
+                                               f'/v1/chat/completions {calls} /tmp/go')
+                await trainer.watch(box.sandbox_id, proc["pid"])
+
+        await asyncio.gather(*(launch(b) for b in boxes))
         t0 = time.perf_counter()
-        for box in boxes:
-            proc = await box.start_process(f'exec "$ROCK_HOST_PYTHON" /tmp/client.py 127.0.0.1 8080 '
-                                           f'/v1/chat/completions {calls}')
-            await trainer.watch(box.sandbox_id, proc["pid"])
-        answered = await trainer.serve(lambda call: reply, sandbox_ids=ids, max_calls=1024, wait=5, concurrency=4)
+        await asyncio.gather(*(b.write_bytes("/tmp/go", b"") for b in boxes))
+        answered = await trainer.serve(lambda call: reply, sandbox_ids=ids, max_calls=1024, wait=5, websocket=True)
         elapsed = time.perf_counter() - t0
         await trainer.aclose()
         await asyncio.gather(*(b.delete() for b in boxes), return_exceptions=True)

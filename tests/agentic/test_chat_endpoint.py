@@ -104,3 +104,29 @@ async def test_openai_client_inside_the_sandbox_answered_by_the_trainer(box):
                                                   "end_time", "request", "response", "error"])] * 4
     assert lines[1]["stream"] is True and lines[1]["status"] == "success" and lines[1]["model"] == "policy"
     assert lines[0]["response"] == first.response
+
+
+STREAM_CLIENT = r'''
+from openai import OpenAI
+client = OpenAI(base_url="http://127.0.0.1:8080/v1", api_key="sk", max_retries=0)
+for i in range(3):
+    r = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "n%d" % i}])
+    print(r.choices[0].message.content)
+'''
+
+
+async def test_the_websocket_fast_path(box, admin):
+    sandbox, trainer = box
+    await trainer.start(sandbox.sandbox_id)
+    await sandbox.write_bytes("/tmp/c.py", STREAM_CLIENT.encode())
+    proc = await sandbox.start_process('exec "$ROCK_HOST_PYTHON" /tmp/c.py > /tmp/c.out 2>&1')
+    await trainer.watch(sandbox.sandbox_id, proc["pid"])
+    answered = await trainer.serve(lambda call: policy(call), sandbox_ids=[sandbox.sandbox_id], websocket=True)
+    assert answered == 3
+    assert (await sandbox.read_bytes("/tmp/c.out")).decode().split() == ["hi", "(n0)", "hi", "(n1)", "hi", "(n2)"]
+    import websockets
+
+    async with websockets.connect(admin.url.replace("http", "ws") + "/apis/v1/chat/ws") as ws:
+        await ws.send(json.dumps({"type": "subscribe", "bogus": 1}))
+        msg = json.loads(await ws.recv())
+        assert msg["type"] == "error" and msg["status_code"] == 422 and "bogus" in msg["message"]

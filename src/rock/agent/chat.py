@@ -53,6 +53,14 @@ class Endpoint:
 
     # -- the admin's side ------------------------------------------------------------------
 
+    def on_answer(self, body):
+        try:
+            self.dispatch(body)
+        except (ValueError, KeyError, TypeError) as exc:
+            import sys
+
+            sys.stderr.write("rock agent: bad chat answer frame: %s\n" % exc)
+
     def dispatch(self, body):
         head, _, payload = body.partition(b"\n")
         meta = protocol.loads(head)
@@ -254,15 +262,11 @@ def _serve(req):
     listener = _bind(host, port)
     endpoint = Endpoint(req, listener, listener.getsockname()[1], req.args)
     threads.spawn(endpoint.accept_loop)
+    req.on_chunk = endpoint.on_answer  # answers go to their calls on the connection's thread
     req.event("listening", {"port": endpoint.port, "host": host})
     try:
-        for chunk in req.chunks():  # the admin's answers, until it ends the endpoint (eof or cancel)
-            try:
-                endpoint.dispatch(chunk)
-            except (ValueError, KeyError, TypeError) as exc:
-                import sys
-
-                sys.stderr.write("rock agent: bad chat answer frame: %s\n" % exc)
+        for _ in req.chunks():  # nothing but the end: the admin stops the endpoint (eof, or cancel)
+            pass
     finally:
         endpoint.close("the model endpoint was stopped (its trainer side went away)")
     return {"calls": endpoint.next_index - 1}

@@ -20,7 +20,7 @@ VERSION = "1"
 class Request:
     """One client request: its arguments, payload, and the way to answer it."""
 
-    __slots__ = ("conn", "id", "op", "args", "body", "cancelled", "_chunks", "done")
+    __slots__ = ("conn", "id", "op", "args", "body", "cancelled", "_chunks", "done", "on_chunk")
 
     def __init__(self, conn, rid, op, args, body):
         self.conn = conn
@@ -33,6 +33,9 @@ class Request:
         # would race to create it and could end up on different queues.
         self._chunks = _queue.SimpleQueue()
         self.done = False
+        # Set by a handler that takes each chunk on the connection's thread as it arrives (it
+        # must not block); chunks() then yields only the end.
+        self.on_chunk = None
 
     def event(self, name, fields=None, body=b""):
         meta = {"id": self.id, "event": name}
@@ -156,7 +159,10 @@ class Connection:
         if req is None:
             return
         if meta.get("chunk"):
-            req._chunks.put(body)
+            if req.on_chunk is not None:
+                req.on_chunk(body)
+            else:
+                req._chunks.put(body)
         elif meta.get("eof"):
             req._chunks.put(None)
         elif meta.get("cancel"):

@@ -29,10 +29,11 @@ KEEP_NOTICES = 10000  # SESSION_END notices kept per owner for an exchange to co
 
 
 class Call:
-    __slots__ = ("endpoint", "index", "request", "record", "state", "timer")
+    __slots__ = ("endpoint", "index", "request", "raw", "record", "state", "timer")
 
-    def __init__(self, endpoint: "Endpoint", index: int, request: dict, record: CallRecord):
+    def __init__(self, endpoint: "Endpoint", index: int, request: dict, raw: bytes, record: CallRecord):
         self.endpoint, self.index, self.request, self.record = endpoint, index, request, record
+        self.raw = raw  # the body as the sandbox's client sent it (proxy mode forwards it unchanged)
         self.state = "waiting"  # -> taken -> answered | expired
         self.timer: asyncio.TimerHandle | None = None
 
@@ -79,7 +80,7 @@ class Endpoint:
         record = CallRecord.model_construct(sandbox_id=self.sandbox_id, index=index, mode=self.mode,
                                             model=request.get("model"), stream=stream, start_time=time.time(),
                                             request=request)
-        call = Call(self, index, request, record)
+        call = Call(self, index, request, body, record)
         self.calls[index] = call
         self.records.append(record)
         self.hub.touch(self.sandbox_id)
@@ -302,14 +303,20 @@ class ChatHub:
     async def exchange(self, owner: str | None, answers: list[Answer], limit: int, wait: float,
                        only: list[str] | None) -> tuple[list[dict], list[str], list[Rejected]]:
         rejected = [r for a in answers if (r := self.answer(owner, a)) is not None]
-        wanted = set(only) if only is not None else None
-        deadline = time.monotonic() + wait
+        calls, ended = await self.next_calls(owner, limit, set(only) if only is not None else None, wait)
+        return calls, ended, rejected
+
+    async def next_calls(self, owner: str | None, limit: int, only: set[str] | None,
+                         wait: float | None) -> tuple[list[dict], list[str]]:
+        """Up to ``limit`` pending calls (and the sessions ended meanwhile), waiting up to ``wait``
+        seconds (None: until there are some) for a first one."""
+        deadline = None if wait is None else time.monotonic() + wait
         while True:
-            calls = self.take(owner, limit, wanted)
-            ended = self._ended(owner, wanted)
-            left = deadline - time.monotonic()
-            if calls or ended or left <= 0 or limit == 0:
-                return [c.pending() for c in calls], ended, rejected
+            calls = self.take(owner, limit, only)
+            ended = self._ended(owner, only)
+            left = None if deadline is None else deadline - time.monotonic()
+            if calls or ended or (left is not None and left <= 0) or limit == 0:
+                return [c.pending() for c in calls], ended
             waiter = asyncio.get_running_loop().create_future()
             self.waiters.setdefault(owner, set()).add(waiter)
             try:

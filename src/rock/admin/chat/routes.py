@@ -8,6 +8,7 @@
     POST /apis/v1/chat/anti_call_llm  ROCK's index protocol on the same calls
     GET  /apis/v1/chat/status         the endpoint: mode, port, calls, ended
     GET  /apis/v1/chat/trajectory     the records (format=rock: ROCK's JSONL)
+    WS   /apis/v1/chat/ws             the exchange as a WebSocket: calls pushed, answers as messages
 A thin translation onto the admin's ChatHub, which speaks to the sandbox's agent.
 """
 
@@ -120,6 +121,9 @@ def router(ctx: Ctx, hub: ChatHub) -> APIRouter:
             return Response(rock_jsonl(records), media_type="application/x-ndjson")
         return ok([r.model_dump() for r in records])
 
+    from rock.admin.chat import ws
+
+    ws.add_route(api, ctx, hub)
     return api
 
 

@@ -28,11 +28,14 @@ _client: httpx.AsyncClient | None = None
 
 
 def client() -> httpx.AsyncClient:
-    """One pooled client for every proxied call (keep-alive to the inference server)."""
+    """One pooled client for every proxied call (keep-alive to the inference server), on the
+    SDK's lean transport: httpx's default one costs ~4 ms a request on this VM, this one ~0.3 ms
+    (https goes to httpx's own)."""
     global _client
     if _client is None or _client.is_closed:
-        _client = httpx.AsyncClient(timeout=None, limits=httpx.Limits(max_connections=1000,
-                                                                       max_keepalive_connections=256))
+        from rock.sdk.transport import LeanTransport
+
+        _client = httpx.AsyncClient(timeout=None, transport=LeanTransport(max_idle_per_host=256))
     return _client
 
 
@@ -103,7 +106,7 @@ def _replay(ep: "Endpoint", call: "Call") -> None:
 async def _forward(ep: "Endpoint", call: "Call") -> None:
     cfg = ep.config
     url = f"{cfg.proxy_base_url}/chat/completions"
-    body = json.dumps(call.request).encode()
+    body = call.raw
     delay = cfg.retry_delay
     call.record.answered_via = "upstream"
     for attempt in range(1, cfg.retry_attempts + 1):

@@ -77,10 +77,14 @@ class ChatTrainer:
                                           "error": error})
 
     async def serve(self, policy: Policy, sandbox_ids: list[str] | None = None, max_calls: int = 256,
-                    wait: float = 10, until: Callable[[], bool] | None = None, concurrency: int = 1) -> int:
+                    wait: float = 10, until: Callable[[], bool] | None = None, concurrency: int = 1,
+                    websocket: bool = False) -> int:
         """Answer calls with ``policy(call) -> completion`` (sync or async) until every sandbox in
         ``sandbox_ids`` has ended its session (or ``until()`` is true). Returns the calls answered.
-        ``concurrency`` exchanges in flight at once keep many sandboxes busy (each call goes to one)."""
+        ``concurrency`` exchanges in flight at once keep many sandboxes busy (each call goes to one);
+        ``websocket``: one WebSocket instead, calls pushed as they arrive, answers as messages."""
+        if websocket:
+            return await self._serve_ws(policy, sandbox_ids, max_calls, wait, until)
         waiting = set(sandbox_ids or ())
         counts = [0]
 
@@ -102,6 +106,40 @@ class ChatTrainer:
 
         await asyncio.gather(*(loop() for _ in range(max(1, concurrency))))
         return counts[0]
+
+    async def _serve_ws(self, policy: Policy, sandbox_ids: list[str] | None, max_calls: int, wait: float,
+                        until: Callable[[], bool] | None) -> int:
+        import json
+
+        from websockets.asyncio.client import connect
+
+        from rock.sdk.sandbox.http import error_from
+
+        url = "ws" + self.base_url.rstrip("/")[4:] + PREFIX + "/ws"
+        waiting, done = set(sandbox_ids or ()), 0
+        async with connect(url, additional_headers=self._http.headers, max_size=None) as ws:
+            await ws.send(json.dumps({"type": "subscribe", "sandbox_ids": sandbox_ids, "max_calls": max_calls}))
+            while not ((sandbox_ids is not None and not waiting) or (until is not None and until())):
+                try:
+                    msg = json.loads(await asyncio.wait_for(ws.recv(), wait))
+                except asyncio.TimeoutError:
+                    continue
+                if msg["type"] == "error":
+                    raise error_from(msg.get("status_code", 500), {"message": msg.get("message"),
+                                                                   "result": {"error_type": msg.get("error_type")}})
+                if msg["type"] == "rejected":
+                    done -= len(msg["rejected"])
+                    continue
+                calls = [PendingCall.model_validate(c) for c in msg["calls"]]
+                if calls:
+                    replies = [policy(call) for call in calls]
+                    if any(inspect.isawaitable(r) for r in replies):
+                        replies = await asyncio.gather(*(r if inspect.isawaitable(r) else _ready(r) for r in replies))
+                    answers = [{"sandbox_id": c.sandbox_id, "index": c.index, "response": r} for c, r in zip(calls, replies)]
+                    await ws.send(json.dumps({"type": "answers", "answers": answers}))
+                    done += len(answers)
+                waiting.difference_update(msg["ended"])
+        return done
 
     # -- ROCK's index protocol and the records ----------------------------------------------
 
