@@ -34,7 +34,7 @@ CLIENT = r'''
 import http.client, json, os, sys, time
 host, port, path, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 while len(sys.argv) > 5 and not os.path.exists(sys.argv[5]):  # a start line for many clients at once
-    time.sleep(0.002)
+    time.sleep(0.02)
 body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hello"}], "temperature": 0.5})
 conn = http.client.HTTPConnection(host, port)
 out = []

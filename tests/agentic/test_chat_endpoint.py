@@ -130,3 +130,25 @@ async def test_the_websocket_fast_path(box, admin):
         await ws.send(json.dumps({"type": "subscribe", "bogus": 1}))
         msg = json.loads(await ws.recv())
         assert msg["type"] == "error" and msg["status_code"] == 422 and "bogus" in msg["message"]
+
+
+def test_the_sync_twins(admin):
+    from rock.sdk.model import SyncChatTrainer
+    from rock.sdk.sandbox import SyncSandbox
+
+    from tests.sdk.test_sandbox import config
+
+    sandbox = SyncSandbox(config(admin))
+    sandbox.start()
+    try:
+        with SyncChatTrainer.for_sandbox(sandbox) as trainer:
+            assert trainer.start(sandbox.sandbox_id, port=0).port > 0  # any free port
+            port = trainer.status(sandbox.sandbox_id).port
+            sandbox.write_bytes("/tmp/c.py", STREAM_CLIENT.replace("8080", str(port)).encode())
+            proc = sandbox.start_process('exec "$ROCK_HOST_PYTHON" /tmp/c.py > /tmp/c.out 2>&1')
+            trainer.watch(sandbox.sandbox_id, proc["pid"])
+            assert trainer.serve(policy, sandbox_ids=[sandbox.sandbox_id]) == 3
+            assert sandbox.read_bytes("/tmp/c.out").decode().split()[-1] == "(n2)"
+            assert len(trainer.trajectory(sandbox.sandbox_id)) == 3
+    finally:
+        sandbox.delete()
