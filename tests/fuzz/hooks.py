@@ -4,7 +4,8 @@ They keep the generated requests schema-valid or schema-invalid exactly as gener
 bound what a valid request costs on this machine:
 - starts get the default image (never pulled), little memory and a short TTL, and after
   ``FUZZ_MAX_STARTS`` they name the fixture sandbox's id (a 409: the id is taken);
-- commands get a timeout of at most a few seconds (a generated ``cat`` would wait for stdin);
+- commands get a timeout of at most a few seconds (a generated ``cat`` would wait for stdin), and
+  so do the Chat protocol's long polls (``wait``, ``call_timeout``);
 - a vector env gets at most a few envs (13,563 schema-valid envs are 212 env sandboxes: minutes
   of starts on a small machine, tested at size in tests/envs and the benchmark);
 - an image build gets an empty context (a 400 before any build: builds take minutes and are
@@ -31,6 +32,7 @@ _TIMEOUTS = ("timeout", "idle_timeout")
 _COMMAND_ROUTES = ("/run_in_session", "/execute", "/wait_session")
 _VECTOR_ROUTES = ("/gem/vec/make", "/gym/sessions")
 MAX_ENVS = 4
+_LONG_POLLS = ("/chat/exchange", "/chat/anti_call_llm")
 
 
 @schemathesis.serializer("application/x-tar")
@@ -66,6 +68,14 @@ def map_case(ctx, case):
             if isinstance(body.get(key), (int, float)) and not isinstance(body.get(key), bool) and body[key] > 3:
                 body[key] = 3
         body.setdefault("timeout", 3)
+    if path.endswith(_LONG_POLLS) and body is not None:  # the Chat protocol's waits (up to minutes)
+        for key in ("wait", "call_timeout"):
+            if isinstance(body.get(key), (int, float)) and not isinstance(body.get(key), bool) and body[key] > 3:
+                body[key] = 3
+        if path.endswith("/anti_call_llm"):
+            body.setdefault("call_timeout", 3)
+        if path.endswith("/exchange"):
+            body.setdefault("wait", 0)
     if SANDBOX and _positive(case) and not any(k in path for k in _KEEP_OFF) and _rng.random() < 0.5:
         for part in (body, case.query):
             if isinstance(part, dict) and "sandbox_id" in part:

@@ -15,8 +15,8 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.requests import Request
 
-from rock.admin import (e2b, errors, gem_routes, gym_routes, metrics, openapi, routes_data, routes_extra, routes_images,
-                        routes_lifecycle, routes_ports, routes_sandbox, routes_training, routes_ws, ui)
+from rock.admin import (chat, e2b, errors, gem_routes, gym_routes, metrics, openapi, routes_data, routes_extra,
+                        routes_images, routes_lifecycle, routes_ports, routes_sandbox, routes_training, routes_ws, ui)
 from rock.admin.lifecycle import Lifecycle
 from rock.cluster import routes as cluster_routes
 from rock.admin.auth import Auth, AuthGate
@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
         finally:
             if warmup is not None:
                 warmup.cancel()
+            await app.state.chat.close()
             await gym_routes.shutdown(app)
             await routes_training.shutdown(app)
             await gem_routes.shutdown(app)
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     if settings.role == "admin":
         app.include_router(routes_training.router)
     app.include_router(cluster_routes.router(ctx), prefix=PREFIX)
+    chat.install(app, ctx)
     e2b.install(app, ctx, control_plane=settings.role == "admin")
 
     @app.get("/health", responses={200: {"model": RockResponse[dict]}, 204: {"description": "E2B's envd health"}})

@@ -19,6 +19,7 @@ agent -> client
     {"id", "event": name, ...}   a non-final event (body: e.g. an output chunk)
     {"id", "ok": true, "result"} final success (body: optional payload)
     {"id", "ok": false, "error": {"type", "message"}}   final failure
+    {"id": 0, "event": name, ...}   a notice of the agent's own, to the worker (clients number from 1)
 """
 
 import struct

@@ -20,7 +20,7 @@ VERSION = "1"
 class Request:
     """One client request: its arguments, payload, and the way to answer it."""
 
-    __slots__ = ("conn", "id", "op", "args", "body", "cancelled", "_chunks", "done")
+    __slots__ = ("conn", "id", "op", "args", "body", "cancelled", "_chunks", "done", "on_chunk")
 
     def __init__(self, conn, rid, op, args, body):
         self.conn = conn
@@ -33,6 +33,9 @@ class Request:
         # would race to create it and could end up on different queues.
         self._chunks = _queue.SimpleQueue()
         self.done = False
+        # Set by a handler that takes each chunk on the connection's thread as it arrives (it
+        # must not block); chunks() then yields only the end.
+        self.on_chunk = None
 
     def event(self, name, fields=None, body=b""):
         meta = {"id": self.id, "event": name}
@@ -139,6 +142,7 @@ class Connection:
             sys.stderr.write("rock agent: connection dropped: %s\n" % exc)
         finally:
             self.closed = True
+            self.agent.connections.discard(self)
             for req in list(self.requests.values()):
                 req.cancelled.set()
                 req._chunks.put(None)
@@ -155,7 +159,10 @@ class Connection:
         if req is None:
             return
         if meta.get("chunk"):
-            req._chunks.put(body)
+            if req.on_chunk is not None:
+                req.on_chunk(body)
+            else:
+                req._chunks.put(body)
         elif meta.get("eof"):
             req._chunks.put(None)
         elif meta.get("cancel"):
@@ -168,6 +175,18 @@ class Agent:
         self.ops = {}
         self.inline = set()
         self.pool = Pool()
+        self.connections = set()
+
+    def notify(self, meta, body=b"", exclude=None):
+        """An unsolicited notice (frame id 0, which clients never use) to every other open
+        connection, i.e. the worker's: how code inside the sandbox (the ``rock model-service``
+        command) asks the admin for something. Returns how many connections it went to."""
+        sent = 0
+        for conn in list(self.connections):
+            if conn is not exclude and not conn.closed:
+                conn.send(dict(meta, id=0), body)
+                sent += 1
+        return sent
 
     def register(self, module):
         self.ops.update(module.OPS)
@@ -226,7 +245,7 @@ def _ping(req):
 # rest load on first use, keeping the sandbox's start -> first output path short.
 LAZY_MODULES = {"exec": "procs", "proc.": "procs", "file.": "files", "tar.": "files", "stats": "stats", "env.": "envs",
                  "tcp.": "tcprelay", "envd.": "envd", "envdfs.": "envdfs",
-                 "kernel.": "kernel"}
+                 "kernel.": "kernel", "chat.": "chat"}
 
 
 def build_agent():
@@ -365,4 +384,5 @@ def main(argv):
     while True:
         fd, _ = listener._accept()
         conn = Connection(agent, _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd))
+        agent.connections.add(conn)
         threads.spawn(conn.serve)

@@ -73,6 +73,8 @@ class _Proto(asyncio.Protocol):
         for meta, body in frames:
             p = pending.get(meta["id"])
             if p is None:
+                if meta["id"] == 0 and self.client.on_notice is not None:
+                    self.client.on_notice(meta, body)
                 continue
             if "event" in meta:
                 if p.on_event is not None:
@@ -93,6 +95,21 @@ class _Proto(asyncio.Protocol):
             lost()
 
 
+class Channel:
+    __slots__ = ("client", "rid", "done")
+
+    def __init__(self, client: "AgentClient", rid: int, done: asyncio.Future):
+        self.client, self.rid, self.done = client, rid, done
+
+    def send(self, body: bytes) -> None:
+        if not self.done.done():
+            self.client._send({"id": self.rid, "chunk": True}, body)
+
+    def close(self) -> None:
+        if not self.done.done() and not self.client.closed:
+            self.client._send({"id": self.rid, "eof": True})
+
+
 class AgentClient:
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -102,6 +119,8 @@ class AgentClient:
         # Called once when the agent drops the connection (killed, crashed, out of memory);
         # not when we close it ourselves.
         self.on_lost: Callable[[], Any] | None = None
+        # Called with the agent's own notices (frame id 0): requests from code inside the sandbox.
+        self.on_notice: Callable[[dict, bytes], Any] | None = None
         # How long a call waits for its answer past its own "timeout" (None: for ever). An op
         # whose "timeout" is None runs a command for as long as it takes: no deadline.
         self.reply_timeout: float | None = None
@@ -214,6 +233,12 @@ class AgentClient:
             raise
         result, _ = await self._await(rid, future)
         return result
+
+    def open_channel(self, op: str, args: dict | None, on_event: Callable[[dict, bytes], Any]) -> "Channel":
+        """A long-lived request that both sides keep talking on: the agent's events arrive at
+        ``on_event``, ``Channel.send`` streams chunks to it, ``Channel.close`` ends it."""
+        rid, future = self._start(op, args, b"", on_event)
+        return Channel(self, rid, future)
 
     async def _drain(self) -> None:
         # Backpressure without streams: yield while the socket buffer is large.

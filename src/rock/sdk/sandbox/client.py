@@ -57,6 +57,21 @@ class Sandbox(FilesMixin, LifecycleMixin, NohupMixin):
         self.fs = LinuxFileSystem(self)
         self.process = Process(self)
         self.network = Network(self)
+        self.model_service = None  # ROCK's attribute: a ModelService (set by sandbox.agent, or by the caller)
+        self._agent = None
+
+    @property
+    def agent(self):
+        """ROCK's ``sandbox.agent``: a RockAgent (install(config), run(prompt))."""
+        if self._agent is None:
+            from rock.sdk.sandbox.agent import RockAgent
+
+            self._agent = RockAgent(self)
+        return self._agent
+
+    @agent.setter
+    def agent(self, value) -> None:
+        self._agent = value
 
     # -- attributes ------------------------------------------------------------------------
 
@@ -176,6 +191,9 @@ class Sandbox(FilesMixin, LifecycleMixin, NohupMixin):
         if self._http_client is not None:
             client, self._http_client = self._http_client, None
             await client.aclose()
+        trainer = getattr(self.model_service, "_trainer", None)
+        if trainer is not None:
+            await trainer.aclose()
 
     async def __aenter__(self) -> "Sandbox":
         if not self._sandbox_id:

@@ -64,8 +64,8 @@ class Http:
     pool; everything else (streams, uploads, https) goes through httpx.
     """
 
-    def __init__(self, base_url: str, headers: dict[str, str], read_timeout: float | None):
-        self.base = base_url.rstrip("/") + PREFIX
+    def __init__(self, base_url: str, headers: dict[str, str], read_timeout: float | None, prefix: str = PREFIX):
+        self.base = base_url.rstrip("/") + prefix
         self.headers = headers
         self.read_timeout = read_timeout
         self.transport = LeanTransport()

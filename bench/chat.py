@@ -1,0 +1,244 @@
+"""The Chat protocol: what a model call made inside a sandbox costs, and how many one trainer answers.
+
+model_call_added_ms: one client (``http.client`` on a keep-alive connection, timing each call)
+makes chat completions in alternating blocks: on the host straight to a scripted upstream (the
+floor), inside a sandbox through the fast path (the trainer's loop, over HTTP long-poll and over
+its WebSocket, forwards each call to the same upstream), and inside a sandbox in proxy mode (the
+admin forwards it). The
+record's p50 is the added latency: p50(path) - p50(floor). Target: p50 added <= 1 ms.
+
+model_calls_per_s: 256 sandboxes (fewer with --quick) whose agents each make calls in a loop,
+one trainer answering all of them over its WebSocket. Target: >= 1,000 calls/s on a 2-core VM.
+
+rock_cli_call_ms: ROCK's own flow for one call, as a reference: rl-rock 1.11's
+``ModelService.anti_call_llm`` (a nohup'd ``rock model-service anti-call-llm`` per call,
+``check_interval=1``), against the same admin; only where the rl-rock test venv exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.admin import AdminProcess
+from bench.report import Context, percentile, record
+
+# The client, the same on the host and inside a sandbox: N calls on one connection, each timed.
+CLIENT = r'''
+import http.client, json, os, sys, time
+host, port, path, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+while len(sys.argv) > 5 and not os.path.exists(sys.argv[5]):  # a start line for many clients at once
+    time.sleep(0.02)
+body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hello"}], "temperature": 0.5})
+conn = http.client.HTTPConnection(host, port)
+out = []
+for _ in range(n):
+    t = time.perf_counter()
+    conn.request("POST", path, body, {"content-type": "application/json"})
+    r = conn.getresponse()
+    r.read()
+    out.append(time.perf_counter() - t)
+    assert r.status == 200, r.status
+print("TIMES" + json.dumps(out))
+'''
+# A scripted upstream: a fixed completion, HTTP/1.1 keep-alive, in its own process.
+UPSTREAM = r'''
+import json, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+REPLY = json.dumps({"id": "x", "object": "chat.completion", "created": 1, "model": "m", "choices": [
+    {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]}).encode()
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body leave in two writes
+    def log_message(self, *a): pass
+    def do_POST(self):
+        self.rfile.read(int(self.headers["content-length"]))
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(REPLY)))
+        self.end_headers()
+        self.wfile.write(REPLY)
+s = ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+'''
+LOOP = "uvloop"
+
+
+def _times(output: str) -> list[float]:
+    return json.loads(output.split("TIMES", 1)[1])
+
+
+async def added_latency(ctx: Context, backend: str) -> list[dict]:
+    from rock.sdk.model import ChatTrainer
+    from rock.sdk.sandbox import Sandbox, SandboxConfig
+
+    import httpx
+
+    up = subprocess.Popen([sys.executable, "-c", UPSTREAM], stdout=subprocess.PIPE, text=True)
+    port = int(up.stdout.readline())
+    upstream = f"http://127.0.0.1:{port}/v1"
+    admin = AdminProcess(backend, prefix="rock-bench-chat-")
+    url = admin.start()
+    script = Path(tempfile.mkdtemp()) / "client.py"
+    script.write_text(CLIENT)
+    blocks, per = ctx.n(4, 10), ctx.n(100, 200)
+    paths = ("http", "ws", "proxy")
+    samples: dict[str, list[float]] = {"direct": [], **{p: [] for p in paths}}
+    try:
+        boxes = {p: Sandbox(SandboxConfig(base_url=url, memory="512m", cpus=1)) for p in paths}
+        await asyncio.gather(*(b.start() for b in boxes.values()))
+        trainer = ChatTrainer(url)
+        for path, box in boxes.items():
+            await box.write_bytes("/tmp/client.py", CLIENT.encode())
+            extra = {"type": "proxy", "proxy_base_url": upstream} if path == "proxy" else {}
+            await trainer.start(box.sandbox_id, **extra)
+        from rock.sdk.transport import LeanTransport
+
+        async with httpx.AsyncClient(base_url=upstream, transport=LeanTransport()) as http:
+            async def policy(call):  # the trainer's policy is the same upstream, one hop further
+                return (await http.post("/chat/completions", json=call.request)).json()
+
+            stop = False
+            serving = [asyncio.ensure_future(trainer.serve(policy, sandbox_ids=[boxes[p].sandbox_id], wait=1,
+                                                           until=lambda: stop, websocket=p == "ws"))
+                       for p in ("http", "ws")]
+            cmd = f'"$ROCK_HOST_PYTHON" /tmp/client.py 127.0.0.1 8080 /v1/chat/completions {per}'
+            for _ in range(blocks):
+                proc = await asyncio.create_subprocess_exec(sys.executable, str(script), "127.0.0.1", str(port),
+                                                            "/v1/chat/completions", str(per),
+                                                            stdout=asyncio.subprocess.PIPE)
+                samples["direct"] += _times((await proc.communicate())[0].decode())[5:]
+                for path in paths:
+                    samples[path] += _times((await boxes[path].arun(cmd, timeout=300)).output)[5:]
+            stop = True
+            await asyncio.gather(*serving)
+        await trainer.aclose()
+        for box in boxes.values():
+            await box.delete()
+    finally:
+        admin.stop()
+        up.terminate()
+    floor = percentile(samples["direct"], 0.5)
+    out = []
+    for path, label in (("http", "local mode, trainer's exchange loop (HTTP long-poll)"),
+                        ("ws", "local mode, trainer's WebSocket"), ("proxy", "proxy mode")):
+        rec = record("model_call_added_ms", backend, samples[path], floor_s=samples["direct"], label=label,
+                     target_p50_added_ms=1.0)
+        rec["added_p50_ms"] = round((percentile(samples[path], 0.5) - floor) * 1e3, 4)
+        out.append(rec)
+    return out
+
+
+async def throughput(ctx: Context, backend: str) -> dict:
+    from rock.sdk.model import ChatTrainer
+    from rock.sdk.sandbox import Sandbox, SandboxConfig
+
+    count, calls = ctx.n(64, 256), ctx.n(20, 40)
+    admin = AdminProcess(backend, prefix="rock-bench-chat-")
+    url = admin.start()
+    reply = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]}
+    try:
+        boxes = [Sandbox(SandboxConfig(base_url=url, memory="256m", cpus=0.5)) for _ in range(count)]
+        sem = asyncio.Semaphore(16)
+
+        async def ready(box):
+            async with sem:
+                await box.start()
+                await box.write_bytes("/tmp/client.py", CLIENT.encode())
+
+        await asyncio.gather(*(ready(b) for b in boxes))
+        trainer = ChatTrainer(url)
+        await asyncio.gather(*(trainer.start(b.sandbox_id) for b in boxes))
+        ids = [b.sandbox_id for b in boxes]
+        async def launch(box):
+            async with sem:
+                proc = await box.start_process(f'exec "$ROCK_HOST_PYTHON" /tmp/client.py 127.0.0.1 8080 '
+                                               f'/v1/chat/completions {calls} /tmp/go')
+                await trainer.watch(box.sandbox_id, proc["pid"])
+
+        await asyncio.gather(*(launch(b) for b in boxes))
+        t0 = time.perf_counter()
+        await asyncio.gather(*(b.write_bytes("/tmp/go", b"") for b in boxes))
+        answered = await trainer.serve(lambda call: reply, sandbox_ids=ids, max_calls=1024, wait=5, websocket=True)
+        elapsed = time.perf_counter() - t0
+        await trainer.aclose()
+        await asyncio.gather(*(b.delete() for b in boxes), return_exceptions=True)
+    finally:
+        admin.stop()
+    return {"metric": "model_calls_per_s", "backend": backend, "n": answered, "sandboxes": count,
+            "per_s": round(answered / elapsed, 1), "target_per_s": 1000, "success_rate": round(answered / (count * calls), 4)}
+
+
+RLROCK = r'''
+import asyncio, json, sys, time
+from rock.sdk.sandbox.client import Sandbox
+from rock.sdk.sandbox.config import SandboxConfig
+from rock.sdk.sandbox.model_service.base import ModelService, ModelServiceConfig
+AGENT = "import json,urllib.request\nfor i in range(%d):\n  urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:8080/v1/chat/completions', b'{\"messages\": []}', {'content-type': 'application/json'})).read()\n"
+REPLY = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}]})
+async def main(url, n):
+    box = Sandbox(SandboxConfig(base_url=url, image="python:3.11", memory="512m", cpus=1))
+    await box.start()
+    try:
+        ms = ModelService(box, ModelServiceConfig(enabled=True))
+        await ms.install(); await ms.start()
+        await box.write_file_by_path(AGENT % (n + 1), "/tmp/agent.py")
+        await box.arun('nohup "$ROCK_HOST_PYTHON" /tmp/agent.py > /dev/null 2>&1 &', session=None)
+        await ms.anti_call_llm(0, check_interval=1)
+        times = []
+        for i in range(1, n + 1):
+            t = time.perf_counter()
+            await ms.anti_call_llm(i, REPLY, check_interval=1)
+            times.append(time.perf_counter() - t)
+        print("TIMES" + json.dumps(times))
+    finally:
+        await box.stop()
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+'''
+
+
+async def rock_cli(ctx: Context, backend: str) -> dict | None:
+    python = Path(os.environ.get("ROCK_TEST_RLROCK_VENV") or Path(tempfile.gettempdir()) / "rock-test-rlrock-venv") / "bin/python"
+    if not python.exists():
+        ctx.progress("chat: no rl-rock venv (run tests/agentic/test_model_service.py once); skipping ROCK's reference")
+        return None
+    admin = AdminProcess(backend, prefix="rock-bench-chat-")
+    url = admin.start()
+    lib = "/.rock/lib/rock_agent/bin/rock-runtime-env"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(ROCK_RTENV_PYTHON_V31114_INSTALL_CMD=lib, ROCK_MODEL_SERVICE_INSTALL_CMD=lib, ROCK_PIP_INDEX_URL="")
+    try:
+        proc = await asyncio.create_subprocess_exec(str(python), "-c", RLROCK, url, str(ctx.n(3, 6)), env=env,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                                                    cwd=tempfile.gettempdir())
+        out, err = await proc.communicate()
+    finally:
+        admin.stop()
+    if b"TIMES" not in out:
+        ctx.progress(f"chat: ROCK's reference failed: {err.decode()[-500:]}")
+        return None
+    return record("rock_cli_call_ms", backend, _times(out.decode()), label="rl-rock 1.11 anti_call_llm, check_interval=1")
+
+
+async def run(ctx: Context) -> list[dict]:
+    out = []
+    for backend in ctx.backends:
+        if backend == "local":
+            continue  # one host network: every sandbox's endpoint would want port 8080
+        ctx.progress(f"chat: added latency ({backend})")
+        out += await added_latency(ctx, backend)
+        if backend == "bwrap" or len(ctx.backends) == 1:
+            ctx.progress(f"chat: calls per second ({backend})")
+            out.append(await throughput(ctx, backend))
+            ctx.progress(f"chat: ROCK's CLI flow ({backend})")
+            ref = await rock_cli(ctx, backend)
+            if ref:
+                out.append(ref)
+    return out

@@ -1,0 +1,406 @@
+"""The admin's side of every sandbox's model endpoint: calls wait here, not in files.
+
+A call made inside a sandbox arrives as an event on the endpoint's agent channel. In ``local``
+mode it joins its owner's queue until a trainer takes it (``exchange``: answers in, next calls
+out, one round trip each way, for any number of sandboxes) or ROCK's ``anti_call_llm`` takes it
+by index; past ``call_timeout`` the sandbox's client gets a 504 that says so. ``proxy`` mode
+forwards it upstream, ``replay`` serves recorded answers (see ``upstream.py``). Every call is
+recorded here, outside the sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from pathlib import Path
+
+from rock.actions.chat import Answer, ModelEndpointConfig, Rejected
+from rock.admin.chat import upstream
+from rock.agentic.records import CallRecord, RecordLog
+from rock.errors import BadRequest, CommandTimeout, Conflict, RockError, SandboxNotFound
+
+log = logging.getLogger("rock.admin.chat")
+SESSION_END = "SESSION_END"
+KEEP_ENDED = 4096  # ended endpoints kept in memory; older ones are read back from the record log
+KEEP_NOTICES = 10000  # SESSION_END notices kept per owner for an exchange to collect
+
+
+class Call:
+    __slots__ = ("endpoint", "index", "request", "raw", "record", "state", "timer")
+
+    def __init__(self, endpoint: "Endpoint", index: int, request: dict, raw: bytes, record: CallRecord):
+        self.endpoint, self.index, self.request, self.record = endpoint, index, request, record
+        self.raw = raw  # the body as the sandbox's client sent it (proxy mode forwards it unchanged)
+        self.state = "waiting"  # -> taken -> answered | expired
+        self.timer: asyncio.TimerHandle | None = None
+
+    def pending(self) -> dict:
+        """A PendingCall, as the dict the route sends."""
+        return {"sandbox_id": self.endpoint.sandbox_id, "index": self.index, "request": self.request}
+
+
+class Endpoint:
+    def __init__(self, hub: "ChatHub", sandbox_id: str, owner: str | None, config: ModelEndpointConfig):
+        self.hub, self.sandbox_id, self.owner, self.config = hub, sandbox_id, owner, config
+        self.mode = "replay" if config.replay is not None else config.type
+        self.channel = None
+        self.port: int | None = None
+        self.listening: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.calls: dict[int, Call] = {}
+        self.records: list[CallRecord] = []
+        self.answered_max = 0  # ROCK's "last response index"
+        self.arrivals: dict[int, list[asyncio.Future]] = {}  # index -> waiters for that call
+        self.ended = False
+        self.end_reason: str | None = None
+        self.started_at = time.time()
+        self.replay = deque(config.replay or ())
+
+    # -- events from the agent (run inside the protocol callback: no awaiting) ---------------
+
+    def on_event(self, meta: dict, body: bytes) -> None:
+        name = meta.get("event")
+        if name == "call":
+            self._arrived(meta["index"], body, bool(meta.get("stream")))
+        elif name == "listening":
+            self.port = meta.get("port")
+            if not self.listening.done():
+                self.listening.set_result(self.port)
+        elif name == "session_end":
+            self.end(f"the watched process {meta.get('pid')} exited")
+
+    def _arrived(self, index: int, body: bytes, stream: bool) -> None:
+        try:
+            request = json.loads(body)
+        except ValueError:
+            request = {"_unparsed": body.decode(errors="replace")}
+        # Built without validation (~10x cheaper): every field is ours and of the right type.
+        record = CallRecord.model_construct(sandbox_id=self.sandbox_id, index=index, mode=self.mode,
+                                            model=request.get("model"), stream=stream, start_time=time.time(),
+                                            request=request)
+        call = Call(self, index, request, body, record)
+        self.calls[index] = call
+        self.records.append(record)
+        self.hub.touch(self.sandbox_id)
+        refusal = self._over_limit(index)
+        if refusal:
+            self.fail(call, 429, refusal)
+        elif self.mode == "local":
+            call.timer = asyncio.get_running_loop().call_later(self.config.call_timeout, self._expire, call)
+            self.hub.enqueue(call)
+        else:
+            self.hub.spawn(upstream.serve(self, call))
+        for waiter in self.arrivals.pop(index, ()):
+            if not waiter.done():
+                waiter.set_result(call)
+
+    def _over_limit(self, index: int) -> str | None:
+        limits = self.config.limits
+        if limits.max_calls is not None and index > limits.max_calls:
+            return f"this session's limit of {limits.max_calls} model calls is reached"
+        if limits.max_seconds is not None and time.time() - self.started_at > limits.max_seconds:
+            return f"this session's wall-time limit of {limits.max_seconds:g}s is reached"
+        if self.ended:
+            return f"the session has ended ({self.end_reason})"
+        return None
+
+    def _expire(self, call: Call) -> None:
+        if call.state in ("waiting", "taken"):
+            self.fail(call, 504, f"no answer from the trainer within {self.config.call_timeout:g}s "
+                                 f"(call {call.index} of sandbox {self.sandbox_id}); is the trainer running?",
+                      status="timeout")
+
+    # -- answering -------------------------------------------------------------------------
+
+    def _send(self, meta: dict, payload: bytes) -> None:
+        if self.channel is not None:
+            try:
+                self.channel.send(json.dumps(meta).encode() + b"\n" + payload)
+            except RockError as exc:  # the agent is gone; the channel's end reports it
+                log.debug("sandbox %s: answer %s not delivered: %s", self.sandbox_id, meta.get("index"), exc)
+
+    def _settle(self, call: Call) -> None:
+        call.state = "answered" if call.record.status == "success" else "expired"
+        if call.timer is not None:
+            call.timer.cancel()
+        if call.index > self.answered_max:
+            self.answered_max = call.index
+        self.hub.log.add(call.record)
+
+    def complete(self, call: Call, response: dict) -> None:
+        """A whole completion: the agent serves it as JSON or as the stream its client asked for."""
+        call.record.finish("success", 200, response)
+        self._send({"index": call.index, "kind": "json", "status": 200}, json.dumps(response).encode())
+        self._settle(call)
+
+    def fail(self, call: Call, http_status: int, message: str, status: str = "failure") -> None:
+        call.record.finish(status, http_status, error=message)
+        call.record.answered_via = call.record.answered_via or "admin"
+        body = json.dumps({"error": {"message": message, "type": "rock_model_endpoint", "code": http_status}})
+        self._send({"index": call.index, "kind": "error", "status": http_status}, body.encode())
+        self._settle(call)
+
+    def stream_part(self, call: Call, status: int, data: bytes, final: bool) -> None:
+        self._send({"index": call.index, "kind": "sse", "status": status, "final": final}, data)
+
+    def watch(self, pid: int) -> None:
+        self._send({"kind": "watch", "pid": pid}, b"")
+
+    # -- the end -----------------------------------------------------------------------------
+
+    def end(self, reason: str) -> None:
+        if self.ended:
+            return
+        self.ended, self.end_reason = True, reason
+        log.info("sandbox %s: model session ended: %s", self.sandbox_id, reason)
+        for waiters in self.arrivals.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        self.arrivals.clear()
+        self.hub.ended(self)
+
+    def closed(self, reason: str) -> None:
+        """The channel ended (stopped, or the sandbox went away): nothing waits on it any more."""
+        self.channel = None
+        if not self.listening.done():
+            self.listening.set_exception(Conflict(f"the model endpoint of sandbox {self.sandbox_id} did not start: {reason}"))
+        for call in list(self.calls.values()):
+            if call.state in ("waiting", "taken"):
+                call.record.finish("failure", 503, error=reason)
+                self._settle(call)
+        self.end(reason)
+        self.hub._evict()
+
+
+class ChatHub:
+    def __init__(self, state_dir: Path, sandboxes=None, proxy_urls: list[str] | None = None):
+        self.sandboxes = sandboxes
+        self.proxy_urls = [u.rstrip("/") for u in proxy_urls or ()]
+        self.endpoints: dict[str, Endpoint] = {}
+        self.queues: dict[str | None, deque[Call]] = {}
+        self.waiters: dict[str | None, set[asyncio.Future]] = {}
+        self.ended_since: dict[str | None, list[str]] = {}
+        self.log = RecordLog(state_dir / "chat")
+        self._tasks: set[asyncio.Task] = set()
+
+    def spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def get(self, sandbox_id: str, owner: str | None) -> Endpoint:
+        ep = self.endpoints.get(sandbox_id)
+        if ep is None or ep.owner != owner:
+            raise SandboxNotFound(f"sandbox {sandbox_id} has no model endpoint; start one first "
+                                  "(POST /apis/v1/chat/start or sandbox.model_service.start())")
+        return ep
+
+    def touch(self, sandbox_id: str) -> None:
+        record = self.sandboxes.records.get(sandbox_id) if self.sandboxes is not None else None
+        if record is not None:
+            self.sandboxes.touch(record)  # a model call is a use: it refreshes the idle TTL
+
+    async def start(self, agent, sandbox_id: str, owner: str | None, config: ModelEndpointConfig,
+                    from_sandbox: bool = False) -> Endpoint:
+        url = config.proxy_base_url
+        if url is not None and (self.proxy_urls or from_sandbox) and url not in self.proxy_urls:
+            where = "named from inside a sandbox" if from_sandbox else "named"
+            raise BadRequest(f"proxy_base_url {url} is not one of the upstreams this admin forwards to when "
+                             f"{where} (settings: chat_proxy_urls = {self.proxy_urls})")
+        old = self.endpoints.get(sandbox_id)
+        if old is not None and old.channel is not None:
+            raise Conflict(f"sandbox {sandbox_id} already serves a model endpoint on port {old.port}; stop it first")
+        ep = Endpoint(self, sandbox_id, owner, config)
+        args = {"port": config.port, "host": config.host, "models": config.models,
+                "max_body_bytes": config.limits.max_body_bytes}
+        ep.channel = agent.open_channel("chat.serve", args, ep.on_event)
+        ep.channel.done.add_done_callback(lambda f: ep.closed(_end_reason(f)))
+        self.endpoints[sandbox_id] = ep
+        await ep.listening
+        log.info("sandbox %s: model endpoint (%s) on port %s", sandbox_id, ep.mode, ep.port)
+        return ep
+
+    async def stop(self, sandbox_id: str, owner: str | None) -> Endpoint:
+        """End the endpoint and return once the agent has closed its port (so it can start again)."""
+        ep = self.get(sandbox_id, owner)
+        channel = ep.channel
+        if channel is not None:
+            channel.close()
+            await asyncio.wait({channel.done}, timeout=30)
+        return ep
+
+    # -- local mode: the trainer's queue ---------------------------------------------------
+
+    def enqueue(self, call: Call) -> None:
+        owner = call.endpoint.owner
+        self.queues.setdefault(owner, deque()).append(call)
+        self._wake(owner)
+
+    def ended(self, ep: Endpoint) -> None:
+        notices = self.ended_since.setdefault(ep.owner, [])
+        notices.append(ep.sandbox_id)
+        del notices[:-KEEP_NOTICES]
+        self._wake(ep.owner)
+
+    def _evict(self) -> None:
+        gone = [sid for sid, e in self.endpoints.items() if e.channel is None]
+        for sid in gone[:max(0, len(gone) - KEEP_ENDED)]:
+            del self.endpoints[sid]
+
+    def _wake(self, owner: str | None) -> None:
+        for waiter in self.waiters.pop(owner, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def answer(self, owner: str | None, a: Answer, via: str = "trainer") -> Rejected | None:
+        ep = self.endpoints.get(a.sandbox_id)
+        if ep is None or ep.owner != owner:
+            return Rejected(sandbox_id=a.sandbox_id, index=a.index, status=404,
+                            reason=f"sandbox {a.sandbox_id} has no model endpoint")
+        call = ep.calls.get(a.index)
+        if call is None:
+            return Rejected(sandbox_id=a.sandbox_id, index=a.index, status=404,
+                            reason=f"sandbox {a.sandbox_id} made no call {a.index} (it has made {len(ep.calls)})")
+        if ep.mode != "local":
+            return Rejected(sandbox_id=a.sandbox_id, index=a.index, status=409,
+                            reason=f"call {a.index} is served in {ep.mode} mode, not by the trainer")
+        if call.state not in ("waiting", "taken"):
+            why = "was answered already" if call.state == "answered" else f"ended: {call.record.error}"
+            return Rejected(sandbox_id=a.sandbox_id, index=a.index, status=409, reason=f"call {a.index} {why}")
+        call.record.answered_via = via  # type: ignore[assignment]
+        if a.error is not None:
+            ep.fail(call, a.error.status, a.error.message)
+            return None
+        try:
+            response = upstream.normalize(a.response, call)
+        except ValueError as exc:
+            return Rejected(sandbox_id=a.sandbox_id, index=a.index, status=400,
+                            reason=f"the answer to call {a.index} is not a chat completion: {exc}")
+        ep.complete(call, response)
+        return None
+
+    def take(self, owner: str | None, limit: int, only: set[str] | None) -> list[Call]:
+        queue = self.queues.get(owner)
+        out: list[Call] = []
+        if not queue or limit <= 0:
+            return out
+        kept: deque[Call] = deque()
+        while queue and len(out) < limit:
+            call = queue.popleft()
+            if call.state != "waiting":
+                continue  # taken by anti_call_llm, or timed out
+            if only is not None and call.endpoint.sandbox_id not in only:
+                kept.append(call)
+                continue
+            call.state = "taken"
+            out.append(call)
+        queue.extendleft(reversed(kept))
+        return out
+
+    async def exchange(self, owner: str | None, answers: list[Answer], limit: int, wait: float,
+                       only: list[str] | None) -> tuple[list[dict], list[str], list[Rejected]]:
+        rejected = [r for a in answers if (r := self.answer(owner, a)) is not None]
+        calls, ended = await self.next_calls(owner, limit, set(only) if only is not None else None, wait)
+        return calls, ended, rejected
+
+    async def next_calls(self, owner: str | None, limit: int, only: set[str] | None,
+                         wait: float | None) -> tuple[list[dict], list[str]]:
+        """Up to ``limit`` pending calls (and the sessions ended meanwhile), waiting up to ``wait``
+        seconds (None: until there are some) for a first one."""
+        deadline = None if wait is None else time.monotonic() + wait
+        while True:
+            calls = self.take(owner, limit, only)
+            ended = self._ended(owner, only)
+            left = None if deadline is None else deadline - time.monotonic()
+            if calls or ended or (left is not None and left <= 0) or limit == 0:
+                return [c.pending() for c in calls], ended
+            waiter = asyncio.get_running_loop().create_future()
+            self.waiters.setdefault(owner, set()).add(waiter)
+            try:
+                await asyncio.wait_for(waiter, left)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                self.waiters.get(owner, set()).discard(waiter)
+
+    def _ended(self, owner: str | None, only: set[str] | None) -> list[str]:
+        ended = self.ended_since.get(owner)
+        if not ended:
+            return []
+        if only is None:
+            self.ended_since[owner] = []
+            return ended
+        mine = [s for s in ended if s in only]
+        self.ended_since[owner] = [s for s in ended if s not in only]
+        return mine
+
+    # -- ROCK's anti_call_llm --------------------------------------------------------------
+
+    async def anti_call(self, owner: str | None, sandbox_id: str, index: int, payload: str | None,
+                        timeout: float, via: str = "trainer") -> str:
+        ep = self.get(sandbox_id, owner)
+        if ep.mode != "local":
+            raise Conflict(f"anti_call_llm drives local mode; sandbox {sandbox_id}'s endpoint is in {ep.mode} mode")
+        if index == 0:
+            if payload is not None:
+                raise BadRequest("index 0 asks for the first request and takes no response_payload")
+        else:
+            if payload is None:
+                raise BadRequest(f"index {index} needs response_payload: the answer to call {index}")
+            if index < ep.answered_max:
+                raise BadRequest(f"index {index} is below the last answered index {ep.answered_max}")
+            if index > ep.answered_max:
+                try:
+                    response = json.loads(payload)
+                except ValueError as exc:
+                    raise BadRequest(f"response_payload is not JSON: {exc}") from None
+                if not isinstance(response, dict):
+                    raise BadRequest("response_payload must be a JSON object (a chat completion)")
+                rejected = self.answer(owner, Answer(sandbox_id=sandbox_id, index=index, response=response), via)
+                if rejected is not None:
+                    raise (BadRequest if rejected.status == 400 else Conflict)(rejected.reason)
+        return await self.next_request(ep, index + 1, timeout)
+
+    async def next_request(self, ep: Endpoint, index: int, timeout: float) -> str:
+        call = ep.calls.get(index)
+        if call is None:
+            if ep.ended:
+                return SESSION_END
+            waiter = asyncio.get_running_loop().create_future()
+            ep.arrivals.setdefault(index, []).append(waiter)
+            try:
+                call = await asyncio.wait_for(waiter, timeout)
+            except asyncio.TimeoutError:
+                raise CommandTimeout(f"sandbox {ep.sandbox_id} made no call {index} within {timeout:g}s") from None
+            if call is None:
+                return SESSION_END
+        if call.state == "waiting":
+            call.state = "taken"
+        return json.dumps(call.request, ensure_ascii=False)
+
+    def agent_notice(self, sandbox_id: str, meta: dict, body: bytes) -> None:
+        """A request from ``rock model-service ...`` run inside the sandbox (see sandbox_cli.py)."""
+        if meta.get("event") == "chat.cli":
+            from rock.admin.chat.sandbox_cli import handle
+
+            self.spawn(handle(self, sandbox_id, meta, body))
+
+    async def close(self) -> None:
+        for ep in list(self.endpoints.values()):
+            if ep.channel is not None:
+                ep.channel.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await self.log.close()
+
+
+def _end_reason(future: asyncio.Future) -> str:
+    if future.cancelled():
+        return "the model endpoint was cancelled"
+    exc = future.exception()
+    if exc is not None:
+        return getattr(exc, "message", None) or str(exc)
+    return "the model endpoint was stopped"

@@ -1,0 +1,314 @@
+"""The sandbox's OpenAI-compatible model endpoint, on loopback inside the sandbox.
+
+``chat.serve`` (from the admin) binds the port and holds the request open for as long as the
+endpoint lives: each chat call made inside the sandbox leaves as a ``call`` event (body: the
+request's JSON, untouched) and waits; the admin's answer comes back as a ``chunk`` on the same
+request. The sandbox needs no network: the calls cross the agent's socket, and the sandbox
+reaches its policy and nothing else. Nothing is recorded here: the admin records what it sees.
+
+Answer chunks are ``meta JSON + "\\n" + payload``; meta is ``{"index", "kind", "status",
+"final"}`` with kind ``json`` (a whole completion: served as JSON, or as server-sent events when
+the call asked to stream), ``sse`` (upstream event bytes passed through as they come; ``final``
+ends them), or ``error`` (the payload is the error body). A ``watch`` chunk (``{"kind":
+"watch", "pid"}``) watches a process like ``POST /v1/agent/watch``.
+
+Standard library only, threads not asyncio (see ``server.py``).
+"""
+
+import _queue
+import _socket
+
+from . import fastos as os
+from . import protocol, threads
+from .chatwire import Http, sse_from_completion
+from .errors import OpError
+
+HOST = "127.0.0.1"
+DEFAULT_PORT = 8080  # ROCK's model service port
+MAX_BODY = 8 << 20
+
+
+class _Slot:
+    """One call waiting for its answer."""
+
+    __slots__ = ("answers", "stream")
+
+    def __init__(self, stream):
+        self.answers = _queue.SimpleQueue()
+        self.stream = stream
+
+
+class Endpoint:
+    def __init__(self, req, listener, port, args):
+        self.req = req
+        self.listener = listener
+        self.port = port
+        self.models = args.get("models") or ["rock-policy"]
+        self.max_body = int(args.get("max_body_bytes") or MAX_BODY)
+        self.lock = threads.Lock()
+        self.slots = {}
+        self.next_index = 1
+        self.closed = False
+        self.watched = set()
+
+    # -- the admin's side ------------------------------------------------------------------
+
+    def on_answer(self, body):
+        try:
+            self.dispatch(body)
+        except (ValueError, KeyError, TypeError) as exc:
+            import sys
+
+            sys.stderr.write("rock agent: bad chat answer frame: %s\n" % exc)
+
+    def dispatch(self, body):
+        head, _, payload = body.partition(b"\n")
+        meta = protocol.loads(head)
+        if meta.get("kind") == "watch":
+            self.watch(int(meta["pid"]))
+            return
+        with self.lock:
+            slot = self.slots.get(meta.get("index"))
+        if slot is not None:
+            slot.answers.put((meta, payload))
+
+    def close(self, reason):
+        with self.lock:
+            self.closed = True
+            slots, self.slots = list(self.slots.values()), {}
+        try:
+            self.listener.shutdown(_socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.listener.close()
+        body = _error_body(reason, "service_unavailable")
+        for slot in slots:
+            slot.answers.put(({"kind": "error", "status": 503}, body))
+
+    # -- the sandbox's side ----------------------------------------------------------------
+
+    def accept_loop(self):
+        while not self.closed:
+            try:
+                fd, _ = self.listener._accept()
+            except OSError:
+                return
+            sock = _socket.socket(self.listener.family, _socket.SOCK_STREAM, 0, fd)
+            # A stream leaves in several small writes: without this, Nagle holds each one back
+            # until the client's delayed ACK (40 ms).
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+            threads.spawn(self.serve_connection, sock)
+
+    def serve_connection(self, sock):
+        http = Http(sock, self.max_body)
+        try:
+            while not self.closed:
+                request = http.read_request()
+                if request is None:
+                    return
+                if not self.route(http, *request):
+                    return
+        except OSError:
+            pass
+        finally:
+            http.close()
+
+    def route(self, http, method, path, headers, body):
+        """Answer one request; False closes the connection."""
+        path = path.split("?", 1)[0].rstrip("/")
+        if method == "GET" and path in ("/health", ""):
+            return http.send_json(200, {"status": "healthy"})
+        if method == "GET" and path == "/v1/models":
+            data = [{"id": m, "object": "model", "created": 0, "owned_by": "rock"} for m in self.models]
+            return http.send_json(200, {"object": "list", "data": data})
+        if method == "POST" and path == "/v1/chat/completions":
+            return self.complete(http, body)
+        if method == "POST" and path == "/v1/agent/watch":
+            return self.watch_request(http, body)
+        return http.send_json(404, protocol.loads(_error_body("no route %s %s on the model endpoint; it serves POST "
+                                                              "/v1/chat/completions, GET /v1/models, GET /health and "
+                                                              "POST /v1/agent/watch" % (method, path), "not_found")))
+
+    def complete(self, http, body):
+        try:
+            call = protocol.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return http.send_raw(400, _error_body("the request body is not JSON: %s" % exc, "invalid_request_error"))
+        if not isinstance(call, dict):
+            return http.send_raw(400, _error_body("the request body must be a JSON object", "invalid_request_error"))
+        stream = call.get("stream") is True
+        slot = _Slot(stream)
+        with self.lock:
+            if self.closed:
+                return http.send_raw(503, _error_body("the model endpoint is closing", "service_unavailable"))
+            index = self.next_index
+            self.next_index += 1
+            self.slots[index] = slot
+        self.req.event("call", {"index": index, "stream": stream}, body)
+        try:
+            return self._answer(http, call, slot)
+        finally:
+            with self.lock:
+                self.slots.pop(index, None)
+
+    def _answer(self, http, call, slot):
+        meta, payload = slot.answers.get()
+        kind, status = meta.get("kind"), int(meta.get("status") or 200)
+        if kind == "sse":
+            http.start_chunked(status, "text/event-stream")
+            while True:
+                if payload:
+                    http.send_chunk(payload)
+                if meta.get("final"):
+                    return http.end_chunked()
+                meta, payload = slot.answers.get()
+                if meta.get("kind") == "error":  # the upstream broke off mid-stream
+                    return http.end_chunked() and False
+        if kind == "json" and slot.stream and status < 400:
+            completion = protocol.loads(payload)
+            include_usage = (call.get("stream_options") or {}).get("include_usage") is True
+            http.start_chunked(200, "text/event-stream")
+            for event in sse_from_completion(completion, include_usage):
+                http.send_chunk(event)
+            return http.end_chunked()
+        return http.send_raw(status, payload)
+
+    def watch_request(self, http, body):
+        try:
+            pid = protocol.loads(body).get("pid")
+            pid = int(pid)
+        except (ValueError, TypeError, AttributeError, UnicodeDecodeError):
+            return http.send_raw(400, _error_body("send {\"pid\": <the agent's process id>}", "invalid_request_error"))
+        self.watch(pid)
+        return http.send_json(200, {"status": "watching", "pid": pid})
+
+    def watch(self, pid):
+        with self.lock:
+            if pid in self.watched:
+                return
+            self.watched.add(pid)
+        threads.spawn(self._watch, pid)
+
+    def _watch(self, pid):
+        alive = _process_waiter(pid)
+        alive()
+        if not self.closed:
+            self.req.event("session_end", {"pid": pid})
+
+
+def _process_waiter(pid):
+    """A function that returns once ``pid`` has exited (a zombie counts as exited)."""
+    try:
+        import select
+
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError, ImportError):
+        fd = None
+    if fd is not None:
+        def wait_fd():
+            try:
+                select.select([fd], [], [])
+            finally:
+                os.close(fd)
+        return wait_fd
+
+    def poll():
+        import time
+
+        while _running(pid):
+            time.sleep(0.05)
+    return poll
+
+
+def _running(pid):
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+        except OSError:
+            return True
+
+
+def _error_body(message, kind):
+    return protocol.dumps({"error": {"message": message, "type": kind, "code": None}}).encode()
+
+
+def _bind(host, port):
+    family = _socket.AF_INET6 if ":" in host else _socket.AF_INET
+    sock = _socket.socket(family, _socket.SOCK_STREAM)
+    sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OpError("PortInUse" if exc.errno == 98 else "BadRequest",
+                      "cannot serve the model endpoint on %s:%d inside the sandbox: %s" % (host, port, exc.strerror))
+    sock.listen(256)
+    return sock
+
+
+def _serve(req):
+    host = req.args.get("host") or HOST
+    port = req.args.get("port")
+    port = DEFAULT_PORT if port is None else port
+    if not isinstance(port, int) or not 0 <= port < 65536:
+        raise OpError("BadRequest", "port must be an integer from 0 to 65535, not %r" % (port,))
+    listener = _bind(host, port)
+    endpoint = Endpoint(req, listener, listener.getsockname()[1], req.args)
+    threads.spawn(endpoint.accept_loop)
+    req.on_chunk = endpoint.on_answer  # answers go to their calls on the connection's thread
+    req.event("listening", {"port": endpoint.port, "host": host})
+    try:
+        for _ in req.chunks():  # nothing but the end: the admin stops the endpoint (eof, or cancel)
+            pass
+    finally:
+        endpoint.close("the model endpoint was stopped (its trainer side went away)")
+    return {"calls": endpoint.next_index - 1}
+
+
+# -- the in-sandbox ``rock model-service`` command's requests, answered by the admin ----------
+
+_tickets = {}
+_ticket_lock = threads.Lock()
+_ticket_next = [1]
+
+
+def _cli(req):
+    """A request of ``rock model-service start|stop|anti-call-llm``, run inside the sandbox: sent
+    up to the admin as a notice; the admin does it (the same operation as its API) and answers
+    with ``chat.cli_reply``. Nothing is decided or recorded here."""
+    action = req.args.get("action")
+    if action not in ("start", "stop", "anti_call"):
+        raise OpError("BadRequest", "unknown model-service action %r" % (action,))
+    with _ticket_lock:
+        ticket = _ticket_next[0]
+        _ticket_next[0] += 1
+        _tickets[ticket] = req
+    meta = {"event": "chat.cli", "ticket": ticket, "action": action, "args": req.args.get("args") or {}}
+    if not req.conn.agent.notify(meta, req.body, exclude=req.conn):
+        _tickets.pop(ticket, None)
+        raise OpError("Unavailable", "no admin is connected to this sandbox's agent")
+    from .server import DEFERRED
+
+    return DEFERRED  # answered by _cli_reply; a command that gave up meanwhile is simply not answered
+
+
+def _cli_reply(req):
+    with _ticket_lock:
+        waiting = _tickets.pop(req.args.get("ticket"), None)
+    if waiting is None:
+        return {"delivered": False}
+    if req.args.get("ok"):
+        waiting.reply({"message": req.args.get("message") or ""}, req.body)
+    else:
+        waiting.fail(req.args.get("type") or "AdminError", req.args.get("message") or "refused")
+    return {"delivered": True}
+
+
+OPS = {"chat.serve": _serve, "chat.cli": _cli, "chat.cli_reply": _cli_reply}

@@ -1,0 +1,147 @@
+"""Model-call records: one per chat call a sandbox made, kept by the admin, never in the sandbox.
+
+A record holds what the trainer needs to train on the call: the request (messages, tools,
+sampling fields), the response (a stream aggregated into one completion), usage, and the
+upstream's token ids and logprobs when it sent them. ``to_rock`` / ``from_rock`` convert to and
+from ROCK's trajectory JSONL (``{model, stream, status, response_time, start_time, end_time,
+request, response, error}``), so a ROCK replay file round-trips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+log = logging.getLogger("rock.agentic")
+
+
+class CallRecord(BaseModel):
+    sandbox_id: str
+    index: int
+    mode: str = Field(description="local, proxy or replay")
+    model: str | None = None
+    stream: bool = False
+    status: Literal["pending", "success", "failure", "timeout"] = "pending"
+    http_status: int | None = Field(default=None, description="what the sandbox's client received")
+    error: str | None = None
+    start_time: float
+    end_time: float | None = None
+    latency_ms: float | None = None
+    request: dict[str, Any]
+    response: dict[str, Any] | None = None
+    usage: dict[str, Any] | None = None
+    prompt_token_ids: list[int] | None = None
+    token_ids: list[list[int] | None] | None = Field(default=None, description="per choice, when the upstream sent them")
+    logprobs: list[Any] | None = Field(default=None, description="per choice, when the upstream sent them")
+    attempts: int = Field(default=0, description="proxy mode: upstream requests made (retries included)")
+    answered_via: Literal["trainer", "sandbox_cli", "upstream", "replay", "admin"] | None = Field(
+        default=None, description="who supplied the answer; sandbox_cli: ROCK's in-sandbox anti-call-llm command, "
+        "i.e. code inside the sandbox")
+
+    def finish(self, status: str, http_status: int, response: dict | None = None, error: str | None = None) -> None:
+        self.status = status  # type: ignore[assignment]
+        self.http_status = http_status
+        self.end_time = time.time()
+        self.latency_ms = round((self.end_time - self.start_time) * 1000, 3)
+        self.error = error
+        if response is not None:
+            self.response = response
+            self.usage = response.get("usage")
+            choices = [c for c in response.get("choices") or [] if isinstance(c, dict)]
+            ids = [c.get("token_ids") for c in choices]
+            self.token_ids = ids if any(i is not None for i in ids) else None
+            probs = [c.get("logprobs") for c in choices]
+            self.logprobs = probs if any(p is not None for p in probs) else None
+            prompt = response.get("prompt_token_ids")
+            self.prompt_token_ids = prompt if isinstance(prompt, list) else None
+
+    def to_rock(self) -> dict:
+        """ROCK's trajectory line (its ``TrajectoryRecorder``)."""
+        return {"model": self.request.get("model"), "stream": self.stream,
+                "status": "success" if self.status == "success" else "failure",
+                "response_time": (self.end_time or self.start_time) - self.start_time,
+                "start_time": self.start_time, "end_time": self.end_time, "request": self.request,
+                "response": self.response, "error": self.error}
+
+
+def from_rock(line: dict) -> dict:
+    """A ROCK trajectory line checked for what replay needs (a ``response`` object)."""
+    if not isinstance(line, dict) or not isinstance(line.get("response"), dict):
+        raise ValueError("each replay record must be a JSON object with a 'response' object "
+                         "(a line of ROCK's trajectory JSONL)")
+    return line
+
+
+def rock_jsonl(records: list[CallRecord]) -> str:
+    return "".join(json.dumps(r.to_rock(), ensure_ascii=False, default=str) + "\n" for r in records
+                   if r.status != "pending")
+
+
+def read_rock_jsonl(text: str) -> list[dict]:
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(from_rock(json.loads(line)))
+            except ValueError as exc:
+                raise ValueError(f"line {n}: {exc}") from None
+    return out
+
+
+class RecordLog:
+    """Finished records appended to ``<dir>/<sandbox_id>.jsonl`` by a background writer, so the
+    event loop never waits on the disk and a burst of calls is one write."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+        self._pending: list[CallRecord] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def add(self, record: CallRecord) -> None:
+        self._pending.append(record)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="rock-chat-records")
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            try:
+                await asyncio.to_thread(self._write, batch)
+            except OSError as exc:
+                log.warning("could not persist %d model-call records under %s: %s", len(batch), self.dir, exc)
+
+    def _write(self, batch: list[CallRecord]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        by_sandbox: dict[str, list[str]] = {}
+        for r in batch:
+            by_sandbox.setdefault(r.sandbox_id, []).append(r.model_dump_json() + "\n")
+        for sandbox_id, lines in by_sandbox.items():
+            with open(self.dir / f"{sandbox_id}.jsonl", "a", encoding="utf-8") as f:
+                f.write("".join(lines))
+
+    def read(self, sandbox_id: str) -> list[CallRecord]:
+        path = self.dir / f"{sandbox_id}.jsonl"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        return [CallRecord.model_validate_json(line) for line in text.splitlines() if line.strip()]
+
+    async def close(self) -> None:
+        if self._task is not None:
+            if self._pending:
+                self._wake.set()
+                await asyncio.sleep(0)
+                batch, self._pending = self._pending, []
+                await asyncio.to_thread(self._write, batch)
+            self._task.cancel()

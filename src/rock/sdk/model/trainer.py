@@ -1,0 +1,204 @@
+"""The trainer's side of the Chat protocol, fast: answer model calls from many sandboxes.
+
+One ``ChatTrainer`` holds one keep-alive connection to the admin. ``exchange`` sends the answers
+it has and takes the next pending calls of all its sandboxes in the same round trip, so a trainer
+driving a thousand rollouts runs one loop, not a thousand. ``serve(policy)`` is that loop.
+
+    trainer = ChatTrainer(base_url)
+    await trainer.start(sandbox.sandbox_id)           # the endpoint inside: http://127.0.0.1:8080/v1
+    ...                                               # the agent inside calls it
+    await trainer.serve(policy, sandbox_ids=[sandbox.sandbox_id])   # until its session ends
+    records = await trainer.trajectory(sandbox.sandbox_id)
+
+``SyncChatTrainer`` is the same without ``await``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+from typing import Any, Awaitable, Callable, Iterable
+
+from rock.actions.chat import EndpointInfo, ExchangeResult, PendingCall
+from rock.agentic.records import CallRecord
+from rock.sdk.sandbox.http import Http
+
+PREFIX = "/apis/v1/chat"
+Policy = Callable[[PendingCall], "dict | Awaitable[dict]"]
+
+
+class ChatTrainer:
+    def __init__(self, base_url: str | None = None, token: str | None = None, headers: dict[str, str] | None = None,
+                 request_timeout: float | None = None):
+        self.base_url = base_url or os.environ.get("ROCK_BASE_URL", "http://localhost:8080")
+        hdrs = dict(headers or {})
+        token = token or os.environ.get("ROCK_TOKEN")
+        if token:
+            hdrs.setdefault("Authorization", f"Bearer {token}")
+        self._http = Http(self.base_url, hdrs, request_timeout, prefix=PREFIX)
+
+    @classmethod
+    def for_sandbox(cls, sandbox) -> "ChatTrainer":
+        """A trainer speaking for the same namespace and token as ``sandbox`` (an SDK Sandbox)."""
+        sb = getattr(sandbox, "_sandbox", sandbox)  # SyncSandbox wraps one
+        return cls(sb.config.base_url, headers=sb._headers(), request_timeout=sb.config.request_timeout)
+
+    # -- the endpoint ----------------------------------------------------------------------
+
+    async def start(self, sandbox_id: str, **config: Any) -> EndpointInfo:
+        """Serve the model endpoint inside ``sandbox_id``; ``config``: ModelEndpointConfig's fields
+        (type, port, proxy_base_url, replay, call_timeout, limits, ...)."""
+        return EndpointInfo.model_validate(await self._http.post("/start", {"sandbox_id": sandbox_id, **config}))
+
+    async def stop(self, sandbox_id: str) -> EndpointInfo:
+        return EndpointInfo.model_validate(await self._http.post("/stop", {"sandbox_id": sandbox_id}))
+
+    async def status(self, sandbox_id: str) -> EndpointInfo:
+        return EndpointInfo.model_validate(await self._http.get("/status", {"sandbox_id": sandbox_id}))
+
+    async def watch(self, sandbox_id: str, pid: int) -> None:
+        await self._http.post("/watch", {"sandbox_id": sandbox_id, "pid": pid})
+
+    # -- answering -------------------------------------------------------------------------
+
+    async def exchange(self, answers: Iterable[dict] = (), max_calls: int = 256, wait: float = 10,
+                       sandbox_ids: list[str] | None = None) -> ExchangeResult:
+        """Deliver ``answers`` ({sandbox_id, index, response | error}) and take up to ``max_calls``
+        pending calls, waiting up to ``wait`` seconds for a first one."""
+        body = {"answers": list(answers), "max_calls": max_calls, "wait": wait, "sandbox_ids": sandbox_ids}
+        timeout = None if self._http.read_timeout is None else self._http.read_timeout + wait
+        return ExchangeResult.model_validate(await self._http.post("/exchange", body, timeout=timeout))
+
+    async def answer(self, sandbox_id: str, index: int, response: dict | None = None,
+                     error: dict | None = None) -> None:
+        """One answer; raises with the reason when the call is unknown, answered or timed out."""
+        await self._http.post("/answer", {"sandbox_id": sandbox_id, "index": index, "response": response,
+                                          "error": error})
+
+    async def serve(self, policy: Policy, sandbox_ids: list[str] | None = None, max_calls: int = 256,
+                    wait: float = 10, until: Callable[[], bool] | None = None, concurrency: int = 1,
+                    websocket: bool = False) -> int:
+        """Answer calls with ``policy(call) -> completion`` (sync or async) until every sandbox in
+        ``sandbox_ids`` has ended its session (or ``until()`` is true). Returns the calls answered.
+        ``concurrency`` exchanges in flight at once keep many sandboxes busy (each call goes to one);
+        ``websocket``: one WebSocket instead, calls pushed as they arrive, answers as messages."""
+        if websocket:
+            return await self._serve_ws(policy, sandbox_ids, max_calls, wait, until)
+        waiting = set(sandbox_ids or ())
+        counts = [0]
+
+        async def loop() -> None:
+            answers: list[dict] = []
+            while True:
+                result = await self.exchange(answers, max_calls, wait, sandbox_ids)
+                counts[0] += len(answers) - len(result.rejected)
+                waiting.difference_update(result.ended)
+                answers = []
+                if result.calls:
+                    replies = [policy(call) for call in result.calls]
+                    if any(inspect.isawaitable(r) for r in replies):
+                        replies = await asyncio.gather(*(r if inspect.isawaitable(r) else _ready(r) for r in replies))
+                    answers = [{"sandbox_id": c.sandbox_id, "index": c.index, "response": r}
+                               for c, r in zip(result.calls, replies)]
+                elif (sandbox_ids is not None and not waiting) or (until is not None and until()):
+                    return
+
+        await asyncio.gather(*(loop() for _ in range(max(1, concurrency))))
+        return counts[0]
+
+    async def _serve_ws(self, policy: Policy, sandbox_ids: list[str] | None, max_calls: int, wait: float,
+                        until: Callable[[], bool] | None) -> int:
+        import json
+
+        from websockets.asyncio.client import connect
+
+        from rock.sdk.sandbox.http import error_from
+
+        url = "ws" + self.base_url.rstrip("/")[4:] + PREFIX + "/ws"
+        waiting, done = set(sandbox_ids or ()), 0
+        async with connect(url, additional_headers=self._http.headers, max_size=None) as ws:
+            await ws.send(json.dumps({"type": "subscribe", "sandbox_ids": sandbox_ids, "max_calls": max_calls}))
+            while not ((sandbox_ids is not None and not waiting) or (until is not None and until())):
+                try:
+                    msg = json.loads(await asyncio.wait_for(ws.recv(), wait))
+                except asyncio.TimeoutError:
+                    continue
+                if msg["type"] == "error":
+                    raise error_from(msg.get("status_code", 500), {"message": msg.get("message"),
+                                                                   "result": {"error_type": msg.get("error_type")}})
+                if msg["type"] == "rejected":
+                    done -= len(msg["rejected"])
+                    continue
+                calls = [PendingCall.model_validate(c) for c in msg["calls"]]
+                if calls:
+                    replies = [policy(call) for call in calls]
+                    if any(inspect.isawaitable(r) for r in replies):
+                        replies = await asyncio.gather(*(r if inspect.isawaitable(r) else _ready(r) for r in replies))
+                    answers = [{"sandbox_id": c.sandbox_id, "index": c.index, "response": r} for c, r in zip(calls, replies)]
+                    await ws.send(json.dumps({"type": "answers", "answers": answers}))
+                    done += len(answers)
+                waiting.difference_update(msg["ended"])
+        return done
+
+    # -- ROCK's index protocol and the records ----------------------------------------------
+
+    async def anti_call_llm(self, sandbox_id: str, index: int, response_payload: str | None = None,
+                            call_timeout: float = 600) -> str:
+        body = {"sandbox_id": sandbox_id, "index": index, "response_payload": response_payload,
+                "call_timeout": call_timeout}
+        return await self._http.post("/anti_call_llm", body, timeout=call_timeout + 30)
+
+    async def trajectory(self, sandbox_id: str) -> list[CallRecord]:
+        rows = await self._http.get("/trajectory", {"sandbox_id": sandbox_id})
+        return [CallRecord.model_validate(r) for r in rows]
+
+    async def trajectory_jsonl(self, sandbox_id: str) -> str:
+        """The records as ROCK's trajectory JSONL (a replay file for ``replay=``)."""
+        r = await self._http.raw_get("/trajectory", {"sandbox_id": sandbox_id, "format": "rock"})
+        return r.text
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> "ChatTrainer":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+
+async def _ready(value):
+    return value
+
+
+class SyncChatTrainer:
+    """``ChatTrainer`` without ``await`` (its calls run on the SDK's background loop)."""
+
+    def __init__(self, *args, **kwargs):
+        self._trainer = ChatTrainer(*args, **kwargs)
+
+    @classmethod
+    def for_sandbox(cls, sandbox) -> "SyncChatTrainer":
+        out = cls.__new__(cls)
+        out._trainer = ChatTrainer.for_sandbox(sandbox)
+        return out
+
+    def __getattr__(self, name: str):
+        from rock.sdk.sandbox.sync import run_sync
+
+        attr = getattr(self._trainer, name)
+        if not inspect.iscoroutinefunction(attr):
+            return attr
+        return lambda *a, **k: run_sync(attr(*a, **k))
+
+    def close(self) -> None:
+        from rock.sdk.sandbox.sync import run_sync
+
+        run_sync(self._trainer.aclose())
+
+    def __enter__(self) -> "SyncChatTrainer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,4 @@
+from rock.sdk.sandbox.agent.config import AgentBashCommand, RockAgentConfig
+from rock.sdk.sandbox.agent.rock_agent import RockAgent
+
+__all__ = ["AgentBashCommand", "RockAgent", "RockAgentConfig"]

@@ -1,0 +1,70 @@
+"""ROCK's ``RockAgentConfig`` (YAML or object): how an agent harness is installed and run in a sandbox."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, model_validator
+
+from rock.sdk.sandbox.model_service.base import ModelServiceConfig
+
+# Where every sandbox sees our agent's package (rock.runtime.base.SANDBOX_LIB), with the harness.
+AGENT_LIB = "/.rock/lib/rock_agent"
+
+
+class AgentBashCommand(BaseModel):
+    command: str
+    timeout_seconds: int = Field(default=300, gt=0)
+
+
+class RockAgentConfig(BaseModel):
+    agent_type: str = "default"
+    agent_name: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    version: str = "default"
+    agent_installed_dir: str = "/tmp/installed_agent"
+    instance_id: str = Field(default_factory=lambda: f"instance-id-{uuid.uuid4().hex}")
+    project_path: str | None = None
+    use_deploy_working_dir_as_fallback: bool = True
+    agent_session: str = Field(default_factory=lambda: f"agent-session-{uuid.uuid4().hex}")
+    env: dict[str, str] = Field(default_factory=dict)
+    pre_init_cmds: list[AgentBashCommand] = Field(default_factory=list)
+    post_init_cmds: list[AgentBashCommand] = Field(default_factory=list)
+    agent_install_timeout: int = Field(default=600, gt=0)
+    agent_run_timeout: int = Field(default=1800, gt=0)
+    agent_run_check_interval: int = Field(default=30, gt=0, description="ROCK's polling period; nothing polls here")
+    working_dir: str | None = Field(default=None, description="a local directory uploaded into the sandbox")
+    run_cmd: str | None = Field(default=None, description="with ${prompt} (shell-quoted), ${working_dir}, ${bin_dir}")
+    skip_wrap_run_cmd: bool = False
+    runtime_env_config: Any = Field(default=None, description="accepted for ROCK; the runtime is the sandbox's "
+                                    "Python (the image's or the host's), linked into ${bin_dir}")
+    model_service_config: ModelServiceConfig = Field(default_factory=ModelServiceConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> "RockAgentConfig":
+        if self.agent_run_check_interval >= self.agent_run_timeout:
+            raise ValueError(f"agent_run_check_interval ({self.agent_run_check_interval}s) must be less than "
+                             f"agent_run_timeout ({self.agent_run_timeout}s)")
+        if self.working_dir is not None and not Path(self.working_dir).is_dir():
+            raise ValueError(f"working_dir is not a directory: {self.working_dir}")
+        return self
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "RockAgentConfig":
+        import yaml
+
+        p = Path(path)
+        if not p.exists():
+            raise FileNotFoundError(f"Agent config file not found: {path}")
+        if p.suffix.lower() not in (".yaml", ".yml"):
+            raise ValueError(f"Unsupported config file format: {p.suffix}. Only .yaml is supported.")
+        return cls(**(yaml.safe_load(p.read_text(encoding="utf-8")) or {}))
+
+    @classmethod
+    def rock_harness(cls, max_steps: int = 30, **fields: Any) -> "RockAgentConfig":
+        """Our small standard-library coding agent (bash and file-edit tools), answered by the
+        sandbox's model endpoint in local mode unless ``model_service_config`` says otherwise."""
+        fields.setdefault("model_service_config", ModelServiceConfig(enabled=True))
+        env = {"ROCK_AGENT_MAX_STEPS": str(max_steps), **fields.pop("env", {})}
+        return cls(run_cmd=f"${{bin_dir}}/python3 {AGENT_LIB}/harness.py ${{prompt}}", env=env, **fields)

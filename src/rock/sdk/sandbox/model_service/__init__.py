@@ -1,0 +1,3 @@
+from rock.sdk.sandbox.model_service.base import ModelService, ModelServiceConfig
+
+__all__ = ["ModelService", "ModelServiceConfig"]

@@ -1,0 +1,115 @@
+"""Limits and faults of the model endpoint (item 7), once per backend: nothing waits forever on
+either side, and bad input gets a 4xx that says why."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from rock.errors import BadRequest, CommandTimeout, Conflict, SandboxNotFound
+from tests.agentic.conftest import sandbox_with_trainer
+
+# POST each body given on the command line (or raw bytes after '@'); print status and error message.
+CLIENT = r'''
+import json, sys, urllib.request, urllib.error
+for arg in sys.argv[1:]:
+    method, _, rest = arg.partition(" ")
+    path, _, body = rest.partition(" ")
+    data = body[1:].encode() * 5000 if body.startswith("@") else body.encode() if body else None
+    req = urllib.request.Request("http://127.0.0.1:8080" + path, data, {"content-type": "application/json"},
+                                 method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            print(json.dumps([r.status, json.load(r)]))
+    except urllib.error.HTTPError as e:
+        print(json.dumps([e.code, json.loads(e.read() or b"null")]))
+'''
+CALL = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+OK = {"choices": [{"message": {"role": "assistant", "content": "fine"}}]}
+
+
+@pytest.fixture
+async def box(admin):
+    async with sandbox_with_trainer(admin, {"/tmp/c.py": CLIENT}) as pair:
+        yield pair
+
+
+def client(sandbox, *requests: str):
+    args = " ".join(f"'{r}'" for r in requests)
+    return asyncio.ensure_future(sandbox.arun(f'"$ROCK_HOST_PYTHON" /tmp/c.py {args}', timeout=120))
+
+
+def lines(obs) -> list:
+    assert obs.exit_code == 0, obs.output
+    return [json.loads(x) for x in obs.output.splitlines() if x.startswith("[")]
+
+
+async def test_a_trainer_that_never_answers_leaves_a_clear_504(box):
+    sandbox, trainer = box
+    await trainer.start(sandbox.sandbox_id, call_timeout=1)
+    run = client(sandbox, f"POST /v1/chat/completions {CALL}", f"POST /v1/chat/completions {CALL}")
+    taken = await trainer.exchange(wait=30, sandbox_ids=[sandbox.sandbox_id])  # the trainer takes call 1 ... and vanishes
+    assert [c.index for c in taken.calls] == [1]
+    out = lines(await run)
+    assert [x[0] for x in out] == [504, 504]
+    assert "no answer from the trainer within 1s" in out[0][1]["error"]["message"]
+    records = await trainer.trajectory(sandbox.sandbox_id)
+    assert [(r.status, r.http_status) for r in records] == [("timeout", 504), ("timeout", 504)]
+    # a late answer is refused, with the reason
+    with pytest.raises(Conflict, match="call 1 ended"):
+        await trainer.answer(sandbox.sandbox_id, 1, OK)
+    late = await trainer.exchange([{"sandbox_id": sandbox.sandbox_id, "index": 2, "response": OK}], wait=0,
+                                  sandbox_ids=[sandbox.sandbox_id])
+    assert late.rejected[0].status == 409 and "ended" in late.rejected[0].reason
+
+
+async def test_bad_answers_and_bad_requests_get_4xx_that_say_why(box):
+    sandbox, trainer = box
+    await trainer.start(sandbox.sandbox_id, limits={"max_calls": 2, "max_body_bytes": 4096})
+    run = client(sandbox, f"POST /v1/chat/completions {CALL}", "POST /v1/chat/completions not json",
+                 "POST /v1/chat/completions @xxxxxxxxxx", "GET /v1/nothing", f"POST /v1/chat/completions {CALL}",
+                 f"POST /v1/chat/completions {CALL}")
+    first = await trainer.exchange(wait=30, sandbox_ids=[sandbox.sandbox_id])
+    sid = sandbox.sandbox_id
+    for bad, words in (({"choices": []}, "non-empty"), ({"choices": [{"message": "x"}]}, "message"),
+                       ({"choices": [{"message": {"content": 3}}]}, "content"),
+                       ({"choices": [{"message": {"tool_calls": [{"function": {"name": "f", "arguments": {}}}]}}]},
+                        "JSON string")):
+        with pytest.raises(BadRequest, match=words):
+            await trainer.answer(sid, 1, bad)
+    with pytest.raises(SandboxNotFound, match="made no call 7"):
+        await trainer.answer(sid, 7, OK)
+    with pytest.raises(BadRequest, match="exactly one"):
+        await trainer.answer(sid, 1)
+    await trainer.answer(sid, first.calls[0].index, OK)  # still answerable after the refusals
+    with pytest.raises(Conflict, match="answered already"):
+        await trainer.answer(sid, 1, OK)
+    second = await trainer.exchange(wait=30, sandbox_ids=[sandbox.sandbox_id])
+    await trainer.answer(sid, second.calls[0].index, OK)
+    out = lines(await run)
+    assert out[0] == [200, {**out[0][1], "choices": out[0][1]["choices"]}] and out[0][1]["choices"][0]["message"]["content"] == "fine"
+    assert out[1][0] == 400 and "not JSON" in out[1][1]["error"]["message"]
+    assert out[2][0] == 413 and "4096" in out[2][1]["error"]["message"]
+    assert out[3][0] == 404 and "/v1/chat/completions" in out[3][1]["error"]["message"]
+    assert out[4][0] == 200
+    assert out[5][0] == 429 and "limit of 2 model calls" in out[5][1]["error"]["message"]
+
+
+async def test_session_end_reaches_a_waiting_trainer_and_nothing_waits_forever(box):
+    sandbox, trainer = box
+    await trainer.start(sandbox.sandbox_id)
+    proc = await sandbox.start_process("sleep 300")
+    await trainer.watch(sandbox.sandbox_id, proc["pid"])
+    with pytest.raises(CommandTimeout, match="made no call 1 within 0.5s"):
+        await trainer.anti_call_llm(sandbox.sandbox_id, 0, call_timeout=0.5)
+    waiting = asyncio.ensure_future(trainer.anti_call_llm(sandbox.sandbox_id, 0))
+    polled = asyncio.ensure_future(trainer.exchange(wait=60, sandbox_ids=[sandbox.sandbox_id]))
+    await sandbox.kill_process(proc["proc_id"], 9)  # the agent crashes
+    assert await asyncio.wait_for(waiting, 30) == "SESSION_END"
+    assert (await asyncio.wait_for(polled, 30)).ended == [sandbox.sandbox_id]
+    # a stopped endpoint is gone at once: the sandbox's clients are refused, not left waiting
+    await trainer.stop(sandbox.sandbox_id)
+    r = await client(sandbox, "GET /health")
+    assert r.exit_code != 0 and "Connection refused" in r.output

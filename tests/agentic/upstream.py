@@ -1,0 +1,74 @@
+"""A scripted OpenAI-compatible server on the host's loopback (the 'inference engine' of proxy
+mode): it answers with token ids and logprobs like vLLM does, streams when asked, and fails the
+first ``fail_first`` requests with 503 to exercise retries."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Upstream:
+    def __init__(self, fail_first: int = 0):
+        self.fail_first = fail_first
+        self.requests: list[dict] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _handler(self):
+        up = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                up.requests.append(body)
+                if up.fail_first > 0:
+                    up.fail_first -= 1
+                    return self._send(503, b'{"error": {"message": "overloaded"}}', "application/json")
+                n = len(up.requests)
+                text = f"answer {n}"
+                logprobs = {"content": [{"token": "answer", "logprob": -0.5, "bytes": None, "top_logprobs": []}]}
+                if not body.get("stream"):
+                    out = {"id": f"up-{n}", "object": "chat.completion", "created": 1, "model": body["model"],
+                           "prompt_token_ids": [1, 2, 3],
+                           "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                        "finish_reason": "stop", "token_ids": [10, 11], "logprobs": logprobs}],
+                           "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
+                    return self._send(200, json.dumps(out).encode(), "application/json")
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("transfer-encoding", "chunked")
+                self.end_headers()
+                base = {"id": f"up-{n}", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
+                chunks = [dict(base, choices=[{"index": 0, "delta": {"role": "assistant", "content": "answer"},
+                                               "token_ids": [10], "logprobs": logprobs, "finish_reason": None}]),
+                          dict(base, choices=[{"index": 0, "delta": {"content": f" {n}"}, "token_ids": [11],
+                                               "finish_reason": "stop"}])]
+                for chunk in chunks:
+                    self._chunk(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+                self._chunk(b"data: [DONE]\n\n")
+                self.wfile.write(b"0\r\n\r\n")
+
+            def _chunk(self, data: bytes) -> None:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+
+            def _send(self, status, data, ctype):
+                self.send_response(status)
+                self.send_header("content-type", ctype)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler
