@@ -74,9 +74,10 @@ class Settings(BaseSettings):
     # on an open connection skips the relay's connect (a round trip to the agent, a thread there).
     proxy_keepalive_connections: int = Field(default=8, ge=0)
     proxy_keepalive_seconds: float = Field(default=30.0, gt=0)
-    # Upstream base URLs a sandbox's model endpoint may forward to (proxy mode). Empty: any URL the
-    # API's caller names, and none named from inside a sandbox (`rock model-service start --type
-    # proxy` there would otherwise make the admin connect wherever the sandbox says).
+    # Upstream base URLs a sandbox's model endpoint may forward to (proxy mode). Empty: with tokens
+    # off (the operator alone, on loopback) any URL the API's caller names; with tokens on, none;
+    # and never one named from inside a sandbox (`rock model-service start --type proxy` there
+    # would otherwise make the admin connect wherever the sandbox says).
     chat_proxy_urls: list[str] = Field(default_factory=list)
     # which ROCK YAML file was read, and its settings that mean nothing here (rock.config_rock)
     rock_config_file: str | None = None

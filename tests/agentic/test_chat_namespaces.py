@@ -36,6 +36,10 @@ async def test_another_namespace_cannot_touch_the_model_endpoint(secured):
         with pytest.raises(Exception) as err:  # bob cannot start one in alice's sandbox
             await bob.start(sid)
         assert getattr(err.value, "status_code", None) == 404
+        # a token holder cannot make the admin connect wherever they like (its own loopback here)
+        with pytest.raises(Exception) as err:
+            await trainer.start(sid, type="proxy", proxy_base_url=f"{secured.url}/apis/v1")
+        assert getattr(err.value, "status_code", None) == 400 and "chat_proxy_urls" in str(err.value)
         await trainer.start(sid)
         await alice.write_bytes("/tmp/call.py", CALL.encode())
         run = asyncio.ensure_future(alice.arun('"$ROCK_HOST_PYTHON" /tmp/call.py', timeout=60))

@@ -176,9 +176,11 @@ class Endpoint:
 
 
 class ChatHub:
-    def __init__(self, state_dir: Path, sandboxes=None, proxy_urls: list[str] | None = None):
+    def __init__(self, state_dir: Path, sandboxes=None, proxy_urls: list[str] | None = None, open_proxy: bool = True):
         self.sandboxes = sandboxes
         self.proxy_urls = [u.rstrip("/") for u in proxy_urls or ()]
+        # Without tokens the admin serves its operator alone (on loopback): any upstream they name.
+        self.open_proxy = open_proxy
         self.endpoints: dict[str, Endpoint] = {}
         self.queues: dict[str | None, deque[Call]] = {}
         self.waiters: dict[str | None, set[asyncio.Future]] = {}
@@ -206,10 +208,16 @@ class ChatHub:
     async def start(self, agent, sandbox_id: str, owner: str | None, config: ModelEndpointConfig,
                     from_sandbox: bool = False) -> Endpoint:
         url = config.proxy_base_url
-        if url is not None and (self.proxy_urls or from_sandbox) and url not in self.proxy_urls:
-            where = "named from inside a sandbox" if from_sandbox else "named"
+        if url is not None and url.rstrip("/") not in self.proxy_urls \
+                and (self.proxy_urls or from_sandbox or not self.open_proxy):
+            # The admin connects to the upstream on the caller's behalf and hands its answers back:
+            # an unlisted URL would let a token holder (or code in a sandbox) reach any address the
+            # admin's host can, its loopback services included.
+            where = ("named from inside a sandbox" if from_sandbox else
+                     "named by a token holder" if not self.open_proxy else "named")
             raise BadRequest(f"proxy_base_url {url} is not one of the upstreams this admin forwards to when "
-                             f"{where} (settings: chat_proxy_urls = {self.proxy_urls})")
+                             f"{where}: the operator lists them in chat_proxy_urls (ROCK_CHAT_PROXY_URLS, a JSON "
+                             f"list; now {self.proxy_urls})")
         old = self.endpoints.get(sandbox_id)
         if old is not None and old.channel is not None:
             raise Conflict(f"sandbox {sandbox_id} already serves a model endpoint on port {old.port}; stop it first")
