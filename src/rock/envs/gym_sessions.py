@@ -25,6 +25,7 @@ from rock.envs.catalog import EnvInfo
 from rock.envs.errors import EnvError
 from rock.envs.images import SITE, EnvImage, EnvImageSpec, ImageBuilder, Progress
 from rock.envs.lifecycle import EnvRecord
+from rock.envs.requirements import MODULE_PATTERN, REQUIREMENT_PATTERN
 from rock.envs.service import EnvService, split_handle
 
 log = logging.getLogger("rock.envs.gym")
@@ -34,8 +35,9 @@ DEFAULT_PACKAGES = ["gymnasium[classic-control,toy-text,mujoco]", "box2d", "mini
 _HF = re.compile(r"^hf://(?P<repo>[^@]+?)(?:@(?P<rev>[0-9A-Za-z._/-]+))?$")
 
 
-# checked by GymImageRequest._strings (its message); stated for clients
-_Name = Annotated[str, WithJsonSchema({"type": "string", "pattern": "\\S"})]
+# checked by rock.envs.requirements (its messages, a 400); stated for clients
+_Requirement = Annotated[str, WithJsonSchema({"type": "string", "pattern": REQUIREMENT_PATTERN})]
+_Module = Annotated[str, WithJsonSchema({"type": "string", "pattern": MODULE_PATTERN, "maxLength": 256})]
 
 
 class GymImageRequest(BaseModel):
@@ -44,9 +46,9 @@ class GymImageRequest(BaseModel):
     source: str = Field(min_length=1, max_length=512, description="gymnasium id, gym://ID, module:attr, "
                         "a registered env name, or hf://repo@revision")
     base_image: str | None = Field(default=None, description="image the env image is built FROM (default: the admin's)")
-    packages: list[_Name] | None = Field(default=None, description="pip requirements for the env (default: gymnasium "
+    packages: list[_Requirement] | None = Field(default=None, description="pip requirements for the env (default: gymnasium "
                                        "with its offline families)")
-    imports: list[_Name] | None = Field(default=None, description="modules imported when the env host starts")
+    imports: list[_Module] | None = Field(default=None, description="modules imported when the env host starts")
     trust_remote_code: bool = False
     allow_unpinned_hf: bool = False
     build_memory: str | None = Field(default=None, description="memory limit for the image build, e.g. '4g'")

@@ -20,6 +20,14 @@ from packaging.requirements import InvalidRequirement, Requirement
 from rock.envs.errors import EnvError
 
 MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+# What the OpenAPI schema states (a client's generator needs a pattern): module names exactly;
+# for requirements a subset of PEP 508 (a name, extras, versions) that always parses. The server
+# takes markers too, and direct references where the operator allows them.
+MODULE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+_S, _NAME, _V = "[ ]*", r"[A-Za-z0-9]([A-Za-z0-9._-]{0,100}[A-Za-z0-9])?", r"[0-9]{1,9}(\.[0-9]{1,9}){0,5}"
+_SPEC = rf"((==|!=){_S}{_V}(\.\*)?|(<=|>=|<|>){_S}{_V}|~={_S}[0-9]{{1,9}}(\.[0-9]{{1,9}}){{1,5}})"
+REQUIREMENT_PATTERN = (rf"^{_S}{_NAME}{_S}(\[{_S}{_NAME}({_S},{_S}{_NAME})*{_S}\])?{_S}"
+                       rf"({_SPEC}({_S},{_S}{_SPEC})*)?{_S}$")
 _SETTING = ("an operator may allow direct URLs and local paths with the setting allow_direct_requirements "
             "(ROCK_ALLOW_DIRECT_REQUIREMENTS=true)")
 
