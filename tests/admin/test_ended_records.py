@@ -63,11 +63,14 @@ def test_ended_sandboxes_are_read_from_the_store(backend, monkeypatch):
         page = _ok(api.get("/sandboxes", params={"page": 2, "page_size": 2}))
         assert [i["sandbox_id"] for i in page["items"]] == [stopped[1]] and page["has_more"] is False
         assert {i["sandbox_id"] for i in _ok(api.get("/sandboxes", params={"state": "deleted"}))["items"]} == set(deleted)
+        far = _ok(api.get("/sandboxes", params={"page": 10**21}))  # a page past any table: empty, not a 500
+        assert far["items"] == [] and far["total"] == 3 and far["has_more"] is False
 
         # The UI's table, overview and a sandbox's page; the cluster view; the metrics.
         ui = httpx.Client(base_url=admin.url, timeout=60)
         table = ui.get("/ui/fragments/sandboxes", params={"state": "stopped"})
         assert table.status_code == 200 and all(sid in table.text for sid in stopped) and running not in table.text
+        assert ui.get("/ui/fragments/sandboxes", params={"page": 10**21}).status_code == 200  # the last page
         page = ui.get(f"/ui/sandboxes/{stopped[1]}")
         assert page.status_code == 200 and "stopped" in page.text
         overview = ui.get("/ui/fragments/overview")

@@ -123,3 +123,4 @@ async def test_pages_counts_and_due_records(store):
     assert await s.distinct("image", owner=None) == ["img0", "img1", "img2"]
     assert [r.sandbox_id for r in await s.due(100.0)] == ["r1", "r5"]
     assert await s.next_due() == 50.0
+    assert await s.query(offset=10**21, limit=10) == ([], 6)  # past any table: empty, not an overflow

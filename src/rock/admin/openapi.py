@@ -39,7 +39,8 @@ class ErrorEnvelope(BaseModel):
 WHY = {
     400: "input the schema cannot express was refused (named in the message), e.g. a path with '..'",
     401: "missing or unknown API token",
-    403: "the token's namespace may not do this",
+    403: "the token's namespace may not do this, or the sandbox refused it (permission denied there: a file or a "
+         "command its user may not read, write or run)",
     404: "no such sandbox, session, file or process (another namespace's look the same)",
     409: "the target is in a state that does not allow this (e.g. the sandbox is not running)",
     410: "the sandbox's agent is gone (the sandbox died)",
@@ -52,7 +53,7 @@ WHY = {
     504: "the call ran past its timeout, or the sandbox's agent did not answer (e.g. its processes are stopped)",
     507: "out of disk space: in the sandbox, or under the admin's state directory (the message says which)",
 }
-SANDBOX = (404, 409, 410, 504, 507)  # any route that talks to a sandbox's agent
+SANDBOX = (403, 404, 409, 410, 504, 507)  # any route that talks to a sandbox's agent
 
 
 def errors(*codes: int) -> dict[int, dict]:

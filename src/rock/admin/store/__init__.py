@@ -35,6 +35,7 @@ LIVE = ("pending", "running")
 # is read from the store when asked for, so the admin's memory does not grow with every sandbox
 # it ever made.
 HELD = (*LIVE, "lost", "archiving")
+_MAX_ROWS = 1 << 62
 ANY = object()  # "any owner" (None is an owner: the one namespace when tokens are off)
 INSTANCE_COLUMNS = ("instance_id", "owner", "env_type", "task_id", "handle", "created")
 
@@ -138,8 +139,8 @@ class Store(abc.ABC):
         where, args = self._where(owner, filters, states, exclude_deleted)
         total = (await self._rows(f"SELECT COUNT(*) AS n FROM sandboxes{where}", tuple(args)))[0]["n"]
         page = f" ORDER BY created_at {'DESC' if newest_first else 'ASC'}, sandbox_id"
-        if limit is not None:
-            page += f" LIMIT {int(limit)} OFFSET {int(offset)}"
+        if limit is not None:  # a page past any table (page=10**21) is an empty one, not a 64-bit overflow
+            page += f" LIMIT {min(int(limit), _MAX_ROWS)} OFFSET {min(int(offset), _MAX_ROWS)}"
         return await self._records(f"SELECT * FROM sandboxes{where}{page}", tuple(args)), total
 
     async def counts(self, owner=ANY) -> list[dict]:
