@@ -22,7 +22,7 @@ import httpx
 from bench.admin import SANDBOX_API, AdminProcess
 from bench.report import record
 from bench.sdk import usable
-from rock.admin.store import SandboxRecord, Store
+from rock.admin.store import SandboxRecord, open_store
 
 RECORDS = 1000
 RUNNING = 5
@@ -34,7 +34,7 @@ PAGES = {"overview": "/", "sandboxes": "/ui/sandboxes",
 async def fill_store(state_dir: str, n: int) -> None:
     """``n`` finished sandboxes of 10 images, 20 users and 8 experiments, over the last 10 days."""
     rng = random.Random(7)
-    store = Store(Path(state_dir) / "admin.db")
+    store = open_store(None, Path(state_dir))  # the embedded store the admin will open
     await store.open()
     try:
         now = time.time()

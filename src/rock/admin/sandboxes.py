@@ -121,7 +121,11 @@ class Sandboxes:
 
     async def lookup(self, sandbox_id: str, owner: str | None, include_deleted: bool = True) -> SandboxRecord:
         """``get``, and when the record is not in memory and others write the store, read it there."""
-        if sandbox_id not in self.records and (self.store.shared or self.settings.role == "proxy"):
+        if self.settings.role == "proxy" and not self.store.shared:
+            # The admin beside this proxy writes the embedded store: one row, read now, not up to
+            # a refresh late (a status right after the admin's start or stop answered).
+            await self._reread(sandbox_id)
+        elif sandbox_id not in self.records and self.store.shared:
             row = await self.store.get(sandbox_id)
             if row is not None and sandbox_id not in self.records:
                 self.records[sandbox_id] = row
@@ -181,13 +185,26 @@ class Sandboxes:
             task = self._starting.get(sandbox_id)
             if task is not None:  # still starting: the command waits for it instead of failing
                 await asyncio.shield(task)
-            elif self.store.shared and (row := await self.store.get(sandbox_id)) is not None:
-                self._merge(row)  # another process changed it since our last refresh
+            elif self.store.shared or self.settings.role == "proxy":
+                await self._reread(sandbox_id)  # another process changed it since our last refresh
             if record.state != "running":
                 raise SandboxNotRunning(f"sandbox {sandbox_id} is {record.state}" + (
                     f": {record.failure_reason}" if record.failure_reason else ""))
         self.touch(record)
         return await self.worker.connect(sandbox_id, record.node_id)
+
+    async def _reread(self, sandbox_id: str) -> None:
+        """The store's copy of a record another process writes. A start the admin just answered
+        may still be on its way to an embedded store (SQLite writes land in the background): a
+        pending record is read again for up to a second."""
+        for _ in range(10):
+            row = await self.store.get(sandbox_id)
+            if row is not None:
+                self._merge(row)
+            record = self.records.get(sandbox_id)
+            if record is None or record.state != "pending" or self.store.shared:
+                return
+            await asyncio.sleep(0.1)
 
     def visible(self, owner: str | None) -> list[SandboxRecord]:
         return [r for r in self.records.values() if r.owner == owner]

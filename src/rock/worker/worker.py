@@ -352,40 +352,44 @@ class Worker:
         return {s.handle.sandbox_id for s in self._sandboxes.values()} | {h.sandbox_id for h, _ in self._stopped.values()}
 
     async def _reattach(self) -> None:
-        records = sorted(self.records_dir.glob("*.json"))
+        await asyncio.gather(*(self._attach_record(p) for p in sorted(self.records_dir.glob("*.json"))))
 
-        async def one(path: Path) -> None:
-            try:
-                data = json.loads(path.read_text())
-                handle = RuntimeHandle(**data["handle"])
-                spec = SandboxSpec(**data["spec"])
-            except (OSError, ValueError, KeyError) as exc:
-                log.warning("ignoring unreadable sandbox record %s: %s", path, exc)
+    async def _attach_record(self, path: Path, owner: bool = True) -> None:
+        """Hold the sandbox of one record file again. ``owner``: this worker owns the state dir and
+        releases what is left of a sandbox that is gone (an attached worker only looks)."""
+        try:
+            data = json.loads(path.read_text())
+            handle = RuntimeHandle(**data["handle"])
+            spec = SandboxSpec(**data["spec"])
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("ignoring unreadable sandbox record %s: %s", path, exc)
+            if owner:
                 path.unlink(missing_ok=True)
-                return
-            if handle.backend != self.backend_name:
-                log.warning("sandbox %s ran on %s, this worker uses %s: leaving it alone", spec.sandbox_id, handle.backend, self.backend_name)
-                return
-            if data.get("stopped"):
+            return
+        if handle.backend != self.backend_name:
+            log.warning("sandbox %s ran on %s, this worker uses %s: leaving it alone", spec.sandbox_id, handle.backend, self.backend_name)
+            return
+        if data.get("stopped"):
+            if owner:
                 self._stopped[spec.sandbox_id] = (handle, spec)
-                return
-            client = None
-            if await self.runtime.alive(handle):
-                try:
-                    client = await AgentClient.connect(handle.socket_path)
-                    await asyncio.wait_for(client.ping(), 10)
-                except (AgentGone, asyncio.TimeoutError) as exc:
-                    log.warning("sandbox %s runs but its agent does not answer (%s)", spec.sandbox_id, exc)
-                    if client is not None:
-                        client.close()
-                    client = None
-            if client is None:
+            return
+        client = None
+        if await self.runtime.alive(handle):
+            try:
+                client = await AgentClient.connect(handle.socket_path)
+                await asyncio.wait_for(client.ping(), 10)
+            except (AgentGone, asyncio.TimeoutError) as exc:
+                log.warning("sandbox %s runs but its agent does not answer (%s)", spec.sandbox_id, exc)
+                if client is not None:
+                    client.close()
+                client = None
+        if client is None:
+            if owner:
                 log.info("sandbox %s is gone; releasing what is left of it", spec.sandbox_id)
                 await self.runtime.destroy(handle)
                 path.unlink(missing_ok=True)
-                return
-            self._hold(Sandbox(spec.sandbox_id, handle, client, spec, bool(data.get("warm"))))
+            return
+        self._hold(Sandbox(spec.sandbox_id, handle, client, spec, bool(data.get("warm"))))
+        if owner:
             self.gpus.claim(spec.gpu_ids, spec.sandbox_id)
-            log.info("sandbox %s re-attached", spec.sandbox_id)
-
-        await asyncio.gather(*(one(p) for p in records))
+        log.info("sandbox %s %s", spec.sandbox_id, "re-attached" if owner else "attached (its admin owns it)")
