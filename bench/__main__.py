@@ -29,7 +29,6 @@ FULL_ONLY = ["soak", "density", "cluster", "fuzz"]
 NEEDS = {
     "envs": {"gem": "gem-llm"},
     "gym": {"numpy": "numpy", "gymnasium": "gymnasium", "mujoco": "gymnasium[mujoco]"},  # HalfCheetah
-    "training": {"pip": "pip"},  # the suites' data packages are installed with the host's pip
     "cluster": {"ray": "ray"},
     "fuzz": {"schemathesis": "schemathesis", "tests.fuzz.runner": "a source checkout (tests/)"},
 }
