@@ -45,7 +45,7 @@ def add_parser(sub) -> None:
         q.add_argument("--env", help="the ROCK config env the admin was started with")
         q.add_argument("--role", choices=["admin", "proxy"], help="only the admin, or only the proxies "
                                                                    "(default: stop all; status of the admin)")
-        q.add_argument("--port", type=int, help="with --role proxy: the proxy on this port")
+        q.add_argument("--port", type=int, help="only the admin or proxy on this port")
         q.set_defaults(func=fn)
     s.choices["stop"].add_argument("--timeout", type=float, default=30)
 
@@ -146,9 +146,16 @@ def _selected(args, settings: Settings) -> list[tuple[str, int]]:
     names = [] if args.role == "admin" else sorted(p.stem for p in state.glob("proxy-*.pid"))
     if args.port is not None:
         names = [n for n in names if n == process_name("proxy", args.port)]
-    if args.role != "proxy":
+    if args.role != "proxy" and (args.port is None or _port_of(state / "admin.json") == args.port):
         names.append("admin")
     return [(name, pid) for name in names if (pid := _live_pid(state / f"{name}.pid")) is not None]
+
+
+def _port_of(info: Path) -> int | None:
+    try:
+        return int(json.loads(info.read_text())["port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _stop_pid(pid: int, timeout: float) -> None:
