@@ -109,6 +109,13 @@ def test_admin_and_proxy_on_one_machine(backend, tmp_path):
         status = json.loads(_rock("--json", "admin", "status", *common, cwd=tmp_path).stdout)
         assert status["running"] and status["proxies"] == [f"proxy-{proxy_port}"]
 
+        # an id is a file name in the shared records dir: nothing a caller sends reaches one unrecorded
+        for bad in ("../admin", ".hidden", "records/x", "x" * 300):
+            r = httpx.post(proxy_url + API + "/execute", json={"sandbox_id": bad, "command": "id"})
+            assert r.status_code in (404, 422), r.text  # 422: the schema's own limit (length)
+            assert r.status_code == 422 or "not found" in r.text.lower(), r.text
+            assert httpx.get(proxy_url + API + "/get_status", params={"sandbox_id": bad}).status_code in (404, 422)
+
         # created through the admin (after the proxy started: the proxy attaches on first use)
         made = SyncSandbox(SandboxConfig(base_url=admin_url, memory="512m", cpus=0.5))
         made.start()

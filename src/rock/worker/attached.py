@@ -17,7 +17,7 @@ import logging
 from rock.errors import SandboxNotFound, SandboxNotRunning
 from rock.runtime.base import AGENT_SRC, ResourceStats
 from rock.worker.agent_client import AgentClient
-from rock.worker.worker import Sandbox, Worker
+from rock.worker.worker import Sandbox, Worker, usable_id
 
 log = logging.getLogger("rock.worker")
 
@@ -40,7 +40,7 @@ class AttachedWorker(Worker):
 
     async def _attach(self, sandbox_id: str) -> None:
         # Ids reach a file name here: only what the worker's own create accepts.
-        if not sandbox_id or "/" in sandbox_id or sandbox_id.startswith(".") or len(sandbox_id) > 128:
+        if not usable_id(sandbox_id):
             raise SandboxNotFound(f"no sandbox {sandbox_id!r}")
         path = self._record_path(sandbox_id)
         if not path.is_file():
@@ -66,6 +66,8 @@ class AttachedWorker(Worker):
         return await super().stats(sandbox_id)
 
     def _agent_lost(self, sandbox: Sandbox) -> None:
+        if sandbox.sandbox_id in self._own:
+            return super()._agent_lost(sandbox)
         # Stopped by its admin (or dead: the admin's own connection says so and it records why).
         if self._sandboxes.get(sandbox.sandbox_id) is sandbox:
             del self._sandboxes[sandbox.sandbox_id]

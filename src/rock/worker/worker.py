@@ -26,6 +26,11 @@ from rock.worker.pool import WarmPool, pool_key
 log = logging.getLogger("rock.worker")
 
 
+def usable_id(sandbox_id: str) -> bool:
+    """A sandbox id names files and directories (records, run dirs): no path tricks."""
+    return bool(sandbox_id) and "/" not in sandbox_id and not sandbox_id.startswith(".") and len(sandbox_id) <= 128
+
+
 class SandboxInfo(BaseModel):
     sandbox_id: str
     backend: str
@@ -137,7 +142,7 @@ class Worker:
         """Start a sandbox and return once its first command can run; idempotent per sandbox_id.
         (``timeout`` is for cluster placement, which may queue; a node starts at once.)"""
         sid = spec.sandbox_id
-        if not sid or "/" in sid or sid.startswith(".") or len(sid) > 128:
+        if not usable_id(sid):
             raise BadRequest("sandbox_id must be 1-128 characters, without '/' and not starting with '.'")
         if sid in self._sandboxes:
             return self.get(sid)
