@@ -4,7 +4,9 @@ restart_to_first_output  stop() then restart() -> first arun output, files kept 
                          start() -> first output on the same admin, in alternating blocks)
 proxy_http_round_trip    GET through /sandboxes/{id}/proxy to a server inside a sandbox without a
                          network, over the agent's TCP relay (floor: arun("echo hi") on the same
-                         sandbox: one request through the admin to the agent and back)
+                         sandbox: one request through the admin to the agent and back). The server
+                         speaks HTTP/1.1 with keep-alive, as real ones (uvicorn, vLLM, Jupyter) do,
+                         so the admin's kept-alive connection is what is timed
 """
 
 from __future__ import annotations
@@ -20,6 +22,17 @@ from rock.actions import CreateBashSessionRequest
 from rock.sdk.sandbox import Sandbox
 
 BLOCK = 25  # samples per block; blocks of the measured call and its floor alternate
+# The server in the sandbox: HTTP/1.1 with keep-alive and TCP_NODELAY, as uvicorn, vLLM and Jupyter
+# are (Python's plain http.server speaks HTTP/1.0, a connection per request).
+SERVER = b"""
+import http.server
+class H(http.server.SimpleHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", 8000), lambda *a: H(*a, directory="/srv")).serve_forever()
+"""
 
 
 async def _restart_to_first_output(sandbox: Sandbox) -> float:
@@ -41,8 +54,8 @@ async def _backend(ctx, backend: str) -> list[dict]:
         sandbox = Sandbox(_config(url))
         await sandbox.start()
         await sandbox.write_bytes("/srv/index.html", b"ok")
-        await sandbox.start_process(["python3", "-m", "http.server", "8000", "--bind", "127.0.0.1",
-                                     "--directory", "/srv"])
+        await sandbox.write_bytes("/srv/server.py", SERVER)
+        await sandbox.start_process(["python3", "/srv/server.py"])
         await _start_to_first_output(url)  # warm-up
 
         n = ctx.n(6, 30)
@@ -53,8 +66,7 @@ async def _backend(ctx, backend: str) -> list[dict]:
             fresh.append(await _start_to_first_output(url))
         records.append(record("restart_to_first_output", backend, restarts, floor_s=fresh))
 
-        await sandbox.start_process(["python3", "-m", "http.server", "8000", "--bind", "127.0.0.1",
-                                     "--directory", "/srv"])  # the restart ended the first server
+        await sandbox.start_process(["python3", "/srv/server.py"])  # the restart ended the first server
         await sandbox.create_session(CreateBashSessionRequest(session="e"))
         target = f"{url}/apis/envs/sandbox/v1/sandboxes/{sandbox.sandbox_id}/proxy/port/8000/index.html"
         n = ctx.n(100, 1000)

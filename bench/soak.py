@@ -3,8 +3,10 @@
 ``soak_lifecycles`` (per backend): ``n`` lifecycles (10,000 on bwrap and 1,000 on docker in the
 full run), ``failures``, ``leaks`` (containers, processes, cgroups and mounts of that admin left
 after its last stop) and the admin's resident memory at start and end (``admin_rss_mb_start``,
-``admin_rss_mb_end``, after a warm-up of 100 lifecycles): flat means no per-sandbox leak in the
-admin. p50/p99 are of one whole lifecycle. Concurrency ``CONCURRENCY`` lifecycles at a time.
+after a warm-up of 100 lifecycles, ``admin_rss_mb_end``), every 1,000 lifecycles
+(``admin_rss_mb_every_1000``) and ``admin_rss_growth_mb``: the end less the value after the
+first 1,000 (flat, within 10 MB, means no per-sandbox leak in the admin: it holds only live
+sandboxes; ended ones are in its store). p50/p99 are of one whole lifecycle. Concurrency ``CONCURRENCY`` lifecycles at a time.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ async def soak(ctx: Context, backend: str) -> dict:
     url = admin.start()
     pid = int((Path(admin.state) / "admin.pid").read_text())
     times, failures, errors = [], 0, []
-    rss_start = None
+    rss_start, rss_every = None, {}
     queue = iter(range(n + WARMUP))
     done = 0
 
@@ -82,7 +84,9 @@ async def soak(ctx: Context, backend: str) -> dict:
             if done == WARMUP:
                 rss_start = rss_mb(pid)
             if done % 1000 == 0:
-                ctx.progress(f"soak {backend}: {done} of {n + WARMUP} lifecycles, {failures} failed")
+                rss_every[done] = round(rss_mb(pid), 1)
+                ctx.progress(f"soak {backend}: {done} of {n + WARMUP} lifecycles, {failures} failed, "
+                             f"admin RSS {rss_every[done]} MB")
 
     try:
         await asyncio.gather(*(one_worker() for _ in range(CONCURRENCY)))
@@ -94,7 +98,9 @@ async def soak(ctx: Context, backend: str) -> dict:
     leaks = leftovers(state)
     return record("soak_lifecycles", backend, times, attempts=n, failures=failures, leaks=len(leaks),
                   leak_list=leaks[:10], errors=errors, admin_rss_mb_start=round(rss_start or 0.0, 1),
-                  admin_rss_mb_end=round(rss_end, 1), concurrency=CONCURRENCY)
+                  admin_rss_mb_end=round(rss_end, 1), admin_rss_mb_every_1000=rss_every,
+                  admin_rss_growth_mb=round(rss_end - rss_every[1000], 1) if 1000 in rss_every else None,
+                  concurrency=CONCURRENCY)
 
 
 async def run(ctx: Context) -> list[dict]:

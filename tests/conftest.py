@@ -50,7 +50,10 @@ ISOLATED_BACKENDS = BACKENDS[:2]
 @pytest.fixture
 def settings() -> Settings:
     state = Path(tempfile.mkdtemp(prefix="s", dir=SESSION_ROOT))
-    yield Settings(state_dir=state, backend="auto")
+    # Runtime-level tests start bwrap sandboxes on the host root (a spec without an image), on
+    # rootfs directories and tars, and with the host's network: an operator's choices
+    # (allow_host_paths, allow_host_network), made here; admins under test keep the defaults (off).
+    yield Settings(state_dir=state, backend="auto", allow_host_paths=True, allow_host_network=True)
     shutil.rmtree(state, ignore_errors=True)
 
 

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     backend: BackendName = "auto"
     state_dir: Path = Field(default_factory=_default_state_dir)
     default_image: str = "python:3.11"
+    # E2B's templateID -> image for the e2b front door; "base" is default_image unless set here
+    e2b_templates: dict[str, str] = Field(default_factory=dict, description="E2B template -> image")
     default_memory: str = "1g"
     default_cpus: float = 1.0
     pids_limit: int = 1024
@@ -52,6 +54,26 @@ class Settings(BaseSettings):
     max_memory: str | None = None
     warmup_images: list[str] = Field(default_factory=list)  # pulled when the admin starts
     proxy_timeout: float = 300.0  # read timeout of a request forwarded to a port inside a sandbox
+    # Trust (docs/security.md): what only an operator may widen. A sandbox image that is a host
+    # path ('/' = the host's own root on bwrap, a root filesystem directory or tar on the host)
+    # shows callers the host's files: off unless set.
+    allow_host_paths: bool = False
+    # A bwrap sandbox with network=true shares the host's network namespace: it reaches every
+    # service on the host's loopback (the admin, Ray, a database). Off unless set; the docker
+    # backend gives such a sandbox a network of its own.
+    allow_host_network: bool = False
+    # Env image requirements that name a direct URL ('name @ https://...'), a local path or a
+    # file: URL (read from the admin's host and copied into the build sandbox): off unless set.
+    allow_direct_requirements: bool = False
+    # The build sandbox of env images (pip runs there, never on the host): its limits and time.
+    build_memory: str = "4g"
+    build_cpus: float = Field(default=2.0, gt=0)
+    build_timeout: float = Field(default=1800.0, gt=0)
+    build_concurrency: int = Field(default=2, ge=1)  # env image builds at once per admin (the rest wait)
+    # Idle HTTP connections the port proxy keeps open per sandbox port, and for how long: a request
+    # on an open connection skips the relay's connect (a round trip to the agent, a thread there).
+    proxy_keepalive_connections: int = Field(default=8, ge=0)
+    proxy_keepalive_seconds: float = Field(default=30.0, gt=0)
     # which ROCK YAML file was read, and its settings that mean nothing here (rock.config_rock)
     rock_config_file: str | None = None
     rock_config_applied: list[str] = Field(default_factory=list)

@@ -102,6 +102,8 @@ def test_schema_security_is_what_the_admin_enforces(secured):
                     assert r.status_code == 401, (method, path, r.status_code, r.text)
                     if "/agentscope/" in path:  # AgentScope's own error shape
                         assert r.json()["success"] is False and "token" in r.json()["detail"]
+                    elif path.startswith(("/sandboxes", "/v2/sandboxes", "/snapshots")):  # E2B's (rock.admin.e2b)
+                        assert r.json()["code"] == 401 and "API key" in r.json()["message"]
                     else:
                         assert method == "head" or r.json()["result"]["error_type"] == "Unauthorized"
     assert closed > 80 and public == 5, (closed, public)

@@ -50,7 +50,7 @@ def test_embedded_admin_refuses_a_gpu_sandbox():
 
 
 async def test_gpu_handed_to_the_sandbox_and_back_on_failure():
-    worker = new_worker("bwrap", gpus="0")
+    worker = new_worker("bwrap", gpus="0", allow_host_paths=True)  # specs without an image: the host root
     await worker.start()
     try:
         spec = SandboxSpec(sandbox_id="gpu-1", gpus=1, memory_bytes=256 << 20)
@@ -66,7 +66,7 @@ async def test_gpu_handed_to_the_sandbox_and_back_on_failure():
 async def test_a_slow_zygote_still_reports_why_bwrap_gave_up():
     """bwrap fails on the missing device before the zygote forks the agent: the fork into the
     dead pid namespace fails (ENOMEM), and the reason shown must still be bwrap's."""
-    worker = new_worker("bwrap", gpus="0")
+    worker = new_worker("bwrap", gpus="0", allow_host_paths=True)  # specs without an image: the host root
     await worker.start()
     zygote = worker.runtime.zygote
     if zygote is None:

@@ -100,3 +100,26 @@ async def test_training_instance_ids_are_kept_replaced_and_deleted(store):
     await s.delete_instance("inst-1")
     await s.delete_instance("inst-1")  # deleting twice is fine
     assert [r["instance_id"] for r in await s.instances()] == ["inst-2"]
+
+
+async def test_pages_counts_and_due_records(store):
+    """What the admin reads of ended sandboxes, which it no longer holds in memory."""
+    s = await store()
+    rows = [SandboxRecord(sandbox_id=f"r{i}", owner="ns" if i % 2 else None, state=state, image=f"img{i % 3}",
+                          backend="bwrap", created_at=1000.0 + i, due_at=due)
+            for i, (state, due) in enumerate([("running", None), ("stopped", 50.0), ("stopped", 5000.0),
+                                              ("deleted", None), ("failed", None), ("archived", 70.0)])]
+    for r in rows:
+        await s.save(r)
+    page, total = await s.query(owner=None, exclude_deleted=True, offset=0, limit=2)
+    assert [r.sandbox_id for r in page] == ["r0", "r2"] and total == 3  # owner None: r0, r2, r4 (none deleted)
+    page, total = await s.query(owner="ns", newest_first=True, offset=1, limit=10)
+    assert [r.sandbox_id for r in page] == ["r3", "r1"] and total == 3
+    page, total = await s.query(filters={"state": "stopped", "image": "img1"})
+    assert [r.sandbox_id for r in page] == ["r1"] and total == 1
+    counts = {(c["state"], c["backend"], c["node_id"]): c["n"] for c in await s.counts()}
+    assert counts[("stopped", "bwrap", None)] == 2 and sum(counts.values()) == 6
+    assert sum(c["n"] for c in await s.counts(owner="ns")) == 3
+    assert await s.distinct("image", owner=None) == ["img0", "img1", "img2"]
+    assert [r.sandbox_id for r in await s.due(100.0)] == ["r1", "r5"]
+    assert await s.next_due() == 50.0

@@ -39,6 +39,13 @@ def base_url(admin, monkeypatch):
     return admin.url
 
 
+@pytest.fixture(autouse=True)
+def local_packages(admin, monkeypatch):
+    """HOSTILE_PKG is a local path: the operator's setting allows it here (tests/envs/test_trust.py
+    shows it refused by default)."""
+    monkeypatch.setattr(admin.ctx.settings, "allow_direct_requirements", True)
+
+
 def running(admin) -> set[str]:
     return {info.sandbox_id for info in admin.ctx.worker.list()}
 

@@ -39,6 +39,12 @@ expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "410", "42
 include-path-regex = "/envs/gem/(vec/)?make$"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "410", "422", "5xx"]
 
+# An env call's action or seed is whatever the env takes (the schema cannot know each env's
+# action space): an env whose own code raised on it is ROCK's 422 (EnvError), naming the exception.
+[[operations]]
+include-path-regex = "/envs/gem/(vec/)?(step|reset)$|/envs/gym/sessions/[^/]+/(step|reset)$"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "410", "422", "5xx"]
+
 # The port proxy is a gateway: 502 (nothing listens on that port inside the sandbox, or it hung
 # up) and 504 (it did not answer in time) are its declared answers about the sandbox's server,
 # not errors of the admin.
@@ -72,8 +78,12 @@ class FuzzRun:
 
 
 def start_fixture_sandbox(url: str, token: str | None) -> str:
-    """One running sandbox for the fuzzer to reach into (the hooks name it in some requests)."""
+    """One running sandbox for the fuzzer to reach into (the hooks name it in some requests).
+    The env catalog is probed first: a fresh state dir's first probe (a sandbox importing every
+    env, once per machine and gem version, then read from the state dir) is set-up, not the
+    latency of the route that happens to ask first."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    httpx.post(url + "/apis/v1/envs/gem/list", headers=headers, timeout=600).raise_for_status()
     r = httpx.post(url + SANDBOX_API + "/start", json={"memory": "256m", "auto_clear_seconds": 600},
                    headers=headers, timeout=120)
     r.raise_for_status()

@@ -8,7 +8,13 @@ import inspect
 import re
 import tempfile
 
+import jsonschema
+import pytest
 from fastapi.testclient import TestClient
+
+from rock.actions.sandbox import SandboxStartRequest
+from rock.admin.start_checks import check_start_request
+from rock.errors import BadRequest
 
 from rock.admin.app import create_app
 from rock.admin.openapi import api_routes
@@ -70,3 +76,37 @@ def test_405_lists_allowed_methods():
     r = client.put("/apis/envs/sandbox/v1/run_in_session")  # the hot path's route: only POST
     assert r.status_code == 405 and r.headers["allow"] == "POST"
     assert r.json()["status"] == "Failed" and "POST" in r.json()["message"]
+
+
+@pytest.mark.parametrize("body,refused", [
+    ({"registry_username": "u"}, "registry_username and registry_password go together"),
+    ({"registry_password": "p", "registry_username": ""}, "registry_username and registry_password go together"),
+    ({"auto_archive_seconds": 1, "auto_delete_seconds": 2}, "exclusive"),
+    ({"image_os": "windows"}, "Linux sandboxes only"),
+    ({"registry_username": "u", "registry_password": "p"}, None),
+    ({"registry_username": "", "registry_password": None, "auto_archive_seconds": 1, "auto_delete_seconds": None,
+      "image_os": " Linux "}, None),
+])
+def test_start_schema_says_what_the_start_checks_refuse(body, refused):
+    """What start_checks refuses of fields together is what the schema forbids (no schema-valid
+    start is refused for them, no refused one is schema-valid)."""
+    schema = _app().openapi()["paths"]["/apis/envs/sandbox/v1/start"]["post"]["requestBody"]["content"][
+        "application/json"]["schema"]
+    valid = jsonschema.Draft202012Validator(schema).is_valid(body)
+    req = SandboxStartRequest.model_validate(body)
+    if refused is None:
+        assert valid
+        check_start_request(req, "bwrap")
+    else:
+        assert not valid
+        with pytest.raises(BadRequest, match=refused):
+            check_start_request(req, "bwrap")
+
+
+def test_env_call_timeouts_are_bounded():
+    """A timeout past a day was a 500 (an overflow inside the env host); the schema bounds it and 422 says so."""
+    client = TestClient(_app())
+    for path, body in (("/apis/v1/envs/gym/sessions", {"source": "CartPole-v1", "timeout": 1.5e308}),
+                       ("/apis/v1/envs/gem/make", {"env_id": "game:GuessTheNumber-v0", "timeout": 1.5e308})):
+        r = client.post(path, json=body)
+        assert r.status_code == 422 and "timeout" in r.text, (path, r.status_code, r.text[:300])

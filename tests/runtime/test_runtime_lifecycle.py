@@ -105,7 +105,8 @@ async def test_sandbox_outlives_the_process_that_created_it(runtime, settings, n
         from rock.runtime import get_runtime_class
         from rock.runtime.base import SandboxSpec
         async def main():
-            rt = get_runtime_class({runtime.name!r})(Settings(state_dir={str(settings.state_dir)!r}), {runtime.owner!r})
+            rt = get_runtime_class({runtime.name!r})(Settings(state_dir={str(settings.state_dir)!r}, allow_host_paths=True),
+                                                     {runtime.owner!r})
             handle = await rt.create(SandboxSpec.model_validate_json(sys.argv[1]))
             print(handle.model_dump_json())
         asyncio.run(main())

@@ -29,11 +29,29 @@ class Echo(http.server.SimpleHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(reply)
 
+class KeepAlive(http.server.BaseHTTPRequestHandler):
+    # HTTP/1.1 with keep-alive; answers with the client's port, so a test sees which connection
+    # carried a request. An idle connection is closed by the server after 1 s.
+    protocol_version = "HTTP/1.1"
+    timeout = 1
+
+    def do_GET(self):
+        reply = str(self.client_address[1]).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, *args):
+        pass
+
 def ws(conn):
     for message in conn:
         conn.send(("echo:" + message) if isinstance(message, str) else b"bin:" + message)
 
 threading.Thread(target=lambda: serve(ws, "127.0.0.1", 8001).serve_forever(), daemon=True).start()
+threading.Thread(target=http.server.ThreadingHTTPServer(("127.0.0.1", 8002), KeepAlive).serve_forever,
+                 daemon=True).start()
 http.server.ThreadingHTTPServer(("127.0.0.1", 8000), lambda *a: Echo(*a, directory="/srv")).serve_forever()
 '''
 
@@ -81,6 +99,22 @@ async def test_http_to_a_port_inside_a_sandbox_without_network(served):
     assert r.status_code == 502 and "port 8009" in r.json()["message"]
     r = await http.get(f"{base}/portforward", params={"port": 8000})
     assert r.status_code == 426 and "WebSocket" in r.json()["message"]
+
+
+async def test_http_connections_are_kept_alive_and_renewed(served):
+    """Requests to one port ride one kept-alive connection into the sandbox (no relay connect per
+    request); one the server closed while idle is replaced, and the request still succeeds."""
+    sandbox, base, http = served
+    url = f"{base}/proxy/port/8002/"
+    clients = [(await http.get(url)).text for _ in range(5)]
+    assert all(c.isdigit() for c in clients), clients
+    assert len(set(clients)) == 1, f"each request opened a new connection: {clients}"
+    await asyncio.sleep(1.5)  # the server's idle timeout (1 s) passes: it closes the connection
+    r = await http.get(url)
+    assert r.status_code == 200 and r.text.isdigit() and r.text != clients[0], r.text
+    # many at once: each gets its own connection, and all answer
+    answers = await asyncio.gather(*(http.get(url) for _ in range(12)))
+    assert all(a.status_code == 200 and a.text.isdigit() for a in answers)
 
 
 async def test_websocket_and_raw_tcp(served):

@@ -66,7 +66,7 @@ async def test_warm_pool_hands_out_ready_sandboxes_and_refills(fresh_worker):
     assert (await agent.run("s", "echo warm")).output == "warm\n"
     await asyncio.wait_for(fresh_worker.pool.filled.wait(), 120)
     assert fresh_worker.pool.size() == 2
-    other = template.model_copy(update={"sandbox_id": _sid(), "network": True})
+    other = template.model_copy(update={"sandbox_id": _sid(), "cpus": 0.5})  # a spec the pool was not made for
     assert not (await fresh_worker.create(other)).warm
 
 

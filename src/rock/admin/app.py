@@ -13,8 +13,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from starlette.requests import Request
 
-from rock.admin import (errors, gem_routes, gym_routes, metrics, openapi, routes_data, routes_extra, routes_images,
+from rock.admin import (e2b, errors, gem_routes, gym_routes, metrics, openapi, routes_data, routes_extra, routes_images,
                         routes_lifecycle, routes_ports, routes_sandbox, routes_training, routes_ws, ui)
 from rock.admin.lifecycle import Lifecycle
 from rock.cluster import routes as cluster_routes
@@ -32,7 +33,7 @@ log = logging.getLogger("rock.admin")
 PUBLIC = {("GET", "/health"), ("GET", "/ui/login"), ("POST", "/ui/login"), ("POST", "/ui/logout"),
           ("GET", "/apis/v1/training/agentscope/healthz")}
 # Past the token gate: the UI's static assets, the schema and its viewers.
-OPEN_PATHS = ("/ui/static/", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
+OPEN_PATHS = ("/ui/static/", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", *e2b.OPEN_PATHS)
 
 
 async def _warm_up(images: list[str]) -> None:
@@ -121,9 +122,12 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     if settings.role == "admin":
         app.include_router(routes_training.router)
     app.include_router(cluster_routes.router(ctx), prefix=PREFIX)
+    e2b.install(app, ctx, control_plane=settings.role == "admin")
 
-    @app.get("/health", responses={200: {"model": RockResponse[dict]}})
-    async def health():
+    @app.get("/health", responses={200: {"model": RockResponse[dict]}, 204: {"description": "E2B's envd health"}})
+    async def health(request: Request):
+        if e2b.is_envd_health(request):  # the e2b SDK asks envd, on this address
+            return await e2b.health(ctx, request)
         return ok({"status": "ok", "role": settings.role, "backend": worker.backend_name,
                    "sandboxes": sum(1 for r in ctx.sandboxes.records.values() if r.state == "running"),
                    "uptime_seconds": round(time.time() - ctx.started_at, 3), "auth": ctx.auth.enabled,

@@ -44,7 +44,7 @@ class _Ours(BaseModel):
 class MakeRequest(_Compat):
     env_id: str = Field(min_length=1, max_length=256)
     kwargs: dict[str, Any] = Field(default_factory=dict)  # ours: reach the env's constructor
-    timeout: float | None = Field(default=None, gt=0)  # ours: per-call timeout inside the env
+    timeout: float | None = Field(default=None, gt=0, le=86400)  # ours: per-call timeout inside the env
 
 
 class HandleRequest(_Compat):
@@ -65,7 +65,7 @@ class VecMakeRequest(_Ours):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     vec_kwargs: list[dict[str, Any]] | None = None
     autoreset: str = "same_step"
-    timeout: float | None = Field(default=None, gt=0)
+    timeout: float | None = Field(default=None, gt=0, le=86400)
 
 
 class VecRequest(_Ours):
@@ -286,13 +286,13 @@ async def register(request: Request, replace: bool = False) -> Response:
     env = UserEnv.model_validate_json(await request.body())
     svc = service(request.app)
     runner = None if svc.catalog.is_cached("ids") else await svc.probe_runner(_owner(request))
-    return _json((await svc.catalog.register(env, runner, replace=replace)).model_dump())
+    return _json((await svc.catalog.register(env, runner, replace=replace, owner=_owner(request))).model_dump())
 
 
 @router.post(GEM + "/unregister", **_doc(UnregisterRequest, dict[str, Any], ()))
 async def unregister(request: Request) -> Response:
     req = UnregisterRequest.model_validate_json(await request.body())
-    return _json({"id": req.id, "removed": service(request.app).catalog.unregister(req.id)})
+    return _json({"id": req.id, "removed": service(request.app).catalog.unregister(req.id, _owner(request))})
 
 
 @router.get(GEM + "/hosted", **doc(result=dict[str, list[dict[str, Any]]], envelope=False))

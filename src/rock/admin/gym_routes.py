@@ -56,14 +56,14 @@ def sessions(app) -> GymSessions:
     svc = getattr(app.state, "rock_gym", None)
     if svc is None:
         ctx = app.state.rock
-        builder = ImageBuilder(ctx.settings.state_dir, ctx.settings.host_python)
+        builder = ImageBuilder(ctx.settings.state_dir, ctx.settings.host_python, ctx.settings)
         svc = app.state.rock_gym = GymSessions(gem_routes.service(app), builder, ctx.settings.default_image)
     return svc
 
 
 async def startup(app) -> None:
     """Made at start, not on first use: ``rock.make("gym:...")`` goes through the GEM routes."""
-    sessions(app)
+    await sessions(app).builder.reap()
 
 
 async def shutdown(app) -> None:

@@ -64,6 +64,8 @@ class Lifecycle:
         self._loop: asyncio.Task | None = None
         self._disk_checked = time.monotonic()
         sandboxes.events.subscribe(self._on_event)
+        # Stored with each record, so the timers find what is due in the store, not in memory.
+        sandboxes.deadline = lambda record: (transition_deadline(record, default_delete_seconds) or (None, None))[1]
 
     def _on_event(self, kind: str, record: SandboxRecord, info: dict) -> None:
         # However a sandbox gets deleted (route, UI, timer, env service), its archive image goes too.
@@ -77,7 +79,7 @@ class Lifecycle:
 
     async def restart(self, sandbox_id: str, owner: str | None) -> SandboxRecord:
         svc = self.svc
-        record = svc.get(sandbox_id, owner)
+        record = await svc.lookup(sandbox_id, owner)
         async with svc._lock(sandbox_id):
             if record.state in ("running", "pending"):
                 return record  # already up: restart is idempotent
@@ -96,11 +98,14 @@ class Lifecycle:
                     info = await self.worker.restart(sandbox_id, record.node_id)
             except Exception as exc:  # noqa: BLE001 - the reason goes to the record and the caller
                 reason = exc.message if isinstance(exc, RockError) and exc.message else f"{type(exc).__name__}: {exc}"
-                if isinstance(exc, SandboxNotFound):
-                    reason = f"its files were not kept ({self.worker.backend_name} backend)"
+                kept = not isinstance(exc, SandboxNotFound)
+                if not kept:  # stopped before its start finished, or a backend that keeps no files
+                    reason = f"its files were not kept ({self.worker.backend_name} backend); start a new sandbox"
                 await svc._transition(record, from_state if from_state == "stopped" else "failed", "restart_failed",
                                       reason)
-                raise SandboxStartError(f"sandbox {sandbox_id} could not be restarted: {reason}") from None
+                # Nothing to restart from is the sandbox's state (409), not a failure of the server.
+                raise (SandboxStartError if kept else Conflict)(f"sandbox {sandbox_id} could not be restarted: "
+                                                                f"{reason}") from None
             record.backend, record.host_name, record.host_ip = info.backend, info.host_name, info.host_ip
             record.node_id = info.node_id or record.node_id
             record.failure_reason = None
@@ -113,7 +118,7 @@ class Lifecycle:
 
     async def archive(self, sandbox_id: str, owner: str | None) -> SandboxRecord:
         svc = self.svc
-        record = svc.get(sandbox_id, owner)
+        record = await svc.lookup(sandbox_id, owner)
         async with svc._lock(sandbox_id):
             if record.state in ("archiving", "archived"):
                 return record
@@ -144,8 +149,8 @@ class Lifecycle:
 
     # -- commit ------------------------------------------------------------------------------
 
-    def commit_status(self, sandbox_id: str, owner: str | None) -> dict:
-        self.svc.get(sandbox_id, owner)
+    async def commit_status(self, sandbox_id: str, owner: str | None) -> dict:
+        await self.svc.lookup(sandbox_id, owner)
         status = self.commits.get(sandbox_id)
         if status is None:
             raise SandboxNotFound(f"sandbox {sandbox_id} has no commit in progress or finished since the admin started")
@@ -155,7 +160,7 @@ class Lifecycle:
                      password: str | None) -> dict:
         from rock.runtime.docker_images import claim_tag, split_tag
 
-        record = self.svc.get(sandbox_id, owner, include_deleted=False)
+        record = await self.svc.lookup(sandbox_id, owner, include_deleted=False)
         split_tag(image_tag)  # a bad tag is the caller's error, now, not a failed commit later
         await asyncio.to_thread(claim_tag, image_tag, owner or "")
         if record.state not in ("running", "stopped"):
@@ -175,7 +180,7 @@ class Lifecycle:
 
         began, stage = time.perf_counter(), "commit"
         try:
-            owner = self.svc.records.get(status["sandbox_id"])
+            owner = self.svc.known(status["sandbox_id"]) or await self.svc.store.get(status["sandbox_id"])
             image_id = await self.worker.commit(status["sandbox_id"], status["image_tag"],
                                                 owner.node_id if owner is not None else None)
             if has_registry(status["image_tag"]):
@@ -201,6 +206,14 @@ class Lifecycle:
         for record in list(self.svc.records.values()):
             if record.state == "archiving":  # the admin stopped while it archived: do it again
                 self._spawn(self._archive(record), f"archive-{record.sandbox_id}")
+        self._spawn(self._date_older_records(), "lifecycle-due-at")
+
+    async def _date_older_records(self) -> None:
+        """Stopped records written before records carried ``due_at`` get theirs (once)."""
+        rows, _ = await self.svc.store.query(states=("stopped", "archived"))
+        for record in rows:
+            if record.due_at is None and self.svc.deadline(record) is not None:
+                await self.svc._write(record, None, None)
 
     async def close(self) -> None:
         if self._loop is not None:
@@ -215,7 +228,7 @@ class Lifecycle:
     async def _run(self) -> None:
         while True:
             try:
-                await asyncio.sleep(self._next_check())
+                await asyncio.sleep(await self._next_check())
                 await self.transition_due()
                 if time.monotonic() - self._disk_checked >= DISK_CHECK_EVERY:
                     self._disk_checked = time.monotonic()
@@ -225,13 +238,9 @@ class Lifecycle:
             except Exception:  # noqa: BLE001 - the loop must outlive a bad round
                 log.exception("lifecycle round failed")
 
-    def _next_check(self) -> float:
-        now, soonest = time.time(), 5.0
-        for record in list(self.svc.records.values()):
-            due = transition_deadline(record, self.default_delete_seconds)
-            if due is not None:
-                soonest = min(soonest, due[1] - now)
-        return max(0.2, soonest)
+    async def _next_check(self) -> float:
+        due = await self.svc.store.next_due()
+        return max(0.2, min(5.0, due - time.time() if due is not None else 5.0))
 
     def _acts(self) -> bool:
         """With a store several admins share, only the reaper-lease holder runs timed transitions."""
@@ -241,7 +250,11 @@ class Lifecycle:
         if not self._acts():
             return
         now = time.time()
-        for record in list(self.svc.records.values()):
+        for row in await self.svc.store.due(now):
+            try:
+                record = await self.svc.lookup(row.sandbox_id, row.owner)
+            except SandboxNotFound:
+                continue
             due = transition_deadline(record, self.default_delete_seconds)
             if due is None or due[1] > now:
                 continue

@@ -18,7 +18,7 @@ MAX_STREAM_BODY = 16 << 30  # raw streaming routes: forwarded chunk by chunk
 def limit_for(path: str) -> int:
     if path.endswith(("/files/write", "/files/upload_tar", "/images/build")):
         return MAX_STREAM_BODY
-    if path.endswith("/upload"):
+    if path.endswith("/upload") or path == "/files":  # /files: E2B's uploads
         return MAX_UPLOAD_BODY
     return MAX_JSON_BODY
 

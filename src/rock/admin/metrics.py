@@ -57,6 +57,7 @@ class Metrics:
                                 "'timeout', 'internal' or 'lost')", ["backend", "reason"], registry=self.registry)
         self.pool = Counter("rock_warm_pool_requests", "Sandbox starts served from a warm pool (hit) or "
                             "started cold (miss)", ["backend", "result"], registry=self.registry)
+        self.counts: list[dict] = []  # records per state and backend, read from the store at each scrape
         self.registry.register(_Snapshot(self))
         self._window: deque[tuple[int, int]] = deque(maxlen=RATE_WINDOW_S + 1)
         self._second, self._in_second = 0, 0
@@ -104,6 +105,7 @@ class Metrics:
         async def metrics(request: Request):
             """Counters, histograms and gauges of this admin (Prometheus text format)."""
             self.ctx.owner(request)  # with tokens configured, a scrape needs one like any request
+            self.counts = await self.ctx.sandboxes.counts()  # ended sandboxes are counted in the store
             return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
         return api
@@ -161,9 +163,9 @@ class _Snapshot:
         ctx = self.m.ctx
         here = ctx.worker.backend_name
         counts = {(state, here): 0 for state in TRANSITIONS}
-        for r in list(ctx.sandboxes.records.values()):
-            key = (r.state, r.backend or here)
-            counts[key] = counts.get(key, 0) + 1
+        for c in self.m.counts:
+            key = (c["state"], c["backend"] or here)
+            counts[key] = counts.get(key, 0) + c["n"]
         g = GaugeMetricFamily("rock_sandboxes", "Sandbox records by state and backend", labels=["state", "backend"])
         for (state, backend), n in sorted(counts.items()):
             g.add_metric([state, backend], n)

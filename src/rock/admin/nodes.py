@@ -54,7 +54,7 @@ async def node_back(svc, name: str, sandbox_ids: list[str]) -> None:
 async def _stop_orphans(svc, name: str, present: set[str]) -> None:
     now = time.time()
     for sid in present:
-        record = svc.records.get(sid)
+        record = svc.known(sid) or await svc.store.get(sid)  # an ended record is in the store only
         if record is None:
             continue  # maybe another admin's create, not yet in our records
         ended = record.stopped_at or record.deleted_at or record.updated_at or now

@@ -44,7 +44,8 @@ WHY = {
     409: "the target is in a state that does not allow this (e.g. the sandbox is not running)",
     410: "the sandbox's agent is gone (the sandbox died)",
     413: "the request body exceeds this route's limit",
-    422: "invalid body or parameters: the field and the reason are named",
+    422: "invalid body or parameters: the field and the reason are named (an env call: the env's own code raised "
+         "on this input, named in the message)",
     426: "a WebSocket route: connect with an Upgrade",
     502: "the server inside the sandbox did not answer properly",
     503: "the sandbox could not start: the reason",
@@ -70,6 +71,15 @@ def body(model: type[BaseModel] | None = None, media: str = "application/json", 
     if description:
         out["description"] = description
     return out
+
+
+def tar_body(description: str) -> dict:
+    """A tar archive as the raw body. The server reads the bytes whatever the Content-Type says;
+    octet-stream is declared beside x-tar so that a client (or a fuzzer) without a tar encoder
+    can send one."""
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    return {"required": True, "description": description,
+            "content": {"application/x-tar": binary, "application/octet-stream": binary}}
 
 
 def params(model: type[BaseModel], where: str = "query") -> list[dict]:

@@ -18,7 +18,7 @@ from rock.actions.sandbox import (
 )
 from rock.actions.response import BashObservation
 from rock.admin.context import Ctx, check_path, ok, parse, query
-from rock.admin.openapi import SANDBOX, doc
+from rock.admin.openapi import SANDBOX, doc, tar_body
 from rock.admin.routes_data import observation, run_response
 from rock.admin.uploads import write_whole
 
@@ -120,7 +120,8 @@ def router(ctx: Ctx) -> APIRouter:
         return StreamingResponse(agent.tar_get(q.path), media_type="application/x-tar",
                                  headers={"content-disposition": f'attachment; filename="{name}.tar"'})
 
-    @api.put("/files/upload_tar", **doc(query=PathQuery, raw_body="application/x-tar", result=dict, codes=_PATHS))
+    @api.put("/files/upload_tar", **doc(query=PathQuery, result=dict, codes=_PATHS,
+                                        openapi_extra={"requestBody": tar_body("a tar unpacked at path")}))
     async def upload_tar(request: Request):
         q = query(request, PathQuery)
         agent = await ctx.agent(request, q.sandbox_id)

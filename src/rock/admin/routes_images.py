@@ -14,6 +14,7 @@ from starlette.requests import Request
 
 from rock.actions.response import RockResponse
 from rock.admin.context import Ctx, ok
+from rock.admin.openapi import tar_body
 from rock.errors import BadRequest
 
 log = logging.getLogger("rock.admin.images")
@@ -35,13 +36,14 @@ def router(ctx: Ctx) -> APIRouter:
 
     @api.post("/images/build", response_model=RockResponse[BuildResult], responses=ERRORS,
               summary="Build an image from a build context (a tar with a Dockerfile) in the request body",
-              openapi_extra={"requestBody": {"required": True, "content": {"application/x-tar": {
-                  "schema": {"type": "string", "format": "binary"}}}}})
+              openapi_extra={"requestBody": tar_body("the build context: a tar with the Dockerfile")})
     async def build(request: Request,
                     tag: str | None = Query(default=None, description="the image name; default: rock-build/<hash of "
                                             "the context>:latest, built once per content"),
-                    dockerfile: str = Query(default="Dockerfile", description="the Dockerfile's path in the context")):
-        from rock.runtime.docker_images import MADE_BY, build_image, claim_tag, present, split_tag
+                    dockerfile: str = Query(default="Dockerfile", max_length=1024, pattern=r"^[^/\x00][^\x00]*$",
+                                            description="the Dockerfile's path in the context (relative, no '..')")):
+        from rock.runtime.docker_images import MADE_BY, build_image, check_context, claim_tag, present, split_tag
+        from rock.worker.sizes import parse_memory
 
         owner = ctx.owner(request) or ""
         if tag is not None:
@@ -60,14 +62,17 @@ def router(ctx: Ctx) -> APIRouter:
 
                 image_id = (await asyncio.to_thread(client().inspect_image, image))["Id"]
                 return ok(BuildResult(image=image, image_id=image_id, cached=True, steps=[]).model_dump())
-            context.seek(0)
+            await asyncio.to_thread(check_context, context, dockerfile)
             steps: list[str] = []
 
             def say(text: str) -> None:
                 steps.append(text)
                 log.info("building %s: %s", image, text)
 
-            image_id = await asyncio.to_thread(build_image, context, image, dockerfile, {MADE_BY: owner}, None, say)
+            # RUN steps run in the engine's build containers: held to the admin's build limits
+            memory = parse_memory(ctx.settings.build_memory)
+            limits = {"memory": memory, "memswap": memory} if memory else None
+            image_id = await asyncio.to_thread(build_image, context, image, dockerfile, {MADE_BY: owner}, limits, say)
         return ok(BuildResult(image=image, image_id=image_id, cached=False, steps=steps).model_dump())
 
     return api

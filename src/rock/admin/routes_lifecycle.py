@@ -51,6 +51,6 @@ def router(ctx: Ctx, lifecycle: Lifecycle) -> APIRouter:
     @api.get("/commit/{sandbox_id}", response_model=RockResponse[CommitStatusResponse], responses=ERRORS,
              summary="The status of the sandbox's last commit")
     async def commit_status(request: Request, sandbox_id: str = SandboxPath):
-        return ok(lifecycle.commit_status(sandbox_id, ctx.owner(request)))
+        return ok(await lifecycle.commit_status(sandbox_id, ctx.owner(request)))
 
     return api

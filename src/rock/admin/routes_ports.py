@@ -42,6 +42,7 @@ TargetHeader = Header(default=None, alias="X-ROCK-Target-Port", description="the
 def router(ctx: Ctx) -> APIRouter:
     api = APIRouter()
     read_timeout = ctx.settings.proxy_timeout
+    pools = ports.Pools(ctx.settings.proxy_keepalive_connections, ctx.settings.proxy_keepalive_seconds)
 
     async def _http(request: Request, sandbox_id: str, path: str) -> Response:
         port, rest = ports.resolve_target(request.headers, request.query_params.get("rock_target_port"), path)
@@ -50,7 +51,7 @@ def router(ctx: Ctx) -> APIRouter:
         target = "/" + rest + (f"?{query}" if query else "")
         headers = ports.forwarded_headers(request.headers.items(), ctx.auth.enabled)
         try:
-            status, head, body, close = await ports.http_request(agent, port, request.method, target, headers,
+            status, head, body, close = await ports.http_request(pools, agent, port, request.method, target, headers,
                                                                  await request.body(), read_timeout)
         except RockError:
             raise

@@ -21,7 +21,7 @@ from rock.errors import SandboxNotFound
 # "lost" (its node went away; it may come back) is not in it either: "stopped" there, with the reason.
 _WIRE_STATE = {"failed": "stopped", "lost": "stopped"}
 # Never shown back: credentials, and bookkeeping that has its own status field.
-_PRIVATE_SPEC = {"registry_password", "registry_username", "archived_at", "env"}
+_PRIVATE_SPEC = {"registry_password", "registry_username", "archived_at", "env", "e2b_token"}
 _STAGE = {"pending": "running", "running": "success", "stopped": "success", "failed": "failed", "deleted": "success",
           "lost": "failed"}
 
@@ -146,14 +146,13 @@ def router(ctx: Ctx, write: bool = True) -> APIRouter:
     @api.get("/sandboxes", **doc(query=ListQuery, result=SandboxListResponse))
     async def list_sandboxes(request: Request):
         q = query(request, ListQuery)
-        items = [r for r in svc.visible(ctx.owner(request)) if _matches(r, q)]
-        items.sort(key=lambda r: r.created_at)
         start = (q.page - 1) * q.page_size
-        page = items[start:start + q.page_size]
+        filters = {name: getattr(q, name) for name in ("user_id", "experiment_id", "namespace", "image")}
+        page, total = await svc.page(ctx.owner(request), filters, q.state, False, start, q.page_size)
         hosted = gem_routes.hosted_envs(request.app)
         return ok({"items": [{**status_result(r, None, keep), "envs": hosted.get(r.sandbox_id, [])} for r in page],
-                   "total": len(items), "page": q.page,
-                   "page_size": q.page_size, "has_more": start + q.page_size < len(items)})
+                   "total": total, "page": q.page,
+                   "page_size": q.page_size, "has_more": start + q.page_size < total})
 
     @api.post("/sandboxes/batch", **doc(BatchStatusRequest, result=BatchStatuses))
     async def batch(request: Request):
@@ -161,25 +160,16 @@ def router(ctx: Ctx, write: bool = True) -> APIRouter:
         owner, statuses = ctx.owner(request), []
         for sandbox_id in req.sandbox_ids:
             try:
-                statuses.append(status_result(svc.get(sandbox_id, owner), None, keep))
+                statuses.append(status_result(await svc.lookup(sandbox_id, owner), None, keep))
             except SandboxNotFound:
                 continue  # ROCK's batch answers for what exists and skips the rest
         return ok({"statuses": statuses})
 
     @api.get("/sandboxes/{sandbox_id}/history", **doc(result=list[StateTransitionRecord], codes=(404,)))
     async def history(sandbox_id: str, request: Request):
-        record = svc.get(sandbox_id, ctx.owner(request))
+        record = await svc.lookup(sandbox_id, ctx.owner(request))
         return ok(status_result(record, await svc.store.history(sandbox_id))["state_history"])
 
     return api
 
-
-def _matches(r: SandboxRecord, q: ListQuery) -> bool:
-    if q.state is None and r.state == "deleted":
-        return False
-    for name in ("user_id", "experiment_id", "namespace", "image", "state"):
-        want = getattr(q, name)
-        if want is not None and getattr(r, name) != want:
-            return False
-    return True
 

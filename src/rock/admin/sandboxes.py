@@ -1,7 +1,10 @@
 """Sandbox lifecycle in the admin: records, the state machine, idempotent create, idle TTL.
 
-The records live in memory (the hot path reads them without I/O) and in the store (they
-survive restarts). The worker owns the actual sandboxes; this class keeps the two in step.
+Every record is in the store (it survives restarts and is shared); the records of sandboxes
+that run (``HELD`` states) are also in memory, where the hot path reads them without I/O, and
+so are the last few hundred ended ones a caller touched. Ended sandboxes are read from the
+store when asked for (status, listing, history, the UI), so a long-running admin holds only
+what is live. The worker owns the actual sandboxes; this class keeps the two in step.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ from rock.actions.sandbox import SandboxStartRequest, parse_memory
 from rock.admin import start_checks
 from rock.admin.commands import CommandLog
 from rock.admin.events import Events
+from rock.admin.held import HeldRecords
 from rock.admin.nodes import node_back, node_lost, sweep
-from rock.admin.store import COLUMNS, LIVE, TRANSITIONS, SandboxRecord, Store
+from rock.admin.store import HELD, LIVE, TRANSITIONS, SandboxRecord, Store
 from rock.config import Settings
 from rock.errors import BadRequest, Conflict, RockError, SandboxNotFound, SandboxNotRunning, SandboxStartError
-from rock.runtime.base import SandboxSpec
+from rock.runtime.base import SandboxSpec, host_network_refused, host_path_refused, is_host_path
 from rock.worker.gpus import wanted as gpus_wanted
 
 log = logging.getLogger("rock.admin")
@@ -29,26 +33,24 @@ log = logging.getLogger("rock.admin")
 # Exactly one admin process reaps (idle TTLs, abandoned starts, orphans): the holder of this lease.
 REAPER_LEASE = "reaper"
 LEASE_TTL = 5.0
-REFRESH_S = 0.5  # how often a process sharing the store pulls what others changed
 
 
-class Sandboxes:
+class Sandboxes(HeldRecords):
     def __init__(self, settings: Settings, worker, store: Store):
         self.settings = settings
         self.worker = worker
         self.store = store
-        self.records: dict[str, SandboxRecord] = {}
+        super().__init__()  # the records and what other processes write of them (rock.admin.held)
+        self.deadline = lambda record: None  # when a stopped record's next timed transition is (lifecycle sets it)
         self._starting: dict[str, asyncio.Task] = {}
         self._used: dict[str, float] = {}  # sandbox_id -> last use, not yet written to the store
         self._locks: dict[str, asyncio.Lock] = {}
         self._reaper: asyncio.Task | None = None
-        self._refresher: asyncio.Task | None = None
         self._saving: set[asyncio.Future] = set()
         self.events = Events()  # state changes and start results, for the UI and the metrics
         self.commands = CommandLog()
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.reaping = False  # this process holds the reaper lease
-        self._seen_at = 0.0  # the store's clock at the last refresh
         if hasattr(worker, "listeners"):
             worker.listeners.append(self)
 
@@ -58,7 +60,7 @@ class Sandboxes:
         """Make the records agree with what the worker actually runs (after a restart)."""
         known = {info.sandbox_id: info for info in self.worker.list()}
         now = time.time()
-        for record in await self.store.all():
+        for record in (await self.store.query(states=HELD))[0]:
             self.records[record.sandbox_id] = record
             info = known.get(record.sandbox_id)
             alive = info is not None and info.state == "running"
@@ -80,56 +82,13 @@ class Sandboxes:
                 log.warning("stopping sandbox %s: it has no live record (orphan)", sandbox_id)
                 await self._quiet_stop(sandbox_id)
         for sandbox_id in self.worker.stopped_ids():  # kept files whose record no longer wants them
-            record = self.records.get(sandbox_id)
+            record = self.known(sandbox_id) or await self.store.get(sandbox_id)
             if record is None or record.state not in ("stopped", "archiving"):
                 await self._quiet_stop(sandbox_id, record.node_id if record else None)
 
     def _node_live(self, node_id: str) -> bool:
         node = getattr(self.worker, "nodes", {}).get(node_id)
         return node is not None and node.live
-
-    async def load(self) -> None:
-        """Read the shared records and keep pulling what other processes change (a proxy, or an
-        admin beside other admins); writes stay with the admin that makes them."""
-        records, self._seen_at = await self.store.changed_since(0.0)
-        for record in records:
-            if record.state != "deleted":
-                self.records[record.sandbox_id] = record
-        self._refresher = asyncio.create_task(self._refresh_loop(), name="rock-refresh")
-
-    async def _refresh_loop(self) -> None:
-        while True:
-            await asyncio.sleep(REFRESH_S)
-            try:
-                # A write that committed late may carry an earlier time: look back a little.
-                records, self._seen_at = await self.store.changed_since(self._seen_at - 2.0)
-            except Exception as exc:  # noqa: BLE001 - the store may be briefly away; keep serving
-                log.warning("could not read the shared records: %s", exc)
-                continue
-            for row in records:
-                self._merge(row)
-
-    def _merge(self, row: SandboxRecord) -> None:
-        mine = self.records.get(row.sandbox_id)
-        if mine is None:
-            self.records[row.sandbox_id] = row
-        elif row.rev > mine.rev and row.sandbox_id not in self._starting:
-            used = max(mine.last_used_at, row.last_used_at)
-            for column in COLUMNS:
-                setattr(mine, column, getattr(row, column))
-            mine.last_used_at = used
-
-    async def lookup(self, sandbox_id: str, owner: str | None, include_deleted: bool = True) -> SandboxRecord:
-        """``get``, and when the record is not in memory and others write the store, read it there."""
-        if self.settings.role == "proxy" and not self.store.shared:
-            # The admin beside this proxy writes the embedded store: one row, read now, not up to
-            # a refresh late (a status right after the admin's start or stop answered).
-            await self._reread(sandbox_id)
-        elif sandbox_id not in self.records and self.store.shared:
-            row = await self.store.get(sandbox_id)
-            if row is not None and sandbox_id not in self.records:
-                self.records[sandbox_id] = row
-        return self.get(sandbox_id, owner, include_deleted)
 
     def start_reaper(self) -> None:
         self._reaper = asyncio.create_task(self._reap_loop(), name="rock-reaper")
@@ -164,12 +123,9 @@ class Sandboxes:
 
     # -- lookups (hot path) ------------------------------------------------------------------
 
-    def get(self, sandbox_id: str, owner: str | None, include_deleted: bool = True) -> SandboxRecord:
-        record = self.records.get(sandbox_id)
-        if record is None or record.owner != owner or (record.state == "deleted" and not include_deleted):
-            # Another namespace's sandbox is reported exactly like a missing one.
-            raise SandboxNotFound(f"sandbox {sandbox_id} not found")
-        return record
+    def save(self, record: SandboxRecord) -> None:
+        """Persist a changed field of a record (no state change), without waiting."""
+        self._save_soon(self._write(record, None, None))
 
     def touch(self, record: SandboxRecord) -> None:
         now = time.time()
@@ -186,28 +142,13 @@ class Sandboxes:
             if task is not None:  # still starting: the command waits for it instead of failing
                 await asyncio.shield(task)
             elif self.store.shared or self.settings.role == "proxy":
-                await self._reread(sandbox_id)  # another process changed it since our last refresh
+                # Another process changed it since our last refresh (its record object, if ours was dropped).
+                record = await self.reread(sandbox_id) or record
             if record.state != "running":
                 raise SandboxNotRunning(f"sandbox {sandbox_id} is {record.state}" + (
                     f": {record.failure_reason}" if record.failure_reason else ""))
         self.touch(record)
         return await self.worker.connect(sandbox_id, record.node_id)
-
-    async def _reread(self, sandbox_id: str) -> None:
-        """The store's copy of a record another process writes. A start the admin just answered
-        may still be on its way to an embedded store (SQLite writes land in the background): a
-        pending record is read again for up to a second."""
-        for _ in range(10):
-            row = await self.store.get(sandbox_id)
-            if row is not None:
-                self._merge(row)
-            record = self.records.get(sandbox_id)
-            if record is None or record.state != "pending" or self.store.shared:
-                return
-            await asyncio.sleep(0.1)
-
-    def visible(self, owner: str | None) -> list[SandboxRecord]:
-        return [r for r in self.records.values() if r.owner == owner]
 
     # -- create ------------------------------------------------------------------------------
 
@@ -217,16 +158,24 @@ class Sandboxes:
             lock = self._locks[sandbox_id] = asyncio.Lock()
         return lock
 
-    async def start(self, req: SandboxStartRequest, owner: str | None, meta: dict, wait: bool) -> SandboxRecord:
+    async def start(self, req: SandboxStartRequest, owner: str | None, meta: dict, wait: bool,
+                    extra_spec: dict | None = None) -> SandboxRecord:
+        """``extra_spec``: what a front door keeps with the record (E2B's metadata, its token)."""
         sandbox_id = req.sandbox_id or uuid.uuid4().hex
+        if is_host_path(req.image) and not self.settings.allow_host_paths:  # every path to a sandbox passes here
+            raise host_path_refused(req.image)
+        if req.network and self.worker.backend_name == "bwrap" and not self.settings.allow_host_network:
+            raise host_network_refused()
         # What no node could ever give is refused before anything is recorded.
         self.worker.check(self._spec(SandboxRecord(sandbox_id=sandbox_id, owner=owner, image=req.image), req))
         async with self._lock(sandbox_id):
-            record = self.records.get(sandbox_id)
+            record = self.known(sandbox_id)
+            if record is None and req.sandbox_id:  # a caller's id may name an ended sandbox
+                record = await self.store.get(sandbox_id)
             if record is not None and record.owner != owner:
                 raise Conflict(f"sandbox id {sandbox_id} is already taken")
             if record is None or record.state not in LIVE:
-                record = self._new_record(sandbox_id, req, owner, meta, record)
+                record = self._new_record(sandbox_id, req, owner, meta, record, extra_spec)
                 self._starting[sandbox_id] = asyncio.create_task(self._create(record, req), name=f"create-{sandbox_id}")
             # else: a caller-chosen id that is pending or running: create is idempotent
         task = self._starting.get(sandbox_id)
@@ -237,7 +186,7 @@ class Sandboxes:
         return record
 
     def _new_record(self, sandbox_id: str, req: SandboxStartRequest, owner: str | None, meta: dict,
-                    old: SandboxRecord | None) -> SandboxRecord:
+                    old: SandboxRecord | None, extra_spec: dict | None = None) -> SandboxRecord:
         ttl = req.ttl_seconds()
         record = SandboxRecord(
             sandbox_id=sandbox_id, owner=owner, state="pending",
@@ -246,9 +195,9 @@ class Sandboxes:
             image=req.image or self.settings.default_image,
             cpus=req.cpus, memory=req.memory,
             auto_clear_seconds=self.settings.default_auto_clear_seconds if ttl is None else ttl,
-            spec=req.model_dump(exclude_none=True, exclude={"wait"}),
+            spec={**req.model_dump(exclude_none=True, exclude={"wait"}), **(extra_spec or {})},
         )
-        self.records[sandbox_id] = record
+        self._place(record)
         event, from_state = ("create", None) if old is None else ("recreate", old.state)
         # Written while the sandbox starts: a crash before "running" is on disk is a pending
         # record with a live sandbox, which reconcile marks running after the restart.
@@ -347,14 +296,24 @@ class Sandboxes:
         self.events.emit("state", record, from_state=before, event=event)
         if to == "deleted":
             self.commands.forget(record.sandbox_id)
-        return self._write(record, before, event, message)
+        saved = self._write(record, before, event, message)
+        self._place(record)
+        return saved
 
     def _write(self, record: SandboxRecord, before: str | None, event: str | None, message: str | None = None) -> asyncio.Future:
+        sid = record.sandbox_id
+        record.due_at = self.deadline(record)
         saved = self.store.save(record, before, event, message)
+        self._unsaved[sid] = self._unsaved.get(sid, 0) + 1
 
         def stored(f: asyncio.Future) -> None:  # our own write comes back from a refresh as nothing new
+            left = self._unsaved.pop(sid, 1) - 1
+            if left:
+                self._unsaved[sid] = left
             if not f.cancelled() and f.exception() is None and f.result():
                 record.rev = max(record.rev, f.result())
+            if not left and sid in self._ended:
+                self._trim()
 
         saved.add_done_callback(stored)
         return saved

@@ -11,6 +11,7 @@ import os
 
 from rock.actions.sandbox import SandboxStartRequest
 from rock.errors import BadRequest
+from rock.runtime.base import host_path_refused, is_host_path
 
 
 @functools.lru_cache(maxsize=1)
@@ -46,7 +47,9 @@ def check_start_request(req: SandboxStartRequest, backend: str, settings=None) -
                          "archived after a while or deleted after a while; set one")
     if bool(req.registry_username) != bool(req.registry_password):
         raise BadRequest("registry_username and registry_password go together: set both to log in, or neither")
-    if req.image and os.path.isdir(req.image) and backend == "docker":
+    if is_host_path(req.image) and settings is not None and not settings.allow_host_paths:
+        raise host_path_refused(req.image)  # before any look at the host's files (isdir below)
+    if is_host_path(req.image) and os.path.isdir(req.image) and backend == "docker":
         raise BadRequest(f"image {req.image!r} is a directory: a root filesystem directory is a bwrap image; "
                          "the docker backend needs an image name")
 

@@ -14,16 +14,13 @@ Isolation between the envs of one host:
   the observations of one env do not depend on what the other envs of the host do.
 
 Standard library only at import time (it may run under any image's python3). Its siblings
-(``protocol``, ``envguard``, ``envrng``) are loaded by path, see ``_sibling``.
+(``protocol``, ``envguard``, ``envrng``, ``envcodec``) are loaded by path, see ``_sibling``.
 """
 
 import functools
 import importlib
 import importlib.util
-import json
 import os
-import signal
-import socket
 import sys
 import time
 
@@ -44,77 +41,10 @@ RESET_FIELDS, STEP_FIELDS = protocol.RESET_FIELDS, protocol.STEP_FIELDS
 envguard = _sibling("envguard")
 RngIsolation = _sibling("envrng").RngIsolation
 Failure, Guard, describe = envguard.Failure, envguard.Guard, envguard.describe
-
-
-def jsonable(value):
-    """json.dumps fallback: numpy scalars/arrays, tuples of them, anything else as its str."""
-    item = getattr(value, "item", None)
-    if callable(item) and getattr(value, "ndim", 1) == 0:
-        return item()
-    tolist = getattr(value, "tolist", None)
-    if callable(tolist):
-        return tolist()
-    if isinstance(value, (set, frozenset)):
-        return sorted(value, key=str)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
-_encode = json.JSONEncoder(default=jsonable, separators=(",", ":")).encode  # made once: json.dumps makes one a call
-
-try:  # optional, when the env's python has it: encodes a batch's text ~6x faster than json
-    import orjson
-
-    _fast_encode = functools.partial(orjson.dumps, default=jsonable,
-                                     option=orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME)
-except ImportError:
-    _fast_encode = None
-
-
-def dumps(obj):
-    if _fast_encode is not None:
-        try:
-            data = _fast_encode(obj)
-        except TypeError:  # non-str keys, huge ints, lone surrogates: json's rules apply
-            pass
-        else:
-            # orjson writes NaN and Infinity as null, where json keeps them (the SDK reads both):
-            # with any null in it, the batch is encoded again by json, which is exact.
-            if b"null" not in data:
-                return data
-    return _encode(obj).encode()
-
-
-def offline_nltk():
-    """gem's word games call nltk.download('words') in their constructors. There is no network
-    at run time: answer from the local data (NLTK_DATA) instead of trying the internet."""
-    nltk = sys.modules.get("nltk")
-    if nltk is None or getattr(nltk.download, "_rock_offline", False):
-        return
-
-    def download(info_or_id=None, *args, **kwargs):
-        for kind in ("corpora", "tokenizers", "taggers", "models", "misc"):
-            try:
-                nltk.data.find("%s/%s" % (kind, info_or_id))
-                return True
-            except LookupError:
-                continue
-        return False
-
-    download._rock_offline = True
-    nltk.download = download
-
-
-def columns(rows, fields, errors):
-    """Tuples of ``fields`` (None for a failed row) as one list per field, plus the errors."""
-    if errors:
-        blank = (None,) * len(fields)
-        rows = [blank if row is None else row for row in rows]
-    cols = dict(zip(fields, map(list, zip(*rows)))) if rows else {f: [] for f in fields}
-    if errors:
-        cols["errors"] = errors
-    return cols
+envcodec = _sibling("envcodec")
+# Re-exported: tests and the reference encoder use them from here.
+jsonable, dumps, columns, offline_nltk = envcodec.jsonable, envcodec.dumps, envcodec.columns, envcodec.offline_nltk
+_encode, _fast_encode = envcodec._encode, envcodec._fast_encode
 
 
 class Env:
@@ -395,103 +325,8 @@ class Host:
         return protocol.encode({"id": meta["id"], "ok": False, "error": error})
 
 
-def _die_with_parent():
-    # If the agent dies, a host stuck in env code would never read EOF: let the kernel kill it.
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
-def _write_all(fd, data):
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _options(argv):
-    opts = {"socket": None, "busy-fd": None}
-    for key, value in zip(argv[::2], argv[1::2]):
-        opts[key.lstrip("-")] = value
-    return opts
-
-
-class Peer:
-    """A connection to the host: the agent's pipes, or a client on the host's own socket."""
-
-    def __init__(self, rfd, wfd, sock=None):
-        self.rfd, self.wfd, self.sock = rfd, wfd, sock
-        self.reader = protocol.FrameReader()
-
-    def send(self, data):
-        if self.sock is not None:
-            self.sock.sendall(data)
-        else:
-            _write_all(self.wfd, data)
-
-
 def serve(argv):
-    """Answer the agent on stdin/stdout and, with --socket, the worker directly: the worker's
-    reset/step/batch then skip a hop through the agent (one process wake-up less per step)."""
-    opts = _options(argv)
-    # Keep private copies of the pipes for the protocol; env code gets /dev/null and stderr.
-    agent = Peer(os.dup(0), os.dup(1))
-    devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
-    os.dup2(2, 1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
-    try:  # before RngIsolation looks for it; every gem env needs it anyway
-        import numpy  # noqa: F401
-    except ImportError:
-        pass
-    busy = None
-    if opts["busy-fd"] is not None:
-        import mmap
-
-        busy = mmap.mmap(int(opts["busy-fd"]), envguard.BUSY.size)
-    host = Host(busy)
-    signal.signal(signal.SIGALRM, host.guard.on_alarm)
-    import selectors
-
-    sel = selectors.DefaultSelector()
-    sel.register(agent.rfd, selectors.EVENT_READ, agent)
-    listener = None
-    if opts["socket"]:
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o177)
-        listener.bind(opts["socket"])
-        os.umask(old)
-        listener.listen(64)
-        sel.register(listener, selectors.EVENT_READ, None)
-    agent.send(protocol.encode({"id": 0, "event": "ready", "pid": os.getpid(), "socket": opts["socket"]}))
-    while True:
-        for key, _ in sel.select():
-            peer = key.data
-            if peer is None:
-                conn, _ = listener.accept()
-                sel.register(conn, selectors.EVENT_READ, Peer(conn.fileno(), conn.fileno(), conn))
-                continue
-            try:
-                data = os.read(peer.rfd, 1 << 20)
-            except OSError:
-                data = b""
-            if not data:
-                if peer is agent:
-                    return  # the agent is gone: so are we
-                sel.unregister(peer.rfd)
-                peer.sock.close()
-                continue
-            try:
-                for meta, body in peer.reader.feed(data):
-                    peer.send(host.handle(meta, body))
-            except (OSError, protocol.ProtocolError):
-                if peer is agent:
-                    return
-                sel.unregister(peer.rfd)
-                peer.sock.close()
+    _sibling("envserve").serve(argv, Host, protocol, envguard.BUSY.size)
 
 
 if __name__ == "__main__":

@@ -225,7 +225,8 @@ def _ping(req):
 # Op prefixes and the module that serves them. Only ``sessions`` is imported at start-up: the
 # rest load on first use, keeping the sandbox's start -> first output path short.
 LAZY_MODULES = {"exec": "procs", "proc.": "procs", "file.": "files", "tar.": "files", "stats": "stats", "env.": "envs",
-                 "tcp.": "tcprelay"}
+                 "tcp.": "tcprelay", "envd.": "envd", "envdfs.": "envdfs",
+                 "kernel.": "kernel"}
 
 
 def build_agent():

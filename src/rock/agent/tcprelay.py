@@ -32,9 +32,33 @@ def _open(port, host):
                 break
             continue
         sock.settimeout(None)
+        _nodelay(sock)
         return sock
     reason = getattr(last, "strerror", None) or str(last)
     raise OpError("ConnectionRefused", "nothing accepts connections on port %d inside the sandbox (%s)" % (port, reason))
+
+
+# A server that writes an answer in two pieces without TCP_NODELAY (Python's http.server: headers,
+# then body) holds the second piece until the first is acknowledged, and Linux delays that
+# acknowledgement up to 40 ms: on a kept-alive connection every answer would wait that long. The
+# relay acknowledges at once (quick-ack is one-shot in the kernel, so it is set again after each
+# read) and sends its own pieces at once.
+_QUICKACK = getattr(_socket, "TCP_QUICKACK", None)
+
+
+def _nodelay(sock):
+    try:
+        sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+    except OSError:
+        pass
+
+
+def _quickack(sock):
+    if _QUICKACK is not None:
+        try:
+            sock.setsockopt(_socket.IPPROTO_TCP, _QUICKACK, 1)
+        except OSError:
+            pass
 
 
 def _connect(req):
@@ -52,6 +76,7 @@ def _connect(req):
                 data = sock.recv(READ_SIZE)
                 if not data:
                     break
+                _quickack(sock)
                 req.event("data", None, data)
         except OSError:
             pass

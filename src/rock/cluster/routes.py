@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import collections
 import os
-import shutil
 import socket
 
 from fastapi import APIRouter
@@ -52,8 +51,7 @@ def _embedded(ctx: Ctx) -> list[dict]:
     specs = worker.specs()
     reserved = Resources(cpus=sum(s.cpus or 0 for s in specs), memory_bytes=sum(s.memory_bytes or 0 for s in specs),
                          gpus=sum(len(s.gpu_ids) for s in specs))
-    capacity = Resources(cpus=float(os.cpu_count() or 1), memory_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
-                         gpus=worker.gpus.total, disk_bytes=shutil.disk_usage(ctx.settings.state_dir).free)
+    capacity = worker.capacity()
     return [{"name": "local", "live": True, "host_name": socket.gethostname(), "ip": "127.0.0.1",
              "backend": worker.backend_name, "labels": ctx.settings.node_labels, "capacity": capacity,
              "reserved": reserved, "free": capacity - reserved, "loadavg": os.getloadavg()[0], "sandboxes": len(specs)}]
@@ -68,9 +66,9 @@ def router(ctx: Ctx) -> APIRouter:
         clustered = hasattr(ctx.worker, "nodes")
         nodes = ctx.worker.status() if clustered else _embedded(ctx)
         states: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-        for record in ctx.sandboxes.records.values():
-            if record.state != "deleted":
-                states[record.node_id or "local"][record.state] += 1
+        for row in await ctx.sandboxes.counts():
+            if row["state"] != "deleted":
+                states[row["node_id"] or "local"][row["state"]] += row["n"]
         result = ClusterStatus(
             mode="cluster" if clustered else "embedded", placement=ctx.settings.placement,
             overcommit=ctx.settings.overcommit,

@@ -112,6 +112,7 @@ class Catalog:
         self.python = python
         self.registry_path = self.dir / "registry.json"
         self._user: dict[str, UserEnv] = {}
+        self._owners: dict[str, str | None] = {}  # env id -> the namespace that registered it
         self._user_mtime: int | None = None
         self._probes: dict[str, dict] = {}
         self._locks = {"deep": asyncio.Lock(), "ids": asyncio.Lock()}
@@ -123,31 +124,43 @@ class Catalog:
         try:
             mtime = self.registry_path.stat().st_mtime_ns
         except FileNotFoundError:
-            self._user, self._user_mtime = {}, None
+            self._user, self._owners, self._user_mtime = {}, {}, None
             return self._user
         if mtime != self._user_mtime:
             data = json.loads(self.registry_path.read_text() or "[]")
+            self._owners = {e["id"]: e.pop("_owner", None) for e in data}
             self._user = {e["id"]: UserEnv(**e) for e in data}
             self._user_mtime = mtime
         return self._user
 
     def _save_user(self, envs: dict[str, UserEnv]) -> None:
         tmp = self.registry_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps([e.model_dump() for e in envs.values()], indent=1))
+        tmp.write_text(json.dumps([{**e.model_dump(), "_owner": self._owners.get(i)} for i, e in envs.items()], indent=1))
         os.replace(tmp, self.registry_path)
 
-    async def register(self, env: UserEnv, runner: Runner | None = None, replace: bool = False) -> UserEnv:
+    def _mine(self, env_id: str, owner: str | None) -> None:
+        """Only the namespace that registered an id changes it: another one would choose the code
+        that namespace's env sandboxes run."""
+        if env_id in self.user_envs() and self._owners.get(env_id) != owner:
+            raise EnvError(f"env id {env_id!r} is registered by another namespace; register yours under another id",
+                           "BadRequest")
+
+    async def register(self, env: UserEnv, runner: Runner | None = None, replace: bool = False,
+                       owner: str | None = None) -> UserEnv:
         gem_ids = {e["id"] for e in (await self.probe("ids", runner))["envs"]}
         if env.id in gem_ids:
             raise EnvError(f"{env.id!r} is a gem env id; register your env under another id", "BadRequest")
+        self._mine(env.id, owner)
         envs = dict(self.user_envs())
         if env.id in envs and not replace and envs[env.id] != env:
             raise EnvError(f"env id {env.id!r} is already registered (pass replace to change it)", "BadRequest")
         envs[env.id] = env
+        self._owners[env.id] = owner
         self._save_user(envs)
         return env
 
-    def unregister(self, env_id: str) -> bool:
+    def unregister(self, env_id: str, owner: str | None = None) -> bool:
+        self._mine(env_id, owner)
         envs = dict(self.user_envs())
         if envs.pop(env_id, None) is None:
             return False

@@ -66,7 +66,8 @@ class GymSessionRequest(GymImageRequest):
     kwargs: dict = Field(default_factory=dict, description="keyword arguments of the env's constructor (gym.make)")
     lease: float | None = Field(default=None, gt=0, le=86400, description="seconds without a keepalive before the "
                                 "session is closed (default: the admin's gym_lease)")
-    timeout: float | None = Field(default=None, gt=0, description="per call inside the env (make, reset, step)")
+    timeout: float | None = Field(default=None, gt=0, le=86400, description="per call inside the env (make, reset, "
+                                  "step), seconds: at most a day")
 
 
 class GymSessionInfo(BaseModel):
@@ -128,6 +129,7 @@ class GymSessions:
             packages.append("gymnasium")  # the env host's vector envs and spaces are gymnasium's
         spec = EnvImageSpec(base=base, packages=packages, imports=list(req.imports or []),
                             build_memory=req.build_memory)
+        self.builder.check(spec)  # a 400 for what is not a requirement or a module name, before any build
         return spec, make
 
     def _hf_error(self, req: GymImageRequest) -> EnvError:

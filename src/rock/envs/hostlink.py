@@ -22,6 +22,7 @@ import time
 
 from rock.agent import protocol
 from rock.errors import AgentGone
+from rock.runtime.base import check_peer
 from rock.worker.agent_client import _error as agent_error
 
 POLL_S = 0.0003  # long enough for a host that has to wake up and step a simple game
@@ -40,15 +41,21 @@ class HostLink:
         loop.add_reader(sock.fileno(), self._readable)
 
     @classmethod
-    async def connect(cls, path: str) -> "HostLink":
+    async def connect(cls, path: str, handle=None) -> "HostLink":
+        """``handle``: the sandbox's RuntimeHandle; the process answering must be inside it."""
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.setblocking(False)
         try:
             await loop.sock_connect(sock, path)
+            if handle is not None:
+                check_peer(sock, handle)
         except OSError as exc:
             sock.close()
             raise AgentGone(f"cannot reach the env host at {path}: {exc.strerror or exc}") from None
+        except BaseException:
+            sock.close()
+            raise
         return cls(sock, loop)
 
     async def call(self, op: str, args: dict, poll: bool = False, body: bytes = b"") -> bytes:

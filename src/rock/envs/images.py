@@ -1,11 +1,13 @@
 """Derived env images: a base image plus pip packages (and optional files), built once and cached.
 
-Sandboxes have no network, so what an env needs is installed on the host: the host's pip
-installs the packages into a ``--target`` folder, which becomes ``SITE`` in an image built
-``FROM`` the base image. Inside a sandbox the env host runs the host's interpreter (its prefix is
-mounted read-only at the same path in every docker and bwrap sandbox) with ``SITE`` on its path,
-so the wheels pip chose on the host are the right ones inside. bwrap runs the same image through
-its rootfs export, like any image.
+Sandboxes have no network, so what an env needs is installed beforehand, in a build sandbox of
+the base image (``build_sandbox.py``: its own filesystem, limits, a time limit, the network only
+there, pip as an unprivileged user): the host's interpreter (mounted read-only in every sandbox)
+runs pip there with ``--target SITE``, and ``SITE`` comes back as a tar that becomes the image,
+built ``FROM`` the base image. Nothing a caller names is installed, built or imported on the
+host. Inside a sandbox the env host runs the same interpreter with ``SITE`` on its path, so the
+wheels pip chose are the right ones. bwrap runs the image through its rootfs export, like any
+image. Import checks run in a sandbox of the built image, without a network.
 
 The tag is a hash of everything that decides the content: the base image's id, the packages,
 the imports, the files, and the interpreter's version. A second request for the same content
@@ -21,7 +23,7 @@ import io
 import json
 import logging
 import os
-import shutil
+import socket
 import subprocess
 import sys
 import tarfile
@@ -32,7 +34,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from rock.envs.build_sandbox import CHECK, WORK, BuildSandbox, build_spec, pip_env
 from rock.envs.errors import EnvError
+from rock.envs.requirements import Wanted, check_import, check_requirement, pip_option
 
 log = logging.getLogger("rock.envs.images")
 
@@ -58,11 +62,9 @@ class EnvImageSpec(BaseModel):
     @field_validator("packages")
     @classmethod
     def _requirements_only(cls, packages: list[str]) -> list[str]:
-        # pip options in the list would change how everything is installed (and from where).
         for p in packages:
-            if p.strip().startswith("-"):
-                raise ValueError(f"{p!r} is a pip option, not a package; packages are requirements like "
-                                 f"'numpy>=1.26' (no_deps=true for --no-deps)")
+            if (why := pip_option(p)) is not None:
+                raise ValueError(why)
         return packages
 
 
@@ -97,14 +99,21 @@ def content_key(spec: EnvImageSpec, base_id: str, python_version: str) -> str:
 
 
 class ImageBuilder:
-    """Builds and finds env images with the docker engine. One per process is enough."""
+    """Builds and finds env images with the docker engine, installing and checking in sandboxes of
+    that engine (whatever the admin's backend: a bwrap sandbox with a network shares the host's
+    network namespace, and a build needs a network). One per process is enough."""
 
-    def __init__(self, state_dir: Path, python: str | None = None):
+    def __init__(self, state_dir: Path, python: str | None = None, settings=None):
+        from rock.config import Settings
+
         self.dir = Path(state_dir) / "env-images"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.python = python or os.path.realpath(sys.executable)
+        self._runtime = None
+        self.settings = settings or Settings()
         self._version: str | None = None
         self._locks: dict[str, asyncio.Lock] = {}
+        self._slots: asyncio.Semaphore | None = None  # builds at once (each holds build_memory)
         self._client = None
 
     def client(self):
@@ -116,6 +125,16 @@ class ImageBuilder:
             except Exception as exc:  # noqa: BLE001 - the engine's own words go to the caller
                 raise EnvError(f"env images need a docker engine, and none answers: {exc}", "EnvUnavailable") from None
         return self._client
+
+    def check(self, spec: EnvImageSpec) -> list[Wanted]:
+        """The spec's requirements as pip will get them; a 400 for what is not a requirement, not
+        a module name, or a direct URL / local path the operator has not allowed."""
+        for name in spec.imports:
+            check_import(name)
+        if spec.build_memory and _bytes(spec.build_memory) > _bytes(self.settings.build_memory):
+            raise EnvError(f"build_memory={spec.build_memory}: this admin's builds get at most "
+                           f"{self.settings.build_memory} (the setting build_memory)", "BadRequest")
+        return [check_requirement(p, self.settings.allow_direct_requirements) for p in spec.packages]
 
     async def tag(self, spec: EnvImageSpec) -> str:
         """The tag the image of ``spec`` has (or will have once built)."""
@@ -132,27 +151,55 @@ class ImageBuilder:
     async def ensure(self, spec: EnvImageSpec, progress: Progress | None = None) -> EnvImage:
         """The image for ``spec``: found, or built (with ``progress`` lines) and then found."""
         say = progress or (lambda line: None)
+        wanted = self.check(spec)
         t0 = time.perf_counter()
         tag = await self.tag(spec)
-        if await asyncio.to_thread(self._exists, tag):
+        lock = self._locks.setdefault(tag, asyncio.Lock())
+        # While a build holds the lock its tag may exist before its imports are checked.
+        if not lock.locked() and await asyncio.to_thread(self._exists, tag):
             return EnvImage(tag=tag, python=self.python)
-        async with self._locks.setdefault(tag, asyncio.Lock()):
+        async with lock:
             # Another admin process may be building the same image: one build per tag on this host.
-            lock = await asyncio.to_thread(self._file_lock, tag)
+            flock = await asyncio.to_thread(self._file_lock, tag)
             try:
                 if not await asyncio.to_thread(self._exists, tag):
                     say(f"building env image {tag} from {spec.base} with {', '.join(spec.packages) or 'no packages'}")
-                    await asyncio.to_thread(self._build, spec, tag, say)
+                    self._slots = self._slots or asyncio.Semaphore(self.settings.build_concurrency)
+                    if self._slots.locked():
+                        say(f"waiting for a build slot ({self.settings.build_concurrency} builds run at once)")
+                    async with self._slots:
+                        await self._build(spec, wanted, tag, say)
                     built = True
                 else:
                     built = False
             finally:
-                lock.close()
+                flock.close()
         seconds = time.perf_counter() - t0
         if built:
             log.info("env image %s built in %.1f s", tag, seconds)
             say(f"env image {tag} ready in {seconds:.1f} s")
         return EnvImage(tag=tag, python=self.python, built=built, seconds=seconds)
+
+    def runtime(self):
+        """The docker runtime of build sandboxes: an owner and a state folder of their own."""
+        if self._runtime is None:
+            from rock.runtime.docker import DockerRuntime
+
+            if (why := DockerRuntime.available()) is not None:
+                raise EnvError(f"env images are built with a docker engine, and {why}", "EnvUnavailable")
+            owner = f"{socket.gethostname()}:{self.dir.resolve()}"
+            self._runtime = DockerRuntime(self.settings.model_copy(update={"state_dir": self.dir}), owner)
+        return self._runtime
+
+    async def reap(self) -> None:
+        """Remove build sandboxes an earlier admin process left (it died mid-build)."""
+        try:
+            runtime = self.runtime()
+        except EnvError:
+            return
+        removed = await runtime.reap(set())
+        if removed:
+            log.info("removed %d leftover build sandbox(es): %s", len(removed), ", ".join(removed))
 
     # -- engine calls (blocking: run in threads) ---------------------------------------------
 
@@ -184,76 +231,135 @@ class ImageBuilder:
         fcntl.flock(f, fcntl.LOCK_EX)
         return f
 
-    def _build(self, spec: EnvImageSpec, tag: str, say: Progress) -> None:
-        work = Path(tempfile.mkdtemp(prefix="build-", dir=self.dir))
-        try:
-            site = work / "site"
-            site.mkdir()
-            if spec.packages:
-                self._pip(spec.packages, site, say, no_deps=spec.no_deps)
-            for rel, src in spec.files.items():
-                dest = site / rel
-                if not dest.resolve().is_relative_to(site.resolve()):
-                    raise EnvError(f"file {rel!r} would land outside the image's site folder", "BadRequest")
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src, dest)
-            self._check_imports(spec.imports, site)
-            self._docker_build(spec, tag, work, say)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+    # -- the build, in sandboxes -----------------------------------------------------------
 
-    def _pip(self, packages: list[str], site: Path, say: Progress, no_deps: bool = False) -> None:
+    def _spec(self, image: str, spec: EnvImageSpec, network: bool):
+        s = self.settings
+        return build_spec(image, _bytes(spec.build_memory or s.build_memory), s.build_cpus, s.pids_limit, network,
+                          self.python)
+
+    async def _build(self, spec: EnvImageSpec, wanted: list[Wanted], tag: str, say: Progress) -> None:
+        with tempfile.TemporaryDirectory(prefix="build-", dir=self.dir) as work:
+            site_tar = Path(work) / "site.tar"
+            async with BuildSandbox(self.runtime(), self._spec(spec.base, spec, network=True), self.python) as box:
+                say(f"build sandbox {box.spec.sandbox_id} ({spec.base}) up")
+                for d in (f"{WORK}/home", f"{WORK}/tmp", SITE):
+                    await box.client.mkdir(d)
+                args = [w.in_sandbox(await _upload(box, w.local, f"{WORK}/src/{i}")) if w.local else w.text
+                        for i, w in enumerate(wanted)]
+                if args:
+                    await self._pip(box, args, say, spec.no_deps)
+                for rel, src in spec.files.items():  # our own files (the training suites' data)
+                    dest = os.path.normpath(os.path.join(SITE, rel))
+                    if not dest.startswith(SITE + "/"):
+                        raise EnvError(f"file {rel!r} would land outside the image's site folder", "BadRequest")
+                    await box.client.mkdir(os.path.dirname(dest))
+                    await box.client.write_file(dest, Path(src).read_bytes())
+                with open(site_tar, "wb") as out:
+                    async for chunk in box.tar(SITE):
+                        await asyncio.to_thread(out.write, chunk)
+            await asyncio.to_thread(self._docker_build, spec, tag, site_tar, say)
+        if spec.imports:
+            try:
+                await self._check_imports(spec, tag, say)
+            except BaseException:
+                from rock.runtime.docker_images import remove_image
+
+                await asyncio.to_thread(remove_image, tag)
+                raise
+
+    async def _pip(self, box: BuildSandbox, packages: list[str], say: Progress, no_deps: bool) -> None:
         options = ["--no-deps"] if no_deps else []
-        cmd = [self.python, "-m", "pip", "install", "--no-input", "--disable-pip-version-check", "--progress-bar", "off",
-               "--no-warn-script-location", "--target", str(site), *options, "--", *packages]
-        if os.environ.get("ROCK_PIP_INDEX_URL"):  # ROCK's variable: the package index env images install from
-            cmd[4:4] = ["--index-url", os.environ["ROCK_PIP_INDEX_URL"]]
+        argv = [self.python, "-I", "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
+                "--progress-bar", "off", "--no-warn-script-location", "--no-cache-dir", "--target", SITE, *options,
+                "--", *packages]
         say("pip install " + " ".join([*options, *packages]))
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env={**os.environ, "PIP_ROOT_USER_ACTION": "ignore"})
         tail: list[str] = []
-        for line in proc.stdout:
-            line = line.rstrip()
-            if not line or "is ignored: it is neither a file nor a directory" in line:
-                continue
-            tail = (tail + [line])[-20:]
-            if line.startswith(("Collecting", "Successfully", "ERROR", "Building", "Downloading")):
-                say(line)
-        if proc.wait() != 0:
-            raise EnvError(f"installing {' '.join(packages)} failed (pip exit {proc.returncode}):\n" + "\n".join(tail),
+
+        def line(text: str) -> None:
+            nonlocal tail
+            if not text or "is ignored: it is neither a file nor a directory" in text:
+                return
+            tail = (tail + [text])[-20:]
+            if text.startswith(("Collecting", "Successfully", "ERROR", "Building", "Downloading")):
+                say(text)
+
+        env = {"HOME": f"{WORK}/home", "TMPDIR": f"{WORK}/tmp", **pip_env(self.python)}
+        code = await box.run(argv, [WORK, SITE], f"{WORK}/tmp", env, self.settings.build_timeout, line)
+        if code != 0:
+            raise EnvError(f"installing {' '.join(packages)} failed (pip exit {code}):\n" + "\n".join(tail),
                            "EnvBuildError")
 
-    def _check_imports(self, imports: list[str], site: Path) -> None:
+    async def _check_imports(self, spec: EnvImageSpec, tag: str, say: Progress) -> None:
         """Every import must load from the site folder with the env host's interpreter, isolated
-        from the host's own site-packages as the env host will be."""
-        for name in imports:
-            code = f"import sys; sys.path.insert(0, {str(site)!r}); import {name}"
-            proc = subprocess.run([self.python, "-I", "-S", "-c", code], capture_output=True, text=True)
-            if proc.returncode != 0:
-                last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-                raise EnvError(f"import {name!r} fails with the image's packages: {last}", "EnvBuildError")
+        from the interpreter's own site-packages as the env host will be: in a sandbox of the image."""
+        say(f"checking imports {', '.join(spec.imports)} in a sandbox of {tag}")
+        async with BuildSandbox(self.runtime(), self._spec(tag, spec, network=False), self.python) as box:
+            for name in spec.imports:
+                out: list[str] = []
+                argv = [self.python, "-I", "-S", "-c", CHECK, SITE, check_import(name)]
+                code = await box.run(argv, [], "/", {}, self.settings.build_timeout, out.append)
+                if code != 0:
+                    last = ([o for o in out if o.strip()] or ["(no output)"])[-1]
+                    raise EnvError(f"import {name!r} fails with the image's packages: {last}", "EnvBuildError")
 
-    def _docker_build(self, spec: EnvImageSpec, tag: str, work: Path, say: Progress) -> None:
+    def _docker_build(self, spec: EnvImageSpec, tag: str, site_tar: Path, say: Progress) -> None:
         from rock.errors import SandboxStartError
         from rock.runtime.docker_images import build_image
 
         labels = {"rock.env.site": SITE, "rock.env.packages": json.dumps(spec.packages),
                   "rock.env.no_deps": json.dumps(spec.no_deps),
                   "rock.env.imports": json.dumps(spec.imports), "rock.env.base": spec.base}
-        dockerfile = f"FROM {spec.base}\nCOPY site {SITE}\n"
-        (work / "Dockerfile").write_text(dockerfile)
+        dockerfile = f"FROM {spec.base}\nCOPY site {SITE}\n".encode()
         with tempfile.TemporaryFile(dir=self.dir) as ctx:
             with tarfile.open(fileobj=ctx, mode="w") as tar:
-                tar.add(work / "Dockerfile", arcname="Dockerfile")
-                tar.add(work / "site", arcname="site")
-            ctx.seek(0)
-            limits = {"memory": _bytes(spec.build_memory)} if spec.build_memory else None
-            say(f"docker build {tag} ({ctx.seek(0, io.SEEK_END) // (1 << 20)} MB of packages)")
+                info = tarfile.TarInfo("Dockerfile")
+                info.size = len(dockerfile)
+                tar.addfile(info, io.BytesIO(dockerfile))
+                _copy_site(site_tar, tar)
+            memory = _bytes(spec.build_memory or self.settings.build_memory)
+            limits = {"memory": memory, "memswap": memory}
+            say(f"docker build {tag} ({ctx.tell() // (1 << 20)} MB of packages)")
             ctx.seek(0)
             try:
                 build_image(ctx, tag, labels=labels, limits=limits, say=say)
             except SandboxStartError as exc:
                 raise EnvError(exc.message, "EnvBuildError") from None
+
+
+async def _upload(box: BuildSandbox, local: str, dest: str) -> str:
+    """Copy a host folder or file (a requirement the operator allows) into the build sandbox;
+    its path there. Links are kept as links, never followed on the host."""
+    name = os.path.basename(local.rstrip("/")) or "src"
+    with tempfile.TemporaryFile() as f:
+        def pack():
+            with tarfile.open(fileobj=f, mode="w") as tar:
+                tar.add(local, arcname=name)
+            f.seek(0)
+        await asyncio.to_thread(pack)
+
+        async def chunks():
+            while data := await asyncio.to_thread(f.read, 1 << 20):
+                yield data
+        await box.client.tar_put(dest, chunks())
+    return f"{dest}/{name}"
+
+
+def _copy_site(site_tar: Path, out: tarfile.TarFile) -> None:
+    """The sandbox's SITE tar into the build context: members under site/ only, no devices, and
+    hard links only to members under site/ (the tar came from a sandbox: it is data, never trusted)."""
+    def inside(name: str) -> bool:
+        parts = name.split("/")
+        return (name == "site" or name.startswith("site/")) and ".." not in parts
+    with tarfile.open(site_tar, mode="r|") as src:
+        for member in src:
+            if not inside(member.name) or (member.islnk() and not inside(member.linkname)):
+                raise EnvError(f"the build sandbox's site folder holds {member.name!r}, which is outside it",
+                               "EnvBuildError")
+            if member.isreg():
+                out.addfile(member, src.extractfile(member))
+            elif member.isdir() or member.issym() or member.islnk():
+                out.addfile(member)
 
 
 def _bytes(size: str) -> int:

@@ -190,24 +190,25 @@ class EnvService(Lifecycle):
 
     # -- the hot path ----------------------------------------------------------------------------
 
-    def _host_path(self, sandbox_id: str, path_in_sandbox: str) -> str | None:
-        """The host side of a socket in the sandbox's /.rock/run (the folder of the agent's socket)."""
+    def _host_path(self, sandbox_id: str, path_in_sandbox: str):
+        """The host side of a socket in the sandbox's /.rock/run (the folder of the agent's
+        socket), and the sandbox's runtime handle (its env host must be the one answering)."""
         worker = getattr(self.sandboxes, "worker", None)
         try:
-            run_dir = worker.run_dir(sandbox_id)
+            handle = worker.handle(sandbox_id)
         except Exception:  # noqa: BLE001 - no direct path (e.g. a remote worker): use the agent
-            return None
-        return os.path.join(run_dir, os.path.basename(path_in_sandbox))
+            return None, None
+        return os.path.join(handle.run_dir, os.path.basename(path_in_sandbox)), handle
 
     async def _connect_direct(self, sandbox_id: str, socket: str) -> None:
         known = self.direct.get(sandbox_id)
         if known is not None and known[0] == socket and not known[1].closed:
             return
-        path = self._host_path(sandbox_id, socket)
+        path, handle = self._host_path(sandbox_id, socket)
         if path is None or len(path) >= 108:
             return
         try:
-            client = await HostLink.connect(path)
+            client = await HostLink.connect(path, handle)
         except AgentGone:
             return
         if known is not None:

@@ -26,7 +26,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from rock.config import Settings
-from rock.errors import SandboxStartError
+from rock.errors import BadRequest, SandboxStartError
 
 AGENT_SRC = Path(__file__).resolve().parent.parent / "agent"
 SANDBOX_LIB = "/.rock/lib"
@@ -48,6 +48,52 @@ MAX_SOCKET_PATH = 107
 def owner_key(owner: str) -> str:
     """The short key of an owner's sandboxes: cgroups are ``rock/<owner key>/<id>``."""
     return hashlib.sha256(owner.encode()).hexdigest()[:12]
+
+
+def is_host_path(image: str | None) -> bool:
+    """An image that names the host's own files: '/' (the host root) or an absolute path to a
+    root filesystem directory or tar. A relative name is always an image name, never a path
+    looked up in the server's working directory."""
+    return bool(image) and image.startswith("/")
+
+
+def host_path_refused(image: str | None) -> BadRequest:
+    what = "the host's own root filesystem" if not image or image.rstrip("/") == "" else "a path on the host"
+    return BadRequest(f"image {image or '/'!r} is {what}: a sandbox of it would see the host's files, and this server "
+                      "does not allow that; use an image name (e.g. python:3.11). An operator may allow host paths as "
+                      "images with the setting allow_host_paths (ROCK_ALLOW_HOST_PATHS=true)")
+
+
+def host_network_refused() -> BadRequest:
+    return BadRequest("network=true on the bwrap backend shares the host's network namespace: the sandbox would reach "
+                      "every service on the host's loopback. Use the docker backend for sandboxes with a network; an "
+                      "operator may allow it with the setting allow_host_network (ROCK_ALLOW_HOST_NETWORK=true)")
+
+
+def check_peer(sock, handle: "RuntimeHandle") -> None:
+    """The process at the far end of a socket under a sandbox's run folder must be inside that
+    sandbox (its cgroup). The folder is the sandbox's to write: its root may have put a link to a
+    host socket (the engine's, another service's) where the agent's was, and a connect follows it."""
+    import socket
+    import struct
+
+    if handle.backend not in ("docker", "bwrap"):
+        return  # the local backend isolates nothing
+    pid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))[0]
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            paths = [line.rstrip("\n").split(":", 2)[2] for line in f if line.count(":") >= 2]
+    except OSError:
+        paths = []
+    if handle.backend == "docker":
+        inside = any(handle.runtime_id in p for p in paths)
+    else:
+        inside = any(p == "/" + handle.runtime_id or p.startswith("/" + handle.runtime_id + "/") for p in paths)
+    if not inside:
+        from rock.errors import AgentGone
+
+        raise AgentGone(f"the socket of sandbox {handle.sandbox_id} is served by a process outside it (pid {pid}): "
+                        "its run folder was tampered with; not connecting")
 
 
 class SandboxSpec(BaseModel):
@@ -74,6 +120,9 @@ class SandboxSpec(BaseModel):
     node_selector: dict[str, str] = Field(default_factory=dict)
     # The GPUs the node gave this sandbox (its /dev/nvidiaN), set by the worker, not by callers.
     gpu_ids: list[int] = Field(default_factory=list)
+    # Host paths mounted read-only at the same path: only the env image builder sets these (the
+    # operator's package index and CA bundle in a build sandbox); no request field reaches them.
+    ro_binds: list[str] = Field(default_factory=list)
 
 
 class RuntimeHandle(BaseModel):

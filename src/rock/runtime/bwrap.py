@@ -54,6 +54,9 @@ from rock.runtime.base import (
     SandboxSpec,
     exit_future,
     exit_reason,
+    host_network_refused,
+    host_path_refused,
+    is_host_path,
     pid_exit_future,
     process_alive,
     process_start_time,
@@ -126,6 +129,8 @@ class BwrapRuntime(KeptFiles, Runtime):
         sid = spec.sandbox_id
         if spec.runtime:
             raise SandboxStartError("engine runtimes (kata) need the docker backend; this one is bwrap")
+        if spec.network and not self.settings.allow_host_network:  # the admin refuses it first
+            raise host_network_refused()
         lower, image_env = await self._lower(spec)
         if kept_lower and kept_lower != lower and os.path.isdir(kept_lower):
             lower = kept_lower  # the tag moved since; the files were written over the old root
@@ -278,17 +283,18 @@ class BwrapRuntime(KeptFiles, Runtime):
     async def _lower(self, spec: SandboxSpec) -> tuple[str, dict[str, str]]:
         """The overlay's lower layer and the image's environment (``/`` means the host root)."""
         image = spec.image
-        if not image:
-            return "/", {}
-        if os.path.isdir(image):
-            return os.path.realpath(image), {}
+        if not image or is_host_path(image):
+            if not self.settings.allow_host_paths:  # the admin refuses it first; this holds for any caller
+                raise host_path_refused(image)
+            if not image or os.path.isdir(image):
+                return os.path.realpath(image or "/"), {}
         from rock.runtime.docker import ImageMissing, image_rootfs  # the docker SDK only when an image is asked for
         from rock.runtime.docker_images import ensure_image
 
         images = Path(self.settings.state_dir) / "images"
         auth = spec.registry_auth or {}
         pull = functools.partial(ensure_image, image, spec.pull_policy, auth.get("username"), auth.get("password"))
-        named = not os.path.isfile(image)  # an image name: the engine gets it as the docker backend would
+        named = not is_host_path(image)  # an image name: the engine gets it as the docker backend would
         if named and spec.pull_policy != "missing":
             await asyncio.to_thread(pull)
         try:
@@ -371,6 +377,7 @@ class BwrapRuntime(KeptFiles, Runtime):
             "--ro-bind", self.python_prefix, self.python_prefix,
             "--ro-bind", str(AGENT_SRC), f"{SANDBOX_LIB}/rock_agent",
             "--bind", str(run), SANDBOX_RUN,
+            *(arg for path in spec.ro_binds for arg in ("--ro-bind", path, path)),
             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--hostname", spec.sandbox_id[:63],
             "--die-with-parent", "--new-session", "--chdir", "/",

@@ -43,6 +43,7 @@ from rock.runtime.base import (
     Runtime,
     RuntimeHandle,
     SandboxSpec,
+    is_host_path,
 )
 from rock.runtime.docker_kept import KeptContainers
 
@@ -141,6 +142,7 @@ class DockerRuntime(KeptContainers, Runtime):
                 Mount(SANDBOX_RUN, run, type="bind"),
                 Mount(f"{SANDBOX_LIB}/rock_agent", str(AGENT_SRC), type="bind", read_only=True),
                 Mount(self.python_prefix, self.python_prefix, type="bind", read_only=True),
+                *(Mount(path, path, type="bind", read_only=True) for path in spec.ro_binds),
             ],
             network_mode="bridge" if spec.network else "none",
             cap_drop=["ALL"],
@@ -346,7 +348,7 @@ IMAGE_ID_TTL = 30.0  # how long a tag -> image id answer is trusted before askin
 async def image_rootfs(image: str, images_dir: Path) -> tuple[Path, dict[str, str]]:
     """An unpacked root filesystem for a tar file or a local Docker image, made once and cached
     under ``images_dir`` (keyed by the image id, so a rebuilt image is unpacked again)."""
-    if os.path.isfile(image):
+    if is_host_path(image) and os.path.isfile(image):  # a relative name is an image name, never a file here
         st = os.stat(image)
         key = _safe(Path(image).name) + "-" + hashlib.sha256(f"{os.path.realpath(image)}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
         env: dict[str, str] = {}
@@ -373,7 +375,7 @@ def _unpack(image: str, root: Path) -> None:
     tmp.mkdir(parents=True)
     try:
         tar = ["tar", "-x", "-p", "--numeric-owner", "-C", str(tmp), "-f"]
-        if os.path.isfile(image):
+        if is_host_path(image) and os.path.isfile(image):
             log.info("unpacking %s into %s", image, root)
             subprocess.run([*tar, image], check=True, capture_output=True)
         else:

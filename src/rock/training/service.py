@@ -67,7 +67,7 @@ class TrainingService:
         self.store = store  # rock.admin.store.Store, or None: ids live in memory only
         self.settings = settings or TrainingSettings()
         self.base_image = base_image
-        self.builder = ImageBuilder(Path(state_dir), python)
+        self.builder = ImageBuilder(Path(state_dir), python, getattr(envs.sandboxes, "settings", None))
         self.suites: dict[str, Suite] = make_suites(python)
         self.instances: dict[str, Instance] = {}
         self.released: collections.OrderedDict[str, str] = collections.OrderedDict()  # id -> why

@@ -139,6 +139,9 @@ class HumanEval(Suite):
         return {"test": self.problems(site)[task_id]["test"]}
 
 
+MAX_SIZE = 100_000  # tasks per generator in one profile
+
+
 class ReasoningGym(Suite):
     def __init__(self, python: str):
         super().__init__("reasoning_gym")
@@ -157,15 +160,21 @@ class ReasoningGym(Suite):
         return self._generators
 
     def ids(self, site: Path, split: str, params: dict) -> list[str]:
+        try:
+            size, seed0 = int(params.get("size", 10)), int(params.get("seed", 0))
+        except (TypeError, ValueError):
+            size = seed0 = -1
+        if not 0 <= size <= MAX_SIZE or abs(seed0) > 2**31:  # the list is made in the admin: bounded
+            raise TrainingError(f"size must be an integer from 0 to {MAX_SIZE} and seed an integer, not size="
+                                f"{params.get('size')!r}, seed={params.get('seed')!r}", "BadRequest")
         gens = params.get("generators") or self.generators()
         unknown = sorted(set(gens) - set(self.generators()))
         if unknown:
             raise TrainingError(f"reasoning_gym has no generator(s) {unknown}", "BadRequest")
-        size = int(params.get("size", 10))
         seed = {"train": 1, "val": 2, "test": 2}.get(split)
         if seed is None:
             raise TrainingError(f"unknown split {split!r}; use train or val (or test)", "BadRequest")
-        return [f"{g}/{seed + int(params.get('seed', 0))}/{i}" for g in gens for i in range(size)]
+        return [f"{g}/{seed + seed0}/{i}" for g in gens for i in range(size)]
 
     def check_id(self, site: Path, task_id: str) -> None:
         parts = task_id.split("/")

@@ -107,13 +107,22 @@ class AgentClient:
         self.reply_timeout: float | None = None
 
     @classmethod
-    async def connect(cls, socket_path: str) -> "AgentClient":
+    async def connect(cls, socket_path: str, handle=None) -> "AgentClient":
+        """``handle``: the sandbox's (a RuntimeHandle); its agent must be the one answering."""
         client = cls()
         loop = asyncio.get_running_loop()
         try:
             client.transport, _ = await loop.create_unix_connection(lambda: _Proto(client), socket_path)
         except OSError as exc:
             raise AgentGone(f"cannot reach the sandbox's agent at {socket_path}: {exc.strerror or exc}") from None
+        if handle is not None:
+            from rock.runtime.base import check_peer
+
+            try:
+                check_peer(client.transport.get_extra_info("socket"), handle)
+            except BaseException:
+                client.close()
+                raise
         return client
 
     def _fail_all(self, exc: Exception) -> None:

@@ -23,7 +23,8 @@ REFILL_DELAY = 0.05
 
 
 def pool_key(spec: SandboxSpec) -> tuple:
-    return (spec.image, spec.memory_bytes, spec.cpus, spec.pids_limit, spec.network, tuple(sorted(spec.env.items())))
+    return (spec.image, spec.memory_bytes, spec.cpus, spec.pids_limit, spec.network, tuple(sorted(spec.env.items())),
+            tuple(spec.ro_binds))
 
 
 class WarmPool:

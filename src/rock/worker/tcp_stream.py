@@ -68,6 +68,10 @@ class TcpStream:
             return b""
         return chunk
 
+    def readable(self) -> bool:
+        """True when a read would not wait: bytes or the end are queued, or the relay is gone."""
+        return self._read_eof or not self._queue.empty() or self._future.done()
+
     async def write(self, data: bytes) -> None:
         if self._future.done() or self._eof_sent:
             raise AgentGone("the connection into the sandbox is closed")

@@ -9,18 +9,22 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import socket
 import time
 from pathlib import Path
 
 from pydantic import BaseModel
 
+from rock.cluster.models import Need, Resources
+from rock.cluster.placement import refuse_oversized
 from rock.config import Settings
 from rock.errors import AgentGone, BadRequest, Conflict, SandboxNotFound
 from rock.runtime import get_runtime_class, pick_backend
 from rock.runtime.base import AGENT_SRC, ResourceStats, Runtime, RuntimeHandle, SandboxSpec
 from rock.worker.agent_client import AgentClient
 from rock.worker.gpus import Gpus
+from rock.worker.kept import KeptFiles
 from rock.worker.pool import WarmPool, pool_key
 
 log = logging.getLogger("rock.worker")
@@ -79,8 +83,8 @@ class Worker:
         self.records_dir.mkdir(parents=True, exist_ok=True)
         self.host_name = socket.gethostname()
         self._sandboxes: dict[str, Sandbox] = {}
-        # Stopped with their files kept (ROCK's stop): no processes, restartable.
-        self._stopped: dict[str, tuple[RuntimeHandle, SandboxSpec]] = {}
+        # Stopped with their files kept (ROCK's stop): no processes, restartable; on disk only.
+        self._stopped = KeptFiles(self.records_dir)
         self._creating: dict[str, asyncio.Task] = {}
         self.pool = WarmPool(self._launch, self._discard)
         self.gpus = Gpus(settings.gpus)
@@ -137,6 +141,16 @@ class Worker:
         if wanted and not self.gpus.total:  # one machine: no silent drop of a GPU type it cannot have
             raise BadRequest(f"accelerator_type={wanted!r}: this machine has no GPU"
                              " (nvidia-smi and /dev/nvidia* show none); leave accelerator_type unset")
+        # The cluster's admission, on this one node: more cpus or memory than it could hold even
+        # empty (times the operator's overcommit) is refused, never left to fail or starve later.
+        refuse_oversized(Need.of(spec).resources, {self.host_name: self.capacity()}, self.settings.overcommit,
+                         lambda name: f"this node ({name})", dimensions=("cpus", "memory"))
+
+    def capacity(self) -> Resources:
+        """What this machine has: its cpus, memory, GPUs and the disk free under the state dir."""
+        return Resources(cpus=float(len(os.sched_getaffinity(0)) or os.cpu_count() or 1),
+                         memory_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+                         gpus=self.gpus.total, disk_bytes=shutil.disk_usage(self.settings.state_dir).free)
 
     async def create(self, spec: SandboxSpec, timeout: float | None = None) -> SandboxInfo:
         """Start a sandbox and return once its first command can run; idempotent per sandbox_id.
@@ -196,7 +210,7 @@ class Worker:
     async def _launch(self, spec: SandboxSpec) -> tuple[RuntimeHandle, AgentClient]:
         handle = await self.runtime.create(spec)
         try:
-            client = await AgentClient.connect(handle.socket_path)
+            client = await AgentClient.connect(handle.socket_path, handle)
         except BaseException:
             await self.runtime.destroy(handle)
             raise
@@ -231,19 +245,20 @@ class Worker:
         started = time.perf_counter()
         sandbox = self._sandboxes.pop(sandbox_id, None)
         if sandbox is None:
-            kept = self._stopped.pop(sandbox_id, None)
+            kept = self._stopped.get(sandbox_id)
             if kept is None:
                 raise SandboxNotFound(f"no sandbox {sandbox_id!r} on this worker")
             if keep:
-                self._stopped[sandbox_id] = kept
                 return True
             await self.runtime.destroy(kept[0])
+            self._stopped.pop(sandbox_id)
         elif keep and self.runtime.keeps_files:
             sandbox.client.close()
             await self.runtime.suspend(sandbox.handle)
             self.gpus.release(sandbox.spec.gpu_ids)
+            # The kept record first: a running record left beside it (a crash) loses to it at re-attach.
             self._stopped[sandbox_id] = (sandbox.handle, sandbox.spec)
-            self._save(sandbox, stopped=True)
+            self._record_path(sandbox_id).unlink(missing_ok=True)
             log.info("sandbox %s stopped, files kept (%.1f ms)", sandbox_id, (time.perf_counter() - started) * 1000)
             return True
         else:
@@ -255,26 +270,26 @@ class Worker:
 
     async def restart(self, sandbox_id: str, node_id: str | None = None) -> SandboxInfo:
         """Start a stopped sandbox again on its kept files."""
-        kept = self._stopped.pop(sandbox_id, None)
-        if kept is None:
+        kept = self._stopped.get(sandbox_id)
+        if kept is None or sandbox_id in self._sandboxes:
             raise SandboxNotFound(f"sandbox {sandbox_id!r} has no kept files on this worker to restart from")
         handle, spec = kept
         # Its GPUs again: the same ones (a kept container's devices are fixed when it was made).
         held = sorted({self.gpus.owner[i] for i in spec.gpu_ids if self.gpus.owner.get(i, sandbox_id) != sandbox_id})
         if held:
-            self._stopped[sandbox_id] = kept
             raise Conflict(f"sandbox {sandbox_id} cannot restart yet: its GPU(s) "
                            f"{', '.join(map(str, spec.gpu_ids))} are held by {', '.join(held)}")
         self.gpus.claim(spec.gpu_ids, sandbox_id)
         try:
             handle = await self.runtime.resume(handle)
-            client = await AgentClient.connect(handle.socket_path)
+            client = await AgentClient.connect(handle.socket_path, handle)
         except BaseException:
             self.gpus.release(spec.gpu_ids)
             self._stopped[sandbox_id] = (handle, spec)
             raise
         sandbox = Sandbox(sandbox_id, handle, client, spec)
         self._save(sandbox)
+        self._stopped.pop(sandbox_id)  # only once the running record is written
         self._hold(sandbox)
         return self.get(sandbox_id)
 
@@ -332,7 +347,10 @@ class Worker:
 
     def run_dir(self, sandbox_id: str) -> str:
         """The host directory shared with the sandbox (agent socket, env host socket)."""
-        return self._get(sandbox_id).handle.run_dir
+        return self.handle(sandbox_id).run_dir
+
+    def handle(self, sandbox_id: str) -> RuntimeHandle:
+        return self._get(sandbox_id).handle
 
     async def stats(self, sandbox_id: str) -> ResourceStats:
         return await self.runtime.stats(self._get(sandbox_id).handle)
@@ -346,9 +364,9 @@ class Worker:
     def _record_path(self, sandbox_id: str) -> Path:
         return self.records_dir / f"{sandbox_id}.json"
 
-    def _save(self, sandbox: Sandbox, stopped: bool = False) -> None:
+    def _save(self, sandbox: Sandbox) -> None:
         data = {"sandbox_id": sandbox.sandbox_id, "spec": sandbox.spec.model_dump(), "handle": sandbox.handle.model_dump(),
-                "warm": sandbox.warm, "stopped": stopped}
+                "warm": sandbox.warm}
         tmp = self._record_path(sandbox.sandbox_id).with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
         os.replace(tmp, self._record_path(sandbox.sandbox_id))
@@ -374,14 +392,19 @@ class Worker:
         if handle.backend != self.backend_name:
             log.warning("sandbox %s ran on %s, this worker uses %s: leaving it alone", spec.sandbox_id, handle.backend, self.backend_name)
             return
-        if data.get("stopped"):
+        # A running record beside a kept one: a stop cut short before it dropped the running
+        # record (the kept one wins). An attached worker sees both for a moment while its admin
+        # restarts the sandbox, and attaches if the agent answers; only the owner drops files.
+        if data.get("stopped") or (owner and spec.sandbox_id in self._stopped):
             if owner:
-                self._stopped[spec.sandbox_id] = (handle, spec)
+                if data.get("stopped"):  # kept beside the running records before kept/ existed
+                    self._stopped[spec.sandbox_id] = (handle, spec)
+                path.unlink(missing_ok=True)
             return
         client = None
         if await self.runtime.alive(handle):
             try:
-                client = await AgentClient.connect(handle.socket_path)
+                client = await AgentClient.connect(handle.socket_path, handle)
                 await asyncio.wait_for(client.ping(), 10)
             except (AgentGone, asyncio.TimeoutError) as exc:
                 log.warning("sandbox %s runs but its agent does not answer (%s)", spec.sandbox_id, exc)

@@ -50,12 +50,31 @@ class _Compat(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+def _filled(name: str) -> dict:
+    return {"required": [name], "properties": {name: {"type": "string", "minLength": 1}}}
+
+
+def _set(name: str) -> dict:
+    return {"required": [name], "properties": {name: {"type": "integer"}}}
+
+
+# What ``rock.admin.start_checks`` refuses of the fields together, said in the schema too.
+_START_RULES = {"allOf": [
+    {"if": _filled("registry_username"), "then": _filled("registry_password")},  # a login is both or neither
+    {"if": _filled("registry_password"), "then": _filled("registry_username")},
+    {"not": {"allOf": [_set("auto_archive_seconds"), _set("auto_delete_seconds")]}},  # one or the other
+]}
+
+
 class SandboxStartRequest(_Ours):
     """Every field rl-rock 1.11 sends, and ours. An unknown field is refused (naming it), never
     dropped; a known one the machine cannot honour is refused by ``rock.admin.start_checks``."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_START_RULES)
+
     image: str | None = None
-    image_os: str = "linux"
+    image_os: Annotated[str, WithJsonSchema({"type": "string", "pattern": "^\\s*[Ll][Ii][Nn][Uu][Xx]\\s*$",
+                                             "default": "linux"})] = "linux"  # Linux sandboxes only
     memory: Annotated[str, WithJsonSchema({"type": "string", "pattern": SIZE_PATTERN})] | None = None
     # 0.01: the smallest CPU quota the kernel takes (1 ms per 100 ms period); less is EINVAL
     cpus: float | None = Field(default=None, ge=0.01, le=1024)

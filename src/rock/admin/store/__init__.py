@@ -30,6 +30,12 @@ TRANSITIONS = {
     "deleted": {"pending"},
 }
 LIVE = ("pending", "running")
+# What the admin keeps in memory: sandboxes that run or may run again on their own (a lost node's
+# come back), and archives in progress. Every other record (stopped, archived, failed, deleted)
+# is read from the store when asked for, so the admin's memory does not grow with every sandbox
+# it ever made.
+HELD = (*LIVE, "lost", "archiving")
+ANY = object()  # "any owner" (None is an owner: the one namespace when tokens are off)
 INSTANCE_COLUMNS = ("instance_id", "owner", "env_type", "task_id", "handle", "created")
 
 
@@ -57,6 +63,7 @@ class SandboxRecord:
     stopped_at: float | None = None
     deleted_at: float | None = None
     last_used_at: float = field(default_factory=time.time)
+    due_at: float | None = None  # when a stopped or archived sandbox is next archived or deleted (lifecycle)
     rev: int = 0  # set by the store on every write
     updated_at: float = 0.0  # the database's clock at the last write
 
@@ -95,6 +102,64 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def history(self, sandbox_id: str) -> list[dict]: ...
+
+    # -- reads over many records (listing, counts, timers): one SQL for both databases --------------
+
+    PH = "?"  # the driver's placeholder
+
+    @abc.abstractmethod
+    async def _records(self, sql: str, args: tuple) -> list[SandboxRecord]: ...
+
+    @abc.abstractmethod
+    async def _rows(self, sql: str, args: tuple) -> list[dict]: ...
+
+    def _where(self, owner=ANY, filters: dict | None = None, states: tuple | None = None,
+               exclude_deleted: bool = False) -> tuple[str, list]:
+        clauses, args = [], []
+        if owner is not ANY:
+            clauses.append("owner IS NULL" if owner is None else f"owner = {self.PH}")
+            args += [] if owner is None else [owner]
+        for column, value in (filters or {}).items():
+            if value is not None:
+                assert column in COLUMNS
+                clauses.append(f"{column} = {self.PH}")
+                args.append(value)
+        if states is not None:
+            clauses.append(f"state IN ({', '.join(self.PH for _ in states)})")
+            args += list(states)
+        if exclude_deleted:
+            clauses.append("state != 'deleted'")
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+    async def query(self, owner=ANY, filters: dict | None = None, states: tuple | None = None,
+                    exclude_deleted: bool = False, newest_first: bool = False, offset: int = 0,
+                    limit: int | None = None) -> tuple[list[SandboxRecord], int]:
+        """One page of the records that match, oldest first (or newest), and how many match."""
+        where, args = self._where(owner, filters, states, exclude_deleted)
+        total = (await self._rows(f"SELECT COUNT(*) AS n FROM sandboxes{where}", tuple(args)))[0]["n"]
+        page = f" ORDER BY created_at {'DESC' if newest_first else 'ASC'}, sandbox_id"
+        if limit is not None:
+            page += f" LIMIT {int(limit)} OFFSET {int(offset)}"
+        return await self._records(f"SELECT * FROM sandboxes{where}{page}", tuple(args)), total
+
+    async def counts(self, owner=ANY) -> list[dict]:
+        """Rows of ``state``, ``backend``, ``node_id``, ``n``: how many records of each."""
+        where, args = self._where(owner)
+        return await self._rows(f"SELECT state, backend, node_id, COUNT(*) AS n FROM sandboxes{where} "
+                                "GROUP BY state, backend, node_id", tuple(args))
+
+    async def distinct(self, column: str, owner=ANY) -> list[str]:
+        assert column in COLUMNS
+        where, args = self._where(owner)
+        rows = await self._rows(f"SELECT DISTINCT {column} AS v FROM sandboxes{where}", tuple(args))
+        return sorted(r["v"] for r in rows if r["v"])
+
+    async def due(self, now: float) -> list[SandboxRecord]:
+        """Stopped or archived records whose next timed transition is due."""
+        return await self._records(f"SELECT * FROM sandboxes WHERE due_at <= {self.PH} ORDER BY due_at", (now,))
+
+    async def next_due(self) -> float | None:
+        return (await self._rows("SELECT MIN(due_at) AS t FROM sandboxes", ()))[0]["t"]
 
     @abc.abstractmethod
     async def flush_last_used(self, used: dict[str, float]) -> None:
@@ -135,4 +200,4 @@ def open_store(url: str | None, state_dir) -> Store:
     return SqliteStore(Path(url) if url else Path(state_dir) / "admin.db")
 
 
-__all__ = ["COLUMNS", "LIVE", "TRANSITIONS", "WRITTEN", "SandboxRecord", "Store", "open_store"]
+__all__ = ["ANY", "COLUMNS", "HELD", "LIVE", "TRANSITIONS", "WRITTEN", "SandboxRecord", "Store", "open_store"]

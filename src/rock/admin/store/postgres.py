@@ -36,6 +36,9 @@ _SCHEMA = [
     + ", ".join(f"{c} {_TYPES[c]}" for c in COLUMNS if c != "sandbox_id") + ")",
     *(f"ALTER TABLE sandboxes ADD COLUMN IF NOT EXISTS {c} {_TYPES[c]}" for c in COLUMNS if c != "sandbox_id"),
     "CREATE INDEX IF NOT EXISTS sandboxes_updated ON sandboxes(updated_at)",
+    "CREATE INDEX IF NOT EXISTS sandboxes_created ON sandboxes(created_at)",
+    "CREATE INDEX IF NOT EXISTS sandboxes_due ON sandboxes(due_at)",
+    "CREATE INDEX IF NOT EXISTS sandboxes_state ON sandboxes(state)",
     "CREATE TABLE IF NOT EXISTS history (id BIGSERIAL PRIMARY KEY, sandbox_id TEXT NOT NULL, from_state TEXT, "
     "to_state TEXT NOT NULL, event TEXT NOT NULL, message TEXT, ts DOUBLE PRECISION NOT NULL)",
     "CREATE INDEX IF NOT EXISTS history_sandbox ON history(sandbox_id, id)",
@@ -177,6 +180,14 @@ class PostgresStore(Store):
             now = (await (await db.execute(f"SELECT {_NOW} AS now")).fetchone())["now"]
             rows = await (await db.execute("SELECT * FROM sandboxes WHERE updated_at >= %s", (since,))).fetchall()
         return [_record(r) for r in rows], float(now)
+
+    PH = "%s"
+
+    async def _records(self, sql: str, args: tuple) -> list[SandboxRecord]:
+        return [_record(r) for r in await self._fetch(sql, args)]
+
+    async def _rows(self, sql: str, args: tuple) -> list[dict]:
+        return await self._fetch(sql, args)
 
     async def history(self, sandbox_id: str) -> list[dict]:
         return await self._fetch("SELECT from_state, to_state, event, message, ts FROM history "

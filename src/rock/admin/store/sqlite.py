@@ -71,6 +71,8 @@ class SqliteStore(Store):
             if column not in have:
                 db.execute(f"ALTER TABLE sandboxes ADD COLUMN {column}")
         db.execute("CREATE INDEX IF NOT EXISTS sandboxes_updated ON sandboxes(updated_at)")
+        db.execute("CREATE INDEX IF NOT EXISTS sandboxes_created ON sandboxes(created_at)")
+        db.execute("CREATE INDEX IF NOT EXISTS sandboxes_due ON sandboxes(due_at)")
         self._db = db
 
     async def open(self) -> None:
@@ -135,6 +137,12 @@ class SqliteStore(Store):
 
     async def history(self, sandbox_id: str) -> list[dict]:
         return await self._run(self._history, sandbox_id)
+
+    async def _records(self, sql: str, args: tuple) -> list[SandboxRecord]:
+        return await self._run(lambda: [_record(r) for r in self._db.execute(sql, args)])
+
+    async def _rows(self, sql: str, args: tuple) -> list[dict]:
+        return await self._run(lambda: [dict(r) for r in self._db.execute(sql, args)])
 
     def _flush(self, used: list[tuple[float, float, str]]) -> None:
         with self._db:

@@ -37,7 +37,7 @@ def router(ctx: Ctx) -> APIRouter:
         """Live updates for the page that is open: the overview and table, or one sandbox."""
         owner = access.principal(ctx, request)
         if sandbox_id is not None:
-            ctx.sandboxes.get(sandbox_id, owner)  # 404 for another namespace's sandbox
+            await ctx.sandboxes.lookup(sandbox_id, owner)  # 404 for another namespace's sandbox
         changed = asyncio.Event()
 
         def listener(kind: str, record, info: dict) -> None:

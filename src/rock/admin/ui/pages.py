@@ -39,9 +39,9 @@ def router(ctx: Ctx, rate) -> APIRouter:
     api = APIRouter()
     sampler = views.StatsSampler(ctx)
 
-    def record(request: Request, sandbox_id: str) -> SandboxRecord:
+    async def record(request: Request, sandbox_id: str) -> SandboxRecord:
         try:
-            return ctx.sandboxes.get(sandbox_id, access.principal(ctx, request))
+            return await ctx.sandboxes.lookup(sandbox_id, access.principal(ctx, request))
         except SandboxNotFound:
             raise access.PageError(404, f"sandbox {sandbox_id} not found") from None
 
@@ -85,12 +85,12 @@ def router(ctx: Ctx, rate) -> APIRouter:
     async def overview_page(request: Request):
         """Nodes, sandboxes by state and backend, warm pools, env hosts, request rate."""
         owner = access.principal(ctx, request)
-        return render(request, "overview.html", nav="overview", **views.overview(ctx, request.app, owner, rate()))
+        return render(request, "overview.html", nav="overview", **await views.overview(ctx, request.app, owner, rate()))
 
     @api.get("/ui/fragments/overview", **HTML)
     async def overview_fragment(request: Request):
         owner = access.principal(ctx, request)
-        return render(request, "_overview.html", **views.overview(ctx, request.app, owner, rate()))
+        return render(request, "_overview.html", **await views.overview(ctx, request.app, owner, rate()))
 
     # -- sandboxes -------------------------------------------------------------------------
 
@@ -119,25 +119,25 @@ def router(ctx: Ctx, rate) -> APIRouter:
     @api.get("/ui/sandboxes/{sandbox_id}", **HTML)
     async def sandbox_page(request: Request, sandbox_id: str, path: str = "/"):
         """One sandbox: config, state history, sessions, commands, live stats, files, terminal."""
-        r = record(request, sandbox_id)
+        r = await record(request, sandbox_id)
         return render(request, "sandbox.html", nav="sandboxes", path=path, **await views.detail(ctx, request.app, r))
 
     @api.get("/ui/fragments/sandbox/{sandbox_id}", **HTML)
     async def sandbox_fragment(request: Request, sandbox_id: str):
-        r = record(request, sandbox_id)
+        r = await record(request, sandbox_id)
         return render(request, "_sandbox_status.html", **await views.detail(ctx, request.app, r))
 
     @api.post("/ui/sandboxes/{sandbox_id}/stop", **HTML, responses={303: {"description": "back to the sandbox"}})
     async def stop(request: Request, sandbox_id: str):
         access.same_origin(request)
-        r = record(request, sandbox_id)
+        r = await record(request, sandbox_id)
         await ctx.sandboxes.stop(r.sandbox_id, r.owner)
         return RedirectResponse(f"/ui/sandboxes/{sandbox_id}", status_code=303)
 
     @api.post("/ui/sandboxes/{sandbox_id}/delete", **HTML, responses={303: {"description": "to the table"}})
     async def delete(request: Request, sandbox_id: str):
         access.same_origin(request)
-        r = record(request, sandbox_id)
+        r = await record(request, sandbox_id)
         await ctx.sandboxes.delete(r.sandbox_id, r.owner)
         return RedirectResponse("/ui/sandboxes", status_code=303)
 
@@ -147,7 +147,7 @@ def router(ctx: Ctx, rate) -> APIRouter:
     async def envs_page(request: Request):
         """The env catalog (loaded by a fragment: the first probe starts a sandbox) and who hosts what."""
         owner = access.principal(ctx, request)
-        mine = {r.sandbox_id for r in ctx.sandboxes.visible(owner)}
+        mine = {r.sandbox_id for r in ctx.sandboxes.live(owner)}  # env hosts run
         hosted = {sid: envs for sid, envs in gem_routes.hosted_envs(request.app).items() if sid in mine}
         return render(request, "envs.html", nav="envs", hosted=hosted, now=time.time())
 

@@ -1,5 +1,5 @@
-"""What the UI pages show, assembled from the admin's memory: no page load touches the disk
-except a sandbox's state history (one indexed query)."""
+"""What the UI pages show: live sandboxes from the admin's memory, the table, counts and ended
+sandboxes from the store (indexed queries), a sandbox's state history (one more)."""
 
 from __future__ import annotations
 
@@ -39,12 +39,6 @@ class TableQuery(BaseModel):
     def filters(self) -> dict[str, str]:
         return {k: v for k in ("state", "image", "user_id", "experiment_id", "namespace")
                 if (v := getattr(self, k)) is not None}
-
-
-def matches(r: SandboxRecord, q: TableQuery) -> bool:
-    if q.state is None and r.state == "deleted":
-        return False
-    return all(getattr(r, name) == want for name, want in q.filters().items())
 
 
 def ago(seconds: float | None) -> str:
@@ -130,18 +124,18 @@ def row(r: SandboxRecord, now: float, hosted: dict, stats: dict) -> dict:
 
 
 async def table(ctx: Ctx, app, owner: str | None, q: TableQuery, sampler: StatsSampler) -> dict:
-    visible = ctx.sandboxes.visible(owner)
-    items = [r for r in visible if matches(r, q)]
-    items.sort(key=lambda r: r.created_at, reverse=True)  # newest first: what an operator looks for
-    pages = max(1, -(-len(items) // q.page_size))
+    svc = ctx.sandboxes
+    filters = {k: v for k, v in q.filters().items() if k != "state"}
+    shown, total = await svc.page(owner, filters, q.state, True, (q.page - 1) * q.page_size, q.page_size)
+    pages = max(1, -(-total // q.page_size))
     page = min(q.page, pages)
-    shown = items[(page - 1) * q.page_size:page * q.page_size]
+    if page != q.page:  # past the end: the last page  (newest first: what an operator looks for)
+        shown, total = await svc.page(owner, filters, q.state, True, (page - 1) * q.page_size, q.page_size)
     now = time.time()
     hosted = gem_routes.hosted_envs(app)
     stats = await sampler.many(shown)
-    options = {name: sorted({v for r in visible if (v := getattr(r, name))})
-               for name in ("image", "user_id", "experiment_id", "namespace")}
-    return {"rows": [row(r, now, hosted, stats) for r in shown], "total": len(items), "page": page, "pages": pages,
+    options = {name: await svc.store.distinct(name, owner) for name in ("image", "user_id", "experiment_id", "namespace")}
+    return {"rows": [row(r, now, hosted, stats) for r in shown], "total": total, "page": page, "pages": pages,
             "query": q, "filters": q.filters(), "options": options, "states": STATES}
 
 
@@ -156,22 +150,22 @@ def _meminfo_total() -> int | None:
     return None
 
 
-def overview(ctx: Ctx, app, owner: str | None, request_rate: float | None) -> dict:
-    visible = ctx.sandboxes.visible(owner)
-    backends = sorted({r.backend or ctx.worker.backend_name for r in visible} | {ctx.worker.backend_name})
+async def overview(ctx: Ctx, app, owner: str | None, request_rate: float | None) -> dict:
+    counts = await ctx.sandboxes.counts(owner)
+    backends = sorted({c["backend"] or ctx.worker.backend_name for c in counts} | {ctx.worker.backend_name})
     by_state = {s: {b: 0 for b in backends} for s in STATES}
-    for r in visible:
-        by_state[r.state][r.backend or ctx.worker.backend_name] += 1
+    for c in counts:
+        by_state[c["state"]][c["backend"] or ctx.worker.backend_name] += c["n"]
     running = sum(by_state["running"].values())
     hosted = gem_routes.hosted_envs(app)
-    mine = {r.sandbox_id for r in visible}
+    mine = {r.sandbox_id for r in ctx.sandboxes.live(owner)}
     env_hosts = [{"sandbox_id": sid, "envs": len(envs), "env_ids": sorted({e["env_id"] for e in envs})}
                  for sid, envs in sorted(hosted.items()) if sid in mine]
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     node = {"name": socket.gethostname(), "backend": ctx.worker.backend_name, "cpus": os.cpu_count(),
             "memory": size(_meminfo_total()), "load": " ".join(f"{x:.2f}" for x in load) if load else "-",
             "running": running, "role": ctx.settings.role, "uptime": ago(time.time() - ctx.started_at)}
-    return {"nodes": [node], "backends": backends, "by_state": by_state, "total": len(visible),
+    return {"nodes": [node], "backends": backends, "by_state": by_state, "total": sum(c["n"] for c in counts),
             "pools": ctx.worker.pool.summary(), "env_hosts": env_hosts, "request_rate": request_rate,
             "auth": ctx.auth.enabled, "owner": owner}
 

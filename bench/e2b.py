@@ -1,0 +1,112 @@
+"""The real e2b SDK (newest 2.x, in its own venv) against a real admin per backend:
+
+e2b_create_to_first_output  Sandbox.create("base") -> commands.run("echo hi") output (floor: our
+                            SDK's start() -> create_session -> arun("echo hi") on the same admin)
+e2b_command_round_trip      commands.run("echo hi") on a running sandbox (floor: our SDK's
+                            arun("echo hi") in a session on the same admin)
+
+Blocks of the e2b client and of the floor alternate. E2B's hosted service publishes about
+150 ms to start a sandbox and ~70 ms per command: the README quotes them as the reference.
+The venv is ROCK_BENCH_E2B_VENV or /tmp/e2b-newest (made with pip on first use).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.admin import AdminProcess
+from bench.report import record
+from bench.sdk import _config, _start_to_first_output, usable
+from rock.actions import CreateBashSessionRequest
+from rock.sdk.sandbox import Sandbox
+
+VENV = Path(os.environ.get("ROCK_BENCH_E2B_VENV") or "/tmp/e2b-newest")
+CLIENT = Path(__file__).with_name("e2b_client.py")
+
+
+def _python() -> Path | None:
+    python = VENV / "bin" / "python"
+    if not python.exists() or subprocess.run([str(python), "-c", "import e2b"], capture_output=True).returncode:
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
+        if subprocess.run([str(python), "-m", "pip", "install", "-q", "e2b<3"], capture_output=True,
+                          timeout=900).returncode:
+            return None
+    return python
+
+
+class _Client:
+    def __init__(self, python: Path, url: str):
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "E2B_DEBUG")}
+        env.update(E2B_API_KEY="bench", E2B_API_URL=url, E2B_SANDBOX_URL=url)
+        self.proc = subprocess.Popen([str(python), "-I", str(CLIENT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, env=env)
+
+    def ask(self, verb: str, n: int) -> list[float]:
+        self.proc.stdin.write(f"{verb} {n}\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the e2b client exited ({self.proc.wait()})")
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(120)
+
+
+async def _backend(ctx, backend: str, python: Path) -> list[dict]:
+    admin = AdminProcess(backend, prefix="rock-bench-e2b-")
+    url = admin.start()
+    client = _Client(python, url)
+    records = []
+    try:
+        client.ask("create", 1)  # warm-up: imports, connections, the image
+        await _start_to_first_output(url)
+        n, block = ctx.n(10, 40), 5
+        ctx.progress(f"e2b {backend}: create -> first output x{n} (floor: our start() -> arun)")
+        creates, starts = [], []
+        while len(creates) < n:
+            creates += client.ask("create", block)
+            for _ in range(block):
+                starts.append(await _start_to_first_output(url))
+        records.append(record("e2b_create_to_first_output", backend, creates, floor_s=starts,
+                              reference_hosted_ms=150))
+
+        sandbox = Sandbox(_config(url))
+        await sandbox.start()
+        await sandbox.create_session(CreateBashSessionRequest(session="b"))
+        n, block = ctx.n(100, 1000), 25
+        ctx.progress(f"e2b {backend}: commands.run echo x{n} (floor: our arun echo)")
+        trips, aruns = [], []
+        client.ask("rt", 3)
+        while len(trips) < n:
+            trips += client.ask("rt", block)
+            for _ in range(block):
+                t0 = time.perf_counter()
+                out = await sandbox.arun("echo hi", session="b")
+                aruns.append(time.perf_counter() - t0)
+                assert out.output.strip() == "hi", out
+        records.append(record("e2b_command_round_trip", backend, trips, floor_s=aruns, reference_hosted_ms=70))
+        await sandbox.delete()
+        await sandbox.aclose()
+    finally:
+        client.close()
+        admin.stop()
+    return records
+
+
+async def run(ctx) -> list[dict]:
+    python = _python()
+    if python is None:
+        ctx.progress("e2b: could not install the e2b SDK into its venv; skipped")
+        return []
+    records = []
+    for backend in usable(ctx):
+        if backend != "local":
+            records += await _backend(ctx, backend, python)
+    return records

@@ -1,0 +1,67 @@
+"""E2B's protocol, so the real ``e2b`` SDK runs its sandboxes here (see docs/e2b.md).
+
+One address serves both planes: the control plane (``/sandboxes``, ``/v2/sandboxes``; X-API-KEY
+is a ROCK token) and envd's data plane (Connect RPCs ``/process.Process/*`` and
+``/filesystem.Filesystem/*``, ``/files``, ``/health``; the sandbox named by ``E2b-Sandbox-Id``
+and proven by its ``X-Access-Token``). Both translate onto the sandbox service and the agent's
+operations; nothing here runs anything on the host.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+
+from rock.admin.context import Ctx
+from rock.admin.e2b import control, filesystem, interpreter, process
+from rock.admin.e2b.common import E2BError, Users
+from rock.admin.e2b.connect import ConnectError, SandboxGone, end_stream, error_response, gone_response
+
+# Past the generic token gate: these routes authenticate themselves (X-API-KEY, the access token).
+OPEN_PATHS = ("/sandboxes", "/sandboxes/", "/v2/sandboxes", "/v2/sandboxes/", "/snapshots", "/files",
+              "/process.Process/", "/filesystem.Filesystem/", "/execute", "/contexts", "/contexts/")
+
+
+def is_envd_health(request: Request) -> bool:
+    return "e2b-sandbox-id" in request.headers or "x-access-token" in request.headers
+
+
+async def health(ctx: Ctx, request: Request) -> Response:
+    try:
+        return await filesystem.envd_health(ctx, request)
+    except SandboxGone as exc:
+        return gone_response(exc)
+
+
+def install(app: FastAPI, ctx: Ctx, control_plane: bool = True) -> None:
+    """Both planes on an admin; a proxy (read/write separation) serves only the data plane."""
+    users = Users()
+    if control_plane:
+        app.include_router(control.router(ctx))
+    app.include_router(process.router(ctx, users))
+    app.include_router(filesystem.router(ctx, users))
+    app.include_router(interpreter.router(ctx))
+
+    @app.exception_handler(interpreter.PortError)
+    async def port_error(request: Request, exc: interpreter.PortError):
+        return exc.response()
+
+    @app.exception_handler(E2BError)
+    async def e2b_error(request: Request, exc: E2BError):
+        return exc.response()
+
+    @app.exception_handler(filesystem.HttpError)
+    async def http_error(request: Request, exc: filesystem.HttpError):
+        return exc.response()
+
+    @app.exception_handler(SandboxGone)
+    async def sandbox_gone(request: Request, exc: SandboxGone):
+        return gone_response(exc)
+
+    @app.exception_handler(ConnectError)
+    async def connect_error(request: Request, exc: ConnectError):
+        if request.headers.get("content-type", "").startswith("application/connect+"):
+            # a stream's error travels in its end-of-stream message, under 200
+            return Response(end_stream(exc), media_type="application/connect+json")
+        return error_response(exc.code, exc.message)

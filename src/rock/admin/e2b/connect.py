@@ -1,0 +1,184 @@
+"""The Connect protocol (v1, JSON codec) as the e2b SDK speaks it to envd, and E2B's error shapes.
+
+Unary: ``POST /<pkg>.<Service>/<Method>``, JSON body, 200 JSON reply; an error is a non-2xx
+with ``{"code": "<connect code>", "message"}``. Server stream: the request is one envelope
+``[flags u8][len u32 BE][json]``; the reply is 200 ``application/connect+json``, envelopes, then
+an end-of-stream envelope (flags 2) carrying ``{}`` or ``{"error": {...}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from rock.errors import AgentError, AgentGone, AgentTimeout, RockError, SandboxNotFound, SandboxNotRunning
+
+HTTP_OF = {"canceled": 499, "unknown": 500, "invalid_argument": 400, "deadline_exceeded": 504, "not_found": 404,
+           "already_exists": 409, "permission_denied": 403, "resource_exhausted": 429, "failed_precondition": 400,
+           "aborted": 409, "out_of_range": 400, "unimplemented": 501, "internal": 500, "unavailable": 503,
+           "unauthenticated": 401}
+# The agent's error kinds (rock.agent.errors) as Connect codes.
+CODE_OF_KIND = {"FileNotFound": "not_found", "NotFound": "not_found", "FileExists": "already_exists",
+                "IsADirectory": "invalid_argument", "NotADirectory": "invalid_argument", "BadRequest": "invalid_argument",
+                "PermissionDenied": "permission_denied", "Unauthenticated": "unauthenticated",
+                "NoSpace": "resource_exhausted", "DirectoryNotEmpty": "failed_precondition",
+                "PayloadTooLarge": "resource_exhausted"}
+END_STREAM = 0x02
+MAX_MESSAGE = 16 << 20
+
+
+class ConnectError(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class SandboxGone(Exception):
+    """The data plane's answer for a sandbox that is not (or no longer) there: what E2B's edge
+    proxy says, 502 "... was not found", which the SDK turns into its not-running exception."""
+
+    def __init__(self, sandbox_id: str | None):
+        super().__init__(f"The sandbox {sandbox_id or '(unknown)'} was not found")
+        self.message = str(self)
+
+
+def gone_response(exc: SandboxGone) -> Response:
+    return json_response({"code": 502, "message": exc.message, "sandboxId": None}, 502)
+
+
+def json_response(obj, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(json.dumps(obj), status_code=status, media_type="application/json", headers=headers)
+
+
+def error_response(code: str, message: str) -> Response:
+    return json_response({"code": code, "message": message}, HTTP_OF.get(code, 500))
+
+
+def from_rock(exc: Exception, sandbox_id: str | None = None) -> Exception:
+    """A ROCK/agent error as a Connect error (or SandboxGone when the sandbox itself went away)."""
+    if isinstance(exc, (SandboxNotFound, SandboxNotRunning, AgentGone)):
+        return SandboxGone(sandbox_id)
+    if isinstance(exc, ConnectError):
+        return exc
+    if isinstance(exc, AgentTimeout):
+        return ConnectError("deadline_exceeded", exc.message)
+    if isinstance(exc, AgentError):
+        return ConnectError(CODE_OF_KIND.get(exc.kind, "internal"), exc.message)
+    if isinstance(exc, RockError):  # a ROCK error class the agent client re-raised (e.g. PayloadTooLarge)
+        code = {401: "unauthenticated", 403: "permission_denied", 404: "not_found", 409: "already_exists",
+                413: "resource_exhausted", 507: "resource_exhausted"}.get(exc.status_code)
+        return ConnectError(code or ("internal" if exc.status_code >= 500 else "invalid_argument"), exc.message)
+    return exc
+
+
+def envelope(obj, flags: int = 0) -> bytes:
+    data = json.dumps(obj, separators=(",", ":")).encode()
+    return struct.pack(">BI", flags, len(data)) + data
+
+
+def end_stream(error: ConnectError | None = None) -> bytes:
+    return envelope({"error": {"code": error.code, "message": error.message}} if error else {}, END_STREAM)
+
+
+def _check_codec(request: Request, streaming: bool) -> None:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    want = "application/connect+json" if streaming else "application/json"
+    if kind and kind != want:
+        raise ConnectError("unimplemented", f"content type {kind!r} is not served: ROCK's envd speaks Connect with "
+                                            f"the JSON codec ({want})")
+
+
+def _object(raw: bytes) -> dict:
+    try:
+        msg = json.loads(raw or b"{}")
+    except ValueError:
+        raise ConnectError("invalid_argument", "the request message is not valid JSON") from None
+    if not isinstance(msg, dict):
+        raise ConnectError("invalid_argument", "the request message must be a JSON object")
+    return msg
+
+
+async def unary_message(request: Request) -> dict:
+    _check_codec(request, False)
+    return _object(await request.body())
+
+
+async def stream_messages(request: Request) -> list[dict]:
+    """Every envelope of a streamed request (a server stream sends one; StreamInput several)."""
+    _check_codec(request, True)
+    raw, out, pos = await request.body(), [], 0
+    while pos < len(raw):
+        if len(raw) - pos < 5:
+            raise ConnectError("invalid_argument", "truncated Connect envelope")
+        flags, size = struct.unpack_from(">BI", raw, pos)
+        if size > MAX_MESSAGE or pos + 5 + size > len(raw):
+            raise ConnectError("invalid_argument", "Connect envelope larger than its body")
+        if flags & 0x01:
+            raise ConnectError("unimplemented", "compressed envelopes are not served")
+        if not flags & END_STREAM:
+            out.append(_object(raw[pos + 5:pos + 5 + size]))
+        pos += 5 + size
+    if not out:
+        raise ConnectError("invalid_argument", "the stream carried no request message")
+    return out
+
+
+def stream_response(events: AsyncIterator[dict], keepalive: dict, interval: float,
+                    on_close=None) -> StreamingResponse:
+    """Envelopes from ``events`` (dicts; a ConnectError raised ends the stream with it), a
+    ``keepalive`` message after ``interval`` seconds of silence, and the end-of-stream."""
+
+    async def body():
+        it = events.__aiter__()
+        pending: asyncio.Task | None = None
+        try:
+            while True:
+                if pending is None:
+                    pending = asyncio.ensure_future(it.__anext__())
+                done, _ = await asyncio.wait({pending}, timeout=interval)
+                if not done:
+                    yield envelope(keepalive)
+                    continue
+                task, pending = pending, None
+                try:
+                    yield envelope(task.result())
+                except StopAsyncIteration:
+                    yield end_stream()
+                    return
+                except SandboxGone as exc:
+                    yield end_stream(ConnectError("unavailable", exc.message))
+                    return
+                except ConnectError as exc:
+                    yield end_stream(exc)
+                    return
+        finally:
+            if pending is not None:
+                pending.cancel()
+            if on_close is not None:
+                await on_close()
+
+    return StreamingResponse(body(), media_type="application/connect+json")
+
+
+def deadline_of(request: Request) -> float | None:
+    """Connect-Timeout-Ms as seconds (None: no deadline)."""
+    raw = request.headers.get("connect-timeout-ms")
+    try:
+        ms = int(raw) if raw else 0
+    except ValueError:
+        raise ConnectError("invalid_argument", "Connect-Timeout-Ms must be an integer") from None
+    return ms / 1000 if ms > 0 else None
+
+
+def keepalive_of(request: Request) -> float:
+    raw = request.headers.get("keepalive-ping-interval")
+    try:
+        return min(max(float(raw), 1.0), 300.0) if raw else 30.0
+    except ValueError:
+        return 30.0

@@ -1,0 +1,318 @@
+"""E2B's control plane (spec/openapi.yml of e2b-dev/E2B) onto ROCK's sandbox service.
+
+templateID -> image (``base`` -> the default image; ``Settings.e2b_templates`` adds more),
+timeout -> the idle lease (auto_clear_seconds), envVars -> the sandbox's environment,
+metadata -> kept with the record and filterable. What ROCK cannot honour fails closed, saying why.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from datetime import datetime, timezone
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict
+from starlette.requests import Request
+from starlette.responses import Response
+
+from rock.actions.sandbox import SandboxStartRequest, parse_memory
+from rock.admin.context import Ctx
+from rock.admin.e2b.common import (CLIENT_ID, ENVD_VERSION, META_KEY, TOKEN_KEY, E2BError, control_record, is_e2b,
+                                   json_object, owner_of, route)
+from rock.admin.openapi import body as body_doc, params
+from rock.admin.e2b.connect import json_response
+from rock.admin.start_checks import check_start_request
+from rock.admin.store import SandboxRecord
+from rock.errors import RockError
+
+log = logging.getLogger("rock.admin.e2b")
+MAX_TIMEOUT = 7 * 24 * 3600
+KEEP_AFTER_TIMEOUT = 30  # seconds a timed-out sandbox's files stay before they are deleted
+# Fields of NewSandbox we cannot honour unless they say "off", and why.
+REFUSED = {
+    "autoPause": "ROCK does not pause sandboxes: one past its timeout is stopped",
+    "autoResume": "ROCK does not pause sandboxes, so none resumes",
+    "network": "per-sandbox network rules are not supported; use allow_internet_access",
+    "mcp": "MCP gateways are not supported",
+    "volumeMounts": "volumes are not supported; use files.write or a template image",
+    "iam": "IAM roles are not supported",
+}
+
+
+class NewSandbox(BaseModel):
+    """E2B's NewSandbox / NewSandboxV2 (fields ROCK cannot honour are refused, see REFUSED)."""
+
+    model_config = ConfigDict(extra="allow")
+    templateID: str
+    timeout: int | None = None
+    metadata: dict[str, str] | None = None
+    envVars: dict[str, str] | None = None
+    allow_internet_access: bool | None = None
+
+
+class TimeoutBody(BaseModel):
+    timeout: int
+
+
+class ConnectBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    timeout: int | None = None
+
+
+class ListQuery(BaseModel):
+    metadata: str | None = None  # url-encoded k=v&k2=v2
+    state: str | None = None  # running,paused
+    limit: int | None = None
+    nextToken: str | None = None
+    order: str | None = None
+    template: str | None = None
+
+
+class E2BErrorBody(BaseModel):
+    code: int
+    message: str
+
+
+WHY = {201: "created", 200: "ok", 204: "done", 400: "a field is invalid or cannot be honoured (the message says which)",
+       401: "X-API-KEY is missing or not a ROCK token", 404: "no such sandbox or template for this token",
+       503: "the sandbox could not start"}
+
+
+def _doc(*codes: int, body: type[BaseModel] | None = None, query: type[BaseModel] | None = None) -> dict:
+    responses = {c: ({"description": WHY[c]} if c < 300 else {"model": E2BErrorBody, "description": WHY[c]})
+                 for c in codes}
+    extra: dict = {}
+    if body is not None:
+        extra["requestBody"] = body_doc(body, required=False)
+    if query is not None:
+        extra["parameters"] = params(query)
+    return {"responses": responses, "openapi_extra": extra or None, "tags": ["e2b"]}
+
+
+def _iso(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts or time.time(), timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _templates(ctx: Ctx) -> dict[str, str]:
+    # code-interpreter-v1: e2b_code_interpreter's default; its server is the agent's (kernel.py)
+    return {"base": ctx.settings.default_image, "code-interpreter-v1": ctx.settings.default_image,
+            **ctx.settings.e2b_templates}
+
+
+def _str_map(body: dict, key: str) -> dict[str, str]:
+    value = body.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise E2BError(400, f"{key} must be an object of string values")
+    return value
+
+
+def _timeout(body: dict, default: int) -> int:
+    value = body.get("timeout", default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_TIMEOUT:
+        raise E2BError(400, f"timeout must be whole seconds between 1 and {MAX_TIMEOUT}")
+    return value
+
+
+async def _body(request: Request) -> dict:
+    return await json_object(request, E2BError)
+
+
+def sandbox_body(record: SandboxRecord) -> dict:
+    meta = record.spec.get(META_KEY) or {}
+    return {"templateID": meta.get("template", "base"), "sandboxID": record.sandbox_id, "clientID": CLIENT_ID,
+            "envdVersion": ENVD_VERSION, "envdAccessToken": record.spec[TOKEN_KEY], "alias": meta.get("template"),
+            "domain": None, "trafficAccessToken": record.spec[TOKEN_KEY]}
+
+
+def _detail(ctx: Ctx, record: SandboxRecord, listed: bool = False) -> dict:
+    meta = record.spec.get(META_KEY) or {}
+    memory = parse_memory(record.memory or ctx.settings.default_memory) or 0
+    disk = parse_memory(record.spec.get("disk")) or 0
+    end = record.last_used_at + (record.auto_clear_seconds or 0)
+    out = {"templateID": meta.get("template", "base"), "sandboxID": record.sandbox_id, "clientID": CLIENT_ID,
+           "alias": meta.get("template"), "startedAt": _iso(record.started_at or record.created_at),
+           "endAt": _iso(end), "envdVersion": ENVD_VERSION, "cpuCount": max(1, round(record.cpus or ctx.settings.default_cpus)),
+           "memoryMB": memory >> 20, "diskSizeMB": disk >> 20, "state": "running",
+           "metadata": meta.get("metadata") or {}}
+    if not listed:
+        out.update(envdAccessToken=record.spec[TOKEN_KEY], domain=None,
+                   allowInternetAccess=bool(record.spec.get("network")))
+    return out
+
+
+def router(ctx: Ctx) -> APIRouter:
+    api = APIRouter()
+    svc = ctx.sandboxes
+
+    async def create(request: Request, default_timeout: int) -> Response:
+        owner = owner_of(ctx, request)
+        body = await _body(request)
+        template = body.get("templateID")
+        if not isinstance(template, str) or not template:
+            raise E2BError(400, "templateID is required")
+        image = _templates(ctx).get(template)
+        if image is None:
+            raise E2BError(404, f"template '{template}' not found: this ROCK server knows "
+                                f"{', '.join(sorted(_templates(ctx)))} (an admin adds more in e2b_templates)")
+        for key, why in REFUSED.items():
+            if body.get(key) not in (None, False, {}, []):
+                raise E2BError(400, f"{key} cannot be honoured: {why}")
+        if body.get("autoPauseMemory") not in (None, False):
+            raise E2BError(400, "autoPauseMemory cannot be honoured: ROCK does not pause sandboxes")
+        timeout = _timeout(body, default_timeout)
+        metadata, env = _str_map(body, "metadata"), _str_map(body, "envVars")
+        internet = body.get("allow_internet_access", body.get("allowInternetAccess"))
+        # An E2B sandbox past its timeout is gone (E2B kills it): its kept files go soon after the idle
+        # stop; not at once, which would race a kill's own stop-then-delete.
+        req = SandboxStartRequest(image=image, auto_clear_seconds=timeout, auto_delete_seconds=KEEP_AFTER_TIMEOUT,
+                                  env=env or None,
+                                  network=internet is True)
+        try:
+            check_start_request(req, ctx.worker.backend_name, ctx.settings)
+            extra = {TOKEN_KEY: secrets.token_urlsafe(24), META_KEY: {"template": template, "metadata": metadata}}
+            began = time.perf_counter()
+            record = await svc.start(req, owner, {}, wait=True, extra_spec=extra)
+        except RockError as exc:
+            raise E2BError(exc.status_code if exc.status_code < 500 else 503, exc.message) from None
+        log.info("e2b: sandbox %s created from template %s in %.3fs", record.sandbox_id, template,
+                 time.perf_counter() - began)
+        return json_response(sandbox_body(record), 201)
+
+    @api.post("/sandboxes", **_doc(201, 400, 401, 404, 503, body=NewSandbox))
+    async def create_v1(request: Request):
+        return await create(request, 15)
+
+    @api.post("/v2/sandboxes", **_doc(201, 400, 401, 404, 503, body=NewSandbox))
+    async def create_v2(request: Request):
+        return await create(request, 300)
+
+    async def listing(request: Request, v2: bool) -> Response:
+        owner = owner_of(ctx, request)
+        q = request.query_params
+        wanted = dict(parse_qsl(q.get("metadata", ""), keep_blank_values=True))
+        states = set((q.get("state") or "running,paused").split(","))
+        if not states <= {"running", "paused"}:
+            raise E2BError(400, "state must be running and/or paused")
+        try:
+            limit = int(q.get("limit") or 100)
+            offset = int(q.get("nextToken") or 0)
+        except ValueError:
+            raise E2BError(400, "limit and nextToken must be integers") from None
+        if not 1 <= limit <= 100 or offset < 0:
+            raise E2BError(400, "limit must be between 1 and 100")
+        items = [r for r in svc.live(owner) if is_e2b(r) and r.state in ("pending", "running")
+                 and "running" in states and all((r.spec[META_KEY].get("metadata") or {}).get(k) == v
+                                                 for k, v in wanted.items())
+                 and (not q.get("template") or r.spec[META_KEY].get("template") == q.get("template"))]
+        items.sort(key=lambda r: r.created_at, reverse=q.get("order") != "asc")
+        page = items[offset:offset + limit] if v2 else items
+        headers = {"X-Next-Token": str(offset + limit)} if v2 and offset + limit < len(items) else None
+        return json_response([_detail(ctx, r, listed=True) for r in page], 200, headers)
+
+    @api.get("/v2/sandboxes", **_doc(200, 400, 401, query=ListQuery))
+    async def list_v2(request: Request):
+        return await listing(request, True)
+
+    @api.get("/sandboxes", **_doc(200, 400, 401, query=ListQuery))
+    async def list_v1(request: Request):
+        return await listing(request, False)
+
+    @api.get("/sandboxes/{sandbox_id}", **_doc(200, 401, 404))
+    async def get_info(sandbox_id: str, request: Request):
+        record = await control_record(ctx, sandbox_id, owner_of(ctx, request))
+        return json_response(_detail(ctx, record))
+
+    @api.delete("/sandboxes/{sandbox_id}", **_doc(204, 401, 404))
+    async def kill(sandbox_id: str, request: Request):
+        record = await control_record(ctx, sandbox_id, owner_of(ctx, request))
+        await svc.delete(record.sandbox_id, record.owner)
+        log.info("e2b: sandbox %s killed", sandbox_id)
+        return Response(status_code=204)
+
+    @api.post("/sandboxes/{sandbox_id}/timeout", **_doc(204, 400, 401, 404, body=TimeoutBody))
+    async def set_timeout(sandbox_id: str, request: Request):
+        record = await control_record(ctx, sandbox_id, owner_of(ctx, request))
+        timeout = _timeout(await _body(request), 0)
+        # E2B's timeout counts from now; our idle lease counts from the last use: make now the last use.
+        record.auto_clear_seconds = timeout
+        svc.touch(record)
+        svc.save(record)
+        return Response(status_code=204)
+
+    @api.post("/sandboxes/{sandbox_id}/refreshes", **_doc(204, 401, 404))
+    async def refresh(sandbox_id: str, request: Request):
+        svc.touch(await control_record(ctx, sandbox_id, owner_of(ctx, request)))
+        return Response(status_code=204)
+
+    async def connect(sandbox_id: str, request: Request) -> Response:
+        record = await control_record(ctx, sandbox_id, owner_of(ctx, request))
+        body = await _body(request)
+        if "timeout" in body:
+            timeout = _timeout(body, 0)
+            if timeout > (record.auto_clear_seconds or 0):  # connect only ever extends
+                record.auto_clear_seconds = timeout
+                svc.save(record)
+        svc.touch(record)
+        return json_response(sandbox_body(record), 200)
+
+    @api.post("/sandboxes/{sandbox_id}/connect", **_doc(200, 400, 401, 404, body=ConnectBody))
+    async def connect_v1(sandbox_id: str, request: Request):
+        return await connect(sandbox_id, request)
+
+    @api.post("/v2/sandboxes/{sandbox_id}/connect", **_doc(200, 400, 401, 404, body=ConnectBody))
+    async def connect_v2(sandbox_id: str, request: Request):
+        return await connect(sandbox_id, request)
+
+    @route(api, "/sandboxes/{sandbox_id}/resume")
+    async def resume(request: Request, sandbox_id: str):
+        await control_record(ctx, sandbox_id, owner_of(ctx, request))
+        raise E2BError(409, "sandbox is running: ROCK never pauses sandboxes, so there is nothing to resume")
+
+    @api.get("/sandboxes/{sandbox_id}/metrics", **_doc(200, 401, 404))
+    async def metrics(sandbox_id: str, request: Request):
+        record = await control_record(ctx, sandbox_id, owner_of(ctx, request))
+        try:
+            stats = await ctx.worker.stats(record.sandbox_id)
+        except RockError:
+            return json_response([])
+        now = time.time()
+        memory_total = stats.memory_limit_bytes or parse_memory(record.memory or ctx.settings.default_memory) or 0
+        cpus = max(1, round(record.cpus or ctx.settings.default_cpus))
+        elapsed = max(now - (record.started_at or now), 1e-3)
+        used_pct = min(100.0, 100.0 * (stats.cpu_seconds or 0.0) / elapsed / cpus)  # mean since start
+        return json_response([{"timestamp": _iso(now), "timestampUnix": int(now), "cpuCount": cpus,
+                               "cpuUsedPct": round(used_pct, 2), "memUsed": stats.memory_bytes or 0,
+                               "memTotal": memory_total, "memCache": 0, "diskUsed": 0, "diskTotal": 0}])
+
+    async def refuse(sandbox_id: str, request: Request, what: str) -> Response:
+        await control_record(ctx, sandbox_id, owner_of(ctx, request))
+        raise E2BError(501, what)
+
+    @route(api, "/sandboxes/{sandbox_id}/pause")
+    async def pause(request: Request, sandbox_id: str):
+        return await refuse(sandbox_id, request, "pausing is not supported by ROCK: its sandboxes keep no memory "
+                                                 "snapshot; kill it, or extend it with set_timeout")
+
+    @route(api, "/sandboxes/{sandbox_id}/snapshots")
+    async def snapshot(request: Request, sandbox_id: str):
+        return await refuse(sandbox_id, request, "snapshots are not supported by ROCK")
+
+    @route(api, "/sandboxes/{sandbox_id}/fork")
+    async def fork(request: Request, sandbox_id: str):
+        return await refuse(sandbox_id, request, "forking a sandbox is not supported by ROCK")
+
+    @route(api, "/sandboxes/{sandbox_id}/network", "PUT")
+    async def network(request: Request, sandbox_id: str):
+        return await refuse(sandbox_id, request, "changing a running sandbox's network is not supported by ROCK")
+
+    @api.get("/snapshots", **_doc(200, 401))
+    async def snapshots(request: Request):
+        owner_of(ctx, request)
+        return json_response([])
+
+    return api

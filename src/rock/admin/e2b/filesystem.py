@@ -1,0 +1,259 @@
+"""envd's ``filesystem.Filesystem`` service and its plain HTTP part (``/files``, ``/health``) onto
+the agent's file operations (``file.read``/``file.write``, as ROCK's own routes use them) and
+the envd filesystem ops (rock/agent/envdfs.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from datetime import datetime, timezone
+from urllib.parse import quote
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from rock.admin.context import Ctx
+from rock.admin.e2b.common import Users, route, basic_user, data_record, resolve
+from rock.admin.e2b.connect import (ConnectError, SandboxGone, from_rock, json_response, keepalive_of,
+                                    stream_messages, stream_response, unary_message)
+from rock.errors import AgentError
+
+CHUNK = 4 << 20  # file.read / file.write pieces: a large file never sits whole in one frame
+MAX_INFLATED = 1 << 30
+EVENT_TYPES = {"create": "EVENT_TYPE_CREATE", "write": "EVENT_TYPE_WRITE", "remove": "EVENT_TYPE_REMOVE",
+               "rename": "EVENT_TYPE_RENAME", "chmod": "EVENT_TYPE_CHMOD"}
+
+
+def entry_info(e: dict) -> dict:
+    out = {"name": e["name"], "type": "FILE_TYPE_DIRECTORY" if e["type"] == "dir" else "FILE_TYPE_FILE",
+           "path": e["path"], "size": str(e["size"]), "mode": e["mode"], "permissions": e["permissions"],
+           "owner": e["owner"], "group": e["group"],
+           "modifiedTime": datetime.fromtimestamp(e["mtime"], timezone.utc).isoformat().replace("+00:00", "Z")}
+    if e.get("symlink"):
+        out.update(symlinkTarget=e["target"], isSymlink=True)
+    return out
+
+
+def fs_event(event: dict) -> dict:
+    out = {"name": event["name"], "type": EVENT_TYPES[event["type"]]}
+    if event.get("entry"):
+        out["entry"] = entry_info(event["entry"])
+    return out
+
+
+class HttpError(Exception):
+    """A /files refusal in envd's shape ``{"code": <status>, "message"}``."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+    def response(self) -> Response:
+        return json_response({"code": self.status, "message": self.message}, self.status)
+
+
+def router(ctx: Ctx, users: Users) -> APIRouter:
+    api = APIRouter()
+    svc = ctx.sandboxes
+
+    async def open_(request: Request, user: str | None, operation: str | None = None):
+        """(record, agent, the user's {name, uid, gid, home})."""
+        record = data_record(ctx, request, operation)
+        try:
+            agent = await svc.agent(record.sandbox_id, record.owner)
+            return record, agent, await users.get(agent, record.sandbox_id, user)
+        except Exception as exc:  # noqa: BLE001
+            raise from_rock(exc, record.sandbox_id) from None
+
+    async def call(request: Request, op: str, path_keys: tuple[str, ...], msg: dict, extra: dict | None = None):
+        record, agent, user = await open_(request, basic_user(request))
+        args = {key: resolve(msg.get(key), user["home"]) for key in path_keys}
+        args.update(uid=user["uid"], gid=user["gid"], **(extra or {}))
+        try:
+            return (await agent.call(op, args))[0]
+        except Exception as exc:  # noqa: BLE001
+            raise from_rock(exc, record.sandbox_id) from None
+
+    @route(api, "/filesystem.Filesystem/Stat", "POST")
+    async def stat(request: Request):
+        result = await call(request, "envdfs.stat", ("path",), await unary_message(request))
+        return json_response({"entry": entry_info(result["entry"])})
+
+    @route(api, "/filesystem.Filesystem/ListDir", "POST")
+    async def list_dir(request: Request):
+        msg = await unary_message(request)
+        depth = msg.get("depth") or 1
+        if not isinstance(depth, int) or depth < 0:
+            raise ConnectError("invalid_argument", "depth must be a non-negative integer")
+        result = await call(request, "envdfs.list", ("path",), msg, {"depth": depth})
+        return json_response({"entries": [entry_info(e) for e in result["entries"]]})
+
+    @route(api, "/filesystem.Filesystem/MakeDir", "POST")
+    async def make_dir(request: Request):
+        result = await call(request, "envdfs.mkdir", ("path",), await unary_message(request))
+        return json_response({"entry": entry_info(result["entry"])})
+
+    @route(api, "/filesystem.Filesystem/Move", "POST")
+    async def move(request: Request):
+        result = await call(request, "envdfs.move", ("source", "destination"), await unary_message(request))
+        return json_response({"entry": entry_info(result["entry"])})
+
+    @route(api, "/filesystem.Filesystem/Remove", "POST")
+    async def remove(request: Request):
+        await call(request, "envdfs.remove", ("path",), await unary_message(request))
+        return json_response({})
+
+    def _watch_args(msg: dict) -> dict:
+        return {"recursive": bool(msg.get("recursive")),
+                "include_entry": bool(msg.get("includeEntry", msg.get("include_entry")))}
+
+    @route(api, "/filesystem.Filesystem/CreateWatcher", "POST")
+    async def create_watcher(request: Request):
+        msg = await unary_message(request)
+        result = await call(request, "envdfs.watch", ("path",), msg, _watch_args(msg))
+        return json_response({"watcherId": result["watcher_id"]})
+
+    def _watcher(msg: dict) -> dict:
+        wid = msg.get("watcherId", msg.get("watcher_id"))
+        if not isinstance(wid, str) or not wid:
+            raise ConnectError("invalid_argument", "watcherId is required")
+        return {"watcher_id": wid}
+
+    @route(api, "/filesystem.Filesystem/GetWatcherEvents", "POST")
+    async def watcher_events(request: Request):
+        msg = await unary_message(request)
+        result = await call(request, "envdfs.events", (), msg, _watcher(msg))
+        return json_response({"events": [fs_event(e) for e in result["events"]]})
+
+    @route(api, "/filesystem.Filesystem/RemoveWatcher", "POST")
+    async def remove_watcher(request: Request):
+        msg = await unary_message(request)
+        await call(request, "envdfs.unwatch", (), msg, _watcher(msg))
+        return json_response({})
+
+    @route(api, "/filesystem.Filesystem/WatchDir", "POST")
+    async def watch_dir(request: Request):
+        msg = (await stream_messages(request))[0]
+        record, agent, user = await open_(request, basic_user(request))
+        args = {"path": resolve(msg.get("path"), user["home"]), "timeout": None, **_watch_args(msg)}
+        queue: asyncio.Queue = asyncio.Queue()
+        watching = asyncio.ensure_future(agent.call("envdfs.watch_stream", args,
+                                                    on_event=lambda meta, body: queue.put_nowait(meta)))
+        watching.add_done_callback(lambda _: queue.put_nowait(None))
+        first = await queue.get()
+        if first is None:  # refused before it started (missing path, not a directory)
+            try:
+                watching.result()
+            except Exception as exc:  # noqa: BLE001
+                raise from_rock(exc, record.sandbox_id) from None
+
+        async def events():
+            yield {"start": {}}
+            while (meta := await queue.get()) is not None:
+                yield {"filesystem": fs_event(meta["fs"])}
+
+        async def closed():
+            watching.cancel()
+
+        return stream_response(events(), {"keepalive": {}}, keepalive_of(request), closed)
+
+    # -- /files ------------------------------------------------------------------------------
+
+    @route(api, "/files", "GET")
+    async def download(request: Request):
+        q = request.query_params
+        record, agent, user = await open_(request, q.get("username") or basic_user(request), "read")
+        path = resolve(q.get("path") or "", user["home"])
+        try:
+            info = (await agent.call("envdfs.stat", {"path": path}))[0]["entry"]
+        except AgentError as exc:
+            if exc.kind in ("FileNotFound", "NotFound"):
+                raise HttpError(404, f"path '{path}' does not exist") from None
+            raise HttpError(400, exc.message) from None
+        except Exception as exc:  # noqa: BLE001
+            raise from_rock(exc, record.sandbox_id) from None
+        if info["type"] == "dir":
+            raise HttpError(400, f"path '{path}' is a directory")
+        zipped = "gzip" in request.headers.get("accept-encoding", "")
+
+        async def content():
+            packer = zlib.compressobj(6, zlib.DEFLATED, 31) if zipped else None
+            offset = 0
+            while True:
+                data = await agent.read_file(path, offset, CHUNK)
+                if not data:
+                    break
+                offset += len(data)
+                yield packer.compress(data) if packer is not None else data
+            if packer is not None:
+                yield packer.flush()
+
+        headers = {"Content-Disposition": f"inline; filename*=UTF-8''{quote(info['name'])}"}
+        if zipped:
+            headers["Content-Encoding"] = "gzip"
+        return StreamingResponse(content(), media_type="application/octet-stream", headers=headers)
+
+    async def write(agent, user: dict, path: str, data: bytes) -> dict:
+        for i in range(0, max(len(data), 1), CHUNK):
+            await agent.write_file(path, data[i:i + CHUNK], append=i > 0)
+        if user["uid"] is not None:
+            await agent.call("envdfs.chown", {"paths": [path], "uid": user["uid"], "gid": user["gid"]})
+        return {"name": path.rsplit("/", 1)[-1], "type": "file", "path": path}
+
+    @route(api, "/files", "POST")
+    async def upload(request: Request):
+        q = request.query_params
+        record, agent, user = await open_(request, q.get("username") or basic_user(request), "write")
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        written = []
+        try:
+            if kind == "multipart/form-data":
+                form = await request.form()
+                parts = [p for p in form.getlist("file") if hasattr(p, "read")]
+                if not parts:
+                    raise HttpError(400, "the multipart body has no 'file' part")
+                for part in parts:
+                    target = q.get("path") if len(parts) == 1 and q.get("path") else part.filename
+                    if not target:
+                        raise HttpError(400, "no path: give ?path= or the part's filename")
+                    written.append(await write(agent, user, resolve(target, user["home"]), await part.read()))
+            elif kind in ("application/octet-stream", ""):
+                if not q.get("path"):
+                    raise HttpError(400, "an octet-stream upload needs ?path=")
+                data = await request.body()
+                if request.headers.get("content-encoding", "").lower() == "gzip":
+                    try:
+                        data = _gunzip(data)
+                    except (OSError, EOFError, zlib.error):
+                        raise HttpError(400, "the body is not valid gzip") from None
+                written.append(await write(agent, user, resolve(q["path"], user["home"]), data))
+            else:
+                raise HttpError(415, f"content type {kind!r}: send multipart/form-data or application/octet-stream")
+        except AgentError as exc:
+            status = {"IsADirectory": 400, "NotADirectory": 400, "PermissionDenied": 401, "NoSpace": 507}
+            raise HttpError(status.get(exc.kind, 400), exc.message) from None
+        except ConnectError as exc:
+            raise HttpError(400, exc.message) from None
+        except (HttpError, SandboxGone):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise from_rock(exc, record.sandbox_id) from None
+        return json_response(written)
+
+    return api
+
+
+def _gunzip(data: bytes) -> bytes:
+    d = zlib.decompressobj(31)
+    out = d.decompress(data, MAX_INFLATED)
+    if d.unconsumed_tail:
+        raise HttpError(413, f"the gzip body inflates past {MAX_INFLATED >> 20} MiB")
+    return out
+
+
+async def envd_health(ctx: Ctx, request: Request) -> Response:
+    """envd's GET /health: 204 while the sandbox runs, E2B's 502 "... was not found" after."""
+    data_record(ctx, request)
+    return Response(status_code=204)
+

@@ -1,0 +1,164 @@
+"""Where the admin keeps sandbox records: the live ones in memory (``records``: the hot path
+reads them without I/O), a few hundred recently used ended ones beside them (``_ended``), and
+every record in the store, where ended ones are read from when asked for (status, listing,
+history, the UI). So a long-running admin's memory follows what runs, not what it ever made.
+
+Other processes on the same store (a proxy, admins beside each other) write records too: ``load``
+and a refresh every ``REFRESH_S`` pull what they changed, and ``reread`` reads one record now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+
+from rock.admin.store import ANY, COLUMNS, HELD, SandboxRecord
+from rock.errors import SandboxNotFound
+
+log = logging.getLogger("rock.admin")
+
+REFRESH_S = 0.5  # how often a process sharing the store pulls what others changed
+
+
+class HeldRecords:
+    """The record-keeping half of ``Sandboxes`` (which sets ``settings``, ``store``, ``commands``,
+    ``_locks``, ``_saving``, ``_starting``)."""
+
+    ended_cache = 256  # ended records kept in memory after their last use (the rest: the store only)
+
+    def __init__(self) -> None:
+        self.records: dict[str, SandboxRecord] = {}  # HELD states only
+        self._ended: OrderedDict[str, SandboxRecord] = OrderedDict()  # recently used ended records
+        self._unsaved: dict[str, int] = {}  # sandbox_id -> its writes queued, not yet stored
+        self._refresher: asyncio.Task | None = None
+        self._seen_at = 0.0  # the store's clock at the last refresh
+
+    # -- where a record is kept ----------------------------------------------------------------
+
+    def known(self, sandbox_id: str) -> SandboxRecord | None:
+        """The record if it is in memory (live, or an ended one used lately)."""
+        record = self.records.get(sandbox_id)
+        if record is None:
+            record = self._ended.get(sandbox_id)
+            if record is not None:
+                self._ended.move_to_end(sandbox_id)
+        return record
+
+    def _place(self, record: SandboxRecord) -> None:
+        """Keep ``record`` where its state says: live ones in ``records``, ended ones in the small cache."""
+        sid = record.sandbox_id
+        if record.state in HELD:
+            self._ended.pop(sid, None)
+            self.records[sid] = record
+            return
+        if self.records.get(sid) is record:
+            del self.records[sid]
+        self._ended[sid] = record
+        self._ended.move_to_end(sid)
+        self._trim()
+
+    def _trim(self) -> None:
+        # Only records whose writes have landed leave memory: a read of the store must find what we know.
+        for sid in list(self._ended)[:max(0, len(self._ended) - self.ended_cache)]:
+            lock = self._locks.get(sid)
+            if sid in self._unsaved or (lock is not None and lock.locked()):
+                continue
+            del self._ended[sid]
+            self._locks.pop(sid, None)
+            self.commands.forget(sid)
+
+    async def lookup(self, sandbox_id: str, owner: str | None, include_deleted: bool = True) -> SandboxRecord:
+        """``get``, reading the store for a record that is not in memory (ended, or another process's)."""
+        if self.settings.role == "proxy" and not self.store.shared:
+            # The admin beside this proxy writes the embedded store: its row, read now, not up
+            # to a refresh late (a status right after the admin's start or stop answered).
+            return self._visible(sandbox_id, await self.reread(sandbox_id), owner, include_deleted)
+        record = self.known(sandbox_id)
+        if record is None:
+            row = await self.store.get(sandbox_id)
+            record = self.known(sandbox_id) or row
+            if record is not None:
+                self._place(record)  # kept a while (or at once dropped, if the cache is full of busy ones)
+        return self._visible(sandbox_id, record, owner, include_deleted)
+
+    async def page(self, owner: str | None, filters: dict, state: str | None, newest_first: bool, offset: int,
+                   limit: int) -> tuple[list[SandboxRecord], int]:
+        """A page of the caller's sandboxes from the store (deleted ones only when ``state`` asks),
+        with what memory knows newer (last use) laid over them."""
+        await asyncio.gather(*list(self._saving), return_exceptions=True)  # this process's writes first
+        rows, total = await self.store.query(owner, {**filters, "state": state}, exclude_deleted=state is None,
+                                             newest_first=newest_first, offset=offset, limit=limit)
+        return [self.known(r.sandbox_id) or r for r in rows], total
+
+    async def counts(self, owner=ANY) -> list[dict]:
+        """How many records per state, backend and node (``owner``: only that namespace's)."""
+        await asyncio.gather(*list(self._saving), return_exceptions=True)
+        return await self.store.counts(owner)
+
+    def get(self, sandbox_id: str, owner: str | None, include_deleted: bool = True) -> SandboxRecord:
+        """The record from memory only (``lookup`` also reads the store)."""
+        return self._visible(sandbox_id, self.known(sandbox_id), owner, include_deleted)
+
+    @staticmethod
+    def _visible(sandbox_id: str, record: SandboxRecord | None, owner: str | None,
+                 include_deleted: bool) -> SandboxRecord:
+        if record is None or record.owner != owner or (record.state == "deleted" and not include_deleted):
+            # Another namespace's sandbox is reported exactly like a missing one.
+            raise SandboxNotFound(f"sandbox {sandbox_id} not found")
+        return record
+
+    def live(self, owner: str | None) -> list[SandboxRecord]:
+        return [r for r in self.records.values() if r.owner == owner]
+
+    # -- what other processes write ------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Read the shared records and keep pulling what other processes change (a proxy, or an
+        admin beside other admins); writes stay with the admin that makes them."""
+        records, self._seen_at = await self.store.changed_since(0.0)
+        for record in records:
+            if record.state in HELD:
+                self.records[record.sandbox_id] = record
+        del records
+        self._refresher = asyncio.create_task(self._refresh_loop(), name="rock-refresh")
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            try:
+                # A write that committed late may carry an earlier time: look back a little.
+                records, self._seen_at = await self.store.changed_since(self._seen_at - 2.0)
+            except Exception as exc:  # noqa: BLE001 - the store may be briefly away; keep serving
+                log.warning("could not read the shared records: %s", exc)
+                continue
+            for row in records:
+                self._merge(row)
+
+    def _merge(self, row: SandboxRecord) -> None:
+        mine = self.known(row.sandbox_id)
+        if mine is None:
+            if row.state in HELD:  # another process's ended sandbox stays in the store
+                self.records[row.sandbox_id] = row
+        elif row.rev > mine.rev and row.sandbox_id not in self._starting:
+            used = max(mine.last_used_at, row.last_used_at)
+            for column in COLUMNS:
+                setattr(mine, column, getattr(row, column))
+            mine.last_used_at = used
+            self._place(mine)
+
+    async def reread(self, sandbox_id: str) -> SandboxRecord | None:
+        """The store's copy of a record another process writes, laid over (or placed as) ours. A
+        start the admin just answered may still be on its way to an embedded store (SQLite writes
+        land in the background): a pending record is read again for up to a second."""
+        for _ in range(10):
+            row = await self.store.get(sandbox_id)
+            if row is not None and self.known(sandbox_id) is None:
+                self._place(row)  # an ended one is kept a while, as ``lookup`` keeps it
+            elif row is not None:
+                self._merge(row)
+            record = self.known(sandbox_id) or row
+            if record is None or record.state != "pending" or self.store.shared:
+                return record
+            await asyncio.sleep(0.1)
+        return record

@@ -1,0 +1,108 @@
+"""The env host's serving loop: the agent's pipes and, with --socket, the worker's own connections.
+
+A sibling of ``envhost.py``, loaded by path (see ``envhost._sibling``); standard library only.
+"""
+
+import os
+import signal
+import socket
+
+
+def _die_with_parent():
+    # If the agent dies, a host stuck in env code would never read EOF: let the kernel kill it.
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _options(argv):
+    opts = {"socket": None, "busy-fd": None}
+    for key, value in zip(argv[::2], argv[1::2]):
+        opts[key.lstrip("-")] = value
+    return opts
+
+
+class Peer:
+    """A connection to the host: the agent's pipes, or a client on the host's own socket."""
+
+    def __init__(self, rfd, wfd, protocol, sock=None):
+        self.rfd, self.wfd, self.sock = rfd, wfd, sock
+        self.reader = protocol.FrameReader()
+
+    def send(self, data):
+        if self.sock is not None:
+            self.sock.sendall(data)
+        else:
+            _write_all(self.wfd, data)
+
+
+def serve(argv, make_host, protocol, busy_size):
+    """Answer the agent on stdin/stdout and, with --socket, the worker directly: the worker's
+    reset/step/batch then skip a hop through the agent (one process wake-up less per step).
+    ``make_host(busy)`` makes the env host; ``protocol`` is the agent's framing module."""
+    opts = _options(argv)
+    # Keep private copies of the pipes for the protocol; env code gets /dev/null and stderr.
+    agent = Peer(os.dup(0), os.dup(1), protocol)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    try:  # before RngIsolation looks for it; every gem env needs it anyway
+        import numpy  # noqa: F401
+    except ImportError:
+        pass
+    busy = None
+    if opts["busy-fd"] is not None:
+        import mmap
+
+        busy = mmap.mmap(int(opts["busy-fd"]), busy_size)
+    host = make_host(busy)
+    signal.signal(signal.SIGALRM, host.guard.on_alarm)
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    sel.register(agent.rfd, selectors.EVENT_READ, agent)
+    listener = None
+    if opts["socket"]:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        listener.bind(opts["socket"])
+        os.umask(old)
+        listener.listen(64)
+        sel.register(listener, selectors.EVENT_READ, None)
+    agent.send(protocol.encode({"id": 0, "event": "ready", "pid": os.getpid(), "socket": opts["socket"]}))
+    while True:
+        for key, _ in sel.select():
+            peer = key.data
+            if peer is None:
+                conn, _ = listener.accept()
+                sel.register(conn, selectors.EVENT_READ, Peer(conn.fileno(), conn.fileno(), protocol, conn))
+                continue
+            try:
+                data = os.read(peer.rfd, 1 << 20)
+            except OSError:
+                data = b""
+            if not data:
+                if peer is agent:
+                    return  # the agent is gone: so are we
+                sel.unregister(peer.rfd)
+                peer.sock.close()
+                continue
+            try:
+                for meta, body in peer.reader.feed(data):
+                    peer.send(host.handle(meta, body))
+            except (OSError, protocol.ProtocolError):
+                if peer is agent:
+                    return
+                sel.unregister(peer.rfd)
+                peer.sock.close()
