@@ -50,7 +50,8 @@ def main() -> None:
         for box in boxes:
             print(f"sandbox {box.sandbox_id[:8]}: {box.arun('echo hello from $(hostname)').output.strip()}")
         nodes = httpx.get(f"{url}/apis/envs/sandbox/v1/cluster/status", timeout=30).json()["result"]["nodes"]
-        placed = collections.Counter({n["name"]: n["sandboxes"] for n in nodes})
+        # The admin's records say where each sandbox runs (a node's own count is a heartbeat old).
+        placed = collections.Counter({n["name"]: n["sandbox_states"].get("running", 0) for n in nodes})
         print(f"placement (spread): {dict(placed)}")
         assert sum(placed.values()) == 4 and all(placed.values())  # both nodes used
         for box in boxes:
