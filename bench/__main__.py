@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.util
 import logging
 import sys
+import traceback
 
 from bench.plots import draw
 from bench.report import Context, print_table, write_json
@@ -18,10 +20,33 @@ from rock.runtime import get_runtime_class
 
 # Bursts last: 100 sandboxes are torn down for seconds after each, which would show in any
 # latency measured next.
-PARTS = ["runtime", "sdk", "parity", "e2b", "envs", "gym", "training", "ui", "burst"]
+PARTS = ["runtime", "sdk", "parity", "chat", "e2b", "envs", "gym", "training", "ui", "burst"]
 # Only in a full run or when asked: long runs (10,000 lifecycles, thousands of idle sandboxes,
 # 1,000 sandboxes on three local Ray nodes, Schemathesis over every route).
 FULL_ONLY = ["soak", "density", "cluster", "fuzz"]
+# What each part imports beyond the rock package itself (module -> the package that brings it).
+# All of it is in the ``bench`` extra; a part whose needs are missing is skipped with one line.
+NEEDS = {
+    "envs": {"gem": "gem-llm"},
+    "chat": {"openai": "openai"},  # the client inside the sandboxes (the host's Python is mounted there)
+    "gym": {"numpy": "numpy", "gymnasium": "gymnasium", "mujoco": "gymnasium[mujoco]"},  # HalfCheetah
+    "cluster": {"ray": "ray"},
+    "fuzz": {"schemathesis": "schemathesis", "tests.fuzz.runner": "a source checkout (tests/)"},
+}
+INSTALL = "pip install 'rock-sandbox[bench]' (or: uv sync --extra bench)"
+
+
+def missing(part: str) -> list[str]:
+    """The packages ``part`` needs that this interpreter cannot import."""
+    out = []
+    for module, package in NEEDS.get(part, {}).items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ImportError:  # a parent package is missing
+            found = False
+        if not found:
+            out.append(package)
+    return out
 
 
 def _runner(wanted: str):
@@ -56,15 +81,28 @@ def main(argv: list[str] | None = None) -> int:
             backends.append(name)
     ctx = Context(backends=backends, quick=args.quick)
     parts = args.only.split(",") if args.only else PARTS + ([] if args.quick else FULL_ONLY)
+    unknown = [p for p in parts if p not in PARTS + FULL_ONLY]
+    if unknown:
+        parser.error(f"unknown part(s) {', '.join(unknown)}; parts: {', '.join(PARTS + FULL_ONLY)}")
+    broken = []
     for part in parts:
-        try:
-            module = importlib.import_module(f"bench.{part}")
-        except ImportError as exc:
-            print(f"[bench] part {part} unavailable: {exc}", file=sys.stderr)
+        lacking = missing(part)
+        if lacking:
+            print(f"[bench] skipping part {part}: needs {', '.join(lacking)}; {INSTALL}", file=sys.stderr)
             continue
         ctx.progress(f"== {part} ==")
-        run, loop = _runner(getattr(module, "LOOP", "asyncio"))
-        records = run(module.run(ctx))
+        try:
+            module = importlib.import_module(f"bench.{part}")
+            run, loop = _runner(getattr(module, "LOOP", "asyncio"))
+            records = run(module.run(ctx))
+        except ModuleNotFoundError as exc:  # an import NEEDS does not list yet: skipped, said so
+            print(f"[bench] skipping part {part}: needs {exc.name}; {INSTALL}", file=sys.stderr)
+            continue
+        except Exception:  # noqa: BLE001 - one broken part must not end the others; the exit code says it
+            traceback.print_exc()
+            print(f"[bench] part {part} failed (above); the other parts go on", file=sys.stderr)
+            broken.append(part)
+            continue
         for r in records:
             r.setdefault("event_loop", loop)
         ctx.records.extend(records)
@@ -74,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwrote {len(ctx.records)} records to {args.out}")
     for picture in draw(ctx.records, args.out):
         print(f"drew {picture}")
-    return 0
+    if broken:
+        print(f"[bench] failed parts: {', '.join(broken)}", file=sys.stderr)
+    return 1 if broken else 0
 
 
 if __name__ == "__main__":

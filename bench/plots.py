@@ -20,7 +20,7 @@ def draw(records: list[dict], json_path: str) -> list[Path]:
         matplotlib.use("Agg")  # files only; no display here or in CI
         import matplotlib.pyplot as plt
     except ImportError:
-        print("[bench] no pictures: matplotlib is not installed (pip install -e '.[bench]')")
+        print("[bench] no pictures: matplotlib is not installed (pip install -e '.[bench]' or uv sync --extra bench)")
         return []
     base = Path(json_path)
     stem = base.with_suffix("") if base.suffix == ".json" else base

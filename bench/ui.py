@@ -22,7 +22,7 @@ import httpx
 from bench.admin import SANDBOX_API, AdminProcess
 from bench.report import record
 from bench.sdk import usable
-from rock.admin.store import SandboxRecord, Store
+from rock.admin.store import SandboxRecord, open_store
 
 RECORDS = 1000
 RUNNING = 5
@@ -32,15 +32,16 @@ PAGES = {"overview": "/", "sandboxes": "/ui/sandboxes",
 
 
 async def fill_store(state_dir: str, n: int) -> None:
-    """``n`` finished sandboxes of 10 images, 20 users and 8 experiments, over the last 10 days."""
+    """``n`` finished sandboxes of 10 images, 20 users and 8 experiments, stopped within the last
+    20 hours (the admin deletes a sandbox stopped longer than auto_delete_seconds, 24 h, when it starts)."""
     rng = random.Random(7)
-    store = Store(Path(state_dir) / "admin.db")
+    store = open_store(None, Path(state_dir))  # the embedded store the admin will open
     await store.open()
     try:
         now = time.time()
         saves = []
         for i in range(n):
-            created = now - rng.uniform(60, 10 * 86400)
+            created = now - rng.uniform(700, 20 * 3600)
             state = rng.choice(["stopped", "stopped", "stopped", "failed"])
             r = SandboxRecord(
                 sandbox_id=f"bench{i:05d}", state=state, image=f"bench:img-{i % 10}", user_id=f"user-{i % 20}",

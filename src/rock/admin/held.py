@@ -2,19 +2,28 @@
 reads them without I/O), a few hundred recently used ended ones beside them (``_ended``), and
 every record in the store, where ended ones are read from when asked for (status, listing,
 history, the UI). So a long-running admin's memory follows what runs, not what it ever made.
+
+Other processes on the same store (a proxy, admins beside each other) write records too: ``load``
+and a refresh every ``REFRESH_S`` pull what they changed, and ``reread`` reads one record now.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
 
-from rock.admin.store import ANY, HELD, SandboxRecord
+from rock.admin.store import ANY, COLUMNS, HELD, SandboxRecord
 from rock.errors import SandboxNotFound
+
+log = logging.getLogger("rock.admin")
+
+REFRESH_S = 0.5  # how often a process sharing the store pulls what others changed
 
 
 class HeldRecords:
-    """The record-keeping half of ``Sandboxes`` (which sets ``store``, ``commands``, ``_locks``, ``_saving``)."""
+    """The record-keeping half of ``Sandboxes`` (which sets ``settings``, ``store``, ``commands``,
+    ``_locks``, ``_saving``, ``_starting``)."""
 
     ended_cache = 256  # ended records kept in memory after their last use (the rest: the store only)
 
@@ -22,6 +31,8 @@ class HeldRecords:
         self.records: dict[str, SandboxRecord] = {}  # HELD states only
         self._ended: OrderedDict[str, SandboxRecord] = OrderedDict()  # recently used ended records
         self._unsaved: dict[str, int] = {}  # sandbox_id -> its writes queued, not yet stored
+        self._refresher: asyncio.Task | None = None
+        self._seen_at = 0.0  # the store's clock at the last refresh
 
     # -- where a record is kept ----------------------------------------------------------------
 
@@ -59,6 +70,10 @@ class HeldRecords:
 
     async def lookup(self, sandbox_id: str, owner: str | None, include_deleted: bool = True) -> SandboxRecord:
         """``get``, reading the store for a record that is not in memory (ended, or another process's)."""
+        if self.settings.role == "proxy" and not self.store.shared:
+            # The admin beside this proxy writes the embedded store: its row, read now, not up
+            # to a refresh late (a status right after the admin's start or stop answered).
+            return self._visible(sandbox_id, await self.reread(sandbox_id), owner, include_deleted)
         record = self.known(sandbox_id)
         if record is None:
             row = await self.store.get(sandbox_id)
@@ -96,4 +111,54 @@ class HeldRecords:
     def live(self, owner: str | None) -> list[SandboxRecord]:
         return [r for r in self.records.values() if r.owner == owner]
 
+    # -- what other processes write ------------------------------------------------------------
 
+    async def load(self) -> None:
+        """Read the shared records and keep pulling what other processes change (a proxy, or an
+        admin beside other admins); writes stay with the admin that makes them."""
+        records, self._seen_at = await self.store.changed_since(0.0)
+        for record in records:
+            if record.state in HELD:
+                self.records[record.sandbox_id] = record
+        del records
+        self._refresher = asyncio.create_task(self._refresh_loop(), name="rock-refresh")
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            try:
+                # A write that committed late may carry an earlier time: look back a little.
+                records, self._seen_at = await self.store.changed_since(self._seen_at - 2.0)
+            except Exception as exc:  # noqa: BLE001 - the store may be briefly away; keep serving
+                log.warning("could not read the shared records: %s", exc)
+                continue
+            for row in records:
+                self._merge(row)
+
+    def _merge(self, row: SandboxRecord) -> None:
+        mine = self.known(row.sandbox_id)
+        if mine is None:
+            if row.state in HELD:  # another process's ended sandbox stays in the store
+                self.records[row.sandbox_id] = row
+        elif row.rev > mine.rev and row.sandbox_id not in self._starting:
+            used = max(mine.last_used_at, row.last_used_at)
+            for column in COLUMNS:
+                setattr(mine, column, getattr(row, column))
+            mine.last_used_at = used
+            self._place(mine)
+
+    async def reread(self, sandbox_id: str) -> SandboxRecord | None:
+        """The store's copy of a record another process writes, laid over (or placed as) ours. A
+        start the admin just answered may still be on its way to an embedded store (SQLite writes
+        land in the background): a pending record is read again for up to a second."""
+        for _ in range(10):
+            row = await self.store.get(sandbox_id)
+            if row is not None and self.known(sandbox_id) is None:
+                self._place(row)  # an ended one is kept a while, as ``lookup`` keeps it
+            elif row is not None:
+                self._merge(row)
+            record = self.known(sandbox_id) or row
+            if record is None or record.state != "pending" or self.store.shared:
+                return record
+            await asyncio.sleep(0.1)
+        return record

@@ -22,7 +22,7 @@ from rock.admin.commands import CommandLog
 from rock.admin.events import Events
 from rock.admin.held import HeldRecords
 from rock.admin.nodes import node_back, node_lost, sweep
-from rock.admin.store import COLUMNS, HELD, LIVE, TRANSITIONS, SandboxRecord, Store
+from rock.admin.store import HELD, LIVE, TRANSITIONS, SandboxRecord, Store
 from rock.config import Settings
 from rock.errors import BadRequest, Conflict, RockError, SandboxNotFound, SandboxNotRunning, SandboxStartError
 from rock.runtime.base import SandboxSpec, host_network_refused, host_path_refused, is_host_path
@@ -33,7 +33,6 @@ log = logging.getLogger("rock.admin")
 # Exactly one admin process reaps (idle TTLs, abandoned starts, orphans): the holder of this lease.
 REAPER_LEASE = "reaper"
 LEASE_TTL = 5.0
-REFRESH_S = 0.5  # how often a process sharing the store pulls what others changed
 
 
 class Sandboxes(HeldRecords):
@@ -41,19 +40,17 @@ class Sandboxes(HeldRecords):
         self.settings = settings
         self.worker = worker
         self.store = store
-        super().__init__()  # the records (rock.admin.held)
+        super().__init__()  # the records and what other processes write of them (rock.admin.held)
         self.deadline = lambda record: None  # when a stopped record's next timed transition is (lifecycle sets it)
         self._starting: dict[str, asyncio.Task] = {}
         self._used: dict[str, float] = {}  # sandbox_id -> last use, not yet written to the store
         self._locks: dict[str, asyncio.Lock] = {}
         self._reaper: asyncio.Task | None = None
-        self._refresher: asyncio.Task | None = None
         self._saving: set[asyncio.Future] = set()
         self.events = Events()  # state changes and start results, for the UI and the metrics
         self.commands = CommandLog()
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.reaping = False  # this process holds the reaper lease
-        self._seen_at = 0.0  # the store's clock at the last refresh
         if hasattr(worker, "listeners"):
             worker.listeners.append(self)
 
@@ -92,40 +89,6 @@ class Sandboxes(HeldRecords):
     def _node_live(self, node_id: str) -> bool:
         node = getattr(self.worker, "nodes", {}).get(node_id)
         return node is not None and node.live
-
-    async def load(self) -> None:
-        """Read the shared records and keep pulling what other processes change (a proxy, or an
-        admin beside other admins); writes stay with the admin that makes them."""
-        records, self._seen_at = await self.store.changed_since(0.0)
-        for record in records:
-            if record.state in HELD:
-                self.records[record.sandbox_id] = record
-        del records
-        self._refresher = asyncio.create_task(self._refresh_loop(), name="rock-refresh")
-
-    async def _refresh_loop(self) -> None:
-        while True:
-            await asyncio.sleep(REFRESH_S)
-            try:
-                # A write that committed late may carry an earlier time: look back a little.
-                records, self._seen_at = await self.store.changed_since(self._seen_at - 2.0)
-            except Exception as exc:  # noqa: BLE001 - the store may be briefly away; keep serving
-                log.warning("could not read the shared records: %s", exc)
-                continue
-            for row in records:
-                self._merge(row)
-
-    def _merge(self, row: SandboxRecord) -> None:
-        mine = self.known(row.sandbox_id)
-        if mine is None:
-            if row.state in HELD:  # another process's ended sandbox stays in the store
-                self.records[row.sandbox_id] = row
-        elif row.rev > mine.rev and row.sandbox_id not in self._starting:
-            used = max(mine.last_used_at, row.last_used_at)
-            for column in COLUMNS:
-                setattr(mine, column, getattr(row, column))
-            mine.last_used_at = used
-            self._place(mine)
 
     def start_reaper(self) -> None:
         self._reaper = asyncio.create_task(self._reap_loop(), name="rock-reaper")
@@ -178,8 +141,9 @@ class Sandboxes(HeldRecords):
             task = self._starting.get(sandbox_id)
             if task is not None:  # still starting: the command waits for it instead of failing
                 await asyncio.shield(task)
-            elif self.store.shared and (row := await self.store.get(sandbox_id)) is not None:
-                self._merge(row)  # another process changed it since our last refresh
+            elif self.store.shared or self.settings.role == "proxy":
+                # Another process changed it since our last refresh (its record object, if ours was dropped).
+                record = await self.reread(sandbox_id) or record
             if record.state != "running":
                 raise SandboxNotRunning(f"sandbox {sandbox_id} is {record.state}" + (
                     f": {record.failure_reason}" if record.failure_reason else ""))

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from rock.cli.output import Out
-from rock.cli.server import info_path, log_path, pid_path, serve
+from rock.cli.server import info_path, log_path, pid_path, process_name, serve
 from rock.config import Settings
 from rock.errors import RockError
 
@@ -38,11 +38,14 @@ def add_parser(sub) -> None:
     start.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     start.add_argument("--timeout", type=float, default=120, help="seconds to wait for the admin to be ready")
     start.set_defaults(func=cmd_start)
-    for name, fn, text in (("stop", cmd_stop, "stop the background admin"),
+    for name, fn, text in (("stop", cmd_stop, "stop the background admin and the proxies beside it"),
                            ("status", cmd_status, "show what runs, where, with which backend")):
         q = s.add_parser(name, help=text)
         q.add_argument("--state-dir")
         q.add_argument("--env", help="the ROCK config env the admin was started with")
+        q.add_argument("--role", choices=["admin", "proxy"], help="only the admin, or only the proxies "
+                                                                   "(default: stop all; status of the admin)")
+        q.add_argument("--port", type=int, help="only the admin or proxy on this port")
         q.set_defaults(func=fn)
     s.choices["stop"].add_argument("--timeout", type=float, default=30)
 
@@ -56,16 +59,22 @@ def settings_from(args) -> Settings:
 
 
 def _running_pid(settings: Settings) -> int | None:
+    return _live_pid(pid_path(settings))
+
+
+def _live_pid(path: Path) -> int | None:
     try:
-        pid = int(pid_path(settings).read_text().strip())
+        pid = int(path.read_text().strip())
     except (OSError, ValueError):
         return None
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return None
-    # The pid must still be our admin (pids get reused): its command line says so.
-    return pid if any(b"rock" in part for part in cmdline) and b"admin" in cmdline else None
+    # The pid must still be our admin (pids get reused): its command line says so (`rock admin
+    # start`, `python -m rock.cli.main admin ...`, or ROCK's `admin` script).
+    ours = any(b"rock" in part for part in cmdline) and any(b"admin" in part for part in cmdline)
+    return pid if ours or any(part.endswith(b"/admin") for part in cmdline[:2]) else None
 
 
 def cmd_start(args, out: Out) -> int:
@@ -74,7 +83,9 @@ def cmd_start(args, out: Out) -> int:
         return serve(settings, ready_fd=args.ready_fd, log_level=args.log_level)
     pid = _running_pid(settings)
     if pid is not None:
-        raise RockError(f"an admin already runs from {settings.state_dir} (pid {pid}); `rock admin stop` first")
+        what = "an admin" if settings.role == "admin" else f"a proxy on port {settings.port}"
+        raise RockError(f"{what} already runs from {settings.state_dir} (pid {pid}); `rock admin stop` first"
+                        + (" (a proxy beside it: --role proxy --port N)" if settings.role == "admin" else ""))
     from rock.admin.auth import check_bind
 
     check_bind(settings.host, settings.tokens)  # fail here, not silently in the background
@@ -128,31 +139,60 @@ def _tail(path: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
-def cmd_stop(args, out: Out) -> int:
-    settings = settings_from(args)
-    pid = _running_pid(settings)
-    if pid is None:
-        out.record({"stopped": False}, lines=[f"no admin runs from {settings.state_dir}"])
-        return 0
+def _selected(args, settings: Settings) -> list[tuple[str, int]]:
+    """(name, pid) of the running processes of this state dir that ``--role``/``--port`` select:
+    proxies first (they use the admin's sandboxes), the admin last."""
+    state = Path(settings.state_dir)
+    names = [] if args.role == "admin" else sorted(p.stem for p in state.glob("proxy-*.pid"))
+    if args.port is not None:
+        names = [n for n in names if n == process_name("proxy", args.port)]
+    if args.role != "proxy" and (args.port is None or _port_of(state / "admin.json") == args.port):
+        names.append("admin")
+    return [(name, pid) for name in names if (pid := _live_pid(state / f"{name}.pid")) is not None]
+
+
+def _port_of(info: Path) -> int | None:
+    try:
+        return int(json.loads(info.read_text())["port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _stop_pid(pid: int, timeout: float) -> None:
     try:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
-        return 0
+        return
     try:
         os.kill(pid, signal.SIGTERM)
         # Wait on the pidfd: readable exactly when the process exits (no polling).
-        if not select.select([pidfd], [], [], args.timeout)[0]:
+        if not select.select([pidfd], [], [], timeout)[0]:
             os.kill(pid, signal.SIGKILL)
             select.select([pidfd], [], [], 10)
     except ProcessLookupError:
         pass
     finally:
         os.close(pidfd)
-    out.record({"stopped": True, "pid": pid}, lines=[f"admin (pid {pid}) stopped; sandboxes keep running"])
+
+
+def cmd_stop(args, out: Out) -> int:
+    settings = settings_from(args)
+    running = _selected(args, settings)
+    if not running:
+        what = {"admin": "admin", "proxy": "proxy"}.get(args.role, "admin or proxy")
+        out.record({"stopped": False}, lines=[f"no {what} runs from {settings.state_dir}"])
+        return 0
+    for name, pid in running:
+        _stop_pid(pid, args.timeout)
+    stopped = [{"name": name, "pid": pid} for name, pid in running]
+    out.record({"stopped": True, "pid": running[-1][1], "processes": stopped},
+               lines=[f"{name} (pid {pid}) stopped" for name, pid in running] + ["sandboxes keep running"])
     return 0
 
 
 def cmd_status(args, out: Out) -> int:
+    if args.role == "proxy" and args.port is None:
+        raise RockError("rock admin status --role proxy needs --port (which proxy)")
     settings = settings_from(args)
     pid = _running_pid(settings)
     try:
@@ -168,14 +208,19 @@ def cmd_status(args, out: Out) -> int:
         except (httpx.HTTPError, ValueError):
             health = None
     effective = settings.model_dump(mode="json", exclude={"tokens"}) | {"tokens": f"{len(settings.tokens)} configured"}
-    data = {"running": pid is not None, "pid": pid, **info, "health": health, "settings": effective}
+    proxies = [name for name, _ in _selected(argparse.Namespace(role="proxy", port=None), settings)]
+    data = {"running": pid is not None, "pid": pid, **info, "health": health, "settings": effective,
+            "proxies": proxies}
     if pid is None:
-        lines = [f"no admin runs from {settings.state_dir}"]
+        what = "admin" if settings.role == "admin" else f"proxy on port {settings.port}"
+        lines = [f"no {what} runs from {settings.state_dir}"]
     else:
-        lines = [f"admin pid {pid} listening on {info.get('url')} (backend {info.get('backend')}, "
+        lines = [f"{settings.role} pid {pid} listening on {info.get('url')} (backend {info.get('backend')}, "
                  f"role {info.get('role')})",
                  f"serving: {'yes' if health else 'NO ANSWER'}"
                  + (f", {health['sandboxes']} running sandboxes, up {health['uptime_seconds']:.0f}s" if health else ""),
                  f"log {info.get('log_file')}"]
+    if proxies and settings.role == "admin":
+        lines.append(f"beside it: {', '.join(proxies)} (rock admin status --role proxy --port N)")
     out.record(data, title="rock admin", lines=lines, table=effective)
     return 0 if pid is not None else 3

@@ -50,5 +50,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def admin_main(argv: list[str] | None = None) -> int:
+    """ROCK's server command ``admin [--env local] [--role admin|proxy] [--port N] ...``: the admin in
+    the foreground (Ctrl-C stops it), with the options of ``rock admin start``."""
+    args = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in args):
+        print("usage: admin [options of `rock admin start`]: the admin in the foreground; Ctrl-C stops it\n")
+    return main(["admin", "start", "--foreground", *args])
+
+
 if __name__ == "__main__":
     sys.exit(main())

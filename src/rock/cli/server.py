@@ -17,16 +17,22 @@ from rock.admin.auth import check_bind
 from rock.config import Settings
 
 
+def process_name(role: str, port: int) -> str:
+    """One admin per state dir (it writes the store and owns the sandboxes); proxies beside it on
+    the same state dir and embedded store, one per port (read/write separation on one machine)."""
+    return "admin" if role == "admin" else f"proxy-{port}"
+
+
 def pid_path(settings: Settings) -> Path:
-    return Path(settings.state_dir) / "admin.pid"
+    return Path(settings.state_dir) / f"{process_name(settings.role, settings.port)}.pid"
 
 
 def info_path(settings: Settings) -> Path:
-    return Path(settings.state_dir) / "admin.json"
+    return Path(settings.state_dir) / f"{process_name(settings.role, settings.port)}.json"
 
 
 def log_path(settings: Settings) -> Path:
-    return Path(settings.state_dir) / "admin.log"
+    return Path(settings.state_dir) / f"{process_name(settings.role, settings.port)}.log"
 
 
 class _Server(uvicorn.Server):

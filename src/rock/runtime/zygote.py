@@ -45,6 +45,9 @@ class Zygote:
             # Every agent is a copy of this process, and /proc/<pid>/environ shows the environment
             # it was started with: never the worker's own (tokens, credentials).
             env=ZYGOTE_ENV, cwd="/",
+            # Out of the admin's process group: Ctrl-C on a foreground `admin` stops the admin,
+            # which closes the zygote; the terminal's SIGINT must not reach it (nor print its traceback).
+            start_new_session=True,
         )
         try:
             line = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT)

@@ -30,6 +30,11 @@ from rock.worker.pool import WarmPool, pool_key
 log = logging.getLogger("rock.worker")
 
 
+def usable_id(sandbox_id: str) -> bool:
+    """A sandbox id names files and directories (records, run dirs): no path tricks."""
+    return bool(sandbox_id) and "/" not in sandbox_id and not sandbox_id.startswith(".") and len(sandbox_id) <= 128
+
+
 class SandboxInfo(BaseModel):
     sandbox_id: str
     backend: str
@@ -151,7 +156,7 @@ class Worker:
         """Start a sandbox and return once its first command can run; idempotent per sandbox_id.
         (``timeout`` is for cluster placement, which may queue; a node starts at once.)"""
         sid = spec.sandbox_id
-        if not sid or "/" in sid or sid.startswith(".") or len(sid) > 128:
+        if not usable_id(sid):
             raise BadRequest("sandbox_id must be 1-128 characters, without '/' and not starting with '.'")
         if sid in self._sandboxes:
             return self.get(sid)
@@ -379,42 +384,49 @@ class Worker:
         return {s.handle.sandbox_id for s in self._sandboxes.values()} | {h.sandbox_id for h, _ in self._stopped.values()}
 
     async def _reattach(self) -> None:
-        records = sorted(self.records_dir.glob("*.json"))
+        await asyncio.gather(*(self._attach_record(p) for p in sorted(self.records_dir.glob("*.json"))))
 
-        async def one(path: Path) -> None:
-            try:
-                data = json.loads(path.read_text())
-                handle = RuntimeHandle(**data["handle"])
-                spec = SandboxSpec(**data["spec"])
-            except (OSError, ValueError, KeyError) as exc:
-                log.warning("ignoring unreadable sandbox record %s: %s", path, exc)
+    async def _attach_record(self, path: Path, owner: bool = True) -> None:
+        """Hold the sandbox of one record file again. ``owner``: this worker owns the state dir and
+        releases what is left of a sandbox that is gone (an attached worker only looks)."""
+        try:
+            data = json.loads(path.read_text())
+            handle = RuntimeHandle(**data["handle"])
+            spec = SandboxSpec(**data["spec"])
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("ignoring unreadable sandbox record %s: %s", path, exc)
+            if owner:
                 path.unlink(missing_ok=True)
-                return
-            if handle.backend != self.backend_name:
-                log.warning("sandbox %s ran on %s, this worker uses %s: leaving it alone", spec.sandbox_id, handle.backend, self.backend_name)
-                return
-            if data.get("stopped") or spec.sandbox_id in self._stopped:
+            return
+        if handle.backend != self.backend_name:
+            log.warning("sandbox %s ran on %s, this worker uses %s: leaving it alone", spec.sandbox_id, handle.backend, self.backend_name)
+            return
+        # A running record beside a kept one: a stop cut short before it dropped the running
+        # record (the kept one wins). An attached worker sees both for a moment while its admin
+        # restarts the sandbox, and attaches if the agent answers; only the owner drops files.
+        if data.get("stopped") or (owner and spec.sandbox_id in self._stopped):
+            if owner:
                 if data.get("stopped"):  # kept beside the running records before kept/ existed
                     self._stopped[spec.sandbox_id] = (handle, spec)
                 path.unlink(missing_ok=True)
-                return
-            client = None
-            if await self.runtime.alive(handle):
-                try:
-                    client = await AgentClient.connect(handle.socket_path, handle)
-                    await asyncio.wait_for(client.ping(), 10)
-                except (AgentGone, asyncio.TimeoutError) as exc:
-                    log.warning("sandbox %s runs but its agent does not answer (%s)", spec.sandbox_id, exc)
-                    if client is not None:
-                        client.close()
-                    client = None
-            if client is None:
+            return
+        client = None
+        if await self.runtime.alive(handle):
+            try:
+                client = await AgentClient.connect(handle.socket_path, handle)
+                await asyncio.wait_for(client.ping(), 10)
+            except (AgentGone, asyncio.TimeoutError) as exc:
+                log.warning("sandbox %s runs but its agent does not answer (%s)", spec.sandbox_id, exc)
+                if client is not None:
+                    client.close()
+                client = None
+        if client is None:
+            if owner:
                 log.info("sandbox %s is gone; releasing what is left of it", spec.sandbox_id)
                 await self.runtime.destroy(handle)
                 path.unlink(missing_ok=True)
-                return
-            self._hold(Sandbox(spec.sandbox_id, handle, client, spec, bool(data.get("warm"))))
+            return
+        self._hold(Sandbox(spec.sandbox_id, handle, client, spec, bool(data.get("warm"))))
+        if owner:
             self.gpus.claim(spec.gpu_ids, spec.sandbox_id)
-            log.info("sandbox %s re-attached", spec.sandbox_id)
-
-        await asyncio.gather(*(one(p) for p in records))
+        log.info("sandbox %s %s", spec.sandbox_id, "re-attached" if owner else "attached (its admin owns it)")

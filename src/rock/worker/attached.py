@@ -1,0 +1,87 @@
+"""The worker of a proxy beside an admin on one machine (read/write separation on the embedded
+store): it uses the admin's sandboxes and never owns one.
+
+Both processes share the state dir. The admin's worker creates, stops and reaps; this one
+attaches to a sandbox's agent (its record file in ``records/`` says where the socket is) when a
+request first names it, and lets go when the agent goes away. It never removes a sandbox and
+never reports one lost: the admin does both, and writes the records (the proxy reads them
+from the store: HeldRecords.lookup and reread in rock.admin.held).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import compileall
+import logging
+
+from rock.errors import SandboxNotFound, SandboxNotRunning
+from rock.runtime.base import AGENT_SRC, ResourceStats
+from rock.worker.agent_client import AgentClient
+from rock.worker.worker import Sandbox, Worker, usable_id
+
+log = logging.getLogger("rock.worker")
+
+
+class AttachedWorker(Worker):
+    def __init__(self, settings, backend: str | None = None):
+        super().__init__(settings, backend)
+        self._own: set[str] = set()  # sandboxes this process created (env hosts of its own routes)
+        self._attaching: dict[str, asyncio.Future] = {}
+
+    async def start(self) -> None:
+        await asyncio.to_thread(compileall.compile_dir, str(AGENT_SRC), quiet=1)
+        await self.runtime.start()  # env hosts a proxy's routes start need it
+        await self._reattach()  # no reap: what it does not know belongs to the admin
+        log.info("worker ready (attached to the admin's sandboxes): backend=%s state=%s sandboxes=%d",
+                 self.backend_name, self.settings.state_dir, len(self._sandboxes))
+
+    async def _reattach(self) -> None:
+        await asyncio.gather(*(self._attach_record(p, owner=False) for p in sorted(self.records_dir.glob("*.json"))))
+
+    async def _attach(self, sandbox_id: str) -> None:
+        # Ids reach a file name here: only what the worker's own create accepts.
+        if not usable_id(sandbox_id):
+            raise SandboxNotFound(f"no sandbox {sandbox_id!r}")
+        path = self._record_path(sandbox_id)
+        if not path.is_file():
+            return
+        task = self._attaching.get(sandbox_id)  # one connection, however many requests ask at once
+        if task is None:
+            task = self._attaching[sandbox_id] = asyncio.ensure_future(self._attach_record(path, owner=False))
+            task.add_done_callback(lambda _: self._attaching.pop(sandbox_id, None))
+        await asyncio.shield(task)
+
+    async def connect(self, sandbox_id: str, node_id: str | None = None) -> AgentClient:
+        sandbox = self._sandboxes.get(sandbox_id)
+        if sandbox is None or sandbox.client.closed:
+            self._sandboxes.pop(sandbox_id, None)
+            await self._attach(sandbox_id)
+            if sandbox_id not in self._sandboxes:  # its admin stopped it since this process last looked
+                raise SandboxNotRunning(f"sandbox {sandbox_id} is not running (stopped or deleted through its admin)")
+        return self.agent(sandbox_id)
+
+    async def stats(self, sandbox_id: str) -> ResourceStats:
+        if sandbox_id not in self._sandboxes:
+            await self._attach(sandbox_id)
+        return await super().stats(sandbox_id)
+
+    def _agent_lost(self, sandbox: Sandbox) -> None:
+        if sandbox.sandbox_id in self._own:
+            return super()._agent_lost(sandbox)
+        # Stopped by its admin (or dead: the admin's own connection says so and it records why).
+        if self._sandboxes.get(sandbox.sandbox_id) is sandbox:
+            del self._sandboxes[sandbox.sandbox_id]
+
+    async def stop(self, sandbox_id: str, node_id: str | None = None, keep: bool = False) -> bool:
+        sandbox = self._sandboxes.get(sandbox_id)
+        if sandbox is not None and sandbox.sandbox_id not in self._own:
+            # Not this process's to end: let go of the connection only.
+            del self._sandboxes[sandbox_id]
+            sandbox.client.close()
+            return False
+        return await super().stop(sandbox_id, node_id, keep)
+
+    async def create(self, spec, timeout: float | None = None):
+        info = await super().create(spec, timeout)
+        self._own.add(spec.sandbox_id)
+        return info
