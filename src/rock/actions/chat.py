@@ -7,6 +7,7 @@ loudly instead of being ignored.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -27,9 +28,25 @@ class EndpointLimits(_Strict):
                                 description="largest request body a call may send (413 above it)")
 
 
+# An http(s) URL with a host name or IPv4 address, an optional port and a printable path: what the
+# validator below takes, said in the schema.
+URL_PATTERN = (r"^https?://[A-Za-z0-9.-]*[A-Za-z0-9](:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}"
+               r"|[1-5][0-9]{4}|[0-9]{1,4}))?(/[!-~]*)?$")
+# What ``_mode`` refuses of the fields together, said in the schema too: proxy mode needs an
+# upstream or replay records; local mode has neither.
+_MODE_RULES = {"allOf": [{
+    "if": {"required": ["type"], "properties": {"type": {"const": "proxy"}}},
+    "then": {"anyOf": [{"required": ["proxy_base_url"], "properties": {"proxy_base_url": {"type": "string"}}},
+                       {"required": ["replay"], "properties": {"replay": {"type": "array"}}}]},
+    "else": {"properties": {"proxy_base_url": {"type": "null"}, "replay": {"type": "null"}}},
+}]}
+
+
 class ModelEndpointConfig(_Strict):
     """How a sandbox's model endpoint answers (ROCK's ``--type``: local or proxy; a replay is proxy
     mode served from ``replay`` records)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_MODE_RULES)
 
     type: Literal["local", "proxy"] = "local"
     port: int = Field(default=8080, ge=0, le=65535, description="loopback port inside the sandbox (0: any free one)")
@@ -38,14 +55,16 @@ class ModelEndpointConfig(_Strict):
                               description="what GET /v1/models lists")
     call_timeout: float = Field(default=600, gt=0, le=86400,
                                 description="local mode: how long a call waits for the trainer's answer")
-    proxy_base_url: str | None = Field(default=None, max_length=2048,
+    proxy_base_url: str | None = Field(default=None, max_length=2048, json_schema_extra={"pattern": URL_PATTERN},
                                        description="proxy mode: the upstream's OpenAI base URL (…/v1); the admin connects to it")
     retryable_status_codes: list[int] = Field(default_factory=lambda: [429, 500, 502, 503, 504], max_length=32)
     retry_attempts: int = Field(default=6, ge=1, le=20, description="proxy mode: tries per call (ROCK: 6)")
     retry_delay: float = Field(default=2.0, ge=0, le=60, description="proxy mode: first back-off, doubled per try")
     request_timeout: float = Field(default=120, gt=0, le=3600, description="proxy mode: per upstream request")
     replay: list[dict[str, Any]] | None = Field(default=None, description="replay mode: ROCK trajectory records "
-                                                "(one per call, each with a 'response'), served in order")
+                                                "(one per call, each with a 'response'), served in order",
+                                                json_schema_extra={"items": {"type": "object", "required": ["response"],
+                                                                             "properties": {"response": {"type": "object"}}}})
     limits: EndpointLimits = Field(default_factory=EndpointLimits)
 
     @field_validator("proxy_base_url")
@@ -63,6 +82,9 @@ class ModelEndpointConfig(_Strict):
             raise ValueError("proxy_base_url must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:8000/v1")
         if url.userinfo:
             raise ValueError("proxy_base_url must not carry credentials; the sandbox's client sends its own key")
+        if not re.match(URL_PATTERN, value):
+            raise ValueError("proxy_base_url must be http(s)://host[:port][/path] with a host name or IPv4 address "
+                             "and a path of printable ASCII")
         return value.rstrip("/")
 
     @model_validator(mode="after")
@@ -98,6 +120,11 @@ class AnswerError(_Strict):
 class Answer(_Strict):
     """The trainer's answer to one call: a chat completion (OpenAI's shape), or an error the
     agent's client receives as that HTTP status."""
+
+    # exactly one of the two, as ``_one`` checks
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [
+        {"required": ["response"], "properties": {"response": {"type": "object"}}},
+        {"required": ["error"], "properties": {"error": {"type": "object"}}}]})
 
     sandbox_id: SandboxId
     index: int = Field(ge=1)

@@ -24,6 +24,7 @@ from starlette.responses import Response
 
 from rock.actions.chat import (AnswerError, AntiCallRequest, Answer, EndpointInfo, ExchangeRequest, ExchangeResult,
                                SandboxRef, StartEndpointRequest, WatchRequest)
+from rock.actions.response import RockResponse
 from rock.actions.sandbox import SandboxId
 from rock.admin.chat.hub import ChatHub, Endpoint
 from rock.admin.context import Ctx, ok, parse, query
@@ -106,8 +107,11 @@ def router(ctx: Ctx, hub: ChatHub) -> APIRouter:
         req = query(request, SandboxRef)
         return ok(info(hub.get(req.sandbox_id, ctx.owner(request))))
 
-    @api.get("/trajectory", **doc(query=TrajectoryQuery, result=list[CallRecord], codes=(404,),
-                                   summary="Every model call of the sandbox's session, recorded outside it"))
+    @api.get("/trajectory", **doc(query=TrajectoryQuery, codes=(404,), responses={200: {
+        "model": RockResponse[list[CallRecord]],
+        "content": {"application/x-ndjson": {"schema": {"type": "string", "description": "format=rock: ROCK's "
+                                                        "trajectory JSONL, one call a line"}}}}},
+        summary="Every model call of the sandbox's session, recorded outside it"))
     async def trajectory(request: Request):
         req = query(request, TrajectoryQuery)
         owner = ctx.owner(request)
@@ -115,7 +119,7 @@ def router(ctx: Ctx, hub: ChatHub) -> APIRouter:
         if ep is not None and ep.owner == owner:
             records = ep.records
         else:  # an endpoint long ended: its records from the admin's log (every session of the sandbox)
-            ctx.sandboxes.get(req.sandbox_id, owner)
+            await ctx.sandboxes.lookup(req.sandbox_id, owner)  # ended sandboxes' records are in the store
             records = await asyncio.to_thread(hub.log.read, req.sandbox_id)
         if req.format == "rock":
             return Response(rock_jsonl(records), media_type="application/x-ndjson")
