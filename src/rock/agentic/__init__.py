@@ -1,0 +1,1 @@
+"""Agentic RL outside the sandbox: model-call records (trajectories) and their exports."""
