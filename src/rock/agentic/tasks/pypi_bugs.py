@@ -56,6 +56,7 @@ LEFT_OUT = {"python-dateutil": "its tests need freezegun, not pytest alone",
             "more-itertools": "its suite takes ~70 s (prime tests 32 s), not seconds"}
 RUN_TIMEOUT = 60.0
 MAX_PER_FUNCTION = 2
+EVALS = "evals-v2.jsonl"  # v2: tests seeded (random.seed(0) per test, PYTHONHASHSEED=0)
 
 
 def cache_dir() -> Path:
@@ -94,7 +95,7 @@ def fetch(lib: Library, cache: Path, say=print) -> Path:
 def run_tests(repo: Path, lib: Library, files: list[str], report: Path) -> dict:
     """The test files with the report plugin: {nodeid: {"outcome", "message"}} ({} if it hung)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGIN.parent), str(repo / lib.pythonpath)]),
-           "PYTHONDONTWRITEBYTECODE": "1"}
+           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
     cmd = [sys.executable, "-m", "pytest", "-p", "rock_verify_report", f"--rock-report={report}",
            "-p", "no:cacheprovider", "-q", *files]
     try:
@@ -127,16 +128,17 @@ def select(repo: Path, files: list[str], m: mutate.Mutant, texts: dict[str, str]
 
 class Builder:
     def __init__(self, seed: int = 0, per_library: int = 100, jobs: int = 2, cache: Path | None = None,
-                 libraries: list[Library] | None = None, say=print):
+                 libraries: list[Library] | None = None, say=print, out: Path | None = None):
         self.seed, self.per_library, self.jobs = seed, per_library, max(1, jobs)
         self.cache = Path(cache or cache_dir())
         self.libraries = libraries or LIBRARIES
         self.say = say
+        self._out = Path(out) if out else None
         self._lock = threading.Lock()
 
     @property
     def out(self) -> Path:
-        return self.cache / "suites" / "pypi-bugs"
+        return self._out or self.cache / "suites" / "pypi-bugs"
 
     def build(self) -> Path:
         """The suite's folder (rebuilt only when the seed, the size or the libraries changed)."""
@@ -145,7 +147,7 @@ class Builder:
         manifest = self.out / "manifest.json"
         if manifest.exists() and json.loads(manifest.read_text()).get("key") == key:
             return self.out
-        staging = self.out.with_name("pypi-bugs.staging")
+        staging = self.out.with_name(self.out.name + ".staging")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         counts = {}
@@ -165,7 +167,7 @@ class Builder:
         work.mkdir(parents=True, exist_ok=True)
         files = test_files(repo, lib)
         texts = {f: (repo / f).read_text(errors="replace") for f in files}
-        base_path = work / "baseline.json"
+        base_path = work / ("baseline-" + EVALS.split("-")[1].split(".")[0] + ".json")
         if not base_path.exists():
             self.say(f"{lib.name} {lib.version}: baseline run of {len(files)} test files")
             base_path.write_text(json.dumps(run_tests(repo, lib, files, work / "baseline.report.json")))
@@ -205,6 +207,8 @@ class Builder:
             while len(kept) < self.per_library:
                 for m in queue:
                     if per_fn.get((m.path, m.function), 0) >= MAX_PER_FUNCTION:
+                        continue
+                    if m.key not in evals and not mutate.parses(m, (repo / m.path).read_text()):
                         continue
                     if m.key in evals:
                         if self._keep(m, evals[m.key], baseline, kept, per_fn) and len(kept) >= self.per_library:
@@ -249,7 +253,7 @@ class Builder:
 
     @staticmethod
     def _load_evals(work: Path) -> dict:
-        path = work / "evals.jsonl"
+        path = work / EVALS
         evals = {}
         if path.exists():
             for line in path.read_text().splitlines():
@@ -261,7 +265,7 @@ class Builder:
         return evals
 
     def _save_eval(self, work: Path, key: str, ev: dict) -> None:
-        with self._lock, open(work / "evals.jsonl", "a") as f:
+        with self._lock, open(work / EVALS, "a") as f:
             f.write(json.dumps({"key": key, "eval": ev}) + "\n")
 
 
@@ -349,8 +353,12 @@ mkdir -p /logs/verifier
 cd /workspace
 cp -a /tests/files/. .
 PY="${{ROCK_HOST_PYTHON:-python3}}"
-PYTHONPATH="/tests:{pythonpath}" PYTHONDONTWRITEBYTECODE=1 "$PY" -m pytest -p rock_verify_report \\
-  --rock-report=/logs/verifier/results.json -p no:cacheprovider -q {files} > /logs/verifier/pytest.log 2>&1
+# its own session and process group, killed afterwards: nothing it started outlives it
+setsid env PYTHONPATH="/tests:{pythonpath}" PYTHONDONTWRITEBYTECODE=1 PYTHONHASHSEED=0 "$PY" -m pytest -p rock_verify_report \\
+  --rock-report=/logs/verifier/results.json -p no:cacheprovider -q {files} > /logs/verifier/pytest.log 2>&1 &
+pid=$!
+wait $pid
+kill -KILL -- -$pid 2>/dev/null
 "$PY" /tests/grade.py /tests/config.json /logs/verifier/results.json > /logs/verifier/reward.txt
 """
 

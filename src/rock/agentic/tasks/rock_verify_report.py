@@ -4,8 +4,9 @@ first line, as JSON in the file named by ``--rock-report``. It runs inside the v
 
     python -m pytest -p rock_verify_report --rock-report=/logs/verifier/results.json ...
 
-The file is written when the session ends (code under test that wrote it earlier is overwritten),
-and a collection error fails every test of that file (its ids are the expected ones, so they
+The file is written when the session ends (code under test that wrote it earlier is overwritten)
+and the process then ends at once with pytest's status (``os._exit``: the tested code's atexit
+handlers never run after it); test.sh kills the run's process group. A collection error fails every test of that file (its ids are the expected ones, so they
 count as failed, not absent).
 """
 
@@ -14,10 +15,19 @@ import os
 
 RESULTS = {}
 ERRORS = {}
+STATUS = []
 
 
 def pytest_addoption(parser):
     parser.addoption("--rock-report", default=None, help="write per-test outcomes as JSON here")
+
+
+def pytest_runtest_setup(item):
+    # Tests that draw random numbers (a random-replacement cache, say) decide the same way in the
+    # suite's build and in every verifier run: a task's fail-to-pass list must not be luck.
+    import random
+
+    random.seed(0)
 
 
 def _message(report):
@@ -50,3 +60,13 @@ def pytest_sessionfinish(session, exitstatus):
     with open(tmp, "w") as f:
         json.dump({"tests": RESULTS, "collection_errors": ERRORS, "exitstatus": int(exitstatus)}, f)
     os.replace(tmp, path)
+    STATUS.append(int(exitstatus))
+
+
+def pytest_unconfigure(config):
+    if STATUS:
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(STATUS[0])

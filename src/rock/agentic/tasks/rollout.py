@@ -155,7 +155,7 @@ async def rollout(task: Task, options: RolloutOptions, harness: Harness | None =
             t = time.perf_counter()
             limit = _limit(options.agent_timeout, task.agent_timeout)
             try:
-                await asyncio.wait_for(harness.run(box, task, options, rec), limit + 30)
+                await asyncio.wait_for(harness.run(box, task, options, rec), limit + min(30.0, limit))
             except asyncio.TimeoutError:
                 rec["harness"]["error"] = f"the agent ran past its time limit ({limit:g} s)"
             except TaskError:
