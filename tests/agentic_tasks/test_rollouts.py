@@ -179,3 +179,16 @@ def test_a_users_harbor_folder_runs_from_the_cli(admin, suites, tmp_path):
         assert sum(e["event"] == "rollout" for e in events) == 3
         summary = json.loads(proc.stdout)
         assert summary["tasks"] == 3 and summary["errors"] == 1
+
+
+def test_the_oracle_command_fixes_through_a_bash_tool(admin, suites):
+    """What a chat harness's bash tool would run for the oracle policy: the same fix."""
+    from rock.agentic.tasks.oracle import oracle_command
+
+    async def via_bash(box, task):
+        r = await box.execute(Command(command=["bash", "-c", oracle_command(task)], timeout=120))
+        assert r.exit_code == 0, r.stdout + r.stderr
+
+    for suite, tid in (("pypi-bugs", open_suite("pypi-bugs").ids()[-1]), ("humaneval-repo", "humaneval-007")):
+        rec = run(rollout(open_suite(suite).get(tid), RolloutOptions(base_url=admin.url, policy=via_bash)))
+        assert rec["reward"] == 1.0 and rec["error"] is None and "harness" in rec, rec.get("harness")
