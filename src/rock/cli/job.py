@@ -57,6 +57,10 @@ def cmd_run(args, out: Out) -> int:
     from rock.training.policies import make_policy
     from rock.training.runner import run_job
 
+    if args.policy not in ("oracle", "null", "openai"):
+        from rock.errors import BadRequest
+
+        raise BadRequest(f"--policy {args.policy!r}: training suites run oracle, null or openai")
     params = json.loads(args.params)
     if args.categories:
         params["categories"] = [c.strip() for c in args.categories.split(",") if c.strip()]
