@@ -5,12 +5,14 @@ crash and an agent past its time limit, --resume, and a user's own Harbor task f
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 
 from rock.actions import Command
+from rock.agentic.tasks import load_task
 from rock.agentic.tasks.jobs import run_job, run_job_sync
 from rock.agentic.tasks.rollout import RolloutOptions, rollout
 from rock.agentic.tasks.suites import open_suite
@@ -192,3 +194,18 @@ def test_the_oracle_command_fixes_through_a_bash_tool(admin, suites):
     for suite, tid in (("pypi-bugs", open_suite("pypi-bugs").ids()[-1]), ("humaneval-repo", "humaneval-007")):
         rec = run(rollout(open_suite(suite).get(tid), RolloutOptions(base_url=admin.url, policy=via_bash)))
         assert rec["reward"] == 1.0 and rec["error"] is None and "harness" in rec, rec.get("harness")
+
+
+def test_a_task_whose_repository_is_in_its_dockerfile(admin, suites, tmp_path):
+    """environment/Dockerfile instead of docker_image + workspace/: the image holds the repository,
+    so the diff is taken against the agent sandbox's starting state."""
+    t = harbor_task(tmp_path, "in-image")
+    shutil.rmtree(t / "environment" / "workspace")
+    (t / "environment" / "Dockerfile").write_text(
+        "FROM python:3.11\nRUN mkdir -p /workspace && printf 'def add(a, b):\\n    return a - b\\n' > /workspace/calc.py\n")
+    (t / "task.toml").write_text('[agent]\ntimeout_sec = 60.0\n[verifier]\ntimeout_sec = 30.0\n')
+    task = load_task(t)
+    assert task.image is None
+    recs = {p: run(rollout(task, RolloutOptions(base_url=admin.url, policy=p))) for p in ("oracle", "null")}
+    assert recs["oracle"]["reward"] == 1.0 and recs["null"]["reward"] == 0.0, recs["oracle"]["error"]
+    assert "-    return a - b\n+    return a + b" in recs["oracle"]["diff"] and recs["null"]["diff"] == ""
