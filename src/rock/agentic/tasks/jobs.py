@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from rock.agentic.tasks.errors import TaskError
 from rock.agentic.tasks.rollout import RolloutOptions, make_harness, rollout
 from rock.agentic.tasks.suites import open_suite, select_ids
 from rock.training.runner import run_pool, summarize
@@ -40,7 +41,10 @@ async def run_job(suite: str, options: RolloutOptions, tasks: list[str] | None =
     folder = open_suite(suite)
     ids = select_ids(folder, tasks, limit)
     harness_factory = lambda: make_harness(options.harness)  # noqa: E731
-    harness_factory()  # a wrong harness name fails here, before any sandbox
+    probe = harness_factory()  # a wrong harness or policy name fails here, before any sandbox
+    if isinstance(options.policy, str) and probe.policies and options.policy not in probe.policies:
+        raise TaskError(f"harness {probe.name} runs the policies {', '.join(probe.policies)}, not {options.policy!r}",
+                        "BadRequest")
     kept = finished(out) if resume else {}
     todo = [t for t in ids if t not in kept]
     if on_start:
