@@ -154,10 +154,13 @@ def test_resume_skips_finished_tasks(admin, suites, tmp_path):
     first = run(run_job("humaneval-repo", options, tasks=HUMANEVAL_SAMPLE[:3], out=out, concurrency=3))
     assert first["ran"] == 3 and first["mean_reward"] == 1.0
     lines = out.read_text().splitlines()
-    out.write_text(lines[0] + "\n" + lines[1][:40] + "\n")  # one kept, one cut short by a stop
+    out.write_text(lines[0] + "\n" + lines[1][:40])  # one kept, one cut short by a stop
     again = run(run_job("humaneval-repo", options, tasks=HUMANEVAL_SAMPLE[:3], out=out, concurrency=3, resume=True))
     assert again["skipped"] == 1 and again["ran"] == 2 and again["tasks"] == 3 and again["mean_reward"] == 1.0
-    done = [json.loads(line) for line in out.read_text().splitlines()[2:]]
+    null = run(run_job("humaneval-repo", RolloutOptions(base_url=admin.url, policy="null"), tasks=HUMANEVAL_SAMPLE[:1],
+                       out=out, resume=True))
+    assert null["skipped"] == 0 and null["ran"] == 1  # the oracle's records do not count for null
+    done = [json.loads(line) for line in out.read_text().splitlines()[2:4]]
     assert sorted(r["task_id"] for r in done) == sorted(set(HUMANEVAL_SAMPLE[:3]) - {json.loads(lines[0])["task_id"]})
 
 

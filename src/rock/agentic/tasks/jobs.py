@@ -18,8 +18,9 @@ from rock.agentic.tasks.suites import open_suite, select_ids
 from rock.training.runner import run_pool, summarize
 
 
-def finished(out: Path | None) -> dict[str, dict]:
-    """Records of finished rollouts in a JSONL file (the last one per task wins)."""
+def finished(out: Path | None, harness: str | None = None, policy: str | None = None) -> dict[str, dict]:
+    """Records of finished rollouts in a JSONL file (the last one per task wins), of this harness
+    and policy when given (a file of another policy's rollouts resumes nothing)."""
     done: dict[str, dict] = {}
     if out is None or not Path(out).exists():
         return done
@@ -28,7 +29,10 @@ def finished(out: Path | None) -> dict[str, dict]:
             rec = json.loads(line)
         except ValueError:
             continue  # a line cut short when the job was stopped
-        if isinstance(rec, dict) and rec.get("task_id") and rec.get("error") is None:
+        if not isinstance(rec, dict) or (policy and rec.get("policy") != policy) or \
+                (harness and (rec.get("harness") or {}).get("name") != harness):
+            continue
+        if rec.get("task_id") and rec.get("error") is None:
             done[rec["task_id"]] = rec
     return done
 
@@ -45,7 +49,7 @@ async def run_job(suite: str, options: RolloutOptions, tasks: list[str] | None =
     if isinstance(options.policy, str) and probe.policies and options.policy not in probe.policies:
         raise TaskError(f"harness {probe.name} runs the policies {', '.join(probe.policies)}, not {options.policy!r}",
                         "BadRequest")
-    kept = finished(out) if resume else {}
+    kept = finished(out, options.harness, options.policy if isinstance(options.policy, str) else None) if resume else {}
     todo = [t for t in ids if t not in kept]
     if on_start:
         on_start(len(todo), len(kept))
@@ -58,6 +62,9 @@ async def run_job(suite: str, options: RolloutOptions, tasks: list[str] | None =
                     "passed": False, "resolved": False, "pass_rate": 0.0, "error": getattr(exc, "message", str(exc))}
         return await rollout(task, options, harness_factory(), folder.name)
 
+    if resume and out is not None and Path(out).exists() and not Path(out).read_bytes().endswith(b"\n"):
+        with open(out, "a") as f:
+            f.write("\n")  # a line cut short by a stop: the next record starts on its own line
     t0 = time.perf_counter()
     records = await run_pool(todo, one, concurrency, out, on_done, append=resume)
     every = [kept[t] for t in ids if t in kept] + records
