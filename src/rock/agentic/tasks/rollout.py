@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -53,6 +54,16 @@ class RolloutOptions:
     policy_options: dict = field(default_factory=dict)  # model, base_url, api_key, replay file ...
     agent_timeout: float | None = None  # over the task's own
     verifier_timeout: float | None = None
+    # Hidden-test runs at once (a job's rollouts share the options). Tests are CPU work: 32 at a
+    # time on 2 cores would time out on wall time, not on the agent's change. Waiting for a slot
+    # does not count against the verifier's time limit.
+    verify_concurrency: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
+    _gate: asyncio.Semaphore | None = field(default=None, init=False, repr=False, compare=False)
+
+    def gate(self) -> asyncio.Semaphore:
+        if self._gate is None:
+            self._gate = asyncio.Semaphore(self.verify_concurrency)
+        return self._gate
 
 
 class Harness:
@@ -171,7 +182,10 @@ async def rollout(task: Task, options: RolloutOptions, harness: Harness | None =
         changes = workspace.compare(before, after, task.protected)
         rec["diff"], rec["ignored_paths"] = changes.diff, changes.ignored
         t = time.perf_counter()
-        await verify(task, options, changes, rec, tmp)
+        async with options.gate():
+            rec["timings"]["verify_wait_ms"] = _ms(t)
+            t = time.perf_counter()
+            await verify(task, options, changes, rec, tmp)
         rec["timings"]["verify_ms"] = _ms(t)
     except TaskError as exc:
         rec["error"] = exc.message
