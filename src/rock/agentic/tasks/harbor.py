@@ -1,0 +1,153 @@
+"""Tasks in Harbor's layout, as a user brings them or as our suites write them.
+
+    <task>/instruction.md         what the agent is asked to do
+    <task>/task.toml              [agent] timeout_sec, [verifier] timeout_sec / env,
+                                  [environment] docker_image (a base image) or an environment/Dockerfile
+    <task>/environment/           the image's build context; with docker_image, the files under
+                                  environment/workspace/ are the repository the agent works in
+    <task>/tests/test.sh          the hidden tests' entry: runs in the verifier's fresh sandbox with
+                                  tests/ at /tests and writes the reward to /logs/verifier/reward.txt
+    <task>/solution/solve.sh      the reference fix (the oracle), run in the agent's sandbox
+
+``tests/config.json`` (ours, optional, SWE-bench's names) lists ``FAIL_TO_PASS`` and
+``PASS_TO_PASS`` test ids: then the reward is SWE-bench's ``resolved`` computed from the per-test
+results, not the number test.sh writes. A task id is the folder's name.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rock.agentic.tasks.errors import TaskError, closest
+
+DEFAULT_IMAGE = "python:3.11"
+DEFAULT_WORKDIR = "/workspace"
+# What an agent's change may not touch: the verifier drops these paths from its diff (pytest
+# configuration and plugins would let a "fix" decide the tests' outcome). A task adds its own.
+PROTECTED = ["tests/*", "test/*", "*/tests/*", "conftest.py", "*/conftest.py", "pytest.ini", "tox.ini", "setup.cfg",
+             "pyproject.toml", "sitecustomize.py", "usercustomize.py", "*.pth", ".pytest_cache/*"]
+
+
+@dataclass
+class Task:
+    task_id: str
+    path: Path
+    instruction: str
+    image: str | None  # a base image; None: environment/Dockerfile is built
+    workdir: str = DEFAULT_WORKDIR
+    agent_timeout: float = 600.0
+    verifier_timeout: float = 120.0
+    verifier_env: dict[str, str] = field(default_factory=dict)
+    fail_to_pass: list[str] = field(default_factory=list)
+    pass_to_pass: list[str] = field(default_factory=list)
+    protected: list[str] = field(default_factory=lambda: list(PROTECTED))
+    metadata: dict = field(default_factory=dict)
+    memory: str = "2g"
+    cpus: float = 1.0
+
+    @property
+    def workspace(self) -> Path:
+        """Host folder of the agent's starting repository (may be absent: the image has it)."""
+        return self.path / "environment" / "workspace"
+
+    @property
+    def dockerfile(self) -> Path:
+        return self.path / "environment" / "Dockerfile"
+
+    @property
+    def tests(self) -> Path:
+        return self.path / "tests"
+
+    @property
+    def solution(self) -> Path:
+        return self.path / "solution"
+
+    @property
+    def graded_by_tests(self) -> bool:
+        return bool(self.fail_to_pass or self.pass_to_pass)
+
+
+def load_task(path: str | Path) -> Task:
+    """One task folder, checked: the error names the missing or broken part."""
+    root = Path(path)
+    if not root.is_dir():
+        raise TaskError(f"{root}: not a task folder (a folder with instruction.md, task.toml, environment/, "
+                        "tests/test.sh and solution/solve.sh)", "BadTask")
+    missing = [part for part in ("instruction.md", "task.toml", "environment", "tests/test.sh", "solution/solve.sh")
+               if not (root / part).exists()]
+    if missing:
+        raise TaskError(f"task {root.name} ({root}) is missing {', '.join(missing)}", "BadTask")
+    try:
+        conf = tomllib.loads((root / "task.toml").read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise TaskError(f"task {root.name}: task.toml is not valid TOML ({exc})", "BadTask") from None
+    env = _table(conf, "environment", root)
+    agent, verifier = _table(conf, "agent", root), _table(conf, "verifier", root)
+    image = env.get("docker_image")
+    if image is not None and (not isinstance(image, str) or not image.strip()):
+        raise TaskError(f"task {root.name}: [environment] docker_image must be an image name", "BadTask")
+    if image is None and not (root / "environment" / "Dockerfile").is_file():
+        raise TaskError(f"task {root.name}: environment/ has no Dockerfile and task.toml names no "
+                        "[environment] docker_image; give one of them", "BadTask")
+    instruction = (root / "instruction.md").read_text()
+    if not instruction.strip():
+        raise TaskError(f"task {root.name}: instruction.md is empty", "BadTask")
+    task = Task(task_id=root.name, path=root, instruction=instruction, image=image,
+                workdir=str(env.get("workdir", DEFAULT_WORKDIR)),
+                agent_timeout=_seconds(agent, "timeout_sec", 600.0, root),
+                verifier_timeout=_seconds(verifier, "timeout_sec", 120.0, root),
+                verifier_env={str(k): str(v) for k, v in (verifier.get("env") or {}).items()},
+                metadata=dict(conf.get("metadata") or {}),
+                memory=f"{int(env.get('memory_mb', 2048))}m", cpus=float(env.get("cpus", 1)))
+    task.protected += [str(p) for p in verifier.get("protected", [])]
+    config = root / "tests" / "config.json"
+    if config.is_file():
+        try:
+            data = json.loads(config.read_text())
+            task.fail_to_pass, task.pass_to_pass = list(data["FAIL_TO_PASS"]), list(data.get("PASS_TO_PASS", []))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TaskError(f"task {root.name}: tests/config.json needs a FAIL_TO_PASS list ({exc})", "BadTask") from None
+    return task
+
+
+def _table(conf: dict, name: str, root: Path) -> dict:
+    value = conf.get(name) or {}
+    if not isinstance(value, dict):
+        raise TaskError(f"task {root.name}: [{name}] in task.toml must be a table", "BadTask")
+    return value
+
+
+def _seconds(table: dict, key: str, default: float, root: Path) -> float:
+    value = table.get(key, default)
+    if not isinstance(value, (int, float)) or value <= 0:
+        raise TaskError(f"task {root.name}: {key} must be a positive number of seconds, not {value!r}", "BadTask")
+    return float(value)
+
+
+class TaskFolder:
+    """A folder of task folders (a user's, or a built suite's); tasks load when asked for."""
+
+    def __init__(self, root: str | Path, name: str | None = None):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise TaskError(f"{self.root}: no such folder of tasks", "UnknownSuite")
+        self.name = name or str(self.root)
+        if (self.root / "task.toml").exists() or (self.root / "instruction.md").exists():
+            self._ids = [self.root.name]  # one task folder given directly
+            self._base = self.root.parent
+        else:
+            self._ids = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+            self._base = self.root
+        if not self._ids:
+            raise TaskError(f"{self.root}: holds no task folders", "UnknownSuite")
+
+    def ids(self) -> list[str]:
+        return list(self._ids)
+
+    def get(self, task_id: str) -> Task:
+        if task_id not in self._ids:
+            raise TaskError(f"{self.name} has no task {task_id!r}{closest(task_id, self._ids)}", "TaskNotFound")
+        return load_task(self._base / task_id)

@@ -1,0 +1,81 @@
+"""Rollout jobs over a suite: the SDK call for trainers (``run_job`` async, ``run_job_sync``) and
+what ``rock job run --suite`` runs. The pool and the summary are the training jobs' own
+(``rock.training.runner``); one JSONL line per rollout; ``resume`` skips tasks that already
+have a finished record (no error) in the output file and appends the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+from rock.agentic.tasks.errors import TaskError
+from rock.agentic.tasks.rollout import RolloutOptions, make_harness, rollout
+from rock.agentic.tasks.suites import open_suite, select_ids
+from rock.training.runner import run_pool, summarize
+
+
+def finished(out: Path | None, harness: str | None = None, policy: str | None = None) -> dict[str, dict]:
+    """Records of finished rollouts in a JSONL file (the last one per task wins), of this harness
+    and policy when given (a file of another policy's rollouts resumes nothing)."""
+    done: dict[str, dict] = {}
+    if out is None or not Path(out).exists():
+        return done
+    for line in Path(out).read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # a line cut short when the job was stopped
+        if not isinstance(rec, dict) or (policy and rec.get("policy") != policy) or \
+                (harness and (rec.get("harness") or {}).get("name") != harness):
+            continue
+        if rec.get("task_id") and rec.get("error") is None:
+            done[rec["task_id"]] = rec
+    return done
+
+
+async def run_job(suite: str, options: RolloutOptions, tasks: list[str] | None = None, limit: int | None = None,
+                  concurrency: int = 8, out: Path | None = None, resume: bool = False,
+                  on_done: Callable | None = None, on_start: Callable | None = None) -> dict:
+    """Roll out ``options.harness`` / ``options.policy`` over the suite's tasks; the summary
+    (the training runner's: tasks, mean_reward, pass_rate, errors, by_category) plus records."""
+    folder = open_suite(suite)
+    ids = select_ids(folder, tasks, limit)
+    harness_factory = lambda: make_harness(options.harness)  # noqa: E731
+    probe = harness_factory()  # a wrong harness or policy name fails here, before any sandbox
+    if isinstance(options.policy, str) and probe.policies and options.policy not in probe.policies:
+        raise TaskError(f"harness {probe.name} runs the policies {', '.join(probe.policies)}, not {options.policy!r}",
+                        "BadRequest")
+    kept = finished(out, options.harness, options.policy if isinstance(options.policy, str) else None) if resume else {}
+    todo = [t for t in ids if t not in kept]
+    if on_start:
+        on_start(len(todo), len(kept))
+
+    async def one(task_id: str) -> dict:
+        try:
+            task = folder.get(task_id)
+        except Exception as exc:  # noqa: BLE001 - a broken task folder is that task's record
+            return {"suite": folder.name, "task_id": task_id, "category": folder.name, "reward": 0.0,
+                    "passed": False, "resolved": False, "pass_rate": 0.0, "error": getattr(exc, "message", str(exc))}
+        return await rollout(task, options, harness_factory(), folder.name)
+
+    if resume and out is not None and Path(out).exists() and not Path(out).read_bytes().endswith(b"\n"):
+        with open(out, "a") as f:
+            f.write("\n")  # a line cut short by a stop: the next record starts on its own line
+    t0 = time.perf_counter()
+    records = await run_pool(todo, one, concurrency, out, on_done, append=resume)
+    every = [kept[t] for t in ids if t in kept] + records
+    summary = summarize(folder.name, "all", every, time.perf_counter() - t0)
+    summary.update(harness=options.harness, policy=options.policy if isinstance(options.policy, str) else "script",
+                   skipped=len(kept), ran=len(records),
+                   mean_pass_rate=sum(r.get("pass_rate", 0.0) for r in every) / len(every) if every else 0.0,
+                   tasks_per_s=round(len(records) / (time.perf_counter() - t0), 3) if records else 0.0)
+    return {**summary, "records": every}
+
+
+def run_job_sync(suite: str, options: RolloutOptions, **kwargs) -> dict:
+    """``run_job`` for code without an event loop."""
+    return asyncio.run(run_job(suite, options, **kwargs))

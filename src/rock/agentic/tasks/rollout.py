@@ -1,0 +1,253 @@
+"""One rollout of an agentic task: the agent's sandbox, its harness and policy, its diff, and the
+verifier's fresh sandbox where the hidden tests decide the reward.
+
+    agent sandbox (task image, no network) <- workspace
+        harness.run(...)                      (within the task's agent timeout; a crash is recorded)
+        workspace downloaded -> diff against where it started (protected paths left out)
+    stopped
+    verifier sandbox (the same image, fresh) <- workspace + the agent's changes, then tests/ at /tests
+        bash /tests/test.sh                   (within the verifier timeout)
+        /logs/verifier/results.json, reward.txt read back
+    stopped
+
+The hidden tests exist only in the verifier's sandbox, which the agent never reaches; the
+reward is computed here, from the per-test results and the host's copy of the task's
+FAIL_TO_PASS / PASS_TO_PASS lists (SWE-bench's ``resolved``, with the pass rate beside it).
+Tasks without those lists are graded by the number test.sh writes to reward.txt.
+
+Harnesses plug in through ``HARNESSES`` (``register_harness``): a harness gets the started
+agent sandbox (an SDK ``Sandbox``), the task and the policy name, runs the agent to its end and
+fills ``rec["harness"]`` (exit code, output) and ``rec["model_calls"]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from rock.actions import Command
+from rock.agentic.tasks import grade, workspace
+from rock.agentic.tasks.errors import TaskError
+from rock.agentic.tasks.harbor import Task
+from rock.sdk.sandbox.client import Sandbox
+from rock.sdk.sandbox.config import SandboxConfig
+
+log = logging.getLogger("rock.agentic")
+Script = Callable[[Sandbox, Task], Awaitable[Any]]
+
+
+@dataclass
+class RolloutOptions:
+    base_url: str
+    token: str | None = None
+    harness: str = "none"
+    policy: str | Script = "oracle"  # a name, or (for harness none) an async callable(sandbox, task)
+    policy_options: dict = field(default_factory=dict)  # model, base_url, api_key, replay file ...
+    agent_timeout: float | None = None  # over the task's own
+    verifier_timeout: float | None = None
+    # Hidden-test runs at once (a job's rollouts share the options). Tests are CPU work: 32 at a
+    # time on 2 cores would time out on wall time, not on the agent's change. Waiting for a slot
+    # does not count against the verifier's time limit.
+    verify_concurrency: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
+    _gate: asyncio.Semaphore | None = field(default=None, init=False, repr=False, compare=False)
+
+    def gate(self) -> asyncio.Semaphore:
+        if self._gate is None:
+            self._gate = asyncio.Semaphore(self.verify_concurrency)
+        return self._gate
+
+
+class Harness:
+    """Runs the agent in its sandbox until it ends. Subclasses fill rec["harness"] / rec["model_calls"]."""
+
+    name = "harness"
+    policies: tuple[str, ...] = ()
+
+    async def run(self, box: Sandbox, task: Task, options: RolloutOptions, rec: dict) -> None:
+        raise NotImplementedError
+
+
+class NoHarness(Harness):
+    """No agent: ``oracle`` runs the task's solution/solve.sh in the agent's sandbox (uploaded for
+    that run and removed after), ``null`` changes nothing; a callable policy is a test's script."""
+
+    name = "none"
+    policies = ("oracle", "null")
+
+    async def run(self, box, task, options, rec):
+        policy = options.policy
+        if callable(policy):
+            rec["harness"]["result"] = await policy(box, task)
+            return
+        if policy == "null":
+            return
+        if policy != "oracle":
+            raise TaskError(f"harness none runs the policies oracle and null, not {policy!r}", "BadRequest")
+        where = f"/tmp/rock-solution-{uuid.uuid4().hex[:12]}"
+        await box.upload_dir(task.solution, where)
+        r = await box.execute(Command(command=["bash", f"{where}/solve.sh"], cwd=task.workdir,
+                                      timeout=_limit(options.agent_timeout, task.agent_timeout)))
+        await box.execute(Command(command=["rm", "-rf", where], timeout=60))
+        rec["harness"].update(exit_code=r.exit_code, output=(r.stdout + r.stderr)[-4000:], timed_out=r.timed_out)
+
+
+CHAT_HARNESSES = {"ours": "our standard-library coding agent", "mini-swe-agent": "mini-swe-agent 2.4.6"}
+HARNESSES: dict[str, Callable[[], Harness]] = {"none": NoHarness}
+
+
+def register_harness(name: str, factory: Callable[[], Harness]) -> None:
+    """Where the Chat protocol's harnesses (``ours``, ``mini-swe-agent``) plug in."""
+    HARNESSES[name] = factory
+
+
+def make_harness(name: str) -> Harness:
+    if name in HARNESSES:
+        return HARNESSES[name]()
+    if name in CHAT_HARNESSES:
+        raise TaskError(f"harness {name!r} ({CHAT_HARNESSES[name]}) needs the Chat protocol (the model endpoint "
+                        "in the sandbox and sandbox.agent), which this build does not have yet; use --harness none",
+                        "BadRequest")
+    raise TaskError(f"unknown harness {name!r}; known: {', '.join([*HARNESSES, *CHAT_HARNESSES])}", "BadRequest")
+
+
+def _limit(override: float | None, own: float) -> float:
+    return float(override) if override else own
+
+
+def _config(task: Task, options: RolloutOptions) -> SandboxConfig:
+    extra = {"image": task.image} if task.image else {"dockerfile": task.dockerfile.read_text(),
+                                                       "build_context": str(task.dockerfile.parent)}
+    return SandboxConfig(base_url=options.base_url, token=options.token, memory=task.memory, cpus=task.cpus,
+                         network=False, auto_clear_seconds=int(max(task.agent_timeout, task.verifier_timeout) + 600),
+                         **extra)
+
+
+async def _start(task: Task, options: RolloutOptions, tmp: Path) -> Sandbox:
+    box = Sandbox(_config(task, options))
+    await box.start()
+    try:
+        await box.execute(Command(command=["mkdir", "-p", task.workdir], timeout=60))
+        if task.workspace.is_dir():
+            await box.upload_dir(task.workspace, task.workdir)
+    except BaseException:
+        await box.stop()
+        raise
+    return box
+
+
+async def rollout(task: Task, options: RolloutOptions, harness: Harness | None = None, suite: str = "") -> dict:
+    """One rollout; the record (JSON-safe). Infrastructure failures land in ``error`` (reward 0)."""
+    harness = harness or make_harness(options.harness)
+    t0 = time.perf_counter()
+    policy_name = options.policy if isinstance(options.policy, str) else getattr(options.policy, "__name__", "script")
+    rec: dict[str, Any] = {"suite": suite, "task_id": task.task_id, "category": task.metadata.get("library") or suite,
+                           "harness": {"name": harness.name, "policy": policy_name}, "policy": policy_name,
+                           "model_calls": [], "diff": "", "ignored_paths": [], "tests": None, "reward": 0.0,
+                           "resolved": False, "pass_rate": 0.0, "passed": False, "error": None, "timings": {}}
+    tmp = Path(tempfile.mkdtemp(prefix="rock-rollout-"))
+    try:
+        before = workspace.snapshot_files(task.workspace)
+        t = time.perf_counter()
+        box = await _start(task, options, tmp)
+        rec["agent_sandbox"] = box.sandbox_id
+        try:
+            if not task.workspace.is_dir():  # the image holds the repository: its state is the start
+                before = await workspace.download(box, task.workdir, tmp / "before")
+            rec["timings"]["agent_setup_ms"] = _ms(t)
+            t = time.perf_counter()
+            limit = _limit(options.agent_timeout, task.agent_timeout)
+            try:
+                await asyncio.wait_for(harness.run(box, task, options, rec), limit + min(30.0, limit))
+            except asyncio.TimeoutError:
+                rec["harness"]["error"] = f"the agent ran past its time limit ({limit:g} s)"
+            except TaskError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a harness crash is the rollout's record, graded as is
+                rec["harness"]["error"] = f"{type(exc).__name__}: {exc}"
+            rec["timings"]["agent_ms"] = _ms(t)
+            t = time.perf_counter()
+            after = await workspace.download(box, task.workdir, tmp / "after")
+            rec["timings"]["diff_ms"] = _ms(t)
+        finally:
+            await box.stop()
+        changes = workspace.compare(before, after, task.protected)
+        rec["diff"], rec["ignored_paths"] = changes.diff, changes.ignored
+        t = time.perf_counter()
+        async with options.gate():
+            rec["timings"]["verify_wait_ms"] = _ms(t)
+            t = time.perf_counter()
+            await verify(task, options, changes, rec, tmp)
+        rec["timings"]["verify_ms"] = _ms(t)
+    except TaskError as exc:
+        rec["error"] = exc.message
+    except Exception as exc:  # noqa: BLE001 - one rollout's failure is its record; the job goes on
+        rec["error"] = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
+        log.warning("rollout %s failed: %s", task.task_id, rec["error"])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    rec["timings"]["total_ms"] = _ms(t0)
+    return rec
+
+
+async def verify(task: Task, options: RolloutOptions, changes: workspace.Changes, rec: dict, tmp: Path) -> None:
+    """The hidden tests on the agent's changes, in a fresh sandbox of the task's image."""
+    box = await _start(task, options, tmp)
+    rec["verifier_sandbox"] = box.sandbox_id
+    try:
+        await workspace.apply(box, task.workdir, changes, tmp)
+        await box.execute(Command(command=["rm", "-rf", "/logs/verifier", "/tests"], timeout=60))
+        await box.upload_dir(task.tests, "/tests")
+        limit = _limit(options.verifier_timeout, task.verifier_timeout)
+        t = time.perf_counter()
+        r = await box.execute(Command(command=["bash", "/tests/test.sh"], cwd=task.workdir, timeout=limit,
+                                      env=task.verifier_env or None))
+        rec["timings"]["tests_ms"] = _ms(t)
+        tests: dict[str, Any] = {"exit_code": r.exit_code, "timed_out": r.timed_out,
+                                 "output": (r.stdout + r.stderr)[-2000:]}
+        results = await _read_json(box, "/logs/verifier/results.json")
+        reward_text = (await _read(box, "/logs/verifier/reward.txt")).strip()
+        tests["reward_txt"] = reward_text[:100]
+        if task.graded_by_tests:
+            config = {"FAIL_TO_PASS": task.fail_to_pass, "PASS_TO_PASS": task.pass_to_pass}
+            g = grade.grade(config, results if isinstance(results, dict) and not r.timed_out else {})
+            tests.update(g)
+            rec["resolved"], rec["pass_rate"] = g["resolved"], g["pass_rate"]
+            rec["reward"] = 1.0 if g["resolved"] else 0.0
+        else:
+            try:
+                rec["reward"] = 0.0 if r.timed_out else max(0.0, min(1.0, float(reward_text)))
+            except ValueError:
+                tests["error"] = "test.sh wrote no number to /logs/verifier/reward.txt"
+            rec["resolved"], rec["pass_rate"] = rec["reward"] >= 1.0, rec["reward"]
+        rec["passed"] = rec["resolved"]
+        rec["tests"] = tests
+    finally:
+        await box.stop()
+
+
+async def _read(box: Sandbox, path: str) -> str:
+    try:
+        return (await box.read_bytes(path)).decode(errors="replace")
+    except Exception:  # noqa: BLE001 - absent: the tests did not get that far
+        return ""
+
+
+async def _read_json(box: Sandbox, path: str):
+    text = await _read(box, path)
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
+
+
+def _ms(t: float) -> float:
+    return round((time.perf_counter() - t) * 1000, 1)

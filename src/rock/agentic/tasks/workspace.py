@@ -1,0 +1,119 @@
+"""The agent's changes: the workspace taken from its sandbox, compared on the host with where it
+started, as a diff (for the record) and as files (applied in the verifier's fresh sandbox).
+
+What comes out of a sandbox is only read as bytes here, never run: the archive is extracted
+with tarfile's ``data`` filter (no absolute paths, no ``..``, no links out), its size is checked
+first, and symbolic links, caches and protected paths (tests, pytest configuration) are left
+out of the change, each named in the record.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import io
+import shlex
+import shutil
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rock.actions import Command
+
+MAX_WORKSPACE_BYTES = 64 << 20
+SKIP_PARTS = {"__pycache__", ".pytest_cache", ".git", ".mypy_cache"}
+MAX_DIFF_CHARS = 200_000
+
+
+@dataclass
+class Changes:
+    files: dict[str, bytes] = field(default_factory=dict)  # new or changed: path -> content
+    deleted: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # protected or not regular files
+    diff: str = ""
+
+    @property
+    def empty(self) -> bool:
+        return not self.files and not self.deleted
+
+
+def snapshot_files(root: Path) -> dict[str, bytes]:
+    out = {}
+    if not root.is_dir():
+        return out
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if SKIP_PARTS & set(rel.parts) or p.suffix == ".pyc" or p.is_symlink() or not p.is_file():
+            continue
+        out[str(rel)] = p.read_bytes()
+    return out
+
+
+async def download(box, workdir: str, dest: Path) -> dict[str, bytes]:
+    """The sandbox's workspace as {path: bytes} (refused above MAX_WORKSPACE_BYTES)."""
+    r = await box.execute(Command(command=f"du -sb {shlex.quote(workdir)} 2>/dev/null | cut -f1", timeout=60))
+    size = int((r.stdout or "0").strip() or 0)
+    if size > MAX_WORKSPACE_BYTES:
+        raise ValueError(f"the workspace holds {size} bytes; more than {MAX_WORKSPACE_BYTES} are not graded")
+    if size == 0:
+        return {}
+    await box.download(workdir, dest)
+    return snapshot_files(dest)
+
+
+def protected(path: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(path, p) for p in patterns)
+
+
+def compare(before: dict[str, bytes], after: dict[str, bytes], patterns: list[str]) -> Changes:
+    ch = Changes()
+    diffs = []
+    for path in sorted(set(before) | set(after)):
+        old, new = before.get(path), after.get(path)
+        if old == new:
+            continue
+        if protected(path, patterns):
+            ch.ignored.append(path)
+            continue
+        if new is None:
+            ch.deleted.append(path)
+        else:
+            ch.files[path] = new
+        diffs.append(_unified(path, old, new))
+    ch.diff = "".join(diffs)[:MAX_DIFF_CHARS]
+    return ch
+
+
+def _unified(path: str, old: bytes | None, new: bytes | None) -> str:
+    try:
+        a = [] if old is None else old.decode().splitlines(keepends=True)
+        b = [] if new is None else new.decode().splitlines(keepends=True)
+    except UnicodeDecodeError:
+        return f"Binary files a/{path} and b/{path} differ\n"
+    lines = difflib.unified_diff(a, b, "/dev/null" if old is None else f"a/{path}",
+                                 "/dev/null" if new is None else f"b/{path}")
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+
+
+def tar_of(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path, data in sorted(files.items()):
+            info = tarfile.TarInfo(path)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+async def apply(box, workdir: str, changes: Changes, tmp: Path) -> None:
+    """The agent's changes in the verifier's sandbox: changed files written, deleted ones removed."""
+    if changes.files:
+        stage = tmp / "changes"
+        shutil.rmtree(stage, ignore_errors=True)
+        for path, data in changes.files.items():
+            target = stage / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        await box.upload_dir(stage, workdir)
+    if changes.deleted:
+        await box.execute(Command(command=["rm", "-f", "--", *changes.deleted], cwd=workdir, timeout=60))
