@@ -15,7 +15,7 @@ import json
 import shutil
 from pathlib import Path
 
-from rock.agentic.tasks.pypi_bugs import GRADE, PLUGIN, cache_dir
+from rock.agentic.tasks.pypi_bugs import GRADE, PLUGIN, RUN_TESTS, cache_dir
 
 NODE = "test_hidden.py::test_check"
 
@@ -25,15 +25,7 @@ set -u
 mkdir -p /logs/verifier
 cd /workspace
 cp /tests/test_hidden.py .
-PY="${ROCK_HOST_PYTHON:-python3}"
-# its own session and process group, killed afterwards: nothing it started outlives it
-setsid env PYTHONPATH="/tests:." PYTHONDONTWRITEBYTECODE=1 PYTHONHASHSEED=0 "$PY" -m pytest -p rock_verify_report \\
-  --rock-report=/logs/verifier/results.json -p no:cacheprovider -q test_hidden.py > /logs/verifier/pytest.log 2>&1 &
-pid=$!
-wait $pid
-kill -KILL -- -$pid 2>/dev/null
-"$PY" /tests/grade.py /tests/config.json /logs/verifier/results.json > /logs/verifier/reward.txt
-"""
+""" + RUN_TESTS.format(pythonpath=".", files="test_hidden.py")
 
 SOLVE_SH = """#!/bin/bash
 # The oracle: HumanEval's canonical solution.

@@ -345,14 +345,9 @@ workdir = "/workspace"
 """
 
 # Runs in the verifier's fresh sandbox: tests/ is at /tests, the agent's changes are applied.
-TEST_SH = """#!/bin/bash
-# The hidden tests, copied over the workspace, run with the per-test report; the reward is
-# SWE-bench's resolved (every FAIL_TO_PASS and PASS_TO_PASS test passes).
-set -u
-mkdir -p /logs/verifier
-cd /workspace
-cp -a /tests/files/. .
-PY="${{ROCK_HOST_PYTHON:-python3}}"
+# ``run_tests`` is shared with the other suites: pytest with the per-test report, in its own
+# session and process group, then the grade as the reward.
+RUN_TESTS = """PY="${{ROCK_HOST_PYTHON:-python3}}"
 # its own session and process group, killed afterwards: nothing it started outlives it
 setsid env PYTHONPATH="/tests:{pythonpath}" PYTHONDONTWRITEBYTECODE=1 PYTHONHASHSEED=0 "$PY" -m pytest -p rock_verify_report \\
   --rock-report=/logs/verifier/results.json -p no:cacheprovider -q {files} > /logs/verifier/pytest.log 2>&1 &
@@ -361,6 +356,15 @@ wait $pid
 kill -KILL -- -$pid 2>/dev/null
 "$PY" /tests/grade.py /tests/config.json /logs/verifier/results.json > /logs/verifier/reward.txt
 """
+
+TEST_SH = """#!/bin/bash
+# The hidden tests, copied over the workspace, run with the per-test report; the reward is
+# SWE-bench's resolved (every FAIL_TO_PASS and PASS_TO_PASS test passes).
+set -u
+mkdir -p /logs/verifier
+cd /workspace
+cp -a /tests/files/. .
+""" + RUN_TESTS
 
 SOLVE_SH = """#!/bin/bash
 # The oracle: the inverse of the bug's change (solution/fix.json), applied to the workspace.
