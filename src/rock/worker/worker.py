@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import compileall
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -26,6 +25,7 @@ from rock.worker.agent_client import AgentClient
 from rock.worker.gpus import Gpus
 from rock.worker.kept import KeptFiles
 from rock.worker.pool import WarmPool, pool_key
+from rock.worker.records import RecordFiles
 
 log = logging.getLogger("rock.worker")
 
@@ -72,7 +72,7 @@ def memory_merging(wanted: bool) -> str:
     return "on" if running else "offered, but KSM is not running (echo 1 > /sys/kernel/mm/ksm/run)"
 
 
-class Worker:
+class Worker(RecordFiles):
     def __init__(self, settings: Settings, backend: str | None = None):
         self.settings = settings
         self.backend_name = pick_backend(backend or settings.backend)
@@ -368,65 +368,5 @@ class Worker:
         sandbox = self._get(sandbox_id)
         return not sandbox.client.closed and await self.runtime.alive(sandbox.handle)
 
-    # -- persistence and re-attach ------------------------------------------------------------
-
-    def _record_path(self, sandbox_id: str) -> Path:
-        return self.records_dir / f"{sandbox_id}.json"
-
-    def _save(self, sandbox: Sandbox) -> None:
-        data = {"sandbox_id": sandbox.sandbox_id, "spec": sandbox.spec.model_dump(), "handle": sandbox.handle.model_dump(),
-                "warm": sandbox.warm}
-        tmp = self._record_path(sandbox.sandbox_id).with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, self._record_path(sandbox.sandbox_id))
-
     def _known_runtime_ids(self) -> set[str]:
         return {s.handle.sandbox_id for s in self._sandboxes.values()} | {h.sandbox_id for h, _ in self._stopped.values()}
-
-    async def _reattach(self) -> None:
-        await asyncio.gather(*(self._attach_record(p) for p in sorted(self.records_dir.glob("*.json"))))
-
-    async def _attach_record(self, path: Path, owner: bool = True) -> None:
-        """Hold the sandbox of one record file again. ``owner``: this worker owns the state dir and
-        releases what is left of a sandbox that is gone (an attached worker only looks)."""
-        try:
-            data = json.loads(path.read_text())
-            handle = RuntimeHandle(**data["handle"])
-            spec = SandboxSpec(**data["spec"])
-        except (OSError, ValueError, KeyError) as exc:
-            log.warning("ignoring unreadable sandbox record %s: %s", path, exc)
-            if owner:
-                path.unlink(missing_ok=True)
-            return
-        if handle.backend != self.backend_name:
-            log.warning("sandbox %s ran on %s, this worker uses %s: leaving it alone", spec.sandbox_id, handle.backend, self.backend_name)
-            return
-        # A running record beside a kept one: a stop cut short before it dropped the running
-        # record (the kept one wins). An attached worker sees both for a moment while its admin
-        # restarts the sandbox, and attaches if the agent answers; only the owner drops files.
-        if data.get("stopped") or (owner and spec.sandbox_id in self._stopped):
-            if owner:
-                if data.get("stopped"):  # kept beside the running records before kept/ existed
-                    self._stopped[spec.sandbox_id] = (handle, spec)
-                path.unlink(missing_ok=True)
-            return
-        client = None
-        if await self.runtime.alive(handle):
-            try:
-                client = await AgentClient.connect(handle.socket_path, handle)
-                await asyncio.wait_for(client.ping(), 10)
-            except (AgentGone, asyncio.TimeoutError) as exc:
-                log.warning("sandbox %s runs but its agent does not answer (%s)", spec.sandbox_id, exc)
-                if client is not None:
-                    client.close()
-                client = None
-        if client is None:
-            if owner:
-                log.info("sandbox %s is gone; releasing what is left of it", spec.sandbox_id)
-                await self.runtime.destroy(handle)
-                path.unlink(missing_ok=True)
-            return
-        self._hold(Sandbox(spec.sandbox_id, handle, client, spec, bool(data.get("warm"))))
-        if owner:
-            self.gpus.claim(spec.gpu_ids, spec.sandbox_id)
-        log.info("sandbox %s %s", spec.sandbox_id, "re-attached" if owner else "attached (its admin owns it)")
