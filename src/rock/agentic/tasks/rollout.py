@@ -58,12 +58,15 @@ class RolloutOptions:
     # time on 2 cores would time out on wall time, not on the agent's change. Waiting for a slot
     # does not count against the verifier's time limit.
     verify_concurrency: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
-    _gate: asyncio.Semaphore | None = field(default=None, init=False, repr=False, compare=False)
+    _gate: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def gate(self) -> asyncio.Semaphore:
-        if self._gate is None:
-            self._gate = asyncio.Semaphore(self.verify_concurrency)
-        return self._gate
+        # One per event loop: options outlive a loop (a sync job runs each in a loop of its own),
+        # and a semaphore is bound to the loop it first waited in.
+        loop = asyncio.get_running_loop()
+        if self._gate is None or self._gate[0] is not loop:
+            self._gate = (loop, asyncio.Semaphore(self.verify_concurrency))
+        return self._gate[1]
 
 
 class Harness:
