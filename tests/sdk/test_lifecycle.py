@@ -115,7 +115,7 @@ async def test_archive_then_restart_and_timed_transitions(admin):
     await doomed.start()
     await doomed.stop()
     status = await until(lambda: _state(doomed, "deleted"), timeout=30)
-    assert status.state_history[-1].event == "delete"
+    assert status.state_history[-1].event == "delete", [(h.from_state, h.to_state, h.event) for h in status.state_history]
 
 
 async def _image_gone(image: str) -> bool:

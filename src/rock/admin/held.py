@@ -31,6 +31,7 @@ class HeldRecords:
         self.records: dict[str, SandboxRecord] = {}  # HELD states only
         self._ended: OrderedDict[str, SandboxRecord] = OrderedDict()  # recently used ended records
         self._unsaved: dict[str, int] = {}  # sandbox_id -> its writes queued, not yet stored
+        self._last_write: dict[str, asyncio.Future] = {}  # sandbox_id -> its latest write not yet stored
         self._refresher: asyncio.Task | None = None
         self._seen_at = 0.0  # the store's clock at the last refresh
 
@@ -81,6 +82,13 @@ class HeldRecords:
             if record is not None:
                 self._place(record)  # kept a while (or at once dropped, if the cache is full of busy ones)
         return self._visible(sandbox_id, record, owner, include_deleted)
+
+    async def written(self, sandbox_id: str) -> None:
+        """Wait until this process's writes of the record have landed: a read of its history
+        right after a change (the state in memory moves first) must show that change."""
+        last = self._last_write.get(sandbox_id)
+        if last is not None:
+            await asyncio.gather(last, return_exceptions=True)
 
     async def page(self, owner: str | None, filters: dict, state: str | None, newest_first: bool, offset: int,
                    limit: int) -> tuple[list[SandboxRecord], int]:

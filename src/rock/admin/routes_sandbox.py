@@ -123,6 +123,7 @@ def router(ctx: Ctx, write: bool = True) -> APIRouter:
     async def get_status(request: Request):
         q = query(request, StatusQuery)
         record = await svc.lookup(q.sandbox_id, ctx.owner(request), include_deleted=q.include_all_states)
+        await svc.written(record.sandbox_id)
         return ok(status_result(record, await svc.store.history(record.sandbox_id), keep))
 
     @api.get("/get_sandbox_statistics", **doc(query=StatusQuery, result=dict, codes=SANDBOX))
@@ -168,6 +169,7 @@ def router(ctx: Ctx, write: bool = True) -> APIRouter:
     @api.get("/sandboxes/{sandbox_id}/history", **doc(result=list[StateTransitionRecord], codes=(404,)))
     async def history(sandbox_id: str, request: Request):
         record = await svc.lookup(sandbox_id, ctx.owner(request))
+        await svc.written(sandbox_id)
         return ok(status_result(record, await svc.store.history(sandbox_id))["state_history"])
 
     return api

@@ -305,11 +305,14 @@ class Sandboxes(HeldRecords):
         record.due_at = self.deadline(record)
         saved = self.store.save(record, before, event, message)
         self._unsaved[sid] = self._unsaved.get(sid, 0) + 1
+        self._last_write[sid] = saved
 
         def stored(f: asyncio.Future) -> None:  # our own write comes back from a refresh as nothing new
             left = self._unsaved.pop(sid, 1) - 1
             if left:
                 self._unsaved[sid] = left
+            if self._last_write.get(sid) is f:
+                del self._last_write[sid]
             if not f.cancelled() and f.exception() is None and f.result():
                 record.rev = max(record.rev, f.result())
             if not left and sid in self._ended:

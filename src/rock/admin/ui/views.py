@@ -172,6 +172,7 @@ async def overview(ctx: Ctx, app, owner: str | None, request_rate: float | None)
 
 async def detail(ctx: Ctx, app, record: SandboxRecord) -> dict:
     sid = record.sandbox_id
+    await ctx.sandboxes.written(sid)
     history = await ctx.sandboxes.store.history(sid)
     sessions, session_error = [], None
     if record.state == "running":
