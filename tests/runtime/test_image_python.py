@@ -2,7 +2,7 @@
 
 import os
 
-from rock.runtime.bwrap import image_python
+from rock.runtime.image_root import image_python
 
 
 def _rootfs(tmp_path):

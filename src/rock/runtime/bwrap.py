@@ -22,28 +22,21 @@ shim itself, mounts the root on the host and detaches it once the agent is up.
 from __future__ import annotations
 
 import asyncio
-import errno
 import functools
 import json
 import logging
 import os
-import platform
 import shutil
 import signal
-import stat
-import struct
 import subprocess
 import time
 from pathlib import Path
 
 from rock.errors import SandboxStartError
 from rock.runtime import cgroups
-from rock.worker.gpus import device_files
 from rock.runtime.base import (
-    AGENT_SRC,
     READY_NAME,
     READY_TIMEOUT,
-    SANDBOX_CAPS,
     SANDBOX_LIB,
     SANDBOX_RUN,
     SOCKET_NAME,
@@ -62,20 +55,16 @@ from rock.runtime.base import (
     process_start_time,
 )
 from rock.runtime.bwrap_kept import KeptFiles
+from rock.runtime.bwrap_options import CAP_NUMBERS, DEFAULT_PATH, bwrap_options, sandbox_caps
+from rock.runtime.image_root import image_python, mount_points, resolves_to_file
 from rock.runtime.mounts import MS_PRIVATE
 from rock.runtime.mounts import detach as _detach
 from rock.runtime.mounts import mount as _mount
+from rock.runtime.seccomp import seccomp_program
 from rock.runtime.zygote import Zygote
 
 log = logging.getLogger("rock.runtime.bwrap")
 
-CAPS = tuple("CAP_" + cap for cap in SANDBOX_CAPS)
-# Ports below 1024 are only harmless in the sandbox's own network namespace.
-CAPS_PRIVATE_NET = ("CAP_NET_BIND_SERVICE",)
-# Host directories that hold users', daemons' or other sandboxes' data: hidden behind a
-# private tmpfs when the sandbox's root is the host's own.
-MASKED = ("/tmp", "/var/tmp", "/run", "/root", "/home", "/var/lib/docker", "/var/lib/containerd", "/var/log")
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # The shim: join the cgroup before bwrap exists, so everything bwrap starts is inside it.
 # Arguments: the files to write 0 ("myself") into (Cgroup.join_files), "--", then bwrap's command line.
 SHIM = 'while [ "$1" != -- ]; do echo 0 > "$1" || exit 125; shift; done; shift; "$@" & wait $!'
@@ -88,10 +77,7 @@ LAUNCH_SECCOMP_FD, LAUNCH_INFO_FD = 3, 4
 INFO_NAME = "bwrap-info"
 STUB = 'echo up > "$1"; read _ < "$2"'
 UP_NAME, HOLD_NAME = "up", "hold"
-# Linux capability numbers (linux/capability.h) for the zygote's agent.
-CAP_NUMBERS = {"CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, "CAP_FOWNER": 3, "CAP_FSETID": 4,
-               "CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8, "CAP_NET_BIND_SERVICE": 10,
-               "CAP_NET_RAW": 13, "CAP_SYS_CHROOT": 18, "CAP_MKNOD": 27, "CAP_AUDIT_WRITE": 29, "CAP_SETFCAP": 31}
+
 
 
 
@@ -143,7 +129,7 @@ class BwrapRuntime(KeptFiles, Runtime):
         merged = run.parent / "root"
         watch: list[asyncio.Future] = []
         launched = self.zygote is not None  # else the shim comes from here and mounts the root on the host
-        zygote = self.zygote is not None and _resolves_to_file(lower, "/bin/sh")
+        zygote = self.zygote is not None and resolves_to_file(lower, "/bin/sh")
         try:
             await asyncio.to_thread(self._prepare_root, spec, group, run, lower, mount=not launched, stub=zygote)
             t_setup = time.perf_counter()
@@ -258,7 +244,7 @@ class BwrapRuntime(KeptFiles, Runtime):
                        pid: int) -> dict:
         """What the zygote needs to put an agent into this sandbox, as bwrap would have."""
         caps = 0
-        for cap in self._caps(spec):
+        for cap in sandbox_caps(spec):
             caps |= 1 << CAP_NUMBERS[cap]
         program = seccomp_program()
         return {
@@ -315,7 +301,7 @@ class BwrapRuntime(KeptFiles, Runtime):
     def _prepare_root(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, mount: bool,
                       stub: bool) -> None:
         group.create(spec.memory_bytes, spec.cpus, spec.pids_limit)
-        _mount_points(lower, (self.python_prefix, f"{SANDBOX_LIB}/rock_agent", SANDBOX_RUN))
+        mount_points(lower, (self.python_prefix, f"{SANDBOX_LIB}/rock_agent", SANDBOX_RUN))
         if mount:
             self._mount_root(run.parent, lower)
         if stub:
@@ -340,60 +326,12 @@ class BwrapRuntime(KeptFiles, Runtime):
                 os.close(fd)
         _mount("none", str(merged), None, MS_PRIVATE, None)
 
-    @staticmethod
-    def _caps(spec: SandboxSpec) -> tuple[str, ...]:
-        return CAPS if spec.network else CAPS + CAPS_PRIVATE_NET
-
     def _env(self, spec: SandboxSpec, image_env: dict[str, str]) -> dict[str, str]:
         return {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", **image_env, **self.sandbox_env(spec)}
 
     def _bwrap_args(self, spec: SandboxSpec, merged: Path, run: Path, group: cgroups.Cgroup, lower: str,
                     env: dict[str, str]) -> list[str]:
-        """bwrap's options, without the command."""
-        host_root = lower == "/"
-        # The sandbox's own /proc/sys read-only, as docker has it: root inside must not tune its
-        # namespaces' kernel settings (the bind's source is the sandbox's new procfs).
-        args = ["--bind", str(merged), "/", "--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev",
-                "--tmpfs", "/dev/shm"]
-        for device in device_files(spec.gpu_ids) if spec.gpu_ids else ():
-            args += ["--dev-bind", device, device]  # this sandbox's GPUs and the driver's control files
-        if host_root:
-            state_dir = os.path.realpath(self.settings.state_dir)
-            hidden = [d for d in MASKED if os.path.isdir(d)]
-            if not any(state_dir.startswith(d + "/") for d in hidden):
-                hidden.append(state_dir)
-            for d in hidden:
-                args += ["--tmpfs", d]
-        elif spec.network and os.path.exists("/etc/resolv.conf"):
-            args += ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
-        # The sandbox's own cgroup where a container would see it, read-only (agent stats).
-        args += ["--tmpfs", "/sys"]
-        if cgroups.is_v2():
-            args += ["--ro-bind", str(cgroups.ROOT / group.rel), "/sys/fs/cgroup"]
-        else:
-            for ctrl, d in sorted(group.dirs.items()):
-                args += ["--ro-bind", str(d), f"/sys/fs/cgroup/{ctrl}"]
-        args += [
-            "--ro-bind", self.python_prefix, self.python_prefix,
-            "--ro-bind", str(AGENT_SRC), f"{SANDBOX_LIB}/rock_agent",
-            "--bind", str(run), SANDBOX_RUN,
-            *(arg for path in spec.ro_binds for arg in ("--ro-bind", path, path)),
-            "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-            "--hostname", spec.sandbox_id[:63],
-            "--die-with-parent", "--new-session", "--chdir", "/",
-        ]
-        caps = self._caps(spec)
-        if not spec.network:
-            args.append("--unshare-net")
-        # As root, bwrap keeps every capability unless told otherwise. The bounding set stays
-        # full, but no_new_privs (bwrap always sets it) stops exec from regaining anything.
-        args += ["--cap-drop", "ALL"]
-        for cap in caps:
-            args += ["--cap-add", cap]
-        args.append("--clearenv")
-        for key, value in env.items():
-            args += ["--setenv", key, value]
-        return args
+        return bwrap_options(spec, merged, run, group, lower, env, self.python_prefix, self.settings.state_dir)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -474,112 +412,6 @@ async def _child_pid(info_fd: int, died: asyncio.Future) -> int:
         return got.result()["child-pid"]
     reason = died.result() if died.done() else f"got {bytes(buf)!r}"
     raise SandboxStartError(f"bwrap did not report its sandbox's first process: {reason}")
-
-
-def image_python(upper: Path, lower: str, path: str) -> str | None:
-    """Where ``python3`` is on ``path`` inside a root made of ``lower`` (an image rootfs), or None.
-
-    Symlinks are followed inside that root, never on the host. A fresh sandbox's upper layer
-    is empty, so the image decides; anything odd (whiteouts, loops) gives None and the agent's
-    launcher searches for it at start instead.
-    """
-    if any(upper.iterdir()):
-        return None
-    for d in path.split(":"):
-        if d.startswith("/") and _resolves_to_file(lower, f"{d.rstrip('/')}/python3"):
-            return f"{d.rstrip('/')}/python3"
-    return None
-
-
-@functools.lru_cache(maxsize=256)
-def _mount_points(lower: str, paths: tuple[str, ...]) -> None:
-    """Make bwrap's bind targets in an image rootfs, once: otherwise every start makes them in
-    its own upper layer (seven directories through overlayfs on the state dir's disk, 15% of
-    bwrap's time in a 100-start burst). A symlink or file on the way is left alone: the
-    sandbox's own layer then holds the target, as before, and nothing outside the root is touched."""
-    if lower == "/":
-        return
-    for path in paths:
-        d = lower
-        for part in path.strip("/").split("/"):
-            d = os.path.join(d, part)
-            try:
-                os.mkdir(d, 0o755)
-                continue
-            except FileExistsError:
-                pass
-            if not stat.S_ISDIR(os.lstat(d).st_mode):
-                break
-
-
-@functools.lru_cache(maxsize=256)
-def _resolves_to_file(root: str, path: str, hops: int = 0) -> bool:
-    if hops > 16:
-        return False
-    parts = [p for p in path.split("/") if p]
-    for i in range(len(parts)):
-        here = "/" + "/".join(parts[: i + 1])
-        host = root + here
-        if os.path.islink(host):
-            target = os.readlink(host)
-            base = "/" + "/".join(parts[:i])
-            joined = target if target.startswith("/") else f"{base.rstrip('/')}/{target}"
-            return _resolves_to_file(root, os.path.normpath(joined + "/" + "/".join(parts[i + 1:])), hops + 1)
-        if not os.path.exists(host):
-            return False
-    return os.path.isfile(root + "/" + "/".join(parts)) and os.access(root + "/" + "/".join(parts), os.X_OK)
-
-
-# -- seccomp ---------------------------------------------------------------------------------
-# bwrap has no filter of its own. What matters most from Docker's default profile for a root
-# sandbox: no new user namespaces (full capabilities inside one: mounts, more kernel surface),
-# no kernel keyring (uid 0 shares root's with the host), no bpf/userfaultfd/perf/io_uring.
-CLONE_NEWUSER = 0x10000000
-_ARCHES = {  # machine: (AUDIT_ARCH, unshare, clone, clone3, denied: bpf keyctl add_key request_key
-    #                      userfaultfd perf_event_open io_uring_setup/enter/register)
-    "x86_64": (0xC000003E, 272, 56, 435, (321, 250, 248, 249, 323, 298, 425, 426, 427)),
-    "aarch64": (0xC00000B7, 97, 220, 435, (280, 219, 217, 218, 282, 241, 425, 426, 427)),
-}
-_ALLOW, _EPERM, _ENOSYS = 0x7FFF0000, 0x00050000 | errno.EPERM, 0x00050000 | errno.ENOSYS
-
-
-@functools.cache
-def seccomp_program() -> bytes | None:
-    """The filter as classic BPF (``struct sock_filter[]``), or None on an unknown machine."""
-    arch = _ARCHES.get(platform.machine())
-    if arch is None:
-        log.warning("no seccomp filter for %s: bwrap sandboxes run without one", platform.machine())
-        return None
-    audit_arch, unshare, clone, clone3, denied = arch
-    ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06  # BPF_LD|W|ABS, BPF_JMP|J*|K, BPF_RET|K
-    program = [
-        (ld, 0, 0, 4),  # seccomp_data.arch: another ABI (i386 on x86_64) has other numbers
-        (jeq, 0, "nosys", audit_arch),
-        (ld, 0, 0, 0),  # seccomp_data.nr
-        (jge, "nosys", 0, 0x40000000),  # the x32 ABI
-        (jeq, "flags", 0, unshare),
-        (jeq, "flags", 0, clone),
-        (jeq, "nosys", 0, clone3),  # its flags are behind a pointer: make libc fall back to clone
-        *[(jeq, "perm", 0, nr) for nr in denied],
-        (ret, 0, 0, _ALLOW),
-        "flags", (ld, 0, 0, 16),  # low half of args[0]
-        (jset, "perm", 0, CLONE_NEWUSER),
-        (ret, 0, 0, _ALLOW),
-        "perm", (ret, 0, 0, _EPERM),
-        "nosys", (ret, 0, 0, _ENOSYS),
-    ]
-    labels: dict[str, int] = {}
-    insns = []
-    for item in program:
-        if isinstance(item, str):
-            labels[item] = len(insns)
-        else:
-            insns.append(item)
-
-    def offset(target, i):
-        return labels[target] - i - 1 if isinstance(target, str) else target
-
-    return b"".join(struct.pack("=HBBI", c, offset(jt, i), offset(jf, i), k) for i, (c, jt, jf, k) in enumerate(insns))
 
 
 def _shim_run_dir(group: cgroups.Cgroup) -> str | None:

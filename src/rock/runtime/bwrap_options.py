@@ -1,0 +1,77 @@
+"""bwrap's command-line options for one sandbox: its root, /proc, /dev, its cgroup, what of the
+host it sees (read-only), its namespaces, capabilities and environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rock.runtime import cgroups
+from rock.runtime.base import AGENT_SRC, SANDBOX_CAPS, SANDBOX_LIB, SANDBOX_RUN, SandboxSpec
+from rock.worker.gpus import device_files
+
+CAPS = tuple("CAP_" + cap for cap in SANDBOX_CAPS)
+# Ports below 1024 are only harmless in the sandbox's own network namespace.
+CAPS_PRIVATE_NET = ("CAP_NET_BIND_SERVICE",)
+# Host directories that hold users', daemons' or other sandboxes' data: hidden behind a
+# private tmpfs when the sandbox's root is the host's own.
+MASKED = ("/tmp", "/var/tmp", "/run", "/root", "/home", "/var/lib/docker", "/var/lib/containerd", "/var/log")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# Linux capability numbers (linux/capability.h) for the zygote's agent.
+CAP_NUMBERS = {"CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, "CAP_FOWNER": 3, "CAP_FSETID": 4,
+               "CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8, "CAP_NET_BIND_SERVICE": 10,
+               "CAP_NET_RAW": 13, "CAP_SYS_CHROOT": 18, "CAP_MKNOD": 27, "CAP_AUDIT_WRITE": 29, "CAP_SETFCAP": 31}
+
+
+def sandbox_caps(spec: SandboxSpec) -> tuple[str, ...]:
+    return CAPS if spec.network else CAPS + CAPS_PRIVATE_NET
+
+
+def bwrap_options(spec: SandboxSpec, merged: Path, run: Path, group: cgroups.Cgroup, lower: str, env: dict[str, str],
+                  python_prefix: str, state_dir) -> list[str]:
+    """bwrap's options, without the command."""
+    host_root = lower == "/"
+    # The sandbox's own /proc/sys read-only, as docker has it: root inside must not tune its
+    # namespaces' kernel settings (the bind's source is the sandbox's new procfs).
+    args = ["--bind", str(merged), "/", "--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev",
+            "--tmpfs", "/dev/shm"]
+    for device in device_files(spec.gpu_ids) if spec.gpu_ids else ():
+        args += ["--dev-bind", device, device]  # this sandbox's GPUs and the driver's control files
+    if host_root:
+        state_dir = os.path.realpath(state_dir)
+        hidden = [d for d in MASKED if os.path.isdir(d)]
+        if not any(state_dir.startswith(d + "/") for d in hidden):
+            hidden.append(state_dir)
+        for d in hidden:
+            args += ["--tmpfs", d]
+    elif spec.network and os.path.exists("/etc/resolv.conf"):
+        args += ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
+    # The sandbox's own cgroup where a container would see it, read-only (agent stats).
+    args += ["--tmpfs", "/sys"]
+    if cgroups.is_v2():
+        args += ["--ro-bind", str(cgroups.ROOT / group.rel), "/sys/fs/cgroup"]
+    else:
+        for ctrl, d in sorted(group.dirs.items()):
+            args += ["--ro-bind", str(d), f"/sys/fs/cgroup/{ctrl}"]
+    args += [
+        "--ro-bind", python_prefix, python_prefix,
+        "--ro-bind", str(AGENT_SRC), f"{SANDBOX_LIB}/rock_agent",
+        "--bind", str(run), SANDBOX_RUN,
+        *(arg for path in spec.ro_binds for arg in ("--ro-bind", path, path)),
+        "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+        "--hostname", spec.sandbox_id[:63],
+        "--die-with-parent", "--new-session", "--chdir", "/",
+    ]
+    caps = sandbox_caps(spec)
+    if not spec.network:
+        args.append("--unshare-net")
+    # As root, bwrap keeps every capability unless told otherwise. The bounding set stays
+    # full, but no_new_privs (bwrap always sets it) stops exec from regaining anything.
+    args += ["--cap-drop", "ALL"]
+    for cap in caps:
+        args += ["--cap-add", cap]
+    args.append("--clearenv")
+    for key, value in env.items():
+        args += ["--setenv", key, value]
+    return args

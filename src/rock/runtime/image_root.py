@@ -1,0 +1,63 @@
+"""An image rootfs as a bwrap sandbox's lower layer: where its python3 is, and bwrap's bind
+targets made once in it. Paths are resolved inside the root, never on the host."""
+
+from __future__ import annotations
+
+import functools
+import os
+import stat
+from pathlib import Path
+
+
+def image_python(upper: Path, lower: str, path: str) -> str | None:
+    """Where ``python3`` is on ``path`` inside a root made of ``lower`` (an image rootfs), or None.
+
+    Symlinks are followed inside that root, never on the host. A fresh sandbox's upper layer
+    is empty, so the image decides; anything odd (whiteouts, loops) gives None and the agent's
+    launcher searches for it at start instead.
+    """
+    if any(upper.iterdir()):
+        return None
+    for d in path.split(":"):
+        if d.startswith("/") and resolves_to_file(lower, f"{d.rstrip('/')}/python3"):
+            return f"{d.rstrip('/')}/python3"
+    return None
+
+
+@functools.lru_cache(maxsize=256)
+def mount_points(lower: str, paths: tuple[str, ...]) -> None:
+    """Make bwrap's bind targets in an image rootfs, once: otherwise every start makes them in
+    its own upper layer (seven directories through overlayfs on the state dir's disk, 15% of
+    bwrap's time in a 100-start burst). A symlink or file on the way is left alone: the
+    sandbox's own layer then holds the target, as before, and nothing outside the root is touched."""
+    if lower == "/":
+        return
+    for path in paths:
+        d = lower
+        for part in path.strip("/").split("/"):
+            d = os.path.join(d, part)
+            try:
+                os.mkdir(d, 0o755)
+                continue
+            except FileExistsError:
+                pass
+            if not stat.S_ISDIR(os.lstat(d).st_mode):
+                break
+
+
+@functools.lru_cache(maxsize=256)
+def resolves_to_file(root: str, path: str, hops: int = 0) -> bool:
+    if hops > 16:
+        return False
+    parts = [p for p in path.split("/") if p]
+    for i in range(len(parts)):
+        here = "/" + "/".join(parts[: i + 1])
+        host = root + here
+        if os.path.islink(host):
+            target = os.readlink(host)
+            base = "/" + "/".join(parts[:i])
+            joined = target if target.startswith("/") else f"{base.rstrip('/')}/{target}"
+            return resolves_to_file(root, os.path.normpath(joined + "/" + "/".join(parts[i + 1:])), hops + 1)
+        if not os.path.exists(host):
+            return False
+    return os.path.isfile(root + "/" + "/".join(parts)) and os.access(root + "/" + "/".join(parts), os.X_OK)
