@@ -7,6 +7,11 @@ burst_floor_100   the floor, the same 100-at-once without ROCK: on bwrap, 100 ba
                   ``true``; on docker, 100 containers created and started through the Docker
                   SDK (no network, the same image). ``ratio_to_floor`` compares the p99s.
 
+sustained_starts_per_s   bwrap: a stream of starts at concurrency 16 (2,000 in all; 200 with
+                  --quick), each lane starting a sandbox through the SDK and deleting it, one after
+                  the other; ``ratio_to_floor`` against bare bwraps (the same namespaces, running
+                  ``true``) in 16 lanes, timed in alternating blocks. Target: >= 0.5.
+
 Its own part, run last: 100 sandboxes are torn down for seconds after it, which would show in
 any latency measured next.
 """
@@ -145,8 +150,79 @@ async def _burst(ctx, backend: str) -> list[dict]:
     return [rock, floor]
 
 
+LANES = 16
+# Each lane runs bare bwraps one after the other, as each SDK lane runs its sandboxes.
+LANES_SCRIPT = """for lane in $(seq "$1"); do ( for i in $(seq "$2"); do "$3" "${@:4}" || exit 1; done ) & done; wait"""
+
+
+async def _sdk_lanes(url: str, per_lane: int) -> tuple[int, int, float]:
+    """(started, failed, wall s) for ``LANES`` lanes of start-then-delete through the SDK."""
+    started = failed = 0
+
+    async def lane() -> None:
+        nonlocal started, failed
+        for _ in range(per_lane):
+            sandbox = Sandbox(_config(url))
+            try:
+                await sandbox.start()
+                started += 1
+            except Exception:  # noqa: BLE001 - a failed start is counted, not raised
+                failed += 1
+            finally:
+                if sandbox.sandbox_id:
+                    await asyncio.gather(sandbox.delete(), return_exceptions=True)
+                await sandbox.aclose()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(lane() for _ in range(LANES)))
+    return started, failed, time.perf_counter() - t0
+
+
+async def _bare_lanes(per_lane: int) -> tuple[int, float]:
+    bwrap = shutil.which("bwrap") or "bwrap"
+    t0 = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec("bash", "-c", LANES_SCRIPT, "lanes", str(LANES), str(per_lane), bwrap,
+                                                *BARE_BWRAP)
+    await proc.wait()
+    return (LANES * per_lane if proc.returncode == 0 else 0), time.perf_counter() - t0
+
+
+async def _sustained(ctx) -> list[dict]:
+    """``sustained_starts_per_s`` on bwrap: rates of whole blocks (starts / wall), ROCK's and the
+    floor's blocks alternating."""
+    total = ctx.n(200, 2000)
+    blocks = ctx.n(2, 4)
+    per_lane = max(1, total // (LANES * blocks))
+    admin = AdminProcess("bwrap", prefix="rock-bench-sustained-")
+    url = admin.start()
+    rock_rates, floor_rates, started, failed = [], [], 0, 0
+    try:
+        await _start_to_first_output(url)  # warm-up
+        for block in range(blocks):
+            ctx.progress(f"sustained bwrap: block {block + 1}/{blocks}, {LANES} lanes x {per_lane} start+delete, "
+                         "then the same bare")
+            await asyncio.sleep(SETTLE_S)
+            ok, bad, wall = await _sdk_lanes(url, per_lane)
+            started, failed = started + ok, failed + bad
+            rock_rates.append(ok / wall)
+            await asyncio.sleep(SETTLE_S)
+            done, wall = await _bare_lanes(per_lane)
+            floor_rates.append(done / wall)
+    finally:
+        admin.stop()
+    rate = sum(rock_rates) / len(rock_rates)
+    floor = sum(floor_rates) / len(floor_rates)
+    return [{"metric": "sustained_starts_per_s", "backend": "bwrap", "n": started + failed,
+             "success_rate": round(started / (started + failed), 4) if started + failed else 0.0,
+             "per_s": round(rate, 1), "concurrency": LANES, "blocks": blocks,
+             "floor_per_s": round(floor, 1), "floor_what": "bare bwrap `true`, same namespaces, same lanes",
+             "ratio_to_floor": round(rate / floor, 3) if floor else None, "target": ">= 0.5 x floor"}]
+
+
 async def run(ctx) -> list[dict]:
     records = []
     for backend in usable(ctx):
         records += await _burst(ctx, backend)
+    if "bwrap" in usable(ctx):
+        records += await _sustained(ctx)
     return records

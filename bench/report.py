@@ -56,7 +56,7 @@ def _fmt(value) -> str:
 
 def print_table(records: list[dict]) -> None:
     cols = ["metric", "backend", "event_loop", "env_id", "page", "label", "n", "failures_total", "p50_ms", "p95_ms", "p99_ms", "success_rate", "floor_p50_ms", "ratio_to_floor",
-            "per_s", "baseline_per_s", "ratio_to_baseline", "ceiling_ratio"]
+            "per_s", "floor_per_s", "baseline_per_s", "ratio_to_baseline", "ceiling_ratio"]
     cols = [c for c in cols if any(c in r for r in records)]
     rows = [[_fmt(r.get(c)) for c in cols] for r in records]
     widths = [max(len(c), *(len(row[i]) for row in rows)) if rows else len(c) for i, c in enumerate(cols)]
