@@ -13,7 +13,7 @@ import asyncio
 import logging
 from dataclasses import asdict, fields
 
-from rock.admin.store import COLUMNS, INSTANCE_COLUMNS, WRITTEN, SandboxRecord, Store
+from rock.admin.store import COLUMNS, INDEXES, INSTANCE_COLUMNS, WRITTEN, SandboxRecord, Store
 
 log = logging.getLogger("rock.store")
 
@@ -39,6 +39,7 @@ _SCHEMA = [
     "CREATE INDEX IF NOT EXISTS sandboxes_created ON sandboxes(created_at)",
     "CREATE INDEX IF NOT EXISTS sandboxes_due ON sandboxes(due_at)",
     "CREATE INDEX IF NOT EXISTS sandboxes_state ON sandboxes(state)",
+    *INDEXES,
     "CREATE TABLE IF NOT EXISTS history (id BIGSERIAL PRIMARY KEY, sandbox_id TEXT NOT NULL, from_state TEXT, "
     "to_state TEXT NOT NULL, event TEXT NOT NULL, message TEXT, ts DOUBLE PRECISION NOT NULL)",
     "CREATE INDEX IF NOT EXISTS history_sandbox ON history(sandbox_id, id)",
@@ -79,7 +80,7 @@ class PostgresStore(Store):
         from psycopg.rows import dict_row
         from psycopg_pool import AsyncConnectionPool
 
-        self._pool = AsyncConnectionPool(self.url, min_size=1, max_size=4, open=False,
+        self._pool = AsyncConnectionPool(self.url, min_size=1, max_size=8, open=False,
                                          kwargs={"autocommit": True, "row_factory": dict_row})
         try:
             await self._pool.open(wait=True, timeout=15)
@@ -148,17 +149,30 @@ class PostgresStore(Store):
                     future.set_result(result)
 
     async def _write(self, batch: list) -> list:
+        """One transaction; each run of saves is one pipelined ``executemany`` (a round trip for the
+        run, not two per record: a burst of creates was bound by the database's round trips)."""
         results = []
         async with self._pool.connection() as db, db.transaction(), db.cursor() as cur:
-            for (kind, payload, history), _ in batch:
-                if kind == "save":
-                    await cur.execute(_UPSERT, payload)
-                    results.append((await cur.fetchone())["rev"])
-                    if history is not None:
-                        await cur.execute(_HISTORY, history)
-                else:
+            i = 0
+            while i < len(batch):
+                (kind, payload, _), _ = batch[i]
+                if kind != "save":
                     await cur.executemany(_TOUCH, payload)
                     results.append(None)
+                    i += 1
+                    continue
+                run = []
+                while i < len(batch) and batch[i][0][0] == "save":
+                    run.append(batch[i][0])
+                    i += 1
+                await cur.executemany(_UPSERT, [row for _, row, _ in run], returning=True)
+                while True:
+                    results.append((await cur.fetchone())["rev"])
+                    if not cur.nextset():
+                        break
+                history = [h for _, _, h in run if h is not None]
+                if history:
+                    await cur.executemany(_HISTORY, history)
         return results
 
     # -- reads --------------------------------------------------------------------------------
