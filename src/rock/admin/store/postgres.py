@@ -10,10 +10,11 @@ disagree still agree on what changed when.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from dataclasses import asdict, fields
+from dataclasses import fields
 
-from rock.admin.store import COLUMNS, INDEXES, INSTANCE_COLUMNS, WRITTEN, SandboxRecord, Store
+from rock.admin.store import ANY, COLUMNS, INDEXES, INSTANCE_COLUMNS, WRITTEN, SandboxRecord, Store, pg_counts
 
 log = logging.getLogger("rock.store")
 
@@ -58,6 +59,10 @@ _TOUCH = (f"UPDATE sandboxes SET last_used_at=GREATEST(COALESCE(last_used_at, 0)
           f"updated_at={_NOW} WHERE sandbox_id=%s")
 
 
+def _as_is(text: str) -> str:
+    return text
+
+
 def _record(row: dict) -> SandboxRecord:
     d = dict(row)
     d["spec"] = d.get("spec") or {}
@@ -91,7 +96,8 @@ class PostgresStore(Store):
             await db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             for statement in _SCHEMA:
                 await db.execute(statement)
-        self._psycopg = psycopg
+            await pg_counts.create(db)
+        self._Jsonb = psycopg.types.json.Jsonb
         self._queue = asyncio.Queue()
         self._writer = asyncio.create_task(self._write_loop(), name="rock-store-writer")
 
@@ -113,9 +119,10 @@ class PostgresStore(Store):
 
     def save(self, record: SandboxRecord, from_state: str | None = None, event: str | None = None,
              message: str | None = None) -> asyncio.Future:
-        d = asdict(record)
-        d["spec"] = self._psycopg.types.json.Jsonb(d["spec"])
-        row = tuple(d[c] for c in WRITTEN)
+        # The fields as they are now (the write lands later); the spec as JSON text now, which is
+        # also its copy (dataclasses.asdict's deep copy was ~7% of the admin's CPU in a burst).
+        row = tuple(self._Jsonb(json.dumps(record.spec), dumps=_as_is) if c == "spec" else getattr(record, c)
+                    for c in WRITTEN)
         history = None if event is None else (record.sandbox_id, from_state, record.state, event, message)
         return self._enqueue(("save", row, history))
 
@@ -202,6 +209,21 @@ class PostgresStore(Store):
 
     async def _rows(self, sql: str, args: tuple) -> list[dict]:
         return await self._fetch(sql, args)
+
+    # -- counts, kept by the database (pg_counts) -------------------------------------------------
+
+    async def counts(self, owner=ANY) -> list[dict]:
+        where, args = self._where(owner)
+        return await self._fetch(f"SELECT state, backend, node_id, SUM(n)::bigint AS n FROM sandbox_counts{where} "
+                                 "GROUP BY state, backend, node_id HAVING SUM(n) != 0", tuple(args))
+
+    async def _total(self, owner, states: tuple | None, exclude_deleted: bool) -> int:
+        where, args = self._where(owner, None, states, exclude_deleted)
+        return (await self._fetch(f"SELECT COALESCE(SUM(n), 0)::bigint AS n FROM sandbox_counts{where}", tuple(args)))[0]["n"]
+
+    async def fold_counts(self) -> None:
+        async with self._pool.connection() as db, db.transaction():
+            await db.execute(pg_counts.FOLD)
 
     async def history(self, sandbox_id: str) -> list[dict]:
         return await self._fetch("SELECT from_state, to_state, event, message, ts FROM history "
