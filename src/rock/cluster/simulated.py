@@ -24,10 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rock.cluster.client import ClusterWorker
 from rock.cluster.models import GIB, NodeInfo, NodeLoad, Resources
-from rock.cluster.node import NodeFull, _error, _resources
+from rock.cluster.node import NodeFull, _error
 from rock.cluster.placement import fits
 from rock.errors import AgentGone
-from rock.runtime.base import ResourceStats, SandboxSpec
+from rock.runtime.base import ResourceStats
 
 log = logging.getLogger("rock.cluster")
 
@@ -91,27 +91,30 @@ class SimulatedNode:
                         load=NodeLoad(**self._load()), sandbox_ids=list(self.held)).model_dump()
 
     async def _create_many(self, specs: list[dict]) -> list[dict]:
-        claimed: list[tuple[SandboxSpec | None, dict | None]] = []
+        # The specs as they came (JSON-ready dicts) are read, not parsed into models again: what
+        # this stand-in costs runs in the admin's process and would count as the admin's CPU.
+        claimed: list[tuple[dict, dict | None]] = []
         limit = Resources(cpus=self.capacity.cpus, memory_bytes=self.capacity.memory_bytes, disk_bytes=self.capacity.disk_bytes)
         for raw in specs:
-            spec = SandboxSpec(**raw)
-            need = _resources(spec)
-            if spec.sandbox_id not in self.held and not fits(need, limit - self.reserved):
-                claimed.append((None, {"error": _error(NodeFull(f"node {self.name} has no room for {need.describe()}"))}))
+            sid = raw["sandbox_id"]
+            need = Resources.model_construct(cpus=raw.get("cpus") or 0.0, memory_bytes=raw.get("memory_bytes") or 0,
+                                             gpus=len(raw.get("gpu_ids") or ()) or raw.get("gpus") or 0,
+                                             disk_bytes=raw.get("disk_bytes") or 0)
+            if sid not in self.held and not fits(need, limit - self.reserved):
+                claimed.append((raw, {"error": _error(NodeFull(f"node {self.name} has no room for {need.describe()}"))}))
                 continue
-            if spec.sandbox_id not in self.held:
-                self.held[spec.sandbox_id] = need
+            if sid not in self.held:
+                self.held[sid] = need
                 self.reserved = self.reserved + need
-            claimed.append((spec, None))
+            claimed.append((raw, None))
         self.version += 1
         if self.spec.create_delay_ms:
             await asyncio.sleep(self.spec.create_delay_ms / 1e3)
         now = time.time()
-        return [failed or {"ok": {"sandbox_id": spec.sandbox_id, "backend": BACKEND, "state": "running",
-                                  "spec": spec.model_dump(mode="json"), "created_at": now,
-                                  "host_name": f"simulated-{self.name}", "host_ip": "127.0.0.1",
-                                  "runtime_id": spec.sandbox_id, "node_id": self.name}}
-                for spec, failed in claimed]
+        return [failed or {"ok": {"sandbox_id": raw["sandbox_id"], "backend": BACKEND, "state": "running",
+                                  "spec": raw, "created_at": now, "host_name": f"simulated-{self.name}",
+                                  "host_ip": "127.0.0.1", "runtime_id": raw["sandbox_id"], "node_id": self.name}}
+                for raw, failed in claimed]
 
     async def _stop_many(self, items: list) -> list[dict | None]:
         if self.spec.stop_delay_ms:
