@@ -66,6 +66,20 @@ def _proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
+def _pg_cpu_s(pg) -> float:
+    """CPU of the PostgreSQL server: its postmaster and every process under it (the backends)."""
+    master = int((pg.data / "postmaster.pid").read_text().split()[0])
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master or stat.parent.name == str(master):  # ppid, or the postmaster itself
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def _proc_rss(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -122,7 +136,8 @@ def _decisions_per_s() -> float:
     return n / (time.perf_counter() - t0)
 
 
-async def _burst(ctx, client: httpx.AsyncClient, n: int, store_url: str, pid: int) -> tuple[list[dict], list[str]]:
+async def _burst(ctx, client: httpx.AsyncClient, n: int, pg, pid: int) -> tuple[list[dict], list[str]]:
+    store_url = pg.url
     ids: list[str] = []
     failures: dict[str, int] = {}
     left = [n]
@@ -147,7 +162,7 @@ async def _burst(ctx, client: httpx.AsyncClient, n: int, store_url: str, pid: in
             conn.close()
 
     ctx.progress(f"scale_sim: {n} sandboxes at once onto {NODES} simulated nodes")
-    cpu0, wall0, mine0 = _proc_cpu_s(pid), time.time(), time.process_time()
+    cpu0, wall0, mine0, pg0 = _proc_cpu_s(pid), time.time(), time.process_time(), _pg_cpu_s(pg)
     await asyncio.gather(*(sender() for _ in range(CONNECTIONS)))
     submitted = time.time() - wall0
     client_cpu = time.process_time() - mine0
@@ -157,7 +172,7 @@ async def _burst(ctx, client: httpx.AsyncClient, n: int, store_url: str, pid: in
         if await _pending(store_url) == 0:
             break
         await asyncio.sleep(0.2)
-    cpu = _proc_cpu_s(pid) - cpu0
+    cpu, pg_cpu = _proc_cpu_s(pid) - cpu0, _pg_cpu_s(pg) - pg0
     started = await _started_at(store_url, ids)
     lat = [t - wall0 - CREATE_DELAY_MS / 1e3 for t in started.values() if t is not None]
     last = max(started.values(), default=wall0) - wall0
@@ -173,6 +188,7 @@ async def _burst(ctx, client: httpx.AsyncClient, n: int, store_url: str, pid: in
                   "per_s": round(per_s, 1), "target_per_s": 2000, "decisions_per_s": round(_decisions_per_s(), 1),
                   "admin_cpu_ms_per_placement": round(cpu * 1e3 / max(1, len(lat)), 3),
                   "client_cpu_ms_per_request": round(client_cpu * 1e3 / n, 3), "nodes": NODES,
+                  "postgres_cpu_ms_per_placement": round(pg_cpu * 1e3 / max(1, len(lat)), 3),
                   "admin_core_bound_per_s": round(len(lat) / cpu, 1) if cpu else None}
     return [burst, placements], ids
 
@@ -259,6 +275,9 @@ async def _latencies(ctx, client: httpx.AsyncClient, live: list[str], ended: lis
     n = ctx.n(200, 1000)
     block = 20
     ctx.progress(f"scale_sim: list/status/UI latencies at {total:,} records ({n} each, blocks of {block})")
+    for choices in routes.values():  # warm-up, once per route: the UI's filter menus are read on first use
+        for _, path in choices:
+            await client.get(path())
     for _ in range(n // block):
         for kind, choices in routes.items():  # alternating blocks: the floor sees the same machine moments
             for _ in range(block):
@@ -304,7 +323,7 @@ async def run(ctx) -> list[dict]:
             await client.post(SANDBOX_API + "/start", json={**BODY, "wait": True})  # warm-up: imports, connections
             await asyncio.sleep(1)
             rss0 = _proc_rss(admin.pid)
-            found, live = await _burst(ctx, client, burst_n, pg.url, admin.pid)
+            found, live = await _burst(ctx, client, burst_n, pg, admin.pid)
             records += found
             await asyncio.sleep(2)  # the last writes land
             rss1 = _proc_rss(admin.pid)
