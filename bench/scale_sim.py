@@ -166,10 +166,10 @@ async def _burst(ctx, client: httpx.AsyncClient, n: int, pg, pid: int) -> tuple[
     await asyncio.gather(*(sender() for _ in range(CONNECTIONS)))
     submitted = time.time() - wall0
     client_cpu = time.process_time() - mine0
-    # Every record running (or failed): the admin places them in the background after answering.
+    # Every record running (or failed) in the store: the admin places them, and writes, in the background.
     deadline = time.time() + 600
     while time.time() < deadline:
-        if await _pending(store_url) == 0:
+        if await _settled(store_url, ids) == len(ids):
             break
         await asyncio.sleep(0.2)
     cpu, pg_cpu = _proc_cpu_s(pid) - cpu0, _pg_cpu_s(pg) - pg0
@@ -193,11 +193,12 @@ async def _burst(ctx, client: httpx.AsyncClient, n: int, pg, pid: int) -> tuple[
     return [burst, placements], ids
 
 
-async def _pending(store_url: str) -> int:
+async def _settled(store_url: str, ids: list[str]) -> int:
+    """How many of ``ids`` the store has past pending (the admin writes in the background)."""
     import psycopg
 
     async with await psycopg.AsyncConnection.connect(store_url) as db:
-        cur = await db.execute("SELECT COUNT(*) FROM sandboxes WHERE state = 'pending'")
+        cur = await db.execute("SELECT COUNT(*) FROM sandboxes WHERE sandbox_id = ANY(%s) AND state != 'pending'", (ids,))
         return (await cur.fetchone())[0]
 
 
