@@ -12,7 +12,7 @@ scale_sim_placements_per_s  that burst's sandboxes per second, from the first re
                             last one running (delay excluded); target >= 2,000. Beside it:
                             ``decisions_per_s``, placement decisions alone over 50 node views.
 scale_sim_list_ms           GET /sandboxes (pages across the whole range, a filter)   } p99 with
-scale_sim_status_ms         GET /get_status (live and ended ids, with their history)  } 100,000
+scale_sim_status_ms         GET /get_status (live, ended: with history), a batch of 100 } 100,000
 scale_sim_ui_ms             GET /ui/sandboxes, /ui/fragments/sandboxes, /, a sandbox  } records
                             page; target p99 <= 100 ms. The ended records are written to the
                             store in bulk (COPY) for the set-up; the routes measured are the real
@@ -263,7 +263,9 @@ async def _latencies(ctx, client: httpx.AsyncClient, live: list[str], ended: lis
                  ("first page", lambda: f"{SANDBOX_API}/sandboxes?page_size=100"),
                  ("by user", lambda: f"{SANDBOX_API}/sandboxes?user_id={user()}&page_size=100")],
         "status": [("live", lambda: f"{SANDBOX_API}/get_status?sandbox_id={rng.choice(live)}"),
-                   ("ended", lambda: f"{SANDBOX_API}/get_status?sandbox_id={rng.choice(ended)}&include_all_states=true")],
+                   ("ended", lambda: f"{SANDBOX_API}/get_status?sandbox_id={rng.choice(ended)}&include_all_states=true"),
+                   ("batch of 100", lambda: (f"{SANDBOX_API}/sandboxes/batch",  # a POST: (path, body)
+                                             {"sandbox_ids": rng.sample(live, 50) + rng.sample(ended, 50)}))],
         "ui": [("table", lambda: "/ui/sandboxes"), ("table fragment", lambda: "/ui/fragments/sandboxes?page=2"),
                ("table by user", lambda: f"/ui/sandboxes?user_id={user()}"), ("overview", lambda: "/"),
                ("overview fragment", lambda: "/ui/fragments/overview"),
@@ -278,13 +280,15 @@ async def _latencies(ctx, client: httpx.AsyncClient, live: list[str], ended: lis
     ctx.progress(f"scale_sim: list/status/UI latencies at {total:,} records ({n} each, blocks of {block})")
     for choices in routes.values():  # warm-up, once per route: the UI's filter menus are read on first use
         for _, path in choices:
-            await client.get(path())
+            target = path()
+            await (client.post(target[0], json=target[1]) if isinstance(target, tuple) else client.get(target))
     for _ in range(n // block):
         for kind, choices in routes.items():  # alternating blocks: the floor sees the same machine moments
             for _ in range(block):
                 label, path = rng.choice(choices)
+                target = path()
                 t0 = time.perf_counter()
-                r = await client.get(path())
+                r = await (client.post(target[0], json=target[1]) if isinstance(target, tuple) else client.get(target))
                 dt = time.perf_counter() - t0
                 if r.status_code == 200:
                     samples[kind].append(dt)

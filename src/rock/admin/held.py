@@ -82,6 +82,23 @@ class HeldRecords:
                 self._place(record)  # kept a while (or at once dropped, if the cache is full of busy ones)
         return self._visible(sandbox_id, record, owner, include_deleted)
 
+    async def lookup_many(self, sandbox_ids: list[str], owner: str | None) -> list[SandboxRecord]:
+        """``lookup`` of each id, those not in memory read from the store in one query (ROCK's batch
+        status of 1,000 ended sandboxes was 1,000 reads in a row); missing ones and other
+        namespaces' are left out, as the batch route wants."""
+        if self.settings.role == "proxy" and not self.store.shared:
+            found = []
+            for sandbox_id in sandbox_ids:  # each read now (see lookup)
+                try:
+                    found.append(await self.lookup(sandbox_id, owner))
+                except SandboxNotFound:
+                    continue
+            return found
+        unknown = [sid for sid in dict.fromkeys(sandbox_ids) if self.known(sid) is None]
+        rows = {r.sandbox_id: r for r in await self.store.get_many(unknown)} if unknown else {}
+        records = [self.known(sid) or rows.get(sid) for sid in sandbox_ids]
+        return [r for r in records if r is not None and r.owner == owner]
+
     async def page(self, owner: str | None, filters: dict, state: str | None, newest_first: bool, offset: int,
                    limit: int) -> tuple[list[SandboxRecord], int]:
         """A page of the caller's sandboxes from the store (deleted ones only when ``state`` asks),

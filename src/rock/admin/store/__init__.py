@@ -124,6 +124,15 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def _rows(self, sql: str, args: tuple) -> list[dict]: ...
 
+    async def get_many(self, sandbox_ids: list[str]) -> list[SandboxRecord]:
+        """The records of those ids that exist, in one query per 500 ids (SQLite's variable limit)."""
+        found = []
+        for i in range(0, len(sandbox_ids), 500):
+            chunk = sandbox_ids[i:i + 500]
+            found += await self._records(f"SELECT * FROM sandboxes WHERE sandbox_id IN ({', '.join(self.PH for _ in chunk)})",
+                                         tuple(chunk))
+        return found
+
     def _where(self, owner=ANY, filters: dict | None = None, states: tuple | None = None,
                exclude_deleted: bool = False) -> tuple[str, list]:
         clauses, args = [], []
