@@ -128,6 +128,11 @@ class HeldRecords:
     def live(self, owner: str | None) -> list[SandboxRecord]:
         return [r for r in self.records.values() if r.owner == owner]
 
+    def holds(self, sandbox_id: str, owner: str | None) -> bool:
+        """A live record of ``owner`` (a lookup, where ``live`` walks every live record)."""
+        record = self.records.get(sandbox_id)
+        return record is not None and record.owner == owner
+
     # -- what other processes write ------------------------------------------------------------
 
     async def load(self) -> None:

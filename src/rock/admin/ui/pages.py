@@ -148,8 +148,8 @@ def router(ctx: Ctx, rate) -> APIRouter:
     async def envs_page(request: Request):
         """The env catalog (loaded by a fragment: the first probe starts a sandbox) and who hosts what."""
         owner = access.principal(ctx, request)
-        mine = {r.sandbox_id for r in ctx.sandboxes.live(owner)}  # env hosts run
-        hosted = {sid: envs for sid, envs in gem_routes.hosted_envs(request.app).items() if sid in mine}
+        hosted = {sid: envs for sid, envs in gem_routes.hosted_envs(request.app).items()
+                  if ctx.sandboxes.holds(sid, owner)}  # env hosts run
         return render(request, "envs.html", nav="envs", hosted=hosted, now=time.time())
 
     @api.get("/ui/fragments/catalog", **HTML)

@@ -108,7 +108,8 @@ class StatsSampler:
 
     async def many(self, records: list[SandboxRecord]) -> dict[str, dict]:
         running = [r.sandbox_id for r in records if r.state == "running"]
-        for gone in set(self._last) - set(self.ctx.sandboxes.records):
+        held = self.ctx.sandboxes.records  # what was sampled and ended since (not a set of every live record)
+        for gone in [sid for sid in self._last if sid not in held]:
             self._last.pop(gone, None)
         results = await asyncio.gather(*(self.one(sid) for sid in running))
         return {sid: s for sid, s in zip(running, results) if s is not None}
@@ -191,9 +192,8 @@ async def overview(ctx: Ctx, app, owner: str | None, request_rate: float | None)
         by_state[c["state"]][c["backend"] or ctx.worker.backend_name] += c["n"]
     running = sum(by_state["running"].values())
     hosted = gem_routes.hosted_envs(app)
-    mine = {r.sandbox_id for r in ctx.sandboxes.live(owner)}
     env_hosts = [{"sandbox_id": sid, "envs": len(envs), "env_ids": sorted({e["env_id"] for e in envs})}
-                 for sid, envs in sorted(hosted.items()) if sid in mine]
+                 for sid, envs in sorted(hosted.items()) if ctx.sandboxes.holds(sid, owner)]
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     node = {"name": socket.gethostname(), "backend": ctx.worker.backend_name, "cpus": os.cpu_count(),
             "memory": size(_meminfo_total()), "load": " ".join(f"{x:.2f}" for x in load) if load else "-",
