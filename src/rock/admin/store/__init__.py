@@ -161,8 +161,8 @@ class Store(abc.ABC):
             total = (await self._rows(f"SELECT COUNT(*) AS n FROM sandboxes{where}", tuple(args)))[0]["n"]
         else:  # no filter but the state: the kept counts where the store keeps them
             only = (given["state"],) if given else None
-            total = await self._total(owner, only if states is None else tuple(set(states) & set(only or states)),
-                                      exclude_deleted)
+            wanted = only if states is None else tuple(set(states) & set(only or states))
+            total = 0 if wanted == () else await self._total(owner, wanted, exclude_deleted)
         # "owner IS NULL" does not tell PostgreSQL's planner that owner is one value, as "=" would:
         # naming it first lets the page be read in the order of the index that starts with it.
         order = f" ORDER BY {'owner, ' if owner is None else ''}created_at {'DESC' if newest_first else 'ASC'}, sandbox_id"
