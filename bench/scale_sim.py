@@ -45,7 +45,7 @@ NODES = 50
 CREATE_DELAY_MS = 200.0  # what a simulated node takes to "start" a sandbox (excluded from the latency)
 STOP_DELAY_MS = 50.0
 RECORDS = 100_000
-BODY = {"cpus": 0.1, "memory": "128m", "auto_clear_seconds": 0, "wait": False}
+BODY = {"cpus": 0.1, "memory": "128m", "auto_clear_seconds": 3600, "wait": False}  # an idle TTL, as trainers set
 CONNECTIONS = 128  # the burst's client connections (bench.rawhttp: a lean client, so that the admin is measured)
 LOOP = "asyncio"  # the client's loop; the admin runs in its own process on uvloop
 
