@@ -1,4 +1,4 @@
-"""python -m bench [--quick] [--out FILE.json] [--backends docker,bwrap,local] [--only runtime,sdk,envs,burst,cluster]
+"""python -m bench [--quick] [--out FILE.json] [--backends docker,bwrap,local] [--only runtime,sdk,envs,burst,cluster,scale_sim]
 
 Runs every part the machine supports, prints one table, writes the JSON records.
 It never fails because a machine is slow: targets are read from the table, not asserted.
@@ -20,7 +20,7 @@ from rock.runtime import get_runtime_class
 
 # Bursts last: 100 sandboxes are torn down for seconds after each, which would show in any
 # latency measured next.
-PARTS = ["runtime", "sdk", "parity", "chat", "e2b", "envs", "gym", "training", "agentic", "ui", "burst"]
+PARTS = ["runtime", "sdk", "parity", "chat", "e2b", "envs", "gym", "training", "agentic", "ui", "scale_sim", "burst"]
 # Only in a full run or when asked: long runs (10,000 lifecycles, thousands of idle sandboxes,
 # 1,000 sandboxes on three local Ray nodes, Schemathesis over every route).
 FULL_ONLY = ["soak", "density", "cluster", "fuzz"]
@@ -31,6 +31,7 @@ NEEDS = {
     "chat": {"openai": "openai"},  # the client inside the sandboxes (the host's Python is mounted there)
     "gym": {"numpy": "numpy", "gymnasium": "gymnasium", "mujoco": "gymnasium[mujoco]"},  # HalfCheetah
     "cluster": {"ray": "ray"},
+    "scale_sim": {"psycopg": "psycopg[binary]", "psycopg_pool": "psycopg-pool"},  # and PostgreSQL's server
     "fuzz": {"schemathesis": "schemathesis", "tests.fuzz.runner": "a source checkout (tests/)"},
 }
 INSTALL = "pip install 'rock-sandbox[bench]' (or: uv sync --extra bench)"
@@ -93,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         ctx.progress(f"== {part} ==")
         try:
             module = importlib.import_module(f"bench.{part}")
+            reason = module.unavailable() if hasattr(module, "unavailable") else None
+            if reason:  # a program it needs, not a package
+                print(f"[bench] skipping part {part}: {reason}", file=sys.stderr)
+                continue
             run, loop = _runner(getattr(module, "LOOP", "asyncio"))
             records = run(module.run(ctx))
         except ModuleNotFoundError as exc:  # an import NEEDS does not list yet: skipped, said so

@@ -5,12 +5,15 @@ sdk_start_to_first_output  Sandbox.start() -> create_session -> first arun outpu
                            same steps on a worker in the benchmark's process, no HTTP)
 sdk_echo_round_trip        arun("echo hi") in a persistent session (floor: the agent round trip
                            from that worker, i.e. what HTTP + admin add is the ratio)
+commands_per_s             echo in 64 sessions (16 sandboxes x 4) at once from one client
+                           process: per_s, and the admin's and the client's CPU per command
 (sdk_burst_100 is in bench.burst, run last)
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import tempfile
 import time
@@ -99,10 +102,54 @@ async def _latencies(ctx, backend: str) -> list[dict]:
         records.append(record("sdk_echo_round_trip", backend, echoes, floor_s=await floor.echoes(ctx.n(200, 1000))))
         await sandbox.delete()
         await sandbox.aclose()
+        records.append(await _commands_per_s(ctx, backend, url, admin))
     finally:
         await floor.close()
         admin.stop()
     return records
+
+
+SANDBOXES, SESSIONS = 16, 4  # 64 sessions
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _commands_per_s(ctx, backend: str, url: str, admin: AdminProcess) -> dict:
+    """``echo`` in 64 sessions (16 sandboxes x 4) at once from this one process, for a few seconds:
+    commands per second, and the CPU the admin and this client spent per command."""
+    sandboxes = [Sandbox(_config(url)) for _ in range(SANDBOXES)]
+    await asyncio.gather(*(sb.start() for sb in sandboxes))
+    sessions = [(sb, f"s{i}") for sb in sandboxes for i in range(SESSIONS)]
+    await asyncio.gather(*(sb.create_session(CreateBashSessionRequest(session=name)) for sb, name in sessions))
+    pid = int((Path(admin.state) / "admin.pid").read_text())
+    seconds = ctx.n(3, 10)
+    counts = [0] * len(sessions)
+
+    async def drive(i: int, until: float) -> None:
+        sb, name = sessions[i]
+        while time.perf_counter() < until:
+            out = await sb.arun("echo hi", session=name)
+            assert out.output.strip() == "hi", out
+            counts[i] += 1
+
+    try:
+        await asyncio.gather(*(drive(i, time.perf_counter() + 0.5) for i in range(len(sessions))))  # warm-up
+        counts = [0] * len(sessions)
+        ctx.progress(f"sdk {backend}: echo in {len(sessions)} sessions at once for {seconds}s")
+        admin0, mine0, t0 = _cpu_s(pid), time.process_time(), time.perf_counter()
+        await asyncio.gather(*(drive(i, t0 + seconds) for i in range(len(sessions))))
+        wall, n = time.perf_counter() - t0, sum(counts)
+        admin_cpu, client_cpu = _cpu_s(pid) - admin0, time.process_time() - mine0
+    finally:
+        await asyncio.gather(*(sb.delete() for sb in sandboxes), return_exceptions=True)
+        await asyncio.gather(*(sb.aclose() for sb in sandboxes), return_exceptions=True)
+    return {"metric": "commands_per_s", "backend": backend, "n": n, "per_s": round(n / wall, 1),
+            "sessions": len(sessions), "sandboxes": SANDBOXES, "target_per_s": 5000,
+            "admin_cpu_ms_per_command": round(admin_cpu * 1e3 / max(1, n), 4),
+            "client_cpu_ms_per_command": round(client_cpu * 1e3 / max(1, n), 4)}
 
 
 def usable(ctx) -> list[str]:

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # cluster (see docs/deploy.md): a Ray address ("auto" = the local Ray) puts sandboxes on the
     # nodes' workers instead of an embedded one
     cluster: str | None = None
+    # BENCHMARK ONLY (bench/scale_sim.py): stand-in nodes instead of a Ray cluster, e.g.
+    # {"nodes": 50, "create_delay_ms": 200}; see rock.cluster.simulated. Nothing really starts.
+    simulated_cluster: dict | None = None
     placement: Literal["spread", "pack"] = "spread"
     overcommit: float = Field(default=1.0, ge=1.0, description="cpus and memory promised per node, times what it has")
     node_labels: dict[str, str] = Field(default_factory=dict, description="this node's labels (a worker's)")

@@ -124,3 +124,40 @@ async def test_pages_counts_and_due_records(store):
     assert [r.sandbox_id for r in await s.due(100.0)] == ["r1", "r5"]
     assert await s.next_due() == 50.0
     assert await s.query(offset=10**21, limit=10) == ([], 6)  # past any table: empty, not an overflow
+
+
+async def test_counts_follow_every_change_and_fold(store):
+    """The counts and a listing's total (kept by PostgreSQL's trigger, folded by the reaper) stay
+    what a count over the records says, through state, node and owner changes, and a fold."""
+    s = await store()
+
+    async def by_key(owner=None) -> dict:
+        return {(c["state"], c["backend"], c["node_id"]): c["n"] for c in await s.counts(owner) if c["n"]}
+
+    records = [SandboxRecord(sandbox_id=f"c{i}", owner=None if i % 3 else "ns", created_at=float(i)) for i in range(9)]
+    for r in records:
+        await s.save(r, None, "create")
+    for r in records[:6]:  # started on a node
+        r.state, r.backend, r.node_id = "running", "bwrap", f"n{int(r.sandbox_id[1:]) % 2}"
+        await s.save(r, "pending", "started")
+    await s.fold_counts()
+    for r in records[:2]:
+        r.state = "stopped"
+        await s.save(r, "running", "stop")
+    records[2].state = "deleted"
+    await s.save(records[2], "running", "delete")
+    await s.flush_last_used({"c3": 99.0})  # a use changes no count
+    # owner None: c1 stopped, c2 deleted, c4 and c5 running, c7 and c8 pending; "ns": c0 stopped, c3 running, c6 pending
+    expected = {("running", "bwrap", "n0"): 1, ("running", "bwrap", "n1"): 1, ("stopped", "bwrap", "n1"): 1,
+                ("deleted", "bwrap", "n0"): 1, ("pending", None, None): 2}
+    assert await by_key() == expected
+    assert await by_key("ns") == {("stopped", "bwrap", "n0"): 1, ("running", "bwrap", "n1"): 1, ("pending", None, None): 1}
+    assert (await s.query(owner=None, exclude_deleted=True, limit=1))[1] == 5
+    assert (await s.query(owner=None, limit=1))[1] == 6
+    assert (await s.query(owner=None, filters={"state": "running"}, limit=1))[1] == 2
+    assert (await s.query(owner="ns", exclude_deleted=True, limit=1))[1] == 3
+    await s.fold_counts()
+    assert await by_key() == expected
+    again = await store()  # another process on the same database (opening it again) counts the same
+    everyone = {(c["state"], c["backend"], c["node_id"]): c["n"] for c in await again.counts() if c["n"]}
+    assert everyone[("pending", None, None)] == 3 and sum(everyone.values()) == 9

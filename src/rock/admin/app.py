@@ -53,7 +53,11 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     ``settings`` and started and closed with the app. Sandboxes keep running when the app stops."""
     settings = settings or Settings.load()
     own_worker = worker is None
-    if worker is None and settings.cluster:
+    if worker is None and settings.simulated_cluster:  # the scale benchmark's stand-in nodes, never for serving
+        from rock.cluster.simulated import SimulatedCluster
+
+        worker = SimulatedCluster(settings)
+    elif worker is None and settings.cluster:
         from rock.cluster.client import ClusterWorker
 
         worker = ClusterWorker(settings)

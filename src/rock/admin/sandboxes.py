@@ -333,6 +333,7 @@ class Sandboxes(HeldRecords):
                     await self.reap_idle()
                     if self.store.shared:
                         await sweep(self)
+                    await self.store.fold_counts()
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the reaper must outlive a bad round

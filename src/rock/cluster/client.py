@@ -70,6 +70,21 @@ class _Waiter:
         self.need, self.future = need, future
 
 
+class _NodePools:
+    """The warm pools as the nodes report them (which images have one), where the admin UI and the
+    metrics read the embedded worker's ``pool``: the nodes own theirs, the admin counts none."""
+
+    def __init__(self, cluster: "ClusterWorker"):
+        self.cluster = cluster
+
+    def size(self) -> int:
+        return 0
+
+    def summary(self) -> list[dict]:
+        return [{"image": f"{image} (node {node.name})", "cpus": "-", "memory_bytes": None, "network": None,
+                 "ready": "-", "size": "-"} for node in self.cluster.live_nodes() for image in node.info.pools]
+
+
 class ClusterWorker:
     backend_name = "cluster"
 
@@ -88,10 +103,19 @@ class ClusterWorker:
         self._inflight: dict[str, set[asyncio.Future]] = collections.defaultdict(set)
         self._waiting: collections.deque[_Waiter] = collections.deque()
         self._tasks: list[asyncio.Task] = []
+        self.pool = _NodePools(self)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._init_engine()
+        await self._discover()
+        log.info("cluster: %d node(s): %s", len(self.nodes), ", ".join(
+            f"{n.name} ({n.info.capacity.describe()})" for n in self.nodes.values()) or "none yet")
+        self._tasks = [asyncio.create_task(self._heartbeat_loop(), name="rock-cluster-heartbeat"),
+                       asyncio.create_task(self._discover_loop(), name="rock-cluster-discover")]
+
+    def _init_engine(self) -> None:
         import ray
 
         if not ray.is_initialized():
@@ -103,11 +127,6 @@ class ClusterWorker:
             if threading.current_thread() is threading.main_thread():
                 for sig, handler in handlers.items():
                     signal.signal(sig, handler)
-        await self._discover()
-        log.info("cluster: %d node(s): %s", len(self.nodes), ", ".join(
-            f"{n.name} ({n.info.capacity.describe()})" for n in self.nodes.values()) or "none yet")
-        self._tasks = [asyncio.create_task(self._heartbeat_loop(), name="rock-cluster-heartbeat"),
-                       asyncio.create_task(self._discover_loop(), name="rock-cluster-discover")]
 
     async def close(self, stop_sandboxes: bool = False) -> None:
         for task in self._tasks:
@@ -118,22 +137,31 @@ class ClusterWorker:
 
     # -- nodes ----------------------------------------------------------------------------------
 
-    async def _discover(self) -> None:
+    async def _node_names(self) -> list[str]:
+        """The nodes whose worker actor is up (Ray's named actors)."""
         import ray
 
         names = await asyncio.to_thread(ray.util.list_named_actors, all_namespaces=True)
-        found = [a["name"][len(ACTOR_PREFIX):] for a in names
-                 if a.get("namespace") == NAMESPACE and a["name"].startswith(ACTOR_PREFIX)]
+        return [a["name"][len(ACTOR_PREFIX):] for a in names
+                if a.get("namespace") == NAMESPACE and a["name"].startswith(ACTOR_PREFIX)]
+
+    async def _discover(self) -> None:
+        found = await self._node_names()
         await asyncio.gather(*(self._attach(name) for name in found
                                if name not in self.nodes or not self.nodes[name].live), return_exceptions=True)
 
-    async def _attach(self, name: str) -> None:
+    async def _reach(self, name: str) -> tuple[object, NodeInfo, AgentClient]:
+        """A node's worker actor, its report, and a heartbeat connection to its relay."""
         import ray
 
+        actor = await asyncio.to_thread(ray.get_actor, ACTOR_PREFIX + name, NAMESPACE)
+        info = NodeInfo(**await asyncio.wait_for(actor.info.remote(), HEARTBEAT_TIMEOUT_S))
+        control, _ = await open_control(info.relay, info.token, HEARTBEAT_TIMEOUT_S)
+        return actor, info, control
+
+    async def _attach(self, name: str) -> None:
         try:
-            actor = await asyncio.to_thread(ray.get_actor, ACTOR_PREFIX + name, NAMESPACE)
-            info = NodeInfo(**await asyncio.wait_for(actor.info.remote(), HEARTBEAT_TIMEOUT_S))
-            control, _ = await open_control(info.relay, info.token, HEARTBEAT_TIMEOUT_S)
+            actor, info, control = await self._reach(name)
         except Exception as exc:  # noqa: BLE001 - not (yet) reachable: the next round tries again
             log.debug("node %s not attached: %s", name, exc)
             return

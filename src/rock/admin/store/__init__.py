@@ -70,6 +70,16 @@ class SandboxRecord:
 
 
 COLUMNS = [f.name for f in fields(SandboxRecord)]
+# Indexes both databases keep for the reads over many records, so that they are answered from an
+# index alone at 100,000 records: a listing's page (a namespace's records in creation order, with
+# the state it filters on) and the counts by state (a listing's total, the UI's overview, metrics).
+INDEXES = [
+    "CREATE INDEX IF NOT EXISTS sandboxes_page ON sandboxes(owner, created_at, sandbox_id, state)",
+    "CREATE INDEX IF NOT EXISTS sandboxes_counts ON sandboxes(owner, state, backend, node_id)",
+    # the filters a trainer lists by: its user and its experiment
+    "CREATE INDEX IF NOT EXISTS sandboxes_user ON sandboxes(owner, user_id, created_at)",
+    "CREATE INDEX IF NOT EXISTS sandboxes_experiment ON sandboxes(owner, experiment_id, created_at)",
+]
 # Columns a caller's save writes; the store assigns the others.
 WRITTEN = [c for c in COLUMNS if c not in ("rev", "updated_at")]
 
@@ -114,6 +124,15 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def _rows(self, sql: str, args: tuple) -> list[dict]: ...
 
+    async def get_many(self, sandbox_ids: list[str]) -> list[SandboxRecord]:
+        """The records of those ids that exist, in one query per 500 ids (SQLite's variable limit)."""
+        found = []
+        for i in range(0, len(sandbox_ids), 500):
+            chunk = sandbox_ids[i:i + 500]
+            found += await self._records(f"SELECT * FROM sandboxes WHERE sandbox_id IN ({', '.join(self.PH for _ in chunk)})",
+                                         tuple(chunk))
+        return found
+
     def _where(self, owner=ANY, filters: dict | None = None, states: tuple | None = None,
                exclude_deleted: bool = False) -> tuple[str, list]:
         clauses, args = [], []
@@ -137,11 +156,32 @@ class Store(abc.ABC):
                     limit: int | None = None) -> tuple[list[SandboxRecord], int]:
         """One page of the records that match, oldest first (or newest), and how many match."""
         where, args = self._where(owner, filters, states, exclude_deleted)
-        total = (await self._rows(f"SELECT COUNT(*) AS n FROM sandboxes{where}", tuple(args)))[0]["n"]
-        page = f" ORDER BY created_at {'DESC' if newest_first else 'ASC'}, sandbox_id"
-        if limit is not None:  # a page past any table (page=10**21) is an empty one, not a 64-bit overflow
-            page += f" LIMIT {min(int(limit), _MAX_ROWS)} OFFSET {min(int(offset), _MAX_ROWS)}"
-        return await self._records(f"SELECT * FROM sandboxes{where}{page}", tuple(args)), total
+        given = {k: v for k, v in (filters or {}).items() if v is not None}
+        if set(given) - {"state"}:
+            total = (await self._rows(f"SELECT COUNT(*) AS n FROM sandboxes{where}", tuple(args)))[0]["n"]
+        else:  # no filter but the state: the kept counts where the store keeps them
+            only = (given["state"],) if given else None
+            wanted = only if states is None else tuple(set(states) & set(only or states))
+            total = 0 if wanted == () else await self._total(owner, wanted, exclude_deleted)
+        # "owner IS NULL" does not tell PostgreSQL's planner that owner is one value, as "=" would:
+        # naming it first lets the page be read in the order of the index that starts with it.
+        order = f" ORDER BY {'owner, ' if owner is None else ''}created_at {'DESC' if newest_first else 'ASC'}, sandbox_id"
+        if limit is None:
+            return await self._records(f"SELECT * FROM sandboxes{where}{order}", tuple(args)), total
+        # a page past any table (page=10**21) is an empty one, not a 64-bit overflow
+        page = f"{order} LIMIT {min(int(limit), _MAX_ROWS)} OFFSET {min(int(offset), _MAX_ROWS)}"
+        # The page's ids first (walked in the index ``sandboxes_page``, however deep the offset),
+        # then only those rows: a deep page read every row it skipped.
+        return await self._records(f"SELECT * FROM sandboxes WHERE sandbox_id IN (SELECT sandbox_id FROM sandboxes"
+                                   f"{where}{page}){order}", tuple(args)), total
+
+    async def _total(self, owner, states: tuple | None, exclude_deleted: bool) -> int:
+        """How many records of ``owner`` (in ``states``; not deleted): what a listing without filters says."""
+        where, args = self._where(owner, None, states, exclude_deleted)
+        return (await self._rows(f"SELECT COUNT(*) AS n FROM sandboxes{where}", tuple(args)))[0]["n"]
+
+    async def fold_counts(self) -> None:
+        """Housekeeping of kept counts, where a store keeps them (the reaper-lease holder calls it)."""
 
     async def counts(self, owner=ANY) -> list[dict]:
         """Rows of ``state``, ``backend``, ``node_id``, ``n``: how many records of each."""
@@ -201,4 +241,4 @@ def open_store(url: str | None, state_dir) -> Store:
     return SqliteStore(Path(url) if url else Path(state_dir) / "admin.db")
 
 
-__all__ = ["ANY", "COLUMNS", "HELD", "LIVE", "TRANSITIONS", "WRITTEN", "SandboxRecord", "Store", "open_store"]
+__all__ = ["ANY", "COLUMNS", "HELD", "INDEXES", "LIVE", "TRANSITIONS", "WRITTEN", "SandboxRecord", "Store", "open_store"]

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
-from rock.admin.store import COLUMNS, INSTANCE_COLUMNS, WRITTEN, SandboxRecord, Store
+from rock.admin.store import COLUMNS, INDEXES, INSTANCE_COLUMNS, WRITTEN, SandboxRecord, Store
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS sandboxes (
@@ -73,6 +73,8 @@ class SqliteStore(Store):
         db.execute("CREATE INDEX IF NOT EXISTS sandboxes_updated ON sandboxes(updated_at)")
         db.execute("CREATE INDEX IF NOT EXISTS sandboxes_created ON sandboxes(created_at)")
         db.execute("CREATE INDEX IF NOT EXISTS sandboxes_due ON sandboxes(due_at)")
+        for statement in INDEXES:
+            db.execute(statement)
         self._db = db
 
     async def open(self) -> None:

@@ -38,6 +38,7 @@ def router(ctx: Ctx, rate) -> APIRouter:
     """``rate()`` gives the admin's recent requests per second (from the metrics)."""
     api = APIRouter()
     sampler = views.StatsSampler(ctx)
+    choices = views.FilterOptions(ctx)
 
     async def record(request: Request, sandbox_id: str) -> SandboxRecord:
         try:
@@ -104,7 +105,7 @@ def router(ctx: Ctx, rate) -> APIRouter:
                              page_size: int = table_params["page_size"]):
         """The sandboxes table, filtered by exact values and paged; newest first."""
         owner = access.principal(ctx, request)
-        data = await views.table(ctx, request.app, owner, table_query(request), sampler)
+        data = await views.table(ctx, request.app, owner, table_query(request), sampler, choices)
         return render(request, "sandboxes.html", nav="sandboxes", **data)
 
     @api.get("/ui/fragments/sandboxes", **HTML)
@@ -113,7 +114,7 @@ def router(ctx: Ctx, rate) -> APIRouter:
                                  experiment_id: str | None = None, namespace: str | None = None,
                                  page: int = table_params["page"], page_size: int = table_params["page_size"]):
         owner = access.principal(ctx, request)
-        data = await views.table(ctx, request.app, owner, table_query(request), sampler)
+        data = await views.table(ctx, request.app, owner, table_query(request), sampler, choices)
         return render(request, "_table.html", **data)
 
     @api.get("/ui/sandboxes/{sandbox_id}", **HTML)
@@ -147,8 +148,8 @@ def router(ctx: Ctx, rate) -> APIRouter:
     async def envs_page(request: Request):
         """The env catalog (loaded by a fragment: the first probe starts a sandbox) and who hosts what."""
         owner = access.principal(ctx, request)
-        mine = {r.sandbox_id for r in ctx.sandboxes.live(owner)}  # env hosts run
-        hosted = {sid: envs for sid, envs in gem_routes.hosted_envs(request.app).items() if sid in mine}
+        hosted = {sid: envs for sid, envs in gem_routes.hosted_envs(request.app).items()
+                  if ctx.sandboxes.holds(sid, owner)}  # env hosts run
         return render(request, "envs.html", nav="envs", hosted=hosted, now=time.time())
 
     @api.get("/ui/fragments/catalog", **HTML)

@@ -108,7 +108,8 @@ class StatsSampler:
 
     async def many(self, records: list[SandboxRecord]) -> dict[str, dict]:
         running = [r.sandbox_id for r in records if r.state == "running"]
-        for gone in set(self._last) - set(self.ctx.sandboxes.records):
+        held = self.ctx.sandboxes.records  # what was sampled and ended since (not a set of every live record)
+        for gone in [sid for sid in self._last if sid not in held]:
             self._last.pop(gone, None)
         results = await asyncio.gather(*(self.one(sid) for sid in running))
         return {sid: s for sid, s in zip(running, results) if s is not None}
@@ -123,7 +124,40 @@ def row(r: SandboxRecord, now: float, hosted: dict, stats: dict) -> dict:
             "failure_reason": r.failure_reason}
 
 
-async def table(ctx: Ctx, app, owner: str | None, q: TableQuery, sampler: StatsSampler) -> dict:
+class FilterOptions:
+    """The table's filter choices (the distinct images, users, experiments, namespaces): four scans
+    of the whole table, which at 100,000 records cost more than the rest of the page. Read once per
+    namespace, then again in the background at most every ``ttl`` seconds while the last read is
+    served: a new value shows up in the menus within that time (a filter typed into the URL works
+    at once, and its value is always offered)."""
+
+    FIELDS = ("image", "user_id", "experiment_id", "namespace")
+
+    def __init__(self, ctx: Ctx, ttl: float = 5.0):
+        self.ctx, self.ttl = ctx, ttl
+        self._read_at: dict = {}
+        self._values: dict = {}
+        self._reading: dict = {}
+
+    async def _read(self, owner) -> dict[str, list[str]]:
+        store = self.ctx.sandboxes.store
+        values = {name: await store.distinct(name, owner) for name in self.FIELDS}
+        self._values[owner], self._read_at[owner] = values, time.monotonic()
+        return values
+
+    async def get(self, owner, chosen: dict[str, str]) -> dict[str, list[str]]:
+        values = self._values.get(owner)
+        if values is None:
+            values = await self._read(owner)
+        elif time.monotonic() - self._read_at[owner] > self.ttl and owner not in self._reading:
+            task = self._reading[owner] = asyncio.ensure_future(self._read(owner))
+            task.add_done_callback(lambda _: self._reading.pop(owner, None))
+        return {name: sorted({*values[name], chosen[name]}) if chosen.get(name) else values[name]
+                for name in self.FIELDS}
+
+
+async def table(ctx: Ctx, app, owner: str | None, q: TableQuery, sampler: StatsSampler,
+                choices: FilterOptions) -> dict:
     svc = ctx.sandboxes
     filters = {k: v for k, v in q.filters().items() if k != "state"}
     shown, total = await svc.page(owner, filters, q.state, True, (q.page - 1) * q.page_size, q.page_size)
@@ -134,7 +168,7 @@ async def table(ctx: Ctx, app, owner: str | None, q: TableQuery, sampler: StatsS
     now = time.time()
     hosted = gem_routes.hosted_envs(app)
     stats = await sampler.many(shown)
-    options = {name: await svc.store.distinct(name, owner) for name in ("image", "user_id", "experiment_id", "namespace")}
+    options = await choices.get(owner, q.filters())
     return {"rows": [row(r, now, hosted, stats) for r in shown], "total": total, "page": page, "pages": pages,
             "query": q, "filters": q.filters(), "options": options, "states": STATES}
 
@@ -158,9 +192,8 @@ async def overview(ctx: Ctx, app, owner: str | None, request_rate: float | None)
         by_state[c["state"]][c["backend"] or ctx.worker.backend_name] += c["n"]
     running = sum(by_state["running"].values())
     hosted = gem_routes.hosted_envs(app)
-    mine = {r.sandbox_id for r in ctx.sandboxes.live(owner)}
     env_hosts = [{"sandbox_id": sid, "envs": len(envs), "env_ids": sorted({e["env_id"] for e in envs})}
-                 for sid, envs in sorted(hosted.items()) if sid in mine]
+                 for sid, envs in sorted(hosted.items()) if ctx.sandboxes.holds(sid, owner)]
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     node = {"name": socket.gethostname(), "backend": ctx.worker.backend_name, "cpus": os.cpu_count(),
             "memory": size(_meminfo_total()), "load": " ".join(f"{x:.2f}" for x in load) if load else "-",
