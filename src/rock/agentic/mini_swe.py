@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     except EnvError as exc:
         print(f"mini-swe-agent image: {exc.message}", file=sys.stderr)
         return 1
+    how = f"built in {image.seconds:.0f} s" if image.built else "found"
+    print(f"mini-swe-agent {VERSION} image {image.tag} ({how})", file=sys.stderr)
     print(image.tag)
     return 0
 
