@@ -134,7 +134,7 @@ def _limit(override: float | None, own: float) -> float:
 def _config(task: Task, options: RolloutOptions, image: str | None = None) -> SandboxConfig:
     image = image or task.image
     extra = {"image": image} if image else {"dockerfile": task.dockerfile.read_text(),
-                                                       "build_context": str(task.dockerfile.parent)}
+                                            "build_context": str(task.dockerfile.parent)}
     return SandboxConfig(base_url=options.base_url, token=options.token, memory=task.memory, cpus=task.cpus,
                          network=False, auto_clear_seconds=int(max(task.agent_timeout, task.verifier_timeout) + 600),
                          **extra)
