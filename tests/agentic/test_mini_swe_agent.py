@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ from rock.sdk.sandbox.agent import RockAgentConfig
 from rock.sdk.sandbox.agent.config import MINI_TRAJECTORY
 from rock.sdk.sandbox.config import SandboxConfig
 from tests.agentic.test_agents import CALC
+from tests.conftest import SESSION_ROOT
 
 SUBMIT = "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
 
@@ -30,7 +32,24 @@ def mini_image() -> str:
     except EnvError as exc:
         pytest.fail(f"the mini-swe-agent env image could not be built ({exc.message}); "
                     "run `python -m rock.agentic.mini_swe` to see why")
+    keep_unpacked(image.tag)
     return image.tag
+
+
+def keep_unpacked(tag: str) -> None:
+    """bwrap unpacks an image once per test session (into SESSION_ROOT/images, removed at its end):
+    this one's 21,000 files take ~20 s to unpack and ~40 s to remove. Its root lives in the host's
+    cache instead, linked into the session's folder: unpacked once per machine and image id."""
+    from rock.runtime.docker import _safe, inspect_image
+
+    image_id, _ = inspect_image(tag)
+    key = _safe(tag) + "-" + image_id.split(":")[-1][:12]  # image_rootfs's key; another key: unpacked as before
+    keep = Path.home() / ".cache" / "rock" / "test-image-roots" / key
+    keep.mkdir(parents=True, exist_ok=True)
+    (SESSION_ROOT / "images").mkdir(exist_ok=True)
+    link = SESSION_ROOT / "images" / key
+    if not link.exists():
+        link.symlink_to(keep)
 
 
 def bash(command: str, n: int) -> dict:
