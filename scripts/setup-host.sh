@@ -83,6 +83,11 @@ python3 -m rock.training.hostsite >/dev/null || { log "installing the training s
 # later ones find the suites (or every mutant already tried) in the cache.
 log "building the agentic task suites (pypi-bugs, humaneval-repo)"
 python3 -m rock.agentic.tasks.build --seed 0 --per-library 100 || { log "building the agentic suites failed"; exit 1; }
+# mini-swe-agent's env image (sandbox.agent's third-party harness; its test starts it): pip runs in
+# a build sandbox once (~2 minutes), later runs find the image by its content hash in a second.
+if ! python3 -m rock.agentic.mini_swe 2>&1 >/dev/null | sed -u 's/^/[setup] /'; then
+  log "building the mini-swe-agent env image failed"; exit 1
+fi
 # Kernel same-page merging: idle agents offer their memory to it (Settings.merge_agent_memory),
 # which takes an idle bwrap sandbox from ~2.6 MB private to ~0.7 MB. ROCK_KSM=0 leaves it off.
 ksm=/sys/kernel/mm/ksm/run

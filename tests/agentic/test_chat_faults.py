@@ -113,3 +113,46 @@ async def test_session_end_reaches_a_waiting_trainer_and_nothing_waits_forever(b
     await trainer.stop(sandbox.sandbox_id)
     r = await client(sandbox, "GET /health")
     assert r.exit_code != 0 and "Connection refused" in r.output
+
+
+async def test_the_wall_time_limit_ends_the_session_on_both_sides(box):
+    sandbox, trainer = box
+    sid = sandbox.sandbox_id
+    await trainer.start(sid, limits={"max_seconds": 2})
+    run = client(sandbox, f"POST /v1/chat/completions {CALL}", f"POST /v1/chat/completions {CALL}")
+    taken = await trainer.exchange(wait=30, sandbox_ids=[sid])  # held, never answered, when the time is up
+    assert [c.index for c in taken.calls] == [1]
+    assert (await trainer.exchange(wait=30, sandbox_ids=[sid])).ended == [sid]  # the trainer's side: ended
+    out = lines(await run)  # the agent's side: its held call and its next one, 429 with the reason
+    assert [x[0] for x in out] == [429, 429]
+    assert all("wall-time limit of 2s is reached" in x[1]["error"]["message"] for x in out)
+    with pytest.raises(Conflict, match="wall-time limit"):
+        await trainer.answer(sid, 1, OK)
+    records = await trainer.trajectory(sid)
+    assert [(r.status, r.http_status) for r in records] == [("timeout", 429), ("failure", 429)]
+    assert (await trainer.status(sid)).ended
+
+
+async def test_proxy_mode_retries_dropped_connections_and_429_then_says_when_it_gives_up(box):
+    from tests.admin.harness import free_port
+    from tests.agentic.upstream import Upstream
+
+    sandbox, trainer = box
+    sid = sandbox.sandbox_id
+    upstream = Upstream(drop_first=2, fail_first=1, fail_status=429)
+    try:
+        await trainer.start(sid, type="proxy", proxy_base_url=upstream.url, retry_delay=0.01, retry_attempts=4)
+        out = lines(await client(sandbox, f"POST /v1/chat/completions {CALL}"))
+        assert out[0][0] == 200 and out[0][1]["choices"][0]["message"]["content"] == "answer 4"
+        assert len(upstream.requests) == 4  # two dropped connections, one 429, then the answer
+        assert [(r.status, r.attempts) for r in await trainer.trajectory(sid)] == [("success", 4)]
+    finally:
+        upstream.close()
+    dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there: every try is refused
+    await trainer.stop(sid)
+    await trainer.start(sid, type="proxy", proxy_base_url=dead, retry_delay=0.01, retry_attempts=3)
+    out = lines(await client(sandbox, f"POST /v1/chat/completions {CALL}"))
+    assert out[0][0] == 502
+    assert f"the upstream {dead} did not answer after 3 tries: ConnectError" in out[0][1]["error"]["message"]
+    records = await trainer.trajectory(sid)
+    assert [(r.status, r.http_status, r.attempts) for r in records] == [("failure", 502, 3)]

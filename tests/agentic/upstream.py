@@ -1,17 +1,19 @@
 """A scripted OpenAI-compatible server on the host's loopback (the 'inference engine' of proxy
-mode): it answers with token ids and logprobs like vLLM does, streams when asked, and fails the
-first ``fail_first`` requests with 503 to exercise retries."""
+mode): it answers with token ids and logprobs like vLLM does, streams when asked, drops the
+connection of the first ``drop_first`` requests without an answer, then fails the next
+``fail_first`` with ``fail_status`` (503 unless told), to exercise retries."""
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Upstream:
-    def __init__(self, fail_first: int = 0):
-        self.fail_first = fail_first
+    def __init__(self, fail_first: int = 0, fail_status: int = 503, drop_first: int = 0):
+        self.fail_first, self.fail_status, self.drop_first = fail_first, fail_status, drop_first
         self.requests: list[dict] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
@@ -33,9 +35,14 @@ class Upstream:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 up.requests.append(body)
+                if up.drop_first > 0:  # the connection ends without a status line: a transport error
+                    up.drop_first -= 1
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 if up.fail_first > 0:
                     up.fail_first -= 1
-                    return self._send(503, b'{"error": {"message": "overloaded"}}', "application/json")
+                    return self._send(up.fail_status, b'{"error": {"message": "overloaded"}}', "application/json")
                 n = len(up.requests)
                 text = f"answer {n}"
                 logprobs = {"content": [{"token": "answer", "logprob": -0.5, "bytes": None, "top_logprobs": []}]}

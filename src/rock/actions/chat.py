@@ -23,7 +23,8 @@ class EndpointLimits(_Strict):
     """Per session: a call past a limit is answered 429 inside the sandbox and recorded."""
 
     max_calls: int | None = Field(default=None, ge=1, description="most model calls the session may make")
-    max_seconds: float | None = Field(default=None, gt=0, description="wall time from the endpoint's start")
+    max_seconds: float | None = Field(default=None, gt=0, description="wall time from the endpoint's start; then "
+                                      "the session ends (calls held or made later: 429 with the reason)")
     max_body_bytes: int = Field(default=8 << 20, ge=1024, le=64 << 20,
                                 description="largest request body a call may send (413 above it)")
 

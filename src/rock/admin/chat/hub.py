@@ -57,6 +57,9 @@ class Endpoint:
         self.end_reason: str | None = None
         self.started_at = time.time()
         self.replay = deque(config.replay or ())
+        self.deadline: asyncio.TimerHandle | None = None
+        if config.limits.max_seconds is not None:
+            self.deadline = asyncio.get_running_loop().call_later(config.limits.max_seconds, self.time_up)
 
     # -- events from the agent (run inside the protocol callback: no awaiting) ---------------
 
@@ -106,6 +109,18 @@ class Endpoint:
             return f"the session has ended ({self.end_reason})"
         return None
 
+    def time_up(self) -> None:
+        """The wall time is spent: the session ends (a waiting trainer gets SESSION_END) and the
+        calls the trainer still holds fail with the reason; later calls are refused with it."""
+        if self.ended:
+            return
+        reason = f"this session's wall-time limit of {self.config.limits.max_seconds:g}s is reached"
+        if self.mode == "local":  # proxy and replay calls end on their own (the upstream's timeout)
+            for call in list(self.calls.values()):
+                if call.state in ("waiting", "taken"):
+                    self.fail(call, 429, reason, status="timeout")
+        self.end(reason)
+
     def _expire(self, call: Call) -> None:
         if call.state in ("waiting", "taken"):
             self.fail(call, 504, f"no answer from the trainer within {self.config.call_timeout:g}s "
@@ -154,6 +169,8 @@ class Endpoint:
         if self.ended:
             return
         self.ended, self.end_reason = True, reason
+        if self.deadline is not None:
+            self.deadline.cancel()
         log.info("sandbox %s: model session ended: %s", self.sandbox_id, reason)
         for waiters in self.arrivals.values():
             for waiter in waiters:

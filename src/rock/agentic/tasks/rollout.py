@@ -78,6 +78,11 @@ class Harness:
     async def run(self, box: Sandbox, task: Task, options: RolloutOptions, rec: dict) -> None:
         raise NotImplementedError
 
+    async def image(self, task: Task) -> str | None:
+        """The agent sandbox's image when the harness brings its own (the task's plus its
+        packages); None: the task's. The verifier always runs the task's."""
+        return None
+
 
 class NoHarness(Harness):
     """No agent: ``oracle`` runs the task's solution/solve.sh in the agent's sandbox (uploaded for
@@ -126,16 +131,17 @@ def _limit(override: float | None, own: float) -> float:
     return float(override) if override else own
 
 
-def _config(task: Task, options: RolloutOptions) -> SandboxConfig:
-    extra = {"image": task.image} if task.image else {"dockerfile": task.dockerfile.read_text(),
-                                                       "build_context": str(task.dockerfile.parent)}
+def _config(task: Task, options: RolloutOptions, image: str | None = None) -> SandboxConfig:
+    image = image or task.image
+    extra = {"image": image} if image else {"dockerfile": task.dockerfile.read_text(),
+                                            "build_context": str(task.dockerfile.parent)}
     return SandboxConfig(base_url=options.base_url, token=options.token, memory=task.memory, cpus=task.cpus,
                          network=False, auto_clear_seconds=int(max(task.agent_timeout, task.verifier_timeout) + 600),
                          **extra)
 
 
-async def _start(task: Task, options: RolloutOptions, tmp: Path) -> Sandbox:
-    box = Sandbox(_config(task, options))
+async def _start(task: Task, options: RolloutOptions, tmp: Path, image: str | None = None) -> Sandbox:
+    box = Sandbox(_config(task, options, image))
     await box.start()
     try:
         await box.execute(Command(command=["mkdir", "-p", task.workdir], timeout=60))
@@ -160,7 +166,7 @@ async def rollout(task: Task, options: RolloutOptions, harness: Harness | None =
     try:
         before = workspace.snapshot_files(task.workspace)
         t = time.perf_counter()
-        box = await _start(task, options, tmp)
+        box = await _start(task, options, tmp, await harness.image(task))
         rec["agent_sandbox"] = box.sandbox_id
         try:
             if not task.workspace.is_dir():  # the image holds the repository: its state is the start
@@ -254,3 +260,8 @@ async def _read_json(box: Sandbox, path: str):
 
 def _ms(t: float) -> float:
     return round((time.perf_counter() - t) * 1000, 1)
+
+
+# The Chat protocol's harnesses register themselves (modules of their own, imported last: they
+# build on the names above).
+from rock.agentic.tasks import harness_mini  # noqa: E402,F401

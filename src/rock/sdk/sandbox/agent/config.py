@@ -12,6 +12,9 @@ from rock.sdk.sandbox.model_service.base import ModelServiceConfig
 
 # Where every sandbox sees our agent's package (rock.runtime.base.SANDBOX_LIB), with the harness.
 AGENT_LIB = "/.rock/lib/rock_agent"
+# mini-swe-agent's image (rock.agentic.mini_swe): its packages' folder, and where ``mini`` saves its run
+MINI_SITE = "/opt/rock/site"
+MINI_TRAJECTORY = "/tmp/mini-swe-agent/last.traj.json"
 
 
 class AgentBashCommand(BaseModel):
@@ -68,3 +71,22 @@ class RockAgentConfig(BaseModel):
         fields.setdefault("model_service_config", ModelServiceConfig(enabled=True))
         env = {"ROCK_AGENT_MAX_STEPS": str(max_steps), **fields.pop("env", {})}
         return cls(run_cmd=f"${{bin_dir}}/python3 {AGENT_LIB}/harness.py ${{prompt}}", env=env, **fields)
+
+    @classmethod
+    def mini_swe_agent(cls, step_limit: int = 30, command_timeout: int = 60, **fields: Any) -> "RockAgentConfig":
+        """mini-swe-agent's ``mini`` (non-interactive: yolo, exits when it submits, no cost limit: a
+        local policy has no price), in a sandbox of the image ``python -m rock.agentic.mini_swe``
+        builds. Its model is ``openai/<the endpoint's first model>`` at the sandbox's endpoint; its
+        trajectory file is ``MINI_TRAJECTORY``. ``env`` adds to or overrides the settings below."""
+        fields.setdefault("model_service_config", ModelServiceConfig(enabled=True))
+        env = {"MSWEA_CONFIGURED": "true", "MSWEA_COST_TRACKING": "ignore_errors",
+               "LITELLM_LOCAL_MODEL_COST_MAP": "True", "MSWEA_GLOBAL_CONFIG_DIR": "/tmp/mini-swe-agent",
+               **fields.pop("env", {})}
+        # -S and the site folder first on the path: the image's packages, not the interpreter's own
+        # (the host's, mounted); not PYTHONPATH, which the agent's own commands would inherit.
+        launch = (f"import sys; sys.path[:0] = [{MINI_SITE!r}]; sys.argv[0] = 'mini'; "
+                  "from minisweagent.run.mini import app; app()")
+        run = (f"${{bin_dir}}/python3 -S -c \"{launch}\" -m \"openai/$ROCK_AGENT_MODEL\" -t ${{prompt}} "
+               f"-y --exit-immediately -l 0 -o {MINI_TRAJECTORY} -c mini.yaml -c agent.step_limit={int(step_limit)} "
+               f"-c environment.timeout={int(command_timeout)}")
+        return cls(agent_type="mini-swe-agent", run_cmd=run, env=env, **fields)

@@ -1,0 +1,121 @@
+"""Harness ``mini-swe-agent``: mini-swe-agent 2.4.6 (PyPI) in the task's sandbox, its model calls
+answered over the Chat protocol by the job's trainer (local mode).
+
+    agent sandbox: the task's image + mini-swe-agent's packages (rock.agentic.mini_swe, built
+    FROM the task's docker_image once, by the env image builder of this host's docker engine)
+        mini --HTTP--> endpoint (loopback) --agent socket--> admin --> ChatTrainer.serve(policy)
+
+Policies:
+  ``oracle``  the first call is answered with a ``bash`` tool call running the task's solution
+              (``oracle.oracle_tool_call``), the next with mini-swe-agent's submit command;
+  ``null``    the submit command at once: the agent ends, nothing changed;
+  a callable  ``policy(PendingCall) -> completion`` (sync or async): a trainer's or a test's.
+
+The verifier runs the task's own image, fresh: the harness's packages never reach the hidden tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+
+from rock.agentic import mini_swe
+from rock.agentic.tasks.errors import TaskError
+from rock.agentic.tasks.harbor import Task
+from rock.agentic.tasks.oracle import oracle_tool_call
+from rock.agentic.tasks.rollout import Harness, RolloutOptions, _limit, register_harness
+from rock.sdk.model import ChatTrainer
+from rock.sdk.sandbox.agent import RockAgentConfig
+from rock.sdk.sandbox.model_service.base import ModelServiceConfig
+
+SUBMIT = "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"  # mini-swe-agent's "I am done"
+
+
+def reply(tool_call: dict, content: str | None = None) -> dict:
+    return {"choices": [{"index": 0, "finish_reason": "tool_calls",
+                         "message": {"role": "assistant", "content": content, "tool_calls": [tool_call]}}]}
+
+
+def submit_call(call_id: str = "call_submit") -> dict:
+    return {"id": call_id, "type": "function", "function": {"name": "bash", "arguments": json.dumps({"command": SUBMIT})}}
+
+
+def oracle_policy(task: Task):
+    def answer(call) -> dict:
+        if any(m.get("role") == "tool" for m in call.request.get("messages", [])):
+            return reply(submit_call(), "The fix is in; submitting.")
+        return reply(oracle_tool_call(task), "Applying the reference fix.")
+    return answer
+
+
+def null_policy(call) -> dict:
+    return reply(submit_call(), "I will not change anything.")
+
+
+class MiniSweHarness(Harness):
+    name = "mini-swe-agent"
+    policies = ("oracle", "null")
+    step_limit = 30
+    _images: dict[str, str] = {}  # task image -> its mini-swe-agent image, per process
+
+    async def image(self, task: Task) -> str | None:
+        if not task.image:
+            raise TaskError(f"harness mini-swe-agent runs tasks with an [environment] docker_image; {task.task_id} "
+                            "builds its own (environment/Dockerfile)", "BadRequest")
+        if task.image not in self._images:
+            image = await mini_swe.ensure_image(task.image)
+            self._images[task.image] = image.tag
+        return self._images[task.image]
+
+    def answerer(self, task: Task, options: RolloutOptions):
+        policy = options.policy
+        if callable(policy):
+            return policy
+        if policy == "oracle":
+            return oracle_policy(task)
+        if policy == "null":
+            return null_policy
+        raise TaskError(f"harness mini-swe-agent runs the policies {', '.join(self.policies)} (or a trainer's "
+                        f"callable), not {policy!r}", "BadRequest")
+
+    async def run(self, box, task: Task, options: RolloutOptions, rec: dict) -> None:
+        answer = self.answerer(task, options)
+        limit = _limit(options.agent_timeout, task.agent_timeout)
+        steps = int((options.policy_options or {}).get("max_steps") or self.step_limit)
+        model = (options.policy_options or {}).get("model") or "rock-policy"
+        config = RockAgentConfig.mini_swe_agent(
+            step_limit=steps, project_path=task.workdir, agent_run_timeout=max(2, int(limit)),
+            agent_run_check_interval=1, model_service_config=ModelServiceConfig(enabled=True, models=[model]))
+        t = time.perf_counter()
+        await box.agent.install(config)
+        rec["timings"]["harness_install_ms"] = round((time.perf_counter() - t) * 1000, 1)
+        trainer = ChatTrainer.for_sandbox(box)
+        running = asyncio.create_task(box.agent.run(task.instruction))
+        serving = asyncio.create_task(trainer.serve(answer, sandbox_ids=[box.sandbox_id], wait=5))
+        try:
+            await asyncio.wait({running, serving}, return_when=asyncio.FIRST_COMPLETED)
+            if serving.done() and not running.done():
+                # the policy broke: end the endpoint so the agent's waiting call fails and it exits
+                with contextlib.suppress(Exception):
+                    await trainer.stop(box.sandbox_id)
+            result = await running
+            rec["harness"].update(exit_code=result.exit_code, output=result.output[-4000:],
+                                  timed_out=result.exit_code == 124)
+            if result.failure_reason:
+                rec["harness"]["error"] = result.failure_reason
+            rec["model_calls"] = [r.model_dump(mode="json") for r in await trainer.trajectory(box.sandbox_id)]
+            if serving.done() and not serving.cancelled() and serving.exception():
+                exc = serving.exception()
+                rec["harness"]["error"] = f"the policy failed: {type(exc).__name__}: {exc}"
+        finally:
+            for task_ in (running, serving):
+                if not task_.done():
+                    task_.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task_
+            await trainer.aclose()
+
+
+register_harness("mini-swe-agent", MiniSweHarness)
