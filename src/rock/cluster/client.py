@@ -93,7 +93,7 @@ class ClusterWorker:
         self.placement = Placement(settings.placement, settings.overcommit)
         self.nodes: dict[str, NodeView] = {}
         self.where: dict[str, str] = {}  # sandbox id -> node name, as far as this admin knows
-        self.listeners: list = []  # objects with node_lost(name, reason) and node_back(name, sandbox_ids)
+        self.listeners: list = []  # objects with node_lost(name, reason) and/or node_back(name, sandbox_ids)
         self._actors: dict[str, object] = {}
         self._control: dict[str, AgentClient] = {}
         self._versions: dict[str, int] = {}
@@ -177,8 +177,9 @@ class ClusterWorker:
             self.where[sid] = name
         if old is not None:
             log.warning("node %s is back (%d sandbox(es) still running there)", name, len(info.sandbox_ids))
-            for listener in self.listeners:
-                await listener.node_back(name, list(info.sandbox_ids))
+            for listener in self.listeners:  # only those that track nodes (the chat hub does not)
+                if hasattr(listener, "node_back"):
+                    await listener.node_back(name, list(info.sandbox_ids))
         else:
             log.info("node %s joined: %s, labels %s", name, info.capacity.describe(), info.labels)
         self._pump()
@@ -199,7 +200,8 @@ class ClusterWorker:
             if not future.done():
                 future.set_exception(NodeLost(f"node {name} was lost: {reason}"))
         for listener in self.listeners:
-            asyncio.ensure_future(listener.node_lost(name, reason))
+            if hasattr(listener, "node_lost"):
+                asyncio.ensure_future(listener.node_lost(name, reason))
 
     async def _heartbeat_loop(self) -> None:
         while True:
