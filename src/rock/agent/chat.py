@@ -26,16 +26,21 @@ from .errors import OpError
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8080  # ROCK's model service port
 MAX_BODY = 8 << 20
+# Answers up to this size are written to the call's client from the thread that receives them
+# (a loopback socket's buffer takes them without blocking): handing them to the call's own
+# thread first would put one more thread wake-up on every call's path.
+DIRECT_MAX = 64 << 10
 
 
 class _Slot:
     """One call waiting for its answer."""
 
-    __slots__ = ("answers", "stream")
+    __slots__ = ("answers", "stream", "http")
 
-    def __init__(self, stream):
+    def __init__(self, stream, http):
         self.answers = _queue.SimpleQueue()
         self.stream = stream
+        self.http = http
 
 
 class Endpoint:
@@ -67,9 +72,22 @@ class Endpoint:
         if meta.get("kind") == "watch":
             self.watch(int(meta["pid"]))
             return
+        index, kind, status = meta.get("index"), meta.get("kind"), int(meta.get("status") or 200)
         with self.lock:
-            slot = self.slots.get(meta.get("index"))
-        if slot is not None:
+            slot = self.slots.get(index)
+            if slot is None:
+                return
+            direct = (kind == "error" or (kind == "json" and (not slot.stream or status >= 400))) \
+                and len(payload) <= DIRECT_MAX
+            if direct:  # its last answer: close() must not send it another
+                del self.slots[index]
+        if direct:
+            try:
+                keep = slot.http.send_raw(status, payload)
+            except OSError:
+                keep = False
+            slot.answers.put((None, keep))  # the call's thread goes on to the connection's next request
+        else:
             slot.answers.put((meta, payload))
 
     def close(self, reason):
@@ -137,7 +155,7 @@ class Endpoint:
         if not isinstance(call, dict):
             return http.send_raw(400, _error_body("the request body must be a JSON object", "invalid_request_error"))
         stream = call.get("stream") is True
-        slot = _Slot(stream)
+        slot = _Slot(stream, http)
         with self.lock:
             if self.closed:
                 return http.send_raw(503, _error_body("the model endpoint is closing", "service_unavailable"))
@@ -153,6 +171,8 @@ class Endpoint:
 
     def _answer(self, http, call, slot):
         meta, payload = slot.answers.get()
+        if meta is None:  # answered already (see dispatch); payload: keep the connection
+            return payload
         kind, status = meta.get("kind"), int(meta.get("status") or 200)
         if kind == "sse":
             http.start_chunked(status, "text/event-stream")
