@@ -29,17 +29,27 @@ KEEP_NOTICES = 10000  # SESSION_END notices kept per owner for an exchange to co
 
 
 class Call:
-    __slots__ = ("endpoint", "index", "request", "raw", "record", "state", "timer")
+    __slots__ = ("endpoint", "index", "request", "raw", "text", "record", "state", "timer")
 
-    def __init__(self, endpoint: "Endpoint", index: int, request: dict, raw: bytes, record: CallRecord):
+    def __init__(self, endpoint: "Endpoint", index: int, request: dict, raw: bytes, text: str | None,
+                 record: CallRecord):
         self.endpoint, self.index, self.request, self.record = endpoint, index, request, record
         self.raw = raw  # the body as the sandbox's client sent it (proxy mode forwards it unchanged)
+        self.text = text  # the same, decoded, where it parsed as one JSON object (else None)
         self.state = "waiting"  # -> taken -> answered | expired
         self.timer: asyncio.TimerHandle | None = None
 
     def pending(self) -> dict:
         """A PendingCall, as the dict the route sends."""
         return {"sandbox_id": self.endpoint.sandbox_id, "index": self.index, "request": self.request}
+
+    def pending_json(self) -> str:
+        """A PendingCall as JSON text, the request spliced in as the client sent it rather than
+        serialized again (it can be most of a message: an agent's whole conversation so far).
+        Only a body that parsed as exactly one JSON object is spliced, so nothing a sandbox
+        sends can add to the message around it."""
+        request = self.text if self.text is not None else json.dumps(self.request)
+        return '{"sandbox_id":%s,"index":%d,"request":%s}' % (json.dumps(self.endpoint.sandbox_id), self.index, request)
 
 
 class Endpoint:
@@ -73,14 +83,15 @@ class Endpoint:
 
     def _arrived(self, index: int, body: bytes, stream: bool) -> None:
         try:
-            request = json.loads(body)
-        except ValueError:
-            request = {"_unparsed": body.decode(errors="replace")}
-        # Built without validation (~10x cheaper): every field is ours and of the right type.
-        record = CallRecord.model_construct(sandbox_id=self.sandbox_id, index=index, mode=self.mode,
-                                            model=request.get("model"), stream=stream, start_time=time.time(),
-                                            request=request)
-        call = Call(self, index, request, body, record)
+            text: str | None = body.decode()
+            request = json.loads(text)
+        except ValueError:  # UnicodeDecodeError included
+            text, request = None, {"_unparsed": body.decode(errors="replace")}
+        if not isinstance(request, dict):
+            text, request = None, {"_unparsed": body.decode(errors="replace")}
+        record = CallRecord.begin(sandbox_id=self.sandbox_id, index=index, mode=self.mode, model=request.get("model"),
+                                  stream=stream, start_time=time.time(), request=request)
+        call = Call(self, index, request, body, text, record)
         self.calls[index] = call
         self.records.append(record)
         self.hub.touch(self.sandbox_id)
@@ -318,13 +329,18 @@ class ChatHub:
                          wait: float | None) -> tuple[list[dict], list[str]]:
         """Up to ``limit`` pending calls (and the sessions ended meanwhile), waiting up to ``wait``
         seconds (None: until there are some) for a first one."""
+        calls, ended = await self.next_call_objects(owner, limit, only, wait)
+        return [c.pending() for c in calls], ended
+
+    async def next_call_objects(self, owner: str | None, limit: int, only: set[str] | None,
+                                wait: float | None) -> tuple[list[Call], list[str]]:
         deadline = None if wait is None else time.monotonic() + wait
         while True:
             calls = self.take(owner, limit, only)
             ended = self._ended(owner, only)
             left = None if deadline is None else deadline - time.monotonic()
             if calls or ended or (left is not None and left <= 0) or limit == 0:
-                return [c.pending() for c in calls], ended
+                return calls, ended
             waiter = asyncio.get_running_loop().create_future()
             self.waiters.setdefault(owner, set()).add(waiter)
             try:

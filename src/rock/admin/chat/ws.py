@@ -60,9 +60,12 @@ def add_route(api: APIRouter, ctx: Ctx, hub: ChatHub) -> None:
 
         async def push() -> None:
             while True:
-                calls, ended = await hub.next_calls(owner, sub.max_calls, only, None)
+                calls, ended = await hub.next_call_objects(owner, sub.max_calls, only, None)
+                text = '{"type":"calls","calls":[%s],"ended":%s}' % (",".join(c.pending_json() for c in calls),
+                                                                     json.dumps(ended))
                 try:
-                    await send({"type": "calls", "calls": calls, "ended": ended})
+                    async with lock:
+                        await ws.send_text(text)
                 except (WebSocketDisconnect, RuntimeError, OSError):
                     # gone: calls taken but not delivered time out in the sandbox like any unanswered call
                     return
