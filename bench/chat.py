@@ -75,6 +75,19 @@ def _times(output: str) -> list[float]:
     return json.loads(output.split("TIMES", 1)[1])
 
 
+def _machine() -> dict:
+    """How busy the machine was as a record was taken: the 1-minute load average and the share of
+    the last 10 s in which some task waited for a CPU (PSI). Latencies of a chain of four or five
+    processes on 2 cores are mostly run-queue waits when that share is high."""
+    out = {"loadavg_1m": round(os.getloadavg()[0], 2)}
+    try:
+        with open("/proc/pressure/cpu") as f:
+            out["cpu_pressure_some_avg10"] = float(f.readline().split()[1].split("=")[1])
+    except (OSError, IndexError, ValueError):
+        pass
+    return out
+
+
 async def added_latency(ctx: Context, backend: str) -> list[dict]:
     from rock.sdk.model import ChatTrainer
     from rock.sdk.sandbox import Sandbox, SandboxConfig
@@ -130,7 +143,7 @@ async def added_latency(ctx: Context, backend: str) -> list[dict]:
     for path, label in (("http", "local mode, trainer's exchange loop (HTTP long-poll)"),
                         ("ws", "local mode, trainer's WebSocket"), ("proxy", "proxy mode")):
         rec = record("model_call_added_ms", backend, samples[path], floor_s=samples["direct"], label=label,
-                     target_p50_added_ms=1.0, sandboxes=1, path=path)
+                     target_p50_added_ms=1.0, sandboxes=1, path=path, **_machine())
         rec["added_p50_ms"] = round((percentile(samples[path], 0.5) - floor) * 1e3, 4)
         out.append(rec)
     return out
@@ -225,11 +238,12 @@ async def throughput(ctx: Context, backend: str) -> dict:
         await trainer.aclose()
         await asyncio.gather(*(b.delete() for b in boxes), return_exceptions=True)
         admin.stop()  # deletes whatever is left
-    rec = {"metric": "model_calls_per_s", "backend": backend, "sandboxes": count, "calls_per_sandbox": calls,
+    rec = {"metric": "model_calls_per_s", "backend": backend, "label": f"{count} sandboxes, one trainer WebSocket",
+           "sandboxes": count, "calls_per_sandbox": calls,
            "trainer_connections": 1, "n": answered, "started": len(held),
            "per_s": round(answered / (stamps[-1] - t0), 1) if stamps else 0.0,
            "with_session_ends_per_s": round(answered / (ended - t0), 1), "target_per_s": 1000,
-           "success_rate": round(answered / total, 4)}
+           "success_rate": round(answered / total, 4), **_machine()}
     if len(marks) == 2:
         (ta, a), (tb, b) = (marks[k] for k in sorted(marks))
         n = total * 9 // 10 - total // 10
