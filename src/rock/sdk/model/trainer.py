@@ -122,56 +122,74 @@ class ChatTrainer:
         from rock.sdk.sandbox.http import error_from
 
         url = "ws" + self.base_url.rstrip("/")[4:] + PREFIX + "/ws"
-        waiting, done = set(sandbox_ids or ()), [0]
+        waiting, done = set(sandbox_ids or ()), 0
         outbox: list[dict] = []
         running: set[asyncio.Task] = set()
+        failures: list[Exception] = []  # of an async policy's calls, or of sending their answers
+        flushing = False
         loop = asyncio.get_running_loop()
         async with connect(url, additional_headers=self._http.headers, max_size=None, compression=None) as ws:
-            flushing = [False]
 
             async def flush() -> None:
-                flushing[0] = False
+                nonlocal flushing, done
+                flushing = False
                 if outbox:
                     batch = outbox[:]
                     outbox.clear()
-                    await ws.send(json.dumps({"type": "answers", "answers": batch}))
-                    done[0] += len(batch)
-
-            def answered(call: PendingCall, reply) -> None:
-                outbox.append({"sandbox_id": call.sandbox_id, "index": call.index, "response": reply})
-                if not flushing[0]:  # once per loop turn, after every answer ready in it
-                    flushing[0] = True
-                    _keep(running, loop.create_task(flush()))
+                    try:
+                        await ws.send(json.dumps({"type": "answers", "answers": batch}))
+                    except Exception as exc:  # noqa: BLE001 - raised from serve()
+                        failures.append(exc)
+                        return
+                    done += len(batch)
 
             async def ask(call: PendingCall, pending) -> None:
-                answered(call, await pending)
+                nonlocal flushing
+                try:
+                    reply = await pending
+                except Exception as exc:  # noqa: BLE001 - raised from serve(), as a sync policy's would be
+                    failures.append(exc)
+                    return
+                outbox.append({"sandbox_id": call.sandbox_id, "index": call.index, "response": reply})
+                if not flushing:  # once per loop turn, after every answer ready in it
+                    flushing = True
+                    _keep(running, loop.create_task(flush()))
 
             await ws.send(json.dumps({"type": "subscribe", "sandbox_ids": sandbox_ids, "max_calls": max_calls}))
-            while not ((sandbox_ids is not None and not waiting) or (until is not None and until())):
-                try:
-                    msg = json.loads(await _recv(ws, wait))
-                except (TimeoutError, asyncio.TimeoutError):
-                    continue
-                if msg["type"] == "error":
-                    raise error_from(msg.get("status_code", 500), {"message": msg.get("message"),
-                                                                   "result": {"error_type": msg.get("error_type")}})
-                if msg["type"] == "rejected":
-                    done[0] -= len(msg["rejected"])
-                    continue
-                for c in msg["calls"]:
-                    # Built by the admin from its own records: no second validation here.
-                    call = PendingCall.model_construct(sandbox_id=c["sandbox_id"], index=c["index"], request=c["request"])
-                    reply = policy(call)
-                    if inspect.isawaitable(reply):
-                        _keep(running, loop.create_task(ask(call, reply)))
-                    else:
-                        outbox.append({"sandbox_id": call.sandbox_id, "index": call.index, "response": reply})
-                if outbox and not flushing[0]:
-                    await flush()
-                waiting.difference_update(msg["ended"])
-            while running:  # answers still being made or sent when the last session ended
-                await asyncio.wait(set(running))
-        return done[0]
+            try:
+                while not ((sandbox_ids is not None and not waiting) or (until is not None and until())):
+                    if failures:
+                        raise failures[0]
+                    try:
+                        msg = json.loads(await _recv(ws, wait))
+                    except (TimeoutError, asyncio.TimeoutError):
+                        continue
+                    if msg["type"] == "error":
+                        raise error_from(msg.get("status_code", 500), {"message": msg.get("message"),
+                                                                       "result": {"error_type": msg.get("error_type")}})
+                    if msg["type"] == "rejected":
+                        done -= len(msg["rejected"])
+                        continue
+                    for c in msg["calls"]:
+                        # Built by the admin from its own records: no second validation here.
+                        call = PendingCall.model_construct(sandbox_id=c["sandbox_id"], index=c["index"],
+                                                           request=c["request"])
+                        reply = policy(call)
+                        if inspect.isawaitable(reply):
+                            _keep(running, loop.create_task(ask(call, reply)))
+                        else:
+                            outbox.append({"sandbox_id": call.sandbox_id, "index": call.index, "response": reply})
+                    if outbox and not flushing:
+                        await flush()
+                    waiting.difference_update(msg["ended"])
+                while running:  # answers still being made or sent when the last session ended
+                    await asyncio.wait(set(running))
+            finally:
+                for task in running:
+                    task.cancel()
+            if failures:
+                raise failures[0]
+        return done
 
     # -- ROCK's index protocol and the records ----------------------------------------------
 
