@@ -43,14 +43,6 @@ class Call:
         """A PendingCall, as the dict the route sends."""
         return {"sandbox_id": self.endpoint.sandbox_id, "index": self.index, "request": self.request}
 
-    def pending_json(self) -> str:
-        """A PendingCall as JSON text, the request spliced in as the client sent it rather than
-        serialized again (it can be most of a message: an agent's whole conversation so far).
-        Only a body that parsed as exactly one JSON object is spliced, so nothing a sandbox
-        sends can add to the message around it."""
-        request = self.text if self.text is not None else json.dumps(self.request)
-        return '{"sandbox_id":%s,"index":%d,"request":%s}' % (json.dumps(self.endpoint.sandbox_id), self.index, request)
-
 
 class Endpoint:
     def __init__(self, hub: "ChatHub", sandbox_id: str, owner: str | None, config: ModelEndpointConfig):
@@ -86,7 +78,7 @@ class Endpoint:
             text: str | None = body.decode()
             request = json.loads(text)
         except ValueError:  # UnicodeDecodeError included
-            text, request = None, {"_unparsed": body.decode(errors="replace")}
+            request = None
         if not isinstance(request, dict):
             text, request = None, {"_unparsed": body.decode(errors="replace")}
         record = CallRecord.begin(sandbox_id=self.sandbox_id, index=index, mode=self.mode, model=request.get("model"),
