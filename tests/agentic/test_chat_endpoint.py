@@ -132,6 +132,29 @@ async def test_the_websocket_fast_path(box, admin):
         assert msg["type"] == "error" and msg["status_code"] == 422 and "bogus" in msg["message"]
 
 
+async def test_the_websocket_with_an_async_policy_and_its_failure(box):
+    """An async policy's calls are answered over the WebSocket as they finish; one that raises
+    ends serve() with its error (not lost in a background task)."""
+    sandbox, trainer = box
+    sid = sandbox.sandbox_id
+    await trainer.start(sid)
+    await sandbox.write_bytes("/tmp/c.py", STREAM_CLIENT.encode())
+    proc = await sandbox.start_process('exec "$ROCK_HOST_PYTHON" /tmp/c.py > /tmp/c.out 2>&1')
+    await trainer.watch(sid, proc["pid"])
+
+    async def answer(call):
+        await asyncio.sleep(0)
+        if call.index == 2:
+            raise RuntimeError("the policy broke on call 2")
+        return policy(call)
+
+    with pytest.raises(RuntimeError, match="broke on call 2"):
+        await trainer.serve(answer, sandbox_ids=[sid], websocket=True)
+    records = await trainer.trajectory(sid)
+    assert [(r.index, r.status) for r in records] == [(1, "success"), (2, "pending")]
+    assert records[0].response["choices"][0]["message"]["content"] == "hi (n0)"
+
+
 def test_the_sync_twins(admin):
     from rock.sdk.model import SyncChatTrainer
     from rock.sdk.sandbox import SyncSandbox

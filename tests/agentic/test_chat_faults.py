@@ -115,6 +115,66 @@ async def test_session_end_reaches_a_waiting_trainer_and_nothing_waits_forever(b
     assert r.exit_code != 0 and "Connection refused" in r.output
 
 
+# Requests written back to back on one connection before any answer is read (HTTP pipelining);
+# prints each response's status line, connection header and content, in the order they came.
+PIPELINE = r'''
+import json, socket, sys
+body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode()
+stream = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}).encode()
+def post(data, close=False):
+    extra = b"connection: close\r\n" if close else b""
+    return (b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n%s"
+            b"content-length: %d\r\n\r\n%s" % (extra, len(data), data))
+s = socket.create_connection(("127.0.0.1", 8080))
+s.sendall(post(body) + post(stream) + post(body, close=sys.argv[1] == "close") + post(body))
+f = s.makefile("rb")
+for _ in range(4):
+    status = f.readline()
+    if not status:
+        print("CLOSED"); break
+    head = {}
+    while (line := f.readline()) != b"\r\n":
+        k, _, v = line.decode().partition(":"); head[k.strip().lower()] = v.strip()
+    if head.get("transfer-encoding") == "chunked":
+        data = b""
+        while (n := int(f.readline(), 16)):
+            data += f.read(n); f.readline()
+        f.readline()
+        text = "".join(json.loads(e[6:])["choices"][0]["delta"].get("content") or ""
+                       for e in data.decode().split("\n\n") if e.startswith("data: {") and json.loads(e[6:])["choices"])
+    else:
+        text = json.loads(f.read(int(head["content-length"])))["choices"][0]["message"]["content"]
+    print(json.dumps([status.split()[1].decode(), head.get("connection"), text]))
+'''
+
+
+@pytest.mark.parametrize("mode", ["keep", "close"])
+async def test_pipelined_requests_are_answered_in_order_on_their_connection(box, mode):
+    """A connection's requests reach the trainer one at a time, each once the one before it is
+    answered, and their answers come back in order, streaming or not; a request's ``connection:
+    close`` ends the connection after its answer (the request behind it is never made)."""
+    sandbox, trainer = box
+    await sandbox.write_bytes("/tmp/p.py", PIPELINE.encode())
+    await trainer.start(sandbox.sandbox_id)
+    run = asyncio.ensure_future(sandbox.arun(f'"$ROCK_HOST_PYTHON" /tmp/p.py {mode}', timeout=120))
+    sid, answered = sandbox.sandbox_id, []
+    while len(answered) < (3 if mode == "close" else 4):
+        got = await trainer.exchange(wait=30, sandbox_ids=[sid])
+        assert len(got.calls) == 1, got.calls
+        for call in got.calls:
+            answered.append(call.index)
+            reply = {"choices": [{"message": {"role": "assistant", "content": f"answer {call.index}"}}]}
+            await trainer.answer(sid, call.index, reply)
+    obs = await run
+    out = lines(obs)
+    if mode == "keep":
+        assert out == [["200", None, "answer 1"], ["200", None, "answer 2"], ["200", None, "answer 3"],
+                       ["200", None, "answer 4"]]
+    else:
+        assert out == [["200", None, "answer 1"], ["200", None, "answer 2"], ["200", "close", "answer 3"]]
+        assert (await trainer.status(sid)).calls == 3 and "CLOSED" in obs.output
+
+
 async def test_the_wall_time_limit_ends_the_session_on_both_sides(box):
     sandbox, trainer = box
     sid = sandbox.sandbox_id

@@ -26,16 +26,32 @@ from .errors import OpError
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8080  # ROCK's model service port
 MAX_BODY = 8 << 20
+# Answers up to this size are written to the call's client from the thread that receives them
+# (a loopback socket's buffer takes them without blocking): handing them to the call's own
+# thread first would put one more thread wake-up on every call's path.
+DIRECT_MAX = 64 << 10
 
 
 class _Slot:
-    """One call waiting for its answer."""
+    """One call waiting for its answer.
 
-    __slots__ = ("answers", "stream")
+    A small answer (a whole completion the client takes as JSON, or an error) is written to the
+    client by the thread it arrives on, the agent connection's reader: a non-streaming call's
+    own thread does not wait for it but goes back to read the connection's next request (and
+    waits for ``done`` only if that request comes first), so a call costs no thread hand-off.
+    Anything else (streams, large bodies) goes through ``answers`` to a thread that writes it:
+    the call's own for a streaming call, a helper otherwise; once one answer frame has gone that
+    way, the rest follow it, in order."""
 
-    def __init__(self, stream):
+    __slots__ = ("answers", "stream", "http", "keep", "queued", "done")
+
+    def __init__(self, stream, http):
         self.answers = _queue.SimpleQueue()
         self.stream = stream
+        self.http = http
+        self.keep = http.keep  # this request's keep-alive (the connection may read the next one meanwhile)
+        self.queued = False
+        self.done = threads.Event()
 
 
 class Endpoint:
@@ -67,23 +83,56 @@ class Endpoint:
         if meta.get("kind") == "watch":
             self.watch(int(meta["pid"]))
             return
+        self.deliver(meta.get("index"), meta, payload)
+
+    def deliver(self, index, meta, payload):
+        kind, status = meta.get("kind"), int(meta.get("status") or 200)
         with self.lock:
-            slot = self.slots.get(meta.get("index"))
-        if slot is not None:
-            slot.answers.put((meta, payload))
+            slot = self.slots.get(index)
+            if slot is None:
+                return
+            direct = not slot.queued and len(payload) <= DIRECT_MAX and (
+                kind == "error" or (kind == "json" and (not slot.stream or status >= 400)))
+            if direct:  # its last answer: close() must not send it another
+                del self.slots[index]
+            helper = not direct and not slot.queued and not slot.stream
+            slot.queued = not direct
+        if direct:
+            try:
+                slot.keep = slot.http.send_raw(status, payload, slot.keep)
+            except OSError:
+                slot.keep = False
+            if slot.stream:
+                slot.answers.put((None, slot.keep))  # the call's thread goes on to the connection's next request
+            else:
+                slot.done.set()
+            return
+        slot.answers.put((meta, payload))
+        if helper:
+            threads.spawn(self._answer_later, index, slot)
+
+    def _answer_later(self, index, slot):
+        try:
+            slot.keep = self._answer(slot.http, None, slot)
+        except OSError:
+            slot.keep = False
+        finally:
+            with self.lock:
+                self.slots.pop(index, None)
+            slot.done.set()
 
     def close(self, reason):
         with self.lock:
             self.closed = True
-            slots, self.slots = list(self.slots.values()), {}
+            indexes = list(self.slots)
         try:
             self.listener.shutdown(_socket.SHUT_RDWR)
         except OSError:
             pass
         self.listener.close()
         body = _error_body(reason, "service_unavailable")
-        for slot in slots:
-            slot.answers.put(({"kind": "error", "status": 503}, body))
+        for index in indexes:
+            self.deliver(index, {"kind": "error", "status": 503}, body)
 
     # -- the sandbox's side ----------------------------------------------------------------
 
@@ -101,20 +150,30 @@ class Endpoint:
 
     def serve_connection(self, sock):
         http = Http(sock, self.max_body)
+        last = None  # the connection's non-streaming call still being answered, if any
         try:
             while not self.closed:
                 request = http.read_request()
                 if request is None:
                     return
-                if not self.route(http, *request):
+                if last is not None:  # answers leave in the order of their requests
+                    last.done.wait()
+                    if not last.keep:
+                        return
+                last = self.route(http, *request)
+                if last is False:
                     return
+                if last is True:
+                    last = None
         except OSError:
             pass
         finally:
+            if isinstance(last, _Slot):  # its answer is written to this socket: close it after
+                last.done.wait()
             http.close()
 
     def route(self, http, method, path, headers, body):
-        """Answer one request; False closes the connection."""
+        """Answer one request; False closes the connection; a _Slot: a call answered later."""
         path = path.split("?", 1)[0].rstrip("/")
         if method == "GET" and path in ("/health", ""):
             return http.send_json(200, {"status": "healthy"})
@@ -137,7 +196,7 @@ class Endpoint:
         if not isinstance(call, dict):
             return http.send_raw(400, _error_body("the request body must be a JSON object", "invalid_request_error"))
         stream = call.get("stream") is True
-        slot = _Slot(stream)
+        slot = _Slot(stream, http)
         with self.lock:
             if self.closed:
                 return http.send_raw(503, _error_body("the model endpoint is closing", "service_unavailable"))
@@ -145,6 +204,8 @@ class Endpoint:
             self.next_index += 1
             self.slots[index] = slot
         self.req.event("call", {"index": index, "stream": stream}, body)
+        if not stream:
+            return slot  # answered by deliver()
         try:
             return self._answer(http, call, slot)
         finally:
@@ -153,25 +214,27 @@ class Endpoint:
 
     def _answer(self, http, call, slot):
         meta, payload = slot.answers.get()
+        if meta is None:  # answered already (see deliver); payload: keep the connection
+            return payload
         kind, status = meta.get("kind"), int(meta.get("status") or 200)
         if kind == "sse":
-            http.start_chunked(status, "text/event-stream")
+            http.start_chunked(status, "text/event-stream", slot.keep)
             while True:
                 if payload:
                     http.send_chunk(payload)
                 if meta.get("final"):
-                    return http.end_chunked()
+                    return http.end_chunked(slot.keep)
                 meta, payload = slot.answers.get()
                 if meta.get("kind") == "error":  # the upstream broke off mid-stream
-                    return http.end_chunked() and False
-        if kind == "json" and slot.stream and status < 400:
+                    return http.end_chunked(slot.keep) and False
+        if kind == "json" and slot.stream and status < 400 and call is not None:
             completion = protocol.loads(payload)
             include_usage = (call.get("stream_options") or {}).get("include_usage") is True
-            http.start_chunked(200, "text/event-stream")
+            http.start_chunked(200, "text/event-stream", slot.keep)
             for event in sse_from_completion(completion, include_usage):
                 http.send_chunk(event)
-            return http.end_chunked()
-        return http.send_raw(status, payload)
+            return http.end_chunked(slot.keep)
+        return http.send_raw(status, payload, slot.keep)
 
     def watch_request(self, http, body):
         try:

@@ -22,7 +22,9 @@ class Http:
         self.keep = True
 
     def _fill(self):
-        data = self.sock.recv(256 << 10)
+        # 64 KiB, under glibc's mmap threshold: a larger recv buffer is an mmap, an mremap (cut to
+        # what arrived) and an munmap for every request.
+        data = self.sock.recv(64 << 10)
         if not data:
             raise EOFError
         self.buf += data
@@ -110,14 +112,17 @@ class Http:
 
     # -- answers ---------------------------------------------------------------------------
 
-    def _head(self, status, ctype, extra):
+    def _head(self, status, ctype, extra, keep=None):
+        keep = self.keep if keep is None else keep
         return ("HTTP/1.1 %d %s\r\ncontent-type: %s\r\n%s%s\r\n" % (
             status, REASONS.get(status, "Status"), ctype, extra,
-            "" if self.keep else "connection: close\r\n")).encode("latin-1")
+            "" if keep else "connection: close\r\n")).encode("latin-1")
 
-    def send_raw(self, status, body, ctype="application/json"):
-        self.sock.sendall(self._head(status, ctype, "content-length: %d\r\n" % len(body)) + body)
-        return self.keep
+    def send_raw(self, status, body, keep=None, ctype="application/json"):
+        """``keep``: the keep-alive of the request this answers (default: the last one read)."""
+        keep = self.keep if keep is None else keep
+        self.sock.sendall(self._head(status, ctype, "content-length: %d\r\n" % len(body), keep) + body)
+        return keep
 
     def send_json(self, status, obj):
         return self.send_raw(status, protocol.dumps(obj).encode())
@@ -127,16 +132,16 @@ class Http:
         body = protocol.dumps({"error": {"message": message, "type": "invalid_request_error", "code": None}})
         self.send_raw(status, body.encode())
 
-    def start_chunked(self, status, ctype):
+    def start_chunked(self, status, ctype, keep=None):
         extra = "transfer-encoding: chunked\r\ncache-control: no-cache\r\n"
-        self.sock.sendall(self._head(status, ctype, extra))
+        self.sock.sendall(self._head(status, ctype, extra, keep))
 
     def send_chunk(self, data):
         self.sock.sendall(b"%x\r\n%s\r\n" % (len(data), data))
 
-    def end_chunked(self):
+    def end_chunked(self, keep=None):
         self.sock.sendall(b"0\r\n\r\n")
-        return self.keep
+        return self.keep if keep is None else keep
 
     def close(self):
         try:

@@ -121,6 +121,10 @@ class FrameReader:
         self._rest = bytearray()
         self._need = 0  # bytes the kept tail must reach before it holds its next frame
 
+    def missing(self):
+        """Bytes the frame being received still lacks (0 between frames)."""
+        return self._need - len(self._rest) if self._rest else 0
+
     def feed(self, data):
         if self._rest:
             self._rest += data

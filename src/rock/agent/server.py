@@ -133,7 +133,10 @@ class Connection:
         reader = protocol.FrameReader()
         try:
             while True:
-                data = self.sock.recv(1 << 20)
+                # 64 KiB reads unless a large frame is arriving: a recv buffer above glibc's mmap
+                # threshold (128 KiB) costs an mmap, an mremap and an munmap, for every small frame
+                # too (a model call's answer), where the large read pays off only for bulk data.
+                data = self.sock.recv(min(max(reader.missing(), 64 << 10), 1 << 20))
                 if not data:
                     break
                 for meta, body in reader.feed(data):

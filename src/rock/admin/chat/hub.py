@@ -29,11 +29,13 @@ KEEP_NOTICES = 10000  # SESSION_END notices kept per owner for an exchange to co
 
 
 class Call:
-    __slots__ = ("endpoint", "index", "request", "raw", "record", "state", "timer")
+    __slots__ = ("endpoint", "index", "request", "raw", "text", "record", "state", "timer")
 
-    def __init__(self, endpoint: "Endpoint", index: int, request: dict, raw: bytes, record: CallRecord):
+    def __init__(self, endpoint: "Endpoint", index: int, request: dict, raw: bytes, text: str | None,
+                 record: CallRecord):
         self.endpoint, self.index, self.request, self.record = endpoint, index, request, record
         self.raw = raw  # the body as the sandbox's client sent it (proxy mode forwards it unchanged)
+        self.text = text  # the same, decoded, where it parsed as one JSON object (else None)
         self.state = "waiting"  # -> taken -> answered | expired
         self.timer: asyncio.TimerHandle | None = None
 
@@ -76,14 +78,15 @@ class Endpoint:
 
     def _arrived(self, index: int, body: bytes, stream: bool) -> None:
         try:
-            request = json.loads(body)
-        except ValueError:
-            request = {"_unparsed": body.decode(errors="replace")}
-        # Built without validation (~10x cheaper): every field is ours and of the right type.
-        record = CallRecord.model_construct(sandbox_id=self.sandbox_id, index=index, mode=self.mode,
-                                            model=request.get("model"), stream=stream, start_time=time.time(),
-                                            request=request)
-        call = Call(self, index, request, body, record)
+            text: str | None = body.decode()
+            request = json.loads(text)
+        except ValueError:  # UnicodeDecodeError included
+            request = None
+        if not isinstance(request, dict):
+            text, request = None, {"_unparsed": body.decode(errors="replace")}
+        record = CallRecord.begin(sandbox_id=self.sandbox_id, index=index, mode=self.mode, model=request.get("model"),
+                                  stream=stream, start_time=time.time(), request=request)
+        call = Call(self, index, request, body, text, record)
         self.calls[index] = call
         self.records.append(record)
         self.hub.touch(self.sandbox_id)
@@ -335,13 +338,18 @@ class ChatHub:
                          wait: float | None) -> tuple[list[dict], list[str]]:
         """Up to ``limit`` pending calls (and the sessions ended meanwhile), waiting up to ``wait``
         seconds (None: until there are some) for a first one."""
+        calls, ended = await self.next_call_objects(owner, limit, only, wait)
+        return [c.pending() for c in calls], ended
+
+    async def next_call_objects(self, owner: str | None, limit: int, only: set[str] | None,
+                                wait: float | None) -> tuple[list[Call], list[str]]:
         deadline = None if wait is None else time.monotonic() + wait
         while True:
             calls = self.take(owner, limit, only)
             ended = self._ended(owner, only)
             left = None if deadline is None else deadline - time.monotonic()
             if calls or ended or (left is not None and left <= 0) or limit == 0:
-                return [c.pending() for c in calls], ended
+                return calls, ended
             waiter = asyncio.get_running_loop().create_future()
             self.waiters.setdefault(owner, set()).add(waiter)
             try:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rock.actions.chat import Answer
 from rock.actions.sandbox import SandboxId
-from rock.admin.chat.hub import ChatHub
+from rock.admin.chat.hub import Call, ChatHub
 from rock.admin.context import Ctx
 from rock.admin.routes_ws import _error
 
@@ -35,6 +35,15 @@ class Answers(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: str = Field(pattern="^answers$")
     answers: list[Answer] = Field(max_length=10000)
+
+
+def _pending_json(call: Call) -> str:
+    """A PendingCall as JSON text, the request spliced in as the client sent it rather than
+    serialized again (it can be most of a message: an agent's whole conversation so far). Only
+    a body that parsed as exactly one JSON object is spliced (``Call.text``), so nothing a
+    sandbox sends can add to the message around it."""
+    request = call.text if call.text is not None else json.dumps(call.request)
+    return '{"sandbox_id":%s,"index":%d,"request":%s}' % (json.dumps(call.endpoint.sandbox_id), call.index, request)
 
 
 def add_route(api: APIRouter, ctx: Ctx, hub: ChatHub) -> None:
@@ -60,9 +69,12 @@ def add_route(api: APIRouter, ctx: Ctx, hub: ChatHub) -> None:
 
         async def push() -> None:
             while True:
-                calls, ended = await hub.next_calls(owner, sub.max_calls, only, None)
+                calls, ended = await hub.next_call_objects(owner, sub.max_calls, only, None)
+                text = '{"type":"calls","calls":[%s],"ended":%s}' % (",".join(map(_pending_json, calls)),
+                                                                     json.dumps(ended))
                 try:
-                    await send({"type": "calls", "calls": calls, "ended": ended})
+                    async with lock:
+                        await ws.send_text(text)
                 except (WebSocketDisconnect, RuntimeError, OSError):
                     # gone: calls taken but not delivered time out in the sandbox like any unanswered call
                     return

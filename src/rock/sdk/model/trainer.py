@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import sys
 from typing import Any, Awaitable, Callable, Iterable
 
 from rock.actions.chat import EndpointInfo, ExchangeResult, PendingCall
@@ -109,6 +110,11 @@ class ChatTrainer:
 
     async def _serve_ws(self, policy: Policy, sandbox_ids: list[str] | None, max_calls: int, wait: float,
                         until: Callable[[], bool] | None) -> int:
+        """One WebSocket for every sandbox. A sync policy's answers to one message's calls leave as
+        one message; an async policy's calls run side by side and their answers leave together as
+        they finish (those ready in the same loop turn share a message), so a slow call holds up
+        no other. No compression: these are small JSON messages on loopback or a LAN, where
+        deflate costs more CPU on both sides than the bytes it saves."""
         import json
 
         from websockets.asyncio.client import connect
@@ -117,28 +123,72 @@ class ChatTrainer:
 
         url = "ws" + self.base_url.rstrip("/")[4:] + PREFIX + "/ws"
         waiting, done = set(sandbox_ids or ()), 0
-        async with connect(url, additional_headers=self._http.headers, max_size=None) as ws:
-            await ws.send(json.dumps({"type": "subscribe", "sandbox_ids": sandbox_ids, "max_calls": max_calls}))
-            while not ((sandbox_ids is not None and not waiting) or (until is not None and until())):
+        outbox: list[dict] = []
+        running: set[asyncio.Task] = set()
+        failures: list[Exception] = []  # of an async policy's calls, or of sending their answers
+        flushing = False
+        loop = asyncio.get_running_loop()
+        async with connect(url, additional_headers=self._http.headers, max_size=None, compression=None) as ws:
+
+            async def flush() -> None:
+                nonlocal flushing, done
+                flushing = False
+                if outbox:
+                    batch = outbox[:]
+                    outbox.clear()
+                    try:
+                        await ws.send(json.dumps({"type": "answers", "answers": batch}))
+                    except Exception as exc:  # noqa: BLE001 - raised from serve()
+                        failures.append(exc)
+                        return
+                    done += len(batch)
+
+            async def ask(call: PendingCall, pending) -> None:
+                nonlocal flushing
                 try:
-                    msg = json.loads(await asyncio.wait_for(ws.recv(), wait))
-                except asyncio.TimeoutError:
-                    continue
-                if msg["type"] == "error":
-                    raise error_from(msg.get("status_code", 500), {"message": msg.get("message"),
-                                                                   "result": {"error_type": msg.get("error_type")}})
-                if msg["type"] == "rejected":
-                    done -= len(msg["rejected"])
-                    continue
-                calls = [PendingCall.model_validate(c) for c in msg["calls"]]
-                if calls:
-                    replies = [policy(call) for call in calls]
-                    if any(inspect.isawaitable(r) for r in replies):
-                        replies = await asyncio.gather(*(r if inspect.isawaitable(r) else _ready(r) for r in replies))
-                    answers = [{"sandbox_id": c.sandbox_id, "index": c.index, "response": r} for c, r in zip(calls, replies)]
-                    await ws.send(json.dumps({"type": "answers", "answers": answers}))
-                    done += len(answers)
-                waiting.difference_update(msg["ended"])
+                    reply = await pending
+                except Exception as exc:  # noqa: BLE001 - raised from serve(), as a sync policy's would be
+                    failures.append(exc)
+                    return
+                outbox.append({"sandbox_id": call.sandbox_id, "index": call.index, "response": reply})
+                if not flushing:  # once per loop turn, after every answer ready in it
+                    flushing = True
+                    _keep(running, loop.create_task(flush()))
+
+            await ws.send(json.dumps({"type": "subscribe", "sandbox_ids": sandbox_ids, "max_calls": max_calls}))
+            try:
+                while not ((sandbox_ids is not None and not waiting) or (until is not None and until())):
+                    if failures:
+                        raise failures[0]
+                    try:
+                        msg = json.loads(await _recv(ws, wait))
+                    except (TimeoutError, asyncio.TimeoutError):
+                        continue
+                    if msg["type"] == "error":
+                        raise error_from(msg.get("status_code", 500), {"message": msg.get("message"),
+                                                                       "result": {"error_type": msg.get("error_type")}})
+                    if msg["type"] == "rejected":
+                        done -= len(msg["rejected"])
+                        continue
+                    for c in msg["calls"]:
+                        # Built by the admin from its own records: no second validation here.
+                        call = PendingCall.model_construct(sandbox_id=c["sandbox_id"], index=c["index"],
+                                                           request=c["request"])
+                        reply = policy(call)
+                        if inspect.isawaitable(reply):
+                            _keep(running, loop.create_task(ask(call, reply)))
+                        else:
+                            outbox.append({"sandbox_id": call.sandbox_id, "index": call.index, "response": reply})
+                    if outbox and not flushing:
+                        await flush()
+                    waiting.difference_update(msg["ended"])
+                while running:  # answers still being made or sent when the last session ended
+                    await asyncio.wait(set(running))
+            finally:
+                for task in running:
+                    task.cancel()
+            if failures:
+                raise failures[0]
         return done
 
     # -- ROCK's index protocol and the records ----------------------------------------------
@@ -170,6 +220,21 @@ class ChatTrainer:
 
 async def _ready(value):
     return value
+
+
+def _keep(tasks: set, task: asyncio.Task) -> None:
+    """Hold a reference to ``task`` until it ends (the loop keeps only weak ones)."""
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+async def _recv(ws, wait: float):
+    """The next message, or TimeoutError after ``wait`` seconds; on 3.11+ without a task per
+    message (``wait_for`` makes one)."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(wait):
+            return await ws.recv()
+    return await asyncio.wait_for(ws.recv(), wait)
 
 
 class SyncChatTrainer:
