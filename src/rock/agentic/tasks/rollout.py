@@ -254,3 +254,8 @@ async def _read_json(box: Sandbox, path: str):
 
 def _ms(t: float) -> float:
     return round((time.perf_counter() - t) * 1000, 1)
+
+
+# The Chat protocol's harnesses register themselves (modules of their own, imported last: they
+# build on the names above).
+from rock.agentic.tasks import harness_ours  # noqa: E402,F401
