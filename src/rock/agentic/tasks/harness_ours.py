@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from rock.agentic.tasks.errors import TaskError
@@ -82,6 +83,12 @@ class OursHarness(Harness):
     name = "ours"
     policies = ("oracle", "null", "replay", "openai")
     max_steps = 30
+
+    def check(self, options: RolloutOptions) -> None:
+        if isinstance(options.policy, str):
+            endpoint_config(options)
+            if options.policy == "replay" and not Path(options.policy_options["replay"]).is_file():
+                raise TaskError(f"--replay {options.policy_options['replay']}: no such file", "BadRequest")
 
     def answerer(self, task: Task, options: RolloutOptions):
         """What answers the calls on the trainer's side; None when the admin serves them (proxy, replay)."""

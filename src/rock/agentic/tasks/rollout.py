@@ -78,6 +78,9 @@ class Harness:
     async def run(self, box: Sandbox, task: Task, options: RolloutOptions, rec: dict) -> None:
         raise NotImplementedError
 
+    def check(self, options: RolloutOptions) -> None:
+        """Refuse options it cannot run (a TaskError), before a job starts any sandbox."""
+
 
 class NoHarness(Harness):
     """No agent: ``oracle`` runs the task's solution/solve.sh in the agent's sandbox (uploaded for
