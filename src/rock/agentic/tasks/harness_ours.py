@@ -119,6 +119,7 @@ class OursHarness(Harness):
         rec["timings"]["harness_install_ms"] = round((time.perf_counter() - t) * 1000, 1)
         trainer = ChatTrainer.for_sandbox(box)
         serving = running = None
+        t = time.perf_counter()
         try:
             running = asyncio.create_task(box.agent.run(task.instruction))
             if answer is not None:
@@ -130,6 +131,7 @@ class OursHarness(Harness):
                     with contextlib.suppress(Exception):
                         await trainer.stop(box.sandbox_id)
             result = await running
+            rec["timings"]["harness_run_ms"] = round((time.perf_counter() - t) * 1000, 1)
             rec["harness"].update(exit_code=result.exit_code, output=result.output[-4000:],
                                   timed_out=result.exit_code == 124)
             if result.failure_reason:
