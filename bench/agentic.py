@@ -129,9 +129,12 @@ async def run(ctx: Context) -> list[dict]:
         ctx.progress(f"skipping agentic: {exc.message}")
         return []
     records = []
-    for backend in ctx.backends:
-        if backend == "local":
-            continue  # the verifier needs a fresh, isolated sandbox
+    backends = [b for b in ctx.backends if b != "local"]  # the verifier needs a fresh, isolated sandbox
+    if ctx.quick and len(backends) > 1:
+        # ~10 minutes a backend on a 2-core machine (64 rollouts and 64 host test runs): one in --quick
+        backends = ["bwrap"] if "bwrap" in backends else backends[:1]
+        ctx.progress(f"agentic: --quick measures {backends[0]} only (a full run measures each backend)")
+    for backend in backends:
         admin = AdminProcess(backend, prefix="rock-bench-agentic-")
         base_url = await asyncio.to_thread(admin.start)
         try:

@@ -9,7 +9,7 @@ import json
 import pytest
 
 import rock
-from rock.agentic.tasks.oracle import oracle_tool_call
+from rock.agentic.tasks.oracle import oracle_command
 from rock.agentic.tasks.suites import open_suite
 from rock.envs.errors import EnvError
 
@@ -23,8 +23,11 @@ def test_gem_loop_over_a_real_harness(admin, suites):
         assert obs["messages"][1]["content"] == env.task.instruction and obs["tools"][0]["function"]["name"] == "bash"
         with pytest.raises(EnvError, match="action is the model's reply"):
             env.step(42)
-        # the fix as the model's tool call: the next observation holds its result
-        obs, reward, terminated, truncated, info = env.step({"content": None, "tool_calls": [oracle_tool_call(env.task)]})
+        # the fix as the model's tool call (arguments as a dict: sent as OpenAI's JSON string); the
+        # next observation holds its result
+        fix = {"id": "c1", "type": "function", "function": {"name": "bash",
+                                                             "arguments": {"command": oracle_command(env.task)}}}
+        obs, reward, terminated, truncated, info = env.step({"content": None, "tool_calls": [fix]})
         assert (reward, terminated, truncated, info["index"]) == (0.0, False, False, 2)
         assert obs["messages"][-1]["role"] == "tool" and obs["messages"][-1]["content"].startswith("exit code 0")
         obs, reward, terminated, truncated, info = env.step("fixed")

@@ -145,10 +145,14 @@ def test_openai_policy_unreachable_is_a_clear_error_others_go_on(admin, suites, 
     assert upstream.auth == ["Bearer sk-test"] * 2  # the key went from the admin, not from the sandbox
     assert [c["request"]["model"] for c in up["model_calls"]] == ["my-model"] * 2
 
-    # the successful run, recorded as ROCK's JSONL, replays to the same reward without the upstream
-    replay = tmp_path / "run.jsonl"
-    replay.write_text("".join(json.dumps({"request": c["request"], "response": c["response"]}) + "\n"
-                              for c in up["model_calls"]))
+    # the job's record of the successful run replays to the same reward without the upstream
+    replay = tmp_path / "job.jsonl"
+    replay.write_text(json.dumps(down) + "\n" + json.dumps(up) + "\n")
     again = run(rollout(task, RolloutOptions(base_url=admin.url, harness="ours", policy="replay",
                                              policy_options={"replay": str(replay)}), suite="pypi-bugs"))
     assert again["error"] is None and again["reward"] == 1.0 and len(again["model_calls"]) == 2
+    assert [c["mode"] for c in again["model_calls"]] == ["replay"] * 2
+    other = open_suite("pypi-bugs").get(sample(2)[1])
+    rec = run(rollout(other, RolloutOptions(base_url=admin.url, harness="ours", policy="replay",
+                                            policy_options={"replay": str(replay)}), suite="pypi-bugs"))
+    assert rec["error"] == f"--replay {replay} has no record of task {other.task_id!r}"

@@ -17,6 +17,7 @@ The last step's ``info["record"]`` is the rollout's record (what a job writes as
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from typing import Any
 
@@ -30,13 +31,25 @@ PREFIX = "agentic:"
 
 
 def completion(action: Any) -> dict:
-    """A step's action as a chat completion: text, an assistant message, or a completion as is."""
+    """A step's action as a chat completion: text, an assistant message, or a completion as is.
+    Tool-call arguments given as a dict are sent as the JSON string OpenAI's clients expect."""
     if isinstance(action, str):
         return message(action)
     if isinstance(action, dict) and isinstance(action.get("choices"), list):
         return action
     if isinstance(action, dict) and ("content" in action or "tool_calls" in action):
-        return {"choices": [{"index": 0, "message": {"role": "assistant", **action}}]}
+        msg = {"role": "assistant", **action}
+        calls = []
+        for call in msg.get("tool_calls") or []:
+            fn = dict(call.get("function") or {}) if isinstance(call, dict) else {}
+            if not isinstance(fn.get("name"), str):
+                raise EnvError("each tool call needs function.name", "BadRequest")
+            if not isinstance(fn.get("arguments", ""), str):
+                fn["arguments"] = json.dumps(fn["arguments"])
+            calls.append({**call, "function": fn})
+        if calls:
+            msg["tool_calls"] = calls
+        return {"choices": [{"index": 0, "message": msg}]}
     raise EnvError("an agentic env's action is the model's reply: a string, an assistant message "
                    "({'content', 'tool_calls'}) or a chat completion ({'choices': [...]})", "BadRequest")
 

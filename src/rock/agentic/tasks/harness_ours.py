@@ -23,18 +23,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
+from rock.agentic.records import read_rock_jsonl
 from rock.agentic.tasks.errors import TaskError
 from rock.agentic.tasks.harbor import Task
 from rock.agentic.tasks.oracle import oracle_tool_call
 from rock.agentic.tasks.rollout import Harness, RolloutOptions, _limit, register_harness
 from rock.sdk.model import ChatTrainer
 from rock.sdk.sandbox.agent import RockAgentConfig
-from rock.sdk.sandbox.model_service.base import ModelServiceConfig
+from rock.sdk.sandbox.model_service.base import ModelService, ModelServiceConfig
 
 log = logging.getLogger("rock.agentic")
 DONE = "The task is done."
@@ -62,6 +64,26 @@ def null_policy(call) -> dict:
     return message("I will not change anything.")
 
 
+def replay_calls(path: str, task_id: str) -> list[dict]:
+    """A recorded run's calls: a job's JSONL (the record of ``task_id``; the last one wins) or one
+    run's trajectory in ROCK's JSONL (every line a call with its ``response``)."""
+    try:
+        lines = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, ValueError) as exc:
+        raise TaskError(f"--replay {path}: not a readable JSONL file ({exc})", "BadRequest") from None
+    runs = [r for r in lines if isinstance(r, dict) and isinstance(r.get("model_calls"), list)]
+    if not runs:
+        try:
+            return read_rock_jsonl("\n".join(json.dumps(r) for r in lines))
+        except ValueError as exc:
+            raise TaskError(f"--replay {path}: {exc}", "BadRequest") from None
+    mine = [r for r in runs if r.get("task_id") == task_id]
+    mine = [r for r in mine if r.get("error") is None] or mine  # a finished run over a failed one
+    if not mine:
+        raise TaskError(f"--replay {path} has no record of task {task_id!r}", "BadRequest")
+    return [c for c in mine[-1]["model_calls"] if isinstance(c, dict) and isinstance(c.get("response"), dict)]
+
+
 def endpoint_config(options: RolloutOptions) -> ModelServiceConfig:
     """Local mode (the job's trainer answers) unless the policy is served by the admin itself."""
     policy, po = options.policy, options.policy_options or {}
@@ -75,8 +97,21 @@ def endpoint_config(options: RolloutOptions) -> ModelServiceConfig:
     if policy == "replay":
         if not po.get("replay"):
             raise TaskError("--policy replay needs a recorded trajectory (--replay FILE: ROCK's JSONL)", "BadRequest")
-        return ModelServiceConfig(enabled=True, replay_file=str(po["replay"]), models=[model])
+        return ModelServiceConfig(enabled=True, replay_file=str(po["replay"]), models=[model])  # ReplayService
     return ModelServiceConfig(enabled=True, models=[model], call_timeout=float(po.get("call_timeout") or 600))
+
+
+class ReplayService(ModelService):
+    """The admin's replay mode, its records picked on the host (a job's JSONL holds many runs)."""
+
+    def __init__(self, sandbox, config: ModelServiceConfig, calls: list[dict]):
+        super().__init__(sandbox, config)
+        self.calls = calls
+
+    def _endpoint_config(self) -> dict:
+        c = self.config
+        return {"type": "proxy", "port": c.port, "models": c.models, "limits": c.limits.model_dump(),
+                "replay": self.calls}
 
 
 class OursHarness(Harness):
@@ -107,8 +142,11 @@ class OursHarness(Harness):
         answer = self.answerer(task, options)
         limit = _limit(options.agent_timeout, task.agent_timeout)
         steps = int((options.policy_options or {}).get("max_steps") or self.max_steps)
+        service = endpoint_config(options)
+        if options.policy == "replay":
+            box.model_service = ReplayService(box, service, replay_calls(service.replay_file, task.task_id))
         config = RockAgentConfig.rock_harness(max_steps=steps, project_path=task.workdir,
-                                              model_service_config=endpoint_config(options),
+                                              model_service_config=service,
                                               agent_run_timeout=max(2, int(limit)), agent_run_check_interval=1)
         t = time.perf_counter()
         try:
@@ -142,11 +180,11 @@ class OursHarness(Harness):
                 exc = serving.exception()
                 rec["harness"]["error"] = f"the policy failed: {type(exc).__name__}: {exc}"
         finally:
-            for t in (running, serving):
-                if t is not None and not t.done():
-                    t.cancel()
+            for job in (running, serving):
+                if job is not None and not job.done():
+                    job.cancel()
                     with contextlib.suppress(BaseException):
-                        await t
+                        await job
             await trainer.aclose()
         self._policy_failure(options, records, rec)
 
