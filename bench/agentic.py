@@ -78,6 +78,15 @@ def overhead_s(rec: dict) -> float:
     return (t["total_ms"] - t.get("tests_ms", 0.0) - own - t.get("verify_wait_ms", 0.0)) / 1000
 
 
+def phases(records: list[dict]) -> dict:
+    """Where the overhead goes: each phase's median (the verifier's set-up is its time less its tests)."""
+    rows = [dict(r["timings"], verify_setup_ms=r["timings"].get("verify_ms", 0.0) - r["timings"].get("tests_ms", 0.0))
+            for r in records]
+    keys = ("agent_setup_ms", "harness_install_ms", "harness_run_ms", "diff_ms", "verify_wait_ms", "verify_setup_ms",
+            "tests_ms")
+    return {k: round(statistics.median(r[k] for r in rows if k in r), 1) for k in keys if any(k in r for r in rows)}
+
+
 async def throughput(base_url: str, backend: str, ctx: Context) -> list[dict]:
     from rock.agentic.tasks.suites import open_suite
 
@@ -86,12 +95,13 @@ async def throughput(base_url: str, backend: str, ctx: Context) -> list[dict]:
     tasks = [suite.get(t) for t in ids]
     await host_rate(tasks[:4])
     await job(base_url, "pypi-bugs", "oracle", ids[:4])  # warm: the image's rootfs, imports
-    served, local, rewards, overheads = [], [], [], []
+    served, local, rewards, overheads, finished = [], [], [], [], []
     for _ in range(ctx.n(2, 3)):  # alternating blocks: this VM's speed drifts within a minute
         s = await job(base_url, "pypi-bugs", "oracle", ids)
         served.append(s["tasks_per_s"])
         rewards.append(s["mean_reward"])
         overheads += [overhead_s(r) for r in s["records"] if not r["error"]]
+        finished += [r for r in s["records"] if not r["error"]]
         rate, _ = await host_rate(tasks)
         local.append(rate)
     per_s, base = statistics.median(served), statistics.median(local)
@@ -101,6 +111,7 @@ async def throughput(base_url: str, backend: str, ctx: Context) -> list[dict]:
              "baseline": "the same tasks' hidden tests on the fixed repositories, run by pytest on the host "
                          "without sandboxes, as many at once as the verifiers run (cpu count)"},
             record("rollout_overhead_ms", backend, overheads, env_id="pypi-bugs", harness=HARNESS,
+                   phases_p50_ms=phases(finished),
                    note="a rollout's time minus its tests' and harness's own time (the agent process's run, its "
                         "model calls included) and its wait for a test slot (verify_concurrency = cpu count): two "
                         "sandboxes, uploads, the harness's install and endpoint, the workspace download and diff")]
