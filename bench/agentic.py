@@ -106,7 +106,8 @@ async def throughput(base_url: str, backend: str, ctx: Context) -> list[dict]:
         local.append(rate)
     per_s, base = statistics.median(served), statistics.median(local)
     return [{"metric": "agentic_job_tasks_per_s", "backend": backend, "env_id": "pypi-bugs", "n": len(ids),
-             "concurrency": CONCURRENCY, "harness": HARNESS, "policy": "oracle", "per_s": round(per_s, 3), "baseline_per_s": round(base, 3),
+             "concurrency": CONCURRENCY, "harness": HARNESS, "policy": "oracle", "per_s": round(per_s, 3),
+             "baseline_per_s": round(base, 3),
              "ratio_to_baseline": round(per_s / base, 3), "mean_reward": min(rewards), "target_ratio": 0.5,
              "baseline": "the same tasks' hidden tests on the fixed repositories, run by pytest on the host "
                          "without sandboxes, as many at once as the verifiers run (cpu count)"},

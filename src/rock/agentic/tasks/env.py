@@ -66,7 +66,8 @@ class AsyncAgenticEnv:
         self.task_id = task_id
         if task_id is not None:
             self.folder.get(task_id)  # an unknown task fails at make, not at reset
-        self.options = dict(base_url=(base_url or os.environ.get("ROCK_BASE_URL") or "http://localhost:8080").rstrip("/"),
+        base_url = base_url or os.environ.get("ROCK_BASE_URL") or "http://localhost:8080"
+        self.options = dict(base_url=base_url.rstrip("/"),
                             token=token or os.environ.get("ROCK_TOKEN"), harness=harness, agent_timeout=agent_timeout,
                             policy_options={"max_steps": max_steps} if max_steps else {})
         self.task = None
