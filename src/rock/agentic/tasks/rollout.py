@@ -122,7 +122,8 @@ def make_harness(name: str) -> Harness:
         raise TaskError(f"harness {name!r} ({CHAT_HARNESSES[name]}) needs the Chat protocol (the model endpoint "
                         "in the sandbox and sandbox.agent), which this build does not have yet; use --harness none",
                         "BadRequest")
-    raise TaskError(f"unknown harness {name!r}; known: {', '.join([*HARNESSES, *CHAT_HARNESSES])}", "BadRequest")
+    raise TaskError(f"unknown harness {name!r}; known: {', '.join(dict.fromkeys([*HARNESSES, *CHAT_HARNESSES]))}",
+                    "BadRequest")
 
 
 def _limit(override: float | None, own: float) -> float:
