@@ -49,7 +49,9 @@ def test_unknown_suite_and_task_ids_get_the_closest_names(suites):
     env = {**os.environ, "ROCK_AGENTIC_CACHE": str(suites)}
     for args, words in ((["--suite", "humaneval"], "closest: humaneval-repo"),
                         (["--suite", "pypi-bugs", "--task", "cachetool-0000"], "closest: cachetools-0000"),
-                        (["--suite", "pypi-bugs", "--harness", "ours"], "needs the Chat protocol"),
+                        (["--suite", "pypi-bugs", "--harness", "our"], "unknown harness 'our'; known: none, "),
+                        (["--suite", "pypi-bugs", "--harness", "ours", "--policy", "replay"], "needs a recorded"),
+                        (["--suite", "pypi-bugs", "--harness", "ours", "--policy", "openai"], "needs --base-url"),
                         (["--suite", "pypi-bugs", "--policy", "openai"], "runs the policies oracle, null"),
                         (["--suite", "pypi-bugs", "--env", "bfcl"], "one of them")):
         proc = subprocess.run([sys.executable, "-m", "rock.cli.main", "job", "run", "--url", "http://127.0.0.1:9",

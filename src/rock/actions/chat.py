@@ -39,7 +39,8 @@ _MODE_RULES = {"allOf": [{
     "if": {"required": ["type"], "properties": {"type": {"const": "proxy"}}},
     "then": {"anyOf": [{"required": ["proxy_base_url"], "properties": {"proxy_base_url": {"type": "string"}}},
                        {"required": ["replay"], "properties": {"replay": {"type": "array"}}}]},
-    "else": {"properties": {"proxy_base_url": {"type": "null"}, "replay": {"type": "null"}}},
+    "else": {"properties": {"proxy_base_url": {"type": "null"}, "replay": {"type": "null"},
+                            "proxy_api_key": {"type": "null"}}},
 }]}
 
 
@@ -58,6 +59,8 @@ class ModelEndpointConfig(_Strict):
                                 description="local mode: how long a call waits for the trainer's answer")
     proxy_base_url: str | None = Field(default=None, max_length=2048, json_schema_extra={"pattern": URL_PATTERN},
                                        description="proxy mode: the upstream's OpenAI base URL (…/v1); the admin connects to it")
+    proxy_api_key: str | None = Field(default=None, max_length=4096, description="proxy mode: sent to the upstream "
+                                      "as 'Authorization: Bearer …' by the admin; never enters the sandbox")
     retryable_status_codes: list[int] = Field(default_factory=lambda: [429, 500, 502, 503, 504], max_length=32)
     retry_attempts: int = Field(default=6, ge=1, le=20, description="proxy mode: tries per call (ROCK: 6)")
     retry_delay: float = Field(default=2.0, ge=0, le=60, description="proxy mode: first back-off, doubled per try")
@@ -95,8 +98,8 @@ class ModelEndpointConfig(_Strict):
         for n, record in enumerate(self.replay or ()):
             if not isinstance(record.get("response"), dict):
                 raise ValueError(f"replay[{n}] has no 'response' object (each record is a line of ROCK's trajectory JSONL)")
-        if self.type == "local" and (self.proxy_base_url or self.replay is not None):
-            raise ValueError("proxy_base_url and replay belong to type='proxy'")
+        if self.type == "local" and (self.proxy_base_url or self.replay is not None or self.proxy_api_key):
+            raise ValueError("proxy_base_url, proxy_api_key and replay belong to type='proxy'")
         return self
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,7 +27,9 @@ def cmd_run_suite(args, out: Out) -> int:
     from rock.agentic.tasks.rollout import RolloutOptions
 
     options = RolloutOptions(base_url=args.url, token=args.token, harness=args.harness, policy=args.policy,
-                             policy_options={"model": args.model, "base_url": args.base_url, "api_key": args.api_key})
+                             policy_options={"model": args.model, "base_url": args.base_url,
+                                             "api_key": args.api_key or os.environ.get("OPENAI_API_KEY"),
+                                             "replay": args.replay})
     name = Path(args.suite).name or args.suite
     path = args.out or Path(f"job-{name}-{args.harness}-{args.policy}.jsonl")
     kwargs = dict(tasks=task_ids(args), limit=args.limit, concurrency=args.concurrency, out=path, resume=args.resume)

@@ -20,14 +20,17 @@ def add_parser(sub) -> None:
     run.add_argument("--env", help="a training suite: bfcl, humaneval or reasoning_gym")
     run.add_argument("--suite", help="an agentic suite: pypi-bugs, humaneval-repo, or a folder of Harbor tasks")
     run.add_argument("--split", default="val", help="train, val (test = val) or all")
-    run.add_argument("--policy", default="oracle", help="oracle, null or openai (agentic with --harness none: oracle, null)")
-    run.add_argument("--harness", default="none", help="agentic: the agent harness (none; ours and mini-swe-agent "
-                     "come with the Chat protocol)")
+    run.add_argument("--policy", default="oracle", help="oracle, null or openai; agentic: oracle, null (--harness none), "
+                     "and replay, openai (--harness ours)")
+    run.add_argument("--harness", default="none", help="agentic: the agent harness: none (the policy runs directly), "
+                     "ours (our coding agent over the Chat protocol), mini-swe-agent (mini-swe-agent 2.4.6 from PyPI; "
+                     "oracle, null)")
     run.add_argument("--task", action="append", help="agentic: this task id (repeatable)")
     run.add_argument("--tasks", help="agentic: task ids, comma-separated, or @FILE with one per line")
     run.add_argument("--all", action="store_true", help="agentic: every task of the suite (the default)")
     run.add_argument("--resume", action="store_true", help="agentic: skip tasks with a finished record in --out")
     run.add_argument("--jsonl", action="store_true", help="progress as JSON lines on stderr instead of a bar")
+    run.add_argument("--replay", type=Path, help="agentic --policy replay: a recorded trajectory (ROCK's JSONL)")
     run.add_argument("--model", help="model name for --policy openai")
     run.add_argument("--base-url", help="OpenAI-compatible endpoint for --policy openai (…/v1)")
     run.add_argument("--api-key", help="API key for --policy openai (or $OPENAI_API_KEY)")

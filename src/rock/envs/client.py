@@ -265,11 +265,21 @@ class AsyncEnv:
 
 
 def make(env_id: str, **kwargs: Any) -> Env:
-    """GEM's ``make``: an env hosted in a sandbox; keyword arguments go to its constructor."""
+    """GEM's ``make``: an env hosted in a sandbox; keyword arguments go to its constructor.
+    ``agentic:<suite>`` (task_id=, harness=): an agent harness's model calls as observations
+    (``rock.agentic.tasks.env``)."""
+    if env_id.startswith("agentic:"):
+        from rock.agentic.tasks.env import AgenticEnv
+
+        return AgenticEnv(env_id, **kwargs)
     return Env(env_id, kwargs)
 
 
 async def make_async(env_id: str, **kwargs: Any) -> AsyncEnv:
+    if env_id.startswith("agentic:"):
+        from rock.agentic.tasks import env
+
+        return await env.make_async(env_id, **kwargs)
     return await AsyncEnv.create(env_id, kwargs)
 
 

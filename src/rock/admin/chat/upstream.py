@@ -108,12 +108,15 @@ async def _forward(ep: "Endpoint", call: "Call") -> None:
     url = f"{cfg.proxy_base_url}/chat/completions"
     body = call.raw
     delay = cfg.retry_delay
+    headers = {"content-type": "application/json"}
+    if cfg.proxy_api_key:
+        headers["authorization"] = f"Bearer {cfg.proxy_api_key}"
     call.record.answered_via = "upstream"
     for attempt in range(1, cfg.retry_attempts + 1):
         call.record.attempts = attempt
         last = attempt == cfg.retry_attempts
         try:
-            request = client().build_request("POST", url, content=body, headers={"content-type": "application/json"},
+            request = client().build_request("POST", url, content=body, headers=headers,
                                              timeout=cfg.request_timeout)
             response = await client().send(request, stream=True)
         except (httpx.TimeoutException, httpx.TransportError) as exc:

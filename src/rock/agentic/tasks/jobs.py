@@ -49,6 +49,7 @@ async def run_job(suite: str, options: RolloutOptions, tasks: list[str] | None =
     if isinstance(options.policy, str) and probe.policies and options.policy not in probe.policies:
         raise TaskError(f"harness {probe.name} runs the policies {', '.join(probe.policies)}, not {options.policy!r}",
                         "BadRequest")
+    probe.check(options)
     kept = finished(out, options.harness, options.policy if isinstance(options.policy, str) else None) if resume else {}
     todo = [t for t in ids if t not in kept]
     if on_start:

@@ -83,6 +83,9 @@ class Harness:
         packages); None: the task's. The verifier always runs the task's."""
         return None
 
+    def check(self, options: RolloutOptions) -> None:
+        """Refuse options it cannot run (a TaskError), before a job starts any sandbox."""
+
 
 class NoHarness(Harness):
     """No agent: ``oracle`` runs the task's solution/solve.sh in the agent's sandbox (uploaded for
@@ -108,7 +111,6 @@ class NoHarness(Harness):
         rec["harness"].update(exit_code=r.exit_code, output=(r.stdout + r.stderr)[-4000:], timed_out=r.timed_out)
 
 
-CHAT_HARNESSES = {"ours": "our standard-library coding agent", "mini-swe-agent": "mini-swe-agent 2.4.6"}
 HARNESSES: dict[str, Callable[[], Harness]] = {"none": NoHarness}
 
 
@@ -120,11 +122,7 @@ def register_harness(name: str, factory: Callable[[], Harness]) -> None:
 def make_harness(name: str) -> Harness:
     if name in HARNESSES:
         return HARNESSES[name]()
-    if name in CHAT_HARNESSES:
-        raise TaskError(f"harness {name!r} ({CHAT_HARNESSES[name]}) needs the Chat protocol (the model endpoint "
-                        "in the sandbox and sandbox.agent), which this build does not have yet; use --harness none",
-                        "BadRequest")
-    raise TaskError(f"unknown harness {name!r}; known: {', '.join([*HARNESSES, *CHAT_HARNESSES])}", "BadRequest")
+    raise TaskError(f"unknown harness {name!r}; known: {', '.join(HARNESSES)}", "BadRequest")
 
 
 def _limit(override: float | None, own: float) -> float:
@@ -265,3 +263,4 @@ def _ms(t: float) -> float:
 # The Chat protocol's harnesses register themselves (modules of their own, imported last: they
 # build on the names above).
 from rock.agentic.tasks import harness_mini  # noqa: E402,F401
+from rock.agentic.tasks import harness_ours  # noqa: E402,F401

@@ -48,6 +48,9 @@ class ModelServiceConfig(BaseModel):
     models: list[str] = Field(default_factory=lambda: ["rock-policy"])
     proxy_base_url: str | None = None
     retryable_status_codes: list[int] | None = None
+    retry_attempts: int | None = None
+    proxy_api_key: str | None = Field(default=None, description="proxy mode: the upstream's key, sent by the admin "
+                                      "(it never enters the sandbox)")
     request_timeout: float | None = None
     replay_file: str | None = Field(default=None, description="a ROCK trajectory JSONL on this machine, served in order")
     recording_file: str | None = Field(default=None, description="where stop() writes the calls as ROCK's JSONL")
@@ -79,6 +82,10 @@ class ModelService:
                                "limits": c.limits.model_dump()}
         if c.proxy_base_url:
             out["proxy_base_url"] = c.proxy_base_url
+        if c.proxy_api_key:
+            out["proxy_api_key"] = c.proxy_api_key
+        if c.retry_attempts is not None:
+            out["retry_attempts"] = c.retry_attempts
         if c.retryable_status_codes is not None:
             out["retryable_status_codes"] = c.retryable_status_codes
         if c.request_timeout is not None:
