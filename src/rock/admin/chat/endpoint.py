@@ -1,0 +1,186 @@
+"""One sandbox's model endpoint as the admin holds it (``Endpoint``): its calls (``Call``), as
+they arrive over the agent channel, wait, and are answered, failed or expired; its limits (calls,
+body size, wall time); its end. ``ChatHub`` (``hub.py``) keeps the endpoints and the trainers'
+queues."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+
+from rock.actions.chat import ModelEndpointConfig
+from rock.admin.chat import upstream
+from rock.agentic.records import CallRecord
+from rock.errors import Conflict, RockError
+
+log = logging.getLogger("rock.admin.chat")
+
+
+class Call:
+    __slots__ = ("endpoint", "index", "request", "raw", "text", "record", "state", "timer")
+
+    def __init__(self, endpoint: "Endpoint", index: int, request: dict, raw: bytes, text: str | None,
+                 record: CallRecord):
+        self.endpoint, self.index, self.request, self.record = endpoint, index, request, record
+        self.raw = raw  # the body as the sandbox's client sent it (proxy mode forwards it unchanged)
+        self.text = text  # the same, decoded, where it parsed as one JSON object (else None)
+        self.state = "waiting"  # -> taken -> answered | expired
+        self.timer: asyncio.TimerHandle | None = None
+
+    def pending(self) -> dict:
+        """A PendingCall, as the dict the route sends."""
+        return {"sandbox_id": self.endpoint.sandbox_id, "index": self.index, "request": self.request}
+
+
+class Endpoint:
+    def __init__(self, hub: "ChatHub", sandbox_id: str, owner: str | None, config: ModelEndpointConfig):
+        self.hub, self.sandbox_id, self.owner, self.config = hub, sandbox_id, owner, config
+        self.mode = "replay" if config.replay is not None else config.type
+        self.channel = None
+        self.port: int | None = None
+        self.listening: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.calls: dict[int, Call] = {}
+        self.records: list[CallRecord] = []
+        self.answered_max = 0  # ROCK's "last response index"
+        self.arrivals: dict[int, list[asyncio.Future]] = {}  # index -> waiters for that call
+        self.ended = False
+        self.end_reason: str | None = None
+        self.started_at = time.time()
+        self.replay = deque(config.replay or ())
+        self.deadline: asyncio.TimerHandle | None = None
+        if config.limits.max_seconds is not None:
+            self.deadline = asyncio.get_running_loop().call_later(config.limits.max_seconds, self.time_up)
+
+    # -- events from the agent (run inside the protocol callback: no awaiting) ---------------
+
+    def on_event(self, meta: dict, body: bytes) -> None:
+        name = meta.get("event")
+        if name == "call":
+            self._arrived(meta["index"], body, bool(meta.get("stream")))
+        elif name == "listening":
+            self.port = meta.get("port")
+            if not self.listening.done():
+                self.listening.set_result(self.port)
+        elif name == "session_end":
+            self.end(f"the watched process {meta.get('pid')} exited")
+
+    def _arrived(self, index: int, body: bytes, stream: bool) -> None:
+        try:
+            text: str | None = body.decode()
+            request = json.loads(text)
+        except ValueError:  # UnicodeDecodeError included
+            request = None
+        if not isinstance(request, dict):
+            text, request = None, {"_unparsed": body.decode(errors="replace")}
+        record = CallRecord.begin(sandbox_id=self.sandbox_id, index=index, mode=self.mode, model=request.get("model"),
+                                  stream=stream, start_time=time.time(), request=request)
+        call = Call(self, index, request, body, text, record)
+        self.calls[index] = call
+        self.records.append(record)
+        self.hub.touch(self.sandbox_id)
+        refusal = self._over_limit(index)
+        if refusal:
+            self.fail(call, 429, refusal)
+        elif self.mode == "local":
+            call.timer = asyncio.get_running_loop().call_later(self.config.call_timeout, self._expire, call)
+            self.hub.enqueue(call)
+        else:
+            self.hub.spawn(upstream.serve(self, call))
+        for waiter in self.arrivals.pop(index, ()):
+            if not waiter.done():
+                waiter.set_result(call)
+
+    def _over_limit(self, index: int) -> str | None:
+        limits = self.config.limits
+        if limits.max_calls is not None and index > limits.max_calls:
+            return f"this session's limit of {limits.max_calls} model calls is reached"
+        if limits.max_seconds is not None and time.time() - self.started_at > limits.max_seconds:
+            return f"this session's wall-time limit of {limits.max_seconds:g}s is reached"
+        if self.ended:
+            return f"the session has ended ({self.end_reason})"
+        return None
+
+    def time_up(self) -> None:
+        """The wall time is spent: the session ends (a waiting trainer gets SESSION_END) and the
+        calls the trainer still holds fail with the reason; later calls are refused with it."""
+        if self.ended:
+            return
+        reason = f"this session's wall-time limit of {self.config.limits.max_seconds:g}s is reached"
+        if self.mode == "local":  # proxy and replay calls end on their own (the upstream's timeout)
+            for call in list(self.calls.values()):
+                if call.state in ("waiting", "taken"):
+                    self.fail(call, 429, reason, status="timeout")
+        self.end(reason)
+
+    def _expire(self, call: Call) -> None:
+        if call.state in ("waiting", "taken"):
+            self.fail(call, 504, f"no answer from the trainer within {self.config.call_timeout:g}s "
+                                 f"(call {call.index} of sandbox {self.sandbox_id}); is the trainer running?",
+                      status="timeout")
+
+    # -- answering -------------------------------------------------------------------------
+
+    def _send(self, meta: dict, payload: bytes) -> None:
+        if self.channel is not None:
+            try:
+                self.channel.send(json.dumps(meta).encode() + b"\n" + payload)
+            except RockError as exc:  # the agent is gone; the channel's end reports it
+                log.debug("sandbox %s: answer %s not delivered: %s", self.sandbox_id, meta.get("index"), exc)
+
+    def _settle(self, call: Call) -> None:
+        call.state = "answered" if call.record.status == "success" else "expired"
+        if call.timer is not None:
+            call.timer.cancel()
+        if call.index > self.answered_max:
+            self.answered_max = call.index
+        self.hub.log.add(call.record)
+
+    def complete(self, call: Call, response: dict) -> None:
+        """A whole completion: the agent serves it as JSON or as the stream its client asked for."""
+        call.record.finish("success", 200, response)
+        self._send({"index": call.index, "kind": "json", "status": 200}, json.dumps(response).encode())
+        self._settle(call)
+
+    def fail(self, call: Call, http_status: int, message: str, status: str = "failure") -> None:
+        call.record.finish(status, http_status, error=message)
+        call.record.answered_via = call.record.answered_via or "admin"
+        body = json.dumps({"error": {"message": message, "type": "rock_model_endpoint", "code": http_status}})
+        self._send({"index": call.index, "kind": "error", "status": http_status}, body.encode())
+        self._settle(call)
+
+    def stream_part(self, call: Call, status: int, data: bytes, final: bool) -> None:
+        self._send({"index": call.index, "kind": "sse", "status": status, "final": final}, data)
+
+    def watch(self, pid: int) -> None:
+        self._send({"kind": "watch", "pid": pid}, b"")
+
+    # -- the end -----------------------------------------------------------------------------
+
+    def end(self, reason: str) -> None:
+        if self.ended:
+            return
+        self.ended, self.end_reason = True, reason
+        if self.deadline is not None:
+            self.deadline.cancel()
+        log.info("sandbox %s: model session ended: %s", self.sandbox_id, reason)
+        for waiters in self.arrivals.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        self.arrivals.clear()
+        self.hub.ended(self)
+
+    def closed(self, reason: str) -> None:
+        """The channel ended (stopped, or the sandbox went away): nothing waits on it any more."""
+        self.channel = None
+        if not self.listening.done():
+            self.listening.set_exception(Conflict(f"the model endpoint of sandbox {self.sandbox_id} did not start: {reason}"))
+        for call in list(self.calls.values()):
+            if call.state in ("waiting", "taken"):
+                call.record.finish("failure", 503, error=reason)
+                self._settle(call)
+        self.end(reason)
+        self.hub._evict()
