@@ -10,9 +10,10 @@ connect, stats, list), backed by the nodes' worker actors.
   timeout ends.
 - Data path: ``connect`` opens (once per sandbox) a TCP connection to the node's relay; every
   command, file and stream then goes there directly, never through Ray.
-- Node loss: a heartbeat twice a second over a connection to each node's relay; a reset, or three
-  late beats in a row, marks the node lost, fails its calls at once and tells the listeners (the
-  sandbox records). Ray's actor list is read every second: a node that comes back is re-attached.
+- Node loss (``tracking.py``): a heartbeat twice a second over a connection to each node's relay;
+  a reset, or three late beats in a row, marks the node lost, fails its calls at once and tells
+  the listeners (the sandbox records). Ray's actor list is read every second: a node that comes
+  back is re-attached.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ import signal
 import threading
 import time
 
-from rock.cluster.models import Need, NodeInfo, NodeLoad
-from rock.cluster.node import ACTOR_PREFIX, NAMESPACE, NodeFull
+from rock.cluster.models import Need
+from rock.cluster.node import NAMESPACE, NodeFull
 from rock.cluster.placement import NodeView, Placement
-from rock.cluster.relay import open_agent, open_control
+from rock.cluster.relay import open_agent
+from rock.cluster.tracking import HEARTBEAT_TIMEOUT_S, RAY_CALL_TIMEOUT_S, NodeLost, NodeTracking  # noqa: F401 - re-exported
 from rock.config import Settings
 from rock.errors import ERRORS, AgentGone, BadRequest, RockError, SandboxNotFound, SandboxNotRunning, SandboxStartError
 from rock.runtime.base import ResourceStats, SandboxSpec
@@ -36,20 +38,9 @@ from rock.worker.worker import SandboxInfo
 
 log = logging.getLogger("rock.cluster")
 
-HEARTBEAT_S = 0.5
-HEARTBEAT_TIMEOUT_S = 2.0
-# A reset connection is a dead worker at once; silence is only loss after this many beats in a
-# row (a node busy starting hundreds of sandboxes answers late, and is placed nothing meanwhile).
-HEARTBEAT_MISSES = 3
-DISCOVER_S = 1.0
 BATCH_WINDOW_S = 0.001
-RAY_CALL_TIMEOUT_S = 10.0
 CREATE_TIMEOUT_S = 300.0  # a restart on a node: the runtime resumes and the agent answers
 COMMIT_TIMEOUT_S = 1800.0  # a commit: the engine writes the layer
-
-
-class NodeLost(RockError):
-    status_code = 503
 
 
 class ClusterFull(SandboxStartError):
@@ -85,7 +76,7 @@ class _NodePools:
                  "ready": "-", "size": "-"} for node in self.cluster.live_nodes() for image in node.info.pools]
 
 
-class ClusterWorker:
+class ClusterWorker(NodeTracking):
     backend_name = "cluster"
 
     def __init__(self, settings: Settings):
@@ -134,126 +125,6 @@ class ClusterWorker:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for client in [*self._clients.values(), *self._control.values()]:
             client.close()
-
-    # -- nodes ----------------------------------------------------------------------------------
-
-    async def _node_names(self) -> list[str]:
-        """The nodes whose worker actor is up (Ray's named actors)."""
-        import ray
-
-        names = await asyncio.to_thread(ray.util.list_named_actors, all_namespaces=True)
-        return [a["name"][len(ACTOR_PREFIX):] for a in names
-                if a.get("namespace") == NAMESPACE and a["name"].startswith(ACTOR_PREFIX)]
-
-    async def _discover(self) -> None:
-        found = await self._node_names()
-        await asyncio.gather(*(self._attach(name) for name in found
-                               if name not in self.nodes or not self.nodes[name].live), return_exceptions=True)
-
-    async def _reach(self, name: str) -> tuple[object, NodeInfo, AgentClient]:
-        """A node's worker actor, its report, and a heartbeat connection to its relay."""
-        import ray
-
-        actor = await asyncio.to_thread(ray.get_actor, ACTOR_PREFIX + name, NAMESPACE)
-        info = NodeInfo(**await asyncio.wait_for(actor.info.remote(), HEARTBEAT_TIMEOUT_S))
-        control, _ = await open_control(info.relay, info.token, HEARTBEAT_TIMEOUT_S)
-        return actor, info, control
-
-    async def _attach(self, name: str) -> None:
-        try:
-            actor, info, control = await self._reach(name)
-        except Exception as exc:  # noqa: BLE001 - not (yet) reachable: the next round tries again
-            log.debug("node %s not attached: %s", name, exc)
-            return
-        old = self.nodes.get(name)
-        self._actors[name], self._control[name] = actor, control
-        self._versions[name] = info.load.version
-        if old is None:
-            self.nodes[name] = NodeView(info)
-        else:
-            old.update(info)
-            old.lost_at, old.lost_reason, old.pending = None, "", old.pending - old.pending
-        for sid in info.sandbox_ids:
-            self.where[sid] = name
-        if old is not None:
-            log.warning("node %s is back (%d sandbox(es) still running there)", name, len(info.sandbox_ids))
-            for listener in self.listeners:  # only those that track nodes (the chat hub does not)
-                if hasattr(listener, "node_back"):
-                    await listener.node_back(name, list(info.sandbox_ids))
-        else:
-            log.info("node %s joined: %s, labels %s", name, info.capacity.describe(), info.labels)
-        self._pump()
-
-    def _mark_lost(self, name: str, reason: str) -> None:
-        node = self.nodes.get(name)
-        if node is None or not node.live:
-            return
-        node.lost_at, node.lost_reason = time.time(), reason
-        log.error("node %s lost: %s", name, reason)
-        control = self._control.pop(name, None)
-        if control is not None:
-            control.close()
-        for sid, where in list(self.where.items()):
-            if where == name and (client := self._clients.pop(sid, None)) is not None:
-                client.close()
-        for future in self._inflight.pop(name, set()):
-            if not future.done():
-                future.set_exception(NodeLost(f"node {name} was lost: {reason}"))
-        for listener in self.listeners:
-            if hasattr(listener, "node_lost"):
-                asyncio.ensure_future(listener.node_lost(name, reason))
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(HEARTBEAT_S)
-            await asyncio.gather(*(self._beat(name) for name, n in list(self.nodes.items()) if n.live))
-            if self._waiting:
-                self._pump()
-
-    async def _beat(self, name: str) -> None:
-        control = self._control.get(name)
-        try:
-            if control is None:
-                raise AgentGone("no heartbeat connection")
-            result, _ = await asyncio.wait_for(control.call("relay.ping"), HEARTBEAT_TIMEOUT_S)
-        except asyncio.TimeoutError:
-            node = self.nodes[name]
-            node.misses += 1
-            if node.misses >= HEARTBEAT_MISSES:
-                self._mark_lost(name, f"no heartbeat for {HEARTBEAT_MISSES * HEARTBEAT_TIMEOUT_S:g}s")
-            return
-        except AgentGone as exc:
-            self._mark_lost(name, f"its worker is unreachable ({exc.message})")
-            return
-        load = NodeLoad(**result)
-        node = self.nodes[name]
-        node.misses = 0
-        node.reserved = load.reserved
-        node.info.load = load
-        if load.version != self._versions.get(name):
-            self._versions[name] = load.version
-            asyncio.ensure_future(self._refresh(name))
-
-    async def _refresh(self, name: str) -> None:
-        """Re-read a node's inventory (its set of sandboxes changed)."""
-        try:
-            info = NodeInfo(**await asyncio.wait_for(self._actors[name].info.remote(), RAY_CALL_TIMEOUT_S))
-        except Exception:  # noqa: BLE001 - the heartbeat decides about loss
-            return
-        self.nodes[name].update(info)
-        for sid in info.sandbox_ids:
-            self.where[sid] = name
-
-    async def _discover_loop(self) -> None:
-        while True:
-            await asyncio.sleep(DISCOVER_S)
-            try:
-                await self._discover()
-            except Exception as exc:  # noqa: BLE001 - Ray's control store may be briefly away
-                log.warning("cluster discovery failed: %s", exc)
-
-    def live_nodes(self) -> list[NodeView]:
-        return [n for n in self.nodes.values() if n.live]
 
     # -- admission and placement ----------------------------------------------------------------
 
