@@ -114,8 +114,15 @@ async def test_archive_then_restart_and_timed_transitions(admin):
     doomed = Sandbox(config(admin, auto_delete_seconds=0))
     await doomed.start()
     await doomed.stop()
-    status = await until(lambda: _state(doomed, "deleted"), timeout=30)
-    assert status.state_history[-1].event == "delete", [(h.from_state, h.to_state, h.event) for h in status.state_history]
+    await until(lambda: _state(doomed, "deleted"), timeout=30)
+    # The history line is written with the state; a read may see the state a moment before it.
+    status = await until(lambda: _deleted_in_history(doomed), timeout=30)
+    assert [h.event for h in status.state_history][-2:] == ["stop", "delete"], status.state_history
+
+
+async def _deleted_in_history(sandbox: Sandbox):
+    status = await sandbox.get_status(include_all_states=True)
+    return status if status.state_history and status.state_history[-1].event == "delete" else None
 
 
 async def _image_gone(image: str) -> bool:
