@@ -116,7 +116,11 @@ async def test_archive_then_restart_and_timed_transitions(admin):
     await doomed.stop()
     await until(lambda: _state(doomed, "deleted"), timeout=30)
     # The history line is written with the state; a read may see the state a moment before it.
-    status = await until(lambda: _deleted_in_history(doomed), timeout=30)
+    try:
+        status = await until(lambda: _deleted_in_history(doomed), timeout=30)
+    except AssertionError:
+        history = (await doomed.get_status(include_all_states=True)).state_history
+        raise AssertionError(f"no delete in the history: {[(h.to_state, h.event) for h in history]}") from None
     assert [h.event for h in status.state_history][-2:] == ["stop", "delete"], status.state_history
 
 
