@@ -151,6 +151,25 @@ def test_stop_keeps_files_on_the_node_and_restart_brings_them_back(cluster):
         for p in cluster.admins + cluster.proxies))
 
 
+
+def test_the_in_sandbox_model_service_command_reaches_the_cluster_admin(cluster):
+    """``rock model-service`` inside a sandbox asks the admin through the agent's notices; on a
+    cluster the admin's connection to the agent crosses the node's relay."""
+    admin = cluster.admins[0].url
+    sid = start(admin)["sandbox_id"]
+    rock = "export PATH=/.rock/lib/rock_agent/bin:$PATH; rock model-service "
+    try:
+        out = execute(admin, sid, rock + "start --type local 2>&1")
+        assert out["exit_code"] == 0 and "started (local) on port 8080" in out["stdout"], out
+        health = execute(admin, sid, '"$ROCK_HOST_PYTHON" -c "import urllib.request as u; '
+                                     'print(u.urlopen(\'http://127.0.0.1:8080/health\', timeout=10).status)"')
+        assert health["stdout"].strip() == "200", health
+        out = execute(admin, sid, rock + "stop 2>&1")
+        assert out["exit_code"] == 0 and "stopped" in out["stdout"], out
+    finally:
+        call(admin, "POST", "/delete", {"sandbox_id": sid})
+
+
 def _node_of(cluster, sid: str) -> str:
     for name in cluster.ray.ray_nodes:
         import ray

@@ -34,7 +34,7 @@ from rock.config import Settings
 from rock.errors import ERRORS, AgentGone, BadRequest, RockError, SandboxNotFound, SandboxNotRunning, SandboxStartError
 from rock.runtime.base import ResourceStats, SandboxSpec
 from rock.worker.agent_client import AgentClient
-from rock.worker.worker import SandboxInfo
+from rock.worker.worker import SandboxInfo, notify_listeners
 
 log = logging.getLogger("rock.cluster")
 
@@ -310,6 +310,9 @@ class ClusterWorker(NodeTracking):
                 open_agent(node.info.relay, node.info.token, sandbox_id))
             task.add_done_callback(lambda _: self._connecting.pop(sandbox_id, None))
         client = await asyncio.shield(task)
+        # The agent sends its own notices (``rock model-service ...`` run inside the sandbox) on every
+        # connection it has: this one is the admin's, whose chat hub answers them.
+        client.on_notice = lambda meta, body: notify_listeners(self.listeners, sandbox_id, meta, body)
         self._clients[sandbox_id] = client
         self.where[sandbox_id] = node.name
         return client

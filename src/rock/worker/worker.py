@@ -72,6 +72,14 @@ def memory_merging(wanted: bool) -> str:
     return "on" if running else "offered, but KSM is not running (echo 1 > /sys/kernel/mm/ksm/run)"
 
 
+def notify_listeners(listeners: list, sandbox_id: str, meta: dict, body: bytes) -> None:
+    """A notice from inside a sandbox (e.g. ``rock model-service start``) for whichever admin
+    part handles it (listeners with ``agent_notice``: the chat hub)."""
+    for listener in listeners:
+        handle = getattr(listener, "agent_notice", None)
+        if handle is not None:
+            handle(sandbox_id, meta, body)
+
 class Worker(RecordFiles):
     def __init__(self, settings: Settings, backend: str | None = None):
         self.settings = settings
@@ -224,15 +232,7 @@ class Worker(RecordFiles):
         self._sandboxes[sandbox.sandbox_id] = sandbox
         sandbox.client.on_lost = lambda: self._agent_lost(sandbox)
         sandbox.client.reply_timeout = self.settings.agent_reply_timeout
-        sandbox.client.on_notice = lambda meta, body: self._notice(sandbox.sandbox_id, meta, body)
-
-    def _notice(self, sandbox_id: str, meta: dict, body: bytes) -> None:
-        """A notice from inside the sandbox (e.g. ``rock model-service start``) for whichever
-        admin part handles it (listeners with ``agent_notice``)."""
-        for listener in self.listeners:
-            handle = getattr(listener, "agent_notice", None)
-            if handle is not None:
-                handle(sandbox_id, meta, body)
+        sandbox.client.on_notice = lambda meta, body: notify_listeners(self.listeners, sandbox.sandbox_id, meta, body)
 
     def _agent_lost(self, sandbox: Sandbox) -> None:
         """The agent dropped its connection on its own: the sandbox is dead (its agent was killed,
