@@ -4,8 +4,13 @@ model_call_added_ms: one client (``http.client`` on a keep-alive connection, tim
 makes chat completions in alternating blocks: on the host straight to a scripted upstream (the
 floor), inside a sandbox through the fast path (the trainer's loop, over HTTP long-poll and over
 its WebSocket, forwards each call to the same upstream), and inside a sandbox in proxy mode (the
-admin forwards it). The
-record's p50 is the added latency: p50(path) - p50(floor). Target: p50 added <= 1 ms.
+admin forwards it). The record's p50 is the added latency: p50(path) - p50(floor). Target: p50
+added <= 1 ms. The trainer's policy forwards with a lean keep-alive client (``bench/rawhttp.py``)
+whose round trip costs about what the floor's does: with httpx the policy's own client added
+~0.27 ms per call on this VM, a cost of the trainer's choice of client, not of the path (each
+record gives ``policy_call_p50_ms``, the policy's own round trip to the upstream). A fourth path,
+``ws_instant``, has the trainer answer at once without an upstream: the chain's own cost
+(sandbox -> agent -> admin -> trainer and back) beside a whole model call.
 
 model_calls_per_s: 256 sandboxes (64 with --quick) whose agents each make calls in a loop, one
 trainer answering all of them over one WebSocket; the record names the backend (bwrap where it is
@@ -29,6 +34,7 @@ import time
 from pathlib import Path
 
 from bench.admin import AdminProcess
+from bench.rawhttp import Connection
 from bench.report import Context, percentile, record
 
 # The client, the same on the host and inside a sandbox: N calls on one connection, each timed.
@@ -69,6 +75,9 @@ print(s.server_address[1], flush=True)
 s.serve_forever()
 '''
 LOOP = "uvloop"
+# What the trainer answers on the ``ws_instant`` path: the upstream's reply, without the upstream.
+INSTANT = {"id": "x", "object": "chat.completion", "created": 1, "model": "m", "choices": [
+    {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]}
 
 
 def _times(output: str) -> list[float]:
@@ -92,7 +101,6 @@ async def added_latency(ctx: Context, backend: str) -> list[dict]:
     from rock.sdk.model import ChatTrainer
     from rock.sdk.sandbox import Sandbox, SandboxConfig
 
-    import httpx
 
     up = subprocess.Popen([sys.executable, "-c", UPSTREAM], stdout=subprocess.PIPE, text=True)
     port = int(up.stdout.readline())
@@ -102,8 +110,8 @@ async def added_latency(ctx: Context, backend: str) -> list[dict]:
     script = Path(tempfile.mkdtemp()) / "client.py"
     script.write_text(CLIENT)
     blocks, per = ctx.n(4, 10), ctx.n(100, 200)
-    paths = ("http", "ws", "proxy")
-    samples: dict[str, list[float]] = {"direct": [], **{p: [] for p in paths}}
+    paths = ("http", "ws", "proxy", "ws_instant")
+    samples: dict[str, list[float]] = {"direct": [], "policy": [], **{p: [] for p in paths}}
     try:
         boxes = {p: Sandbox(SandboxConfig(base_url=url, memory="512m", cpus=1)) for p in paths}
         await asyncio.gather(*(b.start() for b in boxes.values()))
@@ -112,16 +120,26 @@ async def added_latency(ctx: Context, backend: str) -> list[dict]:
             await box.write_bytes("/tmp/client.py", CLIENT.encode())
             extra = {"type": "proxy", "proxy_base_url": upstream} if path == "proxy" else {}
             await trainer.start(box.sandbox_id, **extra)
-        from rock.sdk.transport import LeanTransport
+        conns = {p: Connection("127.0.0.1", port) for p in ("http", "ws")}  # one per loop: one call at a time each
 
-        async with httpx.AsyncClient(base_url=upstream, transport=LeanTransport()) as http:
+        def forwarder(path: str):
             async def policy(call):  # the trainer's policy is the same upstream, one hop further
-                return (await http.post("/chat/completions", json=call.request)).json()
+                t = time.perf_counter()
+                status, body = await conns[path].request("POST", "/v1/chat/completions", call.request)
+                samples["policy"].append(time.perf_counter() - t)
+                assert status == 200, status
+                return json.loads(body)
+            return policy
 
-            stop = False
-            serving = [asyncio.ensure_future(trainer.serve(policy, sandbox_ids=[boxes[p].sandbox_id], wait=1,
-                                                           until=lambda: stop, websocket=p == "ws"))
-                       for p in ("http", "ws")]
+        def instant(call):
+            return INSTANT
+
+        stop = False
+        serving = [asyncio.ensure_future(trainer.serve(forwarder(p) if p != "ws_instant" else instant,
+                                                       sandbox_ids=[boxes[p].sandbox_id], wait=1,
+                                                       until=lambda: stop, websocket=p != "http"))
+                   for p in ("http", "ws", "ws_instant")]
+        try:
             cmd = f'"$ROCK_HOST_PYTHON" /tmp/client.py 127.0.0.1 8080 /v1/chat/completions {per}'
             for _ in range(blocks):
                 proc = await asyncio.create_subprocess_exec(sys.executable, str(script), "127.0.0.1", str(port),
@@ -130,8 +148,11 @@ async def added_latency(ctx: Context, backend: str) -> list[dict]:
                 samples["direct"] += _times((await proc.communicate())[0].decode())[5:]
                 for path in paths:
                     samples[path] += _times((await boxes[path].arun(cmd, timeout=300)).output)[5:]
+        finally:
             stop = True
-            await asyncio.gather(*serving)
+            await asyncio.gather(*serving, return_exceptions=True)
+            for conn in conns.values():
+                conn.close()
         await trainer.aclose()
         for box in boxes.values():
             await box.delete()
@@ -140,10 +161,14 @@ async def added_latency(ctx: Context, backend: str) -> list[dict]:
         up.terminate()
     floor = percentile(samples["direct"], 0.5)
     out = []
+    policy_p50 = round(percentile(samples["policy"], 0.5) * 1e3, 4)
     for path, label in (("http", "local mode, trainer's exchange loop (HTTP long-poll)"),
-                        ("ws", "local mode, trainer's WebSocket"), ("proxy", "proxy mode")):
+                        ("ws", "local mode, trainer's WebSocket"), ("proxy", "proxy mode"),
+                        ("ws_instant", "local mode, trainer's WebSocket, answered at once without an upstream: "
+                                       "the chain's own cost")):
+        extra = {"policy_call_p50_ms": policy_p50} if path in ("http", "ws") else {}
         rec = record("model_call_added_ms", backend, samples[path], floor_s=samples["direct"], label=label,
-                     target_p50_added_ms=1.0, sandboxes=1, path=path, **_machine())
+                     target_p50_added_ms=1.0, sandboxes=1, path=path, **extra, **_machine())
         rec["added_p50_ms"] = round((percentile(samples[path], 0.5) - floor) * 1e3, 4)
         out.append(rec)
     return out

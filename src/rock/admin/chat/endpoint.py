@@ -20,7 +20,7 @@ log = logging.getLogger("rock.admin.chat")
 
 
 class Call:
-    __slots__ = ("endpoint", "index", "request", "raw", "text", "record", "state", "timer")
+    __slots__ = ("endpoint", "index", "request", "raw", "text", "record", "state")
 
     def __init__(self, endpoint: "Endpoint", index: int, request: dict, raw: bytes, text: str | None,
                  record: CallRecord):
@@ -28,7 +28,6 @@ class Call:
         self.raw = raw  # the body as the sandbox's client sent it (proxy mode forwards it unchanged)
         self.text = text  # the same, decoded, where it parsed as one JSON object (else None)
         self.state = "waiting"  # -> taken -> answered | expired
-        self.timer: asyncio.TimerHandle | None = None
 
     def pending(self) -> dict:
         """A PendingCall, as the dict the route sends."""
@@ -51,6 +50,11 @@ class Endpoint:
         self.started_at = time.time()
         self.replay = deque(config.replay or ())
         self.deadline: asyncio.TimerHandle | None = None
+        # Local-mode calls in arrival order with the time each expires. The timeout is the same for
+        # every call of an endpoint, so the order is also that of their deadlines: one timer, for
+        # the oldest, instead of a timer made and cancelled per call.
+        self.expiring: deque[tuple[float, Call]] = deque()
+        self.expiry: asyncio.TimerHandle | None = None
         if config.limits.max_seconds is not None:
             self.deadline = asyncio.get_running_loop().call_later(config.limits.max_seconds, self.time_up)
 
@@ -85,7 +89,9 @@ class Endpoint:
         if refusal:
             self.fail(call, 429, refusal)
         elif self.mode == "local":
-            call.timer = asyncio.get_running_loop().call_later(self.config.call_timeout, self._expire, call)
+            self.expiring.append((time.monotonic() + self.config.call_timeout, call))
+            if self.expiry is None:
+                self._arm()
             self.hub.enqueue(call)
         else:
             self.hub.spawn(upstream.serve(self, call))
@@ -115,11 +121,24 @@ class Endpoint:
                     self.fail(call, 429, reason, status="timeout")
         self.end(reason)
 
-    def _expire(self, call: Call) -> None:
-        if call.state in ("waiting", "taken"):
-            self.fail(call, 504, f"no answer from the trainer within {self.config.call_timeout:g}s "
-                                 f"(call {call.index} of sandbox {self.sandbox_id}); is the trainer running?",
-                      status="timeout")
+    def _arm(self) -> None:
+        """Time the oldest call that may still expire (settled ones at the head are dropped)."""
+        while self.expiring and self.expiring[0][1].state not in ("waiting", "taken"):
+            self.expiring.popleft()
+        self.expiry = None
+        if self.expiring:
+            self.expiry = asyncio.get_running_loop().call_later(max(0.0, self.expiring[0][0] - time.monotonic()),
+                                                                self._expire_due)
+
+    def _expire_due(self) -> None:
+        now = time.monotonic()
+        while self.expiring and self.expiring[0][0] <= now:
+            call = self.expiring.popleft()[1]
+            if call.state in ("waiting", "taken"):
+                self.fail(call, 504, f"no answer from the trainer within {self.config.call_timeout:g}s "
+                                     f"(call {call.index} of sandbox {self.sandbox_id}); is the trainer running?",
+                          status="timeout")
+        self._arm()
 
     # -- answering -------------------------------------------------------------------------
 
@@ -132,10 +151,10 @@ class Endpoint:
 
     def _settle(self, call: Call) -> None:
         call.state = "answered" if call.record.status == "success" else "expired"
-        if call.timer is not None:
-            call.timer.cancel()
         if call.index > self.answered_max:
             self.answered_max = call.index
+        while self.expiring and self.expiring[0][1].state not in ("waiting", "taken"):
+            self.expiring.popleft()  # answered in order, as they mostly are: the queue stays short
         self.hub.log.add(call.record)
 
     def complete(self, call: Call, response: dict) -> None:
@@ -184,3 +203,6 @@ class Endpoint:
                 self._settle(call)
         self.end(reason)
         self.hub._evict()
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
