@@ -25,7 +25,7 @@ from rock.agentic import mini_swe
 from rock.agentic.tasks.errors import TaskError
 from rock.agentic.tasks.harbor import Task
 from rock.agentic.tasks.oracle import oracle_tool_call
-from rock.agentic.tasks.rollout import Harness, RolloutOptions, _limit, register_harness
+from rock.agentic.tasks.rollout import ChatHarness, RolloutOptions, _limit, register_harness
 from rock.sdk.model import ChatTrainer
 from rock.sdk.sandbox.agent import RockAgentConfig
 from rock.sdk.sandbox.model_service.base import ModelServiceConfig
@@ -54,9 +54,11 @@ def null_policy(call) -> dict:
     return reply(submit_call(), "I will not change anything.")
 
 
-class MiniSweHarness(Harness):
+class MiniSweHarness(ChatHarness):
     name = "mini-swe-agent"
     policies = ("oracle", "null")
+    oracle_policy = staticmethod(oracle_policy)
+    null_policy = staticmethod(null_policy)
     step_limit = 30
     _images: dict[str, str] = {}  # task image -> its mini-swe-agent image, per process
 
@@ -68,17 +70,6 @@ class MiniSweHarness(Harness):
             image = await mini_swe.ensure_image(task.image)
             self._images[task.image] = image.tag
         return self._images[task.image]
-
-    def answerer(self, task: Task, options: RolloutOptions):
-        policy = options.policy
-        if callable(policy):
-            return policy
-        if policy == "oracle":
-            return oracle_policy(task)
-        if policy == "null":
-            return null_policy
-        raise TaskError(f"harness mini-swe-agent runs the policies {', '.join(self.policies)} (or a trainer's "
-                        f"callable), not {policy!r}", "BadRequest")
 
     async def run(self, box, task: Task, options: RolloutOptions, rec: dict) -> None:
         answer = self.answerer(task, options)

@@ -33,7 +33,7 @@ from rock.agentic.records import read_rock_jsonl
 from rock.agentic.tasks.errors import TaskError
 from rock.agentic.tasks.harbor import Task
 from rock.agentic.tasks.oracle import oracle_tool_call
-from rock.agentic.tasks.rollout import Harness, RolloutOptions, _limit, register_harness
+from rock.agentic.tasks.rollout import ChatHarness, RolloutOptions, _limit, register_harness
 from rock.sdk.model import ChatTrainer
 from rock.sdk.sandbox.agent import RockAgentConfig
 from rock.sdk.sandbox.model_service.base import ModelService, ModelServiceConfig
@@ -115,9 +115,12 @@ class ReplayService(ModelService):
                 "replay": self.calls}
 
 
-class OursHarness(Harness):
+class OursHarness(ChatHarness):
     name = "ours"
     policies = ("oracle", "null", "replay", "openai")
+    admin_policies = ("replay", "openai")
+    oracle_policy = staticmethod(oracle_policy)
+    null_policy = staticmethod(null_policy)
     max_steps = 30
 
     def check(self, options: RolloutOptions) -> None:
@@ -125,19 +128,6 @@ class OursHarness(Harness):
             endpoint_config(options)
             if options.policy == "replay" and not Path(options.policy_options["replay"]).is_file():
                 raise TaskError(f"--replay {options.policy_options['replay']}: no such file", "BadRequest")
-
-    def answerer(self, task: Task, options: RolloutOptions):
-        """What answers the calls on the trainer's side; None when the admin serves them (proxy, replay)."""
-        policy = options.policy
-        if callable(policy):
-            return policy
-        if policy == "oracle":
-            return oracle_policy(task)
-        if policy == "null":
-            return null_policy
-        if policy in ("replay", "openai"):
-            return None
-        raise TaskError(f"harness ours runs the policies {', '.join(self.policies)}, not {policy!r}", "BadRequest")
 
     async def run(self, box, task: Task, options: RolloutOptions, rec: dict) -> None:
         answer = self.answerer(task, options)

@@ -87,6 +87,33 @@ class Harness:
         """Refuse options it cannot run (a TaskError), before a job starts any sandbox."""
 
 
+class ChatHarness(Harness):
+    """A harness whose agent's model calls are answered over the Chat protocol: by the trainer's
+    side of the rollout (``oracle``, ``null``, a callable) or by the admin (``admin_policies``)."""
+
+    admin_policies: tuple[str, ...] = ()  # served by the admin (proxy, replay): nothing to answer here
+
+    def oracle_policy(self, task: Task):
+        raise NotImplementedError
+
+    def null_policy(self, call) -> dict:
+        raise NotImplementedError
+
+    def answerer(self, task: Task, options: RolloutOptions):
+        """What answers the calls on the trainer's side; None when the admin serves them."""
+        policy = options.policy
+        if callable(policy):
+            return policy
+        if policy == "oracle":
+            return self.oracle_policy(task)
+        if policy == "null":
+            return self.null_policy
+        if policy in self.admin_policies:
+            return None
+        raise TaskError(f"harness {self.name} runs the policies {', '.join(self.policies)} (or a trainer's "
+                        f"callable), not {policy!r}", "BadRequest")
+
+
 class NoHarness(Harness):
     """No agent: ``oracle`` runs the task's solution/solve.sh in the agent's sandbox (uploaded for
     that run and removed after), ``null`` changes nothing; a callable policy is a test's script."""
