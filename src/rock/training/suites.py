@@ -60,6 +60,7 @@ class Suite:
     dedicated: bool = False  # code-running tasks get a sandbox each
     packages: list[str] = field(default_factory=list)
     no_deps: bool = False  # install exactly ``packages`` (what grading needs), not their dependencies
+    _known: dict = field(default_factory=dict, repr=False, compare=False)  # site -> every task id
 
     def ids(self, site: Path, split: str, params: dict) -> list[str]:
         raise NotImplementedError
@@ -68,8 +69,16 @@ class Suite:
         if task_id not in self.known(site):
             raise TrainingError(f"no {self.name} task {task_id!r}", "TaskNotFound")
 
-    def known(self, site: Path) -> set[str]:
-        return set(self.ids(site, "all", {}))
+    def known(self, site: Path) -> frozenset[str]:
+        """Every task id, made once per site: a create checks its id against them (BFCL's are
+        thousands, and building the set on every create was a share of the admin's CPU)."""
+        ids = self._known.get(site)
+        if ids is None:
+            ids = self._known[site] = frozenset(self.all_ids(site))
+        return ids
+
+    def all_ids(self, site: Path) -> list[str]:
+        return self.ids(site, "all", {})
 
     def files(self, site: Path) -> dict[str, str]:
         return task_files()
@@ -102,8 +111,8 @@ class Bfcl(Suite):
             raise TrainingError(exc.message, exc.kind) from None
         return [tid for cat in cats for tid in split_half(self.category_ids(site, cat), split)]
 
-    def known(self, site: Path) -> set[str]:
-        return set(self.ids(site, "all", {"categories": ["all"]}))
+    def all_ids(self, site: Path) -> list[str]:
+        return self.ids(site, "all", {"categories": ["all"]})
 
     def check_id(self, site: Path, task_id: str) -> None:
         category = task_id.rsplit("_", 1)[0]
