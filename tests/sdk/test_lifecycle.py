@@ -3,6 +3,8 @@ them back; commit makes an image a new sandbox starts from; archive and the time
 
 from __future__ import annotations
 
+import asyncio
+
 import uuid
 
 import docker
@@ -120,7 +122,10 @@ async def test_archive_then_restart_and_timed_transitions(admin):
         status = await until(lambda: _deleted_in_history(doomed), timeout=30)
     except AssertionError:
         history = (await doomed.get_status(include_all_states=True)).state_history
-        raise AssertionError(f"no delete in the history: {[(h.to_state, h.event) for h in history]}") from None
+        row = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
+            admin.ctx.sandboxes.store.get(doomed.sandbox_id), admin.server.loop))
+        raise AssertionError(f"no delete in the history: {[(h.to_state, h.event) for h in history]}; the store's "
+                             f"row: {row and (row.state, row.deleted_at)}; the admin's log above says more") from None
     assert [h.event for h in status.state_history][-2:] == ["stop", "delete"], status.state_history
 
 

@@ -304,6 +304,7 @@ class Sandboxes(HeldRecords):
         sid = record.sandbox_id
         record.due_at = self.deadline(record)
         saved = self.store.save(record, before, event, message)
+        row_state = record.state
         self._unsaved[sid] = self._unsaved.get(sid, 0) + 1
         self._last_write[sid] = saved
 
@@ -313,7 +314,12 @@ class Sandboxes(HeldRecords):
                 self._unsaved[sid] = left
             if self._last_write.get(sid) is f:
                 del self._last_write[sid]
-            if not f.cancelled() and f.exception() is None and f.result():
+            if f.cancelled():
+                pass
+            elif f.exception() is not None:  # the record in memory is ahead of the store: say so
+                log.error("sandbox %s: writing its record (%s -> %s, %s) to the store failed: %r",
+                          sid, before, row_state, event, f.exception())
+            elif f.result():
                 record.rev = max(record.rev, f.result())
             if not left and sid in self._ended:
                 self._trim()
