@@ -22,7 +22,7 @@ from rock.cluster import routes as cluster_routes
 from rock.admin.auth import Auth, AuthGate
 from rock.actions.response import RockResponse
 from rock.admin.context import PREFIX, Ctx, ok
-from rock.admin.hotpath import HotPath
+from rock.admin.hotpath import DoorApp, HotPath
 from rock.admin.limits import BodyLimit
 from rock.admin.sandboxes import Sandboxes
 from rock.admin.store import open_store
@@ -110,7 +110,7 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
                 await worker.close(stop_sandboxes=False)
             await store.close()
 
-    app = FastAPI(title="ROCK admin", version="0.1.0", lifespan=lifespan)
+    app = DoorApp(title="ROCK admin", version="0.1.0", lifespan=lifespan)
     app.state.rock = ctx
     app.state.lifecycle = lifecycle
     errors.install(app)
@@ -152,9 +152,10 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     app.add_middleware(gym_routes.GymHotPath, fastapi_app=app)
     if settings.role == "admin":
         app.add_middleware(routes_training.TrainingHotPath, fastapi_app=app)
-    app.add_middleware(HotPath, ctx=ctx)
-    # Outermost of all: times every request, the ones answered at the door included.
+    # Outermost of the middleware: times every request; run_in_session, answered at the app's own
+    # door in front of all of it (rock.admin.hotpath), times itself into the same metrics.
     meter = metrics.install(app, ctx)
+    app.door = HotPath(ctx, meter)
     if settings.role == "admin":
         ui.install(app, ctx, meter.request_rate)
     openapi.install(app, ctx.auth.enabled, PUBLIC)
