@@ -15,8 +15,9 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.requests import Request
 
-from rock.admin import (chat, e2b, errors, gem_routes, gym_routes, metrics, openapi, routes_data, routes_extra,
-                        routes_images, routes_lifecycle, routes_ports, routes_sandbox, routes_training, routes_ws, ui)
+from rock.admin import (chat, e2b, errors, gem_routes, gym_routes, metrics, openapi, proxy_door, routes_data,
+                        routes_extra, routes_images, routes_lifecycle, routes_ports, routes_sandbox, routes_training,
+                        routes_ws, ui)
 from rock.admin.lifecycle import Lifecycle
 from rock.cluster import routes as cluster_routes
 from rock.admin.auth import Auth, AuthGate
@@ -121,7 +122,8 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     app.include_router(routes_data.router(ctx), prefix=PREFIX)
     app.include_router(routes_extra.router(ctx), prefix=PREFIX)
     app.include_router(routes_ws.router(ctx), prefix=PREFIX)
-    app.include_router(routes_ports.router(ctx), prefix=PREFIX)
+    ports_api = routes_ports.router(ctx)
+    app.include_router(ports_api, prefix=PREFIX)
     app.include_router(gem_routes.router)
     app.include_router(gym_routes.router)
     if settings.role == "admin":
@@ -156,6 +158,7 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     # door in front of all of it (rock.admin.hotpath), times itself into the same metrics.
     meter = metrics.install(app, ctx)
     app.door = HotPath(ctx, meter)
+    app.prefix_doors = ((proxy_door.SANDBOXES, proxy_door.ProxyDoor(ctx, ports_api.forwarder, meter)),)
     if settings.role == "admin":
         ui.install(app, ctx, meter.request_rate)
     openapi.install(app, ctx.auth.enabled, PUBLIC)

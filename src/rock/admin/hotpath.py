@@ -61,18 +61,25 @@ class HotPath:
 
 
 class DoorApp(FastAPI):
-    """FastAPI with ``door`` (a HotPath) in front of everything, its own layers included."""
+    """FastAPI with ``door`` (a HotPath) in front of everything, its own layers included, and
+    ``prefix_doors``: (path prefix, door) pairs, where a door returns False for a request it
+    leaves to the routes (having received and sent nothing)."""
 
     door: HotPath | None = None
+    prefix_doors: tuple = ()
 
     async def __call__(self, scope, receive, send):
-        door = self.door
-        if door is not None and scope["type"] == "http" and scope["path"] == RUN_PATH and scope["method"] == "POST":
-            return await door(scope, receive, send)
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path == RUN_PATH and scope["method"] == "POST" and self.door is not None:
+                return await self.door(scope, receive, send)
+            for prefix, door in self.prefix_doors:
+                if path.startswith(prefix) and await door(scope, receive, send):
+                    return None
         return await super().__call__(scope, receive, send)
 
 
-async def read_body(receive) -> bytes:
+async def read_body(receive, limit: int = MAX_JSON_BODY) -> bytes:
     message = await receive()
     body = message.get("body", b"")
     if not message.get("more_body"):
@@ -84,7 +91,7 @@ async def read_body(receive) -> bytes:
             raise BadRequest("client disconnected while sending the body")
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_JSON_BODY:
-            raise PayloadTooLarge(f"request body exceeds the limit of {MAX_JSON_BODY} bytes for this route")
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes for this route")
         parts.append(chunk)
     return b"".join(parts)
