@@ -6,7 +6,9 @@ sdk_start_to_first_output  Sandbox.start() -> create_session -> first arun outpu
 sdk_echo_round_trip        arun("echo hi") in a persistent session (floor: the agent round trip
                            from that worker, i.e. what HTTP + admin add is the ratio)
 commands_per_s             echo in 64 sessions (16 sandboxes x 4) at once from one client
-                           process: per_s, and the admin's and the client's CPU per command
+                           process: per_s, and the CPU per command of the admin, the client and
+                           the sandboxes (agent and bash, from their cgroups), with the rate this
+                           machine's cores could carry at that CPU (cpu_ceiling_per_s)
 (sdk_burst_100 is in bench.burst, run last)
 """
 
@@ -139,17 +141,33 @@ async def _commands_per_s(ctx, backend: str, url: str, admin: AdminProcess) -> d
         await asyncio.gather(*(drive(i, time.perf_counter() + 0.5) for i in range(len(sessions))))  # warm-up
         counts = [0] * len(sessions)
         ctx.progress(f"sdk {backend}: echo in {len(sessions)} sessions at once for {seconds}s")
+        boxes0 = await _sandboxes_cpu_s(sandboxes)
         admin0, mine0, t0 = _cpu_s(pid), time.process_time(), time.perf_counter()
         await asyncio.gather(*(drive(i, t0 + seconds) for i in range(len(sessions))))
         wall, n = time.perf_counter() - t0, sum(counts)
         admin_cpu, client_cpu = _cpu_s(pid) - admin0, time.process_time() - mine0
+        boxes = await _sandboxes_cpu_s(sandboxes)
+        box_cpu = boxes - boxes0 if boxes is not None and boxes0 is not None else None
     finally:
         await asyncio.gather(*(sb.delete() for sb in sandboxes), return_exceptions=True)
         await asyncio.gather(*(sb.aclose() for sb in sandboxes), return_exceptions=True)
+    per_command = [admin_cpu, client_cpu] + ([box_cpu] if box_cpu is not None else [])
+    total_ms = sum(per_command) * 1e3 / max(1, n)
     return {"metric": "commands_per_s", "backend": backend, "n": n, "per_s": round(n / wall, 1),
             "sessions": len(sessions), "sandboxes": SANDBOXES, "target_per_s": 5000,
             "admin_cpu_ms_per_command": round(admin_cpu * 1e3 / max(1, n), 4),
-            "client_cpu_ms_per_command": round(client_cpu * 1e3 / max(1, n), 4)}
+            "client_cpu_ms_per_command": round(client_cpu * 1e3 / max(1, n), 4),
+            # the agents and shells inside the sandboxes (their cgroups), for the same commands
+            "sandbox_cpu_ms_per_command": round(box_cpu * 1e3 / max(1, n), 4) if box_cpu is not None else None,
+            # what this machine's cores could carry at that CPU per command, with nothing else running
+            "cpu_ceiling_per_s": round((os.cpu_count() or 1) * 1e3 / total_ms, 1) if total_ms else None,
+            "load_average": round(os.getloadavg()[0], 2)}
+
+
+async def _sandboxes_cpu_s(sandboxes: list[Sandbox]) -> float | None:
+    """CPU seconds the sandboxes' cgroups have used so far (None where the backend cannot say)."""
+    used = [(await sb.stats()).get("cpu_seconds") for sb in sandboxes]
+    return None if any(u is None for u in used) else sum(used)
 
 
 def usable(ctx) -> list[str]:
