@@ -115,6 +115,12 @@ def test_run_in_session_is_timed_in_the_metrics(ui_admin):
             assert alice.post(route, json={"sandbox_id": "nope", "command": "echo hi"}).status_code == 404
             assert alice.post(route, content=b"{").status_code == 422  # not JSON
             assert (count(200) - ok0, count(404) - missing0, count(422) - bad0) == (3, 1, 1)
+            # A proxied request, answered at the door too, under its route's template.
+            proxied = ("rock_http_request_duration_seconds_count", (
+                ("method", "GET"), ("route", PREFIX + "/sandboxes/{sandbox_id}/proxy/{path}"), ("status", "502")))
+            before = samples(alice.get("/metrics").text).get(proxied, 0)
+            assert alice.get(f"{PREFIX}/sandboxes/{sdk.sandbox_id}/proxy/port/8009/x").status_code == 502
+            assert samples(alice.get("/metrics").text).get(proxied, 0) - before == 1
     finally:
         sdk.stop()
 
