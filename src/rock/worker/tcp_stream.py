@@ -42,6 +42,8 @@ class TcpStream:
 
         def finished(f: asyncio.Future) -> None:
             queue.put_nowait(None)
+            if not f.cancelled():
+                f.exception()  # seen: an idle kept-alive relay may end with its sandbox, awaited by nobody
             if not connected.done():
                 if f.cancelled():
                     connected.cancel()
