@@ -6,7 +6,11 @@ proxy_http_round_trip    GET through /sandboxes/{id}/proxy to a server inside a 
                          network, over the agent's TCP relay (floor: arun("echo hi") on the same
                          sandbox: one request through the admin to the agent and back). The server
                          speaks HTTP/1.1 with keep-alive, as real ones (uvicorn, vLLM, Jupyter) do,
-                         so the admin's kept-alive connection is what is timed
+                         so the admin's kept-alive connection is what is timed. The client
+                         is httpx, as users have it
+proxy_http_round_trip_lean  the same GETs from a lean keep-alive client (bench.rawhttp), in the
+                         same alternating blocks: the proxy's own cost against a command's, with
+                         no client heavier than the SDK's own on one side
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import time
 
 import httpx
 
+from bench import rawhttp
 from bench.admin import AdminProcess
 from bench.report import record
 from bench.sdk import _config, _start_to_first_output, usable
@@ -71,11 +76,13 @@ async def _backend(ctx, backend: str) -> list[dict]:
         target = f"{url}/apis/envs/sandbox/v1/sandboxes/{sandbox.sandbox_id}/proxy/port/8000/index.html"
         n = ctx.n(100, 1000)
         ctx.progress(f"parity {backend}: proxy GET x{n} (floor: arun echo)")
+        lean = rawhttp.Connection(httpx.URL(url).host, httpx.URL(url).port)
+        path = target[len(url):]
         async with httpx.AsyncClient(timeout=30) as http:
             deadline = time.monotonic() + 30
             while (await http.get(target)).status_code != 200:  # the server is coming up
                 assert time.monotonic() < deadline, "the server in the sandbox did not come up"
-            gets, echoes = [], []
+            gets, lean_gets, echoes = [], [], []
             while len(gets) < n:
                 for _ in range(BLOCK):
                     t0 = time.perf_counter()
@@ -84,9 +91,17 @@ async def _backend(ctx, backend: str) -> list[dict]:
                     assert r.status_code == 200 and r.content == b"ok", r.text
                 for _ in range(BLOCK):
                     t0 = time.perf_counter()
+                    status, body = await lean.request("GET", path)
+                    lean_gets.append(time.perf_counter() - t0)
+                    assert status == 200 and body == b"ok", (status, body)
+                for _ in range(BLOCK):
+                    t0 = time.perf_counter()
                     await sandbox.arun("echo hi", session="e")
                     echoes.append(time.perf_counter() - t0)
-        records.append(record("proxy_http_round_trip", backend, gets, floor_s=echoes))
+        lean.close()
+        records.append(record("proxy_http_round_trip", backend, gets, floor_s=echoes, client="httpx"))
+        records.append(record("proxy_http_round_trip_lean", backend, lean_gets, floor_s=echoes,
+                              client="bench.rawhttp (keep-alive, httptools), as lean as the SDK's arun"))
         await sandbox.delete()
         await sandbox.aclose()
     finally:

@@ -4,9 +4,13 @@
 sdk_start_to_first_output  Sandbox.start() -> create_session -> first arun output (floor: the
                            same steps on a worker in the benchmark's process, no HTTP)
 sdk_echo_round_trip        arun("echo hi") in a persistent session (floor: the agent round trip
-                           from that worker, i.e. what HTTP + admin add is the ratio)
+                           from that worker, i.e. what HTTP + admin add is the ratio; and
+                           http_floor_p50_ms: the same SDK call answered at once by a bare
+                           uvicorn, in alternating blocks; arun is at best about their sum)
 commands_per_s             echo in 64 sessions (16 sandboxes x 4) at once from one client
-                           process: per_s, and the admin's and the client's CPU per command
+                           process: per_s, and the CPU per command of the admin, the client and
+                           the sandboxes (agent and bash, from their cgroups), with the rate this
+                           machine's cores could carry at that CPU (cpu_ceiling_per_s)
 (sdk_burst_100 is in bench.burst, run last)
 """
 
@@ -15,6 +19,9 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -22,11 +29,12 @@ from pathlib import Path
 
 from bench import runtime as runtime_bench
 from bench.admin import AdminProcess
-from bench.report import record
-from rock.actions import CreateBashSessionRequest
+from bench.report import percentile, record
+from rock.actions import CreateBashSessionRequest, Observation
 from rock.config import Settings
 from rock.runtime import get_runtime_class
 from rock.sdk.sandbox import Sandbox, SandboxConfig
+from rock.sdk.sandbox.http import Http
 from rock.worker.worker import Worker
 
 
@@ -93,13 +101,23 @@ async def _latencies(ctx, backend: str) -> list[dict]:
             await sandbox.arun("echo hi", session="b")
         await asyncio.sleep(runtime_bench.SETTLE_S)
         n = ctx.n(300, 2000)
-        ctx.progress(f"sdk {backend}: arun echo x{n}")
-        echoes = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            await sandbox.arun("echo hi", session="b")
-            echoes.append(time.perf_counter() - t0)
-        records.append(record("sdk_echo_round_trip", backend, echoes, floor_s=await floor.echoes(ctx.n(200, 1000))))
+        ctx.progress(f"sdk {backend}: arun echo x{n} (and a bare uvicorn round trip, alternating)")
+        echoes, bare = [], []
+        async with _BareHttp() as http:
+            while len(echoes) < n:
+                for _ in range(BLOCK):
+                    t0 = time.perf_counter()
+                    await sandbox.arun("echo hi", session="b")
+                    echoes.append(time.perf_counter() - t0)
+                bare += [await http.round_trip() for _ in range(BLOCK)]
+        worker = await floor.echoes(ctx.n(200, 1000))
+        rec = record("sdk_echo_round_trip", backend, echoes, floor_s=worker)
+        # Its two floors: the agent round trip from a worker (floor_p50_ms) and the same SDK call
+        # to a bare uvicorn answering at once (http_floor_p50_ms); arun is at best about their sum.
+        rec["http_floor_p50_ms"] = round(percentile(bare, 0.5) * 1e3, 4)
+        rec["floors_sum_p50_ms"] = round(rec["floor_p50_ms"] + rec["http_floor_p50_ms"], 4)
+        rec["target_p50_ms"] = 0.5
+        records.append(rec)
         await sandbox.delete()
         await sandbox.aclose()
         records.append(await _commands_per_s(ctx, backend, url, admin))
@@ -110,6 +128,59 @@ async def _latencies(ctx, backend: str) -> list[dict]:
 
 
 SANDBOXES, SESSIONS = 16, 4  # 64 sessions
+BLOCK = 25  # samples per block; blocks of arun and of the bare HTTP round trip alternate
+
+# A bare uvicorn (uvloop, httptools, as the admin runs) that answers run_in_session's envelope at
+# once, in its own process: what one HTTP round trip through the SDK's transport costs.
+_BARE_APP = r"""
+import sys, uvicorn
+BODY = b'{"status":"Success","message":null,"error":null,"result":{"session_type":"bash","output":"hi\\n",' \
+       b'"exit_code":0,"failure_reason":"","expect_string":"","status":"completed","truncated":false}}'
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", b"%d" % len(BODY))]})
+    await send({"type": "http.response.body", "body": BODY})
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http="httptools", log_level="warning",
+            access_log=False)
+"""
+
+
+class _BareHttp:
+    async def __aenter__(self) -> "_BareHttp":
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.proc = subprocess.Popen([sys.executable, "-c", _BARE_APP, str(port)])
+        self.http = Http(f"http://127.0.0.1:{port}", {}, 30, prefix="")
+        body = {"sandbox_id": "x", "action_type": "bash", "session": "b", "command": "echo hi", "timeout": None,
+                "check": "silent"}
+        self.call = lambda: self.http.post("/run_in_session", body)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                await self.call()
+                break
+            except Exception:  # noqa: BLE001 - not listening yet
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise
+                await asyncio.sleep(0.05)
+        for _ in range(100):
+            await self.call()
+        return self
+
+    async def round_trip(self) -> float:
+        t0 = time.perf_counter()
+        Observation.model_validate(await self.call())  # what arun does with its answer
+        return time.perf_counter() - t0
+
+    async def __aexit__(self, *exc) -> None:
+        await self.http.aclose()
+        self.proc.terminate()
+        self.proc.wait(10)
 
 
 def _cpu_s(pid: int) -> float:
@@ -139,17 +210,33 @@ async def _commands_per_s(ctx, backend: str, url: str, admin: AdminProcess) -> d
         await asyncio.gather(*(drive(i, time.perf_counter() + 0.5) for i in range(len(sessions))))  # warm-up
         counts = [0] * len(sessions)
         ctx.progress(f"sdk {backend}: echo in {len(sessions)} sessions at once for {seconds}s")
+        boxes0 = await _sandboxes_cpu_s(sandboxes)
         admin0, mine0, t0 = _cpu_s(pid), time.process_time(), time.perf_counter()
         await asyncio.gather(*(drive(i, t0 + seconds) for i in range(len(sessions))))
         wall, n = time.perf_counter() - t0, sum(counts)
         admin_cpu, client_cpu = _cpu_s(pid) - admin0, time.process_time() - mine0
+        boxes = await _sandboxes_cpu_s(sandboxes)
+        box_cpu = boxes - boxes0 if boxes is not None and boxes0 is not None else None
     finally:
         await asyncio.gather(*(sb.delete() for sb in sandboxes), return_exceptions=True)
         await asyncio.gather(*(sb.aclose() for sb in sandboxes), return_exceptions=True)
+    per_command = [admin_cpu, client_cpu] + ([box_cpu] if box_cpu is not None else [])
+    total_ms = sum(per_command) * 1e3 / max(1, n)
     return {"metric": "commands_per_s", "backend": backend, "n": n, "per_s": round(n / wall, 1),
             "sessions": len(sessions), "sandboxes": SANDBOXES, "target_per_s": 5000,
             "admin_cpu_ms_per_command": round(admin_cpu * 1e3 / max(1, n), 4),
-            "client_cpu_ms_per_command": round(client_cpu * 1e3 / max(1, n), 4)}
+            "client_cpu_ms_per_command": round(client_cpu * 1e3 / max(1, n), 4),
+            # the agents and shells inside the sandboxes (their cgroups), for the same commands
+            "sandbox_cpu_ms_per_command": round(box_cpu * 1e3 / max(1, n), 4) if box_cpu is not None else None,
+            # what this machine's cores could carry at that CPU per command, with nothing else running
+            "cpu_ceiling_per_s": round((os.cpu_count() or 1) * 1e3 / total_ms, 1) if total_ms else None,
+            "load_average": round(os.getloadavg()[0], 2)}
+
+
+async def _sandboxes_cpu_s(sandboxes: list[Sandbox]) -> float | None:
+    """CPU seconds the sandboxes' cgroups have used so far (None where the backend cannot say)."""
+    used = [(await sb.stats()).get("cpu_seconds") for sb in sandboxes]
+    return None if any(u is None for u in used) else sum(used)
 
 
 def usable(ctx) -> list[str]:

@@ -50,6 +50,7 @@ def test_other_namespace_gets_404_on_everything(secured):
             ("GET", "/files/read", {"sandbox_id": sid, "path": "/tmp/secret"}),
             ("GET", "/files/download", {"sandbox_id": sid, "path": "/tmp"}),
             ("GET", "/sandboxes/" + sid + "/history", {}),
+            ("GET", "/sandboxes/" + sid + "/proxy/port/8000/", {}), ("POST", "/sandboxes/" + sid + "/proxy?rock_target_port=8000", {}),
             ("POST", "/stop", {"sandbox_id": sid}), ("POST", "/delete", {"sandbox_id": sid}),
         ]
         with httpx.Client(base_url=secured.url + PREFIX, headers={"Authorization": "Bearer token-bob"}) as bob:
@@ -62,6 +63,9 @@ def test_other_namespace_gets_404_on_everything(secured):
             assert bob.get("/sandboxes").json()["result"]["items"] == []
             batch = bob.post("/sandboxes/batch", json={"sandbox_ids": [sid]}).json()["result"]["statuses"]
             assert batch == []
+        with httpx.Client(base_url=secured.url + PREFIX, headers={"Authorization": "Bearer token-alice"}) as mine:
+            r = mine.get(f"/sandboxes/{sid}/proxy/port/8009/")  # her own sandbox: reached, nothing listens there
+            assert r.status_code == 502 and "port 8009" in r.json()["message"], r.text
         with httpx.Client(base_url=secured.url + PREFIX) as anonymous:
             r = anonymous.get("/get_status", params={"sandbox_id": sid})
             assert r.status_code == 401 and "token" in r.json()["message"]

@@ -14,7 +14,7 @@ from tests.sdk.test_sandbox import config, until
 
 # Run with the host's Python (mounted read-only in every sandbox), which has `websockets`.
 SERVER = r'''
-import http.server, threading
+import http.server, threading, time
 from websockets.sync.server import serve
 
 class Echo(http.server.SimpleHTTPRequestHandler):
@@ -36,11 +36,39 @@ class KeepAlive(http.server.BaseHTTPRequestHandler):
     timeout = 1
 
     def do_GET(self):
-        reply = str(self.client_address[1]).encode()
+        if self.path == "/chunked":  # a body that comes in pieces, after the head
+            self.send_response(200)
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            self.wfile.flush()
+            for i in range(3):
+                time.sleep(0.05)
+                piece = ("part%d;" % i).encode() * 30000
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        if self.path == "/unframed":  # no length, no chunks: the body ends with the connection
+            self.send_response(200)
+            self.send_header("connection", "close")
+            self.end_headers()
+            self.wfile.write(b"until-close")
+            self.close_connection = True
+            return
+        if self.path.startswith("/echo"):  # what the request line and headers were, as the server saw them
+            reply = (self.requestline + "|" + str(self.headers.get("x-injected"))).encode()
+        else:
+            reply = str(self.client_address[1]).encode()
         self.send_response(200)
         self.send_header("content-length", str(len(reply)))
         self.end_headers()
         self.wfile.write(reply)
+
+    def do_HEAD(self):
+        self.send_response(200)
+        self.send_header("content-length", "12345")
+        self.send_header("x-head", "yes")
+        self.end_headers()
 
     def log_message(self, *args):
         pass
@@ -115,6 +143,27 @@ async def test_http_connections_are_kept_alive_and_renewed(served):
     # many at once: each gets its own connection, and all answer
     answers = await asyncio.gather(*(http.get(url) for _ in range(12)))
     assert all(a.status_code == 200 and a.text.isdigit() for a in answers)
+
+
+async def test_http_answers_of_every_framing(served):
+    """HEAD, a chunked body that comes after the head, a body that runs to the end of the
+    connection, and a path that tries to add a header: each arrives as the server meant it."""
+    sandbox, base, http = served
+    url = f"{base}/proxy/port/8002"
+    for _ in range(2):  # twice: the kept-alive connection is still good after each
+        r = await http.head(f"{url}/")
+        assert (r.status_code, r.headers["x-head"], r.headers["content-length"], r.content) == (200, "yes", "12345", b"")
+        r = await http.get(f"{url}/chunked")
+        assert r.status_code == 200 and r.content == b"".join(b"part%d;" % i * 30000 for i in range(3))
+        r = await http.get(f"{url}/unframed")
+        assert r.status_code == 200 and r.content == b"until-close"
+        r = await http.get(f"{url}/")
+        assert r.status_code == 200 and r.text.isdigit()
+    r = await http.get(f"{url}/echo%20x%0DX-Injected:%201%09")
+    assert r.status_code == 200 and r.text.endswith("|None"), r.text  # no header was added
+    assert r.text.startswith("GET /echo%20x%0DX-Injected:%201%09 HTTP/1.1|"), r.text
+    r = await http.get(f"{url}/echo%0D%0AX-Injected:%201")  # a line break matches no route at all
+    assert r.status_code == 404 and "no such route" in r.json()["message"], r.text
 
 
 async def test_websocket_and_raw_tcp(served):

@@ -49,6 +49,8 @@ async def test_arun_returns_exit_codes_and_keeps_session_state(box):
     assert (await box.arun("cd /tmp && export X=42", session="s")).exit_code == 0
     r = await box.arun("echo $X $(pwd); exit_code() { return 3; }; exit_code", session="s")
     assert r.output.strip() == "42 /tmp" and r.exit_code == 3
+    r = await box.arun("echo 'é ✓ 漢字' \"$X\"", session="s")  # non-ASCII both ways (the body is UTF-8 JSON)
+    assert r.output == "é ✓ 漢字 42\n", r.output
     # Without a session: a temporary one, closed afterwards.
     r = await box.arun("echo temp; false")
     assert r.output.strip() == "temp" and r.exit_code == 1

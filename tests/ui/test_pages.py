@@ -95,6 +95,36 @@ def test_cookie_token_works_on_the_api_and_commands_are_logged(ui_admin):
         alice_sdk.stop()
 
 
+def test_run_in_session_is_timed_in_the_metrics(ui_admin):
+    # run_in_session is answered at the app's own door, before the metrics middleware: it times
+    # itself into the same histogram, failures with their status.
+    sdk = SyncSandbox(SandboxConfig(base_url=ui_admin.url, token="token-alice", memory="256m", cpus=0.5))
+    sdk.start()
+    route = PREFIX + "/run_in_session"
+
+    def count(status: int) -> float:
+        return samples(alice.get("/metrics").text).get(("rock_http_request_duration_seconds_count", (
+            ("method", "POST"), ("route", route), ("status", str(status)))), 0)
+
+    try:
+        with client(ui_admin, "token-alice") as alice:
+            ok0, missing0, bad0 = count(200), count(404), count(422)
+            for _ in range(3):
+                r = alice.post(route, json={"sandbox_id": sdk.sandbox_id, "command": "echo hi", "check": "silent"})
+                assert r.status_code == 200 and r.json()["result"]["output"].strip() == "hi", r.text
+            assert alice.post(route, json={"sandbox_id": "nope", "command": "echo hi"}).status_code == 404
+            assert alice.post(route, content=b"{").status_code == 422  # not JSON
+            assert (count(200) - ok0, count(404) - missing0, count(422) - bad0) == (3, 1, 1)
+            # A proxied request, answered at the door too, under its route's template.
+            proxied = ("rock_http_request_duration_seconds_count", (
+                ("method", "GET"), ("route", PREFIX + "/sandboxes/{sandbox_id}/proxy/{path}"), ("status", "502")))
+            before = samples(alice.get("/metrics").text).get(proxied, 0)
+            assert alice.get(f"{PREFIX}/sandboxes/{sdk.sandbox_id}/proxy/port/8009/x").status_code == 502
+            assert samples(alice.get("/metrics").text).get(proxied, 0) - before == 1
+    finally:
+        sdk.stop()
+
+
 def test_env_calls_are_counted(ui_admin):
     headers = {"Authorization": "Bearer token-alice"}
     with httpx.Client(base_url=ui_admin.url, headers=headers, timeout=300) as api:

@@ -166,3 +166,18 @@ async def test_start_up_noise_is_not_the_first_commands_output(box):
         assert (result.output, result.exit_code) == ("clean 1\n", 0)
     finally:
         await box.close_session("noisy")
+
+
+async def test_a_command_longer_than_the_reply_slice_still_answers(box, session):
+    # The client waits for an answer in slices of reply_timeout, pinging the agent after each
+    # slice; a command that outlasts several slices must still get its own answer.
+    saved = box.reply_timeout
+    box.reply_timeout = 0.2
+    try:
+        r = await box.run(session, "sleep 1; echo done")
+        assert r.status == "completed" and r.output.strip() == "done" and r.exit_code == 0, r
+        assert not box._pending, box._pending  # nothing left waiting once it answered
+        r = await box.run(session, "echo again")  # and the next call gets its own answer
+        assert r.output.strip() == "again", r
+    finally:
+        box.reply_timeout = saved

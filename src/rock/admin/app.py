@@ -15,14 +15,15 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.requests import Request
 
-from rock.admin import (chat, e2b, errors, gem_routes, gym_routes, metrics, openapi, routes_data, routes_extra,
-                        routes_images, routes_lifecycle, routes_ports, routes_sandbox, routes_training, routes_ws, ui)
+from rock.admin import (chat, e2b, errors, gem_routes, gym_routes, metrics, openapi, proxy_door, routes_data,
+                        routes_extra, routes_images, routes_lifecycle, routes_ports, routes_sandbox, routes_training,
+                        routes_ws, ui)
 from rock.admin.lifecycle import Lifecycle
 from rock.cluster import routes as cluster_routes
 from rock.admin.auth import Auth, AuthGate
 from rock.actions.response import RockResponse
 from rock.admin.context import PREFIX, Ctx, ok
-from rock.admin.hotpath import HotPath
+from rock.admin.hotpath import DoorApp, HotPath
 from rock.admin.limits import BodyLimit
 from rock.admin.sandboxes import Sandboxes
 from rock.admin.store import open_store
@@ -110,7 +111,7 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
                 await worker.close(stop_sandboxes=False)
             await store.close()
 
-    app = FastAPI(title="ROCK admin", version="0.1.0", lifespan=lifespan)
+    app = DoorApp(title="ROCK admin", version="0.1.0", lifespan=lifespan)
     app.state.rock = ctx
     app.state.lifecycle = lifecycle
     errors.install(app)
@@ -121,7 +122,8 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     app.include_router(routes_data.router(ctx), prefix=PREFIX)
     app.include_router(routes_extra.router(ctx), prefix=PREFIX)
     app.include_router(routes_ws.router(ctx), prefix=PREFIX)
-    app.include_router(routes_ports.router(ctx), prefix=PREFIX)
+    ports_api = routes_ports.router(ctx)
+    app.include_router(ports_api, prefix=PREFIX)
     app.include_router(gem_routes.router)
     app.include_router(gym_routes.router)
     if settings.role == "admin":
@@ -152,9 +154,11 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     app.add_middleware(gym_routes.GymHotPath, fastapi_app=app)
     if settings.role == "admin":
         app.add_middleware(routes_training.TrainingHotPath, fastapi_app=app)
-    app.add_middleware(HotPath, ctx=ctx)
-    # Outermost of all: times every request, the ones answered at the door included.
+    # Outermost of the middleware: times every request; run_in_session, answered at the app's own
+    # door in front of all of it (rock.admin.hotpath), times itself into the same metrics.
     meter = metrics.install(app, ctx)
+    app.door = HotPath(ctx, meter)
+    app.prefix_doors = ((proxy_door.SANDBOXES, proxy_door.ProxyDoor(ctx, ports_api.forwarder, meter)),)
     if settings.role == "admin":
         ui.install(app, ctx, meter.request_rate)
     openapi.install(app, ctx.auth.enabled, PUBLIC)

@@ -2,8 +2,8 @@
 
 Nothing here needs the sandbox to have a network: every connection is the agent's
 ``tcp.connect`` (see rock/agent/tcprelay.py) to a port on the sandbox's loopback. HTTP goes
-through httpcore with the relay as its network backend; WebSocket through the sans-I/O
-protocol of the ``websockets`` library on the same relay.
+through our kept-alive client on the relay (rock.admin.port_http); WebSocket through the
+sans-I/O protocol of the ``websockets`` library on the same relay.
 """
 
 from __future__ import annotations
@@ -11,11 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-import weakref
-from collections.abc import Callable
 
-import httpcore
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.client import ClientProtocol
 from websockets.frames import Opcode
@@ -32,7 +28,6 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
               "transfer-encoding", "upgrade", "host", "content-length", TARGET_PORT_HEADER}
 # The admin's own credentials never enter a sandbox.
 CREDENTIALS = {"authorization", "xrl-authorization", "x-key", "cookie"}
-IDEMPOTENT = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}
 
 
 def _port(value: str | int, source: str) -> int:
@@ -72,149 +67,6 @@ def forwarded_headers(items, drop_credentials: bool) -> list[tuple[bytes, bytes]
             continue
         out.append((key.encode("latin-1"), value.encode("latin-1")))
     return out
-
-
-# -- HTTP ---------------------------------------------------------------------------------------
-
-
-class _RelayStream(httpcore.AsyncNetworkStream):
-    def __init__(self, stream):
-        self.stream = stream
-        self.buffer = b""
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        if not self.buffer:
-            self.buffer = await asyncio.wait_for(self.stream.read(), timeout)
-        data, self.buffer = self.buffer[:max_bytes], self.buffer[max_bytes:]
-        return data
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        if buffer:
-            await asyncio.wait_for(self.stream.write(bytes(buffer)), timeout)
-
-    async def aclose(self) -> None:
-        self.stream.close()
-
-    def get_extra_info(self, info: str):
-        # httpcore asks before reusing an idle kept-alive connection: bytes (or the end) waiting on
-        # an idle connection mean the server closed it, so the pool drops it instead of sending on it.
-        if info == "is_readable":
-            return bool(self.buffer) or self.stream.readable()
-        return None
-
-
-class _RelayBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network layer, where every connection is one relay through the agent."""
-
-    def __init__(self, agent):
-        self.agent = agent
-
-    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-        return _RelayStream(await asyncio.wait_for(self.agent.tcp_connect(port), timeout))
-
-    async def connect_unix_socket(self, path, timeout=None, socket_options=None):
-        raise httpcore.ConnectError("unix sockets are not proxied")
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-
-class _PortPool:
-    """Kept-alive HTTP connections to one port of one sandbox.
-
-    A new relay costs a ``tcp.connect`` round trip, a thread in the agent and the server's accept:
-    several times a request on an open connection. Idle connections are closed after ``idle``
-    seconds without a request (each holds a thread in the agent and a socket in the server), and
-    the whole pool goes with them, so a sandbox no longer proxied to costs nothing here."""
-
-    def __init__(self, agent, port: int, keep: int, idle: float, forget: Callable[[], None]):
-        self.http = httpcore.AsyncConnectionPool(network_backend=_RelayBackend(agent), max_connections=None,
-                                                 max_keepalive_connections=keep, keepalive_expiry=idle)
-        self.idle = idle
-        self.in_flight = 0
-        self.last_used = time.monotonic()
-        self._forget = forget
-        self._timer: asyncio.TimerHandle | None = None
-
-    def begin(self) -> None:
-        self.in_flight += 1
-        self.last_used = time.monotonic()
-
-    def end(self) -> None:
-        self.in_flight -= 1
-        self.last_used = time.monotonic()
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.idle, self._expire)
-
-    def _expire(self) -> None:
-        self._timer = None
-        quiet = time.monotonic() - self.last_used
-        if self.in_flight or quiet < self.idle:
-            self._timer = asyncio.get_running_loop().call_later(self.idle - quiet if not self.in_flight else self.idle,
-                                                                self._expire)
-            return
-        self._forget()
-        asyncio.ensure_future(self.http.aclose())
-
-
-class Pools:
-    """The admin's kept-alive connections into sandboxes, per agent connection and port. Keyed
-    weakly by the agent client: when a sandbox's agent connection goes, so do its pools."""
-
-    def __init__(self, keep: int = 8, idle: float = 30.0):
-        self.keep = keep
-        self.idle = idle
-        self._by_agent: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-    def get(self, agent, port: int) -> _PortPool:
-        ports = self._by_agent.setdefault(agent, {})
-        pool = ports.get(port)
-        if pool is None or getattr(agent, "closed", False):
-            ports[port] = pool = _PortPool(agent, port, self.keep, self.idle, lambda: self._drop(agent, port, pool))
-        return pool
-
-    def _drop(self, agent, port: int, pool: _PortPool) -> None:
-        ports = self._by_agent.get(agent)
-        if ports is not None and ports.get(port) is pool:
-            del ports[port]
-
-    def __len__(self) -> int:
-        return sum(len(p) for p in self._by_agent.values())
-
-
-async def http_request(pools: Pools, agent, port: int, method: str, target: str, headers: list[tuple[bytes, bytes]],
-                       body: bytes, timeout: float | None):
-    """Send one request to the server on ``port`` over a kept-alive connection from ``pools``;
-    returns (status, headers, body iterator, close)."""
-    pool = pools.get(agent, port)
-    headers = [(b"host", f"127.0.0.1:{port}".encode()), *headers]
-    if body or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
-        headers.append((b"content-length", str(len(body)).encode()))
-    request = httpcore.Request(method, httpcore.URL(scheme=b"http", host=b"127.0.0.1", port=port,
-                                                    target=target.encode()),
-                               headers=headers, content=body,
-                               extensions={"timeout": {"connect": 10, "read": timeout, "write": 60, "pool": 10}})
-    pool.begin()
-    try:
-        try:
-            response = await pool.http.handle_async_request(request)
-        except (httpcore.RemoteProtocolError, httpcore.ReadError, httpcore.WriteError):
-            # A kept-alive connection the server closed just as we reused it fails before any
-            # answer; a request that may be repeated (RFC 9110 §9.2.2) goes once more, on a new one.
-            if method not in IDEMPOTENT:
-                raise
-            response = await pool.http.handle_async_request(request)
-    except BaseException:
-        pool.end()
-        raise
-
-    async def close() -> None:
-        try:
-            await response.aclose()  # back to the pool if the server keeps it alive
-        finally:
-            pool.end()
-
-    return response.status, response.headers, response.aiter_stream(), close
 
 
 # -- WebSocket --------------------------------------------------------------------------------

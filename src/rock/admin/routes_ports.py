@@ -13,16 +13,16 @@ import logging
 
 from fastapi import APIRouter, Header, Path, Query
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from rock.actions.response import RockResponse
-from rock.admin import ports
+from rock.admin import ports, proxy_door
 from rock.admin.context import Ctx
 from rock.errors import BadRequest, RockError
 
 log = logging.getLogger("rock.admin.ports")
-METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+METHODS = list(proxy_door.METHODS)
 ERRORS = {code: {"model": RockResponse[dict], "description": text} for code, text in (
     (400, "no target port, or more than one, or not a port number"), (404, "no such sandbox"),
     (409, "the sandbox is not running"), (502, "nothing listens on that port inside the sandbox"))}
@@ -41,36 +41,14 @@ TargetHeader = Header(default=None, alias="X-ROCK-Target-Port", description="the
 
 def router(ctx: Ctx) -> APIRouter:
     api = APIRouter()
-    read_timeout = ctx.settings.proxy_timeout
-    pools = ports.Pools(ctx.settings.proxy_keepalive_connections, ctx.settings.proxy_keepalive_seconds)
+    forwarder = proxy_door.Forwarder(ctx)
+    api.forwarder = forwarder  # the app's door (rock.admin.proxy_door.ProxyDoor) shares its connections
 
     async def _http(request: Request, sandbox_id: str, path: str) -> Response:
         port, rest = ports.resolve_target(request.headers, request.query_params.get("rock_target_port"), path)
         agent = await ctx.agent(request, sandbox_id)
-        query = "&".join(f"{k}={v}" for k, v in request.query_params.multi_items() if k != "rock_target_port")
-        target = "/" + rest + (f"?{query}" if query else "")
-        headers = ports.forwarded_headers(request.headers.items(), ctx.auth.enabled)
-        try:
-            status, head, body, close = await ports.http_request(pools, agent, port, request.method, target, headers,
-                                                                 await request.body(), read_timeout)
-        except RockError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - httpcore's errors: the server in the sandbox misbehaved
-            return _bad_gateway(f"the server on port {port} in sandbox {sandbox_id} did not answer properly: "
-                                f"{type(exc).__name__}: {exc}")
-        out = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in head
-               if k.decode("latin-1").lower() not in ports.HOP_BY_HOP - {"content-length"}]
-
-        async def stream():
-            try:
-                async for chunk in body:
-                    yield chunk
-            finally:
-                await close()
-
-        response = StreamingResponse(stream(), status_code=status)
-        response.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in out]
-        return response
+        return await forwarder.forward(agent, port, request.method, rest, request.query_params.multi_items(),
+                                       request.headers, await request.body(), sandbox_id)
 
     async def proxy(request: Request, sandbox_id: str = Path(min_length=1), path: str = Path(),
                     rock_target_port: int | None = TargetQuery, x_rock_target_port: str | None = TargetHeader):
@@ -135,9 +113,3 @@ class _Upgrade(BadRequest):
 
     def __init__(self):
         super().__init__("this route is a WebSocket: connect with an Upgrade (e.g. websockets.connect(url))")
-
-
-def _bad_gateway(message: str) -> Response:
-    from rock.admin.errors import error_response
-
-    return error_response(502, message, "BadGateway")

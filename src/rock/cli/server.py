@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -44,6 +45,7 @@ class _Server(uvicorn.Server):
         await super().startup(sockets)
         if not self.started:
             return
+        _settle_gc()
         app = self.config.loaded_app
         while hasattr(app, "app") and not hasattr(app, "state"):
             app = app.app
@@ -66,6 +68,22 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets)
         # Here, not after run(): uvicorn re-raises SIGTERM once run() unwinds, ending the process.
         _remove_own_files(self.settings)
+
+
+# Allocations between young collections (Python's default is 700). Each request allocates a few
+# hundred objects, and with many requests in flight every young collection finds live coroutines
+# and futures, moves them to the older generations and eventually sets off a full collection.
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def _settle_gc() -> None:
+    """Once the app is up: what start-up made (routes, models, the schema, the store) lives as long
+    as the process, so it leaves the collector's view (gc.freeze), and young collections run less
+    often. Measured under 64 concurrent commands, the collector took ~9% of the admin's CPU."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 def _remove_own_files(settings: Settings) -> None:

@@ -21,6 +21,7 @@ class TcpStream:
         self._connected = connected
         self._eof_sent = False
         self._read_eof = False
+        self.expired = False  # set by expire(): a read gave up waiting
 
     @classmethod
     async def open(cls, client, port: int, host: str | None = None) -> "TcpStream":
@@ -41,6 +42,8 @@ class TcpStream:
 
         def finished(f: asyncio.Future) -> None:
             queue.put_nowait(None)
+            if not f.cancelled():
+                f.exception()  # seen: an idle kept-alive relay may end with its sandbox, awaited by nobody
             if not connected.done():
                 if f.cancelled():
                     connected.cancel()
@@ -67,6 +70,12 @@ class TcpStream:
             self._read_eof = True
             return b""
         return chunk
+
+    def expire(self) -> None:
+        """End a read that waits (it returns b""), for a caller's read timeout: ``expired`` says
+        so. The stream is not to be read from again."""
+        self.expired = True
+        self._queue.put_nowait(None)
 
     def readable(self) -> bool:
         """True when a read would not wait: bytes or the end are queued, or the relay is gone."""

@@ -18,8 +18,23 @@ from rock.sdk.transport import LeanTransport
 PREFIX = "/apis/envs/sandbox/v1"
 
 
+try:  # a declared dependency, several times faster than the stdlib on every call; optional all the same
+    import orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    orjson = None
+
+
 def _loads(raw: bytes) -> Any:
-    return json.loads(raw)
+    return orjson.loads(raw) if orjson is not None else json.loads(raw)
+
+
+def _dumps(body: dict) -> bytes:
+    if orjson is not None:
+        try:
+            return orjson.dumps(body)
+        except TypeError:  # what orjson refuses and JSON allows: integers past 64 bits, lone surrogates
+            pass
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def error_from(status_code: int, payload: Any, fallback: str = "") -> RockError:
@@ -82,7 +97,7 @@ class Http:
         self._head = b"".join(f"{k}: {v}\r\n".encode() for k, v in fixed.items())
 
     async def post(self, path: str, body: dict, timeout: float | None | object = httpx.USE_CLIENT_DEFAULT) -> Any:
-        data = json.dumps(body, separators=(",", ":")).encode()
+        data = _dumps(body)
         read_timeout = self.read_timeout if timeout is httpx.USE_CLIENT_DEFAULT else timeout
         if not self._fast:
             return unwrap(await self.client.post(path, content=data, timeout=timeout,
