@@ -147,7 +147,8 @@ async def test_http_connections_are_kept_alive_and_renewed(served):
 
 async def test_http_answers_of_every_framing(served):
     """HEAD, a chunked body that comes after the head, a body that runs to the end of the
-    connection, and a path that tries to add a header: each arrives as the server meant it."""
+    connection, a path that tries to add a header, and an encoded query: each arrives as the server
+    meant it."""
     sandbox, base, http = served
     url = f"{base}/proxy/port/8002"
     for _ in range(2):  # twice: the kept-alive connection is still good after each
@@ -164,6 +165,9 @@ async def test_http_answers_of_every_framing(served):
     assert r.text.startswith("GET /echo%20x%0DX-Injected:%201%09 HTTP/1.1|"), r.text
     r = await http.get(f"{url}/echo%0D%0AX-Injected:%201")  # a line break matches no route at all
     assert r.status_code == 404 and "no such route" in r.json()["message"], r.text
+    # The query as the caller encoded it (an encoded & or = stays inside its value), less our own port
+    r = await http.get(f"{base}/proxy/echo?q=a%26b%3Dc&rock_target_port=8002&x=1+2&e")
+    assert r.text.startswith("GET /echo?q=a%26b%3Dc&x=1+2&e HTTP/1.1|"), r.text
 
 
 async def test_websocket_and_raw_tcp(served):

@@ -211,3 +211,15 @@ async def _race(*coros) -> None:
     finally:
         for t in tasks:
             t.cancel()
+
+
+def forwarded_query(raw: str) -> str:
+    """The query string the server inside gets: the caller's, as it was encoded, less our own
+    ``rock_target_port`` (decoding and joining again would turn an encoded ``&`` or ``=`` in a
+    value into a separator)."""
+    return "&".join(part for part in raw.split("&") if part and part.split("=", 1)[0] != "rock_target_port")
+
+
+def raw_query(scope) -> str:
+    # As sent (the request's target is made from it with the same codec: bytes round-trip).
+    return scope.get("query_string", b"").decode("utf-8", "surrogateescape")

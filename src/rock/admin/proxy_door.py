@@ -40,10 +40,11 @@ class Forwarder:
         self.read_timeout = ctx.settings.proxy_timeout
         self.pools = port_http.Pools(ctx.settings.proxy_keepalive_connections, ctx.settings.proxy_keepalive_seconds)
 
-    async def forward(self, agent, port: int, method: str, rest: str, query: list[tuple[str, str]], headers: Headers,
+    async def forward(self, agent, port: int, method: str, rest: str, query: str, headers: Headers,
                       body: bytes, sandbox_id: str) -> Response:
-        """One request to the server on ``port``, its answer as a response (502 if it misbehaves)."""
-        tail = "&".join(f"{k}={v}" for k, v in query if k != "rock_target_port")
+        """One request to the server on ``port`` (``query``: the caller's raw query string), its
+        answer as a response (502 if it misbehaves)."""
+        tail = ports.forwarded_query(query)
         target = "/" + rest + (f"?{tail}" if tail else "")
         sent = ports.forwarded_headers(headers.items(), self.ctx.auth.enabled)
         try:
@@ -120,7 +121,8 @@ class ProxyDoor:
         try:
             try:
                 body = await read_body(receive, limit_for(scope["path"])) if declared not in (None, "0") else b""
-                response = await self.forwarder.forward(agent, port, scope["method"], rest, query, headers, body,
+                response = await self.forwarder.forward(agent, port, scope["method"], rest,
+                                                        ports.raw_query(scope), headers, body,
                                                         sandbox_id)
             except Exception as exc:  # noqa: BLE001 - mapped exactly like the routed handlers do
                 code, payload = status_and_body(exc, scope["path"])

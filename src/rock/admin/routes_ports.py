@@ -47,7 +47,7 @@ def router(ctx: Ctx) -> APIRouter:
     async def _http(request: Request, sandbox_id: str, path: str) -> Response:
         port, rest = ports.resolve_target(request.headers, request.query_params.get("rock_target_port"), path)
         agent = await ctx.agent(request, sandbox_id)
-        return await forwarder.forward(agent, port, request.method, rest, request.query_params.multi_items(),
+        return await forwarder.forward(agent, port, request.method, rest, ports.raw_query(request.scope),
                                        request.headers, await request.body(), sandbox_id)
 
     async def proxy(request: Request, sandbox_id: str = Path(min_length=1), path: str = Path(),
@@ -70,7 +70,7 @@ def router(ctx: Ctx) -> APIRouter:
         except RockError as exc:
             await ws.close(code=1008, reason=(exc.message or type(exc).__name__)[:120])
             return
-        query = "&".join(f"{k}={v}" for k, v in ws.query_params.multi_items() if k != "rock_target_port")
+        query = ports.forwarded_query(ports.raw_query(ws.scope))
         try:
             await ports.websocket_proxy(ws, agent, port, "/" + rest + (f"?{query}" if query else ""),
                                         ctx.auth.enabled)
