@@ -152,6 +152,10 @@ def test_a_proxy_beside_the_admin_reads_ended_records_from_the_store(backend, mo
         proxy = Admin(backend, state_dir=admin.state_dir, role="proxy").start()
         via = httpx.Client(base_url=proxy.url + PREFIX, timeout=120)
         assert set(proxy.ctx.sandboxes.records) == {running}
+        # the admin's start routes (answered at its ASGI door, rock.admin.hotpath) are not a proxy's
+        for route in ("/start", "/start_async"):
+            refused = via.post(route, json={"image": "python:3.11"})
+            assert refused.status_code == 404 and "no such route" in refused.json()["message"], refused.text
 
         assert _ok(via.get("/get_status", params={"sandbox_id": stopped}))["lifecycle_state"] == "stopped"
         assert via.get("/get_status", params={"sandbox_id": deleted}).status_code == 404
