@@ -31,6 +31,11 @@ def test_prefers_warm_pool_then_image():
     nodes = [node("a", 8, 16), node("b", 8, 16, images=["python:3.11"], used=2), node("c", 8, 16, pools=["python:3.11"], used=4)]
     assert Placement().choose(need(), nodes).name == "c"
     assert Placement().choose(need(), nodes[:2]).name == "b"
+    # packing too: the pool (or the image) first, however much room it has left; then the fullest
+    packed = [node("a", 8, 16, used=6), node("b", 8, 16, images=["python:3.11"]), node("c", 8, 16, pools=["python:3.11"])]
+    assert Placement("pack").choose(need(), packed).name == "c"
+    assert Placement("pack").choose(need(), packed[:2]).name == "b"
+    assert Placement("pack").choose(need(image="other"), packed).name == "a"
 
 
 def test_labels_gpus_overcommit_and_full():
