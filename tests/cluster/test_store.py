@@ -63,6 +63,19 @@ async def test_changed_since_and_uses_move_forward(store):
     assert again[0].last_used_at == 500.0 and again[0].rev > first_rev
 
 
+async def test_changes_since_are_what_others_wrote(store):
+    """A refresh needs what other processes wrote; PostgreSQL's store leaves out rows whose last
+    write was its own (the process holds them), SQLite's returns every row."""
+    mine, other = await store(), await store()
+    await mine.save(SandboxRecord(sandbox_id="own"))
+    await other.save(SandboxRecord(sandbox_id="theirs"))
+    rows, _ = await mine.changed_since(0.0)
+    assert {r.sandbox_id for r in rows} == ({"theirs"} if mine.shared else {"own", "theirs"})
+    await other.save(SandboxRecord(sandbox_id="own", state="running"))  # written over by the other process
+    rows, _ = await mine.changed_since(0.0)
+    assert {r.sandbox_id: r.state for r in rows} == {"own": "running", "theirs": "pending"}
+
+
 async def test_one_lease_holder_until_it_expires(store):
     a, b = await store(), await store()
     assert await a.acquire_lease("reaper", "A", 0.5)
