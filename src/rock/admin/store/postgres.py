@@ -48,23 +48,28 @@ _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS training_instances (instance_id TEXT PRIMARY KEY, owner TEXT, env_type TEXT NOT NULL, "
     "task_id TEXT NOT NULL, handle TEXT NOT NULL, created DOUBLE PRECISION NOT NULL)",
 ]
+# A run of saves is one statement over the rows as one JSON document, not one statement per
+# record: psycopg's per-record parameters, messages and result sets were ~13% of the admin's CPU
+# in a burst, and its array parameters (unnest) more again; json.dumps of the run is C.
 _UPSERT = (
-    f"INSERT INTO sandboxes ({', '.join(WRITTEN)}, rev, updated_at) VALUES ({', '.join('%s' for _ in WRITTEN)}, "
-    f"nextval('sandbox_rev'), {_NOW}) ON CONFLICT (sandbox_id) DO UPDATE SET "
+    f"INSERT INTO sandboxes ({', '.join(WRITTEN)}, rev, updated_at) SELECT "
+    + ", ".join(f"u.{c}::jsonb" if _TYPES[c] == "JSONB" else f"u.{c}" for c in WRITTEN)
+    + f", nextval('sandbox_rev'), {_NOW} FROM json_to_recordset(%s::json) AS u("
+    + ", ".join(f"{c} {'TEXT' if _TYPES[c] == 'JSONB' else _TYPES[c]}" for c in WRITTEN)
+    + ") ON CONFLICT (sandbox_id) DO UPDATE SET "
     + ", ".join(f"{c}=EXCLUDED.{c}" for c in [*WRITTEN, "rev", "updated_at"] if c != "sandbox_id")
-    + " RETURNING rev"
+    + " RETURNING sandbox_id, rev"
 )
-_HISTORY = f"INSERT INTO history (sandbox_id, from_state, to_state, event, message, ts) VALUES (%s,%s,%s,%s,%s,{_NOW})"
+_HISTORY_COLUMNS = ("sandbox_id", "from_state", "to_state", "event", "message")
+_HISTORY = (f"INSERT INTO history ({', '.join(_HISTORY_COLUMNS)}, ts) SELECT {', '.join('u.' + c for c in _HISTORY_COLUMNS)}, "
+            f"{_NOW} FROM ROWS FROM (json_to_recordset(%s::json) AS ({', '.join(c + ' TEXT' for c in _HISTORY_COLUMNS)})) "
+            f"WITH ORDINALITY AS u({', '.join(_HISTORY_COLUMNS)}, n) ORDER BY u.n")
 _TOUCH = (f"UPDATE sandboxes SET last_used_at=GREATEST(COALESCE(last_used_at, 0), %s), rev=nextval('sandbox_rev'), "
           f"updated_at={_NOW} WHERE sandbox_id=%s")
 
 
 _SID = WRITTEN.index("sandbox_id")
 _MINE_MAX = 100_000  # own writes remembered at most (a store whose records nobody refreshes)
-
-
-def _as_is(text: str) -> str:
-    return text
 
 
 def _record(row: dict) -> SandboxRecord:
@@ -105,7 +110,6 @@ class PostgresStore(Store):
             for statement in _SCHEMA:
                 await db.execute(statement)
             await pg_counts.create(db)
-        self._Jsonb = psycopg.types.json.Jsonb
         self._queue = asyncio.Queue()
         self._writer = asyncio.create_task(self._write_loop(), name="rock-store-writer")
 
@@ -129,8 +133,7 @@ class PostgresStore(Store):
              message: str | None = None) -> asyncio.Future:
         # The fields as they are now (the write lands later); the spec as JSON text now, which is
         # also its copy (dataclasses.asdict's deep copy was ~7% of the admin's CPU in a burst).
-        row = tuple(self._Jsonb(json.dumps(record.spec), dumps=_as_is) if c == "spec" else getattr(record, c)
-                    for c in WRITTEN)
+        row = tuple(json.dumps(record.spec) if c == "spec" else getattr(record, c) for c in WRITTEN)
         history = None if event is None else (record.sandbox_id, from_state, record.state, event, message)
         return self._enqueue(("save", row, history))
 
@@ -164,8 +167,8 @@ class PostgresStore(Store):
                     future.set_result(result)
 
     async def _write(self, batch: list) -> list:
-        """One transaction; each run of saves is one pipelined ``executemany`` (a round trip for the
-        run, not two per record: a burst of creates was bound by the database's round trips)."""
+        """One transaction; each run of saves is two statements (``_save_run``), not two per record:
+        a burst of creates was bound by the database's round trips, then by psycopg's per-record work."""
         results = []
         async with self._pool.connection() as db, db.transaction(), db.cursor() as cur:
             i = 0
@@ -180,20 +183,25 @@ class PostgresStore(Store):
                 while i < len(batch) and batch[i][0][0] == "save":
                     run.append(batch[i][0])
                     i += 1
-                await cur.executemany(_UPSERT, [row for _, row, _ in run], returning=True)
-                while True:
-                    results.append((await cur.fetchone())["rev"])
-                    if not cur.nextset():
-                        break
-                if len(self._mine) > _MINE_MAX:
-                    self._mine.clear()
-                for (_, row, _), rev in zip(run, results[-len(run):]):
-                    self._mine.pop(row[_SID], None)
-                    self._mine[row[_SID]] = rev
-                history = [h for _, _, h in run if h is not None]
-                if history:
-                    await cur.executemany(_HISTORY, history)
+                results += await self._save_run(cur, run)
         return results
+
+    async def _save_run(self, cur, run: list) -> list[int]:
+        """Saves in call order as one upsert and one history insert; the revision of each. A record
+        saved twice in the run is written once, as its last save says (one statement may not
+        update a row twice); both of its saves get that revision, and its history keeps both."""
+        last = {row[_SID]: row for _, row, _ in run}
+        await cur.execute(_UPSERT, (json.dumps([dict(zip(WRITTEN, row)) for row in last.values()]),))
+        revs = {r["sandbox_id"]: r["rev"] for r in await cur.fetchall()}
+        history = [dict(zip(_HISTORY_COLUMNS, h)) for _, _, h in run if h is not None]
+        if history:
+            await cur.execute(_HISTORY, (json.dumps(history),))
+        if len(self._mine) > _MINE_MAX:
+            self._mine.clear()
+        for sid, rev in revs.items():
+            self._mine.pop(sid, None)
+            self._mine[sid] = rev
+        return [revs[row[_SID]] for _, row, _ in run]
 
     # -- reads --------------------------------------------------------------------------------
 
