@@ -45,6 +45,10 @@ def test_labels_gpus_overcommit_and_full():
     full = [node("a", 2, 4, used=2)]
     assert Placement().choose(need(), full) is None
     assert Placement(overcommit=2.0).choose(need(), full).name == "a"
+    grown = node("a", 2, 4, used=2)
+    assert Placement().choose(need(), [grown]) is None
+    grown.update(node("a", 4, 4, used=2).info)  # its next report says it has more cpus
+    assert Placement().choose(need(), [grown]).name == "a"
     full[0].lost_at = 1.0
     assert Placement(overcommit=2.0).choose(need(), full) is None  # lost nodes get nothing
 

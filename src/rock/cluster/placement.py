@@ -17,7 +17,7 @@ from rock.errors import BadRequest
 class NodeView:
     """One node as the admin sees it: its last report plus what this admin has in flight there."""
 
-    __slots__ = ("info", "reserved", "pending", "lost_at", "lost_reason", "seen_at", "images", "pools", "misses")
+    __slots__ = ("info", "reserved", "pending", "lost_at", "lost_reason", "seen_at", "images", "pools", "misses", "limits")
 
     def __init__(self, info: NodeInfo):
         self.pending = Resources()
@@ -28,6 +28,7 @@ class NodeView:
 
     def update(self, info: NodeInfo) -> None:
         self.info = info
+        self.limits = (None, 0.0, 0)  # (overcommit, cpus, memory bytes): Placement.choose fills it
         self.reserved = info.load.reserved
         self.images = set(info.images)
         self.pools = set(info.pools)
@@ -132,21 +133,28 @@ class Placement:
         for node in nodes:
             if node.lost_at is not None or node.misses or (selector and not matches(selector, node.info.labels)):
                 continue
-            cap, res, pen = node.info.capacity, node.reserved, node.pending
-            cpus = cap.cpus * over
+            res, pen = node.reserved, node.pending
+            limits = node.limits
+            if limits[0] != over:  # the node's cpus and memory times the overcommit, kept per report
+                cap = node.info.capacity
+                limits = node.limits = (over, cap.cpus * over, int(cap.memory_bytes * over))
+            cpus, memory = limits[1], limits[2]
             free_cpus = cpus - res.cpus - pen.cpus
             if cpus_asked > free_cpus + 1e-9:
                 continue
-            memory = int(cap.memory_bytes * over)
             free_memory = memory - res.memory_bytes - pen.memory_bytes
-            if (memory_asked > free_memory or (gpus_asked and gpus_asked > cap.gpus - res.gpus - pen.gpus)
-                    or (disk_asked and disk_asked > cap.disk_bytes - res.disk_bytes - pen.disk_bytes)):
+            if memory_asked > free_memory:
                 continue
+            if gpus_asked or disk_asked:
+                cap = node.info.capacity
+                if ((gpus_asked and gpus_asked > cap.gpus - res.gpus - pen.gpus)
+                        or (disk_asked and disk_asked > cap.disk_bytes - res.disk_bytes - pen.disk_bytes)):
+                    continue
             # Room left after placing, as the smallest share over the dimensions asked for: within
             # [-1, 1], so a warm pool (+4) and the image at hand (+2) rank first, as in a tuple key.
-            left = min((free_cpus - cpus_asked) / cpus if cpus > 0 else 0.0,
-                       (free_memory - memory_asked) / memory if memory > 0 else 0.0)
-            key = sign * left
+            left = (free_cpus - cpus_asked) / cpus if cpus > 0 else 0.0
+            left_memory = (free_memory - memory_asked) / memory if memory > 0 else 0.0
+            key = sign * (left if left < left_memory else left_memory)
             if image in node.pools:
                 key += 4.0
             if image in node.images:
