@@ -11,8 +11,6 @@ schema; every other request passes straight through to the app.
 
 from __future__ import annotations
 
-from starlette.datastructures import Headers
-
 from rock.actions.sandbox import SandboxBashAction, SandboxStartRequest
 from rock.admin.context import PREFIX, Ctx
 from rock.admin.errors import status_and_body
@@ -53,7 +51,9 @@ class HotPath:
 
     async def _answer(self, scope, receive, send, model, action) -> None:
         try:
-            headers = Headers(scope=scope)
+            # Read as a dict once (names come lowercased, as ASGI says; the first of a repeated one
+            # wins, as in starlette's Headers): a start reads five, each a scan and a KeyError there.
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(scope["headers"])}
             owner = self.ctx.auth.principal(headers)  # a caller without a token learns nothing more
             declared = headers.get("content-length")
             if declared is not None and (not declared.isdigit() or int(declared) > MAX_JSON_BODY):
