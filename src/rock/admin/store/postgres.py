@@ -224,14 +224,17 @@ class PostgresStore(Store):
 
     async def changed_since(self, since: float) -> tuple[list[SandboxRecord], float]:
         """As the base says, less the rows whose last write was this process's own (it holds them)."""
+        from psycopg.rows import tuple_row
+
         known = len(self._mine)  # what was written before this read began (later writes: kept below)
         async with self._pool.connection() as db:
             now = (await (await db.execute(f"SELECT {_NOW} AS now")).fetchone())["now"]
             if not known:
                 rows = await (await db.execute("SELECT * FROM sandboxes WHERE updated_at >= %s", (since,))).fetchall()
                 return [_record(r) for r in rows], float(now)
-            revs = {r["sandbox_id"]: r["rev"] for r in await (await db.execute(
-                "SELECT sandbox_id, rev FROM sandboxes WHERE updated_at >= %s", (since,))).fetchall()}
+            async with db.cursor(row_factory=tuple_row) as cur:  # thousands of rows in a burst: no dict each
+                await cur.execute("SELECT sandbox_id, rev FROM sandboxes WHERE updated_at >= %s", (since,))
+                revs = dict(await cur.fetchall())
             mine = self._mine
             others = [sid for sid, rev in revs.items() if mine.get(sid) != rev]
             rows = await (await db.execute("SELECT * FROM sandboxes WHERE sandbox_id = ANY(%s)", (others,))).fetchall() \
