@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from dataclasses import fields
 
 from rock.admin.jsonutil import dumps
@@ -36,6 +37,8 @@ _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS sandboxes (sandbox_id TEXT PRIMARY KEY, "
     + ", ".join(f"{c} {_TYPES[c]}" for c in COLUMNS if c != "sandbox_id") + ")",
     *(f"ALTER TABLE sandboxes ADD COLUMN IF NOT EXISTS {c} {_TYPES[c]}" for c in COLUMNS if c != "sandbox_id"),
+    # which process wrote the row last (PostgresStore.writer_id): a refresh reads only other processes' writes
+    "ALTER TABLE sandboxes ADD COLUMN IF NOT EXISTS writer TEXT",
     "CREATE INDEX IF NOT EXISTS sandboxes_updated ON sandboxes(updated_at)",
     "CREATE INDEX IF NOT EXISTS sandboxes_created ON sandboxes(created_at)",
     "CREATE INDEX IF NOT EXISTS sandboxes_due ON sandboxes(due_at)",
@@ -53,12 +56,12 @@ _SCHEMA = [
 # in a burst, and its array parameters (unnest) more again. Encoded by orjson (jsonutil): the
 # standard library's encoder was ~5 us a record, 8% of the admin's CPU.
 _UPSERT = (
-    f"INSERT INTO sandboxes ({', '.join(WRITTEN)}, rev, updated_at) SELECT "
+    f"INSERT INTO sandboxes ({', '.join(WRITTEN)}, rev, updated_at, writer) SELECT "
     + ", ".join(f"u.{c}::jsonb" if _TYPES[c] == "JSONB" else f"u.{c}" for c in WRITTEN)
-    + f", nextval('sandbox_rev'), {_NOW} FROM json_to_recordset(%s::json) AS u("
+    + f", nextval('sandbox_rev'), {_NOW}, %s FROM json_to_recordset(%s::json) AS u("
     + ", ".join(f"{c} {'TEXT' if _TYPES[c] == 'JSONB' else _TYPES[c]}" for c in WRITTEN)
     + ") ON CONFLICT (sandbox_id) DO UPDATE SET "
-    + ", ".join(f"{c}=EXCLUDED.{c}" for c in [*WRITTEN, "rev", "updated_at"] if c != "sandbox_id")
+    + ", ".join(f"{c}=EXCLUDED.{c}" for c in [*WRITTEN, "rev", "updated_at", "writer"] if c != "sandbox_id")
     + " RETURNING sandbox_id, rev"
 )
 _HISTORY_COLUMNS = ("sandbox_id", "from_state", "to_state", "event", "message")
@@ -66,7 +69,7 @@ _HISTORY = (f"INSERT INTO history ({', '.join(_HISTORY_COLUMNS)}, ts) SELECT {',
             f"{_NOW} FROM ROWS FROM (json_to_recordset(%s::json) AS ({', '.join(c + ' TEXT' for c in _HISTORY_COLUMNS)})) "
             f"WITH ORDINALITY AS u({', '.join(_HISTORY_COLUMNS)}, n) ORDER BY u.n")
 _TOUCH = (f"UPDATE sandboxes SET last_used_at=GREATEST(COALESCE(last_used_at, 0), %s), rev=nextval('sandbox_rev'), "
-          f"updated_at={_NOW} WHERE sandbox_id=%s")
+          f"updated_at={_NOW}, writer=%s WHERE sandbox_id=%s")
 
 
 _SID = WRITTEN.index("sandbox_id")
@@ -74,8 +77,6 @@ _SID = WRITTEN.index("sandbox_id")
 
 def _text(value) -> str:
     return dumps(value).decode()
-
-_MINE_MAX = 100_000  # own writes remembered at most (a store whose records nobody refreshes)
 
 
 def _record(row: dict) -> SandboxRecord:
@@ -94,10 +95,10 @@ class PostgresStore(Store):
         self._queue: asyncio.Queue | None = None
         self._writer: asyncio.Task | None = None
         self._pool = None
-        # sandbox id -> the revision this process last wrote, in write order: a refresh reads back
-        # only rows that changed since (its own writes were ~7% of the admin's CPU in a burst, each
-        # read whole some five times over the refresh's look-back).
-        self._mine: dict[str, int] = {}
+        # This process's name on the rows it writes: a refresh reads back only other processes'
+        # writes (reading its own, each five times over the look-back, was ~7% of the admin's CPU
+        # in a burst, and its garbage more).
+        self.writer_id = uuid.uuid4().hex
 
     async def open(self) -> None:
         from psycopg.rows import dict_row
@@ -144,7 +145,7 @@ class PostgresStore(Store):
 
     async def flush_last_used(self, used: dict[str, float]) -> None:
         if used:
-            await self._enqueue(("touch", [(ts, sid) for sid, ts in used.items()], None))
+            await self._enqueue(("touch", [(ts, self.writer_id, sid) for sid, ts in used.items()], None))
 
     async def _write_loop(self) -> None:
         stopping = False
@@ -196,16 +197,11 @@ class PostgresStore(Store):
         saved twice in the run is written once, as its last save says (one statement may not
         update a row twice); both of its saves get that revision, and its history keeps both."""
         last = {row[_SID]: row for _, row, _ in run}
-        await cur.execute(_UPSERT, (_text([dict(zip(WRITTEN, row)) for row in last.values()]),))
+        await cur.execute(_UPSERT, (self.writer_id, _text([dict(zip(WRITTEN, row)) for row in last.values()])))
         revs = {r["sandbox_id"]: r["rev"] for r in await cur.fetchall()}
         history = [dict(zip(_HISTORY_COLUMNS, h)) for _, _, h in run if h is not None]
         if history:
             await cur.execute(_HISTORY, (_text(history),))
-        if len(self._mine) > _MINE_MAX:
-            self._mine.clear()
-        for sid, rev in revs.items():
-            self._mine.pop(sid, None)
-            self._mine[sid] = rev
         return [revs[row[_SID]] for _, row, _ in run]
 
     # -- reads --------------------------------------------------------------------------------
@@ -224,25 +220,10 @@ class PostgresStore(Store):
 
     async def changed_since(self, since: float) -> tuple[list[SandboxRecord], float]:
         """As the base says, less the rows whose last write was this process's own (it holds them)."""
-        from psycopg.rows import tuple_row
-
-        known = len(self._mine)  # what was written before this read began (later writes: kept below)
         async with self._pool.connection() as db:
             now = (await (await db.execute(f"SELECT {_NOW} AS now")).fetchone())["now"]
-            if not known:
-                rows = await (await db.execute("SELECT * FROM sandboxes WHERE updated_at >= %s", (since,))).fetchall()
-                return [_record(r) for r in rows], float(now)
-            async with db.cursor(row_factory=tuple_row) as cur:  # thousands of rows in a burst: no dict each
-                await cur.execute("SELECT sandbox_id, rev FROM sandboxes WHERE updated_at >= %s", (since,))
-                revs = dict(await cur.fetchall())
-            mine = self._mine
-            others = [sid for sid, rev in revs.items() if mine.get(sid) != rev]
-            rows = await (await db.execute("SELECT * FROM sandboxes WHERE sandbox_id = ANY(%s)", (others,))).fetchall() \
-                if others else []
-        # Own writes no longer in the look-back are forgotten; those made during this read are kept.
-        items = list(mine.items())
-        self._mine = {sid: rev for sid, rev in items[:known] if revs.get(sid) == rev}
-        self._mine.update(items[known:])
+            rows = await (await db.execute("SELECT * FROM sandboxes WHERE updated_at >= %s AND writer IS DISTINCT FROM %s",
+                                           (since, self.writer_id))).fetchall()
         return [_record(r) for r in rows], float(now)
 
     PH = "%s"
