@@ -41,3 +41,25 @@ def test_a_crash_before_running_was_written_leaves_a_usable_sandbox_marked_runni
         again.stop()
     finally:
         second.stop(stop_sandboxes=True)
+
+
+@pytest.mark.bwrap
+def test_a_start_records_who_asked_from_its_headers():
+    """ROCK's X-User-Id, X-Experiment-Id and X-Namespace on a start (answered at the admin's ASGI
+    door) are kept with the record: its status shows them and the listing filters by them."""
+    import httpx
+
+    from rock.admin.context import PREFIX
+
+    admin = Admin("bwrap", simulated_cluster={"nodes": 1}).start()
+    try:
+        url = admin.url + PREFIX
+        h = {"X-User-Id": "alice", "X-Experiment-Id": "exp-7", "X-Namespace": "team-a"}
+        sid = httpx.post(url + "/start", json={"image": "python:3.11"}, headers=h, timeout=60).json()["result"]["sandbox_id"]
+        httpx.post(url + "/start", json={"image": "python:3.11"}, timeout=60).raise_for_status()  # nobody's
+        status = httpx.get(url + "/get_status", params={"sandbox_id": sid}, timeout=60).json()["result"]
+        assert (status["user_id"], status["experiment_id"], status["namespace"]) == ("alice", "exp-7", "team-a")
+        listed = httpx.get(url + "/sandboxes", params={"user_id": "alice"}, timeout=60).json()["result"]
+        assert [i["sandbox_id"] for i in listed["items"]] == [sid]
+    finally:
+        admin.stop()

@@ -31,6 +31,11 @@ def test_prefers_warm_pool_then_image():
     nodes = [node("a", 8, 16), node("b", 8, 16, images=["python:3.11"], used=2), node("c", 8, 16, pools=["python:3.11"], used=4)]
     assert Placement().choose(need(), nodes).name == "c"
     assert Placement().choose(need(), nodes[:2]).name == "b"
+    # packing too: the pool (or the image) first, however much room it has left; then the fullest
+    packed = [node("a", 8, 16, used=6), node("b", 8, 16, images=["python:3.11"]), node("c", 8, 16, pools=["python:3.11"])]
+    assert Placement("pack").choose(need(), packed).name == "c"
+    assert Placement("pack").choose(need(), packed[:2]).name == "b"
+    assert Placement("pack").choose(need(image="other"), packed).name == "a"
 
 
 def test_labels_gpus_overcommit_and_full():
@@ -40,6 +45,10 @@ def test_labels_gpus_overcommit_and_full():
     full = [node("a", 2, 4, used=2)]
     assert Placement().choose(need(), full) is None
     assert Placement(overcommit=2.0).choose(need(), full).name == "a"
+    grown = node("a", 2, 4, used=2)
+    assert Placement().choose(need(), [grown]) is None
+    grown.update(node("a", 4, 4, used=2).info)  # its next report says it has more cpus
+    assert Placement().choose(need(), [grown]).name == "a"
     full[0].lost_at = 1.0
     assert Placement(overcommit=2.0).choose(need(), full) is None  # lost nodes get nothing
 

@@ -63,6 +63,40 @@ async def test_changed_since_and_uses_move_forward(store):
     assert again[0].last_used_at == 500.0 and again[0].rev > first_rev
 
 
+async def test_saves_queued_together_land_in_order(store):
+    """Saves made without waiting go to the database together (one statement per kind on
+    PostgreSQL): the last save of a record is what is stored, every history line is kept in order,
+    and the values come back as they went in (an int cpus, a 64-bit TTL, a nested spec)."""
+    s = await store()
+    record = SandboxRecord(sandbox_id="burst", cpus=1, auto_clear_seconds=1 << 40, spec={"env": {"A": "b"}, "n": [1, 2.5]})
+    writes = [s.save(record, None, "create")]
+    record.state = "running"
+    writes.append(s.save(record, "pending", "started"))
+    writes.append(s.save(SandboxRecord(sandbox_id="other", cpus=0.5, memory="1g"), None, "create"))
+    record.state, record.failure_reason = "failed", "it's 'quoted', {braced} and \\ escaped"
+    writes.append(s.save(record, "running", "agent_lost", "a message"))
+    revs = await asyncio.gather(*writes)
+    got, other = await s.get("burst"), await s.get("other")
+    assert (got.state, got.cpus, got.auto_clear_seconds, got.spec, got.failure_reason, got.rev) == (
+        "failed", 1, 1 << 40, {"env": {"A": "b"}, "n": [1, 2.5]}, record.failure_reason, revs[3])
+    assert (other.cpus, other.memory, other.rev) == (0.5, "1g", revs[2])
+    assert [(h["event"], h["to_state"], h["message"]) for h in await s.history("burst")] == [
+        ("create", "pending", None), ("started", "running", None), ("agent_lost", "failed", "a message")]
+
+
+async def test_changes_since_are_what_others_wrote(store):
+    """A refresh needs what other processes wrote; PostgreSQL's store leaves out rows whose last
+    write was its own (the process holds them), SQLite's returns every row."""
+    mine, other = await store(), await store()
+    await mine.save(SandboxRecord(sandbox_id="own"))
+    await other.save(SandboxRecord(sandbox_id="theirs"))
+    rows, _ = await mine.changed_since(0.0)
+    assert {r.sandbox_id for r in rows} == ({"theirs"} if mine.shared else {"own", "theirs"})
+    await other.save(SandboxRecord(sandbox_id="own", state="running"))  # written over by the other process
+    rows, _ = await mine.changed_since(0.0)
+    assert {r.sandbox_id: r.state for r in rows} == {"own": "running", "theirs": "pending"}
+
+
 async def test_one_lease_holder_until_it_expires(store):
     a, b = await store(), await store()
     assert await a.acquire_lease("reaper", "A", 0.5)

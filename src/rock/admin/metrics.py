@@ -42,10 +42,10 @@ RATE_WINDOW_S = 60
 
 class Metrics:
     def __init__(self, ctx: Ctx, app: FastAPI):
-        from rock.admin.hotpath import RUN_PATH
+        from rock.admin.hotpath import DOOR_PATHS
 
         self.ctx, self.app = ctx, app
-        self.door_paths = _DOOR_PATHS | {RUN_PATH}
+        self.door_paths = _DOOR_PATHS | DOOR_PATHS
         # One registry per app: several admins may live in one process (tests, embedding).
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = _RequestTimes()

@@ -5,12 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
+from starlette.responses import Response
 
 from rock.actions.response import (IsAliveResponse, SandboxListResponse, SandboxStartResponse, SandboxStatusResponse,
                                    StateTransitionRecord)
 from rock.actions.sandbox import BatchStatusRequest, SandboxIdRequest, SandboxStartRequest
 from rock.admin import gem_routes
 from rock.admin.context import Ctx, iso, ok, parse, query
+from rock.admin.jsonutil import dumps
 from rock.admin.lifecycle import transition_deadline
 from rock.admin.openapi import SANDBOX, doc
 from rock.admin.start_checks import check_start_request
@@ -46,10 +48,20 @@ class BatchStatuses(BaseModel):
     statuses: list[SandboxStatusResponse]
 
 
-def _meta(request: Request) -> dict:
-    h = request.headers
+def _meta(h) -> dict:
     return {"user_id": h.get("x-user-id"), "experiment_id": h.get("x-experiment-id"),
             "namespace": h.get("x-namespace"), "cluster": h.get("x-cluster")}
+
+
+async def start_action(ctx: Ctx, req: SandboxStartRequest, headers, owner: str | None) -> bytes:
+    """``/start`` and ``/start_async`` themselves, shared by the routes and the door
+    (rock.admin.hotpath): the reply envelope, encoded."""
+    check_start_request(req, ctx.worker.backend_name, ctx.settings)
+    # Replies once the sandbox is ready (unless "wait": false): rl-rock's start() then sees
+    # is_alive on its first get_status and never reaches its 3-second sleep.
+    wait = True if req.wait is None else req.wait
+    record = await ctx.sandboxes.start(req, owner, _meta(headers), wait=wait)
+    return dumps({"status": "Success", "message": None, "error": None, "result": start_result(record)})
 
 
 def start_result(r: SandboxRecord) -> dict:
@@ -90,27 +102,24 @@ def router(ctx: Ctx, write: bool = True) -> APIRouter:
     keep = ctx.settings.auto_delete_seconds
     writes = api if write else APIRouter()  # a router that is never mounted
 
-    async def _start(request: Request, default_wait: bool):
+    async def _start(request: Request):
         req = await parse(request, SandboxStartRequest)
-        check_start_request(req, ctx.worker.backend_name, ctx.settings)
-        wait = default_wait if req.wait is None else req.wait
-        record = await svc.start(req, ctx.owner(request), _meta(request), wait=wait)
-        return ok(start_result(record))
+        return Response(await start_action(ctx, req, request.headers, ctx.owner(request)), media_type="application/json")
 
     # 400: a field this machine cannot honour (rock.admin.start_checks); 409: the sandbox_id is taken
     start_doc = doc(SandboxStartRequest, result=SandboxStartResponse, codes=(400, 409, 503, 507))
     status_doc = doc(query=StatusQuery, result=SandboxStatusResponse, codes=(404,))
     id_doc = doc(SandboxIdRequest, result=str, codes=(400, 404, 409))
 
+    # Both answered by rock.admin.hotpath on an admin (same model, same answers); declared here
+    # for the schema, and served here where the door is not mounted (an app built without it).
     @writes.post("/start", **start_doc)
     async def start(request: Request):
-        return await _start(request, True)
+        return await _start(request)
 
     @writes.post("/start_async", **start_doc)
     async def start_async(request: Request):
-        # Replies once the sandbox is ready (unless "wait": false): rl-rock's start() then sees
-        # is_alive on its first get_status and never reaches its 3-second sleep.
-        return await _start(request, True)
+        return await _start(request)
 
     @api.get("/is_alive", **doc(query=StatusQuery, result=IsAliveResponse, codes=(404,)))
     async def is_alive(request: Request):

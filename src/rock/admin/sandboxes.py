@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import socket
+import sys
 import time
 import uuid
 
@@ -166,8 +167,10 @@ class Sandboxes(HeldRecords):
             raise host_path_refused(req.image)
         if req.network and self.worker.backend_name == "bwrap" and not self.settings.allow_host_network:
             raise host_network_refused()
-        # What no node could ever give is refused before anything is recorded.
-        self.worker.check(self._spec(SandboxRecord(sandbox_id=sandbox_id, owner=owner, image=req.image), req))
+        # What no node could ever give is refused before anything is recorded; the create uses this spec.
+        spec = self._spec(SandboxRecord(sandbox_id=sandbox_id, owner=owner, image=req.image,
+                                        namespace=meta.get("namespace")), req)
+        self.worker.check(spec)
         async with self._lock(sandbox_id):
             record = self.known(sandbox_id)
             if record is None and req.sandbox_id:  # a caller's id may name an ended sandbox
@@ -176,7 +179,7 @@ class Sandboxes(HeldRecords):
                 raise Conflict(f"sandbox id {sandbox_id} is already taken")
             if record is None or record.state not in LIVE:
                 record = self._new_record(sandbox_id, req, owner, meta, record, extra_spec)
-                self._starting[sandbox_id] = asyncio.create_task(self._create(record, req), name=f"create-{sandbox_id}")
+                self._starting[sandbox_id] = asyncio.create_task(self._create(record, req, spec), name=f"create-{sandbox_id}")
             # else: a caller-chosen id that is pending or running: create is idempotent
         task = self._starting.get(sandbox_id)
         if wait and task is not None:
@@ -218,12 +221,16 @@ class Sandboxes(HeldRecords):
             **start_checks.spec_extras(req),
         )
 
-    async def _create(self, record: SandboxRecord, req: SandboxStartRequest) -> None:
+    async def _create(self, record: SandboxRecord, req: SandboxStartRequest, spec: SandboxSpec) -> None:
         timeout = req.startup_timeout or self.settings.default_startup_timeout
         began, timed_out = time.perf_counter(), False
         try:
             try:
-                info = await asyncio.wait_for(self.worker.create(self._spec(record, req), timeout=timeout), timeout)
+                if sys.version_info >= (3, 11):  # without the task per create that wait_for makes
+                    async with asyncio.timeout(timeout):
+                        info = await self.worker.create(spec, timeout=timeout)
+                else:  # pragma: no cover - Python 3.10
+                    info = await asyncio.wait_for(self.worker.create(spec, timeout=timeout), timeout)
             except asyncio.TimeoutError:
                 timed_out = True
                 await self._quiet_stop(record.sandbox_id)

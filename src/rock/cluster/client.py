@@ -176,7 +176,7 @@ class ClusterWorker(NodeTracking):
 
     async def create(self, spec: SandboxSpec, timeout: float | None = None) -> SandboxInfo:
         need = Need.of(spec)
-        self.check(spec)
+        self.placement.refuse(need, list(self.nodes.values()))  # as ``check`` (the nodes may have changed since)
         timeout = timeout or 180.0
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout - 0.05

@@ -164,8 +164,12 @@ class Store(abc.ABC):
             wanted = only if states is None else tuple(set(states) & set(only or states))
             total = 0 if wanted == () else await self._total(owner, wanted, exclude_deleted)
         # "owner IS NULL" does not tell PostgreSQL's planner that owner is one value, as "=" would:
-        # naming it first lets the page be read in the order of the index that starts with it.
-        order = f" ORDER BY {'owner, ' if owner is None else ''}created_at {'DESC' if newest_first else 'ASC'}, sandbox_id"
+        # naming it first lets the page be read in the order of the index that starts with it. Every
+        # column in one direction: newest first is that index read backwards (with the tie-break
+        # ascending, the UI's first page sorted every matching record: ~25 ms of the database's
+        # CPU at 100,000).
+        way = "DESC" if newest_first else "ASC"
+        order = f" ORDER BY {f'owner {way}, ' if owner is None else ''}created_at {way}, sandbox_id {way}"
         if limit is None:
             return await self._records(f"SELECT * FROM sandboxes{where}{order}", tuple(args)), total
         # a page past any table (page=10**21) is an empty one, not a 64-bit overflow
