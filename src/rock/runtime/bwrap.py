@@ -61,6 +61,7 @@ from rock.runtime.mounts import MS_PRIVATE
 from rock.runtime.mounts import detach as _detach
 from rock.runtime.mounts import mount as _mount
 from rock.runtime.seccomp import seccomp_program
+from rock.runtime.teardown import Teardown
 from rock.runtime.zygote import Zygote
 
 log = logging.getLogger("rock.runtime.bwrap")
@@ -96,6 +97,7 @@ class BwrapRuntime(KeptFiles, Runtime):
         self.bwrap = shutil.which("bwrap") or "bwrap"
         self.python_prefix = str(Path(settings.host_python).parent.parent)
         self.zygote = Zygote(settings.host_python) if settings.bwrap_zygote else None
+        self.teardown = Teardown()  # deleted sandboxes' cgroups and files, removed off the event loop
 
     @classmethod
     def available(cls) -> str | None:
@@ -121,6 +123,7 @@ class BwrapRuntime(KeptFiles, Runtime):
         if kept_lower and kept_lower != lower and os.path.isdir(kept_lower):
             lower = kept_lower  # the tag moved since; the files were written over the old root
         group = cgroups.Cgroup(f"{cgroups.PREFIX}/{self.owner_key}/{sid}")
+        await self.teardown.wait(self.sandboxes_dir / sid)  # the same id deleted a moment ago
         # File system and cgroup work blocks for a millisecond or more per call under a burst
         # (ext4 inode allocation, cgroup mkdir): in a thread, not on the event loop all starts share.
         run, fifo = await asyncio.to_thread(self._prepare_run, sid, group)
@@ -265,6 +268,15 @@ class BwrapRuntime(KeptFiles, Runtime):
     async def close(self) -> None:
         if self.zygote is not None:
             await self.zygote.close()
+        await self._drain()
+
+    async def _drain(self) -> None:
+        if len(self.teardown):
+            try:
+                await asyncio.wait_for(self.teardown.drain(), 30)
+            except asyncio.TimeoutError:
+                log.warning("%d deleted sandbox(es) not removed yet; the next start's reap removes them",
+                            len(self.teardown))
 
     async def _lower(self, spec: SandboxSpec) -> tuple[str, dict[str, str]]:
         """The overlay's lower layer and the image's environment (``/`` means the host root)."""
@@ -339,15 +351,28 @@ class BwrapRuntime(KeptFiles, Runtime):
         return handle.pid is not None and process_alive(handle.pid, handle.start_time)
 
     async def destroy(self, handle: RuntimeHandle) -> None:
+        """Kill and remove everything of the sandbox before returning."""
         t0 = time.perf_counter()
+        self._kill(handle)
+        await cgroups.Cgroup(handle.runtime_id).destroy()
+        await self._remove_dir(Path(handle.run_dir).parent)
+        log.info("sandbox %s destroyed in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
+
+    async def release(self, handle: RuntimeHandle) -> None:
+        """Kill the sandbox's processes now; its cgroup (removable once the kernel has let the
+        killed processes go) and its directory go in the teardown thread."""
+        group = cgroups.Cgroup(handle.runtime_id)
+        self._kill(handle)
+        group.kill()
+        self.teardown.submit(group, Path(handle.run_dir).parent)
+
+    @staticmethod
+    def _kill(handle: RuntimeHandle) -> None:
         if handle.pid is not None and process_alive(handle.pid, handle.start_time):
             try:
                 os.killpg(handle.pid, signal.SIGKILL)  # the shim and bwrap; --die-with-parent does the rest
             except ProcessLookupError:
                 pass
-        await cgroups.Cgroup(handle.runtime_id).destroy()
-        await self._remove_dir(Path(handle.run_dir).parent)
-        log.info("sandbox %s destroyed in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
 
     async def _remove_dir(self, sandbox_dir: Path) -> None:
         _detach(sandbox_dir / "root")  # still mounted only if the worker died during a create
@@ -359,6 +384,7 @@ class BwrapRuntime(KeptFiles, Runtime):
     async def reap(self, known: set[str]) -> list[str]:
         """Remove this owner's groups and directories that no known sandbox uses, and the
         groups of any owner whose sandbox directory (hence state dir) no longer exists."""
+        await self._drain()  # what was deleted a moment ago is not a leftover
         removed: set[str] = set()
         for sid, group in cgroups.owned(self.owner_key).items():
             if sid not in known:
