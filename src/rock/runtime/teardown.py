@@ -24,16 +24,20 @@ from rock.runtime.mounts import detach
 
 log = logging.getLogger("rock.runtime.bwrap")
 
-FIRST_DELAY, MAX_DELAY = 0.002, 0.05  # between rounds while groups still have dying members
+# A killed sandbox's processes take a few milliseconds to leave its group: the first attempt
+# waits that long, later ones back off (attempts, not time, are what cost).
+FIRST_DELAY, MAX_DELAY = 0.004, 0.05
 SLOW_AFTER = 10.0  # a group still busy this long is reported (and still retried)
 
 
 class _Entry:
-    __slots__ = ("group", "sandbox_dir", "since", "warned", "waiters")
+    __slots__ = ("group", "sandbox_dir", "since", "warned", "waiters", "delay", "next_at")
 
     def __init__(self, group: cgroups.Cgroup, sandbox_dir: Path):
         self.group, self.sandbox_dir = group, sandbox_dir
         self.since, self.warned = time.monotonic(), False
+        self.delay = FIRST_DELAY
+        self.next_at = self.since + FIRST_DELAY
         self.waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
 
 
@@ -77,30 +81,31 @@ class Teardown:
     # -- the thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
-        delay = FIRST_DELAY
         while True:
             self._wake.clear()  # a submit from here on wakes the wait below
+            now = time.monotonic()
             with self._lock:
-                entries = list(self._pending.items())
-                if not entries:
+                if not self._pending:
                     self._thread = None  # a submit from now on starts a new thread
                     return
-            progressed = False
-            for key, entry in entries:
+                due = [(key, entry) for key, entry in self._pending.items() if entry.next_at <= now]
+            for key, entry in due:
                 try:
                     done = self._try(entry)
                 except Exception:  # noqa: BLE001 - one bad entry must not stop the others
                     log.exception("removing %s failed; the worker's reap retries at its next start", entry.group)
                     done = True
                 if done:
-                    progressed = True
                     with self._lock:
                         del self._pending[key]
                     for loop, future in entry.waiters:
                         loop.call_soon_threadsafe(_resolve, future)
-            delay = FIRST_DELAY if progressed else min(delay * 2, MAX_DELAY)
-            if self._wake.wait(delay):  # a new sandbox: its group empties soon, look again soon
-                delay = FIRST_DELAY
+                else:  # each group on its own back-off: few attempts, however many are queued
+                    entry.delay = min(entry.delay * 2, MAX_DELAY)
+                    entry.next_at = time.monotonic() + entry.delay
+            with self._lock:
+                soonest = min((entry.next_at for entry in self._pending.values()), default=now)
+            self._wake.wait(max(0.0, soonest - time.monotonic()))
 
     def _try(self, entry: _Entry) -> bool:
         """One attempt: True once the group and the directory are gone."""
