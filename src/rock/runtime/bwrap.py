@@ -82,6 +82,10 @@ UP_NAME, HOLD_NAME = "up", "hold"
 
 
 
+class _Running(SandboxStartError):
+    """A create of an id whose sandbox still runs."""
+
+
 def _pipe_with(data: bytes) -> int:
     r, w = os.pipe()
     os.write(w, data)
@@ -124,17 +128,19 @@ class BwrapRuntime(KeptFiles, Runtime):
             lower = kept_lower  # the tag moved since; the files were written over the old root
         group = cgroups.Cgroup(f"{cgroups.PREFIX}/{self.owner_key}/{sid}")
         await self.teardown.wait(self.sandboxes_dir / sid)  # the same id deleted a moment ago
-        # File system and cgroup work blocks for a millisecond or more per call under a burst
-        # (ext4 inode allocation, cgroup mkdir): in a thread, not on the event loop all starts share.
-        run, fifo = await asyncio.to_thread(self._prepare_run, sid, group)
+        run = self.sandboxes_dir / sid / "run"
         handle = RuntimeHandle(sandbox_id=sid, backend=self.name, runtime_id=group.rel, run_dir=str(run), spec=spec,
                                extra={"image_root": lower})
         merged = run.parent / "root"
         watch: list[asyncio.Future] = []
         launched = self.zygote is not None  # else the shim comes from here and mounts the root on the host
         zygote = self.zygote is not None and resolves_to_file(lower, "/bin/sh")
+        fifo = None
         try:
-            await asyncio.to_thread(self._prepare_root, spec, group, run, lower, mount=not launched, stub=zygote)
+            # File system and cgroup work blocks for a millisecond or more per call under a burst
+            # (ext4 inode allocation, cgroup mkdir): in a thread, not on the event loop all starts
+            # share; one trip there for all of it.
+            fifo = await asyncio.to_thread(self._prepare, spec, group, run, lower, mount=not launched, stub=zygote)
             t_setup = time.perf_counter()
             env = self._env(spec, image_env)
             if zygote:
@@ -169,14 +175,17 @@ class BwrapRuntime(KeptFiles, Runtime):
                 watch.append(asyncio.ensure_future(exit_reason(pid_exit_future(agent), run.parent / "sandbox.log",
                                                                "the agent")))
             await fifo.wait(watch, READY_TIMEOUT)
+        except _Running:
+            raise  # another sandbox's: nothing here is ours to remove
         except BaseException:
             await (self.suspend(handle) if resuming else self.destroy(handle))
             raise
         finally:
-            fifo.close()
+            if fifo is not None:
+                fifo.close()
             for future in watch:
                 future.cancel()
-            if not launched:
+            if not launched and fifo is not None:
                 _detach(merged)  # the sandbox holds its own reference to the overlay now
         log.info("sandbox %s ready in %.1f ms (setup %.1f ms, pid %d%s)", sid, (time.perf_counter() - t0) * 1e3,
                  (t_setup - t0) * 1e3, handle.pid, ", agent from the zygote" if zygote else "")
@@ -304,11 +313,19 @@ class BwrapRuntime(KeptFiles, Runtime):
             root, env = await image_rootfs(image, images)
         return str(root), env
 
-    def _prepare_run(self, sid: str, group: cgroups.Cgroup) -> tuple[Path, ReadyFifo]:
+    def _prepare(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, mount: bool,
+                 stub: bool) -> ReadyFifo:
+        """The run directory (with the ready FIFO, opened), the cgroup, the root's mount points."""
         if group.pids():
-            raise SandboxStartError(f"sandbox {sid} is already running")
-        run = self.prepare_run_dir(sid)
-        return run, ReadyFifo(run)
+            raise _Running(f"sandbox {spec.sandbox_id} is already running")
+        self.prepare_run_dir(spec.sandbox_id)
+        fifo = ReadyFifo(run)
+        try:
+            self._prepare_root(spec, group, run, lower, mount, stub)
+        except BaseException:
+            fifo.close()
+            raise
+        return fifo
 
     def _prepare_root(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, mount: bool,
                       stub: bool) -> None:

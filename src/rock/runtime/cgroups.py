@@ -31,7 +31,9 @@ V2_CONTROLLERS = ("memory", "pids", "cpu")
 CFS_PERIOD_US = 100_000
 
 
+@functools.cache
 def is_v2() -> bool:
+    """Which cgroup version this machine runs: fixed at boot, asked many times per start and delete."""
     return (ROOT / "cgroup.controllers").exists()
 
 
