@@ -3,7 +3,7 @@ only once the kernel has let the killed processes go) and its directory. One thr
 all sandboxes, in rounds, so the event loop every start and command shares neither polls nor
 waits for it.
 
-A delete kills the sandbox's processes before it returns (``BwrapRuntime.destroy``); only the
+A delete kills the sandbox's processes before it returns (``BwrapRuntime.release``); only the
 removal comes later. Nothing is dropped: an entry leaves the queue only once its group and its
 directory are gone; ``drain`` (the runtime's close) waits for the queue; a create of the same id
 waits for its entry first; and what a crash leaves behind the next start's ``reap`` removes, as
@@ -99,7 +99,10 @@ class Teardown:
                     with self._lock:
                         del self._pending[key]
                     for loop, future in entry.waiters:
-                        loop.call_soon_threadsafe(_resolve, future)
+                        try:
+                            loop.call_soon_threadsafe(_resolve, future)
+                        except RuntimeError:  # that loop has closed: nobody waits any more
+                            pass
                 else:  # each group on its own back-off: few attempts, however many are queued
                     entry.delay = min(entry.delay * 2, MAX_DELAY)
                     entry.next_at = time.monotonic() + entry.delay
