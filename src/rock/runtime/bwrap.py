@@ -379,17 +379,22 @@ class BwrapRuntime(KeptFiles, Runtime):
         """Kill the sandbox's processes now; its cgroup (removable once the kernel has let the
         killed processes go) and its directory go in the teardown thread."""
         group = cgroups.Cgroup(handle.runtime_id)
-        self._kill(handle)
-        group.kill()
+        if not self._kill(handle):
+            group.kill()  # no shim to take the sandbox down with it: every member by name
+        # (With the shim killed, bwrap's end kills the sandbox's pid 1 and the kernel all else in
+        # its pid namespace, the agent too; the teardown kills the group again, to be sure.)
         self.teardown.submit(group, Path(handle.run_dir).parent)
 
     @staticmethod
-    def _kill(handle: RuntimeHandle) -> None:
+    def _kill(handle: RuntimeHandle) -> bool:
+        """SIGKILL the shim's process group; False when the shim was not running."""
         if handle.pid is not None and process_alive(handle.pid, handle.start_time):
             try:
                 os.killpg(handle.pid, signal.SIGKILL)  # the shim and bwrap; --die-with-parent does the rest
+                return True
             except ProcessLookupError:
                 pass
+        return False
 
     async def _remove_dir(self, sandbox_dir: Path) -> None:
         _detach(sandbox_dir / "root")  # still mounted only if the worker died during a create
