@@ -153,12 +153,13 @@ class Cgroup:
             except ProcessLookupError:
                 pass
 
-    def try_remove(self) -> bool:
-        """One attempt: kill all members, remove the group (and empty parents) if the kernel has
-        let them all go; True once it is gone. Killed processes leave asynchronously and v1 has
-        no event for "empty", so callers retry."""
-        self.kill()
-        if any(d.is_dir() and not _rmdir(d) for d in reversed(self.unique_dirs())):
+    def try_remove(self, kill: bool = True) -> bool:
+        """One attempt: kill all members (unless ``kill`` is False: they were killed already),
+        remove the group (and empty parents) if the kernel has let them all go; True once it is
+        gone. Killed processes leave asynchronously and v1 has no event for "empty", so callers retry."""
+        if kill:
+            self.kill()
+        if any(not _rmdir(d) for d in reversed(self.unique_dirs())):
             return False
         self._remove_empty_parents()
         return True

@@ -27,16 +27,17 @@ log = logging.getLogger("rock.runtime.bwrap")
 # A killed sandbox's processes take a few milliseconds to leave its group: the first attempt
 # waits that long, later ones back off (attempts, not time, are what cost).
 FIRST_DELAY, MAX_DELAY = 0.004, 0.05
+KILL_EVERY = 4
 SLOW_AFTER = 10.0  # a group still busy this long is reported (and still retried)
 
 
 class _Entry:
-    __slots__ = ("group", "sandbox_dir", "since", "warned", "waiters", "delay", "next_at")
+    __slots__ = ("group", "sandbox_dir", "since", "warned", "waiters", "delay", "next_at", "tries")
 
     def __init__(self, group: cgroups.Cgroup, sandbox_dir: Path):
         self.group, self.sandbox_dir = group, sandbox_dir
         self.since, self.warned = time.monotonic(), False
-        self.delay = FIRST_DELAY
+        self.delay, self.tries = FIRST_DELAY, 0
         self.next_at = self.since + FIRST_DELAY
         self.waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
 
@@ -111,8 +112,11 @@ class Teardown:
             self._wake.wait(max(0.0, soonest - time.monotonic()))
 
     def _try(self, entry: _Entry) -> bool:
-        """One attempt: True once the group and the directory are gone."""
-        if not entry.group.try_remove():
+        """One attempt: True once the group and the directory are gone. Every syscall here takes
+        the GIL back from the event loop: the group's members are killed again only every few
+        attempts (in case one forked as the first kill came), the other attempts only rmdir."""
+        entry.tries += 1
+        if not entry.group.try_remove(kill=entry.tries % KILL_EVERY == 1):
             waited = time.monotonic() - entry.since
             if waited > SLOW_AFTER and not entry.warned:
                 entry.warned = True
