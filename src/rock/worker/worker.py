@@ -199,7 +199,7 @@ class Worker(RecordFiles):
             source = "cold"
         sandbox = Sandbox(spec.sandbox_id, handle, client, spec, warm=pooled is not None)
         try:
-            await asyncio.to_thread(self._save, sandbox)  # as the unlink in stop: off the event loop
+            self._save(sandbox)
         except BaseException:  # e.g. a full disk: a sandbox without its record would be lost
             client.close()
             await self.runtime.destroy(handle)  # all of it before the failure is reported
@@ -276,8 +276,7 @@ class Worker(RecordFiles):
         else:
             await self._discard(sandbox.handle, sandbox.client)
             self.gpus.release(sandbox.spec.gpu_ids)
-        # Off the event loop: a metadata write that waits for the disk's journal under load.
-        await asyncio.to_thread(self._record_path(sandbox_id).unlink, missing_ok=True)
+        self._record_path(sandbox_id).unlink(missing_ok=True)
         log.info("sandbox %s removed (%.1f ms)", sandbox_id, (time.perf_counter() - started) * 1000)
         return False
 
