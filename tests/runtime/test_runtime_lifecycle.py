@@ -51,6 +51,35 @@ async def test_create_alive_destroy(runtime, new_spec, agent):
     await runtime.destroy(handle)  # destroying twice is harmless
 
 
+async def test_release_ends_the_sandbox_and_leaves_nothing_behind(runtime, new_spec, agent):
+    """A delete's end of a sandbox: not alive once ``release`` returns (bwrap removes its cgroup and
+    files in the background); the same id starts again right away, and after the runtime's close
+    nothing of it is left."""
+    spec = new_spec()
+    first = await runtime.create(spec)
+    sandbox_dir = os.path.dirname(first.run_dir)
+    await runtime.release(first)
+    for _ in range(100):  # the kill is sent; the kernel takes a moment to end the process
+        if not await runtime.alive(first):
+            break
+        await asyncio.sleep(0.01)
+    assert not await runtime.alive(first)
+    second = await runtime.create(spec)  # waits for the first one's removal, then builds it anew
+    try:
+        assert await runtime.alive(second)
+        async with agent(second) as client:
+            assert (await client.exec("echo again", shell=True)).stdout == "again\n"
+    finally:
+        await runtime.release(second)
+    await runtime.close()
+    assert not os.path.exists(sandbox_dir)
+    if runtime.name == "bwrap":
+        from rock.runtime import cgroups
+
+        assert not cgroups.Cgroup(second.runtime_id).exists()
+        assert not cgroups.Cgroup(second.runtime_id).pids()
+
+
 async def test_handle_survives_a_json_round_trip_and_a_new_runtime(runtime, settings, new_spec, agent):
     handle = await runtime.create(new_spec())
     loaded = RuntimeHandle.model_validate_json(handle.model_dump_json())

@@ -242,11 +242,7 @@ class Sandboxes(HeldRecords):
                 return
             record.backend, record.host_name, record.host_ip = info.backend, info.host_name, info.host_ip
             record.started_at = record.last_used_at = time.time()
-            saved = self._change(record, "running", "started")
-            if self.store.shared:  # the caller's next request may reach another process: it must read "running"
-                await saved
-            else:
-                self._save_soon(saved)
+            await self._settle(self._change(record, "running", "started"))
             self.events.emit("started", record, create_s=create_s, warm=info.warm)
         except Exception as exc:  # noqa: BLE001 - any failure becomes the record's reason
             reason = exc.message if isinstance(exc, RockError) and exc.message else f"{type(exc).__name__}: {exc}"
@@ -263,25 +259,41 @@ class Sandboxes(HeldRecords):
     # -- stop / delete -----------------------------------------------------------------------
 
     async def stop(self, sandbox_id: str, owner: str | None, event: str = "stop") -> SandboxRecord:
+        return (await self._stop(sandbox_id, owner, event))[0]
+
+    async def _stop(self, sandbox_id: str, owner: str | None, event: str) -> tuple[SandboxRecord, bool]:
+        """The record, and whether the worker removed the sandbox for good (a delete's stop)."""
         record = await self.lookup(sandbox_id, owner)
+        removed = False
         async with self._lock(sandbox_id):
             if record.state in LIVE or record.state == "lost":
                 was_pending = record.state == "pending"
                 record.stopped_at = time.time()
-                await self._transition(record, "stopped", event)
+                await self._settle(self._change(record, "stopped", event))
                 if not was_pending:  # ROCK's stop keeps the files (restart); delete removes them
                     await self._quiet_stop(sandbox_id, record.node_id, keep=event != "delete")
+                    removed = event == "delete"
                 # a pending create sees the new state and stops what it started
-        return record
+        return record, removed
 
     async def delete(self, sandbox_id: str, owner: str | None) -> SandboxRecord:
-        record = await self.stop(sandbox_id, owner, event="delete")
+        record, removed = await self._stop(sandbox_id, owner, event="delete")
         async with self._lock(sandbox_id):
             if record.state != "deleted":
-                await self._quiet_stop(sandbox_id, record.node_id)  # the files a stop kept
+                if not removed:
+                    await self._quiet_stop(sandbox_id, record.node_id)  # the files a stop kept
                 record.deleted_at = time.time()
-                await self._transition(record, "deleted", "delete")
+                await self._settle(self._change(record, "deleted", "delete"))
         return record
+
+    async def _settle(self, saved: asyncio.Future) -> None:
+        """A state change's write: waited for where another process may serve the caller's next
+        request (a shared store); otherwise it lands in order behind the ones before it, and the
+        caller's next request reads the record from memory meanwhile."""
+        if self.store.shared:
+            await saved
+        else:
+            self._save_soon(saved)
 
     async def _quiet_stop(self, sandbox_id: str, node_id: str | None = None, keep: bool = False) -> None:
         try:

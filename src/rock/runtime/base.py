@@ -181,6 +181,12 @@ class Runtime(abc.ABC):
     async def destroy(self, handle: RuntimeHandle) -> None:
         """Kill every process of the sandbox and release what the backend holds for it."""
 
+    async def release(self, handle: RuntimeHandle) -> None:
+        """A deleted sandbox's end: every process of it killed before this returns; what is left
+        (its cgroup, its files) the backend may remove in the background, but never leaves
+        behind (``close`` and ``reap`` finish it). The default is ``destroy``."""
+        await self.destroy(handle)
+
     @abc.abstractmethod
     async def alive(self, handle: RuntimeHandle) -> bool: ...
 

@@ -61,6 +61,7 @@ from rock.runtime.mounts import MS_PRIVATE
 from rock.runtime.mounts import detach as _detach
 from rock.runtime.mounts import mount as _mount
 from rock.runtime.seccomp import seccomp_program
+from rock.runtime.teardown import Teardown
 from rock.runtime.zygote import Zygote
 
 log = logging.getLogger("rock.runtime.bwrap")
@@ -81,6 +82,10 @@ UP_NAME, HOLD_NAME = "up", "hold"
 
 
 
+class _Running(SandboxStartError):
+    """A create of an id whose sandbox still runs."""
+
+
 def _pipe_with(data: bytes) -> int:
     r, w = os.pipe()
     os.write(w, data)
@@ -96,6 +101,7 @@ class BwrapRuntime(KeptFiles, Runtime):
         self.bwrap = shutil.which("bwrap") or "bwrap"
         self.python_prefix = str(Path(settings.host_python).parent.parent)
         self.zygote = Zygote(settings.host_python) if settings.bwrap_zygote else None
+        self.teardown = Teardown()  # deleted sandboxes' cgroups and files, removed off the event loop
 
     @classmethod
     def available(cls) -> str | None:
@@ -121,17 +127,20 @@ class BwrapRuntime(KeptFiles, Runtime):
         if kept_lower and kept_lower != lower and os.path.isdir(kept_lower):
             lower = kept_lower  # the tag moved since; the files were written over the old root
         group = cgroups.Cgroup(f"{cgroups.PREFIX}/{self.owner_key}/{sid}")
-        # File system and cgroup work blocks for a millisecond or more per call under a burst
-        # (ext4 inode allocation, cgroup mkdir): in a thread, not on the event loop all starts share.
-        run, fifo = await asyncio.to_thread(self._prepare_run, sid, group)
+        await self.teardown.wait(self.sandboxes_dir / sid)  # the same id deleted a moment ago
+        run = self.sandboxes_dir / sid / "run"
         handle = RuntimeHandle(sandbox_id=sid, backend=self.name, runtime_id=group.rel, run_dir=str(run), spec=spec,
                                extra={"image_root": lower})
         merged = run.parent / "root"
         watch: list[asyncio.Future] = []
         launched = self.zygote is not None  # else the shim comes from here and mounts the root on the host
         zygote = self.zygote is not None and resolves_to_file(lower, "/bin/sh")
+        fifo = None
         try:
-            await asyncio.to_thread(self._prepare_root, spec, group, run, lower, mount=not launched, stub=zygote)
+            # File system and cgroup work blocks for a millisecond or more per call under a burst
+            # (ext4 inode allocation, cgroup mkdir): in a thread, not on the event loop all starts
+            # share; one trip there for all of it.
+            fifo = await asyncio.to_thread(self._prepare, spec, group, run, lower, mount=not launched, stub=zygote)
             t_setup = time.perf_counter()
             env = self._env(spec, image_env)
             if zygote:
@@ -166,14 +175,17 @@ class BwrapRuntime(KeptFiles, Runtime):
                 watch.append(asyncio.ensure_future(exit_reason(pid_exit_future(agent), run.parent / "sandbox.log",
                                                                "the agent")))
             await fifo.wait(watch, READY_TIMEOUT)
+        except _Running:
+            raise  # another sandbox's: nothing here is ours to remove
         except BaseException:
             await (self.suspend(handle) if resuming else self.destroy(handle))
             raise
         finally:
-            fifo.close()
+            if fifo is not None:
+                fifo.close()
             for future in watch:
                 future.cancel()
-            if not launched:
+            if not launched and fifo is not None:
                 _detach(merged)  # the sandbox holds its own reference to the overlay now
         log.info("sandbox %s ready in %.1f ms (setup %.1f ms, pid %d%s)", sid, (time.perf_counter() - t0) * 1e3,
                  (t_setup - t0) * 1e3, handle.pid, ", agent from the zygote" if zygote else "")
@@ -265,6 +277,15 @@ class BwrapRuntime(KeptFiles, Runtime):
     async def close(self) -> None:
         if self.zygote is not None:
             await self.zygote.close()
+        await self._drain()
+
+    async def _drain(self) -> None:
+        if len(self.teardown):
+            try:
+                await asyncio.wait_for(self.teardown.drain(), 30)
+            except asyncio.TimeoutError:
+                log.warning("%d deleted sandbox(es) not removed yet; the next start's reap removes them",
+                            len(self.teardown))
 
     async def _lower(self, spec: SandboxSpec) -> tuple[str, dict[str, str]]:
         """The overlay's lower layer and the image's environment (``/`` means the host root)."""
@@ -292,11 +313,19 @@ class BwrapRuntime(KeptFiles, Runtime):
             root, env = await image_rootfs(image, images)
         return str(root), env
 
-    def _prepare_run(self, sid: str, group: cgroups.Cgroup) -> tuple[Path, ReadyFifo]:
+    def _prepare(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, mount: bool,
+                 stub: bool) -> ReadyFifo:
+        """The run directory (with the ready FIFO, opened), the cgroup, the root's mount points."""
         if group.pids():
-            raise SandboxStartError(f"sandbox {sid} is already running")
-        run = self.prepare_run_dir(sid)
-        return run, ReadyFifo(run)
+            raise _Running(f"sandbox {spec.sandbox_id} is already running")
+        self.prepare_run_dir(spec.sandbox_id)
+        fifo = ReadyFifo(run)
+        try:
+            self._prepare_root(spec, group, run, lower, mount, stub)
+        except BaseException:
+            fifo.close()
+            raise
+        return fifo
 
     def _prepare_root(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, mount: bool,
                       stub: bool) -> None:
@@ -339,15 +368,33 @@ class BwrapRuntime(KeptFiles, Runtime):
         return handle.pid is not None and process_alive(handle.pid, handle.start_time)
 
     async def destroy(self, handle: RuntimeHandle) -> None:
+        """Kill and remove everything of the sandbox before returning."""
         t0 = time.perf_counter()
-        if handle.pid is not None and process_alive(handle.pid, handle.start_time):
-            try:
-                os.killpg(handle.pid, signal.SIGKILL)  # the shim and bwrap; --die-with-parent does the rest
-            except ProcessLookupError:
-                pass
+        self._kill(handle)
         await cgroups.Cgroup(handle.runtime_id).destroy()
         await self._remove_dir(Path(handle.run_dir).parent)
         log.info("sandbox %s destroyed in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
+
+    async def release(self, handle: RuntimeHandle) -> None:
+        """Kill the sandbox's processes now; its cgroup (removable once the kernel has let the
+        killed processes go) and its directory go in the teardown thread."""
+        group = cgroups.Cgroup(handle.runtime_id)
+        if not self._kill(handle):
+            group.kill()  # no shim to take the sandbox down with it: every member by name
+        # (With the shim killed, bwrap's end kills the sandbox's pid 1 and the kernel all else in
+        # its pid namespace, the agent too; the teardown kills the group again, to be sure.)
+        self.teardown.submit(group, Path(handle.run_dir).parent)
+
+    @staticmethod
+    def _kill(handle: RuntimeHandle) -> bool:
+        """SIGKILL the shim's process group; False when the shim was not running."""
+        if handle.pid is not None and process_alive(handle.pid, handle.start_time):
+            try:
+                os.killpg(handle.pid, signal.SIGKILL)  # the shim and bwrap; --die-with-parent does the rest
+                return True
+            except ProcessLookupError:
+                pass
+        return False
 
     async def _remove_dir(self, sandbox_dir: Path) -> None:
         _detach(sandbox_dir / "root")  # still mounted only if the worker died during a create
@@ -359,6 +406,7 @@ class BwrapRuntime(KeptFiles, Runtime):
     async def reap(self, known: set[str]) -> list[str]:
         """Remove this owner's groups and directories that no known sandbox uses, and the
         groups of any owner whose sandbox directory (hence state dir) no longer exists."""
+        await self._drain()  # what was deleted a moment ago is not a leftover
         removed: set[str] = set()
         for sid, group in cgroups.owned(self.owner_key).items():
             if sid not in known:

@@ -31,7 +31,9 @@ V2_CONTROLLERS = ("memory", "pids", "cpu")
 CFS_PERIOD_US = 100_000
 
 
+@functools.cache
 def is_v2() -> bool:
+    """Which cgroup version this machine runs: fixed at boot, asked many times per start and delete."""
     return (ROOT / "cgroup.controllers").exists()
 
 
@@ -151,21 +153,26 @@ class Cgroup:
             except ProcessLookupError:
                 pass
 
+    def try_remove(self, kill: bool = True) -> bool:
+        """One attempt: kill all members (unless ``kill`` is False: they were killed already),
+        remove the group (and empty parents) if the kernel has let them all go; True once it is
+        gone. Killed processes leave asynchronously and v1 has no event for "empty", so callers retry."""
+        if kill:
+            self.kill()
+        if any(not _rmdir(d) for d in reversed(self.unique_dirs())):
+            return False
+        self._remove_empty_parents()
+        return True
+
     async def destroy(self, timeout: float = 10.0) -> None:
         """Kill all members, wait until the group is empty, remove it (and empty parents)."""
         deadline = time.monotonic() + timeout
         delay = 0.001
-        while True:
-            self.kill()
-            busy = [d for d in reversed(self.unique_dirs()) if d.is_dir() and not _rmdir(d)]
-            if not busy:
-                break
+        while not self.try_remove():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self}: still has processes {sorted(self.pids())} after {timeout}s")
-            # Killed processes leave the group asynchronously; there is no v1 event for "empty".
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
-        self._remove_empty_parents()
 
     def _remove_empty_parents(self) -> None:
         parts = Path(self.rel).parts

@@ -201,7 +201,8 @@ class Worker(RecordFiles):
         try:
             self._save(sandbox)
         except BaseException:  # e.g. a full disk: a sandbox without its record would be lost
-            await self._discard(handle, client)
+            client.close()
+            await self.runtime.destroy(handle)  # all of it before the failure is reported
             raise
         self._hold(sandbox)
         log.info("sandbox %s running (%s, %s start, %.1f ms)", spec.sandbox_id, self.backend_name, source,
@@ -225,8 +226,10 @@ class Worker(RecordFiles):
         return handle, client
 
     async def _discard(self, handle: RuntimeHandle, client: AgentClient) -> None:
+        """A sandbox nobody will use again (deleted, or a warm one dropped): its processes end
+        now, the backend may remove its files in the background."""
         client.close()
-        await self.runtime.destroy(handle)
+        await self.runtime.release(handle)
 
     def _hold(self, sandbox: Sandbox) -> None:
         self._sandboxes[sandbox.sandbox_id] = sandbox
