@@ -72,6 +72,7 @@ class SqliteStore(Store):
         db.execute("CREATE INDEX IF NOT EXISTS sandboxes_updated ON sandboxes(updated_at)")
         db.execute("CREATE INDEX IF NOT EXISTS sandboxes_created ON sandboxes(created_at)")
         db.execute("CREATE INDEX IF NOT EXISTS sandboxes_due ON sandboxes(due_at)")
+        db.execute("CREATE INDEX IF NOT EXISTS sandboxes_rev ON sandboxes(rev)")  # each save's MAX(rev)+1: no scan
         for statement in INDEXES:
             db.execute(statement)
         self._db = db
