@@ -107,16 +107,11 @@ class Sandboxes(HeldRecords):
         await self.flush()
 
     def _save_soon(self, saved: asyncio.Future) -> None:
-        """Let a queued write finish without the caller waiting; failures are logged. A crash
-        before it lands leaves the older state on disk, which ``reconcile`` corrects."""
+        """Let a queued write finish without the caller waiting (a failure is logged by ``_write``,
+        which made it). A crash before it lands leaves the older state on disk, which
+        ``reconcile`` corrects."""
         self._saving.add(saved)
-
-        def done(f: asyncio.Future) -> None:
-            self._saving.discard(f)
-            if not f.cancelled() and f.exception() is not None:
-                log.error("could not persist a sandbox record: %s", f.exception())
-
-        saved.add_done_callback(done)
+        saved.add_done_callback(self._saving.discard)
 
     async def flush(self) -> None:
         used, self._used = self._used, {}
@@ -333,13 +328,12 @@ class Sandboxes(HeldRecords):
                 self._unsaved[sid] = left
             if self._last_write.get(sid) is f:
                 del self._last_write[sid]
-            if f.cancelled():
-                pass
-            elif f.exception() is not None:  # the record in memory is ahead of the store: say so
-                log.error("sandbox %s: writing its record (%s -> %s, %s) to the store failed: %r",
-                          sid, before, row_state, event, f.exception())
-            elif f.result():
-                record.rev = max(record.rev, f.result())
+            if not f.cancelled():
+                if f.exception() is not None:  # the record in memory is ahead of the store: say so
+                    log.error("sandbox %s: writing its record (%s -> %s, %s) to the store failed: %r",
+                              sid, before, row_state, event, f.exception())
+                elif f.result():
+                    record.rev = max(record.rev, f.result())
             if not left and sid in self._ended:
                 self._trim()
 

@@ -80,6 +80,7 @@ def notify_listeners(listeners: list, sandbox_id: str, meta: dict, body: bytes) 
         if handle is not None:
             handle(sandbox_id, meta, body)
 
+
 class Worker(RecordFiles):
     def __init__(self, settings: Settings, backend: str | None = None):
         self.settings = settings

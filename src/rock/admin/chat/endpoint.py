@@ -121,10 +121,15 @@ class Endpoint:
                     self.fail(call, 429, reason, status="timeout")
         self.end(reason)
 
-    def _arm(self) -> None:
-        """Time the oldest call that may still expire (settled ones at the head are dropped)."""
+    def _drop_settled(self) -> None:
+        """Calls answered or failed leave the head of ``expiring``; answered in order, as they mostly
+        are, the queue stays short."""
         while self.expiring and self.expiring[0][1].state not in ("waiting", "taken"):
             self.expiring.popleft()
+
+    def _arm(self) -> None:
+        """Time the oldest call that may still expire."""
+        self._drop_settled()
         self.expiry = None
         if self.expiring:
             self.expiry = asyncio.get_running_loop().call_later(max(0.0, self.expiring[0][0] - time.monotonic()),
@@ -153,8 +158,7 @@ class Endpoint:
         call.state = "answered" if call.record.status == "success" else "expired"
         if call.index > self.answered_max:
             self.answered_max = call.index
-        while self.expiring and self.expiring[0][1].state not in ("waiting", "taken"):
-            self.expiring.popleft()  # answered in order, as they mostly are: the queue stays short
+        self._drop_settled()
         self.hub.log.add(call.record)
 
     def complete(self, call: Call, response: dict) -> None:
