@@ -8,6 +8,11 @@ cluster_burst_1000         1,000 sandboxes created at once through an admin on a
                            of a command in it (p50/p99), success_rate, wall_s
 single_burst_1000          the same burst on one admin with its embedded worker (the floor)
 
+Each burst record also says where the machine's CPU went while it ran (``cpu_s``): all of it
+(/proc/stat), Ray's own processes (GCS, raylets, dashboard, monitors), the ROCK node workers
+(Ray actors), and the admin. On a machine whose cores the nodes share, a cluster burst is slower
+than the same burst on one admin by about the extra CPU it spends divided by the cores.
+
 Run when asked (``--only cluster``) or in a full run: it holds 1,000 sandboxes at its peak.
 """
 
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import shutil
 import tempfile
 import time
@@ -23,7 +29,7 @@ from pathlib import Path
 import httpx
 
 from bench.admin import SANDBOX_API, AdminProcess
-from bench.report import record
+from bench.report import percentile, record
 
 BURST = 1000
 RAY_PORT = 18250
@@ -32,7 +38,10 @@ NODES = {f"b{i}": {"num_cpus": 64, "memory": 64 << 30, "labels": {"zone": "bench
 BODY = {"cpus": 0.1, "memory": "128m", "auto_clear_seconds": 0}
 
 
-async def _one(client: httpx.AsyncClient, made: list[str], failures: collections.Counter) -> float | None:
+async def _one(client: httpx.AsyncClient, made: list[str], failures: collections.Counter,
+               phases: list[tuple[float, float]] | None = None) -> float | None:
+    """Seconds from the create request to the first command's output; with ``phases``, also
+    appends (create answered, first command answered) times."""
     t0 = time.perf_counter()
     try:
         r = await client.post(SANDBOX_API + "/start", json=BODY)
@@ -41,17 +50,71 @@ async def _one(client: httpx.AsyncClient, made: list[str], failures: collections
             return None
         sid = r.json()["result"]["sandbox_id"]
         made.append(sid)
+        t1 = time.perf_counter()
         r = await client.post(SANDBOX_API + "/execute", json={"sandbox_id": sid, "command": "echo hi"})
         if r.status_code != 200 or r.json()["result"]["stdout"] != "hi\n":
             failures[f"execute {r.status_code}: {r.text[:120]}"] += 1
             return None
-        return time.perf_counter() - t0
+        t2 = time.perf_counter()
+        if phases is not None:
+            phases.append((t1 - t0, t2 - t1))
+        return t2 - t0
     except (httpx.HTTPError, KeyError, ValueError) as exc:
         failures[f"client: {type(exc).__name__}: {str(exc)[:100]}"] += 1
         return None
 
 
-async def _burst(ctx, url: str, metric: str, backend: str, n: int) -> dict:
+def _kind(pid: str, admin_pids: set[int]) -> str | None:
+    """Which part of the run a process is: None for what the cluster does not add (sandboxes)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return None
+    if int(pid) in admin_pids:
+        return "admin"
+    if cmd.startswith("ray::"):
+        return "node_workers" if "NodeWorker" in cmd or "rock" in cmd else "ray"
+    if "gcs_server" in cmd or "raylet" in cmd or "/ray/" in cmd:
+        return "ray"
+    return None
+
+
+def _cpu(admin_pids: set[int]) -> dict[str, float]:
+    """CPU seconds so far: the whole machine (busy time), and per kind of long-lived process."""
+    tick = os.sysconf("SC_CLK_TCK")
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    out = collections.Counter({"machine": (sum(fields) - fields[3] - fields[4]) / tick})  # less idle, iowait
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        kind = _kind(pid, admin_pids)
+        if kind is None:
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[kind] += (int(stat[11]) + int(stat[12])) / tick  # utime + stime
+    return dict(out)
+
+
+def _admin_pids(admin: AdminProcess) -> set[int]:
+    """The admin's pid and its children (uvicorn may fork)."""
+    try:
+        pid = int((Path(admin.state) / "admin.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return set()
+    pids = {pid}
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            pids |= {int(x) for x in f.read().split()}
+    except OSError:
+        pass
+    return pids
+
+
+async def _burst(ctx, url: str, metric: str, backend: str, n: int, admin: AdminProcess | None = None) -> dict:
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
         warm: list[str] = []
@@ -61,13 +124,23 @@ async def _burst(ctx, url: str, metric: str, backend: str, n: int) -> dict:
         await _stop(client, warm)
         made: list[str] = []
         ctx.progress(f"{metric}: {n} sandboxes at once")
+        pids = _admin_pids(admin) if admin is not None else set()
+        cpu0 = _cpu(pids)
+        phases: list[tuple[float, float]] = []
         t0 = time.perf_counter()
-        results = await asyncio.gather(*(_one(client, made, failures) for _ in range(n)))
+        results = await asyncio.gather(*(_one(client, made, failures, phases) for _ in range(n)))
         wall = time.perf_counter() - t0
+        cpu1 = _cpu(pids)
         ctx.progress(f"{metric}: {sum(r is not None for r in results)}/{n} ready in {wall:.1f}s; stopping them")
         await _stop(client, made)
     ok = [r for r in results if r is not None]
-    return record(metric, backend, ok, attempts=n, wall_s=round(wall, 3), failures=dict(failures.most_common(5)))
+    cpu = {k: round(cpu1.get(k, 0.0) - cpu0.get(k, 0.0), 2) for k in cpu1}
+    split = {}
+    if phases:  # where a burst's latency goes: waiting for the start, or for the first command
+        split = {"start_p50_ms": round(percentile([p[0] for p in phases], 0.5) * 1e3, 1),
+                 "first_command_p50_ms": round(percentile([p[1] for p in phases], 0.5) * 1e3, 1)}
+    return record(metric, backend, ok, attempts=n, wall_s=round(wall, 3), failures=dict(failures.most_common(5)),
+                  cpu_s=cpu, cores=os.cpu_count(), **split)
 
 
 async def _stop(client: httpx.AsyncClient, sids: list[str]) -> None:
@@ -121,7 +194,7 @@ async def run(ctx) -> list[dict]:
     cluster = LocalRay(root, RAY_PORT, NODES, backend="bwrap")
     admin = None
     try:
-        singles.append(await _burst(ctx, single_url, f"single_burst_{n}", "bwrap", n))
+        singles.append(await _burst(ctx, single_url, f"single_burst_{n}", "bwrap", n, single))
         await asyncio.sleep(5)  # the kernel tears the previous burst's sandboxes down in the background
         ctx.progress("cluster: starting 3 local Ray nodes with a worker each")
         cluster.start()  # Ray sets signal handlers: only from the main thread
@@ -130,9 +203,9 @@ async def run(ctx) -> list[dict]:
                         "per_s": round(per_s, 1), "target_per_s": 1000})
         admin = _ClusterAdmin(cluster.address)
         url = admin.start()
-        rec = await _burst(ctx, url, f"cluster_burst_{n}", "bwrap", n)
+        rec = await _burst(ctx, url, f"cluster_burst_{n}", "bwrap", n, admin)
         await asyncio.sleep(5)
-        singles.append(await _burst(ctx, single_url, f"single_burst_{n}", "bwrap", n))
+        singles.append(await _burst(ctx, single_url, f"single_burst_{n}", "bwrap", n, single))
         floors = [s["p50_ms"] for s in singles if s["p50_ms"]]
         floor = sum(floors) / len(floors) if floors else None
         rec.update(nodes=len(NODES), floor_p50_ms=round(floor, 3) if floor else None,

@@ -18,7 +18,7 @@ stop_started() {
 trap stop_started EXIT
 
 bash scripts/setup-host.sh || exit 1
-python3 -m pytest -q -ra -p no:cacheprovider "$@"
+python3 -m pytest -q -ra -p no:cacheprovider --durations=25 "$@"
 rc=$?
 if [ "$rc" = 5 ]; then
   echo "[test] pytest collected no tests: that is a failure"
