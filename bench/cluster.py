@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 
 from bench.admin import SANDBOX_API, AdminProcess
-from bench.report import percentile, record
+from bench.report import machine_cpu_s, percentile, record
 
 BURST = 1000
 RAY_PORT = 18250
@@ -83,9 +83,7 @@ def _kind(pid: str, admin_pids: set[int]) -> str | None:
 def _cpu(admin_pids: set[int]) -> dict[str, float]:
     """CPU seconds so far: the whole machine (busy time), and per kind of long-lived process."""
     tick = os.sysconf("SC_CLK_TCK")
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    out = collections.Counter({"machine": (sum(fields) - fields[3] - fields[4]) / tick})  # less idle, iowait
+    out = collections.Counter({"machine": machine_cpu_s()})
     for pid in filter(str.isdigit, os.listdir("/proc")):
         kind = _kind(pid, admin_pids)
         if kind is None:

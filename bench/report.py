@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 
@@ -10,6 +11,14 @@ from dataclasses import dataclass, field
 def percentile(samples: list[float], q: float) -> float:
     s = sorted(samples)
     return s[min(len(s) - 1, max(0, int(round(q * (len(s) - 1)))))]
+
+
+def machine_cpu_s() -> float:
+    """CPU seconds the whole machine has been busy (all cores, less idle and iowait): the
+    difference over a run says how much work it made, whichever process did it."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def record(metric: str, backend: str, samples_s: list[float], attempts: int | None = None,
