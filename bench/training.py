@@ -106,7 +106,7 @@ async def throughput(base_url: str, backend: str, ctx: Context) -> dict:
     async with AsyncTrainingSandbox(base_url) as box:
         ids = (await box.get_env_profile(env_type, "all", params))[:limit]
     in_process_job(ids[:4])  # warm: data loaded, modules imported
-    await job_rate(base_url, 8)
+    await job_rate(base_url, CONCURRENCY)  # warm: the env sandboxes a job this wide spreads over are up
     served, local, rewards = [], [], []
     for _ in range(ctx.n(2, 3)):  # alternating blocks: this VM's speed drifts within a minute
         rate, mean = await job_rate(base_url, limit)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -41,6 +42,12 @@ class TrainingSettings(BaseSettings):
     idle_ttl: float = Field(default=300.0, gt=0)  # the seed: instances are released after 5 minutes
     call_timeout: float = Field(default=120.0, gt=0)
     max_instances: int = Field(default=4096, ge=1)
+    # A pure-computation suite's instances share env sandboxes, whose env host is one thread:
+    # they are spread over up to ``hosts`` sandboxes (one core each) once each holds
+    # ``host_fill`` instances, so a job's grading runs on every core (BFCL at concurrency 32
+    # on 2 cores: 16 and 16 instead of 32 on one core).
+    hosts: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    host_fill: int = Field(default=8, ge=1)
 
 
 @dataclass(eq=False)
@@ -144,7 +151,8 @@ class TrainingService:
                   "payload": suite.payload(site, task_id)}
         args = {"env_id": f"training:{env_type}", "kwargs": kwargs, "timeout": self.settings.call_timeout,
                 "entry_point": ENTRY_POINT, "sys_path": [SITE], "python": None, "packages": []}
-        sb = self.envs.reserve_dedicated(owner, image) if suite.dedicated else self.envs.reserve(owner, image, 1)[0][0]
+        sb = (self.envs.reserve_dedicated(owner, image) if suite.dedicated
+              else self.envs.reserve_spread(owner, image, self.settings.hosts, self.settings.host_fill))
         rec, _ = await self.envs.make_env(sb, args, owner)
         inst = Instance(instance_id, env_type, task_id, owner, rec.handle)
         self.instances[instance_id] = inst
