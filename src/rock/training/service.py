@@ -140,7 +140,10 @@ class TrainingService:
         if not task_id:
             raise TrainingError("task_id is required (get_env_profile lists them)", "BadRequest")
         site = await self.site()
-        await asyncio.to_thread(suite.check_id, site, task_id)
+        if suite.check_is_cheap(site):  # a set lookup: a thread hop would cost far more
+            suite.check_id(site, task_id)
+        else:
+            await asyncio.to_thread(suite.check_id, site, task_id)
         if instance_id is not None and (instance_id in self.instances or instance_id in self.released):
             raise TrainingError(f"instance id {instance_id!r} is taken; leave it out to get a fresh one", "InstanceExists")
         if len(self.instances) >= self.settings.max_instances:
