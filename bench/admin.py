@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import httpx
 
@@ -38,6 +39,13 @@ class AdminProcess:
     def start(self) -> str:
         self._rock("admin", "start", "--backend", self.backend, "--port", str(self.port), "--role", self.role)
         return self.url
+
+    def pid(self) -> int | None:
+        """The admin's process id (for its CPU ticks), None when unknown."""
+        try:
+            return int((Path(self.state) / "admin.pid").read_text())
+        except (OSError, ValueError):
+            return None
 
     def stop(self) -> None:
         """Delete every sandbox it still has (env sandboxes, stopped ones with kept files), then stop

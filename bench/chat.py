@@ -218,10 +218,7 @@ async def throughput(ctx: Context, backend: str) -> dict:
     count, calls = ctx.n(64, 256), ctx.n(30, 40)
     admin = AdminProcess(backend, prefix="rock-bench-chat-")
     url = admin.start()
-    try:
-        admin_pid = int((Path(admin.state) / "admin.pid").read_text())
-    except (OSError, ValueError):
-        admin_pid = None
+    admin_pid = admin.pid()
     reply = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]}
     boxes = [Sandbox(SandboxConfig(base_url=url, memory="256m", cpus=0.5)) for _ in range(count)]
     trainer = ChatTrainer(url)

@@ -134,6 +134,9 @@ async def test_training_instance_ids_are_kept_replaced_and_deleted(store):
     await s.delete_instance("inst-1")
     await s.delete_instance("inst-1")  # deleting twice is fine
     assert [r["instance_id"] for r in await s.instances()] == ["inst-2"]
+    # Several at once (the training service batches them): saves first, then deletes.
+    await s.write_instances([{**row, "instance_id": "inst-3"}, {**row, "instance_id": "inst-4"}], ["inst-2", "inst-4"])
+    assert [r["instance_id"] for r in await s.instances()] == ["inst-3"]
 
 
 async def test_pages_counts_and_due_records(store):

@@ -34,6 +34,16 @@ def test_kwargs_reach_the_constructor(host):
     assert host.ok("reset", env="c")["observation"] == "n=10"
 
 
+def test_frames_larger_than_a_read_arrive_whole(host):
+    # The host reads into a 1 MiB buffer: a 3 MiB action comes in several reads, and the next
+    # request right after it is answered too.
+    host.user_env("c", "Counter")
+    host.ok("reset", env="c")
+    action = "x" * (3 << 20) + "end"
+    assert host.ok("step", env="c", action=action)["observation"] == "n=1 a=" + action
+    assert host.ok("step", env="c", action="small")["observation"] == "n=2 a=small"
+
+
 def test_exceptions_are_contained(host):
     host.user_env("bad", "Raises")
     host.user_env("exit", "SwallowsExit")

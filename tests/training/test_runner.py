@@ -10,7 +10,9 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.docker
 
@@ -34,6 +36,12 @@ def test_oracle_and_null_jobs(training_admin, tmp_path):
     assert rec["timings"]["create_ms"] > 0 and len(rec["timings"]["steps_ms"]) == len(rec["rewards"])
     summary, _ = job(training_admin, "--env", "humaneval", "--policy", "null", "--limit", "2", tmp_path=tmp_path)
     assert summary["tasks"] == 2 and summary["mean_reward"] == 0.0 and summary["errors"] == 0
+    # Answered at the app's door, the per-task calls still time themselves into /metrics, by path.
+    counts = {s.labels["route"]: s.value for f in text_string_to_metric_families(httpx.get(training_admin.url + "/metrics").text)
+              if f.name == "rock_http_request_duration_seconds" for s in f.samples
+              if s.name.endswith("_count") and s.labels["status"] == "200"}
+    assert counts.get("/apis/v1/training/create", 0) >= 14 and counts.get("/apis/v1/training/release", 0) >= 14
+    assert counts.get("/apis/v1/training/step", 0) >= sum(len(r["rewards"]) for r in records)
 
 
 class Scripted(BaseHTTPRequestHandler):

@@ -152,13 +152,13 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     # layer (see rock.admin.hotpath and rock.admin.gem_routes.GemHotPath).
     app.add_middleware(gem_routes.GemHotPath, fastapi_app=app)
     app.add_middleware(gym_routes.GymHotPath, fastapi_app=app)
-    if settings.role == "admin":
-        app.add_middleware(routes_training.TrainingHotPath, fastapi_app=app)
     # Outermost of the middleware: times every request; run_in_session, answered at the app's own
     # door in front of all of it (rock.admin.hotpath), times itself into the same metrics.
     meter = metrics.install(app, ctx)
     app.door = HotPath(ctx, meter)
     app.prefix_doors = ((proxy_door.SANDBOXES, proxy_door.ProxyDoor(ctx, ports_api.forwarder, meter)),)
+    if settings.role == "admin":  # a rollout's per-task calls (rock.admin.routes_training.TrainingDoor)
+        app.prefix_doors += ((routes_training.BASE + "/", routes_training.TrainingDoor(app, meter)),)
     if settings.role == "admin":
         ui.install(app, ctx, meter.request_rate)
     openapi.install(app, ctx.auth.enabled, PUBLIC)

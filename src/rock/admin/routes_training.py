@@ -10,6 +10,7 @@ answers its 4xx/5xx with ``{"detail": message}``, which that client shows.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -333,36 +334,46 @@ HOT = {BASE + "/create": (CreateRequest, _create, False), BASE + "/step": (StepR
 _JSON = [(b"content-type", b"application/json")]
 
 
-class TrainingHotPath:
-    """ASGI middleware answering the calls a rollout makes per task (create, step, evaluate,
-    info, release) directly: FastAPI's routing layers cost more admin CPU than the service's
-    own work on such a call (measured: route matching alone was ~30% of the admin's CPU in an
-    oracle job). Same models, auth, handlers and error mapping as the routed versions above,
-    which the OpenAPI schema documents; everything else passes through."""
+class TrainingDoor:
+    """The calls a rollout makes per task (create, step, evaluate, info, release), answered at
+    the app's door (``rock.admin.hotpath.DoorApp.prefix_doors``) ahead of FastAPI and every
+    middleware: those layers cost more admin CPU than the service's own work on such a call
+    (measured in an oracle job: route matching was ~30% of the admin's CPU; after it, the
+    middleware stack was another ~1/3 of what was left). Same models, auth, handlers and error
+    mapping as the routed versions above, which the OpenAPI schema documents; timed into the
+    metrics by itself, labelled by path. Anything else under the prefix is left to the routes
+    (False: nothing received, nothing sent)."""
 
-    def __init__(self, app, fastapi_app):
-        self.app = app
+    def __init__(self, fastapi_app, meter=None):
         self.fastapi_app = fastapi_app
+        self.meter = meter  # rock.admin.metrics.Metrics
 
-    async def __call__(self, scope, receive, send):
-        hot = HOT.get(scope.get("path")) if scope["type"] == "http" and scope["method"] == "POST" else None
+    async def __call__(self, scope, receive, send) -> bool:
+        path = scope["path"]
+        hot = HOT.get(path) if scope["method"] == "POST" else None
         if hot is None:
-            return await self.app(scope, receive, send)
+            return False
         model, handler, agentscope = hot
         app = self.fastapi_app
+        t0, status = time.perf_counter(), 500
         try:
-            body = await read_body(receive)
-            owner = app.state.rock.auth.principal(Headers(scope=scope))
-            req = model.model_validate_json(body)
-            out = await handler(service(app), req, owner)
-            status, payload = 200, dumps({"success": True, "data": out} if agentscope else out)
-        except RockError as exc:
-            if agentscope:
-                status, payload = exc.status_code, as_error_body(exc)
-            else:
-                status, payload = status_and_body(exc, scope["path"])
-        except Exception as exc:  # noqa: BLE001 - mapped exactly like the routed handlers do
-            status, payload = status_and_body(exc, scope["path"])
-        await send({"type": "http.response.start", "status": status,
-                    "headers": _JSON + [(b"content-length", str(len(payload)).encode())]})
-        await send({"type": "http.response.body", "body": payload})
+            try:
+                body = await read_body(receive)
+                owner = app.state.rock.auth.principal(Headers(scope=scope))
+                req = model.model_validate_json(body)
+                out = await handler(service(app), req, owner)
+                status, payload = 200, dumps({"success": True, "data": out} if agentscope else out)
+            except RockError as exc:
+                if agentscope:
+                    status, payload = exc.status_code, as_error_body(exc)
+                else:
+                    status, payload = status_and_body(exc, path)
+            except Exception as exc:  # noqa: BLE001 - mapped exactly like the routed handlers do
+                status, payload = status_and_body(exc, path)
+            await send({"type": "http.response.start", "status": status,
+                        "headers": _JSON + [(b"content-length", str(len(payload)).encode())]})
+            await send({"type": "http.response.body", "body": payload})
+        finally:
+            if self.meter is not None:
+                self.meter.observe("POST", path, status, time.perf_counter() - t0, t0)
+        return True

@@ -79,10 +79,7 @@ class EnvService(Lifecycle):
             if count == 0:
                 break
         while count > 0:
-            sb = EnvSandbox(sandbox_id=f"env-{uuid.uuid4().hex[:12]}", owner=owner, key=key)
-            sb.ready = asyncio.ensure_future(self._start_sandbox(sb, image, network))
-            pool.append(sb)
-            self.by_id[sb.sandbox_id] = sb
+            sb = self._new_shared(key, owner, image, network)
             take = min(count, cap)
             plan.append((sb, take))
             count -= take
@@ -90,6 +87,32 @@ class EnvService(Lifecycle):
             sb.reserved += take
             sb.empty_since = None
         return plan
+
+    def reserve_spread(self, owner: str | None, image: str | None, hosts: int, fill: int) -> EnvSandbox:
+        """One env slot for a CPU-bound env (a training task's grader) in the least loaded of the
+        owner's sandboxes of ``image``. An env host is one thread, so envs packed into one
+        sandbox share one core: another sandbox starts while fewer than ``hosts`` exist and
+        each holds ``fill`` envs already (or when all are full)."""
+        key = self._key(owner, image, False)
+        pool = self.pools.setdefault(key, [])
+        cap = self.settings.envs_per_sandbox
+
+        def load(sb: EnvSandbox) -> int:
+            return len(sb.envs) + sb.reserved
+
+        best = min((sb for sb in pool if load(sb) < cap), key=load, default=None)
+        if best is None or (len(pool) < hosts and load(best) >= fill):
+            best = self._new_shared(key, owner, image, False)
+        best.reserved += 1
+        best.empty_since = None
+        return best
+
+    def _new_shared(self, key: tuple, owner: str | None, image: str | None, network: bool) -> EnvSandbox:
+        sb = EnvSandbox(sandbox_id=f"env-{uuid.uuid4().hex[:12]}", owner=owner, key=key)
+        sb.ready = asyncio.ensure_future(self._start_sandbox(sb, image, network))
+        self.pools.setdefault(key, []).append(sb)
+        self.by_id[sb.sandbox_id] = sb
+        return sb
 
     def reserve_dedicated(self, owner: str | None, image: str | None, memory: str | None = None,
                           cpus: float | None = None) -> EnvSandbox:

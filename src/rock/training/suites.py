@@ -69,6 +69,11 @@ class Suite:
         if task_id not in self.known(site):
             raise TrainingError(f"no {self.name} task {task_id!r}", "TaskNotFound")
 
+    def check_is_cheap(self, site: Path) -> bool:
+        """Whether ``check_id`` answers from memory now (the set of ids is made): no thread needed.
+        (reasoning-gym's check never makes it: its first check asks a child process.)"""
+        return site in self._known
+
     def known(self, site: Path) -> frozenset[str]:
         """Every task id, made once per site: a create checks its id against them (BFCL's are
         thousands, and building the set on every create was a share of the admin's CPU)."""

@@ -231,6 +231,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def instances(self) -> list[dict]: ...
 
+    async def write_instances(self, rows: list[dict], deleted: list[str]) -> None:
+        """Several saves, then several deletes; a store may make them one transaction."""
+        for row in rows:
+            await self.save_instance(row)
+        for instance_id in deleted:
+            await self.delete_instance(instance_id)
+
 
 def open_store(url: str | None, state_dir) -> Store:
     """``postgresql://…`` selects PostgreSQL; anything else (or nothing) is SQLite in ``state_dir``."""

@@ -186,18 +186,22 @@ class SqliteStore(Store):
 
     # -- training instances (rock.training.service): their ids outlive an admin restart ----------
 
-    def _put_instance(self, row: tuple) -> None:
-        self._db.execute(f"INSERT OR REPLACE INTO training_instances ({','.join(INSTANCE_COLUMNS)}) "
-                         f"VALUES ({','.join('?' for _ in INSTANCE_COLUMNS)})", row)
-
     async def save_instance(self, row: dict) -> None:
-        await self._run(self._put_instance, tuple(row[c] for c in INSTANCE_COLUMNS))
-
-    def _drop_instance(self, instance_id: str) -> None:
-        self._db.execute("DELETE FROM training_instances WHERE instance_id=?", (instance_id,))
+        await self.write_instances([row], [])
 
     async def delete_instance(self, instance_id: str) -> None:
-        await self._run(self._drop_instance, instance_id)
+        await self.write_instances([], [instance_id])
+
+    def _write_instances(self, rows: list[tuple], deleted: list[tuple]) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(f"INSERT OR REPLACE INTO training_instances ({','.join(INSTANCE_COLUMNS)}) "
+                                 f"VALUES ({','.join('?' for _ in INSTANCE_COLUMNS)})", rows)
+            self._db.executemany("DELETE FROM training_instances WHERE instance_id=?", deleted)
+
+    async def write_instances(self, rows: list[dict], deleted: list[str]) -> None:
+        await self._run(self._write_instances, [tuple(r[c] for c in INSTANCE_COLUMNS) for r in rows],
+                        [(i,) for i in deleted])
 
     def _instances(self) -> list[dict]:
         return [dict(r) for r in self._db.execute("SELECT * FROM training_instances ORDER BY created")]
