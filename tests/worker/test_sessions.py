@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from rock.errors import SessionBusy, SessionNotFound
+from rock.errors import BadRequest, SessionBusy, SessionNotFound
 
 
 @pytest.mark.parametrize(
@@ -152,6 +152,12 @@ async def test_exit_status_carries_to_the_next_command(box, session):
         assert (await box.run(session, "echo $?")).output == "%d\n" % status
     assert (await box.run(session, "(exit 5)")).exit_code == 5
     assert (await box.run(session, "echo é $?")).output == "é 5\n"
+
+
+async def test_command_text_that_cannot_be_encoded_leaves_the_session_usable(box, session):
+    with pytest.raises(BadRequest, match="surrogates"):
+        await box.run(session, "echo \ud800")
+    assert (await box.run(session, "echo ok")).output == "ok\n"
 
 
 async def test_two_sessions_of_one_sandbox_run_concurrently(box):

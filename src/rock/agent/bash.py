@@ -86,6 +86,9 @@ class BashSession:
     # -- called from request handlers -------------------------------------------------
 
     def run(self, req, command, stream, timeout, idle_timeout, max_output):
+        # Encoded first: text that cannot be (a lone surrogate) fails before the session is busy.
+        line = _inline(command)
+        text = None if line is not None else command.encode("utf-8", "surrogateescape") + b"\0"
         with self._lock:
             self._check_usable()
             if self.current is not None:
@@ -93,11 +96,10 @@ class BashSession:
             cmd = Command(max_output or DEFAULT_MAX_OUTPUT)
             cmd.attach(req, stream, timeout, idle_timeout)
             self.current = cmd
-        line = _inline(command)
-        if line is None:
+        if text is not None:
             # Written over the previous command, never truncated: bash stops at the NUL, and
             # truncate-then-rewrite makes ext4 flush the file on close (~0.4 ms a command).
-            _pwrite_all(self._cmd_fd, command.encode("utf-8", "surrogateescape") + b"\0")
+            _pwrite_all(self._cmd_fd, text)
             line = self._trigger
         self._restore_termios()
         os.write(self.master, line)
