@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from rock.errors import SessionBusy, SessionNotFound
+from rock.errors import BadRequest, SessionBusy, SessionNotFound
 
 
 @pytest.mark.parametrize(
@@ -123,6 +123,41 @@ async def test_long_command_text_and_large_output(box, session):
     assert (await box.run(session, command)).output.strip() == "200001"
     result = await box.run(session, "head -c 3000000 /dev/zero | tr '\\0' 'y'")
     assert len(result.output) == 3_000_000 and not result.truncated
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "printf '%s|' 'it'\\''s' \"dq\\\"x\" back\\\\slash",  # quotes and backslashes
+        "printf 'a\\tb'; printf '\tc\x7f\x03\x04\x15\x1a\n'",  # bytes the tty would act on
+        "x=1\ncat <<EOF\n$x ${x}\nEOF",  # newlines and a heredoc
+        "echo " + "y" * 2030,  # either side of the limit for the pty's own line
+        "echo " + "y" * 2050,
+        "echo 'héllo ✓' $'\\x41'",  # non-ASCII
+        "echo " + "é" * 400,  # short, but too long once escaped
+    ],
+    ids=lambda v: repr(v)[:30],
+)
+async def test_command_text_reaches_bash_byte_for_byte(box, session, command):
+    """Short commands go to bash on the pty, escaped; long ones through the command file."""
+    # The reference goes through the command file, whatever the command: it is too long for the pty.
+    want = await box.run(session, "bash -c " + "'" + command.replace("'", "'\\''") + "' #" + "-" * 2048)
+    result = await box.run(session, command)
+    assert result.exit_code == 0 and result.output == want.output and result.output
+
+
+async def test_exit_status_carries_to_the_next_command(box, session):
+    for command, status in (("false", 1), (":" + " " * 2048 + "; (exit 3)", 3)):  # on the pty, then through the file
+        await box.run(session, command)
+        assert (await box.run(session, "echo $?")).output == "%d\n" % status
+    assert (await box.run(session, "(exit 5)")).exit_code == 5
+    assert (await box.run(session, "echo é $?")).output == "é 5\n"
+
+
+async def test_command_text_that_cannot_be_encoded_leaves_the_session_usable(box, session):
+    with pytest.raises(BadRequest, match="surrogates"):
+        await box.run(session, "echo \ud800")
+    assert (await box.run(session, "echo ok")).output == "ok\n"
 
 
 async def test_two_sessions_of_one_sandbox_run_concurrently(box):
