@@ -215,6 +215,11 @@ class Agent:
                 return self.ops.get(op)
         return None
 
+    def in_pool(self, req, handler):
+        """From an inline handler: finish ``req`` with ``handler`` on a pool thread."""
+        self.pool.submit(self._run_pooled, (req, handler))
+        return DEFERRED
+
     def _run_pooled(self, item):
         self.run(*item)
 
@@ -378,11 +383,14 @@ def main(argv):
     # the spare bash below, instead of waiting for them.
     if opts["ready"]:
         signal_ready(opts["ready"])
-    agent = build_agent()
+    # The spare bash first (after the limits it inherits): its start-up, ~3 ms of a separate
+    # process, then overlaps with the rest of this and with the worker's connect, instead of
+    # being the last thing the sandbox's first command waits for.
     harden()
     from . import sessions
 
     sessions.prewarm()
+    agent = build_agent()
     agent.pool.prestart(2)
     while True:
         fd, _ = listener._accept()

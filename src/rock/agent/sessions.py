@@ -91,20 +91,51 @@ def get(name):
 
 
 def create(req):
+    """Inline: a plain session (no env, cwd or startup files) takes the spare bash right on
+    the connection's thread, sparing a sandbox's first session a hand-off to a pool thread
+    (a thread switch on a busy host). Anything that may block (starting a bash, checking a
+    cwd, sourcing files) goes to the pool."""
     args = req.args
+    name = _checked_name(args)
+    if not (args.get("env") or args.get("env_enable") or args.get("cwd") is not None or args.get("startup_source")):
+        _check_free(name)
+        session = _take_spare()
+        if session is not None and session.alive:
+            return _add(name, session)
+    return req.conn.agent.in_pool(req, _create)
+
+
+def _checked_name(args):
     name = args["session"]
     if not isinstance(name, str) or not name:
         raise OpError("BadRequest", "session must be a non-empty string")
+    return name
+
+
+def _check_free(name):
+    with _lock:
+        old = _sessions.get(name)
+        if old is not None and old.alive:
+            raise OpError("SessionExists", "session %r already exists" % name)
+
+
+def _add(name, session):
+    session.name = name
+    with _lock:
+        _sessions[name] = session
+    return {"session": name}
+
+
+def _create(req):
+    args = req.args
+    name = _checked_name(args)
     env = {str(k): str(v) for k, v in (args.get("env") or {}).items()}
     if args.get("env_enable"):
         env["ROCK_ENV_ENABLE"] = "1"
     cwd = args.get("cwd")
     if cwd is not None and not os.isdir(cwd):
         raise OpError("NotADirectory", "session cwd %r is not a directory in the sandbox" % cwd)
-    with _lock:
-        old = _sessions.get(name)
-        if old is not None and old.alive:
-            raise OpError("SessionExists", "session %r already exists" % name)
+    _check_free(name)
     session = None if env or cwd else _take_spare()
     if session is None or not session.alive:
         session = BashSession(name, env=env, cwd=cwd)
@@ -116,9 +147,7 @@ def create(req):
         raise OpError("AgentError", "bash did not start for session %r (exit code %s)" % (name, session.exit_code))
     for path in args.get("startup_source") or []:
         _run_sync(session, "source %s" % _quote(path))
-    with _lock:
-        _sessions[name] = session
-    return {"session": name}
+    return _add(name, session)
 
 
 def _run_sync(session, command):
@@ -195,4 +224,4 @@ OPS = {
     "session.close": close,
     "session.list": list_sessions,
 }
-INLINE = ("session.run", "session.wait", "session.input", "session.interrupt", "session.list")
+INLINE = ("session.create", "session.run", "session.wait", "session.input", "session.interrupt", "session.list")

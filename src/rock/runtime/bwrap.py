@@ -23,23 +23,19 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import os
 import shutil
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 from rock.errors import SandboxStartError
 from rock.runtime import cgroups
 from rock.runtime.base import (
-    READY_NAME,
     READY_TIMEOUT,
     SANDBOX_LIB,
     SANDBOX_RUN,
-    SOCKET_NAME,
     ReadyFifo,
     ResourceStats,
     Runtime,
@@ -55,45 +51,21 @@ from rock.runtime.base import (
     process_start_time,
 )
 from rock.runtime.bwrap_kept import KeptFiles
-from rock.runtime.bwrap_options import CAP_NUMBERS, DEFAULT_PATH, bwrap_options, sandbox_caps
+from rock.runtime.bwrap_launch import HOLD_NAME, INFO_NAME, SHIM_NAME, STUB, UP_NAME, Launch, child_pid
 from rock.runtime.image_root import image_python, mount_points, resolves_to_file
 from rock.runtime.mounts import MS_PRIVATE
 from rock.runtime.mounts import detach as _detach
 from rock.runtime.mounts import mount as _mount
-from rock.runtime.seccomp import seccomp_program
 from rock.runtime.teardown import Teardown
 from rock.runtime.zygote import Zygote
 
 log = logging.getLogger("rock.runtime.bwrap")
 
-# The shim: join the cgroup before bwrap exists, so everything bwrap starts is inside it.
-# Arguments: the files to write 0 ("myself") into (Cgroup.join_files), "--", then bwrap's command line.
-SHIM = 'while [ "$1" != -- ]; do echo 0 > "$1" || exit 125; shift; done; shift; "$@" & wait $!'
-SHIM_NAME = "rock-shim"
-# What bwrap runs when the agent comes from the zygote: say the sandbox is up, then wait on the
-# hold FIFO, which the agent keeps open for writing: the sandbox ends when the agent does.
-# The shim when the zygote launches it: it has joined the cgroup and mounted the root already.
-LAUNCH_SHIM = '"$@" & wait $!'
-LAUNCH_SECCOMP_FD, LAUNCH_INFO_FD = 3, 4
-INFO_NAME = "bwrap-info"
-STUB = 'echo up > "$1"; read _ < "$2"'
-UP_NAME, HOLD_NAME = "up", "hold"
-
-
-
-
 class _Running(SandboxStartError):
     """A create of an id whose sandbox still runs."""
 
 
-def _pipe_with(data: bytes) -> int:
-    r, w = os.pipe()
-    os.write(w, data)
-    os.close(w)
-    return r
-
-
-class BwrapRuntime(KeptFiles, Runtime):
+class BwrapRuntime(KeptFiles, Launch, Runtime):
     name = "bwrap"
 
     def __init__(self, settings, owner: str):
@@ -159,7 +131,7 @@ class BwrapRuntime(KeptFiles, Runtime):
             watch = [died]
             if info_fd is not None:
                 try:
-                    pid = await _child_pid(info_fd, died)
+                    pid = await child_pid(info_fd, died)
                 finally:
                     os.close(info_fd)
                 try:
@@ -190,81 +162,6 @@ class BwrapRuntime(KeptFiles, Runtime):
         log.info("sandbox %s ready in %.1f ms (setup %.1f ms, pid %d%s)", sid, (time.perf_counter() - t0) * 1e3,
                  (t_setup - t0) * 1e3, handle.pid, ", agent from the zygote" if zygote else "")
         return handle
-
-    async def _launch(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, env: dict[str, str],
-                      command: list[str], info: bool) -> tuple[int, int | None]:
-        """Have the zygote fork the shim, which mounts the root in a mount namespace of its own
-        and starts bwrap; with ``info``, also return the FIFO bwrap reports its child's pid on."""
-        sandbox_dir = run.parent
-        program = seccomp_program()
-        argv = self._argv(spec, group, run, lower, env, command, LAUNCH_SECCOMP_FD if program else None,
-                          LAUNCH_INFO_FD if info else None)
-        info_r = fifo = None
-        if info:  # made by _prepare_root
-            fifo = sandbox_dir / INFO_NAME
-            info_r = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        request = {
-            "name": SHIM_NAME, "shim": LAUNCH_SHIM, "argv": argv, "log": str(sandbox_dir / "sandbox.log"),
-            "join": group.join_files(),
-            "root": {"lower": lower, "upper": str(sandbox_dir / "upper"), "work": str(sandbox_dir / "ovl-work"),
-                     "merged": str(sandbox_dir / "root")},
-            "seccomp": program.hex() if program else None, "seccomp_fd": LAUNCH_SECCOMP_FD,
-            "info": str(fifo) if fifo else None, "info_fd": LAUNCH_INFO_FD,
-        }
-        try:
-            return await self.zygote.launch(request), info_r
-        except BaseException:
-            if info_r is not None:
-                os.close(info_r)
-            raise
-
-    def _spawn(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, env: dict[str, str],
-               command: list[str], info: bool) -> tuple[subprocess.Popen, int | None]:
-        """Start shim + bwrap; with ``info``, also return the pipe bwrap reports its child's pid on."""
-        program = seccomp_program()
-        # bwrap reads the filter from an fd; a pipe holds far more than it needs
-        seccomp_fd = _pipe_with(program) if program else None
-        info_r, info_w = os.pipe() if info else (None, None)
-        fds = [fd for fd in (seccomp_fd, info_w) if fd is not None]
-        argv = self._argv(spec, group, run, lower, env, command, seccomp_fd, info_w)
-        try:
-            with open(run.parent / "sandbox.log", "ab") as out:
-                popen = subprocess.Popen(
-                    ["/bin/sh", "-c", SHIM, SHIM_NAME, *group.join_files(), "--", *argv],
-                    env={"PATH": DEFAULT_PATH},
-                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                    pass_fds=fds,
-                )
-        except BaseException:
-            if info_r is not None:
-                os.close(info_r)
-            raise
-        finally:
-            for fd in fds:
-                os.close(fd)
-        return popen, info_r
-
-    def _argv(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, env: dict[str, str],
-              command: list[str], seccomp_fd: int | None, info_fd: int | None) -> list[str]:
-        """bwrap's command line, reading its seccomp filter from ``seccomp_fd`` and reporting its
-        child's pid on ``info_fd`` when given."""
-        fd_args = (["--info-fd", str(info_fd)] if info_fd is not None else []) + \
-                  (["--seccomp", str(seccomp_fd)] if seccomp_fd is not None else [])
-        return [self.bwrap, *fd_args, *self._bwrap_args(spec, run.parent / "root", run, group, lower, env), *command]
-
-    def _agent_request(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, env: dict[str, str],
-                       pid: int) -> dict:
-        """What the zygote needs to put an agent into this sandbox, as bwrap would have."""
-        caps = 0
-        for cap in sandbox_caps(spec):
-            caps |= 1 << CAP_NUMBERS[cap]
-        program = seccomp_program()
-        return {
-            "pid": pid, "join": group.join_files(), "env": {**env, "PWD": "/"}, "log": str(run.parent / "sandbox.log"),
-            "up": str(run / UP_NAME), "socket": f"{SANDBOX_RUN}/{SOCKET_NAME}", "ready": f"{SANDBOX_RUN}/{READY_NAME}",
-            "hold": f"{SANDBOX_RUN}/{HOLD_NAME}", "lib": f"{SANDBOX_LIB}/rock_agent", "caps": caps,
-            "seccomp": program.hex() if program else None,
-        }
 
     async def start(self) -> None:
         if self.zygote is not None:
@@ -355,13 +252,6 @@ class BwrapRuntime(KeptFiles, Runtime):
                 os.close(fd)
         _mount("none", str(merged), None, MS_PRIVATE, None)
 
-    def _env(self, spec: SandboxSpec, image_env: dict[str, str]) -> dict[str, str]:
-        return {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", **image_env, **self.sandbox_env(spec)}
-
-    def _bwrap_args(self, spec: SandboxSpec, merged: Path, run: Path, group: cgroups.Cgroup, lower: str,
-                    env: dict[str, str]) -> list[str]:
-        return bwrap_options(spec, merged, run, group, lower, env, self.python_prefix, self.settings.state_dir)
-
     # -- lifecycle ------------------------------------------------------------------------
 
     async def alive(self, handle: RuntimeHandle) -> bool:
@@ -426,40 +316,6 @@ class BwrapRuntime(KeptFiles, Runtime):
         if removed:
             log.info("reaped %d leftover sandboxes: %s", len(removed), sorted(removed))
         return sorted(removed)
-
-
-async def _child_pid(info_fd: int, died: asyncio.Future) -> int:
-    """The pid (on the host) of bwrap's first process in the sandbox, from its --info-fd: bwrap
-    writes it right after the clone, before it builds the sandbox. (The shim keeps a copy of
-    the pipe's write end, so the JSON's end is the end of the message, not EOF.)"""
-    loop = asyncio.get_running_loop()
-    got: asyncio.Future = loop.create_future()
-    buf = bytearray()
-
-    def on_readable() -> None:
-        try:
-            data = os.read(info_fd, 4096)
-        except BlockingIOError:
-            return
-        buf.extend(data)
-        try:
-            info = json.loads(buf)
-        except ValueError:
-            if data:
-                return
-            info = {}
-        if not got.done():
-            got.set_result(info)
-
-    loop.add_reader(info_fd, on_readable)
-    try:
-        await asyncio.wait({got, died}, timeout=READY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        loop.remove_reader(info_fd)
-    if got.done() and isinstance(got.result().get("child-pid"), int):
-        return got.result()["child-pid"]
-    reason = died.result() if died.done() else f"got {bytes(buf)!r}"
-    raise SandboxStartError(f"bwrap did not report its sandbox's first process: {reason}")
 
 
 def _shim_run_dir(group: cgroups.Cgroup) -> str | None:
