@@ -96,6 +96,17 @@ async def test_sandboxes_outlive_the_zygote_and_the_next_create_starts_a_new_one
         assert (await client.exec("echo new", shell=True)).stdout == "new\n"
 
 
+async def test_a_create_of_a_running_id_fails_and_leaves_that_sandbox_alone(bwrap, sandboxes, new_spec, agent):
+    """A second create of a live id is refused before anything of the running sandbox (its run
+    directory, FIFOs, cgroup and limits) is touched, and the failed start removes nothing of it."""
+    spec = new_spec()
+    first = await sandboxes(bwrap, spec)
+    with pytest.raises(SandboxStartError, match="already running"):
+        await bwrap.create(spec)
+    assert await bwrap.alive(first)
+    async with agent(first) as client:
+        assert (await client.exec("echo untouched", shell=True)).stdout == "untouched\n"
+
 
 async def test_a_failed_fork_is_that_request_s_error():
     """fork() fails at a pids limit: the zygote answers that request with an error and goes on
