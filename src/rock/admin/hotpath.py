@@ -1,5 +1,5 @@
-"""The hottest routes, ``POST .../run_in_session`` and, on an admin, ``.../start`` and
-``.../start_async``, answered right at the app's own door.
+"""The hottest routes, ``POST .../run_in_session``, ``.../create_session`` and, on an admin,
+``.../start`` and ``.../start_async``, answered right at the app's own door.
 
 Measured here, FastAPI's routing and middleware layers add ~0.2 ms to a request, as much as
 the bash round trip itself; in a burst of starts against 50 simulated nodes they were a third
@@ -8,7 +8,7 @@ ours (FastAPI's telemetry check, Starlette's error, body-limit and exception lay
 layer's wrapped ``send``) cost ~10 us a command. So the door is the app's ``__call__`` itself
 (``DoorApp``), before all of them: it handles those routes with the same models, the same auth,
 the same lifecycle calls and the same error mapping as the routed versions
-(``routes_data.run_action``, ``routes_sandbox.start_action``), which stay declared for the
+(``routes_data.run_action``, ``routes_data.session_action``, ``routes_sandbox.start_action``), which stay declared for the
 schema, and times them into the same metrics; every other request goes through the app as usual.
 """
 
@@ -18,22 +18,27 @@ import time
 
 from fastapi import FastAPI
 
-from rock.actions.sandbox import SandboxBashAction, SandboxStartRequest
+from rock.actions.sandbox import SandboxBashAction, SandboxCreateSessionRequest, SandboxStartRequest
 from rock.admin.context import PREFIX, Ctx
 from rock.admin.errors import status_and_body
 from rock.admin.limits import MAX_JSON_BODY
-from rock.admin.routes_data import run_action
+from rock.admin.routes_data import run_action, session_action
 from rock.admin.routes_sandbox import start_action
 from rock.errors import BadRequest, PayloadTooLarge
 
 RUN_PATH = PREFIX + "/run_in_session"
+SESSION_PATH = PREFIX + "/create_session"
 START_PATHS = (PREFIX + "/start", PREFIX + "/start_async")
-DOOR_PATHS = frozenset((RUN_PATH, *START_PATHS))  # what the metrics label by path (no route object)
+DOOR_PATHS = frozenset((RUN_PATH, SESSION_PATH, *START_PATHS))  # what the metrics label by path (no route object)
 _JSON = (b"content-type", b"application/json")
 
 
 async def _run(ctx: Ctx, action: SandboxBashAction, headers, owner: str | None) -> tuple[bytes, int]:
     return await run_action(ctx, action, owner)
+
+
+async def _session(ctx: Ctx, req: SandboxCreateSessionRequest, headers, owner: str | None) -> tuple[bytes, int]:
+    return await session_action(ctx, req, owner)
 
 
 async def _start(ctx: Ctx, req: SandboxStartRequest, headers, owner: str | None) -> tuple[bytes, int]:
@@ -47,7 +52,7 @@ class HotPath:
         self.ctx = ctx
         self.metrics = metrics
         # path -> (the body's model, the action); the start routes exist on an admin only
-        self.routes = {RUN_PATH: (SandboxBashAction, _run)}
+        self.routes = {RUN_PATH: (SandboxBashAction, _run), SESSION_PATH: (SandboxCreateSessionRequest, _session)}
         if ctx.settings.role == "admin":
             self.routes.update({path: (SandboxStartRequest, _start) for path in START_PATHS})
 

@@ -90,6 +90,20 @@ async def run_action(ctx: Ctx, a: SandboxBashAction, owner: str | None) -> tuple
     return run_body(observation(r, a.check, a.command, a.error_msg), a.check), 200
 
 
+async def session_action(ctx: Ctx, req: SandboxCreateSessionRequest, owner: str | None) -> tuple[bytes, int]:
+    """create_session itself, shared by the route and the hot path (rock.admin.hotpath)."""
+    agent = await ctx.sandboxes.agent(req.sandbox_id, owner)
+    for path in req.startup_source:
+        check_path(path, "startup_source")
+    await agent.create_session(req.session, env=req.env, cwd=req.cwd, startup_source=req.startup_source or None,
+                               env_enable=req.env_enable)
+    return SESSION_CREATED, 200
+
+
+SESSION_CREATED = dumps({"status": "Success", "message": None, "error": None,
+                         "result": {"session_type": "bash", "output": ""}})
+
+
 async def _read_chunks(file: UploadFile):
     while chunk := await file.read(UPLOAD_CHUNK):
         yield chunk
@@ -111,15 +125,11 @@ def router(ctx: Ctx) -> APIRouter:
         body, status = await run_action(ctx, await parse(request, SandboxBashAction), ctx.owner(request))
         return Response(body, status_code=status, media_type="application/json")
 
+    # Answered by rock.admin.hotpath too: every sandbox's first command waits on it.
     @api.post("/create_session", **doc(SandboxCreateSessionRequest, result=CreateBashSessionResponse, codes=(400, *SANDBOX)))
     async def create_session(request: Request):
-        req = await parse(request, SandboxCreateSessionRequest)
-        agent = await ctx.agent(request, req.sandbox_id)
-        for path in req.startup_source:
-            check_path(path, "startup_source")
-        await agent.create_session(req.session, env=req.env, cwd=req.cwd, startup_source=req.startup_source or None,
-                                   env_enable=req.env_enable)
-        return ok({"session_type": "bash", "output": ""})
+        body, status = await session_action(ctx, await parse(request, SandboxCreateSessionRequest), ctx.owner(request))
+        return Response(body, status_code=status, media_type="application/json")
 
     @api.post("/close_session", **doc(SandboxCloseSessionRequest, result=CloseBashSessionResponse, codes=SANDBOX))
     async def close_session(request: Request):

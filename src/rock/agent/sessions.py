@@ -21,9 +21,17 @@ SPARE_DELAY = 0.05
 # private) for a session that never comes. The next session.create starts one and asks again.
 SPARE_IDLE = 30.0
 _spare_wanted = []  # a SimpleQueue once the housekeeper runs
+_spare_coming = []  # the agent's first spare's Event, until a session.create takes it
+SPARE_WAIT = 2.0
 
 
 def _take_spare():
+    try:
+        coming = _spare_coming.pop()
+    except IndexError:
+        pass
+    else:  # the agent's first spare is still starting: it is nearer than a bash started now
+        coming.wait(SPARE_WAIT)
     with _spare_lock:
         spare, _spare[0] = _spare[0], None
     if _spare_wanted:
@@ -81,6 +89,20 @@ def prewarm():
             _spare[0] = session
             return
     session.close()
+
+
+def prewarm_soon():
+    """The agent's first spare, started on a thread of its own (see server.main)."""
+    coming = threads.Event()
+    _spare_coming.append(coming)
+
+    def start():
+        try:
+            prewarm()
+        finally:
+            coming.set()
+
+    threads.spawn(start)
 
 
 def get(name):
