@@ -9,8 +9,8 @@ cluster_burst_1000         1,000 sandboxes created at once through an admin on a
 single_burst_1000          the same burst on one admin with its embedded worker (the floor)
 
 Each burst record also says where the machine's CPU went while it ran (``cpu_s``): all of it
-(/proc/stat), Ray's own processes (GCS, raylets, dashboard, monitors), the ROCK node workers
-(Ray actors), and the admin. On a machine whose cores the nodes share, a cluster burst is slower
+(/proc/stat), the sandboxes (their cgroups), the agent zygotes, Ray's own processes (GCS,
+raylets, dashboard, monitors), the ROCK node workers (Ray actors), and the admin. On a machine whose cores the nodes share, a cluster burst is slower
 than the same burst on one admin by about the extra CPU it spends divided by the cores.
 
 Run when asked (``--only cluster``) or in a full run: it holds 1,000 sandboxes at its peak.
@@ -71,6 +71,8 @@ def _kind(pid: str, admin_pids: set[int]) -> str | None:
             cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return None
+    if "zygote.py" in cmd:  # each worker's agent zygote (the admin's, or a node worker's)
+        return "zygotes"
     if int(pid) in admin_pids:
         return "admin"
     if cmd.startswith("ray::"):
@@ -80,10 +82,33 @@ def _kind(pid: str, admin_pids: set[int]) -> str | None:
     return None
 
 
+def _owner_groups() -> dict[str, float]:
+    """Each owner's cgroup of sandboxes (rock/<owner key>) and the CPU seconds charged to it so
+    far, the ended sandboxes' included (a group's counter holds its children's)."""
+    from rock.runtime import cgroups
+
+    out = {}
+    base = cgroups.ROOT / cgroups.PREFIX if cgroups.is_v2() else cgroups.v1_mounts().get("cpuacct")
+    if base is None:
+        return out
+    base = base / cgroups.PREFIX if not cgroups.is_v2() else base
+    for d in (base.iterdir() if base.is_dir() else ()):
+        if d.is_dir():
+            cpu = cgroups.Cgroup(f"{cgroups.PREFIX}/{d.name}").stats()["cpu_seconds"]
+            if cpu is not None:
+                out[d.name] = cpu
+    return out
+
+
+_OTHER_OWNERS = set(_owner_groups())  # what ran before this part: not its sandboxes
+
+
 def _cpu(admin_pids: set[int]) -> dict[str, float]:
-    """CPU seconds so far: the whole machine (busy time), and per kind of long-lived process."""
+    """CPU seconds so far: the whole machine (busy time), the sandboxes this part started (their
+    cgroups), and per kind of long-lived process."""
     tick = os.sysconf("SC_CLK_TCK")
     out = collections.Counter({"machine": machine_cpu_s()})
+    out["sandboxes"] = sum(v for k, v in _owner_groups().items() if k not in _OTHER_OWNERS)
     for pid in filter(str.isdigit, os.listdir("/proc")):
         kind = _kind(pid, admin_pids)
         if kind is None:
