@@ -21,6 +21,7 @@ import pytest
 import uvicorn
 
 from rock.admin.app import create_app
+from rock.cli.server import uvicorn_config
 from rock.config import Settings
 from rock.runtime import get_runtime_class
 from tests.conftest import SESSION_ROOT
@@ -88,7 +89,7 @@ class Admin:
     def start(self) -> "Admin":
         self.app = create_app(self.settings)
         ready = threading.Event()
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        config = uvicorn_config(self.app, "127.0.0.1", self.port, "warning")  # as `rock admin` serves it
         self.server = _Server(config, ready)
         self.thread = threading.Thread(target=self.server.run, name=f"admin-{self.backend}", daemon=True)
         self.thread.start()

@@ -14,6 +14,7 @@ from pathlib import Path
 import uvicorn
 
 from rock.admin.app import create_app
+from rock.admin.http_protocol import HeldHeadHttpTools
 from rock.admin.auth import check_bind
 from rock.config import Settings
 
@@ -95,6 +96,13 @@ def _remove_own_files(settings: Settings) -> None:
             pass
 
 
+def uvicorn_config(app, host: str, port: int, log_level: str) -> uvicorn.Config:
+    """How the admin is served (the tests' in-process admins too): httptools writing each
+    response's head with its body (rock.admin.http_protocol), WebSocket messages up to 16 MiB."""
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
+                          timeout_graceful_shutdown=10, ws_max_size=16 << 20, http=HeldHeadHttpTools)
+
+
 def serve(settings: Settings, ready_fd: int | None = None, log_level: str = "info") -> int:
     """Serve until SIGTERM/SIGINT; sandboxes keep running across restarts."""
     check_bind(settings.host, settings.tokens)
@@ -105,8 +113,7 @@ def serve(settings: Settings, ready_fd: int | None = None, log_level: str = "inf
 
     config_rock.report(settings)
     pid_path(settings).write_text(str(os.getpid()))
-    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
-                            access_log=False, timeout_graceful_shutdown=10, ws_max_size=16 << 20)
+    config = uvicorn_config(create_app(settings), settings.host, settings.port, log_level)
     server = _Server(config, settings, ready_fd)
     try:
         server.run()

@@ -1,0 +1,137 @@
+"""The admin's HTTP protocol (rock.admin.http_protocol): a response's head goes out with its body,
+and every kind of response still arrives whole and in order."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+
+import uvicorn
+
+from rock.admin.http_protocol import _HeldHead
+from rock.cli.server import uvicorn_config
+from tests.admin.harness import free_port
+
+
+class _Recording(asyncio.Transport):
+    """Records each write the socket would get (the unit under test is what reaches it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data):
+        self.writes.append(bytes(data))
+
+    def close(self):
+        self.closed = True
+
+    def is_closing(self):
+        return self.closed
+
+
+HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n"
+
+
+async def test_a_head_goes_out_with_the_body_that_follows_it():
+    sent = _Recording()
+    t = _HeldHead(sent, asyncio.get_running_loop())
+    t.write(HEAD)
+    assert sent.writes == []
+    t.write(b"{}")
+    assert sent.writes == [HEAD + b"{}"]
+    await asyncio.sleep(0)  # the end of the turn finds nothing held
+    assert sent.writes == [HEAD + b"{}"]
+
+
+async def test_a_head_alone_goes_out_at_the_end_of_the_turn_and_upgrades_pass_at_once():
+    sent = _Recording()
+    t = _HeldHead(sent, asyncio.get_running_loop())
+    empty = b"HTTP/1.1 204 No Content\r\n\r\n"
+    t.write(empty)
+    await asyncio.sleep(0)
+    assert sent.writes == [empty]
+    upgrade = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n"
+    t.write(upgrade)
+    assert sent.writes == [empty, upgrade]
+    t.write(b"\x81\x02hi")  # anything that is not a head passes straight through
+    assert sent.writes[-1] == b"\x81\x02hi"
+    t.write(HEAD)
+    t.close()  # a close never drops a held head
+    assert sent.writes[-1] == HEAD and sent.closed
+    assert t.is_closing()  # the rest is the transport's own
+
+
+async def _app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            kind = (await receive())["type"]
+            await send({"type": kind + ".complete"})
+            if kind == "lifespan.shutdown":
+                return
+    await receive()
+    path = scope["path"]
+    if path == "/empty":
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+    elif path == "/stream":  # no length: chunked, three body writes
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        for part in (b"one ", b"two ", b"three"):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+            await asyncio.sleep(0.01)
+        await send({"type": "http.response.body", "body": b""})
+    else:
+        body = b'{"path": "%s"}' % path.encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _read_response(f, head: bool = False) -> tuple[int, dict, bytes]:
+    status = int(f.readline().split()[1])
+    headers = {}
+    while (line := f.readline()) not in (b"\r\n", b""):
+        k, _, v = line.decode().partition(":")
+        headers[k.strip().lower()] = v.strip()
+    if head:
+        return status, headers, b""
+    if "content-length" in headers:
+        return status, headers, f.read(int(headers["content-length"]))
+    if headers.get("transfer-encoding") == "chunked":
+        body = b""
+        while (size := int(f.readline().strip(), 16)):
+            body += f.read(size)
+            f.readline()
+        f.readline()
+        return status, headers, body
+    return status, headers, b""
+
+
+def test_every_kind_of_response_arrives_whole_and_in_order_over_one_connection():
+    port = free_port()
+    server = uvicorn.Server(uvicorn_config(_app, "127.0.0.1", port, "warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            threading.Event().wait(0.05)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            # Pipelined: each answer must come after the one before it, none cut or merged wrongly.
+            requests = [b"GET /a HTTP/1.1\r\nhost: x\r\n\r\n", b"GET /empty HTTP/1.1\r\nhost: x\r\n\r\n",
+                        b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n", b"HEAD /b HTTP/1.1\r\nhost: x\r\n\r\n",
+                        b"GET /c HTTP/1.1\r\nhost: x\r\n\r\n"]
+            s.sendall(b"".join(requests))
+            f = s.makefile("rb")
+            assert _read_response(f)[::2] == (200, b'{"path": "/a"}')
+            assert _read_response(f)[::2] == (204, b"")
+            assert _read_response(f)[::2] == (200, b"one two three")
+            status, headers, _ = _read_response(f, head=True)  # HEAD: the length is announced, no body follows
+            assert status == 200 and headers["content-length"] == str(len(b'{"path": "/b"}'))
+            assert _read_response(f)[::2] == (200, b'{"path": "/c"}')
+    finally:
+        server.should_exit = True
+        thread.join(15)
