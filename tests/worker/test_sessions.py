@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 
@@ -216,3 +217,24 @@ async def test_a_command_longer_than_the_reply_slice_still_answers(box, session)
         assert r.output.strip() == "again", r
     finally:
         box.reply_timeout = saved
+
+
+async def test_a_sandbox_without_bash_says_so_on_its_first_session(worker):
+    """The spare bash is spawned by its session's own thread: where it cannot be (no bash on the
+    PATH), the session.create or the first command that meets it names the reason."""
+    spec = worker.default_spec("nobash" + uuid.uuid4().hex[:6])
+    spec = spec.model_copy(update={"env": {**spec.env, "PATH": "/nonexistent"}})
+    await worker.create(spec)
+    try:
+        agent = worker.agent(spec.sandbox_id)
+        try:
+            await agent.create_session("s")
+            result = await agent.run("s", "echo unreachable", timeout=30)
+        except Exception as exc:  # noqa: BLE001 - which of the two meets it is a race; both must say why
+            message = str(exc)
+        else:
+            assert result.status == "ended"
+            message = result.output
+        assert "bash" in message and "unreachable" not in message
+    finally:
+        await worker.stop(spec.sandbox_id)

@@ -42,7 +42,10 @@ def _exit_code(status):
 
 
 class BashSession:
-    def __init__(self, name, env=None, cwd=None, rows=40, cols=200):
+    def __init__(self, name, env=None, cwd=None, rows=40, cols=200, spawn_later=False):
+        """``spawn_later``: bash is spawned by the session's own thread, and this returns without
+        waiting for it (the spare's way: see sessions.prewarm). A command written meanwhile
+        waits in the pty until bash reads it, as one sent while bash starts up always has."""
         self.name = name
         self.nonce = os.urandom(8).hex().encode()
         self.start_tag = b"\x1e" + self.nonce
@@ -50,6 +53,8 @@ class BashSession:
         self.current = None
         self.alive = True
         self.exit_code = None
+        self.pid = None
+        self.spawn_error = None
         self.ready = threads.Event()
         self._buf = b""
         self._lock = threads.Lock()
@@ -70,18 +75,36 @@ class BashSession:
         # creating and writing one in the run directory took 0.05 ms on a quiet host and up to
         # 0.4 ms while others wrote to the same disk, on a sandbox's start -> first output path.
         rc_r, rc_w = os.pipe()
+        os.write(rc_w, _rc_text(self.nonce, self._cmd_path))  # < 1 KB: the pipe holds it
+        os.close(rc_w)
+        if rc_r == RC_FD:
+            rc_r, old_fd = os.dup(rc_r), rc_r
+            os.close(old_fd)
+        self.master = master
+        self._trigger = b"__rock_read 2>/dev/null; eval \"$__rock_c\"\n"
+        spawn = (rc_r, slave, full_env)
+        if spawn_later:
+            self._cmd_fd = os.open(self._cmd_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            threads.spawn(self._spawn_then_read, spawn)
+            return
         try:
-            os.write(rc_w, _rc_text(self.nonce, self._cmd_path))  # < 1 KB: the pipe holds it
-            os.close(rc_w)
-            rc_w = None
-            if rc_r == RC_FD:
-                rc_r, old_fd = os.dup(rc_r), rc_r
-                os.close(old_fd)
-            # posix_spawn, not subprocess: it saves importing subprocess (~4 ms on every sandbox
-            # start) and a fork of the agent. setsid comes first, so opening the pty by path makes
-            # it bash's controlling terminal: Ctrl-C written to the master becomes SIGINT.
+            self._spawn(*spawn)
+        except OSError:
+            for fd in (master, self._wake_r, self._wake_w):
+                os.close(fd)
+            raise
+        # Made while bash starts: its first command comes after session.create has returned.
+        self._cmd_fd = os.open(self._cmd_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        threads.spawn(self._read_loop)
+
+    def _spawn(self, rc_r, slave, env):
+        # posix_spawn, not subprocess: it saves importing subprocess (~4 ms on every sandbox
+        # start) and a fork of the agent. setsid comes first, so opening the pty by path makes
+        # it bash's controlling terminal: Ctrl-C written to the master becomes SIGINT. Its
+        # caller waits until bash is exec'd: 0.4-2.4 ms in a sandbox's fresh overlay.
+        try:
             self.pid = os.posix_spawnp(
-                "bash", ["bash", "--noprofile", "--noediting", "--rcfile", "/dev/fd/%d" % RC_FD, "-i"], full_env,
+                "bash", ["bash", "--noprofile", "--noediting", "--rcfile", "/dev/fd/%d" % RC_FD, "-i"], env,
                 file_actions=[
                     (os.POSIX_SPAWN_OPEN, 0, os.ttyname(slave), os.O_RDWR, 0),
                     (os.POSIX_SPAWN_DUP2, 0, 1),
@@ -91,15 +114,19 @@ class BashSession:
                 setsid=True,
             )
         finally:
-            for fd in (rc_r, rc_w):
-                if fd is not None:
-                    os.close(fd)
-        # Made while bash starts: its first command comes after session.create has returned.
-        self._cmd_fd = os.open(self._cmd_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        os.close(slave)
-        self.master = master
-        self._trigger = b"__rock_read 2>/dev/null; eval \"$__rock_c\"\n"
-        threads.spawn(self._read_loop)
+            os.close(rc_r)
+            os.close(slave)
+
+    def _spawn_then_read(self, spawn):
+        try:
+            self._spawn(*spawn)
+        except OSError as exc:
+            self.spawn_error = exc
+            self._on_exit()
+            return
+        if not self.alive:  # closed while bash was being spawned
+            self._kill_all(signal.SIGKILL, include_shell=True)
+        self._read_loop()
 
     # -- called from request handlers -------------------------------------------------
 
@@ -164,6 +191,8 @@ class BashSession:
         self._wake()
 
     def _check_usable(self):
+        if self.spawn_error is not None:
+            raise OpError("AgentError", self._spawn_failure())
         if not self.alive:
             raise OpError("SessionNotFound", "session %r has ended (exit code %s); create it again" % (self.name, self.exit_code))
 
@@ -302,6 +331,8 @@ class BashSession:
 
     def _kill_all(self, sig, include_shell=False):
         shell = self.pid
+        if shell is None:  # not spawned yet: its own thread kills it if the session closed meanwhile
+            return
         for pid in _session_members(shell):
             if pid != shell or include_shell:
                 try:
@@ -312,7 +343,8 @@ class BashSession:
     def _on_exit(self):
         self.alive = False
         try:  # the pty closes once bash is gone (or killed by close()), so this returns at once
-            self.exit_code = _exit_code(os.waitpid(self.pid, 0)[1])
+            if self.pid is not None:
+                self.exit_code = _exit_code(os.waitpid(self.pid, 0)[1])
         except ChildProcessError:
             pass
         try:
@@ -328,7 +360,12 @@ class BashSession:
         with self._lock:
             cmd = self.current
             if cmd is not None and cmd.result is None:
+                if self.spawn_error is not None:
+                    cmd.output.add(("rock: %s\n" % self._spawn_failure()).encode())
                 self._finish(cmd, "ended", self.exit_code)
+
+    def _spawn_failure(self):
+        return "bash could not be started in this sandbox: %s" % self.spawn_error
 
     def _wake(self):
         try:

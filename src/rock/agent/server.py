@@ -383,14 +383,14 @@ def main(argv):
     # the spare bash below, instead of waiting for them.
     if opts["ready"]:
         signal_ready(opts["ready"])
-    # The spare bash first (after the limits it inherits), on a thread of its own: its exec
-    # (0.4-2.4 ms in a sandbox's fresh overlay, its caller blocked meanwhile) and start-up then
-    # overlap with accepting the worker's connection and its first request, instead of delaying
-    # them; the sandbox's first session.create waits for this bash rather than start another.
+    # The spare bash first (after the limits it inherits), spawned by its session's own thread:
+    # its exec (0.4-2.4 ms in a sandbox's fresh overlay, the spawning thread blocked meanwhile)
+    # and start-up then overlap with accepting the worker's connection, its session.create and
+    # the first command's trip, instead of delaying them.
     harden()
     from . import sessions
 
-    sessions.prewarm_soon()
+    sessions.prewarm()
     agent = build_agent()
     agent.pool.prestart(2)
     while True:

@@ -21,17 +21,9 @@ SPARE_DELAY = 0.05
 # private) for a session that never comes. The next session.create starts one and asks again.
 SPARE_IDLE = 30.0
 _spare_wanted = []  # a SimpleQueue once the housekeeper runs
-_spare_coming = []  # the agent's first spare's Event, until a session.create takes it
-SPARE_WAIT = 2.0
 
 
 def _take_spare():
-    try:
-        coming = _spare_coming.pop()
-    except IndexError:
-        pass
-    else:  # the agent's first spare is still starting: it is nearer than a bash started now
-        coming.wait(SPARE_WAIT)
     with _spare_lock:
         spare, _spare[0] = _spare[0], None
     if _spare_wanted:
@@ -70,7 +62,9 @@ def _drop_spare():
 
 
 def prewarm():
-    """Keep one idle bash started, so session.create does not pay bash's start-up."""
+    """Keep one idle bash started, so session.create does not pay bash's start-up. Its bash is
+    spawned by the session's own thread: a session.create that takes it answers at once, and
+    the first command waits in the pty for bash, not for its spawn (see server.main)."""
     if not _spare_wanted:
         import _queue
 
@@ -80,7 +74,7 @@ def prewarm():
         if _spare[0] is not None:
             return
     try:
-        session = BashSession("")
+        session = BashSession("", spawn_later=True)
     except OSError as exc:  # session.create will report it to the caller
         sys.stderr.write("rock agent: could not start a spare bash: %s\n" % exc)
         return
@@ -89,20 +83,6 @@ def prewarm():
             _spare[0] = session
             return
     session.close()
-
-
-def prewarm_soon():
-    """The agent's first spare, started on a thread of its own (see server.main)."""
-    coming = threads.Event()
-    _spare_coming.append(coming)
-
-    def start():
-        try:
-            prewarm()
-        finally:
-            coming.set()
-
-    threads.spawn(start)
 
 
 def get(name):
