@@ -35,6 +35,11 @@ class Raises(Counter):
         return super().step(action)
 
 
+class ResetRaises(Counter):
+    def reset(self, seed=None):
+        raise ValueError("no reset for seed %r" % seed)
+
+
 class Spins(Counter):
     """A Python busy loop: the per-call timeout (SIGALRM) interrupts it."""
 

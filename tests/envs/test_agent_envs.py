@@ -35,6 +35,23 @@ async def test_gem_env_through_the_agent(env_agent):
     assert err.value.kind == "EnvNotFound"
 
 
+async def test_make_with_reset_answers_the_reset_in_one_call(env_agent):
+    """``reset`` (its seed) in env.make: the reset's fields are the reply's body, as a separate
+    reset's would be; a reset that fails fails the make and leaves no env behind."""
+    made, body = await env_agent.call("env.make", {"env_id": "test:Counter", "entry_point": "hostile_envs:Counter",
+                                                   "sys_path": [HERE], "kwargs": {"start": 4}, "reset": 11})
+    assert json.loads(body) == {"observation": "n=4", "info": {"start": 4}}
+    first = (await step(env_agent, made["env"]))["reward"]
+    _, again = await env_agent.call("env.reset", {"env": made["env"], "seed": 11})
+    assert json.loads(again) == json.loads(body) and (await step(env_agent, made["env"]))["reward"] == first
+    with pytest.raises(AgentError) as err:
+        await env_agent.call("env.make", {"env_id": "test:ResetRaises", "entry_point": "hostile_envs:ResetRaises",
+                                          "sys_path": [HERE], "reset": 5})
+    assert "no reset for seed 5" in err.value.message
+    listed = (await env_agent.call("env.list"))[0]["envs"]
+    assert [e["env"] for e in listed] == [made["env"]]
+
+
 async def test_a_crashing_host_is_reported_and_replaced(env_agent):
     good = await make(env_agent, "Counter")
     bad = await make(env_agent, "Exits")

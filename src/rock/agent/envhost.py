@@ -108,6 +108,15 @@ class Host:
         result = {"env": local, "env_id": env_id}
         if contract is not None:
             result["contract"] = contract
+        if "reset" in args:
+            # make then reset in one call (``reset``: the seed): a training instance's create
+            # needs both, and a second round trip from the worker cost more than the reset.
+            # The reset's fields go in the reply's body, as a reset's own do.
+            try:
+                return result, dict(zip(RESET_FIELDS, self.reset(env, args["reset"])))
+            except Failure:
+                self.op_close({"env": local})  # the caller hears of no env: the host keeps none
+                raise
         return result
 
     def gym_factory(self, env_id, gym):
@@ -313,6 +322,8 @@ class Host:
             if op in self.RAW_OPS:
                 return protocol.encode({"id": meta["id"], "ok": True, "result": {}}, fn(meta.get("args") or {}, body))
             result = fn(meta.get("args") or {})
+            if isinstance(result, tuple):  # (result, a value for the body)
+                return protocol.encode({"id": meta["id"], "ok": True, "result": result[0]}, dumps(result[1]))
             if op in self.BODY_OPS:
                 return protocol.encode({"id": meta["id"], "ok": True, "result": {}}, dumps(result))
             return protocol.encode({"id": meta["id"], "ok": True, "result": result})

@@ -314,18 +314,20 @@ def env_make(req):
     timeout = a.get("timeout")
     args = {"env": handle, "env_id": env_id, "entry_point": a.get("entry_point"), "kwargs": a.get("kwargs") or {},
             "timeout": timeout, "sys_path": sys_path, "gym": a.get("gym")}
+    if "reset" in a:  # reset right after the make (its seed); the reset's fields are the reply's body
+        args["reset"] = a["reset"]
     with _lock:
         if handle in _envs:
             raise OpError("BadRequest", "env %r already exists" % handle)
         _envs[handle] = Rec(host, env_id, timeout)
     try:
-        result, _ = host.call("make", args)
+        result, body = host.call("make", args)
     except OpError:
         with _lock:
             _envs.pop(handle, None)
         raise
     result.update(host_pid=host.pid, socket=host.socket)
-    return result
+    return (result, body) if body else result
 
 
 def _relay(op, key):

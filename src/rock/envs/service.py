@@ -165,11 +165,13 @@ class EnvService(Lifecycle):
         return args, {"image": user.image, "network": bool(user.packages)}
 
     async def _make_in(self, sb: EnvSandbox, args: dict, owner: str | None, vec: str | None = None,
-                       again: bool = True) -> EnvRecord:
+                       again: bool = True) -> tuple[EnvRecord, bytes]:
+        """The env made in ``sb``, and the body of the host's answer (the reset's, when ``args``
+        asked for one with ``reset``)."""
         try:
             await asyncio.shield(sb.ready)
             client = await self.sandboxes.agent(sb.sandbox_id, owner)
-            result, _ = await client.call("env.make", args)
+            result, body = await client.call("env.make", args)
         except AgentError as exc:
             raise await self._make_error(args["env_id"], exc) from None
         except (SandboxNotRunning, SandboxNotFound):
@@ -191,12 +193,17 @@ class EnvService(Lifecycle):
         sb.envs.add(handle)
         self.envs[handle] = rec
         self.start_reaper()
-        return rec
+        return rec, body
 
     async def make_env(self, sb: EnvSandbox, args: dict, owner: str | None) -> tuple[EnvRecord, dict]:
         """An env made in ``sb`` with the agent's ``env.make`` arguments; its record and what the host said."""
-        rec = await self._make_in(sb, args, owner)
+        rec, _ = await self._make_in(sb, args, owner)
         return rec, rec.made
+
+    async def make_and_reset(self, sb: EnvSandbox, args: dict, seed: int | None,
+                             owner: str | None) -> tuple[EnvRecord, bytes]:
+        """An env made in ``sb`` and reset, in one call to its host: its record and the reset's body."""
+        return await self._make_in(sb, {**args, "reset": seed}, owner)
 
     async def _make_error(self, env_id: str, exc: AgentError) -> RockError:
         if exc.kind == "EnvNotFound" and env_id.partition(":")[0] not in self.resolvers:  # those name their own
@@ -209,7 +216,7 @@ class EnvService(Lifecycle):
         if (refused := self.catalog.unavailable(env_id)) is not None:
             raise refused
         [(sb, _)] = self.reserve(owner, place["image"], 1, place["network"])
-        return await self._make_in(sb, args, owner)
+        return (await self._make_in(sb, args, owner))[0]
 
     # -- the hot path ----------------------------------------------------------------------------
 

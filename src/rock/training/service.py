@@ -157,12 +157,11 @@ class TrainingService:
                 "entry_point": ENTRY_POINT, "sys_path": [SITE], "python": None, "packages": []}
         sb = (self.envs.reserve_dedicated(owner, image) if suite.dedicated
               else self.envs.reserve_spread(owner, image, self.settings.hosts, self.settings.host_fill))
-        rec, _ = await self.envs.make_env(sb, args, owner)
+        rec, first = await self.envs.make_and_reset(sb, args, None, owner)
         inst = Instance(instance_id, env_type, task_id, owner, rec.handle)
         self.instances[instance_id] = inst
         try:
-            body = loads(await self.envs.reset(rec.handle, None, owner))
-            result = self._unwrap(body["observation"])
+            result = self._unwrap(loads(first)["observation"])
         except BaseException:
             await self.release(instance_id, owner, why="its creation failed")
             raise
