@@ -27,13 +27,17 @@ from rock.sdk.sandbox import Sandbox
 
 VENV = Path(os.environ.get("ROCK_BENCH_E2B_VENV") or "/tmp/e2b-newest")
 CLIENT = Path(__file__).with_name("e2b_client.py")
+# the same packages as tests/e2b's "newest" venv, which shares /tmp/e2b-newest: whichever makes it
+# first makes one the other can use
+PACKAGES = ["e2b<3", "e2b-code-interpreter"]
 
 
 def _python() -> Path | None:
     python = VENV / "bin" / "python"
-    if not python.exists() or subprocess.run([str(python), "-c", "import e2b"], capture_output=True).returncode:
+    if not python.exists() or subprocess.run([str(python), "-c", "import e2b, e2b_code_interpreter"],
+                                             capture_output=True).returncode:
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
-        if subprocess.run([str(python), "-m", "pip", "install", "-q", "e2b<3"], capture_output=True,
+        if subprocess.run([str(python), "-m", "pip", "install", "-q", *PACKAGES], capture_output=True,
                           timeout=900).returncode:
             return None
     return python
