@@ -43,9 +43,13 @@ async def test_syntax_error_reports_and_session_keeps_working(box, session):
 
 
 async def test_no_marker_text_leaks(box, session):
-    outputs = [(await box.run(session, cmd)).output for cmd in ("echo a", "set -x; echo b; set +x", "true")]
+    # "set -x" alone leaves tracing on across prompts: the prompt's own lines must not be traced
+    commands = ("echo a", "set -x; echo b; set +x", "true", "set -x", "echo c", "set +x", "echo d")
+    outputs = [(await box.run(session, cmd)).output for cmd in commands]
     for out in outputs:
         assert "\x1e" not in out and "\x1f" not in out and "__rock" not in out and "PROMPT_COMMAND" not in out
+        assert "printf" not in out and "set +m" not in out, out
+    assert "+ echo c" in outputs[4] and "c\n" in outputs[4] and outputs[6] == "d\n", outputs
 
 
 async def test_cwd_and_exports_persist(box, session):

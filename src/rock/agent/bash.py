@@ -2,7 +2,7 @@
 
 How a command runs without any marker reaching the caller:
 - bash ``eval``s the command text at top level, so ``cd``, exports and ``set -e`` behave as
-  typed. A short command comes on the pty as one escaped line (``_inline``); a long one goes
+  typed. A short command comes on the pty as one escaped line (``bashtext.inline``); a long one goes
   through a file (no pty line-length limit), and bash is told on the pty to ``read`` it and
   ``eval`` it. A file, not a pipe: bash's ``read`` may not read past its delimiter, so on a
   pipe it reads one byte per syscall (200,000 for a 200 KB heredoc); on a regular file it
@@ -24,13 +24,12 @@ import termios
 import time
 
 from . import paths, threads
+from .bashtext import RC_FD, inline, rc_text
 from .command import Command, Output
 from .errors import OpError
 
 DEFAULT_MAX_OUTPUT = 16 << 20
 INTERRUPT_GRACE = 1.0
-# The fd bash reads its init file from (see BashSession).
-RC_FD = 3
 SESSION_ENV = {"TERM": "xterm", "PAGER": "cat", "GIT_PAGER": "cat", "MANPAGER": "cat", "SYSTEMD_PAGER": ""}
 
 
@@ -75,7 +74,7 @@ class BashSession:
         # creating and writing one in the run directory took 0.05 ms on a quiet host and up to
         # 0.4 ms while others wrote to the same disk, on a sandbox's start -> first output path.
         rc_r, rc_w = os.pipe()
-        os.write(rc_w, _rc_text(self.nonce, self._cmd_path))  # < 1 KB: the pipe holds it
+        os.write(rc_w, rc_text(self.nonce, self._cmd_path))  # < 1 KB: the pipe holds it
         os.close(rc_w)
         if rc_r == RC_FD:
             rc_r, old_fd = os.dup(rc_r), rc_r
@@ -132,7 +131,7 @@ class BashSession:
 
     def run(self, req, command, stream, timeout, idle_timeout, max_output):
         # Encoded first: text that cannot be (a lone surrogate) fails before the session is busy.
-        line = _inline(command)
+        line = inline(command)
         text = None if line is not None else command.encode("utf-8", "surrogateescape") + b"\0"
         with self._lock:
             self._check_usable()
@@ -382,28 +381,6 @@ class BashSession:
             termios.tcsetattr(self.master, termios.TCSANOW, attrs)
 
 
-# A short command goes on the pty itself, quoted, as ``eval $'...'``: the same top-level eval as
-# through the file, without the file's write, bash's function call and two redirections (~20
-# syscalls, about 40% of bash's CPU for an ``echo``). Every byte that the tty's line discipline
-# would act on (Ctrl-C, erase, newline...) and every non-ASCII byte is escaped, so the pty sees
-# one line of printable ASCII, well below its 4 KiB canonical-line limit.
-INLINE_MAX = 2048
-_ESCAPES = {i: "\\x%02x" % i for i in list(range(32)) + list(range(127, 256))}
-_ESCAPES.update({92: "\\\\", 39: "\\'"})
-
-
-def _inline(command):
-    if len(command) > INLINE_MAX or "\0" in command:
-        return None
-    if command.isascii():
-        if command.isprintable() and "'" not in command:
-            return ("eval '" + command + "'\n").encode()
-    else:  # its UTF-8 bytes, one character each, for the table above
-        command = command.encode("utf-8", "surrogateescape").decode("latin-1")
-    line = "eval $'" + command.translate(_ESCAPES) + "'\n"
-    return line.encode() if len(line) <= INLINE_MAX else None
-
-
 def _pwrite_all(fd, data):
     view, offset = memoryview(data), 0
     while offset < len(data):
@@ -424,19 +401,3 @@ def _session_members(sid):
         if len(fields) > 3 and int(fields[3]) == sid:
             pids.append(int(name))
     return pids
-
-
-def _rc_text(nonce, cmd_path):
-    """The init file each session's bash reads; PROMPT_COMMAND reports status and cwd."""
-    return (
-        "exec %d<&-\n"  # the pipe it came through: the session's commands never see it
-        "set +o history +H +m\n"
-        # Preset: if the command file is gone, say so instead of re-running the last command.
-        "__rock_read() { __rock_s=$?; __rock_c='echo \"rock: this session lost its command file; create the session again\" >&2; (exit 125)'; "
-        # Hands the last command's status on, so $? in the next command reads as on a terminal.
-        "IFS= read -r -d '' __rock_c < '%s'; return $__rock_s; }\n"
-        "PS1=''; PS2=''; unset MAILCHECK\n"
-        "if [ -n \"$ROCK_SESSION_CWD\" ]; then cd -- \"$ROCK_SESSION_CWD\"; unset ROCK_SESSION_CWD; fi\n"
-        "if [ -n \"$ROCK_ENV_ENABLE\" ]; then [ -f /etc/profile ] && . /etc/profile; [ -f ~/.bashrc ] && . ~/.bashrc; fi\n"
-        "PROMPT_COMMAND='{ __rock_s=$?; printf \"\\036%s%%d;%%s\\037\" \"$__rock_s\" \"$PWD\"; set +m; } 2>/dev/null'\n" % (RC_FD, cmd_path, nonce.decode())
-    ).encode("utf-8", "surrogateescape")
