@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     # runs it: /sys/kernel/mm/ksm/run). Idle bwrap sandboxes then hold ~0.7 MB private instead of
     # ~2.6 MB. Off: no page of an agent is ever shared with another sandbox's agent.
     merge_agent_memory: bool = True
+    # ... once the agent has run this long: ksmd scans every page offered to it for as long as the
+    # process lives, and a sandbox that lives a few seconds (a burst of starts, start-and-delete)
+    # would pay that scanning and gain nothing (bench burst: ~12% of sustained starts/s).
+    merge_agent_memory_after_s: float = Field(default=10.0, ge=0)
     # state shared by several admin/proxy processes: a postgresql:// URL; unset is SQLite in state_dir
     store_url: str | None = None
     # cluster (see docs/deploy.md): a Ray address ("auto" = the local Ray) puts sandboxes on the

@@ -1,5 +1,6 @@
 """Agents offer their own memory to same-page merging (KSM), and only theirs: the mappings of
-the agent are marked mergeable, a program started in the sandbox is not; off by the setting."""
+the agent are marked mergeable once it has run merge_agent_memory_after_s, a program started in
+the sandbox never; off by the setting."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from rock.runtime import cgroups
 
 pytestmark = [pytest.mark.docker, pytest.mark.bwrap]
+AFTER = 2.0  # merge_agent_memory_after_s here: long enough to see the agent before it offers
 
 
 def _argv(pid: int) -> list[str]:
@@ -31,15 +33,18 @@ def _mergeable_kb(pid: int) -> int:
     return total
 
 
+def _agent_pid(pids: list[int]) -> int:
+    # The agent is the sandbox's one Python (`python3 -I -S boot.py`, or a fork of the zygote).
+    return next(p for p in pids if os.path.basename(_argv(p)[0]).startswith("python") and "-I" in _argv(p))
+
+
 async def _mergeable(handle) -> tuple[int, int]:
     """(agent's mergeable kB, the sleeping command's mergeable kB), once the agent has marked them."""
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 10 + AFTER
     while True:
         pids = sorted(cgroups.sandbox_group(handle.backend, handle.runtime_id).pids())
-        # The agent is the sandbox's one Python (`python3 -I -S boot.py`, or a fork of the zygote).
-        agent = next(p for p in pids if os.path.basename(_argv(p)[0]).startswith("python") and "-I" in _argv(p))
         sleeper = next((p for p in pids if _argv(p)[:2] == ["sleep", "300"]), None)
-        agent_kb = _mergeable_kb(agent)
+        agent_kb = _mergeable_kb(_agent_pid(pids))
         if (agent_kb or time.monotonic() > deadline) and sleeper is not None:
             return agent_kb, _mergeable_kb(sleeper)
         assert time.monotonic() < deadline, "the command did not start"
@@ -49,12 +54,18 @@ async def _mergeable(handle) -> tuple[int, int]:
 @pytest.mark.parametrize("merge", [True, False], ids=["merge", "no-merge"])
 async def test_only_the_agent_is_offered_for_merging(isolated_runtime, settings, sandboxes, new_spec, agent, merge):
     settings.merge_agent_memory = merge
+    settings.merge_agent_memory_after_s = AFTER
+    t0 = time.monotonic()
     handle = await sandboxes(isolated_runtime, new_spec())
+    early_kb = _mergeable_kb(_agent_pid(sorted(cgroups.sandbox_group(handle.backend, handle.runtime_id).pids())))
+    early_age = time.monotonic() - t0  # the agent is younger than this
     async with agent(handle) as client:
         await client.exec("sleep 300 >/dev/null 2>&1 &", shell=True)
         agent_kb, command_kb = await _mergeable(handle)
     assert command_kb == 0  # never a program of the sandbox
     if merge:
         assert agent_kb > 1024, agent_kb  # its heap, arenas, stacks, libraries' data
+        if early_age < AFTER:  # nothing offered before the agent has run that long
+            assert early_kb == 0, (early_kb, early_age)
     else:
-        assert agent_kb == 0
+        assert agent_kb == 0 and early_kb == 0

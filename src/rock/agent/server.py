@@ -330,7 +330,24 @@ def harden():
 
         threads.spawn(nondumpable)
     if os.environ.get("ROCK_AGENT_MERGE_MEMORY") == "1":
-        threads.spawn(merge_memory)
+        threads.spawn(_merge_later)
+
+
+MERGE_AFTER = 10.0
+
+
+def _merge_later():
+    # Not at once: ksmd scans what is offered for as long as the process lives, so an agent of a
+    # sandbox that lives a few seconds would pay for scanning and never share a page.
+    import time
+
+    try:
+        delay = float(os.environ.get("ROCK_AGENT_MERGE_AFTER") or MERGE_AFTER)
+    except ValueError:
+        delay = MERGE_AFTER
+    if delay > 0:
+        time.sleep(delay)
+    merge_memory()
 
 
 def merge_memory():

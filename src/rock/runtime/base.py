@@ -258,7 +258,8 @@ class Runtime(abc.ABC):
     def sandbox_env(self, spec: SandboxSpec) -> dict[str, str]:
         """Environment every backend gives the agent (the spec's own variables win)."""
         limit = spec.max_file_bytes if spec.max_file_bytes is not None else self.settings.max_file_bytes
-        merge = {"ROCK_AGENT_MERGE_MEMORY": "1"} if self.settings.merge_agent_memory else {}
+        merge = {"ROCK_AGENT_MERGE_MEMORY": "1", "ROCK_AGENT_MERGE_AFTER": f"{self.settings.merge_agent_memory_after_s:g}"} \
+            if self.settings.merge_agent_memory else {}
         return {"ROCK_HOST_PYTHON": self.settings.host_python, "ROCK_SANDBOX_ID": spec.sandbox_id,
                 "ROCK_MAX_FILE_BYTES": str(limit), **merge, **self.agent_env, **spec.env}
 
