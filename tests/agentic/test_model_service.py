@@ -113,7 +113,11 @@ def reply(n):
                                     "finish_reason": "stop"}]})
 
 async def main():
-    sandbox = Sandbox(SandboxConfig(base_url=sys.argv[1], image="python:3.11", memory="512m", cpus=1))
+    # rl-rock polls each nohup command (install, start, watch, anti-call) every max(5, interval) s,
+    # capped below auto_clear_seconds - 2: 3 s makes it poll every second, as a user in a hurry
+    # would; the admin then reaps the sandbox after a minute idle (it is never idle that long here).
+    sandbox = Sandbox(SandboxConfig(base_url=sys.argv[1], image="python:3.11", memory="512m", cpus=1,
+                                    auto_clear_seconds=3))
     await sandbox.start()
     out = {}
     try:
