@@ -4,8 +4,10 @@ and every kind of response still arrives whole and in order."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
+import time
 
 import uvicorn
 
@@ -109,9 +111,11 @@ def _read_response(f, head: bool = False) -> tuple[int, dict, bytes]:
     return status, headers, b""
 
 
-def test_every_kind_of_response_arrives_whole_and_in_order_over_one_connection():
+@contextlib.contextmanager
+def _served(app):
+    """``app`` served as the admin is (uvicorn_config), on a thread; yields its port."""
     port = free_port()
-    server = uvicorn.Server(uvicorn_config(_app, "127.0.0.1", port, "warning"))
+    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port, "warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -119,19 +123,40 @@ def test_every_kind_of_response_arrives_whole_and_in_order_over_one_connection()
             if server.started:
                 break
             threading.Event().wait(0.05)
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-            # Pipelined: each answer must come after the one before it, none cut or merged wrongly.
-            requests = [b"GET /a HTTP/1.1\r\nhost: x\r\n\r\n", b"GET /empty HTTP/1.1\r\nhost: x\r\n\r\n",
-                        b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n", b"HEAD /b HTTP/1.1\r\nhost: x\r\n\r\n",
-                        b"GET /c HTTP/1.1\r\nhost: x\r\n\r\n"]
-            s.sendall(b"".join(requests))
-            f = s.makefile("rb")
-            assert _read_response(f)[::2] == (200, b'{"path": "/a"}')
-            assert _read_response(f)[::2] == (204, b"")
-            assert _read_response(f)[::2] == (200, b"one two three")
-            status, headers, _ = _read_response(f, head=True)  # HEAD: the length is announced, no body follows
-            assert status == 200 and headers["content-length"] == str(len(b'{"path": "/b"}'))
-            assert _read_response(f)[::2] == (200, b'{"path": "/c"}')
+        yield port
     finally:
         server.should_exit = True
         thread.join(15)
+
+
+def test_every_kind_of_response_arrives_whole_and_in_order_over_one_connection():
+    with _served(_app) as port, socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        # Pipelined: each answer must come after the one before it, none cut or merged wrongly.
+        requests = [b"GET /a HTTP/1.1\r\nhost: x\r\n\r\n", b"GET /empty HTTP/1.1\r\nhost: x\r\n\r\n",
+                    b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n", b"HEAD /b HTTP/1.1\r\nhost: x\r\n\r\n",
+                    b"GET /c HTTP/1.1\r\nhost: x\r\n\r\n"]
+        s.sendall(b"".join(requests))
+        f = s.makefile("rb")
+        assert _read_response(f)[::2] == (200, b'{"path": "/a"}')
+        assert _read_response(f)[::2] == (204, b"")
+        assert _read_response(f)[::2] == (200, b"one two three")
+        status, headers, _ = _read_response(f, head=True)  # HEAD: the length is announced, no body follows
+        assert status == 200 and headers["content-length"] == str(len(b'{"path": "/b"}'))
+        assert _read_response(f)[::2] == (200, b'{"path": "/c"}')
+
+
+HTTPX_KEEPALIVE_EXPIRY_S = 5.0  # httpx.Limits' default: how long httpx reuses an idle pooled connection
+
+
+def test_an_idle_connection_outlives_the_clients_own_keepalive_expiry():
+    """A pooled connection httpx may still reuse is still open at the admin: were both 5 s (uvicorn's
+    default), a request sent as the admin closes it would be answered with a reset; a 1,000-start
+    burst lost one start that way."""
+    with _served(_app) as port, socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        f = s.makefile("rb")
+        s.sendall(b"GET /first HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert _read_response(f)[::2] == (200, b'{"path": "/first"}')
+        time.sleep(HTTPX_KEEPALIVE_EXPIRY_S + 0.5)
+        s.sendall(b"GET /again HTTP/1.1\r\nhost: x\r\n\r\n")
+        line = f.readline()
+        assert line.startswith(b"HTTP/1.1 200"), f"the admin closed an idle connection httpx would still reuse: {line!r}"

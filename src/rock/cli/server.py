@@ -96,11 +96,20 @@ def _remove_own_files(settings: Settings) -> None:
             pass
 
 
+# How long the admin keeps an idle client connection open. uvicorn's default, 5 s, is exactly
+# httpx's keepalive_expiry: a pooled connection the client reuses at ~5 s idle can cross the
+# admin's close, and the request is answered with a reset (httpx.ReadError). Under a burst the
+# admin's loop runs late and that window widens: one start in each 1,000-sandbox burst failed so.
+# Longer than the clients' own expiry (httpx 5 s, aiohttp 15 s), the client always lets go first.
+KEEP_ALIVE_S = 75
+
+
 def uvicorn_config(app, host: str, port: int, log_level: str) -> uvicorn.Config:
     """How the admin is served (the tests' in-process admins too): httptools writing each
     response's head with its body (rock.admin.http_protocol), WebSocket messages up to 16 MiB."""
     return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
-                          timeout_graceful_shutdown=10, ws_max_size=16 << 20, http=HeldHeadHttpTools)
+                          timeout_graceful_shutdown=10, ws_max_size=16 << 20, http=HeldHeadHttpTools,
+                          timeout_keep_alive=KEEP_ALIVE_S)
 
 
 def serve(settings: Settings, ready_fd: int | None = None, log_level: str = "info") -> int:
