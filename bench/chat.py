@@ -19,7 +19,7 @@ the admin, the trainer and (bwrap) the sandboxes. Target: >= 1,000 calls/s on a 
 
 rock_cli_call_ms: ROCK's own flow for one call, as a reference: rl-rock 1.11's
 ``ModelService.anti_call_llm`` (a nohup'd ``rock model-service anti-call-llm`` per call,
-``check_interval=1``), against the same admin; only where the rl-rock test venv exists.
+``check_interval=1``), against the same admin; rl-rock runs in its own venv (``bench/venvs.py``).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from pathlib import Path
 from bench.admin import AdminProcess
 from bench.rawhttp import Connection
 from bench.report import Context, percentile, record
+from bench.venvs import VenvError, rlrock_python
 
 # The client, the same on the host and inside a sandbox: N calls on one connection, each timed.
 CLIENT = r'''
@@ -304,9 +305,10 @@ asyncio.run(main(sys.argv[1], int(sys.argv[2])))
 
 
 async def rock_cli(ctx: Context, backend: str) -> dict | None:
-    python = Path(os.environ.get("ROCK_TEST_RLROCK_VENV") or Path(tempfile.gettempdir()) / "rock-test-rlrock-venv") / "bin/python"
-    if not python.exists():
-        ctx.progress("chat: no rl-rock venv (run tests/agentic/test_model_service.py once); skipping ROCK's reference")
+    try:
+        python = rlrock_python()  # from PyPI on first use, shared with the tests
+    except VenvError as exc:
+        ctx.progress(f"chat: skipping ROCK's reference: {exc}")
         return None
     admin = AdminProcess(backend, prefix="rock-bench-chat-")
     url = admin.start()

@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from bench.admin import AdminProcess
 from bench.report import record
 from bench.sdk import _config, _start_to_first_output, usable
+from bench.venvs import VenvError, client_python
 from rock.actions import CreateBashSessionRequest
 from rock.sdk.sandbox import Sandbox
 
@@ -33,14 +33,10 @@ PACKAGES = ["e2b<3", "e2b-code-interpreter"]
 
 
 def _python() -> Path | None:
-    python = VENV / "bin" / "python"
-    if not python.exists() or subprocess.run([str(python), "-c", "import e2b, e2b_code_interpreter"],
-                                             capture_output=True).returncode:
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
-        if subprocess.run([str(python), "-m", "pip", "install", "-q", *PACKAGES], capture_output=True,
-                          timeout=900).returncode:
-            return None
-    return python
+    try:
+        return client_python(VENV, PACKAGES, "import e2b, e2b_code_interpreter")
+    except VenvError:
+        return None
 
 
 class _Client:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import venvs
 from rock.config import Settings
 from rock.runtime.leaks import leftovers
 from rock.runtime import get_runtime_class
@@ -127,25 +128,14 @@ async def sandboxes():
         await runtime.destroy(handle)
 
 
-# The real rl-rock SDK, in a venv of its own (installed once from PyPI): the arbiter of wire
-# compatibility for the sandbox and env tests alike.
-RLROCK_VENV = Path(os.environ.get("ROCK_TEST_RLROCK_VENV") or Path(tempfile.gettempdir()) / "rock-test-rlrock-venv")
-
-
+# The real rl-rock SDK, in a venv of its own (installed once from PyPI, shared with the
+# benchmark): the arbiter of wire compatibility for the sandbox and env tests alike.
 @pytest.fixture(scope="session")
 def rlrock_python() -> Path:
-    import subprocess
-    import sys
-
-    python = RLROCK_VENV / "bin" / "python"
-    probe = [str(python), "-c", "import rock.sdk.sandbox.client, rock.sdk.envs"]
-    if not python.exists() or subprocess.run(probe, capture_output=True).returncode != 0:
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(RLROCK_VENV)], check=True)
-        proc = subprocess.run([str(python), "-m", "pip", "install", "-q", "rl-rock"], capture_output=True, text=True,
-                              timeout=900)
-        if proc.returncode != 0:
-            pytest.fail(f"installing rl-rock from PyPI failed:\n{proc.stderr[-2000:]}")
-    return python
+    try:
+        return venvs.rlrock_python()
+    except venvs.VenvError as exc:
+        pytest.fail(str(exc))
 
 
 # -- session-end leak check ------------------------------------------------------------------

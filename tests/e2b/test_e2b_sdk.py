@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from bench.venvs import VenvError, client_python
 from tests.admin.harness import Admin
 
 HERE = Path(__file__).parent
@@ -24,15 +24,10 @@ IMPORTS = {"2.7.0": "import e2b", "2.50.0": "import e2b", "newest": "import e2b,
 
 def e2b_python(version: str) -> Path:
     """The venv's python, made (from PyPI) on first use and cached across runs."""
-    venv = VENV_ROOT / f"e2b-{version}"
-    python = venv / "bin" / "python"
-    if not python.exists() or subprocess.run([str(python), "-c", IMPORTS[version]], capture_output=True).returncode:
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        proc = subprocess.run([str(python), "-m", "pip", "install", "-q", *VERSIONS[version]], capture_output=True,
-                              text=True, timeout=900)
-        if proc.returncode:
-            pytest.fail(f"installing {VERSIONS[version]} failed:\n{proc.stderr[-2000:]}")
-    return python
+    try:
+        return client_python(VENV_ROOT / f"e2b-{version}", VERSIONS[version], IMPORTS[version])
+    except VenvError as exc:
+        pytest.fail(str(exc))
 
 
 def run_scenario(python: Path, admin: Admin, script: str, done: str, tmp_path: Path) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from tests.conftest import RLROCK_VENV
+from bench.venvs import RLROCK_VENV
 
 SCRIPT = r'''
 import asyncio, os, sys, tempfile

@@ -1,0 +1,43 @@
+"""The real client SDKs we are compatible with (rl-rock, e2b), each in a venv of its own.
+
+The benchmark and the tests drive them as users do, from their own interpreter, so none of their
+imports reaches ours. A venv is made from PyPI on first use and kept across runs; the benchmark
+and the tests share the same paths, so whichever runs first makes it for the other.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+RLROCK_VENV = Path(os.environ.get("ROCK_TEST_RLROCK_VENV") or Path(tempfile.gettempdir()) / "rock-test-rlrock-venv")
+RLROCK_PACKAGES = ["rl-rock"]
+RLROCK_IMPORTS = "import rock.sdk.sandbox.client, rock.sdk.envs"
+
+
+class VenvError(RuntimeError):
+    """pip could not install the packages (its last output is the message)."""
+
+
+def client_python(venv: Path, packages: list[str], imports: str) -> Path:
+    """The venv's python, made with ``packages`` unless it already imports ``imports``.
+
+    The check is the imports, not the venv's existence: another run may have made the same path
+    with fewer packages, or been killed half-way through pip."""
+    python = venv / "bin" / "python"
+    if python.exists() and subprocess.run([str(python), "-c", imports], capture_output=True).returncode == 0:
+        return python
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    proc = subprocess.run([str(python), "-m", "pip", "install", "-q", *packages], capture_output=True, text=True,
+                          timeout=900)
+    if proc.returncode:
+        raise VenvError(f"installing {' '.join(packages)} into {venv} failed:\n{proc.stderr[-2000:]}")
+    return python
+
+
+def rlrock_python() -> Path:
+    """rl-rock's venv (the arbiter of ROCK wire compatibility)."""
+    return client_python(RLROCK_VENV, RLROCK_PACKAGES, RLROCK_IMPORTS)
