@@ -21,20 +21,17 @@ from pathlib import Path
 from bench.admin import AdminProcess
 from bench.report import record
 from bench.sdk import _config, _start_to_first_output, usable
-from bench.venvs import VenvError, client_python
+from bench.venvs import E2B_NEWEST_IMPORTS, E2B_NEWEST_PACKAGES, VenvError, client_python
 from rock.actions import CreateBashSessionRequest
 from rock.sdk.sandbox import Sandbox
 
 VENV = Path(os.environ.get("ROCK_BENCH_E2B_VENV") or "/tmp/e2b-newest")
 CLIENT = Path(__file__).with_name("e2b_client.py")
-# the same packages as tests/e2b's "newest" venv, which shares /tmp/e2b-newest: whichever makes it
-# first makes one the other can use
-PACKAGES = ["e2b<3", "e2b-code-interpreter"]
 
 
 def _python() -> Path | None:
     try:
-        return client_python(VENV, PACKAGES, "import e2b, e2b_code_interpreter")
+        return client_python(VENV, E2B_NEWEST_PACKAGES, E2B_NEWEST_IMPORTS)
     except VenvError:
         return None
 

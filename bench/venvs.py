@@ -16,6 +16,10 @@ from pathlib import Path
 RLROCK_VENV = Path(os.environ.get("ROCK_TEST_RLROCK_VENV") or Path(tempfile.gettempdir()) / "rock-test-rlrock-venv")
 RLROCK_PACKAGES = ["rl-rock"]
 RLROCK_IMPORTS = "import rock.sdk.sandbox.client, rock.sdk.envs"
+# The newest e2b 2.x with the code interpreter: the benchmark's client and the tests' "newest"
+# venv, which share /tmp/e2b-newest. One set, so a venv either made passes the other's check.
+E2B_NEWEST_PACKAGES = ["e2b<3", "e2b-code-interpreter"]
+E2B_NEWEST_IMPORTS = "import e2b, e2b_code_interpreter"
 
 
 class VenvError(RuntimeError):

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from bench.venvs import VenvError, client_python
+from bench.venvs import E2B_NEWEST_IMPORTS, E2B_NEWEST_PACKAGES, VenvError, client_python
 from tests.admin.harness import Admin
 
 HERE = Path(__file__).parent
 VENV_ROOT = Path(os.environ.get("ROCK_TEST_E2B_VENVS") or "/tmp")
-VERSIONS = {"2.7.0": ["e2b==2.7.0"], "2.50.0": ["e2b==2.50.0"], "newest": ["e2b<3", "e2b-code-interpreter"]}
+VERSIONS = {"2.7.0": ["e2b==2.7.0"], "2.50.0": ["e2b==2.50.0"], "newest": E2B_NEWEST_PACKAGES}
 # what a cached venv must import to be reused: the benchmark (bench/e2b.py) makes /tmp/e2b-newest too,
 # so a venv another run made is checked for every package of the set, not just e2b
-IMPORTS = {"2.7.0": "import e2b", "2.50.0": "import e2b", "newest": "import e2b, e2b_code_interpreter"}
+IMPORTS = {"2.7.0": "import e2b", "2.50.0": "import e2b", "newest": E2B_NEWEST_IMPORTS}
 
 
 def e2b_python(version: str) -> Path:
