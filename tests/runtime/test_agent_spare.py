@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from rock.errors import BadRequest
 from rock.runtime import cgroups
 
 pytestmark = [pytest.mark.docker, pytest.mark.bwrap]
@@ -42,3 +43,15 @@ async def test_spare_bash_closed_when_idle_and_made_again(isolated_runtime, sand
         await _until(lambda: _bashes(handle) == 2)  # the session's bash and a new spare
         await _until(lambda: _bashes(handle) == 1)  # the spare closed again; the session stays
         assert (await client.run("main", "echo still")).output.strip() == "still"
+
+
+async def test_spare_ready_says_whether_the_spare_bash_is_up(isolated_runtime, sandboxes, new_spec, agent):
+    handle = await sandboxes(isolated_runtime, new_spec(env={"ROCK_AGENT_SPARE_IDLE": "1"}))
+    async with agent(handle) as client:
+        assert await client.spare_ready(timeout=10)  # what a warm pool waits for before a hand-out
+        await _until(lambda: _bashes(handle) == 0)  # closed: nobody took it within a second
+        assert not await client.spare_ready(timeout=0)
+        with pytest.raises(BadRequest, match="timeout must be a number"):
+            await client.call("session.spare", {"timeout": "soon"})
+        await client.create_session("main")  # starts a bash of its own: the spare is not needed
+        assert (await client.run("main", "echo ok")).output == "ok\n"

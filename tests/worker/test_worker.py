@@ -62,6 +62,7 @@ async def test_warm_pool_hands_out_ready_sandboxes_and_refills(fresh_worker):
     info = await fresh_worker.create(template.model_copy(update={"sandbox_id": _sid()}))
     assert info.warm
     agent = fresh_worker.agent(info.sandbox_id)
+    assert await agent.spare_ready(timeout=0)  # handed out with its spare bash up, not starting
     await agent.create_session("s")
     assert (await agent.run("s", "echo warm")).output == "warm\n"
     await asyncio.wait_for(fresh_worker.pool.filled.wait(), 120)

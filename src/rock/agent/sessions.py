@@ -208,6 +208,19 @@ def close(req):
     return {}
 
 
+def spare_ready(req):
+    """Whether the spare bash has given its first prompt, waiting up to ``timeout`` seconds (a
+    pool thread's wait). A warm pool hands a sandbox out only after this: the agent says it is
+    ready before its spare bash has started (so a cold start's next steps overlap bash's), and a
+    pooled sandbox's first command should not wait for bash, nor share the CPU with its start."""
+    timeout = req.args.get("timeout", 5.0)
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 <= timeout <= 60:
+        raise OpError("BadRequest", "timeout must be a number of seconds from 0 to 60")
+    with _spare_lock:
+        spare = _spare[0]
+    return {"ready": spare is not None and spare.ready.wait(timeout) and spare.alive}
+
+
 def list_sessions(req):
     return {
         "sessions": [
@@ -225,5 +238,6 @@ OPS = {
     "session.interrupt": interrupt,
     "session.close": close,
     "session.list": list_sessions,
+    "session.spare": spare_ready,
 }
 INLINE = ("session.create", "session.run", "session.wait", "session.input", "session.interrupt", "session.list")

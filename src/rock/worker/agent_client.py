@@ -273,6 +273,10 @@ class AgentClient:
     async def ping(self) -> dict:
         return (await self.call("ping"))[0]
 
+    async def spare_ready(self, timeout: float = 5.0) -> bool:
+        """Wait (up to ``timeout`` s) until the agent's spare bash is up; False if it is not."""
+        return bool((await self.call("session.spare", {"timeout": timeout}))[0]["ready"])
+
     async def create_session(self, session: str, env: dict[str, str] | None = None, cwd: str | None = None,
                              startup_source: list[str] | None = None, env_enable: bool = False) -> dict:
         args = {"session": session, "env": env, "cwd": cwd, "startup_source": startup_source, "env_enable": env_enable}

@@ -79,9 +79,13 @@ class WarmPool:
             try:
                 launched = await self._launch(spec)
                 # An agent reports ready before it has started its spare bash (that overlaps a
-                # cold start's next steps); a pooled one is only handed out once it answers.
+                # cold start's next steps); a pooled one is only handed out once it answers and
+                # its spare bash is up, so the first command neither waits for bash nor shares
+                # the CPU with its start-up. A spare that is not up in time is no reason to
+                # discard the sandbox: its first session starts a bash.
                 try:
-                    await launched[1].ping()
+                    if not await launched[1].spare_ready():
+                        log.info("warm pool: sandbox %s's spare bash is not up; pooled anyway", spec.sandbox_id)
                 except BaseException:
                     await self._discard(*launched)
                     raise
