@@ -20,10 +20,12 @@ RLROCK_IMPORTS = "import rock.sdk.sandbox.client, rock.sdk.envs"
 # venv, which share /tmp/e2b-newest. One set, so a venv either made passes the other's check.
 E2B_NEWEST_PACKAGES = ["e2b<3", "e2b-code-interpreter"]
 E2B_NEWEST_IMPORTS = "import e2b, e2b_code_interpreter"
+PIP_TIMEOUT_S = 900
 
 
 class VenvError(RuntimeError):
-    """pip could not install the packages (its last output is the message)."""
+    """The venv could not be made: ``python -m venv`` or pip failed or timed out (the message
+    says which, with the tool's last output)."""
 
 
 def client_python(venv: Path, packages: list[str], imports: str) -> Path:
@@ -34,11 +36,21 @@ def client_python(venv: Path, packages: list[str], imports: str) -> Path:
     python = venv / "bin" / "python"
     if python.exists() and subprocess.run([str(python), "-c", imports], capture_output=True).returncode == 0:
         return python
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-    proc = subprocess.run([str(python), "-m", "pip", "install", "-q", *packages], capture_output=True, text=True,
-                          timeout=900)
+    what = f"making {venv} with {' '.join(packages)}"
+    # Every way this fails (no venv module, a read-only path, pip's error or time-out) is one
+    # VenvError, which the callers turn into a skip or a record that says why.
+    try:
+        made = subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], capture_output=True, text=True)
+        if made.returncode:
+            raise VenvError(f"{what} failed: python -m venv said:\n{made.stderr[-2000:]}")
+        proc = subprocess.run([str(python), "-m", "pip", "install", "-q", *packages], capture_output=True, text=True,
+                              timeout=PIP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise VenvError(f"{what} failed: pip did not finish in {PIP_TIMEOUT_S} s (is PyPI or its mirror reachable?)") from None
+    except OSError as exc:
+        raise VenvError(f"{what} failed: {exc}") from None
     if proc.returncode:
-        raise VenvError(f"installing {' '.join(packages)} into {venv} failed:\n{proc.stderr[-2000:]}")
+        raise VenvError(f"{what} failed: pip said:\n{proc.stderr[-2000:]}")
     return python
 
 
