@@ -51,7 +51,7 @@ async def _mergeable(handle) -> tuple[int, int]:
         agent_kb = _mergeable_kb(_agent_pid(pids))
         if sleeper is not None and ((agent_kb and agent_kb == last) or time.monotonic() > deadline):
             return agent_kb, _mergeable_kb(sleeper)
-        assert time.monotonic() < deadline + 1, "the command did not start"
+        assert time.monotonic() < deadline, "the command did not start"
         last = agent_kb
         await asyncio.sleep(0.2 if agent_kb else 0.05)
 
