@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     # worker / runtime
     backend: BackendName = "auto"
     state_dir: Path = Field(default_factory=_default_state_dir)
+    # Where bwrap unpacks the images its sandboxes start from (each one's root filesystem, read
+    # only: the overlay's lower layer). Unset: <state_dir>/images. Several admins or node workers
+    # on one machine may name the same directory and unpack each image once between them: a tree
+    # is keyed by the image's id and made under a temporary name, then renamed into place.
+    images_dir: Path | None = None
     default_image: str = "python:3.11"
     # E2B's templateID -> image for the e2b front door; "base" is default_image unless set here
     e2b_templates: dict[str, str] = Field(default_factory=dict, description="E2B template -> image")
@@ -107,6 +112,10 @@ class Settings(BaseSettings):
     relay_host: str = Field(default="", description="address a node's worker serves sandboxes' data on; '' = the node's IP")
     relay_port: int = 0
     gpus: str | None = Field(default=None, description="GPU indices this node may hand out, e.g. '0,1'; unset: detected")
+
+    @property
+    def images_path(self) -> Path:
+        return self.images_dir or Path(self.state_dir) / "images"
 
     @classmethod
     def load(cls, env: str | None = None, **overrides) -> "Settings":

@@ -79,7 +79,6 @@ class Admin:
             pytest.skip(f"{backend}: {reason}")
         self.backend = backend
         self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="a", dir=SESSION_ROOT))
-        share_images(self.state_dir)
         self.port = free_port()
         self.settings = Settings(state_dir=self.state_dir, backend=backend, port=self.port, **settings)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -119,16 +118,6 @@ class Admin:
         self.server.should_exit = True
         self.thread.join(60)
         self.server = None
-
-
-def share_images(state_dir: Path) -> None:
-    """Unpacked image roots (bwrap) are cached per state dir; point every test admin's cache at
-    one place so each admin does not unpack python:3.11 again."""
-    shared = SESSION_ROOT / "images"
-    shared.mkdir(exist_ok=True)
-    link = state_dir / "images"
-    if not link.exists():
-        link.symlink_to(shared)
 
 
 @pytest.fixture(scope="session", params=["docker", "bwrap"])

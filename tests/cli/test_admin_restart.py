@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rock.sdk.sandbox import SandboxConfig
 from rock.sdk.sandbox.sync import SyncSandbox
-from tests.admin.harness import free_port, share_images
+from tests.admin.harness import free_port
 from tests.conftest import SESSION_ROOT
 
 
@@ -24,7 +24,6 @@ def rock(*args: str, env=None, check=True) -> subprocess.CompletedProcess:
 
 def test_sandboxes_and_files_survive_admin_restart(admin):
     state = Path(tempfile.mkdtemp(prefix="r", dir=SESSION_ROOT))
-    share_images(state)
     port = str(free_port())
     common = ["--state-dir", str(state)]
     started = json.loads(rock("--json", "admin", "start", "--port", port, "--backend", admin.backend, *common).stdout)

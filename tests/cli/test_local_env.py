@@ -21,7 +21,7 @@ from rock.actions import CreateBashSessionRequest, ReadFileRequest, WriteFileReq
 from rock.errors import RockError, SandboxNotRunning
 from rock.sdk.sandbox import SandboxConfig
 from rock.sdk.sandbox.sync import SyncSandbox
-from tests.admin.harness import backend_params, free_port, share_images, terminate, wait_healthy
+from tests.admin.harness import backend_params, free_port, terminate, wait_healthy
 from tests.conftest import SESSION_ROOT
 
 API = "/apis/envs/sandbox/v1"
@@ -44,7 +44,6 @@ def _delete_all(url: str) -> None:
 
 def _state() -> Path:
     state = Path(tempfile.mkdtemp(prefix="l", dir=SESSION_ROOT))
-    share_images(state)
     return state
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from rock.config import Settings
 from rock.errors import BadRequest
-from tests.admin.harness import free_port, share_images
+from tests.admin.harness import free_port
 from tests.conftest import SESSION_ROOT
 
 YAML = """
@@ -77,12 +77,19 @@ def test_rock_environment_variables(monkeypatch):
         Settings.load()
 
 
+def test_images_dir_is_the_state_dirs_unless_set(monkeypatch, tmp_path):
+    monkeypatch.delenv("ROCK_IMAGES_DIR", raising=False)
+    assert Settings(state_dir=tmp_path).images_path == tmp_path / "images"
+    monkeypatch.setenv("ROCK_IMAGES_DIR", str(tmp_path / "shared"))
+    assert Settings(state_dir=tmp_path / "a").images_path == Settings(state_dir=tmp_path / "b").images_path \
+        == tmp_path / "shared"
+
+
 def test_admin_start_env_and_cli_global_flags(admin):
     work = Path(tempfile.mkdtemp(prefix="c", dir=SESSION_ROOT))
     _conf(work)
     state = work / "state"
     state.mkdir()
-    share_images(state)
     port = free_port()
     common = ["--state-dir", str(state), "--env", "citest"]
     rock("admin", "start", "--port", str(port), "--backend", admin.backend, *common, cwd=work)

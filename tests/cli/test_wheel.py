@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.admin.harness import backend_params, free_port, share_images, terminate, wait_healthy
+from tests.admin.harness import backend_params, free_port, terminate, wait_healthy
 from tests.conftest import SESSION_ROOT
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,7 +82,6 @@ def test_installed_wheel_smoke_run(venv, backend):
         pytest.skip(f"{backend}: {reason}")
     bin_dir, away = venv
     state = Path(tempfile.mkdtemp(prefix="ws", dir=SESSION_ROOT))
-    share_images(state)
     common = ["--state-dir", state]
     started = json.loads(_run([bin_dir / "rock", "--json", "admin", "start", "--backend", backend,
                                "--port", free_port(), *common], cwd=away).stdout)

@@ -15,7 +15,6 @@ import httpx
 from rock.admin.store.localpg import Postgres  # noqa: F401 - the cluster tests' server
 from rock.cluster.localray import LocalRay
 from tests.admin.harness import terminate, wait_healthy
-from tests.conftest import SESSION_ROOT
 
 PG_PORT = 18201
 RAY_PORT = 18200
@@ -29,9 +28,7 @@ NODES = {  # name -> what its Ray node declares and the labels its worker report
 
 
 def ray_cluster(root: Path) -> LocalRay:
-    images = SESSION_ROOT / "images"  # one unpacked python:3.11 for every node and test admin
-    images.mkdir(exist_ok=True)
-    return LocalRay(root, RAY_PORT, NODES, backend="bwrap", images_dir=images)
+    return LocalRay(root, RAY_PORT, NODES, backend="bwrap")  # images: the session's (ROCK_IMAGES_DIR)
 
 
 class AdminProc:

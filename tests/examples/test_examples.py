@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.admin.harness import free_port, share_images
+from tests.admin.harness import free_port
 from tests.conftest import SESSION_ROOT
 from tests.envs.test_gym_sessions import torch_dir  # noqa: F401 - the CPU torch the gym tests install
 
@@ -44,7 +44,6 @@ def admins():
     if reason := get_runtime_class("bwrap").available():
         pytest.skip(f"bwrap: {reason}")
     state = Path(tempfile.mkdtemp(prefix="x", dir=SESSION_ROOT))
-    share_images(state)
     common = ["--env", "local-proxy", "--state-dir", str(state)]
     admin = json.loads(_rock("--json", "admin", "start", "--backend", "bwrap", "--port", str(free_port()), *common))
     try:

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -20,7 +19,7 @@ import pytest
 
 from rock.admin.context import PREFIX
 from rock.runtime import get_runtime_class
-from tests.admin.harness import free_port, share_images, terminate, wait_healthy
+from tests.admin.harness import free_port, terminate, wait_healthy
 from tests.conftest import SESSION_ROOT
 
 TEST_LIMIT_S = 120  # no fault test may take longer than this, whatever hangs
@@ -47,7 +46,6 @@ class AdminProcess:
             pytest.skip(f"{backend}: {reason}")
         self.backend = backend
         self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="f", dir=SESSION_ROOT))
-        share_images(self.state_dir)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **(env or {})}

@@ -192,7 +192,8 @@ async def test_bwrap_runs_a_docker_image_or_a_rootfs_directory(make_runtime, new
     image = rt.settings.default_image
     handle = await sandboxes(rt, new_spec(image=image))
     rootfs = handle.extra["image_root"]
-    assert rootfs.startswith(str(rt.settings.state_dir))  # unpacked once, cached in the state dir
+    # unpacked once into the images dir: the session's one (ROCK_IMAGES_DIR, tests/conftest.py)
+    assert rootfs.startswith(str(rt.settings.images_path) + "/") and rt.settings.images_dir is not None
     from_dir = await sandboxes(rt, new_spec(image=rootfs))
     for h in (handle, from_dir):
         async with agent(h) as client:

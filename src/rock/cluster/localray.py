@@ -15,11 +15,11 @@ FAST_HEALTH_CHECKS = {"health_check_period_ms": 500, "health_check_failure_thres
 
 
 class LocalRay:
-    def __init__(self, root: Path, port: int, nodes: dict[str, dict], backend: str = "bwrap",
-                 images_dir: Path | None = None, **settings):
-        """``nodes``: name -> {"num_cpus", "memory" (bytes), "labels"}; the first is Ray's head."""
+    def __init__(self, root: Path, port: int, nodes: dict[str, dict], backend: str = "bwrap", **settings):
+        """``nodes``: name -> {"num_cpus", "memory" (bytes), "labels"}; the first is Ray's head;
+        ``settings``: every node worker's other settings (e.g. one ``images_dir`` for them all)."""
         self.root, self.port, self.nodes = Path(root), port, nodes
-        self.backend, self.images_dir, self.extra = backend, images_dir, settings
+        self.backend, self.extra = backend, settings
         self.cluster = None
         self.ray_nodes: dict[str, object] = {}
         self.address = ""
@@ -52,8 +52,6 @@ class LocalRay:
     def settings(self, name: str) -> Settings:
         state = self.root / name
         state.mkdir(exist_ok=True)
-        if self.images_dir is not None and not (state / "images").exists():
-            (state / "images").symlink_to(self.images_dir)
         return Settings(state_dir=state, backend=self.backend, relay_host="127.0.0.1",
                         node_labels={**self.nodes[name].get("labels", {}), "node": name}, **self.extra)
 

@@ -195,7 +195,7 @@ class BwrapRuntime(KeptFiles, Launch, Runtime):
         from rock.runtime.docker import ImageMissing, image_rootfs  # the docker SDK only when an image is asked for
         from rock.runtime.docker_images import ensure_image
 
-        images = Path(self.settings.state_dir) / "images"
+        images = self.settings.images_path
         auth = spec.registry_auth or {}
         pull = functools.partial(ensure_image, image, spec.pull_policy, auth.get("username"), auth.get("password"))
         named = not is_host_path(image)  # an image name: the engine gets it as the docker backend would
