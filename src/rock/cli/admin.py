@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from rock.cli.output import Out
-from rock.cli.server import info_path, log_path, pid_path, process_name, serve
+from rock.cli.statefiles import info_path, log_path, pid_path, process_name
 from rock.config import Settings
 from rock.errors import RockError
 
@@ -80,6 +80,8 @@ def _live_pid(path: Path) -> int | None:
 def cmd_start(args, out: Out) -> int:
     settings = settings_from(args)
     if args.foreground:
+        from rock.cli.server import serve  # the app and its server: only for the process that serves
+
         return serve(settings, ready_fd=args.ready_fd, log_level=args.log_level)
     pid = _running_pid(settings)
     if pid is not None:

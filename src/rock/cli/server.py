@@ -16,25 +16,8 @@ import uvicorn
 from rock.admin.app import create_app
 from rock.admin.http_protocol import HeldHeadHttpTools
 from rock.admin.auth import check_bind
+from rock.cli.statefiles import info_path, log_path, pid_path, remove_own_files
 from rock.config import Settings
-
-
-def process_name(role: str, port: int) -> str:
-    """One admin per state dir (it writes the store and owns the sandboxes); proxies beside it on
-    the same state dir and embedded store, one per port (read/write separation on one machine)."""
-    return "admin" if role == "admin" else f"proxy-{port}"
-
-
-def pid_path(settings: Settings) -> Path:
-    return Path(settings.state_dir) / f"{process_name(settings.role, settings.port)}.pid"
-
-
-def info_path(settings: Settings) -> Path:
-    return Path(settings.state_dir) / f"{process_name(settings.role, settings.port)}.json"
-
-
-def log_path(settings: Settings) -> Path:
-    return Path(settings.state_dir) / f"{process_name(settings.role, settings.port)}.log"
 
 
 class _Server(uvicorn.Server):
@@ -68,7 +51,7 @@ class _Server(uvicorn.Server):
     async def shutdown(self, sockets=None) -> None:
         await super().shutdown(sockets)
         # Here, not after run(): uvicorn re-raises SIGTERM once run() unwinds, ending the process.
-        _remove_own_files(self.settings)
+        remove_own_files(self.settings)
 
 
 GC_THRESHOLDS = (20_000, 20, 10)
@@ -85,15 +68,6 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-
-
-def _remove_own_files(settings: Settings) -> None:
-    for path in (pid_path(settings), info_path(settings)):
-        try:
-            if path.suffix == ".json" or path.read_text().strip() == str(os.getpid()):
-                path.unlink()
-        except OSError:
-            pass
 
 
 # How long the admin keeps an idle client connection open. uvicorn's default, 5 s, is exactly
@@ -127,5 +101,5 @@ def serve(settings: Settings, ready_fd: int | None = None, log_level: str = "inf
     try:
         server.run()
     finally:
-        _remove_own_files(settings)
+        remove_own_files(settings)
     return 0 if server.started else 1

@@ -1,0 +1,37 @@
+"""The files an admin or proxy keeps in its state dir while it runs (pid, info, log), named
+without importing the server: ``rock admin status``/``stop`` and every other ``rock`` command
+start in ~0.2 s instead of the ~1.8 s that importing the app (FastAPI, pydantic models) costs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rock.config import Settings
+
+
+def process_name(role: str, port: int) -> str:
+    """One admin per state dir (it writes the store and owns the sandboxes); proxies beside it on
+    the same state dir and embedded store, one per port (read/write separation on one machine)."""
+    return "admin" if role == "admin" else f"proxy-{port}"
+
+
+def pid_path(settings: Settings) -> Path:
+    return Path(settings.state_dir) / f"{process_name(settings.role, settings.port)}.pid"
+
+
+def info_path(settings: Settings) -> Path:
+    return Path(settings.state_dir) / f"{process_name(settings.role, settings.port)}.json"
+
+
+def log_path(settings: Settings) -> Path:
+    return Path(settings.state_dir) / f"{process_name(settings.role, settings.port)}.log"
+
+
+def remove_own_files(settings: Settings) -> None:
+    for path in (pid_path(settings), info_path(settings)):
+        try:
+            if path.suffix == ".json" or path.read_text().strip() == str(os.getpid()):
+                path.unlink()
+        except OSError:
+            pass
