@@ -110,10 +110,11 @@ class Admin:
             return
         if stop_sandboxes:
             async def stop_all():
-                for info in self.ctx.worker.list():
-                    await self.ctx.worker.stop(info.sandbox_id)
-                for sandbox_id in self.ctx.worker.stopped_ids():  # stopped with their files kept
-                    await self.ctx.worker.stop(sandbox_id)
+                # at once: a session's admin ends with whatever its tests left, and each docker
+                # container's stop and removal is a second or more of waiting on the engine
+                worker = self.ctx.worker
+                ids = [info.sandbox_id for info in worker.list()] + list(worker.stopped_ids())  # + files kept
+                await asyncio.gather(*(worker.stop(sandbox_id) for sandbox_id in ids))
             self.call(stop_all)
         self.server.should_exit = True
         self.thread.join(60)
