@@ -37,17 +37,19 @@ def mini_image() -> str:
 
 
 def keep_unpacked(tag: str) -> None:
-    """bwrap unpacks an image once per test session (into SESSION_ROOT/images, removed at its end):
-    this one's 21,000 files take ~20 s to unpack and ~40 s to remove. Its root lives in the host's
-    cache instead, linked into the session's folder: unpacked once per machine and image id."""
+    """bwrap unpacks an image once per test session (into the session's images dir, removed at its
+    end): this one's 21,000 files take ~20 s to unpack and ~40 s to remove. Its root lives in the
+    host's cache instead, linked into that dir: unpacked once per machine and image id."""
+    from rock.config import Settings
     from rock.runtime.docker import _safe, inspect_image
 
     image_id, _ = inspect_image(tag)
     key = _safe(tag) + "-" + image_id.split(":")[-1][:12]  # image_rootfs's key; another key: unpacked as before
     keep = Path.home() / ".cache" / "rock" / "test-image-roots" / key
     keep.mkdir(parents=True, exist_ok=True)
-    (SESSION_ROOT / "images").mkdir(exist_ok=True)
-    link = SESSION_ROOT / "images" / key
+    images = Settings(state_dir=SESSION_ROOT).images_path  # where every worker of the session looks
+    images.mkdir(exist_ok=True)
+    link = images / key
     if not link.exists():
         link.symlink_to(keep)
 

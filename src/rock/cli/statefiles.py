@@ -1,6 +1,7 @@
 """The files an admin or proxy keeps in its state dir while it runs (pid, info, log), named
 without importing the server: ``rock admin status``/``stop`` and every other ``rock`` command
-start in ~0.2 s instead of the ~1.8 s that importing the app (FastAPI, pydantic models) costs."""
+start without the ~1.6 s that importing the app (FastAPI, its routes and models) costs
+(``rock --help`` 1.9 s -> 1.1 s on a 2-core VM)."""
 
 from __future__ import annotations
 
