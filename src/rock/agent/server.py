@@ -330,47 +330,9 @@ def harden():
 
         threads.spawn(nondumpable)
     if os.environ.get("ROCK_AGENT_MERGE_MEMORY") == "1":
-        threads.spawn(_merge_later)
+        from .merge import merge_later
 
-
-MERGE_AFTER = 10.0
-
-
-def _merge_later():
-    # Not at once: ksmd scans what is offered for as long as the process lives, so an agent of a
-    # sandbox that lives a few seconds would pay for scanning and never share a page.
-    import time
-
-    try:
-        delay = float(os.environ.get("ROCK_AGENT_MERGE_AFTER") or MERGE_AFTER)
-    except ValueError:
-        delay = MERGE_AFTER
-    if delay > 0:
-        time.sleep(delay)
-    merge_memory()
-
-
-def merge_memory():
-    """ROCK_AGENT_MERGE_MEMORY=1: offer the agent's own private memory to the kernel's same-page
-    merging (KSM, when the host runs it). Every agent is the same program doing the same
-    things, so most of the ~2 MB each one writes (copies of the zygote's pages, touched by
-    reference counting) is identical across sandboxes. Only this process's mappings are marked:
-    programs it starts get a fresh address space at exec and are never merged."""
-    import ctypes
-
-    madvise = ctypes.CDLL(None, use_errno=True).madvise
-    madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-    try:
-        with open("/proc/self/maps") as f:
-            maps = f.read().splitlines()
-    except OSError:
-        return
-    for line in maps:
-        fields = line.split()
-        if len(fields) < 2 or fields[1] != "rw-p":
-            continue
-        start, end = (int(x, 16) for x in fields[0].split("-"))
-        madvise(start, end - start, 12)  # MADV_MERGEABLE; a mapping the kernel refuses stays as it is
+        threads.spawn(merge_later)
 
 
 def main(argv):

@@ -56,7 +56,7 @@ def _drop_spare():
     if spare is not None:
         spare.close()
         if os.environ.get("ROCK_AGENT_MERGE_MEMORY") == "1":
-            from .server import merge_memory
+            from .merge import merge_memory
 
             merge_memory()  # at rest now: mappings made since the start are offered too
 
