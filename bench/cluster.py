@@ -10,7 +10,9 @@ single_burst_1000          the same burst on one admin with its embedded worker 
 
 Each burst record also says where the machine's CPU went while it ran (``cpu_s``): all of it
 (/proc/stat), the sandboxes (their cgroups), the agent zygotes, Ray's own processes (GCS,
-raylets, dashboard, monitors), the ROCK node workers (Ray actors), and the admin. On a machine whose cores the nodes share, a cluster burst is slower
+raylets, dashboard, monitors), the ROCK node workers (Ray actors), the admin, the benchmark's
+own client and ksmd (the kernel's same-page merging of the agents' memory). On a machine
+whose cores the nodes share, a cluster burst is slower
 than the same burst on one admin by about the extra CPU it spends divided by the cores.
 
 Run when asked (``--only cluster``) or in a full run: it holds 1,000 sandboxes at its peak.
@@ -26,8 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
+from bench import rawhttp
 from bench.admin import SANDBOX_API, AdminProcess
 from bench.report import machine_cpu_s, percentile, record
 
@@ -36,30 +37,31 @@ RAY_PORT = 18250
 # Virtual sizes: the three nodes share this machine; what matters is that placement spreads.
 NODES = {f"b{i}": {"num_cpus": 64, "memory": 64 << 30, "labels": {"zone": "bench"}} for i in (1, 2, 3)}
 BODY = {"cpus": 0.1, "memory": "128m", "auto_clear_seconds": 0}
+CONNECTIONS = 256  # the burst's client connections (bench.rawhttp.Pool: the client is not what is measured)
 
 
-async def _one(client: httpx.AsyncClient, made: list[str], failures: collections.Counter,
+async def _one(client: rawhttp.Pool, made: list[str], failures: collections.Counter,
                phases: list[tuple[float, float]] | None = None) -> float | None:
     """Seconds from the create request to the first command's output; with ``phases``, also
     appends (create answered, first command answered) times."""
     t0 = time.perf_counter()
     try:
-        r = await client.post(SANDBOX_API + "/start", json=BODY)
-        if r.status_code != 200:
-            failures[f"start {r.status_code}: {r.json().get('message', '')[:120]}"] += 1
+        status, body = await client.post(SANDBOX_API + "/start", BODY)
+        if status != 200:
+            failures[f"start {status}: {body.get('message', '')[:120]}"] += 1
             return None
-        sid = r.json()["result"]["sandbox_id"]
+        sid = body["result"]["sandbox_id"]
         made.append(sid)
         t1 = time.perf_counter()
-        r = await client.post(SANDBOX_API + "/execute", json={"sandbox_id": sid, "command": "echo hi"})
-        if r.status_code != 200 or r.json()["result"]["stdout"] != "hi\n":
-            failures[f"execute {r.status_code}: {r.text[:120]}"] += 1
+        status, body = await client.post(SANDBOX_API + "/execute", {"sandbox_id": sid, "command": "echo hi"})
+        if status != 200 or body["result"]["stdout"] != "hi\n":
+            failures[f"execute {status}: {str(body)[:120]}"] += 1
             return None
         t2 = time.perf_counter()
         if phases is not None:
             phases.append((t1 - t0, t2 - t1))
         return t2 - t0
-    except (httpx.HTTPError, KeyError, ValueError) as exc:
+    except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, KeyError, TypeError, ValueError) as exc:
         failures[f"client: {type(exc).__name__}: {str(exc)[:100]}"] += 1
         return None
 
@@ -71,8 +73,23 @@ def _kind(pid: str, admin_pids: set[int]) -> str | None:
             cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return None
+    if not cmd:  # a kernel thread: ksmd scans the agents' offered memory (docs/deploy.md)
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                return "ksmd" if f.read().strip() == "ksmd" else None
+        except OSError:
+            return None
+    if int(pid) == os.getpid():
+        return "bench_client"  # this process: the 1,000 concurrent requests
     if "zygote.py" in cmd:  # each worker's agent zygote (the admin's, or a node worker's)
-        return "zygotes"
+        # ... but not the agents forked from it, which keep its command line: they live in their
+        # sandbox's pid namespace (two NSpid entries) and are counted with the sandboxes.
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                nspid = next((line.split()[1:] for line in f if line.startswith("NSpid:")), [])
+        except OSError:
+            return None
+        return "zygotes" if len(nspid) == 1 else None
     if int(pid) in admin_pids:
         return "admin"
     if cmd.startswith("ray::"):
@@ -138,8 +155,8 @@ def _admin_pids(admin: AdminProcess) -> set[int]:
 
 
 async def _burst(ctx, url: str, metric: str, backend: str, n: int, admin: AdminProcess | None = None) -> dict:
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
+    client = rawhttp.Pool(url, CONNECTIONS)
+    try:
         warm: list[str] = []
         failures: collections.Counter = collections.Counter()
         await _one(client, warm, failures)  # warm-up: unpack the image, compile, connect
@@ -156,6 +173,8 @@ async def _burst(ctx, url: str, metric: str, backend: str, n: int, admin: AdminP
         cpu1 = _cpu(pids)
         ctx.progress(f"{metric}: {sum(r is not None for r in results)}/{n} ready in {wall:.1f}s; stopping them")
         await _stop(client, made)
+    finally:
+        client.close()
     ok = [r for r in results if r is not None]
     cpu = {k: round(cpu1.get(k, 0.0) - cpu0.get(k, 0.0), 2) for k in cpu1}
     split = {}
@@ -166,12 +185,12 @@ async def _burst(ctx, url: str, metric: str, backend: str, n: int, admin: AdminP
                   cpu_s=cpu, cores=os.cpu_count(), **split)
 
 
-async def _stop(client: httpx.AsyncClient, sids: list[str]) -> None:
+async def _stop(client: rawhttp.Pool, sids: list[str]) -> None:
     sem = asyncio.Semaphore(64)
 
     async def one(sid: str) -> None:
         async with sem:
-            await client.post(SANDBOX_API + "/stop", json={"sandbox_id": sid})
+            await client.post(SANDBOX_API + "/stop", {"sandbox_id": sid})
 
     await asyncio.gather(*(one(s) for s in sids), return_exceptions=True)
 
