@@ -65,7 +65,7 @@ async def test_the_zygotes_agent_is_confined_like_bwraps_own_command(bwrap, sand
 async def test_an_agent_that_cannot_start_in_the_sandbox_fails_the_create_with_its_output(bwrap, new_spec,
                                                                                          monkeypatch):
     request = bwrap._agent_request
-    monkeypatch.setattr(bwrap, "_agent_request", lambda *a: {**request(*a), "hold": "/boom-7f3a/hold"})
+    monkeypatch.setattr(bwrap, "_agent_request", lambda *a: {**request(*a), "join": ["/boom-7f3a/tasks"]})
     spec = new_spec()
     with pytest.raises(SandboxStartError, match="boom-7f3a"):
         await bwrap.create(spec)
@@ -131,10 +131,13 @@ async def test_a_failed_fork_is_that_request_s_error():
             proc.stdin.write(json.dumps(request).encode() + b"\n")
             return json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))
 
-        answer = await ask({"id": 7, "pid": os.getpid()})  # our pid namespace: only the fork can fail
-        assert answer["id"] == 7 and "BlockingIOError" in answer["error"], answer
-        answer = await ask({"id": 8, "pid": 2**22 + 1})  # no such process: a second, different error
-        assert answer["id"] == 8 and "FileNotFoundError" in answer["error"], answer
+        launch = {"info_fd": 4, "up_fd": 5, "hold_fd": 6}
+        answer = await ask({"op": "start", "id": 7, "launch": launch, "agent": {}})  # only the fork can fail
+        assert answer["id"] == 7 and "BlockingIOError" in answer["error"] and "pid" not in answer, answer
+        answer = await ask({"op": "start", "id": 8, "agent": {}})  # a bad request: a second, different error
+        assert answer["id"] == 8 and "bad request" in answer["error"] and "launch" in answer["error"], answer
+        answer = await ask({"op": "spawn", "id": 9})
+        assert answer["id"] == 9 and "unknown op" in answer["error"], answer
     finally:
         proc.stdin.close()
         await asyncio.wait_for(proc.wait(), 30)

@@ -82,19 +82,11 @@ class Zygote:
                 future.set_exception(SandboxStartError("the agent zygote exited while starting this sandbox"))
         self._pending.clear()
 
-    async def spawn(self, request: dict) -> int:
-        """Fork an agent into the sandbox described by ``request``; its pid on the host."""
-        answer = await self._ask(request)
-        if "error" in answer:
-            raise SandboxStartError(f"the agent could not enter the sandbox: {answer['error']}")
-        return int(answer["pid"])
-
-    async def launch(self, request: dict) -> int:
-        """Fork the shim that mounts a sandbox's root and starts its bwrap; the shim's pid."""
-        answer = await self._ask({**request, "op": "launch"})
-        if "error" in answer:
-            raise SandboxStartError(f"the sandbox could not be launched: {answer['error']}")
-        return int(answer["pid"])
+    async def start_sandbox(self, request: dict) -> dict:
+        """Start a sandbox's shim (which starts its bwrap) and, with ``agent`` in the request,
+        its agent once bwrap has cloned the sandbox's first process: the zygote's answer,
+        ``pid`` (the shim's, where it was started), ``agent`` and ``error`` where it failed."""
+        return await self._ask({**request, "op": "start"})
 
     async def _ask(self, request: dict) -> dict:
         await self.start()
