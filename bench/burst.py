@@ -26,7 +26,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from bench.admin import AdminProcess
-from bench.report import machine_cpu_s, percentile, record
+from bench.report import machine_cpu_s, percentile, record, state_fs
 from bench.sdk import _config, _start_to_first_output, usable
 from rock.sdk.sandbox import Sandbox
 
@@ -149,7 +149,8 @@ async def _burst(ctx, backend: str) -> list[dict]:
     # its cores is about what ROCK's burst can take longer than the bare one.
     rock = record("sdk_burst_100", backend, rock_s, attempts=len(rock_s) + failures,
                   wall_s=round(max(rock_walls), 3), blocks=len(rock_walls),
-                  cpu_s_per_burst=round(cpu["ROCK"] / len(rock_walls), 2), cores=os.cpu_count())
+                  cpu_s_per_burst=round(cpu["ROCK"] / len(rock_walls), 2), cores=os.cpu_count(),
+                  state_fs=state_fs(admin.state))
     if not floor_walls:
         return [rock]
     floor = record("burst_floor_100", backend, floor_s, attempts=N * len(floor_walls),
@@ -228,7 +229,8 @@ async def _sustained(ctx) -> list[dict]:
              "success_rate": round(started / (started + failed), 4) if started + failed else 0.0,
              "per_s": round(rate, 1), "concurrency": LANES, "blocks": blocks,
              "floor_per_s": round(floor, 1), "floor_what": "bare bwrap `true`, same namespaces, same lanes",
-             "ratio_to_floor": round(rate / floor, 3) if floor else None, "target": ">= 0.5 x floor"}]
+             "ratio_to_floor": round(rate / floor, 3) if floor else None, "target": ">= 0.5 x floor",
+             "state_fs": state_fs(admin.state)}]
 
 
 async def run(ctx) -> list[dict]:

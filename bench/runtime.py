@@ -19,7 +19,7 @@ import tempfile
 import time
 import uuid
 
-from bench.report import Context, record
+from bench.report import Context, record, state_fs
 from rock.config import Settings
 from rock.worker.worker import Worker
 
@@ -158,7 +158,8 @@ async def run(ctx: Context) -> list[dict]:
             ctx.progress(f"{backend}: start -> first output, sequential x{n_seq}")
             samples, attempts = await _sequential(worker, n_seq)
             records.append(record("start_to_first_output", backend, samples, attempts, floor,
-                                  first_start_ms=round(first[0] * 1e3, 1) if first else None))
+                                  first_start_ms=round(first[0] * 1e3, 1) if first else None,
+                                  state_fs=state_fs(state)))
             ctx.progress(f"{backend}: start -> first output, burst of {n_burst}")
             samples, attempts, total = await _burst(worker, n_burst)
             records.append(record("start_to_first_output_burst", backend, samples, attempts, floor,
