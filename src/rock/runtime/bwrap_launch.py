@@ -48,13 +48,16 @@ class Launch:
         ``pid`` (the shim's), ``agent``, or ``error``."""
         sandbox_dir = run.parent
         program = seccomp_program()
-        argv = self._argv(spec, group, run, lower, env, command, LAUNCH_SECCOMP_FD if program else None,
+        # One mount point for every sandbox: each launcher mounts its overlay there in a mount
+        # namespace of its own, so no directory is made (and removed) per sandbox for it.
+        merged = Path(self.settings.state_dir) / "mnt"
+        argv = self._argv(spec, group, run, merged, lower, env, command, LAUNCH_SECCOMP_FD if program else None,
                           LAUNCH_INFO_FD if stub else None)
         launch = {
             "name": SHIM_NAME, "shim": LAUNCH_SHIM, "argv": argv, "log": str(sandbox_dir / "sandbox.log"),
             "join": group.join_files(),
             "root": {"lower": lower, "upper": str(sandbox_dir / "upper"), "work": str(sandbox_dir / "ovl-work"),
-                     "merged": str(sandbox_dir / "root")},
+                     "merged": str(merged)},
             "seccomp": program.hex() if program else None, "seccomp_fd": LAUNCH_SECCOMP_FD,
             "info_fd": LAUNCH_INFO_FD, "up_fd": UP_FD, "hold_fd": HOLD_FD,
         }
@@ -68,7 +71,7 @@ class Launch:
         # bwrap reads the filter from an fd; a pipe holds far more than it needs
         seccomp_fd = _pipe_with(program) if program else None
         fds = [seccomp_fd] if seccomp_fd is not None else []
-        argv = self._argv(spec, group, run, lower, env, command, seccomp_fd, None)
+        argv = self._argv(spec, group, run, run.parent / "root", lower, env, command, seccomp_fd, None)
         try:
             with open(run.parent / "sandbox.log", "ab") as out:
                 return subprocess.Popen(
@@ -81,13 +84,13 @@ class Launch:
             for fd in fds:
                 os.close(fd)
 
-    def _argv(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, env: dict[str, str],
-              command: list[str], seccomp_fd: int | None, info_fd: int | None) -> list[str]:
-        """bwrap's command line, reading its seccomp filter from ``seccomp_fd`` and reporting its
-        child's pid on ``info_fd`` when given."""
+    def _argv(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, merged: Path, lower: str,
+              env: dict[str, str], command: list[str], seccomp_fd: int | None, info_fd: int | None) -> list[str]:
+        """bwrap's command line, with the root mounted at ``merged``, reading its seccomp filter
+        from ``seccomp_fd`` and reporting its child's pid on ``info_fd`` when given."""
         fd_args = (["--info-fd", str(info_fd)] if info_fd is not None else []) + \
                   (["--seccomp", str(seccomp_fd)] if seccomp_fd is not None else [])
-        return [self.bwrap, *fd_args, *self._bwrap_args(spec, run.parent / "root", run, group, lower, env), *command]
+        return [self.bwrap, *fd_args, *self._bwrap_args(spec, merged, run, group, lower, env), *command]
 
     def _agent_request(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, env: dict[str, str]) -> dict:
         """What the zygote needs to put an agent into this sandbox, as bwrap would have."""
