@@ -83,6 +83,23 @@ async def test_the_sandbox_ends_when_its_agent_exits(bwrap, sandboxes, new_spec,
     assert not await bwrap.alive(handle)
 
 
+async def test_a_start_leaves_only_the_sandboxes_own_files_on_disk(bwrap, sandboxes, new_spec, agent):
+    """What a start makes in the state dir, each an inode made and removed on the host's disk
+    per sandbox: its directory, the overlay's layers, its log and run directory with the ready
+    FIFO and the agent's socket. bwrap's report and the stub's signals are pipes; the overlay's
+    mount point is shared; a session's command file comes with its first long command."""
+    handle = await sandboxes(bwrap, new_spec())
+    async with agent(handle) as client:
+        await client.create_session("s")
+        assert (await client.run("s", "echo short")).output == "short\n"
+        sandbox_dir = bwrap.sandboxes_dir / handle.sandbox_id
+        assert sorted(p.name for p in sandbox_dir.iterdir()) == ["ovl-work", "run", "sandbox.log", "upper"]
+        assert sorted(p.name for p in (sandbox_dir / "run").iterdir()) == ["agent.sock", "ready"]
+        long_command = "echo " + "x" * 5000
+        assert (await client.run("s", long_command)).output == "x" * 5000 + "\n"
+        assert [p.name.split("-")[0] for p in (sandbox_dir / "run" / "sessions").iterdir()] == ["cmd"]
+
+
 async def test_sandboxes_outlive_the_zygote_and_the_next_create_starts_a_new_one(bwrap, sandboxes, new_spec, agent):
     first = await sandboxes(bwrap, new_spec())
     old_pid = bwrap.zygote._proc.pid
