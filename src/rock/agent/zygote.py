@@ -4,7 +4,7 @@ sandbox's agent is forked from.
 Starting Python and importing the agent costs ~9 ms of every sandbox start (~7 ms for the
 interpreter, ~2.5 ms for our modules), more than a third of it. The zygote pays that once.
 bubblewrap still builds every sandbox (namespaces, root, mounts, cgroup, seccomp); what it
-runs in it is a stub shell that says "up" on a FIFO and then waits for the agent.
+runs in it is a stub shell that says "up" on a pipe and then waits for the agent.
 
 The worker sends one request per sandbox (``{"op": "start", "id", "launch", "agent"}``). The
 zygote forks the sandbox's shim (``launch``): it mounts the sandbox's root in a mount namespace
@@ -299,11 +299,12 @@ def spawn(req, own_pid_ns, package):
         _check(_libc.setns(target, CLONE_NEWPID), "setns pid")
     finally:
         os.close(target)
+    pid = -1  # a failed fork leaves it so: the zygote goes back to its own namespace all the same
     try:
         pid = os.fork()
     finally:
-        # the zygote's own children are born in its own pid namespace again (a failed fork too)
-        _libc.setns(own_pid_ns, CLONE_NEWPID)
+        if pid != 0:  # the zygote's own children are born in its own pid namespace again
+            _libc.setns(own_pid_ns, CLONE_NEWPID)
     if pid == 0:
         _child("rock agent: could not start in the sandbox", 1, become_agent, req, package)
     return pid

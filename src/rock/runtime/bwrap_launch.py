@@ -1,8 +1,9 @@
 """How a bwrap sandbox's processes are started: the shim, bwrap's command line, the agent.
 
 Split from ``bwrap.py`` along the seam between starting a sandbox's processes (this module:
-what the zygote or the worker runs, with which fds and arguments) and the sandbox's life (``bwrap.py``: the create's order of steps, the
-files, cgroup and mounts it prepares, stop, release, reap). ``BwrapRuntime`` mixes this in.
+what the zygote or the worker runs, with which fds and arguments) and the sandbox's life
+(``bwrap.py``: the create's order of steps, the files, cgroup and mounts it prepares, stop,
+release, reap). ``BwrapRuntime`` mixes this in.
 """
 
 from __future__ import annotations
