@@ -13,12 +13,11 @@ import logging
 import time
 
 from rock.errors import SandboxStartError
-from rock.runtime.base import AGENT_SRC
+from rock.runtime.base import AGENT_SRC, READY_TIMEOUT
 
 log = logging.getLogger("rock.runtime.zygote")
 START_TIMEOUT = 30.0
 ZYGOTE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
-SPAWN_TIMEOUT = 10.0
 
 
 class Zygote:
@@ -85,8 +84,15 @@ class Zygote:
     async def start_sandbox(self, request: dict) -> dict:
         """Start a sandbox's shim (which starts its bwrap) and, with ``agent`` in the request,
         its agent once bwrap has cloned the sandbox's first process: the zygote's answer,
-        ``pid`` (the shim's, where it was started), ``agent`` and ``error`` where it failed."""
-        return await self._ask({**request, "op": "start"})
+        ``pid`` (the shim's, where it was started), ``agent`` and ``error`` where it failed.
+
+        The answer waits for bwrap's first steps: under a burst of hundreds of starts on a few
+        cores that takes seconds, so it is given as long as a sandbox has to be ready."""
+        try:
+            return await self._ask({**request, "op": "start"})
+        except asyncio.TimeoutError:
+            raise SandboxStartError(f"the agent zygote did not start the sandbox within {READY_TIMEOUT:.0f} s") \
+                from None
 
     async def _ask(self, request: dict) -> dict:
         await self.start()
@@ -95,7 +101,7 @@ class Zygote:
         self._pending[rid] = future
         self._proc.stdin.write(json.dumps({**request, "id": rid}).encode() + b"\n")
         try:
-            return await asyncio.wait_for(future, SPAWN_TIMEOUT)
+            return await asyncio.wait_for(future, READY_TIMEOUT)
         finally:
             self._pending.pop(rid, None)
 
