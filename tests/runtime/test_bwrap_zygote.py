@@ -159,3 +159,42 @@ async def test_a_failed_fork_is_that_request_s_error():
         proc.stdin.close()
         await asyncio.wait_for(proc.wait(), 30)
         await group.destroy()
+
+
+async def test_a_zygote_with_hundreds_of_starts_pending_answers_each(tmp_path):
+    """Each start holds three pipe ends in the zygote until bwrap reports: a burst of them must
+    neither run out of the open-file limit the zygote was started with nor past select's 1024.
+    A real zygote (started with a soft limit of 64), 120 starts at once, each one's "bwrap" a
+    shell that reports after 0.5 s something that is not a pid: each answer is that error."""
+    import json
+    import resource
+    import sys
+
+    from rock.runtime.base import AGENT_SRC
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-I", "-S", str(AGENT_SRC / "zygote.py"),
+                                                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                                                preexec_fn=low_limit)
+    try:
+        assert json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))["ready"]
+        (tmp_path / "lower").mkdir()
+        n = 120
+        for i in range(n):
+            d = tmp_path / f"s{i}"
+            d.mkdir()
+            launch = {"name": "rock-shim", "shim": 'sleep 0.5; echo \'{"child-pid": "none"}\' >&4; sleep 1',
+                      "argv": [], "log": str(d / "log"), "join": [], "seccomp": None, "seccomp_fd": 3,
+                      "root": {"lower": str(tmp_path / "lower"), "upper": str(d / "u"), "work": str(d / "w"),
+                               "merged": str(d / "m")},
+                      "info_fd": 4, "up_fd": 5, "hold_fd": 6}
+            proc.stdin.write(json.dumps({"op": "start", "id": i, "launch": launch, "agent": {}}).encode() + b"\n")
+        answers = [json.loads(await asyncio.wait_for(proc.stdout.readline(), 60)) for _ in range(n)]
+        assert sorted(a["id"] for a in answers) == list(range(n))
+        assert all(a["error"] == "bwrap ended before it started the sandbox" and a["pid"] > 0 for a in answers), \
+            [a for a in answers if a.get("error") != "bwrap ended before it started the sandbox"][:3]
+    finally:
+        proc.stdin.close()
+        await asyncio.wait_for(proc.wait(), 30)

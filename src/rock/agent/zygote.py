@@ -52,6 +52,7 @@ SECCOMP_MODE_FILTER = 2
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
 CAP_VERSION_3 = 0x20080522
+_NOFILE = [0, 0]  # the open-file limit the zygote started with: its children get it back
 
 
 class _CapHeader(ctypes.Structure):
@@ -207,7 +208,8 @@ def start(req, out_fd, pending):
     """Fork the sandbox's shim, which prepares (``prepare_launch``) and execs the shell that
     starts bwrap and waits for it; its failures go to the sandbox's log. The agent follows in
     ``on_info``, once bwrap has cloned the sandbox's first process. Without ``agent`` (an image
-    without /bin/sh for the stub: the agent is bwrap's own command) the answer comes at once."""
+    without /bin/sh for the stub: the agent is bwrap's own command) the answer comes at once.
+    Returns the info pipe to watch, if any."""
     launch, agent = req["launch"], req.get("agent")
     # a bad request fails here, not in a child
     given_at = (launch["info_fd"], launch["up_fd"], launch["hold_fd"]) if agent is not None else ()
@@ -220,7 +222,7 @@ def start(req, out_fd, pending):
         for fd in made:
             os.close(fd)
         _reply(out_fd, {"id": req.get("id"), "error": "%s: %s" % (type(exc).__name__, exc)})
-        return
+        return None
     theirs, ours = [], []
     if made:  # bwrap writes its info, the stub writes "up" and reads hold: the zygote keeps the
         info_r, info_w, up_r, up_w, hold_r, hold_w = made  # other ends until it forks the agent
@@ -231,9 +233,10 @@ def start(req, out_fd, pending):
         os.close(fd)
     if agent is None:
         _reply(out_fd, {"id": req.get("id"), "pid": pid})
-        return
+        return None
     info_r, up_r, hold_w = ours
     pending[info_r] = {"id": req.get("id"), "shim": pid, "agent": agent, "up": up_r, "hold": hold_w, "info": b""}
+    return info_r
 
 
 def _exec_shim(req, given):
@@ -279,6 +282,9 @@ def _child(what, code, fn, *args):
     """Run a forked child's work; it never returns to the zygote's loop. Failures go to the
     sandbox's log (its stderr by then), whose tail the worker shows."""
     try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, _NOFILE)  # the sandbox's, not the zygote's (main)
         fn(*args)
     except BaseException as exc:  # noqa: BLE001 - reported, then the child ends
         sys.stderr.write("%s: %s: %s\n" % (what, type(exc).__name__, exc))
@@ -315,7 +321,7 @@ def main(package):
     # server sets on itself (resource: a C extension, ~0.7 ms to load in a sandbox) and the KSM
     # offer it schedules (merge). A module missing here is read and unmarshalled from the
     # sandbox's copy of the package at every start, before the spare bash is spawned.
-    import resource  # noqa: F401
+    import resource
 
     from . import bash, merge, server, sessions  # noqa: F401
 
@@ -324,13 +330,25 @@ def main(package):
     out_fd = os.dup(1)
     os.dup2(2, 1)  # stray prints must not corrupt the replies
     _reply(out_fd, {"ready": True, "pid": os.getpid()})
+    # Each start holds three pipe ends here until bwrap reports (a burst of hundreds pending at
+    # once): the open-file limit goes up to what the hard limit allows, for the zygote only, and
+    # poll, not select, whose fd numbers stop at 1024.
+    _NOFILE[:] = resource.getrlimit(resource.RLIMIT_NOFILE)
+    soft, hard = _NOFILE
+    wanted = 1 << 16 if hard == resource.RLIM_INFINITY else min(hard, 1 << 16)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    poller = select.poll()
+    poller.register(0, select.POLLIN)
     pending = {}  # bwrap's --info-fd (read end) -> the start waiting on it
     buf = b""
     while True:
-        readable, _, _ = select.select([0, *pending], [], [])
-        for fd in readable:
+        for fd, _ in poller.poll():
             if fd != 0:
-                on_info(fd, out_fd, pending, own_pid_ns, package)
+                if fd in pending:
+                    on_info(fd, out_fd, pending, own_pid_ns, package)
+                    if fd not in pending:  # answered and closed: before any new pipe takes its number
+                        poller.unregister(fd)
                 continue
             data = os.read(0, 65536)
             if not data:
@@ -343,7 +361,9 @@ def main(package):
                     req = json.loads(line)
                     if req.get("op") != "start":
                         raise ValueError("unknown op %r" % req.get("op"))
-                    start(req, out_fd, pending)
+                    info_fd = start(req, out_fd, pending)
+                    if info_fd is not None:
+                        poller.register(info_fd, select.POLLIN)
                 except (ValueError, KeyError, TypeError, AttributeError) as exc:
                     _reply(out_fd, {"id": req.get("id") if isinstance(req, dict) else None,
                                     "error": "bad request: %s: %s" % (type(exc).__name__, exc)})
