@@ -64,28 +64,26 @@ async def test_gpu_handed_to_the_sandbox_and_back_on_failure():
 
 
 async def test_a_slow_zygote_still_reports_why_bwrap_gave_up():
-    """bwrap fails on the missing device around the time the zygote forks the agent (the fork
-    into a dead pid namespace fails with ENOMEM; an agent forked in time sees the stub never
-    come up): the reason shown must still be bwrap's, also when the zygote's answer comes late."""
+    """bwrap fails on the missing device before the zygote forks the agent: the fork into the
+    dead pid namespace fails (ENOMEM), and the reason shown must still be bwrap's."""
     worker = new_worker("bwrap", gpus="0", allow_host_paths=True)  # specs without an image: the host root
     await worker.start()
     zygote = worker.runtime.zygote
     if zygote is None:
         pytest.skip("this bwrap runtime starts agents without the zygote")
-    start = zygote.start_sandbox
+    spawn = zygote.spawn
 
-    async def late_start(request):
-        answer = await start(request)
-        await asyncio.sleep(0.5)  # a zygote busy with other sandboxes' starts
-        return answer
+    async def late_spawn(request):
+        await asyncio.sleep(0.5)  # a zygote busy with other sandboxes' forks
+        return await spawn(request)
 
-    zygote.start_sandbox = late_start
+    zygote.spawn = late_spawn
     try:
         with pytest.raises(Exception, match="/dev/nvidia0"):
             await worker.create(SandboxSpec(sandbox_id="gpu-3", gpus=1, memory_bytes=256 << 20))
         assert worker.gpus.free == 1
     finally:
-        zygote.start_sandbox = start
+        zygote.spawn = spawn
         await worker.close(stop_sandboxes=True)
 
 

@@ -64,10 +64,7 @@ class BashSession:
         attrs[3] &= ~(termios.ECHO | termios.ECHONL)
         termios.tcsetattr(slave, termios.TCSANOW, attrs)
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-        # Made on the first command that needs it (long, multi-line or binary ones): most
-        # sessions never do, and each file is an inode on the host's disk, made and removed.
-        self._cmd_path = os.join(paths.run_dir[0], "sessions", "cmd-" + self.nonce.decode())
-        self._cmd_fd = None
+        self._cmd_path = os.join(paths.private("sessions"), "cmd-" + self.nonce.decode())
         full_env = dict(os.environ)
         full_env.update(SESSION_ENV)
         full_env.update(env or {})
@@ -86,6 +83,7 @@ class BashSession:
         self._trigger = b"__rock_read 2>/dev/null; eval \"$__rock_c\"\n"
         spawn = (rc_r, slave, full_env)
         if spawn_later:
+            self._cmd_fd = os.open(self._cmd_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             threads.spawn(self._spawn_then_read, spawn)
             return
         try:
@@ -94,6 +92,8 @@ class BashSession:
             for fd in (master, self._wake_r, self._wake_w):
                 os.close(fd)
             raise
+        # Made while bash starts: its first command comes after session.create has returned.
+        self._cmd_fd = os.open(self._cmd_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         threads.spawn(self._read_loop)
 
     def _spawn(self, rc_r, slave, env):
@@ -138,9 +138,6 @@ class BashSession:
             if self.current is not None:
                 raise OpError("SessionBusy", "session %r is still running a command; wait for it, send input or interrupt it" % self.name)
             cmd = Command(max_output or DEFAULT_MAX_OUTPUT)
-            if text is not None and self._cmd_fd is None:
-                paths.private("sessions")
-                self._cmd_fd = os.open(self._cmd_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             cmd.attach(req, stream, timeout, idle_timeout)
             self.current = cmd
         if text is not None:
@@ -355,8 +352,7 @@ class BashSession:
             pass
         for fd in (self.master, self._cmd_fd, self._wake_r, self._wake_w):
             try:
-                if fd is not None:
-                    os.close(fd)
+                os.close(fd)
             except OSError:
                 pass
         self.ready.set()

@@ -4,27 +4,27 @@ sandbox's agent is forked from.
 Starting Python and importing the agent costs ~9 ms of every sandbox start (~7 ms for the
 interpreter, ~2.5 ms for our modules), more than a third of it. The zygote pays that once.
 bubblewrap still builds every sandbox (namespaces, root, mounts, cgroup, seccomp); what it
-runs in it is a stub shell that says "up" on a pipe and then waits for the agent.
+runs in it is a stub shell that says "up" on a FIFO and then waits for the agent.
 
-The worker sends one request per sandbox (``{"op": "start", "id", "launch", "agent"}``). The
-zygote forks the sandbox's shim (``launch``): it mounts the sandbox's root in a mount namespace
-of its own (the host's mount table never holds it), joins the sandbox's cgroup and starts bwrap.
-As soon as bwrap reports the sandbox's first process on its --info-fd, the zygote forks the
-agent straight into the sandbox's pid namespace (``agent``); the child joins the sandbox's
-cgroup and prepares while bwrap is still at work, waits for the stub's "up", then enters the
-other namespaces and the root the way ``nsenter`` does, and gives up what the sandbox's own
-processes do not have (the same capabilities, no new privileges, the same seccomp filter)
-before it becomes the agent. The answer is ``{"id", "pid", "agent"}`` (the shim's and the
-agent's pids on the host), or ``{"id", "error"}`` with ``pid`` where the shim was started.
+As soon as bwrap has cloned the sandbox's first process, the worker asks the zygote for an
+agent. The zygote forks it straight into the sandbox's pid namespace; the child joins the
+sandbox's cgroup and prepares while bwrap is still at work, waits for the stub's "up", then
+enters the other namespaces and the root the way ``nsenter`` does, and gives up what the
+sandbox's own processes do not have (the same capabilities, no new privileges, the same
+seccomp filter) before it becomes the agent.
 
-The stub and the agent talk over two pipes the zygote makes, not files: the stub writes "up"
-on one, and waits for EOF on the other, whose write end only the agent holds; when the agent
-exits, the stub reads EOF and exits, bwrap follows, and the sandbox ends exactly as when the
-agent was bwrap's command. Neither pipe, nor bwrap's --info-fd, is a file in the state
-directory: FIFOs there cost an inode each on the host's disk per sandbox (ext4 searches past
-its recently deleted inodes for every new one, ~10% of a start burst's CPU here).
+The agent holds the stub's second FIFO open for writing; when the agent exits, the stub reads
+EOF and exits, bwrap follows, and the sandbox ends exactly as when the agent was bwrap's command.
 
-The zygote exits when stdin closes; sandboxes do not depend on it.
+Protocol with the worker, one JSON object per line: requests on stdin
+``{"id", "pid", "join", "env", "log", "up", "hold", "socket", "ready", "lib", "caps", "seccomp"}``
+(``pid``: bwrap's first process in the sandbox; ``join``: cgroup files to write 0 into; ``up``:
+host path of the stub's FIFO; ``seccomp``: the filter as hex), answers on stdout ``{"id", "pid"}``
+or ``{"id", "error"}``. The zygote exits when stdin closes; sandboxes do not depend on it.
+
+It also launches bwrap itself (``{"op": "launch", ...}``, see ``launch``): the fork that becomes
+the sandbox's shim mounts the sandbox's root in a mount namespace of its own, so the host's
+mount table never holds it, and the worker's event loop neither mounts nor forks.
 
 Runs on the host as root, single-threaded (it forks), standard library only.
 """
@@ -33,7 +33,6 @@ import ctypes
 import fcntl
 import json
 import os
-import select
 import signal
 import sys
 
@@ -52,7 +51,6 @@ SECCOMP_MODE_FILTER = 2
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
 CAP_VERSION_3 = 0x20080522
-_NOFILE = [0, 0]  # the open-file limit the zygote started with: its children get it back
 
 
 class _CapHeader(ctypes.Structure):
@@ -78,10 +76,10 @@ def enter(req):
     proc = "/proc/%d/" % req["pid"]
     fds = [(os.open(proc + "ns/" + ns, os.O_RDONLY | os.O_CLOEXEC), ns) for ns in NAMESPACES
            if ns != "pid" and os.path.exists(proc + "ns/" + ns)]
-    # bwrap is still building the sandbox: its stub says "up" on this pipe when it is done
-    # (EOF: the sandbox ended first, its namespaces are gone).
-    if not os.read(req["up_fd"], 16):
-        raise OSError("the sandbox ended before its stub was up; see the lines above")
+    # bwrap is still building the sandbox: its stub says "up" on this FIFO when it is done.
+    up = os.open(req["up"], os.O_RDONLY | os.O_CLOEXEC)
+    os.read(up, 16)
+    os.close(up)
     root = os.open(proc + "root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     for fd, ns in fds:
         _check(_libc.setns(fd, 0), "setns " + ns)
@@ -131,9 +129,6 @@ def log_and_join(req):
 
 def become_agent(req, package):
     """In the zygote's child, already in the sandbox's pid namespace: the rest, then the agent."""
-    # Other sandboxes' pipes the zygote holds now: a copy here of another agent's hold end
-    # would keep that sandbox's stub waiting after its agent exited.
-    _close_all_but(req["up_fd"], req["hold_fd"])
     log_and_join(req)
     os.setsid()
     for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
@@ -146,9 +141,8 @@ def become_agent(req, package):
     fastos.environ.update(req["env"])
     enter(req)
     confine(req)
-    # Held for life and never inherited (close-on-exec): the stub waits for its EOF, so the
-    # sandbox ends with us.
-    hold = req["hold_fd"]
+    # Held for life and never inherited: the stub waits on it, so the sandbox ends with us.
+    hold = os.open(req["hold"], os.O_WRONLY | os.O_CLOEXEC)
     os.closerange(3, hold)
     os.closerange(hold + 1, 1 << 20)
     # Modules not loaded yet (files, procs, envs...) load from the sandbox's copy of the package.
@@ -159,17 +153,8 @@ def become_agent(req, package):
     server.main(["--socket", req["socket"], "--ready", req["ready"]])
 
 
-def _close_all_but(*keep):
-    low = 3
-    for fd in sorted(keep):
-        os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, 1 << 20)
-
-
-def prepare_launch(req, given):
-    """In the launcher child: the sandbox's log, cgroup, private mounts and root, bwrap's fds
-    (``given``: (fd, number) pairs, with the seccomp filter's added here)."""
+def prepare_launch(req):
+    """In the launcher child: the sandbox's log, cgroup, private mounts and root, bwrap's fds."""
     os.setsid()
     for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)  # an ignored SIGCHLD would survive exec: the shim waits on bwrap
@@ -191,100 +176,50 @@ def prepare_launch(req, given):
     _check(_libc.mount(b"overlay", root["merged"].encode(), b"overlay", 0, options.encode()), "mount the root")
     for fd in fds:
         os.close(fd)
-    # bwrap's fds at the fixed numbers its argv (and the stub's) name: moved above them first,
-    # so that placing one cannot overwrite another.
-    given = list(given)
+    # bwrap's fds at fixed numbers (its argv names them): the seccomp filter and --info-fd.
+    given = []
     if req.get("seccomp"):
         r, w = os.pipe()
         os.write(w, bytes.fromhex(req["seccomp"]))
         os.close(w)
         given.append((r, req["seccomp_fd"]))
+    if req.get("info"):
+        given.append((os.open(req["info"], os.O_RDWR | os.O_CLOEXEC), req["info_fd"]))
     moved = [(fcntl.fcntl(src, fcntl.F_DUPFD_CLOEXEC, 100), dst) for src, dst in given]
     for high, dst in moved:
         os.dup2(high, dst)  # inheritable: bwrap gets it
 
 
-def start(req, out_fd, pending):
-    """Fork the sandbox's shim, which prepares (``prepare_launch``) and execs the shell that
-    starts bwrap and waits for it; its failures go to the sandbox's log. The agent follows in
-    ``on_info``, once bwrap has cloned the sandbox's first process. Without ``agent`` (an image
-    without /bin/sh for the stub: the agent is bwrap's own command) the answer comes at once.
-    Returns the info pipe to watch, if any."""
-    launch, agent = req["launch"], req.get("agent")
-    # a bad request fails here, not in a child
-    given_at = (launch["info_fd"], launch["up_fd"], launch["hold_fd"]) if agent is not None else ()
-    made = []
-    try:
-        for _ in given_at:
-            made += os.pipe()  # close-on-exec: only what the child places below reaches bwrap
-        pid = os.fork()
-    except OSError as exc:
-        for fd in made:
-            os.close(fd)
-        _reply(out_fd, {"id": req.get("id"), "error": "%s: %s" % (type(exc).__name__, exc)})
-        return None
-    theirs, ours = [], []
-    if made:  # bwrap writes its info, the stub writes "up" and reads hold: the zygote keeps the
-        info_r, info_w, up_r, up_w, hold_r, hold_w = made  # other ends until it forks the agent
-        theirs, ours = [info_w, up_w, hold_r], [info_r, up_r, hold_w]
-    if pid == 0:
-        _child("rock: could not launch the sandbox", 125, _exec_shim, launch, tuple(zip(theirs, given_at)))
-    for fd in theirs:
-        os.close(fd)
-    if agent is None:
-        _reply(out_fd, {"id": req.get("id"), "pid": pid})
-        return None
-    info_r, up_r, hold_w = ours
-    pending[info_r] = {"id": req.get("id"), "shim": pid, "agent": agent, "up": up_r, "hold": hold_w, "info": b""}
-    return info_r
+def launch(req, out_fd):
+    """Fork the sandbox's shim: it prepares (``prepare_launch``) and execs the shell that starts
+    bwrap and waits for it; its pid goes back at once, failures go to the sandbox's log."""
+    if _forked(req, out_fd, os.fork):
+        _child("rock: could not launch the sandbox", 125, _exec_shim, req)
 
 
-def _exec_shim(req, given):
-    prepare_launch(req, given)
+def _exec_shim(req):
+    prepare_launch(req)
     os.execv("/bin/sh", ["/bin/sh", "-c", req["shim"], req["name"], *req["argv"]])
 
 
-def on_info(fd, out_fd, pending, own_pid_ns, package):
-    """bwrap wrote on its --info-fd: once its JSON is whole (bwrap keeps the pipe open, so its
-    end is the end of the message, not EOF), fork the agent and answer the start."""
-    p = pending[fd]
+def _forked(req, out_fd, fork):
+    """Fork with ``fork``: the zygote answers the worker with the child's pid (or why there is
+    none) and goes on with False; the child gets True."""
     try:
-        data = os.read(fd, 4096)
-    except OSError:
-        data = b""
-    p["info"] += data
-    info = {}
-    if data:
-        try:
-            info = json.loads(p["info"])
-        except ValueError:
-            return  # more to come
-    del pending[fd]
-    os.close(fd)
-    answer = {"id": p["id"], "pid": p["shim"]}
-    try:
-        child = info.get("child-pid") if isinstance(info, dict) else None
-        if not isinstance(child, int):
-            answer["error"] = "bwrap ended before it started the sandbox"
-        else:
-            agent = {**p["agent"], "pid": child, "up_fd": p["up"], "hold_fd": p["hold"]}
-            try:
-                answer["agent"] = spawn(agent, own_pid_ns, package)
-            except OSError as exc:
-                answer["error"] = "the agent could not be forked: %s: %s" % (type(exc).__name__, exc)
-    finally:
-        os.close(p["up"])
-        os.close(p["hold"])
-    _reply(out_fd, answer)
+        pid = fork()
+    except OSError as exc:
+        _reply(out_fd, {"id": req.get("id"), "error": "%s: %s" % (type(exc).__name__, exc)})
+        return False
+    if pid:
+        _reply(out_fd, {"id": req.get("id"), "pid": pid})
+        return False
+    return True
 
 
 def _child(what, code, fn, *args):
     """Run a forked child's work; it never returns to the zygote's loop. Failures go to the
     sandbox's log (its stderr by then), whose tail the worker shows."""
     try:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_NOFILE, _NOFILE)  # the sandbox's, not the zygote's (main)
         fn(*args)
     except BaseException as exc:  # noqa: BLE001 - reported, then the child ends
         sys.stderr.write("%s: %s: %s\n" % (what, type(exc).__name__, exc))
@@ -296,77 +231,59 @@ def _reply(out_fd, message):
     os.write(out_fd, (json.dumps(message) + "\n").encode())
 
 
-def spawn(req, own_pid_ns, package):
-    """Fork the sandbox's agent straight into its pid namespace; its pid (the zygote does not
-    wait). The child does its share while bwrap is still building the sandbox, and waits for
-    the stub's "up" to enter it."""
-    target = os.open("/proc/%d/ns/pid" % req["pid"], os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        _check(_libc.setns(target, CLONE_NEWPID), "setns pid")
-    finally:
-        os.close(target)
-    pid = -1  # a failed fork leaves it so: the zygote goes back to its own namespace all the same
-    try:
-        pid = os.fork()
-    finally:
-        if pid != 0:  # the zygote's own children are born in its own pid namespace again
-            _libc.setns(own_pid_ns, CLONE_NEWPID)
-    if pid == 0:
+def spawn(req, out_fd, own_pid_ns, package):
+    """Fork the sandbox's agent straight into its pid namespace; the zygote does not wait.
+
+    Sent as soon as bwrap has cloned the sandbox's first process: the child does its share
+    while bwrap is still building the sandbox, and waits for the stub's "up" to enter it.
+    """
+    def fork_into_sandbox():
+        target = os.open("/proc/%d/ns/pid" % req["pid"], os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _check(_libc.setns(target, CLONE_NEWPID), "setns pid")
+        finally:
+            os.close(target)
+        pid = -1  # a failed fork leaves it so: the zygote goes back to its own namespace all the same
+        try:
+            pid = os.fork()
+            return pid
+        finally:
+            if pid != 0:  # the zygote's own children are born in its own pid namespace again
+                _libc.setns(own_pid_ns, CLONE_NEWPID)
+
+    if _forked(req, out_fd, fork_into_sandbox):
         _child("rock agent: could not start in the sandbox", 1, become_agent, req, package)
-    return pid
 
 
 def main(package):
-    # Warm exactly what a sandbox's start runs: the server, the sessions and bash, the limit the
-    # server sets on itself (resource: a C extension, ~0.7 ms to load in a sandbox) and the KSM
-    # offer it schedules (merge). A module missing here is read and unmarshalled from the
-    # sandbox's copy of the package at every start, before the spare bash is spawned.
-    import resource
+    # Warm exactly what a sandbox's start runs: the server, the sessions and bash, and the
+    # limit the server sets on itself (resource: a C extension, ~0.7 ms to load in a sandbox).
+    import resource  # noqa: F401
 
-    from . import bash, merge, server, sessions  # noqa: F401
+    from . import bash, server, sessions  # noqa: F401
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     out_fd = os.dup(1)
     os.dup2(2, 1)  # stray prints must not corrupt the replies
     _reply(out_fd, {"ready": True, "pid": os.getpid()})
-    # Each start holds three pipe ends here until bwrap reports (a burst of hundreds pending at
-    # once): the open-file limit goes up to what the hard limit allows, for the zygote only, and
-    # poll, not select, whose fd numbers stop at 1024.
-    _NOFILE[:] = resource.getrlimit(resource.RLIMIT_NOFILE)
-    soft, hard = _NOFILE
-    wanted = 1 << 16 if hard == resource.RLIM_INFINITY else min(hard, 1 << 16)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    poller = select.poll()
-    poller.register(0, select.POLLIN)
-    pending = {}  # bwrap's --info-fd (read end) -> the start waiting on it
     buf = b""
     while True:
-        for fd, _ in poller.poll():
-            if fd != 0:
-                if fd in pending:
-                    on_info(fd, out_fd, pending, own_pid_ns, package)
-                    if fd not in pending:  # answered and closed: before any new pipe takes its number
-                        poller.unregister(fd)
+        data = os.read(0, 65536)
+        if not data:
+            return
+        buf += data
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            try:
+                req = json.loads(line)
+            except ValueError as exc:
+                _reply(out_fd, {"error": "bad request: %s" % exc})
                 continue
-            data = os.read(0, 65536)
-            if not data:
-                return
-            buf += data
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                req = None
-                try:
-                    req = json.loads(line)
-                    if req.get("op") != "start":
-                        raise ValueError("unknown op %r" % req.get("op"))
-                    info_fd = start(req, out_fd, pending)
-                    if info_fd is not None:
-                        poller.register(info_fd, select.POLLIN)
-                except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                    _reply(out_fd, {"id": req.get("id") if isinstance(req, dict) else None,
-                                    "error": "bad request: %s: %s" % (type(exc).__name__, exc)})
+            if req.get("op") == "launch":
+                launch(req, out_fd)
+            else:
+                spawn(req, out_fd, own_pid_ns, package)
 
 
 if __name__ == "__main__":

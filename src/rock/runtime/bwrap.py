@@ -49,10 +49,9 @@ from rock.runtime.base import (
     pid_exit_future,
     process_alive,
     process_start_time,
-    tail,
 )
 from rock.runtime.bwrap_kept import KeptFiles
-from rock.runtime.bwrap_launch import SHIM_NAME, STUB, Launch
+from rock.runtime.bwrap_launch import HOLD_NAME, INFO_NAME, SHIM_NAME, STUB, UP_NAME, Launch, child_pid
 from rock.runtime.image_root import image_python, mount_points, resolves_to_file
 from rock.runtime.mounts import MS_PRIVATE
 from rock.runtime.mounts import detach as _detach
@@ -113,36 +112,38 @@ class BwrapRuntime(KeptFiles, Launch, Runtime):
             # File system and cgroup work blocks for a millisecond or more per call under a burst
             # (ext4 inode allocation, cgroup mkdir): in a thread, not on the event loop all starts
             # share; one trip there for all of it.
-            fifo = await asyncio.to_thread(self._prepare, spec, group, run, lower, mount=not launched)
+            fifo = await asyncio.to_thread(self._prepare, spec, group, run, lower, mount=not launched, stub=zygote)
             t_setup = time.perf_counter()
             env = self._env(spec, image_env)
             if zygote:
-                command = ["/bin/sh", "-c", STUB, "rock-stub"]
+                command = ["/bin/sh", "-c", STUB, "rock-stub", f"{SANDBOX_RUN}/{UP_NAME}", f"{SANDBOX_RUN}/{HOLD_NAME}"]
             else:  # the host root has this very interpreter; an image may have its own python3
                 command = self.agent_argv(self.settings.host_python if lower == "/" else
                                           image_python(run.parent / "upper", lower, env["PATH"]))
-            agent = None
             if launched:
-                answer = await self._start_from_zygote(spec, group, run, lower, env, command, stub=zygote)
-                handle.pid, agent = answer.get("pid"), answer.get("agent")
-                if handle.pid is None:
-                    raise SandboxStartError(f"the sandbox could not be launched: {answer.get('error')}")
+                handle.pid, info_fd = await self._launch(spec, group, run, lower, env, command, info=zygote)
                 exited = pid_exit_future(handle.pid)
             else:
-                popen = self._spawn(spec, group, run, lower, env, command)
+                popen, info_fd = self._spawn(spec, group, run, lower, env, command, info=zygote)
                 handle.pid, exited = popen.pid, exit_future(popen)
             handle.extra["start_time"] = str(process_start_time(handle.pid))
             died = asyncio.ensure_future(exit_reason(exited, run.parent / "sandbox.log"))
             watch = [died]
-            if launched and zygote:
-                if agent is None:
-                    # bwrap gave up (a missing device, a bad mount) before or while it built the
-                    # sandbox: its output says why.
+            if info_fd is not None:
+                try:
+                    pid = await child_pid(info_fd, died)
+                finally:
+                    os.close(info_fd)
+                try:
+                    agent = await self.zygote.spawn(self._agent_request(spec, group, run, env, pid))
+                except SandboxStartError:
+                    # bwrap may have given up (a missing device, a bad mount) before the fork: its
+                    # pid namespace is then gone and the fork fails with ENOMEM, which says nothing.
                     done, _ = await asyncio.wait([died], timeout=1.0)
-                    reason = died.result() if done else f"output: {tail(run.parent / 'sandbox.log')}"
-                    raise SandboxStartError(f"sandbox exited before its agent was ready ({answer.get('error')}); "
-                                            f"{reason}")
-                # Not bwrap's child: if it fails before holding the stub's pipe, only it exits.
+                    if done:
+                        raise SandboxStartError(f"sandbox exited before its agent was ready: {died.result()}") from None
+                    raise
+                # Not bwrap's child: if it fails before holding the stub's FIFO, only it exits.
                 watch.append(asyncio.ensure_future(exit_reason(pid_exit_future(agent), run.parent / "sandbox.log",
                                                                "the agent")))
             await fifo.wait(watch, READY_TIMEOUT)
@@ -209,24 +210,33 @@ class BwrapRuntime(KeptFiles, Launch, Runtime):
             root, env = await image_rootfs(image, images)
         return str(root), env
 
-    def _prepare(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, mount: bool) -> ReadyFifo:
+    def _prepare(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, mount: bool,
+                 stub: bool) -> ReadyFifo:
         """The run directory (with the ready FIFO, opened), the cgroup, the root's mount points."""
         if group.pids():
             raise _Running(f"sandbox {spec.sandbox_id} is already running")
         self.prepare_run_dir(spec.sandbox_id)
         fifo = ReadyFifo(run)
         try:
-            self._prepare_root(spec, group, run, lower, mount)
+            self._prepare_root(spec, group, run, lower, mount, stub)
         except BaseException:
             fifo.close()
             raise
         return fifo
 
-    def _prepare_root(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, mount: bool) -> None:
+    def _prepare_root(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, mount: bool,
+                      stub: bool) -> None:
         group.create(spec.memory_bytes, spec.cpus, spec.pids_limit)
         mount_points(lower, (self.python_prefix, f"{SANDBOX_LIB}/rock_agent", SANDBOX_RUN))
         if mount:
             self._mount_root(run.parent, lower)
+        if stub:
+            for name in (UP_NAME, HOLD_NAME):
+                os.mkfifo(run / name, 0o600)
+            if not mount:  # launched by the zygote: bwrap's --info-fd is a FIFO, outside the run dir
+                info = run.parent / INFO_NAME
+                info.unlink(missing_ok=True)  # a restart of a stopped sandbox reuses its directory
+                os.mkfifo(info, 0o600)
 
     def _mount_root(self, sandbox_dir: Path, lower: str) -> None:
         upper, work, merged = sandbox_dir / "upper", sandbox_dir / "ovl-work", sandbox_dir / "root"

@@ -1,19 +1,22 @@
 """How a bwrap sandbox's processes are started: the shim, bwrap's command line, the agent.
 
 Split from ``bwrap.py`` along the seam between starting a sandbox's processes (this module:
-what the zygote or the worker runs, with which fds and arguments) and the sandbox's life
-(``bwrap.py``: the create's order of steps, the files, cgroup and mounts it prepares, stop,
-release, reap). ``BwrapRuntime`` mixes this in.
+what the zygote or the worker runs, with which fds and arguments, and reading back the pid
+bwrap reports) and the sandbox's life (``bwrap.py``: the create's order of steps, the
+files, cgroup and mounts it prepares, stop, release, reap). ``BwrapRuntime`` mixes this in.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import subprocess
 from pathlib import Path
 
+from rock.errors import SandboxStartError
 from rock.runtime import cgroups
-from rock.runtime.base import READY_NAME, SANDBOX_LIB, SANDBOX_RUN, SOCKET_NAME, SandboxSpec
+from rock.runtime.base import READY_NAME, READY_TIMEOUT, SANDBOX_LIB, SANDBOX_RUN, SOCKET_NAME, SandboxSpec
 from rock.runtime.bwrap_options import CAP_NUMBERS, DEFAULT_PATH, bwrap_options, sandbox_caps
 from rock.runtime.seccomp import seccomp_program
 
@@ -23,12 +26,12 @@ SHIM = 'while [ "$1" != -- ]; do echo 0 > "$1" || exit 125; shift; done; shift; 
 SHIM_NAME = "rock-shim"
 # The shim when the zygote launches it: it has joined the cgroup and mounted the root already.
 LAUNCH_SHIM = '"$@" & wait $!'
-# bwrap's fds when the zygote launches it: its seccomp filter, its --info-fd, and the stub's two
-# pipes (see rock/agent/zygote.py), at these numbers in bwrap and in the stub.
-LAUNCH_SECCOMP_FD, LAUNCH_INFO_FD, UP_FD, HOLD_FD = 3, 4, 5, 6
-# What bwrap runs when the agent comes from the zygote: say the sandbox is up, then wait for the
-# EOF of the hold pipe, whose write end only the agent holds: the sandbox ends when the agent does.
-STUB = f"echo up >&{UP_FD}; read _ <&{HOLD_FD}"
+LAUNCH_SECCOMP_FD, LAUNCH_INFO_FD = 3, 4
+INFO_NAME = "bwrap-info"
+# What bwrap runs when the agent comes from the zygote: say the sandbox is up, then wait on the
+# hold FIFO, which the agent keeps open for writing: the sandbox ends when the agent does.
+STUB = 'echo up > "$1"; read _ < "$2"'
+UP_NAME, HOLD_NAME = "up", "hold"
 
 
 def _pipe_with(data: bytes) -> int:
@@ -42,67 +45,78 @@ class Launch:
     """BwrapRuntime's process start-up (it provides ``bwrap``, ``python_prefix``, ``settings``,
     ``sandbox_env`` and ``zygote``)."""
 
-    async def _start_from_zygote(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str,
-                                 env: dict[str, str], command: list[str], stub: bool) -> dict:
-        """Have the zygote start the shim, which mounts the root in a mount namespace of its own
-        and starts bwrap, and then (when bwrap runs the stub) the agent; the zygote's answer:
-        ``pid`` (the shim's), ``agent``, or ``error``."""
+    async def _launch(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, env: dict[str, str],
+                      command: list[str], info: bool) -> tuple[int, int | None]:
+        """Have the zygote fork the shim, which mounts the root in a mount namespace of its own
+        and starts bwrap; with ``info``, also return the FIFO bwrap reports its child's pid on."""
         sandbox_dir = run.parent
         program = seccomp_program()
-        # One mount point for every sandbox: each launcher mounts its overlay there in a mount
-        # namespace of its own, so no directory is made (and removed) per sandbox for it.
-        merged = Path(self.settings.state_dir) / "mnt"
-        argv = self._argv(spec, group, run, merged, lower, env, command, LAUNCH_SECCOMP_FD if program else None,
-                          LAUNCH_INFO_FD if stub else None)
-        launch = {
+        argv = self._argv(spec, group, run, lower, env, command, LAUNCH_SECCOMP_FD if program else None,
+                          LAUNCH_INFO_FD if info else None)
+        info_r = fifo = None
+        if info:  # made by _prepare_root
+            fifo = sandbox_dir / INFO_NAME
+            info_r = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        request = {
             "name": SHIM_NAME, "shim": LAUNCH_SHIM, "argv": argv, "log": str(sandbox_dir / "sandbox.log"),
             "join": group.join_files(),
             "root": {"lower": lower, "upper": str(sandbox_dir / "upper"), "work": str(sandbox_dir / "ovl-work"),
-                     "merged": str(merged)},
+                     "merged": str(sandbox_dir / "root")},
             "seccomp": program.hex() if program else None, "seccomp_fd": LAUNCH_SECCOMP_FD,
-            "info_fd": LAUNCH_INFO_FD, "up_fd": UP_FD, "hold_fd": HOLD_FD,
+            "info": str(fifo) if fifo else None, "info_fd": LAUNCH_INFO_FD,
         }
-        agent = self._agent_request(spec, group, run, env) if stub else None
-        return await self.zygote.start_sandbox({"launch": launch, "agent": agent})
+        try:
+            return await self.zygote.launch(request), info_r
+        except BaseException:
+            if info_r is not None:
+                os.close(info_r)
+            raise
 
     def _spawn(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, env: dict[str, str],
-               command: list[str]) -> subprocess.Popen:
-        """Start shim + bwrap from the worker (no zygote): the agent is bwrap's command."""
+               command: list[str], info: bool) -> tuple[subprocess.Popen, int | None]:
+        """Start shim + bwrap; with ``info``, also return the pipe bwrap reports its child's pid on."""
         program = seccomp_program()
         # bwrap reads the filter from an fd; a pipe holds far more than it needs
         seccomp_fd = _pipe_with(program) if program else None
-        fds = [seccomp_fd] if seccomp_fd is not None else []
-        argv = self._argv(spec, group, run, run.parent / "root", lower, env, command, seccomp_fd, None)
+        info_r, info_w = os.pipe() if info else (None, None)
+        fds = [fd for fd in (seccomp_fd, info_w) if fd is not None]
+        argv = self._argv(spec, group, run, lower, env, command, seccomp_fd, info_w)
         try:
             with open(run.parent / "sandbox.log", "ab") as out:
-                return subprocess.Popen(
+                popen = subprocess.Popen(
                     ["/bin/sh", "-c", SHIM, SHIM_NAME, *group.join_files(), "--", *argv],
                     env={"PATH": DEFAULT_PATH},
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                     pass_fds=fds,
                 )
+        except BaseException:
+            if info_r is not None:
+                os.close(info_r)
+            raise
         finally:
             for fd in fds:
                 os.close(fd)
+        return popen, info_r
 
-    def _argv(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, merged: Path, lower: str,
-              env: dict[str, str], command: list[str], seccomp_fd: int | None, info_fd: int | None) -> list[str]:
-        """bwrap's command line, with the root mounted at ``merged``, reading its seccomp filter
-        from ``seccomp_fd`` and reporting its child's pid on ``info_fd`` when given."""
+    def _argv(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, env: dict[str, str],
+              command: list[str], seccomp_fd: int | None, info_fd: int | None) -> list[str]:
+        """bwrap's command line, reading its seccomp filter from ``seccomp_fd`` and reporting its
+        child's pid on ``info_fd`` when given."""
         fd_args = (["--info-fd", str(info_fd)] if info_fd is not None else []) + \
                   (["--seccomp", str(seccomp_fd)] if seccomp_fd is not None else [])
-        return [self.bwrap, *fd_args, *self._bwrap_args(spec, merged, run, group, lower, env), *command]
+        return [self.bwrap, *fd_args, *self._bwrap_args(spec, run.parent / "root", run, group, lower, env), *command]
 
-    def _agent_request(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, env: dict[str, str]) -> dict:
+    def _agent_request(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, env: dict[str, str],
+                       pid: int) -> dict:
         """What the zygote needs to put an agent into this sandbox, as bwrap would have."""
         caps = 0
         for cap in sandbox_caps(spec):
             caps |= 1 << CAP_NUMBERS[cap]
         program = seccomp_program()
         return {
-            "join": group.join_files(), "env": {**env, "PWD": "/"}, "log": str(run.parent / "sandbox.log"),
-            "socket": f"{SANDBOX_RUN}/{SOCKET_NAME}", "ready": f"{SANDBOX_RUN}/{READY_NAME}",
-            "lib": f"{SANDBOX_LIB}/rock_agent", "caps": caps,
+            "pid": pid, "join": group.join_files(), "env": {**env, "PWD": "/"}, "log": str(run.parent / "sandbox.log"),
+            "up": str(run / UP_NAME), "socket": f"{SANDBOX_RUN}/{SOCKET_NAME}", "ready": f"{SANDBOX_RUN}/{READY_NAME}",
+            "hold": f"{SANDBOX_RUN}/{HOLD_NAME}", "lib": f"{SANDBOX_LIB}/rock_agent", "caps": caps,
             "seccomp": program.hex() if program else None,
         }
 
@@ -112,3 +126,37 @@ class Launch:
     def _bwrap_args(self, spec: SandboxSpec, merged: Path, run: Path, group: cgroups.Cgroup, lower: str,
                     env: dict[str, str]) -> list[str]:
         return bwrap_options(spec, merged, run, group, lower, env, self.python_prefix, self.settings.state_dir)
+
+
+async def child_pid(info_fd: int, died: asyncio.Future) -> int:
+    """The pid (on the host) of bwrap's first process in the sandbox, from its --info-fd: bwrap
+    writes it right after the clone, before it builds the sandbox. (The shim keeps a copy of
+    the pipe's write end, so the JSON's end is the end of the message, not EOF.)"""
+    loop = asyncio.get_running_loop()
+    got: asyncio.Future = loop.create_future()
+    buf = bytearray()
+
+    def on_readable() -> None:
+        try:
+            data = os.read(info_fd, 4096)
+        except BlockingIOError:
+            return
+        buf.extend(data)
+        try:
+            info = json.loads(buf)
+        except ValueError:
+            if data:
+                return
+            info = {}
+        if not got.done():
+            got.set_result(info)
+
+    loop.add_reader(info_fd, on_readable)
+    try:
+        await asyncio.wait({got, died}, timeout=READY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        loop.remove_reader(info_fd)
+    if got.done() and isinstance(got.result().get("child-pid"), int):
+        return got.result()["child-pid"]
+    reason = died.result() if died.done() else f"got {bytes(buf)!r}"
+    raise SandboxStartError(f"bwrap did not report its sandbox's first process: {reason}")

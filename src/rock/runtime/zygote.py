@@ -13,11 +13,12 @@ import logging
 import time
 
 from rock.errors import SandboxStartError
-from rock.runtime.base import AGENT_SRC, READY_TIMEOUT
+from rock.runtime.base import AGENT_SRC
 
 log = logging.getLogger("rock.runtime.zygote")
 START_TIMEOUT = 30.0
 ZYGOTE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+SPAWN_TIMEOUT = 10.0
 
 
 class Zygote:
@@ -81,18 +82,19 @@ class Zygote:
                 future.set_exception(SandboxStartError("the agent zygote exited while starting this sandbox"))
         self._pending.clear()
 
-    async def start_sandbox(self, request: dict) -> dict:
-        """Start a sandbox's shim (which starts its bwrap) and, with ``agent`` in the request,
-        its agent once bwrap has cloned the sandbox's first process: the zygote's answer,
-        ``pid`` (the shim's, where it was started), ``agent`` and ``error`` where it failed.
+    async def spawn(self, request: dict) -> int:
+        """Fork an agent into the sandbox described by ``request``; its pid on the host."""
+        answer = await self._ask(request)
+        if "error" in answer:
+            raise SandboxStartError(f"the agent could not enter the sandbox: {answer['error']}")
+        return int(answer["pid"])
 
-        The answer waits for bwrap's first steps: under a burst of hundreds of starts on a few
-        cores that takes seconds, so it is given as long as a sandbox has to be ready."""
-        try:
-            return await self._ask({**request, "op": "start"})
-        except asyncio.TimeoutError:
-            raise SandboxStartError(f"the agent zygote did not start the sandbox within {READY_TIMEOUT:.0f} s") \
-                from None
+    async def launch(self, request: dict) -> int:
+        """Fork the shim that mounts a sandbox's root and starts its bwrap; the shim's pid."""
+        answer = await self._ask({**request, "op": "launch"})
+        if "error" in answer:
+            raise SandboxStartError(f"the sandbox could not be launched: {answer['error']}")
+        return int(answer["pid"])
 
     async def _ask(self, request: dict) -> dict:
         await self.start()
@@ -101,7 +103,7 @@ class Zygote:
         self._pending[rid] = future
         self._proc.stdin.write(json.dumps({**request, "id": rid}).encode() + b"\n")
         try:
-            return await asyncio.wait_for(future, READY_TIMEOUT)
+            return await asyncio.wait_for(future, SPAWN_TIMEOUT)
         finally:
             self._pending.pop(rid, None)
 
