@@ -256,11 +256,13 @@ def spawn(req, out_fd, own_pid_ns, package):
 
 
 def main(package):
-    # Warm exactly what a sandbox's start runs: the server, the sessions and bash, and the
-    # limit the server sets on itself (resource: a C extension, ~0.7 ms to load in a sandbox).
+    # Warm exactly what a sandbox's start runs: the server, the sessions and bash, the limit the
+    # server sets on itself (resource: a C extension, ~0.7 ms to load in a sandbox) and the KSM
+    # offer it schedules (merge). A module missing here is read and unmarshalled from the
+    # sandbox's copy of the package at every start, before the spare bash is spawned.
     import resource  # noqa: F401
 
-    from . import bash, server, sessions  # noqa: F401
+    from . import bash, merge, server, sessions  # noqa: F401
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
