@@ -188,6 +188,14 @@ def prepare_launch(req):
     moved = [(fcntl.fcntl(src, fcntl.F_DUPFD_CLOEXEC, 100), dst) for src, dst in given]
     for high, dst in moved:
         os.dup2(high, dst)  # inheritable: bwrap gets it
+    keep = req.get("keep")
+    if keep:  # bwrap's CPU grows with every mount it sees (mounttrim): only what it builds from
+        from . import mounttrim  # preloaded by main
+
+        try:
+            mounttrim.trim(keep["needed"], keep["recursive"])
+        except (OSError, ValueError) as exc:  # slower, not wrong: bwrap still finds all it needs
+            sys.stderr.write("rock: the host's mounts were not trimmed for bwrap: %s\n" % exc)
 
 
 def launch(req, out_fd):
@@ -258,11 +266,11 @@ def spawn(req, out_fd, own_pid_ns, package):
 def main(package):
     # Warm exactly what a sandbox's start runs: the server, the sessions and bash, the limit the
     # server sets on itself (resource: a C extension, ~0.7 ms to load in a sandbox) and the KSM
-    # offer it schedules (merge). A module missing here is read and unmarshalled from the
-    # sandbox's copy of the package at every start, before the spare bash is spawned.
+    # offer it schedules (merge), and the shim's mount trimming (mounttrim). A module missing
+    # here is read and unmarshalled from the sandbox's copy of the package at every start.
     import resource  # noqa: F401
 
-    from . import bash, merge, server, sessions  # noqa: F401
+    from . import bash, merge, mounttrim, server, sessions  # noqa: F401
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)

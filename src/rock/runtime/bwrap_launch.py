@@ -17,7 +17,7 @@ from pathlib import Path
 from rock.errors import SandboxStartError
 from rock.runtime import cgroups
 from rock.runtime.base import READY_NAME, READY_TIMEOUT, SANDBOX_LIB, SANDBOX_RUN, SOCKET_NAME, SandboxSpec
-from rock.runtime.bwrap_options import CAP_NUMBERS, DEFAULT_PATH, bwrap_options, sandbox_caps
+from rock.runtime.bwrap_options import CAP_NUMBERS, DEFAULT_PATH, bwrap_options, mounts_to_keep, sandbox_caps
 from rock.runtime.seccomp import seccomp_program
 
 # The shim: join the cgroup before bwrap exists, so everything bwrap starts is inside it.
@@ -51,8 +51,8 @@ class Launch:
         and starts bwrap; with ``info``, also return the FIFO bwrap reports its child's pid on."""
         sandbox_dir = run.parent
         program = seccomp_program()
-        argv = self._argv(spec, group, run, lower, env, command, LAUNCH_SECCOMP_FD if program else None,
-                          LAUNCH_INFO_FD if info else None)
+        options = self._bwrap_args(spec, run.parent / "root", run, group, lower, env)
+        argv = self._argv(options, command, LAUNCH_SECCOMP_FD if program else None, LAUNCH_INFO_FD if info else None)
         info_r = fifo = None
         if info:  # made by _prepare_root
             fifo = sandbox_dir / INFO_NAME
@@ -64,6 +64,7 @@ class Launch:
                      "merged": str(sandbox_dir / "root")},
             "seccomp": program.hex() if program else None, "seccomp_fd": LAUNCH_SECCOMP_FD,
             "info": str(fifo) if fifo else None, "info_fd": LAUNCH_INFO_FD,
+            "keep": mounts_to_keep(options, sandbox_dir / "root", self.bwrap),
         }
         try:
             return await self.zygote.launch(request), info_r
@@ -80,7 +81,8 @@ class Launch:
         seccomp_fd = _pipe_with(program) if program else None
         info_r, info_w = os.pipe() if info else (None, None)
         fds = [fd for fd in (seccomp_fd, info_w) if fd is not None]
-        argv = self._argv(spec, group, run, lower, env, command, seccomp_fd, info_w)
+        options = self._bwrap_args(spec, run.parent / "root", run, group, lower, env)
+        argv = self._argv(options, command, seccomp_fd, info_w)
         try:
             with open(run.parent / "sandbox.log", "ab") as out:
                 popen = subprocess.Popen(
@@ -98,13 +100,12 @@ class Launch:
                 os.close(fd)
         return popen, info_r
 
-    def _argv(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, env: dict[str, str],
-              command: list[str], seccomp_fd: int | None, info_fd: int | None) -> list[str]:
+    def _argv(self, options: list[str], command: list[str], seccomp_fd: int | None, info_fd: int | None) -> list[str]:
         """bwrap's command line, reading its seccomp filter from ``seccomp_fd`` and reporting its
         child's pid on ``info_fd`` when given."""
         fd_args = (["--info-fd", str(info_fd)] if info_fd is not None else []) + \
                   (["--seccomp", str(seccomp_fd)] if seccomp_fd is not None else [])
-        return [self.bwrap, *fd_args, *self._bwrap_args(spec, run.parent / "root", run, group, lower, env), *command]
+        return [self.bwrap, *fd_args, *options, *command]
 
     def _agent_request(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, env: dict[str, str],
                        pid: int) -> dict:

@@ -75,3 +75,32 @@ def bwrap_options(spec: SandboxSpec, merged: Path, run: Path, group: cgroups.Cgr
     for key, value in env.items():
         args += ["--setenv", key, value]
     return args
+
+
+# bwrap's options by how many values follow them (the ones not named take none).
+_BINDS = frozenset(("--bind", "--ro-bind", "--dev-bind", "--bind-try", "--ro-bind-try", "--dev-bind-try"))
+_TWO = _BINDS | {"--setenv", "--symlink", "--file", "--bind-data", "--ro-bind-data", "--chmod"}
+_ONE = frozenset(("--proc", "--dev", "--tmpfs", "--mqueue", "--dir", "--remount-ro", "--hostname", "--chdir", "--cap-add",
+                  "--cap-drop", "--unsetenv", "--info-fd", "--seccomp", "--add-seccomp-fd", "--uid", "--gid", "--perms",
+                  "--size", "--lock-file", "--sync-fd", "--block-fd", "--userns-block-fd", "--json-status-fd",
+                  "--exec-label", "--file-label", "--argv0", "--userns", "--userns2", "--pidns"))
+
+
+def mounts_to_keep(options: list[str], merged: Path, bwrap: str) -> dict[str, list[str]]:
+    """What of the host's mount table the shim keeps for bwrap (``rock.agent.mounttrim``):
+    ``recursive``, the sources bwrap binds (with whatever is mounted below them), and ``needed``,
+    those and the paths bwrap itself uses: the sandbox's root, the host's /proc (its view of
+    itself) and /dev (the device nodes it binds), its own binary, the shim's shell and their
+    libraries. ``options`` are bwrap's, without the command, so no command argument is read as
+    one; values are consumed by arity, so an environment value that looks like an option is not."""
+    sources, i = [], 0
+    while i < len(options):
+        arg = options[i]
+        if arg in _BINDS:
+            sources.append(os.path.realpath(options[i + 1]))
+        i += 3 if arg in _TWO else 2 if arg in _ONE else 1
+    tools = [bwrap, "/bin/sh", "/usr", "/lib", "/lib64", "/etc"]
+    # Resolved as the mount table writes them: a symlink in the state dir's path would otherwise
+    # leave the sandbox's own root looking unneeded.
+    needed = [os.path.realpath(merged), "/proc", "/dev", *(os.path.realpath(p) for p in tools if os.path.exists(p))]
+    return {"recursive": sources, "needed": sources + needed}

@@ -1,0 +1,98 @@
+"""What of the host's mount table a bwrap sandbox's shim keeps for bwrap (``rock.agent.mounttrim``):
+what bwrap binds from and the way there, nothing else, and never by touching the host's table."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from rock.agent.mounttrim import parse, to_detach
+
+MOUNTINFO = "\n".join([
+    "21 1 254:0 / / rw - ext4 /dev/vda rw",
+    "22 21 0:21 / /proc rw - proc proc rw",
+    "23 22 0:40 / /proc/sys/fs/binfmt_misc rw - binfmt_misc binfmt_misc rw",
+    "24 21 0:22 / /sys rw - sysfs sysfs rw",
+    "25 24 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw",
+    "26 25 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory",
+    "27 25 0:31 / /sys/fs/cgroup/cpuset rw - cgroup cgroup rw,cpuset",
+    "28 21 0:6 / /dev rw - devtmpfs devtmpfs rw",
+    "29 28 0:23 / /dev/shm rw - tmpfs tmpfs rw",
+    "30 29 0:27 / /dev/shm rw - tmpfs tmpfs rw",  # stacked on the one before
+    "31 21 0:4 net:[4026532300] /run/docker/netns/abc rw - nsfs nsfs rw",
+    "32 21 254:0 /var/lib/docker /var/lib/docker rw - ext4 /dev/vda rw",
+    "33 32 0:50 / /var/lib/docker/overlay2/x/merged rw - overlay overlay rw",
+    "34 21 0:51 / /data rw - tmpfs tmpfs rw",
+    "35 34 0:52 / /data/sub rw - tmpfs tmpfs rw",
+    "36 21 0:53 / /with\\040space rw - tmpfs tmpfs rw",
+    "37 21 0:54 / /state/sandboxes/s1/root rw - overlay overlay rw",
+])
+NEEDED = ["/proc", "/dev", "/sys/fs/cgroup/memory", "/data", "/state/sandboxes/s1/root", "/usr/bin/bwrap"]
+
+
+def test_parse_reads_ids_parents_and_unescaped_mount_points():
+    mounts = parse(MOUNTINFO)
+    assert mounts[0] == (21, 1, "/")
+    assert (36, 21, "/with space") in mounts
+    assert len(mounts) == 17
+
+
+def test_every_mount_that_leads_nowhere_bwrap_builds_from_goes_topmost_first():
+    plan = to_detach(parse(MOUNTINFO), NEEDED, recursive=["/data"])
+    assert plan == [("/proc/sys/fs/binfmt_misc", 1), ("/sys/fs/cgroup/cpuset", 1), ("/dev/shm", 2),
+                    ("/run/docker/netns/abc", 1), ("/var/lib/docker", 1), ("/with space", 1)]
+    # Kept: the root, the way to each needed path, the sandbox's root, and /data with what is
+    # mounted below it (bwrap binds it recursively); docker's overlay goes with its parent.
+    gone = {path for path, _ in plan}
+    assert not gone & {"/", "/proc", "/sys", "/sys/fs/cgroup", "/sys/fs/cgroup/memory", "/dev", "/data", "/data/sub",
+                       "/state/sandboxes/s1/root", "/var/lib/docker/overlay2/x/merged"}
+
+
+def test_a_source_that_is_the_whole_root_keeps_everything():
+    assert to_detach(parse(MOUNTINFO), NEEDED, recursive=["/"]) == []
+
+
+def _mount_tmpfs(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "rock-test", str(path)], check=True)
+
+
+def _mount_points(pid: int | str) -> list[str]:
+    with open(f"/proc/{pid}/mountinfo") as f:
+        return [mount for _, _, mount in parse(f.read())]
+
+
+@pytest.mark.bwrap
+async def test_bwrap_sees_only_the_host_mounts_it_binds_from_and_the_host_keeps_its_own(
+        make_runtime, sandboxes, new_spec, agent, tmp_path):
+    bwrap = make_runtime("bwrap")
+    if bwrap.zygote is None:
+        pytest.skip("the shim trims its mounts on the zygote's path only")
+    extra, data = tmp_path / "extra", tmp_path / "data"
+    made = []
+    try:
+        for path in (extra, data, data / "sub"):
+            _mount_tmpfs(path)
+            made.append(path)
+        (data / "hello.txt").write_text("hello\n")
+        (data / "sub" / "inner.txt").write_text("inner\n")
+        handle = await sandboxes(bwrap, new_spec(ro_binds=[str(data)]))
+        # The shim's namespace (bwrap's outer process runs in it): the bound source and what is
+        # mounted below it stay; a host mount the sandbox does not use is gone from it.
+        shim = _mount_points(handle.pid)
+        assert str(data) in shim and str(data / "sub") in shim, shim
+        assert str(extra) not in shim, shim
+        assert len(shim) < len(_mount_points("self")), shim
+        # The host's table is untouched: the detach happened in the shim's private namespace.
+        assert {str(extra), str(data), str(data / "sub")} <= set(_mount_points("self"))
+        async with agent(handle) as client:
+            result = await client.exec(f"cat {data}/hello.txt {data}/sub/inner.txt", shell=True)
+        assert result.stdout == "hello\ninner\n", result
+    finally:
+        libc = ctypes.CDLL(None, use_errno=True)
+        for path in reversed(made):
+            libc.umount2(os.fsencode(path), 2)
