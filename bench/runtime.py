@@ -3,6 +3,8 @@
 - start_to_first_output: create a sandbox, open a session, run ``echo`` (sequential)
 - start_to_first_output_burst: the same for a burst of sandboxes started at once
 - warm_start_to_first_output: the same, taken from a warm pool
+- start_to_first_output_busy_host: bwrap's sequential starts again with Docker containers
+  running beside them (``bench.busyhost``)
 - echo_round_trip: ``echo`` in a persistent session
 Floors measured in the same run: raw ``bwrap ... true``, raw ``docker run --rm --network none IMG true``,
 and bash on a pty driven directly (the floor for a persistent-session round trip).
@@ -19,7 +21,8 @@ import tempfile
 import time
 import uuid
 
-from bench.report import Context, record, state_fs
+from bench.busyhost import busy_host
+from bench.report import Context, machine_cpu_s, record, state_fs
 from rock.config import Settings
 from rock.worker.worker import Worker
 
@@ -156,10 +159,18 @@ async def run(ctx: Context) -> list[dict]:
             ctx.progress(f"{backend}: first start (prepares {IMAGE})")
             first, _ = await _sequential(worker, 1)
             ctx.progress(f"{backend}: start -> first output, sequential x{n_seq}")
+            cpu0 = machine_cpu_s()
             samples, attempts = await _sequential(worker, n_seq)
+            cpu_ms = round((machine_cpu_s() - cpu0) / attempts * 1e3, 2)
             records.append(record("start_to_first_output", backend, samples, attempts, floor,
                                   first_start_ms=round(first[0] * 1e3, 1) if first else None,
-                                  state_fs=state_fs(state)))
+                                  state_fs=state_fs(state), machine_cpu_ms_per_start=cpu_ms))
+            if backend == "bwrap":
+                busy = await busy_host(ctx, lambda: _sequential(worker, n_seq),
+                                       lambda: _time_command(BWRAP_FLOOR, n_seq), samples, cpu_ms, IMAGE)
+                if busy is not None:
+                    records.append(busy)
+                await asyncio.sleep(SETTLE_S)
             ctx.progress(f"{backend}: start -> first output, burst of {n_burst}")
             samples, attempts, total = await _burst(worker, n_burst)
             records.append(record("start_to_first_output_burst", backend, samples, attempts, floor,
