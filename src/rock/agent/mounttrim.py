@@ -74,8 +74,10 @@ def trim(needed, recursive):
         plan = to_detach(parse(f.read()), needed, recursive)
     gone = 0
     for path, count in plan:
-        for _ in range(count):
+        for done in range(count):
             if _umount2(path.encode(), MNT_DETACH) != 0:
                 break
-        gone += 1
+        else:
+            done = count
+        gone += done > 0
     return gone
