@@ -32,7 +32,8 @@ def _containers(image: str, n: int) -> tuple[object, list]:
     client = docker.from_env(timeout=120)
     client.ping()
     # Left by a run that was killed before its clean-up: they would count as this run's.
-    _remove(client, client.containers.list(all=True, filters={"label": "rock.bench=busy-host"}), close=False)
+    left = client.containers.list(all=True, filters={"label": [f"{k}={v}" for k, v in LABEL.items()]})
+    _remove(client, left, close=False)
     made, errors = [], []
 
     def one(_: int) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from rock.agent.mounttrim import parse, to_detach
+from rock.runtime.bwrap_options import mounts_to_keep
 
 MOUNTINFO = "\n".join([
     "21 1 254:0 / / rw - ext4 /dev/vda rw",
@@ -54,6 +55,17 @@ def test_every_mount_that_leads_nowhere_bwrap_builds_from_goes_topmost_first():
 
 def test_a_source_that_is_the_whole_root_keeps_everything():
     assert to_detach(parse(MOUNTINFO), NEEDED, recursive=["/"]) == []
+
+
+def test_only_binds_are_sources_even_when_a_value_looks_like_an_option(tmp_path):
+    root, data = tmp_path / "root", tmp_path / "data"
+    options = ["--bind", str(root), "/", "--proc", "/proc", "--tmpfs", "/tmp", "--hostname", "--bind",
+               "--setenv", "EVIL", "--ro-bind", "--setenv", "X", "/etc", "--ro-bind", str(data), "/data",
+               "--cap-add", "--dev-bind", "--unshare-net"]
+    keep = mounts_to_keep(options, root, "/usr/bin/bwrap")
+    assert keep["recursive"] == [os.path.realpath(root), os.path.realpath(data)]
+    assert {"/proc", "/dev", os.path.realpath(root)} <= set(keep["needed"])
+    assert set(keep["recursive"]) <= set(keep["needed"])
 
 
 def _mount_tmpfs(path: Path) -> None:

@@ -74,10 +74,8 @@ def trim(needed, recursive):
         plan = to_detach(parse(f.read()), needed, recursive)
     gone = 0
     for path, count in plan:
-        for done in range(count):
-            if _umount2(path.encode(), MNT_DETACH) != 0:
-                break
-        else:
-            done = count
-        gone += done > 0
+        detached = 0
+        while detached < count and _umount2(path.encode(), MNT_DETACH) == 0:
+            detached += 1
+        gone += detached > 0
     return gone

@@ -17,8 +17,9 @@ mount table never holds it: a burst of starts does not make every bwrap copy and
 table of everyone's roots (that was half of bwrap's time in a 100-start burst), and the
 kernel drops it with the sandbox's last process. The shim also detaches from that namespace
 every host mount bwrap does not build from (``rock.agent.mounttrim``): bwrap reads the whole
-table after each of its mounts, and a container engine beside it adds two per container. Without the zygote, the worker starts the
-shim itself, mounts the root on the host and detaches it once the agent is up.
+table after each of its mounts, and a container engine beside it adds two per container.
+Without the zygote, the worker starts the shim itself, mounts the root on the host and
+detaches it once the agent is up.
 """
 
 from __future__ import annotations

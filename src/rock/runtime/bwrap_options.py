@@ -3,6 +3,7 @@ host it sees (read-only), its namespaces, capabilities and environment."""
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -99,8 +100,13 @@ def mounts_to_keep(options: list[str], merged: Path, bwrap: str) -> dict[str, li
         if arg in _BINDS:
             sources.append(os.path.realpath(options[i + 1]))
         i += 3 if arg in _TWO else 2 if arg in _ONE else 1
-    tools = [bwrap, "/bin/sh", "/usr", "/lib", "/lib64", "/etc"]
     # Resolved as the mount table writes them: a symlink in the state dir's path would otherwise
     # leave the sandbox's own root looking unneeded.
-    needed = [os.path.realpath(merged), "/proc", "/dev", *(os.path.realpath(p) for p in tools if os.path.exists(p))]
-    return {"recursive": sources, "needed": sources + needed}
+    return {"recursive": sources, "needed": [*sources, os.path.realpath(merged), *_tool_paths(bwrap)]}
+
+
+@functools.cache
+def _tool_paths(bwrap: str) -> tuple[str, ...]:
+    """What bwrap and the shim use of the host besides the binds, resolved once per worker."""
+    tools = [bwrap, "/bin/sh", "/usr", "/lib", "/lib64", "/etc"]
+    return ("/proc", "/dev", *(os.path.realpath(p) for p in tools if os.path.exists(p)))
