@@ -31,7 +31,7 @@ HARNESS = "ours"
 async def host_tests(task, sem: asyncio.Semaphore) -> bool:
     """The task's hidden tests on the fixed repository, on the host: what the verifier runs,
     without sandboxes (the workspace with the oracle's change, the tests copied over it)."""
-    from rock.agentic.tasks.grade import grade
+    from rock.agentic.tasks.verifier.box.grade import grade
 
     async with sem:
         work = Path(tempfile.mkdtemp(prefix="rock-bench-agentic-"))

@@ -30,16 +30,18 @@ def suites(tmp_path_factory):
         os.environ["ROCK_AGENTIC_CACHE"] = before
 
 
-def harbor_task(root: Path, name: str = "fix-add") -> Path:
+HARBOR_TEST_SH = ("#!/bin/bash\nmkdir -p /logs/verifier\ncd /workspace\n"
+                  "if python3 -c 'import calc; assert calc.add(2, 3) == 5 and calc.add(-1, 1) == 0'; "
+                  "then echo 1 > /logs/verifier/reward.txt; else echo 0 > /logs/verifier/reward.txt; fi\n")
+
+
+def harbor_task(root: Path, name: str = "fix-add", test_sh: str = HARBOR_TEST_SH) -> Path:
     """A user's own task in Harbor's layout: a one-line bug, a test.sh writing the reward."""
     t = root / name
     (t / "environment" / "workspace").mkdir(parents=True)
     (t / "environment" / "workspace" / "calc.py").write_text("def add(a, b):\n    return a - b\n")
     (t / "tests").mkdir()
-    (t / "tests" / "test.sh").write_text(
-        "#!/bin/bash\nmkdir -p /logs/verifier\ncd /workspace\n"
-        "if python3 -c 'import calc; assert calc.add(2, 3) == 5 and calc.add(-1, 1) == 0'; "
-        "then echo 1 > /logs/verifier/reward.txt; else echo 0 > /logs/verifier/reward.txt; fi\n")
+    (t / "tests" / "test.sh").write_text(test_sh)
     (t / "solution").mkdir()
     (t / "solution" / "solve.sh").write_text("#!/bin/bash\nsed -i 's/a - b/a + b/' /workspace/calc.py\n")
     (t / "instruction.md").write_text("calc.add subtracts; make it add.\n")

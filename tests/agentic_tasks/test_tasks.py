@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from rock.agentic.tasks import TaskError, load_task, mutate
-from rock.agentic.tasks.grade import grade
+from rock.agentic.tasks.verifier.box.grade import grade
 from rock.agentic.tasks.suites import open_suite, select_ids
 from tests.agentic_tasks.conftest import harbor_task
 
@@ -51,7 +51,7 @@ def test_unknown_suite_and_task_ids_get_the_closest_names(suites):
                         (["--suite", "pypi-bugs", "--task", "cachetool-0000"], "closest: cachetools-0000"),
                         (["--suite", "pypi-bugs", "--harness", "our"], "unknown harness 'our'; known: none, "),
                         (["--suite", "pypi-bugs", "--harness", "ours", "--policy", "replay"], "needs a recorded"),
-                        (["--suite", "pypi-bugs", "--harness", "ours", "--policy", "openai"], "needs --base-url"),
+                        (["--suite", "pypi-bugs", "--harness", "ours", "--policy", "openai"], "needs --policy-url"),
                         (["--suite", "pypi-bugs", "--policy", "openai"], "runs the policies oracle, null"),
                         (["--suite", "pypi-bugs", "--env", "bfcl"], "one of them")):
         proc = subprocess.run([sys.executable, "-m", "rock.cli.main", "job", "run", "--url", "http://127.0.0.1:9",
@@ -98,4 +98,4 @@ def test_built_suites_have_harbor_tasks_with_hidden_tests_apart(suites):
     assert len(he.ids()) == 164
     task = he.get("humaneval-000")
     assert "NotImplementedError" in (task.workspace / "solution.py").read_text()
-    assert not (task.workspace / "test_hidden.py").exists() and (task.tests / "test_hidden.py").exists()
+    assert not (task.workspace / "test_hidden.py").exists() and (task.tests / "files" / "test_hidden.py").exists()

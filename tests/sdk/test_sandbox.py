@@ -149,6 +149,37 @@ async def test_files_text_binary_and_directories(box, tmp_path):
     assert (await box.download("/tmp/t/a.txt", tmp_path / "one.txt")).read_text() == "héllo\n"
 
 
+async def test_uploads_keep_modes_and_downloads_keep_hard_links(box, tmp_path):
+    """A folder arrives with its modes (a task run by a non-root user reads it), and a folder
+    holding a hard link downloads (its link name moves with the members, like any other name)."""
+    import os
+    import stat
+
+    tree = tmp_path / "tree"
+    (tree / "open" / "deep").mkdir(parents=True)
+    (tree / "private").mkdir()
+    (tree / "open" / "deep" / "run.sh").write_text("#!/bin/sh\n")
+    (tree / "open" / "data.txt").write_text("d")
+    os.chmod(tree / "open", 0o755)
+    os.chmod(tree / "open" / "deep", 0o751)
+    os.chmod(tree / "private", 0o700)
+    os.chmod(tree / "open" / "deep" / "run.sh", 0o755)
+    os.chmod(tree / "open" / "data.txt", 0o640)
+    await box.upload_dir(tree, "/tmp/modes")
+    r = await box.execute(Command(command="stat -c '%n %a' /tmp/modes/open /tmp/modes/open/deep /tmp/modes/private "
+                                          "/tmp/modes/open/deep/run.sh /tmp/modes/open/data.txt", timeout=30))
+    modes = dict(line.split() for line in r.stdout.splitlines())
+    assert modes == {"/tmp/modes/open": "755", "/tmp/modes/open/deep": "751", "/tmp/modes/private": "700",
+                     "/tmp/modes/open/deep/run.sh": "755", "/tmp/modes/open/data.txt": "640"}, r.stdout
+
+    r = await box.execute(Command(command="mkdir -p /tmp/hl/sub && echo same > /tmp/hl/sub/a && ln /tmp/hl/sub/a "
+                                          "/tmp/hl/b && stat -c %h /tmp/hl/b", timeout=30))
+    assert r.stdout.strip() == "2"  # the control: a real hard link in the sandbox
+    got = await box.download("/tmp/hl", tmp_path / "hl")
+    assert (got / "sub" / "a").read_text() == "same\n" and (got / "b").read_text() == "same\n"
+    assert stat.S_ISREG((got / "b").lstat().st_mode)
+
+
 async def test_background_processes_and_stats(box):
     proc = await box.start_process("echo started; echo oops >&2; sleep 30")
     out = await until(lambda: _output(box, proc["proc_id"]))

@@ -77,7 +77,7 @@ def test_openai_policy_against_a_scripted_server(training_admin, tmp_path):
     try:
         summary, records = job(training_admin, "--env", "bfcl", "--categories", "simple_python", "--split", "all",
                                "--limit", "2", "--concurrency", "1", "--policy", "openai", "--model", "scripted",
-                               "--base-url", f"http://127.0.0.1:{server.server_port}/v1", tmp_path=tmp_path)
+                               "--policy-url", f"http://127.0.0.1:{server.server_port}/v1", tmp_path=tmp_path)
     finally:
         server.shutdown()
     rewards = {r["task_id"]: r["reward"] for r in records}

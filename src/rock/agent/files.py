@@ -207,6 +207,7 @@ def tar_put(req):
     dest = os.path.realpath(_path(req.args))
     os.makedirs(dest, exist_ok=True)
     count = 0
+    dirs = []
     with tarfile.open(fileobj=_ChunkReader(req.chunks()), mode="r|*") as tar:
         for member in tar:
             name = member.name
@@ -221,7 +222,14 @@ def tar_put(req):
             if member.ischr() or member.isblk() or member.isfifo():
                 continue
             tar.extract(member, dest, set_attrs=not member.isdir())
+            if member.isdir():
+                dirs.append((target, member.mode))
             count += 1
+    # A directory's mode last, deepest first (as tarfile's extractall does): tarfile makes each
+    # one 0700 to fill it, and a 0555 one set early could not be filled. Set-id and sticky bits
+    # of a caller's archive are not kept.
+    for target, mode in sorted(dirs, reverse=True):
+        os.chmod(target, mode & 0o777)
     return {"files": count}
 
 

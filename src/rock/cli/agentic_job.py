@@ -27,7 +27,7 @@ def cmd_run_suite(args, out: Out) -> int:
     from rock.agentic.tasks.rollout import RolloutOptions
 
     options = RolloutOptions(base_url=args.url, token=args.token, harness=args.harness, policy=args.policy,
-                             policy_options={"model": args.model, "base_url": args.base_url,
+                             policy_options={"model": args.model, "base_url": args.policy_url,
                                              "api_key": args.api_key or os.environ.get("OPENAI_API_KEY"),
                                              "replay": args.replay})
     name = Path(args.suite).name or args.suite
@@ -57,14 +57,20 @@ def cmd_run_suite(args, out: Out) -> int:
                 bar.update(task, completed=n, total=of, mean=total[0] / n)
 
             summary = asyncio.run(run_job(args.suite, options, **kwargs, on_done=done))
-    summary.pop("records")
+    records = summary.pop("records")
     summary["trajectories"] = str(path)
+    # A job none of whose rollouts ran (every one an error: an admin or policy that does not
+    # answer, a suite whose every task is broken) failed, whatever it printed.
+    code = 1 if summary["ran"] and all(r.get("error") for r in records[-summary["ran"]:]) else 0
     if out.as_json:
         out.json(summary)
-        return 0
+        return code
     from rock.cli.job import results_table
 
     results_table(out, summary, f"{name} · {args.harness}/{args.policy} · {summary['seconds']} s · "
                                 f"{summary['tasks_per_s']} tasks/s" + (f" · {summary['skipped']} resumed" if summary["skipped"] else ""))
     out.console.print(f"trajectories: {path}")
-    return 0
+    if code:
+        first = next(r["error"] for r in records if r.get("error"))
+        out.console.print(f"[red]every rollout failed[/red]; the first: {first}")
+    return code

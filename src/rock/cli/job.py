@@ -32,7 +32,11 @@ def add_parser(sub) -> None:
     run.add_argument("--jsonl", action="store_true", help="progress as JSON lines on stderr instead of a bar")
     run.add_argument("--replay", type=Path, help="agentic --policy replay: a recorded trajectory (ROCK's JSONL)")
     run.add_argument("--model", help="model name for --policy openai")
-    run.add_argument("--base-url", help="OpenAI-compatible endpoint for --policy openai (…/v1)")
+    run.add_argument("--policy-url", help="OpenAI-compatible endpoint for --policy openai (…/v1); the admin's URL is "
+                     "--url (or rock's global --base-url, before 'job')")
+    # Here --base-url used to name the policy's endpoint and silently replaced the admin's URL (the
+    # global --base-url has the same name): it is refused with what to write instead.
+    run.add_argument("--base-url", dest="job_base_url", help=argparse.SUPPRESS)
     run.add_argument("--api-key", help="API key for --policy openai (or $OPENAI_API_KEY)")
     run.add_argument("--concurrency", type=int, default=8)
     run.add_argument("--limit", type=int, help="only the first K tasks")
@@ -46,6 +50,11 @@ def add_parser(sub) -> None:
 def cmd_run(args, out: Out) -> int:
     import os
 
+    if getattr(args, "job_base_url", None):
+        from rock.errors import BadRequest
+
+        raise BadRequest("'rock job run --base-url' is ambiguous: the policy's endpoint is --policy-url URL, the "
+                         "admin's is --url URL (or 'rock --base-url URL job run ...')")
     if bool(args.env) == bool(args.suite):
         from rock.errors import BadRequest
 
@@ -67,7 +76,7 @@ def cmd_run(args, out: Out) -> int:
     params = json.loads(args.params)
     if args.categories:
         params["categories"] = [c.strip() for c in args.categories.split(",") if c.strip()]
-    make = make_policy(args.policy, args.model, args.base_url, args.api_key or os.environ.get("OPENAI_API_KEY"))
+    make = make_policy(args.policy, args.model, args.policy_url, args.api_key or os.environ.get("OPENAI_API_KEY"))
     path = args.out or Path(f"job-{args.env}-{args.split}-{args.policy}.jsonl")
     from rich.console import Console
 

@@ -47,6 +47,8 @@ class Task:
     metadata: dict = field(default_factory=dict)
     memory: str = "2g"
     cpus: float = 1.0
+    runner: str = "script"  # [verifier] runner: "script" (tests/test.sh) or "pytest" (ROCK's hermetic runner)
+    runner_config: dict = field(default_factory=dict)  # tests/config.json: test_files, pythonpath, overlay
 
     @property
     def workspace(self) -> Path:
@@ -103,14 +105,44 @@ def load_task(path: str | Path) -> Task:
                 metadata=dict(conf.get("metadata") or {}),
                 memory=f"{int(env.get('memory_mb', 2048))}m", cpus=float(env.get("cpus", 1)))
     task.protected += [str(p) for p in verifier.get("protected", [])]
+    task.runner = verifier.get("runner", "script")
+    if task.runner not in ("script", "pytest"):
+        raise TaskError(f"task {root.name}: [verifier] runner must be \"script\" (tests/test.sh) or \"pytest\" "
+                        f"(ROCK's runner), not {task.runner!r}", "BadTask")
     config = root / "tests" / "config.json"
+    data = {}
     if config.is_file():
         try:
             data = json.loads(config.read_text())
             task.fail_to_pass, task.pass_to_pass = list(data["FAIL_TO_PASS"]), list(data.get("PASS_TO_PASS", []))
         except (ValueError, KeyError, TypeError) as exc:
             raise TaskError(f"task {root.name}: tests/config.json needs a FAIL_TO_PASS list ({exc})", "BadTask") from None
+    if task.runner == "pytest":
+        task.runner_config = _runner_config(root, data)
     return task
+
+
+def _runner_config(root: Path, data: dict) -> dict:
+    """What runner "pytest" needs from tests/config.json, checked: relative paths inside the
+    workspace (test files, source folders) and inside tests/ (the overlay)."""
+    def relative(value, what: str) -> str:
+        if not isinstance(value, str) or not value or value.startswith("/") or ".." in Path(value).parts:
+            raise TaskError(f"task {root.name}: tests/config.json {what} must be relative paths inside the "
+                            f"workspace, not {value!r}", "BadTask")
+        return value
+
+    files = data.get("test_files")
+    if not isinstance(files, list) or not files:
+        raise TaskError(f"task {root.name}: runner \"pytest\" needs tests/config.json \"test_files\", the test "
+                        "files to run (relative to the workspace)", "BadTask")
+    paths = data.get("pythonpath", ["."])
+    paths = [paths] if isinstance(paths, str) else paths
+    overlay = data.get("overlay")
+    if overlay is not None and not (root / "tests" / relative(overlay, "overlay")).is_dir():
+        raise TaskError(f"task {root.name}: tests/config.json overlay {overlay!r} is not a folder of tests/", "BadTask")
+    return {"test_files": [relative(f, "test_files") for f in files],
+            "pythonpath": [relative(p, "pythonpath") if p != "." else p for p in paths or ["."]],
+            "overlay": overlay}
 
 
 def _table(conf: dict, name: str, root: Path) -> dict:

@@ -90,7 +90,7 @@ def endpoint_config(options: RolloutOptions) -> ModelServiceConfig:
     model = po.get("model") or "rock-policy"
     if policy == "openai":
         if not po.get("base_url"):
-            raise TaskError("--policy openai needs --base-url (an OpenAI-compatible …/v1 URL) and --model",
+            raise TaskError("--policy openai needs --policy-url (an OpenAI-compatible …/v1 URL) and --model",
                             "BadRequest")
         return ModelServiceConfig(enabled=True, type="proxy", proxy_base_url=po["base_url"], models=[model],
                                   proxy_api_key=po.get("api_key"), retry_attempts=int(po.get("retry_attempts") or 3),

@@ -24,7 +24,7 @@ TEST_SH = """#!/bin/bash
 set -u
 mkdir -p /logs/verifier
 cd /workspace
-cp /tests/test_hidden.py .
+cp /tests/files/test_hidden.py .
 """ + RUN_TESTS.format(pythonpath=".", files="test_hidden.py")
 
 SOLVE_SH = """#!/bin/bash
@@ -45,6 +45,7 @@ timeout_sec = 300.0
 
 [verifier]
 timeout_sec = 60.0
+runner = "pytest"
 
 [environment]
 docker_image = "python:3.11"
@@ -86,13 +87,14 @@ def write_task(dest: Path, p: dict) -> None:
     ws.mkdir(parents=True)
     (ws / "solution.py").write_text(p["prompt"] + "    raise NotImplementedError\n")
     tests = dest / "tests"
-    tests.mkdir()
-    (tests / "test_hidden.py").write_text("from solution import *  # noqa: F401,F403\nfrom solution import "
+    (tests / "files").mkdir(parents=True)
+    (tests / "files" / "test_hidden.py").write_text("from solution import *  # noqa: F401,F403\nfrom solution import "
                                           f"{p['entry_point']}\n\n{p['test']}\n\ndef test_check():\n"
                                           f"    check({p['entry_point']})\n")
     shutil.copy2(PLUGIN, tests / PLUGIN.name)
     shutil.copy2(GRADE, tests / GRADE.name)
-    (tests / "config.json").write_text(json.dumps({"FAIL_TO_PASS": [NODE], "PASS_TO_PASS": []}))
+    (tests / "config.json").write_text(json.dumps({"FAIL_TO_PASS": [NODE], "PASS_TO_PASS": [],
+                                                   "test_files": [NODE.split("::")[0]], "overlay": "files"}))
     (tests / "test.sh").write_text(TEST_SH)
     sol = dest / "solution"
     sol.mkdir()

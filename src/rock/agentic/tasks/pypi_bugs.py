@@ -34,8 +34,8 @@ from pathlib import Path
 from rock.agentic.tasks import mutate
 from rock.agentic.tasks.errors import TaskError
 
-PLUGIN = Path(__file__).with_name("rock_verify_report.py")
-GRADE = Path(__file__).with_name("grade.py")
+PLUGIN = Path(__file__).parent / "verifier" / "box" / "rock_verify_report.py"
+GRADE = Path(__file__).parent / "verifier" / "box" / "grade.py"
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,8 @@ class Builder:
     def build(self) -> Path:
         """The suite's folder (rebuilt only when the seed, the size or the libraries changed)."""
         key = hashlib.sha256(json.dumps([self.seed, self.per_library, [l.__dict__ for l in self.libraries],
-                                         PLUGIN.read_text(), GRADE.read_text()], default=str).encode()).hexdigest()[:12]
+                                         PLUGIN.read_text(), GRADE.read_text(), TEST_SH, TASK_TOML],
+                                        default=str).encode()).hexdigest()[:12]
         manifest = self.out / "manifest.json"
         if manifest.exists() and json.loads(manifest.read_text()).get("key") == key:
             return self.out
@@ -311,7 +312,8 @@ def write_task(dest: Path, lib: Library, repo: Path, m: mutate.Mutant, ev: dict,
     shutil.copy2(PLUGIN, dest / "tests" / PLUGIN.name)
     shutil.copy2(GRADE, dest / "tests" / GRADE.name)
     (dest / "tests" / "config.json").write_text(json.dumps(
-        {"FAIL_TO_PASS": f2p, "PASS_TO_PASS": p2p, "test_files": ev["files"], "pythonpath": lib.pythonpath}, indent=1))
+        {"FAIL_TO_PASS": f2p, "PASS_TO_PASS": p2p, "test_files": ev["files"], "pythonpath": [lib.pythonpath],
+         "overlay": "files"}, indent=1))
     (dest / "tests" / "test.sh").write_text(TEST_SH.format(pythonpath=lib.pythonpath, files=" ".join(ev["files"])))
     (dest / "solution").mkdir()
     (dest / "solution" / "fix.json").write_text(json.dumps({"path": m.path, "bad": m.mutated, "good": m.original}))
@@ -338,23 +340,21 @@ timeout_sec = 600.0
 
 [verifier]
 timeout_sec = 120.0
+runner = "pytest"
 
 [environment]
 docker_image = "python:3.11"
 workdir = "/workspace"
 """
 
-# Runs in the verifier's fresh sandbox: tests/ is at /tests, the agent's changes are applied.
-# ``run_tests`` is shared with the other suites: pytest with the per-test report, in its own
-# session and process group, then the grade as the reward.
-RUN_TESTS = """PY="${{ROCK_HOST_PYTHON:-python3}}"
-# its own session and process group, killed afterwards: nothing it started outlives it
-setsid env PYTHONPATH="/tests:{pythonpath}" PYTHONDONTWRITEBYTECODE=1 PYTHONHASHSEED=0 "$PY" -m pytest -p rock_verify_report \\
-  --rock-report=/logs/verifier/results.json -p no:cacheprovider -q {files} > /logs/verifier/pytest.log 2>&1 &
-pid=$!
-wait $pid
-kill -KILL -- -$pid 2>/dev/null
-"$PY" /tests/grade.py /tests/config.json /logs/verifier/results.json > /logs/verifier/reward.txt
+# ROCK runs these tasks' tests with its own runner (task.toml: runner = "pytest"; see
+# rock.agentic.tasks.verifier), not with test.sh. test.sh is the same run for Harbor, which runs
+# tests/test.sh as root in the task's image (with pytest installed there): the hidden tests over
+# the workspace, pytest with the per-test report and no plugin autoload, the grade as the reward.
+RUN_TESTS = """export PYTHONPATH="/tests:{pythonpath}" PYTHONDONTWRITEBYTECODE=1 PYTHONHASHSEED=0 PYTEST_DISABLE_PLUGIN_AUTOLOAD=1
+python3 -m pytest -p rock_verify_report --rock-report=/logs/verifier/results.json -p no:cacheprovider \\
+  --import-mode=append -q {files} > /logs/verifier/pytest.log 2>&1
+python3 /tests/grade.py /tests/config.json /logs/verifier/results.json > /logs/verifier/reward.txt
 """
 
 TEST_SH = """#!/bin/bash

@@ -3,15 +3,15 @@ verifier's fresh sandbox where the hidden tests decide the reward.
 
     agent sandbox (task image, no network) <- workspace
         harness.run(...)                      (within the task's agent timeout; a crash is recorded)
-        workspace downloaded -> diff against where it started (protected paths left out)
+        workspace downloaded -> diff against where it started (protected paths and links left out)
     stopped
-    verifier sandbox (the same image, fresh) <- workspace + the agent's changes, then tests/ at /tests
-        bash /tests/test.sh                   (within the verifier timeout)
-        /logs/verifier/results.json, reward.txt read back
+    verifier sandbox (the verifier's image, fresh) <- workspace + the agent's changes, tests/ at /tests
+        the verifier's supervisor runs the tests as an unprivileged user (``verifier``), ends all
+        their processes, then reports on its own stdout
     stopped
 
 The hidden tests exist only in the verifier's sandbox, which the agent never reaches; the
-reward is computed here, from the per-test results and the host's copy of the task's
+reward is computed here, from the supervisor's per-test results and the host's copy of the task's
 FAIL_TO_PASS / PASS_TO_PASS lists (SWE-bench's ``resolved``, with the pass rate beside it).
 Tasks without those lists are graded by the number test.sh writes to reward.txt.
 
@@ -23,7 +23,6 @@ fills ``rec["harness"]`` (exit code, output) and ``rec["model_calls"]``.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import shutil
@@ -35,7 +34,8 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from rock.actions import Command
-from rock.agentic.tasks import grade, workspace
+from rock.agentic.tasks import verifier, workspace
+from rock.agentic.tasks.verifier.box import grade
 from rock.agentic.tasks.errors import TaskError
 from rock.agentic.tasks.harbor import Task
 from rock.sdk.sandbox.client import Sandbox
@@ -233,54 +233,45 @@ async def rollout(task: Task, options: RolloutOptions, harness: Harness | None =
 
 
 async def verify(task: Task, options: RolloutOptions, changes: workspace.Changes, rec: dict, tmp: Path) -> None:
-    """The hidden tests on the agent's changes, in a fresh sandbox of the task's image."""
-    box = await _start(task, options, tmp)
+    """The hidden tests on the agent's changes, in a fresh sandbox of the verifier's image, under the
+    verifier's supervisor (``rock.agentic.tasks.verifier``): the reward comes from its report only."""
+    box = await _start(task, options, tmp, await verifier.image(task))
     rec["verifier_sandbox"] = box.sandbox_id
     try:
         await workspace.apply(box, task.workdir, changes, tmp)
-        await box.execute(Command(command=["rm", "-rf", "/logs/verifier", "/tests"], timeout=60))
+        await box.execute(Command(command=["rm", "-rf", "/logs/verifier", "/tests", verifier.WHERE], timeout=60))
         await box.upload_dir(task.tests, "/tests")
         limit = _limit(options.verifier_timeout, task.verifier_timeout)
         t = time.perf_counter()
-        r = await box.execute(Command(command=["bash", "/tests/test.sh"], cwd=task.workdir, timeout=limit,
-                                      env=task.verifier_env or None))
+        report = await verifier.run(box, task, limit)
         rec["timings"]["tests_ms"] = _ms(t)
-        tests: dict[str, Any] = {"exit_code": r.exit_code, "timed_out": r.timed_out,
-                                 "output": (r.stdout + r.stderr)[-2000:]}
-        results = await _read_json(box, "/logs/verifier/results.json")
-        reward_text = (await _read(box, "/logs/verifier/reward.txt")).strip()
-        tests["reward_txt"] = reward_text[:100]
-        if task.graded_by_tests:
-            config = {"FAIL_TO_PASS": task.fail_to_pass, "PASS_TO_PASS": task.pass_to_pass}
-            g = grade.grade(config, results if isinstance(results, dict) and not r.timed_out else {})
-            tests.update(g)
-            rec["resolved"], rec["pass_rate"] = g["resolved"], g["pass_rate"]
-            rec["reward"] = 1.0 if g["resolved"] else 0.0
-        else:
-            try:
-                rec["reward"] = 0.0 if r.timed_out else max(0.0, min(1.0, float(reward_text)))
-            except ValueError:
-                tests["error"] = "test.sh wrote no number to /logs/verifier/reward.txt"
-            rec["resolved"], rec["pass_rate"] = rec["reward"] >= 1.0, rec["reward"]
-        rec["passed"] = rec["resolved"]
-        rec["tests"] = tests
     finally:
         await box.stop()
-
-
-async def _read(box: Sandbox, path: str) -> str:
-    try:
-        return (await box.read_bytes(path)).decode(errors="replace")
-    except Exception:  # noqa: BLE001 - absent: the tests did not get that far
-        return ""
-
-
-async def _read_json(box: Sandbox, path: str):
-    text = await _read(box, path)
-    try:
-        return json.loads(text) if text else None
-    except ValueError:
-        return None
+    results, timed_out = report.get("results"), bool(report.get("timed_out"))
+    tests: dict[str, Any] = {"runner": task.runner, "exit_code": report.get("exit_code"), "timed_out": timed_out,
+                             "output": (report.get("output") or "")[-2000:],
+                             "reward_txt": (report.get("reward_txt") or "").strip()[:100],
+                             "leftover_processes": report.get("leftover_processes", 0),
+                             "foreign_reports": report.get("foreign_reports", 0)}
+    if task.graded_by_tests:
+        config = {"FAIL_TO_PASS": task.fail_to_pass, "PASS_TO_PASS": task.pass_to_pass}
+        g = grade.grade(config, results if isinstance(results, dict) and not timed_out else {})
+        tests.update(g)
+        rec["resolved"], rec["pass_rate"] = g["resolved"], g["pass_rate"]
+        rec["reward"] = 1.0 if g["resolved"] else 0.0
+    else:
+        try:
+            rec["reward"] = 0.0 if timed_out else max(0.0, min(1.0, float(tests["reward_txt"])))
+        except ValueError:
+            # Not a reward of 0: the tests did not decide (a runner missing from the image, a
+            # broken test.sh). The task's error, with what test.sh printed.
+            rec["tests"] = tests
+            raise TaskError(f"task {task.task_id}: test.sh (exit {tests['exit_code']}) wrote no number to "
+                            f"/logs/verifier/reward.txt; its output ends: {tests['output'][-600:]}",
+                            "VerifierFailed") from None
+        rec["resolved"], rec["pass_rate"] = rec["reward"] >= 1.0, rec["reward"]
+    rec["passed"] = rec["resolved"]
+    rec["tests"] = tests
 
 
 def _ms(t: float) -> float:

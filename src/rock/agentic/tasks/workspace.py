@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import io
+import os
 import shlex
 import shutil
 import tarfile
@@ -38,27 +39,44 @@ class Changes:
 
 
 def snapshot_files(root: Path) -> dict[str, bytes]:
-    out = {}
+    """{path: bytes} of the regular files under ``root``; symbolic links as ``Link`` values."""
+    out: dict[str, bytes] = {}
     if not root.is_dir():
         return out
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root)
-        if SKIP_PARTS & set(rel.parts) or p.suffix == ".pyc" or p.is_symlink() or not p.is_file():
+        if SKIP_PARTS & set(rel.parts) or p.suffix == ".pyc":
             continue
-        out[str(rel)] = p.read_bytes()
+        if p.is_symlink():
+            out[str(rel)] = Link(os.readlink(p).encode(errors="surrogateescape"))
+        elif p.is_file():
+            out[str(rel)] = p.read_bytes()
     return out
 
 
+class Link(bytes):
+    """A symbolic link in a snapshot (its target): never carried to the verifier, named instead."""
+
+
 async def download(box, workdir: str, dest: Path) -> dict[str, bytes]:
-    """The sandbox's workspace as {path: bytes} (refused above MAX_WORKSPACE_BYTES)."""
-    r = await box.execute(Command(command=f"du -sb {shlex.quote(workdir)} 2>/dev/null | cut -f1", timeout=60))
-    size = int((r.stdout or "0").strip() or 0)
+    """The sandbox's workspace as {path: bytes} (refused above MAX_WORKSPACE_BYTES); symbolic
+    links as ``Link`` values."""
+    q = shlex.quote(workdir)
+    r = await box.execute(Command(command=f"du -sb {q} 2>/dev/null | cut -f1; cd {q} 2>/dev/null && "
+                                          "find . -type l -printf '%P\\0%l\\0'", timeout=60))
+    size_text, _, links_text = (r.stdout or "0").partition("\n")
+    size = int(size_text.strip() or 0)
     if size > MAX_WORKSPACE_BYTES:
         raise ValueError(f"the workspace holds {size} bytes; more than {MAX_WORKSPACE_BYTES} are not graded")
     if size == 0:
         return {}
-    await box.download(workdir, dest)
-    return snapshot_files(dest)
+    await box.download(workdir, dest, skip_links=True)
+    files = snapshot_files(dest)
+    fields = links_text.split("\0")
+    for rel, target in zip(fields[0::2], fields[1::2]):
+        if rel and not SKIP_PARTS & set(Path(rel).parts):
+            files[rel] = Link(target.encode(errors="surrogateescape"))
+    return files
 
 
 def protected(path: str, patterns: list[str]) -> bool:
@@ -71,6 +89,9 @@ def compare(before: dict[str, bytes], after: dict[str, bytes], patterns: list[st
     for path in sorted(set(before) | set(after)):
         old, new = before.get(path), after.get(path)
         if old == new:
+            continue
+        if isinstance(new, Link):
+            ch.ignored.append(f"{path} (symbolic link)")  # the verifier's workspace gets no links
             continue
         if protected(path, patterns):
             ch.ignored.append(path)

@@ -88,8 +88,10 @@ class FilesMixin:
     async def upload_dir(self, local_dir: str | Path, target_dir: str) -> dict:
         return await self._put("/files/upload_tar", {"path": target_dir}, _tar_chunks(Path(local_dir)))
 
-    async def download(self, path: str, local_path: str | Path) -> Path:
-        """Download a file (to ``local_path``) or a directory (into ``local_path``)."""
+    async def download(self, path: str, local_path: str | Path, skip_links: bool = False) -> Path:
+        """Download a file (to ``local_path``) or a directory (into ``local_path``). A symbolic
+        link that points outside it (or anywhere absolute) is refused, or with ``skip_links``
+        every symbolic link is left out."""
         local = Path(local_path)
         params = {"sandbox_id": self._need_id(), "path": path}
         spool = tempfile.SpooledTemporaryFile(max_size=16 << 20)
@@ -103,7 +105,7 @@ class FilesMixin:
                 async for chunk in response.aiter_raw():
                     spool.write(chunk)
             spool.seek(0)
-            await asyncio.to_thread(_extract, spool, local)
+            await asyncio.to_thread(_extract, spool, local, skip_links)
         finally:
             spool.close()
         return local
@@ -116,9 +118,9 @@ class FilesMixin:
         return unwrap(response)
 
 
-def _extract(fileobj: io.IOBase, local: Path) -> None:
+def _extract(fileobj: io.IOBase, local: Path, skip_links: bool = False) -> None:
     with tarfile.open(fileobj=fileobj, mode="r:") as tar:
-        members = tar.getmembers()
+        members = [m for m in tar.getmembers() if not (skip_links and m.issym())]
         if not members:
             raise BadRequest("the download was empty")
         for m in members:  # never write outside the target, whatever the archive says
@@ -138,6 +140,10 @@ def _extract(fileobj: io.IOBase, local: Path) -> None:
         for m in members[1:]:
             if m.name.startswith(prefix):
                 m.name = m.name[len(prefix):]
+                if m.islnk():  # a hard link names another member: it moves with the members
+                    if not m.linkname.startswith(prefix):
+                        continue
+                    m.linkname = m.linkname[len(prefix):]
                 inner.append(m)
         local.mkdir(parents=True, exist_ok=True)
         kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}

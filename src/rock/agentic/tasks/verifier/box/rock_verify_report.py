@@ -1,13 +1,16 @@
 """A pytest plugin (standard library and pytest only): every test's outcome and its failure's
-first line, as JSON in the file named by ``--rock-report``. It runs inside the verifier's sandbox
-(and on the host when a suite is built), so it imports nothing from rock.
+first line, as JSON. It runs inside the verifier's sandbox, so it imports nothing from rock.
+
+Under the verifier's supervisor (``supervise.py``, which sets ``ROCK_VERIFY_SOCKET``) the report
+goes over a Unix socket to the supervisor, which takes it only from this pytest process (the
+kernel tells it who connected): a file the tested code could also write is never the result.
+Standalone (a task's own test.sh, as Harbor runs it) it is written to ``--rock-report``:
 
     python -m pytest -p rock_verify_report --rock-report=/logs/verifier/results.json ...
 
-The file is written when the session ends (code under test that wrote it earlier is overwritten)
-and the process then ends at once with pytest's status (``os._exit``: the tested code's atexit
-handlers never run after it); test.sh kills the run's process group. A collection error fails every test of that file (its ids are the expected ones, so they
-count as failed, not absent).
+The report is made when the session ends and the process then ends at once with pytest's status
+(``os._exit``: the tested code's atexit handlers never run after it). A collection error fails
+every test of that file (its ids are the expected ones, so they count as failed, not absent).
 """
 
 import json
@@ -53,13 +56,22 @@ def pytest_collectreport(report):
 
 
 def pytest_sessionfinish(session, exitstatus):
+    report = {"tests": RESULTS, "collection_errors": ERRORS, "exitstatus": int(exitstatus)}
+    name = os.environ.get("ROCK_VERIFY_SOCKET")
     path = session.config.getoption("rock_report")
-    if not path:
+    if name:
+        import socket
+
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect("\0" + name)
+            sock.sendall(json.dumps(report).encode())
+    elif path:
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(report, f)
+        os.replace(tmp, path)
+    else:
         return
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump({"tests": RESULTS, "collection_errors": ERRORS, "exitstatus": int(exitstatus)}, f)
-    os.replace(tmp, path)
     STATUS.append(int(exitstatus))
 
 
