@@ -43,13 +43,14 @@ def router(ctx: Ctx) -> APIRouter:
                     dockerfile: str = Query(default="Dockerfile", max_length=1024, pattern=r"^[^/\x00][^\x00]*$",
                                             description="the Dockerfile's path in the context (relative, no '..')")):
         from rock.runtime import build_context
-        from rock.runtime.docker_images import MADE_BY, build_base, build_image, claim_tag, present, split_tag
+        from rock.admin.claims import claim_tag
+        from rock.runtime.docker_images import MADE_BY, build_base, build_image, present, split_tag
         from rock.worker.sizes import parse_memory
 
         owner = ctx.owner(request) or ""
         if tag is not None:
             split_tag(tag)
-            await asyncio.to_thread(claim_tag, tag, owner)
+            await claim_tag(ctx.sandboxes.store, tag, owner)
         digest = hashlib.sha256(dockerfile.encode() + b"\0")
         with tempfile.SpooledTemporaryFile(max_size=16 << 20) as context:
             async for chunk in request.stream():
