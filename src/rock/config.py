@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     # service on the host's loopback (the admin, Ray, a database). Off unless set; the docker
     # backend gives such a sandbox a network of its own.
     allow_host_network: bool = False
+    # Where docker sandboxes with network=true may not go, besides the host itself and other
+    # sandboxes (always refused; rock.runtime.docker_network): the cloud metadata range by default.
+    sandbox_network_deny: list[str] = Field(default_factory=lambda: ["169.254.0.0/16"])
     # Env image requirements that name a direct URL ('name @ https://...'), a local path or a
     # file: URL (read from the admin's host and copied into the build sandbox): off unless set.
     allow_direct_requirements: bool = False
@@ -115,6 +118,15 @@ class Settings(BaseSettings):
     relay_host: str = Field(default="", description="address a node's worker serves sandboxes' data on; '' = the node's IP")
     relay_port: int = 0
     gpus: str | None = Field(default=None, description="GPU indices this node may hand out, e.g. '0,1'; unset: detected")
+
+    @field_validator("sandbox_network_deny")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)  # a ValueError names the bad one
+        return value
 
     @field_validator("build_network")
     @classmethod
