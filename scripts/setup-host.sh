@@ -14,6 +14,8 @@ command -v dockerd >/dev/null || need_pkgs+=(docker.io)
 command -v bwrap >/dev/null || need_pkgs+=(bubblewrap)
 command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
+# docker sandboxes with a network: the host's rules that fence their bridge (rock.runtime.docker_network)
+command -v nft >/dev/null || need_pkgs+=(nftables)
 command -v npm >/dev/null || need_pkgs+=(npm)  # the admin UI's browser packages (web/build.sh)
 command -v chromium >/dev/null || need_pkgs+=(chromium)  # the UI tests' browser (Playwright drives it)
 # A real local image registry (with htpasswd logins) for the image pull / push tests.

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BackendName = Literal["auto", "docker", "bwrap", "local"]
@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     # service on the host's loopback (the admin, Ray, a database). Off unless set; the docker
     # backend gives such a sandbox a network of its own.
     allow_host_network: bool = False
+    # Where docker sandboxes with network=true may not go, besides the host itself and other
+    # sandboxes (always refused; rock.runtime.docker_network): the cloud metadata range by default.
+    sandbox_network_deny: list[str] = Field(default_factory=lambda: ["169.254.0.0/16"])
     # Env image requirements that name a direct URL ('name @ https://...'), a local path or a
     # file: URL (read from the admin's host and copied into the build sandbox): off unless set.
     allow_direct_requirements: bool = False
@@ -75,6 +78,9 @@ class Settings(BaseSettings):
     build_cpus: float = Field(default=2.0, gt=0)
     build_timeout: float = Field(default=1800.0, gt=0)
     build_concurrency: int = Field(default=2, ge=1)  # env image builds at once per admin (the rest wait)
+    # The network of POST /images/build's RUN steps: "none", or a Docker network the operator made
+    # for builds (one that reaches only their package mirror, say). Never "host" (the host's loopback).
+    build_network: str = Field(default="none", pattern=r"^(none|[a-zA-Z0-9][a-zA-Z0-9_.-]*)$")
     # Idle HTTP connections the port proxy keeps open per sandbox port, and for how long: a request
     # on an open connection skips the relay's connect (a round trip to the agent, a thread there).
     proxy_keepalive_connections: int = Field(default=8, ge=0)
@@ -112,6 +118,23 @@ class Settings(BaseSettings):
     relay_host: str = Field(default="", description="address a node's worker serves sandboxes' data on; '' = the node's IP")
     relay_port: int = 0
     gpus: str | None = Field(default=None, description="GPU indices this node may hand out, e.g. '0,1'; unset: detected")
+
+    @field_validator("sandbox_network_deny")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)  # a ValueError names the bad one
+        return value
+
+    @field_validator("build_network")
+    @classmethod
+    def _not_the_hosts_network(cls, value: str) -> str:
+        if value == "host":
+            raise ValueError("build_network 'host' would let RUN steps reach the host's loopback services; "
+                             "name 'none' or a Docker network made for builds")
+        return value
 
     @property
     def images_path(self) -> Path:

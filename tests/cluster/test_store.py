@@ -110,6 +110,16 @@ async def test_one_lease_holder_until_it_expires(store):
     assert await a.lease_holder("reaper") is None
 
 
+async def test_a_claim_has_one_owner_whoever_asks_at_once(store):
+    """Two processes claim one name at once, many times over: each name ends with one owner, and
+    every caller is told that owner (tags: rock.admin.claims)."""
+    a, b = await store(), await store()
+    for i in range(20):
+        got = await asyncio.gather(a.claim(f"image:t{i}:v1", "A"), b.claim(f"image:t{i}:v1", "B"))
+        assert got[0] == got[1] in ("A", "B"), got
+        assert await b.claim(f"image:t{i}:v1", "B") == got[0]  # kept
+
+
 async def test_concurrent_writes_keep_each_processs_order(store):
     s = await store()
     record = SandboxRecord(sandbox_id="c")

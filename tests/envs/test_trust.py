@@ -13,15 +13,14 @@ import json
 import os
 import tarfile
 import textwrap
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.admin.harness import Admin, backend_params
+from tests.security.secret_server import SecretServer
 
 TOKEN = "token-trust"
 OTHER = "token-other"
@@ -234,24 +233,9 @@ def test_the_default_image_still_starts(client):
 def loopback_secret():
     """An HTTP server on this host's loopback only (as a database, Ray or a metadata service would
     be), serving a secret and counting who asked."""
-    hits: list[str] = []
-    secret = f"loopback-secret-{uuid.uuid4().hex}"
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            hits.append(self.path)
-            self.send_response(200)
-            self.send_header("content-length", str(len(secret)))
-            self.end_headers()
-            self.wfile.write(secret.encode())
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/secret", secret, hits
-    server.shutdown()
+    server = SecretServer("127.0.0.1", "loopback-secret")
+    yield server.url, server.secret, server.hits
+    server.close()
 
 
 def _context(dockerfile: str) -> bytes:

@@ -158,16 +158,17 @@ class Lifecycle:
 
     async def commit(self, sandbox_id: str, owner: str | None, image_tag: str, username: str | None,
                      password: str | None) -> dict:
-        from rock.runtime.docker_images import claim_tag, split_tag
+        from rock.admin.claims import claim_tag
+        from rock.runtime.docker_images import split_tag
 
         record = await self.svc.lookup(sandbox_id, owner, include_deleted=False)
         split_tag(image_tag)  # a bad tag is the caller's error, now, not a failed commit later
-        await asyncio.to_thread(claim_tag, image_tag, owner or "")
         if record.state not in ("running", "stopped"):
             raise Conflict(f"sandbox {sandbox_id} is {record.state}; only a running or stopped sandbox can be committed")
         current = self.commits.get(sandbox_id)
         if current is not None and current["phase"] == "RUNNING":
             raise Conflict(f"sandbox {sandbox_id} is already being committed to {current['image_tag']}")
+        await claim_tag(self.svc.store, image_tag, owner)  # held for good: no later commit or build replaces it
         status = self.commits[sandbox_id] = {
             "sandbox_id": sandbox_id, "image_tag": image_tag, "phase": "RUNNING", "started_at": _iso(time.time()),
             "completed_at": None, "exit_code": None, "failed_stage": None, "error_code": None, "error_message": None,

@@ -42,13 +42,15 @@ def router(ctx: Ctx) -> APIRouter:
                                             "the context>:latest, built once per content"),
                     dockerfile: str = Query(default="Dockerfile", max_length=1024, pattern=r"^[^/\x00][^\x00]*$",
                                             description="the Dockerfile's path in the context (relative, no '..')")):
-        from rock.runtime.docker_images import MADE_BY, build_image, check_context, claim_tag, present, split_tag
+        from rock.runtime import build_context
+        from rock.admin.claims import claim_tag
+        from rock.runtime.docker_images import MADE_BY, build_base, build_image, present, split_tag
         from rock.worker.sizes import parse_memory
 
         owner = ctx.owner(request) or ""
         if tag is not None:
             split_tag(tag)
-            await asyncio.to_thread(claim_tag, tag, owner)
+            await claim_tag(ctx.sandboxes.store, tag, owner)
         digest = hashlib.sha256(dockerfile.encode() + b"\0")
         with tempfile.SpooledTemporaryFile(max_size=16 << 20) as context:
             async for chunk in request.stream():
@@ -62,7 +64,8 @@ def router(ctx: Ctx) -> APIRouter:
 
                 image_id = (await asyncio.to_thread(client().inspect_image, image))["Id"]
                 return ok(BuildResult(image=image, image_id=image_id, cached=True, steps=[]).model_dump())
-            await asyncio.to_thread(check_context, context, dockerfile)
+            # the engine builds our copy of the context: the Dockerfile it reads is the one checked
+            checked, name = await asyncio.to_thread(build_context.prepare, context, dockerfile, build_base)
             steps: list[str] = []
 
             def say(text: str) -> None:
@@ -72,7 +75,9 @@ def router(ctx: Ctx) -> APIRouter:
             # RUN steps run in the engine's build containers: held to the admin's build limits
             memory = parse_memory(ctx.settings.build_memory)
             limits = {"memory": memory, "memswap": memory} if memory else None
-            image_id = await asyncio.to_thread(build_image, context, image, dockerfile, {MADE_BY: owner}, limits, say)
+            with checked:
+                image_id = await asyncio.to_thread(build_image, checked, image, name, {MADE_BY: owner}, limits, say,
+                                                   ctx.settings.build_network)
         return ok(BuildResult(image=image, image_id=image_id, cached=False, steps=steps).model_dump())
 
     return api

@@ -32,7 +32,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Mount
 
 from rock.errors import SandboxStartError
-from rock.runtime import cgroups
+from rock.runtime import cgroups, docker_network
 from rock.runtime.base import (
     AGENT_SRC,
     READY_TIMEOUT,
@@ -144,7 +144,8 @@ class DockerRuntime(KeptContainers, Runtime):
                 Mount(self.python_prefix, self.python_prefix, type="bind", read_only=True),
                 *(Mount(path, path, type="bind", read_only=True) for path in spec.ro_binds),
             ],
-            network_mode="bridge" if spec.network else "none",
+            # our own bridge, fenced off the host and other sandboxes (rock.runtime.docker_network)
+            network_mode=docker_network.NETWORK if spec.network else "none",
             cap_drop=["ALL"],
             cap_add=CAPS,
             security_opt=["no-new-privileges"],
@@ -184,6 +185,8 @@ class DockerRuntime(KeptContainers, Runtime):
         try:
             if not _deaths.running:
                 await _call(_deaths.start)
+            if spec.network:
+                await _call(docker_network.ensure, client(), self.settings.sandbox_network_deny)
             if spec.pull_policy != "missing":
                 await self._ensure_image(spec, config["image"])
             try:

@@ -121,44 +121,14 @@ def _clear_entrypoint(image_id: str, image_tag: str, config: dict) -> str:
     return build_image(context, image_tag)
 
 
-_REMOTE = re.compile(r"^([a-z][a-z0-9+.-]*://|git@)", re.IGNORECASE)
-
-
-def check_context(context, dockerfile: str) -> None:
-    """Refuse what a caller's build would make the engine itself do on this host (not in a build
-    container): ``ADD <url>`` and ``ADD <git repo>`` are fetched by the engine's daemon from the
-    host's network namespace, where the host's loopback services are. ``context`` is the tar
-    (seekable; left at its start)."""
-    import json
-    import tarfile
-
-    parts = dockerfile.replace("\\", "/").split("/")
-    if not dockerfile or dockerfile.startswith("/") or ".." in parts or "\0" in dockerfile:
-        raise BadRequest(f"dockerfile {dockerfile!r} must be a relative path inside the build context, without '..'")
-    context.seek(0)
-    try:
-        with tarfile.open(fileobj=context, mode="r:*") as tar:
-            member = next((m for m in tar if m.isfile() and m.name.lstrip("./") == dockerfile.lstrip("./")), None)
-            text = tar.extractfile(member).read(1 << 20).decode(errors="replace") if member else ""
-    except tarfile.TarError as exc:
-        raise BadRequest(f"the build context is not a readable tar: {exc}") from None
-    finally:
-        context.seek(0)
-    escape = "`" if re.search(r"^#\s*escape\s*=\s*`", text, re.IGNORECASE | re.MULTILINE) else "\\"
-    for line in re.sub(re.escape(escape) + r"[ \t]*\r?\n", " ", text).splitlines():
-        words = line.split(None, 1)
-        if len(words) < 2 or words[0].upper() != "ADD":
-            continue
-        rest = words[1].strip()
-        try:
-            args = json.loads(rest) if rest.startswith("[") else None
-        except ValueError:
-            args = None
-        sources = [a for a in (args if isinstance(args, list) else rest.split()) if not str(a).startswith("--")][:-1]
-        if any(_REMOTE.match(str(src)) for src in sources):
-            raise BadRequest(f"'{line.strip()[:200]}': ADD from a URL or a git repository is fetched by the engine's "
-                             "daemon on this host's own network, which a build may not reach; fetch it in a RUN step "
-                             "(it runs in the build's container) or put the file in the context")
+def build_base(name: str) -> tuple[str, list[str]]:
+    """A build's base image, pulled if missing: its id and its ONBUILD triggers (what
+    rock.runtime.build_context checks and pins)."""
+    if not _REFERENCE.match(name) and not re.match(r"^sha256:[0-9a-f]{64}$", name):
+        raise BadRequest(f"the base image {name!r} is not a valid image name")
+    ensure_image(name, "missing")
+    info = client().inspect_image(name)
+    return info["Id"], list((info.get("Config") or {}).get("OnBuild") or [])
 
 
 @functools.cache
@@ -170,14 +140,16 @@ def _build_client():
 
 
 def build_image(context, tag: str, dockerfile: str = "Dockerfile", labels: dict | None = None,
-                limits: dict | None = None, say=None) -> str:
+                limits: dict | None = None, say=None, network: str | None = None) -> str:
     """``docker build`` of a build context (a tar stream) as ``tag``; each step goes to ``say`` (or
-    the log). Returns the image id; a failure raises SandboxStartError with the builder's words."""
+    the log). ``network``: the network of its RUN steps (the engine's default when None). Returns
+    the image id; a failure raises SandboxStartError with the builder's words."""
     say = say or (lambda text: log.info("building %s: %s", tag, text))
     t0 = time.perf_counter()
     try:
         for chunk in _build_client().build(fileobj=context, custom_context=True, tag=tag, dockerfile=dockerfile,
-                                    labels=labels, rm=True, forcerm=True, decode=True, container_limits=limits):
+                                           labels=labels, rm=True, forcerm=True, decode=True,
+                                           container_limits=limits, network_mode=network):
             if "error" in chunk:
                 raise SandboxStartError(f"docker build of {tag} failed: {chunk['error'].strip()}")
             text = (chunk.get("stream") or "").strip()

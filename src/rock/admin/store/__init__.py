@@ -220,6 +220,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def lease_holder(self, name: str) -> str | None: ...
 
+    @abc.abstractmethod
+    async def claim(self, name: str, owner: str) -> str:
+        """Claim ``name`` (an image tag, ...) for ``owner`` unless it is claimed already, in one
+        statement: returns the owner that holds it now (``owner`` when this call took it, or
+        held it before). Claims are kept: the first namespace to take a name keeps it."""
+
     # Training instances (rock.training.service): rows of INSTANCE_COLUMNS, so that a restarted
     # admin serves the instance ids it handed out.
     @abc.abstractmethod

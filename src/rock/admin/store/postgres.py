@@ -48,6 +48,7 @@ _SCHEMA = [
     "to_state TEXT NOT NULL, event TEXT NOT NULL, message TEXT, ts DOUBLE PRECISION NOT NULL)",
     "CREATE INDEX IF NOT EXISTS history_sandbox ON history(sandbox_id, id)",
     "CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS claims (name TEXT PRIMARY KEY, owner TEXT NOT NULL, claimed_at DOUBLE PRECISION NOT NULL)",
     "CREATE TABLE IF NOT EXISTS training_instances (instance_id TEXT PRIMARY KEY, owner TEXT, env_type TEXT NOT NULL, "
     "task_id TEXT NOT NULL, handle TEXT NOT NULL, created DOUBLE PRECISION NOT NULL)",
 ]
@@ -270,6 +271,11 @@ class PostgresStore(Store):
         rows = await self._fetch(f"SELECT holder FROM leases WHERE name=%s AND expires_at >= {_NOW}", (name,))
         return rows[0]["holder"] if rows else None
 
+    async def claim(self, name: str, owner: str) -> str:
+        # the no-op update makes RETURNING give the row that holds the name, ours or not
+        rows = await self._fetch(f"INSERT INTO claims (name, owner, claimed_at) VALUES (%s, %s, {_NOW}) ON CONFLICT (name) "
+                                 "DO UPDATE SET name=EXCLUDED.name RETURNING owner", (name, owner))
+        return rows[0]["owner"]
 
     # -- training instances -------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS history (
 );
 CREATE INDEX IF NOT EXISTS history_sandbox ON history(sandbox_id, id);
 CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS claims (name TEXT PRIMARY KEY, owner TEXT NOT NULL, claimed_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS training_instances (
     instance_id TEXT PRIMARY KEY, owner TEXT, env_type TEXT NOT NULL, task_id TEXT NOT NULL, handle TEXT NOT NULL,
     created REAL NOT NULL
@@ -183,6 +184,12 @@ class SqliteStore(Store):
             return row[0] if row else None
 
         return await self._run(get)
+
+    async def claim(self, name: str, owner: str) -> str:
+        # the no-op update makes RETURNING give the row that holds the name, ours or not
+        return await self._run(lambda: self._db.execute(
+            "INSERT INTO claims (name, owner, claimed_at) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+            "name=excluded.name RETURNING owner", (name, owner, time.time())).fetchone()[0])
 
     # -- training instances (rock.training.service): their ids outlive an admin restart ----------
 
