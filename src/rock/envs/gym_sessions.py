@@ -248,12 +248,11 @@ class GymSessions:
     async def _list_ids(self, tag: str, owner: str | None) -> list[str]:
         sb = await self.envs.running_sandbox(owner, tag)
         client = await self.envs.sandboxes.agent(sb.sandbox_id, owner)
-        result, _ = await client.call("exec", {"command": 'exec "$ROCK_HOST_PYTHON" -I -S -', "shell": True,
-                                               "timeout": 300}, _LIST_IDS.replace("SITE", SITE).encode())
-        if result.get("exit_code") != 0:
-            raise EnvError(f"listing gymnasium ids in {sb.sandbox_id} failed: {result.get('stderr', '')[-1500:]}",
-                           "EnvUnavailable")
-        return json.loads(result["stdout"])
+        result = await client.exec('exec "$ROCK_HOST_PYTHON" -I -S -', shell=True, timeout=300,
+                                   stdin=_LIST_IDS.replace("SITE", SITE).encode())
+        if result.exit_code != 0:
+            raise EnvError(f"listing gymnasium ids in {sb.sandbox_id} failed: {result.stderr[-1500:]}", "EnvUnavailable")
+        return json.loads(result.stdout)
 
     async def shutdown(self) -> None:
         await asyncio.gather(*(self.envs.close(sid, self.envs.envs[sid].owner) for sid in list(self.sessions)
