@@ -21,6 +21,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
+from rock.actions.images import ImageRef
 from rock.envs.catalog import EnvInfo
 from rock.envs.errors import EnvError
 from rock.envs.images import SITE, EnvImage, EnvImageSpec, ImageBuilder, Progress
@@ -45,7 +46,7 @@ class GymImageRequest(BaseModel):
 
     source: str = Field(min_length=1, max_length=512, description="gymnasium id, gym://ID, module:attr, "
                         "a registered env name, or hf://repo@revision")
-    base_image: str | None = Field(default=None, description="image the env image is built FROM (default: the admin's)")
+    base_image: ImageRef | None = Field(default=None, description="image the env image is built FROM (default: the admin's)")
     packages: list[_Requirement] | None = Field(default=None, description="pip requirements for the env (default: gymnasium "
                                        "with its offline families)")
     imports: list[_Module] | None = Field(default=None, description="modules imported when the env host starts")
