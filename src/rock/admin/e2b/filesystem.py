@@ -177,13 +177,21 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
             raise from_rock(exc, record.sandbox_id) from None
         if info["type"] == "dir":
             raise HttpError(400, f"path '{path}' is a directory")
+        try:  # the first piece before the answer's head: what cannot be read (a dangling link) is a 4xx, not a cut 200
+            first = await agent.read_file(path, 0, CHUNK)
+        except AgentError as exc:
+            if exc.kind in ("FileNotFound", "NotFound"):
+                raise HttpError(404, f"path '{path}' cannot be read: {exc.message}") from None
+            raise HttpError(400, f"path '{path}' cannot be read: {exc.message}") from None
+        except Exception as exc:  # noqa: BLE001
+            raise from_rock(exc, record.sandbox_id) from None
         zipped = "gzip" in request.headers.get("accept-encoding", "")
 
         async def content():
             packer = zlib.compressobj(6, zlib.DEFLATED, 31) if zipped else None
             offset = 0
             while True:
-                data = await agent.read_file(path, offset, CHUNK)
+                data = first if offset == 0 else await agent.read_file(path, offset, CHUNK)
                 if not data:
                     break
                 offset += len(data)
