@@ -31,7 +31,7 @@ import httpx
 from bench import rawhttp
 from bench.admin import AdminProcess
 from bench.report import record
-from bench.sdk import _config, _start_to_first_output, usable
+from bench.sdk import _config, _start_to_first_output, isolated
 from rock.actions import CreateBashSessionRequest
 from rock.sdk.sandbox import Sandbox
 
@@ -167,8 +167,5 @@ async def _backend(ctx, backend: str) -> list[dict]:
 
 
 async def run(ctx) -> list[dict]:
-    records = []
-    for backend in usable(ctx):
-        if backend != "local":  # the local backend keeps no files across a stop
-            records += await _backend(ctx, backend)
-    return records
+    # the local backend keeps no files across a stop
+    return [r for backend in isolated(ctx) for r in await _backend(ctx, backend)]

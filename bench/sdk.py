@@ -243,6 +243,11 @@ def usable(ctx) -> list[str]:
     return [b for b in ctx.backends if b in ("docker", "bwrap", "local") and get_runtime_class(b).available() is None]
 
 
+def isolated(ctx) -> list[str]:
+    """``usable`` less ``local``: the parts whose sandboxes must be real ones (kept files, E2B)."""
+    return [b for b in usable(ctx) if b != "local"]
+
+
 async def run(ctx) -> list[dict]:
     """Latencies only; the bursts are their own part (``bench.burst``), run last: a burst's
     teardown (docker's above all) goes on for seconds and would show in whatever follows."""

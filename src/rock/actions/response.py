@@ -122,6 +122,8 @@ class CommandResponse(_Compat):
     stderr: str = ""
     exit_code: int | None = None
     timed_out: bool = False  # ours
+    # ours: stdout or stderr passed the admin's max_output_bytes and its middle was cut (marked in it)
+    truncated: bool = False
 
 
 class _Outcome(_Compat):

@@ -1,7 +1,11 @@
 """The admin service: one FastAPI app with the worker embedded (single machine).
 
 Role ``admin`` serves everything; role ``proxy`` serves only the data plane (commands, sessions,
-files, streams) against the shared state, for read/write separation.
+files, streams, ports) against the shared state, for read/write separation. A role mounts only
+the routes it serves: nothing on a proxy creates a sandbox or an env (GEM's make and vector envs,
+gym, Chat endpoints, training, images and E2B's control plane are the admin's; a made env's reset
+and step are served by both), so a request for them there is a 404 before any handler runs, and
+a proxy leaves nothing behind that outlives it.
 """
 
 from __future__ import annotations
@@ -91,9 +95,9 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
                 lifecycle.start()  # timed archive/delete: with a shared store only the reaper-lease holder acts
                 if settings.warmup_images:
                     warmup = asyncio.create_task(_warm_up(settings.warmup_images), name="rock-warmup")
-            await gem_routes.startup(app)
-            await gym_routes.startup(app)
-            if settings.role == "admin":
+            if settings.role == "admin":  # a proxy neither recovers env sandboxes nor reaps builds
+                await gem_routes.startup(app)
+                await gym_routes.startup(app)
                 await routes_training.startup(app)
             log.info("rock admin ready: role=%s backend=%s state_dir=%s", settings.role, worker.backend_name,
                      settings.state_dir)
@@ -101,7 +105,8 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
         finally:
             if warmup is not None:
                 warmup.cancel()
-            await app.state.chat.close()
+            if settings.role == "admin":
+                await app.state.chat.close()
             await gym_routes.shutdown(app)
             await routes_training.shutdown(app)
             await gem_routes.shutdown(app)
@@ -124,12 +129,13 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     app.include_router(routes_ws.router(ctx), prefix=PREFIX)
     ports_api = routes_ports.router(ctx)
     app.include_router(ports_api, prefix=PREFIX)
-    app.include_router(gem_routes.router)
-    app.include_router(gym_routes.router)
-    if settings.role == "admin":
+    app.include_router(gem_routes.steps)  # a made env's reset and step: data plane, every role
+    if settings.role == "admin":  # each of these starts sandboxes (envs, gym sessions, tasks, endpoints)
+        app.include_router(gem_routes.router)
+        app.include_router(gym_routes.router)
         app.include_router(routes_training.router)
+        chat.install(app, ctx)
     app.include_router(cluster_routes.router(ctx), prefix=PREFIX)
-    chat.install(app, ctx)
     e2b.install(app, ctx, control_plane=settings.role == "admin")
 
     @app.get("/health", responses={200: {"model": RockResponse[dict]}, 204: {"description": "E2B's envd health"}})
@@ -150,8 +156,10 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     app.add_middleware(AuthGate, auth=ctx.auth, public=PUBLIC, open_paths=OPEN_PATHS, refusals=tuple(refusals))
     # Added last = outermost: the hot routes (run_in_session, env reset/step) skip every other
     # layer (see rock.admin.hotpath and rock.admin.gem_routes.GemHotPath).
-    app.add_middleware(gem_routes.GemHotPath, fastapi_app=app)
-    app.add_middleware(gym_routes.GymHotPath, fastapi_app=app)
+    app.add_middleware(gem_routes.GemHotPath, fastapi_app=app,
+                       hot=gem_routes.HOT if settings.role == "admin" else gem_routes.STEPS)
+    if settings.role == "admin":
+        app.add_middleware(gym_routes.GymHotPath, fastapi_app=app)
     # Outermost of the middleware: times every request; run_in_session, answered at the app's own
     # door in front of all of it (rock.admin.hotpath), times itself into the same metrics.
     meter = metrics.install(app, ctx)

@@ -8,6 +8,7 @@ other namespace is told it does not exist (404), so ids cannot be probed.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import socket
@@ -20,9 +21,27 @@ from rock.errors import RockError, Unauthorized
 
 # Headers that carry a token: ours, and the ones rl-rock users already set via extra_headers.
 _BEARER_HEADERS = ("authorization", "xrl-authorization")
+# E2B's control plane sends the token as X-API-KEY (rock.admin.e2b.common.owner_of); envd's data
+# plane proves a sandbox with its access token (X-Access-Token, or the traffic token).
+E2B_KEY_HEADER = "x-api-key"
+E2B_SANDBOX_TOKEN_HEADERS = ("x-access-token", "e2b-traffic-access-token")
 # The browser UI's login keeps the token in this cookie (HttpOnly, SameSite=Strict): a browser
 # cannot set headers on a page load or a WebSocket, and a cross-site request never carries it.
 COOKIE = "rock_token"
+# Every header that carries a credential some door of the admin accepts: the port proxy strips
+# them all before a request enters a sandbox (rock.admin.ports), so a server there never sees
+# one. One list with the code that reads them: a header the auth code learns is stripped too.
+# (Credentials are never read from query parameters, so none are stripped there.)
+CREDENTIAL_HEADERS = frozenset((*_BEARER_HEADERS, "x-key", E2B_KEY_HEADER, *E2B_SANDBOX_TOKEN_HEADERS))
+CREDENTIAL_COOKIES = frozenset((COOKIE,))
+
+
+def without_credential_cookies(value: str) -> str:
+    """A Cookie header's value less the cookies that carry our credentials (the rest are the
+    server's own: a web app in the sandbox keeps its session)."""
+    kept = [part for part in value.split(";")
+            if part.strip() and part.split("=", 1)[0].strip() not in CREDENTIAL_COOKIES]
+    return ";".join(kept).strip()
 
 
 def is_loopback(host: str) -> bool:
@@ -45,6 +64,16 @@ def check_bind(host: str, tokens: dict[str, str]) -> None:
             "Configure tokens (ROCK_TOKENS='{\"<token>\": \"<namespace>\"}' or 'tokens' in the config file) "
             "or bind 127.0.0.1."
         )
+
+
+def namespaced_id(sandbox_id: str, namespace: str) -> str:
+    """The id a sandbox id chosen by a caller of ``namespace`` gets: ``<id>.<10 hex>``, the hex
+    from the namespace and the id. Two namespaces choosing one id get two sandboxes, so a chosen
+    id neither tells whether another namespace has it nor takes it from them. Ids the server
+    makes (uuid hex, ``env-...``) have no '.', so they never meet one of these; at most 128
+    characters, like every sandbox id."""
+    tag = hashlib.sha256(f"{namespace}\0{sandbox_id}".encode()).hexdigest()[:10]
+    return f"{sandbox_id[:117]}.{tag}"
 
 
 class Auth:

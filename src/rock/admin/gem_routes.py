@@ -30,7 +30,10 @@ from rock.envs.service import EnvService
 from rock.envs.settings import EnvSettings
 
 GEM = "/apis/v1/envs/gem"
-router = APIRouter(tags=["gem"])
+router = APIRouter(tags=["gem"])  # the admin's: make, close, vector envs, catalog, registration
+# A single env's reset and step, by its handle (the env host in its sandbox holds the env): served
+# by every role, a proxy included; nothing here creates a sandbox or an env.
+steps = APIRouter(tags=["gem"])
 
 
 class _Compat(BaseModel):
@@ -195,8 +198,10 @@ def _vec_step_args(body: bytes) -> tuple[str, list | dict]:
     return req.vec_id, req.actions
 
 
-# The per-step routes: the same handlers serve the routed and the hot path.
-HOT = {GEM + "/reset": _reset, GEM + "/step": _step, GEM + "/vec/step": _vec_step}
+# The per-step routes: the same handlers serve the routed and the hot path. A vector env's state
+# is the admin's (rock.envs.vector), so a proxy answers only a single env's reset and step.
+STEPS = {GEM + "/reset": _reset, GEM + "/step": _step}
+HOT = {**STEPS, GEM + "/vec/step": _vec_step}
 _JSON = [(b"content-type", b"application/json")]
 
 
@@ -205,12 +210,13 @@ class GemHotPath:
     Mount with ``app.add_middleware(GemHotPath, fastapi_app=app)``. Same models, auth and
     error mapping as the routed versions below."""
 
-    def __init__(self, app, fastapi_app):
+    def __init__(self, app, fastapi_app, hot: dict = HOT):
         self.app = app
         self.fastapi_app = fastapi_app
+        self.hot = hot
 
     async def __call__(self, scope, receive, send):
-        handler = HOT.get(scope.get("path")) if scope["type"] == "http" and scope["method"] == "POST" else None
+        handler = self.hot.get(scope.get("path")) if scope["type"] == "http" and scope["method"] == "POST" else None
         if handler is None:
             return await self.app(scope, receive, send)
         try:
@@ -231,12 +237,12 @@ async def make(request: Request) -> Response:
     return _json({"sandbox_id": rec.handle, "env_id": rec.env_id})
 
 
-@router.post(GEM + "/reset", **_doc(ResetRequest, dict[str, Any], _CALL))  # answered by GemHotPath
+@steps.post(GEM + "/reset", **_doc(ResetRequest, dict[str, Any], _CALL))  # answered by GemHotPath
 async def reset(request: Request) -> Response:
     return _json(await _reset(request.app, await request.body(), _owner(request)))
 
 
-@router.post(GEM + "/step", **_doc(StepRequest, dict[str, Any], _CALL))  # answered by GemHotPath
+@steps.post(GEM + "/step", **_doc(StepRequest, dict[str, Any], _CALL))  # answered by GemHotPath
 async def step(request: Request) -> Response:
     return _json(await _step(request.app, await request.body(), _owner(request)))
 

@@ -18,6 +18,7 @@ from websockets.frames import Opcode
 from websockets.http11 import Response as WsResponse
 from websockets.uri import parse_uri
 
+from rock.admin.auth import CREDENTIAL_HEADERS, without_credential_cookies
 from rock.errors import BadRequest
 
 log = logging.getLogger("rock.admin.ports")
@@ -26,8 +27,6 @@ TARGET_PORT_HEADER = "x-rock-target-port"
 # Not forwarded either way: they describe one hop, not the request (RFC 9110 §7.6.1).
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
               "transfer-encoding", "upgrade", "host", "content-length", TARGET_PORT_HEADER}
-# The admin's own credentials never enter a sandbox.
-CREDENTIALS = {"authorization", "xrl-authorization", "x-key", "cookie"}
 
 
 def _port(value: str | int, source: str) -> int:
@@ -60,11 +59,21 @@ def resolve_target(headers, query_port: str | None, path: str) -> tuple[int, str
 
 
 def forwarded_headers(items, drop_credentials: bool) -> list[tuple[bytes, bytes]]:
+    """The caller's headers as the server in the sandbox gets them: no hop-by-hop ones, and with
+    ``drop_credentials`` none of the admin's credentials (rock.admin.auth.CREDENTIAL_HEADERS, the
+    token cookie): the admin's credentials never enter a sandbox."""
     out = []
     for key, value in items:
         k = key.lower()
-        if k in HOP_BY_HOP or k.startswith("sec-websocket") or (drop_credentials and k in CREDENTIALS):
+        if k in HOP_BY_HOP or k.startswith("sec-websocket"):
             continue
+        if drop_credentials:
+            if k in CREDENTIAL_HEADERS:
+                continue
+            if k == "cookie":
+                value = without_credential_cookies(value)
+                if not value:
+                    continue
         out.append((key.encode("latin-1"), value.encode("latin-1")))
     return out
 

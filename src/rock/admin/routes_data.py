@@ -145,10 +145,12 @@ def router(ctx: Ctx) -> APIRouter:
             check_path(c.cwd, "cwd")
         agent = await ctx.agent(request, c.sandbox_id)
         started, t0 = time.time(), time.perf_counter()
-        r = await agent.exec(c.command, shell=c.shell, env=c.env, cwd=c.cwd, timeout=c.timeout)
+        r = await agent.exec(c.command, shell=c.shell, env=c.env, cwd=c.cwd, timeout=c.timeout,
+                             max_output=ctx.settings.max_output_bytes)
         ctx.sandboxes.commands.add(c.sandbox_id, "execute", None, c.command, r.exit_code,
                                    "timeout" if r.timed_out else "completed", started, time.perf_counter() - t0)
-        return ok({"stdout": r.stdout, "stderr": r.stderr, "exit_code": r.exit_code, "timed_out": r.timed_out})
+        return ok({"stdout": r.stdout, "stderr": r.stderr, "exit_code": r.exit_code, "timed_out": r.timed_out,
+                   "truncated": r.truncated})
 
     @api.post("/read_file", **doc(SandboxReadFileRequest, result=ReadFileResponse, codes=(400, *SANDBOX)))
     async def read_file(request: Request):

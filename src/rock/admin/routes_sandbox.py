@@ -11,6 +11,7 @@ from rock.actions.response import (IsAliveResponse, SandboxListResponse, Sandbox
                                    StateTransitionRecord)
 from rock.actions.sandbox import BatchStatusRequest, SandboxIdRequest, SandboxStartRequest
 from rock.admin import gem_routes
+from rock.admin.auth import namespaced_id
 from rock.admin.context import Ctx, iso, ok, parse, query
 from rock.admin.jsonutil import dumps
 from rock.admin.lifecycle import transition_deadline
@@ -60,6 +61,10 @@ async def start_action(ctx: Ctx, req: SandboxStartRequest, headers, owner: str |
     # Replies once the sandbox is ready (unless "wait": false): rl-rock's start() then sees
     # is_alive on its first get_status and never reaches its 3-second sleep.
     wait = True if req.wait is None else req.wait
+    if req.sandbox_id and owner is not None:
+        # A caller's id lives in the caller's namespace: another token choosing the same id gets
+        # a sandbox of its own, never a 409 that would say the id exists (or take it first).
+        req = req.model_copy(update={"sandbox_id": namespaced_id(req.sandbox_id, owner)})
     record = await ctx.sandboxes.start(req, owner, _meta(headers), wait=wait)
     return dumps({"status": "Success", "message": None, "error": None, "result": start_result(record)})
 

@@ -160,7 +160,13 @@ class Endpoint:
                     last.done.wait()
                     if not last.keep:
                         return
-                last = self.route(http, *request)
+                try:
+                    last = self.route(http, *request)
+                except OSError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a request we failed to handle is answered, never dropped
+                    http.send_error(500, "the model endpoint failed on this request: %s: %s" % (type(exc).__name__, exc))
+                    return
                 if last is False:
                     return
                 if last is True:
@@ -240,7 +246,7 @@ class Endpoint:
         try:
             pid = protocol.loads(body).get("pid")
             pid = int(pid)
-        except (ValueError, TypeError, AttributeError, UnicodeDecodeError):
+        except (ValueError, TypeError, AttributeError, OverflowError):
             return http.send_raw(400, _error_body("send {\"pid\": <the agent's process id>}", "invalid_request_error"))
         self.watch(pid)
         return http.send_json(200, {"status": "watching", "pid": pid})

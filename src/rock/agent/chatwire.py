@@ -4,11 +4,28 @@ Hand-written rather than ``http.server``: that module parses headers with the ``
 package and costs tens of milliseconds to import and ~0.1 ms a request, which the model-call
 path (target: under 1 ms added per call) cannot afford. Keep-alive, Content-Length and chunked
 request bodies; answers with Content-Length or chunked (for streams).
+
+Every malformed request is answered (a 4xx with a message) before the connection closes, and a
+refused body is drained for a moment first (a "lingering close"), so a client still sending it
+reads the answer instead of a reset. A request's head must arrive within ``HEAD_TIMEOUT`` of its
+first byte and its body may pause at most ``BODY_IDLE_TIMEOUT`` (else a 408): a half-sent
+request holds its connection's thread only that long. Waiting for a request's first byte has no
+limit: a client waiting for a slow model's answer keeps its connection open.
 """
+
+import _socket
+import time
 
 from . import protocol
 
 MAX_HEAD = 64 << 10
+HEAD_TIMEOUT = 30.0
+BODY_IDLE_TIMEOUT = 60.0
+# A refused request's body is read and dropped for at most this long and this much before the
+# connection closes: closing with unread data makes the kernel send a reset, which the client
+# then sees in place of the answer.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 64 << 20
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 408: "Request Timeout", 411: "Length Required",
            413: "Payload Too Large", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
            500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
@@ -20,8 +37,18 @@ class Http:
         self.max_body = max_body
         self.buf = b""
         self.keep = True
+        self.deadline = None  # while a request's head is read: when it must be whole
+        self.timed = False  # the socket has a timeout set (the slow path only)
 
     def _fill(self):
+        # A request that came whole in one read never gets here with a deadline: no timeout is
+        # set on the fast path (one syscall less per call).
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise _socket.timeout("head")
+            self.sock.settimeout(left)
+            self.timed = True
         # 64 KiB, under glibc's mmap threshold: a larger recv buffer is an mmap, an mremap (cut to
         # what arrived) and an munmap for every request.
         data = self.sock.recv(64 << 10)
@@ -37,9 +64,15 @@ class Http:
                 return line
             if len(self.buf) > MAX_HEAD:
                 raise ValueError("line too long")
+            if not self.timed and self.deadline is None:
+                self.sock.settimeout(BODY_IDLE_TIMEOUT)
+                self.timed = True
             self._fill()
 
     def _read_exact(self, n):
+        if len(self.buf) < n and not self.timed:
+            self.sock.settimeout(BODY_IDLE_TIMEOUT)  # a body that did not come whole: it may pause only so long
+            self.timed = True
         while len(self.buf) < n:
             self._fill()
         data, self.buf = self.buf[:n], self.buf[n:]
@@ -48,16 +81,35 @@ class Http:
     def read_request(self):
         """(method, path, headers, body), or None when the client closed (or was answered an error)."""
         try:
-            while True:
-                end = self.buf.find(b"\r\n\r\n")
-                if end >= 0:
-                    break
-                if len(self.buf) > MAX_HEAD:
-                    self.send_error(431, "the request head is larger than %d bytes" % MAX_HEAD)
-                    return None
-                self._fill()
+            return self._read_request()
         except EOFError:
             return None
+        except _socket.timeout as exc:
+            what = "head" if str(exc) == "head" or self.deadline is not None else "body"
+            self.send_error(408, "the request %s did not arrive in time (%s)" % (what, (
+                "whole within %gs" % HEAD_TIMEOUT) if what == "head" else "%gs without a byte" % BODY_IDLE_TIMEOUT))
+            return None
+        finally:
+            self.deadline = None
+            if self.timed:  # answers are written without a timeout (a long stream to a slow reader)
+                self.timed = False
+                self.sock.settimeout(None)
+
+    def _read_request(self):
+        if not self.buf:
+            self._fill()  # the first byte: no limit on how long a kept-alive connection waits
+        self.deadline = time.monotonic() + HEAD_TIMEOUT
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end >= 0:
+                break
+            if len(self.buf) > MAX_HEAD:
+                self.send_error(431, "the request head is larger than %d bytes" % MAX_HEAD)
+                return None
+            self._fill()
+        self.deadline = None
+        if self.timed:  # the head came slowly: its body gets the body's own limit
+            self.sock.settimeout(BODY_IDLE_TIMEOUT)
         head, self.buf = self.buf[:end].decode("latin-1"), self.buf[end + 4:]
         lines = head.split("\r\n")
         try:
@@ -73,7 +125,8 @@ class Http:
         self.keep = conn != "close" if version == "HTTP/1.1" else conn == "keep-alive"
         try:
             body = self._read_body(headers)
-        except EOFError:
+        except ValueError as exc:  # a chunk size that is not hex, a line past MAX_HEAD
+            self.send_error(400, "malformed chunked body: %s" % exc)
             return None
         if body is None:
             return None
@@ -99,7 +152,9 @@ class Http:
         try:
             n = int(length)
         except ValueError:
-            self.send_error(400, "Content-Length is not a number")
+            n = -1
+        if n < 0:
+            self.send_error(400, "Content-Length is not a non-negative number")
             return None
         if n > self.max_body:
             return self._too_large()
@@ -128,9 +183,23 @@ class Http:
         return self.send_raw(status, protocol.dumps(obj).encode())
 
     def send_error(self, status, message):
+        """Answer ``status`` and end the connection, reading what the client still sends for a
+        moment first (see LINGER_SECONDS)."""
         self.keep = False
         body = protocol.dumps({"error": {"message": message, "type": "invalid_request_error", "code": None}})
-        self.send_raw(status, body.encode())
+        try:
+            self.send_raw(status, body.encode())
+            self.sock.shutdown(_socket.SHUT_WR)
+            self.sock.settimeout(LINGER_SECONDS)
+            self.timed = True
+            end, drained = time.monotonic() + LINGER_SECONDS, 0
+            while drained < LINGER_BYTES and time.monotonic() < end:
+                data = self.sock.recv(64 << 10)
+                if not data:
+                    break
+                drained += len(data)
+        except OSError:
+            pass
 
     def start_chunked(self, status, ctype, keep=None):
         extra = "transfer-encoding: chunked\r\ncache-control: no-cache\r\n"

@@ -6,7 +6,8 @@ import subprocess
 import threading
 import time
 
-from . import paths
+from . import paths, protocol
+from .command import Output
 from .errors import OpError
 
 _procs = {}
@@ -31,13 +32,44 @@ def _env(args):
     return env
 
 
-def _decode(data):
-    return data.decode("utf-8", "replace")
+# What one execute keeps of each stream when the caller names no cap: the reply is one frame on
+# the agent's connection, and 300 MB of output in one frame dropped that connection (and the
+# caller's sandbox with it). Beyond the cap the middle is cut, with a marker the caller sees.
+DEFAULT_EXEC_OUTPUT = 16 << 20
+
+
+def _collect(pipe, output):
+    """Read ``pipe`` to its end into ``output`` (an Output: head and tail under a cap)."""
+    try:
+        while True:
+            data = pipe.read1(1 << 16)
+            if not data:
+                break
+            output.add(data)
+    except (OSError, ValueError):
+        pass
+    finally:
+        pipe.close()
+
+
+def _feed(pipe, data):
+    try:
+        if data:
+            pipe.write(data)
+    except (BrokenPipeError, OSError, ValueError):
+        pass  # the command stopped reading its stdin: what it did not read is not an error
+    finally:
+        try:
+            pipe.close()
+        except OSError:
+            pass
 
 
 def execute(req):
     a = req.args
     timeout = a.get("timeout")
+    # each stream's text is at most 3x its bytes (a bad byte decodes to U+FFFD): two of them fit a frame's body
+    cap = min(int(a.get("max_output") or DEFAULT_EXEC_OUTPUT), protocol.MAX_BODY // 8)
     try:
         proc = subprocess.Popen(
             _argv(a), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -45,14 +77,27 @@ def execute(req):
         )
     except FileNotFoundError as exc:
         raise OpError("FileNotFound", "cannot run %r: %s" % (a["command"], exc.strerror))
+    outputs = {"stdout": Output(cap), "stderr": Output(cap)}
+    threads = [threading.Thread(target=_collect, args=(proc.stdout, outputs["stdout"]), daemon=True),
+               threading.Thread(target=_collect, args=(proc.stderr, outputs["stderr"]), daemon=True),
+               threading.Thread(target=_feed, args=(proc.stdin, req.body), daemon=True)]
+    for t in threads:
+        t.start()
     timed_out = False
     try:
-        out, err = proc.communicate(req.body or None, timeout=float(timeout) if timeout else None)
+        proc.wait(float(timeout) if timeout else None)
     except subprocess.TimeoutExpired:
         timed_out = True
         _kill_group(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-    return {"stdout": _decode(out), "stderr": _decode(err), "exit_code": proc.returncode, "timed_out": timed_out}
+        proc.wait()
+    for t in threads:
+        # a child that left the group still holding the pipes must not hold the reply forever
+        t.join(None if not timed_out else 5)
+    # The text goes in the reply's body, not its JSON: escaping could grow it several times
+    # (a NUL is six bytes of JSON) past what one frame's metadata may hold.
+    out, err = outputs["stdout"].text().encode(), outputs["stderr"].text().encode()
+    return {"stdout_bytes": len(out), "exit_code": proc.returncode, "timed_out": timed_out,
+            "truncated": any(o.dropped for o in outputs.values())}, out + err
 
 
 def _kill_group(pid, sig):

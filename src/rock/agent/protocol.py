@@ -71,11 +71,25 @@ if _json is not None:
             text = text.decode("utf-8")
         try:
             obj, end = _scan(text, 0)
-        except StopIteration:
-            raise ValueError("invalid JSON")
+        except (StopIteration, SystemError, RecursionError):
+            # The scanner reports most errors through json.decoder, which is not imported here
+            # (it would cost every sandbox start): it then fails with a SystemError instead.
+            # Every failure is a ValueError with json's own message, found only on this path.
+            raise ValueError(_why_invalid(text)) from None
         if text[end:].strip():
             raise ValueError("extra data after JSON value")
         return obj
+
+    def _why_invalid(text):
+        import json
+
+        try:
+            json.loads(text)
+        except RecursionError:
+            return "invalid JSON: nested too deeply"
+        except ValueError as exc:
+            return "invalid JSON: %s" % exc
+        return "invalid JSON"
 else:  # pragma: no cover
     import json
 

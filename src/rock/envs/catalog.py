@@ -21,6 +21,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rock.actions.images import ImageRef
 from rock.envs.errors import EnvError
 
 PROBE_SCRIPT = Path(__file__).with_name("probe.py")
@@ -36,7 +37,7 @@ class UserEnv(BaseModel):
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$")
     entry_point: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$", description="module:Class")
     packages: list[str] = Field(default_factory=list, description="pip requirements installed in the sandbox")
-    image: str | None = Field(default=None, description="image of its sandboxes; None: the env default")
+    image: ImageRef | None = Field(default=None, description="image of its sandboxes; None: the env default")
     python: str | None = Field(default=None, description="interpreter in the sandbox; None: the host's")
     sys_path: list[str] = Field(default_factory=list, description="folders (inside the sandbox) to import from")
     kwargs: dict = Field(default_factory=dict, description="constructor defaults; make() kwargs win")

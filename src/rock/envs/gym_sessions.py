@@ -21,6 +21,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
+from rock.actions.images import ImageRef
 from rock.envs.catalog import EnvInfo
 from rock.envs.errors import EnvError
 from rock.envs.images import SITE, EnvImage, EnvImageSpec, ImageBuilder, Progress
@@ -45,7 +46,7 @@ class GymImageRequest(BaseModel):
 
     source: str = Field(min_length=1, max_length=512, description="gymnasium id, gym://ID, module:attr, "
                         "a registered env name, or hf://repo@revision")
-    base_image: str | None = Field(default=None, description="image the env image is built FROM (default: the admin's)")
+    base_image: ImageRef | None = Field(default=None, description="image the env image is built FROM (default: the admin's)")
     packages: list[_Requirement] | None = Field(default=None, description="pip requirements for the env (default: gymnasium "
                                        "with its offline families)")
     imports: list[_Module] | None = Field(default=None, description="modules imported when the env host starts")
@@ -248,12 +249,11 @@ class GymSessions:
     async def _list_ids(self, tag: str, owner: str | None) -> list[str]:
         sb = await self.envs.running_sandbox(owner, tag)
         client = await self.envs.sandboxes.agent(sb.sandbox_id, owner)
-        result, _ = await client.call("exec", {"command": 'exec "$ROCK_HOST_PYTHON" -I -S -', "shell": True,
-                                               "timeout": 300}, _LIST_IDS.replace("SITE", SITE).encode())
-        if result.get("exit_code") != 0:
-            raise EnvError(f"listing gymnasium ids in {sb.sandbox_id} failed: {result.get('stderr', '')[-1500:]}",
-                           "EnvUnavailable")
-        return json.loads(result["stdout"])
+        result = await client.exec('exec "$ROCK_HOST_PYTHON" -I -S -', shell=True, timeout=300,
+                                   stdin=_LIST_IDS.replace("SITE", SITE).encode())
+        if result.exit_code != 0:
+            raise EnvError(f"listing gymnasium ids in {sb.sandbox_id} failed: {result.stderr[-1500:]}", "EnvUnavailable")
+        return json.loads(result.stdout)
 
     async def shutdown(self) -> None:
         await asyncio.gather(*(self.envs.close(sid, self.envs.envs[sid].owner) for sid in list(self.sessions)

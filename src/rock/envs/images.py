@@ -34,6 +34,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from rock.actions.images import ImageRef
 from rock.envs.build_sandbox import CHECK, WORK, BuildSandbox, build_spec, pip_env
 from rock.envs.errors import EnvError
 from rock.envs.requirements import Wanted, check_import, check_requirement, pip_option
@@ -50,7 +51,7 @@ class EnvImageSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    base: str = Field(min_length=1)
+    base: ImageRef
     packages: list[str] = Field(default_factory=list)
     # pip's --no-deps: install exactly ``packages`` (their declared dependencies may be far more
     # than the env needs, e.g. bfcl-eval's every model vendor's SDK).

@@ -329,10 +329,10 @@ class EnvService(Lifecycle):
         async def run(args: list[str]) -> bytes:
             client = await self.sandboxes.agent(sb.sandbox_id, owner)
             command = 'exec "$ROCK_HOST_PYTHON" -I - ' + " ".join(args)
-            result, _ = await client.call("exec", {"command": command, "shell": True, "timeout": 600}, source)
-            if result.get("exit_code") != 0:
-                raise EnvError(f"the env probe failed in {sb.sandbox_id}: {result.get('stderr', '')[-1500:]}", "EnvUnavailable")
-            return result["stdout"].encode()
+            result = await client.exec(command, shell=True, timeout=600, stdin=source)
+            if result.exit_code != 0:
+                raise EnvError(f"the env probe failed in {sb.sandbox_id}: {result.stderr[-1500:]}", "EnvUnavailable")
+            return result.stdout.encode()
 
         return run
 

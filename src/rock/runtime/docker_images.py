@@ -16,6 +16,7 @@ import time
 
 from docker.errors import APIError, DockerException, ImageNotFound
 
+from rock.actions.images import REPO_COMPONENT
 from rock.errors import BadRequest, SandboxStartError
 from rock.runtime.docker import LABEL, client
 
@@ -27,8 +28,7 @@ _OUR_LABELS = (LABEL, "rock.sandbox_id", "rock.owner", "rock.state_dir", "rock.n
 
 
 # Docker's reference grammar (distribution/reference), without digests.
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REFERENCE = re.compile(rf"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?$")
+_REFERENCE = re.compile(rf"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?{REPO_COMPONENT}(?:/{REPO_COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?$")
 
 
 def split_tag(image_tag: str) -> tuple[str, str]:

@@ -37,6 +37,7 @@ class ExecResult(BaseModel):
     stderr: str
     exit_code: int | None
     timed_out: bool = False
+    truncated: bool = False  # the middle of stdout or stderr was cut past ``max_output`` (marked in it)
 
 
 def _error(err: dict) -> RockError:
@@ -313,9 +314,16 @@ class AgentClient:
         return (await self.call("session.list"))[0]["sessions"]
 
     async def exec(self, command: str | list[str], shell: bool = False, env: dict[str, str] | None = None,
-                   cwd: str | None = None, timeout: float | None = None, stdin: bytes = b"") -> ExecResult:
-        args = {"command": command, "shell": shell or isinstance(command, str), "env": env, "cwd": cwd, "timeout": timeout}
-        result, _ = await self.call("exec", args, stdin)
+                   cwd: str | None = None, timeout: float | None = None, stdin: bytes = b"",
+                   max_output: int | None = None) -> ExecResult:
+        """Run ``command`` to its end; each of stdout and stderr keeps at most ``max_output`` bytes
+        (head and tail, the cut marked in the text; the agent's default when None)."""
+        args = {"command": command, "shell": shell or isinstance(command, str), "env": env, "cwd": cwd, "timeout": timeout,
+                "max_output": max_output}
+        result, body = await self.call("exec", args, stdin)
+        if "stdout_bytes" in result:  # the output in the body (an agent older than that: in the result)
+            n = result.pop("stdout_bytes")
+            result.update(stdout=body[:n].decode(), stderr=body[n:].decode())
         return ExecResult(**result)
 
     async def proc_start(self, command: str | list[str], shell: bool = False, env: dict[str, str] | None = None,

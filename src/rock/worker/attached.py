@@ -14,7 +14,7 @@ import asyncio
 import compileall
 import logging
 
-from rock.errors import SandboxNotFound, SandboxNotRunning
+from rock.errors import Forbidden, SandboxNotFound, SandboxNotRunning
 from rock.runtime.base import AGENT_SRC, ResourceStats
 from rock.worker.agent_client import AgentClient
 from rock.worker.worker import Sandbox, Worker, usable_id
@@ -25,12 +25,11 @@ log = logging.getLogger("rock.worker")
 class AttachedWorker(Worker):
     def __init__(self, settings, backend: str | None = None):
         super().__init__(settings, backend)
-        self._own: set[str] = set()  # sandboxes this process created (env hosts of its own routes)
         self._attaching: dict[str, asyncio.Future] = {}
 
     async def start(self) -> None:
         await asyncio.to_thread(compileall.compile_dir, str(AGENT_SRC), quiet=1)
-        await self.runtime.start()  # env hosts a proxy's routes start need it
+        await self.runtime.start()
         await self._reattach()  # no reap: what it does not know belongs to the admin
         log.info("worker ready (attached to the admin's sandboxes): backend=%s state=%s sandboxes=%d",
                  self.backend_name, self.settings.state_dir, len(self._sandboxes))
@@ -66,22 +65,18 @@ class AttachedWorker(Worker):
         return await super().stats(sandbox_id)
 
     def _agent_lost(self, sandbox: Sandbox) -> None:
-        if sandbox.sandbox_id in self._own:
-            return super()._agent_lost(sandbox)
         # Stopped by its admin (or dead: the admin's own connection says so and it records why).
         if self._sandboxes.get(sandbox.sandbox_id) is sandbox:
             del self._sandboxes[sandbox.sandbox_id]
 
     async def stop(self, sandbox_id: str, node_id: str | None = None, keep: bool = False) -> bool:
-        sandbox = self._sandboxes.get(sandbox_id)
-        if sandbox is not None and sandbox.sandbox_id not in self._own:
-            # Not this process's to end: let go of the connection only.
-            del self._sandboxes[sandbox_id]
+        """Not this process's to end: let go of the connection only (the admin stops it)."""
+        sandbox = self._sandboxes.pop(sandbox_id, None)
+        if sandbox is not None:
             sandbox.client.close()
-            return False
-        return await super().stop(sandbox_id, node_id, keep)
+        return False
 
     async def create(self, spec, timeout: float | None = None):
-        info = await super().create(spec, timeout)
-        self._own.add(spec.sandbox_id)
-        return info
+        """A proxy starts nothing: a sandbox made here would outlive the proxy with no admin that
+        knows it (its routes that start sandboxes are not mounted; this is the last guard)."""
+        raise Forbidden(f"a proxy does not start sandboxes ({spec.sandbox_id}): send the request to the admin")

@@ -85,7 +85,11 @@ class SandboxStartRequest(_Ours):
     # a limit on what the sandbox writes, e.g. "50G" (enforced by the admin); on a cluster also
     # the disk the node must have free for it (placement)
     disk: Annotated[str, WithJsonSchema({"type": "string", "pattern": SIZE_PATTERN, "minLength": 1})] | None = None
-    sandbox_id: SandboxId | None = None
+    # With tokens on, the sandbox gets "<id>.<10 hex>" of the caller's namespace (the reply's
+    # sandbox_id: use that one afterwards); the same id again is the same sandbox (idempotent).
+    sandbox_id: SandboxId | None = Field(default=None, description=(
+        "an id of the caller's choosing; with tokens on it is namespaced: the sandbox's id is "
+        "'<id>.<10 hex>' (the reply's sandbox_id), and another token's same id is another sandbox"))
     startup_timeout: float | None = Field(default=None, gt=0)
     auto_clear_time: int | None = Field(default=None, ge=0)  # rl-rock's older name of the minutes
     auto_clear_time_minutes: int | None = Field(default=None, ge=0)

@@ -14,6 +14,7 @@ import time
 from starlette.requests import Request
 from starlette.responses import Response
 
+from rock.admin.auth import E2B_KEY_HEADER, E2B_SANDBOX_TOKEN_HEADERS
 from rock.admin.context import Ctx
 from rock.admin.e2b.connect import ConnectError, SandboxGone, json_response
 from rock.admin.store import SandboxRecord
@@ -71,7 +72,7 @@ def owner_of(ctx: Ctx, request: Request) -> str | None:
     namespace (None with auth off)."""
     if not ctx.auth.enabled:
         return None
-    key = request.headers.get("x-api-key") or ""
+    key = request.headers.get(E2B_KEY_HEADER) or ""
     try:
         return ctx.auth.principal({"authorization": "Bearer " + key} if key else request.headers)
     except Unauthorized:
@@ -129,7 +130,7 @@ def data_record(ctx: Ctx, request: Request, operation: str | None = None) -> San
     headers = request.headers
     # the code interpreter's calls carry the traffic token (we hand out the same one) instead
     sandbox_id = headers.get("e2b-sandbox-id")
-    token = headers.get("x-access-token") or headers.get("e2b-traffic-access-token")
+    token = next((headers[h] for h in E2B_SANDBOX_TOKEN_HEADERS if headers.get(h)), None)
     records = ctx.sandboxes.records
     candidates = []
     if sandbox_id:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
+from collections.abc import AsyncIterable, AsyncIterator
 from datetime import datetime, timezone
 from urllib.parse import quote
 
@@ -17,9 +18,14 @@ from rock.admin.context import Ctx
 from rock.admin.e2b.common import Users, route, basic_user, data_record, resolve
 from rock.admin.e2b.connect import (ConnectError, SandboxGone, from_rock, json_response, keepalive_of,
                                     stream_messages, stream_response, unary_message)
-from rock.errors import AgentError
+from rock.admin.uploads import write_whole
+from rock.errors import AgentError, PayloadTooLarge
 
 CHUNK = 4 << 20  # file.read / file.write pieces: a large file never sits whole in one frame
+# What one inflate step may produce. Small: a bomb's pieces are made in the thread pool, and
+# each thread's allocator keeps what it once held (4 MiB pieces: the admin peaked ~45 MB over idle
+# on a 1 GiB bomb).
+INFLATE_PIECE = 1 << 20
 MAX_INFLATED = 1 << 30
 EVENT_TYPES = {"create": "EVENT_TYPE_CREATE", "write": "EVENT_TYPE_WRITE", "remove": "EVENT_TYPE_REMOVE",
                "rename": "EVENT_TYPE_RENAME", "chmod": "EVENT_TYPE_CHMOD"}
@@ -175,13 +181,21 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
             raise from_rock(exc, record.sandbox_id) from None
         if info["type"] == "dir":
             raise HttpError(400, f"path '{path}' is a directory")
+        try:  # the first piece before the answer's head: what cannot be read (a dangling link) is a 4xx, not a cut 200
+            first = await agent.read_file(path, 0, CHUNK)
+        except AgentError as exc:
+            if exc.kind in ("FileNotFound", "NotFound"):
+                raise HttpError(404, f"path '{path}' cannot be read: {exc.message}") from None
+            raise HttpError(400, f"path '{path}' cannot be read: {exc.message}") from None
+        except Exception as exc:  # noqa: BLE001
+            raise from_rock(exc, record.sandbox_id) from None
         zipped = "gzip" in request.headers.get("accept-encoding", "")
 
         async def content():
             packer = zlib.compressobj(6, zlib.DEFLATED, 31) if zipped else None
             offset = 0
             while True:
-                data = await agent.read_file(path, offset, CHUNK)
+                data = first if offset == 0 else await agent.read_file(path, offset, CHUNK)
                 if not data:
                     break
                 offset += len(data)
@@ -194,40 +208,40 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
             headers["Content-Encoding"] = "gzip"
         return StreamingResponse(content(), media_type="application/octet-stream", headers=headers)
 
-    async def write(agent, user: dict, path: str, data: bytes) -> dict:
-        for i in range(0, max(len(data), 1), CHUNK):
-            await agent.write_file(path, data[i:i + CHUNK], append=i > 0)
+    async def write(agent, user: dict, path: str, chunks) -> dict:
+        """Stream ``chunks`` to ``path`` (whole, renamed into place), owned by ``user``."""
+        await write_whole(agent, path, chunks, CHUNK)
         if user["uid"] is not None:
             await agent.call("envdfs.chown", {"paths": [path], "uid": user["uid"], "gid": user["gid"]})
         return {"name": path.rsplit("/", 1)[-1], "type": "file", "path": path}
 
     @route(api, "/files", "POST")
     async def upload(request: Request):
+        # Nothing here holds a body whole: a multipart part is spooled to disk by the form parser
+        # and read back in pieces; an octet-stream body (and its inflated gzip) goes to the
+        # sandbox piece by piece as it arrives, its size checked as it grows.
         q = request.query_params
         record, agent, user = await open_(request, q.get("username") or basic_user(request), "write")
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         written = []
         try:
             if kind == "multipart/form-data":
-                form = await request.form()
-                parts = [p for p in form.getlist("file") if hasattr(p, "read")]
-                if not parts:
-                    raise HttpError(400, "the multipart body has no 'file' part")
-                for part in parts:
-                    target = q.get("path") if len(parts) == 1 and q.get("path") else part.filename
-                    if not target:
-                        raise HttpError(400, "no path: give ?path= or the part's filename")
-                    written.append(await write(agent, user, resolve(target, user["home"]), await part.read()))
+                async with request.form(max_fields=16) as form:
+                    parts = [p for p in form.getlist("file") if hasattr(p, "read")]
+                    if not parts:
+                        raise HttpError(400, "the multipart body has no 'file' part")
+                    for part in parts:
+                        target = q.get("path") if len(parts) == 1 and q.get("path") else part.filename
+                        if not target:
+                            raise HttpError(400, "no path: give ?path= or the part's filename")
+                        written.append(await write(agent, user, resolve(target, user["home"]), _pieces(part)))
             elif kind in ("application/octet-stream", ""):
                 if not q.get("path"):
                     raise HttpError(400, "an octet-stream upload needs ?path=")
-                data = await request.body()
+                chunks = request.stream()
                 if request.headers.get("content-encoding", "").lower() == "gzip":
-                    try:
-                        data = _gunzip(data)
-                    except (OSError, EOFError, zlib.error):
-                        raise HttpError(400, "the body is not valid gzip") from None
-                written.append(await write(agent, user, resolve(q["path"], user["home"]), data))
+                    chunks = gunzip_stream(chunks, MAX_INFLATED)
+                written.append(await write(agent, user, resolve(q["path"], user["home"]), chunks))
             else:
                 raise HttpError(415, f"content type {kind!r}: send multipart/form-data or application/octet-stream")
         except AgentError as exc:
@@ -235,6 +249,8 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
             raise HttpError(status.get(exc.kind, 400), exc.message) from None
         except ConnectError as exc:
             raise HttpError(400, exc.message) from None
+        except PayloadTooLarge as exc:  # a chunked body past the route's limit (rock.admin.limits)
+            raise HttpError(413, exc.message) from None
         except (HttpError, SandboxGone):
             raise
         except Exception as exc:  # noqa: BLE001
@@ -244,12 +260,32 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
     return api
 
 
-def _gunzip(data: bytes) -> bytes:
-    d = zlib.decompressobj(31)
-    out = d.decompress(data, MAX_INFLATED)
-    if d.unconsumed_tail:
-        raise HttpError(413, f"the gzip body inflates past {MAX_INFLATED >> 20} MiB")
-    return out
+async def _pieces(part):
+    while data := await part.read(CHUNK):
+        yield data
+
+
+async def gunzip_stream(chunks: AsyncIterable[bytes], limit: int) -> AsyncIterator[bytes]:
+    """Inflate a gzip body as it arrives, in pieces of at most ``INFLATE_PIECE`` bytes, refusing (413) as
+    soon as the inflated size passes ``limit``: a small bomb never inflates in memory. Inflating
+    runs in a thread (zlib lets go of the GIL), so other callers are served meanwhile."""
+    d, total = zlib.decompressobj(31), 0
+    try:
+        async for chunk in chunks:
+            while chunk:
+                if d.eof:
+                    raise HttpError(400, "the body has data after the end of its gzip stream")
+                out = await asyncio.to_thread(d.decompress, chunk, INFLATE_PIECE)
+                total += len(out)
+                if total > limit:
+                    raise HttpError(413, f"the gzip body inflates past {limit >> 20} MiB, the limit of an upload")
+                if out:
+                    yield out
+                chunk = d.unconsumed_tail
+        if not d.eof:
+            raise HttpError(400, "the body is not valid gzip: it ends before its gzip stream does")
+    except zlib.error:
+        raise HttpError(400, "the body is not valid gzip") from None
 
 
 async def envd_health(ctx: Ctx, request: Request) -> Response:
