@@ -1,6 +1,6 @@
 """``python -m rock.agentic.tasks.build``: make the built-in suites (scripts/setup-host.sh runs it).
 
-    python -m rock.agentic.tasks.build [--seed 0] [--per-library 100] [--jobs 2] [--suite pypi-bugs]
+    python -m rock.agentic.tasks.build [--seed 0] [--per-library 100] [--jobs N] [--suite pypi-bugs]
 
 Deterministic from the seed; everything lands in the cache ($ROCK_AGENTIC_CACHE, default
 ~/.cache/rock/agentic), never in the repository. A second run with the same options finds the
@@ -20,7 +20,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m rock.agentic.tasks.build", description=__doc__.splitlines()[0])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--per-library", type=int, default=100, help="pypi-bugs tasks per library")
-    p.add_argument("--jobs", type=int, default=2, help="test runs at once")
+    p.add_argument("--jobs", type=int, default=None, help="test runs at once, each in its own sandbox (default: "
+                   "one per core)")
     p.add_argument("--suite", action="append", choices=["pypi-bugs", "humaneval-repo"],
                    help="only this suite (repeatable; default both)")
     args = p.parse_args(argv)

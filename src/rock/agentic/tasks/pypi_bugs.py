@@ -1,9 +1,10 @@
 """``pypi-bugs``: real libraries' source distributions with one procedural bug each (SWE-smith's recipe).
 
-Built on the host at set-up (``python -m rock.agentic.tasks.build``), deterministically from a
-seed: pinned sdists are downloaded with pip (``--no-binary :all: --no-deps``) into the cache; a
-library's own test suite is run once as the baseline; then mutants (``mutate.py``) are tried in
-the seed's order. A mutant is kept when, over the test files that name the changed function,
+Built by ``python -m rock.agentic.tasks.build``, deterministically from a seed: pinned sdists are
+downloaded with pip (``--no-binary :all: --no-deps``) into the cache; a library's own test suite
+is run once as the baseline; then mutants (``mutate.py``) are tried in the seed's order. Every
+test run (and pip, which may run an sdist's build backend) happens in a sandbox, never on the
+host (``testbox``): the verifier's runner in sandboxes of the verifier image, one per core. A mutant is kept when, over the test files that name the changed function,
 some baseline-passing tests fail (fail-to-pass) and others still pass (pass-to-pass). Each kept
 mutant becomes a Harbor task folder: the buggy repository without its tests (the agent's
 workspace), the tests as the hidden verifier's files, and the inverse change as the oracle.
@@ -16,23 +17,22 @@ more-itertools 11.2.1's take ~70 s (its prime tests alone 32 s), so both are lef
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures as cf
+import contextlib
 import hashlib
 import json
 import os
 import random
 import re
 import shutil
-import subprocess
-import sys
 import tarfile
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from rock.agentic.tasks import mutate
-from rock.agentic.tasks.errors import TaskError
+from rock.agentic.tasks.testbox import results_of
 
 PLUGIN = Path(__file__).parent / "verifier" / "box" / "rock_verify_report.py"
 GRADE = Path(__file__).parent / "verifier" / "box" / "grade.py"
@@ -55,6 +55,7 @@ LIBRARIES = [
 LEFT_OUT = {"python-dateutil": "its tests need freezegun, not pytest alone",
             "more-itertools": "its suite takes ~70 s (prime tests 32 s), not seconds"}
 RUN_TIMEOUT = 60.0
+BASE = "python:3.11"  # the suite's image (task.toml's docker_image)
 MAX_PER_FUNCTION = 2
 EVALS = "evals-v2.jsonl"  # v2: tests seeded (random.seed(0) per test, PYTHONHASHSEED=0)
 
@@ -63,24 +64,22 @@ def cache_dir() -> Path:
     return Path(os.environ.get("ROCK_AGENTIC_CACHE") or Path.home() / ".cache" / "rock" / "agentic")
 
 
-def fetch(lib: Library, cache: Path, say=print) -> Path:
-    """The library's unpacked sdist (downloaded with pip once)."""
+async def fetch(lib: Library, cache: Path, say=print) -> Path:
+    """The library's unpacked sdist (downloaded once, by pip in a build sandbox)."""
     src = cache / "src" / f"{lib.name}-{lib.version}"
     if (src / ".complete").exists():
         return src
     dl = cache / "sdists"
     dl.mkdir(parents=True, exist_ok=True)
-    if not list(dl.glob(f"{lib.name.replace('-', '_')}-{lib.version}.tar.gz")) + list(dl.glob(f"{lib.name}-{lib.version}.tar.gz")):
-        say(f"pip download {lib.name}=={lib.version} (source distribution)")
-        proc = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
-                               "--no-binary", ":all:", "--no-deps", "-d", str(dl), f"{lib.name}=={lib.version}"],
-                              capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            raise TaskError(f"downloading {lib.name}=={lib.version} failed: {proc.stderr.strip()[-500:]}", "BuildFailed")
-    archive = next(iter(list(dl.glob(f"{lib.name.replace('-', '_')}-{lib.version}.tar.gz"))
-                        + list(dl.glob(f"{lib.name}-{lib.version}.tar.gz"))))
+    names = (f"{lib.name.replace('-', '_')}-{lib.version}.tar.gz", f"{lib.name}-{lib.version}.tar.gz")
+    if not any((dl / n).exists() for n in names):
+        from rock.agentic.tasks.testbox import download_sdist
+
+        name, data = await download_sdist(lib.name, lib.version, BASE, say)
+        (dl / name).write_bytes(data)
+    archive = next(dl / n for n in names if (dl / n).exists())
     tmp = Path(tempfile.mkdtemp(dir=cache))
-    with tarfile.open(archive) as tar:
+    with tarfile.open(archive) as tar:  # read as bytes, never run: the data filter, nothing outside tmp
         tar.extractall(tmp, filter="data")
     top = next(tmp.iterdir())
     if src.exists():
@@ -90,28 +89,6 @@ def fetch(lib: Library, cache: Path, say=print) -> Path:
     shutil.rmtree(tmp)
     (src / ".complete").write_text("ok\n")
     return src
-
-
-def run_tests(repo: Path, lib: Library, files: list[str], report: Path) -> dict:
-    """The test files with the report plugin: {nodeid: {"outcome", "message"}} ({} if it hung)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGIN.parent), str(repo / lib.pythonpath)]),
-           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
-    cmd = [sys.executable, "-m", "pytest", "-p", "rock_verify_report", f"--rock-report={report}",
-           "-p", "no:cacheprovider", "-q", *files]
-    try:
-        subprocess.run(cmd, cwd=repo, env=env, capture_output=True, timeout=RUN_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        return {}
-    try:
-        data = json.loads(report.read_text())
-    except (OSError, ValueError):
-        return {}
-    finally:
-        report.unlink(missing_ok=True)
-    results = data["tests"]
-    for nodeid, message in data["collection_errors"].items():
-        results[nodeid + "::<collection>"] = {"outcome": "failed", "message": message}
-    return results
 
 
 def test_files(repo: Path, lib: Library) -> list[str]:
@@ -127,14 +104,16 @@ def select(repo: Path, files: list[str], m: mutate.Mutant, texts: dict[str, str]
 
 
 class Builder:
-    def __init__(self, seed: int = 0, per_library: int = 100, jobs: int = 2, cache: Path | None = None,
+    """Builds the suite: each library's baseline and its mutants' test runs in sandboxes of the
+    verifier image (``testbox.TestBox``), ``jobs`` at once (default: one per core)."""
+
+    def __init__(self, seed: int = 0, per_library: int = 100, jobs: int | None = None, cache: Path | None = None,
                  libraries: list[Library] | None = None, say=print, out: Path | None = None):
-        self.seed, self.per_library, self.jobs = seed, per_library, max(1, jobs)
+        self.seed, self.per_library, self.jobs = seed, per_library, max(1, jobs or os.cpu_count() or 2)
         self.cache = Path(cache or cache_dir())
         self.libraries = libraries or LIBRARIES
         self.say = say
         self._out = Path(out) if out else None
-        self._lock = threading.Lock()
 
     @property
     def out(self) -> Path:
@@ -151,9 +130,7 @@ class Builder:
         staging = self.out.with_name(self.out.name + ".staging")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        counts = {}
-        for lib in self.libraries:
-            counts[lib.name] = self.build_library(lib, staging)
+        counts = _run(self._build_all(staging))
         (staging / "manifest.json").write_text(json.dumps(
             {"key": key, "seed": self.seed, "per_library": self.per_library, "tasks": counts,
              "libraries": {l.name: l.version for l in self.libraries}, "left_out": LEFT_OUT}, indent=1))
@@ -162,16 +139,25 @@ class Builder:
         self.say(f"pypi-bugs: {sum(counts.values())} tasks in {self.out} ({counts})")
         return self.out
 
-    def build_library(self, lib: Library, out: Path) -> int:
-        repo = fetch(lib, self.cache, self.say)
+    async def _build_all(self, staging: Path) -> dict[str, int]:
+        async with contextlib.AsyncExitStack() as stack:
+            boxes = _Boxes(self.jobs, stack, self.say)
+            return {lib.name: await self.build_library(lib, staging, boxes) for lib in self.libraries}
+
+    async def build_library(self, lib: Library, out: Path, boxes: "_Boxes") -> int:
+        repo = await fetch(lib, self.cache, self.say)
         work = self.cache / "work" / f"{lib.name}-{lib.version}"
         work.mkdir(parents=True, exist_ok=True)
         files = test_files(repo, lib)
         texts = {f: (repo / f).read_text(errors="replace") for f in files}
         base_path = work / ("baseline-" + EVALS.split("-")[1].split(".")[0] + ".json")
         if not base_path.exists():
-            self.say(f"{lib.name} {lib.version}: baseline run of {len(files)} test files")
-            base_path.write_text(json.dumps(run_tests(repo, lib, files, work / "baseline.report.json")))
+            self.say(f"{lib.name} {lib.version}: baseline run of {len(files)} test files (in a sandbox)")
+            box = await boxes.take(repo)
+            try:
+                base_path.write_text(json.dumps(results_of(await box.run(files, [lib.pythonpath], RUN_TIMEOUT))))
+            finally:
+                boxes.give(box)
         baseline = {k: v["outcome"] for k, v in json.loads(base_path.read_text()).items()}
         candidates = []
         for module in sorted((repo / lib.package).rglob("*.py")):
@@ -180,55 +166,57 @@ class Builder:
                 continue
             candidates += mutate.mutants(rel, module.read_text())
         random.Random(f"{self.seed}:{lib.name}").shuffle(candidates)
+        order = {m.key: i for i, m in enumerate(candidates)}
         evals = self._load_evals(work)
         kept, per_fn = [], {}
-        copies = [self._copy(repo, work, i) for i in range(self.jobs)]
-        free = list(copies)
 
-        def evaluate(m: mutate.Mutant) -> dict:
-            with self._lock:
-                tree = free.pop()
+        async def evaluate(m: mutate.Mutant) -> dict:
+            chosen = select(repo, files, m, texts)
+            if not chosen:
+                return {"files": chosen, "results": {}}
+            box = await boxes.take(repo)
             try:
-                target = tree / m.path
-                original = target.read_text()
-                target.write_text(original.replace(m.original, m.mutated, 1))
-                try:
-                    chosen = select(tree, files, m, texts)
-                    results = run_tests(tree, lib, chosen, tree / ".rock-report.json") if chosen else {}
-                finally:
-                    target.write_text(original)
+                text = (repo / m.path).read_text().replace(m.original, m.mutated, 1)
+                report = await box.run(chosen, [lib.pythonpath], RUN_TIMEOUT, {m.path: text})
             finally:
-                with self._lock:
-                    free.append(tree)
-            return {"files": chosen, "results": {k: v for k, v in results.items()}}
+                boxes.give(box)
+            return {"files": chosen, "results": results_of(report)}
 
-        queue = iter(candidates)
-        with cf.ThreadPoolExecutor(self.jobs) as pool:
-            running: dict[cf.Future, mutate.Mutant] = {}
-            while len(kept) < self.per_library:
-                for m in queue:
-                    if per_fn.get((m.path, m.function), 0) >= MAX_PER_FUNCTION:
-                        continue
-                    if m.key not in evals and not mutate.parses(m, (repo / m.path).read_text()):
-                        continue
-                    if m.key in evals:
-                        if self._keep(m, evals[m.key], baseline, kept, per_fn) and len(kept) >= self.per_library:
-                            break
-                        continue
-                    running[pool.submit(evaluate, m)] = m
-                    if len(running) >= self.jobs:
-                        break
-                if not running:
+        # Mutants are decided in the seed's order, as a one-at-a-time build would (and as a rebuild
+        # from the cache does): the next ones are evaluated ahead, ``jobs`` at once, and a result
+        # is only looked at when its turn comes, so the suite never depends on which run ended first.
+        running: dict[str, asyncio.Future] = {}
+
+        def wanted(i: int) -> bool:
+            m = candidates[i]
+            return (m.key not in evals and per_fn.get((m.path, m.function), 0) < MAX_PER_FUNCTION
+                    and mutate.parses(m, (repo / m.path).read_text()))
+
+        def ahead(i: int) -> None:
+            j = i
+            while len(running) < self.jobs and j < len(candidates):
+                m = candidates[j]
+                if m.key not in running and wanted(j):
+                    running[m.key] = asyncio.ensure_future(evaluate(m))
+                j += 1
+
+        try:
+            for i, m in enumerate(candidates):
+                if len(kept) >= self.per_library:
                     break
-                done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-                for fut in done:
-                    m = running.pop(fut)
-                    evals[m.key] = fut.result()
+                if m.key not in evals and (m.key in running or wanted(i)):
+                    if m.key not in running:
+                        running[m.key] = asyncio.ensure_future(evaluate(m))
+                    ahead(i)
+                    evals[m.key] = await running.pop(m.key)  # evaluated ahead and no longer wanted: cached
                     self._save_eval(work, m.key, evals[m.key])
-                    if len(kept) < self.per_library and self._keep(m, evals[m.key], baseline, kept, per_fn):
-                        self.say(f"{lib.name}: {len(kept)}/{self.per_library} ({m.key})")
-            for fut in running:
+                if m.key in evals and self._keep(m, evals[m.key], baseline, kept, per_fn):
+                    self.say(f"{lib.name}: {len(kept)}/{self.per_library} ({m.key})")
+        finally:
+            for fut in running.values():
                 fut.cancel()
+            if running:
+                await asyncio.gather(*running.values(), return_exceptions=True)
         for i, (m, ev, f2p, p2p) in enumerate(kept):
             write_task(out / f"{lib.name}-{i:04d}", lib, repo, m, ev, f2p, p2p, self.seed)
         return len(kept)
@@ -246,12 +234,6 @@ class Builder:
         per_fn[(m.path, m.function)] = per_fn.get((m.path, m.function), 0) + 1
         return True
 
-    def _copy(self, repo: Path, work: Path, i: int) -> Path:
-        tree = work / f"tree-{i}"
-        shutil.rmtree(tree, ignore_errors=True)
-        shutil.copytree(repo, tree)
-        return tree
-
     @staticmethod
     def _load_evals(work: Path) -> dict:
         path = work / EVALS
@@ -265,9 +247,50 @@ class Builder:
                     continue  # a line cut short by an interrupted build
         return evals
 
-    def _save_eval(self, work: Path, key: str, ev: dict) -> None:
-        with self._lock, open(work / EVALS, "a") as f:
+    @staticmethod
+    def _save_eval(work: Path, key: str, ev: dict) -> None:
+        with open(work / EVALS, "a") as f:
             f.write(json.dumps({"key": key, "eval": ev}) + "\n")
+
+
+class _Boxes:
+    """Up to ``jobs`` test sandboxes, started when first needed (a build whose every mutant is in
+    the cache starts none), each holding one library's repository at a time."""
+
+    def __init__(self, jobs: int, stack: contextlib.AsyncExitStack, say):
+        self.jobs, self.stack, self.say = jobs, stack, say
+        self.free: asyncio.Queue = asyncio.Queue()
+        self.made = 0
+        self.holding: dict = {}  # box -> the repository loaded in it
+
+    async def take(self, repo: Path):
+        from rock.agentic.tasks import verifier
+        from rock.agentic.tasks.testbox import TestBox
+
+        if self.free.empty() and self.made < self.jobs:
+            self.made += 1
+            image = await verifier.image_for(BASE, self.say)
+            box = await self.stack.enter_async_context(TestBox(image))
+            self.say(f"test sandbox {box.sandbox_id} up ({self.made} of at most {self.jobs})")
+        else:
+            box = await self.free.get()
+        if self.holding.get(box) != repo:
+            await box.load(repo)
+            self.holding[box] = repo
+        return box
+
+    def give(self, box) -> None:
+        self.free.put_nowait(box)
+
+
+def _run(coro):
+    """``coro`` to its end, also when called from a thread that runs an event loop already."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with cf.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def _link_tree(src: Path, dest: Path, skip) -> None:

@@ -38,6 +38,7 @@ from rock.agentic.tasks.errors import TaskError
 BOX = Path(__file__).with_name("box")
 BOX_FILES = ("supervise.py", "pytest_main.py", "pytest.ini", "rock_verify_report.py", "grade.py")
 WHERE = "/opt/rock/verify"
+SITE = "/opt/rock/site"  # where the env image builder installs the runner's packages
 RUNNERS = ("script", "pytest")
 # The runner's packages, pinned: pytest 9.0.3 and exactly what it imports (its declared
 # dependencies on Python 3.11), nothing else, so no other plugin exists to be loaded.
@@ -61,26 +62,33 @@ _images: dict[str, str] = {}
 
 async def image(task, progress=None) -> str | None:
     """The verifier sandbox's image: the task's own for ``script``; for ``pytest`` the task's image
-    with the pinned runner (built when missing, with ``progress`` lines; minutes, once per base)."""
+    with the pinned runner (built when missing, with ``progress`` lines; once per base)."""
     if task.runner != "pytest":
         return None
     if not task.image:
         raise TaskError(f"task {task.task_id}: runner \"pytest\" needs [environment] docker_image (the runner is "
                         "installed into a copy of it), not an environment/Dockerfile", "BadTask")
-    if task.image not in _images:
+    try:
+        return await image_for(task.image, progress)
+    except TaskError as exc:
+        raise TaskError(f"task {task.task_id}: {exc.message}", exc.kind) from None
+
+
+async def image_for(base: str, progress=None) -> str:
+    """The tag of ``base`` plus the runner's pinned packages (built when missing: minutes, once)."""
+    if base not in _images:
         from rock.config import Settings
         from rock.envs.errors import EnvError
         from rock.envs.images import ImageBuilder
 
         settings = Settings()
         try:
-            built = await ImageBuilder(settings.state_dir, settings.host_python, settings).ensure(spec(task.image),
-                                                                                                 progress)
+            built = await ImageBuilder(settings.state_dir, settings.host_python, settings).ensure(spec(base), progress)
         except EnvError as exc:
-            raise TaskError(f"task {task.task_id}: the verifier image (pytest for {task.image}) could not be "
-                            f"built: {exc.message}", "BuildFailed") from None
-        _images[task.image] = built.tag
-    return _images[task.image]
+            raise TaskError(f"the verifier image (pytest for {base}) could not be built: {exc.message}",
+                            "BuildFailed") from None
+        _images[base] = built.tag
+    return _images[base]
 
 
 def supervisor_spec(task, timeout: float) -> dict[str, Any]:
@@ -90,14 +98,14 @@ def supervisor_spec(task, timeout: float) -> dict[str, Any]:
         conf = task.runner_config
         out["overlay"] = [f"/tests/{conf['overlay']}"] if conf.get("overlay") else []
         out["pytest"] = {"files": list(conf["test_files"]), "pythonpath": list(conf.get("pythonpath") or ["."]),
-                         "site": ["/opt/rock/site"]}
+                         "site": [SITE]}
     else:
         out["script"] = "/tests/test.sh"
     return out
 
 
 @functools.cache
-def _box_files() -> Path:
+def box_files() -> Path:
     """A folder of exactly the files the sandbox needs (no __init__ or bytecode of the host's)."""
     folder = Path(tempfile.mkdtemp(prefix="rock-verify-box-"))
     for name in BOX_FILES:
@@ -108,7 +116,7 @@ def _box_files() -> Path:
 async def run(box, task, timeout: float) -> dict:
     """The supervisor in ``box`` (the verifier's sandbox, the changes and /tests already there):
     its report, or a TaskError naming the task when it could not give one."""
-    await box.upload_dir(_box_files(), WHERE)
+    await box.upload_dir(box_files(), WHERE)
     argv = ["sh", "-c", LAUNCH, "sh", f"{WHERE}/supervise.py", json.dumps(supervisor_spec(task, timeout))]
     r = await box.execute(Command(command=argv, cwd="/", timeout=timeout + MARGIN_S))
     try:
