@@ -209,7 +209,10 @@ class Builder:
                         running[m.key] = asyncio.ensure_future(evaluate(m))
                     ahead(i)
                     evals[m.key] = await running.pop(m.key)  # evaluated ahead and no longer wanted: cached
-                    self._save_eval(work, m.key, evals[m.key])
+                    if evals[m.key]["results"] or not evals[m.key]["files"]:
+                        # No result at all (not even a collection error) is a run that hung or a
+                        # runner that failed, not a property of the mutant: tried again next build.
+                        self._save_eval(work, m.key, evals[m.key])
                 if m.key in evals and self._keep(m, evals[m.key], baseline, kept, per_fn):
                     self.say(f"{lib.name}: {len(kept)}/{self.per_library} ({m.key})")
         finally:
@@ -242,9 +245,11 @@ class Builder:
             for line in path.read_text().splitlines():
                 try:
                     row = json.loads(line)
-                    evals[row["key"]] = row["eval"]
-                except (ValueError, KeyError):
+                except ValueError:
                     continue  # a line cut short by an interrupted build
+                ev = row.get("eval") if isinstance(row, dict) else None
+                if isinstance(ev, dict) and (ev.get("results") or not ev.get("files")):
+                    evals[row["key"]] = ev  # (an empty result, cached by builds before this rule, is tried again)
         return evals
 
     @staticmethod
