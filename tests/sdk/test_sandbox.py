@@ -73,6 +73,13 @@ async def test_output_is_what_rocks_runtime_returns(box):
     assert r.output == "SESSION_END", repr(r.output)
 
 
+async def test_localhost_resolves_as_in_a_docker_container(box):
+    """ROCK's agent configs reach the model service at http://localhost:8080/v1: an image's empty
+    /etc/hosts gets the lines Docker writes (bwrap unpacks the image without them)."""
+    r = await box.arun("python3 -c \"import socket; print(socket.gethostbyname('localhost'))\"")
+    assert (r.output, r.exit_code) == ("127.0.0.1", 0), r
+
+
 async def test_run_in_session_check_raise_and_default_session(box):
     obs = await box.run_in_session(Action(session="default", command="echo Hello"))
     assert obs.output == "Hello" and obs.exit_code == 0
