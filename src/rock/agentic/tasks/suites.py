@@ -25,15 +25,16 @@ def open_suite(name: str, progress: Callable[[str], None] | None = None) -> Task
     """``pypi-bugs``, ``humaneval-repo``, or the path of a folder of task folders (or of one task).
 
     A built-in suite this host has not built yet is built first, as ``rock suites build`` would
-    with its defaults (pypi-bugs runs each library's tests per mutant: ~10 minutes on 2 cores), with
+    with its defaults (pypi-bugs runs each library's tests per mutant: 11-19 minutes on 2 cores), with
     ``progress`` lines (default: on stderr) so nobody waits on a silent process."""
     if name in BUILTIN:
         if built(name) is None:
             from rock.agentic.tasks.build import PER_LIBRARY, SEED, build_suites, stderr_progress
 
             say = progress or stderr_progress(f"building {name}")
+            how = f"seed {SEED}, {PER_LIBRARY} tasks per library; " if name == "pypi-bugs" else ""
             say(f"suite {name} is not built on this host yet: building it now into {cache_dir() / 'suites'} "
-                f"(seed {SEED}, {PER_LIBRARY} tasks per library; `rock suites build` builds every suite at once)")
+                f"({how}`rock suites build` builds every suite at once)")
             build_suites([name], say=say)
         return TaskFolder(cache_dir() / "suites" / name, name)
     path = Path(name).expanduser()
