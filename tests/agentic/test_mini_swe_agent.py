@@ -26,7 +26,7 @@ SUBMIT = "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"
 
 @pytest.fixture(scope="session")
 def mini_image() -> str:
-    """Built by scripts/setup-host.sh (a cached step); built here when missing (minutes, once)."""
+    """Built here on a host's first run (set-up no longer builds it: ~2 minutes, once), found after."""
     try:
         image = asyncio.run(mini_swe.ensure_image(progress=lambda line: print("[mini-swe-agent image]", line)))
     except EnvError as exc:

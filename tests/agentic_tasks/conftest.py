@@ -1,8 +1,9 @@
 """A real admin per backend and a sample of each built-in suite, built into a temporary folder.
 
 The sample is the first tasks of the real suites (the same seed): the sdists and the mutants
-already tried come from the host's cache ($ROCK_AGENTIC_CACHE or ~/.cache/rock/agentic), which
-set-up fills, so the sample is only written, not re-run."""
+already tried come from the host's cache ($ROCK_AGENTIC_CACHE or ~/.cache/rock/agentic). Set-up
+does not fill it: on a host's first run this fixture downloads the sdists and tries mutants until
+it has the sample (under a minute here), later runs only write it."""
 
 import os
 from pathlib import Path

@@ -48,19 +48,41 @@ async def test_arun_returns_exit_codes_and_keeps_session_state(box):
     await box.create_session(CreateBashSessionRequest(session="s"))
     assert (await box.arun("cd /tmp && export X=42", session="s")).exit_code == 0
     r = await box.arun("echo $X $(pwd); exit_code() { return 3; }; exit_code", session="s")
-    assert r.output.strip() == "42 /tmp" and r.exit_code == 3
+    assert r.output == "42 /tmp" and r.exit_code == 3
     r = await box.arun("echo 'é ✓ 漢字' \"$X\"", session="s")  # non-ASCII both ways (the body is UTF-8 JSON)
-    assert r.output == "é ✓ 漢字 42\n", r.output
+    assert r.output == "é ✓ 漢字 42", r.output
     # Without a session: a temporary one, closed afterwards.
     r = await box.arun("echo temp; false")
-    assert r.output.strip() == "temp" and r.exit_code == 1
+    assert r.output == "temp" and r.exit_code == 1
     sessions = await box._http.get("/sessions", {"sandbox_id": box.sandbox_id})
     assert [s["session"] for s in sessions["sessions"]] == ["s"]
 
 
+async def test_output_is_what_rocks_runtime_returns(box):
+    """ROCK's runtime (rocklet BashSession) strips a command's output at both ends and removes ANSI
+    escape sequences; rl-rock code compares the value as is (`== "SESSION_END"`)."""
+    await box.create_session(CreateBashSessionRequest(session="o"))
+    r = await box.arun("printf '\\n  a\\n b  \\n\\n'", session="o")
+    assert r.output == "a\n b", repr(r.output)  # inner whitespace kept
+    r = await box.arun("printf '\\033[1;31mred\\033[0m plain\\n'", session="o")
+    assert r.output == "red plain", repr(r.output)
+    obs = await box.run_in_session(Action(session="o", command="echo; echo x; echo", check="ignore"))
+    assert obs.output == "x" and obs.exit_code is None
+    assert (await box.arun("true", session="o")).output == ""
+    r = await box.arun("printf 'SESSION_END\\n\\n'", mode="nohup")
+    assert r.output == "SESSION_END", repr(r.output)
+
+
+async def test_localhost_resolves_as_in_a_docker_container(box):
+    """ROCK's agent configs reach the model service at http://localhost:8080/v1: an image's empty
+    /etc/hosts gets the lines Docker writes (bwrap unpacks the image without them)."""
+    r = await box.arun("python3 -c \"import socket; print(socket.gethostbyname('localhost'))\"")
+    assert (r.output, r.exit_code) == ("127.0.0.1", 0), r
+
+
 async def test_run_in_session_check_raise_and_default_session(box):
     obs = await box.run_in_session(Action(session="default", command="echo Hello"))
-    assert obs.output.strip() == "Hello" and obs.exit_code == 0
+    assert obs.output == "Hello" and obs.exit_code == 0
     with pytest.raises(CommandRockError) as err:
         await box.run_in_session(Action(session="default", command="exit_with() { return 5; }; exit_with"))
     assert err.value.observation.exit_code == 5
@@ -72,7 +94,7 @@ async def test_run_in_session_check_raise_and_default_session(box):
 
 async def test_nohup_returns_real_exit_code_and_output(box):
     r = await box.arun("echo from-nohup; exit 7", mode="nohup")
-    assert r.exit_code == 7 and r.output.strip() == "from-nohup"
+    assert r.exit_code == 7 and r.output == "from-nohup"  # read back as ROCK reads it: stripped
     r = await box.arun("head -c 100000 /dev/zero | tr '\\0' a", mode="nohup", response_limited_bytes_in_nohup=10)
     assert r.output == "a" * 10 and r.exit_code == 0
     r = await box.arun("echo kept", mode="nohup", ignore_output=True, output_file="/tmp/nohup-out/log.txt")
@@ -92,7 +114,8 @@ async def test_nohup_wait_timeout_leaves_process_running(box):
 async def test_streamed_arun_interrupt_and_input(box):
     chunks: list[str] = []
     r = await box.arun("for i in 1 2 3; do echo line$i; done", on_output=chunks.append)
-    assert "".join(chunks).split() == ["line1", "line2", "line3"] and r.exit_code == 0
+    assert "".join(chunks) == "line1\nline2\nline3\n" and r.exit_code == 0  # the stream: as printed
+    assert r.output == "line1\nline2\nline3"  # the result: as arun's
 
     await box.create_session(CreateBashSessionRequest(session="i"))
     running = asyncio.create_task(box.arun("sleep 100", session="i"))

@@ -6,6 +6,7 @@ Fields marked "ours" are additions; rl-rock ignores them.
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 from typing import Any, Generic, Literal, TypeVar
 
@@ -162,6 +163,18 @@ class BashObservation(_Compat):
 
 
 Observation = BashObservation
+
+# ROCK's runtime (rock/rocklet/linux.py, BashSession) returns a session command's output as
+# ``_strip_control_chars(shell.before).strip()``: ANSI escape sequences removed with this exact
+# pattern, then whitespace stripped at both ends. rl-rock code compares that value as is (its
+# model-service loop waits for ``anti_call_llm(...) == "SESSION_END"``, read back through ``cat``).
+_ANSI_ESCAPE = re.compile(r"\x1B[@-_][0-?]*[ -/]*[@-~]")
+
+
+def session_output(text: str) -> str:
+    """A finished session command's output as ROCK's runtime returns it: ANSI escape sequences
+    removed, leading and trailing whitespace (the final newline included) stripped."""
+    return _ANSI_ESCAPE.sub("", text).strip()
 
 
 class CloseBashSessionResponse(_Compat):

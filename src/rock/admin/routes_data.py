@@ -27,7 +27,8 @@ from rock.actions.sandbox import (
     SandboxWriteFileRequest,
 )
 from rock.actions.response import (BashObservation, CloseBashSessionResponse, CommandResponse,
-                                   CreateBashSessionResponse, ReadFileResponse, UploadResponse, WriteFileResponse)
+                                   CreateBashSessionResponse, ReadFileResponse, UploadResponse, WriteFileResponse,
+                                   session_output)
 from rock.admin.context import Ctx, check_path, ok, parse
 from rock.admin.openapi import SANDBOX, doc
 from rock.admin.jsonutil import dumps
@@ -38,8 +39,12 @@ UPLOAD_CHUNK = 4 << 20
 _sandbox_id = TypeAdapter(SandboxId)
 
 
-def observation(r, check: str, command: str, error_msg: str = "") -> dict:
-    """Agent RunResult -> ROCK Observation; ``failure_reason`` says why a command did not complete."""
+def observation(r, check: str, command: str, error_msg: str = "", raw: bool = False) -> dict:
+    """Agent RunResult -> ROCK Observation; ``failure_reason`` says why a command did not complete.
+
+    The output is what ROCK's runtime returns (``session_output``: escapes removed, stripped at both
+    ends), except where the command goes on and this is a piece of its output: an ``idle`` result,
+    and ``raw`` ones (our wait_session and interrupt_session), whose pieces must join unchanged."""
     failure = ""
     if r.status == "timeout":
         failure = f"command timed out and was interrupted (the session is still usable): {command!r}"
@@ -53,7 +58,8 @@ def observation(r, check: str, command: str, error_msg: str = "") -> dict:
         failure = f"command {command!r} failed with exit code {r.exit_code}"
     if failure and error_msg:
         failure = f"{error_msg}: {failure}"
-    return {"session_type": "bash", "output": r.output, "exit_code": None if check == "ignore" else r.exit_code,
+    output = r.output if raw or r.status == "idle" else session_output(r.output)
+    return {"session_type": "bash", "output": output, "exit_code": None if check == "ignore" else r.exit_code,
             "failure_reason": failure, "expect_string": "", "status": r.status, "truncated": r.truncated}
 
 

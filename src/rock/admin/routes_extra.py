@@ -71,7 +71,7 @@ def router(ctx: Ctx) -> APIRouter:
     async def interrupt_session(request: Request):
         req = await parse(request, InterruptRequest)
         r = await (await ctx.agent(request, req.sandbox_id)).interrupt(req.session, grace=req.grace)
-        return ok(observation(r, "silent", ""))
+        return ok(observation(r, "silent", "", raw=True))
 
     @api.post("/send_input", **doc(SendInputRequest, result=dict, codes=SANDBOX))
     async def send_input(request: Request):
@@ -84,7 +84,7 @@ def router(ctx: Ctx) -> APIRouter:
         req = await parse(request, WaitSessionRequest)
         agent = await ctx.agent(request, req.sandbox_id)
         r = await agent.wait(req.session, timeout=req.timeout, idle_timeout=req.idle_timeout)
-        return run_response(observation(r, "silent", ""), "silent")
+        return run_response(observation(r, "silent", "", raw=True), "silent")
 
     @api.get("/sessions", **doc(query=_Q, result=dict, codes=SANDBOX))
     async def sessions(request: Request):

@@ -38,11 +38,15 @@ def cmd_run_suite(args, out: Out) -> int:
             print(json.dumps({"event": kind, "time": round(time.time(), 3), **fields}), file=sys.stderr, flush=True)
 
         summary = asyncio.run(run_job(args.suite, options, **kwargs,
+                                      progress=lambda line: event("build", suite=name, message=line),
                                       on_start=lambda todo, skipped: event("start", tasks=todo, skipped=skipped),
                                       on_done=lambda rec, n, of: event("rollout", task_id=rec["task_id"], n=n, of=of,
                                                                        reward=rec["reward"], error=rec["error"])))
         event("end", tasks=summary["tasks"], mean_reward=summary["mean_reward"])
     else:
+        from rock.agentic.tasks.suites import open_suite
+
+        open_suite(args.suite)  # a built-in suite not built here is built now, its progress lines before the bar
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

@@ -8,7 +8,7 @@ import importlib.util
 import logging
 import sys
 
-from rock.cli import admin, cluster, config_ini, image, job, resolve_admin_options, sandbox
+from rock.cli import admin, cluster, config_ini, image, job, resolve_admin_options, sandbox, suites
 from rock.cli.output import Out
 from rock.errors import RockError
 
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_parser(sub)
     image.add_parser(sub)
     job.add_parser(sub)
+    suites.add_parser(sub)
     cluster.add_parser(sub)
     # `rock envs` lives in its own module (issue 4); register it when it is there.
     if importlib.util.find_spec("rock.cli.envs") is not None:

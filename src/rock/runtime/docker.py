@@ -394,6 +394,7 @@ def _unpack(image: str, root: Path) -> None:
                 if proc.returncode:
                     err.seek(0)
                     raise SandboxStartError(f"unpacking image {image} failed: {err.read()[-500:].decode(errors='replace')}")
+        _runtime_files(tmp)
         try:
             tmp.rename(root)
         except OSError:  # another worker finished first
@@ -404,6 +405,21 @@ def _unpack(image: str, root: Path) -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("image %s ready at %s in %.1f s", image, root, time.perf_counter() - t0)
+
+
+# What Docker writes into every container without a network (`docker run --network none`): an
+# image carries an empty /etc/hosts (or none), and without these lines `localhost` does not
+# resolve in a bwrap sandbox, where ROCK's own agent configs reach the model service at
+# http://localhost:8080/v1.
+ETC_HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
+             "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+
+
+def _runtime_files(root: Path) -> None:
+    """The files Docker provides at run time that an unpacked image lacks: /etc/hosts."""
+    hosts = root / "etc" / "hosts"
+    if (root / "etc").is_dir() and not hosts.is_symlink() and (not hosts.exists() or hosts.stat().st_size == 0):
+        hosts.write_text(ETC_HOSTS)
 
 
 def _safe(name: str) -> str:

@@ -22,6 +22,7 @@ import json
 import time
 
 from rock.agentic import mini_swe
+from rock.agentic.tasks.build import stderr_progress
 from rock.agentic.tasks.errors import TaskError
 from rock.agentic.tasks.harbor import Task
 from rock.agentic.tasks.oracle import oracle_tool_call
@@ -67,7 +68,8 @@ class MiniSweHarness(ChatHarness):
             raise TaskError(f"harness mini-swe-agent runs tasks with an [environment] docker_image; {task.task_id} "
                             "builds its own (environment/Dockerfile)", "BadRequest")
         if task.image not in self._images:
-            image = await mini_swe.ensure_image(task.image)
+            # Built on first use (pip in a build sandbox, minutes): its progress lines go to stderr.
+            image = await mini_swe.ensure_image(task.image, progress=stderr_progress("mini-swe-agent image"))
             self._images[task.image] = image.tag
         return self._images[task.image]
 

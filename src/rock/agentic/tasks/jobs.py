@@ -39,10 +39,13 @@ def finished(out: Path | None, harness: str | None = None, policy: str | None = 
 
 async def run_job(suite: str, options: RolloutOptions, tasks: list[str] | None = None, limit: int | None = None,
                   concurrency: int = 8, out: Path | None = None, resume: bool = False,
-                  on_done: Callable | None = None, on_start: Callable | None = None) -> dict:
+                  on_done: Callable | None = None, on_start: Callable | None = None,
+                  progress: Callable[[str], None] | None = None) -> dict:
     """Roll out ``options.harness`` / ``options.policy`` over the suite's tasks; the summary
-    (the training runner's: tasks, mean_reward, pass_rate, errors, by_category) plus records."""
-    folder = open_suite(suite)
+    (the training runner's: tasks, mean_reward, pass_rate, errors, by_category) plus records.
+    A built-in suite not built on this host is built first, saying so through ``progress``
+    (default: lines on stderr)."""
+    folder = await asyncio.to_thread(open_suite, suite, progress)  # a first build takes minutes
     ids = select_ids(folder, tasks, limit)
     harness_factory = lambda: make_harness(options.harness)  # noqa: E731
     probe = harness_factory()  # a wrong harness or policy name fails here, before any sandbox

@@ -27,6 +27,7 @@ from rock.actions import (
     Observation,
     SandboxStatusResponse,
 )
+from rock.actions.response import session_output
 from rock.errors import BadRequest, RockError, SandboxNotFound
 from rock.sdk.common.exceptions import CommandRockError
 from rock.sdk.sandbox.config import SandboxConfig, SandboxGroupConfig
@@ -278,8 +279,9 @@ class Sandbox(FilesMixin, LifecycleMixin, NohupMixin):
             text = f"Command executed in nohup mode without streaming the log content.\nOutput file: {out}"
             return Observation(output=text, exit_code=r.exit_code if done else 1, failure_reason=failure,
                                status=r.status)
+        # As ROCK's `cat` of the file in the session gives it: stripped like any command's output.
         data = await self.read_bytes(out, length=limit)
-        return Observation(output=data.decode(errors="replace"), exit_code=r.exit_code if done else 1,
+        return Observation(output=session_output(data.decode(errors="replace")), exit_code=r.exit_code if done else 1,
                            failure_reason=failure, status=r.status)
 
     async def _quiet_close(self, session: str) -> None:

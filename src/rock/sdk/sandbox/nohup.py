@@ -13,6 +13,7 @@ import time
 
 from rock.actions import BashAction, Command, CreateBashSessionRequest, ExecuteBashSessionResponse, Observation
 from rock.actions import ReadFileResponse
+from rock.actions.response import session_output
 from rock.errors import BadRequest
 
 PID_PREFIX, PID_SUFFIX = "PIDSTART", "PIDEND"
@@ -53,8 +54,9 @@ class NohupMixin:
         if ignore_output:
             text = f"Command executed in nohup mode without streaming the log content.\nOutput file: {tmp_file}"
             return Observation(output=text, exit_code=0 if success else 1, failure_reason="" if success else message)
+        # ROCK reads the file with `cat` in the session: its output is stripped like any command's.
         data = await self.read_bytes(tmp_file, length=response_limited_bytes_in_nohup)
-        return Observation(output=data.decode(errors="replace"), exit_code=0 if success else 1,
+        return Observation(output=session_output(data.decode(errors="replace")), exit_code=0 if success else 1,
                            failure_reason="" if success else message)
 
     async def run_nohup_and_wait(self, cmd: str, redirect_file_path: str = "/dev/null", wait_timeout: float = 300,
