@@ -179,3 +179,74 @@ async def test_vendor_clients_inside_the_sandbox(admin, clients):
     ok = records[0]
     assert ok.native["api"] == "messages" and ok.native["response"]["content"][0]["text"] == "hi (say hi)"
     assert ok.response["choices"][0]["message"]["content"] == "hi (say hi)" and ok.usage["total_tokens"] == 10
+
+
+PROXY_CLIENT = r'''
+import json, anthropic, openai
+out = {}
+a = anthropic.Anthropic(base_url="http://127.0.0.1:8080", api_key="sk-in-sandbox", max_retries=0)
+TOOLS = [{"name": "bash", "input_schema": {"type": "object", "properties": {"cmd": {"type": "string"}}}}]
+m = a.messages.create(model="claude-x", max_tokens=64, messages=[{"role": "user", "content": "a"}])
+out["m_json"] = [m.content[0].text, m.stop_reason]
+with a.messages.stream(model="claude-x", max_tokens=64, messages=[{"role": "user", "content": "b"}], tools=TOOLS) as s:
+    f = s.get_final_message()
+out["m_stream"] = [f.content[0].text, f.content[1].input, f.stop_reason, f.usage.output_tokens]
+o = openai.OpenAI(base_url="http://127.0.0.1:8080/v1", api_key="sk-in-sandbox", max_retries=0)
+r = o.responses.create(model="gpt-x", input="c")
+out["r_json"] = [r.output_text, r.id]
+with o.responses.stream(model="gpt-x", input="d", previous_response_id=r.id) as s:
+    f = s.get_final_response()
+out["r_stream"] = [f.output_text, f.id]
+print("RESULT" + json.dumps(out))
+'''
+
+
+async def test_proxy_forwards_natively_and_replay_serves_both_apis(admin, clients):
+    """Proxy mode sends each API's body unchanged to the upstream's own path (the key as Anthropic
+    reads it), passes its streams through and records them folded; the exported trajectory (chat
+    form) replays into the same Messages and Responses calls."""
+    from rock.agentic.records import read_rock_jsonl
+    from tests.agentic.native_upstream import NativeUpstream
+
+    upstream = NativeUpstream()
+    sandbox = Sandbox(SandboxConfig(base_url=admin.url, image=clients, network=False, memory="1g", cpus=1))
+    await sandbox.start()
+    trainer = ChatTrainer.for_sandbox(sandbox)
+    run = "PYTHONPATH=/opt/rock/site python3 /tmp/client.py"
+    try:
+        await sandbox.write_bytes("/tmp/client.py", PROXY_CLIENT.encode())
+        await trainer.start(sandbox.sandbox_id, type="proxy", proxy_base_url=upstream.url, proxy_api_key="sk-admin")
+        obs = await sandbox.arun(run, timeout=120)
+        assert obs.exit_code == 0, obs.output
+        out = json.loads(obs.output.split("RESULT", 1)[1])
+        assert out == {"m_json": ["answer 1", "end_turn"], "m_stream": ["answer 2", {"cmd": "ls"}, "tool_use", 6],
+                       "r_json": ["answer 3", "resp_up3"], "r_stream": ["answer 4", "resp_up4"]}
+        assert [p for p, _, _ in upstream.requests] == ["/v1/messages"] * 2 + ["/v1/responses"] * 2
+        _, headers, body = upstream.requests[0]
+        assert headers["x-api-key"] == "sk-admin" and headers["anthropic-version"] and "sk-in-sandbox" not in str(headers)
+        assert body["messages"] == [{"role": "user", "content": "a"}] and body["max_tokens"] == 64  # unchanged
+        assert upstream.requests[3][2]["previous_response_id"] == "resp_up3"
+        records = await trainer.trajectory(sandbox.sandbox_id)
+        assert [(r.status, r.native["api"], r.answered_via) for r in records] == [
+            ("success", "messages", "upstream")] * 2 + [("success", "responses", "upstream")] * 2
+        folded = records[1]
+        assert folded.stream and folded.native["response"]["content"][1]["input"] == {"cmd": "ls"}
+        assert folded.response["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "bash"
+        assert folded.response["choices"][0]["message"]["content"] == "answer 2"
+        assert records[3].native["response"]["id"] == "resp_up4"
+        assert [m["content"] for m in records[3].request["messages"]] == ["c", "answer 3", "d"]
+
+        replay = read_rock_jsonl(await trainer.trajectory_jsonl(sandbox.sandbox_id))
+        await trainer.stop(sandbox.sandbox_id)
+        sent = len(upstream.requests)
+        await trainer.start(sandbox.sandbox_id, type="proxy", replay=replay)
+        obs = await sandbox.arun(run, timeout=120)
+        assert obs.exit_code == 0, obs.output
+        again = json.loads(obs.output.split("RESULT", 1)[1])
+        assert again["m_json"] == out["m_json"] and again["m_stream"] == out["m_stream"]
+        assert again["r_json"][0] == "answer 3" and again["r_stream"][0] == "answer 4"
+        assert len(upstream.requests) == sent  # nothing reached the upstream
+    finally:
+        await trainer.aclose()
+        await sandbox.delete()
+        upstream.close()
