@@ -45,6 +45,37 @@ def add_parser(sub) -> None:
     run.add_argument("--out", type=Path, help="JSONL of trajectories (default: job-<env>-<split>-<policy>.jsonl)")
     run.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
     run.set_defaults(func=cmd_run)
+    exp = s.add_parser("export", help="training-ready trajectories from a job's records: token ids, loss masks, "
+                       "logprobs and the reward, one row per sequence (docs/agentic-tasks.md)")
+    exp.add_argument("records", type=Path, help="the job's JSONL (rock job run --out)")
+    exp.add_argument("--format", dest="fmt", choices=["jsonl", "parquet"], default="jsonl",
+                     help="parquet needs pyarrow")
+    exp.add_argument("--out", type=Path, help="where to write (default: the records' name with .tokens.jsonl/.parquet)")
+    exp.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    exp.set_defaults(func=cmd_export)
+
+
+def cmd_export(args, out: Out) -> int:
+    """``rock job export``: the job's rollouts as token sequences for a trainer."""
+    from rock.agentic import trajectories
+
+    dest = args.out or args.records.with_suffix(".tokens.jsonl" if args.fmt == "jsonl" else ".parquet")
+    try:
+        lines = [json.loads(line) for line in args.records.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, ValueError) as exc:
+        out.error(f"cannot read the job's records {args.records}: {exc}")
+        return 2
+    episodes = list(trajectories.from_job(lines))
+    try:
+        n = trajectories.write(episodes, dest, args.fmt)
+    except ImportError as exc:
+        out.error(str(exc))
+        return 2
+    untokenized = sum(1 for ep in episodes for c in ep["calls"] if c["tokens"] is None and c["status"] == "success")
+    out.record({"episodes": len(episodes), "rows": n, "out": str(dest), "calls_without_tokens": untokenized},
+               lines=[f"{len(episodes)} episodes, {n} sequences -> {dest}"
+                      + (f" ({untokenized} calls had no token ids: see each row's reason)" if untokenized else "")])
+    return 0
 
 
 def cmd_run(args, out: Out) -> int:
