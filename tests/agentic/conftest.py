@@ -30,9 +30,9 @@ async def sandbox_with_trainer(admin, files: dict[str, str] | None = None):
             pass
 
 
-async def run_answered(sandbox, trainer, command: str, policy, timeout: float = 120):
-    """Run ``command`` in the sandbox while the trainer answers its model calls with ``policy``;
-    returns the observation and the calls the policy saw."""
+async def run_answered(sandbox, trainer, command: str, policy, timeout: float = 120, websocket: bool = False):
+    """Run ``command`` in the sandbox while the trainer answers its model calls with ``policy``
+    (over the exchange loop, or its WebSocket); returns the observation and the calls the policy saw."""
     run = asyncio.ensure_future(sandbox.arun(command, timeout=timeout))
     seen = []
 
@@ -41,7 +41,7 @@ async def run_answered(sandbox, trainer, command: str, policy, timeout: float = 
         return policy(call)
 
     served = asyncio.ensure_future(trainer.serve(answer, sandbox_ids=[sandbox.sandbox_id], wait=2,
-                                                 until=lambda: run.done()))
+                                                 until=lambda: run.done(), websocket=websocket))
     obs = await run
     await served
     return obs, seen

@@ -1,6 +1,6 @@
 """Anthropic's Messages and OpenAI's Responses APIs on the model endpoint, parsed by the vendors'
 own clients (``anthropic`` 2.14.0, ``openai`` 3.57.0, from their env image: clients_image.py)
-INSIDE a sandbox without a network, answered by the trainer through the fast path, once per
+INSIDE a sandbox without a network, answered by the trainer over its WebSocket, once per
 backend: JSON and streams, tool calls round-tripping both ways, ``previous_response_id``, a
 malformed content block answered 400 in Anthropic's shape (the endpoint goes on), native answers,
 and the records (chat form plus the native request and response)."""
@@ -125,7 +125,8 @@ async def test_vendor_clients_inside_the_sandbox(admin, clients):
     try:
         await trainer.start(sandbox.sandbox_id, models=["policy"])
         await sandbox.write_bytes("/tmp/client.py", CLIENT.encode())
-        obs, seen = await run_answered(sandbox, trainer, "PYTHONPATH=/opt/rock/site python3 /tmp/client.py", policy)
+        obs, seen = await run_answered(sandbox, trainer, "PYTHONPATH=/opt/rock/site python3 /tmp/client.py", policy,
+                                       websocket=True)  # the exchange loop: test_trajectories.py
         assert obs.exit_code == 0, obs.output
         out = json.loads(obs.output.split("RESULT", 1)[1])
         records = await trainer.trajectory(sandbox.sandbox_id)

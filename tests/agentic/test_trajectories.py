@@ -83,6 +83,8 @@ async def test_a_multi_call_rollout_exports_merged_sequences_with_loss_masks(adm
         await trainer.aclose()
         await sandbox.delete()
     assert len(records) == 5 and all(r.status == "success" and r.native["api"] == "messages" for r in records)
+    assert [c.native["api"] for c in seen] == ["messages"] * 5  # the exchange loop carries the native request
+    assert seen[1].native["request"]["messages"][2]["content"][0]["type"] == "tool_result"
 
     episode = trajectories.export(records, reward=1.0, episode="ep-1")
     calls = episode["calls"]

@@ -218,7 +218,10 @@ def check(response: dict, call_id: str, req: dict) -> dict:
             item.setdefault("content", [])
             item["content"] = [dict(p, annotations=p.get("annotations", [])) if isinstance(p, dict) else p
                                for p in item["content"]]
-        item.setdefault("status", "completed") if item["type"] != "reasoning" else item.setdefault("summary", [])
+        if item["type"] == "reasoning":
+            item.setdefault("summary", [])
+        else:
+            item.setdefault("status", "completed")
         fixed.append(item)
     out = _envelope(f"resp_{call_id}", req, response.get("model"))
     out.update(response)
