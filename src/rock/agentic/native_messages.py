@@ -4,7 +4,7 @@ The trainer sees every call in one form, a chat-completions request; a Messages 
 ``{"model", "system", "messages": [...], "tools": [...], "max_tokens", ...}`` with content
 blocks, which map one to one onto chat messages:
 
-- ``system`` (a string or text blocks) -> a ``system`` message;
+- ``system`` (a string or text blocks), and a ``system`` turn among the messages -> a ``system`` message;
 - a user turn's ``tool_result`` blocks -> ``tool`` messages (``tool_call_id`` = ``tool_use_id``),
   in order, before the turn's text; its ``text``/``image`` blocks -> the user message's content;
 - an assistant turn's ``text`` -> ``content``, ``tool_use`` -> ``tool_calls`` (``input`` as a
@@ -136,9 +136,12 @@ def to_chat(req: dict) -> dict:
         out.append({"role": "system", "content": _text_of(req["system"], "system")})
     for n, m in enumerate(messages):
         where = f"messages[{n}]"
-        if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
-            raise ValueError(f"{where} must be an object with role 'user' or 'assistant'")
+        if not isinstance(m, dict) or m.get("role") not in ("user", "assistant", "system"):
+            raise ValueError(f"{where} must be an object with role 'user', 'assistant' or 'system'")
         content = m.get("content")
+        if m["role"] == "system":  # a system turn among the messages (Claude Code 2.1 sends its environment so)
+            out.append({"role": "system", "content": _text_of(content, f"{where}.content")})
+            continue
         if isinstance(content, str):
             out.append({"role": m["role"], "content": content})
         elif isinstance(content, list):
