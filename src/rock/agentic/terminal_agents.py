@@ -66,6 +66,27 @@ def claude_code_command(prompt_var: str = "PROMPT") -> str:
             '--allowedTools Bash Edit Write Read')
 
 
+def codex_config(model: str = "rock-policy") -> str:
+    """``$CODEX_HOME/config.toml``: a provider on the endpoint speaking Responses (the only wire
+    API recent Codex versions accept), no update check, no analytics."""
+    return (f'model = "{model}"\nmodel_provider = "rock"\ncheck_for_update_on_startup = false\n\n'
+            f'[model_providers.rock]\nname = "rock"\nbase_url = "{ENDPOINT}/v1"\nenv_key = "ROCK_MODEL_API_KEY"\n'
+            'wire_api = "responses"\n\n[analytics]\nenabled = false\n')
+
+
+def codex_env(home: str = "/root/.codex") -> dict[str, str]:
+    """Codex against the endpoint (``codex_config`` written to ``home``/config.toml first); a home
+    outside /tmp, where Codex will not make its helper commands (apply_patch)."""
+    return {"PATH": PATH, "HOME": home, "CODEX_HOME": home, "ROCK_MODEL_API_KEY": "sk-rock"}
+
+
+def codex_command(prompt_var: str = "PROMPT") -> str:
+    """``codex exec``: one task, then exit. Its own sandbox (Landlock, seccomp) is bypassed: the
+    commands already run in ours, and nesting would fight it."""
+    return (f'codex exec --skip-git-repo-check --dangerously-bypass-approvals-and-sandbox --ephemeral --json '
+            f'"${prompt_var}"')
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m rock.agentic.terminal_agents",
                                 description="build (or find) a terminal agent's env image; prints its tag")
@@ -84,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["AGENTS", "BASE", "claude_code_command", "claude_code_env", "ensure_image", "spec"]
+__all__ = ["AGENTS", "BASE", "claude_code_command", "claude_code_env", "codex_command", "codex_config", "codex_env",
+           "ensure_image", "spec"]
 
 if __name__ == "__main__":
     raise SystemExit(main())
