@@ -46,6 +46,9 @@ async def ensure_image(agent: str, base: str = BASE, builder: ImageBuilder | Non
 # Claude Code's package holds a placeholder for its binary, which its install script (not run)
 # replaces with the platform package's; its wrapper finds and runs that binary instead.
 CLAUDE_WRAPPER = f"{SITE}/npm/node_modules/@anthropic-ai/claude-code/cli-wrapper.cjs"
+# Codex's launcher (it runs the platform package's binary). Both by absolute path: a login shell
+# may reset PATH before the command runs.
+CODEX_JS = f"{SITE}/npm/node_modules/@openai/codex/bin/codex.js"
 PATH = f"{NPM_BIN}:{NODE}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -62,7 +65,7 @@ def claude_code_env(model: str = "rock-policy", home: str = "/tmp/claude-home") 
 
 def claude_code_command(prompt_var: str = "PROMPT") -> str:
     """Print mode (``-p``: one task, then exit; interactive mode contacts Anthropic at start)."""
-    return (f'node {CLAUDE_WRAPPER} -p "${prompt_var}" --output-format json --dangerously-skip-permissions '
+    return (f'{NODE}/node {CLAUDE_WRAPPER} -p "${prompt_var}" --output-format json --dangerously-skip-permissions '
             '--allowedTools Bash Edit Write Read')
 
 
@@ -83,7 +86,7 @@ def codex_env(home: str = "/root/.codex") -> dict[str, str]:
 def codex_command(prompt_var: str = "PROMPT") -> str:
     """``codex exec``: one task, then exit. Its own sandbox (Landlock, seccomp) is bypassed: the
     commands already run in ours, and nesting would fight it."""
-    return (f'codex exec --skip-git-repo-check --dangerously-bypass-approvals-and-sandbox --ephemeral --json '
+    return (f'{NODE}/node {CODEX_JS} exec --skip-git-repo-check --dangerously-bypass-approvals-and-sandbox --ephemeral --json '
             f'"${prompt_var}"')
 
 
