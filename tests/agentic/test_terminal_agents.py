@@ -20,7 +20,7 @@ from rock.sdk.sandbox.config import SandboxConfig
 from tests.agentic.conftest import run_answered
 from tests.agentic.test_mini_swe_agent import keep_unpacked
 
-CLAUDE_MARK, CODEX_MARK = "made-by-claude-code", "made-by-codex"
+CLAUDE_MARK, CODEX_MARK, QWEN_MARK = "made-by-claude-code", "made-by-codex", "made-by-qwen-code"
 
 
 def agent_image(agent: str) -> str:
@@ -42,6 +42,11 @@ def codex_image() -> str:
     return agent_image("codex")
 
 
+@pytest.fixture(scope="session")
+def qwen_image() -> str:
+    return agent_image("qwen-code")
+
+
 def shell_once(tool: str, args: dict, answer) -> callable:
     """A policy: the agent's shell tool (``tool``, called with ``args``) once, then ``answer(the
     tool's output)``; a call without that tool (a title, a topic check) gets a short text."""
@@ -55,7 +60,10 @@ def shell_once(tool: str, args: dict, answer) -> callable:
             return {"choices": [{"message": {"role": "assistant", "content": None, "tool_calls": [
                 {"id": "call_rock_1", "type": "function", "function": {"name": tool, "arguments": json.dumps(args)}}]}}],
                 "usage": usage}
-        return {"choices": [{"message": {"role": "assistant", "content": answer(results[-1]["content"])}}], "usage": usage}
+        out = results[-1]["content"]
+        if isinstance(out, list):  # content parts (Qwen Code sends its tool results so)
+            out = "".join(p.get("text") or "" for p in out)
+        return {"choices": [{"message": {"role": "assistant", "content": answer(out)}}], "usage": usage}
     return policy
 
 
@@ -70,7 +78,7 @@ async def run_agent(admin, image: str, command: str, env: dict, policy, files: d
         for path, text in files.items():
             await sandbox.write_bytes(path, text.encode())
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        line = f"mkdir -p /tmp/work && cd /tmp/work && export PROMPT='write the marker file' && env {exports} {command}"
+        line = f"mkdir -p /tmp/work {shlex.quote(env['HOME'])} && cd /tmp/work && export PROMPT='write the marker file' && env {exports} {command}"
         obs, seen = await run_answered(sandbox, trainer, line, policy, timeout=240)
         records = await trainer.trajectory(sandbox.sandbox_id)
         written = await sandbox.arun(f"cat {marker_file}")
@@ -120,3 +128,18 @@ async def test_codex_runs_on_the_responses_endpoint(admin, codex_image):
     back = main[1].native["request"]["input"]  # the function call and its output, as Codex sends them back
     assert [i.get("type") for i in back[-2:]] == ["function_call", "function_call_output"]
     assert back[-1]["call_id"] == "call_rock_1"
+
+
+async def test_qwen_code_runs_on_chat_completions(admin, qwen_image):
+    policy = shell_once("run_shell_command", {"command": f"echo {QWEN_MARK} > /tmp/out.txt && cat /tmp/out.txt",
+                                              "description": "write the marker"}, lambda out: f"Done: {QWEN_MARK in out}")
+    obs, seen, _, written = await run_agent(admin, qwen_image, terminal_agents.qwen_code_command(),
+                                            terminal_agents.qwen_code_env(), policy, {}, "/tmp/out.txt")
+    events = json.loads(obs.output[obs.output.index("[{"):])  # --output-format json: its events, as one list
+    [result] = [e for e in events if e.get("type") == "result"]
+    assert result["is_error"] is False and result["result"] == "Done: True", result
+    assert written == QWEN_MARK  # Qwen Code ran the policy's command in the sandbox
+    assert all(c.native is None for c in seen)  # chat completions: no native form beside it
+    main = [c for c in seen if c.request["messages"][0]["content"].startswith("You are Qwen Code")]
+    assert len(main) == 2 and main[1].request["messages"][-1]["role"] == "tool"
+    assert main[1].request["messages"][-1]["tool_call_id"] == "call_rock_1"

@@ -1,15 +1,16 @@
 """The terminal agents from the npm registry as env images, pointed at the sandbox's model endpoint.
 
 Claude Code (``@anthropic-ai/claude-code``) speaks Anthropic Messages (``POST /v1/messages``);
-Codex (``@openai/codex``) speaks OpenAI Responses (``POST /v1/responses``). Each image is a base
+Codex (``@openai/codex``) speaks OpenAI Responses (``POST /v1/responses``); Qwen Code
+(``@qwen-code/qwen-code``) speaks chat completions. Each image is a base
 image plus Node and npm from PyPI (``NODE_WHEEL``) and the agent's pinned npm package with its
 platform's native binary, installed by the env image builder with npm in a build sandbox (never
 on the host), package scripts not run; built once per base image, found by content afterwards
-(~10 s of npm, ~360 MB for Claude Code, ~400 MB for Codex).
+(~10 s of npm; ~360 MB for Claude Code, ~400 MB for Codex, ~150 MB for Qwen Code).
 
-    python -m rock.agentic.terminal_agents claude-code [--base python:3.11]   # prints the tag
+    python -m rock.agentic.terminal_agents claude-code|codex|qwen-code [--base python:3.11]   # its tag
 
-``claude_code_env()`` / ``codex_env()`` are the variables that point each agent at the endpoint
+``claude_code_env()`` / ``codex_env()`` / ``qwen_code_env()`` are the variables that point each agent at the endpoint
 and switch off what would reach the internet (telemetry, update checks, error reports).
 """
 
@@ -22,7 +23,8 @@ import sys
 from rock.envs.images import NODE, NODE_WHEEL, NPM_BIN, SITE, EnvImage, EnvImageSpec, ImageBuilder, Progress
 
 BASE = "python:3.11"
-AGENTS = {"claude-code": "@anthropic-ai/claude-code@2.1.328", "codex": "@openai/codex@0.169.0"}
+AGENTS = {"claude-code": "@anthropic-ai/claude-code@2.1.328", "codex": "@openai/codex@0.169.0",
+          "qwen-code": "@qwen-code/qwen-code@0.24.4"}
 ENDPOINT = "http://127.0.0.1:8080"  # the sandbox's model endpoint (rock.agent.chat)
 
 
@@ -90,6 +92,21 @@ def codex_command(prompt_var: str = "PROMPT") -> str:
             f'"${prompt_var}"')
 
 
+QWEN_CLI = f"{SITE}/npm/node_modules/@qwen-code/qwen-code/cli-entry.js"
+
+
+def qwen_code_env(model: str = "rock-policy", home: str = "/tmp/qwen-home") -> dict[str, str]:
+    """Qwen Code against the endpoint over chat completions (its ``openai`` auth type)."""
+    return {"PATH": PATH, "HOME": home, "OPENAI_BASE_URL": f"{ENDPOINT}/v1", "OPENAI_API_KEY": "sk-rock",
+            "OPENAI_MODEL": model}
+
+
+def qwen_code_command(prompt_var: str = "PROMPT") -> str:
+    """One-shot (headless) mode, every tool approved (``--yolo``: its commands run in our sandbox)."""
+    return (f'{NODE}/node {QWEN_CLI} "${prompt_var}" --auth-type openai --yolo --output-format json '
+            '--telemetry false --chat-recording false')
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m rock.agentic.terminal_agents",
                                 description="build (or find) a terminal agent's env image; prints its tag")
@@ -109,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = ["AGENTS", "BASE", "claude_code_command", "claude_code_env", "codex_command", "codex_config", "codex_env",
-           "ensure_image", "spec"]
+           "ensure_image", "qwen_code_command", "qwen_code_env", "spec"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,6 +1,6 @@
-"""Harnesses ``claude-code`` and ``codex``: the npm terminal agents in the task's sandbox, their
-model calls (Anthropic Messages, OpenAI Responses) answered over the Chat protocol by the job's
-trainer, which sees them in chat form (``rock.agentic.native``).
+"""Harnesses ``claude-code``, ``codex`` and ``qwen-code``: the npm terminal agents in the task's
+sandbox, their model calls (Anthropic Messages, OpenAI Responses, chat completions) answered over
+the Chat protocol by the job's trainer, which sees them in chat form (``rock.agentic.native``).
 
     agent sandbox: the task's image + Node and the agent (rock.agentic.terminal_agents, built
     FROM the task's docker_image once, by the env image builder of this host's docker engine)
@@ -65,6 +65,21 @@ class TerminalAgentHarness(MiniSweHarness):
     def oracle_shell(self, command: str) -> str:
         return command
 
+    command = staticmethod(lambda: "")  # terminal_agents' command line, with "$PROMPT"
+    steps_flag: str | None = None  # the agent's option that limits its turns
+
+    def env(self, model: str) -> dict[str, str]:
+        raise NotImplementedError
+
+    def run_cmd(self, options: RolloutOptions) -> str:
+        cmd = self.command().replace('"$PROMPT"', "${prompt}")  # RockAgent puts the task's instruction there
+        if self.steps_flag:
+            cmd += f" {self.steps_flag} {int((options.policy_options or {}).get('max_steps') or self.step_limit)}"
+        return cmd
+
+    def setup(self, model: str) -> list[str]:
+        return [f"mkdir -p {shlex.quote(self.env(model)['HOME'])}"]
+
     def config(self, task: Task, options: RolloutOptions, limit: float) -> RockAgentConfig:
         model = (options.policy_options or {}).get("model") or "rock-policy"
         return RockAgentConfig(agent_type=self.name, project_path=task.workdir, agent_run_timeout=max(2, int(limit)),
@@ -75,28 +90,15 @@ class TerminalAgentHarness(MiniSweHarness):
 
 class ClaudeCodeHarness(TerminalAgentHarness):
     name, agent, shell, shell_arg = "claude-code", "claude-code", "Bash", "command"
-
-    def run_cmd(self, options: RolloutOptions) -> str:
-        steps = int((options.policy_options or {}).get("max_steps") or self.step_limit)
-        return terminal_agents.claude_code_command().replace('"$PROMPT"', "${prompt}") + f" --max-turns {steps}"
+    command, steps_flag = staticmethod(terminal_agents.claude_code_command), "--max-turns"
 
     def env(self, model: str) -> dict[str, str]:
         return terminal_agents.claude_code_env(model)
 
-    def setup(self, model: str) -> list[str]:
-        return [f"mkdir -p {shlex.quote(self.env(model)['HOME'])}"]
-
 
 class CodexHarness(TerminalAgentHarness):
     name, agent, shell, shell_arg = "codex", "codex", "exec_command", "cmd"
-
-    def run_cmd(self, options: RolloutOptions) -> str:
-        return terminal_agents.codex_command().replace('"$PROMPT"', "${prompt}")
-
-    def oracle_shell(self, command: str) -> str:
-        # Codex refuses a command line with `rm -rf` in it whatever its sandbox mode ("rm -f style
-        # commands are not permitted"); the oracle's clean-up has one, so it goes in as a script.
-        return f"echo {base64.b64encode(command.encode()).decode()} | base64 -d | bash"
+    command = staticmethod(terminal_agents.codex_command)
 
     def env(self, model: str) -> dict[str, str]:
         return terminal_agents.codex_env()
@@ -106,6 +108,20 @@ class CodexHarness(TerminalAgentHarness):
         return [f"mkdir -p {shlex.quote(home)} && printf %s {shlex.quote(terminal_agents.codex_config(model))} "
                 f"> {shlex.quote(home + '/config.toml')}"]
 
+    def oracle_shell(self, command: str) -> str:
+        # Codex refuses a command line with `rm -rf` in it whatever its sandbox mode ("rm -f style
+        # commands are not permitted"); the oracle's clean-up has one, so it goes in as a script.
+        return f"echo {base64.b64encode(command.encode()).decode()} | base64 -d | bash"
+
+
+class QwenCodeHarness(TerminalAgentHarness):
+    name, agent, shell, shell_arg = "qwen-code", "qwen-code", "run_shell_command", "command"
+    command, steps_flag = staticmethod(terminal_agents.qwen_code_command), "--max-session-turns"
+
+    def env(self, model: str) -> dict[str, str]:
+        return terminal_agents.qwen_code_env(model)
+
 
 register_harness("claude-code", ClaudeCodeHarness)
+register_harness("qwen-code", QwenCodeHarness)
 register_harness("codex", CodexHarness)
