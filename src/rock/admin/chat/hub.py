@@ -20,6 +20,7 @@ from pathlib import Path
 from rock.actions.chat import Answer, ModelEndpointConfig, Rejected
 from rock.admin.chat import upstream
 from rock.admin.chat.endpoint import Call, Endpoint  # noqa: F401 - the routes import them from here too
+from rock.agentic import native
 from rock.agentic.records import RecordLog
 from rock.errors import BadRequest, CommandTimeout, Conflict, SandboxNotFound
 
@@ -135,6 +136,15 @@ class ChatHub:
         call.record.answered_via = via  # type: ignore[assignment]
         if a.error is not None:
             ep.fail(call, a.error.status, a.error.message)
+            return None
+        if call.native is not None:  # a Messages or Responses call: the answer in either form
+            try:
+                obj, completion = native.outbound(call, a.response)
+            except ValueError as exc:
+                return Rejected(sandbox_id=a.sandbox_id, index=a.index, status=400,
+                                reason=f"the answer to call {a.index} ({call.native['api']}) is neither a chat "
+                                       f"completion nor a valid native object: {exc}")
+            ep.complete_native(call, obj, completion)
             return None
         try:
             response = upstream.normalize(a.response, call)

@@ -100,17 +100,34 @@ def _replay(ep: "Endpoint", call: "Call") -> None:
         ep.fail(call, 404, f"the replayed trajectory is exhausted: it has {total} recorded calls")
         return
     call.record.answered_via = "replay"
-    ep.complete(call, ep.replay.popleft()["response"])
+    response = ep.replay.popleft()["response"]
+    if call.native is not None:  # a recorded chat completion or native object, served in the call's API
+        from rock.agentic import native
+
+        try:
+            obj, completion = native.outbound(call, response)
+        except ValueError as exc:
+            ep.fail(call, 502, f"the replayed answer to call {call.index} does not fit a {call.native['api']} "
+                               f"call: {exc}")
+            return
+        ep.complete_native(call, obj, completion)
+        return
+    ep.complete(call, response)
 
 
 async def _forward(ep: "Endpoint", call: "Call") -> None:
     cfg = ep.config
-    url = f"{cfg.proxy_base_url}/chat/completions"
-    body = call.raw
+    api = call.native["api"] if call.native is not None else "chat"
+    url = cfg.proxy_base_url + {"chat": "/chat/completions", "messages": "/messages", "responses": "/responses"}[api]
+    body = call.raw  # every API is forwarded natively, unchanged
     delay = cfg.retry_delay
     headers = {"content-type": "application/json"}
+    if api == "messages":
+        headers["anthropic-version"] = "2023-06-01"
     if cfg.proxy_api_key:
         headers["authorization"] = f"Bearer {cfg.proxy_api_key}"
+        if api == "messages":  # Anthropic's own servers read the key from x-api-key
+            headers["x-api-key"] = cfg.proxy_api_key
     call.record.answered_via = "upstream"
     for attempt in range(1, cfg.retry_attempts + 1):
         call.record.attempts = attempt
@@ -141,7 +158,12 @@ async def _relay(ep: "Endpoint", call: "Call", response: httpx.Response) -> None
     status = response.status_code
     try:
         if "text/event-stream" in response.headers.get("content-type", ""):
-            fold = StreamFold()
+            if call.native is not None:
+                from rock.agentic.native import NativeStreamFold
+
+                fold = NativeStreamFold(call.native["api"])
+            else:
+                fold = StreamFold()
             try:
                 async for data in response.aiter_raw():
                     fold.feed(data)
@@ -153,6 +175,11 @@ async def _relay(ep: "Endpoint", call: "Call", response: httpx.Response) -> None
             ok = status < 400
             call.record.finish("success" if ok else "failure", status, fold.completion() if ok else None,
                                None if ok else f"upstream_status={status}")
+            if call.native is not None and ok and fold.native() is not None:
+                from rock.agentic import native
+
+                call.record.native["response"] = fold.native()
+                native.remember(call, fold.native(), call.record.response)
             ep._settle(call)
             return
         raw = await response.aread()
@@ -163,7 +190,14 @@ async def _relay(ep: "Endpoint", call: "Call", response: httpx.Response) -> None
     except ValueError:
         parsed = None
     if status < 400 and isinstance(parsed, dict):
-        call.record.finish("success", status, parsed)
+        if call.native is not None:
+            from rock.agentic import native
+
+            call.record.finish("success", status, native.to_completion(call.native["api"], parsed))
+            call.record.native["response"] = parsed
+            native.remember(call, parsed, call.record.response)
+        else:
+            call.record.finish("success", status, parsed)
         ep._send({"index": call.index, "kind": "json", "status": status}, raw)
         ep._settle(call)
         return

@@ -43,6 +43,9 @@ def _pending_json(call: Call) -> str:
     a body that parsed as exactly one JSON object is spliced (``Call.text``), so nothing a
     sandbox sends can add to the message around it."""
     request = call.text if call.text is not None else json.dumps(call.request)
+    if call.native is not None:  # a Messages or Responses call: its native request beside the chat form
+        return '{"sandbox_id":%s,"index":%d,"request":%s,"native":%s}' % (
+            json.dumps(call.endpoint.sandbox_id), call.index, request, json.dumps(call.native))
     return '{"sandbox_id":%s,"index":%d,"request":%s}' % (json.dumps(call.endpoint.sandbox_id), call.index, request)
 
 

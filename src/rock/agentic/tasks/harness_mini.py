@@ -73,14 +73,18 @@ class MiniSweHarness(ChatHarness):
             self._images[task.image] = image.tag
         return self._images[task.image]
 
+    def config(self, task: Task, options: RolloutOptions, limit: float) -> RockAgentConfig:
+        """The agent's install and run, for ``box.agent``."""
+        steps = int((options.policy_options or {}).get("max_steps") or self.step_limit)
+        model = (options.policy_options or {}).get("model") or "rock-policy"
+        return RockAgentConfig.mini_swe_agent(
+            step_limit=steps, project_path=task.workdir, agent_run_timeout=max(2, int(limit)),
+            agent_run_check_interval=1, model_service_config=ModelServiceConfig(enabled=True, models=[model]))
+
     async def run(self, box, task: Task, options: RolloutOptions, rec: dict) -> None:
         answer = self.answerer(task, options)
         limit = _limit(options.agent_timeout, task.agent_timeout)
-        steps = int((options.policy_options or {}).get("max_steps") or self.step_limit)
-        model = (options.policy_options or {}).get("model") or "rock-policy"
-        config = RockAgentConfig.mini_swe_agent(
-            step_limit=steps, project_path=task.workdir, agent_run_timeout=max(2, int(limit)),
-            agent_run_check_interval=1, model_service_config=ModelServiceConfig(enabled=True, models=[model]))
+        config = self.config(task, options, limit)
         t = time.perf_counter()
         await box.agent.install(config)
         rec["timings"]["harness_install_ms"] = round((time.perf_counter() - t) * 1000, 1)

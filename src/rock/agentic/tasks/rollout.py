@@ -282,3 +282,4 @@ def _ms(t: float) -> float:
 # build on the names above).
 from rock.agentic.tasks import harness_mini  # noqa: E402,F401
 from rock.agentic.tasks import harness_ours  # noqa: E402,F401
+from rock.agentic.tasks import harness_terminal  # noqa: E402,F401

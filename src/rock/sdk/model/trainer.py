@@ -173,7 +173,7 @@ class ChatTrainer:
                     for c in msg["calls"]:
                         # Built by the admin from its own records: no second validation here.
                         call = PendingCall.model_construct(sandbox_id=c["sandbox_id"], index=c["index"],
-                                                           request=c["request"])
+                                                           request=c["request"], native=c.get("native"))
                         reply = policy(call)
                         if inspect.isawaitable(reply):
                             _keep(running, loop.create_task(ask(call, reply)))
