@@ -19,7 +19,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.requests import Request
 
-from rock.admin import (chat, e2b, errors, gem_routes, gym_routes, metrics, openapi, proxy_door, routes_data,
+from rock.admin import (chat, e2b, errors, gem_routes, gym_routes, metrics, openapi, routes_data,
                         routes_extra, routes_images, routes_lifecycle, routes_ports, routes_sandbox, routes_training,
                         routes_ws, ui)
 from rock.admin.lifecycle import Lifecycle
@@ -27,7 +27,7 @@ from rock.cluster import routes as cluster_routes
 from rock.admin.auth import Auth, AuthGate
 from rock.actions.response import RockResponse
 from rock.admin.context import PREFIX, Ctx, ok
-from rock.admin.hotpath import DoorApp, HotPath
+from rock.admin.doors import DoorApp, Doors
 from rock.admin.limits import BodyLimit
 from rock.admin.sandboxes import Sandboxes
 from rock.admin.store import open_store
@@ -127,8 +127,7 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     app.include_router(routes_data.router(ctx), prefix=PREFIX)
     app.include_router(routes_extra.router(ctx), prefix=PREFIX)
     app.include_router(routes_ws.router(ctx), prefix=PREFIX)
-    ports_api = routes_ports.router(ctx)
-    app.include_router(ports_api, prefix=PREFIX)
+    app.include_router(routes_ports.router(ctx), prefix=PREFIX)
     app.include_router(gem_routes.steps)  # a made env's reset and step: data plane, every role
     if settings.role == "admin":  # each of these starts sandboxes (envs, gym sessions, tasks, endpoints)
         app.include_router(gem_routes.router)
@@ -154,20 +153,13 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     if settings.role == "admin":
         refusals += [("/", ui.pages.login_needed), ("/ui/", ui.pages.login_needed)]
     app.add_middleware(AuthGate, auth=ctx.auth, public=PUBLIC, open_paths=OPEN_PATHS, refusals=tuple(refusals))
-    # Added last = outermost: the hot routes (run_in_session, env reset/step) skip every other
-    # layer (see rock.admin.hotpath and rock.admin.gem_routes.GemHotPath).
-    app.add_middleware(gem_routes.GemHotPath, fastapi_app=app,
-                       hot=gem_routes.HOT if settings.role == "admin" else gem_routes.STEPS)
-    if settings.role == "admin":
-        app.add_middleware(gym_routes.GymHotPath, fastapi_app=app)
-    # Outermost of the middleware: times every request; run_in_session, answered at the app's own
-    # door in front of all of it (rock.admin.hotpath), times itself into the same metrics.
+    # Outermost of the middleware: times every request that passes the door below.
     meter = metrics.install(app, ctx)
-    app.door = HotPath(ctx, meter)
-    app.prefix_doors = ((proxy_door.SANDBOXES, proxy_door.ProxyDoor(ctx, ports_api.forwarder, meter)),)
-    if settings.role == "admin":  # a rollout's per-task calls (rock.admin.routes_training.TrainingDoor)
-        app.prefix_doors += ((routes_training.BASE + "/", routes_training.TrainingDoor(app, meter)),)
     if settings.role == "admin":
         ui.install(app, ctx, meter.request_rate)
     openapi.install(app, ctx.auth.enabled, PUBLIC)
+    # One way in for the fast routes of every router mounted above (run_in_session, starts, env
+    # reset/step, a rollout's per-task calls, the port proxy's plain case): answered at the app's
+    # own door, ahead of FastAPI and every middleware, timed into the same metrics.
+    app.doors = Doors.build(app, ctx, meter)
     return app

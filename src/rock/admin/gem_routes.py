@@ -6,8 +6,8 @@ ROCK's four (what rl-rock's ``rock.make`` sends): ``/make {env_id}`` -> ``{sandb
 envelope; errors use the admin's error envelope with a 4xx/5xx status. The ``sandbox_id`` of these
 routes is an env handle (``<env sandbox>:<env>``): many envs share one sandbox.
 
-The step path is kept lean: the body the env host encoded is returned as is, and ``GemHotPath``
-answers reset/step/vec-step at the ASGI door, skipping FastAPI's routing layers (~0.2 ms here).
+The step path is kept lean: the body the env host encoded is returned as is, and reset, step and
+vec-step are fast routes (rock.admin.doors), skipping FastAPI's routing layers (~0.2 ms here).
 """
 
 from __future__ import annotations
@@ -16,12 +16,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
-from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 
-from rock.admin.errors import status_and_body
-from rock.admin.hotpath import read_body  # the admin's body reader (size limit included)
+from rock.admin.doors import door
 from rock.admin.jsonutil import dumps, loads
 from rock.admin.openapi import doc
 from rock.envs import vector
@@ -166,22 +164,6 @@ def _json(data) -> Response:
 # -- ROCK's GEM routes ------------------------------------------------------------------------
 
 
-async def _reset(app, body: bytes, owner: str | None) -> bytes:
-    req = ResetRequest.model_validate_json(body)
-    return await service(app).reset(req.sandbox_id, req.seed, owner)
-
-
-async def _step(app, body: bytes, owner: str | None) -> bytes:
-    req = StepRequest.model_validate_json(body)
-    return await service(app).step(req.sandbox_id, req.action, owner)
-
-
-async def _vec_step(app, body: bytes, owner: str | None) -> bytes:
-    vec_id, actions = _vec_step_args(body)
-    svc = service(app)
-    return await vector.vec_step(svc, vector.get_vec(svc, vec_id, owner), actions)
-
-
 def _vec_step_args(body: bytes) -> tuple[str, list | dict]:
     """(vec_id, actions) of a vector step. The shape the SDK sends for a full step (a list of
     actions) is taken as parsed, which is all the model would check for it (validating 256
@@ -198,38 +180,6 @@ def _vec_step_args(body: bytes) -> tuple[str, list | dict]:
     return req.vec_id, req.actions
 
 
-# The per-step routes: the same handlers serve the routed and the hot path. A vector env's state
-# is the admin's (rock.envs.vector), so a proxy answers only a single env's reset and step.
-STEPS = {GEM + "/reset": _reset, GEM + "/step": _step}
-HOT = {**STEPS, GEM + "/vec/step": _vec_step}
-_JSON = [(b"content-type", b"application/json")]
-
-
-class GemHotPath:
-    """ASGI middleware answering ``HOT`` routes directly; everything else passes through.
-    Mount with ``app.add_middleware(GemHotPath, fastapi_app=app)``. Same models, auth and
-    error mapping as the routed versions below."""
-
-    def __init__(self, app, fastapi_app, hot: dict = HOT):
-        self.app = app
-        self.fastapi_app = fastapi_app
-        self.hot = hot
-
-    async def __call__(self, scope, receive, send):
-        handler = self.hot.get(scope.get("path")) if scope["type"] == "http" and scope["method"] == "POST" else None
-        if handler is None:
-            return await self.app(scope, receive, send)
-        try:
-            body = await read_body(receive)
-            owner = self.fastapi_app.state.rock.auth.principal(Headers(scope=scope))
-            payload, status = await handler(self.fastapi_app, body, owner), 200
-        except Exception as exc:  # noqa: BLE001 - mapped exactly like the routed handlers do
-            status, payload = status_and_body(exc, scope["path"])
-        await send({"type": "http.response.start", "status": status,
-                    "headers": _JSON + [(b"content-length", str(len(payload)).encode())]})
-        await send({"type": "http.response.body", "body": payload})
-
-
 @router.post(GEM + "/make", **_doc(MakeRequest, Made, (400, 404, 422, 503, 504)))
 async def make(request: Request) -> Response:
     req = MakeRequest.model_validate_json(await request.body())
@@ -237,14 +187,16 @@ async def make(request: Request) -> Response:
     return _json({"sandbox_id": rec.handle, "env_id": rec.env_id})
 
 
-@steps.post(GEM + "/reset", **_doc(ResetRequest, dict[str, Any], _CALL))  # answered by GemHotPath
-async def reset(request: Request) -> Response:
-    return _json(await _reset(request.app, await request.body(), _owner(request)))
+# A single env's reset and step are fast routes (rock.admin.doors): the body the env host
+# encoded is returned as it is.
+@door(steps, "POST", GEM + "/reset", ResetRequest, **_doc(ResetRequest, dict[str, Any], _CALL))
+async def reset(ctx, req: ResetRequest, principal, call) -> bytes:
+    return await service(call.app).reset(req.sandbox_id, req.seed, principal)
 
 
-@steps.post(GEM + "/step", **_doc(StepRequest, dict[str, Any], _CALL))  # answered by GemHotPath
-async def step(request: Request) -> Response:
-    return _json(await _step(request.app, await request.body(), _owner(request)))
+@door(steps, "POST", GEM + "/step", StepRequest, **_doc(StepRequest, dict[str, Any], _CALL))
+async def step(ctx, req: StepRequest, principal, call) -> bytes:
+    return await service(call.app).step(req.sandbox_id, req.action, principal)
 
 
 @router.post(GEM + "/close", **_doc(HandleRequest, Closed))
@@ -329,9 +281,11 @@ async def vec_reset(request: Request) -> Response:
     return _json(await vector.vec_reset(svc, vec, req.seed, req.indices))
 
 
-@router.post(GEM + "/vec/step", **_doc(VecStepRequest, dict[str, Any], _CALL))  # answered by GemHotPath
-async def vec_step(request: Request) -> Response:
-    return _json(await _vec_step(request.app, await request.body(), _owner(request)))
+@door(router, "POST", GEM + "/vec/step", bytes, **_doc(VecStepRequest, dict[str, Any], _CALL))  # a fast route
+async def vec_step(ctx, body: bytes, principal, call) -> bytes:
+    vec_id, actions = _vec_step_args(body)
+    svc = service(call.app)
+    return await vector.vec_step(svc, vector.get_vec(svc, vec_id, principal), actions)
 
 
 @router.post(GEM + "/vec/close", **_doc(VecRequest, VecClosed))

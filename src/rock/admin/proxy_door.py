@@ -1,37 +1,33 @@
 """HTTP to a port inside a sandbox: what the proxy routes do, and the same at the app's own door.
 
 ``Forwarder`` is the work itself (target, headers, the kept-alive request, the answer as an ASGI
-response), shared by the routed endpoints (rock.admin.routes_ports) and ``ProxyDoor``.
+response), shared by the routed endpoints (rock.admin.routes_ports) and their door.
 
-``ProxyDoor`` answers ``.../sandboxes/{id}/proxy[/{path}]`` before FastAPI's layers, routing and
-parameter handling, which measured ~0.3 ms of the admin's CPU per proxied request here, more
-than the command round trip's whole share. It takes only the plain case: a known method, a valid
-port, a caller and sandbox that check out, a body of declared size within the route's limit.
-Anything else it leaves untouched (nothing received, nothing sent) to the routed endpoints,
-which answer it exactly as before: the errors, their shapes and the schema stay theirs.
+The door (``claim`` and ``forward``, attached to the routed endpoints, see rock.admin.doors)
+answers ``.../sandboxes/{id}/proxy[/{path}]`` before FastAPI's layers, routing and parameter
+handling, which measured ~0.3 ms of the admin's CPU per proxied request here, more than the
+command round trip's whole share. It takes only the plain case: a known method, a valid port, a
+caller and sandbox that check out, a body of declared size within the route's limit. Anything
+else it leaves untouched (nothing received, nothing sent) to the routed endpoints, which answer
+it exactly as before: the errors, their shapes and the schema stay theirs.
 """
 
 from __future__ import annotations
 
-import time
 from urllib.parse import parse_qsl
 
 from starlette.datastructures import Headers
 from starlette.responses import Response, StreamingResponse
 
 from rock.admin import port_http, ports
-from rock.admin.context import PREFIX, Ctx
-from rock.admin.errors import error_body, status_and_body
-from rock.admin.hotpath import read_body
+from rock.admin.context import Ctx
+from rock.admin.errors import error_body
 from rock.admin.limits import limit_for
 from rock.errors import RockError
 
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
-SANDBOXES = PREFIX + "/sandboxes/"
 # What the server's answer keeps: its own framing (content-length) where it gave one.
 ANSWER_DROPS = ports.HOP_BY_HOP - {"content-length"}
-# The metrics' route labels: the routes' own templates.
-ROUTE, ROUTE_ROOT = SANDBOXES + "{sandbox_id}/proxy/{path}", SANDBOXES + "{sandbox_id}/proxy"
 
 
 class Forwarder:
@@ -77,60 +73,30 @@ class Forwarder:
         return response
 
 
-def _parse(scope) -> tuple[str, str, bool] | None:
-    """(sandbox id, path after proxy/, whether it is the root route) of a proxy request the door
-    may take, else None."""
-    path = scope["path"]
-    if scope["method"] not in METHODS or "\n" in path:
+async def claim(ctx: Ctx, principal, call):
+    """The plain proxy request the door may take: (port, path in the sandbox, agent); None for
+    anything the routed endpoint answers in its own words (odd methods and paths, a port that is
+    not a number, a chunked body or one past the route's limit, a caller or sandbox that does not
+    check out)."""
+    scope = call.scope
+    if scope["method"] not in METHODS or "\n" in scope["path"]:
         return None
-    sandbox_id, _, tail = path[len(SANDBOXES):].partition("/")
-    if not sandbox_id:
-        return None
-    if tail == "proxy":
-        return sandbox_id, "", True
-    if tail.startswith("proxy/"):
-        return sandbox_id, tail[6:], False
-    return None
+    headers = call.headers
+    query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+    wanted = [v for k, v in query if k == "rock_target_port"]
+    declared = headers.get("content-length")
+    if (wanted and not wanted[-1].isdigit()) or "transfer-encoding" in headers or (
+            declared is not None and (not declared.isdigit() or int(declared) > limit_for(scope["path"]))):
+        return None  # the routes' own parameter checks and body limits answer these
+    port, rest = ports.resolve_target(headers, wanted[-1] if wanted else None, call.params.get("path", ""))
+    return port, rest, await ctx.sandboxes.agent(call.params["sandbox_id"], principal)
 
 
-class ProxyDoor:
-    def __init__(self, ctx: Ctx, forwarder: Forwarder, metrics=None):
-        self.ctx, self.forwarder, self.metrics = ctx, forwarder, metrics
-
-    async def __call__(self, scope, receive, send) -> bool:
-        """Answer a plain proxy request and return True; else return False, having done nothing."""
-        parsed = _parse(scope)
-        if parsed is None:
-            return False
-        sandbox_id, rest, root = parsed
-        headers = Headers(scope=scope)
-        query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-        wanted = [v for k, v in query if k == "rock_target_port"]
-        declared = headers.get("content-length")
-        if (wanted and not wanted[-1].isdigit()) or "transfer-encoding" in headers or (
-                declared is not None and (not declared.isdigit() or int(declared) > limit_for(scope["path"]))):
-            return False  # the routes' own parameter checks and body limits answer these
-        t0 = time.perf_counter()
-        try:
-            owner = self.ctx.auth.principal(headers)
-            port, rest = ports.resolve_target(headers, wanted[-1] if wanted else None, rest)
-            agent = await self.ctx.sandboxes.agent(sandbox_id, owner)
-        except RockError:
-            return False  # refused: the routed endpoint says why, in its own words
-        status = 500
-        try:
-            try:
-                body = await read_body(receive, limit_for(scope["path"])) if declared not in (None, "0") else b""
-                response = await self.forwarder.forward(agent, port, scope["method"], rest,
-                                                        ports.raw_query(scope), headers, body,
-                                                        sandbox_id)
-            except Exception as exc:  # noqa: BLE001 - mapped exactly like the routed handlers do
-                code, payload = status_and_body(exc, scope["path"])
-                response = Response(payload, status_code=code, media_type="application/json")
-            status = response.status_code
-            await response(scope, receive, send)
-        finally:
-            if self.metrics is not None:
-                self.metrics.observe(scope["method"], ROUTE_ROOT if root else ROUTE,
-                                     status, time.perf_counter() - t0, t0)
-        return True
+async def forward(forwarder: Forwarder, call) -> Response:
+    """The door's answer to a claimed proxy request: the server's, as the routed endpoint gives it."""
+    port, rest, agent = call.claimed
+    scope = call.scope
+    declared = call.headers.get("content-length")
+    body = await call.read_body() if declared not in (None, "0") else b""
+    return await forwarder.forward(agent, port, scope["method"], rest, ports.raw_query(scope),
+                                   Headers(scope=scope), body, call.params["sandbox_id"])

@@ -19,6 +19,7 @@ from starlette.websockets import WebSocket
 from rock.actions.response import RockResponse
 from rock.admin import ports, proxy_door
 from rock.admin.context import Ctx
+from rock.admin.doors import attach
 from rock.errors import BadRequest, RockError
 
 log = logging.getLogger("rock.admin.ports")
@@ -42,7 +43,6 @@ TargetHeader = Header(default=None, alias="X-ROCK-Target-Port", description="the
 def router(ctx: Ctx) -> APIRouter:
     api = APIRouter()
     forwarder = proxy_door.Forwarder(ctx)
-    api.forwarder = forwarder  # the app's door (rock.admin.proxy_door.ProxyDoor) shares its connections
 
     async def _http(request: Request, sandbox_id: str, path: str) -> Response:
         port, rest = ports.resolve_target(request.headers, request.query_params.get("rock_target_port"), path)
@@ -58,6 +58,11 @@ def router(ctx: Ctx) -> APIRouter:
                          rock_target_port: int | None = TargetQuery, x_rock_target_port: str | None = TargetHeader):
         return await _http(request, sandbox_id, "")
 
+    async def fast(ctx, body, principal, call) -> Response:  # the plain case, at the app's door
+        return await proxy_door.forward(forwarder, call)
+
+    for endpoint in (proxy, proxy_root):  # its connections are the routed endpoints'
+        attach(endpoint, fast, proxy_door.claim)
     for method in METHODS:  # one route per method: each gets its own operation id in the schema
         for suffix, endpoint in (("", proxy_root), ("/{path:path}", proxy)):
             api.add_api_route(f"/sandboxes/{{sandbox_id}}/proxy{suffix}", endpoint, methods=[method],

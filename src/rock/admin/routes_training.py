@@ -10,16 +10,14 @@ answers its 4xx/5xx with ``{"detail": message}``, which that client shows.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse, Response
 
+from rock.admin.doors import door
 from rock.admin.errors import status_and_body
-from rock.admin.hotpath import read_body
 from rock.admin.jsonutil import dumps
 from rock.admin.openapi import ErrorEnvelope
 from rock.errors import RockError
@@ -158,53 +156,6 @@ def _owner(request: Request) -> str | None:
     return request.app.state.rock.owner(request)
 
 
-# -- the handlers, shared by the routed versions (which the OpenAPI schema documents) and the
-# door below (which answers the per-task calls without FastAPI's routing layers) ---------------
-
-
-async def _create(svc: TrainingService, req: CreateRequest, owner) -> dict:
-    return await svc.create(req.env_type, req.task_id, req.instance_id, req.params, owner)
-
-
-async def _step(svc: TrainingService, req: StepRequest, owner) -> dict:
-    return await svc.step(req.instance_id, req.action, req.params, owner)
-
-
-async def _evaluate(svc: TrainingService, req: EvaluateRequest, owner) -> dict:
-    out = await svc.evaluate(req.instance_id, req.messages, req.params, owner)
-    if isinstance(out, dict):
-        return {"instance_id": req.instance_id, "reward": float(out.get("accuracy", 0.0)), "details": out}
-    return {"instance_id": req.instance_id, "reward": float(out)}
-
-
-async def _info(svc: TrainingService, req: InstanceRequest, owner) -> dict:
-    return await svc.info(req.instance_id, owner)
-
-
-async def _release(svc: TrainingService, req: InstanceRequest, owner) -> dict:
-    return {"instance_id": req.instance_id, "released": await svc.release(req.instance_id, owner)}
-
-
-async def _as_create(svc: TrainingService, req: "ASRequest", owner):
-    return await svc.create(req.env_type, req.task_id, req.instance_id, req.params, owner)
-
-
-async def _as_step(svc: TrainingService, req: "ASRequest", owner):
-    return await svc.step(req.instance_id, _dict(req.messages, "messages (the action)"), req.params, owner)
-
-
-async def _as_evaluate(svc: TrainingService, req: "ASRequest", owner):
-    return await svc.evaluate(req.instance_id, req.messages, req.params, owner)
-
-
-async def _as_info(svc: TrainingService, req: "ASRequest", owner):
-    return await svc.info(req.instance_id, owner)
-
-
-async def _as_release(svc: TrainingService, req: "ASRequest", owner):
-    return await svc.release(req.instance_id, owner)
-
-
 router = APIRouter(tags=["training"])
 
 
@@ -215,36 +166,47 @@ async def profile(req: ProfileRequest, request: Request):
     return {"env_type": req.env_type, "split": req.split, "task_ids": ids}
 
 
-@router.post(BASE + "/create", response_model=State, responses=ERRORS)
-async def create(req: CreateRequest, request: Request):
+# The calls a rollout makes per task (create, step, evaluate, info, release) are fast routes
+# (rock.admin.doors): in an oracle job, route matching was ~30% of the admin's CPU, and the
+# middleware stack another third of what was left.
+@door(router, "POST", BASE + "/create", CreateRequest, schema_body=CreateRequest, response_model=State,
+      responses=ERRORS)
+async def create(ctx, req: CreateRequest, principal, call):
     """A new instance of a task: its first messages (system, user); ``info.instance_id`` names it."""
-    return await _create(service(request.app), req, _owner(request))
+    return await service(call.app).create(req.env_type, req.task_id, req.instance_id, req.params, principal)
 
 
-@router.post(BASE + "/step", response_model=StepResult, responses=ERRORS)
-async def step(req: StepRequest, request: Request):
+@door(router, "POST", BASE + "/step", StepRequest, schema_body=StepRequest, response_model=StepResult,
+      responses=ERRORS)
+async def step(ctx, req: StepRequest, principal, call):
     """One assistant message in; the environment's answer, the reward and whether it ended out.
     A suite that grades the last step (BFCL, reasoning-gym) puts what ``evaluate`` with
     ``details`` would answer in that step's ``info.evaluation``."""
-    return await _step(service(request.app), req, _owner(request))
+    return await service(call.app).step(req.instance_id, req.action, req.params, principal)
 
 
-@router.post(BASE + "/evaluate", response_model=EvaluateResult, responses=ERRORS)
-async def evaluate(req: EvaluateRequest, request: Request):
+@door(router, "POST", BASE + "/evaluate", EvaluateRequest, schema_body=EvaluateRequest,
+      response_model=EvaluateResult, responses=ERRORS)
+async def evaluate(ctx, req: EvaluateRequest, principal, call):
     """The instance's reward by the suite's own grader (``details`` with ``params.details``)."""
-    return await _evaluate(service(request.app), req, _owner(request))
+    out = await service(call.app).evaluate(req.instance_id, req.messages, req.params, principal)
+    if isinstance(out, dict):
+        return {"instance_id": req.instance_id, "reward": float(out.get("accuracy", 0.0)), "details": out}
+    return {"instance_id": req.instance_id, "reward": float(out)}
 
 
-@router.post(BASE + "/info", responses=ERRORS)
-async def info(req: InstanceRequest, request: Request) -> dict[str, Any]:
+@door(router, "POST", BASE + "/info", InstanceRequest, schema_body=InstanceRequest, response_model=dict[str, Any],
+      responses=ERRORS)
+async def info(ctx, req: InstanceRequest, principal, call):
     """The task's tools and facts."""
-    return await _info(service(request.app), req, _owner(request))
+    return await service(call.app).info(req.instance_id, principal)
 
 
-@router.post(BASE + "/release", response_model=Released, responses=ERRORS)
-async def release(req: InstanceRequest, request: Request):
+@door(router, "POST", BASE + "/release", InstanceRequest, schema_body=InstanceRequest, response_model=Released,
+      responses=ERRORS)
+async def release(ctx, req: InstanceRequest, principal, call):
     """Release an instance; released again answers ``released: false``."""
-    return await _release(service(request.app), req, _owner(request))
+    return {"instance_id": req.instance_id, "released": await service(call.app).release(req.instance_id, principal)}
 
 
 @router.get(BASE + "/instances")
@@ -269,9 +231,9 @@ def _as_error(exc: RockError) -> Response:
     return Response(as_error_body(exc), status_code=exc.status_code, media_type="application/json")
 
 
-async def _as(request: Request, fn, req=None) -> Any:
+async def _as(request: Request, fn) -> Any:
     try:
-        return {"success": True, "data": await fn(service(request.app), req, _owner(request))}
+        return {"success": True, "data": await fn(service(request.app), _owner(request))}
     except RockError as exc:
         return _as_error(exc)
 
@@ -294,86 +256,50 @@ async def as_healthz() -> str:
 @router.post(AGENTSCOPE + "/get_env_profile", response_model=ASReply, responses=AS_ERRORS)
 async def as_profile(req: ASRequest, request: Request):
     params = req.params or {}
-    return await _as(request, lambda s, r, o: s.profile(req.env_type, params.get("split", "train"), params))
+    return await _as(request, lambda s, o: s.profile(req.env_type, params.get("split", "train"), params))
 
 
-@router.post(AGENTSCOPE + "/create", response_model=ASReply, responses=AS_ERRORS)
-async def as_create(req: ASRequest, request: Request):
-    return await _as(request, _as_create, req)
+def as_errors(exc: Exception, where: str) -> tuple[int, bytes]:
+    """AgentScope's error shape for what the service refuses; the admin's for the rest (a body
+    that is not JSON, or not the request's shape)."""
+    if isinstance(exc, RockError):
+        return exc.status_code, as_error_body(exc)
+    return status_and_body(exc, where)
 
 
-@router.post(AGENTSCOPE + "/step", response_model=ASReply, responses=AS_ERRORS)
-async def as_step(req: ASRequest, request: Request):
-    return await _as(request, _as_step, req)
+def _as_door(path: str, name: str):
+    """AgentScope's per-task calls: fast routes (as ours above), in its envelope."""
+    def register(fn):
+        async def handler(ctx, req: ASRequest, principal, call):
+            return {"success": True, "data": await fn(service(call.app), req, principal)}
+
+        handler.__name__ = name
+        door(router, "POST", AGENTSCOPE + path, ASRequest, schema_body=ASRequest, errors=as_errors,
+             response_model=ASReply, responses=AS_ERRORS)(handler)
+        return fn
+    return register
 
 
-@router.post(AGENTSCOPE + "/evaluate", response_model=ASReply, responses=AS_ERRORS)
-async def as_evaluate(req: ASRequest, request: Request):
-    return await _as(request, _as_evaluate, req)
+@_as_door("/create", "as_create")
+async def _as_create(svc: TrainingService, req: ASRequest, owner):
+    return await svc.create(req.env_type, req.task_id, req.instance_id, req.params, owner)
 
 
-@router.post(AGENTSCOPE + "/get_info", response_model=ASReply, responses=AS_ERRORS)
-async def as_info(req: ASRequest, request: Request):
-    return await _as(request, _as_info, req)
+@_as_door("/step", "as_step")
+async def _as_step(svc: TrainingService, req: ASRequest, owner):
+    return await svc.step(req.instance_id, _dict(req.messages, "messages (the action)"), req.params, owner)
 
 
-@router.post(AGENTSCOPE + "/release", response_model=ASReply, responses=AS_ERRORS)
-async def as_release(req: ASRequest, request: Request):
-    return await _as(request, _as_release, req)
+@_as_door("/evaluate", "as_evaluate")
+async def _as_evaluate(svc: TrainingService, req: ASRequest, owner):
+    return await svc.evaluate(req.instance_id, req.messages, req.params, owner)
 
 
-# -- the per-task calls at the ASGI door -------------------------------------------------------------
-
-# path -> (request model, handler, AgentScope's envelope?)
-HOT = {BASE + "/create": (CreateRequest, _create, False), BASE + "/step": (StepRequest, _step, False),
-       BASE + "/evaluate": (EvaluateRequest, _evaluate, False), BASE + "/info": (InstanceRequest, _info, False),
-       BASE + "/release": (InstanceRequest, _release, False),
-       AGENTSCOPE + "/create": (ASRequest, _as_create, True), AGENTSCOPE + "/step": (ASRequest, _as_step, True),
-       AGENTSCOPE + "/evaluate": (ASRequest, _as_evaluate, True),
-       AGENTSCOPE + "/get_info": (ASRequest, _as_info, True), AGENTSCOPE + "/release": (ASRequest, _as_release, True)}
-_JSON = [(b"content-type", b"application/json")]
+@_as_door("/get_info", "as_info")
+async def _as_info(svc: TrainingService, req: ASRequest, owner):
+    return await svc.info(req.instance_id, owner)
 
 
-class TrainingDoor:
-    """The calls a rollout makes per task (create, step, evaluate, info, release), answered at
-    the app's door (``rock.admin.hotpath.DoorApp.prefix_doors``) ahead of FastAPI and every
-    middleware: those layers cost more admin CPU than the service's own work on such a call
-    (measured in an oracle job: route matching was ~30% of the admin's CPU; after it, the
-    middleware stack was another ~1/3 of what was left). Same models, auth, handlers and error
-    mapping as the routed versions above, which the OpenAPI schema documents; timed into the
-    metrics by itself, labelled by path. Anything else under the prefix is left to the routes
-    (False: nothing received, nothing sent)."""
-
-    def __init__(self, fastapi_app, meter=None):
-        self.fastapi_app = fastapi_app
-        self.meter = meter  # rock.admin.metrics.Metrics
-
-    async def __call__(self, scope, receive, send) -> bool:
-        path = scope["path"]
-        hot = HOT.get(path) if scope["method"] == "POST" else None
-        if hot is None:
-            return False
-        model, handler, agentscope = hot
-        app = self.fastapi_app
-        t0, status = time.perf_counter(), 500
-        try:
-            try:
-                body = await read_body(receive)
-                owner = app.state.rock.auth.principal(Headers(scope=scope))
-                req = model.model_validate_json(body)
-                out = await handler(service(app), req, owner)
-                status, payload = 200, dumps({"success": True, "data": out} if agentscope else out)
-            except RockError as exc:
-                if agentscope:
-                    status, payload = exc.status_code, as_error_body(exc)
-                else:
-                    status, payload = status_and_body(exc, path)
-            except Exception as exc:  # noqa: BLE001 - mapped exactly like the routed handlers do
-                status, payload = status_and_body(exc, path)
-            await send({"type": "http.response.start", "status": status,
-                        "headers": _JSON + [(b"content-length", str(len(payload)).encode())]})
-            await send({"type": "http.response.body", "body": payload})
-        finally:
-            if self.meter is not None:
-                self.meter.observe("POST", path, status, time.perf_counter() - t0, t0)
-        return True
+@_as_door("/release", "as_release")
+async def _as_release(svc: TrainingService, req: ASRequest, owner):
+    return await svc.release(req.instance_id, owner)
