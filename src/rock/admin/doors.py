@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from fastapi import FastAPI
-from pydantic import BaseModel
 from starlette.responses import Response
 from starlette.routing import compile_path
 

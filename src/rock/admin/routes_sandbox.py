@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
-from starlette.responses import Response
 
 from rock.actions.response import (IsAliveResponse, SandboxListResponse, SandboxStartResponse, SandboxStatusResponse,
                                    StateTransitionRecord)
