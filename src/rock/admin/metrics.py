@@ -20,15 +20,15 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 
-from rock.admin import gem_routes, gym_routes
+from rock.admin.envs import gem, gym
 from rock.admin.context import Ctx
 from rock.admin.store import TRANSITIONS
 
 _METHODS = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}
-_ENV_CALLS = {gem_routes.GEM + "/reset": "reset", gem_routes.GEM + "/step": "step",
-              gem_routes.GEM + "/vec/reset": "vec_reset", gem_routes.GEM + "/vec/step": "vec_step"}
-_ENV_CALLS.update({gym_routes.GYM + "/sessions/{session_id}/step": "gym_step",
-                   gym_routes.GYM + "/sessions/{session_id}/reset": "gym_reset"})
+_ENV_CALLS = {gem.GEM + "/reset": "reset", gem.GEM + "/step": "step",
+              gem.GEM + "/vec/reset": "vec_reset", gem.GEM + "/vec/step": "vec_step"}
+_ENV_CALLS.update({gym.GYM + "/sessions/{session_id}/step": "gym_step",
+                   gym.GYM + "/sessions/{session_id}/reset": "gym_reset"})
 _LATENCY_BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60)
 _START_BUCKETS = (.005, .01, .025, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 180)
 RATE_WINDOW_S = 60
@@ -165,7 +165,7 @@ class _Snapshot:
         g = GaugeMetricFamily("rock_warm_pool_ready", "Sandboxes waiting in warm pools", labels=["backend"])
         g.add_metric([here], pool.size())
         yield g
-        hosted = gem_routes.hosted_envs(self.m.app)
+        hosted = gem.hosted_envs(self.m.app)
         yield GaugeMetricFamily("rock_env_sandboxes", "Sandboxes that host envs", value=len(hosted))
         yield GaugeMetricFamily("rock_envs_hosted", "Env instances hosted", value=sum(map(len, hosted.values())))
 

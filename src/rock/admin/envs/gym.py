@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from rock.admin import gem_routes
+from rock.admin.envs import gem
 from rock.admin.doors import door
 from rock.admin.errors import status_and_body
 from rock.admin.openapi import errors
@@ -41,6 +41,10 @@ class ResetBody(BaseModel):
 
 
 class Closed(BaseModel):
+    # Its name is shared with another model, so the schema names it by module: the module it
+    # had when clients were generated from the schema, kept through the move into this folder.
+    __module__ = "rock.admin.gym_routes"
+
     session_id: str
     closed: bool
 
@@ -55,7 +59,7 @@ def sessions(app) -> GymSessions:
     if svc is None:
         ctx = app.state.rock
         builder = ImageBuilder(ctx.settings.state_dir, ctx.settings.host_python, ctx.settings)
-        svc = app.state.rock_gym = GymSessions(gem_routes.service(app), builder, ctx.settings.default_image)
+        svc = app.state.rock_gym = GymSessions(gem.service(app), builder, ctx.settings.default_image)
     return svc
 
 

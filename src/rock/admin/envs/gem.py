@@ -94,6 +94,10 @@ class Made(BaseModel):
 
 
 class Closed(BaseModel):
+    # Its name is shared with another model, so the schema names it by module: the module it
+    # had when clients were generated from the schema, kept through the move into this folder.
+    __module__ = "rock.admin.gem_routes"
+
     sandbox_id: str
     closed: bool
 

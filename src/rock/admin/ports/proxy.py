@@ -1,7 +1,7 @@
 """HTTP to a port inside a sandbox: what the proxy routes do, and the same at the app's own door.
 
 ``Forwarder`` is the work itself (target, headers, the kept-alive request, the answer as an ASGI
-response), shared by the routed endpoints (rock.admin.routes_ports) and their door.
+response), shared by the routed endpoints (rock.admin.ports.routes) and their door.
 
 The door (``claim`` and ``forward``, attached to the routed endpoints, see rock.admin.doors)
 answers ``.../sandboxes/{id}/proxy[/{path}]`` before FastAPI's layers, routing and parameter
@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 from starlette.datastructures import Headers
 from starlette.responses import Response, StreamingResponse
 
-from rock.admin import port_http, ports
+from rock.admin.ports import client, relay
 from rock.admin.context import Ctx
 from rock.admin.errors import error_body
 from rock.admin.limits import limit_for
@@ -27,24 +27,24 @@ from rock.errors import RockError
 
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 # What the server's answer keeps: its own framing (content-length) where it gave one.
-ANSWER_DROPS = ports.HOP_BY_HOP - {"content-length"}
+ANSWER_DROPS = relay.HOP_BY_HOP - {"content-length"}
 
 
 class Forwarder:
     def __init__(self, ctx: Ctx):
         self.ctx = ctx
         self.read_timeout = ctx.settings.proxy_timeout
-        self.pools = port_http.Pools(ctx.settings.proxy_keepalive_connections, ctx.settings.proxy_keepalive_seconds)
+        self.pools = client.Pools(ctx.settings.proxy_keepalive_connections, ctx.settings.proxy_keepalive_seconds)
 
     async def forward(self, agent, port: int, method: str, rest: str, query: str, headers: Headers,
                       body: bytes, sandbox_id: str) -> Response:
         """One request to the server on ``port`` (``query``: the caller's raw query string), its
         answer as a response (502 if it misbehaves)."""
-        tail = ports.forwarded_query(query)
+        tail = relay.forwarded_query(query)
         target = "/" + rest + (f"?{tail}" if tail else "")
-        sent = ports.forwarded_headers(headers.items(), self.ctx.auth.enabled)
+        sent = relay.forwarded_headers(headers.items(), self.ctx.auth.enabled)
         try:
-            answer = await port_http.request(self.pools, agent, port, method, target, sent, body, self.read_timeout)
+            answer = await client.request(self.pools, agent, port, method, target, sent, body, self.read_timeout)
         except RockError:
             raise
         except Exception as exc:  # noqa: BLE001 - the server in the sandbox misbehaved (or never answered)
@@ -88,7 +88,7 @@ async def claim(ctx: Ctx, principal, call):
     if (wanted and not wanted[-1].isdigit()) or "transfer-encoding" in headers or (
             declared is not None and (not declared.isdigit() or int(declared) > limit_for(scope["path"]))):
         return None  # the routes' own parameter checks and body limits answer these
-    port, rest = ports.resolve_target(headers, wanted[-1] if wanted else None, call.params.get("path", ""))
+    port, rest = relay.resolve_target(headers, wanted[-1] if wanted else None, call.params.get("path", ""))
     return port, rest, await ctx.sandboxes.agent(call.params["sandbox_id"], principal)
 
 
@@ -98,5 +98,5 @@ async def forward(forwarder: Forwarder, call) -> Response:
     scope = call.scope
     declared = call.headers.get("content-length")
     body = await call.read_body() if declared not in (None, "0") else b""
-    return await forwarder.forward(agent, port, scope["method"], rest, ports.raw_query(scope),
+    return await forwarder.forward(agent, port, scope["method"], rest, relay.raw_query(scope),
                                    Headers(scope=scope), body, call.params["sandbox_id"])

@@ -63,8 +63,15 @@ class InstanceRequest(_Req):
 
 
 class State(BaseModel):
+    # Its name is shared with another model, so the schema names it by module: the module it
+    # had when clients were generated from the schema, kept through the move into this folder.
+    __module__ = "rock.admin.routes_training"
+
     state: list[Message]
     info: dict[str, Any] = Field(default_factory=dict)
+
+
+State.model_rebuild(_types_namespace=globals())  # its names resolve here, not in the module it names
 
 
 class StepResult(State):
@@ -132,11 +139,11 @@ for _code in (400, 422):
 def service(app) -> TrainingService:
     svc = getattr(app.state, "rock_training", None)
     if svc is None:
-        from rock.admin import gem_routes
+        from rock.admin.envs import gem
 
         ctx = app.state.rock
         svc = app.state.rock_training = TrainingService(
-            gem_routes.service(app), ctx.settings.state_dir, ctx.settings.default_image, ctx.settings.host_python,
+            gem.service(app), ctx.settings.state_dir, ctx.settings.default_image, ctx.settings.host_python,
             TrainingSettings(), store=ctx.sandboxes.store)
     return svc
 
