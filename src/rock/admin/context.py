@@ -11,7 +11,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
 from rock.admin.auth import Auth
-from rock.admin.jsonutil import dumps
+from rock.jsonutil import dumps
 from rock.admin.sandboxes import Sandboxes
 from rock.config import Settings
 from rock.errors import BadRequest

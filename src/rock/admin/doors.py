@@ -42,7 +42,7 @@ from starlette.responses import Response
 from starlette.routing import compile_path
 
 from rock.admin.errors import status_and_body
-from rock.admin.jsonutil import dumps
+from rock.jsonutil import dumps
 from rock.admin.limits import MAX_JSON_BODY, limit_for
 from rock.errors import BadRequest, PayloadTooLarge, RockError
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from rock.agentic.stream import StreamFold
+from rock.admin.chat.stream import StreamFold
 
 if TYPE_CHECKING:
     from rock.admin.chat.hub import Call, Endpoint

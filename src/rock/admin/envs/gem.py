@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from rock.admin.doors import door
-from rock.admin.jsonutil import dumps, loads
+from rock.jsonutil import dumps, loads
 from rock.admin.openapi import doc
 from rock.envs import vector
 from rock.envs.catalog import Catalog, UserEnv

@@ -31,7 +31,7 @@ from rock.actions.response import (BashObservation, CloseBashSessionResponse, Co
 from rock.admin.context import Ctx, check_path, ok, parse
 from rock.admin.doors import door
 from rock.admin.openapi import SANDBOX, doc
-from rock.admin.jsonutil import dumps
+from rock.jsonutil import dumps
 from rock.admin.uploads import write_whole
 from rock.errors import BadRequest, SessionExists, SessionNotFound
 

@@ -13,7 +13,7 @@ from rock.admin.envs import gem
 from rock.admin.auth import namespaced_id
 from rock.admin.context import Ctx, iso, ok, parse, query
 from rock.admin.doors import door
-from rock.admin.jsonutil import dumps
+from rock.jsonutil import dumps
 from rock.admin.lifecycle import transition_deadline
 from rock.admin.openapi import SANDBOX, doc
 from rock.admin.start_checks import check_start_request

@@ -18,7 +18,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from rock.admin.doors import door
 from rock.admin.errors import status_and_body
-from rock.admin.jsonutil import dumps
+from rock.jsonutil import dumps
 from rock.admin.openapi import ErrorEnvelope
 from rock.errors import RockError
 from rock.training.service import TrainingService, TrainingSettings
@@ -249,7 +249,7 @@ def _dict(value, what: str) -> dict:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        from rock.training.errors import TrainingError
+        from rock.errors import TrainingError
 
         raise TrainingError(f"{what} must be a JSON object", "BadRequest")
     return value

@@ -22,7 +22,7 @@ import sys
 from typing import Any, Awaitable, Callable, Iterable
 
 from rock.actions.chat import EndpointInfo, ExchangeResult, PendingCall
-from rock.agentic.records import CallRecord
+from rock.actions.records import CallRecord
 from rock.sdk.sandbox.http import Http
 
 PREFIX = "/apis/v1/chat"

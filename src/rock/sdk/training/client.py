@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from rock.envs.client import AsyncHttp, SyncHttp, loads
-from rock.training.errors import TrainingError
+from rock.errors import TrainingError
 
 BASE = "/apis/v1/training"
 

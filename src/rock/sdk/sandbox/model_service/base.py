@@ -91,7 +91,7 @@ class ModelService:
         if c.request_timeout is not None:
             out["request_timeout"] = c.request_timeout
         if c.replay_file:
-            from rock.agentic.records import read_rock_jsonl
+            from rock.actions.records import read_rock_jsonl
 
             out["type"] = "proxy"
             out["replay"] = read_rock_jsonl(Path(c.replay_file).read_text(encoding="utf-8"))
@@ -132,5 +132,5 @@ class ModelService:
         return await self.trainer.anti_call_llm(self._sandbox.sandbox_id, index, response_payload, call_timeout)
 
     async def trajectory(self):
-        """Ours: the session's records (``rock.agentic.records.CallRecord``)."""
+        """Ours: the session's records (``rock.actions.records.CallRecord``)."""
         return await self.trainer.trajectory(self._sandbox.sandbox_id)
