@@ -35,6 +35,12 @@ class Ctx:
         return await self.sandboxes.agent(sandbox_id, self.auth.principal(conn.headers))
 
 
+def principal_of(conn: HTTPConnection) -> str | None:
+    """The caller's namespace (None with tokens off), for routes declared at module level, whose
+    context is the app's (``app.state.rock``). Raises Unauthorized."""
+    return conn.app.state.rock.owner(conn)
+
+
 def ok(result=None) -> Response:
     """ROCK's success envelope, encoded directly (no response-model pass on the hot path)."""
     body = dumps({"status": "Success", "message": None, "error": None, "result": result})

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.requests import Request
 from starlette.responses import Response
 
+from rock.admin.context import principal_of
 from rock.admin.doors import door
 from rock.jsonutil import dumps, loads
 from rock.admin.openapi import doc
@@ -157,10 +158,6 @@ async def shutdown(app) -> None:
         await svc.shutdown(stop_sandboxes=False)
 
 
-def _owner(request: Request) -> str | None:
-    return request.app.state.rock.owner(request)
-
-
 def _json(data) -> Response:
     return Response(data if isinstance(data, bytes) else dumps(data), media_type="application/json")
 
@@ -187,7 +184,7 @@ def _vec_step_args(body: bytes) -> tuple[str, list | dict]:
 @router.post(GEM + "/make", **_doc(MakeRequest, Made, (400, 404, 422, 503, 504)))
 async def make(request: Request) -> Response:
     req = MakeRequest.model_validate_json(await request.body())
-    rec = await service(request.app).make(req.env_id, req.kwargs, _owner(request), req.timeout)
+    rec = await service(request.app).make(req.env_id, req.kwargs, principal_of(request), req.timeout)
     return _json({"sandbox_id": rec.handle, "env_id": rec.env_id})
 
 
@@ -206,7 +203,7 @@ async def step(ctx, req: StepRequest, principal, call) -> bytes:
 @router.post(GEM + "/close", **_doc(HandleRequest, Closed))
 async def close(request: Request) -> Response:
     req = HandleRequest.model_validate_json(await request.body())
-    closed = await service(request.app).close(req.sandbox_id, _owner(request))
+    closed = await service(request.app).close(req.sandbox_id, principal_of(request))
     return _json({"sandbox_id": req.sandbox_id, "closed": closed})
 
 
@@ -223,7 +220,7 @@ async def list_ids(request: Request) -> Response:
 async def _catalog(request: Request, deep: bool):
     svc = service(request.app)
     mode = "deep" if deep else "ids"
-    runner = None if svc.catalog.is_cached(mode) else await svc.probe_runner(_owner(request))
+    runner = None if svc.catalog.is_cached(mode) else await svc.probe_runner(principal_of(request))
     return await svc.catalog.entries(deep=deep, runner=runner)
 
 
@@ -231,7 +228,7 @@ async def _catalog_all(request: Request, deep: bool):
     """GEM's catalog and user envs, then the families of other services (gym sessions)."""
     entries = await _catalog(request, deep)
     gym = getattr(request.app.state, "rock_gym", None)
-    return entries + (await gym.catalog(_owner(request)) if gym is not None else [])
+    return entries + (await gym.catalog(principal_of(request)) if gym is not None else [])
 
 
 catalog_entries = _catalog_all  # the admin UI's environments page shows the same list
@@ -247,19 +244,19 @@ async def catalog(request: Request, deep: bool = True) -> Response:
 async def register(request: Request, replace: bool = False) -> Response:
     env = UserEnv.model_validate_json(await request.body())
     svc = service(request.app)
-    runner = None if svc.catalog.is_cached("ids") else await svc.probe_runner(_owner(request))
-    return _json((await svc.catalog.register(env, runner, replace=replace, owner=_owner(request))).model_dump())
+    runner = None if svc.catalog.is_cached("ids") else await svc.probe_runner(principal_of(request))
+    return _json((await svc.catalog.register(env, runner, replace=replace, owner=principal_of(request))).model_dump())
 
 
 @router.post(GEM + "/unregister", **_doc(UnregisterRequest, dict[str, Any], ()))
 async def unregister(request: Request) -> Response:
     req = UnregisterRequest.model_validate_json(await request.body())
-    return _json({"id": req.id, "removed": service(request.app).catalog.unregister(req.id, _owner(request))})
+    return _json({"id": req.id, "removed": service(request.app).catalog.unregister(req.id, principal_of(request))})
 
 
 @router.get(GEM + "/hosted", **doc(result=dict[str, list[dict[str, Any]]], envelope=False))
 async def hosted(request: Request) -> Response:
-    owner = _owner(request)
+    owner = principal_of(request)
     svc = service(request.app)
     return _json({sid: envs for sid, envs in svc.envs_by_sandbox().items()
                   if (sb := svc.by_id.get(sid)) is None or sb.owner == owner})
@@ -271,7 +268,7 @@ async def hosted(request: Request) -> Response:
 @router.post(GEM + "/vec/make", **_doc(VecMakeRequest, VecMade, (400, 404, 422, 503, 504)))
 async def vec_make(request: Request) -> Response:
     req = VecMakeRequest.model_validate_json(await request.body())
-    vec = await vector.make_vec(service(request.app), req.env_id, req.num_envs, _owner(request), req.kwargs,
+    vec = await vector.make_vec(service(request.app), req.env_id, req.num_envs, principal_of(request), req.kwargs,
                                 req.vec_kwargs, req.autoreset, req.timeout)
     return _json({"vec_id": vec.vec_id, "env_id": vec.env_id, "num_envs": len(vec.handles), "envs": vec.handles,
                   "autoreset": vec.autoreset})
@@ -281,7 +278,7 @@ async def vec_make(request: Request) -> Response:
 async def vec_reset(request: Request) -> Response:
     req = VecResetRequest.model_validate_json(await request.body())
     svc = service(request.app)
-    vec = vector.get_vec(svc, req.vec_id, _owner(request))
+    vec = vector.get_vec(svc, req.vec_id, principal_of(request))
     return _json(await vector.vec_reset(svc, vec, req.seed, req.indices))
 
 
@@ -296,5 +293,5 @@ async def vec_step(ctx, body: bytes, principal, call) -> bytes:
 async def vec_close(request: Request) -> Response:
     req = VecRequest.model_validate_json(await request.body())
     svc = service(request.app)
-    vec = vector.get_vec(svc, req.vec_id, _owner(request))
+    vec = vector.get_vec(svc, req.vec_id, principal_of(request))
     return _json({"vec_id": vec.vec_id, "closed": await vector.vec_close(svc, vec)})

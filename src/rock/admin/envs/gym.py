@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from rock.admin.envs import gem
+from rock.admin.context import principal_of
 from rock.admin.doors import door
 from rock.admin.errors import status_and_body
 from rock.admin.openapi import errors
@@ -75,10 +76,6 @@ async def shutdown(app) -> None:
         await svc.shutdown()
 
 
-def _owner(request: Request) -> str | None:
-    return request.app.state.rock.owner(request)
-
-
 def _value(body: bytes) -> Response:
     return Response(body, media_type="application/octet-stream")
 
@@ -122,12 +119,12 @@ async def build_image(req: GymImageRequest, request: Request) -> StreamingRespon
 @router.post(GYM + "/sessions", response_model=GymSessionInfo, responses=errors(400, 404, 422, 503, 504))
 async def open_session(req: GymSessionRequest, request: Request) -> GymSessionInfo:
     """Open a session: its sandbox, its env (or vector env), and its contract (spaces, metadata)."""
-    return await sessions(request.app).open(req, _owner(request))
+    return await sessions(request.app).open(req, principal_of(request))
 
 
 @router.get(GYM + "/sessions", responses=errors())
 async def list_sessions(request: Request) -> dict:
-    return {"sessions": sessions(request.app).listing(_owner(request))}
+    return {"sessions": sessions(request.app).listing(principal_of(request))}
 
 
 # A session's reset and step are fast routes (rock.admin.doors): FastAPI's routing layers cost
@@ -152,16 +149,16 @@ async def step(ctx, body: bytes, principal, call) -> bytes:
 @router.get(GYM + "/sessions/{session_id}/render", responses=_VALUE, response_class=Response)
 async def render(session_id: str, request: Request, env_index: int = Query(default=0, ge=0)) -> Response:
     """The env's frame (an RGB array for ``render_mode="rgb_array"``), or null."""
-    return _value(await sessions(request.app).render(session_id, _owner(request), env_index))
+    return _value(await sessions(request.app).render(session_id, principal_of(request), env_index))
 
 
 @router.post(GYM + "/sessions/{session_id}/keepalive", response_model=Lease, responses=_CALL)
 async def keepalive(session_id: str, request: Request) -> Lease:
     """Renew the session's lease (the SDK does this while its process lives)."""
-    return Lease(session_id=session_id, lease=sessions(request.app).keepalive(session_id, _owner(request)))
+    return Lease(session_id=session_id, lease=sessions(request.app).keepalive(session_id, principal_of(request)))
 
 
 @router.delete(GYM + "/sessions/{session_id}", response_model=Closed, responses=_CALL)
 async def close(session_id: str, request: Request) -> Closed:
     """Close the session and stop its sandbox."""
-    return Closed(session_id=session_id, closed=await sessions(request.app).close(session_id, _owner(request)))
+    return Closed(session_id=session_id, closed=await sessions(request.app).close(session_id, principal_of(request)))

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import PlainTextResponse, Response
 
+from rock.admin.context import principal_of
 from rock.admin.doors import door
 from rock.admin.errors import status_and_body
 from rock.jsonutil import dumps
@@ -159,10 +160,6 @@ async def shutdown(app) -> None:
         await svc.shutdown()
 
 
-def _owner(request: Request) -> str | None:
-    return request.app.state.rock.owner(request)
-
-
 router = APIRouter(tags=["training"])
 
 
@@ -219,7 +216,7 @@ async def release(ctx, req: InstanceRequest, principal, call):
 @router.get(BASE + "/instances")
 async def instances(request: Request) -> list[dict[str, Any]]:
     """The caller's open instances."""
-    return service(request.app).list(_owner(request))
+    return service(request.app).list(principal_of(request))
 
 
 # -- AgentScope's protocol -------------------------------------------------------------------------
@@ -240,7 +237,7 @@ def _as_error(exc: RockError) -> Response:
 
 async def _as(request: Request, fn) -> Any:
     try:
-        return {"success": True, "data": await fn(service(request.app), _owner(request))}
+        return {"success": True, "data": await fn(service(request.app), principal_of(request))}
     except RockError as exc:
         return _as_error(exc)
 
