@@ -199,7 +199,7 @@ def _placements_per_s(ray_cluster) -> tuple[float, int]:
     """Decisions and reservations as the admin makes them, over the three nodes' real reports."""
     import ray
 
-    from rock.cluster.models import Need, NodeInfo
+    from rock.worker.resources import Need, NodeInfo
     from rock.cluster.node import ACTOR_PREFIX, NAMESPACE
     from rock.cluster.placement import NodeView, Placement
     from rock.config import Settings

@@ -42,15 +42,7 @@ def draw(records: list[dict], json_path: str) -> list[Path]:
         ax.set_yticks(range(1, len(timed) + 1), [_label(r) for r in timed], fontsize=8)
         ax.set_xscale("log")
         ax.set_xlabel("latency (ms, log scale): box = quartiles, whiskers = p5..p95, red = p50")
-        ax.invert_yaxis()
-        ax.grid(axis="x", which="both", alpha=0.3)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-        ax.set_title("Latency distributions")
-        fig.tight_layout()
-        path = Path(f"{stem}.latency.png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(_finish(plt, fig, ax, "Latency distributions", Path(f"{stem}.latency.png")))
 
     rated = [r for r in records if r.get("per_s")]
     if rated:
@@ -68,13 +60,18 @@ def draw(records: list[dict], json_path: str) -> list[Path]:
         smallest = min(r.get(key) for r in rated for key, _, _ in series if r.get(key))
         ax.set_xlim(left=smallest / 3)  # log bars need a floor well below the shortest one
         ax.set_xlabel("per second (log scale)")
-        ax.invert_yaxis()
-        ax.grid(axis="x", which="both", alpha=0.3)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-        ax.set_title("Throughput against baselines measured in the same run")
-        fig.tight_layout()
-        path = Path(f"{stem}.throughput.png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(_finish(plt, fig, ax, "Throughput against baselines measured in the same run",
+                               Path(f"{stem}.throughput.png")))
     return written
+
+
+def _finish(plt, fig, ax, title: str, path: Path) -> Path:
+    """The charts' shared layout (rows top down, a grid, the legend outside), saved to ``path``."""
+    ax.invert_yaxis()
+    ax.grid(axis="x", which="both", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -113,7 +113,7 @@ class _SimAdmin(AdminProcess):
 
 def _decisions_per_s() -> float:
     """Placement decisions (choose + reserve) per second over 50 node views, in this process."""
-    from rock.cluster.models import GIB, Need, NodeInfo, NodeLoad, Resources
+    from rock.worker.resources import GIB, Need, NodeInfo, NodeLoad, Resources
     from rock.cluster.placement import NodeView, Placement
     from rock.runtime.base import SandboxSpec
 

@@ -82,3 +82,26 @@ class AgentTimeout(RockError):
 
 
 ERRORS = {cls.__name__: cls for cls in RockError.__subclasses__()} | {"RockError": RockError}
+
+
+# Training's errors: one class, a ``kind`` naming what went wrong, the HTTP status it answers with.
+# Not in ERRORS (made before it): an answer names the kind, never this class.
+TRAINING_STATUS = {  # a training error's kind -> its HTTP status
+    "BadRequest": 400,
+    "UnknownEnvType": 404,
+    "TaskNotFound": 404,
+    "InstanceNotFound": 404,
+    "InstanceReleased": 410,
+    "InstanceExists": 409,
+    "SuiteUnavailable": 422,
+}
+
+
+class TrainingError(RockError):
+    """What the training service refuses: ``kind`` names it (``TaskNotFound``, ``InstanceReleased``...),
+    raised alike by the admin and by the SDK's training client."""
+
+    def __init__(self, message: str, kind: str = "BadRequest"):
+        super().__init__(message)
+        self.kind = kind
+        self.status_code = TRAINING_STATUS.get(kind, 500)

@@ -79,7 +79,7 @@ def test_ended_sandboxes_are_read_from_the_store(backend, monkeypatch):
         assert nodes[0]["sandbox_states"] == {"running": 1, "stopped": 2}
         families = list(text_string_to_metric_families(ui.get("/metrics").text))
         gauges = {tuple(sorted(s.labels.items())): s.value for f in families for s in f.samples if s.name == "rock_sandboxes"}
-        # the starts (answered at the ASGI door, rock.admin.hotpath) are timed under their route
+        # the starts (fast routes at the app's door, rock.admin.doors) are timed under their route
         starts = [s.value for f in families for s in f.samples if s.name == "rock_http_request_duration_seconds_count"
                   and s.labels.get("route") == PREFIX + "/start" and s.labels.get("status") == "200"]
         assert starts == [len(ids)], starts
@@ -156,7 +156,7 @@ def test_a_proxy_beside_the_admin_reads_ended_records_from_the_store(backend, mo
         proxy = Admin(backend, state_dir=admin.state_dir, role="proxy").start()
         via = httpx.Client(base_url=proxy.url + PREFIX, timeout=120)
         assert set(proxy.ctx.sandboxes.records) == {running}
-        # the admin's start routes (answered at its ASGI door, rock.admin.hotpath) are not a proxy's
+        # the admin's start routes (fast routes at its door, rock.admin.doors) are not a proxy's
         for route in ("/start", "/start_async"):
             refused = via.post(route, json={"image": "python:3.11"})
             assert refused.status_code == 404 and "no such route" in refused.json()["message"], refused.text

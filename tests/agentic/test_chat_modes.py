@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from rock.agentic.records import read_rock_jsonl
+from rock.actions.records import read_rock_jsonl
 from rock.errors import BadRequest
 from tests.agentic.conftest import sandbox_with_trainer
 from tests.agentic.upstream import Upstream

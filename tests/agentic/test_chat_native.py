@@ -206,7 +206,7 @@ async def test_proxy_forwards_natively_and_replay_serves_both_apis(admin, client
     """Proxy mode sends each API's body unchanged to the upstream's own path (the key as Anthropic
     reads it), passes its streams through and records them folded; the exported trajectory (chat
     form) replays into the same Messages and Responses calls."""
-    from rock.agentic.records import read_rock_jsonl
+    from rock.actions.records import read_rock_jsonl
     from tests.agentic.native_upstream import NativeUpstream
 
     upstream = NativeUpstream()

@@ -11,7 +11,7 @@ import pytest
 
 from rock.errors import BadRequest, Conflict
 from rock.runtime.base import SandboxSpec
-from rock.worker.gpus import Gpus, detect, wanted
+from rock.runtime.gpus import Gpus, detect, wanted
 from tests.admin.harness import Admin
 from tests.worker.conftest import new_worker
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rock.cluster.models import GIB, Need, NodeInfo, NodeLoad, Resources
+from rock.worker.resources import GIB, Need, NodeInfo, NodeLoad, Resources
 from rock.cluster.placement import NodeView, Placement
 from rock.errors import BadRequest
 

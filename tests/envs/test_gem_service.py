@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import rock
-from rock.admin.gem_routes import hosted_envs, service
+from rock.admin.envs.gem import hosted_envs, service
 from rock.envs.client import AsyncEnv, AsyncHttp, EnvError, make
 
 from .reference import GAMES, play_in_process, play_remote

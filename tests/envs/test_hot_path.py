@@ -1,24 +1,26 @@
-"""The GEM hot path (reset/step/vec-step at the ASGI door) answers exactly like the routes."""
+"""The GEM hot path (reset/step/vec-step, fast routes at the app's door, rock.admin.doors) answers
+exactly like the routes would."""
 
 from __future__ import annotations
 
 import pytest
 
 import rock
-from rock.admin.gem_routes import GemHotPath
+from rock.admin.doors import Doors
 from rock.envs.client import EnvError
 from tests.admin import harness
 
 
 @pytest.fixture(scope="module", params=harness.backend_params())
 def hot_admin(request):
-    """An admin with GemHotPath mounted (the app mounts it itself once wired; then this adds nothing)."""
+    """An admin whose door table answers GEM's reset, step and vec-step (checked, not assumed)."""
     original = harness.create_app
 
     def create_app(settings):
         app = original(settings)
-        if not any(m.cls is GemHotPath for m in app.user_middleware):
-            app.add_middleware(GemHotPath, fastapi_app=app)
+        assert isinstance(app.doors, Doors)
+        for path in ("/reset", "/step", "/vec/step"):
+            assert app.doors.match("POST", "/apis/v1/envs/gem" + path) is not None, path
         return app
 
     harness.create_app = create_app

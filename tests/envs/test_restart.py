@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rock.admin.gem_routes import hosted_envs, service, startup
+from rock.admin.envs.gem import hosted_envs, service, startup
 from rock.envs.client import Env
 from tests.admin import harness
 

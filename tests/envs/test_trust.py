@@ -323,7 +323,7 @@ def test_a_task_profile_cannot_size_the_admins_memory(params):
     """reasoning_gym's profile is a list made in the admin: its size is bounded, checked first."""
     import sys
 
-    from rock.training.errors import TrainingError
+    from rock.errors import TrainingError
     from rock.training.suites import ReasoningGym
 
     with pytest.raises(TrainingError, match="size must be") as err:

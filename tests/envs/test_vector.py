@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import rock
-from rock.admin.gem_routes import hosted_envs, service
+from rock.admin.envs.gem import hosted_envs, service
 from rock.envs.client import EnvError
 from rock.envs.vec_client import AsyncVecEnv
 

@@ -48,7 +48,7 @@ def test_instances_outlive_an_admin_restart():
 
 
 def _rows(admin):
-    from rock.admin.routes_training import service
+    from rock.admin.training.routes import service
 
     async def rows():
         return service(admin.app).list(None)

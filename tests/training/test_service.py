@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from rock.admin.routes_training import service
+from rock.admin.training.routes import service
 from rock.sdk.training import AsyncTrainingSandbox, TrainingError, TrainingSandbox
 from rock.training.policies import OraclePolicy
 from tests.seeds import SEEDS, missing

@@ -1,4 +1,4 @@
-"""The port proxy's HTTP client (rock.admin.port_http) against a real server in a real sandbox,
+"""The port proxy's HTTP client (rock.admin.ports.client) against a real server in a real sandbox,
 over the agent's TCP relay: kept-alive reuse, a read timeout, a server that stops mid-answer,
 a non-idempotent request on a connection the server dropped, and an answer that is not HTTP."""
 
@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from rock.admin import port_http
+from rock.admin.ports import client as port_http
 
 PORT = 8123
 SERVER = r'''

@@ -19,15 +19,13 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.requests import Request
 
-from rock.admin import (chat, e2b, errors, gem_routes, gym_routes, metrics, openapi, proxy_door, routes_data,
-                        routes_extra, routes_images, routes_lifecycle, routes_ports, routes_sandbox, routes_training,
-                        routes_ws, ui)
+from rock.admin import chat, e2b, envs, errors, metrics, openapi, ports, rock_api, training, ui
+from rock.admin.envs import gem, gym
 from rock.admin.lifecycle import Lifecycle
-from rock.cluster import routes as cluster_routes
 from rock.admin.auth import Auth, AuthGate
 from rock.actions.response import RockResponse
-from rock.admin.context import PREFIX, Ctx, ok
-from rock.admin.hotpath import DoorApp, HotPath
+from rock.admin.context import Ctx, ok
+from rock.admin.doors import DoorApp, Doors
 from rock.admin.limits import BodyLimit
 from rock.admin.sandboxes import Sandboxes
 from rock.admin.store import open_store
@@ -96,9 +94,8 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
                 if settings.warmup_images:
                     warmup = asyncio.create_task(_warm_up(settings.warmup_images), name="rock-warmup")
             if settings.role == "admin":  # a proxy neither recovers env sandboxes nor reaps builds
-                await gem_routes.startup(app)
-                await gym_routes.startup(app)
-                await routes_training.startup(app)
+                await envs.startup(app)
+                await training.routes.startup(app)
             log.info("rock admin ready: role=%s backend=%s state_dir=%s", settings.role, worker.backend_name,
                      settings.state_dir)
             yield
@@ -107,9 +104,9 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
                 warmup.cancel()
             if settings.role == "admin":
                 await app.state.chat.close()
-            await gym_routes.shutdown(app)
-            await routes_training.shutdown(app)
-            await gem_routes.shutdown(app)
+            await gym.shutdown(app)
+            await training.routes.shutdown(app)
+            await gem.shutdown(app)
             await lifecycle.close()
             await ctx.sandboxes.close()
             if own_worker:
@@ -120,22 +117,13 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     app.state.rock = ctx
     app.state.lifecycle = lifecycle
     errors.install(app)
-    app.include_router(routes_sandbox.router(ctx, write=settings.role == "admin"), prefix=PREFIX)
-    if settings.role == "admin":
-        app.include_router(routes_lifecycle.router(ctx, lifecycle), prefix=PREFIX)
-        app.include_router(routes_images.router(ctx), prefix=PREFIX)
-    app.include_router(routes_data.router(ctx), prefix=PREFIX)
-    app.include_router(routes_extra.router(ctx), prefix=PREFIX)
-    app.include_router(routes_ws.router(ctx), prefix=PREFIX)
-    ports_api = routes_ports.router(ctx)
-    app.include_router(ports_api, prefix=PREFIX)
-    app.include_router(gem_routes.steps)  # a made env's reset and step: data plane, every role
-    if settings.role == "admin":  # each of these starts sandboxes (envs, gym sessions, tasks, endpoints)
-        app.include_router(gem_routes.router)
-        app.include_router(gym_routes.router)
-        app.include_router(routes_training.router)
+    # The front doors, one folder each (rock.admin.<door>.install): each mounts what this role serves.
+    rock_api.install(app, ctx)
+    ports.install(app, ctx)
+    envs.install(app, ctx)
+    training.install(app, ctx)
+    if settings.role == "admin":  # each endpoint starts with a sandbox's session
         chat.install(app, ctx)
-    app.include_router(cluster_routes.router(ctx), prefix=PREFIX)
     e2b.install(app, ctx, control_plane=settings.role == "admin")
 
     @app.get("/health", responses={200: {"model": RockResponse[dict]}, 204: {"description": "E2B's envd health"}})
@@ -150,24 +138,17 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     app.add_middleware(BodyLimit)
     # Every routed request shows a token first (the routes still scope by it); AgentScope's routes
     # refuse in its error shape, the UI's pages send a browser to the login form.
-    refusals = [(routes_training.AGENTSCOPE + "/", routes_training.as_refusal)]
+    refusals = [(training.routes.AGENTSCOPE + "/", training.routes.as_refusal)]
     if settings.role == "admin":
         refusals += [("/", ui.pages.login_needed), ("/ui/", ui.pages.login_needed)]
     app.add_middleware(AuthGate, auth=ctx.auth, public=PUBLIC, open_paths=OPEN_PATHS, refusals=tuple(refusals))
-    # Added last = outermost: the hot routes (run_in_session, env reset/step) skip every other
-    # layer (see rock.admin.hotpath and rock.admin.gem_routes.GemHotPath).
-    app.add_middleware(gem_routes.GemHotPath, fastapi_app=app,
-                       hot=gem_routes.HOT if settings.role == "admin" else gem_routes.STEPS)
-    if settings.role == "admin":
-        app.add_middleware(gym_routes.GymHotPath, fastapi_app=app)
-    # Outermost of the middleware: times every request; run_in_session, answered at the app's own
-    # door in front of all of it (rock.admin.hotpath), times itself into the same metrics.
+    # Outermost of the middleware: times every request that passes the door below.
     meter = metrics.install(app, ctx)
-    app.door = HotPath(ctx, meter)
-    app.prefix_doors = ((proxy_door.SANDBOXES, proxy_door.ProxyDoor(ctx, ports_api.forwarder, meter)),)
-    if settings.role == "admin":  # a rollout's per-task calls (rock.admin.routes_training.TrainingDoor)
-        app.prefix_doors += ((routes_training.BASE + "/", routes_training.TrainingDoor(app, meter)),)
     if settings.role == "admin":
         ui.install(app, ctx, meter.request_rate)
     openapi.install(app, ctx.auth.enabled, PUBLIC)
+    # One way in for the fast routes of every router mounted above (run_in_session, starts, env
+    # reset/step, a rollout's per-task calls, the port proxy's plain case): answered at the app's
+    # own door, ahead of FastAPI and every middleware, timed into the same metrics.
+    app.doors = Doors.build(app, ctx, meter)
     return app

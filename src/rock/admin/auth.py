@@ -29,7 +29,7 @@ E2B_SANDBOX_TOKEN_HEADERS = ("x-access-token", "e2b-traffic-access-token")
 # cannot set headers on a page load or a WebSocket, and a cross-site request never carries it.
 COOKIE = "rock_token"
 # Every header that carries a credential some door of the admin accepts: the port proxy strips
-# them all before a request enters a sandbox (rock.admin.ports), so a server there never sees
+# them all before a request enters a sandbox (rock.admin.ports.relay), so a server there never sees
 # one. One list with the code that reads them: a header the auth code learns is stripped too.
 # (Credentials are never read from query parameters, so none are stripped there.)
 CREDENTIAL_HEADERS = frozenset((*_BEARER_HEADERS, "x-key", E2B_KEY_HEADER, *E2B_SANDBOX_TOKEN_HEADERS))

@@ -11,7 +11,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
 from rock.admin.auth import Auth
-from rock.admin.jsonutil import dumps
+from rock.jsonutil import dumps
 from rock.admin.sandboxes import Sandboxes
 from rock.config import Settings
 from rock.errors import BadRequest
@@ -33,6 +33,12 @@ class Ctx:
 
     async def agent(self, conn: HTTPConnection, sandbox_id: str):
         return await self.sandboxes.agent(sandbox_id, self.auth.principal(conn.headers))
+
+
+def principal_of(conn: HTTPConnection) -> str | None:
+    """The caller's namespace (None with tokens off), for routes declared at module level, whose
+    context is the app's (``app.state.rock``). Raises Unauthorized."""
+    return conn.app.state.rock.owner(conn)
 
 
 def ok(result=None) -> Response:

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from rock.admin.jsonutil import dumps
+from rock.jsonutil import dumps
 from rock.errors import RockError
 
 log = logging.getLogger("rock.admin")

@@ -10,6 +10,14 @@ class OpError(Exception):
         self.message = message
 
 
+def lookup(table, key, kind, message):
+    """``table[key]``, or the OpError ``kind`` saying ``message % key`` when there is none."""
+    found = table.get(key)
+    if found is None:
+        raise OpError(kind, message % (key,))
+    return found
+
+
 _ERRNO_TYPES = {
     errno.ENOENT: "FileNotFound",
     errno.EACCES: "PermissionDenied",

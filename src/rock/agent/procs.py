@@ -8,7 +8,7 @@ import time
 
 from . import paths, protocol
 from .command import Output
-from .errors import OpError
+from .errors import OpError, lookup
 
 _procs = {}
 _lock = threading.Lock()
@@ -127,10 +127,7 @@ class Background:
 
 
 def _get(proc_id):
-    proc = _procs.get(proc_id)
-    if proc is None:
-        raise OpError("NotFound", "no background process %r" % proc_id)
-    return proc
+    return lookup(_procs, proc_id, "NotFound", "no background process %r")
 
 
 def start(req):

@@ -6,7 +6,7 @@ import time
 from . import fastos as os
 from . import threads
 from .bash import BashSession
-from .errors import OpError
+from .errors import OpError, lookup
 from .server import DEFERRED
 
 _sessions = {}
@@ -86,10 +86,8 @@ def prewarm():
 
 
 def get(name):
-    session = _sessions.get(name)
-    if session is None:
-        raise OpError("SessionNotFound", "no session named %r; create it first" % name)
-    return session
+    """The session called ``name`` (SessionNotFound if there is none)."""
+    return lookup(_sessions, name, "SessionNotFound", "no session named %r; create it first")
 
 
 def create(req):

@@ -25,7 +25,7 @@ import signal
 import threading
 import time
 
-from rock.cluster.models import Need
+from rock.worker.resources import Need
 from rock.cluster.node import NAMESPACE, NodeFull
 from rock.cluster.placement import NodeView, Placement
 from rock.cluster.relay import open_agent

@@ -16,7 +16,7 @@ import shutil
 import socket
 import time
 
-from rock.cluster.models import NodeInfo, NodeLoad, Resources
+from rock.worker.resources import NodeInfo, NodeLoad, Resources
 from rock.cluster.placement import fits
 from rock.cluster.relay import RelayServer
 from rock.config import Settings

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from rock.cluster.models import GIB, Need, NodeInfo, Resources
+from rock.worker.resources import Need, NodeInfo, Resources, refuse_oversized
 from rock.errors import BadRequest
 
 
@@ -54,38 +54,6 @@ class NodeView:
 def fits(need: Resources, free: Resources) -> bool:
     return (need.cpus <= free.cpus + 1e-9 and need.memory_bytes <= free.memory_bytes and need.gpus <= free.gpus
             and need.disk_bytes <= free.disk_bytes)
-
-
-# What one sandbox may ask of a node, dimension by dimension: (name, its value, how a person reads it).
-# cpus and memory may be promised ``overcommit`` times over; GPUs and disk never.
-_DIMENSIONS = (
-    ("cpus", lambda r: r.cpus, lambda v: f"{v:g} cpus"),
-    ("memory", lambda r: r.memory_bytes, lambda v: f"{v / GIB:.2f} GiB memory"),
-    ("gpus", lambda r: r.gpus, lambda v: f"{v} GPU(s)"),
-    ("disk", lambda r: r.disk_bytes, lambda v: f"{v / GIB:.1f} GiB disk"),
-)
-_OVERCOMMITTED = ("cpus", "memory")
-
-
-def refuse_oversized(need: Resources, capacities: dict[str, Resources], overcommit: float, where,
-                     no_gpu: str = "no node has a GPU", dimensions: tuple[str, ...] = ("cpus", "memory", "gpus", "disk")) -> None:
-    """Raise BadRequest when ``need`` is more, in one of ``dimensions``, than the largest of
-    ``capacities`` (node name -> what it has) could hold even empty: the cluster's admission and a
-    single node's (``Worker.check``) alike. ``where(name)`` names that node in the message."""
-    for what, get, unit in _DIMENSIONS:
-        if what not in dimensions:
-            continue
-        name, cap = max(capacities.items(), key=lambda item: get(item[1]))
-        most = get(cap) * overcommit if what in _OVERCOMMITTED else get(cap)
-        most = int(most) if what == "memory" else most  # as NodeView.limit and the node's own check
-        if get(need) <= most + (1e-9 if what == "cpus" else 0):
-            continue
-        if what == "gpus" and most == 0:
-            raise BadRequest(f"sandbox asks for {unit(get(need))}, but {no_gpu}")
-        promised = (f"; with overcommit {overcommit:g} it takes up to {unit(most)}"
-                    if what in _OVERCOMMITTED and overcommit != 1 else "")
-        raise BadRequest(f"sandbox asks for {unit(get(need))}; {where(name)} has {unit(get(cap))} "
-                         f"({cap.describe()}){promised}")
 
 
 def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:

@@ -23,7 +23,7 @@ import time
 from pydantic import BaseModel, ConfigDict, Field
 
 from rock.cluster.client import ClusterWorker
-from rock.cluster.models import GIB, NodeInfo, NodeLoad, Resources
+from rock.worker.resources import GIB, NodeInfo, NodeLoad, Resources
 from rock.cluster.node import NodeFull, _error
 from rock.cluster.placement import fits
 from rock.errors import AgentGone

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 
-from rock.cluster.models import NodeInfo, NodeLoad
+from rock.worker.resources import NodeInfo, NodeLoad
 from rock.cluster.node import ACTOR_PREFIX, NAMESPACE
 from rock.cluster.placement import NodeView
 from rock.cluster.relay import open_control

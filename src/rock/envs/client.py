@@ -37,6 +37,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 
 def loads(raw: bytes) -> Any:
+    """JSON from bytes: orjson where installed, else the standard library (NaN and big ints included)."""
     if _fast_loads is not None:
         try:
             return _fast_loads(raw)
@@ -109,6 +110,7 @@ class SyncHttp:
         return response.status, response.body
 
     def post(self, path: str, body: dict) -> bytes:
+        """POST ``body`` as JSON to the env route ``path``; the raw answer, or the error it maps to raised."""
         status, raw = self.exchange(path, body)
         if status >= 400:
             raise_for(status, raw)
@@ -153,6 +155,7 @@ class AsyncHttp:
         self.client: httpx.AsyncClient | None = None
 
     async def post(self, path: str, body: dict) -> bytes:
+        """POST ``body`` as JSON to the env route ``path``; the raw answer, or the error it maps to raised."""
         status, raw = await self.exchange(path, body)
         if status >= 400:
             raise_for(status, raw)
@@ -171,6 +174,7 @@ class AsyncHttp:
         return response.status_code, response.content
 
     async def aclose(self) -> None:
+        """Close the pooled connection."""
         if self.client is not None:
             await self.client.aclose()
         await self.transport.aclose()
@@ -199,12 +203,15 @@ class Env:
         self.sandbox_id: str | None = json.loads(self._http.post("/make", body))["sandbox_id"]
 
     def reset(self, seed: int | None = None) -> tuple[Any, dict]:
+        """Reset the env: ``(observation, info)``."""
         return _reset_tuple(self._http.post("/reset", {"sandbox_id": self._handle(), "seed": seed}))
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        """One step: ``(observation, reward, terminated, truncated, info)``."""
         return _step_tuple(self._http.post("/step", {"sandbox_id": self._handle(), "action": action}))
 
     def close(self) -> None:
+        """Close the env (its sandbox is kept for other envs or reaped when idle)."""
         if self.sandbox_id is not None:
             handle, self.sandbox_id = self.sandbox_id, None
             self._http.post("/close", {"sandbox_id": handle})
@@ -242,12 +249,15 @@ class AsyncEnv:
         return cls(env_id, http, json.loads(raw)["sandbox_id"])
 
     async def reset(self, seed: int | None = None) -> tuple[Any, dict]:
+        """Reset the env: ``(observation, info)``."""
         return _reset_tuple(await self._http.post("/reset", {"sandbox_id": self._handle(), "seed": seed}))
 
     async def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        """One step: ``(observation, reward, terminated, truncated, info)``."""
         return _step_tuple(await self._http.post("/step", {"sandbox_id": self._handle(), "action": action}))
 
     async def close(self) -> None:
+        """Close the env (its sandbox is kept for other envs or reaped when idle)."""
         if self.sandbox_id is not None:
             handle, self.sandbox_id = self.sandbox_id, None
             await self._http.post("/close", {"sandbox_id": handle})
@@ -276,6 +286,7 @@ def make(env_id: str, **kwargs: Any) -> Env:
 
 
 async def make_async(env_id: str, **kwargs: Any) -> AsyncEnv:
+    """``rock.make`` for asyncio: an ``AsyncEnv`` for ``env_id`` (kwargs reach the env's constructor)."""
     if env_id.startswith("agentic:"):
         from rock.agentic.tasks import env
 
@@ -291,6 +302,7 @@ def make_vec(env_id: str, num_envs: int, **kwargs: Any):
 
 
 async def make_vec_async(env_id: str, num_envs: int, **kwargs: Any):
+    """``rock.make_vec`` for asyncio: an ``AsyncVecEnv`` of ``num_envs`` copies of ``env_id``."""
     from rock.envs.vec_client import AsyncVecEnv
 
     return await AsyncVecEnv.create(env_id, num_envs, **kwargs)

@@ -89,6 +89,8 @@ class _Vec:
 
 
 class VecEnv(_Vec):
+    """``num_envs`` envs stepped together in one request per step (``rock.make_vec``)."""
+
     def __init__(self, http: SyncHttp, reply: dict):
         self._http = http
         self._init(reply)
@@ -97,22 +99,27 @@ class VecEnv(_Vec):
     def create(cls, env_id: str, num_envs: int, *, autoreset: str = "same_step", vec_kwargs: list[dict] | None = None,
                base_url: str | None = None, token: str | None = None, timeout: float | None = None,
                **kwargs: Any) -> "VecEnv":
+        """Make the vector env on the admin (``autoreset``: ``same_step``, ``next_step`` or ``off``)."""
         http = SyncHttp(base_url, token)
         raw = http.post("/vec/make", _make_body(env_id, num_envs, autoreset, vec_kwargs, timeout, kwargs))
         return cls(http, json.loads(raw))
 
     def reset(self, seed: int | list[int] | None = None, indices: list[int] | None = None) -> tuple[list, list]:
+        """Reset all envs, or those at ``indices``: (observations, infos)."""
         order = list(range(self.num_envs)) if indices is None else list(indices)
         raw = self._http.post("/vec/reset", self._reset_body(self._id(), seed, indices))
         obs, infos = _columns(raw, order, RESET_FIELDS)
         return obs, infos
 
     def step(self, actions: dict[int, Any] | list[Any]):
+        """Step every env (a list, None leaves one alone) or some (``{index: action}``): (observations, rewards,
+        terminated, truncated, infos)."""
         order, sent = _order(actions)
         raw = self._http.post("/vec/step", {"vec_id": self._id(), "actions": sent})
         return tuple(_columns(raw, order, STEP_FIELDS))
 
     def close(self) -> None:
+        """Close every env of the vector."""
         if self.vec_id is not None:
             vec_id, self.vec_id = self.vec_id, None
             self._http.post("/vec/close", {"vec_id": vec_id})
@@ -125,6 +132,8 @@ class VecEnv(_Vec):
 
 
 class AsyncVecEnv(_Vec):
+    """``VecEnv`` for asyncio."""
+
     def __init__(self, http: AsyncHttp, reply: dict):
         self._http = http
         self._init(reply)
@@ -133,22 +142,27 @@ class AsyncVecEnv(_Vec):
     async def create(cls, env_id: str, num_envs: int, *, autoreset: str = "same_step",
                      vec_kwargs: list[dict] | None = None, base_url: str | None = None, token: str | None = None,
                      timeout: float | None = None, **kwargs: Any) -> "AsyncVecEnv":
+        """Make the vector env on the admin (``autoreset``: ``same_step``, ``next_step`` or ``off``)."""
         http = AsyncHttp(base_url, token)
         raw = await http.post("/vec/make", _make_body(env_id, num_envs, autoreset, vec_kwargs, timeout, kwargs))
         return cls(http, json.loads(raw))
 
     async def reset(self, seed: int | list[int] | None = None, indices: list[int] | None = None) -> tuple[list, list]:
+        """Reset all envs, or those at ``indices``: (observations, infos)."""
         order = list(range(self.num_envs)) if indices is None else list(indices)
         raw = await self._http.post("/vec/reset", self._reset_body(self._id(), seed, indices))
         obs, infos = _columns(raw, order, RESET_FIELDS)
         return obs, infos
 
     async def step(self, actions: dict[int, Any] | list[Any]):
+        """Step every env (a list, None leaves one alone) or some (``{index: action}``): (observations, rewards,
+        terminated, truncated, infos)."""
         order, sent = _order(actions)
         raw = await self._http.post("/vec/step", {"vec_id": self._id(), "actions": sent})
         return tuple(_columns(raw, order, STEP_FIELDS))
 
     async def close(self) -> None:
+        """Close every env of the vector."""
         if self.vec_id is not None:
             vec_id, self.vec_id = self.vec_id, None
             try:

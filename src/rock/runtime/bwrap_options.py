@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rock.runtime import cgroups
 from rock.runtime.base import AGENT_SRC, SANDBOX_CAPS, SANDBOX_LIB, SANDBOX_RUN, SandboxSpec
-from rock.worker.gpus import device_files
+from rock.runtime.gpus import device_files
 
 CAPS = tuple("CAP_" + cap for cap in SANDBOX_CAPS)
 # Ports below 1024 are only harmless in the sandbox's own network namespace.

@@ -17,6 +17,8 @@ class ConnectionDropped(Exception):
 
 
 class Response:
+    """A whole response: status and body."""
+
     __slots__ = ("status", "body")
 
     def __init__(self, status: int, body: bytes):
@@ -35,10 +37,12 @@ class Connection:
         self.open = True
 
     def close(self) -> None:
+        """Close the socket (a later request opens a new one)."""
         self.open = False
         self.sock.close()
 
     def request(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Response:
+        """One request on the kept-alive socket; the whole response (the socket is closed on any error)."""
         head = [f"{method} {path} HTTP/1.1".encode(), b"Host: " + self.host_header,
                 b"Content-Length: " + str(len(body)).encode()]
         head += [f"{k}: {v}".encode() for k, v in headers.items()]

@@ -97,6 +97,8 @@ class _Body(httpx.AsyncByteStream):
 
 
 class LeanTransport(httpx.AsyncBaseTransport):
+    """httpx's transport for ``http://``: kept-alive HTTP/1.1 connections over asyncio streams."""
+
     def __init__(self, max_idle_per_host: int = 64):
         self.max_idle = max_idle_per_host
         self._idle: dict[tuple, list[_Conn]] = {}
@@ -133,6 +135,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
     # -- requests --------------------------------------------------------------------------
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send one request on a pooled connection; the response (its body streamed)."""
         url = request.url
         if url.scheme != "http":
             if self._fallback is None:
@@ -279,6 +282,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         return httpx.Response(status_code, headers=headers, stream=stream, extensions=ext)
 
     async def aclose(self) -> None:
+        """Close every pooled connection."""
         for idle in self._idle.values():
             for conn in idle:
                 conn.close()

@@ -26,10 +26,10 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from rock.admin.jsonutil import loads
+from rock.jsonutil import loads
 from rock.envs.images import SITE, EnvImageSpec, ImageBuilder
 from rock.training import hostsite
-from rock.training.errors import TrainingError
+from rock.errors import TrainingError
 from rock.training.suites import EXTERNAL, Suite, make_suites, unavailable
 
 log = logging.getLogger("rock.training")

@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rock.training.errors import TrainingError
+from rock.errors import TrainingError
 from rock.training.tasks import bfcl as bfcl_task
 
 TASKS_DIR = Path(__file__).with_name("tasks")

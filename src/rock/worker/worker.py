@@ -15,17 +15,16 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from rock.cluster.models import Need, Resources
-from rock.cluster.placement import refuse_oversized
 from rock.config import Settings
 from rock.errors import AgentGone, BadRequest, Conflict, SandboxNotFound
 from rock.runtime import get_runtime_class, pick_backend
 from rock.runtime.base import AGENT_SRC, ResourceStats, Runtime, RuntimeHandle, SandboxSpec
+from rock.runtime.gpus import Gpus
 from rock.worker.agent_client import AgentClient
-from rock.worker.gpus import Gpus
 from rock.worker.kept import KeptFiles
 from rock.worker.pool import WarmPool, pool_key
 from rock.worker.records import RecordFiles
+from rock.worker.resources import Need, Resources, refuse_oversized
 
 log = logging.getLogger("rock.worker")
 

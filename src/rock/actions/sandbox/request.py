@@ -2,20 +2,9 @@
 
 from pydantic import Field
 
-from rock.actions.request import (  # noqa: F401
-    Action,
-    BashAction,
-    CloseBashSessionRequest,
-    CloseSessionRequest,
-    Command,
-    CreateBashSessionRequest,
-    CreateSessionRequest,
-    ReadFileRequest,
-    UploadMode,
-    UploadRequest,
-    WriteFileRequest,
-    _Compat,
-)
+# rl-rock's path re-exports every request model (the list is rock.actions.request's)
+from rock.actions.request import *  # noqa: F401,F403
+from rock.actions.request import _Compat
 
 
 class ChownRequest(_Compat):

@@ -1,30 +1,4 @@
 """rl-rock's ``rock.actions.sandbox.response`` import path: the response models."""
 
-from rock.actions.response import (  # noqa: F401
-    BashObservation,
-    ChmodResponse,
-    ChownResponse,
-    CloseBashSessionResponse,
-    CloseResponse,
-    CloseSessionResponse,
-    CommandResponse,
-    CommitErrorCode,
-    CommitPhase,
-    CommitStatusResponse,
-    CreateBashSessionResponse,
-    CreateSessionResponse,
-    DownloadFileResponse,
-    ExecuteBashSessionResponse,
-    FileUploadResponse,
-    IsAliveResponse,
-    Observation,
-    OssSetupResponse,
-    ReadFileResponse,
-    SandboxResponse,
-    SandboxStartResponse,
-    SandboxStatusResponse,
-    State,
-    StateTransitionRecord,
-    UploadResponse,
-    WriteFileResponse,
-)
+# rl-rock's path re-exports every response model (the list is rock.actions.response's)
+from rock.actions.response import *  # noqa: F401,F403

@@ -13,8 +13,8 @@ from collections import deque
 
 from rock.actions.chat import ModelEndpointConfig
 from rock.admin.chat import upstream
-from rock.agentic import native
-from rock.agentic.records import CallRecord
+from rock.actions.records import CallRecord
+from rock.admin.chat import native
 from rock.errors import Conflict, RockError
 
 log = logging.getLogger("rock.admin.chat")

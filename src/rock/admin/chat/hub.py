@@ -20,8 +20,8 @@ from pathlib import Path
 from rock.actions.chat import Answer, ModelEndpointConfig, Rejected
 from rock.admin.chat import upstream
 from rock.admin.chat.endpoint import Call, Endpoint  # noqa: F401 - the routes import them from here too
-from rock.agentic import native
-from rock.agentic.records import RecordLog
+from rock.admin.chat.records import RecordLog
+from rock.admin.chat import native
 from rock.errors import BadRequest, CommandTimeout, Conflict, SandboxNotFound
 
 log = logging.getLogger("rock.admin.chat")

@@ -29,7 +29,7 @@ from rock.actions.sandbox import SandboxId
 from rock.admin.chat.hub import ChatHub, Endpoint
 from rock.admin.context import Ctx, ok, parse, query
 from rock.admin.openapi import SANDBOX, doc
-from rock.agentic.records import CallRecord, rock_jsonl
+from rock.actions.records import CallRecord, rock_jsonl
 from rock.errors import BadRequest, Conflict
 
 PREFIX = "/apis/v1/chat"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from rock.agentic.stream import StreamFold
+from rock.admin.chat.stream import StreamFold
 
 if TYPE_CHECKING:
     from rock.admin.chat.hub import Call, Endpoint
@@ -102,7 +102,7 @@ def _replay(ep: "Endpoint", call: "Call") -> None:
     call.record.answered_via = "replay"
     response = ep.replay.popleft()["response"]
     if call.native is not None:  # a recorded chat completion or native object, served in the call's API
-        from rock.agentic import native
+        from rock.admin.chat import native
 
         try:
             obj, completion = native.outbound(call, response)
@@ -159,7 +159,7 @@ async def _relay(ep: "Endpoint", call: "Call", response: httpx.Response) -> None
     try:
         if "text/event-stream" in response.headers.get("content-type", ""):
             if call.native is not None:
-                from rock.agentic.native import NativeStreamFold
+                from rock.admin.chat.native import NativeStreamFold
 
                 fold = NativeStreamFold(call.native["api"])
             else:
@@ -176,7 +176,7 @@ async def _relay(ep: "Endpoint", call: "Call", response: httpx.Response) -> None
             call.record.finish("success" if ok else "failure", status, fold.completion() if ok else None,
                                None if ok else f"upstream_status={status}")
             if call.native is not None and ok and fold.native() is not None:
-                from rock.agentic import native
+                from rock.admin.chat import native
 
                 call.record.native["response"] = fold.native()
                 native.remember(call, fold.native(), call.record.response)
@@ -191,7 +191,7 @@ async def _relay(ep: "Endpoint", call: "Call", response: httpx.Response) -> None
         parsed = None
     if status < 400 and isinstance(parsed, dict):
         if call.native is not None:
-            from rock.agentic import native
+            from rock.admin.chat import native
 
             call.record.finish("success", status, native.to_completion(call.native["api"], parsed))
             call.record.native["response"] = parsed

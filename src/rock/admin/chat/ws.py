@@ -21,7 +21,7 @@ from rock.actions.chat import Answer
 from rock.actions.sandbox import SandboxId
 from rock.admin.chat.hub import Call, ChatHub
 from rock.admin.context import Ctx
-from rock.admin.routes_ws import _error
+from rock.admin.rock_api.ws import _error
 
 
 class Subscribe(BaseModel):

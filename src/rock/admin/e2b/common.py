@@ -25,7 +25,7 @@ from rock.errors import Unauthorized
 # file metadata (xattrs) is not kept, so the SDK refuses it client-side with its own message.
 ENVD_VERSION = "0.5.7"
 CLIENT_ID = "rock"
-TOKEN_KEY = "e2b_token"  # in the record's spec, never shown (routes_sandbox._PRIVATE_SPEC)
+TOKEN_KEY = "e2b_token"  # in the record's spec, never shown (rock.admin.rock_api.sandbox._PRIVATE_SPEC)
 META_KEY = "e2b"  # {"template", "metadata"} in the record's spec
 
 

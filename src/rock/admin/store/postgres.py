@@ -14,7 +14,7 @@ import logging
 import uuid
 from dataclasses import fields
 
-from rock.admin.jsonutil import dumps
+from rock.jsonutil import dumps
 from rock.admin.store import ANY, COLUMNS, INDEXES, INSTANCE_COLUMNS, WRITTEN, SandboxRecord, Store, pg_counts
 
 log = logging.getLogger("rock.store")

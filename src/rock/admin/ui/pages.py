@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from rock.admin import gem_routes
+from rock.admin.envs import gem
 from rock.admin.context import PREFIX, Ctx
 from rock.admin.errors import error_response
 from rock.admin.store import SandboxRecord
@@ -148,7 +148,7 @@ def router(ctx: Ctx, rate) -> APIRouter:
     async def envs_page(request: Request):
         """The env catalog (loaded by a fragment: the first probe starts a sandbox) and who hosts what."""
         owner = access.principal(ctx, request)
-        hosted = {sid: envs for sid, envs in gem_routes.hosted_envs(request.app).items()
+        hosted = {sid: envs for sid, envs in gem.hosted_envs(request.app).items()
                   if ctx.sandboxes.holds(sid, owner)}  # env hosts run
         return render(request, "envs.html", nav="envs", hosted=hosted, now=time.time())
 
@@ -156,7 +156,7 @@ def router(ctx: Ctx, rate) -> APIRouter:
     async def catalog_fragment(request: Request):
         access.principal(ctx, request)
         try:
-            entries = await gem_routes.catalog_entries(request, deep=True)
+            entries = await gem.catalog_entries(request, deep=True)
         except RockError as exc:
             return render(request, "_catalog.html", entries=[], error=exc.message or type(exc).__name__)
         return render(request, "_catalog.html", entries=sorted(entries, key=lambda e: (not e.available, e.id)),

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rock.agentic.records import read_rock_jsonl
+from rock.actions.records import read_rock_jsonl
 from rock.agentic.tasks.errors import TaskError
 from rock.agentic.tasks.harbor import Task
 from rock.agentic.tasks.oracle import oracle_tool_call

@@ -13,20 +13,27 @@ OK, BAD_REQUEST, INTERNAL_SERVER_ERROR, COMMAND_ERROR = 2000, 4000, 5000, 6000
 
 
 class RockException(RockError):
+    """rl-rock's base exception, with ROCK's numeric ``code`` (4xxx client, 5xxx server)."""
+
     def __init__(self, message: str = "", code: int | None = None):
         super().__init__(message)
         self._code = code
 
     @property
     def code(self) -> int | None:
+        """ROCK's numeric code, or None."""
         return self._code
 
 
 class InvalidParameterRockException(RockException):
+    """rl-rock's: a parameter was refused."""
+
     status_code = 400
 
 
 class BadRequestRockError(RockException):
+    """rl-rock's: a 4xxx code."""
+
     status_code = 400
 
     def __init__(self, message: str = "", code: int = BAD_REQUEST):
@@ -34,6 +41,8 @@ class BadRequestRockError(RockException):
 
 
 class InternalServerRockError(RockException):
+    """rl-rock's: a 5xxx code."""
+
     def __init__(self, message: str = "", code: int = INTERNAL_SERVER_ERROR):
         super().__init__(message, code)
 
@@ -49,6 +58,7 @@ class CommandRockError(RockException):
 
 
 def raise_for_code(code: int | None, message: str) -> None:
+    """Raise the rl-rock exception of ROCK's ``code`` (nothing for None or 2xxx)."""
     if code is None or 2000 <= code <= 2999:
         return
     if 4000 <= code <= 4999:

@@ -22,14 +22,18 @@ import sys
 from typing import Any, Awaitable, Callable, Iterable
 
 from rock.actions.chat import EndpointInfo, ExchangeResult, PendingCall
-from rock.agentic.records import CallRecord
+from rock.actions.records import CallRecord
+from rock.sdk.closing import AsyncClosing, Closing
 from rock.sdk.sandbox.http import Http
 
 PREFIX = "/apis/v1/chat"
 Policy = Callable[[PendingCall], "dict | Awaitable[dict]"]
 
 
-class ChatTrainer:
+class ChatTrainer(AsyncClosing):
+    """The trainer's side of the Chat protocol over one kept-alive connection (see the module's docstring): start
+    endpoints, answer their calls, read their records."""
+
     def __init__(self, base_url: str | None = None, token: str | None = None, headers: dict[str, str] | None = None,
                  request_timeout: float | None = None):
         self.base_url = base_url or os.environ.get("ROCK_BASE_URL", "http://localhost:8080")
@@ -53,12 +57,15 @@ class ChatTrainer:
         return EndpointInfo.model_validate(await self._http.post("/start", {"sandbox_id": sandbox_id, **config}))
 
     async def stop(self, sandbox_id: str) -> EndpointInfo:
+        """Stop the model endpoint inside ``sandbox_id`` (its records stay)."""
         return EndpointInfo.model_validate(await self._http.post("/stop", {"sandbox_id": sandbox_id}))
 
     async def status(self, sandbox_id: str) -> EndpointInfo:
+        """The state of the model endpoint inside ``sandbox_id``."""
         return EndpointInfo.model_validate(await self._http.get("/status", {"sandbox_id": sandbox_id}))
 
     async def watch(self, sandbox_id: str, pid: int) -> None:
+        """End the endpoint's session when process ``pid`` in the sandbox (the agent) exits."""
         await self._http.post("/watch", {"sandbox_id": sandbox_id, "pid": pid})
 
     # -- answering -------------------------------------------------------------------------
@@ -195,11 +202,14 @@ class ChatTrainer:
 
     async def anti_call_llm(self, sandbox_id: str, index: int, response_payload: str | None = None,
                             call_timeout: float = 600) -> str:
+        """ROCK's ``anti_call_llm`` (local mode): give call ``index`` its answer (``response_payload``; none for
+        index 0) and wait up to ``call_timeout`` for the next call's request."""
         body = {"sandbox_id": sandbox_id, "index": index, "response_payload": response_payload,
                 "call_timeout": call_timeout}
         return await self._http.post("/anti_call_llm", body, timeout=call_timeout + 30)
 
     async def trajectory(self, sandbox_id: str) -> list[CallRecord]:
+        """The sandbox's model-call records, in order."""
         rows = await self._http.get("/trajectory", {"sandbox_id": sandbox_id})
         return [CallRecord.model_validate(r) for r in rows]
 
@@ -209,13 +219,9 @@ class ChatTrainer:
         return r.text
 
     async def aclose(self) -> None:
+        """Close the connection (the endpoints keep serving)."""
         await self._http.aclose()
 
-    async def __aenter__(self) -> "ChatTrainer":
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.aclose()
 
 
 async def _ready(value):
@@ -237,7 +243,7 @@ async def _recv(ws, wait: float):
     return await asyncio.wait_for(ws.recv(), wait)
 
 
-class SyncChatTrainer:
+class SyncChatTrainer(Closing):
     """``ChatTrainer`` without ``await`` (its calls run on the SDK's background loop)."""
 
     def __init__(self, *args, **kwargs):
@@ -245,6 +251,7 @@ class SyncChatTrainer:
 
     @classmethod
     def for_sandbox(cls, sandbox) -> "SyncChatTrainer":
+        """A trainer speaking for the same namespace and token as ``sandbox``."""
         out = cls.__new__(cls)
         out._trainer = ChatTrainer.for_sandbox(sandbox)
         return out
@@ -258,12 +265,8 @@ class SyncChatTrainer:
         return lambda *a, **k: run_sync(attr(*a, **k))
 
     def close(self) -> None:
+        """Close the connection (the endpoints keep serving)."""
         from rock.sdk.sandbox.sync import run_sync
 
         run_sync(self._trainer.aclose())
 
-    def __enter__(self) -> "SyncChatTrainer":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -43,11 +43,18 @@ log = logging.getLogger("rock.sdk")
 
 
 class RunMode:
+    """``arun``'s modes: ``normal`` (in the session, waited for) and ``nohup`` (in the background, its output to a
+    file)."""
+
     NORMAL = "normal"
     NOHUP = "nohup"
 
 
 class Sandbox(FilesMixin, LifecycleMixin, NohupMixin):
+    """One sandbox, ROCK's ``Sandbox``: ``start()``, sessions and commands, files (``FilesMixin``),
+    restart/commit/archive (``LifecycleMixin``) and background runs (``NohupMixin``), over one pooled HTTP
+    client."""
+
     def __init__(self, config: SandboxConfig | None = None):
         self.config = config or SandboxConfig()
         self._url = f"{self.config.base_url.rstrip('/')}/apis/envs/sandbox/v1"
@@ -72,28 +79,34 @@ class Sandbox(FilesMixin, LifecycleMixin, NohupMixin):
 
     @agent.setter
     def agent(self, value) -> None:
+        """Replace the ``sandbox.agent`` object (ROCK allows assigning one)."""
         self._agent = value
 
     # -- attributes ------------------------------------------------------------------------
 
     @property
     def sandbox_id(self) -> str | None:
+        """The sandbox's id (None before ``start()`` or ``attach()``)."""
         return self._sandbox_id
 
     @property
     def host_name(self) -> str | None:
+        """The name of the machine (node) the sandbox runs on."""
         return self._host_name
 
     @property
     def host_ip(self) -> str | None:
+        """The address of the machine (node) the sandbox runs on."""
         return self._host_ip
 
     @property
     def cluster(self) -> str:
+        """The cluster name from the config (ROCK's ``X-Cluster``)."""
         return self.config.cluster
 
     @property
     def url(self) -> str:
+        """The admin's sandbox API URL this client talks to."""
         return self._url
 
     def __repr__(self) -> str:
@@ -150,6 +163,8 @@ class Sandbox(FilesMixin, LifecycleMixin, NohupMixin):
         self._host_name, self._host_ip = result.get("host_name"), result.get("host_ip")
 
     async def attach(self, sandbox_id: str) -> None:
+        """Bind this client to an existing sandbox by id (its host and image come from its status); raises if it
+        does not exist."""
         self._sandbox_id = sandbox_id
         try:
             info = await self.get_status(include_all_states=True)
@@ -162,11 +177,13 @@ class Sandbox(FilesMixin, LifecycleMixin, NohupMixin):
             self.config.image = info.image
 
     async def get_status(self, include_all_states: bool = False) -> SandboxStatusResponse:
+        """The sandbox's status; ``include_all_states`` also answers for a stopped or failed one."""
         result = await self._http.get("/get_status", {"sandbox_id": self._need_id(),
                                                       "include_all_states": str(include_all_states).lower()})
         return SandboxStatusResponse.model_validate(result)
 
     async def is_alive(self) -> IsAliveResponse:
+        """Whether the sandbox runs (ROCK's ``IsAliveResponse``)."""
         status = await self.get_status()
         return IsAliveResponse(is_alive=status.is_alive, message=status.host_name or "")
 
@@ -182,9 +199,11 @@ class Sandbox(FilesMixin, LifecycleMixin, NohupMixin):
         await self.aclose()
 
     async def delete(self) -> None:
+        """Delete the sandbox and its kept files (stop it first if it runs)."""
         await self._http.post("/delete", {"sandbox_id": self._need_id()})
 
     async def close(self) -> None:
+        """ROCK's ``close()``: stop the sandbox."""
         await self.stop()
 
     async def aclose(self) -> None:
@@ -213,10 +232,12 @@ class Sandbox(FilesMixin, LifecycleMixin, NohupMixin):
         return CommandResponse.model_validate(await self._http.post("/execute", body))
 
     async def create_session(self, request: CreateBashSessionRequest) -> CreateBashSessionResponse:
+        """Create a named persistent bash session."""
         body = {"sandbox_id": self._need_id(), **request.model_dump()}
         return CreateBashSessionResponse.model_validate(await self._http.post("/create_session", body))
 
     async def close_session(self, request: CloseBashSessionRequest) -> CloseBashSessionResponse:
+        """Close a bash session (its processes end)."""
         body = {"sandbox_id": self._need_id(), **request.model_dump()}
         return CloseBashSessionResponse.model_validate(await self._http.post("/close_session", body))
 
@@ -298,30 +319,37 @@ class Sandbox(FilesMixin, LifecycleMixin, NohupMixin):
         return Observation.model_validate(await self._http.post("/interrupt_session", body))
 
     async def send_input(self, session: str, data: str) -> None:
+        """Type ``data`` into a session's terminal (a running command reads it)."""
         await self._http.post("/send_input", {"sandbox_id": self._need_id(), "session": session, "data": data})
 
     async def wait(self, session: str, timeout: float | None = None, idle_timeout: float | None = None) -> Observation:
+        """Wait for the session's running command to finish; its observation."""
         body = {"sandbox_id": self._need_id(), "session": session, "timeout": timeout, "idle_timeout": idle_timeout}
         return Observation.model_validate(await self._http.post("/wait_session", body))
 
     async def start_process(self, command: str | list[str], env: dict[str, str] | None = None,
                             cwd: str | None = None, name: str | None = None) -> dict:
+        """Start a background process (not in a session); its record with ``proc_id``."""
         body = {"sandbox_id": self._need_id(), "command": command, "shell": isinstance(command, str),
                 "env": env, "cwd": cwd, "name": name}
         return await self._http.post("/procs/start", body)
 
     async def process_status(self, proc_id: str) -> dict:
+        """A background process's record: state and exit code."""
         return await self._http.get("/procs/status", {"sandbox_id": self._need_id(), "proc_id": proc_id})
 
     async def process_output(self, proc_id: str, stream: str = "stdout", offset: int = 0) -> tuple[bytes, int, bool]:
+        """Read a background process's ``stream`` from ``offset``: (bytes, next offset, whether it ended)."""
         r = await self._http.raw_get("/procs/output", {"sandbox_id": self._need_id(), "proc_id": proc_id,
                                                        "stream": stream, "offset": offset})
         return r.content, int(r.headers["x-next-offset"]), r.headers["x-running"] == "1"
 
     async def kill_process(self, proc_id: str, signal: int = 15) -> None:
+        """Send ``signal`` to a background process."""
         await self._http.post("/procs/kill", {"sandbox_id": self._need_id(), "proc_id": proc_id, "signal": signal})
 
     async def stats(self) -> dict:
+        """The sandbox's resource use (cpu, memory, pids) now."""
         return await self._http.get("/stats", {"sandbox_id": self._need_id()})
 
 
@@ -333,6 +361,8 @@ class SandboxGroup:
         self.sandbox_list: list[Sandbox] = [Sandbox(config) for _ in range(config.size)]
 
     async def start(self) -> None:
+        """Start every sandbox of the group, ``start_concurrency`` at a time, each retried up to
+        ``start_retry_times``."""
         semaphore = asyncio.Semaphore(self.config.start_concurrency)
 
         async def one(sandbox: Sandbox) -> None:
@@ -348,6 +378,7 @@ class SandboxGroup:
         await asyncio.gather(*(one(s) for s in self.sandbox_list))
 
     async def stop(self) -> None:
+        """Stop every sandbox of the group (errors ignored, as ROCK does)."""
         await asyncio.gather(*(s.stop() for s in self.sandbox_list), return_exceptions=True)
 
 

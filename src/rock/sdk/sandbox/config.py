@@ -18,6 +18,8 @@ def _env_float(name: str, default: float) -> float:
 
 class BaseConfig(BaseModel):
     # Reject unknown fields: SandboxConfig(imgae=...) should fail loudly, not start the default image.
+    """What every client config has: the admin's URL, extra headers and the token; unknown fields refused."""
+
     model_config = ConfigDict(extra="forbid")
 
     base_url: str = Field(default_factory=lambda: os.environ.get("ROCK_BASE_URL", "http://localhost:8080"))
@@ -28,6 +30,8 @@ class BaseConfig(BaseModel):
 
 
 class SandboxConfig(BaseConfig):
+    """rl-rock's ``SandboxConfig``: the sandbox to start (image, memory, cpus, TTL, ids and labels)."""
+
     image: str = "python:3.11"
     image_os: str = "linux"
     auto_clear_seconds: int = 60 * 5
@@ -59,6 +63,8 @@ class SandboxConfig(BaseConfig):
 
 
 class SandboxGroupConfig(SandboxConfig):
+    """rl-rock's ``SandboxGroupConfig``: ``size`` sandboxes of one config, started ``start_concurrency`` at a time."""
+
     size: int = Field(default=2, ge=1)
     start_concurrency: int = Field(default=2, ge=1)
     start_retry_times: int = Field(default=3, ge=1)

@@ -21,6 +21,8 @@ log = logging.getLogger("rock.sdk")
 
 
 class LinuxFileSystem:
+    """rl-rock's ``sandbox.fs``: chown, chmod, directory upload and file download, by commands run in the sandbox."""
+
     def __init__(self, sandbox: "Sandbox"):
         self.sandbox = sandbox
 

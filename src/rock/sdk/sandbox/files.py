@@ -46,19 +46,25 @@ async def _tar_chunks(path: Path) -> AsyncIterator[bytes]:
 class FilesMixin:
     # -- ROCK's calls (text) ----------------------------------------------------------------
 
+    """The sandbox's file operations (ROCK's text calls, and ours for bytes, directories and downloads)."""
+
     async def read_file(self, request: ReadFileRequest) -> ReadFileResponse:
+        """ROCK's ``read_file``: a text file's content."""
         body = {"sandbox_id": self._need_id(), "path": request.path, "encoding": request.encoding,
                 "errors": request.errors}
         return ReadFileResponse.model_validate(await self._http.post("/read_file", body))
 
     async def write_file(self, request: WriteFileRequest) -> WriteFileResponse:
+        """ROCK's ``write_file``: write text to a path."""
         return await self.write_file_by_path(request.content, request.path)
 
     async def write_file_by_path(self, content: str, path: str) -> WriteFileResponse:
+        """ROCK's ``write_file_by_path``: write ``content`` to ``path``."""
         body = {"sandbox_id": self._need_id(), "path": path, "content": content}
         return WriteFileResponse.model_validate(await self._http.post("/write_file", body))
 
     async def upload(self, request: UploadRequest) -> UploadResponse:
+        """ROCK's ``upload``: a local file to a path in the sandbox."""
         return await self.upload_by_path(request.source_path, request.target_path)
 
     async def upload_by_path(self, file_path: str | Path, target_path: str, upload_mode=None) -> UploadResponse:
@@ -76,16 +82,19 @@ class FilesMixin:
     # -- ours: binary-safe files and directories --------------------------------------------
 
     async def read_bytes(self, path: str, offset: int = 0, length: int | None = None) -> bytes:
+        """Read ``length`` bytes (all by default) of a file from ``offset``, binary-safe."""
         params = {"sandbox_id": self._need_id(), "path": path, "offset": offset, "length": length}
         return (await self._http.raw_get("/files/read", params)).content
 
     async def write_bytes(self, path: str, data: bytes, mode: int | None = None, append: bool = False) -> int:
+        """Write (or ``append``) bytes to a file, with ``mode`` if given; the bytes written."""
         params = {"path": path, "append": str(append).lower()}
         if mode is not None:
             params["mode"] = format(mode, "o")
         return (await self._put("/files/write", params, data))["size"]
 
     async def upload_dir(self, local_dir: str | Path, target_dir: str) -> dict:
+        """Upload a local directory (as a streamed tar) into ``target_dir``."""
         return await self._put("/files/upload_tar", {"path": target_dir}, _tar_chunks(Path(local_dir)))
 
     async def download(self, path: str, local_path: str | Path, skip_links: bool = False) -> Path:

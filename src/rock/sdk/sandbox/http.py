@@ -59,6 +59,7 @@ def error_from(status_code: int, payload: Any, fallback: str = "") -> RockError:
 
 
 def unwrap(response: httpx.Response) -> Any:
+    """The ``result`` of ROCK's envelope, or the SDK's error type raised from a failed answer."""
     return _unwrap_bytes(response.status_code, response.content)
 
 
@@ -97,6 +98,7 @@ class Http:
         self._head = b"".join(f"{k}: {v}\r\n".encode() for k, v in fixed.items())
 
     async def post(self, path: str, body: dict, timeout: float | None | object = httpx.USE_CLIENT_DEFAULT) -> Any:
+        """POST ``body`` as JSON to ``path`` under the sandbox API; the envelope's result."""
         data = _dumps(body)
         read_timeout = self.read_timeout if timeout is httpx.USE_CLIENT_DEFAULT else timeout
         if not self._fast:
@@ -108,13 +110,16 @@ class Http:
         return _unwrap_bytes(status, raw)
 
     async def get(self, path: str, params: dict) -> Any:
+        """GET ``path`` with query ``params``; the envelope's result."""
         return unwrap(await self.client.get(path, params={k: v for k, v in params.items() if v is not None}))
 
     async def raw_get(self, path: str, params: dict) -> httpx.Response:
+        """GET ``path`` streamed, for bytes (errors raised as with ``get``)."""
         response = await self.client.get(path, params={k: v for k, v in params.items() if v is not None})
         if response.status_code >= 400:
             unwrap(response)
         return response
 
     async def aclose(self) -> None:
+        """Close the pooled connections."""
         await self.client.aclose()

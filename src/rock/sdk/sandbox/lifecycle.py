@@ -13,6 +13,8 @@ from rock.actions.response import CommitPhase, CommitStatusResponse
 
 
 class LifecycleMixin:
+    """rl-rock's lifecycle calls beyond start and stop: restart, commit (to an image), archive."""
+
     async def restart(self) -> None:
         """Start the stopped (or archived) sandbox again: its files are as ``stop()`` left them,
         its processes and sessions start fresh. Returns once it can run commands."""
@@ -35,6 +37,7 @@ class LifecycleMixin:
         return CommitStatusResponse.model_validate(await self._http.post("/commit", body))
 
     async def get_commit_status(self) -> CommitStatusResponse | None:
+        """The state of this sandbox's last commit, or None before it has an id."""
         if not self._sandbox_id:
             return None
         result = await self._http.get(f"/commit/{quote(self._sandbox_id, safe='')}", {})

@@ -44,10 +44,13 @@ def _os_release(text: str) -> dict[str, str]:
 
 
 class Network:
+    """rl-rock's ``sandbox.network``."""
+
     def __init__(self, sandbox: "Sandbox"):
         self.sandbox = sandbox
 
     async def speedup(self, speedup_type: SpeedupType | str, speedup_value: str, timeout: int = 300) -> Observation:
+        """Point the sandbox's apt or pip at a mirror, or github.com at an address (see the module's docstring)."""
         try:
             kind = SpeedupType(speedup_type)
             if kind == SpeedupType.APT:

@@ -21,11 +21,14 @@ _PID = re.compile(PID_PREFIX + r"(\d+)" + PID_SUFFIX)
 
 
 def extract_nohup_pid(output: str) -> int | None:
+    """The pid a ``nohup ... & echo $!`` line printed, or None."""
     m = _PID.search(output or "")
     return int(m.group(1)) if m else None
 
 
 class NohupMixin:
+    """ROCK's ``arun(mode="nohup")``: a command in the background, its output in a file, waited for."""
+
     async def start_nohup_process(self, cmd: str, tmp_file: str, session: str) -> tuple[int | None, Observation | None]:
         """Start ``cmd`` detached with its output in ``tmp_file``: (pid, None), or (None, the failed observation)."""
         # A job that ends at once may be gone from the job table before disown runs: that is no failure.
@@ -51,6 +54,8 @@ class NohupMixin:
 
     async def handle_nohup_output(self, tmp_file: str, session: str, success: bool, message: str, ignore_output: bool,
                                   response_limited_bytes_in_nohup: int | None) -> Observation:
+        """The observation of a finished nohup run: its output file's head (``response_limited_bytes_in_nohup``), or
+        only where it is."""
         if ignore_output:
             text = f"Command executed in nohup mode without streaming the log content.\nOutput file: {tmp_file}"
             return Observation(output=text, exit_code=0 if success else 1, failure_reason="" if success else message)
@@ -61,6 +66,8 @@ class NohupMixin:
 
     async def run_nohup_and_wait(self, cmd: str, redirect_file_path: str = "/dev/null", wait_timeout: float = 300,
                                  wait_interval: float = 10) -> ExecuteBashSessionResponse:
+        """Run ``cmd`` in the background of a fresh session (output to ``redirect_file_path``) and wait up to
+        ``wait_timeout`` for it."""
         session = f"bash-{time.time_ns()}"
         try:
             await self.create_session(CreateBashSessionRequest(session=session))

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 
 
 class Process:
+    """rl-rock's ``sandbox.process``: scripts run in the sandbox."""
+
     def __init__(self, sandbox: "Sandbox"):
         self.sandbox = sandbox
 

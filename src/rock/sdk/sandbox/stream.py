@@ -15,6 +15,7 @@ from rock.sdk.sandbox.http import error_from
 
 
 def ws_url(sandbox, session: str, create: bool = False) -> str:
+    """The WebSocket URL of a session's stream (``create``: make the session if it is missing)."""
     base = sandbox.url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
     query = {"sandbox_id": sandbox._need_id(), "session": session}
     if create:
@@ -23,6 +24,7 @@ def ws_url(sandbox, session: str, create: bool = False) -> str:
 
 
 def raise_error(msg: dict) -> None:
+    """Raise the SDK error type that a stream's error message names."""
     payload = {"message": msg.get("message"), "result": {"error_type": msg.get("error_type")}}
     raise error_from(int(msg.get("status_code", 500)), payload)
 
@@ -35,18 +37,22 @@ class Stream:
 
     @classmethod
     async def open(cls, sandbox, session: str, create: bool = False) -> "Stream":
+        """Connect to a session's stream."""
         ws = await connect(ws_url(sandbox, session, create), additional_headers=sandbox._headers(),
                            max_size=None, compression=None)
         return cls(ws)
 
     async def run(self, command: str, timeout: float | None = None, idle_timeout: float | None = None) -> None:
+        """Run ``command`` in the session; its output arrives as events."""
         await self.ws.send(json.dumps({"type": "run", "command": command, "timeout": timeout,
                                        "idle_timeout": idle_timeout}))
 
     async def send_input(self, data: str) -> None:
+        """Type ``data`` into the session's terminal."""
         await self.ws.send(json.dumps({"type": "input", "data": data}))
 
     async def interrupt(self) -> None:
+        """Interrupt the running command (Ctrl-C)."""
         await self.ws.send(json.dumps({"type": "interrupt"}))
 
     async def events(self):
@@ -62,11 +68,14 @@ class Stream:
                 raise_error(msg)
 
     async def close(self) -> None:
+        """Close the connection (the session stays)."""
         await self.ws.close()
 
 
 async def run_streamed(sandbox, command: str, session: str, timeout: float | None,
                        on_output: Callable[[str], Any]) -> Observation:
+    """Run ``command`` in ``session`` with each chunk of output passed to ``on_output`` as it comes; the final
+    observation."""
     stream = await Stream.open(sandbox, session)
     try:
         await stream.run(command, timeout=timeout)

@@ -29,7 +29,13 @@ def _background_loop() -> asyncio.AbstractEventLoop:
 
 
 def run_sync(coro) -> Any:
+    """Run a coroutine to completion from synchronous code, on the SDK's background event loop thread."""
     return asyncio.run_coroutine_threadsafe(coro, _background_loop()).result()
+
+
+def _same(name: str, doc: str) -> property:
+    """A read-only attribute that is the wrapped ``Sandbox``'s of the same name."""
+    return property(lambda self: getattr(self._sandbox, name), doc=doc)
 
 
 class SyncSandbox:
@@ -38,25 +44,11 @@ class SyncSandbox:
     def __init__(self, config: SandboxConfig | None = None):
         self._sandbox = Sandbox(config)
 
-    @property
-    def sandbox_id(self) -> str | None:
-        return self._sandbox.sandbox_id
-
-    @property
-    def config(self) -> SandboxConfig:
-        return self._sandbox.config
-
-    @property
-    def host_name(self) -> str | None:
-        return self._sandbox.host_name
-
-    @property
-    def host_ip(self) -> str | None:
-        return self._sandbox.host_ip
-
-    @property
-    def url(self) -> str:
-        return self._sandbox.url
+    sandbox_id = _same("sandbox_id", "The sandbox's id (None before ``start()``).")
+    config = _same("config", "The sandbox's config.")
+    host_name = _same("host_name", "The name of the machine (node) the sandbox runs on.")
+    host_ip = _same("host_ip", "The address of the machine (node) the sandbox runs on.")
+    url = _same("url", "The admin's sandbox API URL this client talks to.")
 
     def __getattr__(self, name: str):
         attr = getattr(self._sandbox, name)

@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from rock.envs.client import AsyncHttp, SyncHttp, loads
-from rock.training.errors import TrainingError
+from rock.errors import TrainingError
+from rock.sdk.closing import AsyncClosing, Closing
 
 BASE = "/apis/v1/training"
 
@@ -61,7 +62,7 @@ def _shape(method: str, body: Any) -> Any:
     return body
 
 
-class TrainingSandbox:
+class TrainingSandbox(Closing):
     """Sync client; a context manager (its exit closes the connection, not the instances)."""
 
     def __init__(self, base_url: str | None = None, token: str | None = None, timeout: float = 600.0):
@@ -73,35 +74,37 @@ class TrainingSandbox:
         return _shape(method, _result(*self.http.exchange(path, body)))
 
     def get_env_profile(self, env_type: str, split: str = "train", params: dict | None = None) -> list[str]:
+        """The task ids of a suite's ``split`` (train, val or all)."""
         return self._call("get_env_profile", env_type=env_type, split=split, params=params)
 
     def create_instance(self, env_type: str, task_id: str, instance_id: str | None = None,
                         params: dict | None = None) -> dict:
+        """A new instance of ``task_id``: its first messages; ``info.instance_id`` names it."""
         return self._call("create_instance", env_type=env_type, task_id=task_id, instance_id=instance_id, params=params)
 
     def step(self, instance_id: str, action: dict | None = None, params: dict | None = None) -> dict:
+        """One assistant message in; the environment's answer, the reward and whether it ended."""
         return self._call("step", instance_id=instance_id, action=action, params=params)
 
     def evaluate(self, instance_id: str, messages: list | dict | None = None, params: dict | None = None):
+        """The instance's reward by the suite's own grader (a dict of details with ``params={"details": True}``)."""
         return self._call("evaluate", instance_id=instance_id, messages=messages, params=params)
 
     def get_info(self, instance_id: str, messages: Any = None, params: dict | None = None) -> Any:
+        """The task's tools and facts."""
         return self._call("get_info", instance_id=instance_id)
 
     def release_instance(self, instance_id: str) -> bool:
+        """Release an instance (its sandbox goes); False if it was released already."""
         return self._call("release_instance", instance_id=instance_id)
 
     def close(self) -> None:
+        """Close the connection (the instances stay until released or idle)."""
         self.http.close()
 
-    def __enter__(self) -> "TrainingSandbox":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
-class AsyncTrainingSandbox:
+class AsyncTrainingSandbox(AsyncClosing):
     """The async twin: the same methods, awaited."""
 
     def __init__(self, base_url: str | None = None, token: str | None = None, timeout: float = 600.0,
@@ -115,30 +118,33 @@ class AsyncTrainingSandbox:
         return _shape(method, _result(*await self.http.exchange(path, body, self.timeout)))
 
     async def get_env_profile(self, env_type: str, split: str = "train", params: dict | None = None) -> list[str]:
+        """The task ids of a suite's ``split`` (train, val or all)."""
         return await self._call("get_env_profile", env_type=env_type, split=split, params=params)
 
     async def create_instance(self, env_type: str, task_id: str, instance_id: str | None = None,
                               params: dict | None = None) -> dict:
+        """A new instance of ``task_id``: its first messages; ``info.instance_id`` names it."""
         return await self._call("create_instance", env_type=env_type, task_id=task_id, instance_id=instance_id,
                                 params=params)
 
     async def step(self, instance_id: str, action: dict | None = None, params: dict | None = None) -> dict:
+        """One assistant message in; the environment's answer, the reward and whether it ended."""
         return await self._call("step", instance_id=instance_id, action=action, params=params)
 
     async def evaluate(self, instance_id: str, messages: list | dict | None = None, params: dict | None = None):
+        """The instance's reward by the suite's own grader (a dict of details with ``params={"details": True}``)."""
         return await self._call("evaluate", instance_id=instance_id, messages=messages, params=params)
 
     async def get_info(self, instance_id: str, messages: Any = None, params: dict | None = None) -> Any:
+        """The task's tools and facts."""
         return await self._call("get_info", instance_id=instance_id)
 
     async def release_instance(self, instance_id: str) -> bool:
+        """Release an instance (its sandbox goes); False if it was released already."""
         return await self._call("release_instance", instance_id=instance_id)
 
     async def close(self) -> None:
+        """Close the connection (the instances stay until released or idle)."""
         await self.http.aclose()
 
-    async def __aenter__(self) -> "AsyncTrainingSandbox":
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.close()
+    aclose = close  # what ``async with`` calls

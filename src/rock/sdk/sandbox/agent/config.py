@@ -18,11 +18,16 @@ MINI_TRAJECTORY = "/tmp/mini-swe-agent/last.traj.json"
 
 
 class AgentBashCommand(BaseModel):
+    """A command the agent's install runs, with its timeout."""
+
     command: str
     timeout_seconds: int = Field(default=300, gt=0)
 
 
 class RockAgentConfig(BaseModel):
+    """rl-rock's ``RockAgentConfig``: how to install and run an agent in the sandbox (commands, session, model
+    service)."""
+
     agent_type: str = "default"
     agent_name: str = Field(default_factory=lambda: uuid.uuid4().hex)
     version: str = "default"
@@ -55,6 +60,7 @@ class RockAgentConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "RockAgentConfig":
+        """Read a config from a YAML file."""
         import yaml
 
         p = Path(path)

@@ -31,6 +31,8 @@ log = logging.getLogger("rock.sdk.agent")
 
 
 class RockAgent:
+    """rl-rock's ``sandbox.agent``: install an agent (``install(config)``) and run it on a prompt (``run(prompt)``)."""
+
     def __init__(self, sandbox: "Sandbox"):
         self._sandbox = sandbox
         self.config: RockAgentConfig | None = None
@@ -45,6 +47,8 @@ class RockAgent:
         return Template(template).safe_substitute(subs)
 
     async def install(self, config: str | RockAgentConfig = "rock_agent_config.yaml") -> None:
+        """Install the agent by its config (a YAML path or a ``RockAgentConfig``): its commands, session and model
+        service."""
         self.config = RockAgentConfig.from_yaml(config) if isinstance(config, str) else config
         self.agent_session = self.config.agent_session
         sid = self._sandbox.sandbox_id

@@ -27,6 +27,9 @@ SESSION_END = "SESSION_END"
 
 
 class ModelServiceConfig(BaseModel):
+    """rl-rock's ``ModelServiceConfig``: whether the sandbox's model endpoint runs and how (``local``: the trainer
+    answers each call; ``proxy``: calls are forwarded upstream)."""
+
     enabled: bool = False
     type: str = Field(default="local", description="local (the trainer answers) or proxy (forwarded upstream)")
     install_cmd: str = ""
@@ -59,6 +62,9 @@ class ModelServiceConfig(BaseModel):
 
 
 class ModelService:
+    """rl-rock's ``sandbox.agent.model_service``: the Chat endpoint of one sandbox, started and stopped with the
+    agent."""
+
     def __init__(self, sandbox: "Sandbox", config: ModelServiceConfig | None = None):
         self._sandbox = sandbox
         self.config = config or ModelServiceConfig()
@@ -68,6 +74,7 @@ class ModelService:
 
     @property
     def trainer(self) -> ChatTrainer:
+        """The ``ChatTrainer`` that answers this sandbox's model calls (made on first use)."""
         if self._trainer is None:
             self._trainer = ChatTrainer.for_sandbox(self._sandbox)
         return self._trainer
@@ -91,13 +98,14 @@ class ModelService:
         if c.request_timeout is not None:
             out["request_timeout"] = c.request_timeout
         if c.replay_file:
-            from rock.agentic.records import read_rock_jsonl
+            from rock.actions.records import read_rock_jsonl
 
             out["type"] = "proxy"
             out["replay"] = read_rock_jsonl(Path(c.replay_file).read_text(encoding="utf-8"))
         return out
 
     async def start(self) -> None:
+        """Start the sandbox's model endpoint."""
         if not self.is_installed:
             raise RuntimeError(f"[{self._sandbox.sandbox_id}] Cannot start model service: ModelService has not "
                                "been installed yet. Please call install() first.")
@@ -105,6 +113,7 @@ class ModelService:
         self.is_started = True
 
     async def stop(self) -> None:
+        """Stop the sandbox's model endpoint (its records stay)."""
         if not self.is_started:
             return
         await self.trainer.stop(self._sandbox.sandbox_id)
@@ -114,6 +123,7 @@ class ModelService:
         self.is_started = False
 
     async def watch_agent(self, pid: str | int) -> None:
+        """End the endpoint's session when the agent's process ``pid`` exits."""
         if not self.is_started:
             raise RuntimeError(f"[{self._sandbox.sandbox_id}] Cannot watch agent: ModelService is not started. "
                                "Please call start() first.")
@@ -132,5 +142,5 @@ class ModelService:
         return await self.trainer.anti_call_llm(self._sandbox.sandbox_id, index, response_payload, call_timeout)
 
     async def trajectory(self):
-        """Ours: the session's records (``rock.agentic.records.CallRecord``)."""
+        """Ours: the session's records (``rock.actions.records.CallRecord``)."""
         return await self.trainer.trajectory(self._sandbox.sandbox_id)

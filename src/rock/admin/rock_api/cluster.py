@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 
 from rock.admin.context import Ctx, ok
-from rock.cluster.models import Resources
+from rock.worker.resources import Resources
 
 
 class NodeStatus(BaseModel):

@@ -17,12 +17,14 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from rock.actions.response import RockResponse
-from rock.admin import ports, proxy_door
+from rock.admin.ports import relay
+from rock.admin.ports.proxy import METHODS as PROXY_METHODS, Forwarder, claim, forward
 from rock.admin.context import Ctx
+from rock.admin.doors import attach
 from rock.errors import BadRequest, RockError
 
 log = logging.getLogger("rock.admin.ports")
-METHODS = list(proxy_door.METHODS)
+METHODS = list(PROXY_METHODS)
 ERRORS = {code: {"model": RockResponse[dict], "description": text} for code, text in (
     (400, "no target port, or more than one, or not a port number"), (404, "no such sandbox"),
     (409, "the sandbox is not running"), (502, "nothing listens on that port inside the sandbox"))}
@@ -41,13 +43,12 @@ TargetHeader = Header(default=None, alias="X-ROCK-Target-Port", description="the
 
 def router(ctx: Ctx) -> APIRouter:
     api = APIRouter()
-    forwarder = proxy_door.Forwarder(ctx)
-    api.forwarder = forwarder  # the app's door (rock.admin.proxy_door.ProxyDoor) shares its connections
+    forwarder = Forwarder(ctx)
 
     async def _http(request: Request, sandbox_id: str, path: str) -> Response:
-        port, rest = ports.resolve_target(request.headers, request.query_params.get("rock_target_port"), path)
+        port, rest = relay.resolve_target(request.headers, request.query_params.get("rock_target_port"), path)
         agent = await ctx.agent(request, sandbox_id)
-        return await forwarder.forward(agent, port, request.method, rest, ports.raw_query(request.scope),
+        return await forwarder.forward(agent, port, request.method, rest, relay.raw_query(request.scope),
                                        request.headers, await request.body(), sandbox_id)
 
     async def proxy(request: Request, sandbox_id: str = Path(min_length=1), path: str = Path(),
@@ -58,6 +59,11 @@ def router(ctx: Ctx) -> APIRouter:
                          rock_target_port: int | None = TargetQuery, x_rock_target_port: str | None = TargetHeader):
         return await _http(request, sandbox_id, "")
 
+    async def fast(ctx, body, principal, call) -> Response:  # the plain case, at the app's door
+        return await forward(forwarder, call)
+
+    for endpoint in (proxy, proxy_root):  # its connections are the routed endpoints'
+        attach(endpoint, fast, claim)
     for method in METHODS:  # one route per method: each gets its own operation id in the schema
         for suffix, endpoint in (("", proxy_root), ("/{path:path}", proxy)):
             api.add_api_route(f"/sandboxes/{{sandbox_id}}/proxy{suffix}", endpoint, methods=[method],
@@ -65,14 +71,14 @@ def router(ctx: Ctx) -> APIRouter:
 
     async def _ws(ws: WebSocket, sandbox_id: str, path: str) -> None:
         try:
-            port, rest = ports.resolve_target(ws.headers, ws.query_params.get("rock_target_port"), path)
+            port, rest = relay.resolve_target(ws.headers, ws.query_params.get("rock_target_port"), path)
             agent = await ctx.agent(ws, sandbox_id)
         except RockError as exc:
             await ws.close(code=1008, reason=(exc.message or type(exc).__name__)[:120])
             return
-        query = ports.forwarded_query(ports.raw_query(ws.scope))
+        query = relay.forwarded_query(relay.raw_query(ws.scope))
         try:
-            await ports.websocket_proxy(ws, agent, port, "/" + rest + (f"?{query}" if query else ""),
+            await relay.websocket_proxy(ws, agent, port, "/" + rest + (f"?{query}" if query else ""),
                                         ctx.auth.enabled)
         except RockError as exc:
             await ws.close(code=1011, reason=(exc.message or type(exc).__name__)[:120])
@@ -88,14 +94,14 @@ def router(ctx: Ctx) -> APIRouter:
     @api.websocket("/sandboxes/{sandbox_id}/portforward")
     async def portforward(ws: WebSocket, sandbox_id: str):
         try:
-            port = ports._port(ws.query_params.get("port"), "port")
+            port = relay._port(ws.query_params.get("port"), "port")
             agent = await ctx.agent(ws, sandbox_id)
         except RockError as exc:
             await ws.accept()  # then close: the reason reaches the client
             await ws.close(code=1008, reason=(exc.message or type(exc).__name__)[:120])
             return
         log.info("port forward to sandbox %s port %d", sandbox_id, port)
-        await ports.tcp_over_websocket(ws, agent, port)
+        await relay.tcp_over_websocket(ws, agent, port)
 
     @api.get("/sandboxes/{sandbox_id}/portforward", tags=["ports"], status_code=426, responses={
         426: {"model": RockResponse[dict], "description": "this route is a WebSocket: connect with an Upgrade; "

@@ -2,7 +2,7 @@
 
 Nothing here needs the sandbox to have a network: every connection is the agent's
 ``tcp.connect`` (see rock/agent/tcprelay.py) to a port on the sandbox's loopback. HTTP goes
-through our kept-alive client on the relay (rock.admin.port_http); WebSocket through the
+through our kept-alive client on the relay (rock.admin.ports.client); WebSocket through the
 sans-I/O protocol of the ``websockets`` library on the same relay.
 """
 

@@ -18,7 +18,7 @@ SandboxPath = Path(min_length=1, max_length=128, description="the sandbox's id")
 
 
 def router(ctx: Ctx, lifecycle: Lifecycle) -> APIRouter:
-    from rock.admin.routes_sandbox import start_result
+    from rock.admin.rock_api.sandbox import start_result
 
     api = APIRouter(tags=["lifecycle"])
 

@@ -19,9 +19,9 @@ import json
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from rock.agentic import native_messages as messages
-from rock.agentic import native_responses as responses
-from rock.agentic.stream import StreamFold
+from rock.admin.chat import native_messages as messages
+from rock.admin.chat import native_responses as responses
+from rock.admin.chat.stream import StreamFold
 
 if TYPE_CHECKING:
     from rock.admin.chat.endpoint import Call

@@ -19,7 +19,7 @@ import json
 import time
 from typing import Any
 
-from rock.agentic.native_messages import carry_tokens, completion_from
+from rock.admin.chat.native_messages import carry_tokens, completion_from
 
 _SAME = ("model", "temperature", "top_p", "stream", "parallel_tool_calls")
 _TEXT_PARTS = ("input_text", "output_text", "text", "refusal", "summary_text")

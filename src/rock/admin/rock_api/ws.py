@@ -22,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rock.actions.sandbox import SandboxId, SessionName
 from rock.admin.context import Ctx
 from rock.admin.errors import validation_message
-from rock.admin.jsonutil import loads
-from rock.admin.routes_data import observation
+from rock.jsonutil import loads
+from rock.admin.rock_api.data import observation
 from rock.errors import BadRequest, RockError, SessionBusy, SessionExists
 
 log = logging.getLogger("rock.admin")

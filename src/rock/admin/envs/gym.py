@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from rock.admin import gem_routes
+from rock.admin.envs import gem
+from rock.admin.context import principal_of
+from rock.admin.doors import door
 from rock.admin.errors import status_and_body
-from rock.admin.hotpath import read_body
 from rock.admin.openapi import errors
 from rock.envs.gym_sessions import GymImageRequest, GymSessionInfo, GymSessionRequest, GymSessions
 from rock.envs.images import ImageBuilder
@@ -43,6 +42,10 @@ class ResetBody(BaseModel):
 
 
 class Closed(BaseModel):
+    # Its name is shared with another model, so the schema names it by module: the module it
+    # had when clients were generated from the schema, kept through the move into this folder.
+    __module__ = "rock.admin.gym_routes"
+
     session_id: str
     closed: bool
 
@@ -57,7 +60,7 @@ def sessions(app) -> GymSessions:
     if svc is None:
         ctx = app.state.rock
         builder = ImageBuilder(ctx.settings.state_dir, ctx.settings.host_python, ctx.settings)
-        svc = app.state.rock_gym = GymSessions(gem_routes.service(app), builder, ctx.settings.default_image)
+        svc = app.state.rock_gym = GymSessions(gem.service(app), builder, ctx.settings.default_image)
     return svc
 
 
@@ -73,50 +76,8 @@ async def shutdown(app) -> None:
         await svc.shutdown()
 
 
-def _owner(request: Request) -> str | None:
-    return request.app.state.rock.owner(request)
-
-
 def _value(body: bytes) -> Response:
     return Response(body, media_type="application/octet-stream")
-
-
-# -- the per-step routes at the ASGI door ---------------------------------------------------------
-
-_HOT = re.compile(r"^" + re.escape(GYM) + r"/sessions/(?P<sid>[^/]+)/(?P<op>step|reset)$")
-_OCTET = [(b"content-type", b"application/octet-stream")]
-_JSON = [(b"content-type", b"application/json")]
-
-
-class GymHotPath:
-    """ASGI middleware answering a session's step and reset directly (FastAPI's routing layers
-    cost about as much as the rest of a step); same models, auth and error mapping as the routed
-    versions below, which the OpenAPI schema documents. Everything else passes through."""
-
-    def __init__(self, app, fastapi_app):
-        self.app = app
-        self.fastapi_app = fastapi_app
-
-    async def __call__(self, scope, receive, send):
-        m = _HOT.match(scope.get("path", "")) if scope["type"] == "http" and scope["method"] == "POST" else None
-        if m is None:
-            return await self.app(scope, receive, send)
-        app = self.fastapi_app
-        try:
-            body = await read_body(receive)
-            owner = app.state.rock.auth.principal(Headers(scope=scope))
-            sid = unquote(m["sid"])
-            if m["op"] == "step":
-                payload = await sessions(app).step(sid, owner, body)
-            else:
-                req = ResetBody.model_validate_json(body or b"{}")
-                payload = await sessions(app).reset(sid, owner, req.seed, req.options)
-            status, headers = 200, _OCTET
-        except Exception as exc:  # noqa: BLE001 - mapped exactly like the routed handlers do
-            (status, payload), headers = status_and_body(exc, scope["path"]), _JSON
-        await send({"type": "http.response.start", "status": status,
-                    "headers": headers + [(b"content-length", str(len(payload)).encode())]})
-        await send({"type": "http.response.body", "body": payload})
 
 
 @router.post(GYM + "/images", responses={200: {"description": "progress lines, then the image or an error",
@@ -158,41 +119,46 @@ async def build_image(req: GymImageRequest, request: Request) -> StreamingRespon
 @router.post(GYM + "/sessions", response_model=GymSessionInfo, responses=errors(400, 404, 422, 503, 504))
 async def open_session(req: GymSessionRequest, request: Request) -> GymSessionInfo:
     """Open a session: its sandbox, its env (or vector env), and its contract (spaces, metadata)."""
-    return await sessions(request.app).open(req, _owner(request))
+    return await sessions(request.app).open(req, principal_of(request))
 
 
 @router.get(GYM + "/sessions", responses=errors())
 async def list_sessions(request: Request) -> dict:
-    return {"sessions": sessions(request.app).listing(_owner(request))}
+    return {"sessions": sessions(request.app).listing(principal_of(request))}
 
 
-@router.post(GYM + "/sessions/{session_id}/reset", responses=_VALUE, response_class=Response)
-async def reset(session_id: str, body: ResetBody, request: Request) -> Response:
+# A session's reset and step are fast routes (rock.admin.doors): FastAPI's routing layers cost
+# about as much as the rest of a step. The session id is unquoted once more, as it always was.
+@door(router, "POST", GYM + "/sessions/{session_id}/reset", bytes, schema_body=ResetBody,
+      media_type="application/octet-stream", responses=_VALUE, response_class=Response)
+async def reset(ctx, body: bytes, principal, call) -> bytes:
     """``(observation, info)``."""
-    return _value(await sessions(request.app).reset(session_id, _owner(request), body.seed, body.options))
+    req = ResetBody.model_validate_json(body or b"{}")
+    return await sessions(call.app).reset(unquote(call.params["session_id"]), principal, req.seed, req.options)
 
 
-@router.post(GYM + "/sessions/{session_id}/step", responses=_VALUE, response_class=Response,
-             openapi_extra={"requestBody": {"required": True, "content": _BINARY,
-                                            "description": "the action (a vector env: one per env) as a gymwire body"}})
-async def step(session_id: str, request: Request) -> Response:
+@door(router, "POST", GYM + "/sessions/{session_id}/step", bytes, media_type="application/octet-stream",
+      responses=_VALUE, response_class=Response,
+      openapi_extra={"requestBody": {"required": True, "content": _BINARY,
+                                     "description": "the action (a vector env: one per env) as a gymwire body"}})
+async def step(ctx, body: bytes, principal, call) -> bytes:
     """``(observation, reward, terminated, truncated, info)``."""
-    return _value(await sessions(request.app).step(session_id, _owner(request), await request.body()))
+    return await sessions(call.app).step(unquote(call.params["session_id"]), principal, body)
 
 
 @router.get(GYM + "/sessions/{session_id}/render", responses=_VALUE, response_class=Response)
 async def render(session_id: str, request: Request, env_index: int = Query(default=0, ge=0)) -> Response:
     """The env's frame (an RGB array for ``render_mode="rgb_array"``), or null."""
-    return _value(await sessions(request.app).render(session_id, _owner(request), env_index))
+    return _value(await sessions(request.app).render(session_id, principal_of(request), env_index))
 
 
 @router.post(GYM + "/sessions/{session_id}/keepalive", response_model=Lease, responses=_CALL)
 async def keepalive(session_id: str, request: Request) -> Lease:
     """Renew the session's lease (the SDK does this while its process lives)."""
-    return Lease(session_id=session_id, lease=sessions(request.app).keepalive(session_id, _owner(request)))
+    return Lease(session_id=session_id, lease=sessions(request.app).keepalive(session_id, principal_of(request)))
 
 
 @router.delete(GYM + "/sessions/{session_id}", response_model=Closed, responses=_CALL)
 async def close(session_id: str, request: Request) -> Closed:
     """Close the session and stop its sandbox."""
-    return Closed(session_id=session_id, closed=await sessions(request.app).close(session_id, _owner(request)))
+    return Closed(session_id=session_id, closed=await sessions(request.app).close(session_id, principal_of(request)))

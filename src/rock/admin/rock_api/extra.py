@@ -19,7 +19,7 @@ from rock.actions.sandbox import (
 from rock.actions.response import BashObservation
 from rock.admin.context import Ctx, check_path, ok, parse, query
 from rock.admin.openapi import SANDBOX, doc, tar_body
-from rock.admin.routes_data import observation, run_response
+from rock.admin.rock_api.data import observation, run_response
 from rock.admin.uploads import write_whole
 
 WRITE_CHUNK = 4 << 20

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from rock.admin.jsonutil import dumps
+from rock.jsonutil import dumps
 
 
 def test_big_integers_and_lone_surrogates_encode():

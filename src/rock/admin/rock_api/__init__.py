@@ -1,0 +1,35 @@
+"""ROCK's API (rl-rock's wire protocol) under ``/apis/envs/sandbox/v1``: one module per group.
+
+    sandbox.py    start (a fast route), status, stop, delete, list, batch status
+    lifecycle.py  restart, archive, commit (an admin's)
+    images.py     image builds and pulls (an admin's)
+    data.py       execute, sessions, run_in_session (a fast route), files, upload
+    extra.py      ours beside ROCK's: history, commands, stats, downloads
+    ws.py         streams over WebSocket (output, a terminal)
+    cluster.py    the cluster's nodes and placement, as the admin sees them
+
+Adding a route: put it in the module of its group (a new group: a new module, mounted in
+``install``). A route a trainer calls per step is declared with ``rock.admin.doors.door`` so that
+the app's door answers it ahead of FastAPI's layers; every other route is a plain FastAPI route.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from rock.admin.context import PREFIX, Ctx
+from rock.admin.rock_api import cluster, data, extra, images, lifecycle, sandbox, ws
+
+
+def install(app: FastAPI, ctx: Ctx) -> None:
+    """Mount ROCK's routes. A proxy (role ``proxy``) gets the data plane and the status routes;
+    creating, stopping, restarting and building are an admin's (``app.state.lifecycle``)."""
+    admin = ctx.settings.role == "admin"
+    app.include_router(sandbox.router(ctx, write=admin), prefix=PREFIX)
+    if admin:
+        app.include_router(lifecycle.router(ctx, app.state.lifecycle), prefix=PREFIX)
+        app.include_router(images.router(ctx), prefix=PREFIX)
+    app.include_router(data.router(ctx), prefix=PREFIX)
+    app.include_router(extra.router(ctx), prefix=PREFIX)
+    app.include_router(ws.router(ctx), prefix=PREFIX)
+    app.include_router(cluster.router(ctx), prefix=PREFIX)
