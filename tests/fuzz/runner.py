@@ -24,15 +24,28 @@ SANDBOX_API = "/apis/envs/sandbox/v1"
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|File \"[^\"]+\.py\", line \d+")
 
 
+# Every answer within RESPONSE_S on a busy machine, unless the operation's schema declares it
+# long (rock.admin.openapi.LONG_RUNNING: the most seconds it may take): then within that, and
+# its requests wait that long. A request that has had no answer by REQUEST_TIMEOUT_S is an error.
+RESPONSE_S = 10
+REQUEST_TIMEOUT_S = 30
+LONG_RUNNING = "x-rock-long-running"
+
 # A schema-valid request may still be refused: 400 names what a schema cannot say (a path with
 # '..', the proxy's target port given none of three ways, two settings that exclude each other,
 # a name already taken by another kind); 426 is the WebSocket-only route's answer to plain GET.
-# 422 is not among them: a request the schema allows must pass validation. Latency is the
-# benchmark's business: the response-time check only catches a hang (60 s).
-CONFIG = """
+# 422 is not among them: a request the schema allows must pass validation.
+CONFIG = f"""
+request-timeout = {REQUEST_TIMEOUT_S}
+
+[checks]
+max_response_time = {RESPONSE_S}
+
 [checks.positive_data_acceptance]
 expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "410", "426", "429", "5xx"]
-
+"""
+# Operation blocks: for an operation's request timeout schemathesis reads the first that names it.
+OPERATIONS = """
 # GEM's make: an env id that exists but cannot be made here (its entry point does not import,
 # its corpus is missing) is ROCK's 422 (EnvUnavailable/EnvMakeError), whatever the body.
 [[operations]]
@@ -77,6 +90,22 @@ class FuzzRun:
                 "tracebacks": self.tracebacks, "seconds": round(self.seconds, 1), "exit_code": self.exit_code}
 
 
+def long_operations(url: str) -> dict[str, float]:
+    """"METHOD path" -> seconds, of every operation the admin's schema declares long."""
+    schema = httpx.get(url + "/openapi.json", timeout=60).json()
+    return {f"{method.upper()} {path}": float(op[LONG_RUNNING]["seconds"])
+            for path, item in schema.get("paths", {}).items() for method, op in item.items()
+            if isinstance(op, dict) and LONG_RUNNING in op}
+
+
+def config_for(url: str) -> str:
+    """The run's configuration: CONFIG, each long operation's allowance, then OPERATIONS."""
+    blocks = [f'[[operations]]\ninclude-name = "{name}"\nrequest-timeout = {seconds}\n'
+              f"checks.max_response_time = {seconds}\n"
+              for name, seconds in sorted(long_operations(url).items())]
+    return CONFIG + "\n# Declared long (x-rock-long-running)\n" + "\n".join(blocks) + OPERATIONS
+
+
 def start_fixture_sandbox(url: str, token: str | None) -> str:
     """One running sandbox for the fuzzer to reach into (the hooks name it in some requests).
     The env catalog is probed first: a fresh state dir's first probe (a sandbox importing every
@@ -95,10 +124,10 @@ def run(url: str, label: str, *, token: str | None = None, sandbox: str = "", ma
         max_time: float | None = None, exclude: tuple[str, ...] = (), mode: str = "all") -> FuzzRun:
     """``exclude``: path regexes left out of generation (each with its reason at the caller)."""
     report = Path(tempfile.mkdtemp(prefix="rock-fuzz-"))
-    (report / "schemathesis.toml").write_text(CONFIG)
+    (report / "schemathesis.toml").write_text(config_for(url))
     cmd = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(report / "schemathesis.toml"), "run", url + "/openapi.json", "--checks", "all",
            "--max-examples", str(max_examples), "--mode", mode, "--seed", str(seed), "--workers", str(workers),
-           "--max-response-time", "60", "--phases", phases, "--request-timeout", "30", "--no-shrink", "--generation-deterministic",
+           "--phases", phases, "--no-shrink", "--generation-deterministic",
            "--report", "json", "--report-json-path", str(report / "run.json"), "--output-truncate", "false"]
     if token:
         cmd += ["-H", f"Authorization: Bearer {token}"]

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import re
 import tempfile
 
@@ -12,12 +13,13 @@ import jsonschema
 import pytest
 from fastapi.testclient import TestClient
 
+from rock.actions.chat import ExchangeRequest
 from rock.actions.sandbox import SandboxStartRequest
 from rock.admin.start_checks import check_start_request
 from rock.errors import BadRequest
 
 from rock.admin.app import create_app
-from rock.admin.openapi import api_routes
+from rock.admin.openapi import LONG_RUNNING, api_routes
 from rock.config import Settings
 
 READS_BODY = re.compile(r"await request\.body\(\)|parse\(request|request\.stream\(\)|request\.form\(|"
@@ -110,3 +112,35 @@ def test_env_call_timeouts_are_bounded():
                        ("/apis/v1/envs/gem/make", {"env_id": "game:GuessTheNumber-v0", "timeout": 1.5e308})):
         r = client.post(path, json=body)
         assert r.status_code == 422 and "timeout" in r.text, (path, r.status_code, r.text[:300])
+
+
+@pytest.mark.parametrize("path, model, body", [
+    ("/apis/envs/sandbox/v1/start", SandboxStartRequest, {"auto_archive_seconds": False}),
+    ("/apis/envs/sandbox/v1/start", SandboxStartRequest, {"auto_delete_seconds": True}),
+    ("/apis/envs/sandbox/v1/start", SandboxStartRequest, {"startup_timeout": 3.7e-277}),
+    ("/apis/v1/chat/exchange", ExchangeRequest, {"wait": True}),
+    ("/apis/v1/chat/exchange", ExchangeRequest, {"max_calls": False}),
+])
+def test_what_the_schema_forbids_the_server_refuses(path, model, body):
+    """Found by Schemathesis: a boolean was taken as 0/1 where the schema says integer or number,
+    and a start with startup_timeout=3.7e-277 s was accepted, then a 503. Now the schema forbids
+    each (strict types, a one-second floor) and the server answers 422 naming the field."""
+    assert not jsonschema.Draft202012Validator(model.model_json_schema()).is_valid(body)
+    r = TestClient(_app()).post(path, json=body)
+    assert r.status_code == 422 and next(iter(body)) in r.text, r.text
+    ok = {k: 5 for k in body}  # control: the same field with a number is valid and taken
+    assert jsonschema.Draft202012Validator(model.model_json_schema()).is_valid(ok)
+    model.model_validate_json(json.dumps(ok))
+
+
+def test_routes_that_start_env_sandboxes_declare_they_are_long():
+    """Routes that start an env sandbox (or probe the catalog in one) may take minutes: the
+    schema says so, and the fuzzer's response-time check reads it (everything else: RESPONSE_S)."""
+    paths = _app().openapi()["paths"]
+    long = {f"{m.upper()} {p}" for p, item in paths.items() for m, op in item.items() if LONG_RUNNING in op}
+    assert {"POST /apis/v1/envs/gem/make", "POST /apis/v1/envs/gem/list", "GET /apis/v1/envs/gem/catalog",
+            "POST /apis/v1/envs/gym/sessions", "POST /apis/v1/training/create"} <= long
+    assert "POST /apis/envs/sandbox/v1/execute" not in long
+    for name in long:
+        method, path = name.split(" ", 1)
+        assert paths[path][method.lower()][LONG_RUNNING]["seconds"] >= 60

@@ -131,7 +131,7 @@ class Answer(_Strict):
         {"required": ["error"], "properties": {"error": {"type": "object"}}}]})
 
     sandbox_id: SandboxId
-    index: int = Field(ge=1)
+    index: int = Field(ge=1, strict=True)
     response: dict[str, Any] | None = None
     error: AnswerError | None = None
 
@@ -146,8 +146,10 @@ class ExchangeRequest(_Strict):
     """One round trip of the trainer's fast path: answers go in, the next pending calls come out."""
 
     answers: list[Answer] = Field(default_factory=list, max_length=10000)
-    max_calls: int = Field(default=256, ge=0, le=10000, description="most calls to take")
-    wait: float = Field(default=10, ge=0, le=300, description="seconds to wait for a first call when none is pending")
+    # strict: a number, never a boolean or a numeric string (the schema says number/integer)
+    max_calls: int = Field(default=256, ge=0, le=10000, strict=True, description="most calls to take")
+    wait: float = Field(default=10, ge=0, le=300, strict=True,
+                        description="seconds to wait for a first call when none is pending")
     sandbox_ids: list[SandboxId] | None = Field(default=None, max_length=10000,
                                                 description="only these sandboxes' calls (default: all of the caller's)")
 
@@ -175,9 +177,9 @@ class AntiCallRequest(_Strict):
     """ROCK's ``anti_call_llm``: answer call ``index`` (not for 0), then wait for call ``index + 1``."""
 
     sandbox_id: SandboxId
-    index: int = Field(ge=0)
+    index: int = Field(ge=0, strict=True)
     response_payload: str | None = Field(default=None, max_length=64 << 20)
-    call_timeout: float = Field(default=600, gt=0, le=86400)
+    call_timeout: float = Field(default=600, gt=0, le=86400, strict=True)
 
 
 class EndpointInfo(BaseModel):

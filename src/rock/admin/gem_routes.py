@@ -23,7 +23,7 @@ from starlette.responses import Response
 from rock.admin.errors import status_and_body
 from rock.admin.hotpath import read_body  # the admin's body reader (size limit included)
 from rock.admin.jsonutil import dumps, loads
-from rock.admin.openapi import doc
+from rock.admin.openapi import doc, long_running
 from rock.envs import vector
 from rock.envs.catalog import Catalog, UserEnv
 from rock.envs.service import EnvService
@@ -121,6 +121,10 @@ def _doc(model, result, codes=(400, 404), **kw) -> dict:
     """GEM's routes answer bare JSON (no envelope); errors use the admin's error envelope."""
     return doc(model, result=result, codes=codes, envelope=False, **kw)
 
+
+# Routes that start an env sandbox (or probe the catalog in one, the first time): declared long.
+ENV_START = long_running(600, "starts an env sandbox (and builds its env image the first time)")
+PROBE = long_running(600, "the first call probes the env catalog in an env sandbox; later ones read it")
 
 # 409: an earlier call timed out (close and make again); 410: its env host died; 504: past the timeout
 _CALL = (400, 404, 409, 410, 504)
@@ -230,7 +234,7 @@ class GemHotPath:
         await send({"type": "http.response.body", "body": payload})
 
 
-@router.post(GEM + "/make", **_doc(MakeRequest, Made, (400, 404, 422, 503, 504)))
+@router.post(GEM + "/make", **_doc(MakeRequest, Made, (400, 404, 422, 503, 504), openapi_extra=ENV_START))
 async def make(request: Request) -> Response:
     req = MakeRequest.model_validate_json(await request.body())
     rec = await service(request.app).make(req.env_id, req.kwargs, _owner(request), req.timeout)
@@ -254,7 +258,7 @@ async def close(request: Request) -> Response:
     return _json({"sandbox_id": req.sandbox_id, "closed": closed})
 
 
-@router.post(GEM + "/list", **doc(result=EnvIds, envelope=False, codes=(503,)))
+@router.post(GEM + "/list", **doc(result=EnvIds, envelope=False, codes=(503,), openapi_extra=PROBE))
 async def list_ids(request: Request) -> Response:
     """ROCK's list: the env ids that can be made (``{"env_id": [...]}``)."""
     entries = await _catalog(request, deep=True)
@@ -281,13 +285,14 @@ async def _catalog_all(request: Request, deep: bool):
 catalog_entries = _catalog_all  # the admin UI's environments page shows the same list
 
 
-@router.get(GEM + "/catalog", **doc(result=dict[str, list[dict[str, Any]]], envelope=False, codes=(503,)))
+@router.get(GEM + "/catalog", **doc(result=dict[str, list[dict[str, Any]]], envelope=False, codes=(503,),
+                                    openapi_extra=PROBE))
 async def catalog(request: Request, deep: bool = True) -> Response:
     entries = await _catalog_all(request, deep)
     return _json({"envs": [e.model_dump() for e in entries]})
 
 
-@router.post(GEM + "/register", **_doc(UserEnv, dict[str, Any], (400, 422, 503)))
+@router.post(GEM + "/register", **_doc(UserEnv, dict[str, Any], (400, 422, 503), openapi_extra=PROBE))
 async def register(request: Request, replace: bool = False) -> Response:
     env = UserEnv.model_validate_json(await request.body())
     svc = service(request.app)
@@ -312,7 +317,7 @@ async def hosted(request: Request) -> Response:
 # -- ours: vector envs ----------------------------------------------------------------------------
 
 
-@router.post(GEM + "/vec/make", **_doc(VecMakeRequest, VecMade, (400, 404, 422, 503, 504)))
+@router.post(GEM + "/vec/make", **_doc(VecMakeRequest, VecMade, (400, 404, 422, 503, 504), openapi_extra=ENV_START))
 async def vec_make(request: Request) -> Response:
     req = VecMakeRequest.model_validate_json(await request.body())
     vec = await vector.make_vec(service(request.app), req.env_id, req.num_envs, _owner(request), req.kwargs,

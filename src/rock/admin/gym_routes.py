@@ -21,7 +21,7 @@ from starlette.responses import Response, StreamingResponse
 from rock.admin import gem_routes
 from rock.admin.errors import status_and_body
 from rock.admin.hotpath import read_body
-from rock.admin.openapi import errors
+from rock.admin.openapi import errors, long_running
 from rock.envs.gym_sessions import GymImageRequest, GymSessionInfo, GymSessionRequest, GymSessions
 from rock.envs.images import ImageBuilder
 
@@ -155,7 +155,8 @@ async def build_image(req: GymImageRequest, request: Request) -> StreamingRespon
     return StreamingResponse(stream(), media_type="application/x-ndjson")
 
 
-@router.post(GYM + "/sessions", response_model=GymSessionInfo, responses=errors(400, 404, 422, 503, 504))
+@router.post(GYM + "/sessions", response_model=GymSessionInfo, responses=errors(400, 404, 422, 503, 504),
+             openapi_extra=long_running(1800, "starts the session's sandbox; builds its env image the first time"))
 async def open_session(req: GymSessionRequest, request: Request) -> GymSessionInfo:
     """Open a session: its sandbox, its env (or vector env), and its contract (spaces, metadata)."""
     return await sessions(request.app).open(req, _owner(request))

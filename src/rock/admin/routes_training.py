@@ -21,7 +21,7 @@ from starlette.responses import PlainTextResponse, Response
 from rock.admin.errors import status_and_body
 from rock.admin.hotpath import read_body
 from rock.admin.jsonutil import dumps
-from rock.admin.openapi import ErrorEnvelope
+from rock.admin.openapi import ErrorEnvelope, long_running
 from rock.errors import RockError
 from rock.training.service import TrainingService, TrainingSettings
 
@@ -113,6 +113,7 @@ _WHY = {400: "bad input (a malformed action, an unknown split)", 404: "unknown e
         409: "the instance id is taken", 410: "the instance was released (by request or after the idle TTL)",
         422: "the suite cannot run here (what to provide is in the message), or an invalid body",
         504: "the task's call ran past its timeout"}
+CREATING = long_running(600, "starts the instance's env sandbox")
 ERRORS = {code: {"model": ErrorEnvelope, "description": why} for code, why in _WHY.items()}
 
 
@@ -215,7 +216,7 @@ async def profile(req: ProfileRequest, request: Request):
     return {"env_type": req.env_type, "split": req.split, "task_ids": ids}
 
 
-@router.post(BASE + "/create", response_model=State, responses=ERRORS)
+@router.post(BASE + "/create", response_model=State, responses=ERRORS, openapi_extra=CREATING)
 async def create(req: CreateRequest, request: Request):
     """A new instance of a task: its first messages (system, user); ``info.instance_id`` names it."""
     return await _create(service(request.app), req, _owner(request))
@@ -297,7 +298,7 @@ async def as_profile(req: ASRequest, request: Request):
     return await _as(request, lambda s, r, o: s.profile(req.env_type, params.get("split", "train"), params))
 
 
-@router.post(AGENTSCOPE + "/create", response_model=ASReply, responses=AS_ERRORS)
+@router.post(AGENTSCOPE + "/create", response_model=ASReply, responses=AS_ERRORS, openapi_extra=CREATING)
 async def as_create(req: ASRequest, request: Request):
     return await _as(request, _as_create, req)
 
