@@ -26,6 +26,7 @@ from tests.security.conftest import TOKEN_A, TOKEN_B, TOKENS, execute, rock, sta
 
 SECRET = "alice-secret-" + uuid.uuid4().hex[:8]
 GEM = "/apis/v1/envs/gem"
+GYM = "/apis/v1/envs/gym"
 CHAT = "/apis/v1/chat"
 TRAINING = "/apis/v1/training"
 # A server in alice's sandbox that serves her secret on a port (the port proxy's target).
@@ -43,9 +44,10 @@ class World:
     bobs_e2b: dict  # bob's own E2B sandbox: his envd token is real, just not alice's
     env: str  # alice's GEM env handle
     instance: str  # alice's training instance
+    gym: str  # alice's gym session (a dedicated env sandbox)
 
     def ids(self) -> list[str]:
-        return [self.sid, self.e2b["sandboxID"], self.env, self.instance]
+        return [self.sid, self.e2b["sandboxID"], self.env, self.instance, self.gym]
 
 
 def client(admin: Admin, token: str) -> httpx.Client:
@@ -81,7 +83,11 @@ def world(tenants):
         assert r.status_code == 200, r.text
         r = alice.post(CHAT + "/start", json={"sandbox_id": sid})
         assert r.status_code == 200, r.text
-        yield World(tenants, alice, bob, sid, boxes[0], boxes[1], env, instance)
+        r = alice.post(GYM + "/sessions", json={"source": "CartPole-v1", "num_envs": 1, "lease": 3600})
+        assert r.status_code == 200, r.text
+        gym = r.json()["session_id"]
+        made.append((alice, r.json()["sandbox_id"]))
+        yield World(tenants, alice, bob, sid, boxes[0], boxes[1], env, instance, gym)
     finally:
         for who, box in made:
             who.post(PREFIX + "/delete", json={"sandbox_id": box})
@@ -221,7 +227,7 @@ def test_changing_another_tenants_sandbox_is_changing_a_missing_one(world, name)
 
 def test_another_tenants_sandboxes_are_never_listed(world):
     ids = world.ids()
-    for path, params in ((PREFIX + "/sandboxes", {}), ("/v2/sandboxes", {}), ("/sandboxes", {}),
+    for path, params in ((PREFIX + "/sandboxes", {}), ("/v2/sandboxes", {}), ("/sandboxes", {}), (GYM + "/sessions", {}),
                          (GEM + "/hosted", {}), (TRAINING + "/instances", {}), ("/snapshots", {}),
                          ("/ui/sandboxes", {}), ("/ui/fragments/sandboxes", {}), ("/ui/fragments/overview", {}),
                          ("/ui/envs", {}), ("/", {})):
@@ -235,6 +241,7 @@ def test_another_tenants_sandboxes_are_never_listed(world):
     assert world.e2b["sandboxID"] in ok(world.alice.get("/v2/sandboxes")).text
     assert world.env.split(":")[0] in ok(world.alice.get(GEM + "/hosted")).text
     assert world.instance in ok(world.alice.get(TRAINING + "/instances")).text
+    assert world.gym in ok(world.alice.get(GYM + "/sessions")).text
     assert world.sid in ok(world.alice.get("/ui/fragments/sandboxes")).text
     assert len(ok(world.alice.post(PREFIX + "/sandboxes/batch", json={"sandbox_ids": boxes})).json()["result"]["statuses"]) == 3
 
@@ -340,6 +347,31 @@ def test_another_tenants_env_or_instance_is_a_missing_one(world, name):
     else:
         ok(world.alice.post(TRAINING + "/info", json={"instance_id": handle}), "HumanEval/100")
         assert handle in ok(world.alice.get(TRAINING + "/instances")).text
+
+
+# -- gym sessions by id (a dedicated env sandbox each), also through GEM's door by handle -------
+
+GYM_CALLS = {
+    "reset": lambda who, sid: who.post(f"{GYM}/sessions/{sid}/reset", json={"seed": 1}),
+    "step": lambda who, sid: who.post(f"{GYM}/sessions/{sid}/step", content=b"1",
+                                      headers={"content-type": "application/octet-stream"}),
+    "render": lambda who, sid: who.get(f"{GYM}/sessions/{sid}/render"),
+    "keepalive": lambda who, sid: who.post(f"{GYM}/sessions/{sid}/keepalive"),
+    "close": lambda who, sid: who.delete(f"{GYM}/sessions/{sid}"),
+    # GEM's door takes a gym session's id as an env handle: its close stopped the session's
+    # dedicated sandbox before it asked whose it was
+    "gem_close": lambda who, sid: who.post(GEM + "/close", json={"sandbox_id": sid}),
+    "gem_reset": lambda who, sid: who.post(GEM + "/reset", json={"sandbox_id": sid, "seed": 1}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GYM_CALLS))
+def test_another_tenants_gym_session_is_a_missing_one(world, name):
+    unknown_alike(lambda sid: GYM_CALLS[name](world.bob, sid), world.gym,
+                  (200,) if name == "gem_close" else (404,))
+    # control: alice's session still answers, its sandbox running
+    ok(world.alice.post(f"{GYM}/sessions/{world.gym}/reset", json={"seed": 1}))
+    assert world.gym in ok(world.alice.get(GYM + "/sessions")).text
 
 
 # -- the proxy role: the data plane only, and another tenant's sandbox is missing there too -----
