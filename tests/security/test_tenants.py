@@ -10,7 +10,7 @@ object succeeds (her secret is there to be found), so an attempt cannot pass by 
 
 from __future__ import annotations
 
-import json
+import asyncio
 import re
 import secrets
 import uuid
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+import websockets
 
 from rock.admin.context import PREFIX
 from tests.admin.harness import Admin
@@ -444,3 +445,30 @@ def test_the_exchange_never_hands_another_tenants_calls_and_the_endpoint_is_its_
             assert "bob was here" not in execute(a, world.sid, "cat /tmp/reply")["stdout"]
         finally:
             b.post("/delete", json={"sandbox_id": bobs})
+
+
+# -- WebSockets: raw TCP (portforward) and the WebSocket proxy to alice's port ------------------
+
+async def _tcp_over_ws(admin: Admin, token: str, sid: str) -> tuple[bytes, str]:
+    """What a GET of /s on port 8000 returns over ``portforward``, and the close reason."""
+    url = admin.url.replace("http://", "ws://") + f"{PREFIX}/sandboxes/{sid}/portforward?port=8000"
+    received, reason = b"", ""
+    try:
+        async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+            await ws.send(b"GET /s HTTP/1.0\r\nHost: x\r\n\r\n")
+            while True:
+                received += await asyncio.wait_for(ws.recv(), 30)
+    except websockets.exceptions.ConnectionClosed as exc:
+        reason = exc.rcvd.reason if exc.rcvd else ""
+    return received, reason
+
+
+async def test_another_tenants_port_over_a_websocket_is_a_missing_sandboxs(world):
+    fake = fresh_id(world.sid)
+    theirs, reason = await _tcp_over_ws(world.admin, TOKEN_B, world.sid)
+    nobodys, nobodys_reason = await _tcp_over_ws(world.admin, TOKEN_B, fake)
+    assert SECRET.encode() not in theirs and theirs == nobodys == b""
+    assert reason.replace(world.sid, fake) == nobodys_reason and "not found" in reason, (reason, nobodys_reason)
+    # control: alice's own TCP stream reaches her server and its secret
+    mine, _ = await _tcp_over_ws(world.admin, TOKEN_A, world.sid)
+    assert mine.startswith(b"HTTP/1.0 200") and mine.endswith(SECRET.encode()), mine[:300]
