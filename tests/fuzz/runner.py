@@ -30,6 +30,9 @@ TRACEBACK = re.compile(r"Traceback \(most recent call last\)|File \"[^\"]+\.py\"
 RESPONSE_S = 10
 REQUEST_TIMEOUT_S = 30
 LONG_RUNNING = "x-rock-long-running"
+# An event stream (text/event-stream) may never end: its head and what it sends in the first
+# seconds are read, then the read ends (schemathesis cuts a stream at its request timeout).
+STREAM_READ_S = 3
 
 # A schema-valid request may still be refused: 400 names what a schema cannot say (a path with
 # '..', the proxy's target port given none of three ways, two settings that exclude each other,
@@ -90,20 +93,30 @@ class FuzzRun:
                 "tracebacks": self.tracebacks, "seconds": round(self.seconds, 1), "exit_code": self.exit_code}
 
 
-def long_operations(url: str) -> dict[str, float]:
-    """"METHOD path" -> seconds, of every operation the admin's schema declares long."""
+def timed_operations(url: str) -> dict[str, float]:
+    """"METHOD path" -> the seconds its requests may take, for every operation whose schema says
+    it is not answered like the rest: declared long (LONG_RUNNING), or an event stream."""
     schema = httpx.get(url + "/openapi.json", timeout=60).json()
-    return {f"{method.upper()} {path}": float(op[LONG_RUNNING]["seconds"])
-            for path, item in schema.get("paths", {}).items() for method, op in item.items()
-            if isinstance(op, dict) and LONG_RUNNING in op}
+    out = {}
+    for path, item in schema.get("paths", {}).items():
+        for method, op in item.items():
+            if not isinstance(op, dict):
+                continue
+            streams = any("text/event-stream" in (answer.get("content") or {})
+                          for answer in (op.get("responses") or {}).values())
+            if LONG_RUNNING in op:
+                out[f"{method.upper()} {path}"] = float(op[LONG_RUNNING]["seconds"])
+            elif streams:
+                out[f"{method.upper()} {path}"] = float(STREAM_READ_S)
+    return out
 
 
 def config_for(url: str) -> str:
-    """The run's configuration: CONFIG, each long operation's allowance, then OPERATIONS."""
+    """The run's configuration: CONFIG, each timed operation's seconds, then OPERATIONS."""
     blocks = [f'[[operations]]\ninclude-name = "{name}"\nrequest-timeout = {seconds}\n'
-              f"checks.max_response_time = {seconds}\n"
-              for name, seconds in sorted(long_operations(url).items())]
-    return CONFIG + "\n# Declared long (x-rock-long-running)\n" + "\n".join(blocks) + OPERATIONS
+              + (f"checks.max_response_time = {seconds}\n" if seconds > RESPONSE_S else "")
+              for name, seconds in sorted(timed_operations(url).items())]
+    return CONFIG + "\n# Declared long (x-rock-long-running) or a stream\n" + "\n".join(blocks) + OPERATIONS
 
 
 def start_fixture_sandbox(url: str, token: str | None) -> str:

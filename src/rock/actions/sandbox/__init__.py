@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
+from rock.actions.numbers import Int
 from rock.actions.request import BashAction, CloseBashSessionRequest, Command, CreateBashSessionRequest
 from rock.actions.request import ReadFileRequest, SandboxPath, WriteFileRequest
 
@@ -94,12 +95,12 @@ class SandboxStartRequest(_Ours):
     # shorter wait could only time out (a 503 the caller asked for), so it is refused up front.
     startup_timeout: float | None = Field(default=None, ge=1, le=86400, description=(
         "seconds the start may take before it is abandoned (1 to 86400)"))
-    # strict: JSON's true/false are not 1/0 here (the schema says integer; lax parsing took false as 0)
-    auto_clear_time: int | None = Field(default=None, ge=0, strict=True)  # rl-rock's older name of the minutes
-    auto_clear_time_minutes: int | None = Field(default=None, ge=0, strict=True)
-    auto_clear_seconds: int | None = Field(default=None, ge=0, strict=True)  # ours: exact TTL, wins over minutes
-    auto_archive_seconds: int | None = Field(default=None, ge=0, strict=True)  # after a stop: archive this much later
-    auto_delete_seconds: int | None = Field(default=None, ge=0, strict=True)  # after a stop: delete this much later
+    # Int: JSON's true/false are not 1/0 here (the schema says integer; lax parsing took false as 0)
+    auto_clear_time: Int | None = Field(default=None, ge=0)  # rl-rock's older name of the minutes
+    auto_clear_time_minutes: Int | None = Field(default=None, ge=0)
+    auto_clear_seconds: Int | None = Field(default=None, ge=0)  # ours: exact TTL, wins over minutes
+    auto_archive_seconds: Int | None = Field(default=None, ge=0)  # after a stop: archive this much later
+    auto_delete_seconds: Int | None = Field(default=None, ge=0)  # after a stop: delete this much later
     registry_username: str | None = Field(default=None, exclude=True)  # a login for the pull; never stored
     registry_password: str | None = Field(default=None, exclude=True)
     use_kata_runtime: bool = False
