@@ -46,9 +46,10 @@ class World:
     env: str  # alice's GEM env handle
     instance: str  # alice's training instance
     gym: str  # alice's gym session (a dedicated env sandbox)
+    vec: str  # alice's vector env
 
     def ids(self) -> list[str]:
-        return [self.sid, self.e2b["sandboxID"], self.env, self.instance, self.gym]
+        return [self.sid, self.e2b["sandboxID"], self.env, self.instance, self.gym, self.vec]
 
 
 def client(admin: Admin, token: str) -> httpx.Client:
@@ -88,7 +89,10 @@ def world(tenants):
         assert r.status_code == 200, r.text
         gym = r.json()["session_id"]
         made.append((alice, r.json()["sandbox_id"]))
-        yield World(tenants, alice, bob, sid, boxes[0], boxes[1], env, instance, gym)
+        r = alice.post(GEM + "/vec/make", json={"env_id": "game:GuessTheNumber-v0-easy", "num_envs": 2})
+        assert r.status_code == 200, r.text
+        vec = r.json()["vec_id"]
+        yield World(tenants, alice, bob, sid, boxes[0], boxes[1], env, instance, gym, vec)
     finally:
         for who, box in made:
             who.post(PREFIX + "/delete", json={"sandbox_id": box})
@@ -322,6 +326,9 @@ HANDLES = {
     "gem_reset": (req("POST", GEM + "/reset", {"sandbox_id": "{sid}", "seed": 1}), "env"),
     "gem_step": (req("POST", GEM + "/step", {"sandbox_id": "{sid}", "action": "\\boxed{{5}}"}), "env"),
     "gem_close": (req("POST", GEM + "/close", {"sandbox_id": "{sid}"}), "env"),  # closing a missing env: 200, false
+    "vec_reset": (req("POST", GEM + "/vec/reset", {"vec_id": "{sid}", "seed": 1}), "vec"),
+    "vec_step": (req("POST", GEM + "/vec/step", {"vec_id": "{sid}", "actions": ["x", "y"]}), "vec"),
+    "vec_close": (req("POST", GEM + "/vec/close", {"vec_id": "{sid}"}), "vec"),
     "training_info": (req("POST", TRAINING + "/info", {"instance_id": "{sid}"}), "instance"),
     "training_step": (req("POST", TRAINING + "/step", {"instance_id": "{sid}", "action": {"content": "x"}}), "instance"),
     "training_evaluate": (req("POST", TRAINING + "/evaluate", {"instance_id": "{sid}"}), "instance"),
@@ -345,6 +352,9 @@ def test_another_tenants_env_or_instance_is_a_missing_one(world, name):
     if kind == "env":
         ok(world.alice.post(GEM + "/reset", json={"sandbox_id": handle, "seed": 1}))
         assert handle in ok(world.alice.get(GEM + "/hosted")).text
+    elif kind == "vec":
+        ok(world.alice.post(GEM + "/vec/reset", json={"vec_id": handle, "seed": 1}))
+        ok(world.alice.post(GEM + "/vec/step", json={"vec_id": handle, "actions": ["\\boxed{1}", "\\boxed{2}"]}))
     else:
         ok(world.alice.post(TRAINING + "/info", json={"instance_id": handle}), "HumanEval/100")
         assert handle in ok(world.alice.get(TRAINING + "/instances")).text
