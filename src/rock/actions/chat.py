@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rock.actions.numbers import Int, Number
+from rock.actions.numbers import numbers_only
 from rock.actions.sandbox import SandboxId
 
 
@@ -132,9 +132,10 @@ class Answer(_Strict):
         {"required": ["error"], "properties": {"error": {"type": "object"}}}]})
 
     sandbox_id: SandboxId
-    index: Int = Field(ge=1)
+    index: int = Field(ge=1)
     response: dict[str, Any] | None = None
     error: AnswerError | None = None
+    _numbers = numbers_only("index")  # a number, never a boolean or a numeric string
 
     @model_validator(mode="after")
     def _one(self) -> "Answer":
@@ -147,12 +148,12 @@ class ExchangeRequest(_Strict):
     """One round trip of the trainer's fast path: answers go in, the next pending calls come out."""
 
     answers: list[Answer] = Field(default_factory=list, max_length=10000)
-    # Int, Number: a number, never a boolean or a numeric string (rock.actions.numbers)
-    max_calls: Int = Field(default=256, ge=0, le=10000, description="most calls to take")
-    wait: Number = Field(default=10, ge=0, le=300,
+    max_calls: int = Field(default=256, ge=0, le=10000, description="most calls to take")
+    wait: float = Field(default=10, ge=0, le=300,
                         description="seconds to wait for a first call when none is pending")
     sandbox_ids: list[SandboxId] | None = Field(default=None, max_length=10000,
                                                 description="only these sandboxes' calls (default: all of the caller's)")
+    _numbers = numbers_only("max_calls", "wait")
 
 
 class PendingCall(BaseModel):
@@ -178,9 +179,10 @@ class AntiCallRequest(_Strict):
     """ROCK's ``anti_call_llm``: answer call ``index`` (not for 0), then wait for call ``index + 1``."""
 
     sandbox_id: SandboxId
-    index: Int = Field(ge=0)
+    index: int = Field(ge=0)
     response_payload: str | None = Field(default=None, max_length=64 << 20)
-    call_timeout: Number = Field(default=600, gt=0, le=86400)
+    call_timeout: float = Field(default=600, gt=0, le=86400)
+    _numbers = numbers_only("index", "call_timeout")
 
 
 class EndpointInfo(BaseModel):

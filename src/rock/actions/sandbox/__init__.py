@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
-from rock.actions.numbers import Int
+from rock.actions.numbers import numbers_only
 from rock.actions.request import BashAction, CloseBashSessionRequest, Command, CreateBashSessionRequest
 from rock.actions.request import ReadFileRequest, SandboxPath, WriteFileRequest
 
@@ -30,6 +30,28 @@ def _check_id(value: str) -> str:
 
 # The check is ours (its message names the rule); the schema states the same rule for clients.
 SandboxId = Annotated[str, AfterValidator(_check_id), WithJsonSchema({"type": "string", "pattern": ID_PATTERN})]
+
+# An environment variable as execve and setenv(3) take it: a name is not empty and has no '=';
+# neither has a NUL, nor a lone surrogate (JSON can carry one, no C string can).
+ENV_NAME_PATTERN = "^[^=\\x00\\ud800-\\udfff]+$"
+ENV_VALUE_PATTERN = "^[^\\x00\\ud800-\\udfff]*$"
+_ENV_NAME, _ENV_VALUE = re.compile(ENV_NAME_PATTERN), re.compile(ENV_VALUE_PATTERN)
+
+
+def check_env(env: dict[str, str] | None) -> dict[str, str] | None:
+    """``env`` if every name and value can be a process's environment, else ValueError naming it
+    (bwrap's --setenv of an empty name failed the start as the engine's 503)."""
+    for name, value in (env or {}).items():
+        if not _ENV_NAME.fullmatch(name):
+            raise ValueError(f"environment variable name {name!r}: not empty, without '=', NUL or lone surrogates")
+        if not _ENV_VALUE.fullmatch(value):
+            raise ValueError(f"environment variable {name!r}: its value may not hold a NUL or a lone surrogate")
+    return env
+
+
+EnvVars = Annotated[dict[str, str], AfterValidator(check_env), WithJsonSchema({
+    "type": "object", "propertyNames": {"pattern": ENV_NAME_PATTERN},
+    "additionalProperties": {"type": "string", "pattern": ENV_VALUE_PATTERN}})]
 SessionName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00/]+$")]
 
 
@@ -95,19 +117,23 @@ class SandboxStartRequest(_Ours):
     # shorter wait could only time out (a 503 the caller asked for), so it is refused up front.
     startup_timeout: float | None = Field(default=None, ge=1, le=86400, description=(
         "seconds the start may take before it is abandoned (1 to 86400)"))
-    # Int: JSON's true/false are not 1/0 here (the schema says integer; lax parsing took false as 0)
-    auto_clear_time: Int | None = Field(default=None, ge=0)  # rl-rock's older name of the minutes
-    auto_clear_time_minutes: Int | None = Field(default=None, ge=0)
-    auto_clear_seconds: Int | None = Field(default=None, ge=0)  # ours: exact TTL, wins over minutes
-    auto_archive_seconds: Int | None = Field(default=None, ge=0)  # after a stop: archive this much later
-    auto_delete_seconds: Int | None = Field(default=None, ge=0)  # after a stop: delete this much later
+    auto_clear_time: int | None = Field(default=None, ge=0)  # rl-rock's older name of the minutes
+    auto_clear_time_minutes: int | None = Field(default=None, ge=0)
+    auto_clear_seconds: int | None = Field(default=None, ge=0)  # ours: exact TTL, wins over minutes
+    auto_archive_seconds: int | None = Field(default=None, ge=0)  # after a stop: archive this much later
+    auto_delete_seconds: int | None = Field(default=None, ge=0)  # after a stop: delete this much later
     registry_username: str | None = Field(default=None, exclude=True)  # a login for the pull; never stored
     registry_password: str | None = Field(default=None, exclude=True)
     use_kata_runtime: bool = False
     pull_policy: Literal["missing", "always", "never"] = "missing"  # ours
     network: bool = False  # ours: sandboxes have no network unless asked
-    env: dict[str, str] | None = None  # ours: environment of every process in the sandbox
+    env: EnvVars | None = None  # ours: environment of every process in the sandbox
     wait: bool | None = None  # ours: on /start_async, reply only once the sandbox is ready
+
+    # JSON's true/false are not 1/0 here (the schema says integer; lax parsing took false as 0)
+    _numbers = numbers_only("auto_clear_time", "auto_clear_time_minutes", "auto_clear_seconds",
+                            "auto_archive_seconds", "auto_delete_seconds", "startup_timeout", "cpus", "limit_cpus",
+                            "num_gpus")
 
     @field_validator("disk")
     @classmethod
