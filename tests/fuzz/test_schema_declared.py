@@ -143,7 +143,7 @@ def test_routes_that_start_env_sandboxes_declare_they_are_long():
     paths = _app().openapi()["paths"]
     long = {f"{m.upper()} {p}" for p, item in paths.items() for m, op in item.items() if LONG_RUNNING in op}
     assert {"POST /apis/v1/envs/gem/make", "POST /apis/v1/envs/gem/list", "GET /apis/v1/envs/gem/catalog",
-            "POST /apis/v1/envs/gym/sessions", "POST /apis/v1/training/create"} <= long
+            "POST /apis/v1/envs/gym/sessions", "POST /apis/v1/training/create", "GET /ui/fragments/catalog"} <= long
     assert "POST /apis/envs/sandbox/v1/execute" not in long
     for name in long:
         method, path = name.split(" ", 1)
