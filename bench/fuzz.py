@@ -37,6 +37,7 @@ def _one(ctx: Context, backend: str, role: str, token: str | None) -> dict:
         ctx.progress(f"fuzz {label}: failures\n{result.output[-6000:]}")
     return {"metric": "schemathesis_fuzz", "backend": backend, "label": label, "n": result.requests,
             "operations": result.operations, "tested": result.tested, "failures": result.failures,
+            "failed_operations": result.failed_operations,
             "failures_total": sum(result.failures.values()), "errors": result.errors,
             "tracebacks": result.tracebacks, "seconds": round(result.seconds, 1),
             "success_rate": 1.0 if result.clean else 0.0}
@@ -51,6 +52,6 @@ async def run(ctx: Context) -> list[dict]:
     for r in out:
         print(f"              {r['label']:<14} {r['operations']:>10}  {r['tested']:>6}  {r['n']:>8}  "
               f"{r['failures_total']:>8}  {r['errors']:>6}  {r['tracebacks']:>10}  {r['seconds']:>7}")
-        for check, count in r["failures"].items():
-            print(f"                {check}: {count}")
+        for check, count in r["failures"].items():  # the run's own output may have been cut above
+            print(f"                {check}: {count}  ({', '.join(r['failed_operations'].get(check, []))})")
     return out

@@ -78,6 +78,7 @@ class FuzzRun:
     tested: int = 0
     requests: int = 0
     failures: dict[str, int] = field(default_factory=dict)
+    failed_operations: dict[str, list[str]] = field(default_factory=dict)  # check -> "METHOD path"s
     errors: int = 0
     tracebacks: int = 0
     seconds: float = 0.0
@@ -89,7 +90,8 @@ class FuzzRun:
 
     def row(self) -> dict:
         return {"label": self.label, "operations": self.operations, "tested": self.tested,
-                "requests": self.requests, "failures": dict(self.failures), "errors": self.errors,
+                "requests": self.requests, "failures": dict(self.failures),
+                "failed_operations": dict(self.failed_operations), "errors": self.errors,
                 "tracebacks": self.tracebacks, "seconds": round(self.seconds, 1), "exit_code": self.exit_code}
 
 
@@ -173,4 +175,5 @@ def _read_report(path: Path, out: FuzzRun) -> None:
     out.requests = (data.get("test_cases") or {}).get("generated", 0)
     for f in data.get("failures") or []:
         out.failures[f"{f.get('code')} {f.get('title')}"] = f.get("count", 1)
+        out.failed_operations[f"{f.get('code')} {f.get('title')}"] = list(f.get("operations") or [])
     out.errors = sum(e.get("count", 1) for e in data.get("errors") or [])
