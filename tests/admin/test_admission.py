@@ -68,13 +68,13 @@ def test_a_start_slower_than_its_startup_timeout_fails_and_says_so():
     """Against nodes slower than the caller's startup_timeout (the scale benchmark's SIMULATED
     nodes, which answer after a set delay and start nothing), the start fails with the timeout
     named, its record says failed; one with room in its timeout runs."""
-    admin = Admin("bwrap", simulated_cluster={"nodes": 2, "create_delay_ms": 1500}).start()
+    admin = Admin("bwrap", simulated_cluster={"nodes": 2, "create_delay_ms": 4000}).start()
     try:
         url = admin.url + PREFIX
-        reply = httpx.post(url + "/start", json={"image": "python:3.11", "startup_timeout": 0.3}, timeout=60)
-        assert reply.status_code == 503 and "not ready within startup_timeout=0.3s" in reply.json()["message"], reply.text
+        reply = httpx.post(url + "/start", json={"image": "python:3.11", "startup_timeout": 1.5}, timeout=60)
+        assert reply.status_code == 503 and "not ready within startup_timeout=1.5s" in reply.json()["message"], reply.text
         failed = httpx.get(url + "/sandboxes", params={"state": "failed"}, timeout=60).json()["result"]["items"]
-        assert len(failed) == 1 and "startup_timeout=0.3s" in failed[0]["failure_reason"], failed
+        assert len(failed) == 1 and "startup_timeout=1.5s" in failed[0]["failure_reason"], failed
         reply = httpx.post(url + "/start", json={"image": "python:3.11", "startup_timeout": 30}, timeout=60)
         assert reply.status_code == 200 and reply.json()["result"]["state"] == "running", reply.text
     finally:

@@ -24,15 +24,31 @@ SANDBOX_API = "/apis/envs/sandbox/v1"
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|File \"[^\"]+\.py\", line \d+")
 
 
+# Every answer within RESPONSE_S on a busy machine, unless the operation's schema declares it
+# long (rock.admin.openapi.LONG_RUNNING: the most seconds it may take): then within that, and
+# its requests wait that long. A request that has had no answer by REQUEST_TIMEOUT_S is an error.
+RESPONSE_S = 10
+REQUEST_TIMEOUT_S = 30
+LONG_RUNNING = "x-rock-long-running"
+# An event stream (text/event-stream) may never end: its head and what it sends in the first
+# seconds are read, then the read ends (schemathesis cuts a stream at its request timeout).
+STREAM_READ_S = 3
+
 # A schema-valid request may still be refused: 400 names what a schema cannot say (a path with
 # '..', the proxy's target port given none of three ways, two settings that exclude each other,
 # a name already taken by another kind); 426 is the WebSocket-only route's answer to plain GET.
-# 422 is not among them: a request the schema allows must pass validation. Latency is the
-# benchmark's business: the response-time check only catches a hang (60 s).
-CONFIG = """
+# 422 is not among them: a request the schema allows must pass validation.
+CONFIG = f"""
+request-timeout = {REQUEST_TIMEOUT_S}
+
+[checks]
+max_response_time = {RESPONSE_S}
+
 [checks.positive_data_acceptance]
 expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "410", "426", "429", "5xx"]
-
+"""
+# Operation blocks: for an operation's request timeout schemathesis reads the first that names it.
+OPERATIONS = """
 # GEM's make: an env id that exists but cannot be made here (its entry point does not import,
 # its corpus is missing) is ROCK's 422 (EnvUnavailable/EnvMakeError), whatever the body.
 [[operations]]
@@ -62,6 +78,7 @@ class FuzzRun:
     tested: int = 0
     requests: int = 0
     failures: dict[str, int] = field(default_factory=dict)
+    failed_operations: dict[str, list[str]] = field(default_factory=dict)  # check -> "METHOD path"s
     errors: int = 0
     tracebacks: int = 0
     seconds: float = 0.0
@@ -73,8 +90,35 @@ class FuzzRun:
 
     def row(self) -> dict:
         return {"label": self.label, "operations": self.operations, "tested": self.tested,
-                "requests": self.requests, "failures": dict(self.failures), "errors": self.errors,
+                "requests": self.requests, "failures": dict(self.failures),
+                "failed_operations": dict(self.failed_operations), "errors": self.errors,
                 "tracebacks": self.tracebacks, "seconds": round(self.seconds, 1), "exit_code": self.exit_code}
+
+
+def timed_operations(url: str) -> dict[str, float]:
+    """"METHOD path" -> the seconds its requests may take, for every operation whose schema says
+    it is not answered like the rest: declared long (LONG_RUNNING), or an event stream."""
+    schema = httpx.get(url + "/openapi.json", timeout=60).json()
+    out = {}
+    for path, item in schema.get("paths", {}).items():
+        for method, op in item.items():
+            if not isinstance(op, dict):
+                continue
+            streams = any("text/event-stream" in (answer.get("content") or {})
+                          for answer in (op.get("responses") or {}).values())
+            if LONG_RUNNING in op:
+                out[f"{method.upper()} {path}"] = float(op[LONG_RUNNING]["seconds"])
+            elif streams:
+                out[f"{method.upper()} {path}"] = float(STREAM_READ_S)
+    return out
+
+
+def config_for(url: str) -> str:
+    """The run's configuration: CONFIG, each timed operation's seconds, then OPERATIONS."""
+    blocks = [f'[[operations]]\ninclude-name = "{name}"\nrequest-timeout = {seconds}\n'
+              + (f"checks.max_response_time = {seconds}\n" if seconds > RESPONSE_S else "")
+              for name, seconds in sorted(timed_operations(url).items())]
+    return CONFIG + "\n# Declared long (x-rock-long-running) or a stream\n" + "\n".join(blocks) + OPERATIONS
 
 
 def start_fixture_sandbox(url: str, token: str | None) -> str:
@@ -95,10 +139,10 @@ def run(url: str, label: str, *, token: str | None = None, sandbox: str = "", ma
         max_time: float | None = None, exclude: tuple[str, ...] = (), mode: str = "all") -> FuzzRun:
     """``exclude``: path regexes left out of generation (each with its reason at the caller)."""
     report = Path(tempfile.mkdtemp(prefix="rock-fuzz-"))
-    (report / "schemathesis.toml").write_text(CONFIG)
+    (report / "schemathesis.toml").write_text(config_for(url))
     cmd = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(report / "schemathesis.toml"), "run", url + "/openapi.json", "--checks", "all",
            "--max-examples", str(max_examples), "--mode", mode, "--seed", str(seed), "--workers", str(workers),
-           "--max-response-time", "60", "--phases", phases, "--request-timeout", "30", "--no-shrink", "--generation-deterministic",
+           "--phases", phases, "--no-shrink", "--generation-deterministic",
            "--report", "json", "--report-json-path", str(report / "run.json"), "--output-truncate", "false"]
     if token:
         cmd += ["-H", f"Authorization: Bearer {token}"]
@@ -131,4 +175,5 @@ def _read_report(path: Path, out: FuzzRun) -> None:
     out.requests = (data.get("test_cases") or {}).get("generated", 0)
     for f in data.get("failures") or []:
         out.failures[f"{f.get('code')} {f.get('title')}"] = f.get("count", 1)
+        out.failed_operations[f"{f.get('code')} {f.get('title')}"] = list(f.get("operations") or [])
     out.errors = sum(e.get("count", 1) for e in data.get("errors") or [])

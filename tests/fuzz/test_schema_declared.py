@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import re
 import tempfile
 
@@ -12,12 +13,13 @@ import jsonschema
 import pytest
 from fastapi.testclient import TestClient
 
+from rock.actions.chat import ExchangeRequest
 from rock.actions.sandbox import SandboxStartRequest
 from rock.admin.start_checks import check_start_request
 from rock.errors import BadRequest
 
 from rock.admin.app import create_app
-from rock.admin.openapi import api_routes
+from rock.admin.openapi import LONG_RUNNING, api_routes
 from rock.config import Settings
 
 READS_BODY = re.compile(r"await request\.body\(\)|parse\(request|request\.stream\(\)|request\.form\(|"
@@ -110,3 +112,59 @@ def test_env_call_timeouts_are_bounded():
                        ("/apis/v1/envs/gem/make", {"env_id": "game:GuessTheNumber-v0", "timeout": 1.5e308})):
         r = client.post(path, json=body)
         assert r.status_code == 422 and "timeout" in r.text, (path, r.status_code, r.text[:300])
+
+
+@pytest.mark.parametrize("path, model, body", [
+    ("/apis/envs/sandbox/v1/start", SandboxStartRequest, {"auto_archive_seconds": False}),
+    ("/apis/envs/sandbox/v1/start", SandboxStartRequest, {"auto_delete_seconds": True}),
+    ("/apis/envs/sandbox/v1/start", SandboxStartRequest, {"startup_timeout": 3.7e-277}),
+    ("/apis/v1/chat/exchange", ExchangeRequest, {"wait": True}),
+    ("/apis/v1/chat/exchange", ExchangeRequest, {"max_calls": False}),
+    ("/apis/v1/chat/exchange", ExchangeRequest, {"max_calls": "5"}),
+])
+def test_what_the_schema_forbids_the_server_refuses(path, model, body):
+    """Found by Schemathesis: a boolean was taken as 0/1 where the schema says integer or number,
+    and a start with startup_timeout=3.7e-277 s was accepted, then a 503. Now the schema forbids
+    each (rock.actions.numbers, a one-second floor) and the server answers 422 naming the field."""
+    assert not jsonschema.Draft202012Validator(model.model_json_schema()).is_valid(body)
+    r = TestClient(_app()).post(path, json=body)
+    assert r.status_code == 422 and next(iter(body)) in r.text, r.text
+    # control: the same field with a number is valid and taken, 5.0 too (JSON Schema's integer
+    # includes it; pydantic's strict mode refused it)
+    for number in (5, 5.0):
+        ok = {k: number for k in body}
+        assert jsonschema.Draft202012Validator(model.model_json_schema()).is_valid(ok)
+        assert getattr(model.model_validate_json(json.dumps(ok)), next(iter(body))) == 5
+
+
+def test_routes_that_start_env_sandboxes_declare_they_are_long():
+    """Routes that start an env sandbox (or probe the catalog in one) may take minutes: the
+    schema says so, and the fuzzer's response-time check reads it (everything else: RESPONSE_S)."""
+    paths = _app().openapi()["paths"]
+    long = {f"{m.upper()} {p}" for p, item in paths.items() for m, op in item.items() if LONG_RUNNING in op}
+    assert {"POST /apis/v1/envs/gem/make", "POST /apis/v1/envs/gem/list", "GET /apis/v1/envs/gem/catalog",
+            "POST /apis/v1/envs/gym/sessions", "POST /apis/v1/training/create", "GET /ui/fragments/catalog"} <= long
+    assert "POST /apis/envs/sandbox/v1/execute" not in long
+    for name in long:
+        method, path = name.split(" ", 1)
+        assert paths[path][method.lower()][LONG_RUNNING]["seconds"] >= 60
+
+
+@pytest.mark.parametrize("env", [{"": "x"}, {"A=B": "x"}, {"A": "x\x00y"}, {"A": "\udc93"}])
+def test_an_environment_no_process_can_have_is_refused_by_schema_and_server(env):
+    """Found by Schemathesis: a start whose env had an empty name was schema-valid, then bwrap's
+    --setenv failed and the start was a 503. The schema states what execve and setenv take."""
+    schema = jsonschema.Draft202012Validator(SandboxStartRequest.model_json_schema())
+    lone_surrogate = env == {"A": "\udc93"}  # no text: beyond a schema's pattern, refused all the same
+    assert lone_surrogate or not schema.is_valid({"env": env})
+    client = TestClient(_app())
+    sent = {"headers": {"content-type": "application/json"}}  # JSON's escapes carry a lone surrogate
+    r = client.post("/apis/envs/sandbox/v1/start", content=json.dumps({"env": env}), **sent)
+    # (a lone surrogate is refused by ROCK's JSON parser itself)
+    assert r.status_code == 422 and ("environment variable" in r.json()["message"]
+                                     or lone_surrogate and "not valid JSON" in r.json()["message"]), r.text
+    r = client.post("/v2/sandboxes", content=json.dumps({"templateID": "base", "envVars": env}), **sent)
+    assert r.status_code == 400 and "envVars" in r.json()["message"], r.text
+    # control: names and values beyond the portable set are valid (a space, non-ASCII)
+    fine = {"PATH": "/bin", "É x": "ü=1"}
+    assert schema.is_valid({"env": fine}) and SandboxStartRequest.model_validate({"env": fine}).env == fine

@@ -86,3 +86,12 @@ def wait_for(predicate, timeout: float, interval: float = 0.1):
         if value or time.monotonic() > deadline:
             return value
         time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def world(tenants):
+    """Alice's objects on the tenants' admin, one set per backend for every tenant test
+    (tests/security/tenants.py)."""
+    from tests.security.tenants import make_world
+
+    yield from make_world(tenants)

@@ -151,3 +151,23 @@ def test_env_calls_are_counted(ui_admin):
     step = ("rock_http_request_duration_seconds_count",
             (("method", "POST"), ("route", "/apis/v1/envs/gem/step"), ("status", "404")))
     assert after[step] - before.get(step, 0) == 1
+
+
+def test_a_stopped_sandboxs_event_stream_says_it_is_alive(ui_admin):
+    """A sandbox page's stream sends stats while the sandbox runs; once it is stopped it sent
+    nothing at all, so a client (Schemathesis, a proxy) could not tell a live stream from a dead
+    one and waited forever. Now each period without stats carries a comment."""
+    with client(ui_admin, "token-alice") as c:
+        sid = c.post(PREFIX + "/start", json={"memory": "256m"}).json()["result"]["sandbox_id"]
+        try:
+            assert c.post(PREFIX + "/stop", json={"sandbox_id": sid}).status_code == 200
+            with c.stream("GET", "/ui/events", params={"sandbox_id": sid}, timeout=20) as r:
+                assert r.status_code == 200
+                seen = ""
+                for chunk in r.iter_text():
+                    seen += chunk
+                    if ": idle" in seen:
+                        break
+            assert seen.startswith("retry:") and "\n: idle\n\n" in seen and "event: stats" not in seen, seen
+        finally:
+            c.post(PREFIX + "/delete", json={"sandbox_id": sid})

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rock.actions.numbers import numbers_only
 from rock.actions.sandbox import SandboxId
 
 
@@ -134,6 +135,7 @@ class Answer(_Strict):
     index: int = Field(ge=1)
     response: dict[str, Any] | None = None
     error: AnswerError | None = None
+    _numbers = numbers_only("index")  # a number, never a boolean or a numeric string
 
     @model_validator(mode="after")
     def _one(self) -> "Answer":
@@ -147,9 +149,11 @@ class ExchangeRequest(_Strict):
 
     answers: list[Answer] = Field(default_factory=list, max_length=10000)
     max_calls: int = Field(default=256, ge=0, le=10000, description="most calls to take")
-    wait: float = Field(default=10, ge=0, le=300, description="seconds to wait for a first call when none is pending")
+    wait: float = Field(default=10, ge=0, le=300,
+                        description="seconds to wait for a first call when none is pending")
     sandbox_ids: list[SandboxId] | None = Field(default=None, max_length=10000,
                                                 description="only these sandboxes' calls (default: all of the caller's)")
+    _numbers = numbers_only("max_calls", "wait")
 
 
 class PendingCall(BaseModel):
@@ -181,6 +185,7 @@ class AntiCallRequest(_Strict):
     index: int = Field(ge=0)
     response_payload: str | None = Field(default=None, max_length=64 << 20)
     call_timeout: float = Field(default=600, gt=0, le=86400)
+    _numbers = numbers_only("index", "call_timeout")
 
 
 class EndpointInfo(BaseModel):

@@ -56,6 +56,18 @@ WHY = {
 SANDBOX = (403, 404, 409, 410, 504, 507)  # any route that talks to a sandbox's agent
 
 
+# An operation that may take longer than a client's usual wait says so in its schema, with the
+# most seconds it may take and why: ``{"x-rock-long-running": {"seconds": 600, "why": "..."}}``.
+# Clients size their timeouts by it; the fuzzer's response-time check allows it (tests/fuzz/runner.py).
+LONG_RUNNING = "x-rock-long-running"
+
+
+def long_running(seconds: int, why: str) -> dict:
+    """``openapi_extra`` of a route that may answer only after ``seconds`` (it starts an env
+    sandbox, probes the env catalog, builds an image): declared, not left for a client to find."""
+    return {LONG_RUNNING: {"seconds": seconds, "why": why}}
+
+
 def errors(*codes: int) -> dict[int, dict]:
     return {code: {"model": ErrorEnvelope, "description": WHY[code]} for code in codes}
 

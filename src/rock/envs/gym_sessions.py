@@ -187,10 +187,14 @@ class GymSessions:
         return info
 
     def get(self, session_id: str, owner: str | None) -> EnvRecord:
+        """The caller's session, the one lookup of every session route. Another namespace's is
+        answered exactly like a missing one, and nothing of it is touched (forgetting it here let
+        any token holder end another's session by naming it)."""
         rec = self.envs.envs.get(session_id)
         if rec is None or session_id not in self.sessions or rec.owner != owner:
             split_handle(session_id)  # a malformed id gets its own message
-            self.sessions.pop(session_id, None)
+            if rec is None:
+                self.sessions.pop(session_id, None)  # its env is gone (closed, reaped): forget it
             raise EnvError(f"no gym session {session_id!r} (closed, reaped after its lease ran out, or never opened)",
                            "EnvNotFound")
         return rec

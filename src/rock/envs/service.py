@@ -265,7 +265,7 @@ class EnvService(Lifecycle):
 
     async def call(self, handle: str, op: str, args: dict, owner: str | None, body: bytes = b"") -> bytes:
         """One env op (``reset`` / ``step`` / a gym op); returns the host's body untouched."""
-        sandbox_id, local = split_handle(handle)
+        sandbox_id, local = self.owned(handle, owner)
         args["env"] = local
         try:
             body = await self.env_call(sandbox_id, owner, op, args, body)
@@ -284,7 +284,11 @@ class EnvService(Lifecycle):
         return await self.call(handle, "step", {"action": action}, owner)
 
     async def close(self, handle: str, owner: str | None) -> bool:
-        sandbox_id, local = split_handle(handle)
+        split_handle(handle)  # a malformed handle is the caller's error, said so
+        try:
+            sandbox_id, local = self.owned(handle, owner)
+        except EnvError:
+            return False  # another namespace's env: answered as a missing one is, nothing of it touched
         try:
             client = await self.sandboxes.agent(sandbox_id, owner)
             result, _ = await client.call("env.close", {"env": local})
@@ -299,6 +303,17 @@ class EnvService(Lifecycle):
                 self._forget_sandbox(rec.sandbox)
                 await self._stop(rec.sandbox)
         return bool(result.get("closed"))
+
+    def owned(self, handle: str, owner: str | None) -> tuple[str, str]:
+        """The handle's (sandbox id, env name) when the caller may touch it. The one ownership
+        check of every call by handle, made before anything is changed: the error paths drop a
+        gone env's record and close stops a dedicated sandbox, so another namespace's handle
+        must never reach them. It is told exactly what a handle whose sandbox is missing is told."""
+        sandbox_id, local = split_handle(handle)
+        rec = self.envs.get(handle)
+        if rec is not None and rec.owner != owner:
+            raise EnvError(f"env {handle} is gone: sandbox {sandbox_id} not found", "EnvNotFound")
+        return sandbox_id, local
 
     def _drop(self, handle: str) -> None:
         rec = self.envs.pop(handle, None)

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
+from rock.actions.numbers import numbers_only
 from rock.actions.request import BashAction, CloseBashSessionRequest, Command, CreateBashSessionRequest
 from rock.actions.request import ReadFileRequest, SandboxPath, WriteFileRequest
 
@@ -29,6 +30,32 @@ def _check_id(value: str) -> str:
 
 # The check is ours (its message names the rule); the schema states the same rule for clients.
 SandboxId = Annotated[str, AfterValidator(_check_id), WithJsonSchema({"type": "string", "pattern": ID_PATTERN})]
+
+# An environment variable as execve and setenv(3) take it: a name is not empty and has no '=';
+# neither has a NUL. Nor a lone surrogate (JSON's escapes can carry one, no C string can): the
+# check refuses it, the schema's patterns cannot say it (a lone surrogate is not text; the
+# fuzzer's regex engine refuses the range) and ROCK's JSON parser refuses such a body anyway.
+ENV_NAME_PATTERN = "^[^=\\x00]+$"
+ENV_VALUE_PATTERN = "^[^\\x00]*$"
+_ENV_NAME = re.compile("^[^=\\x00\\ud800-\\udfff]+$")
+_ENV_VALUE = re.compile("^[^\\x00\\ud800-\\udfff]*$")
+
+
+def check_env(env: dict[str, str] | None) -> dict[str, str] | None:
+    """``env`` if every name and value can be a process's environment, else ValueError naming it
+    (bwrap's --setenv of an empty name failed the start as the engine's 503)."""
+    for name, value in (env or {}).items():
+        if not _ENV_NAME.fullmatch(name):
+            raise ValueError(f"environment variable name {name!r}: not empty, without '=', NUL or lone surrogates")
+        if not _ENV_VALUE.fullmatch(value):
+            raise ValueError(f"environment variable {name!r}: its value may not hold a NUL or a lone surrogate")
+    return env
+
+
+# patternProperties, not propertyNames: Schemathesis' generator ignored propertyNames' pattern
+EnvVars = Annotated[dict[str, str], AfterValidator(check_env), WithJsonSchema({
+    "type": "object", "patternProperties": {ENV_NAME_PATTERN: {"type": "string", "pattern": ENV_VALUE_PATTERN}},
+    "additionalProperties": False})]
 SessionName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00/]+$")]
 
 
@@ -90,7 +117,10 @@ class SandboxStartRequest(_Ours):
     sandbox_id: SandboxId | None = Field(default=None, description=(
         "an id of the caller's choosing; with tokens on it is namespaced: the sandbox's id is "
         "'<id>.<10 hex>' (the reply's sandbox_id), and another token's same id is another sandbox"))
-    startup_timeout: float | None = Field(default=None, gt=0)
+    # At least a second: a start is a process or a container and an agent's first answer; a
+    # shorter wait could only time out (a 503 the caller asked for), so it is refused up front.
+    startup_timeout: float | None = Field(default=None, ge=1, le=86400, description=(
+        "seconds the start may take before it is abandoned (1 to 86400)"))
     auto_clear_time: int | None = Field(default=None, ge=0)  # rl-rock's older name of the minutes
     auto_clear_time_minutes: int | None = Field(default=None, ge=0)
     auto_clear_seconds: int | None = Field(default=None, ge=0)  # ours: exact TTL, wins over minutes
@@ -101,8 +131,13 @@ class SandboxStartRequest(_Ours):
     use_kata_runtime: bool = False
     pull_policy: Literal["missing", "always", "never"] = "missing"  # ours
     network: bool = False  # ours: sandboxes have no network unless asked
-    env: dict[str, str] | None = None  # ours: environment of every process in the sandbox
+    env: EnvVars | None = None  # ours: environment of every process in the sandbox
     wait: bool | None = None  # ours: on /start_async, reply only once the sandbox is ready
+
+    # JSON's true/false are not 1/0 here (the schema says integer; lax parsing took false as 0)
+    _numbers = numbers_only("auto_clear_time", "auto_clear_time_minutes", "auto_clear_seconds",
+                            "auto_archive_seconds", "auto_delete_seconds", "startup_timeout", "cpus", "limit_cpus",
+                            "num_gpus")
 
     @field_validator("disk")
     @classmethod

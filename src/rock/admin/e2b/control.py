@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.requests import Request
 from starlette.responses import Response
 
-from rock.actions.sandbox import SandboxStartRequest, parse_memory
+from rock.actions.sandbox import EnvVars, SandboxStartRequest, check_env, parse_memory
 from rock.admin.context import Ctx
 from rock.admin.e2b.common import (CLIENT_ID, ENVD_VERSION, META_KEY, TOKEN_KEY, E2BError, control_record, is_e2b,
                                    json_object, owner_of, route)
@@ -49,7 +49,7 @@ class NewSandbox(BaseModel):
     templateID: str
     timeout: int | None = None
     metadata: dict[str, str] | None = None
-    envVars: dict[str, str] | None = None
+    envVars: EnvVars | None = None
     allow_internet_access: bool | None = None
 
 
@@ -166,6 +166,10 @@ def router(ctx: Ctx) -> APIRouter:
             raise E2BError(400, "autoPauseMemory cannot be honoured: ROCK does not pause sandboxes")
         timeout = _timeout(body, default_timeout)
         metadata, env = _str_map(body, "metadata"), _str_map(body, "envVars")
+        try:
+            check_env(env)
+        except ValueError as exc:
+            raise E2BError(400, f"envVars: {exc}") from None
         internet = body.get("allow_internet_access", body.get("allowInternetAccess"))
         # An E2B sandbox past its timeout is gone (E2B kills it): its kept files go soon after the idle
         # stop; not at once, which would race a kill's own stop-then-delete.

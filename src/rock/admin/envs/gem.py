@@ -22,7 +22,7 @@ from starlette.responses import Response
 from rock.admin.context import principal_of
 from rock.admin.doors import door
 from rock.jsonutil import dumps, loads
-from rock.admin.openapi import doc
+from rock.admin.openapi import doc, long_running
 from rock.envs import vector
 from rock.envs.catalog import Catalog, UserEnv
 from rock.envs.service import EnvService
@@ -125,6 +125,10 @@ def _doc(model, result, codes=(400, 404), **kw) -> dict:
     return doc(model, result=result, codes=codes, envelope=False, **kw)
 
 
+# Routes that start an env sandbox (or probe the catalog in one, the first time): declared long.
+ENV_START = long_running(600, "starts an env sandbox (and builds its env image the first time)")
+PROBE = long_running(600, "the first call probes the env catalog in an env sandbox; later ones read it")
+
 # 409: an earlier call timed out (close and make again); 410: its env host died; 504: past the timeout
 _CALL = (400, 404, 409, 410, 504)
 
@@ -181,7 +185,7 @@ def _vec_step_args(body: bytes) -> tuple[str, list | dict]:
     return req.vec_id, req.actions
 
 
-@router.post(GEM + "/make", **_doc(MakeRequest, Made, (400, 404, 422, 503, 504)))
+@router.post(GEM + "/make", **_doc(MakeRequest, Made, (400, 404, 422, 503, 504), openapi_extra=ENV_START))
 async def make(request: Request) -> Response:
     req = MakeRequest.model_validate_json(await request.body())
     rec = await service(request.app).make(req.env_id, req.kwargs, principal_of(request), req.timeout)
@@ -207,7 +211,7 @@ async def close(request: Request) -> Response:
     return _json({"sandbox_id": req.sandbox_id, "closed": closed})
 
 
-@router.post(GEM + "/list", **doc(result=EnvIds, envelope=False, codes=(503,)))
+@router.post(GEM + "/list", **doc(result=EnvIds, envelope=False, codes=(503,), openapi_extra=PROBE))
 async def list_ids(request: Request) -> Response:
     """ROCK's list: the env ids that can be made (``{"env_id": [...]}``)."""
     entries = await _catalog(request, deep=True)
@@ -234,13 +238,14 @@ async def _catalog_all(request: Request, deep: bool):
 catalog_entries = _catalog_all  # the admin UI's environments page shows the same list
 
 
-@router.get(GEM + "/catalog", **doc(result=dict[str, list[dict[str, Any]]], envelope=False, codes=(503,)))
+@router.get(GEM + "/catalog", **doc(result=dict[str, list[dict[str, Any]]], envelope=False, codes=(503,),
+                                    openapi_extra=PROBE))
 async def catalog(request: Request, deep: bool = True) -> Response:
     entries = await _catalog_all(request, deep)
     return _json({"envs": [e.model_dump() for e in entries]})
 
 
-@router.post(GEM + "/register", **_doc(UserEnv, dict[str, Any], (400, 422, 503)))
+@router.post(GEM + "/register", **_doc(UserEnv, dict[str, Any], (400, 422, 503), openapi_extra=PROBE))
 async def register(request: Request, replace: bool = False) -> Response:
     env = UserEnv.model_validate_json(await request.body())
     svc = service(request.app)
@@ -265,7 +270,7 @@ async def hosted(request: Request) -> Response:
 # -- ours: vector envs ----------------------------------------------------------------------------
 
 
-@router.post(GEM + "/vec/make", **_doc(VecMakeRequest, VecMade, (400, 404, 422, 503, 504)))
+@router.post(GEM + "/vec/make", **_doc(VecMakeRequest, VecMade, (400, 404, 422, 503, 504), openapi_extra=ENV_START))
 async def vec_make(request: Request) -> Response:
     req = VecMakeRequest.model_validate_json(await request.body())
     vec = await vector.make_vec(service(request.app), req.env_id, req.num_envs, principal_of(request), req.kwargs,

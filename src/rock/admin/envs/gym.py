@@ -20,7 +20,7 @@ from rock.admin.envs import gem
 from rock.admin.context import principal_of
 from rock.admin.doors import door
 from rock.admin.errors import status_and_body
-from rock.admin.openapi import errors
+from rock.admin.openapi import errors, long_running
 from rock.envs.gym_sessions import GymImageRequest, GymSessionInfo, GymSessionRequest, GymSessions
 from rock.envs.images import ImageBuilder
 
@@ -116,7 +116,8 @@ async def build_image(req: GymImageRequest, request: Request) -> StreamingRespon
     return StreamingResponse(stream(), media_type="application/x-ndjson")
 
 
-@router.post(GYM + "/sessions", response_model=GymSessionInfo, responses=errors(400, 404, 422, 503, 504))
+@router.post(GYM + "/sessions", response_model=GymSessionInfo, responses=errors(400, 404, 422, 503, 504),
+             openapi_extra=long_running(1800, "starts the session's sandbox; builds its env image the first time"))
 async def open_session(req: GymSessionRequest, request: Request) -> GymSessionInfo:
     """Open a session: its sandbox, its env (or vector env), and its contract (spaces, metadata)."""
     return await sessions(request.app).open(req, principal_of(request))

@@ -20,7 +20,7 @@ from rock.admin.context import principal_of
 from rock.admin.doors import door
 from rock.admin.errors import status_and_body
 from rock.jsonutil import dumps
-from rock.admin.openapi import ErrorEnvelope
+from rock.admin.openapi import ErrorEnvelope, long_running
 from rock.errors import RockError
 from rock.training.service import TrainingService, TrainingSettings
 
@@ -119,6 +119,7 @@ _WHY = {400: "bad input (a malformed action, an unknown split)", 404: "unknown e
         409: "the instance id is taken", 410: "the instance was released (by request or after the idle TTL)",
         422: "the suite cannot run here (what to provide is in the message), or an invalid body",
         504: "the task's call ran past its timeout"}
+CREATING = long_running(600, "starts the instance's env sandbox")
 ERRORS = {code: {"model": ErrorEnvelope, "description": why} for code, why in _WHY.items()}
 
 
@@ -174,7 +175,7 @@ async def profile(req: ProfileRequest, request: Request):
 # (rock.admin.doors): in an oracle job, route matching was ~30% of the admin's CPU, and the
 # middleware stack another third of what was left.
 @door(router, "POST", BASE + "/create", CreateRequest, schema_body=CreateRequest, response_model=State,
-      responses=ERRORS)
+      responses=ERRORS, openapi_extra=CREATING)
 async def create(ctx, req: CreateRequest, principal, call):
     """A new instance of a task: its first messages (system, user); ``info.instance_id`` names it."""
     return await service(call.app).create(req.env_type, req.task_id, req.instance_id, req.params, principal)
@@ -271,7 +272,7 @@ def as_errors(exc: Exception, where: str) -> tuple[int, bytes]:
     return status_and_body(exc, where)
 
 
-def _as_door(path: str, name: str):
+def _as_door(path: str, name: str, **fastapi_kwargs):
     """AgentScope's per-task calls: fast routes (as ours above), in its envelope."""
     def register(fn):
         async def handler(ctx, req: ASRequest, principal, call):
@@ -279,12 +280,12 @@ def _as_door(path: str, name: str):
 
         handler.__name__ = name
         door(router, "POST", AGENTSCOPE + path, ASRequest, schema_body=ASRequest, errors=as_errors,
-             response_model=ASReply, responses=AS_ERRORS)(handler)
+             response_model=ASReply, responses=AS_ERRORS, **fastapi_kwargs)(handler)
         return fn
     return register
 
 
-@_as_door("/create", "as_create")
+@_as_door("/create", "as_create", openapi_extra=CREATING)
 async def _as_create(svc: TrainingService, req: ASRequest, owner):
     return await svc.create(req.env_type, req.task_id, req.instance_id, req.params, owner)
 

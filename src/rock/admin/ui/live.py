@@ -60,12 +60,17 @@ def router(ctx: Ctx) -> APIRouter:
                         changed.clear()
                         seen_commands = _commands_mark(ctx, sandbox_id)
                         yield f"event: change\ndata: {ctx.sandboxes.events.version}\n\n"
+                    stats = None
                     if sandbox_id is not None:
                         record = ctx.sandboxes.records.get(sandbox_id)
                         if record is not None and record.state == "running":
                             stats = await sampler.one(sandbox_id)
                             if stats is not None:
                                 yield f"event: stats\ndata: {json.dumps(stats)}\n\n"
+                        if stats is None:
+                            # a stopped sandbox's page: a comment each period, so a client (or a
+                            # proxy) waiting on the stream hears it is alive and can end its read
+                            yield ": idle\n\n"
             finally:
                 unsubscribe()
 

@@ -152,7 +152,7 @@ def router(ctx: Ctx, rate) -> APIRouter:
                   if ctx.sandboxes.holds(sid, owner)}  # env hosts run
         return render(request, "envs.html", nav="envs", hosted=hosted, now=time.time())
 
-    @api.get("/ui/fragments/catalog", **HTML)
+    @api.get("/ui/fragments/catalog", **HTML, openapi_extra=gem.PROBE)  # GEM's catalog: as long
     async def catalog_fragment(request: Request):
         access.principal(ctx, request)
         try:
