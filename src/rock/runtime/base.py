@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
@@ -21,12 +22,15 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from rock.config import Settings
-from rock.errors import BadRequest, SandboxStartError
+
+if TYPE_CHECKING:
+    from rock.runtime.snapshots import Snapshot
+from rock.errors import BadRequest, SandboxPaused, SandboxStartError
 
 AGENT_SRC = Path(__file__).resolve().parent.parent / "agent"
 SANDBOX_LIB = "/.rock/lib"
@@ -148,6 +152,20 @@ class RuntimeHandle(BaseModel):
         return int(value) if value.isdigit() else None
 
 
+PAUSED_NAME = "paused"  # in the sandbox's directory (outside its view): the record that it is paused
+
+
+def paused_marker(handle: "RuntimeHandle") -> Path:
+    return Path(handle.run_dir).parent / PAUSED_NAME
+
+
+def refuse_if_paused(handle: "RuntimeHandle", on_disk: bool = False) -> None:
+    """SandboxPaused when the sandbox is paused: its agent is frozen and would not answer.
+    ``on_disk``: also ask its record (another handle object, another process may have paused it)."""
+    if handle.extra.get("paused") or (on_disk and paused_marker(handle).exists()):
+        raise SandboxPaused(f"sandbox {handle.sandbox_id} is paused: resume it first")
+
+
 class ResourceStats(BaseModel):
     cpu_seconds: float | None = None
     memory_bytes: int | None = None
@@ -167,6 +185,9 @@ class Runtime(abc.ABC):
         self.sandboxes_dir.mkdir(parents=True, exist_ok=True)
         # Short, path- and name-safe form of the owner for cgroup paths and container names.
         self.owner_key = owner_key(owner)
+        from rock.runtime.snapshots import SnapshotStore  # it names SandboxSpec, from here
+
+        self.snapshots = SnapshotStore(Path(settings.state_dir) / "snapshots")
 
     @classmethod
     @abc.abstractmethod
@@ -212,6 +233,123 @@ class Runtime(abc.ABC):
     async def commit(self, handle: RuntimeHandle, image_tag: str) -> str:
         """Save the sandbox's filesystem as the Docker image ``image_tag``; returns the image id."""
         raise NotImplementedError(f"the {self.name} backend cannot commit a sandbox to an image")
+
+    # -- pause, snapshots, fork -----------------------------------------------------------
+    #
+    # Pause keeps the processes where they stand, in memory; ``suspend`` above ends them and keeps
+    # only the files. A snapshot is an owned, named object (``rock.runtime.snapshots``) that
+    # outlives its source; ``filesystem`` is the writable layer at one instant (the sandbox frozen
+    # for that instant only), ``full`` adds memory and processes (gVisor only).
+
+    full_snapshots: ClassVar[bool] = False  # True where snapshot(mode="full") works
+
+    def paused(self, handle: RuntimeHandle) -> bool:
+        """Whether the sandbox is paused, by its record on disk (true across a worker restart)."""
+        return paused_marker(handle).exists()
+
+    async def pause(self, handle: RuntimeHandle) -> None:
+        """Stop every process of the sandbox where it stands, memory kept: it uses no CPU until
+        ``unpause``. Recorded on disk beside the sandbox (a new worker sees it) and in ``handle``:
+        an agent client connected with that handle refuses calls with SandboxPaused at once."""
+        if self.paused(handle):
+            handle.extra["paused"] = "1"
+            return
+        await self._freeze(handle)
+        paused_marker(handle).write_text(f"{time.time():.3f}\n")
+        handle.extra["paused"] = "1"
+
+    async def unpause(self, handle: RuntimeHandle) -> None:
+        """Let a paused sandbox's processes run on from where they stopped (``resume`` is the
+        restart of a stopped sandbox over its kept files, a different thing)."""
+        if self.paused(handle):
+            await self._thaw(handle)
+            paused_marker(handle).unlink(missing_ok=True)
+        handle.extra.pop("paused", None)
+
+    @contextlib.asynccontextmanager
+    async def frozen(self, handle: RuntimeHandle):
+        """The sandbox frozen for the length of the block (a paused one stays paused after it)."""
+        was_paused = self.paused(handle)
+        if not was_paused:
+            await self._freeze(handle)
+        try:
+            yield
+        finally:
+            if not was_paused:
+                await self._thaw(handle)
+
+    async def _freeze(self, handle: RuntimeHandle) -> None:
+        raise NotImplementedError(f"the {self.name} backend cannot pause a sandbox")
+
+    async def _thaw(self, handle: RuntimeHandle) -> None:
+        raise NotImplementedError(f"the {self.name} backend cannot resume a paused sandbox")
+
+    async def snapshot(self, handle: RuntimeHandle, name: str, owner: str, mode: str = "filesystem") -> "Snapshot":
+        """Save the sandbox's state as the snapshot ``name`` of ``owner``. ``filesystem``: its
+        writable layer, the sandbox frozen only while that is taken; ``full``: its memory and
+        processes too (a backend without ``full_snapshots`` refuses with BadRequest)."""
+        from rock.runtime.snapshots import Snapshot
+
+        if mode == "full" and not self.full_snapshots:
+            raise BadRequest(f"the {self.name} backend cannot take full (memory) snapshots; take a filesystem "
+                             "snapshot, or run the sandbox on the gvisor backend")
+        path = self.snapshots.claim(name, mode)
+        snap = Snapshot(name=name, owner=owner, backend=self.name, mode=mode, source=handle.sandbox_id,
+                        spec=handle.spec)
+        try:
+            t0 = time.perf_counter()
+            await self._snapshot(handle, snap, path)
+            snap.took_ms = snap.took_ms if snap.took_ms is not None else (time.perf_counter() - t0) * 1e3
+            self.snapshots.save(snap)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._delete_snapshot(snap)
+            self.snapshots.remove(name)
+            raise
+        return snap
+
+    async def start_from(self, snapshot: "Snapshot", spec: SandboxSpec | None = None) -> RuntimeHandle:
+        """Start a sandbox from ``snapshot``: its files (and, ``full``, its processes) as they were.
+        ``spec``: the new sandbox's (its id; limits default to the snapshot's source)."""
+        if snapshot.backend != self.name:
+            raise BadRequest(f"snapshot {snapshot.name!r} was taken on the {snapshot.backend} backend; this one is "
+                             f"{self.name}")
+        spec = spec or snapshot.spec.model_copy(update={"sandbox_id": f"{snapshot.source[:12]}-{os.urandom(4).hex()}"})
+        return await self._start_from(snapshot, spec)
+
+    async def _snapshot(self, handle: RuntimeHandle, snapshot: "Snapshot", path: Path) -> None:
+        raise NotImplementedError(f"the {self.name} backend cannot take snapshots")
+
+    async def _start_from(self, snapshot: "Snapshot", spec: SandboxSpec) -> RuntimeHandle:
+        raise NotImplementedError(f"the {self.name} backend cannot start sandboxes from snapshots")
+
+    async def delete_snapshot(self, snapshot: "Snapshot") -> None:
+        """Remove the snapshot for good; sandboxes started from it go on."""
+        await self._delete_snapshot(snapshot)
+        self.snapshots.remove(snapshot.name)
+
+    async def _delete_snapshot(self, snapshot: "Snapshot") -> None:
+        """What the backend keeps for a snapshot outside its directory (an engine image)."""
+
+    async def fork(self, handle: RuntimeHandle, n: int, owner: str, mode: str = "filesystem",
+                   name: str | None = None) -> tuple["Snapshot", list[RuntimeHandle]]:
+        """Start ``n`` sandboxes from a fresh snapshot of a running one (with ``full``, each goes
+        on with the parent's processes). Returns the snapshot, which the caller deletes when it is
+        no longer wanted (an engine image stays in use while its children run), and the children."""
+        if not 1 <= n <= 256:
+            raise BadRequest(f"fork of {n} sandboxes: ask for 1 to 256")
+        snap = await self.snapshot(handle, name or f"fork-{handle.sandbox_id[:24]}-{os.urandom(4).hex()}", owner, mode)
+        results = await asyncio.gather(*(self.start_from(snap) for _ in range(n)), return_exceptions=True)
+        children = [r for r in results if isinstance(r, RuntimeHandle)]
+        failed = [r for r in results if not isinstance(r, RuntimeHandle)]
+        if failed:
+            for child in children:
+                with contextlib.suppress(Exception):
+                    await self.destroy(child)
+            with contextlib.suppress(Exception):
+                await self.delete_snapshot(snap)
+            raise failed[0]
+        return snap, children
 
     async def start(self) -> None:
         """Prepare, once per worker, what every create needs (off the first create's path)."""

@@ -57,6 +57,7 @@ from rock.runtime.bwrap_kept import KeptFiles
 from rock.runtime.bwrap_launch import HOLD_NAME, INFO_NAME, SHIM_NAME, STUB, UP_NAME, Launch, child_pid
 from rock.runtime.image_root import image_python, mount_points, resolves_to_file
 from rock.runtime.mounts import MS_PRIVATE
+from rock.runtime.snapshots import copy_frozen, seed_upper
 from rock.runtime.mounts import detach as _detach
 from rock.runtime.mounts import mount as _mount
 from rock.runtime.teardown import Teardown
@@ -295,6 +296,23 @@ class BwrapRuntime(KeptFiles, Launch, Runtime):
 
     async def stats(self, handle: RuntimeHandle) -> ResourceStats:
         return ResourceStats(**cgroups.Cgroup(handle.runtime_id).stats())
+
+    # -- pause, snapshots -----------------------------------------------------------------
+
+    async def _freeze(self, handle: RuntimeHandle) -> None:
+        await cgroups.Cgroup(handle.runtime_id).set_frozen(True)
+
+    async def _thaw(self, handle: RuntimeHandle) -> None:
+        await cgroups.Cgroup(handle.runtime_id).set_frozen(False)
+
+    async def _snapshot(self, handle: RuntimeHandle, snapshot, path: Path) -> None:
+        """The overlay's upper layer, copied while the sandbox is frozen; the lower one is named."""
+        snapshot.extra["image_root"] = handle.extra.get("image_root", "/")
+        await copy_frozen(self, handle, Path(handle.run_dir).parent / "upper", snapshot, path)
+
+    async def _start_from(self, snapshot, spec: SandboxSpec) -> RuntimeHandle:
+        await seed_upper(self.snapshots.path(snapshot.name), self.sandboxes_dir / spec.sandbox_id / "upper")
+        return await self.create(spec, kept_lower=snapshot.extra.get("image_root"))
 
     async def reap(self, known: set[str]) -> list[str]:
         """Remove this owner's groups and directories that no known sandbox uses, and the
