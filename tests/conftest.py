@@ -50,6 +50,9 @@ BACKENDS = [
     pytest.param("local", id="local"),
 ]
 ISOLATED_BACKENDS = BACKENDS[:2]
+# gVisor (runsc) is a runtime-level backend so far: the runtime fixtures run on it too, the
+# worker and admin tests (which import the lists above) wait for its front doors.
+GVISOR = pytest.param("gvisor", marks=pytest.mark.gvisor, id="gvisor")
 
 
 @pytest.fixture
@@ -82,12 +85,12 @@ async def make_runtime(settings):
         await rt.close()
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=[*BACKENDS, GVISOR])
 def runtime(request, make_runtime) -> Runtime:
     return make_runtime(request.param)
 
 
-@pytest.fixture(params=ISOLATED_BACKENDS)
+@pytest.fixture(params=[*ISOLATED_BACKENDS, GVISOR])
 def isolated_runtime(request, make_runtime) -> Runtime:
     return make_runtime(request.param)
 

@@ -81,7 +81,7 @@ def check_peer(sock, handle: "RuntimeHandle") -> None:
     import socket
     import struct
 
-    if handle.backend not in ("docker", "bwrap"):
+    if handle.backend not in ("docker", "bwrap", "gvisor"):
         return  # the local backend isolates nothing
     pid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))[0]
     try:
@@ -150,6 +150,19 @@ class RuntimeHandle(BaseModel):
         """Start time of ``pid`` (see ``process_start_time``) where the backend recorded one."""
         value = self.extra.get("start_time", "")
         return int(value) if value.isdigit() else None
+
+
+def unusable_reason(tool: str, missing: str, why_root: str) -> str | None:
+    """Why a backend that runs ``tool`` as root over our own cgroups cannot run here, or None."""
+    from rock.runtime import cgroups
+
+    if not shutil.which(tool):
+        return missing
+    if os.geteuid() != 0:
+        return why_root
+    if not cgroups.is_v2() and not cgroups.v1_mounts():
+        return "no cgroup hierarchy is mounted"
+    return None
 
 
 PAUSED_NAME = "paused"  # in the sandbox's directory (outside its view): the record that it is paused
