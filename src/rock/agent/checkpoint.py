@@ -36,6 +36,22 @@ def install():
     _signal.signal(_signal.SIGUSR2, on_usr2)
 
 
+def drain_wake():
+    """Forget SIGUSR2s from before (a worker may repeat one it thinks was lost)."""
+    import fcntl
+
+    fd = _wake[0]
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    try:
+        while os.read(fd, 64):
+            pass
+    except BlockingIOError:
+        pass
+    finally:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+
+
 def wait_for_wake():
     """Block the main thread until SIGUSR2 (its handler runs here and writes the pipe)."""
     os.read(_wake[0], 64)

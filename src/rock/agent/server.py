@@ -399,6 +399,7 @@ def _make_way(agent, listener, path, ready):
 
     listener.close()
     checkpoint.wait_closed(agent)
+    checkpoint.drain_wake()
     if ready:
         signal_ready(ready, b"quiet\n")
     checkpoint.wait_for_wake()

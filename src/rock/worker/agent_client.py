@@ -140,13 +140,16 @@ class AgentClient:
         self.handle = None
 
     @classmethod
-    async def connect(cls, socket_path: str, handle=None) -> "AgentClient":
-        """``handle``: the sandbox's (a RuntimeHandle); its agent must be the one answering."""
+    async def connect(cls, socket_path: str, handle=None, paused_ok: bool = False) -> "AgentClient":
+        """``handle``: the sandbox's (a RuntimeHandle); its agent must be the one answering.
+        A paused sandbox refuses (SandboxPaused) unless ``paused_ok``: then the connection is made
+        (accepted once the agent runs again) and its calls are refused while the handle says paused."""
         client = cls()
         if handle is not None:
             from rock.runtime.base import refuse_if_paused
 
-            refuse_if_paused(handle, on_disk=True)
+            if not paused_ok:
+                refuse_if_paused(handle, on_disk=True)
             client.handle = handle
         loop = asyncio.get_running_loop()
         try:
