@@ -12,6 +12,9 @@ log() { printf '[setup %(%H:%M:%S)T] %s\n' -1 "$*"; }
 need_pkgs=()
 command -v dockerd >/dev/null || need_pkgs+=(docker.io)
 command -v bwrap >/dev/null || need_pkgs+=(bubblewrap)
+# The gvisor backend: Debian's runsc, driven directly on OCI bundles. Not registered with dockerd
+# (that needs a daemon.json change and an engine restart, which would stop every container here).
+command -v runsc >/dev/null || need_pkgs+=(runsc)
 command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
 # docker sandboxes with a network: the host's rules that fence their bridge (rock.runtime.docker_network)

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-BackendName = Literal["auto", "docker", "bwrap", "local"]
+BackendName = Literal["auto", "docker", "bwrap", "gvisor", "local"]
 
 
 def _default_state_dir() -> Path:

@@ -55,6 +55,19 @@ class SandboxNotRunning(RockError):
     status_code = 409
 
 
+class SandboxPaused(RockError):
+    """The sandbox is paused (its processes frozen in memory): nothing runs in it until it is
+    resumed. Its state, not the request, is the conflict."""
+
+    status_code = 409
+
+
+class SnapshotNotFound(RockError):
+    """No snapshot of that name for this owner (another owner's answers the same way)."""
+
+    status_code = 404
+
+
 class CommandTimeout(RockError):
     status_code = 504
 

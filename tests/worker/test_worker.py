@@ -94,6 +94,36 @@ async def test_restarted_worker_reattaches_running_sandboxes(backend):
         await second.close(stop_sandboxes=True)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_paused_sandbox_stays_paused_across_a_worker_restart(backend):
+    from rock.errors import SandboxPaused
+
+    first = new_worker(backend)
+    await first.start()
+    sid = _sid()
+    await first.create(first.default_spec(sid))
+    agent = first.agent(sid)
+    await agent.create_session("s")
+    await agent.run("s", "x=41")  # a shell variable: memory only the running bash holds
+    await first.pause(sid)
+    assert first.get(sid).state == "paused"
+    with pytest.raises(SandboxPaused):
+        await first.agent(sid).run("s", "echo $x")
+    await first.close(stop_sandboxes=False)
+
+    second = new_worker(backend, state_dir=first.settings.state_dir)
+    await second.start()
+    try:
+        assert [(s.sandbox_id, s.state) for s in second.list()] == [(sid, "paused")]
+        with pytest.raises(SandboxPaused):
+            await second.agent(sid).run("s", "echo $x")
+        await second.unpause(sid)
+        assert second.get(sid).state == "running"
+        assert (await second.agent(sid).run("s", "echo $((x + 1))")).output.strip() == "42"
+    finally:
+        await second.close(stop_sandboxes=True)
+
+
 @pytest.mark.parametrize("backend", ISOLATED_BACKENDS)
 async def test_restart_reaps_sandboxes_that_died(backend):
     first = new_worker(backend)

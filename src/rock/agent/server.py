@@ -253,7 +253,7 @@ def _ping(req):
 # rest load on first use, keeping the sandbox's start -> first output path short.
 LAZY_MODULES = {"exec": "procs", "proc.": "procs", "file.": "files", "tar.": "files", "stats": "stats", "env.": "envs",
                  "tcp.": "tcprelay", "envd.": "envd", "envdfs.": "envdfs",
-                 "kernel.": "kernel", "chat.": "chat"}
+                 "kernel.": "kernel", "chat.": "chat", "checkpoint.": "checkpoint"}
 
 
 def build_agent():
@@ -279,8 +279,8 @@ def parse_args(argv):
     return opts
 
 
-def signal_ready(path):
-    """Write the ready line to the worker's FIFO.
+def signal_ready(path, line=b"ready\n"):
+    """Write the ready line (or another: ``quiet``) to the worker's FIFO.
 
     Normally the worker already holds the read end and a non-blocking open succeeds at once.
     If it does not yet (a slow ``docker start`` returns late), a side thread waits for it in a
@@ -289,19 +289,19 @@ def signal_ready(path):
     try:
         fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
     except OSError:
-        threads.spawn(_signal_ready_blocking, path)
+        threads.spawn(_signal_ready_blocking, path, line)
         return
     try:
-        os.write(fd, b"ready\n")
+        os.write(fd, line)
     finally:
         os.close(fd)
 
 
-def _signal_ready_blocking(path):
+def _signal_ready_blocking(path, line):
     try:
         fd = os.open(path, os.O_WRONLY)
         try:
-            os.write(fd, b"ready\n")
+            os.write(fd, line)
         finally:
             os.close(fd)
     except OSError as exc:
@@ -347,16 +347,11 @@ def main(argv):
 
     path = opts["socket"]
     paths.run_dir[0] = os.dirname(os.abspath(path))
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    # _socket, not socket: the wrapper module pulls in enum and selectors, ~5 ms at start-up.
-    listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    old = os.umask(0o177)
-    listener.bind(path)
-    os.umask(old)
-    listener.listen(128)
+    from . import checkpoint
+
+    checkpoint.install()
+    checkpoint.state["path"] = path
+    listener = checkpoint.state["listener"] = _listen(path)
     # Ready as soon as the socket listens: the worker's own work after the signal, its connect
     # and its first request (queued in the backlog) overlap with loading the ops and starting
     # the spare bash below, instead of waiting for them.
@@ -374,6 +369,42 @@ def main(argv):
     agent.pool.prestart(2)
     while True:
         fd, _ = listener._accept()
+        if checkpoint.quiet.is_set():  # woken by checkpoint.quiesce's own connection
+            os.close(fd)
+            listener = _make_way(agent, listener, path, opts["ready"])
+            continue
         conn = Connection(agent, _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd))
         agent.connections.add(conn)
         threads.spawn(conn.serve)
+
+
+def _listen(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    # _socket, not socket: the wrapper module pulls in enum and selectors, ~5 ms at start-up.
+    listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    listener.bind(path)
+    os.umask(old)
+    listener.listen(128)
+    return listener
+
+
+def _make_way(agent, listener, path, ready):
+    """A checkpoint is coming (``checkpoint.quiesce``): no socket through the host left open, say
+    so, wait for SIGUSR2, then listen again and say ready. Returns the new listener."""
+    from . import checkpoint
+
+    listener.close()
+    checkpoint.wait_closed(agent)
+    checkpoint.drain_wake()
+    if ready:
+        signal_ready(ready, b"quiet\n")
+    checkpoint.wait_for_wake()
+    checkpoint.quiet.clear()
+    listener = checkpoint.state["listener"] = _listen(path)
+    if ready:
+        signal_ready(ready)
+    return listener

@@ -18,6 +18,7 @@ BACKENDS = {
     "docker": ("rock.runtime.docker", "DockerRuntime"),
     "bwrap": ("rock.runtime.bwrap", "BwrapRuntime"),
     "local": ("rock.runtime.local", "LocalRuntime"),
+    "gvisor": ("rock.runtime.gvisor", "GvisorRuntime"),  # named only: auto never picks it
 }
 # What "auto" tries, best isolation and widest image support first.
 AUTO_ORDER = ("docker", "bwrap", "local")

@@ -14,19 +14,30 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
-import subprocess
-import threading
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from rock.config import Settings
-from rock.errors import BadRequest, SandboxStartError
+# Re-exported: the backends have imported these from here since before they had a module of their own.
+from rock.runtime.processes import (  # noqa: F401
+    exit_future,
+    exit_reason,
+    pid_exit_future,
+    process_alive,
+    process_start_time,
+    tail,
+)
+
+if TYPE_CHECKING:
+    from rock.runtime.snapshots import Snapshot
+from rock.errors import BadRequest, SandboxPaused, SandboxStartError
 
 AGENT_SRC = Path(__file__).resolve().parent.parent / "agent"
 SANDBOX_LIB = "/.rock/lib"
@@ -77,7 +88,7 @@ def check_peer(sock, handle: "RuntimeHandle") -> None:
     import socket
     import struct
 
-    if handle.backend not in ("docker", "bwrap"):
+    if handle.backend not in ("docker", "bwrap", "gvisor"):
         return  # the local backend isolates nothing
     pid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))[0]
     try:
@@ -148,6 +159,33 @@ class RuntimeHandle(BaseModel):
         return int(value) if value.isdigit() else None
 
 
+def unusable_reason(tool: str, missing: str, why_root: str) -> str | None:
+    """Why a backend that runs ``tool`` as root over our own cgroups cannot run here, or None."""
+    from rock.runtime import cgroups
+
+    if not shutil.which(tool):
+        return missing
+    if os.geteuid() != 0:
+        return why_root
+    if not cgroups.is_v2() and not cgroups.v1_mounts():
+        return "no cgroup hierarchy is mounted"
+    return None
+
+
+PAUSED_NAME = "paused"  # in the sandbox's directory (outside its view): the record that it is paused
+
+
+def paused_marker(handle: "RuntimeHandle") -> Path:
+    return Path(handle.run_dir).parent / PAUSED_NAME
+
+
+def refuse_if_paused(handle: "RuntimeHandle", on_disk: bool = False) -> None:
+    """SandboxPaused when the sandbox is paused: its agent is frozen and would not answer.
+    ``on_disk``: also ask its record (another handle object, another process may have paused it)."""
+    if handle.extra.get("paused") or (on_disk and paused_marker(handle).exists()):
+        raise SandboxPaused(f"sandbox {handle.sandbox_id} is paused: resume it first")
+
+
 class ResourceStats(BaseModel):
     cpu_seconds: float | None = None
     memory_bytes: int | None = None
@@ -167,6 +205,9 @@ class Runtime(abc.ABC):
         self.sandboxes_dir.mkdir(parents=True, exist_ok=True)
         # Short, path- and name-safe form of the owner for cgroup paths and container names.
         self.owner_key = owner_key(owner)
+        from rock.runtime.snapshots import SnapshotStore  # it names SandboxSpec, from here
+
+        self.snapshots = SnapshotStore(Path(settings.state_dir) / "snapshots")
 
     @classmethod
     @abc.abstractmethod
@@ -212,6 +253,123 @@ class Runtime(abc.ABC):
     async def commit(self, handle: RuntimeHandle, image_tag: str) -> str:
         """Save the sandbox's filesystem as the Docker image ``image_tag``; returns the image id."""
         raise NotImplementedError(f"the {self.name} backend cannot commit a sandbox to an image")
+
+    # -- pause, snapshots, fork -----------------------------------------------------------
+    #
+    # Pause keeps the processes where they stand, in memory; ``suspend`` above ends them and keeps
+    # only the files. A snapshot is an owned, named object (``rock.runtime.snapshots``) that
+    # outlives its source; ``filesystem`` is the writable layer at one instant (the sandbox frozen
+    # for that instant only), ``full`` adds memory and processes (gVisor only).
+
+    full_snapshots: ClassVar[bool] = False  # True where snapshot(mode="full") works
+
+    def paused(self, handle: RuntimeHandle) -> bool:
+        """Whether the sandbox is paused, by its record on disk (true across a worker restart)."""
+        return paused_marker(handle).exists()
+
+    async def pause(self, handle: RuntimeHandle) -> None:
+        """Stop every process of the sandbox where it stands, memory kept: it uses no CPU until
+        ``unpause``. Recorded on disk beside the sandbox (a new worker sees it) and in ``handle``:
+        an agent client connected with that handle refuses calls with SandboxPaused at once."""
+        if self.paused(handle):
+            handle.extra["paused"] = "1"
+            return
+        await self._freeze(handle)
+        paused_marker(handle).write_text(f"{time.time():.3f}\n")
+        handle.extra["paused"] = "1"
+
+    async def unpause(self, handle: RuntimeHandle) -> None:
+        """Let a paused sandbox's processes run on from where they stopped (``resume`` is the
+        restart of a stopped sandbox over its kept files, a different thing)."""
+        if self.paused(handle):
+            await self._thaw(handle)
+            paused_marker(handle).unlink(missing_ok=True)
+        handle.extra.pop("paused", None)
+
+    @contextlib.asynccontextmanager
+    async def frozen(self, handle: RuntimeHandle):
+        """The sandbox frozen for the length of the block (a paused one stays paused after it)."""
+        was_paused = self.paused(handle)
+        if not was_paused:
+            await self._freeze(handle)
+        try:
+            yield
+        finally:
+            if not was_paused:
+                await self._thaw(handle)
+
+    async def _freeze(self, handle: RuntimeHandle) -> None:
+        raise NotImplementedError(f"the {self.name} backend cannot pause a sandbox")
+
+    async def _thaw(self, handle: RuntimeHandle) -> None:
+        raise NotImplementedError(f"the {self.name} backend cannot resume a paused sandbox")
+
+    async def snapshot(self, handle: RuntimeHandle, name: str, owner: str, mode: str = "filesystem") -> "Snapshot":
+        """Save the sandbox's state as the snapshot ``name`` of ``owner``. ``filesystem``: its
+        writable layer, the sandbox frozen only while that is taken; ``full``: its memory and
+        processes too (a backend without ``full_snapshots`` refuses with BadRequest)."""
+        from rock.runtime.snapshots import Snapshot
+
+        if mode == "full" and not self.full_snapshots:
+            raise BadRequest(f"the {self.name} backend cannot take full (memory) snapshots; take a filesystem "
+                             "snapshot, or run the sandbox on the gvisor backend")
+        path = self.snapshots.claim(name, mode)
+        snap = Snapshot(name=name, owner=owner, backend=self.name, mode=mode, source=handle.sandbox_id,
+                        spec=handle.spec)
+        try:
+            t0 = time.perf_counter()
+            await self._snapshot(handle, snap, path)
+            snap.took_ms = snap.took_ms if snap.took_ms is not None else (time.perf_counter() - t0) * 1e3
+            self.snapshots.save(snap)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._delete_snapshot(snap)
+            self.snapshots.remove(name)
+            raise
+        return snap
+
+    async def start_from(self, snapshot: "Snapshot", spec: SandboxSpec | None = None) -> RuntimeHandle:
+        """Start a sandbox from ``snapshot``: its files (and, ``full``, its processes) as they were.
+        ``spec``: the new sandbox's (its id; limits default to the snapshot's source)."""
+        if snapshot.backend != self.name:
+            raise BadRequest(f"snapshot {snapshot.name!r} was taken on the {snapshot.backend} backend; this one is "
+                             f"{self.name}")
+        spec = spec or snapshot.spec.model_copy(update={"sandbox_id": f"{snapshot.source[:12]}-{os.urandom(4).hex()}"})
+        return await self._start_from(snapshot, spec)
+
+    async def _snapshot(self, handle: RuntimeHandle, snapshot: "Snapshot", path: Path) -> None:
+        raise NotImplementedError(f"the {self.name} backend cannot take snapshots")
+
+    async def _start_from(self, snapshot: "Snapshot", spec: SandboxSpec) -> RuntimeHandle:
+        raise NotImplementedError(f"the {self.name} backend cannot start sandboxes from snapshots")
+
+    async def delete_snapshot(self, snapshot: "Snapshot") -> None:
+        """Remove the snapshot for good; sandboxes started from it go on."""
+        await self._delete_snapshot(snapshot)
+        self.snapshots.remove(snapshot.name)
+
+    async def _delete_snapshot(self, snapshot: "Snapshot") -> None:
+        """What the backend keeps for a snapshot outside its directory (an engine image)."""
+
+    async def fork(self, handle: RuntimeHandle, n: int, owner: str, mode: str = "filesystem",
+                   name: str | None = None) -> tuple["Snapshot", list[RuntimeHandle]]:
+        """Start ``n`` sandboxes from a fresh snapshot of a running one (with ``full``, each goes
+        on with the parent's processes). Returns the snapshot, which the caller deletes when it is
+        no longer wanted (an engine image stays in use while its children run), and the children."""
+        if not 1 <= n <= 256:
+            raise BadRequest(f"fork of {n} sandboxes: ask for 1 to 256")
+        snap = await self.snapshot(handle, name or f"fork-{handle.sandbox_id[:24]}-{os.urandom(4).hex()}", owner, mode)
+        results = await asyncio.gather(*(self.start_from(snap) for _ in range(n)), return_exceptions=True)
+        children = [r for r in results if isinstance(r, RuntimeHandle)]
+        failed = [r for r in results if not isinstance(r, RuntimeHandle)]
+        if failed:
+            for child in children:
+                with contextlib.suppress(Exception):
+                    await self.destroy(child)
+            with contextlib.suppress(Exception):
+                await self.delete_snapshot(snap)
+            raise failed[0]
+        return snap, children
 
     async def start(self) -> None:
         """Prepare, once per worker, what every create needs (off the first create's path)."""
@@ -312,94 +470,3 @@ class ReadyFifo:
 
     def close(self) -> None:
         os.close(self.fd)
-
-
-# -- processes started directly by a backend (bwrap, local) --------------------------------
-
-
-def exit_future(popen: subprocess.Popen) -> asyncio.Future:
-    """A future that completes with ``popen``'s exit status when it exits (and reaps it)."""
-    loop = asyncio.get_running_loop()
-    fut: asyncio.Future = loop.create_future()
-
-    def done(code: int) -> None:
-        if not fut.done():
-            fut.set_result(code)
-
-    try:
-        exited = pid_exit_future(popen.pid)
-    except (AttributeError, OSError):  # no pidfd: macOS, old kernels
-        threading.Thread(target=lambda: loop.call_soon_threadsafe(done, popen.wait()), daemon=True).start()
-        return fut
-    exited.add_done_callback(lambda _: done(popen.wait()))
-    return fut
-
-
-def pid_exit_future(pid: int) -> asyncio.Future:
-    """A future that completes when ``pid`` exits, also when it is not our child: a pidfd turns
-    "this process exited" into a readable fd, no thread, no polling."""
-    loop = asyncio.get_running_loop()
-    fut: asyncio.Future = loop.create_future()
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        fut.set_result(None)
-        return fut
-
-    def on_exit() -> None:
-        loop.remove_reader(fd)
-        os.close(fd)
-        if not fut.done():
-            fut.set_result(None)
-
-    def cancelled(_: asyncio.Future) -> None:
-        if fut.cancelled():
-            loop.remove_reader(fd)
-            os.close(fd)
-
-    loop.add_reader(fd, on_exit)
-    fut.add_done_callback(cancelled)
-    return fut
-
-
-def process_start_time(pid: int) -> int | None:
-    """Start time in clock ticks since boot: with the pid it identifies a process across pid reuse."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rpartition(")")[2].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def process_alive(pid: int, start_time: int | None) -> bool:
-    """True when ``pid`` still runs and is the same process (not a zombie, not a reused pid)."""
-    if not os.path.exists("/proc/self/stat"):  # no procfs (macOS): existence is all we can tell
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-    except OSError:
-        return False
-    if fields[0] in ("Z", "X"):
-        return False
-    return start_time is None or int(fields[19]) == start_time
-
-
-async def exit_reason(exited: asyncio.Future, log_path: Path, who: str | None = None) -> str:
-    """Wait for a sandbox's first process (or ``who``) to exit; say how, with the end of its output."""
-    code = await asyncio.shield(exited)
-    how = f"exit status {code}" if code is not None else "exited"
-    return f"{who + ' ' if who else ''}{how}; output: {tail(log_path)}"
-
-
-def tail(path: Path, limit: int = 2000) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, os.path.getsize(path) - limit))
-            return f.read().decode(errors="replace").strip() or "(none)"
-    except OSError:
-        return "(none)"

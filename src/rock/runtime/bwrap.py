@@ -25,7 +25,6 @@ detaches it once the agent is up.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import shutil
@@ -47,18 +46,17 @@ from rock.runtime.base import (
     exit_future,
     exit_reason,
     host_network_refused,
-    host_path_refused,
-    is_host_path,
     pid_exit_future,
     process_alive,
     process_start_time,
+    unusable_reason,
 )
 from rock.runtime.bwrap_kept import KeptFiles
 from rock.runtime.bwrap_launch import HOLD_NAME, INFO_NAME, SHIM_NAME, STUB, UP_NAME, Launch, child_pid
-from rock.runtime.image_root import image_python, mount_points, resolves_to_file
-from rock.runtime.mounts import MS_PRIVATE
+from rock.runtime.image_root import image_lower, image_python, mount_points, resolves_to_file
+from rock.runtime.snapshots import copy_frozen, seed_upper
 from rock.runtime.mounts import detach as _detach
-from rock.runtime.mounts import mount as _mount
+from rock.runtime.mounts import mount_overlay
 from rock.runtime.teardown import Teardown
 from rock.runtime.zygote import Zygote
 
@@ -80,13 +78,8 @@ class BwrapRuntime(KeptFiles, Launch, Runtime):
 
     @classmethod
     def available(cls) -> str | None:
-        if not shutil.which("bwrap"):
-            return "bubblewrap (bwrap) is not installed"
-        if os.geteuid() != 0:
-            return "the bwrap backend mounts overlays and writes cgroups: it needs root"
-        if not cgroups.is_v2() and not cgroups.v1_mounts():
-            return "no cgroup hierarchy is mounted"
-        return None
+        return unusable_reason("bwrap", "bubblewrap (bwrap) is not installed",
+                               "the bwrap backend mounts overlays and writes cgroups: it needs root")
 
     # -- create ---------------------------------------------------------------------------
 
@@ -98,7 +91,7 @@ class BwrapRuntime(KeptFiles, Launch, Runtime):
             raise SandboxStartError("engine runtimes (kata) need the docker backend; this one is bwrap")
         if spec.network and not self.settings.allow_host_network:  # the admin refuses it first
             raise host_network_refused()
-        lower, image_env = await self._lower(spec)
+        lower, image_env = await image_lower(spec, self.settings)
         if kept_lower and kept_lower != lower and os.path.isdir(kept_lower):
             lower = kept_lower  # the tag moved since; the files were written over the old root
         group = cgroups.Cgroup(f"{cgroups.PREFIX}/{self.owner_key}/{sid}")
@@ -187,32 +180,6 @@ class BwrapRuntime(KeptFiles, Launch, Runtime):
                 log.warning("%d deleted sandbox(es) not removed yet; the next start's reap removes them",
                             len(self.teardown))
 
-    async def _lower(self, spec: SandboxSpec) -> tuple[str, dict[str, str]]:
-        """The overlay's lower layer and the image's environment (``/`` means the host root)."""
-        image = spec.image
-        if not image or is_host_path(image):
-            if not self.settings.allow_host_paths:  # the admin refuses it first; this holds for any caller
-                raise host_path_refused(image)
-            if not image or os.path.isdir(image):
-                return os.path.realpath(image or "/"), {}
-        from rock.runtime.docker import ImageMissing, image_rootfs  # the docker SDK only when an image is asked for
-        from rock.runtime.docker_images import ensure_image
-
-        images = self.settings.images_path
-        auth = spec.registry_auth or {}
-        pull = functools.partial(ensure_image, image, spec.pull_policy, auth.get("username"), auth.get("password"))
-        named = not is_host_path(image)  # an image name: the engine gets it as the docker backend would
-        if named and spec.pull_policy != "missing":
-            await asyncio.to_thread(pull)
-        try:
-            root, env = await image_rootfs(image, images)
-        except ImageMissing:  # `missing`: pulled only now, so a present image costs no extra engine call
-            if not named or spec.pull_policy != "missing":
-                raise
-            await asyncio.to_thread(pull)
-            root, env = await image_rootfs(image, images)
-        return str(root), env
-
     def _prepare(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, mount: bool,
                  stub: bool) -> ReadyFifo:
         """The run directory (with the ready FIFO, opened), the cgroup, the root's mount points."""
@@ -232,7 +199,7 @@ class BwrapRuntime(KeptFiles, Launch, Runtime):
         group.create(spec.memory_bytes, spec.cpus, spec.pids_limit)
         mount_points(lower, (self.python_prefix, f"{SANDBOX_LIB}/rock_agent", SANDBOX_RUN))
         if mount:
-            self._mount_root(run.parent, lower)
+            mount_overlay(run.parent, lower)
         if stub:
             for name in (UP_NAME, HOLD_NAME):
                 os.mkfifo(run / name, 0o600)
@@ -240,20 +207,6 @@ class BwrapRuntime(KeptFiles, Launch, Runtime):
                 info = run.parent / INFO_NAME
                 info.unlink(missing_ok=True)  # a restart of a stopped sandbox reuses its directory
                 os.mkfifo(info, 0o600)
-
-    def _mount_root(self, sandbox_dir: Path, lower: str) -> None:
-        upper, work, merged = sandbox_dir / "upper", sandbox_dir / "ovl-work", sandbox_dir / "root"
-        for d in (upper, work, merged):
-            d.mkdir(exist_ok=True)
-        # Overlay options cannot quote ',' or ':'; a path through an open fd has neither.
-        fds = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in (lower, upper, work)]
-        try:
-            low, up, wk = (f"/proc/self/fd/{fd}" for fd in fds)
-            _mount("overlay", str(merged), "overlay", 0, f"lowerdir={low},upperdir={up},workdir={wk}")
-        finally:
-            for fd in fds:
-                os.close(fd)
-        _mount("none", str(merged), None, MS_PRIVATE, None)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -295,6 +248,23 @@ class BwrapRuntime(KeptFiles, Launch, Runtime):
 
     async def stats(self, handle: RuntimeHandle) -> ResourceStats:
         return ResourceStats(**cgroups.Cgroup(handle.runtime_id).stats())
+
+    # -- pause, snapshots -----------------------------------------------------------------
+
+    async def _freeze(self, handle: RuntimeHandle) -> None:
+        await cgroups.Cgroup(handle.runtime_id).set_frozen(True)
+
+    async def _thaw(self, handle: RuntimeHandle) -> None:
+        await cgroups.Cgroup(handle.runtime_id).set_frozen(False)
+
+    async def _snapshot(self, handle: RuntimeHandle, snapshot, path: Path) -> None:
+        """The overlay's upper layer, copied while the sandbox is frozen; the lower one is named."""
+        snapshot.extra["image_root"] = handle.extra.get("image_root", "/")
+        await copy_frozen(self, handle, Path(handle.run_dir).parent / "upper", snapshot, path)
+
+    async def _start_from(self, snapshot, spec: SandboxSpec) -> RuntimeHandle:
+        await seed_upper(self.snapshots.path(snapshot.name), self.sandboxes_dir / spec.sandbox_id / "upper")
+        return await self.create(spec, kept_lower=snapshot.extra.get("image_root"))
 
     async def reap(self, known: set[str]) -> list[str]:
         """Remove this owner's groups and directories that no known sandbox uses, and the

@@ -18,6 +18,7 @@ from rock.errors import BadRequest
 from rock.runtime import cgroups
 from rock.runtime.base import SANDBOX_LIB, RuntimeHandle, process_alive
 from rock.runtime.mounts import MS_RDONLY, detach, mount
+from rock.runtime.snapshots import tree_bytes
 
 log = logging.getLogger("rock.runtime.bwrap")
 
@@ -43,7 +44,7 @@ class KeptFiles:
         return new
 
     async def disk_usage(self, handle: RuntimeHandle) -> int | None:
-        return await asyncio.to_thread(_tree_size, Path(handle.run_dir).parent / "upper")
+        return await asyncio.to_thread(tree_bytes, Path(handle.run_dir).parent / "upper")
 
     async def commit(self, handle: RuntimeHandle, image_tag: str) -> str:
         lower = handle.extra.get("image_root", "/")
@@ -71,19 +72,3 @@ class KeptFiles:
             detach(view)
             view.rmdir()
 
-
-def _tree_size(root: Path) -> int:
-    """Bytes of the regular files under ``root`` (blocks actually used, so sparse files count less)."""
-    total, stack = 0, [str(root)]
-    while stack:
-        try:
-            with os.scandir(stack.pop()) as entries:
-                for entry in entries:
-                    st = entry.stat(follow_symlinks=False)
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                    else:
-                        total += st.st_blocks * 512
-        except OSError:
-            continue
-    return total

@@ -246,6 +246,8 @@ class DockerRuntime(KeptContainers, Runtime):
     async def destroy(self, handle: RuntimeHandle) -> None:
         t0 = time.perf_counter()
         try:
+            if self.paused(handle):  # this engine's forced remove of a paused container hangs
+                await _call(client().unpause, handle.runtime_id)
             await _call(client().remove_container, handle.runtime_id, force=True, v=True)
         except NotFound:
             pass
@@ -278,6 +280,8 @@ class DockerRuntime(KeptContainers, Runtime):
             orphan = not os.path.isdir(labels.get("rock.state_dir", ""))
             if mine or orphan:
                 try:
+                    if c.get("State") == "paused":  # a forced remove of a paused container hangs
+                        await _call(client().unpause, c["Id"])
                     await _call(client().remove_container, c["Id"], force=True, v=True)
                 except NotFound:
                     continue

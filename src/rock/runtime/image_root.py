@@ -3,10 +3,13 @@ targets made once in it. Paths are resolved inside the root, never on the host."
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import stat
 from pathlib import Path
+
+from rock.runtime.base import host_path_refused, is_host_path
 
 
 def image_python(upper: Path, lower: str, path: str) -> str | None:
@@ -61,3 +64,32 @@ def resolves_to_file(root: str, path: str, hops: int = 0) -> bool:
         if not os.path.exists(host):
             return False
     return os.path.isfile(root + "/" + "/".join(parts)) and os.access(root + "/" + "/".join(parts), os.X_OK)
+
+
+async def image_lower(spec, settings) -> tuple[str, dict[str, str]]:
+    """A sandbox's root as an overlay's lower layer (an unpacked image, cached by image id; ``/``
+    is the host root) and the image's environment. Shared by the backends that mount their own
+    root (bwrap, gvisor)."""
+    image = spec.image
+    if not image or is_host_path(image):
+        if not settings.allow_host_paths:  # the admin refuses it first; this holds for any caller
+            raise host_path_refused(image)
+        if not image or os.path.isdir(image):
+            return os.path.realpath(image or "/"), {}
+    from rock.runtime.docker import ImageMissing, image_rootfs  # the docker SDK only when an image is asked for
+    from rock.runtime.docker_images import ensure_image
+
+    images = settings.images_path
+    auth = spec.registry_auth or {}
+    pull = functools.partial(ensure_image, image, spec.pull_policy, auth.get("username"), auth.get("password"))
+    named = not is_host_path(image)  # an image name: the engine gets it as the docker backend would
+    if named and spec.pull_policy != "missing":
+        await asyncio.to_thread(pull)
+    try:
+        root, env = await image_rootfs(image, images)
+    except ImageMissing:  # `missing`: pulled only now, so a present image costs no extra engine call
+        if not named or spec.pull_policy != "missing":
+            raise
+        await asyncio.to_thread(pull)
+        root, env = await image_rootfs(image, images)
+    return str(root), env

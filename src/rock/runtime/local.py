@@ -18,9 +18,11 @@ import time
 from pathlib import Path
 
 from rock.errors import SandboxStartError
+from rock.runtime import cgroups
 from rock.runtime.base import (
     AGENT_SRC,
     READY_TIMEOUT,
+    ResourceStats,
     RuntimeHandle,
     Runtime,
     SandboxSpec,
@@ -29,9 +31,17 @@ from rock.runtime.base import (
     process_alive,
     process_start_time,
 )
+from rock.runtime.snapshots import copy_frozen, seed_upper
 
 log = logging.getLogger("rock.runtime.local")
 MARKER = "ROCK_LOCAL_SANDBOX"
+# Join the cgroup (the files to write 0 into, then "--"), then become the agent: every process of
+# the sandbox is then in its group, which is what pause freezes. No limits are set on it.
+JOIN = 'while [ "$1" != -- ]; do echo 0 > "$1" || exit 125; shift; done; shift; exec "$@"'
+
+
+def _cgroups_usable() -> bool:
+    return os.geteuid() == 0 and os.path.isdir("/proc") and (cgroups.is_v2() or "freezer" in cgroups.v1_mounts())
 
 
 class LocalRuntime(Runtime):
@@ -71,8 +81,12 @@ class LocalRuntime(Runtime):
             **self.sandbox_env(spec),
         }
         argv = self.agent_argv(self.settings.host_python, lib=str(self.lib_dir), run=str(run))
+        group = cgroups.Cgroup(f"{cgroups.PREFIX}/{self.owner_key}/{spec.sandbox_id}") if _cgroups_usable() else None
         pid, died = None, None
         try:
+            if group is not None:  # for pause only (no limits: this backend promises none)
+                group.create(None, None, None)
+                argv = ["/bin/sh", "-c", JOIN, "rock-join", *group.join_files(), "--", *argv]
             work.mkdir(exist_ok=True)
             with open(sandbox_dir / "sandbox.log", "ab") as out:
                 popen = subprocess.Popen(
@@ -84,6 +98,8 @@ class LocalRuntime(Runtime):
             await self.wait_ready(run, died, READY_TIMEOUT)
         except BaseException:
             await self._kill(sandbox_dir, pid, None)
+            if group is not None:
+                await group.destroy()
             shutil.rmtree(sandbox_dir, ignore_errors=True)
             raise
         finally:
@@ -92,7 +108,7 @@ class LocalRuntime(Runtime):
         log.info("sandbox %s ready in %.1f ms (pid %d)", spec.sandbox_id, (time.perf_counter() - t0) * 1e3, pid)
         return RuntimeHandle(
             sandbox_id=spec.sandbox_id, backend=self.name, runtime_id=str(pid), run_dir=str(run),
-            spec=spec, pid=pid, extra={"start_time": str(process_start_time(pid))},
+            spec=spec, pid=pid, extra={"start_time": str(process_start_time(pid)), **({"cgroup": group.rel} if group else {})},
         )
 
     async def alive(self, handle: RuntimeHandle) -> bool:
@@ -101,12 +117,47 @@ class LocalRuntime(Runtime):
     async def destroy(self, handle: RuntimeHandle) -> None:
         t0 = time.perf_counter()
         sandbox_dir = Path(handle.run_dir).parent
+        group = cgroups.Cgroup(handle.extra["cgroup"]) if handle.extra.get("cgroup") else None
+        if group is not None:
+            group.kill()  # first: it also thaws a paused sandbox, whose frozen processes hold their SIGKILL
         await self._kill(sandbox_dir, handle.pid, handle.start_time)
+        if group is not None:
+            await group.destroy()
         await asyncio.to_thread(shutil.rmtree, sandbox_dir, ignore_errors=True)
         log.info("sandbox %s destroyed in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
 
+    async def stats(self, handle: RuntimeHandle) -> ResourceStats:
+        """The cgroup's accounting where the sandbox has one (its limits are none)."""
+        return ResourceStats(**cgroups.Cgroup(handle.extra["cgroup"]).stats()) if handle.extra.get("cgroup") \
+            else ResourceStats()
+
+    # -- pause, snapshots (the sandbox's files are its work directory) -----------------------
+
+    def _group(self, handle: RuntimeHandle) -> cgroups.Cgroup:
+        if not handle.extra.get("cgroup"):
+            raise NotImplementedError("this local sandbox has no cgroup to freeze (pause needs root and a freezer "
+                                      "cgroup on Linux)")
+        return cgroups.Cgroup(handle.extra["cgroup"])
+
+    async def _freeze(self, handle: RuntimeHandle) -> None:
+        await self._group(handle).set_frozen(True)
+
+    async def _thaw(self, handle: RuntimeHandle) -> None:
+        await self._group(handle).set_frozen(False)
+
+    async def _snapshot(self, handle: RuntimeHandle, snapshot, path: Path) -> None:
+        await copy_frozen(self, handle, Path(handle.run_dir).parent / "work", snapshot, path)
+
+    async def _start_from(self, snapshot, spec: SandboxSpec) -> RuntimeHandle:
+        await seed_upper(self.snapshots.path(snapshot.name), self.sandboxes_dir / spec.sandbox_id / "work")
+        return await self.create(spec)
+
     async def reap(self, known: set[str]) -> list[str]:
         removed = []
+        if _cgroups_usable():
+            for sid, group in cgroups.owned(self.owner_key).items():
+                if sid not in known:
+                    await group.destroy()
         for d in sorted(self.sandboxes_dir.iterdir()):
             if d.is_dir() and d.name not in known:
                 await self._kill(d, None, None)

@@ -22,3 +22,19 @@ def mount(source: str, target: str, fstype: str | None, flags: int, data: str | 
 def detach(target: Path) -> None:
     if os.path.ismount(target):
         _libc.umount2(str(target).encode(), MNT_DETACH)
+
+
+def mount_overlay(sandbox_dir: Path, lower: str) -> None:
+    """``<sandbox_dir>/root``: an overlay of ``upper`` (the sandbox's files) over ``lower``."""
+    upper, work, merged = sandbox_dir / "upper", sandbox_dir / "ovl-work", sandbox_dir / "root"
+    for d in (upper, work, merged):
+        d.mkdir(exist_ok=True)
+    # Overlay options cannot quote ',' or ':'; a path through an open fd has neither.
+    fds = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in (lower, upper, work)]
+    try:
+        low, up, wk = (f"/proc/self/fd/{fd}" for fd in fds)
+        mount("overlay", str(merged), "overlay", 0, f"lowerdir={low},upperdir={up},workdir={wk}")
+    finally:
+        for fd in fds:
+            os.close(fd)
+    mount("none", str(merged), None, MS_PRIVATE, None)

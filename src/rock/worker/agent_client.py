@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from rock.agent import protocol
-from rock.errors import ERRORS, AgentError, AgentGone, AgentTimeout, RockError
+from rock.errors import ERRORS, AgentError, AgentGone, AgentTimeout, RockError, SandboxPaused
 
 # Agent error types that are not rock.errors classes, with the HTTP code they deserve.
 _KIND_STATUS = {
@@ -136,11 +136,22 @@ class AgentClient:
         # How long a call waits for its answer past its own "timeout" (None: for ever). An op
         # whose "timeout" is None runs a command for as long as it takes: no deadline.
         self.reply_timeout: float | None = None
+        # The sandbox's runtime handle where the caller gave one: a paused sandbox (the runtime
+        # marks its handle) refuses calls at once instead of leaving them to a frozen agent.
+        self.handle = None
 
     @classmethod
-    async def connect(cls, socket_path: str, handle=None) -> "AgentClient":
-        """``handle``: the sandbox's (a RuntimeHandle); its agent must be the one answering."""
+    async def connect(cls, socket_path: str, handle=None, paused_ok: bool = False) -> "AgentClient":
+        """``handle``: the sandbox's (a RuntimeHandle); its agent must be the one answering.
+        A paused sandbox refuses (SandboxPaused) unless ``paused_ok``: then the connection is made
+        (accepted once the agent runs again) and its calls are refused while the handle says paused."""
         client = cls()
+        if handle is not None:
+            from rock.runtime.base import refuse_if_paused
+
+            if not paused_ok:
+                refuse_if_paused(handle, on_disk=True)
+            client.handle = handle
         loop = asyncio.get_running_loop()
         try:
             client.transport, _ = await loop.create_unix_connection(lambda: _Proto(client), socket_path)
@@ -174,6 +185,8 @@ class AgentClient:
         self.transport.write(protocol.encode(meta, body))
 
     def _start(self, op: str, args: dict | None, body: bytes, on_event) -> tuple[int, asyncio.Future]:
+        if self.handle is not None and self.handle.extra.get("paused"):
+            raise SandboxPaused(f"sandbox {self.handle.sandbox_id} is paused: resume it first")
         rid = next(self._ids)
         future = asyncio.get_running_loop().create_future()
         self._pending[rid] = _Pending(future, on_event)

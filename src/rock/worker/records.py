@@ -65,8 +65,14 @@ class RecordFiles:
         client = None
         if await self.runtime.alive(handle):
             try:
-                client = await AgentClient.connect(handle.socket_path, handle)
-                await asyncio.wait_for(client.ping(), 10)
+                if self.runtime.paused(handle):
+                    # Frozen: its agent cannot answer a ping, and its connection is accepted once it
+                    # is resumed; until then the client refuses calls (SandboxPaused).
+                    handle.extra["paused"] = "1"
+                    client = await AgentClient.connect(handle.socket_path, handle, paused_ok=True)
+                else:
+                    client = await AgentClient.connect(handle.socket_path, handle)
+                    await asyncio.wait_for(client.ping(), 10)
             except (AgentGone, asyncio.TimeoutError) as exc:
                 log.warning("sandbox %s runs but its agent does not answer (%s)", spec.sandbox_id, exc)
                 if client is not None:

@@ -316,6 +316,18 @@ class Worker(RecordFiles):
         except NotImplementedError as exc:
             raise BadRequest(str(exc)) from None
 
+    async def pause(self, sandbox_id: str, node_id: str | None = None) -> None:
+        """Freeze the sandbox's processes in memory; its agent's calls are refused (SandboxPaused)
+        until ``unpause``. The record keeps it: a restarted worker holds it paused."""
+        sandbox = self._get(sandbox_id)
+        await self.runtime.pause(sandbox.handle)  # marks the handle the sandbox's client was made with
+        self._save(sandbox)
+
+    async def unpause(self, sandbox_id: str, node_id: str | None = None) -> None:
+        sandbox = self._get(sandbox_id)
+        await self.runtime.unpause(sandbox.handle)
+        self._save(sandbox)
+
     async def disk_usage(self, sandbox_id: str, node_id: str | None = None) -> int | None:
         return await self.runtime.disk_usage(self._get(sandbox_id).handle)
 
@@ -343,7 +355,8 @@ class Worker(RecordFiles):
     def get(self, sandbox_id: str) -> SandboxInfo:
         s = self._get(sandbox_id)
         return SandboxInfo(
-            sandbox_id=s.sandbox_id, backend=self.backend_name, state="failed" if s.client.closed else "running",
+            sandbox_id=s.sandbox_id, backend=self.backend_name,
+            state="failed" if s.client.closed else "paused" if s.handle.extra.get("paused") else "running",
             spec=s.spec, created_at=s.handle.created_at, host_name=self.host_name, runtime_id=s.handle.runtime_id,
             warm=s.warm,
         )

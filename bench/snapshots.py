@@ -1,0 +1,179 @@
+"""Pause, snapshots and fork at the runtime level, per backend, and gVisor beside the others.
+
+- sandbox_start_ms: create a sandbox (python:3.11) until its agent answers ``echo`` (runtime + agent
+  client, no worker: the same path fork's children take)
+- cmd_round_trip_ms: ``echo`` in a persistent session
+- pause_resume_ms: pause + unpause of a running sandbox; floor: on cgroup backends, the raw
+  freeze + thaw of the same cgroup, in alternating blocks
+- snapshot_ms (1 MB, 100 MB written): a filesystem snapshot, total; ``frozen_ms`` is how long
+  the sandbox was stopped for it; floor: ``cp -a`` of the same tree, alternating
+- fork_8_ready_ms: fork(8) until all 8 children answer; ratio against sandbox_start_ms p50 (target <= 2x)
+- full_fork_ready_ms (gvisor): a full (memory) fork until every child answers, per child too
+
+gVisor runs here whenever runsc is installed (its numbers only mean something beside the
+others', measured in the same run), whatever ``--backends`` says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from bench.report import Context, record
+from rock.config import Settings
+from rock.runtime import cgroups, get_runtime_class
+from rock.runtime.base import SandboxSpec
+from rock.worker.agent_client import AgentClient
+
+IMAGE = "python:3.11"
+SIZES_MB = (1, 100)
+
+
+def _spec() -> SandboxSpec:
+    return SandboxSpec(sandbox_id=f"b{uuid.uuid4().hex[:10]}", image=IMAGE)
+
+
+async def _answers(handle) -> None:
+    client = await AgentClient.connect(handle.socket_path, handle)
+    try:
+        got = await client.exec("echo hi", shell=True)
+        assert got.stdout == "hi\n", got
+    finally:
+        client.close()
+
+
+async def _start(rt) -> tuple[object, float]:
+    t = time.perf_counter()
+    handle = await rt.create(_spec())
+    await _answers(handle)
+    return handle, time.perf_counter() - t
+
+
+def _group(rt, handle):
+    if rt.name == "bwrap":
+        return cgroups.Cgroup(handle.runtime_id)
+    if rt.name == "local" and handle.extra.get("cgroup"):
+        return cgroups.Cgroup(handle.extra["cgroup"])
+    return None
+
+
+async def _backend(ctx: Context, name: str, state: Path) -> list[dict]:
+    rt = get_runtime_class(name)(Settings(state_dir=state / name, allow_host_paths=True), "bench-snapshots")
+    await rt.start()
+    records: list[dict] = []
+    try:
+        n = ctx.n(5, 20)
+        starts, handles = [], []
+        for _ in range(n):
+            handle, took = await _start(rt)
+            starts.append(took)
+            handles.append(handle)
+        for handle in handles[1:]:
+            await rt.destroy(handle)
+        handle = handles[0]
+        records.append(record("sandbox_start_ms", name, starts))
+        start_p50 = records[-1]["p50_ms"]
+
+        client = await AgentClient.connect(handle.socket_path, handle)
+        await client.create_session("bench")
+        trips = []
+        for _ in range(ctx.n(100, 500)):
+            t = time.perf_counter()
+            await client.run("bench", "echo hi")
+            trips.append(time.perf_counter() - t)
+        records.append(record("cmd_round_trip_ms", name, trips))
+
+        pauses, floors = [], []
+        group = _group(rt, handle)
+        for _ in range(ctx.n(5, 20)):  # alternating blocks of 5
+            for _ in range(5):
+                t = time.perf_counter()
+                await rt.pause(handle)
+                await rt.unpause(handle)
+                pauses.append(time.perf_counter() - t)
+            if group is not None:
+                for _ in range(5):
+                    t = time.perf_counter()
+                    await group.set_frozen(True)
+                    await group.set_frozen(False)
+                    floors.append(time.perf_counter() - t)
+        records.append(record("pause_resume_ms", name, pauses, floor_s=floors or None,
+                              floor="raw cgroup freeze + thaw" if floors else None))
+        assert (await client.exec("echo hi", shell=True)).stdout == "hi\n"  # it runs on after all that
+
+        for size in SIZES_MB:
+            await client.exec(f'head -c {size}m /dev/urandom > "$HOME/bench-{size}"', shell=True, timeout=120)
+            took, frozen, copies = [], [], []
+            for _ in range(ctx.n(3, 10)):
+                t = time.perf_counter()
+                snap = await rt.snapshot(handle, f"bench-{uuid.uuid4().hex[:8]}", "bench")
+                took.append(time.perf_counter() - t)
+                frozen.append(snap.took_ms)
+                await rt.delete_snapshot(snap)
+                if name in ("bwrap", "gvisor", "local"):  # floor: copying the same writable layer
+                    layer = Path(handle.run_dir).parent / ("work" if name == "local" else "upper")
+                    target = Path(tempfile.mkdtemp(dir=state))
+                    t = time.perf_counter()
+                    subprocess.run(["cp", "-a", f"{layer}/.", str(target)], check=True)
+                    copies.append(time.perf_counter() - t)
+                    shutil.rmtree(target)
+            records.append(record("snapshot_ms", name, took, floor_s=copies or None, size_mb=size,
+                                  frozen_p50_ms=round(sorted(frozen)[len(frozen) // 2], 2),
+                                  floor="cp -a of the layer" if copies else None))
+            await client.exec(f'rm -f "$HOME/bench-{size}"', shell=True)
+
+        forks = []
+        for _ in range(ctx.n(2, 5)):
+            t = time.perf_counter()
+            snap, children = await rt.fork(handle, 8, "bench")
+            await asyncio.gather(*(_answers(c) for c in children))
+            forks.append(time.perf_counter() - t)
+            for child in children:
+                await rt.destroy(child)
+            await rt.delete_snapshot(snap)
+        rec = record("fork_8_ready_ms", name, forks, start_p50_ms=start_p50)
+        rec["ratio_to_one_start"] = round(rec["p50_ms"] / start_p50, 2) if start_p50 else None
+        records.append(rec)
+
+        if rt.full_snapshots:
+            fulls, per_child = [], []
+            kids = 4
+            for _ in range(ctx.n(2, 5)):
+                t = time.perf_counter()
+                snap, children = await rt.fork(handle, kids, "bench", mode="full")
+                await asyncio.gather(*(_answers(c) for c in children))
+                fulls.append(time.perf_counter() - t)
+                per_child.append(fulls[-1] / kids)
+                for child in children:
+                    await rt.destroy(child)
+                await rt.delete_snapshot(snap)
+                client.close()  # the parent's agent was restored: connect again
+                client = await AgentClient.connect(handle.socket_path, handle)
+            records.append(record("full_fork_ready_ms", name, fulls, children=kids,
+                                  per_child_p50_ms=round(sorted(per_child)[len(per_child) // 2] * 1e3, 1)))
+        client.close()
+        await rt.destroy(handle)
+    finally:
+        await rt.reap(set())
+        await rt.close()
+    return records
+
+
+async def run(ctx: Context) -> list[dict]:
+    state = Path(tempfile.mkdtemp(prefix="rock-bench-snap-", dir="/tmp"))
+    names = list(ctx.backends)
+    if "gvisor" not in names and get_runtime_class("gvisor").available() is None:
+        names.append("gvisor")
+    records = []
+    try:
+        for name in names:
+            ctx.progress(f"snapshots: {name}")
+            records += await _backend(ctx, name, state)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+    return records

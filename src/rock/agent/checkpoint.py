@@ -1,0 +1,95 @@
+"""Making way for a checkpoint of the whole sandbox (gVisor's ``runsc checkpoint``), and back.
+
+gVisor cannot save a socket bound or connected through the host, and the agent's socket is one
+(the worker reaches it from outside). So on ``checkpoint.quiesce`` the agent answers, closes its
+listening socket and every connection, and says ``quiet`` on the ready FIFO; its main thread then
+waits for SIGUSR2. The worker checkpoints the sandbox and sends SIGUSR2 to its first process (the
+agent) in the sandbox it left running and in each sandbox restored from the image: there the agent
+listens again at the same path (the new sandbox's own run folder) and says ``ready``.
+Everything else (sessions, processes, memory) is inside the sandbox and is saved as it stands.
+"""
+
+import _signal
+import time
+
+from . import fastos as os
+from . import threads
+
+# What the main thread's accept loop and this module share: the listening socket, and set while
+# the agent has made way (the accept loop's error then means "wait for SIGUSR2", not a failure).
+state = {"listener": None, "path": None}
+quiet = threads.Event()
+_wake = []
+
+
+def install():
+    """At start-up, on the main thread: SIGUSR2 wakes ``wait_for_wake`` (its default would kill)."""
+    r, w = os.pipe()
+    _wake[:] = [r, w]
+
+    def on_usr2(signum, frame):
+        try:
+            os.write(w, b"x")
+        except OSError:
+            pass
+
+    _signal.signal(_signal.SIGUSR2, on_usr2)
+
+
+def drain_wake():
+    """Forget SIGUSR2s from before (a worker may repeat one it thinks was lost)."""
+    import fcntl
+
+    fd = _wake[0]
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    try:
+        while os.read(fd, 64):
+            pass
+    except BlockingIOError:
+        pass
+    finally:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+
+
+def wait_for_wake():
+    """Block the main thread until SIGUSR2 (its handler runs here and writes the pipe)."""
+    os.read(_wake[0], 64)
+
+
+def _quiesce(req):
+    agent = req.conn.agent
+    quiet.set()
+    req.reply({"quiet": True})
+    threads.spawn(_close_all, agent)
+    from .server import DEFERRED
+
+    return DEFERRED
+
+
+def _close_all(agent):
+    import _socket
+
+    # Wake the accept loop with a connection of our own (gVisor does not wake an accept blocked on
+    # a host socket that is shut down); seeing ``quiet`` set, it closes the listener.
+    try:
+        waker = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        waker.connect(state["path"])
+        waker.close()
+    except OSError:
+        pass
+    for conn in list(agent.connections):
+        try:
+            conn.sock.shutdown(_socket.SHUT_RDWR)  # its reader ends and closes the socket
+        except OSError:
+            pass
+
+
+def wait_closed(agent, timeout=10.0):
+    """Until every connection's socket is closed (each reader thread closes its own)."""
+    deadline = time.monotonic() + timeout
+    while agent.connections and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+OPS = {"checkpoint.quiesce": _quiesce}

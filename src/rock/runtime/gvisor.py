@@ -1,0 +1,355 @@
+"""Sandboxes in gVisor: Debian's ``runsc`` driving OCI bundles directly (no Docker runtime).
+
+Why direct: registering runsc with dockerd needs a daemon.json change and a dockerd restart,
+and the engine adds nothing a bundle cannot say here. One sandbox is one runsc container:
+
+    <state>/sandboxes/<id>/bundle/config.json   the OCI spec we write
+    <state>/sandboxes/<id>/upper, ovl-work, root  the root: an overlay of the sandbox's files
+                                                  (upper) over the image rootfs bwrap uses too
+    <state>/sandboxes/<id>/run                    /.rock/run inside: agent.sock and the FIFO
+    <state>/runsc/                                runsc's own state (--root)
+
+The root overlay is mounted on the host and served to the sandbox by runsc's gofer with
+``--overlay2=none`` and ``--file-access=shared``: the sandbox's writes reach ``upper`` on the
+host at once, so a filesystem snapshot copies ``upper`` while ``runsc pause`` holds it still,
+as on bwrap. The agent's socket is a host Unix socket that the agent creates inside,
+and its ready FIFO a host FIFO (``--host-fifo=open``). ``--host-uds=all``, not ``create``: the
+agent wakes its own accept by connecting to its socket before a checkpoint; the only host
+sockets the sandbox could reach are in its own mounts, i.e. that one. cgroups:
+runsc puts its sandbox and gofer in ``rock/<owner key>/<id>`` (``linux.cgroupsPath``), so
+limits, accounting and the leak check work as on bwrap.
+
+A ``full`` snapshot is ``runsc checkpoint``: memory, processes and the open files of every
+process. gVisor cannot save a socket bound through the host, so the agent first makes way
+(``rock_agent.checkpoint``): it closes its socket and connections and waits for SIGUSR2. The
+checkpoint stops the sandbox (``--leave-running`` hangs in this runsc), so the source comes
+back by ``runsc restore`` from its own image, like every sandbox started from the snapshot,
+each over a copy of the upper layer taken at the same instant; SIGUSR2 then has each agent
+listen again on its own run folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from rock.errors import BadRequest, SandboxStartError
+from rock.runtime import cgroups
+from rock.runtime.base import (
+    AGENT_SRC,
+    READY_NAME,
+    READY_TIMEOUT,
+    SOCKET_NAME,
+    SANDBOX_CAPS,
+    SANDBOX_LIB,
+    SANDBOX_RUN,
+    ReadyFifo,
+    ResourceStats,
+    Runtime,
+    RuntimeHandle,
+    SandboxSpec,
+    exit_reason,
+    pid_exit_future,
+    process_alive,
+    process_start_time,
+    tail,
+    unusable_reason,
+)
+from rock.runtime.bwrap_options import DEFAULT_PATH
+from rock.runtime.image_root import image_lower, mount_points
+from rock.runtime.mounts import detach, mount_overlay
+from rock.runtime.snapshots import copy_frozen, copy_tree, seed_upper, tree_bytes
+
+log = logging.getLogger("rock.runtime.gvisor")
+_CID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")
+CHECKPOINT = "checkpoint"
+
+
+class GvisorRuntime(Runtime):
+    name = "gvisor"
+    full_snapshots = True
+    # The agent is the sandbox's first process, as in a container: it makes itself non-dumpable.
+    agent_env = {"ROCK_AGENT_NONDUMPABLE": "1"}
+
+    def __init__(self, settings, owner: str):
+        super().__init__(settings, owner)
+        self.runsc = shutil.which("runsc") or "runsc"
+        self.state = Path(settings.state_dir) / "runsc"
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.python_prefix = str(Path(settings.host_python).parent.parent)
+
+    @classmethod
+    def available(cls) -> str | None:
+        return unusable_reason("runsc", "gVisor's runsc is not installed (apt-get install runsc; "
+                               "scripts/setup-host.sh does it)",
+                               "the gvisor backend runs runsc as root (it mounts the sandbox's root and makes cgroups)")
+
+    # -- runsc ----------------------------------------------------------------------------
+
+    def _flags(self, spec: SandboxSpec) -> list[str]:
+        return [f"--root={self.state}", "--host-uds=all", "--host-fifo=open", "--overlay2=none",
+                "--file-access=shared", f"--network={'host' if spec.network else 'none'}"]
+
+    async def _runsc(self, spec: SandboxSpec, *args: str, check: bool = True, log_to: Path | None = None) -> str:
+        out = open(log_to, "ab") if log_to else subprocess.PIPE
+        try:
+            proc = await asyncio.create_subprocess_exec(self.runsc, *self._flags(spec), *args, stdin=subprocess.DEVNULL,
+                                                        stdout=out, stderr=subprocess.STDOUT if log_to else out)
+            stdout, _ = await proc.communicate()
+        finally:
+            if log_to:
+                out.close()
+        text = (stdout or b"").decode(errors="replace") if not log_to else ""
+        if check and proc.returncode:
+            said = tail(log_to, 600) if log_to else text.strip()[-600:]
+            raise SandboxStartError(f"runsc {args[0]} failed (exit {proc.returncode}): {said}")
+        return text
+
+    def _cid(self, sandbox_id: str) -> str:
+        """runsc's container id: the owner key keeps two owners' sandboxes of one id apart."""
+        sid = sandbox_id if _CID.match(sandbox_id) else sandbox_id.encode().hex()[:100]
+        return f"rock-{self.owner_key}-{sid}"
+
+    # -- create ---------------------------------------------------------------------------
+
+    async def create(self, spec: SandboxSpec, kept_lower: str | None = None, restore: Path | None = None) -> RuntimeHandle:
+        """``restore``: a checkpoint image to bring the sandbox's processes back from, instead of
+        starting its agent (its files are the upper layer seeded from the same snapshot)."""
+        t0 = time.perf_counter()
+        sid = spec.sandbox_id
+        if spec.runtime:
+            raise SandboxStartError("engine runtimes (kata) need the docker backend; this one is gvisor")
+        if spec.network and not self.settings.allow_host_network:  # the admin refuses it first
+            raise BadRequest("network=true on the gvisor backend is runsc's host network: the sandbox would reach "
+                             "every service on the host's loopback; an operator may allow it with the setting "
+                             "allow_host_network (ROCK_ALLOW_HOST_NETWORK=true)")
+        lower, image_env = await image_lower(spec.model_copy(update={"image": spec.image or self.settings.default_image}),
+                                             self.settings)
+        if kept_lower and kept_lower != lower and os.path.isdir(kept_lower):
+            lower = kept_lower
+        group = cgroups.Cgroup(f"{cgroups.PREFIX}/{self.owner_key}/{sid}")
+        sandbox_dir = self.sandboxes_dir / sid
+        handle = RuntimeHandle(sandbox_id=sid, backend=self.name, runtime_id=group.rel, run_dir=str(sandbox_dir / "run"),
+                               spec=spec, extra={"image_root": lower, "cid": self._cid(sid)})
+        fifo = died = None
+        try:
+            if group.pids():
+                raise SandboxStartError(f"sandbox {sid} is already running")
+            run = self.prepare_run_dir(sid)
+            if restore is not None:  # the agent's files there (session and process output) are open in the image
+                await asyncio.to_thread(copy_tree, restore.parent / "run", run)
+            fifo = ReadyFifo(run)
+            await asyncio.to_thread(self._prepare, spec, sandbox_dir, lower, image_env, group)
+            await self._boot(handle, restore)
+            died = asyncio.ensure_future(exit_reason(pid_exit_future(handle.pid), sandbox_dir / "sandbox.log",
+                                                     "the gVisor sandbox"))
+            await self._wait_ready(handle, fifo, died, restored=restore is not None)
+        except BaseException:
+            await self.destroy(handle)
+            raise
+        finally:
+            if fifo is not None:
+                fifo.close()
+            if died is not None:
+                died.cancel()
+        # The gofer has the root open in its own mount namespace; the host's table need not hold it.
+        detach(sandbox_dir / "root")
+        log.info("sandbox %s ready in %.1f ms%s", sid, (time.perf_counter() - t0) * 1e3,
+                 " (restored)" if restore else "")
+        return handle
+
+    def _prepare(self, spec: SandboxSpec, sandbox_dir: Path, lower: str, image_env: dict[str, str],
+                 group: cgroups.Cgroup) -> None:
+        mount_points(lower, (self.python_prefix, f"{SANDBOX_LIB}/rock_agent", SANDBOX_RUN))
+        mount_overlay(sandbox_dir, lower)
+        bundle = sandbox_dir / "bundle"
+        bundle.mkdir(exist_ok=True)
+        env = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", **image_env, **self.sandbox_env(spec)}
+        (bundle / "config.json").write_text(json.dumps(self._oci(spec, sandbox_dir, env, group)))
+
+    def _oci(self, spec: SandboxSpec, sandbox_dir: Path, env: dict[str, str], group: cgroups.Cgroup) -> dict:
+        caps = [f"CAP_{c}" for c in SANDBOX_CAPS] + (["CAP_NET_BIND_SERVICE"] if spec.network else [])
+        binds = [(str(sandbox_dir / "run"), SANDBOX_RUN, "rw"), (str(AGENT_SRC), f"{SANDBOX_LIB}/rock_agent", "ro"),
+                 (self.python_prefix, self.python_prefix, "ro"), *((p, p, "ro") for p in spec.ro_binds)]
+        resources: dict = {}
+        if spec.memory_bytes:
+            resources["memory"] = {"limit": spec.memory_bytes, "swap": spec.memory_bytes}
+        if spec.pids_limit:
+            resources["pids"] = {"limit": spec.pids_limit}
+        if spec.cpus:
+            resources["cpu"] = {"quota": int(spec.cpus * cgroups.CFS_PERIOD_US), "period": cgroups.CFS_PERIOD_US}
+        limit = spec.max_file_bytes if spec.max_file_bytes is not None else self.settings.max_file_bytes
+        return {
+            "ociVersion": "1.0.2",
+            "process": {
+                "terminal": False, "user": {"uid": 0, "gid": 0}, "cwd": "/", "args": self.agent_argv(),
+                "env": [f"{k}={v}" for k, v in env.items()],
+                "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
+                "noNewPrivileges": True,
+                "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1 << 20, "soft": 1 << 20}]
+                + ([{"type": "RLIMIT_FSIZE", "hard": limit, "soft": limit}] if limit else []),
+            },
+            "root": {"path": str(sandbox_dir / "root"), "readonly": False},
+            "hostname": spec.sandbox_id[:63],
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
+                {"destination": "/dev/pts", "type": "devpts", "source": "devpts"},
+                {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "nodev"]},
+                {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["ro", "nosuid", "noexec"]},
+                *({"destination": dest, "type": "bind", "source": src, "options": ["rbind", mode]}
+                  for src, dest, mode in binds),
+            ],
+            "linux": {
+                "namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount", *(() if spec.network else ("network",)))],
+                "cgroupsPath": "/" + group.rel,
+                "resources": resources,
+            },
+        }
+
+    async def _wait_ready(self, handle: RuntimeHandle, fifo: ReadyFifo, died: asyncio.Future | None,
+                          restored: bool) -> None:
+        """The agent's ready line. A restored agent waits for SIGUSR2, and a SIGUSR2 sent at once
+        after ``runsc restore`` returned was seen lost now and then (1 start in ~10 here): it is
+        sent again every 2 s (the agent forgets extra ones before its next checkpoint)."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        watch = [died] if died is not None else []
+        while True:
+            try:
+                await fifo.wait(watch, 2.0 if restored else READY_TIMEOUT)
+                return
+            except SandboxStartError:
+                if not restored or (died is not None and died.done()) or time.monotonic() > deadline:
+                    raise
+            await self._runsc(handle.spec, "kill", handle.extra["cid"], "USR2", check=False)
+
+    async def _boot(self, handle: RuntimeHandle, restore: Path | None) -> None:
+        sandbox_dir = Path(handle.run_dir).parent
+        pid_file = sandbox_dir / "sandbox.pid"
+        pid_file.unlink(missing_ok=True)
+        cid = handle.extra["cid"]
+        common = ["--bundle", str(sandbox_dir / "bundle"), "--detach", "--pid-file", str(pid_file)]
+        if restore is None:
+            await self._runsc(handle.spec, "run", *common, cid, log_to=sandbox_dir / "sandbox.log")
+        else:
+            await self._runsc(handle.spec, "restore", "--image-path", str(restore), *common, cid,
+                              log_to=sandbox_dir / "sandbox.log")
+        handle.pid = int(pid_file.read_text().strip())
+        handle.extra["start_time"] = str(process_start_time(handle.pid))
+        if restore is not None:  # the restored agent waits for this to listen again (rock_agent.checkpoint)
+            await self._runsc(handle.spec, "kill", cid, "USR2")
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def alive(self, handle: RuntimeHandle) -> bool:
+        return handle.pid is not None and process_alive(handle.pid, handle.start_time)
+
+    async def destroy(self, handle: RuntimeHandle) -> None:
+        t0 = time.perf_counter()
+        sandbox_dir = Path(handle.run_dir).parent
+        await self._runsc(handle.spec, "delete", "--force", handle.extra.get("cid", self._cid(handle.sandbox_id)),
+                          check=False)
+        await cgroups.Cgroup(handle.runtime_id).destroy()  # what runsc left (a sandbox it lost track of)
+        detach(sandbox_dir / "root")
+        await asyncio.to_thread(shutil.rmtree, sandbox_dir, ignore_errors=True)
+        log.info("sandbox %s destroyed in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
+
+    async def stats(self, handle: RuntimeHandle) -> ResourceStats:
+        return ResourceStats(**cgroups.Cgroup(handle.runtime_id).stats())
+
+    async def disk_usage(self, handle: RuntimeHandle) -> int | None:
+        return await asyncio.to_thread(tree_bytes, Path(handle.run_dir).parent / "upper")
+
+    async def reap(self, known: set[str]) -> list[str]:
+        """This owner's runsc containers, groups and directories that no known sandbox uses."""
+        removed: set[str] = set()
+        prefix = f"rock-{self.owner_key}-"
+        listed = await self._runsc(SandboxSpec(sandbox_id="-"), "list", "--quiet", check=False)
+        mine = {cid for cid in listed.split() if cid.startswith(prefix)}
+        known_cids = {self._cid(sid) for sid in known}
+        for cid in mine - known_cids:
+            await self._runsc(SandboxSpec(sandbox_id="-"), "delete", "--force", cid, check=False)
+        for sid, group in cgroups.owned(self.owner_key).items():
+            if sid not in known:
+                await group.destroy()
+                removed.add(sid)
+        for d in list(self.sandboxes_dir.iterdir()):
+            if d.is_dir() and d.name not in known:
+                detach(d / "root")
+                await asyncio.to_thread(shutil.rmtree, d, ignore_errors=True)
+                removed.add(d.name)
+        return sorted(removed)
+
+    # -- pause, snapshots -----------------------------------------------------------------
+
+    async def _freeze(self, handle: RuntimeHandle) -> None:
+        await self._runsc(handle.spec, "pause", handle.extra["cid"])
+
+    async def _thaw(self, handle: RuntimeHandle) -> None:
+        await self._runsc(handle.spec, "resume", handle.extra["cid"])
+
+    async def _snapshot(self, handle: RuntimeHandle, snapshot, path: Path) -> None:
+        snapshot.extra["image_root"] = handle.extra.get("image_root", "")
+        upper = Path(handle.run_dir).parent / "upper"
+        if snapshot.mode == "filesystem":
+            await copy_frozen(self, handle, upper, snapshot, path)
+            return
+        if self.paused(handle):
+            await self.unpause(handle)  # its agent must run to make way
+        await self._make_way(handle)
+        t0 = time.perf_counter()
+        cid = handle.extra["cid"]
+        await self._runsc(handle.spec, "pause", cid)  # the files and the memory taken at one instant
+        await asyncio.to_thread(copy_tree, upper, path / "upper")
+        await asyncio.to_thread(_copy_run, Path(handle.run_dir), path / "run")
+        await self._runsc(handle.spec, "resume", cid)
+        await self._runsc(handle.spec, "checkpoint", "--image-path", str(path / CHECKPOINT), cid)
+        snapshot.took_ms = (time.perf_counter() - t0) * 1e3
+        # The checkpoint ended the source: it goes on from its own image, in place.
+        await self._runsc(handle.spec, "delete", "--force", cid, check=False)  # a restored one stays "running"
+        sandbox_dir = Path(handle.run_dir).parent
+        fifo = ReadyFifo(Path(handle.run_dir))  # the run folder stays as the image knows it
+        try:
+            await asyncio.to_thread(mount_overlay, sandbox_dir, handle.extra["image_root"])
+            await self._boot(handle, path / CHECKPOINT)
+            await self._wait_ready(handle, fifo, None, restored=True)
+        finally:
+            fifo.close()
+            detach(sandbox_dir / "root")
+        snapshot.size_bytes = await asyncio.to_thread(tree_bytes, path)
+
+    async def _make_way(self, handle: RuntimeHandle) -> None:
+        """Have the agent close every socket through the host and say so on the ready FIFO."""
+        from rock.worker.agent_client import AgentClient
+
+        fifo = ReadyFifo(Path(handle.run_dir))
+        try:
+            client = await AgentClient.connect(handle.socket_path, handle)
+            try:
+                await asyncio.wait_for(client.call("checkpoint.quiesce"), 30)
+            finally:
+                client.close()
+            await fifo.wait([], 30)
+        finally:
+            fifo.close()
+
+    async def _start_from(self, snapshot, spec: SandboxSpec) -> RuntimeHandle:
+        path = self.snapshots.path(snapshot.name)
+        await seed_upper(path, self.sandboxes_dir / spec.sandbox_id / "upper")
+        restore = path / CHECKPOINT if snapshot.mode == "full" else None
+        return await self.create(spec, kept_lower=snapshot.extra.get("image_root"), restore=restore)
+
+
+def _copy_run(run: Path, target: Path) -> None:
+    """The agent's files in its run folder, without what each sandbox has of its own (its socket,
+    its ready FIFO)."""
+    copy_tree(run, target)
+    for name in (SOCKET_NAME, READY_NAME):
+        (target / name).unlink(missing_ok=True)

@@ -1,0 +1,77 @@
+"""What only the gvisor backend does: full (memory and processes) snapshots and forks.
+
+The rest of what it shares with the others runs in the parametrized runtime tests
+(test_pause_snapshot, test_runtime_isolation, test_escapes, ...)."""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import AsyncExitStack
+
+import pytest
+
+from tests.runtime.test_pause_snapshot import agent, ask_counter, start_counter  # noqa: F401 - agent is a fixture
+
+pytestmark = pytest.mark.gvisor
+
+
+@pytest.fixture
+def gvisor(make_runtime):
+    return make_runtime("gvisor")
+
+
+async def test_a_full_fork_continues_the_processes_memory_in_every_child(gvisor, new_spec, sandboxes, agent):  # noqa: F811
+    parent = await sandboxes(gvisor, new_spec(image="python:3.11"))
+    async with agent(parent) as client:
+        await start_counter(client)
+        assert await ask_counter(client) == "1"
+        assert await ask_counter(client) == "2"
+        await client.exec('echo from-parent > "$HOME/shared"', shell=True)
+    snap, children = await gvisor.fork(parent, 3, owner="alice", mode="full")
+    try:
+        assert snap.mode == "full" and len(children) == 3
+        async with AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(agent(c)) for c in children]
+            # Each child's counter process goes on from the 2 it held in memory, on its own.
+            assert [await ask_counter(c) for c in clients] == ["3", "3", "3"]
+            assert await ask_counter(clients[0]) == "4"
+            assert [await ask_counter(c) for c in clients] == ["5", "4", "4"]
+            await clients[1].exec('echo mine > "$HOME/only-second"', shell=True)
+            seen = [(await c.exec('cat "$HOME/shared"; test -e "$HOME/only-second" && echo yes || echo no',
+                                  shell=True)).stdout for c in clients]
+            assert seen == ["from-parent\nno\n", "from-parent\nyes\n", "from-parent\nno\n"]
+        # The parent goes on as well, from where it was.
+        async with agent(parent) as client:
+            assert await ask_counter(client) == "3"
+            assert (await client.exec('test -e "$HOME/only-second" && echo yes || echo no', shell=True)).stdout == "no\n"
+    finally:
+        for child in children:
+            await gvisor.destroy(child)
+        await gvisor.delete_snapshot(snap)
+
+
+async def test_a_full_snapshot_outlives_its_source(gvisor, new_spec, agent):  # noqa: F811
+    source = await gvisor.create(new_spec(image="python:3.11"))
+    try:
+        async with agent(source) as client:
+            await start_counter(client)
+            assert await ask_counter(client) == "1"
+        snap = await gvisor.snapshot(source, f"full-{uuid.uuid4().hex[:8]}", owner="alice", mode="full")
+    finally:
+        await gvisor.destroy(source)
+    try:
+        started = await gvisor.start_from(snap)
+        try:
+            async with agent(started) as client:
+                assert await ask_counter(client) == "2"
+        finally:
+            await gvisor.destroy(started)
+    finally:
+        await gvisor.delete_snapshot(snap)
+
+
+async def test_an_admin_without_runsc_is_told_why(monkeypatch):
+    from rock.runtime import gvisor
+
+    monkeypatch.setattr(gvisor.shutil, "which", lambda name: None)
+    assert "runsc" in gvisor.GvisorRuntime.available()

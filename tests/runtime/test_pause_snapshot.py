@@ -1,0 +1,203 @@
+"""Pause / resume, snapshots and fork at the runtime level, on every backend.
+
+Files go under ``$HOME``: the local backend's sandbox has no root of its own, its HOME is its
+private work directory (what its snapshots keep); on the others HOME is /root, in the writable layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import pytest
+
+from rock.errors import BadRequest, Conflict, SandboxPaused, SnapshotNotFound
+from rock.runtime.base import RuntimeHandle
+
+# A process holding a counter in memory: each SIGUSR1 adds one and writes the count to a file.
+COUNTER = (
+    "import os, signal\n"
+    "home = os.path.expanduser('~')\n"
+    "n = 0\n"
+    "def bump(*_):\n"
+    "    global n\n"
+    "    n += 1\n"
+    "    with open(home + '/count.tmp', 'w') as out:\n"
+    "        out.write(str(n))\n"
+    "    os.replace(home + '/count.tmp', home + '/count')\n"
+    "signal.signal(signal.SIGUSR1, bump)\n"
+    "with open(home + '/counter.tmp', 'w') as out:\n"
+    "    out.write(str(os.getpid()))\n"
+    "os.replace(home + '/counter.tmp', home + '/counter.pid')\n"
+    "while True:\n"
+    "    signal.pause()\n"
+)
+PY = '"$ROCK_HOST_PYTHON"'
+# Signal the counter and wait (a deadline, in the sandbox) until the count file changes.
+ASK = ('before=$(cat "$HOME/count" 2>/dev/null || echo 0); kill -USR1 "$(cat "$HOME/counter.pid")"; i=0; '
+       'while [ "$(cat "$HOME/count" 2>/dev/null || echo 0)" = "$before" ] && [ $i -lt 3000 ]; do '
+       'i=$((i+1)); sleep 0.01; done; cat "$HOME/count"')
+
+
+async def start_counter(client) -> None:
+    await client.exec('rm -f "$HOME/count" "$HOME/counter.pid"', shell=True)
+    await client.proc_start(["sh", "-c", f'exec {PY} -c "$0"', COUNTER])
+    started = await client.exec('i=0; while [ ! -s "$HOME/counter.pid" ] && [ $i -lt 3000 ]; do i=$((i+1)); '
+                                'sleep 0.01; done; cat "$HOME/counter.pid"', shell=True, timeout=60)
+    assert started.stdout.strip().isdigit(), started
+
+
+async def ask_counter(client) -> str:
+    """One more count from the counter process: what it holds in memory, plus one."""
+    return (await client.exec(ASK, shell=True, timeout=60)).stdout.strip()
+
+
+@pytest.fixture
+def agent():
+    """``async with agent(handle) as client``: connected as the worker connects, with the sandbox's
+    handle, so that a paused sandbox refuses at once (the shared fixture connects by path only)."""
+
+    @asynccontextmanager
+    async def connect(handle: RuntimeHandle):
+        from rock.worker.agent_client import AgentClient
+
+        client = await AgentClient.connect(handle.socket_path, handle)
+        try:
+            yield client
+        finally:
+            client.close()
+
+    return connect
+
+
+async def cpu_used(runtime, handle, seconds: float) -> float:
+    """CPU seconds the sandbox's cgroup used over a window of ``seconds``."""
+    before = (await runtime.stats(handle)).cpu_seconds
+    await asyncio.sleep(seconds)  # a measuring window, not a wait for an event
+    return (await runtime.stats(handle)).cpu_seconds - before
+
+
+async def test_a_paused_sandbox_uses_no_cpu_refuses_commands_and_resumes(runtime, new_spec, sandboxes, agent):
+    handle = await sandboxes(runtime, new_spec(image="python:3.11"))
+    async with agent(handle) as client:
+        await client.proc_start(["sh", "-c", "while :; do :; done"])
+        await start_counter(client)
+        assert await ask_counter(client) == "1"
+        running = await cpu_used(runtime, handle, 1.0)
+        assert running > 0.1  # the control: the loop burns CPU while running (a busy machine gives it less)
+        await runtime.pause(handle)
+        assert runtime.paused(handle)
+        assert await cpu_used(runtime, handle, 1.0) < min(0.02, running / 10)
+        with pytest.raises(SandboxPaused, match="paused"):
+            await client.exec("echo hi", shell=True)
+        with pytest.raises(SandboxPaused):  # a new connection too
+            async with agent(handle):
+                pass
+        await runtime.unpause(handle)
+        assert not runtime.paused(handle)
+        assert (await client.exec("echo hi", shell=True)).stdout == "hi\n"
+        assert await ask_counter(client) == "2"  # its memory was kept
+        assert await cpu_used(runtime, handle, 1.0) > 0.1
+
+
+async def test_a_paused_sandbox_survives_a_new_runtime_on_the_same_state(runtime, make_runtime, new_spec, agent):
+    handle = await runtime.create(new_spec(image="python:3.11"))
+    again = None
+    try:
+        async with agent(handle) as client:
+            await start_counter(client)
+            assert await ask_counter(client) == "1"
+        await runtime.pause(handle)
+        # What a restarted worker has: the handle from its record, a runtime object of its own.
+        record = RuntimeHandle.model_validate_json(handle.model_dump_json())
+        again = type(runtime)(runtime.settings, runtime.owner)
+        assert again.paused(record) and await again.alive(record)
+        assert await again.reap({handle.sandbox_id}) == []
+        with pytest.raises(SandboxPaused):
+            async with agent(record):
+                pass
+        await again.unpause(record)
+        async with agent(record) as client:
+            assert await ask_counter(client) == "2"
+    finally:
+        await (again or runtime).destroy(handle)
+        if again is not None:
+            await again.close()
+
+
+async def test_a_paused_sandbox_can_be_deleted(runtime, new_spec, agent):
+    handle = await runtime.create(new_spec())
+    await runtime.pause(handle)
+    await runtime.destroy(handle)
+    assert not await runtime.alive(handle)
+
+
+async def test_a_filesystem_snapshot_is_owned_outlives_its_source_and_starts_sandboxes(runtime, new_spec, sandboxes,
+                                                                                        agent):
+    name = f"snap-{uuid.uuid4().hex[:8]}"
+    source = await runtime.create(new_spec(image="python:3.11"))
+    try:
+        async with agent(source) as client:
+            await client.exec('echo before > "$HOME/kept"', shell=True)
+            snap = await runtime.snapshot(source, name, owner="alice")
+            assert (await client.exec('echo after > "$HOME/later"; cat "$HOME/kept"', shell=True)).stdout == "before\n"
+    finally:
+        await runtime.destroy(source)
+    try:
+        assert snap.mode == "filesystem" and snap.source == source.sandbox_id
+        assert runtime.snapshots.get(name, "alice").name == name
+        with pytest.raises(SnapshotNotFound):
+            runtime.snapshots.get(name, "bob")  # another owner's is as good as absent
+        assert [s.name for s in runtime.snapshots.list("bob")] == []
+        with pytest.raises(Conflict):
+            await runtime.snapshot(await sandboxes(runtime, new_spec()), name, owner="bob")
+        child = await sandboxes(runtime, runtime.snapshots.get(name, "alice").spec.model_copy(
+            update={"sandbox_id": f"c{uuid.uuid4().hex[:10]}"}))  # a plain start: no files of the snapshot
+        async with agent(child) as client:
+            assert (await client.exec('cat "$HOME/kept" 2>/dev/null || echo absent', shell=True)).stdout == "absent\n"
+        for _ in range(2):
+            started = await runtime.start_from(snap)
+            try:
+                async with agent(started) as client:
+                    got = await client.exec('cat "$HOME/kept"; test -e "$HOME/later" && echo later || echo no-later',
+                                            shell=True)
+                assert got.stdout == "before\nno-later\n"
+            finally:
+                await runtime.destroy(started)
+    finally:
+        await runtime.delete_snapshot(snap)
+    with pytest.raises(SnapshotNotFound):
+        runtime.snapshots.get(name, "alice")
+
+
+async def test_fork_children_start_alike_and_then_differ(runtime, new_spec, sandboxes, agent):
+    parent = await sandboxes(runtime, new_spec(image="python:3.11"))
+    async with agent(parent) as client:
+        await client.exec('echo parent > "$HOME/shared"', shell=True)
+    snap, children = await runtime.fork(parent, 3, owner="alice")
+    try:
+        assert len({c.sandbox_id for c in children}) == 3
+        async with AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(agent(child)) for child in children]
+            for client in clients:
+                assert (await client.exec('cat "$HOME/shared"', shell=True)).stdout == "parent\n"
+            await clients[0].exec('echo mine > "$HOME/only-first"', shell=True)
+            seen = [(await c.exec('test -e "$HOME/only-first" && echo yes || echo no', shell=True)).stdout
+                    for c in clients]
+            assert seen == ["yes\n", "no\n", "no\n"]
+            async with agent(parent) as client:
+                assert (await client.exec('test -e "$HOME/only-first" && echo yes || echo no', shell=True)).stdout == "no\n"
+    finally:
+        for child in children:
+            await runtime.destroy(child)
+        await runtime.delete_snapshot(snap)
+
+
+async def test_full_snapshots_are_refused_where_the_backend_cannot_keep_memory(runtime, new_spec, sandboxes):
+    if runtime.full_snapshots:
+        pytest.skip(f"{runtime.name} takes full snapshots (tests/runtime/test_gvisor.py)")
+    handle = await sandboxes(runtime, new_spec())
+    with pytest.raises(BadRequest, match="full"):
+        await runtime.snapshot(handle, f"s{uuid.uuid4().hex[:8]}", owner="alice", mode="full")
+    assert runtime.snapshots.list("alice") == []
