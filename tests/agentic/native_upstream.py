@@ -5,8 +5,8 @@ way the vendors' servers write them (a ``ping``, text in several deltas, tool in
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.agentic.upstream import LoopbackServer, QuietHandler
 
 
 def _sse(name: str, obj: dict) -> bytes:
@@ -69,26 +69,15 @@ def response_events(n: int, model: str) -> list[bytes]:
     return out
 
 
-class NativeUpstream:
+class NativeUpstream(LoopbackServer):
     def __init__(self):
         self.requests: list[tuple[str, dict, dict]] = []  # (path, headers, body)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__()
 
     def _handler(self):
         up = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 up.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
@@ -112,12 +101,5 @@ class NativeUpstream:
                 else:
                     out = response_obj(n, model)
                 self._send(200, json.dumps(out).encode(), "application/json")
-
-            def _send(self, status, data, ctype):
-                self.send_response(status)
-                self.send_header("content-type", ctype)
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
 
         return Handler

@@ -11,10 +11,27 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-class Upstream:
-    def __init__(self, fail_first: int = 0, fail_status: int = 503, drop_first: int = 0):
-        self.fail_first, self.fail_status, self.drop_first = fail_first, fail_status, drop_first
-        self.requests: list[dict] = []
+class QuietHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1, no access log, and ``_send`` for a whole answer."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, status, data, ctype):
+        self.send_response(status)
+        self.send_header("content-type", ctype)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class LoopbackServer:
+    """A threaded server on a free loopback port (``url`` ends in /v1); subclasses give
+    ``_handler()``, a QuietHandler class that sees the server as its closure."""
+
+    def __init__(self):
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -24,14 +41,19 @@ class Upstream:
         self.server.server_close()
 
     def _handler(self):
+        raise NotImplementedError
+
+
+class Upstream(LoopbackServer):
+    def __init__(self, fail_first: int = 0, fail_status: int = 503, drop_first: int = 0):
+        self.fail_first, self.fail_status, self.drop_first = fail_first, fail_status, drop_first
+        self.requests: list[dict] = []
+        super().__init__()
+
+    def _handler(self):
         up = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 up.requests.append(body)
@@ -70,12 +92,5 @@ class Upstream:
             def _chunk(self, data: bytes) -> None:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
                 self.wfile.flush()
-
-            def _send(self, status, data, ctype):
-                self.send_response(status)
-                self.send_header("content-type", ctype)
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
 
         return Handler

@@ -71,19 +71,29 @@ async def test_warm_pool_hands_out_ready_sandboxes_and_refills(fresh_worker):
     assert not (await fresh_worker.create(other)).warm
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-async def test_restarted_worker_reattaches_running_sandboxes(backend):
-    first = new_worker(backend)
-    await first.start()
+async def _worker_with_a_sandbox(backend):
+    """A started worker holding one new sandbox: (worker, its id, its agent)."""
+    worker = new_worker(backend)
+    await worker.start()
     sid = _sid()
-    await first.create(first.default_spec(sid))
-    agent = first.agent(sid)
-    await agent.write_file("/root/work.txt", b"precious")
-    started = await agent.proc_start("sleep 600", name="survivor")
-    await first.close(stop_sandboxes=False)  # the worker goes away; the sandbox must not
+    await worker.create(worker.default_spec(sid))
+    return worker, sid, worker.agent(sid)
 
+
+async def _restarted(first, backend):
+    """``first`` goes away leaving its sandboxes; a new worker on the same state dir, started."""
+    await first.close(stop_sandboxes=False)
     second = new_worker(backend, state_dir=first.settings.state_dir)
     await second.start()
+    return second
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_restarted_worker_reattaches_running_sandboxes(backend):
+    first, sid, agent = await _worker_with_a_sandbox(backend)
+    await agent.write_file("/root/work.txt", b"precious")
+    started = await agent.proc_start("sleep 600", name="survivor")
+    second = await _restarted(first, backend)  # the worker goes away; the sandbox must not
     try:
         assert [s.sandbox_id for s in second.list()] == [sid]
         agent = second.agent(sid)
@@ -98,21 +108,14 @@ async def test_restarted_worker_reattaches_running_sandboxes(backend):
 async def test_a_paused_sandbox_stays_paused_across_a_worker_restart(backend):
     from rock.errors import SandboxPaused
 
-    first = new_worker(backend)
-    await first.start()
-    sid = _sid()
-    await first.create(first.default_spec(sid))
-    agent = first.agent(sid)
+    first, sid, agent = await _worker_with_a_sandbox(backend)
     await agent.create_session("s")
     await agent.run("s", "x=41")  # a shell variable: memory only the running bash holds
     await first.pause(sid)
     assert first.get(sid).state == "paused"
     with pytest.raises(SandboxPaused):
         await first.agent(sid).run("s", "echo $x")
-    await first.close(stop_sandboxes=False)
-
-    second = new_worker(backend, state_dir=first.settings.state_dir)
-    await second.start()
+    second = await _restarted(first, backend)
     try:
         assert [(s.sandbox_id, s.state) for s in second.list()] == [(sid, "paused")]
         with pytest.raises(SandboxPaused):
