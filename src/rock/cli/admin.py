@@ -11,11 +11,12 @@ import signal
 import subprocess
 import sys
 import time
+import typing
 from pathlib import Path
 
 from rock.cli.output import Out
 from rock.cli.statefiles import info_path, log_path, pid_path, process_name
-from rock.config import Settings
+from rock.config import BackendName, Settings
 from rock.errors import RockError
 
 
@@ -25,7 +26,7 @@ def add_parser(sub) -> None:
     start = s.add_parser("start", help="start the admin (in the background unless --foreground)")
     start.add_argument("--host", help="address to bind (default 127.0.0.1; others need API tokens)")
     start.add_argument("--port", type=int, help="port (default 8080)")
-    start.add_argument("--backend", choices=["auto", "docker", "bwrap", "local"], help="runtime backend")
+    start.add_argument("--backend", choices=list(typing.get_args(BackendName)), help="runtime backend")
     start.add_argument("--state-dir", help="where records, sandboxes, pid and log files live")
     start.add_argument("--role", choices=["admin", "proxy"], help="admin: everything; proxy: data plane only")
     start.add_argument("--env", help="read ROCK's config rock-conf/rock-ENV.yml (its sections that apply here)")

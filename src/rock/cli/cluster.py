@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import signal
 import threading
+import typing
 
 import httpx
 
 from rock.cli import add_admin_options
 from rock.cli.output import Out
-from rock.config import Settings
+from rock.config import BackendName, Settings
 from rock.errors import RockError
 
 GIB = 1 << 30
@@ -29,7 +30,7 @@ def add_parser(sub) -> None:
     start.add_argument("--name", help="the node's stable name (default: the host name)")
     start.add_argument("--node-id", help="the Ray node to start it on (default: the one this process joins)")
     start.add_argument("--labels", default="", help="node labels, e.g. zone=a,accelerator_type=A100")
-    start.add_argument("--backend", choices=["auto", "docker", "bwrap", "local"])
+    start.add_argument("--backend", choices=list(typing.get_args(BackendName)))
     start.add_argument("--state-dir")
     start.add_argument("--pool-size", type=int)
     start.add_argument("--overcommit", type=float)
