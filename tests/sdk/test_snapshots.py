@@ -228,3 +228,37 @@ async def test_a_paused_sandbox_survives_an_admin_restart(tmp_path_factory):
         (second or first).stop(stop_sandboxes=True)
         if second is not None:
             first.stop()
+
+
+@pytest.fixture(scope="module")
+def gvisor_admin():
+    """An admin on the gvisor backend (skipped where runsc cannot run), for full snapshots."""
+    from tests.admin.harness import Admin
+
+    server = Admin("gvisor").start()
+    yield server
+    server.stop(stop_sandboxes=True)
+
+
+@pytest.mark.gvisor
+async def test_a_full_fork_on_gvisor_continues_the_shell_and_its_variables_in_each_child(gvisor_admin):
+    parent = Sandbox(config(gvisor_admin))
+    await parent.start()
+    children = []
+    try:
+        await parent.create_session(CreateBashSessionRequest(session="s"))
+        await parent.arun("cd /tmp && X=41", session="s")
+        snap = await parent.snapshot(mode="full")
+        assert snap.mode == "full" and snap.backend == "gvisor"
+        assert (await parent.arun("echo $X $PWD", session="s")).output.strip() == "41 /tmp"  # the parent runs on
+        children = await parent.fork(2, mode="full")
+        for child in children:  # each goes on with the parent's shell: its variable and its cwd
+            assert (await child.arun("echo $((X+1)) $PWD", session="s")).output.strip() == "42 /tmp"
+        await children[0].arun("X=100", session="s")
+        assert (await children[1].arun("echo $X", session="s")).output.strip() == "41"  # then each its own
+        assert (await children[0].arun("echo $X", session="s")).output.strip() == "100"  # the control
+        await parent.delete_snapshot(snap.name)
+    finally:
+        for sandbox in (*children, parent):
+            await sandbox.delete()
+            await sandbox.aclose()
