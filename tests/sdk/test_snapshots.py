@@ -81,7 +81,7 @@ async def test_a_file_written_in_one_child_of_a_fork_is_absent_in_the_others_and
 async def _drop_fork_snapshots(sandbox: Sandbox) -> None:
     """A fork's snapshot that its engine kept (docker: the children's image) goes once they are deleted."""
     for snap in await sandbox.list_snapshots():
-        if snap.source.startswith(sandbox.sandbox_id[:8]) or snap.name.startswith("snap-"):
+        if snap.source.startswith(sandbox.sandbox_id[:8]):
             await sandbox.delete_snapshot(snap.name)
 
 
@@ -262,3 +262,37 @@ async def test_a_full_fork_on_gvisor_continues_the_shell_and_its_variables_in_ea
         for sandbox in (*children, parent):
             await sandbox.delete()
             await sandbox.aclose()
+
+
+def metric(admin, name: str, **labels) -> float:
+    """One sample of the admin's /metrics whose labels include ``labels`` (0 when absent)."""
+    for line in httpx.get(admin.url + "/metrics").text.splitlines():
+        series, _, value = line.rpartition(" ")
+        if series.split("{")[0] == name and all(f'{k}="{v}"' in series for k, v in labels.items()):
+            return float(value)
+    return 0.0
+
+
+async def test_metrics_count_pauses_snapshots_forks_and_paused_sandboxes(admin, box):
+    b = admin.backend
+    before = {"pause": metric(admin, "rock_sandbox_pause_duration_seconds_count", backend=b, op="pause"),
+              "resume": metric(admin, "rock_sandbox_pause_duration_seconds_count", backend=b, op="resume"),
+              "snap": metric(admin, "rock_snapshot_duration_seconds_count", backend=b, mode="filesystem"),
+              "children": metric(admin, "rock_fork_children_total", backend=b, mode="filesystem")}
+    await box.pause()
+    assert metric(admin, "rock_sandboxes_paused") >= 1
+    assert metric(admin, "rock_sandbox_pause_duration_seconds_count", backend=b, op="pause") == before["pause"] + 1
+    await box.resume()
+    assert metric(admin, "rock_sandbox_pause_duration_seconds_count", backend=b, op="resume") == before["resume"] + 1
+    snap = await box.snapshot()
+    children = await box.fork(2)
+    try:
+        # the fork's own snapshot counts too
+        assert metric(admin, "rock_snapshot_duration_seconds_count", backend=b, mode="filesystem") == before["snap"] + 2
+        assert metric(admin, "rock_fork_children_total", backend=b, mode="filesystem") == before["children"] + 2
+    finally:
+        for child in children:
+            await child.delete()
+            await child.aclose()
+        await box.delete_snapshot(snap.name)
+        await _drop_fork_snapshots(box)
