@@ -12,18 +12,9 @@ import pytest
 from rock.actions import CreateBashSessionRequest
 from rock.errors import BadRequest, Conflict, SandboxPaused, SnapshotNotFound
 from rock.sdk.sandbox import Sandbox, Snapshot, SyncSandbox
-from tests.sdk.test_sandbox import config
+from tests.sdk.test_sandbox import box, config  # noqa: F401 - box: a fixture
 
 PREFIX = "/apis/envs/sandbox/v1"
-
-
-@pytest.fixture
-async def box(admin):
-    sandbox = Sandbox(config(admin))
-    await sandbox.start()
-    yield sandbox
-    await sandbox.delete()
-    await sandbox.aclose()
 
 
 async def out(sandbox: Sandbox, cmd: str) -> str:

@@ -51,40 +51,38 @@ class PauseSnapshots:
 
     async def pause(self, sandbox_id: str, owner: str | None, event: str = "pause") -> SandboxRecord:
         """Freeze the sandbox's processes in memory (no CPU) until ``resume``; idempotent."""
-        record = await self.lookup(sandbox_id, owner)
         await self._wait_started(sandbox_id)
-        async with self._lock(sandbox_id):
-            if record.state == "paused":
-                return record
-            if record.state != "running":
-                raise Conflict(f"sandbox {sandbox_id} is {record.state}; only a running sandbox can be paused")
-            began = time.perf_counter()
-            await self.worker.pause(sandbox_id, record.node_id)
-            record.spec = {**record.spec, "paused_at": time.time()}
-            await self._settle(self._change(record, "paused", event))
-        self.events.emit("paused", record, seconds=time.perf_counter() - began)
-        return record
+        return await self._flip(sandbox_id, owner, True, event)
 
     async def resume(self, sandbox_id: str, owner: str | None, event: str = "resume") -> SandboxRecord:
         """Let a paused sandbox run on where it stopped; idempotent on a running one. Its idle time
         starts afresh (paused time does not count)."""
+        return await self._flip(sandbox_id, owner, False, event)
+
+    async def _flip(self, sandbox_id: str, owner: str | None, pause: bool, event: str) -> SandboxRecord:
+        """running -> paused (``pause``) or paused -> running; already there: nothing to do."""
         record = await self.lookup(sandbox_id, owner)
+        source, target = ("running", "paused") if pause else ("paused", "running")
         async with self._lock(sandbox_id):
-            if record.state == "running":
+            if record.state == target:
                 return record
-            if record.state != "paused":
-                raise Conflict(f"sandbox {sandbox_id} is {record.state}; only a paused sandbox can be resumed")
+            if record.state != source:
+                raise Conflict(f"sandbox {sandbox_id} is {record.state}; only a {source} sandbox can be "
+                               f"{'paused' if pause else 'resumed'}")
             began = time.perf_counter()
-            await self.worker.unpause(sandbox_id, record.node_id)
-            record.spec = {k: v for k, v in record.spec.items() if k != "paused_at"}
-            self.touch(record)
-            await self._settle(self._change(record, "running", event))
-        self.events.emit("resumed", record, seconds=time.perf_counter() - began)
+            await (self.worker.pause if pause else self.worker.unpause)(sandbox_id, record.node_id)
+            if pause:
+                record.spec = {**record.spec, "paused_at": time.time()}
+            else:
+                record.spec = {k: v for k, v in record.spec.items() if k != "paused_at"}
+                self.touch(record)
+            await self._settle(self._change(record, target, event))
+        self.events.emit("paused" if pause else "resumed", record, seconds=time.perf_counter() - began)
         return record
 
     async def _paused_call(self, record: SandboxRecord) -> None:
         """A call reached a paused sandbox: resume it (``auto_resume``) or refuse with 409."""
-        if not record.spec.get("auto_resume"):
+        if not record.spec.get("auto_resume") or self.settings.role == "proxy":  # a proxy changes no state
             raise SandboxPaused(f"sandbox {record.sandbox_id} is paused: resume it first")
         await self.resume(record.sandbox_id, record.owner, event="auto_resume")
 

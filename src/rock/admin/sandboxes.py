@@ -69,8 +69,8 @@ class Sandboxes(HeldRecords, PauseSnapshots):
             if record.state in LIVE and alive:
                 if record.state == "pending":
                     await self._transition(record, "running", "reattached")
-                elif record.state == "paused" and info.state == "running":  # resumed while the admin was down
-                    await self._transition(record, "running", "reattached")
+                # a paused record stays paused (a cluster node reports its sandboxes only as running;
+                # resuming one that runs already is a no-op that fixes the record)
                 # Time the admin was down does not count as idle: nobody could use the sandbox.
                 record.last_used_at = now
             elif record.state in LIVE and record.node_id and not self._node_live(record.node_id):
