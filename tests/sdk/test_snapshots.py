@@ -287,3 +287,38 @@ async def test_metrics_count_pauses_snapshots_forks_and_paused_sandboxes(admin, 
             await child.aclose()
         await box.delete_snapshot(snap.name)
         await _drop_fork_snapshots(box)
+
+
+async def test_a_fork_without_wait_answers_at_once_and_keep_snapshot_keeps_it(admin, box):
+    from tests.sdk.test_sandbox import until
+
+    url = f"{admin.url}{PREFIX}/sandboxes/{box.sandbox_id}/fork"
+    async with httpx.AsyncClient(timeout=300) as http:
+        r = await http.post(url, json={"count": 2, "wait": False, "keep_snapshot": True})
+    assert r.status_code == 200, r.text
+    result = r.json()["result"]
+    ids = [c["sandbox_id"] for c in result["sandboxes"]]
+    children = []
+    try:
+        assert len(ids) == 2 and result["snapshot"] is not None
+        for sid in ids:
+            child = Sandbox(config(admin))
+            await child.attach(sid)
+            children.append(child)
+
+            async def running(child=child):
+                return (await child.get_status(include_all_states=True)).lifecycle_state == "running"
+
+            await until(running, timeout=120)  # pending at the answer, running as each comes up
+            assert await out(child, "echo up") == "up"
+        # kept: listed, and more sandboxes start from it
+        assert result["snapshot"]["name"] in [s.name for s in await box.list_snapshots()]
+        more = Sandbox(config(admin, snapshot=result["snapshot"]["name"]))
+        await more.start()
+        children.append(more)
+        assert await out(more, "echo again") == "again"
+    finally:
+        for child in children:
+            await child.delete()
+            await child.aclose()
+        await box.delete_snapshot(result["snapshot"]["name"])
