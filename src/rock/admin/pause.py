@@ -136,6 +136,18 @@ class PauseSnapshots:
         backs it and sandboxes still use it, 409 says so)."""
         await self.worker.delete_snapshot(name, owner)
 
+    async def from_snapshot(self, req, draft: SandboxRecord):
+        """A start request naming a snapshot: the request as recorded (the snapshot's image and
+        cpus) and the runtime spec. Another owner's snapshot is absent (404); one of another
+        backend is refused (400) before anything is recorded."""
+        snap = await self.get_snapshot(req.snapshot, draft.owner)
+        backend = self.worker.backend_name
+        if snap.backend != backend and backend != "cluster":
+            raise BadRequest(f"snapshot {req.snapshot!r} was taken on the {snap.backend} backend; this admin runs "
+                             f"{backend}: start it on an admin with --backend {snap.backend}")
+        req = req.model_copy(update={"image": snap.spec.image, "memory": None, "cpus": snap.spec.cpus})
+        return req, self.snapshot_start(draft, snap)
+
     def snapshot_start(self, record: SandboxRecord, snap: Snapshot):
         """The spec of a new sandbox from ``snap``: the snapshot's image and limits, the record's id
         and labels."""

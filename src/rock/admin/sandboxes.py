@@ -169,10 +169,8 @@ class Sandboxes(HeldRecords, PauseSnapshots):
             raise host_network_refused()
         # What no node could ever give is refused before anything is recorded; the create uses this spec.
         draft = SandboxRecord(sandbox_id=sandbox_id, owner=owner, image=req.image, namespace=meta.get("namespace"))
-        if req.snapshot:  # another owner's snapshot is absent (404); its image and limits are the sandbox's
-            snap = await self.get_snapshot(req.snapshot, owner)
-            req = req.model_copy(update={"image": snap.spec.image, "memory": None, "cpus": snap.spec.cpus})
-            spec = self.snapshot_start(draft, snap)
+        if req.snapshot:  # its image and limits are the snapshot's (rock.admin.pause)
+            req, spec = await self.from_snapshot(req, draft)
         else:
             spec = self._spec(draft, req)
         self.worker.check(spec)
