@@ -202,10 +202,38 @@ class PauseSnapshots:
             return children, snap
         try:
             await self.worker.delete_snapshot(snap.name, parent.owner)
-        except RockError as exc:  # e.g. an engine image its children run on: kept, listed, deletable later
-            log.info("fork of %s: its snapshot %s is kept (%s)", parent.sandbox_id, snap.name, exc.message)
+        except RockError as exc:  # an engine image its children run on: it goes with the last of them
+            log.info("fork of %s: its snapshot %s stays until its children are deleted (%s)", parent.sandbox_id,
+                     snap.name, exc.message)
+            self._fork_snapshots[snap.name] = (parent.owner, {c.sandbox_id for c in children})
             return children, snap
         return children, None
+
+    def _fork_child_gone(self, kind: str, record: SandboxRecord, info: dict) -> None:
+        """An events listener: once the last child of a fork whose snapshot had to stay (docker:
+        the children's image) is deleted, the snapshot goes too. In memory: after an admin
+        restart such a snapshot stays listed, for its owner to delete."""
+        if kind != "state" or record.state != "deleted":
+            return
+        for name, (owner, children) in list(self._fork_snapshots.items()):
+            children.discard(record.sandbox_id)
+            if not children:
+                del self._fork_snapshots[name]
+                self._save_soon(asyncio.ensure_future(self._drop_fork_snapshot(name, owner)))
+
+    async def _drop_fork_snapshot(self, name: str, owner: str | None) -> None:
+        # A deleted child's container may still be going in the background (the runtime's
+        # release), holding the image a little longer: tried again for a while (a back-off).
+        for attempt in range(1, 21):  # about 40 s in all
+            try:
+                await self.worker.delete_snapshot(name, owner)
+                return
+            except Conflict:
+                await asyncio.sleep(0.2 * attempt)
+            except RockError as exc:  # deleted by its owner meanwhile
+                log.info("the fork snapshot %s: %s", name, exc.message)
+                return
+        log.warning("the fork snapshot %s stays (still in use after its children were deleted)", name)
 
 
 __all__ = ["FULL_BACKENDS", "MAX_FORK", "PauseSnapshots", "SnapshotNotFound"]

@@ -51,6 +51,8 @@ class Sandboxes(HeldRecords, PauseSnapshots):
         self._saving: set[asyncio.Future] = set()
         self.events = Events()  # state changes and start results, for the UI and the metrics
         self.commands = CommandLog()
+        self._fork_snapshots: dict[str, tuple] = {}  # a fork's kept snapshot -> (owner, its children left)
+        self.events.subscribe(self._fork_child_gone)
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.reaping = False  # this process holds the reaper lease
         if hasattr(worker, "listeners"):
