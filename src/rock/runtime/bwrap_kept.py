@@ -10,38 +10,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
-import time
 from pathlib import Path
 
 from rock.errors import BadRequest
 from rock.runtime import cgroups
-from rock.runtime.base import SANDBOX_LIB, RuntimeHandle, process_alive
+from rock.runtime.agent_boot import SANDBOX_LIB
+from rock.runtime.base import RuntimeHandle
+from rock.runtime.processes import kill_group
 from rock.runtime.mounts import MS_RDONLY, detach, mount
 from rock.runtime.snapshots import tree_bytes
 
 log = logging.getLogger("rock.runtime.bwrap")
 
-class KeptFiles:
-    """BwrapRuntime's suspend / resume / commit / disk_usage (it provides ``create``)."""
-
-    keeps_files = True
+class BwrapKeptFiles:
+    """A bwrap sandbox's files kept across a stop: its suspend, commit and disk usage (its restart
+    is a create over the same upper layer, ``BwrapRuntime.resume``)."""
 
     async def suspend(self, handle: RuntimeHandle) -> None:
         # The processes and the cgroup go; <sandbox dir>/upper (the sandbox's files) stays.
-        if handle.pid is not None and process_alive(handle.pid, handle.start_time):
-            try:
-                os.killpg(handle.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_group(handle.pid, handle.start_time)
         await cgroups.Cgroup(handle.runtime_id).destroy()
         detach(Path(handle.run_dir).parent / "root")
-
-    async def resume(self, handle: RuntimeHandle) -> RuntimeHandle:
-        t0 = time.perf_counter()
-        new = await self.create(handle.spec, kept_lower=handle.extra.get("image_root"), resuming=True)
-        log.info("sandbox %s restarted in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
-        return new
 
     async def disk_usage(self, handle: RuntimeHandle) -> int | None:
         return await asyncio.to_thread(tree_bytes, Path(handle.run_dir).parent / "upper")

@@ -42,26 +42,22 @@ from pathlib import Path
 
 from rock.errors import BadRequest, SandboxStartError
 from rock.runtime import cgroups
-from rock.runtime.base import (
+from rock.runtime.agent_boot import (
     AGENT_SRC,
     READY_NAME,
     READY_TIMEOUT,
-    SOCKET_NAME,
     SANDBOX_CAPS,
     SANDBOX_LIB,
     SANDBOX_RUN,
-    ReadyFifo,
-    ResourceStats,
-    Runtime,
-    RuntimeHandle,
-    SandboxSpec,
-    exit_reason,
-    pid_exit_future,
-    process_alive,
-    process_start_time,
-    tail,
-    unusable_reason,
+    SOCKET_NAME,
+    agent_argv,
+    prepare_run_dir,
+    sandbox_env,
 )
+from rock.runtime.base import ResourceStats, Runtime, RuntimeHandle, SandboxSpec
+from rock.runtime.host_policy import unusable_reason
+from rock.runtime.processes import exit_reason, pid_exit_future, process_alive, process_start_time, tail
+from rock.runtime.ready import ReadyFifo
 from rock.runtime.bwrap_options import DEFAULT_PATH
 from rock.runtime.image_root import image_lower, mount_points
 from rock.runtime.mounts import detach, mount_overlay
@@ -142,7 +138,7 @@ class GvisorRuntime(Runtime):
         try:
             if group.pids():
                 raise SandboxStartError(f"sandbox {sid} is already running")
-            run = self.prepare_run_dir(sid)
+            run = prepare_run_dir(self.sandboxes_dir, sid)
             if restore is not None:  # the agent's files there (session and process output) are open in the image
                 await asyncio.to_thread(copy_tree, restore.parent / "run", run)
             fifo = ReadyFifo(run)
@@ -171,7 +167,7 @@ class GvisorRuntime(Runtime):
         mount_overlay(sandbox_dir, lower)
         bundle = sandbox_dir / "bundle"
         bundle.mkdir(exist_ok=True)
-        env = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", **image_env, **self.sandbox_env(spec)}
+        env = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", **image_env, **sandbox_env(self.settings, spec, self.agent_env)}
         (bundle / "config.json").write_text(json.dumps(self._oci(spec, sandbox_dir, env, group)))
 
     def _oci(self, spec: SandboxSpec, sandbox_dir: Path, env: dict[str, str], group: cgroups.Cgroup) -> dict:
@@ -189,7 +185,7 @@ class GvisorRuntime(Runtime):
         return {
             "ociVersion": "1.0.2",
             "process": {
-                "terminal": False, "user": {"uid": 0, "gid": 0}, "cwd": "/", "args": self.agent_argv(),
+                "terminal": False, "user": {"uid": 0, "gid": 0}, "cwd": "/", "args": agent_argv(),
                 "env": [f"{k}={v}" for k, v in env.items()],
                 "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
                 "noNewPrivileges": True,
