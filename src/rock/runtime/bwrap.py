@@ -48,7 +48,8 @@ from rock.runtime.ready import ReadyFifo
 from rock.runtime.bwrap_kept import BwrapKeptFiles
 from rock.runtime.bwrap_launch import HOLD_NAME, INFO_NAME, SHIM_NAME, STUB, UP_NAME, Launcher, child_pid
 from rock.runtime.image_root import image_lower, image_python, mount_points, resolves_to_file
-from rock.runtime.snapshots import copy_frozen, seed_upper
+from rock.runtime.layers import keep_layers, seed_layers
+from rock.runtime.snapshots import copy_frozen
 from rock.runtime.mounts import detach as _detach
 from rock.runtime.mounts import mount_overlay
 from rock.runtime.teardown import Teardown
@@ -267,12 +268,16 @@ class BwrapRuntime(Runtime):
         await cgroups.Cgroup(handle.runtime_id).set_frozen(False)
 
     async def _snapshot(self, handle: RuntimeHandle, snapshot, path: Path) -> None:
-        """The overlay's upper layer, copied while the sandbox is frozen; the lower one is named."""
+        """The overlay's upper layer, copied while the sandbox is frozen; the layers it stands on
+        linked (they never change); the image root named."""
         snapshot.extra["image_root"] = handle.extra.get("image_root", "/")
-        await copy_frozen(self, handle, Path(handle.run_dir).parent / "upper", snapshot, path)
+        sandbox_dir = Path(handle.run_dir).parent
+        await copy_frozen(self, handle, sandbox_dir / "upper", snapshot, path)
+        await keep_layers(sandbox_dir, path)
 
     async def _start_from(self, snapshot, spec: SandboxSpec) -> RuntimeHandle:
-        await seed_upper(self.snapshots.path(snapshot.name), self.sandboxes_dir / spec.sandbox_id / "upper")
+        """A sandbox standing on the snapshot's layers (linked, not copied: ``rock.runtime.layers``)."""
+        await seed_layers(self.snapshots.path(snapshot.name), self.sandboxes_dir / spec.sandbox_id)
         return await self.create(spec, kept_lower=snapshot.extra.get("image_root"))
 
     async def reap(self, known: set[str]) -> list[str]:

@@ -17,6 +17,7 @@ from rock.runtime import cgroups
 from rock.runtime.agent_boot import SANDBOX_LIB
 from rock.runtime.base import RuntimeHandle
 from rock.runtime.processes import kill_group
+from rock.runtime.layers import layer_dirs
 from rock.runtime.mounts import MS_RDONLY, detach, mount
 from rock.runtime.snapshots import tree_bytes
 
@@ -47,7 +48,7 @@ class BwrapKeptFiles:
         view.mkdir(exist_ok=True)
         # The sandbox's root as it sees it, read-only: its upper layer stacked on its lower one
         # (whiteouts and opaque directories apply), with no upper of its own.
-        fds = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in (sandbox_dir / "upper", lower)]
+        fds = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in (sandbox_dir / "upper", *layer_dirs(sandbox_dir), lower)]
         try:
             mount("overlay", str(view), "overlay", MS_RDONLY,
                    "lowerdir=" + ":".join(f"/proc/self/fd/{fd}" for fd in fds))

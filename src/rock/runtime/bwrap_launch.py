@@ -20,6 +20,7 @@ from rock.runtime import cgroups
 from rock.runtime.agent_boot import READY_NAME, READY_TIMEOUT, SANDBOX_LIB, SANDBOX_RUN, SOCKET_NAME, sandbox_env
 from rock.runtime.base import SandboxSpec
 from rock.runtime.bwrap_options import CAP_NUMBERS, DEFAULT_PATH, bwrap_options, mounts_to_keep, sandbox_caps
+from rock.runtime.layers import layer_dirs
 from rock.runtime.seccomp import seccomp_program
 from rock.runtime.zygote import Zygote
 
@@ -67,7 +68,8 @@ class Launcher:
         request = {
             "name": SHIM_NAME, "shim": LAUNCH_SHIM, "argv": argv, "log": str(sandbox_dir / "sandbox.log"),
             "join": group.join_files(),
-            "root": {"lower": lower, "upper": str(sandbox_dir / "upper"), "work": str(sandbox_dir / "ovl-work"),
+            "root": {"lower": lower, "layers": [str(p) for p in layer_dirs(sandbox_dir)],
+                     "upper": str(sandbox_dir / "upper"), "work": str(sandbox_dir / "ovl-work"),
                      "merged": str(sandbox_dir / "root")},
             "seccomp": program.hex() if program else None, "seccomp_fd": LAUNCH_SECCOMP_FD,
             "info": str(fifo) if fifo else None, "info_fd": LAUNCH_INFO_FD,

@@ -61,7 +61,8 @@ from rock.runtime.ready import ReadyFifo
 from rock.runtime.bwrap_options import DEFAULT_PATH
 from rock.runtime.image_root import image_lower, mount_points
 from rock.runtime.mounts import detach, mount_overlay
-from rock.runtime.snapshots import copy_frozen, copy_tree, seed_upper, tree_bytes
+from rock.runtime.layers import keep_layers, seed_layers
+from rock.runtime.snapshots import copy_frozen, copy_tree, tree_bytes
 
 log = logging.getLogger("rock.runtime.gvisor")
 _CID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")
@@ -294,6 +295,7 @@ class GvisorRuntime(Runtime):
     async def _snapshot(self, handle: RuntimeHandle, snapshot, path: Path) -> None:
         snapshot.extra["image_root"] = handle.extra.get("image_root", "")
         upper = Path(handle.run_dir).parent / "upper"
+        await keep_layers(upper.parent, path)  # what it stands on, if started from a snapshot (never changes)
         if snapshot.mode == "filesystem":
             await copy_frozen(self, handle, upper, snapshot, path)
             return
@@ -338,7 +340,7 @@ class GvisorRuntime(Runtime):
 
     async def _start_from(self, snapshot, spec: SandboxSpec) -> RuntimeHandle:
         path = self.snapshots.path(snapshot.name)
-        await seed_upper(path, self.sandboxes_dir / spec.sandbox_id / "upper")
+        await seed_layers(path, self.sandboxes_dir / spec.sandbox_id)  # linked, not copied (rock.runtime.layers)
         restore = path / CHECKPOINT if snapshot.mode == "full" else None
         return await self.create(spec, kept_lower=snapshot.extra.get("image_root"), restore=restore)
 
