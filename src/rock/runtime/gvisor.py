@@ -81,6 +81,16 @@ class GvisorRuntime(Runtime):
         self.state = Path(settings.state_dir) / "runsc"
         self.state.mkdir(parents=True, exist_ok=True)
         self.python_prefix = str(Path(settings.host_python).parent.parent)
+        self._deleting: set[asyncio.Future] = set()  # checkpointed containers' deletes (see _snapshot)
+
+    async def _settle(self) -> None:
+        """Wait for the deletes of checkpointed containers still running in the background."""
+        if self._deleting:
+            await asyncio.wait(self._deleting, timeout=30)
+            self._deleting = {task for task in self._deleting if not task.done()}
+
+    async def close(self) -> None:
+        await self._settle()
 
     @classmethod
     def available(cls) -> str | None:
@@ -109,10 +119,20 @@ class GvisorRuntime(Runtime):
             raise SandboxStartError(f"runsc {args[0]} failed (exit {proc.returncode}): {said}")
         return text
 
-    def _cid(self, sandbox_id: str) -> str:
-        """runsc's container id: the owner key keeps two owners' sandboxes of one id apart."""
+    def _cid(self, sandbox_id: str, restored: str = "") -> str:
+        """runsc's container id: the owner key keeps two owners' sandboxes of one id apart.
+        ``restored``: the source of a full snapshot comes back under a new id (``rock-<key>_r<n>-``,
+        which no create's id can equal), so the checkpointed container's slow delete need not
+        finish first."""
         sid = sandbox_id if _CID.match(sandbox_id) else sandbox_id.encode().hex()[:100]
-        return f"rock-{self.owner_key}-{sid}"
+        return f"rock-{self.owner_key}{'_r' + restored if restored else ''}-{sid}"
+
+    def _cid_of(self, cid: str) -> str | None:
+        """The sandbox part of one of this owner's container ids (either form), or None."""
+        for prefix in (f"rock-{self.owner_key}-", f"rock-{self.owner_key}_r"):
+            if cid.startswith(prefix):
+                return cid[len(prefix):] if prefix.endswith("-") else cid[len(prefix):].partition("-")[2]
+        return None
 
     # -- create ---------------------------------------------------------------------------
 
@@ -268,10 +288,10 @@ class GvisorRuntime(Runtime):
         """This owner's runsc containers, groups and directories that no known sandbox uses."""
         removed: set[str] = set()
         prefix = f"rock-{self.owner_key}-"
+        await self._settle()  # a checkpointed container still being deleted is no leftover
         listed = await self._runsc(SandboxSpec(sandbox_id="-"), "list", "--quiet", check=False)
-        mine = {cid for cid in listed.split() if cid.startswith(prefix)}
-        known_cids = {self._cid(sid) for sid in known}
-        for cid in mine - known_cids:
+        known_tails = {self._cid(sid)[len(prefix):] for sid in known}
+        for cid in (cid for cid in listed.split() if self._cid_of(cid) not in (None, *known_tails)):
             await self._runsc(SandboxSpec(sandbox_id="-"), "delete", "--force", cid, check=False)
         for sid, group in cgroups.owned(self.owner_key).items():
             if sid not in known:
@@ -310,8 +330,12 @@ class GvisorRuntime(Runtime):
         await self._runsc(handle.spec, "resume", cid)
         await self._runsc(handle.spec, "checkpoint", "--image-path", str(path / CHECKPOINT), cid)
         snapshot.took_ms = (time.perf_counter() - t0) * 1e3
-        # The checkpoint ended the source: it goes on from its own image, in place.
-        await self._runsc(handle.spec, "delete", "--force", cid, check=False)  # a restored one stays "running"
+        # The checkpoint ended the source: it goes on from its own image, in place, under a new
+        # container id. Deleting the checkpointed container (a restored one stays "running") waits
+        # for runsc to kill its sandbox, 1-3 s here: in the background, not before the restore.
+        self._deleting.add(asyncio.ensure_future(self._runsc(handle.spec, "delete", "--force", cid, check=False)))
+        self._deleting = {task for task in self._deleting if not task.done()}
+        handle.extra["cid"] = self._cid(handle.sandbox_id, restored=os.urandom(3).hex())
         sandbox_dir = Path(handle.run_dir).parent
         fifo = ReadyFifo(Path(handle.run_dir))  # the run folder stays as the image knows it
         try:
