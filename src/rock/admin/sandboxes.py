@@ -26,7 +26,8 @@ from rock.admin.nodes import node_back, node_lost, sweep
 from rock.admin.store import HELD, LIVE, TRANSITIONS, SandboxRecord, Store
 from rock.config import Settings
 from rock.errors import BadRequest, Conflict, RockError, SandboxNotFound, SandboxNotRunning, SandboxStartError
-from rock.runtime.base import SandboxSpec, host_network_refused, host_path_refused, is_host_path
+from rock.runtime.base import SandboxSpec
+from rock.runtime.host_policy import host_network_refused, host_path_refused, is_host_path
 from rock.runtime.gpus import wanted as gpus_wanted
 
 log = logging.getLogger("rock.admin")
