@@ -27,7 +27,8 @@ from rock.admin.pause import PauseSnapshots
 from rock.admin.store import HELD, LIVE, TRANSITIONS, SandboxRecord, Store
 from rock.config import Settings
 from rock.errors import BadRequest, Conflict, RockError, SandboxNotFound, SandboxNotRunning, SandboxStartError
-from rock.runtime.base import SandboxSpec, host_network_refused, host_path_refused, is_host_path
+from rock.runtime.base import SandboxSpec
+from rock.runtime.host_policy import host_network_refused, host_path_refused, is_host_path
 from rock.runtime.gpus import wanted as gpus_wanted
 
 log = logging.getLogger("rock.admin")

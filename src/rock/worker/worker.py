@@ -18,10 +18,11 @@ from pydantic import BaseModel
 from rock.config import Settings
 from rock.errors import AgentGone, BadRequest, Conflict, SandboxNotFound
 from rock.runtime import get_runtime_class, pick_backend
-from rock.runtime.base import AGENT_SRC, ResourceStats, Runtime, RuntimeHandle, SandboxSpec
+from rock.runtime.agent_boot import AGENT_SRC
+from rock.runtime.base import ResourceStats, Runtime, RuntimeHandle, SandboxSpec
 from rock.runtime.gpus import Gpus
 from rock.worker.agent_client import AgentClient
-from rock.worker.kept import KeptFiles
+from rock.worker.kept import StoppedSandboxes
 from rock.worker.pool import WarmPool, pool_key
 from rock.worker.records import RecordFiles
 from rock.worker.snapshots import SnapshotOps
@@ -93,7 +94,7 @@ class Worker(RecordFiles, SnapshotOps):
         self.host_name = socket.gethostname()
         self._sandboxes: dict[str, Sandbox] = {}
         # Stopped with their files kept (ROCK's stop): no processes, restartable; on disk only.
-        self._stopped = KeptFiles(self.records_dir)
+        self._stopped = StoppedSandboxes(self.records_dir)
         self._creating: dict[str, asyncio.Task] = {}
         self.pool = WarmPool(self._launch, self._discard)
         self.gpus = Gpus(settings.gpus)
