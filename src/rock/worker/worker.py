@@ -24,6 +24,7 @@ from rock.worker.agent_client import AgentClient
 from rock.worker.kept import KeptFiles
 from rock.worker.pool import WarmPool, pool_key
 from rock.worker.records import RecordFiles
+from rock.worker.snapshots import SnapshotOps
 from rock.worker.resources import Need, Resources, refuse_oversized
 
 log = logging.getLogger("rock.worker")
@@ -80,7 +81,7 @@ def notify_listeners(listeners: list, sandbox_id: str, meta: dict, body: bytes) 
             handle(sandbox_id, meta, body)
 
 
-class Worker(RecordFiles):
+class Worker(RecordFiles, SnapshotOps):
     def __init__(self, settings: Settings, backend: str | None = None):
         self.settings = settings
         self.backend_name = pick_backend(backend or settings.backend)
@@ -255,6 +256,10 @@ class Worker(RecordFiles):
         sandbox holds no GPU (``restart`` takes its GPUs again). ``node_id`` is the cluster's; a
         node's worker is that node."""
         started = time.perf_counter()
+        paused = self._sandboxes.get(sandbox_id)
+        if paused is not None and self.runtime.paused(paused.handle):
+            # A frozen sandbox's processes cannot end (nor an engine stop a paused container): thaw first.
+            await self.runtime.unpause(paused.handle)
         sandbox = self._sandboxes.pop(sandbox_id, None)
         if sandbox is None:
             kept = self._stopped.get(sandbox_id)
