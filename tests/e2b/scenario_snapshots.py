@@ -19,6 +19,8 @@ assert os.environ["E2B_VENV"] in e2b.__file__, "not the venv's own e2b package"
 OTHER = os.environ["OTHER_KEY"]
 FULL = os.environ["BACKEND"] == "gvisor"
 TAG = "snap-%d" % os.getpid()
+# Files go under /root: gVisor mounts a tmpfs of its own on /tmp, which a filesystem snapshot
+# (the sandbox's writable layer) does not hold there.
 made = []  # every sandbox made here, killed at the end whatever happens
 snapshots = []
 
@@ -43,6 +45,11 @@ def wait_for(check, what: str, seconds: float = 90):
     raise AssertionError("timed out waiting for " + what)
 
 
+def count(sbx: Sandbox) -> int:
+    """The background counter's last value (0 before its first write)."""
+    return int(sbx.files.read("/root/count").strip() or 0) if sbx.files.exists("/root/count") else 0
+
+
 def refused_while_paused(sbx: Sandbox) -> None:
     try:
         sbx.commands.run("echo should-not-run")
@@ -53,8 +60,8 @@ def refused_while_paused(sbx: Sandbox) -> None:
 
 try:
     sbx = create(os.environ["TEMPLATE"], timeout=300, metadata={"suite": TAG, "kind": "main"})
-    sbx.files.write("/tmp/before.txt", "kept")
-    sbx.commands.run("echo $$ > /tmp/shell.pid; sleep 600", background=True, timeout=0)
+    sbx.files.write("/root/before.txt", "kept")
+    sbx.commands.run("echo $$ > /root/shell.pid; sleep 600", background=True, timeout=0)
 
     # -- pause: refused commands, listed as paused, connect resumes with processes alive ------
     assert sbx.pause() is True
@@ -65,8 +72,8 @@ try:
     refused_while_paused(sbx)
     again = Sandbox.connect(sbx.sandbox_id)
     assert again.sandbox_id == sbx.sandbox_id and sbx.get_info().state == SandboxState.RUNNING
-    assert sbx.files.read("/tmp/before.txt") == "kept"
-    pid = sbx.files.read("/tmp/shell.pid").strip()
+    assert sbx.files.read("/root/before.txt") == "kept"
+    pid = sbx.files.read("/root/shell.pid").strip()
     assert sbx.commands.run("kill -0 %s && echo alive" % pid).stdout == "alive\n", "the paused process died"
     sbx.connect()  # connecting to a running sandbox is a no-op
     try:
@@ -79,14 +86,14 @@ try:
     info = sbx.create_snapshot(mode="filesystem")
     snapshots.append(info.snapshot_id)
     assert info.snapshot_id and info.names == [info.snapshot_id], info
-    sbx.files.write("/tmp/after.txt", "not in the snapshot")
+    sbx.files.write("/root/after.txt", "not in the snapshot")
     mine = {s.snapshot_id for s in Sandbox.list_snapshots().next_items()}
     assert info.snapshot_id in mine, mine
     assert info.snapshot_id in {s.snapshot_id for s in sbx.list_snapshots().next_items()}
     assert info.snapshot_id not in {s.snapshot_id for s in Sandbox.list_snapshots(api_key=OTHER).next_items()}
     child = create(info.snapshot_id, timeout=120, metadata={"suite": TAG, "kind": "from-snapshot"})
-    assert child.files.read("/tmp/before.txt") == "kept"
-    assert not child.files.exists("/tmp/after.txt")
+    assert child.files.read("/root/before.txt") == "kept"
+    assert not child.files.exists("/root/after.txt")
     assert child.get_info().template_id == info.snapshot_id
     child.kill()
 
@@ -117,31 +124,31 @@ try:
     made.extend(children)
     assert len({c.sandbox_id for c in children} | {sbx.sandbox_id}) == 4
     for i, c in enumerate(children):
-        assert c.files.read("/tmp/after.txt") == "not in the snapshot"  # forks take the state of now
-        c.files.write("/tmp/only-%d" % i, str(i))
+        assert c.files.read("/root/after.txt") == "not in the snapshot"  # forks take the state of now
+        c.files.write("/root/only-%d" % i, str(i))
     for i, c in enumerate(children):
-        here = c.commands.run("ls /tmp").stdout.split()
-        assert "only-%d" % i in here and not [n for n in here if n.startswith("only-") and n != "only-%d" % i], here
-    assert not sbx.files.exists("/tmp/only-0")
+        here = [j for j in range(3) if c.files.exists("/root/only-%d" % j)]
+        assert here == [i], (i, here)
+    assert not sbx.files.exists("/root/only-0")
 
     # -- full snapshots: a process's memory continues on gVisor, refused where it cannot --------
     if FULL:
-        sbx.commands.run("i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done",
+        sbx.commands.run("i=0; while true; do i=$((i+1)); echo $i > /root/count; sleep 0.2; done",
                          background=True, timeout=0)
-        wait_for(lambda: int(sbx.files.read("/tmp/count") or 0) > 3, "the counter")
+        wait_for(lambda: count(sbx) > 3, "the counter")
         full = sbx.create_snapshot(mode="full")
         snapshots.append(full.snapshot_id)
-        at = int(sbx.files.read("/tmp/count"))
+        at = count(sbx)
         resumed = create(full.snapshot_id, timeout=120)
-        first = int(resumed.files.read("/tmp/count"))
-        wait_for(lambda: int(resumed.files.read("/tmp/count")) > first + 2, "the restored counter")
-        assert int(resumed.files.read("/tmp/count")) > 3 and first <= at + 50, (first, at)
+        first = count(resumed)
+        wait_for(lambda: count(resumed) > first + 2, "the restored counter")
+        assert count(resumed) > 3 and first <= at + 50, (first, at)
         forked = sbx.fork(count=2, timeout=120)
         made.extend(forked)
         for f in forked:
-            start = int(f.files.read("/tmp/count"))
+            start = count(f)
             assert start > 3, start  # not a fresh counter: the process came with its memory
-            wait_for(lambda: int(f.files.read("/tmp/count")) > start + 2, "the forked counter")
+            wait_for(lambda: count(f) > start + 2, "the forked counter")
     else:
         try:
             sbx.create_snapshot(mode="full")
@@ -164,15 +171,15 @@ try:
                   lifecycle={"on_timeout": "pause", "auto_resume": True})
     manual = create(os.environ["TEMPLATE"], timeout=2, metadata={"suite": TAG, "kind": "manual"},
                     lifecycle={"on_timeout": "pause", "auto_resume": False})
-    auto.files.write("/tmp/x", "auto")
-    manual.files.write("/tmp/x", "manual")
+    auto.files.write("/root/x", "auto")
+    manual.files.write("/root/x", "manual")
     wait_for(lambda: {auto.sandbox_id, manual.sandbox_id} <= listed(SandboxState.PAUSED), "the timeout's pause")
     assert manual.get_info().lifecycle == {"on_timeout": "pause", "auto_resume": False}
-    assert auto.commands.run("cat /tmp/x").stdout == "auto"  # auto-resumed by the call
+    assert auto.commands.run("cat /root/x").stdout == "auto"  # auto-resumed by the call
     assert auto.get_info().state == SandboxState.RUNNING
     refused_while_paused(manual)
     manual.connect(timeout=120)
-    assert manual.commands.run("cat /tmp/x").stdout == "manual"
+    assert manual.commands.run("cat /root/x").stdout == "manual"
     try:
         create(os.environ["TEMPLATE"], lifecycle={"on_timeout": {"action": "pause", "mode": "filesystem"}},
                metadata={"suite": TAG, "kind": "fs"})

@@ -72,19 +72,30 @@ def test_another_tenant_reaches_no_sandbox_or_snapshot(client, sandbox):
     r = client.post(f"/v2/sandboxes/{sandbox}/connect", headers=B, json={})
     assert r.status_code == 404, r.text
     r = client.post(f"/sandboxes/{sandbox}/snapshots", headers=A, json={"name": "mine"})
-    assert r.status_code == 201 and r.json() == {"snapshotID": "mine", "names": ["mine"]}, r.text
+    # a chosen name is stored per tenant (as chosen sandbox ids are): "mine.<10 hex>"
+    assert r.status_code == 201 and r.json()["snapshotID"].startswith("mine."), r.text
+    mine = r.json()["snapshotID"]
+    assert r.json()["names"] == [mine]
     try:
         assert client.get("/snapshots", headers=B).json() == []
-        assert [s["snapshotID"] for s in client.get("/snapshots", headers=A).json()] == ["mine"]
-        assert client.delete("/templates/mine", headers=B).status_code == 404
-        r = client.post("/v2/sandboxes", headers=B, json={"templateID": "mine"})
-        assert r.status_code == 404 and "mine" in r.json()["message"], r.text
-        # a name is taken once: a second snapshot of that name is a conflict, not an overwrite
+        assert [s["snapshotID"] for s in client.get("/snapshots", headers=A).json()] == [mine]
+        assert [s["snapshotID"] for s in client.get(f"/snapshots?sandboxID={sandbox}", headers=A).json()] == [mine]
+        assert client.get("/snapshots?sandboxID=other", headers=A).json() == []
+        assert client.delete(f"/templates/{mine}", headers=B).status_code == 404
+        r = client.post("/v2/sandboxes", headers=B, json={"templateID": mine})
+        assert r.status_code == 404 and mine in r.json()["message"], r.text
+        # B's own "mine" is another snapshot; A's second "mine" is a conflict, not an overwrite
         r = client.post(f"/sandboxes/{sandbox}/snapshots", headers=A, json={"name": "mine"})
-        assert r.status_code == 409 and "mine" in r.json()["message"], r.text
+        assert r.status_code == 409, r.text
+        r = client.post("/v2/sandboxes", headers=B, json={"templateID": "base", "timeout": 60})
+        other = r.json()["sandboxID"]
+        r = client.post(f"/sandboxes/{other}/snapshots", headers=B, json={"name": "mine"})
+        assert r.status_code == 201 and r.json()["snapshotID"] != mine, r.text
+        assert client.delete(f"/templates/{r.json()['snapshotID']}", headers=B).status_code == 204
+        client.delete(f"/sandboxes/{other}", headers=B)
     finally:
-        assert client.delete("/templates/mine", headers=A).status_code == 204
-    assert client.delete("/templates/mine", headers=A).status_code == 404
+        assert client.delete(f"/templates/{mine}", headers=A).status_code == 204
+    assert client.delete(f"/templates/{mine}", headers=A).status_code == 404
 
 
 def test_paused_sandbox_on_the_data_plane(client, sandbox):

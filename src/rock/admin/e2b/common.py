@@ -91,7 +91,7 @@ async def control_record(ctx: Ctx, sandbox_id: str, owner: str | None, live: boo
             record = await ctx.sandboxes.lookup(sandbox_id, owner)
         except Exception:  # noqa: BLE001 - every miss reads the same
             record = None
-    if record is None or record.owner != owner or not is_e2b(record) or (live and record.state not in ("pending", "running")):
+    if record is None or record.owner != owner or not is_e2b(record) or (live and record.state not in ("pending", "running", "paused")):
         raise E2BError(404, f"sandbox \"{sandbox_id}\" doesn't exist or you don't have access to it")
     return record
 
@@ -126,7 +126,9 @@ def _signed(record: SandboxRecord, request: Request, operation: str) -> bool:
 def data_record(ctx: Ctx, request: Request, operation: str | None = None) -> SandboxRecord:
     """The sandbox a data-plane request is for: by ``E2b-Sandbox-Id``; without it (SDK 2.7-2.25
     after ``Sandbox.connect``) by its ``X-Access-Token``; a signed /files URL by its signature.
-    Unknown, not running, or a token that does not match: E2B's 502 "... was not found"."""
+    Unknown, not running, or a token that does not match: E2B's 502 "... was not found". A paused
+    one is let through when it resumes on a call (``auto_resume``; the service resumes it), and
+    otherwise is E2B's 502 too, saying it is paused."""
     headers = request.headers
     # the code interpreter's calls carry the traffic token (we hand out the same one) instead
     sandbox_id = headers.get("e2b-sandbox-id")
@@ -137,11 +139,13 @@ def data_record(ctx: Ctx, request: Request, operation: str | None = None) -> San
         record = records.get(sandbox_id)
         candidates = [record] if record is not None else []
     else:
-        candidates = [r for r in records.values() if r.state == "running" and is_e2b(r)]
+        candidates = [r for r in records.values() if r.state in ("running", "paused") and is_e2b(r)]
     for record in candidates:
-        if record.state != "running" or not is_e2b(record):
+        if record.state not in ("running", "paused") or not is_e2b(record):
             continue
         if _token_ok(record, token) or (operation is not None and _signed(record, request, operation)):
+            if record.state == "paused" and not record.spec.get("auto_resume"):
+                raise SandboxGone(record.sandbox_id, paused=True)
             return record
     raise SandboxGone(sandbox_id)
 
