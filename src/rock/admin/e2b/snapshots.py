@@ -173,7 +173,9 @@ class Routes:
                     out.append({"error": {"code": 503, "message": child.failure_reason or f"the fork {child.state}"}})
             return json_response(out, 201)
 
-        @api.get("/snapshots", include_in_schema=False)
+        @api.get("/snapshots", tags=["e2b"], responses={200: {"description": "the caller's snapshots"},
+                                                        400: {"description": "a bad limit or nextToken"},
+                                                        401: {"description": "X-API-KEY is missing or unknown"}})
         async def snapshots(request: Request):
             owner = owner_of(ctx, request)
             q = request.query_params

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Form
 from starlette.requests import Request
 from starlette.responses import RedirectResponse
 
@@ -40,28 +40,22 @@ async def owned_record(ctx: Ctx, request: Request, sandbox_id: str) -> SandboxRe
         raise access.PageError(404, f"sandbox {sandbox_id} not found") from None
 
 
-async def form_fields(request: Request) -> dict[str, str]:
-    form = await request.form()
-    return {k: v for k, v in form.items() if isinstance(v, str)}
-
-
-def name_of(fields: dict[str, str]) -> str | None:
-    name = (fields.get("name") or "").strip() or None
+def name_of(raw: str) -> str | None:
+    name = raw.strip() or None
     if name is not None and not NAME.match(name):
         raise access.PageError(400, "a snapshot name is 1-53 letters, digits, '_' or '-', starting with a letter or "
                                     f"digit, not {name!r}")
     return name
 
 
-def mode_of(fields: dict[str, str]) -> str:
-    mode = fields.get("mode") or "filesystem"
+def mode_of(mode: str) -> str:
     if mode not in MODES:
         raise access.PageError(400, f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     return mode
 
 
-def count_of(fields: dict[str, str]) -> int:
-    raw = (fields.get("count") or "").strip()
+def count_of(raw: str) -> int:
+    raw = raw.strip()
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_FORK:
         raise access.PageError(400, f"count must be a whole number from 1 to {MAX_FORK}, not {raw!r}")
     return int(raw)
@@ -84,7 +78,7 @@ def router(ctx: Ctx) -> APIRouter:
         access.same_origin(request)
         r = await owned_record(ctx, request, sandbox_id)
         try:
-            where = await call(r, await form_fields(request))  # a path to go to, or None: back to the sandbox
+            where = await call(r)  # a path to go to, or anything else: back to the sandbox
         except RockError as exc:
             raise page_error(exc) from None
         return RedirectResponse(where if isinstance(where, str) else f"/ui/sandboxes/{sandbox_id}", status_code=303)
@@ -92,26 +86,27 @@ def router(ctx: Ctx) -> APIRouter:
     @api.post("/ui/sandboxes/{sandbox_id}/pause", **HTML, responses=BACK)
     async def pause(request: Request, sandbox_id: str):
         """Freeze the sandbox's processes where they stand (no CPU until resumed)."""
-        return await act(request, sandbox_id, lambda r, _: svc.pause(r.sandbox_id, r.owner))
+        return await act(request, sandbox_id, lambda r: svc.pause(r.sandbox_id, r.owner))
 
     @api.post("/ui/sandboxes/{sandbox_id}/resume", **HTML, responses=BACK)
     async def resume(request: Request, sandbox_id: str):
-        return await act(request, sandbox_id, lambda r, _: svc.resume(r.sandbox_id, r.owner))
+        return await act(request, sandbox_id, lambda r: svc.resume(r.sandbox_id, r.owner))
 
     @api.post("/ui/sandboxes/{sandbox_id}/snapshot", **HTML, responses=BACK)
-    async def snapshot(request: Request, sandbox_id: str):
-        """Form fields: ``name`` (optional), ``mode`` (filesystem or full). To the snapshots list."""
-        async def call(r: SandboxRecord, fields: dict) -> str:
-            await svc.snapshot(r.sandbox_id, r.owner, name=name_of(fields),
-                               mode=mode_of(fields))
+    async def snapshot(request: Request, sandbox_id: str, name: str = Form("", max_length=64),
+                       mode: str = Form("filesystem", description="filesystem or full (gvisor)")):
+        """Take a snapshot (a name of the viewer's choosing, or a fresh one); to the snapshots list."""
+        async def call(r: SandboxRecord) -> str:
+            await svc.snapshot(r.sandbox_id, r.owner, name=name_of(name), mode=mode_of(mode))
             return "/ui/snapshots"
         return await act(request, sandbox_id, call)
 
     @api.post("/ui/sandboxes/{sandbox_id}/fork", **HTML, responses=BACK)
-    async def fork(request: Request, sandbox_id: str):
-        """Form fields: ``count`` (1 to 20), ``mode``. To the table, where the children show up."""
-        async def call(r: SandboxRecord, fields: dict) -> str:
-            await svc.fork(r.sandbox_id, r.owner, count_of(fields), mode=mode_of(fields))
+    async def fork(request: Request, sandbox_id: str, count: str = Form("1", max_length=8, description="1 to 20"),
+                   mode: str = Form("filesystem", description="filesystem or full (gvisor)")):
+        """``count`` new sandboxes from a fresh snapshot of this one; to the table, where they show up."""
+        async def call(r: SandboxRecord) -> str:
+            await svc.fork(r.sandbox_id, r.owner, count_of(count), mode=mode_of(mode))
             return "/ui/sandboxes"
         return await act(request, sandbox_id, call)
 
