@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rock.actions.numbers import numbers_only
 from rock.actions.sandbox import SandboxId
 
 MAX_FORK = 20  # E2B's fork(count=1..20)
@@ -48,6 +49,8 @@ class ForkRequest(_Ours):
         "later); otherwise it is deleted once they run, where the backend allows"))
     wait: bool = Field(default=True, description="reply once every child runs (or failed); false: at once, "
                        "the children pending")
+
+    _numbers = numbers_only("count")  # "2" and true are not counts (the schema says integer)
 
 
 class SandboxIdBody(_Ours):
