@@ -5,7 +5,9 @@ client in the same run, in alternating blocks:
 e2b_pause_resume_ms   pause() + connect(); floor: two get_info() (the same two round trips)
 e2b_snapshot_ms       create_snapshot(mode="filesystem") of a fresh sandbox; floor: one get_info()
 e2b_fork_8_ready_ms   fork(count=8) until all 8 children answer commands.run; floor: 8 Sandbox.create
-                      at once until they answer (the issue's target: the fork <= 2x the floor)
+                      at once until they answer (the issue's target: the fork <= 2x the floor). On
+                      gvisor the fork is a full one (memory and processes, as E2B's are); elsewhere
+                      a filesystem one. gvisor runs where runsc does, beside the backends asked for.
 
 ROCK's own door's numbers are bench/snapshots_api.py's; the runtime's, bench/snapshots.py's.
 """
@@ -13,9 +15,10 @@ ROCK's own door's numbers are bench/snapshots_api.py's; the runtime's, bench/sna
 from __future__ import annotations
 
 from bench.admin import AdminProcess
-from bench.e2b import _Client, _python
+from bench.e2b import _Client, each_backend
 from bench.report import record
-from bench.sdk import usable
+from bench.sdk import isolated
+from rock.runtime import get_runtime_class
 
 
 async def _alternate(client: _Client, verb: str, floor: str, n: int, block: int) -> tuple[list, list]:
@@ -49,12 +52,7 @@ async def _backend(ctx, backend: str, python) -> list[dict]:
 
 
 async def run(ctx) -> list[dict]:
-    python = _python()
-    if python is None:
-        ctx.progress("e2b_snapshots: could not install the e2b SDK into its venv; skipped")
-        return []
-    records = []
-    for backend in usable(ctx):
-        if backend != "local":
-            records += await _backend(ctx, backend, python)
-    return records
+    backends = isolated(ctx)
+    if get_runtime_class("gvisor").available() is None and ("gvisor" in ctx.backends or backends):
+        backends.append("gvisor")  # where the fork is a full one (E2B's kind): beside the others, in one run
+    return await each_backend(ctx, "e2b_snapshots", _backend, backends)

@@ -40,7 +40,8 @@ def sandbox(client):
 def test_sdk_pause_snapshot_fork_lifecycle(snap_admin, tmp_path, monkeypatch):
     monkeypatch.setenv("BACKEND", snap_admin.backend)
     run_scenario(e2b_python("newest"), snap_admin, "scenario_snapshots.py", "E2B SNAPSHOTS OK", tmp_path)
-    live = [r.sandbox_id for r in snap_admin.ctx.sandboxes.records.values() if r.state in ("pending", "running", "paused")]
+    live = [r.sandbox_id for r in snap_admin.ctx.sandboxes.records.values()
+            if r.state in ("pending", "running", "paused")]
     assert live == [], live
     assert snap_admin.call(lambda: snap_admin.ctx.sandboxes.snapshots("team-a")) == []
 
@@ -113,3 +114,7 @@ def test_paused_sandbox_on_the_data_plane(client, sandbox):
     assert client.post(f"/v2/sandboxes/{sandbox}/connect", headers=A, json={}).status_code == 200
     assert client.post(f"/sandboxes/{sandbox}/pause", headers=A, json={}).status_code == 204
     assert client.post(f"/v2/sandboxes/{sandbox}/connect", headers=A, json={}).status_code == 201
+    # a paused sandbox can be killed (its frozen processes are thawed to end)
+    assert client.post(f"/sandboxes/{sandbox}/pause", headers=A, json={}).status_code == 204
+    assert client.delete(f"/sandboxes/{sandbox}", headers=A).status_code == 204
+    assert client.get(f"/sandboxes/{sandbox}", headers=A).status_code == 404

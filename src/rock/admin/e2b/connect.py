@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from rock.errors import AgentError, AgentGone, AgentTimeout, RockError, SandboxNotFound, SandboxNotRunning, SandboxPaused
+from rock.errors import (AgentError, AgentGone, AgentTimeout, RockError, SandboxNotFound, SandboxNotRunning,
+                         SandboxPaused)
 
 HTTP_OF = {"canceled": 499, "unknown": 500, "invalid_argument": 400, "deadline_exceeded": 504, "not_found": 404,
            "already_exists": 409, "permission_denied": 403, "resource_exhausted": 429, "failed_precondition": 400,
@@ -45,8 +46,9 @@ class SandboxGone(Exception):
 
     def __init__(self, sandbox_id: str | None, paused: bool = False):
         # "was not found" is what the SDK matches; a paused sandbox's caller also learns why and what to do
-        super().__init__(f"The sandbox {sandbox_id or '(unknown)'} was not found running: it is paused; resume it "
-                         "with Sandbox.connect()" if paused else f"The sandbox {sandbox_id or '(unknown)'} was not found")
+        name = sandbox_id or "(unknown)"
+        super().__init__(f"The sandbox {name} was not found running: it is paused; resume it with Sandbox.connect()"
+                         if paused else f"The sandbox {name} was not found")
         self.message = str(self)
 
 

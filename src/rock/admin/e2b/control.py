@@ -24,8 +24,8 @@ from starlette.responses import Response
 from rock.actions.sandbox import EnvVars, SandboxStartRequest, check_env, parse_memory
 from rock.admin.context import Ctx
 from rock.admin.e2b import snapshots as snapshot_routes
-from rock.admin.e2b.common import (CLIENT_ID, ENVD_VERSION, META_KEY, TOKEN_KEY, E2BError, control_record, is_e2b,
-                                   json_object, owner_of, route)
+from rock.admin.e2b.common import (CLIENT_ID, ENVD_VERSION, KEEP_AFTER_TIMEOUT, META_KEY, TOKEN_KEY, E2BError,
+                                   control_record, is_e2b, json_object, owner_of, paged, route)
 from rock.admin.openapi import body as body_doc, params
 from rock.admin.e2b.connect import json_response
 from rock.admin.start_checks import check_start_request
@@ -34,7 +34,6 @@ from rock.errors import RockError, SnapshotNotFound
 
 log = logging.getLogger("rock.admin.e2b")
 MAX_TIMEOUT = 7 * 24 * 3600
-KEEP_AFTER_TIMEOUT = 30  # seconds a timed-out sandbox's files stay before they are deleted
 # Fields of NewSandbox we cannot honour unless they say "off", and why.
 REFUSED = {
     "network": "per-sandbox network rules are not supported; use allow_internet_access",
@@ -240,13 +239,6 @@ def router(ctx: Ctx) -> APIRouter:
         states = set((q.get("state") or "running,paused").split(","))
         if not states <= {"running", "paused"}:
             raise E2BError(400, "state must be running and/or paused")
-        try:
-            limit = int(q.get("limit") or 100)
-            offset = int(q.get("nextToken") or 0)
-        except ValueError:
-            raise E2BError(400, "limit and nextToken must be integers") from None
-        if not 1 <= limit <= 100 or offset < 0:
-            raise E2BError(400, "limit must be between 1 and 100")
         shown = {"pending", "running"} if "running" in states else set()
         shown |= {"paused"} if "paused" in states else set()
         items = [r for r in svc.live(owner) if is_e2b(r) and r.state in shown
@@ -254,8 +246,9 @@ def router(ctx: Ctx) -> APIRouter:
                                                  for k, v in wanted.items())
                  and (not q.get("template") or r.spec[META_KEY].get("template") == q.get("template"))]
         items.sort(key=lambda r: r.created_at, reverse=q.get("order") != "asc")
-        page = items[offset:offset + limit] if v2 else items
-        headers = {"X-Next-Token": str(offset + limit)} if v2 and offset + limit < len(items) else None
+        page, headers = paged(request, items)  # limit and nextToken checked for both
+        if not v2:  # the old list has no pages: all of them
+            page, headers = items, None
         return json_response([_detail(ctx, r, listed=True) for r in page], 200, headers)
 
     @api.get("/v2/sandboxes", **_doc(200, 400, 401, query=ListQuery))

@@ -41,7 +41,8 @@ from starlette.responses import Response
 
 from rock.actions.snapshots import MAX_FORK, SNAPSHOT_NAME_PATTERN, STORED_NAME_PATTERN
 from rock.admin.context import Ctx
-from rock.admin.e2b.common import META_KEY, TOKEN_KEY, E2BError, control_record, json_object, owner_of, route
+from rock.admin.e2b.common import (KEEP_AFTER_TIMEOUT, META_KEY, TOKEN_KEY, E2BError, control_record, json_object,
+                                   owner_of, paged, route)
 from rock.admin.e2b.connect import json_response
 from rock.admin.pause import FULL_BACKENDS
 from rock.admin.store import SandboxRecord
@@ -50,7 +51,6 @@ from rock.worker.worker import Worker
 
 NAME = re.compile(SNAPSHOT_NAME_PATTERN)
 STORED_NAME = re.compile(STORED_NAME_PATTERN)  # a snapshot id as the service stores it
-KEEP_AFTER_TIMEOUT = 30  # as control.py's: a timed-out E2B sandbox's files go soon after
 
 
 def e2b_error(exc: RockError) -> E2BError:
@@ -179,18 +179,10 @@ class Routes:
         async def snapshots(request: Request):
             owner = owner_of(ctx, request)
             q = request.query_params
-            try:
-                limit = int(q.get("limit") or 100)
-                offset = int(q.get("nextToken") or 0)
-            except ValueError:
-                raise E2BError(400, "limit and nextToken must be integers") from None
-            if not 1 <= limit <= 1000 or offset < 0:
-                raise E2BError(400, "limit must be between 1 and 1000")
             items = [s for s in sorted(await svc.snapshots(owner), key=lambda s: s.created_at, reverse=True)
                      if (not q.get("sandboxID") or taken_from(s, q["sandboxID"]))
                      and (not q.get("name") or q["name"] in (s.name, s.name.rsplit(".", 1)[0]))]
-            page = items[offset:offset + limit]
-            headers = {"X-Next-Token": str(offset + limit)} if offset + limit < len(items) else None
+            page, headers = paged(request, items, 1000)
             return json_response([snapshot_info(s) for s in page], 200, headers)
 
         @route(api, "/templates/{template_id}", "DELETE")

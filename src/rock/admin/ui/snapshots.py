@@ -19,7 +19,7 @@ from rock.admin.store import SandboxRecord
 from rock.admin.ui import access
 from rock.admin.ui.pages import HTML, render
 from rock.admin.ui.views import clock, size
-from rock.errors import RockError, SandboxNotFound
+from rock.errors import RockError
 from rock.worker.worker import Worker
 
 NAME = re.compile(SNAPSHOT_NAME_PATTERN)
@@ -30,14 +30,6 @@ BACK = {303: {"description": "back to the page the action was on"}}
 def page_error(exc: RockError) -> access.PageError:
     """A service refusal as the page the browser shows (its status and message, never a traceback)."""
     return access.PageError(exc.status_code if exc.status_code < 500 else 503, exc.message or type(exc).__name__)
-
-
-async def owned_record(ctx: Ctx, request: Request, sandbox_id: str) -> SandboxRecord:
-    """The viewer's sandbox; another namespace's is a 404 like a missing one."""
-    try:
-        return await ctx.sandboxes.lookup(sandbox_id, access.principal(ctx, request))
-    except SandboxNotFound:
-        raise access.PageError(404, f"sandbox {sandbox_id} not found") from None
 
 
 def name_of(raw: str) -> str | None:
@@ -56,7 +48,7 @@ def mode_of(mode: str) -> str:
 
 def count_of(raw: str) -> int:
     raw = raw.strip()
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_FORK:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_FORK:
         raise access.PageError(400, f"count must be a whole number from 1 to {MAX_FORK}, not {raw!r}")
     return int(raw)
 
@@ -76,7 +68,7 @@ def router(ctx: Ctx) -> APIRouter:
 
     async def act(request: Request, sandbox_id: str, call) -> RedirectResponse:
         access.same_origin(request)
-        r = await owned_record(ctx, request, sandbox_id)
+        r = await access.record(ctx, request, sandbox_id)
         try:
             where = await call(r)  # a path to go to, or anything else: back to the sandbox
         except RockError as exc:
