@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 from tests.cli.test_sandbox_cli import rock
 
@@ -54,9 +55,12 @@ def test_pause_resume_snapshot_fork_list_delete_round_trip(admin):
         assert full.returncode == 1 and "gvisor" in full.stderr
     finally:
         rock(admin, "", "delete", *made)
-    for snap in json.loads(snapshots(admin, "list").stdout):
-        if snap["name"] == "cli-snap" or snap["source"].startswith(sid[:8]):  # docker keeps a fork's (its image)
-            snapshots(admin, "delete", snap["name"])
+    snapshots(admin, "delete", "cli-snap")
+    # the fork's own snapshot: deleted once its children ran, or (docker: their image) after the last of them
+    deadline = time.monotonic() + 60
+    while [s for s in json.loads(snapshots(admin, "list").stdout) if s["source"].startswith(sid[:8])]:
+        assert time.monotonic() < deadline, "the fork's snapshot outlived its children"
+        time.sleep(0.2)
     assert "cli-snap" not in snapshots(admin, "list").stdout
     gone = snapshots(admin, "delete", "cli-snap", check=False)
     assert gone.returncode == 1 and "no snapshot named" in gone.stderr

@@ -12,18 +12,9 @@ import pytest
 from rock.actions import CreateBashSessionRequest
 from rock.errors import BadRequest, Conflict, SandboxPaused, SnapshotNotFound
 from rock.sdk.sandbox import Sandbox, Snapshot, SyncSandbox
-from tests.sdk.test_sandbox import config
+from tests.sdk.test_sandbox import box, config, until  # noqa: F401 - box: a fixture
 
 PREFIX = "/apis/envs/sandbox/v1"
-
-
-@pytest.fixture
-async def box(admin):
-    sandbox = Sandbox(config(admin))
-    await sandbox.start()
-    yield sandbox
-    await sandbox.delete()
-    await sandbox.aclose()
 
 
 async def out(sandbox: Sandbox, cmd: str) -> str:
@@ -75,14 +66,22 @@ async def test_a_file_written_in_one_child_of_a_fork_is_absent_in_the_others_and
         for child in children:
             await child.delete()
             await child.aclose()
-    await _drop_fork_snapshots(box)
+
+    async def fork_snapshot_gone():  # docker kept it for its children's image; it goes with the last of them
+        return not [s for s in await box.list_snapshots() if s.source.startswith(box.sandbox_id[:8])]
+
+    await until(fork_snapshot_gone, timeout=60)
 
 
 async def _drop_fork_snapshots(sandbox: Sandbox) -> None:
-    """A fork's snapshot that its engine kept (docker: the children's image) goes once they are deleted."""
+    """What is left of this sandbox's forks' snapshots (docker keeps one for its children's image,
+    and drops it after the last of them: this does not wait for that)."""
     for snap in await sandbox.list_snapshots():
         if snap.source.startswith(sandbox.sandbox_id[:8]):
-            await sandbox.delete_snapshot(snap.name)
+            try:
+                await sandbox.delete_snapshot(snap.name)
+            except SnapshotNotFound:  # it went with the last child meanwhile
+                pass
 
 
 async def test_a_snapshot_is_owned_listed_outlives_its_source_and_starts_sandboxes(admin):
@@ -168,7 +167,6 @@ async def test_auto_resume_and_on_timeout_pause(admin):
         async def paused():
             return (await sandbox.get_status()).lifecycle_state == "paused"
 
-        from tests.sdk.test_sandbox import until
 
         await until(paused, timeout=60)  # the idle timeout paused it instead of stopping it
         assert await out(sandbox, "cat /root/n") == "41"  # the call resumed it first (auto_resume)
@@ -195,7 +193,10 @@ def test_the_sync_sdk_pauses_snapshots_and_forks(admin):
         sandbox.delete_snapshot(snap.name)
         for left in sandbox.list_snapshots():  # a fork's snapshot docker kept for its (deleted) children
             if left.source.startswith(sandbox.sandbox_id[:8]):
-                sandbox.delete_snapshot(left.name)
+                try:
+                    sandbox.delete_snapshot(left.name)
+                except SnapshotNotFound:  # it went with the last child meanwhile
+                    pass
         sandbox.delete()
 
 
@@ -296,3 +297,37 @@ async def test_metrics_count_pauses_snapshots_forks_and_paused_sandboxes(admin, 
             await child.aclose()
         await box.delete_snapshot(snap.name)
         await _drop_fork_snapshots(box)
+
+
+async def test_a_fork_without_wait_answers_at_once_and_keep_snapshot_keeps_it(admin, box):
+
+    url = f"{admin.url}{PREFIX}/sandboxes/{box.sandbox_id}/fork"
+    async with httpx.AsyncClient(timeout=300) as http:
+        r = await http.post(url, json={"count": 2, "wait": False, "keep_snapshot": True})
+    assert r.status_code == 200, r.text
+    result = r.json()["result"]
+    ids = [c["sandbox_id"] for c in result["sandboxes"]]
+    children = []
+    try:
+        assert len(ids) == 2 and result["snapshot"] is not None
+        for sid in ids:
+            child = Sandbox(config(admin))
+            await child.attach(sid)
+            children.append(child)
+
+            async def running(child=child):
+                return (await child.get_status(include_all_states=True)).lifecycle_state == "running"
+
+            await until(running, timeout=120)  # pending at the answer, running as each comes up
+            assert await out(child, "echo up") == "up"
+        # kept: listed, and more sandboxes start from it
+        assert result["snapshot"]["name"] in [s.name for s in await box.list_snapshots()]
+        more = Sandbox(config(admin, snapshot=result["snapshot"]["name"]))
+        await more.start()
+        children.append(more)
+        assert await out(more, "echo again") == "again"
+    finally:
+        for child in children:
+            await child.delete()
+            await child.aclose()
+        await box.delete_snapshot(result["snapshot"]["name"])

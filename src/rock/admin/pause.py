@@ -51,40 +51,38 @@ class PauseSnapshots:
 
     async def pause(self, sandbox_id: str, owner: str | None, event: str = "pause") -> SandboxRecord:
         """Freeze the sandbox's processes in memory (no CPU) until ``resume``; idempotent."""
-        record = await self.lookup(sandbox_id, owner)
         await self._wait_started(sandbox_id)
-        async with self._lock(sandbox_id):
-            if record.state == "paused":
-                return record
-            if record.state != "running":
-                raise Conflict(f"sandbox {sandbox_id} is {record.state}; only a running sandbox can be paused")
-            began = time.perf_counter()
-            await self.worker.pause(sandbox_id, record.node_id)
-            record.spec = {**record.spec, "paused_at": time.time()}
-            await self._settle(self._change(record, "paused", event))
-        self.events.emit("paused", record, seconds=time.perf_counter() - began)
-        return record
+        return await self._flip(sandbox_id, owner, True, event)
 
     async def resume(self, sandbox_id: str, owner: str | None, event: str = "resume") -> SandboxRecord:
         """Let a paused sandbox run on where it stopped; idempotent on a running one. Its idle time
         starts afresh (paused time does not count)."""
+        return await self._flip(sandbox_id, owner, False, event)
+
+    async def _flip(self, sandbox_id: str, owner: str | None, pause: bool, event: str) -> SandboxRecord:
+        """running -> paused (``pause``) or paused -> running; already there: nothing to do."""
         record = await self.lookup(sandbox_id, owner)
+        source, target = ("running", "paused") if pause else ("paused", "running")
         async with self._lock(sandbox_id):
-            if record.state == "running":
+            if record.state == target:
                 return record
-            if record.state != "paused":
-                raise Conflict(f"sandbox {sandbox_id} is {record.state}; only a paused sandbox can be resumed")
+            if record.state != source:
+                raise Conflict(f"sandbox {sandbox_id} is {record.state}; only a {source} sandbox can be "
+                               f"{'paused' if pause else 'resumed'}")
             began = time.perf_counter()
-            await self.worker.unpause(sandbox_id, record.node_id)
-            record.spec = {k: v for k, v in record.spec.items() if k != "paused_at"}
-            self.touch(record)
-            await self._settle(self._change(record, "running", event))
-        self.events.emit("resumed", record, seconds=time.perf_counter() - began)
+            await (self.worker.pause if pause else self.worker.unpause)(sandbox_id, record.node_id)
+            if pause:
+                record.spec = {**record.spec, "paused_at": time.time()}
+            else:
+                record.spec = {k: v for k, v in record.spec.items() if k != "paused_at"}
+                self.touch(record)
+            await self._settle(self._change(record, target, event))
+        self.events.emit("paused" if pause else "resumed", record, seconds=time.perf_counter() - began)
         return record
 
     async def _paused_call(self, record: SandboxRecord) -> None:
         """A call reached a paused sandbox: resume it (``auto_resume``) or refuse with 409."""
-        if not record.spec.get("auto_resume"):
+        if not record.spec.get("auto_resume") or self.settings.role == "proxy":  # a proxy changes no state
             raise SandboxPaused(f"sandbox {record.sandbox_id} is paused: resume it first")
         await self.resume(record.sandbox_id, record.owner, event="auto_resume")
 
@@ -137,6 +135,18 @@ class PauseSnapshots:
         """Delete the owner's snapshot; the sandboxes started from it run on (where an engine image
         backs it and sandboxes still use it, 409 says so)."""
         await self.worker.delete_snapshot(name, owner)
+
+    async def from_snapshot(self, req, draft: SandboxRecord):
+        """A start request naming a snapshot: the request as recorded (the snapshot's image and
+        cpus) and the runtime spec. Another owner's snapshot is absent (404); one of another
+        backend is refused (400) before anything is recorded."""
+        snap = await self.get_snapshot(req.snapshot, draft.owner)
+        backend = self.worker.backend_name
+        if snap.backend != backend and backend != "cluster":
+            raise BadRequest(f"snapshot {req.snapshot!r} was taken on the {snap.backend} backend; this admin runs "
+                             f"{backend}: start it on an admin with --backend {snap.backend}")
+        req = req.model_copy(update={"image": snap.spec.image, "memory": None, "cpus": snap.spec.cpus})
+        return req, self.snapshot_start(draft, snap)
 
     def snapshot_start(self, record: SandboxRecord, snap: Snapshot):
         """The spec of a new sandbox from ``snap``: the snapshot's image and limits, the record's id
@@ -192,10 +202,38 @@ class PauseSnapshots:
             return children, snap
         try:
             await self.worker.delete_snapshot(snap.name, parent.owner)
-        except RockError as exc:  # e.g. an engine image its children run on: kept, listed, deletable later
-            log.info("fork of %s: its snapshot %s is kept (%s)", parent.sandbox_id, snap.name, exc.message)
+        except RockError as exc:  # an engine image its children run on: it goes with the last of them
+            log.info("fork of %s: its snapshot %s stays until its children are deleted (%s)", parent.sandbox_id,
+                     snap.name, exc.message)
+            self._fork_snapshots[snap.name] = (parent.owner, {c.sandbox_id for c in children})
             return children, snap
         return children, None
+
+    def _fork_child_gone(self, kind: str, record: SandboxRecord, info: dict) -> None:
+        """An events listener: once the last child of a fork whose snapshot had to stay (docker:
+        the children's image) is deleted, the snapshot goes too. In memory: after an admin
+        restart such a snapshot stays listed, for its owner to delete."""
+        if kind != "state" or record.state != "deleted":
+            return
+        for name, (owner, children) in list(self._fork_snapshots.items()):
+            children.discard(record.sandbox_id)
+            if not children:
+                del self._fork_snapshots[name]
+                self._save_soon(asyncio.ensure_future(self._drop_fork_snapshot(name, owner)))
+
+    async def _drop_fork_snapshot(self, name: str, owner: str | None) -> None:
+        # A deleted child's container may still be going in the background (the runtime's
+        # release), holding the image a little longer: tried again for a while (a back-off).
+        for attempt in range(1, 21):  # about 40 s in all
+            try:
+                await self.worker.delete_snapshot(name, owner)
+                return
+            except Conflict:
+                await asyncio.sleep(0.2 * attempt)
+            except RockError as exc:  # deleted by its owner meanwhile
+                log.info("the fork snapshot %s: %s", name, exc.message)
+                return
+        log.warning("the fork snapshot %s stays (still in use after its children were deleted)", name)
 
 
 __all__ = ["FULL_BACKENDS", "MAX_FORK", "PauseSnapshots", "SnapshotNotFound"]

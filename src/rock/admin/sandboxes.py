@@ -51,6 +51,8 @@ class Sandboxes(HeldRecords, PauseSnapshots):
         self._saving: set[asyncio.Future] = set()
         self.events = Events()  # state changes and start results, for the UI and the metrics
         self.commands = CommandLog()
+        self._fork_snapshots: dict[str, tuple] = {}  # a fork's kept snapshot -> (owner, its children left)
+        self.events.subscribe(self._fork_child_gone)
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.reaping = False  # this process holds the reaper lease
         if hasattr(worker, "listeners"):
@@ -69,8 +71,8 @@ class Sandboxes(HeldRecords, PauseSnapshots):
             if record.state in LIVE and alive:
                 if record.state == "pending":
                     await self._transition(record, "running", "reattached")
-                elif record.state == "paused" and info.state == "running":  # resumed while the admin was down
-                    await self._transition(record, "running", "reattached")
+                # a paused record stays paused (a cluster node reports its sandboxes only as running;
+                # resuming one that runs already is a no-op that fixes the record)
                 # Time the admin was down does not count as idle: nobody could use the sandbox.
                 record.last_used_at = now
             elif record.state in LIVE and record.node_id and not self._node_live(record.node_id):
@@ -169,10 +171,8 @@ class Sandboxes(HeldRecords, PauseSnapshots):
             raise host_network_refused()
         # What no node could ever give is refused before anything is recorded; the create uses this spec.
         draft = SandboxRecord(sandbox_id=sandbox_id, owner=owner, image=req.image, namespace=meta.get("namespace"))
-        if req.snapshot:  # another owner's snapshot is absent (404); its image and limits are the sandbox's
-            snap = await self.get_snapshot(req.snapshot, owner)
-            req = req.model_copy(update={"image": snap.spec.image, "memory": None, "cpus": snap.spec.cpus})
-            spec = self.snapshot_start(draft, snap)
+        if req.snapshot:  # its image and limits are the snapshot's (rock.admin.pause)
+            req, spec = await self.from_snapshot(req, draft)
         else:
             spec = self._spec(draft, req)
         self.worker.check(spec)

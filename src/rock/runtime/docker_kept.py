@@ -9,6 +9,8 @@ its writable layer committed as an engine image (the engine pauses the container
 
 from __future__ import annotations
 
+import asyncio
+
 import logging
 import time
 
@@ -62,7 +64,16 @@ class KeptContainers:
     async def _freeze(self, handle: RuntimeHandle) -> None:
         from rock.runtime import docker
 
-        await docker._call(docker.client().pause, handle.runtime_id)
+        # runc gives up on a cgroup v2 freeze that has not settled after a few checks ("unable to
+        # freeze"; it thaws the container again): 1 pause in 5-10 here, under load. Tried again.
+        for attempt in range(1, 6):
+            try:
+                await docker._call(docker.client().pause, handle.runtime_id)
+                return
+            except APIError as exc:
+                if attempt == 5 or "unable to freeze" not in str(exc):
+                    raise
+                await asyncio.sleep(0.02 * attempt)  # a back-off between retries, not a wait for an event
 
     async def _thaw(self, handle: RuntimeHandle) -> None:
         from rock.runtime import docker

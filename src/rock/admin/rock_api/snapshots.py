@@ -53,29 +53,24 @@ def router(ctx: Ctx) -> APIRouter:
     svc = ctx.sandboxes
     state_doc = {"response_model": RockResponse[SandboxStartResponse], "responses": _errors(404, 409, 422)}
 
-    async def _pause(request: Request, sandbox_id: str):
-        return ok(start_result(await svc.pause(sandbox_id, ctx.owner(request))))
+    summaries = {"pause": "Pause a running sandbox: its processes stay in memory, use no CPU, and its calls are "
+                          "refused (409) until it is resumed; idempotent",
+                 "resume": "Resume a paused sandbox where it stopped; its idle time starts afresh (paused time "
+                           "does not count); idempotent"}
+    def mount(op: str, summary: str) -> None:
+        act = getattr(svc, op)
 
-    async def _resume(request: Request, sandbox_id: str):
-        return ok(start_result(await svc.resume(sandbox_id, ctx.owner(request))))
+        async def by_path(request: Request, sandbox_id: str = SandboxPath):
+            return ok(start_result(await act(sandbox_id, ctx.owner(request))))
 
-    @api.post("/sandboxes/{sandbox_id}/pause", summary="Pause a running sandbox: its processes stay in memory, "
-              "use no CPU, and its calls are refused (409) until it is resumed; idempotent", **state_doc)
-    async def pause_rest(request: Request, sandbox_id: str = SandboxPath):
-        return await _pause(request, sandbox_id)
+        async def by_body(body: SandboxIdBody, request: Request):
+            return ok(start_result(await act(body.sandbox_id, ctx.owner(request))))
 
-    @api.post("/pause", summary="Pause a running sandbox (the id in the body)", **state_doc)
-    async def pause(body: SandboxIdBody, request: Request):
-        return await _pause(request, body.sandbox_id)
+        api.post(f"/sandboxes/{{sandbox_id}}/{op}", summary=summary, name=op, **state_doc)(by_path)
+        api.post(f"/{op}", summary=summary + " (the id in the body)", name=f"{op}_body", **state_doc)(by_body)
 
-    @api.post("/sandboxes/{sandbox_id}/resume", summary="Resume a paused sandbox where it stopped; its idle "
-              "time starts afresh (paused time does not count); idempotent", **state_doc)
-    async def resume_rest(request: Request, sandbox_id: str = SandboxPath):
-        return await _resume(request, sandbox_id)
-
-    @api.post("/resume", summary="Resume a paused sandbox (the id in the body)", **state_doc)
-    async def resume(body: SandboxIdBody, request: Request):
-        return await _resume(request, body.sandbox_id)
+    for op, summary in summaries.items():
+        mount(op, summary)
 
     @api.post("/sandboxes/{sandbox_id}/snapshot", response_model=RockResponse[SnapshotInfo],
               responses=_errors(400, 404, 409, 422),
