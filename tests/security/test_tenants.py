@@ -87,6 +87,10 @@ ROCK_WRITES = {
                                                                                         "content": "bob"}}]}}),
     "ui_stop": req("POST", "/ui/sandboxes/{sid}/stop"),
     "ui_delete": req("POST", "/ui/sandboxes/{sid}/delete"),
+    "ui_pause": req("POST", "/ui/sandboxes/{sid}/pause"),
+    "ui_resume": req("POST", "/ui/sandboxes/{sid}/resume"),
+    "ui_snapshot": req("POST", "/ui/sandboxes/{sid}/snapshot"),
+    "ui_fork": req("POST", "/ui/sandboxes/{sid}/fork"),
 }
 
 
@@ -246,3 +250,36 @@ def test_another_tenants_snapshot_is_a_missing_one_and_its_name_stays_free(world
         for who, sid in started:
             who.post(PREFIX + "/delete", json={"sandbox_id": sid})
         world.alice.delete(f"{PREFIX}/snapshots/{name}")
+
+
+# -- the e2b door's pause, resume, snapshots and fork: alice's E2B sandbox for bob ---------------
+
+E2B_WRITES = {
+    "pause": req("POST", "/sandboxes/{sid}/pause", {}),
+    "resume": req("POST", "/sandboxes/{sid}/resume", {}),
+    "connect": req("POST", "/v2/sandboxes/{sid}/connect", {}),
+    "snapshot": req("POST", "/sandboxes/{sid}/snapshots", {"name": "bobs"}),
+    "fork": req("POST", "/sandboxes/{sid}/fork", {"count": 1}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(E2B_WRITES))
+def test_another_tenants_e2b_sandbox_cannot_be_paused_snapshotted_or_forked(world, name):
+    sid = world.e2b["sandboxID"]
+    unknown_alike(lambda s: E2B_WRITES[name](world.bob, sid=s), sid)
+    # control: alice's E2B sandbox still runs, unpaused, and nothing was taken of it
+    assert ok(world.alice.get(f"/sandboxes/{sid}")).json()["state"] == "running"
+    assert ok(world.bob.get("/snapshots")).json() == []
+    assert sid not in ok(world.alice.get("/snapshots")).text
+
+
+def test_another_tenants_e2b_snapshot_is_a_missing_template(world):
+    sid = world.e2b["sandboxID"]
+    snap = ok(world.alice.post(f"/sandboxes/{sid}/snapshots", json={"name": "alices"})).json()["snapshotID"]
+    try:
+        unknown_alike(lambda n: world.bob.post("/v2/sandboxes", json={"templateID": n}), snap)
+        unknown_alike(lambda n: world.bob.delete(f"/templates/{n}"), snap)
+        assert snap not in ok(world.bob.get("/snapshots")).text
+        assert snap in ok(world.alice.get("/snapshots")).text  # control: hers, listed, not deleted
+    finally:
+        ok(world.alice.delete(f"/templates/{snap}"))
