@@ -24,7 +24,7 @@ class SpaceSpec(BaseModel):
 
     def to_space(self):
         """The gymnasium space (needs gymnasium on the client)."""
-        from rock.agent.gymwire import spec_space
+        from rock.agent.envhost.gymwire import spec_space
 
         return spec_space(self.model_dump())
 

@@ -172,7 +172,7 @@ class SandboxSessionBase(Generic[RemoteT]):
     # -- calls ------------------------------------------------------------------------------------
 
     def _call(self, method: str, tail: str, data: bytes = b"", content_type: str = "application/json"):
-        from rock.agent import gymwire
+        from rock.agent.envhost import gymwire
 
         if self._closed:
             raise EnvError(f"session {self.session_id} is closed", "EnvNotFound")
@@ -184,7 +184,7 @@ class SandboxSessionBase(Generic[RemoteT]):
         return self._call("POST", "/reset", json.dumps({"seed": seed, "options": options}).encode())
 
     def _step(self, action):
-        from rock.agent import gymwire
+        from rock.agent.envhost import gymwire
 
         body = gymwire.encode(self.codec.action(action))
         return self._call("POST", "/step", body, "application/octet-stream")

@@ -32,12 +32,12 @@ import sys
 import threading
 import time
 
-from . import paths, protocol
-from .envguard import BUSY, watch
-from .errors import OpError
-from .server import DEFERRED
+from .. import paths, protocol
+from ..errors import OpError
+from ..server import DEFERRED
+from .guard import BUSY, watch
 
-HOST_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "envhost.py")
+HOST_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "host.py")
 START_TIMEOUT = 60.0
 
 _lock = threading.Lock()

@@ -25,23 +25,24 @@ import sys
 import time
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
+_AGENT = os.path.dirname(_HERE)  # the agent package: protocol.py is shared with the agent
 
 
-def _sibling(name):
+def _sibling(name, folder=_HERE):
     # Loaded by path under a private name: with -I the script's folder is not on sys.path,
     # and env packages must not be able to shadow (or be shadowed by) our modules.
-    spec = importlib.util.spec_from_file_location("_rock_envhost_" + name, os.path.join(_HERE, name + ".py"))
+    spec = importlib.util.spec_from_file_location("_rock_envhost_" + name, os.path.join(folder, name + ".py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-protocol = _sibling("protocol")
+protocol = _sibling("protocol", _AGENT)
 RESET_FIELDS, STEP_FIELDS = protocol.RESET_FIELDS, protocol.STEP_FIELDS
-envguard = _sibling("envguard")
-RngIsolation = _sibling("envrng").RngIsolation
+envguard = _sibling("guard")
+RngIsolation = _sibling("rng").RngIsolation
 Failure, Guard, describe = envguard.Failure, envguard.Guard, envguard.describe
-envcodec = _sibling("envcodec")
+envcodec = _sibling("codec")
 # Re-exported: tests and the reference encoder use them from here.
 jsonable, dumps, columns, offline_nltk = envcodec.jsonable, envcodec.dumps, envcodec.columns, envcodec.offline_nltk
 _encode, _fast_encode = envcodec._encode, envcodec._fast_encode
@@ -337,7 +338,7 @@ class Host:
 
 
 def serve(argv):
-    _sibling("envserve").serve(argv, Host, protocol, envguard.BUSY.size)
+    _sibling("serve").serve(argv, Host, protocol, envguard.BUSY.size)
 
 
 if __name__ == "__main__":
