@@ -80,19 +80,21 @@ def notify_listeners(listeners: list, sandbox_id: str, meta: dict, body: bytes) 
             handle(sandbox_id, meta, body)
 
 
-class Worker(RecordFiles):
+class Worker:
     def __init__(self, settings: Settings, backend: str | None = None):
         self.settings = settings
         self.backend_name = pick_backend(backend or settings.backend)
         state = Path(settings.state_dir).resolve()
         self.owner = self.owner_of(state)
         self.runtime: Runtime = get_runtime_class(self.backend_name)(settings, self.owner)
-        self.records_dir = state / "records"
-        self.records_dir.mkdir(parents=True, exist_ok=True)
+        records_dir = state / "records"
+        records_dir.mkdir(parents=True, exist_ok=True)
         self.host_name = socket.gethostname()
         self._sandboxes: dict[str, Sandbox] = {}
         # Stopped with their files kept (ROCK's stop): no processes, restartable; on disk only.
-        self._stopped = KeptFiles(self.records_dir)
+        self._stopped = KeptFiles(records_dir)
+        # Running: one record file each, read again when a worker restarts on this state dir.
+        self.records = RecordFiles(records_dir, self.runtime, self.backend_name, self._stopped)
         self._creating: dict[str, asyncio.Task] = {}
         self.pool = WarmPool(self._launch, self._discard)
         self.gpus = Gpus(settings.gpus)
@@ -199,7 +201,7 @@ class Worker(RecordFiles):
             source = "cold"
         sandbox = Sandbox(spec.sandbox_id, handle, client, spec, warm=pooled is not None)
         try:
-            self._save(sandbox)
+            self.records.save(sandbox)
         except BaseException:  # e.g. a full disk: a sandbox without its record would be lost
             client.close()
             await self.runtime.destroy(handle)  # all of it before the failure is reported
@@ -230,6 +232,17 @@ class Worker(RecordFiles):
         now, the backend may remove its files in the background."""
         client.close()
         await self.runtime.release(handle)
+
+    async def _reattach(self, owner: bool = True) -> None:
+        await asyncio.gather(*(self._attach_record(path, owner) for path in self.records.paths()))
+
+    async def _attach_record(self, path: Path, owner: bool = True) -> None:
+        """Hold the sandbox of a record file again if its agent answers (``owner``: see ``RecordFiles.attach``)."""
+        found = await self.records.attach(path, owner)
+        if found is not None:
+            self._hold(Sandbox(found.spec.sandbox_id, found.handle, found.client, found.spec, found.warm))
+            if owner:
+                self.gpus.claim(found.spec.gpu_ids, found.spec.sandbox_id)
 
     def _hold(self, sandbox: Sandbox) -> None:
         self._sandboxes[sandbox.sandbox_id] = sandbox
@@ -270,13 +283,13 @@ class Worker(RecordFiles):
             self.gpus.release(sandbox.spec.gpu_ids)
             # The kept record first: a running record left beside it (a crash) loses to it at re-attach.
             self._stopped[sandbox_id] = (sandbox.handle, sandbox.spec)
-            self._record_path(sandbox_id).unlink(missing_ok=True)
+            self.records.drop(sandbox_id)
             log.info("sandbox %s stopped, files kept (%.1f ms)", sandbox_id, (time.perf_counter() - started) * 1000)
             return True
         else:
             await self._discard(sandbox.handle, sandbox.client)
             self.gpus.release(sandbox.spec.gpu_ids)
-        self._record_path(sandbox_id).unlink(missing_ok=True)
+        self.records.drop(sandbox_id)
         log.info("sandbox %s removed (%.1f ms)", sandbox_id, (time.perf_counter() - started) * 1000)
         return False
 
@@ -300,7 +313,7 @@ class Worker(RecordFiles):
             self._stopped[sandbox_id] = (handle, spec)
             raise
         sandbox = Sandbox(sandbox_id, handle, client, spec)
-        self._save(sandbox)
+        self.records.save(sandbox)
         self._stopped.pop(sandbox_id)  # only once the running record is written
         self._hold(sandbox)
         return self.get(sandbox_id)
@@ -321,12 +334,12 @@ class Worker(RecordFiles):
         until ``unpause``. The record keeps it: a restarted worker holds it paused."""
         sandbox = self._get(sandbox_id)
         await self.runtime.pause(sandbox.handle)  # marks the handle the sandbox's client was made with
-        self._save(sandbox)
+        self.records.save(sandbox)
 
     async def unpause(self, sandbox_id: str, node_id: str | None = None) -> None:
         sandbox = self._get(sandbox_id)
         await self.runtime.unpause(sandbox.handle)
-        self._save(sandbox)
+        self.records.save(sandbox)
 
     async def disk_usage(self, sandbox_id: str, node_id: str | None = None) -> int | None:
         return await self.runtime.disk_usage(self._get(sandbox_id).handle)
