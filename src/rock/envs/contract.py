@@ -2,7 +2,7 @@
 
 Both are wire-safe (strict JSON): a ``SpaceSpec`` is ``{kind, shape, dtype, details}`` for one
 space, nested for Dict and Tuple; ``to_space()`` gives the gymnasium space back. Kinds and their
-details are documented in ``rock/agent/gymwire.py`` (``space_spec``), which makes them.
+details are documented in ``rock/agent/envhost/gymwire.py`` (``space_spec``), which makes them.
 """
 
 from __future__ import annotations

@@ -1,20 +1,20 @@
 """The env host: one process per sandbox holding many env instances (GEM and user envs).
 
-Started by the agent (``agent/envs.py``) as ``$ROCK_HOST_PYTHON -I envhost.py``: unlike the
+Started by the agent (``envhost/ops.py``) as ``$ROCK_HOST_PYTHON -I envhost/host.py``: unlike the
 agent it runs WITH site-packages, because env code needs gem, numpy and friends. It speaks
 the agent's framing (``protocol.py``) over its stdin/stdout pipes and handles one request at a
 time on its main thread, so a step costs a few microseconds of overhead beyond the env itself.
 
 Isolation between the envs of one host:
 - an exception in one env's code is caught and returned as that call's error, and a call
-  running longer than its timeout is interrupted and marks its env broken (``envguard.py``);
+  running longer than its timeout is interrupted and marks its env broken (``guard.py``);
 - ``print()`` in env code cannot corrupt the protocol: fd 1 is pointed at stderr and the
   protocol uses private duplicates of the original pipes;
-- every env gets its own global ``random`` / ``numpy.random`` state (``envrng.py``), so
+- every env gets its own global ``random`` / ``numpy.random`` state (``rng.py``), so
   the observations of one env do not depend on what the other envs of the host do.
 
 Standard library only at import time (it may run under any image's python3). Its siblings
-(``protocol``, ``envguard``, ``envrng``, ``envcodec``) are loaded by path, see ``_sibling``.
+(``guard``, ``rng``, ``codec``, ``serve``, ``gym*``; and ``protocol`` from the agent package above) are loaded by path, see ``_sibling``.
 """
 
 import functools
