@@ -31,12 +31,12 @@ from rock.admin.store import open_store
 from rock.config import Settings
 
 log = logging.getLogger("rock.admin")
-# Served without a token even when tokens are on (the schema says so per operation)
 # The front doors, one folder each (rock.admin.<door>): ``install(app, ctx)`` mounts what this
 # role serves; a door with state of its own has ``startup(app)`` and ``shutdown(app)`` too, run by
 # the app's lifespan (startups in this order, shutdowns in the reverse). The store is no door: it
 # opens before the worker and closes after it.
 DOORS = (rock_api, ports, envs, training, chat, e2b, ui)
+# Served without a token even when tokens are on (the schema says so per operation)
 PUBLIC = {("GET", "/health"), ("GET", "/ui/login"), ("POST", "/ui/login"), ("POST", "/ui/logout"),
           ("GET", "/apis/v1/training/agentscope/healthz")}
 # Past the token gate: the UI's static assets, the schema and its viewers.
