@@ -233,7 +233,8 @@ def to_completion(response: dict) -> dict:
         elif kind == "function_call":
             calls.append(chat_tool_call(item.get("call_id"), item.get("name"), item.get("arguments") or ""))
         elif kind == "custom_tool_call":
-            calls.append(chat_tool_call(item.get("call_id"), item.get("name"), json.dumps({"input": item.get("input")})))
+            arguments = json.dumps({"input": item.get("input")})
+            calls.append(chat_tool_call(item.get("call_id"), item.get("name"), arguments))
         elif kind == "reasoning":
             reasoning.extend(s.get("text") or "" for s in item.get("summary") or [] if isinstance(s, dict))
     finish = "tool_calls" if calls else "length" if response.get("status") == "incomplete" else "stop"
