@@ -62,7 +62,8 @@ def venv():
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in [f"rock/admin/ui/static/vendor/{f}" for f in VENDOR] + [
             "rock/admin/ui/templates/base.html", "rock/conf/rock-local.yml", "rock/conf/rock-local-proxy.yml",
-            "rock/agent/zygote.py", "rock/envs/probe.py"]:
+            "rock/agent/zygote.py", "rock/agent/envhost/host.py", "rock/agent/chat/modelcli.py", "rock/agent/bin/rock",
+            "rock/envs/probe.py"]:
         assert needed in names, f"{needed} is not in {wheel.name}"
     _run(["uv", "venv", "--python", sys.executable, "--python-preference", "only-system", work / "venv"], cwd=work)
     _run(["uv", "pip", "install", "--python", work / "venv/bin/python", wheel], cwd=work, timeout=900)

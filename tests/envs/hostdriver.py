@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rock.agent import protocol
 
-HOST_SCRIPT = Path(protocol.__file__).with_name("envhost.py")
+HOST_SCRIPT = Path(protocol.__file__).parent / "envhost" / "host.py"
 HERE = str(Path(__file__).resolve().parent)
 
 

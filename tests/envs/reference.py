@@ -7,7 +7,7 @@ import random
 
 import numpy as np
 
-from rock.agent.envhost import jsonable
+from rock.agent.envhost.host import jsonable
 from rock.envs.client import make
 
 # (env id, seed, steps): games whose steps draw from the global RNG (2048's new tiles,

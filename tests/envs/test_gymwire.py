@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces as S
 
-from rock.agent import gymwire
+from rock.agent.envhost import gymwire
 from rock.envs.contract import SpaceSpec
 
 SPACES = {

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from rock.admin import http_protocol
-from rock.agent import chatwire
+from rock.agent.chat import wire as chatwire
 from rock.sdk.model import ChatTrainer
 from rock.sdk.sandbox import Sandbox, SandboxConfig
 from tests.security.conftest import TOKEN_A, execute, rock, wait_for

@@ -20,7 +20,6 @@ from fastapi import FastAPI
 from starlette.requests import Request
 
 from rock.admin import chat, e2b, envs, errors, metrics, openapi, ports, rock_api, training, ui
-from rock.admin.envs import gem, gym
 from rock.admin.lifecycle import Lifecycle
 from rock.admin.auth import Auth, AuthGate
 from rock.actions.response import RockResponse
@@ -32,6 +31,11 @@ from rock.admin.store import open_store
 from rock.config import Settings
 
 log = logging.getLogger("rock.admin")
+# The front doors, one folder each (rock.admin.<door>): ``install(app, ctx)`` mounts what this
+# role serves; a door with state of its own has ``startup(app)`` and ``shutdown(app)`` too, run by
+# the app's lifespan (startups in this order, shutdowns in the reverse). The store is no door: it
+# opens before the worker and closes after it.
+DOORS = (rock_api, ports, envs, training, chat, e2b, ui)
 # Served without a token even when tokens are on (the schema says so per operation)
 PUBLIC = {("GET", "/health"), ("GET", "/ui/login"), ("POST", "/ui/login"), ("POST", "/ui/logout"),
           ("GET", "/apis/v1/training/agentscope/healthz")}
@@ -93,20 +97,18 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
                 lifecycle.start()  # timed archive/delete: with a shared store only the reaper-lease holder acts
                 if settings.warmup_images:
                     warmup = asyncio.create_task(_warm_up(settings.warmup_images), name="rock-warmup")
-            if settings.role == "admin":  # a proxy neither recovers env sandboxes nor reaps builds
-                await envs.startup(app)
-                await training.routes.startup(app)
+            for door in DOORS:
+                if hasattr(door, "startup"):
+                    await door.startup(app)
             log.info("rock admin ready: role=%s backend=%s state_dir=%s", settings.role, worker.backend_name,
                      settings.state_dir)
             yield
         finally:
             if warmup is not None:
                 warmup.cancel()
-            if settings.role == "admin":
-                await app.state.chat.close()
-            await gym.shutdown(app)
-            await training.routes.shutdown(app)
-            await gem.shutdown(app)
+            for door in reversed(DOORS):
+                if hasattr(door, "shutdown"):
+                    await door.shutdown(app)
             await lifecycle.close()
             await ctx.sandboxes.close()
             if own_worker:
@@ -117,14 +119,8 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     app.state.rock = ctx
     app.state.lifecycle = lifecycle
     errors.install(app)
-    # The front doors, one folder each (rock.admin.<door>.install): each mounts what this role serves.
-    rock_api.install(app, ctx)
-    ports.install(app, ctx)
-    envs.install(app, ctx)
-    training.install(app, ctx)
-    if settings.role == "admin":  # each endpoint starts with a sandbox's session
-        chat.install(app, ctx)
-    e2b.install(app, ctx, control_plane=settings.role == "admin")
+    for door in DOORS:
+        door.install(app, ctx)
 
     @app.get("/health", responses={200: {"model": RockResponse[dict]}, 204: {"description": "E2B's envd health"}})
     async def health(request: Request):
@@ -144,8 +140,6 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     app.add_middleware(AuthGate, auth=ctx.auth, public=PUBLIC, open_paths=OPEN_PATHS, refusals=tuple(refusals))
     # Outermost of the middleware: times every request that passes the door below.
     meter = metrics.install(app, ctx)
-    if settings.role == "admin":
-        ui.install(app, ctx, meter.request_rate)
     openapi.install(app, ctx.auth.enabled, PUBLIC)
     # One way in for the fast routes of every router mounted above (run_in_session, starts, env
     # reset/step, a rollout's per-task calls, the port proxy's plain case): answered at the app's

@@ -35,7 +35,7 @@ MAX_BODY = 256 << 20
 # Payload streams (uploads, downloads, output) are cut into chunks of this size.
 CHUNK = 256 << 10
 # The fields of an env's reset and step results, in gem's order. A batch reply over many envs
-# has one list per field (``envhost.py``, ``Host.op_batch``); the SDK joins them back.
+# has one list per field (``envhost/host.py``, ``Host.op_batch``); the SDK joins them back.
 RESET_FIELDS = ("observation", "info")
 STEP_FIELDS = ("observation", "reward", "terminated", "truncated", "info")
 

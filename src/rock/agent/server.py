@@ -251,9 +251,9 @@ def _ping(req):
 
 # Op prefixes and the module that serves them. Only ``sessions`` is imported at start-up: the
 # rest load on first use, keeping the sandbox's start -> first output path short.
-LAZY_MODULES = {"exec": "procs", "proc.": "procs", "file.": "files", "tar.": "files", "stats": "stats", "env.": "envs",
-                 "tcp.": "tcprelay", "envd.": "envd", "envdfs.": "envdfs",
-                 "kernel.": "kernel", "chat.": "chat", "checkpoint.": "checkpoint"}
+LAZY_MODULES = {"exec": "procs", "proc.": "procs", "file.": "files", "tar.": "files", "stats": "stats", "env.": "envhost.ops",
+                 "tcp.": "tcprelay", "envd.": "e2b.process", "envdfs.": "e2b.filesystem",
+                 "kernel.": "e2b.interpreter", "chat.": "chat.endpoint", "checkpoint.": "checkpoint"}
 
 
 def build_agent():

@@ -13,6 +13,14 @@ def add_admin_options(parser) -> None:
     parser.add_argument("--token", help="API token")
 
 
+def admin_commands(sub, name: str, help: str):
+    """``rock <name> ...``: a group of subcommands that call a running admin (``--url`` and
+    ``--token`` on the group); returns the group's subparsers, chosen one in ``args.<name>_cmd``."""
+    group = sub.add_parser(name, help=help)
+    add_admin_options(group)
+    return group.add_subparsers(dest=f"{name}_cmd", required=True)
+
+
 def resolve_admin_options(args, ini) -> None:
     """Fill ``args.url`` / ``args.token`` / ``args.extra_headers`` by precedence (see add_admin_options)."""
     if not hasattr(args, "url"):

@@ -9,7 +9,7 @@ import typing
 
 import httpx
 
-from rock.cli import add_admin_options
+from rock.cli import admin_commands
 from rock.cli.output import Out
 from rock.config import BackendName, Settings
 from rock.errors import RockError
@@ -18,9 +18,7 @@ GIB = 1 << 30
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("cluster", help="the nodes of a running admin's cluster")
-    add_admin_options(p)
-    s = p.add_subparsers(dest="cluster_cmd", required=True)
+    s = admin_commands(sub, "cluster", "the nodes of a running admin's cluster")
     s.add_parser("status", help="nodes, resources, load and sandboxes per node").set_defaults(func=cmd_status)
 
     w = sub.add_parser("worker", help="run this node's worker on a Ray cluster")

@@ -12,7 +12,7 @@ import json
 
 import httpx
 
-from rock.cli import add_admin_options
+from rock.cli import admin_commands
 from rock.cli.output import Out
 from rock.envs.catalog import Catalog, UserEnv
 
@@ -20,9 +20,7 @@ GEM = "/apis/v1/envs/gem"
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("envs", help="envs (GEM, gym:): which ids exist and can run here; register your own")
-    add_admin_options(p)
-    s = p.add_subparsers(dest="envs_cmd", required=True)
+    s = admin_commands(sub, "envs", "envs (GEM, gym:): which ids exist and can run here; register your own")
 
     ls = s.add_parser("list", help="every env id with its availability (and why not)")
     ls.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")

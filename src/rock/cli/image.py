@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-from rock.cli import add_admin_options
+from rock.cli import admin_commands
 from rock.cli.output import Out
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("image", help="images for sandboxes")
-    add_admin_options(p)
-    s = p.add_subparsers(dest="image_cmd", required=True)
+    s = admin_commands(sub, "image", "images for sandboxes")
     b = s.add_parser("build", help="build an image from a build context directory (with its Dockerfile)")
     b.add_argument("context", help="the build context directory")
     b.add_argument("-t", "--tag", help="the image name (default: rock-build/<content hash>:latest)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from rock.cli import add_admin_options
+from rock.cli import admin_commands
 from rock.cli.output import Out
 from rock.errors import RockError
 from rock.sdk.sandbox.client import Sandbox
@@ -14,9 +14,7 @@ from rock.sdk.sandbox.config import SandboxConfig
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("sandbox", help="create and use sandboxes on a running admin")
-    add_admin_options(p)
-    s = p.add_subparsers(dest="sandbox_cmd", required=True)
+    s = admin_commands(sub, "sandbox", "create and use sandboxes on a running admin")
 
     c = s.add_parser("create", help="start a sandbox and print its id")
     c.add_argument("--image", default="python:3.11")

@@ -36,7 +36,7 @@ from rock.errors import (ERRORS, AgentGone, BadRequest, RockError, SandboxNotFou
 from rock.runtime.base import ResourceStats, SandboxSpec
 from rock.runtime.snapshots import Snapshot
 from rock.worker.agent_client import AgentClient
-from rock.worker.snapshots import ForkOps
+from rock.worker.snapshots import fork_children
 from rock.worker.worker import SandboxInfo, notify_listeners
 
 log = logging.getLogger("rock.cluster")
@@ -79,7 +79,7 @@ class _NodePools:
                  "ready": "-", "size": "-"} for node in self.cluster.live_nodes() for image in node.info.pools]
 
 
-class ClusterWorker(NodeTracking, ForkOps):
+class ClusterWorker(NodeTracking):
     backend_name = "cluster"
 
     def __init__(self, settings: Settings):
@@ -342,6 +342,11 @@ class ClusterWorker(NodeTracking, ForkOps):
         info = await self._ask(node, "start_from", name, owner, spec.model_dump(mode="json"), timeout=CREATE_TIMEOUT_S)
         self.where[spec.sandbox_id] = node.name
         return SandboxInfo(**info)
+
+    def fork(self, sandbox_id: str, owner: str | None, specs: list[SandboxSpec], mode: str = "filesystem",
+             name: str | None = None, node_id: str | None = None):
+        """A node's fork, over this worker's ``snapshot`` and ``start_from`` (``fork_children``)."""
+        return fork_children(self, sandbox_id, owner, specs, mode, name, node_id)
 
     def stopped_ids(self) -> list[str]:
         """Sandboxes stopped with their files kept, as the live nodes last reported them."""

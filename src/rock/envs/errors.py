@@ -26,6 +26,9 @@ STATUS = {
 
 
 class EnvError(RockError):
+    """An env call refused or failed; ``kind`` names why (EnvNotFound, EnvMakeError, EnvTimeout, ...)
+    and sets the HTTP status."""
+
     def __init__(self, message: str = "", kind: str = "EnvError"):
         super().__init__(message)
         self.kind = kind

@@ -25,6 +25,9 @@ TIMEOUT = 600.0
 
 
 class GymHttp:
+    """The HTTP side of a gym session's client: JSON calls over httpx, and each step on a kept-alive
+    connection of its own (``sync_transport``), one at a time per session object."""
+
     def __init__(self, base_url: str | None = None, token: str | None = None):
         self.base = _base(base_url)
         url = urlsplit(self.base)
@@ -38,6 +41,7 @@ class GymHttp:
     # -- calls -------------------------------------------------------------------------------
 
     def json(self, method: str, path: str, body: dict | None = None) -> dict:
+        """A JSON call under the gym prefix; a 4xx/5xx raises the matching ``EnvError``."""
         response = self.client.request(method, path, json=body)
         if response.status_code >= 400:
             raise_for(response.status_code, response.content)
@@ -83,12 +87,14 @@ class GymHttp:
         raise ConnectionError("the image build stream ended without a result")
 
     def close(self) -> None:
+        """Close the step connection and the HTTP client (the session itself is closed by its owner)."""
         if self.conn is not None:
             self.conn.close()
         self.client.close()
 
 
 def session_path(session_id: str, tail: str = "") -> str:
+    """The URL path of a session (its id quoted), with ``tail`` (``/step``, ``/reset``, ...)."""
     return "/sessions/" + quote(session_id, safe=":") + tail
 
 
@@ -113,4 +119,5 @@ class LeaseKeeper:
                     return
 
     def stop(self) -> None:
+        """Stop renewing (the session is closing)."""
         self.stopped.set()

@@ -1,4 +1,4 @@
-"""The admin's own connection to an env host (``agent/envhost.py`` listens on a socket beside the
+"""The admin's own connection to an env host (``agent/envhost/host.py`` listens on a socket beside the
 agent's): reset, step and batch go there straight, skipping the agent.
 
 Leaner than the worker's ``AgentClient`` for this one job, because it is the per-step path:

@@ -41,9 +41,11 @@ class Codec:
     (gymwire already gives writable arrays); the Torch codec turns arrays into tensors."""
 
     def array(self, value):
+        """A value from the wire (an array, or a dict/tuple of them) as the user gets it."""
         return value
 
     def action(self, value):
+        """An action from the user as the wire takes it."""
         return value
 
 
@@ -146,22 +148,27 @@ class SandboxSessionBase(Generic[RemoteT]):
 
     @property
     def env_contract(self) -> EnvContract:
+        """What the env declared when it was made: its spaces, render mode, metadata (and ``num_envs``)."""
         return self._contract
 
     @property
     def render_mode(self) -> str | None:
+        """The env's ``render_mode`` (gymnasium's attribute), or None."""
         return self._contract.render_mode
 
     @property
     def metadata(self) -> dict[str, Any]:
+        """The env's ``metadata`` dict, as gymnasium's ``Env.metadata``."""
         return self._contract.metadata
 
     @property
     def observation_space_spec(self) -> SpaceSpec:
+        """The observation space as its portable description (no gymnasium needed to read it)."""
         return self._contract.observation_space
 
     @property
     def action_space_spec(self) -> SpaceSpec:
+        """The action space as its portable description (no gymnasium needed to read it)."""
         return self._contract.action_space
 
     def _space(self, name: str):
@@ -172,7 +179,7 @@ class SandboxSessionBase(Generic[RemoteT]):
     # -- calls ------------------------------------------------------------------------------------
 
     def _call(self, method: str, tail: str, data: bytes = b"", content_type: str = "application/json"):
-        from rock.agent import gymwire
+        from rock.agent.envhost import gymwire
 
         if self._closed:
             raise EnvError(f"session {self.session_id} is closed", "EnvNotFound")
@@ -184,7 +191,7 @@ class SandboxSessionBase(Generic[RemoteT]):
         return self._call("POST", "/reset", json.dumps({"seed": seed, "options": options}).encode())
 
     def _step(self, action):
-        from rock.agent import gymwire
+        from rock.agent.envhost import gymwire
 
         body = gymwire.encode(self.codec.action(action))
         return self._call("POST", "/step", body, "application/octet-stream")
@@ -224,17 +231,21 @@ class SandboxEnvBase(SandboxSessionBase[Any], Generic[ValueT, ActionT]):
 
     @property
     def observation_space(self):
+        """The observation space as a gymnasium ``Space`` (built once from the env's contract)."""
         return self._space("observation_space")
 
     @property
     def action_space(self):
+        """The action space as a gymnasium ``Space`` (built once from the env's contract)."""
         return self._space("action_space")
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[ValueT, dict]:
+        """Gymnasium's ``reset``: the first observation (through the codec) and the info dict."""
         obs, info = self._reset(seed, options)
         return self._obs(obs), info
 
     def step(self, action: ActionT) -> tuple[ValueT, float, bool, bool, dict]:
+        """Gymnasium's ``step``: observation, reward, terminated, truncated, info."""
         obs, reward, terminated, truncated, info = self._step(action)
         return self._obs(obs), float(reward), bool(terminated), bool(truncated), info
 
@@ -257,22 +268,27 @@ class SandboxVectorEnvBase(SandboxSessionBase[Any], Generic[ValueT, ActionT]):
 
     @property
     def num_envs(self) -> int:
+        """How many envs this vector env steps together."""
         return self._contract.num_envs
 
     @property
     def single_observation_space(self):
+        """One env's observation space (a gymnasium ``Space``)."""
         return self._space("observation_space")
 
     @property
     def single_action_space(self):
+        """One env's action space (a gymnasium ``Space``)."""
         return self._space("action_space")
 
     @property
     def observation_space(self):
+        """The batched observation space over ``num_envs`` envs (gymnasium's ``batch_space``)."""
         return self._batched("observation_space")
 
     @property
     def action_space(self):
+        """The batched action space over ``num_envs`` envs (gymnasium's ``batch_space``)."""
         return self._batched("action_space")
 
     def _batched(self, name: str):
@@ -284,10 +300,12 @@ class SandboxVectorEnvBase(SandboxSessionBase[Any], Generic[ValueT, ActionT]):
         return self._spaces[key]
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None) -> tuple[ValueT, dict]:
+        """Gymnasium's vector ``reset``: env ``i`` seeded ``seed + i`` (or ``seed[i]``); batched observations and info."""
         obs, info = self._reset(seed, options)
         return _map_arrays(self.codec.array, obs), info
 
     def step(self, actions: ActionT) -> tuple[ValueT, ValueT, ValueT, ValueT, dict]:
+        """Gymnasium's vector ``step`` (autoreset NEXT_STEP): batched observations, rewards, terminated, truncated, info."""
         obs, rewards, terminated, truncated, info = self._step(actions)
         a = self.codec.array
         return _map_arrays(a, obs), a(rewards), a(terminated), a(truncated), info

@@ -1,6 +1,6 @@
 """Env hosting in the admin: where envs go, how calls reach them, when they are reclaimed.
 
-Envs run inside sandboxes, hosted by each sandbox's agent (``agent/envs.py``), never here.
+Envs run inside sandboxes, hosted by each sandbox's agent (``agent/envhost/ops.py``), never here.
 Many envs share one small sandbox (``EnvSettings.envs_per_sandbox``); this service packs new
 envs into the owner's env sandboxes with free slots and starts another sandbox when all are full.
 

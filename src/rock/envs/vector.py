@@ -17,10 +17,10 @@ Semantics (the SDK's ``make_vec`` and the ``/vec/*`` routes):
   - ``"off"``: nothing is reset for you; call ``reset(indices=[...])``.
   Autoresets pass no seed (the env's own random stream continues), so a run is reproducible
   from the seeds of the first reset. Every env has its own global RNG state in its host
-  (see ``agent/envhost.py``), so results do not depend on how envs share sandboxes.
+  (see ``agent/envhost/host.py``), so results do not depend on how envs share sandboxes.
 
 Wire format: envs of one vector fill sandboxes in contiguous index ranges (``blocks``), and each
-sandbox's env host answers its share column by column (``agent/envhost.py``, ``Host.op_batch``).
+sandbox's env host answers its share column by column (``agent/envhost/host.py``, ``Host.op_batch``).
 The admin never decodes those replies: ``/vec/step`` and ``/vec/reset`` answer
 ``{"indices": [...] | null, "parts": [<host reply>, ...]}``, the parts in index order and
 ``indices`` the env indices they cover (null: every env, in order); the client joins the columns.

@@ -31,18 +31,15 @@ class AttachedWorker(Worker):
     async def start(self) -> None:
         await asyncio.to_thread(compileall.compile_dir, str(AGENT_SRC), quiet=1)
         await self.runtime.start()
-        await self._reattach()  # no reap: what it does not know belongs to the admin
+        await self._reattach(owner=False)  # no reap: what it does not know belongs to the admin
         log.info("worker ready (attached to the admin's sandboxes): backend=%s state=%s sandboxes=%d",
                  self.backend_name, self.settings.state_dir, len(self._sandboxes))
-
-    async def _reattach(self) -> None:
-        await asyncio.gather(*(self._attach_record(p, owner=False) for p in sorted(self.records_dir.glob("*.json"))))
 
     async def _attach(self, sandbox_id: str) -> None:
         # Ids reach a file name here: only what the worker's own create accepts.
         if not usable_id(sandbox_id):
             raise SandboxNotFound(f"no sandbox {sandbox_id!r}")
-        path = self._record_path(sandbox_id)
+        path = self.records.path(sandbox_id)
         if not path.is_file():
             return
         task = self._attaching.get(sandbox_id)  # one connection, however many requests ask at once

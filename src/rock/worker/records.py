@@ -13,34 +13,57 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 from rock.errors import AgentGone
 from rock.runtime.base import RuntimeHandle, SandboxSpec
 from rock.worker.agent_client import AgentClient
+from rock.worker.kept import StoppedSandboxes
 
 log = logging.getLogger("rock.worker")
 
 
+class Attached(NamedTuple):
+    """A sandbox of a record file whose agent answered again: the worker holds it."""
+
+    spec: SandboxSpec
+    handle: RuntimeHandle
+    client: AgentClient
+    warm: bool
+
+
 class RecordFiles:
-    """Mixed into ``Worker``: it has ``records_dir``, ``runtime``, ``backend_name``, ``gpus``,
-    ``_stopped`` and ``_hold``."""
+    """The record files of one worker's running sandboxes, and finding them again after a restart.
 
-    def _record_path(self, sandbox_id: str) -> Path:
-        return self.records_dir / f"{sandbox_id}.json"
+    Composed into ``Worker``, which gives it all it touches: the records folder, the runtime (is a
+    sandbox alive or paused, release what is left of one) and the stopped sandboxes' kept files.
+    It answers with what it re-attached (``Attached``); holding a sandbox is the worker's."""
 
-    def _save(self, sandbox) -> None:  # a worker.Sandbox
+    def __init__(self, records_dir: Path, runtime, backend_name: str, kept: StoppedSandboxes):
+        self.dir = records_dir
+        self.runtime = runtime
+        self.backend_name = backend_name
+        self.kept = kept
+
+    def path(self, sandbox_id: str) -> Path:
+        return self.dir / f"{sandbox_id}.json"
+
+    def paths(self) -> list[Path]:
+        return sorted(self.dir.glob("*.json"))
+
+    def save(self, sandbox) -> None:  # a worker.Sandbox
         data = {"sandbox_id": sandbox.sandbox_id, "spec": sandbox.spec.model_dump(), "handle": sandbox.handle.model_dump(),
                 "warm": sandbox.warm}
-        tmp = self._record_path(sandbox.sandbox_id).with_suffix(".tmp")
+        tmp = self.path(sandbox.sandbox_id).with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
-        os.replace(tmp, self._record_path(sandbox.sandbox_id))
+        os.replace(tmp, self.path(sandbox.sandbox_id))
 
-    async def _reattach(self) -> None:
-        await asyncio.gather(*(self._attach_record(p) for p in sorted(self.records_dir.glob("*.json"))))
+    def drop(self, sandbox_id: str) -> None:
+        self.path(sandbox_id).unlink(missing_ok=True)
 
-    async def _attach_record(self, path: Path, owner: bool = True) -> None:
-        """Hold the sandbox of one record file again. ``owner``: this worker owns the state dir and
-        releases what is left of a sandbox that is gone (an attached worker only looks)."""
+    async def attach(self, path: Path, owner: bool = True) -> Attached | None:
+        """The sandbox of one record file, if its agent still answers. ``owner``: this worker owns
+        the state dir and releases what is left of a sandbox that is gone (an attached worker only looks)."""
         try:
             data = json.loads(path.read_text())
             handle = RuntimeHandle(**data["handle"])
@@ -49,19 +72,19 @@ class RecordFiles:
             log.warning("ignoring unreadable sandbox record %s: %s", path, exc)
             if owner:
                 path.unlink(missing_ok=True)
-            return
+            return None
         if handle.backend != self.backend_name:
             log.warning("sandbox %s ran on %s, this worker uses %s: leaving it alone", spec.sandbox_id, handle.backend, self.backend_name)
-            return
+            return None
         # A running record beside a kept one: a stop cut short before it dropped the running
         # record (the kept one wins). An attached worker sees both for a moment while its admin
         # restarts the sandbox, and attaches if the agent answers; only the owner drops files.
-        if data.get("stopped") or (owner and spec.sandbox_id in self._stopped):
+        if data.get("stopped") or (owner and spec.sandbox_id in self.kept):
             if owner:
                 if data.get("stopped"):  # kept beside the running records before kept/ existed
-                    self._stopped[spec.sandbox_id] = (handle, spec)
+                    self.kept[spec.sandbox_id] = (handle, spec)
                 path.unlink(missing_ok=True)
-            return
+            return None
         client = None
         if await self.runtime.alive(handle):
             try:
@@ -83,10 +106,6 @@ class RecordFiles:
                 log.info("sandbox %s is gone; releasing what is left of it", spec.sandbox_id)
                 await self.runtime.destroy(handle)
                 path.unlink(missing_ok=True)
-            return
-        from rock.worker.worker import Sandbox  # the worker module imports this one
-
-        self._hold(Sandbox(spec.sandbox_id, handle, client, spec, bool(data.get("warm"))))
-        if owner:
-            self.gpus.claim(spec.gpu_ids, spec.sandbox_id)
+            return None
         log.info("sandbox %s %s", spec.sandbox_id, "re-attached" if owner else "attached (its admin owns it)")
+        return Attached(spec, handle, client, bool(data.get("warm")))

@@ -21,11 +21,12 @@ from rock.runtime import get_runtime_class, pick_backend
 from rock.runtime.agent_boot import AGENT_SRC
 from rock.runtime.base import ResourceStats, Runtime, RuntimeHandle, SandboxSpec
 from rock.runtime.gpus import Gpus
+from rock.runtime.snapshots import Snapshot
 from rock.worker.agent_client import AgentClient
 from rock.worker.kept import StoppedSandboxes
 from rock.worker.pool import WarmPool, pool_key
 from rock.worker.records import RecordFiles
-from rock.worker.snapshots import SnapshotOps
+from rock.worker.snapshots import fork_children, owner_key
 from rock.worker.resources import Need, Resources, refuse_oversized
 
 log = logging.getLogger("rock.worker")
@@ -82,19 +83,21 @@ def notify_listeners(listeners: list, sandbox_id: str, meta: dict, body: bytes) 
             handle(sandbox_id, meta, body)
 
 
-class Worker(RecordFiles, SnapshotOps):
+class Worker:
     def __init__(self, settings: Settings, backend: str | None = None):
         self.settings = settings
         self.backend_name = pick_backend(backend or settings.backend)
         state = Path(settings.state_dir).resolve()
         self.owner = self.owner_of(state)
         self.runtime: Runtime = get_runtime_class(self.backend_name)(settings, self.owner)
-        self.records_dir = state / "records"
-        self.records_dir.mkdir(parents=True, exist_ok=True)
+        records_dir = state / "records"
+        records_dir.mkdir(parents=True, exist_ok=True)
         self.host_name = socket.gethostname()
         self._sandboxes: dict[str, Sandbox] = {}
         # Stopped with their files kept (ROCK's stop): no processes, restartable; on disk only.
-        self._stopped = StoppedSandboxes(self.records_dir)
+        self._stopped = StoppedSandboxes(records_dir)
+        # Running: one record file each, read again when a worker restarts on this state dir.
+        self.records = RecordFiles(records_dir, self.runtime, self.backend_name, self._stopped)
         self._creating: dict[str, asyncio.Task] = {}
         self.pool = WarmPool(self._launch, self._discard)
         self.gpus = Gpus(settings.gpus)
@@ -201,7 +204,7 @@ class Worker(RecordFiles, SnapshotOps):
             source = "cold"
         sandbox = Sandbox(spec.sandbox_id, handle, client, spec, warm=pooled is not None)
         try:
-            self._save(sandbox)
+            self.records.save(sandbox)
         except BaseException:  # e.g. a full disk: a sandbox without its record would be lost
             client.close()
             await self.runtime.destroy(handle)  # all of it before the failure is reported
@@ -232,6 +235,17 @@ class Worker(RecordFiles, SnapshotOps):
         now, the backend may remove its files in the background."""
         client.close()
         await self.runtime.release(handle)
+
+    async def _reattach(self, owner: bool = True) -> None:
+        await asyncio.gather(*(self._attach_record(path, owner) for path in self.records.paths()))
+
+    async def _attach_record(self, path: Path, owner: bool = True) -> None:
+        """Hold the sandbox of a record file again if its agent answers (``owner``: see ``RecordFiles.attach``)."""
+        found = await self.records.attach(path, owner)
+        if found is not None:
+            self._hold(Sandbox(found.spec.sandbox_id, found.handle, found.client, found.spec, found.warm))
+            if owner:
+                self.gpus.claim(found.spec.gpu_ids, found.spec.sandbox_id)
 
     def _hold(self, sandbox: Sandbox) -> None:
         self._sandboxes[sandbox.sandbox_id] = sandbox
@@ -276,13 +290,13 @@ class Worker(RecordFiles, SnapshotOps):
             self.gpus.release(sandbox.spec.gpu_ids)
             # The kept record first: a running record left beside it (a crash) loses to it at re-attach.
             self._stopped[sandbox_id] = (sandbox.handle, sandbox.spec)
-            self._record_path(sandbox_id).unlink(missing_ok=True)
+            self.records.drop(sandbox_id)
             log.info("sandbox %s stopped, files kept (%.1f ms)", sandbox_id, (time.perf_counter() - started) * 1000)
             return True
         else:
             await self._discard(sandbox.handle, sandbox.client)
             self.gpus.release(sandbox.spec.gpu_ids)
-        self._record_path(sandbox_id).unlink(missing_ok=True)
+        self.records.drop(sandbox_id)
         log.info("sandbox %s removed (%.1f ms)", sandbox_id, (time.perf_counter() - started) * 1000)
         return False
 
@@ -306,7 +320,7 @@ class Worker(RecordFiles, SnapshotOps):
             self._stopped[sandbox_id] = (handle, spec)
             raise
         sandbox = Sandbox(sandbox_id, handle, client, spec)
-        self._save(sandbox)
+        self.records.save(sandbox)
         self._stopped.pop(sandbox_id)  # only once the running record is written
         self._hold(sandbox)
         return self.get(sandbox_id)
@@ -327,12 +341,74 @@ class Worker(RecordFiles, SnapshotOps):
         until ``unpause``. The record keeps it: a restarted worker holds it paused."""
         sandbox = self._get(sandbox_id)
         await self.runtime.pause(sandbox.handle)  # marks the handle the sandbox's client was made with
-        self._save(sandbox)
+        self.records.save(sandbox)
 
     async def unpause(self, sandbox_id: str, node_id: str | None = None) -> None:
         sandbox = self._get(sandbox_id)
         await self.runtime.unpause(sandbox.handle)
-        self._save(sandbox)
+        self.records.save(sandbox)
+
+    # -- snapshots ---------------------------------------------------------------------------
+
+
+    async def get_snapshot(self, name: str, owner: str | None, node_id: str | None = None) -> Snapshot:
+        """The owner's snapshot ``name`` (SnapshotNotFound: none, or another owner's)."""
+        return self.runtime.snapshots.get(name, owner_key(owner))
+
+    async def snapshots(self, owner: str | None) -> list[Snapshot]:
+        """The owner's snapshots, by name."""
+        return self.runtime.snapshots.list(owner_key(owner))
+
+    async def delete_snapshot(self, name: str, owner: str | None, node_id: str | None = None) -> None:
+        """Remove the owner's snapshot for good; sandboxes started from it run on."""
+        await self.runtime.delete_snapshot(await self.get_snapshot(name, owner))
+
+    async def snapshot(self, sandbox_id: str, name: str, owner: str | None, mode: str = "filesystem",
+                       node_id: str | None = None) -> Snapshot:
+        """Save the running (or paused) sandbox's state as the owner's snapshot ``name``."""
+        sandbox = self._get(sandbox_id)
+        if mode != "full" or not self.runtime.full_snapshots:
+            return await self.runtime.snapshot(sandbox.handle, name, owner_key(owner), mode)
+        # A full snapshot checkpoints the sandbox and restores it in place: its agent closes every
+        # connection first, ours included. That close is not the sandbox dying (``_agent_lost``),
+        # and the sandbox goes on with a new connection.
+        sandbox.client.close()
+        try:
+            return await self.runtime.snapshot(sandbox.handle, name, owner_key(owner), mode)
+        finally:
+            sandbox.client = await AgentClient.connect(sandbox.handle.socket_path, sandbox.handle, paused_ok=True)
+            self.records.save(sandbox)
+            self._hold(sandbox)
+
+    async def start_from(self, name: str, owner: str | None, spec: SandboxSpec,
+                         node_id: str | None = None) -> SandboxInfo:
+        """Start the sandbox ``spec.sandbox_id`` from the owner's snapshot ``name`` (its files, and
+        with ``full`` its processes). ``spec``: the new sandbox's; its image is the snapshot's."""
+        snap = await self.get_snapshot(name, owner)
+        sid = spec.sandbox_id
+        if not usable_id(sid):
+            raise BadRequest("sandbox_id must be 1-128 characters, without '/' and not starting with '.'")
+        if sid in self._sandboxes:
+            return self.get(sid)
+        started = time.perf_counter()
+        handle: RuntimeHandle = await self.runtime.start_from(
+            snap, spec.model_copy(update={"sandbox_id": self._runtime_id(sid), "gpu_ids": []}))
+        try:
+            client = await AgentClient.connect(handle.socket_path, handle)
+            sandbox = Sandbox(sid, handle, client, spec.model_copy(update={"gpu_ids": []}))
+            self.records.save(sandbox)
+        except BaseException:
+            await self.runtime.destroy(handle)
+            raise
+        self._hold(sandbox)
+        log.info("sandbox %s running from snapshot %s (%s, %s, %.1f ms)", sid, name, snap.mode, self.backend_name,
+                 (time.perf_counter() - started) * 1000)
+        return self.get(sid)
+
+    def fork(self, sandbox_id: str, owner: str | None, specs: list[SandboxSpec], mode: str = "filesystem",
+             name: str | None = None, node_id: str | None = None):
+        """Start ``len(specs)`` sandboxes from a fresh snapshot of ``sandbox_id`` (``fork_children``)."""
+        return fork_children(self, sandbox_id, owner, specs, mode, name, node_id)
 
     async def disk_usage(self, sandbox_id: str, node_id: str | None = None) -> int | None:
         return await self.runtime.disk_usage(self._get(sandbox_id).handle)

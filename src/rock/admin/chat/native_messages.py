@@ -31,12 +31,45 @@ _SAME = ("model", "max_tokens", "temperature", "top_p", "top_k", "stream")
 _RENAMED = {"stop_sequences": "stop"}
 
 
+def text_or_list(value: Any, where: str, items: str) -> str | list:
+    """A content field as it came when it is a string or a list (whose ``items`` the caller
+    checks), else the ValueError that says what ``where`` must be. Both native APIs allow both."""
+    if isinstance(value, (str, list)):
+        return value
+    raise ValueError(f"{where} must be a string or a list of {items}")
+
+
+def chat_tool_call(call_id: Any, name: Any, arguments: str) -> dict:
+    """A tool call as a chat completion's message holds it."""
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def listed_tools(req: dict) -> list[tuple[int, dict]] | None:
+    """The request's ``tools`` with their indexes, each checked to be an object (None: it has none)."""
+    tools = req.get("tools")
+    if tools is None:
+        return None
+    if not isinstance(tools, list):
+        raise ValueError("'tools' must be a list")
+    for n, t in enumerate(tools):
+        if not isinstance(t, dict):
+            raise ValueError(f"tools[{n}] must be an object")
+    return list(enumerate(tools))
+
+
+def chat_tool(name: str, parameters: Any, description: Any = None) -> dict:
+    """A function tool as a chat-completions request declares it."""
+    fn = {"name": name, "parameters": parameters}
+    if description:
+        fn["description"] = description
+    return {"type": "function", "function": fn}
+
+
 def _text_of(blocks: Any, where: str) -> str:
     """A string, or text blocks joined: what ``system`` and a tool result's content may be."""
+    blocks = text_or_list(blocks, where, "content blocks")
     if isinstance(blocks, str):
         return blocks
-    if not isinstance(blocks, list):
-        raise ValueError(f"{where} must be a string or a list of content blocks")
     out = []
     for n, b in enumerate(blocks):
         if _kind(b, f"{where}[{n}]") == "text":
@@ -153,19 +186,14 @@ def to_chat(req: dict) -> dict:
     for k, v in _RENAMED.items():
         if k in req:
             chat[v] = req[k]
-    tools = req.get("tools")
+    tools = listed_tools(req)
     if tools is not None:
-        if not isinstance(tools, list):
-            raise ValueError("'tools' must be a list")
         chat_tools = []
-        for n, t in enumerate(tools):
-            if not isinstance(t, dict) or not isinstance(t.get("name"), str):
+        for n, t in tools:
+            if not isinstance(t.get("name"), str):
                 raise ValueError(f"tools[{n}] needs a string 'name'")
             if "input_schema" in t:  # a client tool; server tools (web search, ...) have a 'type' and no schema
-                fn = {"name": t["name"], "parameters": t["input_schema"]}
-                if t.get("description"):
-                    fn["description"] = t["description"]
-                chat_tools.append({"type": "function", "function": fn})
+                chat_tools.append(chat_tool(t["name"], t["input_schema"], t.get("description")))
         chat["tools"] = chat_tools
     choice = req.get("tool_choice")
     if isinstance(choice, dict):
@@ -254,8 +282,7 @@ def to_completion(message: dict) -> dict:
         if b.get("type") == "text":
             texts.append(b.get("text") or "")
         elif b.get("type") == "tool_use":
-            calls.append({"id": b.get("id"), "type": "function",
-                          "function": {"name": b.get("name"), "arguments": json.dumps(b.get("input") or {})}})
+            calls.append(chat_tool_call(b.get("id"), b.get("name"), json.dumps(b.get("input") or {})))
         elif b.get("type") == "thinking":
             thinking.append(b.get("thinking") or "")
     return completion_from(message, texts, calls, thinking, FINISH_FROM_STOP.get(message.get("stop_reason"), "stop"))

@@ -19,17 +19,16 @@ import json
 import time
 from typing import Any
 
-from rock.admin.chat.native_messages import carry_tokens, completion_from
+from rock.admin.chat.native_messages import (carry_tokens, chat_tool, chat_tool_call, completion_from, listed_tools,
+                                          text_or_list)
 
 _SAME = ("model", "temperature", "top_p", "stream", "parallel_tool_calls")
 _TEXT_PARTS = ("input_text", "output_text", "text", "refusal", "summary_text")
 
 
 def _content(content: Any, where: str) -> str | list:
-    if isinstance(content, str):
+    if isinstance(text_or_list(content, f"{where}.content", "parts"), str):
         return content
-    if not isinstance(content, list):
-        raise ValueError(f"{where}.content must be a string or a list of parts")
     parts = []
     for n, p in enumerate(content):
         if not isinstance(p, dict) or not isinstance(p.get("type"), str):
@@ -108,21 +107,15 @@ def to_chat(req: dict, prior: list[dict] | None = None) -> dict:
     chat["messages"] = out
     if "max_output_tokens" in req:
         chat["max_tokens"] = req["max_output_tokens"]
-    tools = req.get("tools")
+    tools = listed_tools(req)
     if tools is not None:
-        if not isinstance(tools, list):
-            raise ValueError("'tools' must be a list")
         chat_tools = []
-        for n, t in enumerate(tools):
-            if not isinstance(t, dict):
-                raise ValueError(f"tools[{n}] must be an object")
+        for n, t in tools:
             if t.get("type") == "function":
                 if not isinstance(t.get("name"), str):
                     raise ValueError(f"tools[{n}] (function) needs a string 'name'")
-                fn = {"name": t["name"], "parameters": t.get("parameters") or {"type": "object", "properties": {}}}
-                if t.get("description"):
-                    fn["description"] = t["description"]
-                chat_tools.append({"type": "function", "function": fn})
+                parameters = t.get("parameters") or {"type": "object", "properties": {}}
+                chat_tools.append(chat_tool(t["name"], parameters, t.get("description")))
             elif t.get("type") == "custom" and isinstance(t.get("name"), str):
                 chat_tools.append({"type": "function", "function": {
                     "name": t["name"], "description": t.get("description") or "",
@@ -238,11 +231,10 @@ def to_completion(response: dict) -> dict:
             texts.extend(p.get("text") or p.get("refusal") or "" for p in item.get("content") or []
                          if isinstance(p, dict))
         elif kind == "function_call":
-            calls.append({"id": item.get("call_id"), "type": "function",
-                          "function": {"name": item.get("name"), "arguments": item.get("arguments") or ""}})
+            calls.append(chat_tool_call(item.get("call_id"), item.get("name"), item.get("arguments") or ""))
         elif kind == "custom_tool_call":
-            calls.append({"id": item.get("call_id"), "type": "function",
-                          "function": {"name": item.get("name"), "arguments": json.dumps({"input": item.get("input")})}})
+            arguments = json.dumps({"input": item.get("input")})
+            calls.append(chat_tool_call(item.get("call_id"), item.get("name"), arguments))
         elif kind == "reasoning":
             reasoning.extend(s.get("text") or "" for s in item.get("summary") or [] if isinstance(s, dict))
     finish = "tool_calls" if calls else "length" if response.get("status") == "incomplete" else "stop"

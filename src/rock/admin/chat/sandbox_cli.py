@@ -1,6 +1,6 @@
 """``rock model-service start|stop|anti-call-llm`` run inside a sandbox, done by the admin.
 
-The command (``rock/agent/modelcli.py``) asks the sandbox's agent, which passes the request up as
+The command (``rock/agent/chat/modelcli.py``) asks the sandbox's agent, which passes the request up as
 a notice; this runs the same hub operation the API runs, for the sandbox's owner, and answers
 through the agent. What the sandbox may ask is limited to its own endpoint: a proxy upstream it
 names must be one the operator listed (``chat_proxy_urls``), and answers it gives to its own

@@ -34,10 +34,11 @@ async def health(ctx: Ctx, request: Request) -> Response:
         return gone_response(exc)
 
 
-def install(app: FastAPI, ctx: Ctx, control_plane: bool = True) -> None:
-    """Both planes on an admin; a proxy (read/write separation) serves only the data plane."""
+def install(app: FastAPI, ctx: Ctx) -> None:
+    """Mount E2B's routes and its error shapes: both planes on an admin; a proxy (read/write
+    separation) serves only the data plane (envd's, on sandboxes an admin made)."""
     users = Users()
-    if control_plane:
+    if ctx.settings.role == "admin":
         app.include_router(control.router(ctx))
     app.include_router(process.router(ctx, users))
     app.include_router(filesystem.router(ctx, users))

@@ -101,7 +101,7 @@ def _iso(ts: float | None) -> str:
 
 
 def _templates(ctx: Ctx) -> dict[str, str]:
-    # code-interpreter-v1: e2b_code_interpreter's default; its server is the agent's (kernel.py)
+    # code-interpreter-v1: e2b_code_interpreter's default; its server is the agent's (rock/agent/e2b/interpreter.py)
     return {"base": ctx.settings.default_image, "code-interpreter-v1": ctx.settings.default_image,
             **ctx.settings.e2b_templates}
 

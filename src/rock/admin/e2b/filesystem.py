@@ -1,6 +1,6 @@
 """envd's ``filesystem.Filesystem`` service and its plain HTTP part (``/files``, ``/health``) onto
 the agent's file operations (``file.read``/``file.write``, as ROCK's own routes use them) and
-the envd filesystem ops (rock/agent/envdfs.py)."""
+the envd filesystem ops (rock/agent/e2b/filesystem.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """E2B's code-interpreter server (port 49999 of a sandbox: ``/execute``, ``/contexts``) onto the
-agent's code contexts (rock/agent/kernel.py). The SDK sends these to the same address with
+agent's code contexts (rock/agent/e2b/interpreter.py). The SDK sends these to the same address with
 ``E2b-Sandbox-Port: 49999``; ``/execute`` answers a stream of JSON lines (stdout, stderr,
 result, error, number_of_executions)."""
 

@@ -1,4 +1,4 @@
-"""envd's ``process.Process`` service onto the agent's process table (rock/agent/envd.py)."""
+"""envd's ``process.Process`` service onto the agent's process table (rock/agent/e2b/process.py)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Gymnasium session routes under ``/apis/v1/envs/gym`` (seed 003's sandbox envs).
 
 JSON in for opening and resetting; gymwire bodies (``application/octet-stream``, see
-``rock/agent/gymwire.py``) for actions and for everything an env returns, passed through from
+``rock/agent/envhost/gymwire.py``) for actions and for everything an env returns, passed through from
 the env host untouched. Errors use the admin's error envelope with a 4xx/5xx status.
 """
 

@@ -14,6 +14,17 @@ from rock.admin.training import routes
 
 
 def install(app: FastAPI, ctx: Ctx) -> None:
-    """An admin's only: each instance starts a sandbox."""
+    """Mount the training routes, on an admin only: each instance starts a sandbox."""
     if ctx.settings.role == "admin":
         app.include_router(routes.router)
+
+
+async def startup(app: FastAPI) -> None:
+    """On an admin's start, after the env service's recovery: the stored instance ids serve again."""
+    if app.state.rock.settings.role == "admin":
+        await routes.startup(app)
+
+
+async def shutdown(app: FastAPI) -> None:
+    """The training service's own tasks stop."""
+    await routes.shutdown(app)

@@ -15,13 +15,17 @@ from rock.admin.ui import access, files, live, pages, snapshots
 log = logging.getLogger("rock.admin")
 
 
-def install(app: FastAPI, ctx: Ctx, rate) -> None:
-    """``rate()``: the admin's recent requests per second, shown on the overview."""
+def install(app: FastAPI, ctx: Ctx) -> None:
+    """Mount the management UI's pages, fragments and static assets, on an admin only. The
+    overview's request rate is the metrics' (``app.state.rock_metrics``, installed after the
+    doors as the outermost middleware), read when a page renders."""
+    if ctx.settings.role != "admin":
+        return
     if not (pages.VENDOR / "xterm.js").exists():
         log.warning("the admin UI's browser assets are not built (run web/build.sh or scripts/setup-host.sh): "
                     "pages work, the terminal does not")
     app.mount("/ui/static", StaticFiles(directory=str(pages.HERE / "static"), check_dir=False), name="ui-static")
-    app.include_router(pages.router(ctx, rate))
+    app.include_router(pages.router(ctx, lambda: app.state.rock_metrics.request_rate()))
     app.include_router(files.router(ctx))
     app.include_router(snapshots.router(ctx))
     app.include_router(live.router(ctx))

@@ -1,4 +1,4 @@
-"""Harness ``ours``: our standard-library coding agent (``rock.agent.harness``, a bash and a
+"""Harness ``ours``: our standard-library coding agent (``rock.agent.chat.harness``, a bash and a
 file-edit tool) in the task's sandbox, its model calls answered over the Chat protocol.
 
     agent sandbox (no network)                         the job's process

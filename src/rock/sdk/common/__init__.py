@@ -1,0 +1,1 @@
+"""rl-rock's ``rock.sdk.common``: the SDK's exception types (``exceptions``)."""

@@ -1,4 +1,4 @@
-"""A task instance as an env of the env host (``agent/envhost.py``): make builds the task,
+"""A task instance as an env of the env host (``agent/envhost/host.py``): make builds the task,
 reset answers its initial state, and every later call is a step whose action names the
 operation (``{"op": "step" | "evaluate" | "info", ...}``), so the env host needs nothing new.
 

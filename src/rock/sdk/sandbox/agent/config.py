@@ -76,7 +76,7 @@ class RockAgentConfig(BaseModel):
         sandbox's model endpoint in local mode unless ``model_service_config`` says otherwise."""
         fields.setdefault("model_service_config", ModelServiceConfig(enabled=True))
         env = {"ROCK_AGENT_MAX_STEPS": str(max_steps), **fields.pop("env", {})}
-        return cls(run_cmd=f"${{bin_dir}}/python3 {AGENT_LIB}/harness.py ${{prompt}}", env=env, **fields)
+        return cls(run_cmd=f"${{bin_dir}}/python3 {AGENT_LIB}/chat/harness.py ${{prompt}}", env=env, **fields)
 
     @classmethod
     def mini_swe_agent(cls, step_limit: int = 30, command_timeout: int = 60, **fields: Any) -> "RockAgentConfig":

@@ -1,3 +1,5 @@
+"""``SpeedupType``, the kinds of ``Network.speedup``."""
+
 from enum import Enum
 
 

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 
-from .errors import OpError
+from ..errors import OpError
 
 DRIVER = r'''
 import ast, base64, json, os, sys, time, traceback

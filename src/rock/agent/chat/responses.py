@@ -10,7 +10,7 @@
 Standard library only (runs in the sandbox's agent).
 """
 
-from . import protocol
+from .. import protocol
 
 
 def sse_from_response(response):

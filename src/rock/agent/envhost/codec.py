@@ -1,6 +1,6 @@
 """How the env host encodes what env code returns, and the few shims env packages need offline.
 
-A sibling of ``envhost.py``, loaded by path the same way (see ``envhost._sibling``); runs in the env
+A sibling of ``host.py``, loaded by path the same way (see ``host._sibling``); runs in the env
 host, with site-packages (orjson is used when the env's python has it).
 """
 

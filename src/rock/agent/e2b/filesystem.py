@@ -15,7 +15,7 @@ import stat as st
 import threading
 import time
 
-from .errors import OpError
+from ..errors import OpError
 
 _watchers = {}
 _lock = threading.Lock()

@@ -16,7 +16,7 @@ limit: a client waiting for a slow model's answer keeps its connection open.
 import _socket
 import time
 
-from . import protocol
+from .. import protocol
 
 MAX_HEAD = 64 << 10
 HEAD_TIMEOUT = 30.0

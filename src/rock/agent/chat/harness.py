@@ -1,6 +1,6 @@
 """A small coding agent for sandboxes: a bash tool and a file-edit tool over OpenAI tool calls.
 
-    python3 /.rock/lib/rock_agent/harness.py "fix the failing test in calc.py"
+    python3 /.rock/lib/rock_agent/chat/harness.py "fix the failing test in calc.py"
 
 Standard library only and one process (no threads), so hundreds run at once. It talks to the
 model at ``$OPENAI_BASE_URL`` (the sandbox's model endpoint; key ``$OPENAI_API_KEY``, model

@@ -1,4 +1,4 @@
-"""Per-env global RNG state for the env host (``envhost.py``): every env of a host gets its own
+"""Per-env global RNG state for the env host (``host.py``): every env of a host gets its own
 ``random`` / ``numpy.random`` state, so the observations of one env do not depend on what the
 other envs of the host do.
 

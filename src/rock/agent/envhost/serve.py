@@ -1,6 +1,6 @@
 """The env host's serving loop: the agent's pipes and, with --socket, the worker's own connections.
 
-A sibling of ``envhost.py``, loaded by path (see ``envhost._sibling``); standard library only.
+A sibling of ``host.py``, loaded by path (see ``host._sibling``); standard library only.
 """
 
 import os

@@ -1,20 +1,20 @@
 """The env host: one process per sandbox holding many env instances (GEM and user envs).
 
-Started by the agent (``agent/envs.py``) as ``$ROCK_HOST_PYTHON -I envhost.py``: unlike the
+Started by the agent (``envhost/ops.py``) as ``$ROCK_HOST_PYTHON -I envhost/host.py``: unlike the
 agent it runs WITH site-packages, because env code needs gem, numpy and friends. It speaks
 the agent's framing (``protocol.py``) over its stdin/stdout pipes and handles one request at a
 time on its main thread, so a step costs a few microseconds of overhead beyond the env itself.
 
 Isolation between the envs of one host:
 - an exception in one env's code is caught and returned as that call's error, and a call
-  running longer than its timeout is interrupted and marks its env broken (``envguard.py``);
+  running longer than its timeout is interrupted and marks its env broken (``guard.py``);
 - ``print()`` in env code cannot corrupt the protocol: fd 1 is pointed at stderr and the
   protocol uses private duplicates of the original pipes;
-- every env gets its own global ``random`` / ``numpy.random`` state (``envrng.py``), so
+- every env gets its own global ``random`` / ``numpy.random`` state (``rng.py``), so
   the observations of one env do not depend on what the other envs of the host do.
 
 Standard library only at import time (it may run under any image's python3). Its siblings
-(``protocol``, ``envguard``, ``envrng``, ``envcodec``) are loaded by path, see ``_sibling``.
+(``guard``, ``rng``, ``codec``, ``serve``, ``gym*``; and ``protocol`` from the agent package above) are loaded by path, see ``_sibling``.
 """
 
 import functools
@@ -25,23 +25,24 @@ import sys
 import time
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
+_AGENT = os.path.dirname(_HERE)  # the agent package: protocol.py is shared with the agent
 
 
-def _sibling(name):
+def _sibling(name, folder=_HERE):
     # Loaded by path under a private name: with -I the script's folder is not on sys.path,
     # and env packages must not be able to shadow (or be shadowed by) our modules.
-    spec = importlib.util.spec_from_file_location("_rock_envhost_" + name, os.path.join(_HERE, name + ".py"))
+    spec = importlib.util.spec_from_file_location("_rock_envhost_" + name, os.path.join(folder, name + ".py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-protocol = _sibling("protocol")
+protocol = _sibling("protocol", _AGENT)
 RESET_FIELDS, STEP_FIELDS = protocol.RESET_FIELDS, protocol.STEP_FIELDS
-envguard = _sibling("envguard")
-RngIsolation = _sibling("envrng").RngIsolation
+envguard = _sibling("guard")
+RngIsolation = _sibling("rng").RngIsolation
 Failure, Guard, describe = envguard.Failure, envguard.Guard, envguard.describe
-envcodec = _sibling("envcodec")
+envcodec = _sibling("codec")
 # Re-exported: tests and the reference encoder use them from here.
 jsonable, dumps, columns, offline_nltk = envcodec.jsonable, envcodec.dumps, envcodec.columns, envcodec.offline_nltk
 _encode, _fast_encode = envcodec._encode, envcodec._fast_encode
@@ -337,7 +338,7 @@ class Host:
 
 
 def serve(argv):
-    _sibling("envserve").serve(argv, Host, protocol, envguard.BUSY.size)
+    _sibling("serve").serve(argv, Host, protocol, envguard.BUSY.size)
 
 
 if __name__ == "__main__":

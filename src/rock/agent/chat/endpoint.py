@@ -18,11 +18,11 @@ Standard library only, threads not asyncio (see ``server.py``).
 import _queue
 import _socket
 
-from . import fastos as os
-from . import protocol, threads
-from . import chatwire_messages, chatwire_responses
-from .chatwire import Http, sse_from_completion
-from .errors import OpError
+from .. import fastos as os
+from .. import protocol, threads
+from ..errors import OpError
+from . import messages as chatwire_messages, responses as chatwire_responses
+from .wire import Http, sse_from_completion
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8080  # ROCK's model service port
@@ -399,7 +399,7 @@ def _cli(req):
     if not req.conn.agent.notify(meta, req.body, exclude=req.conn):
         _tickets.pop(ticket, None)
         raise OpError("Unavailable", "no admin is connected to this sandbox's agent")
-    from .server import DEFERRED
+    from ..server import DEFERRED
 
     return DEFERRED  # answered by _cli_reply; a command that gave up meanwhile is simply not answered
 

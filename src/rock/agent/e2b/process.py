@@ -18,7 +18,7 @@ import signal
 import subprocess
 import threading
 
-from .errors import OpError
+from ..errors import OpError
 
 _table = {}  # pid -> Proc, while it runs
 _lock = threading.Lock()

@@ -2,7 +2,7 @@
 ``env.close``, ``env.list``.
 
 The agent runs with ``-I -S`` and never imports gem. On first use it starts an env host
-(``envhost.py``) with the interpreter that has the env packages (``ROCK_HOST_PYTHON`` unless the
+(``host.py``) with the interpreter that has the env packages (``ROCK_HOST_PYTHON`` unless the
 env says otherwise), WITH site-packages, and forwards requests to it over pipes in the agent's
 own framing. Replies come back on the host's reader thread, which answers the worker directly:
 step/reset/batch are ``INLINE`` + deferred, so a step costs no pool-thread hand-off here, and
@@ -13,7 +13,7 @@ worker sends reset/step/batch there directly and saves the hop through this proc
 and ``env.list`` tell the worker where that socket is. Everything also works through the agent.
 
 Failure handling: an env's exception or timeout is its call's error (the host contains it), and
-a host stuck in C code where its timeout cannot reach is killed by the watchdog (``envguard.py``).
+a host stuck in C code where its timeout cannot reach is killed by the watchdog (``guard.py``).
 When the host dies, every pending call fails with ``EnvHostDied``, its envs report ``EnvLost``
 with the reason, and the next ``env.make`` starts a fresh host.
 """
@@ -32,12 +32,12 @@ import sys
 import threading
 import time
 
-from . import paths, protocol
-from .envguard import BUSY, watch
-from .errors import OpError
-from .server import DEFERRED
+from .. import paths, protocol
+from ..errors import OpError
+from ..server import DEFERRED
+from .guard import BUSY, watch
 
-HOST_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "envhost.py")
+HOST_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "host.py")
 START_TIMEOUT = 60.0
 
 _lock = threading.Lock()
@@ -353,7 +353,7 @@ def _relay_raw(op):
 
 def env_batch(req):
     """One call over many envs (``call``: reset/step/vstep, ``envs``, ``values``), answered column by
-    column as the host's ``batch`` op documents (``envhost.py``).
+    column as the host's ``batch`` op documents (``host.py``).
 
     All envs of a batch live in one host (one interpreter), as a vector env's do; an env that
     is unknown or lost gets its error at its position."""

@@ -1,10 +1,10 @@
-"""Env calls contained: in the env host (``envhost.py``) each call gets its env's own RNG state
-(``envrng.py``), its timeout, and its errors turned into that call's ``Failure``.
+"""Env calls contained: in the env host (``host.py``) each call gets its env's own RNG state
+(``rng.py``), its timeout, and its errors turned into that call's ``Failure``.
 
 Timeouts: SIGALRM interrupts Python code and blocking syscalls; the env is then marked broken,
 the other envs carry on. Code stuck inside a C extension cannot be interrupted: the host marks
 the running call's start and timeout in a memory block (``BUSY``) shared with the agent, whose
-watchdog (``watch``, the agent's side, run by ``envs.py``) kills the whole host then.
+watchdog (``watch``, the agent's side, run by ``ops.py``) kills the whole host then.
 
 Standard library only. The env host loads it by path, like its other siblings.
 """

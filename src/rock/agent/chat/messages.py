@@ -8,7 +8,7 @@ Every event has its ``event:`` line: Anthropic's SDK skips data without one.
 Standard library only (runs in the sandbox's agent).
 """
 
-from . import protocol
+from .. import protocol
 
 
 def _event(name, obj):

@@ -13,7 +13,7 @@ import os
 import socket
 import sys
 
-here = os.path.dirname(os.path.abspath(__file__))
+here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the agent package, above chat/
 sys.path.insert(0, os.path.dirname(here))
 protocol = __import__(os.path.basename(here) + ".protocol").protocol
 
