@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.admin import AdminProcess
 from bench.report import record
-from bench.sdk import _config, _start_to_first_output, usable
+from bench.sdk import _config, _start_to_first_output, isolated
 from bench.venvs import E2B_NEWEST_IMPORTS, E2B_NEWEST_PACKAGES, VenvError, client_python
 from rock.actions import CreateBashSessionRequest
 from rock.sdk.sandbox import Sandbox
@@ -97,13 +97,18 @@ async def _backend(ctx, backend: str, python: Path) -> list[dict]:
     return records
 
 
-async def run(ctx) -> list[dict]:
+async def each_backend(ctx, part: str, per_backend, backends: list[str] | None = None) -> list[dict]:
+    """``per_backend(ctx, backend, python)`` on ``backends`` (default: every one asked for but local:
+    E2B's sandboxes are isolated ones), with the SDK's venv made first; none without that venv."""
     python = _python()
     if python is None:
-        ctx.progress("e2b: could not install the e2b SDK into its venv; skipped")
+        ctx.progress(f"{part}: could not install the e2b SDK into its venv; skipped")
         return []
     records = []
-    for backend in usable(ctx):
-        if backend != "local":
-            records += await _backend(ctx, backend, python)
+    for backend in backends if backends is not None else isolated(ctx):
+        records += await per_backend(ctx, backend, python)
     return records
+
+
+async def run(ctx) -> list[dict]:
+    return await each_backend(ctx, "e2b", _backend)

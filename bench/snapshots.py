@@ -7,8 +7,13 @@
   freeze + thaw of the same cgroup, in alternating blocks
 - snapshot_ms (1 MB, 100 MB written): a filesystem snapshot, total; ``frozen_ms`` is how long
   the sandbox was stopped for it; floor: ``cp -a`` of the same tree, alternating
-- fork_8_ready_ms: fork(8) until all 8 children answer; ratio against sandbox_start_ms p50 (target <= 2x)
-- full_fork_ready_ms (gvisor): a full (memory) fork until every child answers, per child too
+- fork_8_ready_ms: fork(8) until all 8 children answer; ratio against sandbox_start_ms p50 (target <= 2x);
+  floor: 8 plain starts at once, alternating; with the parent's layer as is and with 100 MB more
+- fork_child_memory_mb: a forked child's cgroup memory against a plain sandbox's, and the host's
+  MemAvailable drop per child (page cache included)
+- full_fork_ready_ms (gvisor): a full (memory) fork until every child answers, per child too; floor:
+  as many children restored from a full snapshot taken before (no checkpoint), alternating; beside
+  it a full snapshot alone and as many plain starts at once
 
 gVisor runs here whenever runsc is installed (its numbers only mean something beside the
 others', measured in the same run), whatever ``--backends`` says.
@@ -24,6 +29,7 @@ import time
 import uuid
 from pathlib import Path
 
+from bench.density import available_bytes  # MemAvailable: what children cost the host, page cache too
 from bench.report import Context, record
 from rock.config import Settings
 from rock.runtime import cgroups, get_runtime_class
@@ -32,6 +38,7 @@ from rock.worker.agent_client import AgentClient
 
 IMAGE = "python:3.11"
 SIZES_MB = (1, 100)
+FORK_LAYER_MB = (0, 100)  # more in the parent's writable layer than it has, for fork_8
 
 
 def _spec() -> SandboxSpec:
@@ -52,6 +59,10 @@ async def _start(rt) -> tuple[object, float]:
     handle = await rt.create(_spec())
     await _answers(handle)
     return handle, time.perf_counter() - t
+
+
+def _mb_p50(values: list[float]) -> float | None:
+    return round(sorted(values)[len(values) // 2] / 2**20, 1) if values else None
 
 
 def _group(rt, handle):
@@ -127,21 +138,46 @@ async def _backend(ctx: Context, name: str, state: Path) -> list[dict]:
                                   floor="cp -a of the layer" if copies else None))
             await client.exec(f'rm -f "$HOME/bench-{size}"', shell=True)
 
-        forks = []
-        for _ in range(ctx.n(2, 5)):
-            t = time.perf_counter()
-            snap, children = await rt.fork(handle, 8, "bench")
-            await asyncio.gather(*(_answers(c) for c in children))
-            forks.append(time.perf_counter() - t)
-            for child in children:
-                await rt.destroy(child)
-            await rt.delete_snapshot(snap)
-        rec = record("fork_8_ready_ms", name, forks, start_p50_ms=start_p50)
-        rec["ratio_to_one_start"] = round(rec["p50_ms"] / start_p50, 2) if start_p50 else None
-        records.append(rec)
+        # fork(8) against its floor, 8 plain starts at once (what 8 children cost on this machine
+        # whatever fork does), in alternating blocks; once over the layer as it is, once with
+        # 100 MB more in it (children link it, they do not copy it: rock.runtime.layers).
+        for extra_mb in FORK_LAYER_MB:
+            if extra_mb:
+                await client.exec(f'head -c {extra_mb}m /dev/urandom > "$HOME/fork-{extra_mb}"', shell=True, timeout=120)
+            forks, plain8, child_mem, plain_mem, host_mem = [], [], [], [], []
+            for _ in range(ctx.n(2, 5)):
+                available = available_bytes()
+                t = time.perf_counter()
+                snap, children = await rt.fork(handle, 8, "bench")
+                await asyncio.gather(*(_answers(c) for c in children))
+                forks.append(time.perf_counter() - t)
+                host_mem.append((available - available_bytes()) / 8)
+                child_mem += [m for m in [(await rt.stats(c)).memory_bytes for c in children] if m]
+                for child in children:
+                    await rt.destroy(child)
+                await rt.delete_snapshot(snap)
+                t = time.perf_counter()
+                plain = await asyncio.gather(*(rt.create(_spec()) for _ in range(8)))
+                await asyncio.gather(*(_answers(c) for c in plain))
+                plain8.append(time.perf_counter() - t)
+                plain_mem += [m for m in [(await rt.stats(c)).memory_bytes for c in plain] if m]
+                for other in plain:
+                    await rt.destroy(other)
+            rec = record("fork_8_ready_ms", name, forks, floor_s=plain8, floor="8 plain starts at once",
+                         start_p50_ms=start_p50, layer_extra_mb=extra_mb)
+            rec["ratio_to_one_start"] = round(rec["p50_ms"] / start_p50, 2) if start_p50 else None
+            records.append(rec)
+            records.append({"metric": "fork_child_memory_mb", "backend": name, "n": len(child_mem),
+                            "layer_extra_mb": extra_mb, "cgroup_p50_mb": _mb_p50(child_mem),
+                            "floor_cgroup_p50_mb": _mb_p50(plain_mem), "floor": "a plain sandbox's cgroup",
+                            "host_available_drop_per_child_mb": _mb_p50(host_mem)})
+            if extra_mb:
+                await client.exec(f'rm -f "$HOME/fork-{extra_mb}"', shell=True)
 
         if rt.full_snapshots:
-            fulls, per_child = [], []
+            # Floors, alternating with the forks: the same number of children restored from a full
+            # snapshot taken beforehand (the restores alone, no checkpoint), and as many plain starts.
+            fulls, per_child, restores, plains, snaps = [], [], [], [], []
             kids = 4
             for _ in range(ctx.n(2, 5)):
                 t = time.perf_counter()
@@ -151,11 +187,32 @@ async def _backend(ctx: Context, name: str, state: Path) -> list[dict]:
                 per_child.append(fulls[-1] / kids)
                 for child in children:
                     await rt.destroy(child)
+                t = time.perf_counter()
+                children = await asyncio.gather(*(rt.start_from(snap) for _ in range(kids)))
+                await asyncio.gather(*(_answers(c) for c in children))
+                restores.append(time.perf_counter() - t)
+                for child in children:
+                    await rt.destroy(child)
                 await rt.delete_snapshot(snap)
+                t = time.perf_counter()
+                plain = await asyncio.gather(*(rt.create(_spec()) for _ in range(kids)))
+                await asyncio.gather(*(_answers(c) for c in plain))
+                plains.append(time.perf_counter() - t)
+                for other in plain:
+                    await rt.destroy(other)
                 client.close()  # the parent's agent was restored: connect again
                 client = await AgentClient.connect(handle.socket_path, handle)
-            records.append(record("full_fork_ready_ms", name, fulls, children=kids,
-                                  per_child_p50_ms=round(sorted(per_child)[len(per_child) // 2] * 1e3, 1)))
+                t = time.perf_counter()
+                snap = await rt.snapshot(handle, f"bench-{uuid.uuid4().hex[:8]}", "bench", mode="full")
+                snaps.append(time.perf_counter() - t)
+                await rt.delete_snapshot(snap)
+                client.close()
+                client = await AgentClient.connect(handle.socket_path, handle)
+            records.append(record("full_fork_ready_ms", name, fulls, floor_s=restores, children=kids,
+                                  floor=f"{kids} restores at once from a snapshot taken before",
+                                  per_child_p50_ms=round(sorted(per_child)[len(per_child) // 2] * 1e3, 1),
+                                  full_snapshot_p50_ms=round(sorted(snaps)[len(snaps) // 2] * 1e3, 1),
+                                  plain_starts_at_once_p50_ms=round(sorted(plains)[len(plains) // 2] * 1e3, 1)))
         client.close()
         await rt.destroy(handle)
     finally:

@@ -35,7 +35,7 @@ def rss_mb(pid: int) -> float:
 
 def leftovers(state_dir: str) -> list[str]:
     """The test suite's leak audit on the admin's state dir and its worker's cgroups."""
-    from rock.runtime.base import owner_key
+    from rock.runtime.host_policy import owner_key
     from rock.runtime.leaks import leftovers as audit
     from rock.worker.worker import Worker
 

@@ -152,6 +152,40 @@ def test_stop_keeps_files_on_the_node_and_restart_brings_them_back(cluster):
 
 
 
+def test_pause_snapshot_and_fork_on_a_node(cluster):
+    """The ClusterWorker's calls: pause and resume on the sandbox's node, a snapshot kept there,
+    a fork's children and a start from the snapshot on that node (where its files are)."""
+    admin, other = cluster.admins[0].url, cluster.admins[1].url
+    sid = start(admin)["sandbox_id"]
+    made = [sid]
+    name = None
+    try:
+        node = _node_of(cluster, sid)
+        execute(admin, sid, "echo parent > /root/mark")
+        assert ok(call(admin, "POST", f"/sandboxes/{sid}/pause"))["state"] == "paused"
+        refused = call(admin, "POST", "/execute", {"sandbox_id": sid, "command": "true"})
+        assert refused.status_code == 409 and "paused" in refused.json()["message"]
+        ok(call(admin, "POST", f"/sandboxes/{sid}/resume"))
+        name = ok(call(admin, "POST", f"/sandboxes/{sid}/snapshot", {"name": "on-a-node"}))["name"]
+        assert name in [s["name"] for s in ok(call(other, "GET", "/snapshots"))]  # asked of every node
+        kids = ok(call(admin, "POST", f"/sandboxes/{sid}/fork", {"count": 2}, timeout=300))["sandboxes"]
+        made += [k["sandbox_id"] for k in kids]
+        assert [k["state"] for k in kids] == ["running", "running"], kids
+        for kid in kids:
+            assert _node_of(cluster, kid["sandbox_id"]) == node
+            assert execute(admin, kid["sandbox_id"], "cat /root/mark")["stdout"].strip() == "parent"
+        child = ok(call(other, "POST", "/start", {"snapshot": name}, timeout=300))["sandbox_id"]  # the other admin
+        made.append(child)
+        assert _node_of(cluster, child) == node
+        assert execute(other, child, "cat /root/mark")["stdout"].strip() == "parent"
+    finally:
+        for box in made:
+            call(admin, "POST", "/delete", {"sandbox_id": box})
+        if name:
+            call(admin, "DELETE", f"/snapshots/{name}")
+    assert name not in [s["name"] for s in ok(call(admin, "GET", "/snapshots"))]
+
+
 def test_the_in_sandbox_model_service_command_reaches_the_cluster_admin(cluster):
     """``rock model-service`` inside a sandbox asks the admin through the agent's notices; on a
     cluster the admin's connection to the agent crosses the node's relay."""

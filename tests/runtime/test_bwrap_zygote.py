@@ -11,7 +11,7 @@ import signal
 import pytest
 
 from rock.errors import RockError, SandboxStartError
-from rock.runtime.base import pid_exit_future
+from rock.runtime.processes import pid_exit_future
 
 pytestmark = pytest.mark.bwrap
 
@@ -64,8 +64,8 @@ async def test_the_zygotes_agent_is_confined_like_bwraps_own_command(bwrap, sand
 
 async def test_an_agent_that_cannot_start_in_the_sandbox_fails_the_create_with_its_output(bwrap, new_spec,
                                                                                          monkeypatch):
-    request = bwrap._agent_request
-    monkeypatch.setattr(bwrap, "_agent_request", lambda *a: {**request(*a), "hold": "/boom-7f3a/hold"})
+    request = bwrap.launcher.agent_request
+    monkeypatch.setattr(bwrap.launcher, "agent_request", lambda *a: {**request(*a), "hold": "/boom-7f3a/hold"})
     spec = new_spec()
     with pytest.raises(SandboxStartError, match="boom-7f3a"):
         await bwrap.create(spec)
@@ -114,7 +114,7 @@ async def test_a_failed_fork_is_that_request_s_error():
     import json
     import sys
 
-    from rock.runtime.base import AGENT_SRC
+    from rock.runtime.agent_boot import AGENT_SRC
     from rock.runtime.cgroups import Cgroup
 
     group = Cgroup(f"rock/zygote-test-{os.urandom(4).hex()}/g")

@@ -194,6 +194,50 @@ async def test_fork_children_start_alike_and_then_differ(runtime, new_spec, sand
         await runtime.delete_snapshot(snap)
 
 
+async def test_fork_children_change_inherited_files_alone_outlive_the_snapshot_and_fork_on(runtime, new_spec, sandboxes,
+                                                                                           agent):
+    """A child's change to a file it got from the snapshot (appended in place, removed) is its own:
+    its sibling, the parent and the snapshot keep theirs; the children's files survive the
+    snapshot's deletion; a snapshot of a child carries both generations' changes to its children."""
+    parent = await sandboxes(runtime, new_spec(image="python:3.11"))
+    async with agent(parent) as client:
+        await client.exec('echo parent > "$HOME/shared"; echo x > "$HOME/gone"', shell=True)
+    snap, children = await runtime.fork(parent, 2, owner="alice")
+    try:
+        async with agent(children[0]) as first, agent(children[1]) as second:
+            await first.exec('echo first >> "$HOME/shared"; rm "$HOME/gone"', shell=True)
+            look = 'cat "$HOME/shared"; test -e "$HOME/gone" && echo gone-there || echo gone-absent'
+            assert (await first.exec(look, shell=True)).stdout == "parent\nfirst\ngone-absent\n"
+            assert (await second.exec(look, shell=True)).stdout == "parent\ngone-there\n"
+            async with agent(parent) as client:
+                assert (await client.exec(look, shell=True)).stdout == "parent\ngone-there\n"
+            later = await runtime.start_from(snap)
+            try:
+                async with agent(later) as client:
+                    assert (await client.exec(look, shell=True)).stdout == "parent\ngone-there\n"
+            finally:
+                await runtime.destroy(later)
+            if runtime.name == "docker":  # the engine keeps an image its containers run from
+                with pytest.raises(Conflict):
+                    await runtime.delete_snapshot(snap)
+            else:
+                await runtime.delete_snapshot(snap)
+                snap = None
+            assert (await second.exec(look, shell=True)).stdout == "parent\ngone-there\n"
+            grand_snap, grandchildren = await runtime.fork(children[0], 1, owner="alice")
+            try:
+                async with agent(grandchildren[0]) as client:
+                    assert (await client.exec(look, shell=True)).stdout == "parent\nfirst\ngone-absent\n"
+            finally:
+                await runtime.destroy(grandchildren[0])
+                await runtime.delete_snapshot(grand_snap)
+    finally:
+        for child in children:
+            await runtime.destroy(child)
+        if snap is not None:
+            await runtime.delete_snapshot(snap)
+
+
 async def test_full_snapshots_are_refused_where_the_backend_cannot_keep_memory(runtime, new_spec, sandboxes):
     if runtime.full_snapshots:
         pytest.skip(f"{runtime.name} takes full snapshots (tests/runtime/test_gvisor.py)")

@@ -117,7 +117,8 @@ async def test_reap_leaves_other_owners_alone(runtime, new_spec, sandboxes):
 async def test_a_start_failure_reports_the_sandbox_output(runtime, new_spec, monkeypatch):
     if getattr(runtime, "zygote", None) is not None:
         monkeypatch.setattr(runtime, "zygote", None)  # the agent as bwrap's command; the zygote's case is below
-    monkeypatch.setattr(runtime, "agent_argv", lambda *a, **k: ["/bin/sh", "-c", "echo boom-7f3a >&2; exit 3"])
+    # The backend's module calls rock.runtime.agent_boot.agent_argv by the name it imported.
+    monkeypatch.setattr(sys.modules[type(runtime).__module__], "agent_argv", lambda *a, **k: ["/bin/sh", "-c", "echo boom-7f3a >&2; exit 3"])
     spec = new_spec()
     with pytest.raises(SandboxStartError, match="boom-7f3a"):
         await runtime.create(spec)

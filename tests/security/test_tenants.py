@@ -72,6 +72,12 @@ ROCK_WRITES = {
     "commit_status": req("GET", PREFIX + "/commit/{sid}"),
     "restart": req("POST", PREFIX + "/sandboxes/{sid}/restart"),
     "archive": req("POST", PREFIX + "/sandboxes/{sid}/archive"),
+    "pause": req("POST", PREFIX + "/sandboxes/{sid}/pause"),
+    "pause_body": req("POST", PREFIX + "/pause", {"sandbox_id": "{sid}"}),
+    "resume": req("POST", PREFIX + "/sandboxes/{sid}/resume"),
+    "resume_body": req("POST", PREFIX + "/resume", {"sandbox_id": "{sid}"}),
+    "snapshot": req("POST", PREFIX + "/sandboxes/{sid}/snapshot", {"name": "bobs"}),
+    "fork": req("POST", PREFIX + "/sandboxes/{sid}/fork", {"count": 1}),
     "stop": req("POST", PREFIX + "/stop", {"sandbox_id": "{sid}"}),
     "delete": req("POST", PREFIX + "/delete", {"sandbox_id": "{sid}"}),
     "chat_start": req("POST", CHAT + "/start", {"sandbox_id": "{sid}"}),
@@ -81,6 +87,10 @@ ROCK_WRITES = {
                                                                                         "content": "bob"}}]}}),
     "ui_stop": req("POST", "/ui/sandboxes/{sid}/stop"),
     "ui_delete": req("POST", "/ui/sandboxes/{sid}/delete"),
+    "ui_pause": req("POST", "/ui/sandboxes/{sid}/pause"),
+    "ui_resume": req("POST", "/ui/sandboxes/{sid}/resume"),
+    "ui_snapshot": req("POST", "/ui/sandboxes/{sid}/snapshot"),
+    "ui_fork": req("POST", "/ui/sandboxes/{sid}/fork"),
 }
 
 
@@ -200,3 +210,76 @@ async def test_another_tenants_port_over_a_websocket_is_a_missing_sandboxs(world
     # control: alice's own TCP stream reaches her server and its secret
     mine, _ = await _tcp_over_ws(world.admin, TOKEN_A, world.sid)
     assert mine.startswith(b"HTTP/1.0 200") and mine.endswith(SECRET.encode()), mine[:300]
+
+
+# -- snapshots: alice's, by name, for bob exactly like a missing one ---------------------------
+
+SNAPSHOT_USES = {
+    "get": lambda who, name: who.get(f"{PREFIX}/snapshots/{name}"),
+    "delete": lambda who, name: who.delete(f"{PREFIX}/snapshots/{name}"),
+    "start_from": lambda who, name: who.post(PREFIX + "/start_async", json={"snapshot": name}),
+}
+
+
+def test_another_tenants_snapshot_is_a_missing_one_and_its_name_stays_free(world):
+    r = ok(world.alice.post(f"{PREFIX}/sandboxes/{world.sid}/snapshot", json={"name": "alices"}))
+    name = r.json()["result"]["name"]
+    started = []
+    try:
+        assert name.startswith("alices.")  # the caller's name, in her namespace
+        for use in SNAPSHOT_USES.values():
+            unknown_alike(lambda n: use(world.bob, n), name)
+        assert name not in ok(world.bob.get(PREFIX + "/snapshots")).text
+        # bob choosing the same name gets a snapshot of his own (never a 409 that says hers exists)
+        with rock(world.admin, TOKEN_B) as b:
+            from tests.security.conftest import start
+
+            bobs = start(b)
+            started.append((world.bob, bobs))
+        mine = ok(world.bob.post(f"{PREFIX}/sandboxes/{bobs}/snapshot", json={"name": "alices"})).json()["result"]
+        assert mine["name"] != name
+        ok(world.bob.delete(f"{PREFIX}/snapshots/{mine['name']}"))
+        # control: alice's snapshot is hers to see, list and start from; it was not deleted
+        ok(world.alice.get(f"{PREFIX}/snapshots/{name}"), name)
+        assert name in ok(world.alice.get(PREFIX + "/snapshots")).text
+        child = ok(world.alice.post(PREFIX + "/start_async", json={"snapshot": name})).json()["result"]["sandbox_id"]
+        started.append((world.alice, child))
+        with rock(world.admin, TOKEN_A) as a:
+            assert execute(a, child, "cat /tmp/secret")["stdout"] == SECRET
+    finally:
+        for who, sid in started:
+            who.post(PREFIX + "/delete", json={"sandbox_id": sid})
+        world.alice.delete(f"{PREFIX}/snapshots/{name}")
+
+
+# -- the e2b door's pause, resume, snapshots and fork: alice's E2B sandbox for bob ---------------
+
+E2B_WRITES = {
+    "pause": req("POST", "/sandboxes/{sid}/pause", {}),
+    "resume": req("POST", "/sandboxes/{sid}/resume", {}),
+    "connect": req("POST", "/v2/sandboxes/{sid}/connect", {}),
+    "snapshot": req("POST", "/sandboxes/{sid}/snapshots", {"name": "bobs"}),
+    "fork": req("POST", "/sandboxes/{sid}/fork", {"count": 1}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(E2B_WRITES))
+def test_another_tenants_e2b_sandbox_cannot_be_paused_snapshotted_or_forked(world, name):
+    sid = world.e2b["sandboxID"]
+    unknown_alike(lambda s: E2B_WRITES[name](world.bob, sid=s), sid)
+    # control: alice's E2B sandbox still runs, unpaused, and nothing was taken of it
+    assert ok(world.alice.get(f"/sandboxes/{sid}")).json()["state"] == "running"
+    assert ok(world.bob.get("/snapshots")).json() == []
+    assert sid not in ok(world.alice.get("/snapshots")).text
+
+
+def test_another_tenants_e2b_snapshot_is_a_missing_template(world):
+    sid = world.e2b["sandboxID"]
+    snap = ok(world.alice.post(f"/sandboxes/{sid}/snapshots", json={"name": "alices"})).json()["snapshotID"]
+    try:
+        unknown_alike(lambda n: world.bob.post("/v2/sandboxes", json={"templateID": n}), snap)
+        unknown_alike(lambda n: world.bob.delete(f"/templates/{n}"), snap)
+        assert snap not in ok(world.bob.get("/snapshots")).text
+        assert snap in ok(world.alice.get("/snapshots")).text  # control: hers, listed, not deleted
+    finally:
+        ok(world.alice.delete(f"/templates/{snap}"))

@@ -48,6 +48,17 @@ class Metrics:
                                 "'timeout', 'internal' or 'lost')", ["backend", "reason"], registry=self.registry)
         self.pool = Counter("rock_warm_pool_requests", "Sandbox starts served from a warm pool (hit) or "
                             "started cold (miss)", ["backend", "result"], registry=self.registry)
+        # pause, resume, snapshots and fork (rock.admin.pause's events)
+        self.pauses = Histogram("rock_sandbox_pause_duration_seconds", "Time to pause or resume a sandbox, by "
+                                "operation (pause, resume)", ["backend", "op"], buckets=_LATENCY_BUCKETS,
+                                registry=self.registry)
+        self.snapshots = Histogram("rock_snapshot_duration_seconds", "Time to take a snapshot, by mode (filesystem, "
+                                   "full)", ["backend", "mode"], buckets=_START_BUCKETS, registry=self.registry)
+        self.forks = Histogram("rock_fork_duration_seconds", "Time from a fork's snapshot until every child is up "
+                               "(or failed), by mode", ["backend", "mode"], buckets=_START_BUCKETS,
+                               registry=self.registry)
+        self.fork_children = Counter("rock_fork_children", "Sandboxes started by forks (children that came up), "
+                                     "by mode", ["backend", "mode"], registry=self.registry)
         self.counts: list[dict] = []  # records per state and backend, read from the store at each scrape
         self.registry.register(_Snapshot(self))
         self._window: deque[tuple[int, int]] = deque(maxlen=RATE_WINDOW_S + 1)
@@ -84,6 +95,13 @@ class Metrics:
             self.failures.labels(backend, info.get("reason_kind") or "internal").inc()
         elif kind == "state" and info.get("event") == "lost":
             self.failures.labels(backend, "lost").inc()
+        elif kind in ("paused", "resumed"):
+            self.pauses.labels(backend, "pause" if kind == "paused" else "resume").observe(info["seconds"])
+        elif kind == "snapshot":
+            self.snapshots.labels(backend, info["mode"]).observe(info["seconds"])
+        elif kind == "forked":
+            self.forks.labels(backend, info["mode"]).observe(info["seconds"])
+            self.fork_children.labels(backend, info["mode"]).inc(info["children"])
 
     # -- serving -----------------------------------------------------------------------------
 
@@ -161,6 +179,8 @@ class _Snapshot:
         for (state, backend), n in sorted(counts.items()):
             g.add_metric([state, backend], n)
         yield g
+        yield GaugeMetricFamily("rock_sandboxes_paused", "Sandboxes paused now (their processes frozen in memory)",
+                                value=sum(r.state == "paused" for r in list(ctx.sandboxes.records.values())))
         pool = ctx.worker.pool
         g = GaugeMetricFamily("rock_warm_pool_ready", "Sandboxes waiting in warm pools", labels=["backend"])
         g.add_metric([here], pool.size())

@@ -23,10 +23,12 @@ from rock.admin.commands import CommandLog
 from rock.admin.events import Events
 from rock.admin.held import HeldRecords
 from rock.admin.nodes import node_back, node_lost, sweep
+from rock.admin.pause import PauseSnapshots
 from rock.admin.store import HELD, LIVE, TRANSITIONS, SandboxRecord, Store
 from rock.config import Settings
 from rock.errors import BadRequest, Conflict, RockError, SandboxNotFound, SandboxNotRunning, SandboxStartError
-from rock.runtime.base import SandboxSpec, host_network_refused, host_path_refused, is_host_path
+from rock.runtime.base import SandboxSpec
+from rock.runtime.host_policy import host_network_refused, host_path_refused, is_host_path
 from rock.runtime.gpus import wanted as gpus_wanted
 
 log = logging.getLogger("rock.admin")
@@ -36,7 +38,7 @@ REAPER_LEASE = "reaper"
 LEASE_TTL = 5.0
 
 
-class Sandboxes(HeldRecords):
+class Sandboxes(HeldRecords, PauseSnapshots):
     def __init__(self, settings: Settings, worker, store: Store):
         self.settings = settings
         self.worker = worker
@@ -50,6 +52,8 @@ class Sandboxes(HeldRecords):
         self._saving: set[asyncio.Future] = set()
         self.events = Events()  # state changes and start results, for the UI and the metrics
         self.commands = CommandLog()
+        self._fork_snapshots: dict[str, tuple] = {}  # a fork's kept snapshot -> (owner, its children left)
+        self.events.subscribe(self._fork_child_gone)
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.reaping = False  # this process holds the reaper lease
         if hasattr(worker, "listeners"):
@@ -64,10 +68,12 @@ class Sandboxes(HeldRecords):
         for record in (await self.store.query(states=HELD))[0]:
             self.records[record.sandbox_id] = record
             info = known.get(record.sandbox_id)
-            alive = info is not None and info.state == "running"
+            alive = info is not None and info.state in ("running", "paused")
             if record.state in LIVE and alive:
                 if record.state == "pending":
                     await self._transition(record, "running", "reattached")
+                # a paused record stays paused (a cluster node reports its sandboxes only as running;
+                # resuming one that runs already is a no-op that fixes the record)
                 # Time the admin was down does not count as idle: nobody could use the sandbox.
                 record.last_used_at = now
             elif record.state in LIVE and record.node_id and not self._node_live(record.node_id):
@@ -133,6 +139,8 @@ class Sandboxes(HeldRecords):
         record = self.records.get(sandbox_id)
         if record is None or record.owner != owner:
             record = await self.lookup(sandbox_id, owner)
+        if record.state == "paused":
+            await self._paused_call(record)  # resumes it (auto_resume) or refuses: 409
         if record.state != "running":
             task = self._starting.get(sandbox_id)
             if task is not None:  # still starting: the command waits for it instead of failing
@@ -163,8 +171,11 @@ class Sandboxes(HeldRecords):
         if req.network and self.worker.backend_name == "bwrap" and not self.settings.allow_host_network:
             raise host_network_refused()
         # What no node could ever give is refused before anything is recorded; the create uses this spec.
-        spec = self._spec(SandboxRecord(sandbox_id=sandbox_id, owner=owner, image=req.image,
-                                        namespace=meta.get("namespace")), req)
+        draft = SandboxRecord(sandbox_id=sandbox_id, owner=owner, image=req.image, namespace=meta.get("namespace"))
+        if req.snapshot:  # its image and limits are the snapshot's (rock.admin.pause)
+            req, spec = await self.from_snapshot(req, draft)
+        else:
+            spec = self._spec(draft, req)
         self.worker.check(spec)
         async with self._lock(sandbox_id):
             record = self.known(sandbox_id)
@@ -223,9 +234,9 @@ class Sandboxes(HeldRecords):
             try:
                 if sys.version_info >= (3, 11):  # without the task per create that wait_for makes
                     async with asyncio.timeout(timeout):
-                        info = await self.worker.create(spec, timeout=timeout)
+                        info = await self._launch(record, req, spec, timeout)
                 else:  # pragma: no cover - Python 3.10
-                    info = await asyncio.wait_for(self.worker.create(spec, timeout=timeout), timeout)
+                    info = await asyncio.wait_for(self._launch(record, req, spec, timeout), timeout)
             except asyncio.TimeoutError:
                 timed_out = True
                 await self._quiet_stop(record.sandbox_id)
@@ -250,6 +261,11 @@ class Sandboxes(HeldRecords):
                 self.events.emit("start_failed", record, reason_kind=kind)
         finally:
             self._starting.pop(record.sandbox_id, None)
+
+    def _launch(self, record: SandboxRecord, req: SandboxStartRequest, spec: SandboxSpec, timeout: float):
+        if req.snapshot:
+            return self.worker.start_from(req.snapshot, record.owner, spec)
+        return self.worker.create(spec, timeout=timeout)
 
     # -- stop / delete -----------------------------------------------------------------------
 
@@ -406,6 +422,11 @@ class Sandboxes(HeldRecords):
             if record.state == "running" and ttl and now - record.last_used_at >= ttl:
                 if await self._busy(record.sandbox_id):
                     self.touch(record)  # a command still running is a use, however long it takes
+                    continue
+                if record.spec.get("on_timeout") == "pause":  # E2B's lifecycle: kept in memory, resumable
+                    log.info("sandbox %s idle for %ss: pausing it", record.sandbox_id, ttl)
+                    await self.pause(record.sandbox_id, record.owner, event="idle_timeout")
+                    reaped.append(record.sandbox_id)
                     continue
                 log.info("sandbox %s idle for %ss: stopping it", record.sandbox_id, ttl)
                 await self.stop(record.sandbox_id, record.owner, event="idle_timeout")

@@ -11,7 +11,7 @@ import os
 
 from rock.actions.sandbox import SandboxStartRequest
 from rock.errors import BadRequest
-from rock.runtime.base import host_path_refused, is_host_path
+from rock.runtime.host_policy import host_path_refused, is_host_path
 
 
 @functools.lru_cache(maxsize=1)

@@ -171,8 +171,11 @@ def prepare_launch(req):
         except FileExistsError:
             pass
     # Overlay options cannot quote ',' or ':'; a path through an open fd has neither.
-    fds = [os.open(root[k], os.O_PATH | os.O_DIRECTORY) for k in ("lower", "upper", "work")]
-    options = "lowerdir=/proc/self/fd/%d,upperdir=/proc/self/fd/%d,workdir=/proc/self/fd/%d" % tuple(fds)
+    # "layers": the read-only layers a sandbox started from a snapshot stands on, top first.
+    lowers = [*root.get("layers", ()), root["lower"]]
+    fds = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in (*lowers, root["upper"], root["work"])]
+    options = "lowerdir=%s,upperdir=/proc/self/fd/%d,workdir=/proc/self/fd/%d" % (
+        ":".join("/proc/self/fd/%d" % fd for fd in fds[:-2]), fds[-2], fds[-1])
     _check(_libc.mount(b"overlay", root["merged"].encode(), b"overlay", 0, options.encode()), "mount the root")
     for fd in fds:
         os.close(fd)

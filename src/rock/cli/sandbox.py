@@ -1,4 +1,5 @@
-"""``rock sandbox create|list|exec|shell|stop|restart|delete|logs``: sandboxes for people, through the public SDK."""
+"""``rock sandbox create|list|exec|shell|stop|restart|delete|logs`` (and ``pause|resume|snapshot|fork``,
+``rock.cli.snapshots``): sandboxes for people, through the public SDK."""
 
 from __future__ import annotations
 
@@ -22,10 +23,12 @@ def add_parser(sub) -> None:
     c.add_argument("--id", dest="sandbox_id", help="choose the sandbox id (create is idempotent for it)")
     c.add_argument("--ttl", type=int, default=3600, help="stop after this many idle seconds (0: never)")
     c.add_argument("--network", action="store_true", help="give the sandbox network access")
+    c.add_argument("--snapshot", help="start from this snapshot (its files, image and limits; --image, --memory and "
+                   "--cpus are then not used)")
     c.set_defaults(func=cmd_create)
 
     ls = s.add_parser("list", help="list sandboxes")
-    ls.add_argument("--state", help="only this state (pending, running, stopped, failed, deleted)")
+    ls.add_argument("--state", help="only this state (pending, running, paused, stopped, failed, deleted)")
     ls.set_defaults(func=cmd_list)
 
     e = s.add_parser("exec", help="run a command in a sandbox, streaming its output; exits with its code")
@@ -55,6 +58,10 @@ def add_parser(sub) -> None:
     lg.add_argument("-f", "--follow", action="store_true", help="keep printing until the process ends")
     lg.set_defaults(func=cmd_logs)
 
+    from rock.cli.snapshots import add_sandbox_commands
+
+    add_sandbox_commands(s)
+
 
 def argparse_remainder():
     import argparse
@@ -78,7 +85,7 @@ def _run(coro):
 
 def cmd_create(args, out: Out) -> int:
     config = _config(args, image=args.image, memory=args.memory, cpus=args.cpus, sandbox_id=args.sandbox_id,
-                     auto_clear_seconds=args.ttl, network=args.network)
+                     auto_clear_seconds=args.ttl, network=args.network, snapshot=args.snapshot)
 
     async def go():
         sandbox = Sandbox(config)

@@ -31,9 +31,12 @@ from rock.cluster.placement import NodeView, Placement
 from rock.cluster.relay import open_agent
 from rock.cluster.tracking import HEARTBEAT_TIMEOUT_S, RAY_CALL_TIMEOUT_S, NodeLost, NodeTracking  # noqa: F401 - re-exported
 from rock.config import Settings
-from rock.errors import ERRORS, AgentGone, BadRequest, RockError, SandboxNotFound, SandboxNotRunning, SandboxStartError
+from rock.errors import (ERRORS, AgentGone, BadRequest, RockError, SandboxNotFound, SandboxNotRunning, SandboxStartError,
+                         SnapshotNotFound)
 from rock.runtime.base import ResourceStats, SandboxSpec
+from rock.runtime.snapshots import Snapshot
 from rock.worker.agent_client import AgentClient
+from rock.worker.snapshots import ForkOps
 from rock.worker.worker import SandboxInfo, notify_listeners
 
 log = logging.getLogger("rock.cluster")
@@ -76,7 +79,7 @@ class _NodePools:
                  "ready": "-", "size": "-"} for node in self.cluster.live_nodes() for image in node.info.pools]
 
 
-class ClusterWorker(NodeTracking):
+class ClusterWorker(NodeTracking, ForkOps):
     backend_name = "cluster"
 
     def __init__(self, settings: Settings):
@@ -84,6 +87,7 @@ class ClusterWorker(NodeTracking):
         self.placement = Placement(settings.placement, settings.overcommit)
         self.nodes: dict[str, NodeView] = {}
         self.where: dict[str, str] = {}  # sandbox id -> node name, as far as this admin knows
+        self.snapshot_where: dict[str, str] = {}  # snapshot name -> the node that holds it
         self.listeners: list = []  # objects with node_lost(name, reason) and/or node_back(name, sandbox_ids)
         self._actors: dict[str, object] = {}
         self._control: dict[str, AgentClient] = {}
@@ -283,6 +287,61 @@ class ClusterWorker(NodeTracking):
 
     async def disk_usage(self, sandbox_id: str, node_id: str | None = None) -> int | None:
         return (await self._on_node("disk_usage", sandbox_id, node_id, timeout=RAY_CALL_TIMEOUT_S))[1]
+
+    # -- pause and snapshots: a snapshot lives on the node of its source; its sandboxes start there ---
+
+    async def pause(self, sandbox_id: str, node_id: str | None = None) -> None:
+        await self._on_node("pause", sandbox_id, node_id, timeout=RAY_CALL_TIMEOUT_S)
+
+    async def unpause(self, sandbox_id: str, node_id: str | None = None) -> None:
+        await self._on_node("unpause", sandbox_id, node_id, timeout=RAY_CALL_TIMEOUT_S)
+
+    async def snapshot(self, sandbox_id: str, name: str, owner: str | None, mode: str = "filesystem",
+                       node_id: str | None = None) -> Snapshot:
+        node, data = await self._on_node("snapshot", sandbox_id, node_id, name, owner, mode, timeout=COMMIT_TIMEOUT_S)
+        self.snapshot_where[name] = node.name
+        return Snapshot(**data)
+
+    async def _ask(self, node: NodeView, method: str, *args, timeout: float):
+        try:
+            result = await asyncio.wait_for(getattr(self._actors[node.name], method).remote(*args), timeout)
+        except asyncio.TimeoutError:
+            raise RockError(f"{method}: node {node.name} did not answer within {timeout:g}s") from None
+        if "error" in result:
+            raise _raise(result["error"])
+        return result["ok"]
+
+    async def _snapshot_node(self, name: str, owner: str | None) -> tuple[NodeView, Snapshot]:
+        known = self.nodes.get(self.snapshot_where.get(name, ""))
+        for node in ([known] if known is not None and known.live else []) + self.live_nodes():
+            try:
+                data = await self._ask(node, "get_snapshot", name, owner, timeout=RAY_CALL_TIMEOUT_S)
+            except SnapshotNotFound:
+                continue
+            self.snapshot_where[name] = node.name
+            return node, Snapshot(**data)
+        raise SnapshotNotFound(f"no snapshot named {name!r}")
+
+    async def get_snapshot(self, name: str, owner: str | None, node_id: str | None = None) -> Snapshot:
+        return (await self._snapshot_node(name, owner))[1]
+
+    async def snapshots(self, owner: str | None) -> list[Snapshot]:
+        found = await asyncio.gather(*(asyncio.wait_for(self._actors[n.name].snapshots.remote(owner), RAY_CALL_TIMEOUT_S)
+                                       for n in self.live_nodes()), return_exceptions=True)
+        return sorted((Snapshot(**s) for part in found if isinstance(part, list) for s in part), key=lambda s: s.name)
+
+    async def delete_snapshot(self, name: str, owner: str | None, node_id: str | None = None) -> None:
+        node, _ = await self._snapshot_node(name, owner)
+        await self._ask(node, "delete_snapshot", name, owner, timeout=COMMIT_TIMEOUT_S)
+        self.snapshot_where.pop(name, None)
+
+    async def start_from(self, name: str, owner: str | None, spec: SandboxSpec, node_id: str | None = None) -> SandboxInfo:
+        """On the node that holds the snapshot (its files are there), whatever that node's load:
+        placement cannot choose another."""
+        node, _ = await self._snapshot_node(name, owner)
+        info = await self._ask(node, "start_from", name, owner, spec.model_dump(mode="json"), timeout=CREATE_TIMEOUT_S)
+        self.where[spec.sandbox_id] = node.name
+        return SandboxInfo(**info)
 
     def stopped_ids(self) -> list[str]:
         """Sandboxes stopped with their files kept, as the live nodes last reported them."""

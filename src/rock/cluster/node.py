@@ -175,6 +175,36 @@ class NodeWorker:
     async def disk_usage(self, sandbox_id: str) -> dict:
         return await self._one(self.worker.disk_usage, sandbox_id)
 
+    # -- pause, snapshots (the admin's ClusterWorker forks with these) ---------------------------
+
+    async def pause(self, sandbox_id: str) -> dict:
+        return await self._one(self.worker.pause, sandbox_id)
+
+    async def unpause(self, sandbox_id: str) -> dict:
+        return await self._one(self.worker.unpause, sandbox_id)
+
+    async def snapshot(self, sandbox_id: str, name: str, owner: str | None, mode: str) -> dict:
+        async def go():
+            return (await self.worker.snapshot(sandbox_id, name, owner, mode)).model_dump(mode="json")
+        return await self._one(go)
+
+    async def start_from(self, name: str, owner: str | None, spec: dict) -> dict:
+        async def go():
+            info = await self.worker.start_from(name, owner, SandboxSpec(**spec))
+            return info.model_dump() | {"node_id": self.name, "host_ip": self.ip}
+        return await self._one(go)
+
+    async def get_snapshot(self, name: str, owner: str | None) -> dict:
+        async def go():
+            return (await self.worker.get_snapshot(name, owner)).model_dump(mode="json")
+        return await self._one(go)
+
+    async def snapshots(self, owner: str | None) -> list[dict]:
+        return [s.model_dump(mode="json") for s in await self.worker.snapshots(owner)]
+
+    async def delete_snapshot(self, name: str, owner: str | None) -> dict:
+        return await self._one(self.worker.delete_snapshot, name, owner)
+
     async def stats(self, sandbox_id: str) -> dict:
         return (await self.worker.stats(sandbox_id)).model_dump()
 

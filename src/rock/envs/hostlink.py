@@ -22,7 +22,7 @@ import time
 
 from rock.agent import protocol
 from rock.errors import AgentGone
-from rock.runtime.base import check_peer
+from rock.runtime.peer import check_peer
 from rock.worker.agent_client import _error as agent_error
 
 POLL_S = 0.0003  # long enough for a host that has to wake up and step a simple game

@@ -28,33 +28,28 @@ import asyncio
 import logging
 import os
 import shutil
-import signal
 import time
 from pathlib import Path
 
 from rock.errors import SandboxStartError
 from rock.runtime import cgroups
-from rock.runtime.base import (
-    READY_TIMEOUT,
-    SANDBOX_LIB,
-    SANDBOX_RUN,
-    ReadyFifo,
-    ResourceStats,
-    Runtime,
-    RuntimeHandle,
-    SandboxSpec,
+from rock.runtime.agent_boot import READY_TIMEOUT, SANDBOX_LIB, SANDBOX_RUN, agent_argv, prepare_run_dir
+from rock.runtime.base import ResourceStats, Runtime, RuntimeHandle, SandboxSpec
+from rock.runtime.host_policy import host_network_refused, unusable_reason
+from rock.runtime.processes import (
     exit_future,
     exit_reason,
-    host_network_refused,
+    kill_group,
     pid_exit_future,
     process_alive,
     process_start_time,
-    unusable_reason,
 )
-from rock.runtime.bwrap_kept import KeptFiles
-from rock.runtime.bwrap_launch import HOLD_NAME, INFO_NAME, SHIM_NAME, STUB, UP_NAME, Launch, child_pid
+from rock.runtime.ready import ReadyFifo
+from rock.runtime.bwrap_kept import BwrapKeptFiles
+from rock.runtime.bwrap_launch import HOLD_NAME, INFO_NAME, SHIM_NAME, STUB, UP_NAME, Launcher, child_pid
 from rock.runtime.image_root import image_lower, image_python, mount_points, resolves_to_file
-from rock.runtime.snapshots import copy_frozen, seed_upper
+from rock.runtime.layers import keep_layers, seed_layers
+from rock.runtime.snapshots import copy_frozen
 from rock.runtime.mounts import detach as _detach
 from rock.runtime.mounts import mount_overlay
 from rock.runtime.teardown import Teardown
@@ -66,13 +61,16 @@ class _Running(SandboxStartError):
     """A create of an id whose sandbox still runs."""
 
 
-class BwrapRuntime(KeptFiles, Launch, Runtime):
+class BwrapRuntime(Runtime):
+    """Sandboxes of bubblewrap namespaces over an overlay root, in cgroups of their own."""
+
     name = "bwrap"
+    keeps_files = True
 
     def __init__(self, settings, owner: str):
         super().__init__(settings, owner)
-        self.bwrap = shutil.which("bwrap") or "bwrap"
-        self.python_prefix = str(Path(settings.host_python).parent.parent)
+        self.launcher = Launcher(settings, shutil.which("bwrap") or "bwrap", str(Path(settings.host_python).parent.parent))
+        self.kept = BwrapKeptFiles()  # stop / restart / commit over the sandbox's upper layer
         self.zygote = Zygote(settings.host_python) if settings.bwrap_zygote else None
         self.teardown = Teardown()  # deleted sandboxes' cgroups and files, removed off the event loop
 
@@ -110,17 +108,17 @@ class BwrapRuntime(KeptFiles, Launch, Runtime):
             # share; one trip there for all of it.
             fifo = await asyncio.to_thread(self._prepare, spec, group, run, lower, mount=not launched, stub=zygote)
             t_setup = time.perf_counter()
-            env = self._env(spec, image_env)
+            env = self.launcher.env(spec, image_env)
             if zygote:
                 command = ["/bin/sh", "-c", STUB, "rock-stub", f"{SANDBOX_RUN}/{UP_NAME}", f"{SANDBOX_RUN}/{HOLD_NAME}"]
             else:  # the host root has this very interpreter; an image may have its own python3
-                command = self.agent_argv(self.settings.host_python if lower == "/" else
+                command = agent_argv(self.settings.host_python if lower == "/" else
                                           image_python(run.parent / "upper", lower, env["PATH"]))
             if launched:
-                handle.pid, info_fd = await self._launch(spec, group, run, lower, env, command, info=zygote)
+                handle.pid, info_fd = await self.launcher.launch(self.zygote, spec, group, run, lower, env, command, info=zygote)
                 exited = pid_exit_future(handle.pid)
             else:
-                popen, info_fd = self._spawn(spec, group, run, lower, env, command, info=zygote)
+                popen, info_fd = self.launcher.spawn(spec, group, run, lower, env, command, info=zygote)
                 handle.pid, exited = popen.pid, exit_future(popen)
             handle.extra["start_time"] = str(process_start_time(handle.pid))
             died = asyncio.ensure_future(exit_reason(exited, run.parent / "sandbox.log"))
@@ -131,7 +129,7 @@ class BwrapRuntime(KeptFiles, Launch, Runtime):
                 finally:
                     os.close(info_fd)
                 try:
-                    agent = await self.zygote.spawn(self._agent_request(spec, group, run, env, pid))
+                    agent = await self.zygote.spawn(self.launcher.agent_request(spec, group, run, env, pid))
                 except SandboxStartError:
                     # bwrap may have given up (a missing device, a bad mount) before the fork: its
                     # pid namespace is then gone and the fork fails with ENOMEM, which says nothing.
@@ -185,7 +183,7 @@ class BwrapRuntime(KeptFiles, Launch, Runtime):
         """The run directory (with the ready FIFO, opened), the cgroup, the root's mount points."""
         if group.pids():
             raise _Running(f"sandbox {spec.sandbox_id} is already running")
-        self.prepare_run_dir(spec.sandbox_id)
+        prepare_run_dir(self.sandboxes_dir, spec.sandbox_id)
         fifo = ReadyFifo(run)
         try:
             self._prepare_root(spec, group, run, lower, mount, stub)
@@ -197,7 +195,7 @@ class BwrapRuntime(KeptFiles, Launch, Runtime):
     def _prepare_root(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, mount: bool,
                       stub: bool) -> None:
         group.create(spec.memory_bytes, spec.cpus, spec.pids_limit)
-        mount_points(lower, (self.python_prefix, f"{SANDBOX_LIB}/rock_agent", SANDBOX_RUN))
+        mount_points(lower, (self.launcher.python_prefix, f"{SANDBOX_LIB}/rock_agent", SANDBOX_RUN))
         if mount:
             mount_overlay(run.parent, lower)
         if stub:
@@ -233,14 +231,9 @@ class BwrapRuntime(KeptFiles, Launch, Runtime):
 
     @staticmethod
     def _kill(handle: RuntimeHandle) -> bool:
-        """SIGKILL the shim's process group; False when the shim was not running."""
-        if handle.pid is not None and process_alive(handle.pid, handle.start_time):
-            try:
-                os.killpg(handle.pid, signal.SIGKILL)  # the shim and bwrap; --die-with-parent does the rest
-                return True
-            except ProcessLookupError:
-                pass
-        return False
+        """SIGKILL the shim's process group (the shim and bwrap; --die-with-parent does the rest);
+        False when the shim was not running."""
+        return kill_group(handle.pid, handle.start_time)
 
     async def _remove_dir(self, sandbox_dir: Path) -> None:
         _detach(sandbox_dir / "root")  # still mounted only if the worker died during a create
@@ -248,6 +241,23 @@ class BwrapRuntime(KeptFiles, Launch, Runtime):
 
     async def stats(self, handle: RuntimeHandle) -> ResourceStats:
         return ResourceStats(**cgroups.Cgroup(handle.runtime_id).stats())
+
+    # -- kept files: stop, restart, commit ------------------------------------------------
+
+    async def suspend(self, handle: RuntimeHandle) -> None:
+        await self.kept.suspend(handle)
+
+    async def resume(self, handle: RuntimeHandle) -> RuntimeHandle:
+        t0 = time.perf_counter()
+        new = await self.create(handle.spec, kept_lower=handle.extra.get("image_root"), resuming=True)
+        log.info("sandbox %s restarted in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
+        return new
+
+    async def disk_usage(self, handle: RuntimeHandle) -> int | None:
+        return await self.kept.disk_usage(handle)
+
+    async def commit(self, handle: RuntimeHandle, image_tag: str) -> str:
+        return await self.kept.commit(handle, image_tag)
 
     # -- pause, snapshots -----------------------------------------------------------------
 
@@ -258,12 +268,16 @@ class BwrapRuntime(KeptFiles, Launch, Runtime):
         await cgroups.Cgroup(handle.runtime_id).set_frozen(False)
 
     async def _snapshot(self, handle: RuntimeHandle, snapshot, path: Path) -> None:
-        """The overlay's upper layer, copied while the sandbox is frozen; the lower one is named."""
+        """The overlay's upper layer, copied while the sandbox is frozen; the layers it stands on
+        linked (they never change); the image root named."""
         snapshot.extra["image_root"] = handle.extra.get("image_root", "/")
-        await copy_frozen(self, handle, Path(handle.run_dir).parent / "upper", snapshot, path)
+        sandbox_dir = Path(handle.run_dir).parent
+        await copy_frozen(self, handle, sandbox_dir / "upper", snapshot, path)
+        await keep_layers(sandbox_dir, path)
 
     async def _start_from(self, snapshot, spec: SandboxSpec) -> RuntimeHandle:
-        await seed_upper(self.snapshots.path(snapshot.name), self.sandboxes_dir / spec.sandbox_id / "upper")
+        """A sandbox standing on the snapshot's layers (linked, not copied: ``rock.runtime.layers``)."""
+        await seed_layers(self.snapshots.path(snapshot.name), self.sandboxes_dir / spec.sandbox_id)
         return await self.create(spec, kept_lower=snapshot.extra.get("image_root"))
 
     async def reap(self, known: set[str]) -> list[str]:

@@ -10,38 +10,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
-import time
 from pathlib import Path
 
 from rock.errors import BadRequest
 from rock.runtime import cgroups
-from rock.runtime.base import SANDBOX_LIB, RuntimeHandle, process_alive
+from rock.runtime.agent_boot import SANDBOX_LIB
+from rock.runtime.base import RuntimeHandle
+from rock.runtime.processes import kill_group
+from rock.runtime.layers import layer_dirs
 from rock.runtime.mounts import MS_RDONLY, detach, mount
 from rock.runtime.snapshots import tree_bytes
 
 log = logging.getLogger("rock.runtime.bwrap")
 
-class KeptFiles:
-    """BwrapRuntime's suspend / resume / commit / disk_usage (it provides ``create``)."""
-
-    keeps_files = True
+class BwrapKeptFiles:
+    """A bwrap sandbox's files kept across a stop: its suspend, commit and disk usage (its restart
+    is a create over the same upper layer, ``BwrapRuntime.resume``)."""
 
     async def suspend(self, handle: RuntimeHandle) -> None:
         # The processes and the cgroup go; <sandbox dir>/upper (the sandbox's files) stays.
-        if handle.pid is not None and process_alive(handle.pid, handle.start_time):
-            try:
-                os.killpg(handle.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_group(handle.pid, handle.start_time)
         await cgroups.Cgroup(handle.runtime_id).destroy()
         detach(Path(handle.run_dir).parent / "root")
-
-    async def resume(self, handle: RuntimeHandle) -> RuntimeHandle:
-        t0 = time.perf_counter()
-        new = await self.create(handle.spec, kept_lower=handle.extra.get("image_root"), resuming=True)
-        log.info("sandbox %s restarted in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
-        return new
 
     async def disk_usage(self, handle: RuntimeHandle) -> int | None:
         return await asyncio.to_thread(tree_bytes, Path(handle.run_dir).parent / "upper")
@@ -58,7 +48,7 @@ class KeptFiles:
         view.mkdir(exist_ok=True)
         # The sandbox's root as it sees it, read-only: its upper layer stacked on its lower one
         # (whiteouts and opaque directories apply), with no upper of its own.
-        fds = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in (sandbox_dir / "upper", lower)]
+        fds = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in (sandbox_dir / "upper", *layer_dirs(sandbox_dir), lower)]
         try:
             mount("overlay", str(view), "overlay", MS_RDONLY,
                    "lowerdir=" + ":".join(f"/proc/self/fd/{fd}" for fd in fds))

@@ -3,7 +3,7 @@
 Split from ``bwrap.py`` along the seam between starting a sandbox's processes (this module:
 what the zygote or the worker runs, with which fds and arguments, and reading back the pid
 bwrap reports) and the sandbox's life (``bwrap.py``: the create's order of steps, the
-files, cgroup and mounts it prepares, stop, release, reap). ``BwrapRuntime`` mixes this in.
+files, cgroup and mounts it prepares, stop, release, reap). ``BwrapRuntime`` has one ``Launcher``.
 """
 
 from __future__ import annotations
@@ -14,11 +14,15 @@ import os
 import subprocess
 from pathlib import Path
 
+from rock.config import Settings
 from rock.errors import SandboxStartError
 from rock.runtime import cgroups
-from rock.runtime.base import READY_NAME, READY_TIMEOUT, SANDBOX_LIB, SANDBOX_RUN, SOCKET_NAME, SandboxSpec
+from rock.runtime.agent_boot import READY_NAME, READY_TIMEOUT, SANDBOX_LIB, SANDBOX_RUN, SOCKET_NAME, sandbox_env
+from rock.runtime.base import SandboxSpec
 from rock.runtime.bwrap_options import CAP_NUMBERS, DEFAULT_PATH, bwrap_options, mounts_to_keep, sandbox_caps
+from rock.runtime.layers import layer_dirs
 from rock.runtime.seccomp import seccomp_program
+from rock.runtime.zygote import Zygote
 
 # The shim: join the cgroup before bwrap exists, so everything bwrap starts is inside it.
 # Arguments: the files to write 0 ("myself") into (Cgroup.join_files), "--", then bwrap's command line.
@@ -41,11 +45,15 @@ def _pipe_with(data: bytes) -> int:
     return r
 
 
-class Launch:
-    """BwrapRuntime's process start-up (it provides ``bwrap``, ``python_prefix``, ``settings``,
-    ``sandbox_env`` and ``zygote``)."""
+class Launcher:
+    """A bwrap sandbox's process start-up: the shim, bwrap's command line, the zygote's requests."""
 
-    async def _launch(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, env: dict[str, str],
+    def __init__(self, settings: Settings, bwrap: str, python_prefix: str):
+        self.settings = settings
+        self.bwrap = bwrap
+        self.python_prefix = python_prefix  # the host interpreter's prefix, bound read-only into sandboxes
+
+    async def launch(self, zygote: Zygote, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, env: dict[str, str],
                       command: list[str], info: bool) -> tuple[int, int | None]:
         """Have the zygote fork the shim, which mounts the root in a mount namespace of its own
         and starts bwrap; with ``info``, also return the FIFO bwrap reports its child's pid on."""
@@ -60,20 +68,21 @@ class Launch:
         request = {
             "name": SHIM_NAME, "shim": LAUNCH_SHIM, "argv": argv, "log": str(sandbox_dir / "sandbox.log"),
             "join": group.join_files(),
-            "root": {"lower": lower, "upper": str(sandbox_dir / "upper"), "work": str(sandbox_dir / "ovl-work"),
+            "root": {"lower": lower, "layers": [str(p) for p in layer_dirs(sandbox_dir)],
+                     "upper": str(sandbox_dir / "upper"), "work": str(sandbox_dir / "ovl-work"),
                      "merged": str(sandbox_dir / "root")},
             "seccomp": program.hex() if program else None, "seccomp_fd": LAUNCH_SECCOMP_FD,
             "info": str(fifo) if fifo else None, "info_fd": LAUNCH_INFO_FD,
             "keep": mounts_to_keep(options, sandbox_dir / "root", self.bwrap),
         }
         try:
-            return await self.zygote.launch(request), info_r
+            return await zygote.launch(request), info_r
         except BaseException:
             if info_r is not None:
                 os.close(info_r)
             raise
 
-    def _spawn(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, env: dict[str, str],
+    def spawn(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, env: dict[str, str],
                command: list[str], info: bool) -> tuple[subprocess.Popen, int | None]:
         """Start shim + bwrap; with ``info``, also return the pipe bwrap reports its child's pid on."""
         program = seccomp_program()
@@ -107,7 +116,7 @@ class Launch:
                   (["--seccomp", str(seccomp_fd)] if seccomp_fd is not None else [])
         return [self.bwrap, *fd_args, *options, *command]
 
-    def _agent_request(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, env: dict[str, str],
+    def agent_request(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, env: dict[str, str],
                        pid: int) -> dict:
         """What the zygote needs to put an agent into this sandbox, as bwrap would have."""
         caps = 0
@@ -121,8 +130,8 @@ class Launch:
             "seccomp": program.hex() if program else None,
         }
 
-    def _env(self, spec: SandboxSpec, image_env: dict[str, str]) -> dict[str, str]:
-        return {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", **image_env, **self.sandbox_env(spec)}
+    def env(self, spec: SandboxSpec, image_env: dict[str, str]) -> dict[str, str]:
+        return {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", **image_env, **sandbox_env(self.settings, spec)}
 
     def _bwrap_args(self, spec: SandboxSpec, merged: Path, run: Path, group: cgroups.Cgroup, lower: str,
                     env: dict[str, str]) -> list[str]:

@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 
 from rock.runtime import cgroups
-from rock.runtime.base import AGENT_SRC, SANDBOX_CAPS, SANDBOX_LIB, SANDBOX_RUN, SandboxSpec
+from rock.runtime.agent_boot import AGENT_SRC, SANDBOX_CAPS, SANDBOX_LIB, SANDBOX_RUN
+from rock.runtime.base import SandboxSpec
 from rock.runtime.gpus import device_files
 
 CAPS = tuple("CAP_" + cap for cap in SANDBOX_CAPS)

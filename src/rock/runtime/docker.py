@@ -33,19 +33,20 @@ from docker.types import DeviceRequest, Mount
 
 from rock.errors import SandboxStartError
 from rock.runtime import cgroups, docker_network
-from rock.runtime.base import (
+from rock.runtime.agent_boot import (
     AGENT_SRC,
     READY_TIMEOUT,
     SANDBOX_CAPS,
     SANDBOX_LIB,
     SANDBOX_RUN,
-    ResourceStats,
-    Runtime,
-    RuntimeHandle,
-    SandboxSpec,
-    is_host_path,
+    agent_argv,
+    prepare_run_dir,
+    sandbox_env,
 )
-from rock.runtime.docker_kept import KeptContainers
+from rock.runtime.base import ResourceStats, Runtime, RuntimeHandle, SandboxSpec
+from rock.runtime.host_policy import is_host_path
+from rock.runtime.ready import wait_ready
+from rock.runtime.docker_kept import DockerKeptContainers
 
 log = logging.getLogger("rock.runtime.docker")
 
@@ -117,8 +118,11 @@ class _DeathWatch:
 _deaths = _DeathWatch()
 
 
-class DockerRuntime(KeptContainers, Runtime):
+class DockerRuntime(Runtime):
+    """Sandboxes as Docker containers: the engine's images, networks, limits and pause."""
+
     name = "docker"
+    keeps_files = True
     # The agent is the container's first program, with its credentials as they will stay: nothing
     # made it non-dumpable, so it does that itself (a same-user ptrace would reach it otherwise).
     agent_env = {"ROCK_AGENT_NONDUMPABLE": "1"}
@@ -126,6 +130,7 @@ class DockerRuntime(KeptContainers, Runtime):
     def __init__(self, settings, owner: str):
         super().__init__(settings, owner)
         self.python_prefix = str(os.path.dirname(os.path.dirname(settings.host_python)))
+        self.kept = DockerKeptContainers(self.owner_key, settings.default_image)
 
     @classmethod
     def available(cls) -> str | None:
@@ -168,8 +173,8 @@ class DockerRuntime(KeptContainers, Runtime):
         }
         return dict(
             image=spec.image or self.settings.default_image,
-            entrypoint=self.agent_argv(),
-            environment=self.sandbox_env(spec),
+            entrypoint=agent_argv(),
+            environment=sandbox_env(self.settings, spec, self.agent_env),
             hostname=spec.sandbox_id[:63],
             # A readable name for `docker ps` where the id allows one; labels are what we rely on.
             name=f"rock-{self.owner_key[:8]}-{spec.sandbox_id}" if _NAME.match(spec.sandbox_id) else None,
@@ -180,7 +185,7 @@ class DockerRuntime(KeptContainers, Runtime):
 
     async def create(self, spec: SandboxSpec) -> RuntimeHandle:
         t0 = time.perf_counter()
-        run = self.prepare_run_dir(spec.sandbox_id)
+        run = prepare_run_dir(self.sandboxes_dir, spec.sandbox_id)
         config = self._config(spec, str(run))
         try:
             if not _deaths.running:
@@ -218,7 +223,7 @@ class DockerRuntime(KeptContainers, Runtime):
         died = asyncio.ensure_future(self._death_reason(cid, _deaths.watch(cid)))
         try:
             await _call(client().start, cid)
-            await self.wait_ready(run, died, READY_TIMEOUT)
+            await wait_ready(run, died, READY_TIMEOUT)
         except BaseException as exc:
             if isinstance(exc, SandboxStartError) and not died.done():  # timed out: what did it do meanwhile?
                 exc = SandboxStartError(f"{exc.message}; container logs: {await self._logs(cid)}")
@@ -242,6 +247,41 @@ class DockerRuntime(KeptContainers, Runtime):
         except DockerException as exc:
             logs = f"(unavailable: {exc})"
         return logs or "(none)"
+
+    # -- kept containers: stop, restart, commit; pause and snapshots -------------------------
+
+    async def suspend(self, handle: RuntimeHandle) -> None:
+        await self.kept.suspend(handle)
+
+    async def resume(self, handle: RuntimeHandle) -> RuntimeHandle:
+        t0 = time.perf_counter()
+        run = prepare_run_dir(self.sandboxes_dir, handle.sandbox_id)  # a fresh socket and ready FIFO, same path
+        if not _deaths.running:
+            await _call(_deaths.start)
+        await self._boot(handle, run, handle.spec.image or self.settings.default_image, remove_on_failure=False)
+        log.info("sandbox %s restarted in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
+        return handle
+
+    async def disk_usage(self, handle: RuntimeHandle) -> int | None:
+        return await self.kept.disk_usage(handle)
+
+    async def commit(self, handle: RuntimeHandle, image_tag: str) -> str:
+        return await self.kept.commit(handle, image_tag)
+
+    async def _freeze(self, handle: RuntimeHandle) -> None:
+        await self.kept.pause(handle)
+
+    async def _thaw(self, handle: RuntimeHandle) -> None:
+        await self.kept.unpause(handle)
+
+    async def _snapshot(self, handle: RuntimeHandle, snapshot, path: Path) -> None:
+        await self.kept.snapshot(handle, snapshot, paused=self.paused(handle))
+
+    async def _start_from(self, snapshot, spec: SandboxSpec) -> RuntimeHandle:
+        return await self.create(spec.model_copy(update={"image": snapshot.extra["image"], "pull_policy": "missing"}))
+
+    async def _delete_snapshot(self, snapshot) -> None:
+        await self.kept.delete_image(snapshot)
 
     async def destroy(self, handle: RuntimeHandle) -> None:
         t0 = time.perf_counter()

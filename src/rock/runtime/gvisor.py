@@ -42,30 +42,27 @@ from pathlib import Path
 
 from rock.errors import BadRequest, SandboxStartError
 from rock.runtime import cgroups
-from rock.runtime.base import (
+from rock.runtime.agent_boot import (
     AGENT_SRC,
     READY_NAME,
     READY_TIMEOUT,
-    SOCKET_NAME,
     SANDBOX_CAPS,
     SANDBOX_LIB,
     SANDBOX_RUN,
-    ReadyFifo,
-    ResourceStats,
-    Runtime,
-    RuntimeHandle,
-    SandboxSpec,
-    exit_reason,
-    pid_exit_future,
-    process_alive,
-    process_start_time,
-    tail,
-    unusable_reason,
+    SOCKET_NAME,
+    agent_argv,
+    prepare_run_dir,
+    sandbox_env,
 )
+from rock.runtime.base import ResourceStats, Runtime, RuntimeHandle, SandboxSpec
+from rock.runtime.host_policy import unusable_reason
+from rock.runtime.processes import exit_reason, pid_exit_future, process_alive, process_start_time, tail
+from rock.runtime.ready import ReadyFifo
 from rock.runtime.bwrap_options import DEFAULT_PATH
 from rock.runtime.image_root import image_lower, mount_points
 from rock.runtime.mounts import detach, mount_overlay
-from rock.runtime.snapshots import copy_frozen, copy_tree, seed_upper, tree_bytes
+from rock.runtime.layers import keep_layers, seed_layers
+from rock.runtime.snapshots import copy_frozen, copy_tree, tree_bytes
 
 log = logging.getLogger("rock.runtime.gvisor")
 _CID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")
@@ -84,6 +81,16 @@ class GvisorRuntime(Runtime):
         self.state = Path(settings.state_dir) / "runsc"
         self.state.mkdir(parents=True, exist_ok=True)
         self.python_prefix = str(Path(settings.host_python).parent.parent)
+        self._deleting: set[asyncio.Future] = set()  # checkpointed containers' deletes (see _snapshot)
+
+    async def _settle(self) -> None:
+        """Wait for the deletes of checkpointed containers still running in the background."""
+        if self._deleting:
+            await asyncio.wait(self._deleting, timeout=30)
+            self._deleting = {task for task in self._deleting if not task.done()}
+
+    async def close(self) -> None:
+        await self._settle()
 
     @classmethod
     def available(cls) -> str | None:
@@ -112,10 +119,20 @@ class GvisorRuntime(Runtime):
             raise SandboxStartError(f"runsc {args[0]} failed (exit {proc.returncode}): {said}")
         return text
 
-    def _cid(self, sandbox_id: str) -> str:
-        """runsc's container id: the owner key keeps two owners' sandboxes of one id apart."""
+    def _cid(self, sandbox_id: str, restored: str = "") -> str:
+        """runsc's container id: the owner key keeps two owners' sandboxes of one id apart.
+        ``restored``: the source of a full snapshot comes back under a new id (``rock-<key>_r<n>-``,
+        which no create's id can equal), so the checkpointed container's slow delete need not
+        finish first."""
         sid = sandbox_id if _CID.match(sandbox_id) else sandbox_id.encode().hex()[:100]
-        return f"rock-{self.owner_key}-{sid}"
+        return f"rock-{self.owner_key}{'_r' + restored if restored else ''}-{sid}"
+
+    def _cid_of(self, cid: str) -> str | None:
+        """The sandbox part of one of this owner's container ids (either form), or None."""
+        for prefix in (f"rock-{self.owner_key}-", f"rock-{self.owner_key}_r"):
+            if cid.startswith(prefix):
+                return cid[len(prefix):] if prefix.endswith("-") else cid[len(prefix):].partition("-")[2]
+        return None
 
     # -- create ---------------------------------------------------------------------------
 
@@ -142,7 +159,7 @@ class GvisorRuntime(Runtime):
         try:
             if group.pids():
                 raise SandboxStartError(f"sandbox {sid} is already running")
-            run = self.prepare_run_dir(sid)
+            run = prepare_run_dir(self.sandboxes_dir, sid)
             if restore is not None:  # the agent's files there (session and process output) are open in the image
                 await asyncio.to_thread(copy_tree, restore.parent / "run", run)
             fifo = ReadyFifo(run)
@@ -171,7 +188,7 @@ class GvisorRuntime(Runtime):
         mount_overlay(sandbox_dir, lower)
         bundle = sandbox_dir / "bundle"
         bundle.mkdir(exist_ok=True)
-        env = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", **image_env, **self.sandbox_env(spec)}
+        env = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", **image_env, **sandbox_env(self.settings, spec, self.agent_env)}
         (bundle / "config.json").write_text(json.dumps(self._oci(spec, sandbox_dir, env, group)))
 
     def _oci(self, spec: SandboxSpec, sandbox_dir: Path, env: dict[str, str], group: cgroups.Cgroup) -> dict:
@@ -189,7 +206,7 @@ class GvisorRuntime(Runtime):
         return {
             "ociVersion": "1.0.2",
             "process": {
-                "terminal": False, "user": {"uid": 0, "gid": 0}, "cwd": "/", "args": self.agent_argv(),
+                "terminal": False, "user": {"uid": 0, "gid": 0}, "cwd": "/", "args": agent_argv(),
                 "env": [f"{k}={v}" for k, v in env.items()],
                 "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
                 "noNewPrivileges": True,
@@ -271,10 +288,10 @@ class GvisorRuntime(Runtime):
         """This owner's runsc containers, groups and directories that no known sandbox uses."""
         removed: set[str] = set()
         prefix = f"rock-{self.owner_key}-"
+        await self._settle()  # a checkpointed container still being deleted is no leftover
         listed = await self._runsc(SandboxSpec(sandbox_id="-"), "list", "--quiet", check=False)
-        mine = {cid for cid in listed.split() if cid.startswith(prefix)}
-        known_cids = {self._cid(sid) for sid in known}
-        for cid in mine - known_cids:
+        known_tails = {self._cid(sid)[len(prefix):] for sid in known}
+        for cid in (cid for cid in listed.split() if self._cid_of(cid) not in (None, *known_tails)):
             await self._runsc(SandboxSpec(sandbox_id="-"), "delete", "--force", cid, check=False)
         for sid, group in cgroups.owned(self.owner_key).items():
             if sid not in known:
@@ -298,6 +315,7 @@ class GvisorRuntime(Runtime):
     async def _snapshot(self, handle: RuntimeHandle, snapshot, path: Path) -> None:
         snapshot.extra["image_root"] = handle.extra.get("image_root", "")
         upper = Path(handle.run_dir).parent / "upper"
+        await keep_layers(upper.parent, path)  # what it stands on, if started from a snapshot (never changes)
         if snapshot.mode == "filesystem":
             await copy_frozen(self, handle, upper, snapshot, path)
             return
@@ -312,8 +330,12 @@ class GvisorRuntime(Runtime):
         await self._runsc(handle.spec, "resume", cid)
         await self._runsc(handle.spec, "checkpoint", "--image-path", str(path / CHECKPOINT), cid)
         snapshot.took_ms = (time.perf_counter() - t0) * 1e3
-        # The checkpoint ended the source: it goes on from its own image, in place.
-        await self._runsc(handle.spec, "delete", "--force", cid, check=False)  # a restored one stays "running"
+        # The checkpoint ended the source: it goes on from its own image, in place, under a new
+        # container id. Deleting the checkpointed container (a restored one stays "running") waits
+        # for runsc to kill its sandbox, 1-3 s here: in the background, not before the restore.
+        self._deleting.add(asyncio.ensure_future(self._runsc(handle.spec, "delete", "--force", cid, check=False)))
+        self._deleting = {task for task in self._deleting if not task.done()}
+        handle.extra["cid"] = self._cid(handle.sandbox_id, restored=os.urandom(3).hex())
         sandbox_dir = Path(handle.run_dir).parent
         fifo = ReadyFifo(Path(handle.run_dir))  # the run folder stays as the image knows it
         try:
@@ -342,7 +364,7 @@ class GvisorRuntime(Runtime):
 
     async def _start_from(self, snapshot, spec: SandboxSpec) -> RuntimeHandle:
         path = self.snapshots.path(snapshot.name)
-        await seed_upper(path, self.sandboxes_dir / spec.sandbox_id / "upper")
+        await seed_layers(path, self.sandboxes_dir / spec.sandbox_id)  # linked, not copied (rock.runtime.layers)
         restore = path / CHECKPOINT if snapshot.mode == "full" else None
         return await self.create(spec, kept_lower=snapshot.extra.get("image_root"), restore=restore)
 

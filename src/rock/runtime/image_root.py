@@ -9,7 +9,7 @@ import os
 import stat
 from pathlib import Path
 
-from rock.runtime.base import host_path_refused, is_host_path
+from rock.runtime.host_policy import host_path_refused, is_host_path
 
 
 def image_python(upper: Path, lower: str, path: str) -> str | None:

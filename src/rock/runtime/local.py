@@ -19,18 +19,10 @@ from pathlib import Path
 
 from rock.errors import SandboxStartError
 from rock.runtime import cgroups
-from rock.runtime.base import (
-    AGENT_SRC,
-    READY_TIMEOUT,
-    ResourceStats,
-    RuntimeHandle,
-    Runtime,
-    SandboxSpec,
-    exit_future,
-    exit_reason,
-    process_alive,
-    process_start_time,
-)
+from rock.runtime.agent_boot import AGENT_SRC, READY_TIMEOUT, agent_argv, prepare_run_dir, sandbox_env
+from rock.runtime.base import ResourceStats, Runtime, RuntimeHandle, SandboxSpec
+from rock.runtime.processes import exit_future, exit_reason, process_alive, process_start_time
+from rock.runtime.ready import wait_ready
 from rock.runtime.snapshots import copy_frozen, seed_upper
 
 log = logging.getLogger("rock.runtime.local")
@@ -70,7 +62,7 @@ class LocalRuntime(Runtime):
 
     async def create(self, spec: SandboxSpec) -> RuntimeHandle:
         t0 = time.perf_counter()
-        run = self.prepare_run_dir(spec.sandbox_id)
+        run = prepare_run_dir(self.sandboxes_dir, spec.sandbox_id)
         sandbox_dir = run.parent
         work = sandbox_dir / "work"
         env = {
@@ -78,9 +70,9 @@ class LocalRuntime(Runtime):
             "LANG": os.environ.get("LANG", "C.UTF-8"),
             "HOME": str(work),
             MARKER: str(sandbox_dir),
-            **self.sandbox_env(spec),
+            **sandbox_env(self.settings, spec),
         }
-        argv = self.agent_argv(self.settings.host_python, lib=str(self.lib_dir), run=str(run))
+        argv = agent_argv(self.settings.host_python, lib=str(self.lib_dir), run=str(run))
         group = cgroups.Cgroup(f"{cgroups.PREFIX}/{self.owner_key}/{spec.sandbox_id}") if _cgroups_usable() else None
         pid, died = None, None
         try:
@@ -95,7 +87,7 @@ class LocalRuntime(Runtime):
                 )
             pid = popen.pid
             died = asyncio.ensure_future(exit_reason(exit_future(popen), sandbox_dir / "sandbox.log"))
-            await self.wait_ready(run, died, READY_TIMEOUT)
+            await wait_ready(run, died, READY_TIMEOUT)
         except BaseException:
             await self._kill(sandbox_dir, pid, None)
             if group is not None:

@@ -25,14 +25,19 @@ def detach(target: Path) -> None:
 
 
 def mount_overlay(sandbox_dir: Path, lower: str) -> None:
-    """``<sandbox_dir>/root``: an overlay of ``upper`` (the sandbox's files) over ``lower``."""
+    """``<sandbox_dir>/root``: an overlay of ``upper`` (the sandbox's files) over its read-only
+    layers, if it stands on a snapshot's (``rock.runtime.layers``), over ``lower``."""
+    from rock.runtime.layers import layer_dirs
+
     upper, work, merged = sandbox_dir / "upper", sandbox_dir / "ovl-work", sandbox_dir / "root"
     for d in (upper, work, merged):
         d.mkdir(exist_ok=True)
     # Overlay options cannot quote ',' or ':'; a path through an open fd has neither.
-    fds = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in (lower, upper, work)]
+    lowers = [*layer_dirs(sandbox_dir), lower]
+    fds = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in (*lowers, upper, work)]
     try:
-        low, up, wk = (f"/proc/self/fd/{fd}" for fd in fds)
+        paths = [f"/proc/self/fd/{fd}" for fd in fds]
+        low, up, wk = ":".join(paths[:-2]), paths[-2], paths[-1]
         mount("overlay", str(merged), "overlay", 0, f"lowerdir={low},upperdir={up},workdir={wk}")
     finally:
         for fd in fds:

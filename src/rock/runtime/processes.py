@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import threading
 from pathlib import Path
@@ -87,6 +88,18 @@ async def exit_reason(exited: asyncio.Future, log_path: Path, who: str | None = 
     code = await asyncio.shield(exited)
     how = f"exit status {code}" if code is not None else "exited"
     return f"{who + ' ' if who else ''}{how}; output: {tail(log_path)}"
+
+
+def kill_group(pid: int | None, start_time: int | None) -> bool:
+    """SIGKILL the process group led by ``pid`` if that very process (``start_time``) still runs;
+    False when it did not."""
+    if pid is not None and process_alive(pid, start_time):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+            return True
+        except ProcessLookupError:
+            pass
+    return False
 
 
 def tail(path: Path, limit: int = 2000) -> str:

@@ -130,7 +130,8 @@ def copy_tree(source: Path, target: Path) -> None:
     """A copy of a writable layer that keeps what overlayfs reads from it: modes, owners,
     hard links, whiteouts (character devices 0/0) and the opaque-directory xattrs. A hard-linked
     copy would not do: the sandbox writes its upper layer's files in place, which would change
-    the snapshot after the fact."""
+    the snapshot after the fact (a snapshot's children, which never write it, link to it instead:
+    ``rock.runtime.layers``)."""
     target.mkdir(exist_ok=True)
     done = subprocess.run(["cp", "-a", "--reflink=auto", "--", f"{source}/.", str(target)], capture_output=True)
     if done.returncode:

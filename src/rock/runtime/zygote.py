@@ -13,7 +13,7 @@ import logging
 import time
 
 from rock.errors import SandboxStartError
-from rock.runtime.base import AGENT_SRC
+from rock.runtime.agent_boot import AGENT_SRC
 
 log = logging.getLogger("rock.runtime.zygote")
 START_TIMEOUT = 30.0

@@ -147,7 +147,7 @@ class AgentClient:
         (accepted once the agent runs again) and its calls are refused while the handle says paused."""
         client = cls()
         if handle is not None:
-            from rock.runtime.base import refuse_if_paused
+            from rock.runtime.pausing import refuse_if_paused
 
             if not paused_ok:
                 refuse_if_paused(handle, on_disk=True)
@@ -158,7 +158,7 @@ class AgentClient:
         except OSError as exc:
             raise AgentGone(f"cannot reach the sandbox's agent at {socket_path}: {exc.strerror or exc}") from None
         if handle is not None:
-            from rock.runtime.base import check_peer
+            from rock.runtime.peer import check_peer
 
             try:
                 check_peer(client.transport.get_extra_info("socket"), handle)

@@ -15,7 +15,8 @@ import compileall
 import logging
 
 from rock.errors import Forbidden, SandboxNotFound, SandboxNotRunning
-from rock.runtime.base import AGENT_SRC, ResourceStats
+from rock.runtime.agent_boot import AGENT_SRC
+from rock.runtime.base import ResourceStats
 from rock.worker.agent_client import AgentClient
 from rock.worker.worker import Sandbox, Worker, usable_id
 

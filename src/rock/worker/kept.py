@@ -19,7 +19,7 @@ from rock.runtime.base import RuntimeHandle, SandboxSpec
 log = logging.getLogger("rock.worker")
 
 
-class KeptFiles:
+class StoppedSandboxes:
     """A mapping sandbox_id -> (handle, spec) backed by one small file per stopped sandbox."""
 
     def __init__(self, records_dir: Path):

@@ -18,7 +18,7 @@ from typing import NamedTuple
 from rock.errors import AgentGone
 from rock.runtime.base import RuntimeHandle, SandboxSpec
 from rock.worker.agent_client import AgentClient
-from rock.worker.kept import KeptFiles
+from rock.worker.kept import StoppedSandboxes
 
 log = logging.getLogger("rock.worker")
 
@@ -39,7 +39,7 @@ class RecordFiles:
     sandbox alive or paused, release what is left of one) and the stopped sandboxes' kept files.
     It answers with what it re-attached (``Attached``); holding a sandbox is the worker's."""
 
-    def __init__(self, records_dir: Path, runtime, backend_name: str, kept: KeptFiles):
+    def __init__(self, records_dir: Path, runtime, backend_name: str, kept: StoppedSandboxes):
         self.dir = records_dir
         self.runtime = runtime
         self.backend_name = backend_name

@@ -18,12 +18,14 @@ from pydantic import BaseModel
 from rock.config import Settings
 from rock.errors import AgentGone, BadRequest, Conflict, SandboxNotFound
 from rock.runtime import get_runtime_class, pick_backend
-from rock.runtime.base import AGENT_SRC, ResourceStats, Runtime, RuntimeHandle, SandboxSpec
+from rock.runtime.agent_boot import AGENT_SRC
+from rock.runtime.base import ResourceStats, Runtime, RuntimeHandle, SandboxSpec
 from rock.runtime.gpus import Gpus
 from rock.worker.agent_client import AgentClient
-from rock.worker.kept import KeptFiles
+from rock.worker.kept import StoppedSandboxes
 from rock.worker.pool import WarmPool, pool_key
 from rock.worker.records import RecordFiles
+from rock.worker.snapshots import SnapshotOps
 from rock.worker.resources import Need, Resources, refuse_oversized
 
 log = logging.getLogger("rock.worker")
@@ -80,7 +82,7 @@ def notify_listeners(listeners: list, sandbox_id: str, meta: dict, body: bytes) 
             handle(sandbox_id, meta, body)
 
 
-class Worker:
+class Worker(SnapshotOps):
     def __init__(self, settings: Settings, backend: str | None = None):
         self.settings = settings
         self.backend_name = pick_backend(backend or settings.backend)
@@ -92,7 +94,7 @@ class Worker:
         self.host_name = socket.gethostname()
         self._sandboxes: dict[str, Sandbox] = {}
         # Stopped with their files kept (ROCK's stop): no processes, restartable; on disk only.
-        self._stopped = KeptFiles(records_dir)
+        self._stopped = StoppedSandboxes(records_dir)
         # Running: one record file each, read again when a worker restarts on this state dir.
         self.records = RecordFiles(records_dir, self.runtime, self.backend_name, self._stopped)
         self._creating: dict[str, asyncio.Task] = {}
@@ -268,6 +270,10 @@ class Worker:
         sandbox holds no GPU (``restart`` takes its GPUs again). ``node_id`` is the cluster's; a
         node's worker is that node."""
         started = time.perf_counter()
+        paused = self._sandboxes.get(sandbox_id)
+        if paused is not None and self.runtime.paused(paused.handle):
+            # A frozen sandbox's processes cannot end (nor an engine stop a paused container): thaw first.
+            await self.runtime.unpause(paused.handle)
         sandbox = self._sandboxes.pop(sandbox_id, None)
         if sandbox is None:
             kept = self._stopped.get(sandbox_id)

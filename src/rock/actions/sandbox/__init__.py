@@ -133,6 +133,15 @@ class SandboxStartRequest(_Ours):
     network: bool = False  # ours: sandboxes have no network unless asked
     env: EnvVars | None = None  # ours: environment of every process in the sandbox
     wait: bool | None = None  # ours: on /start_async, reply only once the sandbox is ready
+    # ours: start from a snapshot (the name its snapshot reply gave): its image, limits and files
+    snapshot: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description=(
+        "a snapshot's name (as its snapshot reply gave it): the sandbox starts on its files (and, "
+        "full, its processes), image and limits; the request's image, memory and cpus are not used"))
+    # ours, E2B's lifecycle: at the idle timeout stop (ROCK's) or pause (memory kept, resumable)
+    on_timeout: Literal["stop", "pause"] | None = Field(default=None, description=(
+        "what the idle timeout does: stop (the default) or pause"))
+    auto_resume: bool | None = Field(default=None, description=(
+        "a call to the paused sandbox resumes it first (otherwise it is refused with 409 until resumed)"))
 
     # JSON's true/false are not 1/0 here (the schema says integer; lax parsing took false as 0)
     _numbers = numbers_only("auto_clear_time", "auto_clear_time_minutes", "auto_clear_seconds",

@@ -19,7 +19,7 @@ from rock.admin.e2b.common import E2BError, Users
 from rock.admin.e2b.connect import ConnectError, SandboxGone, end_stream, error_response, gone_response
 
 # Past the generic token gate: these routes authenticate themselves (X-API-KEY, the access token).
-OPEN_PATHS = ("/sandboxes", "/sandboxes/", "/v2/sandboxes", "/v2/sandboxes/", "/snapshots", "/files",
+OPEN_PATHS = ("/sandboxes", "/sandboxes/", "/v2/sandboxes", "/v2/sandboxes/", "/snapshots", "/templates/", "/files",
               "/process.Process/", "/filesystem.Filesystem/", "/execute", "/contexts", "/contexts/")
 
 

@@ -27,6 +27,7 @@ ENVD_VERSION = "0.5.7"
 CLIENT_ID = "rock"
 TOKEN_KEY = "e2b_token"  # in the record's spec, never shown (rock.admin.rock_api.sandbox._PRIVATE_SPEC)
 META_KEY = "e2b"  # {"template", "metadata"} in the record's spec
+KEEP_AFTER_TIMEOUT = 30  # seconds a timed-out sandbox's files stay before they are deleted
 
 
 def route(api, path: str, method: str = "POST"):
@@ -67,6 +68,21 @@ async def json_object(request: Request, error) -> dict:
     return body
 
 
+def paged(request: Request, items: list, max_limit: int = 100) -> tuple[list, dict | None]:
+    """E2B's pagination: ``limit`` and ``nextToken`` (an offset here) in the query; the page, and
+    the ``X-Next-Token`` header while more follow."""
+    q = request.query_params
+    try:
+        limit = int(q.get("limit") or 100)
+        offset = int(q.get("nextToken") or 0)
+    except ValueError:
+        raise E2BError(400, "limit and nextToken must be integers") from None
+    if not 1 <= limit <= max_limit or offset < 0:
+        raise E2BError(400, f"limit must be between 1 and {max_limit}")
+    more = offset + limit < len(items)
+    return items[offset:offset + limit], {"X-Next-Token": str(offset + limit)} if more else None
+
+
 def owner_of(ctx: Ctx, request: Request) -> str | None:
     """X-API-KEY is a ROCK token (ROCK's own Authorization: Bearer works too): the caller's
     namespace (None with auth off)."""
@@ -91,7 +107,8 @@ async def control_record(ctx: Ctx, sandbox_id: str, owner: str | None, live: boo
             record = await ctx.sandboxes.lookup(sandbox_id, owner)
         except Exception:  # noqa: BLE001 - every miss reads the same
             record = None
-    if record is None or record.owner != owner or not is_e2b(record) or (live and record.state not in ("pending", "running")):
+    if (record is None or record.owner != owner or not is_e2b(record)
+            or (live and record.state not in ("pending", "running", "paused"))):
         raise E2BError(404, f"sandbox \"{sandbox_id}\" doesn't exist or you don't have access to it")
     return record
 
@@ -126,7 +143,9 @@ def _signed(record: SandboxRecord, request: Request, operation: str) -> bool:
 def data_record(ctx: Ctx, request: Request, operation: str | None = None) -> SandboxRecord:
     """The sandbox a data-plane request is for: by ``E2b-Sandbox-Id``; without it (SDK 2.7-2.25
     after ``Sandbox.connect``) by its ``X-Access-Token``; a signed /files URL by its signature.
-    Unknown, not running, or a token that does not match: E2B's 502 "... was not found"."""
+    Unknown, not running, or a token that does not match: E2B's 502 "... was not found". A paused
+    one is let through when it resumes on a call (``auto_resume``; the service resumes it), and
+    otherwise is E2B's 502 too, saying it is paused."""
     headers = request.headers
     # the code interpreter's calls carry the traffic token (we hand out the same one) instead
     sandbox_id = headers.get("e2b-sandbox-id")
@@ -137,11 +156,13 @@ def data_record(ctx: Ctx, request: Request, operation: str | None = None) -> San
         record = records.get(sandbox_id)
         candidates = [record] if record is not None else []
     else:
-        candidates = [r for r in records.values() if r.state == "running" and is_e2b(r)]
+        candidates = [r for r in records.values() if r.state in ("running", "paused") and is_e2b(r)]
     for record in candidates:
-        if record.state != "running" or not is_e2b(record):
+        if record.state not in ("running", "paused") or not is_e2b(record):
             continue
         if _token_ok(record, token) or (operation is not None and _signed(record, request, operation)):
+            if record.state == "paused" and not record.spec.get("auto_resume"):
+                raise SandboxGone(record.sandbox_id, paused=True)
             return record
     raise SandboxGone(sandbox_id)
 

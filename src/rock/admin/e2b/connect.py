@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from rock.errors import AgentError, AgentGone, AgentTimeout, RockError, SandboxNotFound, SandboxNotRunning
+from rock.errors import (AgentError, AgentGone, AgentTimeout, RockError, SandboxNotFound, SandboxNotRunning,
+                         SandboxPaused)
 
 HTTP_OF = {"canceled": 499, "unknown": 500, "invalid_argument": 400, "deadline_exceeded": 504, "not_found": 404,
            "already_exists": 409, "permission_denied": 403, "resource_exhausted": 429, "failed_precondition": 400,
@@ -43,8 +44,11 @@ class SandboxGone(Exception):
     """The data plane's answer for a sandbox that is not (or no longer) there: what E2B's edge
     proxy says, 502 "... was not found", which the SDK turns into its not-running exception."""
 
-    def __init__(self, sandbox_id: str | None):
-        super().__init__(f"The sandbox {sandbox_id or '(unknown)'} was not found")
+    def __init__(self, sandbox_id: str | None, paused: bool = False):
+        # "was not found" is what the SDK matches; a paused sandbox's caller also learns why and what to do
+        name = sandbox_id or "(unknown)"
+        super().__init__(f"The sandbox {name} was not found running: it is paused; resume it with Sandbox.connect()"
+                         if paused else f"The sandbox {name} was not found")
         self.message = str(self)
 
 
@@ -62,6 +66,8 @@ def error_response(code: str, message: str) -> Response:
 
 def from_rock(exc: Exception, sandbox_id: str | None = None) -> Exception:
     """A ROCK/agent error as a Connect error (or SandboxGone when the sandbox itself went away)."""
+    if isinstance(exc, SandboxPaused):  # paused between the lookup and the call
+        return SandboxGone(sandbox_id, paused=True)
     if isinstance(exc, (SandboxNotFound, SandboxNotRunning, AgentGone)):
         return SandboxGone(sandbox_id)
     if isinstance(exc, ConnectError):

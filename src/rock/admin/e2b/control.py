@@ -2,7 +2,10 @@
 
 templateID -> image (``base`` -> the default image; ``Settings.e2b_templates`` adds more),
 timeout -> the idle lease (auto_clear_seconds), envVars -> the sandbox's environment,
-metadata -> kept with the record and filterable. What ROCK cannot honour fails closed, saying why.
+metadata -> kept with the record and filterable, a templateID that names one of the caller's
+snapshots -> a sandbox started from it, autoPause/autoResume -> the service's ``on_timeout: pause``
+and ``auto_resume``. Pause, resume, snapshots and fork are in snapshots.py. What ROCK cannot
+honour fails closed, saying why.
 """
 
 from __future__ import annotations
@@ -20,21 +23,19 @@ from starlette.responses import Response
 
 from rock.actions.sandbox import EnvVars, SandboxStartRequest, check_env, parse_memory
 from rock.admin.context import Ctx
-from rock.admin.e2b.common import (CLIENT_ID, ENVD_VERSION, META_KEY, TOKEN_KEY, E2BError, control_record, is_e2b,
-                                   json_object, owner_of, route)
+from rock.admin.e2b import snapshots as snapshot_routes
+from rock.admin.e2b.common import (CLIENT_ID, ENVD_VERSION, KEEP_AFTER_TIMEOUT, META_KEY, TOKEN_KEY, E2BError,
+                                   control_record, is_e2b, json_object, owner_of, paged, route)
 from rock.admin.openapi import body as body_doc, params
 from rock.admin.e2b.connect import json_response
 from rock.admin.start_checks import check_start_request
 from rock.admin.store import SandboxRecord
-from rock.errors import RockError
+from rock.errors import RockError, SnapshotNotFound
 
 log = logging.getLogger("rock.admin.e2b")
 MAX_TIMEOUT = 7 * 24 * 3600
-KEEP_AFTER_TIMEOUT = 30  # seconds a timed-out sandbox's files stay before they are deleted
 # Fields of NewSandbox we cannot honour unless they say "off", and why.
 REFUSED = {
-    "autoPause": "ROCK does not pause sandboxes: one past its timeout is stopped",
-    "autoResume": "ROCK does not pause sandboxes, so none resumes",
     "network": "per-sandbox network rules are not supported; use allow_internet_access",
     "mcp": "MCP gateways are not supported",
     "volumeMounts": "volumes are not supported; use files.write or a template image",
@@ -51,6 +52,9 @@ class NewSandbox(BaseModel):
     metadata: dict[str, str] | None = None
     envVars: EnvVars | None = None
     allow_internet_access: bool | None = None
+    autoPause: bool | None = None
+    autoPauseMemory: bool | None = None
+    autoResume: dict | None = None
 
 
 class TimeoutBody(BaseModel):
@@ -122,6 +126,29 @@ async def _body(request: Request) -> dict:
     return await json_object(request, E2BError)
 
 
+def lifecycle(body: dict) -> dict:
+    """NewSandboxV2's autoPause, autoPauseMemory and autoResume as the start request's
+    ``on_timeout`` and ``auto_resume``. A timeout's pause keeps the memory on every backend (a
+    freeze), so ``autoPauseMemory: false`` (E2B's filesystem-only pause) gets more, never less."""
+    pause, memory, resume = body.get("autoPause"), body.get("autoPauseMemory"), body.get("autoResume")
+    if pause is not None and not isinstance(pause, bool) or memory is not None and not isinstance(memory, bool):
+        raise E2BError(400, "autoPause and autoPauseMemory must be true or false")
+    enabled = None
+    if resume is not None:
+        if not isinstance(resume, dict) or not isinstance(resume.get("enabled"), bool) or set(resume) - {"enabled"}:
+            raise E2BError(400, 'autoResume must be {"enabled": true|false}')
+        enabled = resume["enabled"]
+    if enabled and not pause:
+        raise E2BError(400, "autoResume can be enabled only with autoPause (lifecycle on_timeout 'pause'): "
+                            "only a sandbox its timeout paused can be resumed by a call")
+    return {"on_timeout": "pause" if pause else None, "auto_resume": enabled if pause else None}
+
+
+def lifecycle_of(record: SandboxRecord) -> dict:
+    return {"onTimeout": "pause" if record.spec.get("on_timeout") == "pause" else "kill",
+            "autoResume": bool(record.spec.get("auto_resume"))}
+
+
 def sandbox_body(record: SandboxRecord) -> dict:
     meta = record.spec.get(META_KEY) or {}
     return {"templateID": meta.get("template", "base"), "sandboxID": record.sandbox_id, "clientID": CLIENT_ID,
@@ -137,17 +164,25 @@ def _detail(ctx: Ctx, record: SandboxRecord, listed: bool = False) -> dict:
     out = {"templateID": meta.get("template", "base"), "sandboxID": record.sandbox_id, "clientID": CLIENT_ID,
            "alias": meta.get("template"), "startedAt": _iso(record.started_at or record.created_at),
            "endAt": _iso(end), "envdVersion": ENVD_VERSION, "cpuCount": max(1, round(record.cpus or ctx.settings.default_cpus)),
-           "memoryMB": memory >> 20, "diskSizeMB": disk >> 20, "state": "running",
-           "metadata": meta.get("metadata") or {}}
+           "memoryMB": memory >> 20, "diskSizeMB": disk >> 20,
+           "state": "paused" if record.state == "paused" else "running", "metadata": meta.get("metadata") or {}}
     if not listed:
         out.update(envdAccessToken=record.spec[TOKEN_KEY], domain=None,
-                   allowInternetAccess=bool(record.spec.get("network")))
+                   allowInternetAccess=bool(record.spec.get("network")), lifecycle=lifecycle_of(record))
     return out
+
+
+def _no_template(ctx: Ctx, template: str) -> E2BError:
+    return E2BError(404, f"template or snapshot '{template}' not found: this ROCK server knows the templates "
+                         f"{', '.join(sorted(_templates(ctx)))} (an admin adds more in e2b_templates) and the "
+                         "snapshots this API key took (GET /snapshots)")
 
 
 def router(ctx: Ctx) -> APIRouter:
     api = APIRouter()
     svc = ctx.sandboxes
+    pauses = snapshot_routes.Routes(ctx, sandbox_body, _timeout)  # pause, resume, snapshots, fork
+    api.include_router(pauses.router())
 
     async def create(request: Request, default_timeout: int) -> Response:
         owner = owner_of(ctx, request)
@@ -156,14 +191,15 @@ def router(ctx: Ctx) -> APIRouter:
         if not isinstance(template, str) or not template:
             raise E2BError(400, "templateID is required")
         image = _templates(ctx).get(template)
-        if image is None:
-            raise E2BError(404, f"template '{template}' not found: this ROCK server knows "
-                                f"{', '.join(sorted(_templates(ctx)))} (an admin adds more in e2b_templates)")
+        snapshot = None
+        if image is None:  # Sandbox.create(snapshot_id): one of the caller's snapshots
+            if not snapshot_routes.STORED_NAME.match(template):
+                raise _no_template(ctx, template)
+            snapshot, image = template, ctx.settings.default_image
         for key, why in REFUSED.items():
             if body.get(key) not in (None, False, {}, []):
                 raise E2BError(400, f"{key} cannot be honoured: {why}")
-        if body.get("autoPauseMemory") not in (None, False):
-            raise E2BError(400, "autoPauseMemory cannot be honoured: ROCK does not pause sandboxes")
+        lived = lifecycle(body)
         timeout = _timeout(body, default_timeout)
         metadata, env = _str_map(body, "metadata"), _str_map(body, "envVars")
         try:
@@ -174,13 +210,14 @@ def router(ctx: Ctx) -> APIRouter:
         # An E2B sandbox past its timeout is gone (E2B kills it): its kept files go soon after the idle
         # stop; not at once, which would race a kill's own stop-then-delete.
         req = SandboxStartRequest(image=image, auto_clear_seconds=timeout, auto_delete_seconds=KEEP_AFTER_TIMEOUT,
-                                  env=env or None,
-                                  network=internet is True)
+                                  env=env or None, network=internet is True, snapshot=snapshot, **lived)
         try:
             check_start_request(req, ctx.worker.backend_name, ctx.settings)
             extra = {TOKEN_KEY: secrets.token_urlsafe(24), META_KEY: {"template": template, "metadata": metadata}}
             began = time.perf_counter()
             record = await svc.start(req, owner, {}, wait=True, extra_spec=extra)
+        except SnapshotNotFound:
+            raise _no_template(ctx, template) from None
         except RockError as exc:
             raise E2BError(exc.status_code if exc.status_code < 500 else 503, exc.message) from None
         log.info("e2b: sandbox %s created from template %s in %.3fs", record.sandbox_id, template,
@@ -202,20 +239,16 @@ def router(ctx: Ctx) -> APIRouter:
         states = set((q.get("state") or "running,paused").split(","))
         if not states <= {"running", "paused"}:
             raise E2BError(400, "state must be running and/or paused")
-        try:
-            limit = int(q.get("limit") or 100)
-            offset = int(q.get("nextToken") or 0)
-        except ValueError:
-            raise E2BError(400, "limit and nextToken must be integers") from None
-        if not 1 <= limit <= 100 or offset < 0:
-            raise E2BError(400, "limit must be between 1 and 100")
-        items = [r for r in svc.live(owner) if is_e2b(r) and r.state in ("pending", "running")
-                 and "running" in states and all((r.spec[META_KEY].get("metadata") or {}).get(k) == v
+        shown = {"pending", "running"} if "running" in states else set()
+        shown |= {"paused"} if "paused" in states else set()
+        items = [r for r in svc.live(owner) if is_e2b(r) and r.state in shown
+                 and all((r.spec[META_KEY].get("metadata") or {}).get(k) == v
                                                  for k, v in wanted.items())
                  and (not q.get("template") or r.spec[META_KEY].get("template") == q.get("template"))]
         items.sort(key=lambda r: r.created_at, reverse=q.get("order") != "asc")
-        page = items[offset:offset + limit] if v2 else items
-        headers = {"X-Next-Token": str(offset + limit)} if v2 and offset + limit < len(items) else None
+        page, headers = paged(request, items)  # limit and nextToken checked for both
+        if not v2:  # the old list has no pages: all of them
+            page, headers = items, None
         return json_response([_detail(ctx, r, listed=True) for r in page], 200, headers)
 
     @api.get("/v2/sandboxes", **_doc(200, 400, 401, query=ListQuery))
@@ -256,6 +289,8 @@ def router(ctx: Ctx) -> APIRouter:
     async def connect(sandbox_id: str, request: Request) -> Response:
         record = await control_record(ctx, sandbox_id, owner_of(ctx, request))
         body = await _body(request)
+        if record.state == "paused":  # connect resumes a paused sandbox: 201, as E2B answers
+            return await pauses.resumed(record, body)
         if "timeout" in body:
             timeout = _timeout(body, 0)
             if timeout > (record.auto_clear_seconds or 0):  # connect only ever extends
@@ -271,11 +306,6 @@ def router(ctx: Ctx) -> APIRouter:
     @api.post("/v2/sandboxes/{sandbox_id}/connect", **_doc(200, 400, 401, 404, body=ConnectBody))
     async def connect_v2(sandbox_id: str, request: Request):
         return await connect(sandbox_id, request)
-
-    @route(api, "/sandboxes/{sandbox_id}/resume")
-    async def resume(request: Request, sandbox_id: str):
-        await control_record(ctx, sandbox_id, owner_of(ctx, request))
-        raise E2BError(409, "sandbox is running: ROCK never pauses sandboxes, so there is nothing to resume")
 
     @api.get("/sandboxes/{sandbox_id}/metrics", **_doc(200, 401, 404))
     async def metrics(sandbox_id: str, request: Request):
@@ -297,26 +327,8 @@ def router(ctx: Ctx) -> APIRouter:
         await control_record(ctx, sandbox_id, owner_of(ctx, request))
         raise E2BError(501, what)
 
-    @route(api, "/sandboxes/{sandbox_id}/pause")
-    async def pause(request: Request, sandbox_id: str):
-        return await refuse(sandbox_id, request, "pausing is not supported by ROCK: its sandboxes keep no memory "
-                                                 "snapshot; kill it, or extend it with set_timeout")
-
-    @route(api, "/sandboxes/{sandbox_id}/snapshots")
-    async def snapshot(request: Request, sandbox_id: str):
-        return await refuse(sandbox_id, request, "snapshots are not supported by ROCK")
-
-    @route(api, "/sandboxes/{sandbox_id}/fork")
-    async def fork(request: Request, sandbox_id: str):
-        return await refuse(sandbox_id, request, "forking a sandbox is not supported by ROCK")
-
     @route(api, "/sandboxes/{sandbox_id}/network", "PUT")
     async def network(request: Request, sandbox_id: str):
         return await refuse(sandbox_id, request, "changing a running sandbox's network is not supported by ROCK")
-
-    @api.get("/snapshots", **_doc(200, 401))
-    async def snapshots(request: Request):
-        owner_of(ctx, request)
-        return json_response([])
 
     return api

@@ -21,11 +21,11 @@ from rock.admin.store import SandboxRecord
 
 # ROCK's State enum has no "failed"; such a sandbox is "stopped" with a failed start stage.
 # "lost" (its node went away; it may come back) is not in it either: "stopped" there, with the reason.
-_WIRE_STATE = {"failed": "stopped", "lost": "stopped"}
+_WIRE_STATE = {"failed": "stopped", "lost": "stopped", "paused": "running"}  # paused: is_alive false, lifecycle_state says it
 # Never shown back: credentials, and bookkeeping that has its own status field.
 _PRIVATE_SPEC = {"registry_password", "registry_username", "archived_at", "env", "e2b_token"}
-_STAGE = {"pending": "running", "running": "success", "stopped": "success", "failed": "failed", "deleted": "success",
-          "lost": "failed"}
+_STAGE = {"pending": "running", "running": "success", "paused": "success", "stopped": "success", "failed": "failed",
+          "deleted": "success", "lost": "failed"}
 
 
 class StatusQuery(BaseModel):

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field, fields
 # "lost" is a running sandbox whose node went away (it comes back to "running" if the node does).
 TRANSITIONS = {
     "pending": {"running", "failed", "stopped"},
-    "running": {"stopped", "failed", "lost"},
+    "running": {"stopped", "failed", "lost", "paused"},
+    # paused: its processes frozen in memory (admin/pause.py); a resume makes it running again
+    "paused": {"running", "stopped", "failed", "lost"},
     "lost": {"running", "stopped", "failed", "deleted"},
     "stopped": {"deleted", "pending", "archiving"},  # pending: a restart; archiving: see admin/lifecycle.py
     "archiving": {"archived", "stopped", "deleted"},
@@ -29,7 +31,7 @@ TRANSITIONS = {
     "failed": {"deleted", "pending", "stopped"},
     "deleted": {"pending"},
 }
-LIVE = ("pending", "running")
+LIVE = ("pending", "running", "paused")
 # What the admin keeps in memory: sandboxes that run or may run again on their own (a lost node's
 # come back), and archives in progress. Every other record (stopped, archived, failed, deleted)
 # is read from the store when asked for, so the admin's memory does not grow with every sandbox

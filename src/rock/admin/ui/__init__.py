@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
 from rock.admin.context import Ctx
-from rock.admin.ui import access, files, live, pages
+from rock.admin.ui import access, files, live, pages, snapshots
 
 log = logging.getLogger("rock.admin")
 
@@ -27,6 +27,7 @@ def install(app: FastAPI, ctx: Ctx) -> None:
     app.mount("/ui/static", StaticFiles(directory=str(pages.HERE / "static"), check_dir=False), name="ui-static")
     app.include_router(pages.router(ctx, lambda: app.state.rock_metrics.request_rate()))
     app.include_router(files.router(ctx))
+    app.include_router(snapshots.router(ctx))
     app.include_router(live.router(ctx))
     _declare_errors(app)
     app.add_exception_handler(access.PageError, pages.error_page)
@@ -35,7 +36,7 @@ def install(app: FastAPI, ctx: Ctx) -> None:
 
 # A page's refusals: an error page (HTML) for a browser, the error envelope for the data fragments.
 _UI_ERRORS = {400: "a bad filter or form field", 403: "a cross-site form post", 404: "no such sandbox or file",
-              409: "the sandbox is not running"}
+              409: "the sandbox is not running (or paused), or the snapshot name is taken"}
 
 
 def _declare_errors(app: FastAPI) -> None:

@@ -15,7 +15,8 @@ from starlette.requests import Request
 
 from rock.admin.auth import COOKIE
 from rock.admin.context import Ctx
-from rock.errors import Unauthorized
+from rock.admin.store import SandboxRecord
+from rock.errors import SandboxNotFound, Unauthorized
 
 COOKIE_MAX_AGE = 7 * 24 * 3600
 
@@ -41,6 +42,14 @@ def principal(ctx: Ctx, request: Request) -> str | None:
         return ctx.auth.principal(request.headers)
     except Unauthorized:
         raise LoginNeeded(request.url.path + (f"?{request.url.query}" if request.url.query else "")) from None
+
+
+async def record(ctx: Ctx, request: Request, sandbox_id: str) -> SandboxRecord:
+    """The viewer's sandbox; another namespace's is a 404 page like a missing one."""
+    try:
+        return await ctx.sandboxes.lookup(sandbox_id, principal(ctx, request))
+    except SandboxNotFound:
+        raise PageError(404, f"sandbox {sandbox_id} not found") from None
 
 
 def same_origin(request: Request) -> None:

@@ -15,7 +15,7 @@ from rock.admin.context import PREFIX, Ctx
 from rock.admin.errors import error_response
 from rock.admin.store import SandboxRecord
 from rock.admin.ui import access, views
-from rock.errors import RockError, SandboxNotFound
+from rock.errors import RockError
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -41,10 +41,7 @@ def router(ctx: Ctx, rate) -> APIRouter:
     choices = views.FilterOptions(ctx)
 
     async def record(request: Request, sandbox_id: str) -> SandboxRecord:
-        try:
-            return await ctx.sandboxes.lookup(sandbox_id, access.principal(ctx, request))
-        except SandboxNotFound:
-            raise access.PageError(404, f"sandbox {sandbox_id} not found") from None
+        return await access.record(ctx, request, sandbox_id)
 
     def table_query(request: Request) -> views.TableQuery:
         q = views.TableQuery.of(request.query_params)

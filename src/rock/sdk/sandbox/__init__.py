@@ -1,7 +1,8 @@
-"""The sandbox SDK: ``Sandbox``, ``SandboxGroup`` (async), ``SyncSandbox``, and their configs."""
+"""The sandbox SDK: ``Sandbox``, ``SandboxGroup`` (async), ``SyncSandbox``, their configs, and ``Snapshot``."""
 
 from rock.sdk.sandbox.client import Sandbox, SandboxGroup
 from rock.sdk.sandbox.config import SandboxConfig, SandboxGroupConfig
+from rock.sdk.sandbox.snapshots import Snapshot
 from rock.sdk.sandbox.sync import SyncSandbox
 
-__all__ = ["Sandbox", "SandboxGroup", "SandboxConfig", "SandboxGroupConfig", "SyncSandbox"]
+__all__ = ["Sandbox", "SandboxGroup", "SandboxConfig", "SandboxGroupConfig", "Snapshot", "SyncSandbox"]

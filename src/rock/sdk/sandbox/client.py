@@ -38,6 +38,7 @@ from rock.sdk.sandbox.lifecycle import LifecycleMixin
 from rock.sdk.sandbox.network import Network
 from rock.sdk.sandbox.nohup import NohupMixin
 from rock.sdk.sandbox.process import Process
+from rock.sdk.sandbox.snapshots import SnapshotsMixin
 
 log = logging.getLogger("rock.sdk")
 
@@ -50,10 +51,10 @@ class RunMode:
     NOHUP = "nohup"
 
 
-class Sandbox(FilesMixin, LifecycleMixin, NohupMixin):
+class Sandbox(FilesMixin, LifecycleMixin, SnapshotsMixin, NohupMixin):
     """One sandbox, ROCK's ``Sandbox``: ``start()``, sessions and commands, files (``FilesMixin``),
-    restart/commit/archive (``LifecycleMixin``) and background runs (``NohupMixin``), over one pooled HTTP
-    client."""
+    restart/commit/archive (``LifecycleMixin``), pause/resume/snapshot/fork (``SnapshotsMixin``) and
+    background runs (``NohupMixin``), over one pooled HTTP client."""
 
     def __init__(self, config: SandboxConfig | None = None):
         self.config = config or SandboxConfig()
@@ -156,7 +157,8 @@ class Sandbox(FilesMixin, LifecycleMixin, NohupMixin):
             "auto_archive_seconds": c.auto_archive_seconds, "auto_delete_seconds": c.auto_delete_seconds,
             "accelerator_type": c.accelerator_type, "disk": c.disk, "use_kata_runtime": c.use_kata_runtime,
             "registry_username": c.registry_username, "registry_password": c.registry_password,
-            "pull_policy": c.pull_policy,
+            "pull_policy": c.pull_policy, "snapshot": c.snapshot, "on_timeout": c.on_timeout,
+            "auto_resume": c.auto_resume,
         }
         result = await self._http.post("/start_async", body, timeout=c.startup_timeout + 30)
         self._sandbox_id = result["sandbox_id"]

@@ -60,6 +60,13 @@ class SandboxConfig(BaseConfig):
     network: bool = False
     env: dict[str, str] | None = None
     request_timeout: float | None = Field(default=None, description="read timeout of one request; None = none")
+    # ours: start from a snapshot (``Sandbox.snapshot()``'s name): its files (full: its processes),
+    # image and limits; image, memory and cpus above are then not used
+    snapshot: str | None = None
+    # ours, E2B's lifecycle: what the idle timeout (auto_clear_seconds) does, "stop" or "pause"; and
+    # whether a call to a paused sandbox resumes it first (otherwise it raises SandboxPaused)
+    on_timeout: Literal["stop", "pause"] | None = None
+    auto_resume: bool | None = None
 
 
 class SandboxGroupConfig(SandboxConfig):

@@ -113,6 +113,10 @@ class Http:
         """GET ``path`` with query ``params``; the envelope's result."""
         return unwrap(await self.client.get(path, params={k: v for k, v in params.items() if v is not None}))
 
+    async def delete(self, path: str) -> Any:
+        """DELETE ``path``; the envelope's result."""
+        return unwrap(await self.client.delete(path))
+
     async def raw_get(self, path: str, params: dict) -> httpx.Response:
         """GET ``path`` streamed, for bytes (errors raised as with ``get``)."""
         response = await self.client.get(path, params={k: v for k, v in params.items() if v is not None})

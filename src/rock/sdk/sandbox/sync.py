@@ -61,6 +61,15 @@ class SyncSandbox:
 
         return call
 
+    def fork(self, n: int = 1, mode: str = "filesystem") -> list["SyncSandbox"]:
+        """``Sandbox.fork``, blocking: ``n`` running sandboxes from this one's state, as SyncSandbox."""
+        children = []
+        for child in run_sync(self._sandbox.fork(n, mode)):
+            wrapped = SyncSandbox.__new__(SyncSandbox)
+            wrapped._sandbox = child
+            children.append(wrapped)
+        return children
+
     def __enter__(self) -> "SyncSandbox":
         if not self.sandbox_id:
             self.start()

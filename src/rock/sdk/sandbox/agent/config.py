@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from rock.sdk.sandbox.model_service.base import ModelServiceConfig
 
-# Where every sandbox sees our agent's package (rock.runtime.base.SANDBOX_LIB), with the harness.
+# Where every sandbox sees our agent's package (rock.runtime.agent_boot.SANDBOX_LIB), with the harness.
 AGENT_LIB = "/.rock/lib/rock_agent"
 # mini-swe-agent's image (rock.agentic.mini_swe): its packages' folder, and where ``mini`` saves its run
 MINI_SITE = "/opt/rock/site"

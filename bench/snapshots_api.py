@@ -1,0 +1,144 @@
+"""Pause, snapshots and fork through ROCK's door (an admin in its own process, driven by the SDK),
+per backend, each against a floor measured in the same run, in alternating blocks:
+
+- api_pause_resume_ms: ``pause()`` + ``resume()``; floor: two ``get_status()`` calls (the same two
+  HTTP round trips, touching nothing)
+- api_snapshot_ms: a filesystem snapshot of a sandbox that wrote 1 MB (then deleted); floor: one
+  ``get_status()``
+- api_fork_8_ready_ms: ``fork(8)`` until all 8 children answer ``echo``; floor: 8 sandboxes started
+  at once (``start()`` x 8) until they answer (target: the fork <= 2x one sandbox start)
+- api_full_fork_ready_ms (gvisor, where runsc runs): ``fork(4, mode="full")``; ``per_child_ms`` too
+
+The runtime-level numbers (no admin) are bench/snapshots.py's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bench.admin import AdminProcess
+from bench.report import Context, record
+from rock.runtime import get_runtime_class
+from rock.sdk.sandbox import Sandbox, SandboxConfig
+
+
+def _config(url: str) -> SandboxConfig:
+    return SandboxConfig(base_url=url, memory="512m", cpus=1, auto_clear_seconds=3600)
+
+
+async def _timed(coro) -> float:
+    t = time.perf_counter()
+    await coro
+    return time.perf_counter() - t
+
+
+async def _ready(sandbox: Sandbox) -> None:
+    assert (await sandbox.arun("echo hi")).output.strip() == "hi"
+
+
+async def _drop(sandboxes: list[Sandbox]) -> None:
+    await asyncio.gather(*(s.delete() for s in sandboxes), return_exceptions=True)
+    await asyncio.gather(*(s.aclose() for s in sandboxes), return_exceptions=True)
+
+
+async def _fork_ready(parent: Sandbox, n: int, mode: str) -> tuple[float, list[Sandbox]]:
+    t = time.perf_counter()
+    children = await parent.fork(n, mode=mode)
+    await asyncio.gather(*(_ready(c) for c in children))
+    return time.perf_counter() - t, children
+
+
+async def _starts_ready(url: str, n: int) -> tuple[float, list[Sandbox]]:
+    boxes = [Sandbox(_config(url)) for _ in range(n)]
+    t = time.perf_counter()
+    await asyncio.gather(*(b.start() for b in boxes))
+    await asyncio.gather(*(_ready(b) for b in boxes))
+    return time.perf_counter() - t, boxes
+
+
+async def _drop_snapshots(parent: Sandbox) -> None:
+    for snap in await parent.list_snapshots():  # what a fork kept (docker: its children's image)
+        await parent.delete_snapshot(snap.name)
+
+
+async def _backend(ctx: Context, backend: str) -> list[dict]:
+    admin = AdminProcess(backend, prefix="rock-bench-snap-")
+    url = admin.start()
+    records = []
+    try:
+        parent = Sandbox(_config(url))
+        await parent.start()
+        await parent.arun("head -c 1048576 /dev/urandom > /root/one-mb")
+        blocks, per = ctx.n(3, 5), ctx.n(10, 30)
+        pauses, floors = [], []
+        for _ in range(blocks):
+            for _ in range(per):
+                pauses.append(await _timed(_pause_resume(parent)))
+            for _ in range(per):
+                floors.append(await _timed(_two_status(parent)))
+        records.append(record("api_pause_resume_ms", backend, pauses, floor_s=floors,
+                              floor="two get_status round trips"))
+        snaps, floors = [], []
+        for _ in range(blocks):
+            for _ in range(ctx.n(2, 4)):
+                t = time.perf_counter()
+                snap = await parent.snapshot()
+                snaps.append(time.perf_counter() - t)
+                await parent.delete_snapshot(snap.name)
+                floors.append(await _timed(parent.get_status()))
+        records.append(record("api_snapshot_ms", backend, snaps, floor_s=floors, size_mb=1,
+                              floor="one get_status round trip"))
+        forks, floors, one = [], [], []
+        for _ in range(ctx.n(2, 3)):
+            took, children = await _fork_ready(parent, 8, "filesystem")
+            forks.append(took)
+            await _drop(children)
+            await _drop_snapshots(parent)
+            took, boxes = await _starts_ready(url, 8)
+            floors.append(took)
+            await _drop(boxes)
+            took, boxes = await _starts_ready(url, 1)
+            one.append(took)
+            await _drop(boxes)
+        rec = record("api_fork_8_ready_ms", backend, forks, floor_s=floors, floor="8 starts at once, until ready",
+                     one_start_p50_ms=round(sorted(one)[len(one) // 2] * 1e3, 1))
+        rec["ratio_to_one_start"] = round(rec["p50_ms"] / rec["one_start_p50_ms"], 2)
+        records.append(rec)
+        if backend == "gvisor":
+            full = []
+            for _ in range(ctx.n(2, 3)):
+                took, children = await _fork_ready(parent, 4, "full")
+                full.append(took)
+                await _drop(children)
+                await _drop_snapshots(parent)
+            rec = record("api_full_fork_ready_ms", backend, full, children=4)
+            rec["per_child_ms"] = round(rec["p50_ms"] / 4, 1)
+            records.append(rec)
+        await _drop([parent])
+    finally:
+        admin.stop()
+    return records
+
+
+async def _pause_resume(sandbox: Sandbox) -> None:
+    await sandbox.pause()
+    await sandbox.resume()
+
+
+async def _two_status(sandbox: Sandbox) -> None:
+    await sandbox.get_status()
+    await sandbox.get_status()
+
+
+async def run(ctx: Context) -> list[dict]:
+    records = []
+    backends = list(ctx.backends)
+    if "gvisor" not in backends and get_runtime_class("gvisor").available() is None:
+        backends.append("gvisor")  # its numbers mean something only beside the others', in the same run
+    for backend in backends:
+        if backend == "local":
+            continue  # no isolation, no snapshots worth timing here (runtime-level: bench/snapshots.py)
+        ctx.progress(f"snapshots through the API on {backend}")
+        records += await _backend(ctx, backend)
+    return records

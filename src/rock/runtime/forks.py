@@ -1,0 +1,79 @@
+"""Taking a snapshot and forking from one, the same on every backend: claim the name, let the
+backend save its part, record it (or undo all of it on failure); start n children and, if one
+fails, remove the others and the snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from typing import TYPE_CHECKING
+
+from rock.errors import BadRequest
+from rock.runtime.snapshots import Snapshot
+
+if TYPE_CHECKING:
+    from rock.runtime.base import Runtime, RuntimeHandle, SandboxSpec
+
+MAX_FORK = 256
+
+
+async def take_snapshot(runtime: "Runtime", handle: "RuntimeHandle", name: str, owner: str, mode: str) -> Snapshot:
+    """``Runtime.snapshot``: the backend's ``_snapshot`` between the claim of ``name`` and its record."""
+    if mode == "full" and not runtime.full_snapshots:
+        raise BadRequest(f"the {runtime.name} backend cannot take full (memory) snapshots; take a filesystem "
+                         "snapshot, or run the sandbox on the gvisor backend")
+    path = runtime.snapshots.claim(name, mode)
+    snap = Snapshot(name=name, owner=owner, backend=runtime.name, mode=mode, source=handle.sandbox_id,
+                    spec=handle.spec)
+    try:
+        t0 = time.perf_counter()
+        await runtime._snapshot(handle, snap, path)
+        snap.took_ms = snap.took_ms if snap.took_ms is not None else (time.perf_counter() - t0) * 1e3
+        runtime.snapshots.save(snap)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await runtime._delete_snapshot(snap)
+        runtime.snapshots.remove(name)
+        raise
+    return snap
+
+
+def child_spec(runtime: "Runtime", snapshot: Snapshot, spec: "SandboxSpec | None") -> "SandboxSpec":
+    """The spec of a sandbox started from ``snapshot``: the caller's, else the source's under a new id."""
+    if snapshot.backend != runtime.name:
+        raise BadRequest(f"snapshot {snapshot.name!r} was taken on the {snapshot.backend} backend; this one is "
+                         f"{runtime.name}")
+    return spec or snapshot.spec.model_copy(update={"sandbox_id": f"{snapshot.source[:12]}-{os.urandom(4).hex()}"})
+
+
+async def fork(runtime: "Runtime", handle: "RuntimeHandle", n: int, owner: str, mode: str,
+               name: str | None) -> tuple[Snapshot, list["RuntimeHandle"]]:
+    """``Runtime.fork``: a fresh snapshot, then ``n`` children started from it at once."""
+    if not 1 <= n <= MAX_FORK:
+        raise BadRequest(f"fork of {n} sandboxes: ask for 1 to {MAX_FORK}")
+    snap = await runtime.snapshot(handle, name or f"fork-{handle.sandbox_id[:24]}-{os.urandom(4).hex()}", owner, mode)
+    try:
+        children = await runtime._start_children(snap, n)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await runtime.delete_snapshot(snap)
+        raise
+    return snap, children
+
+
+async def start_each(runtime: "Runtime", snap: Snapshot, n: int) -> list["RuntimeHandle"]:
+    """``n`` sandboxes from ``snap``, started concurrently; on any failure the ones that did start
+    are destroyed and the first failure raised."""
+    from rock.runtime.base import RuntimeHandle
+
+    results = await asyncio.gather(*(runtime.start_from(snap) for _ in range(n)), return_exceptions=True)
+    children = [r for r in results if isinstance(r, RuntimeHandle)]
+    failed = [r for r in results if not isinstance(r, RuntimeHandle)]
+    if failed:
+        for child in children:
+            with contextlib.suppress(Exception):
+                await runtime.destroy(child)
+        raise failed[0]
+    return children
