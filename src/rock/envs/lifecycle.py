@@ -34,6 +34,9 @@ class EnvSandbox:
 
 @dataclass(eq=False)
 class EnvRecord:
+    """One open env as the service holds it: its handle, owner, the sandbox it lives in, and the
+    times its idle TTL is counted from."""
+
     handle: str
     env_id: str
     owner: str | None

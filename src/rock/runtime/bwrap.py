@@ -52,7 +52,7 @@ from rock.runtime.layers import keep_layers, seed_layers
 from rock.runtime.snapshots import copy_frozen
 from rock.runtime.mounts import detach as _detach
 from rock.runtime.mounts import mount_overlay
-from rock.runtime.teardown import Teardown
+from rock.runtime.teardown import Teardown, reap_unknown, remove_sandbox_dir
 from rock.runtime.zygote import Zygote
 
 log = logging.getLogger("rock.runtime.bwrap")
@@ -216,7 +216,7 @@ class BwrapRuntime(Runtime):
         t0 = time.perf_counter()
         self._kill(handle)
         await cgroups.Cgroup(handle.runtime_id).destroy()
-        await self._remove_dir(Path(handle.run_dir).parent)
+        await remove_sandbox_dir(Path(handle.run_dir).parent)
         log.info("sandbox %s destroyed in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
 
     async def release(self, handle: RuntimeHandle) -> None:
@@ -234,10 +234,6 @@ class BwrapRuntime(Runtime):
         """SIGKILL the shim's process group (the shim and bwrap; --die-with-parent does the rest);
         False when the shim was not running."""
         return kill_group(handle.pid, handle.start_time)
-
-    async def _remove_dir(self, sandbox_dir: Path) -> None:
-        _detach(sandbox_dir / "root")  # still mounted only if the worker died during a create
-        await asyncio.to_thread(shutil.rmtree, sandbox_dir, ignore_errors=True)
 
     async def stats(self, handle: RuntimeHandle) -> ResourceStats:
         return ResourceStats(**cgroups.Cgroup(handle.runtime_id).stats())
@@ -284,15 +280,7 @@ class BwrapRuntime(Runtime):
         """Remove this owner's groups and directories that no known sandbox uses, and the
         groups of any owner whose sandbox directory (hence state dir) no longer exists."""
         await self._drain()  # what was deleted a moment ago is not a leftover
-        removed: set[str] = set()
-        for sid, group in cgroups.owned(self.owner_key).items():
-            if sid not in known:
-                await group.destroy()
-                removed.add(sid)
-        for d in list(self.sandboxes_dir.iterdir()):
-            if d.is_dir() and d.name not in known:
-                await self._remove_dir(d)
-                removed.add(d.name)
+        removed = await reap_unknown(self.owner_key, self.sandboxes_dir, known)
         for rel in cgroups.all_rock_groups():
             group = cgroups.Cgroup(rel)
             run_dir = _shim_run_dir(group)

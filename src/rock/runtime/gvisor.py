@@ -63,6 +63,7 @@ from rock.runtime.image_root import image_lower, mount_points
 from rock.runtime.mounts import detach, mount_overlay
 from rock.runtime.layers import keep_layers, seed_layers
 from rock.runtime.snapshots import copy_frozen, copy_tree, tree_bytes
+from rock.runtime.teardown import reap_unknown, remove_sandbox_dir
 
 log = logging.getLogger("rock.runtime.gvisor")
 _CID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")
@@ -70,6 +71,10 @@ CHECKPOINT = "checkpoint"
 
 
 class GvisorRuntime(Runtime):
+    """Sandboxes as gVisor (``runsc``) containers from OCI bundles the runtime writes itself: a
+    user-space kernel between the sandbox and the host's, and the one backend whose snapshots
+    keep memory and processes (``full``)."""
+
     name = "gvisor"
     full_snapshots = True
     # The agent is the sandbox's first process, as in a container: it makes itself non-dumpable.
@@ -274,8 +279,7 @@ class GvisorRuntime(Runtime):
         await self._runsc(handle.spec, "delete", "--force", handle.extra.get("cid", self._cid(handle.sandbox_id)),
                           check=False)
         await cgroups.Cgroup(handle.runtime_id).destroy()  # what runsc left (a sandbox it lost track of)
-        detach(sandbox_dir / "root")
-        await asyncio.to_thread(shutil.rmtree, sandbox_dir, ignore_errors=True)
+        await remove_sandbox_dir(sandbox_dir)
         log.info("sandbox %s destroyed in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
 
     async def stats(self, handle: RuntimeHandle) -> ResourceStats:
@@ -293,16 +297,7 @@ class GvisorRuntime(Runtime):
         known_tails = {self._cid(sid)[len(prefix):] for sid in known}
         for cid in (cid for cid in listed.split() if self._cid_of(cid) not in (None, *known_tails)):
             await self._runsc(SandboxSpec(sandbox_id="-"), "delete", "--force", cid, check=False)
-        for sid, group in cgroups.owned(self.owner_key).items():
-            if sid not in known:
-                await group.destroy()
-                removed.add(sid)
-        for d in list(self.sandboxes_dir.iterdir()):
-            if d.is_dir() and d.name not in known:
-                detach(d / "root")
-                await asyncio.to_thread(shutil.rmtree, d, ignore_errors=True)
-                removed.add(d.name)
-        return sorted(removed)
+        return sorted(removed | await reap_unknown(self.owner_key, self.sandboxes_dir, known))
 
     # -- pause, snapshots -----------------------------------------------------------------
 

@@ -24,6 +24,28 @@ from rock.runtime.mounts import detach
 
 log = logging.getLogger("rock.runtime.bwrap")
 
+
+async def remove_sandbox_dir(sandbox_dir: Path) -> None:
+    """A sandbox's directory, whatever is left in it (its root is still mounted only if the worker
+    died during a create)."""
+    detach(sandbox_dir / "root")
+    await asyncio.to_thread(shutil.rmtree, sandbox_dir, ignore_errors=True)
+
+
+async def reap_unknown(owner_key: str, sandboxes_dir: Path, known: set[str]) -> set[str]:
+    """Remove this owner's cgroups and sandbox directories that no known sandbox uses (what a
+    crashed worker left; for the backends that keep a directory and a group per sandbox)."""
+    removed: set[str] = set()
+    for sid, group in cgroups.owned(owner_key).items():
+        if sid not in known:
+            await group.destroy()
+            removed.add(sid)
+    for d in list(sandboxes_dir.iterdir()):
+        if d.is_dir() and d.name not in known:
+            await remove_sandbox_dir(d)
+            removed.add(d.name)
+    return removed
+
 # A killed sandbox's processes take a few milliseconds to leave its group: the first attempt
 # waits that long, later ones back off (attempts, not time, are what cost).
 FIRST_DELAY, MAX_DELAY = 0.004, 0.05

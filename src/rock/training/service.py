@@ -52,6 +52,9 @@ class TrainingSettings(BaseSettings):
 
 @dataclass(eq=False)
 class Instance:
+    """One training-task instance: the env handle it steps, its owner, and when it was last used
+    (its idle TTL)."""
+
     instance_id: str
     env_type: str
     task_id: str

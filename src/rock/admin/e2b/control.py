@@ -58,6 +58,8 @@ class NewSandbox(BaseModel):
 
 
 class TimeoutBody(BaseModel):
+    """``POST /sandboxes/{id}/timeout``: seconds from now."""
+
     timeout: int
 
 
@@ -67,6 +69,8 @@ class ConnectBody(BaseModel):
 
 
 class ListQuery(BaseModel):
+    """``GET /v2/sandboxes``' query: filters and paging as E2B's SDK sends them."""
+
     metadata: str | None = None  # url-encoded k=v&k2=v2
     state: str | None = None  # running,paused
     limit: int | None = None
