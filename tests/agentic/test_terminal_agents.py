@@ -1,7 +1,8 @@
 """The npm terminal agents (their env images: rock.agentic.terminal_agents) inside a sandbox without
 a network, their model calls answered by a scripted trainer policy through the model endpoint,
 once per backend: Claude Code 2.1.328 in print mode on Anthropic Messages, Codex 0.169.0
-(``codex exec``) on OpenAI Responses. Each runs the policy's shell tool call in the sandbox, sends
+(``codex exec``) on OpenAI Responses, Qwen Code 0.24.4 and opencode 1.18.33 (``opencode run``) on
+chat completions. Each runs the policy's shell tool call in the sandbox, sends
 the result back, and ends with the policy's answer; every call streamed."""
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tests.agentic.conftest import run_answered
 from tests.agentic.test_mini_swe_agent import keep_unpacked
 
 CLAUDE_MARK, CODEX_MARK, QWEN_MARK = "made-by-claude-code", "made-by-codex", "made-by-qwen-code"
+OPENCODE_MARK = "made-by-opencode"
 
 
 def agent_image(agent: str) -> str:
@@ -45,6 +47,11 @@ def codex_image() -> str:
 @pytest.fixture(scope="session")
 def qwen_image() -> str:
     return agent_image("qwen-code")
+
+
+@pytest.fixture(scope="session")
+def opencode_image() -> str:
+    return agent_image("opencode")
 
 
 def shell_once(tool: str, args: dict, answer) -> callable:
@@ -141,5 +148,23 @@ async def test_qwen_code_runs_on_chat_completions(admin, qwen_image):
     assert written == QWEN_MARK  # Qwen Code ran the policy's command in the sandbox
     assert all(c.native is None for c in seen)  # chat completions: no native form beside it
     main = [c for c in seen if c.request["messages"][0]["content"].startswith("You are Qwen Code")]
+    assert len(main) == 2 and main[1].request["messages"][-1]["role"] == "tool"
+    assert main[1].request["messages"][-1]["tool_call_id"] == "call_rock_1"
+
+
+async def test_opencode_runs_on_chat_completions(admin, opencode_image):
+    policy = shell_once("bash", {"command": f"echo {OPENCODE_MARK} > /tmp/out.txt && cat /tmp/out.txt",
+                                 "description": "write the marker"}, lambda out: f"Done: {OPENCODE_MARK in out}")
+    obs, seen, _, written = await run_agent(admin, opencode_image, terminal_agents.opencode_command(),
+                                            terminal_agents.opencode_env(max_steps=5), policy, {}, "/tmp/out.txt")
+    events = [json.loads(line) for line in obs.output.splitlines() if line.startswith('{"')]  # --format json
+    said = [e["part"]["text"] for e in events if e.get("type") == "text"]
+    assert said == ["Done: True"], events  # the policy's answer, after the tool's output came back with the marker
+    [tool] = [e["part"] for e in events if e.get("type") == "tool_use"]
+    assert tool["tool"] == "bash" and tool["state"]["status"] == "completed", tool
+    assert written == OPENCODE_MARK  # opencode ran the policy's command in the sandbox
+    assert all(c.native is None for c in seen)  # chat completions: no native form beside it
+    assert {c.request["model"] for c in seen} == {"rock-policy"}  # its configured provider, nothing else
+    main = with_tool(seen, "bash")
     assert len(main) == 2 and main[1].request["messages"][-1]["role"] == "tool"
     assert main[1].request["messages"][-1]["tool_call_id"] == "call_rock_1"

@@ -1,4 +1,4 @@
-"""Rollouts with harnesses ``claude-code``, ``codex`` and ``qwen-code`` (the npm agents in the task's
+"""Rollouts with harnesses ``claude-code``, ``codex``, ``qwen-code`` and ``opencode`` (the npm agents in the task's
 sandbox, their Messages, Responses and chat calls answered by the job's trainer in chat form), per
 backend: the oracle policy through each agent's own shell tool resolves a sampled pypi-bugs task
 (reward 1.0 from the hidden tests, in the task's own image), null resolves nothing, every model
@@ -15,7 +15,8 @@ from rock.agentic.tasks.suites import open_suite
 
 def test_terminal_agents_oracle_resolves_and_null_does_not(admin, suites):
     task = open_suite("pypi-bugs").ids()[0]
-    runs = [(harness, policy) for harness in ("claude-code", "codex", "qwen-code") for policy in ("oracle", "null")]
+    runs = [(harness, policy) for harness in ("claude-code", "codex", "qwen-code", "opencode")
+            for policy in ("oracle", "null")]
 
     async def all_runs():
         return await asyncio.gather(*(
@@ -29,9 +30,10 @@ def test_terminal_agents_oracle_resolves_and_null_does_not(admin, suites):
         assert r["harness"]["name"] == harness and r["harness"]["exit_code"] == 0, where
         calls = r["model_calls"]
         assert calls and all(c["status"] == "success" for c in calls), where
-        api = {"claude-code": "messages", "codex": "responses", "qwen-code": None}[harness]
+        api = {"claude-code": "messages", "codex": "responses", "qwen-code": None, "opencode": None}[harness]
         assert all((c["native"] or {}).get("api") == api for c in calls)
-        shell = {"claude-code": "Bash", "codex": "exec_command", "qwen-code": "run_shell_command"}[harness]
+        shell = {"claude-code": "Bash", "codex": "exec_command", "qwen-code": "run_shell_command",
+                 "opencode": "bash"}[harness]
         main = [c for c in calls if shell in [t["function"]["name"] for t in c["request"].get("tools") or ()]
                 and "memory extraction" not in str(c["request"]["messages"][0].get("content"))]  # Qwen's side agent
         assert len(main) == (2 if policy == "oracle" else 1), where
