@@ -43,3 +43,20 @@ def test_terminal_agents_oracle_resolves_and_null_does_not(admin, suites):
         # no token ids came with these answers: the export says so rather than inventing them
         [row] = trajectories.rows(next(trajectories.from_job([r])))
         assert row["token_ids"] is None and "carried no token ids" in row["reason"]
+
+
+def test_an_agent_image_that_cannot_build_names_the_package_and_the_job_goes_on(admin, suites, monkeypatch):
+    from rock.agentic import terminal_agents
+    from rock.agentic.tasks.harness_terminal import TerminalAgentHarness
+
+    # A pinned version the registry does not have (npm's ETARGET): the build sandbox's npm says so.
+    monkeypatch.setitem(terminal_agents.AGENTS, "opencode", f"{terminal_agents.OPENCODE_PACKAGE}@0.0.1")
+    monkeypatch.setattr(TerminalAgentHarness, "_images", {})  # no image found earlier in this process
+    tasks = open_suite("pypi-bugs").ids()[:2]
+    summary = asyncio.run(run_job("pypi-bugs", RolloutOptions(base_url=admin.url, harness="opencode", policy="oracle"),
+                                  tasks=tasks))
+    assert sorted(r["task_id"] for r in summary["records"]) == sorted(tasks)  # every task has its record: the job went on
+    for r in summary["records"]:
+        assert r["reward"] == 0.0 and r["error"], r
+        assert f"npm install {terminal_agents.OPENCODE_PACKAGE}@0.0.1 failed" in r["error"], r["error"]
+        assert "No matching version" in r["error"] or "ETARGET" in r["error"], r["error"]  # npm's own reason
