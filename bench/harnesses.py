@@ -77,6 +77,9 @@ async def one(base_url: str, backend: str, harness: str, policy: str, ids: list[
                  wrong=wrong[:50], errors=errors[:5], mean_reward=s["mean_reward"], concurrency=CONCURRENCY,
                  seconds=s["seconds"], **calls_summary(harness, s["records"]),
                  note="p50/p99: the agent's own time per rollout (its start, its calls, the fix), not the verifier's")
+    ctx.progress(f"harnesses {backend}: {harness} {policy}: {rec['as_expected']}/{s['tasks']} as expected, mean reward "
+                 f"{s['mean_reward']}, {rec['calls_recorded']} calls ({rec['calls_with_native_request']} with native "
+                 f"request), {s['seconds']} s; {errors[:2]}")
     return rec, [r for r in s["records"] if not r["error"]]
 
 

@@ -168,3 +168,22 @@ async def test_opencode_runs_on_chat_completions(admin, opencode_image):
     main = with_tool(seen, "bash")
     assert len(main) == 2 and main[1].request["messages"][-1]["role"] == "tool"
     assert main[1].request["messages"][-1]["tool_call_id"] == "call_rock_1"
+
+
+def test_rock_agent_config_sets_up_each_terminal_agent():
+    from rock.sdk.sandbox.agent import AgentBashCommand, RockAgentConfig
+
+    for name, make in (("claude-code", RockAgentConfig.claude_code), ("codex", RockAgentConfig.codex),
+                       ("qwen-code", RockAgentConfig.qwen_code), ("opencode", RockAgentConfig.opencode)):
+        c = make(model="m", env={"EXTRA": "1"}, pre_init_cmds=[AgentBashCommand(command="true")])
+        assert c.agent_type == name and "${prompt}" in c.run_cmd and '"$PROMPT"' not in c.run_cmd, c.run_cmd
+        assert c.env["EXTRA"] == "1" and c.env["HOME"] and c.model_service_config.models == ["m"]
+        assert c.pre_init_cmds[0].command.startswith("mkdir -p ") and c.pre_init_cmds[-1].command == "true"
+    assert RockAgentConfig.claude_code(max_turns=3).run_cmd.endswith(" --max-turns 3")
+    assert RockAgentConfig.qwen_code(max_turns=4).run_cmd.endswith(" --max-session-turns 4")
+    opencode = json.loads(RockAgentConfig.opencode(model="m", max_steps=5).env["OPENCODE_CONFIG_CONTENT"])
+    assert opencode["model"] == "rock/m" and opencode["agent"]["build"]["steps"] == 5
+    assert opencode["provider"]["rock"]["options"]["baseURL"] == f"{terminal_agents.ENDPOINT}/v1"
+    assert "config.toml" in RockAgentConfig.codex(model="m").pre_init_cmds[0].command
+    with pytest.raises(ValueError, match=r"unknown terminal agent 'aider'; one of \['claude-code', 'codex', 'opencode'"):
+        RockAgentConfig.terminal_agent("aider")
