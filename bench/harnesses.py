@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import statistics
 
 from bench.admin import AdminProcess
 from bench.report import Context, record
@@ -49,6 +50,15 @@ def overhead_s(rec: dict) -> float:
     t = rec["timings"]
     verifier_ms = t.get("verify_wait_ms", 0.0) + t.get("verify_ms", 0.0)
     return (t["total_ms"] - verifier_ms) / 1000 - policy_s(rec["model_calls"])
+
+
+def phases(records: list[dict]) -> dict:
+    """Where the overhead goes, each phase's median: the agent sandbox's start, the harness's install,
+    its own work (its run less the policy's time), the workspace diff."""
+    rows = [{**r["timings"], "harness_own_ms": r["timings"].get("agent_ms", 0.0) - r["timings"].get("harness_install_ms", 0.0)
+             - policy_s(r["model_calls"]) * 1000} for r in records]
+    keys = ("agent_setup_ms", "harness_install_ms", "harness_own_ms", "diff_ms")
+    return {k: round(statistics.median(r[k] for r in rows if k in r), 1) for k in keys if any(k in r for r in rows)}
 
 
 def calls_summary(harness: str, records: list[dict]) -> dict:
@@ -113,6 +123,7 @@ async def run(ctx: Context) -> list[dict]:
                     records.append(record(
                         "harness_rollout_overhead_ms", backend, [overhead_s(r) for r in done], attempts=len(oracle_ids),
                         floor_s=floor, env_id="pypi-bugs", harness=harness, policy="oracle", concurrency=CONCURRENCY,
+                        phases_p50_ms=phases(done),
                         floor="the same for harness 'ours' (our standard-library agent) on the same tasks, same admin",
                         note="a rollout's time minus its policy's (the union of its model calls' spans) and its "
                              "verifier's (slot wait and run): agent sandbox, harness install and own work, diff"))
