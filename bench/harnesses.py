@@ -55,8 +55,8 @@ def overhead_s(rec: dict) -> float:
 def phases(records: list[dict]) -> dict:
     """Where the overhead goes, each phase's median: the agent sandbox's start, the harness's install,
     its own work (its run less the policy's time), the workspace diff."""
-    rows = [{**r["timings"], "harness_own_ms": r["timings"].get("agent_ms", 0.0) - r["timings"].get("harness_install_ms", 0.0)
-             - policy_s(r["model_calls"]) * 1000} for r in records]
+    rows = [{**t, "harness_own_ms": t.get("agent_ms", 0.0) - t.get("harness_install_ms", 0.0) - policy_s(r["model_calls"]) * 1000}
+            for r in records for t in [r["timings"]]]
     keys = ("agent_setup_ms", "harness_install_ms", "harness_own_ms", "diff_ms")
     return {k: round(statistics.median(r[k] for r in rows if k in r), 1) for k in keys if any(k in r for r in rows)}
 
@@ -70,7 +70,8 @@ def calls_summary(harness: str, records: list[dict]) -> dict:
             "rollouts_without_calls": sum(not r["model_calls"] for r in records)}
 
 
-async def one(base_url: str, backend: str, harness: str, policy: str, ids: list[str], ctx: Context) -> tuple[dict, list]:
+async def one(base_url: str, backend: str, harness: str, policy: str, ids: list[str],
+              ctx: Context) -> tuple[dict, list]:
     from rock.agentic.tasks.jobs import run_job
     from rock.agentic.tasks.rollout import RolloutOptions
 

@@ -185,5 +185,6 @@ def test_rock_agent_config_sets_up_each_terminal_agent():
     assert opencode["model"] == "rock/m" and opencode["agent"]["build"]["steps"] == 5
     assert opencode["provider"]["rock"]["options"]["baseURL"] == f"{terminal_agents.ENDPOINT}/v1"
     assert "config.toml" in RockAgentConfig.codex(model="m").pre_init_cmds[0].command
-    with pytest.raises(ValueError, match=r"unknown terminal agent 'aider'; one of \['claude-code', 'codex', 'opencode'"):
+    known = r"unknown terminal agent 'aider'; one of \['claude-code', 'codex', 'opencode', 'qwen-code'\]"
+    with pytest.raises(ValueError, match=known):
         RockAgentConfig.terminal_agent("aider")

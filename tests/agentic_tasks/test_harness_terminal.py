@@ -55,7 +55,8 @@ def test_an_agent_image_that_cannot_build_names_the_package_and_the_job_goes_on(
     tasks = open_suite("pypi-bugs").ids()[:2]
     summary = asyncio.run(run_job("pypi-bugs", RolloutOptions(base_url=admin.url, harness="opencode", policy="oracle"),
                                   tasks=tasks))
-    assert sorted(r["task_id"] for r in summary["records"]) == sorted(tasks)  # every task has its record: the job went on
+    # every task has its record: the job went on
+    assert sorted(r["task_id"] for r in summary["records"]) == sorted(tasks)
     for r in summary["records"]:
         assert r["reward"] == 0.0 and r["error"], r
         assert f"npm install {terminal_agents.OPENCODE_PACKAGE}@0.0.1 failed" in r["error"], r["error"]

@@ -11,8 +11,8 @@ opencode).
 
     python -m rock.agentic.terminal_agents claude-code|codex|qwen-code|opencode [--base python:3.11]   # its tag
 
-``claude_code_env()`` / ``codex_env()`` / ``qwen_code_env()`` / ``opencode_env()`` are the variables that point each agent at the endpoint
-and switch off what would reach the internet (telemetry, update checks, error reports).
+``claude_code_env()`` / ``codex_env()`` / ``qwen_code_env()`` / ``opencode_env()`` are the variables that
+point each agent at the endpoint and switch off what would reach the internet (telemetry, update checks, error reports).
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def _opencode_package() -> str:
     ``opencode-ai`` itself is a placeholder whose install script (not run) copies this binary in,
     and it lists every platform's variant as optional: npm would fetch all four Linux x64 ones
     (~740 MB). Pinning the one its install script would pick keeps the image at one binary."""
-    arch = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine().lower(), "x64")
+    machine = platform.machine().lower()
+    arch = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, "x64")
     baseline = ""
     if arch == "x64":  # opencode's script picks the -baseline build on a CPU without AVX2
         try:
@@ -169,7 +170,8 @@ def opencode_command(prompt_var: str = "PROMPT") -> str:
 STEPS_FLAGS = {"claude-code": "--max-turns", "qwen-code": "--max-session-turns"}
 
 
-def launch(agent: str, model: str = "rock-policy", max_steps: int | None = None) -> tuple[dict[str, str], list[str], str]:
+def launch(agent: str, model: str = "rock-policy",
+           max_steps: int | None = None) -> tuple[dict[str, str], list[str], str]:
     """How ``agent`` runs in its image against the endpoint: (its environment, the setup commands
     before it, its command line with ``${prompt}`` where RockAgent puts the task, shell-quoted)."""
     if agent not in AGENTS:
@@ -208,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = ["AGENTS", "BASE", "claude_code_command", "claude_code_env", "codex_command", "codex_config", "codex_env",
-           "ensure_image", "launch", "opencode_command", "opencode_config", "opencode_env", "qwen_code_command", "qwen_code_env", "spec"]
+           "ensure_image", "launch", "opencode_command", "opencode_config", "opencode_env", "qwen_code_command",
+           "qwen_code_env", "spec"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -4,7 +4,8 @@ the Chat protocol by the job's trainer, which sees them in chat form (``rock.adm
 
     agent sandbox: the task's image + Node and the agent (rock.agentic.terminal_agents, built
     FROM the task's docker_image once, by the env image builder of this host's docker engine)
-        claude -p / codex exec / qwen / opencode run --HTTP--> endpoint (loopback) --> admin --> ChatTrainer.serve(policy)
+        claude -p / codex exec / qwen / opencode run --HTTP--> endpoint (loopback) --> admin
+            --> ChatTrainer.serve(policy)
 
 Policies: ``oracle`` (the agent's own shell tool runs the task's solution, then a final answer),
 ``null`` (a final answer at once), or a trainer's callable. The run loop is mini-swe-agent's.
