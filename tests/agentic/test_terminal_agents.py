@@ -182,7 +182,7 @@ def test_rock_agent_config_sets_up_each_terminal_agent():
     assert RockAgentConfig.claude_code(max_turns=3).run_cmd.endswith(" --max-turns 3")
     assert RockAgentConfig.qwen_code(max_turns=4).run_cmd.endswith(" --max-session-turns 4")
     opencode = json.loads(RockAgentConfig.opencode(model="m", max_steps=5).env["OPENCODE_CONFIG_CONTENT"])
-    assert opencode["model"] == "rock/m" and opencode["agent"]["build"]["steps"] == 5
+    assert opencode["model"] == "rock/m" and opencode["agent"]["build"]["steps"] == 5 and opencode["snapshot"] is False
     assert opencode["provider"]["rock"]["options"]["baseURL"] == f"{terminal_agents.ENDPOINT}/v1"
     assert "config.toml" in RockAgentConfig.codex(model="m").pre_init_cmds[0].command
     known = r"unknown terminal agent 'aider'; one of \['claude-code', 'codex', 'opencode', 'qwen-code'\]"

@@ -138,9 +138,11 @@ OPENCODE_BIN = f"{SITE}/npm/node_modules/{OPENCODE_PACKAGE}/bin/opencode"
 def opencode_config(model: str = "rock-policy", max_steps: int | None = None) -> str:
     """opencode's configuration (``OPENCODE_CONFIG_CONTENT``): one provider on the endpoint over
     chat completions (``@ai-sdk/openai-compatible``, which the binary bundles: nothing is fetched),
-    its model the default, no sharing, no auto-update; ``max_steps`` caps the build agent's turns."""
+    its model the default, no sharing, no auto-update, no snapshots (its undo store: a ``git add``
+    of the whole workspace before and after every step, which ROCK's own diff makes redundant);
+    ``max_steps`` caps the build agent's turns."""
     config: dict = {"$schema": "https://opencode.ai/config.json", "autoupdate": False, "share": "disabled",
-                    "model": f"rock/{model}",
+                    "snapshot": False, "model": f"rock/{model}",
                     "provider": {"rock": {"npm": "@ai-sdk/openai-compatible", "name": "rock",
                                           "options": {"baseURL": f"{ENDPOINT}/v1", "apiKey": "sk-rock"},
                                           "models": {model: {"name": model}}}}}
