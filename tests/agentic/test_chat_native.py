@@ -50,6 +50,18 @@ try:
     out["m_bad"] = "no error"
 except anthropic.BadRequestError as exc:
     out["m_bad"] = [exc.status_code, exc.body]
+# more malformed blocks, JSON and streamed: each a 400 naming the block, the endpoint going on
+BAD = {"untyped": ([{"role": "user", "content": [{"text": "no type"}]}], False),
+       "input": ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": [
+           {"type": "tool_use", "id": "t1", "name": "bash", "input": "ls"}]}], False),
+       "text": ([{"role": "user", "content": [{"type": "text", "text": 5}]}], True)}
+out["m_bad_more"] = {}
+for name, (turns, stream) in BAD.items():
+    try:
+        a.messages.create(model="policy", max_tokens=64, messages=turns, stream=stream)
+        out["m_bad_more"][name] = "no error"
+    except anthropic.BadRequestError as exc:
+        out["m_bad_more"][name] = [exc.status_code, exc.body["error"]["message"]]
 m = a.messages.create(model="policy", max_tokens=64, messages=[{"role": "user", "content": "native"}])
 out["m_native"] = [m.content[0].text, m.stop_reason, m.id]
 out["m_count"] = a.messages.count_tokens(model="policy", messages=[{"role": "user", "content": "x" * 40}]).input_tokens
@@ -145,6 +157,11 @@ async def test_vendor_clients_inside_the_sandbox(admin, clients):
     status, body = out["m_bad"]
     assert status == 400 and body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
     assert "messages[0].content[0].tool_use_id must be a string" in body["error"]["message"]
+    said = out["m_bad_more"]
+    assert "messages[0].content[0] must be a content block (an object with a 'type')" in said["untyped"][1], said
+    assert "messages[1].content[0].input must be an object" in said["input"][1], said
+    assert "messages[0].content[0].text must be a string" in said["text"][1], said  # streamed: refused before it
+    assert {status for status, _ in said.values()} == {400}, said
     assert out["m_native"][:2] == ["native message", "end_turn"] and out["m_native"][2].startswith("msg_")
     assert out["m_count"] == (len('[{"role":"user","content":"%s"}]' % ("x" * 40)) + 3) // 4  # about four bytes a token
     # Responses: JSON, stream events, function calls both ways (stateful and stateless)
@@ -174,9 +191,9 @@ async def test_vendor_clients_inside_the_sandbox(admin, clients):
     assert [m["role"] for m in stateful] == ["user", "assistant", "tool"] and stateful[0]["content"] == "tool"
     assert seen[10].native["request"]["previous_response_id"].startswith("resp_")
     # records: chat form, and the native request and response; the bad calls failed with their reason
-    assert len(records) == 15
+    assert len(records) == 18
     bad = [r for r in records if r.status != "success"]
-    assert [(r.http_status, r.native["api"]) for r in bad] == [(400, "messages"), (400, "responses")]
+    assert [(r.http_status, r.native["api"]) for r in bad] == [(400, "messages")] * 4 + [(400, "responses")]
     ok = records[0]
     assert ok.native["api"] == "messages" and ok.native["response"]["content"][0]["text"] == "hi (say hi)"
     assert ok.response["choices"][0]["message"]["content"] == "hi (say hi)" and ok.usage["total_tokens"] == 10

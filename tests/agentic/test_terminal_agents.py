@@ -1,7 +1,8 @@
 """The npm terminal agents (their env images: rock.agentic.terminal_agents) inside a sandbox without
 a network, their model calls answered by a scripted trainer policy through the model endpoint,
 once per backend: Claude Code 2.1.328 in print mode on Anthropic Messages, Codex 0.169.0
-(``codex exec``) on OpenAI Responses. Each runs the policy's shell tool call in the sandbox, sends
+(``codex exec``) on OpenAI Responses, Qwen Code 0.24.4 and opencode 1.18.33 (``opencode run``) on
+chat completions. Each runs the policy's shell tool call in the sandbox, sends
 the result back, and ends with the policy's answer; every call streamed."""
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tests.agentic.conftest import run_answered
 from tests.agentic.test_mini_swe_agent import keep_unpacked
 
 CLAUDE_MARK, CODEX_MARK, QWEN_MARK = "made-by-claude-code", "made-by-codex", "made-by-qwen-code"
+OPENCODE_MARK = "made-by-opencode"
 
 
 def agent_image(agent: str) -> str:
@@ -45,6 +47,11 @@ def codex_image() -> str:
 @pytest.fixture(scope="session")
 def qwen_image() -> str:
     return agent_image("qwen-code")
+
+
+@pytest.fixture(scope="session")
+def opencode_image() -> str:
+    return agent_image("opencode")
 
 
 def shell_once(tool: str, args: dict, answer) -> callable:
@@ -143,3 +150,41 @@ async def test_qwen_code_runs_on_chat_completions(admin, qwen_image):
     main = [c for c in seen if c.request["messages"][0]["content"].startswith("You are Qwen Code")]
     assert len(main) == 2 and main[1].request["messages"][-1]["role"] == "tool"
     assert main[1].request["messages"][-1]["tool_call_id"] == "call_rock_1"
+
+
+async def test_opencode_runs_on_chat_completions(admin, opencode_image):
+    policy = shell_once("bash", {"command": f"echo {OPENCODE_MARK} > /tmp/out.txt && cat /tmp/out.txt",
+                                 "description": "write the marker"}, lambda out: f"Done: {OPENCODE_MARK in out}")
+    obs, seen, _, written = await run_agent(admin, opencode_image, terminal_agents.opencode_command(),
+                                            terminal_agents.opencode_env(max_steps=5), policy, {}, "/tmp/out.txt")
+    events = [json.loads(line) for line in obs.output.splitlines() if line.startswith('{"')]  # --format json
+    said = [e["part"]["text"] for e in events if e.get("type") == "text"]
+    assert said == ["Done: True"], events  # the policy's answer, after the tool's output came back with the marker
+    [tool] = [e["part"] for e in events if e.get("type") == "tool_use"]
+    assert tool["tool"] == "bash" and tool["state"]["status"] == "completed", tool
+    assert written == OPENCODE_MARK  # opencode ran the policy's command in the sandbox
+    assert all(c.native is None for c in seen)  # chat completions: no native form beside it
+    assert {c.request["model"] for c in seen} == {"rock-policy"}  # its configured provider, nothing else
+    main = with_tool(seen, "bash")
+    assert len(main) == 2 and main[1].request["messages"][-1]["role"] == "tool"
+    assert main[1].request["messages"][-1]["tool_call_id"] == "call_rock_1"
+
+
+def test_rock_agent_config_sets_up_each_terminal_agent():
+    from rock.sdk.sandbox.agent import AgentBashCommand, RockAgentConfig
+
+    for name, make in (("claude-code", RockAgentConfig.claude_code), ("codex", RockAgentConfig.codex),
+                       ("qwen-code", RockAgentConfig.qwen_code), ("opencode", RockAgentConfig.opencode)):
+        c = make(model="m", env={"EXTRA": "1"}, pre_init_cmds=[AgentBashCommand(command="true")])
+        assert c.agent_type == name and "${prompt}" in c.run_cmd and '"$PROMPT"' not in c.run_cmd, c.run_cmd
+        assert c.env["EXTRA"] == "1" and c.env["HOME"] and c.model_service_config.models == ["m"]
+        assert c.pre_init_cmds[0].command.startswith("mkdir -p ") and c.pre_init_cmds[-1].command == "true"
+    assert RockAgentConfig.claude_code(max_turns=3).run_cmd.endswith(" --max-turns 3")
+    assert RockAgentConfig.qwen_code(max_turns=4).run_cmd.endswith(" --max-session-turns 4")
+    opencode = json.loads(RockAgentConfig.opencode(model="m", max_steps=5).env["OPENCODE_CONFIG_CONTENT"])
+    assert opencode["model"] == "rock/m" and opencode["agent"]["build"]["steps"] == 5 and opencode["snapshot"] is False
+    assert opencode["provider"]["rock"]["options"]["baseURL"] == f"{terminal_agents.ENDPOINT}/v1"
+    assert "config.toml" in RockAgentConfig.codex(model="m").pre_init_cmds[0].command
+    known = r"unknown terminal agent 'aider'; one of \['claude-code', 'codex', 'opencode', 'qwen-code'\]"
+    with pytest.raises(ValueError, match=known):
+        RockAgentConfig.terminal_agent("aider")

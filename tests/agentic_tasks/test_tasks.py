@@ -57,6 +57,9 @@ def test_unknown_suite_and_task_ids_get_the_closest_names(suites):
         proc = subprocess.run([sys.executable, "-m", "rock.cli.main", "job", "run", "--url", "http://127.0.0.1:9",
                                *args], capture_output=True, text=True, timeout=120, env=env)
         assert proc.returncode == 1 and words in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        if "--harness" in args and "our" in args:  # the message lists every harness, the npm agents too
+            for name in ("ours", "mini-swe-agent", "claude-code", "codex", "qwen-code", "opencode"):
+                assert name in proc.stderr, proc.stderr
 
 
 def test_mutants_change_one_site_and_invert():

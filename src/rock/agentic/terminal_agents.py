@@ -2,29 +2,54 @@
 
 Claude Code (``@anthropic-ai/claude-code``) speaks Anthropic Messages (``POST /v1/messages``);
 Codex (``@openai/codex``) speaks OpenAI Responses (``POST /v1/responses``); Qwen Code
-(``@qwen-code/qwen-code``) speaks chat completions. Each image is a base
+(``@qwen-code/qwen-code``) and opencode (``opencode-ai``) speak chat completions. Each image is a base
 image plus Node and npm from PyPI (``NODE_WHEEL``) and the agent's pinned npm package with its
 platform's native binary, installed by the env image builder with npm in a build sandbox (never
 on the host), package scripts not run; built once per base image, found by content afterwards
-(~10 s of npm; ~360 MB for Claude Code, ~400 MB for Codex, ~150 MB for Qwen Code).
+(~10 s of npm; ~360 MB for Claude Code, ~400 MB for Codex, ~150 MB for Qwen Code, ~190 MB for
+opencode).
 
-    python -m rock.agentic.terminal_agents claude-code|codex|qwen-code [--base python:3.11]   # its tag
+    python -m rock.agentic.terminal_agents claude-code|codex|qwen-code|opencode [--base python:3.11]   # its tag
 
-``claude_code_env()`` / ``codex_env()`` / ``qwen_code_env()`` are the variables that point each agent at the endpoint
-and switch off what would reach the internet (telemetry, update checks, error reports).
+``claude_code_env()`` / ``codex_env()`` / ``qwen_code_env()`` / ``opencode_env()`` are the variables that
+point each agent at the endpoint and switch off what would reach the internet (telemetry, update checks, error reports).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import platform
+import shlex
 import sys
 
 from rock.envs.images import NODE, NODE_WHEEL, NPM_BIN, SITE, EnvImage, EnvImageSpec, ImageBuilder, Progress
 
 BASE = "python:3.11"
+OPENCODE_VERSION = "1.18.33"
+
+
+def _opencode_package() -> str:
+    """opencode's binary package for this host (a Bun executable; Debian-based images, glibc).
+    ``opencode-ai`` itself is a placeholder whose install script (not run) copies this binary in,
+    and it lists every platform's variant as optional: npm would fetch all four Linux x64 ones
+    (~740 MB). Pinning the one its install script would pick keeps the image at one binary."""
+    machine = platform.machine().lower()
+    arch = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, "x64")
+    baseline = ""
+    if arch == "x64":  # opencode's script picks the -baseline build on a CPU without AVX2
+        try:
+            with open("/proc/cpuinfo") as f:
+                baseline = "" if " avx2" in f.read() else "-baseline"
+        except OSError:
+            baseline = "-baseline"
+    return f"opencode-linux-{arch}{baseline}"
+
+
+OPENCODE_PACKAGE = _opencode_package()
 AGENTS = {"claude-code": "@anthropic-ai/claude-code@2.1.328", "codex": "@openai/codex@0.169.0",
-          "qwen-code": "@qwen-code/qwen-code@0.24.4"}
+          "qwen-code": "@qwen-code/qwen-code@0.24.4", "opencode": f"{OPENCODE_PACKAGE}@{OPENCODE_VERSION}"}
 ENDPOINT = "http://127.0.0.1:8080"  # the sandbox's model endpoint (rock.agent.chat)
 
 
@@ -107,6 +132,67 @@ def qwen_code_command(prompt_var: str = "PROMPT") -> str:
             '--telemetry false --chat-recording false')
 
 
+OPENCODE_BIN = f"{SITE}/npm/node_modules/{OPENCODE_PACKAGE}/bin/opencode"
+
+
+def opencode_config(model: str = "rock-policy", max_steps: int | None = None) -> str:
+    """opencode's configuration (``OPENCODE_CONFIG_CONTENT``): one provider on the endpoint over
+    chat completions (``@ai-sdk/openai-compatible``, which the binary bundles: nothing is fetched),
+    its model the default, no sharing, no auto-update, no snapshots (its undo store: a ``git add``
+    of the whole workspace before and after every step, which ROCK's own diff makes redundant);
+    ``max_steps`` caps the build agent's turns."""
+    config: dict = {"$schema": "https://opencode.ai/config.json", "autoupdate": False, "share": "disabled",
+                    "snapshot": False, "model": f"rock/{model}",
+                    "provider": {"rock": {"npm": "@ai-sdk/openai-compatible", "name": "rock",
+                                          "options": {"baseURL": f"{ENDPOINT}/v1", "apiKey": "sk-rock"},
+                                          "models": {model: {"name": model}}}}}
+    if max_steps:
+        config["agent"] = {"build": {"steps": int(max_steps)}}
+    return json.dumps(config, separators=(",", ":"))
+
+
+def opencode_env(model: str = "rock-policy", home: str = "/tmp/opencode-home",
+                 max_steps: int | None = None) -> dict[str, str]:
+    """opencode against the endpoint: its configuration in the environment, and off everything that
+    would leave the sandbox (the models.dev catalogue, update checks, LSP downloads, default
+    plugins, session sharing) or read another agent's settings (Claude Code's)."""
+    return {"PATH": PATH, "HOME": home, "OPENCODE_CONFIG_CONTENT": opencode_config(model, max_steps),
+            "OPENCODE_DISABLE_AUTOUPDATE": "1", "OPENCODE_DISABLE_MODELS_FETCH": "1",
+            "OPENCODE_DISABLE_LSP_DOWNLOAD": "1", "OPENCODE_DISABLE_SHARE": "1",
+            "OPENCODE_DISABLE_DEFAULT_PLUGINS": "1", "OPENCODE_DISABLE_CLAUDE_CODE": "1"}
+
+
+def opencode_command(prompt_var: str = "PROMPT") -> str:
+    """``opencode run``: one task, then exit; its events as JSON lines; every permission granted
+    (``--auto``: its commands run in our sandbox)."""
+    return f'{OPENCODE_BIN} run --format json --auto "${prompt_var}"'
+
+
+# Each agent's option that caps its turns (Codex has none; opencode's is in its configuration).
+STEPS_FLAGS = {"claude-code": "--max-turns", "qwen-code": "--max-session-turns"}
+
+
+def launch(agent: str, model: str = "rock-policy",
+           max_steps: int | None = None) -> tuple[dict[str, str], list[str], str]:
+    """How ``agent`` runs in its image against the endpoint: (its environment, the setup commands
+    before it, its command line with ``${prompt}`` where RockAgent puts the task, shell-quoted)."""
+    if agent not in AGENTS:
+        raise ValueError(f"unknown terminal agent {agent!r}; one of {sorted(AGENTS)}")
+    env, command = {"claude-code": (claude_code_env(model), claude_code_command()),
+                    "codex": (codex_env(), codex_command()),
+                    "qwen-code": (qwen_code_env(model), qwen_code_command()),
+                    "opencode": (opencode_env(model, max_steps=max_steps), opencode_command())}[agent]
+    run = command.replace('"$PROMPT"', "${prompt}")
+    if max_steps and agent in STEPS_FLAGS:
+        run += f" {STEPS_FLAGS[agent]} {int(max_steps)}"
+    setup = [f"mkdir -p {shlex.quote(env['HOME'])}"]
+    if agent == "codex":
+        home = env["CODEX_HOME"]
+        setup = [f"mkdir -p {shlex.quote(home)} && printf %s {shlex.quote(codex_config(model))} "
+                 f"> {shlex.quote(home + '/config.toml')}"]
+    return env, setup, run
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m rock.agentic.terminal_agents",
                                 description="build (or find) a terminal agent's env image; prints its tag")
@@ -126,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = ["AGENTS", "BASE", "claude_code_command", "claude_code_env", "codex_command", "codex_config", "codex_env",
-           "ensure_image", "qwen_code_command", "qwen_code_env", "spec"]
+           "ensure_image", "launch", "opencode_command", "opencode_config", "opencode_env", "qwen_code_command",
+           "qwen_code_env", "spec"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -25,7 +25,8 @@ def add_parser(sub) -> None:
     run.add_argument("--harness", default="none", help="agentic: the agent harness: none (the policy runs directly), "
                      "ours (our coding agent over the Chat protocol), mini-swe-agent (mini-swe-agent 2.4.6 from PyPI; "
                      "oracle, null), claude-code (Claude Code 2.1.328 from npm, on Messages; oracle, null), codex "
-                     "(Codex 0.169.0 from npm, on Responses; oracle, null), qwen-code (Qwen Code 0.24.4 from npm; oracle, null)")
+                     "(Codex 0.169.0 from npm, on Responses; oracle, null), qwen-code (Qwen Code 0.24.4 from npm; oracle, null), "
+                     "opencode (opencode 1.18.33 from npm; oracle, null)")
     run.add_argument("--task", action="append", help="agentic: this task id (repeatable)")
     run.add_argument("--tasks", help="agentic: task ids, comma-separated, or @FILE with one per line")
     run.add_argument("--all", action="store_true", help="agentic: every task of the suite (the default)")

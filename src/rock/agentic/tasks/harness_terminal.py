@@ -1,10 +1,11 @@
-"""Harnesses ``claude-code``, ``codex`` and ``qwen-code``: the npm terminal agents in the task's
-sandbox, their model calls (Anthropic Messages, OpenAI Responses, chat completions) answered over
+"""Harnesses ``claude-code``, ``codex``, ``qwen-code`` and ``opencode``: the npm terminal agents in the
+task's sandbox, their model calls (Anthropic Messages, OpenAI Responses, chat completions) answered over
 the Chat protocol by the job's trainer, which sees them in chat form (``rock.admin.chat.native``).
 
     agent sandbox: the task's image + Node and the agent (rock.agentic.terminal_agents, built
     FROM the task's docker_image once, by the env image builder of this host's docker engine)
-        claude -p / codex exec --HTTP--> endpoint (loopback) --> admin --> ChatTrainer.serve(policy)
+        claude -p / codex exec / qwen / opencode run --HTTP--> endpoint (loopback) --> admin
+            --> ChatTrainer.serve(policy)
 
 Policies: ``oracle`` (the agent's own shell tool runs the task's solution, then a final answer),
 ``null`` (a final answer at once), or a trainer's callable. The run loop is mini-swe-agent's.
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shlex
 
 from rock.agentic import terminal_agents
 from rock.agentic.tasks.errors import TaskError
@@ -22,8 +22,7 @@ from rock.agentic.tasks.harbor import Task
 from rock.agentic.tasks.harness_mini import MiniSweHarness
 from rock.agentic.tasks.oracle import oracle_command
 from rock.agentic.tasks.rollout import RolloutOptions, register_harness
-from rock.sdk.sandbox.agent import AgentBashCommand, RockAgentConfig
-from rock.sdk.sandbox.model_service.base import ModelServiceConfig
+from rock.sdk.sandbox.agent import RockAgentConfig
 
 
 def _text(content: str) -> dict:
@@ -65,48 +64,20 @@ class TerminalAgentHarness(MiniSweHarness):
     def oracle_shell(self, command: str) -> str:
         return command
 
-    command = staticmethod(lambda: "")  # terminal_agents' command line, with "$PROMPT"
-    steps_flag: str | None = None  # the agent's option that limits its turns
-
-    def env(self, model: str) -> dict[str, str]:
-        raise NotImplementedError
-
-    def run_cmd(self, options: RolloutOptions) -> str:
-        cmd = self.command().replace('"$PROMPT"', "${prompt}")  # RockAgent puts the task's instruction there
-        if self.steps_flag:
-            cmd += f" {self.steps_flag} {int((options.policy_options or {}).get('max_steps') or self.step_limit)}"
-        return cmd
-
-    def setup(self, model: str) -> list[str]:
-        return [f"mkdir -p {shlex.quote(self.env(model)['HOME'])}"]
-
     def config(self, task: Task, options: RolloutOptions, limit: float) -> RockAgentConfig:
-        model = (options.policy_options or {}).get("model") or "rock-policy"
-        return RockAgentConfig(agent_type=self.name, project_path=task.workdir, agent_run_timeout=max(2, int(limit)),
-                               agent_run_check_interval=1, run_cmd=self.run_cmd(options), env=self.env(model),
-                               pre_init_cmds=[AgentBashCommand(command=c) for c in self.setup(model)],
-                               model_service_config=ModelServiceConfig(enabled=True, models=[model]))
+        policy = options.policy_options or {}
+        return RockAgentConfig.terminal_agent(self.agent, policy.get("model") or "rock-policy",
+                                              int(policy.get("max_steps") or self.step_limit),
+                                              project_path=task.workdir, agent_run_timeout=max(2, int(limit)),
+                                              agent_run_check_interval=1)
 
 
 class ClaudeCodeHarness(TerminalAgentHarness):
     name, agent, shell, shell_arg = "claude-code", "claude-code", "Bash", "command"
-    command, steps_flag = staticmethod(terminal_agents.claude_code_command), "--max-turns"
-
-    def env(self, model: str) -> dict[str, str]:
-        return terminal_agents.claude_code_env(model)
 
 
 class CodexHarness(TerminalAgentHarness):
     name, agent, shell, shell_arg = "codex", "codex", "exec_command", "cmd"
-    command = staticmethod(terminal_agents.codex_command)
-
-    def env(self, model: str) -> dict[str, str]:
-        return terminal_agents.codex_env()
-
-    def setup(self, model: str) -> list[str]:
-        home = self.env(model)["CODEX_HOME"]
-        return [f"mkdir -p {shlex.quote(home)} && printf %s {shlex.quote(terminal_agents.codex_config(model))} "
-                f"> {shlex.quote(home + '/config.toml')}"]
 
     def oracle_shell(self, command: str) -> str:
         # Codex refuses a command line with `rm -rf` in it whatever its sandbox mode ("rm -f style
@@ -116,12 +87,13 @@ class CodexHarness(TerminalAgentHarness):
 
 class QwenCodeHarness(TerminalAgentHarness):
     name, agent, shell, shell_arg = "qwen-code", "qwen-code", "run_shell_command", "command"
-    command, steps_flag = staticmethod(terminal_agents.qwen_code_command), "--max-session-turns"
 
-    def env(self, model: str) -> dict[str, str]:
-        return terminal_agents.qwen_code_env(model)
+
+class OpencodeHarness(TerminalAgentHarness):
+    name, agent, shell, shell_arg = "opencode", "opencode", "bash", "command"
 
 
 register_harness("claude-code", ClaudeCodeHarness)
 register_harness("qwen-code", QwenCodeHarness)
 register_harness("codex", CodexHarness)
+register_harness("opencode", OpencodeHarness)

@@ -96,3 +96,39 @@ class RockAgentConfig(BaseModel):
                f"-y --exit-immediately -l 0 -o {MINI_TRAJECTORY} -c mini.yaml -c agent.step_limit={int(step_limit)} "
                f"-c environment.timeout={int(command_timeout)}")
         return cls(agent_type="mini-swe-agent", run_cmd=run, env=env, **fields)
+
+    @classmethod
+    def terminal_agent(cls, agent: str, model: str = "rock-policy", max_steps: int | None = None,
+                       **fields: Any) -> "RockAgentConfig":
+        """An npm terminal agent (``claude-code``, ``codex``, ``qwen-code`` or ``opencode``) run
+        non-interactively with its own tools against the sandbox's model endpoint (model ``model``),
+        in a sandbox of its image (``python -m rock.agentic.terminal_agents AGENT`` builds it);
+        ``max_steps`` caps its turns where it has a cap. ``env`` adds to or overrides its settings,
+        ``pre_init_cmds`` run after its own set-up. ValueError names the known agents."""
+        from rock.agentic.terminal_agents import launch  # the images' facts live there (and load lazily)
+
+        env, setup, run = launch(agent, model, max_steps)
+        fields.setdefault("model_service_config", ModelServiceConfig(enabled=True, models=[model]))
+        env = {**env, **fields.pop("env", {})}
+        pre = [AgentBashCommand(command=c) for c in setup] + list(fields.pop("pre_init_cmds", []))
+        return cls(agent_type=agent, run_cmd=run, env=env, pre_init_cmds=pre, **fields)
+
+    @classmethod
+    def claude_code(cls, model: str = "rock-policy", max_turns: int | None = None, **fields: Any) -> "RockAgentConfig":
+        """Claude Code in print mode on the endpoint's Anthropic Messages API (see ``terminal_agent``)."""
+        return cls.terminal_agent("claude-code", model, max_turns, **fields)
+
+    @classmethod
+    def codex(cls, model: str = "rock-policy", **fields: Any) -> "RockAgentConfig":
+        """``codex exec`` on the endpoint's OpenAI Responses API (see ``terminal_agent``)."""
+        return cls.terminal_agent("codex", model, None, **fields)
+
+    @classmethod
+    def qwen_code(cls, model: str = "rock-policy", max_turns: int | None = None, **fields: Any) -> "RockAgentConfig":
+        """Qwen Code, headless, on the endpoint's chat completions (see ``terminal_agent``)."""
+        return cls.terminal_agent("qwen-code", model, max_turns, **fields)
+
+    @classmethod
+    def opencode(cls, model: str = "rock-policy", max_steps: int | None = None, **fields: Any) -> "RockAgentConfig":
+        """``opencode run`` on the endpoint's chat completions (see ``terminal_agent``)."""
+        return cls.terminal_agent("opencode", model, max_steps, **fields)
