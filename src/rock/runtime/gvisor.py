@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 from rock.errors import BadRequest, SandboxStartError
-from rock.runtime import cgroups
+from rock.runtime import cgroups, gvisor_statx
 from rock.runtime.agent_boot import (
     AGENT_SRC,
     READY_NAME,
@@ -184,7 +184,8 @@ class GvisorRuntime(Runtime):
 
     def _prepare(self, spec: SandboxSpec, sandbox_dir: Path, lower: str, image_env: dict[str, str],
                  group: cgroups.Cgroup) -> None:
-        mount_points(lower, (self.python_prefix, f"{SANDBOX_LIB}/rock_agent", SANDBOX_RUN))
+        mount_points(lower, (self.python_prefix, f"{SANDBOX_LIB}/rock_agent", SANDBOX_RUN, gvisor_statx.SHIM_DIR))
+        gvisor_statx.mount_point(lower)
         mount_overlay(sandbox_dir, lower)
         bundle = sandbox_dir / "bundle"
         bundle.mkdir(exist_ok=True)
@@ -194,7 +195,8 @@ class GvisorRuntime(Runtime):
     def _oci(self, spec: SandboxSpec, sandbox_dir: Path, env: dict[str, str], group: cgroups.Cgroup) -> dict:
         caps = [f"CAP_{c}" for c in SANDBOX_CAPS] + (["CAP_NET_BIND_SERVICE"] if spec.network else [])
         binds = [(str(sandbox_dir / "run"), SANDBOX_RUN, "rw"), (str(AGENT_SRC), f"{SANDBOX_LIB}/rock_agent", "ro"),
-                 (self.python_prefix, self.python_prefix, "ro"), *((p, p, "ro") for p in spec.ro_binds)]
+                 (self.python_prefix, self.python_prefix, "ro"), *((p, p, "ro") for p in spec.ro_binds),
+                 *gvisor_statx.binds(str(self.state.parent))]  # coreutils' ls under this runsc (see there)
         resources: dict = {}
         if spec.memory_bytes:
             resources["memory"] = {"limit": spec.memory_bytes, "swap": spec.memory_bytes}
