@@ -210,6 +210,20 @@ class Env:
         """One step: ``(observation, reward, terminated, truncated, info)``."""
         return _step_tuple(self._http.post("/step", {"sandbox_id": self._handle(), "action": action}))
 
+    def fork(self, n: int) -> list["Env"]:
+        """``n`` new envs (1 to 64) that go on from this one's current state: the same observation
+        and episode step, then each steps on its own. The env host replays this env's seeded
+        reset and actions since into each and checks the result: an env reset without a seed, or
+        one that is not deterministic, is refused (``EnvError`` kind ``EnvNotDeterministic``),
+        never forked into another state (``rock.envs.forking``)."""
+        forked = json.loads(self._http.post("/fork", {"sandbox_id": self._handle(), "n": n}))
+        return [self._child(handle) for handle in forked["envs"]]
+
+    def _child(self, handle: str) -> "Env":
+        child = object.__new__(type(self))  # a handle the admin made: no make of its own
+        child.env_id, child._http, child.sandbox_id = self.env_id, self._http, handle
+        return child
+
     def close(self) -> None:
         """Close the env (its sandbox is kept for other envs or reaped when idle)."""
         if self.sandbox_id is not None:
@@ -255,6 +269,11 @@ class AsyncEnv:
     async def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
         """One step: ``(observation, reward, terminated, truncated, info)``."""
         return _step_tuple(await self._http.post("/step", {"sandbox_id": self._handle(), "action": action}))
+
+    async def fork(self, n: int) -> list["AsyncEnv"]:
+        """``Env.fork`` for asyncio: ``n`` envs that go on from this one's current state."""
+        forked = json.loads(await self._http.post("/fork", {"sandbox_id": self._handle(), "n": n}))
+        return [type(self)(self.env_id, self._http, handle) for handle in forked["envs"]]
 
     async def close(self) -> None:
         """Close the env (its sandbox is kept for other envs or reaped when idle)."""
