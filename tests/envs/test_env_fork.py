@@ -1,4 +1,4 @@
-"""``fork(n)`` of the GEM/gym env view through a real admin with tokens on (docker, bwrap):
+"""``fork(n)`` of the GEM/gym env view through a real admin with tokens on (docker, bwrap, gVisor):
 children go on from the parent's state, then differ; refusals say why (rock.envs.forking)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ TOKEN, OTHER = "token-fork", "token-fork-other"
 GEM = "/apis/v1/envs/gem"
 
 
-@pytest.fixture(scope="module", params=backend_params())
+@pytest.fixture(scope="module", params=[*backend_params(), pytest.param("gvisor", marks=pytest.mark.gvisor, id="gvisor")])
 def admin(request):
     server = Admin(request.param, tokens={TOKEN: "forker", OTHER: "other"}).start()
     yield server
