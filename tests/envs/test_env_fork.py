@@ -3,6 +3,7 @@ children go on from the parent's state, then differ; refusals say why (rock.envs
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -26,50 +27,44 @@ def make(admin, env_id: str, token: str = TOKEN, **kwargs) -> Env:
     return Env(env_id, kwargs, base_url=admin.url, token=token)
 
 
+@contextmanager
+def forked(env_id: str, admin, seed: int, actions: list, n: int):
+    """An env reset with ``seed`` and stepped with ``actions``, and its ``n`` forks; all closed after."""
+    parent = make(admin, env_id)
+    children = []
+    try:
+        parent.reset(seed=seed)
+        for action in actions:
+            parent.step(action)
+        children = parent.fork(n)
+        yield parent, children
+    finally:
+        for env in (*children, parent):
+            env.close()
+
+
 def outcome(step: tuple) -> tuple:
     obs, reward, terminated, truncated, _ = step
     return obs, reward, terminated, truncated
 
 
 def test_a_gem_env_forked_mid_episode_goes_on_from_its_state_in_every_child(admin):
-    parent = make(admin, "game:GuessTheNumber-v0-hard")
-    try:
-        parent.reset(seed=7)
-        parent.step("\\boxed{500}")
-        parent.step("\\boxed{250}")
-        children = parent.fork(3)
-        try:
-            assert len({c.sandbox_id for c in children} | {parent.sandbox_id}) == 4
-            # The same action gives the same answer everywhere: same number, same turn of the episode.
-            same = [outcome(env.step("\\boxed{100}")) for env in (parent, *children)]
-            assert all(s == same[0] for s in same), same
-            # Then each goes its own way.
-            low, high = outcome(children[0].step("\\boxed{1}")), outcome(children[1].step("\\boxed{1000}"))
-            assert low[0] != high[0]
-            assert outcome(children[2].step("\\boxed{1}")) == low  # and a replay of the same is the same
-        finally:
-            for child in children:
-                child.close()
-    finally:
-        parent.close()
+    with forked("game:GuessTheNumber-v0-hard", admin, 7, ["\\boxed{500}", "\\boxed{250}"], 3) as (parent, children):
+        assert len({c.sandbox_id for c in children} | {parent.sandbox_id}) == 4
+        # The same action gives the same answer everywhere: same number, same turn of the episode.
+        same = [outcome(env.step("\\boxed{100}")) for env in (parent, *children)]
+        assert all(s == same[0] for s in same), same
+        # Then each goes its own way.
+        low, high = outcome(children[0].step("\\boxed{1}")), outcome(children[1].step("\\boxed{1000}"))
+        assert low[0] != high[0]
+        assert outcome(children[2].step("\\boxed{1}")) == low  # and a replay of the same is the same
 
 
 def test_a_gym_env_forks_through_the_gem_door(admin):
-    parent = make(admin, "gym:CartPole-v1")
-    try:
-        parent.reset(seed=4)
-        for action in (0, 1, 1, 0):
-            parent.step(action)
-        children = parent.fork(2)
-        try:
-            same = [outcome(env.step(1)) for env in (parent, *children)]
-            assert same[1] == same[0] and same[2] == same[0]
-            assert outcome(children[0].step(0))[0] != outcome(children[1].step(1))[0]
-        finally:
-            for child in children:
-                child.close()
-    finally:
-        parent.close()
+    with forked("gym:CartPole-v1", admin, 4, [0, 1, 1, 0], 2) as (parent, children):
+        same = [outcome(env.step(1)) for env in (parent, *children)]
+        assert same[1] == same[0] and same[2] == same[0]
+        assert outcome(children[0].step(0))[0] != outcome(children[1].step(1))[0]
 
 
 def test_fork_refusals_are_4xx_and_say_why(admin):
