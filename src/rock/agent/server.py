@@ -399,12 +399,14 @@ def _make_way(agent, listener, path, ready):
 
     listener.close()
     checkpoint.wait_closed(agent)
+    checkpoint.env_hosts("quiesce")
     checkpoint.drain_wake()
     if ready:
         signal_ready(ready, b"quiet\n")
     checkpoint.wait_for_wake()
     checkpoint.quiet.clear()
     listener = checkpoint.state["listener"] = _listen(path)
+    checkpoint.env_hosts("listen")
     if ready:
         signal_ready(ready)
     return listener
