@@ -121,3 +121,29 @@ def test_a_non_deterministic_env_is_refused_never_forked_into_another_state(admi
     finally:
         probe.close()
         httpx.post(admin.url + GEM + "/unregister", json={"id": "test:clocked"}, headers=headers, timeout=60)
+
+
+def test_a_full_fork_on_gvisor_forks_any_env_with_no_replay_elsewhere_it_is_refused(admin):
+    parent = make(admin, "game:GuessTheNumber-v0-hard")
+    try:
+        parent.reset()  # no seed: no replay could fork it, a memory fork can
+        parent.step("\\boxed{25}")
+        if admin.backend != "gvisor":
+            with pytest.raises(EnvError, match="cannot take full") as refused:
+                parent.fork(2, how="full")
+            assert refused.value.status_code == 400
+            return
+        with pytest.raises(EnvError, match="1 to 20"):
+            parent.fork(21, how="full")
+        children = parent.fork(2, how="full")
+        try:
+            assert len({c.sandbox_id.split(":")[0] for c in children} | {parent.sandbox_id.split(":")[0]}) == 3
+            same = [outcome(env.step("\\boxed{10}")) for env in (parent, *children)]
+            assert all(s == same[0] for s in same), same
+            assert outcome(children[0].step("\\boxed{1}"))[0] != outcome(children[1].step("\\boxed{50}"))[0]
+        finally:
+            for child in children:
+                child.close()
+        assert parent.step("\\boxed{11}")[0]  # the source goes on, its host reached again
+    finally:
+        parent.close()

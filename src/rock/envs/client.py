@@ -210,13 +210,15 @@ class Env:
         """One step: ``(observation, reward, terminated, truncated, info)``."""
         return _step_tuple(self._http.post("/step", {"sandbox_id": self._handle(), "action": action}))
 
-    def fork(self, n: int) -> list["Env"]:
-        """``n`` new envs (1 to 64) that go on from this one's current state: the same observation
-        and episode step, then each steps on its own. The env host replays this env's seeded
-        reset and actions since into each and checks the result: an env reset without a seed, or
-        one that is not deterministic, is refused (``EnvError`` kind ``EnvNotDeterministic``),
-        never forked into another state (``rock.envs.forking``)."""
-        forked = json.loads(self._http.post("/fork", {"sandbox_id": self._handle(), "n": n}))
+    def fork(self, n: int, how: str = "replay") -> list["Env"]:
+        """``n`` new envs that go on from this one's current state: the same observation and
+        episode step, then each steps on its own. ``how="replay"`` (1 to 64, every backend): the
+        env host replays this env's seeded reset and actions since into each and checks the
+        result; an env reset without a seed, or one that is not deterministic, is refused
+        (``EnvError`` kind ``EnvNotDeterministic``), never forked into another state.
+        ``how="full"`` (1 to 20, gVisor): a memory fork of the env's sandbox per child, any env
+        (``rock.envs.forking``)."""
+        forked = json.loads(self._http.post("/fork", {"sandbox_id": self._handle(), "n": n, "how": how}))
         return [self._child(handle) for handle in forked["envs"]]
 
     def _child(self, handle: str) -> "Env":
@@ -270,9 +272,9 @@ class AsyncEnv:
         """One step: ``(observation, reward, terminated, truncated, info)``."""
         return _step_tuple(await self._http.post("/step", {"sandbox_id": self._handle(), "action": action}))
 
-    async def fork(self, n: int) -> list["AsyncEnv"]:
+    async def fork(self, n: int, how: str = "replay") -> list["AsyncEnv"]:
         """``Env.fork`` for asyncio: ``n`` envs that go on from this one's current state."""
-        forked = json.loads(await self._http.post("/fork", {"sandbox_id": self._handle(), "n": n}))
+        forked = json.loads(await self._http.post("/fork", {"sandbox_id": self._handle(), "n": n, "how": how}))
         return [type(self)(self.env_id, self._http, handle) for handle in forked["envs"]]
 
     async def close(self) -> None:

@@ -87,6 +87,7 @@ class VecStepRequest(VecRequest):
 
 class ForkRequest(HandleRequest):
     n: int  # ours: 1 to rock.envs.forking.MAX_FORK, checked there with a message that says so
+    how: str = "replay"  # ours: replay (every backend) or full (gvisor): rock.envs.forking
 
 
 class Forked(BaseModel):
@@ -224,10 +225,11 @@ async def close(request: Request) -> Response:
 
 @router.post(GEM + "/fork", **_doc(ForkRequest, Forked, (400, 404, 409, 410, 422, 504)))
 async def fork(request: Request) -> Response:
-    """n envs that go on from the env's current state: its seeded reset and actions replayed in
-    new envs and checked (409 EnvNotDeterministic where they do not reach it); rock.envs.forking."""
+    """n envs that go on from the env's current state: ``replay``, its seeded reset and actions
+    replayed in new envs and checked (409 EnvNotDeterministic where they do not reach it), or
+    ``full`` (gVisor), a memory fork of its sandbox per child; rock.envs.forking."""
     req = ForkRequest.model_validate_json(await request.body())
-    children, steps = await service(request.app).fork(req.sandbox_id, req.n, principal_of(request))
+    children, steps = await service(request.app).fork(req.sandbox_id, req.n, principal_of(request), req.how)
     return _json({"sandbox_id": req.sandbox_id, "env_id": children[0].env_id, "envs": [c.handle for c in children],
                   "steps": steps})
 
