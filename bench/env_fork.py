@@ -1,7 +1,9 @@
 """``env_fork_8_ms``: fork(8) of a GEM env mid-episode (rock.envs.forking: the seed and the
 actions so far replayed into 8 new envs in the env's sandbox, each checked), through an admin,
 against 8 plain ``make``s at once of the same env in the same run (the floor), in alternating
-blocks. Run by the ``snapshots`` part (bench/snapshots.py), per backend.
+blocks. Run by the ``snapshots`` part (bench/snapshots.py), per backend. On gVisor also
+``env_full_fork_8_ms``: ``fork(8, how="full")``, a memory fork of the env's sandbox per child,
+until the 8 handles are returned (each child's agent answering), against the same floor.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ ENV_ID = "game:GuessTheNumber-v0-hard"
 STEPS = 5  # actions played before the fork: what each child replays
 
 
-async def _fork(parent: AsyncEnv) -> tuple[float, list[AsyncEnv]]:
+async def _fork(parent: AsyncEnv, how: str = "replay") -> tuple[float, list[AsyncEnv]]:
     t = time.perf_counter()
-    children = await parent.fork(8)
+    children = await parent.fork(8, how=how)
     return time.perf_counter() - t, children
 
 
@@ -29,7 +31,7 @@ async def _makes(http: AsyncHttp) -> tuple[float, list[AsyncEnv]]:
     return time.perf_counter() - t, list(envs)
 
 
-async def _backend(ctx: Context, backend: str) -> dict:
+async def _backend(ctx: Context, backend: str) -> list[dict]:
     admin = AdminProcess(backend, prefix="rock-bench-envfork-")
     url = admin.start()
     http = AsyncHttp(url)
@@ -51,9 +53,21 @@ async def _backend(ctx: Context, backend: str) -> dict:
                 took, envs = await _makes(http)
                 makes.append(took)
                 await asyncio.gather(*(e.close() for e in envs))
+        records = [record("env_fork_8_ms", backend, forks, floor_s=makes, floor="8 plain makes at once, same env",
+                          env_id=ENV_ID, replayed_steps=STEPS)]
+        if backend == "gvisor":
+            fulls, makes = [], []
+            for _ in range(ctx.n(2, 3)):
+                took, children = await _fork(parent, "full")
+                fulls.append(took)
+                await asyncio.gather(*(c.close() for c in children))  # each stops its own sandbox
+                took, envs = await _makes(http)
+                makes.append(took)
+                await asyncio.gather(*(e.close() for e in envs))
+            records.append(record("env_full_fork_8_ms", backend, fulls, floor_s=makes,
+                                  floor="8 plain makes at once, same env", env_id=ENV_ID))
         await parent.close()
-        return record("env_fork_8_ms", backend, forks, floor_s=makes, floor="8 plain makes at once, same env",
-                      env_id=ENV_ID, replayed_steps=STEPS)
+        return records
     finally:
         await http.aclose()
         admin.stop()
@@ -65,5 +79,5 @@ async def run(ctx: Context, backends: list[str]) -> list[dict]:
         if backend == "local":
             continue
         ctx.progress(f"env fork: {backend}")
-        records.append(await _backend(ctx, backend))
+        records += await _backend(ctx, backend)
     return records
