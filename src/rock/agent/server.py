@@ -379,17 +379,7 @@ def main(argv):
 
 
 def _listen(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    # _socket, not socket: the wrapper module pulls in enum and selectors, ~5 ms at start-up.
-    listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    old = os.umask(0o177)
-    listener.bind(path)
-    os.umask(old)
-    listener.listen(128)
-    return listener
+    return protocol.listen_unix(path, 128, os)
 
 
 def _make_way(agent, listener, path, ready):

@@ -52,18 +52,10 @@ class Peer:
 CHECKPOINT_OPS = ("quiesce", "listen")
 
 
-def _listen(path, sel):
+def _listen(path, sel, protocol):
     import selectors
 
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
-    listener.bind(path)
-    os.umask(old)
-    listener.listen(64)
+    listener = protocol.listen_unix(path, 64, os)
     sel.register(listener, selectors.EVENT_READ, None)
     return listener
 
@@ -104,7 +96,7 @@ def serve(argv, make_host, protocol, busy_size):
 
     sel = selectors.DefaultSelector()
     sel.register(agent.rfd, selectors.EVENT_READ, agent)
-    listener = _listen(opts["socket"], sel) if opts["socket"] else None
+    listener = _listen(opts["socket"], sel, protocol) if opts["socket"] else None
     clients = set()  # the peers on our socket: a checkpoint closes them (``quiesce``)
     agent.send(protocol.encode({"id": 0, "event": "ready", "pid": os.getpid(), "socket": opts["socket"]}))
     # Reads land in one buffer made once: os.read(fd, 1 MiB) allocated a fresh 1 MiB for each
@@ -119,7 +111,8 @@ def serve(argv, make_host, protocol, busy_size):
             if peer is None:
                 if listener is None:
                     continue
-                conn, _ = listener.accept()
+                fd, _ = listener._accept()  # a bare _socket (protocol.listen_unix): the fd, wrapped here
+                conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fd)
                 client = Peer(conn.fileno(), conn.fileno(), protocol, conn)
                 clients.add(client)
                 sel.register(conn, selectors.EVENT_READ, client)
@@ -144,7 +137,7 @@ def serve(argv, make_host, protocol, busy_size):
                                 listener.close()
                                 listener = None
                         elif opts["socket"] and listener is None:
-                            listener = _listen(opts["socket"], sel)
+                            listener = _listen(opts["socket"], sel, protocol)
                         peer.send(protocol.encode({"id": meta["id"], "ok": True, "result": {}}))
                         continue
                     peer.send(host.handle(meta, body))
