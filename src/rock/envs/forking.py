@@ -46,10 +46,10 @@ class Forking:
             raise EnvError(f"fork count must be 1 to {most} (how={how}), not {n!r}", "BadRequest")
         sandbox_id, local = self.owned(handle, owner)
         rec = self.envs.get(handle)
-        if rec is None or rec.vec is not None:
-            # Unknown here (closed, another owner's, or made before an admin restart): as missing.
-            what = "an env of a vector env; fork single envs" if rec is not None else "not found"
-            raise EnvError(f"env {handle} cannot be forked: {what}", "EnvNotFound" if rec is None else "BadRequest")
+        if rec is None:  # closed, never made, or made before an admin restart: told as owned() tells
+            raise EnvError(f"env {handle} is gone: sandbox {sandbox_id} not found", "EnvNotFound")
+        if rec.vec is not None:
+            raise EnvError(f"env {handle} is one of a vector env: fork single envs", "BadRequest")
         if rec.sandbox.dedicated:
             raise EnvError(f"env {handle} has a sandbox of its own, stopped when it closes: it cannot be forked",
                            "BadRequest")
