@@ -147,3 +147,21 @@ def test_a_full_fork_on_gvisor_forks_any_env_with_no_replay_elsewhere_it_is_refu
         assert parent.step("\\boxed{11}")[0]  # the source goes on, its host reached again
     finally:
         parent.close()
+
+
+async def test_the_async_client_forks_too(admin):
+    from rock.envs.client import AsyncEnv, AsyncHttp
+
+    http = AsyncHttp(admin.url, TOKEN)
+    try:
+        parent = await AsyncEnv.create("game:GuessTheNumber-v0-hard", http=http)
+        await parent.reset(seed=3)
+        await parent.step("\\boxed{20}")
+        children = await parent.fork(2)
+        assert [type(c) for c in children] == [AsyncEnv, AsyncEnv]
+        same = [outcome(await env.step("\\boxed{30}")) for env in (parent, *children)]
+        assert same[0] == same[1] == same[2]
+        for env in (*children, parent):
+            await env.close()
+    finally:
+        await http.aclose()
