@@ -14,6 +14,8 @@
 - full_fork_ready_ms (gvisor): a full (memory) fork until every child answers, per child too; floor:
   as many children restored from a full snapshot taken before (no checkpoint), alternating; beside
   it a full snapshot alone and as many plain starts at once
+- env_fork_8_ms: fork(8) of a GEM env mid-episode through an admin, against 8 plain makes
+  (bench/env_fork.py)
 
 gVisor runs here whenever runsc is installed (its numbers only mean something beside the
 others', measured in the same run), whatever ``--backends`` says.
@@ -29,6 +31,7 @@ import time
 import uuid
 from pathlib import Path
 
+from bench import env_fork
 from bench.density import available_bytes  # MemAvailable: what children cost the host, page cache too
 from bench.report import Context, record
 from rock.config import Settings
@@ -233,4 +236,4 @@ async def run(ctx: Context) -> list[dict]:
             records += await _backend(ctx, name, state)
     finally:
         shutil.rmtree(state, ignore_errors=True)
-    return records
+    return records + await env_fork.run(ctx, names)

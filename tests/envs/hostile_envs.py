@@ -28,6 +28,14 @@ class Counter:
         return "n=%d a=%s" % (self.n, action), random.random(), self.n >= self.start + 3, False, {}
 
 
+class Clocked(Counter):
+    """Not deterministic: its observation reads the clock, whatever the seed."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = Counter.step(self, action)
+        return "%s t=%d" % (obs, time.monotonic_ns()), reward, terminated, truncated, info
+
+
 class Raises(Counter):
     def step(self, action):
         if action == "boom":

@@ -245,3 +245,31 @@ async def test_full_snapshots_are_refused_where_the_backend_cannot_keep_memory(r
     with pytest.raises(BadRequest, match="full"):
         await runtime.snapshot(handle, f"s{uuid.uuid4().hex[:8]}", owner="alice", mode="full")
     assert runtime.snapshots.list("alice") == []
+
+
+async def test_files_under_tmp_are_in_a_filesystem_snapshot_and_a_fork(isolated_runtime, new_spec, sandboxes, agent):
+    """/tmp is part of the writable layer on every backend with a root of its own (gVisor's own
+    in-memory /tmp is replaced by the layer's: rock.runtime.gvisor)."""
+    runtime = isolated_runtime
+    parent = await sandboxes(runtime, new_spec(image="python:3.11"))
+    async with agent(parent) as client:
+        await client.exec("mkdir -p /tmp/work && echo kept > /tmp/work/file", shell=True)
+    snap = await runtime.snapshot(parent, f"tmp-{uuid.uuid4().hex[:8]}", owner="alice")
+    fork_snap, children = await runtime.fork(parent, 2, owner="alice")
+    try:
+        started = await runtime.start_from(snap)
+        try:
+            for handle in (started, *children):
+                async with agent(handle) as client:
+                    assert (await client.exec("cat /tmp/work/file", shell=True)).stdout == "kept\n"
+            async with agent(children[0]) as client:
+                await client.exec("echo mine > /tmp/only-first", shell=True)
+            async with agent(children[1]) as client:
+                assert (await client.exec("test -e /tmp/only-first && echo yes || echo no", shell=True)).stdout == "no\n"
+        finally:
+            await runtime.destroy(started)
+    finally:
+        for child in children:
+            await runtime.destroy(child)
+        await runtime.delete_snapshot(fork_snap)
+        await runtime.delete_snapshot(snap)

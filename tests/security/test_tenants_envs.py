@@ -77,6 +77,7 @@ HANDLES = {
     "gem_reset": (req("POST", GEM + "/reset", {"sandbox_id": "{sid}", "seed": 1}), "env"),
     "gem_step": (req("POST", GEM + "/step", {"sandbox_id": "{sid}", "action": "\\boxed{{5}}"}), "env"),
     "gem_close": (req("POST", GEM + "/close", {"sandbox_id": "{sid}"}), "env"),  # closing a missing env: 200, false
+    "gem_fork": (req("POST", GEM + "/fork", {"sandbox_id": "{sid}", "n": 2}), "env"),
     "vec_reset": (req("POST", GEM + "/vec/reset", {"vec_id": "{sid}", "seed": 1}), "vec"),
     "vec_step": (req("POST", GEM + "/vec/step", {"vec_id": "{sid}", "actions": ["x", "y"]}), "vec"),
     "vec_close": (req("POST", GEM + "/vec/close", {"vec_id": "{sid}"}), "vec"),

@@ -6,6 +6,8 @@ listening socket and every connection, and says ``quiet`` on the ready FIFO; its
 waits for SIGUSR2. The worker checkpoints the sandbox and sends SIGUSR2 to its first process (the
 agent) in the sandbox it left running and in each sandbox restored from the image: there the agent
 listens again at the same path (the new sandbox's own run folder) and says ``ready``.
+Env hosts have a socket of their own beside the agent's: the agent has each close it (and its
+clients) before it says ``quiet`` and listen again after SIGUSR2 (``env_hosts``).
 Everything else (sessions, processes, memory) is inside the sandbox and is saved as it stands.
 """
 
@@ -90,6 +92,21 @@ def wait_closed(agent, timeout=10.0):
     deadline = time.monotonic() + timeout
     while agent.connections and time.monotonic() < deadline:
         time.sleep(0.001)
+
+
+def env_hosts(op):
+    """``quiesce`` (before the checkpoint) or ``listen`` (after SIGUSR2) to every env host this
+    agent runs: each has a socket of its own beside ours (rock_agent.envhost.serve)."""
+    import sys
+
+    ops = sys.modules.get(__package__ + ".envhost.ops")  # loaded on the first env op only
+    if ops is None:
+        return
+    for host in [h for h in list(ops._hosts.values()) if h.alive]:
+        try:
+            host.call(op, {}, timeout=30)
+        except Exception:  # noqa: BLE001 - a dead or stuck host: the checkpoint says so if it matters
+            pass
 
 
 OPS = {"checkpoint.quiesce": _quiesce}

@@ -166,3 +166,22 @@ class FrameReader:
             self._rest = bytearray(data[pos:])
             self._need = need or HEADER.size
         return frames
+
+
+def listen_unix(path, backlog, os_module):
+    """A listening Unix socket at ``path`` (a stale one removed first), owner-only (umask 0177).
+    Shared by the agent and the env host, which both bind again at the same path after a
+    checkpoint; ``_socket``, not ``socket``: the wrapper pulls in enum and selectors (~5 ms at
+    the agent's start-up). ``os_module``: the caller's (the agent's is ``fastos``)."""
+    import _socket
+
+    try:
+        os_module.unlink(path)
+    except FileNotFoundError:
+        pass
+    listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    old = os_module.umask(0o177)
+    listener.bind(path)
+    os_module.umask(old)
+    listener.listen(backlog)
+    return listener

@@ -379,17 +379,7 @@ def main(argv):
 
 
 def _listen(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    # _socket, not socket: the wrapper module pulls in enum and selectors, ~5 ms at start-up.
-    listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    old = os.umask(0o177)
-    listener.bind(path)
-    os.umask(old)
-    listener.listen(128)
-    return listener
+    return protocol.listen_unix(path, 128, os)
 
 
 def _make_way(agent, listener, path, ready):
@@ -399,12 +389,14 @@ def _make_way(agent, listener, path, ready):
 
     listener.close()
     checkpoint.wait_closed(agent)
+    checkpoint.env_hosts("quiesce")
     checkpoint.drain_wake()
     if ready:
         signal_ready(ready, b"quiet\n")
     checkpoint.wait_for_wake()
     checkpoint.quiet.clear()
     listener = checkpoint.state["listener"] = _listen(path)
+    checkpoint.env_hosts("listen")
     if ready:
         signal_ready(ready)
     return listener

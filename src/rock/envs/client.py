@@ -210,6 +210,22 @@ class Env:
         """One step: ``(observation, reward, terminated, truncated, info)``."""
         return _step_tuple(self._http.post("/step", {"sandbox_id": self._handle(), "action": action}))
 
+    def fork(self, n: int, how: str = "replay") -> list["Env"]:
+        """``n`` new envs that go on from this one's current state: the same observation and
+        episode step, then each steps on its own. ``how="replay"`` (1 to 64, every backend): the
+        env host replays this env's seeded reset and actions since into each and checks the
+        result; an env reset without a seed, or one that is not deterministic, is refused
+        (``EnvError`` kind ``EnvNotDeterministic``), never forked into another state.
+        ``how="full"`` (1 to 20, gVisor): a memory fork of the env's sandbox per child, any env
+        (``rock.envs.forking``)."""
+        forked = json.loads(self._http.post("/fork", {"sandbox_id": self._handle(), "n": n, "how": how}))
+        return [self._child(handle) for handle in forked["envs"]]
+
+    def _child(self, handle: str) -> "Env":
+        child = object.__new__(type(self))  # a handle the admin made: no make of its own
+        child.env_id, child._http, child.sandbox_id = self.env_id, self._http, handle
+        return child
+
     def close(self) -> None:
         """Close the env (its sandbox is kept for other envs or reaped when idle)."""
         if self.sandbox_id is not None:
@@ -255,6 +271,11 @@ class AsyncEnv:
     async def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
         """One step: ``(observation, reward, terminated, truncated, info)``."""
         return _step_tuple(await self._http.post("/step", {"sandbox_id": self._handle(), "action": action}))
+
+    async def fork(self, n: int, how: str = "replay") -> list["AsyncEnv"]:
+        """``Env.fork`` for asyncio: ``n`` envs that go on from this one's current state."""
+        forked = json.loads(await self._http.post("/fork", {"sandbox_id": self._handle(), "n": n, "how": how}))
+        return [type(self)(self.env_id, self._http, handle) for handle in forked["envs"]]
 
     async def close(self) -> None:
         """Close the env (its sandbox is kept for other envs or reaped when idle)."""

@@ -17,6 +17,8 @@ STATUS = {
     "EnvBuildError": 422,      # its image could not be built (a package that does not install, a bad import)
     "EnvBroken": 409,          # an earlier call timed out; the env must be closed and made again
     "EnvLost": 410,            # its env host died; the env is gone
+    # a fork's replay did not reach the source's observation (rock/envs/forking.py)
+    "EnvNotDeterministic": 409,
     # the env's own code raised in reset/step (most often on an action it cannot take; the message
     # names the exception and where): an answer about this call's input, not a failure of the admin
     "EnvError": 422,

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from rock.actions.sandbox import SandboxStartRequest
 from rock.envs.catalog import Catalog, Runner
 from rock.envs.errors import EnvError, from_agent
+from rock.envs.forking import Forking
 from rock.envs.lifecycle import EnvRecord, EnvSandbox, Lifecycle
 from rock.envs.settings import EnvSettings
 from rock.envs.hostlink import HostLink
@@ -40,7 +41,7 @@ def split_handle(handle: str) -> tuple[str, str]:
     return sandbox_id, local
 
 
-class EnvService(Lifecycle):
+class EnvService(Forking, Lifecycle):
     def __init__(self, sandboxes, catalog: Catalog, settings: EnvSettings | None = None):
         self.sandboxes = sandboxes
         self.catalog = catalog

@@ -12,7 +12,8 @@ and the engine adds nothing a bundle cannot say here. One sandbox is one runsc c
 The root overlay is mounted on the host and served to the sandbox by runsc's gofer with
 ``--overlay2=none`` and ``--file-access=shared``: the sandbox's writes reach ``upper`` on the
 host at once, so a filesystem snapshot copies ``upper`` while ``runsc pause`` holds it still,
-as on bwrap. The agent's socket is a host Unix socket that the agent creates inside,
+as on bwrap. ``/tmp`` is bound explicitly to the root's own ``/tmp`` (runsc would mount an
+in-memory tmpfs there that no snapshot keeps). The agent's socket is a host Unix socket that the agent creates inside,
 and its ready FIFO a host FIFO (``--host-fifo=open``). ``--host-uds=all``, not ``create``: the
 agent wakes its own accept by connecting to its socket before a checkpoint; the only host
 sockets the sandbox could reach are in its own mounts, i.e. that one. cgroups:
@@ -41,7 +42,7 @@ import time
 from pathlib import Path
 
 from rock.errors import BadRequest, SandboxStartError
-from rock.runtime import cgroups
+from rock.runtime import cgroups, gvisor_statx
 from rock.runtime.agent_boot import (
     AGENT_SRC,
     READY_NAME,
@@ -189,8 +190,13 @@ class GvisorRuntime(Runtime):
 
     def _prepare(self, spec: SandboxSpec, sandbox_dir: Path, lower: str, image_env: dict[str, str],
                  group: cgroups.Cgroup) -> None:
-        mount_points(lower, (self.python_prefix, f"{SANDBOX_LIB}/rock_agent", SANDBOX_RUN))
+        mount_points(lower, (self.python_prefix, f"{SANDBOX_LIB}/rock_agent", SANDBOX_RUN, gvisor_statx.SHIM_DIR))
+        gvisor_statx.mount_point(lower)
         mount_overlay(sandbox_dir, lower)
+        tmp = sandbox_dir / "root" / "tmp"
+        if not tmp.is_symlink() and not tmp.is_dir():
+            tmp.mkdir(mode=0o1777)
+            tmp.chmod(0o1777)
         bundle = sandbox_dir / "bundle"
         bundle.mkdir(exist_ok=True)
         env = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", **image_env, **sandbox_env(self.settings, spec, self.agent_env)}
@@ -198,8 +204,13 @@ class GvisorRuntime(Runtime):
 
     def _oci(self, spec: SandboxSpec, sandbox_dir: Path, env: dict[str, str], group: cgroups.Cgroup) -> dict:
         caps = [f"CAP_{c}" for c in SANDBOX_CAPS] + (["CAP_NET_BIND_SERVICE"] if spec.network else [])
-        binds = [(str(sandbox_dir / "run"), SANDBOX_RUN, "rw"), (str(AGENT_SRC), f"{SANDBOX_LIB}/rock_agent", "ro"),
-                 (self.python_prefix, self.python_prefix, "ro"), *((p, p, "ro") for p in spec.ro_binds)]
+        # /tmp named explicitly: else runsc mounts its own in-memory tmpfs there, which no
+        # filesystem snapshot or fork would see (docker and bwrap keep /tmp in the layer).
+        # The bind is of the root overlay's own /tmp, so its files land in the upper layer.
+        tmp = [] if (sandbox_dir / "root" / "tmp").is_symlink() else [(str(sandbox_dir / "root" / "tmp"), "/tmp", "rw")]
+        binds = [*tmp, (str(sandbox_dir / "run"), SANDBOX_RUN, "rw"), (str(AGENT_SRC), f"{SANDBOX_LIB}/rock_agent", "ro"),
+                 (self.python_prefix, self.python_prefix, "ro"), *((p, p, "ro") for p in spec.ro_binds),
+                 *gvisor_statx.binds(str(self.state.parent))]  # coreutils' ls under this runsc (see there)
         resources: dict = {}
         if spec.memory_bytes:
             resources["memory"] = {"limit": spec.memory_bytes, "swap": spec.memory_bytes}

@@ -85,6 +85,18 @@ class VecStepRequest(VecRequest):
                                                         "propertyNames": {"pattern": "^[0-9]+$"}})] | list[Any]
 
 
+class ForkRequest(HandleRequest):
+    n: int  # ours: 1 to rock.envs.forking.MAX_FORK, checked there with a message that says so
+    how: str = "replay"  # ours: replay (every backend) or full (gvisor): rock.envs.forking
+
+
+class Forked(BaseModel):
+    sandbox_id: str = Field(description="the source env's handle")
+    env_id: str
+    envs: list[str] = Field(description="the children's handles, each at the source's observation and step")
+    steps: int = Field(description="the actions replayed since the source's seeded reset")
+
+
 class UnregisterRequest(_Ours):
     id: str
 
@@ -209,6 +221,17 @@ async def close(request: Request) -> Response:
     req = HandleRequest.model_validate_json(await request.body())
     closed = await service(request.app).close(req.sandbox_id, principal_of(request))
     return _json({"sandbox_id": req.sandbox_id, "closed": closed})
+
+
+@router.post(GEM + "/fork", **_doc(ForkRequest, Forked, (400, 404, 409, 410, 422, 504)))
+async def fork(request: Request) -> Response:
+    """n envs that go on from the env's current state: ``replay``, its seeded reset and actions
+    replayed in new envs and checked (409 EnvNotDeterministic where they do not reach it), or
+    ``full`` (gVisor), a memory fork of its sandbox per child; rock.envs.forking."""
+    req = ForkRequest.model_validate_json(await request.body())
+    children, steps = await service(request.app).fork(req.sandbox_id, req.n, principal_of(request), req.how)
+    return _json({"sandbox_id": req.sandbox_id, "env_id": children[0].env_id, "envs": [c.handle for c in children],
+                  "steps": steps})
 
 
 @router.post(GEM + "/list", **doc(result=EnvIds, envelope=False, codes=(503,), openapi_extra=PROBE))

@@ -41,15 +41,18 @@ protocol = _sibling("protocol", _AGENT)
 RESET_FIELDS, STEP_FIELDS = protocol.RESET_FIELDS, protocol.STEP_FIELDS
 envguard = _sibling("guard")
 RngIsolation = _sibling("rng").RngIsolation
+replay = _sibling("replay")
 Failure, Guard, describe = envguard.Failure, envguard.Guard, envguard.describe
 envcodec = _sibling("codec")
 # Re-exported: tests and the reference encoder use them from here.
 jsonable, dumps, columns, offline_nltk = envcodec.jsonable, envcodec.dumps, envcodec.columns, envcodec.offline_nltk
 _encode, _fast_encode = envcodec._encode, envcodec._fast_encode
+replay.bind(Failure, dumps)
 
 
 class Env:
-    __slots__ = ("id", "env_id", "obj", "timeout", "rng", "broken", "needs_reset", "created", "last_used", "steps")
+    __slots__ = ("id", "env_id", "obj", "timeout", "rng", "broken", "needs_reset", "created", "last_used", "steps",
+                 "made", "trail")
 
     def __init__(self, env_id_local, env_id, timeout):
         self.id = env_id_local
@@ -62,6 +65,8 @@ class Env:
         self.created = time.time()
         self.last_used = time.monotonic()  # monotonic: set on every call, where time.time() costs more
         self.steps = 0
+        self.made = None  # the make's arguments, for a fork to make the env again (replay.py)
+        self.trail = None  # replay.Trail: the reset's seed and the actions since, for a fork
 
 
 class Host:
@@ -94,6 +99,7 @@ class Host:
         gym = args.get("gym")
         factory = self.gym_factory(env_id, gym) if gym is not None else self.factory(env_id, args.get("entry_point"))
         env = Env(local, env_id, args.get("timeout"))
+        env.made = {k: args.get(k) for k in ("env_id", "entry_point", "kwargs", "timeout", "sys_path", "gym")}
         kwargs = args.get("kwargs") or {}
         try:
             env.obj = self.guarded(env, "make", lambda: factory(**kwargs))
@@ -191,11 +197,14 @@ class Host:
     def reset(self, env, seed):
         obs, info = self.guarded(env, "reset", env.obj.reset, seed)
         env.needs_reset = False
+        env.trail = replay.Trail(seed, obs)
         return obs, info
 
     def step(self, env, action):
         obs, reward, terminated, truncated, info = self.guarded(env, "step", env.obj.step, action)
         env.steps += 1
+        if env.trail is not None:
+            env.trail.stepped(action, obs)
         return obs, float(reward), bool(terminated), bool(truncated), info
 
     def vstep(self, mode, env, action):
@@ -206,6 +215,8 @@ class Host:
             return obs, 0.0, False, False, info
         obs, reward, terminated, truncated, info = self.guarded(env, "step", env.obj.step, action)
         env.steps += 1
+        if env.trail is not None:
+            env.trail.stepped(action, obs)
         if terminated or truncated:
             if mode == "same_step":
                 final_obs, final_info = obs, info
@@ -220,6 +231,23 @@ class Host:
 
     def op_step(self, args):
         return dict(zip(STEP_FIELDS, self.step(self.env(args), args.get("action"))))
+
+    def op_fork(self, args):
+        """``envs``: new local names, each the env ``env`` made again and re-played to where it
+        is now (``replay.py``); all made or none."""
+        source = self.env(args)
+        names = args["envs"]
+        if any(name in self.envs for name in names) or len(set(names)) != len(names):
+            raise Failure("BadRequest", "fork names must be new and distinct")
+        made = []
+        try:
+            for name in names:
+                made.append(replay.fork(self, source, name))
+        except BaseException:
+            for name in made:
+                self.op_close({"env": name})
+            raise
+        return {"envs": made, "steps": len(source.trail.actions)}
 
     def op_close(self, args):
         env = self.envs.pop(args.get("env"), None)

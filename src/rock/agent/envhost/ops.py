@@ -330,6 +330,27 @@ def env_make(req):
     return (result, body) if body else result
 
 
+def env_fork(req):
+    """``n`` new envs in the host of ``env``, each re-played to where it is (envhost/replay.py):
+    ``{"envs": [names]}``, all made or none."""
+    source = _rec(req.args.get("env"))
+    n = req.args.get("n")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise OpError("BadRequest", "n must be a positive integer")
+    names = ["e%d" % next(_env_ids) for _ in range(n)]
+    with _lock:
+        for name in names:
+            _envs[name] = Rec(source.host, source.env_id, source.timeout)
+    try:
+        result, _ = source.host.call("fork", {"env": req.args["env"], "envs": names})
+    except OpError:
+        with _lock:
+            for name in names:
+                _envs.pop(name, None)
+        raise
+    return result
+
+
 def _relay(op, key):
     def handler(req):
         rec = _rec(req.args.get("env"))
@@ -410,6 +431,7 @@ OPS = {
     "env.step": _relay("step", "action"),
     "env.batch": env_batch,
     "env.close": env_close,
+    "env.fork": env_fork,
     "env.list": env_list,
     "env.gym_reset": _relay_raw("gym_reset"),
     "env.gym_step": _relay_raw("gym_step"),

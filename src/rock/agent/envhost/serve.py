@@ -45,6 +45,30 @@ class Peer:
             _write_all(self.wfd, data)
 
 
+# From the agent around a checkpoint of the whole sandbox (rock_agent.checkpoint): gVisor cannot
+# save a socket bound or connected through the host, and ours is one. ``quiesce`` closes our
+# listener and every client on it; ``listen`` binds again at the same path (in a restored
+# sandbox, its own run folder). Clients (the worker) fall back to the agent and reconnect.
+CHECKPOINT_OPS = ("quiesce", "listen")
+
+
+def _listen(path, sel, protocol):
+    import selectors
+
+    listener = protocol.listen_unix(path, 64, os)
+    sel.register(listener, selectors.EVENT_READ, None)
+    return listener
+
+
+def _drop(sel, clients, peer):
+    clients.discard(peer)
+    try:
+        sel.unregister(peer.rfd)
+    except (KeyError, ValueError):
+        pass
+    peer.sock.close()
+
+
 def serve(argv, make_host, protocol, busy_size):
     """Answer the agent on stdin/stdout and, with --socket, the worker directly: the worker's
     reset/step/batch then skip a hop through the agent (one process wake-up less per step).
@@ -72,14 +96,8 @@ def serve(argv, make_host, protocol, busy_size):
 
     sel = selectors.DefaultSelector()
     sel.register(agent.rfd, selectors.EVENT_READ, agent)
-    listener = None
-    if opts["socket"]:
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o177)
-        listener.bind(opts["socket"])
-        os.umask(old)
-        listener.listen(64)
-        sel.register(listener, selectors.EVENT_READ, None)
+    listener = _listen(opts["socket"], sel, protocol) if opts["socket"] else None
+    clients = set()  # the peers on our socket: a checkpoint closes them (``quiesce``)
     agent.send(protocol.encode({"id": 0, "event": "ready", "pid": os.getpid(), "socket": opts["socket"]}))
     # Reads land in one buffer made once: os.read(fd, 1 MiB) allocated a fresh 1 MiB for each
     # (above malloc's mmap threshold: an mmap, a page fault, an mremap and a munmap per request).
@@ -88,9 +106,16 @@ def serve(argv, make_host, protocol, busy_size):
     while True:
         for key, _ in sel.select():
             peer = key.data
+            if peer is not agent and peer is not None and peer not in clients:
+                continue  # closed by a quiesce earlier in this batch of events
             if peer is None:
-                conn, _ = listener.accept()
-                sel.register(conn, selectors.EVENT_READ, Peer(conn.fileno(), conn.fileno(), protocol, conn))
+                if listener is None:
+                    continue
+                fd, _ = listener._accept()  # a bare _socket (protocol.listen_unix): the fd, wrapped here
+                conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fd)
+                client = Peer(conn.fileno(), conn.fileno(), protocol, conn)
+                clients.add(client)
+                sel.register(conn, selectors.EVENT_READ, client)
                 continue
             try:
                 data = bytes(view[:os.readv(peer.rfd, (buf,))])
@@ -99,14 +124,24 @@ def serve(argv, make_host, protocol, busy_size):
             if not data:
                 if peer is agent:
                     return  # the agent is gone: so are we
-                sel.unregister(peer.rfd)
-                peer.sock.close()
+                _drop(sel, clients, peer)
                 continue
             try:
                 for meta, body in peer.reader.feed(data):
+                    if peer is agent and meta.get("op") in CHECKPOINT_OPS:
+                        if meta["op"] == "quiesce":
+                            for client in list(clients):
+                                _drop(sel, clients, client)
+                            if listener is not None:
+                                sel.unregister(listener)
+                                listener.close()
+                                listener = None
+                        elif opts["socket"] and listener is None:
+                            listener = _listen(opts["socket"], sel, protocol)
+                        peer.send(protocol.encode({"id": meta["id"], "ok": True, "result": {}}))
+                        continue
                     peer.send(host.handle(meta, body))
             except (OSError, protocol.ProtocolError):
                 if peer is agent:
                     return
-                sel.unregister(peer.rfd)
-                peer.sock.close()
+                _drop(sel, clients, peer)
