@@ -1,4 +1,4 @@
-"""Sandbox lifecycle in the admin: records, the state machine, idempotent create, idle TTL.
+"""Sandbox lifecycle in the admin: records, the state machine, idempotent create.
 
 Every record is in the store (it survives restarts and is shared); the records of sandboxes
 that run (``HELD`` states) are also in memory, where the hot path reads them without I/O, and
@@ -10,15 +10,15 @@ what is live. The worker owns the actual sandboxes; this class keeps the two in 
 memory, the store, what other processes write; ``rock.admin.held``), what concerns snapshots only
 is a ``SnapshotCatalog`` (``snapshot_catalog``; ``rock.admin.pause``, which says why pause, resume,
 snapshot and fork are this class's own methods). The doors call both through this class's names
-(``lookup``, ``get``, ``snapshots``, ``delete_snapshot`` ...), bound to those objects.
+(``lookup``, ``get``, ``snapshots``, ``delete_snapshot`` ...), bound to those objects. The idle
+TTL and the reaper lease are a ``Reaper`` (``reaper``; ``rock.admin.reaper``), which acts through
+this class's public methods.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import sys
 import time
 import uuid
@@ -28,8 +28,9 @@ from rock.admin import start_checks
 from rock.admin.commands import CommandLog
 from rock.admin.events import Events
 from rock.admin.held import HeldRecords
-from rock.admin.nodes import node_back, node_lost, sweep
+from rock.admin.nodes import node_back, node_lost
 from rock.admin.pause import MAX_FORK, SnapshotCatalog
+from rock.admin.reaper import Reaper
 from rock.admin.store import HELD, LIVE, TRANSITIONS, SandboxRecord, Store
 from rock.config import Settings
 from rock.errors import (BadRequest, Conflict, RockError, SandboxNotFound, SandboxNotRunning, SandboxPaused,
@@ -39,10 +40,6 @@ from rock.runtime.host_policy import host_network_refused, host_path_refused, is
 from rock.runtime.gpus import wanted as gpus_wanted
 
 log = logging.getLogger("rock.admin")
-
-# Exactly one admin process reaps (idle TTLs, abandoned starts, orphans): the holder of this lease.
-REAPER_LEASE = "reaper"
-LEASE_TTL = 5.0
 
 
 class Sandboxes:
@@ -64,7 +61,6 @@ class Sandboxes:
         self.deadline = lambda record: None  # when a stopped record's next timed transition is (lifecycle sets it)
         self._used: dict[str, float] = {}  # sandbox_id -> last use, not yet written to the store
         self._locks: dict[str, asyncio.Lock] = {}
-        self._reaper: asyncio.Task | None = None
         self._saving: set[asyncio.Future] = set()
         self.events = Events()  # state changes and start results, for the UI and the metrics
         self.commands = CommandLog()
@@ -76,8 +72,7 @@ class Sandboxes:
         self.snapshots, self.get_snapshot, self.delete_snapshot = (catalog.snapshots, catalog.get_snapshot,
                                                                    catalog.delete_snapshot)
         self.from_snapshot = catalog.from_snapshot
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.reaping = False  # this process holds the reaper lease
+        self.reaper = Reaper(self)  # idle TTLs and the reaper lease (rock.admin.reaper)
         if hasattr(worker, "listeners"):
             worker.listeners.append(self)
 
@@ -120,15 +115,16 @@ class Sandboxes:
         return node is not None and node.live
 
     def start_reaper(self) -> None:
-        self._reaper = asyncio.create_task(self._reap_loop(), name="rock-reaper")
+        self.reaper.start()
+
+    @property
+    def reaping(self) -> bool:
+        """This process holds the reaper lease (with a shared store, only it acts on timers)."""
+        return self.reaper.reaping
 
     async def close(self) -> None:
-        if self._reaper is not None:
-            self._reaper.cancel()
-            await asyncio.gather(self._reaper, return_exceptions=True)
+        await self.reaper.close()
         await self.held.close()
-        if self.reaping:
-            await self.store.release_lease(REAPER_LEASE, self.holder)
         for task in list(self._starting.values()):
             await asyncio.gather(task, return_exceptions=True)
         await asyncio.gather(*self._saving, return_exceptions=True)
@@ -487,30 +483,6 @@ class Sandboxes:
         self.held.track(sid, saved)  # kept in memory until stored (then maybe trimmed: after the rev above)
         return saved
 
-    # -- idle TTL ----------------------------------------------------------------------------
-
-    async def _reap_loop(self) -> None:
-        while True:
-            try:
-                await asyncio.sleep(min(self._next_check(), LEASE_TTL / 3))
-                await self.flush()
-                await self._hold_lease()
-                if self.reaping:
-                    await self.reap_idle()
-                    if self.store.shared:
-                        await sweep(self)
-                    await self.store.fold_counts()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - the reaper must outlive a bad round
-                log.exception("reaper round failed")
-
-    async def _hold_lease(self) -> None:
-        held = await self.store.acquire_lease(REAPER_LEASE, self.holder, LEASE_TTL)
-        if held != self.reaping:
-            log.info("admin %s %s the reaper lease", self.holder, "holds" if held else "lost")
-        self.reaping = held
-
     # -- nodes of a cluster (the worker tells) -----------------------------------------------------
 
     async def node_lost(self, name: str, reason: str) -> None:
@@ -528,38 +500,3 @@ class Sandboxes:
             if record.state == "running":
                 record.failure_reason = reason
                 await self._transition(record, "failed", "agent_lost", reason)
-
-    def _next_check(self) -> float:
-        """Sleep until the next sandbox could expire, within [0.2, 5] s (flushes last-used at least that often)."""
-        now, soonest = time.time(), 5.0
-        for r in self.records.values():
-            if r.state == "running" and r.auto_clear_seconds:
-                soonest = min(soonest, r.last_used_at + r.auto_clear_seconds - now)
-        return max(0.2, soonest)
-
-    async def _busy(self, sandbox_id: str) -> bool:
-        try:
-            record = self.records[sandbox_id]
-            agent = await asyncio.wait_for(self.worker.connect(sandbox_id, record.node_id), 10)
-            sessions = await asyncio.wait_for(agent.list_sessions(), 10)
-        except Exception:  # noqa: BLE001 - an unreachable agent is not busy
-            return False
-        return any(s.get("running") for s in sessions)
-
-    async def reap_idle(self) -> list[str]:
-        now, reaped = time.time(), []
-        for record in list(self.records.values()):
-            ttl = record.auto_clear_seconds
-            if record.state == "running" and ttl and now - record.last_used_at >= ttl:
-                if await self._busy(record.sandbox_id):
-                    self.touch(record)  # a command still running is a use, however long it takes
-                    continue
-                if record.spec.get("on_timeout") == "pause":  # E2B's lifecycle: kept in memory, resumable
-                    log.info("sandbox %s idle for %ss: pausing it", record.sandbox_id, ttl)
-                    await self.pause(record.sandbox_id, record.owner, event="idle_timeout")
-                    reaped.append(record.sandbox_id)
-                    continue
-                log.info("sandbox %s idle for %ss: stopping it", record.sandbox_id, ttl)
-                await self.stop(record.sandbox_id, record.owner, event="idle_timeout")
-                reaped.append(record.sandbox_id)
-        return reaped
