@@ -166,7 +166,7 @@ class NodeTracker:
         else:
             old.update(info)
             old.lost_at, old.lost_reason, old.pending = None, "", old.pending - old.pending
-        self.events.inventory(name, list(info.sandbox_ids))
+        self.events.inventory(name, info.sandbox_ids)
         if old is not None:
             log.warning("node %s is back (%d sandbox(es) still running there)", name, len(info.sandbox_ids))
             await self.events.back(name, list(info.sandbox_ids))
@@ -232,4 +232,4 @@ class NodeTracker:
         except Exception:  # noqa: BLE001 - the heartbeat decides about loss
             return
         self.nodes[name].update(info)
-        self.events.inventory(name, list(info.sandbox_ids))
+        self.events.inventory(name, info.sandbox_ids)
