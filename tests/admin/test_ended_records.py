@@ -39,7 +39,7 @@ def test_ended_sandboxes_are_read_from_the_store(backend, monkeypatch):
         svc = admin.ctx.sandboxes
         admin.call(lambda: __import__("asyncio").sleep(0.5))  # the queued writes land; the cache trims
         assert set(svc.records) == {running}, svc.records.keys()  # memory: the live one
-        assert len(svc._ended) <= 1
+        assert len(svc.held._ended) <= 1
         assert set(admin.ctx.worker.stopped_ids()) == set(stopped)
 
         # Status, is_alive, batch and history of an ended sandbox come from the store.
@@ -172,7 +172,7 @@ def test_a_proxy_beside_the_admin_reads_ended_records_from_the_store(backend, mo
         _ok(api.post("/stop", json={"sandbox_id": running}))
         assert _ok(via.get("/get_status", params={"sandbox_id": running}))["lifecycle_state"] == "stopped"
         assert via.post("/execute", json={"sandbox_id": running, "command": "true"}).status_code == 409
-        assert not proxy.ctx.sandboxes.records and not proxy.ctx.sandboxes._ended
+        assert not proxy.ctx.sandboxes.records and not proxy.ctx.sandboxes.held._ended
         assert set(admin.ctx.worker.stopped_ids()) == {stopped, running}  # the proxy left them to the admin
     finally:
         if proxy is not None:

@@ -5,6 +5,12 @@ history, the UI). So a long-running admin's memory follows what runs, not what i
 
 Other processes on the same store (a proxy, admins beside each other) write records too: ``load``
 and a refresh every ``REFRESH_S`` pull what they changed, and ``reread`` reads one record now.
+
+``HeldRecords`` is an object the sandbox service (``rock.admin.sandboxes``) holds as ``held``. It
+owns the records in memory, the writes of them not yet stored and the refresh; it changes no
+state. What it needs of the service is passed in and named: whether a sandbox is busy (its lock
+held, or its start in flight), how to forget a sandbox that leaves memory, and a wait for the
+service's queued writes. The service hands each write it queues to ``track``.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from typing import Awaitable, Callable
 
 from rock.admin.store import ANY, COLUMNS, HELD, SandboxRecord
 from rock.errors import SandboxNotFound
@@ -22,12 +29,19 @@ REFRESH_S = 0.5  # how often a process sharing the store pulls what others chang
 
 
 class HeldRecords:
-    """The record-keeping half of ``Sandboxes`` (which sets ``settings``, ``store``, ``commands``,
-    ``_locks``, ``_saving``, ``_starting``)."""
+    """The admin's sandbox records: in memory, in the store, and what other processes write.
+
+    ``locked(sid)``: a change of that sandbox is under way (kept in memory meanwhile);
+    ``starting(sid)``: its start is in flight here (a refresh does not overwrite it);
+    ``forget(sid)``: an ended record left memory (the service drops what it keeps for it);
+    ``landed()``: this process's queued writes are stored (before a read of the store)."""
 
     ended_cache = 256  # ended records kept in memory after their last use (the rest: the store only)
 
-    def __init__(self) -> None:
+    def __init__(self, settings, store, *, locked: Callable[[str], bool], starting: Callable[[str], bool],
+                 forget: Callable[[str], None], landed: Callable[[], Awaitable[None]]) -> None:
+        self.settings, self.store = settings, store
+        self._locked, self._starting, self._forget, self._landed = locked, starting, forget, landed
         self.records: dict[str, SandboxRecord] = {}  # HELD states only
         self._ended: OrderedDict[str, SandboxRecord] = OrderedDict()  # recently used ended records
         self._unsaved: dict[str, int] = {}  # sandbox_id -> its writes queued, not yet stored
@@ -46,7 +60,7 @@ class HeldRecords:
                 self._ended.move_to_end(sandbox_id)
         return record
 
-    def _place(self, record: SandboxRecord) -> None:
+    def place(self, record: SandboxRecord) -> None:
         """Keep ``record`` where its state says: live ones in ``records``, ended ones in the small cache."""
         sid = record.sandbox_id
         if record.state in HELD:
@@ -62,12 +76,27 @@ class HeldRecords:
     def _trim(self) -> None:
         # Only records whose writes have landed leave memory: a read of the store must find what we know.
         for sid in list(self._ended)[:max(0, len(self._ended) - self.ended_cache)]:
-            lock = self._locks.get(sid)
-            if sid in self._unsaved or (lock is not None and lock.locked()):
+            if sid in self._unsaved or self._locked(sid):
                 continue
             del self._ended[sid]
-            self._locks.pop(sid, None)
-            self.commands.forget(sid)
+            self._forget(sid)
+
+    def track(self, sandbox_id: str, saved: asyncio.Future) -> None:
+        """A write of the record queued: until it is stored, the record stays in memory (a read
+        of the store must find what we know) and ``written`` waits for it."""
+        self._unsaved[sandbox_id] = self._unsaved.get(sandbox_id, 0) + 1
+        self._last_write[sandbox_id] = saved
+
+        def stored(f: asyncio.Future) -> None:
+            left = self._unsaved.pop(sandbox_id, 1) - 1
+            if left:
+                self._unsaved[sandbox_id] = left
+            if self._last_write.get(sandbox_id) is f:
+                del self._last_write[sandbox_id]
+            if not left and sandbox_id in self._ended:
+                self._trim()
+
+        saved.add_done_callback(stored)
 
     async def lookup(self, sandbox_id: str, owner: str | None, include_deleted: bool = True) -> SandboxRecord:
         """``get``, reading the store for a record that is not in memory (ended, or another process's)."""
@@ -80,7 +109,7 @@ class HeldRecords:
             row = await self.store.get(sandbox_id)
             record = self.known(sandbox_id) or row
             if record is not None:
-                self._place(record)  # kept a while (or at once dropped, if the cache is full of busy ones)
+                self.place(record)  # kept a while (or at once dropped, if the cache is full of busy ones)
         return self._visible(sandbox_id, record, owner, include_deleted)
 
     async def written(self, sandbox_id: str) -> None:
@@ -111,14 +140,14 @@ class HeldRecords:
                    limit: int) -> tuple[list[SandboxRecord], int]:
         """A page of the caller's sandboxes from the store (deleted ones only when ``state`` asks),
         with what memory knows newer (last use) laid over them."""
-        await asyncio.gather(*list(self._saving), return_exceptions=True)  # this process's writes first
+        await self._landed()  # this process's writes first
         rows, total = await self.store.query(owner, {**filters, "state": state}, exclude_deleted=state is None,
                                              newest_first=newest_first, offset=offset, limit=limit)
         return [self.known(r.sandbox_id) or r for r in rows], total
 
     async def counts(self, owner=ANY) -> list[dict]:
         """How many records per state, backend and node (``owner``: only that namespace's)."""
-        await asyncio.gather(*list(self._saving), return_exceptions=True)
+        await self._landed()
         return await self.store.counts(owner)
 
     def get(self, sandbox_id: str, owner: str | None, include_deleted: bool = True) -> SandboxRecord:
@@ -154,6 +183,11 @@ class HeldRecords:
             self.records[record.sandbox_id] = record
         self._refresher = asyncio.create_task(self._refresh_loop(), name="rock-refresh")
 
+    async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            await asyncio.gather(self._refresher, return_exceptions=True)
+
     async def _refresh_loop(self) -> None:
         while True:
             await asyncio.sleep(REFRESH_S)
@@ -171,12 +205,12 @@ class HeldRecords:
         if mine is None:
             if row.state in HELD:  # another process's ended sandbox stays in the store
                 self.records[row.sandbox_id] = row
-        elif row.rev > mine.rev and row.sandbox_id not in self._starting:
+        elif row.rev > mine.rev and not self._starting(row.sandbox_id):
             used = max(mine.last_used_at, row.last_used_at)
             for column in COLUMNS:
                 setattr(mine, column, getattr(row, column))
             mine.last_used_at = used
-            self._place(mine)
+            self.place(mine)
 
     async def reread(self, sandbox_id: str) -> SandboxRecord | None:
         """The store's copy of a record another process writes, laid over (or placed as) ours. A
@@ -185,7 +219,7 @@ class HeldRecords:
         for _ in range(10):
             row = await self.store.get(sandbox_id)
             if row is not None and self.known(sandbox_id) is None:
-                self._place(row)  # an ended one is kept a while, as ``lookup`` keeps it
+                self.place(row)  # an ended one is kept a while, as ``lookup`` keeps it
             elif row is not None:
                 self._merge(row)
             record = self.known(sandbox_id) or row

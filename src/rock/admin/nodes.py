@@ -68,7 +68,8 @@ async def _stop_orphans(svc, name: str, present: set[str]) -> None:
 async def sweep(svc) -> None:
     """The lease holder's round over shared state: abandoned starts, missed node losses, orphans."""
     now = time.time()
-    nodes = getattr(svc.worker, "nodes", {})
+    tracker = getattr(svc.worker, "nodes", None)  # a cluster's NodeTracker; an embedded worker has none
+    nodes = {node.name: node for node in tracker.all()} if tracker is not None else {}
     for record in list(svc.records.values()):
         if record.state == "pending" and record.sandbox_id not in svc._starting:
             limit = (record.spec.get("startup_timeout") or svc.settings.default_startup_timeout) + ABANDON_GRACE_S

@@ -1,8 +1,14 @@
 """Pause, resume, snapshots and fork in the admin: the operations every front door calls (ROCK's
 API and SDK, the CLI, the e2b door, the UI), owner-checked, on the records' state machine.
 
-``PauseSnapshots`` is mixed into ``Sandboxes`` (``rock.admin.sandboxes``), whose records, locks
-and worker it uses. The methods, for the doors::
+Two responsibilities, two homes. Pause, resume, snapshot and fork are transitions of a sandbox's
+record (its lock, its state, the writes, the children's starts): they are ``Sandboxes``' own
+methods (``rock.admin.sandboxes``), beside start and stop, because they are its state machine
+and need all of it. What concerns snapshots only (their stored names, the modes this backend
+takes, listing, reading and deleting one, what a start from one runs, and the snapshot a fork
+had to keep until its last child goes) is ``SnapshotCatalog`` here, an object the service holds
+as ``snapshot_catalog``; it needs only the worker and a way to let a write finish in the
+background. The methods, for the doors (all on the service)::
 
     await svc.pause(sandbox_id, owner)                 -> SandboxRecord (state "paused")
     await svc.resume(sandbox_id, owner)                -> SandboxRecord (state "running")
@@ -30,12 +36,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
+from typing import Callable
 
 from rock.admin.auth import namespaced_id
 from rock.admin.store import SandboxRecord
-from rock.errors import BadRequest, Conflict, RockError, SandboxPaused, SnapshotNotFound
+from rock.errors import BadRequest, Conflict, RockError, SnapshotNotFound
 from rock.runtime.snapshots import Snapshot
 
 log = logging.getLogger("rock.admin")
@@ -44,54 +50,13 @@ MAX_FORK = 20  # E2B's fork(count=1..20); rock.actions.snapshots states the same
 FULL_BACKENDS = ("gvisor",)  # the backends whose runtime takes full (memory) snapshots
 
 
-class PauseSnapshots:
-    """Mixed into ``Sandboxes``: pause/resume, snapshots, fork (see the module's rules)."""
+class SnapshotCatalog:
+    """An owner's snapshots as the worker keeps them (see the module's rules). ``save_soon``: lets
+    a background task (a kept fork snapshot's removal) finish without anyone waiting for it."""
 
-    # -- pause / resume ----------------------------------------------------------------------
-
-    async def pause(self, sandbox_id: str, owner: str | None, event: str = "pause") -> SandboxRecord:
-        """Freeze the sandbox's processes in memory (no CPU) until ``resume``; idempotent."""
-        await self._wait_started(sandbox_id)
-        return await self._flip(sandbox_id, owner, True, event)
-
-    async def resume(self, sandbox_id: str, owner: str | None, event: str = "resume") -> SandboxRecord:
-        """Let a paused sandbox run on where it stopped; idempotent on a running one. Its idle time
-        starts afresh (paused time does not count)."""
-        return await self._flip(sandbox_id, owner, False, event)
-
-    async def _flip(self, sandbox_id: str, owner: str | None, pause: bool, event: str) -> SandboxRecord:
-        """running -> paused (``pause``) or paused -> running; already there: nothing to do."""
-        record = await self.lookup(sandbox_id, owner)
-        source, target = ("running", "paused") if pause else ("paused", "running")
-        async with self._lock(sandbox_id):
-            if record.state == target:
-                return record
-            if record.state != source:
-                raise Conflict(f"sandbox {sandbox_id} is {record.state}; only a {source} sandbox can be "
-                               f"{'paused' if pause else 'resumed'}")
-            began = time.perf_counter()
-            await (self.worker.pause if pause else self.worker.unpause)(sandbox_id, record.node_id)
-            if pause:
-                record.spec = {**record.spec, "paused_at": time.time()}
-            else:
-                record.spec = {k: v for k, v in record.spec.items() if k != "paused_at"}
-                self.touch(record)
-            await self._settle(self._change(record, target, event))
-        self.events.emit("paused" if pause else "resumed", record, seconds=time.perf_counter() - began)
-        return record
-
-    async def _paused_call(self, record: SandboxRecord) -> None:
-        """A call reached a paused sandbox: resume it (``auto_resume``) or refuse with 409."""
-        if not record.spec.get("auto_resume") or self.settings.role == "proxy":  # a proxy changes no state
-            raise SandboxPaused(f"sandbox {record.sandbox_id} is paused: resume it first")
-        await self.resume(record.sandbox_id, record.owner, event="auto_resume")
-
-    async def _wait_started(self, sandbox_id: str) -> None:
-        task = self._starting.get(sandbox_id)
-        if task is not None:
-            await asyncio.shield(task)
-
-    # -- snapshots ---------------------------------------------------------------------------
+    def __init__(self, worker, save_soon: Callable[[asyncio.Future], None]):
+        self.worker, self._save_soon = worker, save_soon
+        self._fork_snapshots: dict[str, tuple] = {}  # a fork's kept snapshot -> (owner, its children left)
 
     def snapshot_name(self, name: str | None, owner: str | None) -> str:
         """The stored name of a caller's snapshot name (see the module's rules)."""
@@ -107,22 +72,6 @@ class PauseSnapshots:
             raise BadRequest(f"mode=full: the {backend} backend cannot take full (memory) snapshots; only "
                              f"{', '.join(FULL_BACKENDS)} can (start the admin with --backend gvisor), or take a "
                              "filesystem snapshot")
-
-    async def snapshot(self, sandbox_id: str, owner: str | None, name: str | None = None,
-                       mode: str = "filesystem") -> Snapshot:
-        """Save the running or paused sandbox's state as a snapshot of ``owner``; the sandbox runs
-        on (it is frozen only while its state is taken). The snapshot outlives the sandbox."""
-        record = await self.lookup(sandbox_id, owner)
-        self.check_mode(mode)
-        await self._wait_started(sandbox_id)
-        async with self._lock(sandbox_id):
-            if record.state not in ("running", "paused"):
-                raise Conflict(f"sandbox {sandbox_id} is {record.state}; only a running or paused sandbox can be "
-                               "snapshotted")
-            began = time.perf_counter()
-            snap = await self.worker.snapshot(sandbox_id, self.snapshot_name(name, owner), owner, mode, record.node_id)
-        self.events.emit("snapshot", record, mode=mode, seconds=time.perf_counter() - began)
-        return snap
 
     async def snapshots(self, owner: str | None) -> list[Snapshot]:
         """The owner's snapshots (no other owner's), by name."""
@@ -154,62 +103,22 @@ class PauseSnapshots:
         labels = {"rock.owner": record.owner or "", "rock.namespace": record.namespace or ""}
         return snap.spec.model_copy(update={"sandbox_id": record.sandbox_id, "labels": labels, "gpu_ids": []})
 
-    # -- fork --------------------------------------------------------------------------------
+    # -- a fork's snapshot, once its children run --------------------------------------------
 
-    async def fork(self, sandbox_id: str, owner: str | None, count: int, mode: str = "filesystem",
-                   keep_snapshot: bool = False, wait: bool = True,
-                   meta: dict | None = None) -> tuple[list[SandboxRecord], Snapshot | None]:
-        """``count`` (1 to 20) new sandboxes from a fresh snapshot of a running or paused one:
-        each starts on its files (``full``: goes on with its processes). Returns the children's
-        records (running, or failed with the reason) in order, and the snapshot where it is kept
-        (``keep_snapshot``; otherwise it is deleted once the children run, where the backend
-        allows). ``wait`` false: returns once the snapshot is taken, the children pending."""
-        from rock.actions.sandbox import SandboxStartRequest
-
-        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_FORK:
-            raise BadRequest(f"fork count {count!r}: ask for 1 to {MAX_FORK} sandboxes")
-        parent = await self.lookup(sandbox_id, owner)
-        self.check_mode(mode)
-        if parent.state not in ("running", "paused"):
-            raise Conflict(f"sandbox {sandbox_id} is {parent.state}; only a running or paused sandbox can be forked")
-        meta = meta or {"namespace": parent.namespace, "user_id": parent.user_id,
-                        "experiment_id": parent.experiment_id, "cluster": parent.cluster}
-        # the children live as their parent was asked to: its idle timeout and what that does
-        lifecycle = {k: parent.spec[k] for k in ("on_timeout", "auto_resume") if k in parent.spec}
-        snap = await self.snapshot(sandbox_id, owner, None, mode)
-        children = []
-        for _ in range(count):
-            req = SandboxStartRequest(snapshot=snap.name, image=snap.spec.image,
-                                      auto_clear_seconds=parent.auto_clear_seconds, **lifecycle)
-            child = self._new_record(uuid.uuid4().hex, req, owner, meta, None, {"forked_from": sandbox_id})
-            children.append(child)
-            self._starting[child.sandbox_id] = asyncio.create_task(
-                self._create(child, req, self.snapshot_start(child, snap)), name=f"fork-{child.sandbox_id}")
-        tasks = [self._starting[c.sandbox_id] for c in children]
-        done = asyncio.ensure_future(self._forked(parent, children, tasks, snap, keep_snapshot))
-        if wait:
-            return await asyncio.shield(done)
-        self._save_soon(done)
-        return children, snap if keep_snapshot else None
-
-    async def _forked(self, parent: SandboxRecord, children: list[SandboxRecord], tasks: list[asyncio.Task],
-                      snap: Snapshot, keep: bool) -> tuple[list[SandboxRecord], Snapshot | None]:
-        began = time.perf_counter()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        up = sum(c.state == "running" for c in children)
-        self.events.emit("forked", parent, children=up, mode=snap.mode, seconds=time.perf_counter() - began)
-        if keep:
-            return children, snap
+    async def release_fork_snapshot(self, parent: SandboxRecord, children: list[SandboxRecord],
+                                    snap: Snapshot) -> Snapshot | None:
+        """Delete a fork's snapshot now its children run; where the backend cannot yet (an engine
+        image its children run on), it is kept until the last of them is deleted and returned."""
         try:
             await self.worker.delete_snapshot(snap.name, parent.owner)
         except RockError as exc:  # an engine image its children run on: it goes with the last of them
             log.info("fork of %s: its snapshot %s stays until its children are deleted (%s)", parent.sandbox_id,
                      snap.name, exc.message)
             self._fork_snapshots[snap.name] = (parent.owner, {c.sandbox_id for c in children})
-            return children, snap
-        return children, None
+            return snap
+        return None
 
-    def _fork_child_gone(self, kind: str, record: SandboxRecord, info: dict) -> None:
+    def fork_child_gone(self, kind: str, record: SandboxRecord, info: dict) -> None:
         """An events listener: once the last child of a fork whose snapshot had to stay (docker:
         the children's image) is deleted, the snapshot goes too. In memory: after an admin
         restart such a snapshot stays listed, for its owner to delete."""
@@ -236,4 +145,4 @@ class PauseSnapshots:
         log.warning("the fork snapshot %s stays (still in use after its children were deleted)", name)
 
 
-__all__ = ["FULL_BACKENDS", "MAX_FORK", "PauseSnapshots", "SnapshotNotFound"]
+__all__ = ["FULL_BACKENDS", "MAX_FORK", "SnapshotCatalog", "SnapshotNotFound"]

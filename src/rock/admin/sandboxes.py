@@ -1,18 +1,24 @@
-"""Sandbox lifecycle in the admin: records, the state machine, idempotent create, idle TTL.
+"""Sandbox lifecycle in the admin: records, the state machine, idempotent create.
 
 Every record is in the store (it survives restarts and is shared); the records of sandboxes
 that run (``HELD`` states) are also in memory, where the hot path reads them without I/O, and
 so are the last few hundred ended ones a caller touched. Ended sandboxes are read from the
 store when asked for (status, listing, history, the UI), so a long-running admin holds only
 what is live. The worker owns the actual sandboxes; this class keeps the two in step.
+
+``Sandboxes`` is composed, not mixed: the records it keeps are a ``HeldRecords`` (``held``:
+memory, the store, what other processes write; ``rock.admin.held``), what concerns snapshots only
+is a ``SnapshotCatalog`` (``snapshot_catalog``; ``rock.admin.pause``, which says why pause, resume,
+snapshot and fork are this class's own methods). The doors call both through this class's names
+(``lookup``, ``get``, ``snapshots``, ``delete_snapshot`` ...), bound to those objects. The idle
+TTL and the reaper lease are a ``Reaper`` (``reaper``; ``rock.admin.reaper``), which acts through
+this class's public methods.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import sys
 import time
 import uuid
@@ -22,40 +28,51 @@ from rock.admin import start_checks
 from rock.admin.commands import CommandLog
 from rock.admin.events import Events
 from rock.admin.held import HeldRecords
-from rock.admin.nodes import node_back, node_lost, sweep
-from rock.admin.pause import PauseSnapshots
+from rock.admin.nodes import node_back, node_lost
+from rock.admin.pause import MAX_FORK, SnapshotCatalog
+from rock.admin.reaper import Reaper
 from rock.admin.store import HELD, LIVE, TRANSITIONS, SandboxRecord, Store
 from rock.config import Settings
-from rock.errors import BadRequest, Conflict, RockError, SandboxNotFound, SandboxNotRunning, SandboxStartError
+from rock.errors import (BadRequest, Conflict, RockError, SandboxNotFound, SandboxNotRunning, SandboxPaused,
+                         SandboxStartError)
 from rock.runtime.base import SandboxSpec
 from rock.runtime.host_policy import host_network_refused, host_path_refused, is_host_path
 from rock.runtime.gpus import wanted as gpus_wanted
 
 log = logging.getLogger("rock.admin")
 
-# Exactly one admin process reaps (idle TTLs, abandoned starts, orphans): the holder of this lease.
-REAPER_LEASE = "reaper"
-LEASE_TTL = 5.0
 
-
-class Sandboxes(HeldRecords, PauseSnapshots):
+class Sandboxes:
     def __init__(self, settings: Settings, worker, store: Store):
+        self._starting: dict[str, asyncio.Task] = {}  # creates in flight, by sandbox id
         self.settings = settings
         self.worker = worker
         self.store = store
-        super().__init__()  # the records and what other processes write of them (rock.admin.held)
+        # The records and what other processes write of them (rock.admin.held); this service
+        # changes their states and queues their writes.
+        self.held = HeldRecords(settings, store, locked=self._locked, starting=self._starting.__contains__,
+                                forget=self._forget, landed=self._landed)
+        self.records = self.held.records  # the live ones, by id: the hot path reads them (one dict, never replaced)
+        # The lookups every front door calls on the service (``ctx.sandboxes.lookup(...)``).
+        self.known, self.get, self.lookup, self.lookup_many = (self.held.known, self.held.get, self.held.lookup,
+                                                               self.held.lookup_many)
+        self.live, self.holds, self.page, self.counts = self.held.live, self.held.holds, self.held.page, self.held.counts
+        self.written, self.reread, self.load = self.held.written, self.held.reread, self.held.load
         self.deadline = lambda record: None  # when a stopped record's next timed transition is (lifecycle sets it)
-        self._starting: dict[str, asyncio.Task] = {}
         self._used: dict[str, float] = {}  # sandbox_id -> last use, not yet written to the store
         self._locks: dict[str, asyncio.Lock] = {}
-        self._reaper: asyncio.Task | None = None
         self._saving: set[asyncio.Future] = set()
         self.events = Events()  # state changes and start results, for the UI and the metrics
         self.commands = CommandLog()
-        self._fork_snapshots: dict[str, tuple] = {}  # a fork's kept snapshot -> (owner, its children left)
-        self.events.subscribe(self._fork_child_gone)
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.reaping = False  # this process holds the reaper lease
+        # What concerns snapshots only (rock.admin.pause); the doors call it through the service's names.
+        self.snapshot_catalog = catalog = SnapshotCatalog(worker, self._save_soon)
+        self.events.subscribe(catalog.fork_child_gone)
+        self.snapshot_name, self.check_mode, self.snapshot_start = (catalog.snapshot_name, catalog.check_mode,
+                                                                    catalog.snapshot_start)
+        self.snapshots, self.get_snapshot, self.delete_snapshot = (catalog.snapshots, catalog.get_snapshot,
+                                                                   catalog.delete_snapshot)
+        self.from_snapshot = catalog.from_snapshot
+        self.reaper = Reaper(self)  # idle TTLs and the reaper lease (rock.admin.reaper)
         if hasattr(worker, "listeners"):
             worker.listeners.append(self)
 
@@ -98,19 +115,33 @@ class Sandboxes(HeldRecords, PauseSnapshots):
         return node is not None and node.live
 
     def start_reaper(self) -> None:
-        self._reaper = asyncio.create_task(self._reap_loop(), name="rock-reaper")
+        self.reaper.start()
+
+    @property
+    def reaping(self) -> bool:
+        """This process holds the reaper lease (with a shared store, only it acts on timers)."""
+        return self.reaper.reaping
 
     async def close(self) -> None:
-        for task in (self._reaper, self._refresher):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        if self.reaping:
-            await self.store.release_lease(REAPER_LEASE, self.holder)
+        await self.reaper.close()
+        await self.held.close()
         for task in list(self._starting.values()):
             await asyncio.gather(task, return_exceptions=True)
         await asyncio.gather(*self._saving, return_exceptions=True)
         await self.flush()
+
+    # -- what the records ask of the service (HeldRecords' callbacks) ---------------------------
+
+    def _locked(self, sandbox_id: str) -> bool:
+        lock = self._locks.get(sandbox_id)
+        return lock is not None and lock.locked()
+
+    def _forget(self, sandbox_id: str) -> None:
+        self._locks.pop(sandbox_id, None)
+        self.commands.forget(sandbox_id)
+
+    async def _landed(self) -> None:
+        await asyncio.gather(*list(self._saving), return_exceptions=True)
 
     def _save_soon(self, saved: asyncio.Future) -> None:
         """Let a queued write finish without the caller waiting (a failure is logged by ``_write``,
@@ -206,7 +237,7 @@ class Sandboxes(HeldRecords, PauseSnapshots):
             auto_clear_seconds=self.settings.default_auto_clear_seconds if ttl is None else ttl,
             spec={**req.model_dump(exclude_none=True, exclude={"wait"}), **(extra_spec or {})},
         )
-        self._place(record)
+        self.held.place(record)
         event, from_state = ("create", None) if old is None else ("recreate", old.state)
         # Written while the sandbox starts: a crash before "running" is on disk is a pending
         # record with a live sandbox, which reconcile marks running after the restart.
@@ -297,6 +328,110 @@ class Sandboxes(HeldRecords, PauseSnapshots):
                 await self._settle(self._change(record, "deleted", "delete"))
         return record
 
+    # -- pause, resume, snapshot, fork: transitions of the state machine (rules: rock.admin.pause) --
+
+    async def pause(self, sandbox_id: str, owner: str | None, event: str = "pause") -> SandboxRecord:
+        """Freeze the sandbox's processes in memory (no CPU) until ``resume``; idempotent."""
+        await self._wait_started(sandbox_id)
+        return await self._flip(sandbox_id, owner, True, event)
+
+    async def resume(self, sandbox_id: str, owner: str | None, event: str = "resume") -> SandboxRecord:
+        """Let a paused sandbox run on where it stopped; idempotent on a running one. Its idle time
+        starts afresh (paused time does not count)."""
+        return await self._flip(sandbox_id, owner, False, event)
+
+    async def _flip(self, sandbox_id: str, owner: str | None, pause: bool, event: str) -> SandboxRecord:
+        """running -> paused (``pause``) or paused -> running; already there: nothing to do."""
+        record = await self.lookup(sandbox_id, owner)
+        source, target = ("running", "paused") if pause else ("paused", "running")
+        async with self._lock(sandbox_id):
+            if record.state == target:
+                return record
+            if record.state != source:
+                raise Conflict(f"sandbox {sandbox_id} is {record.state}; only a {source} sandbox can be "
+                               f"{'paused' if pause else 'resumed'}")
+            began = time.perf_counter()
+            await (self.worker.pause if pause else self.worker.unpause)(sandbox_id, record.node_id)
+            if pause:
+                record.spec = {**record.spec, "paused_at": time.time()}
+            else:
+                record.spec = {k: v for k, v in record.spec.items() if k != "paused_at"}
+                self.touch(record)
+            await self._settle(self._change(record, target, event))
+        self.events.emit("paused" if pause else "resumed", record, seconds=time.perf_counter() - began)
+        return record
+
+    async def _paused_call(self, record: SandboxRecord) -> None:
+        """A call reached a paused sandbox: resume it (``auto_resume``) or refuse with 409."""
+        if not record.spec.get("auto_resume") or self.settings.role == "proxy":  # a proxy changes no state
+            raise SandboxPaused(f"sandbox {record.sandbox_id} is paused: resume it first")
+        await self.resume(record.sandbox_id, record.owner, event="auto_resume")
+
+    async def _wait_started(self, sandbox_id: str) -> None:
+        task = self._starting.get(sandbox_id)
+        if task is not None:
+            await asyncio.shield(task)
+
+    async def snapshot(self, sandbox_id: str, owner: str | None, name: str | None = None,
+                       mode: str = "filesystem") -> Snapshot:
+        """Save the running or paused sandbox's state as a snapshot of ``owner``; the sandbox runs
+        on (it is frozen only while its state is taken). The snapshot outlives the sandbox."""
+        record = await self.lookup(sandbox_id, owner)
+        self.check_mode(mode)
+        await self._wait_started(sandbox_id)
+        async with self._lock(sandbox_id):
+            if record.state not in ("running", "paused"):
+                raise Conflict(f"sandbox {sandbox_id} is {record.state}; only a running or paused sandbox can be "
+                               "snapshotted")
+            began = time.perf_counter()
+            snap = await self.worker.snapshot(sandbox_id, self.snapshot_name(name, owner), owner, mode, record.node_id)
+        self.events.emit("snapshot", record, mode=mode, seconds=time.perf_counter() - began)
+        return snap
+
+    async def fork(self, sandbox_id: str, owner: str | None, count: int, mode: str = "filesystem",
+                   keep_snapshot: bool = False, wait: bool = True,
+                   meta: dict | None = None) -> tuple[list[SandboxRecord], Snapshot | None]:
+        """``count`` (1 to 20) new sandboxes from a fresh snapshot of a running or paused one:
+        each starts on its files (``full``: goes on with its processes). Returns the children's
+        records (running, or failed with the reason) in order, and the snapshot where it is kept
+        (``keep_snapshot``; otherwise it is deleted once the children run, where the backend
+        allows). ``wait`` false: returns once the snapshot is taken, the children pending."""
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_FORK:
+            raise BadRequest(f"fork count {count!r}: ask for 1 to {MAX_FORK} sandboxes")
+        parent = await self.lookup(sandbox_id, owner)
+        self.check_mode(mode)
+        if parent.state not in ("running", "paused"):
+            raise Conflict(f"sandbox {sandbox_id} is {parent.state}; only a running or paused sandbox can be forked")
+        meta = meta or {"namespace": parent.namespace, "user_id": parent.user_id,
+                        "experiment_id": parent.experiment_id, "cluster": parent.cluster}
+        # the children live as their parent was asked to: its idle timeout and what that does
+        lifecycle = {k: parent.spec[k] for k in ("on_timeout", "auto_resume") if k in parent.spec}
+        snap = await self.snapshot(sandbox_id, owner, None, mode)
+        children = []
+        for _ in range(count):
+            req = SandboxStartRequest(snapshot=snap.name, image=snap.spec.image,
+                                      auto_clear_seconds=parent.auto_clear_seconds, **lifecycle)
+            child = self._new_record(uuid.uuid4().hex, req, owner, meta, None, {"forked_from": sandbox_id})
+            children.append(child)
+            self._starting[child.sandbox_id] = asyncio.create_task(
+                self._create(child, req, self.snapshot_start(child, snap)), name=f"fork-{child.sandbox_id}")
+        tasks = [self._starting[c.sandbox_id] for c in children]
+        done = asyncio.ensure_future(self._forked(parent, children, tasks, snap, keep_snapshot))
+        if wait:
+            return await asyncio.shield(done)
+        self._save_soon(done)
+        return children, snap if keep_snapshot else None
+
+    async def _forked(self, parent: SandboxRecord, children: list[SandboxRecord], tasks: list[asyncio.Task],
+                      snap: Snapshot, keep: bool) -> tuple[list[SandboxRecord], Snapshot | None]:
+        began = time.perf_counter()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        up = sum(c.state == "running" for c in children)
+        self.events.emit("forked", parent, children=up, mode=snap.mode, seconds=time.perf_counter() - began)
+        if keep:
+            return children, snap
+        return children, await self.snapshot_catalog.release_fork_snapshot(parent, children, snap)
+
     async def _settle(self, saved: asyncio.Future) -> None:
         """A state change's write: waited for where another process may serve the caller's next
         request (a shared store); otherwise it lands in order behind the ones before it, and the
@@ -327,7 +462,7 @@ class Sandboxes(HeldRecords, PauseSnapshots):
         if to == "deleted":
             self.commands.forget(record.sandbox_id)
         saved = self._write(record, before, event, message)
-        self._place(record)
+        self.held.place(record)
         return saved
 
     def _write(self, record: SandboxRecord, before: str | None, event: str | None, message: str | None = None) -> asyncio.Future:
@@ -335,50 +470,18 @@ class Sandboxes(HeldRecords, PauseSnapshots):
         record.due_at = self.deadline(record)
         saved = self.store.save(record, before, event, message)
         row_state = record.state
-        self._unsaved[sid] = self._unsaved.get(sid, 0) + 1
-        self._last_write[sid] = saved
 
         def stored(f: asyncio.Future) -> None:  # our own write comes back from a refresh as nothing new
-            left = self._unsaved.pop(sid, 1) - 1
-            if left:
-                self._unsaved[sid] = left
-            if self._last_write.get(sid) is f:
-                del self._last_write[sid]
             if not f.cancelled():
                 if f.exception() is not None:  # the record in memory is ahead of the store: say so
                     log.error("sandbox %s: writing its record (%s -> %s, %s) to the store failed: %r",
                               sid, before, row_state, event, f.exception())
                 elif f.result():
                     record.rev = max(record.rev, f.result())
-            if not left and sid in self._ended:
-                self._trim()
 
         saved.add_done_callback(stored)
+        self.held.track(sid, saved)  # kept in memory until stored (then maybe trimmed: after the rev above)
         return saved
-
-    # -- idle TTL ----------------------------------------------------------------------------
-
-    async def _reap_loop(self) -> None:
-        while True:
-            try:
-                await asyncio.sleep(min(self._next_check(), LEASE_TTL / 3))
-                await self.flush()
-                await self._hold_lease()
-                if self.reaping:
-                    await self.reap_idle()
-                    if self.store.shared:
-                        await sweep(self)
-                    await self.store.fold_counts()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - the reaper must outlive a bad round
-                log.exception("reaper round failed")
-
-    async def _hold_lease(self) -> None:
-        held = await self.store.acquire_lease(REAPER_LEASE, self.holder, LEASE_TTL)
-        if held != self.reaping:
-            log.info("admin %s %s the reaper lease", self.holder, "holds" if held else "lost")
-        self.reaping = held
 
     # -- nodes of a cluster (the worker tells) -----------------------------------------------------
 
@@ -397,38 +500,3 @@ class Sandboxes(HeldRecords, PauseSnapshots):
             if record.state == "running":
                 record.failure_reason = reason
                 await self._transition(record, "failed", "agent_lost", reason)
-
-    def _next_check(self) -> float:
-        """Sleep until the next sandbox could expire, within [0.2, 5] s (flushes last-used at least that often)."""
-        now, soonest = time.time(), 5.0
-        for r in self.records.values():
-            if r.state == "running" and r.auto_clear_seconds:
-                soonest = min(soonest, r.last_used_at + r.auto_clear_seconds - now)
-        return max(0.2, soonest)
-
-    async def _busy(self, sandbox_id: str) -> bool:
-        try:
-            record = self.records[sandbox_id]
-            agent = await asyncio.wait_for(self.worker.connect(sandbox_id, record.node_id), 10)
-            sessions = await asyncio.wait_for(agent.list_sessions(), 10)
-        except Exception:  # noqa: BLE001 - an unreachable agent is not busy
-            return False
-        return any(s.get("running") for s in sessions)
-
-    async def reap_idle(self) -> list[str]:
-        now, reaped = time.time(), []
-        for record in list(self.records.values()):
-            ttl = record.auto_clear_seconds
-            if record.state == "running" and ttl and now - record.last_used_at >= ttl:
-                if await self._busy(record.sandbox_id):
-                    self.touch(record)  # a command still running is a use, however long it takes
-                    continue
-                if record.spec.get("on_timeout") == "pause":  # E2B's lifecycle: kept in memory, resumable
-                    log.info("sandbox %s idle for %ss: pausing it", record.sandbox_id, ttl)
-                    await self.pause(record.sandbox_id, record.owner, event="idle_timeout")
-                    reaped.append(record.sandbox_id)
-                    continue
-                log.info("sandbox %s idle for %ss: stopping it", record.sandbox_id, ttl)
-                await self.stop(record.sandbox_id, record.owner, event="idle_timeout")
-                reaped.append(record.sandbox_id)
-        return reaped

@@ -10,10 +10,12 @@ connect, stats, list), backed by the nodes' worker actors.
   timeout ends.
 - Data path: ``connect`` opens (once per sandbox) a TCP connection to the node's relay; every
   command, file and stream then goes there directly, never through Ray.
-- Node loss (``tracking.py``): a heartbeat twice a second over a connection to each node's relay;
+- Nodes (``tracking.py``, a ``NodeTracker`` this worker holds as ``nodes``): a heartbeat twice a second over a connection to each node's relay;
   a reset, or three late beats in a row, marks the node lost, fails its calls at once and tells
   the listeners (the sandbox records). Ray's actor list is read every second: a node that comes
-  back is re-attached.
+  back is re-attached. The tracker owns the node table, the actors and the heartbeat connections;
+  this worker owns what follows for sandboxes (``where``, the data connections, the calls in
+  flight, the listeners) and hears of a node's arrival and loss through ``NodeEvents``.
 """
 
 from __future__ import annotations
@@ -21,15 +23,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import signal
-import threading
 import time
 
 from rock.worker.resources import Need
-from rock.cluster.node import NAMESPACE, NodeFull
+from rock.cluster.node import NodeFull
 from rock.cluster.placement import NodeView, Placement
 from rock.cluster.relay import open_agent
-from rock.cluster.tracking import HEARTBEAT_TIMEOUT_S, RAY_CALL_TIMEOUT_S, NodeLost, NodeTracking  # noqa: F401 - re-exported
+from rock.cluster.tracking import (HEARTBEAT_TIMEOUT_S, RAY_CALL_TIMEOUT_S, NodeEvents, NodeLost,  # noqa: F401 - re-exported
+                                   NodeSource, NodeTracker, RayNodes)
 from rock.config import Settings
 from rock.errors import (ERRORS, AgentGone, BadRequest, RockError, SandboxNotFound, SandboxNotRunning, SandboxStartError,
                          SnapshotNotFound)
@@ -76,64 +77,67 @@ class _NodePools:
 
     def summary(self) -> list[dict]:
         return [{"image": f"{image} (node {node.name})", "cpus": "-", "memory_bytes": None, "network": None,
-                 "ready": "-", "size": "-"} for node in self.cluster.live_nodes() for image in node.info.pools]
+                 "ready": "-", "size": "-"} for node in self.cluster.nodes.live() for image in node.info.pools]
 
 
-class ClusterWorker(NodeTracking):
+class ClusterWorker:
     backend_name = "cluster"
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, source: NodeSource | None = None):
+        """``source``: where nodes are found and reached (Ray's actors unless told otherwise)."""
         self.settings = settings
         self.placement = Placement(settings.placement, settings.overcommit)
-        self.nodes: dict[str, NodeView] = {}
+        self.nodes = NodeTracker(source or RayNodes(settings.cluster),
+                                 NodeEvents(inventory=self._inventory, back=self._node_back, lost=self._node_lost,
+                                            room=self._pump))
         self.where: dict[str, str] = {}  # sandbox id -> node name, as far as this admin knows
         self.snapshot_where: dict[str, str] = {}  # snapshot name -> the node that holds it
         self.listeners: list = []  # objects with node_lost(name, reason) and/or node_back(name, sandbox_ids)
-        self._actors: dict[str, object] = {}
-        self._control: dict[str, AgentClient] = {}
-        self._versions: dict[str, int] = {}
         self._clients: dict[str, AgentClient] = {}
         self._connecting: dict[str, asyncio.Task] = {}
         self._batches: dict[tuple[str, str], list] = {}
         self._inflight: dict[str, set[asyncio.Future]] = collections.defaultdict(set)
         self._waiting: collections.deque[_Waiter] = collections.deque()
-        self._tasks: list[asyncio.Task] = []
         self.pool = _NodePools(self)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._init_engine()
-        await self._discover()
-        log.info("cluster: %d node(s): %s", len(self.nodes), ", ".join(
-            f"{n.name} ({n.info.capacity.describe()})" for n in self.nodes.values()) or "none yet")
-        self._tasks = [asyncio.create_task(self._heartbeat_loop(), name="rock-cluster-heartbeat"),
-                       asyncio.create_task(self._discover_loop(), name="rock-cluster-discover")]
-
-    def _init_engine(self) -> None:
-        import ray
-
-        if not ray.is_initialized():
-            address = self.settings.cluster
-            # ray.init replaces the SIGTERM handler with sys.exit: keep the server's graceful shutdown.
-            handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-            ray.init(address=None if address in (None, "", "local") else address, namespace=NAMESPACE,
-                     logging_level=logging.WARNING, log_to_driver=False, include_dashboard=False)
-            if threading.current_thread() is threading.main_thread():
-                for sig, handler in handlers.items():
-                    signal.signal(sig, handler)
+        await self.nodes.start()
+        log.info("cluster: %d node(s): %s", len(self.nodes.all()), ", ".join(
+            f"{n.name} ({n.info.capacity.describe()})" for n in self.nodes.all()) or "none yet")
 
     async def close(self, stop_sandboxes: bool = False) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        for client in [*self._clients.values(), *self._control.values()]:
+        await self.nodes.close()
+        for client in self._clients.values():
             client.close()
+
+    # -- what a node's arrival and loss mean for sandboxes (``NodeEvents``) ------------------------
+
+    def _inventory(self, name: str, sandbox_ids: list[str]) -> None:
+        for sid in sandbox_ids:
+            self.where[sid] = name
+
+    async def _node_back(self, name: str, sandbox_ids: list[str]) -> None:
+        for listener in self.listeners:  # only those that track nodes (the chat hub does not)
+            if hasattr(listener, "node_back"):
+                await listener.node_back(name, sandbox_ids)
+
+    def _node_lost(self, name: str, reason: str) -> None:
+        for sid, where in list(self.where.items()):
+            if where == name and (client := self._clients.pop(sid, None)) is not None:
+                client.close()
+        for future in self._inflight.pop(name, set()):
+            if not future.done():
+                future.set_exception(NodeLost(f"node {name} was lost: {reason}"))
+        for listener in self.listeners:
+            if hasattr(listener, "node_lost"):
+                asyncio.ensure_future(listener.node_lost(name, reason))
 
     # -- admission and placement ----------------------------------------------------------------
 
     def check(self, spec: SandboxSpec) -> None:
-        self.placement.refuse(Need.of(spec), list(self.nodes.values()))
+        self.placement.refuse(Need.of(spec), self.nodes.all())
 
     def _pump(self) -> None:
         """Hand room to waiting creates in arrival order; the first that does not fit blocks the rest."""
@@ -142,7 +146,7 @@ class ClusterWorker(NodeTracking):
             if waiter.future.done():
                 self._waiting.popleft()
                 continue
-            node = self.placement.choose(waiter.need, list(self.nodes.values()))
+            node = self.placement.choose(waiter.need, self.nodes.all())
             if node is None:
                 return
             node.pending = node.pending + waiter.need.resources
@@ -151,7 +155,7 @@ class ClusterWorker(NodeTracking):
 
     async def _admit(self, need: Need, deadline: float, sandbox_id: str, timeout: float) -> NodeView:
         if not self._waiting:
-            node = self.placement.choose(need, list(self.nodes.values()))
+            node = self.placement.choose(need, self.nodes.all())
             if node is not None:
                 node.pending = node.pending + need.resources
                 return node
@@ -165,7 +169,7 @@ class ClusterWorker(NodeTracking):
             if waiter.future.done() and not waiter.future.cancelled():
                 return waiter.future.result()
             waiter.future.cancel()
-            free = "; ".join(f"{n.name}: {n.free(self.placement.overcommit).describe()}" for n in self.live_nodes())
+            free = "; ".join(f"{n.name}: {n.free(self.placement.overcommit).describe()}" for n in self.nodes.live())
             raise ClusterFull(f"no node had room for {need.resources.describe()} within startup_timeout={timeout:g}s "
                               f"({len(self._waiting)} other request(s) waiting; free now: {free or 'no live node'})") from None
         except BaseException:
@@ -180,7 +184,7 @@ class ClusterWorker(NodeTracking):
 
     async def create(self, spec: SandboxSpec, timeout: float | None = None) -> SandboxInfo:
         need = Need.of(spec)
-        self.placement.refuse(need, list(self.nodes.values()))  # as ``check`` (the nodes may have changed since)
+        self.placement.refuse(need, self.nodes.all())  # as ``check`` (the nodes may have changed since)
         timeout = timeout or 180.0
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout - 0.05
@@ -219,7 +223,7 @@ class ClusterWorker(NodeTracking):
         batch = self._batches.pop((name, kind), [])
         if not batch:
             return
-        actor = self._actors[name]
+        actor = self.nodes.actor(name)
         method = actor.create_many if kind == "create" else actor.stop_many
         try:
             results = await method.remote([p for p, _ in batch])
@@ -243,7 +247,7 @@ class ClusterWorker(NodeTracking):
 
     def _node_of(self, sandbox_id: str, node_id: str | None) -> NodeView:
         name = node_id or self.where.get(sandbox_id)
-        node = self.nodes.get(name) if name else None
+        node = self.nodes.get(name)
         if node is None:
             raise SandboxNotFound(f"sandbox {sandbox_id} is on no node this admin knows"
                                   + (f" (node {name} has not joined)" if name else ""))
@@ -268,7 +272,7 @@ class ClusterWorker(NodeTracking):
     async def _on_node(self, method: str, sandbox_id: str, node_id: str | None, *args, timeout: float):
         node = self._node_of(sandbox_id, node_id)
         try:
-            result = await asyncio.wait_for(getattr(self._actors[node.name], method).remote(sandbox_id, *args), timeout)
+            result = await asyncio.wait_for(getattr(self.nodes.actor(node.name), method).remote(sandbox_id, *args), timeout)
         except asyncio.TimeoutError:
             raise RockError(f"{method} of sandbox {sandbox_id}: node {node.name} did not answer within {timeout:g}s")
         if "error" in result:
@@ -304,7 +308,7 @@ class ClusterWorker(NodeTracking):
 
     async def _ask(self, node: NodeView, method: str, *args, timeout: float):
         try:
-            result = await asyncio.wait_for(getattr(self._actors[node.name], method).remote(*args), timeout)
+            result = await asyncio.wait_for(getattr(self.nodes.actor(node.name), method).remote(*args), timeout)
         except asyncio.TimeoutError:
             raise RockError(f"{method}: node {node.name} did not answer within {timeout:g}s") from None
         if "error" in result:
@@ -313,7 +317,7 @@ class ClusterWorker(NodeTracking):
 
     async def _snapshot_node(self, name: str, owner: str | None) -> tuple[NodeView, Snapshot]:
         known = self.nodes.get(self.snapshot_where.get(name, ""))
-        for node in ([known] if known is not None and known.live else []) + self.live_nodes():
+        for node in ([known] if known is not None and known.live else []) + self.nodes.live():
             try:
                 data = await self._ask(node, "get_snapshot", name, owner, timeout=RAY_CALL_TIMEOUT_S)
             except SnapshotNotFound:
@@ -326,8 +330,8 @@ class ClusterWorker(NodeTracking):
         return (await self._snapshot_node(name, owner))[1]
 
     async def snapshots(self, owner: str | None) -> list[Snapshot]:
-        found = await asyncio.gather(*(asyncio.wait_for(self._actors[n.name].snapshots.remote(owner), RAY_CALL_TIMEOUT_S)
-                                       for n in self.live_nodes()), return_exceptions=True)
+        found = await asyncio.gather(*(asyncio.wait_for(self.nodes.actor(n.name).snapshots.remote(owner), RAY_CALL_TIMEOUT_S)
+                                       for n in self.nodes.live()), return_exceptions=True)
         return sorted((Snapshot(**s) for part in found if isinstance(part, list) for s in part), key=lambda s: s.name)
 
     async def delete_snapshot(self, name: str, owner: str | None, node_id: str | None = None) -> None:
@@ -351,7 +355,7 @@ class ClusterWorker(NodeTracking):
     def stopped_ids(self) -> list[str]:
         """Sandboxes stopped with their files kept, as the live nodes last reported them."""
         out = []
-        for node in self.live_nodes():
+        for node in self.nodes.live():
             for sid in node.info.stopped_ids:
                 self.where.setdefault(sid, node.name)
                 out.append(sid)
@@ -359,7 +363,7 @@ class ClusterWorker(NodeTracking):
 
     async def stats(self, sandbox_id: str, node_id: str | None = None) -> ResourceStats:
         node = self._node_of(sandbox_id, node_id)
-        return ResourceStats(**await asyncio.wait_for(self._actors[node.name].stats.remote(sandbox_id), RAY_CALL_TIMEOUT_S))
+        return ResourceStats(**await asyncio.wait_for(self.nodes.actor(node.name).stats.remote(sandbox_id), RAY_CALL_TIMEOUT_S))
 
     # -- the data path ----------------------------------------------------------------------------
 
@@ -393,7 +397,7 @@ class ClusterWorker(NodeTracking):
     def list(self) -> list[SandboxInfo]:
         """What the live nodes reported running (for reconciling records after a restart)."""
         out = []
-        for node in self.live_nodes():
+        for node in self.nodes.live():
             for sid in node.info.sandbox_ids:
                 out.append(SandboxInfo(sandbox_id=sid, backend=node.info.backend, state="running",
                                        spec=SandboxSpec(sandbox_id=sid), created_at=0.0, host_name=node.info.host_name,
@@ -402,7 +406,7 @@ class ClusterWorker(NodeTracking):
 
     def status(self) -> list[dict]:
         out = []
-        for node in self.nodes.values():
+        for node in self.nodes.all():
             info = node.info
             out.append({
                 "name": node.name, "live": node.live, "lost_reason": node.lost_reason or None,

@@ -3,8 +3,8 @@ store and placement against stand-ins for the nodes' workers. Never for serving 
 
 Selected by the ``simulated_cluster`` setting (``ROCK_SIMULATED_CLUSTER='{"nodes": 50, ...}'``);
 nothing else reaches this module. ``SimulatedCluster`` is ``ClusterWorker`` with one seam
-replaced: where the admin reaches a node (``_reach``: a Ray actor handle and a heartbeat
-connection to the node's relay) it gets a ``SimulatedNode`` in this process instead. Everything
+replaced: where the admin finds and reaches a node (its ``NodeSource``: a Ray actor handle and a
+heartbeat connection to the node's relay) it gets a ``SimulatedNode`` in this process instead. Everything
 above that seam -- admission, placement, batching per node, heartbeats, inventory refreshes,
 node loss -- is the production code path.
 
@@ -140,26 +140,34 @@ class SimulatedNode:
         return {"ok": None}
 
 
+class SimulatedNodes:
+    """The ``NodeSource`` of a simulated cluster: every stand-in is up from the start (no Ray)."""
+
+    def __init__(self, spec: SimulatedSpec):
+        self.nodes = {f"sim-{i:03d}": SimulatedNode(f"sim-{i:03d}", spec) for i in range(spec.nodes)}
+
+    def start(self) -> None:
+        pass
+
+    async def names(self) -> list[str]:
+        return list(self.nodes)
+
+    async def reach(self, name: str):
+        node = self.nodes[name]
+        node.closed = False
+        return node, NodeInfo(**await node._info()), node
+
+
 class SimulatedCluster(ClusterWorker):
     """``ClusterWorker`` whose nodes are ``SimulatedNode`` objects in this process (no Ray)."""
 
     def __init__(self, settings):
-        super().__init__(settings)
         self.sim = SimulatedSpec(**settings.simulated_cluster)
-        self.sim_nodes = {f"sim-{i:03d}": SimulatedNode(f"sim-{i:03d}", self.sim) for i in range(self.sim.nodes)}
+        source = SimulatedNodes(self.sim)
+        super().__init__(settings, source)
+        self.sim_nodes = source.nodes
         log.warning("SIMULATED cluster: %d stand-in nodes (create %g ms, stop %g ms); nothing really starts",
                     self.sim.nodes, self.sim.create_delay_ms, self.sim.stop_delay_ms)
-
-    def _init_engine(self) -> None:
-        pass
-
-    async def _node_names(self) -> list[str]:
-        return list(self.sim_nodes)
-
-    async def _reach(self, name: str):
-        node = self.sim_nodes[name]
-        node.closed = False
-        return node, NodeInfo(**await node._info()), node
 
     async def connect(self, sandbox_id: str, node_id: str | None = None):
         raise AgentGone(f"sandbox {sandbox_id} is on a simulated node: it has no data path")

@@ -1,14 +1,24 @@
 """How a cluster admin knows its nodes: Ray's named worker actors found every second and attached
 (their report and a heartbeat connection to their relay), a heartbeat twice a second, and a node
-marked lost on a reset connection or three late beats in a row; the listeners (the sandbox
-records) are told when a node goes and when it comes back. A mixin of ``ClusterWorker``, which
-holds the state (``nodes``, ``where``, the connections, what is in flight)."""
+marked lost on a reset connection or three late beats in a row.
+
+``NodeTracker`` is an object the ``ClusterWorker`` holds. It owns the node table (``NodeView`` by
+name), each node's worker actor, its heartbeat connection and the inventory version it last
+reported; nothing else writes them. What a node's arrival or loss means for sandboxes (where each
+one runs, its open connections, the calls in flight, the listeners) is the worker's, told through
+``NodeEvents``. Where a node is found and reached is one seam, ``NodeSource``: Ray's actors
+(``RayNodes``) in production, stand-ins in ``simulated.py`` for the scale benchmark.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import threading
 import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Protocol
 
 from rock.worker.resources import NodeInfo, NodeLoad
 from rock.cluster.node import ACTOR_PREFIX, NAMESPACE
@@ -32,24 +42,46 @@ class NodeLost(RockError):
     status_code = 503
 
 
-class NodeTracking:
-    """Node discovery, attach, heartbeat and loss for ``ClusterWorker`` (its state, its listeners)."""
+class NodeSource(Protocol):
+    """Where nodes are found and reached."""
 
-    async def _node_names(self) -> list[str]:
-        """The nodes whose worker actor is up (Ray's named actors)."""
+    def start(self) -> None:
+        """Join whatever finds the nodes (Ray's cluster), before the first ``names``."""
+
+    async def names(self) -> list[str]:
+        """The nodes whose worker is up now."""
+
+    async def reach(self, name: str) -> tuple[object, NodeInfo, AgentClient]:
+        """A node's worker actor, its report, and a heartbeat connection to its relay."""
+
+
+class RayNodes:
+    """Nodes as Ray's named worker actors (``rock.cluster.node``), in the Ray cluster at ``address``
+    (``None``, ``""`` or ``"local"``: start one in this process)."""
+
+    def __init__(self, address: str | None):
+        self.address = address
+
+    def start(self) -> None:
+        import ray
+
+        if not ray.is_initialized():
+            # ray.init replaces the SIGTERM handler with sys.exit: keep the server's graceful shutdown.
+            handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+            ray.init(address=None if self.address in (None, "", "local") else self.address, namespace=NAMESPACE,
+                     logging_level=logging.WARNING, log_to_driver=False, include_dashboard=False)
+            if threading.current_thread() is threading.main_thread():
+                for sig, handler in handlers.items():
+                    signal.signal(sig, handler)
+
+    async def names(self) -> list[str]:
         import ray
 
         names = await asyncio.to_thread(ray.util.list_named_actors, all_namespaces=True)
         return [a["name"][len(ACTOR_PREFIX):] for a in names
                 if a.get("namespace") == NAMESPACE and a["name"].startswith(ACTOR_PREFIX)]
 
-    async def _discover(self) -> None:
-        found = await self._node_names()
-        await asyncio.gather(*(self._attach(name) for name in found
-                               if name not in self.nodes or not self.nodes[name].live), return_exceptions=True)
-
-    async def _reach(self, name: str) -> tuple[object, NodeInfo, AgentClient]:
-        """A node's worker actor, its report, and a heartbeat connection to its relay."""
+    async def reach(self, name: str) -> tuple[object, NodeInfo, AgentClient]:
         import ray
 
         actor = await asyncio.to_thread(ray.get_actor, ACTOR_PREFIX + name, NAMESPACE)
@@ -57,9 +89,72 @@ class NodeTracking:
         control, _ = await open_control(info.relay, info.token, HEARTBEAT_TIMEOUT_S)
         return actor, info, control
 
+
+@dataclass
+class NodeEvents:
+    """What the tracker tells its owner, in this order for one node: ``inventory`` (attach and
+    every refresh), then ``back`` (a lost node attached again), then ``room``; ``lost`` after the
+    node is marked lost and its heartbeat connection closed."""
+
+    inventory: Callable[[str, list[str]], None]  # these sandboxes run on that node
+    back: Callable[[str, list[str]], Awaitable[None]]  # a lost node is attached again, with these sandboxes
+    lost: Callable[[str, str], None]  # (name, reason): fail what runs or waits there
+    room: Callable[[], None]  # room may have appeared: after an attach and each heartbeat round
+
+
+class NodeTracker:
+    """The node table, each node's actor, heartbeat connection and inventory version; discovery,
+    attach, heartbeat and loss. Read by the worker through ``get``, ``all``, ``live`` and ``actor``."""
+
+    def __init__(self, source: NodeSource, events: NodeEvents):
+        self.source, self.events = source, events
+        self.nodes: dict[str, NodeView] = {}
+        self._actors: dict[str, object] = {}
+        self._control: dict[str, AgentClient] = {}
+        self._versions: dict[str, int] = {}
+        self._tasks: list[asyncio.Task] = []
+
+    # -- what the worker reads ----------------------------------------------------------------------
+
+    def get(self, name: str | None) -> NodeView | None:
+        return self.nodes.get(name) if name else None
+
+    def all(self) -> list[NodeView]:
+        return list(self.nodes.values())
+
+    def live(self) -> list[NodeView]:
+        return [n for n in self.nodes.values() if n.live]
+
+    def actor(self, name: str):
+        """The node's worker actor (a Ray handle): lifecycle calls go there, the data path does not."""
+        return self._actors[name]
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Join the source, attach the nodes up now, then discover and beat in the background."""
+        self.source.start()
+        await self.discover()
+        self._tasks = [asyncio.create_task(self._heartbeat_loop(), name="rock-cluster-heartbeat"),
+                       asyncio.create_task(self._discover_loop(), name="rock-cluster-discover")]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for control in self._control.values():
+            control.close()
+
+    # -- discovery and attach -----------------------------------------------------------------------
+
+    async def discover(self) -> None:
+        found = await self.source.names()
+        await asyncio.gather(*(self._attach(name) for name in found
+                               if name not in self.nodes or not self.nodes[name].live), return_exceptions=True)
+
     async def _attach(self, name: str) -> None:
         try:
-            actor, info, control = await self._reach(name)
+            actor, info, control = await self.source.reach(name)
         except Exception as exc:  # noqa: BLE001 - not (yet) reachable: the next round tries again
             log.debug("node %s not attached: %s", name, exc)
             return
@@ -71,18 +166,25 @@ class NodeTracking:
         else:
             old.update(info)
             old.lost_at, old.lost_reason, old.pending = None, "", old.pending - old.pending
-        for sid in info.sandbox_ids:
-            self.where[sid] = name
+        self.events.inventory(name, info.sandbox_ids)
         if old is not None:
             log.warning("node %s is back (%d sandbox(es) still running there)", name, len(info.sandbox_ids))
-            for listener in self.listeners:  # only those that track nodes (the chat hub does not)
-                if hasattr(listener, "node_back"):
-                    await listener.node_back(name, list(info.sandbox_ids))
+            await self.events.back(name, list(info.sandbox_ids))
         else:
             log.info("node %s joined: %s, labels %s", name, info.capacity.describe(), info.labels)
-        self._pump()
+        self.events.room()
 
-    def _mark_lost(self, name: str, reason: str) -> None:
+    async def _discover_loop(self) -> None:
+        while True:
+            await asyncio.sleep(DISCOVER_S)
+            try:
+                await self.discover()
+            except Exception as exc:  # noqa: BLE001 - Ray's control store may be briefly away
+                log.warning("cluster discovery failed: %s", exc)
+
+    # -- heartbeat and loss -------------------------------------------------------------------------
+
+    def mark_lost(self, name: str, reason: str) -> None:
         node = self.nodes.get(name)
         if node is None or not node.live:
             return
@@ -91,22 +193,13 @@ class NodeTracking:
         control = self._control.pop(name, None)
         if control is not None:
             control.close()
-        for sid, where in list(self.where.items()):
-            if where == name and (client := self._clients.pop(sid, None)) is not None:
-                client.close()
-        for future in self._inflight.pop(name, set()):
-            if not future.done():
-                future.set_exception(NodeLost(f"node {name} was lost: {reason}"))
-        for listener in self.listeners:
-            if hasattr(listener, "node_lost"):
-                asyncio.ensure_future(listener.node_lost(name, reason))
+        self.events.lost(name, reason)
 
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_S)
             await asyncio.gather(*(self._beat(name) for name, n in list(self.nodes.items()) if n.live))
-            if self._waiting:
-                self._pump()
+            self.events.room()
 
     async def _beat(self, name: str) -> None:
         control = self._control.get(name)
@@ -118,10 +211,10 @@ class NodeTracking:
             node = self.nodes[name]
             node.misses += 1
             if node.misses >= HEARTBEAT_MISSES:
-                self._mark_lost(name, f"no heartbeat for {HEARTBEAT_MISSES * HEARTBEAT_TIMEOUT_S:g}s")
+                self.mark_lost(name, f"no heartbeat for {HEARTBEAT_MISSES * HEARTBEAT_TIMEOUT_S:g}s")
             return
         except AgentGone as exc:
-            self._mark_lost(name, f"its worker is unreachable ({exc.message})")
+            self.mark_lost(name, f"its worker is unreachable ({exc.message})")
             return
         load = NodeLoad(**result)
         node = self.nodes[name]
@@ -139,16 +232,4 @@ class NodeTracking:
         except Exception:  # noqa: BLE001 - the heartbeat decides about loss
             return
         self.nodes[name].update(info)
-        for sid in info.sandbox_ids:
-            self.where[sid] = name
-
-    async def _discover_loop(self) -> None:
-        while True:
-            await asyncio.sleep(DISCOVER_S)
-            try:
-                await self._discover()
-            except Exception as exc:  # noqa: BLE001 - Ray's control store may be briefly away
-                log.warning("cluster discovery failed: %s", exc)
-
-    def live_nodes(self) -> list[NodeView]:
-        return [n for n in self.nodes.values() if n.live]
+        self.events.inventory(name, info.sandbox_ids)
