@@ -79,7 +79,7 @@ class NativeUpstream(LoopbackServer):
 
         class Handler(QuietHandler):
             def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                body = self._json()
                 up.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                 n, model = len(up.requests), body.get("model") or "m"
                 if self.path not in ("/v1/messages", "/v1/responses"):

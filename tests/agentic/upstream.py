@@ -12,12 +12,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class QuietHandler(BaseHTTPRequestHandler):
-    """HTTP/1.1, no access log, and ``_send`` for a whole answer."""
+    """HTTP/1.1, no access log, ``_json`` for the request's JSON body and ``_send`` for a whole answer."""
 
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *args):
         pass
+
+    def _json(self):
+        return json.loads(self.rfile.read(int(self.headers["content-length"])))
 
     def _send(self, status, data, ctype):
         self.send_response(status)
@@ -55,7 +58,7 @@ class Upstream(LoopbackServer):
 
         class Handler(QuietHandler):
             def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                body = self._json()
                 up.requests.append(body)
                 if up.drop_first > 0:  # the connection ends without a status line: a transport error
                     up.drop_first -= 1

@@ -202,14 +202,7 @@ class Worker:
         else:
             handle, client = await self._launch(spec.model_copy(update={"sandbox_id": self._runtime_id(spec.sandbox_id)}))
             source = "cold"
-        sandbox = Sandbox(spec.sandbox_id, handle, client, spec, warm=pooled is not None)
-        try:
-            self.records.save(sandbox)
-        except BaseException:  # e.g. a full disk: a sandbox without its record would be lost
-            client.close()
-            await self.runtime.destroy(handle)  # all of it before the failure is reported
-            raise
-        self._hold(sandbox)
+        await self._keep(Sandbox(spec.sandbox_id, handle, client, spec, warm=pooled is not None))
         log.info("sandbox %s running (%s, %s start, %.1f ms)", spec.sandbox_id, self.backend_name, source,
                  (time.perf_counter() - started) * 1000)
 
@@ -221,8 +214,19 @@ class Worker:
             return sandbox_id
         return sandbox_id[:8] + "-" + hashlib.sha256(sandbox_id.encode()).hexdigest()[:15]
 
-    async def _launch(self, spec: SandboxSpec) -> tuple[RuntimeHandle, AgentClient]:
-        handle = await self.runtime.create(spec)
+    async def _keep(self, sandbox: Sandbox) -> None:
+        """Record a sandbox that runs and hold it; one that cannot be recorded is removed."""
+        try:
+            self.records.save(sandbox)
+        except BaseException:  # e.g. a full disk: a sandbox without its record would be lost
+            sandbox.client.close()
+            await self.runtime.destroy(sandbox.handle)  # all of it before the failure is reported
+            raise
+        self._hold(sandbox)
+
+    async def _launch(self, spec: SandboxSpec, snapshot: Snapshot | None = None) -> tuple[RuntimeHandle, AgentClient]:
+        """A new sandbox (from ``snapshot`` where given) with its agent connected, or nothing left."""
+        handle = await (self.runtime.create(spec) if snapshot is None else self.runtime.start_from(snapshot, spec))
         try:
             client = await AgentClient.connect(handle.socket_path, handle)
         except BaseException:
@@ -391,16 +395,9 @@ class Worker:
         if sid in self._sandboxes:
             return self.get(sid)
         started = time.perf_counter()
-        handle: RuntimeHandle = await self.runtime.start_from(
-            snap, spec.model_copy(update={"sandbox_id": self._runtime_id(sid), "gpu_ids": []}))
-        try:
-            client = await AgentClient.connect(handle.socket_path, handle)
-            sandbox = Sandbox(sid, handle, client, spec.model_copy(update={"gpu_ids": []}))
-            self.records.save(sandbox)
-        except BaseException:
-            await self.runtime.destroy(handle)
-            raise
-        self._hold(sandbox)
+        handle, client = await self._launch(
+            spec.model_copy(update={"sandbox_id": self._runtime_id(sid), "gpu_ids": []}), snap)
+        await self._keep(Sandbox(sid, handle, client, spec.model_copy(update={"gpu_ids": []})))
         log.info("sandbox %s running from snapshot %s (%s, %s, %.1f ms)", sid, name, snap.mode, self.backend_name,
                  (time.perf_counter() - started) * 1000)
         return self.get(sid)
