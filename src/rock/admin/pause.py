@@ -42,7 +42,7 @@ from typing import Callable
 from rock.admin.auth import namespaced_id
 from rock.admin.store import SandboxRecord
 from rock.errors import BadRequest, Conflict, RockError, SnapshotNotFound
-from rock.runtime.snapshots import Snapshot
+from rock.runtime.snapshots import MODES, Snapshot
 
 log = logging.getLogger("rock.admin")
 
@@ -65,8 +65,8 @@ class SnapshotCatalog:
         return name if owner is None else namespaced_id(name, owner)
 
     def check_mode(self, mode: str) -> None:
-        if mode not in ("filesystem", "full"):
-            raise BadRequest(f"snapshot mode {mode!r}: choose filesystem or full")
+        if mode not in MODES:
+            raise BadRequest(f"snapshot mode {mode!r}: choose {' or '.join(MODES)}")
         backend = self.worker.backend_name
         if mode == "full" and backend not in FULL_BACKENDS:
             raise BadRequest(f"mode=full: the {backend} backend cannot take full (memory) snapshots; only "
