@@ -171,6 +171,47 @@ async def test_a_filesystem_snapshot_is_owned_outlives_its_source_and_starts_san
         runtime.snapshots.get(name, "alice")
 
 
+async def test_a_delete_racing_starts_from_the_snapshot_never_breaks_a_start(runtime, new_spec, sandboxes, agent):
+    """Starts and a delete of one snapshot at the same instant (as two clients of the admin may
+    send them): each start either runs with the snapshot's files or is SnapshotNotFound, never a
+    start from half-removed files; and the snapshot is gone afterwards."""
+    source = await sandboxes(runtime, new_spec(image="python:3.11"))
+    async with agent(source) as client:
+        await client.exec('echo kept > "$HOME/kept"', shell=True)
+    outcomes = {"started": 0, "not_found": 0}
+    for attempt in range(3):
+        snap = await runtime.snapshot(source, f"race-{uuid.uuid4().hex[:8]}", owner="alice")
+        # the delete goes first on the loop in the last attempt, last in the others
+        calls = [runtime.start_from(snap), runtime.start_from(snap)]
+        at = 0 if attempt == 2 else 2
+        calls.insert(at, runtime.delete_snapshot(snap))
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        deleted = results.pop(at)
+        for result in results:
+            if isinstance(result, RuntimeHandle):
+                try:
+                    async with agent(result) as client:
+                        assert (await client.exec('cat "$HOME/kept"', shell=True)).stdout == "kept\n"
+                finally:
+                    await runtime.destroy(result)
+                outcomes["started"] += 1
+            else:
+                assert isinstance(result, SnapshotNotFound), repr(result)
+                outcomes["not_found"] += 1
+        if isinstance(deleted, Conflict):
+            # docker: the snapshot is an engine image its children ran on; the refused delete
+            # left it whole, and with the children gone it deletes
+            assert runtime.name == "docker" and attempt < 2, repr(deleted)
+            assert runtime.snapshots.get(snap.name, "alice").name == snap.name
+            await runtime.delete_snapshot(snap)
+        else:
+            assert deleted is None, repr(deleted)
+        with pytest.raises(SnapshotNotFound):
+            runtime.snapshots.get(snap.name, "alice")
+        assert not runtime.snapshots.path(snap.name).exists()
+    assert outcomes == {"started": 4, "not_found": 2}, outcomes
+
+
 async def test_fork_children_start_alike_and_then_differ(runtime, new_spec, sandboxes, agent):
     parent = await sandboxes(runtime, new_spec(image="python:3.11"))
     async with agent(parent) as client:

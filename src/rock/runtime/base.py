@@ -206,7 +206,8 @@ class Runtime(abc.ABC):
         ``spec``: the new sandbox's (its id; limits default to the snapshot's source)."""
         from rock.runtime import forks
 
-        return await self._start_from(snapshot, forks.child_spec(self, snapshot, spec))
+        async with self.snapshots.in_use(snapshot):  # deleted meanwhile: SnapshotNotFound, not half a start
+            return await self._start_from(snapshot, forks.child_spec(self, snapshot, spec))
 
     async def _snapshot(self, handle: RuntimeHandle, snapshot: "Snapshot", path: Path) -> None:
         raise NotImplementedError(f"the {self.name} backend cannot take snapshots")
@@ -215,8 +216,14 @@ class Runtime(abc.ABC):
         raise NotImplementedError(f"the {self.name} backend cannot start sandboxes from snapshots")
 
     async def delete_snapshot(self, snapshot: "Snapshot") -> None:
-        """Remove the snapshot for good; sandboxes started from it go on."""
-        await self._delete_snapshot(snapshot)
+        """Remove the snapshot for good; sandboxes started from it go on, and those starting
+        from it now are let finish first."""
+        await self.snapshots.retire(snapshot.name)
+        try:
+            await self._delete_snapshot(snapshot)
+        except BaseException:
+            self.snapshots.save(snapshot)  # refused (an engine image in use): the snapshot stays
+            raise
         self.snapshots.remove(snapshot.name)
 
     async def _delete_snapshot(self, snapshot: "Snapshot") -> None:

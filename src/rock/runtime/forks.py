@@ -55,7 +55,8 @@ async def fork(runtime: "Runtime", handle: "RuntimeHandle", n: int, owner: str, 
         raise BadRequest(f"fork of {n} sandboxes: ask for 1 to {MAX_FORK}")
     snap = await runtime.snapshot(handle, name or f"fork-{handle.sandbox_id[:24]}-{os.urandom(4).hex()}", owner, mode)
     try:
-        children = await runtime._start_children(snap, n)
+        async with runtime.snapshots.in_use(snap):  # a delete by its name waits for the children
+            children = await runtime._start_children(snap, n)
     except BaseException:
         with contextlib.suppress(Exception):
             await runtime.delete_snapshot(snap)

@@ -11,6 +11,8 @@ for as long as it is kept.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import re
@@ -53,6 +55,15 @@ class SnapshotStore:
     def __init__(self, root: Path):
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
+        # Starts in progress from each snapshot: a delete waits for them to take what they need
+        # (links, an engine image) rather than pull the files from under them.
+        self._starting: dict[str, int] = {}
+        self._changed: asyncio.Condition | None = None
+
+    def _condition(self) -> asyncio.Condition:
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        return self._changed
 
     def path(self, name: str) -> Path:
         return self.root / name
@@ -95,6 +106,29 @@ class SnapshotStore:
             except SnapshotNotFound:
                 continue
         return found
+
+    @contextlib.asynccontextmanager
+    async def in_use(self, snapshot: Snapshot):
+        """Hold ``snapshot`` for a sandbox starting from it: a delete meanwhile waits for the block
+        to end; one that came first makes this SnapshotNotFound, as if never there."""
+        name = snapshot.name
+        self._starting[name] = self._starting.get(name, 0) + 1
+        try:
+            self.get(name, snapshot.owner)
+            yield
+        finally:
+            self._starting[name] -= 1
+            if not self._starting[name]:
+                del self._starting[name]
+                async with self._condition():
+                    self._condition().notify_all()
+
+    async def retire(self, name: str) -> None:
+        """Take the snapshot away from everyone at once (its record), then wait for the starts
+        already using it to finish; its files are still there for ``remove``."""
+        (self.path(name) / RECORD).unlink(missing_ok=True)
+        async with self._condition():
+            await self._condition().wait_for(lambda: name not in self._starting)
 
     def remove(self, name: str) -> None:
         """The record first (the snapshot is gone for everyone at once), then its files."""
