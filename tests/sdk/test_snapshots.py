@@ -121,6 +121,73 @@ async def test_a_snapshot_is_owned_listed_outlives_its_source_and_starts_sandbox
         await Sandbox(config(admin, snapshot=name)).start()
 
 
+def test_starts_from_a_snapshot_racing_its_delete_either_run_or_are_a_404(admin):
+    """Two clients at once: one starts sandboxes from a snapshot (waiting for them, as the UI's and
+    e2b's starts do), the other deletes it while a start is taking the snapshot's files. A start
+    that began first runs with those files; one after the delete is SnapshotNotFound (a 404),
+    never a 503 from half-removed files."""
+    from rock.actions.sandbox import SandboxStartRequest
+
+    svc = admin.ctx.sandboxes
+    store = svc.worker.runtime.snapshots
+
+    def shell(sid: str, command: str) -> str:
+        async def run():
+            return (await (await svc.agent(sid, None)).exec(command, shell=True)).stdout
+        return admin.call(run)
+
+    source = admin.call(lambda: svc.start(SandboxStartRequest(image="python:3.11", memory="256m", cpus=0.5),
+                                          None, {}, wait=True))
+    started: list[str] = []
+    try:
+        shell(source.sandbox_id, "echo kept > /root/kept")
+        for attempt in range(3):
+            snap = admin.call(lambda: svc.snapshot(source.sandbox_id, None, f"race-{uuid.uuid4().hex[:8]}"))
+
+            async def delete_mid_start():
+                while not store.starting(snap.name):  # a start is taking the files now
+                    await asyncio.sleep(0.001)
+                return await svc.delete_snapshot(snap.name, None)
+
+            async def race():
+                starts = [svc.start(SandboxStartRequest(snapshot=snap.name), None, {}, wait=True) for _ in range(2)]
+                if attempt == 2:
+                    # deleted after the starts were checked and recorded, before they reach the
+                    # worker: both are absent, as if the snapshot had never been there
+                    *ended, deleted = await asyncio.gather(*starts, svc.delete_snapshot(snap.name, None),
+                                                           return_exceptions=True)
+                    return [deleted, *ended]
+                return await asyncio.gather(asyncio.wait_for(delete_mid_start(), 60), *starts,
+                                            return_exceptions=True)
+
+            results = admin.call(race)
+            deleted = results.pop(0)
+            outcomes = []
+            for result in results:
+                if isinstance(result, SnapshotNotFound):
+                    outcomes.append("absent")
+                    continue
+                assert hasattr(result, "sandbox_id"), repr(result)  # a record, not an error
+                started.append(result.sandbox_id)
+                assert result.state == "running", result
+                assert shell(result.sandbox_id, "cat /root/kept") == "kept\n"
+                outcomes.append("ran")
+            assert outcomes == ["absent"] * 2 if attempt == 2 else "ran" in outcomes, outcomes
+            if isinstance(deleted, Conflict):  # docker: its children run on the snapshot's image
+                assert admin.backend == "docker", repr(deleted)
+                for sid in started:
+                    admin.call(lambda: svc.delete(sid, None))
+                started.clear()
+                admin.call(lambda: svc.delete_snapshot(snap.name, None))
+            else:
+                assert deleted is None, repr(deleted)
+            with pytest.raises(SnapshotNotFound):
+                admin.call(lambda: svc.get_snapshot(snap.name, None))
+    finally:
+        for sid in [*started, source.sandbox_id]:
+            admin.call(lambda: svc.delete(sid, None))
+
+
 async def test_bad_input_is_a_clear_4xx_and_nothing_is_lost(admin, box):
     url = f"{admin.url}{PREFIX}/sandboxes/{box.sandbox_id}"
     for count in (0, 1000, -1, "2"):

@@ -34,7 +34,7 @@ from rock.admin.reaper import Reaper
 from rock.admin.store import HELD, LIVE, TRANSITIONS, SandboxRecord, Store
 from rock.config import Settings
 from rock.errors import (BadRequest, Conflict, RockError, SandboxNotFound, SandboxNotRunning, SandboxPaused,
-                         SandboxStartError)
+                         SandboxStartError, SnapshotNotFound)
 from rock.runtime.base import SandboxSpec
 from rock.runtime.host_policy import host_network_refused, host_path_refused, is_host_path
 from rock.runtime.gpus import wanted as gpus_wanted
@@ -220,7 +220,9 @@ class Sandboxes:
             # else: a caller-chosen id that is pending or running: create is idempotent
         task = self._starting.get(sandbox_id)
         if wait and task is not None:
-            await asyncio.shield(task)
+            failure = await asyncio.shield(task)
+            if isinstance(failure, SnapshotNotFound):  # deleted after the check above: absent, a 404
+                raise SnapshotNotFound(f"sandbox {sandbox_id} did not start: {failure.message}")
         if wait and record.state == "failed":
             raise SandboxStartError(f"sandbox {sandbox_id} failed to start: {record.failure_reason}")
         return record
@@ -258,7 +260,8 @@ class Sandboxes:
             **start_checks.spec_extras(req),
         )
 
-    async def _create(self, record: SandboxRecord, req: SandboxStartRequest, spec: SandboxSpec) -> None:
+    async def _create(self, record: SandboxRecord, req: SandboxStartRequest, spec: SandboxSpec) -> Exception | None:
+        """Start the recorded sandbox; returns why it failed (also the record's reason), or None."""
         timeout = req.startup_timeout or self.settings.default_startup_timeout
         began, timed_out = time.perf_counter(), False
         try:
@@ -290,6 +293,7 @@ class Sandboxes:
                 # a bounded label: the error's class, never its text
                 kind = "timeout" if timed_out else type(exc).__name__ if isinstance(exc, RockError) else "internal"
                 self.events.emit("start_failed", record, reason_kind=kind)
+            return exc
         finally:
             self._starting.pop(record.sandbox_id, None)
 

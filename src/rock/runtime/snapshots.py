@@ -123,6 +123,10 @@ class SnapshotStore:
                 async with self._condition():
                     self._condition().notify_all()
 
+    def starting(self, name: str) -> int:
+        """How many sandboxes are starting from the snapshot ``name`` right now."""
+        return self._starting.get(name, 0)
+
     async def retire(self, name: str) -> None:
         """Take the snapshot away from everyone at once (its record), then wait for the starts
         already using it to finish; its files are still there for ``remove``."""
