@@ -98,8 +98,7 @@ class Lifecycle:
                  if sb.empty_since is not None and not sb.envs and not sb.reserved and now - sb.empty_since >= s.sandbox_linger]
         for sb in empty:
             self._forget_sandbox(sb)
-            if (direct := self.direct.pop(sb.sandbox_id, None)) is not None:
-                direct[1].close()
+            self.drop_direct(sb.sandbox_id)
         await asyncio.gather(*(self._stop(sb) for sb in empty), return_exceptions=True)
         if idle or empty:
             log.info("env reaper: closed %d idle env(s), stopped %d empty env sandbox(es)", len(idle), len(empty))
@@ -160,7 +159,7 @@ class Lifecycle:
                 sb.empty_since = time.time()
             for host in listing.get("hosts", ()):
                 if host.get("socket"):
-                    await self._connect_direct(sb.sandbox_id, host["socket"])
+                    await self.connect_direct(sb.sandbox_id, host["socket"])
         if self.by_id:
             self.start_reaper()
         return found
