@@ -29,6 +29,7 @@ from rock.envs.forking import EnvForks
 from rock.envs.lifecycle import EnvRecord, EnvSandbox, Lifecycle
 from rock.envs.settings import EnvSettings
 from rock.envs.hostlink import HostLink
+from rock.idle import IdleReaper
 from rock.errors import AgentError, AgentGone, RockError, SandboxNotFound, SandboxNotRunning
 
 log = logging.getLogger("rock.envs")
@@ -52,8 +53,8 @@ class EnvService(Lifecycle):
         self.vecs: dict = {}  # vec_id -> rock.envs.vector.VecRecord
         # sandbox_id -> (host socket path, connection): reset/step/batch go straight to the env host
         self.direct: dict[str, tuple[str, HostLink]] = {}
-        self._reaper: asyncio.Task | None = None
-        self._reaper_wake = asyncio.Event()
+        # closes idle envs and stops empty env sandboxes (Lifecycle.reap) at their deadlines
+        self.reaper = IdleReaper("rock-env-reaper", self.reap, self._next_check, self._watching, log)
         # family prefix -> async fn(env_id) -> (extra env.make args, place): envs of other families
         self.resolvers: dict[str, Callable[[str], Awaitable[tuple[dict, dict]]]] = {}
         self.forks = EnvForks(self)  # fork(n) of an env: replay or a full sandbox fork (rock.envs.forking)
