@@ -40,6 +40,14 @@ class AdminProcess:
         self._rock("admin", "start", "--backend", self.backend, "--port", str(self.port), "--role", self.role)
         return self.url
 
+    def __enter__(self) -> "AdminProcess":
+        """``with AdminProcess(...) as admin``: started here, stopped (``stop``) however the block ends."""
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
     def pid(self) -> int | None:
         """The admin's process id (for its CPU ticks), None when unknown."""
         try:

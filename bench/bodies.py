@@ -86,12 +86,11 @@ async def _other_caller(client: httpx.AsyncClient, sandbox_id: str, stop: asynci
 
 
 async def _backend(ctx, backend: str) -> list[dict]:
-    admin = AdminProcess(backend, prefix="rock-bench-bodies-")
-    url = admin.start()
-    pid = admin.pid()
-    records = []
-    big = ctx.n(256, 1024) * MB
-    try:
+    with AdminProcess(backend, prefix="rock-bench-bodies-") as admin:
+        url = admin.url
+        pid = admin.pid()
+        records = []
+        big = ctx.n(256, 1024) * MB
         async with httpx.AsyncClient(base_url=url, timeout=1800) as client:
             r = await client.post(SANDBOX_API + "/start", json={"memory": "512m", "cpus": 0.5})
             other = r.json()["result"]["sandbox_id"]
@@ -129,8 +128,6 @@ async def _backend(ctx, backend: str) -> list[dict]:
                     peak_over_idle_mb=round((top - idle_rss) / MB, 1), target_over_idle_mb=TARGET_OVER_IDLE_MB,
                     peak_from="VmHWM" if peak.hwm_reset else "VmRSS samples"))
             await client.delete(f"/sandboxes/{box['sandboxID']}", headers={"X-API-KEY": "bench"})
-    finally:
-        admin.stop()
     return records
 
 

@@ -117,13 +117,12 @@ async def _burst(ctx, backend: str) -> list[dict]:
     from rock.config import Settings
 
     image = Settings().default_image
-    admin = AdminProcess(backend, prefix="rock-bench-burst-")
-    url = admin.start()
-    rock_s: list[float] = []
-    floor_s: list[float] = []
-    rock_walls, floor_walls, failures = [], [], 0
-    cpu = {"ROCK": 0.0, "bare": 0.0}  # the machine's CPU seconds over each side's bursts
-    try:
+    with AdminProcess(backend, prefix="rock-bench-burst-") as admin:
+        url = admin.url
+        rock_s: list[float] = []
+        floor_s: list[float] = []
+        rock_walls, floor_walls, failures = [], [], 0
+        cpu = {"ROCK": 0.0, "bare": 0.0}  # the machine's CPU seconds over each side's bursts
         await _start_to_first_output(url)  # warm-up: unpack the image, compile, caches
         # Blocks in ABBA order (ROCK then bare, then bare then ROCK): what one burst leaves the
         # engine or the kernel to clean up weighs on whichever runs next, and that alternates.
@@ -142,8 +141,6 @@ async def _burst(ctx, backend: str) -> list[dict]:
                     floor_s += [r for r in floor[0] if r is not None]
                     floor_walls.append(floor[1])
                 cpu[which] += machine_cpu_s() - cpu0
-    finally:
-        admin.stop()
     # The machine's CPU per burst, everything included (for ROCK: the admin, the SDK client, each
     # sandbox's agent; start and delete): on a machine the burst keeps busy, the difference over
     # its cores is about what ROCK's burst can take longer than the bare one.
@@ -206,10 +203,9 @@ async def _sustained(ctx) -> list[dict]:
     total = ctx.n(200, 2000)
     blocks = ctx.n(2, 4)
     per_lane = max(1, total // (LANES * blocks))
-    admin = AdminProcess("bwrap", prefix="rock-bench-sustained-")
-    url = admin.start()
-    rock_rates, floor_rates, started, failed = [], [], 0, 0
-    try:
+    with AdminProcess("bwrap", prefix="rock-bench-sustained-") as admin:
+        url = admin.url
+        rock_rates, floor_rates, started, failed = [], [], 0, 0
         await _start_to_first_output(url)  # warm-up
         for block in range(blocks):
             ctx.progress(f"sustained bwrap: block {block + 1}/{blocks}, {LANES} lanes x {per_lane} start+delete, "
@@ -221,8 +217,6 @@ async def _sustained(ctx) -> list[dict]:
             await asyncio.sleep(SETTLE_S)
             done, wall = await _bare_lanes(per_lane)
             floor_rates.append(done / wall)
-    finally:
-        admin.stop()
     rate = sum(rock_rates) / len(rock_rates)
     floor = sum(floor_rates) / len(floor_rates)
     return [{"metric": "sustained_starts_per_s", "backend": "bwrap", "n": started + failed,

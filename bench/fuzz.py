@@ -22,17 +22,13 @@ EXAMPLES, WORKERS = 25, 2
 
 
 def _one(ctx: Context, backend: str, role: str, token: str | None) -> dict:
-    admin = AdminProcess(backend, prefix="rock-fuzz-", role=role, token=token)
-    admin.start()
-    try:
+    with AdminProcess(backend, prefix="rock-fuzz-", role=role, token=token) as admin:
         sandbox = runner.start_fixture_sandbox(admin.url, token) if role == "admin" else ""
         label = role + ("+tokens" if token else "")
         ctx.progress(f"fuzz {backend} {label}: {EXAMPLES} examples per operation, {WORKERS} workers")
         phases = "examples,coverage,fuzzing,stateful"
         result = runner.run(admin.url, label, token=token, sandbox=sandbox, max_examples=EXAMPLES, seed=7,
                             max_starts=20, workers=WORKERS, phases=phases)
-    finally:
-        admin.stop()
     if not result.clean:
         ctx.progress(f"fuzz {label}: failures\n{result.output[-6000:]}")
     return {"metric": "schemathesis_fuzz", "backend": backend, "label": label, "n": result.requests,

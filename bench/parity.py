@@ -126,10 +126,9 @@ async def _restart_to_first_output(sandbox: Sandbox) -> float:
 
 
 async def _backend(ctx, backend: str) -> list[dict]:
-    admin = AdminProcess(backend, prefix="rock-bench-parity-")
-    url = admin.start()
-    records = []
-    try:
+    with AdminProcess(backend, prefix="rock-bench-parity-") as admin:
+        url = admin.url
+        records = []
         sandbox = Sandbox(_config(url))
         await sandbox.start()
         await sandbox.write_bytes("/srv/index.html", b"ok")
@@ -161,8 +160,6 @@ async def _backend(ctx, backend: str) -> list[dict]:
                               client="bench.rawhttp (keep-alive, httptools), as lean as the SDK's arun"))
         await sandbox.delete()
         await sandbox.aclose()
-    finally:
-        admin.stop()
     return records
 
 

@@ -63,10 +63,9 @@ async def _drop_snapshots(parent: Sandbox) -> None:
 
 
 async def _backend(ctx: Context, backend: str) -> list[dict]:
-    admin = AdminProcess(backend, prefix="rock-bench-snap-")
-    url = admin.start()
-    records = []
-    try:
+    with AdminProcess(backend, prefix="rock-bench-snap-") as admin:
+        url = admin.url
+        records = []
         parent = Sandbox(_config(url))
         await parent.start()
         await parent.arun("head -c 1048576 /dev/urandom > /root/one-mb")
@@ -116,8 +115,6 @@ async def _backend(ctx: Context, backend: str) -> list[dict]:
             rec["per_child_ms"] = round(rec["p50_ms"] / 4, 1)
             records.append(rec)
         await _drop([parent])
-    finally:
-        admin.stop()
     return records
 
 

@@ -2,11 +2,19 @@
 
 
 class RockError(Exception):
-    status_code = 500
+    """The root of ROCK's errors. ``kind`` is the name an answer carries (``error_type``): the
+    class's own, or, for a class that stands for a family of failures (an agent's, an env's, a
+    training task's), the member's, whose HTTP status the class's ``statuses`` gives."""
 
-    def __init__(self, message: str = ""):
+    status_code = 500
+    statuses: dict[str, int] | None = None  # a family's kind -> its HTTP status (else status_code)
+
+    def __init__(self, message: str = "", kind: str | None = None):
         super().__init__(message)
         self.message = message
+        self.kind = kind or type(self).__name__
+        if self.statuses is not None:
+            self.status_code = self.statuses.get(self.kind, type(self).status_code)
 
 
 class BadRequest(RockError):
@@ -77,10 +85,6 @@ class AgentError(RockError):
 
     status_code = 400
 
-    def __init__(self, message: str = "", kind: str = "AgentError"):
-        super().__init__(message)
-        self.kind = kind
-
 
 class AgentGone(RockError):
     """The connection to the sandbox's agent broke: the sandbox died or was stopped."""
@@ -114,7 +118,7 @@ class TrainingError(RockError):
     """What the training service refuses: ``kind`` names it (``TaskNotFound``, ``InstanceReleased``...),
     raised alike by the admin and by the SDK's training client."""
 
+    statuses = TRAINING_STATUS
+
     def __init__(self, message: str, kind: str = "BadRequest"):
-        super().__init__(message)
-        self.kind = kind
-        self.status_code = TRAINING_STATUS.get(kind, 500)
+        super().__init__(message, kind)

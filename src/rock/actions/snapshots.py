@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rock.actions.numbers import numbers_only
 from rock.actions.sandbox import SandboxId
 
-MAX_FORK = 20  # E2B's fork(count=1..20)
+MAX_FORK = 20  # E2B's fork(count=1..20): the one limit of a sandbox fork (the admin, its doors, an env's full fork)
 # With tokens on, the stored name is '<name>.<10 hex>' of the caller's namespace (as sandbox ids
 # are), and the runtime's names are at most 64 characters: 53 are the caller's.
 SNAPSHOT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,52}$"

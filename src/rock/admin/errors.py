@@ -61,7 +61,7 @@ def validation_message(errors: list[dict]) -> str:
 def status_and_body(exc: Exception, where: str = "") -> tuple[int, bytes]:
     """The mapping itself, for the routes' handlers and for the hot path alike."""
     if isinstance(exc, RockError):
-        kind = getattr(exc, "kind", None) or type(exc).__name__
+        kind = exc.kind
         return exc.status_code, error_body(exc.status_code, exc.message or kind, kind)
     if isinstance(exc, RequestValidationError):
         return 422, error_body(422, validation_message(list(exc.errors())), "BadRequest")

@@ -46,7 +46,6 @@ from rock.runtime.snapshots import MODES, Snapshot
 
 log = logging.getLogger("rock.admin")
 
-MAX_FORK = 20  # E2B's fork(count=1..20); rock.actions.snapshots states the same for the schema
 FULL_BACKENDS = ("gvisor",)  # the backends whose runtime takes full (memory) snapshots
 
 
@@ -145,4 +144,4 @@ class SnapshotCatalog:
         log.warning("the fork snapshot %s stays (still in use after its children were deleted)", name)
 
 
-__all__ = ["FULL_BACKENDS", "MAX_FORK", "SnapshotCatalog", "SnapshotNotFound"]
+__all__ = ["FULL_BACKENDS", "SnapshotCatalog", "SnapshotNotFound"]

@@ -24,12 +24,13 @@ import time
 import uuid
 
 from rock.actions.sandbox import SandboxStartRequest, parse_memory
+from rock.actions.snapshots import MAX_FORK
 from rock.admin import start_checks
 from rock.admin.commands import CommandLog
 from rock.admin.events import Events
 from rock.admin.held import HeldRecords
 from rock.admin.nodes import node_back, node_lost
-from rock.admin.pause import MAX_FORK, SnapshotCatalog
+from rock.admin.pause import SnapshotCatalog
 from rock.admin.reaper import Reaper
 from rock.admin.store import HELD, LIVE, TRANSITIONS, SandboxRecord, Store
 from rock.config import Settings

@@ -31,10 +31,7 @@ class EnvError(RockError):
     """An env call refused or failed; ``kind`` names why (EnvNotFound, EnvMakeError, EnvTimeout, ...)
     and sets the HTTP status."""
 
-    def __init__(self, message: str = "", kind: str = "EnvError"):
-        super().__init__(message)
-        self.kind = kind
-        self.status_code = STATUS.get(kind, 500)
+    statuses = STATUS  # kind defaults to "EnvError" (the class's name)
 
 
 def from_agent(exc: AgentError) -> RockError:

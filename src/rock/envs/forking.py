@@ -26,16 +26,22 @@ from __future__ import annotations
 
 import asyncio
 
+from rock.actions.snapshots import MAX_FORK as MAX_FULL_FORK  # a full fork is a sandbox fork: its limit
 from rock.envs.errors import EnvError, from_agent
 from rock.envs.lifecycle import EnvRecord, EnvSandbox
 from rock.errors import AgentError, AgentGone, SandboxNotFound, SandboxNotRunning
 
 MAX_FORK = 64  # children per call: a GRPO group is 8-64; more is a mistake or a flood
-MAX_FULL_FORK = 20  # a sandbox fork's own limit (rock.admin.pause)
 
 
-class Forking:
-    """Mixed into EnvService (its ``envs`` records, ``owned`` and ``sandboxes``)."""
+class EnvForks:
+    """The forks of the env service's envs (see the module). The service holds one as ``forks``
+    and its ``fork`` delegates here; this acts through the service's public records and methods
+    (``envs``, ``by_id``, ``owned``, ``add_env``, ``sandboxes``, ``connect_direct``,
+    ``drop_direct``, ``start_reaper``), as e2b's SDK composes ``files`` and ``commands``."""
+
+    def __init__(self, svc):
+        self.svc = svc  # rock.envs.service.EnvService
 
     async def fork(self, handle: str, n: int, owner: str | None, how: str = "replay") -> tuple[list[EnvRecord], int]:
         """The children's records, and how many actions each replayed (0 for ``full``)."""
@@ -44,8 +50,9 @@ class Forking:
         most = MAX_FORK if how == "replay" else MAX_FULL_FORK
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= most:
             raise EnvError(f"fork count must be 1 to {most} (how={how}), not {n!r}", "BadRequest")
-        sandbox_id, local = self.owned(handle, owner)
-        rec = self.envs.get(handle)
+        svc = self.svc
+        sandbox_id, local = svc.owned(handle, owner)
+        rec = svc.envs.get(handle)
         if rec is None:  # closed, never made, or made before an admin restart: told as owned() tells
             raise EnvError(f"env {handle} is gone: sandbox {sandbox_id} not found", "EnvNotFound")
         if rec.vec is not None:
@@ -56,7 +63,7 @@ class Forking:
         if how == "full":
             return await self._fork_full(rec, sandbox_id, local, n, owner), 0
         try:
-            client = await self.sandboxes.agent(sandbox_id, owner)
+            client = await svc.sandboxes.agent(sandbox_id, owner)
             result, _ = await client.call("env.fork", {"env": local, "n": n})
         except (SandboxNotFound, SandboxNotRunning, AgentGone) as exc:
             raise EnvError(f"env {handle} is gone: {exc.message}", "EnvNotFound") from None
@@ -66,28 +73,27 @@ class Forking:
         for name in result["envs"]:
             child = EnvRecord(handle=f"{sandbox_id}:{name}", env_id=rec.env_id, owner=owner, sandbox=rec.sandbox,
                               ttl=rec.ttl, made=rec.made)
-            rec.sandbox.envs.add(child.handle)
-            self.envs[child.handle] = child
+            svc.add_env(child)
             children.append(child)
-        self.start_reaper()  # the children idle out like any env
+        svc.start_reaper()  # the children idle out like any env
         return children, int(result.get("steps", 0))
 
     async def _fork_full(self, rec: EnvRecord, sandbox_id: str, local: str, n: int,
                          owner: str | None) -> list[EnvRecord]:
-        self.sandboxes.check_mode("full")  # 400 where the backend cannot keep memory
+        svc = self.svc
+        svc.sandboxes.check_mode("full")  # 400 where the backend cannot keep memory
         try:
-            records, _ = await self.sandboxes.fork(sandbox_id, owner, n, mode="full")
+            records, _ = await svc.sandboxes.fork(sandbox_id, owner, n, mode="full")
         except (SandboxNotFound, SandboxNotRunning) as exc:
             raise EnvError(f"env {rec.handle} is gone: {exc.message}", "EnvNotFound") from None
         # The source's direct link to its env host was closed for the checkpoint: a new one.
-        if (old := self.direct.pop(sandbox_id, None)) is not None:
-            old[1].close()
+        svc.drop_direct(sandbox_id)
         socket = rec.made.get("socket")
         if socket:
-            await self._connect_direct(sandbox_id, socket)
+            await svc.connect_direct(sandbox_id, socket)
         up = [r for r in records if r.state == "running"]
         for failed in (r for r in records if r.state != "running"):
-            await self.sandboxes.delete(failed.sandbox_id, owner)
+            await svc.sandboxes.delete(failed.sandbox_id, owner)
         if not up:
             raise EnvError(f"no child of env {rec.handle} started: {records[0].failure_reason if records else ''}", "EnvError")
         done = asyncio.get_running_loop().create_future()
@@ -96,13 +102,12 @@ class Forking:
         for child in up:
             sb = EnvSandbox(sandbox_id=child.sandbox_id, owner=owner, key=(owner, rec.sandbox.key[1], False, "dedicated"),
                             dedicated=True, ready=done)
-            self.by_id[sb.sandbox_id] = sb
+            svc.by_id[sb.sandbox_id] = sb
             env = EnvRecord(handle=f"{child.sandbox_id}:{local}", env_id=rec.env_id, owner=owner, sandbox=sb,
                             ttl=rec.ttl, made=rec.made)
-            sb.envs.add(env.handle)
-            self.envs[env.handle] = env
+            svc.add_env(env)
             if socket:
-                await self._connect_direct(child.sandbox_id, socket)
+                await svc.connect_direct(child.sandbox_id, socket)
             children.append(env)
-        self.start_reaper()
+        svc.start_reaper()
         return children

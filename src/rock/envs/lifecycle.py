@@ -54,24 +54,10 @@ class Lifecycle:
     def start_reaper(self, deadline_changed: bool = False) -> None:
         """Start the reaper, or (``deadline_changed``: an env with a shorter TTL than any before,
         a gym session's lease) wake it to sleep again until the new soonest expiry."""
-        if self._reaper is None or self._reaper.done():
-            self._reaper = asyncio.create_task(self._reap_loop(), name="rock-env-reaper")
-        elif deadline_changed:
-            self._reaper_wake.set()
+        self.reaper.start(sooner=deadline_changed)
 
-    async def _reap_loop(self) -> None:
-        while self.envs or self.by_id:
-            # A timer: sleep until the soonest env could expire, or until told the soonest moved.
-            self._reaper_wake.clear()
-            try:
-                await asyncio.wait_for(self._reaper_wake.wait(), self._next_check())
-                continue
-            except asyncio.TimeoutError:
-                pass
-            try:
-                await self.reap()
-            except Exception:  # noqa: BLE001 - the reaper must outlive a bad round
-                log.exception("env reaper round failed")
+    def _watching(self) -> bool:
+        return bool(self.envs or self.by_id)
 
     def _next_check(self) -> float:
         now, soonest = time.time(), 30.0
@@ -81,7 +67,7 @@ class Lifecycle:
         for sb in self.by_id.values():
             if sb.empty_since is not None:
                 soonest = min(soonest, sb.empty_since + s.sandbox_linger - now)
-        return min(30.0, max(0.2, soonest))
+        return soonest
 
     def _last_used(self, rec: EnvRecord) -> float:
         vec = self.vecs.get(rec.vec) if rec.vec else None
@@ -98,8 +84,7 @@ class Lifecycle:
                  if sb.empty_since is not None and not sb.envs and not sb.reserved and now - sb.empty_since >= s.sandbox_linger]
         for sb in empty:
             self._forget_sandbox(sb)
-            if (direct := self.direct.pop(sb.sandbox_id, None)) is not None:
-                direct[1].close()
+            self.drop_direct(sb.sandbox_id)
         await asyncio.gather(*(self._stop(sb) for sb in empty), return_exceptions=True)
         if idle or empty:
             log.info("env reaper: closed %d idle env(s), stopped %d empty env sandbox(es)", len(idle), len(empty))
@@ -112,9 +97,7 @@ class Lifecycle:
             pass
 
     async def shutdown(self, stop_sandboxes: bool = True) -> None:
-        if self._reaper is not None:
-            self._reaper.cancel()
-            await asyncio.gather(self._reaper, return_exceptions=True)
+        await self.reaper.close()
         for _, client in self.direct.values():
             client.close()
         self.direct.clear()
@@ -160,7 +143,7 @@ class Lifecycle:
                 sb.empty_since = time.time()
             for host in listing.get("hosts", ()):
                 if host.get("socket"):
-                    await self._connect_direct(sb.sandbox_id, host["socket"])
+                    await self.connect_direct(sb.sandbox_id, host["socket"])
         if self.by_id:
             self.start_reaper()
         return found

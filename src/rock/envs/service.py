@@ -25,10 +25,11 @@ from collections.abc import Awaitable, Callable
 from rock.actions.sandbox import SandboxStartRequest
 from rock.envs.catalog import Catalog, Runner
 from rock.envs.errors import EnvError, from_agent
-from rock.envs.forking import Forking
+from rock.envs.forking import EnvForks
 from rock.envs.lifecycle import EnvRecord, EnvSandbox, Lifecycle
 from rock.envs.settings import EnvSettings
 from rock.envs.hostlink import HostLink
+from rock.idle import IdleReaper
 from rock.errors import AgentError, AgentGone, RockError, SandboxNotFound, SandboxNotRunning
 
 log = logging.getLogger("rock.envs")
@@ -41,7 +42,7 @@ def split_handle(handle: str) -> tuple[str, str]:
     return sandbox_id, local
 
 
-class EnvService(Forking, Lifecycle):
+class EnvService(Lifecycle):
     def __init__(self, sandboxes, catalog: Catalog, settings: EnvSettings | None = None):
         self.sandboxes = sandboxes
         self.catalog = catalog
@@ -52,10 +53,11 @@ class EnvService(Forking, Lifecycle):
         self.vecs: dict = {}  # vec_id -> rock.envs.vector.VecRecord
         # sandbox_id -> (host socket path, connection): reset/step/batch go straight to the env host
         self.direct: dict[str, tuple[str, HostLink]] = {}
-        self._reaper: asyncio.Task | None = None
-        self._reaper_wake = asyncio.Event()
+        # closes idle envs and stops empty env sandboxes (Lifecycle.reap) at their deadlines
+        self.reaper = IdleReaper("rock-env-reaper", self.reap, self._next_check, self._watching, log)
         # family prefix -> async fn(env_id) -> (extra env.make args, place): envs of other families
         self.resolvers: dict[str, Callable[[str], Awaitable[tuple[dict, dict]]]] = {}
+        self.forks = EnvForks(self)  # fork(n) of an env: replay or a full sandbox fork (rock.envs.forking)
 
     # -- placement ---------------------------------------------------------------------------
 
@@ -181,18 +183,16 @@ class EnvService(Forking, Lifecycle):
             if not again or sb.dedicated:
                 raise
             self._forget_sandbox(sb)
-            if (direct := self.direct.pop(sb.sandbox_id, None)) is not None:
-                direct[1].close()
+            self.drop_direct(sb.sandbox_id)
             [(fresh, _)] = self.reserve(owner, sb.key[1], 1, sb.key[2])
             return await self._make_in(fresh, args, owner, vec, again=False)
         finally:
             sb.reserved -= 1
         if result.get("socket"):
-            await self._connect_direct(sb.sandbox_id, result["socket"])
-        handle = f"{sb.sandbox_id}:{result['env']}"
-        rec = EnvRecord(handle=handle, env_id=args["env_id"], owner=owner, sandbox=sb, vec=vec, made=result)
-        sb.envs.add(handle)
-        self.envs[handle] = rec
+            await self.connect_direct(sb.sandbox_id, result["socket"])
+        rec = EnvRecord(handle=f"{sb.sandbox_id}:{result['env']}", env_id=args["env_id"], owner=owner, sandbox=sb,
+                        vec=vec, made=result)
+        self.add_env(rec)
         self.start_reaper()
         return rec, body
 
@@ -231,7 +231,19 @@ class EnvService(Forking, Lifecycle):
             return None, None
         return os.path.join(handle.run_dir, os.path.basename(path_in_sandbox)), handle
 
-    async def _connect_direct(self, sandbox_id: str, socket: str) -> None:
+    def add_env(self, rec: EnvRecord) -> None:
+        """Hold a new env's record: listed, counted in its sandbox, under the idle TTL."""
+        rec.sandbox.envs.add(rec.handle)
+        self.envs[rec.handle] = rec
+
+    async def fork(self, handle: str, n: int, owner: str | None, how: str = "replay") -> tuple[list[EnvRecord], int]:
+        """``n`` envs that go on from where ``handle``'s env is (``how``: replay or full), and how
+        many actions each replayed; ``rock.envs.forking.EnvForks.fork``."""
+        return await self.forks.fork(handle, n, owner, how)
+
+    async def connect_direct(self, sandbox_id: str, socket: str) -> None:
+        """Open (or keep) the direct link to the sandbox's env host at ``socket`` (a path in the
+        sandbox); where the host side cannot be reached, calls go on through the agent."""
         known = self.direct.get(sandbox_id)
         if known is not None and known[0] == socket and not known[1].closed:
             return
@@ -245,6 +257,12 @@ class EnvService(Forking, Lifecycle):
         if known is not None:
             known[1].close()
         self.direct[sandbox_id] = (socket, client)
+
+    def drop_direct(self, sandbox_id: str) -> None:
+        """Close the direct link to the sandbox's env host, if any (the sandbox went, or its host's
+        socket was closed for a checkpoint)."""
+        if (link := self.direct.pop(sandbox_id, None)) is not None:
+            link[1].close()
 
     async def env_call(self, sandbox_id: str, owner: str | None, op: str, args: dict, body: bytes = b"") -> bytes:
         """``op`` (reset/step/batch) on the sandbox's env host: straight to the host's socket when

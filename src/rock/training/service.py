@@ -30,6 +30,7 @@ from rock.jsonutil import loads
 from rock.envs.images import SITE, EnvImageSpec, ImageBuilder
 from rock.training import hostsite
 from rock.errors import TrainingError
+from rock.idle import IdleReaper
 from rock.training.suites import EXTERNAL, Suite, make_suites, unavailable
 
 log = logging.getLogger("rock.training")
@@ -84,7 +85,7 @@ class TrainingService:
         self._site: Path | None = None
         self._images: dict[str, str] = {}
         self._image_locks: dict[str, asyncio.Lock] = {}
-        self._reaper: asyncio.Task | None = None
+        self.reaper = IdleReaper("rock-training-reaper", self.reap, self._next_check, lambda: bool(self.instances), log)
         self.ids = IdWriter(store) if store is not None else None
 
     # -- suites, data, images ------------------------------------------------------------------
@@ -172,7 +173,7 @@ class TrainingService:
         if self.store is not None:
             await self.ids.save({"instance_id": instance_id, "owner": owner, "env_type": env_type,
                                  "task_id": task_id, "handle": inst.handle, "created": inst.created})
-        self._start_reaper()
+        self.reaper.start()
         log.info("training instance %s: %s %s in %s (%.0f ms)", instance_id, env_type, task_id, sb.sandbox_id,
                  (time.perf_counter() - t0) * 1000)
         return result
@@ -251,7 +252,7 @@ class TrainingService:
             found += 1
         if found:
             log.info("training: %d instance(s) recovered after the admin restart", found)
-            self._start_reaper()
+            self.reaper.start()
         return found
 
     def list(self, owner: str | None) -> list[dict]:
@@ -259,19 +260,8 @@ class TrainingService:
 
     # -- idle TTL -----------------------------------------------------------------------------------
 
-    def _start_reaper(self) -> None:
-        if self._reaper is None or self._reaper.done():
-            self._reaper = asyncio.create_task(self._reap_loop(), name="rock-training-reaper")
-
-    async def _reap_loop(self) -> None:
-        ttl = self.settings.idle_ttl
-        while self.instances:
-            soonest = min(i.last_used for i in self.instances.values()) + ttl - time.time()
-            await asyncio.sleep(min(30.0, max(0.2, soonest)))
-            try:
-                await self.reap()
-            except Exception:  # noqa: BLE001 - the reaper must outlive a bad round
-                log.exception("training reaper round failed")
+    def _next_check(self) -> float:
+        return min(i.last_used for i in self.instances.values()) + self.settings.idle_ttl - time.time()
 
     async def reap(self) -> list[str]:
         now, ttl = time.time(), self.settings.idle_ttl
@@ -283,9 +273,7 @@ class TrainingService:
         return [i.instance_id for i in idle]
 
     async def shutdown(self) -> None:
-        if self._reaper is not None:
-            self._reaper.cancel()
-            await asyncio.gather(self._reaper, return_exceptions=True)
+        await self.reaper.close()
         if self.ids is not None:
             await self.ids.flushed()
 

@@ -81,10 +81,14 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
         except Exception as exc:  # noqa: BLE001
             raise from_rock(exc, record.sandbox_id) from None
 
+    async def one_entry(request: Request, op: str, path_keys: tuple[str, ...] = ("path",)):
+        """The answer of the ops that touch one entry (stat, mkdir, move): that entry's info."""
+        result = await call(request, op, path_keys, await unary_message(request))
+        return json_response({"entry": entry_info(result["entry"])})
+
     @route(api, "/filesystem.Filesystem/Stat", "POST")
     async def stat(request: Request):
-        result = await call(request, "envdfs.stat", ("path",), await unary_message(request))
-        return json_response({"entry": entry_info(result["entry"])})
+        return await one_entry(request, "envdfs.stat")
 
     @route(api, "/filesystem.Filesystem/ListDir", "POST")
     async def list_dir(request: Request):
@@ -97,13 +101,11 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
 
     @route(api, "/filesystem.Filesystem/MakeDir", "POST")
     async def make_dir(request: Request):
-        result = await call(request, "envdfs.mkdir", ("path",), await unary_message(request))
-        return json_response({"entry": entry_info(result["entry"])})
+        return await one_entry(request, "envdfs.mkdir")
 
     @route(api, "/filesystem.Filesystem/Move", "POST")
     async def move(request: Request):
-        result = await call(request, "envdfs.move", ("source", "destination"), await unary_message(request))
-        return json_response({"entry": entry_info(result["entry"])})
+        return await one_entry(request, "envdfs.move", ("source", "destination"))
 
     @route(api, "/filesystem.Filesystem/Remove", "POST")
     async def remove(request: Request):

@@ -50,7 +50,7 @@ def _error(exc: Exception) -> dict:
         return {"type": "error", "status_code": 422, "error_type": "BadRequest",
                 "message": validation_message(exc.errors(include_url=False))}
     if isinstance(exc, RockError):
-        kind = getattr(exc, "kind", None) or type(exc).__name__
+        kind = exc.kind
         return {"type": "error", "status_code": exc.status_code, "error_type": kind, "message": exc.message or kind}
     log.exception("unexpected error on the stream socket")
     return {"type": "error", "status_code": 500, "error_type": "RockError",

@@ -8,12 +8,11 @@ from rock.errors import RockError
 
 
 class TaskError(RockError):
-    status_code = 400
+    status_code = 400  # every kind but the two of ``statuses``
+    statuses = {"UnknownSuite": 404, "TaskNotFound": 404}
 
     def __init__(self, message: str, kind: str = "BadTask"):
-        super().__init__(message)
-        self.kind = kind
-        self.status_code = 404 if kind in ("UnknownSuite", "TaskNotFound") else 400
+        super().__init__(message, kind)
 
 
 def closest(name: str, known, n: int = 3) -> str:
