@@ -64,6 +64,7 @@ from rock.runtime.bwrap_options import DEFAULT_PATH
 from rock.runtime.image_root import image_lower, mount_points
 from rock.runtime.mounts import detach, mount_overlay
 from rock.runtime.layers import keep_layers, seed_layers
+from rock.runtime.seccomp import oci_profile
 from rock.runtime.snapshots import copy_frozen, copy_tree, tree_bytes
 from rock.runtime.teardown import reap_unknown, remove_sandbox_dir
 
@@ -108,7 +109,7 @@ class GvisorRuntime(Runtime):
     # -- runsc ----------------------------------------------------------------------------
 
     def _flags(self, spec: SandboxSpec) -> list[str]:
-        return [f"--root={self.state}", "--host-uds=all", "--host-fifo=open", "--overlay2=none",
+        return [f"--root={self.state}", "--oci-seccomp", "--host-uds=all", "--host-fifo=open", "--overlay2=none",
                 "--file-access=shared", f"--network={'host' if spec.network else 'none'}"]
 
     async def _runsc(self, spec: SandboxSpec, *args: str, check: bool = True, log_to: Path | None = None) -> str:
@@ -245,6 +246,7 @@ class GvisorRuntime(Runtime):
                 "namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount", *(() if spec.network else ("network",)))],
                 "cgroupsPath": "/" + group.rel,
                 "resources": resources,
+                "seccomp": oci_profile(),
             },
         }
 
