@@ -70,6 +70,18 @@ async def test_a_full_snapshot_outlives_its_source(gvisor, new_spec, agent):  # 
         await gvisor.delete_snapshot(snap)
 
 
+async def test_root_inside_can_neither_raise_nor_leave_its_pids_limit(gvisor, new_spec, sandboxes, agent):  # noqa: F811
+    # The limit lives in the sentry's pids cgroup, shown read-only at /sys/fs/cgroup (rock.runtime.gvisor_pids).
+    handle = await sandboxes(gvisor, new_spec(pids_limit=64))
+    async with agent(handle) as client:
+        tried = await client.exec("echo 100000 > /sys/fs/cgroup/sandbox/pids.max; echo $$ > /sys/fs/cgroup/cgroup.procs; "
+                                  "cat /proc/self/cgroup", shell=True)
+    assert tried.stdout == "1:pids:/sandbox\n"
+    assert tried.stderr.count("Read-only file system") == 2, tried
+    stats = await gvisor.stats(handle)
+    assert stats.pids_limit == 64 and 0 < stats.pids < 64
+
+
 async def test_an_admin_without_runsc_is_told_why(monkeypatch):
     from rock.runtime import gvisor
 

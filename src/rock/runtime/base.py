@@ -86,6 +86,8 @@ class ResourceStats(BaseModel):
     memory_limit_bytes: int | None = None
     pids: int | None = None
     pids_limit: int | None = None
+    # Forks the pids limit has refused so far: a sandbox at its limit, e.g. a fork bomb contained.
+    forks_refused: int | None = None
 
 
 class Runtime(abc.ABC):

@@ -228,6 +228,7 @@ class Cgroup:
                 "memory_limit_bytes": _int(_read(d / "memory.max")),
                 "pids": _int(_read(d / "pids.current")),
                 "pids_limit": _int(_read(d / "pids.max")),
+                "forks_refused": _refused(d),
             }
         get = lambda ctrl, name: _int(_read(self.dirs[ctrl] / name)) if ctrl in self.dirs else None  # noqa: E731
         nanos = get("cpuacct", "cpuacct.usage")
@@ -237,7 +238,14 @@ class Cgroup:
             "memory_limit_bytes": get("memory", "memory.limit_in_bytes"),
             "pids": get("pids", "pids.current"),
             "pids_limit": get("pids", "pids.max"),
+            "forks_refused": _refused(self.dirs["pids"]) if "pids" in self.dirs else None,
         }
+
+
+def _refused(d: Path) -> int | None:
+    """The ``max`` count of a group's ``pids.events`` (v1 and v2 alike): forks refused at its limit."""
+    events = (_read(d / "pids.events") or "").split()
+    return int(events[events.index("max") + 1]) if "max" in events else None
 
 
 def _limit(d: Path | None, name: str, value) -> None:

@@ -18,7 +18,8 @@ and its ready FIFO a host FIFO (``--host-fifo=open``). ``--host-uds=all``, not `
 agent wakes its own accept by connecting to its socket before a checkpoint; the only host
 sockets the sandbox could reach are in its own mounts, i.e. that one. cgroups:
 runsc puts its sandbox and gofer in ``rock/<owner key>/<id>`` (``linux.cgroupsPath``), so
-limits, accounting and the leak check work as on bwrap.
+the memory and cpu limits, their accounting and the leak check work as on bwrap; the process
+limit is kept inside, by the sentry's own pids cgroup (``rock.runtime.gvisor_pids``).
 
 A ``full`` snapshot is ``runsc checkpoint``: memory, processes and the open files of every
 process. gVisor cannot save a socket bound through the host, so the agent first makes way
@@ -42,7 +43,7 @@ import time
 from pathlib import Path
 
 from rock.errors import BadRequest, SandboxStartError
-from rock.runtime import cgroups, gvisor_statx
+from rock.runtime import cgroups, gvisor_pids, gvisor_statx
 from rock.runtime.agent_boot import (
     AGENT_SRC,
     READY_NAME,
@@ -63,6 +64,7 @@ from rock.runtime.bwrap_options import DEFAULT_PATH
 from rock.runtime.image_root import image_lower, mount_points
 from rock.runtime.mounts import detach, mount_overlay
 from rock.runtime.layers import keep_layers, seed_layers
+from rock.runtime.seccomp import oci_profile
 from rock.runtime.snapshots import copy_frozen, copy_tree, tree_bytes
 from rock.runtime.teardown import reap_unknown, remove_sandbox_dir
 
@@ -107,7 +109,7 @@ class GvisorRuntime(Runtime):
     # -- runsc ----------------------------------------------------------------------------
 
     def _flags(self, spec: SandboxSpec) -> list[str]:
-        return [f"--root={self.state}", "--host-uds=all", "--host-fifo=open", "--overlay2=none",
+        return [f"--root={self.state}", "--oci-seccomp", "--host-uds=all", "--host-fifo=open", "--overlay2=none",
                 "--file-access=shared", f"--network={'host' if spec.network else 'none'}"]
 
     async def _runsc(self, spec: SandboxSpec, *args: str, check: bool = True, log_to: Path | None = None) -> str:
@@ -174,6 +176,7 @@ class GvisorRuntime(Runtime):
             died = asyncio.ensure_future(exit_reason(pid_exit_future(handle.pid), sandbox_dir / "sandbox.log",
                                                      "the gVisor sandbox"))
             await self._wait_ready(handle, fifo, died, restored=restore is not None)
+            await gvisor_pids.apply(self._runsc, handle, self.settings.host_python)
         except BaseException:
             await self.destroy(handle)
             raise
@@ -214,8 +217,7 @@ class GvisorRuntime(Runtime):
         resources: dict = {}
         if spec.memory_bytes:
             resources["memory"] = {"limit": spec.memory_bytes, "swap": spec.memory_bytes}
-        if spec.pids_limit:
-            resources["pids"] = {"limit": spec.pids_limit}
+        # No host pids limit: that cgroup counts the sentry's threads (rock.runtime.gvisor_pids).
         if spec.cpus:
             resources["cpu"] = {"quota": int(spec.cpus * cgroups.CFS_PERIOD_US), "period": cgroups.CFS_PERIOD_US}
         limit = spec.max_file_bytes if spec.max_file_bytes is not None else self.settings.max_file_bytes
@@ -244,6 +246,7 @@ class GvisorRuntime(Runtime):
                 "namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount", *(() if spec.network else ("network",)))],
                 "cgroupsPath": "/" + group.rel,
                 "resources": resources,
+                "seccomp": oci_profile(),
             },
         }
 
@@ -294,7 +297,11 @@ class GvisorRuntime(Runtime):
         log.info("sandbox %s destroyed in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
 
     async def stats(self, handle: RuntimeHandle) -> ResourceStats:
-        return ResourceStats(**cgroups.Cgroup(handle.runtime_id).stats())
+        """CPU and memory from the host cgroup (the sentry's use is the sandbox's); processes from
+        the sentry's own pids cgroup, since the host's counts the sentry's threads."""
+        pids, pids_limit = await gvisor_pids.read(self._runsc, handle)
+        return ResourceStats(**{**cgroups.Cgroup(handle.runtime_id).stats(), "pids": pids, "pids_limit": pids_limit,
+                                 "forks_refused": None})  # the sentry's pids cgroup keeps no such count
 
     async def disk_usage(self, handle: RuntimeHandle) -> int | None:
         return await asyncio.to_thread(tree_bytes, Path(handle.run_dir).parent / "upper")

@@ -62,3 +62,22 @@ def seccomp_program() -> bytes | None:
         return labels[target] - i - 1 if isinstance(target, str) else target
 
     return b"".join(struct.pack("=HBBI", c, offset(jt, i), offset(jf, i), k) for i, (c, jt, jf, k) in enumerate(insns))
+
+
+# The same policy for gVisor, in the OCI spec's form: runsc (with --oci-seccomp) has the sentry
+# apply it to the sandbox's processes. gVisor keeps a user namespace inside its own kernel, but
+# one still gives its creator every capability there and more of the sentry to reach.
+DENIED_NAMES = ("bpf", "keyctl", "add_key", "request_key", "userfaultfd", "perf_event_open",
+                "io_uring_setup", "io_uring_enter", "io_uring_register")
+
+
+def oci_profile() -> dict:
+    """``linux.seccomp`` of an OCI spec: no new user namespaces, none of ``DENIED_NAMES`` (EPERM)."""
+    newuser = {"index": 0, "value": CLONE_NEWUSER, "valueTwo": CLONE_NEWUSER, "op": "SCMP_CMP_MASKED_EQ"}
+    return {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [
+            {"names": ["unshare", "clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM, "args": [newuser]},
+            {"names": list(DENIED_NAMES), "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM},
+        ],
+    }
