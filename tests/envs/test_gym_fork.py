@@ -14,13 +14,14 @@ import pytest
 import rock.numpy
 from rock.envs.errors import EnvError
 from tests.admin.harness import Admin, backend_params
+from tests.envs.full_forks import full_fork_or_refused
 
 TOKEN, OTHER = "token-gym-fork", "token-gym-fork-other"
 GYM = "/apis/v1/envs/gym"
 HOSTILE = {"packages": [str(Path(__file__).with_name("gym_hostile_pkg"))], "progress": None}
 
 
-@pytest.fixture(scope="module", params=backend_params())
+@pytest.fixture(scope="module", params=[*backend_params(), pytest.param("gvisor", marks=pytest.mark.gvisor, id="gvisor")])
 def admin(request):
     server = Admin(request.param, tokens={TOKEN: "forker", OTHER: "other"}, allow_direct_requirements=True).start()
     yield server
@@ -102,7 +103,8 @@ def test_fork_refusals_are_4xx_say_why_and_leave_nothing(admin):
         for n in (0, 65, 1000, "2", True):
             answer = client.post(path, json={"n": n})
             assert answer.status_code == 422 and "n" in answer.text, (n, answer.text)
-        assert client.post(path, json={"n": 1, "how": "full"}).status_code == 422  # unknown fields are refused
+        assert client.post(path, json={"n": 1, "count": 1}).status_code == 422  # unknown fields are refused
+        assert client.post(path, json={"n": 1, "how": "memory"}).status_code == 422
         # Another tenant's session is absent: 404, and nothing of it is touched.
         other = client.post(path, json={"n": 1}, headers={"Authorization": f"Bearer {OTHER}"})
         assert other.status_code == 404 and "no gym session" in other.text
@@ -135,3 +137,21 @@ def test_a_non_deterministic_or_failed_env_is_refused_never_forked_into_another_
         with child:
             assert np.array_equal(child.step(0)[0], env.step(0)[0])
     assert running(admin) == before
+
+
+def test_a_full_fork_on_gvisor_forks_an_unseeded_session_elsewhere_it_is_refused(admin):
+    with session(admin) as parent:
+        parent.reset()  # no seed: no replay could fork it, a memory fork can
+        parent.step(1)
+        children = full_fork_or_refused(admin, parent)
+        if children is None:
+            return
+        try:
+            assert len({c.sandbox_id for c in children} | {parent.sandbox_id}) == 3
+            same = [env.step(0) for env in (parent, *children)]
+            assert all(np.array_equal(s[0], same[0][0]) and s[1:4] == same[0][1:4] for s in same)
+            assert not np.array_equal(children[0].step(0)[0], children[1].step(1)[0])
+        finally:
+            for c in children:
+                c.close()
+        parent.step(1)  # the source goes on, its host reached again

@@ -10,6 +10,10 @@ for bit as the env host encoded it (``gymwire.item``), or the fork is refused
 (``EnvNotDeterministic``, 409) and no child is kept. A vector session forks whole: each child is
 a vector session whose every lane is where the source's lane is.
 
+``how="full"`` (gVisor): the GEM fork's memory fork instead (``rock.envs.forking``): each child
+is a full fork of the source's sandbox, its env host going on as it stood, so any session forks,
+seeded or not, deterministic or not, with no replay; at most 20 (a sandbox fork's limit).
+
 Why a fresh sandbox of the session's image and not a filesystem fork of the source's: the env's
 state is in its process's memory, which only the replay rebuilds, and a replay into a copy of
 files the episode already wrote would write them twice. Why the admin keeps the trail (the
@@ -25,7 +29,8 @@ from dataclasses import dataclass, field
 
 from rock.agent.envhost import gymwire
 from rock.envs.errors import EnvError
-from rock.envs.forking import MAX_FORK
+from rock.envs.forking import MAX_FORK, MAX_FULL_FORK
+from rock.envs.service import split_handle
 
 
 @dataclass(eq=False)
@@ -67,16 +72,21 @@ class Trail:
         return None
 
 
-def check_count(n) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_FORK:
-        raise EnvError(f"fork count must be 1 to {MAX_FORK}, not {n!r}", "BadRequest")
+def check_count(n, how: str) -> None:
+    if how not in ("replay", "full"):
+        raise EnvError(f"fork how={how!r}: choose replay (every backend) or full (gvisor)", "BadRequest")
+    most = MAX_FORK if how == "replay" else MAX_FULL_FORK
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= most:
+        raise EnvError(f"fork count must be 1 to {most} (how={how}), not {n!r}", "BadRequest")
 
 
-async def fork(sessions, session_id: str, owner: str | None, n: int) -> tuple[list, int]:
+async def fork(sessions, session_id: str, owner: str | None, n: int, how: str = "replay") -> tuple[list, int]:
     """``n`` sessions (``GymSessionInfo``) where ``session_id`` is now, and how many actions each
-    replayed; all opened or none. ``sessions``: the admin's ``GymSessions``."""
-    check_count(n)
-    sessions.get(session_id, owner)
+    replayed (0 for ``full``); all opened or none. ``sessions``: the admin's ``GymSessions``."""
+    check_count(n, how)
+    rec = sessions.get(session_id, owner)
+    if how == "full":
+        return await _fork_full(sessions, rec, owner, n), 0
     source = sessions.trails[session_id]
     if (refused := source.refusal(session_id)) is not None:
         raise refused
@@ -108,3 +118,19 @@ async def _child(sessions, source_id: str, trail: Trail, lease: float, owner: st
         raise
     sessions.trails[info.session_id] = trail.copy()
     return info
+
+
+async def _fork_full(sessions, rec, owner: str | None, n: int) -> list:
+    """Memory forks of the session's sandbox (gVisor), recorded as sessions like the source."""
+    source, trail = sessions.sessions[rec.handle], sessions.trails[rec.handle]
+    sandbox_id, local = split_handle(rec.handle)
+    envs = sessions.envs
+    children = await envs._fork_full(rec, sandbox_id, local, n, owner)
+    out = []
+    for child in children:
+        info = source.model_copy(update={"session_id": child.handle, "sandbox_id": child.sandbox.sandbox_id})
+        sessions.sessions[child.handle] = info
+        sessions.trails[child.handle] = trail.copy()  # the same episode: a later replay fork of it holds
+        out.append(info)
+    envs.start_reaper(deadline_changed=True)
+    return out

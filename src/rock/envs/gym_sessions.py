@@ -232,10 +232,11 @@ class GymSessions:
             trail.after_step(action, body)
         return body
 
-    async def fork(self, session_id: str, owner: str | None, n: int) -> tuple[list[GymSessionInfo], int]:
+    async def fork(self, session_id: str, owner: str | None, n: int,
+                   how: str = "replay") -> tuple[list[GymSessionInfo], int]:
         """``n`` new sessions that go on from this one's state (``rock.envs.gym_forks``), and how
         many actions each replayed."""
-        return await gym_forks.fork(self, session_id, owner, n)
+        return await gym_forks.fork(self, session_id, owner, n, how)
 
     async def render(self, session_id: str, owner: str | None, env_index: int) -> bytes:
         self.get(session_id, owner)

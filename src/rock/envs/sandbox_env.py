@@ -205,18 +205,20 @@ class SandboxSessionBase(Generic[RemoteT]):
         frame = self._call("GET", f"/render?env_index={int(env_index)}")
         return _map_arrays(self.codec.array, frame)
 
-    def fork(self, n: int):
-        """``n`` new sessions (1 to 64) that go on from this one's current state: the same next
-        observation for the same action, then each steps on its own. Each is a session of the same
-        class with a sandbox of its own, opened as this one was; the admin replays this one's seeded
-        reset and the actions since into it and checks the observation it reaches. A session reset
-        without a seed, or an env that is not deterministic, is refused (``EnvError`` kind
-        ``EnvNotDeterministic``), never forked into another state; one not reset yet is refused
-        (``BadRequest``). A vector session forks whole (each lane where this one's is). Close each
-        child as any session (``rock.envs.gym_forks``)."""
+    def fork(self, n: int, how: str = "replay"):
+        """``n`` new sessions that go on from this one's current state: the same next observation
+        for the same action, then each steps on its own. Each is a session of the same class with
+        a sandbox of its own. ``how="replay"`` (1 to 64, every backend): opened as this one was,
+        with this one's seeded reset and the actions since replayed by the admin and the
+        observation checked; a session reset without a seed, or an env that is not
+        deterministic, is refused (``EnvError`` kind ``EnvNotDeterministic``), never forked into
+        another state, and one not reset yet is refused (``BadRequest``). ``how="full"`` (1 to 20,
+        gVisor): a memory fork of this session's sandbox per child, any env, no replay. A vector
+        session forks whole (each lane where this one's is). Close each child as any session
+        (``rock.envs.gym_forks``)."""
         if self._closed:
             raise EnvError(f"session {self.session_id} is closed", "EnvNotFound")
-        forked = self._http.json("POST", session_path(self.session_id, "/fork"), {"n": n})
+        forked = self._http.json("POST", session_path(self.session_id, "/fork"), {"n": n, "how": how})
         children = []
         for info in forked["sessions"]:
             child = object.__new__(type(self))  # a session the admin opened: no build, no open of its own
