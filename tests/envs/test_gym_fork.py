@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import rock.numpy
+from rock.envs import gym_forks
 from rock.envs.errors import EnvError
 from tests.admin.harness import Admin, backend_params
 from tests.envs.full_forks import full_fork_or_refused
@@ -87,7 +88,7 @@ def test_a_vector_session_forks_whole_each_lane_where_the_sources_is(admin):
                 c.close()
 
 
-def test_fork_refusals_are_4xx_say_why_and_leave_nothing(admin):
+def test_fork_refusals_are_4xx_say_why_and_leave_nothing(admin, monkeypatch):
     before = running(admin)
     with session(admin) as parent, httpx.Client(base_url=admin.url + GYM, timeout=600,
                                                 headers={"Authorization": f"Bearer {TOKEN}"}) as client:
@@ -110,6 +111,16 @@ def test_fork_refusals_are_4xx_say_why_and_leave_nothing(admin):
         assert other.status_code == 404 and "no gym session" in other.text
         assert client.post(f"/sessions/{parent.session_id}:x/fork", json={"n": 1}).status_code == 404
         parent.step(0)
+        # An episode longer than a replay keeps (here 20 bytes of actions; one is 16) is refused until a reset.
+        monkeypatch.setattr(gym_forks, "MAX_TRAIL_BYTES", 20)
+        parent.step(0)
+        with pytest.raises(EnvError, match="past what a replay keeps") as err:
+            parent.fork(1)
+        assert err.value.status_code == 400
+        parent.reset(seed=1)
+        parent.step(1)
+        [child] = parent.fork(1)
+        child.close()
         assert running(admin) == before | {parent.sandbox_id}
     assert running(admin) == before
 

@@ -19,7 +19,10 @@ state is in its process's memory, which only the replay rebuilds, and a replay i
 files the episode already wrote would write them twice. Why the admin keeps the trail (the
 seed, options and action bodies since the last reset): every reset and step of a session
 passes through here, as bodies the env host takes back unchanged, and a session's env host has
-no record of its own (``agent/envhost/replay.py`` keeps one for GEM envs only).
+no record of its own (``agent/envhost/replay.py`` keeps one for GEM envs only). A vector session
+autoresets and may never be reset again, so the trail is bounded (``MAX_TRAIL_BYTES`` of action
+bodies a session): past it the actions are dropped and a replay fork says so until the next
+seeded reset (a full fork on gVisor needs no trail).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from rock.agent.envhost import gymwire
 from rock.envs.errors import EnvError
 from rock.envs.forking import MAX_FORK, MAX_FULL_FORK
 from rock.envs.service import split_handle
+
+MAX_TRAIL_BYTES = 16 << 20  # action bodies kept per session: a 1-byte-action episode of ~300k steps
 
 
 @dataclass(eq=False)
@@ -45,22 +50,33 @@ class Trail:
     actions: list[bytes] = field(default_factory=list)  # the step bodies since, in order
     last: bytes = b""  # what the last reset or step answered (its observation is item 0)
     broken: str | None = None  # a step failed in the env's code: its state is unknown until a reset
+    size: int = 0  # bytes of ``actions``; -1: past MAX_TRAIL_BYTES, the actions dropped
 
     def after_reset(self, seed, options, body: bytes) -> None:
         self.reset, self.seed, self.options, self.actions, self.last, self.broken = True, seed, options, [], body, None
+        self.size = 0
 
     def after_step(self, action: bytes, body: bytes) -> None:
-        self.actions.append(action)
         self.last = body
+        if self.size < 0:
+            return
+        self.actions.append(action)
+        self.size += len(action)
+        if self.size > MAX_TRAIL_BYTES:
+            self.actions, self.size = [], -1
 
     def copy(self) -> "Trail":
         return Trail(self.args, self.image, self.reset, self.seed, self.options, list(self.actions), self.last,
-                     self.broken)
+                     self.broken, self.size)
 
     def refusal(self, session_id: str) -> EnvError | None:
         """Why a replay cannot reach this state, or None."""
         if not self.reset:
             return EnvError(f"gym session {session_id} has no episode to fork: reset it first", "BadRequest")
+        if self.size < 0:
+            return EnvError(f"gym session {session_id} has stepped past what a replay keeps ({MAX_TRAIL_BYTES >> 20} MiB "
+                            "of actions since its seeded reset): reset it with a seed to fork it, or fork it with "
+                            "how='full' on gVisor", "BadRequest")
         if self.broken:
             return EnvError(f"gym session {session_id}: a step failed in the env ({self.broken}), so where it stands "
                             "is unknown; reset it to fork it", "BadRequest")
