@@ -64,6 +64,13 @@ class EnvForks:
             return await self._fork_full(rec, sandbox_id, local, n, owner), 0
         return await replay_children(svc, rec, n, owner)
 
+    async def full(self, rec: EnvRecord, n: int, owner: str | None) -> list[EnvRecord]:
+        """``n`` memory forks of ``rec``'s sandbox, each child's own, with none of ``fork``'s refusals
+        of a sandbox of its own: a gym session's full fork (``rock.envs.gym_forks``), whose
+        sandbox is its own and whose children are sessions like it."""
+        sandbox_id, local = rec.handle.rsplit(":", 1)
+        return await self._fork_full(rec, sandbox_id, local, n, owner)
+
     async def _fork_full(self, rec: EnvRecord, sandbox_id: str, local: str, n: int,
                          owner: str | None) -> list[EnvRecord]:
         svc = self.svc

@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from rock.agent.envhost import gymwire
 from rock.envs.errors import EnvError
 from rock.envs.forking import MAX_FORK, MAX_FULL_FORK
-from rock.envs.service import split_handle
 
 MAX_TRAIL_BYTES = 16 << 20  # action bodies kept per session: a 1-byte-action episode of ~300k steps
 
@@ -139,9 +138,8 @@ async def _child(sessions, source_id: str, trail: Trail, lease: float, owner: st
 async def _fork_full(sessions, rec, owner: str | None, n: int) -> list:
     """Memory forks of the session's sandbox (gVisor), recorded as sessions like the source."""
     source, trail = sessions.sessions[rec.handle], sessions.trails[rec.handle]
-    sandbox_id, local = split_handle(rec.handle)
     envs = sessions.envs
-    children = await envs._fork_full(rec, sandbox_id, local, n, owner)
+    children = await envs.forks.full(rec, n, owner)
     out = []
     for child in children:
         info = source.model_copy(update={"session_id": child.handle, "sandbox_id": child.sandbox.sandbox_id})
