@@ -103,3 +103,21 @@ def test_an_array_leaf_pointing_past_the_body_is_refused():
 def test_unsupported_spaces_are_named():
     with pytest.raises(TypeError, match="Graph"):
         gymwire.space_spec(S.Graph(S.Box(0, 1, (2,)), S.Discrete(2)))
+
+
+def test_an_items_bytes_are_equal_exactly_when_its_values_are():
+    """``item``: how the admin compares a forked gym session's observation with its source's."""
+    obs = {"img": np.arange(12, dtype=np.uint8).reshape(3, 4), "pos": np.float32(0.5), "name": "a", "raw": b"xy"}
+    step = gymwire.encode((obs, 1.0, False, False, {"t": np.zeros(3)}))
+    # Another reward and info, longer arrays before nothing: the observation is the same.
+    other = gymwire.encode((dict(obs), 2.5, True, False, {"t": np.ones(40), "more": 1}))
+    assert gymwire.item(step, 0) == gymwire.item(other, 0)
+    assert gymwire.item(step, 1) != gymwire.item(other, 1)
+    for changed in ({**obs, "img": obs["img"] + 1}, {**obs, "pos": np.float64(0.5)}, {**obs, "raw": b"xz"},
+                    {**obs, "img": obs["img"].reshape(4, 3)}):
+        assert gymwire.item(gymwire.encode((changed, 1.0)), 0) != gymwire.item(step, 0), changed
+    assert gymwire.item(gymwire.encode((np.float32(np.nan), {})), 0) == gymwire.item(gymwire.encode((np.float32(np.nan), {})), 0)
+    with pytest.raises(ValueError, match="not a tuple"):
+        gymwire.item(gymwire.encode([1, 2]), 0)
+    with pytest.raises(ValueError, match="bad magic"):
+        gymwire.item(b"NOPE" + bytes(8), 0)

@@ -63,14 +63,31 @@ class SnapshotCatalog:
             return f"snap-{uuid.uuid4().hex[:16]}"
         return name if owner is None else namespaced_id(name, owner)
 
-    def check_mode(self, mode: str) -> None:
+    def check_mode(self, mode: str, sandbox_id: str | None = None, node_id: str | None = None) -> None:
+        """A 400 for a mode the backend of ``sandbox_id`` cannot take (without one: no backend of
+        this admin can)."""
         if mode not in MODES:
             raise BadRequest(f"snapshot mode {mode!r}: choose {' or '.join(MODES)}")
-        backend = self.worker.backend_name
-        if mode == "full" and backend not in FULL_BACKENDS:
-            raise BadRequest(f"mode=full: the {backend} backend cannot take full (memory) snapshots; only "
-                             f"{', '.join(FULL_BACKENDS)} can (start the admin with --backend gvisor), or take a "
-                             "filesystem snapshot")
+        if mode == "full" and not self.takes_full(sandbox_id, node_id):
+            backends, where = self._backends(sandbox_id, node_id)
+            raise BadRequest(f"mode=full: the {'/'.join(backends) or 'no'} backend{where} cannot take full (memory) "
+                             f"snapshots; only {', '.join(FULL_BACKENDS)} can (start the "
+                             f"{'admin' if not where else 'node worker'} with --backend gvisor), or take a filesystem "
+                             "snapshot")
+
+    def takes_full(self, sandbox_id: str | None = None, node_id: str | None = None) -> bool:
+        """Whether the backend of ``sandbox_id`` (without one: any backend of this admin) takes
+        full snapshots."""
+        return any(b in FULL_BACKENDS for b in self._backends(sandbox_id, node_id)[0])
+
+    def _backends(self, sandbox_id: str | None, node_id: str | None) -> tuple[list[str], str]:
+        """The backends that would take the snapshot, and where they run (for a message). On a
+        cluster admin the worker's own name is "cluster": each node runs its own backend, so the
+        sandbox's node answers (without a sandbox, the live nodes together)."""
+        node_backends = getattr(self.worker, "node_backends", None)
+        if node_backends is None:
+            return [self.worker.backend_name], ""
+        return node_backends(sandbox_id, node_id)
 
     async def snapshots(self, owner: str | None) -> list[Snapshot]:
         """The owner's snapshots (no other owner's), by name."""

@@ -382,7 +382,7 @@ class Sandboxes:
         """Save the running or paused sandbox's state as a snapshot of ``owner``; the sandbox runs
         on (it is frozen only while its state is taken). The snapshot outlives the sandbox."""
         record = await self.lookup(sandbox_id, owner)
-        self.check_mode(mode)
+        self.check_mode(mode, sandbox_id, record.node_id)
         await self._wait_started(sandbox_id)
         async with self._lock(sandbox_id):
             if record.state not in ("running", "paused"):
@@ -404,7 +404,7 @@ class Sandboxes:
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_FORK:
             raise BadRequest(f"fork count {count!r}: ask for 1 to {MAX_FORK} sandboxes")
         parent = await self.lookup(sandbox_id, owner)
-        self.check_mode(mode)
+        self.check_mode(mode, sandbox_id, parent.node_id)
         if parent.state not in ("running", "paused"):
             raise Conflict(f"sandbox {sandbox_id} is {parent.state}; only a running or paused sandbox can be forked")
         meta = meta or {"namespace": parent.namespace, "user_id": parent.user_id,

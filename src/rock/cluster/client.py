@@ -352,6 +352,15 @@ class ClusterWorker:
         """A node's fork, over this worker's ``snapshot`` and ``start_from`` (``fork_children``)."""
         return fork_children(self, sandbox_id, owner, specs, mode, name, node_id)
 
+    def node_backends(self, sandbox_id: str | None = None, node_id: str | None = None) -> tuple[list[str], str]:
+        """The backend of the node that runs ``sandbox_id`` (without one: the distinct backends of
+        the live nodes), and a phrase naming where, for messages. What the admin asks before a
+        full snapshot: the cluster's own name says nothing of what its nodes can take."""
+        if sandbox_id is None and node_id is None:
+            return sorted({n.info.backend for n in self.nodes.live()}), " of this cluster's live nodes"
+        node = self._node_of(sandbox_id or "", node_id)
+        return [node.info.backend], f" of node {node.name} (which runs sandbox {sandbox_id})"
+
     def stopped_ids(self) -> list[str]:
         """Sandboxes stopped with their files kept, as the live nodes last reported them."""
         out = []

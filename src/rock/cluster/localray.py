@@ -16,8 +16,9 @@ FAST_HEALTH_CHECKS = {"health_check_period_ms": 500, "health_check_failure_thres
 
 class LocalRay:
     def __init__(self, root: Path, port: int, nodes: dict[str, dict], backend: str = "bwrap", **settings):
-        """``nodes``: name -> {"num_cpus", "memory" (bytes), "labels"}; the first is Ray's head;
-        ``settings``: every node worker's other settings (e.g. one ``images_dir`` for them all)."""
+        """``nodes``: name -> {"num_cpus", "memory" (bytes), "labels", and "backend" where it is not
+        ``backend``}; the first is Ray's head; ``settings``: every node worker's other settings
+        (e.g. one ``images_dir`` for them all)."""
         self.root, self.port, self.nodes = Path(root), port, nodes
         self.backend, self.extra = backend, settings
         self.cluster = None
@@ -52,7 +53,7 @@ class LocalRay:
     def settings(self, name: str) -> Settings:
         state = self.root / name
         state.mkdir(exist_ok=True)
-        return Settings(state_dir=state, backend=self.backend, relay_host="127.0.0.1",
+        return Settings(state_dir=state, backend=self.nodes[name].get("backend", self.backend), relay_host="127.0.0.1",
                         node_labels={**self.nodes[name].get("labels", {}), "node": name}, **self.extra)
 
     def start_worker(self, name: str) -> dict:

@@ -142,7 +142,7 @@ class AsyncHttp:
 
     def __init__(self, base_url: str | None = None, token: str | None = None, routes: str = GEM,
                  max_connections: int = 64):
-        self.base = _base(base_url)
+        self.base, self.token = _base(base_url), token
         self.routes = routes
         url = httpx.URL(self.base + routes)
         self.addr = (url.host, url.port or (443 if url.scheme == "https" else 80))
@@ -153,6 +153,11 @@ class AsyncHttp:
         self.head = b"".join(f"{k}: {v}\r\n".encode() for k, v in {"host": host, **self.headers}.items())
         self.transport = LeanTransport(max_idle_per_host=max_connections)
         self.client: httpx.AsyncClient | None = None
+
+    def twin(self) -> "AsyncHttp":
+        """A pool of its own to the same admin with the same token (for an object that closes its
+        pool, such as a forked vector env)."""
+        return AsyncHttp(self.base, self.token, self.routes)
 
     async def post(self, path: str, body: dict) -> bytes:
         """POST ``body`` as JSON to the env route ``path``; the raw answer, or the error it maps to raised."""

@@ -62,21 +62,14 @@ class EnvForks:
                            "BadRequest")
         if how == "full":
             return await self._fork_full(rec, sandbox_id, local, n, owner), 0
-        try:
-            client = await svc.sandboxes.agent(sandbox_id, owner)
-            result, _ = await client.call("env.fork", {"env": local, "n": n})
-        except (SandboxNotFound, SandboxNotRunning, AgentGone) as exc:
-            raise EnvError(f"env {handle} is gone: {exc.message}", "EnvNotFound") from None
-        except AgentError as exc:
-            raise from_agent(exc) from None
-        children = []
-        for name in result["envs"]:
-            child = EnvRecord(handle=f"{sandbox_id}:{name}", env_id=rec.env_id, owner=owner, sandbox=rec.sandbox,
-                              ttl=rec.ttl, made=rec.made)
-            svc.add_env(child)
-            children.append(child)
-        svc.start_reaper()  # the children idle out like any env
-        return children, int(result.get("steps", 0))
+        return await replay_children(svc, rec, n, owner)
+
+    async def full(self, rec: EnvRecord, n: int, owner: str | None) -> list[EnvRecord]:
+        """``n`` memory forks of ``rec``'s sandbox, each child's own, with none of ``fork``'s refusals
+        of a sandbox of its own: a gym session's full fork (``rock.envs.gym_forks``), whose
+        sandbox is its own and whose children are sessions like it."""
+        sandbox_id, local = rec.handle.rsplit(":", 1)
+        return await self._fork_full(rec, sandbox_id, local, n, owner)
 
     async def _fork_full(self, rec: EnvRecord, sandbox_id: str, local: str, n: int,
                          owner: str | None) -> list[EnvRecord]:
@@ -111,3 +104,27 @@ class EnvForks:
             children.append(env)
         svc.start_reaper()
         return children
+
+
+async def replay_children(svc, rec: EnvRecord, n: int, owner: str | None,
+                          vec: str | None = None) -> tuple[list[EnvRecord], int]:
+    """``n`` envs beside ``rec`` in its sandbox's env host, each replayed to where it is
+    (``agent/envhost/replay.py``), recorded in ``svc`` (the ``EnvService``) as envs of the vector
+    env ``vec`` or single; and how many calls each replayed. A vector env forks lane by lane
+    through here (``rock.envs.vector.vec_fork``)."""
+    sandbox_id, local = rec.handle.rsplit(":", 1)
+    try:
+        client = await svc.sandboxes.agent(sandbox_id, owner)
+        result, _ = await client.call("env.fork", {"env": local, "n": n})
+    except (SandboxNotFound, SandboxNotRunning, AgentGone) as exc:
+        raise EnvError(f"env {rec.handle} is gone: {exc.message}", "EnvNotFound") from None
+    except AgentError as exc:
+        raise from_agent(exc) from None
+    children = []
+    for name in result["envs"]:
+        child = EnvRecord(handle=f"{sandbox_id}:{name}", env_id=rec.env_id, owner=owner, sandbox=rec.sandbox,
+                          ttl=rec.ttl, made=rec.made, vec=vec)
+        svc.add_env(child)
+        children.append(child)
+    svc.start_reaper()  # the children idle out like any env
+    return children, int(result.get("steps", 0))

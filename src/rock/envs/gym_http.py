@@ -33,10 +33,16 @@ class GymHttp:
         url = urlsplit(self.base)
         self.lean = url.scheme == "http"
         self.host, self.port, self.prefix = url.hostname, url.port or 80, url.path.rstrip("/") + GYM
+        self.token = token
         self.auth = _headers(token)
         self.client = httpx.Client(base_url=self.base + GYM, headers=self.auth, timeout=TIMEOUT)
         self.conn: sync_transport.Connection | None = None
         self.lock = threading.Lock()  # one step at a time per session object
+
+    def twin(self) -> "GymHttp":
+        """A client of the same admin with the same token, for another session (a fork's child):
+        each session closes its own."""
+        return GymHttp(self.base, self.token)
 
     # -- calls -------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from rock.actions.images import ImageRef
+from rock.envs import gym_forks
 from rock.envs.catalog import EnvInfo
 from rock.envs.errors import EnvError
 from rock.envs.images import SITE, EnvImage, EnvImageSpec, ImageBuilder, Progress
@@ -100,6 +101,7 @@ class GymSessions:
         self.builder = builder
         self.default_base = default_base
         self.sessions: dict[str, GymSessionInfo] = {}
+        self.trails: dict[str, gym_forks.Trail] = {}  # session id -> how it opened and its episode so far
         self._ids: dict[str, list[str]] = {}  # image tag -> gymnasium ids
         envs.resolvers["gym"] = self.gem_door
 
@@ -169,21 +171,28 @@ class GymSessions:
                 "gym": {"source": make["source"], "num_envs": req.num_envs, "vector": vector,
                         "mode": req.vectorization_mode, "workers": workers, "imports": spec.imports}}
         t0 = time.perf_counter()
-        sb = self.envs.reserve_dedicated(owner, image.tag, s.gym_sandbox_memory, s.gym_sandbox_cpus)
+        info = await self.start(args, image.tag, req.lease or s.gym_lease, owner)
+        log.info("gym session %s (%s x%d, %s) ready in %.0f ms", info.session_id, req.source, req.num_envs,
+                 req.vectorization_mode if vector else "single", (time.perf_counter() - t0) * 1000)
+        return info
+
+    async def start(self, args: dict, image: str, lease: float, owner: str | None) -> GymSessionInfo:
+        """A session's sandbox (``image``) and its env made with the env host's ``args``: an
+        opened session, or a fork's child opened as its source was."""
+        s = self.envs.settings
+        sb = self.envs.reserve_dedicated(owner, image, s.gym_sandbox_memory, s.gym_sandbox_cpus)
         try:
             rec, result = await self.envs.make_env(sb, args, owner)
         except BaseException:
             self.envs._forget_sandbox(sb)
             await self.envs._stop(sb)
             raise
-        lease = req.lease or s.gym_lease
         rec.ttl = lease
         self.envs.start_reaper(deadline_changed=True)  # the lease may be shorter than the reaper's sleep
-        info = GymSessionInfo(session_id=rec.handle, sandbox_id=sb.sandbox_id, image=image.tag,
+        info = GymSessionInfo(session_id=rec.handle, sandbox_id=sb.sandbox_id, image=image,
                               contract=result["contract"], lease=lease)
         self.sessions[rec.handle] = info
-        log.info("gym session %s (%s x%d, %s) ready in %.0f ms", rec.handle, req.source, req.num_envs,
-                 req.vectorization_mode if vector else "single", (time.perf_counter() - t0) * 1000)
+        self.trails[rec.handle] = gym_forks.Trail(args, image)
         return info
 
     def get(self, session_id: str, owner: str | None) -> EnvRecord:
@@ -194,18 +203,40 @@ class GymSessions:
         if rec is None or session_id not in self.sessions or rec.owner != owner:
             split_handle(session_id)  # a malformed id gets its own message
             if rec is None:
-                self.sessions.pop(session_id, None)  # its env is gone (closed, reaped): forget it
+                self._forget(session_id)  # its env is gone (closed, reaped)
             raise EnvError(f"no gym session {session_id!r} (closed, reaped after its lease ran out, or never opened)",
                            "EnvNotFound")
         return rec
 
+    def _forget(self, session_id: str) -> None:
+        self.sessions.pop(session_id, None)
+        self.trails.pop(session_id, None)
+
     async def reset(self, session_id: str, owner: str | None, seed, options) -> bytes:
         self.get(session_id, owner)
-        return await self.envs.call(session_id, "gym_reset", {"seed": seed, "options": options}, owner)
+        body = await self.envs.call(session_id, "gym_reset", {"seed": seed, "options": options}, owner)
+        if (trail := self.trails.get(session_id)) is not None:
+            trail.after_reset(seed, options, body)
+        return body
 
     async def step(self, session_id: str, owner: str | None, action: bytes) -> bytes:
         self.get(session_id, owner)
-        return await self.envs.call(session_id, "gym_step", {}, owner, action)
+        trail = self.trails.get(session_id)
+        try:
+            body = await self.envs.call(session_id, "gym_step", {}, owner, action)
+        except EnvError as exc:
+            if trail is not None and exc.kind != "BadRequest":  # refused before the env saw it: nothing changed
+                trail.broken = exc.message
+            raise
+        if trail is not None:
+            trail.after_step(action, body)
+        return body
+
+    async def fork(self, session_id: str, owner: str | None, n: int,
+                   how: str = "replay") -> tuple[list[GymSessionInfo], int]:
+        """``n`` new sessions that go on from this one's state (``rock.envs.gym_forks``), and how
+        many actions each replayed."""
+        return await gym_forks.fork(self, session_id, owner, n, how)
 
     async def render(self, session_id: str, owner: str | None, env_index: int) -> bytes:
         self.get(session_id, owner)
@@ -218,7 +249,7 @@ class GymSessions:
 
     async def close(self, session_id: str, owner: str | None) -> bool:
         self.get(session_id, owner)
-        self.sessions.pop(session_id, None)
+        self._forget(session_id)
         return await self.envs.close(session_id, owner)
 
     def listing(self, owner: str | None) -> list[dict]:
@@ -226,7 +257,7 @@ class GymSessions:
         for sid, info in list(self.sessions.items()):
             rec = self.envs.envs.get(sid)
             if rec is None:
-                self.sessions.pop(sid, None)  # reaped
+                self._forget(sid)  # reaped
                 continue
             if rec.owner == owner:
                 out.append({**info.model_dump(exclude={"contract"}), "env_id": info.contract.get("id"),
@@ -263,3 +294,4 @@ class GymSessions:
         await asyncio.gather(*(self.envs.close(sid, self.envs.envs[sid].owner) for sid in list(self.sessions)
                                if sid in self.envs.envs), return_exceptions=True)
         self.sessions.clear()
+        self.trails.clear()

@@ -135,6 +135,10 @@ class SandboxSessionBase(Generic[RemoteT]):
         except BaseException:
             self._http.close()
             raise
+        self._attach(info)
+
+    def _attach(self, info: dict) -> None:
+        """Become the client of the open session ``info`` (as the admin answered its open or fork)."""
         self.session_id: str = info["session_id"]
         self.sandbox_id: str = info["sandbox_id"]
         self.image: str = info["image"]
@@ -200,6 +204,28 @@ class SandboxSessionBase(Generic[RemoteT]):
         """A frame of env ``env_index`` (an RGB array for ``render_mode="rgb_array"``), or None."""
         frame = self._call("GET", f"/render?env_index={int(env_index)}")
         return _map_arrays(self.codec.array, frame)
+
+    def fork(self, n: int, how: str = "replay"):
+        """``n`` new sessions that go on from this one's current state: the same next observation
+        for the same action, then each steps on its own. Each is a session of the same class with
+        a sandbox of its own. ``how="replay"`` (1 to 64, every backend): opened as this one was,
+        with this one's seeded reset and the actions since replayed by the admin and the
+        observation checked; a session reset without a seed, or an env that is not
+        deterministic, is refused (``EnvError`` kind ``EnvNotDeterministic``), never forked into
+        another state, and one not reset yet is refused (``BadRequest``). ``how="full"`` (1 to 20,
+        gVisor): a memory fork of this session's sandbox per child, any env, no replay. A vector
+        session forks whole (each lane where this one's is). Close each child as any session
+        (``rock.envs.gym_forks``)."""
+        if self._closed:
+            raise EnvError(f"session {self.session_id} is closed", "EnvNotFound")
+        forked = self._http.json("POST", session_path(self.session_id, "/fork"), {"n": n, "how": how})
+        children = []
+        for info in forked["sessions"]:
+            child = object.__new__(type(self))  # a session the admin opened: no build, no open of its own
+            child._http = self._http.twin()
+            child._attach(info)
+            children.append(child)
+        return children
 
     def close(self) -> None:
         """Close the session and stop its sandbox. Safe to call again, also after a failed attempt."""

@@ -118,6 +118,17 @@ class VecEnv(_Vec):
         raw = self._http.post("/vec/step", {"vec_id": self._id(), "actions": sent})
         return tuple(_columns(raw, order, STEP_FIELDS))
 
+    def fork(self, n: int) -> list["VecEnv"]:
+        """``n`` vector envs (1 to 64) that go on from this one's current state, lane by lane:
+        lane ``i`` of each gives the same result as this one's lane ``i`` for the same action, then
+        each steps on its own. The admin replays each lane's seeded reset, its actions and its
+        autoresets since into new envs beside it and checks the observation they reach; a lane
+        reset without a seed, or an env that is not deterministic, refuses the whole fork
+        (``EnvError`` kind ``EnvNotDeterministic``) and no child is kept. Close each child as any
+        vector env (``rock.envs.vector``)."""
+        forked = json.loads(self._http.post("/vec/fork", {"vec_id": self._id(), "n": n}))
+        return [type(self)(self._http, reply) for reply in forked["vecs"]]
+
     def close(self) -> None:
         """Close every env of the vector."""
         if self.vec_id is not None:
@@ -160,6 +171,12 @@ class AsyncVecEnv(_Vec):
         order, sent = _order(actions)
         raw = await self._http.post("/vec/step", {"vec_id": self._id(), "actions": sent})
         return tuple(_columns(raw, order, STEP_FIELDS))
+
+    async def fork(self, n: int) -> list["AsyncVecEnv"]:
+        """``VecEnv.fork`` for asyncio: ``n`` vector envs that go on from this one's current state,
+        each with a connection pool of its own (closed with it)."""
+        forked = json.loads(await self._http.post("/vec/fork", {"vec_id": self._id(), "n": n}))
+        return [type(self)(self._http.twin(), reply) for reply in forked["vecs"]]
 
     async def close(self) -> None:
         """Close every env of the vector."""

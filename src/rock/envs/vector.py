@@ -6,6 +6,11 @@ Semantics (the SDK's ``make_vec`` and the ``/vec/*`` routes):
   gives each env its own; ``reset()`` leaves them unseeded. ``reset(indices=[...])`` resets a subset.
 - **Subsets**: ``step({i: action, ...})`` (or a list with ``None`` for envs to leave alone) moves
   only the named envs; results come back for those envs, in the order the actions were given.
+- **Fork** (``fork(n)``): ``n`` vector envs where this one is, lane by lane: each lane is replayed
+  (its seeded reset, its actions and its autoresets since) into ``n`` new envs beside it in its
+  sandbox's env host (``rock.envs.forking``), and child ``k`` takes the ``k``-th of every lane,
+  so lane ``i`` of every child sits in the sandbox of lane ``i``. A lane reset without a seed,
+  or one that is not deterministic, refuses the whole fork (409) and no child is kept.
 - **Autoreset** (``autoreset=``), as gem's vector envs define it:
   - ``"same_step"`` (default): when an env's episode ends (terminated or truncated) in a step,
     it is reset within that same request. Its result carries the ending step's reward,
@@ -35,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rock.envs.errors import EnvError
+from rock.envs.forking import MAX_FORK, replay_children
 from rock.envs.service import EnvService, split_handle
 
 AUTORESET = ("same_step", "next_step", "off")
@@ -150,3 +156,34 @@ async def vec_close(svc: EnvService, vec: VecRecord) -> int:
     svc.vecs.pop(vec.vec_id, None)
     results = await asyncio.gather(*(svc.close(h, vec.owner) for h in vec.handles), return_exceptions=True)
     return sum(1 for r in results if r is True)
+
+
+async def vec_fork(svc: EnvService, vec: VecRecord, n: int) -> tuple[list[VecRecord], int]:
+    """``n`` vector envs where ``vec`` is now (see the module's Fork), and the most calls a lane
+    replayed; all made or none."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_FORK:
+        raise EnvError(f"fork count must be 1 to {MAX_FORK}, not {n!r}", "BadRequest")
+    lanes = []
+    for i, handle in enumerate(vec.handles):
+        if (rec := svc.envs.get(handle)) is None:
+            raise EnvError(f"lane {i} of vector env {vec.vec_id} is gone (closed or reclaimed)", "EnvNotFound")
+        lanes.append(rec)
+    ids = [f"vec-{uuid.uuid4().hex[:12]}" for _ in range(n)]
+    results = await asyncio.gather(*(replay_children(svc, rec, n, vec.owner) for rec in lanes), return_exceptions=True)
+    made = [h.handle for r in results if not isinstance(r, BaseException) for h in r[0]]
+    for i, r in enumerate(results):
+        if isinstance(r, BaseException):
+            await asyncio.gather(*(svc.close(h, vec.owner) for h in made), return_exceptions=True)
+            if isinstance(r, EnvError):
+                raise EnvError(f"lane {i} of vector env {vec.vec_id}: {r.message}", r.kind) from None
+            raise r
+    children = []
+    for k, vec_id in enumerate(ids):
+        handles = [lane[0][k].handle for lane in results]
+        for lane in results:
+            lane[0][k].vec = vec_id
+        child = VecRecord(vec_id=vec_id, env_id=vec.env_id, owner=vec.owner, handles=handles,
+                          autoreset=vec.autoreset, blocks=list(vec.blocks))
+        svc.vecs[vec_id] = child
+        children.append(child)
+    return children, max(r[1] for r in results)

@@ -44,7 +44,6 @@ from rock.admin.context import Ctx
 from rock.admin.e2b.common import (KEEP_AFTER_TIMEOUT, META_KEY, TOKEN_KEY, E2BError, control_record, json_object,
                                    owner_of, paged, route)
 from rock.admin.e2b.connect import json_response
-from rock.admin.pause import FULL_BACKENDS
 from rock.admin.store import SandboxRecord
 from rock.errors import RockError
 from rock.worker.worker import Worker
@@ -65,10 +64,12 @@ def _memory(body: dict) -> bool | None:
     return value
 
 
-def snapshot_mode(ctx: Ctx, memory: bool | None) -> str:
-    """E2B's ``memory`` as ROCK's mode: left out, the most this backend keeps."""
+def snapshot_mode(ctx: Ctx, memory: bool | None, record: SandboxRecord) -> str:
+    """E2B's ``memory`` as ROCK's mode: left out, the most the sandbox's backend keeps (on a
+    cluster, its node's)."""
     if memory is None:
-        return "full" if ctx.worker.backend_name in FULL_BACKENDS else "filesystem"
+        catalog = ctx.sandboxes.snapshot_catalog
+        return "full" if catalog.takes_full(record.sandbox_id, record.node_id) else "filesystem"
     return "full" if memory else "filesystem"
 
 
@@ -147,7 +148,7 @@ class Routes:
                 raise E2BError(400, "name must be 1-53 letters, digits, '_' or '-', starting with a letter or digit")
             try:
                 snap = await svc.snapshot(record.sandbox_id, record.owner, name=name,
-                                          mode=snapshot_mode(ctx, _memory(body)))
+                                          mode=snapshot_mode(ctx, _memory(body), record))
             except RockError as exc:
                 raise e2b_error(exc) from None
             return json_response(snapshot_info(snap), 201)
@@ -160,7 +161,7 @@ class Routes:
                 raise E2BError(400, f"count must be a whole number from 1 to {MAX_FORK}, not {count!r}")
             timeout = timeout_of(body, 0) if body.get("timeout") is not None else None
             try:
-                children, _ = await svc.fork(record.sandbox_id, record.owner, count, mode=snapshot_mode(ctx, None))
+                children, _ = await svc.fork(record.sandbox_id, record.owner, count, mode=snapshot_mode(ctx, None, record))
             except RockError as exc:
                 raise e2b_error(exc) from None
             out = []

@@ -25,6 +25,7 @@ from rock.jsonutil import dumps, loads
 from rock.admin.openapi import doc, long_running
 from rock.envs import vector
 from rock.envs.catalog import Catalog, UserEnv
+from rock.envs.forking import MAX_FORK
 from rock.envs.service import EnvService
 from rock.envs.settings import EnvSettings
 
@@ -97,6 +98,10 @@ class Forked(BaseModel):
     steps: int = Field(description="the actions replayed since the source's seeded reset")
 
 
+class VecForkRequest(VecRequest):
+    n: int = Field(ge=1, le=MAX_FORK, strict=True, description=f"how many vector envs to fork: 1 to {MAX_FORK}")
+
+
 class UnregisterRequest(_Ours):
     id: str
 
@@ -125,6 +130,12 @@ class VecMade(BaseModel):
     num_envs: int
     envs: list[str]
     autoreset: str
+
+
+class VecForked(BaseModel):
+    vec_id: str = Field(description="the vector env forked")
+    vecs: list[VecMade] = Field(description="the new vector envs, each lane where the source's lane is")
+    steps: int = Field(description="the most calls a lane replayed since its seeded reset")
 
 
 class VecClosed(BaseModel):
@@ -293,13 +304,18 @@ async def hosted(request: Request) -> Response:
 # -- ours: vector envs ----------------------------------------------------------------------------
 
 
+def _vec_made(vec: vector.VecRecord) -> dict:
+    """A vector env as its make answers it (``VecMade``)."""
+    return {"vec_id": vec.vec_id, "env_id": vec.env_id, "num_envs": len(vec.handles), "envs": vec.handles,
+            "autoreset": vec.autoreset}
+
+
 @router.post(GEM + "/vec/make", **_doc(VecMakeRequest, VecMade, (400, 404, 422, 503, 504), openapi_extra=ENV_START))
 async def vec_make(request: Request) -> Response:
     req = VecMakeRequest.model_validate_json(await request.body())
     vec = await vector.make_vec(service(request.app), req.env_id, req.num_envs, principal_of(request), req.kwargs,
                                 req.vec_kwargs, req.autoreset, req.timeout)
-    return _json({"vec_id": vec.vec_id, "env_id": vec.env_id, "num_envs": len(vec.handles), "envs": vec.handles,
-                  "autoreset": vec.autoreset})
+    return _json(_vec_made(vec))
 
 
 @router.post(GEM + "/vec/reset", **_doc(VecResetRequest, dict[str, Any], _CALL))
@@ -315,6 +331,18 @@ async def vec_step(ctx, body: bytes, principal, call) -> bytes:
     vec_id, actions = _vec_step_args(body)
     svc = service(call.app)
     return await vector.vec_step(svc, vector.get_vec(svc, vec_id, principal), actions)
+
+
+@router.post(GEM + "/vec/fork", **_doc(VecForkRequest, VecForked, (400, 404, 409, 410, 422, 504)))
+async def vec_fork(request: Request) -> Response:
+    """``n`` vector envs that go on from this one's state, lane by lane: each lane's seeded reset,
+    actions and autoresets replayed in new envs beside it and checked (409 EnvNotDeterministic
+    where a lane does not reach it, or was reset without a seed); rock.envs.vector."""
+    req = VecForkRequest.model_validate_json(await request.body())
+    svc = service(request.app)
+    vec = vector.get_vec(svc, req.vec_id, principal_of(request))
+    children, steps = await vector.vec_fork(svc, vec, req.n)
+    return _json({"vec_id": vec.vec_id, "steps": steps, "vecs": [_vec_made(c) for c in children]})
 
 
 @router.post(GEM + "/vec/close", **_doc(VecRequest, VecClosed))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Literal
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Query
@@ -21,6 +22,7 @@ from rock.admin.context import principal_of
 from rock.admin.doors import door
 from rock.admin.errors import status_and_body
 from rock.admin.openapi import errors, long_running
+from rock.envs.forking import MAX_FORK, MAX_FULL_FORK
 from rock.envs.gym_sessions import GymImageRequest, GymSessionInfo, GymSessionRequest, GymSessions
 from rock.envs.images import ImageBuilder
 
@@ -48,6 +50,22 @@ class Closed(BaseModel):
 
     session_id: str
     closed: bool
+
+
+class GymForkRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    n: int = Field(ge=1, le=MAX_FORK, strict=True, description=f"how many sessions to fork: 1 to {MAX_FORK} "
+                   f"(replay), 1 to {MAX_FULL_FORK} (full)")
+    how: Literal["replay", "full"] = Field(default="replay", description="replay (every backend): the seeded reset "
+                                           "and actions replayed and checked; full (gvisor): a memory fork of the "
+                                           "session's sandbox, any env")
+
+
+class GymForked(BaseModel):
+    session_id: str = Field(description="the session forked")
+    sessions: list[GymSessionInfo] = Field(description="the new sessions, each where the source was")
+    steps: int = Field(description="the actions each new session replayed after the seeded reset")
 
 
 class Lease(BaseModel):
@@ -151,6 +169,18 @@ async def step(ctx, body: bytes, principal, call) -> bytes:
 async def render(session_id: str, request: Request, env_index: int = Query(default=0, ge=0)) -> Response:
     """The env's frame (an RGB array for ``render_mode="rgb_array"``), or null."""
     return _value(await sessions(request.app).render(session_id, principal_of(request), env_index))
+
+
+@router.post(GYM + "/sessions/{session_id}/fork", response_model=GymForked, responses=errors(400, 404, 409, 410, 422, 503, 504),
+             openapi_extra=long_running(1800, "starts a sandbox per new session and replays the episode into it"))
+async def fork(session_id: str, req: GymForkRequest, request: Request) -> GymForked:
+    """``n`` new sessions that go on from this one's state: each opened as this one was, in a
+    sandbox of its own, with its seeded reset and the actions since replayed and its observation
+    checked against this one's (409 EnvNotDeterministic where it differs; 400 before a seeded
+    reset). A vector session forks whole. ``how="full"`` (gVisor): a memory fork of the session's
+    sandbox per child instead, any env, no replay. Then each steps on its own (``rock.envs.gym_forks``)."""
+    children, steps = await sessions(request.app).fork(session_id, principal_of(request), req.n, req.how)
+    return GymForked(session_id=session_id, sessions=children, steps=steps)
 
 
 @router.post(GYM + "/sessions/{session_id}/keepalive", response_model=Lease, responses=_CALL)

@@ -145,6 +145,38 @@ def _freeze(key):
     return tuple(key) if isinstance(key, list) else key
 
 
+def item(body, index):
+    """The ``index``-th item of a tuple body (a reset's or a step's observation is item 0) as
+    canonical bytes: its header with each array's raw bytes in place of its offset. Two items
+    hold equal values exactly when these bytes are equal (floats bit for bit). Standard library
+    only: the admin compares a forked session's observation with its source's without numpy."""
+    magic, hlen = _HEAD.unpack_from(body, 0)
+    if magic != MAGIC:
+        raise ValueError("not a gym value body (bad magic %r)" % (magic,))
+    top = json.loads(bytes(body[_HEAD.size:_HEAD.size + hlen]))["v"]
+    if not isinstance(top, dict) or not isinstance(top.get("$t"), list):
+        raise ValueError("a gym value body that is not a tuple has no items")
+    start = -(-(_HEAD.size + hlen) // 8) * 8
+    blocks = []
+
+    def inline(node):
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1 and "$a" in node:
+            dtype, shape, offset = node["$a"]
+            size = int(dtype.lstrip("<>|=")[1:] or 0)
+            for d in shape:
+                size *= d
+            blocks.append(bytes(body[start + offset:start + offset + size]))
+            return {"$a": [dtype, shape, len(blocks) - 1]}
+        return {k: inline(v) for k, v in node.items()}
+
+    tree = json.dumps(inline(top["$t"][index]), sort_keys=True, separators=(",", ":")).encode()
+    return b"\0".join([tree, *blocks])
+
+
 # -- spaces ----------------------------------------------------------------------------------
 
 PRINTABLE = "".join(chr(c) for c in range(32, 127))

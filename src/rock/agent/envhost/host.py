@@ -207,11 +207,21 @@ class Host:
             env.trail.stepped(action, obs)
         return obs, float(reward), bool(terminated), bool(truncated), info
 
+    def autoreset(self, env):
+        """A vector env's reset of an ended episode, with no seed: kept in the env's trail (a fork
+        replays it where it happened, ``replay.AUTORESET``) instead of starting an unseeded one."""
+        trail = env.trail
+        obs, info = self.reset(env, None)
+        if trail is not None:
+            trail.stepped(replay.AUTORESET, obs)
+            env.trail = trail
+        return obs, info
+
     def vstep(self, mode, env, action):
         """One env of a vector step; autoreset semantics are documented in rock/envs/vector.py.
         (``step`` written out: a vector runs this once per env, a call level costs ~5%.)"""
         if env.needs_reset and mode == "next_step":
-            obs, info = self.reset(env, None)
+            obs, info = self.autoreset(env)
             return obs, 0.0, False, False, info
         obs, reward, terminated, truncated, info = self.guarded(env, "step", env.obj.step, action)
         env.steps += 1
@@ -220,7 +230,7 @@ class Host:
         if terminated or truncated:
             if mode == "same_step":
                 final_obs, final_info = obs, info
-                obs, info = self.reset(env, None)
+                obs, info = self.autoreset(env)
                 info = dict(info or {}, final_observation=final_obs, final_info=final_info)
             elif mode == "next_step":
                 env.needs_reset = True

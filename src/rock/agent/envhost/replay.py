@@ -14,9 +14,16 @@ Standard library only (the env host's rule); loaded by path by ``host.py``.
 """
 
 
+# In a trail's actions: a vector env's autoreset of an ended episode (``Host.autoreset``), which
+# passes no seed. After a seeded reset the env's own random stream makes it deterministic, so
+# a replay repeats it where it happened instead of refusing every lane that ever ended.
+AUTORESET = object()
+
+
 class Trail:
-    """What a fork replays: ``seed`` (the last reset's), the ``actions`` since, and the latest
-    observation (a reference: the check encodes it only when a fork asks)."""
+    """What a fork replays: ``seed`` (the last reset's), the ``actions`` since (with AUTORESET
+    where a vector env reset an ended episode), and the latest observation (a reference: the
+    check encodes it only when a fork asks)."""
 
     __slots__ = ("seed", "actions", "last")
 
@@ -43,7 +50,7 @@ def fork(host, source, name):
     trail = source.trail
     if source.broken:
         raise Failure("EnvBroken", "env %s is broken (%s): it cannot be forked" % (source.id, source.broken))
-    if trail is None or source.needs_reset:
+    if trail is None:
         raise Failure("BadRequest", "env %s has no episode to fork: reset it first" % source.id)
     if trail.seed is None:
         raise Failure("EnvNotDeterministic", "env %s was reset without a seed: a replay cannot reach the same "
@@ -55,7 +62,7 @@ def fork(host, source, name):
     try:
         obs, _ = host.reset(child, trail.seed)
         for action in trail.actions:
-            obs = host.step(child, action)[0]
+            obs = host.reset(child, None)[0] if action is AUTORESET else host.step(child, action)[0]
         if dumps(obs) != dumps(trail.last):
             raise Failure("EnvNotDeterministic",
                           "env %s (%s) is not deterministic: replaying its seed %r and %d actions gave another "
@@ -64,4 +71,9 @@ def fork(host, source, name):
     except BaseException:
         host.op_close({"env": name})
         raise
+    # The child's own trail is its source's (a fork of it replays the same), and an episode that
+    # ended under a next_step vector env is reset by the child's next step, as by its source's.
+    child.trail = Trail(trail.seed, obs)
+    child.trail.actions = list(trail.actions)
+    child.needs_reset = source.needs_reset
     return name

@@ -27,3 +27,18 @@ class Hostile(gym.Env):
             time.sleep(self.hang_seconds)
         self.t += 1
         return np.full(2, self.t / 100, np.float32), 1.0, False, self.t >= 50, {"t": self.t}
+
+
+class Unseeded(gym.Env):
+    """Ignores its seed: every observation is drawn from a generator seeded by the OS, so no
+    replay of its seed and actions reaches the observation it holds (a fork must refuse it)."""
+
+    observation_space = gym.spaces.Box(0.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.random.default_rng().random(2, dtype=np.float32), {}
+
+    def step(self, action):
+        return np.random.default_rng().random(2, dtype=np.float32), 0.0, False, False, {}
