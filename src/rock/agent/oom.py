@@ -11,7 +11,8 @@ sandbox's log on the host). The host memcg stays the hard bound, a little above 
 the sandbox to the host's kill, as before.
 
 Started only where the backend names the limit in ROCK_AGENT_MEMORY_LIMIT (the agent's own
-environment, fixed at its start: nothing inside can change the agent's copy).
+environment, fixed at its start: nothing inside can change the agent's copy, and the spec's
+variables cannot name it: rock.runtime.agent_boot.MEMORY_LIMIT_ENV).
 
 What is read: the sentry's /proc/meminfo (MemTotal - MemAvailable), one cheap read per poll;
 the sentry counts there every page of its memory file (anonymous memory, tmpfs, cached files),

@@ -47,6 +47,7 @@ from rock.errors import BadRequest, SandboxStartError
 from rock.runtime import cgroups, gvisor_pids, gvisor_statx
 from rock.runtime.agent_boot import (
     AGENT_SRC,
+    MEMORY_LIMIT_ENV,
     READY_NAME,
     READY_TIMEOUT,
     SANDBOX_CAPS,
@@ -80,7 +81,6 @@ CHECKPOINT = "checkpoint"
 # one 512 MiB bytearray (the sentry commits ~2 GiB/s). A hog faster than that still meets the
 # host's kill, which takes the whole sandbox, as without the agent.
 MEMORY_HEADROOM = 64 << 20
-MEMORY_LIMIT_ENV = "ROCK_AGENT_MEMORY_LIMIT"  # rock_agent.oom.LIMIT_ENV
 
 
 class GvisorRuntime(Runtime):
@@ -212,10 +212,9 @@ class GvisorRuntime(Runtime):
             tmp.chmod(0o1777)
         bundle = sandbox_dir / "bundle"
         bundle.mkdir(exist_ok=True)
-        env = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", **image_env, **sandbox_env(self.settings, spec, self.agent_env)}
-        env.pop(MEMORY_LIMIT_ENV, None)  # the spec's variables name no limit of their own
-        if spec.memory_bytes:
-            env[MEMORY_LIMIT_ENV] = str(spec.memory_bytes)
+        watch = {MEMORY_LIMIT_ENV: str(spec.memory_bytes)} if spec.memory_bytes else {}
+        env = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", **image_env,
+               **sandbox_env(self.settings, spec, {**self.agent_env, **watch})}
         (bundle / "config.json").write_text(json.dumps(self._oci(spec, sandbox_dir, env, group)))
 
     def _oci(self, spec: SandboxSpec, sandbox_dir: Path, env: dict[str, str], group: cgroups.Cgroup) -> dict:
