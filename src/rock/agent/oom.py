@@ -114,8 +114,8 @@ def watch(limit, log=None):
             time.sleep(pause_for(used, limit))
             continue
         victim = biggest(spare)
-        if victim is None:  # only the agent is left: nothing of the sandbox's own to kill
-            time.sleep(FAST)
+        if victim is None:  # only the agent is left (the memory is in files: /dev/shm): no one to kill
+            time.sleep(SLOW)
             continue
         resident, pid, name = victim
         try:
