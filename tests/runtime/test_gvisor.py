@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import uuid
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import pytest
 
 from tests.runtime.test_pause_snapshot import agent, ask_counter, start_counter  # noqa: F401 - agent is a fixture
+from tests.runtime.test_runtime_isolation import MEMORY_HOG
 
 pytestmark = pytest.mark.gvisor
 
@@ -80,6 +82,26 @@ async def test_root_inside_can_neither_raise_nor_leave_its_pids_limit(gvisor, ne
     assert tried.stderr.count("Read-only file system") == 2, tried
     stats = await gvisor.stats(handle)
     assert stats.pids_limit == 64 and 0 < stats.pids < 64
+
+
+async def test_the_memory_limit_kills_the_biggest_process_in_a_sandbox_and_its_full_fork(gvisor, new_spec, sandboxes,
+                                                                                        agent):  # noqa: F811
+    # The spec's variables cannot raise the limit the agent keeps (the backend's wins).
+    parent = await sandboxes(gvisor, new_spec(memory_bytes=64 << 20, env={"ROCK_AGENT_MEMORY_LIMIT": str(1 << 40)}))
+    snap, children = await gvisor.fork(parent, 1, owner="alice", mode="full")
+    try:
+        for handle in (parent, *children):  # the parent restored from its own checkpoint, and the child
+            async with agent(handle) as client:
+                hog = await client.exec(MEMORY_HOG, shell=True, timeout=60)
+                assert hog.exit_code in (137, -9) and not hog.timed_out, hog
+                assert (await client.exec("echo still usable", shell=True)).stdout == "still usable\n"
+            logged = (Path(handle.run_dir).parent / "sandbox.log").read_text()
+            assert "rock agent: out of memory" in logged and "(tail)" in logged, logged[-2000:]
+            assert await gvisor.alive(handle)
+    finally:
+        for child in children:
+            await gvisor.destroy(child)
+        await gvisor.delete_snapshot(snap)
 
 
 async def test_an_admin_without_runsc_is_told_why(monkeypatch):

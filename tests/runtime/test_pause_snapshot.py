@@ -79,7 +79,8 @@ async def cpu_used(runtime, handle, seconds: float) -> float:
 
 
 async def test_a_paused_sandbox_uses_no_cpu_refuses_commands_and_resumes(runtime, new_spec, sandboxes, agent):
-    handle = await sandboxes(runtime, new_spec(image="python:3.11"))
+    # A memory limit: on gVisor the agent's memory watcher (rock_agent.oom) runs, and pauses too.
+    handle = await sandboxes(runtime, new_spec(image="python:3.11", memory_bytes=256 << 20))
     async with agent(handle) as client:
         await client.proc_start(["sh", "-c", "while :; do :; done"])
         await start_counter(client)

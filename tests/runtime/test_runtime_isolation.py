@@ -16,24 +16,38 @@ pytestmark = [pytest.mark.docker, pytest.mark.bwrap]
 PY = '"$ROCK_HOST_PYTHON"'  # present in every sandbox, whatever the image has
 
 
-MEMORY_GAP = ("gVisor 20221219 has no memory limit of its own: its cgroupfs memory.limit_in_bytes is a stub "
-              "(stored, never enforced), the sentry has no OOM killer, and the host memcg, which alone enforces the "
-              "limit, OOM-kills the sentry (measured: oom_kill 1, task=exe uid 65534), so the whole sandbox dies, "
-              "not just the hog. RLIMIT_AS would fail the hog's allocation (ENOMEM, not a kill) per process, "
-              "not bound the sandbox")
+# tail must hold the whole newline-free stream in memory: 256 MiB against a 64 MiB limit.
+MEMORY_HOG = "head -c 256m /dev/zero | tail > /dev/null"
 
 
-async def test_allocating_past_the_memory_limit_gets_killed(isolated_runtime, new_spec, sandboxes, agent,
-                                                            known_gap):
-    known_gap(isolated_runtime, "gvisor", MEMORY_GAP)
+async def test_allocating_past_the_memory_limit_gets_killed(isolated_runtime, new_spec, sandboxes, agent):
     handle = await sandboxes(isolated_runtime, new_spec(memory_bytes=64 << 20))
     async with agent(handle) as client:
-        # tail must hold the whole newline-free stream in memory: 256 MiB against a 64 MiB limit.
-        hog = await client.exec("head -c 256m /dev/zero | tail > /dev/null", shell=True, timeout=60)
+        hog = await client.exec(MEMORY_HOG, shell=True, timeout=60)
         assert hog.exit_code != 0 and not hog.timed_out
         assert "Killed" in hog.stderr or hog.exit_code in (137, -9)
         after = await client.exec("echo still usable", shell=True)
     assert after.stdout == "still usable\n"
+    assert await isolated_runtime.alive(handle)
+
+
+async def test_a_process_under_the_memory_limit_is_not_killed(isolated_runtime, new_spec, sandboxes, agent):
+    handle = await sandboxes(isolated_runtime, new_spec(memory_bytes=64 << 20))
+    async with agent(handle) as client:
+        # The hog's shape, 16 MiB of it: with the agent and its shell (about 25 MiB) under 64 MiB.
+        held = await client.exec("head -c 16m /dev/zero | tail | wc -c", shell=True, timeout=60)
+        assert held.exit_code == 0 and held.stdout.strip() == str(16 << 20), held
+        after = await client.exec("echo still usable", shell=True)
+    assert after.stdout == "still usable\n"
+    assert await isolated_runtime.alive(handle)
+
+
+async def test_the_spec_env_cannot_name_the_agents_memory_limit(isolated_runtime, new_spec, sandboxes, agent):
+    # One byte, were it taken, would have the agent kill every command (rock_agent.oom).
+    handle = await sandboxes(isolated_runtime, new_spec(env={"ROCK_AGENT_MEMORY_LIMIT": "1"}))
+    async with agent(handle) as client:
+        seen = await client.exec("printenv ROCK_AGENT_MEMORY_LIMIT || echo unset", shell=True)
+    assert seen.stdout == "unset\n", seen
 
 
 async def test_the_pids_limit_stops_forking(isolated_runtime, new_spec, sandboxes, agent):

@@ -316,7 +316,8 @@ def harden():
     though it runs as the same user (no Yama here). Where the agent's credentials changed on its
     way in (bwrap's zygote drops capabilities) the kernel made it non-dumpable already; where it
     is the container's first program (docker) it sets it itself, after the ready signal, in a
-    thread: ctypes costs ~17 ms to import, which must not delay a start."""
+    thread: ctypes costs ~17 ms to import, which must not delay a start.
+    ROCK_AGENT_MEMORY_LIMIT: a thread kills the sandbox's biggest process past it (rock_agent.oom)."""
     limit = os.environ.get("ROCK_MAX_FILE_BYTES")
     if limit and limit != "0":
         import resource  # preloaded by the zygote (a C extension: ~0.7 ms to load in a sandbox)
@@ -333,6 +334,10 @@ def harden():
         from .merge import merge_later
 
         threads.spawn(merge_later)
+    if os.environ.get("ROCK_AGENT_MEMORY_LIMIT"):
+        from . import oom
+
+        oom.start()
 
 
 def main(argv):

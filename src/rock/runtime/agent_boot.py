@@ -32,6 +32,10 @@ SOCKET_NAME = "agent.sock"
 READY_NAME = "ready"
 # How long a backend waits for the agent's ready line (a first start of an image can be slow).
 READY_TIMEOUT = 60.0
+# The limit the agent's memory watcher keeps (rock_agent.oom), named only by a backend whose
+# kernel has no OOM killer (gvisor); never by the spec's variables: in the local backend's agent
+# it would kill host processes, anywhere it would let a sandbox's creator set its own limit.
+MEMORY_LIMIT_ENV = "ROCK_AGENT_MEMORY_LIMIT"
 # Unix socket paths longer than this cannot be bound or connected to (sun_path is 108 bytes).
 MAX_SOCKET_PATH = 107
 
@@ -67,9 +71,10 @@ def agent_argv(python: str | None = None, lib: str = SANDBOX_LIB, run: str = SAN
 
 def sandbox_env(settings: "Settings", spec: "SandboxSpec", agent_env: dict[str, str] | None = None) -> dict[str, str]:
     """Environment every backend gives the agent; ``agent_env``: what the backend adds for it (see
-    rock.agent.server.harden). The spec's own variables win."""
+    rock.agent.server.harden). The spec's own variables win, but for ``MEMORY_LIMIT_ENV``."""
     limit = spec.max_file_bytes if spec.max_file_bytes is not None else settings.max_file_bytes
     merge = {"ROCK_AGENT_MERGE_MEMORY": "1", "ROCK_AGENT_MERGE_AFTER": f"{settings.merge_agent_memory_after_s:g}"} \
         if settings.merge_agent_memory else {}
     return {"ROCK_HOST_PYTHON": settings.host_python, "ROCK_SANDBOX_ID": spec.sandbox_id,
-            "ROCK_MAX_FILE_BYTES": str(limit), **merge, **(agent_env or {}), **spec.env}
+            "ROCK_MAX_FILE_BYTES": str(limit), **merge, **(agent_env or {}),
+            **{k: v for k, v in spec.env.items() if k != MEMORY_LIMIT_ENV}}

@@ -18,8 +18,9 @@ and its ready FIFO a host FIFO (``--host-fifo=open``). ``--host-uds=all``, not `
 agent wakes its own accept by connecting to its socket before a checkpoint; the only host
 sockets the sandbox could reach are in its own mounts, i.e. that one. cgroups:
 runsc puts its sandbox and gofer in ``rock/<owner key>/<id>`` (``linux.cgroupsPath``), so
-the memory and cpu limits, their accounting and the leak check work as on bwrap; the process
-limit is kept inside, by the sentry's own pids cgroup (``rock.runtime.gvisor_pids``).
+the cpu limit, the accounting and the leak check work as on bwrap; the process limit is kept
+inside, by the sentry's own pids cgroup (``rock.runtime.gvisor_pids``), and the memory limit by
+the agent, with the host's a little above it (``MEMORY_HEADROOM``).
 
 A ``full`` snapshot is ``runsc checkpoint``: memory, processes and the open files of every
 process. gVisor cannot save a socket bound through the host, so the agent first makes way
@@ -46,6 +47,7 @@ from rock.errors import BadRequest, SandboxStartError
 from rock.runtime import cgroups, gvisor_pids, gvisor_statx
 from rock.runtime.agent_boot import (
     AGENT_SRC,
+    MEMORY_LIMIT_ENV,
     READY_NAME,
     READY_TIMEOUT,
     SANDBOX_CAPS,
@@ -71,6 +73,14 @@ from rock.runtime.teardown import reap_unknown, remove_sandbox_dir
 log = logging.getLogger("rock.runtime.gvisor")
 _CID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")
 CHECKPOINT = "checkpoint"
+# The sandbox's memory limit is kept inside, by the agent (rock_agent.oom: the sentry has no OOM
+# killer of its own); the host memcg stays the hard bound, this much above it: for what the host
+# charges beyond the sentry's own count (about 6 MiB idle) and for what a hog commits between two
+# of the agent's polls and before its victim's pages are freed. Measured under a 64 MiB limit,
+# the host's peak past the limit: 12 MiB for a pipe into `tail` (~100 MiB/s), 44 MiB at most for
+# one 512 MiB bytearray (the sentry commits ~2 GiB/s). A hog faster than that still meets the
+# host's kill, which takes the whole sandbox, as without the agent.
+MEMORY_HEADROOM = 64 << 20
 
 
 class GvisorRuntime(Runtime):
@@ -202,7 +212,9 @@ class GvisorRuntime(Runtime):
             tmp.chmod(0o1777)
         bundle = sandbox_dir / "bundle"
         bundle.mkdir(exist_ok=True)
-        env = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", **image_env, **sandbox_env(self.settings, spec, self.agent_env)}
+        watch = {MEMORY_LIMIT_ENV: str(spec.memory_bytes)} if spec.memory_bytes else {}
+        env = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", **image_env,
+               **sandbox_env(self.settings, spec, {**self.agent_env, **watch})}
         (bundle / "config.json").write_text(json.dumps(self._oci(spec, sandbox_dir, env, group)))
 
     def _oci(self, spec: SandboxSpec, sandbox_dir: Path, env: dict[str, str], group: cgroups.Cgroup) -> dict:
@@ -216,7 +228,8 @@ class GvisorRuntime(Runtime):
                  *gvisor_statx.binds(str(self.state.parent))]  # coreutils' ls under this runsc (see there)
         resources: dict = {}
         if spec.memory_bytes:
-            resources["memory"] = {"limit": spec.memory_bytes, "swap": spec.memory_bytes}
+            bound = spec.memory_bytes + MEMORY_HEADROOM
+            resources["memory"] = {"limit": bound, "swap": bound}
         # No host pids limit: that cgroup counts the sentry's threads (rock.runtime.gvisor_pids).
         if spec.cpus:
             resources["cpu"] = {"quota": int(spec.cpus * cgroups.CFS_PERIOD_US), "period": cgroups.CFS_PERIOD_US}
@@ -301,7 +314,8 @@ class GvisorRuntime(Runtime):
         the sentry's own pids cgroup, since the host's counts the sentry's threads."""
         pids, pids_limit = await gvisor_pids.read(self._runsc, handle)
         return ResourceStats(**{**cgroups.Cgroup(handle.runtime_id).stats(), "pids": pids, "pids_limit": pids_limit,
-                                 "forks_refused": None})  # the sentry's pids cgroup keeps no such count
+                                 "forks_refused": None,  # the sentry's pids cgroup keeps no such count
+                                 "memory_limit_bytes": handle.spec.memory_bytes})  # the host's is above it
 
     async def disk_usage(self, handle: RuntimeHandle) -> int | None:
         return await asyncio.to_thread(tree_bytes, Path(handle.run_dir).parent / "upper")
