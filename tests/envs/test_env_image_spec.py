@@ -42,3 +42,25 @@ def test_npm_needs_node_and_is_part_of_the_content_key():
     node = EnvImageSpec(base="python:3.11", packages=[NODE_WHEEL])
     codex = EnvImageSpec(base="python:3.11", packages=[NODE_WHEEL], npm=["@openai/codex@0.169.0"])
     assert content_key(node, "sha256:1", "3.11") != content_key(codex, "sha256:1", "3.11")
+
+
+def test_a_local_package_is_keyed_by_its_files_not_its_path(tmp_path):
+    """A folder package (where the operator allows direct requirements) gets a new image when its
+    files change, and the same one while they do not (bytecode caches do not count)."""
+    pkg = tmp_path / "pkg"
+    (pkg / "mod").mkdir(parents=True)
+    (pkg / "pyproject.toml").write_text("[project]\nname = 'mod'\nversion = '0'\n")
+    (pkg / "mod" / "__init__.py").write_text("A = 1\n")
+    spec = EnvImageSpec(base="python:3.11", packages=[str(pkg)])
+    first = content_key(spec, "sha256:1", "3.11")
+    (pkg / "mod" / "__pycache__").mkdir()
+    (pkg / "mod" / "__pycache__" / "__init__.cpython-311.pyc").write_bytes(b"cache")
+    assert content_key(spec, "sha256:1", "3.11") == first
+    (pkg / "mod" / "__init__.py").write_text("A = 2\n")
+    assert content_key(spec, "sha256:1", "3.11") != first
+    (pkg / "mod" / "__init__.py").write_text("A = 1\n")
+    assert content_key(spec, "sha256:1", "3.11") == first
+    # a package from the index is keyed by its requirement alone, as before
+    named = EnvImageSpec(base="python:3.11", packages=["bfcl-eval==2026.3.23"])
+    before = ["sha256:1", ["bfcl-eval==2026.3.23"], [], "3.11", []]
+    assert content_key(named, "sha256:1", "3.11") == hashlib.sha256(json.dumps(before).encode()).hexdigest()[:16]

@@ -84,6 +84,31 @@ async def test_root_inside_can_neither_raise_nor_leave_its_pids_limit(gvisor, ne
     assert stats.pids_limit == 64 and 0 < stats.pids < 64
 
 
+FORK_PROBE = ("import os, time\nkids = []\ntry:\n    for _ in range(500):\n        pid = os.fork()\n"
+              "        if pid == 0:\n            time.sleep(60); os._exit(0)\n        kids.append(pid)\n"
+              "except OSError as exc:\n    print('refused', exc.errno)\nprint('forked', len(kids))\n"
+              "for pid in kids: os.kill(pid, 9); os.waitpid(pid, 0)\n")
+
+
+async def test_a_full_forks_children_and_restored_source_keep_the_pids_limit(gvisor, new_spec, sandboxes,
+                                                                              agent):  # noqa: F811
+    # A restore brings the sentry's pids group back with its limit and tasks (no setup is run again).
+    parent = await sandboxes(gvisor, new_spec(pids_limit=64))
+    snap, children = await gvisor.fork(parent, 1, owner="alice", mode="full")
+    try:
+        for handle in (parent, *children):
+            async with agent(handle) as client:
+                probe = await client.exec(["sh", "-c", 'exec "$ROCK_HOST_PYTHON" -c "$0"', FORK_PROBE], timeout=60)
+                shown = await client.exec("cat /proc/self/cgroup /sys/fs/cgroup/sandbox/pids.max", shell=True)
+            assert "refused 11" in probe.stdout, probe  # EAGAIN
+            assert 0 < int(probe.stdout.split("forked ")[1].split()[0]) < 64, probe
+            assert shown.stdout == "1:pids:/sandbox\n64\n", shown
+    finally:
+        for child in children:
+            await gvisor.destroy(child)
+        await gvisor.delete_snapshot(snap)
+
+
 async def test_the_memory_limit_kills_the_biggest_process_in_a_sandbox_and_its_full_fork(gvisor, new_spec, sandboxes,
                                                                                         agent):  # noqa: F811
     # The spec's variables cannot raise the limit the agent keeps (the backend's wins).

@@ -114,11 +114,46 @@ def _file_digest(path: str) -> str:
     return h.hexdigest()
 
 
+def _tree_digest(root: str) -> str:
+    """What pip builds a local package from: its files (bytecode caches and .git left out), by
+    relative path and content; a file (a wheel, an sdist) by its content."""
+    if os.path.isfile(root):
+        return _file_digest(root)
+    h = hashlib.sha256()
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in ("__pycache__", ".git"))
+        for name in sorted(n for n in names if not n.endswith(".pyc")):
+            path = os.path.join(folder, name)
+            try:
+                digest = _file_digest(path)
+            except OSError:  # a dangling link: pip cannot read it either
+                digest = "unreadable"
+            h.update(f"{os.path.relpath(path, root)}\0{digest}\n".encode())
+    return h.hexdigest()
+
+
+def _local_packages(packages: list[str]) -> list[list[str]]:
+    """(requirement, digest of its files) for each package that is a path on the admin's host
+    (only where the operator allows direct requirements): the path alone would keep serving the
+    image built from what the folder held the first time."""
+    out = []
+    for package in sorted(packages):
+        try:
+            local = check_requirement(package, allow_direct=True).local
+        except EnvError:
+            local = None
+        if local:
+            out.append([package, _tree_digest(local)])
+    return out
+
+
 def content_key(spec: EnvImageSpec, base_id: str, python_version: str) -> str:
     facts = [base_id, sorted(spec.packages), sorted(spec.imports), python_version,
              sorted((rel, _file_digest(src)) for rel, src in spec.files.items())]
     if spec.no_deps:  # only when set: the keys of every other image stay what they were
         facts.append("no-deps")
+    if local := _local_packages(spec.packages):  # likewise: only where a package is a local path
+        facts.append(["local", local])
     if spec.npm:
         facts.append(["npm", sorted(spec.npm)])
     return hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:16]

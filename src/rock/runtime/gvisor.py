@@ -186,7 +186,8 @@ class GvisorRuntime(Runtime):
             died = asyncio.ensure_future(exit_reason(pid_exit_future(handle.pid), sandbox_dir / "sandbox.log",
                                                      "the gVisor sandbox"))
             await self._wait_ready(handle, fifo, died, restored=restore is not None)
-            await gvisor_pids.apply(self._runsc, handle, self.settings.host_python)
+            if restore is None:  # a restore brings the group back with its limit and tasks
+                await gvisor_pids.apply(self._runsc, handle, self.settings.host_python)
         except BaseException:
             await self.destroy(handle)
             raise
