@@ -34,6 +34,15 @@ from rock.errors import AgentError, AgentGone, SandboxNotFound, SandboxNotRunnin
 MAX_FORK = 64  # children per call: a GRPO group is 8-64; more is a mistake or a flood
 
 
+def check_count(n, how: str) -> None:
+    """A fork's ``how`` and count, as every env fork (GEM's, a gym session's) takes them."""
+    if how not in ("replay", "full"):
+        raise EnvError(f"fork how={how!r}: choose replay (every backend) or full (gvisor)", "BadRequest")
+    most = MAX_FORK if how == "replay" else MAX_FULL_FORK
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= most:
+        raise EnvError(f"fork count must be 1 to {most} (how={how}), not {n!r}", "BadRequest")
+
+
 class EnvForks:
     """The forks of the env service's envs (see the module). The service holds one as ``forks``
     and its ``fork`` delegates here; this acts through the service's public records and methods
@@ -45,11 +54,7 @@ class EnvForks:
 
     async def fork(self, handle: str, n: int, owner: str | None, how: str = "replay") -> tuple[list[EnvRecord], int]:
         """The children's records, and how many actions each replayed (0 for ``full``)."""
-        if how not in ("replay", "full"):
-            raise EnvError(f"fork how={how!r}: choose replay (every backend) or full (gvisor)", "BadRequest")
-        most = MAX_FORK if how == "replay" else MAX_FULL_FORK
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= most:
-            raise EnvError(f"fork count must be 1 to {most} (how={how}), not {n!r}", "BadRequest")
+        check_count(n, how)
         svc = self.svc
         sandbox_id, local = svc.owned(handle, owner)
         rec = svc.envs.get(handle)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from rock.agent.envhost import gymwire
 from rock.envs.errors import EnvError
-from rock.envs.forking import MAX_FORK, MAX_FULL_FORK
+from rock.envs.forking import check_count
 
 MAX_TRAIL_BYTES = 16 << 20  # action bodies kept per session: a 1-byte-action episode of ~300k steps
 
@@ -85,14 +85,6 @@ class Trail:
                             ": a replay cannot reach the same state; reset it with a seed to fork it",
                             "EnvNotDeterministic")
         return None
-
-
-def check_count(n, how: str) -> None:
-    if how not in ("replay", "full"):
-        raise EnvError(f"fork how={how!r}: choose replay (every backend) or full (gvisor)", "BadRequest")
-    most = MAX_FORK if how == "replay" else MAX_FULL_FORK
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= most:
-        raise EnvError(f"fork count must be 1 to {most} (how={how}), not {n!r}", "BadRequest")
 
 
 async def fork(sessions, session_id: str, owner: str | None, n: int, how: str = "replay") -> tuple[list, int]:
