@@ -84,10 +84,7 @@ class SnapshotCatalog:
         """The backends that would take the snapshot, and where they run (for a message). On a
         cluster admin the worker's own name is "cluster": each node runs its own backend, so the
         sandbox's node answers (without a sandbox, the live nodes together)."""
-        node_backends = getattr(self.worker, "node_backends", None)
-        if node_backends is None:
-            return [self.worker.backend_name], ""
-        return node_backends(sandbox_id, node_id)
+        return self.worker.node_backends(sandbox_id, node_id)
 
     async def snapshots(self, owner: str | None) -> list[Snapshot]:
         """The owner's snapshots (no other owner's), by name."""

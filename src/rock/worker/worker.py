@@ -410,6 +410,11 @@ class Worker:
     async def disk_usage(self, sandbox_id: str, node_id: str | None = None) -> int | None:
         return await self.runtime.disk_usage(self._get(sandbox_id).handle)
 
+    def node_backends(self, sandbox_id: str | None = None, node_id: str | None = None) -> tuple[list[str], str]:
+        """The backend that runs this worker's sandboxes, and where (nothing to name: the admin's
+        own); ``ClusterWorker.node_backends`` names a node's."""
+        return [self.backend_name], ""
+
     def stopped_ids(self) -> list[str]:
         return list(self._stopped)
 
