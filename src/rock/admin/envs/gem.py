@@ -91,11 +91,18 @@ class ForkRequest(HandleRequest):
     how: str = "replay"  # ours: replay (every backend) or full (gvisor): rock.envs.forking
 
 
-class Forked(BaseModel):
+class ForkReport(BaseModel):
+    """What every fork answers beside its children (an env's, a vector env's, a gym session's)."""
+
+    steps: int = Field(description="the calls each child replayed after its seeded reset to stand where its source "
+                       "stands (a vector env: its busiest lane's count); 0 for a full fork, which copies the "
+                       "sandbox's memory and replays nothing")
+
+
+class Forked(ForkReport):
     sandbox_id: str = Field(description="the source env's handle")
     env_id: str
     envs: list[str] = Field(description="the children's handles, each at the source's observation and step")
-    steps: int = Field(description="the actions replayed since the source's seeded reset")
 
 
 class VecForkRequest(VecRequest):
@@ -132,10 +139,9 @@ class VecMade(BaseModel):
     autoreset: str
 
 
-class VecForked(BaseModel):
+class VecForked(ForkReport):
     vec_id: str = Field(description="the vector env forked")
     vecs: list[VecMade] = Field(description="the new vector envs, each lane where the source's lane is")
-    steps: int = Field(description="the most calls a lane replayed since its seeded reset")
 
 
 class VecClosed(BaseModel):

@@ -62,10 +62,9 @@ class GymForkRequest(BaseModel):
                                            "session's sandbox, any env")
 
 
-class GymForked(BaseModel):
+class GymForked(gem.ForkReport):
     session_id: str = Field(description="the session forked")
     sessions: list[GymSessionInfo] = Field(description="the new sessions, each where the source was")
-    steps: int = Field(description="the actions each new session replayed after the seeded reset")
 
 
 class Lease(BaseModel):
