@@ -15,11 +15,11 @@ command -v bwrap >/dev/null || need_pkgs+=(bubblewrap)
 # The gvisor backend: Debian's runsc, driven directly on OCI bundles. Not registered with dockerd
 # (that needs a daemon.json change and an engine restart, which would stop every container here).
 command -v runsc >/dev/null || need_pkgs+=(runsc)
-# ... and a C compiler for its statx shim (this runsc refuses coreutils 9's stat flags: rock.runtime.gvisor_statx)
+# ... and a C compiler for its statx shim (this runsc refuses coreutils 9's stat flags: rock.runtime.gvisor.statx)
 command -v cc >/dev/null || need_pkgs+=(gcc)
 command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
-# docker sandboxes with a network: the host's rules that fence their bridge (rock.runtime.docker_network)
+# docker sandboxes with a network: the host's rules that fence their bridge (rock.runtime.docker.network)
 command -v nft >/dev/null || need_pkgs+=(nftables)
 command -v npm >/dev/null || need_pkgs+=(npm)  # the admin UI's browser packages (web/build.sh)
 command -v chromium >/dev/null || need_pkgs+=(chromium)  # the UI tests' browser (Playwright drives it)

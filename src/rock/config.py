@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     # backend gives such a sandbox a network of its own.
     allow_host_network: bool = False
     # Where docker sandboxes with network=true may not go, besides the host itself and other
-    # sandboxes (always refused; rock.runtime.docker_network): the cloud metadata range by default.
+    # sandboxes (always refused; rock.runtime.docker.network): the cloud metadata range by default.
     sandbox_network_deny: list[str] = Field(default_factory=lambda: ["169.254.0.0/16"])
     # Env image requirements that name a direct URL ('name @ https://...'), a local path or a
     # file: URL (read from the admin's host and copied into the build sandbox): off unless set.

@@ -41,7 +41,7 @@ def keep_unpacked(tag: str) -> None:
     end): this one's 21,000 files take ~20 s to unpack and ~40 s to remove. Its root lives in the
     host's cache instead, linked into that dir: unpacked once per machine and image id."""
     from rock.config import Settings
-    from rock.runtime.docker import _safe, inspect_image
+    from rock.runtime.docker.rootfs import _safe, inspect_image
 
     image_id, _ = inspect_image(tag)
     key = _safe(tag) + "-" + image_id.split(":")[-1][:12]  # image_rootfs's key; another key: unpacked as before

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rock.agent.mounttrim import parse, to_detach
-from rock.runtime.bwrap_options import mounts_to_keep
+from rock.runtime.bwrap.options import mounts_to_keep
 
 MOUNTINFO = "\n".join([
     "21 1 254:0 / / rw - ext4 /dev/vda rw",

@@ -109,7 +109,7 @@ async def test_file_operations_follow_symlinks_inside_the_sandbox_only(isolated_
 
 
 async def test_a_file_past_the_size_limit_fails_and_the_sandbox_goes_on(isolated_runtime, new_spec, sandboxes, agent):
-    # (On gVisor the 'size' line was missing: coreutils' stat got EINVAL there, rock.runtime.gvisor_statx.)
+    # (On gVisor the 'size' line was missing: coreutils' stat got EINVAL there, rock.runtime.gvisor.statx.)
     handle = await sandboxes(isolated_runtime, new_spec(max_file_bytes=32 << 20))
     async with agent(handle) as client:
         limit = await client.exec("ulimit -f", shell=True)

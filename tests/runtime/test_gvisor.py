@@ -73,7 +73,7 @@ async def test_a_full_snapshot_outlives_its_source(gvisor, new_spec, agent):  # 
 
 
 async def test_root_inside_can_neither_raise_nor_leave_its_pids_limit(gvisor, new_spec, sandboxes, agent):  # noqa: F811
-    # The limit lives in the sentry's pids cgroup, shown read-only at /sys/fs/cgroup (rock.runtime.gvisor_pids).
+    # The limit lives in the sentry's pids cgroup, shown read-only at /sys/fs/cgroup (rock.runtime.gvisor.pids).
     handle = await sandboxes(gvisor, new_spec(pids_limit=64))
     async with agent(handle) as client:
         tried = await client.exec("echo 100000 > /sys/fs/cgroup/sandbox/pids.max; echo $$ > /sys/fs/cgroup/cgroup.procs; "
@@ -130,7 +130,7 @@ async def test_the_memory_limit_kills_the_biggest_process_in_a_sandbox_and_its_f
 
 
 async def test_an_admin_without_runsc_is_told_why(monkeypatch):
-    from rock.runtime import gvisor
+    from rock.runtime.gvisor import runtime as gvisor
 
     monkeypatch.setattr(gvisor.shutil, "which", lambda name: None)
     assert "runsc" in gvisor.GvisorRuntime.available()
@@ -138,7 +138,7 @@ async def test_an_admin_without_runsc_is_told_why(monkeypatch):
 
 async def test_ls_and_stat_of_a_named_path_work_in_a_sandbox_and_its_full_fork_children(gvisor, new_spec, sandboxes,
                                                                                         agent):  # noqa: F811
-    """coreutils 9 stats with AT_NO_AUTOMOUNT, which this runsc refused with EINVAL (rock.runtime.gvisor_statx)."""
+    """coreutils 9 stats with AT_NO_AUTOMOUNT, which this runsc refused with EINVAL (rock.runtime.gvisor.statx)."""
     from pathlib import Path
 
     listing = 'ls /root && ls -l /root/listed && stat -c %s /root/listed && ls -d /tmp'

@@ -9,7 +9,7 @@ import docker
 import pytest
 
 from rock.errors import SandboxStartError
-from rock.runtime.docker_images import push
+from rock.runtime.docker.images import push
 from rock.sdk.sandbox import Sandbox
 from tests.registry import PASSWORD, USER, Registry
 from tests.sdk.test_sandbox import config

@@ -168,7 +168,7 @@ def test_the_sandboxes_network_keeps_its_fence():
     for its bridge loaded (what the test above depends on, named, so a change shows here)."""
     import subprocess
 
-    from rock.runtime import docker_network
+    from rock.runtime.docker import network as docker_network
 
     docker_network.ensure(docker.from_env().api, ["169.254.0.0/16"])
     info = docker.from_env().api.inspect_network(docker_network.NETWORK)

@@ -45,7 +45,7 @@ OPEN_PATHS = ("/ui/static/", "/openapi.json", "/docs", "/docs/oauth2-redirect", 
 
 async def _warm_up(images: list[str]) -> None:
     """ROCK's warmup.images: have them in the engine before the first sandbox asks (missing ones pulled)."""
-    from rock.runtime.docker_images import ensure_image
+    from rock.runtime.docker.images import ensure_image
 
     for image in images:
         try:

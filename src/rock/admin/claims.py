@@ -18,7 +18,7 @@ from rock.errors import Conflict
 
 def tag_key(image_tag: str) -> str:
     """One key per image the engine would write: 'x' and 'docker.io/library/x:latest' are one."""
-    from rock.runtime.docker_images import split_tag
+    from rock.runtime.docker.images import split_tag
 
     repo, tag = split_tag(image_tag)
     for prefix in ("docker.io/", "index.docker.io/"):
@@ -31,7 +31,7 @@ def tag_key(image_tag: str) -> str:
 async def claim_tag(store: Store, image_tag: str, owner: str | None) -> None:
     """Take ``image_tag`` for ``owner``'s commit or build, or raise Conflict (409) when another
     namespace holds it or the engine has an image of that name that this namespace did not make."""
-    from rock.runtime.docker_images import claim_tag as engine_allows
+    from rock.runtime.docker.images import claim_tag as engine_allows
 
     owner = owner or ""
     await asyncio.to_thread(engine_allows, image_tag, owner)

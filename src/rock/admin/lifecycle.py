@@ -71,7 +71,7 @@ class Lifecycle:
         # However a sandbox gets deleted (route, UI, timer, env service), its archive image goes too.
         image = record.spec.get("archive_image")
         if kind == "state" and record.state == "deleted" and image:
-            from rock.runtime.docker_images import remove_image
+            from rock.runtime.docker.images import remove_image
 
             self._spawn(asyncio.to_thread(remove_image, image), f"unarchive-{record.sandbox_id}")
 
@@ -159,7 +159,7 @@ class Lifecycle:
     async def commit(self, sandbox_id: str, owner: str | None, image_tag: str, username: str | None,
                      password: str | None) -> dict:
         from rock.admin.claims import claim_tag
-        from rock.runtime.docker_images import split_tag
+        from rock.runtime.docker.images import split_tag
 
         record = await self.svc.lookup(sandbox_id, owner, include_deleted=False)
         split_tag(image_tag)  # a bad tag is the caller's error, now, not a failed commit later
@@ -177,7 +177,7 @@ class Lifecycle:
         return dict(status)
 
     async def _commit(self, status: dict, username: str | None, password: str | None) -> None:
-        from rock.runtime.docker_images import has_registry, push
+        from rock.runtime.docker.images import has_registry, push
 
         began, stage = time.perf_counter(), "commit"
         try:

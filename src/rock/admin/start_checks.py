@@ -16,7 +16,7 @@ from rock.runtime.host_policy import host_path_refused, is_host_path
 
 @functools.lru_cache(maxsize=1)
 def _engine_runtimes() -> tuple[str, ...]:
-    from rock.runtime.docker import client
+    from rock.runtime.docker.engine import client
 
     try:
         return tuple(sorted((client().info().get("Runtimes") or {}).keys()))

@@ -326,7 +326,7 @@ class ImageBuilder:
             try:
                 await self._check_imports(spec, tag, say)
             except BaseException:
-                from rock.runtime.docker_images import remove_image
+                from rock.runtime.docker.images import remove_image
 
                 await asyncio.to_thread(remove_image, tag)
                 raise
@@ -396,7 +396,7 @@ class ImageBuilder:
 
     def _docker_build(self, spec: EnvImageSpec, tag: str, site_tar: Path, say: Progress) -> None:
         from rock.errors import SandboxStartError
-        from rock.runtime.docker_images import build_image
+        from rock.runtime.docker.images import build_image
 
         labels = {"rock.env.site": SITE, "rock.env.packages": json.dumps(spec.packages),
                   "rock.env.no_deps": json.dumps(spec.no_deps),

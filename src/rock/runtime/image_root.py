@@ -76,8 +76,8 @@ async def image_lower(spec, settings) -> tuple[str, dict[str, str]]:
             raise host_path_refused(image)
         if not image or os.path.isdir(image):
             return os.path.realpath(image or "/"), {}
-    from rock.runtime.docker import ImageMissing, image_rootfs  # the docker SDK only when an image is asked for
-    from rock.runtime.docker_images import ensure_image
+    from rock.runtime.docker.rootfs import ImageMissing, image_rootfs  # the docker SDK only when an image is asked for
+    from rock.runtime.docker.images import ensure_image
 
     images = settings.images_path
     auth = spec.registry_auth or {}

@@ -44,7 +44,7 @@ def router(ctx: Ctx) -> APIRouter:
                                             description="the Dockerfile's path in the context (relative, no '..')")):
         from rock.runtime import build_context
         from rock.admin.claims import claim_tag
-        from rock.runtime.docker_images import MADE_BY, build_base, build_image, present, split_tag
+        from rock.runtime.docker.images import MADE_BY, build_base, build_image, present, split_tag
         from rock.worker.sizes import parse_memory
 
         owner = ctx.owner(request) or ""
@@ -60,7 +60,7 @@ def router(ctx: Ctx) -> APIRouter:
                 raise BadRequest("the request body is empty: send the build context as a tar with a Dockerfile")
             image = tag or f"{BUILD_REPO}/{digest.hexdigest()[:16]}:latest"
             if tag is None and await asyncio.to_thread(present, image):  # same content, same image
-                from rock.runtime.docker import client
+                from rock.runtime.docker.engine import client
 
                 image_id = (await asyncio.to_thread(client().inspect_image, image))["Id"]
                 return ok(BuildResult(image=image, image_id=image_id, cached=True, steps=[]).model_dump())

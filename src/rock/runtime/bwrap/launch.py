@@ -1,8 +1,8 @@
 """How a bwrap sandbox's processes are started: the shim, bwrap's command line, the agent.
 
-Split from ``bwrap.py`` along the seam between starting a sandbox's processes (this module:
+Split from ``runtime.py`` along the seam between starting a sandbox's processes (this module:
 what the zygote or the worker runs, with which fds and arguments, and reading back the pid
-bwrap reports) and the sandbox's life (``bwrap.py``: the create's order of steps, the
+bwrap reports) and the sandbox's life (``runtime.py``: the create's order of steps, the
 files, cgroup and mounts it prepares, stop, release, reap). ``BwrapRuntime`` has one ``Launcher``.
 """
 
@@ -19,7 +19,7 @@ from rock.errors import SandboxStartError
 from rock.runtime import cgroups
 from rock.runtime.agent_boot import READY_NAME, READY_TIMEOUT, SANDBOX_LIB, SANDBOX_RUN, SOCKET_NAME, sandbox_env
 from rock.runtime.base import SandboxSpec
-from rock.runtime.bwrap_options import CAP_NUMBERS, DEFAULT_PATH, bwrap_options, mounts_to_keep, sandbox_caps
+from rock.runtime.bwrap.options import CAP_NUMBERS, DEFAULT_PATH, bwrap_options, mounts_to_keep, sandbox_caps
 from rock.runtime.layers import layer_dirs
 from rock.runtime.seccomp import seccomp_program
 from rock.runtime.zygote import Zygote

@@ -10,21 +10,14 @@ Statistics come from the container's cgroup files on the host, not the slow stat
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import functools
-import hashlib
 import logging
 import os
 import re
 import shutil
-import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import docker
 import requests
@@ -32,7 +25,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Mount
 
 from rock.errors import SandboxStartError
-from rock.runtime import cgroups, docker_network
+from rock.runtime import cgroups
 from rock.runtime.agent_boot import (
     AGENT_SRC,
     READY_TIMEOUT,
@@ -44,9 +37,11 @@ from rock.runtime.agent_boot import (
     sandbox_env,
 )
 from rock.runtime.base import ResourceStats, Runtime, RuntimeHandle, SandboxSpec
-from rock.runtime.host_policy import is_host_path
+from rock.runtime.docker import network as docker_network
+from rock.runtime.docker.engine import LABEL, call, client
+from rock.runtime.docker.images import ensure_image
+from rock.runtime.docker.kept import DockerKeptContainers
 from rock.runtime.ready import wait_ready
-from rock.runtime.docker_kept import DockerKeptContainers
 
 log = logging.getLogger("rock.runtime.docker")
 
@@ -54,22 +49,7 @@ log = logging.getLogger("rock.runtime.docker")
 # SETPCAP, AUDIT_WRITE): the shared set, plus ports < 1024, which only reach the container's own
 # network namespace (task servers on :80).
 CAPS = [*SANDBOX_CAPS, "NET_BIND_SERVICE"]
-LABEL = "rock.managed"
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")  # what Docker accepts in a container name
-
-# Docker calls block; they get their own threads so that a burst of creates cannot starve
-# the event loop's default executor (6 threads on a 2-core machine).
-_executor = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="rock-docker")
-
-
-@functools.cache
-def client() -> docker.APIClient:  # reads DOCKER_HOST like the CLI does
-    # version="auto" costs one round trip, once per process.
-    return docker.from_env(version="auto", timeout=120).api
-
-
-async def _call(fn: Callable, *args: Any, **kwargs: Any) -> Any:
-    return await asyncio.get_running_loop().run_in_executor(_executor, functools.partial(fn, *args, **kwargs))
 
 
 class _DeathWatch:
@@ -149,7 +129,7 @@ class DockerRuntime(Runtime):
                 Mount(self.python_prefix, self.python_prefix, type="bind", read_only=True),
                 *(Mount(path, path, type="bind", read_only=True) for path in spec.ro_binds),
             ],
-            # our own bridge, fenced off the host and other sandboxes (rock.runtime.docker_network)
+            # our own bridge, fenced off the host and other sandboxes (rock.runtime.docker.network)
             network_mode=docker_network.NETWORK if spec.network else "none",
             cap_drop=["ALL"],
             cap_add=CAPS,
@@ -189,18 +169,18 @@ class DockerRuntime(Runtime):
         config = self._config(spec, str(run))
         try:
             if not _deaths.running:
-                await _call(_deaths.start)
+                await call(_deaths.start)
             if spec.network:
-                await _call(docker_network.ensure, client(), self.settings.sandbox_network_deny)
+                await call(docker_network.ensure, client(), self.settings.sandbox_network_deny)
             if spec.pull_policy != "missing":
                 await self._ensure_image(spec, config["image"])
             try:
-                cid = (await _call(client().create_container, **config))["Id"]
+                cid = (await call(client().create_container, **config))["Id"]
             except ImageNotFound:  # `missing`: pulled only now, so a present image costs no extra call
                 if spec.pull_policy != "missing":
                     raise
                 await self._ensure_image(spec, config["image"])
-                cid = (await _call(client().create_container, **config))["Id"]
+                cid = (await call(client().create_container, **config))["Id"]
         except BaseException as exc:
             _rmtree(str(run.parent))
             raise _start_error(exc, "create", config["image"]) from None
@@ -212,17 +192,15 @@ class DockerRuntime(Runtime):
         return handle
 
     async def _ensure_image(self, spec: SandboxSpec, image: str) -> None:
-        from rock.runtime.docker_images import ensure_image
-
         auth = spec.registry_auth or {}
-        await _call(ensure_image, image, spec.pull_policy, auth.get("username"), auth.get("password"))
+        await call(ensure_image, image, spec.pull_policy, auth.get("username"), auth.get("password"))
 
     async def _boot(self, handle: RuntimeHandle, run: Path, image: str, remove_on_failure: bool) -> None:
         """Start the container and wait for its agent's ready line (or its death)."""
         cid = handle.runtime_id
         died = asyncio.ensure_future(self._death_reason(cid, _deaths.watch(cid)))
         try:
-            await _call(client().start, cid)
+            await call(client().start, cid)
             await wait_ready(run, died, READY_TIMEOUT)
         except BaseException as exc:
             if isinstance(exc, SandboxStartError) and not died.done():  # timed out: what did it do meanwhile?
@@ -243,7 +221,7 @@ class DockerRuntime(Runtime):
 
     async def _logs(self, cid: str) -> str:
         try:
-            logs = (await _call(client().logs, cid, tail=40)).decode(errors="replace").strip()
+            logs = (await call(client().logs, cid, tail=40)).decode(errors="replace").strip()
         except DockerException as exc:
             logs = f"(unavailable: {exc})"
         return logs or "(none)"
@@ -257,7 +235,7 @@ class DockerRuntime(Runtime):
         t0 = time.perf_counter()
         run = prepare_run_dir(self.sandboxes_dir, handle.sandbox_id)  # a fresh socket and ready FIFO, same path
         if not _deaths.running:
-            await _call(_deaths.start)
+            await call(_deaths.start)
         await self._boot(handle, run, handle.spec.image or self.settings.default_image, remove_on_failure=False)
         log.info("sandbox %s restarted in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
         return handle
@@ -287,8 +265,8 @@ class DockerRuntime(Runtime):
         t0 = time.perf_counter()
         try:
             if self.paused(handle):  # this engine's forced remove of a paused container hangs
-                await _call(client().unpause, handle.runtime_id)
-            await _call(client().remove_container, handle.runtime_id, force=True, v=True)
+                await call(client().unpause, handle.runtime_id)
+            await call(client().remove_container, handle.runtime_id, force=True, v=True)
         except NotFound:
             pass
         except APIError as exc:
@@ -299,7 +277,7 @@ class DockerRuntime(Runtime):
 
     async def alive(self, handle: RuntimeHandle) -> bool:
         try:
-            info = await _call(client().inspect_container, handle.runtime_id)
+            info = await call(client().inspect_container, handle.runtime_id)
         except NotFound:
             return False
         return bool(info["State"]["Running"])
@@ -311,7 +289,7 @@ class DockerRuntime(Runtime):
     async def reap(self, known: set[str]) -> list[str]:
         """Remove this owner's containers that no known sandbox uses, and rock containers of any
         owner whose state directory no longer exists (that owner is gone for good)."""
-        containers = await _call(client().containers, all=True, filters={"label": f"{LABEL}=1"})
+        containers = await call(client().containers, all=True, filters={"label": f"{LABEL}=1"})
         removed = []
         for c in containers:
             labels = c.get("Labels") or {}
@@ -321,8 +299,8 @@ class DockerRuntime(Runtime):
             if mine or orphan:
                 try:
                     if c.get("State") == "paused":  # a forced remove of a paused container hangs
-                        await _call(client().unpause, c["Id"])
-                    await _call(client().remove_container, c["Id"], force=True, v=True)
+                        await call(client().unpause, c["Id"])
+                    await call(client().remove_container, c["Id"], force=True, v=True)
                 except NotFound:
                     continue
                 removed.append(sid)
@@ -348,123 +326,3 @@ def _start_error(exc: BaseException, step: str, image: str) -> BaseException:
 
 def _rmtree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
-
-
-
-
-class ImageMissing(SandboxStartError):
-    """The image is not in the local engine (a pull may bring it)."""
-
-
-def inspect_image(image: str) -> tuple[str, dict[str, str]]:
-    """The image's id and its environment variables; ImageMissing when it is not local."""
-    try:
-        info = client().inspect_image(image)
-    except ImageNotFound:
-        raise ImageMissing(f"{image!r} is neither a directory, a tar file nor a local Docker image") from None
-    except DockerException as exc:
-        raise SandboxStartError(f"cannot inspect image {image!r}: {exc}") from None
-    env = dict(e.split("=", 1) for e in (info.get("Config") or {}).get("Env") or [] if "=" in e)
-    return info["Id"], env
-
-
-def export_image(image: str, write: Callable[[bytes], Any]) -> None:
-    """Stream the image's root filesystem as a tar to ``write``, logging progress."""
-    api = client()
-    cid = api.create_container(image, command=["/bin/true"], labels={"rock.export": "1"})["Id"]
-    try:
-        total, next_report = 0, 64 << 20
-        for chunk in api.export(cid):
-            write(chunk)
-            total += len(chunk)
-            if total >= next_report:
-                log.info("exporting %s: %d MiB", image, total >> 20)
-                next_report += 64 << 20
-        log.info("exported %s: %d MiB", image, total >> 20)
-    finally:
-        api.remove_container(cid, force=True)
-
-
-# -- images as root filesystems, for a backend without an engine (bwrap) ----------------------
-
-_image_locks: dict[str, asyncio.Lock] = {}
-_image_ids: dict[str, tuple[float, str, dict[str, str]]] = {}
-IMAGE_ID_TTL = 30.0  # how long a tag -> image id answer is trusted before asking the engine again
-
-
-async def image_rootfs(image: str, images_dir: Path) -> tuple[Path, dict[str, str]]:
-    """An unpacked root filesystem for a tar file or a local Docker image, made once and cached
-    under ``images_dir`` (keyed by the image id, so a rebuilt image is unpacked again)."""
-    if is_host_path(image) and os.path.isfile(image):  # a relative name is an image name, never a file here
-        st = os.stat(image)
-        key = _safe(Path(image).name) + "-" + hashlib.sha256(f"{os.path.realpath(image)}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
-        env: dict[str, str] = {}
-    else:
-        cached = _image_ids.get(image)
-        if cached is None or time.monotonic() - cached[0] > IMAGE_ID_TTL:
-            image_id, env = await asyncio.to_thread(inspect_image, image)
-            _image_ids[image] = cached = (time.monotonic(), image_id, env)
-        _, image_id, env = cached
-        key = _safe(image) + "-" + image_id.split(":")[-1][:12]
-    root = images_dir / key / "rootfs"
-    if root.is_dir():
-        return root, env
-    async with _image_locks.setdefault(key, asyncio.Lock()):
-        if not root.is_dir():
-            await asyncio.to_thread(_unpack, image, root)
-    return root, env
-
-
-def _unpack(image: str, root: Path) -> None:
-    """Unpack into a temporary sibling and rename it into place: readers never see half a tree."""
-    t0 = time.perf_counter()
-    tmp = root.parent / f".rootfs.{os.getpid()}.{time.monotonic_ns()}"
-    tmp.mkdir(parents=True)
-    try:
-        tar = ["tar", "-x", "-p", "--numeric-owner", "-C", str(tmp), "-f"]
-        if is_host_path(image) and os.path.isfile(image):
-            log.info("unpacking %s into %s", image, root)
-            subprocess.run([*tar, image], check=True, capture_output=True)
-        else:
-            log.info("exporting docker image %s into %s (once per image)", image, root)
-            # tar's complaints go to a file: a full stderr pipe would stall the export.
-            with tempfile.TemporaryFile() as err:
-                proc = subprocess.Popen([*tar, "-"], stdin=subprocess.PIPE, stderr=err)
-                try:
-                    export_image(image, proc.stdin.write)
-                finally:
-                    proc.stdin.close()
-                    proc.wait()
-                if proc.returncode:
-                    err.seek(0)
-                    raise SandboxStartError(f"unpacking image {image} failed: {err.read()[-500:].decode(errors='replace')}")
-        _runtime_files(tmp)
-        try:
-            tmp.rename(root)
-        except OSError:  # another worker finished first
-            if not root.is_dir():
-                raise
-    except subprocess.CalledProcessError as exc:
-        raise SandboxStartError(f"unpacking {image} failed: {exc.stderr.decode(errors='replace')[-500:]}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    log.info("image %s ready at %s in %.1f s", image, root, time.perf_counter() - t0)
-
-
-# What Docker writes into every container without a network (`docker run --network none`): an
-# image carries an empty /etc/hosts (or none), and without these lines `localhost` does not
-# resolve in a bwrap sandbox, where ROCK's own agent configs reach the model service at
-# http://localhost:8080/v1.
-ETC_HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
-             "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
-
-
-def _runtime_files(root: Path) -> None:
-    """The files Docker provides at run time that an unpacked image lacks: /etc/hosts."""
-    hosts = root / "etc" / "hosts"
-    if (root / "etc").is_dir() and not hosts.is_symlink() and (not hosts.exists() or hosts.stat().st_size == 0):
-        hosts.write_text(ETC_HOSTS)
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:64]

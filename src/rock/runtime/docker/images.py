@@ -18,7 +18,7 @@ from docker.errors import APIError, DockerException, ImageNotFound
 
 from rock.actions.images import REPO_COMPONENT
 from rock.errors import BadRequest, SandboxStartError
-from rock.runtime.docker import LABEL, client
+from rock.runtime.docker.engine import LABEL, client
 
 log = logging.getLogger("rock.runtime.images")
 
@@ -123,7 +123,7 @@ def _clear_entrypoint(image_id: str, image_tag: str, config: dict) -> str:
 
 def build_base(name: str) -> tuple[str, list[str]]:
     """A build's base image, pulled if missing: its id and its ONBUILD triggers (what
-    rock.runtime.build_context checks and pins)."""
+    rock.runtime.docker.build_context checks and pins)."""
     if not _REFERENCE.match(name) and not re.match(r"^sha256:[0-9a-f]{64}$", name):
         raise BadRequest(f"the base image {name!r} is not a valid image name")
     ensure_image(name, "missing")

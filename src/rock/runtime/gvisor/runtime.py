@@ -19,7 +19,7 @@ agent wakes its own accept by connecting to its socket before a checkpoint; the 
 sockets the sandbox could reach are in its own mounts, i.e. that one. cgroups:
 runsc puts its sandbox and gofer in ``rock/<owner key>/<id>`` (``linux.cgroupsPath``), so
 the cpu limit, the accounting and the leak check work as on bwrap; the process limit is kept
-inside, by the sentry's own pids cgroup (``rock.runtime.gvisor_pids``), and the memory limit by
+inside, by the sentry's own pids cgroup (``rock.runtime.gvisor.pids``), and the memory limit by
 the agent, with the host's a little above it (``MEMORY_HEADROOM``).
 
 A ``full`` snapshot is ``runsc checkpoint``: memory, processes and the open files of every
@@ -44,7 +44,9 @@ import time
 from pathlib import Path
 
 from rock.errors import BadRequest, SandboxStartError
-from rock.runtime import cgroups, gvisor_pids, gvisor_statx
+from rock.runtime import cgroups
+from rock.runtime.gvisor import pids as gvisor_pids
+from rock.runtime.gvisor import statx as gvisor_statx
 from rock.runtime.agent_boot import (
     AGENT_SRC,
     MEMORY_LIMIT_ENV,
@@ -62,7 +64,7 @@ from rock.runtime.base import ResourceStats, Runtime, RuntimeHandle, SandboxSpec
 from rock.runtime.host_policy import unusable_reason
 from rock.runtime.processes import exit_reason, pid_exit_future, process_alive, process_start_time, tail
 from rock.runtime.ready import ReadyFifo
-from rock.runtime.bwrap_options import DEFAULT_PATH
+from rock.runtime.bwrap.options import DEFAULT_PATH
 from rock.runtime.image_root import image_lower, mount_points
 from rock.runtime.mounts import detach, mount_overlay
 from rock.runtime.layers import keep_layers, seed_layers
@@ -231,7 +233,7 @@ class GvisorRuntime(Runtime):
         if spec.memory_bytes:
             bound = spec.memory_bytes + MEMORY_HEADROOM
             resources["memory"] = {"limit": bound, "swap": bound}
-        # No host pids limit: that cgroup counts the sentry's threads (rock.runtime.gvisor_pids).
+        # No host pids limit: that cgroup counts the sentry's threads (rock.runtime.gvisor.pids).
         if spec.cpus:
             resources["cpu"] = {"quota": int(spec.cpus * cgroups.CFS_PERIOD_US), "period": cgroups.CFS_PERIOD_US}
         limit = spec.max_file_bytes if spec.max_file_bytes is not None else self.settings.max_file_bytes

@@ -45,8 +45,8 @@ from rock.runtime.processes import (
     process_start_time,
 )
 from rock.runtime.ready import ReadyFifo
-from rock.runtime.bwrap_kept import BwrapKeptFiles
-from rock.runtime.bwrap_launch import HOLD_NAME, INFO_NAME, SHIM_NAME, STUB, UP_NAME, Launcher, child_pid
+from rock.runtime.bwrap.kept import BwrapKeptFiles
+from rock.runtime.bwrap.launch import HOLD_NAME, INFO_NAME, SHIM_NAME, STUB, UP_NAME, Launcher, child_pid
 from rock.runtime.image_root import image_lower, image_python, mount_points, resolves_to_file
 from rock.runtime.layers import keep_layers, seed_layers
 from rock.runtime.snapshots import copy_frozen

@@ -41,7 +41,7 @@ class BwrapKeptFiles:
         if lower == "/":
             raise BadRequest(f"sandbox {handle.sandbox_id} runs on the host's root filesystem, which cannot become "
                              "an image; commit a sandbox started from an image")
-        from rock.runtime.docker_images import import_tree
+        from rock.runtime.docker.images import import_tree
 
         sandbox_dir = Path(handle.run_dir).parent
         view = sandbox_dir / "commit-view"

@@ -32,7 +32,7 @@ from docker.errors import APIError, NotFound
 
 from rock.errors import SandboxStartError
 
-log = logging.getLogger("rock.runtime.docker_network")
+log = logging.getLogger("rock.runtime.docker.network")
 
 NETWORK = "rock-sandboxes"
 BRIDGE = "rock-sbx0"

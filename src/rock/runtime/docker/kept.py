@@ -17,6 +17,8 @@ from docker.errors import APIError, NotFound
 
 from rock.errors import Conflict, SandboxStartError
 from rock.runtime.base import RuntimeHandle
+from rock.runtime.docker.engine import call, client
+from rock.runtime.docker.images import commit_container
 
 log = logging.getLogger("rock.runtime.docker")
 
@@ -30,36 +32,27 @@ class DockerKeptContainers:
         self.default_image = default_image
 
     async def suspend(self, handle: RuntimeHandle) -> None:
-        from rock.runtime import docker
-
         # The container and its writable layer stay; its processes end (SIGTERM, then SIGKILL).
         try:
-            await docker._call(docker.client().stop, handle.runtime_id, timeout=2)
+            await call(client().stop, handle.runtime_id, timeout=2)
         except NotFound:
             raise SandboxStartError(f"the container of sandbox {handle.sandbox_id} is gone") from None
 
     async def disk_usage(self, handle: RuntimeHandle) -> int | None:
-        from rock.runtime import docker
-
-        found = await docker._call(docker.client().containers, all=True, size=True, filters={"id": handle.runtime_id})
+        found = await call(client().containers, all=True, size=True, filters={"id": handle.runtime_id})
         return found[0].get("SizeRw") if found else None
 
     async def commit(self, handle: RuntimeHandle, image_tag: str) -> str:
-        from rock.runtime import docker
-        from rock.runtime.docker_images import commit_container
-
         base = handle.spec.image or self.default_image
-        return await docker._call(commit_container, handle.runtime_id, image_tag, base,
+        return await call(commit_container, handle.runtime_id, image_tag, base,
                                   handle.spec.labels.get("rock.owner", ""))
 
     async def pause(self, handle: RuntimeHandle) -> None:
-        from rock.runtime import docker
-
         # runc gives up on a cgroup v2 freeze that has not settled after a few checks ("unable to
         # freeze"; it thaws the container again): 1 pause in 5-10 here, under load. Tried again.
         for attempt in range(1, 6):
             try:
-                await docker._call(docker.client().pause, handle.runtime_id)
+                await call(client().pause, handle.runtime_id)
                 return
             except APIError as exc:
                 if attempt == 5 or "unable to freeze" not in str(exc):
@@ -67,19 +60,15 @@ class DockerKeptContainers:
                 await asyncio.sleep(0.02 * attempt)  # a back-off between retries, not a wait for an event
 
     async def unpause(self, handle: RuntimeHandle) -> None:
-        from rock.runtime import docker
-
-        await docker._call(docker.client().unpause, handle.runtime_id)
+        await call(client().unpause, handle.runtime_id)
 
     async def snapshot(self, handle: RuntimeHandle, snapshot, paused: bool) -> None:
         """Commit the container's writable layer as the snapshot's image (``paused``: it is paused
         already; else the engine pauses it for the commit itself)."""
-        from rock.runtime import docker
-
         # One image per snapshot, named by owner key and snapshot name: `docker images` shows them.
         repo = f"rock-snapshot-{self.owner_key}"
         t0 = time.perf_counter()
-        image = (await docker._call(docker.client().commit, handle.runtime_id, repository=repo, tag=snapshot.name,
+        image = (await call(client().commit, handle.runtime_id, repository=repo, tag=snapshot.name,
                                     pause=not paused))["Id"]
         snapshot.took_ms = (time.perf_counter() - t0) * 1e3
         snapshot.extra["image"] = image
@@ -88,12 +77,10 @@ class DockerKeptContainers:
 
     async def delete_image(self, snapshot) -> None:
         """Remove the snapshot's image; Conflict while a container started from it exists."""
-        from rock.runtime import docker
-
         if "tag" not in snapshot.extra:
             return
         try:
-            await docker._call(docker.client().remove_image, snapshot.extra["tag"])
+            await call(client().remove_image, snapshot.extra["tag"])
         except NotFound:
             pass
         except APIError as exc:
