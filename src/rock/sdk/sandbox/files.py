@@ -44,9 +44,9 @@ async def _tar_chunks(path: Path) -> AsyncIterator[bytes]:
 
 
 class FilesMixin:
-    # -- ROCK's calls (text) ----------------------------------------------------------------
-
     """The sandbox's file operations (ROCK's text calls, and ours for bytes, directories and downloads)."""
+
+    # -- ROCK's calls (text) ----------------------------------------------------------------
 
     async def read_file(self, request: ReadFileRequest) -> ReadFileResponse:
         """ROCK's ``read_file``: a text file's content."""
