@@ -26,7 +26,7 @@ from rock.envs import gym_forks
 from rock.envs.catalog import EnvInfo
 from rock.envs.errors import EnvError
 from rock.envs.images import SITE, EnvImage, EnvImageSpec, ImageBuilder, Progress
-from rock.envs.lifecycle import EnvRecord
+from rock.envs.records import EnvRecord
 from rock.envs.requirements import MODULE_PATTERN, REQUIREMENT_PATTERN
 from rock.envs.service import EnvService, split_handle
 
