@@ -184,8 +184,7 @@ class GymSessions:
         try:
             rec, result = await self.envs.make_env(sb, args, owner)
         except BaseException:
-            self.envs._forget_sandbox(sb)
-            await self.envs._stop(sb)
+            await self.envs.stop_sandbox(sb)
             raise
         rec.ttl = lease
         self.envs.start_reaper(deadline_changed=True)  # the lease may be shorter than the reaper's sleep

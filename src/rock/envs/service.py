@@ -336,8 +336,7 @@ class EnvService:
             rec = self.envs.get(handle)
             self._drop(handle)
             if rec is not None and rec.sandbox.dedicated:
-                self._forget_sandbox(rec.sandbox)
-                await self._stop(rec.sandbox)
+                await self.stop_sandbox(rec.sandbox)
         return bool(result.get("closed"))
 
     def owned(self, handle: str, owner: str | None) -> tuple[str, str]:
@@ -451,6 +450,12 @@ class EnvService:
         if idle or empty:
             log.info("env reaper: closed %d idle env(s), stopped %d empty env sandbox(es)", len(idle), len(empty))
         return idle, [sb.sandbox_id for sb in empty]
+
+    async def stop_sandbox(self, sb: EnvSandbox) -> None:
+        """Forget an env sandbox and delete it: a dedicated one whose env closed, or whose env
+        never came up (a gym session's)."""
+        self._forget_sandbox(sb)
+        await self._stop(sb)
 
     async def _stop(self, sb: EnvSandbox) -> None:
         try:
