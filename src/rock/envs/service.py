@@ -43,6 +43,7 @@ log = logging.getLogger("rock.envs")
 
 
 def split_handle(handle: str) -> tuple[str, str]:
+    """A handle's (sandbox id, env name); ``EnvNotFound`` for a string that is not a handle."""
     sandbox_id, sep, local = handle.rpartition(":")
     if not sep or not sandbox_id or not local:
         raise EnvError(f"{handle!r} is not an env handle (expected '<sandbox_id>:<env>', as returned by make)", "EnvNotFound")
@@ -50,6 +51,11 @@ def split_handle(handle: str) -> tuple[str, str]:
 
 
 class EnvService:
+    """The admin's envs (see the module): places them in env sandboxes, routes calls to them by
+    handle, and closes and stops what went idle. Vector envs (``rock.envs.vector``), gym sessions
+    (``rock.envs.gym_sessions``) and training instances are made through it; forks are its
+    composed ``forks`` (``rock.envs.forking``)."""
+
     def __init__(self, sandboxes, catalog: Catalog, settings: EnvSettings | None = None):
         self.sandboxes = sandboxes
         self.catalog = catalog
@@ -230,6 +236,9 @@ class EnvService:
 
     async def make(self, env_id: str, kwargs: dict | None = None, owner: str | None = None,
                    timeout: float | None = None) -> EnvRecord:
+        """One env of ``env_id`` (gem's, a registered user env's, or a family's with a resolver),
+        packed into the owner's env sandboxes (``reserve``); its record, whose ``handle`` the
+        caller addresses it by."""
         args, place = await self.make_args(env_id, dict(kwargs or {}), timeout)
         if (refused := self.catalog.unavailable(env_id)) is not None:
             raise refused
@@ -314,12 +323,16 @@ class EnvService:
         return body
 
     async def reset(self, handle: str, seed: int | None, owner: str | None) -> bytes:
+        """Reset the env (with ``seed``, or unseeded); the host's body, untouched."""
         return await self.call(handle, "reset", {"seed": seed}, owner)
 
     async def step(self, handle: str, action, owner: str | None) -> bytes:
+        """One step of the env with ``action``; the host's body, untouched."""
         return await self.call(handle, "step", {"action": action}, owner)
 
     async def close(self, handle: str, owner: str | None) -> bool:
+        """Close the env and forget its record (a dedicated sandbox is stopped with it); whether
+        its host had it open. Another namespace's env, or a gone one, is answered False."""
         split_handle(handle)  # a malformed handle is the caller's error, said so
         try:
             sandbox_id, local = self.owned(handle, owner)
@@ -387,6 +400,8 @@ class EnvService:
         return run
 
     async def probe_runner_or_none(self) -> Runner | None:
+        """``probe_runner()``'s runner, or None where no env sandbox can start (the catalog then
+        probes in a local process)."""
         try:
             return await self.probe_runner()
         except RockError:
@@ -394,6 +409,7 @@ class EnvService:
 
     @staticmethod
     def catalog_probe_source() -> bytes:
+        """The catalog's probe script, fed to the sandbox's Python on stdin."""
         from rock.envs.catalog import PROBE_SCRIPT
 
         return PROBE_SCRIPT.read_bytes()
