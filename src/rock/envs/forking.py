@@ -28,7 +28,7 @@ import asyncio
 
 from rock.actions.snapshots import MAX_FORK as MAX_FULL_FORK  # a full fork is a sandbox fork: its limit
 from rock.envs.errors import EnvError, from_agent
-from rock.envs.lifecycle import EnvRecord, EnvSandbox
+from rock.envs.records import EnvRecord, EnvSandbox
 from rock.errors import AgentError, AgentGone, SandboxNotFound, SandboxNotRunning
 
 MAX_FORK = 64  # children per call: a GRPO group is 8-64; more is a mistake or a flood

@@ -26,7 +26,7 @@ from rock.envs import gym_forks
 from rock.envs.catalog import EnvInfo
 from rock.envs.errors import EnvError
 from rock.envs.images import SITE, EnvImage, EnvImageSpec, ImageBuilder, Progress
-from rock.envs.lifecycle import EnvRecord
+from rock.envs.records import EnvRecord
 from rock.envs.requirements import MODULE_PATTERN, REQUIREMENT_PATTERN
 from rock.envs.service import EnvService, split_handle
 
@@ -184,8 +184,7 @@ class GymSessions:
         try:
             rec, result = await self.envs.make_env(sb, args, owner)
         except BaseException:
-            self.envs._forget_sandbox(sb)
-            await self.envs._stop(sb)
+            await self.envs.stop_sandbox(sb)
             raise
         rec.ttl = lease
         self.envs.start_reaper(deadline_changed=True)  # the lease may be shorter than the reaper's sleep

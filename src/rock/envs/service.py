@@ -7,10 +7,16 @@ envs into the owner's env sandboxes with free slots and starts another sandbox w
 An env is addressed by a handle ``<sandbox_id>:<env>`` (``:`` cannot occur in a sandbox id). The
 GEM wire protocol calls it ``sandbox_id``. Routing a call needs nothing but the handle, so
 envs keep working across an admin restart (their sandboxes are re-attached); the in-memory
-records below only serve listing and the idle TTL.
+records (``rock.envs.records``) serve placement, listing and the idle TTL, and are rebuilt
+after a restart (``rock.envs.recovery``).
+
+Reclaiming is the service's own: an env nobody used for ``idle_ttl`` (or its own ``ttl``, a gym
+session's lease) is closed, and an env sandbox left empty for ``sandbox_linger`` is stopped,
+by ``reap``, which a timer (``rock.idle.IdleReaper``) runs at the soonest of those deadlines.
 
 Sandboxes come from the admin's ``Sandboxes`` (records, owner checks, state machine): anything
-with ``start(request, owner, meta, wait)``, ``agent(sandbox_id, owner)`` and ``stop(sandbox_id, owner)``.
+with ``start(request, owner, meta, wait)``, ``agent(sandbox_id, owner)`` and
+``delete(sandbox_id, owner)``; recovery reads its ``records``.
 """
 
 from __future__ import annotations
@@ -23,12 +29,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from rock.actions.sandbox import SandboxStartRequest
+from rock.envs import recovery
 from rock.envs.catalog import Catalog, Runner
 from rock.envs.errors import EnvError, from_agent
 from rock.envs.forking import EnvForks
-from rock.envs.lifecycle import EnvRecord, EnvSandbox, Lifecycle
-from rock.envs.settings import EnvSettings
 from rock.envs.hostlink import HostLink
+from rock.envs.records import EnvRecord, EnvSandbox
+from rock.envs.settings import EnvSettings
 from rock.idle import IdleReaper
 from rock.errors import AgentError, AgentGone, RockError, SandboxNotFound, SandboxNotRunning
 
@@ -36,13 +43,19 @@ log = logging.getLogger("rock.envs")
 
 
 def split_handle(handle: str) -> tuple[str, str]:
+    """A handle's (sandbox id, env name); ``EnvNotFound`` for a string that is not a handle."""
     sandbox_id, sep, local = handle.rpartition(":")
     if not sep or not sandbox_id or not local:
         raise EnvError(f"{handle!r} is not an env handle (expected '<sandbox_id>:<env>', as returned by make)", "EnvNotFound")
     return sandbox_id, local
 
 
-class EnvService(Lifecycle):
+class EnvService:
+    """The admin's envs (see the module): places them in env sandboxes, routes calls to them by
+    handle, and closes and stops what went idle. Vector envs (``rock.envs.vector``), gym sessions
+    (``rock.envs.gym_sessions``) and training instances are made through it; forks are its
+    composed ``forks`` (``rock.envs.forking``)."""
+
     def __init__(self, sandboxes, catalog: Catalog, settings: EnvSettings | None = None):
         self.sandboxes = sandboxes
         self.catalog = catalog
@@ -53,7 +66,7 @@ class EnvService(Lifecycle):
         self.vecs: dict = {}  # vec_id -> rock.envs.vector.VecRecord
         # sandbox_id -> (host socket path, connection): reset/step/batch go straight to the env host
         self.direct: dict[str, tuple[str, HostLink]] = {}
-        # closes idle envs and stops empty env sandboxes (Lifecycle.reap) at their deadlines
+        # closes idle envs and stops empty env sandboxes (reap) at their deadlines
         self.reaper = IdleReaper("rock-env-reaper", self.reap, self._next_check, self._watching, log)
         # family prefix -> async fn(env_id) -> (extra env.make args, place): envs of other families
         self.resolvers: dict[str, Callable[[str], Awaitable[tuple[dict, dict]]]] = {}
@@ -114,6 +127,16 @@ class EnvService(Lifecycle):
         sb = EnvSandbox(sandbox_id=f"env-{uuid.uuid4().hex[:12]}", owner=owner, key=key)
         sb.ready = asyncio.ensure_future(self._start_sandbox(sb, image, network))
         self.pools.setdefault(key, []).append(sb)
+        self.by_id[sb.sandbox_id] = sb
+        return sb
+
+    def adopt(self, sandbox_id: str, owner: str | None, image: str | None, network: bool) -> EnvSandbox:
+        """Hold an env sandbox that is running already (one that outlived an admin restart,
+        ``rock.envs.recovery``) in its owner's pool: new envs may go in at once."""
+        sb = EnvSandbox(sandbox_id=sandbox_id, owner=owner, key=self._key(owner, image, network))
+        sb.ready = asyncio.get_running_loop().create_future()
+        sb.ready.set_result(None)
+        self.pools.setdefault(sb.key, []).append(sb)
         self.by_id[sb.sandbox_id] = sb
         return sb
 
@@ -213,6 +236,9 @@ class EnvService(Lifecycle):
 
     async def make(self, env_id: str, kwargs: dict | None = None, owner: str | None = None,
                    timeout: float | None = None) -> EnvRecord:
+        """One env of ``env_id`` (gem's, a registered user env's, or a family's with a resolver),
+        packed into the owner's env sandboxes (``reserve``); its record, whose ``handle`` the
+        caller addresses it by."""
         args, place = await self.make_args(env_id, dict(kwargs or {}), timeout)
         if (refused := self.catalog.unavailable(env_id)) is not None:
             raise refused
@@ -297,12 +323,16 @@ class EnvService(Lifecycle):
         return body
 
     async def reset(self, handle: str, seed: int | None, owner: str | None) -> bytes:
+        """Reset the env (with ``seed``, or unseeded); the host's body, untouched."""
         return await self.call(handle, "reset", {"seed": seed}, owner)
 
     async def step(self, handle: str, action, owner: str | None) -> bytes:
+        """One step of the env with ``action``; the host's body, untouched."""
         return await self.call(handle, "step", {"action": action}, owner)
 
     async def close(self, handle: str, owner: str | None) -> bool:
+        """Close the env and forget its record (a dedicated sandbox is stopped with it); whether
+        its host had it open. Another namespace's env, or a gone one, is answered False."""
         split_handle(handle)  # a malformed handle is the caller's error, said so
         try:
             sandbox_id, local = self.owned(handle, owner)
@@ -319,8 +349,7 @@ class EnvService(Lifecycle):
             rec = self.envs.get(handle)
             self._drop(handle)
             if rec is not None and rec.sandbox.dedicated:
-                self._forget_sandbox(rec.sandbox)
-                await self._stop(rec.sandbox)
+                await self.stop_sandbox(rec.sandbox)
         return bool(result.get("closed"))
 
     def owned(self, handle: str, owner: str | None) -> tuple[str, str]:
@@ -371,6 +400,8 @@ class EnvService(Lifecycle):
         return run
 
     async def probe_runner_or_none(self) -> Runner | None:
+        """``probe_runner()``'s runner, or None where no env sandbox can start (the catalog then
+        probes in a local process)."""
         try:
             return await self.probe_runner()
         except RockError:
@@ -378,6 +409,7 @@ class EnvService(Lifecycle):
 
     @staticmethod
     def catalog_probe_source() -> bytes:
+        """The catalog's probe script, fed to the sandbox's Python on stdin."""
         from rock.envs.catalog import PROBE_SCRIPT
 
         return PROBE_SCRIPT.read_bytes()
@@ -392,3 +424,77 @@ class EnvService(Lifecycle):
                 {"handle": rec.handle, "env_id": rec.env_id, "created": rec.created,
                  "last_used": self._last_used(rec), "vec": rec.vec})
         return out
+
+    # -- the idle TTL, shutdown, recovery after an admin restart ---------------------------------
+
+    def start_reaper(self, deadline_changed: bool = False) -> None:
+        """Start the reaper, or (``deadline_changed``: an env with a shorter TTL than any before,
+        a gym session's lease) wake it to sleep again until the new soonest expiry."""
+        self.reaper.start(sooner=deadline_changed)
+
+    def _watching(self) -> bool:
+        return bool(self.envs or self.by_id)
+
+    def _next_check(self) -> float:
+        now, soonest = time.time(), 30.0
+        s = self.settings
+        for rec in self.envs.values():
+            soonest = min(soonest, self._last_used(rec) + (rec.ttl or s.idle_ttl) - now)
+        for sb in self.by_id.values():
+            if sb.empty_since is not None:
+                soonest = min(soonest, sb.empty_since + s.sandbox_linger - now)
+        return soonest
+
+    def _last_used(self, rec: EnvRecord) -> float:
+        vec = self.vecs.get(rec.vec) if rec.vec else None
+        return vec.last_used if vec is not None else rec.last_used
+
+    async def reap(self) -> tuple[list[str], list[str]]:
+        """Close envs idle past the TTL and stop env sandboxes empty past the linger time; the
+        handles closed and the sandbox ids stopped."""
+        now, s = time.time(), self.settings
+        idle = [h for h, r in self.envs.items() if now - self._last_used(r) >= (r.ttl or s.idle_ttl)]
+        for vec_id in {self.envs[h].vec for h in idle if self.envs[h].vec}:
+            self.vecs.pop(vec_id, None)
+        await asyncio.gather(*(self.close(h, self.envs[h].owner) for h in idle), return_exceptions=True)
+        empty = [sb for sb in list(self.by_id.values())
+                 if sb.empty_since is not None and not sb.envs and not sb.reserved and now - sb.empty_since >= s.sandbox_linger]
+        for sb in empty:
+            self._forget_sandbox(sb)
+            self.drop_direct(sb.sandbox_id)
+        await asyncio.gather(*(self._stop(sb) for sb in empty), return_exceptions=True)
+        if idle or empty:
+            log.info("env reaper: closed %d idle env(s), stopped %d empty env sandbox(es)", len(idle), len(empty))
+        return idle, [sb.sandbox_id for sb in empty]
+
+    async def stop_sandbox(self, sb: EnvSandbox) -> None:
+        """Forget an env sandbox and delete it: a dedicated one whose env closed, or whose env
+        never came up (a gym session's)."""
+        self._forget_sandbox(sb)
+        await self._stop(sb)
+
+    async def _stop(self, sb: EnvSandbox) -> None:
+        try:
+            await self.sandboxes.delete(sb.sandbox_id, sb.owner)  # nobody restarts an env host
+        except SandboxNotFound:
+            pass
+
+    async def shutdown(self, stop_sandboxes: bool = True) -> None:
+        """Stop the reaper and close the direct links to env hosts; ``stop_sandboxes``: also
+        forget every record and delete every env sandbox (False on an admin shutdown: they
+        outlive it and are recovered by the next admin)."""
+        await self.reaper.close()
+        for _, client in self.direct.values():
+            client.close()
+        self.direct.clear()
+        if stop_sandboxes:
+            sbs = list(self.by_id.values())
+            self.envs.clear()
+            self.by_id.clear()
+            self.pools.clear()
+            await asyncio.gather(*(self._stop(sb) for sb in sbs), return_exceptions=True)
+
+    async def recover(self) -> int:
+        """Rebuild the records of env sandboxes that outlived an admin restart; how many envs were
+        found (``rock.envs.recovery.recover``)."""
+        return await recovery.recover(self)
