@@ -190,10 +190,11 @@ class EnvService:
                     sys_path=user.sys_path, kwargs={**user.kwargs, **kwargs})
         return args, {"image": user.image, "network": bool(user.packages)}
 
-    async def _make_in(self, sb: EnvSandbox, args: dict, owner: str | None, vec: str | None = None,
-                       again: bool = True) -> tuple[EnvRecord, bytes]:
-        """The env made in ``sb``, and the body of the host's answer (the reset's, when ``args``
-        asked for one with ``reset``)."""
+    async def make_in(self, sb: EnvSandbox, args: dict, owner: str | None, vec: str | None = None,
+                      again: bool = True) -> tuple[EnvRecord, bytes]:
+        """The env made in ``sb`` (reserved by ``reserve``: the slot is given back here either
+        way), and the body of the host's answer (the reset's, when ``args`` asked for one with
+        ``reset``). A pooled sandbox that ended underneath is left, and the env goes to a new one, once."""
         try:
             await asyncio.shield(sb.ready)
             client = await self.sandboxes.agent(sb.sandbox_id, owner)
@@ -208,7 +209,7 @@ class EnvService:
             self._forget_sandbox(sb)
             self.drop_direct(sb.sandbox_id)
             [(fresh, _)] = self.reserve(owner, sb.key[1], 1, sb.key[2])
-            return await self._make_in(fresh, args, owner, vec, again=False)
+            return await self.make_in(fresh, args, owner, vec, again=False)
         finally:
             sb.reserved -= 1
         if result.get("socket"):
@@ -221,13 +222,13 @@ class EnvService:
 
     async def make_env(self, sb: EnvSandbox, args: dict, owner: str | None) -> tuple[EnvRecord, dict]:
         """An env made in ``sb`` with the agent's ``env.make`` arguments; its record and what the host said."""
-        rec, _ = await self._make_in(sb, args, owner)
+        rec, _ = await self.make_in(sb, args, owner)
         return rec, rec.made
 
     async def make_and_reset(self, sb: EnvSandbox, args: dict, seed: int | None,
                              owner: str | None) -> tuple[EnvRecord, bytes]:
         """An env made in ``sb`` and reset, in one call to its host: its record and the reset's body."""
-        return await self._make_in(sb, {**args, "reset": seed}, owner)
+        return await self.make_in(sb, {**args, "reset": seed}, owner)
 
     async def _make_error(self, env_id: str, exc: AgentError) -> RockError:
         if exc.kind == "EnvNotFound" and env_id.partition(":")[0] not in self.resolvers:  # those name their own
@@ -243,7 +244,7 @@ class EnvService:
         if (refused := self.catalog.unavailable(env_id)) is not None:
             raise refused
         [(sb, _)] = self.reserve(owner, place["image"], 1, place["network"])
-        return (await self._make_in(sb, args, owner))[0]
+        return (await self.make_in(sb, args, owner))[0]
 
     # -- the hot path ----------------------------------------------------------------------------
 

@@ -80,7 +80,7 @@ async def make_vec(svc: EnvService, env_id: str, num_envs: int, owner: str | Non
         blocks.append((sb.sandbox_id, index, index + take))
         for i in range(index, index + take):
             args = dict(base, kwargs={**base["kwargs"], **(vec_kwargs[i] if vec_kwargs else {})})
-            jobs.append(svc._make_in(sb, args, owner, vec=vec_id))
+            jobs.append(svc.make_in(sb, args, owner, vec=vec_id))
         index += take
     results = [r if isinstance(r, BaseException) else r[0] for r in await asyncio.gather(*jobs, return_exceptions=True)]
     failed = [r for r in results if isinstance(r, BaseException)]
