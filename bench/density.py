@@ -146,7 +146,7 @@ async def density(ctx: Context, backend: str) -> dict:
         ksmd_after, rest_s = _ksmd_cpu_s(), time.perf_counter() - rest_t0
         ksmd_share = round((ksmd_after - ksmd_before) / rest_s, 3) if ksmd_before is not None and ksmd_after else None
         sample = ids[:: max(1, len(ids) // SAMPLE)][:SAMPLE]
-        needles = {sid: worker._get(sid).handle.runtime_id for sid in sample}
+        needles = {sid: worker.handle(sid).runtime_id for sid in sample}
         groups = await asyncio.to_thread(pids_by_group, needles)
         private = [sum(uss_bytes(p) for p in pids) for pids in groups.values() if pids]
         answers = await asyncio.gather(*(worker.agent(sid).exec("echo ok", shell=True, timeout=60) for sid in ids),

@@ -80,19 +80,19 @@ class Lifecycle:
     async def restart(self, sandbox_id: str, owner: str | None) -> SandboxRecord:
         svc = self.svc
         record = await svc.lookup(sandbox_id, owner)
-        async with svc._lock(sandbox_id):
+        async with svc.lock(sandbox_id):
             if record.state in ("running", "pending"):
                 return record  # already up: restart is idempotent
             if record.state not in ("stopped", "archived"):
                 raise Conflict(f"sandbox {sandbox_id} is {record.state}; only a stopped or archived sandbox "
                                "can be restarted")
             from_state = record.state
-            await svc._transition(record, "pending", "restart")
+            await svc.transition(record, "pending", "restart")
             began = time.perf_counter()
             try:
                 if from_state == "archived":
                     known = {k: v for k, v in record.spec.items() if k in SandboxStartRequest.model_fields}
-                    spec = svc._spec(record, SandboxStartRequest.model_validate(known))
+                    spec = svc.spec_for(record, SandboxStartRequest.model_validate(known))
                     info = await self.worker.create(spec.model_copy(update={"image": record.spec["archive_image"]}))
                 else:
                     info = await self.worker.restart(sandbox_id, record.node_id)
@@ -101,7 +101,7 @@ class Lifecycle:
                 kept = not isinstance(exc, SandboxNotFound)
                 if not kept:  # stopped before its start finished, or a backend that keeps no files
                     reason = f"its files were not kept ({self.worker.backend_name} backend); start a new sandbox"
-                await svc._transition(record, from_state if from_state == "stopped" else "failed", "restart_failed",
+                await svc.transition(record, from_state if from_state == "stopped" else "failed", "restart_failed",
                                       reason)
                 # Nothing to restart from is the sandbox's state (409), not a failure of the server.
                 raise (SandboxStartError if kept else Conflict)(f"sandbox {sandbox_id} could not be restarted: "
@@ -110,7 +110,7 @@ class Lifecycle:
             record.node_id = info.node_id or record.node_id
             record.failure_reason = None
             record.started_at = record.last_used_at = time.time()
-            await svc._transition(record, "running", "restarted")
+            await svc.transition(record, "running", "restarted")
         log.info("sandbox %s restarted from %s in %.1f ms", sandbox_id, from_state, (time.perf_counter() - began) * 1e3)
         return record
 
@@ -119,12 +119,12 @@ class Lifecycle:
     async def archive(self, sandbox_id: str, owner: str | None) -> SandboxRecord:
         svc = self.svc
         record = await svc.lookup(sandbox_id, owner)
-        async with svc._lock(sandbox_id):
+        async with svc.lock(sandbox_id):
             if record.state in ("archiving", "archived"):
                 return record
             if record.state != "stopped":
                 raise Conflict(f"sandbox {sandbox_id} is {record.state}; stop it before archiving it")
-            await svc._transition(record, "archiving", "archive")
+            await svc.transition(record, "archiving", "archive")
         self._spawn(self._archive(record), f"archive-{sandbox_id}")
         return record
 
@@ -136,15 +136,15 @@ class Lifecycle:
         except Exception as exc:  # noqa: BLE001
             reason = exc.message if isinstance(exc, RockError) and exc.message else f"{type(exc).__name__}: {exc}"
             log.warning("archiving sandbox %s failed: %s", sid, reason)
-            async with self.svc._lock(sid):
+            async with self.svc.lock(sid):
                 if record.state == "archiving":
-                    await self.svc._transition(record, "stopped", "archive_failed", reason)
+                    await self.svc.transition(record, "stopped", "archive_failed", reason)
             return
-        async with self.svc._lock(sid):
+        async with self.svc.lock(sid):
             if record.state != "archiving":  # deleted meanwhile
                 return
             record.spec = {**record.spec, "archive_image": tag, "archived_at": time.time()}
-            await self.svc._transition(record, "archived", "archived")
+            await self.svc.transition(record, "archived", "archived")
         log.info("sandbox %s archived as %s", sid, tag)
 
     # -- commit ------------------------------------------------------------------------------
@@ -214,7 +214,7 @@ class Lifecycle:
         rows, _ = await self.svc.store.query(states=("stopped", "archived"))
         for record in rows:
             if record.due_at is None and self.svc.deadline(record) is not None:
-                await self.svc._write(record, None, None)
+                await self.svc.write_record(record, None, None)
 
     async def close(self) -> None:
         if self._loop is not None:

@@ -18,7 +18,7 @@ ORPHAN_AGE_S = 5.0  # a sandbox whose record ended this long ago but still runs 
 
 async def _set(svc, record, to: str, event: str, reason: str | None) -> None:
     if svc.reaping:
-        await svc._transition(record, to, event, reason)
+        await svc.transition(record, to, event, reason)
     else:
         record.state = to
 
@@ -62,7 +62,7 @@ async def _stop_orphans(svc, name: str, present: set[str]) -> None:
         if elsewhere or (record.state not in LIVE and record.state != "lost" and now - ended >= ORPHAN_AGE_S):
             log.warning("stopping sandbox %s on node %s: its record is %s%s", sid, name, record.state,
                         f" on {record.node_id}" if elsewhere else "")
-            await svc._quiet_stop(sid, name)
+            await svc.quiet_stop(sid, name)
 
 
 async def sweep(svc) -> None:
@@ -71,15 +71,15 @@ async def sweep(svc) -> None:
     tracker = getattr(svc.worker, "nodes", None)  # a cluster's NodeTracker; an embedded worker has none
     nodes = {node.name: node for node in tracker.all()} if tracker is not None else {}
     for record in list(svc.records.values()):
-        if record.state == "pending" and record.sandbox_id not in svc._starting:
+        if record.state == "pending" and not svc.starting(record.sandbox_id):
             limit = (record.spec.get("startup_timeout") or svc.settings.default_startup_timeout) + ABANDON_GRACE_S
             if now - record.created_at > limit:
                 record.failure_reason = "its start was abandoned (the admin that started it went away)"
-                await svc._transition(record, "failed", "start_failed", record.failure_reason)
+                await svc.transition(record, "failed", "start_failed", record.failure_reason)
         elif record.state == "running" and record.node_id in nodes and not nodes[record.node_id].live:
             node = nodes[record.node_id]
             record.failure_reason = f"node {node.name} was lost: {node.lost_reason}"
-            await svc._transition(record, "lost", "node_lost", record.failure_reason)
+            await svc.transition(record, "lost", "node_lost", record.failure_reason)
     for node in list(nodes.values()):
         if node.live:
             await _stop_orphans(svc, node.name, set(node.info.sandbox_ids))

@@ -51,7 +51,7 @@ class Sandboxes:
         self.store = store
         # The records and what other processes write of them (rock.admin.held); this service
         # changes their states and queues their writes.
-        self.held = HeldRecords(settings, store, locked=self._locked, starting=self._starting.__contains__,
+        self.held = HeldRecords(settings, store, locked=self._locked, starting=self.starting,
                                 forget=self._forget, landed=self._landed)
         self.records = self.held.records  # the live ones, by id: the hot path reads them (one dict, never replaced)
         # The lookups every front door calls on the service (``ctx.sandboxes.lookup(...)``).
@@ -89,27 +89,27 @@ class Sandboxes:
             alive = info is not None and info.state in ("running", "paused")
             if record.state in LIVE and alive:
                 if record.state == "pending":
-                    await self._transition(record, "running", "reattached")
+                    await self.transition(record, "running", "reattached")
                 # a paused record stays paused (a cluster node reports its sandboxes only as running;
                 # resuming one that runs already is a no-op that fixes the record)
                 # Time the admin was down does not count as idle: nobody could use the sandbox.
                 record.last_used_at = now
             elif record.state in LIVE and record.node_id and not self._node_live(record.node_id):
                 record.failure_reason = f"node {record.node_id} was not reachable when the admin restarted"
-                await self._transition(record, "lost", "node_lost", record.failure_reason)
+                await self.transition(record, "lost", "node_lost", record.failure_reason)
             elif record.state in LIVE:
                 record.failure_reason = ("its start was cut short by an admin restart" if record.state == "pending"
                                          else "the sandbox was gone when the admin restarted")
-                await self._transition(record, "failed", "lost", record.failure_reason)
+                await self.transition(record, "failed", "lost", record.failure_reason)
         for sandbox_id, info in known.items():
             record = self.records.get(sandbox_id)
             if record is None or record.state not in LIVE:
                 log.warning("stopping sandbox %s: it has no live record (orphan)", sandbox_id)
-                await self._quiet_stop(sandbox_id)
+                await self.quiet_stop(sandbox_id)
         for sandbox_id in self.worker.stopped_ids():  # kept files whose record no longer wants them
             record = self.known(sandbox_id) or await self.store.get(sandbox_id)
             if record is None or record.state not in ("stopped", "archiving"):
-                await self._quiet_stop(sandbox_id, record.node_id if record else None)
+                await self.quiet_stop(sandbox_id, record.node_id if record else None)
 
     def _node_live(self, node_id: str) -> bool:
         node = getattr(self.worker, "nodes", {}).get(node_id)
@@ -159,7 +159,7 @@ class Sandboxes:
 
     def save(self, record: SandboxRecord) -> None:
         """Persist a changed field of a record (no state change), without waiting."""
-        self._save_soon(self._write(record, None, None))
+        self._save_soon(self.write_record(record, None, None))
 
     def touch(self, record: SandboxRecord) -> None:
         now = time.time()
@@ -188,7 +188,12 @@ class Sandboxes:
 
     # -- create ------------------------------------------------------------------------------
 
-    def _lock(self, sandbox_id: str) -> asyncio.Lock:
+    def starting(self, sandbox_id: str) -> bool:
+        """Whether this process is creating the sandbox now (its create task has not ended)."""
+        return sandbox_id in self._starting
+
+    def lock(self, sandbox_id: str) -> asyncio.Lock:
+        """The sandbox's lock: its record changes only under it (here, and in ``rock.admin.lifecycle``)."""
         lock = self._locks.get(sandbox_id)
         if lock is None:
             lock = self._locks[sandbox_id] = asyncio.Lock()
@@ -207,9 +212,9 @@ class Sandboxes:
         if req.snapshot:  # its image and limits are the snapshot's (rock.admin.pause)
             req, spec = await self.from_snapshot(req, draft)
         else:
-            spec = self._spec(draft, req)
+            spec = self.spec_for(draft, req)
         self.worker.check(spec)
-        async with self._lock(sandbox_id):
+        async with self.lock(sandbox_id):
             record = self.known(sandbox_id)
             if record is None and req.sandbox_id:  # a caller's id may name an ended sandbox
                 record = await self.store.get(sandbox_id)
@@ -244,11 +249,13 @@ class Sandboxes:
         event, from_state = ("create", None) if old is None else ("recreate", old.state)
         # Written while the sandbox starts: a crash before "running" is on disk is a pending
         # record with a live sandbox, which reconcile marks running after the restart.
-        self._save_soon(self._write(record, from_state, event))
+        self._save_soon(self.write_record(record, from_state, event))
         self.events.emit("state", record, from_state=from_state, event=event)
         return record
 
-    def _spec(self, record: SandboxRecord, req: SandboxStartRequest) -> SandboxSpec:
+    def spec_for(self, record: SandboxRecord, req: SandboxStartRequest) -> SandboxSpec:
+        """What the worker is asked to start for ``record``: the request's limits, image and
+        placement, with the owner's labels (a restart asks again with the request it kept)."""
         labels = {"rock.owner": record.owner or "", "rock.namespace": record.namespace or ""}
         selector = dict(req.node_selector or {})
         if req.accelerator_type:
@@ -274,12 +281,12 @@ class Sandboxes:
                     info = await asyncio.wait_for(self._launch(record, req, spec, timeout), timeout)
             except asyncio.TimeoutError:
                 timed_out = True
-                await self._quiet_stop(record.sandbox_id)
+                await self.quiet_stop(record.sandbox_id)
                 raise SandboxStartError(f"not ready within startup_timeout={timeout:g}s") from None
             create_s = time.perf_counter() - began
             record.node_id = info.node_id
             if record.state != "pending":  # stopped while starting
-                await self._quiet_stop(record.sandbox_id, record.node_id)
+                await self.quiet_stop(record.sandbox_id, record.node_id)
                 return
             record.backend, record.host_name, record.host_ip = info.backend, info.host_name, info.host_ip
             record.started_at = record.last_used_at = time.time()
@@ -290,7 +297,7 @@ class Sandboxes:
             log.warning("sandbox %s failed to start: %s", record.sandbox_id, reason)
             if record.state == "pending":
                 record.failure_reason = reason
-                await self._transition(record, "failed", "start_failed", reason)
+                await self.transition(record, "failed", "start_failed", reason)
                 # a bounded label: the error's class, never its text
                 kind = "timeout" if timed_out else type(exc).__name__ if isinstance(exc, RockError) else "internal"
                 self.events.emit("start_failed", record, reason_kind=kind)
@@ -312,23 +319,23 @@ class Sandboxes:
         """The record, and whether the worker removed the sandbox for good (a delete's stop)."""
         record = await self.lookup(sandbox_id, owner)
         removed = False
-        async with self._lock(sandbox_id):
+        async with self.lock(sandbox_id):
             if record.state in LIVE or record.state == "lost":
                 was_pending = record.state == "pending"
                 record.stopped_at = time.time()
                 await self._settle(self._change(record, "stopped", event))
                 if not was_pending:  # ROCK's stop keeps the files (restart); delete removes them
-                    await self._quiet_stop(sandbox_id, record.node_id, keep=event != "delete")
+                    await self.quiet_stop(sandbox_id, record.node_id, keep=event != "delete")
                     removed = event == "delete"
                 # a pending create sees the new state and stops what it started
         return record, removed
 
     async def delete(self, sandbox_id: str, owner: str | None) -> SandboxRecord:
         record, removed = await self._stop(sandbox_id, owner, event="delete")
-        async with self._lock(sandbox_id):
+        async with self.lock(sandbox_id):
             if record.state != "deleted":
                 if not removed:
-                    await self._quiet_stop(sandbox_id, record.node_id)  # the files a stop kept
+                    await self.quiet_stop(sandbox_id, record.node_id)  # the files a stop kept
                 record.deleted_at = time.time()
                 await self._settle(self._change(record, "deleted", "delete"))
         return record
@@ -349,7 +356,7 @@ class Sandboxes:
         """running -> paused (``pause``) or paused -> running; already there: nothing to do."""
         record = await self.lookup(sandbox_id, owner)
         source, target = ("running", "paused") if pause else ("paused", "running")
-        async with self._lock(sandbox_id):
+        async with self.lock(sandbox_id):
             if record.state == target:
                 return record
             if record.state != source:
@@ -384,7 +391,7 @@ class Sandboxes:
         record = await self.lookup(sandbox_id, owner)
         self.check_mode(mode, sandbox_id, record.node_id)
         await self._wait_started(sandbox_id)
-        async with self._lock(sandbox_id):
+        async with self.lock(sandbox_id):
             if record.state not in ("running", "paused"):
                 raise Conflict(f"sandbox {sandbox_id} is {record.state}; only a running or paused sandbox can be "
                                "snapshotted")
@@ -446,7 +453,9 @@ class Sandboxes:
         else:
             self._save_soon(saved)
 
-    async def _quiet_stop(self, sandbox_id: str, node_id: str | None = None, keep: bool = False) -> None:
+    async def quiet_stop(self, sandbox_id: str, node_id: str | None = None, keep: bool = False) -> None:
+        """Stop the sandbox on its worker, best effort: gone already is fine, a failure is logged
+        (the worker's reaper removes what is left). ``keep``: its files stay for a restart."""
         try:
             await self.worker.stop(sandbox_id, node_id, keep=keep)
         except SandboxNotFound:
@@ -454,7 +463,9 @@ class Sandboxes:
         except Exception:  # noqa: BLE001 - stopping is best effort; the worker reaps leftovers
             log.exception("stopping sandbox %s failed", sandbox_id)
 
-    async def _transition(self, record: SandboxRecord, to: str, event: str, message: str | None = None) -> None:
+    async def transition(self, record: SandboxRecord, to: str, event: str, message: str | None = None) -> None:
+        """Move ``record`` along one edge of the state machine (``TRANSITIONS``; another is a
+        BadRequest) and wait until the store has the change."""
         await self._change(record, to, event, message)
 
     def _change(self, record: SandboxRecord, to: str, event: str, message: str | None = None) -> asyncio.Future:
@@ -466,11 +477,13 @@ class Sandboxes:
         self.events.emit("state", record, from_state=before, event=event)
         if to == "deleted":
             self.commands.forget(record.sandbox_id)
-        saved = self._write(record, before, event, message)
+        saved = self.write_record(record, before, event, message)
         self.held.place(record)
         return saved
 
-    def _write(self, record: SandboxRecord, before: str | None, event: str | None, message: str | None = None) -> asyncio.Future:
+    def write_record(self, record: SandboxRecord, before: str | None, event: str | None, message: str | None = None) -> asyncio.Future:
+        """Queue ``record``'s write to the store, with the event that changed it; it stays held in
+        memory until stored. Returns the write (its revision once stored)."""
         sid = record.sandbox_id
         record.due_at = self.deadline(record)
         saved = self.store.save(record, before, event, message)
@@ -501,7 +514,7 @@ class Sandboxes:
         record = self.records.get(sandbox_id)
         if record is None or record.state != "running":
             return
-        async with self._lock(sandbox_id):
+        async with self.lock(sandbox_id):
             if record.state == "running":
                 record.failure_reason = reason
-                await self._transition(record, "failed", "agent_lost", reason)
+                await self.transition(record, "failed", "agent_lost", reason)

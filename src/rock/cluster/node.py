@@ -86,7 +86,7 @@ class NodeWorker:
         return self.info()
 
     def _socket_path(self, sandbox_id: str) -> str:
-        return self.worker._get(sandbox_id).handle.socket_path
+        return self.worker.handle(sandbox_id).socket_path
 
     # -- reports ----------------------------------------------------------------------------
 
