@@ -103,7 +103,7 @@ class NodeWorker:
                         loadavg=os.getloadavg()[0]).model_dump()
 
     def info(self) -> dict:
-        pools = sorted({spec.image or self.settings.default_image for spec, _ in self.worker.pool._templates.values()})
+        pools = sorted({image or self.settings.default_image for image in self.worker.pool.images()})
         return NodeInfo(
             name=self.name, ray_node_id=self.ray_node_id, host_name=socket.gethostname(), ip=self.ip,
             relay=self.relay_address, token=self.relay.token, capacity=self.capacity, labels=self.labels,

@@ -53,6 +53,10 @@ class WarmPool:
         return [{"image": t.image, "memory_bytes": t.memory_bytes, "cpus": t.cpus, "network": t.network,
                  "ready": len(self._ready.get(key, ())), "size": n} for key, (t, n) in self._templates.items()]
 
+    def images(self) -> set[str | None]:
+        """The images the pools keep sandboxes of (None: the default image)."""
+        return {spec.image for spec, _ in self._templates.values()}
+
     def take(self, key: tuple) -> Launched | None:
         ready = self._ready.get(key)
         while ready:

@@ -29,7 +29,8 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
               "transfer-encoding", "upgrade", "host", "content-length", TARGET_PORT_HEADER}
 
 
-def _port(value: str | int, source: str) -> int:
+def parse_port(value: str | int, source: str) -> int:
+    """``value`` as a TCP port (1 to 65535); a BadRequest naming ``source`` (where the caller put it) otherwise."""
     try:
         port = int(value)
     except (TypeError, ValueError):
@@ -45,11 +46,11 @@ def resolve_target(headers, query_port: str | None, path: str) -> tuple[int, str
     found: list[tuple[str, int, str]] = []
     if path.startswith("port/"):
         parts = path.split("/", 2)
-        found.append(("path", _port(parts[1], "the port in the path"), parts[2] if len(parts) > 2 else ""))
+        found.append(("path", parse_port(parts[1], "the port in the path"), parts[2] if len(parts) > 2 else ""))
     if headers.get(TARGET_PORT_HEADER):
-        found.append(("header X-ROCK-Target-Port", _port(headers[TARGET_PORT_HEADER], "X-ROCK-Target-Port"), path))
+        found.append(("header X-ROCK-Target-Port", parse_port(headers[TARGET_PORT_HEADER], "X-ROCK-Target-Port"), path))
     if query_port is not None:
-        found.append(("query parameter rock_target_port", _port(query_port, "rock_target_port"), path))
+        found.append(("query parameter rock_target_port", parse_port(query_port, "rock_target_port"), path))
     if not found:
         raise BadRequest("no target port: send the X-ROCK-Target-Port header, the rock_target_port parameter, "
                          "or a path starting with port/<n>/")

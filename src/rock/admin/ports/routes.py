@@ -94,7 +94,7 @@ def router(ctx: Ctx) -> APIRouter:
     @api.websocket("/sandboxes/{sandbox_id}/portforward")
     async def portforward(ws: WebSocket, sandbox_id: str):
         try:
-            port = relay._port(ws.query_params.get("port"), "port")
+            port = relay.parse_port(ws.query_params.get("port"), "port")
             agent = await ctx.agent(ws, sandbox_id)
         except RockError as exc:
             await ws.accept()  # then close: the reason reaches the client
