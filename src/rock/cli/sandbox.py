@@ -11,6 +11,7 @@ from rock.cli.output import Out
 from rock.errors import RockError
 from rock.sdk.sandbox.client import Sandbox
 from rock.sdk.sandbox.config import SandboxConfig
+from rock.sdk.sandbox.http import Http
 
 
 def add_parser(sub) -> None:
@@ -73,6 +74,13 @@ def _config(args, **kw) -> SandboxConfig:
     return SandboxConfig(base_url=args.url, token=args.token, extra_headers=getattr(args, "extra_headers", {}), **kw)
 
 
+def _admin(args) -> Http:
+    """The admin's sandbox API for calls about sandboxes by id or in bulk (list, stop, delete),
+    with the headers a Sandbox of the same options would send."""
+    config = _config(args)
+    return Http(config.base_url, config.headers(), config.request_timeout)
+
+
 async def _attached(args) -> Sandbox:
     sandbox = Sandbox(_config(args))
     await sandbox.attach(args.sandbox_id)
@@ -107,11 +115,11 @@ def cmd_create(args, out: Out) -> int:
 
 def cmd_list(args, out: Out) -> int:
     async def go():
-        sandbox = Sandbox(_config(args))
+        http = _admin(args)
         try:
-            return await sandbox._http.get("/sandboxes", {"state": args.state, "page_size": 1000})
+            return await http.get("/sandboxes", {"state": args.state, "page_size": 1000})
         finally:
-            await sandbox.aclose()
+            await http.aclose()
 
     items = _run(go())["items"]
     rows = [{"id": i["sandbox_id"], "state": i["lifecycle_state"], "backend": i["backend"], "image": i["image"],
@@ -160,13 +168,13 @@ def cmd_stop(args, out: Out) -> int:
     """stop, restart or delete (``args.action``) each sandbox."""
     async def go():
         done = []
-        for sandbox_id in args.sandbox_ids:
-            sandbox = Sandbox(_config(args))
-            try:
-                await sandbox._http.post(f"/{args.action}", {"sandbox_id": sandbox_id})
+        http = _admin(args)
+        try:
+            for sandbox_id in args.sandbox_ids:
+                await http.post(f"/{args.action}", {"sandbox_id": sandbox_id})
                 done.append(sandbox_id)
-            finally:
-                await sandbox.aclose()
+        finally:
+            await http.aclose()
         return done
 
     past = {"stop": "stopped", "restart": "restarted", "delete": "deleted"}[args.action]

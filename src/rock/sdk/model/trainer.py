@@ -47,7 +47,7 @@ class ChatTrainer(AsyncClosing):
     def for_sandbox(cls, sandbox) -> "ChatTrainer":
         """A trainer speaking for the same namespace and token as ``sandbox`` (an SDK Sandbox)."""
         sb = getattr(sandbox, "_sandbox", sandbox)  # SyncSandbox wraps one
-        return cls(sb.config.base_url, headers=sb._headers(), request_timeout=sb.config.request_timeout)
+        return cls(sb.config.base_url, headers=sb.config.headers(), request_timeout=sb.config.request_timeout)
 
     # -- the endpoint ----------------------------------------------------------------------
 

@@ -113,24 +113,10 @@ class Sandbox(FilesMixin, LifecycleMixin, SnapshotsMixin, NohupMixin):
     def __repr__(self) -> str:
         return f"Sandbox(sandbox_id={self._sandbox_id}, image={self.config.image}, url={self.config.base_url})"
 
-    def _headers(self) -> dict[str, str]:
-        c = self.config
-        headers = {"X-Cluster": c.cluster}
-        for name, value in (("X-User-Id", c.user_id), ("X-Experiment-Id", c.experiment_id),
-                            ("X-Namespace", c.namespace)):
-            if value:
-                headers[name] = value
-        if c.xrl_authorization:
-            headers["XRL-Authorization"] = f"Bearer {c.xrl_authorization}"
-        if c.token:
-            headers["Authorization"] = f"Bearer {c.token}"
-        headers.update(c.extra_headers)
-        return headers
-
     @property
     def _http(self) -> Http:
         if self._http_client is None:
-            self._http_client = Http(self.config.base_url, self._headers(), self.config.request_timeout)
+            self._http_client = Http(self.config.base_url, self.config.headers(), self.config.request_timeout)
         return self._http_client
 
     def _need_id(self) -> str:

@@ -17,9 +17,9 @@ def _env_float(name: str, default: float) -> float:
 
 
 class BaseConfig(BaseModel):
-    # Reject unknown fields: SandboxConfig(imgae=...) should fail loudly, not start the default image.
     """What every client config has: the admin's URL, extra headers and the token; unknown fields refused."""
 
+    # Reject unknown fields: SandboxConfig(imgae=...) should fail loudly, not start the default image.
     model_config = ConfigDict(extra="forbid")
 
     base_url: str = Field(default_factory=lambda: os.environ.get("ROCK_BASE_URL", "http://localhost:8080"))
@@ -67,6 +67,22 @@ class SandboxConfig(BaseConfig):
     # whether a call to a paused sandbox resumes it first (otherwise it raises SandboxPaused)
     on_timeout: Literal["stop", "pause"] | None = None
     auto_resume: bool | None = None
+
+    def headers(self) -> dict[str, str]:
+        """The headers every call to the admin carries for this config: ROCK's ``X-Cluster``,
+        ``X-User-Id``, ``X-Experiment-Id`` and ``X-Namespace`` where set, the token(s), then
+        ``extra_headers`` (which win)."""
+        headers = {"X-Cluster": self.cluster}
+        for name, value in (("X-User-Id", self.user_id), ("X-Experiment-Id", self.experiment_id),
+                            ("X-Namespace", self.namespace)):
+            if value:
+                headers[name] = value
+        if self.xrl_authorization:
+            headers["XRL-Authorization"] = f"Bearer {self.xrl_authorization}"
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        headers.update(self.extra_headers)
+        return headers
 
 
 class SandboxGroupConfig(SandboxConfig):

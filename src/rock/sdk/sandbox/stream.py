@@ -38,7 +38,7 @@ class Stream:
     @classmethod
     async def open(cls, sandbox, session: str, create: bool = False) -> "Stream":
         """Connect to a session's stream."""
-        ws = await connect(ws_url(sandbox, session, create), additional_headers=sandbox._headers(),
+        ws = await connect(ws_url(sandbox, session, create), additional_headers=sandbox.config.headers(),
                            max_size=None, compression=None)
         return cls(ws)
 
