@@ -170,7 +170,7 @@ class ExecuteBashSessionResponse(_Outcome):
 
 
 class CreateBashSessionResponse(_Compat):
-    """The new session's shell output so far (usually empty)."""
+    """The session is open. ``output`` is ROCK's field, kept for rl-rock; it is always empty here."""
 
     output: str = ""
     session_type: Literal["bash"] = "bash"

@@ -207,7 +207,7 @@ class SandboxBashAction(BashAction):
     """Run a command in one of the sandbox's sessions and wait for it. ``timeout`` (seconds) ends it;
     ``idle_timeout`` (ours) returns with status ``idle`` once no new output came for that long, leaving the
     command running; ``max_output`` (ours, bytes) caps the output kept; ``error_msg`` prefixes the failure
-    reason."""
+    reason. ``check="raise"``: a non-zero exit answers status Failed with code 6000 (the SDK raises)."""
 
     sandbox_id: SandboxId
     session: SessionName = "default"
