@@ -113,7 +113,7 @@ def local_runner(python: str) -> Runner:
 class Catalog:
     """The env ids this admin offers: GEM's (found by a probe run with the env interpreter, its answers cached on
     disk until the installed packages change) and the envs users registered (a JSON file under the state
-    directory, kept per namespace)."""
+    directory; an id belongs to the namespace that registered it)."""
 
     def __init__(self, state_dir: Path, python: str):
         self.dir = Path(state_dir) / "envs"

@@ -44,8 +44,8 @@ _Module = Annotated[str, WithJsonSchema({"type": "string", "pattern": MODULE_PAT
 
 class GymImageRequest(BaseModel):
     """Which gymnasium env and the image it runs in: the ``source`` (a gymnasium id, a module:attr entry point, a
-    registered name or an hf:// repo pinned to a revision), the base image, the pip packages and the modules to
-    import. The image is built once per distinct request and found afterwards."""
+    registered name, or hf://repo@revision), the base image, the pip packages and the modules to import. The
+    image is built once per distinct request and found afterwards."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -69,8 +69,8 @@ class GymImageRequest(BaseModel):
 
 class GymSessionRequest(GymImageRequest):
     """Open a gymnasium session: the env and its image, how many envs (``num_envs`` > 1, or ``vector``, makes a
-    vector env; ``async`` mode steps them in worker processes), the constructor's kwargs, the lease and the per-
-    call timeout in seconds."""
+    vector env; ``async`` mode steps them in worker processes), the constructor's kwargs, the lease and the
+    per-call timeout in seconds."""
 
     num_envs: int = Field(default=1, ge=1, le=4096)
     vector: bool = Field(default=False, description="a vector env (SandboxVectorEnv) even for one env")
@@ -273,7 +273,7 @@ class GymSessions:
 
     async def close(self, session_id: str, owner: str | None) -> bool:
         """Close the session: its env ends and its sandbox is stopped. Returns whether the env host closed it;
-        raises EnvError (EnvNotFound) for a session that is not the caller's."""
+        raises EnvError (EnvNotFound) for a session that is gone or not the caller's."""
         self.get(session_id, owner)
         self._forget(session_id)
         return await self.envs.close(session_id, owner)

@@ -151,8 +151,8 @@ async def vec_step(svc: EnvService, vec: VecRecord, actions: list | dict[int, An
 
 
 async def vec_reset(svc: EnvService, vec: VecRecord, seed: int | list | None, indices: list[int] | None) -> bytes:
-    """Reset the envs at ``indices`` (None: all); ``seed`` is one per env, or a base seed env i gets ``seed + i``
-    of, or None. Returns the hosts' replies, undecoded."""
+    """Reset the envs at ``indices`` (None: all). ``seed``: a list (one per env), an int (env i gets
+    ``seed + i``), or None. Returns the hosts' replies, undecoded."""
     n = len(vec.handles)
     if isinstance(seed, list) and len(seed) != n:
         raise EnvError(f"seed list has {len(seed)} entries for {n} envs", "BadRequest")
