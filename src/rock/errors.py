@@ -18,18 +18,27 @@ class RockError(Exception):
 
 
 class BadRequest(RockError):
+    """The request was refused for a reason the message names (a bad path, an empty list, a value this machine
+    cannot honour). HTTP 400."""
+
     status_code = 400
 
 
 class SandboxNotFound(RockError):
+    """No such sandbox, or one of another namespace (told the same, so ids do not leak). HTTP 404."""
+
     status_code = 404
 
 
 class SessionNotFound(RockError):
+    """The sandbox has no session of that name. HTTP 404."""
+
     status_code = 404
 
 
 class SessionExists(RockError):
+    """A session of that name is already open in the sandbox; close it first or pick another name. HTTP 409."""
+
     status_code = 409
 
 
@@ -40,26 +49,41 @@ class Conflict(RockError):
 
 
 class SessionBusy(RockError):
+    """The session is still running a command: wait for it, send input or interrupt it first. HTTP 409."""
+
     status_code = 409
 
 
 class Forbidden(RockError):
+    """The caller may not do this: its token's namespace does not allow it, or the sandbox refused it (permission
+    denied there). HTTP 403."""
+
     status_code = 403
 
 
 class Unauthorized(RockError):
+    """No API token, or one the admin does not know; send ``Authorization: Bearer <token>``. HTTP 401."""
+
     status_code = 401
 
 
 class PayloadTooLarge(RockError):
+    """The request body is over the route's limit. HTTP 413."""
+
     status_code = 413
 
 
 class SandboxStartError(RockError):
+    """The sandbox could not start (the image, the backend or the start timeout); the message gives the reason.
+    HTTP 503."""
+
     status_code = 503
 
 
 class SandboxNotRunning(RockError):
+    """The sandbox exists but is not running (stopped, archived, or its node was lost), so nothing can run in it;
+    restart it first. HTTP 409."""
+
     status_code = 409
 
 
@@ -77,6 +101,8 @@ class SnapshotNotFound(RockError):
 
 
 class CommandTimeout(RockError):
+    """A call ran past its timeout, e.g. ``anti_call_llm`` waiting for the sandbox's next model call. HTTP 504."""
+
     status_code = 504
 
 

@@ -1,5 +1,6 @@
 """Every public name users import has a docstring: the SDK (``rock.sdk``), ``rock.make`` and the
-env clients, and each admin front door's ``install`` (where a newcomer starts reading a door)."""
+env clients, the request/response models and errors (``rock.actions``, ``rock.errors``), and each
+admin front door's ``install`` (where a newcomer starts reading a door)."""
 
 import importlib
 import inspect
@@ -10,6 +11,9 @@ import pytest
 SDK = ["rock.sdk"]
 ENV_CLIENTS = ["rock.envs.client", "rock.envs.vec_client", "rock.envs.sandbox_env", "rock.envs.contract",
                "rock.envs.gym_http", "rock.envs.errors", "rock.numpy"]
+# rl-rock's public module and the errors users catch; a model's docstring is also its description
+# in the admin's OpenAPI schema
+MODELS = ["rock.actions", "rock.errors"]
 DOORS = ["rock_api", "ports", "envs", "training", "chat", "e2b", "ui"]
 
 
@@ -39,7 +43,7 @@ def _undocumented(module) -> list[str]:
     return missing
 
 
-@pytest.mark.parametrize("root", SDK + ENV_CLIENTS)
+@pytest.mark.parametrize("root", SDK + ENV_CLIENTS + MODELS)
 def test_every_public_name_has_a_docstring(root):
     missing = [name for module in _modules(root) for name in _undocumented(module)]
     assert not missing, f"public names without a docstring: {', '.join(missing)}"

@@ -105,19 +105,29 @@ class ModelEndpointConfig(_Strict):
 
 
 class StartEndpointRequest(ModelEndpointConfig):
+    """Start the sandbox's model endpoint: the sandbox, and how the endpoint answers (the fields of
+    ModelEndpointConfig)."""
+
     sandbox_id: SandboxId
 
 
 class SandboxRef(_Strict):
+    """Names the sandbox whose model endpoint to stop or look at."""
+
     sandbox_id: SandboxId
 
 
 class WatchRequest(_Strict):
+    """End the sandbox's model session (SESSION_END) when process ``pid`` inside the sandbox exits, e.g. the
+    agent's process."""
+
     sandbox_id: SandboxId
     pid: int = Field(ge=1, le=1 << 22)
 
 
 class AnswerError(_Strict):
+    """An error for the agent's client instead of a completion: it receives HTTP ``status`` with ``message``."""
+
     status: int = Field(default=500, ge=400, le=599)
     message: str = Field(max_length=10000)
 
@@ -157,6 +167,9 @@ class ExchangeRequest(_Strict):
 
 
 class PendingCall(BaseModel):
+    """A model call waiting for the trainer's answer: which sandbox made it, its index in that sandbox's session
+    (answer with the same pair), and the request."""
+
     sandbox_id: str
     index: int
     request: dict[str, Any] = Field(description="the call as a chat-completions request, whatever API it came by")
@@ -166,6 +179,9 @@ class PendingCall(BaseModel):
 
 
 class Rejected(BaseModel):
+    """An answer the admin did not apply (the call timed out, was already answered, is unknown, ...): the call, the
+    HTTP status the single-answer route would give, and why."""
+
     sandbox_id: str
     index: int
     status: int
@@ -173,6 +189,9 @@ class Rejected(BaseModel):
 
 
 class ExchangeResult(BaseModel):
+    """What an exchange returns: the calls taken (now the caller's to answer), the sessions that ended, and the
+    answers that were not applied."""
+
     calls: list[PendingCall]
     ended: list[str] = Field(description="sandboxes whose session ended (SESSION_END) since the last exchange")
     rejected: list[Rejected] = Field(description="answers not applied, and why (the call timed out, was answered, ...)")
@@ -189,6 +208,9 @@ class AntiCallRequest(_Strict):
 
 
 class EndpointInfo(BaseModel):
+    """A sandbox's model endpoint: its mode (local, proxy or replay), where it listens inside the sandbox,
+    ``state`` (serving or stopped), how many calls it has seen, and whether its session ended and why."""
+
     sandbox_id: str
     type: str
     mode: str

@@ -20,6 +20,10 @@ from pydantic import BaseModel, Field
 
 
 class CallRecord(BaseModel):
+    """One model call a sandbox made through its model endpoint, as the admin recorded it: the request, the answer
+    (or the error the sandbox's client got), usage, timings (Unix seconds) and, when the upstream sent them,
+    token ids and logprobs for training. ``status`` stays ``pending`` until the call is answered."""
+
     sandbox_id: str
     index: int
     mode: str = Field(description="local, proxy or replay")
@@ -59,6 +63,9 @@ class CallRecord(BaseModel):
         return record
 
     def finish(self, status: str, http_status: int, response: dict | None = None, error: str | None = None) -> None:
+        """Close the record: set the status, the HTTP status the sandbox's client got, the end time and latency,
+        and, from a completion ``response``, its usage, token ids and logprobs (kept only when some choice had
+        them). Skips validation, as it runs on every call's path."""
         # Straight into __dict__: pydantic's __setattr__ costs a few us a field, on every call's path.
         end = time.time()
         done = {"status": status, "http_status": http_status, "end_time": end,
@@ -98,11 +105,14 @@ def from_rock(line: dict) -> dict:
 
 
 def rock_jsonl(records: list[CallRecord]) -> str:
+    """The finished records as ROCK's trajectory JSONL, one line a call; pending calls are left out."""
     return "".join(json.dumps(r.to_rock(), ensure_ascii=False, default=str) + "\n" for r in records
                    if r.status != "pending")
 
 
 def read_rock_jsonl(text: str) -> list[dict]:
+    """Parse ROCK's trajectory JSONL (blank lines skipped) into replay records; raises ValueError naming the first
+    line that is not a JSON object with a ``response`` object."""
     out = []
     for n, line in enumerate(text.splitlines(), 1):
         if line.strip():

@@ -31,6 +31,11 @@ class Command(_Compat):
 
 
 class CreateBashSessionRequest(_Compat):
+    """Open a named persistent bash session (``Sandbox.create_session``): later commands in it share its working
+    directory, variables and shell state. ``env`` adds variables; ``startup_source`` lists files in the sandbox
+    to source first; ``env_enable`` sets ROCK_ENV_ENABLE=1 in it. ``remote_user`` is accepted for rl-rock and
+    not used: the session runs as the sandbox's user. A name already open is an error (SessionExists)."""
+
     session_type: Literal["bash"] = "bash"
     session: str = "default"
     startup_source: list[str] = Field(default_factory=list)
@@ -61,6 +66,8 @@ Action = BashAction
 
 
 class CloseBashSessionRequest(_Compat):
+    """Close a named session: its shell and anything still running in it are ended."""
+
     session_type: Literal["bash"] = "bash"
     session: str = "default"
 
@@ -69,23 +76,33 @@ CloseSessionRequest = CloseBashSessionRequest
 
 
 class ReadFileRequest(_Compat):
+    """Read a text file in the sandbox: ``path``, decoded with ``encoding`` (default UTF-8) and ``errors`` (default
+    strict, so bytes that do not decode are an error; ``replace`` keeps going)."""
+
     path: SandboxPath
     encoding: str | None = None
     errors: str | None = None
 
 
 class WriteFileRequest(_Compat):
+    """Write ``content`` (text, UTF-8) to ``path`` in the sandbox, replacing the file."""
+
     content: str
     path: SandboxPath
 
 
 class UploadMode(str, Enum):
+    """rl-rock's choice of upload path (through an object store, or direct). Accepted and not used: every upload
+    streams straight to the sandbox."""
+
     AUTO = "auto"
     OSS = "oss"
     DIRECT = "direct"
 
 
 class UploadRequest(_Compat):
+    """Upload the local file or directory ``source_path`` to ``target_path`` in the sandbox."""
+
     source_path: str
     target_path: str
     upload_mode: UploadMode = UploadMode.AUTO

@@ -18,11 +18,15 @@ class _Compat(BaseModel):
 
 
 class ResponseStatus(str, Enum):
+    """Whether a request worked: ``Success``, or ``Failed`` with the reason in ``message``/``error``."""
+
     SUCCESS = "Success"
     FAILED = "Failed"
 
 
 class BaseResponse(_Compat):
+    """The outer fields of every reply: ``status``, and on a failure a ``message`` and ``error`` saying why."""
+
     status: ResponseStatus = ResponseStatus.SUCCESS
     message: str | None = None
     error: str | None = None
@@ -47,6 +51,9 @@ class SandboxResponse(_Compat):
 
 
 class State(str, Enum):
+    """A sandbox's state in ROCK's terms. A failed sandbox shows ``stopped`` here; ``lifecycle_state`` says
+    ``failed``."""
+
     PENDING = "pending"
     RUNNING = "running"
     STOPPED = "stopped"
@@ -56,6 +63,8 @@ class State(str, Enum):
 
 
 class StateTransitionRecord(_Compat):
+    """One change of a sandbox's state: from, to, the event that caused it, and when (ISO 8601)."""
+
     from_state: str
     to_state: str
     event: str
@@ -63,6 +72,9 @@ class StateTransitionRecord(_Compat):
 
 
 class IsAliveResponse(_Compat):
+    """Whether the sandbox is running; true in a boolean context when it is. ``message`` names its host, or its
+    state when it is not running."""
+
     is_alive: bool
     message: str = ""
 
@@ -71,6 +83,9 @@ class IsAliveResponse(_Compat):
 
 
 class SandboxStartResponse(SandboxResponse):
+    """The sandbox just started: its id, where it runs, the resources it got (``cpus``, ``memory`` and ``disk`` as
+    sizes like ``8g``) and its state."""
+
     sandbox_id: str | None = None
     host_name: str | None = None
     host_ip: str | None = None
@@ -82,6 +97,10 @@ class SandboxStartResponse(SandboxResponse):
 
 
 class SandboxStatusResponse(_Compat):
+    """Everything known about one sandbox: state, placement, resources, ownership labels (user, experiment,
+    namespace), port mappings, lifecycle times (ISO 8601; None when it has not happened) and the history of its
+    states. A failed start is reported in ``status`` (per stage) and ``failure_reason``."""
+
     sandbox_id: str | None = None
     # ROCK: stage name -> {"status": "running"|"failed"|..., "message"}; the SDK reads failures here.
     status: dict | None = None
@@ -119,6 +138,10 @@ class SandboxStatusResponse(_Compat):
 
 
 class CommandResponse(_Compat):
+    """The result of a one-shot command: its stdout, stderr and exit code (None when it did not exit, e.g. killed
+    at the timeout; ``timed_out`` then says so). ``truncated``: the output passed the admin's limit and its
+    middle was cut."""
+
     stdout: str = ""
     stderr: str = ""
     exit_code: int | None = None
@@ -135,14 +158,20 @@ class _Outcome(_Compat):
 
 
 class WriteFileResponse(_Outcome):
+    """Whether the file was written; ``message`` says why not."""
+
     pass
 
 
 class ExecuteBashSessionResponse(_Outcome):
+    """Whether the command ran in the session; ``message`` says why not."""
+
     pass
 
 
 class CreateBashSessionResponse(_Compat):
+    """The session is open. ``output`` is ROCK's field, kept for rl-rock; it is always empty here."""
+
     output: str = ""
     session_type: Literal["bash"] = "bash"
 
@@ -151,6 +180,11 @@ CreateSessionResponse = CreateBashSessionResponse
 
 
 class BashObservation(_Compat):
+    """What a command run in a session produced: its output (ANSI escapes removed, ends stripped, as ROCK returns
+    it), its exit code (None while it still runs or when it was not collected), and a failure reason when it
+    failed. ``status`` says how it ended: completed, timeout, idle (no new output within idle_timeout; still
+    running), interrupted or ended."""
+
     session_type: Literal["bash"] = "bash"
     output: str = ""
     exit_code: int | None = None
@@ -178,6 +212,8 @@ def session_output(text: str) -> str:
 
 
 class CloseBashSessionResponse(_Compat):
+    """The session is closed: its shell and what it ran are gone."""
+
     session_type: Literal["bash"] = "bash"
 
 
@@ -185,10 +221,14 @@ CloseSessionResponse = CloseBashSessionResponse
 
 
 class ReadFileResponse(_Compat):
+    """The file's text, decoded with the request's encoding (UTF-8 by default)."""
+
     content: str = ""
 
 
 class UploadResponse(_Compat):
+    """Whether the upload worked, the reason when it did not, and the file's name in the sandbox."""
+
     success: bool = False
     message: str = ""
     file_name: str = ""
@@ -198,16 +238,24 @@ FileUploadResponse = UploadResponse
 
 
 class CloseResponse(_Compat):
+    """An empty reply: the thing asked to close is closed."""
+
     pass
 
 
 class CommitPhase(str, Enum):
+    """Where a commit stands: RUNNING in the background, SUCCEEDED, or FAILED (with an error code)."""
+
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
 
 
 class CommitErrorCode(str, Enum):
+    """Why a commit failed: the sandbox, its worker or its container was not found or unreachable; another commit
+    was running; the commit, the registry login or the push failed; it timed out; the process running it was
+    lost; or its status record is missing or unreadable."""
+
     SANDBOX_NOT_FOUND = "SANDBOX_NOT_FOUND"
     WORKER_NOT_FOUND = "WORKER_NOT_FOUND"
     WORKER_UNREACHABLE = "WORKER_UNREACHABLE"
@@ -224,6 +272,9 @@ class CommitErrorCode(str, Enum):
 
 
 class CommitStatusResponse(_Compat):
+    """A sandbox's last commit: the image tag, its phase, when it started and ended (ISO 8601), and on a failure
+    the stage, error code and message. ``image_id`` is the committed image's id once it exists."""
+
     sandbox_id: str
     image_tag: str
     phase: CommitPhase
@@ -237,22 +288,32 @@ class CommitStatusResponse(_Compat):
 
 
 class OssSetupResponse(_Outcome):
+    """Whether the object-store upload path was set up; ``message`` says why not."""
+
     pass
 
 
 class ChownResponse(_Outcome):
+    """Whether the owner of every path was changed; ``message`` says why not."""
+
     pass
 
 
 class ChmodResponse(_Outcome):
+    """Whether the mode of every path was changed; ``message`` says why not."""
+
     pass
 
 
 class DownloadFileResponse(_Outcome):
+    """Whether the file was downloaded; ``message`` says why not."""
+
     pass
 
 
 class SandboxListResponse(_Compat):
+    """One page of sandboxes (``page`` counts from 1); ``has_more`` says whether a later page has any."""
+
     items: list[SandboxStatusResponse] = Field(default_factory=list)
     total: int = 0
     page: int = 1
@@ -261,4 +322,5 @@ class SandboxListResponse(_Compat):
 
 
 def envelope(result: Any = None, status: ResponseStatus = ResponseStatus.SUCCESS, **kw) -> dict:
+    """The reply envelope as a plain dict (what RockResponse parses): status, message, error and result."""
     return {"status": status.value, "message": kw.get("message"), "error": kw.get("error"), "result": result}

@@ -77,6 +77,8 @@ class Call:
 
     @property
     def headers(self) -> dict[str, str]:
+        """The request's headers as a dict: names lowercased, values decoded as Latin-1, the first of a repeated
+        name kept. Built on first use, so a handler that never reads them pays nothing."""
         if self._headers is None:  # built once, and only when someone asks (auth off: often nobody)
             self._headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(self.scope["headers"])}
         return self._headers
@@ -149,6 +151,8 @@ class Doors:
         return doors
 
     def add(self, method: str, path: str, found: Door) -> None:
+        """Enter a route: a fixed path goes in the exact table; a templated one (``{param}``) is appended to its
+        method's list, tried in the order added."""
         if "{" not in path:
             self.exact[(method, path)] = (found, path)
             return
@@ -156,6 +160,8 @@ class Doors:
         self.templated.setdefault(method, []).append((path[:path.index("{")], regex, found, path))
 
     def match(self, method: str, path: str) -> tuple[Door, str, dict] | None:
+        """The route for ``method`` and ``path``: (door, path template, path parameters), or None when no door
+        answers it (FastAPI's routing then does). An exact path wins over a template."""
         hit = self.exact.get((method, path))
         if hit is not None:
             return hit[0], hit[1], {}

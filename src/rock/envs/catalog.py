@@ -45,6 +45,10 @@ class UserEnv(BaseModel):
 
 
 class EnvInfo(BaseModel):
+    """One env id of the catalog: its family (the part before ``:``, ``user`` or ``gym``), whether it can run here
+    and, when not, why; its entry point, where it comes from (gem, user, gym), and for user and gym envs the
+    image and packages."""
+
     id: str
     family: str
     available: bool
@@ -107,6 +111,10 @@ def local_runner(python: str) -> Runner:
 
 
 class Catalog:
+    """The env ids this admin offers: GEM's (found by a probe run with the env interpreter, its answers cached on
+    disk until the installed packages change) and the envs users registered (a JSON file under the state
+    directory; an id belongs to the namespace that registered it)."""
+
     def __init__(self, state_dir: Path, python: str):
         self.dir = Path(state_dir) / "envs"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -148,6 +156,8 @@ class Catalog:
 
     async def register(self, env: UserEnv, runner: Runner | None = None, replace: bool = False,
                        owner: str | None = None) -> UserEnv:
+        """Register (or with ``replace``, change) a user env. Raises EnvError (BadRequest) for a GEM id, an id
+        another namespace registered, or an id already registered differently without ``replace``."""
         gem_ids = {e["id"] for e in (await self.probe("ids", runner))["envs"]}
         if env.id in gem_ids:
             raise EnvError(f"{env.id!r} is a gem env id; register your env under another id", "BadRequest")
@@ -161,6 +171,8 @@ class Catalog:
         return env
 
     def unregister(self, env_id: str, owner: str | None = None) -> bool:
+        """Remove a user env; False when it was not registered. Raises EnvError (BadRequest) for another
+        namespace's id."""
         self._mine(env_id, owner)
         envs = dict(self.user_envs())
         if envs.pop(env_id, None) is None:
@@ -187,6 +199,7 @@ class Catalog:
         return None
 
     def is_cached(self, mode: str) -> bool:
+        """Whether a probe of ``mode`` ('ids' or 'deep') is already known, so asking costs no probe."""
         return self._load(mode) is not None
 
     async def probe(self, mode: str, runner: Runner | None = None) -> dict:
@@ -214,6 +227,8 @@ class Catalog:
         return None
 
     async def entries(self, deep: bool = True, runner: Runner | None = None) -> list[EnvInfo]:
+        """Every env id with what is known of it: GEM's from the probe (``deep`` constructs each env to tell
+        whether it can run; slower), then the registered user envs."""
         data = await self.probe("deep" if deep else "ids", runner)
         out = [EnvInfo(id=e["id"], family=e["id"].split(":")[0], available=e["available"], reason=e["reason"],
                        entry_point=e["entry_point"]) for e in data["envs"]]
@@ -237,12 +252,15 @@ class Catalog:
         return close
 
     async def unknown(self, env_id: str, runner: Runner | None = None) -> EnvError:
+        """The EnvError (EnvNotFound) for an id nobody offers, naming the closest known ids."""
         ids = [e["id"] for e in (await self.probe("ids", runner))["envs"]] + list(self.user_envs())
         close = self.suggest(env_id, ids)
         hint = f"; closest known ids: {', '.join(close)}" if close else ""
         return EnvError(f"unknown env id {env_id!r}{hint} (`rock envs list` shows them all)", "EnvNotFound")
 
     def unavailable(self, env_id: str) -> EnvError | None:
+        """The EnvError (EnvUnavailable) for an id a probe found cannot run here, with its reason; None when it can
+        or nothing is known yet (no probe is run)."""
         entry = self.cached(env_id)
         if entry is not None and not entry["available"]:
             return EnvError(f"{env_id} cannot run here: {entry['reason']}", "EnvUnavailable")

@@ -52,10 +52,13 @@ class Trail:
     size: int = 0  # bytes of ``actions``; -1: past MAX_TRAIL_BYTES, the actions dropped
 
     def after_reset(self, seed, options, body: bytes) -> None:
+        """Record a reset: its seed, options and answer; the actions kept so far and a broken mark are dropped."""
         self.reset, self.seed, self.options, self.actions, self.last, self.broken = True, seed, options, [], body, None
         self.size = 0
 
     def after_step(self, action: bytes, body: bytes) -> None:
+        """Record a step's action and answer; past MAX_TRAIL_BYTES of actions they are all dropped (``size`` -1)
+        and the session can no longer be replayed."""
         self.last = body
         if self.size < 0:
             return
@@ -65,6 +68,7 @@ class Trail:
             self.actions, self.size = [], -1
 
     def copy(self) -> "Trail":
+        """An independent copy (its own action list), for a fork."""
         return Trail(self.args, self.image, self.reset, self.seed, self.options, list(self.actions), self.last,
                      self.broken, self.size)
 

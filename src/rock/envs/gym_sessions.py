@@ -43,6 +43,10 @@ _Module = Annotated[str, WithJsonSchema({"type": "string", "pattern": MODULE_PAT
 
 
 class GymImageRequest(BaseModel):
+    """Which gymnasium env and the image it runs in: the ``source`` (a gymnasium id, a module:attr entry point, a
+    registered name, or hf://repo@revision), the base image, the pip packages and the modules to import. The
+    image is built once per distinct request and found afterwards."""
+
     model_config = ConfigDict(extra="forbid")
 
     source: str = Field(min_length=1, max_length=512, description="gymnasium id, gym://ID, module:attr, "
@@ -64,6 +68,10 @@ class GymImageRequest(BaseModel):
 
 
 class GymSessionRequest(GymImageRequest):
+    """Open a gymnasium session: the env and its image, how many envs (``num_envs`` > 1, or ``vector``, makes a
+    vector env; ``async`` mode steps them in worker processes), the constructor's kwargs, the lease and the
+    per-call timeout in seconds."""
+
     num_envs: int = Field(default=1, ge=1, le=4096)
     vector: bool = Field(default=False, description="a vector env (SandboxVectorEnv) even for one env")
     vectorization_mode: str = Field(default="sync", pattern="^(sync|async)$")
@@ -75,6 +83,9 @@ class GymSessionRequest(GymImageRequest):
 
 
 class GymSessionInfo(BaseModel):
+    """An open session: its id (an env handle), its sandbox, the image, the env's contract (id, spaces, num_envs,
+    render mode, metadata) and the lease in seconds."""
+
     session_id: str
     sandbox_id: str
     image: str
@@ -96,6 +107,10 @@ print(json.dumps(sorted(gymnasium.registry)))
 
 
 class GymSessions:
+    """The admin's gymnasium sessions: one env in a sandbox of its own per session, in the env image its request
+    names; values travel as gymwire bodies. A session lives while its client renews the lease, and its sandbox
+    stops when it closes. Also serves ``rock.make("gym:ID")`` and the gym part of the catalog."""
+
     def __init__(self, envs: EnvService, builder: ImageBuilder, default_base: str):
         self.envs = envs
         self.builder = builder
@@ -152,12 +167,15 @@ class GymSessions:
                         "EnvUnavailable")
 
     async def image(self, req: GymImageRequest, progress: Progress | None = None) -> EnvImage:
+        """The env image for ``req``: found, or built (with ``progress`` lines; minutes the first time)."""
         spec, _ = self.image_spec(req)
         return await self.builder.ensure(spec, progress)
 
     # -- sessions ----------------------------------------------------------------------------
 
     async def open(self, req: GymSessionRequest, owner: str | None) -> GymSessionInfo:
+        """Open a session for ``owner``: the image found or built, a sandbox started for it, the env made there.
+        Returns its info; raises EnvError for a source, package or import that cannot be used."""
         spec, make = self.image_spec(req)
         image = await self.builder.ensure(spec)
         s = self.envs.settings
@@ -212,6 +230,8 @@ class GymSessions:
         self.trails.pop(session_id, None)
 
     async def reset(self, session_id: str, owner: str | None, seed, options) -> bytes:
+        """Reset the session's env with ``seed`` and ``options``; returns the env host's answer (a gymwire body of
+        observation and info), and records it for forks."""
         self.get(session_id, owner)
         body = await self.envs.call(session_id, "gym_reset", {"seed": seed, "options": options}, owner)
         if (trail := self.trails.get(session_id)) is not None:
@@ -219,6 +239,8 @@ class GymSessions:
         return body
 
     async def step(self, session_id: str, owner: str | None, action: bytes) -> bytes:
+        """Step the session's env with ``action`` (a gymwire body); returns the answer undecoded. A step that fails
+        in the env's code marks the session broken for forks until the next reset."""
         self.get(session_id, owner)
         trail = self.trails.get(session_id)
         try:
@@ -238,20 +260,26 @@ class GymSessions:
         return await gym_forks.fork(self, session_id, owner, n, how)
 
     async def render(self, session_id: str, owner: str | None, env_index: int) -> bytes:
+        """The frame of env ``env_index`` (of a vector env; 0 for a single one) as a gymwire body."""
         self.get(session_id, owner)
         return await self.envs.call(session_id, "gym_render", {"env_index": env_index}, owner)
 
     def keepalive(self, session_id: str, owner: str | None) -> float:
+        """Renew the session's lease; returns the lease in seconds, the time until it is reaped without another."""
         rec = self.get(session_id, owner)
         rec.last_used = time.time()
         return rec.ttl or self.envs.settings.idle_ttl
 
     async def close(self, session_id: str, owner: str | None) -> bool:
+        """Close the session: its env ends and its sandbox is stopped. Returns whether the env host closed it;
+        raises EnvError (EnvNotFound) for a session that is gone or not the caller's."""
         self.get(session_id, owner)
         self._forget(session_id)
         return await self.envs.close(session_id, owner)
 
     def listing(self, owner: str | None) -> list[dict]:
+        """The caller's open sessions as dicts: the info without the contract, plus env id, num_envs, and when it
+        was created and last used (Unix seconds). Sessions reaped meanwhile are forgotten."""
         out = []
         for sid, info in list(self.sessions.items()):
             rec = self.envs.envs.get(sid)
@@ -290,6 +318,7 @@ class GymSessions:
         return json.loads(result.stdout)
 
     async def shutdown(self) -> None:
+        """Close every session (the admin is stopping); errors are ignored."""
         await asyncio.gather(*(self.envs.close(sid, self.envs.envs[sid].owner) for sid in list(self.sessions)
                                if sid in self.envs.envs), return_exceptions=True)
         self.sessions.clear()

@@ -29,6 +29,9 @@ POLL_S = 0.0003  # long enough for a host that has to wake up and step a simple 
 
 
 class HostLink:
+    """The admin's connection to one env host's socket: calls are framed, several may be in flight, and the replies
+    are matched by id. Made with ``connect``; a broken connection fails every waiting call with AgentGone."""
+
     in_flight = 0  # calls awaiting a reply on any link of this process
 
     def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop):
@@ -76,6 +79,7 @@ class HostLink:
             self.calls.pop(rid, None)
 
     def close(self) -> None:
+        """Drop the connection: every call still waiting fails with AgentGone, and later calls do too."""
         self._lost(AgentGone("the connection to the env host was closed"))
 
     # -- sending ---------------------------------------------------------------------------

@@ -93,6 +93,9 @@ class EnvImageSpec(BaseModel):
 
 
 class EnvImage(BaseModel):
+    """An env image: its tag, where its packages are inside it (``site``), the host interpreter the env host runs,
+    whether this call built it, and how long the build took in seconds (0 when found)."""
+
     tag: str
     site: str = SITE
     python: str  # the interpreter the env host runs (mounted from the host)
@@ -148,6 +151,8 @@ def _local_packages(packages: list[str]) -> list[list[str]]:
 
 
 def content_key(spec: EnvImageSpec, base_id: str, python_version: str) -> str:
+    """The image's content hash (16 hex digits): the base image's id, the packages, imports, files, Python version
+    and options, and the contents of any local package. The same spec on the same base finds the same image."""
     facts = [base_id, sorted(spec.packages), sorted(spec.imports), python_version,
              sorted((rel, _file_digest(src)) for rel, src in spec.files.items())]
     if spec.no_deps:  # only when set: the keys of every other image stay what they were
@@ -178,6 +183,7 @@ class ImageBuilder:
         self._client = None
 
     def client(self):
+        """The docker engine's client, made on first use; raises EnvError (EnvUnavailable) when no engine answers."""
         if self._client is None:
             import docker
 

@@ -23,6 +23,9 @@ DATASET_ENVS = ("gem.envs.math_env", "gem.envs.math_visual_env", "gem.envs.code_
 
 
 class Slow(BaseException):
+    """Raised by the alarm when constructing an env takes longer than PROBE_SECONDS: slow, not broken. A
+    BaseException so the env's own ``except Exception`` cannot swallow it."""
+
     pass
 
 
@@ -93,6 +96,9 @@ def construct(gem, env_id):
 
 
 def main(argv):
+    """Print the probe's answer as one JSON document: each GEM env id with whether it can run here and why not
+    (``--ids``: without constructing the envs), or why gem cannot be imported. Env code's own output goes to
+    stderr."""
     deep = "--ids" not in argv
     # Env code may print: the JSON goes to a private copy of stdout, fd 1 becomes stderr.
     result_fd = os.dup(1)

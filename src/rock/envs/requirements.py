@@ -48,6 +48,7 @@ class Wanted:
 
 
 def check_import(name: str) -> str:
+    """``name`` when it is a dotted Python module name (at most 256 characters); else EnvError (BadRequest)."""
     if not isinstance(name, str) or not MODULE.fullmatch(name) or len(name) > 256:
         raise EnvError(f"import {name!r} is not a module name: imports are dotted Python module names such as "
                        "'gymnasium' or 'my_envs.grid'", "BadRequest")
@@ -63,6 +64,9 @@ def pip_option(text: str) -> str | None:
 
 
 def check_requirement(text: str, allow_direct: bool) -> Wanted:
+    """``text`` as pip will get it: a PEP 508 requirement from the package index, or, when ``allow_direct``, a
+    direct URL or a local path on the admin's host (which must exist). Raises EnvError (BadRequest) for a pip
+    option, something that is not a requirement, or a direct one not allowed."""
     s = text.strip()
     if (why := pip_option(text)) is not None:
         raise EnvError(why, "BadRequest")

@@ -7,6 +7,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class EnvSettings(BaseSettings):
+    """Env hosting settings, from ``ROCK_ENV_*`` environment variables: how many envs share a sandbox, the env
+    sandboxes' and gym sessions' memory and CPUs, the image, the per-call timeout and the idle times (seconds),
+    and which of the admin's environment variables env sandboxes get."""
+
     model_config = SettingsConfigDict(env_prefix="ROCK_ENV_", extra="ignore")
 
     # Many envs share one sandbox: a text game needs kilobytes, the host process ~120 MB.

@@ -48,6 +48,9 @@ AUTORESET = ("same_step", "next_step", "off")
 
 @dataclass(eq=False)
 class VecRecord:
+    """A vector env: its id, env id and owner, the handles of its envs in index order, its autoreset mode, and
+    which sandbox holds which index range."""
+
     vec_id: str
     env_id: str
     owner: str | None
@@ -64,6 +67,10 @@ class VecRecord:
 async def make_vec(svc: EnvService, env_id: str, num_envs: int, owner: str | None, kwargs: dict | None = None,
                    vec_kwargs: list[dict] | None = None, autoreset: str = "same_step",
                    timeout: float | None = None) -> VecRecord:
+    """Make ``num_envs`` envs of ``env_id`` as one vector env, all at once, filling the owner's env sandboxes
+    (up to envs_per_sandbox each) before starting new ones; ``vec_kwargs`` (one dict per env) adds to
+    ``kwargs``. If any fails, those made are closed and its error is raised. Raises EnvError (BadRequest)
+    for a bad autoreset, count or vec_kwargs."""
     if autoreset not in AUTORESET:
         raise EnvError(f"autoreset must be one of {', '.join(AUTORESET)}, not {autoreset!r}", "BadRequest")
     if num_envs < 1:
@@ -95,6 +102,8 @@ async def make_vec(svc: EnvService, env_id: str, num_envs: int, owner: str | Non
 
 
 def get_vec(svc: EnvService, vec_id: str, owner: str | None) -> VecRecord:
+    """The caller's vector env ``vec_id``, marked used now; EnvError (EnvNotFound) for one that is gone or is
+    another owner's."""
     vec = svc.vecs.get(vec_id)
     if vec is None or vec.owner != owner:
         raise EnvError(f"no vector env {vec_id!r} (closed, reclaimed, or never made)", "EnvNotFound")
@@ -142,6 +151,8 @@ async def vec_step(svc: EnvService, vec: VecRecord, actions: list | dict[int, An
 
 
 async def vec_reset(svc: EnvService, vec: VecRecord, seed: int | list | None, indices: list[int] | None) -> bytes:
+    """Reset the envs at ``indices`` (None: all). ``seed``: a list (one per env), an int (env i gets
+    ``seed + i``), or None. Returns the hosts' replies, undecoded."""
     n = len(vec.handles)
     if isinstance(seed, list) and len(seed) != n:
         raise EnvError(f"seed list has {len(seed)} entries for {n} envs", "BadRequest")
@@ -153,6 +164,7 @@ async def vec_reset(svc: EnvService, vec: VecRecord, seed: int | list | None, in
 
 
 async def vec_close(svc: EnvService, vec: VecRecord) -> int:
+    """Close every env of the vector env and forget it; returns how many were closed."""
     svc.vecs.pop(vec.vec_id, None)
     results = await asyncio.gather(*(svc.close(h, vec.owner) for h in vec.handles), return_exceptions=True)
     return sum(1 for r in results if r is True)

@@ -4,6 +4,8 @@ import abc
 
 
 class Env(abc.ABC):
+    """The Gym-style env interface of rl-rock: ``reset`` starts an episode, ``step`` applies one action."""
+
     @abc.abstractmethod
     def step(self, action):
         """-> (observation, reward, terminated, truncated, info)"""

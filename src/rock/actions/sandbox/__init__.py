@@ -169,6 +169,9 @@ class SandboxStartRequest(_Ours):
         return v
 
     def ttl_seconds(self) -> int | None:
+        """How long the sandbox may live, in seconds: ``auto_clear_seconds`` if set, else the minutes of
+        ``auto_clear_time_minutes`` (or its older name ``auto_clear_time``); None when none is set (the admin's
+        default applies)."""
         if self.auto_clear_seconds is not None:
             return self.auto_clear_seconds
         minutes = self.auto_clear_time_minutes if self.auto_clear_time_minutes is not None else self.auto_clear_time
@@ -176,10 +179,16 @@ class SandboxStartRequest(_Ours):
 
 
 class SandboxIdRequest(_Compat):
+    """Names one sandbox (stop, delete, and other routes that need only the id)."""
+
     sandbox_id: SandboxId
 
 
 class SandboxCommand(Command):
+    """Run a one-shot command in the sandbox (POST /execute): a string is a shell command line, a list an argv.
+    ``timeout`` is in seconds; past it the command is killed and the reply says ``timed_out``. ``check`` is
+    accepted for rl-rock and not used: the exit code is returned either way."""
+
     sandbox_id: SandboxId
     shell: bool = False
     check: bool = False
@@ -187,12 +196,19 @@ class SandboxCommand(Command):
 
 
 class SandboxCreateSessionRequest(CreateBashSessionRequest):
+    """Open a named bash session in the sandbox; ``cwd`` (ours) is the directory it starts in."""
+
     sandbox_id: SandboxId
     session: SessionName = "default"
     cwd: SandboxPath | None = None  # ours
 
 
 class SandboxBashAction(BashAction):
+    """Run a command in one of the sandbox's sessions and wait for it. ``timeout`` (seconds) ends it;
+    ``idle_timeout`` (ours) returns with status ``idle`` once no new output came for that long, leaving the
+    command running; ``max_output`` (ours, bytes) caps the output kept; ``error_msg`` prefixes the failure
+    reason. ``check="raise"``: a non-zero exit answers status Failed with code 6000 (the SDK raises)."""
+
     sandbox_id: SandboxId
     session: SessionName = "default"
     timeout: float | None = Field(default=None, gt=0)
@@ -202,23 +218,34 @@ class SandboxBashAction(BashAction):
 
 
 class SandboxCloseSessionRequest(CloseBashSessionRequest):
+    """Close one of the sandbox's sessions."""
+
     sandbox_id: SandboxId
     session: SessionName = "default"
 
 
 class SandboxReadFileRequest(ReadFileRequest):
+    """Read a text file in the sandbox."""
+
     sandbox_id: SandboxId
 
 
 class SandboxWriteFileRequest(WriteFileRequest):
+    """Write a text file in the sandbox, replacing it."""
+
     sandbox_id: SandboxId
 
 
 class RestartRequest(_Compat):
+    """Start a stopped (or archived) sandbox again, with its files."""
+
     sandbox_id: SandboxId
 
 
 class CommitRequest(_Compat):
+    """Save the sandbox's files as image ``image_tag``, in the background; pushed with the login given when the tag
+    names a registry. Poll GET /commit/{sandbox_id} for the outcome."""
+
     sandbox_id: SandboxId
     image_tag: str = Field(min_length=1, max_length=512, description="<registry>/<repository>:<tag>; pushed when "
                            "it names a registry")
@@ -227,6 +254,8 @@ class CommitRequest(_Compat):
 
 
 class BatchStatusRequest(_Compat):
+    """The status of up to 1000 sandboxes in one call."""
+
     sandbox_ids: list[SandboxId] = Field(max_length=1000)
 
 
@@ -234,19 +263,30 @@ class BatchStatusRequest(_Compat):
 
 
 class SessionRequest(_Ours):
+    """Names one session of one sandbox."""
+
     sandbox_id: SandboxId
     session: SessionName
 
 
 class SendInputRequest(SessionRequest):
+    """Type ``data`` into the session's terminal, as is (add a newline to end a line); does not wait for output."""
+
     data: str = Field(max_length=1 << 20)
 
 
 class InterruptRequest(SessionRequest):
+    """Interrupt the session's command (Ctrl-C) and wait for it to end; if it still runs after ``grace`` seconds
+    (default: the agent's), what it started is killed. A session with nothing running replies ``idle``."""
+
     grace: float | None = Field(default=None, ge=0, le=60)
 
 
 class WaitSessionRequest(SessionRequest):
+    """Wait again for the command running in the session (after an ``idle`` return). ``timeout`` (seconds)
+    ends the command, as a run's timeout does; ``idle_timeout`` returns with status ``idle`` once no new
+    output came for that long, leaving it running. A session with nothing running is a 400."""
+
     timeout: float | None = Field(default=None, gt=0)
     idle_timeout: float | None = Field(default=None, gt=0)
 
@@ -262,6 +302,10 @@ class RunStreamRequest(SessionRequest):
 
 
 class ProcStartRequest(_Ours):
+    """Start a background process in the sandbox (ours): a string is a shell command line, a list an argv. ``name``
+    is a label for listings. The reply carries its ``proc_id``; read its output and status with /procs/output
+    and /procs/status."""
+
     sandbox_id: SandboxId
     command: str | list[str]
     shell: bool = False
@@ -271,9 +315,13 @@ class ProcStartRequest(_Ours):
 
 
 class ProcRequest(_Ours):
+    """Names one background process of the sandbox."""
+
     sandbox_id: SandboxId
     proc_id: str = Field(min_length=1, max_length=128)
 
 
 class ProcKillRequest(ProcRequest):
+    """Send ``signal`` (default 15, SIGTERM) to a background process."""
+
     signal: int = Field(default=15, ge=1, le=64)

@@ -8,12 +8,16 @@ from rock.actions.request import _Compat
 
 
 class ChownRequest(_Compat):
+    """``chown [-R] remote_user:remote_user paths...`` inside the sandbox."""
+
     remote_user: str
     paths: list[str] = Field(default_factory=list)
     recursive: bool = False
 
 
 class ChmodRequest(_Compat):
+    """``chmod [-R] mode paths...`` inside the sandbox; ``mode`` is octal text such as ``755``."""
+
     paths: list[str] = Field(default_factory=list)
     mode: str = "755"
     recursive: bool = False

@@ -70,6 +70,8 @@ def build_suites(suites=None, seed: int = SEED, per_library: int = PER_LIBRARY, 
 
 
 def main(argv=None) -> int:
+    """``python -m rock.agentic.tasks.build``: build (or find) the built-in suites, in sandboxes; exit status 0
+    when they are ready."""
     p = argparse.ArgumentParser(prog="python -m rock.agentic.tasks.build", description=__doc__.splitlines()[0])
     p.add_argument("--seed", type=int, default=SEED)
     p.add_argument("--per-library", type=int, default=PER_LIBRARY, help="pypi-bugs tasks per library")

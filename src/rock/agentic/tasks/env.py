@@ -55,6 +55,14 @@ def completion(action: Any) -> dict:
 
 
 class AsyncAgenticEnv:
+    """An agentic task suite as a GEM env (``agentic:<suite>``): each episode is one rollout of a chat harness on
+    one task, and each step answers one of the agent's model calls.
+
+    ``task_id`` fixes the task (else ``reset(seed)`` picks one); ``harness`` is a chat harness's name (``ours`` by
+    default; ``none`` is refused, it makes no calls); ``base_url`` and ``token`` name the admin (default:
+    ROCK_BASE_URL, else http://localhost:8080, and ROCK_TOKEN); ``agent_timeout`` (seconds) and ``max_steps`` bound
+    the agent. An unknown suite, task or harness raises at construction."""
+
     def __init__(self, env_id: str, task_id: str | None = None, harness: str = "ours", base_url: str | None = None,
                  token: str | None = None, agent_timeout: float | None = None, max_steps: int | None = None):
         suite = env_id[len(PREFIX):] if env_id.startswith(PREFIX) else env_id
@@ -76,6 +84,10 @@ class AsyncAgenticEnv:
         self._answer: asyncio.Future | None = None
 
     async def reset(self, seed: int | None = None) -> tuple[Any, dict]:
+        """Start a new rollout (ending any still running) and return the agent's first model request
+        (``{"messages", "tools", ...}``) and info (task id, call index, sandbox id). The task is ``task_id``, or
+        else the suite's task ``seed % len(suite)`` (seed None: the first). Raises EnvError if the agent ends
+        before its first call."""
         await self.close()
         ids = self.folder.ids()
         task_id = self.task_id or ids[(seed or 0) % len(ids)]
@@ -97,6 +109,11 @@ class AsyncAgenticEnv:
         return obs, info
 
     async def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        """Answer the waiting model call with ``action`` (text, an assistant message or a chat completion) and
+        return the next call as the observation, with reward 0. When the agent ends instead, the observation is
+        None, the reward is the verifier's (hidden tests in a fresh sandbox), ``terminated`` is True,
+        ``truncated`` says the agent timed out or ran out of steps, and ``info["record"]`` is the rollout's
+        record. Raises EnvError when no call is waiting (before reset, or after the last step)."""
         if self._answer is None or self._answer.done():
             raise EnvError("no model call is waiting: call reset() first (or again after the last step)", "EnvBroken")
         self._answer.set_result(completion(action))
@@ -152,12 +169,16 @@ class AgenticEnv:
         return getattr(self._env, name)
 
     def reset(self, seed: int | None = None) -> tuple[Any, dict]:
+        """``AsyncAgenticEnv.reset``: start a new rollout and return the agent's first model request and info."""
         return _sync(self._env.reset(seed))
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        """``AsyncAgenticEnv.step``: answer the waiting model call; returns (observation, reward, terminated,
+        truncated, info), the reward only at the end."""
         return _sync(self._env.step(action))
 
     def close(self) -> None:
+        """End a rollout still running; its sandboxes are stopped. Safe to call twice."""
         _sync(self._env.close())
 
     def __enter__(self) -> "AgenticEnv":
@@ -174,6 +195,8 @@ def _sync(coro):
 
 
 async def make_async(env_id: str, **kwargs: Any) -> AsyncAgenticEnv:
+    """An ``AsyncAgenticEnv`` for ``env_id`` (``agentic:<suite>``), ``kwargs`` as its constructor takes; an unknown
+    suite or task raises EnvError (EnvNotFound), a bad argument EnvError (BadRequest)."""
     try:
         return AsyncAgenticEnv(env_id, **kwargs)
     except TaskError as exc:

@@ -8,6 +8,10 @@ from rock.errors import RockError
 
 
 class TaskError(RockError):
+    """A task, suite, harness or policy that cannot be used: ``kind`` names the failure (BadTask, BadRequest,
+    UnknownSuite, TaskNotFound, ...) and the message says what to fix. HTTP 400, or 404 for an unknown suite or
+    task."""
+
     status_code = 400  # every kind but the two of ``statuses``
     statuses = {"UnknownSuite": 404, "TaskNotFound": 404}
 

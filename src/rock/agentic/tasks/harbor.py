@@ -33,6 +33,11 @@ PROTECTED = ["tests/*", "test/*", "*/tests/*", "conftest.py", "*/conftest.py", "
 
 @dataclass
 class Task:
+    """One task folder in Harbor's layout, loaded and checked (``load_task``): the instruction, the agent's image
+    (None: ``environment/Dockerfile`` is built) and workdir, the agent and verifier time limits in seconds, the
+    verifier's environment, the FAIL_TO_PASS / PASS_TO_PASS test ids when it is graded by tests, the paths the
+    agent's change may not touch, and the sandboxes' memory and CPUs."""
+
     task_id: str
     path: Path
     instruction: str
@@ -57,18 +62,23 @@ class Task:
 
     @property
     def dockerfile(self) -> Path:
+        """The Dockerfile built for the agent's image when the task names no ``docker_image``."""
         return self.path / "environment" / "Dockerfile"
 
     @property
     def tests(self) -> Path:
+        """Host folder of the hidden tests, mounted at /tests only in the verifier's sandbox."""
         return self.path / "tests"
 
     @property
     def solution(self) -> Path:
+        """Host folder of the reference fix (``solve.sh``, the oracle)."""
         return self.path / "solution"
 
     @property
     def graded_by_tests(self) -> bool:
+        """True when the task lists FAIL_TO_PASS or PASS_TO_PASS ids: the reward is then SWE-bench's ``resolved``
+        from the per-test results, not the number test.sh writes."""
         return bool(self.fail_to_pass or self.pass_to_pass)
 
 
@@ -177,9 +187,12 @@ class TaskFolder:
             raise TaskError(f"{self.root}: holds no task folders", "UnknownSuite")
 
     def ids(self) -> list[str]:
+        """The task ids (folder names), sorted; a folder given as one task has just its own."""
         return list(self._ids)
 
     def get(self, task_id: str) -> Task:
+        """The task ``task_id``, loaded and checked; raises TaskError (TaskNotFound, naming the closest ids) for
+        one the folder does not hold, or BadTask for a broken one."""
         if task_id not in self._ids:
             raise TaskError(f"{self.name} has no task {task_id!r}{closest(task_id, self._ids)}", "TaskNotFound")
         return load_task(self._base / task_id)

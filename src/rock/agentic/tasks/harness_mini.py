@@ -35,15 +35,18 @@ SUBMIT = "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"  # mini-swe-agent's "I am 
 
 
 def reply(tool_call: dict, content: str | None = None) -> dict:
+    """A chat completion of one assistant message carrying ``tool_call`` (and ``content``)."""
     return {"choices": [{"index": 0, "finish_reason": "tool_calls",
                          "message": {"role": "assistant", "content": content, "tool_calls": [tool_call]}}]}
 
 
 def submit_call(call_id: str = "call_submit") -> dict:
+    """A bash tool call of mini-swe-agent's submit command, which ends its run."""
     return {"id": call_id, "type": "function", "function": {"name": "bash", "arguments": json.dumps({"command": SUBMIT})}}
 
 
 def oracle_policy(task: Task):
+    """The reference fix through mini-swe-agent's bash tool, then its submit command."""
     def answer(call) -> dict:
         if any(m.get("role") == "tool" for m in call.request.get("messages", [])):
             return reply(submit_call(), "The fix is in; submitting.")
@@ -52,10 +55,15 @@ def oracle_policy(task: Task):
 
 
 def null_policy(call) -> dict:
+    """The submit command at once: the agent ends, nothing changed."""
     return reply(submit_call(), "I will not change anything.")
 
 
 class MiniSweHarness(ChatHarness):
+    """Harness ``mini-swe-agent``: mini-swe-agent from PyPI in an image made FROM the task's, its model calls
+    answered by the job's policy (``oracle``, ``null`` or a callable). ``policy_options["max_steps"]`` caps its
+    steps (default 30)."""
+
     name = "mini-swe-agent"
     policies = ("oracle", "null")
     oracle_policy = staticmethod(oracle_policy)
@@ -64,6 +72,8 @@ class MiniSweHarness(ChatHarness):
     _images: dict[str, str] = {}  # task image -> its mini-swe-agent image, per process
 
     async def image(self, task: Task) -> str | None:
+        """The task image with mini-swe-agent installed, built on first use (minutes; progress on stderr) and kept
+        for the process. Raises TaskError for a task that builds its own image from a Dockerfile."""
         if not task.image:
             raise TaskError(f"harness mini-swe-agent runs tasks with an [environment] docker_image; {task.task_id} "
                             "builds its own (environment/Dockerfile)", "BadRequest")
@@ -82,6 +92,9 @@ class MiniSweHarness(ChatHarness):
             agent_run_check_interval=1, model_service_config=ModelServiceConfig(enabled=True, models=[model]))
 
     async def run(self, box, task: Task, options: RolloutOptions, rec: dict) -> None:
+        """Install mini-swe-agent, run it on the task's instruction while the policy answers its calls, and record
+        its exit, output and every model call. A policy that breaks stops the endpoint so the agent exits at
+        once."""
         answer = self.answerer(task, options)
         limit = _limit(options.agent_timeout, task.agent_timeout)
         config = self.config(task, options, limit)

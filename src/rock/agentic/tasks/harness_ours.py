@@ -43,6 +43,8 @@ DONE = "The task is done."
 
 
 def message(content: str | None = None, tool_calls: list | None = None) -> dict:
+    """A chat completion of one assistant message: ``content``, and ``tool_calls`` when given (finish reason
+    ``tool_calls``, else ``stop``)."""
     msg: dict[str, Any] = {"role": "assistant", "content": content}
     if tool_calls:
         msg["tool_calls"] = tool_calls
@@ -61,6 +63,7 @@ def oracle_policy(task: Task):
 
 
 def null_policy(call) -> dict:
+    """A reply without a tool call: the agent ends, nothing changed."""
     return message("I will not change anything.")
 
 
@@ -116,6 +119,10 @@ class ReplayService(ModelService):
 
 
 class OursHarness(ChatHarness):
+    """Harness ``ours``: our standard-library coding agent (a bash and a file-edit tool) in the agent sandbox, its
+    model calls answered by the policy: ``oracle``, ``null``, a callable (on the job's side), or ``replay`` and
+    ``openai`` (served by the admin). ``policy_options["max_steps"]`` caps its steps (default 30)."""
+
     name = "ours"
     policies = ("oracle", "null", "replay", "openai")
     admin_policies = ("replay", "openai")
@@ -124,12 +131,17 @@ class OursHarness(ChatHarness):
     max_steps = 30
 
     def check(self, options: RolloutOptions) -> None:
+        """Refuse, before any sandbox starts, a policy its options cannot serve: ``openai`` without a base URL,
+        ``replay`` without a readable file."""
         if isinstance(options.policy, str):
             endpoint_config(options)
             if options.policy == "replay" and not Path(options.policy_options["replay"]).is_file():
                 raise TaskError(f"--replay {options.policy_options['replay']}: no such file", "BadRequest")
 
     async def run(self, box, task: Task, options: RolloutOptions, rec: dict) -> None:
+        """Install the agent, run it on the task's instruction while the policy answers its calls, and record its
+        exit, output and every model call. A policy that breaks stops the endpoint so the agent exits at once;
+        an ``openai`` upstream that failed the last call raises TaskError (PolicyError)."""
         answer = self.answerer(task, options)
         limit = _limit(options.agent_timeout, task.agent_timeout)
         steps = int((options.policy_options or {}).get("max_steps") or self.max_steps)

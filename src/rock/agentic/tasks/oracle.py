@@ -18,6 +18,8 @@ from rock.agentic.tasks.harbor import Task
 
 
 def oracle_command(task: Task) -> str:
+    """The task's reference fix as one shell command: the solution/ folder carried inline (base64 of a tar.gz),
+    unpacked under /tmp, solve.sh run from the workdir, then removed. Exits with solve.sh's status."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for path in sorted(task.solution.rglob("*")):

@@ -40,6 +40,9 @@ GRADE = Path(__file__).parent / "verifier" / "box" / "grade.py"
 
 @dataclass(frozen=True)
 class Library:
+    """A PyPI library the suite mutates: its name and pinned version, the folder whose modules are mutated, its
+    test folders (hidden from the agent) and the import path its tests need."""
+
     name: str  # PyPI name
     version: str
     package: str  # the folder whose modules are mutated
@@ -61,6 +64,7 @@ EVALS = "evals-v2.jsonl"  # v2: tests seeded (random.seed(0) per test, PYTHONHAS
 
 
 def cache_dir() -> Path:
+    """Where built suites, sdists and test-run results are kept: ROCK_AGENTIC_CACHE, else ~/.cache/rock/agentic."""
     return Path(os.environ.get("ROCK_AGENTIC_CACHE") or Path.home() / ".cache" / "rock" / "agentic")
 
 
@@ -92,6 +96,7 @@ async def fetch(lib: Library, cache: Path, say=print) -> Path:
 
 
 def test_files(repo: Path, lib: Library) -> list[str]:
+    """The library's test files (``test_*.py`` under its test folders), relative to the repository, sorted."""
     return sorted(str(p.relative_to(repo)) for t in lib.tests for p in (repo / t).rglob("test_*.py"))
 
 
@@ -117,6 +122,7 @@ class Builder:
 
     @property
     def out(self) -> Path:
+        """The suite's folder: the one given, else ``pypi-bugs`` under the cache's suites."""
         return self._out or self.cache / "suites" / "pypi-bugs"
 
     def build(self) -> Path:
@@ -145,6 +151,9 @@ class Builder:
             return {lib.name: await self.build_library(lib, staging, boxes) for lib in self.libraries}
 
     async def build_library(self, lib: Library, out: Path, boxes: "_Boxes") -> int:
+        """Write ``lib``'s tasks under ``out`` and return how many: run its tests once as the baseline, then try
+        mutants in the seed's order (``jobs`` at once, results cached) and keep up to ``per_library`` that make
+        some passing test fail while others still pass, at most MAX_PER_FUNCTION per function."""
         repo = await fetch(lib, self.cache, self.say)
         work = self.cache / "work" / f"{lib.name}-{lib.version}"
         work.mkdir(parents=True, exist_ok=True)
@@ -316,6 +325,8 @@ def _link_tree(src: Path, dest: Path, skip) -> None:
 
 
 def instruction(lib: Library, m: mutate.Mutant, ev: dict, f2p: list[str]) -> str:
+    """The task's instruction.md: the library, the failing tests (the first ten, each with its first error line),
+    and that the hidden tests run on the agent's change."""
     lines = [f"The repository in /workspace is {lib.name} {lib.version}, and it has a bug: these tests fail.", ""]
     for tid in f2p[:10]:
         msg = ev["results"].get(tid, {}).get("message", "").splitlines()
@@ -329,6 +340,8 @@ def instruction(lib: Library, m: mutate.Mutant, ev: dict, f2p: list[str]) -> str
 
 
 def write_task(dest: Path, lib: Library, repo: Path, m: mutate.Mutant, ev: dict, f2p, p2p, seed: int) -> None:
+    """Write one task folder at ``dest``: the mutated repository as the workspace, the hidden tests with their
+    FAIL_TO_PASS / PASS_TO_PASS lists, the reference fix and task.toml."""
     hidden = lambda rel: any(str(rel) == t or str(rel).startswith(t + "/") for t in lib.tests)  # noqa: E731
     ws = dest / "environment" / "workspace"
     _link_tree(repo, ws, lambda rel: hidden(rel) or rel.name == ".complete")

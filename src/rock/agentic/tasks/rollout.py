@@ -47,6 +47,12 @@ Script = Callable[[Sandbox, Task], Awaitable[Any]]
 
 @dataclass
 class RolloutOptions:
+    """How to run rollouts (a job's share one): the admin (``base_url``, ``token``), the harness by name, the
+    policy (a name the harness runs, or for harness ``none`` an async callable(sandbox, task)) and its
+    ``policy_options`` (model, base_url, api_key, replay file, max_steps...). ``agent_timeout`` and
+    ``verifier_timeout`` (seconds) override the task's own; ``verify_concurrency`` bounds the hidden-test runs
+    at once."""
+
     base_url: str
     token: str | None = None
     harness: str = "none"
@@ -61,6 +67,7 @@ class RolloutOptions:
     _gate: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def gate(self) -> asyncio.Semaphore:
+        """The semaphore that bounds the hidden-test runs to ``verify_concurrency``, one per running event loop."""
         # One per event loop: options outlive a loop (a sync job runs each in a loop of its own),
         # and a semaphore is bound to the loop it first waited in.
         loop = asyncio.get_running_loop()
@@ -76,6 +83,9 @@ class Harness:
     policies: tuple[str, ...] = ()
 
     async def run(self, box: Sandbox, task: Task, options: RolloutOptions, rec: dict) -> None:
+        """Run the agent in ``box`` (the started agent sandbox, the task's workspace at its workdir) until it ends,
+        within the task's agent timeout, and fill ``rec["harness"]`` (exit code, output, timed_out, error) and
+        ``rec["model_calls"]``. Raises TaskError for what is the rollout's failure, not the agent's."""
         raise NotImplementedError
 
     async def image(self, task: Task) -> str | None:
@@ -94,9 +104,12 @@ class ChatHarness(Harness):
     admin_policies: tuple[str, ...] = ()  # served by the admin (proxy, replay): nothing to answer here
 
     def oracle_policy(self, task: Task):
+        """The ``oracle`` policy for ``task``: a callable answering each call so that the agent applies the task's
+        reference solution and then ends."""
         raise NotImplementedError
 
     def null_policy(self, call) -> dict:
+        """The ``null`` policy: answers ``call`` so that the agent ends at once, changing nothing."""
         raise NotImplementedError
 
     def answerer(self, task: Task, options: RolloutOptions):
@@ -122,6 +135,8 @@ class NoHarness(Harness):
     policies = ("oracle", "null")
 
     async def run(self, box, task, options, rec):
+        """Run the policy in ``box`` with no agent: the task's solve.sh for ``oracle`` (its exit code and output
+        recorded), nothing for ``null``, or the callable policy's result."""
         policy = options.policy
         if callable(policy):
             rec["harness"]["result"] = await policy(box, task)
@@ -147,6 +162,8 @@ def register_harness(name: str, factory: Callable[[], Harness]) -> None:
 
 
 def make_harness(name: str) -> Harness:
+    """A new harness of the registered ``name`` (``none``, ``ours``, ``mini-swe-agent``, the terminal agents...);
+    an unknown name raises TaskError (BadRequest) listing the known ones."""
     if name in HARNESSES:
         return HARNESSES[name]()
     raise TaskError(f"unknown harness {name!r}; known: {', '.join(HARNESSES)}", "BadRequest")

@@ -95,6 +95,7 @@ class TestBox:
 
     @property
     def sandbox_id(self) -> str:
+        """The id of the build sandbox the tests run in (for logs and clean-up checks)."""
         return self._box.spec.sandbox_id
 
     async def load(self, repo: Path) -> None:

@@ -28,6 +28,9 @@ MAX_DIFF_CHARS = 200_000
 
 @dataclass
 class Changes:
+    """The agent's change to its workspace: new or changed files (path -> content), deleted paths, the paths left
+    out (protected, or symbolic links) and a unified diff for the record (cut at MAX_DIFF_CHARS)."""
+
     files: dict[str, bytes] = field(default_factory=dict)  # new or changed: path -> content
     deleted: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # protected or not regular files
@@ -35,6 +38,7 @@ class Changes:
 
     @property
     def empty(self) -> bool:
+        """True when nothing would be written or removed in the verifier's sandbox."""
         return not self.files and not self.deleted
 
 
@@ -80,10 +84,13 @@ async def download(box, workdir: str, dest: Path) -> dict[str, bytes]:
 
 
 def protected(path: str, patterns: list[str]) -> bool:
+    """Whether ``path`` (relative to the workspace) matches one of the shell-style ``patterns``."""
     return any(fnmatch.fnmatchcase(path, p) for p in patterns)
 
 
 def compare(before: dict[str, bytes], after: dict[str, bytes], patterns: list[str]) -> Changes:
+    """The change from ``before`` to ``after`` (two snapshots): changed, new and deleted files with their diff;
+    symbolic links and paths matching ``patterns`` are named in ``ignored`` and never applied."""
     ch = Changes()
     diffs = []
     for path in sorted(set(before) | set(after)):
@@ -117,6 +124,7 @@ def _unified(path: str, old: bytes | None, new: bytes | None) -> str:
 
 
 def tar_of(files: dict[str, bytes]) -> bytes:
+    """An uncompressed tar of ``files`` (path -> content), each a regular file of mode 0644."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for path, data in sorted(files.items()):

@@ -92,6 +92,9 @@ async def image_for(base: str, progress=None) -> str:
 
 
 def supervisor_spec(task, timeout: float) -> dict[str, Any]:
+    """The supervisor's spec for ``task`` (its SPEC_JSON): the mode, workdir, timeout in seconds and environment,
+    plus the pytest files, import path and overlay for runner ``pytest`` or the test.sh path for runner
+    ``script``."""
     out: dict[str, Any] = {"mode": task.runner, "workdir": task.workdir, "timeout": timeout,
                            "env": dict(task.verifier_env)}
     if task.runner == "pytest":

@@ -10,6 +10,8 @@ import sys
 
 
 def grade(config, results):
+    """SWE-bench's grade of ``results`` (``{"tests": {id: {"outcome"}}}``) against ``config``'s FAIL_TO_PASS and
+    PASS_TO_PASS lists: resolved, pass rate, counts per list and the first 50 failed ids."""
     tests = results.get("tests", {}) if isinstance(results, dict) else {}
     expected = list(config.get("FAIL_TO_PASS", [])) + list(config.get("PASS_TO_PASS", []))
     passed = [t for t in expected if (tests.get(t) or {}).get("outcome") == "passed"]

@@ -24,6 +24,8 @@ NO_RUNNER = 97  # the supervisor's sign that the runner would not import
 
 
 def main():
+    """Run pytest as the spec (``argv[1]``, JSON) says, with an import path the workspace cannot shadow; exits with
+    pytest's status, or 97 when pytest or the report plugin will not import."""
     spec = json.loads(sys.argv[1])
     here = os.path.dirname(os.path.abspath(__file__))
     workdir = os.getcwd()

@@ -39,6 +39,8 @@ OUTPUT_TAIL = 4000
 
 
 def main(argv):
+    """Run the spec (``argv[1]``, JSON) and print the outcome as one JSON document on stdout, a failure as its
+    ``error``; returns 0."""
     spec = json.loads(argv[1])
     t0 = time.monotonic()
     out = {"mode": spec["mode"], "exit_code": None, "timed_out": False, "error": None, "results": None,
@@ -249,6 +251,8 @@ def _reap(pid, adopted):
 
 
 def subreaper():
+    """Make this process the child subreaper, so the tests' orphaned processes are reparented here and can be
+    counted and reaped."""
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
@@ -374,6 +378,7 @@ def _state(pid):
 
 
 def collect_pytest(spec, report, code, out):
+    """Put the pytest report (or why there is none) in ``out`` and keep a copy in results.json for a person."""
     if report is None:
         if code == 97:  # pytest_main: the runner would not import
             out["error"] = "the tests could not import their runner: " + tail(os.path.join(LOGS, "output.log"), 600)
@@ -421,6 +426,7 @@ def read_regular(path):
 
 
 def tail(path, n=OUTPUT_TAIL):
+    """The last ``n`` bytes of the file at ``path`` as text; empty when it cannot be read."""
     try:
         with open(path, "rb") as f:
             f.seek(0, 2)
