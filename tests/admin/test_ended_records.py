@@ -10,7 +10,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from rock.admin.held import HeldRecords
+from rock.admin.sandboxes.held import HeldRecords
 from rock.admin.context import PREFIX
 from tests.admin.harness import Admin, backend_params
 

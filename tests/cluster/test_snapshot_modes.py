@@ -1,5 +1,5 @@
 """A cluster admin's snapshot modes: ``full`` is taken where the sandbox's node runs gVisor and
-refused with a clear 400 where it does not (rock.admin.pause.SnapshotCatalog.check_mode).
+refused with a clear 400 where it does not (rock.admin.sandboxes.snapshots.SnapshotCatalog.check_mode).
 
 The worker is the real ``ClusterWorker`` (its node table, placement, batching and heartbeats);
 only where it finds its nodes is a stand-in, nodes in this process that declare the backend a
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from rock.admin.pause import SnapshotCatalog
+from rock.admin.sandboxes.snapshots import SnapshotCatalog
 from rock.cluster.client import ClusterWorker
 from rock.cluster.simulated import SimulatedNode, SimulatedNodes, SimulatedSpec
 from rock.config import Settings

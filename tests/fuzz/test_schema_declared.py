@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from rock.actions.chat import ExchangeRequest
 from rock.actions.sandbox import SandboxStartRequest
-from rock.admin.start_checks import check_start_request
+from rock.admin.sandboxes.start_checks import check_start_request
 from rock.errors import BadRequest
 
 from rock.admin.app import create_app

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 
 from rock.admin import chat, e2b, envs, errors, metrics, openapi, ports, rock_api, training, ui
-from rock.admin.lifecycle import Lifecycle
+from rock.admin.sandboxes.lifecycle import Lifecycle
 from rock.admin.auth import Auth, AuthGate
 from rock.actions.response import RockResponse
 from rock.admin.context import Ctx, ok

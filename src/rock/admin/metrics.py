@@ -48,7 +48,7 @@ class Metrics:
                                 "'timeout', 'internal' or 'lost')", ["backend", "reason"], registry=self.registry)
         self.pool = Counter("rock_warm_pool_requests", "Sandbox starts served from a warm pool (hit) or "
                             "started cold (miss)", ["backend", "result"], registry=self.registry)
-        # pause, resume, snapshots and fork (rock.admin.pause's events)
+        # pause, resume, snapshots and fork (rock.admin.sandboxes.snapshots's events)
         self.pauses = Histogram("rock_sandbox_pause_duration_seconds", "Time to pause or resume a sandbox, by "
                                 "operation (pause, resume)", ["backend", "op"], buckets=_LATENCY_BUCKETS,
                                 registry=self.registry)

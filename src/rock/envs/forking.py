@@ -13,7 +13,7 @@ The children are envs of the same owner and sandbox as the source, each closed o
 count in the sandbox's envs (they may take it past ``envs_per_sandbox``: a group is sampled
 from one state in one place).
 
-``full``, on gVisor only: a full (memory) fork of the env's sandbox (rock.admin.pause
+``full``, on gVisor only: a full (memory) fork of the env's sandbox (rock.admin.sandboxes.snapshots
 ``Sandboxes.fork``): each child sandbox goes on with the env host's process as it stood, so
 any env forks, deterministic or not, seeded or not, with no replay. The agent has the env host
 close its own host socket for the checkpoint and bind it again after (rock_agent.checkpoint).

@@ -5,7 +5,7 @@ Both processes share the state dir. The admin's worker creates, stops and reaps;
 attaches to a sandbox's agent (its record file in ``records/`` says where the socket is) when a
 request first names it, and lets go when the agent goes away. It never removes a sandbox and
 never reports one lost: the admin does both, and writes the records (the proxy reads them
-from the store: HeldRecords.lookup and reread in rock.admin.held).
+from the store: HeldRecords.lookup and reread in rock.admin.sandboxes.held).
 """
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ def _set(name: str) -> dict:
     return {"required": [name], "properties": {name: {"type": "integer"}}}
 
 
-# What ``rock.admin.start_checks`` refuses of the fields together, said in the schema too.
+# What ``rock.admin.sandboxes.start_checks`` refuses of the fields together, said in the schema too.
 _START_RULES = {"allOf": [
     {"if": _filled("registry_username"), "then": _filled("registry_password")},  # a login is both or neither
     {"if": _filled("registry_password"), "then": _filled("registry_username")},
@@ -95,7 +95,7 @@ _START_RULES = {"allOf": [
 
 class SandboxStartRequest(_Ours):
     """Every field rl-rock 1.11 sends, and ours. An unknown field is refused (naming it), never
-    dropped; a known one the machine cannot honour is refused by ``rock.admin.start_checks``."""
+    dropped; a known one the machine cannot honour is refused by ``rock.admin.sandboxes.start_checks``."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_START_RULES)
 

@@ -28,7 +28,7 @@ from rock.admin.e2b.common import (CLIENT_ID, ENVD_VERSION, KEEP_AFTER_TIMEOUT, 
                                    control_record, is_e2b, json_object, owner_of, paged, route)
 from rock.admin.openapi import body as body_doc, params
 from rock.admin.e2b.connect import json_response
-from rock.admin.start_checks import check_start_request
+from rock.admin.sandboxes.start_checks import check_start_request
 from rock.admin.store import SandboxRecord
 from rock.errors import RockError, SnapshotNotFound
 

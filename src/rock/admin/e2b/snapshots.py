@@ -1,5 +1,5 @@
 """E2B's pause, resume, snapshots and fork onto the sandbox service's own methods
-(``Sandboxes.pause/resume/snapshot/fork/snapshots/delete_snapshot``, rock.admin.pause): no
+(``Sandboxes.pause/resume/snapshot/fork/snapshots/delete_snapshot``, rock.admin.sandboxes.snapshots): no
 second code path, the same owner checks (another token's sandbox or snapshot is a 404).
 
 The wire, as the e2b SDK 2.63 sends and reads it (``e2b/sandbox_sync/sandbox_api.py`` and the

@@ -1,4 +1,4 @@
-"""ROCK's lifecycle routes: restart, archive, commit and its status (see rock.admin.lifecycle)."""
+"""ROCK's lifecycle routes: restart, archive, commit and its status (see rock.admin.sandboxes.lifecycle)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from starlette.requests import Request
 from rock.actions.response import CommitStatusResponse, RockResponse, SandboxStartResponse
 from rock.actions.sandbox import CommitRequest, RestartRequest
 from rock.admin.context import Ctx, ok
-from rock.admin.lifecycle import Lifecycle
+from rock.admin.sandboxes.lifecycle import Lifecycle
 
 ERRORS = {code: {"model": RockResponse[dict], "description": text} for code, text in (
     (404, "no such sandbox (or another namespace's)"),

@@ -14,9 +14,9 @@ from rock.admin.auth import namespaced_id
 from rock.admin.context import Ctx, iso, ok, parse, query
 from rock.admin.doors import door
 from rock.jsonutil import dumps
-from rock.admin.lifecycle import transition_deadline
+from rock.admin.sandboxes.lifecycle import transition_deadline
 from rock.admin.openapi import SANDBOX, doc
-from rock.admin.start_checks import check_start_request
+from rock.admin.sandboxes.start_checks import check_start_request
 from rock.admin.store import SandboxRecord
 
 # ROCK's State enum has no "failed"; such a sandbox is "stopped" with a failed start stage.
@@ -106,7 +106,7 @@ def router(ctx: Ctx, write: bool = True) -> APIRouter:
     keep = ctx.settings.auto_delete_seconds
     writes = api if write else APIRouter()  # a router that is never mounted
 
-    # 400: a field this machine cannot honour (rock.admin.start_checks); 409: the sandbox_id is taken
+    # 400: a field this machine cannot honour (rock.admin.sandboxes.start_checks); 409: the sandbox_id is taken
     start_doc = doc(SandboxStartRequest, result=SandboxStartResponse, codes=(400, 409, 503, 507))
     status_doc = doc(query=StatusQuery, result=SandboxStatusResponse, codes=(404,))
     id_doc = doc(SandboxIdRequest, result=str, codes=(400, 404, 409))

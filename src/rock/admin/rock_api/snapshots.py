@@ -1,5 +1,5 @@
 """Pause, resume, snapshots and fork in ROCK's API (ours: rl-rock has none), named as its
-lifecycle routes are, onto ``Sandboxes``' operations (``rock.admin.pause``)::
+lifecycle routes are, onto ``Sandboxes``' operations (``rock.admin.sandboxes.snapshots``)::
 
     POST   /sandboxes/{sandbox_id}/pause       also POST /pause   {"sandbox_id"}
     POST   /sandboxes/{sandbox_id}/resume      also POST /resume  {"sandbox_id"}

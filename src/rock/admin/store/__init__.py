@@ -22,10 +22,10 @@ from dataclasses import dataclass, field, fields
 TRANSITIONS = {
     "pending": {"running", "failed", "stopped"},
     "running": {"stopped", "failed", "lost", "paused"},
-    # paused: its processes frozen in memory (admin/pause.py); a resume makes it running again
+    # paused: its processes frozen in memory (admin/sandboxes/snapshots.py); a resume makes it running again
     "paused": {"running", "stopped", "failed", "lost"},
     "lost": {"running", "stopped", "failed", "deleted"},
-    "stopped": {"deleted", "pending", "archiving"},  # pending: a restart; archiving: see admin/lifecycle.py
+    "stopped": {"deleted", "pending", "archiving"},  # pending: a restart; archiving: see admin/sandboxes/lifecycle.py
     "archiving": {"archived", "stopped", "deleted"},
     "archived": {"deleted", "pending"},
     "failed": {"deleted", "pending", "stopped"},

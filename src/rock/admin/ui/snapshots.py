@@ -14,7 +14,7 @@ from starlette.responses import RedirectResponse
 from rock.actions.sandbox import SandboxStartRequest
 from rock.actions.snapshots import MAX_FORK, SNAPSHOT_NAME_PATTERN
 from rock.admin.context import Ctx
-from rock.admin.start_checks import check_start_request
+from rock.admin.sandboxes.start_checks import check_start_request
 from rock.admin.store import SandboxRecord
 from rock.admin.ui import access
 from rock.admin.ui.pages import HTML, render

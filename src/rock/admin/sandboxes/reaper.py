@@ -1,6 +1,6 @@
 """The admin's reaper: idle sandboxes stopped (or paused, with ``on_timeout: "pause"``) when their
 idle TTL runs out, last-used times flushed to the store, and, with a shared store, the sweep of
-abandoned starts, missed node losses and orphans (``rock.admin.nodes.sweep``).
+abandoned starts, missed node losses and orphans (``rock.admin.sandboxes.nodes.sweep``).
 
 Exactly one admin process reaps: the holder of the ``reaper`` lease in the store, taken again
 every round. ``Reaper`` is an object the sandbox service holds as ``reaper``; it owns the lease
@@ -18,7 +18,7 @@ import socket
 import time
 import uuid
 
-from rock.admin.nodes import sweep
+from rock.admin.sandboxes.nodes import sweep
 
 log = logging.getLogger("rock.admin")
 

@@ -7,11 +7,11 @@ store when asked for (status, listing, history, the UI), so a long-running admin
 what is live. The worker owns the actual sandboxes; this class keeps the two in step.
 
 ``Sandboxes`` is composed, not mixed: the records it keeps are a ``HeldRecords`` (``held``:
-memory, the store, what other processes write; ``rock.admin.held``), what concerns snapshots only
-is a ``SnapshotCatalog`` (``snapshot_catalog``; ``rock.admin.pause``, which says why pause, resume,
+memory, the store, what other processes write; ``rock.admin.sandboxes.held``), what concerns snapshots only
+is a ``SnapshotCatalog`` (``snapshot_catalog``; ``rock.admin.sandboxes.snapshots``, which says why pause, resume,
 snapshot and fork are this class's own methods). The doors call both through this class's names
 (``lookup``, ``get``, ``snapshots``, ``delete_snapshot`` ...), bound to those objects. The idle
-TTL and the reaper lease are a ``Reaper`` (``reaper``; ``rock.admin.reaper``), which acts through
+TTL and the reaper lease are a ``Reaper`` (``reaper``; ``rock.admin.sandboxes.reaper``), which acts through
 this class's public methods.
 """
 
@@ -25,13 +25,13 @@ import uuid
 
 from rock.actions.sandbox import SandboxStartRequest, parse_memory
 from rock.actions.snapshots import MAX_FORK
-from rock.admin import start_checks
+from rock.admin.sandboxes import start_checks
 from rock.admin.commands import CommandLog
 from rock.admin.events import Events
-from rock.admin.held import HeldRecords
-from rock.admin.nodes import node_back, node_lost
-from rock.admin.pause import SnapshotCatalog
-from rock.admin.reaper import Reaper
+from rock.admin.sandboxes.held import HeldRecords
+from rock.admin.sandboxes.nodes import node_back, node_lost
+from rock.admin.sandboxes.snapshots import SnapshotCatalog
+from rock.admin.sandboxes.reaper import Reaper
 from rock.admin.store import HELD, LIVE, TRANSITIONS, SandboxRecord, Store
 from rock.config import Settings
 from rock.errors import (BadRequest, Conflict, RockError, SandboxNotFound, SandboxNotRunning, SandboxPaused,
@@ -49,7 +49,7 @@ class Sandboxes:
         self.settings = settings
         self.worker = worker
         self.store = store
-        # The records and what other processes write of them (rock.admin.held); this service
+        # The records and what other processes write of them (rock.admin.sandboxes.held); this service
         # changes their states and queues their writes.
         self.held = HeldRecords(settings, store, locked=self._locked, starting=self.starting,
                                 forget=self._forget, landed=self._landed)
@@ -65,7 +65,7 @@ class Sandboxes:
         self._saving: set[asyncio.Future] = set()
         self.events = Events()  # state changes and start results, for the UI and the metrics
         self.commands = CommandLog()
-        # What concerns snapshots only (rock.admin.pause); the doors call it through the service's names.
+        # What concerns snapshots only (rock.admin.sandboxes.snapshots); the doors call it through the service's names.
         self.snapshot_catalog = catalog = SnapshotCatalog(worker, self._save_soon)
         self.events.subscribe(catalog.fork_child_gone)
         self.snapshot_name, self.check_mode, self.snapshot_start = (catalog.snapshot_name, catalog.check_mode,
@@ -73,7 +73,7 @@ class Sandboxes:
         self.snapshots, self.get_snapshot, self.delete_snapshot = (catalog.snapshots, catalog.get_snapshot,
                                                                    catalog.delete_snapshot)
         self.from_snapshot = catalog.from_snapshot
-        self.reaper = Reaper(self)  # idle TTLs and the reaper lease (rock.admin.reaper)
+        self.reaper = Reaper(self)  # idle TTLs and the reaper lease (rock.admin.sandboxes.reaper)
         if hasattr(worker, "listeners"):
             worker.listeners.append(self)
 
@@ -193,7 +193,7 @@ class Sandboxes:
         return sandbox_id in self._starting
 
     def lock(self, sandbox_id: str) -> asyncio.Lock:
-        """The sandbox's lock: its record changes only under it (here, and in ``rock.admin.lifecycle``)."""
+        """The sandbox's lock: its record changes only under it (here, and in ``rock.admin.sandboxes.lifecycle``)."""
         lock = self._locks.get(sandbox_id)
         if lock is None:
             lock = self._locks[sandbox_id] = asyncio.Lock()
@@ -209,7 +209,7 @@ class Sandboxes:
             raise host_network_refused()
         # What no node could ever give is refused before anything is recorded; the create uses this spec.
         draft = SandboxRecord(sandbox_id=sandbox_id, owner=owner, image=req.image, namespace=meta.get("namespace"))
-        if req.snapshot:  # its image and limits are the snapshot's (rock.admin.pause)
+        if req.snapshot:  # its image and limits are the snapshot's (rock.admin.sandboxes.snapshots)
             req, spec = await self.from_snapshot(req, draft)
         else:
             spec = self.spec_for(draft, req)
@@ -340,7 +340,7 @@ class Sandboxes:
                 await self._settle(self._change(record, "deleted", "delete"))
         return record
 
-    # -- pause, resume, snapshot, fork: transitions of the state machine (rules: rock.admin.pause) --
+    # -- pause, resume, snapshot, fork: transitions of the state machine (rules: rock.admin.sandboxes.snapshots) --
 
     async def pause(self, sandbox_id: str, owner: str | None, event: str = "pause") -> SandboxRecord:
         """Freeze the sandbox's processes in memory (no CPU) until ``resume``; idempotent."""

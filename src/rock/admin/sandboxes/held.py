@@ -6,7 +6,7 @@ history, the UI). So a long-running admin's memory follows what runs, not what i
 Other processes on the same store (a proxy, admins beside each other) write records too: ``load``
 and a refresh every ``REFRESH_S`` pull what they changed, and ``reread`` reads one record now.
 
-``HeldRecords`` is an object the sandbox service (``rock.admin.sandboxes``) holds as ``held``. It
+``HeldRecords`` is an object the sandbox service (``rock.admin.sandboxes.service``) holds as ``held``. It
 owns the records in memory, the writes of them not yet stored and the refresh; it changes no
 state. What it needs of the service is passed in and named: whether a sandbox is busy (its lock
 held, or its start in flight), how to forget a sandbox that leaves memory, and a wait for the

@@ -3,7 +3,7 @@ API and SDK, the CLI, the e2b door, the UI), owner-checked, on the records' stat
 
 Two responsibilities, two homes. Pause, resume, snapshot and fork are transitions of a sandbox's
 record (its lock, its state, the writes, the children's starts): they are ``Sandboxes``' own
-methods (``rock.admin.sandboxes``), beside start and stop, because they are its state machine
+methods (``rock.admin.sandboxes.service``), beside start and stop, because they are its state machine
 and need all of it. What concerns snapshots only (their stored names, the modes this backend
 takes, listing, reading and deleting one, what a start from one runs, and the snapshot a fork
 had to keep until its last child goes) is ``SnapshotCatalog`` here, an object the service holds

@@ -18,11 +18,11 @@ import time
 from datetime import datetime, timezone
 
 from rock.actions.sandbox import SandboxStartRequest
-from rock.admin.sandboxes import Sandboxes
+from rock.admin.sandboxes.service import Sandboxes
 from rock.admin.store import SandboxRecord
 from rock.errors import Conflict, RockError, SandboxNotFound, SandboxStartError
 
-log = logging.getLogger("rock.admin.lifecycle")
+log = logging.getLogger("rock.admin.sandboxes.lifecycle")
 
 ARCHIVE_REPO = "rock-archive"
 DISK_CHECK_EVERY = 60.0  # seconds between measurements of what running sandboxes wrote (their `disk` limit)
