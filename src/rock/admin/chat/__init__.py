@@ -1,4 +1,15 @@
-"""The Chat protocol's front door (an OpenAI-compatible model endpoint inside every sandbox)."""
+"""The Chat protocol's front door (an OpenAI-compatible model endpoint inside every sandbox).
+
+    routes.py     the routes: start a sandbox's endpoint, the trainer's exchange, trajectories
+    ws.py         the trainer's fast path as a WebSocket
+    hub.py        the admin's side of every endpoint (``app.state.chat``); endpoint.py: one of them
+    native*.py    the three wire formats (chat completions, Anthropic Messages, OpenAI Responses)
+    upstream.py, stream.py, records.py, sandbox_cli.py: proxy/replay, SSE chunks, the record
+                  log, ``rock model-service`` run inside a sandbox
+
+Adding a route: in ``routes.py`` (the trainer's side; a per-call route beside the exchange it
+serves); a new wire format the sandbox's agent speaks: a ``native_*.py`` beside the others.
+"""
 
 from __future__ import annotations
 

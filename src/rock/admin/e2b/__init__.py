@@ -5,6 +5,11 @@ is a ROCK token) and envd's data plane (Connect RPCs ``/process.Process/*`` and
 ``/filesystem.Filesystem/*``, ``/files``, ``/health``; the sandbox named by ``E2b-Sandbox-Id``
 and proven by its ``X-Access-Token``). Both translate onto the sandbox service and the agent's
 operations; nothing here runs anything on the host.
+
+Adding a route: a control-plane route in ``control.py`` (pause, resume and snapshots in
+``snapshots.py``); an envd RPC in the module of its Connect service (``process.py``,
+``filesystem.py``), the code interpreter's in ``interpreter.py``; the Connect framing and error
+shapes are ``connect.py``'s, what both planes share is ``common.py``'s.
 """
 
 from __future__ import annotations

@@ -1,6 +1,11 @@
 """The management UI at the admin's ``/``: pages rendered here (Jinja2), kept live by
 server-sent events; the browser-side packages (xterm.js, Pico CSS) come from npm
-(web/, copied by web/build.sh into static/vendor)."""
+(web/, copied by web/build.sh into static/vendor).
+
+Adding a page or a fragment: its route in ``pages.py``, what it shows in ``views.py`` (read from
+the admin's memory, not the store, where it can), its template in ``templates/``; an action on a
+sandbox beside its kind (``files.py``, ``snapshots.py``); login and who is looking: ``access.py``.
+"""
 
 from __future__ import annotations
 
