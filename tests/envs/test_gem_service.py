@@ -161,6 +161,27 @@ def test_close_idle_ttl_and_hosted_listing(admin, base_url):
         assert sandbox_id not in {i.sandbox_id for i in admin.ctx.worker.list()}
 
 
+def test_steps_go_over_the_admins_own_link_and_through_the_agent_without_it(admin, base_url):
+    """A made env's reset and step go straight to its env host's socket (rock.envs.hostlink), not
+    through the sandbox's agent; with that link gone they go through the agent, same answers."""
+    with make("game:GuessTheNumber-v0-hard", max_turns=3, min_number=1, max_number=1000) as env:
+        sandbox_id = env.sandbox_id.split(":")[0]
+        svc = service(admin.app)
+        link = svc.links.get(sandbox_id)
+        assert link is not None, "the make opened no link to the env host"
+        first = next(link.ids)  # the link numbers its calls: two calls take the next two ids
+        over_link = env.reset(seed=7), env.step("\\boxed{500}")
+        assert next(link.ids) == first + 3
+
+        async def drop():
+            svc.links.drop(sandbox_id)
+
+        admin.call(drop)
+        through_agent = env.reset(seed=7), env.step("\\boxed{500}")
+        assert svc.links.get(sandbox_id) is None and link.closed
+        assert through_agent == over_link
+
+
 def test_user_registered_env(admin, base_url):
     """An env class of the user's under its own id: module:Class, loaded inside the sandbox."""
     import httpx

@@ -46,8 +46,8 @@ def check_count(n, how: str) -> None:
 class EnvForks:
     """The forks of the env service's envs (see the module). The service holds one as ``forks``
     and its ``fork`` delegates here; this acts through the service's public records and methods
-    (``envs``, ``by_id``, ``owned``, ``add_env``, ``sandboxes``, ``connect_direct``,
-    ``drop_direct``, ``start_reaper``), as e2b's SDK composes ``files`` and ``commands``."""
+    (``envs``, ``by_id``, ``owned``, ``add_env``, ``sandboxes``, ``links``,
+    ``start_reaper``), as e2b's SDK composes ``files`` and ``commands``."""
 
     def __init__(self, svc):
         self.svc = svc  # rock.envs.service.EnvService
@@ -85,10 +85,10 @@ class EnvForks:
         except (SandboxNotFound, SandboxNotRunning) as exc:
             raise EnvError(f"env {rec.handle} is gone: {exc.message}", "EnvNotFound") from None
         # The source's direct link to its env host was closed for the checkpoint: a new one.
-        svc.drop_direct(sandbox_id)
+        svc.links.drop(sandbox_id)
         socket = rec.made.get("socket")
         if socket:
-            await svc.connect_direct(sandbox_id, socket)
+            await svc.links.connect(sandbox_id, socket)
         up = [r for r in records if r.state == "running"]
         for failed in (r for r in records if r.state != "running"):
             await svc.sandboxes.delete(failed.sandbox_id, owner)
@@ -105,7 +105,7 @@ class EnvForks:
                             ttl=rec.ttl, made=rec.made)
             svc.add_env(env)
             if socket:
-                await svc.connect_direct(child.sandbox_id, socket)
+                await svc.links.connect(child.sandbox_id, socket)
             children.append(env)
         svc.start_reaper()
         return children

@@ -172,3 +172,55 @@ class HostLink:
         for future in self.calls.values():
             if not future.done():
                 future.set_exception(exc)
+
+
+class HostLinks:
+    """The admin's direct links to the env hosts of its env sandboxes, at most one a sandbox, by
+    sandbox id. A sandbox without one (its host side out of reach: a remote worker's, or a socket
+    path too long for AF_UNIX) is called through its agent instead; that is the caller's fallback.
+
+    ``runtime_handle(sandbox_id)`` gives the sandbox's runtime handle (its run folder on the host,
+    and what the peer check compares the host's process with); it raises where there is none."""
+
+    def __init__(self, runtime_handle):
+        self._runtime_handle = runtime_handle
+        self._links: dict[str, tuple[str, HostLink]] = {}  # sandbox id -> (socket in the sandbox, link)
+
+    def get(self, sandbox_id: str) -> HostLink | None:
+        """The sandbox's open link, or None."""
+        known = self._links.get(sandbox_id)
+        return known[1] if known is not None and not known[1].closed else None
+
+    async def connect(self, sandbox_id: str, socket_in_sandbox: str) -> None:
+        """Open (or keep) the link to the sandbox's env host listening at ``socket_in_sandbox`` (a
+        path in the sandbox's /.rock/run); nothing where the host side cannot be reached."""
+        known = self._links.get(sandbox_id)
+        if known is not None and known[0] == socket_in_sandbox and not known[1].closed:
+            return
+        try:
+            handle = self._runtime_handle(sandbox_id)
+        except Exception:  # noqa: BLE001 - no host path (e.g. a remote worker): calls go through the agent
+            return
+        path = os.path.join(handle.run_dir, os.path.basename(socket_in_sandbox))
+        if len(path) >= 108:  # AF_UNIX's limit
+            return
+        try:
+            link = await HostLink.connect(path, handle)
+        except AgentGone:
+            return
+        if known is not None:
+            known[1].close()
+        self._links[sandbox_id] = (socket_in_sandbox, link)
+
+    def drop(self, sandbox_id: str) -> None:
+        """Close the sandbox's link, if any (the sandbox went, its host died, or its socket was
+        closed for a checkpoint)."""
+        if (known := self._links.pop(sandbox_id, None)) is not None:
+            known[1].close()
+
+    def close(self) -> None:
+        """Close every link (the service's shutdown)."""
+        for _, link in self._links.values():
+            link.close()
+        self._links.clear()
+

@@ -4,7 +4,7 @@ Their envs keep working by handle anyway (routing needs nothing but the handle);
 admin lacks is its records of them (``rock.envs.records``), so it cannot list them, reap them
 when idle, or fill their free slots. ``recover`` asks each running ``env-`` sandbox's env host
 what it hosts (``env.list``) and rebuilds the records from the answer. It acts only through
-the service's public methods (``adopt``, ``add_env``, ``connect_direct``, ``start_reaper``),
+the service's public methods (``adopt``, ``add_env``, ``start_reaper``) and its ``links``,
 as ``rock.envs.forking.EnvForks`` does.
 """
 
@@ -48,7 +48,7 @@ async def recover(svc) -> int:
             sb.empty_since = time.time()
         for host in listing.get("hosts", ()):
             if host.get("socket"):
-                await svc.connect_direct(sb.sandbox_id, host["socket"])
+                await svc.links.connect(sb.sandbox_id, host["socket"])
     if svc.by_id:
         svc.start_reaper()
     return found

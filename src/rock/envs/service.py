@@ -33,7 +33,7 @@ from rock.envs import recovery
 from rock.envs.catalog import Catalog, Runner
 from rock.envs.errors import EnvError, from_agent
 from rock.envs.forking import EnvForks
-from rock.envs.hostlink import HostLink
+from rock.envs.hostlink import HostLinks
 from rock.envs.records import EnvRecord, EnvSandbox
 from rock.envs.settings import EnvSettings
 from rock.idle import IdleReaper
@@ -64,8 +64,8 @@ class EnvService:
         self.pools: dict[tuple, list[EnvSandbox]] = {}
         self.by_id: dict[str, EnvSandbox] = {}
         self.vecs: dict = {}  # vec_id -> rock.envs.vector.VecRecord
-        # sandbox_id -> (host socket path, connection): reset/step/batch go straight to the env host
-        self.direct: dict[str, tuple[str, HostLink]] = {}
+        # reset/step/batch go straight to the env host where a link is open
+        self.links = HostLinks(lambda sandbox_id: self.sandboxes.worker.handle(sandbox_id))
         # closes idle envs and stops empty env sandboxes (reap) at their deadlines
         self.reaper = IdleReaper("rock-env-reaper", self.reap, self._next_check, self._watching, log)
         # family prefix -> async fn(env_id) -> (extra env.make args, place): envs of other families
@@ -207,13 +207,13 @@ class EnvService:
             if not again or sb.dedicated:
                 raise
             self._forget_sandbox(sb)
-            self.drop_direct(sb.sandbox_id)
+            self.links.drop(sb.sandbox_id)
             [(fresh, _)] = self.reserve(owner, sb.key[1], 1, sb.key[2])
             return await self.make_in(fresh, args, owner, vec, again=False)
         finally:
             sb.reserved -= 1
         if result.get("socket"):
-            await self.connect_direct(sb.sandbox_id, result["socket"])
+            await self.links.connect(sb.sandbox_id, result["socket"])
         rec = EnvRecord(handle=f"{sb.sandbox_id}:{result['env']}", env_id=args["env_id"], owner=owner, sandbox=sb,
                         vec=vec, made=result)
         self.add_env(rec)
@@ -248,16 +248,6 @@ class EnvService:
 
     # -- the hot path ----------------------------------------------------------------------------
 
-    def _host_path(self, sandbox_id: str, path_in_sandbox: str):
-        """The host side of a socket in the sandbox's /.rock/run (the folder of the agent's
-        socket), and the sandbox's runtime handle (its env host must be the one answering)."""
-        worker = getattr(self.sandboxes, "worker", None)
-        try:
-            handle = worker.handle(sandbox_id)
-        except Exception:  # noqa: BLE001 - no direct path (e.g. a remote worker): use the agent
-            return None, None
-        return os.path.join(handle.run_dir, os.path.basename(path_in_sandbox)), handle
-
     def add_env(self, rec: EnvRecord) -> None:
         """Hold a new env's record: listed, counted in its sandbox, under the idle TTL."""
         rec.sandbox.envs.add(rec.handle)
@@ -268,39 +258,16 @@ class EnvService:
         many actions each replayed; ``rock.envs.forking.EnvForks.fork``."""
         return await self.forks.fork(handle, n, owner, how)
 
-    async def connect_direct(self, sandbox_id: str, socket: str) -> None:
-        """Open (or keep) the direct link to the sandbox's env host at ``socket`` (a path in the
-        sandbox); where the host side cannot be reached, calls go on through the agent."""
-        known = self.direct.get(sandbox_id)
-        if known is not None and known[0] == socket and not known[1].closed:
-            return
-        path, handle = self._host_path(sandbox_id, socket)
-        if path is None or len(path) >= 108:
-            return
-        try:
-            client = await HostLink.connect(path, handle)
-        except AgentGone:
-            return
-        if known is not None:
-            known[1].close()
-        self.direct[sandbox_id] = (socket, client)
-
-    def drop_direct(self, sandbox_id: str) -> None:
-        """Close the direct link to the sandbox's env host, if any (the sandbox went, or its host's
-        socket was closed for a checkpoint)."""
-        if (link := self.direct.pop(sandbox_id, None)) is not None:
-            link[1].close()
-
     async def env_call(self, sandbox_id: str, owner: str | None, op: str, args: dict, body: bytes = b"") -> bytes:
         """``op`` (reset/step/batch) on the sandbox's env host: straight to the host's socket when
         connected, else through the agent. The owner check and the TTL refresh happen either way."""
         agent = await self.sandboxes.agent(sandbox_id, owner)
-        direct = self.direct.get(sandbox_id)
-        if direct is not None and not direct[1].closed:
+        link = self.links.get(sandbox_id)
+        if link is not None:
             try:
-                return await direct[1].call(op, args, poll=op != "batch", body=body)
+                return await link.call(op, args, poll=op != "batch", body=body)
             except AgentGone:
-                self.direct.pop(sandbox_id, None)  # the host died: the agent knows why
+                self.links.drop(sandbox_id)  # the host died: the agent knows why
             except AgentError as exc:
                 if exc.kind != "EnvNotFound":  # maybe lost with an earlier host: the agent knows
                     raise from_agent(exc) from None
@@ -462,7 +429,7 @@ class EnvService:
                  if sb.empty_since is not None and not sb.envs and not sb.reserved and now - sb.empty_since >= s.sandbox_linger]
         for sb in empty:
             self._forget_sandbox(sb)
-            self.drop_direct(sb.sandbox_id)
+            self.links.drop(sb.sandbox_id)
         await asyncio.gather(*(self._stop(sb) for sb in empty), return_exceptions=True)
         if idle or empty:
             log.info("env reaper: closed %d idle env(s), stopped %d empty env sandbox(es)", len(idle), len(empty))
@@ -485,9 +452,7 @@ class EnvService:
         forget every record and delete every env sandbox (False on an admin shutdown: they
         outlive it and are recovered by the next admin)."""
         await self.reaper.close()
-        for _, client in self.direct.values():
-            client.close()
-        self.direct.clear()
+        self.links.close()
         if stop_sandboxes:
             sbs = list(self.by_id.values())
             self.envs.clear()
