@@ -42,7 +42,7 @@ def router(ctx: Ctx) -> APIRouter:
                                             "the context>:latest, built once per content"),
                     dockerfile: str = Query(default="Dockerfile", max_length=1024, pattern=r"^[^/\x00][^\x00]*$",
                                             description="the Dockerfile's path in the context (relative, no '..')")):
-        from rock.runtime import build_context
+        from rock.runtime.docker import build_context
         from rock.admin.claims import claim_tag
         from rock.runtime.docker.images import MADE_BY, build_base, build_image, present, split_tag
         from rock.worker.sizes import parse_memory
