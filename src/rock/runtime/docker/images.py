@@ -20,7 +20,7 @@ from rock.actions.images import REPO_COMPONENT
 from rock.errors import BadRequest, SandboxStartError
 from rock.runtime.docker.engine import LABEL, client
 
-log = logging.getLogger("rock.runtime.images")
+log = logging.getLogger("rock.runtime.docker.images")
 
 # Labels a sandbox's container carries; an image made from it must not, or our reaper would
 # take a plain `docker run` of it for a leftover sandbox.
