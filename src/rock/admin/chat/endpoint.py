@@ -173,7 +173,15 @@ class Endpoint:
             except RockError as exc:  # the agent is gone; the channel's end reports it
                 log.debug("sandbox %s: answer %s not delivered: %s", self.sandbox_id, meta.get("index"), exc)
 
-    def _settle(self, call: Call) -> None:
+    def deliver(self, call: Call, kind: str, status: int, payload: bytes) -> None:
+        """Send ``call``'s whole answer to the sandbox's agent as is (``kind``: json or error, with its
+        HTTP ``status``) and settle the call; its record is finished by the caller first."""
+        self._send({"index": call.index, "kind": kind, "status": status}, payload)
+        self.settle(call)
+
+    def settle(self, call: Call) -> None:
+        """The call is over: answered, or expired by its record's status (no expiry timer waits on
+        it any more), and its record goes to the log. After ``deliver``, or a stream's last part."""
         call.state = "answered" if call.record.status == "success" else "expired"
         if call.index > self.answered_max:
             self.answered_max = call.index
@@ -183,23 +191,20 @@ class Endpoint:
     def complete(self, call: Call, response: dict) -> None:
         """A whole completion: the agent serves it as JSON or as the stream its client asked for."""
         call.record.finish("success", 200, response)
-        self._send({"index": call.index, "kind": "json", "status": 200}, json.dumps(response).encode())
-        self._settle(call)
+        self.deliver(call, "json", 200, json.dumps(response).encode())
 
     def complete_native(self, call: Call, native_response: dict, completion: dict) -> None:
         """A Messages or Responses call's answer: ``native_response`` to the harness, both forms recorded."""
         call.record.finish("success", 200, completion)
         call.record.native["response"] = native_response
         native.remember(call, native_response, completion)
-        self._send({"index": call.index, "kind": "json", "status": 200}, json.dumps(native_response).encode())
-        self._settle(call)
+        self.deliver(call, "json", 200, json.dumps(native_response).encode())
 
     def fail(self, call: Call, http_status: int, message: str, status: str = "failure") -> None:
         call.record.finish(status, http_status, error=message)
         call.record.answered_via = call.record.answered_via or "admin"
         body = native.error_body(call.native and call.native["api"], http_status, message)
-        self._send({"index": call.index, "kind": "error", "status": http_status}, body)
-        self._settle(call)
+        self.deliver(call, "error", http_status, body)
 
     def stream_part(self, call: Call, status: int, data: bytes, final: bool) -> None:
         self._send({"index": call.index, "kind": "sse", "status": status, "final": final}, data)
@@ -231,9 +236,9 @@ class Endpoint:
         for call in list(self.calls.values()):
             if call.state in ("waiting", "taken"):
                 call.record.finish("failure", 503, error=reason)
-                self._settle(call)
+                self.settle(call)
         self.end(reason)
-        self.hub._evict()
+        self.hub.evict_ended()
         if self.expiry is not None:
             self.expiry.cancel()
             self.expiry = None

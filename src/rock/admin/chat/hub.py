@@ -108,7 +108,8 @@ class ChatHub:
         del notices[:-KEEP_NOTICES]
         self._wake(ep.owner)
 
-    def _evict(self) -> None:
+    def evict_ended(self) -> None:
+        """Forget the oldest ended endpoints past the last ``KEEP_ENDED`` (their records are on disk)."""
         gone = [sid for sid, e in self.endpoints.items() if e.channel is None]
         for sid in gone[:max(0, len(gone) - KEEP_ENDED)]:
             del self.endpoints[sid]

@@ -180,7 +180,7 @@ async def _relay(ep: "Endpoint", call: "Call", response: httpx.Response) -> None
 
                 call.record.native["response"] = fold.native()
                 native.remember(call, fold.native(), call.record.response)
-            ep._settle(call)
+            ep.settle(call)
             return
         raw = await response.aread()
     finally:
@@ -198,10 +198,8 @@ async def _relay(ep: "Endpoint", call: "Call", response: httpx.Response) -> None
             native.remember(call, parsed, call.record.response)
         else:
             call.record.finish("success", status, parsed)
-        ep._send({"index": call.index, "kind": "json", "status": status}, raw)
-        ep._settle(call)
+        ep.deliver(call, "json", status, raw)
         return
     call.record.finish("failure", status, parsed if isinstance(parsed, dict) else None,
                        f"upstream_status={status}: {raw[:500].decode(errors='replace')}")
-    ep._send({"index": call.index, "kind": "error", "status": status}, raw)
-    ep._settle(call)
+    ep.deliver(call, "error", status, raw)
