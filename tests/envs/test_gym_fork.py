@@ -1,6 +1,6 @@
 """``fork(n)`` of Gymnasium sessions through a real admin with tokens on (docker, bwrap): children
 go on from the session's state in sandboxes of their own, single and vector, then differ; the
-refusals say why and leave nothing behind (rock.envs.gym_forks)."""
+refusals say why and leave nothing behind (rock.envs.gym.forks)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import rock.numpy
-from rock.envs import gym_forks
+from rock.envs.gym import forks as gym_forks
 from rock.envs.errors import EnvError
 from tests.admin.harness import Admin, backend_params
 from tests.envs.full_forks import full_fork_or_refused

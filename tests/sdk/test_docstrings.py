@@ -10,7 +10,7 @@ import pytest
 
 SDK = ["rock.sdk"]
 ENV_CLIENTS = ["rock.envs.client", "rock.envs.vec_client", "rock.envs.sandbox_env", "rock.envs.contract",
-               "rock.envs.gym_http", "rock.envs.errors", "rock.numpy"]
+               "rock.envs.gym.http", "rock.envs.errors", "rock.numpy"]
 # rl-rock's public module and the errors users catch; a model's docstring is also its description
 # in the admin's OpenAPI schema
 MODELS = ["rock.actions", "rock.errors"]

@@ -71,7 +71,7 @@ class EnvForks:
 
     async def full(self, rec: EnvRecord, n: int, owner: str | None) -> list[EnvRecord]:
         """``n`` memory forks of ``rec``'s sandbox, each child's own, with none of ``fork``'s refusals
-        of a sandbox of its own: a gym session's full fork (``rock.envs.gym_forks``), whose
+        of a sandbox of its own: a gym session's full fork (``rock.envs.gym.forks``), whose
         sandbox is its own and whose children are sessions like it."""
         sandbox_id, local = rec.handle.rsplit(":", 1)
         return await self._fork_full(rec, sandbox_id, local, n, owner)

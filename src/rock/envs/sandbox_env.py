@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 
 from rock.envs.contract import EnvContract, SpaceSpec
 from rock.envs.errors import EnvError
-from rock.envs.gym_http import GymHttp, LeaseKeeper, session_path
+from rock.envs.gym.http import GymHttp, LeaseKeeper, session_path
 
 ValueT = TypeVar("ValueT")
 ActionT = TypeVar("ActionT")
@@ -215,7 +215,7 @@ class SandboxSessionBase(Generic[RemoteT]):
         another state, and one not reset yet is refused (``BadRequest``). ``how="full"`` (1 to 20,
         gVisor): a memory fork of this session's sandbox per child, any env, no replay. A vector
         session forks whole (each lane where this one's is). Close each child as any session
-        (``rock.envs.gym_forks``)."""
+        (``rock.envs.gym.forks``)."""
         if self._closed:
             raise EnvError(f"session {self.session_id} is closed", "EnvNotFound")
         forked = self._http.json("POST", session_path(self.session_id, "/fork"), {"n": n, "how": how})

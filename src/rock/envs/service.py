@@ -53,7 +53,7 @@ def split_handle(handle: str) -> tuple[str, str]:
 class EnvService:
     """The admin's envs (see the module): places them in env sandboxes, routes calls to them by
     handle, and closes and stops what went idle. Vector envs (``rock.envs.vector``), gym sessions
-    (``rock.envs.gym_sessions``) and training instances are made through it; forks are its
+    (``rock.envs.gym.sessions``) and training instances are made through it; forks are its
     composed ``forks`` (``rock.envs.forking``)."""
 
     def __init__(self, sandboxes, catalog: Catalog, settings: EnvSettings | None = None):

@@ -23,7 +23,7 @@ from rock.admin.doors import door
 from rock.admin.errors import status_and_body
 from rock.admin.openapi import errors, long_running
 from rock.envs.forking import MAX_FORK, MAX_FULL_FORK
-from rock.envs.gym_sessions import GymImageRequest, GymSessionInfo, GymSessionRequest, GymSessions
+from rock.envs.gym.sessions import GymImageRequest, GymSessionInfo, GymSessionRequest, GymSessions
 from rock.envs.images import ImageBuilder
 
 GYM = "/apis/v1/envs/gym"
@@ -177,7 +177,7 @@ async def fork(session_id: str, req: GymForkRequest, request: Request) -> GymFor
     sandbox of its own, with its seeded reset and the actions since replayed and its observation
     checked against this one's (409 EnvNotDeterministic where it differs; 400 before a seeded
     reset). A vector session forks whole. ``how="full"`` (gVisor): a memory fork of the session's
-    sandbox per child instead, any env, no replay. Then each steps on its own (``rock.envs.gym_forks``)."""
+    sandbox per child instead, any env, no replay. Then each steps on its own (``rock.envs.gym.forks``)."""
     children, steps = await sessions(request.app).fork(session_id, principal_of(request), req.n, req.how)
     return GymForked(session_id=session_id, sessions=children, steps=steps)
 

@@ -1,6 +1,6 @@
 """``fork(n)`` of a Gymnasium session: n new sessions that go on from where it is (issue 42).
 
-A session is an env of ``EnvService`` in a sandbox of its own (``gym_sessions.py``), so the GEM
+A session is an env of ``EnvService`` in a sandbox of its own (``sessions.py``), so the GEM
 fork's replay inside its source's env host (``rock.envs.forking``: more envs in the same
 sandbox) does not fit: a child must be a session like any other, with a sandbox of its own that
 stops when it closes. Each child is opened as its source was (the same env image, constructor
@@ -41,7 +41,7 @@ MAX_TRAIL_BYTES = 16 << 20  # action bodies kept per session: a 1-byte-action ep
 class Trail:
     """How a session was opened, and what a replay needs to reach where it is now."""
 
-    args: dict  # the env host's make arguments (rock.envs.gym_sessions.GymSessions.open)
+    args: dict  # the env host's make arguments (rock.envs.gym.sessions.GymSessions.open)
     image: str
     reset: bool = False  # reset since it opened
     seed: int | list | None = None  # the last reset's

@@ -22,7 +22,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from rock.actions.images import ImageRef
-from rock.envs import gym_forks
+from rock.envs.gym import forks as gym_forks
 from rock.envs.catalog import EnvInfo
 from rock.envs.errors import EnvError
 from rock.envs.images import SITE, EnvImage, EnvImageSpec, ImageBuilder, Progress
@@ -255,7 +255,7 @@ class GymSessions:
 
     async def fork(self, session_id: str, owner: str | None, n: int,
                    how: str = "replay") -> tuple[list[GymSessionInfo], int]:
-        """``n`` new sessions that go on from this one's state (``rock.envs.gym_forks``), and how
+        """``n`` new sessions that go on from this one's state (``rock.envs.gym.forks``), and how
         many actions each replayed."""
         return await gym_forks.fork(self, session_id, owner, n, how)
 
