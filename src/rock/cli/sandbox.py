@@ -77,8 +77,7 @@ def _config(args, **kw) -> SandboxConfig:
 def _admin(args) -> Http:
     """The admin's sandbox API for calls about sandboxes by id or in bulk (list, stop, delete),
     with the headers a Sandbox of the same options would send."""
-    config = _config(args)
-    return Http(config.base_url, config.headers(), config.request_timeout)
+    return Http.for_config(_config(args))
 
 
 async def _attached(args) -> Sandbox:

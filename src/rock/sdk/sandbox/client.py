@@ -116,7 +116,7 @@ class Sandbox(FilesMixin, LifecycleMixin, SnapshotsMixin, NohupMixin):
     @property
     def _http(self) -> Http:
         if self._http_client is None:
-            self._http_client = Http(self.config.base_url, self.config.headers(), self.config.request_timeout)
+            self._http_client = Http.for_config(self.config)
         return self._http_client
 
     def _need_id(self) -> str:

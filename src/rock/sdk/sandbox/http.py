@@ -97,6 +97,12 @@ class Http:
         fixed = {"host": host, "accept": "*/*", "content-type": "application/json", **headers}
         self._head = b"".join(f"{k}: {v}\r\n".encode() for k, v in fixed.items())
 
+    @classmethod
+    def for_config(cls, config) -> "Http":
+        """A client for the admin a ``SandboxConfig`` names: its URL, its headers
+        (``SandboxConfig.headers()``) and its read timeout."""
+        return cls(config.base_url, config.headers(), config.request_timeout)
+
     async def post(self, path: str, body: dict, timeout: float | None | object = httpx.USE_CLIENT_DEFAULT) -> Any:
         """POST ``body`` as JSON to ``path`` under the sandbox API; the envelope's result."""
         data = _dumps(body)
