@@ -8,7 +8,7 @@ import importlib.util
 import logging
 import sys
 
-from rock.cli import admin, cluster, config_ini, image, job, resolve_admin_options, sandbox, snapshots, suites
+from rock.cli import admin, cluster, config_ini, image, job, resolve_admin_options, sandbox, snapshots, suites, volumes
 from rock.cli.output import Out
 from rock.errors import RockError
 
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_parser(sub)
     sandbox.add_parser(sub)
     snapshots.add_parser(sub)
+    volumes.add_parser(sub)
     image.add_parser(sub)
     job.add_parser(sub)
     suites.add_parser(sub)

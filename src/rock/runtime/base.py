@@ -26,6 +26,16 @@ from rock.runtime.host_policy import owner_key
 if TYPE_CHECKING:
     from rock.runtime.snapshots import Snapshot
 
+class VolumeBind(BaseModel):
+    """A volume's host directory mounted into a sandbox at ``target`` (``rock.admin.volumes``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str
+    target: str
+    read_only: bool = False
+
+
 class SandboxSpec(BaseModel):
     """What a caller asks a backend for."""
 
@@ -53,6 +63,8 @@ class SandboxSpec(BaseModel):
     # Host paths mounted read-only at the same path: only the env image builder sets these (the
     # operator's package index and CA bundle in a build sandbox); no request field reaches them.
     ro_binds: list[str] = Field(default_factory=list)
+    # Volumes of the sandbox's tenant, resolved by the admin to their host directories.
+    volume_binds: list[VolumeBind] = Field(default_factory=list)
 
 
 class RuntimeHandle(BaseModel):

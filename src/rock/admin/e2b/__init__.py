@@ -19,13 +19,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from rock.admin.context import Ctx
-from rock.admin.e2b import control, filesystem, interpreter, process
+from rock.admin.e2b import control, filesystem, interpreter, process, volumes
 from rock.admin.e2b.common import E2BError, Users
 from rock.admin.e2b.connect import ConnectError, SandboxGone, end_stream, error_response, gone_response
 
 # Past the generic token gate: these routes authenticate themselves (X-API-KEY, the access token).
 OPEN_PATHS = ("/sandboxes", "/sandboxes/", "/v2/sandboxes", "/v2/sandboxes/", "/snapshots", "/templates/", "/files",
-              "/process.Process/", "/filesystem.Filesystem/", "/execute", "/contexts", "/contexts/")
+              "/process.Process/", "/filesystem.Filesystem/", "/execute", "/contexts", "/contexts/", *volumes.OPEN_PATHS)
 
 
 def is_envd_health(request: Request) -> bool:
@@ -45,6 +45,7 @@ def install(app: FastAPI, ctx: Ctx) -> None:
     users = Users()
     if ctx.settings.role == "admin":
         app.include_router(control.router(ctx))
+        app.include_router(volumes.router(ctx))
     app.include_router(process.router(ctx, users))
     app.include_router(filesystem.router(ctx, users))
     app.include_router(interpreter.router(ctx))

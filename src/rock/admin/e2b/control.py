@@ -24,6 +24,7 @@ from starlette.responses import Response
 from rock.actions.sandbox import EnvVars, SandboxStartRequest, check_env, parse_memory
 from rock.admin.context import Ctx
 from rock.admin.e2b import snapshots as snapshot_routes
+from rock.admin.e2b import volumes as volume_routes
 from rock.admin.e2b.common import (CLIENT_ID, ENVD_VERSION, KEEP_AFTER_TIMEOUT, META_KEY, TOKEN_KEY, E2BError,
                                    control_record, is_e2b, json_object, owner_of, paged, route)
 from rock.admin.openapi import body as body_doc, params
@@ -38,7 +39,6 @@ MAX_TIMEOUT = 7 * 24 * 3600
 REFUSED = {
     "network": "per-sandbox network rules are not supported; use allow_internet_access",
     "mcp": "MCP gateways are not supported",
-    "volumeMounts": "volumes are not supported; use files.write or a template image",
     "iam": "IAM roles are not supported",
 }
 
@@ -214,7 +214,8 @@ def router(ctx: Ctx) -> APIRouter:
         # An E2B sandbox past its timeout is gone (E2B kills it): its kept files go soon after the idle
         # stop; not at once, which would race a kill's own stop-then-delete.
         req = SandboxStartRequest(image=image, auto_clear_seconds=timeout, auto_delete_seconds=KEEP_AFTER_TIMEOUT,
-                                  env=env or None, network=internet is True, snapshot=snapshot, **lived)
+                                  env=env or None, network=internet is True, snapshot=snapshot,
+                                  volumes=volume_routes.mounts_of(body), **lived)
         try:
             check_start_request(req, ctx.worker.backend_name, ctx.settings)
             extra = {TOKEN_KEY: secrets.token_urlsafe(24), META_KEY: {"template": template, "metadata": metadata}}

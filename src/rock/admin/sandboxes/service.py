@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import time
 import uuid
@@ -32,6 +33,7 @@ from rock.admin.sandboxes.held import HeldRecords
 from rock.admin.sandboxes.nodes import node_back, node_lost
 from rock.admin.sandboxes.snapshots import SnapshotCatalog
 from rock.admin.sandboxes.reaper import Reaper
+from rock.admin.volumes import Volumes
 from rock.admin.store import HELD, LIVE, TRANSITIONS, SandboxRecord, Store
 from rock.config import Settings
 from rock.errors import (BadRequest, Conflict, RockError, SandboxNotFound, SandboxNotRunning, SandboxPaused,
@@ -73,6 +75,9 @@ class Sandboxes:
         self.snapshots, self.get_snapshot, self.delete_snapshot = (catalog.snapshots, catalog.get_snapshot,
                                                                    catalog.delete_snapshot)
         self.from_snapshot = catalog.from_snapshot
+        # Tenants' volumes (rock.admin.volumes); a start's mounts resolve through it.
+        self.volumes = Volumes(settings.state_dir, self.records, LIVE,
+                               os.path.dirname(os.path.dirname(settings.host_python)))
         self.reaper = Reaper(self)  # idle TTLs and the reaper lease (rock.admin.sandboxes.reaper)
         if hasattr(worker, "listeners"):
             worker.listeners.append(self)
@@ -130,6 +135,7 @@ class Sandboxes:
             await asyncio.gather(task, return_exceptions=True)
         await asyncio.gather(*self._saving, return_exceptions=True)
         await self.flush()
+        await asyncio.to_thread(self.volumes.close)
 
     # -- what the records ask of the service (HeldRecords' callbacks) ---------------------------
 
@@ -265,6 +271,7 @@ class Sandboxes:
             memory_bytes=parse_memory(req.memory), cpus=req.limit_cpus or req.cpus,
             pids_limit=self.settings.pids_limit, network=req.network, env=req.env or {}, labels=labels,
             gpus=gpus_wanted(req.num_gpus), disk_bytes=parse_memory(req.disk), node_selector=selector,
+            volume_binds=self.volumes.binds(record.owner, [m.model_dump() for m in req.volumes or ()]),
             **start_checks.spec_extras(req),
         )
 
