@@ -62,11 +62,9 @@ class VolumeFiles:
                 try:
                     nxt = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
                 except (FileNotFoundError, NotADirectoryError):
-                    raise PathNotFound(f"path {path!r} not found") from None
-                except OSError as exc:
-                    if exc.errno == errno.ELOOP:
+                    if os.path.islink(f"/proc/self/fd/{fd}/{part}"):
                         raise BadRequest(f"path {path!r} goes through a symbolic link") from None
-                    raise
+                    raise PathNotFound(f"path {path!r} not found") from None
                 os.close(fd)
                 fd = nxt
             yield fd, parts[-1] if parts else ""
