@@ -8,19 +8,20 @@ TEMPLATE. The content API's address is the same server: E2B_VOLUME_API_URL, set 
 E2B_API_URL as a user of a self-hosted server sets it. Prints "E2B VOLUMES OK" when every check passed.
 """
 
+import contextlib
 import os
 
 os.environ.setdefault("E2B_VOLUME_API_URL", os.environ["E2B_API_URL"])
 
-import e2b  # noqa: E402
-from e2b import NotFoundException, Sandbox, SandboxException, Volume  # noqa: E402
-from e2b.exceptions import VolumeNotFoundException, VolumePathNotFoundException  # noqa: E402
+import e2b
+from e2b import NotFoundException, Sandbox, SandboxException, Volume
+from e2b.exceptions import VolumeNotFoundException, VolumePathNotFoundException
 
 print("e2b", e2b.__file__)
 assert os.environ["E2B_VENV"] in e2b.__file__, "not the venv's own e2b package"
 OTHER = os.environ["OTHER_KEY"]
 TEMPLATE = os.environ["TEMPLATE"]
-NAME = "vol-%d" % os.getpid()
+NAME = f"vol-{os.getpid()}"
 made = []
 
 try:
@@ -101,10 +102,8 @@ try:
     assert NAME not in [v.name for v in Volume.list()]
 finally:
     for s in made:
-        try:
+        with contextlib.suppress(Exception):  # already gone
             s.kill()
-        except Exception:  # noqa: BLE001 - already gone
-            pass
     for v in Volume.list():
         if v.name == NAME:
             Volume.destroy(v.volume_id)

@@ -119,8 +119,9 @@ async def test_mount_paths_over_the_sandboxes_machinery_are_refused(vol_admin):
                 await sandbox.start()
             assert sandbox.sandbox_id is None
             await sandbox.aclose()
-        r = httpx.post(vol_admin.url + PREFIX + "/start_async", headers={"Authorization": "Bearer vol-token-a"},
-                       json={"volumes": [{"name": name, "path": "data"}]})
+        async with httpx.AsyncClient() as http:
+            r = await http.post(vol_admin.url + PREFIX + "/start_async", headers={"Authorization": "Bearer vol-token-a"},
+                                json={"volumes": [{"name": name, "path": "data"}]})
         assert r.status_code == 422 and "path" in r.text, r.text
     finally:
         await volumes.delete(name)
