@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from rock.cli import add_admin_options
 from rock.cli.output import Out
-from rock.sdk.sandbox.config import SandboxConfig
+from rock.cli.snapshots import _with as snapshot_client
 from rock.sdk.sandbox.volumes import Volumes
 
 
@@ -30,15 +28,8 @@ def add_parser(sub) -> None:
 
 
 def _with(args, use):
-    async def go():
-        volumes = Volumes(SandboxConfig(base_url=args.url, token=args.token,
-                                        extra_headers=getattr(args, "extra_headers", {})))
-        try:
-            return await use(volumes)
-        finally:
-            await volumes.aclose()
-
-    return asyncio.run(go())
+    """``use(volumes)`` on the admin and token of the command's options (``rock.cli.snapshots``' client)."""
+    return snapshot_client(args, None, lambda sandbox: use(sandbox.volumes))
 
 
 def cmd_create(args, out: Out) -> int:
