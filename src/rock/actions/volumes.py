@@ -37,6 +37,7 @@ class VolumeCreateRequest(_Ours):
         return v
 
     def size_bytes(self) -> int | None:
+        """The size in bytes (None: the admin's default)."""
         from rock.actions.sandbox import parse_memory
 
         return None if self.size is None else parse_memory(str(self.size))

@@ -77,7 +77,8 @@ class Sandboxes:
         self.from_snapshot = catalog.from_snapshot
         # Tenants' volumes (rock.admin.volumes); a start's mounts resolve through it.
         self.volumes = Volumes(settings.state_dir, self.records, LIVE,
-                               os.path.dirname(os.path.dirname(settings.host_python)))
+                               os.path.dirname(os.path.dirname(settings.host_python)),
+                               local=not (settings.cluster or settings.simulated_cluster))
         self.reaper = Reaper(self)  # idle TTLs and the reaper lease (rock.admin.sandboxes.reaper)
         if hasattr(worker, "listeners"):
             worker.listeners.append(self)

@@ -89,8 +89,9 @@ class Volumes:
     """The volumes of every owner on this admin (see the module's rules). ``records``: the
     sandboxes' live records, to tell which volumes are in use."""
 
-    def __init__(self, state_dir: Path, records: dict, live_states, python_prefix: str):
+    def __init__(self, state_dir: Path, records: dict, live_states, python_prefix: str, local: bool = True):
         self.root = Path(state_dir) / "volumes"
+        self._local = local  # the sandboxes run on this machine (not on a cluster's nodes)
         self._records, self._live = records, live_states
         self._protected = (python_prefix,) if python_prefix not in ("", "/") else ()
         self._lock = asyncio.Lock()
@@ -185,6 +186,9 @@ class Volumes:
     def binds(self, owner: str | None, mounts: list[dict]) -> list[VolumeBind]:
         """A start's volume mounts (``{"name", "path", "read_only"}``), checked and resolved."""
         binds, seen = [], set()
+        if mounts and not self._local:
+            raise BadRequest("volumes: this admin places sandboxes on a cluster's nodes, and volumes live on the "
+                             "admin's machine; start the sandbox without volumes")
         for m in mounts:
             path = check_mount_path(m["path"], self._protected)
             if path in seen:
