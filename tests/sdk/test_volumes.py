@@ -126,3 +126,44 @@ async def test_mount_paths_over_the_sandboxes_machinery_are_refused(vol_admin):
     finally:
         await volumes.delete(name)
         await volumes.aclose()
+
+
+async def test_a_sandbox_from_a_snapshot_mounts_the_volumes_its_own_request_names(vol_admin):
+    if vol_admin.backend == "gvisor":
+        pytest.skip("the snapshot's rules are the same on every backend; docker and bwrap show them")
+    volumes = Volumes(cfg(vol_admin))
+    name = f"snap-{uuid.uuid4().hex[:8]}"
+    await volumes.create(name, size="1M")
+    boxes: list[Sandbox] = []
+    snap = None
+    try:
+        source = Sandbox(cfg(vol_admin, volumes=[VolumeMount(name=name, path="/data")]))
+        boxes.append(source)
+        await source.start()
+        await run(source, "echo in the volume > /data/v; echo in the layer > /root/l")
+        snap = await source.snapshot()
+        await source.stop()
+        bare = Sandbox(cfg(vol_admin, snapshot=snap.name))
+        boxes.append(bare)
+        await bare.start()
+        assert (await run(bare, "cat /root/l")).output.strip() == "in the layer"
+        assert "in the volume" not in (await run(bare, "cat /data/v 2>&1")).output  # not in the snapshot
+        await bare.stop()
+        await volumes.delete(name)  # nothing started from the snapshot holds it
+        await volumes.create(name, size="1M")
+        again = Sandbox(cfg(vol_admin, snapshot=snap.name, volumes=[VolumeMount(name=name, path="/data")]))
+        boxes.append(again)
+        await again.start()
+        assert (await run(again, "echo new > /data/v; cat /data/v")).output.strip() == "new"
+        with pytest.raises(Conflict):
+            await volumes.delete(name)
+    finally:
+        for sandbox in boxes:
+            if sandbox.sandbox_id:
+                await sandbox.delete()  # docker: a kept container holds the snapshot's image
+            await sandbox.aclose()
+        if snap is not None:
+            await boxes[0].delete_snapshot(snap.name)
+        for left in await volumes.list():
+            await volumes.delete(left.name)
+        await volumes.aclose()

@@ -218,6 +218,7 @@ class Sandboxes:
         draft = SandboxRecord(sandbox_id=sandbox_id, owner=owner, image=req.image, namespace=meta.get("namespace"))
         if req.snapshot:  # its image and limits are the snapshot's (rock.admin.sandboxes.snapshots)
             req, spec = await self.from_snapshot(req, draft)
+            spec.volume_binds = self.volumes.binds(owner, [m.model_dump() for m in req.volumes or ()])
         else:
             spec = self.spec_for(draft, req)
         self.worker.check(spec)
