@@ -5,7 +5,9 @@ deleted, and another tenant's volume is a missing one. Real admins, real sandbox
 
 from __future__ import annotations
 
+import tempfile
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,7 +15,7 @@ import pytest
 from rock.errors import BadRequest, Conflict, VolumeNotFound
 from rock.sdk.sandbox import Sandbox, SandboxConfig, VolumeMount, Volumes
 from tests.admin.harness import Admin, backend_params
-from tests.conftest import GVISOR
+from tests.conftest import GVISOR, SESSION_ROOT
 
 PREFIX = "/apis/envs/sandbox/v1"
 TOKENS = {"vol-token-a": "tenant-a", "vol-token-b": "tenant-b"}
@@ -167,3 +169,38 @@ async def test_a_sandbox_from_a_snapshot_mounts_the_volumes_its_own_request_name
         for left in await volumes.list():
             await volumes.delete(left.name)
         await volumes.aclose()
+
+
+@pytest.mark.bwrap
+async def test_volumes_outlive_an_admin_restart_and_nothing_stays_mounted():
+    state = Path(tempfile.mkdtemp(prefix="v", dir=SESSION_ROOT))  # short: the agent's socket path has a limit
+    first = Admin("bwrap", state_dir=state, tokens=TOKENS).start()
+    try:
+        volumes = Volumes(cfg(first))
+        await volumes.create("kept", size="1M")
+        box = Sandbox(cfg(first, volumes=[VolumeMount(name="kept", path="/data")]))
+        await box.start()
+        try:
+            await run(box, "echo before the restart > /data/f")
+        finally:
+            await box.delete()
+            await box.aclose()
+        await volumes.aclose()
+    finally:
+        first.stop(stop_sandboxes=True)
+    assert str(state) not in Path("/proc/self/mountinfo").read_text()  # the admin unmounted its volumes on leaving
+    second = Admin("bwrap", state_dir=state, tokens=TOKENS).start()
+    try:
+        volumes = Volumes(cfg(second))
+        assert [v.name for v in await volumes.list()] == ["kept"]
+        box = Sandbox(cfg(second, volumes=[VolumeMount(name="kept", path="/data", read_only=True)]))
+        await box.start()
+        try:
+            assert (await run(box, "cat /data/f")).output.strip() == "before the restart"
+        finally:
+            await box.delete()
+            await box.aclose()
+        await volumes.delete("kept")
+        await volumes.aclose()
+    finally:
+        second.stop(stop_sandboxes=True)
