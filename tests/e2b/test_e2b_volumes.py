@@ -77,3 +77,8 @@ def test_content_api_stays_inside_the_volume(client, volume, e2b_admin):
     assert listed["passwd"]["type"] == "symlink" and listed["passwd"]["target"] == "/etc/passwd", listed
     assert client.put(f"/volumecontent/{vid}/file", params={"path": "/ok"}, headers=bearer, content=b"fine").status_code == 201
     assert client.get(f"/volumecontent/{vid}/file", params={"path": "/ok"}, headers=bearer).content == b"fine"
+    # removing a folder that holds a link removes the link, not what it points at
+    (root / "dir").mkdir()
+    (root / "dir" / "host-etc").symlink_to("/etc")
+    assert client.delete(f"/volumecontent/{vid}/path", params={"path": "/dir"}, headers=bearer).status_code == 204
+    assert not (root / "dir").exists() and Path("/etc/passwd").is_file()

@@ -25,7 +25,7 @@ import hmac
 
 from fastapi import APIRouter
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from rock.actions.volumes import VolumeMount
 from rock.admin.context import Ctx
@@ -36,6 +36,7 @@ from rock.errors import RockError
 
 OPEN_PATHS = ("/volumes", "/volumes/", "/volumecontent/")
 MAX_MOUNTS = 16
+CHUNK = 1 << 20
 
 
 def mounts_of(body: dict) -> list[VolumeMount] | None:
@@ -169,8 +170,14 @@ def router(ctx: Ctx) -> APIRouter:
 
     @route(api, "/volumecontent/{volume_id}/file", "GET")
     async def read_file(request: Request, volume_id: str):
-        data = await call(files(request, volume_id).read_file, path_of(request))
-        return Response(data, media_type="application/octet-stream")
+        f = await call(files(request, volume_id).open_file, path_of(request))
+
+        def chunks():
+            with f:
+                while chunk := f.read(CHUNK):
+                    yield chunk
+
+        return StreamingResponse(chunks(), media_type="application/octet-stream")
 
     @route(api, "/volumecontent/{volume_id}/file", "PUT")
     async def write_file(request: Request, volume_id: str):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -35,6 +34,21 @@ def _parts(path: str) -> list[str]:
     if ".." in parts:
         raise BadRequest(f"path {path!r}: '..' is not allowed in a volume path")
     return parts
+
+
+def _remove_tree(dir_fd: int, name: str) -> None:
+    """Remove the directory ``name`` under ``dir_fd`` and what is in it, by fds: a link inside is
+    removed, never followed."""
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+    try:
+        for child in os.listdir(fd):
+            if stat.S_ISDIR(os.stat(child, dir_fd=fd, follow_symlinks=False).st_mode):
+                _remove_tree(fd, child)
+            else:
+                os.unlink(child, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=dir_fd)
 
 
 def _iso(seconds: float) -> str:
@@ -132,18 +146,20 @@ class VolumeFiles:
             self._own(fd, name, uid, gid, mode)
             return self._entry(fd, name, path)
 
-    def read_file(self, path: str) -> bytes:
+    def open_file(self, path: str):
+        """The file at ``path``, open for reading (the caller closes it; a large file streams)."""
         with self._parent(path) as (fd, name):
             try:
-                ffd = os.open(name or ".", os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
+                ffd = os.open(name or ".", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
             except (FileNotFoundError, NotADirectoryError):
                 raise PathNotFound(f"path {path!r} not found") from None
             except OSError as exc:
                 raise BadRequest(f"path {path!r} is not a regular file") from exc
-        with os.fdopen(ffd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise BadRequest(f"path {path!r} is not a regular file")
-            return f.read()
+        f = os.fdopen(ffd, "rb")
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            f.close()
+            raise BadRequest(f"path {path!r} is not a regular file")
+        return f
 
     def write_file(self, path: str, data: bytes, uid=None, gid=None, mode=None) -> dict:
         with self._parent(path, make=True) as (fd, name):
@@ -173,7 +189,7 @@ class VolumeFiles:
                 raise BadRequest("path: the volume's root is removed by deleting the volume")
             st = self._entry(fd, name, path)
             if st["type"] == "directory":
-                shutil.rmtree(name, dir_fd=fd)  # the fd-based walk: links inside are removed, not followed
+                _remove_tree(fd, name)
             else:
                 os.unlink(name, dir_fd=fd)
 
