@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from e2b import BuildException, Sandbox, SandboxException, Secret, Template, TemplateException, Volume
+from e2b import BuildException, Sandbox, SandboxException, Secret, Template, TemplateException, Volume, wait_for_file
 from e2b.api.client.api.templates import delete_templates_template_id
 from e2b.api.client_sync import get_api_client
 from e2b.connection_config import ConnectionConfig
@@ -20,7 +20,7 @@ HOST, PORT = os.environ["PROBE_HOST"], os.environ["PROBE_PORT"]
 def expect(exc_type, fn, *args, **kwargs):
     try:
         fn(*args, **kwargs)
-    except exc_type as exc:  # noqa: BLE001
+    except exc_type as exc:
         return exc
     raise AssertionError(f"{fn.__name__} did not raise {exc_type.__name__}")
 
@@ -74,12 +74,13 @@ def build_and_use() -> None:
     assert response.status_code == 404, response
     assert Template.exists(NAME)
 
-    # fromTemplate: a template built on this one
-    child = Template().from_template(NAME).run_cmd("cat /opt/app/built.txt > /opt/app/child")
+    # fromTemplate: a template built on this one; its startCmd runs in each sandbox, ready when its readyCmd is
+    child = (Template().from_template(NAME).run_cmd("cat /opt/app/built.txt > /opt/app/child")
+             .set_start_cmd("sleep 1; echo started > /tmp/started; sleep 600", wait_for_file("/tmp/started")))
     Template.build(child, f"{NAME}-child")
     sandbox = Sandbox.create(template=f"{NAME}-child")
     try:
-        assert sandbox.commands.run("cat /opt/app/child").stdout == "built\n"
+        assert sandbox.commands.run("cat /opt/app/child /tmp/started").stdout == "built\nstarted\n"
     finally:
         sandbox.kill()
 

@@ -26,9 +26,9 @@ from starlette.responses import Response
 from rock.admin.context import Ctx
 from rock.admin.e2b.common import E2BError, json_object, owner_of, route
 from rock.admin.e2b.connect import json_response
-from rock.admin.templates.steps import HASH
 from rock.admin.e2b.snapshots import delete_snapshot
-from rock.admin.templates import Build, Template, Templates, TemplateNotFound, served
+from rock.admin.templates import Build, Template, TemplateNotFound, Templates, served
+from rock.admin.templates.steps import HASH
 from rock.errors import RockError
 
 log = logging.getLogger("rock.admin.e2b")
@@ -185,24 +185,25 @@ def router(ctx: Ctx, templates: Templates) -> APIRouter:
         return json_response([{"tag": tag, "buildID": build_id, "createdAt": _iso(template.builds[build_id].created_at)}
                               for tag, build_id in sorted(template.tags.items())])
 
-    @route(api, "/templates/tags", "POST")
-    async def assign(request: Request):
+    async def tag_request(request: Request, key: str) -> tuple[str, str, list[str]]:
+        """(caller, the template ``key`` names, the tags) of a tags body; 400 when either is missing."""
         who = owner(request)
         body = await json_object(request, E2BError)
-        target, wanted = body.get("target"), _strings(body, "tags")
-        if not isinstance(target, str) or not target or not wanted:
-            raise E2BError(400, "target (name:tag) and tags are required")
+        ref, wanted = body.get(key), _strings(body, "tags")
+        if not isinstance(ref, str) or not ref or not wanted:
+            raise E2BError(400, f"{key} and tags are required")
+        return who, ref, wanted
+
+    @route(api, "/templates/tags", "POST")
+    async def assign(request: Request):
+        who, target, wanted = await tag_request(request, "target")
         with e2b_errors():
             build = templates.assign(who, target, wanted)
         return json_response({"buildID": build.build_id, "tags": wanted}, 201)
 
     @route(api, "/templates/tags", "DELETE")
     async def untag(request: Request):
-        who = owner(request)
-        body = await json_object(request, E2BError)
-        name, wanted = body.get("name"), _strings(body, "tags")
-        if not isinstance(name, str) or not name or not wanted:
-            raise E2BError(400, "name and tags are required")
+        who, name, wanted = await tag_request(request, "name")
         with e2b_errors():
             templates.untag(who, name, wanted)
         return Response(status_code=204)

@@ -38,6 +38,7 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 DEFAULT_TAG = "latest"
 MAX_LOGS = 10000  # lines kept per build: a chatty RUN does not grow the admin without bound
+MAX_FAILED = 1000  # failed first builds whose status is kept (the oldest go first)
 
 
 class TemplateNotFound(RockError):
@@ -265,6 +266,8 @@ class Templates:
             if not template.ready:  # a first build that failed leaves no template
                 self.items.pop(template.template_id, None)
                 self._failed[build.build_id] = (template, build)
+                while len(self._failed) > MAX_FAILED:
+                    self._failed.pop(next(iter(self._failed)))
             log.info("template %s build %s failed: %s", template.name, build.build_id, message)
         else:
             build.image, build.status = image, "ready"

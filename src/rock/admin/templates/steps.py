@@ -103,7 +103,7 @@ def plan(base: str, steps: list) -> Plan:
             if not args or len(args) % 2:
                 raise BadRequest(f"{where}: ENV needs name and value pairs")
             pairs = []
-            for key, value in zip(args[::2], args[1::2]):
+            for key, value in zip(args[::2], args[1::2], strict=True):
                 if not _ENV_KEY.match(key):
                     raise BadRequest(f"{where}: {key!r} is not an environment variable name")
                 pairs.append(f"{key}={json.dumps(value)}")
