@@ -139,3 +139,16 @@ def test_template_requests_are_checked(e2b_admin):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=30)
     assert refused.value.code == 404
+
+
+def test_steps_become_one_checked_dockerfile():
+    """The SDK's Dockerfile parser brackets the steps with USER/WORKDIR; a USER replaced before any
+    RUN or COPY is no step of its own, a RUN's user applies to it alone, the image ends as root."""
+    from rock.admin.templates.steps import plan
+
+    made = plan("python:3.11", [{"type": "USER", "args": ["root"]}, {"type": "WORKDIR", "args": ["/"]},
+                                {"type": "ENV", "args": ["A", 'b "c"']}, {"type": "RUN", "args": ["id -un", "nobody"]},
+                                {"type": "USER", "args": ["user"]}, {"type": "WORKDIR", "args": ["/home/user"]}])
+    assert made.dockerfile.splitlines() == ["FROM python:3.11", "WORKDIR /", 'ENV A="b \\"c\\""', "USER nobody",
+                                            'RUN ["/bin/sh", "-c", "id -un"]', "WORKDIR /home/user", "USER root"]
+    assert made.step_of == ["base", "2", "3", "4", "4", "6", "finalize"]

@@ -120,8 +120,25 @@ def plan(base: str, steps: list) -> Plan:
     if user and user != "root":  # ROCK's agent starts as the image's user: it needs root
         lines.append("USER root")
         out.step_of.append("finalize")
-    out.dockerfile = "\n".join(lines) + "\n"
+    kept = _without_superseded_users(lines)
+    out.dockerfile = "\n".join(lines[i] for i in kept) + "\n"
+    out.step_of = [out.step_of[i] for i in kept]
     return out
+
+
+def _without_superseded_users(lines: list[str]) -> list[int]:
+    """The indexes of the lines to keep: a USER that another USER replaces before any RUN or COPY
+    ran as it changes nothing, and each is a builder step of its own (the SDK's Dockerfile parser
+    adds USER root at the start and USER user at the end, then we add USER root)."""
+    kept: list[int] = []
+    for i, line in enumerate(lines):
+        if line.startswith("USER "):
+            later = next((other.split(" ", 1)[0] for other in lines[i + 1:]
+                          if other.startswith(("USER ", "RUN ", "COPY "))), None)
+            if later == "USER":
+                continue
+        kept.append(i)
+    return kept
 
 
 def context(the_plan: Plan, uploads: Path):
