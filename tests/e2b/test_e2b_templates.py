@@ -113,8 +113,13 @@ def test_template_requests_are_checked(e2b_admin):
     assert code == 400 and "template name" in body["message"], body
     code, body = _call(e2b_admin, "POST", "/v3/templates", body={"name": "base"})
     assert code == 409, body
-    code, made = _call(e2b_admin, "POST", "/v3/templates", body={"name": f"chk-{uuid.uuid4().hex[:8]}"})
-    assert code == 202, made
+    name = f"chk-{uuid.uuid4().hex[:8]}"
+    code, abandoned = _call(e2b_admin, "POST", "/v3/templates", body={"name": name})
+    assert code == 202, abandoned
+    code, made = _call(e2b_admin, "POST", "/v3/templates", body={"name": name})  # a build never started holds nothing
+    assert code == 202 and made["templateID"] == abandoned["templateID"], made
+    code, body = _call(e2b_admin, "GET", f"/templates/{name}/builds/{abandoned['buildID']}/status")
+    assert code == 404, body
     start = f"/v2/templates/{made['templateID']}/builds/{made['buildID']}"
     for bad, words in [({"fromImage": "x", "fromTemplate": "y"}, "exactly one"),
                        ({"fromImage": "python:3.11", "steps": [{"type": "RUN", "args": ["echo hi", "bad user!"]}]},

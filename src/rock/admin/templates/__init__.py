@@ -187,8 +187,10 @@ class Templates:
         except TemplateNotFound:
             template = Template(template_id=uuid.uuid4().hex[:20], owner=owner, name=name)
             self.items[template.template_id] = template
-        if any(b.status in ("waiting", "building") for b in template.builds.values()):
+        if any(b.status == "building" for b in template.builds.values()):
             raise Conflict(f"template '{name}' has a build in progress: wait for it before starting another")
+        for stale in [b for b in template.builds.values() if b.status == "waiting"]:  # requested, never started
+            template.builds.pop(stale.build_id)
         build = Build(build_id=str(uuid.uuid4()))
         template.builds[build.build_id] = build
         template.pending_tags = list(dict.fromkeys(wanted))
@@ -313,7 +315,7 @@ class Templates:
         from rock.runtime.docker.images import remove_image
 
         template = self.find(owner, ref, building=True)
-        if any(b.status in ("waiting", "building") for b in template.builds.values()):
+        if any(b.status == "building" for b in template.builds.values()):
             raise Conflict(f"template '{ref}' has a build in progress: wait for it before deleting the template")
         self.items.pop(template.template_id, None)
         self._save()

@@ -176,7 +176,10 @@ def _add_upload(tar: tarfile.TarFile, path: Path, files_hash: str) -> None:
                     continue  # devices and fifos have no place in a template
                 member.name = f"{prefix}/{name}"
                 if member.islnk():
-                    member.linkname = f"{prefix}/{posixpath.normpath(member.linkname.lstrip('/'))}"
+                    target = posixpath.normpath(member.linkname.lstrip("/"))
+                    if target == ".." or target.startswith("../"):
+                        raise BadRequest(f"the upload {files_hash} links {member.name!r} outside its folder")
+                    member.linkname = f"{prefix}/{target}"
                 tar.addfile(member, upload.extractfile(member) if member.isreg() else None)
     except tarfile.TarError as exc:
         raise BadRequest(f"the upload {files_hash} is not a readable tar: {exc}") from None
