@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 
 from bench.admin import AdminProcess
-from bench.e2b import _Client, each_backend
+from bench.e2b import _Client, against_floor, each_backend
 from bench.report import record
 from rock.config import Settings
 
@@ -74,11 +74,8 @@ async def _backend(ctx, backend: str, python) -> list[dict]:
         await asyncio.to_thread(_docker_build, context)
         n, block = ctx.n(6, 20), 2
         ctx.progress(f"e2b templates {backend}: Template.build x{n} (floor: docker build of the same Dockerfile)")
-        builds, floors = [], []
-        while len(builds) < n:
-            builds += client.ask("tbuild", block)
-            for _ in range(block):
-                floors.append(await asyncio.to_thread(_docker_build, context))
+        builds, floors = await against_floor(client, "tbuild", lambda: asyncio.to_thread(_docker_build, context), n,
+                                             block)
         return [record("e2b_template_build_ms", backend, builds, floor_s=floors)]
     finally:
         client.close()
