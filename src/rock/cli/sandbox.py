@@ -1,4 +1,4 @@
-"""``rock sandbox create|list|exec|shell|stop|restart|delete|logs`` (and ``pause|resume|snapshot|fork``,
+"""``rock sandbox create|list|exec|shell|stop|restart|delete|logs`` (and ``pause|resume|snapshot|fork|restore``,
 ``rock.cli.snapshots``): sandboxes for people, through the public SDK."""
 
 from __future__ import annotations

@@ -409,6 +409,31 @@ class Sandboxes:
         self.events.emit("snapshot", record, mode=mode, seconds=time.perf_counter() - began)
         return snap
 
+    async def restore(self, sandbox_id: str, owner: str | None, name: str) -> SandboxRecord:
+        """Roll a running or paused sandbox back to the owner's snapshot ``name`` in place: the
+        same id, tokens and ports; the snapshot's files (``full``: its processes) and the
+        sandbox's own limits. A paused sandbox runs afterwards. Commands still running end with
+        an error that says so. Another owner's sandbox or snapshot is missing (404); a snapshot
+        of another backend is a 400."""
+        record = await self.lookup(sandbox_id, owner)
+        snap = await self.get_snapshot(name, owner)
+        await self._wait_started(sandbox_id)
+        async with self.lock(sandbox_id):
+            if record.state not in ("running", "paused"):
+                raise Conflict(f"sandbox {sandbox_id} is {record.state}; only a running or paused sandbox can be "
+                               "restored in place (start a new one from the snapshot instead)")
+            began = time.perf_counter()
+            info = await self.worker.restore(sandbox_id, name, owner, record.node_id)
+            record.image = info.spec.image
+            self.touch(record)
+            if record.state == "paused":
+                record.spec = {k: v for k, v in record.spec.items() if k != "paused_at"}
+                await self._settle(self._change(record, "running", "restore"))
+            else:
+                self.save(record)
+        self.events.emit("restored", record, snapshot=name, mode=snap.mode, seconds=time.perf_counter() - began)
+        return record
+
     async def fork(self, sandbox_id: str, owner: str | None, count: int, mode: str = "filesystem",
                    keep_snapshot: bool = False, wait: bool = True,
                    meta: dict | None = None) -> tuple[list[SandboxRecord], Snapshot | None]:
