@@ -53,6 +53,7 @@ def test_the_swe_task_hides_its_tests_and_holds_the_repository_at_its_base(impor
     assert "+    return a + b" in (t / "solution" / "fix.patch").read_text()
     conf = tomllib.loads((t / "task.toml").read_text())
     assert conf["metadata"]["instance_id"] == "acme__calc-1" and conf["environment"]["workdir"] == "/testbed"
+    assert conf["environment"]["network_mode"] == "no-network"  # as ROCK runs it, so Harbor does too
 
 
 def test_the_terminal_bench_task_maps_as_harbor_maps_it(imported):

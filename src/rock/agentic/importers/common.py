@@ -10,6 +10,9 @@ from pathlib import Path, PurePosixPath
 
 from rock.agentic.tasks.errors import TaskError
 
+# Imported tasks run offline (ROCK's rollouts give the agent's and the verifier's sandboxes no
+# network); task.toml says so, so Harbor enforces the same (its default would be a public network).
+NETWORK_MODE = "no-network"
 # A task id becomes a folder name under OUT: letters, digits, ".", "_", "-", not starting with a dot.
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}")
 

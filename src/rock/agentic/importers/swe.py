@@ -29,6 +29,7 @@ import re
 from pathlib import Path
 
 from rock.agentic.importers.common import (
+    NETWORK_MODE,
     ImportResult,
     discard,
     fresh_folder,
@@ -215,4 +216,4 @@ def _write(row: dict, tid: str, target: Path, repos: Path | None, image: str | N
         "metadata": {k: v for k, v in meta.items() if isinstance(v, str)},
         "agent": {"timeout_sec": float(agent_timeout)},
         "verifier": {"timeout_sec": float(verifier_timeout)},
-        "environment": {"workdir": workdir}}))
+        "environment": {"workdir": workdir, "network_mode": NETWORK_MODE}}))

@@ -29,6 +29,7 @@ import dockerfile
 import yaml
 
 from rock.agentic.importers.common import (
+    NETWORK_MODE,
     ImportResult,
     discard,
     fresh_folder,
@@ -240,4 +241,4 @@ def _map(src: Path, target: Path, config: dict) -> None:
         "metadata": meta,
         "agent": {"timeout_sec": float(config.get("max_agent_timeout_sec") or 360.0)},
         "verifier": {"timeout_sec": float(config.get("max_test_timeout_sec") or 60.0)},
-        "environment": {"workdir": workdir}}))
+        "environment": {"workdir": workdir, "network_mode": NETWORK_MODE}}))
