@@ -3,6 +3,7 @@ task of our own become Harbor task folders that rollouts run (oracle 1.0, null 0
 bwrap); bad rows and bad task files fail naming themselves, and nothing a row says leaves OUT or
 reaches a shell on the host."""
 
+import asyncio
 import json
 import os
 
@@ -12,9 +13,10 @@ import tomllib
 from rock.agentic.importers import import_rows, import_tasks
 from rock.agentic.tasks import load_task
 from rock.agentic.tasks.jobs import run_job_sync
-from rock.agentic.tasks.rollout import RolloutOptions
+from rock.agentic.tasks.rollout import RolloutOptions, rollout
 from rock.cli.main import main
 from tests.agentic_tasks.importer_fixtures import (
+    FIXED,
     calc_repo,
     calc_row,
     git,
@@ -150,3 +152,26 @@ def test_a_malformed_task_yaml_fails_naming_the_file(tmp_path):
     (link / "tests" / "secret").symlink_to("/etc/passwd")
     (name, error), = import_tasks(link, tmp_path / "out2").failed
     assert name == "linked" and "symbolic link" in error
+
+
+def test_the_swe_verifier_needs_pass_to_pass_too_and_ignores_planted_tests(admin, imported):
+    """A change that fixes add but breaks sub pays 0 (PASS_TO_PASS fails); one that plants its own passing
+    test_add.py pays 0 too (dropped from its diff, and the hidden test comes from tests/ at verify time)."""
+    task = load_task(imported / "acme__calc-1")
+
+    async def breaks_sub(box, task):
+        await box.write_bytes(f"{task.workdir}/calc/__init__.py", FIXED.replace("a - b", "a * b").encode())
+
+    async def plants_test(box, task):
+        await box.write_bytes(f"{task.workdir}/tests/test_add.py",
+                              b"import unittest\n\n\nclass AddTest(unittest.TestCase):\n"
+                              b"    def test_add(self):\n        pass\n")
+
+    recs = {}
+    for policy, failing in ((breaks_sub, "FAIL: test_sub"), (plants_test, "FAIL: test_add")):
+        rec = recs[policy] = asyncio.run(rollout(task, RolloutOptions(base_url=admin.url, policy=policy)))
+        assert rec["error"] is None and rec["reward"] == 0.0, (rec["error"], rec["tests"])
+        assert failing in rec["tests"]["output"], rec["tests"]["output"]
+    # the attempts ran: the broken sub reached the verifier, the planted test was seen and dropped
+    assert "+    return a + b" in recs[breaks_sub]["diff"] and "+    return a * b" in recs[breaks_sub]["diff"]
+    assert "tests/test_add.py" in recs[plants_test]["ignored_paths"]
