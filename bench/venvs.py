@@ -66,15 +66,20 @@ def rlrock_python() -> Path:
 
 
 def python312() -> str:
-    """A Python 3.12 interpreter: ``python3.12`` on PATH, else pyenv's newest 3.12; VenvError when none."""
-    found = shutil.which("python3.12")
-    if found:
-        return found
+    """A Python 3.12 interpreter that runs: pyenv's newest 3.12, else ``python3.12`` on PATH (a pyenv shim there
+    may name no installed version, so each is tried); VenvError when none."""
     root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
-    for version in sorted(root.glob("3.12*"), reverse=True):
-        if (version / "bin" / "python3.12").exists():
-            return str(version / "bin" / "python3.12")
-    raise VenvError("Harbor needs Python 3.12: none on PATH (python3.12) nor under pyenv's versions")
+    candidates = [str(v / "bin" / "python3.12") for v in sorted(root.glob("3.12*"), reverse=True)]
+    candidates += [found for found in [shutil.which("python3.12")] if found]
+    for python in candidates:
+        try:
+            ok = subprocess.run([python, "-c", "import sys; assert sys.version_info[:2] == (3, 12)"],
+                                check=False, capture_output=True, timeout=60).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            ok = False
+        if ok:
+            return python
+    raise VenvError("Harbor needs Python 3.12: none under pyenv's versions nor on PATH (python3.12)")
 
 
 def harbor_python() -> Path:
