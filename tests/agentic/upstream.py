@@ -22,6 +22,17 @@ class QuietHandler(BaseHTTPRequestHandler):
     def _json(self):
         return json.loads(self.rfile.read(int(self.headers["content-length"])))
 
+    def _sse(self, parts: list[bytes]) -> None:
+        """A 200 text/event-stream answer written chunk by chunk (chunked encoding), as inference servers stream."""
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        for data in parts:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
     def _send(self, status, data, ctype):
         self.send_response(status)
         self.send_header("content-type", ctype)
