@@ -12,6 +12,8 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
+import httpx
+
 from rock.agentic import trajectories
 from rock.agentic.tasks.jobs import run_job
 from rock.agentic.tasks.rollout import RolloutOptions
@@ -142,6 +144,11 @@ def test_cli_runs_a_terminal_agent_on_a_model_server_and_a_refusing_one_is_a_cle
         assert (got.get("content") or "") == (sent.get("content") or "")
         assert [t["function"] for t in got.get("tool_calls") or ()] == [t["function"] for t in sent.get("tool_calls") or ()]
     assert any(c["response"]["choices"][0]["message"].get("tool_calls") for c in calls)  # the fix went through its tool
+    # the admin recorded the job as it ran (its UI's Jobs pages): the same record, the job ended
+    job_id = json.loads(proc.stdout)["job_id"]
+    job = httpx.get(f"{admin.url}/apis/v1/jobs/{job_id}").json()["result"]
+    assert (job["harness"], job["policy"], job["done"], job["running"]) == ("opencode", "openai", 1, False)
+    assert httpx.get(f"{admin.url}/apis/v1/jobs/{job_id}/rollouts/0").json()["result"] == r
 
     dead = f"http://127.0.0.1:{closed_port()}/v1"
     out = tmp_path / "down.jsonl"

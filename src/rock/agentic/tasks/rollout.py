@@ -214,7 +214,8 @@ async def rollout(task: Task, options: RolloutOptions, harness: Harness | None =
     policy_name = options.policy if isinstance(options.policy, str) else getattr(options.policy, "__name__", "script")
     rec: dict[str, Any] = {"suite": suite, "task_id": task.task_id, "category": task.metadata.get("library") or suite,
                            "harness": {"name": harness.name, "policy": policy_name}, "policy": policy_name,
-                           "model_calls": [], "diff": "", "ignored_paths": [], "tests": None, "reward": 0.0,
+                           "instruction": task.instruction[:20000], "model_calls": [], "diff": "",
+                           "ignored_paths": [], "tests": None, "reward": 0.0,
                            "resolved": False, "pass_rate": 0.0, "passed": False, "error": None, "timings": {}}
     tmp = Path(tempfile.mkdtemp(prefix="rock-rollout-"))
     try:
