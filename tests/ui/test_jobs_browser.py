@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from rock.agentic.tasks.report import JobReport
 from rock.sdk.sandbox import SandboxConfig
@@ -60,7 +61,8 @@ def call(index: int, prompt: list[int], completion: list[int], logprobs: list[fl
             "attempts": 1, "native": None, "answered_via": "upstream"}
 
 
-TOOL = {"id": "call_1", "type": "function", "function": {"name": "bash", "arguments": '{"command": "sed -i s/-/+/ calc.py"}'}}
+TOOL = {"id": "call_1", "type": "function",
+        "function": {"name": "bash", "arguments": '{"command": "sed -i s/-/+/ calc.py"}'}}
 DIFF = ("diff --git a/calc.py b/calc.py\n--- a/calc.py\n+++ b/calc.py\n@@ -1,2 +1,2 @@\n def add(a, b):\n"
         "-    return a - b\n+    return a + b\n")
 
@@ -236,7 +238,8 @@ def _jobs_and_rollouts(admin, browser, shots, tmp_path, sandbox_id):
     add(rollout("fix-a", 1.0, harness="ours"))
     page.goto(f"{admin.url}/ui/jobs/{job_id}")
     page.wait_for_selector("#live-state.on")
-    assert page.locator("#job-progress").inner_text() == "1 / 3" and page.locator("#job-state").inner_text() == "running"
+    assert page.locator("#job-progress").inner_text() == "1 / 3"
+    assert page.locator("#job-state").inner_text() == "running"
     page.evaluate("window.__noReload = true")
     add(rollout("fix-b", 0.0, harness="ours"))
     page.locator("#job-progress", has_text="2 / 3").wait_for()
@@ -294,3 +297,13 @@ def _jobs_and_rollouts(admin, browser, shots, tmp_path, sandbox_id):
     assert httpx.get(f"{admin.url}/apis/v1/jobs/{done}", headers=alice).json()["result"]["done"] == 3
     context_b.close()
     context.close()
+
+    # /metrics: each recorded rollout's phases in the phase histogram, by harness
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(httpx.get(f"{admin.url}/metrics", headers=alice).text)
+               for s in f.samples}
+    count = "rock_rollout_phase_duration_seconds_count"
+    assert samples[(count, (("harness", "opencode"), ("phase", "agent")))] == 4  # fix-add, fix-sub, big, huge
+    assert samples[(count, (("harness", "ours"), ("phase", "tests")))] == 4  # fix-mul, fix-a, fix-b, fix-c
+    assert samples[("rock_rollout_phase_duration_seconds_sum", (("harness", "opencode"), ("phase", "agent")))] == \
+        pytest.approx(4 * 2.4)

@@ -96,6 +96,7 @@ class JobBook:
         self.version = 0
         self._lock = threading.Lock()  # file appends run in threads
         self._waiters: set[asyncio.Event] = set()
+        self.listeners: list = []  # called with each new rollout's summary (the metrics' phase histogram)
         self._load()
 
     # -- changes -----------------------------------------------------------------------------
@@ -137,6 +138,8 @@ class JobBook:
         n = len(job.rollouts)
         job.rollouts.append(light(n, rec, offset, len(line)))
         self._index(job, job.rollouts[-1])
+        for listener in self.listeners:
+            listener(job.rollouts[-1])
         self._changed()
         return n
 
