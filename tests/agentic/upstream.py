@@ -30,6 +30,7 @@ class QuietHandler(BaseHTTPRequestHandler):
         self.end_headers()
         for data in parts:
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()  # each event goes out on its own, as a server streaming tokens sends them
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
@@ -89,22 +90,12 @@ class Upstream(LoopbackServer):
                                         "finish_reason": "stop", "token_ids": [10, 11], "logprobs": logprobs}],
                            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
                     return self._send(200, json.dumps(out).encode(), "application/json")
-                self.send_response(200)
-                self.send_header("content-type", "text/event-stream")
-                self.send_header("transfer-encoding", "chunked")
-                self.end_headers()
                 base = {"id": f"up-{n}", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
                 chunks = [dict(base, choices=[{"index": 0, "delta": {"role": "assistant", "content": "answer"},
                                                "token_ids": [10], "logprobs": logprobs, "finish_reason": None}]),
                           dict(base, choices=[{"index": 0, "delta": {"content": f" {n}"}, "token_ids": [11],
                                                "finish_reason": "stop"}])]
-                for chunk in chunks:
-                    self._chunk(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-                self._chunk(b"data: [DONE]\n\n")
-                self.wfile.write(b"0\r\n\r\n")
-
-            def _chunk(self, data: bytes) -> None:
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-                self.wfile.flush()
+                self._sse([b"data: " + json.dumps(chunk).encode() + b"\n\n" for chunk in chunks]
+                          + [b"data: [DONE]\n\n"])
 
         return Handler
