@@ -1,7 +1,8 @@
 """A scripted OpenAI-compatible server on the host's loopback (the 'inference engine' of proxy
 mode): it answers with token ids and logprobs like vLLM does, streams when asked, drops the
 connection of the first ``drop_first`` requests without an answer, then fails the next
-``fail_first`` with ``fail_status`` (503 unless told), to exercise retries."""
+``fail_first`` with ``fail_status`` (503 unless told), to exercise retries; ``sized_streams`` sends a
+stream whole, with a content-length."""
 
 from __future__ import annotations
 
@@ -60,8 +61,9 @@ class LoopbackServer:
 
 
 class Upstream(LoopbackServer):
-    def __init__(self, fail_first: int = 0, fail_status: int = 503, drop_first: int = 0):
+    def __init__(self, fail_first: int = 0, fail_status: int = 503, drop_first: int = 0, sized_streams: bool = False):
         self.fail_first, self.fail_status, self.drop_first = fail_first, fail_status, drop_first
+        self.sized_streams = sized_streams  # a stream sent whole with a content-length, as a buffering server does
         self.requests: list[dict] = []
         super().__init__()
 
@@ -95,7 +97,9 @@ class Upstream(LoopbackServer):
                                                "token_ids": [10], "logprobs": logprobs, "finish_reason": None}]),
                           dict(base, choices=[{"index": 0, "delta": {"content": f" {n}"}, "token_ids": [11],
                                                "finish_reason": "stop"}])]
-                self._sse([b"data: " + json.dumps(chunk).encode() + b"\n\n" for chunk in chunks]
-                          + [b"data: [DONE]\n\n"])
+                events = [b"data: " + json.dumps(chunk).encode() + b"\n\n" for chunk in chunks] + [b"data: [DONE]\n\n"]
+                if up.sized_streams:
+                    return self._send(200, b"".join(events), "text/event-stream")
+                self._sse(events)
 
         return Handler
