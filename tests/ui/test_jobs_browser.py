@@ -4,7 +4,8 @@ job's page and the table follow its rollouts without a reload; a finished job's 
 distribution, per-task pass rates, phases and filters by reward, error, harness and task; a rollout with
 token ids shows the policy's tokens under the loss mask with logprobs on hover, its calls (a virtual list:
 a 1500-call trajectory keeps a few dozen rows in the page), diff (a 40 MB one: its first lines), tests and
-waterfall; its agent sandbox links to it; another token's job is missing (404) on every page and route."""
+waterfall; two rollouts side by side; its agent sandbox links to it; another token's job is missing (404)
+on every page and route; /metrics has the rollouts' phases."""
 
 from __future__ import annotations
 
@@ -223,6 +224,17 @@ def _jobs_and_rollouts(admin, browser, shots, tmp_path, sandbox_id):
     assert "SIGKILL (exit 137)" in page.locator("#rollout-error").inner_text()
     assert page.locator("#tests-none").is_visible()
 
+    # two rollouts side by side
+    page.goto(f"{admin.url}/ui/jobs/{done}/rollouts/0")
+    page.select_option("#compare-with", "1")
+    page.click("#compare")
+    page.wait_for_url(f"**/ui/jobs/{done}/compare?a=0&b=1")
+    assert page.locator("#side-0 .reward").inner_text() == "reward 1.00"
+    assert page.locator("#side-0 .calls-compact li").count() == 2 and page.locator("#side-0 .d-add").count() == 1
+    assert "SIGKILL" in page.locator("#side-1 .error").inner_text()
+    assert page.locator("#side-1 .tests").inner_text() == "did not run"
+    shots(page, "compare")
+
     # the sandbox links to the rollout it ran, and back
     page.goto(f"{admin.url}/ui/sandboxes/{sandbox_id}")
     page.locator("#sandbox-rollout a").click()
@@ -281,7 +293,7 @@ def _jobs_and_rollouts(admin, browser, shots, tmp_path, sandbox_id):
     context_b, page_b = login(browser, admin, "token-bob")
     assert page_b.locator(f'tr[data-job="{done}"]').count() == 0
     assert page_b.locator("#jobs-total").inner_text() == "0 jobs"
-    for path in (f"/ui/jobs/{done}", f"/ui/jobs/{done}/rollouts/0"):
+    for path in (f"/ui/jobs/{done}", f"/ui/jobs/{done}/rollouts/0", f"/ui/jobs/{done}/compare?a=0&b=1"):
         response = page_b.goto(admin.url + path)
         assert response.status == 404 and done in page_b.locator("#error-message").inner_text()
     shots(page_b, "bob-job-404")

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import json
 
-from fastapi import APIRouter, FastAPI, Path
+from fastapi import APIRouter, FastAPI, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
@@ -97,9 +97,24 @@ def router(ctx: Ctx, app: FastAPI) -> APIRouter:
         j = job(request, job_id)
         rec = await record(request, job_id, n)
         lines, total = summary.diff_lines(rec.get("diff") or "")
+        same = [r["n"] for r in j.rollouts if r["task_id"] == j.rollouts[n]["task_id"] and r["n"] != n]
         return render(request, "rollout.html", nav="jobs", job=j.view(), n=n, rec=rec, light=j.rollouts[n],
+                      same_task=same[:200], others=[r["n"] for r in j.rollouts if r["n"] != n][:200],
                       instruction=summary.instruction(rec), diff=lines, diff_total=total,
                       waterfall=summary.waterfall(rec.get("timings") or {}))
+
+    @api.get("/ui/jobs/{job_id}/compare", **HTML)
+    async def compare_page(request: Request, job_id: str = JobPath, a: int = Query(ge=0, le=10_000_000),
+                           b: int = Query(ge=0, le=10_000_000)):
+        """Two rollouts side by side (of one task, say): reward, exit, error, each call's answer, diff, tests."""
+        j = job(request, job_id)
+        sides = []
+        for n in (a, b):
+            rec = await record(request, job_id, n)
+            lines, total = summary.diff_lines(rec.get("diff") or "", summary.DIFF_LINES // 10)
+            sides.append({"n": n, "rec": rec, "light": j.rollouts[n], "calls": summary.calls(rec)[:200],
+                          "diff": lines, "diff_total": total})
+        return render(request, "compare.html", nav="jobs", job=j.view(), sides=sides)
 
     @api.get("/ui/jobs/{job_id}/rollouts/{n}/data.json", tags=["ui"])
     async def rollout_data(request: Request, job_id: str = JobPath, n: int = RolloutPath):
