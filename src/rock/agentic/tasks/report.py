@@ -57,4 +57,5 @@ class JobReport:
             await self._post(f"/{self.job_id}/end", {k: v for k, v in summary.items() if k != "records"})
 
     async def aclose(self) -> None:
+        """Close the connection to the admin."""
         await self.client.aclose()
