@@ -86,14 +86,7 @@ class NativeUpstream(LoopbackServer):
                     return self._send(404, b'{"error": "no such path"}', "application/json")
                 if body.get("stream"):
                     events = message_events(n, model) if self.path == "/v1/messages" else response_events(n, model)
-                    self.send_response(200)
-                    self.send_header("content-type", "text/event-stream")
-                    self.send_header("transfer-encoding", "chunked")
-                    self.end_headers()
-                    for e in events:
-                        self.wfile.write(b"%x\r\n%s\r\n" % (len(e), e))
-                    self.wfile.write(b"0\r\n\r\n")
-                    return
+                    return self._sse(events)
                 if self.path == "/v1/messages":
                     out = {"id": f"msg_up{n}", "type": "message", "role": "assistant", "model": model,
                            "content": [{"type": "text", "text": f"answer {n}"}], "stop_reason": "end_turn",

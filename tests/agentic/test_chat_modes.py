@@ -82,6 +82,21 @@ async def test_proxy_mode_records_token_ids_and_replay_serves_the_same_calls(box
     assert "exhausted" in records[2].error
 
 
+async def test_a_stream_sent_whole_with_a_length_passes_through(admin):
+    """A server that buffers its event stream and sends it with a content-length (a proxy in front of the
+    engine may): the stream still reaches the client and the record."""
+    upstream = Upstream(sized_streams=True)
+    try:
+        async with sandbox_with_trainer(admin, {"/tmp/client.py": CLIENT}) as (sandbox, trainer):
+            await trainer.start(sandbox.sandbox_id, type="proxy", proxy_base_url=upstream.url)
+            assert await run_client(sandbox) == ["answer 1", "answer 2", "third answered"]
+            streamed = (await trainer.trajectory(sandbox.sandbox_id))[1]
+            assert streamed.stream and streamed.status == "success" and streamed.token_ids == [[10, 11]]
+            assert streamed.response["choices"][0]["message"]["content"] == "answer 2"
+    finally:
+        upstream.close()
+
+
 async def test_bad_endpoint_configs_are_refused(box):
     sandbox, trainer, _ = box
     for config, words in (({"type": "proxy"}, "proxy_base_url"),

@@ -1,7 +1,8 @@
 """A scripted OpenAI-compatible server on the host's loopback (the 'inference engine' of proxy
 mode): it answers with token ids and logprobs like vLLM does, streams when asked, drops the
 connection of the first ``drop_first`` requests without an answer, then fails the next
-``fail_first`` with ``fail_status`` (503 unless told), to exercise retries."""
+``fail_first`` with ``fail_status`` (503 unless told), to exercise retries; ``sized_streams`` sends a
+stream whole, with a content-length."""
 
 from __future__ import annotations
 
@@ -21,6 +22,18 @@ class QuietHandler(BaseHTTPRequestHandler):
 
     def _json(self):
         return json.loads(self.rfile.read(int(self.headers["content-length"])))
+
+    def _sse(self, parts: list[bytes]) -> None:
+        """A 200 text/event-stream answer written chunk by chunk (chunked encoding), as inference servers stream."""
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        for data in parts:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()  # each event goes out on its own, as a server streaming tokens sends them
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
 
     def _send(self, status, data, ctype):
         self.send_response(status)
@@ -48,8 +61,9 @@ class LoopbackServer:
 
 
 class Upstream(LoopbackServer):
-    def __init__(self, fail_first: int = 0, fail_status: int = 503, drop_first: int = 0):
+    def __init__(self, fail_first: int = 0, fail_status: int = 503, drop_first: int = 0, sized_streams: bool = False):
         self.fail_first, self.fail_status, self.drop_first = fail_first, fail_status, drop_first
+        self.sized_streams = sized_streams  # a stream sent whole with a content-length, as a buffering server does
         self.requests: list[dict] = []
         super().__init__()
 
@@ -78,22 +92,14 @@ class Upstream(LoopbackServer):
                                         "finish_reason": "stop", "token_ids": [10, 11], "logprobs": logprobs}],
                            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
                     return self._send(200, json.dumps(out).encode(), "application/json")
-                self.send_response(200)
-                self.send_header("content-type", "text/event-stream")
-                self.send_header("transfer-encoding", "chunked")
-                self.end_headers()
                 base = {"id": f"up-{n}", "object": "chat.completion.chunk", "created": 1, "model": body["model"]}
                 chunks = [dict(base, choices=[{"index": 0, "delta": {"role": "assistant", "content": "answer"},
                                                "token_ids": [10], "logprobs": logprobs, "finish_reason": None}]),
                           dict(base, choices=[{"index": 0, "delta": {"content": f" {n}"}, "token_ids": [11],
                                                "finish_reason": "stop"}])]
-                for chunk in chunks:
-                    self._chunk(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-                self._chunk(b"data: [DONE]\n\n")
-                self.wfile.write(b"0\r\n\r\n")
-
-            def _chunk(self, data: bytes) -> None:
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-                self.wfile.flush()
+                events = [b"data: " + json.dumps(chunk).encode() + b"\n\n" for chunk in chunks] + [b"data: [DONE]\n\n"]
+                if up.sized_streams:
+                    return self._send(200, b"".join(events), "text/event-stream")
+                self._sse(events)
 
         return Handler

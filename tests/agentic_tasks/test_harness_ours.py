@@ -1,7 +1,7 @@
 """Harness ``ours`` in rollouts, per backend: our coding agent in the task's sandbox, its model
 calls answered over the Chat protocol. From the CLI the oracle policy gives 1.0 and null 0.0 with
 every model call in the record (two tasks of each built-in suite; every task is the benchmark's);
-a harness that crashes (or a policy that breaks) gives 0 and ends; an ``openai`` policy URL that
+a harness killed by a signal is the rollout's error, a policy that breaks gives 0 and ends; an ``openai`` policy URL that
 does not answer is that rollout's clear error while a rollout against a scripted OpenAI server on
 loopback goes on to 1.0; a recorded run replays."""
 
@@ -79,8 +79,12 @@ def test_a_harness_crash_or_a_broken_policy_gives_zero_and_ends(admin, suites):
             rollout(task, RolloutOptions(base_url=admin.url, harness="ours", policy=broken), suite="pypi-bugs")), 600)
 
     crashed, failed = run(both())
-    assert crashed["harness"]["exit_code"] not in (0, None), crashed["harness"]
-    assert crashed["reward"] == 0.0 and crashed["tests"] is not None and crashed["error"] is None
+    # killed by a signal: the rollout's error with the reason, not graded as the agent's answer
+    assert crashed["harness"]["exit_code"] == 137, crashed["harness"]
+    assert crashed["error"].startswith("the agent was killed by SIGKILL (exit 137): most often the out-of-memory "
+                                       "killer"), crashed["error"]
+    assert crashed["harness"]["error"] == crashed["error"]
+    assert crashed["reward"] == 0.0 and crashed["tests"] is None
     assert len(crashed["model_calls"]) == 1  # it died before its second call
     assert "the policy failed: RuntimeError: the policy fell over" in failed["harness"]["error"]
     assert failed["harness"]["exit_code"] == 3  # the agent's waiting call failed: a model error

@@ -3,14 +3,23 @@ sandbox, their Messages, Responses and chat calls answered by the job's trainer 
 backend: the oracle policy through each agent's own shell tool resolves a sampled pypi-bugs task
 (reward 1.0 from the hidden tests, in the task's own image), null resolves nothing, every model
 call is in the record with its API, and the export says the answers carried no token ids. The
-jobs run at once."""
+jobs run at once. From the CLI, ``--policy openai`` runs an agent on a scripted model server (its records are
+the server's log) and a model server that refuses connections is the rollout's clear error."""
 
 import asyncio
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import httpx
 
 from rock.agentic import trajectories
 from rock.agentic.tasks.jobs import run_job
 from rock.agentic.tasks.rollout import RolloutOptions
 from rock.agentic.tasks.suites import open_suite
+from tests.agentic.upstream import LoopbackServer, QuietHandler
+from tests.agentic_tasks.test_harness_ours import closed_port
 
 
 def test_terminal_agents_oracle_resolves_and_null_does_not(admin, suites):
@@ -61,3 +70,91 @@ def test_an_agent_image_that_cannot_build_names_the_package_and_the_job_goes_on(
         assert r["reward"] == 0.0 and r["error"], r
         assert f"npm install {terminal_agents.OPENCODE_PACKAGE}@0.0.1 failed" in r["error"], r["error"]
         assert "No matching version" in r["error"] or "ETARGET" in r["error"], r["error"]  # npm's own reason
+
+
+class ScriptedChat(LoopbackServer):
+    """A model server on loopback speaking chat completions (streamed when asked, as the agents ask): each answer
+    is ``answer(call)``'s, and ``log`` keeps every (request, answer) in order."""
+
+    def __init__(self, answer):
+        self.answer, self.log = answer, []
+        super().__init__()
+
+    def _handler(self):
+        up = self
+
+        class Handler(QuietHandler):
+            def do_POST(self):
+                body = self._json()
+                out = up.answer(SimpleNamespace(request=body))
+                up.log.append((body, out))
+                n, choice = len(up.log), out["choices"][0]
+                usage = {"prompt_tokens": 50, "completion_tokens": 5, "total_tokens": 55}
+                head = {"id": f"chat-{n}", "created": 1, "model": body["model"]}
+                if not body.get("stream"):
+                    whole = {**head, "object": "chat.completion", "choices": [choice], "usage": usage}
+                    return self._send(200, json.dumps(whole).encode(), "application/json")
+                msg = choice["message"]
+                delta = {"role": "assistant", "content": msg.get("content") or ""}
+                if msg.get("tool_calls"):
+                    delta["tool_calls"] = [dict(tc, index=i) for i, tc in enumerate(msg["tool_calls"])]
+                chunks = [{**head, "object": "chat.completion.chunk",
+                           "choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
+                          {**head, "object": "chat.completion.chunk", "usage": usage,
+                           "choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]}]
+                self._sse([b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks] + [b"data: [DONE]\n\n"])
+
+        return Handler
+
+
+def job_cli(admin, folder, out, harness: str, url: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rock.cli.main", "--json", "job", "run", "--url", admin.url,
+                           "--suite", str(folder), "--harness", harness, "--policy", "openai", "--policy-url", url,
+                           "--model", "my-model", "--api-key", "sk-test", "--out", str(out), "--jsonl"],
+                          capture_output=True, text=True, timeout=900)
+
+
+def test_cli_runs_a_terminal_agent_on_a_model_server_and_a_refusing_one_is_a_clear_error(admin, suites, tmp_path):
+    from rock.agentic.tasks.harness_terminal import OpencodeHarness
+    from rock.agentic.tasks.suites import open_suite as open_folder
+    from tests.agentic_tasks.conftest import harbor_task
+
+    folder = tmp_path / "my-tasks"
+    task_dir = harbor_task(folder, "fix-add")
+    (task_dir / "task.toml").write_text('version = "1.0"\n[agent]\ntimeout_sec = 300.0\n[verifier]\ntimeout_sec = 60.0\n'
+                                        '[environment]\ndocker_image = "python:3.11"\n')
+    task = open_folder(str(folder)).get("fix-add")
+    server = ScriptedChat(OpencodeHarness().oracle_policy(task))  # the model knows the fix, through opencode's tool
+    try:
+        out = tmp_path / "up.jsonl"
+        proc = job_cli(admin, folder, out, "opencode", server.url)
+    finally:
+        server.close()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [r] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert r["error"] is None and r["reward"] == 1.0, (r["error"], r["harness"])
+    assert r["harness"] == {**r["harness"], "name": "opencode", "policy": "openai", "exit_code": 0}
+    calls = r["model_calls"]
+    assert calls and all(c["status"] == "success" and c["mode"] == "proxy" for c in calls), calls
+    # the records are the server's log: the same requests, in order, and the answers it sent
+    assert [c["request"]["messages"] for c in calls] == [req["messages"] for req, _ in server.log]
+    assert [c["request"]["model"] for c in calls] == ["my-model"] * len(server.log)
+    for c, (_, answer) in zip(calls, server.log):
+        got, sent = c["response"]["choices"][0]["message"], answer["choices"][0]["message"]
+        assert (got.get("content") or "") == (sent.get("content") or "")
+        assert [t["function"] for t in got.get("tool_calls") or ()] == [t["function"] for t in sent.get("tool_calls") or ()]
+    assert any(c["response"]["choices"][0]["message"].get("tool_calls") for c in calls)  # the fix went through its tool
+    # the admin recorded the job as it ran (its UI's Jobs pages): the same record, the job ended
+    job_id = json.loads(proc.stdout)["job_id"]
+    job = httpx.get(f"{admin.url}/apis/v1/jobs/{job_id}").json()["result"]
+    assert (job["harness"], job["policy"], job["done"], job["running"]) == ("opencode", "openai", 1, False)
+    assert httpx.get(f"{admin.url}/apis/v1/jobs/{job_id}/rollouts/0").json()["result"] == r
+
+    dead = f"http://127.0.0.1:{closed_port()}/v1"
+    out = tmp_path / "down.jsonl"
+    proc = job_cli(admin, folder, out, "opencode", dead)
+    assert proc.returncode == 1, proc.stderr[-3000:]  # every rollout failed
+    [r] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert r["error"].startswith(f"policy openai ({dead}): the model server does not accept connections at "
+                                 f"127.0.0.1:{dead.split(':')[2].split('/')[0]}"), r["error"]
+    assert r["reward"] == 0.0

@@ -1,6 +1,6 @@
 """Rollouts through a real admin, per backend: oracle 1.0 and null 0.0 on a sample of each suite,
 the hidden tests absent from the agent's sandbox, reward hacks that gain nothing, a harness
-crash and an agent past its time limit, --resume, and a user's own Harbor task folder."""
+crash, an agent past its time limit and one the OOM killer ends, --resume, and a user's own Harbor task folder."""
 
 import asyncio
 import json
@@ -146,6 +146,24 @@ def test_a_harness_crash_and_an_agent_past_its_limit_give_zero(admin, suites):
     assert "solution.py" in crashed["diff"]  # what it changed before crashing is graded
     assert "past its time limit" in hung["harness"]["error"] and hung["reward"] == 0.0
     assert crashed["tests"] is not None and hung["tests"] is not None  # both were verified
+
+
+def test_an_agent_the_oom_killer_ends_is_the_rollouts_error(admin, suites, tmp_path):
+    """The agent (here the task's solve.sh, as harness none runs it) makes its fix, then outgrows the task's memory:
+    the kernel kills it (exit 137) and the record says so instead of grading the fix as a success."""
+    folder = tmp_path / "tasks"
+    t = harbor_task(folder, "oom")
+    (t / "task.toml").write_text('version = "1.0"\n[agent]\ntimeout_sec = 120.0\n[verifier]\ntimeout_sec = 30.0\n'
+                                 '[environment]\ndocker_image = "python:3.11"\nmemory_mb = 256\n')
+    (t / "solution" / "solve.sh").write_text("#!/bin/bash\nsed -i 's/a - b/a + b/' /workspace/calc.py\n"
+                                             "exec python3 -c \"b = b'x' * (2 << 30)\"\n")
+    rec = run(rollout(load_task(t), RolloutOptions(base_url=admin.url, policy="oracle")))
+    code = rec["harness"]["exit_code"]
+    assert code in (137, -9), rec["harness"]  # -9: solve.sh's process itself (exec) was the one killed
+    assert rec["error"].startswith(f"the agent was killed by SIGKILL (exit {code}): most often the out-of-memory "
+                                   "killer; the agent's sandbox has the task's memory (256m)"), rec["error"]
+    assert rec["reward"] == 0.0 and rec["tests"] is None
+    assert "a + b" in rec["diff"]  # the fix it made before dying is in the record, not graded
 
 
 def test_resume_skips_finished_tasks(admin, suites, tmp_path):

@@ -19,7 +19,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.requests import Request
 
-from rock.admin import chat, e2b, envs, errors, metrics, openapi, ports, rock_api, training, ui
+from rock.admin import chat, e2b, envs, errors, jobs, metrics, openapi, ports, rock_api, training, ui
 from rock.admin.sandboxes.lifecycle import Lifecycle
 from rock.admin.auth import Auth, AuthGate
 from rock.actions.response import RockResponse
@@ -35,7 +35,7 @@ log = logging.getLogger("rock.admin")
 # role serves; a door with state of its own has ``startup(app)`` and ``shutdown(app)`` too, run by
 # the app's lifespan (startups in this order, shutdowns in the reverse). The store is no door: it
 # opens before the worker and closes after it.
-DOORS = (rock_api, ports, envs, training, chat, e2b, ui)
+DOORS = (rock_api, ports, envs, training, chat, e2b, jobs, ui)
 # Served without a token even when tokens are on (the schema says so per operation)
 PUBLIC = {("GET", "/health"), ("GET", "/ui/login"), ("POST", "/ui/login"), ("POST", "/ui/logout"),
           ("GET", "/apis/v1/training/agentscope/healthz")}

@@ -32,6 +32,8 @@ _ENV_CALLS.update({gym.GYM + "/sessions/{session_id}/step": "gym_step",
 _LATENCY_BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60)
 _START_BUCKETS = (.005, .01, .025, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 180)
 RATE_WINDOW_S = 60
+_ROLLOUT_BUCKETS = (.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+_HARNESSES = {"none", "ours", "mini-swe-agent", "claude-code", "codex", "qwen-code", "opencode"}
 
 
 class Metrics:
@@ -62,6 +64,10 @@ class Metrics:
                                   registry=self.registry)
         self.fork_children = Counter("rock_fork_children", "Sandboxes started by forks (children that came up), "
                                      "by mode", ["backend", "mode"], registry=self.registry)
+        self.phases = Histogram("rock_rollout_phase_duration_seconds", "Time per phase of the rollouts job "
+                                "runners recorded (agent_setup, harness_install, agent, diff, verify_wait, tests ...), "
+                                "by harness",
+                                ["harness", "phase"], buckets=_ROLLOUT_BUCKETS, registry=self.registry)
         self.counts: list[dict] = []  # records per state and backend, read from the store at each scrape
         self.registry.register(_Snapshot(self))
         self._window: deque[tuple[int, int]] = deque(maxlen=RATE_WINDOW_S + 1)
@@ -69,6 +75,16 @@ class Metrics:
         ctx.sandboxes.events.subscribe(self._on_event)
 
     # -- feeding -----------------------------------------------------------------------------
+
+    def on_rollout(self, rollout: dict) -> None:
+        """A recorded rollout's phases (``rock.admin.rollouts``' summary of it) into the phase histogram."""
+        from rock.admin.rollouts.summary import PHASES
+
+        harness = rollout.get("harness") if rollout.get("harness") in _HARNESSES else "other"  # bounded labels
+        for key, _, _ in PHASES:
+            ms = rollout["timings"].get(key)
+            if isinstance(ms, (int, float)) and not isinstance(ms, bool) and ms >= 0:
+                self.phases.labels(harness, key.removesuffix("_ms")).observe(ms / 1000)
 
     def observe(self, method: str, route: str, status: int, seconds: float, began: float) -> None:
         self.requests.observe((method if method in _METHODS else "other", route, status), seconds)
@@ -242,4 +258,7 @@ def install(app: FastAPI, ctx: Ctx) -> Metrics:
     app.state.rock_metrics = metrics
     app.include_router(metrics.router())
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    book = getattr(app.state, "rock_jobs", None)  # an admin's job book (rock.admin.jobs)
+    if book is not None:
+        book.listeners.append(metrics.on_rollout)
     return metrics

@@ -164,8 +164,10 @@ async def _relay(ep: "Endpoint", call: "Call", response: httpx.Response) -> None
                 fold = NativeStreamFold(call.native["api"])
             else:
                 fold = StreamFold()
+            # A short body with a length arrives whole (the transport reads it at once): relayed as one part.
+            parts = response.aiter_bytes() if response.is_stream_consumed else response.aiter_raw()
             try:
-                async for data in response.aiter_raw():
+                async for data in parts:
                     fold.feed(data)
                     ep.stream_part(call, status, data, False)
             except httpx.HTTPError as exc:

@@ -4,7 +4,7 @@ server-sent events; the browser-side packages (xterm.js, Pico CSS) come from npm
 
 Adding a page or a fragment: its route in ``pages.py``, what it shows in ``views.py`` (read from
 the admin's memory, not the store, where it can), its template in ``templates/``; an action on a
-sandbox beside its kind (``files.py``, ``snapshots.py``); login and who is looking: ``access.py``.
+sandbox beside its kind (``files.py``, ``snapshots.py``); rollout jobs: ``jobs.py``; login and who is looking: ``access.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
 from rock.admin.context import Ctx
-from rock.admin.ui import access, files, live, pages, snapshots
+from rock.admin.ui import access, files, jobs, live, pages, snapshots
 
 log = logging.getLogger("rock.admin")
 
@@ -34,13 +34,14 @@ def install(app: FastAPI, ctx: Ctx) -> None:
     app.include_router(files.router(ctx))
     app.include_router(snapshots.router(ctx))
     app.include_router(live.router(ctx))
+    app.include_router(jobs.router(ctx, app))
     _declare_errors(app)
     app.add_exception_handler(access.PageError, pages.error_page)
     app.add_exception_handler(access.LoginNeeded, pages.login_redirect)
 
 
 # A page's refusals: an error page (HTML) for a browser, the error envelope for the data fragments.
-_UI_ERRORS = {400: "a bad filter or form field", 403: "a cross-site form post", 404: "no such sandbox or file",
+_UI_ERRORS = {400: "a bad filter or form field", 403: "a cross-site form post", 404: "no such sandbox, file, job or rollout",
               409: "the sandbox is not running (or paused), or the snapshot name is taken"}
 
 

@@ -118,7 +118,10 @@ def router(ctx: Ctx, rate) -> APIRouter:
     async def sandbox_page(request: Request, sandbox_id: str, path: str = "/"):
         """One sandbox: config, state history, sessions, commands, live stats, files, terminal."""
         r = await record(request, sandbox_id)
-        return render(request, "sandbox.html", nav="sandboxes", path=path, **await views.detail(ctx, request.app, r))
+        book = getattr(request.app.state, "rock_jobs", None)
+        rollout = book.rollout_of(r.owner, r.sandbox_id) if book is not None else None  # the rollout it ran
+        return render(request, "sandbox.html", nav="sandboxes", path=path, rollout=rollout,
+                      **await views.detail(ctx, request.app, r))
 
     @api.get("/ui/fragments/sandbox/{sandbox_id}", **HTML)
     async def sandbox_fragment(request: Request, sandbox_id: str):

@@ -189,17 +189,7 @@ class OursHarness(ChatHarness):
                     with contextlib.suppress(BaseException):
                         await job
             await trainer.aclose()
-        self._policy_failure(options, records, rec)
-
-    @staticmethod
-    def _policy_failure(options: RolloutOptions, records, rec: dict) -> None:
-        """An upstream that does not answer (or refuses) is the rollout's error, not the agent's doing."""
-        if options.policy != "openai" or not records or records[-1].status == "success":
-            return
-        last = records[-1]
-        url = (options.policy_options or {}).get("base_url")
-        raise TaskError(f"policy openai ({url}): model call {last.index} failed with HTTP {last.http_status}: "
-                        f"{last.error}", "PolicyError")
+        self.policy_failure(options, records, rec)
 
 
 register_harness("ours", OursHarness)

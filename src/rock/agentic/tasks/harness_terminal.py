@@ -8,18 +8,24 @@ the Chat protocol by the job's trainer, which sees them in chat form (``rock.adm
             --> ChatTrainer.serve(policy)
 
 Policies: ``oracle`` (the agent's own shell tool runs the task's solution, then a final answer),
-``null`` (a final answer at once), or a trainer's callable. The run loop is mini-swe-agent's.
+``null`` (a final answer at once), a trainer's callable, or ``openai``: any model server at
+``policy_options["base_url"]``, reached through the admin's proxy mode on the agent's own API (the
+endpoint forwards Messages, Responses and chat calls unchanged and records each). A model server that
+refuses connections is the rollout's error before the agent starts. The run loop is mini-swe-agent's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+from urllib.parse import urlsplit
 
 from rock.agentic import terminal_agents
 from rock.agentic.tasks.errors import TaskError
 from rock.agentic.tasks.harbor import Task
 from rock.agentic.tasks.harness_mini import MiniSweHarness
+from rock.agentic.tasks.harness_ours import endpoint_config
 from rock.agentic.tasks.oracle import oracle_command
 from rock.agentic.tasks.rollout import RolloutOptions, register_harness
 from rock.sdk.sandbox.agent import RockAgentConfig
@@ -34,6 +40,8 @@ class TerminalAgentHarness(MiniSweHarness):
     calls answered by the job's policy (``oracle``, ``null`` or a callable) in chat form, whatever API the agent
     speaks. A subclass names the agent and its shell tool."""
 
+    policies = ("oracle", "null", "openai")
+    admin_policies = ("openai",)
     agent = ""  # terminal_agents.AGENTS' key
     shell = ""  # the agent's shell tool, and the argument that takes the command
     shell_arg = ""
@@ -75,14 +83,40 @@ class TerminalAgentHarness(MiniSweHarness):
         refuses."""
         return command
 
+    def check(self, options: RolloutOptions) -> None:
+        """Refuse, before any sandbox starts, ``openai`` without a base URL."""
+        if isinstance(options.policy, str):
+            endpoint_config(options)
+
     def config(self, task: Task, options: RolloutOptions, limit: float) -> RockAgentConfig:
         """The agent's install and run, for ``box.agent``: the model name and step limit from the policy's options,
-        the time limit in seconds."""
+        the time limit in seconds, the endpoint in proxy mode for ``openai``."""
         policy = options.policy_options or {}
         return RockAgentConfig.terminal_agent(self.agent, policy.get("model") or "rock-policy",
                                               int(policy.get("max_steps") or self.step_limit),
                                               project_path=task.workdir, agent_run_timeout=max(2, int(limit)),
-                                              agent_run_check_interval=1)
+                                              agent_run_check_interval=1,
+                                              model_service_config=endpoint_config(options))
+
+    async def run(self, box, task: Task, options: RolloutOptions, rec: dict) -> None:
+        """The agent's run (mini-swe-agent's loop); for ``openai`` a model server that refuses connections is the
+        rollout's error at once, rather than the agent retrying it until its time limit."""
+        if options.policy == "openai":
+            await _reachable((options.policy_options or {}).get("base_url") or "")
+        await super().run(box, task, options, rec)
+
+
+async def _reachable(url: str) -> None:
+    """Raise TaskError (PolicyError) when nothing accepts a connection at ``url``'s host and port."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), 10)
+    except (OSError, asyncio.TimeoutError) as exc:
+        reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else (exc.strerror or str(exc))
+        raise TaskError(f"policy openai ({url}): the model server does not accept connections at "
+                        f"{parts.hostname}:{port} ({reason})", "PolicyError") from None
+    writer.close()
 
 
 class ClaudeCodeHarness(TerminalAgentHarness):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from rock.agentic.tasks.errors import TaskError
+from rock.agentic.tasks.report import JobReport
 from rock.agentic.tasks.rollout import RolloutOptions, make_harness, rollout
 from rock.agentic.tasks.suites import open_suite, select_ids
 from rock.training.runner import run_pool, summarize
@@ -40,11 +41,12 @@ def finished(out: Path | None, harness: str | None = None, policy: str | None = 
 async def run_job(suite: str, options: RolloutOptions, tasks: list[str] | None = None, limit: int | None = None,
                   concurrency: int = 8, out: Path | None = None, resume: bool = False,
                   on_done: Callable | None = None, on_start: Callable | None = None,
-                  progress: Callable[[str], None] | None = None) -> dict:
+                  progress: Callable[[str], None] | None = None, record: bool = True) -> dict:
     """Roll out ``options.harness`` / ``options.policy`` over the suite's tasks; the summary
     (the training runner's: tasks, mean_reward, pass_rate, errors, by_category) plus records.
     A built-in suite not built on this host is built first, saying so through ``progress``
-    (default: lines on stderr)."""
+    (default: lines on stderr). With ``record`` the admin keeps the job too (its UI's Jobs pages, live;
+    ``job_id`` in the summary), unless it cannot, which never stops the job."""
     folder = await asyncio.to_thread(open_suite, suite, progress)  # a first build takes minutes
     ids = select_ids(folder, tasks, limit)
     harness_factory = lambda: make_harness(options.harness)  # noqa: E731
@@ -69,14 +71,35 @@ async def run_job(suite: str, options: RolloutOptions, tasks: list[str] | None =
     if resume and out is not None and Path(out).exists() and not Path(out).read_bytes().endswith(b"\n"):
         with open(out, "a") as f:
             f.write("\n")  # a line cut short by a stop: the next record starts on its own line
+    report = JobReport(options.base_url, options.token) if record else None
+    policy_name = options.policy if isinstance(options.policy, str) else "script"
+    if report is not None:
+        await report.open(folder.name, options.harness, policy_name, len(todo),
+                          (options.policy_options or {}).get("model"), concurrency)
+
+    async def reported(task_id: str) -> dict:
+        rec = await one(task_id)
+        if report is not None:
+            await report.add(rec)
+        return rec
+
     t0 = time.perf_counter()
-    records = await run_pool(todo, one, concurrency, out, on_done, append=resume)
+    try:
+        records = await run_pool(todo, reported, concurrency, out, on_done, append=resume)
+    except BaseException:
+        if report is not None:
+            await report.end({"stopped": True})
+            await report.aclose()
+        raise
     every = [kept[t] for t in ids if t in kept] + records
     summary = summarize(folder.name, "all", every, time.perf_counter() - t0)
-    summary.update(harness=options.harness, policy=options.policy if isinstance(options.policy, str) else "script",
-                   skipped=len(kept), ran=len(records),
+    summary.update(harness=options.harness, policy=policy_name, skipped=len(kept), ran=len(records),
                    mean_pass_rate=sum(r.get("pass_rate", 0.0) for r in every) / len(every) if every else 0.0,
                    tasks_per_s=round(len(records) / (time.perf_counter() - t0), 3) if records else 0.0)
+    if report is not None:
+        summary["job_id"] = report.job_id
+        await report.end(summary)
+        await report.aclose()
     return {**summary, "records": every}
 
 

@@ -26,6 +26,7 @@ import asyncio
 import logging
 import os
 import shutil
+import signal
 import tempfile
 import time
 import uuid
@@ -126,6 +127,17 @@ class ChatHarness(Harness):
         raise TaskError(f"harness {self.name} runs the policies {', '.join(self.policies)} (or a trainer's "
                         f"callable), not {policy!r}", "BadRequest")
 
+    @staticmethod
+    def policy_failure(options: RolloutOptions, records, rec: dict) -> None:
+        """An ``openai`` upstream that does not answer (or refuses) is the rollout's error (TaskError PolicyError),
+        not the agent's doing."""
+        if options.policy != "openai" or not records or records[-1].status == "success":
+            return
+        last = records[-1]
+        url = (options.policy_options or {}).get("base_url")
+        raise TaskError(f"policy openai ({url}): model call {last.index} failed with HTTP {last.http_status}: "
+                        f"{last.error}", "PolicyError")
+
 
 class NoHarness(Harness):
     """No agent: ``oracle`` runs the task's solution/solve.sh in the agent's sandbox (uploaded for
@@ -202,7 +214,8 @@ async def rollout(task: Task, options: RolloutOptions, harness: Harness | None =
     policy_name = options.policy if isinstance(options.policy, str) else getattr(options.policy, "__name__", "script")
     rec: dict[str, Any] = {"suite": suite, "task_id": task.task_id, "category": task.metadata.get("library") or suite,
                            "harness": {"name": harness.name, "policy": policy_name}, "policy": policy_name,
-                           "model_calls": [], "diff": "", "ignored_paths": [], "tests": None, "reward": 0.0,
+                           "instruction": task.instruction[:20000], "model_calls": [], "diff": "",
+                           "ignored_paths": [], "tests": None, "reward": 0.0,
                            "resolved": False, "pass_rate": 0.0, "passed": False, "error": None, "timings": {}}
     tmp = Path(tempfile.mkdtemp(prefix="rock-rollout-"))
     try:
@@ -225,6 +238,9 @@ async def rollout(task: Task, options: RolloutOptions, harness: Harness | None =
             except Exception as exc:  # noqa: BLE001 - a harness crash is the rollout's record, graded as is
                 rec["harness"]["error"] = f"{type(exc).__name__}: {exc}"
             rec["timings"]["agent_ms"] = _ms(t)
+            killed = killed_by_signal(rec["harness"], task)
+            if killed:
+                rec["harness"]["error"] = killed
             t = time.perf_counter()
             after = await workspace.download(box, task.workdir, tmp / "after")
             rec["timings"]["diff_ms"] = _ms(t)
@@ -232,6 +248,8 @@ async def rollout(task: Task, options: RolloutOptions, harness: Harness | None =
             await box.stop()
         changes = workspace.compare(before, after, task.protected)
         rec["diff"], rec["ignored_paths"] = changes.diff, changes.ignored
+        if killed:  # not graded: what a killed agent left is no answer of the policy's
+            raise TaskError(killed, "HarnessKilled")
         t = time.perf_counter()
         async with options.gate():
             rec["timings"]["verify_wait_ms"] = _ms(t)
@@ -289,6 +307,25 @@ async def verify(task: Task, options: RolloutOptions, changes: workspace.Changes
         rec["resolved"], rec["pass_rate"] = rec["reward"] >= 1.0, rec["reward"]
     rec["passed"] = rec["resolved"]
     rec["tests"] = tests
+
+
+def killed_by_signal(harness: dict, task: Task) -> str | None:
+    """Why the agent died, when its exit code says a signal ended it (128 + N as a shell reports it, -N as Python
+    does): SIGKILL is most often the out-of-memory killer, whose limit is the task's memory. None for an exit of
+    its own."""
+    code = harness.get("exit_code")
+    if not isinstance(code, int) or isinstance(code, bool) or not (-65 < code < 0 or 128 < code < 128 + 65):
+        return None
+    number = -code if code < 0 else code - 128  # negative: the process itself was signalled, no shell between
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        name = f"signal {number}"
+    why = f"the agent was killed by {name} (exit {code})"
+    if number == signal.SIGKILL:
+        why += (f": most often the out-of-memory killer; the agent's sandbox has the task's memory "
+                f"({task.memory or 'no limit'}), which the agent itself counts against")
+    return why
 
 
 def _ms(t: float) -> float:

@@ -1,0 +1,184 @@
+"""The UI's rollout jobs: the jobs table (live while a job runs), a job's page (reward distribution, per-task pass
+rates and errors, time per phase, its rollouts filtered by reward, error, harness and task) and a rollout's page
+(instruction, model calls, the policy's tokens under the loss mask, diff, tests, harness exit, phase waterfall).
+Everything reads the admin's job book (``rock.admin.rollouts``); another namespace's job is a 404 page."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+from fastapi import APIRouter, FastAPI, Path, Query
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+
+from rock.admin.context import Ctx
+from rock.admin.jobs import JobPath, book_of
+from rock.admin.rollouts import Job, JobNotFound, summary
+from rock.admin.ui import access
+from rock.admin.ui.pages import HTML, render
+from rock.agentic import trajectories
+
+TICK_S = 15.0  # a quiet stream still says it is alive this often
+RolloutPath = Path(ge=0, le=10_000_000, description="the rollout's number in its job (arrival order)")
+
+
+class JobQuery(BaseModel):
+    """A job page's rollout filters; empty fields mean 'any'."""
+
+    model_config = ConfigDict(extra="ignore")
+    reward_min: float | None = Field(default=None, ge=0, le=1)
+    reward_max: float | None = Field(default=None, ge=0, le=1)
+    error: str | None = Field(default=None, pattern="^(yes|no)$")
+    harness: str | None = Field(default=None, max_length=64)
+    task: str | None = Field(default=None, max_length=256)
+
+    @classmethod
+    def of(cls, params) -> "JobQuery":
+        try:
+            return cls.model_validate({k: v for k, v in params.items() if v != ""})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise access.PageError(400, f"bad filter {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+    def keep(self) -> summary.RolloutFilter:
+        return summary.RolloutFilter(**self.model_dump())
+
+
+def router(ctx: Ctx, app: FastAPI) -> APIRouter:
+    api = APIRouter()
+
+    def job(request: Request, job_id: str) -> Job:
+        try:
+            return book_of(app).get(access.principal(ctx, request), job_id)
+        except JobNotFound:
+            raise access.PageError(404, f"job {job_id} not found") from None
+
+    async def record(request: Request, job_id: str, n: int) -> dict:
+        try:
+            return await book_of(app).record(access.principal(ctx, request), job_id, n)
+        except JobNotFound as exc:
+            raise access.PageError(404, exc.message) from None
+
+    def job_data(request: Request, j: Job) -> dict:
+        q = JobQuery.of(request.query_params)
+        keep = q.keep()
+        shown = [r for r in j.rollouts if keep.keep(r)]
+        return {"job": j.view(), "stats": summary.job_stats(j.rollouts), "rows": shown, "query": q,
+                "total": len(j.rollouts)}
+
+    @api.get("/ui/jobs", **HTML)
+    async def jobs_page(request: Request):
+        """The viewer's rollout jobs, newest first, their progress live."""
+        owner = access.principal(ctx, request)
+        return render(request, "jobs.html", nav="jobs", jobs=[j.view() for j in book_of(app).list(owner)])
+
+    @api.get("/ui/fragments/jobs", **HTML)
+    async def jobs_fragment(request: Request):
+        owner = access.principal(ctx, request)
+        return render(request, "_jobs.html", jobs=[j.view() for j in book_of(app).list(owner)])
+
+    @api.get("/ui/jobs/{job_id}", **HTML)
+    async def job_page(request: Request, job_id: str = JobPath):
+        """A job: progress, reward distribution, per-task pass rate and errors, time per phase, rollouts
+        (filtered by reward, error, harness and task)."""
+        return render(request, "job.html", nav="jobs", **job_data(request, job(request, job_id)))
+
+    @api.get("/ui/fragments/jobs/{job_id}", **HTML)
+    async def job_fragment(request: Request, job_id: str = JobPath):
+        return render(request, "_job.html", **job_data(request, job(request, job_id)))
+
+    @api.get("/ui/jobs/{job_id}/rollouts/{n}", **HTML)
+    async def rollout_page(request: Request, job_id: str = JobPath, n: int = RolloutPath):
+        """One rollout: instruction, model calls and tokens (loaded by the page's script), diff, tests, harness
+        exit and the phases' waterfall."""
+        j = job(request, job_id)
+        rec = await record(request, job_id, n)
+        lines, total = summary.diff_lines(rec.get("diff") or "")
+        same = [r["n"] for r in j.rollouts if r["task_id"] == j.rollouts[n]["task_id"] and r["n"] != n]
+        return render(request, "rollout.html", nav="jobs", job=j.view(), n=n, rec=rec, light=j.rollouts[n],
+                      same_task=same[:200], others=[r["n"] for r in j.rollouts if r["n"] != n][:200],
+                      instruction=summary.instruction(rec), diff=lines, diff_total=total,
+                      waterfall=summary.waterfall(rec.get("timings") or {}))
+
+    @api.get("/ui/jobs/{job_id}/compare", **HTML)
+    async def compare_page(request: Request, job_id: str = JobPath, a: int = Query(ge=0, le=10_000_000),
+                           b: int = Query(ge=0, le=10_000_000)):
+        """Two rollouts side by side (of one task, say): reward, exit, error, each call's answer, diff, tests."""
+        j = job(request, job_id)
+        sides = []
+        for n in (a, b):
+            rec = await record(request, job_id, n)
+            lines, total = summary.diff_lines(rec.get("diff") or "", summary.DIFF_LINES // 10)
+            sides.append({"n": n, "rec": rec, "light": j.rollouts[n], "calls": summary.calls(rec)[:200],
+                          "diff": lines, "diff_total": total})
+        return render(request, "compare.html", nav="jobs", job=j.view(), sides=sides)
+
+    @api.get("/ui/jobs/{job_id}/rollouts/{n}/data.json", tags=["ui"])
+    async def rollout_data(request: Request, job_id: str = JobPath, n: int = RolloutPath):
+        """The rollout's model calls in order and its token sequences (ids, loss mask, logprobs), for the page."""
+        job(request, job_id)
+        rec = await record(request, job_id, n)
+        return Response(json.dumps({"calls": summary.calls(rec), "tokens": summary.tokens(rec)}),
+                        media_type="application/json")
+
+    @api.get("/ui/jobs/{job_id}/rollouts/{n}/diff", tags=["ui"], response_class=PlainTextResponse)
+    async def rollout_diff(request: Request, job_id: str = JobPath, n: int = RolloutPath):
+        """The rollout's whole diff."""
+        job(request, job_id)
+        rec = await record(request, job_id, n)
+        return PlainTextResponse(rec.get("diff") or "", media_type="text/x-diff",
+                                 headers={"content-disposition": f'attachment; filename="{job_id}-{n}.diff"'})
+
+    @api.get("/ui/jobs/{job_id}/training.jsonl", tags=["ui"])
+    async def training_rows(request: Request, job_id: str = JobPath):
+        """The job's training export (``rock job export``'s rows: token ids, loss mask, logprobs) as JSONL."""
+        j = job(request, job_id)
+        path = book_of(app).export_path(j.owner, j.job_id)
+
+        def rows() -> bytes:
+            with open(path, encoding="utf-8") as f:
+                episodes = trajectories.from_job(json.loads(line) for line in f if line.strip())
+                return "".join(json.dumps(r) + "\n" for ep in episodes for r in trajectories.rows(ep)).encode()
+
+        data = await asyncio.to_thread(rows) if path.exists() else b""
+        return Response(data, media_type="application/x-ndjson",
+                        headers={"content-disposition": f'attachment; filename="{job_id}-training.jsonl"'})
+
+    @api.get("/ui/events/jobs", tags=["ui"], response_class=StreamingResponse, responses={
+        200: {"content": {"text/event-stream": {}}, "description": "event `change` when a job changes"}})
+    async def job_events(request: Request, job_id: str | None = None):
+        """Live updates for the jobs table or one job's page: ``change`` when the viewer's job(s) change."""
+        owner = access.principal(ctx, request)
+        book = book_of(app)
+        if job_id is not None:
+            job(request, job_id)  # 404 for another namespace's job
+
+        def mark():
+            js = [book.get(owner, job_id)] if job_id else book.list(owner)
+            return tuple((j.job_id, len(j.rollouts), j.ended) for j in js)
+
+        async def stream():
+            event = book.waiter()
+            try:
+                yield "retry: 2000\n\n"
+                seen = mark()
+                while True:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(event.wait(), TICK_S)
+                    event.clear()
+                    now = mark()
+                    if now != seen:
+                        seen = now
+                        yield f"event: change\ndata: {book.version}\n\n"
+                    else:
+                        yield ": idle\n\n"
+            finally:
+                book.forget(event)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+
+    return api
