@@ -28,8 +28,7 @@ def install(app: FastAPI, ctx: Ctx) -> None:
         return
     hub = ChatHub(ctx.settings.state_dir, ctx.sandboxes, ctx.settings.chat_proxy_urls,
                   open_proxy=not ctx.auth.enabled)
-    if hasattr(ctx.worker, "listeners"):
-        ctx.worker.listeners.append(hub)  # notices from `rock model-service ...` inside sandboxes
+    ctx.worker.listeners.append(hub)  # notices from `rock model-service ...` inside sandboxes
     app.state.chat = hub
     app.include_router(routes.router(ctx, hub))
 

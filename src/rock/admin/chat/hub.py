@@ -23,6 +23,7 @@ from rock.admin.chat.endpoint import Call, Endpoint  # noqa: F401 - the routes i
 from rock.admin.chat.records import RecordLog
 from rock.admin.chat import native
 from rock.errors import BadRequest, CommandTimeout, Conflict, SandboxNotFound
+from rock.worker.protocol import WorkerListener
 
 log = logging.getLogger("rock.admin.chat")
 SESSION_END = "SESSION_END"
@@ -30,7 +31,7 @@ KEEP_ENDED = 4096  # ended endpoints kept in memory; older ones are read back fr
 KEEP_NOTICES = 10000  # SESSION_END notices kept per owner for an exchange to collect
 
 
-class ChatHub:
+class ChatHub(WorkerListener):
     def __init__(self, state_dir: Path, sandboxes=None, proxy_urls: list[str] | None = None, open_proxy: bool = True):
         self.sandboxes = sandboxes
         self.proxy_urls = [u.rstrip("/") for u in proxy_urls or ()]
