@@ -13,10 +13,14 @@ serves); a new wire format the sandbox's agent speaks: a ``native_*.py`` beside 
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from typing import TYPE_CHECKING
 
 from rock.admin.chat.hub import ChatHub
-from rock.admin.context import Ctx
+
+if TYPE_CHECKING:  # the hub's modules import this package first: it brings no web framework with it
+    from fastapi import FastAPI
+
+    from rock.admin.context import Ctx
 
 
 def install(app: FastAPI, ctx: Ctx) -> None:

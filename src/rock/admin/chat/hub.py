@@ -18,7 +18,7 @@ from collections import deque
 from pathlib import Path
 
 from rock.actions.chat import Answer, ModelEndpointConfig, Rejected
-from rock.admin.chat import upstream
+from rock.admin.chat.completion import normalize
 from rock.admin.chat.endpoint import Call, Endpoint  # noqa: F401 - the routes import them from here too
 from rock.admin.chat.records import RecordLog
 from rock.admin.chat import native
@@ -149,7 +149,7 @@ class ChatHub(WorkerListener):
             ep.complete_native(call, obj, completion)
             return None
         try:
-            response = upstream.normalize(a.response, call)
+            response = normalize(a.response, call)
         except ValueError as exc:
             return Rejected(sandbox_id=a.sandbox_id, index=a.index, status=400,
                             reason=f"the answer to call {a.index} is not a chat completion: {exc}")

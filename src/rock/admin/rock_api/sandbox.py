@@ -10,7 +10,7 @@ from rock.actions.response import (IsAliveResponse, SandboxListResponse, Sandbox
                                    StateTransitionRecord)
 from rock.actions.sandbox import BatchStatusRequest, SandboxIdRequest, SandboxStartRequest
 from rock.admin.envs import gem
-from rock.admin.auth import namespaced_id
+from rock.admin.sandboxes.ids import namespaced_id
 from rock.admin.context import Ctx, iso, ok, parse, query
 from rock.admin.doors import door
 from rock.jsonutil import dumps

@@ -6,32 +6,12 @@ of the process), so this works inside Jupyter, where a loop is already running.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
-import threading
-from typing import Any
 
+from rock.sdk.background import run_sync
 from rock.sdk.sandbox.client import Sandbox
 from rock.sdk.sandbox.config import SandboxConfig
-
-_loop: asyncio.AbstractEventLoop | None = None
-_lock = threading.Lock()
-
-
-def _background_loop() -> asyncio.AbstractEventLoop:
-    global _loop
-    with _lock:
-        if _loop is None:
-            _loop = asyncio.new_event_loop()
-            threading.Thread(target=_loop.run_forever, name="rock-sdk-loop", daemon=True).start()
-        return _loop
-
-
-def run_sync(coro) -> Any:
-    """Run a coroutine to completion from synchronous code, on the SDK's background event loop thread."""
-    return asyncio.run_coroutine_threadsafe(coro, _background_loop()).result()
-
 
 def _same(name: str, doc: str) -> property:
     """A read-only attribute that is the wrapped ``Sandbox``'s of the same name."""
