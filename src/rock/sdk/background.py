@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
+from typing import Any, Coroutine, TypeVar
+
+T = TypeVar("T")
 
 _loop: asyncio.AbstractEventLoop | None = None
 _lock = threading.Lock()
@@ -21,6 +23,6 @@ def _background_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
-def run_sync(coro) -> Any:
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to completion from synchronous code, on the SDK's background event loop thread."""
     return asyncio.run_coroutine_threadsafe(coro, _background_loop()).result()

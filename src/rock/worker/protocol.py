@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # annotations only: the seam adds no import edge to what implements it
-    from rock.runtime.base import ResourceStats, SandboxSpec
+    from rock.runtime.spec import ResourceStats, SandboxSpec
     from rock.runtime.snapshots import Snapshot
     from rock.worker.agent_client import AgentClient
     from rock.worker.worker import SandboxInfo
@@ -28,7 +28,7 @@ class WorkerListener:
     async def sandbox_lost(self, sandbox_id: str, reason: str) -> None:
         """The sandbox's agent went away on its own (killed, crashed, out of memory)."""
 
-    def agent_notice(self, sandbox_id: str, meta: dict, body: bytes) -> None:
+    def agent_notice(self, sandbox_id: str, meta: dict[str, Any], body: bytes) -> None:
         """A notice sent from inside the sandbox (``rock model-service ...``)."""
 
     async def node_lost(self, name: str, reason: str) -> None:
@@ -45,7 +45,7 @@ class PoolView(Protocol):
         """Sandboxes ready in the pools now."""
         ...
 
-    def summary(self) -> list[dict]:
+    def summary(self) -> list[dict[str, Any]]:
         """One row per pool: image, size, sandboxes ready."""
         ...
 
@@ -138,7 +138,7 @@ class WorkerOps(Protocol):
         """Whether the named cluster node answers (a single-node worker has no named nodes)."""
         ...
 
-    def status(self) -> list[dict]:
+    def status(self) -> list[dict[str, Any]]:
         """One row per node: name, liveness, backend, capacity, what is reserved and free."""
         ...
 

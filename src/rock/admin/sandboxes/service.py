@@ -39,6 +39,7 @@ from rock.errors import (BadRequest, Conflict, RockError, SandboxNotFound, Sandb
 from rock.runtime.base import SandboxSpec
 from rock.runtime.host_policy import host_network_refused, host_path_refused, is_host_path
 from rock.runtime.gpus import wanted as gpus_wanted
+from rock.runtime.snapshots import Snapshot
 from rock.worker.protocol import WorkerListener, WorkerOps
 
 log = logging.getLogger("rock.admin")

@@ -14,7 +14,6 @@ step in parallel: with a few cores that beats one process per env (gymnasium's
 
 import difflib
 import importlib
-import os
 
 _np = None
 wire = None  # gymwire, and below SlicedVectorEnv (gymslices): handed over by bind()

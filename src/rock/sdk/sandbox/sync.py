@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from typing import Any
 
 from rock.sdk.background import run_sync
 from rock.sdk.sandbox.client import Sandbox
@@ -30,13 +31,13 @@ class SyncSandbox:
     host_ip = _same("host_ip", "The address of the machine (node) the sandbox runs on.")
     url = _same("url", "The admin's sandbox API URL this client talks to.")
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         attr = getattr(self._sandbox, name)
         if not inspect.iscoroutinefunction(attr):
             return attr
 
         @functools.wraps(attr)
-        def call(*args, **kwargs):
+        def call(*args: Any, **kwargs: Any) -> Any:
             return run_sync(attr(*args, **kwargs))
 
         return call
@@ -55,7 +56,7 @@ class SyncSandbox:
             self.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def __repr__(self) -> str:
