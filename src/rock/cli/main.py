@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import logging
 import sys
 
-from rock.cli import admin, cluster, config_ini, image, job, resolve_admin_options, sandbox, snapshots, suites
+from rock.cli import admin, cluster, config_ini, envs, image, job, resolve_admin_options, sandbox, snapshots, suites
 from rock.cli.output import Out
 from rock.errors import RockError
 
@@ -29,11 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     job.add_parser(sub)
     suites.add_parser(sub)
     cluster.add_parser(sub)
-    # `rock envs` lives in its own module (issue 4); register it when it is there.
-    if importlib.util.find_spec("rock.cli.envs") is not None:
-        envs = importlib.import_module("rock.cli.envs")
-        if hasattr(envs, "add_parser"):
-            envs.add_parser(sub)
+    envs.add_parser(sub)
     return parser
 
 

@@ -292,16 +292,6 @@ class WaitSessionRequest(SessionRequest):
     idle_timeout: float | None = Field(default=None, gt=0)
 
 
-class RunStreamRequest(SessionRequest):
-    """First message on the streaming WebSocket: the command to run and stream."""
-
-    command: str
-    timeout: float | None = Field(default=None, gt=0)
-    idle_timeout: float | None = Field(default=None, gt=0)
-    max_output: int | None = Field(default=None, gt=0)
-    check: Literal["silent", "raise", "ignore"] = "silent"
-
-
 class ProcStartRequest(_Ours):
     """Start a background process in the sandbox (ours): a string is a shell command line, a list an argv. ``name``
     is a label for listings. The reply carries its ``proc_id``; read its output and status with /procs/output
