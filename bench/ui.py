@@ -22,7 +22,8 @@ import httpx
 from bench.admin import SANDBOX_API, AdminProcess
 from bench.report import record
 from bench.sdk import usable
-from rock.admin.store import SandboxRecord, open_store
+from rock.admin.store import SandboxRecord
+from rock.admin.store.backends import open_store
 
 RECORDS = 1000
 RUNNING = 5

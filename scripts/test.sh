@@ -18,6 +18,13 @@ stop_started() {
 trap stop_started EXIT
 
 bash scripts/setup-host.sh || exit 1
+# Lint and types first (pyproject.toml's [tool.ruff] and [tool.mypy]): seconds, before the suite's minutes.
+for tool in ruff mypy; do
+  python3 -m "$tool" --version >/dev/null 2>&1 ||
+    python3 -m pip install -q "$tool" 2>&1 | grep -v -e 'Running pip as' -e 'is ignored' || true
+done
+python3 -m ruff check src tests bench || { echo "[test] ruff found problems (above)"; exit 1; }
+python3 -m mypy || { echo "[test] mypy found problems (above)"; exit 1; }
 python3 -m pytest -q -ra -p no:cacheprovider --durations=25 "$@"
 rc=$?
 if [ "$rc" = 5 ]; then

@@ -3,7 +3,6 @@ ids and logprobs in the records) and replay of the exported trajectory, once per
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest

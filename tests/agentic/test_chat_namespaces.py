@@ -4,7 +4,6 @@ model calls, nor read its trajectory; its exchange never receives them."""
 from __future__ import annotations
 
 import asyncio
-import json
 
 import httpx
 import pytest

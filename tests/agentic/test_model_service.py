@@ -14,7 +14,7 @@ import pytest
 from rock.errors import BadRequest
 from rock.sdk.sandbox import Sandbox
 from rock.sdk.sandbox.model_service import ModelService, ModelServiceConfig
-from tests.sdk.test_sandbox import config, until
+from tests.sdk.test_sandbox import config
 
 # The agent under training: three model calls, then it exits.
 AGENT = r'''

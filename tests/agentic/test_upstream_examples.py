@@ -19,7 +19,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 
 HERE = Path(__file__).parent / "upstream_examples"
 UPSTREAM = "alibaba/ROCK@4889118bde2ddba26684d4a8a5051892ad7defe9"

@@ -9,7 +9,6 @@ alone and with a hard link, a binary file and a symbolic link beside it) must pa
 
 import asyncio
 
-import pytest
 
 from rock.actions import Command
 from rock.agentic.tasks import load_task

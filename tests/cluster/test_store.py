@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rock.admin.store import SandboxRecord, open_store
+from rock.admin.store import SandboxRecord
+from rock.admin.store.backends import open_store
 from tests.conftest import SESSION_ROOT
 
 

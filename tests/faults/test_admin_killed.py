@@ -13,7 +13,7 @@ import pytest
 from websockets.sync.client import connect
 
 from rock.admin.context import PREFIX
-from tests.faults.conftest import AdminProcess, backends, sandbox_upper
+from tests.faults.conftest import backends, sandbox_upper
 
 CHUNK = 4 << 20
 CHUNKS = 16

@@ -168,3 +168,39 @@ def test_an_environment_no_process_can_have_is_refused_by_schema_and_server(env)
     # control: names and values beyond the portable set are valid (a space, non-ASCII)
     fine = {"PATH": "/bin", "É x": "ü=1"}
     assert schema.is_valid({"env": fine}) and SandboxStartRequest.model_validate({"env": fine}).env == fine
+
+
+@pytest.mark.parametrize("image", ["Python:3.11", "python\x01:3.11", "python:3.11\n", "library/Python"])
+@pytest.mark.parametrize("path", ["/apis/envs/sandbox/v1/start", "/apis/envs/sandbox/v1/start_async"])
+def test_a_malformed_image_is_refused_before_any_pull(path, image):
+    """Found by Schemathesis: pull_policy always with a name no registry can hold (upper case,
+    control characters) went to the registry and answered 503. The image grammar refuses it first."""
+    req = SandboxStartRequest(image=image, pull_policy="always")
+    with pytest.raises(BadRequest, match="not an image reference"):
+        check_start_request(req, "docker")
+    r = TestClient(_app()).post(path, json={"image": image, "pull_policy": "always"})
+    assert r.status_code == 400 and "not an image reference" in r.json()["message"], r.text
+    # control: a well-formed name and a host path (its own check) are not the grammar's to refuse
+    check_start_request(SandboxStartRequest(image="python:3.11", pull_policy="always"), "docker")
+    with pytest.raises(BadRequest, match="allow_host_paths"):
+        check_start_request(SandboxStartRequest(image="/srv/rootfs"), "bwrap", Settings(allow_host_paths=False))
+
+
+def test_a_start_from_a_missing_snapshot_is_a_declared_404():
+    """Found by Schemathesis: start_async answered 404 (SnapshotNotFound) and its schema listed no 404."""
+    paths = _app().openapi()["paths"]
+    for path in ("/apis/envs/sandbox/v1/start", "/apis/envs/sandbox/v1/start_async"):
+        assert "404" in paths[path]["post"]["responses"], path
+    with TestClient(_app()) as client:
+        r = client.post("/apis/envs/sandbox/v1/start_async", json={"snapshot": "no-such-snapshot"})
+    assert r.status_code == 404 and "no-such-snapshot" in r.json()["message"], r.text
+
+
+def test_the_chat_long_polls_declare_they_are_long():
+    """Found by Schemathesis: POST /chat/exchange (a long poll, up to its ``wait``) took over 10 s
+    while its schema said nothing; the fuzzer's response-time check reads LONG_RUNNING."""
+    paths = _app().openapi()["paths"]
+    exchange = paths["/apis/v1/chat/exchange"]["post"]
+    assert exchange[LONG_RUNNING]["seconds"] >= ExchangeRequest.model_validate({"wait": 300}).wait
+    assert paths["/apis/v1/chat/anti_call_llm"]["post"][LONG_RUNNING]["seconds"] >= 600
+    assert LONG_RUNNING not in paths["/apis/v1/chat/answer"]["post"]  # control: answering one call is quick

@@ -7,7 +7,7 @@ import pytest
 
 from rock.errors import BadRequest
 from rock.sdk.sandbox import Sandbox
-from tests.sdk.test_sandbox import config, until
+from tests.sdk.test_sandbox import config
 
 
 async def _refused(admin, match: str, **fields) -> None:

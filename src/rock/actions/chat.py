@@ -11,6 +11,7 @@ import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.config import JsonDict
 
 from rock.actions.numbers import numbers_only
 from rock.actions.sandbox import SandboxId
@@ -36,7 +37,7 @@ URL_PATTERN = (r"^https?://[A-Za-z0-9.-]*[A-Za-z0-9](:(6553[0-5]|655[0-2][0-9]|6
                r"|[1-5][0-9]{4}|[0-9]{1,4}))?(/[!-~]*)?$")
 # What ``_mode`` refuses of the fields together, said in the schema too: proxy mode needs an
 # upstream or replay records; local mode has neither.
-_MODE_RULES = {"allOf": [{
+_MODE_RULES: JsonDict = {"allOf": [{
     "if": {"required": ["type"], "properties": {"type": {"const": "proxy"}}},
     "then": {"anyOf": [{"required": ["proxy_base_url"], "properties": {"proxy_base_url": {"type": "string"}}},
                        {"required": ["replay"], "properties": {"replay": {"type": "array"}}}]},

@@ -22,7 +22,7 @@ def image_ref_problem(image: str) -> str | None:
     """Why ``image`` is not an image reference (None when it is one)."""
     if len(image) > MAX_IMAGE_REF:
         return f"image {image[:40]!r}... is {len(image)} characters long; an image reference has at most {MAX_IMAGE_REF}"
-    if _REF.match(image) is None:
+    if _REF.fullmatch(image) is None:  # (``$`` alone would let a trailing newline through)
         return (f"image {image!r} is not an image reference: use '[registry[:port]/]repository[:tag][@digest]' "
                 "with a lower-case repository, e.g. python:3.11")
     return None

@@ -9,16 +9,18 @@ bounds (and so their schema) as they are declared.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import field_validator
 
 
-def _a_number(cls, value):
+def _a_number(cls: type, value: Any) -> Any:
     if isinstance(value, (bool, str, bytes)):
         raise ValueError(f"must be a number, not {type(value).__name__} {value!r}")
     return value
 
 
-def numbers_only(*fields: str):
+def numbers_only(*fields: str) -> Any:
     """A validator for a model's body: ``_numbers = numbers_only("wait", "index")``; each named
     field refuses a boolean or a string before pydantic's own parsing."""
     return field_validator(*fields, mode="before")(_a_number)

@@ -62,7 +62,7 @@ class CallRecord(BaseModel):
         object.__setattr__(record, "__pydantic_private__", None)
         return record
 
-    def finish(self, status: str, http_status: int, response: dict | None = None, error: str | None = None) -> None:
+    def finish(self, status: str, http_status: int, response: dict[str, Any] | None = None, error: str | None = None) -> None:
         """Close the record: set the status, the HTTP status the sandbox's client got, the end time and latency,
         and, from a completion ``response``, its usage, token ids and logprobs (kept only when some choice had
         them). Skips validation, as it runs on every call's path."""
@@ -82,7 +82,7 @@ class CallRecord(BaseModel):
         self.__dict__.update(done)
         self.__pydantic_fields_set__.update(done)
 
-    def to_rock(self) -> dict:
+    def to_rock(self) -> dict[str, Any]:
         """ROCK's trajectory line (its ``TrajectoryRecorder``)."""
         return {"model": self.request.get("model"), "stream": self.stream,
                 "status": "success" if self.status == "success" else "failure",
@@ -96,7 +96,7 @@ _DEFAULTS = {name: None if f.is_required() else f.get_default(call_default_facto
              for name, f in CallRecord.model_fields.items()}
 
 
-def from_rock(line: dict) -> dict:
+def from_rock(line: dict[str, Any]) -> dict[str, Any]:
     """A ROCK trajectory line checked for what replay needs (a ``response`` object)."""
     if not isinstance(line, dict) or not isinstance(line.get("response"), dict):
         raise ValueError("each replay record must be a JSON object with a 'response' object "
@@ -110,7 +110,7 @@ def rock_jsonl(records: list[CallRecord]) -> str:
                    if r.status != "pending")
 
 
-def read_rock_jsonl(text: str) -> list[dict]:
+def read_rock_jsonl(text: str) -> list[dict[str, Any]]:
     """Parse ROCK's trajectory JSONL (blank lines skipped) into replay records; raises ValueError naming the first
     line that is not a JSON object with a ``response`` object."""
     out = []

@@ -103,8 +103,8 @@ class SandboxStatusResponse(_Compat):
 
     sandbox_id: str | None = None
     # ROCK: stage name -> {"status": "running"|"failed"|..., "message"}; the SDK reads failures here.
-    status: dict | None = None
-    port_mapping: dict | None = None
+    status: dict[str, Any] | None = None
+    port_mapping: dict[str, Any] | None = None
     host_name: str | None = None
     host_ip: str | None = None
     is_alive: bool = True
@@ -133,7 +133,7 @@ class SandboxStatusResponse(_Compat):
     auto_archive_time: str | None = None
     auto_delete_time: str | None = None
     accelerator_type: str | None = None
-    metadata: dict | None = None  # ours: the start request's settings (image, limits, lifecycle)
+    metadata: dict[str, Any] | None = None  # ours: the start request's settings (image, limits, lifecycle)
     state_history: list[StateTransitionRecord] = Field(default_factory=list)
 
 
@@ -321,6 +321,6 @@ class SandboxListResponse(_Compat):
     has_more: bool = False
 
 
-def envelope(result: Any = None, status: ResponseStatus = ResponseStatus.SUCCESS, **kw) -> dict:
+def envelope(result: Any = None, status: ResponseStatus = ResponseStatus.SUCCESS, **kw: Any) -> dict[str, Any]:
     """The reply envelope as a plain dict (what RockResponse parses): status, message, error and result."""
     return {"status": status.value, "message": kw.get("message"), "error": kw.get("error"), "result": result}

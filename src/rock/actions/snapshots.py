@@ -7,7 +7,7 @@ image tag can both carry. Unknown fields are refused (a typo is an error, not a 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -83,5 +83,5 @@ class SnapshotInfo(BaseModel):
 class ForkResult(BaseModel):
     """The children, in the order asked for, and the snapshot they came from where it was kept."""
 
-    sandboxes: list[dict]  # ``start``'s result per child (state running, or failed with its reason)
+    sandboxes: list[dict[str, Any]]  # ``start``'s result per child (state running, or failed with its reason)
     snapshot: SnapshotInfo | None = None

@@ -27,7 +27,7 @@ from rock.admin.context import Ctx, ok
 from rock.admin.doors import DoorApp, Doors
 from rock.admin.limits import BodyLimit
 from rock.admin.sandboxes import Sandboxes
-from rock.admin.store import open_store
+from rock.admin.store.backends import open_store
 from rock.config import Settings
 
 log = logging.getLogger("rock.admin")

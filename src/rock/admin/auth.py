@@ -8,7 +8,6 @@ other namespace is told it does not exist (404), so ids cannot be probed.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ipaddress
 import socket
@@ -64,16 +63,6 @@ def check_bind(host: str, tokens: dict[str, str]) -> None:
             "Configure tokens (ROCK_TOKENS='{\"<token>\": \"<namespace>\"}' or 'tokens' in the config file) "
             "or bind 127.0.0.1."
         )
-
-
-def namespaced_id(sandbox_id: str, namespace: str) -> str:
-    """The id a sandbox id chosen by a caller of ``namespace`` gets: ``<id>.<10 hex>``, the hex
-    from the namespace and the id. Two namespaces choosing one id get two sandboxes, so a chosen
-    id neither tells whether another namespace has it nor takes it from them. Ids the server
-    makes (uuid hex, ``env-...``) have no '.', so they never meet one of these; at most 128
-    characters, like every sandbox id."""
-    tag = hashlib.sha256(f"{namespace}\0{sandbox_id}".encode()).hexdigest()[:10]
-    return f"{sandbox_id[:117]}.{tag}"
 
 
 class Auth:

@@ -15,6 +15,7 @@ from rock.jsonutil import dumps
 from rock.admin.sandboxes import Sandboxes
 from rock.config import Settings
 from rock.errors import BadRequest
+from rock.worker.protocol import WorkerOps
 
 M = TypeVar("M", bound=BaseModel)
 PREFIX = "/apis/envs/sandbox/v1"
@@ -25,7 +26,7 @@ class Ctx:
     settings: Settings
     auth: Auth
     sandboxes: Sandboxes
-    worker: object
+    worker: WorkerOps
     started_at: float
 
     def owner(self, conn: HTTPConnection) -> str | None:

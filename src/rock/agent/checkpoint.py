@@ -16,6 +16,7 @@ import time
 
 from . import fastos as os
 from . import threads
+from .deferred import DEFERRED
 
 # What the main thread's accept loop and this module share: the listening socket, and set while
 # the agent has made way (the accept loop's error then means "wait for SIGUSR2", not a failure).
@@ -64,8 +65,6 @@ def _quiesce(req):
     quiet.set()
     req.reply({"quiet": True})
     threads.spawn(_close_all, agent)
-    from .server import DEFERRED
-
     return DEFERRED
 
 

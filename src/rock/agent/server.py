@@ -12,6 +12,7 @@ import sys
 
 from . import fastos as os
 from . import protocol, threads
+from .deferred import DEFERRED
 from .errors import OpError, from_os_error
 
 VERSION = "1"
@@ -62,13 +63,6 @@ class Request:
             if item is None:
                 return
             yield item
-
-
-class Deferred(Exception):
-    """Returned (not raised) by an inline handler that will call req.reply() later."""
-
-
-DEFERRED = Deferred()
 
 
 class Pool:

@@ -7,7 +7,7 @@ from . import fastos as os
 from . import threads
 from .bash import BashSession
 from .errors import OpError, lookup
-from .server import DEFERRED
+from .deferred import DEFERRED
 
 _sessions = {}
 _lock = threads.Lock()

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from rock.cli.output import Out
+from rock.cli.output import Out, results_table
 
 
 def task_ids(args) -> list[str] | None:
@@ -69,8 +69,6 @@ def cmd_run_suite(args, out: Out) -> int:
     if out.as_json:
         out.json(summary)
         return code
-    from rock.cli.job import results_table
-
     results_table(out, summary, f"{name} · {args.harness}/{args.policy} · {summary['seconds']} s · "
                                 f"{summary['tasks_per_s']} tasks/s" + (f" · {summary['skipped']} resumed" if summary["skipped"] else ""))
     out.console.print(f"trajectories: {path}")

@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 
 from rock.cli import add_admin_options
-from rock.cli.output import Out
+from rock.cli.agentic_job import cmd_run_suite
+from rock.cli.output import Out, results_table
 
 
 def add_parser(sub) -> None:
@@ -93,8 +94,6 @@ def cmd_run(args, out: Out) -> int:
 
         raise BadRequest("give --env (a training suite) or --suite (an agentic suite), one of them")
     if args.suite:
-        from rock.cli.agentic_job import cmd_run_suite
-
         return cmd_run_suite(args, out)
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -133,12 +132,3 @@ def cmd_run(args, out: Out) -> int:
                                 f"{summary['tasks_per_s']} tasks/s")
     out.console.print(f"trajectories: {path}")
     return 0
-
-
-def results_table(out: Out, summary: dict, title: str) -> None:
-    """The results table of a job's summary (``rock.training.runner.summarize``): a row per category."""
-    rows = [{"category": c, **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in s.items()}}
-            for c, s in summary["by_category"].items()]
-    rows.append({"category": "ALL", "tasks": summary["tasks"], "mean_reward": round(summary["mean_reward"], 4),
-                 "pass_rate": round(summary["pass_rate"], 4), "errors": summary["errors"]})
-    out.rows(rows, ["category", "tasks", "mean_reward", "pass_rate", "errors"], title=title)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import logging
 import sys
 
@@ -12,6 +10,7 @@ from rock.cli import (
     admin,
     cluster,
     config_ini,
+    envs,
     image,
     job,
     resolve_admin_options,
@@ -43,11 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     suites.add_parser(sub)
     tasks.add_parser(sub)
     cluster.add_parser(sub)
-    # `rock envs` lives in its own module (issue 4); register it when it is there.
-    if importlib.util.find_spec("rock.cli.envs") is not None:
-        envs = importlib.import_module("rock.cli.envs")
-        if hasattr(envs, "add_parser"):
-            envs.add_parser(sub)
+    envs.add_parser(sub)
     return parser
 
 

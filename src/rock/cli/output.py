@@ -61,3 +61,12 @@ class Out:
             print(json.dumps({"error": message}), file=sys.stderr)
         else:
             print(f"error: {message}", file=sys.stderr)
+
+
+def results_table(out: Out, summary: dict, title: str) -> None:
+    """The results table of a job's summary (``rock.training.runner.summarize``): a row per category."""
+    rows = [{"category": c, **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in s.items()}}
+            for c, s in summary["by_category"].items()]
+    rows.append({"category": "ALL", "tasks": summary["tasks"], "mean_reward": round(summary["mean_reward"], 4),
+                 "pass_rate": round(summary["pass_rate"], 4), "errors": summary["errors"]})
+    out.rows(rows, ["category", "tasks", "mean_reward", "pass_rate", "errors"], title=title)

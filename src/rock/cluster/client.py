@@ -37,6 +37,7 @@ from rock.errors import (ERRORS, AgentGone, BadRequest, RockError, SandboxNotFou
 from rock.runtime.base import ResourceStats, SandboxSpec
 from rock.runtime.snapshots import Snapshot
 from rock.worker.agent_client import AgentClient
+from rock.worker.protocol import WorkerListener
 from rock.worker.snapshots import fork_children
 from rock.worker.worker import SandboxInfo, notify_listeners
 
@@ -81,7 +82,11 @@ class _NodePools:
 
 
 class ClusterWorker:
+    """The admin's worker over a cluster's nodes (``WorkerOps``): placement, batched lifecycle
+    calls over Ray, a direct data path to each node's relay."""
+
     backend_name = "cluster"
+    clustered = True
 
     def __init__(self, settings: Settings, source: NodeSource | None = None):
         """``source``: where nodes are found and reached (Ray's actors unless told otherwise)."""
@@ -92,7 +97,7 @@ class ClusterWorker:
                                             room=self._pump))
         self.where: dict[str, str] = {}  # sandbox id -> node name, as far as this admin knows
         self.snapshot_where: dict[str, str] = {}  # snapshot name -> the node that holds it
-        self.listeners: list = []  # objects with node_lost(name, reason) and/or node_back(name, sandbox_ids)
+        self.listeners: list[WorkerListener] = []  # the admin's records, the chat hub
         self._clients: dict[str, AgentClient] = {}
         self._connecting: dict[str, asyncio.Task] = {}
         self._batches: dict[tuple[str, str], list] = {}
@@ -119,9 +124,8 @@ class ClusterWorker:
             self.where[sid] = name
 
     async def _node_back(self, name: str, sandbox_ids: list[str]) -> None:
-        for listener in self.listeners:  # only those that track nodes (the chat hub does not)
-            if hasattr(listener, "node_back"):
-                await listener.node_back(name, sandbox_ids)
+        for listener in self.listeners:
+            await listener.node_back(name, sandbox_ids)
 
     def _node_lost(self, name: str, reason: str) -> None:
         for sid, where in list(self.where.items()):
@@ -131,8 +135,7 @@ class ClusterWorker:
             if not future.done():
                 future.set_exception(NodeLost(f"node {name} was lost: {reason}"))
         for listener in self.listeners:
-            if hasattr(listener, "node_lost"):
-                asyncio.ensure_future(listener.node_lost(name, reason))
+            asyncio.ensure_future(listener.node_lost(name, reason))
 
     # -- admission and placement ----------------------------------------------------------------
 
@@ -370,6 +373,10 @@ class ClusterWorker:
             return sorted({n.info.backend for n in self.nodes.live()}), " of this cluster's live nodes"
         node = self._node_of(sandbox_id or "", node_id)
         return [node.info.backend], f" of node {node.name} (which runs sandbox {sandbox_id})"
+
+    def node_live(self, node_id: str) -> bool:
+        node = self.nodes.get(node_id)
+        return node is not None and node.live
 
     def stopped_ids(self) -> list[str]:
         """Sandboxes stopped with their files kept, as the live nodes last reported them."""

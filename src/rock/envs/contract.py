@@ -1,4 +1,4 @@
-"""What a sandboxed gymnasium env reports about itself (seed 003): ``SpaceSpec`` and ``EnvContract``.
+"""What a sandboxed gymnasium env reports about itself: ``SpaceSpec`` and ``EnvContract``.
 
 Both are wire-safe (strict JSON): a ``SpaceSpec`` is ``{kind, shape, dtype, details}`` for one
 space, nested for Dict and Tuple; ``to_space()`` gives the gymnasium space back. Kinds and their

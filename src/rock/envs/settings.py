@@ -29,7 +29,7 @@ class EnvSettings(BaseSettings):
     sandbox_linger: float = Field(default=60.0, ge=0)
     # Environment variables passed from the admin into env sandboxes when set (data locations).
     pass_env: list[str] = Field(default_factory=lambda: ["NLTK_DATA", "HF_HOME", "HF_DATASETS_CACHE"])
-    # Gymnasium sessions (seed 003): one sandbox each, sized for numeric envs and their workers.
+    # Gymnasium sessions: one sandbox each, sized for numeric envs and their workers.
     gym_sandbox_memory: str = "2g"
     gym_sandbox_cpus: float = Field(default=2.0, gt=0)
     # A session whose client stopped renewing its lease (a keepalive every lease/3 s) is closed.

@@ -18,7 +18,7 @@ import json
 from typing import Any
 
 from rock.agent.protocol import RESET_FIELDS, STEP_FIELDS
-from rock.envs.client import AsyncHttp, SyncHttp, loads
+from rock.envs.wire import AsyncHttp, SyncHttp, loads
 from rock.envs.errors import EnvError
 
 

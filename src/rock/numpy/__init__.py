@@ -1,4 +1,4 @@
-"""Sandbox envs whose values are NumPy arrays and Python primitives (seed 003's ``numpy`` module).
+"""Sandbox envs whose values are NumPy arrays and Python primitives.
 
     import rock.numpy
 

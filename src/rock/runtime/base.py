@@ -12,94 +12,14 @@ signal (``ready``), what a sandbox may have of the host (``host_policy``), pause
 from __future__ import annotations
 
 import abc
-import os
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import ClassVar
 
 from rock.config import Settings
-from rock.runtime.agent_boot import SOCKET_NAME
+from rock.runtime import forks, pausing
 from rock.runtime.host_policy import owner_key
-
-if TYPE_CHECKING:
-    from rock.runtime.snapshots import Snapshot
-
-class VolumeBind(BaseModel):
-    """A volume's host directory mounted into a sandbox at ``target`` (``rock.admin.volumes``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    source: str
-    target: str
-    read_only: bool = False
-
-
-class SandboxSpec(BaseModel):
-    """What a caller asks a backend for."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    sandbox_id: str
-    image: str | None = None
-    memory_bytes: int | None = None
-    cpus: float | None = None
-    pids_limit: int | None = 1024
-    network: bool = False
-    max_file_bytes: int | None = None  # no file grows past it (None: the settings' max_file_bytes; 0: no limit)
-    env: dict[str, str] = Field(default_factory=dict)
-    labels: dict[str, str] = Field(default_factory=dict)
-    pull_policy: str = "missing"  # missing | always | never: when to pull the image (engine-backed images)
-    # Registry login for the pull; never persisted with the rest of the spec.
-    registry_auth: dict[str, str] | None = Field(default=None, exclude=True)
-    runtime: str | None = None  # an engine runtime other than the default (e.g. kata)
-    # Placement: whole GPUs wanted, disk promised, labels the node must carry (accelerator_type too).
-    gpus: int = 0
-    disk_bytes: int | None = None
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    # The GPUs the node gave this sandbox (its /dev/nvidiaN), set by the worker, not by callers.
-    gpu_ids: list[int] = Field(default_factory=list)
-    # Host paths mounted read-only at the same path: only the env image builder sets these (the
-    # operator's package index and CA bundle in a build sandbox); no request field reaches them.
-    ro_binds: list[str] = Field(default_factory=list)
-    # Volumes of the sandbox's tenant, resolved by the admin to their host directories.
-    volume_binds: list[VolumeBind] = Field(default_factory=list)
-
-
-class RuntimeHandle(BaseModel):
-    """What a backend needs to find a sandbox again, also after a worker restart (persisted as JSON)."""
-
-    sandbox_id: str
-    backend: str
-    runtime_id: str
-    run_dir: str
-    spec: SandboxSpec
-    pid: int | None = None
-    created_at: float = Field(default_factory=time.time)
-    extra: dict[str, str] = Field(default_factory=dict)
-
-    @property
-    def socket_path(self) -> str:
-        return os.path.join(self.run_dir, SOCKET_NAME)
-
-    @property
-    def start_time(self) -> int | None:
-        """Start time of ``pid`` (see ``process_start_time``) where the backend recorded one."""
-        value = self.extra.get("start_time", "")
-        return int(value) if value.isdigit() else None
-
-
-class ResourceStats(BaseModel):
-    """What a sandbox uses of its limits (None where the backend cannot tell)."""
-
-    cpu_seconds: float | None = None
-    memory_bytes: int | None = None
-    memory_limit_bytes: int | None = None
-    pids: int | None = None
-    pids_limit: int | None = None
-    # Forks the pids limit has refused so far: a sandbox at its limit, e.g. a fork bomb contained.
-    forks_refused: int | None = None
+from rock.runtime.snapshots import Snapshot, SnapshotStore
+from rock.runtime.spec import ResourceStats, RuntimeHandle, SandboxSpec, VolumeBind  # noqa: F401 - the backends' names
 
 
 class Runtime(abc.ABC):
@@ -115,8 +35,6 @@ class Runtime(abc.ABC):
         self.sandboxes_dir.mkdir(parents=True, exist_ok=True)
         # Short, path- and name-safe form of the owner for cgroup paths and container names.
         self.owner_key = owner_key(owner)
-        from rock.runtime.snapshots import SnapshotStore  # it names SandboxSpec, from here
-
         self.snapshots = SnapshotStore(Path(settings.state_dir) / "snapshots")
 
     @classmethod
@@ -175,30 +93,22 @@ class Runtime(abc.ABC):
 
     def paused(self, handle: RuntimeHandle) -> bool:
         """Whether the sandbox is paused, by its record on disk (true across a worker restart)."""
-        from rock.runtime import pausing
-
         return pausing.is_paused(handle)
 
     async def pause(self, handle: RuntimeHandle) -> None:
         """Stop every process of the sandbox where it stands, memory kept: it uses no CPU until
         ``unpause``. Recorded on disk beside the sandbox (a new worker sees it) and in ``handle``:
         an agent client connected with that handle refuses calls with SandboxPaused at once."""
-        from rock.runtime import pausing
-
         await pausing.pause(self, handle)
 
     async def unpause(self, handle: RuntimeHandle) -> None:
         """Let a paused sandbox's processes run on from where they stopped (``resume`` is the
         restart of a stopped sandbox over its kept files, a different thing)."""
-        from rock.runtime import pausing
-
         await pausing.unpause(self, handle)
 
     def frozen(self, handle: RuntimeHandle):
         """An async context: the sandbox frozen for the length of the block (a paused one stays
         paused after it)."""
-        from rock.runtime import pausing
-
         return pausing.frozen(self, handle)
 
     async def _freeze(self, handle: RuntimeHandle) -> None:
@@ -211,15 +121,11 @@ class Runtime(abc.ABC):
         """Save the sandbox's state as the snapshot ``name`` of ``owner``. ``filesystem``: its
         writable layer, the sandbox frozen only while that is taken; ``full``: its memory and
         processes too (a backend without ``full_snapshots`` refuses with BadRequest)."""
-        from rock.runtime import forks
-
         return await forks.take_snapshot(self, handle, name, owner, mode)
 
     async def start_from(self, snapshot: "Snapshot", spec: SandboxSpec | None = None) -> RuntimeHandle:
         """Start a sandbox from ``snapshot``: its files (and, ``full``, its processes) as they were.
         ``spec``: the new sandbox's (its id; limits default to the snapshot's source)."""
-        from rock.runtime import forks
-
         async with self.snapshots.in_use(snapshot):  # deleted meanwhile: SnapshotNotFound, not half a start
             return await self._start_from(snapshot, forks.child_spec(self, snapshot, spec))
 
@@ -248,15 +154,11 @@ class Runtime(abc.ABC):
         """Start ``n`` sandboxes from a fresh snapshot of a running one (with ``full``, each goes
         on with the parent's processes). Returns the snapshot, which the caller deletes when it is
         no longer wanted (an engine image stays in use while its children run), and the children."""
-        from rock.runtime import forks
-
         return await forks.fork(self, handle, n, owner, mode, name)
 
     async def _start_children(self, snapshot: "Snapshot", n: int) -> list[RuntimeHandle]:
         """A fork's ``n`` children from its snapshot, all or none (the default: ``start_from`` n
         times at once; a backend may share work between them)."""
-        from rock.runtime import forks
-
         return await forks.start_each(self, snapshot, n)
 
     async def start(self) -> None:

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 
 from rock.errors import BadRequest
 from rock.runtime.snapshots import Snapshot
+from rock.runtime.spec import RuntimeHandle, SandboxSpec
 
 if TYPE_CHECKING:
-    from rock.runtime.base import Runtime, RuntimeHandle, SandboxSpec
+    from rock.runtime.base import Runtime
 
 MAX_FORK = 256
 
@@ -67,8 +68,6 @@ async def fork(runtime: "Runtime", handle: "RuntimeHandle", n: int, owner: str, 
 async def start_each(runtime: "Runtime", snap: Snapshot, n: int) -> list["RuntimeHandle"]:
     """``n`` sandboxes from ``snap``, started concurrently; on any failure the ones that did start
     are destroyed and the first failure raised."""
-    from rock.runtime.base import RuntimeHandle
-
     results = await asyncio.gather(*(runtime.start_from(snap) for _ in range(n)), return_exceptions=True)
     children = [r for r in results if isinstance(r, RuntimeHandle)]
     failed = [r for r in results if not isinstance(r, RuntimeHandle)]

@@ -24,7 +24,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from rock.errors import BadRequest, Conflict, SnapshotNotFound
-from rock.runtime.base import SandboxSpec
+from rock.runtime.spec import SandboxSpec
 
 MODES = ("filesystem", "full")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

@@ -1,4 +1,4 @@
-"""Sandbox envs whose values are Torch tensors (seed 003's ``torch`` module).
+"""Sandbox envs whose values are Torch tensors.
 
 Needs torch (``pip install torch``; the CPU build is enough): arrays become tensors that own
 their memory, and actions may be tensors. The sessions are the same as ``rock.numpy``'s.

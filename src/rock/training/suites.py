@@ -8,7 +8,6 @@ the suites' code into the admin. Splits follow AgentScope: the first half of eac
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
 import subprocess
@@ -210,5 +209,3 @@ def unavailable(env_type: str) -> TrainingError | None:
     return None
 
 
-async def in_thread(fn, *args):
-    return await asyncio.to_thread(fn, *args)

@@ -24,6 +24,9 @@ log = logging.getLogger("rock.worker")
 
 
 class AttachedWorker(Worker):
+    """A proxy's worker: attaches to the admin's sandboxes on the shared state dir, starts and
+    stops none."""
+
     def __init__(self, settings, backend: str | None = None):
         super().__init__(settings, backend)
         self._attaching: dict[str, asyncio.Future] = {}
@@ -57,10 +60,10 @@ class AttachedWorker(Worker):
                 raise SandboxNotRunning(f"sandbox {sandbox_id} is not running (stopped or deleted through its admin)")
         return self.agent(sandbox_id)
 
-    async def stats(self, sandbox_id: str) -> ResourceStats:
+    async def stats(self, sandbox_id: str, node_id: str | None = None) -> ResourceStats:
         if sandbox_id not in self._sandboxes:
             await self._attach(sandbox_id)
-        return await super().stats(sandbox_id)
+        return await super().stats(sandbox_id, node_id)
 
     def _agent_lost(self, sandbox: Sandbox) -> None:
         # Stopped by its admin (or dead: the admin's own connection says so and it records why).

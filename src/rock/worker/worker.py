@@ -25,6 +25,7 @@ from rock.runtime.snapshots import Snapshot
 from rock.worker.agent_client import AgentClient
 from rock.worker.kept import StoppedSandboxes
 from rock.worker.pool import WarmPool, pool_key
+from rock.worker.protocol import WorkerListener
 from rock.worker.records import RecordFiles
 from rock.worker.snapshots import fork_children, owner_key
 from rock.worker.resources import Need, Resources, refuse_oversized
@@ -74,16 +75,19 @@ def memory_merging(wanted: bool) -> str:
     return "on" if running else "offered, but KSM is not running (echo 1 > /sys/kernel/mm/ksm/run)"
 
 
-def notify_listeners(listeners: list, sandbox_id: str, meta: dict, body: bytes) -> None:
+def notify_listeners(listeners: list[WorkerListener], sandbox_id: str, meta: dict, body: bytes) -> None:
     """A notice from inside a sandbox (e.g. ``rock model-service start``) for whichever admin
-    part handles it (listeners with ``agent_notice``: the chat hub)."""
+    part handles it (the chat hub)."""
     for listener in listeners:
-        handle = getattr(listener, "agent_notice", None)
-        if handle is not None:
-            handle(sandbox_id, meta, body)
+        listener.agent_notice(sandbox_id, meta, body)
 
 
 class Worker:
+    """One node's sandboxes on one backend (``WorkerOps``): the admin's embedded worker, and what
+    each cluster node's actor drives."""
+
+    clustered = False
+
     def __init__(self, settings: Settings, backend: str | None = None):
         self.settings = settings
         self.backend_name = pick_backend(backend or settings.backend)
@@ -101,7 +105,7 @@ class Worker:
         self._creating: dict[str, asyncio.Task] = {}
         self.pool = WarmPool(self._launch, self._discard)
         self.gpus = Gpus(settings.gpus)
-        self.listeners: list = []  # objects with sandbox_lost(sandbox_id, reason): the admin's records
+        self.listeners: list[WorkerListener] = []  # the admin's records, the chat hub
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -265,9 +269,7 @@ class Worker:
         reason = "the sandbox's agent went away (killed, crashed or out of memory); delete the sandbox and start a new one"
         log.warning("sandbox %s: %s", sandbox.sandbox_id, reason)
         for listener in self.listeners:
-            lost = getattr(listener, "sandbox_lost", None)
-            if lost is not None:
-                asyncio.ensure_future(lost(sandbox.sandbox_id, reason))
+            asyncio.ensure_future(listener.sandbox_lost(sandbox.sandbox_id, reason))
 
     async def stop(self, sandbox_id: str, node_id: str | None = None, keep: bool = False) -> bool:
         """End the sandbox. ``keep``: keep its files for ``restart`` where the backend can (returns
@@ -449,6 +451,21 @@ class Worker:
         own); ``ClusterWorker.node_backends`` names a node's."""
         return [self.backend_name], ""
 
+    def node_live(self, node_id: str) -> bool:
+        """A single-node worker has no named nodes: a record naming one is from a cluster."""
+        return False
+
+    def status(self) -> list[dict]:
+        """This machine as the one node of ``/cluster/status``."""
+        specs = self.specs()
+        reserved = Resources(cpus=sum(s.cpus or 0 for s in specs), memory_bytes=sum(s.memory_bytes or 0 for s in specs),
+                             gpus=sum(len(s.gpu_ids) for s in specs))
+        capacity = self.capacity()
+        return [{"name": "local", "live": True, "host_name": socket.gethostname(), "ip": "127.0.0.1",
+                 "backend": self.backend_name, "labels": self.settings.node_labels, "capacity": capacity,
+                 "reserved": reserved, "free": capacity - reserved, "loadavg": os.getloadavg()[0],
+                 "sandboxes": len(specs)}]
+
     def stopped_ids(self) -> list[str]:
         return list(self._stopped)
 
@@ -495,7 +512,7 @@ class Worker:
     def handle(self, sandbox_id: str) -> RuntimeHandle:
         return self._get(sandbox_id).handle
 
-    async def stats(self, sandbox_id: str) -> ResourceStats:
+    async def stats(self, sandbox_id: str, node_id: str | None = None) -> ResourceStats:
         return await self.runtime.stats(self._get(sandbox_id).handle)
 
     async def alive(self, sandbox_id: str) -> bool:

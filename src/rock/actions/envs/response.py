@@ -19,7 +19,7 @@ class EnvResetResponse(_Compat):
     """The first observation of a new episode and the env's info."""
 
     observation: Any
-    info: dict = Field(default_factory=dict)
+    info: dict[str, Any] = Field(default_factory=dict)
 
 
 class EnvStepResponse(_Compat):
@@ -30,7 +30,7 @@ class EnvStepResponse(_Compat):
     reward: float
     terminated: bool
     truncated: bool
-    info: dict = Field(default_factory=dict)
+    info: dict[str, Any] = Field(default_factory=dict)
 
 
 class EnvCloseResponse(_Compat):

@@ -7,9 +7,10 @@ ROCK-shaped bodies ignore unknown fields (rl-rock sends many we do not use, e.g.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic.config import JsonDict
 
 from rock.actions.numbers import numbers_only
 from rock.actions.request import BashAction, CloseBashSessionRequest, Command, CreateBashSessionRequest
@@ -78,16 +79,16 @@ class _Compat(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-def _filled(name: str) -> dict:
+def _filled(name: str) -> dict[str, Any]:
     return {"required": [name], "properties": {name: {"type": "string", "minLength": 1}}}
 
 
-def _set(name: str) -> dict:
+def _set(name: str) -> dict[str, Any]:
     return {"required": [name], "properties": {name: {"type": "integer"}}}
 
 
 # What ``rock.admin.sandboxes.start_checks`` refuses of the fields together, said in the schema too.
-_START_RULES = {"allOf": [
+_START_RULES: JsonDict = {"allOf": [
     {"if": _filled("registry_username"), "then": _filled("registry_password")},  # a login is both or neither
     {"if": _filled("registry_password"), "then": _filled("registry_username")},
     {"not": {"allOf": [_set("auto_archive_seconds"), _set("auto_delete_seconds")]}},  # one or the other
@@ -292,16 +293,6 @@ class WaitSessionRequest(SessionRequest):
 
     timeout: float | None = Field(default=None, gt=0)
     idle_timeout: float | None = Field(default=None, gt=0)
-
-
-class RunStreamRequest(SessionRequest):
-    """First message on the streaming WebSocket: the command to run and stream."""
-
-    command: str
-    timeout: float | None = Field(default=None, gt=0)
-    idle_timeout: float | None = Field(default=None, gt=0)
-    max_output: int | None = Field(default=None, gt=0)
-    check: Literal["silent", "raise", "ignore"] = "silent"
 
 
 class ProcStartRequest(_Ours):

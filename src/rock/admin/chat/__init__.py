@@ -13,10 +13,14 @@ serves); a new wire format the sandbox's agent speaks: a ``native_*.py`` beside 
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from typing import TYPE_CHECKING
 
 from rock.admin.chat.hub import ChatHub
-from rock.admin.context import Ctx
+
+if TYPE_CHECKING:  # the hub's modules import this package first: it brings no web framework with it
+    from fastapi import FastAPI
+
+    from rock.admin.context import Ctx
 
 
 def install(app: FastAPI, ctx: Ctx) -> None:
@@ -28,8 +32,7 @@ def install(app: FastAPI, ctx: Ctx) -> None:
         return
     hub = ChatHub(ctx.settings.state_dir, ctx.sandboxes, ctx.settings.chat_proxy_urls,
                   open_proxy=not ctx.auth.enabled)
-    if hasattr(ctx.worker, "listeners"):
-        ctx.worker.listeners.append(hub)  # notices from `rock model-service ...` inside sandboxes
+    ctx.worker.listeners.append(hub)  # notices from `rock model-service ...` inside sandboxes
     app.state.chat = hub
     app.include_router(routes.router(ctx, hub))
 

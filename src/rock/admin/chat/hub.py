@@ -18,11 +18,12 @@ from collections import deque
 from pathlib import Path
 
 from rock.actions.chat import Answer, ModelEndpointConfig, Rejected
-from rock.admin.chat import upstream
+from rock.admin.chat.completion import normalize
 from rock.admin.chat.endpoint import Call, Endpoint  # noqa: F401 - the routes import them from here too
 from rock.admin.chat.records import RecordLog
 from rock.admin.chat import native
 from rock.errors import BadRequest, CommandTimeout, Conflict, SandboxNotFound
+from rock.worker.protocol import WorkerListener
 
 log = logging.getLogger("rock.admin.chat")
 SESSION_END = "SESSION_END"
@@ -30,7 +31,7 @@ KEEP_ENDED = 4096  # ended endpoints kept in memory; older ones are read back fr
 KEEP_NOTICES = 10000  # SESSION_END notices kept per owner for an exchange to collect
 
 
-class ChatHub:
+class ChatHub(WorkerListener):
     def __init__(self, state_dir: Path, sandboxes=None, proxy_urls: list[str] | None = None, open_proxy: bool = True):
         self.sandboxes = sandboxes
         self.proxy_urls = [u.rstrip("/") for u in proxy_urls or ()]
@@ -148,7 +149,7 @@ class ChatHub:
             ep.complete_native(call, obj, completion)
             return None
         try:
-            response = upstream.normalize(a.response, call)
+            response = normalize(a.response, call)
         except ValueError as exc:
             return Rejected(sandbox_id=a.sandbox_id, index=a.index, status=400,
                             reason=f"the answer to call {a.index} is not a chat completion: {exc}")

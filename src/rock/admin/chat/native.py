@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from rock.admin.chat import native_messages as messages
 from rock.admin.chat import native_responses as responses
+from rock.admin.chat.completion import normalize
 from rock.admin.chat.stream import StreamFold
 
 if TYPE_CHECKING:
@@ -71,8 +72,6 @@ def is_native(api: str, answer: dict) -> bool:
 def outbound(call: "Call", answer: dict) -> tuple[dict, dict]:
     """(the native object the harness gets, its chat form for the record) for an answer in either
     form; ``ValueError`` when it is neither a valid chat completion nor a valid native object."""
-    from rock.admin.chat.upstream import normalize
-
     api, req = call.native["api"], call.native["request"]
     call_id = f"rock_{call.endpoint.sandbox_id[-12:]}_{call.index}"
     if api == "messages":

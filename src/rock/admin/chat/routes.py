@@ -28,12 +28,24 @@ from rock.actions.response import RockResponse
 from rock.actions.sandbox import SandboxId
 from rock.admin.chat.hub import ChatHub, Endpoint
 from rock.admin.context import Ctx, ok, parse, query
-from rock.admin.openapi import SANDBOX, doc
+from rock.admin.openapi import SANDBOX, doc, long_running
 from rock.actions.records import CallRecord, rock_jsonl
 from rock.errors import BadRequest, Conflict
 
 PREFIX = "/apis/v1/chat"
 TAGS = ["chat"]
+
+
+def _most(model: type[BaseModel], field: str) -> int:
+    """The largest value the model takes for ``field`` (its ``le`` bound)."""
+    return int(next(m.le for m in model.model_fields[field].metadata if getattr(m, "le", None) is not None))
+
+
+# Long polls: the answer comes when a call is pending or the request's own wait ends.
+EXCHANGE_WAIT = long_running(_most(ExchangeRequest, "wait") + 30,
+                             "a long poll: waits up to the request's wait for a first call")
+ANTI_CALL_WAIT = long_running(_most(AntiCallRequest, "call_timeout"),
+                              "a long poll: waits up to the request's call_timeout (600 s unless set) for the next call")
 
 
 class TrajectoryQuery(BaseModel):
@@ -77,7 +89,8 @@ def router(ctx: Ctx, hub: ChatHub) -> APIRouter:
         return ok(info(ep))
 
     @api.post("/exchange", **doc(ExchangeRequest, result=ExchangeResult,
-                                  summary="Answer calls and take the next pending ones, in one round trip"))
+                                  summary="Answer calls and take the next pending ones, in one round trip",
+                                  openapi_extra=EXCHANGE_WAIT))
     async def exchange(request: Request):
         req = await parse(request, ExchangeRequest)
         calls, ended, rejected = await hub.exchange(ctx.owner(request), req.answers, req.max_calls, req.wait,
@@ -96,7 +109,7 @@ def router(ctx: Ctx, hub: ChatHub) -> APIRouter:
 
     @api.post("/anti_call_llm", **doc(AntiCallRequest, result=str, codes=(404, 409, 504),
                                        summary="ROCK's anti_call_llm: answer call index, get request index+1 "
-                                               "(or SESSION_END)"))
+                                               "(or SESSION_END)", openapi_extra=ANTI_CALL_WAIT))
     async def anti_call_llm(request: Request):
         req = await parse(request, AntiCallRequest)
         return ok(await hub.anti_call(ctx.owner(request), req.sandbox_id, req.index, req.response_payload,

@@ -1,4 +1,4 @@
-"""Gymnasium session routes under ``/apis/v1/envs/gym`` (seed 003's sandbox envs).
+"""Gymnasium session routes under ``/apis/v1/envs/gym``.
 
 JSON in for opening and resetting; gymwire bodies (``application/octet-stream``, see
 ``rock/agent/envhost/gymwire.py``) for actions and for everything an env returns, passed through from

@@ -5,8 +5,6 @@ Served by every admin and proxy; on one machine without Ray it shows the one emb
 from __future__ import annotations
 
 import collections
-import os
-import socket
 
 from fastapi import APIRouter
 from pydantic import BaseModel
@@ -46,25 +44,14 @@ class Envelope(BaseModel):
     result: ClusterStatus
 
 
-def _embedded(ctx: Ctx) -> list[dict]:
-    worker = ctx.worker
-    specs = worker.specs()
-    reserved = Resources(cpus=sum(s.cpus or 0 for s in specs), memory_bytes=sum(s.memory_bytes or 0 for s in specs),
-                         gpus=sum(len(s.gpu_ids) for s in specs))
-    capacity = worker.capacity()
-    return [{"name": "local", "live": True, "host_name": socket.gethostname(), "ip": "127.0.0.1",
-             "backend": worker.backend_name, "labels": ctx.settings.node_labels, "capacity": capacity,
-             "reserved": reserved, "free": capacity - reserved, "loadavg": os.getloadavg()[0], "sandboxes": len(specs)}]
-
-
 def router(ctx: Ctx) -> APIRouter:
     api = APIRouter()
 
     @api.get("/cluster/status", responses={200: {"model": Envelope}})
     async def status(request: Request):
         ctx.owner(request)  # an operator's view, but behind the same tokens as everything else
-        clustered = hasattr(ctx.worker, "nodes")
-        nodes = ctx.worker.status() if clustered else _embedded(ctx)
+        clustered = ctx.worker.clustered
+        nodes = ctx.worker.status()
         states: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         for row in await ctx.sandboxes.counts():
             if row["state"] != "deleted":

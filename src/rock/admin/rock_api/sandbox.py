@@ -10,7 +10,7 @@ from rock.actions.response import (IsAliveResponse, SandboxListResponse, Sandbox
                                    StateTransitionRecord)
 from rock.actions.sandbox import BatchStatusRequest, SandboxIdRequest, SandboxStartRequest
 from rock.admin.envs import gem
-from rock.admin.auth import namespaced_id
+from rock.admin.sandboxes.ids import namespaced_id
 from rock.admin.context import Ctx, iso, ok, parse, query
 from rock.admin.doors import door
 from rock.jsonutil import dumps
@@ -106,8 +106,9 @@ def router(ctx: Ctx, write: bool = True) -> APIRouter:
     keep = ctx.settings.auto_delete_seconds
     writes = api if write else APIRouter()  # a router that is never mounted
 
-    # 400: a field this machine cannot honour (rock.admin.sandboxes.start_checks); 409: the sandbox_id is taken
-    start_doc = doc(SandboxStartRequest, result=SandboxStartResponse, codes=(400, 409, 503, 507))
+    # 400: a field this machine cannot honour (rock.admin.sandboxes.start_checks); 404: no such snapshot
+    # of the caller's (``snapshot``); 409: the sandbox_id is taken
+    start_doc = doc(SandboxStartRequest, result=SandboxStartResponse, codes=(400, 404, 409, 503, 507))
     status_doc = doc(query=StatusQuery, result=SandboxStatusResponse, codes=(404,))
     id_doc = doc(SandboxIdRequest, result=str, codes=(400, 404, 409))
 

@@ -68,7 +68,7 @@ async def _stop_orphans(svc, name: str, present: set[str]) -> None:
 async def sweep(svc) -> None:
     """The lease holder's round over shared state: abandoned starts, missed node losses, orphans."""
     now = time.time()
-    tracker = getattr(svc.worker, "nodes", None)  # a cluster's NodeTracker; an embedded worker has none
+    tracker = svc.worker.nodes if svc.worker.clustered else None  # a cluster's NodeTracker
     nodes = {node.name: node for node in tracker.all()} if tracker is not None else {}
     for record in list(svc.records.values()):
         if record.state == "pending" and not svc.starting(record.sandbox_id):

@@ -41,12 +41,17 @@ from rock.errors import (BadRequest, Conflict, RockError, SandboxNotFound, Sandb
 from rock.runtime.base import SandboxSpec
 from rock.runtime.host_policy import host_network_refused, host_path_refused, is_host_path
 from rock.runtime.gpus import wanted as gpus_wanted
+from rock.runtime.snapshots import Snapshot
+from rock.worker.protocol import WorkerListener, WorkerOps
 
 log = logging.getLogger("rock.admin")
 
 
-class Sandboxes:
-    def __init__(self, settings: Settings, worker, store: Store):
+class Sandboxes(WorkerListener):
+    """The admin's sandbox service: records and their state machine over the worker's sandboxes;
+    every front door starts, stops and looks up sandboxes through it."""
+
+    def __init__(self, settings: Settings, worker: WorkerOps, store: Store):
         self._starting: dict[str, asyncio.Task] = {}  # creates in flight, by sandbox id
         self.settings = settings
         self.worker = worker
@@ -80,8 +85,7 @@ class Sandboxes:
                                os.path.dirname(os.path.dirname(settings.host_python)),
                                local=not (settings.cluster or settings.simulated_cluster))
         self.reaper = Reaper(self)  # idle TTLs and the reaper lease (rock.admin.sandboxes.reaper)
-        if hasattr(worker, "listeners"):
-            worker.listeners.append(self)
+        worker.listeners.append(self)
 
     # -- startup / shutdown ------------------------------------------------------------------
 
@@ -100,7 +104,7 @@ class Sandboxes:
                 # resuming one that runs already is a no-op that fixes the record)
                 # Time the admin was down does not count as idle: nobody could use the sandbox.
                 record.last_used_at = now
-            elif record.state in LIVE and record.node_id and not self._node_live(record.node_id):
+            elif record.state in LIVE and record.node_id and not self.worker.node_live(record.node_id):
                 record.failure_reason = f"node {record.node_id} was not reachable when the admin restarted"
                 await self.transition(record, "lost", "node_lost", record.failure_reason)
             elif record.state in LIVE:
@@ -116,10 +120,6 @@ class Sandboxes:
             record = self.known(sandbox_id) or await self.store.get(sandbox_id)
             if record is None or record.state not in ("stopped", "archiving"):
                 await self.quiet_stop(sandbox_id, record.node_id if record else None)
-
-    def _node_live(self, node_id: str) -> bool:
-        node = getattr(self.worker, "nodes", {}).get(node_id)
-        return node is not None and node.live
 
     def start_reaper(self) -> None:
         self.reaper.start()

@@ -39,7 +39,7 @@ import logging
 import uuid
 from typing import Callable
 
-from rock.admin.auth import namespaced_id
+from rock.admin.sandboxes.ids import namespaced_id
 from rock.admin.store import SandboxRecord
 from rock.errors import BadRequest, Conflict, RockError, SnapshotNotFound
 from rock.runtime.snapshots import MODES, Snapshot

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 
+from rock.actions.images import image_ref_problem
 from rock.actions.sandbox import SandboxStartRequest
 from rock.errors import BadRequest
 from rock.runtime.host_policy import host_path_refused, is_host_path
@@ -47,6 +48,8 @@ def check_start_request(req: SandboxStartRequest, backend: str, settings=None) -
                          "archived after a while or deleted after a while; set one")
     if bool(req.registry_username) != bool(req.registry_password):
         raise BadRequest("registry_username and registry_password go together: set both to log in, or neither")
+    if req.image and not is_host_path(req.image) and (why := image_ref_problem(req.image)) is not None:
+        raise BadRequest(why)  # before any registry is asked for it (pull_policy "always" pulls first)
     if is_host_path(req.image) and settings is not None and not settings.allow_host_paths:
         raise host_path_refused(req.image)  # before any look at the host's files (isdir below)
     if is_host_path(req.image) and os.path.isdir(req.image) and backend == "docker":

@@ -247,17 +247,4 @@ class Store(abc.ABC):
             await self.delete_instance(instance_id)
 
 
-def open_store(url: str | None, state_dir) -> Store:
-    """``postgresql://…`` selects PostgreSQL; anything else (or nothing) is SQLite in ``state_dir``."""
-    if url and url.startswith(("postgres://", "postgresql://")):
-        from rock.admin.store.postgres import PostgresStore
-
-        return PostgresStore(url)
-    from pathlib import Path
-
-    from rock.admin.store.sqlite import SqliteStore
-
-    return SqliteStore(Path(url) if url else Path(state_dir) / "admin.db")
-
-
-__all__ = ["ANY", "COLUMNS", "HELD", "INDEXES", "LIVE", "TRANSITIONS", "WRITTEN", "SandboxRecord", "Store", "open_store"]
+__all__ = ["ANY", "COLUMNS", "HELD", "INDEXES", "LIVE", "TRANSITIONS", "WRITTEN", "SandboxRecord", "Store"]

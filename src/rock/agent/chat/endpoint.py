@@ -20,6 +20,7 @@ import _socket
 
 from .. import fastos as os
 from .. import protocol, threads
+from ..deferred import DEFERRED
 from ..errors import OpError
 from . import messages as chatwire_messages, responses as chatwire_responses
 from .wire import Http, sse_from_completion
@@ -399,8 +400,6 @@ def _cli(req):
     if not req.conn.agent.notify(meta, req.body, exclude=req.conn):
         _tickets.pop(ticket, None)
         raise OpError("Unavailable", "no admin is connected to this sandbox's agent")
-    from ..server import DEFERRED
-
     return DEFERRED  # answered by _cli_reply; a command that gave up meanwhile is simply not answered
 
 

@@ -1,4 +1,4 @@
-"""A Gymnasium session inside the env host: one env, or a vector of them (seed 003's sandbox env).
+"""A Gymnasium session inside the env host: one env, or a vector of them.
 
 Loaded by ``host.py`` (by path, like its other siblings) when a ``gym`` env is made; it runs
 under the env host's interpreter with the session image's packages, so it may import numpy and
@@ -14,7 +14,6 @@ step in parallel: with a few cores that beats one process per env (gymnasium's
 
 import difflib
 import importlib
-import os
 
 _np = None
 wire = None  # gymwire, and below SlicedVectorEnv (gymslices): handed over by bind()

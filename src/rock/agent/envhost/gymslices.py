@@ -66,7 +66,7 @@ def _join_infos(parts, sizes):
             dtype = sample.dtype
             if key.startswith("_"):
                 full = np.zeros(n, dtype=bool)
-            elif dtype == object:
+            elif dtype == object:  # noqa: E721 - a numpy dtype equals the type object, never is it
                 full = np.full(n, None, dtype=object)
             else:
                 full = np.zeros((n,) + sample.shape[1:], dtype=dtype)

@@ -40,7 +40,6 @@ class _Writer:
         self.blocks, self.size = [], 0
 
     def add(self, arr):
-        n = np()
         if arr.dtype.byteorder == ">":
             arr = arr.astype(arr.dtype.newbyteorder("<"))
         if not arr.flags.c_contiguous:
@@ -184,7 +183,6 @@ PRINTABLE = "".join(chr(c) for c in range(32, 127))
 
 def _bound(values):
     """Bounds as strict JSON: infinities as strings, integer dtypes as ints."""
-    n = np()
     flat = values.ravel()
     if flat.size and (flat == flat[0]).all():
         return _num(flat[0])

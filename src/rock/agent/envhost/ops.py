@@ -34,7 +34,7 @@ import time
 
 from .. import paths, protocol
 from ..errors import OpError
-from ..server import DEFERRED
+from ..deferred import DEFERRED
 from .guard import BUSY, watch
 
 HOST_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "host.py")

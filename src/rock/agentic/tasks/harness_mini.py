@@ -26,7 +26,7 @@ from rock.agentic.tasks.build import stderr_progress
 from rock.agentic.tasks.errors import TaskError
 from rock.agentic.tasks.harbor import Task
 from rock.agentic.tasks.oracle import oracle_tool_call
-from rock.agentic.tasks.rollout import ChatHarness, RolloutOptions, _limit, register_harness
+from rock.agentic.tasks.harness import ChatHarness, RolloutOptions, register_harness, time_limit
 from rock.sdk.model import ChatTrainer
 from rock.sdk.sandbox.agent import RockAgentConfig
 from rock.sdk.sandbox.model_service.base import ModelServiceConfig
@@ -96,7 +96,7 @@ class MiniSweHarness(ChatHarness):
         its exit, output and every model call. A policy that breaks stops the endpoint so the agent exits at
         once."""
         answer = self.answerer(task, options)
-        limit = _limit(options.agent_timeout, task.agent_timeout)
+        limit = time_limit(options.agent_timeout, task.agent_timeout)
         config = self.config(task, options, limit)
         t = time.perf_counter()
         await box.agent.install(config)

@@ -33,7 +33,7 @@ from rock.actions.records import read_rock_jsonl
 from rock.agentic.tasks.errors import TaskError
 from rock.agentic.tasks.harbor import Task
 from rock.agentic.tasks.oracle import oracle_tool_call
-from rock.agentic.tasks.rollout import ChatHarness, RolloutOptions, _limit, register_harness
+from rock.agentic.tasks.harness import ChatHarness, RolloutOptions, register_harness, time_limit
 from rock.sdk.model import ChatTrainer
 from rock.sdk.sandbox.agent import RockAgentConfig
 from rock.sdk.sandbox.model_service.base import ModelService, ModelServiceConfig
@@ -143,7 +143,7 @@ class OursHarness(ChatHarness):
         exit, output and every model call. A policy that breaks stops the endpoint so the agent exits at once;
         an ``openai`` upstream that failed the last call raises TaskError (PolicyError)."""
         answer = self.answerer(task, options)
-        limit = _limit(options.agent_timeout, task.agent_timeout)
+        limit = time_limit(options.agent_timeout, task.agent_timeout)
         steps = int((options.policy_options or {}).get("max_steps") or self.max_steps)
         service = endpoint_config(options)
         if options.policy == "replay":

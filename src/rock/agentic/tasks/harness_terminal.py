@@ -27,7 +27,7 @@ from rock.agentic.tasks.harbor import Task
 from rock.agentic.tasks.harness_mini import MiniSweHarness
 from rock.agentic.tasks.harness_ours import endpoint_config
 from rock.agentic.tasks.oracle import oracle_command
-from rock.agentic.tasks.rollout import RolloutOptions, register_harness
+from rock.agentic.tasks.harness import RolloutOptions, register_harness
 from rock.sdk.sandbox.agent import RockAgentConfig
 
 

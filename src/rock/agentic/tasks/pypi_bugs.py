@@ -175,7 +175,6 @@ class Builder:
                 continue
             candidates += mutate.mutants(rel, module.read_text())
         random.Random(f"{self.seed}:{lib.name}").shuffle(candidates)
-        order = {m.key: i for i, m in enumerate(candidates)}
         evals = self._load_evals(work)
         kept, per_fn = [], {}
 

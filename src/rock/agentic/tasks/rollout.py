@@ -24,165 +24,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
 import signal
 import tempfile
 import time
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from rock.actions import Command
 from rock.agentic.tasks import verifier, workspace
 from rock.agentic.tasks.verifier.box import grade
 from rock.agentic.tasks.errors import TaskError
 from rock.agentic.tasks.harbor import Task
+# The Chat protocol's harnesses register themselves in HARNESSES when imported.
+from rock.agentic.tasks import harness_mini, harness_ours, harness_terminal  # noqa: F401
+from rock.agentic.tasks.harness import (HARNESSES, ChatHarness, Harness, NoHarness,  # noqa: F401 - importers' names
+                                        RolloutOptions, Script, register_harness, time_limit)
 from rock.sdk.sandbox.client import Sandbox
 from rock.sdk.sandbox.config import SandboxConfig
 
 log = logging.getLogger("rock.agentic")
-Script = Callable[[Sandbox, Task], Awaitable[Any]]
-
-
-@dataclass
-class RolloutOptions:
-    """How to run rollouts (a job's share one): the admin (``base_url``, ``token``), the harness by name, the
-    policy (a name the harness runs, or for harness ``none`` an async callable(sandbox, task)) and its
-    ``policy_options`` (model, base_url, api_key, replay file, max_steps...). ``agent_timeout`` and
-    ``verifier_timeout`` (seconds) override the task's own; ``verify_concurrency`` bounds the hidden-test runs
-    at once."""
-
-    base_url: str
-    token: str | None = None
-    harness: str = "none"
-    policy: str | Script = "oracle"  # a name, or (for harness none) an async callable(sandbox, task)
-    policy_options: dict = field(default_factory=dict)  # model, base_url, api_key, replay file ...
-    agent_timeout: float | None = None  # over the task's own
-    verifier_timeout: float | None = None
-    # Hidden-test runs at once (a job's rollouts share the options). Tests are CPU work: 32 at a
-    # time on 2 cores would time out on wall time, not on the agent's change. Waiting for a slot
-    # does not count against the verifier's time limit.
-    verify_concurrency: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
-    _gate: tuple | None = field(default=None, init=False, repr=False, compare=False)
-
-    def gate(self) -> asyncio.Semaphore:
-        """The semaphore that bounds the hidden-test runs to ``verify_concurrency``, one per running event loop."""
-        # One per event loop: options outlive a loop (a sync job runs each in a loop of its own),
-        # and a semaphore is bound to the loop it first waited in.
-        loop = asyncio.get_running_loop()
-        if self._gate is None or self._gate[0] is not loop:
-            self._gate = (loop, asyncio.Semaphore(self.verify_concurrency))
-        return self._gate[1]
-
-
-class Harness:
-    """Runs the agent in its sandbox until it ends. Subclasses fill rec["harness"] / rec["model_calls"]."""
-
-    name = "harness"
-    policies: tuple[str, ...] = ()
-
-    async def run(self, box: Sandbox, task: Task, options: RolloutOptions, rec: dict) -> None:
-        """Run the agent in ``box`` (the started agent sandbox, the task's workspace at its workdir) until it ends,
-        within the task's agent timeout, and fill ``rec["harness"]`` (exit code, output, timed_out, error) and
-        ``rec["model_calls"]``. Raises TaskError for what is the rollout's failure, not the agent's."""
-        raise NotImplementedError
-
-    async def image(self, task: Task) -> str | None:
-        """The agent sandbox's image when the harness brings its own (the task's plus its
-        packages); None: the task's. The verifier always runs the task's."""
-        return None
-
-    def check(self, options: RolloutOptions) -> None:
-        """Refuse options it cannot run (a TaskError), before a job starts any sandbox."""
-
-
-class ChatHarness(Harness):
-    """A harness whose agent's model calls are answered over the Chat protocol: by the trainer's
-    side of the rollout (``oracle``, ``null``, a callable) or by the admin (``admin_policies``)."""
-
-    admin_policies: tuple[str, ...] = ()  # served by the admin (proxy, replay): nothing to answer here
-
-    def oracle_policy(self, task: Task):
-        """The ``oracle`` policy for ``task``: a callable answering each call so that the agent applies the task's
-        reference solution and then ends."""
-        raise NotImplementedError
-
-    def null_policy(self, call) -> dict:
-        """The ``null`` policy: answers ``call`` so that the agent ends at once, changing nothing."""
-        raise NotImplementedError
-
-    def answerer(self, task: Task, options: RolloutOptions):
-        """What answers the calls on the trainer's side; None when the admin serves them."""
-        policy = options.policy
-        if callable(policy):
-            return policy
-        if policy == "oracle":
-            return self.oracle_policy(task)
-        if policy == "null":
-            return self.null_policy
-        if policy in self.admin_policies:
-            return None
-        raise TaskError(f"harness {self.name} runs the policies {', '.join(self.policies)} (or a trainer's "
-                        f"callable), not {policy!r}", "BadRequest")
-
-    @staticmethod
-    def policy_failure(options: RolloutOptions, records, rec: dict) -> None:
-        """An ``openai`` upstream that does not answer (or refuses) is the rollout's error (TaskError PolicyError),
-        not the agent's doing."""
-        if options.policy != "openai" or not records or records[-1].status == "success":
-            return
-        last = records[-1]
-        url = (options.policy_options or {}).get("base_url")
-        raise TaskError(f"policy openai ({url}): model call {last.index} failed with HTTP {last.http_status}: "
-                        f"{last.error}", "PolicyError")
-
-
-class NoHarness(Harness):
-    """No agent: ``oracle`` runs the task's solution/solve.sh in the agent's sandbox (uploaded for
-    that run and removed after), ``null`` changes nothing; a callable policy is a test's script."""
-
-    name = "none"
-    policies = ("oracle", "null")
-
-    async def run(self, box, task, options, rec):
-        """Run the policy in ``box`` with no agent: the task's solve.sh for ``oracle`` (its exit code and output
-        recorded), nothing for ``null``, or the callable policy's result."""
-        policy = options.policy
-        if callable(policy):
-            rec["harness"]["result"] = await policy(box, task)
-            return
-        if policy == "null":
-            return
-        if policy != "oracle":
-            raise TaskError(f"harness none runs the policies oracle and null, not {policy!r}", "BadRequest")
-        where = f"/tmp/rock-solution-{uuid.uuid4().hex[:12]}"
-        await box.upload_dir(task.solution, where)
-        r = await box.execute(Command(command=["bash", f"{where}/solve.sh"], cwd=task.workdir,
-                                      timeout=_limit(options.agent_timeout, task.agent_timeout)))
-        await box.execute(Command(command=["rm", "-rf", where], timeout=60))
-        rec["harness"].update(exit_code=r.exit_code, output=(r.stdout + r.stderr)[-4000:], timed_out=r.timed_out)
-
-
-HARNESSES: dict[str, Callable[[], Harness]] = {"none": NoHarness}
-
-
-def register_harness(name: str, factory: Callable[[], Harness]) -> None:
-    """Where the Chat protocol's harnesses (``ours``, ``mini-swe-agent``) plug in."""
-    HARNESSES[name] = factory
-
-
 def make_harness(name: str) -> Harness:
     """A new harness of the registered ``name`` (``none``, ``ours``, ``mini-swe-agent``, the terminal agents...);
     an unknown name raises TaskError (BadRequest) listing the known ones."""
     if name in HARNESSES:
         return HARNESSES[name]()
     raise TaskError(f"unknown harness {name!r}; known: {', '.join(HARNESSES)}", "BadRequest")
-
-
-def _limit(override: float | None, own: float) -> float:
-    return float(override) if override else own
 
 
 def _config(task: Task, options: RolloutOptions, image: str | None = None) -> SandboxConfig:
@@ -228,7 +95,7 @@ async def rollout(task: Task, options: RolloutOptions, harness: Harness | None =
                 before = await workspace.download(box, task.workdir, tmp / "before")
             rec["timings"]["agent_setup_ms"] = _ms(t)
             t = time.perf_counter()
-            limit = _limit(options.agent_timeout, task.agent_timeout)
+            limit = time_limit(options.agent_timeout, task.agent_timeout)
             try:
                 await asyncio.wait_for(harness.run(box, task, options, rec), limit + min(30.0, limit))
             except asyncio.TimeoutError:
@@ -276,7 +143,7 @@ async def verify(task: Task, options: RolloutOptions, changes: workspace.Changes
         await workspace.apply(box, task.workdir, changes, tmp)
         await box.execute(Command(command=["rm", "-rf", "/logs/verifier", "/tests", verifier.WHERE], timeout=60))
         await box.upload_dir(task.tests, "/tests")
-        limit = _limit(options.verifier_timeout, task.verifier_timeout)
+        limit = time_limit(options.verifier_timeout, task.verifier_timeout)
         t = time.perf_counter()
         report = await verifier.run(box, task, limit)
         rec["timings"]["tests_ms"] = _ms(t)
@@ -330,10 +197,3 @@ def killed_by_signal(harness: dict, task: Task) -> str | None:
 
 def _ms(t: float) -> float:
     return round((time.perf_counter() - t) * 1000, 1)
-
-
-# The Chat protocol's harnesses register themselves (modules of their own, imported last: they
-# build on the names above).
-from rock.agentic.tasks import harness_mini  # noqa: E402,F401
-from rock.agentic.tasks import harness_ours  # noqa: E402,F401
-from rock.agentic.tasks import harness_terminal  # noqa: E402,F401

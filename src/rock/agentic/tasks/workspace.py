@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import io
 import os
 import shlex
 import shutil
-import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,15 +121,6 @@ def _unified(path: str, old: bytes | None, new: bytes | None) -> str:
     return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
 
 
-def tar_of(files: dict[str, bytes]) -> bytes:
-    """An uncompressed tar of ``files`` (path -> content), each a regular file of mode 0644."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for path, data in sorted(files.items()):
-            info = tarfile.TarInfo(path)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 async def apply(box, workdir: str, changes: Changes, tmp: Path) -> None:

@@ -1,4 +1,4 @@
-"""Gymnasium sessions (seed 003's sandbox envs): one sandbox per session, values as gymwire bodies.
+"""Gymnasium sessions: one sandbox per session, values as gymwire bodies.
 
 - ``sessions.py``: ``GymSessions``, the admin's side: open (image builds included), reset, step,
   render, leases, close, listing;

@@ -1,4 +1,4 @@
-"""``fork(n)`` of a Gymnasium session: n new sessions that go on from where it is (issue 42).
+"""``fork(n)`` of a Gymnasium session: n new sessions that go on from where it is.
 
 A session is an env of ``EnvService`` in a sandbox of its own (``sessions.py``), so the GEM
 fork's replay inside its source's env host (``rock.envs.forking``: more envs in the same

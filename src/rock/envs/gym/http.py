@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from rock.envs.client import _base, _headers, raise_for
+from rock.envs.wire import _base, _headers, raise_for
 from rock.sdk import sync_transport
 
 GYM = "/apis/v1/envs/gym"

@@ -1,4 +1,4 @@
-"""Gymnasium sessions in the admin (seed 003): one sandbox per session, values as gymwire bodies.
+"""Gymnasium sessions in the admin: one sandbox per session, values as gymwire bodies.
 
 A session is one env of ``EnvService`` (so routing, the direct socket to the env host, the
 idle reaper and listing are shared with GEM envs) made in a sandbox of its own: the image is

@@ -7,6 +7,8 @@ there is one; these ROCK classes cover the rest, so ``except RockException`` in 
 
 from __future__ import annotations
 
+from typing import Any
+
 from rock.errors import RockError
 
 OK, BAD_REQUEST, INTERNAL_SERVER_ERROR, COMMAND_ERROR = 2000, 4000, 5000, 6000
@@ -52,7 +54,7 @@ class CommandRockError(RockException):
 
     status_code = 200
 
-    def __init__(self, message: str = "", code: int = COMMAND_ERROR, observation=None):
+    def __init__(self, message: str = "", code: int = COMMAND_ERROR, observation: Any = None):
         super().__init__(message, code)
         self.observation = observation
 

@@ -23,6 +23,7 @@ from typing import Any, Awaitable, Callable, Iterable
 
 from rock.actions.chat import EndpointInfo, ExchangeResult, PendingCall
 from rock.actions.records import CallRecord
+from rock.sdk.background import run_sync
 from rock.sdk.closing import AsyncClosing, Closing
 from rock.sdk.sandbox.http import Http
 
@@ -257,8 +258,6 @@ class SyncChatTrainer(Closing):
         return out
 
     def __getattr__(self, name: str):
-        from rock.sdk.sandbox.sync import run_sync
-
         attr = getattr(self._trainer, name)
         if not inspect.iscoroutinefunction(attr):
             return attr
@@ -266,7 +265,5 @@ class SyncChatTrainer(Closing):
 
     def close(self) -> None:
         """Close the connection (the endpoints keep serving)."""
-        from rock.sdk.sandbox.sync import run_sync
-
         run_sync(self._trainer.aclose())
 

@@ -6,8 +6,12 @@ from __future__ import annotations
 import io
 import tarfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rock.errors import BadRequest
+
+if TYPE_CHECKING:
+    from rock.sdk.sandbox.http import Http
 
 
 def context_tar(context: str | Path | None = None, dockerfile: str | None = None,
@@ -36,8 +40,8 @@ def context_tar(context: str | Path | None = None, dockerfile: str | None = None
     return buf.getvalue()
 
 
-async def build(http, context: str | Path | None = None, dockerfile: str | None = None, tag: str | None = None,
-                dockerfile_name: str = "Dockerfile") -> dict:
+async def build(http: Http, context: str | Path | None = None, dockerfile: str | None = None, tag: str | None = None,
+                dockerfile_name: str = "Dockerfile") -> dict[str, Any]:
     """Have the admin build the image; returns {image, image_id, cached, steps}."""
     from rock.sdk.sandbox.http import unwrap
 
@@ -45,4 +49,5 @@ async def build(http, context: str | Path | None = None, dockerfile: str | None 
     response = await http.client.post("/images/build", params=params, timeout=None,
                                       content=context_tar(context, dockerfile, dockerfile_name),
                                       headers={"content-type": "application/x-tar"})
-    return unwrap(response)
+    built: dict[str, Any] = unwrap(response)
+    return built

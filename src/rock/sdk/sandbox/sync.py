@@ -6,32 +6,13 @@ of the process), so this works inside Jupyter, where a loop is already running.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
-import threading
 from typing import Any
 
+from rock.sdk.background import run_sync
 from rock.sdk.sandbox.client import Sandbox
 from rock.sdk.sandbox.config import SandboxConfig
-
-_loop: asyncio.AbstractEventLoop | None = None
-_lock = threading.Lock()
-
-
-def _background_loop() -> asyncio.AbstractEventLoop:
-    global _loop
-    with _lock:
-        if _loop is None:
-            _loop = asyncio.new_event_loop()
-            threading.Thread(target=_loop.run_forever, name="rock-sdk-loop", daemon=True).start()
-        return _loop
-
-
-def run_sync(coro) -> Any:
-    """Run a coroutine to completion from synchronous code, on the SDK's background event loop thread."""
-    return asyncio.run_coroutine_threadsafe(coro, _background_loop()).result()
-
 
 def _same(name: str, doc: str) -> property:
     """A read-only attribute that is the wrapped ``Sandbox``'s of the same name."""
@@ -50,13 +31,13 @@ class SyncSandbox:
     host_ip = _same("host_ip", "The address of the machine (node) the sandbox runs on.")
     url = _same("url", "The admin's sandbox API URL this client talks to.")
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         attr = getattr(self._sandbox, name)
         if not inspect.iscoroutinefunction(attr):
             return attr
 
         @functools.wraps(attr)
-        def call(*args, **kwargs):
+        def call(*args: Any, **kwargs: Any) -> Any:
             return run_sync(attr(*args, **kwargs))
 
         return call
@@ -75,7 +56,7 @@ class SyncSandbox:
             self.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def __repr__(self) -> str:

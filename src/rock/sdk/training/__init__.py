@@ -13,6 +13,7 @@
 with the service's message and ``kind`` (``TaskNotFound``, ``InstanceReleased``, ...).
 """
 
-from rock.sdk.training.client import AsyncTrainingSandbox, TrainingError, TrainingSandbox
+from rock.errors import TrainingError
+from rock.sdk.training.client import AsyncTrainingSandbox, TrainingSandbox
 
 __all__ = ["TrainingSandbox", "AsyncTrainingSandbox", "TrainingError"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rock.envs.client import AsyncHttp, SyncHttp, loads
+from rock.envs.wire import AsyncHttp, SyncHttp, loads
 from rock.errors import TrainingError
 from rock.sdk.closing import AsyncClosing, Closing
 

@@ -16,7 +16,6 @@ import logging
 import shlex
 import time
 import uuid
-from pathlib import Path
 from string import Template
 from typing import TYPE_CHECKING
 
