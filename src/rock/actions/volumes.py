@@ -26,7 +26,7 @@ class VolumeCreateRequest(_Ours):
 
     @field_validator("size")
     @classmethod
-    def _size(cls, v):
+    def _size(cls, v: int | str | None) -> int | str | None:
         from rock.actions.sandbox import parse_memory
 
         if isinstance(v, bool):
