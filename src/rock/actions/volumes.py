@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from rock.actions.sizes import parse_memory
+
 VOLUME_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 
 
@@ -27,8 +29,6 @@ class VolumeCreateRequest(_Ours):
     @field_validator("size")
     @classmethod
     def _size(cls, v: int | str | None) -> int | str | None:
-        from rock.actions.sandbox import parse_memory
-
         if isinstance(v, bool):
             # a ValueError: pydantic reports it as the field's error
             raise ValueError("size: a number of bytes or a size such as '100M'")  # noqa: TRY004
@@ -38,8 +38,6 @@ class VolumeCreateRequest(_Ours):
 
     def size_bytes(self) -> int | None:
         """The size in bytes (None: the admin's default)."""
-        from rock.actions.sandbox import parse_memory
-
         return None if self.size is None else parse_memory(str(self.size))
 
 

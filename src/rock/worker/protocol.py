@@ -117,6 +117,10 @@ class WorkerOps(Protocol):
         """Start ``spec.sandbox_id`` from the owner's snapshot ``name``."""
         ...
 
+    async def restore(self, sandbox_id: str, name: str, owner: str | None, node_id: str | None = None) -> SandboxInfo:
+        """Roll the sandbox back in place to the owner's snapshot ``name`` (the same id, the snapshot's files)."""
+        ...
+
     def fork(self, sandbox_id: str, owner: str | None, specs: list[SandboxSpec], mode: str = "filesystem",
              name: str | None = None, node_id: str | None = None) -> Any:
         """Start ``len(specs)`` sandboxes from a fresh snapshot of ``sandbox_id`` (an async iterator)."""

@@ -13,15 +13,13 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 from pydantic.config import JsonDict
 
 from rock.actions.numbers import numbers_only
+from rock.actions.sizes import SIZE_PATTERN, parse_memory  # noqa: F401 - the request models' names
 from rock.actions.request import BashAction, CloseBashSessionRequest, Command, CreateBashSessionRequest
 from rock.actions.request import ReadFileRequest, SandboxPath, WriteFileRequest
 from rock.actions.volumes import VolumeMount
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 _ID = re.compile(ID_PATTERN)
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
-SIZE_PATTERN = r"^(\s*[0-9]+(\.[0-9]+)?\s*[kmgtKMGT]?[iI]?[bB]?\s*)?$"  # _SIZE for clients ('' = unset)
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
 def _check_id(value: str) -> str:
@@ -59,16 +57,6 @@ EnvVars = Annotated[dict[str, str], AfterValidator(check_env), WithJsonSchema({
     "type": "object", "patternProperties": {ENV_NAME_PATTERN: {"type": "string", "pattern": ENV_VALUE_PATTERN}},
     "additionalProperties": False})]
 SessionName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00/]+$")]
-
-
-def parse_memory(text: str | None) -> int | None:
-    """'8g' / '512m' / '1.5GiB' / '1048576' -> bytes."""
-    if text is None or text == "":
-        return None
-    m = _SIZE.match(str(text))
-    if not m:
-        raise ValueError(f"invalid memory size {text!r}; use e.g. '512m' or '8g'")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
 class _Ours(BaseModel):
