@@ -107,7 +107,7 @@ def router(ctx: Ctx, write: bool = True) -> APIRouter:
     writes = api if write else APIRouter()  # a router that is never mounted
 
     # 400: a field this machine cannot honour (rock.admin.sandboxes.start_checks); 409: the sandbox_id is taken
-    start_doc = doc(SandboxStartRequest, result=SandboxStartResponse, codes=(400, 409, 503, 507))
+    start_doc = doc(SandboxStartRequest, result=SandboxStartResponse, codes=(400, 409, 429, 503, 507))
     status_doc = doc(query=StatusQuery, result=SandboxStatusResponse, codes=(404,))
     id_doc = doc(SandboxIdRequest, result=str, codes=(400, 404, 409))
 
