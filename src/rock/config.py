@@ -132,8 +132,13 @@ class Settings(BaseSettings):
     # Admission (rock.admin.sandboxes.admission): every start reserves its cpus and memory (plus the
     # agent's own) against what this node may promise; unset capacities: what the machine has.
     admission: bool = True
-    node_cpus: float | None = Field(default=None, gt=0, description="cpus this node may promise (before overcommit)")
-    node_memory: str | None = Field(default=None, description="memory this node may promise (before overcommit)")
+    # Unset node_cpus/node_memory: the machine's, times these (or ``overcommit``, where larger). A cpu
+    # limit caps time, it reserves none: idle sandboxes share cores, so a core is promised many
+    # times; a memory limit is a ceiling most sandboxes never reach (an idle one uses ~2 MB).
+    cpu_overcommit: float = Field(default=32.0, ge=1.0, description="cpus promised per core of this node")
+    memory_overcommit: float = Field(default=4.0, ge=1.0, description="memory limits promised per byte of this node")
+    node_cpus: float | None = Field(default=None, gt=0, description="cpus this node may promise (overcommit included)")
+    node_memory: str | None = Field(default=None, description="memory this node may promise (overcommit included)")
     sandbox_overhead_memory: str = Field(default="16m", description="what a sandbox's agent costs beyond its limit")
     # namespace -> its quotas; "*": every namespace without its own (auth off: the one principal)
     quotas: dict[str, TenantQuota] = Field(default_factory=dict, description="namespace -> quotas")

@@ -6,9 +6,9 @@ restarts) reaches ``Sandboxes.start``, ``Sandboxes.fork`` or the restart in
 ``rock.admin.sandboxes.lifecycle``; each of those calls ``Admission.admit`` once, and nothing
 else decides. A start reserves what it really costs this node (its cpus, its memory limit plus
 what its agent takes beyond it; env hosts run inside the sandbox, under its limit) against what
-the node may promise (its cpus and memory, or ``node_cpus``/``node_memory``, times
-``overcommit``), and against its namespace's quota (``Settings.quotas``: running sandboxes,
-memory, cpus, creates per minute); env hosts and snapshots are counted where they are made
+the node may promise (``node_cpus``/``node_memory``, or its cpus and memory times
+``cpu_overcommit``/``memory_overcommit``: a limit caps, it does not reserve), and against its
+namespace's quota (``Settings.quotas``: running sandboxes, memory, cpus, creates per minute); env hosts and snapshots are counted where they are made
 (``check_env_hosts``, ``check_snapshots``). A reservation is given back when the record leaves
 the live states (stopped, failed, deleted, lost: the service's state events).
 
@@ -66,9 +66,10 @@ class Admission:
         if getattr(worker, "backend_name", "") == "cluster" or not hasattr(worker, "capacity"):
             return None, None
         cap = worker.capacity()
-        cpus = settings.node_cpus or cap.cpus
-        memory = parse_memory(settings.node_memory) or cap.memory_bytes
-        return cpus * settings.overcommit, int(memory * settings.overcommit)
+        cpus = settings.node_cpus or cap.cpus * max(settings.overcommit, settings.cpu_overcommit)
+        memory = parse_memory(settings.node_memory) or int(cap.memory_bytes * max(settings.overcommit,
+                                                                                 settings.memory_overcommit))
+        return cpus, memory
 
     # -- what a start costs ------------------------------------------------------------------
 
@@ -148,16 +149,17 @@ class Admission:
                                        f"{cpus:g})", limit="cpus"))
 
     def _check_node(self, cpus: float, memory: int, n: int) -> None:
-        over = self.settings.overcommit
-        promised = f" (overcommit {over:g} included)" if over != 1 else ""
+        s = self.settings
+        cpu_over = "" if s.node_cpus else f" ({max(s.overcommit, s.cpu_overcommit):g} per core)"
+        memory_over = "" if s.node_memory else f" ({max(s.overcommit, s.memory_overcommit):g} times its own)"
         if self.node_cpus is not None and self.cpus + cpus > self.node_cpus + 1e-9:
             self._refuse(CapacityExceeded(
-                f"this node is full: its {self.node_cpus:g} cpus{promised} are promised to running sandboxes "
+                f"this node is full: its {self.node_cpus:g} cpus{cpu_over} are promised to running sandboxes "
                 f"({self.cpus:g} held; {n} more sandbox(es) ask for {cpus:g}); stop one or try later",
                 limit="node_cpus"))
         if self.node_memory is not None and self.memory + memory > self.node_memory:
             self._refuse(CapacityExceeded(
-                f"this node is full: its {_gib(self.node_memory)} memory{promised} is promised to running "
+                f"this node is full: its {_gib(self.node_memory)} memory{memory_over} is promised to running "
                 f"sandboxes ({_gib(self.memory)} held; {n} more sandbox(es) ask for {_gib(memory)}, agents "
                 "included); stop one or try later", limit="node_memory"))
 
