@@ -38,17 +38,17 @@ async def test_a_forking_storm_is_frozen_killed_and_removed():
     group.create(64 << 20, 0.5, 48)
     files = group.join_files()
     join = "".join(f"open({f!r}, 'w').write('0');" for f in files)
-    proc = subprocess.Popen([sys.executable, "-c", join + STORM], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", join + STORM, stdout=subprocess.DEVNULL,
+                                                stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         await _until(lambda: len(group.pids()) >= 20)  # the control: the storm runs, and forks
         await group.destroy(timeout=20)
         assert not group.exists()
-        assert proc.wait(timeout=30) is not None
+        await asyncio.wait_for(proc.wait(), 30)
     finally:
         if group.exists():
             group.kill()
             await group.destroy(timeout=60)
-        if proc.poll() is None:
+        if proc.returncode is None:
             proc.kill()
-            proc.wait()
+            await proc.wait()
