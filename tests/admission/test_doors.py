@@ -12,6 +12,7 @@ import pytest
 
 from rock.admin.context import PREFIX
 from rock.runtime import cgroups
+from rock.runtime.host_policy import owner_key
 from tests.admin.harness import Admin
 
 TOKENS = {"adm-alice": "alice", "adm-bob": "bob", "adm-carol": "carol"}
@@ -60,8 +61,9 @@ def live_ids(c: httpx.Client) -> set[str]:
     return {row["sandbox_id"] for row in rows}
 
 
-def groups() -> set[str]:
-    return set(cgroups.all_rock_groups())
+def groups(admin: Admin) -> set[str]:
+    """The cgroups of this admin's sandboxes (other admins on the machine make their own)."""
+    return set(cgroups.owned(owner_key(admin.app.state.rock.worker.owner)))
 
 
 def usage(c: httpx.Client) -> dict:
@@ -76,7 +78,8 @@ def test_every_door_past_a_namespaces_quota_is_429_naming_the_limit(admin):
         r = alice.post(GEM + "/make", json={"env_id": ENV})  # her one sandbox and her one env host
         assert r.status_code == 200, r.text
         env = r.json()["sandbox_id"]
-        before, cgs = live_ids(alice), groups()
+        before, cgs = live_ids(alice), groups(admin)
+        assert before and cgs  # the control: her env sandbox shows in both
         assert usage(alice)["usage"]["sandboxes"] == 1 and usage(alice)["usage"]["env_hosts"] == 1
         refused(alice.post(PREFIX + "/start", json=SMALL), 429, "sandboxes")
         refused(alice.post(PREFIX + "/start_async", json=SMALL), 429, "sandboxes")
@@ -89,7 +92,7 @@ def test_every_door_past_a_namespaces_quota_is_429_naming_the_limit(admin):
         refused(alice.post(TRAINING + "/create", json={"env_type": "humaneval", "task_id": "HumanEval/100"}),
                 429, "env_hosts")
         # nothing half-made: the same sandboxes, cgroups and counts as before the attempts
-        assert live_ids(alice) == before and groups() <= cgs
+        assert live_ids(alice) == before and groups(admin) <= cgs
         assert usage(alice)["usage"]["sandboxes"] == 1 and usage(alice)["usage"]["env_hosts"] == 1
         assert usage(alice)["limits"]["sandboxes"] == 1
         healthy(admin)
@@ -112,6 +115,14 @@ def test_every_door_past_a_namespaces_quota_is_429_naming_the_limit(admin):
         r = alice.get(PREFIX + "/snapshots")
         assert r.status_code == 200 and not r.json()["result"], r.text
         alice.post(PREFIX + "/delete", json={"sandbox_id": sid})
+        # E2B's fork past her quota: E2B's shape, no child and no snapshot left
+        r = alice.post("/v2/sandboxes", json={"templateID": "base", "timeout": 300})
+        assert r.status_code == 201, r.text
+        box = r.json()["sandboxID"]
+        fork = alice.post(f"/sandboxes/{box}/fork", json={"count": 1})
+        refused(fork, 429, "sandboxes")
+        assert set(fork.json()) == {"code", "message"}
+        assert live_ids(alice) == {box} and not alice.get(PREFIX + "/snapshots").json()["result"]
     finally:
         for who in (alice, bob):  # their env sandboxes too (a closed env's sandbox lingers)
             for sid in live_ids(who):
@@ -126,7 +137,8 @@ def test_every_door_past_the_nodes_capacity_is_503_naming_the_limit(admin):
     assert r.status_code == 200, r.text
     filler = r.json()["result"]["sandbox_id"]
     try:
-        before, cgs = live_ids(bob), groups()
+        before, cgs = live_ids(bob), groups(admin)
+        assert filler in before and cgs
         refused(bob.post(PREFIX + "/start", json=SMALL), 503, "node_memory")
         e2b = bob.post("/v2/sandboxes", json={"templateID": "base", "timeout": 60})
         refused(e2b, 503, "node_memory")
@@ -135,7 +147,7 @@ def test_every_door_past_the_nodes_capacity_is_503_naming_the_limit(admin):
         refused(bob.post(GEM + "/vec/make", json={"env_id": ENV, "num_envs": 2}), 503, "node_memory")
         refused(bob.post(PREFIX + f"/sandboxes/{filler}/fork", json={"count": 1}), 503, "node_memory")
         refused(alice.post(PREFIX + "/start", json=SMALL), 503, "node_memory")  # the node is everyone's
-        assert live_ids(bob) == before and groups() <= cgs
+        assert live_ids(bob) == before and groups(admin) <= cgs
         healthy(admin)
         node = usage(bob)["node"]
         assert node["memory_bytes"] == 3 << 30 and node["memory_reserved_bytes"] >= 2600 << 20
