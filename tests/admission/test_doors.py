@@ -2,8 +2,9 @@
 (429) is refused at once, naming the limit, with nothing left half-made, while the admin still
 answers its health check and another namespace starts as before.
 
-One bwrap admin with a small node (``node_memory``) and three namespaces: alice (a quota of one
-sandbox and one env host), bob (no quota: the control) and carol (one create per minute)."""
+One bwrap admin with a small node (``node_memory``) and four namespaces: alice (a quota of one
+sandbox and one env host), bob (no quota: the control), carol (one create per minute) and dave
+(one sandbox, for restarts)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from rock.runtime import cgroups
 from rock.runtime.host_policy import owner_key
 from tests.admin.harness import Admin
 
-TOKENS = {"adm-alice": "alice", "adm-bob": "bob", "adm-carol": "carol"}
+TOKENS = {"adm-alice": "alice", "adm-bob": "bob", "adm-carol": "carol", "adm-dave": "dave"}
 GEM = "/apis/v1/envs/gem"
 GYM = "/apis/v1/envs/gym"
 TRAINING = "/apis/v1/training"
@@ -27,7 +28,8 @@ SMALL = {"memory": "512m", "cpus": 0.5}
 def admin():
     server = Admin("bwrap", tokens=TOKENS, node_memory="3g", node_cpus=64, default_memory="1g",
                    quotas={"alice": {"sandboxes": 1, "env_hosts": 1, "snapshots": 0},
-                           "carol": {"creates_per_minute": 1, "create_burst": 1}}).start()
+                           "carol": {"creates_per_minute": 1, "create_burst": 1},
+                           "dave": {"sandboxes": 1}}).start()
     yield server
     server.stop(stop_sandboxes=True)
 
@@ -180,3 +182,25 @@ def test_a_create_rate_answers_429_with_retry_after_on_both_doors(admin):
     finally:
         carol.post(PREFIX + "/delete", json={"sandbox_id": sid})
         carol.close()
+
+
+def test_a_restart_past_the_quota_is_refused_and_the_sandbox_stays_stopped(admin):
+    dave = client(admin, "adm-dave")
+    made = []
+    try:
+        r = dave.post(PREFIX + "/start", json=SMALL)
+        assert r.status_code == 200, r.text
+        first = r.json()["result"]["sandbox_id"]
+        made.append(first)
+        assert dave.post(PREFIX + "/stop", json={"sandbox_id": first}).status_code == 200
+        r = dave.post(PREFIX + "/start", json=SMALL)  # the stop gave its share back
+        assert r.status_code == 200, r.text
+        made.append(r.json()["result"]["sandbox_id"])
+        refused(dave.post(PREFIX + "/restart", json={"sandbox_id": first}), 429, "sandboxes")
+        r = dave.get(PREFIX + "/get_status", params={"sandbox_id": first, "include_all_states": "true"})
+        assert r.json()["result"]["state"] == "stopped", r.text
+        assert usage(dave)["usage"]["sandboxes"] == 1
+    finally:
+        for sid in made:
+            dave.post(PREFIX + "/delete", json={"sandbox_id": sid})
+        dave.close()
