@@ -8,8 +8,11 @@ admission_decision      one start's decision and its release (admit + release, a
 admission_rate_boundary a namespace with ``creates_per_minute`` of 600 (10/s, burst 10) asked
                         as fast as the loop goes for a few seconds: ``admitted_per_s`` (the
                         quota's 10/s plus the burst spread over the window) and ``refused_429``.
+stop_many_at_once       bwrap: N running sandboxes (50 with --quick, 500 in full) stopped at
+                        once (frozen, killed, removed; files kept, as ROCK's stop): ``wall_s``
+                        until the last stop returned, per-stop latencies in the percentiles.
 
-Both measure the decision itself, in this process, on this machine's real capacity (a Worker's
+The first two measure the decision itself, in this process, on this machine's real capacity (a Worker's
 ``capacity()``); a start's own cost (tens of ms on bwrap, bench.sdk) dwarfs it.
 """
 
@@ -48,6 +51,42 @@ def _block(ledger: Admission, n: int, offset: int) -> list[float]:
     return out
 
 
+async def _stop_many(ctx, state: str) -> dict | None:
+    from rock.runtime import get_runtime_class
+
+    if "bwrap" not in ctx.backends or get_runtime_class("bwrap").available():
+        return None
+    n = ctx.n(50, 500)
+    worker = Worker(Settings(state_dir=state, backend="bwrap"), "bwrap")
+    await worker.start()
+    ids: list[str] = []
+    try:
+        for first in range(0, n, 25):  # started in batches: the start is not what is measured
+            specs = [worker.default_spec(f"stop{first + i}").model_copy(update={"memory_bytes": 64 << 20,
+                                                                                "cpus": 0.1})
+                     for i in range(min(25, n - first))]
+            results = await asyncio.gather(*(worker.create(spec) for spec in specs), return_exceptions=True)
+            ids += [r.sandbox_id for r in results if not isinstance(r, BaseException)]
+        ctx.progress(f"stop_many: {len(ids)} sandboxes running; stopping them at once")
+
+        async def timed(sid: str) -> float | None:
+            t0 = time.perf_counter()
+            try:
+                await worker.stop(sid, keep=True)
+                return time.perf_counter() - t0
+            except Exception:  # noqa: BLE001 - a failed stop is counted, not raised
+                return None
+
+        t0 = time.perf_counter()
+        took = await asyncio.gather(*(timed(sid) for sid in ids))
+        wall = time.perf_counter() - t0
+        done = [t for t in took if t is not None]
+        return record("stop_many_at_once", "bwrap", done, attempts=len(ids), wall_s=round(wall, 3), asked=n)
+    finally:
+        await asyncio.gather(*(worker.stop(sid) for sid in ids), return_exceptions=True)
+        await worker.close(stop_sandboxes=True)
+
+
 async def run(ctx) -> list[dict]:
     state = tempfile.mkdtemp(prefix="rock-bench-admission-")
     try:
@@ -82,6 +121,9 @@ async def run(ctx) -> list[dict]:
         records.append(record("admission_rate_boundary", "any", took, admitted=admitted, refused_429=refused,
                               window_s=window, admitted_per_s=round(admitted / window, 2), quota_per_s=10.0,
                               burst=10))
+        stopped = await _stop_many(ctx, state)
+        if stopped is not None:
+            records.append(stopped)
         return records
     finally:
         shutil.rmtree(state, ignore_errors=True)
