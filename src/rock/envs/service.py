@@ -78,12 +78,14 @@ class EnvService:
         return (owner, image or self.settings.image, network)
 
     def reserve(self, owner: str | None, image: str | None, count: int,
-                network: bool = False) -> list[tuple[EnvSandbox, int]]:
+                network: bool = False, hosts: bool = True) -> list[tuple[EnvSandbox, int]]:
         """Claim ``count`` env slots, filling the owner's sandboxes before starting new ones.
 
         Synchronous on purpose: concurrent makes see each other's claims and share a new
-        sandbox instead of each starting one."""
-        self.admit_hosts(owner, count)
+        sandbox instead of each starting one. ``hosts``: the slots are env hosts, counted against
+        the owner's quota (a catalog probe's passing slot is not)."""
+        if hosts:
+            self.admit_hosts(owner, count)
         key = self._key(owner, image, network)
         pool = self.pools.setdefault(key, [])
         cap = self.settings.envs_per_sandbox
@@ -357,7 +359,7 @@ class EnvService:
     async def running_sandbox(self, owner: str | None, image: str | None) -> EnvSandbox:
         """A running env sandbox of ``image`` to run a probe in (shared, not claimed: an empty one
         lingers and is reclaimed like any other)."""
-        [(sb, _)] = self.reserve(owner, image, 1, False)
+        [(sb, _)] = self.reserve(owner, image, 1, False, hosts=False)
         try:
             await asyncio.shield(sb.ready)
         finally:
