@@ -1,4 +1,4 @@
-"""python -m bench [--quick] [--out FILE.json] [--backends docker,bwrap,local] [--only runtime,snapshots,snapshots_api,sdk,envs,burst,cluster,scale_sim]
+"""python -m bench [--quick] [--out FILE.json] [--backends docker,bwrap,local] [--only admission,runtime,snapshots,snapshots_api,sdk,envs,burst,cluster,scale_sim]
 
 Runs every part the machine supports, prints one table, writes the JSON records.
 It never fails because a machine is slow: targets are read from the table, not asserted.
@@ -20,7 +20,7 @@ from rock.runtime import get_runtime_class
 
 # Bursts last: 100 sandboxes are torn down for seconds after each, which would show in any
 # latency measured next.
-PARTS = ["runtime", "snapshots", "snapshots_api", "sdk", "parity", "chat", "e2b", "e2b_snapshots", "e2b_templates", "bodies", "envs", "gym", "training", "agentic", "ui",
+PARTS = ["admission", "runtime", "snapshots", "snapshots_api", "sdk", "parity", "chat", "e2b", "e2b_snapshots", "e2b_templates", "bodies", "envs", "gym", "training", "agentic", "ui",
          "scale_sim", "burst"]
 # Only in a full run or when asked: long runs (10,000 lifecycles, thousands of idle sandboxes,
 # 1,000 sandboxes on three local Ray nodes, Schemathesis over every route, mini-swe-agent rollouts).

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BackendName = Literal["auto", "docker", "bwrap", "gvisor", "local"]
@@ -17,6 +17,21 @@ BackendName = Literal["auto", "docker", "bwrap", "gvisor", "local"]
 
 def _default_state_dir() -> Path:
     return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "rock"
+
+
+class TenantQuota(BaseModel):
+    """What one namespace (the tokens that map to it) may hold at once, and how fast it may start
+    sandboxes; unset: no limit of that kind (the node's capacity still holds)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sandboxes: int | None = Field(default=None, ge=0, description="running (and starting) sandboxes")
+    memory: str | None = Field(default=None, description="memory of those sandboxes together, e.g. '16g'")
+    cpus: float | None = Field(default=None, ge=0, description="cpus of those sandboxes together")
+    env_hosts: int | None = Field(default=None, ge=0, description="env hosts: GEM envs, gym sessions, training instances")
+    snapshots: int | None = Field(default=None, ge=0, description="snapshots kept")
+    creates_per_minute: float | None = Field(default=None, gt=0, description="sandbox starts per minute (a token bucket)")
+    create_burst: int | None = Field(default=None, ge=1, description="starts allowed at once before the rate holds")
 
 
 class Settings(BaseSettings):
@@ -114,6 +129,19 @@ class Settings(BaseSettings):
     simulated_cluster: dict | None = None
     placement: Literal["spread", "pack"] = "spread"
     overcommit: float = Field(default=1.0, ge=1.0, description="cpus and memory promised per node, times what it has")
+    # Admission (rock.admin.sandboxes.admission): every start reserves its cpus and memory (plus the
+    # agent's own) against what this node may promise; unset capacities: what the machine has.
+    admission: bool = True
+    # Unset node_cpus/node_memory: the machine's, times these (or ``overcommit``, where larger). A cpu
+    # limit caps time, it reserves none: idle sandboxes share cores, so a core is promised many
+    # times; a memory limit is a ceiling most sandboxes never reach (an idle one uses ~2 MB).
+    cpu_overcommit: float = Field(default=32.0, ge=1.0, description="cpus promised per core of this node")
+    memory_overcommit: float = Field(default=4.0, ge=1.0, description="memory limits promised per byte of this node")
+    node_cpus: float | None = Field(default=None, gt=0, description="cpus this node may promise (overcommit included)")
+    node_memory: str | None = Field(default=None, description="memory this node may promise (overcommit included)")
+    sandbox_overhead_memory: str = Field(default="16m", description="what a sandbox's agent costs beyond its limit")
+    # namespace -> its quotas; "*": every namespace without its own (auth off: the one principal)
+    quotas: dict[str, TenantQuota] = Field(default_factory=dict, description="namespace -> quotas")
     node_labels: dict[str, str] = Field(default_factory=dict, description="this node's labels (a worker's)")
     relay_host: str = Field(default="", description="address a node's worker serves sandboxes' data on; '' = the node's IP")
     relay_port: int = 0

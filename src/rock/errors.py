@@ -80,6 +80,30 @@ class SandboxStartError(RockError):
     status_code = 503
 
 
+class Refused(RockError):
+    """A start (or an env host, a snapshot) that admission refused at once, before anything was made:
+    ``limit`` names the limit it hit; ``retry_after`` (seconds) is sent as ``Retry-After``."""
+
+    def __init__(self, message: str = "", limit: str = "", retry_after: float | None = None):
+        super().__init__(message)
+        self.limit = limit
+        self.retry_after = retry_after
+
+
+class CapacityExceeded(Refused):
+    """This node has no room for the start: its cpus or memory (times the operator's overcommit) are promised
+    to sandboxes that run; the message names the limit. Stop one, or try again later. HTTP 503."""
+
+    status_code = 503
+
+
+class QuotaExceeded(Refused):
+    """The caller's namespace is at one of its quotas (running sandboxes, memory, cpus, env hosts, snapshots) or
+    past its create rate; the message names the limit. HTTP 429 (with ``Retry-After`` for a rate)."""
+
+    status_code = 429
+
+
 class SandboxNotRunning(RockError):
     """The sandbox exists but is not running (stopped, archived, or its node was lost), so nothing can run in it;
     restart it first. HTTP 409."""
@@ -131,6 +155,7 @@ class AgentTimeout(RockError):
 
 
 ERRORS = {cls.__name__: cls for cls in RockError.__subclasses__()} | {"RockError": RockError}
+ERRORS |= {cls.__name__: cls for cls in Refused.__subclasses__()}  # a refusal names which
 
 
 # Training's errors: one class, a ``kind`` naming what went wrong, the HTTP status it answers with.

@@ -41,7 +41,7 @@ from fastapi import FastAPI
 from starlette.responses import Response
 from starlette.routing import compile_path
 
-from rock.admin.errors import status_and_body
+from rock.admin.errors import retry_after, status_and_body
 from rock.jsonutil import dumps
 from rock.admin.limits import MAX_JSON_BODY, limit_for
 from rock.errors import BadRequest, PayloadTooLarge, RockError
@@ -178,7 +178,7 @@ class Doors:
             return False
         found, template, params = hit
         call = Call(scope, receive, params, self.app)
-        t0, status = time.perf_counter(), 500
+        t0, status, extra = time.perf_counter(), 500, []
         ctx = self.ctx
         if found.claim is not None:
             try:
@@ -206,8 +206,9 @@ class Doors:
             except Exception as exc:  # noqa: BLE001 - the route's error mapping, as its routed handlers map
                 status, payload = found.errors(exc, scope["path"])
                 media = _JSON
+                extra = [(k.lower().encode(), v.encode()) for k, v in retry_after(exc).items()]
             await send({"type": "http.response.start", "status": status,
-                        "headers": [(b"content-type", media), (b"content-length", b"%d" % len(payload))]})
+                        "headers": [(b"content-type", media), (b"content-length", b"%d" % len(payload)), *extra]})
             await send({"type": "http.response.body", "body": payload})
             return True
         finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import sqlite3
 
 from fastapi import FastAPI, Request
@@ -91,9 +92,15 @@ def _disk_full(exc: BaseException) -> str | None:
     return None
 
 
+def retry_after(exc: Exception) -> dict[str, str]:
+    """``Retry-After`` for a refusal that says when to come back (a create rate's 429), else nothing."""
+    after = getattr(exc, "retry_after", None)
+    return {} if after is None else {"Retry-After": f"{math.ceil(after)}"}
+
+
 def _respond(request: Request, exc: Exception) -> Response:
     status, body = status_and_body(exc, f"{request.method} {request.url.path}")
-    return Response(body, status_code=status, media_type="application/json")
+    return Response(body, status_code=status, media_type="application/json", headers=retry_after(exc))
 
 
 _PROBE = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")

@@ -209,6 +209,7 @@ class _Snapshot:
         hosted = gem.hosted_envs(self.m.app)
         yield GaugeMetricFamily("rock_env_sandboxes", "Sandboxes that host envs", value=len(hosted))
         yield GaugeMetricFamily("rock_envs_hosted", "Env instances hosted", value=sum(map(len, hosted.values())))
+        yield from ctx.sandboxes.admission.families()
 
 
 class MetricsMiddleware:

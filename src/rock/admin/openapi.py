@@ -48,8 +48,10 @@ WHY = {
     422: "invalid body or parameters: the field and the reason are named (an env call: the env's own code raised "
          "on this input, named in the message)",
     426: "a WebSocket route: connect with an Upgrade",
+    429: "the namespace is at one of its quotas or past its create rate (the limit is named; a rate's answer "
+         "carries Retry-After)",
     502: "the server inside the sandbox did not answer properly",
-    503: "the sandbox could not start: the reason",
+    503: "the sandbox could not start, or this node has no room for it: the reason, or the limit, is named",
     504: "the call ran past its timeout, or the sandbox's agent did not answer (e.g. its processes are stopped)",
     507: "out of disk space: in the sandbox, or under the admin's state directory (the message says which)",
 }

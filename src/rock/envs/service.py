@@ -78,11 +78,14 @@ class EnvService:
         return (owner, image or self.settings.image, network)
 
     def reserve(self, owner: str | None, image: str | None, count: int,
-                network: bool = False) -> list[tuple[EnvSandbox, int]]:
+                network: bool = False, hosts: bool = True) -> list[tuple[EnvSandbox, int]]:
         """Claim ``count`` env slots, filling the owner's sandboxes before starting new ones.
 
         Synchronous on purpose: concurrent makes see each other's claims and share a new
-        sandbox instead of each starting one."""
+        sandbox instead of each starting one. ``hosts``: the slots are env hosts, counted against
+        the owner's quota (a catalog probe's passing slot is not)."""
+        if hosts:
+            self.admit_hosts(owner, count)
         key = self._key(owner, image, network)
         pool = self.pools.setdefault(key, [])
         cap = self.settings.envs_per_sandbox
@@ -109,6 +112,7 @@ class EnvService:
         owner's sandboxes of ``image``. An env host is one thread, so envs packed into one
         sandbox share one core: another sandbox starts while fewer than ``hosts`` exist and
         each holds ``fill`` envs already (or when all are full)."""
+        self.admit_hosts(owner, 1)
         key = self._key(owner, image, False)
         pool = self.pools.setdefault(key, [])
         cap = self.settings.envs_per_sandbox
@@ -122,6 +126,17 @@ class EnvService:
         best.reserved += 1
         best.empty_since = None
         return best
+
+    def env_hosts(self, owner: str | None) -> int:
+        """The owner's env hosts: open envs (GEM, gym sessions, training instances) and slots claimed for them."""
+        return sum(len(sb.envs) + sb.reserved for sb in self.by_id.values() if sb.owner == owner)
+
+    def admit_hosts(self, owner: str | None, count: int) -> None:
+        """Refuse (429, the limit named) ``count`` more env hosts past the owner's quota; the
+        sandboxes they need are admitted by their starts (``Sandboxes.start``)."""
+        admission = getattr(self.sandboxes, "admission", None)
+        if admission is not None and admission.quota(owner) is not None:
+            admission.check_env_hosts(owner, self.env_hosts(owner), count)
 
     def _new_shared(self, key: tuple, owner: str | None, image: str | None, network: bool) -> EnvSandbox:
         sb = EnvSandbox(sandbox_id=f"env-{uuid.uuid4().hex[:12]}", owner=owner, key=key)
@@ -144,6 +159,7 @@ class EnvService:
                           cpus: float | None = None) -> EnvSandbox:
         """One slot in a new sandbox nobody else joins (envs that run a user's code, gym sessions),
         sized by the caller and stopped as soon as its env closes."""
+        self.admit_hosts(owner, 1)
         sb = EnvSandbox(sandbox_id=f"env-{uuid.uuid4().hex[:12]}", owner=owner, key=(owner, image, False, "dedicated"),
                         dedicated=True, memory=memory, cpus=cpus, reserved=1)
         sb.ready = asyncio.ensure_future(self._start_sandbox(sb, image, False))
@@ -343,7 +359,7 @@ class EnvService:
     async def running_sandbox(self, owner: str | None, image: str | None) -> EnvSandbox:
         """A running env sandbox of ``image`` to run a probe in (shared, not claimed: an empty one
         lingers and is reclaimed like any other)."""
-        [(sb, _)] = self.reserve(owner, image, 1, False)
+        [(sb, _)] = self.reserve(owner, image, 1, False, hosts=False)
         try:
             await asyncio.shield(sb.ready)
         finally:

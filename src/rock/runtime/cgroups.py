@@ -143,18 +143,28 @@ class Cgroup:
         return found
 
     def kill(self) -> None:
-        """SIGKILL everything in the group (v2 has one atomic file for it; v1 needs a loop)."""
+        """SIGKILL everything in the group. v2 has one atomic file for it. v1 needs a loop over the
+        members, which a process forking as fast as it is killed (or a busy machine's scheduler
+        letting it) can outrun: the group is frozen first, so no member runs or forks while the
+        loop goes, then thawed, and the pending SIGKILLs land. Nothing here waits for the freeze
+        to complete (that would wait on the scheduler): a child forked meanwhile is frozen with
+        the group and found by the second pass."""
         kill_file = ROOT / self.rel / "cgroup.kill"
         if is_v2() and kill_file.exists():
             kill_file.write_text("1")
             return
-        for pid in self.pids():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        # A v1-frozen task keeps a pending SIGKILL until it is thawed (a paused sandbox's delete).
         state = self.dirs.get("freezer", ROOT / "-") / "freezer.state"
+        try:
+            state.write_text("FROZEN")
+        except OSError:  # no freezer here, or the group is gone: the loop alone
+            pass
+        for _ in range(2):
+            for pid in self.pids():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        # A v1-frozen task keeps a pending SIGKILL until it is thawed (a paused sandbox's delete too).
         if (_read(state) or "THAWED").strip() != "THAWED":
             state.write_text("THAWED")
 
@@ -170,12 +180,19 @@ class Cgroup:
         return True
 
     async def destroy(self, timeout: float = 10.0) -> None:
-        """Kill all members, wait until the group is empty, remove it (and empty parents)."""
+        """Freeze and kill all members, wait until the group is empty, remove it (and empty parents).
+        The wait is for progress, not a fixed time: on a loaded machine killed processes leave
+        slowly, and while their number falls the wait goes on; ``timeout`` seconds in which none
+        left raises TimeoutError."""
         deadline = time.monotonic() + timeout
-        delay = 0.001
+        delay, left = 0.001, None
         while not self.try_remove():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self}: still has processes {sorted(self.pids())} after {timeout}s")
+            now, members = time.monotonic(), len(self.pids())
+            if left is None or members < left:
+                left, deadline = members, now + timeout
+            elif now > deadline:
+                raise TimeoutError(f"{self}: still has processes {sorted(self.pids())} after {timeout}s with none "
+                                   "leaving")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
 

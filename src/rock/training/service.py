@@ -153,6 +153,7 @@ class TrainingService:
         if len(self.instances) >= self.settings.max_instances:
             raise TrainingError(f"{self.settings.max_instances} instances are open; release some first", "BadRequest")
         instance_id = instance_id or f"inst-{uuid.uuid4().hex[:16]}"
+        self.envs.admit_hosts(owner, 1)  # before a build: a namespace at its env host quota is refused at once
         image = await self.image(suite)
         t0 = time.perf_counter()
         kwargs = {"env_type": env_type, "task_id": task_id, "params": params or {},

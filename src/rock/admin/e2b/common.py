@@ -8,6 +8,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 import posixpath
 import time
 
@@ -81,13 +82,17 @@ def _at_the_door(fn):
 class E2BError(Exception):
     """A control-plane refusal in E2B's shape ``{"code": <status>, "message"}``."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.retry_after = retry_after  # a rate's refusal: sent as Retry-After (seconds)
 
     def response(self) -> Response:
-        return json_response({"code": self.status, "message": self.message}, self.status)
+        out = json_response({"code": self.status, "message": self.message}, self.status)
+        if self.retry_after is not None:
+            out.headers["Retry-After"] = f"{math.ceil(self.retry_after)}"
+        return out
 
 
 async def json_object(request: Request, error) -> dict:

@@ -87,7 +87,8 @@ class E2BErrorBody(BaseModel):
 
 WHY = {201: "created", 200: "ok", 204: "done", 400: "a field is invalid or cannot be honoured (the message says which)",
        401: "X-API-KEY is missing or not a ROCK token", 404: "no such sandbox or template for this token",
-       503: "the sandbox could not start"}
+       429: "the team (the key's namespace) is at one of its quotas or past its create rate (named; Retry-After)",
+       503: "the sandbox could not start, or this node has no room for it (the limit is named)"}
 
 
 def _doc(*codes: int, body: type[BaseModel] | None = None, query: type[BaseModel] | None = None) -> dict:
@@ -226,7 +227,8 @@ def router(ctx: Ctx, built: Templates) -> APIRouter:
         except SnapshotNotFound:
             raise _no_template(ctx, template) from None
         except RockError as exc:
-            raise E2BError(exc.status_code if exc.status_code < 500 else 503, exc.message) from None
+            raise E2BError(exc.status_code if exc.status_code < 500 else 503, exc.message,
+                           getattr(exc, "retry_after", None)) from None
         if build is not None:
             try:
                 await template_routes.sandbox_started(ctx, record, build)
@@ -237,11 +239,11 @@ def router(ctx: Ctx, built: Templates) -> APIRouter:
                  time.perf_counter() - began)
         return json_response(sandbox_body(record), 201)
 
-    @api.post("/sandboxes", **_doc(201, 400, 401, 404, 503, body=NewSandbox))
+    @api.post("/sandboxes", **_doc(201, 400, 401, 404, 429, 503, body=NewSandbox))
     async def create_v1(request: Request):
         return await create(request, 15)
 
-    @api.post("/v2/sandboxes", **_doc(201, 400, 401, 404, 503, body=NewSandbox))
+    @api.post("/v2/sandboxes", **_doc(201, 400, 401, 404, 429, 503, body=NewSandbox))
     async def create_v2(request: Request):
         return await create(request, 300)
 

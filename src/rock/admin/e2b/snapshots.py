@@ -45,7 +45,7 @@ from rock.admin.e2b.common import (KEEP_AFTER_TIMEOUT, META_KEY, TOKEN_KEY, E2BE
                                    owner_of, paged, route)
 from rock.admin.e2b.connect import json_response
 from rock.admin.store import SandboxRecord
-from rock.errors import RockError
+from rock.errors import Refused, RockError
 from rock.worker.worker import Worker
 
 NAME = re.compile(SNAPSHOT_NAME_PATTERN)
@@ -53,8 +53,10 @@ STORED_NAME = re.compile(STORED_NAME_PATTERN)  # a snapshot id as the service st
 
 
 def e2b_error(exc: RockError) -> E2BError:
-    """A service refusal in E2B's error shape (a server fault is E2B's 500 with the reason)."""
-    return E2BError(exc.status_code if exc.status_code < 500 else 500, exc.message or type(exc).__name__)
+    """A service refusal in E2B's error shape (a server fault is E2B's 500 with the reason; a node
+    with no room its 503, a rate's 429 with Retry-After)."""
+    status = exc.status_code if exc.status_code < 500 or isinstance(exc, Refused) else 500
+    return E2BError(status, exc.message or type(exc).__name__, getattr(exc, "retry_after", None))
 
 
 def _memory(body: dict) -> bool | None:

@@ -214,7 +214,7 @@ def _vec_step_args(body: bytes) -> tuple[str, list | dict]:
     return req.vec_id, req.actions
 
 
-@router.post(GEM + "/make", **_doc(MakeRequest, Made, (400, 404, 422, 503, 504), openapi_extra=ENV_START))
+@router.post(GEM + "/make", **_doc(MakeRequest, Made, (400, 404, 422, 429, 503, 504), openapi_extra=ENV_START))
 async def make(request: Request) -> Response:
     req = MakeRequest.model_validate_json(await request.body())
     rec = await service(request.app).make(req.env_id, req.kwargs, principal_of(request), req.timeout)
@@ -316,7 +316,7 @@ def _vec_made(vec: vector.VecRecord) -> dict:
             "autoreset": vec.autoreset}
 
 
-@router.post(GEM + "/vec/make", **_doc(VecMakeRequest, VecMade, (400, 404, 422, 503, 504), openapi_extra=ENV_START))
+@router.post(GEM + "/vec/make", **_doc(VecMakeRequest, VecMade, (400, 404, 422, 429, 503, 504), openapi_extra=ENV_START))
 async def vec_make(request: Request) -> Response:
     req = VecMakeRequest.model_validate_json(await request.body())
     vec = await vector.make_vec(service(request.app), req.env_id, req.num_envs, principal_of(request), req.kwargs,

@@ -133,7 +133,7 @@ async def build_image(req: GymImageRequest, request: Request) -> StreamingRespon
     return StreamingResponse(stream(), media_type="application/x-ndjson")
 
 
-@router.post(GYM + "/sessions", response_model=GymSessionInfo, responses=errors(400, 404, 422, 503, 504),
+@router.post(GYM + "/sessions", response_model=GymSessionInfo, responses=errors(400, 404, 422, 429, 503, 504),
              openapi_extra=long_running(1800, "starts the session's sandbox; builds its env image the first time"))
 async def open_session(req: GymSessionRequest, request: Request) -> GymSessionInfo:
     """Open a session: its sandbox, its env (or vector env), and its contract (spaces, metadata)."""

@@ -9,6 +9,7 @@
     cluster.py    the cluster's nodes and placement, as the admin sees them
     snapshots.py  pause, resume, snapshots and fork (an admin's)
     volumes.py    volumes: create, list, get, delete (an admin's)
+    quota.py      the caller's usage and limits (admission and quotas)
 
 Adding a route: put it in the module of its group (a new group: a new module, mounted in
 ``install``). A route a trainer calls per step is declared with ``rock.admin.doors.door`` so that
@@ -20,7 +21,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from rock.admin.context import PREFIX, Ctx
-from rock.admin.rock_api import cluster, data, extra, images, lifecycle, sandbox, snapshots, volumes, ws
+from rock.admin.rock_api import cluster, data, extra, images, lifecycle, quota, sandbox, snapshots, volumes, ws
 
 
 def install(app: FastAPI, ctx: Ctx) -> None:
@@ -37,3 +38,4 @@ def install(app: FastAPI, ctx: Ctx) -> None:
     app.include_router(extra.router(ctx), prefix=PREFIX)
     app.include_router(ws.router(ctx), prefix=PREFIX)
     app.include_router(cluster.router(ctx), prefix=PREFIX)
+    app.include_router(quota.router(ctx), prefix=PREFIX)

@@ -13,7 +13,8 @@ from rock.admin.sandboxes.lifecycle import Lifecycle
 ERRORS = {code: {"model": RockResponse[dict], "description": text} for code, text in (
     (404, "no such sandbox (or another namespace's)"),
     (409, "the sandbox is in a state that does not allow this"),
-    (422, "invalid body"), (503, "the sandbox could not be started again"))}
+    (422, "invalid body"), (429, "the namespace is at one of its quotas or past its create rate (named)"),
+    (503, "the sandbox could not be started again, or this node has no room for it (the limit is named)"))}
 SandboxPath = Path(min_length=1, max_length=128, description="the sandbox's id")
 
 

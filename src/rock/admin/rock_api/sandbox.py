@@ -108,7 +108,7 @@ def router(ctx: Ctx, write: bool = True) -> APIRouter:
 
     # 400: a field this machine cannot honour (rock.admin.sandboxes.start_checks); 404: no such snapshot
     # of the caller's (``snapshot``); 409: the sandbox_id is taken
-    start_doc = doc(SandboxStartRequest, result=SandboxStartResponse, codes=(400, 404, 409, 503, 507))
+    start_doc = doc(SandboxStartRequest, result=SandboxStartResponse, codes=(400, 404, 409, 429, 503, 507))
     status_doc = doc(query=StatusQuery, result=SandboxStatusResponse, codes=(404,))
     id_doc = doc(SandboxIdRequest, result=str, codes=(400, 404, 409))
 

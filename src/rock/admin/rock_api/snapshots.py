@@ -74,7 +74,7 @@ def router(ctx: Ctx) -> APIRouter:
         mount(op, summary)
 
     @api.post("/sandboxes/{sandbox_id}/snapshot", response_model=RockResponse[SnapshotInfo],
-              responses=_errors(400, 404, 409, 422),
+              responses=_errors(400, 404, 409, 422, 429),
               openapi_extra=long_running(600, "a filesystem snapshot copies the sandbox's writable layer (an engine "
                                               "commit on docker); a full one checkpoints its memory"),
               summary="Save the sandbox's state as a named snapshot you own: filesystem (every backend) or "
@@ -84,7 +84,7 @@ def router(ctx: Ctx) -> APIRouter:
         return ok(snapshot_info(await svc.snapshot(sandbox_id, ctx.owner(request), body.name, body.mode)))
 
     @api.post("/sandboxes/{sandbox_id}/fork", response_model=RockResponse[ForkResult],
-              responses=_errors(400, 404, 409, 422),
+              responses=_errors(400, 404, 409, 422, 429, 503),
               openapi_extra=long_running(900, "a snapshot of the sandbox, then count sandboxes started from it"),
               summary="Start count (1 to 20) sandboxes from a fresh snapshot of this one; each child is its "
                       "own sandbox (full, on gvisor: each goes on with the parent's processes)")

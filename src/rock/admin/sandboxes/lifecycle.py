@@ -87,6 +87,7 @@ class Lifecycle:
                 raise Conflict(f"sandbox {sandbox_id} is {record.state}; only a stopped or archived sandbox "
                                "can be restarted")
             from_state = record.state
+            svc.admission.admit(owner, [(sandbox_id, *svc.cost_of(record))])  # given back by the failure's transition
             await svc.transition(record, "pending", "restart")
             began = time.perf_counter()
             try:

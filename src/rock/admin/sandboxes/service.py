@@ -27,6 +27,7 @@ import uuid
 from rock.actions.sandbox import SandboxStartRequest, parse_memory
 from rock.actions.snapshots import MAX_FORK
 from rock.admin.sandboxes import start_checks
+from rock.admin.sandboxes.admission import Admission
 from rock.admin.commands import CommandLog
 from rock.admin.events import Events
 from rock.admin.sandboxes.held import HeldRecords
@@ -85,6 +86,9 @@ class Sandboxes(WorkerListener):
                                os.path.dirname(os.path.dirname(settings.host_python)),
                                local=not (settings.cluster or settings.simulated_cluster))
         self.reaper = Reaper(self)  # idle TTLs and the reaper lease (rock.admin.sandboxes.reaper)
+        # Whether a start may happen: every door's start, fork and restart asks it (rock.admin.sandboxes.admission).
+        self.admission = Admission(settings, worker)
+        self.events.subscribe(self.admission.on_event)
         worker.listeners.append(self)
 
     # -- startup / shutdown ------------------------------------------------------------------
@@ -102,6 +106,7 @@ class Sandboxes(WorkerListener):
                     await self.transition(record, "running", "reattached")
                 # a paused record stays paused (a cluster node reports its sandboxes only as running;
                 # resuming one that runs already is a no-op that fixes the record)
+                self.admission.hold(record.owner, record.sandbox_id, *self.cost_of(record))
                 # Time the admin was down does not count as idle: nobody could use the sandbox.
                 record.last_used_at = now
             elif record.state in LIVE and record.node_id and not self.worker.node_live(record.node_id):
@@ -229,6 +234,7 @@ class Sandboxes(WorkerListener):
             if record is not None and record.owner != owner:
                 raise Conflict(f"sandbox id {sandbox_id} is already taken")
             if record is None or record.state not in LIVE:
+                self.admission.admit(owner, [(sandbox_id, *self.admission.cost(spec.cpus, spec.memory_bytes))])
                 record = self._new_record(sandbox_id, req, owner, meta, record, extra_spec)
                 self._starting[sandbox_id] = asyncio.create_task(self._create(record, req, spec), name=f"create-{sandbox_id}")
             # else: a caller-chosen id that is pending or running: create is idempotent
@@ -260,6 +266,10 @@ class Sandboxes(WorkerListener):
         self._save_soon(self.write_record(record, from_state, event))
         self.events.emit("state", record, from_state=from_state, event=event)
         return record
+
+    def cost_of(self, record: SandboxRecord) -> tuple[float, int]:
+        """What ``record``'s sandbox takes from its node (``Admission.cost``), from the limits it was asked with."""
+        return self.admission.cost(record.cpus, parse_memory(record.memory))
 
     def spec_for(self, record: SandboxRecord, req: SandboxStartRequest) -> SandboxSpec:
         """What the worker is asked to start for ``record``: the request's limits, image and
@@ -394,11 +404,15 @@ class Sandboxes(WorkerListener):
             await asyncio.shield(task)
 
     async def snapshot(self, sandbox_id: str, owner: str | None, name: str | None = None,
-                       mode: str = "filesystem") -> Snapshot:
+                       mode: str = "filesystem", counted: bool = True) -> Snapshot:
         """Save the running or paused sandbox's state as a snapshot of ``owner``; the sandbox runs
-        on (it is frozen only while its state is taken). The snapshot outlives the sandbox."""
+        on (it is frozen only while its state is taken). The snapshot outlives the sandbox.
+        ``counted``: it counts against the owner's snapshot quota (a fork's own, deleted once its
+        children run, does not)."""
         record = await self.lookup(sandbox_id, owner)
         self.check_mode(mode, sandbox_id, record.node_id)
+        if counted and self.admission.quota(owner) is not None:
+            self.admission.check_snapshots(owner, len(await self.snapshots(owner)))
         await self._wait_started(sandbox_id)
         async with self.lock(sandbox_id):
             if record.state not in ("running", "paused"):
@@ -452,12 +466,20 @@ class Sandboxes(WorkerListener):
                         "experiment_id": parent.experiment_id, "cluster": parent.cluster}
         # the children live as their parent was asked to: its idle timeout and what that does
         lifecycle = {k: parent.spec[k] for k in ("on_timeout", "auto_resume") if k in parent.spec}
-        snap = await self.snapshot(sandbox_id, owner, None, mode)
+        # The children are admitted together, before the snapshot: all of them fit, or none starts.
+        ids = [uuid.uuid4().hex for _ in range(count)]
+        self.admission.admit(owner, [(sid, *self.cost_of(parent)) for sid in ids])
+        try:
+            snap = await self.snapshot(sandbox_id, owner, None, mode, counted=keep_snapshot)
+        except BaseException:
+            for sid in ids:
+                self.admission.release(sid)
+            raise
         children = []
-        for _ in range(count):
+        for child_id in ids:
             req = SandboxStartRequest(snapshot=snap.name, image=snap.spec.image,
                                       auto_clear_seconds=parent.auto_clear_seconds, **lifecycle)
-            child = self._new_record(uuid.uuid4().hex, req, owner, meta, None, {"forked_from": sandbox_id})
+            child = self._new_record(child_id, req, owner, meta, None, {"forked_from": sandbox_id})
             children.append(child)
             self._starting[child.sandbox_id] = asyncio.create_task(
                 self._create(child, req, self.snapshot_start(child, snap)), name=f"fork-{child.sandbox_id}")

@@ -118,6 +118,8 @@ class ASReply(BaseModel):
 _WHY = {400: "bad input (a malformed action, an unknown split)", 404: "unknown env type, task or instance",
         409: "the instance id is taken", 410: "the instance was released (by request or after the idle TTL)",
         422: "the suite cannot run here (what to provide is in the message), or an invalid body",
+        429: "the namespace is at its env host or sandbox quota, or past its create rate (the limit is named)",
+        503: "this node has no room for the instance's env sandbox, or it could not start (the reason is named)",
         504: "the task's call ran past its timeout"}
 CREATING = long_running(600, "starts the instance's env sandbox")
 ERRORS = {code: {"model": ErrorEnvelope, "description": why} for code, why in _WHY.items()}

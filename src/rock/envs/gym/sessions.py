@@ -177,6 +177,7 @@ class GymSessions:
         """Open a session for ``owner``: the image found or built, a sandbox started for it, the env made there.
         Returns its info; raises EnvError for a source, package or import that cannot be used."""
         spec, make = self.image_spec(req)
+        self.envs.admit_hosts(owner, 1)  # before a build: a namespace at its env host quota is refused at once
         image = await self.builder.ensure(spec)
         s = self.envs.settings
         vector = req.vector or req.num_envs > 1

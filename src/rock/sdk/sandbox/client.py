@@ -177,6 +177,14 @@ class Sandbox(FilesMixin, LifecycleMixin, SnapshotsMixin, NohupMixin):
                                                       "include_all_states": str(include_all_states).lower()})
         return SandboxStatusResponse.model_validate(result)
 
+    async def quota(self) -> dict:
+        """What this config's token (its namespace) holds and may hold, as the admin counts them:
+        ``usage`` (running sandboxes, cpus, memory_bytes, env_hosts, snapshots), ``limits`` (None:
+        no limit; ``creates_per_minute`` too) and ``node`` (what the admin's node may still promise).
+        Needs no started sandbox. A start past a limit raises ``QuotaExceeded`` (429) or
+        ``CapacityExceeded`` (503), naming the limit."""
+        return await self._http.get("/quota", {})
+
     async def is_alive(self) -> IsAliveResponse:
         """Whether the sandbox runs (ROCK's ``IsAliveResponse``)."""
         status = await self.get_status()

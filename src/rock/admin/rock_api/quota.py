@@ -1,0 +1,66 @@
+"""``GET …/quota``: the caller's namespace, what it holds now and its limits, and this node's room
+(``rock.admin.sandboxes.admission``). Every token sees its own namespace only."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+from starlette.requests import Request
+
+from rock.actions.response import RockResponse
+from rock.admin.context import Ctx, ok
+
+
+class Usage(BaseModel):
+    sandboxes: int
+    cpus: float
+    memory_bytes: int
+    env_hosts: int
+    snapshots: int
+
+
+class Limits(BaseModel):
+    """None: no limit of that kind."""
+
+    sandboxes: int | None = None
+    cpus: float | None = None
+    memory_bytes: int | None = None
+    env_hosts: int | None = None
+    snapshots: int | None = None
+    creates_per_minute: float | None = None
+    create_burst: float | None = None
+
+
+class NodeRoom(BaseModel):
+    admission: bool
+    cpus: float | None = None  # what this node may promise, overcommit included (None: a cluster's placement)
+    memory_bytes: int | None = None
+    cpus_reserved: float
+    memory_reserved_bytes: int
+
+
+class Quota(BaseModel):
+    namespace: str | None = None
+    usage: Usage
+    limits: Limits
+    node: NodeRoom
+
+
+async def quota_of(ctx: Ctx, app, owner: str | None) -> dict:
+    """The namespace's usage and limits as ``GET …/quota`` answers them."""
+    envs = getattr(app.state, "rock_envs", None)
+    hosts = envs.env_hosts(owner) if envs is not None else 0
+    snapshots = len(await ctx.sandboxes.snapshots(owner))
+    return ctx.sandboxes.admission.usage(owner, hosts, snapshots)
+
+
+def router(ctx: Ctx) -> APIRouter:
+    api = APIRouter()
+
+    @api.get("/quota", response_model=RockResponse[Quota])
+    async def quota(request: Request):
+        """The caller's namespace: running sandboxes, cpus, memory, env hosts and snapshots it holds, its
+        limits (None: none), and what this node may still promise."""
+        return ok(await quota_of(ctx, request.app, ctx.owner(request)))
+
+    return api
