@@ -87,6 +87,21 @@ def test_another_token_sees_nothing(client, sandbox):
     assert client.get(f"/sandboxes/{sid}", headers=A).json()["state"] == "running"
 
 
+def test_list_by_start_time_and_odd_metadata(client, sandbox):
+    """startedAfter/startedBefore (RFC 3339, as the SDKs send them) bound the list; metadata keys
+    and values are url-encoded once more inside the query parameter; a bad time is E2B's 400."""
+    sid = sandbox["sandboxID"]
+    started = client.get(f"/sandboxes/{sid}", headers=A).json()["startedAt"]
+    listed = lambda **q: [s["sandboxID"] for s in client.get("/v2/sandboxes", headers=A, params=q).json()]  # noqa: E731
+    assert listed(startedAfter=started, startedBefore=started) == [sid]
+    assert listed(startedAfter="2000-01-01T00:00:00.000Z") == [sid]  # the JavaScript SDK's toISOString()
+    assert listed(startedAfter="2999-01-01T00:00:00+00:00") == []  # the Python SDK's isoformat()
+    assert listed(startedBefore="2000-01-01T00:00:00Z") == []
+    assert listed(metadata="w=1") == [sid] and listed(metadata="w=%31") == [sid] and listed(metadata="w=2") == []
+    r = client.get("/v2/sandboxes", headers=A, params={"startedAfter": "yesterday"})
+    assert r.status_code == 400 and r.json()["code"] == 400 and "startedAfter" in r.json()["message"], r.text
+
+
 def test_what_cannot_be_honoured_fails_closed(client, sandbox):
     sid = sandbox["sandboxID"]
     # (pause, snapshots and fork are served: tests/e2b/test_e2b_snapshots.py)

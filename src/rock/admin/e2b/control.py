@@ -107,15 +107,17 @@ def _iso(ts: float | None) -> str:
     return datetime.fromtimestamp(ts or time.time(), timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def _instant(q, key: str) -> float | None:
-    """``startedAfter``/``startedBefore`` as epoch seconds: RFC 3339 (the JavaScript SDK's
-    ``toISOString()``, the Python SDK's ``isoformat()``); one without a zone is UTC."""
+def _instant(q, key: str) -> datetime | None:
+    """``startedAfter``/``startedBefore``: RFC 3339 (the JavaScript SDK's ``toISOString()``, the
+    Python SDK's ``isoformat()``); one without a zone is UTC."""
     raw = q.get(key)
     if not raw:
         return None
     try:  # a '+' of the offset that arrived unencoded reads as a space
         when = datetime.fromisoformat(raw.strip().replace(" ", "+"))
-        return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+        when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+        when.timestamp()  # out of range with its offset: the same 400
+        return when
     except (ValueError, OverflowError):
         raise E2BError(400, f"{key} must be an RFC 3339 timestamp such as 2026-01-02T03:04:05Z, not {raw[:64]!r}") from None
 
@@ -164,6 +166,12 @@ def lifecycle(body: dict) -> dict:
 
 def _started(record: SandboxRecord) -> float:
     return record.started_at or record.created_at
+
+
+def _started_at(record: SandboxRecord) -> datetime:
+    """When it started, to the microsecond, as its ``startedAt`` says (a filter given that exact
+    time finds it)."""
+    return datetime.fromtimestamp(_started(record), timezone.utc)
 
 
 def lifecycle_of(record: SandboxRecord) -> dict:
@@ -279,7 +287,7 @@ def router(ctx: Ctx, built: Templates) -> APIRouter:
                  and all((r.spec[META_KEY].get("metadata") or {}).get(k) == v
                                                  for k, v in wanted.items())
                  and (not q.get("template") or r.spec[META_KEY].get("template") == q.get("template"))
-                 and (after is None or _started(r) >= after) and (before is None or _started(r) <= before)]
+                 and (after is None or _started_at(r) >= after) and (before is None or _started_at(r) <= before)]
         items.sort(key=lambda r: r.created_at, reverse=q.get("order") != "asc")
         page, headers = paged(request, items)  # limit and nextToken checked for both
         if not v2:  # the old list has no pages: all of them
