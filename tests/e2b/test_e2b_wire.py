@@ -162,6 +162,27 @@ def test_envd_bad_input(client, sandbox):
     assert frames(r.content)[-1][1]["error"]["code"] == "invalid_argument", r.content
 
 
+def test_a_watch_cannot_take_the_hosts_inotify_watches(client, sandbox):
+    """Each watched directory is one of the host's inotify watches, which every sandbox shares: a
+    recursive watch over more directories than one sandbox may watch is refused and keeps none;
+    the control, a watch of the same directory alone, works."""
+    from rock.agent.e2b.inotify import MAX_WATCHES
+
+    sh = envd(sandbox, **{"Content-Type": "application/connect+json"})
+    script = f"mkdir -p /tmp/many && cd /tmp/many && seq {MAX_WATCHES + 10} | xargs mkdir"
+    with client.stream("POST", "/process.Process/Start", headers=sh,
+                       content=envelope({"process": {"cmd": "/bin/sh", "args": ["-c", script]}})) as r:
+        b"".join(r.iter_bytes())
+    h = envd(sandbox, **{"Content-Type": "application/json"})
+    assert client.post("/filesystem.Filesystem/Stat", headers=h, json={"path": f"/tmp/many/{MAX_WATCHES + 10}"}).status_code == 200
+    r = client.post("/filesystem.Filesystem/CreateWatcher", headers=h, json={"path": "/tmp/many", "recursive": True})
+    assert r.status_code == 429 and r.json()["code"] == "resource_exhausted" and "narrower" in r.json()["message"], r.text
+    # the refused watch kept none of its watches: were they held, this one would be refused too
+    r = client.post("/filesystem.Filesystem/CreateWatcher", headers=h, json={"path": "/tmp/many"})
+    assert r.status_code == 200 and r.json()["watcherId"], r.text
+    assert client.post("/filesystem.Filesystem/RemoveWatcher", headers=h, json=r.json()).status_code == 200
+
+
 def test_paths_stay_inside_the_sandbox(client, sandbox):
     marker = f"/tmp/rock-e2b-marker-{uuid.uuid4().hex}"
     h = envd(sandbox)

@@ -28,6 +28,9 @@ KINDS = ((IN_CREATE | IN_MOVED_TO, "create"), (IN_MOVED_FROM | IN_MOVE_SELF, "re
          (IN_MODIFY, "write"), (IN_DELETE | IN_DELETE_SELF, "remove"))
 HEADER = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then len bytes of NUL-padded name
 MAX_PENDING = 100000  # events a polling watcher keeps for its client; past that it fails as envd's overflow does
+# Directories one sandbox may watch at once: the host's fs.inotify.max_user_watches is shared by
+# every sandbox (and the host's own services) running as that user, so one sandbox must not take it all.
+MAX_WATCHES = 8192
 
 
 class Hub:
@@ -35,9 +38,14 @@ class Hub:
     for that directory, and the thread that reads the kernel's events and hands them out."""
 
     def __init__(self):
-        import ctypes  # only when something is watched: the agent starts without it
+        try:  # only when something is watched: the agent starts without it
+            import ctypes
 
-        self._libc = ctypes.CDLL(None, use_errno=True)
+            self._libc = ctypes.CDLL(None, use_errno=True)
+            self._libc.inotify_init1  # noqa: B018 - a libc without inotify fails here, not later
+        except (ImportError, OSError, AttributeError) as exc:
+            raise OpError("Unsupported", "directory watching needs ctypes and the C library's inotify, which "
+                                         "this sandbox's Python cannot load: %s" % exc) from None
         self._ctypes = ctypes
         fd = self._libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
         if fd < 0:
@@ -59,6 +67,9 @@ class Hub:
 
     def add(self, watcher, path):
         """Watch ``path`` for ``watcher``; returns the descriptor."""
+        if len(self.by_wd) >= MAX_WATCHES:
+            raise OpError("NoSpace", "cannot watch %s: this sandbox already watches %d directories, the most it "
+                                     "may; watch a narrower directory or stop other watches" % (path, MAX_WATCHES))
         wd = self._libc.inotify_add_watch(self.fd, os.fsencode(path), MASK)
         if wd < 0:
             raise self._error("inotify_add_watch", path)
