@@ -7,6 +7,7 @@ and the tests share the same paths, so whichever runs first makes it for the oth
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -85,3 +86,37 @@ def python312() -> str:
 def harbor_python() -> Path:
     """Harbor 0.25's venv (Python 3.12)."""
     return client_python(HARBOR_VENV, HARBOR_PACKAGES, HARBOR_IMPORTS, interpreter=python312())
+
+
+# The JavaScript SDKs at the versions whose findings ROCK answers; npm installs them into a folder
+# of their own, kept across runs like the venvs.
+E2B_JS_DIR = Path(os.environ.get("ROCK_TEST_E2B_JS") or Path(tempfile.gettempdir()) / "rock-test-e2b-js")
+E2B_JS_PACKAGES = {"e2b": "2.51.0", "@e2b/code-interpreter": "2.8.0"}
+
+
+def client_node_modules(folder: Path, packages: dict[str, str]) -> Path:
+    """``folder/node_modules`` holding exactly ``packages`` (name -> version), installed by npm
+    from its registry unless a former run left them there."""
+    modules = folder / "node_modules"
+
+    def installed(name: str) -> str | None:
+        try:
+            return json.loads((modules / name / "package.json").read_text())["version"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    if all(installed(n) == v for n, v in packages.items()):
+        return modules
+    what = f"installing {' '.join(packages)} with npm into {folder}"
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        proc = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--save-exact", "--prefix", str(folder),
+                               *(f"{n}@{v}" for n, v in packages.items())], capture_output=True, text=True,
+                              timeout=PIP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise VenvError(f"{what} failed: npm did not finish in {PIP_TIMEOUT_S} s (is the npm registry reachable?)") from None
+    except OSError as exc:
+        raise VenvError(f"{what} failed: {exc}") from None
+    if proc.returncode or not all(installed(n) == v for n, v in packages.items()):
+        raise VenvError(f"{what} failed: npm said:\n{proc.stderr[-2000:]}")
+    return modules

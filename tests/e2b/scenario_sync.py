@@ -154,15 +154,26 @@ try:
     except SandboxException as exc:
         assert "directory" in str(exc), exc
     sbx.files.make_dir("/tmp/watched")
-    watch = sbx.files.watch_dir("/tmp/watched")
+    watch = sbx.files.watch_dir("/tmp/watched")  # the polling form: CreateWatcher, GetWatcherEvents
     sbx.files.write("/tmp/watched/new.txt", "x")
+    # what happens between two polls is kept, as envd keeps it: a file that lives milliseconds,
+    # chmod, a rename (its old name, then the new one created), a remove
+    sbx.commands.run("cd /tmp/watched && echo s > short && rm short && chmod 600 new.txt && mv new.txt moved.txt"
+                     " && rm moved.txt && touch done")
     events = []
     deadline = time.time() + 10
-    while time.time() < deadline and not any(e.name == "new.txt" for e in events):
+    while time.time() < deadline and not any(e.name == "done" for e in events):
         time.sleep(0.3)
         events += watch.get_new_events()
     watch.stop()
-    assert any(e.name == "new.txt" and e.type.name == "CREATE" for e in events), events
+    seen = [(e.type.name, e.name) for e in events]
+    expected = [("CREATE", "new.txt"), ("WRITE", "new.txt"), ("CREATE", "short"), ("WRITE", "short"),
+                ("REMOVE", "short"), ("CHMOD", "new.txt"), ("RENAME", "new.txt"), ("CREATE", "moved.txt"),
+                ("REMOVE", "moved.txt"), ("CREATE", "done")]
+    at = 0
+    for event in expected:  # in this order
+        assert event in seen[at:], (event, seen)
+        at = seen.index(event, at) + 1
     # signed URLs: a plain HTTP client, no SDK headers
     up = sbx.upload_url("/tmp/e2b/uploaded.txt")
     boundary = "rockboundary"

@@ -88,6 +88,21 @@ def test_another_token_sees_nothing(client, sandbox):
     assert client.get(f"/sandboxes/{sid}", headers=A).json()["state"] == "running"
 
 
+def test_list_by_start_time_and_odd_metadata(client, sandbox):
+    """startedAfter/startedBefore (RFC 3339, as the SDKs send them) bound the list; metadata keys
+    and values are url-encoded once more inside the query parameter; a bad time is E2B's 400."""
+    sid = sandbox["sandboxID"]
+    started = client.get(f"/sandboxes/{sid}", headers=A).json()["startedAt"]
+    listed = lambda **q: [s["sandboxID"] for s in client.get("/v2/sandboxes", headers=A, params=q).json()]  # noqa: E731
+    assert listed(startedAfter=started, startedBefore=started) == [sid]
+    assert listed(startedAfter="2000-01-01T00:00:00.000Z") == [sid]  # the JavaScript SDK's toISOString()
+    assert listed(startedAfter="2999-01-01T00:00:00+00:00") == []  # the Python SDK's isoformat()
+    assert listed(startedBefore="2000-01-01T00:00:00Z") == []
+    assert listed(metadata="w=1") == [sid] and listed(metadata="w=%31") == [sid] and listed(metadata="w=2") == []
+    r = client.get("/v2/sandboxes", headers=A, params={"startedAfter": "yesterday"})
+    assert r.status_code == 400 and r.json()["code"] == 400 and "startedAfter" in r.json()["message"], r.text
+
+
 def test_what_cannot_be_honoured_fails_closed(client, sandbox):
     sid = sandbox["sandboxID"]
     # (pause, snapshots and fork are served: tests/e2b/test_e2b_snapshots.py)
@@ -146,6 +161,27 @@ def test_envd_bad_input(client, sandbox):
         assert frames(r.content)[-1][1]["error"]["code"] == "unauthenticated", r.content
     r = client.post("/process.Process/Start", headers=sh, content=envelope({"process": {"cmd": "/bin/true", "envs": [1]}}))
     assert frames(r.content)[-1][1]["error"]["code"] == "invalid_argument", r.content
+
+
+def test_a_watch_cannot_take_the_hosts_inotify_watches(client, sandbox):
+    """Each watched directory is one of the host's inotify watches, which every sandbox shares: a
+    recursive watch over more directories than one sandbox may watch is refused and keeps none;
+    the control, a watch of the same directory alone, works."""
+    from rock.agent.e2b.inotify import MAX_WATCHES
+
+    sh = envd(sandbox, **{"Content-Type": "application/connect+json"})
+    script = f"mkdir -p /tmp/many && cd /tmp/many && seq {MAX_WATCHES + 10} | xargs mkdir"
+    with client.stream("POST", "/process.Process/Start", headers=sh,
+                       content=envelope({"process": {"cmd": "/bin/sh", "args": ["-c", script]}})) as r:
+        b"".join(r.iter_bytes())
+    h = envd(sandbox, **{"Content-Type": "application/json"})
+    assert client.post("/filesystem.Filesystem/Stat", headers=h, json={"path": f"/tmp/many/{MAX_WATCHES + 10}"}).status_code == 200
+    r = client.post("/filesystem.Filesystem/CreateWatcher", headers=h, json={"path": "/tmp/many", "recursive": True})
+    assert r.status_code == 429 and r.json()["code"] == "resource_exhausted" and "narrower" in r.json()["message"], r.text
+    # the refused watch kept none of its watches: were they held, this one would be refused too
+    r = client.post("/filesystem.Filesystem/CreateWatcher", headers=h, json={"path": "/tmp/many"})
+    assert r.status_code == 200 and r.json()["watcherId"], r.text
+    assert client.post("/filesystem.Filesystem/RemoveWatcher", headers=h, json=r.json()).status_code == 200
 
 
 def test_paths_stay_inside_the_sandbox(client, sandbox):

@@ -12,12 +12,14 @@ from collections.abc import AsyncIterable
 
 
 async def write_whole(agent, path: str, chunks: AsyncIterable[bytes], chunk_size: int, mode: int | None = None,
-                      append: bool = False) -> int:
+                      append: bool = False, in_place: bool = False) -> int:
     """Write what ``chunks`` yields to ``path`` in the sandbox, in writes of about ``chunk_size``
     bytes; returns the size. The target changes only once every byte is there (except with
-    ``append``: then each write goes to the end of the target as it comes)."""
+    ``append``: then each write goes to the end of the target as it comes; and ``in_place``: the
+    target is truncated and written as the bytes come, as envd writes, so that a directory watch
+    sees the file itself created and written)."""
     directory, name = posixpath.split(path.rstrip("/"))
-    tmp = path if append else posixpath.join(directory, f".{name[:180]}.rock-upload-{uuid.uuid4().hex[:8]}")
+    tmp = path if append or in_place else posixpath.join(directory, f".{name[:180]}.rock-upload-{uuid.uuid4().hex[:8]}")
     size, started, buf = 0, append, bytearray()
     try:
         async for chunk in chunks:

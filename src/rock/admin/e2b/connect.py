@@ -28,7 +28,7 @@ CODE_OF_KIND = {"FileNotFound": "not_found", "NotFound": "not_found", "FileExist
                 "IsADirectory": "invalid_argument", "NotADirectory": "invalid_argument", "BadRequest": "invalid_argument",
                 "PermissionDenied": "permission_denied", "Unauthenticated": "unauthenticated",
                 "NoSpace": "resource_exhausted", "DirectoryNotEmpty": "failed_precondition",
-                "PayloadTooLarge": "resource_exhausted"}
+                "PayloadTooLarge": "resource_exhausted", "Overflow": "resource_exhausted"}
 END_STREAM = 0x02
 MAX_MESSAGE = 16 << 20
 

@@ -14,7 +14,7 @@ import logging
 import secrets
 import time
 from datetime import datetime, timezone
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
@@ -72,8 +72,10 @@ class ConnectBody(BaseModel):
 class ListQuery(BaseModel):
     """``GET /v2/sandboxes``' query: filters and paging as E2B's SDK sends them."""
 
-    metadata: str | None = None  # url-encoded k=v&k2=v2
+    metadata: str | None = None  # url-encoded k=v&k2=v2, each key and value url-encoded again
     state: str | None = None  # running,paused
+    startedAfter: str | None = None  # RFC 3339: sandboxes started at or after it
+    startedBefore: str | None = None  # RFC 3339: sandboxes started at or before it
     limit: int | None = None
     nextToken: str | None = None
     order: str | None = None
@@ -104,6 +106,21 @@ def _doc(*codes: int, body: type[BaseModel] | None = None, query: type[BaseModel
 
 def _iso(ts: float | None) -> str:
     return datetime.fromtimestamp(ts or time.time(), timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _instant(q, key: str) -> datetime | None:
+    """``startedAfter``/``startedBefore``: RFC 3339 (the JavaScript SDK's ``toISOString()``, the
+    Python SDK's ``isoformat()``); one without a zone is UTC."""
+    raw = q.get(key)
+    if not raw:
+        return None
+    try:  # a '+' of the offset that arrived unencoded reads as a space
+        when = datetime.fromisoformat(raw.strip().replace(" ", "+"))
+        when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+        when.timestamp()  # out of range with its offset: the same 400
+        return when
+    except (ValueError, OverflowError):
+        raise E2BError(400, f"{key} must be an RFC 3339 timestamp such as 2026-01-02T03:04:05Z, not {raw[:64]!r}") from None
 
 
 def _templates(ctx: Ctx) -> dict[str, str]:
@@ -148,6 +165,16 @@ def lifecycle(body: dict) -> dict:
     return {"on_timeout": "pause" if pause else None, "auto_resume": enabled if pause else None}
 
 
+def _started(record: SandboxRecord) -> float:
+    return record.started_at or record.created_at
+
+
+def _started_at(record: SandboxRecord) -> datetime:
+    """When it started, to the microsecond, as its ``startedAt`` says (a filter given that exact
+    time finds it)."""
+    return datetime.fromtimestamp(_started(record), timezone.utc)
+
+
 def lifecycle_of(record: SandboxRecord) -> dict:
     return {"onTimeout": "pause" if record.spec.get("on_timeout") == "pause" else "kill",
             "autoResume": bool(record.spec.get("auto_resume"))}
@@ -166,7 +193,7 @@ def _detail(ctx: Ctx, record: SandboxRecord, listed: bool = False) -> dict:
     disk = parse_memory(record.spec.get("disk")) or 0
     end = record.last_used_at + (record.auto_clear_seconds or 0)
     out = {"templateID": meta.get("template", "base"), "sandboxID": record.sandbox_id, "clientID": CLIENT_ID,
-           "alias": meta.get("template"), "startedAt": _iso(record.started_at or record.created_at),
+           "alias": meta.get("template"), "startedAt": _iso(_started(record)),
            "endAt": _iso(end), "envdVersion": ENVD_VERSION, "cpuCount": max(1, round(record.cpus or ctx.settings.default_cpus)),
            "memoryMB": memory >> 20, "diskSizeMB": disk >> 20,
            "state": "paused" if record.state == "paused" else "running", "metadata": meta.get("metadata") or {}}
@@ -250,7 +277,10 @@ def router(ctx: Ctx, built: Templates) -> APIRouter:
     async def listing(request: Request, v2: bool) -> Response:
         owner = owner_of(ctx, request)
         q = request.query_params
-        wanted = dict(parse_qsl(q.get("metadata", ""), keep_blank_values=True))
+        # The SDKs url-encode each key and value, then the whole k=v&.. string again as a query
+        # parameter: one decoding is the query's, one parse_qsl's, the last this one.
+        wanted = {unquote(k): unquote(v) for k, v in parse_qsl(q.get("metadata", ""), keep_blank_values=True)}
+        after, before = _instant(q, "startedAfter"), _instant(q, "startedBefore")
         states = set((q.get("state") or "running,paused").split(","))
         if not states <= {"running", "paused"}:
             raise E2BError(400, "state must be running and/or paused")
@@ -259,7 +289,8 @@ def router(ctx: Ctx, built: Templates) -> APIRouter:
         items = [r for r in svc.live(owner) if is_e2b(r) and r.state in shown
                  and all((r.spec[META_KEY].get("metadata") or {}).get(k) == v
                                                  for k, v in wanted.items())
-                 and (not q.get("template") or r.spec[META_KEY].get("template") == q.get("template"))]
+                 and (not q.get("template") or r.spec[META_KEY].get("template") == q.get("template"))
+                 and (after is None or _started_at(r) >= after) and (before is None or _started_at(r) <= before)]
         items.sort(key=lambda r: r.created_at, reverse=q.get("order") != "asc")
         page, headers = paged(request, items)  # limit and nextToken checked for both
         if not v2:  # the old list has no pages: all of them

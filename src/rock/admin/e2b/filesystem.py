@@ -211,8 +211,8 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
         return StreamingResponse(content(), media_type="application/octet-stream", headers=headers)
 
     async def write(agent, user: dict, path: str, chunks) -> dict:
-        """Stream ``chunks`` to ``path`` (whole, renamed into place), owned by ``user``."""
-        await write_whole(agent, path, chunks, CHUNK)
+        """Stream ``chunks`` to ``path`` (in place, as envd writes), owned by ``user``."""
+        await write_whole(agent, path, chunks, CHUNK, in_place=True)
         if user["uid"] is not None:
             await agent.call("envdfs.chown", {"paths": [path], "uid": user["uid"], "gid": user["gid"]})
         return {"name": path.rsplit("/", 1)[-1], "type": "file", "path": path}

@@ -19,6 +19,7 @@ from rock.errors import AgentError, AgentGone, SandboxNotFound, SandboxNotRunnin
 
 PORT = "49999"
 MAX_BUFFERED = 64 << 20
+STARTED = {"type": "started"}  # the agent took the cell (never sent to the client)
 
 
 class PortError(Exception):
@@ -69,6 +70,9 @@ def router(ctx: Ctx) -> APIRouter:
         held = [0]  # queued output not yet sent: past MAX_BUFFERED the cell is interrupted (bounded memory)
 
         def on_event(meta: dict, body: bytes) -> None:
+            if meta.get("event") == "start":
+                queue.put_nowait(STARTED)
+                return
             size = len(meta["msg"].get("text") or "")
             if held[0] + size > MAX_BUFFERED:
                 if not cell.done():
@@ -93,8 +97,10 @@ def router(ctx: Ctx) -> APIRouter:
                     if await request.is_disconnected():
                         return None
 
+        # The answer's head goes out once the agent took the cell (its context exists), before
+        # any output: a client times a quiet cell by its execution timeout, not its request one.
         first = await following()
-        if first is None and not cell.done():  # the client left before the cell said anything
+        if first is None and not cell.done():  # the client left before the cell was taken
             cell.cancel()
             return Response(status_code=499)
         if first is None and not cell.cancelled() and cell.exception() is not None:  # refused before it ran: an HTTP error
@@ -104,8 +110,8 @@ def router(ctx: Ctx) -> APIRouter:
             raise SandboxGone(record.sandbox_id)
 
         async def lines():
-            msg = first
             try:
+                msg = await following() if first is STARTED else first
                 while msg is not None:
                     svc.touch(record)
                     held[0] -= len(msg.get("text") or "")

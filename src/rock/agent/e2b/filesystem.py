@@ -1,28 +1,28 @@
 """The in-sandbox half of E2B's envd ``filesystem.Filesystem`` service (standard library only).
 
 Paths arrive absolute (the admin resolved ``~`` and relative ones against the user's home).
-Entries carry what envd's EntryInfo needs; directory watching polls snapshots (inotify would
-need ctypes, and a watcher's client polls or streams at human pace anyway).
+Entries carry what envd's EntryInfo needs; directory watching reports the kernel's inotify
+events (inotify.py), as envd does.
 
 Ops: envdfs.stat, envdfs.list (depth), envdfs.mkdir, envdfs.move, envdfs.remove (path[s]; a
 ``uid``/``gid`` given: what is created is chowned to them), envdfs.watch / envdfs.events /
 envdfs.unwatch (the polling form), envdfs.watch_stream (events until the client goes away).
 """
 
+import _queue
 import os
 import shutil
 import stat as st
-import threading
-import time
 
+from .. import threads
 from ..errors import OpError
+from . import inotify
 
 _watchers = {}
-_lock = threading.Lock()
+_lock = threads.Lock()
 _counter = [0]
-POLL = 0.2
-# A listing or a watched tree larger than this is refused: the reply must fit one frame, and a
-# watcher re-reads its whole tree every POLL seconds.
+WAKE = 0.25  # how often a streaming watch looks whether its client went away
+# A listing larger than this is refused: the reply must fit one frame.
 MAX_ENTRIES = 40000
 
 
@@ -149,105 +149,86 @@ def chown(req):
 
 # -- watching ----------------------------------------------------------------------------------
 
-def _snapshot(root, recursive):
-    snap = {}
-
-    def walk(path):
-        try:
-            names = os.listdir(path)
-        except OSError:
-            return
-        for name in names:
-            full = os.path.join(path, name)
-            try:
-                s = os.lstat(full)
-            except OSError:
-                continue
-            snap[full] = (s.st_mtime_ns, s.st_size, st.S_IFMT(s.st_mode), s.st_ino)
-            if len(snap) > MAX_ENTRIES:
-                raise OpError("PayloadTooLarge", "%s holds more than %d entries: watch a narrower directory"
-                                                 % (root, MAX_ENTRIES))
-            if recursive and st.S_ISDIR(s.st_mode):
-                walk(full)
-
-    walk(root)
-    return snap
-
-
-def _diff(root, old, new, include_entry):
-    events = []
-    for path, sig in new.items():
-        before = old.get(path)
-        if before is None:
-            kind = "create"
-        elif before != sig and st.S_IFMT(before[2]) != st.S_IFDIR:
-            kind = "write"
-        else:
-            continue
-        event = {"name": os.path.relpath(path, root), "type": kind}
-        if include_entry:
-            try:
-                event["entry"] = entry(path)
-            except OSError:
-                pass
-        events.append(event)
-    for path in old:
-        if path not in new:
-            events.append({"name": os.path.relpath(path, root), "type": "remove"})
-    return events
-
-
-def _open_watch(args):
+def _open_watch(args, sink):
     root = _path(args)
     s = os.stat(root)
     if not st.S_ISDIR(s.st_mode):
         raise OpError("NotADirectory", "path %s is not a directory" % root)
-    recursive = bool(args.get("recursive"))
-    return {"root": root, "recursive": recursive, "include": bool(args.get("include_entry")),
-            "snap": _snapshot(root, recursive)}
+    return inotify.Watcher(root, bool(args.get("recursive")), entry if args.get("include_entry") else None, sink)
 
 
-def _poll(w):
-    new = _snapshot(w["root"], w["recursive"])
-    events = _diff(w["root"], w["snap"], new, w["include"])
-    w["snap"] = new
-    return events
+class _Pending:
+    """What a polling watcher saw since its client last asked."""
+
+    def __init__(self):
+        self.lock = threads.Lock()
+        self.events = []
+        self.watcher = None
+
+    def __call__(self, event):
+        if event is None:
+            return
+        with self.lock:
+            if len(self.events) < inotify.MAX_PENDING:
+                self.events.append(event)
+                return
+        if self.watcher is not None:
+            self.watcher.fail(OpError("Overflow", "more than %d events were not fetched: watch again"
+                                                  % inotify.MAX_PENDING))
+
+    def take(self):
+        with self.lock:
+            out, self.events = self.events, []
+        return out
 
 
 def watch(req):
-    w = _open_watch(req.args)
+    pending = _Pending()
+    w = pending.watcher = _open_watch(req.args, pending)
     with _lock:
         _counter[0] += 1
         wid = "w%d" % _counter[0]
-        _watchers[wid] = w
+        _watchers[wid] = (w, pending)
     return {"watcher_id": wid}
 
 
 def _watcher(args):
-    w = _watchers.get(args.get("watcher_id"))
-    if w is None:
+    found = _watchers.get(args.get("watcher_id"))
+    if found is None:
         raise OpError("NotFound", "watcher %r not found" % args.get("watcher_id"))
-    return w
+    return found
 
 
 def events(req):
-    return {"events": _poll(_watcher(req.args))}
+    w, pending = _watcher(req.args)
+    if w.error is not None:
+        raise w.error
+    return {"events": pending.take()}
 
 
 def unwatch(req):
-    _watcher(req.args)
+    w, _ = _watcher(req.args)
     with _lock:
         _watchers.pop(req.args.get("watcher_id"), None)
+    w.close()
     return {}
 
 
 def watch_stream(req):
-    w = _open_watch(req.args)
-    req.event("start")
-    while not (req.cancelled.is_set() or req.conn.closed):
-        time.sleep(POLL)
-        for event in _poll(w):
+    queue = _queue.SimpleQueue()
+    w = _open_watch(req.args, queue.put)
+    try:
+        req.event("start")
+        while not (req.cancelled.is_set() or req.conn.closed):
+            try:
+                event = queue.get(timeout=WAKE)
+            except _queue.Empty:
+                continue
+            if event is None:
+                raise w.error
             req.event("fs", {"fs": event})
+    finally:
+        w.close()
     return {}
 
 

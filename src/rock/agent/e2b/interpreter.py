@@ -7,7 +7,8 @@ images), and writes its messages as JSON lines on a pipe of its own, so that wha
 prints never mixes with them. A cell whose client goes away is interrupted (SIGINT).
 
 Ops: kernel.create (language, cwd) -> context; kernel.list; kernel.remove (id); kernel.restart
-(id); kernel.exec (id | language, code, env): events ``msg`` {msg}, until the cell ends.
+(id); kernel.exec (id | language, code, env): event ``start`` once the context is found, then
+events ``msg`` {msg}, until the cell ends.
 """
 
 import json
@@ -178,6 +179,10 @@ def execute(req):
     if not isinstance(code, str):
         raise OpError("BadRequest", "code must be a string")
     ctx = _get(req.args)
+    # Accepted: the admin answers the client's request now (its response head), not at the
+    # cell's first output, so a quiet cell runs under the client's execution timeout, not its
+    # request timeout.
+    req.event("start")
     with ctx.lock:  # one cell at a time per context, as a kernel runs them
         if ctx.proc.poll() is not None:
             ctx.stop()
