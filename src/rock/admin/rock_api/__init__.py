@@ -8,6 +8,7 @@
     ws.py         streams over WebSocket (output, a terminal)
     cluster.py    the cluster's nodes and placement, as the admin sees them
     snapshots.py  pause, resume, snapshots and fork (an admin's)
+    egress.py     a running sandbox's egress policy (an admin's)
 
 Adding a route: put it in the module of its group (a new group: a new module, mounted in
 ``install``). A route a trainer calls per step is declared with ``rock.admin.doors.door`` so that
@@ -19,7 +20,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from rock.admin.context import PREFIX, Ctx
-from rock.admin.rock_api import cluster, data, extra, images, lifecycle, sandbox, snapshots, ws
+from rock.admin.rock_api import cluster, data, egress, extra, images, lifecycle, sandbox, snapshots, ws
 
 
 def install(app: FastAPI, ctx: Ctx) -> None:
@@ -31,6 +32,7 @@ def install(app: FastAPI, ctx: Ctx) -> None:
         app.include_router(lifecycle.router(ctx, app.state.lifecycle), prefix=PREFIX)
         app.include_router(images.router(ctx), prefix=PREFIX)
         app.include_router(snapshots.router(ctx), prefix=PREFIX)
+        app.include_router(egress.router(ctx), prefix=PREFIX)
     app.include_router(data.router(ctx), prefix=PREFIX)
     app.include_router(extra.router(ctx), prefix=PREFIX)
     app.include_router(ws.router(ctx), prefix=PREFIX)

@@ -25,6 +25,7 @@ import uuid
 
 from rock.actions.sandbox import SandboxStartRequest, parse_memory
 from rock.actions.snapshots import MAX_FORK
+from rock.admin.sandboxes.egress import spec_egress
 from rock.admin.sandboxes import start_checks
 from rock.admin.commands import CommandLog
 from rock.admin.events import Events
@@ -265,6 +266,7 @@ class Sandboxes:
             memory_bytes=parse_memory(req.memory), cpus=req.limit_cpus or req.cpus,
             pids_limit=self.settings.pids_limit, network=req.network, env=req.env or {}, labels=labels,
             gpus=gpus_wanted(req.num_gpus), disk_bytes=parse_memory(req.disk), node_selector=selector,
+            egress=spec_egress(req.network, req.egress),  # a bad policy is refused before anything starts
             **start_checks.spec_extras(req),
         )
 

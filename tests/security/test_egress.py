@@ -1,0 +1,138 @@
+"""Red team: a sandbox with an egress policy reaches what the policy names and nothing else.
+
+A small internet of the test's own (``egress_internet``) has three names the admin's resolver
+gives (``egress_hosts``): ``allowed.test``, ``denied.test`` and ``other.test``. One sandbox per
+backend, started through ROCK's SDK with ``allow: [allowed.test], ports: [80]``, tries each way
+out; every attempt sits beside a control that shows the same request passing where it is allowed
+(or the target answering the host). Its policy is then changed while it runs, and bad policies
+are refused with the old one kept.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from rock.admin.context import PREFIX
+from rock.runtime.egress import links
+from rock.sdk.sandbox import Sandbox, SandboxConfig
+from tests.admin.harness import Admin, backend_params
+from tests.security.egress_internet import Internet
+
+NAMES = ("allowed.test", "denied.test", "other.test")
+
+PROBE = r"""
+import socket, sys
+mode = sys.argv[1]
+try:
+    if mode == "http":  # connect to argv[2]:argv[3], say Host argv[4]
+        s = socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=5)
+        s.sendall(f"GET / HTTP/1.1\r\nHost: {sys.argv[4]}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        print(data.split(b"\r\n\r\n", 1)[1].decode() if b"\r\n\r\n" in data else "unreachable: closed")
+    elif mode == "udp":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
+        for _ in range(3):
+            s.sendto(b"ping", (sys.argv[2], int(sys.argv[3])))
+            try:
+                print(s.recvfrom(2048)[0].decode()); break
+            except socket.timeout:
+                pass
+        else:
+            print("unreachable: no reply")
+    elif mode == "resolve":
+        print(socket.gethostbyname(sys.argv[2]))
+except Exception as exc:
+    print("unreachable:", type(exc).__name__, exc)
+"""
+
+
+@pytest.fixture(scope="module")
+def internet():
+    net = Internet("h32", NAMES).start()
+    yield net
+    net.stop()
+
+
+@pytest.fixture(scope="module", params=backend_params())
+def egress_admin(request, internet):
+    server = Admin(request.param, egress_hosts=internet.addresses).start()
+    yield server
+    server.stop(stop_sandboxes=True)
+
+
+async def _probe(sandbox: Sandbox, *args: str) -> str:
+    return (await sandbox.arun("python3 /tmp/probe.py " + " ".join(args))).output.strip()
+
+
+async def test_egress_policy_red_team(egress_admin, internet):
+    a = internet.addresses
+    sandbox = Sandbox(SandboxConfig(base_url=egress_admin.url, memory="512m", cpus=1,
+                                    egress={"allow": ["allowed.test"], "ports": [80]}))
+    await sandbox.start()
+    try:
+        await sandbox.write_bytes("/tmp/probe.py", PROBE.encode())
+        # control: the allowed name, by its name, on its port
+        assert await _probe(sandbox, "http", "allowed.test", "80", "allowed.test") == f"hit {a['allowed.test']} allowed.test"
+        assert await _probe(sandbox, "resolve", "allowed.test") == a["allowed.test"]
+        # a denied name does not resolve, and its address is not reachable by literal either
+        assert (await _probe(sandbox, "resolve", "denied.test")).startswith("unreachable")
+        denied = await _probe(sandbox, "http", a["denied.test"], "80", a["denied.test"])
+        assert denied.startswith("unreachable"), denied
+        # Host mismatch: the denied address, saying the allowed name: dialled at the allowed
+        # name's address, never the address the sandbox chose
+        mismatch = await _probe(sandbox, "http", a["denied.test"], "80", "allowed.test")
+        assert mismatch == f"hit {a['allowed.test']} allowed.test", mismatch
+        # another port of the allowed host
+        assert (await _probe(sandbox, "http", "allowed.test", "8080", "allowed.test")).startswith("unreachable")
+        # UDP other than DNS (control: the echo answers the host)
+        assert internet.udp_echo("allowed.test", b"ping") == b"echo ping"
+        assert (await _probe(sandbox, "udp", a["allowed.test"], "9999")).startswith("unreachable")
+        # the host's loopback and the admin's own port; the gate's side of the sandbox's link
+        port = str(egress_admin.port)
+        assert (await _probe(sandbox, "http", "127.0.0.1", port, "127.0.0.1")) .startswith("unreachable")
+        gateway = (await sandbox.arun("ip route 2>/dev/null | awk '/default/{print $3}' || true")).output.strip()
+        for target in filter(None, [internet.host_ip, gateway]):
+            out = await _probe(sandbox, "http", target, port, "allowed.test")
+            assert "hit" not in out and "{" not in out, (target, out)
+        assert httpx.get(egress_admin.url + "/health", timeout=10).status_code < 500  # control: the admin answers
+
+        # bad policies: a clear 4xx, and the policy in force stays
+        rock = httpx.Client(base_url=egress_admin.url + PREFIX, timeout=60)
+        url = f"/sandboxes/{sandbox.sandbox_id}/egress"
+        for bad in ({"allow": ["bad host!"]}, {"allow": ["10.0.0.0/33"]}, {"ports": [70000]},
+                    {"allow": ["a.test"], "extra": 1}):
+            r = rock.post(url, json={"egress": bad})
+            assert r.status_code == 422, (bad, r.text)
+        for host in ("127.0.0.1", "localhost", internet.host_ip, "10.231.0.0/16"):
+            r = rock.post(url, json={"egress": {"allow": [host]}})
+            assert r.status_code == 400 and "never reachable" in r.text, (host, r.text)
+        assert rock.post(f"/sandboxes/nope-{sandbox.sandbox_id}/egress", json={"egress": "all"}).status_code == 404
+        assert await _probe(sandbox, "http", "allowed.test", "80", "allowed.test") == f"hit {a['allowed.test']} allowed.test"
+
+        # changed while it runs: now the other name and any port, not the first one
+        await sandbox.update_egress({"allow": ["*.test"], "deny": ["allowed.test"]})
+        assert await _probe(sandbox, "http", "denied.test", "8080", "denied.test") == f"hit {a['denied.test']} denied.test"
+        assert (await _probe(sandbox, "http", "allowed.test", "80", "allowed.test")).startswith("unreachable")
+        await sandbox.update_egress("none")
+        assert (await _probe(sandbox, "http", "denied.test", "80", "denied.test")).startswith("unreachable")
+    finally:
+        await sandbox.stop()
+    # the sandbox's link went with it
+    link = links.link_name(egress_admin.ctx.worker.egress.owner_key, sandbox.sandbox_id)
+    import subprocess
+    assert subprocess.run(["ip", "link", "show", link], capture_output=True).returncode != 0
+
+
+async def test_start_refuses_bad_policies(egress_admin):
+    rock = httpx.Client(base_url=egress_admin.url + PREFIX, timeout=60)
+    for body, code in (({"egress": {"allow": ["*.*.bad"]}}, 422), ({"egress": {"deny": ["300.1.1.1/8"]}}, 422),
+                       ({"egress": {"allow": ["127.0.0.0/8"]}}, 400), ({"egress": "all", "network": True}, 400),
+                       ({"egress": {"ports": ["9-1"]}}, 422)):
+        r = rock.post("/start_async", json={"memory": "512m", "cpus": 1, **body})
+        assert r.status_code == code, (body, r.text)
