@@ -47,6 +47,23 @@ try:
             print("unreachable: no reply")
     elif mode == "resolve":
         print(socket.gethostbyname(sys.argv[2]))
+    elif mode in ("dns-udp", "dns-tcp"):  # ask the resolver at argv[2] for argv[3] directly
+        q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + b"".join(
+            bytes([len(p)]) + p.encode() for p in sys.argv[3].split(".")) + b"\x00\x00\x01\x00\x01"
+        if mode == "dns-udp":
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)
+            s.sendto(q, (sys.argv[2], 53)); r = s.recvfrom(4096)[0]
+        else:
+            s = socket.create_connection((sys.argv[2], 53), timeout=3)
+            s.sendall(len(q).to_bytes(2, "big") + q); r = s.recv(4096)[2:]
+        print(f"rcode {r[3] & 15} answers {int.from_bytes(r[6:8], 'big')}")
+    elif mode == "connect":  # a CONNECT tunnel request to argv[2]:80 for argv[3]
+        s = socket.create_connection((sys.argv[2], 80), timeout=5)
+        s.sendall(f"CONNECT {sys.argv[3]} HTTP/1.1\r\nHost: {sys.argv[3]}\r\n\r\n".encode())
+        print(s.recv(4096).split(b"\r\n")[0].decode() or "unreachable: closed")
+    elif mode == "get":  # urllib, following redirects
+        import urllib.request
+        print(urllib.request.urlopen(sys.argv[2], timeout=5).read().decode())
 except Exception as exc:
     print("unreachable:", type(exc).__name__, exc)
 """
@@ -88,6 +105,19 @@ async def test_egress_policy_red_team(egress_admin, internet):
         # name's address, never the address the sandbox chose
         mismatch = await _probe(sandbox, "http", a["denied.test"], "80", "allowed.test")
         assert mismatch == f"hit {a['allowed.test']} allowed.test", mismatch
+        # DNS to another resolver, over UDP and TCP: our resolver answers, by the same policy
+        for mode in ("dns-udp", "dns-tcp"):
+            assert await _probe(sandbox, mode, "192.0.2.53", "allowed.test") == "rcode 0 answers 1"  # control
+            assert await _probe(sandbox, mode, "192.0.2.53", "denied.test") == "rcode 3 answers 0"
+        # a CONNECT tunnel through the allowed host to the denied one (control: to itself, which
+        # the allowed server answers, refusing the method)
+        assert (await _probe(sandbox, "connect", "allowed.test", "allowed.test:80")).startswith("HTTP/1.")
+        assert (await _probe(sandbox, "connect", "allowed.test", "denied.test:80")).startswith("unreachable")
+        # a redirect to a denied host is a new connection, refused like any other
+        back = "http://allowed.test/redirect?to=http://allowed.test/"
+        assert await _probe(sandbox, "get", back) == f"hit {a['allowed.test']} allowed.test"  # control
+        away = await _probe(sandbox, "get", "http://allowed.test/redirect?to=http://denied.test/")
+        assert away.startswith("unreachable"), away
         # another port of the allowed host
         assert (await _probe(sandbox, "http", "allowed.test", "8080", "allowed.test")).startswith("unreachable")
         # UDP other than DNS (control: the echo answers the host)

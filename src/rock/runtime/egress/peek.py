@@ -75,7 +75,7 @@ def http_host(data: bytes) -> str | None:
             names.add(_host_only(value))
     if method.upper() == "CONNECT":
         names.add(_host_only(target))
-    elif "://" in target:
+    elif not target.startswith("/") and urlsplit(target).netloc:  # absolute form, as to a proxy
         names.add((urlsplit(target).hostname or "").lower())
     if len(names) > 1:
         raise Mismatch(f"the request names {sorted(names)}")
