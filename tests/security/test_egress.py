@@ -10,6 +10,8 @@ are refused with the old one kept.
 
 from __future__ import annotations
 
+import os
+
 import httpx
 import pytest
 
@@ -20,6 +22,8 @@ from tests.admin.harness import Admin, backend_params
 from tests.security.egress_internet import Internet
 
 NAMES = ("allowed.test", "denied.test", "other.test")
+AUTH = {"Authorization": "Bearer e2b-token-a"}
+E2B_TOKENS = {"e2b-token-a": "team-a", "e2b-token-b": "team-b"}  # the tokens run_scenario gives the SDK
 
 PROBE = r"""
 import socket, sys
@@ -78,7 +82,7 @@ def internet():
 
 @pytest.fixture(scope="module", params=backend_params())
 def egress_admin(request, internet):
-    server = Admin(request.param, egress_hosts=internet.addresses).start()
+    server = Admin(request.param, egress_hosts=internet.addresses, tokens=E2B_TOKENS).start()
     yield server
     server.stop(stop_sandboxes=True)
 
@@ -89,7 +93,7 @@ async def _probe(sandbox: Sandbox, *args: str) -> str:
 
 async def test_egress_policy_red_team(egress_admin, internet):
     a = internet.addresses
-    sandbox = Sandbox(SandboxConfig(base_url=egress_admin.url, memory="512m", cpus=1,
+    sandbox = Sandbox(SandboxConfig(base_url=egress_admin.url, token="e2b-token-a", memory="512m", cpus=1,
                                     egress={"allow": ["allowed.test"], "ports": [80]}))
     await sandbox.start()
     try:
@@ -133,7 +137,7 @@ async def test_egress_policy_red_team(egress_admin, internet):
         assert httpx.get(egress_admin.url + "/health", timeout=10).status_code < 500  # control: the admin answers
 
         # bad policies: a clear 4xx, and the policy in force stays
-        rock = httpx.Client(base_url=egress_admin.url + PREFIX, timeout=60)
+        rock = httpx.Client(base_url=egress_admin.url + PREFIX, timeout=60, headers=AUTH)
         url = f"/sandboxes/{sandbox.sandbox_id}/egress"
         for bad in ({"allow": ["bad host!"]}, {"allow": ["10.0.0.0/33"]}, {"ports": [70000]},
                     {"allow": ["a.test"], "extra": 1}):
@@ -143,6 +147,8 @@ async def test_egress_policy_red_team(egress_admin, internet):
             r = rock.post(url, json={"egress": {"allow": [host]}})
             assert r.status_code == 400 and "never reachable" in r.text, (host, r.text)
         assert rock.post(f"/sandboxes/nope-{sandbox.sandbox_id}/egress", json={"egress": "all"}).status_code == 404
+        other = rock.post(url, json={"egress": "all"}, headers={"Authorization": "Bearer e2b-token-b"})
+        assert other.status_code == 404, other.text  # another namespace's sandbox is a missing one
         assert await _probe(sandbox, "http", "allowed.test", "80", "allowed.test") == f"hit {a['allowed.test']} allowed.test"
 
         # changed while it runs: now the other name and any port, not the first one
@@ -159,8 +165,20 @@ async def test_egress_policy_red_team(egress_admin, internet):
     assert subprocess.run(["ip", "link", "show", link], capture_output=True).returncode != 0
 
 
+def test_e2b_sdk_network(egress_admin, internet, tmp_path):
+    """E2B's ``network`` and ``update_network`` through the unmodified SDK (e2b 2.63's wire)."""
+    from tests.e2b.test_e2b_sdk import e2b_python, run_scenario
+
+    os.environ["ALLOWED"], os.environ["DENIED"] = internet.addresses["allowed.test"], internet.addresses["denied.test"]
+    try:
+        run_scenario(e2b_python("newest"), egress_admin, "../security/scenario_e2b_network.py", "E2B NETWORK OK",
+                     tmp_path)
+    finally:
+        os.environ.pop("ALLOWED"), os.environ.pop("DENIED")
+
+
 async def test_start_refuses_bad_policies(egress_admin):
-    rock = httpx.Client(base_url=egress_admin.url + PREFIX, timeout=60)
+    rock = httpx.Client(base_url=egress_admin.url + PREFIX, timeout=60, headers=AUTH)
     for body, code in (({"egress": {"allow": ["*.*.bad"]}}, 422), ({"egress": {"deny": ["300.1.1.1/8"]}}, 422),
                        ({"egress": {"allow": ["127.0.0.0/8"]}}, 400), ({"egress": "all", "network": True}, 400),
                        ({"egress": {"ports": ["9-1"]}}, 422)):
