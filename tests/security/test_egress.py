@@ -11,6 +11,9 @@ are refused with the old one kept.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -22,6 +25,7 @@ from tests.admin.harness import Admin, backend_params
 from tests.security.egress_internet import Internet
 
 NAMES = ("allowed.test", "denied.test", "other.test")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 AUTH = {"Authorization": "Bearer e2b-token-a"}
 E2B_TOKENS = {"e2b-token-a": "team-a", "e2b-token-b": "team-b"}  # the tokens run_scenario gives the SDK
 
@@ -157,11 +161,16 @@ async def test_egress_policy_red_team(egress_admin, internet):
         assert (await _probe(sandbox, "http", "allowed.test", "80", "allowed.test")).startswith("unreachable")
         await sandbox.update_egress("none")
         assert (await _probe(sandbox, "http", "denied.test", "80", "denied.test")).startswith("unreachable")
+        # the CLI's way: an allow list on the command line
+        cli = subprocess.run([sys.executable, "-m", "rock.cli.main", "sandbox", "--url", egress_admin.url, "--token",
+                              "e2b-token-a", "egress", sandbox.sandbox_id, "other.test,*.nowhere.test"],
+                             capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": SRC})
+        assert cli.returncode == 0, cli.stderr
+        assert await _probe(sandbox, "http", "other.test", "80", "other.test") == f"hit {a['other.test']} other.test"
     finally:
         await sandbox.stop()
     # the sandbox's link went with it
     link = links.link_name(egress_admin.ctx.worker.egress.owner_key, sandbox.sandbox_id)
-    import subprocess
     assert subprocess.run(["ip", "link", "show", link], capture_output=True).returncode != 0
 
 
