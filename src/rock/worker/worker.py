@@ -51,6 +51,11 @@ class SandboxInfo(BaseModel):
     node_id: str | None = None  # the cluster node (None: this process's own worker)
 
 
+# Backends whose sandboxes have a kernel network namespace of their own to link the gate into
+# (gVisor's sandboxes use the sentry's network stack; local ones have none).
+EGRESS_BACKENDS = ("docker", "bwrap")
+
+
 class Sandbox:
     """A running sandbox as the worker holds it: where it runs and the open agent connection."""
 
@@ -150,6 +155,8 @@ class Worker:
 
     def check(self, spec: SandboxSpec) -> None:
         """Refuse what this machine can never give (before anything is recorded)."""
+        if spec.egress is not None:
+            self._egress_backend()
         if spec.gpus > self.gpus.total:
             raise BadRequest(f"sandbox asks for {spec.gpus} GPU(s); this machine has {self.gpus.total}"
                              + ("" if self.gpus.total else " (no GPU found: nvidia-smi and /dev/nvidia* show none)"))
@@ -229,6 +236,10 @@ class Worker:
             raise
         self._hold(sandbox)
 
+    def _egress_backend(self) -> None:
+        if self.backend_name not in EGRESS_BACKENDS:
+            raise BadRequest(f"egress policies need the docker or bwrap backend; this admin runs {self.backend_name}")
+
     async def _gate(self, sandbox: Sandbox) -> None:
         """A sandbox with an egress policy gets its way out through the gate."""
         if sandbox.spec.egress is not None:
@@ -237,6 +248,7 @@ class Worker:
     async def update_egress(self, sandbox_id: str, rules: dict) -> None:
         """A running sandbox's new egress policy (one started without a network gets the gate
         now); kept with its record, so a restart has it too."""
+        self._egress_backend()
         sandbox = self._get(sandbox_id)
         if sandbox.spec.network:
             raise Conflict(f"sandbox {sandbox_id} was started with network=true (the backend's network, "
