@@ -23,7 +23,7 @@ from rock.runtime.egress.peek import (
     sni,
     tls_length,
 )
-from rock.runtime.egress.rules import Compiled
+from rock.runtime.egress.rules import Compiled, refresh_host_networks
 
 log = logging.getLogger("rock.runtime.egress")
 
@@ -75,6 +75,7 @@ class Gate:
         name = name.rstrip(".").lower()
         if not entry.policy.host_allowed(name):
             return []
+        await refresh_host_networks()
         if name in self.static_hosts:
             found = [self.static_hosts[name]]
         else:
@@ -180,6 +181,7 @@ class Gate:
         policy = entry.policy
         if not policy.port_allowed(port):
             return None
+        await refresh_host_networks()
         addr = ipaddress.ip_address(dst)
         if name and not is_literal(name):
             addrs = await self.resolve(entry, name)

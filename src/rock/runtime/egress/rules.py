@@ -3,6 +3,7 @@ the addresses no policy reaches (the host's own, its loopback, other sandboxes' 
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import subprocess
@@ -49,11 +50,19 @@ def host_networks(max_age: float = 5.0) -> list[Net]:
     return nets
 
 
+async def refresh_host_networks(max_age: float = 5.0) -> None:
+    """Re-read the host's addresses off the event loop when the cache is older than ``max_age``
+    (the gate calls this before deciding, so ``forbidden`` never runs ``ip`` on the loop)."""
+    if _cache is None or time.monotonic() - _cache[0] >= max_age:
+        await asyncio.to_thread(host_networks, 0)
+
+
 def forbidden(addr: Addr) -> bool:
     """Whether ``addr`` is the host's, the admin's or another sandbox's (see ``host_networks``)."""
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
         addr = addr.ipv4_mapped
-    return any(addr in net for net in host_networks() if net.version == addr.version)
+    nets = _cache[1] if _cache is not None else host_networks()
+    return any(addr in net for net in nets if net.version == addr.version)
 
 
 def names_host(target: str, host_names: set[str]) -> str | None:
