@@ -69,6 +69,12 @@ try:
         s = socket.create_connection((sys.argv[2], 80), timeout=5)
         s.sendall(f"CONNECT {sys.argv[3]} HTTP/1.1\r\nHost: {sys.argv[3]}\r\n\r\n".encode())
         print(s.recv(4096).split(b"\r\n")[0].decode() or "unreachable: closed")
+    elif mode == "tls":  # a TLS connection to argv[2]:443 saying SNI argv[3] ("-": none)
+        import ssl
+        ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+        raw = socket.create_connection((sys.argv[2], 443), timeout=5)
+        t = ctx.wrap_socket(raw, server_hostname=None if sys.argv[3] == "-" else sys.argv[3])
+        print(t.recv(4096).decode() or "unreachable: closed")
     elif mode == "get":  # urllib, following redirects
         import urllib.request
         print(urllib.request.urlopen(sys.argv[2], timeout=5).read().decode())
@@ -159,6 +165,12 @@ async def test_egress_policy_red_team(egress_admin, internet):
         await sandbox.update_egress({"allow": ["*.test"], "deny": ["allowed.test"]})
         assert await _probe(sandbox, "http", "denied.test", "8080", "denied.test") == f"hit {a['denied.test']} denied.test"
         assert (await _probe(sandbox, "http", "allowed.test", "80", "allowed.test")).startswith("unreachable")
+        # TLS: the SNI decides, and the connection goes where our resolver puts that name
+        assert await _probe(sandbox, "tls", "other.test", "other.test") == f"tls {a['other.test']} other.test"  # control
+        sni_mismatch = await _probe(sandbox, "tls", a["allowed.test"], "other.test")
+        assert sni_mismatch == f"tls {a['other.test']} other.test", sni_mismatch
+        assert (await _probe(sandbox, "tls", a["other.test"], "allowed.test")).startswith("unreachable")
+        assert (await _probe(sandbox, "tls", a["allowed.test"], "-")).startswith("unreachable")
         await sandbox.update_egress("none")
         assert (await _probe(sandbox, "http", "denied.test", "80", "denied.test")).startswith("unreachable")
         # the CLI's way: an allow list on the command line
