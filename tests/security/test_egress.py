@@ -205,3 +205,38 @@ async def test_start_refuses_bad_policies(egress_admin):
                        ({"egress": {"ports": ["9-1"]}}, 422)):
         r = rock.post("/start_async", json={"memory": "512m", "cpus": 1, **body})
         assert r.status_code == code, (body, r.text)
+
+
+FETCH = ("python3 -c \"import sys, urllib.request\ntry:\n print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
+         "\nexcept Exception as exc:\n print('unreachable', type(exc).__name__)\" ")
+PHASES_TEST_SH = f"""#!/bin/bash
+mkdir -p /logs/verifier
+mine=$({FETCH} http://denied.test/)
+theirs=$({FETCH} http://allowed.test/)
+agent=$(cat /workspace/fetched.txt)
+echo "verifier: $mine / $theirs; agent: $agent"
+case "$agent|$mine|$theirs" in
+  "hit "*" allowed.test unreachable"*"|hit "*" denied.test|unreachable"*) echo 1 > /logs/verifier/reward.txt;;
+  *) echo 0 > /logs/verifier/reward.txt;;
+esac
+"""
+
+
+async def test_harbor_task_policies_per_phase(egress_admin, tmp_path):
+    """A Harbor task whose agent may reach allowed.test only and whose verifier may reach
+    denied.test only: the oracle's solve.sh (in the agent's sandbox) records what it reached, the
+    hidden tests (in the verifier's) check both phases; reward 1 only if each reached its own host
+    and not the other's."""
+    from rock.agentic.tasks import load_task
+    from rock.agentic.tasks.rollout import RolloutOptions, rollout
+    from tests.agentic_tasks.conftest import harbor_task
+
+    t = harbor_task(tmp_path, "net-phases", test_sh=PHASES_TEST_SH)
+    (t / "solution" / "solve.sh").write_text(
+        f"#!/bin/bash\n{{ {FETCH} http://allowed.test/; {FETCH} http://denied.test/; }} | tr '\\n' ' ' > /workspace/fetched.txt\n")
+    (t / "task.toml").write_text(
+        'version = "1.0"\n[environment]\ndocker_image = "python:3.11"\nnetwork_mode = "no-network"\n'
+        '[agent]\ntimeout_sec = 60.0\nnetwork_mode = "allowlist"\nallowed_hosts = ["allowed.test"]\n'
+        '[verifier]\ntimeout_sec = 60.0\nnetwork_mode = "allowlist"\nallowed_hosts = ["denied.test"]\n')
+    rec = await rollout(load_task(t), RolloutOptions(base_url=egress_admin.url, token="e2b-token-a", policy="oracle"))
+    assert rec["reward"] == 1.0, rec
