@@ -10,6 +10,7 @@ are refused with the old one kept.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rock.actions import CreateBashSessionRequest
 from rock.admin.context import PREFIX
 from rock.runtime.egress import links
 from rock.sdk.sandbox import Sandbox, SandboxConfig
@@ -145,6 +147,31 @@ async def test_egress_policy_red_team(egress_admin, internet):
             out = await _probe(sandbox, "http", target, port, "allowed.test")
             assert "hit" not in out and "{" not in out, (target, out)
         assert httpx.get(egress_admin.url + "/health", timeout=10).status_code < 500  # control: the admin answers
+        # another gated sandbox, open to everything, serving a marker on all its addresses
+        other = Sandbox(SandboxConfig(base_url=egress_admin.url, token="e2b-token-b", memory="512m", cpus=1, egress="all"))
+        await other.start()
+        try:
+            await other.write_bytes("/srv/m/index.html", b"other-sandbox-marker")
+            await other.create_session(CreateBashSessionRequest(session="srv"))
+            await other.arun("cd /srv/m && nohup python3 -m http.server 8000 --bind 0.0.0.0 >/dev/null 2>&1 &",
+                             session="srv")
+            await other.write_bytes("/tmp/probe.py", PROBE.encode())
+            its = (await other.arun("python3 -c \"import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                                    "s.connect(('192.0.2.1', 9)); print(s.getsockname()[0])\"")).output.strip()
+            seen = ""
+            for _ in range(50):  # control: it reaches its own server once it listens
+                seen = await _probe(other, "http", its, "8000", its)
+                if "other-sandbox-marker" in seen:
+                    break
+                await asyncio.sleep(0.2)
+            assert "other-sandbox-marker" in seen, seen
+            await sandbox.update_egress({"allow": ["allowed.test", "10.0.0.0/8"], "ports": [80, 8000]})
+            reach = await _probe(sandbox, "http", its, "8000", its)
+            assert "other-sandbox-marker" not in reach and reach.startswith("unreachable"), reach
+            assert (await _probe(other, "http", "allowed.test", "80", "allowed.test")).startswith("hit")  # "all" is open
+        finally:
+            await other.stop()
+        await sandbox.update_egress({"allow": ["allowed.test"], "ports": [80]})
 
         # bad policies: a clear 4xx, and the policy in force stays
         rock = httpx.Client(base_url=egress_admin.url + PREFIX, timeout=60, headers=AUTH)
