@@ -56,6 +56,16 @@ class _Client:
         self.proc.wait(120)
 
 
+async def against_floor(client: _Client, verb: str, floor, n: int, block: int) -> tuple[list, list]:
+    """``n`` of the client's ``verb`` and as many of ``await floor()`` (seconds), in alternating blocks."""
+    got, floors = [], []
+    while len(got) < n:
+        got += client.ask(verb, block)
+        for _ in range(block):
+            floors.append(await floor())
+    return got, floors
+
+
 async def _backend(ctx, backend: str, python: Path) -> list[dict]:
     admin = AdminProcess(backend, prefix="rock-bench-e2b-")
     url = admin.start()
@@ -66,11 +76,7 @@ async def _backend(ctx, backend: str, python: Path) -> list[dict]:
         await _start_to_first_output(url)
         n, block = ctx.n(10, 40), 5
         ctx.progress(f"e2b {backend}: create -> first output x{n} (floor: our start() -> arun)")
-        creates, starts = [], []
-        while len(creates) < n:
-            creates += client.ask("create", block)
-            for _ in range(block):
-                starts.append(await _start_to_first_output(url))
+        creates, starts = await against_floor(client, "create", lambda: _start_to_first_output(url), n, block)
         records.append(record("e2b_create_to_first_output", backend, creates, floor_s=starts,
                               reference_hosted_ms=150))
 

@@ -9,6 +9,8 @@ reads commands on stdin, answers each with one JSON line of latencies in seconds
   snap N     N times create_snapshot(mode="filesystem") of that sandbox (each deleted, untimed)
   fork8 N    N times fork(count=8) until all 8 children answer commands.run("echo hi") (killed, untimed)
   create8 N  N times 8 Sandbox.create at once until all 8 answer (fork8's floor), killed untimed
+  tbuild N   N times Template.build of $BENCH_CONTEXT/Dockerfile (from_dockerfile; its NONCE replaced
+             each time, so its RUN is built, not cached), the template deleted untimed
 """
 
 import json
@@ -33,8 +35,29 @@ def made_and_answers(_) -> Sandbox:
     return sbx
 
 
+def template_build() -> float:
+    import os
+    import uuid
+
+    from e2b import Template
+    from e2b.api.client.api.templates import delete_templates_template_id
+    from e2b.api.client_sync import get_api_client
+    from e2b.connection_config import ConnectionConfig
+
+    context = os.environ["BENCH_CONTEXT"]
+    with open(os.path.join(context, "Dockerfile")) as f:
+        text = f.read().replace("NONCE", uuid.uuid4().hex)
+    t0 = time.perf_counter()
+    info = Template.build(Template(file_context_path=context).from_dockerfile(text), "bench-template")
+    took = time.perf_counter() - t0
+    delete_templates_template_id.sync_detailed(info.template_id, client=get_api_client(ConnectionConfig()))
+    return took
+
+
 def one(verb: str) -> float:
     global held
+    if verb == "tbuild":
+        return template_build()
     if verb == "create":
         t0 = time.perf_counter()
         sbx = Sandbox.create("base", timeout=600)

@@ -8,6 +8,10 @@ per backend, each against a floor measured in the same run, in alternating block
 - api_fork_8_ready_ms: ``fork(8)`` until all 8 children answer ``echo``; floor: 8 sandboxes started
   at once (``start()`` x 8) until they answer (target: the fork <= 2x one sandbox start)
 - api_full_fork_ready_ms (gvisor, where runsc runs): ``fork(4, mode="full")``; ``per_child_ms`` too
+- api_restore_ms (per size of the change: 1 and 32 MB written since the snapshot): ``restore(snap)``
+  in place until the sandbox answers; floor: ``cp -a`` of the same change on the host; beside it,
+  ``start_from_snapshot_ms``, a new sandbox from the snapshot until it answers (a reset without
+  restore). On gvisor also with a full snapshot (memory and processes).
 
 The runtime-level numbers (no admin) are bench/snapshots.py's.
 """
@@ -15,10 +19,13 @@ The runtime-level numbers (no admin) are bench/snapshots.py's.
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
 import time
 
 from bench.admin import AdminProcess
 from bench.report import Context, record
+from rock.errors import Conflict
 from rock.runtime import get_runtime_class
 from rock.sdk.sandbox import Sandbox, SandboxConfig
 
@@ -104,6 +111,7 @@ async def _backend(ctx: Context, backend: str) -> list[dict]:
                      one_start_p50_ms=round(sorted(one)[len(one) // 2] * 1e3, 1))
         rec["ratio_to_one_start"] = round(rec["p50_ms"] / rec["one_start_p50_ms"], 2)
         records.append(rec)
+        records += await _restores(ctx, backend, url, parent)
         if backend == "gvisor":
             full = []
             for _ in range(ctx.n(2, 3)):
@@ -116,6 +124,59 @@ async def _backend(ctx: Context, backend: str) -> list[dict]:
             records.append(rec)
         await _drop([parent])
     return records
+
+
+async def _copy_floor(mb: int) -> float:
+    """``cp -a`` of a directory holding ``mb`` MB of fresh bytes, on the host's disk."""
+    with tempfile.TemporaryDirectory(prefix="rock-bench-cp-") as tmp:
+        src = os.path.join(tmp, "src")
+        os.mkdir(src)
+        with open(os.path.join(src, "change"), "wb") as f:
+            f.write(os.urandom(mb << 20))
+        t = time.perf_counter()
+        proc = await asyncio.create_subprocess_exec("cp", "-a", src, os.path.join(tmp, "dst"))
+        await proc.wait()
+        return time.perf_counter() - t
+
+
+async def _restores(ctx: Context, backend: str, url: str, parent: Sandbox) -> list[dict]:
+    records = []
+    modes = ["filesystem", "full"] if backend == "gvisor" else ["filesystem"]
+    for mode in modes:
+        snap = await parent.snapshot(mode=mode)
+        for mb in (1, 32):
+            restores, floors, fresh = [], [], []
+            for _ in range(ctx.n(2, 4)):
+                for _ in range(ctx.n(3, 5)):
+                    await parent.arun(f"head -c {mb << 20} /dev/urandom > /root/change")
+                    t = time.perf_counter()
+                    await parent.restore(snap.name)
+                    await _ready(parent)
+                    restores.append(time.perf_counter() - t)
+                for _ in range(ctx.n(3, 5)):
+                    floors.append(await _copy_floor(mb))
+                t = time.perf_counter()
+                again = Sandbox(_config(url).model_copy(update={"snapshot": snap.name}))
+                await again.start()
+                await _ready(again)
+                fresh.append(time.perf_counter() - t)
+                await _drop([again])
+            rec = record("api_restore_ms", backend, restores, floor_s=floors, floor=f"cp -a of the {mb} MB change",
+                         size_mb=mb, mode=mode)
+            rec["start_from_snapshot_ms"] = round(sorted(fresh)[len(fresh) // 2] * 1e3, 1)
+            records.append(rec)
+        await _drop_snapshot(parent, snap.name)
+    return records
+
+
+async def _drop_snapshot(parent: Sandbox, name: str) -> None:
+    """Delete ``name`` once no container uses it (docker: the restored sandbox's image)."""
+    for _ in range(100):
+        try:
+            await parent.delete_snapshot(name)
+            return
+        except Conflict:
+            await asyncio.sleep(0.2)
 
 
 async def _pause_resume(sandbox: Sandbox) -> None:

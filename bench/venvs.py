@@ -8,6 +8,7 @@ and the tests share the same paths, so whichever runs first makes it for the oth
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,11 @@ RLROCK_IMPORTS = "import rock.sdk.sandbox.client, rock.sdk.envs"
 # venv, which share /tmp/e2b-newest. One set, so a venv either made passes the other's check.
 E2B_NEWEST_PACKAGES = ["e2b<3", "e2b-code-interpreter"]
 E2B_NEWEST_IMPORTS = "import e2b, e2b_code_interpreter"
+# Harbor (its own venv: it needs Python >= 3.12, from pyenv or PATH), for the ROCK environment for
+# Harbor (rock.integrations.harbor), which Harbor imports with ROCK's src/ on its path.
+HARBOR_VENV = Path(os.environ.get("ROCK_TEST_HARBOR_VENV") or Path(tempfile.gettempdir()) / "rock-test-harbor-venv")
+HARBOR_PACKAGES = ["harbor==0.25.0"]
+HARBOR_IMPORTS = "import harbor.environments.base, harbor.cli.main"
 PIP_TIMEOUT_S = 900
 
 
@@ -28,11 +34,11 @@ class VenvError(RuntimeError):
     says which, with the tool's last output)."""
 
 
-def client_python(venv: Path, packages: list[str], imports: str) -> Path:
+def client_python(venv: Path, packages: list[str], imports: str, interpreter: str | None = None) -> Path:
     """The venv's python, made with ``packages`` unless it already imports ``imports``.
 
     The check is the imports, not the venv's existence: another run may have made the same path
-    with fewer packages, or been killed half-way through pip."""
+    with fewer packages, or been killed half-way through pip. ``interpreter`` makes the venv (default: ours)."""
     python = venv / "bin" / "python"
     if python.exists() and subprocess.run([str(python), "-c", imports], capture_output=True).returncode == 0:
         return python
@@ -40,7 +46,7 @@ def client_python(venv: Path, packages: list[str], imports: str) -> Path:
     # Every way this fails (no venv module, a read-only path, pip's error or time-out) is one
     # VenvError, which the callers turn into a skip or a record that says why.
     try:
-        made = subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], capture_output=True, text=True)
+        made = subprocess.run([interpreter or sys.executable, "-m", "venv", "--clear", str(venv)], capture_output=True, text=True)
         if made.returncode:
             raise VenvError(f"{what} failed: python -m venv said:\n{made.stderr[-2000:]}")
         proc = subprocess.run([str(python), "-m", "pip", "install", "-q", *packages], capture_output=True, text=True,
@@ -57,3 +63,25 @@ def client_python(venv: Path, packages: list[str], imports: str) -> Path:
 def rlrock_python() -> Path:
     """rl-rock's venv (the arbiter of ROCK wire compatibility)."""
     return client_python(RLROCK_VENV, RLROCK_PACKAGES, RLROCK_IMPORTS)
+
+
+def python312() -> str:
+    """A Python 3.12 interpreter that runs: pyenv's newest 3.12, else ``python3.12`` on PATH (a pyenv shim there
+    may name no installed version, so each is tried); VenvError when none."""
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+    candidates = [str(v / "bin" / "python3.12") for v in sorted(root.glob("3.12*"), reverse=True)]
+    candidates += [found for found in [shutil.which("python3.12")] if found]
+    for python in candidates:
+        try:
+            ok = subprocess.run([python, "-c", "import sys; assert sys.version_info[:2] == (3, 12)"],
+                                check=False, capture_output=True, timeout=60).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            ok = False
+        if ok:
+            return python
+    raise VenvError("Harbor needs Python 3.12: none under pyenv's versions nor on PATH (python3.12)")
+
+
+def harbor_python() -> Path:
+    """Harbor 0.25's venv (Python 3.12)."""
+    return client_python(HARBOR_VENV, HARBOR_PACKAGES, HARBOR_IMPORTS, interpreter=python312())

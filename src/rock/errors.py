@@ -100,6 +100,12 @@ class SnapshotNotFound(RockError):
     status_code = 404
 
 
+class VolumeNotFound(RockError):
+    """No volume of that name or id for this owner (another owner's answers the same way). HTTP 404."""
+
+    status_code = 404
+
+
 class CommandTimeout(RockError):
     """A call ran past its timeout, e.g. ``anti_call_llm`` waiting for the sandbox's next model call. HTTP 504."""
 

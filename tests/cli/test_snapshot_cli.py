@@ -1,4 +1,4 @@
-"""`rock sandbox pause|resume|snapshot|fork` and `rock snapshot list|delete` against a real admin."""
+"""`rock sandbox pause|resume|snapshot|fork|restore` and `rock snapshot list|delete` against a real admin."""
 
 from __future__ import annotations
 
@@ -36,6 +36,9 @@ def test_pause_resume_snapshot_fork_list_delete_round_trip(admin):
 
         name = rock(admin, "", "snapshot", sid, "--name", "cli-snap").stdout.strip()
         assert name == "cli-snap"
+        rock(admin, "", "exec", sid, "--", "echo v2 > /root/v")
+        assert rock(admin, "", "restore", sid, name).stdout.strip() == f"restored {sid} to {name}"
+        assert rock(admin, "", "exec", sid, "--", "cat /root/v").stdout.strip() == "v1"  # rolled back, same id
         listed = json.loads(snapshots(admin, "list").stdout)
         assert [s["mode"] for s in listed if s["name"] == name] == ["filesystem"]
 

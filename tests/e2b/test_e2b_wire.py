@@ -63,10 +63,11 @@ def test_control_plane_refusals(client):
         r = client.post("/v2/sandboxes", headers=A, json={"templateID": template})
         assert r.status_code == 404, r.text
     assert not os.path.exists("/tmp/pwned")
-    for field, value in (("autoPause", "yes"), ("autoResume", {"enabled": True}), ("network", {"rules": {"a.test": [{"transform": {"headers": {"X": "y"}}}]}}), ("mcp", {"x": {}}),
-                         ("volumeMounts", [{"name": "v", "path": "/data"}])):
+    for field, value in (("autoPause", "yes"), ("autoResume", {"enabled": True}), ("network", {"rules": {"a.test": [{"transform": {"headers": {"X": "y"}}}]}}), ("mcp", {"x": {}})):
         r = client.post("/v2/sandboxes", headers=A, json={"templateID": "base", field: value})
         assert r.status_code == 400 and field in r.json()["message"], r.text
+    r = client.post("/v2/sandboxes", headers=A, json={"templateID": "base", "volumeMounts": [{"name": "v", "path": "/data"}]})
+    assert r.status_code == 404 and "volume 'v' not found" in r.json()["message"], r.text  # tests/e2b/test_e2b_volumes.py
     for body in ({"templateID": "base", "timeout": -1}, {"templateID": "base", "metadata": {"k": 1}}, [1], {}):
         r = client.post("/v2/sandboxes", headers=A, json=body)
         assert r.status_code == 400 and r.json()["message"], r.text

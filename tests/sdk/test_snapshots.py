@@ -332,6 +332,31 @@ async def test_a_full_fork_on_gvisor_continues_the_shell_and_its_variables_in_ea
             await sandbox.aclose()
 
 
+@pytest.mark.gvisor
+async def test_a_full_restore_on_gvisor_brings_the_shell_and_files_back_in_place(gvisor_admin):
+    sandbox = Sandbox(config(gvisor_admin))
+    await sandbox.start()
+    snap = None
+    try:
+        await sandbox.create_session(CreateBashSessionRequest(session="s"))
+        await sandbox.arun("cd /tmp && X=41 && echo kept > /root/f", session="s")
+        snap = await sandbox.snapshot(mode="full")
+        await sandbox.arun("cd / && X=99 && echo changed > /root/f && echo new > /root/new", session="s")
+        await sandbox.restore(snap.name)
+        # the same sandbox, its shell where the snapshot left it, its files as they were
+        assert (await sandbox.get_status()).lifecycle_state == "running"
+        assert (await sandbox.arun("echo $X $PWD", session="s")).output.strip() == "41 /tmp"
+        assert await sandbox.read_bytes("/root/f") == b"kept\n"
+        assert (await out(sandbox, "cat /root/new 2>/dev/null || echo absent")) == "absent"
+        await sandbox.arun("X=7", session="s")  # the control: the restored shell is live
+        assert (await sandbox.arun("echo $X", session="s")).output.strip() == "7"
+    finally:
+        await sandbox.delete()
+        await sandbox.aclose()
+        if snap is not None:
+            await sandbox.delete_snapshot(snap.name)
+
+
 def metric(admin, name: str, **labels) -> float:
     """One sample of the admin's /metrics whose labels include ``labels`` (0 when absent)."""
     for line in httpx.get(admin.url + "/metrics").text.splitlines():

@@ -78,6 +78,7 @@ ROCK_WRITES = {
     "resume_body": req("POST", PREFIX + "/resume", {"sandbox_id": "{sid}"}),
     "snapshot": req("POST", PREFIX + "/sandboxes/{sid}/snapshot", {"name": "bobs"}),
     "fork": req("POST", PREFIX + "/sandboxes/{sid}/fork", {"count": 1}),
+    "restore": req("POST", PREFIX + "/sandboxes/{sid}/restore", {"snapshot": "nosuch"}),
     "stop": req("POST", PREFIX + "/stop", {"sandbox_id": "{sid}"}),
     "delete": req("POST", PREFIX + "/delete", {"sandbox_id": "{sid}"}),
     "chat_start": req("POST", CHAT + "/start", {"sandbox_id": "{sid}"}),
@@ -238,6 +239,8 @@ def test_another_tenants_snapshot_is_a_missing_one_and_its_name_stays_free(world
             started.append((world.bob, bobs))
         mine = ok(world.bob.post(f"{PREFIX}/sandboxes/{bobs}/snapshot", json={"name": "alices"})).json()["result"]
         assert mine["name"] != name
+        # bob cannot roll his own sandbox back onto her snapshot (her files): it is a missing one
+        unknown_alike(lambda n: world.bob.post(f"{PREFIX}/sandboxes/{bobs}/restore", json={"snapshot": n}), name)
         ok(world.bob.delete(f"{PREFIX}/snapshots/{mine['name']}"))
         # control: alice's snapshot is hers to see, list and start from; it was not deleted
         ok(world.alice.get(f"{PREFIX}/snapshots/{name}"), name)
@@ -245,6 +248,10 @@ def test_another_tenants_snapshot_is_a_missing_one_and_its_name_stays_free(world
         child = ok(world.alice.post(PREFIX + "/start_async", json={"snapshot": name})).json()["result"]["sandbox_id"]
         started.append((world.alice, child))
         with rock(world.admin, TOKEN_A) as a:
+            assert execute(a, child, "cat /tmp/secret")["stdout"] == SECRET
+            # control of bob's restore: alice rolls her own sandbox back onto her snapshot
+            execute(a, child, "echo later > /tmp/secret")
+            ok(world.alice.post(f"{PREFIX}/sandboxes/{child}/restore", json={"snapshot": name}))
             assert execute(a, child, "cat /tmp/secret")["stdout"] == SECRET
     finally:
         for who, sid in started:

@@ -53,6 +53,14 @@ class ForkRequest(_Ours):
     _numbers = numbers_only("count")  # "2" and true are not counts (the schema says integer)
 
 
+class RestoreRequest(_Ours):
+    """``POST /sandboxes/{id}/restore``: roll the sandbox back to one of your snapshots in place."""
+
+    snapshot: str = Field(pattern=STORED_NAME_PATTERN, description=(
+        "the snapshot's name, as its snapshot reply gave it; taken on this sandbox's backend (any of your "
+        "sandboxes', not only this one's)"))
+
+
 class SandboxIdBody(_Ours):
     """``POST /pause`` and ``/resume`` in ROCK's body style (the id in the body)."""
 

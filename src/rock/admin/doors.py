@@ -61,6 +61,7 @@ class Door:
     media_type: bytes = _JSON  # of a successful answer; errors are always JSON
     errors: Callable[[Exception, str], tuple[int, bytes]] = status_and_body
     claim: Callable[..., Awaitable[Any]] | None = None  # (ctx, principal, call) -> state, or None: FastAPI's
+    own_auth: bool = False  # the handler proves the caller itself (envd's access token): no principal asked
 
 
 class Call:
@@ -143,7 +144,7 @@ class Doors:
         from rock.admin.openapi import api_routes
 
         doors = cls(ctx, metrics, app)
-        for path, route in api_routes(app.routes):
+        for path, route in [*api_routes(app.routes), *_plain_routes(app.routes)]:
             found = getattr(route.endpoint, "__door__", None)
             if found is not None:
                 for method in route.methods:
@@ -190,7 +191,7 @@ class Doors:
         try:
             try:
                 if found.claim is None:
-                    principal = ctx.auth.principal(call.headers) if ctx.auth.enabled else None
+                    principal = ctx.auth.principal(call.headers) if ctx.auth.enabled and not found.own_auth else None
                 body = None if found.model is None else await _body(found, call)
                 out = await found.handler(ctx, body, principal, call)
                 if isinstance(out, Response):
@@ -212,6 +213,19 @@ class Doors:
         finally:
             if self.metrics is not None:
                 self.metrics.observe(scope["method"], template, status, time.perf_counter() - t0, t0)
+
+
+def _plain_routes(routes, prefix: str = "") -> list[tuple[str, Any]]:
+    """(full path, route) of the plain Starlette routes (outside the schema: envd's protocol), through
+    included routers, as ``api_routes`` walks the documented ones."""
+    out = []
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            out += _plain_routes(inner.routes, prefix + route.include_context.prefix)
+        elif not hasattr(route, "responses") and hasattr(route, "endpoint") and hasattr(route, "methods"):
+            out.append((prefix + route.path_format, route))
+    return out
 
 
 async def _body(found: Door, call: Call):

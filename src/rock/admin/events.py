@@ -14,7 +14,8 @@ log = logging.getLogger("rock.admin")
 
 # kind: "state" (a record moved; info: from_state, event), "started" (info: create_s, warm),
 # "start_failed" (info: reason_kind), "paused" / "resumed" (info: seconds), "snapshot" (info: mode,
-# seconds), "forked" (the parent's record; info: children that came up, mode, seconds)
+# seconds), "forked" (the parent's record; info: children that came up, mode, seconds), "restored"
+# (rolled back in place; info: snapshot, mode, seconds)
 Listener = Callable[[str, object, dict], None]
 
 

@@ -57,6 +57,9 @@ class Metrics:
         self.forks = Histogram("rock_fork_duration_seconds", "Time from a fork's snapshot until every child is up "
                                "(or failed), by mode", ["backend", "mode"], buckets=_START_BUCKETS,
                                registry=self.registry)
+        self.restores = Histogram("rock_restore_duration_seconds", "Time to roll a sandbox back to a snapshot in "
+                                  "place, by the snapshot's mode", ["backend", "mode"], buckets=_START_BUCKETS,
+                                  registry=self.registry)
         self.fork_children = Counter("rock_fork_children", "Sandboxes started by forks (children that came up), "
                                      "by mode", ["backend", "mode"], registry=self.registry)
         self.counts: list[dict] = []  # records per state and backend, read from the store at each scrape
@@ -99,6 +102,8 @@ class Metrics:
             self.pauses.labels(backend, "pause" if kind == "paused" else "resume").observe(info["seconds"])
         elif kind == "snapshot":
             self.snapshots.labels(backend, info["mode"]).observe(info["seconds"])
+        elif kind == "restored":
+            self.restores.labels(backend, info["mode"]).observe(info["seconds"])
         elif kind == "forked":
             self.forks.labels(backend, info["mode"]).observe(info["seconds"])
             self.fork_children.labels(backend, info["mode"]).inc(info["children"])

@@ -8,7 +8,19 @@ import importlib.util
 import logging
 import sys
 
-from rock.cli import admin, cluster, config_ini, image, job, resolve_admin_options, sandbox, snapshots, suites
+from rock.cli import (
+    admin,
+    cluster,
+    config_ini,
+    image,
+    job,
+    resolve_admin_options,
+    sandbox,
+    snapshots,
+    suites,
+    tasks,
+    volumes,
+)
 from rock.cli.output import Out
 from rock.errors import RockError
 
@@ -25,9 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_parser(sub)
     sandbox.add_parser(sub)
     snapshots.add_parser(sub)
+    volumes.add_parser(sub)
     image.add_parser(sub)
     job.add_parser(sub)
     suites.add_parser(sub)
+    tasks.add_parser(sub)
     cluster.add_parser(sub)
     # `rock envs` lives in its own module (issue 4); register it when it is there.
     if importlib.util.find_spec("rock.cli.envs") is not None:

@@ -1,4 +1,4 @@
-"""``rock sandbox create|list|exec|shell|stop|restart|delete|logs`` (and ``pause|resume|snapshot|fork``,
+"""``rock sandbox create|list|exec|shell|stop|restart|delete|logs`` (and ``pause|resume|snapshot|fork|restore``,
 ``rock.cli.snapshots``): sandboxes for people, through the public SDK."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 
 from rock.cli import admin_commands
 from rock.cli.output import Out
-from rock.errors import RockError
+from rock.errors import BadRequest, RockError
 from rock.sdk.sandbox.client import Sandbox
 from rock.sdk.sandbox.config import SandboxConfig
 from rock.sdk.sandbox.http import Http
@@ -29,6 +29,8 @@ def add_parser(sub) -> None:
     c.add_argument("--snapshot", help="start from this snapshot (its files, image and limits; --image, --memory and "
                    "--cpus are then not used)")
     c.add_argument("--egress", type=_egress, help=EGRESS_HELP)
+    c.add_argument("--volume", action="append", default=[], metavar="NAME:PATH[:ro]",
+                   help="mount your volume NAME at PATH (read-only with :ro); repeatable")
     c.set_defaults(func=cmd_create)
 
     eg = s.add_parser("egress", help="change a running sandbox's egress policy")
@@ -115,10 +117,18 @@ def _run(coro):
     return asyncio.run(coro)
 
 
+def _volume_mount(text: str) -> dict:
+    name, _, rest = text.partition(":")
+    path, _, mode = rest.partition(":")
+    if not name or not path or mode not in ("", "ro", "rw"):
+        raise BadRequest(f"--volume {text!r}: write NAME:PATH or NAME:PATH:ro")
+    return {"name": name, "path": path, "read_only": mode == "ro"}
+
+
 def cmd_create(args, out: Out) -> int:
     config = _config(args, image=args.image, memory=args.memory, cpus=args.cpus, sandbox_id=args.sandbox_id,
                      auto_clear_seconds=args.ttl, network=args.network, snapshot=args.snapshot,
-                     egress=args.egress)
+                     egress=args.egress, volumes=[_volume_mount(v) for v in args.volume] or None)
 
     async def go():
         sandbox = Sandbox(config)

@@ -1,4 +1,4 @@
-"""``rock sandbox pause|resume|snapshot|fork ID`` and ``rock snapshot list|delete``: pause,
+"""``rock sandbox pause|resume|snapshot|fork|restore ID`` and ``rock snapshot list|delete``: pause,
 resume, snapshots and fork for people, through the public SDK (``rock.sdk.sandbox.snapshots``)."""
 
 from __future__ import annotations
@@ -37,6 +37,12 @@ def add_sandbox_commands(s) -> None:
     fk.add_argument("--mode", choices=MODES, default="filesystem",
                     help="filesystem: each child starts on its files; full (gvisor): goes on with its processes")
     fk.set_defaults(func=cmd_fork)
+
+    text = "roll a sandbox back to one of your snapshots in place: the same id, tokens and ports, the snapshot's files"
+    rs = s.add_parser("restore", help=text, description=text + " (full: its processes too); running commands end")
+    rs.add_argument("sandbox_id", metavar="ID")
+    rs.add_argument("snapshot", metavar="SNAPSHOT", help="the snapshot's name, as `rock sandbox snapshot` printed it")
+    rs.set_defaults(func=cmd_restore)
 
 
 def add_parser(sub) -> None:
@@ -97,6 +103,13 @@ def cmd_fork(args, out: Out) -> int:
 
     ids = _with(args, args.sandbox_id, fork)
     out.record({"sandboxes": ids}, lines=ids)
+    return 0
+
+
+def cmd_restore(args, out: Out) -> int:
+    _with(args, args.sandbox_id, lambda s: s.restore(args.snapshot))
+    out.record({"restored": args.sandbox_id, "snapshot": args.snapshot},
+               lines=[f"restored {args.sandbox_id} to {args.snapshot}"])
     return 0
 
 

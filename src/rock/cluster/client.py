@@ -285,6 +285,16 @@ class ClusterWorker:
         self.where[sandbox_id] = node.name
         return SandboxInfo(**info)
 
+    async def restore(self, sandbox_id: str, name: str, owner: str | None, node_id: str | None = None) -> SandboxInfo:
+        """Roll the sandbox back in place on its node (``Worker.restore``), to a snapshot that node
+        holds (another node's is missing there). This admin's connection to its agent is then
+        one to the old state: closed, so the next call connects to the new one."""
+        node, info = await self._on_node("restore", sandbox_id, node_id, name, owner, timeout=CREATE_TIMEOUT_S)
+        client = self._clients.pop(sandbox_id, None)
+        if client is not None:
+            client.close(f"sandbox {sandbox_id} was restored to snapshot {name!r} while this call ran")
+        return SandboxInfo(**info)
+
     async def commit(self, sandbox_id: str, image_tag: str, node_id: str | None = None) -> str:
         """The sandbox's files as an image in its node's engine."""
         return (await self._on_node("commit", sandbox_id, node_id, image_tag, timeout=COMMIT_TIMEOUT_S))[1]

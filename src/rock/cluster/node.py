@@ -169,6 +169,12 @@ class NodeWorker:
             return info.model_dump() | {"node_id": self.name, "host_ip": self.ip}
         return await self._one(go)
 
+    async def restore(self, sandbox_id: str, name: str, owner: str | None) -> dict:
+        async def go():
+            info = await self.worker.restore(sandbox_id, name, owner)
+            return info.model_dump() | {"node_id": self.name, "host_ip": self.ip}
+        return await self._one(go)
+
     async def commit(self, sandbox_id: str, image_tag: str) -> dict:
         return await self._one(self.worker.commit, sandbox_id, image_tag)
 

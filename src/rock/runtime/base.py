@@ -26,6 +26,16 @@ from rock.runtime.host_policy import owner_key
 if TYPE_CHECKING:
     from rock.runtime.snapshots import Snapshot
 
+class VolumeBind(BaseModel):
+    """A volume's host directory mounted into a sandbox at ``target`` (``rock.admin.volumes``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str
+    target: str
+    read_only: bool = False
+
+
 class SandboxSpec(BaseModel):
     """What a caller asks a backend for."""
 
@@ -56,6 +66,8 @@ class SandboxSpec(BaseModel):
     # An egress policy (``rock.actions.egress.EgressRules`` as a dict): the sandbox's own network
     # namespace gets a way out through the worker's gate (``rock.runtime.egress``); None: none.
     egress: dict | None = None
+    # Volumes of the sandbox's tenant, resolved by the admin to their host directories.
+    volume_binds: list[VolumeBind] = Field(default_factory=list)
 
 
 class RuntimeHandle(BaseModel):

@@ -1,5 +1,5 @@
-"""What a run of ROCK left behind on this machine: containers, processes, cgroups, mounts, open
-files and network namespaces of ours, found by the state directory they name.
+"""What a run of ROCK left behind on this machine: containers, processes, cgroups, mounts, loop
+devices, open files and network namespaces of ours, found by the state directory they name.
 
 The test suite's session-end check and the soak benchmark share it.
 """
@@ -21,7 +21,20 @@ def leftovers(root: str, owner_keys: set[str]) -> list[str]:
         problems += [f"mount {line.split()[4]}" for line in f if root in line.split()[4]]
     problems += [f"open file {path} (pid {pid})" for pid, path in _open_files(root)]
     problems += [f"network namespace {name}" for name in _named_netns() if "rock" in name]
+    problems += [f"loop device {dev} ({backing})" for dev, backing in _loop_devices() if root in backing]
     return problems
+
+
+def _loop_devices() -> list[tuple[str, str]]:
+    """Attached loop devices and their backing files (a volume's image, ``rock.admin.volumes``)."""
+    found = []
+    for dev in sorted(os.listdir("/sys/block")) if os.path.isdir("/sys/block") else ():
+        try:
+            with open(f"/sys/block/{dev}/loop/backing_file") as f:
+                found.append((dev, f.read().strip()))
+        except OSError:
+            continue
+    return found
 
 
 def _open_files(root: str) -> list[tuple[int, str]]:

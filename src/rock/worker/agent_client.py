@@ -174,8 +174,12 @@ class AgentClient:
             if not p.future.done():
                 p.future.set_exception(exc)
 
-    def close(self) -> None:
+    def close(self, reason: str | None = None) -> None:
+        """Close the connection on purpose (``on_lost`` is not called). ``reason``: what the
+        calls still waiting are told (AgentGone), instead of the agent having gone away."""
         self.on_lost = None
+        if reason is not None:
+            self._fail_all(AgentGone(reason))
         if self.transport is not None:
             self.transport.close()
 

@@ -24,7 +24,7 @@ REFILL_DELAY = 0.05
 
 def pool_key(spec: SandboxSpec) -> tuple:
     return (spec.image, spec.memory_bytes, spec.cpus, spec.pids_limit, spec.network, tuple(sorted(spec.env.items())),
-            tuple(spec.ro_binds))
+            tuple(spec.ro_binds), tuple((v.source, v.target, v.read_only) for v in spec.volume_binds))
 
 
 class WarmPool:

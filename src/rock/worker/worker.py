@@ -450,6 +450,40 @@ class Worker:
                  (time.perf_counter() - started) * 1000)
         return self.get(sid)
 
+    async def restore(self, sandbox_id: str, name: str, owner: str | None, node_id: str | None = None) -> SandboxInfo:
+        """Roll the running (or paused) sandbox back to the owner's snapshot ``name`` in place: it
+        keeps its id (so its tokens, records, ports and the callers' connections to the admin),
+        its limits and its GPUs; its files become the snapshot's (``full``: its processes too).
+        The new state runs before the old one ends, so a restore that fails leaves the sandbox as
+        it was; calls still running in the old state end with AgentGone saying why."""
+        old = self._get(sandbox_id)
+        snap = await self.get_snapshot(name, owner)
+        if snap.backend != self.backend_name:
+            raise BadRequest(f"snapshot {name!r} was taken on the {snap.backend} backend; sandbox {sandbox_id} runs "
+                             f"on {self.backend_name}")
+        started = time.perf_counter()
+        # A runtime id of its own for the new state: the old one runs until the new one is up, and
+        # two sandboxes of one runtime id would share a directory, a cgroup and a container name.
+        generation = int(old.handle.extra.get("generation", "0")) + 1
+        runtime_id = self._runtime_id(f"{sandbox_id}~{generation}")
+        handle, client = await self._launch(
+            old.spec.model_copy(update={"sandbox_id": runtime_id, "image": snap.spec.image}), snap)
+        handle.extra["generation"] = str(generation)
+        new = Sandbox(sandbox_id, handle, client, old.spec.model_copy(update={"image": snap.spec.image}), old.warm)
+        try:
+            self.records.save(new)
+        except BaseException:
+            await self._discard(handle, client)
+            raise
+        self._hold(new)  # from here the old client's loss is no longer the sandbox's
+        old.client.close(f"sandbox {sandbox_id} was restored to snapshot {name!r} while this call ran")
+        if self.runtime.paused(old.handle):
+            await self.runtime.unpause(old.handle)
+        await self.runtime.release(old.handle)
+        log.info("sandbox %s restored to snapshot %s (%s, %s, %.1f ms)", sandbox_id, name, snap.mode,
+                 self.backend_name, (time.perf_counter() - started) * 1000)
+        return self.get(sandbox_id)
+
     def fork(self, sandbox_id: str, owner: str | None, specs: list[SandboxSpec], mode: str = "filesystem",
              name: str | None = None, node_id: str | None = None):
         """Start ``len(specs)`` sandboxes from a fresh snapshot of ``sandbox_id`` (``fork_children``)."""

@@ -15,6 +15,7 @@ from rock.actions.egress import EgressSpec
 from rock.actions.numbers import numbers_only
 from rock.actions.request import BashAction, CloseBashSessionRequest, Command, CreateBashSessionRequest
 from rock.actions.request import ReadFileRequest, SandboxPath, WriteFileRequest
+from rock.actions.volumes import VolumeMount
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 _ID = re.compile(ID_PATTERN)
@@ -147,6 +148,8 @@ class SandboxStartRequest(_Ours):
         "what the idle timeout does: stop (the default) or pause"))
     auto_resume: bool | None = Field(default=None, description=(
         "a call to the paused sandbox resumes it first (otherwise it is refused with 409 until resumed)"))
+    volumes: list[VolumeMount] | None = Field(default=None, max_length=16, description=(
+        "volumes of yours mounted at start, each at its own path (read-only with read_only)"))
 
     # JSON's true/false are not 1/0 here (the schema says integer; lax parsing took false as 0)
     _numbers = numbers_only("auto_clear_time", "auto_clear_time_minutes", "auto_clear_seconds",

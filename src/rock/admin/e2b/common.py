@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from rock.admin.auth import E2B_KEY_HEADER, E2B_SANDBOX_TOKEN_HEADERS
 from rock.admin.context import Ctx
+from rock.admin.doors import Door
 from rock.admin.e2b.connect import ConnectError, SandboxGone, json_response
 from rock.admin.store import SandboxRecord
 from rock.errors import Unauthorized
@@ -30,18 +31,51 @@ META_KEY = "e2b"  # {"template", "metadata"} in the record's spec
 KEEP_AFTER_TIMEOUT = 30  # seconds a timed-out sandbox's files stay before they are deleted
 
 
-def route(api, path: str, method: str = "POST"):
+def route(api, path: str, method: str = "POST", fast: bool = False):
     """A plain Starlette route on ``api``, outside the OpenAPI schema: envd's protocol (Connect
-    RPCs, /files) and E2B's refusals are described by E2B's own specs, not by ours (docs/e2b.md)."""
+    RPCs, /files) and E2B's refusals are described by E2B's own specs, not by ours (docs/e2b.md).
+    ``fast``: a call per command (``commands.run``) is also answered at the app's door
+    (``rock.admin.doors``), past FastAPI's routing and layers: the handler proves the caller with
+    the sandbox's access token itself, the route's body limit still holds, and its errors get the
+    responses the app's exception handlers give (E2B's shapes)."""
 
     def add(fn):
         async def endpoint(request: Request):
             return await fn(request, **request.path_params)
 
+        if fast:
+            endpoint.__door__ = Door(_at_the_door(fn), own_auth=True)
         api.add_route(path, endpoint, methods=[method], include_in_schema=False, name=fn.__name__)
         return fn
 
     return add
+
+
+def _at_the_door(fn):
+    async def handler(ctx, _body, _principal, call):
+        body = await call.read_body()
+        replayed = False
+
+        async def receive():  # the body read (and limited) once; then the connection's own events
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await call.receive()
+
+        call.scope["path_params"] = call.params
+        request = Request(call.scope, receive)
+        try:
+            return await fn(request, **call.params)
+        except Exception as exc:  # noqa: BLE001 - answered as the app's handlers answer it on the routed path
+            for cls in type(exc).__mro__:
+                answer = call.app.exception_handlers.get(cls)
+                if answer is not None:
+                    return await answer(request, exc)
+            raise
+
+    handler.__name__ = fn.__name__
+    return handler
 
 
 class E2BError(Exception):

@@ -14,7 +14,7 @@ import struct
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from rock.errors import (AgentError, AgentGone, AgentTimeout, RockError, SandboxNotFound, SandboxNotRunning,
                          SandboxPaused)
@@ -136,32 +136,40 @@ async def stream_messages(request: Request) -> list[dict]:
 
 
 def stream_response(events: AsyncIterator[dict], keepalive: dict, interval: float,
-                    on_close=None) -> StreamingResponse:
+                    on_close=None) -> "ConnectStream":
     """Envelopes from ``events`` (dicts; a ConnectError raised ends the stream with it), a
-    ``keepalive`` message after ``interval`` seconds of silence, and the end-of-stream."""
+    ``keepalive`` message after ``interval`` seconds of silence, and the end-of-stream. The
+    messages ready together (a short command's start, output and end) go out as one write."""
 
-    async def body():
+    async def chunks(left: asyncio.Future):
         it = events.__aiter__()
         pending: asyncio.Task | None = None
         try:
             while True:
                 if pending is None:
                     pending = asyncio.ensure_future(it.__anext__())
-                done, _ = await asyncio.wait({pending}, timeout=interval)
-                if not done:
+                await asyncio.wait({pending, left}, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+                if left.done():
+                    return  # the client went away
+                if not pending.done():
                     yield envelope(keepalive)
                     continue
-                task, pending = pending, None
-                try:
-                    yield envelope(task.result())
-                except StopAsyncIteration:
-                    yield end_stream()
-                    return
-                except SandboxGone as exc:
-                    yield end_stream(ConnectError("unavailable", exc.message))
-                    return
-                except ConnectError as exc:
-                    yield end_stream(exc)
+                out = []
+                while pending is not None and pending.done():
+                    task, pending = pending, None
+                    try:
+                        out.append(envelope(task.result()))
+                    except StopAsyncIteration:
+                        out.append(end_stream())
+                    except SandboxGone as exc:
+                        out.append(end_stream(ConnectError("unavailable", exc.message)))
+                    except ConnectError as exc:
+                        out.append(end_stream(exc))
+                    else:
+                        pending = asyncio.ensure_future(it.__anext__())
+                        await asyncio.sleep(0)  # one turn of the loop: the next message, if it is there
+                yield b"".join(out)
+                if pending is None:
                     return
         finally:
             if pending is not None:
@@ -169,7 +177,39 @@ def stream_response(events: AsyncIterator[dict], keepalive: dict, interval: floa
             if on_close is not None:
                 await on_close()
 
-    return StreamingResponse(body(), media_type="application/connect+json")
+    return ConnectStream(chunks)
+
+
+class ConnectStream(Response):
+    """A Connect server stream's 200: the chunks ``produce(left)`` yields, written as they come.
+    Lighter than Starlette's StreamingResponse (no task group per response): one task waits for
+    the client to leave (``left``), and the producer ends when it does."""
+
+    media_type = "application/connect+json"
+
+    def __init__(self, produce):
+        self.status_code = 200
+        self.background = None
+        self.produce = produce
+        self.init_headers()
+
+    async def __call__(self, scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        left = asyncio.ensure_future(_client_left(receive))
+        chunks = self.produce(left)
+        try:
+            async for chunk in chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if not left.done():
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            left.cancel()
+            await chunks.aclose()
+
+
+async def _client_left(receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def deadline_of(request: Request) -> float | None:

@@ -25,7 +25,8 @@ from rock.actions.egress import EgressRules
 from rock.actions.sandbox import EnvVars, SandboxStartRequest, check_env, parse_memory
 from rock.admin.context import Ctx
 from rock.admin.e2b import network as e2b_network
-from rock.admin.e2b import snapshots as snapshot_routes
+from rock.admin.e2b import snapshots as snapshot_routes, templates as template_routes
+from rock.admin.e2b import volumes as volume_routes
 from rock.admin.e2b.common import (CLIENT_ID, ENVD_VERSION, KEEP_AFTER_TIMEOUT, META_KEY, TOKEN_KEY, E2BError,
                                    control_record, is_e2b, json_object, owner_of, paged, route)
 from rock.admin.openapi import body as body_doc, params
@@ -33,6 +34,7 @@ from rock.admin.e2b.connect import json_response
 from rock.admin.sandboxes.egress import update as egress_update
 from rock.admin.sandboxes.start_checks import check_start_request
 from rock.admin.store import SandboxRecord
+from rock.admin.templates import Templates, served
 from rock.errors import RockError, SnapshotNotFound
 
 log = logging.getLogger("rock.admin.e2b")
@@ -40,7 +42,6 @@ MAX_TIMEOUT = 7 * 24 * 3600
 # Fields of NewSandbox we cannot honour unless they say "off", and why.
 REFUSED = {
     "mcp": "MCP gateways are not supported",
-    "volumeMounts": "volumes are not supported; use files.write or a template image",
     "iam": "IAM roles are not supported",
 }
 
@@ -107,9 +108,7 @@ def _iso(ts: float | None) -> str:
 
 
 def _templates(ctx: Ctx) -> dict[str, str]:
-    # code-interpreter-v1: e2b_code_interpreter's default; its server is the agent's (rock/agent/e2b/interpreter.py)
-    return {"base": ctx.settings.default_image, "code-interpreter-v1": ctx.settings.default_image,
-            **ctx.settings.e2b_templates}
+    return served(ctx.settings)
 
 
 def _str_map(body: dict, key: str) -> dict[str, str]:
@@ -180,11 +179,12 @@ def _detail(ctx: Ctx, record: SandboxRecord, listed: bool = False) -> dict:
 
 def _no_template(ctx: Ctx, template: str) -> E2BError:
     return E2BError(404, f"template or snapshot '{template}' not found: this ROCK server knows the templates "
-                         f"{', '.join(sorted(_templates(ctx)))} (an admin adds more in e2b_templates) and the "
-                         "snapshots this API key took (GET /snapshots)")
+                         f"{', '.join(sorted(_templates(ctx)))} (an admin adds more in e2b_templates), the "
+                         "templates this API key built and the snapshots it took (GET /snapshots)")
 
 
-def router(ctx: Ctx) -> APIRouter:
+def router(ctx: Ctx, built: Templates) -> APIRouter:
+    """The control plane; ``built``: the namespaces' own templates, which ``templateID`` may name too."""
     api = APIRouter()
     svc = ctx.sandboxes
     pauses = snapshot_routes.Routes(ctx, sandbox_body, _timeout)  # pause, resume, snapshots, fork
@@ -197,7 +197,9 @@ def router(ctx: Ctx) -> APIRouter:
         if not isinstance(template, str) or not template:
             raise E2BError(400, "templateID is required")
         image = _templates(ctx).get(template)
-        snapshot = None
+        snapshot = build = None
+        if image is None and (mine := built.image_of(owner or "", template)) is not None:
+            image, build = mine
         if image is None:  # Sandbox.create(snapshot_id): one of the caller's snapshots
             if not snapshot_routes.STORED_NAME.match(template):
                 raise _no_template(ctx, template)
@@ -217,7 +219,7 @@ def router(ctx: Ctx) -> APIRouter:
         # An E2B sandbox past its timeout is gone (E2B kills it): its kept files go soon after the idle
         # stop; not at once, which would race a kill's own stop-then-delete.
         req = SandboxStartRequest(image=image, auto_clear_seconds=timeout, auto_delete_seconds=KEEP_AFTER_TIMEOUT,
-                                  env=env or None, snapshot=snapshot, **lived,
+                                  env=env or None, snapshot=snapshot, volumes=volume_routes.mounts_of(body), **lived,
                                   egress=None if egress is None or egress == EgressRules() else egress)
         try:
             check_start_request(req, ctx.worker.backend_name, ctx.settings)
@@ -228,6 +230,12 @@ def router(ctx: Ctx) -> APIRouter:
             raise _no_template(ctx, template) from None
         except RockError as exc:
             raise E2BError(exc.status_code if exc.status_code < 500 else 503, exc.message) from None
+        if build is not None:
+            try:
+                await template_routes.sandbox_started(ctx, record, build)
+            except BaseException:
+                await svc.delete(record.sandbox_id, record.owner)
+                raise
         log.info("e2b: sandbox %s created from template %s in %.3fs", record.sandbox_id, template,
                  time.perf_counter() - began)
         return json_response(sandbox_body(record), 201)

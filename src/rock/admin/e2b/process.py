@@ -118,10 +118,10 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
             if not call.done():  # the client went away: the process keeps running (background commands)
                 call.cancel()
 
-        log.info("e2b: %s in sandbox %s (%s)", what, record.sandbox_id, op)
+        log.debug("e2b: %s in sandbox %s (%s)", what, record.sandbox_id, op)
         return stream_response(events(), KEEPALIVE, keepalive_of(request), closed)
 
-    @route(api, "/process.Process/Start", "POST")
+    @route(api, "/process.Process/Start", "POST", fast=True)
     async def start(request: Request):
         msg = (await stream_messages(request))[0]
         proc = msg.get("process") or {}

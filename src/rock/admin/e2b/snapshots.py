@@ -18,7 +18,7 @@ generated ``e2b/api/client/api/...``):
 - ``Sandbox.create(snapshot_id)``: ``POST /v2/sandboxes`` ``{"templateID": <snapshotID>}`` (control.py).
 - ``list_snapshots(sandbox_id?, name?, limit, next_token)``: ``GET /snapshots?sandboxID=&name=&limit=&nextToken=``
   -> 200 ``[{"snapshotID", "names"}]``, ``X-Next-Token`` while more follow.
-- ``delete_snapshot(id)``: ``DELETE /templates/{id}`` -> 204 (True), 404 (False).
+- ``delete_snapshot(id)``: ``DELETE /templates/{id}`` (templates.py's route) -> 204 (True), 404 (False).
 - ``fork(count=1..20, timeout)``: ``POST /sandboxes/{id}/fork`` ``{"count"?, "timeout"?}`` -> 201
   ``[{"sandbox": <Sandbox as create answers>} | {"error": {"code", "message"}}]``, one per child;
   the SDK checks the count itself, the server again (400). A 404 fails the whole call.
@@ -89,6 +89,18 @@ def as_e2b_child(record: SandboxRecord, parent: SandboxRecord, timeout: int | No
                    "auto_delete_seconds": KEEP_AFTER_TIMEOUT}
     if timeout is not None:
         record.auto_clear_seconds = timeout
+
+
+async def delete_snapshot(ctx: Ctx, template_id: str, owner: str | None) -> None:
+    """``DELETE /templates/{id}`` of a snapshot (templates.py serves the route: a template's own
+    id or name deletes the template)."""
+    try:
+        await ctx.sandboxes.delete_snapshot(template_id, owner)
+    except RockError as exc:
+        if exc.status_code == 404 or exc.status_code == 400:  # a name no snapshot could have: none
+            raise E2BError(404, f"template or snapshot \"{template_id}\" doesn't exist or you don't have access "
+                                "to it") from None
+        raise e2b_error(exc) from None
 
 
 class Routes:
@@ -185,17 +197,5 @@ class Routes:
                      and (not q.get("name") or q["name"] in (s.name, s.name.rsplit(".", 1)[0]))]
             page, headers = paged(request, items, 1000)
             return json_response([snapshot_info(s) for s in page], 200, headers)
-
-        @route(api, "/templates/{template_id}", "DELETE")
-        async def delete_snapshot(request: Request, template_id: str):
-            owner = owner_of(ctx, request)
-            try:
-                await svc.delete_snapshot(template_id, owner)
-            except RockError as exc:
-                if exc.status_code == 404 or exc.status_code == 400:  # a name no snapshot could have: none
-                    raise E2BError(404, f"snapshot \"{template_id}\" doesn't exist or you don't have access to it "
-                                        "(only snapshots are deleted here; templates are the admin's)") from None
-                raise e2b_error(exc) from None
-            return Response(status_code=204)
 
         return api

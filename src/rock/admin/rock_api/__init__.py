@@ -9,6 +9,7 @@
     cluster.py    the cluster's nodes and placement, as the admin sees them
     snapshots.py  pause, resume, snapshots and fork (an admin's)
     egress.py     a running sandbox's egress policy (an admin's)
+    volumes.py    volumes: create, list, get, delete (an admin's)
 
 Adding a route: put it in the module of its group (a new group: a new module, mounted in
 ``install``). A route a trainer calls per step is declared with ``rock.admin.doors.door`` so that
@@ -20,7 +21,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from rock.admin.context import PREFIX, Ctx
-from rock.admin.rock_api import cluster, data, egress, extra, images, lifecycle, sandbox, snapshots, ws
+from rock.admin.rock_api import cluster, data, egress, extra, images, lifecycle, sandbox, snapshots, volumes, ws
 
 
 def install(app: FastAPI, ctx: Ctx) -> None:
@@ -33,6 +34,7 @@ def install(app: FastAPI, ctx: Ctx) -> None:
         app.include_router(images.router(ctx), prefix=PREFIX)
         app.include_router(snapshots.router(ctx), prefix=PREFIX)
         app.include_router(egress.router(ctx), prefix=PREFIX)
+        app.include_router(volumes.router(ctx), prefix=PREFIX)
     app.include_router(data.router(ctx), prefix=PREFIX)
     app.include_router(extra.router(ctx), prefix=PREFIX)
     app.include_router(ws.router(ctx), prefix=PREFIX)

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 
 from rock.actions.response import RockResponse
+from rock.admin.builds import checked_build
 from rock.admin.context import Ctx, ok
 from rock.admin.openapi import tar_body
 from rock.errors import BadRequest
@@ -42,10 +43,8 @@ def router(ctx: Ctx) -> APIRouter:
                                             "the context>:latest, built once per content"),
                     dockerfile: str = Query(default="Dockerfile", max_length=1024, pattern=r"^[^/\x00][^\x00]*$",
                                             description="the Dockerfile's path in the context (relative, no '..')")):
-        from rock.runtime.docker import build_context
         from rock.admin.claims import claim_tag
-        from rock.runtime.docker.images import MADE_BY, build_base, build_image, present, split_tag
-        from rock.worker.sizes import parse_memory
+        from rock.runtime.docker.images import present, split_tag
 
         owner = ctx.owner(request) or ""
         if tag is not None:
@@ -64,20 +63,13 @@ def router(ctx: Ctx) -> APIRouter:
 
                 image_id = (await asyncio.to_thread(client().inspect_image, image))["Id"]
                 return ok(BuildResult(image=image, image_id=image_id, cached=True, steps=[]).model_dump())
-            # the engine builds our copy of the context: the Dockerfile it reads is the one checked
-            checked, name = await asyncio.to_thread(build_context.prepare, context, dockerfile, build_base)
             steps: list[str] = []
 
             def say(text: str) -> None:
                 steps.append(text)
                 log.info("building %s: %s", image, text)
 
-            # RUN steps run in the engine's build containers: held to the admin's build limits
-            memory = parse_memory(ctx.settings.build_memory)
-            limits = {"memory": memory, "memswap": memory} if memory else None
-            with checked:
-                image_id = await asyncio.to_thread(build_image, checked, image, name, {MADE_BY: owner}, limits, say,
-                                                   ctx.settings.build_network)
+            image_id = await checked_build(ctx, context, dockerfile, image, owner, say)
         return ok(BuildResult(image=image, image_id=image_id, cached=False, steps=steps).model_dump())
 
     return api

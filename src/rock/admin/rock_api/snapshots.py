@@ -5,6 +5,7 @@ lifecycle routes are, onto ``Sandboxes``' operations (``rock.admin.sandboxes.sna
     POST   /sandboxes/{sandbox_id}/resume      also POST /resume  {"sandbox_id"}
     POST   /sandboxes/{sandbox_id}/snapshot    {"name"?, "mode"?}          -> SnapshotInfo
     POST   /sandboxes/{sandbox_id}/fork        {"count", "mode"?, ...}     -> ForkResult
+    POST   /sandboxes/{sandbox_id}/restore     {"snapshot"}                -> the sandbox, rolled back in place
     GET    /snapshots                                                      -> [SnapshotInfo]
     GET    /snapshots/{name}                                               -> SnapshotInfo
     DELETE /snapshots/{name}
@@ -19,8 +20,8 @@ from fastapi import APIRouter, Path
 from starlette.requests import Request
 
 from rock.actions.response import RockResponse, SandboxStartResponse
-from rock.actions.snapshots import (STORED_NAME_PATTERN, ForkRequest, ForkResult, SandboxIdBody, SnapshotInfo,
-                                    SnapshotRequest)
+from rock.actions.snapshots import (STORED_NAME_PATTERN, ForkRequest, ForkResult, RestoreRequest, SandboxIdBody,
+                                    SnapshotInfo, SnapshotRequest)
 from rock.admin.context import Ctx, ok
 from rock.admin.openapi import errors, long_running
 from rock.runtime.snapshots import Snapshot
@@ -92,6 +93,16 @@ def router(ctx: Ctx) -> APIRouter:
                                         keep_snapshot=body.keep_snapshot, wait=body.wait)
         return ok({"sandboxes": [start_result(c) for c in children],
                    "snapshot": snapshot_info(snap) if snap is not None else None})
+
+    @api.post("/sandboxes/{sandbox_id}/restore", response_model=RockResponse[SandboxStartResponse],
+              responses=_errors(400, 404, 409, 422),
+              openapi_extra=long_running(600, "the sandbox's new state starts from the snapshot before its old one "
+                                              "ends (a start from a snapshot)"),
+              summary="Roll the sandbox back to one of your snapshots in place: the same id, tokens and ports, the "
+                      "snapshot's files (full: its processes too), this sandbox's limits; commands still running "
+                      "end with an error; a paused sandbox runs afterwards")
+    async def restore(body: RestoreRequest, request: Request, sandbox_id: str = SandboxPath):
+        return ok(start_result(await svc.restore(sandbox_id, ctx.owner(request), body.snapshot)))
 
     @api.get("/snapshots", response_model=RockResponse[list[SnapshotInfo]], responses=_errors(),
              summary="Your snapshots, by name")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import time
 import uuid
@@ -33,6 +34,7 @@ from rock.admin.sandboxes.held import HeldRecords
 from rock.admin.sandboxes.nodes import node_back, node_lost
 from rock.admin.sandboxes.snapshots import SnapshotCatalog
 from rock.admin.sandboxes.reaper import Reaper
+from rock.admin.volumes import Volumes
 from rock.admin.store import HELD, LIVE, TRANSITIONS, SandboxRecord, Store
 from rock.config import Settings
 from rock.errors import (BadRequest, Conflict, RockError, SandboxNotFound, SandboxNotRunning, SandboxPaused,
@@ -74,6 +76,10 @@ class Sandboxes:
         self.snapshots, self.get_snapshot, self.delete_snapshot = (catalog.snapshots, catalog.get_snapshot,
                                                                    catalog.delete_snapshot)
         self.from_snapshot = catalog.from_snapshot
+        # Tenants' volumes (rock.admin.volumes); a start's mounts resolve through it.
+        self.volumes = Volumes(settings.state_dir, self.records, LIVE,
+                               os.path.dirname(os.path.dirname(settings.host_python)),
+                               local=not (settings.cluster or settings.simulated_cluster))
         self.reaper = Reaper(self)  # idle TTLs and the reaper lease (rock.admin.sandboxes.reaper)
         if hasattr(worker, "listeners"):
             worker.listeners.append(self)
@@ -131,6 +137,7 @@ class Sandboxes:
             await asyncio.gather(task, return_exceptions=True)
         await asyncio.gather(*self._saving, return_exceptions=True)
         await self.flush()
+        await asyncio.to_thread(self.volumes.close)
 
     # -- what the records ask of the service (HeldRecords' callbacks) ---------------------------
 
@@ -212,6 +219,7 @@ class Sandboxes:
         draft = SandboxRecord(sandbox_id=sandbox_id, owner=owner, image=req.image, namespace=meta.get("namespace"))
         if req.snapshot:  # its image and limits are the snapshot's (rock.admin.sandboxes.snapshots)
             req, spec = await self.from_snapshot(req, draft)
+            spec.volume_binds = self.volumes.binds(owner, [m.model_dump() for m in req.volumes or ()])
         else:
             spec = self.spec_for(draft, req)
         self.worker.check(spec)
@@ -267,6 +275,7 @@ class Sandboxes:
             pids_limit=self.settings.pids_limit, network=req.network, env=req.env or {}, labels=labels,
             gpus=gpus_wanted(req.num_gpus), disk_bytes=parse_memory(req.disk), node_selector=selector,
             egress=spec_egress(req.network, req.egress),  # a bad policy is refused before anything starts
+            volume_binds=self.volumes.binds(record.owner, [m.model_dump() for m in req.volumes or ()]),
             **start_checks.spec_extras(req),
         )
 
@@ -401,6 +410,31 @@ class Sandboxes:
             snap = await self.worker.snapshot(sandbox_id, self.snapshot_name(name, owner), owner, mode, record.node_id)
         self.events.emit("snapshot", record, mode=mode, seconds=time.perf_counter() - began)
         return snap
+
+    async def restore(self, sandbox_id: str, owner: str | None, name: str) -> SandboxRecord:
+        """Roll a running or paused sandbox back to the owner's snapshot ``name`` in place: the
+        same id, tokens and ports; the snapshot's files (``full``: its processes) and the
+        sandbox's own limits. A paused sandbox runs afterwards. Commands still running end with
+        an error that says so. Another owner's sandbox or snapshot is missing (404); a snapshot
+        of another backend is a 400."""
+        record = await self.lookup(sandbox_id, owner)
+        snap = await self.get_snapshot(name, owner)
+        await self._wait_started(sandbox_id)
+        async with self.lock(sandbox_id):
+            if record.state not in ("running", "paused"):
+                raise Conflict(f"sandbox {sandbox_id} is {record.state}; only a running or paused sandbox can be "
+                               "restored in place (start a new one from the snapshot instead)")
+            began = time.perf_counter()
+            info = await self.worker.restore(sandbox_id, name, owner, record.node_id)
+            record.image = info.spec.image
+            self.touch(record)
+            if record.state == "paused":
+                record.spec = {k: v for k, v in record.spec.items() if k != "paused_at"}
+                await self._settle(self._change(record, "running", "restore"))
+            else:
+                self.save(record)
+        self.events.emit("restored", record, snapshot=name, mode=snap.mode, seconds=time.perf_counter() - began)
+        return record
 
     async def fork(self, sandbox_id: str, owner: str | None, count: int, mode: str = "filesystem",
                    keep_snapshot: bool = False, wait: bool = True,

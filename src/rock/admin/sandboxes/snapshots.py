@@ -114,7 +114,9 @@ class SnapshotCatalog:
         """The spec of a new sandbox from ``snap``: the snapshot's image and limits, the record's id
         and labels."""
         labels = {"rock.owner": record.owner or "", "rock.namespace": record.namespace or ""}
-        return snap.spec.model_copy(update={"sandbox_id": record.sandbox_id, "labels": labels, "gpu_ids": []})
+        # volumes are not in a snapshot: the new sandbox mounts what its own request names
+        return snap.spec.model_copy(update={"sandbox_id": record.sandbox_id, "labels": labels, "gpu_ids": [],
+                                            "volume_binds": []})
 
     # -- a fork's snapshot, once its children run --------------------------------------------
 

@@ -61,6 +61,7 @@ def bwrap_options(spec: SandboxSpec, merged: Path, run: Path, group: cgroups.Cgr
         "--ro-bind", str(AGENT_SRC), f"{SANDBOX_LIB}/rock_agent",
         "--bind", str(run), SANDBOX_RUN,
         *(arg for path in spec.ro_binds for arg in ("--ro-bind", path, path)),
+        *(arg for v in spec.volume_binds for arg in ("--ro-bind" if v.read_only else "--bind", v.source, v.target)),
         "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
         "--hostname", spec.sandbox_id[:63],
         "--die-with-parent", "--new-session", "--chdir", "/",

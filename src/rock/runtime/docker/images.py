@@ -140,10 +140,11 @@ def _build_client():
 
 
 def build_image(context, tag: str, dockerfile: str = "Dockerfile", labels: dict | None = None,
-                limits: dict | None = None, say=None, network: str | None = None) -> str:
+                limits: dict | None = None, say=None, network: str | None = None, echo=None) -> str:
     """``docker build`` of a build context (a tar stream) as ``tag``; each step goes to ``say`` (or
-    the log). ``network``: the network of its RUN steps (the engine's default when None). Returns
-    the image id; a failure raises SandboxStartError with the builder's words."""
+    the log), every other line the builder prints (a RUN's output) to ``echo`` when given.
+    ``network``: the network of its RUN steps (the engine's default when None). Returns the image
+    id; a failure raises SandboxStartError with the builder's words."""
     say = say or (lambda text: log.info("building %s: %s", tag, text))
     t0 = time.perf_counter()
     try:
@@ -155,6 +156,8 @@ def build_image(context, tag: str, dockerfile: str = "Dockerfile", labels: dict 
             text = (chunk.get("stream") or "").strip()
             if text.startswith("Step "):
                 say(text)
+            elif text and echo is not None:
+                echo(text)
     except APIError as exc:
         raise SandboxStartError(f"docker build of {tag} failed: {exc.explanation or exc}") from None
     image_id = client().inspect_image(tag)["Id"]

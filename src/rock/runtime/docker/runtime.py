@@ -128,6 +128,7 @@ class DockerRuntime(Runtime):
                 Mount(f"{SANDBOX_LIB}/rock_agent", str(AGENT_SRC), type="bind", read_only=True),
                 Mount(self.python_prefix, self.python_prefix, type="bind", read_only=True),
                 *(Mount(path, path, type="bind", read_only=True) for path in spec.ro_binds),
+                *(Mount(v.target, v.source, type="bind", read_only=v.read_only) for v in spec.volume_binds),
             ],
             # our own bridge, fenced off the host and other sandboxes (rock.runtime.docker.network)
             network_mode=docker_network.NETWORK if spec.network else "none",

@@ -228,6 +228,7 @@ class GvisorRuntime(Runtime):
         tmp = [] if (sandbox_dir / "root" / "tmp").is_symlink() else [(str(sandbox_dir / "root" / "tmp"), "/tmp", "rw")]
         binds = [*tmp, (str(sandbox_dir / "run"), SANDBOX_RUN, "rw"), (str(AGENT_SRC), f"{SANDBOX_LIB}/rock_agent", "ro"),
                  (self.python_prefix, self.python_prefix, "ro"), *((p, p, "ro") for p in spec.ro_binds),
+                 *((v.source, v.target, "ro" if v.read_only else "rw") for v in spec.volume_binds),
                  *gvisor_statx.binds(str(self.state.parent))]  # coreutils' ls under this runsc (see there)
         resources: dict = {}
         if spec.memory_bytes:

@@ -39,6 +39,7 @@ from rock.sdk.sandbox.network import Network
 from rock.sdk.sandbox.nohup import NohupMixin
 from rock.sdk.sandbox.process import Process
 from rock.sdk.sandbox.snapshots import SnapshotsMixin
+from rock.sdk.sandbox.volumes import Volumes
 
 log = logging.getLogger("rock.sdk")
 
@@ -114,6 +115,11 @@ class Sandbox(FilesMixin, LifecycleMixin, SnapshotsMixin, NohupMixin):
         return f"Sandbox(sandbox_id={self._sandbox_id}, image={self.config.image}, url={self.config.base_url})"
 
     @property
+    def volumes(self) -> Volumes:
+        """The volumes of this sandbox's token on its admin (``rock.sdk.sandbox.volumes``)."""
+        return Volumes(http=self._http)
+
+    @property
     def _http(self) -> Http:
         if self._http_client is None:
             self._http_client = Http.for_config(self.config)
@@ -145,6 +151,7 @@ class Sandbox(FilesMixin, LifecycleMixin, SnapshotsMixin, NohupMixin):
             "registry_username": c.registry_username, "registry_password": c.registry_password,
             "pull_policy": c.pull_policy, "snapshot": c.snapshot, "on_timeout": c.on_timeout,
             "auto_resume": c.auto_resume, "egress": c.egress,
+            "volumes": [m.model_dump() for m in c.volumes] if c.volumes else None,
         }
         result = await self._http.post("/start_async", body, timeout=c.startup_timeout + 30)
         self._sandbox_id = result["sandbox_id"]

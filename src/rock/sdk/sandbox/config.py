@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from rock.actions.volumes import VolumeMount
 
 
 def _env_float(name: str, default: float) -> float:
@@ -70,6 +71,8 @@ class SandboxConfig(BaseConfig):
     # whether a call to a paused sandbox resumes it first (otherwise it raises SandboxPaused)
     on_timeout: Literal["stop", "pause"] | None = None
     auto_resume: bool | None = None
+    # ours: volumes of the token's mounted at start (``rock.sdk.sandbox.volumes``)
+    volumes: list[VolumeMount] | None = None
 
     def headers(self) -> dict[str, str]:
         """The headers every call to the admin carries for this config: ROCK's ``X-Cluster``,

@@ -6,6 +6,7 @@ has the same calls, blocking).
     snap = await sandbox.snapshot(mode="filesystem")          # a Snapshot you own; outlives the sandbox
     again = Sandbox(SandboxConfig(snapshot=snap.name)); await again.start()
     children = await sandbox.fork(4)             # 4 running Sandbox objects from one state
+    await sandbox.restore(snap.name)             # roll this sandbox back in place (same id, tokens, ports)
     await sandbox.list_snapshots(); await sandbox.delete_snapshot(snap.name)
 
 ``mode="full"`` (memory and processes) needs an admin on the gvisor backend; elsewhere the admin
@@ -72,6 +73,15 @@ class SnapshotsMixin:
             reasons = "; ".join(f"{i['sandbox_id']}: {i.get('failure_reason') or i.get('state')}" for i in failed)
             raise SandboxStartError(f"fork of {self._sandbox_id}: {len(failed)} of {n} children failed ({reasons})")
         return [child for child, _ in children]
+
+    async def restore(self, snapshot: "str | Snapshot") -> None:
+        """Roll this sandbox back to one of your snapshots in place (a reset): it keeps its id, its
+        tokens, its ports and this object; its files become the snapshot's (a ``full`` snapshot
+        brings its processes back too) and its limits stay its own. Files written since are gone.
+        Commands still running end with an error that says the sandbox was restored; a paused
+        sandbox runs afterwards. The snapshot may be any of yours taken on this backend."""
+        name = snapshot.name if isinstance(snapshot, SnapshotInfo) else snapshot
+        await self._http.post(self._at("restore"), {"snapshot": name}, timeout=self.config.startup_timeout + 30)
 
     async def list_snapshots(self) -> list[Snapshot]:
         """Your snapshots (the token's namespace), by name."""
