@@ -21,6 +21,9 @@ command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
 # docker sandboxes with a network: the host's rules that fence their bridge (rock.runtime.docker.network)
 command -v nft >/dev/null || need_pkgs+=(nftables)
+# egress policies: the veth into a sandbox's namespace is set up from inside it (rock.runtime.egress.links)
+command -v nsenter >/dev/null || need_pkgs+=(util-linux)
+command -v openssl >/dev/null || need_pkgs+=(openssl)  # the egress tests' TLS server's throwaway certificate
 command -v npm >/dev/null || need_pkgs+=(npm)  # the admin UI's browser packages (web/build.sh)
 command -v chromium >/dev/null || need_pkgs+=(chromium)  # the UI tests' browser (Playwright drives it)
 # A real local image registry (with htpasswd logins) for the image pull / push tests.

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     # Where docker sandboxes with network=true may not go, besides the host itself and other
     # sandboxes (always refused; rock.runtime.docker.network): the cloud metadata range by default.
     sandbox_network_deny: list[str] = Field(default_factory=lambda: ["169.254.0.0/16"])
+    # Names the egress gate's resolver answers itself (name -> IPv4 address) before the host's
+    # resolver: an operator's package mirror on a private name, a test's local "internet".
+    egress_hosts: dict[str, str] = Field(default_factory=dict)
     # Env image requirements that name a direct URL ('name @ https://...'), a local path or a
     # file: URL (read from the admin's host and copied into the build sandbox): off unless set.
     allow_direct_requirements: bool = False

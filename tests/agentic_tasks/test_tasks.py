@@ -102,3 +102,29 @@ def test_built_suites_have_harbor_tasks_with_hidden_tests_apart(suites):
     task = he.get("humaneval-000")
     assert "NotImplementedError" in (task.workspace / "solution.py").read_text()
     assert not (task.workspace / "test_hidden.py").exists() and (task.tests / "files" / "test_hidden.py").exists()
+
+
+def test_network_per_phase_from_harbors_fields(tmp_path):
+    """Harbor 0.25's network_mode / allowed_hosts: the agent's override or the environment's
+    baseline; the verifier only its own override (no network otherwise)."""
+    t = harbor_task(tmp_path)
+    base = '[environment]\ndocker_image = "python:3.11"\n'
+    (t / "task.toml").write_text(base)
+    task = load_task(t)
+    assert (task.agent_egress, task.verifier_egress) == (None, None)  # nothing said: no network
+    (t / "task.toml").write_text(base + 'network_mode = "allowlist"\nallowed_hosts = ["pypi.org", "*.pythonhosted.org"]\n')
+    task = load_task(t)
+    assert task.agent_egress["allow"] == ["pypi.org", "*.pythonhosted.org"] and task.agent_egress["default"] == "deny"
+    assert task.verifier_egress is None  # the baseline is not the verifier's
+    (t / "task.toml").write_text(base + 'network_mode = "public"\n[agent]\nnetwork_mode = "no-network"\n'
+                                 '[verifier]\nnetwork_mode = "allowlist"\nallowed_hosts = ["10.0.0.0/8"]\n')
+    task = load_task(t)
+    assert task.agent_egress is None and task.verifier_egress["allow"] == ["10.0.0.0/8"]
+    (t / "task.toml").write_text(base + "allow_internet = true\n")  # Harbor's deprecated spelling
+    assert load_task(t).agent_egress == "all"
+    for bad, why in (('network_mode = "open"', "network_mode must be one of"),
+                     ('network_mode = "public"\nallowed_hosts = ["a.test"]', "only valid with"),
+                     ('network_mode = "allowlist"\nallowed_hosts = ["bad host!"]', "allowed_hosts")):
+        (t / "task.toml").write_text(base + bad + "\n")
+        with pytest.raises(TaskError, match=why):
+            load_task(t)

@@ -63,7 +63,7 @@ def test_control_plane_refusals(client):
         r = client.post("/v2/sandboxes", headers=A, json={"templateID": template})
         assert r.status_code == 404, r.text
     assert not os.path.exists("/tmp/pwned")
-    for field, value in (("autoPause", "yes"), ("autoResume", {"enabled": True}), ("network", {"denyOut": ["0.0.0.0/0"]}), ("mcp", {"x": {}})):
+    for field, value in (("autoPause", "yes"), ("autoResume", {"enabled": True}), ("network", {"rules": {"a.test": [{"transform": {"headers": {"X": "y"}}}]}}), ("mcp", {"x": {}})):
         r = client.post("/v2/sandboxes", headers=A, json={"templateID": "base", field: value})
         assert r.status_code == 400 and field in r.json()["message"], r.text
     r = client.post("/v2/sandboxes", headers=A, json={"templateID": "base", "volumeMounts": [{"name": "v", "path": "/data"}]})
@@ -106,8 +106,8 @@ def test_list_by_start_time_and_odd_metadata(client, sandbox):
 def test_what_cannot_be_honoured_fails_closed(client, sandbox):
     sid = sandbox["sandboxID"]
     # (pause, snapshots and fork are served: tests/e2b/test_e2b_snapshots.py)
-    r = client.put(f"/sandboxes/{sid}/network", headers=A, json={})
-    assert r.status_code == 501 and "not supported" in r.json()["message"], r.text
+    r = client.put(f"/sandboxes/{sid}/network", headers=A, json={"egressProxy": {"address": "socks5://10.0.0.1:1080"}})
+    assert r.status_code == 400 and "not supported" in r.json()["message"], r.text
 
 
 def test_data_plane_unknown_or_unproven_sandbox_is_not_found(client, sandbox):
@@ -280,9 +280,10 @@ def test_a_cell_whose_output_is_not_read_is_interrupted(client, sandbox, monkeyp
 
 
 @pytest.mark.bwrap
-def test_bwrap_internet_access_needs_the_operators_setting():
-    """On bwrap a sandbox's network is the host's: E2B's allowInternetAccess (true by default in
-    e2b 2.50 and older) is a 400 naming the setting, unless the operator allows it; false starts."""
+def test_bwrap_internet_access_is_gated_not_the_hosts():
+    """On bwrap E2B's allowInternetAccess (true by default in e2b 2.50 and older) is an egress
+    policy of "all" through the gate (never the host's namespace), without the operator's
+    allow_host_network; false starts with no network."""
     from tests.admin.harness import Admin
     from tests.e2b.conftest import TOKENS
 
@@ -290,8 +291,11 @@ def test_bwrap_internet_access_needs_the_operators_setting():
     try:
         with httpx.Client(base_url=admin.url, timeout=120) as c:
             r = c.post("/v2/sandboxes", headers=A, json={"templateID": "base", "allow_internet_access": True})
-            assert r.status_code == 400 and "allow_host_network" in r.text, r.text
-            assert not admin.ctx.sandboxes.records
+            assert r.status_code == 201, r.text
+            sid = r.json()["sandboxID"]
+            assert admin.ctx.worker.egress.attached(sid)
+            assert c.get(f"/sandboxes/{sid}", headers=A).json()["allowInternetAccess"] is True
+            assert c.delete(f"/sandboxes/{sid}", headers=A).status_code == 204
             r = c.post("/v2/sandboxes", headers=A, json={"templateID": "base", "allow_internet_access": False})
             assert r.status_code == 201, r.text
             assert c.delete(f"/sandboxes/{r.json()['sandboxID']}", headers=A).status_code == 204

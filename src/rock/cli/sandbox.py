@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import sys
 
 from rock.cli import admin_commands
@@ -26,9 +28,15 @@ def add_parser(sub) -> None:
     c.add_argument("--network", action="store_true", help="give the sandbox network access")
     c.add_argument("--snapshot", help="start from this snapshot (its files, image and limits; --image, --memory and "
                    "--cpus are then not used)")
+    c.add_argument("--egress", type=_egress, help=EGRESS_HELP)
     c.add_argument("--volume", action="append", default=[], metavar="NAME:PATH[:ro]",
                    help="mount your volume NAME at PATH (read-only with :ro); repeatable")
     c.set_defaults(func=cmd_create)
+
+    eg = s.add_parser("egress", help="change a running sandbox's egress policy")
+    eg.add_argument("sandbox_id")
+    eg.add_argument("policy", type=_egress, help=EGRESS_HELP)
+    eg.set_defaults(func=cmd_egress)
 
     ls = s.add_parser("list", help="list sandboxes")
     ls.add_argument("--state", help="only this state (pending, running, paused, stopped, failed, deleted)")
@@ -76,6 +84,23 @@ def _config(args, **kw) -> SandboxConfig:
     return SandboxConfig(base_url=args.url, token=args.token, extra_headers=getattr(args, "extra_headers", {}), **kw)
 
 
+EGRESS_HELP = ("egress policy: none, all, a comma-separated allow list of hosts, '*.' wildcards and CIDRs "
+               "(e.g. 'pypi.org,*.pythonhosted.org'), or JSON rules {\"allow\": [...], \"deny\": [...], \"ports\": [...]}")
+
+
+def _egress(text: str) -> str | dict:
+    """A policy as the command line writes it (see EGRESS_HELP)."""
+    text = text.strip()
+    if text in ("none", "all"):
+        return text
+    if text.startswith("{"):
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    return {"allow": [part.strip() for part in text.split(",") if part.strip()]}
+
+
 def _admin(args) -> Http:
     """The admin's sandbox API for calls about sandboxes by id or in bulk (list, stop, delete),
     with the headers a Sandbox of the same options would send."""
@@ -103,7 +128,7 @@ def _volume_mount(text: str) -> dict:
 def cmd_create(args, out: Out) -> int:
     config = _config(args, image=args.image, memory=args.memory, cpus=args.cpus, sandbox_id=args.sandbox_id,
                      auto_clear_seconds=args.ttl, network=args.network, snapshot=args.snapshot,
-                     volumes=[_volume_mount(v) for v in args.volume] or None)
+                     egress=args.egress, volumes=[_volume_mount(v) for v in args.volume] or None)
 
     async def go():
         sandbox = Sandbox(config)
@@ -172,6 +197,19 @@ def _quote(arg: str) -> str:
     import shlex
 
     return shlex.quote(arg)
+
+
+def cmd_egress(args, out: Out) -> int:
+    async def go():
+        sandbox = await _attached(args)
+        try:
+            return await sandbox.update_egress(args.policy)
+        finally:
+            await sandbox.aclose()
+
+    rules = _run(go())
+    out.record(rules, lines=[f"{args.sandbox_id}: egress {rules}"])
+    return 0
 
 
 def cmd_stop(args, out: Out) -> int:

@@ -51,6 +51,9 @@ class SandboxSpec(BaseModel):
     # Host paths mounted read-only at the same path: only the env image builder sets these (the
     # operator's package index and CA bundle in a build sandbox); no request field reaches them.
     ro_binds: list[str] = Field(default_factory=list)
+    # An egress policy (``rock.actions.egress.EgressRules`` as a dict): the sandbox's own network
+    # namespace gets a way out through the worker's gate (``rock.runtime.egress``); None: none.
+    egress: dict | None = None
     # Volumes of the sandbox's tenant, resolved by the admin to their host directories.
     volume_binds: list[VolumeBind] = Field(default_factory=list)
 

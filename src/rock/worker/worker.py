@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import compileall
+import contextlib
 import hashlib
 import logging
 import os
@@ -20,6 +21,7 @@ from rock.errors import AgentGone, BadRequest, Conflict, SandboxNotFound
 from rock.runtime import get_runtime_class, pick_backend
 from rock.runtime.agent_boot import AGENT_SRC
 from rock.runtime.base import ResourceStats, Runtime, RuntimeHandle, SandboxSpec
+from rock.runtime.egress.service import Egress
 from rock.runtime.gpus import Gpus
 from rock.runtime.snapshots import Snapshot
 from rock.worker.agent_client import AgentClient
@@ -49,6 +51,11 @@ class SandboxInfo(BaseModel):
     runtime_id: str
     warm: bool = False  # handed out from a warm pool
     node_id: str | None = None  # the cluster node (None: this process's own worker)
+
+
+# Backends whose sandboxes have a kernel network namespace of their own to link the gate into
+# (gVisor's sandboxes use the sentry's network stack; local ones have none).
+EGRESS_BACKENDS = ("docker", "bwrap")
 
 
 class Sandbox:
@@ -105,6 +112,7 @@ class Worker:
         self._creating: dict[str, asyncio.Task] = {}
         self.pool = WarmPool(self._launch, self._discard)
         self.gpus = Gpus(settings.gpus)
+        self.egress = Egress(owner_key(self.owner), settings.egress_hosts, settings.sandbox_network_deny)
         self.listeners: list[WorkerListener] = []  # the admin's records, the chat hub
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -136,6 +144,7 @@ class Worker:
             await asyncio.gather(*(self.stop(sid) for sid in list(self._sandboxes)), return_exceptions=True)
         for sandbox in self._sandboxes.values():
             sandbox.client.close()
+        await self.egress.close()
         await self.runtime.close()
 
     def default_spec(self, sandbox_id: str = "") -> SandboxSpec:
@@ -151,6 +160,8 @@ class Worker:
 
     def check(self, spec: SandboxSpec) -> None:
         """Refuse what this machine can never give (before anything is recorded)."""
+        if spec.egress is not None:
+            self._egress_backend()
         if spec.gpus > self.gpus.total:
             raise BadRequest(f"sandbox asks for {spec.gpus} GPU(s); this machine has {self.gpus.total}"
                              + ("" if self.gpus.total else " (no GPU found: nvidia-smi and /dev/nvidia* show none)"))
@@ -221,12 +232,36 @@ class Worker:
     async def _keep(self, sandbox: Sandbox) -> None:
         """Record a sandbox that runs and hold it; one that cannot be recorded is removed."""
         try:
+            await self._gate(sandbox)
             self.records.save(sandbox)
         except BaseException:  # e.g. a full disk: a sandbox without its record would be lost
+            await self.egress.detach(sandbox.sandbox_id)
             sandbox.client.close()
             await self.runtime.destroy(sandbox.handle)  # all of it before the failure is reported
             raise
         self._hold(sandbox)
+
+    def _egress_backend(self) -> None:
+        if self.backend_name not in EGRESS_BACKENDS:
+            raise BadRequest(f"egress policies need the docker or bwrap backend; this admin runs {self.backend_name}")
+
+    async def _gate(self, sandbox: Sandbox) -> None:
+        """A sandbox with an egress policy gets its way out through the gate."""
+        if sandbox.spec.egress is not None:
+            await self.egress.attach(sandbox.sandbox_id, sandbox.client, sandbox.spec.egress)
+
+    async def update_egress(self, sandbox_id: str, rules: dict) -> None:
+        """A running sandbox's new egress policy (one started without a network gets the gate
+        now); kept with its record, so a restart has it too."""
+        self._egress_backend()
+        sandbox = self._get(sandbox_id)
+        if sandbox.spec.network:
+            raise Conflict(f"sandbox {sandbox_id} was started with network=true (the backend's network, "
+                           "no gate); start it with an egress policy instead")
+        sandbox.spec = sandbox.spec.model_copy(update={"egress": rules})
+        if not self.egress.update(sandbox_id, rules):
+            await self.egress.attach(sandbox_id, sandbox.client, rules)
+        self.records.save(sandbox)
 
     async def _launch(self, spec: SandboxSpec, snapshot: Snapshot | None = None) -> tuple[RuntimeHandle, AgentClient]:
         """A new sandbox (from ``snapshot`` where given) with its agent connected, or nothing left."""
@@ -251,7 +286,13 @@ class Worker:
         """Hold the sandbox of a record file again if its agent answers (``owner``: see ``RecordFiles.attach``)."""
         found = await self.records.attach(path, owner)
         if found is not None:
-            self._hold(Sandbox(found.spec.sandbox_id, found.handle, found.client, found.spec, found.warm))
+            sandbox = Sandbox(found.spec.sandbox_id, found.handle, found.client, found.spec, found.warm)
+            if owner:
+                try:
+                    await self._gate(sandbox)
+                except Exception as exc:  # noqa: BLE001 - held without a way out rather than lost
+                    log.warning("sandbox %s: its egress gate could not be restored: %s", sandbox.sandbox_id, exc)
+            self._hold(sandbox)
             if owner:
                 self.gpus.claim(found.spec.gpu_ids, found.spec.sandbox_id)
 
@@ -282,6 +323,7 @@ class Worker:
             # A frozen sandbox's processes cannot end (nor an engine stop a paused container): thaw first.
             await self.runtime.unpause(paused.handle)
         sandbox = self._sandboxes.pop(sandbox_id, None)
+        await self.egress.detach(sandbox_id)
         if sandbox is None:
             kept = self._stopped.get(sandbox_id)
             if kept is None:
@@ -326,6 +368,13 @@ class Worker:
             self._stopped[sandbox_id] = (handle, spec)
             raise
         sandbox = Sandbox(sandbox_id, handle, client, spec)
+        try:
+            await self._gate(sandbox)
+        except BaseException:
+            client.close()
+            await self.runtime.suspend(handle)
+            self.gpus.release(spec.gpu_ids)
+            raise
         self.records.save(sandbox)
         self._stopped.pop(sandbox_id)  # only once the running record is written
         self._hold(sandbox)
@@ -425,9 +474,16 @@ class Worker:
         handle.extra["generation"] = str(generation)
         new = Sandbox(sandbox_id, handle, client, old.spec.model_copy(update={"image": snap.spec.image}), old.warm)
         try:
+            if new.spec.egress is not None:  # the gate moves to the new state's network namespace
+                await self.egress.detach(sandbox_id)
+                await self._gate(new)
             self.records.save(new)
         except BaseException:
+            await self.egress.detach(sandbox_id)
             await self._discard(handle, client)
+            if old.spec.egress is not None:
+                with contextlib.suppress(Exception):  # the old state keeps its way out, as it was
+                    await self._gate(old)
             raise
         self._hold(new)  # from here the old client's loss is no longer the sandbox's
         old.client.close(f"sandbox {sandbox_id} was restored to snapshot {name!r} while this call ran")

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 from pydantic.config import JsonDict
 
+from rock.actions.egress import EgressSpec
 from rock.actions.numbers import numbers_only
 from rock.actions.sizes import SIZE_PATTERN, parse_memory  # noqa: F401 - the request models' names
 from rock.actions.request import BashAction, CloseBashSessionRequest, Command, CreateBashSessionRequest
@@ -121,6 +122,10 @@ class SandboxStartRequest(_Ours):
     use_kata_runtime: bool = False
     pull_policy: Literal["missing", "always", "never"] = "missing"  # ours
     network: bool = False  # ours: sandboxes have no network unless asked
+    egress: EgressSpec | None = Field(default=None, description=(
+        "ours: the sandbox's egress policy: 'none', 'all' (but never the host, the admin or other "
+        "sandboxes) or rules {default, allow, deny, ports}; its network goes out only through the "
+        "admin's gate and resolver. Not with network=true"))
     env: EnvVars | None = None  # ours: environment of every process in the sandbox
     wait: bool | None = None  # ours: on /start_async, reply only once the sandbox is ready
     # ours: start from a snapshot (the name its snapshot reply gave): its image, limits and files

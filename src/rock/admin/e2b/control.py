@@ -21,14 +21,17 @@ from pydantic import BaseModel, ConfigDict
 from starlette.requests import Request
 from starlette.responses import Response
 
+from rock.actions.egress import EgressRules
 from rock.actions.sandbox import EnvVars, SandboxStartRequest, check_env, parse_memory
 from rock.admin.context import Ctx
+from rock.admin.e2b import network as e2b_network
 from rock.admin.e2b import snapshots as snapshot_routes, templates as template_routes
 from rock.admin.e2b import volumes as volume_routes
 from rock.admin.e2b.common import (CLIENT_ID, ENVD_VERSION, KEEP_AFTER_TIMEOUT, META_KEY, TOKEN_KEY, E2BError,
                                    control_record, is_e2b, json_object, owner_of, paged, route)
 from rock.admin.openapi import body as body_doc, params
 from rock.admin.e2b.connect import json_response
+from rock.admin.sandboxes.egress import update as egress_update
 from rock.admin.sandboxes.start_checks import check_start_request
 from rock.admin.store import SandboxRecord
 from rock.admin.templates import Templates, served
@@ -38,7 +41,6 @@ log = logging.getLogger("rock.admin.e2b")
 MAX_TIMEOUT = 7 * 24 * 3600
 # Fields of NewSandbox we cannot honour unless they say "off", and why.
 REFUSED = {
-    "network": "per-sandbox network rules are not supported; use allow_internet_access",
     "mcp": "MCP gateways are not supported",
     "iam": "IAM roles are not supported",
 }
@@ -199,7 +201,7 @@ def _detail(ctx: Ctx, record: SandboxRecord, listed: bool = False) -> dict:
            "state": "paused" if record.state == "paused" else "running", "metadata": meta.get("metadata") or {}}
     if not listed:
         out.update(envdAccessToken=record.spec[TOKEN_KEY], domain=None,
-                   allowInternetAccess=bool(record.spec.get("network")), lifecycle=lifecycle_of(record))
+                   allowInternetAccess=e2b_network.internet_of(record.spec), lifecycle=lifecycle_of(record))
     return out
 
 
@@ -241,11 +243,12 @@ def router(ctx: Ctx, built: Templates) -> APIRouter:
         except ValueError as exc:
             raise E2BError(400, f"envVars: {exc}") from None
         internet = body.get("allow_internet_access", body.get("allowInternetAccess"))
+        egress = e2b_network.rules_of(body.get("network"), internet if isinstance(internet, bool) else None)
         # An E2B sandbox past its timeout is gone (E2B kills it): its kept files go soon after the idle
         # stop; not at once, which would race a kill's own stop-then-delete.
         req = SandboxStartRequest(image=image, auto_clear_seconds=timeout, auto_delete_seconds=KEEP_AFTER_TIMEOUT,
-                                  env=env or None, network=internet is True, snapshot=snapshot,
-                                  volumes=volume_routes.mounts_of(body), **lived)
+                                  env=env or None, snapshot=snapshot, volumes=volume_routes.mounts_of(body), **lived,
+                                  egress=None if egress is None or egress == EgressRules() else egress)
         try:
             check_start_request(req, ctx.worker.backend_name, ctx.settings)
             extra = {TOKEN_KEY: secrets.token_urlsafe(24), META_KEY: {"template": template, "metadata": metadata}}
@@ -375,6 +378,13 @@ def router(ctx: Ctx, built: Templates) -> APIRouter:
 
     @route(api, "/sandboxes/{sandbox_id}/network", "PUT")
     async def network(request: Request, sandbox_id: str):
-        return await refuse(sandbox_id, request, "changing a running sandbox's network is not supported by ROCK")
+        owner = owner_of(ctx, request)
+        await control_record(ctx, sandbox_id, owner)  # another team's or an unknown id: E2B's 404
+        rules = e2b_network.update_rules(await _body(request))
+        try:
+            await egress_update(svc, sandbox_id, owner, rules)
+        except RockError as exc:
+            raise E2BError(exc.status_code if exc.status_code < 500 else 503, exc.message) from None
+        return Response(status_code=204)
 
     return api

@@ -8,6 +8,7 @@
     ws.py         streams over WebSocket (output, a terminal)
     cluster.py    the cluster's nodes and placement, as the admin sees them
     snapshots.py  pause, resume, snapshots and fork (an admin's)
+    egress.py     a running sandbox's egress policy (an admin's)
     volumes.py    volumes: create, list, get, delete (an admin's)
     quota.py      the caller's usage and limits (admission and quotas)
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from rock.admin.context import PREFIX, Ctx
-from rock.admin.rock_api import cluster, data, extra, images, lifecycle, quota, sandbox, snapshots, volumes, ws
+from rock.admin.rock_api import cluster, data, egress, extra, images, lifecycle, quota, sandbox, snapshots, volumes, ws
 
 
 def install(app: FastAPI, ctx: Ctx) -> None:
@@ -33,6 +34,7 @@ def install(app: FastAPI, ctx: Ctx) -> None:
         app.include_router(lifecycle.router(ctx, app.state.lifecycle), prefix=PREFIX)
         app.include_router(images.router(ctx), prefix=PREFIX)
         app.include_router(snapshots.router(ctx), prefix=PREFIX)
+        app.include_router(egress.router(ctx), prefix=PREFIX)
         app.include_router(volumes.router(ctx), prefix=PREFIX)
     app.include_router(data.router(ctx), prefix=PREFIX)
     app.include_router(extra.router(ctx), prefix=PREFIX)

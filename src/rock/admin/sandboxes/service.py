@@ -26,6 +26,7 @@ import uuid
 
 from rock.actions.sandbox import SandboxStartRequest, parse_memory
 from rock.actions.snapshots import MAX_FORK
+from rock.admin.sandboxes.egress import spec_egress
 from rock.admin.sandboxes import start_checks
 from rock.admin.sandboxes.admission import Admission
 from rock.admin.commands import CommandLog
@@ -283,6 +284,7 @@ class Sandboxes(WorkerListener):
             memory_bytes=parse_memory(req.memory), cpus=req.limit_cpus or req.cpus,
             pids_limit=self.settings.pids_limit, network=req.network, env=req.env or {}, labels=labels,
             gpus=gpus_wanted(req.num_gpus), disk_bytes=parse_memory(req.disk), node_selector=selector,
+            egress=spec_egress(req.network, req.egress),  # a bad policy is refused before anything starts
             volume_binds=self.volumes.binds(record.owner, [m.model_dump() for m in req.volumes or ()]),
             **start_checks.spec_extras(req),
         )

@@ -2,7 +2,8 @@
 
     <task>/instruction.md         what the agent is asked to do
     <task>/task.toml              [agent] timeout_sec, [verifier] timeout_sec / env,
-                                  [environment] docker_image (a base image) or an environment/Dockerfile
+                                  [environment] docker_image (a base image) or an environment/Dockerfile,
+                                  network_mode / allowed_hosts ([environment], [agent], [verifier])
     <task>/environment/           the image's build context; with docker_image, the files under
                                   environment/workspace/ are the repository the agent works in
     <task>/tests/test.sh          the hidden tests' entry: runs in the verifier's fresh sandbox with
@@ -54,6 +55,11 @@ class Task:
     cpus: float = 1.0
     runner: str = "script"  # [verifier] runner: "script" (tests/test.sh) or "pytest" (ROCK's hermetic runner)
     runner_config: dict = field(default_factory=dict)  # tests/config.json: test_files, pythonpath, overlay
+    # Egress policies per phase (``rock.actions.egress``; None: no network), from Harbor's
+    # network_mode / allowed_hosts: the agent's [agent] override or the [environment] baseline;
+    # the verifier's only its own [verifier] override (its hidden tests reach nothing otherwise).
+    agent_egress: str | dict | None = None
+    verifier_egress: str | dict | None = None
 
     @property
     def workspace(self) -> Path:
@@ -114,6 +120,8 @@ def load_task(path: str | Path) -> Task:
                 verifier_env={str(k): str(v) for k, v in (verifier.get("env") or {}).items()},
                 metadata=dict(conf.get("metadata") or {}),
                 memory=f"{int(env.get('memory_mb', 2048))}m", cpus=float(env.get("cpus", 1)))
+    task.agent_egress = _egress(agent, env, root, "agent")
+    task.verifier_egress = _egress(verifier, {}, root, "verifier")
     task.protected += [str(p) for p in verifier.get("protected", [])]
     task.runner = verifier.get("runner", "script")
     if task.runner not in ("script", "pytest"):
@@ -130,6 +138,39 @@ def load_task(path: str | Path) -> Task:
     if task.runner == "pytest":
         task.runner_config = _runner_config(root, data)
     return task
+
+
+NETWORK_MODES = ("no-network", "public", "allowlist")
+
+
+def _egress(phase: dict, baseline: dict, root: Path, name: str) -> str | dict | None:
+    """A phase's egress policy from Harbor's fields: ``network_mode`` (no-network, public,
+    allowlist) with ``allowed_hosts``, the phase's own or else the baseline's (Harbor's older
+    ``allow_internet`` on the baseline too); nothing said: no network."""
+    from rock.actions.egress import normalise
+
+    table = phase if "network_mode" in phase else baseline
+    mode = table.get("network_mode")
+    if mode is None and isinstance(table.get("allow_internet"), bool):
+        mode = "public" if table["allow_internet"] else "no-network"
+    hosts = table.get("allowed_hosts")
+    where = f"task {root.name}: [{name if table is phase else 'environment'}]"
+    if mode is None:
+        return None
+    if mode not in NETWORK_MODES:
+        raise TaskError(f"{where} network_mode must be one of {', '.join(NETWORK_MODES)}, not {mode!r}", "BadTask")
+    if hosts and mode != "allowlist":
+        raise TaskError(f"{where} allowed_hosts is only valid with network_mode = \"allowlist\"", "BadTask")
+    if mode == "no-network":
+        return None
+    if mode == "public":
+        return "all"
+    if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+        raise TaskError(f"{where} allowed_hosts must be a list of host names, addresses or CIDRs", "BadTask")
+    try:
+        return normalise({"allow": hosts}).model_dump()
+    except ValueError as exc:
+        raise TaskError(f"{where} allowed_hosts: {exc}", "BadTask") from None
 
 
 def _runner_config(root: Path, data: dict) -> dict:

@@ -52,17 +52,19 @@ def make_harness(name: str) -> Harness:
     raise TaskError(f"unknown harness {name!r}; known: {', '.join(HARNESSES)}", "BadRequest")
 
 
-def _config(task: Task, options: RolloutOptions, image: str | None = None) -> SandboxConfig:
+def _config(task: Task, options: RolloutOptions, image: str | None = None,
+            egress: str | dict | None = None) -> SandboxConfig:
     image = image or task.image
     extra = {"image": image} if image else {"dockerfile": task.dockerfile.read_text(),
                                             "build_context": str(task.dockerfile.parent)}
     return SandboxConfig(base_url=options.base_url, token=options.token, memory=task.memory, cpus=task.cpus,
                          network=False, auto_clear_seconds=int(max(task.agent_timeout, task.verifier_timeout) + 600),
-                         **extra)
+                         egress=egress, **extra)
 
 
-async def _start(task: Task, options: RolloutOptions, tmp: Path, image: str | None = None) -> Sandbox:
-    box = Sandbox(_config(task, options, image))
+async def _start(task: Task, options: RolloutOptions, tmp: Path, image: str | None = None,
+                 egress: str | dict | None = None) -> Sandbox:
+    box = Sandbox(_config(task, options, image, egress))
     await box.start()
     try:
         await box.execute(Command(command=["mkdir", "-p", task.workdir], timeout=60))
@@ -88,7 +90,7 @@ async def rollout(task: Task, options: RolloutOptions, harness: Harness | None =
     try:
         before = workspace.snapshot_files(task.workspace)
         t = time.perf_counter()
-        box = await _start(task, options, tmp, await harness.image(task))
+        box = await _start(task, options, tmp, await harness.image(task), task.agent_egress)
         rec["agent_sandbox"] = box.sandbox_id
         try:
             if not task.workspace.is_dir():  # the image holds the repository: its state is the start
@@ -137,7 +139,7 @@ async def rollout(task: Task, options: RolloutOptions, harness: Harness | None =
 async def verify(task: Task, options: RolloutOptions, changes: workspace.Changes, rec: dict, tmp: Path) -> None:
     """The hidden tests on the agent's changes, in a fresh sandbox of the verifier's image, under the
     verifier's supervisor (``rock.agentic.tasks.verifier``): the reward comes from its report only."""
-    box = await _start(task, options, tmp, await verifier.image(task))
+    box = await _start(task, options, tmp, await verifier.image(task), task.verifier_egress)
     rec["verifier_sandbox"] = box.sandbox_id
     try:
         await workspace.apply(box, task.workdir, changes, tmp)

@@ -59,6 +59,9 @@ class SandboxConfig(BaseConfig):
     build_context: str | None = None
     pull_policy: Literal["missing", "always", "never"] = "missing"  # when the server pulls `image`
     network: bool = False
+    # ours: the egress policy ("none", "all" or {"allow": [...], "deny": [...], "ports": [...]}):
+    # the sandbox goes out only through the admin's gate, to what the policy names (not with network)
+    egress: str | dict | None = None
     env: dict[str, str] | None = None
     request_timeout: float | None = Field(default=None, description="read timeout of one request; None = none")
     # ours: start from a snapshot (``Sandbox.snapshot()``'s name): its files (full: its processes),

@@ -22,6 +22,14 @@ class LifecycleMixin:
                                        timeout=self.config.startup_timeout + 30)
         self._host_name, self._host_ip = result.get("host_name"), result.get("host_ip")
 
+    async def update_egress(self, egress: str | dict) -> dict:
+        """Give the running sandbox a new egress policy: ``"none"``, ``"all"`` or rules
+        ``{"allow": [...], "deny": [...], "ports": [...], "default": "deny"}`` (host names, ``*.``
+        wildcards, addresses, CIDRs; ports or ranges ``"8000-8100"``). New connections and DNS
+        answers follow it at once; a refused policy (malformed, or naming the host) leaves the old
+        one. Returns the rules now in force."""
+        return await self._http.post(f"/sandboxes/{quote(self._need_id(), safe='')}/egress", {"egress": egress})
+
     async def archive(self) -> None:
         """Archive the stopped sandbox: its files become a local image, its container is freed
         (state ``archiving``, then ``archived``); ``restart()`` brings it back from the image."""

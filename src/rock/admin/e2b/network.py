@@ -1,0 +1,84 @@
+"""E2B's network options as ROCK egress policies (``rock.admin.sandboxes.egress``).
+
+E2B's wire (``NewSandbox.network``, ``PUT /sandboxes/{id}/network``): ``allowOut`` (addresses,
+CIDRs, host names, ``*.`` wildcards), ``denyOut`` (addresses and CIDRs only), ``dnsServers``
+(IPv4 addresses), and ``allowInternetAccess`` on create (false is ``denyOut: ["0.0.0.0/0"]``).
+Without ``allowOut`` everything not denied is allowed; an allowed entry wins over a deny of all
+traffic. Here a deny of ``0.0.0.0/0`` makes the default "deny", the other deny entries stay
+denies (a deny names addresses no allowed name may resolve to). ``dnsServers`` is checked and
+needs nothing more: every DNS question, to any server, is answered by the gate's resolver from
+the same policy. Per-host ``rules`` (header transforms) and ``egressProxy`` are refused.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from rock.actions.egress import EgressRules, parse_target
+from rock.admin.e2b.common import E2BError
+
+ALL_TRAFFIC = ("0.0.0.0/0", "::/0")
+# Fields of E2B's network config this door honours, and those it cannot (and why).
+HONOURED = ("allowOut", "denyOut", "dnsServers", "allow_out", "deny_out", "dns_servers")
+REFUSED = {"rules": "per-host transform rules (credential brokering) are not supported",
+           "egressProxy": "an egress SOCKS5 proxy is not supported", "egress_proxy": "an egress proxy is not supported",
+           "maskRequestHost": "host masks are not supported", "allowPublicTraffic": "public sandbox URLs are not served"}
+
+
+def _list(network: dict, name: str, snake: str) -> list[str] | None:
+    value = network.get(name, network.get(snake))
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise E2BError(400, f"network.{name} must be a list of strings")
+    return value
+
+
+def internet_of(spec: dict) -> bool:
+    """E2B's ``allowInternetAccess`` of a sandbox: its network, or an egress policy open by default."""
+    egress = spec.get("egress")
+    return bool(spec.get("network")) or egress == "all" or (isinstance(egress, dict) and egress.get("default") == "allow")
+
+
+def update_rules(network: dict) -> EgressRules:
+    """``PUT /sandboxes/{id}/network``: the whole egress config again (an omitted field is cleared,
+    so an empty body allows everything)."""
+    return rules_of(network, None) or EgressRules(default="allow")
+
+
+def rules_of(network: dict | None, internet: bool | None) -> EgressRules | None:
+    """The egress rules E2B's ``network`` and ``allowInternetAccess`` ask for; None when neither
+    says anything (the sandbox's network as before)."""
+    if network in (None, {}) and internet is None:
+        return None
+    network = network or {}
+    if not isinstance(network, dict):
+        raise E2BError(400, "network must be an object")
+    for key, why in REFUSED.items():
+        if network.get(key) not in (None, {}, [], True if key == "allowPublicTraffic" else None):
+            raise E2BError(400, f"network.{key} cannot be honoured: {why}")
+    unknown = sorted(set(network) - set(HONOURED) - set(REFUSED) - {"httpsPorts", "https_ports"})
+    if unknown:
+        raise E2BError(400, f"network: unknown field(s) {', '.join(unknown)}")
+    allow = _list(network, "allowOut", "allow_out") or []
+    deny = _list(network, "denyOut", "deny_out") or []
+    for server in _list(network, "dnsServers", "dns_servers") or []:
+        try:
+            ipaddress.IPv4Address(server)
+        except ValueError:
+            raise E2BError(400, f"network.dnsServers: {server!r} is not an IPv4 address") from None
+    for entry in deny:
+        if entry.strip() in ALL_TRAFFIC:
+            continue
+        try:
+            parsed = parse_target(entry)
+        except ValueError as exc:
+            raise E2BError(400, f"network.denyOut: {exc}") from None
+        if isinstance(parsed, str):
+            raise E2BError(400, f"network.denyOut: {entry!r}: deny rules take addresses and CIDRs, not host names")
+    closed = internet is False or any(d.strip() in ALL_TRAFFIC for d in deny)
+    try:
+        return EgressRules(default="deny" if closed else "allow", allow=allow,
+                           deny=[d for d in deny if d.strip() not in ALL_TRAFFIC])
+    except ValueError as exc:
+        raise E2BError(400, f"network.allowOut: {exc}") from None

@@ -1,0 +1,241 @@
+"""The gate: one per worker, the only way out of every gated sandbox (see ``rock.runtime.egress``).
+
+A TCP listener takes every connection the sandboxes make (nftables redirects them here), and a
+UDP resolver every DNS question. Each is attributed to its sandbox by its source address, which
+only that sandbox's veth can carry (the host's ``rp_filter`` aside, the veth is a point-to-point
+link whose far end is the sandbox; a spoofed source would only reach this same gate)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import struct
+
+from dnslib import QTYPE, RCODE, RR, A, DNSRecord
+
+from rock.runtime.egress.peek import (
+    MAX_PEEK,
+    Mismatch,
+    http_host,
+    is_literal,
+    sni,
+    tls_length,
+)
+from rock.runtime.egress.rules import Compiled, refresh_host_networks
+
+log = logging.getLogger("rock.runtime.egress")
+
+SO_ORIGINAL_DST = 80
+PEEK_TIMEOUT = 2.0  # a client that speaks first (TLS, HTTP) has spoken by then; else it is dialled by address
+DNS_TTL = 30
+
+
+class Entry:
+    """One gated sandbox: its policy and the addresses the resolver gave it for allowed names."""
+
+    def __init__(self, sandbox_id: str, policy: Compiled):
+        self.sandbox_id = sandbox_id
+        self.policy = policy
+        self.resolved: dict[str, set[str]] = {}  # address -> names it was given for
+
+
+class Gate:
+    def __init__(self, static_hosts: dict[str, str] | None = None):
+        self.static_hosts = {k.rstrip(".").lower(): v for k, v in (static_hosts or {}).items()}
+        self.entries: dict[str, Entry] = {}  # sandbox's veth address -> entry
+        self.tcp_port = 0
+        self.dns_port = 0
+        self._server: asyncio.base_events.Server | None = None
+        self._udp: asyncio.DatagramTransport | None = None
+
+    async def start(self) -> None:
+        if self._server is not None:
+            return
+        self._server = await asyncio.start_server(self._serve, "0.0.0.0", 0, backlog=1024)
+        self.tcp_port = self._server.sockets[0].getsockname()[1]
+        loop = asyncio.get_running_loop()
+        self._udp, _ = await loop.create_datagram_endpoint(lambda: _Dns(self), local_addr=("0.0.0.0", 0))
+        self.dns_port = self._udp.get_extra_info("sockname")[1]
+        log.info("egress gate on tcp %d, dns udp %d", self.tcp_port, self.dns_port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+
+    # -- names -------------------------------------------------------------------------------
+
+    async def resolve(self, entry: Entry, name: str) -> list[str]:
+        """Addresses for an allowed ``name`` that the policy lets the sandbox dial ([] if denied)."""
+        name = name.rstrip(".").lower()
+        if not entry.policy.host_allowed(name):
+            return []
+        await refresh_host_networks()
+        if name in self.static_hosts:
+            found = [self.static_hosts[name]]
+        else:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(name, None, family=socket.AF_INET,
+                                                                     type=socket.SOCK_STREAM)
+            except (OSError, UnicodeError):
+                return []
+            found = list(dict.fromkeys(info[4][0] for info in infos))
+        usable = [a for a in found if entry.policy.address_usable(ipaddress.ip_address(a))]
+        for a in usable:
+            entry.resolved.setdefault(a, set()).add(name)
+        return usable
+
+    async def answer_async(self, entry: Entry | None, query: bytes) -> bytes:
+        """Our resolver's answer: allowed names' usable addresses, NXDOMAIN for the rest."""
+        try:
+            request = DNSRecord.parse(query)
+        except Exception:  # noqa: BLE001 - not DNS: no answer
+            return b""
+        reply = request.reply()
+        if entry is None:
+            reply.header.rcode = RCODE.REFUSED
+            return reply.pack()
+        for q in request.questions:
+            name = str(q.qname).rstrip(".")
+            if not entry.policy.host_allowed(name) or is_literal(name):
+                reply.header.rcode = RCODE.NXDOMAIN
+                continue
+            if q.qtype in (QTYPE.A, QTYPE.ANY):
+                addrs = await self.resolve(entry, name)
+                if not addrs:
+                    reply.header.rcode = RCODE.NXDOMAIN
+                for a in addrs:
+                    reply.add_answer(RR(q.qname, QTYPE.A, rdata=A(a), ttl=DNS_TTL))
+            # AAAA and the rest: no data (the sandbox has no IPv6 and nothing else is served)
+        return reply.pack()
+
+    # -- connections ---------------------------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream = None
+        try:
+            sock = writer.get_extra_info("socket")
+            src = writer.get_extra_info("peername")[0]
+            entry = self.entries.get(src)
+            if entry is None:
+                return
+            raw = sock.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
+            port = struct.unpack("!H", raw[2:4])[0]
+            dst = socket.inet_ntoa(raw[4:8])
+            if port == 53:  # DNS over TCP, to whatever resolver address: ours answers
+                await self._dns_tcp(entry, reader, writer)
+                return
+            first, name = await self._peek(reader)
+            target = await self.decide(entry, name, dst, port)
+            if target is None:
+                log.info("egress: sandbox %s refused %s:%d (name %s)", entry.sandbox_id, dst, port, name)
+                return
+            try:
+                up_reader, upstream = await asyncio.wait_for(asyncio.open_connection(target, port), 10)
+            except (OSError, asyncio.TimeoutError):
+                return
+            if first:
+                upstream.write(first)
+            await asyncio.gather(_pipe(reader, upstream), _pipe(up_reader, writer))
+        except (Mismatch, OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
+            pass
+        finally:
+            for w in (writer, upstream):
+                if w is not None:
+                    w.close()
+
+    async def _peek(self, reader: asyncio.StreamReader) -> tuple[bytes, str | None]:
+        """The first bytes the client sent (within PEEK_TIMEOUT) and the host name they say."""
+        data = b""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PEEK_TIMEOUT
+        while len(data) < MAX_PEEK:
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            try:
+                chunk = await asyncio.wait_for(reader.read(MAX_PEEK - len(data)), left)
+            except asyncio.TimeoutError:
+                break
+            if not chunk:
+                break
+            data += chunk
+            need = tls_length(data)
+            if need is not None:
+                if len(data) >= need:
+                    return data, sni(data[:need])
+                continue
+            if b"\r\n\r\n" in data:
+                return data, http_host(data)
+            if not data[:16].split(b" ")[0].isalpha():
+                break  # neither TLS nor an HTTP request line: no name
+        return data, None
+
+    async def decide(self, entry: Entry, name: str | None, dst: str, port: int) -> str | None:
+        """The address to dial for a connection to ``dst``:``port`` that says ``name``, or None."""
+        policy = entry.policy
+        if not policy.port_allowed(port):
+            return None
+        await refresh_host_networks()
+        addr = ipaddress.ip_address(dst)
+        if name and not is_literal(name):
+            addrs = await self.resolve(entry, name)
+            if not addrs:
+                return None
+            return dst if dst in addrs else addrs[0]  # never an address the name does not have
+        if name and ipaddress.ip_address(name) != addr:
+            return None  # a literal Host that is not where the connection goes
+        resolved = any(policy.host_allowed(n) for n in entry.resolved.get(dst, ()))
+        return dst if policy.address_allowed(addr, resolved) else None
+
+    async def _dns_tcp(self, entry: Entry, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                size = struct.unpack("!H", await asyncio.wait_for(reader.readexactly(2), 30))[0]
+                query = await asyncio.wait_for(reader.readexactly(size), 30)
+            except (asyncio.IncompleteReadError, asyncio.TimeoutError):
+                return
+            answer = await self.answer_async(entry, query)
+            if not answer:
+                return
+            writer.write(struct.pack("!H", len(answer)) + answer)
+            await writer.drain()
+
+
+class _Dns(asyncio.DatagramProtocol):
+    def __init__(self, gate: Gate):
+        self.gate = gate
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        entry = self.gate.entries.get(addr[0])
+        if entry is None:
+            return  # only gated sandboxes are answered
+        asyncio.ensure_future(self._reply(entry, data, addr))
+
+    async def _reply(self, entry: Entry, data: bytes, addr) -> None:
+        answer = await self.gate.answer_async(entry, data)
+        if answer and self.transport is not None:
+            self.transport.sendto(answer, addr)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            data = await reader.read(262144)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except (OSError, asyncio.IncompleteReadError):
+        writer.close()

@@ -1,0 +1,128 @@
+"""A small "internet" for egress tests: a network namespace of the test's, joined to the host by a
+veth pair on a /30 of TEST-NET-2, with server addresses of TEST-NET-3 on its loopback (routed from
+the host through the veth, so they are not a subnet of the host's own interfaces). One HTTP server
+on ports 80 and 8080 answers ``hit <address it was reached at> <Host header>``; a TLS server on
+443 (a throwaway self-signed certificate) ``tls <address> <SNI>``; a UDP server on 9999 echoes. Names for the addresses come from the admin's resolver (``egress_hosts``)."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+SERVER = r"""
+import socket, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path.startswith("/redirect"):
+            self.send_response(302); self.send_header("Location", self.path.split("to=", 1)[1]); self.end_headers(); return
+        body = f"hit {self.connection.getsockname()[0]} {self.headers.get('Host')}".encode()
+        if self.path.startswith("/bulk"):
+            body = b"x" * int(self.path.split("=", 1)[1])
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+
+def udp():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 9999))
+    while True:
+        data, addr = s.recvfrom(2048); s.sendto(b"echo " + data, addr)
+
+def tls(cert, key):
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert, key)
+    names = {}
+    ctx.sni_callback = lambda conn, name, _: names.__setitem__(id(conn), name)
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("0.0.0.0", 443)); s.listen(64)
+    while True:
+        conn, _ = s.accept()
+        try:
+            t = ctx.wrap_socket(conn, server_side=True)
+            t.sendall(f"tls {t.getsockname()[0]} {names.pop(id(t), None) or t.server_hostname}".encode())
+            t.close()
+        except Exception:
+            conn.close()
+
+threading.Thread(target=udp, daemon=True).start()
+threading.Thread(target=tls, args=(sys.argv[1], sys.argv[2]), daemon=True).start()
+servers = [ThreadingHTTPServer(("0.0.0.0", p), H) for p in (80, 8080)]
+threading.Thread(target=servers[1].serve_forever, daemon=True).start()
+print("ready", flush=True)
+servers[0].serve_forever()
+"""
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+class Internet:
+    """``addresses``: name -> address of each server name; ``start()`` / ``stop()``."""
+
+    def __init__(self, prefix: str, names: tuple[str, ...]):
+        tag = uuid.uuid4().hex[:6]
+        self.ns, self.host_if, self.peer = f"{prefix}n{tag}", f"{prefix}o{tag}", f"{prefix}p{tag}"
+        base = 198 << 24 | 51 << 16 | 100 << 8 | random.randrange(0, 64) * 4
+        self.host_ip = socket.inet_ntoa(struct.pack(">L", base + 1))
+        self.ns_ip = socket.inet_ntoa(struct.pack(">L", base + 2))
+        first = random.randrange(1, 250 - len(names))
+        self.addresses = {name: f"203.0.113.{first + i}" for i, name in enumerate(names)}
+        self.server: subprocess.Popen | None = None
+        self.tmp: str | None = None
+
+    def start(self) -> "Internet":
+        _ip("netns", "add", self.ns)
+        try:
+            _ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.peer, "netns", self.ns)
+            _ip("addr", "add", f"{self.host_ip}/30", "dev", self.host_if)
+            _ip("link", "set", self.host_if, "up")
+            _ip("-n", self.ns, "addr", "add", f"{self.ns_ip}/30", "dev", self.peer)
+            _ip("-n", self.ns, "link", "set", self.peer, "up")
+            _ip("-n", self.ns, "link", "set", "lo", "up")
+            _ip("-n", self.ns, "route", "add", "default", "via", self.host_ip)
+            for addr in self.addresses.values():
+                _ip("-n", self.ns, "addr", "add", f"{addr}/32", "dev", "lo")
+                _ip("route", "add", f"{addr}/32", "via", self.ns_ip)
+            self.tmp = tempfile.mkdtemp(prefix="egress-internet-")
+            cert, key = os.path.join(self.tmp, "cert.pem"), os.path.join(self.tmp, "key.pem")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=internet.test",
+                            "-keyout", key, "-out", cert, "-days", "1"], check=True, capture_output=True)
+            self.server = subprocess.Popen(["ip", "netns", "exec", self.ns, sys.executable, "-c", SERVER, cert, key],
+                                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            assert self.server.stdout.readline().strip() == "ready", "the internet's server did not start"
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def udp_echo(self, name: str, payload: bytes) -> bytes | None:
+        """Ask the UDP echo from the host (a control: the server answers what reaches it)."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(3)
+            for _ in range(5):
+                s.sendto(payload, (self.addresses[name], 9999))
+                try:
+                    return s.recvfrom(2048)[0]
+                except socket.timeout:
+                    time.sleep(0.2)
+        return None
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.terminate()
+            self.server.wait(10)
+            self.server = None
+        for addr in self.addresses.values():
+            subprocess.run(["ip", "route", "del", f"{addr}/32"], capture_output=True)
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)  # takes the veth pair with it
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
