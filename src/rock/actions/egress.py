@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -79,7 +79,7 @@ class EgressRules(BaseModel):
 
     @field_validator("ports")
     @classmethod
-    def _ports(cls, values: list) -> list:
+    def _ports(cls, values: list[int | str]) -> list[int | str]:
         for v in values:
             parse_port(v)
         return values
@@ -88,7 +88,7 @@ class EgressRules(BaseModel):
 EgressSpec = Union[Literal["none", "all"], EgressRules]
 
 
-def normalise(policy: EgressSpec | dict | None) -> EgressRules:
+def normalise(policy: EgressSpec | dict[str, Any] | None) -> EgressRules:
     """Rules for any way of writing a policy (None and "none": nothing; "all": everything)."""
     if policy is None or policy == "none":
         return EgressRules()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -61,7 +61,7 @@ class SandboxConfig(BaseConfig):
     network: bool = False
     # ours: the egress policy ("none", "all" or {"allow": [...], "deny": [...], "ports": [...]}):
     # the sandbox goes out only through the admin's gate, to what the policy names (not with network)
-    egress: str | dict | None = None
+    egress: str | dict[str, Any] | None = None
     env: dict[str, str] | None = None
     request_timeout: float | None = Field(default=None, description="read timeout of one request; None = none")
     # ours: start from a snapshot (``Sandbox.snapshot()``'s name): its files (full: its processes),
