@@ -14,7 +14,7 @@ ENV_CLIENTS = ["rock.envs.client", "rock.envs.vec_client", "rock.envs.sandbox_en
 # rl-rock's public module and the errors users catch; a model's docstring is also its description
 # in the admin's OpenAPI schema
 MODELS = ["rock.actions", "rock.errors"]
-DOORS = ["rock_api", "ports", "envs", "training", "chat", "e2b", "ui"]
+DOORS = ["rock_api", "ports", "envs", "training", "chat", "e2b", "jobs", "ui"]
 
 
 def _modules(root: str):

@@ -69,6 +69,7 @@ class Metrics:
                                 "by harness",
                                 ["harness", "phase"], buckets=_ROLLOUT_BUCKETS, registry=self.registry)
         self.counts: list[dict] = []  # records per state and backend, read from the store at each scrape
+        self.scraper: str | None = None  # the namespace of the scrape being answered (tokens on): its own series only
         self.registry.register(_Snapshot(self))
         self._window: deque[tuple[int, int]] = deque(maxlen=RATE_WINDOW_S + 1)
         self._second, self._in_second = 0, 0
@@ -134,7 +135,9 @@ class Metrics:
             401: {"description": "tokens are configured and the request carries none that is known"}})
         async def metrics(request: Request):
             """Counters, histograms and gauges of this admin (Prometheus text format)."""
-            self.ctx.owner(request)  # with tokens configured, a scrape needs one like any request
+            # With tokens configured, a scrape needs one like any request, and shows per-namespace
+            # series of its own namespace only (another's name is never shown to it).
+            self.scraper = self.ctx.owner(request)
             self.counts = await self.ctx.sandboxes.counts()  # ended sandboxes are counted in the store
             return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -209,7 +212,7 @@ class _Snapshot:
         hosted = gem.hosted_envs(self.m.app)
         yield GaugeMetricFamily("rock_env_sandboxes", "Sandboxes that host envs", value=len(hosted))
         yield GaugeMetricFamily("rock_envs_hosted", "Env instances hosted", value=sum(map(len, hosted.values())))
-        yield from ctx.sandboxes.admission.families()
+        yield from ctx.sandboxes.admission.families(self.m.scraper)
 
 
 class MetricsMiddleware:

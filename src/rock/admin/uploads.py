@@ -17,7 +17,7 @@ async def write_whole(agent, path: str, chunks: AsyncIterable[bytes], chunk_size
     bytes; returns the size. The target changes only once every byte is there (except with
     ``append``: then each write goes to the end of the target as it comes; and ``in_place``: the
     target is truncated and written as the bytes come, as envd writes, so that a directory watch
-    sees the file itself created and written)."""
+    sees the file itself created and written; a write that fails removes it)."""
     directory, name = posixpath.split(path.rstrip("/"))
     tmp = path if append or in_place else posixpath.join(directory, f".{name[:180]}.rock-upload-{uuid.uuid4().hex[:8]}")
     size, started, buf = 0, append, bytearray()
@@ -33,7 +33,9 @@ async def write_whole(agent, path: str, chunks: AsyncIterable[bytes], chunk_size
             await agent.rename(tmp, path, keep_mode=mode is None)
         return size + len(buf)
     except BaseException:
-        if started and tmp != path:
+        # Nothing half-written stays: a temporary, or an in-place target (its old bytes went with
+        # the first write's truncation, so removing it loses nothing more).
+        if started and (tmp != path or in_place):
             with contextlib.suppress(Exception):
                 await asyncio.shield(agent.remove(tmp))
         raise

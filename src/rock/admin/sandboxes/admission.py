@@ -228,8 +228,9 @@ class Admission:
                      "cpus_reserved": self.cpus, "memory_reserved_bytes": self.memory},
         }
 
-    def families(self):
-        """Prometheus families: the node's reservations, each namespace's, refusals by limit."""
+    def families(self, scraper: str | None = None):
+        """Prometheus families: the node's reservations, each namespace's, refusals by limit.
+        ``scraper``: the namespace of a scrape with tokens on, which sees its own usage only."""
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         g = GaugeMetricFamily("rock_admission_reserved", "What live sandboxes reserve on this node, by resource "
@@ -246,6 +247,8 @@ class Admission:
         with self._lock:
             tenants = list(self._tenants.items())
         for key, t in sorted(tenants):
+            if scraper is not None and key != scraper:
+                continue
             g.add_metric([key, "sandboxes"], t.sandboxes)
             g.add_metric([key, "cpus"], t.cpus)
             g.add_metric([key, "memory_bytes"], t.memory)
