@@ -137,8 +137,10 @@ class Metrics:
             """Counters, histograms and gauges of this admin (Prometheus text format)."""
             # With tokens configured, a scrape needs one like any request, and shows per-namespace
             # series of its own namespace only (another's name is never shown to it).
-            self.scraper = self.ctx.owner(request)
+            scraper = self.ctx.owner(request)
             self.counts = await self.ctx.sandboxes.counts()  # ended sandboxes are counted in the store
+            # Set with no await before the (synchronous) render: a concurrent scrape cannot swap it in between.
+            self.scraper = scraper
             return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
         return api
