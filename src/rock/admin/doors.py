@@ -141,10 +141,10 @@ class Doors:
     @classmethod
     def build(cls, app: FastAPI, ctx, metrics=None) -> "Doors":
         """The doors of every route the app mounted (``door``/``attach``), in the order mounted."""
-        from rock.admin.openapi import api_routes
+        from rock.admin.openapi import all_routes
 
         doors = cls(ctx, metrics, app)
-        for path, route in [*api_routes(app.routes), *_plain_routes(app.routes)]:
+        for path, route in all_routes(app.routes):
             found = getattr(route.endpoint, "__door__", None)
             if found is not None:
                 for method in route.methods:
@@ -214,19 +214,6 @@ class Doors:
         finally:
             if self.metrics is not None:
                 self.metrics.observe(scope["method"], template, status, time.perf_counter() - t0, t0)
-
-
-def _plain_routes(routes, prefix: str = "") -> list[tuple[str, Any]]:
-    """(full path, route) of the plain Starlette routes (outside the schema: envd's protocol), through
-    included routers, as ``api_routes`` walks the documented ones."""
-    out = []
-    for route in routes:
-        inner = getattr(route, "original_router", None)
-        if inner is not None:
-            out += _plain_routes(inner.routes, prefix + route.include_context.prefix)
-        elif not hasattr(route, "responses") and hasattr(route, "endpoint") and hasattr(route, "methods"):
-            out.append((prefix + route.path_format, route))
-    return out
 
 
 async def _body(found: Door, call: Call):

@@ -132,17 +132,23 @@ def doc(body_model: type[BaseModel] | None = None, query: type[BaseModel] | None
     return {"openapi_extra": extra or None, "responses": responses, **kwargs}
 
 
-def api_routes(routes, prefix: str = "") -> list[tuple[str, Any]]:
-    """(full path template, APIRoute) of every route, through the included routers newer FastAPI
-    keeps as one entry each (their routes' own paths lack the include's prefix)."""
+def all_routes(routes, prefix: str = "") -> list[tuple[str, Any]]:
+    """(full path template, route) of every HTTP route, documented or plain (envd's protocol),
+    through the included routers newer FastAPI keeps as one entry each (their routes' own paths
+    lack the include's prefix)."""
     out = []
     for route in routes:
         inner = getattr(route, "original_router", None)
         if inner is not None:
-            out += api_routes(inner.routes, prefix + route.include_context.prefix)
-        elif hasattr(route, "responses"):
+            out += all_routes(inner.routes, prefix + route.include_context.prefix)
+        elif hasattr(route, "endpoint") and hasattr(route, "methods") and hasattr(route, "path_format"):
             out.append((prefix + route.path_format, route))
     return out
+
+
+def api_routes(routes, prefix: str = "") -> list[tuple[str, Any]]:
+    """(full path template, APIRoute) of every documented route (``all_routes``' APIRoutes)."""
+    return [(path, route) for path, route in all_routes(routes, prefix) if hasattr(route, "responses")]
 
 
 # -- applied once to the whole schema ----------------------------------------------------------
