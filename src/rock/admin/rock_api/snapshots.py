@@ -95,7 +95,7 @@ def router(ctx: Ctx) -> APIRouter:
                    "snapshot": snapshot_info(snap) if snap is not None else None})
 
     @api.post("/sandboxes/{sandbox_id}/restore", response_model=RockResponse[SandboxStartResponse],
-              responses=_errors(400, 404, 409, 422),
+              responses=_errors(400, 404, 409, 422, 503),  # 503: the new state did not start (the old one runs on)
               openapi_extra=long_running(600, "the sandbox's new state starts from the snapshot before its old one "
                                               "ends (a start from a snapshot)"),
               summary="Roll the sandbox back to one of your snapshots in place: the same id, tokens and ports, the "
