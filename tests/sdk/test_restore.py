@@ -162,3 +162,29 @@ def test_a_snapshot_of_another_backend_is_refused(admin, box):
         return worker.get(box.sandbox_id).state
 
     assert admin.call(restore_foreign) == "running"
+
+
+async def test_a_restore_undoes_deletions_links_modes_and_replaced_directories(admin, box):
+    """The snapshot's view exactly, whatever happened since: image files deleted before it stay
+    deleted and those deleted after it come back; a directory emptied and refilled before it shows
+    only its new files; a link, a mode and a file replaced by a link to a host-looking path are
+    the snapshot's again, and the restore writes the file, not through the link."""
+    await box.arun("rm /etc/issue && rm -rf /usr/share/doc && mkdir /usr/share/doc && echo mine > /usr/share/doc/only"
+                   " && ln -s /etc/hostname /root/link && echo data > /root/f && chmod 600 /root/f")
+    passwd = await out(box, "sha256sum /etc/passwd")
+    snap = await box.snapshot()
+    box.made.append(snap.name)
+    await box.arun("echo back > /etc/issue; rm -rf /usr/share/doc; mkdir -p /usr/share/doc/x; rm /root/link;"
+                   " mkdir /root/link; echo in > /root/link/y; rm /etc/os-release; rm /root/f;"
+                   " ln -s /etc/passwd /root/f; echo new > /root/g")
+    # the control: every change is there before the restore
+    assert await out(box, "cat /etc/issue; ls /usr/share/doc; readlink /root/f; test -e /etc/os-release || echo gone") \
+        == "back\nx\n/etc/passwd\ngone"
+    await box.restore(snap)
+    assert await out(box, "test -e /etc/issue || echo absent") == "absent"
+    assert await out(box, "ls /usr/share/doc") == "only"
+    assert await out(box, "readlink /root/link") == "/etc/hostname"
+    assert await out(box, "stat -c '%a %F' /root/f; cat /root/f") == "600 regular file\ndata"
+    assert await out(box, "grep -c . /etc/os-release") != "0"  # the image's file is back
+    assert await out(box, "test -e /root/g || echo absent") == "absent"
+    assert await out(box, "sha256sum /etc/passwd") == passwd  # nothing was written through the link

@@ -247,7 +247,8 @@ def _ping(req):
 # rest load on first use, keeping the sandbox's start -> first output path short.
 LAZY_MODULES = {"exec": "procs", "proc.": "procs", "file.": "files", "tar.": "files", "stats": "stats", "env.": "envhost.ops",
                  "tcp.": "tcprelay", "envd.": "e2b.process", "envdfs.": "e2b.filesystem",
-                 "kernel.": "e2b.interpreter", "chat.": "chat.endpoint", "checkpoint.": "checkpoint"}
+                 "kernel.": "e2b.interpreter", "chat.": "chat.endpoint", "checkpoint.": "checkpoint",
+                 "reset.": "reset"}
 
 
 def build_agent():

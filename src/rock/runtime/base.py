@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import abc
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rock.config import Settings
 from rock.runtime import forks, pausing
@@ -134,6 +134,17 @@ class Runtime(abc.ABC):
 
     async def _start_from(self, snapshot: "Snapshot", spec: SandboxSpec) -> RuntimeHandle:
         raise NotImplementedError(f"the {self.name} backend cannot start sandboxes from snapshots")
+
+    def rolls_back(self, handle: RuntimeHandle, snapshot: "Snapshot") -> bool:
+        """Whether ``rollback_plan`` can turn this running sandbox's files into the snapshot's in
+        place (a snapshot of this very sandbox, on layers it still stands on)."""
+        return False
+
+    async def rollback_plan(self, handle: RuntimeHandle, snapshot: "Snapshot") -> Any:
+        """What the sandbox's agent applies (``reset.apply``) to make its files the snapshot's,
+        computed once its processes have ended; None where it cannot be computed (the caller
+        starts the snapshot anew instead)."""
+        return None
 
     async def delete_snapshot(self, snapshot: "Snapshot") -> None:
         """Remove the snapshot for good; sandboxes started from it go on, and those starting

@@ -174,6 +174,17 @@ class AgentClient:
             if not p.future.done():
                 p.future.set_exception(exc)
 
+    def fail_pending(self, reason: str) -> None:
+        """End every call still waiting with AgentGone(``reason``) and keep the connection: the
+        answers the agent may still send for them are dropped (their ids are no longer pending)."""
+        pending = list(self._pending.items())
+        self._pending.clear()  # in place: a frame being read holds this very dict
+        for rid, p in pending:
+            if not p.future.done():
+                p.future.set_exception(AgentGone(reason))
+            if not self.closed:  # the agent stops work meant for nobody (a watch, a stream)
+                self._send({"id": rid, "cancel": True})
+
     def close(self, reason: str | None = None) -> None:
         """Close the connection on purpose (``on_lost`` is not called). ``reason``: what the
         calls still waiting are told (AgentGone), instead of the agent having gone away."""

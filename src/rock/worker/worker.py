@@ -465,6 +465,10 @@ class Worker:
             raise BadRequest(f"snapshot {name!r} was taken on the {snap.backend} backend; sandbox {sandbox_id} runs "
                              f"on {self.backend_name}")
         started = time.perf_counter()
+        if await self._roll_back(old, snap):
+            log.info("sandbox %s restored to snapshot %s in place (%s, %.1f ms)", sandbox_id, name, self.backend_name,
+                     (time.perf_counter() - started) * 1000)
+            return self.get(sandbox_id)
         # A runtime id of its own for the new state: the old one runs until the new one is up, and
         # two sandboxes of one runtime id would share a directory, a cgroup and a container name.
         generation = int(old.handle.extra.get("generation", "0")) + 1
@@ -493,6 +497,26 @@ class Worker:
         log.info("sandbox %s restored to snapshot %s (%s, %s, %.1f ms)", sandbox_id, name, snap.mode,
                  self.backend_name, (time.perf_counter() - started) * 1000)
         return self.get(sandbox_id)
+
+    async def _roll_back(self, sandbox: Sandbox, snap) -> bool:
+        """Restore in place where the backend can: the sandbox's processes end (the calls still
+        waiting on them fail with AgentGone saying why), then its agent rewrites only the files
+        that differ from the snapshot's. False where the backend cannot, or the rewrite failed: the
+        caller then starts the snapshot anew, which also replaces anything half rewritten."""
+        if self.runtime.paused(sandbox.handle) or not self.runtime.rolls_back(sandbox.handle, snap):
+            return False
+        sandbox.client.fail_pending(f"sandbox {sandbox.sandbox_id} was restored to snapshot {snap.name!r} "
+                                    "while this call ran")
+        await sandbox.client.call("reset.end")
+        plan = await self.runtime.rollback_plan(sandbox.handle, snap)
+        if plan is None:
+            return False
+        result, _ = await sandbox.client.call("reset.apply", {"ops": plan.ops}, bytes(plan.body))
+        if result.get("failed"):
+            log.warning("sandbox %s: %d changes of the in-place restore failed (%s); starting snapshot %s anew",
+                        sandbox.sandbox_id, len(result["failed"]), "; ".join(result["failed"][:3]), snap.name)
+            return False
+        return True
 
     def fork(self, sandbox_id: str, owner: str | None, specs: list[SandboxSpec], mode: str = "filesystem",
              name: str | None = None, node_id: str | None = None):

@@ -1,0 +1,186 @@
+"""What turns a running bwrap sandbox's files back into a snapshot's, computed from the layers.
+
+A bwrap sandbox sees an overlay: its upper layer over read-only layers over its image root. A
+filesystem snapshot of it is a copy of that upper layer, standing on the very same layers. So the
+two views differ only where one of the two upper layers has an entry: walking those two trees
+(never the image) finds every difference, and the plan rewrites only what differs. The sandbox's
+agent applies the plan through its own root (``rock.agent.reset``): the host writes nothing inside
+a live overlay (changing an overlay's layers under it is undefined) and never resolves a path
+the sandbox can plant links in.
+
+The walk models overlayfs's rules: a character device 0/0 is a whiteout (the name is deleted),
+``trusted.overlay.opaque`` hides the layers below a directory. A layer using features the model
+does not know (redirected directories, metadata-only copies) gives no plan: the caller restores
+the slow way, by starting the snapshot anew.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+OPAQUE = "trusted.overlay.opaque"
+UNKNOWN_XATTRS = ("trusted.overlay.redirect", "trusted.overlay.metacopy")
+# Past these a start from the snapshot costs about the same and holds no plan in memory.
+MAX_BYTES = 64 << 20
+MAX_OPS = 200_000
+
+
+class Unplannable(Exception):
+    """The layers hold something the plan cannot express; restore by starting anew."""
+
+
+@dataclass
+class Plan:
+    """Operations in order (each a dict the agent reads) and the file bodies they point into."""
+
+    ops: list[dict] = field(default_factory=list)
+    body: bytearray = field(default_factory=bytearray)
+
+    def add(self, op: dict) -> None:
+        if len(self.ops) >= MAX_OPS:
+            raise Unplannable(f"more than {MAX_OPS} changes")
+        self.ops.append(op)
+
+
+def _xattr(path: Path, name: str) -> bytes | None:
+    try:
+        return os.getxattr(path, name, follow_symlinks=False)
+    except OSError:
+        return None
+
+
+def _whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+class _View:
+    """One overlay's layers, top first; layer 0 is the one that differs between the two views."""
+
+    def __init__(self, layers: list[Path]):
+        self.layers = layers
+
+    def children(self, rel: str, dir_layers: list[int]) -> dict[str, tuple[int, os.stat_result]]:
+        """The entries the overlay shows in directory ``rel`` (present in ``dir_layers``): name ->
+        (the layer it comes from, its lstat), whiteouts applied."""
+        seen: dict[str, tuple[int, os.stat_result] | None] = {}
+        for i in dir_layers:
+            base = self.layers[i] / rel if rel else self.layers[i]
+            try:
+                names = os.listdir(base)
+            except FileNotFoundError:
+                continue
+            for name in names:
+                if name in seen:
+                    continue
+                st = os.lstat(base / name)
+                if i == 0:
+                    for x in UNKNOWN_XATTRS:
+                        if _xattr(base / name, x) is not None:
+                            raise Unplannable(f"{rel}/{name} uses an overlay feature ({x}) the plan does not model")
+                seen[name] = None if _whiteout(st) else (i, st)
+        return {n: e for n, e in seen.items() if e is not None}
+
+    def dir_layers(self, rel: str, below: list[int]) -> list[int]:
+        """The layers (of ``below``, the parent's) that make up directory ``rel``: from the top one
+        where it is a directory down to an opaque one or to one where the name is something else."""
+        out: list[int] = []
+        for i in below:
+            try:
+                st = os.lstat(self.layers[i] / rel)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                break
+            out.append(i)
+            if _xattr(self.layers[i] / rel, OPAQUE) == b"y":
+                break
+        return out
+
+
+def _meta(st: os.stat_result) -> dict:
+    return {"mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}
+
+
+def _same(a: tuple[int, os.stat_result], b: tuple[int, os.stat_result], pa: Path, pb: Path) -> bool:
+    (la, sa), (lb, sb) = a, b
+    if la == lb and la != 0:
+        return True  # one file of a layer both views share
+    if stat.S_IFMT(sa.st_mode) != stat.S_IFMT(sb.st_mode) or _meta(sa) != _meta(sb):
+        return False
+    if stat.S_ISLNK(sa.st_mode):
+        return os.readlink(pa) == os.readlink(pb)
+    if stat.S_ISREG(sa.st_mode):
+        # A snapshot's copy keeps sizes and mtimes to the nanosecond (``cp -a``).
+        return sa.st_size == sb.st_size and sa.st_mtime_ns == sb.st_mtime_ns
+    return stat.S_ISDIR(sa.st_mode) or sa.st_rdev == sb.st_rdev
+
+
+def _read(path: Path) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    finally:
+        os.close(fd)
+
+
+class _Planner:
+    def __init__(self, current: _View, target: _View):
+        self.cur, self.tgt = current, target
+        self.plan = Plan()
+
+    def emit(self, rel: str, entry: tuple[int, os.stat_result], dir_layers: list[int]) -> None:
+        """Write the target's ``rel`` (and, a directory, all below it) where nothing stands now."""
+        layer, st = entry
+        src = self.tgt.layers[layer] / rel
+        op = {"path": rel, **_meta(st)}
+        if stat.S_ISDIR(st.st_mode):
+            self.plan.add({"op": "dir", **op})
+            sub = self.tgt.dir_layers(rel, dir_layers)
+            for name, child in sorted(self.tgt.children(rel, sub).items()):
+                self.emit(f"{rel}/{name}", child, sub)
+        elif stat.S_ISREG(st.st_mode):
+            data = _read(src)
+            if len(self.plan.body) + len(data) > MAX_BYTES:
+                raise Unplannable(f"more than {MAX_BYTES >> 20} MiB changed")
+            self.plan.add({"op": "file", **op, "off": len(self.plan.body), "len": len(data),
+                           "mtime_ns": st.st_mtime_ns})
+            self.plan.body += data
+        elif stat.S_ISLNK(st.st_mode):
+            self.plan.add({"op": "link", **op, "target": os.readlink(src)})
+        else:
+            self.plan.add({"op": "node", **op, "kind": stat.S_IFMT(st.st_mode), "rdev": st.st_rdev})
+
+    def walk(self, rel: str, cur_layers: list[int], tgt_layers: list[int]) -> None:
+        now = self.cur.children(rel, cur_layers)
+        want = self.tgt.children(rel, tgt_layers)
+        for name in sorted(now.keys() | want.keys()):
+            path = f"{rel}/{name}" if rel else name
+            c, t = now.get(name), want.get(name)
+            if t is None:
+                self.plan.add({"op": "rm", "path": path})
+            elif c is None:
+                self.emit(path, t, tgt_layers)
+            elif stat.S_ISDIR(c[1].st_mode) and stat.S_ISDIR(t[1].st_mode):
+                if _meta(c[1]) != _meta(t[1]):
+                    self.plan.add({"op": "dir", "path": path, **_meta(t[1])})
+                sub_c, sub_t = self.cur.dir_layers(path, cur_layers), self.tgt.dir_layers(path, tgt_layers)
+                if sub_c != sub_t or 0 in sub_c:  # else both are the same shared directory
+                    self.walk(path, sub_c, sub_t)
+            elif not _same(c, t, self.cur.layers[c[0]] / path, self.tgt.layers[t[0]] / path):
+                self.plan.add({"op": "rm", "path": path})
+                self.emit(path, t, tgt_layers)
+
+
+def plan(current_upper: Path, target_upper: Path, shared: list[Path]) -> Plan:
+    """The operations that make the overlay ``current_upper`` + ``shared`` show what
+    ``target_upper`` + ``shared`` shows (``shared``: the read-only layers and the image root, top
+    first). Raises Unplannable where the layers cannot be modelled or the change is too large."""
+    cur, tgt = _View([current_upper, *shared]), _View([target_upper, *shared])
+    planner = _Planner(cur, tgt)
+    every = list(range(len(shared) + 1))
+    planner.walk("", cur.dir_layers("", every), tgt.dir_layers("", every))
+    return planner.plan
