@@ -8,7 +8,7 @@ per backend, each against a floor measured in the same run, in alternating block
 - api_fork_8_ready_ms: ``fork(8)`` until all 8 children answer ``echo``; floor: 8 sandboxes started
   at once (``start()`` x 8) until they answer (target: the fork <= 2x one sandbox start)
 - api_full_fork_ready_ms (gvisor, where runsc runs): ``fork(4, mode="full")``; ``per_child_ms`` too
-- api_restore_ms (per size of the change: 1 and 32 MB written since the snapshot): ``restore(snap)``
+- api_restore_ms (per size of the change: a 1 or 32 MB file of the snapshot overwritten since): ``restore(snap)``
   in place until the sandbox answers; floor: ``cp -a`` of the same change on the host; beside it,
   ``start_from_snapshot_ms``, a new sandbox from the snapshot until it answers (a reset without
   restore). On gvisor also with a full snapshot (memory and processes).
@@ -143,12 +143,14 @@ async def _restores(ctx: Context, backend: str, url: str, parent: Sandbox) -> li
     records = []
     modes = ["filesystem", "full"] if backend == "gvisor" else ["filesystem"]
     for mode in modes:
+        # The change: a file the snapshot holds, overwritten since (the restore writes it back).
+        await parent.arun("head -c 1M /dev/urandom > /root/kept-1; head -c 32M /dev/urandom > /root/kept-32")
         snap = await parent.snapshot(mode=mode)
         for mb in (1, 32):
             restores, floors, fresh = [], [], []
             for _ in range(ctx.n(2, 4)):
                 for _ in range(ctx.n(3, 5)):
-                    await parent.arun(f"head -c {mb << 20} /dev/urandom > /root/change")
+                    await parent.arun(f"head -c {mb << 20} /dev/urandom > /root/kept-{mb}")
                     t = time.perf_counter()
                     await parent.restore(snap.name)
                     await _ready(parent)

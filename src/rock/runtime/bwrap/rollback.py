@@ -23,8 +23,9 @@ from pathlib import Path
 
 OPAQUE = "trusted.overlay.opaque"
 UNKNOWN_XATTRS = ("trusted.overlay.redirect", "trusted.overlay.metacopy")
-# Past these a start from the snapshot costs about the same and holds no plan in memory.
-MAX_BYTES = 64 << 20
+# Past these a start from the snapshot costs less (measured: 32 MiB through the agent took ~1 s
+# against ~120 ms for a start, under load) and holds no plan in memory.
+MAX_BYTES = 8 << 20
 MAX_OPS = 200_000
 
 
