@@ -333,7 +333,7 @@ async def test_a_full_fork_on_gvisor_continues_the_shell_and_its_variables_in_ea
 
 
 @pytest.mark.gvisor
-async def test_a_full_restore_on_gvisor_brings_the_shell_and_files_back_in_place(gvisor_admin):
+async def test_restores_on_gvisor_bring_the_shell_and_files_back_in_place(gvisor_admin):
     sandbox = Sandbox(config(gvisor_admin))
     await sandbox.start()
     snap = None
@@ -350,6 +350,15 @@ async def test_a_full_restore_on_gvisor_brings_the_shell_and_files_back_in_place
         assert (await out(sandbox, "cat /root/new 2>/dev/null || echo absent")) == "absent"
         await sandbox.arun("X=7", session="s")  # the control: the restored shell is live
         assert (await sandbox.arun("echo $X", session="s")).output.strip() == "7"
+        # a filesystem snapshot of the same sandbox restores in place: files only
+        fs = await sandbox.snapshot()
+        await sandbox.arun("echo again > /root/f && rm /etc/os-release && echo new > /tmp/t", session="s")
+        assert (await out(sandbox, "cat /root/f; test -e /etc/os-release || echo gone")) == "again\ngone"
+        await sandbox.restore(fs.name)
+        await sandbox.delete_snapshot(fs.name)
+        assert await sandbox.read_bytes("/root/f") == b"kept\n"
+        assert (await out(sandbox, "test -s /etc/os-release && echo back; cat /tmp/t 2>/dev/null || echo absent")) \
+            == "back\nabsent"
     finally:
         await sandbox.delete()
         await sandbox.aclose()

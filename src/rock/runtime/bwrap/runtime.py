@@ -49,8 +49,8 @@ from rock.runtime.ready import ReadyFifo
 from rock.runtime.bwrap.kept import BwrapKeptFiles
 from rock.runtime.bwrap.launch import HOLD_NAME, INFO_NAME, SHIM_NAME, STUB, UP_NAME, Launcher, child_pid
 from rock.runtime.image_root import image_lower, image_python, mount_points, resolves_to_file
-from rock.runtime.bwrap import rollback
-from rock.runtime.layers import keep_layers, layer_dirs, seed_layers
+from rock.runtime import rollback
+from rock.runtime.layers import keep_layers, seed_layers
 from rock.runtime.snapshots import copy_frozen
 from rock.runtime.mounts import detach as _detach
 from rock.runtime.mounts import mount_overlay
@@ -275,25 +275,10 @@ class BwrapRuntime(Runtime):
         await keep_layers(sandbox_dir, path)
 
     def rolls_back(self, handle: RuntimeHandle, snapshot) -> bool:
-        """A filesystem snapshot of this very start of the sandbox (its lineage: the same upper
-        layer over the same layers), over an image root: the host root's lower layer has mounts
-        under it that the overlay does not see, so its view cannot be read from the host."""
-        lineage = handle.extra.get("lineage")
-        return (snapshot.mode == "filesystem" and bool(lineage) and snapshot.extra.get("lineage") == lineage
-                and handle.extra.get("image_root", "/") != "/")
+        return rollback.rolls_back(handle, snapshot)
 
     async def rollback_plan(self, handle: RuntimeHandle, snapshot) -> rollback.Plan | None:
-        if not self.rolls_back(handle, snapshot):
-            return None
-        sandbox_dir = Path(handle.run_dir).parent
-        shared = [*layer_dirs(sandbox_dir), Path(handle.extra["image_root"])]
-        async with self.snapshots.in_use(snapshot):
-            try:
-                return await asyncio.to_thread(rollback.plan, sandbox_dir / "upper",
-                                               self.snapshots.path(snapshot.name) / "upper", shared)
-            except rollback.Unplannable as exc:
-                log.info("sandbox %s: restoring %s by a new start: %s", handle.sandbox_id, snapshot.name, exc)
-                return None
+        return await rollback.plan_for(self.snapshots, handle, snapshot)
 
     async def _start_from(self, snapshot, spec: SandboxSpec) -> RuntimeHandle:
         """A sandbox standing on the snapshot's layers (linked, not copied: ``rock.runtime.layers``)."""

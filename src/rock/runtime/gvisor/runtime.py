@@ -41,6 +41,7 @@ import re
 import shutil
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 from rock.errors import BadRequest, SandboxStartError
@@ -63,6 +64,7 @@ from rock.runtime.agent_boot import (
 from rock.runtime.base import ResourceStats, Runtime, RuntimeHandle, SandboxSpec
 from rock.runtime.host_policy import unusable_reason
 from rock.runtime.processes import exit_reason, pid_exit_future, process_alive, process_start_time, tail
+from rock.runtime import rollback
 from rock.runtime.ready import ReadyFifo
 from rock.runtime.bwrap.options import DEFAULT_PATH
 from rock.runtime.image_root import image_lower, mount_points
@@ -174,7 +176,8 @@ class GvisorRuntime(Runtime):
         group = cgroups.Cgroup(f"{cgroups.PREFIX}/{self.owner_key}/{sid}")
         sandbox_dir = self.sandboxes_dir / sid
         handle = RuntimeHandle(sandbox_id=sid, backend=self.name, runtime_id=group.rel, run_dir=str(sandbox_dir / "run"),
-                               spec=spec, extra={"image_root": lower, "cid": self._cid(sid)})
+                               spec=spec, extra={"image_root": lower, "cid": self._cid(sid),
+                                                                "lineage": uuid.uuid4().hex})
         fifo = died = None
         try:
             if group.pids():
@@ -345,6 +348,7 @@ class GvisorRuntime(Runtime):
 
     async def _snapshot(self, handle: RuntimeHandle, snapshot, path: Path) -> None:
         snapshot.extra["image_root"] = handle.extra.get("image_root", "")
+        snapshot.extra["lineage"] = handle.extra.get("lineage", "")
         upper = Path(handle.run_dir).parent / "upper"
         await keep_layers(upper.parent, path)  # what it stands on, if started from a snapshot (never changes)
         if snapshot.mode == "filesystem":
@@ -392,6 +396,12 @@ class GvisorRuntime(Runtime):
             await fifo.wait([], 30)
         finally:
             fifo.close()
+
+    def rolls_back(self, handle: RuntimeHandle, snapshot) -> bool:
+        return rollback.rolls_back(handle, snapshot)
+
+    async def rollback_plan(self, handle: RuntimeHandle, snapshot) -> rollback.Plan | None:
+        return await rollback.plan_for(self.snapshots, handle, snapshot)
 
     async def _start_from(self, snapshot, spec: SandboxSpec) -> RuntimeHandle:
         path = self.snapshots.path(snapshot.name)

@@ -1,6 +1,7 @@
-"""What turns a running bwrap sandbox's files back into a snapshot's, computed from the layers.
+"""What turns a running sandbox's files back into a snapshot's, computed from the layers.
 
-A bwrap sandbox sees an overlay: its upper layer over read-only layers over its image root. A
+A bwrap or gVisor sandbox sees an overlay mounted on the host (gVisor's gofer serves it with
+``--overlay2=none``, so the sandbox's writes reach the upper layer at once): its upper layer over read-only layers over its image root. A
 filesystem snapshot of it is a copy of that upper layer, standing on the very same layers. So the
 two views differ only where one of the two upper layers has an entry: walking those two trees
 (never the image) finds every difference, and the plan rewrites only what differs. The sandbox's
@@ -16,10 +17,18 @@ the slow way, by starting the snapshot anew.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from rock.runtime.base import RuntimeHandle
+from rock.runtime.layers import layer_dirs
+from rock.runtime.snapshots import Snapshot, SnapshotStore
+
+log = logging.getLogger("rock.runtime.rollback")
 
 OPAQUE = "trusted.overlay.opaque"
 UNKNOWN_XATTRS = ("trusted.overlay.redirect", "trusted.overlay.metacopy")
@@ -185,3 +194,28 @@ def plan(current_upper: Path, target_upper: Path, shared: list[Path]) -> Plan:
     every = list(range(len(shared) + 1))
     planner.walk("", cur.dir_layers("", every), tgt.dir_layers("", every))
     return planner.plan
+
+
+def rolls_back(handle: RuntimeHandle, snapshot: Snapshot) -> bool:
+    """A filesystem snapshot of this very start of the sandbox (its lineage: the same upper layer
+    over the same layers), over an image root: the host root's lower layer has mounts under it
+    that the overlay does not see, so its view cannot be read from the host."""
+    lineage = handle.extra.get("lineage")
+    return (snapshot.mode == "filesystem" and bool(lineage) and snapshot.extra.get("lineage") == lineage
+            and handle.extra.get("image_root", "/") not in ("", "/"))
+
+
+async def plan_for(snapshots: SnapshotStore, handle: RuntimeHandle, snapshot: Snapshot) -> Plan | None:
+    """The plan for a sandbox of ``<sandbox dir>/upper`` over ``layers/`` over its image root, and
+    a snapshot holding a copy of that upper layer; None where ``rolls_back`` says no or the layers
+    cannot be planned."""
+    if not rolls_back(handle, snapshot):
+        return None
+    sandbox_dir = Path(handle.run_dir).parent
+    shared = [*layer_dirs(sandbox_dir), Path(handle.extra["image_root"])]
+    async with snapshots.in_use(snapshot):
+        try:
+            return await asyncio.to_thread(plan, sandbox_dir / "upper", snapshots.path(snapshot.name) / "upper", shared)
+        except Unplannable as exc:
+            log.info("sandbox %s: restoring %s by a new start: %s", handle.sandbox_id, snapshot.name, exc)
+            return None
