@@ -32,13 +32,50 @@ PEEK_TIMEOUT = 2.0  # a client that speaks first (TLS, HTTP) has spoken by then;
 DNS_TTL = 30
 
 
+class Relay:
+    """One open connection through the gate: what it said, where it went, and both its ends."""
+
+    __slots__ = ("name", "port", "target", "ends")
+
+    def __init__(self, name: str | None, port: int, target: str, ends: tuple[asyncio.StreamWriter, ...]):
+        self.name, self.port, self.target, self.ends = name, port, target, ends
+
+    def cut(self) -> None:
+        for end in self.ends:
+            end.transport.abort()  # at once, unsent data dropped: the policy no longer lets it through
+
+
 class Entry:
-    """One gated sandbox: its policy and the addresses the resolver gave it for allowed names."""
+    """One gated sandbox: its policy, the addresses the resolver gave it for allowed names, and
+    its open connections."""
 
     def __init__(self, sandbox_id: str, policy: Compiled):
         self.sandbox_id = sandbox_id
         self.policy = policy
         self.resolved: dict[str, set[str]] = {}  # address -> names it was given for
+        self.relays: set[Relay] = set()
+
+    def change(self, policy: Compiled) -> int:
+        """Put ``policy`` in force: the names it denies are forgotten, and the open connections
+        it would not let through now are cut (how many is returned)."""
+        self.policy = policy
+        self.resolved = {a: kept for a, names in self.resolved.items()
+                         if (kept := {n for n in names if policy.host_allowed(n)})}
+        cut = [r for r in self.relays if not self.lets(r)]
+        for relay in cut:
+            relay.cut()
+        return len(cut)
+
+    def lets(self, relay: Relay) -> bool:
+        """Whether the policy in force lets ``relay`` through (as ``Gate.decide`` judged it when
+        it opened: by its name where it said one, else by the address it went to)."""
+        policy, addr = self.policy, ipaddress.ip_address(relay.target)
+        if not policy.port_allowed(relay.port):
+            return False
+        if relay.name and not is_literal(relay.name):
+            return policy.host_allowed(relay.name) and policy.address_usable(addr)
+        resolved = any(policy.host_allowed(n) for n in self.resolved.get(relay.target, ()))
+        return policy.address_allowed(addr, resolved)
 
 
 class Gate:
@@ -141,7 +178,12 @@ class Gate:
                 return
             if first:
                 upstream.write(first)
-            await asyncio.gather(_pipe(reader, upstream), _pipe(up_reader, writer))
+            relay = Relay(name, port, target, (writer, upstream))
+            entry.relays.add(relay)
+            try:
+                await asyncio.gather(_pipe(reader, upstream), _pipe(up_reader, writer))
+            finally:
+                entry.relays.discard(relay)
         except (Mismatch, OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
             pass
         finally:
