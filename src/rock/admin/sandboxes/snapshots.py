@@ -112,8 +112,9 @@ class SnapshotCatalog:
         spec = self.snapshot_start(draft, snap)
         if req.egress is not None:  # a policy of the caller's replaces the snapshot's (checked as at a start)
             spec.egress = spec_egress(spec.network, req.egress)
-        # The record keeps the policy the sandbox runs under (a restart of it asks for it again).
+        # The record keeps the network and policy the sandbox runs under (a restart of it asks for them again).
         req = req.model_copy(update={"image": snap.spec.image, "memory": None, "cpus": snap.spec.cpus,
+                                     "network": spec.network,
                                      "egress": None if spec.egress is None else EgressRules.model_validate(spec.egress)})
         return req, spec
 
