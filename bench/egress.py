@@ -13,7 +13,11 @@ The gate's side asks our resolver for the name on every request (as a client doe
 ``BENCH_EGRESS_BY_ADDRESS=1`` it dials the address (policy allowing it), which isolates the relay.
 
 Measured in alternating blocks (gate, direct, gate, ...) so a busy moment of the shared machine
-falls on both sides.
+falls on both sides. Beside each request's time, what the admin's process spent on it (its CPU,
+and its time waiting for a CPU, from the kernel's schedstat of all its threads) per request:
+the gate relays in the admin's process, so on a loaded machine each of its wake-ups (DNS
+questions, accept, the upstream's answer) waits for a CPU that the kernel-only direct path
+never needs; ``admin_cpu_ms`` is the gate's own cost, ``admin_wait_ms`` the machine's load.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import json
 import os
 import statistics
 import time
+from pathlib import Path
 
 from bench.admin import AdminProcess
 from bench.report import percentile, record
@@ -53,6 +58,18 @@ print(" ".join(f"{x:.6f}" for x in times), got / (time.perf_counter() - t) / 1e6
 """
 
 
+def admin_times(pid: int | None) -> tuple[float, float]:
+    """(CPU s, s waiting for a CPU) of every thread of ``pid`` so far (0, 0 when unreadable)."""
+    run = wait = 0
+    for task in Path(f"/proc/{pid}/task").glob("*") if pid else ():
+        try:
+            fields = (task / "schedstat").read_text().split()
+        except OSError:
+            continue
+        run, wait = run + int(fields[0]), wait + int(fields[1])
+    return run / 1e9, wait / 1e9
+
+
 def unavailable() -> str | None:
     return get_runtime_class("docker").available()
 
@@ -70,6 +87,7 @@ async def run(ctx) -> list[dict]:
         lat = {"gate": [], "direct": []}
         rate = {"gate": [], "direct": []}
         starts = {"gate": [], "direct": []}
+        spent = {"gate": [0.0, 0.0], "direct": [0.0, 0.0]}  # the admin's CPU and CPU-wait seconds
         for _ in range(blocks):
             for side in ("gate", "direct"):
                 extra = {"egress": {"allow": ["srv.test", address]}} if side == "gate" else {"network": True}
@@ -80,8 +98,12 @@ async def run(ctx) -> list[dict]:
                 try:
                     await box.write_bytes("/tmp/probe.py", PROBE.encode())
                     host, name = (address if os.environ.get("BENCH_EGRESS_BY_ADDRESS") else "srv.test", "srv.test") if side == "gate" else (address, "srv.test")
-                    out = (await box.arun(f"python3 /tmp/probe.py {host} {name} {n} {bulk}")).output.split()
+                    before = admin_times(admin.pid())  # the requests alone (the last "bulk" one empty)
+                    out = (await box.arun(f"python3 /tmp/probe.py {host} {name} {n} 0")).output.split()
+                    after = admin_times(admin.pid())
+                    spent[side] = [spent[side][i] + after[i] - before[i] for i in (0, 1)]
                     lat[side] += [float(x) for x in out[:-1]]
+                    out = (await box.arun(f"python3 /tmp/probe.py {host} {name} 0 {bulk}")).output.split()
                     rate[side].append(float(out[-1]))
                 finally:
                     await box.stop()
@@ -91,7 +113,10 @@ async def run(ctx) -> list[dict]:
         return [
             record("egress_request", "docker", lat["gate"], direct_p50_ms=round(d50 * 1e3, 3),
                    direct_p99_ms=round(d99 * 1e3, 3), added_p50_ms=round((g50 - d50) * 1e3, 3),
-                   added_p99_ms=round((g99 - d99) * 1e3, 3), blocks=blocks),
+                   added_p99_ms=round((g99 - d99) * 1e3, 3), blocks=blocks,
+                   # per request, from the admin's schedstat around the requests alone
+                   **{f"{side}_admin_{what}_ms": round(spent[side][i] / (blocks * (n + 1)) * 1e3, 3)
+                      for side in spent for i, what in enumerate(("cpu", "wait"))}),
             record("egress_bulk", "docker", [], gate_mb_s=round(gate_mb, 1), direct_mb_s=round(direct_mb, 1),
                    ratio=round(gate_mb / direct_mb, 3) if direct_mb else None, target_ratio=0.8, bytes=bulk),
             record("egress_start", "docker", starts["gate"], direct_p50_ms=round(percentile(starts["direct"], 0.5) * 1e3, 1),

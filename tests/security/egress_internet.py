@@ -1,7 +1,8 @@
 """A small "internet" for egress tests: a network namespace of the test's, joined to the host by a
 veth pair on a /30 of TEST-NET-2, with server addresses of TEST-NET-3 on its loopback (routed from
 the host through the veth, so they are not a subnet of the host's own interfaces). One HTTP server
-on ports 80 and 8080 answers ``hit <address it was reached at> <Host header>``; a TLS server on
+on ports 80 and 8080 (and on the link's IPv6 address ``ns_ip6``, port 80) answers ``hit <address
+it was reached at> <Host header>`` (``/echo``: a connection that echoes lines until closed); a TLS server on
 443 (a throwaway self-signed certificate) ``tls <address> <SNI>``; a UDP server on 9999 echoes. Names for the addresses come from the admin's resolver (``egress_hosts``)."""
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class H(BaseHTTPRequestHandler):
     def do_GET(self):
+        if self.path == "/echo":  # a long-lived connection: every line sent comes back
+            self.send_response(200); self.end_headers(); self.wfile.flush()
+            for line in self.rfile:
+                self.wfile.write(line); self.wfile.flush()
+            return
         if self.path.startswith("/redirect"):
             self.send_response(302); self.send_header("Location", self.path.split("to=", 1)[1]); self.end_headers(); return
         body = f"hit {self.connection.getsockname()[0]} {self.headers.get('Host')}".encode()
@@ -54,8 +60,12 @@ def tls(cert, key):
 
 threading.Thread(target=udp, daemon=True).start()
 threading.Thread(target=tls, args=(sys.argv[1], sys.argv[2]), daemon=True).start()
-servers = [ThreadingHTTPServer(("0.0.0.0", p), H) for p in (80, 8080)]
-threading.Thread(target=servers[1].serve_forever, daemon=True).start()
+class V6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+servers = [ThreadingHTTPServer(("0.0.0.0", p), H) for p in (80, 8080)] + [V6((sys.argv[3], 80), H)]
+for extra in servers[1:]:
+    threading.Thread(target=extra.serve_forever, daemon=True).start()
 print("ready", flush=True)
 servers[0].serve_forever()
 """
@@ -76,6 +86,8 @@ class Internet:
         self.ns_ip = socket.inet_ntoa(struct.pack(">L", base + 2))
         first = random.randrange(1, 250 - len(names))
         self.addresses = {name: f"203.0.113.{first + i}" for i, name in enumerate(names)}
+        # IPv6 on the link too (documentation prefix): the HTTP server answers on ns_ip6 port 80
+        self.host_ip6, self.ns_ip6 = f"2001:db8:{tag[:4]}::1", f"2001:db8:{tag[:4]}::2"
         self.server: subprocess.Popen | None = None
         self.tmp: str | None = None
 
@@ -89,6 +101,9 @@ class Internet:
             _ip("-n", self.ns, "link", "set", self.peer, "up")
             _ip("-n", self.ns, "link", "set", "lo", "up")
             _ip("-n", self.ns, "route", "add", "default", "via", self.host_ip)
+            subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{self.host_if}.disable_ipv6=0"], capture_output=True)
+            _ip("addr", "add", f"{self.host_ip6}/64", "dev", self.host_if, "nodad")
+            _ip("-n", self.ns, "addr", "add", f"{self.ns_ip6}/64", "dev", self.peer, "nodad")
             for addr in self.addresses.values():
                 _ip("-n", self.ns, "addr", "add", f"{addr}/32", "dev", "lo")
                 _ip("route", "add", f"{addr}/32", "via", self.ns_ip)
@@ -96,7 +111,8 @@ class Internet:
             cert, key = os.path.join(self.tmp, "cert.pem"), os.path.join(self.tmp, "key.pem")
             subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=internet.test",
                             "-keyout", key, "-out", cert, "-days", "1"], check=True, capture_output=True)
-            self.server = subprocess.Popen(["ip", "netns", "exec", self.ns, sys.executable, "-c", SERVER, cert, key],
+            self.server = subprocess.Popen(["ip", "netns", "exec", self.ns, sys.executable, "-c", SERVER, cert, key,
+                                            self.ns_ip6],
                                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
             assert self.server.stdout.readline().strip() == "ready", "the internet's server did not start"
         except BaseException:

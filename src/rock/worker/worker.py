@@ -259,6 +259,9 @@ class Worker:
             raise Conflict(f"sandbox {sandbox_id} was started with network=true (the backend's network, "
                            "no gate); start it with an egress policy instead")
         sandbox.spec = sandbox.spec.model_copy(update={"egress": rules})
+        # The handle's spec too: a snapshot records it, and a fork or a start from that snapshot
+        # must get the policy in force, not the one the sandbox was started with.
+        sandbox.handle.spec = sandbox.handle.spec.model_copy(update={"egress": rules})
         if not self.egress.update(sandbox_id, rules):
             await self.egress.attach(sandbox_id, sandbox.client, rules)
         self.records.save(sandbox)

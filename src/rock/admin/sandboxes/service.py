@@ -479,7 +479,7 @@ class Sandboxes(WorkerListener):
             raise
         children = []
         for child_id in ids:
-            req = SandboxStartRequest(snapshot=snap.name, image=snap.spec.image,
+            req = SandboxStartRequest(snapshot=snap.name, image=snap.spec.image, egress=snap.spec.egress,
                                       auto_clear_seconds=parent.auto_clear_seconds, **lifecycle)
             child = self._new_record(child_id, req, owner, meta, None, {"forked_from": sandbox_id})
             children.append(child)

@@ -39,6 +39,8 @@ import logging
 import uuid
 from typing import Callable
 
+from rock.actions.egress import EgressRules
+from rock.admin.sandboxes.egress import spec_egress
 from rock.admin.sandboxes.ids import namespaced_id
 from rock.admin.store import SandboxRecord
 from rock.errors import BadRequest, Conflict, RockError, SnapshotNotFound
@@ -107,12 +109,18 @@ class SnapshotCatalog:
         if snap.backend != backend and backend != "cluster":
             raise BadRequest(f"snapshot {req.snapshot!r} was taken on the {snap.backend} backend; this admin runs "
                              f"{backend}: start it on an admin with --backend {snap.backend}")
-        req = req.model_copy(update={"image": snap.spec.image, "memory": None, "cpus": snap.spec.cpus})
-        return req, self.snapshot_start(draft, snap)
+        spec = self.snapshot_start(draft, snap)
+        if req.egress is not None:  # a policy of the caller's replaces the snapshot's (checked as at a start)
+            spec.egress = spec_egress(spec.network, req.egress)
+        # The record keeps the network and policy the sandbox runs under (a restart of it asks for them again).
+        req = req.model_copy(update={"image": snap.spec.image, "memory": None, "cpus": snap.spec.cpus,
+                                     "network": spec.network,
+                                     "egress": None if spec.egress is None else EgressRules.model_validate(spec.egress)})
+        return req, spec
 
     def snapshot_start(self, record: SandboxRecord, snap: Snapshot):
-        """The spec of a new sandbox from ``snap``: the snapshot's image and limits, the record's id
-        and labels."""
+        """The spec of a new sandbox from ``snap``: the snapshot's image, limits and egress policy
+        (a gated sandbox's children are gated alike), the record's id and labels."""
         labels = {"rock.owner": record.owner or "", "rock.namespace": record.namespace or ""}
         # volumes are not in a snapshot: the new sandbox mounts what its own request names
         return snap.spec.model_copy(update={"sandbox_id": record.sandbox_id, "labels": labels, "gpu_ids": [],

@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import socket
 import struct
+import time
 
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
@@ -23,28 +24,67 @@ from rock.runtime.egress.peek import (
     sni,
     tls_length,
 )
-from rock.runtime.egress.rules import Compiled, refresh_host_networks
+from rock.runtime.egress.rules import Compiled, host_networks_fresh, refresh_host_networks
 
 log = logging.getLogger("rock.runtime.egress")
 
 SO_ORIGINAL_DST = 80
 PEEK_TIMEOUT = 2.0  # a client that speaks first (TLS, HTTP) has spoken by then; else it is dialled by address
 DNS_TTL = 30
+LOOKUPS_KEPT = 4096  # names looked up through the host's resolver, kept for DNS_TTL (then forgotten)
+
+
+class Relay:
+    """One open connection through the gate: what it said, where it went, and both its ends."""
+
+    __slots__ = ("name", "port", "target", "ends")
+
+    def __init__(self, name: str | None, port: int, target: str, ends: tuple[asyncio.StreamWriter, ...]):
+        self.name, self.port, self.target, self.ends = name, port, target, ends
+
+    def cut(self) -> None:
+        for end in self.ends:
+            end.transport.abort()  # at once, unsent data dropped: the policy no longer lets it through
 
 
 class Entry:
-    """One gated sandbox: its policy and the addresses the resolver gave it for allowed names."""
+    """One gated sandbox: its policy, the addresses the resolver gave it for allowed names, and
+    its open connections."""
 
     def __init__(self, sandbox_id: str, policy: Compiled):
         self.sandbox_id = sandbox_id
         self.policy = policy
         self.resolved: dict[str, set[str]] = {}  # address -> names it was given for
+        self.relays: set[Relay] = set()
+
+    def change(self, policy: Compiled) -> int:
+        """Put ``policy`` in force: the names it denies are forgotten, and the open connections
+        it would not let through now are cut (how many is returned)."""
+        self.policy = policy
+        self.resolved = {a: kept for a, names in self.resolved.items()
+                         if (kept := {n for n in names if policy.host_allowed(n)})}
+        cut = [r for r in self.relays if not self.lets(r)]
+        for relay in cut:
+            relay.cut()
+        return len(cut)
+
+    def lets(self, relay: Relay) -> bool:
+        """Whether the policy in force lets ``relay`` through (as ``Gate.decide`` judged it when
+        it opened: by its name where it said one, else by the address it went to)."""
+        policy, addr = self.policy, ipaddress.ip_address(relay.target)
+        if not policy.port_allowed(relay.port):
+            return False
+        if relay.name and not is_literal(relay.name):
+            return policy.host_allowed(relay.name) and policy.address_usable(addr)
+        resolved = any(policy.host_allowed(n) for n in self.resolved.get(relay.target, ()))
+        return policy.address_allowed(addr, resolved)
 
 
 class Gate:
     def __init__(self, static_hosts: dict[str, str] | None = None):
         self.static_hosts = {k.rstrip(".").lower(): v for k, v in (static_hosts or {}).items()}
         self.entries: dict[str, Entry] = {}  # sandbox's veth address -> entry
+        self._looked_up: dict[str, tuple[float, list[str]]] = {}  # name -> (until, addresses)
         self.tcp_port = 0
         self.dns_port = 0
         self._server: asyncio.base_events.Server | None = None
@@ -76,37 +116,86 @@ class Gate:
         if not entry.policy.host_allowed(name):
             return []
         await refresh_host_networks()
-        if name in self.static_hosts:
-            found = [self.static_hosts[name]]
-        else:
+        found = self._known(name)
+        if found is None:
             try:
                 infos = await asyncio.get_running_loop().getaddrinfo(name, None, family=socket.AF_INET,
                                                                      type=socket.SOCK_STREAM)
             except (OSError, UnicodeError):
                 return []
             found = list(dict.fromkeys(info[4][0] for info in infos))
+            if len(self._looked_up) >= LOOKUPS_KEPT:
+                self._looked_up.clear()
+            self._looked_up[name] = (time.monotonic() + DNS_TTL, found)
+        return self._usable(entry, name, found)
+
+    def resolve_now(self, entry: Entry, name: str) -> list[str] | None:
+        """``resolve`` where it needs no wait (a name of ``egress_hosts`` or looked up lately, the
+        host's addresses read lately); None where it does."""
+        name = name.rstrip(".").lower()
+        if not entry.policy.host_allowed(name):
+            return []
+        found = self._known(name) if host_networks_fresh() else None
+        return None if found is None else self._usable(entry, name, found)
+
+    def _known(self, name: str) -> list[str] | None:
+        """The addresses of ``name`` without asking anyone (the operator's, or a lookup within its
+        TTL, so a connection dials what the sandbox was just told), None if unknown."""
+        if name in self.static_hosts:
+            return [self.static_hosts[name]]
+        kept = self._looked_up.get(name)
+        return kept[1] if kept is not None and kept[0] > time.monotonic() else None
+
+    @staticmethod
+    def _usable(entry: Entry, name: str, found: list[str]) -> list[str]:
         usable = [a for a in found if entry.policy.address_usable(ipaddress.ip_address(a))]
         for a in usable:
             entry.resolved.setdefault(a, set()).add(name)
         return usable
 
+    @staticmethod
+    def _parse(query: bytes) -> DNSRecord | None:
+        try:
+            return DNSRecord.parse(query)
+        except Exception:  # noqa: BLE001 - not DNS: no answer
+            return None
+
+    def answer_now(self, entry: Entry, query: bytes) -> bytes | None:
+        """``answer_async``'s answer where every name in it is known without a wait (the usual
+        case: the A and AAAA questions of one lookup, in the datagrams' own callback); None else."""
+        request = self._parse(query)
+        if request is None:
+            return b""
+        found = {}
+        for name in _asked(request):
+            if (addrs := self.resolve_now(entry, name)) is None:
+                return None
+            found[name] = addrs
+        return self._reply(entry, request, found)
+
     async def answer_async(self, entry: Entry | None, query: bytes) -> bytes:
         """Our resolver's answer: allowed names' usable addresses, NXDOMAIN for the rest."""
-        try:
-            request = DNSRecord.parse(query)
-        except Exception:  # noqa: BLE001 - not DNS: no answer
+        request = self._parse(query)
+        if request is None:
             return b""
-        reply = request.reply()
         if entry is None:
+            reply = request.reply()
             reply.header.rcode = RCODE.REFUSED
             return reply.pack()
+        found = {name: await self.resolve(entry, name) for name in _asked(request)}
+        return self._reply(entry, request, found)
+
+    @staticmethod
+    def _reply(entry: Entry, request: DNSRecord, found: dict[str, list[str]]) -> bytes:
+        """The answer to ``request`` given the addresses ``found`` for its A questions' names."""
+        reply = request.reply()
         for q in request.questions:
             name = str(q.qname).rstrip(".")
             if not entry.policy.host_allowed(name) or is_literal(name):
                 reply.header.rcode = RCODE.NXDOMAIN
                 continue
             if q.qtype in (QTYPE.A, QTYPE.ANY):
-                addrs = await self.resolve(entry, name)
+                addrs = found.get(str(q.qname), [])
                 if not addrs:
                     reply.header.rcode = RCODE.NXDOMAIN
                 for a in addrs:
@@ -141,7 +230,12 @@ class Gate:
                 return
             if first:
                 upstream.write(first)
-            await asyncio.gather(_pipe(reader, upstream), _pipe(up_reader, writer))
+            relay = Relay(name, port, target, (writer, upstream))
+            entry.relays.add(relay)
+            try:
+                await asyncio.gather(_pipe(reader, upstream), _pipe(up_reader, writer))
+            finally:
+                entry.relays.discard(relay)
         except (Mismatch, OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
             pass
         finally:
@@ -207,6 +301,12 @@ class Gate:
             await writer.drain()
 
 
+def _asked(request: DNSRecord) -> list[str]:
+    """The names whose addresses ``request`` asks for (A or ANY; never an address literal)."""
+    return [str(q.qname) for q in request.questions
+            if q.qtype in (QTYPE.A, QTYPE.ANY) and not is_literal(str(q.qname).rstrip("."))]
+
+
 class _Dns(asyncio.DatagramProtocol):
     def __init__(self, gate: Gate):
         self.gate = gate
@@ -219,7 +319,11 @@ class _Dns(asyncio.DatagramProtocol):
         entry = self.gate.entries.get(addr[0])
         if entry is None:
             return  # only gated sandboxes are answered
-        asyncio.ensure_future(self._reply(entry, data, addr))
+        answer = self.gate.answer_now(entry, data)
+        if answer is None:  # a name to look up first
+            asyncio.ensure_future(self._reply(entry, data, addr))
+        elif answer and self.transport is not None:
+            self.transport.sendto(answer, addr)
 
     async def _reply(self, entry: Entry, data: bytes, addr) -> None:
         answer = await self.gate.answer_async(entry, data)

@@ -53,8 +53,13 @@ def host_networks(max_age: float = 5.0) -> list[Net]:
 async def refresh_host_networks(max_age: float = 5.0) -> None:
     """Re-read the host's addresses off the event loop when the cache is older than ``max_age``
     (the gate calls this before deciding, so ``forbidden`` never runs ``ip`` on the loop)."""
-    if _cache is None or time.monotonic() - _cache[0] >= max_age:
+    if not host_networks_fresh(max_age):
         await asyncio.to_thread(host_networks, 0)
+
+
+def host_networks_fresh(max_age: float = 5.0) -> bool:
+    """Whether ``host_networks`` was read within ``max_age`` s (no ``refresh_host_networks`` due)."""
+    return _cache is not None and time.monotonic() - _cache[0] < max_age
 
 
 def forbidden(addr: Addr) -> bool:

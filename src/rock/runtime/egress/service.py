@@ -61,15 +61,17 @@ class Egress:
                           timeout=10)
 
     def update(self, sandbox_id: str, rules: dict) -> bool:
-        """Replace a gated sandbox's policy (new connections and questions follow it at once)."""
+        """Replace a gated sandbox's policy: new connections and questions follow it at once, and
+        open connections it denies are cut."""
         found = self._links.get(sandbox_id)
         if found is None:
             return False
         entry = self.gate.entries.get(found[1])
         if entry is None:
             return False
-        entry.policy = self.compile(rules)
-        entry.resolved.clear()
+        cut = entry.change(self.compile(rules))
+        if cut:
+            log.info("egress: sandbox %s: %d open connection(s) the new policy denies were cut", sandbox_id, cut)
         return True
 
     def attached(self, sandbox_id: str) -> bool:
