@@ -16,6 +16,9 @@ PHASES = (("agent_setup_ms", "agent sandbox", 0), ("agent_ms", "agent", 0),
           ("harness_install_ms", "harness install", 1), ("harness_run_ms", "harness run", 1),
           ("diff_ms", "diff", 0), ("verify_wait_ms", "verifier queue", 0), ("verify_ms", "verifier", 0),
           ("tests_ms", "tests", 1))
+# Every phase a rollout times, for the phase histogram: the waterfall's, the job's queue before them and the steps
+# inside (the agent's image, the verifier's start, the grading).
+METRIC_PHASES = ("queue_ms", *(key for key, _, _ in PHASES), "image_ms", "verifier_start_ms", "grading_ms")
 DIFF_LINES = 5000  # lines of a diff the page renders; the whole diff is a download
 BINS = 10
 
