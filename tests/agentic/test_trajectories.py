@@ -215,18 +215,26 @@ def test_rows_carry_each_calls_reason_and_parquet_round_trips(tmp_path):
     first = _rec(1, [sys_, u1], a1, [1, 2], [3])
     first["logprobs"] = [[-0.1, -0.2]]  # two logprobs for one completion token: dropped, with the reason
     records = [first, _rec(2, [sys_, u1], a1, status="failure"), _rec(3, [sys_, u1, a1, u2], a2, [1, 2, 3, 4], [5]),
-               _rec(4, [{"role": "system", "content": "title"}, u1], a1, [9, 2], [3]), _rec(5, [sys_, u2], a2)]
+               _rec(4, [{"role": "system", "content": "title"}, {"role": "user", "content": "a title for:"}, u1], a1,
+                    [9, 8, 2], [3]),  # a side conversation (opencode's title call has this shape)
+               _rec(5, [sys_, u2], a2),
+               _rec(6, [{"role": "system", "content": "s, edited"}, u1, a1, u2, a2, {"role": "user", "content": "u3"}],
+                    a1, [6, 2, 3, 4, 5, 7], [8])]
     episode = trajectories.export(records, reward=0.5, episode="e", meta={"task_id": "t", "harness": "h", "error": None})
     rows = trajectories.rows(episode)
-    assert [(r["calls"], r["start_reason"]) for r in rows] == [([1, 3], "first"), ([4], "new_conversation")]
+    # the system prompt edited within the conversation (its first message as it was) is a rewrite, not a new one
+    assert [(r["calls"], r["start_reason"]) for r in rows] == [([1, 3], "first"), ([4], "new_conversation"),
+                                                                ([6], "after_untokenized")]
     reasons = {x["call"]: x["reason"] for r in rows for x in r["call_reasons"]}
     assert sorted(reasons) == [1, 2, 5] and sum(len(r["call_reasons"]) for r in rows) == 3  # each once
     assert reasons[1] == "logprobs dropped: 2 for 1 completion tokens"
     assert "did not succeed" in reasons[2] and "carried no token ids" in reasons[5]
     assert [x["call"] for x in rows[0]["call_reasons"]] == [1, 2, 5] and rows[1]["call_reasons"] == []
+    edited = trajectories.export([records[0], records[2], records[5]])["sequences"][1]
+    assert edited["calls"] == [6] and edited["start"]["reason"] == "rewrite", edited["start"]
 
-    assert trajectories.write([episode], tmp_path / "e.parquet") == 2
-    assert trajectories.write([episode], tmp_path / "e.jsonl") == 2
+    assert trajectories.write([episode], tmp_path / "e.parquet") == 3
+    assert trajectories.write([episode], tmp_path / "e.jsonl") == 3
     table = pq.read_table(tmp_path / "e.parquet").to_pylist()
     jsonl = [json.loads(x) for x in (tmp_path / "e.jsonl").read_text().splitlines()]
     assert table == jsonl == json.loads(json.dumps(rows))

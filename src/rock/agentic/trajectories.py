@@ -99,23 +99,27 @@ def _norm(message: dict) -> tuple:
     return message.get("role"), content or "", tuple(calls), message.get("tool_call_id")
 
 
-def _system(record: Any) -> str | None:
-    """The system prompt a call's conversation starts with (None without one)."""
-    messages = (_get(record, "request") or {}).get("messages") or ()
-    first = _norm(messages[0]) if messages and isinstance(messages[0], dict) else None
-    return first[1] if first and first[0] in ("system", "developer") else None
+def _opening(record: Any) -> tuple[str | None, tuple | None]:
+    """How a call's conversation opens: its system prompt (None without one) and its first other message."""
+    messages = [m for m in (_get(record, "request") or {}).get("messages") or () if isinstance(m, dict)]
+    system = _norm(messages[0])[1] if messages and messages[0].get("role") in ("system", "developer") else None
+    first = next((_norm(m) for m in messages if m.get("role") not in ("system", "developer")), None)
+    return system, first
 
 
 def _why_break(prev: Any, cur: Any, earlier: list[Any]) -> tuple[str, Any]:
     """Why ``cur``'s prompt does not extend ``prev``'s sequence, from their messages, and the call it is compared
-    with. Under another system prompt than ``prev``'s, ``cur`` belongs to another conversation: compared with the last
-    of ``earlier`` under its own system prompt, or, when none was, a new conversation (a harness's title call or side
-    agent, whose history is no compaction of the main one's)."""
-    if _system(cur) != _system(prev):
-        same = [r for r in earlier if _system(r) == _system(cur)]
-        if not same:
+    with. Under another system prompt than ``prev``'s, ``cur`` goes on a conversation seen before under its own
+    (compared with that one's last call), or opens a new conversation when no call before opened with its first
+    message either (a harness's title call or side agent, whose history is no compaction of the main one's); a
+    system prompt changed in the middle of a conversation (its first message as it was) is a rewrite of it."""
+    system, first = _opening(cur)
+    if system != _opening(prev)[0]:
+        same = [r for r in earlier if _opening(r)[0] == system]
+        if same:
+            prev = same[-1]
+        elif all(_opening(r)[1] != first for r in earlier):
             return NEW_CONVERSATION, None
-        prev = same[-1]
     return _why_messages(prev, cur), prev
 
 
