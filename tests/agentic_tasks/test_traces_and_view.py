@@ -156,3 +156,9 @@ def test_a_jobs_traces_metrics_and_view(tenants_admin, tmp_path, capsys):
         assert main([*view, *extra, "--token", "token-bob"]) == 1
         err = capsys.readouterr().err
         assert f"job {job_id}: 404" in err, err
+    # no such rollout, a malformed id: the API's answer, said in a line
+    assert main([*view, "7", "--token", "token-alice"]) == 1
+    assert f"job {job_id}: 404" in capsys.readouterr().err
+    assert main(["job", "view", "--url", tenants_admin.url, "--token", "token-alice", "../etc"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: job ../etc: 4") and "Traceback" not in err and len(err.splitlines()) == 1, err
