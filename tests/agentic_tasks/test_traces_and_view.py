@@ -162,3 +162,26 @@ def test_a_jobs_traces_metrics_and_view(tenants_admin, tmp_path, capsys):
     assert main(["job", "view", "--url", tenants_admin.url, "--token", "token-alice", "../etc"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: job ../etc: 4") and "Traceback" not in err and len(err.splitlines()) == 1, err
+
+
+def test_without_the_tracing_extra_a_job_traces_nothing(tmp_path):
+    """Where the OpenTelemetry packages are missing, the module still imports, opens no tracer and its phases are
+    the shared no-op (run in a fresh interpreter that cannot import them)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; sys.modules['opentelemetry'] = None\n"
+            "from rock.agentic import tracing\n"
+            "from rock.agentic.tasks.jobs import traces_file\n"
+            f"path = traces_file({str(tmp_path / 'j.jsonl')!r}, None)\n"
+            "assert not tracing.AVAILABLE and tracing.Tracing.open(path, 'http://127.0.0.1:9') is None\n"
+            "with tracing.phase('image'):\n    pass\n"
+            "assert tracing.phase('a') is tracing.phase('b') and not tracing.active()\n"
+            "print('ok', path)\n")
+    src = str(Path(__file__).resolve().parents[2] / "src")  # this tree's package, whatever is installed
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": src})
+    assert proc.returncode == 0 and proc.stdout.split() == ["ok", str(tmp_path / "j.traces.jsonl")], proc.stderr
+    assert not (tmp_path / "j.traces.jsonl").exists()
