@@ -9,13 +9,14 @@ from __future__ import annotations
 import importlib.util
 import json
 
-from rock.agentic import trajectories
+from rock.agentic import terminal_agents, trajectories
 from rock.cli.main import main
 from rock.sdk.model import ChatTrainer
 from rock.sdk.sandbox import Sandbox
 from rock.sdk.sandbox.config import SandboxConfig
 from tests.agentic.conftest import run_answered
 from tests.agentic.test_chat_native import clients  # noqa: F401 - the vendor clients' image
+from tests.agentic.test_terminal_agents import opencode_image, run_agent, shell_once  # noqa: F401 - opencode's image
 
 CLIENT = r'''
 import anthropic
@@ -176,3 +177,64 @@ def test_why_a_sequence_breaks():
         ([1, 2], "first"), ([4], "retokenized"), ([5], "truncation"), ([6], "rewrite"), ([8], "after_untokenized")]
     assert episode["sequences"][0]["token_ids"] == [1, 2, 3, 4, 5] and episode["sequences"][0]["loss_mask"] == [0, 0, 1, 0, 1]
     assert "did not succeed" in episode["calls"][2]["reason"] and episode["calls"][6]["tokens"] is None
+
+
+async def test_opencode_title_call_is_a_conversation_of_its_own(admin, opencode_image):  # noqa: F811
+    """opencode asks for a title under its own system prompt before the task: in the export that is a
+    sequence, and the task's conversation a new one (``new_conversation``), not a compaction of it;
+    the task's two calls extend one prefix and merge."""
+    shell = shell_once("bash", {"command": "echo hi", "description": "say hi"}, lambda out: "done")
+
+    def tokenized(call):
+        answer = shell(call)
+        reply = answer["choices"][0]["message"]
+        completion = list(piece(reply)[len("<|assistant|>"):].encode())
+        return {"prompt_token_ids": prompt_ids(call.request["messages"]),
+                "choices": [{"message": reply, "token_ids": completion,
+                             "logprobs": {"content": [{"token": "x", "logprob": -0.5} for _ in completion]}}]}
+
+    _, _, records, _ = await run_agent(admin, opencode_image, terminal_agents.opencode_command(),
+                                       terminal_agents.opencode_env(max_steps=5), tokenized, {}, "/dev/null")
+    systems = [r.request["messages"][0]["content"][:40] for r in records]
+    assert len(records) == 3 and "title" in systems[0] and systems[1] == systems[2], systems
+    episode = trajectories.export(records, reward=1.0, episode="oc")
+    assert [(s["calls"], s["start"]["reason"]) for s in episode["sequences"]] == [
+        ([1], "first"), ([2, 3], "new_conversation")]
+    assert "another system prompt" in episode["sequences"][1]["start"]["detail"]
+    rows = trajectories.rows(episode)
+    assert [r["start_reason"] for r in rows] == ["first", "new_conversation"]
+
+
+def test_rows_carry_each_calls_reason_and_parquet_round_trips(tmp_path):
+    """Per-call reasons (logprobs dropped, a failed call, a call without tokens) are in the exported rows, each
+    once; Parquet holds the same rows as JSONL, column for column."""
+    import pyarrow.parquet as pq
+
+    sys_, u1, a1 = {"role": "system", "content": "s"}, {"role": "user", "content": "u1"}, {"role": "assistant", "content": "a1"}
+    u2, a2 = {"role": "user", "content": "u2"}, {"role": "assistant", "content": "a2"}
+    first = _rec(1, [sys_, u1], a1, [1, 2], [3])
+    first["logprobs"] = [[-0.1, -0.2]]  # two logprobs for one completion token: dropped, with the reason
+    records = [first, _rec(2, [sys_, u1], a1, status="failure"), _rec(3, [sys_, u1, a1, u2], a2, [1, 2, 3, 4], [5]),
+               _rec(4, [{"role": "system", "content": "title"}, {"role": "user", "content": "a title for:"}, u1], a1,
+                    [9, 8, 2], [3]),  # a side conversation (opencode's title call has this shape)
+               _rec(5, [sys_, u2], a2),
+               _rec(6, [{"role": "system", "content": "s, edited"}, u1, a1, u2, a2, {"role": "user", "content": "u3"}],
+                    a1, [6, 2, 3, 4, 5, 7], [8])]
+    episode = trajectories.export(records, reward=0.5, episode="e", meta={"task_id": "t", "harness": "h", "error": None})
+    rows = trajectories.rows(episode)
+    # the system prompt edited within the conversation (its first message as it was) is a rewrite, not a new one
+    assert [(r["calls"], r["start_reason"]) for r in rows] == [([1, 3], "first"), ([4], "new_conversation"),
+                                                                ([6], "after_untokenized")]
+    reasons = {x["call"]: x["reason"] for r in rows for x in r["call_reasons"]}
+    assert sorted(reasons) == [1, 2, 5] and sum(len(r["call_reasons"]) for r in rows) == 3  # each once
+    assert reasons[1] == "logprobs dropped: 2 for 1 completion tokens"
+    assert "did not succeed" in reasons[2] and "carried no token ids" in reasons[5]
+    assert [x["call"] for x in rows[0]["call_reasons"]] == [1, 2, 5] and rows[1]["call_reasons"] == []
+    edited = trajectories.export([records[0], records[2], records[5]])["sequences"][1]
+    assert edited["calls"] == [6] and edited["start"]["reason"] == "rewrite", edited["start"]
+
+    assert trajectories.write([episode], tmp_path / "e.parquet") == 3
+    assert trajectories.write([episode], tmp_path / "e.jsonl") == 3
+    table = pq.read_table(tmp_path / "e.parquet").to_pylist()
+    jsonl = [json.loads(x) for x in (tmp_path / "e.jsonl").read_text().splitlines()]
+    assert table == jsonl == json.loads(json.dumps(rows))

@@ -64,10 +64,7 @@ class Metrics:
                                   registry=self.registry)
         self.fork_children = Counter("rock_fork_children", "Sandboxes started by forks (children that came up), "
                                      "by mode", ["backend", "mode"], registry=self.registry)
-        self.phases = Histogram("rock_rollout_phase_duration_seconds", "Time per phase of the rollouts job "
-                                "runners recorded (agent_setup, harness_install, agent, diff, verify_wait, tests ...), "
-                                "by harness",
-                                ["harness", "phase"], buckets=_ROLLOUT_BUCKETS, registry=self.registry)
+        self.phases = _PhaseTimes()  # rock_rollout_phase_duration_seconds, per namespace: each scraper its own
         self.counts: list[dict] = []  # records per state and backend, read from the store at each scrape
         self.scraper: str | None = None  # the namespace of the scrape being answered (tokens on): its own series only
         self.registry.register(_Snapshot(self))
@@ -77,15 +74,16 @@ class Metrics:
 
     # -- feeding -----------------------------------------------------------------------------
 
-    def on_rollout(self, rollout: dict) -> None:
-        """A recorded rollout's phases (``rock.admin.rollouts``' summary of it) into the phase histogram."""
-        from rock.admin.rollouts.summary import PHASES
+    def on_rollout(self, rollout: dict, owner: str | None = None) -> None:
+        """A recorded rollout's phases (``rock.admin.rollouts``' summary of it) into the phase histogram of the job's
+        namespace ``owner``."""
+        from rock.admin.rollouts.summary import METRIC_PHASES
 
         harness = rollout.get("harness") if rollout.get("harness") in _HARNESSES else "other"  # bounded labels
-        for key, _, _ in PHASES:
+        for key in METRIC_PHASES:
             ms = rollout["timings"].get(key)
             if isinstance(ms, (int, float)) and not isinstance(ms, bool) and ms >= 0:
-                self.phases.labels(harness, key.removesuffix("_ms")).observe(ms / 1000)
+                self.phases.observe(owner, (harness, key.removesuffix("_ms")), ms / 1000)
 
     def observe(self, method: str, route: str, status: int, seconds: float, began: float) -> None:
         self.requests.observe((method if method in _METHODS else "other", route, status), seconds)
@@ -184,6 +182,38 @@ class _RequestTimes:
         yield env
 
 
+class _PhaseTimes:
+    """Rollout phase durations by namespace, harness and phase, as bucket counts; a scrape with tokens on sees its
+    own namespace's rollouts only (without tokens, every rollout), as one histogram by harness and phase."""
+
+    def __init__(self) -> None:
+        self.series: dict[tuple, list] = {}  # (namespace, harness, phase) -> [counts per bucket (+Inf last), sum]
+
+    def observe(self, owner: str | None, key: tuple[str, str], seconds: float) -> None:
+        entry = self.series.setdefault((owner, *key), [[0] * (len(_ROLLOUT_BUCKETS) + 1), 0.0])
+        entry[0][bisect_left(_ROLLOUT_BUCKETS, seconds)] += 1
+        entry[1] += seconds
+
+    def family(self, scraper: str | None) -> HistogramMetricFamily:
+        merged: dict[tuple, list] = {}
+        for (owner, harness, phase), (counts, total) in list(self.series.items()):
+            if scraper is not None and owner != scraper:
+                continue
+            into = merged.setdefault((harness, phase), [[0] * len(counts), 0.0])
+            into[0] = [a + b for a, b in zip(into[0], counts)]
+            into[1] += total
+        h = HistogramMetricFamily("rock_rollout_phase_duration_seconds", "Time per phase of the rollouts job runners "
+                                  "recorded (queue, image, agent_setup, harness_install, agent, diff, verify_wait, "
+                                  "verifier_start, tests, grading ...), by harness", labels=["harness", "phase"])
+        for (harness, phase), (counts, total) in sorted(merged.items()):
+            cumulative, buckets = 0, []
+            for bound, n in zip((*_ROLLOUT_BUCKETS, float("inf")), counts):
+                cumulative += n
+                buckets.append((str(bound) if bound != float("inf") else "+Inf", cumulative))
+            h.add_metric([harness, phase], buckets, total)
+        return h
+
+
 class _Snapshot:
     """Gauges read from memory at scrape time: sandboxes by state and backend, warm pools, envs."""
 
@@ -195,6 +225,7 @@ class _Snapshot:
 
     def collect(self):
         yield from self.m.requests.families()
+        yield self.m.phases.family(self.m.scraper)
         ctx = self.m.ctx
         here = ctx.worker.backend_name
         counts = {(state, here): 0 for state in TRANSITIONS}

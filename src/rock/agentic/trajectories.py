@@ -30,6 +30,7 @@ RETOKENIZED = "retokenized"  # the messages extend the previous call's, the toke
 TRUNCATION = "truncation"  # fewer messages: earlier ones dropped, those kept unchanged
 COMPACTION = "compaction"  # fewer messages: the history replaced (by a summary, or by nothing)
 REWRITE = "rewrite"  # an earlier message changed or was inserted (e.g. a system reminder)
+NEW_CONVERSATION = "new_conversation"  # another system prompt: a conversation of its own (a title, a side agent)
 
 
 def _get(record: Any, name: str) -> Any:
@@ -98,8 +99,31 @@ def _norm(message: dict) -> tuple:
     return message.get("role"), content or "", tuple(calls), message.get("tool_call_id")
 
 
-def _why_break(prev: Any, cur: Any) -> str:
-    """Why ``cur``'s prompt does not extend ``prev``'s sequence, from their messages."""
+def _opening(record: Any) -> tuple[str | None, tuple | None]:
+    """How a call's conversation opens: its system prompt (None without one) and its first other message."""
+    messages = [m for m in (_get(record, "request") or {}).get("messages") or () if isinstance(m, dict)]
+    system = _norm(messages[0])[1] if messages and messages[0].get("role") in ("system", "developer") else None
+    first = next((_norm(m) for m in messages if m.get("role") not in ("system", "developer")), None)
+    return system, first
+
+
+def _why_break(prev: Any, cur: Any, earlier: list[Any]) -> tuple[str, Any]:
+    """Why ``cur``'s prompt does not extend ``prev``'s sequence, from their messages, and the call it is compared
+    with. Under another system prompt than ``prev``'s, ``cur`` goes on a conversation seen before under its own
+    (compared with that one's last call), or opens a new conversation when no call before opened with its first
+    message either (a harness's title call or side agent, whose history is no compaction of the main one's); a
+    system prompt changed in the middle of a conversation (its first message as it was) is a rewrite of it."""
+    system, first = _opening(cur)
+    if system != _opening(prev)[0]:
+        same = [r for r in earlier if _opening(r)[0] == system]
+        if same:
+            prev = same[-1]
+        elif all(_opening(r)[1] != first for r in earlier):
+            return NEW_CONVERSATION, None
+    return _why_messages(prev, cur), prev
+
+
+def _why_messages(prev: Any, cur: Any) -> str:
     reply = (((_get(prev, "response") or {}).get("choices") or [{}])[0]).get("message") or {}
     before = [_norm(m) for m in (_get(prev, "request") or {}).get("messages") or ()] + [_norm(reply)]
     now = [_norm(m) for m in (_get(cur, "request") or {}).get("messages") or ()]
@@ -113,6 +137,22 @@ def _why_break(prev: Any, cur: Any) -> str:
     return REWRITE
 
 
+def _start(answered: list[Any], record: Any, after_gap: bool, gap: bool, owner: dict[int, dict]) -> tuple[str, Any]:
+    """Why the call ``record`` (the last of ``answered``) starts a sequence, and where its prompt diverged."""
+    index = _get(record, "index")
+    if len(answered) < 2:
+        return (AFTER_UNTOKENIZED if gap else FIRST), None
+    reason, against = _why_break(answered[-2], record, answered[:-1])
+    if reason == NEW_CONVERSATION:
+        return reason, f"call {index} has another system prompt than every call before it"
+    if after_gap or id(against) not in owner:  # the call compared had no tokens: nothing to compare with
+        return AFTER_UNTOKENIZED, None
+    old, prompt = owner[id(against)]["token_ids"], _get(record, "prompt_token_ids")
+    at = next((i for i, (a, b) in enumerate(zip(old, prompt)) if a != b), min(len(old), len(prompt)))
+    return reason, (f"call {index}'s prompt ({len(prompt)} tokens) diverges from the sequence of call "
+                    f"{_get(against, 'index')} ({len(old)} tokens) at token {at}")
+
+
 def export(records: Iterable[Any], reward: float | None = None, episode: str | None = None,
            meta: dict | None = None) -> dict:
     """One episode: ``{"episode", "reward", "meta", "calls": [call_tokens...], "sequences": [...]}``;
@@ -122,28 +162,27 @@ def export(records: Iterable[Any], reward: float | None = None, episode: str | N
     calls = [call_tokens(r) for r in records]
     sequences: list[dict] = []
     seq: dict | None = None
-    prev: Any = None  # the record of the last tokenized call, while the sequence can go on
     gap = False  # a call without tokens came since the last sequence
+    answered: list[Any] = []  # every successful call's record so far, in order
+    owner: dict[int, dict] = {}  # a tokenized record's sequence (by the record's id)
     for record, call in zip(records, calls):
         tokens = call["tokens"]
         if call["status"] != "success":
             continue  # a failed call is no turn of the policy's: the next one may still extend
+        answered.append(record)
         if tokens is None:
-            seq, prev, gap = None, None, True
+            seq, gap = None, True
             continue
         prompt, completion = tokens["prompt_token_ids"], tokens["completion_token_ids"]
-        if seq is not None and prompt[:len(seq["token_ids"])] == seq["token_ids"]:
+        # The current sequence, else an earlier one (a conversation the harness returns to after a side call).
+        into = next((s for s in ([seq] if seq is not None else []) + sequences[::-1]
+                     if prompt[:len(s["token_ids"])] == s["token_ids"]), None)
+        if into is not None:
+            seq = into
             added = prompt[len(seq["token_ids"]):]
             seq["calls"].append(call["index"])
         else:
-            if seq is None:
-                reason, detail = (AFTER_UNTOKENIZED if gap else FIRST), None
-            else:
-                old = seq["token_ids"]
-                at = next((i for i, (a, b) in enumerate(zip(old, prompt)) if a != b), min(len(old), len(prompt)))
-                reason = _why_break(prev, record)
-                detail = (f"call {call['index']}'s prompt ({len(prompt)} tokens) diverges from the sequence "
-                          f"({len(old)} tokens) at token {at}")
+            reason, detail = _start(answered, record, seq is None, gap, owner)
             seq = {"calls": [call["index"]], "start": {"reason": reason, "detail": detail},
                    "token_ids": [], "loss_mask": [], "logprobs": []}
             sequences.append(seq)
@@ -151,24 +190,34 @@ def export(records: Iterable[Any], reward: float | None = None, episode: str | N
         seq["token_ids"] += added + completion
         seq["loss_mask"] += [0] * len(added) + [1] * len(completion)
         seq["logprobs"] += [None] * len(added) + (tokens["logprobs"] or [None] * len(completion))
-        prev = record
+        owner[id(record)] = seq
     return {"episode": episode, "reward": reward, "meta": meta or {}, "calls": calls, "sequences": sequences}
 
 
 def rows(episode: dict) -> list[dict]:
     """One flat row per sequence (what a trainer's data loader takes); an episode without any
-    tokenized call gives one row with ``token_ids: null`` and the reason."""
+    tokenized call gives one row with ``token_ids: null`` and the reason. ``call_reasons`` holds
+    ``{"call", "reason"}`` for each call of the row's sequence with a reason (e.g. its logprobs were
+    dropped); calls in no sequence (failed, without token ids) are on the episode's first row, so
+    each call's reason is in the export once."""
     base = {"episode": episode.get("episode"), "reward": episode.get("reward"), **(episode.get("meta") or {})}
+    reasons = {c["index"]: c["reason"] for c in episode["calls"] if c["reason"]}
     if not episode["sequences"]:
-        reasons = sorted({c["reason"] for c in episode["calls"] if c["reason"]})
         return [dict(base, sequence=None, calls=[c["index"] for c in episode["calls"]], start_reason=None,
                      start_detail=None, token_ids=None, loss_mask=None, logprobs=None,
-                     reason="; ".join(reasons) or "the episode made no model call")]
+                     reason="; ".join(sorted(set(reasons.values()))) or "the episode made no model call",
+                     call_reasons=[{"call": i, "reason": r} for i, r in reasons.items()])]
     untokenized = [c["index"] for c in episode["calls"] if c["tokens"] is None]
-    return [dict(base, sequence=n, calls=s["calls"], start_reason=s["start"]["reason"],
-                 start_detail=s["start"]["detail"], token_ids=s["token_ids"], loss_mask=s["loss_mask"],
-                 logprobs=s["logprobs"], reason=(f"calls {untokenized} had no token ids" if untokenized else None))
-            for n, s in enumerate(episode["sequences"])]
+    merged = {i for s in episode["sequences"] for i in s["calls"]}
+    out = []
+    for n, s in enumerate(episode["sequences"]):
+        own = [i for i in reasons if i in s["calls"] or (n == 0 and i not in merged)]
+        out.append(dict(base, sequence=n, calls=s["calls"], start_reason=s["start"]["reason"],
+                        start_detail=s["start"]["detail"], token_ids=s["token_ids"], loss_mask=s["loss_mask"],
+                        logprobs=s["logprobs"],
+                        reason=(f"calls {untokenized} had no token ids" if untokenized else None),
+                        call_reasons=[{"call": i, "reason": reasons[i]} for i in own]))
+    return out
 
 
 def from_job(lines: Iterable[dict]) -> Iterator[dict]:
@@ -199,7 +248,8 @@ def write(episodes: Iterable[dict], path: str | Path, fmt: str | None = None) ->
                             ("calls", pa.list_(pa.int64())), ("start_reason", pa.string()),
                             ("start_detail", pa.string()), ("token_ids", pa.list_(pa.int64())),
                             ("loss_mask", pa.list_(pa.int8())), ("logprobs", pa.list_(pa.float64())),
-                            ("reason", pa.string())])
+                            ("reason", pa.string()),
+                            ("call_reasons", pa.list_(pa.struct([("call", pa.int64()), ("reason", pa.string())])))])
         cols = {f.name: [r.get(f.name) for r in table] for f in schema}
         pq.write_table(pa.table(cols, schema=schema), path)
         return len(table)
@@ -209,5 +259,5 @@ def write(episodes: Iterable[dict], path: str | Path, fmt: str | None = None) ->
     return len(table)
 
 
-__all__ = ["AFTER_UNTOKENIZED", "COMPACTION", "FIRST", "RETOKENIZED", "REWRITE", "TRUNCATION", "call_tokens",
+__all__ = ["AFTER_UNTOKENIZED", "COMPACTION", "FIRST", "NEW_CONVERSATION", "RETOKENIZED", "REWRITE", "TRUNCATION", "call_tokens",
            "export", "from_job", "rows", "write"]

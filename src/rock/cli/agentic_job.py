@@ -32,7 +32,8 @@ def cmd_run_suite(args, out: Out) -> int:
                                              "replay": args.replay})
     name = Path(args.suite).name or args.suite
     path = args.out or Path(f"job-{name}-{args.harness}-{args.policy}.jsonl")
-    kwargs = dict(tasks=task_ids(args), limit=args.limit, concurrency=args.concurrency, out=path, resume=args.resume)
+    kwargs = dict(tasks=task_ids(args), limit=args.limit, concurrency=args.concurrency, out=path, resume=args.resume,
+                  traces=args.traces, otlp=args.otlp_endpoint)
     if args.jsonl:
         def event(kind, **fields):
             print(json.dumps({"event": kind, "time": round(time.time(), 3), **fields}), file=sys.stderr, flush=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rock.cli import add_admin_options
 from rock.cli.agentic_job import cmd_run_suite
+from rock.cli.job_view import cmd_view
 from rock.cli.output import Out, results_table
 
 
@@ -46,6 +47,10 @@ def add_parser(sub) -> None:
     run.add_argument("--categories", help="bfcl categories or groups, comma-separated (default multi_turn)")
     run.add_argument("--params", default="{}", help="profile params as JSON (reasoning_gym: generators, size)")
     run.add_argument("--out", type=Path, help="JSONL of trajectories (default: job-<env>-<split>-<policy>.jsonl)")
+    run.add_argument("--traces", help="agentic: OTLP/JSON lines of each rollout's spans (default: beside --out, "
+                     "X.traces.jsonl; 'off': none); needs the tracing extra")
+    run.add_argument("--otlp-endpoint", help="agentic: also send the spans to this OTLP/HTTP collector (default: "
+                     "$OTEL_EXPORTER_OTLP_ENDPOINT)")
     run.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
     run.set_defaults(func=cmd_run)
     exp = s.add_parser("export", help="training-ready trajectories from a job's records: token ids, loss masks, "
@@ -56,6 +61,13 @@ def add_parser(sub) -> None:
     exp.add_argument("--out", type=Path, help="where to write (default: the records' name with .tokens.jsonl/.parquet)")
     exp.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
     exp.set_defaults(func=cmd_export)
+    view = s.add_parser("view", help="a job the admin keeps, in the terminal: pass rate, errors per task, time per "
+                        "phase; with ROLLOUT, that rollout's model calls in order, diff and verifier results")
+    add_admin_options(view)
+    view.add_argument("job", help="the job's id (job_id in rock job run --json's summary, or the UI's /ui/jobs)")
+    view.add_argument("rollout", nargs="?", type=int, help="a rollout's number in the job (0, 1, ...)")
+    view.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    view.set_defaults(func=cmd_view)
 
 
 def cmd_export(args, out: Out) -> int:

@@ -96,7 +96,7 @@ class JobBook:
         self.version = 0
         self._lock = threading.Lock()  # file appends run in threads
         self._waiters: set[asyncio.Event] = set()
-        self.listeners: list = []  # called with each new rollout's summary (the metrics' phase histogram)
+        self.listeners: list = []  # called with each new rollout's summary and its namespace (the metrics' phase histogram)
         self._load()
 
     # -- changes -----------------------------------------------------------------------------
@@ -139,7 +139,7 @@ class JobBook:
         job.rollouts.append(light(n, rec, offset, len(line)))
         self._index(job, job.rollouts[-1])
         for listener in self.listeners:
-            listener(job.rollouts[-1])
+            listener(job.rollouts[-1], owner)
         self._changed()
         return n
 

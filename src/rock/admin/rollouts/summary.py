@@ -12,10 +12,12 @@ from rock.agentic import trajectories
 
 # A rollout's phases as ``rock.agentic.tasks.rollout`` times them: (timings key, label, depth); depth-1
 # phases run inside the depth-0 phase before them.
-PHASES = (("agent_setup_ms", "agent sandbox", 0), ("agent_ms", "agent", 0),
+PHASES = (("agent_setup_ms", "agent sandbox", 0), ("image_ms", "image", 1), ("agent_ms", "agent", 0),
           ("harness_install_ms", "harness install", 1), ("harness_run_ms", "harness run", 1),
           ("diff_ms", "diff", 0), ("verify_wait_ms", "verifier queue", 0), ("verify_ms", "verifier", 0),
-          ("tests_ms", "tests", 1))
+          ("verifier_start_ms", "verifier start", 1), ("tests_ms", "tests", 1), ("grading_ms", "grading", 1))
+# Every phase a rollout times, for the phase histogram: the waterfall's and the job's queue before them.
+METRIC_PHASES = ("queue_ms", *(key for key, _, _ in PHASES))
 DIFF_LINES = 5000  # lines of a diff the page renders; the whole diff is a download
 BINS = 10
 

@@ -8,15 +8,33 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from pathlib import Path
 from typing import Callable
 
+from rock.agentic import tracing
 from rock.agentic.tasks.errors import TaskError
 from rock.agentic.tasks.report import JobReport
 from rock.agentic.tasks.rollout import RolloutOptions, make_harness, rollout
 from rock.agentic.tasks.suites import open_suite, select_ids
 from rock.training.runner import run_pool, summarize
+
+
+def traces_file(out: Path | None, traces: str | Path | None) -> Path | None:
+    """Where a job's OTLP/JSON trace lines go: ``traces`` ("off": nowhere), else ``$ROCK_TRACES`` (the same), else
+    beside ``out`` (``X.jsonl`` -> ``X.traces.jsonl``), else nowhere."""
+    chosen = traces if traces is not None else os.environ.get("ROCK_TRACES")
+    if chosen is not None and str(chosen) != "":
+        return None if str(chosen) == "off" else Path(chosen)
+    return None if out is None else Path(out).with_suffix(".traces.jsonl")
+
+
+def otlp_endpoint(endpoint: str | None) -> str | None:
+    """The OTLP/HTTP collector for traces: ``endpoint``, else OpenTelemetry's own variables
+    (``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, ``OTEL_EXPORTER_OTLP_ENDPOINT``), else none."""
+    return (endpoint or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None)
 
 
 def finished(out: Path | None, harness: str | None = None, policy: str | None = None) -> dict[str, dict]:
@@ -41,12 +59,15 @@ def finished(out: Path | None, harness: str | None = None, policy: str | None = 
 async def run_job(suite: str, options: RolloutOptions, tasks: list[str] | None = None, limit: int | None = None,
                   concurrency: int = 8, out: Path | None = None, resume: bool = False,
                   on_done: Callable | None = None, on_start: Callable | None = None,
-                  progress: Callable[[str], None] | None = None, record: bool = True) -> dict:
+                  progress: Callable[[str], None] | None = None, record: bool = True,
+                  traces: str | Path | None = None, otlp: str | None = None) -> dict:
     """Roll out ``options.harness`` / ``options.policy`` over the suite's tasks; the summary
     (the training runner's: tasks, mean_reward, pass_rate, errors, by_category) plus records.
     A built-in suite not built on this host is built first, saying so through ``progress``
     (default: lines on stderr). With ``record`` the admin keeps the job too (its UI's Jobs pages, live;
-    ``job_id`` in the summary), unless it cannot, which never stops the job."""
+    ``job_id`` in the summary), unless it cannot, which never stops the job. With the ``tracing`` extra installed,
+    every rollout and its phases are OpenTelemetry spans, written as OTLP/JSON lines to ``traces`` (default: beside
+    ``out``; "off": none) and sent to the OTLP/HTTP collector ``otlp`` (or ``OTEL_EXPORTER_OTLP_ENDPOINT``)."""
     folder = await asyncio.to_thread(open_suite, suite, progress)  # a first build takes minutes
     ids = select_ids(folder, tasks, limit)
     harness_factory = lambda: make_harness(options.harness)  # noqa: E731
@@ -66,13 +87,24 @@ async def run_job(suite: str, options: RolloutOptions, tasks: list[str] | None =
         except Exception as exc:  # noqa: BLE001 - a broken task folder is that task's record
             return {"suite": folder.name, "task_id": task_id, "category": folder.name, "reward": 0.0,
                     "passed": False, "resolved": False, "pass_rate": 0.0, "error": getattr(exc, "message", str(exc))}
-        return await rollout(task, options, harness_factory(), folder.name)
+        queue_ms = round((time.time() - queued_at) * 1000, 1)  # waited for a slot of the job's concurrency
+        if tracer is None:
+            rec = await rollout(task, options, harness_factory(), folder.name)
+        else:
+            with tracer.rollout(task_id, {"rock.suite": folder.name, "rock.harness": options.harness,
+                                          "rock.policy": policy_name, "rock.job_id": report.job_id if report else ""},
+                                queued_at=queued_at) as span:
+                rec = await rollout(task, options, harness_factory(), folder.name)
+                tracing.end_rollout(span, rec)
+        rec["timings"] = {"queue_ms": queue_ms, **rec["timings"]}
+        return rec
 
     if resume and out is not None and Path(out).exists() and not Path(out).read_bytes().endswith(b"\n"):
         with open(out, "a") as f:
             f.write("\n")  # a line cut short by a stop: the next record starts on its own line
     report = JobReport(options.base_url, options.token) if record else None
     policy_name = options.policy if isinstance(options.policy, str) else "script"
+    tracer: tracing.Tracing | None = None
     if report is not None:
         await report.open(folder.name, options.harness, policy_name, len(todo),
                           (options.policy_options or {}).get("model"), concurrency)
@@ -83,7 +115,9 @@ async def run_job(suite: str, options: RolloutOptions, tasks: list[str] | None =
             await report.add(rec)
         return rec
 
-    t0 = time.perf_counter()
+    t0, queued_at = time.perf_counter(), time.time()
+    trace_path = traces_file(out, traces)
+    tracer = tracing.Tracing.open(trace_path, otlp_endpoint(otlp))
     try:
         records = await run_pool(todo, reported, concurrency, out, on_done, append=resume)
     except BaseException:
@@ -91,11 +125,16 @@ async def run_job(suite: str, options: RolloutOptions, tasks: list[str] | None =
             await report.end({"stopped": True})
             await report.aclose()
         raise
+    finally:
+        if tracer is not None:
+            await asyncio.to_thread(tracer.close)  # flushes the exporters (a collector's POST may take a while)
     every = [kept[t] for t in ids if t in kept] + records
     summary = summarize(folder.name, "all", every, time.perf_counter() - t0)
     summary.update(harness=options.harness, policy=policy_name, skipped=len(kept), ran=len(records),
                    mean_pass_rate=sum(r.get("pass_rate", 0.0) for r in every) / len(every) if every else 0.0,
                    tasks_per_s=round(len(records) / (time.perf_counter() - t0), 3) if records else 0.0)
+    if tracer is not None and trace_path is not None:
+        summary["traces"] = str(trace_path)
     if report is not None:
         summary["job_id"] = report.job_id
         await report.end(summary)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from rock.actions import Command
+from rock.agentic import tracing
 from rock.agentic.tasks import verifier, workspace
 from rock.agentic.tasks.verifier.box import grade
 from rock.agentic.tasks.errors import TaskError
@@ -90,7 +91,11 @@ async def rollout(task: Task, options: RolloutOptions, harness: Harness | None =
     try:
         before = workspace.snapshot_files(task.workspace)
         t = time.perf_counter()
-        box = await _start(task, options, tmp, await harness.image(task), task.agent_egress)
+        with tracing.phase("image"):
+            image = await harness.image(task)
+        rec["timings"]["image_ms"] = _ms(t)
+        with tracing.phase("agent_sandbox_start"):
+            box = await _start(task, options, tmp, image, task.agent_egress)
         rec["agent_sandbox"] = box.sandbox_id
         try:
             if not task.workspace.is_dir():  # the image holds the repository: its state is the start
@@ -107,20 +112,25 @@ async def rollout(task: Task, options: RolloutOptions, harness: Harness | None =
             except Exception as exc:  # noqa: BLE001 - a harness crash is the rollout's record, graded as is
                 rec["harness"]["error"] = f"{type(exc).__name__}: {exc}"
             rec["timings"]["agent_ms"] = _ms(t)
+            if tracing.active():
+                tracing.harness_phases(rec["timings"], time.time() - rec["timings"]["agent_ms"] / 1000, time.time())
+                tracing.model_calls(rec["model_calls"])
             killed = killed_by_signal(rec["harness"], task)
             if killed:
                 rec["harness"]["error"] = killed
             t = time.perf_counter()
-            after = await workspace.download(box, task.workdir, tmp / "after")
+            with tracing.phase("diff"):
+                after = await workspace.download(box, task.workdir, tmp / "after")
+                changes = workspace.compare(before, after, task.protected)
             rec["timings"]["diff_ms"] = _ms(t)
         finally:
             await box.stop()
-        changes = workspace.compare(before, after, task.protected)
         rec["diff"], rec["ignored_paths"] = changes.diff, changes.ignored
         if killed:  # not graded: what a killed agent left is no answer of the policy's
             raise TaskError(killed, "HarnessKilled")
-        t = time.perf_counter()
+        t, queued = time.perf_counter(), time.time()
         async with options.gate():
+            tracing.span_at("verifier_queue", queued, time.time())
             rec["timings"]["verify_wait_ms"] = _ms(t)
             t = time.perf_counter()
             await verify(task, options, changes, rec, tmp)
@@ -139,18 +149,34 @@ async def rollout(task: Task, options: RolloutOptions, harness: Harness | None =
 async def verify(task: Task, options: RolloutOptions, changes: workspace.Changes, rec: dict, tmp: Path) -> None:
     """The hidden tests on the agent's changes, in a fresh sandbox of the verifier's image, under the
     verifier's supervisor (``rock.agentic.tasks.verifier``): the reward comes from its report only."""
-    box = await _start(task, options, tmp, await verifier.image(task), task.verifier_egress)
-    rec["verifier_sandbox"] = box.sandbox_id
+    t = time.perf_counter()
+    with tracing.phase("verifier_start"):
+        box = await _start(task, options, tmp, await verifier.image(task), task.verifier_egress)
+        rec["verifier_sandbox"] = box.sandbox_id
+        try:
+            await workspace.apply(box, task.workdir, changes, tmp)
+            await box.execute(Command(command=["rm", "-rf", "/logs/verifier", "/tests", verifier.WHERE], timeout=60))
+            await box.upload_dir(task.tests, "/tests")
+        except BaseException:
+            await box.stop()
+            raise
+    rec["timings"]["verifier_start_ms"] = _ms(t)
     try:
-        await workspace.apply(box, task.workdir, changes, tmp)
-        await box.execute(Command(command=["rm", "-rf", "/logs/verifier", "/tests", verifier.WHERE], timeout=60))
-        await box.upload_dir(task.tests, "/tests")
         limit = time_limit(options.verifier_timeout, task.verifier_timeout)
         t = time.perf_counter()
-        report = await verifier.run(box, task, limit)
+        with tracing.phase("tests"):
+            report = await verifier.run(box, task, limit)
         rec["timings"]["tests_ms"] = _ms(t)
     finally:
         await box.stop()
+    t = time.perf_counter()
+    with tracing.phase("grading"):
+        _grade(task, report, rec)
+    rec["timings"]["grading_ms"] = _ms(t)
+
+
+def _grade(task: Task, report: dict, rec: dict) -> None:
+    """The reward from the supervisor's report (and the host's copy of the task's test lists)."""
     results, timed_out = report.get("results"), bool(report.get("timed_out"))
     tests: dict[str, Any] = {"runner": task.runner, "exit_code": report.get("exit_code"), "timed_out": timed_out,
                              "output": (report.get("output") or "")[-2000:],

@@ -1,0 +1,208 @@
+"""Rollout traces: one OpenTelemetry span per rollout, with a child span per phase (queue, image, agent
+sandbox start, harness install, harness run, each model call, diff, verifier queue, verifier start,
+tests, grading), exported over OTLP: to a file by default (OTLP/JSON, one ``ExportTraceServiceRequest``
+a line, as the OpenTelemetry file exporter specification writes them) and to a collector over
+OTLP/HTTP when an endpoint is configured.
+
+The OpenTelemetry SDK is optional (the ``tracing`` extra). Without it, or with no destination,
+``Tracing.open`` returns None and ``phase()`` is a shared no-op context: rollouts without tracing pay
+one context-variable read per phase.
+
+    tracing = Tracing.open(file="job.traces.jsonl", endpoint=None)   # None: off
+    with tracing.rollout("task-1", {"rock.harness": "ours"}) as span:  # sets the current rollout
+        with phase("image"):
+            ...
+        model_calls(rec["model_calls"])                             # spans from the calls' own times
+    tracing.close()                                                  # flushes both exporters
+
+Phases whose time a harness measures inside itself (install, run) become spans from the rollout's
+``timings``: the install starts with the agent phase, the run ends with it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import contextvars
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+try:  # the optional extra
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+    from opentelemetry.trace import Status, StatusCode, set_span_in_context
+    AVAILABLE = True
+except ImportError:  # pragma: no cover - exercised where the extra is absent
+    AVAILABLE = False
+
+SERVICE = "rock-rollouts"
+_current: contextvars.ContextVar[tuple[Any, Any] | None] = contextvars.ContextVar("rock_rollout_span", default=None)
+_NOTHING = contextlib.nullcontext()
+
+
+def _ns(seconds: float) -> int:
+    return int(seconds * 1e9)
+
+
+def _otlp_json(message: Any) -> dict:
+    """A protobuf OTLP message in OTLP/JSON: lowerCamelCase names, enums as integers, ids as hex."""
+    from google.protobuf.json_format import MessageToDict
+
+    def hexed(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: (base64.b64decode(v).hex() if k in ("traceId", "spanId", "parentSpanId") and isinstance(v, str)
+                        else hexed(v)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [hexed(v) for v in value]
+        return value
+
+    return hexed(MessageToDict(message, use_integers_for_enums=True))
+
+
+if AVAILABLE:
+    class FileSpanExporter(SpanExporter):
+        """Spans as OTLP/JSON lines appended to a file: each export one ``ExportTraceServiceRequest``."""
+
+        def __init__(self, path: Path):
+            self.path = Path(path)
+            self._lock = threading.Lock()
+
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            line = json.dumps(_otlp_json(encode_spans(spans)), separators=(",", ":")) + "\n"
+            with self._lock, open(self.path, "a", encoding="utf-8") as f:
+                f.write(line)
+            return SpanExportResult.SUCCESS
+
+        def shutdown(self) -> None:
+            return None
+
+
+class Tracing:
+    """A job's tracer: a provider with a file exporter and/or an OTLP/HTTP exporter."""
+
+    def __init__(self, provider: Any):
+        self.provider = provider
+        self.tracer = provider.get_tracer("rock.agentic")
+
+    @classmethod
+    def open(cls, file: str | Path | None = None, endpoint: str | None = None,
+             headers: dict[str, str] | None = None, attributes: dict[str, Any] | None = None) -> "Tracing | None":
+        """A tracer writing to ``file`` (OTLP/JSON lines) and/or sending to ``endpoint`` (an OTLP/HTTP collector's
+        base URL, ``/v1/traces`` appended unless given); None when neither is given or the SDK is absent."""
+        if not AVAILABLE or (file is None and not endpoint):
+            return None
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider = TracerProvider(resource=Resource.create({"service.name": SERVICE, **(attributes or {})}))
+        if file is not None:
+            Path(file).parent.mkdir(parents=True, exist_ok=True)
+            provider.add_span_processor(BatchSpanProcessor(FileSpanExporter(Path(file))))
+        if endpoint:
+            url = endpoint if endpoint.rstrip("/").endswith("/v1/traces") else endpoint.rstrip("/") + "/v1/traces"
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=url, headers=headers)))
+        return cls(provider)
+
+    @contextlib.contextmanager
+    def rollout(self, task_id: str, attributes: dict[str, Any] | None = None,
+                queued_at: float | None = None) -> Iterator[Any]:
+        """The rollout's span, current for ``phase()`` inside; a ``queue`` child from ``queued_at`` (Unix s)."""
+        now = time.time()
+        start = queued_at if queued_at is not None and queued_at <= now else now
+        span = self.tracer.start_span("rollout", start_time=_ns(start),
+                                      attributes={"rock.task_id": task_id, **(attributes or {})})
+        if queued_at is not None:
+            self.tracer.start_span("queue", context=set_span_in_context(span), start_time=_ns(start)).end(_ns(now))
+        token = _current.set((self, span))
+        try:
+            yield span
+        finally:
+            _current.reset(token)
+            span.end()
+
+    def close(self) -> None:
+        """Flush and stop both exporters."""
+        self.provider.shutdown()
+
+
+def phase(name: str, **attributes: Any) -> Any:
+    """A context timing one phase as a child span of the current rollout (a no-op without one)."""
+    current = _current.get()
+    if current is None:
+        return _NOTHING
+    return _phase(current, name, attributes)
+
+
+@contextlib.contextmanager
+def _phase(current: tuple[Any, Any], name: str, attributes: dict) -> Iterator[Any]:
+    tracing, parent = current
+    span = tracing.tracer.start_span(name, context=set_span_in_context(parent), attributes=attributes)
+    try:
+        yield span
+    except BaseException as exc:
+        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:500]))
+        raise
+    finally:
+        span.end()
+
+
+def span_at(name: str, start: float, end: float, **attributes: Any) -> None:
+    """A finished child span of the current rollout from Unix times (a no-op without one)."""
+    current = _current.get()
+    if current is None:
+        return
+    tracing, parent = current
+    span = tracing.tracer.start_span(name, context=set_span_in_context(parent), start_time=_ns(start),
+                                     attributes={k: v for k, v in attributes.items() if v is not None})
+    span.end(_ns(max(start, end)))
+
+
+def active() -> bool:
+    """Whether a rollout span is current (the phases are being traced)."""
+    return _current.get() is not None
+
+
+def harness_phases(timings: dict, agent_start: float, agent_end: float) -> None:
+    """The harness's install and run, timed inside the harness, as spans: the install from the agent phase's start,
+    the run up to its end."""
+    if not active():
+        return
+    install, run = timings.get("harness_install_ms"), timings.get("harness_run_ms")
+    if isinstance(install, (int, float)):
+        span_at("harness_install", agent_start, agent_start + install / 1000)
+    if isinstance(run, (int, float)):
+        span_at("harness_run", agent_end - run / 1000, agent_end)
+
+
+def model_calls(calls: list) -> None:
+    """One ``model_call`` span per recorded call, from its own start and end times."""
+    if not active():
+        return
+    for c in calls:
+        if not isinstance(c, dict) or not isinstance(c.get("start_time"), (int, float)):
+            continue
+        end = c.get("end_time") if isinstance(c.get("end_time"), (int, float)) else c["start_time"]
+        span_at("model_call", c["start_time"], end, **{
+            "rock.call.index": c.get("index"), "rock.call.status": c.get("status"),
+            "rock.call.api": (c.get("native") or {}).get("api") or "chat", "rock.call.model": c.get("model"),
+            "http.response.status_code": c.get("http_status")})
+
+
+def end_rollout(span: Any, rec: dict) -> None:
+    """The rollout's outcome on its span: reward, error, harness exit."""
+    harness = rec.get("harness") if isinstance(rec.get("harness"), dict) else {}
+    for key, value in (("rock.reward", rec.get("reward")), ("rock.error", rec.get("error")),
+                       ("rock.harness.exit_code", harness.get("exit_code")),
+                       ("rock.model_calls", len(rec.get("model_calls") or ())),
+                       ("rock.agent_sandbox", rec.get("agent_sandbox"))):
+        if value is not None:
+            span.set_attribute(key, value)
+    if rec.get("error"):
+        span.set_status(Status(StatusCode.ERROR, str(rec["error"])[:500]))
+
+
+__all__ = ["AVAILABLE", "Tracing", "active", "end_rollout", "harness_phases", "model_calls", "phase", "span_at"]
