@@ -21,7 +21,6 @@ from starlette.responses import Response
 from rock.admin.context import Ctx
 from rock.admin.e2b import control, filesystem, interpreter, process, templates, unserved, volumes
 from rock.admin.e2b.common import E2BError, Users
-from rock.admin.templates import Templates
 from rock.admin.e2b.connect import ConnectError, SandboxGone, end_stream, error_response, gone_response
 
 # Past the generic token gate: these routes authenticate themselves (X-API-KEY, the access token).
@@ -45,7 +44,7 @@ def install(app: FastAPI, ctx: Ctx) -> None:
     separation) serves only the data plane (envd's, on sandboxes an admin made)."""
     users = Users()
     if ctx.settings.role == "admin":
-        built = Templates(ctx)
+        built = ctx.templates
         app.include_router(templates.router(ctx, built))  # before DELETE /templates/{id} could be read as an id
         app.include_router(control.router(ctx, built))
         app.include_router(volumes.router(ctx))

@@ -21,11 +21,10 @@ from starlette.requests import Request
 from starlette.responses import FileResponse
 
 from rock.admin.context import Ctx, ok
-from rock.admin.openapi import errors
+from rock.admin.openapi import JobPath, errors
 from rock.admin.rollouts import JobBook
 
 BASE = "/apis/v1/jobs"
-JobPath = Path(min_length=1, max_length=64, pattern=r"^job-[0-9a-f]{12}$", description="the job's id")
 
 
 class JobCreate(BaseModel):
@@ -42,14 +41,14 @@ class JobCreate(BaseModel):
 
 def book_of(app: FastAPI) -> JobBook:
     """The admin's job book (made by ``install``)."""
-    return app.state.rock_jobs
+    return app.state.rock.jobs
 
 
 def install(app: FastAPI, ctx: Ctx) -> None:
     """Mount the jobs API on an admin, with its book under the state dir."""
-    if ctx.settings.role != "admin":
+    if ctx.settings.role != "admin" or ctx.jobs is None:
         return
-    book = app.state.rock_jobs = JobBook(ctx.settings.state_dir / "jobs")
+    book = ctx.jobs
     api = APIRouter(prefix=BASE, tags=["jobs"])
     missing = errors(404)
 

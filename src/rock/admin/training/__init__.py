@@ -18,13 +18,3 @@ def install(app: FastAPI, ctx: Ctx) -> None:
     if ctx.settings.role == "admin":
         app.include_router(routes.router)
 
-
-async def startup(app: FastAPI) -> None:
-    """On an admin's start, after the env service's recovery: the stored instance ids serve again."""
-    if app.state.rock.settings.role == "admin":
-        await routes.startup(app)
-
-
-async def shutdown(app: FastAPI) -> None:
-    """The training service's own tasks stop."""
-    await routes.shutdown(app)
