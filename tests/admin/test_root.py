@@ -4,11 +4,15 @@ root as its one piece of state; no front door imports another."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import logging
 import tempfile
+from pathlib import Path
 
+import rock.admin.app as app_module
 from rock.admin.app import DOORS, create_app
+from rock.admin.front import FrontDoor
 from rock.admin.root import Root
 from rock.config import Settings
 from tests.test_import_graph import graph
@@ -83,3 +87,22 @@ def test_a_proxy_root_starts_less_and_a_passed_worker_is_the_callers(caplog):
     first = Root(_settings("admin"))
     embedded = Root(first.settings, worker=first.worker)  # an embedding caller's worker: started and closed by it
     assert [n for n, _, _ in embedded.steps()][0] == "sandboxes"
+
+
+def _door_internals(source: str) -> list[str]:
+    """What ``source`` reads of a door beyond its package: a door module's attribute, or an import of a door's module."""
+    tree = ast.parse(source)
+    names = {d.rsplit(".", 1)[1] for d in DOOR_PACKAGES}
+    found = [f"{node.value.id}.{node.attr}" for node in ast.walk(tree)
+             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in names]
+    found += [f"import {node.module}" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+              and node.module and _door_of(node.module) and node.module not in DOOR_PACKAGES]
+    return found
+
+
+def test_the_app_knows_each_door_only_by_its_install_and_declarations():
+    assert all(isinstance(door.FRONT, FrontDoor) and callable(door.install) for door in DOORS)
+    assert _door_internals(Path(app_module.__file__).read_text()) == []
+    # A control: a look into a door's module is found.
+    assert _door_internals("from rock.admin.e2b.connect import end_stream\ne2b.is_envd_health(r)\n") == [
+        "e2b.is_envd_health", "import rock.admin.e2b.connect"]

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 
 from rock.admin import chat, e2b, envs, errors, jobs, metrics, openapi, ports, rock_api, training, ui
+from rock.admin.front import FrontDoor
 from rock.admin.auth import AuthGate
 from rock.actions.response import RockResponse
 from rock.admin.context import ok
@@ -26,13 +27,15 @@ from rock.admin.root import Root
 from rock.config import Settings
 
 # The front doors, one folder each (rock.admin.<door>): ``install(app, ctx)`` mounts what this
-# role serves, with the services the composition root (rock.admin.root) made.
+# role serves, with the services the composition root (rock.admin.root) made; ``FRONT`` declares
+# the rest (rock.admin.front): the roles, the token gate's exceptions and refusals, error handlers.
 DOORS = (rock_api, ports, envs, training, chat, e2b, jobs, ui)
+FRONTS: tuple[FrontDoor, ...] = tuple(door.FRONT for door in DOORS)
 # Served without a token even when tokens are on (the schema says so per operation)
-PUBLIC = {("GET", "/health"), ("GET", "/ui/login"), ("POST", "/ui/login"), ("POST", "/ui/logout"),
-          ("GET", "/apis/v1/training/agentscope/healthz")}
-# Past the token gate: the UI's static assets, the schema and its viewers.
-OPEN_PATHS = ("/ui/static/", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", *e2b.OPEN_PATHS)
+PUBLIC = {("GET", "/health")}.union(*(front.public for front in FRONTS))
+# Past the token gate: the schema and its viewers, and what the doors declare.
+OPEN_PATHS = ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
+              *(path for front in FRONTS for path in front.open_paths))
 
 
 def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
@@ -50,25 +53,29 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     app = DoorApp(title="ROCK admin", version="0.1.0", lifespan=lifespan)
     app.state.rock = root  # the app's one piece of state: the routes declared at module level find their services here
     errors.install(app)
-    for door in DOORS:
-        door.install(app, ctx)
+    for door, front in zip(DOORS, FRONTS):
+        if settings.role in front.roles:
+            door.install(app, ctx)
+            for exc_type, handler in front.errors:
+                app.add_exception_handler(exc_type, handler)
+    answers_health = [front.health for front in FRONTS if front.health is not None]
 
     @app.get("/health", responses={200: {"model": RockResponse[dict]}, 204: {"description": "E2B's envd health"}})
     async def health(request: Request):
-        if e2b.is_envd_health(request):  # the e2b SDK asks envd, on this address
-            return await e2b.health(ctx, request)
+        for door_health in answers_health:  # a door's own callers (the e2b SDK asks envd, on this address)
+            answer = await door_health(ctx, request)
+            if answer is not None:
+                return answer
         return ok({"status": "ok", "role": settings.role, "backend": root.worker.backend_name,
                    "sandboxes": sum(1 for r in ctx.sandboxes.records.values() if r.state == "running"),
                    "uptime_seconds": round(time.time() - ctx.started_at, 3), "auth": ctx.auth.enabled,
                    "reaper": ctx.sandboxes.reaping, "store": "postgresql" if store.shared else "sqlite"})
 
     app.add_middleware(BodyLimit)
-    # Every routed request shows a token first (the routes still scope by it); AgentScope's routes
-    # refuse in its error shape, the UI's pages send a browser to the login form.
-    refusals = [(training.routes.AGENTSCOPE + "/", training.routes.as_refusal)]
-    if settings.role == "admin":
-        refusals += [("/", ui.pages.login_needed), ("/ui/", ui.pages.login_needed)]
-    app.add_middleware(AuthGate, auth=ctx.auth, public=PUBLIC, open_paths=OPEN_PATHS, refusals=tuple(refusals))
+    # Every routed request shows a token first (the routes still scope by it); a door may refuse in
+    # its own shape (AgentScope's errors, the UI's login form).
+    refusals = tuple((r.prefix, r.answer) for front in FRONTS for r in front.refusals if settings.role in r.roles)
+    app.add_middleware(AuthGate, auth=ctx.auth, public=PUBLIC, open_paths=OPEN_PATHS, refusals=refusals)
     # Outermost of the middleware: times every request that passes the door below.
     meter = root.metrics = metrics.install(app, ctx)
     openapi.install(app, ctx.auth.enabled, PUBLIC)

@@ -15,10 +15,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rock.admin.front import FrontDoor
+
 if TYPE_CHECKING:  # the hub's modules import this package first: it brings no web framework with it
     from fastapi import FastAPI
 
     from rock.admin.context import Ctx
+
+FRONT = FrontDoor(roles=("admin",))
 
 
 def install(app: FastAPI, ctx: Ctx) -> None:

@@ -14,7 +14,11 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from rock.admin.context import Ctx
+from rock.admin.front import FrontDoor
 from rock.admin.envs import gem, gym
+
+
+FRONT = FrontDoor()  # every role; no path of its own past the token gate
 
 
 def install(app: FastAPI, ctx: Ctx) -> None:

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse
 
 from rock.admin.context import Ctx, ok
+from rock.admin.front import FrontDoor
 from rock.admin.openapi import JobPath, errors
 from rock.admin.rollouts import JobBook
 
@@ -37,6 +38,8 @@ class JobCreate(BaseModel):
     tasks: int | None = Field(default=None, ge=0, le=10_000_000, description="rollouts planned")
     model: str | None = Field(default=None, max_length=256)
     concurrency: int | None = Field(default=None, ge=1, le=100_000)
+
+FRONT = FrontDoor(roles=("admin",))
 
 
 def book_of(app: FastAPI) -> JobBook:

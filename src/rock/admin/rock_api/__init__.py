@@ -22,7 +22,11 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from rock.admin.context import PREFIX, Ctx
+from rock.admin.front import FrontDoor
 from rock.admin.rock_api import cluster, data, egress, extra, images, lifecycle, quota, sandbox, snapshots, volumes, ws
+
+
+FRONT = FrontDoor()  # every role; no path of its own past the token gate
 
 
 def install(app: FastAPI, ctx: Ctx) -> None:

@@ -10,7 +10,12 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from rock.admin.context import Ctx
+from rock.admin.front import FrontDoor, Refusal
 from rock.admin.training import routes
+
+# AgentScope's health answers without a token; its routes refuse a missing one in AgentScope's shape.
+FRONT = FrontDoor(roles=("admin",), public=frozenset({("GET", routes.AGENTSCOPE + "/healthz")}),
+                  refusals=(Refusal(routes.AGENTSCOPE + "/", routes.as_refusal),))
 
 
 def install(app: FastAPI, ctx: Ctx) -> None:

@@ -15,9 +15,16 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
 from rock.admin.context import Ctx
+from rock.admin.front import FrontDoor, Refusal
 from rock.admin.ui import access, files, jobs, live, pages, snapshots
 
 log = logging.getLogger("rock.admin")
+# The login form answers without a token, the static assets are past the gate; a page without a
+# token sends the browser to the login form (an admin's: a proxy has no pages).
+FRONT = FrontDoor(roles=("admin",), public=frozenset({("GET", "/ui/login"), ("POST", "/ui/login"), ("POST", "/ui/logout")}),
+                  open_paths=("/ui/static/",),
+                  refusals=(Refusal("/", pages.login_needed, ("admin",)), Refusal("/ui/", pages.login_needed, ("admin",))),
+                  errors=((access.PageError, pages.error_page), (access.LoginNeeded, pages.login_redirect)))
 
 
 def install(app: FastAPI, ctx: Ctx) -> None:
@@ -36,8 +43,6 @@ def install(app: FastAPI, ctx: Ctx) -> None:
     app.include_router(live.router(ctx))
     app.include_router(jobs.router(ctx))
     _declare_errors(app)
-    app.add_exception_handler(access.PageError, pages.error_page)
-    app.add_exception_handler(access.LoginNeeded, pages.login_redirect)
 
 
 # A page's refusals: an error page (HTML) for a browser, the error envelope for the data fragments.
