@@ -106,3 +106,10 @@ def test_the_app_knows_each_door_only_by_its_install_and_declarations():
     # A control: a look into a door's module is found.
     assert _door_internals("from rock.admin.e2b.connect import end_stream\ne2b.is_envd_health(r)\n") == [
         "e2b.is_envd_health", "import rock.admin.e2b.connect"]
+
+
+def test_the_architecture_doc_shows_the_roots_steps_in_order():
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text()
+    table = doc[doc.index("| step | start |"):].split("\n\n", 1)[0].splitlines()[2:]
+    shown = [row.strip("| ").split()[0] for row in table]
+    assert shown == [name for name, _, _ in Root(_settings("admin")).steps()]
