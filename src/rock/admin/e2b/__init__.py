@@ -59,7 +59,7 @@ def install(app: FastAPI, ctx: Ctx) -> None:
 
 
 # E2B's error shapes: each of these errors answers itself (the control plane's JSON, envd's HTTP and Connect shapes).
-async def _answers_itself(request: Request, exc: E2BError | interpreter.PortError | filesystem.HttpError) -> Response:
+async def _answers_itself(request: Request, exc: E2BError | interpreter.PortError) -> Response:
     return exc.response()
 
 
@@ -76,5 +76,5 @@ async def _connect_error(request: Request, exc: ConnectError) -> Response:
 
 FRONT = FrontDoor(open_paths=OPEN_PATHS, health=health,
                   errors=((interpreter.PortError, _answers_itself), (E2BError, _answers_itself),
-                          (filesystem.HttpError, _answers_itself), (SandboxGone, _sandbox_gone),
+                          (SandboxGone, _sandbox_gone),
                           (ConnectError, _connect_error)))
