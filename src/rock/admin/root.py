@@ -33,8 +33,7 @@ from rock.envs.catalog import Catalog
 from rock.envs.gym.sessions import GymSessions
 from rock.envs.images import ImageBuilder
 from rock.envs.service import EnvService
-from rock.envs.settings import EnvSettings
-from rock.training.service import TrainingService, TrainingSettings
+from rock.training.service import TrainingService
 from rock.worker.protocol import WorkerOps
 
 log = logging.getLogger("rock.admin.root")
@@ -87,12 +86,12 @@ class Root(Ctx):
                          worker=worker, started_at=time.time())
         admin = settings.role == "admin"
         self.lifecycle = Lifecycle(self.sandboxes, settings.auto_delete_seconds)
-        self.envs = EnvService(self.sandboxes, Catalog(settings.state_dir, settings.host_python), EnvSettings())
+        self.envs = EnvService(self.sandboxes, Catalog(settings.state_dir, settings.host_python), settings.envs)
         if admin:  # a proxy creates nothing: no gym session, training instance, Chat endpoint, job or template
             builder = ImageBuilder(settings.state_dir, settings.host_python, settings)
             self.gym = GymSessions(self.envs, builder, settings.default_image)
             self.training = TrainingService(self.envs, settings.state_dir, settings.default_image, settings.host_python,
-                                            TrainingSettings(), store=store)
+                                            settings.training, store=store)
             self.chat = ChatHub(settings.state_dir, self.sandboxes, settings.chat_proxy_urls,
                                 open_proxy=not self.auth.enabled)
             worker.listeners.append(self.chat)  # notices from `rock model-service ...` inside sandboxes
