@@ -9,8 +9,11 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rock.envs.settings import EnvSettings
+from rock.training.settings import TrainingSettings
 
 BackendName = Literal["auto", "docker", "bwrap", "gvisor", "local"]
 
@@ -149,6 +152,20 @@ class Settings(BaseSettings):
     relay_host: str = Field(default="", description="address a node's worker serves sandboxes' data on; '' = the node's IP")
     relay_port: int = 0
     gpus: str | None = Field(default=None, description="GPU indices this node may hand out, e.g. '0,1'; unset: detected")
+    # Sections (a config file's ``[envs]`` and ``[training]`` tables): each also reads its own variables, which
+    # win over the file as they do for every other setting.
+    envs: EnvSettings = Field(default_factory=EnvSettings, description="env hosting (ROCK_ENV_*)")
+    training: TrainingSettings = Field(default_factory=TrainingSettings, description="training tasks (ROCK_TRAINING_*)")
+
+    @field_validator("envs", "training", mode="before")
+    @classmethod
+    def _section(cls, value, info: ValidationInfo):
+        if not isinstance(value, dict):
+            return value
+        section = _SECTIONS[info.field_name]
+        prefix = str(section.model_config.get("env_prefix", "")).upper()
+        named = {name.upper() for name in os.environ}
+        return section(**{k: v for k, v in value.items() if prefix + k.upper() not in named})
 
     @field_validator("sandbox_network_deny")
     @classmethod
@@ -189,3 +206,6 @@ class Settings(BaseSettings):
                 data = {**json.loads(text), **data}
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**data)
+
+
+_SECTIONS: dict[str | None, type[BaseSettings]] = {"envs": EnvSettings, "training": TrainingSettings}

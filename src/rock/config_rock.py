@@ -27,6 +27,8 @@ APPLIED: dict[tuple[str, ...], str] = {
     ("warmup", "images"): "warmup_images",
     ("proxy_service", "timeout"): "proxy_timeout",
 }
+# Our own sections, read as they are: ``envs: {envs_per_sandbox: 8}``, ``training: {idle_ttl: 60}``
+SECTIONS = ("envs", "training")
 SHIPPED = Path(__file__).with_name("conf")  # the configs that come with the package
 _ROLES = {"admin": "admin", "write": "admin", "proxy": "proxy", "read": "proxy"}
 
@@ -91,7 +93,9 @@ def from_yaml(path: Path) -> tuple[dict, list[str]]:
     settings, ignored = {}, []
     for leaf, value in _leaves(_read(path)):
         field = APPLIED.get(leaf)
-        if field is None:
+        if field is None and len(leaf) == 2 and leaf[0] in SECTIONS:
+            settings.setdefault(leaf[0], {})[leaf[1]] = value
+        elif field is None:
             ignored.append(".".join(leaf))
         elif value is not None:
             settings[field] = value

@@ -110,6 +110,15 @@ def test_what_cannot_be_honoured_fails_closed(client, sandbox):
     assert r.status_code == 400 and "not supported" in r.json()["message"], r.text
 
 
+def test_files_refusals_are_in_e2bs_shape(client, sandbox):
+    """envd's /files refuses as the control plane does: ``{"code": <status>, "message"}`` under that status."""
+    r = client.get("/files", headers=envd(sandbox), params={"path": "/no/such/file"})
+    assert r.status_code == 404 and r.json() == {"code": 404, "message": "path '/no/such/file' does not exist"}, r.text
+    r = client.get("/files", headers=envd(sandbox), params={"path": "/etc"})
+    assert r.status_code == 400 and r.json()["code"] == 400 and "is a directory" in r.json()["message"], r.text
+    assert client.get("/files", headers=envd(sandbox), params={"path": "/etc/hostname"}).status_code == 200  # control
+
+
 def test_data_plane_unknown_or_unproven_sandbox_is_not_found(client, sandbox):
     gone = {"E2b-Sandbox-Id": uuid.uuid4().hex, "X-Access-Token": "x"}
     wrong_token = envd(sandbox, **{"X-Access-Token": "forged"})

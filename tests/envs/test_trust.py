@@ -101,7 +101,7 @@ def _build_containers(admin) -> list:
     """The containers of the admin's build sandboxes (they run on the docker engine's runtime)."""
     import docker
 
-    owner = admin.app.state.rock_gym.builder.runtime().owner
+    owner = admin.app.state.rock.gym.builder.runtime().owner
     return docker.from_env().containers.list(all=True, filters={"label": f"rock.owner={owner}"})
 
 

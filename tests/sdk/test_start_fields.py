@@ -52,9 +52,9 @@ async def test_disk_limit_stops_a_sandbox_that_writes_more(admin):
     await sandbox.start()
     try:
         await sandbox.arun("head -c 1000000 /dev/urandom > /root/small.bin")
-        assert admin.call(admin.app.state.lifecycle.check_disk) == []  # under the limit
+        assert admin.call(admin.app.state.rock.lifecycle.check_disk) == []  # under the limit
         await sandbox.arun("head -c 4000000 /dev/urandom > /root/big.bin")
-        assert admin.call(admin.app.state.lifecycle.check_disk) == [sandbox.sandbox_id]
+        assert admin.call(admin.app.state.rock.lifecycle.check_disk) == [sandbox.sandbox_id]
         status = await sandbox.get_status(include_all_states=True)
         assert status.state == "stopped" and status.state_history[-1].event == "disk_limit"
         assert "disk limit exceeded" in status.failure_reason and "2m" in status.failure_reason

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 from starlette.requests import HTTPConnection, Request
@@ -17,17 +17,38 @@ from rock.config import Settings
 from rock.errors import BadRequest
 from rock.worker.protocol import WorkerOps
 
+if TYPE_CHECKING:  # made by the composition root (rock.admin.root), which imports this module
+    from rock.admin.chat.hub import ChatHub
+    from rock.admin.rollouts import JobBook
+    from rock.admin.sandboxes.lifecycle import Lifecycle
+    from rock.admin.templates import Templates
+    from rock.envs.gym.sessions import GymSessions
+    from rock.envs.service import EnvService
+    from rock.training.service import TrainingService
+
 M = TypeVar("M", bound=BaseModel)
 PREFIX = "/apis/envs/sandbox/v1"
 
 
 @dataclass
 class Ctx:
+    """What a front door is installed with: the admin's settings, auth and long-lived services, as the
+    composition root (``rock.admin.root.Root``) made them. The services a role does not run are None
+    (a proxy has no gym sessions, training service, Chat hub, job book or templates)."""
+
     settings: Settings
     auth: Auth
     sandboxes: Sandboxes
     worker: WorkerOps
     started_at: float
+    lifecycle: Lifecycle | None = None
+    envs: EnvService | None = None
+    gym: GymSessions | None = None
+    training: TrainingService | None = None
+    chat: ChatHub | None = None
+    jobs: JobBook | None = None
+    templates: Templates | None = None
+    metrics: Any = None  # rock.admin.metrics.Metrics, set when the app installs it (it is HTTP middleware)
 
     def owner(self, conn: HTTPConnection) -> str | None:
         return self.auth.principal(conn.headers)

@@ -83,6 +83,20 @@ def status_and_body(exc: Exception, where: str = "") -> tuple[int, bytes]:
     return 500, error_body(500, f"internal error ({type(exc).__name__}); see the admin log", "RockError")
 
 
+def socket_error(exc: Exception) -> dict:
+    """A WebSocket's error frame (ROCK's streams, the Chat trainer's socket): the status and kind a route
+    would answer, as a JSON message; an unexpected error is logged here and named only by its type."""
+    if isinstance(exc, ValidationError):
+        return {"type": "error", "status_code": 422, "error_type": "BadRequest",
+                "message": validation_message(exc.errors(include_url=False))}
+    if isinstance(exc, RockError):
+        kind = exc.kind
+        return {"type": "error", "status_code": exc.status_code, "error_type": kind, "message": exc.message or kind}
+    log.exception("unexpected error on the stream socket")
+    return {"type": "error", "status_code": 500, "error_type": "RockError",
+            "message": f"internal error ({type(exc).__name__}); see the admin log"}
+
+
 def _disk_full(exc: BaseException) -> str | None:
     """What a full disk under the admin looks like, from the OS or from SQLite; else None."""
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):

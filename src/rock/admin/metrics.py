@@ -292,10 +292,9 @@ def route_label(scope) -> str:
 def install(app: FastAPI, ctx: Ctx) -> Metrics:
     """Add ``/metrics`` and the timing middleware; call after every other middleware (outermost)."""
     metrics = Metrics(ctx, app)
-    app.state.rock_metrics = metrics
     app.include_router(metrics.router())
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    book = getattr(app.state, "rock_jobs", None)  # an admin's job book (rock.admin.jobs)
+    book = ctx.jobs  # an admin's job book (rock.admin.rollouts)
     if book is not None:
         book.listeners.append(metrics.on_rollout)
     return metrics

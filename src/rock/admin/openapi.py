@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Path
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
@@ -68,6 +68,12 @@ def long_running(seconds: int, why: str) -> dict:
     """``openapi_extra`` of a route that may answer only after ``seconds`` (it starts an env
     sandbox, probes the env catalog, builds an image): declared, not left for a client to find."""
     return {LONG_RUNNING: {"seconds": seconds, "why": why}}
+
+
+# The env catalog's routes (GEM's, the UI's fragment): the first call probes the catalog in an env sandbox.
+CATALOG_PROBE = long_running(600, "the first call probes the env catalog in an env sandbox; later ones read it")
+# A rollout job's id in a path (the jobs API, the UI's job pages).
+JobPath = Path(min_length=1, max_length=64, pattern=r"^job-[0-9a-f]{12}$", description="the job's id")
 
 
 def errors(*codes: int) -> dict[int, dict]:

@@ -127,6 +127,13 @@ class EnvService:
         best.empty_since = None
         return best
 
+    async def catalog_entries(self, owner: str | None, deep: bool) -> list:
+        """GEM's catalog and the registered envs: probed in an env sandbox of ``owner``'s the first time, then
+        read from the cache."""
+        mode = "deep" if deep else "ids"
+        runner = None if self.catalog.is_cached(mode) else await self.probe_runner(owner)
+        return await self.catalog.entries(deep=deep, runner=runner)
+
     def env_hosts(self, owner: str | None) -> int:
         """The owner's env hosts: open envs (GEM, gym sessions, training instances) and slots claimed for them."""
         return sum(len(sb.envs) + sb.reserved for sb in self.by_id.values() if sb.owner == owner)

@@ -17,38 +17,21 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import os
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rock.jsonutil import loads
 from rock.envs.images import SITE, EnvImageSpec, ImageBuilder
 from rock.training import hostsite
 from rock.errors import TrainingError
 from rock.idle import IdleReaper
+from rock.training.settings import TrainingSettings
 from rock.training.suites import EXTERNAL, Suite, make_suites, unavailable
 
 log = logging.getLogger("rock.training")
 ENTRY_POINT = "rock_training_tasks.taskenv:TaskEnv"
-
-
-class TrainingSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ROCK_TRAINING_", extra="ignore")
-
-    idle_ttl: float = Field(default=300.0, gt=0)  # the seed: instances are released after 5 minutes
-    call_timeout: float = Field(default=120.0, gt=0)
-    max_instances: int = Field(default=4096, ge=1)
-    # A pure-computation suite's instances share env sandboxes, whose env host is one thread:
-    # they are spread over up to ``hosts`` sandboxes (one core each) once each holds
-    # ``host_fill`` instances, so a job's grading runs on every core (BFCL at concurrency 32
-    # on 2 cores: 16 and 16 instead of 32 on one core).
-    hosts: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
-    host_fill: int = Field(default=8, ge=1)
 
 
 @dataclass(eq=False)

@@ -2,7 +2,7 @@
 
     routes.py     the routes: start a sandbox's endpoint, the trainer's exchange, trajectories
     ws.py         the trainer's fast path as a WebSocket
-    hub.py        the admin's side of every endpoint (``app.state.chat``); endpoint.py: one of them
+    hub.py        the admin's side of every endpoint (``ctx.chat``, made by rock.admin.root); endpoint.py: one of them
     native*.py    the three wire formats (chat completions, Anthropic Messages, OpenAI Responses)
     upstream.py, stream.py, records.py, sandbox_cli.py: proxy/replay, SSE chunks, the record
                   log, ``rock model-service`` run inside a sandbox
@@ -15,30 +15,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rock.admin.chat.hub import ChatHub
+from rock.admin.front import FrontDoor
 
 if TYPE_CHECKING:  # the hub's modules import this package first: it brings no web framework with it
     from fastapi import FastAPI
 
     from rock.admin.context import Ctx
 
+FRONT = FrontDoor(roles=("admin",))
+
 
 def install(app: FastAPI, ctx: Ctx) -> None:
     """Mount the Chat routes on an admin (each endpoint starts with a sandbox's session; a proxy
-    has none). The hub lives on ``app.state.chat`` and closes with the app (``shutdown``)."""
+    has none). The hub is the composition root's (``ctx.chat``): it closes with the admin."""
     from rock.admin.chat import routes
 
-    if ctx.settings.role != "admin":
+    if ctx.settings.role != "admin" or ctx.chat is None:
         return
-    hub = ChatHub(ctx.settings.state_dir, ctx.sandboxes, ctx.settings.chat_proxy_urls,
-                  open_proxy=not ctx.auth.enabled)
-    ctx.worker.listeners.append(hub)  # notices from `rock model-service ...` inside sandboxes
-    app.state.chat = hub
-    app.include_router(routes.router(ctx, hub))
-
-
-async def shutdown(app: FastAPI) -> None:
-    """Close the hub: held calls end, upstream connections close."""
-    hub = getattr(app.state, "chat", None)
-    if hub is not None:
-        await hub.close()
+    app.include_router(routes.router(ctx, ctx.chat))

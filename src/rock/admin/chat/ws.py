@@ -21,7 +21,7 @@ from rock.actions.chat import Answer
 from rock.actions.sandbox import SandboxId
 from rock.admin.chat.hub import Call, ChatHub
 from rock.admin.context import Ctx
-from rock.admin.rock_api.ws import _error
+from rock.admin.errors import socket_error
 
 
 class Subscribe(BaseModel):
@@ -65,7 +65,7 @@ def add_route(api: APIRouter, ctx: Ctx, hub: ChatHub) -> None:
         except WebSocketDisconnect:
             return
         except Exception as exc:  # noqa: BLE001 - reported to the client, then closed
-            await ws.send_json(_error(exc))
+            await ws.send_json(socket_error(exc))
             await ws.close(code=1008)
             return
         only = set(sub.sandbox_ids) if sub.sandbox_ids is not None else None
@@ -89,7 +89,7 @@ def add_route(api: APIRouter, ctx: Ctx, hub: ChatHub) -> None:
                 try:
                     msg = Answers.model_validate_json(raw)
                 except ValidationError as exc:
-                    await send(_error(exc))
+                    await send(socket_error(exc))
                     continue
                 rejected = [r.model_dump() for a in msg.answers if (r := hub.answer(owner, a)) is not None]
                 if rejected:

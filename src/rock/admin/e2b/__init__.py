@@ -21,7 +21,7 @@ from starlette.responses import Response
 from rock.admin.context import Ctx
 from rock.admin.e2b import control, filesystem, interpreter, process, templates, unserved, volumes
 from rock.admin.e2b.common import E2BError, Users
-from rock.admin.templates import Templates
+from rock.admin.front import FrontDoor
 from rock.admin.e2b.connect import ConnectError, SandboxGone, end_stream, error_response, gone_response
 
 # Past the generic token gate: these routes authenticate themselves (X-API-KEY, the access token).
@@ -33,7 +33,10 @@ def is_envd_health(request: Request) -> bool:
     return "e2b-sandbox-id" in request.headers or "x-access-token" in request.headers
 
 
-async def health(ctx: Ctx, request: Request) -> Response:
+async def health(ctx: Ctx, request: Request) -> Response | None:
+    """envd's health, when the e2b SDK asks it on the admin's address (else None: the admin's own)."""
+    if not is_envd_health(request):
+        return None
     try:
         return await filesystem.envd_health(ctx, request)
     except SandboxGone as exc:
@@ -45,7 +48,7 @@ def install(app: FastAPI, ctx: Ctx) -> None:
     separation) serves only the data plane (envd's, on sandboxes an admin made)."""
     users = Users()
     if ctx.settings.role == "admin":
-        built = Templates(ctx)
+        built = ctx.templates
         app.include_router(templates.router(ctx, built))  # before DELETE /templates/{id} could be read as an id
         app.include_router(control.router(ctx, built))
         app.include_router(volumes.router(ctx))
@@ -54,25 +57,24 @@ def install(app: FastAPI, ctx: Ctx) -> None:
     app.include_router(interpreter.router(ctx))
     unserved.install(app, ctx)
 
-    @app.exception_handler(interpreter.PortError)
-    async def port_error(request: Request, exc: interpreter.PortError):
-        return exc.response()
 
-    @app.exception_handler(E2BError)
-    async def e2b_error(request: Request, exc: E2BError):
-        return exc.response()
+# E2B's error shapes: each of these errors answers itself (the control plane's JSON, envd's HTTP and Connect shapes).
+async def _answers_itself(request: Request, exc: E2BError | interpreter.PortError) -> Response:
+    return exc.response()
 
-    @app.exception_handler(filesystem.HttpError)
-    async def http_error(request: Request, exc: filesystem.HttpError):
-        return exc.response()
 
-    @app.exception_handler(SandboxGone)
-    async def sandbox_gone(request: Request, exc: SandboxGone):
-        return gone_response(exc)
+async def _sandbox_gone(request: Request, exc: SandboxGone) -> Response:
+    return gone_response(exc)
 
-    @app.exception_handler(ConnectError)
-    async def connect_error(request: Request, exc: ConnectError):
-        if request.headers.get("content-type", "").startswith("application/connect+"):
-            # a stream's error travels in its end-of-stream message, under 200
-            return Response(end_stream(exc), media_type="application/connect+json")
-        return error_response(exc.code, exc.message)
+
+async def _connect_error(request: Request, exc: ConnectError) -> Response:
+    if request.headers.get("content-type", "").startswith("application/connect+"):
+        # a stream's error travels in its end-of-stream message, under 200
+        return Response(end_stream(exc), media_type="application/connect+json")
+    return error_response(exc.code, exc.message)
+
+
+FRONT = FrontDoor(open_paths=OPEN_PATHS, health=health,
+                  errors=((interpreter.PortError, _answers_itself), (E2BError, _answers_itself),
+                          (SandboxGone, _sandbox_gone),
+                          (ConnectError, _connect_error)))

@@ -80,7 +80,7 @@ def _at_the_door(fn):
 
 
 class E2BError(Exception):
-    """A control-plane refusal in E2B's shape ``{"code": <status>, "message"}``."""
+    """A refusal in E2B's shape ``{"code": <status>, "message"}``: the control plane's and envd's ``/files``."""
 
     def __init__(self, status: int, message: str, retry_after: float | None = None):
         super().__init__(message)

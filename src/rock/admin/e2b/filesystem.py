@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from rock.admin.context import Ctx
-from rock.admin.e2b.common import Users, route, basic_user, data_record, resolve
+from rock.admin.e2b.common import E2BError, Users, route, basic_user, data_record, resolve
 from rock.admin.e2b.connect import (ConnectError, SandboxGone, from_rock, json_response, keepalive_of,
                                     stream_messages, stream_response, unary_message)
 from rock.admin.uploads import write_whole
@@ -46,17 +46,6 @@ def fs_event(event: dict) -> dict:
     if event.get("entry"):
         out["entry"] = entry_info(event["entry"])
     return out
-
-
-class HttpError(Exception):
-    """A /files refusal in envd's shape ``{"code": <status>, "message"}``."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
-
-    def response(self) -> Response:
-        return json_response({"code": self.status, "message": self.message}, self.status)
 
 
 def router(ctx: Ctx, users: Users) -> APIRouter:
@@ -177,18 +166,18 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
             info = (await agent.call("envdfs.stat", {"path": path}))[0]["entry"]
         except AgentError as exc:
             if exc.kind in ("FileNotFound", "NotFound"):
-                raise HttpError(404, f"path '{path}' does not exist") from None
-            raise HttpError(400, exc.message) from None
+                raise E2BError(404, f"path '{path}' does not exist") from None
+            raise E2BError(400, exc.message) from None
         except Exception as exc:  # noqa: BLE001
             raise from_rock(exc, record.sandbox_id) from None
         if info["type"] == "dir":
-            raise HttpError(400, f"path '{path}' is a directory")
+            raise E2BError(400, f"path '{path}' is a directory")
         try:  # the first piece before the answer's head: what cannot be read (a dangling link) is a 4xx, not a cut 200
             first = await agent.read_file(path, 0, CHUNK)
         except AgentError as exc:
             if exc.kind in ("FileNotFound", "NotFound"):
-                raise HttpError(404, f"path '{path}' cannot be read: {exc.message}") from None
-            raise HttpError(400, f"path '{path}' cannot be read: {exc.message}") from None
+                raise E2BError(404, f"path '{path}' cannot be read: {exc.message}") from None
+            raise E2BError(400, f"path '{path}' cannot be read: {exc.message}") from None
         except Exception as exc:  # noqa: BLE001
             raise from_rock(exc, record.sandbox_id) from None
         zipped = "gzip" in request.headers.get("accept-encoding", "")
@@ -231,29 +220,29 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
                 async with request.form(max_fields=16) as form:
                     parts = [p for p in form.getlist("file") if hasattr(p, "read")]
                     if not parts:
-                        raise HttpError(400, "the multipart body has no 'file' part")
+                        raise E2BError(400, "the multipart body has no 'file' part")
                     for part in parts:
                         target = q.get("path") if len(parts) == 1 and q.get("path") else part.filename
                         if not target:
-                            raise HttpError(400, "no path: give ?path= or the part's filename")
+                            raise E2BError(400, "no path: give ?path= or the part's filename")
                         written.append(await write(agent, user, resolve(target, user["home"]), _pieces(part)))
             elif kind in ("application/octet-stream", ""):
                 if not q.get("path"):
-                    raise HttpError(400, "an octet-stream upload needs ?path=")
+                    raise E2BError(400, "an octet-stream upload needs ?path=")
                 chunks = request.stream()
                 if request.headers.get("content-encoding", "").lower() == "gzip":
                     chunks = gunzip_stream(chunks, MAX_INFLATED)
                 written.append(await write(agent, user, resolve(q["path"], user["home"]), chunks))
             else:
-                raise HttpError(415, f"content type {kind!r}: send multipart/form-data or application/octet-stream")
+                raise E2BError(415, f"content type {kind!r}: send multipart/form-data or application/octet-stream")
         except AgentError as exc:
             status = {"IsADirectory": 400, "NotADirectory": 400, "PermissionDenied": 401, "NoSpace": 507}
-            raise HttpError(status.get(exc.kind, 400), exc.message) from None
+            raise E2BError(status.get(exc.kind, 400), exc.message) from None
         except ConnectError as exc:
-            raise HttpError(400, exc.message) from None
+            raise E2BError(400, exc.message) from None
         except PayloadTooLarge as exc:  # a chunked body past the route's limit (rock.admin.limits)
-            raise HttpError(413, exc.message) from None
-        except (HttpError, SandboxGone):
+            raise E2BError(413, exc.message) from None
+        except (E2BError, SandboxGone):
             raise
         except Exception as exc:  # noqa: BLE001
             raise from_rock(exc, record.sandbox_id) from None
@@ -276,18 +265,18 @@ async def gunzip_stream(chunks: AsyncIterable[bytes], limit: int) -> AsyncIterat
         async for chunk in chunks:
             while chunk:
                 if d.eof:
-                    raise HttpError(400, "the body has data after the end of its gzip stream")
+                    raise E2BError(400, "the body has data after the end of its gzip stream")
                 out = await asyncio.to_thread(d.decompress, chunk, INFLATE_PIECE)
                 total += len(out)
                 if total > limit:
-                    raise HttpError(413, f"the gzip body inflates past {limit >> 20} MiB, the limit of an upload")
+                    raise E2BError(413, f"the gzip body inflates past {limit >> 20} MiB, the limit of an upload")
                 if out:
                     yield out
                 chunk = d.unconsumed_tail
         if not d.eof:
-            raise HttpError(400, "the body is not valid gzip: it ends before its gzip stream does")
+            raise E2BError(400, "the body is not valid gzip: it ends before its gzip stream does")
     except zlib.error:
-        raise HttpError(400, "the body is not valid gzip") from None
+        raise E2BError(400, "the body is not valid gzip") from None
 
 
 async def envd_health(ctx: Ctx, request: Request) -> Response:

@@ -14,7 +14,11 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from rock.admin.context import Ctx
+from rock.admin.front import FrontDoor
 from rock.admin.envs import gem, gym
+
+
+FRONT = FrontDoor()  # every role; no path of its own past the token gate
 
 
 def install(app: FastAPI, ctx: Ctx) -> None:
@@ -25,16 +29,3 @@ def install(app: FastAPI, ctx: Ctx) -> None:
         app.include_router(gem.router)
         app.include_router(gym.router)
 
-
-async def startup(app: FastAPI) -> None:
-    """On an admin's start: env sandboxes that outlived a restart serve again; stale builds go.
-    A proxy neither recovers env sandboxes nor reaps builds."""
-    if app.state.rock.settings.role == "admin":
-        await gem.startup(app)
-        await gym.startup(app)
-
-
-async def shutdown(app: FastAPI) -> None:
-    """Gym sessions' sandboxes go (their clients went with the admin); GEM's reaper stops."""
-    await gym.shutdown(app)
-    await gem.shutdown(app)

@@ -22,12 +22,12 @@ from starlette.responses import Response
 from rock.admin.context import principal_of
 from rock.admin.doors import door
 from rock.jsonutil import dumps, loads
-from rock.admin.openapi import doc, long_running
+from rock.admin.openapi import CATALOG_PROBE, doc, long_running
 from rock.envs import vector
-from rock.envs.catalog import Catalog, UserEnv
+from rock.envs.catalog import UserEnv
 from rock.envs.forking import MAX_FORK
+from rock.envs.gym.sessions import catalog_entries
 from rock.envs.service import EnvService
-from rock.envs.settings import EnvSettings
 
 GEM = "/apis/v1/envs/gem"
 router = APIRouter(tags=["gem"])  # the admin's: make, close, vector envs, catalog, registration
@@ -156,39 +156,26 @@ def _doc(model, result, codes=(400, 404), **kw) -> dict:
 
 # Routes that start an env sandbox (or probe the catalog in one, the first time): declared long.
 ENV_START = long_running(600, "starts an env sandbox (and builds its env image the first time)")
-PROBE = long_running(600, "the first call probes the env catalog in an env sandbox; later ones read it")
+PROBE = CATALOG_PROBE
 
 # 409: an earlier call timed out (close and make again); 410: its env host died; 504: past the timeout
 _CALL = (400, 404, 409, 410, 504)
 
 
 def service(app) -> EnvService:
-    """The app's env service, made on first use (it needs the admin's sandbox service)."""
-    svc = getattr(app.state, "rock_envs", None)
-    if svc is None:
-        ctx = app.state.rock
-        catalog = Catalog(ctx.settings.state_dir, ctx.settings.host_python)
-        svc = app.state.rock_envs = EnvService(ctx.sandboxes, catalog, EnvSettings())
-    return svc
+    """The app's env service (made by the composition root, rock.admin.root)."""
+    return app.state.rock.envs
 
 
 async def startup(app) -> None:
-    """On admin start (after the sandboxes are reconciled): pick up env sandboxes that outlived
-    a restart, so they are listed, TTL-reaped and refilled."""
+    """Pick up env sandboxes that outlived a restart, so they are listed, TTL-reaped and refilled
+    (what the root does on an admin's start, after the sandboxes are reconciled)."""
     await service(app).recover()
 
 
 def hosted_envs(app) -> dict[str, list[dict]]:
     """For the sandbox list: env sandbox id -> the envs it hosts ({handle, env_id, created, last_used, vec})."""
-    svc = getattr(app.state, "rock_envs", None)
-    return svc.envs_by_sandbox() if svc is not None else {}
-
-
-async def shutdown(app) -> None:
-    """On admin shutdown: stop the reaper. Env sandboxes stay (re-attached, TTL-reaped) like any sandbox."""
-    svc = getattr(app.state, "rock_envs", None)
-    if svc is not None:
-        await svc.shutdown(stop_sandboxes=False)
+    return service(app).envs_by_sandbox()
 
 
 def _json(data) -> Response:
@@ -254,34 +241,17 @@ async def fork(request: Request) -> Response:
 @router.post(GEM + "/list", **doc(result=EnvIds, envelope=False, codes=(503,), openapi_extra=PROBE))
 async def list_ids(request: Request) -> Response:
     """ROCK's list: the env ids that can be made (``{"env_id": [...]}``)."""
-    entries = await _catalog(request, deep=True)
+    entries = await service(request.app).catalog_entries(principal_of(request), deep=True)
     return _json({"env_id": [e.id for e in entries if e.available]})
 
 
 # -- ours: catalog, registration, hosted envs ---------------------------------------------------
 
 
-async def _catalog(request: Request, deep: bool):
-    svc = service(request.app)
-    mode = "deep" if deep else "ids"
-    runner = None if svc.catalog.is_cached(mode) else await svc.probe_runner(principal_of(request))
-    return await svc.catalog.entries(deep=deep, runner=runner)
-
-
-async def _catalog_all(request: Request, deep: bool):
-    """GEM's catalog and user envs, then the families of other services (gym sessions)."""
-    entries = await _catalog(request, deep)
-    gym = getattr(request.app.state, "rock_gym", None)
-    return entries + (await gym.catalog(principal_of(request)) if gym is not None else [])
-
-
-catalog_entries = _catalog_all  # the admin UI's environments page shows the same list
-
-
 @router.get(GEM + "/catalog", **doc(result=dict[str, list[dict[str, Any]]], envelope=False, codes=(503,),
                                     openapi_extra=PROBE))
 async def catalog(request: Request, deep: bool = True) -> Response:
-    entries = await _catalog_all(request, deep)
+    entries = await catalog_entries(service(request.app), request.app.state.rock.gym, principal_of(request), deep)
     return _json({"envs": [e.model_dump() for e in entries]})
 
 

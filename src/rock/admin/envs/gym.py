@@ -24,7 +24,6 @@ from rock.admin.errors import status_and_body
 from rock.admin.openapi import errors, long_running
 from rock.envs.forking import MAX_FORK, MAX_FULL_FORK
 from rock.envs.gym.sessions import GymImageRequest, GymSessionInfo, GymSessionRequest, GymSessions
-from rock.envs.images import ImageBuilder
 
 GYM = "/apis/v1/envs/gym"
 router = APIRouter(tags=["gym"])
@@ -73,24 +72,8 @@ class Lease(BaseModel):
 
 
 def sessions(app) -> GymSessions:
-    svc = getattr(app.state, "rock_gym", None)
-    if svc is None:
-        ctx = app.state.rock
-        builder = ImageBuilder(ctx.settings.state_dir, ctx.settings.host_python, ctx.settings)
-        svc = app.state.rock_gym = GymSessions(gem.service(app), builder, ctx.settings.default_image)
-    return svc
-
-
-async def startup(app) -> None:
-    """Made at start, not on first use: ``rock.make("gym:...")`` goes through the GEM routes."""
-    await sessions(app).builder.reap()
-
-
-async def shutdown(app) -> None:
-    """Gym sessions belong to live client processes: on admin shutdown their sandboxes go."""
-    svc = getattr(app.state, "rock_gym", None)
-    if svc is not None:
-        await svc.shutdown()
+    """The admin's gym sessions (made by the composition root, rock.admin.root)."""
+    return app.state.rock.gym
 
 
 def _value(body: bytes) -> Response:

@@ -21,11 +21,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse
 
 from rock.admin.context import Ctx, ok
-from rock.admin.openapi import errors
+from rock.admin.front import FrontDoor
+from rock.admin.openapi import JobPath, errors
 from rock.admin.rollouts import JobBook
 
 BASE = "/apis/v1/jobs"
-JobPath = Path(min_length=1, max_length=64, pattern=r"^job-[0-9a-f]{12}$", description="the job's id")
 
 
 class JobCreate(BaseModel):
@@ -39,17 +39,19 @@ class JobCreate(BaseModel):
     model: str | None = Field(default=None, max_length=256)
     concurrency: int | None = Field(default=None, ge=1, le=100_000)
 
+FRONT = FrontDoor(roles=("admin",))
+
 
 def book_of(app: FastAPI) -> JobBook:
     """The admin's job book (made by ``install``)."""
-    return app.state.rock_jobs
+    return app.state.rock.jobs
 
 
 def install(app: FastAPI, ctx: Ctx) -> None:
     """Mount the jobs API on an admin, with its book under the state dir."""
-    if ctx.settings.role != "admin":
+    if ctx.settings.role != "admin" or ctx.jobs is None:
         return
-    book = app.state.rock_jobs = JobBook(ctx.settings.state_dir / "jobs")
+    book = ctx.jobs
     api = APIRouter(prefix=BASE, tags=["jobs"])
     missing = errors(404)
 

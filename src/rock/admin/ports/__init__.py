@@ -13,7 +13,11 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from rock.admin.context import PREFIX, Ctx
+from rock.admin.front import FrontDoor
 from rock.admin.ports import routes
+
+
+FRONT = FrontDoor()  # every role; no path of its own past the token gate
 
 
 def install(app: FastAPI, ctx: Ctx) -> None:

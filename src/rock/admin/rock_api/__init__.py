@@ -22,16 +22,20 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from rock.admin.context import PREFIX, Ctx
+from rock.admin.front import FrontDoor
 from rock.admin.rock_api import cluster, data, egress, extra, images, lifecycle, quota, sandbox, snapshots, volumes, ws
+
+
+FRONT = FrontDoor()  # every role; no path of its own past the token gate
 
 
 def install(app: FastAPI, ctx: Ctx) -> None:
     """Mount ROCK's routes. A proxy (role ``proxy``) gets the data plane and the status routes;
-    creating, stopping, restarting and building are an admin's (``app.state.lifecycle``)."""
+    creating, stopping, restarting and building are an admin's (``ctx.lifecycle``)."""
     admin = ctx.settings.role == "admin"
     app.include_router(sandbox.router(ctx, write=admin), prefix=PREFIX)
     if admin:
-        app.include_router(lifecycle.router(ctx, app.state.lifecycle), prefix=PREFIX)
+        app.include_router(lifecycle.router(ctx, ctx.lifecycle), prefix=PREFIX)
         app.include_router(images.router(ctx), prefix=PREFIX)
         app.include_router(snapshots.router(ctx), prefix=PREFIX)
         app.include_router(egress.router(ctx), prefix=PREFIX)

@@ -48,7 +48,7 @@ class Quota(BaseModel):
 
 async def quota_of(ctx: Ctx, app, owner: str | None) -> dict:
     """The namespace's usage and limits as ``GET …/quota`` answers them."""
-    envs = getattr(app.state, "rock_envs", None)
+    envs = ctx.envs
     hosts = envs.env_hosts(owner) if envs is not None else 0
     snapshots = len(await ctx.sandboxes.snapshots(owner))
     return ctx.sandboxes.admission.usage(owner, hosts, snapshots)

@@ -9,7 +9,6 @@ from starlette.requests import Request
 from rock.actions.response import (IsAliveResponse, SandboxListResponse, SandboxStartResponse, SandboxStatusResponse,
                                    StateTransitionRecord)
 from rock.actions.sandbox import BatchStatusRequest, SandboxIdRequest, SandboxStartRequest
-from rock.admin.envs import gem
 from rock.admin.sandboxes.ids import namespaced_id
 from rock.admin.context import Ctx, iso, ok, parse, query
 from rock.admin.doors import door
@@ -157,7 +156,7 @@ def router(ctx: Ctx, write: bool = True) -> APIRouter:
         start = (q.page - 1) * q.page_size
         filters = {name: getattr(q, name) for name in ("user_id", "experiment_id", "namespace", "image")}
         page, total = await svc.page(ctx.owner(request), filters, q.state, False, start, q.page_size)
-        hosted = gem.hosted_envs(request.app)
+        hosted = ctx.envs.envs_by_sandbox()
         return ok({"items": [{**status_result(r, None, keep), "envs": hosted.get(r.sandbox_id, [])} for r in page],
                    "total": total, "page": q.page,
                    "page_size": q.page_size, "has_more": start + q.page_size < total})

@@ -13,20 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from rock.actions.sandbox import SandboxId, SessionName
 from rock.admin.context import Ctx
-from rock.admin.errors import validation_message
+from rock.admin.errors import socket_error
 from rock.jsonutil import loads
 from rock.admin.rock_api.data import observation
-from rock.errors import BadRequest, RockError, SessionBusy, SessionExists
-
-log = logging.getLogger("rock.admin")
+from rock.errors import BadRequest, SessionBusy, SessionExists
 
 
 class StreamQuery(BaseModel):
@@ -43,18 +40,6 @@ class RunMessage(BaseModel):
     timeout: float | None = Field(default=None, gt=0)
     idle_timeout: float | None = Field(default=None, gt=0)
     max_output: int | None = Field(default=None, gt=0)
-
-
-def _error(exc: Exception) -> dict:
-    if isinstance(exc, ValidationError):
-        return {"type": "error", "status_code": 422, "error_type": "BadRequest",
-                "message": validation_message(exc.errors(include_url=False))}
-    if isinstance(exc, RockError):
-        kind = exc.kind
-        return {"type": "error", "status_code": exc.status_code, "error_type": kind, "message": exc.message or kind}
-    log.exception("unexpected error on the stream socket")
-    return {"type": "error", "status_code": 500, "error_type": "RockError",
-            "message": f"internal error ({type(exc).__name__}); see the admin log"}
 
 
 class _Backlog:
@@ -96,7 +81,7 @@ def router(ctx: Ctx) -> APIRouter:
                 with contextlib.suppress(SessionExists):
                     await agent.create_session(q.session)
         except Exception as exc:  # noqa: BLE001 - reported to the client, then closed
-            await ws.send_json(_error(exc))
+            await ws.send_json(socket_error(exc))
             await ws.close(code=1008)
             return
 
@@ -117,7 +102,7 @@ def router(ctx: Ctx) -> APIRouter:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001
-                out.put_nowait(_error(exc))
+                out.put_nowait(socket_error(exc))
 
         async def pump() -> None:
             while True:
@@ -148,7 +133,7 @@ def router(ctx: Ctx) -> APIRouter:
                     else:
                         raise BadRequest(f"unknown message type {kind!r}; expected run, input or interrupt")
                 except Exception as exc:  # noqa: BLE001 - one bad message does not end the stream
-                    out.put_nowait(_error(exc))
+                    out.put_nowait(socket_error(exc))
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:

@@ -10,7 +10,12 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from rock.admin.context import Ctx
+from rock.admin.front import FrontDoor, Refusal
 from rock.admin.training import routes
+
+# AgentScope's health answers without a token; its routes refuse a missing one in AgentScope's shape.
+FRONT = FrontDoor(roles=("admin",), public=frozenset({("GET", routes.AGENTSCOPE + "/healthz")}),
+                  refusals=(Refusal(routes.AGENTSCOPE + "/", routes.as_refusal),))
 
 
 def install(app: FastAPI, ctx: Ctx) -> None:
@@ -18,13 +23,3 @@ def install(app: FastAPI, ctx: Ctx) -> None:
     if ctx.settings.role == "admin":
         app.include_router(routes.router)
 
-
-async def startup(app: FastAPI) -> None:
-    """On an admin's start, after the env service's recovery: the stored instance ids serve again."""
-    if app.state.rock.settings.role == "admin":
-        await routes.startup(app)
-
-
-async def shutdown(app: FastAPI) -> None:
-    """The training service's own tasks stop."""
-    await routes.shutdown(app)

@@ -22,7 +22,7 @@ from rock.admin.errors import status_and_body
 from rock.jsonutil import dumps
 from rock.admin.openapi import ErrorEnvelope, long_running
 from rock.errors import RockError
-from rock.training.service import TrainingService, TrainingSettings
+from rock.training.service import TrainingService
 
 BASE = "/apis/v1/training"
 AGENTSCOPE = BASE + "/agentscope"
@@ -141,26 +141,8 @@ for _code in (400, 422):
 
 
 def service(app) -> TrainingService:
-    svc = getattr(app.state, "rock_training", None)
-    if svc is None:
-        from rock.admin.envs import gem
-
-        ctx = app.state.rock
-        svc = app.state.rock_training = TrainingService(
-            gem.service(app), ctx.settings.state_dir, ctx.settings.default_image, ctx.settings.host_python,
-            TrainingSettings(), store=ctx.sandboxes.store)
-    return svc
-
-
-async def startup(app) -> None:
-    """On admin start, after the env service's recovery: the stored instance ids serve again."""
-    await service(app).recover()
-
-
-async def shutdown(app) -> None:
-    svc = getattr(app.state, "rock_training", None)
-    if svc is not None:
-        await svc.shutdown()
+    """The admin's training service (made by the composition root, rock.admin.root)."""
+    return app.state.rock.training
 
 
 router = APIRouter(tags=["training"])

@@ -15,29 +15,34 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
 from rock.admin.context import Ctx
+from rock.admin.front import FrontDoor, Refusal
 from rock.admin.ui import access, files, jobs, live, pages, snapshots
 
 log = logging.getLogger("rock.admin")
+# The login form answers without a token, the static assets are past the gate; a page without a
+# token sends the browser to the login form (an admin's: a proxy has no pages).
+FRONT = FrontDoor(roles=("admin",), public=frozenset({("GET", "/ui/login"), ("POST", "/ui/login"), ("POST", "/ui/logout")}),
+                  open_paths=("/ui/static/",),
+                  refusals=(Refusal("/", pages.login_needed, ("admin",)), Refusal("/ui/", pages.login_needed, ("admin",))),
+                  errors=((access.PageError, pages.error_page), (access.LoginNeeded, pages.login_redirect)))
 
 
 def install(app: FastAPI, ctx: Ctx) -> None:
     """Mount the management UI's pages, fragments and static assets, on an admin only. The
-    overview's request rate is the metrics' (``app.state.rock_metrics``, installed after the
-    doors as the outermost middleware), read when a page renders."""
+    overview's request rate is the metrics' (``ctx.metrics``, installed after the doors as the
+    outermost middleware), read when a page renders."""
     if ctx.settings.role != "admin":
         return
     if not (pages.VENDOR / "xterm.js").exists():
         log.warning("the admin UI's browser assets are not built (run web/build.sh or scripts/setup-host.sh): "
                     "pages work, the terminal does not")
     app.mount("/ui/static", StaticFiles(directory=str(pages.HERE / "static"), check_dir=False), name="ui-static")
-    app.include_router(pages.router(ctx, lambda: app.state.rock_metrics.request_rate()))
+    app.include_router(pages.router(ctx, lambda: ctx.metrics.request_rate()))
     app.include_router(files.router(ctx))
     app.include_router(snapshots.router(ctx))
     app.include_router(live.router(ctx))
-    app.include_router(jobs.router(ctx, app))
+    app.include_router(jobs.router(ctx))
     _declare_errors(app)
-    app.add_exception_handler(access.PageError, pages.error_page)
-    app.add_exception_handler(access.LoginNeeded, pages.login_redirect)
 
 
 # A page's refusals: an error page (HTML) for a browser, the error envelope for the data fragments.

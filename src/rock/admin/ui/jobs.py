@@ -9,13 +9,13 @@ import asyncio
 import contextlib
 import json
 
-from fastapi import APIRouter, FastAPI, Path, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
 from rock.admin.context import Ctx
-from rock.admin.jobs import JobPath, book_of
+from rock.admin.openapi import JobPath
 from rock.admin.rollouts import Job, JobNotFound, summary
 from rock.admin.ui import access
 from rock.admin.ui.pages import HTML, render
@@ -47,18 +47,18 @@ class JobQuery(BaseModel):
         return summary.RolloutFilter(**self.model_dump())
 
 
-def router(ctx: Ctx, app: FastAPI) -> APIRouter:
+def router(ctx: Ctx) -> APIRouter:
     api = APIRouter()
 
     def job(request: Request, job_id: str) -> Job:
         try:
-            return book_of(app).get(access.principal(ctx, request), job_id)
+            return ctx.jobs.get(access.principal(ctx, request), job_id)
         except JobNotFound:
             raise access.PageError(404, f"job {job_id} not found") from None
 
     async def record(request: Request, job_id: str, n: int) -> dict:
         try:
-            return await book_of(app).record(access.principal(ctx, request), job_id, n)
+            return await ctx.jobs.record(access.principal(ctx, request), job_id, n)
         except JobNotFound as exc:
             raise access.PageError(404, exc.message) from None
 
@@ -73,12 +73,12 @@ def router(ctx: Ctx, app: FastAPI) -> APIRouter:
     async def jobs_page(request: Request):
         """The viewer's rollout jobs, newest first, their progress live."""
         owner = access.principal(ctx, request)
-        return render(request, "jobs.html", nav="jobs", jobs=[j.view() for j in book_of(app).list(owner)])
+        return render(request, "jobs.html", nav="jobs", jobs=[j.view() for j in ctx.jobs.list(owner)])
 
     @api.get("/ui/fragments/jobs", **HTML)
     async def jobs_fragment(request: Request):
         owner = access.principal(ctx, request)
-        return render(request, "_jobs.html", jobs=[j.view() for j in book_of(app).list(owner)])
+        return render(request, "_jobs.html", jobs=[j.view() for j in ctx.jobs.list(owner)])
 
     @api.get("/ui/jobs/{job_id}", **HTML)
     async def job_page(request: Request, job_id: str = JobPath):
@@ -136,7 +136,7 @@ def router(ctx: Ctx, app: FastAPI) -> APIRouter:
     async def training_rows(request: Request, job_id: str = JobPath):
         """The job's training export (``rock job export``'s rows: token ids, loss mask, logprobs) as JSONL."""
         j = job(request, job_id)
-        path = book_of(app).export_path(j.owner, j.job_id)
+        path = ctx.jobs.export_path(j.owner, j.job_id)
 
         def rows() -> bytes:
             with open(path, encoding="utf-8") as f:
@@ -152,7 +152,7 @@ def router(ctx: Ctx, app: FastAPI) -> APIRouter:
     async def job_events(request: Request, job_id: str | None = None):
         """Live updates for the jobs table or one job's page: ``change`` when the viewer's job(s) change."""
         owner = access.principal(ctx, request)
-        book = book_of(app)
+        book = ctx.jobs
         if job_id is not None:
             job(request, job_id)  # 404 for another namespace's job
 

@@ -10,11 +10,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from rock.admin.envs import gem
 from rock.admin.context import PREFIX, Ctx
 from rock.admin.errors import error_response
+from rock.admin.openapi import CATALOG_PROBE
 from rock.admin.store import SandboxRecord
 from rock.admin.ui import access, views
+from rock.envs.gym.sessions import catalog_entries
 from rock.errors import RockError
 
 HERE = Path(__file__).parent
@@ -118,7 +119,7 @@ def router(ctx: Ctx, rate) -> APIRouter:
     async def sandbox_page(request: Request, sandbox_id: str, path: str = "/"):
         """One sandbox: config, state history, sessions, commands, live stats, files, terminal."""
         r = await record(request, sandbox_id)
-        book = getattr(request.app.state, "rock_jobs", None)
+        book = ctx.jobs
         rollout = book.rollout_of(r.owner, r.sandbox_id) if book is not None else None  # the rollout it ran
         return render(request, "sandbox.html", nav="sandboxes", path=path, rollout=rollout,
                       **await views.detail(ctx, request.app, r))
@@ -148,15 +149,15 @@ def router(ctx: Ctx, rate) -> APIRouter:
     async def envs_page(request: Request):
         """The env catalog (loaded by a fragment: the first probe starts a sandbox) and who hosts what."""
         owner = access.principal(ctx, request)
-        hosted = {sid: envs for sid, envs in gem.hosted_envs(request.app).items()
+        hosted = {sid: envs for sid, envs in ctx.envs.envs_by_sandbox().items()
                   if ctx.sandboxes.holds(sid, owner)}  # env hosts run
         return render(request, "envs.html", nav="envs", hosted=hosted, now=time.time())
 
-    @api.get("/ui/fragments/catalog", **HTML, openapi_extra=gem.PROBE)  # GEM's catalog: as long
+    @api.get("/ui/fragments/catalog", **HTML, openapi_extra=CATALOG_PROBE)  # GEM's catalog: as long
     async def catalog_fragment(request: Request):
         access.principal(ctx, request)
         try:
-            entries = await gem.catalog_entries(request, deep=True)
+            entries = await catalog_entries(ctx.envs, ctx.gym, ctx.owner(request), deep=True)
         except RockError as exc:
             return render(request, "_catalog.html", entries=[], error=exc.message or type(exc).__name__)
         return render(request, "_catalog.html", entries=sorted(entries, key=lambda e: (not e.available, e.id)),

@@ -12,7 +12,6 @@ from datetime import datetime, timezone
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rock.admin.envs import gem
 from rock.admin.context import Ctx
 from rock.admin.store import TRANSITIONS, SandboxRecord
 
@@ -166,7 +165,7 @@ async def table(ctx: Ctx, app, owner: str | None, q: TableQuery, sampler: StatsS
     if page != q.page:  # past the end: the last page  (newest first: what an operator looks for)
         shown, total = await svc.page(owner, filters, q.state, True, (page - 1) * q.page_size, q.page_size)
     now = time.time()
-    hosted = gem.hosted_envs(app)
+    hosted = ctx.envs.envs_by_sandbox()
     stats = await sampler.many(shown)
     options = await choices.get(owner, q.filters())
     return {"rows": [row(r, now, hosted, stats) for r in shown], "total": total, "page": page, "pages": pages,
@@ -191,7 +190,7 @@ async def overview(ctx: Ctx, app, owner: str | None, request_rate: float | None)
     for c in counts:
         by_state[c["state"]][c["backend"] or ctx.worker.backend_name] += c["n"]
     running = sum(by_state["running"].values())
-    hosted = gem.hosted_envs(app)
+    hosted = ctx.envs.envs_by_sandbox()
     env_hosts = [{"sandbox_id": sid, "envs": len(envs), "env_ids": sorted({e["env_id"] for e in envs})}
                  for sid, envs in sorted(hosted.items()) if ctx.sandboxes.holds(sid, owner)]
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -219,4 +218,4 @@ async def detail(ctx: Ctx, app, record: SandboxRecord) -> dict:
             "idle_left": ago(idle_left(record, now)),
             "history": history, "sessions": sessions,
             "session_error": session_error, "commands": ctx.sandboxes.commands.recent(sid),
-            "envs": gem.hosted_envs(app).get(sid, [])}
+            "envs": ctx.envs.envs_by_sandbox().get(sid, [])}

@@ -324,3 +324,10 @@ class GymSessions:
                                if sid in self.envs.envs), return_exceptions=True)
         self.sessions.clear()
         self.trails.clear()
+
+
+async def catalog_entries(envs: EnvService, gym: GymSessions | None, owner: str | None, deep: bool) -> list:
+    """Every family's entries: GEM's catalog and registered envs, then the gym ids (an admin's; a proxy has
+    no gym sessions). What GEM's catalog route and the admin UI's environments page list."""
+    entries = await envs.catalog_entries(owner, deep)
+    return entries + (await gym.catalog(owner) if gym is not None else [])
