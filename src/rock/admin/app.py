@@ -80,6 +80,9 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     ctx = Ctx(settings=settings, auth=Auth(settings.tokens), sandboxes=Sandboxes(settings, worker, store),
               worker=worker, started_at=time.time())
     lifecycle = Lifecycle(ctx.sandboxes, settings.auto_delete_seconds)
+    broker = getattr(getattr(getattr(worker, "egress", None), "gate", None), "broker", None)
+    if broker is not None:  # the egress relay asks the vault for a value per request to a bound host
+        broker.lookup = ctx.sandboxes.secrets.value_for
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
