@@ -33,7 +33,7 @@ from tests.admin.harness import Admin, backend_params
 from tests.security.egress_internet import Internet
 
 NAMES = ("bound.test", "other.test")
-TOKENS = {"tok-a": "team-a", "tok-b": "team-b"}
+TOKENS = {"e2b-token-a": "team-a", "e2b-token-b": "team-b"}  # the tokens run_scenario gives the SDK
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 LOGGER = r"""
@@ -139,9 +139,9 @@ async def _fetch(sandbox: Sandbox, url: str, header: str, value: str, insecure: 
 
 async def test_secret_is_sent_to_its_host_only(secrets_admin, internet):
     value = "sk-live-" + pysecrets.token_hex(16)
-    a = httpx.Client(base_url=secrets_admin.url + PREFIX, timeout=60, headers={"Authorization": "Bearer tok-a"})
-    b = httpx.Client(base_url=secrets_admin.url + PREFIX, timeout=60, headers={"Authorization": "Bearer tok-b"})
-    secrets = Secrets(SandboxConfig(base_url=secrets_admin.url, token="tok-a"))
+    a = httpx.Client(base_url=secrets_admin.url + PREFIX, timeout=60, headers={"Authorization": "Bearer e2b-token-a"})
+    b = httpx.Client(base_url=secrets_admin.url + PREFIX, timeout=60, headers={"Authorization": "Bearer e2b-token-b"})
+    secrets = Secrets(SandboxConfig(base_url=secrets_admin.url, token="e2b-token-a"))
     made = await secrets.create("apikey", value, hosts=["bound.test"])
     assert made.hosts == ["bound.test"] and made.placeholder == placeholder("apikey")
     # reads never carry the value
@@ -167,7 +167,7 @@ async def test_secret_is_sent_to_its_host_only(secrets_admin, internet):
     r = a.post("/start_async", json={"memory": "512m", "cpus": 1, "secrets": {"API_KEY": "apikey"}})
     assert r.status_code == 400 and "egress" in r.text, r.text
 
-    sandbox = Sandbox(SandboxConfig(base_url=secrets_admin.url, token="tok-a", memory="512m", cpus=1,
+    sandbox = Sandbox(SandboxConfig(base_url=secrets_admin.url, token="e2b-token-a", memory="512m", cpus=1,
                                     egress={"allow": ["bound.test", "other.test"], "ports": [8081, 8443]},
                                     secrets={"API_KEY": "apikey"}))
     await sandbox.start()
@@ -196,7 +196,7 @@ async def test_secret_is_sent_to_its_host_only(secrets_admin, internet):
             (8443, "other.test", None, ph)], got
 
         # the value is nowhere the sandbox can read: its environment, every process's, its files
-        env = (await sandbox.arun("env; cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n'")).output
+        env = (await sandbox.arun("env; cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' '\\n'")).output
         assert ph in env and value not in env  # control: the placeholder is there
         found = await sandbox.arun(f"grep -rlsF -e '{value}' -e '{ph}' / --exclude-dir=proc --exclude-dir=sys "
                                    "--exclude-dir=dev | head -5", timeout=600)
@@ -211,10 +211,20 @@ async def test_secret_is_sent_to_its_host_only(secrets_admin, internet):
         assert control.stdout, "the placeholder should be in the sandbox's records (a control of the search)"
         secret_file = secrets_admin.state_dir / "secrets.json"
         assert oct(secret_file.stat().st_mode & 0o777) == "0o600"
+        # a fork inherits the placeholder, and its requests to the bound host carry the value
+        (child,) = await sandbox.fork(1)
+        try:
+            assert (await child.arun("printf %s \"$API_KEY\"")).output.strip() == ph
+            seen = len(internet.log.read_text().splitlines())
+            assert await _fetch(child, "http://bound.test:8081/", "Authorization", bearer) == "logged"
+            assert await _fetch(child, "http://other.test:8081/", "Authorization", bearer) == "logged"
+            assert [e["authorization"] for e in _logged(internet, seen)] == [f"Bearer {value}", bearer]
+        finally:
+            await child.stop()
 
         # the CLI's way: list shows no value; a deleted secret is no longer sent
         cli = subprocess.run([sys.executable, "-m", "rock.cli.main", "--json", "secret", "--url", secrets_admin.url,
-                              "--token", "tok-a", "list"], capture_output=True, text=True, timeout=60,
+                              "--token", "e2b-token-a", "list"], capture_output=True, text=True, timeout=60,
                              env={**os.environ, "PYTHONPATH": SRC})
         assert cli.returncode == 0 and "apikey" in cli.stdout and value not in cli.stdout, cli.stderr
         await secrets.delete("apikey")
@@ -224,3 +234,15 @@ async def test_secret_is_sent_to_its_host_only(secrets_admin, internet):
     finally:
         await sandbox.stop()
         await secrets.aclose()
+
+
+def test_e2b_sdk_secrets(secrets_admin, internet, tmp_path):
+    """E2B's ``Secret`` and ``network.rules`` transforms through the unmodified SDK (e2b 2.63's wire)."""
+    from tests.e2b.test_e2b_sdk import e2b_python, run_scenario
+
+    os.environ["VALUE"], os.environ["LOG"] = "e2b-sk-" + pysecrets.token_hex(12), str(internet.log)
+    try:
+        run_scenario(e2b_python("newest"), secrets_admin, "../security/scenario_e2b_secrets.py", "E2B SECRETS OK",
+                     tmp_path)
+    finally:
+        os.environ.pop("VALUE"), os.environ.pop("LOG")

@@ -18,18 +18,9 @@ from pathlib import Path
 
 from rock.actions.secrets import NAME_PATTERN, SecretCreate, SecretInfo, placeholder
 from rock.errors import BadRequest, Conflict, SecretNotFound
+from rock.runtime.egress.broker import bound_to
 
 _NAME = re.compile(NAME_PATTERN)
-
-
-def _host_match(name: str, pattern: str) -> bool:
-    return name.endswith(pattern[1:]) if pattern.startswith("*.") else name == pattern
-
-
-def bound_to(hosts: list[str], name: str) -> bool:
-    """Whether host ``name`` is one of ``hosts`` (exact names and ``*.`` wildcards)."""
-    name = name.rstrip(".").lower()
-    return any(_host_match(name, h) for h in hosts)
 
 
 class SecretVault:

@@ -8,9 +8,9 @@ import re
 import socket
 
 from rock.actions.egress import EgressRules, EgressSpec, normalise
-from rock.admin.secrets import SecretVault, bound_to
+from rock.admin.secrets import SecretVault
 from rock.errors import BadRequest, Conflict
-from rock.runtime.egress.broker import TRUST_ENV
+from rock.runtime.egress.broker import TRUST_ENV, bound_to
 from rock.runtime.egress.rules import names_host
 
 

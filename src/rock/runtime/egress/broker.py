@@ -48,13 +48,15 @@ SYSTEM_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-b
 Lookup = Callable[[str | None, str, str], "str | None"]
 
 
-def _host_match(name: str, pattern: str) -> bool:
-    return name.endswith(pattern[1:]) if pattern.startswith("*.") else name == pattern
+def bound_to(hosts: list[str], name: str) -> bool:
+    """Whether host ``name`` is one of ``hosts`` (exact names, and ``*.`` wildcards of the names below one)."""
+    name = name.rstrip(".").lower()
+    return any(name.endswith(h[1:]) if h.startswith("*.") else name == h for h in hosts)
 
 
 def bound(item: dict, name: str) -> bool:
-    hosts = [item["host"]] if "host" in item else item.get("hosts", [])
-    return any(_host_match(name, h) for h in hosts)
+    """Whether a brokered item (a secret's hosts, or a transform's host) applies to host ``name``."""
+    return bound_to([item["host"]] if "host" in item else item.get("hosts", []), name)
 
 
 class EgressCA:

@@ -233,6 +233,9 @@ class Gate:
                 try:
                     await self.broker.relay(entry.brokered, name or "", first, reader, writer, target, port,
                                             tls=tls_length(first) is not None)
+                except (OSError, asyncio.TimeoutError) as exc:  # never the request itself: it may hold a value
+                    log.info("egress: sandbox %s: relay to %s:%d failed: %s", entry.sandbox_id, name, port,
+                             type(exc).__name__)
                 finally:
                     entry.relays.discard(brokered)
                 return
