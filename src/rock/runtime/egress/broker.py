@@ -22,7 +22,9 @@ import asyncio
 import datetime
 import logging
 import os
+import re
 import ssl
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -34,6 +36,8 @@ from cryptography.x509.oid import NameOID
 log = logging.getLogger("rock.runtime.egress")
 
 MAX_HEAD = 65536
+MAX_LEAVES = 1024
+_NAME = re.compile(r"^[a-z0-9_](?:[a-z0-9_.-]{0,251}[a-z0-9_])?$")  # what a certificate is minted for
 HANDSHAKE_TIMEOUT = 10.0
 # Where a sandbox with secrets finds the admin's CA, and the bundle (the image's own trust plus
 # that CA) its TLS clients are pointed at through the variables below.
@@ -121,18 +125,21 @@ class EgressCA:
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                 .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
                 .sign(self._key, hashes.SHA256()))
-        leaf_dir = self.directory / "leaves"
-        leaf_dir.mkdir(exist_ok=True, mode=0o700)
-        path = leaf_dir / (host.replace("*", "_") + ".pem")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
-            f.write(cert.public_bytes(serialization.Encoding.PEM))
-            f.write(self._cert.public_bytes(serialization.Encoding.PEM))
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(path)
+        # ssl loads a chain from a file only: a private one, gone once loaded (never named after the host)
+        fd, path = tempfile.mkstemp(prefix="leaf-", suffix=".pem", dir=self.directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+                f.write(cert.public_bytes(serialization.Encoding.PEM))
+                f.write(self._cert.public_bytes(serialization.Encoding.PEM))
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(path)
+        finally:
+            os.unlink(path)
         ctx.set_alpn_protocols(["http/1.1"])
+        if len(self._contexts) >= MAX_LEAVES:  # many names under one wildcard: the oldest goes
+            self._contexts.pop(next(iter(self._contexts)))
         self._contexts[host] = ctx
         return ctx
 
@@ -278,7 +285,7 @@ class Broker:
     @staticmethod
     def wants(items: list[dict], name: str | None) -> bool:
         """Whether a connection naming ``name`` carries a secret of this sandbox's."""
-        return bool(name) and any(bound(i, name) for i in items)  # type: ignore[arg-type]
+        return bool(name and _NAME.match(name)) and any(bound(i, name) for i in items)  # type: ignore[arg-type]
 
     async def relay(self, items: list[dict], name: str, first: bytes, reader: asyncio.StreamReader,
                     writer: asyncio.StreamWriter, target: str, port: int, tls: bool) -> None:
