@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     # Names the egress gate's resolver answers itself (name -> IPv4 address) before the host's
     # resolver: an operator's package mirror on a private name, a test's local "internet".
     egress_hosts: dict[str, str] = Field(default_factory=dict)
+    # A CA file the egress relay trusts besides the system's when it re-originates TLS to a host
+    # a secret is bound to (an operator's internal CA; the tests' local servers).
+    egress_ca_file: str | None = None
     # Env image requirements that name a direct URL ('name @ https://...'), a local path or a
     # file: URL (read from the admin's host and copied into the build sandbox): off unless set.
     allow_direct_requirements: bool = False

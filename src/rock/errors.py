@@ -130,6 +130,12 @@ class VolumeNotFound(RockError):
     status_code = 404
 
 
+class SecretNotFound(RockError):
+    """No secret of that name for this namespace (another namespace's answers the same way: missing). HTTP 404."""
+
+    status_code = 404
+
+
 class CommandTimeout(RockError):
     """A call ran past its timeout, e.g. ``anti_call_llm`` waiting for the sandbox's next model call. HTTP 504."""
 

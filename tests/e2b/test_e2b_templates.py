@@ -87,7 +87,7 @@ def _call(admin, method: str, path: str, key: str | None = "e2b-token-a", body: 
 
 @pytest.mark.parametrize("method,path,status", [
     ("GET", "/volumes", None),  # served or not, never ROCK's envelope or a false 401
-    ("GET", "/secrets", 404),
+    ("GET", "/api-keys", 404),
     ("GET", "/teams", 404),
     ("GET", "/v2/templates", 404),
     ("PUT", "/templates/base", 405),

@@ -63,7 +63,10 @@ def test_control_plane_refusals(client):
         r = client.post("/v2/sandboxes", headers=A, json={"templateID": template})
         assert r.status_code == 404, r.text
     assert not os.path.exists("/tmp/pwned")
-    for field, value in (("autoPause", "yes"), ("autoResume", {"enabled": True}), ("network", {"rules": {"a.test": [{"transform": {"headers": {"X": "y"}}}]}}), ("mcp", {"x": {}})):
+    for field, value in (("autoPause", "yes"), ("autoResume", {"enabled": True}), ("network", {"egressProxy": {"address": "x.test:1080"}}),
+                         ("network", {"rules": {"10.0.0.1": [{"transform": {"headers": {"X": "y"}}}]}}),
+                         ("network", {"rules": {"a.test": [{"transform": {"headers": {"X": "a\r\nB: c"}}}]}}),
+                         ("mcp", {"x": {}})):
         r = client.post("/v2/sandboxes", headers=A, json={"templateID": "base", field: value})
         assert r.status_code == 400 and field in r.json()["message"], r.text
     r = client.post("/v2/sandboxes", headers=A, json={"templateID": "base", "volumeMounts": [{"name": "v", "path": "/data"}]})

@@ -86,6 +86,9 @@ class Root(Ctx):
                          worker=worker, started_at=time.time())
         admin = settings.role == "admin"
         self.lifecycle = Lifecycle(self.sandboxes, settings.auto_delete_seconds)
+        broker = getattr(getattr(getattr(worker, "egress", None), "gate", None), "broker", None)
+        if broker is not None:  # the egress relay asks the vault for a value per request to a bound host
+            broker.lookup = self.sandboxes.secrets.value_for
         self.envs = EnvService(self.sandboxes, Catalog(settings.state_dir, settings.host_python), settings.envs)
         if admin:  # a proxy creates nothing: no gym session, training instance, Chat endpoint, job or template
             builder = ImageBuilder(settings.state_dir, settings.host_python, settings)

@@ -15,6 +15,7 @@ from rock.cli import (
     job,
     resolve_admin_options,
     sandbox,
+    secrets,
     snapshots,
     suites,
     tasks,
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_parser(sub)
     snapshots.add_parser(sub)
     volumes.add_parser(sub)
+    secrets.add_parser(sub)
     image.add_parser(sub)
     job.add_parser(sub)
     suites.add_parser(sub)

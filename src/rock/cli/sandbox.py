@@ -29,6 +29,9 @@ def add_parser(sub) -> None:
     c.add_argument("--snapshot", help="start from this snapshot (its files, image and limits; --image, --memory and "
                    "--cpus are then not used)")
     c.add_argument("--egress", type=_egress, help=EGRESS_HELP)
+    c.add_argument("--secret", action="append", default=[], metavar="VAR=NAME",
+                   help="put a placeholder of your secret NAME (rock secret create) in $VAR; the egress relay sends "
+                        "the value to the secret's hosts only (needs --egress); repeatable")
     c.add_argument("--volume", action="append", default=[], metavar="NAME:PATH[:ro]",
                    help="mount your volume NAME at PATH (read-only with :ro); repeatable")
     c.set_defaults(func=cmd_create)
@@ -128,7 +131,8 @@ def _volume_mount(text: str) -> dict:
 def cmd_create(args, out: Out) -> int:
     config = _config(args, image=args.image, memory=args.memory, cpus=args.cpus, sandbox_id=args.sandbox_id,
                      auto_clear_seconds=args.ttl, network=args.network, snapshot=args.snapshot,
-                     egress=args.egress, volumes=[_volume_mount(v) for v in args.volume] or None)
+                     egress=args.egress, volumes=[_volume_mount(v) for v in args.volume] or None,
+                     secrets=dict(s.split("=", 1) for s in args.secret if "=" in s) or None)
 
     async def go():
         sandbox = Sandbox(config)

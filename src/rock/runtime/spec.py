@@ -54,6 +54,9 @@ class SandboxSpec(BaseModel):
     # An egress policy (``rock.actions.egress.EgressRules`` as a dict): the sandbox's own network
     # namespace gets a way out through the worker's gate (``rock.runtime.egress``); None: none.
     egress: dict | None = None
+    # Secrets the egress relay sends for this sandbox: each one's name, namespace, placeholder and
+    # hosts (E2B's transforms: a host and its headers); never a value (``rock.runtime.egress.broker``).
+    brokered: list[dict] = Field(default_factory=list)
     # Volumes of the sandbox's tenant, resolved by the admin to their host directories.
     volume_binds: list[VolumeBind] = Field(default_factory=list)
 

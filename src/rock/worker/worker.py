@@ -21,6 +21,7 @@ from rock.errors import AgentGone, BadRequest, Conflict, SandboxNotFound
 from rock.runtime import get_runtime_class, pick_backend
 from rock.runtime.agent_boot import AGENT_SRC
 from rock.runtime.base import ResourceStats, Runtime, RuntimeHandle, SandboxSpec
+from rock.runtime.egress.broker import Broker
 from rock.runtime.egress.service import Egress
 from rock.runtime.gpus import Gpus
 from rock.runtime.snapshots import Snapshot
@@ -113,6 +114,7 @@ class Worker:
         self.pool = WarmPool(self._launch, self._discard)
         self.gpus = Gpus(settings.gpus)
         self.egress = Egress(owner_key(self.owner), settings.egress_hosts, settings.sandbox_network_deny)
+        self.egress.gate.broker = Broker(state / "egress-ca", settings.egress_ca_file)
         self.listeners: list[WorkerListener] = []  # the admin's records, the chat hub
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -248,7 +250,7 @@ class Worker:
     async def _gate(self, sandbox: Sandbox) -> None:
         """A sandbox with an egress policy gets its way out through the gate."""
         if sandbox.spec.egress is not None:
-            await self.egress.attach(sandbox.sandbox_id, sandbox.client, sandbox.spec.egress)
+            await self.egress.attach(sandbox.sandbox_id, sandbox.client, sandbox.spec.egress, sandbox.spec.brokered)
 
     async def update_egress(self, sandbox_id: str, rules: dict) -> None:
         """A running sandbox's new egress policy (one started without a network gets the gate

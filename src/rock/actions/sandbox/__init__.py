@@ -12,12 +12,15 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 from pydantic.config import JsonDict
 
-from rock.actions.egress import EgressSpec
+from rock.actions.egress import HOST_PATTERN, EgressSpec
+from rock.actions.secrets import NAME_PATTERN as SECRET_NAME_PATTERN
 from rock.actions.numbers import numbers_only
 from rock.actions.sizes import SIZE_PATTERN, parse_memory  # noqa: F401 - the request models' names
 from rock.actions.request import BashAction, CloseBashSessionRequest, Command, CreateBashSessionRequest
 from rock.actions.request import ReadFileRequest, SandboxPath, WriteFileRequest
 from rock.actions.volumes import VolumeMount
+
+SECRET_HOST_PATTERN = rf"^{HOST_PATTERN}$"
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 _ID = re.compile(ID_PATTERN)
@@ -127,6 +130,17 @@ class SandboxStartRequest(_Ours):
         "sandboxes) or rules {default, allow, deny, ports}; its network goes out only through the "
         "admin's gate and resolver. Not with network=true"))
     env: EnvVars | None = None  # ours: environment of every process in the sandbox
+    secrets: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")],
+                  Annotated[str, Field(pattern=SECRET_NAME_PATTERN)]] | None = Field(default=None, max_length=64, description=(
+        "ours: environment variable -> the name of a secret of the caller's (POST /secrets): the variable "
+        "holds a placeholder, and the egress relay sends the value in its place to the secret's hosts "
+        "only. Needs an egress policy"))
+    egress_headers: dict[Annotated[str, Field(pattern=SECRET_HOST_PATTERN)],
+                         dict[Annotated[str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")],
+                              Annotated[str, Field(max_length=16384, pattern=r"^[^\r\n\x00]*$")]]] | None = Field(
+        default=None, max_length=64, description=(
+            "ours (E2B's network.rules transforms): host -> headers the egress relay sets on every request to "
+            "that host; '${e2b.secrets.<name>}' in a value is the caller's secret. Needs an egress policy"))
     wait: bool | None = None  # ours: on /start_async, reply only once the sandbox is ready
     # ours: start from a snapshot (the name its snapshot reply gave): its image, limits and files
     snapshot: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description=(

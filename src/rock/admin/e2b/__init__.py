@@ -7,7 +7,7 @@ and proven by its ``X-Access-Token``). Both translate onto the sandbox service a
 operations; nothing here runs anything on the host.
 
 Adding a route: a control-plane route in ``control.py`` (pause, resume and snapshots in
-``snapshots.py``, templates in ``templates.py``; what is not served answers from ``unserved.py``); an envd RPC in the module of its Connect service (``process.py``,
+``snapshots.py``, templates in ``templates.py``, secrets in ``secrets.py``; what is not served answers from ``unserved.py``); an envd RPC in the module of its Connect service (``process.py``,
 ``filesystem.py``), the code interpreter's in ``interpreter.py``; the Connect framing and error
 shapes are ``connect.py``'s, what both planes share is ``common.py``'s.
 """
@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from rock.admin.context import Ctx
-from rock.admin.e2b import control, filesystem, interpreter, process, templates, unserved, volumes
+from rock.admin.e2b import control, filesystem, interpreter, process, secrets, templates, unserved, volumes
 from rock.admin.e2b.common import E2BError, Users
 from rock.admin.front import FrontDoor
 from rock.admin.e2b.connect import ConnectError, SandboxGone, end_stream, error_response, gone_response
@@ -52,6 +52,7 @@ def install(app: FastAPI, ctx: Ctx) -> None:
         app.include_router(templates.router(ctx, built))  # before DELETE /templates/{id} could be read as an id
         app.include_router(control.router(ctx, built))
         app.include_router(volumes.router(ctx))
+        app.include_router(secrets.router(ctx))
     app.include_router(process.router(ctx, users))
     app.include_router(filesystem.router(ctx, users))
     app.include_router(interpreter.router(ctx))

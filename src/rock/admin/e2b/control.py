@@ -246,9 +246,16 @@ def router(ctx: Ctx, built: Templates) -> APIRouter:
         egress = e2b_network.rules_of(body.get("network"), internet if isinstance(internet, bool) else None)
         # An E2B sandbox past its timeout is gone (E2B kills it): its kept files go soon after the idle
         # stop; not at once, which would race a kill's own stop-then-delete.
-        req = SandboxStartRequest(image=image, auto_clear_seconds=timeout, auto_delete_seconds=KEEP_AFTER_TIMEOUT,
-                                  env=env or None, snapshot=snapshot, volumes=volume_routes.mounts_of(body), **lived,
-                                  egress=None if egress is None or egress == EgressRules() else egress)
+        transforms = e2b_network.transforms_of(body.get("network"))
+        try:
+            req = SandboxStartRequest(image=image, auto_clear_seconds=timeout, auto_delete_seconds=KEEP_AFTER_TIMEOUT,
+                                      env=env or None, snapshot=snapshot, volumes=volume_routes.mounts_of(body), **lived,
+                                      egress=None if egress is None or egress == EgressRules() else egress,
+                                      egress_headers=transforms)
+        except ValueError as exc:  # a transform's header name or value no request could carry
+            where = ".".join(str(p) for p in exc.errors()[0]["loc"]) if hasattr(exc, "errors") else ""
+            raise E2BError(400, f"network.rules: {where}: a header name is an HTTP token, a value has no CR, LF "
+                                "or NUL") from None
         try:
             check_start_request(req, ctx.worker.backend_name, ctx.settings)
             extra = {TOKEN_KEY: secrets.token_urlsafe(24), META_KEY: {"template": template, "metadata": metadata}}

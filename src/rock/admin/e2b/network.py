@@ -7,7 +7,9 @@ Without ``allowOut`` everything not denied is allowed; an allowed entry wins ove
 traffic. Here a deny of ``0.0.0.0/0`` makes the default "deny", the other deny entries stay
 denies (a deny names addresses no allowed name may resolve to). ``dnsServers`` is checked and
 needs nothing more: every DNS question, to any server, is answered by the gate's resolver from
-the same policy. Per-host ``rules`` (header transforms) and ``egressProxy`` are refused.
+the same policy. Per-host ``rules`` (``{host: [{"transform": {"headers": {...}}}]}``) are set by
+the egress relay on every request to that host (``rock.runtime.egress.broker``), a value's
+``${e2b.secrets.<name>}`` being the caller's secret (``/secrets``); ``egressProxy`` is refused.
 """
 
 from __future__ import annotations
@@ -19,9 +21,8 @@ from rock.admin.e2b.common import E2BError
 
 ALL_TRAFFIC = ("0.0.0.0/0", "::/0")
 # Fields of E2B's network config this door honours, and those it cannot (and why).
-HONOURED = ("allowOut", "denyOut", "dnsServers", "allow_out", "deny_out", "dns_servers")
-REFUSED = {"rules": "per-host transform rules (credential brokering) are not supported",
-           "egressProxy": "an egress SOCKS5 proxy is not supported", "egress_proxy": "an egress proxy is not supported",
+HONOURED = ("allowOut", "denyOut", "dnsServers", "allow_out", "deny_out", "dns_servers", "rules")
+REFUSED = {"egressProxy": "an egress SOCKS5 proxy is not supported", "egress_proxy": "an egress proxy is not supported",
            "maskRequestHost": "host masks are not supported", "allowPublicTraffic": "public sandbox URLs are not served"}
 
 
@@ -42,8 +43,42 @@ def internet_of(spec: dict) -> bool:
 
 def update_rules(network: dict) -> EgressRules:
     """``PUT /sandboxes/{id}/network``: the whole egress config again (an omitted field is cleared,
-    so an empty body allows everything)."""
+    so an empty body allows everything). Transforms are a sandbox's from its create."""
+    if isinstance(network, dict) and network.get("rules"):
+        raise E2BError(400, "network.rules: per-host transforms are set when the sandbox is created; "
+                            "they cannot change while it runs here")
     return rules_of(network, None) or EgressRules(default="allow")
+
+
+def transforms_of(network: dict | None) -> dict[str, dict[str, str]] | None:
+    """``network.rules`` as the headers the egress relay sets per host (None without any)."""
+    rules = (network or {}).get("rules") if isinstance(network, dict) else None
+    if rules in (None, {}):
+        return None
+    if not isinstance(rules, dict):
+        raise E2BError(400, "network.rules must be an object: host -> a list of rules")
+    out: dict[str, dict[str, str]] = {}
+    for host, items in rules.items():
+        try:
+            parsed = parse_target(host)
+        except ValueError as exc:
+            raise E2BError(400, f"network.rules: {exc}") from None
+        if not isinstance(parsed, str):
+            raise E2BError(400, f"network.rules: {host!r}: transforms are matched on host names, not addresses")
+        if not isinstance(items, list):
+            raise E2BError(400, f"network.rules.{host} must be a list of rules")
+        headers: dict[str, str] = {}
+        for rule in items:
+            transform = rule.get("transform") if isinstance(rule, dict) else None
+            if transform is None:
+                continue
+            found = transform.get("headers") if isinstance(transform, dict) else None
+            if not isinstance(found, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in found.items()):
+                raise E2BError(400, f"network.rules.{host}: a transform's headers must map names to strings")
+            headers.update(found)
+        if headers:
+            out[parsed] = headers
+    return out or None
 
 
 def rules_of(network: dict | None, internet: bool | None) -> EgressRules | None:

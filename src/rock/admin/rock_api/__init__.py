@@ -9,6 +9,7 @@
     cluster.py    the cluster's nodes and placement, as the admin sees them
     snapshots.py  pause, resume, snapshots and fork (an admin's)
     egress.py     a running sandbox's egress policy (an admin's)
+    secrets.py    secrets bound to hosts, for the egress relay (an admin's)
     volumes.py    volumes: create, list, get, delete (an admin's)
     quota.py      the caller's usage and limits (admission and quotas)
 
@@ -23,7 +24,8 @@ from fastapi import FastAPI
 
 from rock.admin.context import PREFIX, Ctx
 from rock.admin.front import FrontDoor
-from rock.admin.rock_api import cluster, data, egress, extra, images, lifecycle, quota, sandbox, snapshots, volumes, ws
+from rock.admin.rock_api import (cluster, data, egress, extra, images, lifecycle, quota, sandbox, secrets, snapshots,
+                                 volumes, ws)
 
 
 FRONT = FrontDoor()  # every role; no path of its own past the token gate
@@ -39,6 +41,7 @@ def install(app: FastAPI, ctx: Ctx) -> None:
         app.include_router(images.router(ctx), prefix=PREFIX)
         app.include_router(snapshots.router(ctx), prefix=PREFIX)
         app.include_router(egress.router(ctx), prefix=PREFIX)
+        app.include_router(secrets.router(ctx), prefix=PREFIX)
         app.include_router(volumes.router(ctx), prefix=PREFIX)
     app.include_router(data.router(ctx), prefix=PREFIX)
     app.include_router(extra.router(ctx), prefix=PREFIX)

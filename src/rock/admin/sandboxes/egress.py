@@ -4,10 +4,13 @@ its egress route, E2B's ``network``)."""
 
 from __future__ import annotations
 
+import re
 import socket
 
 from rock.actions.egress import EgressRules, EgressSpec, normalise
+from rock.admin.secrets import SecretVault
 from rock.errors import BadRequest, Conflict
+from rock.runtime.egress.broker import TRUST_ENV, bound_to
 from rock.runtime.egress.rules import names_host
 
 
@@ -62,3 +65,31 @@ async def update(svc, sandbox_id: str, owner: str | None, policy: EgressSpec | d
         record.spec = {**record.spec, "egress": rules.model_dump()}
         svc.save(record)
     return rules
+
+
+E2B_REF = re.compile(r"\$\{e2b\.secrets\.([^{}]*)\}")
+
+
+def spec_secrets(vault: SecretVault, owner: str | None, req) -> tuple[list[dict], dict[str, str]]:
+    """What a start's ``secrets`` and ``egress_headers`` give the worker's relay (names,
+    placeholders, hosts; never a value) and the variables the sandbox gets: the placeholders and
+    the variables that point its TLS clients at a bundle with the relay's CA. Refused (before
+    anything starts) without an egress policy, for a missing secret (404, as another namespace's
+    is) and for a secret used for a host it is not bound to (400)."""
+    wanted, headers = req.secrets or {}, req.egress_headers or {}
+    if not wanted and not headers:
+        return [], {}
+    if req.egress is None:
+        raise BadRequest("secrets and egress_headers are sent by the egress relay: give an egress policy "
+                         "(egress) that allows their hosts")
+    brokered, env = vault.brokered(owner, wanted)
+    for host, fields in headers.items():
+        host = host.rstrip(".").lower()
+        for field, template in fields.items():
+            for ref in E2B_REF.findall(template):
+                item = vault.get(owner, ref)
+                if item["hosts"] and not bound_to(item["hosts"], host.removeprefix("*.")):
+                    raise BadRequest(f"egress_headers: {host}: {field}: secret {ref!r} is not bound to {host} "
+                                     f"(its hosts: {', '.join(item['hosts'])})")
+        brokered.append({"host": host, "headers": dict(fields), "namespace": owner})
+    return brokered, {**TRUST_ENV, **env}

@@ -23,10 +23,12 @@ import os
 import sys
 import time
 import uuid
+from pathlib import Path
 
 from rock.actions.sandbox import SandboxStartRequest, parse_memory
 from rock.actions.snapshots import MAX_FORK
-from rock.admin.sandboxes.egress import spec_egress
+from rock.admin.sandboxes.egress import spec_egress, spec_secrets
+from rock.admin.secrets import SecretVault
 from rock.admin.sandboxes import start_checks
 from rock.admin.sandboxes.admission import Admission
 from rock.admin.commands import CommandLog
@@ -73,6 +75,7 @@ class Sandboxes(WorkerListener):
         self._locks: dict[str, asyncio.Lock] = {}
         self._saving: set[asyncio.Future] = set()
         self.events = Events()  # state changes and start results, for the UI and the metrics
+        self.secrets = SecretVault(Path(settings.state_dir) / "secrets.json")  # the tenants' secrets (write-only values)
         self.commands = CommandLog()
         # What concerns snapshots only (rock.admin.sandboxes.snapshots); the doors call it through the service's names.
         self.snapshot_catalog = catalog = SnapshotCatalog(worker, self._save_soon)
@@ -279,10 +282,12 @@ class Sandboxes(WorkerListener):
         selector = dict(req.node_selector or {})
         if req.accelerator_type:
             selector["accelerator_type"] = req.accelerator_type
+        brokered, secret_env = spec_secrets(self.secrets, record.owner, req)  # placeholders only, never values
         return SandboxSpec(
             sandbox_id=record.sandbox_id, image=record.image or self.settings.default_image,
             memory_bytes=parse_memory(req.memory), cpus=req.limit_cpus or req.cpus,
-            pids_limit=self.settings.pids_limit, network=req.network, env=req.env or {}, labels=labels,
+            pids_limit=self.settings.pids_limit, network=req.network, env={**(req.env or {}), **secret_env},
+            labels=labels, brokered=brokered,
             gpus=gpus_wanted(req.num_gpus), disk_bytes=parse_memory(req.disk), node_selector=selector,
             egress=spec_egress(req.network, req.egress),  # a bad policy is refused before anything starts
             volume_binds=self.volumes.binds(record.owner, [m.model_dump() for m in req.volumes or ()]),

@@ -16,6 +16,7 @@ import time
 
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
+from rock.runtime.egress.broker import Broker
 from rock.runtime.egress.peek import (
     MAX_PEEK,
     Mismatch,
@@ -56,6 +57,7 @@ class Entry:
         self.policy = policy
         self.resolved: dict[str, set[str]] = {}  # address -> names it was given for
         self.relays: set[Relay] = set()
+        self.brokered: list[dict] = []  # its secrets' placeholders and hosts (``rock.runtime.egress.broker``)
 
     def change(self, policy: Compiled) -> int:
         """Put ``policy`` in force: the names it denies are forgotten, and the open connections
@@ -89,6 +91,7 @@ class Gate:
         self.dns_port = 0
         self._server: asyncio.base_events.Server | None = None
         self._udp: asyncio.DatagramTransport | None = None
+        self.broker: Broker | None = None  # credential brokering, where the worker has a vault
 
     async def start(self) -> None:
         if self._server is not None:
@@ -223,6 +226,18 @@ class Gate:
             target = await self.decide(entry, name, dst, port)
             if target is None:
                 log.info("egress: sandbox %s refused %s:%d (name %s)", entry.sandbox_id, dst, port, name)
+                return
+            if self.broker is not None and self.broker.wants(entry.brokered, name):
+                brokered = Relay(name, port, target, (writer,))  # a policy change cuts it like any other
+                entry.relays.add(brokered)
+                try:
+                    await self.broker.relay(entry.brokered, name or "", first, reader, writer, target, port,
+                                            tls=tls_length(first) is not None)
+                except (OSError, asyncio.TimeoutError) as exc:  # never the request itself: it may hold a value
+                    log.info("egress: sandbox %s: relay to %s:%d failed: %s", entry.sandbox_id, name, port,
+                             type(exc).__name__)
+                finally:
+                    entry.relays.discard(brokered)
                 return
             try:
                 up_reader, upstream = await asyncio.wait_for(asyncio.open_connection(target, port), 10)

@@ -9,7 +9,7 @@ import struct
 
 from rock.actions.egress import EgressRules
 from rock.errors import SandboxStartError
-from rock.runtime.egress import links
+from rock.runtime.egress import broker, links
 from rock.runtime.egress.gate import Entry, Gate
 from rock.runtime.egress.rules import Compiled
 
@@ -43,8 +43,9 @@ class Egress:
                 await asyncio.to_thread(links.install_table, self.table, self.gate.tcp_port, self.gate.dns_port)
                 self._installed = True
 
-    async def attach(self, sandbox_id: str, client, rules: dict) -> None:
-        """Give a running sandbox (no network of its own yet but loopback) its gated way out."""
+    async def attach(self, sandbox_id: str, client, rules: dict, brokered: list[dict] | None = None) -> None:
+        """Give a running sandbox (no network of its own yet but loopback) its gated way out
+        (and, with ``brokered`` secrets, the relay's CA in its trust)."""
         policy = self.compile(rules)
         await self._ensure()
         try:
@@ -54,7 +55,15 @@ class Egress:
         link = links.link_name(self.owner_key, sandbox_id)
         host, inside = await asyncio.to_thread(links.attach, self.table, link, pid)
         self._links[sandbox_id] = (link, inside)
-        self.gate.entries[inside] = Entry(sandbox_id, policy)
+        entry = Entry(sandbox_id, policy)
+        entry.brokered = list(brokered or [])
+        self.gate.entries[inside] = entry
+        if entry.brokered and self.gate.broker is not None:
+            ca = await asyncio.to_thread(self.gate.broker.ca.certificate_pem)
+            done = await client.exec(broker.trust_script(ca), timeout=20)
+            if getattr(done, "exit_code", 0):
+                raise SandboxStartError(f"egress: the relay's CA could not be put in the sandbox's trust: "
+                                        f"{getattr(done, 'stderr', '')}"[:300])
         # Every port-53 packet comes to our resolver whatever address it is sent to; this one is
         # merely routable (an image's 127.0.0.53 would stay on the sandbox's loopback).
         await client.exec(["sh", "-c", 'rm -f /etc/resolv.conf; echo "nameserver $1" > /etc/resolv.conf', "sh", host],

@@ -150,7 +150,7 @@ class Sandbox(FilesMixin, LifecycleMixin, SnapshotsMixin, NohupMixin):
             "accelerator_type": c.accelerator_type, "disk": c.disk, "use_kata_runtime": c.use_kata_runtime,
             "registry_username": c.registry_username, "registry_password": c.registry_password,
             "pull_policy": c.pull_policy, "snapshot": c.snapshot, "on_timeout": c.on_timeout,
-            "auto_resume": c.auto_resume, "egress": c.egress,
+            "auto_resume": c.auto_resume, "egress": c.egress, "secrets": c.secrets,
             "volumes": [m.model_dump() for m in c.volumes] if c.volumes else None,
         }
         result = await self._http.post("/start_async", body, timeout=c.startup_timeout + 30)

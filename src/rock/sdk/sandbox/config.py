@@ -62,6 +62,9 @@ class SandboxConfig(BaseConfig):
     # ours: the egress policy ("none", "all" or {"allow": [...], "deny": [...], "ports": [...]}):
     # the sandbox goes out only through the admin's gate, to what the policy names (not with network)
     egress: str | dict[str, Any] | None = None
+    # ours: environment variable -> the name of a secret of yours (``Secrets``): the variable holds a
+    # placeholder; the egress relay sends the value to the secret's hosts only (needs ``egress``)
+    secrets: dict[str, str] | None = None
     env: dict[str, str] | None = None
     request_timeout: float | None = Field(default=None, description="read timeout of one request; None = none")
     # ours: start from a snapshot (``Sandbox.snapshot()``'s name): its files (full: its processes),
