@@ -50,10 +50,11 @@ def _opencode_package() -> str:
 OPENCODE_PACKAGE = _opencode_package()
 AGENTS = {"claude-code": "@anthropic-ai/claude-code@2.1.328", "codex": "@openai/codex@0.169.0",
           "qwen-code": "@qwen-code/qwen-code@0.24.4", "opencode": f"{OPENCODE_PACKAGE}@{OPENCODE_VERSION}"}
-# Each agent's memory need in MB: its sandbox's peak memory (the cgroup's high-water mark) over real
-# oracle rollouts (``python -m bench --only agent_memory``), rounded up with headroom; the agent, Node
-# and its tool processes count against the task's memory_mb (docs/agentic-tasks.md).
-MEMORY_MB = {"claude-code": 1024, "codex": 1024, "qwen-code": 1536, "opencode": 1024}
+# Each agent's memory need in MB (docs/agentic-tasks.md): its sandbox's peak memory (the cgroup's
+# high-water mark) over real oracle rollouts (``python -m bench --only agent_memory``) plus a quarter,
+# rounded up to 256 MB; Qwen Code grows to fill what it is given and was killed at 1024 and 1536 MB,
+# so its need is the 2048 MB it finished in. The agent, Node and its tools count against memory_mb.
+MEMORY_MB = {"claude-code": 256, "codex": 256, "qwen-code": 2048, "opencode": 768}
 ENDPOINT = "http://127.0.0.1:8080"  # the sandbox's model endpoint (rock.agent.chat)
 
 
