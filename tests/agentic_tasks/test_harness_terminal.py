@@ -183,7 +183,7 @@ def test_cli_runs_claude_code_codex_and_qwen_code_each_on_its_own_api(admin, sui
     from tests.agentic_tasks.model_server import ScriptedModel
 
     folder = user_tasks(tmp_path / "my-tasks")
-    two = user_tasks(tmp_path / "two-tasks", ("fix-add", "fix-add-2"), memory_mb={"fix-add-2": 256})
+    two = user_tasks(tmp_path / "two-tasks", ("fix-add", "fix-add-2"), memory_mb={"fix-add-2": 128})
     task = open_folder(str(folder)).get("fix-add")
     apis = {"claude-code": ("messages", ClaudeCodeHarness()), "codex": ("responses", CodexHarness()),
             "qwen-code": (None, QwenCodeHarness())}
@@ -237,7 +237,7 @@ def test_cli_runs_claude_code_codex_and_qwen_code_each_on_its_own_api(admin, sui
     kinds = [e["event"] for e in events]
     assert "warning" in kinds and kinds.index("warning") < kinds.index("start"), events  # said before it starts
     [warning] = [e["message"] for e in events if e["event"] == "warning"]
-    assert warning.startswith("1 task(s) give the agent's sandbox 256 MB (fix-add-2); claude-code needs about "), warning
+    assert warning.startswith("1 task(s) give the agent's sandbox 128 MB (fix-add-2); claude-code needs about "), warning
     records = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
     assert sorted(r["task_id"] for r in records) == ["fix-add", "fix-add-2"]
     port = dead.split(":")[2].split("/")[0]
