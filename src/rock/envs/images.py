@@ -275,9 +275,12 @@ class ImageBuilder:
     # -- engine calls (blocking: run in threads) ---------------------------------------------
 
     def _pull_base(self, base: str, policy: str, say: Progress) -> None:
+        from docker.errors import DockerException
+
         from rock.errors import RockError
         from rock.runtime.docker import images as engine_images
 
+        self.client()  # no engine: EnvError (EnvUnavailable), as every build says
         try:
             if policy == "always" or not engine_images.present(base):
                 if policy != "never":
@@ -285,6 +288,8 @@ class ImageBuilder:
                 engine_images.ensure_image(base, policy)
         except RockError as exc:
             raise EnvError(f"base image {base!r}: {exc.message}", "EnvUnavailable") from None
+        except DockerException:  # e.g. the engine's 400 for a name that is no image reference: _base_id says so
+            return
 
     def _base_id(self, base: str) -> str:
         from docker.errors import APIError, ImageNotFound
