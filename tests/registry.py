@@ -28,7 +28,9 @@ def _free_port() -> int:
 
 
 class Registry:
-    def __init__(self) -> None:
+    """``Registry()`` wants a login (USER, PASSWORD) for every pull and push; ``Registry(login=False)`` serves anyone."""
+
+    def __init__(self, login: bool = True) -> None:
         for tool in ("docker-registry", "htpasswd"):
             if not shutil.which(tool):
                 pytest.fail(f"{tool} is not installed; scripts/setup-host.sh installs it")
@@ -41,8 +43,8 @@ class Registry:
 log: {{level: warn}}
 storage: {{filesystem: {{rootdirectory: {self.dir / "data"}}}, delete: {{enabled: true}}}}
 http: {{addr: "{self.host}"}}
-auth: {{htpasswd: {{realm: rock-test, path: {self.dir / "htpasswd"}}}}}
-""")
+""" + (f"""auth: {{htpasswd: {{realm: rock-test, path: {self.dir / "htpasswd"}}}}}
+""" if login else ""))
         self.proc = subprocess.Popen(["docker-registry", "serve", str(self.dir / "config.yml")],
                                      stdout=subprocess.DEVNULL, stderr=open(self.dir / "registry.log", "wb"))
         deadline = time.monotonic() + 30

@@ -107,22 +107,34 @@ class ScriptedChat(LoopbackServer):
         return Handler
 
 
+def job_argv(admin, folder, out, harness: str, url: str) -> list[str]:
+    return [sys.executable, "-m", "rock.cli.main", "--json", "job", "run", "--url", admin.url, "--suite", str(folder),
+            "--harness", harness, "--policy", "openai", "--policy-url", url, "--model", "my-model",
+            "--api-key", "sk-test", "--out", str(out), "--jsonl"]
+
+
 def job_cli(admin, folder, out, harness: str, url: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rock.cli.main", "--json", "job", "run", "--url", admin.url,
-                           "--suite", str(folder), "--harness", harness, "--policy", "openai", "--policy-url", url,
-                           "--model", "my-model", "--api-key", "sk-test", "--out", str(out), "--jsonl"],
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(job_argv(admin, folder, out, harness, url), capture_output=True, text=True, timeout=900)
+
+
+def user_tasks(root, names=("fix-add",), memory_mb: dict[str, int] | None = None):
+    """A folder of the user's own tasks (Harbor's layout) on python:3.11, time enough for a Node agent's start;
+    ``memory_mb`` gives some of them their [environment] memory_mb."""
+    from tests.agentic_tasks.conftest import harbor_task
+
+    for name in names:
+        memory = f"memory_mb = {memory_mb[name]}\n" if name in (memory_mb or {}) else ""
+        (harbor_task(root, name) / "task.toml").write_text(
+            'version = "1.0"\n[agent]\ntimeout_sec = 300.0\n[verifier]\ntimeout_sec = 60.0\n'
+            '[environment]\ndocker_image = "python:3.11"\n' + memory)
+    return root
 
 
 def test_cli_runs_a_terminal_agent_on_a_model_server_and_a_refusing_one_is_a_clear_error(admin, suites, tmp_path):
     from rock.agentic.tasks.harness_terminal import OpencodeHarness
     from rock.agentic.tasks.suites import open_suite as open_folder
-    from tests.agentic_tasks.conftest import harbor_task
 
-    folder = tmp_path / "my-tasks"
-    task_dir = harbor_task(folder, "fix-add")
-    (task_dir / "task.toml").write_text('version = "1.0"\n[agent]\ntimeout_sec = 300.0\n[verifier]\ntimeout_sec = 60.0\n'
-                                        '[environment]\ndocker_image = "python:3.11"\n')
+    folder = user_tasks(tmp_path / "my-tasks")
     task = open_folder(str(folder)).get("fix-add")
     server = ScriptedChat(OpencodeHarness().oracle_policy(task))  # the model knows the fix, through opencode's tool
     try:
@@ -158,3 +170,131 @@ def test_cli_runs_a_terminal_agent_on_a_model_server_and_a_refusing_one_is_a_cle
     assert r["error"].startswith(f"policy openai ({dead}): the model server does not accept connections at "
                                  f"127.0.0.1:{dead.split(':')[2].split('/')[0]}"), r["error"]
     assert r["reward"] == 0.0
+
+
+def test_cli_runs_claude_code_codex_and_qwen_code_each_on_its_own_api(admin, suites, tmp_path):
+    """One job per agent from the CLI, at once, each on a model server speaking the agent's API (Claude Code's
+    Messages, Codex's Responses, Qwen Code's chat completions) through the admin's proxy; beside them a job of two
+    tasks on a URL that refuses connections, each rollout its own clear error, one task with less memory than
+    the agent needs, which the job warns about before it starts."""
+    from rock.agentic.tasks.harness_terminal import ClaudeCodeHarness, CodexHarness, QwenCodeHarness
+    from rock.agentic.tasks.oracle import oracle_command
+    from rock.agentic.tasks.suites import open_suite as open_folder
+    from tests.agentic_tasks.model_server import ScriptedModel
+
+    folder = user_tasks(tmp_path / "my-tasks")
+    two = user_tasks(tmp_path / "two-tasks", ("fix-add", "fix-add-2"), memory_mb={"fix-add-2": 128})
+    task = open_folder(str(folder)).get("fix-add")
+    apis = {"claude-code": ("messages", ClaudeCodeHarness()), "codex": ("responses", CodexHarness()),
+            "qwen-code": (None, QwenCodeHarness())}
+    servers = {name: ScriptedModel(h.shell, {h.shell_arg: h.oracle_shell(oracle_command(task))})
+               for name, (_, h) in apis.items()}
+    dead = f"http://127.0.0.1:{closed_port()}/v1"
+    procs: dict[str, subprocess.Popen] = {}
+
+    def start(name: str, argv: list[str]) -> None:
+        with open(tmp_path / f"{name}.err", "w") as err:  # files, not pipes: nothing blocks on a full pipe
+            procs[name] = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
+
+    try:
+        for name in apis:
+            start(name, job_argv(admin, folder, tmp_path / f"{name}.jsonl", name, servers[name].url))
+        start("dead", job_argv(admin, two, tmp_path / "dead.jsonl", "claude-code", dead))
+        ended = {name: (p.wait(timeout=900), None, (tmp_path / f"{name}.err").read_text()) for name, p in procs.items()}
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for server in servers.values():
+            server.close()
+
+    for name, (api, _) in apis.items():
+        code, _, err = ended[name]
+        assert code == 0, (name, err[-3000:])
+        [r] = [json.loads(line) for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+        where = (name, r["error"], r["harness"])
+        assert r["error"] is None and r["reward"] == 1.0, where
+        assert r["harness"] == {**r["harness"], "name": name, "policy": "openai", "exit_code": 0}, where
+        calls, log = r["model_calls"], servers[name].log
+        assert calls and all(c["status"] == "success" and c["mode"] == "proxy" for c in calls), (name, calls)
+        assert {path for path, _, _ in log} == {f"/v1/{api or 'chat/completions'}"}, name  # the agent's own API
+        assert [(c["native"] or {}).get("api") for c in calls] == [api] * len(log), name
+        # the records are the server's log: the requests as the agent sent them, in order, and the answers sent
+        if api:
+            assert [c["native"]["request"] for c in calls] == [body for _, body, _ in log], name
+            part = "content" if api == "messages" else "output"
+            assert [c["native"]["response"][part] for c in calls] == [answer[part] for _, _, answer in log], name
+        else:
+            assert [c["request"]["messages"] for c in calls] == [body["messages"] for _, body, _ in log], name
+            assert [c["response"]["choices"][0]["message"].get("tool_calls") for c in calls] == \
+                [answer["choices"][0]["message"].get("tool_calls") for _, _, answer in log], name
+        assert sum(bool(c["response"]["choices"][0]["message"].get("tool_calls")) for c in calls) == 1, name
+
+    code, _, err = ended["dead"]
+    assert code == 1, err[-3000:]  # every rollout failed
+    events = [json.loads(line) for line in err.splitlines() if line.startswith('{"event"')]
+    kinds = [e["event"] for e in events]
+    assert "warning" in kinds and kinds.index("warning") < kinds.index("start"), events  # said before it starts
+    [warning] = [e["message"] for e in events if e["event"] == "warning"]
+    assert warning.startswith("1 task(s) give the agent's sandbox 128 MB (fix-add-2); claude-code needs about "), warning
+    records = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert sorted(r["task_id"] for r in records) == ["fix-add", "fix-add-2"]
+    port = dead.split(":")[2].split("/")[0]
+    for r in records:
+        assert r["error"].startswith(f"policy openai ({dead}): the model server does not accept connections at "
+                                     f"127.0.0.1:{port} (Connection refused)"), r["error"]
+        assert r["reward"] == 0.0 and not r["model_calls"], r
+
+
+def test_a_task_below_an_agents_memory_need_is_warned_about():
+    from pathlib import Path
+
+    from rock.agentic import terminal_agents
+    from rock.agentic.tasks.harbor import Task
+    from rock.agentic.tasks.harness_terminal import QwenCodeHarness
+
+    need = terminal_agents.MEMORY_MB["qwen-code"]
+    tasks = [Task(task_id=f"t{i}", path=Path("."), instruction="x", image="python:3.11", memory=memory)
+             for i, memory in enumerate([f"{need - 1}m", "8g", f"{need - 1}m", "0.25g"])]
+    assert QwenCodeHarness().warnings(tasks) == [
+        f"1 task(s) give the agent's sandbox 256 MB (t3); qwen-code needs about {need} MB there (its measured peak, "
+        "docs/agentic-tasks.md) and may be killed for memory: raise [environment] memory_mb in task.toml",
+        f"2 task(s) give the agent's sandbox {need - 1} MB (t0, t2); qwen-code needs about {need} MB there (its "
+        "measured peak, docs/agentic-tasks.md) and may be killed for memory: raise [environment] memory_mb in task.toml"]
+    assert QwenCodeHarness().warnings(tasks[1:2]) == []  # enough memory: nothing said
+
+
+def test_a_terminal_agent_pulls_the_tasks_base_image_as_a_plain_sandbox_does(admin, suites, tmp_path):
+    """A task on an image the engine lacks, in a registry: the agent's image is built FROM it after a pull (pull
+    policy ``missing``, a plain sandbox's), and the rollout resolves."""
+    import docker
+
+    from rock.agentic.tasks.harness_terminal import TerminalAgentHarness
+    from rock.runtime.docker.images import push
+    from tests.registry import Registry
+
+    registry = Registry(login=False)
+    api = docker.from_env().api
+    image = f"{registry.host}/rock-test/agent-base-{tmp_path.name[-6:].lower()}:v1"
+    try:
+        api.tag("python:3.11", image.rsplit(":", 1)[0], "v1")
+        try:
+            push(image, None, None)
+        finally:
+            api.remove_image(image)
+        folder = user_tasks(tmp_path / "pulled")
+        toml = folder / "fix-add" / "task.toml"
+        toml.write_text(toml.read_text().replace('"python:3.11"', f'"{image}"'))
+        TerminalAgentHarness._images.clear()  # no agent image remembered by this process for that base
+        summary = asyncio.run(run_job(str(folder), RolloutOptions(base_url=admin.url, harness="claude-code",
+                                                                  policy="oracle"), record=False))
+        [r] = summary["records"]
+        assert r["error"] is None and r["reward"] == 1.0, r["error"]
+        assert api.inspect_image(image)["Id"] == api.inspect_image("python:3.11")["Id"]  # pulled, the same image
+    finally:
+        try:
+            api.remove_image(image)
+        except docker.errors.ImageNotFound:
+            pass
+        registry.close()

@@ -50,6 +50,11 @@ def _opencode_package() -> str:
 OPENCODE_PACKAGE = _opencode_package()
 AGENTS = {"claude-code": "@anthropic-ai/claude-code@2.1.328", "codex": "@openai/codex@0.169.0",
           "qwen-code": "@qwen-code/qwen-code@0.24.4", "opencode": f"{OPENCODE_PACKAGE}@{OPENCODE_VERSION}"}
+# Each agent's memory need in MB (docs/agentic-tasks.md): its sandbox's peak memory (the cgroup's
+# high-water mark) over real oracle rollouts (``python -m bench --only agent_memory``) plus a quarter,
+# rounded up to 256 MB; Qwen Code grows to fill what it is given and was killed at 1024 and 1536 MB,
+# so its need is the 2048 MB it finished in. The agent, Node and its tools count against memory_mb.
+MEMORY_MB = {"claude-code": 256, "codex": 256, "qwen-code": 2048, "opencode": 768}
 ENDPOINT = "http://127.0.0.1:8080"  # the sandbox's model endpoint (rock.agent.chat)
 
 
@@ -62,14 +67,15 @@ def spec(agent: str, base: str = BASE) -> EnvImageSpec:
 
 
 async def ensure_image(agent: str, base: str = BASE, builder: ImageBuilder | None = None,
-                       progress: Progress | None = None) -> EnvImage:
-    """The agent's image (built when missing, about a minute; found in one engine call otherwise)."""
+                       progress: Progress | None = None, pull_policy: str = "missing") -> EnvImage:
+    """The agent's image (built when missing, about a minute; found in one engine call otherwise); ``base`` is
+    pulled as a plain sandbox's image is (``pull_policy``: missing, always or never)."""
     if builder is None:
         from rock.config import Settings
 
         settings = Settings()
         builder = ImageBuilder(settings.state_dir, settings.host_python, settings)
-    return await builder.ensure(spec(agent, base), progress)
+    return await builder.ensure(spec(agent, base), progress, pull_policy)
 
 
 # Claude Code's package holds a placeholder for its binary, which its install script (not run)
@@ -215,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["AGENTS", "BASE", "claude_code_command", "claude_code_env", "codex_command", "codex_config", "codex_env",
+__all__ = ["AGENTS", "BASE", "MEMORY_MB", "claude_code_command", "claude_code_env", "codex_command", "codex_config", "codex_env",
            "ensure_image", "launch", "opencode_command", "opencode_config", "opencode_env", "qwen_code_command",
            "qwen_code_env", "spec"]
 

@@ -40,6 +40,7 @@ def cmd_run_suite(args, out: Out) -> int:
 
         summary = asyncio.run(run_job(args.suite, options, **kwargs,
                                       progress=lambda line: event("build", suite=name, message=line),
+                                      warn=lambda line: event("warning", message=line),
                                       on_start=lambda todo, skipped: event("start", tasks=todo, skipped=skipped),
                                       on_done=lambda rec, n, of: event("rollout", task_id=rec["task_id"], n=n, of=of,
                                                                        reward=rec["reward"], error=rec["error"])))

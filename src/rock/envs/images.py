@@ -215,11 +215,15 @@ class ImageBuilder:
         tag = await self.tag(spec)
         return tag if await asyncio.to_thread(self._exists, tag) else None
 
-    async def ensure(self, spec: EnvImageSpec, progress: Progress | None = None) -> EnvImage:
-        """The image for ``spec``: found, or built (with ``progress`` lines) and then found."""
+    async def ensure(self, spec: EnvImageSpec, progress: Progress | None = None,
+                     pull_policy: str = "missing") -> EnvImage:
+        """The image for ``spec``: found, or built (with ``progress`` lines) and then found. Its base is pulled
+        as a plain sandbox's image is (``pull_policy``: ``missing`` pulls it when the engine lacks it,
+        ``always`` every time, ``never`` only looks)."""
         say = progress or (lambda line: None)
         wanted = self.check(spec)
         t0 = time.perf_counter()
+        await asyncio.to_thread(self._pull_base, spec.base, pull_policy, say)
         tag = await self.tag(spec)
         lock = self._locks.setdefault(tag, asyncio.Lock())
         # While a build holds the lock its tag may exist before its imports are checked.
@@ -269,6 +273,23 @@ class ImageBuilder:
             log.info("removed %d leftover build sandbox(es): %s", len(removed), ", ".join(removed))
 
     # -- engine calls (blocking: run in threads) ---------------------------------------------
+
+    def _pull_base(self, base: str, policy: str, say: Progress) -> None:
+        from docker.errors import DockerException
+
+        from rock.errors import RockError
+        from rock.runtime.docker import images as engine_images
+
+        self.client()  # no engine: EnvError (EnvUnavailable), as every build says
+        try:
+            if policy == "always" or not engine_images.present(base):
+                if policy != "never":
+                    say(f"pulling base image {base}")
+                engine_images.ensure_image(base, policy)
+        except RockError as exc:
+            raise EnvError(f"base image {base!r}: {exc.message}", "EnvUnavailable") from None
+        except DockerException:  # e.g. the engine's 400 for a name that is no image reference: _base_id says so
+            return
 
     def _base_id(self, base: str) -> str:
         from docker.errors import APIError, ImageNotFound

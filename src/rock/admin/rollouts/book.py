@@ -17,6 +17,7 @@ import re
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,9 @@ from typing import Any
 from rock.errors import RockError
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+RECENT_BYTES = 64 * 2**20  # the parsed records kept, by the size of their JSON lines
 
 
 class JobNotFound(RockError):
@@ -97,6 +101,10 @@ class JobBook:
         self._lock = threading.Lock()  # file appends run in threads
         self._waiters: set[asyncio.Event] = set()
         self.listeners: list = []  # called with each new rollout's summary and its namespace (the metrics' phase histogram)
+        # The last records read, parsed: a rollout's page and its data.json read the same record in turn, and
+        # a 200-call record is ~16 MB of JSON (1-2 s to parse). Records never change once written.
+        self._recent: OrderedDict[tuple[str, int], tuple[dict[str, Any], int]] = OrderedDict()
+        self._recent_bytes = 0
         self._load()
 
     # -- changes -----------------------------------------------------------------------------
@@ -213,7 +221,18 @@ class JobBook:
         if not 0 <= n < len(job.rollouts):
             raise JobNotFound(f"job {job_id} has no rollout {n}")
         r = job.rollouts[n]
-        return await asyncio.to_thread(self._read, job.folder / "rollouts.jsonl", r["offset"], r["size"])
+        key = (job_id, n)
+        if key in self._recent:
+            self._recent.move_to_end(key)
+            return self._recent[key][0]
+        rec = await asyncio.to_thread(self._read, job.folder / "rollouts.jsonl", r["offset"], r["size"])
+        if key not in self._recent and r["size"] <= RECENT_BYTES:
+            self._recent[key] = (rec, r["size"])
+            self._recent_bytes += r["size"]
+            while self._recent_bytes > RECENT_BYTES:
+                _, (_, size) = self._recent.popitem(last=False)
+                self._recent_bytes -= size
+        return rec
 
     @staticmethod
     def _read(path: Path, offset: int, size: int) -> dict[str, Any]:

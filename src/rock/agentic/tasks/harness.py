@@ -69,6 +69,11 @@ class Harness:
     def check(self, options: RolloutOptions) -> None:
         """Refuse options it cannot run (a TaskError), before a job starts any sandbox."""
 
+    def warnings(self, tasks: list[Task]) -> list[str]:
+        """What a job of these tasks should be told before it starts (it runs anyway): e.g. tasks whose
+        memory is below what the agent needs."""
+        return []
+
 
 class ChatHarness(Harness):
     """A harness whose agent's model calls are answered over the Chat protocol: by the trainer's

@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 from urllib.parse import urlsplit
 
+from rock.actions.sizes import parse_memory
 from rock.agentic import terminal_agents
 from rock.agentic.tasks.errors import TaskError
 from rock.agentic.tasks.harbor import Task
@@ -88,6 +90,24 @@ class TerminalAgentHarness(MiniSweHarness):
         if isinstance(options.policy, str):
             endpoint_config(options)
 
+    def warnings(self, tasks: list[Task]) -> list[str]:
+        """One line per memory size below the agent's measured need (``terminal_agents.MEMORY_MB``), naming
+        the tasks: the agent, Node and its tools count against the task's ``memory_mb``, and an agent killed
+        for memory is that rollout's error."""
+        need = terminal_agents.MEMORY_MB[self.agent]
+        low: dict[str, list[str]] = {}
+        for task in tasks:
+            size = parse_memory(task.memory)
+            if size is not None and size < need * 2**20:
+                low.setdefault(task.memory, []).append(task.task_id)
+        out = []
+        for memory, ids in sorted(low.items(), key=lambda kv: parse_memory(kv[0]) or 0):
+            named = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+            out.append(f"{len(ids)} task(s) give the agent's sandbox {int((parse_memory(memory) or 0) / 2**20)} MB "
+                       f"({named}); {self.agent} needs about {need} MB there (its measured peak, docs/agentic-tasks.md)"
+                       " and may be killed for memory: raise [environment] memory_mb in task.toml")
+        return out
+
     def config(self, task: Task, options: RolloutOptions, limit: float) -> RockAgentConfig:
         """The agent's install and run, for ``box.agent``: the model name and step limit from the policy's options,
         the time limit in seconds, the endpoint in proxy mode for ``openai``."""
@@ -113,7 +133,9 @@ async def _reachable(url: str) -> None:
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), 10)
     except (OSError, asyncio.TimeoutError) as exc:
-        reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else (exc.strerror or str(exc))
+        # asyncio's own OSError says "Connect call failed (host, port)": the errno's name says why
+        reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else \
+            (os.strerror(exc.errno) if exc.errno else exc.strerror or str(exc))
         raise TaskError(f"policy openai ({url}): the model server does not accept connections at "
                         f"{parts.hostname}:{port} ({reason})", "PolicyError") from None
     writer.close()

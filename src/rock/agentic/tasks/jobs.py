@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -56,18 +57,32 @@ def finished(out: Path | None, harness: str | None = None, policy: str | None = 
     return done
 
 
+def _loadable(folder, ids: list[str]) -> list:
+    """The tasks of ``ids`` that load (a broken one is its rollout's error later)."""
+    tasks = []
+    for task_id in ids:
+        try:
+            tasks.append(folder.get(task_id))
+        except Exception:  # noqa: BLE001 - reported by its rollout
+            continue
+    return tasks
+
+
 async def run_job(suite: str, options: RolloutOptions, tasks: list[str] | None = None, limit: int | None = None,
                   concurrency: int = 8, out: Path | None = None, resume: bool = False,
                   on_done: Callable | None = None, on_start: Callable | None = None,
                   progress: Callable[[str], None] | None = None, record: bool = True,
-                  traces: str | Path | None = None, otlp: str | None = None) -> dict:
+                  traces: str | Path | None = None, otlp: str | None = None,
+                  warn: Callable[[str], None] | None = None) -> dict:
     """Roll out ``options.harness`` / ``options.policy`` over the suite's tasks; the summary
     (the training runner's: tasks, mean_reward, pass_rate, errors, by_category) plus records.
     A built-in suite not built on this host is built first, saying so through ``progress``
-    (default: lines on stderr). With ``record`` the admin keeps the job too (its UI's Jobs pages, live;
-    ``job_id`` in the summary), unless it cannot, which never stops the job. With the ``tracing`` extra installed,
-    every rollout and its phases are OpenTelemetry spans, written as OTLP/JSON lines to ``traces`` (default: beside
-    ``out``; "off": none) and sent to the OTLP/HTTP collector ``otlp`` (or ``OTEL_EXPORTER_OTLP_ENDPOINT``)."""
+    (default: lines on stderr). What the job should know before it starts (tasks whose memory is below the
+    agent's need) goes to ``warn`` (default: lines on stderr) and the summary's ``warnings``. With ``record`` the
+    admin keeps the job too (its UI's Jobs pages, live; ``job_id`` in the summary), unless it cannot, which never
+    stops the job. With the ``tracing`` extra installed, every rollout and its phases are OpenTelemetry spans,
+    written as OTLP/JSON lines to ``traces`` (default: beside ``out``; "off": none) and sent to the OTLP/HTTP
+    collector ``otlp`` (or ``OTEL_EXPORTER_OTLP_ENDPOINT``)."""
     folder = await asyncio.to_thread(open_suite, suite, progress)  # a first build takes minutes
     ids = select_ids(folder, tasks, limit)
     harness_factory = lambda: make_harness(options.harness)  # noqa: E731
@@ -76,6 +91,12 @@ async def run_job(suite: str, options: RolloutOptions, tasks: list[str] | None =
         raise TaskError(f"harness {probe.name} runs the policies {', '.join(probe.policies)}, not {options.policy!r}",
                         "BadRequest")
     probe.check(options)
+    warnings = probe.warnings(await asyncio.to_thread(_loadable, folder, ids))
+    for line in warnings:
+        if warn is not None:
+            warn(line)
+        else:
+            print(f"warning: {line}", file=sys.stderr, flush=True)
     kept = finished(out, options.harness, options.policy if isinstance(options.policy, str) else None) if resume else {}
     todo = [t for t in ids if t not in kept]
     if on_start:
@@ -130,7 +151,7 @@ async def run_job(suite: str, options: RolloutOptions, tasks: list[str] | None =
             await asyncio.to_thread(tracer.close)  # flushes the exporters (a collector's POST may take a while)
     every = [kept[t] for t in ids if t in kept] + records
     summary = summarize(folder.name, "all", every, time.perf_counter() - t0)
-    summary.update(harness=options.harness, policy=policy_name, skipped=len(kept), ran=len(records),
+    summary.update(harness=options.harness, policy=policy_name, skipped=len(kept), ran=len(records), warnings=warnings,
                    mean_pass_rate=sum(r.get("pass_rate", 0.0) for r in every) / len(every) if every else 0.0,
                    tasks_per_s=round(len(records) / (time.perf_counter() - t0), 3) if records else 0.0)
     if tracer is not None and trace_path is not None:
