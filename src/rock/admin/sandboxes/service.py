@@ -38,8 +38,8 @@ from rock.admin.sandboxes.reaper import Reaper
 from rock.admin.volumes import Volumes
 from rock.admin.store import HELD, LIVE, TRANSITIONS, SandboxRecord, Store
 from rock.config import Settings
-from rock.errors import (BadRequest, Conflict, RockError, SandboxNotFound, SandboxNotRunning, SandboxPaused,
-                         SandboxStartError, SnapshotNotFound)
+from rock.errors import (BadRequest, Conflict, QuotaExceeded, RockError, SandboxNotFound, SandboxNotRunning,
+                         SandboxPaused, SandboxStartError, SnapshotNotFound)
 from rock.runtime.base import SandboxSpec
 from rock.runtime.host_policy import host_network_refused, host_path_refused, is_host_path
 from rock.runtime.gpus import wanted as gpus_wanted
@@ -413,8 +413,10 @@ class Sandboxes(WorkerListener):
         children run, does not)."""
         record = await self.lookup(sandbox_id, owner)
         self.check_mode(mode, sandbox_id, record.node_id)
-        if counted and self.admission.quota(owner) is not None:
-            self.admission.check_snapshots(owner, len(await self.snapshots(owner)))
+        quota = self.admission.quota(owner) if counted else None
+        if quota is not None:
+            kept = await self.snapshots(owner)
+            self.admission.check_snapshots(owner, len(kept), sum(s.size_bytes or 0 for s in kept))
         await self._wait_started(sandbox_id)
         async with self.lock(sandbox_id):
             if record.state not in ("running", "paused"):
@@ -422,8 +424,20 @@ class Sandboxes(WorkerListener):
                                "snapshotted")
             began = time.perf_counter()
             snap = await self.worker.snapshot(sandbox_id, self.snapshot_name(name, owner), owner, mode, record.node_id)
+        if quota is not None:
+            await self._within_snapshot_quota(owner, snap)
         self.events.emit("snapshot", record, mode=mode, seconds=time.perf_counter() - began)
         return snap
+
+    async def _within_snapshot_quota(self, owner: str | None, snap: Snapshot) -> None:
+        """The snapshot just taken, counted with the others kept now (another taken meanwhile
+        included): past the namespace's count or bytes it is deleted and refused (429)."""
+        kept = [s for s in await self.snapshots(owner) if s.name != snap.name]
+        try:
+            self.admission.check_snapshots(owner, len(kept), sum(s.size_bytes or 0 for s in kept), snap.size_bytes or 0)
+        except QuotaExceeded:
+            await self.delete_snapshot(snap.name, owner)
+            raise
 
     async def restore(self, sandbox_id: str, owner: str | None, name: str) -> SandboxRecord:
         """Roll a running or paused sandbox back to the owner's snapshot ``name`` in place: the
