@@ -26,7 +26,7 @@ from collections import Counter
 
 from rock.admin.store import LIVE
 from rock.config import Settings, TenantQuota
-from rock.errors import CapacityExceeded, QuotaExceeded
+from rock.errors import CapacityExceeded, QuotaExceeded, Refused
 from rock.worker.resources import GIB
 from rock.worker.sizes import parse_memory
 
@@ -115,8 +115,13 @@ class Admission:
             self.cpus += cpus
             self.memory += memory
 
-    def _refuse(self, exc):
+    def count(self, exc: Refused) -> None:
+        """Count a refusal by its limit and status (``rock_admission_refused``), this ledger's or
+        a cluster's placement's."""
         self.refused[(exc.limit, exc.status_code)] += 1
+
+    def _refuse(self, exc: Refused):
+        self.count(exc)
         raise exc
 
     @staticmethod

@@ -38,7 +38,7 @@ from rock.admin.sandboxes.reaper import Reaper
 from rock.admin.volumes import Volumes
 from rock.admin.store import HELD, LIVE, TRANSITIONS, SandboxRecord, Store
 from rock.config import Settings
-from rock.errors import (BadRequest, Conflict, QuotaExceeded, RockError, SandboxNotFound, SandboxNotRunning,
+from rock.errors import (BadRequest, Conflict, QuotaExceeded, Refused, RockError, SandboxNotFound, SandboxNotRunning,
                          SandboxPaused, SandboxStartError, SnapshotNotFound)
 from rock.runtime.base import SandboxSpec
 from rock.runtime.host_policy import host_network_refused, host_path_refused, is_host_path
@@ -227,7 +227,11 @@ class Sandboxes(WorkerListener):
             spec.volume_binds = self.volumes.binds(owner, [m.model_dump() for m in req.volumes or ()])
         else:
             spec = self.spec_for(draft, req)
-        self.worker.check(spec)
+        try:
+            self.worker.check(spec)
+        except Refused as exc:  # a cluster with no room now: counted with this node's refusals
+            self.admission.count(exc)
+            raise
         async with self.lock(sandbox_id):
             record = self.known(sandbox_id)
             if record is None and req.sandbox_id:  # a caller's id may name an ended sandbox
@@ -244,6 +248,9 @@ class Sandboxes(WorkerListener):
             failure = await asyncio.shield(task)
             if isinstance(failure, SnapshotNotFound):  # deleted after the check above: absent, a 404
                 raise SnapshotNotFound(f"sandbox {sandbox_id} did not start: {failure.message}")
+            if isinstance(failure, Refused):  # a cluster's room taken by a start placed meanwhile: its limit named
+                raise type(failure)(f"sandbox {sandbox_id} did not start: {failure.message}", limit=failure.limit,
+                                    retry_after=failure.retry_after)
         if wait and record.state == "failed":
             raise SandboxStartError(f"sandbox {sandbox_id} failed to start: {record.failure_reason}")
         return record
