@@ -93,12 +93,13 @@ class RayNodes:
 @dataclass
 class NodeEvents:
     """What the tracker tells its owner, in this order for one node: ``inventory`` (attach and
-    every refresh), then ``back`` (a lost node attached again); ``lost`` after the node is marked
-    lost and its heartbeat connection closed."""
+    every refresh), then ``back`` (a lost node attached again), then ``room``; ``lost`` after the
+    node is marked lost and its heartbeat connection closed."""
 
     inventory: Callable[[str, list[str]], None]  # these sandboxes run on that node
     back: Callable[[str, list[str]], Awaitable[None]]  # a lost node is attached again, with these sandboxes
-    lost: Callable[[str, str], None]  # (name, reason): fail what runs there
+    lost: Callable[[str, str], None]  # (name, reason): fail what runs or waits there
+    room: Callable[[], None]  # room may have appeared: after an attach and each heartbeat round
 
 
 class NodeTracker:
@@ -171,6 +172,7 @@ class NodeTracker:
             await self.events.back(name, list(info.sandbox_ids))
         else:
             log.info("node %s joined: %s, labels %s", name, info.capacity.describe(), info.labels)
+        self.events.room()
 
     async def _discover_loop(self) -> None:
         while True:
@@ -197,6 +199,7 @@ class NodeTracker:
         while True:
             await asyncio.sleep(HEARTBEAT_S)
             await asyncio.gather(*(self._beat(name) for name, n in list(self.nodes.items()) if n.live))
+            self.events.room()
 
     async def _beat(self, name: str) -> None:
         control = self._control.get(name)

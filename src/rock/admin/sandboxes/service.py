@@ -323,6 +323,8 @@ class Sandboxes(WorkerListener):
         except Exception as exc:  # noqa: BLE001 - any failure becomes the record's reason
             reason = exc.message if isinstance(exc, RockError) and exc.message else f"{type(exc).__name__}: {exc}"
             log.warning("sandbox %s failed to start: %s", record.sandbox_id, reason)
+            if isinstance(exc, Refused):  # a cluster's placement found no room: counted with the refusals
+                self.admission.count(exc)
             if record.state == "pending":
                 record.failure_reason = reason
                 await self.transition(record, "failed", "start_failed", reason)
