@@ -137,6 +137,19 @@ def test_what_the_schema_forbids_the_server_refuses(path, model, body):
         assert getattr(model.model_validate_json(json.dumps(ok)), next(iter(body))) == 5
 
 
+@pytest.mark.parametrize("field, value", [("tasks", False), ("concurrency", True), ("tasks", "5")])
+def test_a_job_counts_with_numbers_only(field, value):
+    """Found by a long Schemathesis run: POST /apis/v1/jobs took ``tasks: false`` (the schema says
+    integer) as 0 and opened the job."""
+    from rock.admin.jobs import JobCreate
+
+    body = {"suite": "s", "harness": "h", "policy": "p", field: value}
+    assert not jsonschema.Draft202012Validator(JobCreate.model_json_schema()).is_valid(body)
+    r = TestClient(_app()).post("/apis/v1/jobs", json=body)
+    assert r.status_code == 422 and field in r.text, r.text
+    assert getattr(JobCreate.model_validate({**body, field: 5}), field) == 5  # control: a number is taken
+
+
 def test_routes_that_start_env_sandboxes_declare_they_are_long():
     """Routes that start an env sandbox (or probe the catalog in one) may take minutes: the
     schema says so, and the fuzzer's response-time check reads it (everything else: RESPONSE_S)."""
