@@ -24,7 +24,7 @@ PARTS = ["admission", "runtime", "snapshots", "snapshots_api", "sdk", "parity", 
          "egress", "egress_secrets", "scale_sim", "burst"]
 # Only in a full run or when asked: long runs (10,000 lifecycles, thousands of idle sandboxes,
 # 1,000 sandboxes on three local Ray nodes, Schemathesis over every route, mini-swe-agent rollouts).
-FULL_ONLY = ["soak", "density", "cluster", "fuzz", "harnesses", "agent_memory"]
+FULL_ONLY = ["soak", "density", "cluster", "fuzz", "fuzz_open", "harnesses", "agent_memory"]
 # What each part imports beyond the rock package itself (module -> the package that brings it).
 # All of it is in the ``bench`` extra; a part whose needs are missing is skipped with one line.
 NEEDS = {
@@ -34,6 +34,7 @@ NEEDS = {
     "cluster": {"ray": "ray"},
     "scale_sim": {"psycopg": "psycopg[binary]", "psycopg_pool": "psycopg-pool"},  # and PostgreSQL's server
     "fuzz": {"schemathesis": "schemathesis", "tests.fuzz.runner": "a source checkout (tests/)"},
+    "fuzz_open": {"schemathesis": "schemathesis", "tests.fuzz.runner": "a source checkout (tests/)"},
 }
 INSTALL = "pip install 'rock-sandbox[bench]' (or: uv sync --extra bench)"
 

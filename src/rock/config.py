@@ -33,6 +33,8 @@ class TenantQuota(BaseModel):
     cpus: float | None = Field(default=None, ge=0, description="cpus of those sandboxes together")
     env_hosts: int | None = Field(default=None, ge=0, description="env hosts: GEM envs, gym sessions, training instances")
     snapshots: int | None = Field(default=None, ge=0, description="snapshots kept")
+    snapshot_bytes: str | None = Field(default=None, description="what those snapshots take on disk together, "
+                                       "e.g. '20g' (a snapshot that would pass it is deleted and refused)")
     creates_per_minute: float | None = Field(default=None, gt=0, description="sandbox starts per minute (a token bucket)")
     create_burst: int | None = Field(default=None, ge=1, description="starts allowed at once before the rate holds")
 

@@ -3,8 +3,8 @@
 answers its health check and another namespace starts as before.
 
 One bwrap admin with a small node (``node_memory``) and four namespaces: alice (a quota of one
-sandbox and one env host), bob (no quota: the control), carol (one create per minute) and dave
-(one sandbox, for restarts)."""
+sandbox and one env host), bob (no quota: the control), carol (one create per minute), dave
+(one sandbox, for restarts) and erin (two snapshots of 8 MiB on disk together)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from rock.runtime import cgroups
 from rock.runtime.host_policy import owner_key
 from tests.admin.harness import Admin
 
-TOKENS = {"adm-alice": "alice", "adm-bob": "bob", "adm-carol": "carol", "adm-dave": "dave"}
+TOKENS = {"adm-alice": "alice", "adm-bob": "bob", "adm-carol": "carol", "adm-dave": "dave", "adm-erin": "erin"}
 GEM = "/apis/v1/envs/gem"
 GYM = "/apis/v1/envs/gym"
 TRAINING = "/apis/v1/training"
@@ -29,7 +29,8 @@ def admin():
     server = Admin("bwrap", tokens=TOKENS, node_memory="3g", node_cpus=64, default_memory="1g",
                    quotas={"alice": {"sandboxes": 1, "env_hosts": 1, "snapshots": 0},
                            "carol": {"creates_per_minute": 1, "create_burst": 1},
-                           "dave": {"sandboxes": 1}}).start()
+                           "dave": {"sandboxes": 1},
+                           "erin": {"snapshots": 2, "snapshot_bytes": "8m"}}).start()
     yield server
     server.stop(stop_sandboxes=True)
 
@@ -46,7 +47,7 @@ def refused(r: httpx.Response, status: int, limit: str) -> str:
     message = body["message"]
     assert body.get("code") in (status, None, -1) or body.get("error_type") or "status" in body, body
     words = {"sandboxes": "running sandboxes", "env_hosts": "env hosts", "snapshots": "snapshots",
-             "node_memory": "memory", "creates_per_minute": "create rate"}
+             "node_memory": "memory", "creates_per_minute": "create rate", "snapshot_bytes": "of snapshots on disk"}
     assert words[limit] in message, (limit, message)
     return message
 
@@ -204,3 +205,50 @@ def test_a_restart_past_the_quota_is_refused_and_the_sandbox_stays_stopped(admin
         for sid in made:
             dave.post(PREFIX + "/delete", json={"sandbox_id": sid})
         dave.close()
+
+
+def test_snapshots_past_their_count_or_bytes_on_disk_are_429_and_deleted(admin):
+    erin = client(admin, "adm-erin")
+    store = admin.app.state.rock.worker.runtime.snapshots.root
+    r = erin.post(PREFIX + "/start", json=SMALL)
+    assert r.status_code == 200, r.text
+    sid = r.json()["result"]["sandbox_id"]
+
+    def write(mib: int) -> None:  # in the sandbox's own root (its writable layer), not a tmpfs
+        r = erin.post(PREFIX + "/execute", json={"sandbox_id": sid, "timeout": 60, "command": (
+            f"head -c {mib << 20} /dev/urandom > /var/tmp/blob && sync && du -k /var/tmp/blob")})
+        assert r.status_code == 200 and r.json()["result"]["exit_code"] == 0, r.text
+
+    def snapshot(name: str) -> httpx.Response:
+        return erin.post(PREFIX + f"/sandboxes/{sid}/snapshot", json={"name": name})
+
+    try:
+        write(1)
+        assert snapshot("erin-small").status_code == 200
+        first = usage(erin)
+        assert first["usage"]["snapshots"] == 1 and first["usage"]["snapshot_bytes"] >= 1 << 20, first
+        assert first["limits"]["snapshot_bytes"] == 8 << 20 and first["limits"]["snapshots"] == 2
+        write(12)  # the next snapshot takes more than the 7 MiB left: taken, counted, deleted, refused
+        on_disk = set(store.iterdir())
+        message = refused(snapshot("erin-big"), 429, "snapshot_bytes")
+        assert "was deleted" in message, message
+        names = [s["name"] for s in erin.get(PREFIX + "/snapshots").json()["result"]]
+        assert len(names) == 1 and names[0].startswith("erin-small") and set(store.iterdir()) == on_disk
+        assert usage(erin)["usage"]["snapshot_bytes"] == first["usage"]["snapshot_bytes"]
+        write(1)
+        assert snapshot("erin-second").status_code == 200
+        on_disk = set(store.iterdir())
+        refused(snapshot("erin-third"), 429, "snapshots")  # the count: refused before it is taken
+        assert set(store.iterdir()) == on_disk
+        kept = usage(erin)["usage"]
+        text = httpx.get(admin.url + "/metrics", headers={"Authorization": "Bearer adm-erin"}, timeout=30).text
+        series = dict(line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("rock_tenant_usage{"))
+        assert float(series['rock_tenant_usage{namespace="erin",resource="snapshot_bytes"}']) == kept["snapshot_bytes"]
+        assert float(series['rock_tenant_usage{namespace="erin",resource="snapshots"}']) == 2 == kept["snapshots"]
+        assert 'rock_admission_refused_total{limit="snapshot_bytes",status="429"}' in text
+        healthy(admin)
+    finally:
+        for s in erin.get(PREFIX + "/snapshots").json()["result"]:
+            erin.delete(PREFIX + f"/snapshots/{s['name']}")
+        erin.post(PREFIX + "/delete", json={"sandbox_id": sid})
+        erin.close()

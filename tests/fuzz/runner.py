@@ -136,8 +136,10 @@ def start_fixture_sandbox(url: str, token: str | None) -> str:
 
 def run(url: str, label: str, *, token: str | None = None, sandbox: str = "", max_examples: int = 5, seed: int = 1,
         max_starts: int = 4, workers: int = 2, phases: str = "examples,coverage,fuzzing,stateful",
-        max_time: float | None = None, exclude: tuple[str, ...] = (), mode: str = "all") -> FuzzRun:
-    """``exclude``: path regexes left out of generation (each with its reason at the caller)."""
+        max_time: float | None = None, exclude: tuple[str, ...] = (), mode: str = "all",
+        include: tuple[str, ...] = ()) -> FuzzRun:
+    """``exclude``: path regexes left out of generation (each with its reason at the caller);
+    ``include``: path regexes, the only ones generated (a finding run again on its own)."""
     report = Path(tempfile.mkdtemp(prefix="rock-fuzz-"))
     (report / "schemathesis.toml").write_text(config_for(url))
     cmd = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(report / "schemathesis.toml"), "run", url + "/openapi.json", "--checks", "all",
@@ -150,6 +152,8 @@ def run(url: str, label: str, *, token: str | None = None, sandbox: str = "", ma
         cmd += ["--max-time", str(max_time)]
     for pattern in exclude:
         cmd += ["--exclude-path-regex", pattern]
+    for pattern in include:
+        cmd += ["--include-path-regex", pattern]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": HOOKS, "FUZZ_SANDBOX": sandbox, "FUZZ_MAX_STARTS": str(max_starts),
            "FUZZ_SEED": str(seed), "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), str(ROOT / "src"),
                                                                              os.environ.get("PYTHONPATH")])),

@@ -137,6 +137,19 @@ def test_what_the_schema_forbids_the_server_refuses(path, model, body):
         assert getattr(model.model_validate_json(json.dumps(ok)), next(iter(body))) == 5
 
 
+@pytest.mark.parametrize("field, value", [("tasks", False), ("concurrency", True), ("tasks", "5")])
+def test_a_job_counts_with_numbers_only(field, value):
+    """Found by a long Schemathesis run: POST /apis/v1/jobs took ``tasks: false`` (the schema says
+    integer) as 0 and opened the job."""
+    from rock.admin.jobs import JobCreate
+
+    body = {"suite": "s", "harness": "h", "policy": "p", field: value}
+    assert not jsonschema.Draft202012Validator(JobCreate.model_json_schema()).is_valid(body)
+    r = TestClient(_app()).post("/apis/v1/jobs", json=body)
+    assert r.status_code == 422 and field in r.text, r.text
+    assert getattr(JobCreate.model_validate({**body, field: 5}), field) == 5  # control: a number is taken
+
+
 def test_routes_that_start_env_sandboxes_declare_they_are_long():
     """Routes that start an env sandbox (or probe the catalog in one) may take minutes: the
     schema says so, and the fuzzer's response-time check reads it (everything else: RESPONSE_S)."""
@@ -204,3 +217,25 @@ def test_the_chat_long_polls_declare_they_are_long():
     assert exchange[LONG_RUNNING]["seconds"] >= ExchangeRequest.model_validate({"wait": 300}).wait
     assert paths["/apis/v1/chat/anti_call_llm"]["post"][LONG_RUNNING]["seconds"] >= 600
     assert LONG_RUNNING not in paths["/apis/v1/chat/answer"]["post"]  # control: answering one call is quick
+
+
+@pytest.mark.parametrize("model, field, refused, taken", [
+    ("rock.actions.volumes:VolumeCreateRequest", "size", "\u00ae", "100M"),
+    ("rock.admin.envs.gym:GymForkRequest", "n", True, 32.0),
+    ("rock.admin.envs.gem:VecForkRequest", "n", "2", 2.0),
+])
+def test_what_the_schema_allows_the_model_takes_and_what_it_refuses_it_forbids(model, field, refused, taken):
+    """Found by a long Schemathesis run: a volume's size '®' matched the schema (any string) and was
+    refused (422); a fork's ``n: 32.0`` matched it (JSON Schema's integer) and was refused by
+    pydantic's strict mode. Now the schema says the size grammar, and a whole float is a count."""
+    import importlib
+
+    module, name = model.split(":")
+    cls = getattr(importlib.import_module(module), name)
+    schema = cls.model_json_schema()
+    base = {k: "x1" for k in schema.get("required", []) if k != field}  # the other required fields: names
+    assert not jsonschema.Draft202012Validator(schema).is_valid({**base, field: refused})
+    with pytest.raises(ValueError):
+        cls.model_validate({**base, field: refused})
+    assert jsonschema.Draft202012Validator(schema).is_valid({**base, field: taken})
+    cls.model_validate({**base, field: taken})  # control: what the schema allows, the model takes

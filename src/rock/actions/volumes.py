@@ -7,9 +7,11 @@ absolute (the admin also refuses /, /proc, /sys, /dev, /.rock and the agent's in
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Annotated
 
-from rock.actions.sizes import parse_memory
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from rock.actions.sizes import SIZE_PATTERN, parse_memory
 
 VOLUME_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 
@@ -22,7 +24,7 @@ class VolumeCreateRequest(_Ours):
     """``POST /volumes``: a new volume of the caller's."""
 
     name: str = Field(pattern=VOLUME_NAME_PATTERN, description="the volume's name, unique among yours")
-    size: int | str | None = Field(default=None, description=(
+    size: int | Annotated[str, StringConstraints(pattern=SIZE_PATTERN)] | None = Field(default=None, description=(
         "its size limit: bytes, or a size such as '100M' or '2G' (1 MiB to 64 GiB; default 1 GiB); "
         "writes past it fail with ENOSPC"))
 

@@ -23,6 +23,7 @@ from starlette.responses import Response
 from rock.admin.envs import gem, gym
 from rock.admin.context import Ctx
 from rock.admin.store import TRANSITIONS
+from rock.errors import RockError
 
 _METHODS = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}
 _ENV_CALLS = {gem.GEM + "/reset": "reset", gem.GEM + "/step": "step",
@@ -67,6 +68,7 @@ class Metrics:
         self.phases = _PhaseTimes()  # rock_rollout_phase_duration_seconds, per namespace: each scraper its own
         self.counts: list[dict] = []  # records per state and backend, read from the store at each scrape
         self.scraper: str | None = None  # the namespace of the scrape being answered (tokens on): its own series only
+        self.snapshot_usage: tuple[int, int] | None = None  # the scraper's snapshots: (count, bytes on disk)
         self.registry.register(_Snapshot(self))
         self._window: deque[tuple[int, int]] = deque(maxlen=RATE_WINDOW_S + 1)
         self._second, self._in_second = 0, 0
@@ -137,11 +139,21 @@ class Metrics:
             # series of its own namespace only (another's name is never shown to it).
             scraper = self.ctx.owner(request)
             self.counts = await self.ctx.sandboxes.counts()  # ended sandboxes are counted in the store
+            snapshots = await self._snapshot_usage(scraper)
             # Set with no await before the (synchronous) render: a concurrent scrape cannot swap it in between.
-            self.scraper = scraper
+            self.scraper, self.snapshot_usage = scraper, snapshots
             return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
         return api
+
+    async def _snapshot_usage(self, owner: str | None) -> tuple[int, int] | None:
+        """The namespace's snapshots kept and the bytes they take on disk (None: unknown now, a
+        cluster's node that does not answer; the rest of the scrape still answers)."""
+        try:
+            kept = await self.ctx.sandboxes.snapshots(owner)
+        except RockError:
+            return None
+        return len(kept), sum(s.size_bytes or 0 for s in kept)
 
 
 class _RequestTimes:
@@ -245,7 +257,7 @@ class _Snapshot:
         hosted = gem.hosted_envs(self.m.app)
         yield GaugeMetricFamily("rock_env_sandboxes", "Sandboxes that host envs", value=len(hosted))
         yield GaugeMetricFamily("rock_envs_hosted", "Env instances hosted", value=sum(map(len, hosted.values())))
-        yield from ctx.sandboxes.admission.families(self.m.scraper)
+        yield from ctx.sandboxes.admission.families(self.m.scraper, self.m.snapshot_usage)
 
 
 class MetricsMiddleware:

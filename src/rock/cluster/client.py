@@ -5,9 +5,13 @@ connect, stats, list), backed by the nodes' worker actors.
   plus what this admin has in flight, then sent with whatever else was decided for that node
   within the same millisecond as one Ray call (``create_many``). A node that is full after all
   (another admin got there first) says so and the sandbox is placed again.
-- Admission: a request no node could ever hold is refused before anything is recorded; one that
-  does not fit now waits in a first-come-first-served queue until room appears or its startup
-  timeout ends.
+- Admission: a request no node could ever hold is refused before anything is recorded (400); one
+  that no live node has room for now is refused (503 ``CapacityExceeded``, naming the resource no
+  node has left and what each has free): at once when the nodes' last reports are all there is
+  to know, else (creates in flight, a create's room not yet in its node's report, where a node's
+  report and this admin's own count may hold the same sandbox twice) after waiting at most
+  ``ROOM_WAIT_S`` in a first-come-first-served queue for the reports to settle. A caller that
+  wants to wait longer retries; no request is held until its startup timeout.
 - Data path: ``connect`` opens (once per sandbox) a TCP connection to the node's relay; every
   command, file and stream then goes there directly, never through Ray.
 - Nodes (``tracking.py``, a ``NodeTracker`` this worker holds as ``nodes``): a heartbeat twice a second over a connection to each node's relay;
@@ -27,12 +31,12 @@ import time
 
 from rock.worker.resources import Need
 from rock.cluster.node import NodeFull
-from rock.cluster.placement import NodeView, Placement
+from rock.cluster.placement import NodeView, Placement, matches
 from rock.cluster.relay import open_agent
 from rock.cluster.tracking import (HEARTBEAT_TIMEOUT_S, RAY_CALL_TIMEOUT_S, NodeEvents, NodeLost,  # noqa: F401 - re-exported
                                    NodeSource, NodeTracker, RayNodes)
 from rock.config import Settings
-from rock.errors import (ERRORS, AgentGone, BadRequest, RockError, SandboxNotFound, SandboxNotRunning, SandboxStartError,
+from rock.errors import (ERRORS, AgentGone, BadRequest, CapacityExceeded, RockError, SandboxNotFound, SandboxNotRunning,
                          SnapshotNotFound)
 from rock.runtime.base import ResourceStats, SandboxSpec
 from rock.runtime.snapshots import Snapshot
@@ -46,10 +50,7 @@ log = logging.getLogger("rock.cluster")
 BATCH_WINDOW_S = 0.001
 CREATE_TIMEOUT_S = 300.0  # a restart on a node: the runtime resumes and the agent answers
 COMMIT_TIMEOUT_S = 1800.0  # a commit: the engine writes the layer
-
-
-class ClusterFull(SandboxStartError):
-    pass
+ROOM_WAIT_S = 2.0  # the most a start waits for room (a few heartbeats: the nodes' reports settle)
 
 
 def _raise(err: dict) -> RockError:
@@ -94,7 +95,7 @@ class ClusterWorker:
         self.placement = Placement(settings.placement, settings.overcommit)
         self.nodes = NodeTracker(source or RayNodes(settings.cluster),
                                  NodeEvents(inventory=self._inventory, back=self._node_back, lost=self._node_lost,
-                                            room=self._pump))
+                                            room=self._room))
         self.where: dict[str, str] = {}  # sandbox id -> node name, as far as this admin knows
         self.snapshot_where: dict[str, str] = {}  # snapshot name -> the node that holds it
         self.listeners: list[WorkerListener] = []  # the admin's records, the chat hub
@@ -103,6 +104,7 @@ class ClusterWorker:
         self._batches: dict[tuple[str, str], list] = {}
         self._inflight: dict[str, set[asyncio.Future]] = collections.defaultdict(set)
         self._waiting: collections.deque[_Waiter] = collections.deque()
+        self._unreported: set[str] = set()  # nodes given a sandbox since their last report (``room`` clears it)
         self.pool = _NodePools(self)
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -140,7 +142,42 @@ class ClusterWorker:
     # -- admission and placement ----------------------------------------------------------------
 
     def check(self, spec: SandboxSpec) -> None:
-        self.placement.refuse(Need.of(spec), self.nodes.all())
+        """BadRequest when no node could ever hold ``spec``; CapacityExceeded when none has room
+        now and the nodes' reports are all there is to know (nothing in flight or unreported)."""
+        need = Need.of(spec)
+        self.placement.refuse(need, self.nodes.all())
+        if self._waiting or self.placement.choose(need, self.nodes.all()) is not None:
+            return
+        busy = [n for n in self._candidates(need)
+                if n.name in self._unreported or n.pending.cpus > 1e-9 or n.pending.memory_bytes > 0]
+        if not busy:
+            raise self._full(need)
+
+    def _candidates(self, need: Need) -> list[NodeView]:
+        return [n for n in self.nodes.live() if not n.misses and matches(need.selector, n.info.labels)]
+
+    def _full(self, need: Need) -> CapacityExceeded:
+        """The refusal of ``need`` that no live node has room for now: the resource none has left
+        (or, where each is left somewhere, the first the roomiest node lacks) and each node's free."""
+        over = self.placement.overcommit
+        free = sorted(((n, n.free(over)) for n in self._candidates(need)), key=lambda nf: -nf[1].cpus)
+        r = need.resources
+        lacks = {"cpus": lambda f: r.cpus > f.cpus + 1e-9, "memory": lambda f: r.memory_bytes > f.memory_bytes,
+                 "gpus": lambda f: r.gpus > f.gpus, "disk": lambda f: r.disk_bytes > f.disk_bytes}
+        short = [name for name, lack in lacks.items() if all(lack(f) for _, f in free)]
+        if not short and free:
+            short = [name for name, lack in lacks.items() if lack(free[0][1])]
+        limit = short[0] if short else "cpus"
+        where = f" with {', '.join(f'{k}={v}' for k, v in sorted(need.selector.items()))}" if need.selector else ""
+        have = "; ".join(f"{n.name}: {f.describe()}" for n, f in free) or "no live node"
+        return CapacityExceeded(f"no node{where} has room now for {r.describe()}: its {limit} (overcommit {over:g}) "
+                                f"are promised to running sandboxes (free now: {have}); stop one or try later",
+                                limit=f"node_{limit}")
+
+    def _room(self) -> None:
+        """A heartbeat round or an attach: the nodes' reports hold what they were given."""
+        self._unreported.clear()
+        self._pump()
 
     def _pump(self) -> None:
         """Hand room to waiting creates in arrival order; the first that does not fit blocks the rest."""
@@ -156,7 +193,7 @@ class ClusterWorker:
             self._waiting.popleft()
             waiter.future.set_result(node)
 
-    async def _admit(self, need: Need, deadline: float, sandbox_id: str, timeout: float) -> NodeView:
+    async def _admit(self, need: Need, deadline: float, sandbox_id: str) -> NodeView:
         if not self._waiting:
             node = self.placement.choose(need, self.nodes.all())
             if node is not None:
@@ -172,9 +209,7 @@ class ClusterWorker:
             if waiter.future.done() and not waiter.future.cancelled():
                 return waiter.future.result()
             waiter.future.cancel()
-            free = "; ".join(f"{n.name}: {n.free(self.placement.overcommit).describe()}" for n in self.nodes.live())
-            raise ClusterFull(f"no node had room for {need.resources.describe()} within startup_timeout={timeout:g}s "
-                              f"({len(self._waiting)} other request(s) waiting; free now: {free or 'no live node'})") from None
+            raise self._full(need) from None
         except BaseException:
             if waiter.future.done() and not waiter.future.cancelled():
                 self._release(waiter.future.result(), need)
@@ -188,11 +223,10 @@ class ClusterWorker:
     async def create(self, spec: SandboxSpec, timeout: float | None = None) -> SandboxInfo:
         need = Need.of(spec)
         self.placement.refuse(need, self.nodes.all())  # as ``check`` (the nodes may have changed since)
-        timeout = timeout or 180.0
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout - 0.05
+        deadline = loop.time() + min(timeout or ROOM_WAIT_S, ROOM_WAIT_S)
         while True:
-            node = await self._admit(need, deadline, spec.sandbox_id, timeout)
+            node = await self._admit(need, deadline, spec.sandbox_id)
             try:
                 result = await self._call(node.name, "create", spec.model_dump(mode="json"))
             except (NodeFull, NodeLost) as exc:
@@ -204,7 +238,8 @@ class ClusterWorker:
             except BaseException:
                 self._release(node, need)
                 raise
-            node.reserved = node.reserved + need.resources
+            node.reserved = node.reserved + need.resources  # until its next report, which holds it too
+            self._unreported.add(node.name)
             self._release(node, need)
             self.where[spec.sandbox_id] = node.name
             return SandboxInfo(**result)

@@ -67,7 +67,7 @@ class SimulatedNode:
         self.reserved = Resources()
         self.version = 0
         self.closed = False  # as AgentClient.closed (the heartbeat connection)
-        for method in ("create_many", "stop_many", "info", "stats", "restart", "commit", "disk_usage"):
+        for method in ("create_many", "stop_many", "info", "stats", "restart", "commit", "disk_usage", "snapshots"):
             setattr(self, method, _Method(getattr(self, "_" + method)))
 
     # -- the heartbeat connection (AgentClient's surface that ClusterWorker uses) ----------------
@@ -138,6 +138,9 @@ class SimulatedNode:
 
     async def _disk_usage(self, sandbox_id: str) -> dict:
         return {"ok": None}
+
+    async def _snapshots(self, owner: str | None) -> list[dict]:
+        return []  # it takes none
 
 
 class SimulatedNodes:

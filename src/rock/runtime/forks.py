@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING
 
 from rock.errors import BadRequest
-from rock.runtime.snapshots import Snapshot
+from rock.runtime.snapshots import Snapshot, tree_bytes
 from rock.runtime.spec import RuntimeHandle, SandboxSpec
 
 if TYPE_CHECKING:
@@ -32,6 +32,8 @@ async def take_snapshot(runtime: "Runtime", handle: "RuntimeHandle", name: str, 
         t0 = time.perf_counter()
         await runtime._snapshot(handle, snap, path)
         snap.took_ms = snap.took_ms if snap.took_ms is not None else (time.perf_counter() - t0) * 1e3
+        if snap.size_bytes is None:  # what it takes on disk: its directory's blocks (quotas count them)
+            snap.size_bytes = await asyncio.to_thread(tree_bytes, path)
         runtime.snapshots.save(snap)
     except BaseException:
         with contextlib.suppress(Exception):

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.requests import Request
 from starlette.responses import Response
 
+from rock.actions.numbers import numbers_only
 from rock.admin.context import principal_of
 from rock.admin.doors import door
 from rock.jsonutil import dumps, loads
@@ -106,7 +107,8 @@ class Forked(ForkReport):
 
 
 class VecForkRequest(VecRequest):
-    n: int = Field(ge=1, le=MAX_FORK, strict=True, description=f"how many vector envs to fork: 1 to {MAX_FORK}")
+    n: int = Field(ge=1, le=MAX_FORK, description=f"how many vector envs to fork: 1 to {MAX_FORK}")
+    _numbers = numbers_only("n")  # 32.0 is JSON Schema's integer too; a boolean or a string is not
 
 
 class UnregisterRequest(_Ours):

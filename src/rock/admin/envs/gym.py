@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from rock.actions.numbers import numbers_only
 from rock.admin.envs import gem
 from rock.admin.context import principal_of
 from rock.admin.doors import door
@@ -54,8 +55,9 @@ class Closed(BaseModel):
 class GymForkRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    n: int = Field(ge=1, le=MAX_FORK, strict=True, description=f"how many sessions to fork: 1 to {MAX_FORK} "
+    n: int = Field(ge=1, le=MAX_FORK, description=f"how many sessions to fork: 1 to {MAX_FORK} "
                    f"(replay), 1 to {MAX_FULL_FORK} (full)")
+    _numbers = numbers_only("n")  # 32.0 is JSON Schema's integer too; a boolean or a string is not
     how: Literal["replay", "full"] = Field(default="replay", description="replay (every backend): the seeded reset "
                                            "and actions replayed and checked; full (gvisor): a memory fork of the "
                                            "session's sandbox, any env")

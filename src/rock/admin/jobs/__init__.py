@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse
 
 from rock.admin.context import Ctx, ok
+from rock.actions.numbers import numbers_only
 from rock.admin.front import FrontDoor
 from rock.admin.openapi import JobPath, errors
 from rock.admin.rollouts import JobBook
@@ -38,6 +39,7 @@ class JobCreate(BaseModel):
     tasks: int | None = Field(default=None, ge=0, le=10_000_000, description="rollouts planned")
     model: str | None = Field(default=None, max_length=256)
     concurrency: int | None = Field(default=None, ge=1, le=100_000)
+    _numbers = numbers_only("tasks", "concurrency")  # a boolean or a string is not a count (the schema says integer)
 
 FRONT = FrontDoor(roles=("admin",))
 

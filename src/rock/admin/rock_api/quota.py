@@ -17,6 +17,7 @@ class Usage(BaseModel):
     memory_bytes: int
     env_hosts: int
     snapshots: int
+    snapshot_bytes: int = 0  # what those snapshots take on disk
 
 
 class Limits(BaseModel):
@@ -27,6 +28,7 @@ class Limits(BaseModel):
     memory_bytes: int | None = None
     env_hosts: int | None = None
     snapshots: int | None = None
+    snapshot_bytes: int | None = None
     creates_per_minute: float | None = None
     create_burst: float | None = None
 
@@ -50,8 +52,8 @@ async def quota_of(ctx: Ctx, app, owner: str | None) -> dict:
     """The namespace's usage and limits as ``GET …/quota`` answers them."""
     envs = ctx.envs
     hosts = envs.env_hosts(owner) if envs is not None else 0
-    snapshots = len(await ctx.sandboxes.snapshots(owner))
-    return ctx.sandboxes.admission.usage(owner, hosts, snapshots)
+    kept = await ctx.sandboxes.snapshots(owner)
+    return ctx.sandboxes.admission.usage(owner, hosts, len(kept), sum(s.size_bytes or 0 for s in kept))
 
 
 def router(ctx: Ctx) -> APIRouter:
@@ -59,8 +61,8 @@ def router(ctx: Ctx) -> APIRouter:
 
     @api.get("/quota", response_model=RockResponse[Quota])
     async def quota(request: Request):
-        """The caller's namespace: running sandboxes, cpus, memory, env hosts and snapshots it holds, its
-        limits (None: none), and what this node may still promise."""
+        """The caller's namespace: running sandboxes, cpus, memory, env hosts, snapshots and the bytes
+        they take on disk that it holds, its limits (None: none), and what this node may still promise."""
         return ok(await quota_of(ctx, request.app, ctx.owner(request)))
 
     return api

@@ -9,7 +9,7 @@ what its agent takes beyond it; env hosts run inside the sandbox, under its limi
 the node may promise (``node_cpus``/``node_memory``, or its cpus and memory times
 ``cpu_overcommit``/``memory_overcommit``: a limit caps, it does not reserve), and against its
 namespace's quota (``Settings.quotas``: running sandboxes, memory, cpus, creates per minute); env hosts and snapshots are counted where they are made
-(``check_env_hosts``, ``check_snapshots``). A reservation is given back when the record leaves
+(``check_env_hosts``; ``check_snapshots``: their count and what they take on disk). A reservation is given back when the record leaves
 the live states (stopped, failed, deleted, lost: the service's state events).
 
 A refusal names the limit: ``CapacityExceeded`` (503, the node) or ``QuotaExceeded`` (429, the
@@ -26,7 +26,7 @@ from collections import Counter
 
 from rock.admin.store import LIVE
 from rock.config import Settings, TenantQuota
-from rock.errors import CapacityExceeded, QuotaExceeded
+from rock.errors import CapacityExceeded, QuotaExceeded, Refused
 from rock.worker.resources import GIB
 from rock.worker.sizes import parse_memory
 
@@ -115,8 +115,13 @@ class Admission:
             self.cpus += cpus
             self.memory += memory
 
-    def _refuse(self, exc):
+    def count(self, exc: Refused) -> None:
+        """Count a refusal by its limit and status (``rock_admission_refused``), this ledger's or
+        a cluster's placement's."""
         self.refused[(exc.limit, exc.status_code)] += 1
+
+    def _refuse(self, exc: Refused):
+        self.count(exc)
         raise exc
 
     @staticmethod
@@ -202,35 +207,54 @@ class Admission:
             self._refuse(QuotaExceeded(f"{who} is at its quota of {q.env_hosts} env hosts ({have} open; this asks "
                                        f"for {more} more): close one first", limit="env_hosts"))
 
-    def check_snapshots(self, tenant: str | None, have: int) -> None:
-        """QuotaExceeded when ``tenant``, keeping ``have`` snapshots, may not take another."""
+    def check_snapshots(self, tenant: str | None, have: int, have_bytes: int = 0, new_bytes: int | None = None) -> None:
+        """QuotaExceeded when ``tenant``, keeping ``have`` snapshots of ``have_bytes`` on disk, may
+        not keep another: before it is taken (``new_bytes`` None: its size is not known yet, so
+        only a namespace with no room left is refused) and once it is (``new_bytes``: what it
+        takes on disk; the caller deletes it when refused)."""
         q = self.quota(tenant)
-        if self.enabled and q is not None and q.snapshots is not None and have + 1 > q.snapshots:
-            who = f"namespace {tenant!r}" if tenant else "this admin's one principal"
+        if not self.enabled or q is None:
+            return
+        who = f"namespace {tenant!r}" if tenant else "this admin's one principal"
+        if q.snapshots is not None and have + 1 > q.snapshots:
             self._refuse(QuotaExceeded(f"{who} is at its quota of {q.snapshots} snapshots: delete one first",
                                        limit="snapshots"))
+        most = parse_memory(q.snapshot_bytes) if q.snapshot_bytes else None
+        if most is None:
+            return
+        if new_bytes is None and have_bytes >= most:
+            self._refuse(QuotaExceeded(f"{who} is at its quota of {_gib(most)} of snapshots on disk "
+                                       f"({_gib(have_bytes)} kept): delete one first", limit="snapshot_bytes"))
+        if new_bytes is not None and have_bytes + new_bytes > most:
+            self._refuse(QuotaExceeded(f"{who} would pass its quota of {_gib(most)} of snapshots on disk: this "
+                                       f"snapshot takes {_gib(new_bytes)} beside the {_gib(have_bytes)} kept, so it "
+                                       "was deleted; delete one first or snapshot less", limit="snapshot_bytes"))
 
     # -- what a tenant and the operator see -------------------------------------------------
 
-    def usage(self, tenant: str | None, env_hosts: int, snapshots: int) -> dict:
+    def usage(self, tenant: str | None, env_hosts: int, snapshots: int, snapshot_bytes: int = 0) -> dict:
         """The namespace's usage beside its limits (None: no limit), and the node's headroom."""
         t = self._tenants.get(tenant or "")
         q = self.quota(tenant) or TenantQuota()
         return {
             "namespace": tenant,
             "usage": {"sandboxes": t.sandboxes if t else 0, "cpus": t.cpus if t else 0.0,
-                      "memory_bytes": t.memory if t else 0, "env_hosts": env_hosts, "snapshots": snapshots},
+                      "memory_bytes": t.memory if t else 0, "env_hosts": env_hosts, "snapshots": snapshots,
+                      "snapshot_bytes": snapshot_bytes},
             "limits": {"sandboxes": q.sandboxes, "cpus": q.cpus,
                        "memory_bytes": parse_memory(q.memory) if q.memory else None, "env_hosts": q.env_hosts,
-                       "snapshots": q.snapshots, "creates_per_minute": q.creates_per_minute,
+                       "snapshots": q.snapshots,
+                       "snapshot_bytes": parse_memory(q.snapshot_bytes) if q.snapshot_bytes else None,
+                       "creates_per_minute": q.creates_per_minute,
                        "create_burst": self._burst(q) or None},
             "node": {"admission": self.enabled, "cpus": self.node_cpus, "memory_bytes": self.node_memory,
                      "cpus_reserved": self.cpus, "memory_reserved_bytes": self.memory},
         }
 
-    def families(self, scraper: str | None = None):
+    def families(self, scraper: str | None = None, snapshots: tuple[int, int] | None = None):
         """Prometheus families: the node's reservations, each namespace's, refusals by limit.
-        ``scraper``: the namespace of a scrape with tokens on, which sees its own usage only."""
+        ``scraper``: the namespace of a scrape with tokens on, which sees its own usage only.
+        ``snapshots``: the scraper's namespace's snapshots kept and the bytes they take on disk."""
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         g = GaugeMetricFamily("rock_admission_reserved", "What live sandboxes reserve on this node, by resource "
@@ -242,8 +266,11 @@ class Admission:
             g.add_metric(["cpus", "limit"], self.node_cpus)
             g.add_metric(["memory_bytes", "limit"], self.node_memory)
         yield g
-        g = GaugeMetricFamily("rock_tenant_usage", "Each namespace's running sandboxes, cpus and memory",
-                              labels=["namespace", "resource"])
+        g = GaugeMetricFamily("rock_tenant_usage", "Each namespace's running sandboxes, cpus and memory (and the "
+                              "scraper's snapshots and the bytes they take on disk)", labels=["namespace", "resource"])
+        if snapshots is not None:
+            g.add_metric([scraper or "", "snapshots"], snapshots[0])
+            g.add_metric([scraper or "", "snapshot_bytes"], snapshots[1])
         with self._lock:
             tenants = list(self._tenants.items())
         for key, t in sorted(tenants):

@@ -40,8 +40,8 @@ from rock.admin.sandboxes.reaper import Reaper
 from rock.admin.volumes import Volumes
 from rock.admin.store import HELD, LIVE, TRANSITIONS, SandboxRecord, Store
 from rock.config import Settings
-from rock.errors import (BadRequest, Conflict, RockError, SandboxNotFound, SandboxNotRunning, SandboxPaused,
-                         SandboxStartError, SnapshotNotFound)
+from rock.errors import (BadRequest, Conflict, QuotaExceeded, Refused, RockError, SandboxNotFound, SandboxNotRunning,
+                         SandboxPaused, SandboxStartError, SnapshotNotFound)
 from rock.runtime.base import SandboxSpec
 from rock.runtime.host_policy import host_network_refused, host_path_refused, is_host_path
 from rock.runtime.gpus import wanted as gpus_wanted
@@ -230,7 +230,11 @@ class Sandboxes(WorkerListener):
             spec.volume_binds = self.volumes.binds(owner, [m.model_dump() for m in req.volumes or ()])
         else:
             spec = self.spec_for(draft, req)
-        self.worker.check(spec)
+        try:
+            self.worker.check(spec)
+        except Refused as exc:  # a cluster with no room now: counted with this node's refusals
+            self.admission.count(exc)
+            raise
         async with self.lock(sandbox_id):
             record = self.known(sandbox_id)
             if record is None and req.sandbox_id:  # a caller's id may name an ended sandbox
@@ -247,6 +251,9 @@ class Sandboxes(WorkerListener):
             failure = await asyncio.shield(task)
             if isinstance(failure, SnapshotNotFound):  # deleted after the check above: absent, a 404
                 raise SnapshotNotFound(f"sandbox {sandbox_id} did not start: {failure.message}")
+            if isinstance(failure, Refused):  # a cluster's room taken by a start placed meanwhile: its limit named
+                raise type(failure)(f"sandbox {sandbox_id} did not start: {failure.message}", limit=failure.limit,
+                                    retry_after=failure.retry_after)
         if wait and record.state == "failed":
             raise SandboxStartError(f"sandbox {sandbox_id} failed to start: {record.failure_reason}")
         return record
@@ -321,6 +328,8 @@ class Sandboxes(WorkerListener):
         except Exception as exc:  # noqa: BLE001 - any failure becomes the record's reason
             reason = exc.message if isinstance(exc, RockError) and exc.message else f"{type(exc).__name__}: {exc}"
             log.warning("sandbox %s failed to start: %s", record.sandbox_id, reason)
+            if isinstance(exc, Refused):  # a cluster's placement found no room: counted with the refusals
+                self.admission.count(exc)
             if record.state == "pending":
                 record.failure_reason = reason
                 await self.transition(record, "failed", "start_failed", reason)
@@ -418,8 +427,10 @@ class Sandboxes(WorkerListener):
         children run, does not)."""
         record = await self.lookup(sandbox_id, owner)
         self.check_mode(mode, sandbox_id, record.node_id)
-        if counted and self.admission.quota(owner) is not None:
-            self.admission.check_snapshots(owner, len(await self.snapshots(owner)))
+        quota = self.admission.quota(owner) if counted else None
+        if quota is not None:
+            kept = await self.snapshots(owner)
+            self.admission.check_snapshots(owner, len(kept), sum(s.size_bytes or 0 for s in kept))
         await self._wait_started(sandbox_id)
         async with self.lock(sandbox_id):
             if record.state not in ("running", "paused"):
@@ -427,8 +438,20 @@ class Sandboxes(WorkerListener):
                                "snapshotted")
             began = time.perf_counter()
             snap = await self.worker.snapshot(sandbox_id, self.snapshot_name(name, owner), owner, mode, record.node_id)
+        if quota is not None:
+            await self._within_snapshot_quota(owner, snap)
         self.events.emit("snapshot", record, mode=mode, seconds=time.perf_counter() - began)
         return snap
+
+    async def _within_snapshot_quota(self, owner: str | None, snap: Snapshot) -> None:
+        """The snapshot just taken, counted with the others kept now (another taken meanwhile
+        included): past the namespace's count or bytes it is deleted and refused (429)."""
+        kept = [s for s in await self.snapshots(owner) if s.name != snap.name]
+        try:
+            self.admission.check_snapshots(owner, len(kept), sum(s.size_bytes or 0 for s in kept), snap.size_bytes or 0)
+        except QuotaExceeded:
+            await self.delete_snapshot(snap.name, owner)
+            raise
 
     async def restore(self, sandbox_id: str, owner: str | None, name: str) -> SandboxRecord:
         """Roll a running or paused sandbox back to the owner's snapshot ``name`` in place: the

@@ -179,7 +179,7 @@ class Sandbox(FilesMixin, LifecycleMixin, SnapshotsMixin, NohupMixin):
 
     async def quota(self) -> dict:
         """What this config's token (its namespace) holds and may hold, as the admin counts them:
-        ``usage`` (running sandboxes, cpus, memory_bytes, env_hosts, snapshots), ``limits`` (None:
+        ``usage`` (running sandboxes, cpus, memory_bytes, env_hosts, snapshots, snapshot_bytes), ``limits`` (None:
         no limit; ``creates_per_minute`` too) and ``node`` (what the admin's node may still promise).
         Needs no started sandbox. A start past a limit raises ``QuotaExceeded`` (429) or
         ``CapacityExceeded`` (503), naming the limit."""
