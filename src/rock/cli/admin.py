@@ -206,8 +206,12 @@ def cmd_status(args, out: Out) -> int:
     if pid and info:
         import httpx
 
+        from rock.client.config import ClientConfig
+        from rock.client.pools import sync_client
+
         try:
-            health = httpx.get(f"{info['url']}/health", timeout=5).json().get("result")
+            with sync_client(ClientConfig(str(info["url"]).rstrip("/")), timeout=5) as client:
+                health = client.get("/health").json().get("result")
         except (httpx.HTTPError, ValueError):
             health = None
     effective = settings.model_dump(mode="json", exclude={"tokens"}) | {"tokens": f"{len(settings.tokens)} configured"}

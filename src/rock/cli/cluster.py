@@ -10,6 +10,8 @@ import typing
 import httpx
 
 from rock.cli import admin_commands
+from rock.client.config import ClientConfig
+from rock.client.pools import sync_client
 from rock.cli.output import Out
 from rock.config import BackendName, Settings
 from rock.errors import RockError
@@ -48,9 +50,10 @@ def _gib(n: int) -> str:
 
 
 def cmd_status(args, out: Out) -> int:
-    headers = {**(getattr(args, "extra_headers", None) or {}), **({"Authorization": f"Bearer {args.token}"} if args.token else {})}
+    admin = ClientConfig(args.url.rstrip("/"), args.token, dict(getattr(args, "extra_headers", None) or {}))
     try:
-        reply = httpx.get(f"{args.url.rstrip('/')}/apis/envs/sandbox/v1/cluster/status", headers=headers, timeout=15)
+        with sync_client(admin, timeout=15) as client:
+            reply = client.get("/apis/envs/sandbox/v1/cluster/status")
     except httpx.HTTPError as exc:
         raise RockError(f"cannot reach the admin at {args.url}: {exc}") from None
     body = reply.json() if reply.headers.get("content-type", "").startswith("application/json") else {}

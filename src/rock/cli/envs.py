@@ -12,6 +12,10 @@ import json
 
 import httpx
 
+from rock.client.config import ClientConfig
+from rock.client.envelope import raise_for
+from rock.client.pools import sync_client
+
 from rock.cli import admin_commands
 from rock.cli.output import Out
 from rock.envs.catalog import Catalog, UserEnv
@@ -48,10 +52,6 @@ def add_parser(sub) -> None:
     un.set_defaults(func=cmd_unregister)
 
 
-def _headers(token: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"} if token else {}
-
-
 def _local_catalog() -> Catalog:
     from rock.config import Settings
 
@@ -62,12 +62,11 @@ def _local_catalog() -> Catalog:
 def _admin(method: str, url: str, token: str | None, path: str, **kw) -> dict | None:
     """The admin's answer, or None when no admin answers at ``url``."""
     try:
-        response = httpx.request(method, url.rstrip("/") + GEM + path, headers=_headers(token), timeout=900, **kw)
+        with sync_client(ClientConfig(url.rstrip("/"), token), GEM, timeout=900) as client:
+            response = client.request(method, path, **kw)
     except httpx.TransportError:
         return None
     if response.status_code >= 400:
-        from rock.envs.client import raise_for
-
         raise_for(response.status_code, response.content)
     return response.json()
 

@@ -19,7 +19,7 @@ def add_parser(sub) -> None:
 
 
 def cmd_build(args, out: Out) -> int:
-    from rock.sdk.sandbox.http import Http
+    from rock.client.http import Http
     from rock.sdk.sandbox.images import build
 
     async def go():

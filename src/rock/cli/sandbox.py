@@ -13,7 +13,7 @@ from rock.cli.output import Out
 from rock.errors import BadRequest, RockError
 from rock.sdk.sandbox.client import Sandbox
 from rock.sdk.sandbox.config import SandboxConfig
-from rock.sdk.sandbox.http import Http
+from rock.client.http import Http
 
 
 def add_parser(sub) -> None:

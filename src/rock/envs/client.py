@@ -17,8 +17,10 @@ from typing import Any
 
 from rock.envs.errors import EnvError
 from rock.envs.vec_client import AsyncVecEnv, VecEnv
-from rock.envs.wire import (GEM, TIMEOUT, AsyncHttp, SyncHttp, _base, _headers, loads,  # noqa: F401 - importers' names
-                            raise_for)
+from rock.client.config import TIMEOUT  # noqa: F401 - importers' names
+from rock.client.envelope import loads, raise_for  # noqa: F401 - importers' names
+from rock.client.http import GEM, AsyncHttp, SyncHttp  # noqa: F401 - importers' names
+from rock.envs.wire import _base, _headers  # noqa: F401 - importers' names
 from rock.errors import RockError
 
 

@@ -18,7 +18,8 @@ import json
 from typing import Any
 
 from rock.agent.protocol import RESET_FIELDS, STEP_FIELDS
-from rock.envs.wire import AsyncHttp, SyncHttp, loads
+from rock.client.envelope import loads
+from rock.client.http import AsyncHttp, SyncHttp
 from rock.envs.errors import EnvError
 
 

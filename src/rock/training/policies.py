@@ -8,6 +8,9 @@ from typing import Any
 
 import httpx
 
+from rock.client.config import ClientConfig
+from rock.client.pools import async_client
+
 from rock.training import hostsite, oracle
 
 Message = dict[str, Any]
@@ -85,6 +88,12 @@ class OraclePolicy(Policy):
         return self.script.pop(0) if self.script else {"role": "assistant", "content": "Done."}
 
 
+def model_client(base_url: str, api_key: str | None = None) -> httpx.AsyncClient:
+    """One pooled client for an OpenAI-compatible endpoint, from the one client's factory (its
+    answers can take minutes: a model's generation, not an admin's call)."""
+    return async_client(ClientConfig(base_url.rstrip("/"), api_key), timeout=300)
+
+
 class OpenAIPolicy(Policy):
     """Chat completions from an OpenAI-compatible endpoint; BFCL's tools go as ``tools``."""
 
@@ -95,7 +104,7 @@ class OpenAIPolicy(Policy):
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model, self.temperature, self.max_tokens = model, temperature, max_tokens
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.http = http or httpx.AsyncClient(timeout=300)
+        self.http = http or model_client(base_url, api_key)
         self.tools = None
 
     async def start(self, env_type, task_id, first, tools):
@@ -129,7 +138,7 @@ def make_policy(name: str, model: str | None = None, base_url: str | None = None
     if name == "openai":
         if not base_url or not model:
             raise ValueError("the openai policy needs --model and --base-url")
-        http = httpx.AsyncClient(timeout=300)
+        http = model_client(base_url, api_key)
         return lambda: OpenAIPolicy(base_url, model, api_key, http)
     raise ValueError(f"unknown policy {name!r}: oracle, null or openai")
 

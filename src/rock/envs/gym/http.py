@@ -1,8 +1,8 @@
 """The gym sessions' HTTP client: one per session object, blocking, keep-alive.
 
-Per-step calls (reset, step, render) go over the SDK's lean keep-alive transport for http://
+Per-step calls (reset, step, render) go over the client's lean blocking transport for http://
 (a step's round trip is a few hundred microseconds; httpx's per-request work alone costs about
-that), everything else and https:// over one ``httpx.Client``. A daemon thread renews the
+that), everything else over one ``httpx.Client`` (both from ``rock.client.pools``). A daemon thread renews the
 session's lease while the object is alive, so a client process that dies stops renewing and
 the admin reaps its session.
 """
@@ -13,12 +13,11 @@ import json
 import sys
 import threading
 import weakref
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
-import httpx
-
-from rock.envs.wire import _base, _headers, raise_for
-from rock.sdk import sync_transport
+from rock.client.config import ClientConfig
+from rock.client.envelope import raise_for
+from rock.client.pools import SyncPool
 
 GYM = "/apis/v1/envs/gym"
 TIMEOUT = 600.0
@@ -26,18 +25,13 @@ TIMEOUT = 600.0
 
 class GymHttp:
     """The HTTP side of a gym session's client: JSON calls over httpx, and each step on a kept-alive
-    connection of its own (``sync_transport``), one at a time per session object."""
+    connection of its own (``rock.client.pools.SyncPool``), one at a time per session object."""
 
     def __init__(self, base_url: str | None = None, token: str | None = None):
-        self.base = _base(base_url)
-        url = urlsplit(self.base)
-        self.lean = url.scheme == "http"
-        self.host, self.port, self.prefix = url.hostname, url.port or 80, url.path.rstrip("/") + GYM
-        self.token = token
-        self.auth = _headers(token)
-        self.client = httpx.Client(base_url=self.base + GYM, headers=self.auth, timeout=TIMEOUT)
-        self.conn: sync_transport.Connection | None = None
-        self.lock = threading.Lock()  # one step at a time per session object
+        config = ClientConfig.resolve(base_url, token, read_timeout=TIMEOUT)
+        self.base, self.token = config.base_url, config.token
+        self.pool = SyncPool(config, GYM, shared=False)
+        self.client = self.pool.client
 
     def twin(self) -> "GymHttp":
         """A client of the same admin with the same token, for another session (a fork's child):
@@ -55,22 +49,7 @@ class GymHttp:
 
     def value(self, method: str, path: str, data: bytes, content_type: str) -> bytes:
         """A per-step call whose answer is a gymwire body."""
-        if not self.lean:
-            response = self.client.request(method, path, content=data, headers={"content-type": content_type})
-            status, raw = response.status_code, response.content
-        else:
-            headers = {"Content-Type": content_type, **self.auth}
-            with self.lock:
-                for attempt in (0, 1):
-                    try:
-                        if self.conn is None or not self.conn.open or attempt:
-                            self.conn = sync_transport.Connection(self.host, self.port, TIMEOUT)
-                        reply = self.conn.request(method, self.prefix + path, data, headers)
-                        break
-                    except sync_transport.ConnectionDropped:
-                        if attempt:  # closed while idle, before reading the request: safe to send again
-                            raise
-            status, raw = reply.status, reply.body
+        status, raw = self.pool.send(method, path, data, content_type)
         if status >= 400:
             raise_for(status, raw)
         return raw
@@ -94,9 +73,7 @@ class GymHttp:
 
     def close(self) -> None:
         """Close the step connection and the HTTP client (the session itself is closed by its owner)."""
-        if self.conn is not None:
-            self.conn.close()
-        self.client.close()
+        self.pool.close()
 
 
 def session_path(session_id: str, tail: str = "") -> str:

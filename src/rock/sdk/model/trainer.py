@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import os
 import sys
 from typing import Any, Awaitable, Callable, Iterable
 
@@ -25,7 +24,8 @@ from rock.actions.chat import EndpointInfo, ExchangeResult, PendingCall
 from rock.actions.records import CallRecord
 from rock.sdk.background import run_sync
 from rock.sdk.closing import AsyncClosing, Closing
-from rock.sdk.sandbox.http import Http
+from rock.client.config import ClientConfig
+from rock.client.http import Http
 
 PREFIX = "/apis/v1/chat"
 Policy = Callable[[PendingCall], "dict | Awaitable[dict]"]
@@ -37,12 +37,9 @@ class ChatTrainer(AsyncClosing):
 
     def __init__(self, base_url: str | None = None, token: str | None = None, headers: dict[str, str] | None = None,
                  request_timeout: float | None = None):
-        self.base_url = base_url or os.environ.get("ROCK_BASE_URL", "http://localhost:8080")
-        hdrs = dict(headers or {})
-        token = token or os.environ.get("ROCK_TOKEN")
-        if token:
-            hdrs.setdefault("Authorization", f"Bearer {token}")
-        self._http = Http(self.base_url, hdrs, request_timeout, prefix=PREFIX)
+        config = ClientConfig.resolve(base_url, token, headers, request_timeout)
+        self.base_url = config.base_url
+        self._http = Http(self.base_url, config.all_headers(), request_timeout, prefix=PREFIX)
 
     @classmethod
     def for_sandbox(cls, sandbox) -> "ChatTrainer":
@@ -127,7 +124,7 @@ class ChatTrainer(AsyncClosing):
 
         from websockets.asyncio.client import connect
 
-        from rock.sdk.sandbox.http import error_from
+        from rock.client.envelope import error_from
 
         url = "ws" + self.base_url.rstrip("/")[4:] + PREFIX + "/ws"
         waiting, done = set(sandbox_ids or ()), 0

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rock.envs.wire import AsyncHttp, SyncHttp, loads
+from rock.client.envelope import loads
+from rock.client.http import AsyncHttp, SyncHttp
 from rock.errors import TrainingError
 from rock.sdk.closing import AsyncClosing, Closing
 
