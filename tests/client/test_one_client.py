@@ -113,3 +113,34 @@ def test_every_client_resolves_the_admin_alike(monkeypatch):
         gym.close(), sync.close(), box.close()
     explicit = ClientConfig.resolve("http://10.0.0.1:1/", "other")
     assert (explicit.base_url, explicit.all_headers()) == ("http://10.0.0.1:1", {"Authorization": "Bearer other"})
+
+
+def test_the_sdk_imports_nothing_of_the_envs_service():
+    import tests.test_import_graph as graph
+
+    edges, _ = graph.graph()
+    reaches = {f"{a} -> {b}" for a, bs in edges.items() for b in bs
+               if a.startswith(("rock.sdk.", "rock.client.")) and (b == "rock.envs" or b.startswith("rock.envs."))}
+    assert reaches == set()
+    # the control: the walk sees the old paths' aliases, which go the other way
+    assert "rock.sdk.envs.client" in edges["rock.envs.client"]
+
+
+def test_old_env_client_paths_are_the_same_modules():
+    import rock
+    import rock.envs.client
+    import rock.envs.gym.http
+    import rock.envs.sandbox_env
+    import rock.envs.vec_client
+    import rock.sdk.envs.client
+    import rock.sdk.envs.gym_http
+    import rock.sdk.envs.sandbox_env
+    import rock.sdk.envs.vec_client
+    from rock.envs.errors import EnvError as OldEnvError
+    from rock.envs.wire import AsyncHttp as OldAsyncHttp
+    from rock.sdk.envs import EnvError, RockEnv
+
+    assert rock.envs.client is rock.sdk.envs.client and rock.envs.vec_client is rock.sdk.envs.vec_client
+    assert rock.envs.sandbox_env is rock.sdk.envs.sandbox_env and rock.envs.gym.http is rock.sdk.envs.gym_http
+    assert OldEnvError is EnvError and OldAsyncHttp is rock.sdk.envs.client.AsyncHttp
+    assert RockEnv is rock.envs.client.Env and rock.make is rock.sdk.envs.client.make
