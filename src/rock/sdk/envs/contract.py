@@ -25,15 +25,15 @@ class SpaceSpec(BaseModel):
     dtype: str | None = None
     details: dict[str, Any] = Field(default_factory=dict)
 
-    def to_space(self):
+    def to_space(self) -> Any:
         """The gymnasium space (needs gymnasium on the client)."""
         from rock.agent.envhost.gymwire import spec_space
 
-        return spec_space(self.model_dump())
+        return spec_space(self.model_dump())  # type: ignore[no-untyped-call]  # the agent's module: stdlib, untyped
 
     def children(self) -> dict[str, "SpaceSpec"] | list["SpaceSpec"] | None:
         """A dict or tuple space's subspaces (a dict or a list), None for every other kind."""
-        spaces = self.details.get("spaces")
+        spaces: Any = self.details.get("spaces")
         if self.kind == "dict":
             return {k: SpaceSpec(**v) for k, v in spaces.items()}
         if self.kind == "tuple":

@@ -13,6 +13,7 @@ import json
 import sys
 import threading
 import weakref
+from typing import Any, Callable
 from urllib.parse import quote
 
 from rock.client.config import ClientConfig
@@ -40,12 +41,13 @@ class GymHttp:
 
     # -- calls -------------------------------------------------------------------------------
 
-    def json(self, method: str, path: str, body: dict | None = None) -> dict:
+    def json(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """A JSON call under the gym prefix; a 4xx/5xx raises the matching ``EnvError``."""
         response = self.client.request(method, path, json=body)
         if response.status_code >= 400:
             raise_for(response.status_code, response.content)
-        return response.json()
+        reply: dict[str, Any] = response.json()
+        return reply
 
     def value(self, method: str, path: str, data: bytes, content_type: str) -> bytes:
         """A per-step call whose answer is a gymwire body."""
@@ -54,7 +56,7 @@ class GymHttp:
             raise_for(status, raw)
         return raw
 
-    def build_image(self, request: dict, progress) -> dict:
+    def build_image(self, request: dict[str, Any], progress: Callable[[Any], None]) -> dict[str, Any]:
         """Stream the image build; each progress line goes to ``progress``."""
         with self.client.stream("POST", "/images", json=request) as response:
             if response.status_code >= 400:
@@ -68,7 +70,8 @@ class GymHttp:
                 elif "error" in item:
                     raise_for(item.get("status", 500), json.dumps(item["error"]).encode())
                 elif "image" in item:
-                    return item["image"]
+                    image: dict[str, Any] = item["image"]
+                    return image
         raise ConnectionError("the image build stream ended without a result")
 
     def close(self) -> None:
@@ -84,13 +87,13 @@ def session_path(session_id: str, tail: str = "") -> str:
 class LeaseKeeper:
     """Renews a session's lease every ``lease / 3`` seconds until stopped or the owner is gone."""
 
-    def __init__(self, owner, http: GymHttp, session_id: str, lease: float):
+    def __init__(self, owner: object, http: GymHttp, session_id: str, lease: float) -> None:
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(weakref.ref(owner), http, session_id, lease / 3),
                                        name=f"rock-gym-lease-{session_id}", daemon=True)
         self.thread.start()
 
-    def _run(self, owner_ref, http: GymHttp, session_id: str, every: float) -> None:
+    def _run(self, owner_ref: Callable[[], object], http: GymHttp, session_id: str, every: float) -> None:
         while not self.stopped.wait(every):
             if owner_ref() is None:
                 return
