@@ -46,6 +46,7 @@ log = logging.getLogger("rock.sdk")
 
 if TYPE_CHECKING:
     from rock.sdk.sandbox.agent import RockAgent
+    from rock.sdk.sandbox.model_service import ModelService
 
 
 class RunMode:
@@ -71,7 +72,7 @@ class Sandbox(FilesMixin, LifecycleMixin, SnapshotsMixin, NohupMixin):
         self.fs = LinuxFileSystem(self)
         self.process = Process(self)
         self.network = Network(self)
-        self.model_service = None  # ROCK's attribute: a ModelService (set by sandbox.agent, or by the caller)
+        self.model_service: ModelService | None = None  # ROCK's attribute: a ModelService (set by sandbox.agent, or by the caller)
         self._agent: RockAgent | None = None
 
     @property
