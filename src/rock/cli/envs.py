@@ -24,6 +24,7 @@ GEM = "/apis/v1/envs/gem"
 
 
 def add_parser(sub) -> None:
+    """Register ``rock envs`` (list, register, unregister) on the ``rock`` parser ``sub``."""
     s = admin_commands(sub, "envs", "envs (GEM, gym:): which ids exist and can run here; register your own")
 
     ls = s.add_parser("list", help="every env id with its availability (and why not)")
@@ -82,6 +83,7 @@ def envs_list(url: str | None = None, token: str | None = None, local: bool = Fa
 
 
 def cmd_list(args, out: Out) -> int:
+    """``rock envs list``: every env id with its availability and, when it cannot run here, why."""
     if out.tty and not out.as_json:
         with out.console.status("probing the env catalog (constructs each env once, then cached) ..."):
             envs = envs_list(args.url, args.token, args.local, deep=not args.quick)
@@ -104,6 +106,8 @@ def cmd_list(args, out: Out) -> int:
 
 
 def cmd_register(args, out: Out) -> int:
+    """``rock envs register``: register an env class under an id (on the running admin, or here with
+    ``--local``)."""
     env = UserEnv(id=args.id, entry_point=args.entry_point, packages=args.package, image=args.image,
                   python=args.python, sys_path=args.sys_path, kwargs=json.loads(args.kwargs))
     reply = None
@@ -117,6 +121,7 @@ def cmd_register(args, out: Out) -> int:
 
 
 def cmd_unregister(args, out: Out) -> int:
+    """``rock envs unregister``: remove a registered env id."""
     reply = None if args.local else _admin("POST", args.url, args.token, "/unregister", json={"id": args.id})
     removed = reply["removed"] if reply is not None else _local_catalog().unregister(args.id)
     out.record({"id": args.id, "removed": removed}, lines=[f"{args.id}: {'removed' if removed else 'not registered'}"])
