@@ -24,6 +24,7 @@ from rock.errors import RockError
 class CliConfig:
     """What ``.rock/config.ini`` says: the admin's URL, the token and extra headers (all optional);
     ``path`` is the file read, None when there is none."""
+
     path: Path | None = None
     base_url: str | None = None
     auth_token: str | None = None
