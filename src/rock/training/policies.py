@@ -10,7 +10,6 @@ import httpx
 
 from rock.client.config import ClientConfig
 from rock.client.pools import async_client
-
 from rock.training import hostsite, oracle
 
 Message = dict[str, Any]
@@ -22,19 +21,26 @@ class Policy:
     name = "policy"
 
     async def start(self, env_type: str, task_id: str, first: dict, tools: Any) -> None:
+        """Called once before the first ``act``: the task's first message and its tools (the default
+        ignores them)."""
         pass
 
     async def act(self, messages: list[Message]) -> Message:
+        """The next assistant message, given the conversation so far."""
         raise NotImplementedError
 
     async def close(self) -> None:
+        """Release what the policy holds (the default holds nothing)."""
         pass
 
 
 class NullPolicy(Policy):
+    """Answers every turn with an empty message: the floor a real policy's rewards are read against."""
+
     name = "null"
 
     async def act(self, messages):
+        """An empty assistant message."""
         return {"role": "assistant", "content": ""}
 
 
@@ -49,9 +55,11 @@ class OraclePolicy(Policy):
         self.script: list[Message] = []
 
     async def start(self, env_type, task_id, first, tools):
+        """Load the ground-truth script of ``task_id``."""
         self.script = list(self.actions(env_type, task_id))
 
     def actions(self, env_type: str, task_id: str):
+        """The assistant messages that solve ``task_id``, read from the suite's own data on this side."""
         say = lambda content="", calls=None: {"role": "assistant", "content": content,  # noqa: E731
                                               **({"tool_calls": oracle.tool_calls(calls)} if calls else {})}
         if env_type == "bfcl":
@@ -85,6 +93,7 @@ class OraclePolicy(Policy):
             raise ValueError(f"the oracle knows no answers for {env_type}")
 
     async def act(self, messages):
+        """The script's next message, then ``Done.`` once it is spent."""
         return self.script.pop(0) if self.script else {"role": "assistant", "content": "Done."}
 
 
@@ -108,9 +117,12 @@ class OpenAIPolicy(Policy):
         self.tools = None
 
     async def start(self, env_type, task_id, first, tools):
+        """Keep the task's tools (BFCL's) to send with each request."""
         self.tools = tools.get("tools") if isinstance(tools, dict) and env_type == "bfcl" else None
 
     async def act(self, messages):
+        """One chat completion from the endpoint over the conversation's system, user and assistant turns;
+        its tool calls kept as OpenAI's ``tool_calls``."""
         body = {"model": self.model, "messages": [{"role": m["role"], "content": m.get("content") or ""}
                                                   for m in messages if m.get("role") in ("system", "user", "assistant")],
                 "temperature": self.temperature, "max_tokens": self.max_tokens}
@@ -144,4 +156,5 @@ def make_policy(name: str, model: str | None = None, base_url: str | None = None
 
 
 def dumps(obj) -> str:
+    """JSON as text with non-ASCII characters kept (trajectories are read by people)."""
     return json.dumps(obj, ensure_ascii=False)
