@@ -21,9 +21,10 @@ from pathlib import Path
 ROCK = Path(__file__).resolve().parent.parent / "src" / "rock"
 
 
-def public_names(path: Path) -> list[tuple[str, bool]]:
-    """(qualified name, has a docstring) for each public object the file defines."""
-    rel = path.relative_to(ROCK)
+def public_names(path: Path, root: Path = ROCK) -> list[tuple[str, bool]]:
+    """(qualified name, has a docstring) for each public object the file defines (``root``: the
+    package folder its module names start from)."""
+    rel = path.relative_to(root)
     tree = ast.parse(path.read_text(), str(path))
     module = ".".join(("rock", *rel.with_suffix("").parts)).removesuffix(".__init__")
     out = []
