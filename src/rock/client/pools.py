@@ -9,7 +9,6 @@ per-request work alone costs about as much as the admin's whole round trip): asy
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import threading
 from typing import Any
@@ -142,13 +141,18 @@ class SyncPool:
         """``method`` ``data`` to ``prefix + path``: (status, body), error answers included; a
         connection the server dropped while idle is replaced once."""
         headers = self.headers if content_type == "application/json" else {**self.headers, "Content-Type": content_type}
-        with self.lock if not self.shared else contextlib.nullcontext():
-            for attempt in (0, 1):
-                try:
-                    return self._exchange(self._connection(fresh=attempt == 1), method, self.prefix + path, data, headers)
-                except _DROPPED:
-                    if attempt == 1:
-                        raise
+        if self.shared:  # this thread's own connection: nothing to wait for
+            return self._send(method, self.prefix + path, data, headers)
+        with self.lock:
+            return self._send(method, self.prefix + path, data, headers)
+
+    def _send(self, method: str, path: str, data: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        for attempt in (0, 1):
+            try:
+                return self._exchange(self._connection(fresh=attempt == 1), method, path, data, headers)
+            except _DROPPED:
+                if attempt == 1:
+                    raise
         raise AssertionError("unreachable")
 
     def close(self) -> None:
