@@ -1,5 +1,7 @@
 """Error types shared by the service and the SDK; the admin maps them to HTTP codes in one place."""
 
+from typing import Any
+
 
 class RockError(Exception):
     """The root of ROCK's errors. ``kind`` is the name an answer carries (``error_type``): the
@@ -205,3 +207,6 @@ class EnvError(RockError):
     and sets the HTTP status."""
 
     statuses = ENV_STATUS  # kind defaults to "EnvError" (the class's name)
+    # a vector call some of whose envs failed: the failures by env index, and what the others returned
+    errors: dict[int, dict[str, Any]]
+    results: dict[int, dict[str, Any]]

@@ -13,7 +13,7 @@ trainers that drive many envs from one event loop. Vector envs: ``rock.sdk.envs.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rock.errors import EnvError
 from rock.sdk.envs.vec_client import AsyncVecEnv, VecEnv
@@ -23,12 +23,16 @@ from rock.client.http import GEM, AsyncHttp, SyncHttp  # noqa: F401 - importers'
 from rock.errors import RockError
 
 
-def _step_tuple(raw: bytes) -> tuple[Any, float, bool, bool, dict]:
+if TYPE_CHECKING:
+    from rock.agentic.tasks.env import AgenticEnv, AsyncAgenticEnv
+
+
+def _step_tuple(raw: bytes) -> tuple[Any, float, bool, bool, dict[str, Any]]:
     r = loads(raw)
     return r["observation"], r["reward"], r["terminated"], r["truncated"], r["info"]
 
 
-def _reset_tuple(raw: bytes) -> tuple[Any, dict]:
+def _reset_tuple(raw: bytes) -> tuple[Any, dict[str, Any]]:
     r = loads(raw)
     return r["observation"], r["info"]
 
@@ -36,20 +40,20 @@ def _reset_tuple(raw: bytes) -> tuple[Any, dict]:
 class Env:
     """A GEM env living in a sandbox. ``sandbox_id`` is its handle (GEM's wire name for it)."""
 
-    def __init__(self, env_id: str, kwargs: dict | None = None, *, base_url: str | None = None,
+    def __init__(self, env_id: str, kwargs: dict[str, Any] | None = None, *, base_url: str | None = None,
                  token: str | None = None, timeout: float | None = None):
         self.env_id = env_id
         self._http = SyncHttp(base_url, token)
-        body = {"env_id": env_id, "kwargs": kwargs or {}}
+        body: dict[str, Any] = {"env_id": env_id, "kwargs": kwargs or {}}
         if timeout is not None:
             body["timeout"] = timeout
         self.sandbox_id: str | None = json.loads(self._http.post("/make", body))["sandbox_id"]
 
-    def reset(self, seed: int | None = None) -> tuple[Any, dict]:
+    def reset(self, seed: int | None = None) -> tuple[Any, dict[str, Any]]:
         """Reset the env: ``(observation, info)``."""
         return _reset_tuple(self._http.post("/reset", {"sandbox_id": self._handle(), "seed": seed}))
 
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         """One step: ``(observation, reward, terminated, truncated, info)``."""
         return _step_tuple(self._http.post("/step", {"sandbox_id": self._handle(), "action": action}))
 
@@ -83,7 +87,7 @@ class Env:
     def __enter__(self) -> "Env":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -94,24 +98,25 @@ class AsyncEnv:
     """The async twin of ``Env``: ``env = await make_async(id)``, ``await env.step(a)``."""
 
     def __init__(self, env_id: str, http: AsyncHttp, handle: str):
-        self.env_id, self._http, self.sandbox_id = env_id, http, handle
+        self.env_id, self._http = env_id, http
+        self.sandbox_id: str | None = handle
 
     @classmethod
-    async def create(cls, env_id: str, kwargs: dict | None = None, *, base_url: str | None = None,
+    async def create(cls, env_id: str, kwargs: dict[str, Any] | None = None, *, base_url: str | None = None,
                      token: str | None = None, timeout: float | None = None, http: AsyncHttp | None = None) -> "AsyncEnv":
         """``http``: share one connection pool among many envs (one per env by default)."""
         http = http or AsyncHttp(base_url, token)
-        body = {"env_id": env_id, "kwargs": kwargs or {}}
+        body: dict[str, Any] = {"env_id": env_id, "kwargs": kwargs or {}}
         if timeout is not None:
             body["timeout"] = timeout
         raw = await http.post("/make", body)
         return cls(env_id, http, json.loads(raw)["sandbox_id"])
 
-    async def reset(self, seed: int | None = None) -> tuple[Any, dict]:
+    async def reset(self, seed: int | None = None) -> tuple[Any, dict[str, Any]]:
         """Reset the env: ``(observation, info)``."""
         return _reset_tuple(await self._http.post("/reset", {"sandbox_id": self._handle(), "seed": seed}))
 
-    async def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+    async def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         """One step: ``(observation, reward, terminated, truncated, info)``."""
         return _step_tuple(await self._http.post("/step", {"sandbox_id": self._handle(), "action": action}))
 
@@ -134,11 +139,11 @@ class AsyncEnv:
     async def __aenter__(self) -> "AsyncEnv":
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
 
-def make(env_id: str, **kwargs: Any) -> Env:
+def make(env_id: str, **kwargs: Any) -> "Env | AgenticEnv":
     """GEM's ``make``: an env hosted in a sandbox; keyword arguments go to its constructor.
     ``agentic:<suite>`` (task_id=, harness=): an agent harness's model calls as observations
     (``rock.agentic.tasks.env``)."""
@@ -149,7 +154,7 @@ def make(env_id: str, **kwargs: Any) -> Env:
     return Env(env_id, kwargs)
 
 
-async def make_async(env_id: str, **kwargs: Any) -> AsyncEnv:
+async def make_async(env_id: str, **kwargs: Any) -> "AsyncEnv | AsyncAgenticEnv":
     """``rock.make`` for asyncio: an ``AsyncEnv`` for ``env_id`` (kwargs reach the env's constructor)."""
     if env_id.startswith("agentic:"):
         from rock.agentic.tasks import env
@@ -158,12 +163,12 @@ async def make_async(env_id: str, **kwargs: Any) -> AsyncEnv:
     return await AsyncEnv.create(env_id, kwargs)
 
 
-def make_vec(env_id: str, num_envs: int, **kwargs: Any):
+def make_vec(env_id: str, num_envs: int, **kwargs: Any) -> VecEnv:
     """Vector env (sync); see ``rock.sdk.envs.vec_client.VecEnv`` for seeds, subsets and autoreset."""
     return VecEnv.create(env_id, num_envs, **kwargs)
 
 
-async def make_vec_async(env_id: str, num_envs: int, **kwargs: Any):
+async def make_vec_async(env_id: str, num_envs: int, **kwargs: Any) -> AsyncVecEnv:
     """``rock.make_vec`` for asyncio: an ``AsyncVecEnv`` of ``num_envs`` copies of ``env_id``."""
     return await AsyncVecEnv.create(env_id, num_envs, **kwargs)
 

@@ -23,7 +23,7 @@ from rock.client.http import AsyncHttp, SyncHttp
 from rock.errors import EnvError
 
 
-def _order(actions: dict | list) -> tuple[list[int], dict | list]:
+def _order(actions: dict[int, Any] | list[Any]) -> tuple[list[int], dict[str, Any] | list[Any]]:
     """The env indices in the caller's order, and the actions as sent (a list keeps its Nones)."""
     if isinstance(actions, dict):
         return list(actions), {str(i): a for i, a in actions.items()}
@@ -31,12 +31,12 @@ def _order(actions: dict | list) -> tuple[list[int], dict | list]:
     return [i for i, a in enumerate(actions) if a is not None], actions
 
 
-def _columns(raw: bytes, order: list[int], fields: tuple[str, ...]) -> list[list]:
+def _columns(raw: bytes, order: list[int], fields: tuple[str, ...]) -> list[list[Any]]:
     """One list per field, in the caller's order, from the hosts' column parts (see
     rock.envs.vector); raises if any env failed."""
     reply = loads(raw)
-    cols: list[list] = [[] for _ in fields]
-    errors: dict[int, dict] = {}
+    cols: list[list[Any]] = [[] for _ in fields]
+    errors: dict[int, dict[str, Any]] = {}
     for part in reply["parts"]:
         base = len(cols[0])
         for pos, err in (part.get("errors") or {}).items():
@@ -62,7 +62,8 @@ def _columns(raw: bytes, order: list[int], fields: tuple[str, ...]) -> list[list
     return cols
 
 
-def _make_body(env_id: str, num_envs: int, autoreset: str, vec_kwargs, timeout, kwargs) -> dict:
+def _make_body(env_id: str, num_envs: int, autoreset: str, vec_kwargs: list[dict[str, Any]] | None,
+               timeout: float | None, kwargs: dict[str, Any]) -> dict[str, Any]:
     body = {"env_id": env_id, "num_envs": num_envs, "kwargs": kwargs, "autoreset": autoreset}
     if vec_kwargs is not None:
         body["vec_kwargs"] = vec_kwargs
@@ -72,7 +73,7 @@ def _make_body(env_id: str, num_envs: int, autoreset: str, vec_kwargs, timeout, 
 
 
 class _Vec:
-    def _init(self, reply: dict) -> None:
+    def _init(self, reply: dict[str, Any]) -> None:
         self.vec_id: str | None = reply["vec_id"]
         self.env_id: str = reply["env_id"]
         self.num_envs: int = reply["num_envs"]
@@ -85,19 +86,19 @@ class _Vec:
         return self.vec_id
 
     @staticmethod
-    def _reset_body(vec_id: str, seed, indices) -> dict:
+    def _reset_body(vec_id: str, seed: int | list[int] | None, indices: list[int] | None) -> dict[str, Any]:
         return {"vec_id": vec_id, "seed": seed, "indices": None if indices is None else list(indices)}
 
 
 class VecEnv(_Vec):
     """``num_envs`` envs stepped together in one request per step (``rock.make_vec``)."""
 
-    def __init__(self, http: SyncHttp, reply: dict):
+    def __init__(self, http: SyncHttp, reply: dict[str, Any]):
         self._http = http
         self._init(reply)
 
     @classmethod
-    def create(cls, env_id: str, num_envs: int, *, autoreset: str = "same_step", vec_kwargs: list[dict] | None = None,
+    def create(cls, env_id: str, num_envs: int, *, autoreset: str = "same_step", vec_kwargs: list[dict[str, Any]] | None = None,
                base_url: str | None = None, token: str | None = None, timeout: float | None = None,
                **kwargs: Any) -> "VecEnv":
         """Make the vector env on the admin (``autoreset``: ``same_step``, ``next_step`` or ``off``)."""
@@ -105,14 +106,14 @@ class VecEnv(_Vec):
         raw = http.post("/vec/make", _make_body(env_id, num_envs, autoreset, vec_kwargs, timeout, kwargs))
         return cls(http, json.loads(raw))
 
-    def reset(self, seed: int | list[int] | None = None, indices: list[int] | None = None) -> tuple[list, list]:
+    def reset(self, seed: int | list[int] | None = None, indices: list[int] | None = None) -> tuple[list[Any], list[Any]]:
         """Reset all envs, or those at ``indices``: (observations, infos)."""
         order = list(range(self.num_envs)) if indices is None else list(indices)
         raw = self._http.post("/vec/reset", self._reset_body(self._id(), seed, indices))
         obs, infos = _columns(raw, order, RESET_FIELDS)
         return obs, infos
 
-    def step(self, actions: dict[int, Any] | list[Any]):
+    def step(self, actions: dict[int, Any] | list[Any]) -> tuple[list[Any], ...]:
         """Step every env (a list, None leaves one alone) or some (``{index: action}``): (observations, rewards,
         terminated, truncated, infos)."""
         order, sent = _order(actions)
@@ -139,34 +140,34 @@ class VecEnv(_Vec):
     def __enter__(self) -> "VecEnv":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
 class AsyncVecEnv(_Vec):
     """``VecEnv`` for asyncio."""
 
-    def __init__(self, http: AsyncHttp, reply: dict):
+    def __init__(self, http: AsyncHttp, reply: dict[str, Any]):
         self._http = http
         self._init(reply)
 
     @classmethod
     async def create(cls, env_id: str, num_envs: int, *, autoreset: str = "same_step",
-                     vec_kwargs: list[dict] | None = None, base_url: str | None = None, token: str | None = None,
+                     vec_kwargs: list[dict[str, Any]] | None = None, base_url: str | None = None, token: str | None = None,
                      timeout: float | None = None, **kwargs: Any) -> "AsyncVecEnv":
         """Make the vector env on the admin (``autoreset``: ``same_step``, ``next_step`` or ``off``)."""
         http = AsyncHttp(base_url, token)
         raw = await http.post("/vec/make", _make_body(env_id, num_envs, autoreset, vec_kwargs, timeout, kwargs))
         return cls(http, json.loads(raw))
 
-    async def reset(self, seed: int | list[int] | None = None, indices: list[int] | None = None) -> tuple[list, list]:
+    async def reset(self, seed: int | list[int] | None = None, indices: list[int] | None = None) -> tuple[list[Any], list[Any]]:
         """Reset all envs, or those at ``indices``: (observations, infos)."""
         order = list(range(self.num_envs)) if indices is None else list(indices)
         raw = await self._http.post("/vec/reset", self._reset_body(self._id(), seed, indices))
         obs, infos = _columns(raw, order, RESET_FIELDS)
         return obs, infos
 
-    async def step(self, actions: dict[int, Any] | list[Any]):
+    async def step(self, actions: dict[int, Any] | list[Any]) -> tuple[list[Any], ...]:
         """Step every env (a list, None leaves one alone) or some (``{index: action}``): (observations, rewards,
         terminated, truncated, infos)."""
         order, sent = _order(actions)
@@ -191,5 +192,5 @@ class AsyncVecEnv(_Vec):
     async def __aenter__(self) -> "AsyncVecEnv":
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
