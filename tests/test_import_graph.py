@@ -169,7 +169,7 @@ def test_the_cycle_finder_sees_a_lazy_import_cycle():
 def test_lazy_and_relative_imports_are_edges():
     edges, _ = graph()
     assert "rock.agent.sessions" in edges["rock.agent.server"]  # ``from . import sessions`` inside a function
-    assert "rock.envs.vec_client" in edges["rock.envs.client"]
+    assert "rock.sdk.envs.vec_client" in edges["rock.sdk.envs.client"]
 
 
 def _domain(module: str) -> bool:
@@ -193,7 +193,7 @@ def test_no_web_framework_below_the_admins_http_layer():
 def test_importing_the_domain_loads_no_web_framework():
     """What the graph cannot see: a package's ``__init__`` runs before its modules, so the chat
     hub's package must not bring FastAPI along either. Checked in a fresh interpreter."""
-    domain = ["rock.admin.sandboxes.service", "rock.admin.chat.hub", "rock.admin.chat.upstream", "rock.envs.client",
+    domain = ["rock.admin.sandboxes.service", "rock.admin.chat.hub", "rock.admin.chat.upstream", "rock.sdk.envs.client",
               "rock.training", "rock.agentic.tasks.rollout", "rock.worker.worker", "rock.cluster.client",
               "rock.sdk.sandbox.client"]
     probe = ("import sys\n" + "".join(f"import {m}\n" for m in domain)

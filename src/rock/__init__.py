@@ -13,7 +13,7 @@ def __getattr__(name):
         return codes
     # Loaded on first use, so `import rock` stays cheap for code that only needs one part.
     if name in ("make", "make_vec", "make_async", "make_vec_async"):
-        from rock.envs import client
+        from rock.sdk.envs import client
 
         return getattr(client, name)
     if name in _EXCEPTIONS:  # rl-rock exports these at the top level

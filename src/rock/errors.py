@@ -1,5 +1,7 @@
 """Error types shared by the service and the SDK; the admin maps them to HTTP codes in one place."""
 
+from typing import Any
+
 
 class RockError(Exception):
     """The root of ROCK's errors. ``kind`` is the name an answer carries (``error_type``): the
@@ -185,3 +187,32 @@ class TrainingError(RockError):
 
     def __init__(self, message: str, kind: str = "BadRequest"):
         super().__init__(message, kind)
+
+
+# Env errors: one class, the env host's error type as ``kind``, the HTTP status the admin answers with.
+ENV_STATUS = {
+    "BadRequest": 400,
+    "EnvNotFound": 404,        # unknown id, or a handle that was closed / reclaimed
+    "EnvUnavailable": 422,     # known id that cannot run here (missing corpus, fails inside gem)
+    "EnvMakeError": 422,       # the env's constructor raised
+    "EnvBuildError": 422,      # its image could not be built (a package that does not install, a bad import)
+    "EnvBroken": 409,          # an earlier call timed out; the env must be closed and made again
+    "EnvLost": 410,            # its env host died; the env is gone
+    # a fork's replay did not reach the source's observation (rock/envs/forking.py)
+    "EnvNotDeterministic": 409,
+    # the env's own code raised in reset/step (most often on an action it cannot take; the message
+    # names the exception and where): an answer about this call's input, not a failure of the admin
+    "EnvError": 422,
+    "EnvHostDied": 502,        # the env host process died during this call
+    "EnvTimeout": 504,         # the call ran past its timeout
+}
+
+
+class EnvError(RockError):
+    """An env call refused or failed; ``kind`` names why (EnvNotFound, EnvMakeError, EnvTimeout, ...)
+    and sets the HTTP status."""
+
+    statuses = ENV_STATUS  # kind defaults to "EnvError" (the class's name)
+    # a vector call some of whose envs failed: the failures by env index, and what the others returned
+    errors: dict[int, dict[str, Any]]
+    results: dict[int, dict[str, Any]]

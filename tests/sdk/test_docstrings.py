@@ -9,8 +9,8 @@ import pkgutil
 import pytest
 
 SDK = ["rock.sdk"]
-ENV_CLIENTS = ["rock.envs.client", "rock.envs.vec_client", "rock.envs.sandbox_env", "rock.envs.contract",
-               "rock.envs.gym.http", "rock.envs.errors", "rock.numpy"]
+ENV_CLIENTS = ["rock.sdk.envs.client", "rock.sdk.envs.vec_client", "rock.sdk.envs.sandbox_env", "rock.sdk.envs.contract",
+               "rock.sdk.envs.gym_http", "rock.envs.errors", "rock.numpy", "rock.client"]
 # rl-rock's public module and the errors users catch; a model's docstring is also its description
 # in the admin's OpenAPI schema
 MODELS = ["rock.actions", "rock.errors"]

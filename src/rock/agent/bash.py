@@ -41,6 +41,9 @@ def _exit_code(status):
 
 
 class BashSession:
+    """One persistent bash on a pty: commands run one at a time, their output and exit code read back
+    through markers, with timeouts, idle timeouts, input and interrupts."""
+
     def __init__(self, name, env=None, cwd=None, rows=40, cols=200, spawn_later=False):
         """``spawn_later``: bash is spawned by the session's own thread, and this returns without
         waiting for it (the spare's way: see sessions.prewarm). A command written meanwhile
@@ -131,6 +134,8 @@ class BashSession:
 
     def run(self, req, command, stream, timeout, idle_timeout, max_output):
         # Encoded first: text that cannot be (a lone surrogate) fails before the session is busy.
+        """Run ``command`` in the session; the reply comes when it ends, times out or goes idle (None:
+        deferred, sent by the session's thread)."""
         line = inline(command)
         text = None if line is not None else command.encode("utf-8", "surrogateescape") + b"\0"
         with self._lock:
@@ -151,6 +156,8 @@ class BashSession:
             self._wake()  # the reader sleeps without a timeout while idle: give it the new timers
 
     def wait(self, req, stream, timeout, idle_timeout):
+        """Wait again for the command still running (after a timeout or idle return); ``BadRequest`` when
+        none runs."""
         with self._lock:
             cmd = self.current
             if cmd is None:
@@ -164,6 +171,7 @@ class BashSession:
         return None
 
     def send_input(self, data):
+        """Type ``data`` into the running program; ``BadRequest`` when no command runs."""
         with self._lock:
             self._check_usable()
             if self.current is None:
@@ -171,6 +179,8 @@ class BashSession:
         os.write(self.master, data.encode("utf-8", "surrogateescape"))
 
     def interrupt(self, req, grace):
+        """Ctrl-C the running command, then kill it after ``grace``: how it ended (``idle`` when nothing
+        ran)."""
         with self._lock:
             cmd = self.current
             if cmd is None or not self.alive:
@@ -185,6 +195,7 @@ class BashSession:
         return None
 
     def close(self):
+        """Kill the session's processes, bash included."""
         self.alive = False
         self._kill_all(signal.SIGKILL, include_shell=True)
         self._wake()

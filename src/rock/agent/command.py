@@ -13,6 +13,7 @@ class Output:
         self.dropped = 0
 
     def add(self, data):
+        """Take more output: the head is kept to half the cap, the rest keeps the newest tail."""
         room = self.cap // 2 - len(self.head)
         if room > 0:
             self.head += data[:room]
@@ -57,6 +58,7 @@ class Command:
         self.result = None  # kept when it finished with nobody waiting
 
     def attach(self, req, stream, timeout, idle_timeout):
+        """Add a waiter for the command's end, with its timeout and idle timeout from now."""
         self.waiters.append((req, stream))
         now = time.monotonic()
         if timeout:

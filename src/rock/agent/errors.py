@@ -4,6 +4,8 @@ import errno
 
 
 class OpError(Exception):
+    """An op's failure as the worker sees it: ``type`` (the error's name, e.g. FileNotFound) and message."""
+
     def __init__(self, type_, message):
         Exception.__init__(self, message)
         self.type = type_

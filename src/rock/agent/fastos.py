@@ -14,6 +14,7 @@ environ = {k.decode("utf-8", "surrogateescape"): v.decode("utf-8", "surrogateesc
 
 
 def join(first, *rest):
+    """``os.path.join`` for POSIX paths, without importing posixpath."""
     path = first
     for part in rest:
         if part.startswith("/") or not path:
@@ -26,15 +27,18 @@ def join(first, *rest):
 
 
 def dirname(path):
+    """``os.path.dirname`` for POSIX paths."""
     head = path[: path.rfind("/") + 1]
     return head.rstrip("/") or head
 
 
 def basename(path):
+    """``os.path.basename`` for POSIX paths."""
     return path[path.rfind("/") + 1 :]
 
 
 def abspath(path):
+    """``os.path.abspath`` for POSIX paths (``.`` and ``..`` resolved against the working directory)."""
     if not path.startswith("/"):
         path = join(_posix.getcwd(), path)
     parts = []
@@ -48,6 +52,7 @@ def abspath(path):
 
 
 def isdir(path):
+    """``os.path.isdir``: whether ``path`` is a directory (links followed)."""
     try:
         return _posix.stat(path).st_mode & 0o170000 == 0o040000
     except OSError:

@@ -26,6 +26,7 @@ def _info(path, st):
 
 
 def read(req):
+    """The ``file.read`` op: bytes of a file from ``offset`` (``length`` of them, or to the end)."""
     path = _path(req.args)
     offset = int(req.args.get("offset") or 0)
     length = req.args.get("length")
@@ -39,6 +40,8 @@ def read(req):
 
 
 def write(req):
+    """The ``file.write`` op: write or append the body, making parent directories by default; the file's
+    size."""
     path = _path(req.args)
     if req.args.get("parents", True):
         parent = os.path.dirname(path)
@@ -52,11 +55,14 @@ def write(req):
 
 
 def stat(req):
+    """The ``file.stat`` op: a path's type, size, mode, owner and modification time (a link itself, not its
+    target)."""
     path = _path(req.args)
     return _info(path, os.lstat(path))
 
 
 def list_dir(req):
+    """The ``file.list`` op: a directory's entries, by name, as ``file.stat`` describes them."""
     path = _path(req.args)
     entries = []
     with os.scandir(path) as it:
@@ -70,6 +76,7 @@ def list_dir(req):
 
 
 def mkdir(req):
+    """The ``file.mkdir`` op: make a directory, with its parents by default."""
     path = _path(req.args)
     mode = int(req.args.get("mode") or 0o755)
     if req.args.get("parents", True):
@@ -80,6 +87,7 @@ def mkdir(req):
 
 
 def remove(req):
+    """The ``file.remove`` op: remove a file, or a directory (``recursive`` for a non-empty one)."""
     path = _path(req.args)
     if os.path.isdir(path) and not os.path.islink(path):
         if req.args.get("recursive"):
@@ -123,11 +131,13 @@ def rename(req):
 
 
 def chmod(req):
+    """The ``file.chmod`` op: set a path's mode."""
     os.chmod(_path(req.args), int(req.args["mode"]))
     return {}
 
 
 def chown(req):
+    """The ``file.chown`` op: set a path's owner and group, by id or by name."""
     a = req.args
     uid, gid = a.get("uid", -1), a.get("gid", -1)
     if a.get("user"):
@@ -185,6 +195,7 @@ class _ChunkReader:
 
 
 def tar_get(req):
+    """The ``tar.get`` op: a tar of a path, streamed as events while it is made."""
     import tarfile
 
     path = _path(req.args)

@@ -18,6 +18,8 @@ MERGE_AFTER = 10.0
 def merge_later():
     # Not at once: ksmd scans what is offered for as long as the process lives, so an agent of a
     # sandbox that lives a few seconds would pay for scanning and never share a page.
+    """Offer the agent's memory to the kernel's same-page merging after a while (a short-lived sandbox's
+    agent never pays for it)."""
     import time
 
     try:

@@ -94,6 +94,7 @@ def _gone(pid):
 
 
 def pause_for(used, limit):
+    """Seconds until the next memory check: sooner the closer ``used`` is to ``limit``."""
     return min(SLOW, max(FAST, (limit - used) / RATE))
 
 

@@ -10,6 +10,7 @@ run_dir = ["/tmp"]
 
 
 def private(name):
+    """The agent's private folder ``name`` in its run directory (made, mode 700, on first use)."""
     path = os.join(run_dir[0], name)
     if not os.isdir(path):
         os.makedirs(path, 0o700)

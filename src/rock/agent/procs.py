@@ -66,6 +66,8 @@ def _feed(pipe, data):
 
 
 def execute(req):
+    """The ``exec`` op: run a command to its end with a timeout; stdout and stderr, each cut in the middle
+    past ``max_output``, and the exit code."""
     a = req.args
     timeout = a.get("timeout")
     # each stream's text is at most 3x its bytes (a bad byte decodes to U+FFFD): two of them fit a frame's body
@@ -108,6 +110,8 @@ def _kill_group(pid, sig):
 
 
 class Background:
+    """A background process and the files its stdout and stderr go to."""
+
     def __init__(self, proc_id, args):
         self.proc_id = proc_id
         logs = paths.private("procs")
@@ -121,6 +125,7 @@ class Background:
         self.command = args["command"]
 
     def status(self):
+        """Its id, pid, whether it runs, exit code, command and start time."""
         code = self.proc.poll()
         return {"proc_id": self.proc_id, "pid": self.proc.pid, "running": code is None, "exit_code": code,
                 "command": self.command, "started": self.started}
@@ -131,6 +136,7 @@ def _get(proc_id):
 
 
 def start(req):
+    """The ``proc.start`` op: start a background process (named, or numbered); its status."""
     with _lock:
         _counter[0] += 1
         proc_id = req.args.get("name") or "p%d" % _counter[0]
@@ -142,6 +148,7 @@ def start(req):
 
 
 def status(req):
+    """The ``proc.status`` op."""
     return _get(req.args["proc_id"]).status()
 
 
@@ -157,6 +164,8 @@ def wait(req):
 
 
 def output(req):
+    """The ``proc.output`` op: a background process's output from ``offset``, the next offset and whether
+    it runs."""
     proc = _get(req.args["proc_id"])
     stream = req.args.get("stream", "stdout")
     if stream not in proc.paths:
@@ -171,12 +180,14 @@ def output(req):
 
 
 def kill(req):
+    """The ``proc.kill`` op: signal a background process's group."""
     proc = _get(req.args["proc_id"])
     _kill_group(proc.proc.pid, int(req.args.get("signal") or signal.SIGTERM))
     return {}
 
 
 def list_procs(req):
+    """The ``proc.list`` op: every background process's status."""
     return {"procs": [p.status() for _, p in sorted(_procs.items())]}
 
 

@@ -100,6 +100,7 @@ else:  # pragma: no cover
 
 
 def encode(meta, body=b""):
+    """One frame: the header (meta and body lengths), the meta as JSON, the body."""
     raw = dumps(meta).encode()
     return HEADER.pack(len(raw), len(body)) + raw + body if len(body) < 65536 else b"".join(
         (HEADER.pack(len(raw), len(body)), raw, body)
@@ -107,6 +108,7 @@ def encode(meta, body=b""):
 
 
 def parse_header(header, offset=0):
+    """The meta and body lengths of a frame header; ``ProtocolError`` past the limits."""
     meta_len, body_len = HEADER.unpack_from(header, offset)
     if meta_len > MAX_META or body_len > MAX_BODY:
         raise ProtocolError("frame too large: meta %d, body %d bytes" % (meta_len, body_len))
@@ -140,6 +142,7 @@ class FrameReader:
         return self._need - len(self._rest) if self._rest else 0
 
     def feed(self, data):
+        """Take bytes read from the socket: the whole frames they complete, as (meta, body)."""
         if self._rest:
             self._rest += data
             if len(self._rest) < self._need:

@@ -39,18 +39,21 @@ class Request:
         self.on_chunk = None
 
     def event(self, name, fields=None, body=b""):
+        """Send an event of this request before its end (streamed output, progress)."""
         meta = {"id": self.id, "event": name}
         if fields:
             meta.update(fields)
         self.conn.send(meta, body)
 
     def reply(self, result=None, body=b""):
+        """End the request with ``result`` and ``body`` (only the first end is sent)."""
         if not self.done:
             self.done = True
             self.conn.finish(self.id)
             self.conn.send({"id": self.id, "ok": True, "result": result or {}}, body)
 
     def fail(self, type_, message):
+        """End the request with error ``type_`` and ``message`` (only the first end is sent)."""
         if not self.done:
             self.done = True
             self.conn.finish(self.id)
@@ -81,6 +84,7 @@ class Pool:
                 self._idle.append(slot)
 
     def submit(self, fn, arg):
+        """Run ``fn(arg)`` on an idle thread, or a new one when all are busy."""
         with self._lock:
             slot = self._idle.pop() if self._idle else None
         if slot is None:
@@ -103,6 +107,9 @@ class Pool:
 
 
 class Connection:
+    """One client's connection (the worker's): frames in, requests dispatched, replies and events out under
+    one lock."""
+
     def __init__(self, agent, sock):
         self.agent = agent
         self.sock = sock
@@ -111,6 +118,7 @@ class Connection:
         self.closed = False
 
     def send(self, meta, body=b""):
+        """Send one frame (dropped once the connection is closed)."""
         data = protocol.encode(meta, body)
         with self.lock:
             if self.closed:
@@ -121,9 +129,11 @@ class Connection:
                 self.closed = True
 
     def finish(self, rid):
+        """Forget request ``rid`` (it has ended)."""
         self.requests.pop(rid, None)
 
     def serve(self):
+        """Read frames until the client goes, dispatching each; the open requests are cancelled at the end."""
         reader = protocol.FrameReader()
         try:
             while True:
@@ -146,6 +156,7 @@ class Connection:
             self.sock.close()
 
     def on_frame(self, meta, body):
+        """Handle one frame: a new request (dispatched), or a chunk or end of input for an open one."""
         rid = meta["id"]
         if "op" in meta:
             req = Request(self, rid, meta["op"], meta.get("args") or {}, body)
@@ -168,6 +179,8 @@ class Connection:
 
 
 class Agent:
+    """The agent's ops by name and how each runs (inline on the reading thread, or on the pool)."""
+
     def __init__(self):
         self.ops = {}
         self.inline = set()
@@ -186,10 +199,13 @@ class Agent:
         return sent
 
     def register(self, module):
+        """Add a module's ops (``OPS``) and which of them run inline (``INLINE``)."""
         self.ops.update(module.OPS)
         self.inline.update(getattr(module, "INLINE", ()))
 
     def dispatch(self, req):
+        """Run the handler of ``req``'s op (loading its module on first use); an unknown op fails the
+        request."""
         handler = self.ops.get(req.op) or self._load(req.op)
         if handler is None:
             req.fail("BadRequest", "unknown op %r" % req.op)
@@ -219,6 +235,8 @@ class Agent:
 
     @staticmethod
     def run(req, handler):
+        """Run ``handler`` for ``req`` and reply with what it returns, or fail with its error (a deferred
+        reply is sent later by the handler)."""
         try:
             out = handler(req)
             if out is DEFERRED:
@@ -252,6 +270,7 @@ LAZY_MODULES = {"exec": "procs", "proc.": "procs", "file.": "files", "tar.": "fi
 
 
 def build_agent():
+    """The agent with the ops it serves from the start; the others load on first use."""
     from . import sessions
 
     agent = Agent()
@@ -262,6 +281,7 @@ def build_agent():
 
 
 def parse_args(argv):
+    """The command line's options (``--socket``, ``--ready``)."""
     opts = {"socket": None, "ready": None}
     it = iter(argv)
     for arg in it:
@@ -336,6 +356,7 @@ def harden():
 
 
 def main(argv):
+    """Run the agent: serve on the socket, tell the worker it is ready, until the worker goes."""
     opts = parse_args(argv)
     # A launcher may have left SIGINT/SIGQUIT ignored (sh ignores them for `&` jobs), and an
     # ignored signal survives exec: Ctrl-C would then never reach commands in the sessions.

@@ -173,6 +173,7 @@ def _quote(text):
 
 
 def run(req):
+    """The ``session.run`` op: run a command in a session (deferred until it ends)."""
     a = req.args
     command = a["command"]
     if not isinstance(command, str):
@@ -182,22 +183,26 @@ def run(req):
 
 
 def wait(req):
+    """The ``session.wait`` op: wait again for a session's running command."""
     a = req.args
     result = get(a["session"]).wait(req, bool(a.get("stream")), a.get("timeout"), a.get("idle_timeout"))
     return DEFERRED if result is None else result
 
 
 def send_input(req):
+    """The ``session.input`` op: type into a session's running program."""
     get(req.args["session"]).send_input(req.args["data"])
     return {}
 
 
 def interrupt(req):
+    """The ``session.interrupt`` op: interrupt a session's running command."""
     result = get(req.args["session"]).interrupt(req, req.args.get("grace"))
     return DEFERRED if result is None else result
 
 
 def close(req):
+    """The ``session.close`` op: close a session and end its processes."""
     with _lock:
         session = _sessions.pop(req.args["session"], None)
     if session is None:
@@ -220,6 +225,7 @@ def spare_ready(req):
 
 
 def list_sessions(req):
+    """The ``session.list`` op: each session's name, liveness, whether it runs a command, pid and cwd."""
     return {
         "sessions": [
             {"session": n, "alive": s.alive, "running": s.current is not None, "pid": s.pid, "cwd": s.cwd}

@@ -10,6 +10,7 @@ Lock = _thread.allocate_lock
 
 
 def spawn(fn, *args):
+    """Run ``fn(*args)`` on a new thread (without importing ``threading``)."""
     _thread.start_new_thread(fn, args)
 
 
@@ -24,19 +25,23 @@ class Event:
         self._lock.acquire()
 
     def is_set(self):
+        """Whether the event is set."""
         return self._flag
 
     def set(self):
+        """Set the event, waking every waiter."""
         if not self._flag:
             self._flag = True
             self._lock.release()
 
     def clear(self):
+        """Clear the event."""
         if self._flag:
             self._lock.acquire()
             self._flag = False
 
     def wait(self, timeout=None):
+        """Wait until the event is set or ``timeout`` passes; whether it is set."""
         if self._flag:
             return True
         # Every waiter takes the lock and hands it straight back, so one set() wakes them all.

@@ -21,6 +21,7 @@ from rock.errors import RockError
 
 
 def add_parser(sub) -> None:
+    """Register ``rock admin`` (start, stop, status) on the ``rock`` parser ``sub``."""
     p = sub.add_parser("admin", help="run the admin service (API server with the worker embedded)")
     s = p.add_subparsers(dest="admin_cmd", required=True)
     start = s.add_parser("start", help="start the admin (in the background unless --foreground)")
@@ -52,6 +53,8 @@ def add_parser(sub) -> None:
 
 
 def settings_from(args) -> Settings:
+    """The admin's settings as the command line, the ``--env`` YAML, the environment and the config file
+    give them (flags win)."""
     return Settings.load(env=getattr(args, "env", None), host=getattr(args, "host", None), port=getattr(args, "port", None),
                          backend=getattr(args, "backend", None), state_dir=getattr(args, "state_dir", None),
                          role=getattr(args, "role", None), cluster=getattr(args, "cluster", None),
@@ -79,6 +82,8 @@ def _live_pid(path: Path) -> int | None:
 
 
 def cmd_start(args, out: Out) -> int:
+    """``rock admin start``: start the admin (in the background unless ``--foreground``); 0 once it
+    answers."""
     settings = settings_from(args)
     if args.foreground:
         from rock.cli.server import serve  # the app and its server: only for the process that serves
@@ -179,6 +184,7 @@ def _stop_pid(pid: int, timeout: float) -> None:
 
 
 def cmd_stop(args, out: Out) -> int:
+    """``rock admin stop``: stop the admin (or proxy) of this state dir, by the pid it wrote."""
     settings = settings_from(args)
     running = _selected(args, settings)
     if not running:
@@ -194,6 +200,8 @@ def cmd_stop(args, out: Out) -> int:
 
 
 def cmd_status(args, out: Out) -> int:
+    """``rock admin status``: whether the admin runs, its health and the effective settings (tokens
+    counted, never shown)."""
     if args.role == "proxy" and args.port is None:
         raise RockError("rock admin status --role proxy needs --port (which proxy)")
     settings = settings_from(args)
@@ -206,8 +214,12 @@ def cmd_status(args, out: Out) -> int:
     if pid and info:
         import httpx
 
+        from rock.client.config import ClientConfig
+        from rock.client.pools import sync_client
+
         try:
-            health = httpx.get(f"{info['url']}/health", timeout=5).json().get("result")
+            with sync_client(ClientConfig(str(info["url"]).rstrip("/")), timeout=5) as client:
+                health = client.get("/health").json().get("result")
         except (httpx.HTTPError, ValueError):
             health = None
     effective = settings.model_dump(mode="json", exclude={"tokens"}) | {"tokens": f"{len(settings.tokens)} configured"}

@@ -13,6 +13,8 @@ from rock.cli.output import Out, results_table
 
 
 def task_ids(args) -> list[str] | None:
+    """The task ids that ``--task`` and ``--tasks`` (a comma list, or ``@file`` with one id a line) name;
+    None for the whole split."""
     ids = list(args.task or [])
     if args.tasks:
         if args.tasks.startswith("@"):
@@ -23,6 +25,8 @@ def task_ids(args) -> list[str] | None:
 
 
 def cmd_run_suite(args, out: Out) -> int:
+    """``rock job run`` over an agentic suite: each task's rollout in its own sandbox, records as JSONL and
+    a results table."""
     from rock.agentic.tasks.jobs import run_job
     from rock.agentic.tasks.rollout import RolloutOptions
 

@@ -10,6 +10,8 @@ import typing
 import httpx
 
 from rock.cli import admin_commands
+from rock.client.config import ClientConfig
+from rock.client.pools import sync_client
 from rock.cli.output import Out
 from rock.config import BackendName, Settings
 from rock.errors import RockError
@@ -18,6 +20,7 @@ GIB = 1 << 30
 
 
 def add_parser(sub) -> None:
+    """Register ``rock cluster`` (status) and ``rock worker`` (start, stop) on the ``rock`` parser ``sub``."""
     s = admin_commands(sub, "cluster", "the nodes of a running admin's cluster")
     s.add_parser("status", help="nodes, resources, load and sandboxes per node").set_defaults(func=cmd_status)
 
@@ -48,9 +51,11 @@ def _gib(n: int) -> str:
 
 
 def cmd_status(args, out: Out) -> int:
-    headers = {**(getattr(args, "extra_headers", None) or {}), **({"Authorization": f"Bearer {args.token}"} if args.token else {})}
+    """``rock cluster status``: each node's resources, load and sandboxes, as the admin reports them."""
+    admin = ClientConfig(args.url.rstrip("/"), args.token, dict(getattr(args, "extra_headers", None) or {}))
     try:
-        reply = httpx.get(f"{args.url.rstrip('/')}/apis/envs/sandbox/v1/cluster/status", headers=headers, timeout=15)
+        with sync_client(admin, timeout=15) as client:
+            reply = client.get("/apis/envs/sandbox/v1/cluster/status")
     except httpx.HTTPError as exc:
         raise RockError(f"cannot reach the admin at {args.url}: {exc}") from None
     body = reply.json() if reply.headers.get("content-type", "").startswith("application/json") else {}
@@ -89,6 +94,8 @@ def _connect(address: str) -> None:
 
 
 def cmd_worker_start(args, out: Out) -> int:
+    """``rock worker start``: start this Ray node's worker actor (one per node; it owns the node's
+    sandboxes)."""
     labels = dict(item.split("=", 1) for item in args.labels.split(",") if "=" in item)
     settings = Settings.load(backend=args.backend, state_dir=args.state_dir, pool_size=args.pool_size,
                              overcommit=args.overcommit, relay_port=args.relay_port,
@@ -119,6 +126,7 @@ def cmd_worker_start(args, out: Out) -> int:
 
 
 def cmd_worker_stop(args, out: Out) -> int:
+    """``rock worker stop``: stop a node's worker; its sandboxes keep running unless ``--stop-sandboxes``."""
     import socket
 
     _connect(args.address)

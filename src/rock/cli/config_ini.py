@@ -22,6 +22,9 @@ from rock.errors import RockError
 
 @dataclass
 class CliConfig:
+    """What ``.rock/config.ini`` says: the admin's URL, the token and extra headers (all optional);
+    ``path`` is the file read, None when there is none."""
+
     path: Path | None = None
     base_url: str | None = None
     auth_token: str | None = None
@@ -34,6 +37,8 @@ def _candidates() -> list[Path]:
 
 
 def read(path: str | None) -> CliConfig:
+    """The configuration file to use (``--config``, else the usual places) parsed; an empty ``CliConfig``
+    when there is none, a ``RockError`` when it cannot be read."""
     if path is not None and not Path(path).is_file():
         raise RockError(f"config file {path} does not exist")
     chosen = Path(path) if path else next((p for p in _candidates() if p.is_file()), None)

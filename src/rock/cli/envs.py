@@ -12,6 +12,10 @@ import json
 
 import httpx
 
+from rock.client.config import ClientConfig
+from rock.client.envelope import raise_for
+from rock.client.pools import sync_client
+
 from rock.cli import admin_commands
 from rock.cli.output import Out
 from rock.envs.catalog import Catalog, UserEnv
@@ -20,6 +24,7 @@ GEM = "/apis/v1/envs/gem"
 
 
 def add_parser(sub) -> None:
+    """Register ``rock envs`` (list, register, unregister) on the ``rock`` parser ``sub``."""
     s = admin_commands(sub, "envs", "envs (GEM, gym:): which ids exist and can run here; register your own")
 
     ls = s.add_parser("list", help="every env id with its availability (and why not)")
@@ -48,10 +53,6 @@ def add_parser(sub) -> None:
     un.set_defaults(func=cmd_unregister)
 
 
-def _headers(token: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"} if token else {}
-
-
 def _local_catalog() -> Catalog:
     from rock.config import Settings
 
@@ -62,12 +63,11 @@ def _local_catalog() -> Catalog:
 def _admin(method: str, url: str, token: str | None, path: str, **kw) -> dict | None:
     """The admin's answer, or None when no admin answers at ``url``."""
     try:
-        response = httpx.request(method, url.rstrip("/") + GEM + path, headers=_headers(token), timeout=900, **kw)
+        with sync_client(ClientConfig(url.rstrip("/"), token), GEM, timeout=900) as client:
+            response = client.request(method, path, **kw)
     except httpx.TransportError:
         return None
     if response.status_code >= 400:
-        from rock.envs.client import raise_for
-
         raise_for(response.status_code, response.content)
     return response.json()
 
@@ -83,6 +83,7 @@ def envs_list(url: str | None = None, token: str | None = None, local: bool = Fa
 
 
 def cmd_list(args, out: Out) -> int:
+    """``rock envs list``: every env id with its availability and, when it cannot run here, why."""
     if out.tty and not out.as_json:
         with out.console.status("probing the env catalog (constructs each env once, then cached) ..."):
             envs = envs_list(args.url, args.token, args.local, deep=not args.quick)
@@ -105,6 +106,8 @@ def cmd_list(args, out: Out) -> int:
 
 
 def cmd_register(args, out: Out) -> int:
+    """``rock envs register``: register an env class under an id (on the running admin, or here with
+    ``--local``)."""
     env = UserEnv(id=args.id, entry_point=args.entry_point, packages=args.package, image=args.image,
                   python=args.python, sys_path=args.sys_path, kwargs=json.loads(args.kwargs))
     reply = None
@@ -118,6 +121,7 @@ def cmd_register(args, out: Out) -> int:
 
 
 def cmd_unregister(args, out: Out) -> int:
+    """``rock envs unregister``: remove a registered env id."""
     reply = None if args.local else _admin("POST", args.url, args.token, "/unregister", json={"id": args.id})
     removed = reply["removed"] if reply is not None else _local_catalog().unregister(args.id)
     out.record({"id": args.id, "removed": removed}, lines=[f"{args.id}: {'removed' if removed else 'not registered'}"])

@@ -9,6 +9,7 @@ from rock.cli.output import Out
 
 
 def add_parser(sub) -> None:
+    """Register ``rock image build`` on the ``rock`` parser ``sub``."""
     s = admin_commands(sub, "image", "images for sandboxes")
     b = s.add_parser("build", help="build an image from a build context directory (with its Dockerfile)")
     b.add_argument("context", help="the build context directory")
@@ -19,7 +20,9 @@ def add_parser(sub) -> None:
 
 
 def cmd_build(args, out: Out) -> int:
-    from rock.sdk.sandbox.http import Http
+    """``rock image build``: send the build context to the admin, which builds the image on its node;
+    prints each step and the image's name."""
+    from rock.client.http import Http
     from rock.sdk.sandbox.images import build
 
     async def go():

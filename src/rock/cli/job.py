@@ -14,6 +14,7 @@ from rock.cli.output import Out, results_table
 
 
 def add_parser(sub) -> None:
+    """Register ``rock job`` (run, export) on the ``rock`` parser ``sub``."""
     p = sub.add_parser("job", help="rollout jobs over training suites (bfcl, humaneval, reasoning_gym) and agentic "
                        "task suites (pypi-bugs, humaneval-repo, a folder of Harbor tasks)")
     s = p.add_subparsers(dest="job_cmd", required=True)
@@ -94,6 +95,7 @@ def cmd_export(args, out: Out) -> int:
 
 
 def cmd_run(args, out: Out) -> int:
+    """``rock job run``: run a policy over a suite's split; JSONL trajectories and a results table."""
     import os
 
     if getattr(args, "job_base_url", None):

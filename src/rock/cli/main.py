@@ -26,6 +26,7 @@ from rock.errors import RockError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``rock`` command's parser: the global options and every command group's subcommands."""
     parser = argparse.ArgumentParser(prog="rock", description="ROCK: isolated sandboxes and RL environments")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--base-url", help="the admin's URL (over .rock/config.ini and $ROCK_BASE_URL)")
@@ -49,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``rock`` with ``argv``; the exit status. A ``RockError`` is printed as one line (or JSON) and
+    exits 1, never as a traceback; Ctrl-C exits 130."""
     args = build_parser().parse_args(argv)
     out = Out(as_json=args.json)
     levels = [logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG]

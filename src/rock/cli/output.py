@@ -8,6 +8,9 @@ from typing import Any
 
 
 class Out:
+    """Where a command's results go: rich tables on a terminal, plain lines when piped, JSON with
+    ``--json``."""
+
     def __init__(self, as_json: bool = False):
         self.as_json = as_json
         self.tty = sys.stdout.isatty()
@@ -15,6 +18,7 @@ class Out:
 
     @property
     def console(self):
+        """The rich console (imported on first use: most commands print without it)."""
         if self._console is None:
             from rich.console import Console
 
@@ -22,6 +26,7 @@ class Out:
         return self._console
 
     def json(self, data: Any) -> None:
+        """Print ``data`` as indented JSON."""
         print(json.dumps(data, indent=2, default=str))
 
     def record(self, data: Any, title: str | None = None, lines: list[str] | None = None,
@@ -40,6 +45,7 @@ class Out:
             self.console.print(t)
 
     def rows(self, data: list[dict], columns: list[str], title: str | None = None) -> None:
+        """Print ``data`` as a table of ``columns`` (JSON with ``--json``)."""
         if self.as_json:
             return self.json(data)
         if not self.tty:
@@ -57,6 +63,7 @@ class Out:
         self.console.print(t)
 
     def error(self, message: str) -> None:
+        """Print an error on stderr: ``error: message``, or a JSON object with ``--json``."""
         if self.as_json:
             print(json.dumps({"error": message}), file=sys.stderr)
         else:

@@ -13,10 +13,12 @@ from rock.cli.output import Out
 from rock.errors import BadRequest, RockError
 from rock.sdk.sandbox.client import Sandbox
 from rock.sdk.sandbox.config import SandboxConfig
-from rock.sdk.sandbox.http import Http
+from rock.client.http import Http
 
 
 def add_parser(sub) -> None:
+    """Register ``rock sandbox`` (create, list, exec, egress, stop, logs, shell) on the ``rock`` parser
+    ``sub``."""
     s = admin_commands(sub, "sandbox", "create and use sandboxes on a running admin")
 
     c = s.add_parser("create", help="start a sandbox and print its id")
@@ -78,6 +80,8 @@ def add_parser(sub) -> None:
 
 
 def argparse_remainder():
+    """``argparse.REMAINDER`` (imported late so that building the parser stays cheap): ``exec`` passes the
+    rest of the line on."""
     import argparse
 
     return argparse.REMAINDER
@@ -129,6 +133,7 @@ def _volume_mount(text: str) -> dict:
 
 
 def cmd_create(args, out: Out) -> int:
+    """``rock sandbox create``: start a sandbox and print its id, host and state."""
     config = _config(args, image=args.image, memory=args.memory, cpus=args.cpus, sandbox_id=args.sandbox_id,
                      auto_clear_seconds=args.ttl, network=args.network, snapshot=args.snapshot,
                      egress=args.egress, volumes=[_volume_mount(v) for v in args.volume] or None,
@@ -153,6 +158,7 @@ def cmd_create(args, out: Out) -> int:
 
 
 def cmd_list(args, out: Out) -> int:
+    """``rock sandbox list``: the token's sandboxes with their state, image and resources."""
     async def go():
         http = _admin(args)
         try:
@@ -170,6 +176,8 @@ def cmd_list(args, out: Out) -> int:
 
 
 def cmd_exec(args, out: Out) -> int:
+    """``rock sandbox exec``: run one command in a sandbox; its output is printed and its exit code
+    returned."""
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         raise RockError("no command given: rock sandbox exec ID -- COMMAND ...")
@@ -204,6 +212,7 @@ def _quote(arg: str) -> str:
 
 
 def cmd_egress(args, out: Out) -> int:
+    """``rock sandbox egress``: give a running sandbox a new egress policy and print the rules in force."""
     async def go():
         sandbox = await _attached(args)
         try:
@@ -236,6 +245,8 @@ def cmd_stop(args, out: Out) -> int:
 
 
 def cmd_logs(args, out: Out) -> int:
+    """``rock sandbox logs``: a sandbox's state history, or with ``--proc`` a background process's output
+    (``--follow`` keeps reading while it runs)."""
     async def go():
         sandbox = await _attached(args)
         try:
@@ -263,6 +274,8 @@ def cmd_logs(args, out: Out) -> int:
 
 
 def cmd_shell(args, out: Out) -> int:
+    """``rock sandbox shell``: an interactive shell in a sandbox's session, streamed over the admin's
+    WebSocket."""
     from rock.cli.shell import run_shell
 
     async def go():

@@ -34,6 +34,9 @@ def _stdin_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> None:
 
 
 async def run_shell(sandbox, session: str) -> int:
+    """Run each line read from stdin in ``session`` of ``sandbox`` (made if missing), its output printed as
+    it comes, until EOF (Ctrl-D); Ctrl-C interrupts the running command, not the shell. The last exit
+    code."""
     stream = await Stream.open(sandbox, session, create=True)
     loop = asyncio.get_running_loop()
     lines: asyncio.Queue = asyncio.Queue()

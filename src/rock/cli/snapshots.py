@@ -77,6 +77,7 @@ def _with(args, sandbox_id, use):
 
 
 def cmd_pause(args, out: Out) -> int:
+    """``rock sandbox pause`` / ``resume``: freeze or thaw each named sandbox's processes (memory kept)."""
     done = []
     for sandbox_id in args.sandbox_ids:
         _with(args, sandbox_id, lambda s: getattr(s, args.action)())
@@ -87,6 +88,8 @@ def cmd_pause(args, out: Out) -> int:
 
 
 def cmd_snapshot(args, out: Out) -> int:
+    """``rock sandbox snapshot``: take a snapshot of a sandbox (filesystem, or full on gVisor) and print
+    it."""
     snap = _with(args, args.sandbox_id, lambda s: s.snapshot(name=args.name, mode=args.mode))
     out.record(snap.model_dump(), lines=[snap.name] if not out.tty else [
         f"snapshot {snap.name} of {args.sandbox_id} ({snap.mode}, {snap.backend}); "
@@ -95,6 +98,7 @@ def cmd_snapshot(args, out: Out) -> int:
 
 
 def cmd_fork(args, out: Out) -> int:
+    """``rock sandbox fork``: n new running sandboxes from a fresh snapshot of one."""
     async def fork(sandbox: Sandbox):
         children = await sandbox.fork(args.count, mode=args.mode)
         for child in children:
@@ -107,6 +111,7 @@ def cmd_fork(args, out: Out) -> int:
 
 
 def cmd_restore(args, out: Out) -> int:
+    """``rock sandbox restore``: roll a sandbox back to a snapshot in place (same id, tokens and ports)."""
     _with(args, args.sandbox_id, lambda s: s.restore(args.snapshot))
     out.record({"restored": args.sandbox_id, "snapshot": args.snapshot},
                lines=[f"restored {args.sandbox_id} to {args.snapshot}"])
@@ -114,6 +119,7 @@ def cmd_restore(args, out: Out) -> int:
 
 
 def cmd_list(args, out: Out) -> int:
+    """``rock snapshot list``: the token's snapshots."""
     snaps = _with(args, None, lambda s: s.list_snapshots())
     rows = [{"name": s.name, "mode": s.mode, "backend": s.backend, "source": s.source, "image": s.image,
              "size": s.size_bytes, "created": s.created_at} for s in snaps]
@@ -123,6 +129,7 @@ def cmd_list(args, out: Out) -> int:
 
 
 def cmd_delete(args, out: Out) -> int:
+    """``rock snapshot delete``: delete snapshots by name."""
     for name in args.names:
         _with(args, None, lambda s: s.delete_snapshot(name))
     out.record({"deleted": args.names}, lines=[f"deleted {n}" for n in args.names])

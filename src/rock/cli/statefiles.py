@@ -18,18 +18,24 @@ def process_name(role: str, port: int) -> str:
 
 
 def pid_path(settings: Settings) -> Path:
+    """The file holding this process's pid in the state dir (one per role and port)."""
     return Path(settings.state_dir) / f"{process_name(settings.role, settings.port)}.pid"
 
 
 def info_path(settings: Settings) -> Path:
+    """The JSON file describing the running process (its URL among others) that ``rock admin status``
+    reads."""
     return Path(settings.state_dir) / f"{process_name(settings.role, settings.port)}.json"
 
 
 def log_path(settings: Settings) -> Path:
+    """The log file a background admin or proxy writes."""
     return Path(settings.state_dir) / f"{process_name(settings.role, settings.port)}.log"
 
 
 def remove_own_files(settings: Settings) -> None:
+    """Remove the info file and the pid file if it is still this process's (a newer process may have
+    written its own)."""
     for path in (pid_path(settings), info_path(settings)):
         try:
             if path.suffix == ".json" or path.read_text().strip() == str(os.getpid()):

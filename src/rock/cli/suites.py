@@ -17,6 +17,7 @@ from rock.cli.output import Out
 
 
 def add_parser(sub) -> None:
+    """Register ``rock suites`` (list, build) on the ``rock`` parser ``sub``."""
     p = sub.add_parser("suites", help="the built-in agentic task suites (pypi-bugs, humaneval-repo): list, build")
     s = p.add_subparsers(dest="suites_cmd", required=True)
     ls = s.add_parser("list", help="the built-in suites, whether this host has built them, and their size")
@@ -53,11 +54,13 @@ def _rows() -> list[dict]:
 
 
 def cmd_list(args, out: Out) -> int:
+    """``rock suites list``: the built-in suites, whether this host has built them, and their size."""
     out.rows(_rows(), ["suite", "built", "tasks", "seed", "per_library", "path"], title="agentic suites")
     return 0
 
 
 def cmd_build(args, out: Out) -> int:
+    """``rock suites build``: build (or find) the suites now, with progress on stderr."""
     from rock.agentic.tasks.build import build_suites, stderr_progress
 
     t0 = time.monotonic()

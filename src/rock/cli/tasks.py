@@ -16,6 +16,7 @@ from rock.cli.output import Out
 
 
 def add_parser(sub) -> None:
+    """Register ``rock tasks import`` (terminal-bench, swe) on the ``rock`` parser ``sub``."""
     p = sub.add_parser("tasks", help="agentic task folders: import terminal-bench tasks and SWE-bench-shaped rows")
     s = p.add_subparsers(dest="tasks_cmd", required=True)
     imp = s.add_parser("import", help="write Harbor task folders from another format")
@@ -54,12 +55,14 @@ def _report(result, out: Out) -> int:
 
 
 def cmd_terminal_bench(args, out: Out) -> int:
+    """``rock tasks import terminal-bench``: write Harbor task folders from terminal-bench tasks."""
     from rock.agentic.importers import import_tasks
 
     return _report(import_tasks(args.source, args.out), out)
 
 
 def cmd_swe(args, out: Out) -> int:
+    """``rock tasks import swe``: write Harbor task folders from SWE-bench-shaped rows."""
     from rock.agentic.importers import import_rows
 
     return _report(import_rows(args.rows, args.out, args.repos, image=args.image, base_image=args.base_image,

@@ -33,18 +33,21 @@ def _with(args, use):
 
 
 def cmd_create(args, out: Out) -> int:
+    """``rock volume create``: create a volume and print it."""
     vol = _with(args, lambda v: v.create(args.name, args.size))
     out.record(vol.model_dump(), lines=[f"volume {vol.name} ({vol.size_bytes} bytes)"])
     return 0
 
 
 def cmd_list(args, out: Out) -> int:
+    """``rock volume list``: the token's volumes."""
     vols = _with(args, lambda v: v.list())
     out.rows([v.model_dump() for v in vols], ["name", "volume_id", "size_bytes", "created_at"], title="volumes")
     return 0
 
 
 def cmd_delete(args, out: Out) -> int:
+    """``rock volume delete``: delete volumes by name or id."""
     async def delete(volumes: Volumes):
         for name in args.names:
             await volumes.delete(name)

@@ -110,11 +110,13 @@ class ClusterWorker:
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Find the cluster's nodes and start following them (heartbeats, losses)."""
         await self.nodes.start()
         log.info("cluster: %d node(s): %s", len(self.nodes.all()), ", ".join(
             f"{n.name} ({n.info.capacity.describe()})" for n in self.nodes.all()) or "none yet")
 
     async def close(self, stop_sandboxes: bool = False) -> None:
+        """Stop following the nodes and close the admin's agent connections; the sandboxes run on."""
         await self.nodes.close()
         for client in self._clients.values():
             client.close()
@@ -221,6 +223,9 @@ class ClusterWorker:
         self._pump()
 
     async def create(self, spec: SandboxSpec, timeout: float | None = None) -> SandboxInfo:
+        """Start a sandbox on the node placement picks, waiting at most ``ROOM_WAIT_S`` for the nodes'
+        reports to show room (``CapacityExceeded`` naming the limit when none does); another node is
+        tried when one refuses or is lost."""
         need = Need.of(spec)
         self.placement.refuse(need, self.nodes.all())  # as ``check`` (the nodes may have changed since)
         loop = asyncio.get_running_loop()
@@ -338,18 +343,22 @@ class ClusterWorker:
         return (await self._on_node("commit", sandbox_id, node_id, image_tag, timeout=COMMIT_TIMEOUT_S))[1]
 
     async def disk_usage(self, sandbox_id: str, node_id: str | None = None) -> int | None:
+        """The sandbox's disk use, asked of its node."""
         return (await self._on_node("disk_usage", sandbox_id, node_id, timeout=RAY_CALL_TIMEOUT_S))[1]
 
     # -- pause and snapshots: a snapshot lives on the node of its source; its sandboxes start there ---
 
     async def pause(self, sandbox_id: str, node_id: str | None = None) -> None:
+        """Pause the sandbox on its node."""
         await self._on_node("pause", sandbox_id, node_id, timeout=RAY_CALL_TIMEOUT_S)
 
     async def unpause(self, sandbox_id: str, node_id: str | None = None) -> None:
+        """Resume the sandbox on its node."""
         await self._on_node("unpause", sandbox_id, node_id, timeout=RAY_CALL_TIMEOUT_S)
 
     async def snapshot(self, sandbox_id: str, name: str, owner: str | None, mode: str = "filesystem",
                        node_id: str | None = None) -> Snapshot:
+        """Take a snapshot on the sandbox's node; the snapshot is remembered as living there."""
         node, data = await self._on_node("snapshot", sandbox_id, node_id, name, owner, mode, timeout=COMMIT_TIMEOUT_S)
         self.snapshot_where[name] = node.name
         return Snapshot(**data)
@@ -375,14 +384,17 @@ class ClusterWorker:
         raise SnapshotNotFound(f"no snapshot named {name!r}")
 
     async def get_snapshot(self, name: str, owner: str | None, node_id: str | None = None) -> Snapshot:
+        """The owner's snapshot ``name``, from the node that holds it."""
         return (await self._snapshot_node(name, owner))[1]
 
     async def snapshots(self, owner: str | None) -> list[Snapshot]:
+        """The owner's snapshots on every live node, by name (a node that does not answer is left out)."""
         found = await asyncio.gather(*(asyncio.wait_for(self.nodes.actor(n.name).snapshots.remote(owner), RAY_CALL_TIMEOUT_S)
                                        for n in self.nodes.live()), return_exceptions=True)
         return sorted((Snapshot(**s) for part in found if isinstance(part, list) for s in part), key=lambda s: s.name)
 
     async def delete_snapshot(self, name: str, owner: str | None, node_id: str | None = None) -> None:
+        """Delete the owner's snapshot ``name`` on the node that holds it."""
         node, _ = await self._snapshot_node(name, owner)
         await self._ask(node, "delete_snapshot", name, owner, timeout=COMMIT_TIMEOUT_S)
         self.snapshot_where.pop(name, None)
@@ -410,6 +422,7 @@ class ClusterWorker:
         return [node.info.backend], f" of node {node.name} (which runs sandbox {sandbox_id})"
 
     def node_live(self, node_id: str) -> bool:
+        """Whether node ``node_id`` is known and not lost."""
         node = self.nodes.get(node_id)
         return node is not None and node.live
 
@@ -423,12 +436,15 @@ class ClusterWorker:
         return out
 
     async def stats(self, sandbox_id: str, node_id: str | None = None) -> ResourceStats:
+        """The sandbox's resource use, asked of its node."""
         node = self._node_of(sandbox_id, node_id)
         return ResourceStats(**await asyncio.wait_for(self.nodes.actor(node.name).stats.remote(sandbox_id), RAY_CALL_TIMEOUT_S))
 
     # -- the data path ----------------------------------------------------------------------------
 
     async def connect(self, sandbox_id: str, node_id: str | None = None) -> AgentClient:
+        """The admin's connection to a sandbox's agent, through its node's relay (one connection, however
+        many callers ask at once)."""
         client = self._clients.get(sandbox_id)
         if client is not None and not client.closed:
             return client
@@ -447,12 +463,14 @@ class ClusterWorker:
         return client
 
     def agent(self, sandbox_id: str) -> AgentClient:
+        """The open agent connection of a sandbox; ``AgentGone`` when this admin has none."""
         client = self._clients.get(sandbox_id)
         if client is None or client.closed:
             raise AgentGone(f"sandbox {sandbox_id} has no open connection from this admin")
         return client
 
     def run_dir(self, sandbox_id: str) -> str:
+        """Refused: a node's directories are not reachable from the admin."""
         raise BadRequest("a cluster node's directories are not reachable from the admin")
 
     def list(self) -> list[SandboxInfo]:
@@ -466,6 +484,8 @@ class ClusterWorker:
         return out
 
     def status(self) -> list[dict]:
+        """Every node as ``rock cluster status`` shows it: liveness, address, backends, labels, capacity,
+        load and sandboxes."""
         out = []
         for node in self.nodes.all():
             info = node.info

@@ -33,6 +33,8 @@ CREATE_CONCURRENCY = 16
 
 
 class NodeFull(RockError):
+    """This node has no room for the sandbox (the admin tries another). HTTP 503."""
+
     status_code = 503
 
 
@@ -55,6 +57,7 @@ class NodeWorker:
         self._starts = asyncio.Semaphore(CREATE_CONCURRENCY)
 
     async def start(self) -> dict:
+        """Start the node's worker and its relay; the node's ``info``."""
         import ray
 
         from rock.worker.worker import Worker
@@ -103,6 +106,8 @@ class NodeWorker:
                         loadavg=os.getloadavg()[0]).model_dump()
 
     def info(self) -> dict:
+        """The node as the admin tracks it: identity, relay, capacity, labels, backends, images, warm
+        pools, load and sandboxes."""
         pools = sorted({image or self.settings.default_image for image in self.worker.pool.images()})
         return NodeInfo(
             name=self.name, ray_node_id=self.ray_node_id, host_name=socket.gethostname(), ip=self.ip,
@@ -164,57 +169,70 @@ class NodeWorker:
             self.version += 1
 
     async def restart(self, sandbox_id: str) -> dict:
+        """Restart a stopped sandbox of this node; its info with the node's name and address."""
         async def go():
             info = await self.worker.restart(sandbox_id)
             return info.model_dump() | {"node_id": self.name, "host_ip": self.ip}
         return await self._one(go)
 
     async def restore(self, sandbox_id: str, name: str, owner: str | None) -> dict:
+        """Roll a sandbox of this node back to snapshot ``name`` in place."""
         async def go():
             info = await self.worker.restore(sandbox_id, name, owner)
             return info.model_dump() | {"node_id": self.name, "host_ip": self.ip}
         return await self._one(go)
 
     async def commit(self, sandbox_id: str, image_tag: str) -> dict:
+        """Commit a sandbox of this node to the image ``image_tag``."""
         return await self._one(self.worker.commit, sandbox_id, image_tag)
 
     async def disk_usage(self, sandbox_id: str) -> dict:
+        """A sandbox's disk use on this node."""
         return await self._one(self.worker.disk_usage, sandbox_id)
 
     # -- pause, snapshots (the admin's ClusterWorker forks with these) ---------------------------
 
     async def pause(self, sandbox_id: str) -> dict:
+        """Pause a sandbox of this node."""
         return await self._one(self.worker.pause, sandbox_id)
 
     async def unpause(self, sandbox_id: str) -> dict:
+        """Resume a sandbox of this node."""
         return await self._one(self.worker.unpause, sandbox_id)
 
     async def snapshot(self, sandbox_id: str, name: str, owner: str | None, mode: str) -> dict:
+        """Take a snapshot of a sandbox of this node."""
         async def go():
             return (await self.worker.snapshot(sandbox_id, name, owner, mode)).model_dump(mode="json")
         return await self._one(go)
 
     async def start_from(self, name: str, owner: str | None, spec: dict) -> dict:
+        """Start a sandbox from a snapshot this node holds."""
         async def go():
             info = await self.worker.start_from(name, owner, SandboxSpec(**spec))
             return info.model_dump() | {"node_id": self.name, "host_ip": self.ip}
         return await self._one(go)
 
     async def get_snapshot(self, name: str, owner: str | None) -> dict:
+        """The owner's snapshot ``name`` on this node."""
         async def go():
             return (await self.worker.get_snapshot(name, owner)).model_dump(mode="json")
         return await self._one(go)
 
     async def snapshots(self, owner: str | None) -> list[dict]:
+        """The owner's snapshots on this node."""
         return [s.model_dump(mode="json") for s in await self.worker.snapshots(owner)]
 
     async def delete_snapshot(self, name: str, owner: str | None) -> dict:
+        """Delete the owner's snapshot ``name`` on this node."""
         return await self._one(self.worker.delete_snapshot, name, owner)
 
     async def stats(self, sandbox_id: str) -> dict:
+        """A sandbox's resource use on this node."""
         return (await self.worker.stats(sandbox_id)).model_dump()
 
     async def shutdown(self, stop_sandboxes: bool = False) -> None:
+        """Close the relay and the worker; the sandboxes run on unless ``stop_sandboxes``."""
         if self.relay is not None:
             await self.relay.close()
         if self.worker is not None:

@@ -27,6 +27,8 @@ class NodeView:
         self.update(info)
 
     def update(self, info: NodeInfo) -> None:
+        """Take a node's newest report: its info, reservations, images and pools (the limits are worked out
+        again)."""
         self.info = info
         self.limits = (None, 0.0, 0)  # (overcommit, cpus, memory bytes): Placement.choose fills it
         self.reserved = info.load.reserved
@@ -36,31 +38,41 @@ class NodeView:
 
     @property
     def name(self) -> str:
+        """The node's name."""
         return self.info.name
 
     @property
     def live(self) -> bool:
+        """Whether the node has not been lost."""
         return self.lost_at is None
 
     def limit(self, overcommit: float) -> Resources:
+        """What may be promised on the node: cpus and memory times ``overcommit``, GPUs and disk as they
+        are."""
         c = self.info.capacity
         return Resources(cpus=c.cpus * overcommit, memory_bytes=int(c.memory_bytes * overcommit), gpus=c.gpus,
                          disk_bytes=c.disk_bytes)
 
     def free(self, overcommit: float) -> Resources:
+        """What is left to promise: the limit less what runs and what is being started."""
         return self.limit(overcommit) - self.reserved - self.pending
 
 
 def fits(need: Resources, free: Resources) -> bool:
+    """Whether ``need`` fits in ``free`` in every dimension."""
     return (need.cpus <= free.cpus + 1e-9 and need.memory_bytes <= free.memory_bytes and need.gpus <= free.gpus
             and need.disk_bytes <= free.disk_bytes)
 
 
 def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    """Whether a node's ``labels`` carry every label of ``selector``."""
     return all(labels.get(k) == v for k, v in selector.items())
 
 
 class Placement:
+    """The placement policy (``spread`` or ``pack``, with an ``overcommit`` factor) that picks a node for
+    each sandbox."""
+
     def __init__(self, strategy: str = "spread", overcommit: float = 1.0):
         if strategy not in ("spread", "pack"):
             raise BadRequest(f"placement must be 'spread' or 'pack', not {strategy!r}")

@@ -39,6 +39,8 @@ RAY_CALL_TIMEOUT_S = 10.0
 
 
 class NodeLost(RockError):
+    """The sandbox's node was lost (its worker stopped answering). HTTP 503."""
+
     status_code = 503
 
 
@@ -63,6 +65,7 @@ class RayNodes:
         self.address = address
 
     def start(self) -> None:
+        """Join the Ray cluster (or start a local one), keeping the server's signal handlers."""
         import ray
 
         if not ray.is_initialized():
@@ -75,6 +78,7 @@ class RayNodes:
                     signal.signal(sig, handler)
 
     async def names(self) -> list[str]:
+        """The names of the nodes whose worker actors are registered."""
         import ray
 
         names = await asyncio.to_thread(ray.util.list_named_actors, all_namespaces=True)
@@ -82,6 +86,7 @@ class RayNodes:
                 if a.get("namespace") == NAMESPACE and a["name"].startswith(ACTOR_PREFIX)]
 
     async def reach(self, name: str) -> tuple[object, NodeInfo, AgentClient]:
+        """A node's actor, its info and a control connection to its relay."""
         import ray
 
         actor = await asyncio.to_thread(ray.get_actor, ACTOR_PREFIX + name, NAMESPACE)
@@ -117,12 +122,15 @@ class NodeTracker:
     # -- what the worker reads ----------------------------------------------------------------------
 
     def get(self, name: str | None) -> NodeView | None:
+        """The node named ``name`` (None for an unknown name or none)."""
         return self.nodes.get(name) if name else None
 
     def all(self) -> list[NodeView]:
+        """Every known node, lost ones included."""
         return list(self.nodes.values())
 
     def live(self) -> list[NodeView]:
+        """The nodes not lost."""
         return [n for n in self.nodes.values() if n.live]
 
     def actor(self, name: str):
@@ -139,6 +147,7 @@ class NodeTracker:
                        asyncio.create_task(self._discover_loop(), name="rock-cluster-discover")]
 
     async def close(self) -> None:
+        """Stop watching the nodes and close their control connections."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -148,6 +157,7 @@ class NodeTracker:
     # -- discovery and attach -----------------------------------------------------------------------
 
     async def discover(self) -> None:
+        """Attach to the nodes that registered since, and to lost ones that came back."""
         found = await self.source.names()
         await asyncio.gather(*(self._attach(name) for name in found
                                if name not in self.nodes or not self.nodes[name].live), return_exceptions=True)
@@ -185,6 +195,7 @@ class NodeTracker:
     # -- heartbeat and loss -------------------------------------------------------------------------
 
     def mark_lost(self, name: str, reason: str) -> None:
+        """Mark node ``name`` lost with ``reason`` (once) and drop its control connection."""
         node = self.nodes.get(name)
         if node is None or not node.live:
             return

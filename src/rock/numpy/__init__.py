@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from rock.envs.contract import EnvContract, SpaceSpec
-from rock.envs.sandbox_env import SandboxEnvBase, SandboxSessionBase, SandboxVectorEnvBase
+from rock.sdk.envs.contract import EnvContract, SpaceSpec
+from rock.sdk.envs.sandbox_env import SandboxEnvBase, SandboxSessionBase, SandboxVectorEnvBase
 
 __all__ = ["SandboxEnv", "SandboxVectorEnv", "SandboxSessionBase", "SandboxEnvBase", "SandboxVectorEnvBase",
            "EnvContract", "SpaceSpec"]

@@ -27,6 +27,8 @@ __all__ = ["BACKENDS", "ResourceStats", "Runtime", "RuntimeHandle", "SandboxSpec
 
 
 def get_runtime_class(name: str) -> type[Runtime]:
+    """The runtime class of backend ``name`` (its module imported only then); ``BadRequest`` naming the
+    backends for an unknown one."""
     try:
         module, cls = BACKENDS[name]
     except KeyError:

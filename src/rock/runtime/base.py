@@ -57,9 +57,11 @@ class Runtime(abc.ABC):
         await self.destroy(handle)
 
     @abc.abstractmethod
-    async def alive(self, handle: RuntimeHandle) -> bool: ...
+    async def alive(self, handle: RuntimeHandle) -> bool:
+        """Whether the sandbox's processes still run."""
 
     async def stats(self, handle: RuntimeHandle) -> ResourceStats:
+        """The sandbox's resource use (empty where the backend cannot measure it)."""
         return ResourceStats()
 
     # -- keeping a sandbox's files across a stop (ROCK's stop / restart / commit) ------------

@@ -83,11 +83,13 @@ class Cgroup:
         return [str(d / name) for d in self.unique_dirs()]
 
     def exists(self) -> bool:
+        """Whether the group has a directory in any hierarchy."""
         return any(d.is_dir() for d in self.unique_dirs())
 
     # -- create with limits ---------------------------------------------------------------
 
     def create(self, memory_bytes: int | None, cpus: float | None, pids_limit: int | None) -> None:
+        """Make the group with its memory, cpu and pids limits (cgroup v2 or v1, as the host has)."""
         if is_v2():
             self._create_v2(memory_bytes, cpus, pids_limit)
         else:
@@ -135,6 +137,7 @@ class Cgroup:
     # -- processes ------------------------------------------------------------------------
 
     def pids(self) -> set[int]:
+        """The ids of the processes in the group."""
         found: set[int] = set()
         for d in self.unique_dirs():
             text = _read(d / "cgroup.procs")
@@ -228,6 +231,7 @@ class Cgroup:
             delay = min(delay * 2, 0.01)
 
     def frozen(self) -> bool:
+        """Whether the group is frozen (paused)."""
         if is_v2():
             return "frozen 1" in (_read(ROOT / self.rel / "cgroup.events") or "")
         return "freezer" in self.dirs and (_read(self.dirs["freezer"] / "freezer.state") or "").strip() == "FROZEN"
@@ -235,6 +239,7 @@ class Cgroup:
     # -- accounting -----------------------------------------------------------------------
 
     def stats(self) -> dict:
+        """The group's cpu seconds, memory and pids with their limits."""
         if is_v2():
             d = ROOT / self.rel
             usage = _read(d / "cpu.stat") or ""

@@ -48,23 +48,30 @@ def wanted(num_gpus: float | None) -> int:
 
 
 def device_files(ids: list[int]) -> list[str]:
+    """The device files a sandbox with GPUs ``ids`` needs: each GPU's and the driver's control devices."""
     return [f"/dev/nvidia{i}" for i in ids] + [d for d in CONTROL_DEVICES if os.path.exists(d)]
 
 
 class Gpus:
+    """This node's GPUs and which sandbox holds each: a GPU is never given to two sandboxes."""
+
     def __init__(self, configured: str | None = None):
         self.uuids = detect(configured)
         self.owner: dict[int, str] = {}  # GPU index -> sandbox id
 
     @property
     def total(self) -> int:
+        """How many GPUs the node has."""
         return len(self.uuids)
 
     @property
     def free(self) -> int:
+        """How many are not held."""
         return self.total - len(self.owner)
 
     def take(self, count: int, sandbox_id: str) -> list[int]:
+        """Hold ``count`` free GPUs for ``sandbox_id``: their indices; ``BadRequest`` when the node has too
+        few."""
         if count > self.total:
             raise BadRequest(f"sandbox asks for {count} GPU(s); this node has {self.total}"
                              + ("" if self.total else " (no GPU found: nvidia-smi and /dev/nvidia* show none)"))
@@ -82,8 +89,10 @@ class Gpus:
             self.owner[i] = sandbox_id
 
     def release(self, ids: list[int]) -> None:
+        """Let GPUs ``ids`` go."""
         for i in ids:
             self.owner.pop(i, None)
 
     def visible(self, ids: list[int]) -> str:
+        """``CUDA_VISIBLE_DEVICES`` for GPUs ``ids`` (their UUIDs where known)."""
         return ",".join(self.uuids.get(i) or str(i) for i in ids)

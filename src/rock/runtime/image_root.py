@@ -50,6 +50,8 @@ def mount_points(lower: str, paths: tuple[str, ...]) -> None:
 
 @functools.lru_cache(maxsize=256)
 def resolves_to_file(root: str, path: str, hops: int = 0) -> bool:
+    """Whether ``path`` inside image root ``root`` is a file once its links are followed inside the root
+    (never on the host); a cycle counts as no."""
     if hops > 16:
         return False
     parts = [p for p in path.split("/") if p]

@@ -10,6 +10,8 @@ import os
 
 
 def leftovers(root: str, owner_keys: set[str]) -> list[str]:
+    """What a run under state directory ``root`` left: containers, processes, cgroups of ``owner_keys``,
+    mounts, open files, network namespaces and loop devices, one line each."""
     from rock.runtime import cgroups
 
     problems = [f"container {c}" for c in _containers(root)]

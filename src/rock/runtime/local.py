@@ -37,6 +37,9 @@ def _cgroups_usable() -> bool:
 
 
 class LocalRuntime(Runtime):
+    """Sandboxes as plain processes on the host: no isolation, for development and macOS (it says so when
+    chosen)."""
+
     name = "local"
     isolated = False
 
@@ -58,9 +61,11 @@ class LocalRuntime(Runtime):
 
     @classmethod
     def available(cls) -> str | None:
+        """Always usable."""
         return None
 
     async def create(self, spec: SandboxSpec) -> RuntimeHandle:
+        """Start the sandbox's agent as a host process in a work directory of its own: its handle."""
         t0 = time.perf_counter()
         run = prepare_run_dir(self.sandboxes_dir, spec.sandbox_id)
         sandbox_dir = run.parent
@@ -104,9 +109,11 @@ class LocalRuntime(Runtime):
         )
 
     async def alive(self, handle: RuntimeHandle) -> bool:
+        """Whether the agent process still runs (the same process, by its start time)."""
         return handle.pid is not None and process_alive(handle.pid, handle.start_time)
 
     async def destroy(self, handle: RuntimeHandle) -> None:
+        """End the sandbox's processes and remove its directory."""
         t0 = time.perf_counter()
         sandbox_dir = Path(handle.run_dir).parent
         group = cgroups.Cgroup(handle.extra["cgroup"]) if handle.extra.get("cgroup") else None
@@ -145,6 +152,7 @@ class LocalRuntime(Runtime):
         return await self.create(spec)
 
     async def reap(self, known: set[str]) -> list[str]:
+        """Remove what is left of this worker's sandboxes not in ``known``: their ids."""
         removed = []
         if _cgroups_usable():
             for sid, group in cgroups.owned(self.owner_key).items():

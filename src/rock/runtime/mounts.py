@@ -13,6 +13,7 @@ MNT_DETACH = 2
 
 
 def mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+    """mount(2) through libc; ``OSError`` naming the target on failure."""
     if _libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
                    data.encode() if data else None) != 0:
         err = ctypes.get_errno()
@@ -20,6 +21,7 @@ def mount(source: str, target: str, fstype: str | None, flags: int, data: str | 
 
 
 def detach(target: Path) -> None:
+    """Lazily unmount ``target`` if it is a mount point (umount2 with MNT_DETACH)."""
     if os.path.ismount(target):
         _libc.umount2(str(target).encode(), MNT_DETACH)
 

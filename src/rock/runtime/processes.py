@@ -103,6 +103,7 @@ def kill_group(pid: int | None, start_time: int | None) -> bool:
 
 
 def tail(path: Path, limit: int = 2000) -> str:
+    """The last ``limit`` bytes of a log file as text (``(none)`` when empty or missing)."""
     try:
         with open(path, "rb") as f:
             f.seek(max(0, os.path.getsize(path) - limit))

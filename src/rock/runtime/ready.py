@@ -44,6 +44,7 @@ class ReadyFifo:
             loop.remove_reader(self.fd)
 
     def close(self) -> None:
+        """Close the FIFO's read end."""
         os.close(self.fd)
 
 

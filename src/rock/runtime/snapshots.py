@@ -66,6 +66,7 @@ class SnapshotStore:
         return self._changed
 
     def path(self, name: str) -> Path:
+        """The folder of snapshot ``name``."""
         return self.root / name
 
     def claim(self, name: str, mode: str) -> Path:
@@ -83,6 +84,7 @@ class SnapshotStore:
         return path
 
     def save(self, snapshot: Snapshot) -> None:
+        """Write a snapshot's record; the snapshot exists once it is written (atomically, never half)."""
         path = self.path(snapshot.name) / RECORD
         tmp = path.with_name(RECORD + ".tmp")
         tmp.write_text(snapshot.model_dump_json())
@@ -99,6 +101,7 @@ class SnapshotStore:
         return snapshot
 
     def list(self, owner: str) -> list[Snapshot]:
+        """The owner's snapshots (unreadable or others' left out)."""
         found = []
         for entry in sorted(os.listdir(self.root)):
             try:

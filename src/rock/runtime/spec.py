@@ -75,6 +75,7 @@ class RuntimeHandle(BaseModel):
 
     @property
     def socket_path(self) -> str:
+        """The agent's Unix socket in the sandbox's run directory."""
         return os.path.join(self.run_dir, SOCKET_NAME)
 
     @property

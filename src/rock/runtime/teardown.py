@@ -65,6 +65,9 @@ class _Entry:
 
 
 class Teardown:
+    """The queue of deleted bwrap sandboxes whose cgroup and directory are still to go, emptied by one
+    thread in rounds."""
+
     def __init__(self) -> None:
         self._pending: dict[str, _Entry] = {}  # key: the sandbox directory
         self._lock = threading.Lock()

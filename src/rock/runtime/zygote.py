@@ -22,6 +22,9 @@ SPAWN_TIMEOUT = 10.0
 
 
 class Zygote:
+    """The worker's connection to the agent zygote, the agent every bwrap sandbox's agent is forked from
+    (it saves the interpreter start and imports); started on first use and again if it dies."""
+
     def __init__(self, python: str):
         self.python = python
         self._proc: asyncio.subprocess.Process | None = None
@@ -108,6 +111,7 @@ class Zygote:
             self._pending.pop(rid, None)
 
     async def close(self) -> None:
+        """Close the zygote's input (it exits; the sandboxes it started run on)."""
         proc, self._proc = self._proc, None
         if proc is not None and proc.returncode is None:
             proc.stdin.close()  # the zygote exits on EOF; its sandboxes keep running

@@ -14,8 +14,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("rock.torch needs PyTorch, which is not installed here: `pip install torch` (the CPU build "
                       "is enough), or use rock.numpy for NumPy values") from exc
 
-from rock.envs.contract import EnvContract, SpaceSpec
-from rock.envs.sandbox_env import Codec, SandboxEnvBase, SandboxSessionBase, SandboxVectorEnvBase
+from rock.sdk.envs.contract import EnvContract, SpaceSpec
+from rock.sdk.envs.sandbox_env import Codec, SandboxEnvBase, SandboxSessionBase, SandboxVectorEnvBase
 
 __all__ = ["SandboxEnv", "SandboxVectorEnv", "SandboxSessionBase", "SandboxEnvBase", "SandboxVectorEnvBase",
            "EnvContract", "SpaceSpec"]

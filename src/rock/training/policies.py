@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from rock.client.config import ClientConfig
+from rock.client.pools import async_client
 from rock.training import hostsite, oracle
 
 Message = dict[str, Any]
@@ -19,19 +21,26 @@ class Policy:
     name = "policy"
 
     async def start(self, env_type: str, task_id: str, first: dict, tools: Any) -> None:
+        """Called once before the first ``act``: the task's first message and its tools (the default
+        ignores them)."""
         pass
 
     async def act(self, messages: list[Message]) -> Message:
+        """The next assistant message, given the conversation so far."""
         raise NotImplementedError
 
     async def close(self) -> None:
+        """Release what the policy holds (the default holds nothing)."""
         pass
 
 
 class NullPolicy(Policy):
+    """Answers every turn with an empty message: the floor a real policy's rewards are read against."""
+
     name = "null"
 
     async def act(self, messages):
+        """An empty assistant message."""
         return {"role": "assistant", "content": ""}
 
 
@@ -46,9 +55,11 @@ class OraclePolicy(Policy):
         self.script: list[Message] = []
 
     async def start(self, env_type, task_id, first, tools):
+        """Load the ground-truth script of ``task_id``."""
         self.script = list(self.actions(env_type, task_id))
 
     def actions(self, env_type: str, task_id: str):
+        """The assistant messages that solve ``task_id``, read from the suite's own data on this side."""
         say = lambda content="", calls=None: {"role": "assistant", "content": content,  # noqa: E731
                                               **({"tool_calls": oracle.tool_calls(calls)} if calls else {})}
         if env_type == "bfcl":
@@ -82,7 +93,14 @@ class OraclePolicy(Policy):
             raise ValueError(f"the oracle knows no answers for {env_type}")
 
     async def act(self, messages):
+        """The script's next message, then ``Done.`` once it is spent."""
         return self.script.pop(0) if self.script else {"role": "assistant", "content": "Done."}
+
+
+def model_client(base_url: str, api_key: str | None = None) -> httpx.AsyncClient:
+    """One pooled client for an OpenAI-compatible endpoint, from the one client's factory (its
+    answers can take minutes: a model's generation, not an admin's call)."""
+    return async_client(ClientConfig(base_url.rstrip("/"), api_key), timeout=300)
 
 
 class OpenAIPolicy(Policy):
@@ -95,13 +113,16 @@ class OpenAIPolicy(Policy):
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model, self.temperature, self.max_tokens = model, temperature, max_tokens
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.http = http or httpx.AsyncClient(timeout=300)
+        self.http = http or model_client(base_url, api_key)
         self.tools = None
 
     async def start(self, env_type, task_id, first, tools):
+        """Keep the task's tools (BFCL's) to send with each request."""
         self.tools = tools.get("tools") if isinstance(tools, dict) and env_type == "bfcl" else None
 
     async def act(self, messages):
+        """One chat completion from the endpoint over the conversation's system, user and assistant turns;
+        its tool calls kept as OpenAI's ``tool_calls``."""
         body = {"model": self.model, "messages": [{"role": m["role"], "content": m.get("content") or ""}
                                                   for m in messages if m.get("role") in ("system", "user", "assistant")],
                 "temperature": self.temperature, "max_tokens": self.max_tokens}
@@ -129,10 +150,11 @@ def make_policy(name: str, model: str | None = None, base_url: str | None = None
     if name == "openai":
         if not base_url or not model:
             raise ValueError("the openai policy needs --model and --base-url")
-        http = httpx.AsyncClient(timeout=300)
+        http = model_client(base_url, api_key)
         return lambda: OpenAIPolicy(base_url, model, api_key, http)
     raise ValueError(f"unknown policy {name!r}: oracle, null or openai")
 
 
 def dumps(obj) -> str:
+    """JSON as text with non-ASCII characters kept (trajectories are read by people)."""
     return json.dumps(obj, ensure_ascii=False)

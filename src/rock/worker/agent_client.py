@@ -25,6 +25,9 @@ _KIND_STATUS = {
 
 
 class RunResult(BaseModel):
+    """A command's end in a bash session: its output, exit code and working directory, and how it ended
+    (completed, timeout, idle, interrupted, or the session ended)."""
+
     output: str
     exit_code: int | None
     cwd: str | None = None
@@ -33,6 +36,8 @@ class RunResult(BaseModel):
 
 
 class ExecResult(BaseModel):
+    """A one-shot command's end: stdout, stderr, exit code, and whether it timed out or its output was cut."""
+
     stdout: str
     stderr: str
     exit_code: int | None
@@ -108,21 +113,29 @@ class _Proto(asyncio.Protocol):
 
 
 class Channel:
+    """The sending side of one open request (a terminal's input, a TCP stream): chunks in, then end of
+    input."""
+
     __slots__ = ("client", "rid", "done")
 
     def __init__(self, client: "AgentClient", rid: int, done: asyncio.Future):
         self.client, self.rid, self.done = client, rid, done
 
     def send(self, body: bytes) -> None:
+        """Send ``body`` as the next chunk (dropped once the request has ended)."""
         if not self.done.done():
             self.client._send({"id": self.rid, "chunk": True}, body)
 
     def close(self) -> None:
+        """Send end of input (nothing when the request or the connection has ended)."""
         if not self.done.done() and not self.client.closed:
             self.client._send({"id": self.rid, "eof": True})
 
 
 class AgentClient:
+    """One connection to a sandbox's agent over its Unix socket: requests are multiplexed by id, so any
+    number run at once; a lost connection fails them all with ``AgentGone``."""
+
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self._pending: dict[int, _Pending] = {}
@@ -252,6 +265,8 @@ class AgentClient:
 
     async def call(self, op: str, args: dict | None = None, body: bytes = b"",
                    on_event: Callable[[dict, bytes], Any] | None = None) -> tuple[dict, bytes]:
+        """One agent op: its result and body (the agent's error raised as its ``rock.errors`` type);
+        ``on_event`` gets each streamed event before the end."""
         rid, future = self._start(op, args, body, on_event)
         return await self._await(rid, future, self._deadline(args))
 
@@ -269,6 +284,8 @@ class AgentClient:
                 self._send({"id": rid, "cancel": True})
 
     async def upload(self, op: str, args: dict, chunks: AsyncIterable[bytes]) -> dict:
+        """One agent op fed by ``chunks`` (a tar being unpacked): its result once the agent has taken them
+        all."""
         rid, future = self._start(op, args, b"", None)
         try:
             async for chunk in chunks:
@@ -300,6 +317,7 @@ class AgentClient:
     # -- typed helpers ---------------------------------------------------------------------
 
     async def ping(self) -> dict:
+        """The agent's pid, Python and version: it is up and serving."""
         return (await self.call("ping"))[0]
 
     async def spare_ready(self, timeout: float = 5.0) -> bool:
@@ -308,6 +326,7 @@ class AgentClient:
 
     async def create_session(self, session: str, env: dict[str, str] | None = None, cwd: str | None = None,
                              startup_source: list[str] | None = None, env_enable: bool = False) -> dict:
+        """Open bash session ``session`` (its environment, working directory and startup files)."""
         args = {"session": session, "env": env, "cwd": cwd, "startup_source": startup_source, "env_enable": env_enable}
         return (await self.call("session.create", args))[0]
 
@@ -317,6 +336,8 @@ class AgentClient:
 
     async def run(self, session: str, command: str, timeout: float | None = None, idle_timeout: float | None = None,
                   max_output: int | None = None, on_output: Callable[[str], Any] | None = None) -> RunResult:
+        """Run ``command`` in ``session`` until it ends, times out or goes idle; ``on_output`` gets the
+        output as it comes."""
         args = {"session": session, "command": command, "timeout": timeout, "idle_timeout": idle_timeout,
                 "max_output": max_output, "stream": on_output is not None}
         result, _ = await self.call("session.run", args, on_event=self._output_events(on_output))
@@ -324,21 +345,27 @@ class AgentClient:
 
     async def wait(self, session: str, timeout: float | None = None, idle_timeout: float | None = None,
                    on_output: Callable[[str], Any] | None = None) -> RunResult:
+        """Wait for the command running in ``session`` (after a timeout or idle return) in the same way as
+        ``run``."""
         args = {"session": session, "timeout": timeout, "idle_timeout": idle_timeout, "stream": on_output is not None}
         result, _ = await self.call("session.wait", args, on_event=self._output_events(on_output))
         return RunResult(**result)
 
     async def send_input(self, session: str, data: str) -> None:
+        """Type ``data`` into the session's terminal."""
         await self.call("session.input", {"session": session, "data": data})
 
     async def interrupt(self, session: str, grace: float | None = None) -> RunResult:
+        """Interrupt the session's running command (Ctrl-C, then harder after ``grace``): how it ended."""
         result, _ = await self.call("session.interrupt", {"session": session, "grace": grace})
         return RunResult(**{"output": "", "exit_code": None, **result})
 
     async def close_session(self, session: str) -> None:
+        """Close ``session`` and end its processes."""
         await self.call("session.close", {"session": session})
 
     async def list_sessions(self) -> list[dict]:
+        """The agent's open sessions."""
         return (await self.call("session.list"))[0]["sessions"]
 
     async def exec(self, command: str | list[str], shell: bool = False, env: dict[str, str] | None = None,
@@ -356,60 +383,79 @@ class AgentClient:
 
     async def proc_start(self, command: str | list[str], shell: bool = False, env: dict[str, str] | None = None,
                          cwd: str | None = None, name: str | None = None) -> dict:
+        """Start a background process: its id and pid."""
         args = {"command": command, "shell": shell or isinstance(command, str), "env": env, "cwd": cwd, "name": name}
         return (await self.call("proc.start", args))[0]
 
     async def proc_status(self, proc_id: str) -> dict:
+        """A background process's state and exit code."""
         return (await self.call("proc.status", {"proc_id": proc_id}))[0]
 
     async def proc_wait(self, proc_id: str, timeout: float | None = None) -> dict:
+        """Wait up to ``timeout`` for a background process to end: its state."""
         return (await self.call("proc.wait", {"proc_id": proc_id, "timeout": timeout}))[0]
 
     async def proc_output(self, proc_id: str, stream: str = "stdout", offset: int = 0) -> tuple[bytes, int, bool]:
+        """A background process's output from ``offset``: the bytes, the next offset, and whether it still
+        runs."""
         result, body = await self.call("proc.output", {"proc_id": proc_id, "stream": stream, "offset": offset})
         return body, result["next_offset"], result["running"]
 
     async def proc_kill(self, proc_id: str, signal: int = 15) -> None:
+        """Send ``signal`` to a background process."""
         await self.call("proc.kill", {"proc_id": proc_id, "signal": signal})
 
     async def proc_list(self) -> list[dict]:
+        """The agent's background processes."""
         return (await self.call("proc.list"))[0]["procs"]
 
     async def read_file(self, path: str, offset: int = 0, length: int | None = None) -> bytes:
+        """Bytes of a file in the sandbox, from ``offset`` (``length`` of them, or to the end)."""
         return (await self.call("file.read", {"path": path, "offset": offset, "length": length}))[1]
 
     async def write_file(self, path: str, data: bytes, mode: int | None = None, append: bool = False,
                          parents: bool = True) -> dict:
+        """Write (or append) ``data`` to a file in the sandbox, with ``mode``; its size."""
         return (await self.call("file.write", {"path": path, "mode": mode, "append": append, "parents": parents}, data))[0]
 
     async def stat(self, path: str) -> dict:
+        """A path's type, size, mode and times."""
         return (await self.call("file.stat", {"path": path}))[0]
 
     async def list_dir(self, path: str) -> list[dict]:
+        """A directory's entries."""
         return (await self.call("file.list", {"path": path}))[0]["entries"]
 
     async def mkdir(self, path: str, parents: bool = True, mode: int | None = None) -> None:
+        """Make a directory (with its parents by default)."""
         await self.call("file.mkdir", {"path": path, "parents": parents, "mode": mode})
 
     async def remove(self, path: str, recursive: bool = False) -> None:
+        """Remove a file, or a directory (``recursive`` for a non-empty one)."""
         await self.call("file.remove", {"path": path, "recursive": recursive})
 
     async def rename(self, path: str, target: str, keep_mode: bool = False) -> None:
+        """Rename ``path`` to ``target``."""
         await self.call("file.rename", {"path": path, "target": target, "keep_mode": keep_mode})
 
     async def chmod(self, path: str, mode: int) -> None:
+        """Set a path's mode."""
         await self.call("file.chmod", {"path": path, "mode": mode})
 
     async def chown(self, path: str, uid: int = -1, gid: int = -1, user: str | None = None, group: str | None = None) -> None:
+        """Set a path's owner and group, by id or by name."""
         await self.call("file.chown", {"path": path, "uid": uid, "gid": gid, "user": user, "group": group})
 
     def tar_get(self, path: str) -> AsyncIterator[bytes]:
+        """A tar of ``path``, streamed as the agent makes it."""
         return self.stream("tar.get", {"path": path})
 
     async def tar_put(self, path: str, chunks: AsyncIterable[bytes]) -> dict:
+        """Unpack the tar in ``chunks`` into ``path``."""
         return await self.upload("tar.put", {"path": path}, chunks)
 
     async def stats(self) -> dict:
+        """The sandbox's cgroup use as its agent reads it: cpu seconds, memory and pids, with their limits."""
         return (await self.call("stats"))[0]
 
     async def tcp_connect(self, port: int, host: str | None = None):

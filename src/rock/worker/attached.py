@@ -32,6 +32,8 @@ class AttachedWorker(Worker):
         self._attaching: dict[str, asyncio.Future] = {}
 
     async def start(self) -> None:
+        """Compile the agent, start the runtime and attach to the sandboxes the admin's records name,
+        reaping nothing (what it does not know belongs to the admin)."""
         await asyncio.to_thread(compileall.compile_dir, str(AGENT_SRC), quiet=1)
         await self.runtime.start()
         await self._reattach(owner=False)  # no reap: what it does not know belongs to the admin
@@ -52,6 +54,8 @@ class AttachedWorker(Worker):
         await asyncio.shield(task)
 
     async def connect(self, sandbox_id: str, node_id: str | None = None) -> AgentClient:
+        """The agent connection of one of the admin's sandboxes, attached on first use;
+        ``SandboxNotRunning`` when its admin has stopped it."""
         sandbox = self._sandboxes.get(sandbox_id)
         if sandbox is None or sandbox.client.closed:
             self._sandboxes.pop(sandbox_id, None)
@@ -61,6 +65,7 @@ class AttachedWorker(Worker):
         return self.agent(sandbox_id)
 
     async def stats(self, sandbox_id: str, node_id: str | None = None) -> ResourceStats:
+        """A sandbox's resource use, attaching to it first if needed."""
         if sandbox_id not in self._sandboxes:
             await self._attach(sandbox_id)
         return await super().stats(sandbox_id, node_id)

@@ -30,6 +30,8 @@ class StoppedSandboxes:
         return self.dir / f"{sandbox_id}.json"
 
     def get(self, sandbox_id: str) -> tuple[RuntimeHandle, SandboxSpec] | None:
+        """The handle and spec kept for ``sandbox_id``; None when there is none (or its file cannot be
+        read)."""
         try:
             data = json.loads(self._path(sandbox_id).read_text())
             return RuntimeHandle(**data["handle"]), SandboxSpec(**data["spec"])
@@ -50,6 +52,7 @@ class StoppedSandboxes:
         os.replace(tmp, path)
 
     def pop(self, sandbox_id: str, default=None):
+        """Remove and return the kept handle and spec (``default`` when there is none)."""
         kept = self.get(sandbox_id)
         self._path(sandbox_id).unlink(missing_ok=True)
         return default if kept is None else kept
@@ -60,6 +63,7 @@ class StoppedSandboxes:
                 yield entry.name[:-5]
 
     def values(self) -> Iterator[tuple[RuntimeHandle, SandboxSpec]]:
+        """Every kept (handle, spec), the unreadable ones left out."""
         for sandbox_id in list(self):
             kept = self.get(sandbox_id)
             if kept is not None:

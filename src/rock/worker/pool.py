@@ -23,11 +23,16 @@ REFILL_DELAY = 0.05
 
 
 def pool_key(spec: SandboxSpec) -> tuple:
+    """What makes two specs interchangeable for a warm sandbox: image, limits, network, environment and
+    mounts."""
     return (spec.image, spec.memory_bytes, spec.cpus, spec.pids_limit, spec.network, tuple(sorted(spec.env.items())),
             tuple(spec.ro_binds), tuple((v.source, v.target, v.read_only) for v in spec.volume_binds))
 
 
 class WarmPool:
+    """Started sandboxes kept ready per template, so that a create matching one takes a sandbox instead of
+    starting it; each take starts a refill."""
+
     def __init__(self, launch: Callable[[SandboxSpec], Awaitable[Launched]],
                  discard: Callable[[RuntimeHandle, AgentClient], Awaitable[None]]):
         self._launch = launch
@@ -38,12 +43,14 @@ class WarmPool:
         self.filled = asyncio.Event()
 
     def configure(self, template: SandboxSpec, size: int) -> None:
+        """Keep ``size`` sandboxes of ``template`` ready (the fill starts now)."""
         key = pool_key(template)
         self._templates[key] = (template, size)
         self._ready.setdefault(key, [])
         self._refill(key, 0)
 
     def size(self, key: tuple | None = None) -> int:
+        """How many sandboxes are ready for ``key`` (every pool's, without one)."""
         if key is not None:
             return len(self._ready.get(key, ()))
         return sum(len(v) for v in self._ready.values())
@@ -58,6 +65,7 @@ class WarmPool:
         return {spec.image for spec, _ in self._templates.values()}
 
     def take(self, key: tuple) -> Launched | None:
+        """A ready sandbox for ``key`` whose agent still answers (a dead one is discarded), or None."""
         ready = self._ready.get(key)
         while ready:
             handle, client = ready.pop()
@@ -104,6 +112,7 @@ class WarmPool:
             self.filled.set()
 
     async def close(self) -> None:
+        """Stop refilling and discard every ready sandbox."""
         for task in self._fillers.values():
             task.cancel()
         await asyncio.gather(*self._fillers.values(), return_exceptions=True)

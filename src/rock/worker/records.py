@@ -46,12 +46,15 @@ class RecordFiles:
         self.kept = kept
 
     def path(self, sandbox_id: str) -> Path:
+        """The record file of ``sandbox_id``."""
         return self.dir / f"{sandbox_id}.json"
 
     def paths(self) -> list[Path]:
+        """Every record file, by name."""
         return sorted(self.dir.glob("*.json"))
 
     def save(self, sandbox) -> None:  # a worker.Sandbox
+        """Write a running sandbox's record (spec, runtime handle, warm or not), replacing it atomically."""
         data = {"sandbox_id": sandbox.sandbox_id, "spec": sandbox.spec.model_dump(), "handle": sandbox.handle.model_dump(),
                 "warm": sandbox.warm}
         tmp = self.path(sandbox.sandbox_id).with_suffix(".tmp")
@@ -59,6 +62,7 @@ class RecordFiles:
         os.replace(tmp, self.path(sandbox.sandbox_id))
 
     def drop(self, sandbox_id: str) -> None:
+        """Remove a sandbox's record (it was stopped or is gone)."""
         self.path(sandbox_id).unlink(missing_ok=True)
 
     async def attach(self, path: Path, owner: bool = True) -> Attached | None:

@@ -12,6 +12,9 @@ GIB = 1 << 30
 
 
 class Resources(BaseModel):
+    """Amounts of a node's resources (cpus, memory, GPUs, disk), added and subtracted as placement reserves
+    and releases them."""
+
     cpus: float = 0.0
     memory_bytes: int = 0
     gpus: int = 0
@@ -28,6 +31,7 @@ class Resources(BaseModel):
                                          gpus=self.gpus - other.gpus, disk_bytes=self.disk_bytes - other.disk_bytes)
 
     def describe(self) -> str:
+        """The amounts as a person reads them (GiB, counts)."""
         return (f"{self.cpus:g} cpus, {self.memory_bytes / GIB:.1f} GiB memory, {self.gpus} GPUs, "
                 f"{self.disk_bytes / GIB:.0f} GiB disk")
 
@@ -41,6 +45,7 @@ class Need(BaseModel):
 
     @classmethod
     def of(cls, spec: SandboxSpec) -> "Need":
+        """What a sandbox of ``spec`` claims: its resources, node labels and image."""
         return cls(resources=Resources(cpus=spec.cpus or 0.0, memory_bytes=spec.memory_bytes or 0, gpus=spec.gpus,
                                        disk_bytes=spec.disk_bytes or 0),
                    selector=dict(spec.node_selector), image=spec.image)
@@ -56,6 +61,9 @@ class NodeLoad(BaseModel):
 
 
 class NodeInfo(BaseModel):
+    """One node of a cluster as its worker registers it: its names and address, its data path's relay and
+    token, capacity, labels, backends, images and warm pools."""
+
     name: str  # stable across restarts of the node (its worker re-attaches what still runs)
     ray_node_id: str
     host_name: str

@@ -10,6 +10,8 @@ MIN_MEMORY = 4 << 20
 
 
 def parse_memory(value: str | int | float | None) -> int | None:
+    """A memory size in bytes from a number or text such as ``512m`` or ``8g`` (None when not given);
+    ``BadRequest`` for what cannot be read or is too small for a sandbox."""
     if value is None or value == "":
         return None
     if isinstance(value, (int, float)):

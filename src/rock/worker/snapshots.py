@@ -21,6 +21,7 @@ from rock.runtime.snapshots import Snapshot
 
 
 def owner_key(owner: str | None) -> str:
+    """The key snapshots are kept under for ``owner`` (the open admin's owner, None, is the empty key)."""
     return owner or ""
 
 

@@ -13,6 +13,9 @@ from rock.errors import AgentGone
 
 
 class TcpStream:
+    """A TCP connection to a port inside a sandbox, relayed by its agent over the existing socket (the
+    sandbox needs no network)."""
+
     def __init__(self, client, rid: int, future: asyncio.Future, queue: asyncio.Queue, connected: asyncio.Future):
         self._client = client
         self._rid = rid
@@ -25,6 +28,8 @@ class TcpStream:
 
     @classmethod
     async def open(cls, client, port: int, host: str | None = None) -> "TcpStream":
+        """Connect to ``port`` (on ``host``, loopback by default) inside the sandbox of ``client``; raises
+        when the agent cannot connect."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         connected = loop.create_future()
@@ -82,6 +87,7 @@ class TcpStream:
         return self._read_eof or not self._queue.empty() or self._future.done()
 
     async def write(self, data: bytes) -> None:
+        """Send ``data`` into the connection, in the protocol's chunks; ``AgentGone`` once it is closed."""
         if self._future.done() or self._eof_sent:
             raise AgentGone("the connection into the sandbox is closed")
         for i in range(0, len(data), protocol.CHUNK):
@@ -89,6 +95,7 @@ class TcpStream:
         await self._client._drain()
 
     def close_write(self) -> None:
+        """Half-close: tell the far end nothing more will be sent."""
         if not self._eof_sent and not self._future.done() and not self._client.closed:
             self._eof_sent = True
             self._client._send({"id": self._rid, "eof": True})

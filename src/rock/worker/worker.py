@@ -42,6 +42,9 @@ def usable_id(sandbox_id: str) -> bool:
 
 
 class SandboxInfo(BaseModel):
+    """A running sandbox as its worker reports it: id, backend, state (running, paused, or failed once its
+    agent is gone), spec, host and the runtime's own id."""
+
     sandbox_id: str
     backend: str
     state: str
@@ -127,6 +130,8 @@ class Worker:
     async def start(self) -> None:
         # The agent dir is mounted read-only into sandboxes: compile it once here, or every
         # sandbox start would pay for compiling it.
+        """Make the worker ready: compile the agent once, start the runtime, re-attach the sandboxes its
+        records name, reap the runtime's leftovers of this worker, and fill the warm pool."""
         await asyncio.to_thread(compileall.compile_dir, str(AGENT_SRC), quiet=1)
         await self.runtime.start()
         await self._reattach()
@@ -139,6 +144,8 @@ class Worker:
                  self.settings.state_dir, len(self._sandboxes), memory_merging(self.settings.merge_agent_memory))
 
     async def close(self, stop_sandboxes: bool = False) -> None:
+        """Stop the pool and the connections to the sandboxes' agents; the sandboxes keep running unless
+        ``stop_sandboxes`` (a restarted worker re-attaches them)."""
         await self.pool.close()
         for task in list(self._creating.values()):
             task.cancel()
@@ -150,6 +157,7 @@ class Worker:
         await self.runtime.close()
 
     def default_spec(self, sandbox_id: str = "") -> SandboxSpec:
+        """The spec of a sandbox started with no options: the settings' image, memory, cpus and pids limit."""
         from rock.worker.sizes import parse_memory
 
         return SandboxSpec(
@@ -404,6 +412,7 @@ class Worker:
         self.records.save(sandbox)
 
     async def unpause(self, sandbox_id: str, node_id: str | None = None) -> None:
+        """Resume a paused sandbox's processes."""
         sandbox = self._get(sandbox_id)
         await self.runtime.unpause(sandbox.handle)
         self.records.save(sandbox)
@@ -535,6 +544,7 @@ class Worker:
         return fork_children(self, sandbox_id, owner, specs, mode, name, node_id)
 
     async def disk_usage(self, sandbox_id: str, node_id: str | None = None) -> int | None:
+        """Bytes the sandbox has written to its writable layer (None where the backend cannot tell)."""
         return await self.runtime.disk_usage(self._get(sandbox_id).handle)
 
     def node_backends(self, sandbox_id: str | None = None, node_id: str | None = None) -> tuple[list[str], str]:
@@ -558,6 +568,7 @@ class Worker:
                  "sandboxes": len(specs)}]
 
     def stopped_ids(self) -> list[str]:
+        """The ids of the stopped sandboxes whose files this worker keeps for a restart."""
         return list(self._stopped)
 
     # -- lookups ---------------------------------------------------------------------------
@@ -573,12 +584,14 @@ class Worker:
         return self.agent(sandbox_id)
 
     def agent(self, sandbox_id: str) -> AgentClient:
+        """The connection to a running sandbox's agent; ``AgentGone`` once it has gone away."""
         sandbox = self._get(sandbox_id)
         if sandbox.client.closed:
             raise AgentGone(f"sandbox {sandbox_id!r} is not running any more (its agent went away)")
         return sandbox.client
 
     def get(self, sandbox_id: str) -> SandboxInfo:
+        """One running sandbox as ``SandboxInfo``."""
         s = self._get(sandbox_id)
         return SandboxInfo(
             sandbox_id=s.sandbox_id, backend=self.backend_name,
@@ -588,12 +601,15 @@ class Worker:
         )
 
     def specs(self) -> list[SandboxSpec]:
+        """The specs of every running sandbox (what the node has promised)."""
         return [s.spec for s in self._sandboxes.values()]
 
     def has(self, sandbox_id: str) -> bool:
+        """Whether this worker runs ``sandbox_id``."""
         return sandbox_id in self._sandboxes
 
     def list(self) -> list[SandboxInfo]:
+        """Every running sandbox as ``SandboxInfo``."""
         return [self.get(sid) for sid in list(self._sandboxes)]
 
     def run_dir(self, sandbox_id: str) -> str:
@@ -601,12 +617,15 @@ class Worker:
         return self.handle(sandbox_id).run_dir
 
     def handle(self, sandbox_id: str) -> RuntimeHandle:
+        """The runtime's handle of a running sandbox."""
         return self._get(sandbox_id).handle
 
     async def stats(self, sandbox_id: str, node_id: str | None = None) -> ResourceStats:
+        """A sandbox's resource use, as its backend measures it."""
         return await self.runtime.stats(self._get(sandbox_id).handle)
 
     async def alive(self, sandbox_id: str) -> bool:
+        """Whether the sandbox's agent still answers and the backend still runs it."""
         sandbox = self._get(sandbox_id)
         return not sandbox.client.closed and await self.runtime.alive(sandbox.handle)
 

@@ -44,6 +44,9 @@ INSTANCE_COLUMNS = ("instance_id", "owner", "env_type", "task_id", "handle", "cr
 
 @dataclass
 class SandboxRecord:
+    """One sandbox as the admin persists it: its state and owner, its labels and spec, where it runs, and
+    its timers (TTL, last use, next timed transition)."""
+
     sandbox_id: str
     state: str = "pending"
     owner: str | None = None  # the auth namespace that may touch it; None when auth is off
@@ -92,10 +95,12 @@ class Store(abc.ABC):
     shared: bool = False  # several processes (maybe on several machines) write it
 
     @abc.abstractmethod
-    async def open(self) -> None: ...
+    async def open(self) -> None:
+        """Open the database (made and migrated where needed)."""
 
     @abc.abstractmethod
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Close the database; writes queued before it land first."""
 
     @abc.abstractmethod
     def save(self, record: SandboxRecord, from_state: str | None = None, event: str | None = None,
@@ -104,17 +109,20 @@ class Store(abc.ABC):
         to the new revision once it is stored. The record's fields are read at call time."""
 
     @abc.abstractmethod
-    async def get(self, sandbox_id: str) -> SandboxRecord | None: ...
+    async def get(self, sandbox_id: str) -> SandboxRecord | None:
+        """The record of ``sandbox_id`` (deleted ones included), or None."""
 
     @abc.abstractmethod
-    async def all(self, include_deleted: bool = False) -> list[SandboxRecord]: ...
+    async def all(self, include_deleted: bool = False) -> list[SandboxRecord]:
+        """Every record (the deleted ones only with ``include_deleted``)."""
 
     @abc.abstractmethod
     async def changed_since(self, since: float) -> tuple[list[SandboxRecord], float]:
         """Records written at or after ``since`` (the database's clock), and the database's time now."""
 
     @abc.abstractmethod
-    async def history(self, sandbox_id: str) -> list[dict]: ...
+    async def history(self, sandbox_id: str) -> list[dict]:
+        """The state transitions of ``sandbox_id``, oldest first."""
 
     # -- reads over many records (listing, counts, timers): one SQL for both databases --------------
 
@@ -196,6 +204,7 @@ class Store(abc.ABC):
                                 "GROUP BY state, backend, node_id", tuple(args))
 
     async def distinct(self, column: str, owner=ANY) -> list[str]:
+        """The distinct values of ``column`` among ``owner``'s records (for the listing's filters)."""
         assert column in COLUMNS
         where, args = self._where(owner)
         rows = await self._rows(f"SELECT DISTINCT {column} AS v FROM sandboxes{where}", tuple(args))
@@ -206,6 +215,7 @@ class Store(abc.ABC):
         return await self._records(f"SELECT * FROM sandboxes WHERE due_at <= {self.PH} ORDER BY due_at", (now,))
 
     async def next_due(self) -> float | None:
+        """When the next timed transition is due (None when none is)."""
         return (await self._rows("SELECT MIN(due_at) AS t FROM sandboxes", ()))[0]["t"]
 
     @abc.abstractmethod
@@ -217,10 +227,12 @@ class Store(abc.ABC):
         """Take or renew lease ``name`` for ``ttl`` seconds; False while another holder's is unexpired."""
 
     @abc.abstractmethod
-    async def release_lease(self, name: str, holder: str) -> None: ...
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Let lease ``name`` go, if ``holder`` holds it."""
 
     @abc.abstractmethod
-    async def lease_holder(self, name: str) -> str | None: ...
+    async def lease_holder(self, name: str) -> str | None:
+        """Who holds lease ``name`` now (None when nobody holds an unexpired one)."""
 
     @abc.abstractmethod
     async def claim(self, name: str, owner: str) -> str:
@@ -231,13 +243,16 @@ class Store(abc.ABC):
     # Training instances (rock.training.service): rows of INSTANCE_COLUMNS, so that a restarted
     # admin serves the instance ids it handed out.
     @abc.abstractmethod
-    async def save_instance(self, row: dict) -> None: ...
+    async def save_instance(self, row: dict) -> None:
+        """Store a training instance's id row (it survives an admin restart)."""
 
     @abc.abstractmethod
-    async def delete_instance(self, instance_id: str) -> None: ...
+    async def delete_instance(self, instance_id: str) -> None:
+        """Forget a training instance's id row."""
 
     @abc.abstractmethod
-    async def instances(self) -> list[dict]: ...
+    async def instances(self) -> list[dict]:
+        """Every stored training instance row."""
 
     async def write_instances(self, rows: list[dict], deleted: list[str]) -> None:
         """Several saves, then several deletes; a store may make them one transaction."""

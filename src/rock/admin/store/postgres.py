@@ -89,6 +89,9 @@ def _record(row: dict) -> SandboxRecord:
 
 
 class PostgresStore(Store):
+    """The store in PostgreSQL, shared by several admin and proxy processes: one writer connection batches
+    this process's writes, a small pool serves reads and leases."""
+
     shared = True
 
     def __init__(self, url: str):
@@ -102,6 +105,8 @@ class PostgresStore(Store):
         self.writer_id = uuid.uuid4().hex
 
     async def open(self) -> None:
+        """Connect (a clear error names a database that cannot be reached), make the schema once across
+        processes, and start the writer."""
         from psycopg.rows import dict_row
         from psycopg_pool import AsyncConnectionPool
 
@@ -121,6 +126,7 @@ class PostgresStore(Store):
         self._writer = asyncio.create_task(self._write_loop(), name="rock-store-writer")
 
     async def close(self) -> None:
+        """Let the writer finish what is queued, then close the connections."""
         if self._writer is not None:
             await self._queue.put(None)
             await asyncio.gather(self._writer, return_exceptions=True)
@@ -140,11 +146,14 @@ class PostgresStore(Store):
              message: str | None = None) -> asyncio.Future:
         # The fields as they are now (the write lands later); the spec as JSON text now, which is
         # also its copy (dataclasses.asdict's deep copy was ~7% of the admin's CPU in a burst).
+        """Queue the record's write for the writer (this process's writes land in call order); the future
+        gives its revision."""
         row = tuple(_text(record.spec) if c == "spec" else getattr(record, c) for c in WRITTEN)
         history = None if event is None else (record.sandbox_id, from_state, record.state, event, message)
         return self._enqueue(("save", row, history))
 
     async def flush_last_used(self, used: dict[str, float]) -> None:
+        """Queue a batch of last-use times for the writer (a stored time only moves forward)."""
         if used:
             await self._enqueue(("touch", [(ts, self.writer_id, sid) for sid, ts in used.items()], None))
 
@@ -212,10 +221,12 @@ class PostgresStore(Store):
             return await (await db.execute(sql, args)).fetchall()
 
     async def get(self, sandbox_id: str) -> SandboxRecord | None:
+        """The record of ``sandbox_id`` (deleted ones included), or None."""
         rows = await self._fetch("SELECT * FROM sandboxes WHERE sandbox_id=%s", (sandbox_id,))
         return _record(rows[0]) if rows else None
 
     async def all(self, include_deleted: bool = False) -> list[SandboxRecord]:
+        """Every record, the deleted ones only with ``include_deleted``."""
         sql = "SELECT * FROM sandboxes" + ("" if include_deleted else " WHERE state != 'deleted'")
         return [_record(r) for r in await self._fetch(sql)]
 
@@ -238,6 +249,7 @@ class PostgresStore(Store):
     # -- counts, kept by the database (pg_counts) -------------------------------------------------
 
     async def counts(self, owner=ANY) -> list[dict]:
+        """How many records of each state, backend and node, from the kept counts rather than a scan."""
         where, args = self._where(owner)
         return await self._fetch(f"SELECT state, backend, node_id, SUM(n)::bigint AS n FROM sandbox_counts{where} "
                                  "GROUP BY state, backend, node_id HAVING SUM(n) != 0", tuple(args))
@@ -247,16 +259,21 @@ class PostgresStore(Store):
         return (await self._fetch(f"SELECT COALESCE(SUM(n), 0)::bigint AS n FROM sandbox_counts{where}", tuple(args)))[0]["n"]
 
     async def fold_counts(self) -> None:
+        """Fold the kept counts' rows into one per owner, state, backend and node (the reaper-lease holder
+        does it now and then)."""
         async with self._pool.connection() as db, db.transaction():
             await db.execute(pg_counts.FOLD)
 
     async def history(self, sandbox_id: str) -> list[dict]:
+        """The state transitions of ``sandbox_id``, oldest first."""
         return await self._fetch("SELECT from_state, to_state, event, message, ts FROM history "
                                  "WHERE sandbox_id=%s ORDER BY id", (sandbox_id,))
 
     # -- leases -------------------------------------------------------------------------------
 
     async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Take or renew lease ``name`` for ``ttl`` seconds by the database's clock; False while another
+        holder's is unexpired."""
         rows = await self._fetch(
             f"INSERT INTO leases (name, holder, expires_at) VALUES (%s, %s, {_NOW} + %s) ON CONFLICT (name) DO UPDATE "
             "SET holder=EXCLUDED.holder, expires_at=EXCLUDED.expires_at "
@@ -265,14 +282,17 @@ class PostgresStore(Store):
         return bool(rows)
 
     async def release_lease(self, name: str, holder: str) -> None:
+        """Drop lease ``name`` if ``holder`` holds it."""
         await self._fetch("DELETE FROM leases WHERE name=%s AND holder=%s RETURNING name", (name, holder))
 
     async def lease_holder(self, name: str) -> str | None:
+        """The holder of an unexpired lease ``name``, or None."""
         rows = await self._fetch(f"SELECT holder FROM leases WHERE name=%s AND expires_at >= {_NOW}", (name,))
         return rows[0]["holder"] if rows else None
 
     async def claim(self, name: str, owner: str) -> str:
         # the no-op update makes RETURNING give the row that holds the name, ours or not
+        """Claim ``name`` for ``owner`` unless it is claimed; the owner that holds it now."""
         rows = await self._fetch(f"INSERT INTO claims (name, owner, claimed_at) VALUES (%s, %s, {_NOW}) ON CONFLICT (name) "
                                  "DO UPDATE SET name=EXCLUDED.name RETURNING owner", (name, owner))
         return rows[0]["owner"]
@@ -280,15 +300,18 @@ class PostgresStore(Store):
     # -- training instances -------------------------------------------------------------------
 
     async def save_instance(self, row: dict) -> None:
+        """Store a training instance's id row."""
         await self._fetch(f"INSERT INTO training_instances ({', '.join(INSTANCE_COLUMNS)}) VALUES "
                           f"({', '.join('%s' for _ in INSTANCE_COLUMNS)}) ON CONFLICT (instance_id) DO UPDATE SET "
                           + ", ".join(f"{c}=EXCLUDED.{c}" for c in INSTANCE_COLUMNS[1:]) + " RETURNING instance_id",
                           tuple(row[c] for c in INSTANCE_COLUMNS))
 
     async def delete_instance(self, instance_id: str) -> None:
+        """Forget a training instance's id row."""
         await self._fetch("DELETE FROM training_instances WHERE instance_id=%s RETURNING instance_id", (instance_id,))
 
     async def instances(self) -> list[dict]:
+        """Every stored training instance row, oldest first."""
         return await self._fetch("SELECT * FROM training_instances ORDER BY created")
 
 def _redact(url: str) -> str:

@@ -51,6 +51,9 @@ def _record(row: sqlite3.Row) -> SandboxRecord:
 
 
 class SqliteStore(Store):
+    """The store in one SQLite file (WAL), for one machine: every statement runs on one dedicated thread,
+    off the event loop."""
+
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,9 +82,11 @@ class SqliteStore(Store):
         self._db = db
 
     async def open(self) -> None:
+        """Open the file, making the tables and indexes (and adding the columns an older file lacks)."""
         await self._run(self._open)
 
     async def close(self) -> None:
+        """Close the database after the statements queued before it, and stop the store's thread."""
         if self._db is not None:
             await self._run(self._db.close)
             self._db = None
@@ -108,6 +113,8 @@ class SqliteStore(Store):
 
     def save(self, record: SandboxRecord, from_state: str | None = None, event: str | None = None,
              message: str | None = None) -> asyncio.Future:
+        """Queue the record's write on the store's thread (writes land in call order); the future gives its
+        revision."""
         return asyncio.get_running_loop().run_in_executor(self._pool, self._save, _row(record), record.sandbox_id,
                                                           record.state, from_state, event, message)
 
@@ -116,6 +123,7 @@ class SqliteStore(Store):
         return _record(row) if row else None
 
     async def get(self, sandbox_id: str) -> SandboxRecord | None:
+        """The record of ``sandbox_id`` (deleted ones included), or None."""
         return await self._run(self._get, sandbox_id)
 
     def _all(self, include_deleted: bool) -> list[SandboxRecord]:
@@ -123,6 +131,7 @@ class SqliteStore(Store):
         return [_record(r) for r in self._db.execute(sql)]
 
     async def all(self, include_deleted: bool = False) -> list[SandboxRecord]:
+        """Every record, the deleted ones only with ``include_deleted``."""
         return await self._run(self._all, include_deleted)
 
     def _changed(self, since: float) -> tuple[list[SandboxRecord], float]:
@@ -130,6 +139,7 @@ class SqliteStore(Store):
         return [_record(r) for r in self._db.execute("SELECT * FROM sandboxes WHERE updated_at >= ?", (since,))], now
 
     async def changed_since(self, since: float) -> tuple[list[SandboxRecord], float]:
+        """Records written at or after ``since``, and the time now."""
         return await self._run(self._changed, since)
 
     def _history(self, sandbox_id: str) -> list[dict]:
@@ -139,6 +149,7 @@ class SqliteStore(Store):
         return [dict(r) for r in rows]
 
     async def history(self, sandbox_id: str) -> list[dict]:
+        """The state transitions of ``sandbox_id``, oldest first."""
         return await self._run(self._history, sandbox_id)
 
     async def _records(self, sql: str, args: tuple) -> list[SandboxRecord]:
@@ -156,6 +167,7 @@ class SqliteStore(Store):
                 "WHERE sandbox_id=?", [(ts, now, rev, sid) for ts, now, sid in used])
 
     async def flush_last_used(self, used: dict[str, float]) -> None:
+        """Write a batch of last-use times (a stored time only moves forward)."""
         if used:
             now = time.time()
             await self._run(self._flush, [(ts, now, sid) for sid, ts in used.items()])
@@ -172,12 +184,15 @@ class SqliteStore(Store):
         return row is not None
 
     async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Take or renew lease ``name`` for ``ttl`` seconds; False while another holder's is unexpired."""
         return await self._run(self._acquire, name, holder, ttl)
 
     async def release_lease(self, name: str, holder: str) -> None:
+        """Drop lease ``name`` if ``holder`` holds it."""
         await self._run(lambda: self._db.execute("DELETE FROM leases WHERE name=? AND holder=?", (name, holder)))
 
     async def lease_holder(self, name: str) -> str | None:
+        """The holder of an unexpired lease ``name``, or None."""
         def get() -> str | None:
             row = self._db.execute("SELECT holder FROM leases WHERE name=? AND expires_at >= ?",
                                    (name, time.time())).fetchone()
@@ -187,6 +202,7 @@ class SqliteStore(Store):
 
     async def claim(self, name: str, owner: str) -> str:
         # the no-op update makes RETURNING give the row that holds the name, ours or not
+        """Claim ``name`` for ``owner`` unless it is claimed; the owner that holds it now."""
         return await self._run(lambda: self._db.execute(
             "INSERT INTO claims (name, owner, claimed_at) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
             "name=excluded.name RETURNING owner", (name, owner, time.time())).fetchone()[0])
@@ -194,9 +210,11 @@ class SqliteStore(Store):
     # -- training instances (rock.training.service): their ids outlive an admin restart ----------
 
     async def save_instance(self, row: dict) -> None:
+        """Store a training instance's id row."""
         await self.write_instances([row], [])
 
     async def delete_instance(self, instance_id: str) -> None:
+        """Forget a training instance's id row."""
         await self.write_instances([], [instance_id])
 
     def _write_instances(self, rows: list[tuple], deleted: list[tuple]) -> None:
@@ -207,6 +225,7 @@ class SqliteStore(Store):
             self._db.executemany("DELETE FROM training_instances WHERE instance_id=?", deleted)
 
     async def write_instances(self, rows: list[dict], deleted: list[str]) -> None:
+        """Save rows and delete ids in one transaction."""
         await self._run(self._write_instances, [tuple(r[c] for c in INSTANCE_COLUMNS) for r in rows],
                         [(i,) for i in deleted])
 
@@ -214,4 +233,5 @@ class SqliteStore(Store):
         return [dict(r) for r in self._db.execute("SELECT * FROM training_instances ORDER BY created")]
 
     async def instances(self) -> list[dict]:
+        """Every stored training instance row, oldest first."""
         return await self._run(self._instances)

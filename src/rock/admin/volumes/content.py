@@ -100,10 +100,12 @@ class VolumeFiles:
         return entry
 
     def stat(self, path: str) -> dict:
+        """The entry at ``path`` (type, size, owner, mode, times)."""
         with self._parent(path) as (fd, name):
             return self._entry(fd, name, path)
 
     def list_dir(self, path: str, depth: int = 1) -> list[dict]:
+        """The entries under directory ``path``, ``depth`` levels down (1 to 32)."""
         if not 1 <= depth <= 32:
             raise BadRequest("depth: 1 to 32")
         base = "/" + "/".join(_parts(path))
@@ -133,6 +135,8 @@ class VolumeFiles:
         return out
 
     def make_dir(self, path: str, force: bool = False, uid=None, gid=None, mode=None) -> dict:
+        """Make directory ``path`` (with its parents when ``force``), with the owner and mode given; its
+        entry."""
         with self._parent(path, make=force) as (fd, name):
             if not name:
                 raise Conflict("the volume's root already exists")
@@ -162,6 +166,7 @@ class VolumeFiles:
         return f
 
     def write_file(self, path: str, data: bytes, uid=None, gid=None, mode=None) -> dict:
+        """Write ``data`` to file ``path`` (parents made), with the owner and mode given; its entry."""
         with self._parent(path, make=True) as (fd, name):
             if not name:
                 raise BadRequest("path: name a file, not the volume's root")
@@ -178,12 +183,14 @@ class VolumeFiles:
             return self._entry(fd, name, path)
 
     def update(self, path: str, uid=None, gid=None, mode=None) -> dict:
+        """Change the owner or mode of ``path``; its entry."""
         with self._parent(path) as (fd, name):
             self._entry(fd, name, path)  # 404 first
             self._own(fd, name, uid, gid, mode)
             return self._entry(fd, name, path)
 
     def remove(self, path: str) -> None:
+        """Remove the file or directory at ``path`` (not the volume's root)."""
         with self._parent(path) as (fd, name):
             if not name:
                 raise BadRequest("path: the volume's root is removed by deleting the volume")

@@ -55,17 +55,21 @@ class Volume(BaseModel):
     token: str = Field(default_factory=lambda: secrets.token_urlsafe(24))
 
     def public(self) -> dict:
+        """What a caller sees of the volume: id, name, size and creation time (not its owner or file)."""
         return {"volume_id": self.volume_id, "name": self.name, "size_bytes": self.size_bytes,
                 "created_at": self.created_at}
 
 
 def check_name(name: str) -> None:
+    """Refuse (``BadRequest``) a volume name that is not 1 to 63 letters, digits, '_', '.' or '-' starting
+    with a letter or digit."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise BadRequest(f"volume name {name!r}: 1 to 63 letters, digits, '_', '.' or '-', starting with a letter "
                          "or digit")
 
 
 def check_size(size_bytes: int) -> None:
+    """Refuse (``BadRequest``) a size outside 1 MiB to 64 GiB."""
     if not MIN_SIZE <= size_bytes <= MAX_SIZE:
         raise BadRequest(f"volume size {size_bytes} bytes: between {MIN_SIZE} (1 MiB) and {MAX_SIZE} (64 GiB)")
 
@@ -106,6 +110,7 @@ class Volumes:
         return self.root / f"{volume_id}.img"
 
     def mount_point(self, volume: Volume) -> Path:
+        """Where the volume's filesystem is mounted on the host."""
         return self.root / "mnt" / volume.volume_id
 
     def _all(self) -> list[Volume]:
@@ -122,9 +127,12 @@ class Volumes:
     # -- what the doors call ---------------------------------------------------------------
 
     def list(self, owner: str | None) -> list[Volume]:
+        """The owner's volumes, oldest first."""
         return sorted((v for v in self._all() if v.owner == owner), key=lambda v: v.created_at)
 
     def get(self, owner: str | None, name: str | None = None, volume_id: str | None = None) -> Volume:
+        """The owner's volume by name or by id; ``VolumeNotFound`` otherwise (another owner's answers the
+        same)."""
         for v in self._all():
             if v.owner == owner and (v.name == name if name is not None else v.volume_id == volume_id):
                 return v
@@ -138,6 +146,7 @@ class Volumes:
         return Volume.model_validate_json(meta.read_text())
 
     async def create(self, owner: str | None, name: str, size_bytes: int | None = None) -> Volume:
+        """A new volume of ``size_bytes`` (1 GiB by default) for ``owner``; its name is checked first."""
         check_name(name)
         size_bytes = DEFAULT_SIZE if size_bytes is None else size_bytes
         check_size(size_bytes)
@@ -163,6 +172,7 @@ class Volumes:
                 and any(m.get("name") == volume.name for m in (r.spec or {}).get("volumes") or ())]
 
     async def delete(self, owner: str | None, volume: Volume) -> None:
+        """Delete the volume and its files; ``Conflict`` while a running sandbox mounts it."""
         async with self._lock:
             users = self.users(volume)
             if users:
@@ -200,6 +210,7 @@ class Volumes:
         return binds
 
     def content(self, volume: Volume) -> VolumeFiles:
+        """The volume's files (mounted first if needed)."""
         return VolumeFiles(self.mounted(volume))
 
     def close(self) -> None:

@@ -36,6 +36,8 @@ except ImportError:
 
 
 def dumps(obj):
+    """JSON text of ``obj``: the fast encoder where it can, else the standard library (NaN and big ints
+    kept as JSON writes them)."""
     if _fast_encode is not None:
         try:
             data = _fast_encode(obj)

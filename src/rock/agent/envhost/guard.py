@@ -28,6 +28,8 @@ class CallTimeout(BaseException):
 
 
 class Failure(Exception):
+    """An env call's failure as the admin sees it: ``type`` (EnvTimeout, EnvMakeError, ...) and message."""
+
     def __init__(self, type_, message):
         Exception.__init__(self, message)
         self.type = type_
@@ -65,6 +67,7 @@ class Guard:
         self.tick = None
 
     def on_alarm(self, signum, frame):
+        """The timer's signal: raise ``CallTimeout`` in the env's code once the call is past its deadline."""
         if self.deadline is not None and time.monotonic() >= self.deadline:
             self.deadline = None
             raise CallTimeout()

@@ -73,12 +73,15 @@ class PlainEnv:
         self.env = env
 
     def reset(self, seed=None):
+        """Reset the env with ``seed``: ``(observation, info)``."""
         return self.env.reset(seed=seed)
 
     def step(self, action):
+        """One step: gymnasium's five-tuple."""
         return self.env.step(action)
 
     def close(self):
+        """Close the env."""
         self.env.close()
 
 
@@ -119,6 +122,8 @@ class Session:
         self.gymnasium = gymnasium
 
     def contract(self):
+        """What the made env declares once: its id, render mode, ``num_envs``, metadata and spaces (as
+        SpaceSpecs)."""
         env = self.env
         spec = getattr(env, "spec", None)
         return {"id": getattr(spec, "id", None) or self.source, "render_mode": getattr(env, "render_mode", None),
@@ -128,9 +133,12 @@ class Session:
     # -- calls (the env host runs them under its guard) -----------------------------------------
 
     def reset(self, seed=None, options=None):
+        """Reset with ``seed`` and ``options``: the gymwire body of ``(observation, info)``."""
         return wire.encode(self.env.reset(seed=seed, options=options))
 
     def step(self, action):
+        """One step of ``action``: the gymwire body of the five-tuple (a vector env's rewards float64 and
+        flags bool arrays)."""
         obs, reward, terminated, truncated, info = self.env.step(action)
         if self.vector:
             reward = _np.asarray(reward, dtype=_np.float64)
@@ -140,6 +148,7 @@ class Session:
         return wire.encode((obs, reward, terminated, truncated, info))
 
     def render(self, env_index=0):
+        """A frame, of one env ``env_index`` for a vector env, as a gymwire body."""
         if not self.vector:
             frame = self.env.render()
         elif isinstance(self.env, SlicedVectorEnv):
@@ -149,11 +158,14 @@ class Session:
         return wire.encode(frame)
 
     def close(self):
+        """Close the env."""
         self.env.close()
 
     # -- checking what the caller sent (outside the guard: not env code) --------------------------
 
     def seeds(self, seed):
+        """``seed`` checked: None, an int, or for a vector env one int or None per env; ``BadValue``
+        otherwise."""
         if seed is None or isinstance(seed, int) and not isinstance(seed, bool):
             return seed
         if self.vector and isinstance(seed, list) and all(s is None or isinstance(s, int) for s in seed):
@@ -164,11 +176,13 @@ class Session:
         raise BadValue("seed must be an int%s or null, not %r" % (", a list of ints" if self.vector else "", seed))
 
     def env_index(self, index):
+        """``index`` checked against the number of envs; ``BadValue`` when out of range."""
         if not isinstance(index, int) or not 0 <= index < (self.num_envs if self.vector else 1):
             raise BadValue("env_index %r is out of range for %d env(s)" % (index, self.num_envs if self.vector else 1))
         return index
 
     def action(self, body):
+        """The action decoded from its gymwire body; ``BadValue`` when it cannot be read."""
         try:
             value = wire.decode(body)
         except (ValueError, KeyError, TypeError) as exc:
@@ -179,6 +193,8 @@ class Session:
 
 
 def jsonable(value):
+    """``value`` as JSON can carry it: keys as text, tuples as lists, scalars of arrays as numbers,
+    anything else as its text."""
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -177,6 +177,7 @@ class SlicedVectorEnv:
         return results
 
     def reset(self, seed=None, options=None):
+        """Reset every slice (an int seed gives env i ``seed + i``): the joined observations and infos."""
         if isinstance(seed, int):
             seeds = [list(range(seed + lo, seed + hi)) for lo, hi in self.bounds]
         elif isinstance(seed, list):
@@ -189,6 +190,7 @@ class SlicedVectorEnv:
         return obs, _join_infos([p[1] for p in parts], self.sizes)
 
     def step(self, actions):
+        """Step every slice with its part of ``actions``: the joined five-tuple."""
         space = self.single_action_space
         parts = self._all("step", [_take(space, actions, lo, hi) for lo, hi in self.bounds], self.local.step)
         obs = _join(self.single_observation_space, [p[0] for p in parts])
@@ -196,6 +198,7 @@ class SlicedVectorEnv:
         return obs, reward, terminated, truncated, _join_infos([p[4] for p in parts], self.sizes)
 
     def render_one(self, index):
+        """A frame of env ``index``, from the slice that holds it."""
         for k, (lo, hi) in enumerate(self.bounds):
             if lo <= index < hi:
                 if k == 0:
@@ -205,6 +208,7 @@ class SlicedVectorEnv:
         raise IndexError(index)
 
     def close(self):
+        """Close the local slice and ask each worker process to close its own."""
         for conn in self.conns:
             try:
                 conn.send(("close", None))

@@ -22,6 +22,7 @@ _np = None
 
 
 def np():
+    """NumPy, imported on first use (an env host without arrays never loads it)."""
     global _np
     if _np is None:
         import numpy

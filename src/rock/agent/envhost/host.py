@@ -51,6 +51,9 @@ replay.bind(Failure, dumps)
 
 
 class Env:
+    """One env this host holds: its local id and env id, the env object, its call timeout, its own random
+    state, and its health and replay trail."""
+
     __slots__ = ("id", "env_id", "obj", "timeout", "rng", "broken", "needs_reset", "created", "last_used", "steps",
                  "made", "trail")
 
@@ -70,6 +73,9 @@ class Env:
 
 
 class Host:
+    """The env host: makes, steps and closes the envs of one sandbox, each call under a guard that bounds
+    its time and keeps one env's failure from breaking the others."""
+
     def __init__(self, busy=None):
         self.envs = {}
         self.rng = RngIsolation()
@@ -79,6 +85,7 @@ class Host:
         self.guarded = self.guard.guarded  # bound once: every step goes through it
 
     def env(self, args):
+        """The env ``args['env']`` names; ``EnvNotFound`` when it is not here."""
         env = self.envs.get(args.get("env"))
         if env is None:
             raise Failure("EnvNotFound", "no env %r in this sandbox (closed, reclaimed, or never made)" % args.get("env"))
@@ -87,9 +94,12 @@ class Host:
     # -- ops ---------------------------------------------------------------------------
 
     def op_ping(self, args):
+        """The host's pid, Python, number of envs and random-state mode."""
         return {"pid": os.getpid(), "python": sys.version.split()[0], "envs": len(self.envs), "rng": self.rng.mode}
 
     def op_make(self, args):
+        """Make env ``env_id`` under local id ``env`` (its class from the catalog's entry point, its import
+        paths added)."""
         local, env_id = args["env"], args["env_id"]
         if local in self.envs:
             raise Failure("BadRequest", "env %r already exists" % local)
@@ -172,6 +182,8 @@ class Host:
             pass
 
     def factory(self, env_id, entry_point):
+        """The callable that makes ``env_id``: the entry point's object when one is given, else GEM's
+        registry entry."""
         if entry_point:
             module_name, _, attr = entry_point.partition(":")
             try:
@@ -195,12 +207,14 @@ class Host:
         return lambda **kw: self.gem.make(env_id, **kw)
 
     def reset(self, env, seed):
+        """Reset ``env`` with ``seed`` under the guard, starting its replay trail."""
         obs, info = self.guarded(env, "reset", env.obj.reset, seed)
         env.needs_reset = False
         env.trail = replay.Trail(seed, obs)
         return obs, info
 
     def step(self, env, action):
+        """Step ``env`` with ``action`` under the guard, extending its replay trail."""
         obs, reward, terminated, truncated, info = self.guarded(env, "step", env.obj.step, action)
         env.steps += 1
         if env.trail is not None:
@@ -237,9 +251,11 @@ class Host:
         return obs, float(reward), bool(terminated), bool(truncated), info
 
     def op_reset(self, args):
+        """The ``reset`` op: observation and info."""
         return dict(zip(RESET_FIELDS, self.reset(self.env(args), args.get("seed"))))
 
     def op_step(self, args):
+        """The ``step`` op: observation, reward, terminated, truncated and info."""
         return dict(zip(STEP_FIELDS, self.step(self.env(args), args.get("action"))))
 
     def op_fork(self, args):
@@ -260,6 +276,7 @@ class Host:
         return {"envs": made, "steps": len(source.trail.actions)}
 
     def op_close(self, args):
+        """Close an env; whether one was closed."""
         env = self.envs.pop(args.get("env"), None)
         if env is None:
             return {"closed": False}
@@ -305,18 +322,21 @@ class Host:
     # -- gym sessions: bodies in, bodies out (gymwire) --------------------------------------------
 
     def gym_env(self, args):
+        """The env ``args`` names, which must be a gymnasium session."""
         env = self.env(args)
         if self.gymhost is None or not isinstance(env.obj, self.gymhost.Session):
             raise Failure("BadRequest", "env %s (%s) is not a gymnasium env" % (env.id, env.env_id))
         return env
 
     def checked(self, fn, *args):
+        """Call ``fn`` on what the caller sent, its ``BadValue`` answered as ``BadRequest``."""
         try:
             return fn(*args)
         except self.gymhost.BadValue as exc:
             raise Failure("BadRequest", str(exc))
 
     def op_gym_reset(self, args, body):
+        """Reset a gymnasium session (seed and options checked first): a gymwire body."""
         env = self.gym_env(args)
         seed = self.checked(env.obj.seeds, args.get("seed"))
         options = args.get("options")
@@ -325,16 +345,19 @@ class Host:
         return self.guarded(env, "reset", env.obj.reset, seed, options)
 
     def op_gym_step(self, args, body):
+        """Step a gymnasium session with the action in ``body``: a gymwire body."""
         env = self.gym_env(args)
         action = self.checked(env.obj.action, body)
         return self.guarded(env, "step", env.obj.step, action)
 
     def op_gym_render(self, args, body):
+        """Render a gymnasium session (one env of a vector one): a gymwire body."""
         env = self.gym_env(args)
         index = self.checked(env.obj.env_index, args.get("env_index", 0))
         return self.guarded(env, "render", env.obj.render, index)
 
     def op_list(self, args):
+        """The envs held here, with their ages, steps and health."""
         to_wall = time.time() - time.monotonic()
         return {"envs": [{"env": e.id, "env_id": e.env_id, "created": e.created, "last_used": e.last_used + to_wall,
                           "steps": e.steps, "broken": e.broken} for e in self.envs.values()]}
@@ -347,6 +370,7 @@ class Host:
     RAW_OPS = ("gym_reset", "gym_step", "gym_render")
 
     def handle(self, meta, body=b""):
+        """Serve one request, then let the guard know the host is idle."""
         try:
             return self._handle(meta, body)
         finally:
@@ -376,6 +400,7 @@ class Host:
 
 
 def serve(argv):
+    """Run the env host on the command line's socket until its parent goes."""
     _sibling("serve").serve(argv, Host, protocol, envguard.BUSY.size)
 
 

@@ -53,6 +53,9 @@ def _run_dir():
 
 
 class Rec:
+    """What the agent keeps of one env: its env host, env id, call timeout, and why it was lost (if it
+    was)."""
+
     __slots__ = ("host", "env_id", "timeout", "lost")
 
     def __init__(self, host, env_id, timeout):
@@ -211,6 +214,7 @@ class Host:
             on_done(error, b"")
 
     def kill(self, reason):
+        """Kill the env host process, remembering the first ``reason`` (its envs are lost with it)."""
         if self.kill_reason is None:
             self.kill_reason = reason
         try:
@@ -258,6 +262,7 @@ def _unlink(path):
 
 
 def get_host(python=None, isolated=False):
+    """The env host for interpreter ``python`` (isolated or not), started if none runs."""
     python = python or os.environ.get("ROCK_HOST_PYTHON") or sys.executable
     key = (python, bool(isolated))
     with _lock:
@@ -303,6 +308,7 @@ def _packages_path(python, packages):
 
 
 def env_make(req):
+    """The ``env.make`` op: make an env in the env host of its interpreter and keep its record."""
     a = req.args
     env_id = a["env_id"]
     python = a.get("python") or None
@@ -396,6 +402,7 @@ def env_batch(req):
 
 
 def env_close(req):
+    """The ``env.close`` op: close an env and forget its record."""
     handle = req.args.get("env")
     with _lock:
         rec = _envs.pop(handle, None)

@@ -31,6 +31,7 @@ class Trail:
         self.seed, self.actions, self.last = seed, [], obs
 
     def stepped(self, action, obs):
+        """Record one step's action and the observation it led to."""
         self.actions.append(action)
         self.last = obs
 
@@ -41,6 +42,8 @@ Failure = dumps = None
 
 
 def bind(failure, encode):
+    """Give this module the env host's failure type and encoder (set once at start-up, so it imports
+    nothing of the host)."""
     global Failure, dumps
     Failure, dumps = failure, encode
 

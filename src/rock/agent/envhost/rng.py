@@ -67,6 +67,7 @@ class RngIsolation:
             raise RuntimeError("random state copy does not round-trip")
 
     def save(self):
+        """The global random state (Python's and NumPy's) as the current env left it."""
         if self._fast is None:
             return (self.random.getstate(), self.np.random.get_state() if self.np is not None else None)
         inst, py_mem, np_mem = self._fast
@@ -75,6 +76,7 @@ class RngIsolation:
                 inst.gauss_next]
 
     def load(self, state):
+        """Put back a state ``save`` returned, before its env runs again."""
         if self._fast is None:
             self.random.setstate(state[0])
             if state[1] is not None:
@@ -116,5 +118,6 @@ class RngIsolation:
         self.owner = env
 
     def forget(self, env):
+        """Forget ``env`` (closed): its state is no longer kept."""
         if self.owner is env:
             self.owner = None

@@ -39,6 +39,7 @@ class Peer:
         self.reader = protocol.FrameReader()
 
     def send(self, data):
+        """Write ``data`` to the peer, over its socket or its pipe."""
         if self.sock is not None:
             self.sock.sendall(data)
         else:

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from typing import Any
 
 from rock.agentic.tasks.errors import TaskError
 from rock.agentic.tasks.harness_ours import message
 from rock.agentic.tasks.rollout import HARNESSES, RolloutOptions, rollout
 from rock.agentic.tasks.suites import open_suite
+from rock.client.config import ClientConfig
 from rock.envs.errors import EnvError
 
 PREFIX = "agentic:"
@@ -74,9 +74,8 @@ class AsyncAgenticEnv:
         self.task_id = task_id
         if task_id is not None:
             self.folder.get(task_id)  # an unknown task fails at make, not at reset
-        base_url = base_url or os.environ.get("ROCK_BASE_URL") or "http://localhost:8080"
-        self.options = dict(base_url=base_url.rstrip("/"),
-                            token=token or os.environ.get("ROCK_TOKEN"), harness=harness, agent_timeout=agent_timeout,
+        admin = ClientConfig.resolve(base_url, token)
+        self.options = dict(base_url=admin.base_url, token=admin.token, harness=harness, agent_timeout=agent_timeout,
                             policy_options={"max_steps": max_steps} if max_steps else {})
         self.task = None
         self._job: asyncio.Task | None = None

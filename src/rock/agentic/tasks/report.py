@@ -10,6 +10,9 @@ import logging
 
 import httpx
 
+from rock.client.config import ClientConfig
+from rock.client.pools import async_client
+
 log = logging.getLogger("rock.agentic")
 MAX_RECORD = 30 << 20  # under the admin's JSON body limit; a larger record's diff is cut (the file keeps it)
 
@@ -18,8 +21,7 @@ class JobReport:
     """The admin's copy of one job (``job_id`` once ``open`` succeeded; None: nothing is sent)."""
 
     def __init__(self, base_url: str, token: str | None = None):
-        headers = {"authorization": f"Bearer {token}"} if token else {}
-        self.client = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers, timeout=60)
+        self.client = async_client(ClientConfig(base_url.rstrip("/"), token), timeout=60)
         self.job_id: str | None = None
 
     async def _post(self, path: str, body: dict) -> dict | None:

@@ -4,8 +4,6 @@
   render, leases, close, listing;
 - ``forks.py``: a session's ``fork(n)``: its seeded reset and actions replayed into new sessions,
   or a full fork of its sandbox on gVisor;
-- ``http.py``: the client's side: the session's HTTP client and the thread that renews its lease
-  (``rock.envs.sandbox_env`` drives it).
-
-Nothing here imports the others' side: a client process loads ``http.py`` alone.
+- ``http.py``: an old import path of the client's side, which is ``rock.sdk.envs.gym_http`` (the
+  session's HTTP client and the thread that renews its lease; ``rock.sdk.envs.sandbox_env`` drives it).
 """

@@ -29,14 +29,19 @@ class BwrapKeptFiles:
 
     async def suspend(self, handle: RuntimeHandle) -> None:
         # The processes and the cgroup go; <sandbox dir>/upper (the sandbox's files) stays.
+        """Stop the sandbox and keep its files: its processes and cgroup go, its upper layer stays for a
+        restart."""
         kill_group(handle.pid, handle.start_time)
         await cgroups.Cgroup(handle.runtime_id).destroy()
         detach(Path(handle.run_dir).parent / "root")
 
     async def disk_usage(self, handle: RuntimeHandle) -> int | None:
+        """Bytes in the sandbox's upper layer (what it has written)."""
         return await asyncio.to_thread(tree_bytes, Path(handle.run_dir).parent / "upper")
 
     async def commit(self, handle: RuntimeHandle, image_tag: str) -> str:
+        """The sandbox's files (its image root plus its upper layer) as a new image ``image_tag``; refused
+        for a sandbox on the host's root."""
         lower = handle.extra.get("image_root", "/")
         if lower == "/":
             raise BadRequest(f"sandbox {handle.sandbox_id} runs on the host's root filesystem, which cannot become "

@@ -131,6 +131,8 @@ class Launcher:
         }
 
     def env(self, spec: SandboxSpec, image_env: dict[str, str]) -> dict[str, str]:
+        """The environment the sandbox's processes start with: defaults, then the image's, then the
+        sandbox's own."""
         return {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", **image_env, **sandbox_env(self.settings, spec)}
 
     def _bwrap_args(self, spec: SandboxSpec, merged: Path, run: Path, group: cgroups.Cgroup, lower: str,

@@ -27,6 +27,8 @@ CAP_NUMBERS = {"CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, 
 
 
 def sandbox_caps(spec: SandboxSpec) -> tuple[str, ...]:
+    """The capabilities a sandbox keeps: the base set, plus what a private network needs when it has no
+    host network."""
     return CAPS if spec.network else CAPS + CAPS_PRIVATE_NET
 
 

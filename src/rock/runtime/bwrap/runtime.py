@@ -78,6 +78,7 @@ class BwrapRuntime(Runtime):
 
     @classmethod
     def available(cls) -> str | None:
+        """None when bwrap can run here, else why not (not installed, not root)."""
         return unusable_reason("bwrap", "bubblewrap (bwrap) is not installed",
                                "the bwrap backend mounts overlays and writes cgroups: it needs root")
 
@@ -160,6 +161,7 @@ class BwrapRuntime(Runtime):
         return handle
 
     async def start(self) -> None:
+        """Start the agent zygote; when it cannot start, sandboxes start their agent with Python instead."""
         if self.zygote is not None:
             try:
                 await self.zygote.start()
@@ -168,6 +170,7 @@ class BwrapRuntime(Runtime):
                 self.zygote = None
 
     async def close(self) -> None:
+        """Stop the zygote and finish removing deleted sandboxes."""
         if self.zygote is not None:
             await self.zygote.close()
         await self._drain()
@@ -211,6 +214,7 @@ class BwrapRuntime(Runtime):
     # -- lifecycle ------------------------------------------------------------------------
 
     async def alive(self, handle: RuntimeHandle) -> bool:
+        """Whether the sandbox's init process still runs (the same process, by its start time)."""
         return handle.pid is not None and process_alive(handle.pid, handle.start_time)
 
     async def destroy(self, handle: RuntimeHandle) -> None:
@@ -238,23 +242,28 @@ class BwrapRuntime(Runtime):
         return kill_group(handle.pid, handle.start_time)
 
     async def stats(self, handle: RuntimeHandle) -> ResourceStats:
+        """The sandbox's use, read from its cgroup."""
         return ResourceStats(**cgroups.Cgroup(handle.runtime_id).stats())
 
     # -- kept files: stop, restart, commit ------------------------------------------------
 
     async def suspend(self, handle: RuntimeHandle) -> None:
+        """Stop the sandbox, keeping its files (see ``BwrapKeptFiles.suspend``)."""
         await self.kept.suspend(handle)
 
     async def resume(self, handle: RuntimeHandle) -> RuntimeHandle:
+        """Start a stopped sandbox again on its kept files: a new handle."""
         t0 = time.perf_counter()
         new = await self.create(handle.spec, kept_lower=handle.extra.get("image_root"), resuming=True)
         log.info("sandbox %s restarted in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
         return new
 
     async def disk_usage(self, handle: RuntimeHandle) -> int | None:
+        """Bytes the sandbox has written."""
         return await self.kept.disk_usage(handle)
 
     async def commit(self, handle: RuntimeHandle, image_tag: str) -> str:
+        """The sandbox's files as a new image ``image_tag``."""
         return await self.kept.commit(handle, image_tag)
 
     # -- pause, snapshots -----------------------------------------------------------------

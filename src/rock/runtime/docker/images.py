@@ -89,6 +89,8 @@ def _changes(config: dict, made_by: str = "") -> list[str]:
 
 
 def commit_container(container_id: str, image_tag: str, base_image: str | None, made_by: str = "") -> str:
+    """A container's filesystem as image ``image_tag``, with the base image's config (not the sandbox's
+    agent entrypoint); its id."""
     repo, tag = split_tag(image_tag)
     t0 = time.perf_counter()
     config = base_config(base_image)
@@ -212,6 +214,7 @@ def push(image_tag: str, username: str | None, password: str | None) -> None:
 
 
 def remove_image(image_tag: str) -> None:
+    """Remove image ``image_tag`` if it exists."""
     try:
         client().remove_image(image_tag, force=True)
     except (ImageNotFound, APIError):
@@ -225,10 +228,12 @@ PROGRESS_EVERY = 2.0  # seconds between progress lines of one pull
 
 
 def registry_of(image: str) -> str:
+    """The registry an image name pulls from (``docker.io`` when it names none)."""
     return image.split("/", 1)[0] if has_registry(image) else "docker.io"
 
 
 def present(image: str) -> bool:
+    """Whether the engine has image ``image`` locally."""
     try:
         client().inspect_image(image)
         return True

@@ -33,16 +33,19 @@ class DockerKeptContainers:
 
     async def suspend(self, handle: RuntimeHandle) -> None:
         # The container and its writable layer stay; its processes end (SIGTERM, then SIGKILL).
+        """Stop the container's processes, keeping the container and its writable layer for a restart."""
         try:
             await call(client().stop, handle.runtime_id, timeout=2)
         except NotFound:
             raise SandboxStartError(f"the container of sandbox {handle.sandbox_id} is gone") from None
 
     async def disk_usage(self, handle: RuntimeHandle) -> int | None:
+        """Bytes in the container's writable layer."""
         found = await call(client().containers, all=True, size=True, filters={"id": handle.runtime_id})
         return found[0].get("SizeRw") if found else None
 
     async def commit(self, handle: RuntimeHandle, image_tag: str) -> str:
+        """The container as a new image ``image_tag`` on its base image."""
         base = handle.spec.image or self.default_image
         return await call(commit_container, handle.runtime_id, image_tag, base,
                                   handle.spec.labels.get("rock.owner", ""))
@@ -50,6 +53,8 @@ class DockerKeptContainers:
     async def pause(self, handle: RuntimeHandle) -> None:
         # runc gives up on a cgroup v2 freeze that has not settled after a few checks ("unable to
         # freeze"; it thaws the container again): 1 pause in 5-10 here, under load. Tried again.
+        """Freeze the container (``docker pause``), trying again when runc gives up on a freeze that has
+        not settled."""
         for attempt in range(1, 6):
             try:
                 await call(client().pause, handle.runtime_id)
@@ -60,6 +65,7 @@ class DockerKeptContainers:
                 await asyncio.sleep(0.02 * attempt)  # a back-off between retries, not a wait for an event
 
     async def unpause(self, handle: RuntimeHandle) -> None:
+        """Thaw the container."""
         await call(client().unpause, handle.runtime_id)
 
     async def snapshot(self, handle: RuntimeHandle, snapshot, paused: bool) -> None:

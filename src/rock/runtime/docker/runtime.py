@@ -114,6 +114,7 @@ class DockerRuntime(Runtime):
 
     @classmethod
     def available(cls) -> str | None:
+        """None when a Docker engine answers, else why not."""
         try:
             docker.from_env(timeout=3).ping()
         except Exception as exc:  # noqa: BLE001 - any failure means "no engine here"
@@ -165,6 +166,8 @@ class DockerRuntime(Runtime):
         )
 
     async def create(self, spec: SandboxSpec) -> RuntimeHandle:
+        """Start a container running the sandbox's agent (read-only mounted) and wait until it is ready:
+        its handle."""
         t0 = time.perf_counter()
         run = prepare_run_dir(self.sandboxes_dir, spec.sandbox_id)
         config = self._config(spec, str(run))
@@ -230,9 +233,12 @@ class DockerRuntime(Runtime):
     # -- kept containers: stop, restart, commit; pause and snapshots -------------------------
 
     async def suspend(self, handle: RuntimeHandle) -> None:
+        """Stop the container, keeping it and its files."""
         await self.kept.suspend(handle)
 
     async def resume(self, handle: RuntimeHandle) -> RuntimeHandle:
+        """Start a stopped container again, with a fresh socket and ready FIFO at the same path: its
+        handle."""
         t0 = time.perf_counter()
         run = prepare_run_dir(self.sandboxes_dir, handle.sandbox_id)  # a fresh socket and ready FIFO, same path
         if not _deaths.running:
@@ -242,9 +248,11 @@ class DockerRuntime(Runtime):
         return handle
 
     async def disk_usage(self, handle: RuntimeHandle) -> int | None:
+        """Bytes in the container's writable layer."""
         return await self.kept.disk_usage(handle)
 
     async def commit(self, handle: RuntimeHandle, image_tag: str) -> str:
+        """The container as a new image ``image_tag``."""
         return await self.kept.commit(handle, image_tag)
 
     async def _freeze(self, handle: RuntimeHandle) -> None:
@@ -263,6 +271,7 @@ class DockerRuntime(Runtime):
         await self.kept.delete_image(snapshot)
 
     async def destroy(self, handle: RuntimeHandle) -> None:
+        """Remove the container (a paused one is thawed first: removing it paused hangs)."""
         t0 = time.perf_counter()
         try:
             if self.paused(handle):  # this engine's forced remove of a paused container hangs
@@ -277,6 +286,7 @@ class DockerRuntime(Runtime):
         log.info("sandbox %s destroyed in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
 
     async def alive(self, handle: RuntimeHandle) -> bool:
+        """Whether the container still runs."""
         try:
             info = await call(client().inspect_container, handle.runtime_id)
         except NotFound:
@@ -284,6 +294,7 @@ class DockerRuntime(Runtime):
         return bool(info["State"]["Running"])
 
     async def stats(self, handle: RuntimeHandle) -> ResourceStats:
+        """The container's use, read from its cgroup."""
         group = cgroups.docker_group(handle.runtime_id)
         return ResourceStats(**group.stats()) if group else ResourceStats()
 

@@ -112,10 +112,12 @@ class GvisorRuntime(Runtime):
             self._deleting = {task for task in self._deleting if not task.done()}
 
     async def close(self) -> None:
+        """Wait for the sandboxes being removed."""
         await self._settle()
 
     @classmethod
     def available(cls) -> str | None:
+        """None when runsc can run here, else why not (not installed, not root)."""
         return unusable_reason("runsc", "gVisor's runsc is not installed (apt-get install runsc; "
                                "scripts/setup-host.sh does it)",
                                "the gvisor backend runs runsc as root (it mounts the sandbox's root and makes cgroups)")
@@ -305,9 +307,11 @@ class GvisorRuntime(Runtime):
     # -- lifecycle ------------------------------------------------------------------------
 
     async def alive(self, handle: RuntimeHandle) -> bool:
+        """Whether the sandbox's runsc process still runs (the same process, by its start time)."""
         return handle.pid is not None and process_alive(handle.pid, handle.start_time)
 
     async def destroy(self, handle: RuntimeHandle) -> None:
+        """Delete the sandbox's container in runsc and remove its directory."""
         t0 = time.perf_counter()
         sandbox_dir = Path(handle.run_dir).parent
         await self._runsc(handle.spec, "delete", "--force", handle.extra.get("cid", self._cid(handle.sandbox_id)),
@@ -325,6 +329,7 @@ class GvisorRuntime(Runtime):
                                  "memory_limit_bytes": handle.spec.memory_bytes})  # the host's is above it
 
     async def disk_usage(self, handle: RuntimeHandle) -> int | None:
+        """Bytes in the sandbox's upper layer."""
         return await asyncio.to_thread(tree_bytes, Path(handle.run_dir).parent / "upper")
 
     async def reap(self, known: set[str]) -> list[str]:

@@ -17,18 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import os
 import sys
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
 from rock.actions.chat import EndpointInfo, ExchangeResult, PendingCall
 from rock.actions.records import CallRecord
 from rock.sdk.background import run_sync
 from rock.sdk.closing import AsyncClosing, Closing
-from rock.sdk.sandbox.http import Http
+from rock.client.config import ClientConfig
+from rock.client.http import Http
 
 PREFIX = "/apis/v1/chat"
-Policy = Callable[[PendingCall], "dict | Awaitable[dict]"]
+Policy = Callable[[PendingCall], "dict[str, Any] | Awaitable[dict[str, Any]]"]
 
 
 class ChatTrainer(AsyncClosing):
@@ -37,15 +37,12 @@ class ChatTrainer(AsyncClosing):
 
     def __init__(self, base_url: str | None = None, token: str | None = None, headers: dict[str, str] | None = None,
                  request_timeout: float | None = None):
-        self.base_url = base_url or os.environ.get("ROCK_BASE_URL", "http://localhost:8080")
-        hdrs = dict(headers or {})
-        token = token or os.environ.get("ROCK_TOKEN")
-        if token:
-            hdrs.setdefault("Authorization", f"Bearer {token}")
-        self._http = Http(self.base_url, hdrs, request_timeout, prefix=PREFIX)
+        config = ClientConfig.resolve(base_url, token, headers, request_timeout)
+        self.base_url = config.base_url
+        self._http = Http(self.base_url, config.all_headers(), request_timeout, prefix=PREFIX)
 
     @classmethod
-    def for_sandbox(cls, sandbox) -> "ChatTrainer":
+    def for_sandbox(cls, sandbox: Any) -> "ChatTrainer":
         """A trainer speaking for the same namespace and token as ``sandbox`` (an SDK Sandbox)."""
         sb = getattr(sandbox, "_sandbox", sandbox)  # SyncSandbox wraps one
         return cls(sb.config.base_url, headers=sb.config.headers(), request_timeout=sb.config.request_timeout)
@@ -71,7 +68,7 @@ class ChatTrainer(AsyncClosing):
 
     # -- answering -------------------------------------------------------------------------
 
-    async def exchange(self, answers: Iterable[dict] = (), max_calls: int = 256, wait: float = 10,
+    async def exchange(self, answers: Iterable[dict[str, Any]] = (), max_calls: int = 256, wait: float = 10,
                        sandbox_ids: list[str] | None = None) -> ExchangeResult:
         """Deliver ``answers`` ({sandbox_id, index, response | error}) and take up to ``max_calls``
         pending calls, waiting up to ``wait`` seconds for a first one."""
@@ -79,8 +76,8 @@ class ChatTrainer(AsyncClosing):
         timeout = None if self._http.read_timeout is None else self._http.read_timeout + wait
         return ExchangeResult.model_validate(await self._http.post("/exchange", body, timeout=timeout))
 
-    async def answer(self, sandbox_id: str, index: int, response: dict | None = None,
-                     error: dict | None = None) -> None:
+    async def answer(self, sandbox_id: str, index: int, response: dict[str, Any] | None = None,
+                     error: dict[str, Any] | None = None) -> None:
         """One answer; raises with the reason when the call is unknown, answered or timed out."""
         await self._http.post("/answer", {"sandbox_id": sandbox_id, "index": index, "response": response,
                                           "error": error})
@@ -98,7 +95,7 @@ class ChatTrainer(AsyncClosing):
         counts = [0]
 
         async def loop() -> None:
-            answers: list[dict] = []
+            answers: list[dict[str, Any]] = []
             while True:
                 result = await self.exchange(answers, max_calls, wait, sandbox_ids)
                 counts[0] += len(answers) - len(result.rejected)
@@ -127,12 +124,12 @@ class ChatTrainer(AsyncClosing):
 
         from websockets.asyncio.client import connect
 
-        from rock.sdk.sandbox.http import error_from
+        from rock.client.envelope import error_from
 
         url = "ws" + self.base_url.rstrip("/")[4:] + PREFIX + "/ws"
         waiting, done = set(sandbox_ids or ()), 0
-        outbox: list[dict] = []
-        running: set[asyncio.Task] = set()
+        outbox: list[dict[str, Any]] = []
+        running: set[asyncio.Task[None]] = set()
         failures: list[Exception] = []  # of an async policy's calls, or of sending their answers
         flushing = False
         loop = asyncio.get_running_loop()
@@ -151,7 +148,7 @@ class ChatTrainer(AsyncClosing):
                         return
                     done += len(batch)
 
-            async def ask(call: PendingCall, pending) -> None:
+            async def ask(call: PendingCall, pending: Awaitable[dict[str, Any]]) -> None:
                 nonlocal flushing
                 try:
                     reply = await pending
@@ -207,7 +204,8 @@ class ChatTrainer(AsyncClosing):
         index 0) and wait up to ``call_timeout`` for the next call's request."""
         body = {"sandbox_id": sandbox_id, "index": index, "response_payload": response_payload,
                 "call_timeout": call_timeout}
-        return await self._http.post("/anti_call_llm", body, timeout=call_timeout + 30)
+        request: str = await self._http.post("/anti_call_llm", body, timeout=call_timeout + 30)
+        return request
 
     async def trajectory(self, sandbox_id: str) -> list[CallRecord]:
         """The sandbox's model-call records, in order."""
@@ -224,18 +222,20 @@ class ChatTrainer(AsyncClosing):
         await self._http.aclose()
 
 
+_T = TypeVar("_T")
 
-async def _ready(value):
+
+async def _ready(value: _T) -> _T:
     return value
 
 
-def _keep(tasks: set, task: asyncio.Task) -> None:
+def _keep(tasks: set[asyncio.Task[None]], task: asyncio.Task[None]) -> None:
     """Hold a reference to ``task`` until it ends (the loop keeps only weak ones)."""
     tasks.add(task)
     task.add_done_callback(tasks.discard)
 
 
-async def _recv(ws, wait: float):
+async def _recv(ws: Any, wait: float) -> Any:
     """The next message, or TimeoutError after ``wait`` seconds; on 3.11+ without a task per
     message (``wait_for`` makes one)."""
     if sys.version_info >= (3, 11):
@@ -247,17 +247,17 @@ async def _recv(ws, wait: float):
 class SyncChatTrainer(Closing):
     """``ChatTrainer`` without ``await`` (its calls run on the SDK's background loop)."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._trainer = ChatTrainer(*args, **kwargs)
 
     @classmethod
-    def for_sandbox(cls, sandbox) -> "SyncChatTrainer":
+    def for_sandbox(cls, sandbox: Any) -> "SyncChatTrainer":
         """A trainer speaking for the same namespace and token as ``sandbox``."""
         out = cls.__new__(cls)
         out._trainer = ChatTrainer.for_sandbox(sandbox)
         return out
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         attr = getattr(self._trainer, name)
         if not inspect.iscoroutinefunction(attr):
             return attr

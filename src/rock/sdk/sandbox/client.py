@@ -13,7 +13,7 @@ import math
 import shlex
 import time
 import uuid
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from rock.actions import (
     Action,
@@ -44,6 +44,11 @@ from rock.sdk.sandbox.volumes import Volumes
 log = logging.getLogger("rock.sdk")
 
 
+if TYPE_CHECKING:
+    from rock.sdk.sandbox.agent import RockAgent
+    from rock.sdk.sandbox.model_service import ModelService
+
+
 class RunMode:
     """``arun``'s modes: ``normal`` (in the session, waited for) and ``nohup`` (in the background, its output to a
     file)."""
@@ -67,11 +72,11 @@ class Sandbox(FilesMixin, LifecycleMixin, SnapshotsMixin, NohupMixin):
         self.fs = LinuxFileSystem(self)
         self.process = Process(self)
         self.network = Network(self)
-        self.model_service = None  # ROCK's attribute: a ModelService (set by sandbox.agent, or by the caller)
-        self._agent = None
+        self.model_service: ModelService | None = None  # ROCK's attribute: a ModelService (set by sandbox.agent, or by the caller)
+        self._agent: RockAgent | None = None
 
     @property
-    def agent(self):
+    def agent(self) -> RockAgent:
         """ROCK's ``sandbox.agent``: a RockAgent (install(config), run(prompt))."""
         if self._agent is None:
             from rock.sdk.sandbox.agent import RockAgent
@@ -80,7 +85,7 @@ class Sandbox(FilesMixin, LifecycleMixin, SnapshotsMixin, NohupMixin):
         return self._agent
 
     @agent.setter
-    def agent(self, value) -> None:
+    def agent(self, value: RockAgent) -> None:
         """Replace the ``sandbox.agent`` object (ROCK allows assigning one)."""
         self._agent = value
 
@@ -177,13 +182,14 @@ class Sandbox(FilesMixin, LifecycleMixin, SnapshotsMixin, NohupMixin):
                                                       "include_all_states": str(include_all_states).lower()})
         return SandboxStatusResponse.model_validate(result)
 
-    async def quota(self) -> dict:
+    async def quota(self) -> dict[str, Any]:
         """What this config's token (its namespace) holds and may hold, as the admin counts them:
         ``usage`` (running sandboxes, cpus, memory_bytes, env_hosts, snapshots, snapshot_bytes), ``limits`` (None:
         no limit; ``creates_per_minute`` too) and ``node`` (what the admin's node may still promise).
         Needs no started sandbox. A start past a limit raises ``QuotaExceeded`` (429) or
         ``CapacityExceeded`` (503), naming the limit."""
-        return await self._http.get("/quota", {})
+        quota: dict[str, Any] = await self._http.get("/quota", {})
+        return quota
 
     async def is_alive(self) -> IsAliveResponse:
         """Whether the sandbox runs (ROCK's ``IsAliveResponse``)."""
@@ -223,7 +229,7 @@ class Sandbox(FilesMixin, LifecycleMixin, SnapshotsMixin, NohupMixin):
             await self.start()
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
     # -- commands --------------------------------------------------------------------------
@@ -331,15 +337,17 @@ class Sandbox(FilesMixin, LifecycleMixin, SnapshotsMixin, NohupMixin):
         return Observation.model_validate(await self._http.post("/wait_session", body))
 
     async def start_process(self, command: str | list[str], env: dict[str, str] | None = None,
-                            cwd: str | None = None, name: str | None = None) -> dict:
+                            cwd: str | None = None, name: str | None = None) -> dict[str, Any]:
         """Start a background process (not in a session); its record with ``proc_id``."""
         body = {"sandbox_id": self._need_id(), "command": command, "shell": isinstance(command, str),
                 "env": env, "cwd": cwd, "name": name}
-        return await self._http.post("/procs/start", body)
+        started: dict[str, Any] = await self._http.post("/procs/start", body)
+        return started
 
-    async def process_status(self, proc_id: str) -> dict:
+    async def process_status(self, proc_id: str) -> dict[str, Any]:
         """A background process's record: state and exit code."""
-        return await self._http.get("/procs/status", {"sandbox_id": self._need_id(), "proc_id": proc_id})
+        status: dict[str, Any] = await self._http.get("/procs/status", {"sandbox_id": self._need_id(), "proc_id": proc_id})
+        return status
 
     async def process_output(self, proc_id: str, stream: str = "stdout", offset: int = 0) -> tuple[bytes, int, bool]:
         """Read a background process's ``stream`` from ``offset``: (bytes, next offset, whether it ended)."""
@@ -351,9 +359,10 @@ class Sandbox(FilesMixin, LifecycleMixin, SnapshotsMixin, NohupMixin):
         """Send ``signal`` to a background process."""
         await self._http.post("/procs/kill", {"sandbox_id": self._need_id(), "proc_id": proc_id, "signal": signal})
 
-    async def stats(self) -> dict:
+    async def stats(self) -> dict[str, Any]:
         """The sandbox's resource use (cpu, memory, pids) now."""
-        return await self._http.get("/stats", {"sandbox_id": self._need_id()})
+        stats: dict[str, Any] = await self._http.get("/stats", {"sandbox_id": self._need_id()})
+        return stats
 
 
 class SandboxGroup:

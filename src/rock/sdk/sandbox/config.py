@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from rock.actions.volumes import VolumeMount
+from rock.client.config import resolve_token, resolve_url
 
 
 def _env_float(name: str, default: float) -> float:
@@ -23,11 +24,11 @@ class BaseConfig(BaseModel):
     # Reject unknown fields: SandboxConfig(imgae=...) should fail loudly, not start the default image.
     model_config = ConfigDict(extra="forbid")
 
-    base_url: str = Field(default_factory=lambda: os.environ.get("ROCK_BASE_URL", "http://localhost:8080"))
+    base_url: str = Field(default_factory=lambda: resolve_url())
     extra_headers: dict[str, str] = Field(default_factory=dict)
     xrl_authorization: str | None = None  # ROCK's deprecated token field; sent as XRL-Authorization
     # ours: the API token (``Authorization: Bearer``); defaults to $ROCK_TOKEN
-    token: str | None = Field(default_factory=lambda: os.environ.get("ROCK_TOKEN") or None)
+    token: str | None = Field(default_factory=lambda: resolve_token())
 
 
 class SandboxConfig(BaseConfig):

@@ -10,10 +10,12 @@ import tarfile
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from rock.actions import ReadFileRequest, ReadFileResponse, UploadRequest, UploadResponse, WriteFileRequest
 from rock.actions import WriteFileResponse
 from rock.errors import BadRequest
+from rock.sdk.sandbox.parts import SandboxParts
 
 _CHUNK = 1 << 20
 
@@ -43,7 +45,7 @@ async def _tar_chunks(path: Path) -> AsyncIterator[bytes]:
         spool.close()
 
 
-class FilesMixin:
+class FilesMixin(SandboxParts):
     """The sandbox's file operations (ROCK's text calls, and ours for bytes, directories and downloads)."""
 
     # -- ROCK's calls (text) ----------------------------------------------------------------
@@ -67,7 +69,7 @@ class FilesMixin:
         """ROCK's ``upload``: a local file to a path in the sandbox."""
         return await self.upload_by_path(request.source_path, request.target_path)
 
-    async def upload_by_path(self, file_path: str | Path, target_path: str, upload_mode=None) -> UploadResponse:
+    async def upload_by_path(self, file_path: str | Path, target_path: str, upload_mode: Any = None) -> UploadResponse:
         """Upload a local file or directory (any size, streamed; no bucket needed)."""
         source = Path(file_path)
         if not source.exists():
@@ -91,9 +93,10 @@ class FilesMixin:
         params = {"path": path, "append": str(append).lower()}
         if mode is not None:
             params["mode"] = format(mode, "o")
-        return (await self._put("/files/write", params, data))["size"]
+        size: int = (await self._put("/files/write", params, data))["size"]
+        return size
 
-    async def upload_dir(self, local_dir: str | Path, target_dir: str) -> dict:
+    async def upload_dir(self, local_dir: str | Path, target_dir: str) -> dict[str, Any]:
         """Upload a local directory (as a streamed tar) into ``target_dir``."""
         return await self._put("/files/upload_tar", {"path": target_dir}, _tar_chunks(Path(local_dir)))
 
@@ -108,7 +111,7 @@ class FilesMixin:
             async with self._http.client.stream("GET", "/files/download", params=params) as response:
                 if response.status_code >= 400:
                     await response.aread()
-                    from rock.sdk.sandbox.http import unwrap
+                    from rock.client.http import unwrap
 
                     unwrap(response)
                 async for chunk in response.aiter_raw():
@@ -119,12 +122,13 @@ class FilesMixin:
             spool.close()
         return local
 
-    async def _put(self, route: str, params: dict, content) -> dict:
-        from rock.sdk.sandbox.http import unwrap
+    async def _put(self, route: str, params: dict[str, Any], content: Any) -> dict[str, Any]:
+        from rock.client.http import unwrap
 
         params = {"sandbox_id": self._need_id(), **params}
         response = await self._http.client.put(route, params=params, content=content)
-        return unwrap(response)
+        result: dict[str, Any] = unwrap(response)
+        return result
 
 
 def _extract(fileobj: io.IOBase, local: Path, skip_links: bool = False) -> None:
@@ -139,6 +143,7 @@ def _extract(fileobj: io.IOBase, local: Path, skip_links: bool = False) -> None:
         if len(members) == 1 and top.isfile():
             local.parent.mkdir(parents=True, exist_ok=True)
             src = tar.extractfile(top)
+            assert src is not None  # a regular file's member has its bytes
             with open(local, "wb") as f:
                 while chunk := src.read(_CHUNK):
                     f.write(chunk)
@@ -155,5 +160,7 @@ def _extract(fileobj: io.IOBase, local: Path, skip_links: bool = False) -> None:
                     m.linkname = m.linkname[len(prefix):]
                 inner.append(m)
         local.mkdir(parents=True, exist_ok=True)
-        kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-        tar.extractall(local, members=inner, **kwargs)
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(local, members=inner, filter="data")
+        else:  # pragma: no cover - Python before 3.10.12 / 3.11.4
+            tar.extractall(local, members=inner)

@@ -7,12 +7,14 @@ except ``commit``, which rl-rock defines as "start, then ask for the status unti
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 from urllib.parse import quote
 
 from rock.actions.response import CommitPhase, CommitStatusResponse
+from rock.sdk.sandbox.parts import SandboxParts
 
 
-class LifecycleMixin:
+class LifecycleMixin(SandboxParts):
     """rl-rock's lifecycle calls beyond start and stop: restart, commit (to an image), archive."""
 
     async def restart(self) -> None:
@@ -22,13 +24,15 @@ class LifecycleMixin:
                                        timeout=self.config.startup_timeout + 30)
         self._host_name, self._host_ip = result.get("host_name"), result.get("host_ip")
 
-    async def update_egress(self, egress: str | dict) -> dict:
+    async def update_egress(self, egress: str | dict[str, Any]) -> dict[str, Any]:
         """Give the running sandbox a new egress policy: ``"none"``, ``"all"`` or rules
         ``{"allow": [...], "deny": [...], "ports": [...], "default": "deny"}`` (host names, ``*.``
         wildcards, addresses, CIDRs; ports or ranges ``"8000-8100"``). New connections and DNS
         answers follow it at once; a refused policy (malformed, or naming the host) leaves the old
         one. Returns the rules now in force."""
-        return await self._http.post(f"/sandboxes/{quote(self._need_id(), safe='')}/egress", {"egress": egress})
+        rules: dict[str, Any] = await self._http.post(f"/sandboxes/{quote(self._need_id(), safe='')}/egress",
+                                                      {"egress": egress})
+        return rules
 
     async def archive(self) -> None:
         """Archive the stopped sandbox: its files become a local image, its container is freed

@@ -15,6 +15,7 @@ from rock.actions import BashAction, Command, CreateBashSessionRequest, ExecuteB
 from rock.actions import ReadFileResponse
 from rock.actions.response import session_output
 from rock.errors import BadRequest
+from rock.sdk.sandbox.parts import SandboxParts
 
 PID_PREFIX, PID_SUFFIX = "PIDSTART", "PIDEND"
 _PID = re.compile(PID_PREFIX + r"(\d+)" + PID_SUFFIX)
@@ -26,7 +27,7 @@ def extract_nohup_pid(output: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-class NohupMixin:
+class NohupMixin(SandboxParts):
     """ROCK's ``arun(mode="nohup")``: a command in the background, its output in a file, waited for."""
 
     async def start_nohup_process(self, cmd: str, tmp_file: str, session: str) -> tuple[int | None, Observation | None]:

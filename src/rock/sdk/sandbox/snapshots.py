@@ -16,10 +16,14 @@ refuses it (BadRequest, naming the backends that can).
 from __future__ import annotations
 
 import asyncio
+from typing import TypeVar
 from urllib.parse import quote
 
 from rock.actions.snapshots import SnapshotInfo
 from rock.errors import SandboxStartError
+from rock.sdk.sandbox.parts import SandboxParts
+
+_S = TypeVar("_S", bound="SnapshotsMixin")  # the Sandbox class a fork's children are made of
 
 
 class Snapshot(SnapshotInfo):
@@ -28,7 +32,7 @@ class Snapshot(SnapshotInfo):
     from), ``image``, ``created_at``, ``size_bytes`` and ``took_ms`` (how long its source was frozen)."""
 
 
-class SnapshotsMixin:
+class SnapshotsMixin(SandboxParts):
     """Pause/resume, snapshots and fork of this sandbox; listing and deleting the caller's snapshots."""
 
     def _at(self, what: str) -> str:
@@ -53,7 +57,7 @@ class SnapshotsMixin:
         return Snapshot.model_validate(await self._http.post(self._at("snapshot"), body,
                                                              timeout=self.config.startup_timeout + 30))
 
-    async def fork(self, n: int = 1, mode: str = "filesystem") -> list["Sandbox"]:  # noqa: F821
+    async def fork(self: _S, n: int = 1, mode: str = "filesystem") -> list[_S]:
         """``n`` (1 to 20) new sandboxes from a fresh snapshot of this one, each running and ready:
         each starts on this sandbox's files (``full``: goes on with its processes too) and is its
         own from then on. All or nothing: if one child fails to start, the others are deleted and

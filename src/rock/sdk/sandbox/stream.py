@@ -5,25 +5,26 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import AsyncIterator
 from typing import Any, Callable
 from urllib.parse import urlencode
 
 from websockets.asyncio.client import ClientConnection, connect
 
 from rock.actions import Observation
-from rock.sdk.sandbox.http import error_from
+from rock.client.envelope import error_from
 
 
-def ws_url(sandbox, session: str, create: bool = False) -> str:
+def ws_url(sandbox: Any, session: str, create: bool = False) -> str:
     """The WebSocket URL of a session's stream (``create``: make the session if it is missing)."""
-    base = sandbox.url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+    base: str = sandbox.url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
     query = {"sandbox_id": sandbox._need_id(), "session": session}
     if create:
         query["create"] = "true"
     return f"{base}/stream?{urlencode(query)}"
 
 
-def raise_error(msg: dict) -> None:
+def raise_error(msg: dict[str, Any]) -> None:
     """Raise the SDK error type that a stream's error message names."""
     payload = {"message": msg.get("message"), "result": {"error_type": msg.get("error_type")}}
     raise error_from(int(msg.get("status_code", 500)), payload)
@@ -36,7 +37,7 @@ class Stream:
         self.ws = ws
 
     @classmethod
-    async def open(cls, sandbox, session: str, create: bool = False) -> "Stream":
+    async def open(cls, sandbox: Any, session: str, create: bool = False) -> "Stream":
         """Connect to a session's stream."""
         ws = await connect(ws_url(sandbox, session, create), additional_headers=sandbox.config.headers(),
                            max_size=None, compression=None)
@@ -55,7 +56,7 @@ class Stream:
         """Interrupt the running command (Ctrl-C)."""
         await self.ws.send(json.dumps({"type": "interrupt"}))
 
-    async def events(self):
+    async def events(self) -> AsyncIterator[tuple[str, Any]]:
         """Yield ("output", text) and ("result", Observation); errors raise."""
         async for raw in self.ws:
             msg = json.loads(raw)
@@ -72,7 +73,7 @@ class Stream:
         await self.ws.close()
 
 
-async def run_streamed(sandbox, command: str, session: str, timeout: float | None,
+async def run_streamed(sandbox: Any, command: str, session: str, timeout: float | None,
                        on_output: Callable[[str], Any]) -> Observation:
     """Run ``command`` in ``session`` with each chunk of output passed to ``on_output`` as it comes; the final
     observation."""
@@ -85,7 +86,8 @@ async def run_streamed(sandbox, command: str, session: str, timeout: float | Non
                 if inspect.isawaitable(ret):
                     await ret
             else:
-                return value
+                observation: Observation = value
+                return observation
         raise ConnectionError("the admin closed the stream before the command finished")
     finally:
         await stream.close()

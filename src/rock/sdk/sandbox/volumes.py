@@ -15,6 +15,8 @@ size fails inside the sandbox with ENOSPC; another token's volume is a missing o
 
 from __future__ import annotations
 
+from typing import Any
+
 from rock.actions.volumes import VolumeInfo, VolumeMount
 from rock.sdk.sandbox.http import Http
 
@@ -23,7 +25,7 @@ class Volumes:
     """The volumes of the token a config carries, on its admin (``SandboxConfig`` or any config with
     ``base_url`` and ``headers()``), or on an ``Http`` client already made for one."""
 
-    def __init__(self, config=None, *, http: Http | None = None):
+    def __init__(self, config: Any = None, *, http: Http | None = None) -> None:
         if http is None:
             from rock.sdk.sandbox.config import SandboxConfig
 

@@ -4,14 +4,17 @@ the client more CPU per call than the admin's whole step."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from rock.envs.wire import AsyncHttp, SyncHttp, loads
+from rock.client.envelope import loads
+from rock.client.http import AsyncHttp, SyncHttp
 from rock.errors import TrainingError
 from rock.sdk.closing import AsyncClosing, Closing
 
 BASE = "/apis/v1/training"
 
+
+Json = dict[str, Any]  # a JSON object as the training routes send and take it
 
 def _result(status: int, raw: bytes) -> Any:
     try:
@@ -28,7 +31,7 @@ def _result(status: int, raw: bytes) -> Any:
     return body
 
 
-def _requests(method: str, args: dict) -> tuple[str, dict]:
+def _requests(method: str, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """(path, body) of each SDK method: one table for both clients."""
     if method == "get_env_profile":
         return "/profile", {"env_type": args["env_type"], "split": args.get("split") or "train",
@@ -69,34 +72,35 @@ class TrainingSandbox(Closing):
         self.http = SyncHttp(base_url, token, routes=BASE, timeout=timeout)
         self.base_url = self.http.base
 
-    def _call(self, method: str, **args) -> Any:
+    def _call(self, method: str, **args: Any) -> Any:
         path, body = _requests(method, args)
         return _shape(method, _result(*self.http.exchange(path, body)))
 
-    def get_env_profile(self, env_type: str, split: str = "train", params: dict | None = None) -> list[str]:
+    def get_env_profile(self, env_type: str, split: str = "train", params: Json | None = None) -> list[str]:
         """The task ids of a suite's ``split`` (train, val or all)."""
-        return self._call("get_env_profile", env_type=env_type, split=split, params=params)
+        return cast("list[str]", self._call("get_env_profile", env_type=env_type, split=split, params=params))
 
     def create_instance(self, env_type: str, task_id: str, instance_id: str | None = None,
-                        params: dict | None = None) -> dict:
+                        params: Json | None = None) -> Json:
         """A new instance of ``task_id``: its first messages; ``info.instance_id`` names it."""
-        return self._call("create_instance", env_type=env_type, task_id=task_id, instance_id=instance_id, params=params)
+        return cast("Json", self._call("create_instance", env_type=env_type, task_id=task_id,
+                                       instance_id=instance_id, params=params))
 
-    def step(self, instance_id: str, action: dict | None = None, params: dict | None = None) -> dict:
+    def step(self, instance_id: str, action: Json | None = None, params: Json | None = None) -> Json:
         """One assistant message in; the environment's answer, the reward and whether it ended."""
-        return self._call("step", instance_id=instance_id, action=action, params=params)
+        return cast("Json", self._call("step", instance_id=instance_id, action=action, params=params))
 
-    def evaluate(self, instance_id: str, messages: list | dict | None = None, params: dict | None = None):
+    def evaluate(self, instance_id: str, messages: list[Any] | Json | None = None, params: Json | None = None) -> Any:
         """The instance's reward by the suite's own grader (a dict of details with ``params={"details": True}``)."""
         return self._call("evaluate", instance_id=instance_id, messages=messages, params=params)
 
-    def get_info(self, instance_id: str, messages: Any = None, params: dict | None = None) -> Any:
+    def get_info(self, instance_id: str, messages: Any = None, params: Json | None = None) -> Any:
         """The task's tools and facts."""
         return self._call("get_info", instance_id=instance_id)
 
     def release_instance(self, instance_id: str) -> bool:
         """Release an instance (its sandbox goes); False if it was released already."""
-        return self._call("release_instance", instance_id=instance_id)
+        return cast("bool", self._call("release_instance", instance_id=instance_id))
 
     def close(self) -> None:
         """Close the connection (the instances stay until released or idle)."""
@@ -113,35 +117,36 @@ class AsyncTrainingSandbox(AsyncClosing):
         self.base_url = self.http.base
         self.timeout = timeout
 
-    async def _call(self, method: str, **args) -> Any:
+    async def _call(self, method: str, **args: Any) -> Any:
         path, body = _requests(method, args)
         return _shape(method, _result(*await self.http.exchange(path, body, self.timeout)))
 
-    async def get_env_profile(self, env_type: str, split: str = "train", params: dict | None = None) -> list[str]:
+    async def get_env_profile(self, env_type: str, split: str = "train", params: Json | None = None) -> list[str]:
         """The task ids of a suite's ``split`` (train, val or all)."""
-        return await self._call("get_env_profile", env_type=env_type, split=split, params=params)
+        return cast("list[str]", await self._call("get_env_profile", env_type=env_type, split=split, params=params))
 
     async def create_instance(self, env_type: str, task_id: str, instance_id: str | None = None,
-                              params: dict | None = None) -> dict:
+                              params: Json | None = None) -> Json:
         """A new instance of ``task_id``: its first messages; ``info.instance_id`` names it."""
-        return await self._call("create_instance", env_type=env_type, task_id=task_id, instance_id=instance_id,
-                                params=params)
+        return cast("Json", await self._call("create_instance", env_type=env_type, task_id=task_id,
+                                             instance_id=instance_id, params=params))
 
-    async def step(self, instance_id: str, action: dict | None = None, params: dict | None = None) -> dict:
+    async def step(self, instance_id: str, action: Json | None = None, params: Json | None = None) -> Json:
         """One assistant message in; the environment's answer, the reward and whether it ended."""
-        return await self._call("step", instance_id=instance_id, action=action, params=params)
+        return cast("Json", await self._call("step", instance_id=instance_id, action=action, params=params))
 
-    async def evaluate(self, instance_id: str, messages: list | dict | None = None, params: dict | None = None):
+    async def evaluate(self, instance_id: str, messages: list[Any] | Json | None = None,
+                       params: Json | None = None) -> Any:
         """The instance's reward by the suite's own grader (a dict of details with ``params={"details": True}``)."""
         return await self._call("evaluate", instance_id=instance_id, messages=messages, params=params)
 
-    async def get_info(self, instance_id: str, messages: Any = None, params: dict | None = None) -> Any:
+    async def get_info(self, instance_id: str, messages: Any = None, params: Json | None = None) -> Any:
         """The task's tools and facts."""
         return await self._call("get_info", instance_id=instance_id)
 
     async def release_instance(self, instance_id: str) -> bool:
         """Release an instance (its sandbox goes); False if it was released already."""
-        return await self._call("release_instance", instance_id=instance_id)
+        return cast("bool", await self._call("release_instance", instance_id=instance_id))
 
     async def close(self) -> None:
         """Close the connection (the instances stay until released or idle)."""

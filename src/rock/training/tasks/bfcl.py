@@ -106,6 +106,8 @@ def entries(category):
 
 
 def answers(category):
+    """{id: ground truth} of one category (none for the relevance categories, graded by whether a call was
+    made)."""
     if category not in _answers:
         b = _load()
         _answers[category] = {} if category in RELEVANCE else {
@@ -114,10 +116,13 @@ def answers(category):
 
 
 def task_ids(categories):
+    """Every task id of ``categories``, in BFCL's order."""
     return [tid for cat in categories for tid in entries(cat)]
 
 
 def resolve_categories(names):
+    """The categories that ``names`` (categories or groups) stand for, each once; a ``TaskError`` for an
+    unknown name or one not offered here."""
     out = []
     for name in names:
         if name in GROUPS:
@@ -134,6 +139,9 @@ def resolve_categories(names):
 
 
 class BfclTask:
+    """One BFCL entry as a conversation: tool calls parsed from the assistant's ``<tool_call>`` blocks run
+    on BFCL's own backend (multi-turn), and the calls made are graded by BFCL's checkers."""
+
     def __init__(self, task_id, params=None):
         self.b = _load()
         self.category = _category(task_id)
@@ -161,11 +169,13 @@ class BfclTask:
 
     def tools(self):
         # BFCL rewrites the docs in place (Java/JS types become strings): work on a copy
+        """The entry's functions as OpenAI-style tools, as BFCL prepares them."""
         functions = self.b.utils._func_doc_language_specific_pre_processing(copy.deepcopy(self.entry["function"]),
                                                                            self.category)
         return self.b.to_tool(functions, self.b.mapping, self.b.style)
 
     def system_prompt(self, extra=""):
+        """The system prompt: ``extra`` (the entry's own), then the tools and how to call them."""
         import json
 
         lines = ["You may call one or more functions to assist with the user query.",
@@ -177,6 +187,7 @@ class BfclTask:
         return (extra + "\n\n" if extra else "") + "\n".join(lines)
 
     def create(self):
+        """The first messages (system with the tools, then the first user turn) and the task's facts."""
         first = self.entry["question"][0]
         system = "\n".join(m["content"] for m in first if m.get("role") == "system")
         user = "\n".join(m["content"] for m in first if m.get("role") == "user")
@@ -187,11 +198,15 @@ class BfclTask:
                          "tools_count": len(self.entry["function"]), "questions_count": len(self.entry["question"])}}
 
     def info(self):
+        """The task's id, category and tools."""
         return {"task_id": self.task_id, "category": self.category, "tools": self.tools()}
 
     # -- steps -------------------------------------------------------------------------------------
 
     def step(self, action, params=None):
+        """One assistant message: its tool calls run (multi-turn) and their results come back; a message
+        without calls ends the user turn (the next question, or completion). A single-turn task's first
+        answer ends it."""
         if self.done:
             raise TaskError("BadRequest", "task %s has terminated; evaluate or release it" % self.task_id)
         text, calls = parse_tool_calls(action)
@@ -216,6 +231,7 @@ class BfclTask:
 
     @staticmethod
     def calls_as_dicts(calls):
+        """Parsed calls as BFCL's ``[{name: arguments}]``."""
         return [{c["name"]: c["arguments"]} for c in calls]
 
     def _next_turn(self):
@@ -246,6 +262,8 @@ class BfclTask:
     # -- grading -----------------------------------------------------------------------------------
 
     def evaluate(self, messages=None, params=None):
+        """BFCL's grade of the calls made through ``step``: the accuracy, or with ``details`` the whole
+        result."""
         params = params or {}
         if messages_arg(messages) is not None:
             raise TaskError("BadRequest", "BFCL grades the calls made through step; evaluate takes no messages")
@@ -294,6 +312,7 @@ class BfclTask:
             del g[key]
 
     def close(self):
+        """Drop what BFCL's backend keeps for this instance (a multi-turn task's state objects)."""
         if self.multi_turn:
             self._forget()
             self._forget("_eval", "_ground_truth")

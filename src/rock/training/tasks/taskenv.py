@@ -12,6 +12,8 @@ SUITES = ("bfcl", "humaneval", "reasoning_gym")
 
 
 def make_task(env_type, task_id, params=None, payload=None):
+    """The task object of ``env_type`` for ``task_id`` (its module imported only then: each suite's grader
+    pulls its own packages)."""
     if env_type == "bfcl":
         from .bfcl import BfclTask
 
@@ -32,6 +34,9 @@ def _error(exc):
 
 
 class TaskEnv:
+    """A training task as an env of the env host; a task that cannot be made answers its error on every
+    call instead of failing the make."""
+
     def __init__(self, env_type, task_id, params=None, payload=None):
         self.task, self.failure = None, None
         try:
@@ -40,6 +45,7 @@ class TaskEnv:
             self.failure = exc
 
     def reset(self, seed=None, **_):
+        """The task's first messages (or its error), and an empty info."""
         if self.failure is not None:
             return _error(self.failure), {}
         try:
@@ -48,6 +54,8 @@ class TaskEnv:
             return _error(exc), {}
 
     def step(self, action):
+        """One task operation (``op``: step, evaluate or info) as a gym step; task errors come back in the
+        observation, never as exceptions."""
         if self.failure is not None:
             return _error(self.failure), 0.0, True, False, {}
         if not isinstance(action, dict):
@@ -66,5 +74,6 @@ class TaskEnv:
             return _error(exc), 0.0, False, False, {}
 
     def close(self):
+        """Close the task, if it was made."""
         if self.task is not None:
             self.task.close()

@@ -72,16 +72,23 @@ class RockAgent:
                 raise RuntimeError(f"[{self._sandbox.sandbox_id}] {step} command {n} failed with exit code "
                                    f"{r.exit_code} ({r.status}): {r.output[-500:]}")
 
+    def _installed_config(self) -> RockAgentConfig:
+        if self.config is None:
+            raise RuntimeError("the agent is not installed yet: call install(config) first")
+        return self.config
+
     async def _runtime(self) -> None:
+        cfg = self._installed_config()
         workdir = f"/tmp/rock-runtime-envs/python/default/{uuid.uuid4().hex[:8]}"
         r = await self._sandbox.arun(f"mkdir -p {workdir} && cd {workdir} && {AGENT_LIB}/bin/rock-runtime-env",
-                                     timeout=self.config.agent_install_timeout)
+                                     timeout=cfg.agent_install_timeout)
         if r.exit_code != 0:
             raise RuntimeError(f"[{self._sandbox.sandbox_id}] linking the runtime failed: {r.output[-500:]}")
         self.bin_dir = f"{workdir}/runtime-env/bin"
 
     async def _model_service(self) -> None:
-        service = self._sandbox.model_service or ModelService(self._sandbox, self.config.model_service_config)
+        cfg = self._installed_config()
+        service = self._sandbox.model_service or ModelService(self._sandbox, cfg.model_service_config)
         if not service.is_installed:
             await service.install()
         if not service.is_started:
@@ -89,20 +96,21 @@ class RockAgent:
         self._sandbox.model_service = self.model_service = service
 
     def _run_cmd(self, prompt: str) -> str:
-        if not self.config.run_cmd:
+        cfg = self._installed_config()
+        if not cfg.run_cmd:
             raise ValueError("RockAgentConfig.run_cmd is not set: say how to start the agent, with ${prompt}")
-        cmd = self.format(self.config.run_cmd, prompt=shlex.quote(prompt))
+        cmd = self.format(cfg.run_cmd, prompt=shlex.quote(prompt))
         exports = ""
         if self.model_service is not None:
             ms = self.model_service.config
             url = f"http://127.0.0.1:{ms.port}/v1"
             env = {"OPENAI_BASE_URL": url, "OPENAI_API_BASE": url, "ROCK_AGENT_MODEL": ms.models[0]}
-            env.setdefault("OPENAI_API_KEY", self.config.env.get("OPENAI_API_KEY", "rock-local"))
+            env.setdefault("OPENAI_API_KEY", cfg.env.get("OPENAI_API_KEY", "rock-local"))
             exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in env.items())
-        if not self.config.skip_wrap_run_cmd:
-            cmd = f"export PATH={shlex.quote(self.bin_dir)}:$PATH; {cmd}"
+        if not cfg.skip_wrap_run_cmd:
+            cmd = f"export PATH={shlex.quote(self.bin_dir or '')}:$PATH; {cmd}"
         cmd = f"bash -c {shlex.quote(exports + cmd)}"
-        path = self.config.project_path or (self.working_dir if self.config.use_deploy_working_dir_as_fallback else None)
+        path = cfg.project_path or (self.working_dir if cfg.use_deploy_working_dir_as_fallback else None)
         if path:
             cmd = f"mkdir -p {shlex.quote(path)} && cd {shlex.quote(path)} && {cmd}"
         return cmd

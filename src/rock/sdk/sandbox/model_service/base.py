@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from rock.actions.chat import EndpointLimits
+from rock.actions.records import CallRecord
+from rock.errors import BadRequest
 from rock.sdk.model.trainer import ChatTrainer
 
 if TYPE_CHECKING:
@@ -83,7 +85,13 @@ class ModelService:
         """Nothing to download: the sandbox's agent serves the endpoint."""
         self.is_installed = True
 
-    def _endpoint_config(self) -> dict:
+    def _id(self) -> str:
+        sandbox_id: str | None = self._sandbox.sandbox_id
+        if sandbox_id is None:
+            raise BadRequest("this Sandbox has not been started or attached yet; call start() or attach(id)")
+        return sandbox_id
+
+    def _endpoint_config(self) -> dict[str, Any]:
         c = self.config
         out: dict[str, Any] = {"type": c.type, "port": c.port, "models": c.models, "call_timeout": c.call_timeout,
                                "limits": c.limits.model_dump()}
@@ -109,16 +117,16 @@ class ModelService:
         if not self.is_installed:
             raise RuntimeError(f"[{self._sandbox.sandbox_id}] Cannot start model service: ModelService has not "
                                "been installed yet. Please call install() first.")
-        await self.trainer.start(self._sandbox.sandbox_id, **self._endpoint_config())
+        await self.trainer.start(self._id(), **self._endpoint_config())
         self.is_started = True
 
     async def stop(self) -> None:
         """Stop the sandbox's model endpoint (its records stay)."""
         if not self.is_started:
             return
-        await self.trainer.stop(self._sandbox.sandbox_id)
+        await self.trainer.stop(self._id())
         if self.config.recording_file:
-            Path(self.config.recording_file).write_text(await self.trainer.trajectory_jsonl(self._sandbox.sandbox_id),
+            Path(self.config.recording_file).write_text(await self.trainer.trajectory_jsonl(self._id()),
                                                         encoding="utf-8")
         self.is_started = False
 
@@ -127,7 +135,7 @@ class ModelService:
         if not self.is_started:
             raise RuntimeError(f"[{self._sandbox.sandbox_id}] Cannot watch agent: ModelService is not started. "
                                "Please call start() first.")
-        await self.trainer.watch(self._sandbox.sandbox_id, int(pid))
+        await self.trainer.watch(self._id(), int(pid))
 
     async def anti_call_llm(self, index: int, response_payload: str | None = None, call_timeout: int = 600,
                             check_interval: int = 3) -> str:
@@ -139,8 +147,8 @@ class ModelService:
                                "started. Please call start() first.")
         if isinstance(response_payload, dict):
             response_payload = json.dumps(response_payload)
-        return await self.trainer.anti_call_llm(self._sandbox.sandbox_id, index, response_payload, call_timeout)
+        return await self.trainer.anti_call_llm(self._id(), index, response_payload, call_timeout)
 
-    async def trajectory(self):
+    async def trajectory(self) -> list[CallRecord]:
         """Ours: the session's records (``rock.actions.records.CallRecord``)."""
-        return await self.trainer.trajectory(self._sandbox.sandbox_id)
+        return await self.trainer.trajectory(self._id())
