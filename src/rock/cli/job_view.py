@@ -21,10 +21,13 @@ class ViewError(Exception):
 def _get(args, path: str) -> Any:
     import httpx
 
-    headers = {"authorization": f"Bearer {args.token}"} if args.token else {}
-    url = f"{(args.url or '').rstrip('/')}/apis/v1/jobs{path}"
+    from rock.client.config import ClientConfig
+    from rock.client.pools import sync_client
+
+    config = ClientConfig.resolve(args.url, args.token)
     try:
-        reply = httpx.get(url, headers=headers, timeout=60)
+        with sync_client(config, "/apis/v1/jobs", timeout=60) as client:
+            reply = client.get(path)
     except httpx.HTTPError as exc:
         raise ViewError(f"cannot reach the admin at {args.url}: {exc}") from None
     try:
