@@ -58,6 +58,10 @@ def build_and_use() -> None:
         sandbox.kill()
     sandbox = Sandbox.create(template=f"{NAME}:v1")  # a tag names the build too
     sandbox.kill()
+    sandbox = Sandbox.create(template=f"{NAME}:{info.build_id}")  # and so does the build's id (Harbor's way)
+    sandbox.kill()
+    error = expect(SandboxException, Sandbox.create, template=f"{NAME}:no-such-tag")
+    assert f"tag 'no-such-tag' does not exist for template '{NAME}'" in str(error), error
 
     # tags: assigned to a build, removed
     assigned = Template.assign_tags(f"{NAME}:v1", "stable")

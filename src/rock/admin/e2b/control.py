@@ -226,8 +226,11 @@ def router(ctx: Ctx, built: Templates) -> APIRouter:
             raise E2BError(400, "templateID is required")
         image = _templates(ctx).get(template)
         snapshot = build = None
-        if image is None and (mine := built.image_of(owner or "", template)) is not None:
-            image, build = mine
+        if image is None:
+            with template_routes.e2b_errors():
+                mine = built.image_of(owner or "", template)
+            if mine is not None:
+                image, build = mine
         if image is None:  # Sandbox.create(snapshot_id): one of the caller's snapshots
             if not snapshot_routes.STORED_NAME.match(template):
                 raise _no_template(ctx, template)

@@ -79,8 +79,9 @@ class Template:
         return any(b.status == "ready" for b in self.builds.values())
 
     def build_of(self, tag: str) -> Build | None:
+        """The build ``tag`` points at; a build's own id stands for it too (E2B's ``name:<build id>``)."""
         build_id = self.tags.get(tag)
-        return self.builds.get(build_id) if build_id else None
+        return self.builds.get(build_id) if build_id else self.builds.get(tag)
 
 
 def served(settings) -> dict[str, str]:
@@ -160,14 +161,19 @@ class Templates:
         return template, build
 
     def image_of(self, owner: str, ref: str) -> tuple[str, Build] | None:
-        """The image of ``owner``'s template ``name[:tag]`` (or id), and its build; None when it has none."""
+        """The image of ``owner``'s template ``name[:tag]`` (or id; the tag may be a build id), and its
+        build; None when ``owner`` has no such template; TemplateNotFound, in E2B's words, when the
+        template has no ready build by that tag."""
         try:
             template = self.find(owner, ref)
         except TemplateNotFound:
             return None
         tag = split_name(ref)[1] if ref != template.template_id else DEFAULT_TAG
         build = template.build_of(tag)
-        return (build.image, build) if build is not None and build.image else None
+        if build is None or not build.image:
+            # E2B's words, which clients read: Harbor waits on "does not exist" for a build still running
+            raise TemplateNotFound(f"tag '{tag}' does not exist for template '{template.name}'")
+        return build.image, build
 
     # -- changes -------------------------------------------------------------------------------
 
