@@ -249,7 +249,9 @@ def router(ctx: Ctx, built: Templates) -> APIRouter:
         egress = e2b_network.rules_of(body.get("network"), internet if isinstance(internet, bool) else None)
         # An E2B sandbox past its timeout is gone (E2B kills it): its kept files go soon after the idle
         # stop; not at once, which would race a kill's own stop-then-delete.
-        req = SandboxStartRequest(image=image, auto_clear_seconds=timeout, auto_delete_seconds=KEEP_AFTER_TIMEOUT,
+        sizes = {} if build is None else {"cpus": build.cpu_count,  # the template's cpuCount and memoryMB
+                                            "memory": f"{build.memory_mb}m" if build.memory_mb else None}
+        req = SandboxStartRequest(image=image, auto_clear_seconds=timeout, **sizes, auto_delete_seconds=KEEP_AFTER_TIMEOUT,
                                   env=env or None, snapshot=snapshot, volumes=volume_routes.mounts_of(body), **lived,
                                   egress=None if egress is None or egress == EgressRules() else egress)
         try:

@@ -60,6 +60,8 @@ class Build:
     created_at: float = field(default_factory=time.time)
     start_cmd: str | None = None
     ready_cmd: str | None = None
+    cpu_count: int | None = None  # what a sandbox of this build gets (None: the admin's default)
+    memory_mb: int | None = None
 
 
 @dataclass
@@ -177,7 +179,8 @@ class Templates:
 
     # -- changes -------------------------------------------------------------------------------
 
-    def request(self, owner: str, ref: str, tags: list[str]) -> tuple[Template, Build]:
+    def request(self, owner: str, ref: str, tags: list[str], cpu_count: int | None = None,
+                memory_mb: int | None = None) -> tuple[Template, Build]:
         """A new build of ``owner``'s template ``name[:tag]``, made when it is new; the build's
         tags (the name's and ``tags``) point at it once it is ready."""
         name, tag = split_name(ref)
@@ -197,7 +200,10 @@ class Templates:
             raise Conflict(f"template '{name}' has a build in progress: wait for it before starting another")
         for stale in [b for b in template.builds.values() if b.status == "waiting"]:  # requested, never started
             template.builds.pop(stale.build_id)
-        build = Build(build_id=str(uuid.uuid4()))
+        for key, value in (("cpuCount", cpu_count), ("memoryMB", memory_mb)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise BadRequest(f"{key} must be a positive integer")
+        build = Build(build_id=str(uuid.uuid4()), cpu_count=cpu_count, memory_mb=memory_mb)
         template.builds[build.build_id] = build
         template.pending_tags = list(dict.fromkeys(wanted))
         self._save()
