@@ -109,7 +109,16 @@ async def _backend(ctx, backend: str, python: Path) -> list[dict]:
             out.append(rec)
         return out
     finally:
+        _delete_templates(url)  # the engine keeps a template's image past its admin
         admin.stop()
+
+
+def _delete_templates(url: str) -> None:
+    import httpx
+
+    key = {"X-API-KEY": TOKEN}
+    for template in httpx.get(f"{url}/templates", headers=key, timeout=30).json():
+        httpx.delete(f"{url}/templates/{template['templateID']}", headers=key, timeout=60)
 
 
 def unavailable() -> str | None:
