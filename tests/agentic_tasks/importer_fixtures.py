@@ -100,3 +100,26 @@ def terminal_bench_task(root: Path, name: str = "hello-file") -> Path:
         "assert text == 'hello\\n', repr(text)\nprint('greeting ok')\n")
     (t / "solution.sh").write_text("#!/bin/bash\necho hello > \"$GREETING_FILE\"\n")
     return t
+
+
+def imported_tasks(root: Path) -> Path:
+    """``root/tasks``: the calc row imported by ``rock tasks import swe`` and our terminal-bench task by
+    ``rock tasks import terminal-bench``, as Harbor task folders."""
+    from rock.cli.main import main
+
+    out = root / "tasks"
+    rows = write_rows(root / "rows.jsonl", [calc_row(calc_repo(root / "repos"))])
+    assert main(["tasks", "import", "swe", str(rows), "--repos", str(root / "repos"), "--out", str(out),
+                 "--test-cmd", "python3 -m unittest"]) == 0
+    assert main(["tasks", "import", "terminal-bench", str(terminal_bench_task(root / "tb")), "--out", str(out)]) == 0
+    return out
+
+
+def harbor_trials(jobs: Path) -> dict:
+    """task name -> (reward, exception) from every trial's result.json Harbor wrote under ``jobs``."""
+    got = {}
+    for path in jobs.glob("*/*/result.json"):
+        result = json.loads(path.read_text())
+        rewards = (result.get("verifier_result") or {}).get("rewards") or {}
+        got[result["task_name"]] = (rewards.get("reward"), (result.get("exception_info") or {}).get("exception_message"))
+    return got

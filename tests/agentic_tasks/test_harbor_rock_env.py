@@ -3,7 +3,6 @@
 layer): an imported terminal-bench task and an imported SWE row, oracle 1.0 and nop 0.0, on docker
 and bwrap."""
 
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -11,13 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.venvs import VenvError, harbor_python
-from rock.cli.main import main
-from tests.agentic_tasks.importer_fixtures import (
-    calc_repo,
-    calc_row,
-    terminal_bench_task,
-    write_rows,
-)
+from tests.agentic_tasks.importer_fixtures import harbor_trials, imported_tasks
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -32,23 +25,7 @@ def harbor():
 
 @pytest.fixture(scope="module")
 def tasks(tmp_path_factory):
-    root = tmp_path_factory.mktemp("harbor-tasks")
-    out = root / "tasks"
-    rows = write_rows(root / "rows.jsonl", [calc_row(calc_repo(root / "repos"))])
-    assert main(["tasks", "import", "swe", str(rows), "--repos", str(root / "repos"), "--out", str(out),
-                 "--test-cmd", "python3 -m unittest"]) == 0
-    assert main(["tasks", "import", "terminal-bench", str(terminal_bench_task(root / "tb")), "--out", str(out)]) == 0
-    return out
-
-
-def _trials(jobs: Path) -> dict:
-    """task name -> (reward, exception) from every trial's result.json Harbor wrote."""
-    got = {}
-    for path in jobs.glob("*/*/result.json"):
-        result = json.loads(path.read_text())
-        rewards = (result.get("verifier_result") or {}).get("rewards") or {}
-        got[result["task_name"]] = (rewards.get("reward"), (result.get("exception_info") or {}).get("exception_message"))
-    return got
+    return imported_tasks(tmp_path_factory.mktemp("harbor-tasks"))
 
 
 @pytest.mark.parametrize("agent,reward", [("oracle", 1.0), ("nop", 0.0)])
@@ -61,6 +38,6 @@ def test_harbor_runs_imported_tasks_on_rock(admin, harbor, tasks, tmp_path, agen
                            "--environment-import-path", "rock.integrations.harbor:RockEnvironment",
                            "--ek", f"base_url={admin.url}", "-o", str(jobs), "--job-name", agent, "-n", "2", "-q"],
                           check=False, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
-    got = _trials(jobs)
+    got = harbor_trials(jobs)
     assert got == {"acme__calc-1": (reward, None), "hello-file": (reward, None)}, \
         (got, proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:])

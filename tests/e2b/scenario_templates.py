@@ -41,7 +41,7 @@ def build_and_use() -> None:
                 .set_user("root")
                 .run_cmd("cat /opt/app/hello.txt > /opt/app/copy-seen"))
     logs = []
-    info = Template.build(template, NAME, tags=["v1"], on_build_logs=logs.append)
+    info = Template.build(template, NAME, tags=["v1"], on_build_logs=logs.append, cpu_count=1, memory_mb=768)
     assert info.template_id and info.build_id, info
     assert any("RUN" in str(entry) for entry in logs), [str(e) for e in logs]
     assert Template.exists(NAME)
@@ -54,10 +54,16 @@ def build_and_use() -> None:
                                    "echo \"$GREETING\"; tool").stdout
         assert out.split("\n")[:6] == ["/opt/app", "built", "copied by the template", "nobody", "hi from ENV",
                                        "tool ran"], out
+        details = sandbox.get_info()  # the template's resources are the sandbox's
+        assert (details.cpu_count, details.memory_mb) == (1, 768), details
     finally:
         sandbox.kill()
     sandbox = Sandbox.create(template=f"{NAME}:v1")  # a tag names the build too
     sandbox.kill()
+    sandbox = Sandbox.create(template=f"{NAME}:{info.build_id}")  # and so does the build's id (Harbor's way)
+    sandbox.kill()
+    error = expect(SandboxException, Sandbox.create, template=f"{NAME}:no-such-tag")
+    assert f"tag 'no-such-tag' does not exist for template '{NAME}'" in str(error), error
 
     # tags: assigned to a build, removed
     assigned = Template.assign_tags(f"{NAME}:v1", "stable")

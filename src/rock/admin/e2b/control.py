@@ -226,8 +226,11 @@ def router(ctx: Ctx, built: Templates) -> APIRouter:
             raise E2BError(400, "templateID is required")
         image = _templates(ctx).get(template)
         snapshot = build = None
-        if image is None and (mine := built.image_of(owner or "", template)) is not None:
-            image, build = mine
+        if image is None:
+            with template_routes.e2b_errors():
+                mine = built.image_of(owner or "", template)
+            if mine is not None:
+                image, build = mine
         if image is None:  # Sandbox.create(snapshot_id): one of the caller's snapshots
             if not snapshot_routes.STORED_NAME.match(template):
                 raise _no_template(ctx, template)
@@ -247,9 +250,12 @@ def router(ctx: Ctx, built: Templates) -> APIRouter:
         # An E2B sandbox past its timeout is gone (E2B kills it): its kept files go soon after the idle
         # stop; not at once, which would race a kill's own stop-then-delete.
         transforms = e2b_network.transforms_of(body.get("network"))
+        sizes = {} if build is None else {"cpus": build.cpu_count,  # the template's cpuCount and memoryMB
+                                            "memory": f"{build.memory_mb}m" if build.memory_mb else None}
         try:
-            req = SandboxStartRequest(image=image, auto_clear_seconds=timeout, auto_delete_seconds=KEEP_AFTER_TIMEOUT,
-                                      env=env or None, snapshot=snapshot, volumes=volume_routes.mounts_of(body), **lived,
+            req = SandboxStartRequest(image=image, auto_clear_seconds=timeout, **sizes,
+                                      auto_delete_seconds=KEEP_AFTER_TIMEOUT, env=env or None, snapshot=snapshot,
+                                      volumes=volume_routes.mounts_of(body), **lived,
                                       egress=None if egress is None or egress == EgressRules() else egress,
                                       egress_headers=transforms)
         except ValueError as exc:  # a transform's header name or value no request could carry

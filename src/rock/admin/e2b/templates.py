@@ -29,6 +29,7 @@ from rock.admin.e2b.connect import json_response
 from rock.admin.e2b.snapshots import delete_snapshot
 from rock.admin.templates import Build, Template, TemplateNotFound, Templates, served
 from rock.admin.templates.steps import HASH
+from rock.actions.sizes import parse_memory
 from rock.errors import RockError
 
 log = logging.getLogger("rock.admin.e2b")
@@ -54,6 +55,12 @@ def _entry(e: dict) -> dict:
     if e.get("step"):
         out["step"] = e["step"]
     return out
+
+
+def _sizes(ctx: Ctx, build: Build) -> dict:
+    """A build's cpuCount and memoryMB: what its sandboxes get (the admin's defaults where it named none)."""
+    memory = build.memory_mb or (parse_memory(ctx.settings.default_memory) or 0) >> 20
+    return {"cpuCount": build.cpu_count or max(1, round(ctx.settings.default_cpus)), "memoryMB": memory}
 
 
 def _strings(body: dict, key: str) -> list[str]:
@@ -93,7 +100,7 @@ def router(ctx: Ctx, templates: Templates) -> APIRouter:
     def listed(t: Template) -> dict:
         ready = [b for b in t.builds.values() if b.status == "ready"]
         last = max(ready, key=lambda b: b.created_at)
-        return {"templateID": t.template_id, "buildID": last.build_id, "cpuCount": 1, "memoryMB": 512,
+        return {"templateID": t.template_id, "buildID": last.build_id, **_sizes(ctx, last),
                 "diskSizeMB": 0, "public": False, "aliases": [t.name], "names": [t.name],
                 "createdAt": _iso(t.created_at), "updatedAt": _iso(last.created_at), "createdBy": None,
                 "lastSpawnedAt": None, "spawnCount": 0, "buildCount": len(t.builds), "envdVersion": "0.5.7",
@@ -109,7 +116,8 @@ def router(ctx: Ctx, templates: Templates) -> APIRouter:
         if name in served(ctx.settings):
             raise E2BError(409, f"template '{name}' is served by this admin: choose another name")
         with e2b_errors():
-            template, build = templates.request(who, name, _strings(body, "tags"))
+            template, build = templates.request(who, name, _strings(body, "tags"), body.get("cpuCount"),
+                                                body.get("memoryMB"))
         log.info("e2b: template %s (%s) build %s requested", template.name, template.template_id, build.build_id)
         return json_response({"templateID": template.template_id, "buildID": build.build_id, "public": False,
                               "names": [template.name], "aliases": [template.name],
@@ -224,7 +232,7 @@ def router(ctx: Ctx, templates: Templates) -> APIRouter:
             template = templates.find(who, template_id)
         out = listed(template)
         out["builds"] = [{"buildID": b.build_id, "status": b.status, "createdAt": _iso(b.created_at),
-                          "updatedAt": _iso(b.created_at), "finishedAt": None, "cpuCount": 1, "memoryMB": 512,
+                          "updatedAt": _iso(b.created_at), "finishedAt": None, **_sizes(ctx, b),
                           "envdVersion": "0.5.7"} for b in template.builds.values()]
         return json_response(out)
 

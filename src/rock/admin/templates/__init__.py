@@ -60,6 +60,8 @@ class Build:
     created_at: float = field(default_factory=time.time)
     start_cmd: str | None = None
     ready_cmd: str | None = None
+    cpu_count: int | None = None  # what a sandbox of this build gets (None: the admin's default)
+    memory_mb: int | None = None
 
 
 @dataclass
@@ -79,8 +81,9 @@ class Template:
         return any(b.status == "ready" for b in self.builds.values())
 
     def build_of(self, tag: str) -> Build | None:
+        """The build ``tag`` points at; a build's own id stands for it too (E2B's ``name:<build id>``)."""
         build_id = self.tags.get(tag)
-        return self.builds.get(build_id) if build_id else None
+        return self.builds.get(build_id) if build_id else self.builds.get(tag)
 
 
 def served(settings) -> dict[str, str]:
@@ -160,18 +163,24 @@ class Templates:
         return template, build
 
     def image_of(self, owner: str, ref: str) -> tuple[str, Build] | None:
-        """The image of ``owner``'s template ``name[:tag]`` (or id), and its build; None when it has none."""
+        """The image of ``owner``'s template ``name[:tag]`` (or id; the tag may be a build id), and its
+        build; None when ``owner`` has no such template; TemplateNotFound, in E2B's words, when the
+        template has no ready build by that tag."""
         try:
             template = self.find(owner, ref)
         except TemplateNotFound:
             return None
         tag = split_name(ref)[1] if ref != template.template_id else DEFAULT_TAG
         build = template.build_of(tag)
-        return (build.image, build) if build is not None and build.image else None
+        if build is None or not build.image:
+            # E2B's words, which clients read: Harbor waits on "does not exist" for a build still running
+            raise TemplateNotFound(f"tag '{tag}' does not exist for template '{template.name}'")
+        return build.image, build
 
     # -- changes -------------------------------------------------------------------------------
 
-    def request(self, owner: str, ref: str, tags: list[str]) -> tuple[Template, Build]:
+    def request(self, owner: str, ref: str, tags: list[str], cpu_count: int | None = None,
+                memory_mb: int | None = None) -> tuple[Template, Build]:
         """A new build of ``owner``'s template ``name[:tag]``, made when it is new; the build's
         tags (the name's and ``tags``) point at it once it is ready."""
         name, tag = split_name(ref)
@@ -191,7 +200,10 @@ class Templates:
             raise Conflict(f"template '{name}' has a build in progress: wait for it before starting another")
         for stale in [b for b in template.builds.values() if b.status == "waiting"]:  # requested, never started
             template.builds.pop(stale.build_id)
-        build = Build(build_id=str(uuid.uuid4()))
+        for key, value in (("cpuCount", cpu_count), ("memoryMB", memory_mb)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise BadRequest(f"{key} must be a positive integer")
+        build = Build(build_id=str(uuid.uuid4()), cpu_count=cpu_count, memory_mb=memory_mb)
         template.builds[build.build_id] = build
         template.pending_tags = list(dict.fromkeys(wanted))
         self._save()
