@@ -8,13 +8,18 @@ sandbox and one env host), bob (no quota: the control), carol (one create per mi
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
 from rock.admin.context import PREFIX
+from rock.agentic.tasks.harness import RolloutOptions
+from rock.agentic.tasks.jobs import run_job_sync
 from rock.runtime import cgroups
 from rock.runtime.host_policy import owner_key
 from tests.admin.harness import Admin
+from tests.agentic_tasks.conftest import harbor_task
 
 TOKENS = {"adm-alice": "alice", "adm-bob": "bob", "adm-carol": "carol", "adm-dave": "dave", "adm-erin": "erin"}
 GEM = "/apis/v1/envs/gem"
@@ -148,6 +153,9 @@ def test_every_door_past_the_nodes_capacity_is_503_naming_the_limit(admin):
         assert set(e2b.json()) == {"code", "message"}
         refused(bob.post(GEM + "/make", json={"env_id": ENV}), 503, "node_memory")
         refused(bob.post(GEM + "/vec/make", json={"env_id": ENV, "num_envs": 2}), 503, "node_memory")
+        refused(bob.post(GYM + "/sessions", json={"source": "CartPole-v1", "num_envs": 1}), 503, "node_memory")
+        refused(bob.post(TRAINING + "/create", json={"env_type": "humaneval", "task_id": "HumanEval/100"}),
+                503, "node_memory")
         refused(bob.post(PREFIX + f"/sandboxes/{filler}/fork", json={"count": 1}), 503, "node_memory")
         refused(alice.post(PREFIX + "/start", json=SMALL), 503, "node_memory")  # the node is everyone's
         assert live_ids(bob) == before and groups(admin) <= cgs
@@ -252,3 +260,32 @@ def test_snapshots_past_their_count_or_bytes_on_disk_are_429_and_deleted(admin):
             erin.delete(PREFIX + f"/snapshots/{s['name']}")
         erin.post(PREFIX + "/delete", json={"sandbox_id": sid})
         erin.close()
+
+
+def test_a_jobs_rollouts_past_the_quota_are_each_an_error_naming_the_limit(admin, tmp_path):
+    """A job's rollouts start their sandboxes through the same door: at the namespace's quota each
+    rollout is an error naming it (the job goes on to its end), nothing is left running, and a
+    rollout of the same task runs once the quota has room (the control that the task itself runs)."""
+    alice = client(admin, "adm-alice")
+    folder = tmp_path / "tasks"
+    for name in ("fix-add", "fix-add-too"):
+        harbor_task(folder, name)
+    options = RolloutOptions(base_url=admin.url, token="adm-alice", policy="oracle")
+    r = alice.post(PREFIX + "/start", json=SMALL)  # her one sandbox
+    assert r.status_code == 200, r.text
+    holder = r.json()["result"]["sandbox_id"]
+    try:
+        summary = run_job_sync(str(folder), options, out=tmp_path / "full.jsonl", record=False, traces="off")
+        assert summary["tasks"] == 2 and summary["errors"] == 2, summary
+        rows = [line for line in (tmp_path / "full.jsonl").read_text().splitlines() if line.strip()]
+        for rec in map(json.loads, rows):
+            assert rec["reward"] == 0.0 and "running sandboxes" in rec["error"], rec["error"]
+        assert live_ids(alice) == {holder}  # nothing half-made
+        healthy(admin)
+    finally:
+        alice.post(PREFIX + "/delete", json={"sandbox_id": holder})
+    summary = run_job_sync(str(folder), options, tasks=["fix-add"], out=tmp_path / "room.jsonl", record=False,
+                           traces="off")
+    assert summary["errors"] == 0 and summary["mean_reward"] == 1.0, summary
+    assert not live_ids(alice)
+    alice.close()

@@ -53,3 +53,29 @@ def test_policy_matching():
     import ipaddress
     assert p.address_allowed(ipaddress.ip_address("10.9.1.1")) and not p.address_allowed(ipaddress.ip_address("10.8.1.1"))
     assert not Compiled(EgressRules(default="allow")).address_allowed(ipaddress.ip_address("127.0.0.1"))
+
+
+def test_the_schemas_port_grammar_is_the_ports_the_policy_takes():
+    """A port string the schema allows is one the model takes (Schemathesis found "0" passing the
+    schema and then refused); a range whose ends are reversed is the one rule left to the model."""
+    import re
+
+    import pydantic
+
+    from rock.actions.egress import PORT_PATTERN
+
+    schema = EgressRules.model_json_schema()["properties"]["ports"]["items"]["anyOf"]
+    assert {"type": "string", "pattern": PORT_PATTERN} in [{k: v for k, v in s.items() if k in ("type", "pattern")}
+                                                         for s in schema]
+    for good in ("1", "80", "65535", "443-8443", "1-65535"):
+        assert re.match(PORT_PATTERN, good) and EgressRules(ports=[good])
+    for bad in ("0", "65536", "70000", "0-5", "80-", "-80", "00080"):
+        assert not re.match(PORT_PATTERN, bad), bad
+        with pytest.raises(pydantic.ValidationError):
+            EgressRules(ports=[bad])
+    assert EgressRules(ports=[80.0]).ports == [80]  # JSON Schema's integer, as the schema says
+    for bad in (True, 0, 65536, 80.5):
+        with pytest.raises(pydantic.ValidationError):
+            EgressRules(ports=[bad])
+    with pytest.raises(pydantic.ValidationError, match="not a port"):
+        EgressRules(ports=["90-80"])  # the control: what the grammar passes, the model still checks

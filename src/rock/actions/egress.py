@@ -14,7 +14,7 @@ import ipaddress
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 # One DNS label (RFC 1123; underscores as some services use them); the last starts with a letter,
 # so a name is never read as an address (inet_aton takes "10.1" as 10.0.0.1).
@@ -25,12 +25,25 @@ _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 CIDR_PATTERN = rf"{_OCTET}(?:\.{_OCTET}){{3}}(?:/(?:3[0-2]|[12]?[0-9]))?"
 TARGET_PATTERN = rf"^(?:{HOST_PATTERN}|{CIDR_PATTERN})$"
 _TARGET = re.compile(TARGET_PATTERN)
-PORT_PATTERN = r"^[0-9]{1,5}(-[0-9]{1,5})?$"
+# A port is 1-65535 in the schema too ("0" or "70000" is refused by the grammar, not later); that a
+# range's low end is not above its high end is the one rule the pattern cannot say.
+_PORT = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+PORT_PATTERN = rf"^{_PORT}(-{_PORT})?$"
 _TARGET_DOC = ("a host name ('example.com'), a wildcard of the names below one ('*.example.com'), "
                "an IPv4 address or CIDR ('10.0.0.0/8')")
 
 Target = Annotated[str, Field(min_length=1, max_length=253, pattern=TARGET_PATTERN, description=_TARGET_DOC)]
-Port = Union[Annotated[int, Field(ge=1, le=65535)], Annotated[str, Field(pattern=PORT_PATTERN)]]
+
+def _a_port_number(value: Any) -> Any:
+    # A string is the string branch's to judge ("00080" would otherwise be read as 80 here and pass
+    # where the schema's pattern refuses it); a boolean is no port. 80.0 is JSON Schema's integer.
+    if isinstance(value, (bool, str, bytes)):
+        raise ValueError(f"{value!r} is not a port number")
+    return value
+
+
+Port = Union[Annotated[int, BeforeValidator(_a_port_number), Field(ge=1, le=65535)],
+             Annotated[str, Field(pattern=PORT_PATTERN)]]
 
 
 def parse_target(value: str) -> ipaddress.IPv4Network | str:
