@@ -17,10 +17,28 @@ bound what a valid request costs on this machine:
 
 from __future__ import annotations
 
+import ast
 import os
 import random
+import threading
 
 import schemathesis
+
+# CPython before 3.11.8/3.12.1 keeps the AST constructor's recursion depth in state shared by all
+# threads (python/cpython#106905): two of ``st``'s workers describing a strategy's lambdas at once
+# (Hypothesis parses their source with ``ast.parse``) can fail one operation with "SystemError: AST
+# constructor recursion depth mismatch" before any request is sent. Parsing one at a time in this
+# process avoids it; nothing else here parses.
+_parse_lock = threading.Lock()
+_parse = ast.parse
+
+
+def _serial_parse(*args, **kwargs):
+    with _parse_lock:
+        return _parse(*args, **kwargs)
+
+
+ast.parse = _serial_parse
 
 SANDBOX = os.environ.get("FUZZ_SANDBOX", "")
 MAX_STARTS = int(os.environ.get("FUZZ_MAX_STARTS", "4"))
