@@ -123,8 +123,12 @@ def _same(a: tuple[int, os.stat_result], b: tuple[int, os.stat_result], pa: Path
     if stat.S_ISLNK(sa.st_mode):
         return os.readlink(pa) == os.readlink(pb)
     if stat.S_ISREG(sa.st_mode):
-        # A snapshot's copy keeps sizes and mtimes to the nanosecond (``cp -a``).
-        return sa.st_size == sb.st_size and sa.st_mtime_ns == sb.st_mtime_ns
+        # A snapshot's copy keeps sizes and mtimes to the nanosecond (``cp -a``); an engine's commit
+        # keeps mtimes to the second (the tar it is made from), so there the same second and the
+        # same bytes are the same file.
+        if sa.st_size != sb.st_size or sa.st_mtime_ns // 10**9 != sb.st_mtime_ns // 10**9:
+            return False
+        return sa.st_mtime_ns == sb.st_mtime_ns or (sa.st_size <= MAX_BYTES and _read(pa) == _read(pb))
     return stat.S_ISDIR(sa.st_mode) or sa.st_rdev == sb.st_rdev
 
 
@@ -138,8 +142,9 @@ def _read(path: Path) -> bytes:
 
 
 class _Planner:
-    def __init__(self, current: _View, target: _View):
+    def __init__(self, current: _View, target: _View, keep: frozenset[str] = frozenset()):
         self.cur, self.tgt = current, target
+        self.keep = keep
         self.plan = Plan()
 
     def emit(self, rel: str, entry: tuple[int, os.stat_result], dir_layers: list[int]) -> None:
@@ -151,7 +156,8 @@ class _Planner:
             self.plan.add({"op": "dir", **op})
             sub = self.tgt.dir_layers(rel, dir_layers)
             for name, child in sorted(self.tgt.children(rel, sub).items()):
-                self.emit(f"{rel}/{name}", child, sub)
+                if f"{rel}/{name}" not in self.keep:
+                    self.emit(f"{rel}/{name}", child, sub)
         elif stat.S_ISREG(st.st_mode):
             data = _read(src)
             if len(self.plan.body) + len(data) > MAX_BYTES:
@@ -169,6 +175,8 @@ class _Planner:
         want = self.tgt.children(rel, tgt_layers)
         for name in sorted(now.keys() | want.keys()):
             path = f"{rel}/{name}" if rel else name
+            if path in self.keep:
+                continue
             c, t = now.get(name), want.get(name)
             if t is None:
                 self.plan.add({"op": "rm", "path": path})
@@ -185,12 +193,14 @@ class _Planner:
                 self.emit(path, t, tgt_layers)
 
 
-def plan(current_upper: Path, target_upper: Path, shared: list[Path]) -> Plan:
+def plan(current_upper: Path, target_upper: Path, shared: list[Path], keep: frozenset[str] = frozenset()) -> Plan:
     """The operations that make the overlay ``current_upper`` + ``shared`` show what
     ``target_upper`` + ``shared`` shows (``shared``: the read-only layers and the image root, top
-    first). Raises Unplannable where the layers cannot be modelled or the change is too large."""
+    first), leaving the paths in ``keep`` (relative, the sandbox's mount points: what is mounted
+    there is not the layers') alone. Raises Unplannable where the layers cannot be modelled or the
+    change is too large."""
     cur, tgt = _View([current_upper, *shared]), _View([target_upper, *shared])
-    planner = _Planner(cur, tgt)
+    planner = _Planner(cur, tgt, keep)
     every = list(range(len(shared) + 1))
     planner.walk("", cur.dir_layers("", every), tgt.dir_layers("", every))
     return planner.plan

@@ -267,6 +267,12 @@ class DockerRuntime(Runtime):
     async def _start_from(self, snapshot, spec: SandboxSpec) -> RuntimeHandle:
         return await self.create(spec.model_copy(update={"image": snapshot.extra["image"], "pull_policy": "missing"}))
 
+    def rolls_back(self, handle: RuntimeHandle, snapshot) -> bool:
+        return self.kept.rolls_back(handle, snapshot)
+
+    async def rollback_plan(self, handle: RuntimeHandle, snapshot):
+        return await self.kept.rollback_plan(self.snapshots, handle, snapshot)
+
     async def _delete_snapshot(self, snapshot) -> None:
         await self.kept.delete_image(snapshot)
 
