@@ -7,7 +7,8 @@ answer, even from "another" resolver) and its IP literal, the host's end of the 
 loopback on the admin's port; then its policy changed while it runs, which opens the denied
 name and closes the first one; a full snapshot refused (runsc cannot checkpoint the host sockets
 such a sandbox uses); a filesystem fork whose child runs in a namespace of its own under the
-policy in force. No namespace is left once they are stopped.
+policy in force; an admin restart, after which the new admin's gate links it again. No
+namespace is left once they are stopped.
 """
 
 from __future__ import annotations
@@ -33,31 +34,29 @@ def internet():
     net.stop()
 
 
-@pytest.fixture(scope="module")
-def gvisor_admin(internet):
-    server = Admin("gvisor", egress_hosts=internet.addresses, tokens=E2B_TOKENS).start()
-    yield server
-    server.stop(stop_sandboxes=True)
+def _admin(internet: Internet, state_dir=None) -> Admin:
+    return Admin("gvisor", state_dir=state_dir, egress_hosts=internet.addresses, tokens=E2B_TOKENS).start()
 
 
 async def _probe(sandbox: Sandbox, *args: str) -> str:
     return (await sandbox.arun("python3 /tmp/probe.py " + " ".join(args))).output.strip()
 
 
-def _our_netns(admin: Admin) -> list[str]:
+def _our_netns(admin: Admin) -> set[str]:
     runtime = admin.ctx.worker.runtime
-    return links.named_netns(runtime._netns_name(""))
+    return set(links.named_netns(runtime._netns_name("")))
 
 
-async def test_gvisor_sandbox_reaches_only_what_its_policy_allows(gvisor_admin, internet):
+def test_gvisor_sandbox_reaches_only_what_its_policy_allows(internet):
     a = internet.addresses
-    before = set(_our_netns(gvisor_admin))
-    sandbox = Sandbox(SandboxConfig(base_url=gvisor_admin.url, token="e2b-token-a", memory="512m", cpus=1,
+    first = _admin(internet)
+    second = None
+    sandbox = Sandbox(SandboxConfig(base_url=first.url, token="e2b-token-a", memory="512m", cpus=1,
                                     egress={"allow": ["allowed.test"], "ports": [80]}))
-    await sandbox.start()
-    started: list[Sandbox] = []
-    try:
-        made = set(_our_netns(gvisor_admin)) - before
+
+    async def before() -> None:
+        await sandbox.start()
+        made = _our_netns(first)
         assert len(made) == 1, made  # the namespace runsc was started in
         await sandbox.write_bytes("/tmp/probe.py", PROBE.encode())
         # control: the allowed name, by its name, on its port
@@ -72,7 +71,7 @@ async def test_gvisor_sandbox_reaches_only_what_its_policy_allows(gvisor_admin, 
             out = await _probe(sandbox, "http", target, "80", target)
             assert out.startswith("unreachable"), (target, out)
         # the admin's port on the sandbox's loopback (its own namespace's) and on the gate's side of the link
-        port = str(gvisor_admin.port)
+        port = str(first.port)
         gateway = (await sandbox.arun("cat /etc/resolv.conf | awk '/nameserver/{print $2}'")).output.strip()
         assert gateway.startswith("10.231."), gateway  # our resolver's address is the host's end of the link
         for target in ("127.0.0.1", gateway):
@@ -92,13 +91,32 @@ async def test_gvisor_sandbox_reaches_only_what_its_policy_allows(gvisor_admin, 
         assert refused.value.status_code == 400
         # a fork: the child starts in a namespace of its own, under the policy in force
         children = await sandbox.fork(1)
-        started += children
-        assert len(set(_our_netns(gvisor_admin)) - before) == 2
-        await children[0].write_bytes("/tmp/probe.py", PROBE.encode())
-        for box in (sandbox, children[0]):
-            assert await _probe(box, "http", "denied.test", "80", "denied.test") == f"hit {a['denied.test']} denied.test"
-            assert (await _probe(box, "http", "allowed.test", "80", "allowed.test")).startswith("unreachable")
+        try:
+            assert len(_our_netns(first)) == 2
+            await children[0].write_bytes("/tmp/probe.py", PROBE.encode())
+            for box in (sandbox, children[0]):
+                assert await _probe(box, "http", "denied.test", "80", "denied.test") == f"hit {a['denied.test']} denied.test"
+                assert (await _probe(box, "http", "allowed.test", "80", "allowed.test")).startswith("unreachable")
+        finally:
+            await children[0].stop()
+        assert len(_our_netns(first)) == 1  # the child's went with it
+        await sandbox.aclose()
+
+    async def after(admin: Admin) -> None:
+        again = Sandbox(SandboxConfig(base_url=admin.url, token="e2b-token-a"))
+        await again.attach(sandbox.sandbox_id)
+        # the new admin's gate links it again, under the policy in force (the record's)
+        assert await _probe(again, "http", "denied.test", "80", "denied.test") == f"hit {a['denied.test']} denied.test"
+        assert (await _probe(again, "http", "allowed.test", "80", "allowed.test")).startswith("unreachable")
+        await again.stop()
+
+    try:
+        asyncio.run(before())
+        first.stop()  # the sandbox runs on in its namespace; the worker's link and table go with the admin
+        second = _admin(internet, first.state_dir)
+        asyncio.run(after(second))
+        assert not _our_netns(second)
     finally:
-        await asyncio.gather(*(box.stop() for box in [*started, sandbox]), return_exceptions=True)
-    left = set(_our_netns(gvisor_admin)) - before
-    assert not left, left
+        if second is None and first.server is None:  # stopped, and the new one never came up: one to clean up
+            second = _admin(internet, first.state_dir)
+        (second or first).stop(stop_sandboxes=True)
