@@ -461,6 +461,9 @@ class GvisorRuntime(Runtime):
         return await rollback.plan_for(self.snapshots, handle, snapshot)
 
     async def _start_from(self, snapshot, spec: SandboxSpec) -> RuntimeHandle:
+        if snapshot.mode == "full" and spec.egress is not None:  # its processes come back on the network they had
+            raise BadRequest("a full snapshot on gVisor starts with the network it was taken with (none); an egress "
+                             "policy needs a filesystem snapshot, or a start without a snapshot")
         path = self.snapshots.path(snapshot.name)
         await seed_layers(path, self.sandboxes_dir / spec.sandbox_id)  # linked, not copied (rock.runtime.layers)
         restore = path / CHECKPOINT if snapshot.mode == "full" else None
