@@ -7,8 +7,9 @@ answer, even from "another" resolver) and its IP literal, the host's end of the 
 loopback on the admin's port; then its policy changed while it runs, which opens the denied
 name and closes the first one; a full snapshot refused (runsc cannot checkpoint the host sockets
 such a sandbox uses); a filesystem fork whose child runs in a namespace of its own under the
-policy in force; an admin restart, after which the new admin's gate links it again. No
-namespace is left once they are stopped.
+policy in force; an admin restart, after which the new admin's gate links it again. Then a
+sandbox without a policy, which cannot be given one (409). No namespace is left once they are
+stopped.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import asyncio
 
 import pytest
 
-from rock.errors import BadRequest
+from rock.errors import BadRequest, RockError
 from rock.runtime.egress import links
 from rock.sdk.sandbox import Sandbox, SandboxConfig
 from tests.admin.harness import Admin
@@ -109,6 +110,18 @@ def test_gvisor_sandbox_reaches_only_what_its_policy_allows(internet):
         assert await _probe(again, "http", "denied.test", "80", "denied.test") == f"hit {a['denied.test']} denied.test"
         assert (await _probe(again, "http", "allowed.test", "80", "allowed.test")).startswith("unreachable")
         await again.stop()
+        # a gVisor sandbox started without a policy has no namespace of ours to gate: it cannot get
+        # one later (a clear 409), and it reaches nothing
+        plain = Sandbox(SandboxConfig(base_url=admin.url, token="e2b-token-a", memory="512m", cpus=1))
+        await plain.start()
+        try:
+            with pytest.raises(RockError, match="started without an egress policy") as refused:
+                await plain.update_egress({"allow": ["allowed.test"]})
+            assert refused.value.status_code == 409
+            await plain.write_bytes("/tmp/probe.py", PROBE.encode())
+            assert (await _probe(plain, "http", a["allowed.test"], "80", "allowed.test")).startswith("unreachable")
+        finally:
+            await plain.stop()
 
     try:
         asyncio.run(before())
