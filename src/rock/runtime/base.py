@@ -67,6 +67,10 @@ class Runtime(abc.ABC):
     # -- keeping a sandbox's files across a stop (ROCK's stop / restart / commit) ------------
 
     keeps_files: ClassVar[bool] = False  # True where suspend/resume/commit are implemented
+    # True where a sandbox with an egress policy must be started inside the network namespace it
+    # is gated from (its handle's ``extra["netns"]`` names it): no warm sandbox serves such a start,
+    # and a sandbox started without a policy cannot be given one later.
+    egress_at_boot: ClassVar[bool] = False
 
     async def suspend(self, handle: RuntimeHandle) -> None:
         """End every process of the sandbox but keep its filesystem for ``resume``."""

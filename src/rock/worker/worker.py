@@ -58,8 +58,8 @@ class SandboxInfo(BaseModel):
 
 
 # Backends whose sandboxes have a kernel network namespace of their own to link the gate into
-# (gVisor's sandboxes use the sentry's network stack; local ones have none).
-EGRESS_BACKENDS = ("docker", "bwrap")
+# (gVisor's, with a policy, run in one the runtime makes before boot; local ones have none).
+EGRESS_BACKENDS = ("docker", "bwrap", "gvisor")
 
 
 class Sandbox:
@@ -220,7 +220,8 @@ class Worker:
             raise
 
     async def _start(self, spec: SandboxSpec, started: float) -> None:
-        pooled = None if spec.gpu_ids else self.pool.take(pool_key(spec))
+        at_boot = spec.egress is not None and self.runtime.egress_at_boot  # a warm one has no namespace for it
+        pooled = None if spec.gpu_ids or at_boot else self.pool.take(pool_key(spec))
         if pooled is not None:
             handle, client = pooled
             source = "pool"
@@ -253,12 +254,14 @@ class Worker:
 
     def _egress_backend(self) -> None:
         if self.backend_name not in EGRESS_BACKENDS:
-            raise BadRequest(f"egress policies need the docker or bwrap backend; this admin runs {self.backend_name}")
+            raise BadRequest(f"egress policies need the docker, bwrap or gvisor backend; this admin runs "
+                             f"{self.backend_name}")
 
     async def _gate(self, sandbox: Sandbox) -> None:
         """A sandbox with an egress policy gets its way out through the gate."""
         if sandbox.spec.egress is not None:
-            await self.egress.attach(sandbox.sandbox_id, sandbox.client, sandbox.spec.egress, sandbox.spec.brokered)
+            await self.egress.attach(sandbox.sandbox_id, sandbox.client, sandbox.spec.egress, sandbox.spec.brokered,
+                                     netns=sandbox.handle.extra.get("netns"))
 
     async def update_egress(self, sandbox_id: str, rules: dict) -> None:
         """A running sandbox's new egress policy (one started without a network gets the gate
@@ -268,12 +271,17 @@ class Worker:
         if sandbox.spec.network:
             raise Conflict(f"sandbox {sandbox_id} was started with network=true (the backend's network, "
                            "no gate); start it with an egress policy instead")
+        netns = sandbox.handle.extra.get("netns")
+        if self.runtime.egress_at_boot and netns is None:
+            raise Conflict(f"sandbox {sandbox_id} was started without an egress policy, and a {self.backend_name} "
+                           "sandbox's network is fixed when it boots; start it with an egress policy ('none' to "
+                           "begin with nothing) to change it later")
         sandbox.spec = sandbox.spec.model_copy(update={"egress": rules})
         # The handle's spec too: a snapshot records it, and a fork or a start from that snapshot
         # must get the policy in force, not the one the sandbox was started with.
         sandbox.handle.spec = sandbox.handle.spec.model_copy(update={"egress": rules})
         if not self.egress.update(sandbox_id, rules):
-            await self.egress.attach(sandbox_id, sandbox.client, rules)
+            await self.egress.attach(sandbox_id, sandbox.client, rules, netns=netns)
         self.records.save(sandbox)
 
     async def _launch(self, spec: SandboxSpec, snapshot: Snapshot | None = None) -> tuple[RuntimeHandle, AgentClient]:

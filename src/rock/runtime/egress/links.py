@@ -8,11 +8,13 @@ import fcntl
 import hashlib
 import ipaddress
 import json
+import os
 import subprocess
 
 from rock.errors import SandboxStartError
 from rock.runtime.egress.rules import EGRESS_RANGE
 
+NETNS_DIR = "/run/netns"  # where ``ip netns`` keeps its named namespaces
 _LOCK = "/run/rock-egress.lock"  # one allocation of /30s at a time among all the host's workers
 
 
@@ -77,12 +79,16 @@ def _used_subnets() -> set[ipaddress.IPv4Network]:
     return used
 
 
-def attach(table: str, link: str, pid: int) -> tuple[str, str]:
-    """A veth from the host into the network namespace of ``pid`` (the sandbox's), its default
-    route through the host's end, IPv6 off; the host's end joins ``table``'s set. Returns the
-    (host, sandbox) addresses. A link of the same name (an earlier attach) is replaced."""
+def attach(table: str, link: str, pid: int | None = None, netns: str | None = None) -> tuple[str, str]:
+    """A veth from the host into the sandbox's network namespace (that of ``pid``, or the named
+    namespace ``netns`` of ``ip netns``), its default route through the host's end, IPv6 off; the
+    host's end joins ``table``'s set. Returns the (host, sandbox) addresses. A link of the same
+    name (an earlier attach) is replaced."""
+    if (pid is None) == (netns is None):
+        raise ValueError("attach: give the sandbox's pid or its named network namespace")
     detach(table, link)
-    netns = ["nsenter", f"--net=/proc/{pid}/ns/net"]
+    target = str(pid) if netns is None else netns
+    enter = ["nsenter", f"--net=/proc/{pid}/ns/net" if netns is None else f"--net={NETNS_DIR}/{netns}"]
     with open(_LOCK, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         used = _used_subnets()
@@ -103,8 +109,8 @@ def attach(table: str, link: str, pid: int) -> tuple[str, str]:
     try:
         _run(["nft", "add", "element", "inet", table, "links", f"{{ {link} }}"], "adding the link to " + table)
         _run(["ip", "link", "set", link, "up"], "raising " + link)
-        _run(["ip", "link", "set", peer, "netns", str(pid)], "moving the veth into the sandbox")
-        _run([*netns, "sh", "-c",
+        _run(["ip", "link", "set", peer, "netns", target], "moving the veth into the sandbox")
+        _run([*enter, "sh", "-c",
               ("echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6; echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6; "
                'ip link set "$1" name eth0 && ip addr add "$2/30" dev eth0 && ip link set eth0 up && '
                'ip link set lo up && ip route add default via "$3"'), "sh", peer, inside, host],
@@ -120,3 +126,30 @@ def detach(table: str, link: str) -> None:
     subprocess.run(["nft", "delete", "element", "inet", table, "links", f"{{ {link} }}"], capture_output=True,
                    timeout=20)
     subprocess.run(["ip", "link", "del", link], capture_output=True, timeout=20)
+
+
+def make_netns(name: str) -> str:
+    """A named network namespace (``ip netns add``) with nothing in it but its loopback, for a
+    sandbox whose runtime must be started inside the namespace it will be gated from (gVisor);
+    returns its path. One left by an earlier start of the same name is made anew."""
+    remove_netns(name)
+    _run(["ip", "netns", "add", name], "making the network namespace " + name)
+    try:
+        _run(["ip", "-n", name, "link", "set", "lo", "up"], "raising the loopback of " + name)
+    except BaseException:
+        remove_netns(name)
+        raise
+    return f"{NETNS_DIR}/{name}"
+
+
+def remove_netns(name: str) -> None:
+    """Remove a named network namespace (its veth goes with it once nothing runs in it); nothing if absent."""
+    subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=20)
+
+
+def named_netns(prefix: str) -> list[str]:
+    """The named network namespaces whose names start with ``prefix``."""
+    try:
+        return sorted(n for n in os.listdir(NETNS_DIR) if n.startswith(prefix))
+    except FileNotFoundError:
+        return []

@@ -43,17 +43,22 @@ class Egress:
                 await asyncio.to_thread(links.install_table, self.table, self.gate.tcp_port, self.gate.dns_port)
                 self._installed = True
 
-    async def attach(self, sandbox_id: str, client, rules: dict, brokered: list[dict] | None = None) -> None:
+    async def attach(self, sandbox_id: str, client, rules: dict, brokered: list[dict] | None = None,
+                     netns: str | None = None) -> None:
         """Give a running sandbox (no network of its own yet but loopback) its gated way out
-        (and, with ``brokered`` secrets, the relay's CA in its trust)."""
+        (and, with ``brokered`` secrets, the relay's CA in its trust). ``netns``: the named
+        network namespace the sandbox runs in, where its runtime made one (gVisor); else the
+        namespace of the process serving its agent."""
         policy = self.compile(rules)
         await self._ensure()
-        try:
-            pid = peer_pid(client)
-        except (OSError, AttributeError) as exc:
-            raise SandboxStartError(f"egress: cannot find the sandbox's process: {exc}") from None
+        pid = None
+        if netns is None:
+            try:
+                pid = peer_pid(client)
+            except (OSError, AttributeError) as exc:
+                raise SandboxStartError(f"egress: cannot find the sandbox's process: {exc}") from None
         link = links.link_name(self.owner_key, sandbox_id)
-        host, inside = await asyncio.to_thread(links.attach, self.table, link, pid)
+        host, inside = await asyncio.to_thread(links.attach, self.table, link, pid, netns)
         self._links[sandbox_id] = (link, inside)
         entry = Entry(sandbox_id, policy)
         entry.brokered = list(brokered or [])

@@ -46,6 +46,7 @@ from pathlib import Path
 
 from rock.errors import BadRequest, SandboxStartError
 from rock.runtime import cgroups
+from rock.runtime.egress import links
 from rock.runtime.gvisor import pids as gvisor_pids
 from rock.runtime.gvisor import statx as gvisor_statx
 from rock.runtime.agent_boot import (
@@ -97,6 +98,7 @@ class GvisorRuntime(Runtime):
     full_snapshots = True
     # The agent is the sandbox's first process, as in a container: it makes itself non-dumpable.
     agent_env = {"ROCK_AGENT_NONDUMPABLE": "1"}
+    egress_at_boot = True  # runsc enters the sandbox's network namespace once, when it boots (see _netns)
 
     def __init__(self, settings, owner: str):
         super().__init__(settings, owner)
@@ -126,8 +128,26 @@ class GvisorRuntime(Runtime):
     # -- runsc ----------------------------------------------------------------------------
 
     def _flags(self, spec: SandboxSpec) -> list[str]:
+        # An egress policy's sandbox uses the host's stack inside a namespace of its own (_netns).
+        network = "host" if spec.network or spec.egress is not None else "none"
         return [f"--root={self.state}", "--oci-seccomp", "--host-uds=all", "--host-fifo=open", "--overlay2=none",
-                "--file-access=shared", f"--network={'host' if spec.network else 'none'}"]
+                "--file-access=shared", f"--network={network}"]
+
+    def _netns_name(self, sandbox_id: str) -> str:
+        return "rock-" + self._cid(sandbox_id)[len("rock-"):]
+
+    async def _netns(self, handle: RuntimeHandle) -> None:
+        """A sandbox with an egress policy runs in a named network namespace made before runsc
+        starts, where the worker's gate links it later (``rock.runtime.egress``). runsc runs it
+        with ``--network=host``, i.e. its sockets are the host kernel's sockets in that namespace,
+        which holds nothing but a loopback until the gate adds its veth. Not the sentry's own
+        netstack (``--network=sandbox``): that reads the namespace's links once, at boot, and this
+        runsc cannot boot it on kernels whose every namespace has ``net.core.rmem_default`` (it
+        takes such a namespace for the host's: "cannot run with network enabled in root network
+        namespace")."""
+        name = self._netns_name(handle.sandbox_id)
+        handle.extra["netns"] = name
+        await asyncio.to_thread(links.make_netns, name)
 
     async def _runsc(self, spec: SandboxSpec, *args: str, check: bool = True, log_to: Path | None = None) -> str:
         out = open(log_to, "ab") if log_to else subprocess.PIPE
@@ -189,7 +209,10 @@ class GvisorRuntime(Runtime):
             if restore is not None:  # the agent's files there (session and process output) are open in the image
                 await asyncio.to_thread(copy_tree, restore.parent / "run", run)
             fifo = ReadyFifo(run)
-            await asyncio.to_thread(self._prepare, spec, sandbox_dir, lower, image_env, group)
+            if spec.egress is not None and not spec.network:
+                await self._netns(handle)
+            await asyncio.to_thread(self._prepare, spec, sandbox_dir, lower, image_env, group,
+                                    handle.extra.get("netns"))
             await self._boot(handle, restore)
             died = asyncio.ensure_future(exit_reason(pid_exit_future(handle.pid), sandbox_dir / "sandbox.log",
                                                      "the gVisor sandbox"))
@@ -211,7 +234,7 @@ class GvisorRuntime(Runtime):
         return handle
 
     def _prepare(self, spec: SandboxSpec, sandbox_dir: Path, lower: str, image_env: dict[str, str],
-                 group: cgroups.Cgroup) -> None:
+                 group: cgroups.Cgroup, netns: str | None = None) -> None:
         mount_points(lower, (self.python_prefix, f"{SANDBOX_LIB}/rock_agent", SANDBOX_RUN, gvisor_statx.SHIM_DIR))
         gvisor_statx.mount_point(lower)
         mount_overlay(sandbox_dir, lower)
@@ -224,9 +247,10 @@ class GvisorRuntime(Runtime):
         watch = {MEMORY_LIMIT_ENV: str(spec.memory_bytes)} if spec.memory_bytes else {}
         env = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", **image_env,
                **sandbox_env(self.settings, spec, {**self.agent_env, **watch})}
-        (bundle / "config.json").write_text(json.dumps(self._oci(spec, sandbox_dir, env, group)))
+        (bundle / "config.json").write_text(json.dumps(self._oci(spec, sandbox_dir, env, group, netns)))
 
-    def _oci(self, spec: SandboxSpec, sandbox_dir: Path, env: dict[str, str], group: cgroups.Cgroup) -> dict:
+    def _oci(self, spec: SandboxSpec, sandbox_dir: Path, env: dict[str, str], group: cgroups.Cgroup,
+             netns: str | None = None) -> dict:
         caps = [f"CAP_{c}" for c in SANDBOX_CAPS] + (["CAP_NET_BIND_SERVICE"] if spec.network else [])
         # /tmp named explicitly: else runsc mounts its own in-memory tmpfs there, which no
         # filesystem snapshot or fork would see (docker and bwrap keep /tmp in the layer).
@@ -266,7 +290,9 @@ class GvisorRuntime(Runtime):
                   for src, dest, mode in binds),
             ],
             "linux": {
-                "namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount", *(() if spec.network else ("network",)))],
+                "namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+                + ([] if spec.network else
+                   [{"type": "network", **({"path": f"{links.NETNS_DIR}/{netns}"} if netns else {})}]),
                 "cgroupsPath": "/" + group.rel,
                 "resources": resources,
                 "seccomp": oci_profile(),
@@ -333,6 +359,8 @@ class GvisorRuntime(Runtime):
         await self._runsc(handle.spec, "delete", "--force", handle.extra.get("cid", self._cid(handle.sandbox_id)),
                           check=False)
         await cgroups.Cgroup(handle.runtime_id).destroy()  # what runsc left (a sandbox it lost track of)
+        if handle.extra.get("netns"):  # after runsc: nothing runs in it now
+            await asyncio.to_thread(links.remove_netns, handle.extra["netns"])
         await remove_sandbox_dir(sandbox_dir)
         log.info("sandbox %s destroyed in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
 
@@ -357,6 +385,10 @@ class GvisorRuntime(Runtime):
         known_tails = {self._cid(sid)[len(prefix):] for sid in known}
         for cid in (cid for cid in listed.split() if self._cid_of(cid) not in (None, *known_tails)):
             await self._runsc(SandboxSpec(sandbox_id="-"), "delete", "--force", cid, check=False)
+        known_netns = {self._netns_name(sid) for sid in known}
+        for name in await asyncio.to_thread(links.named_netns, self._netns_name("")):
+            if name not in known_netns:
+                await asyncio.to_thread(links.remove_netns, name)
         return sorted(removed | await reap_unknown(self.owner_key, self.sandboxes_dir, known))
 
     # -- pause, snapshots -----------------------------------------------------------------
@@ -368,6 +400,10 @@ class GvisorRuntime(Runtime):
         await self._runsc(handle.spec, "resume", handle.extra["cid"])
 
     async def _snapshot(self, handle: RuntimeHandle, snapshot, path: Path) -> None:
+        if snapshot.mode == "full" and handle.extra.get("netns"):
+            raise BadRequest("a full snapshot of a gVisor sandbox with an egress policy is not possible: its sockets "
+                             "are the host's (runsc --network=host, see rock.runtime.gvisor) and runsc cannot "
+                             "checkpoint them; take a filesystem snapshot (or fork) instead")
         snapshot.extra["image_root"] = handle.extra.get("image_root", "")
         snapshot.extra["lineage"] = handle.extra.get("lineage", "")
         upper = Path(handle.run_dir).parent / "upper"
@@ -425,6 +461,9 @@ class GvisorRuntime(Runtime):
         return await rollback.plan_for(self.snapshots, handle, snapshot)
 
     async def _start_from(self, snapshot, spec: SandboxSpec) -> RuntimeHandle:
+        if snapshot.mode == "full" and spec.egress is not None:  # its processes come back on the network they had
+            raise BadRequest("a full snapshot on gVisor starts with the network it was taken with (none); an egress "
+                             "policy needs a filesystem snapshot, or a start without a snapshot")
         path = self.snapshots.path(snapshot.name)
         await seed_layers(path, self.sandboxes_dir / spec.sandbox_id)  # linked, not copied (rock.runtime.layers)
         restore = path / CHECKPOINT if snapshot.mode == "full" else None
