@@ -4,11 +4,15 @@ unmodified e2b SDK (2.63, in its own venv), each tenant only its own."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import subprocess
+import tarfile
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -110,3 +114,46 @@ def test_two_admins_on_one_postgres_store_serve_the_same_templates(shared_store,
     assert code == 204
     code, body = _call(first, "GET", f"/templates/aliases/{name}")
     assert code == 404, body
+
+
+def test_a_build_runs_on_another_admin_than_its_upload(shared_store):
+    """Behind a balancer the SDK's upload may reach one admin and its build start another: the
+    upload is in the store, the build finds it, and its status is answered by either admin."""
+    first, second = shared_store
+    name = f"copy-{uuid.uuid4().hex[:8]}"
+    payload = io.BytesIO()
+    with tarfile.open(fileobj=payload, mode="w:gz") as tar:
+        data = f"copied-across-{name}\n".encode()
+        info = tarfile.TarInfo("hello.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    files_hash = hashlib.sha256(payload.getvalue()).hexdigest()
+    code, made = _call(first, "POST", "/v3/templates", body={"name": name})
+    assert code == 202, made
+    template_id, build_id = made["templateID"], made["buildID"]
+    try:
+        code, link = _call(first, "GET", f"/templates/{template_id}/files/{files_hash}")
+        assert code == 201 and link["present"] is False, link
+        assert second.url not in link["url"]  # the link is the first admin's
+        with urllib.request.urlopen(urllib.request.Request(link["url"], data=payload.getvalue(), method="PUT"),
+                                    timeout=30) as response:
+            assert response.status == 200
+        code, seen = _call(second, "GET", f"/templates/{template_id}/files/{files_hash}")
+        assert code == 201 and seen["present"] is True, seen
+        # another tenant neither sees the template's upload nor can ask about it
+        code, body = _call(second, "GET", f"/templates/{template_id}/files/{files_hash}", key="e2b-token-b")
+        assert code == 404, body
+        steps = [{"type": "COPY", "args": ["hello.txt", "/opt/"], "filesHash": files_hash},
+                 {"type": "RUN", "args": [f"grep -q copied-across-{name} /opt/hello.txt"]}]
+        code, body = _call(second, "POST", f"/v2/templates/{template_id}/builds/{build_id}",
+                           body={"fromImage": second.settings.default_image, "steps": steps})
+        assert code == 202, body
+        deadline = time.monotonic() + 180
+        status = {"status": "building"}
+        while status["status"] in ("waiting", "building") and time.monotonic() < deadline:
+            time.sleep(0.5)  # as the SDK polls a build's status
+            code, status = _call(first, "GET", f"/templates/{template_id}/builds/{build_id}/status")
+            assert code == 200, status
+        assert status["status"] == "ready", status
+    finally:
+        _call(first, "DELETE", f"/templates/{template_id}")

@@ -132,7 +132,7 @@ def router(ctx: Ctx, templates: Templates) -> APIRouter:
             template = templates.find(who, template_id, building=True)
         if not HASH.match(files_hash):
             raise E2BError(400, "the files hash must be 64 lower-case hex digits (sha256)")
-        if not templates.has_upload(who, files_hash):
+        if not await templates.has_upload(who, files_hash):
             token = templates.upload_token(who, template.template_id, files_hash)
             url = str(request.base_url).rstrip("/") + (f"/templates/{template.template_id}/files/{files_hash}"
                                                        f"/upload?token={token}")

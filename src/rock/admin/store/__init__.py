@@ -48,6 +48,10 @@ TEMPLATE_SCHEMA = [
     "CREATE TABLE IF NOT EXISTS templates (template_id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, "
     "failed INTEGER NOT NULL DEFAULT 0, doc TEXT NOT NULL, stamp TEXT NOT NULL, updated_at DOUBLE PRECISION NOT NULL)",
     "CREATE INDEX IF NOT EXISTS templates_live ON templates(failed, template_id, stamp)",
+    # a build's uploaded files (COPY's tar, by hash, per namespace), where several admins share the store:
+    # the admin that runs a build may not be the one that received its upload
+    "CREATE TABLE IF NOT EXISTS template_files (owner_key TEXT NOT NULL, files_hash TEXT NOT NULL, "
+    "data BYTEA NOT NULL, PRIMARY KEY (owner_key, files_hash))",
 ]
 
 
@@ -297,6 +301,18 @@ class Store(abc.ABC):
             found += await self._rows(f"SELECT template_id, owner, name, failed, doc, stamp FROM templates WHERE "
                                       f"template_id IN ({', '.join(self.PH for _ in chunk)})", tuple(chunk))
         return found
+
+    async def save_template_file(self, owner_key: str, files_hash: str, data: bytes) -> None:
+        """Keep an upload (one already kept by that hash stays as it is)."""
+        await self._rows(f"INSERT INTO template_files (owner_key, files_hash, data) VALUES ({self.PH}, {self.PH}, "
+                         f"{self.PH}) ON CONFLICT (owner_key, files_hash) DO NOTHING RETURNING files_hash",
+                         (owner_key, files_hash, data))
+
+    async def template_file(self, owner_key: str, files_hash: str, data: bool = True) -> bytes | None:
+        """A kept upload's bytes (with ``data=False``: empty bytes when it is kept), or None."""
+        rows = await self._rows(f"SELECT {'data' if data else 'files_hash'} AS v FROM template_files WHERE "
+                                f"owner_key = {self.PH} AND files_hash = {self.PH}", (owner_key, files_hash))
+        return (bytes(rows[0]["v"]) if data else b"") if rows else None
 
     async def write_instances(self, rows: list[dict], deleted: list[str]) -> None:
         """Several saves, then several deletes; a store may make them one transaction."""

@@ -15,8 +15,8 @@ is taken into the store once at start and renamed ``templates.json.migrated``. I
 engine's: an admin resolves a template another admin built when both use the same engine (one
 docker daemon) or registry-less engines that were given the image; otherwise the template is found
 but its sandbox fails to start for want of the image. Uploads (COPY's files) are kept in
-``<state_dir>/templates/files/<namespace key>/<hash>`` of the admin that received them: behind a
-balancer, share that folder between the admins (or send a build's calls to one admin).
+``<state_dir>/templates/files/<namespace key>/<hash>``; with a shared store also in the store
+(up to SHARED_UPLOAD_MAX), so a build started on another admin finds them.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ DEFAULT_TAG = "latest"
 MAX_LOGS = 10000  # lines kept per build: a chatty RUN does not grow the admin without bound
 MAX_FAILED = 1000  # failed first builds whose status is kept (the oldest go first)
 LEASE_S = 30.0  # a running build's lease: another admin reads a build whose lease lapsed as one its admin left
+SHARED_UPLOAD_MAX = 256 << 20  # the largest upload put in a shared store (larger ones stay with their admin)
 LOG_FLUSH_S = 1.0  # how often a running build's new log lines reach the store
 
 
@@ -98,6 +99,10 @@ def _template(item: dict) -> Template:
     item = dict(item)
     builds = {k: Build(**v) for k, v in item.pop("builds").items()}
     return Template(**item, builds=builds)
+
+
+def _owner_key(owner: str) -> str:
+    return hashlib.sha256(owner.encode()).hexdigest()[:24]
 
 
 def _lease(build: Build) -> str:
@@ -197,7 +202,7 @@ class Templates:
                 await self._write(template)
 
     def uploads(self, owner: str) -> Path:
-        return self.root / "files" / hashlib.sha256(owner.encode()).hexdigest()[:24]
+        return self.root / "files" / _owner_key(owner)
 
     # -- lookups -------------------------------------------------------------------------------
 
@@ -336,6 +341,7 @@ class Templates:
 
         keeper = asyncio.create_task(self._keep(template, build), name=f"template-build-keeper-{build.build_id}")
         try:
+            await self._fetch_uploads(template.owner, the_plan.hashes)
             with step_plan.context(the_plan, self.uploads(template.owner)) as context:
                 await checked_build(self.ctx, context, "Dockerfile", image, template.owner, say, echo)
         except Exception as exc:  # noqa: BLE001 - every failure is the build's status, with its words
@@ -432,8 +438,23 @@ class Templates:
         raw = f"{owner}\0{template_id}\0{files_hash}".encode()
         return hashlib.blake2b(raw, key=self.secret, digest_size=24).hexdigest()
 
-    def has_upload(self, owner: str, files_hash: str) -> bool:
-        return (self.uploads(owner) / files_hash).is_file()
+    async def has_upload(self, owner: str, files_hash: str) -> bool:
+        if (self.uploads(owner) / files_hash).is_file():
+            return True
+        return self.store.shared and await self.store.template_file(_owner_key(owner), files_hash, data=False) is not None
+
+    async def _fetch_uploads(self, owner: str, hashes: list[str]) -> None:
+        """The uploads a build needs that another admin of the store received, into this admin's folder."""
+        folder = self.uploads(owner)
+        for files_hash in hashes:
+            if not self.store.shared or (folder / files_hash).is_file():
+                continue
+            data = await self.store.template_file(_owner_key(owner), files_hash)
+            if data is not None:
+                folder.mkdir(parents=True, exist_ok=True)
+                tmp = folder / f".{files_hash}.{uuid.uuid4().hex}"
+                await asyncio.to_thread(tmp.write_bytes, data)
+                tmp.replace(folder / files_hash)
 
     def owner_of_upload(self, template_id: str, files_hash: str, token: str) -> str:
         """The namespace an upload link was made for; TemplateNotFound for a link we did not make."""
@@ -457,6 +478,13 @@ class Templates:
             tmp.replace(folder / files_hash)
         finally:
             tmp.unlink(missing_ok=True)
+        size = (folder / files_hash).stat().st_size
+        if self.store.shared and size <= SHARED_UPLOAD_MAX:  # another admin of the store may run the build
+            data = await asyncio.to_thread((folder / files_hash).read_bytes)
+            await self.store.save_template_file(_owner_key(owner), files_hash, data)
+        elif self.store.shared:
+            log.warning("templates: an upload of %d bytes is kept by this admin only (over %d): a build that "
+                        "uses it runs only here", size, SHARED_UPLOAD_MAX)
 
     async def close(self) -> None:
         """Stop the builds running here; each is an error in the store (and its lease let go) at once."""
