@@ -120,6 +120,8 @@ class Root(Ctx):
             steps.append(("gym", self.gym.builder.reap, self.gym.shutdown))  # stale builds go
             steps.append(("training", self.training.recover, self.training.shutdown))  # stored instance ids serve again
             steps.append(("chat", None, self.chat.close))  # held calls end, upstream connections close
+            assert self.templates is not None  # records from the store (an older admin's file moved in once)
+            steps.append(("templates", self.templates.open, self.templates.close))
         else:
             steps.append(("envs", None, self._close_envs))
         return steps

@@ -228,6 +228,7 @@ def router(ctx: Ctx, built: Templates) -> APIRouter:
         snapshot = build = None
         if image is None:
             with template_routes.e2b_errors():
+                await built.refresh()
                 mine = built.image_of(owner or "", template)
             if mine is not None:
                 image, build = mine

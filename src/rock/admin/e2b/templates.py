@@ -116,7 +116,8 @@ def router(ctx: Ctx, templates: Templates) -> APIRouter:
         if name in served(ctx.settings):
             raise E2BError(409, f"template '{name}' is served by this admin: choose another name")
         with e2b_errors():
-            template, build = templates.request(who, name, _strings(body, "tags"), body.get("cpuCount"),
+            await templates.refresh()
+            template, build = await templates.request(who, name, _strings(body, "tags"), body.get("cpuCount"),
                                                 body.get("memoryMB"))
         log.info("e2b: template %s (%s) build %s requested", template.name, template.template_id, build.build_id)
         return json_response({"templateID": template.template_id, "buildID": build.build_id, "public": False,
@@ -127,10 +128,11 @@ def router(ctx: Ctx, templates: Templates) -> APIRouter:
     async def upload_link(request: Request, template_id: str, files_hash: str):
         who = owner(request)
         with e2b_errors():
+            await templates.refresh()
             template = templates.find(who, template_id, building=True)
         if not HASH.match(files_hash):
             raise E2BError(400, "the files hash must be 64 lower-case hex digits (sha256)")
-        if not templates.has_upload(who, files_hash):
+        if not await templates.has_upload(who, files_hash):
             token = templates.upload_token(who, template.template_id, files_hash)
             url = str(request.base_url).rstrip("/") + (f"/templates/{template.template_id}/files/{files_hash}"
                                                        f"/upload?token={token}")
@@ -140,6 +142,7 @@ def router(ctx: Ctx, templates: Templates) -> APIRouter:
     @route(api, "/templates/{template_id}/files/{files_hash}/upload", "PUT")
     async def upload(request: Request, template_id: str, files_hash: str):
         with e2b_errors():
+            await templates.refresh()
             who = templates.owner_of_upload(template_id, files_hash, request.query_params.get("token", ""))
             await templates.receive(who, files_hash, request.stream())
         return Response(status_code=200)
@@ -149,8 +152,9 @@ def router(ctx: Ctx, templates: Templates) -> APIRouter:
         who = owner(request)
         body = await json_object(request, E2BError)
         with e2b_errors():
+            await templates.refresh()
             template, build = templates.build(who, template_id, build_id)
-            templates.start(template, build, body)
+            await templates.start(template, build, body)
         return Response(status_code=202)
 
     @route(api, "/templates/{template_id}/builds/{build_id}/status", "GET")
@@ -164,7 +168,8 @@ def router(ctx: Ctx, templates: Templates) -> APIRouter:
         if offset < 0 or not 0 <= limit <= MAX_LOG_PAGE:
             raise E2BError(400, f"logsOffset must be 0 or more, limit between 0 and {MAX_LOG_PAGE}")
         with e2b_errors():
-            template, build = templates.status(who, template_id, build_id)
+            await templates.refresh()
+            template, build = await templates.status(who, template_id, build_id)
         entries = [e for e in build.logs if not q.get("level") or e["level"] == q["level"]][offset:offset + limit]
         out = {"templateID": template.template_id, "buildID": build.build_id, "status": build.status,
                "logs": [e["message"] for e in entries], "logEntries": [_entry(e) for e in entries]}
@@ -179,6 +184,7 @@ def router(ctx: Ctx, templates: Templates) -> APIRouter:
         if alias in served(ctx.settings):
             return json_response({"templateID": alias, "public": True})
         with e2b_errors():
+            await templates.refresh()
             template = templates.find(who, alias)
         return json_response({"templateID": template.template_id, "public": False})
 
@@ -189,6 +195,7 @@ def router(ctx: Ctx, templates: Templates) -> APIRouter:
             build_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"rock-template:{template_id}"))
             return json_response([{"tag": "latest", "buildID": build_id, "createdAt": _iso(ctx.started_at)}])
         with e2b_errors():
+            await templates.refresh()
             template = templates.find(who, template_id)
         return json_response([{"tag": tag, "buildID": build_id, "createdAt": _iso(template.builds[build_id].created_at)}
                               for tag, build_id in sorted(template.tags.items())])
@@ -206,18 +213,22 @@ def router(ctx: Ctx, templates: Templates) -> APIRouter:
     async def assign(request: Request):
         who, target, wanted = await tag_request(request, "target")
         with e2b_errors():
-            build = templates.assign(who, target, wanted)
+            await templates.refresh()
+            build = await templates.assign(who, target, wanted)
         return json_response({"buildID": build.build_id, "tags": wanted}, 201)
 
     @route(api, "/templates/tags", "DELETE")
     async def untag(request: Request):
         who, name, wanted = await tag_request(request, "name")
         with e2b_errors():
-            templates.untag(who, name, wanted)
+            await templates.refresh()
+            await templates.untag(who, name, wanted)
         return Response(status_code=204)
 
     @route(api, "/templates", "GET")
     async def listing(request: Request):
+        with e2b_errors():
+            await templates.refresh()
         return json_response([listed(t) for t in templates.of(owner(request))])
 
     @route(api, "/templates/{template_id}", "GET")
@@ -229,6 +240,7 @@ def router(ctx: Ctx, templates: Templates) -> APIRouter:
                                   "names": [template_id], "createdAt": at, "updatedAt": at, "lastSpawnedAt": None,
                                   "spawnCount": 0, "builds": []})
         with e2b_errors():
+            await templates.refresh()
             template = templates.find(who, template_id)
         out = listed(template)
         out["builds"] = [{"buildID": b.build_id, "status": b.status, "createdAt": _iso(b.created_at),
@@ -241,6 +253,8 @@ def router(ctx: Ctx, templates: Templates) -> APIRouter:
         who = owner(request)
         if template_id in served(ctx.settings):
             raise E2BError(403, f"template '{template_id}' is served by this admin and cannot be deleted")
+        with e2b_errors():
+            await templates.refresh()
         try:
             template = templates.find(who, template_id, building=True)
         except TemplateNotFound:  # Sandbox.delete_snapshot(id) comes here too

@@ -40,6 +40,19 @@ HELD = (*LIVE, "lost", "archiving")
 _MAX_ROWS = 1 << 62
 ANY = object()  # "any owner" (None is an owner: the one namespace when tokens are off)
 INSTANCE_COLUMNS = ("instance_id", "owner", "env_type", "task_id", "handle", "created")
+# Templates (rock.admin.templates): one row per template, its builds, tags and logs as one JSON
+# document (``doc``); ``stamp`` changes on every write, so a process re-reads only the documents
+# that changed. A first build that failed is a row of its own (``failed``, keyed by its build id):
+# its status stays readable for its builder, and it is no template.
+TEMPLATE_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS templates (template_id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, "
+    "failed INTEGER NOT NULL DEFAULT 0, doc TEXT NOT NULL, stamp TEXT NOT NULL, updated_at DOUBLE PRECISION NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS templates_live ON templates(failed, template_id, stamp)",
+    # a build's uploaded files (COPY's tar, by hash, per namespace), where several admins share the store:
+    # the admin that runs a build may not be the one that received its upload
+    "CREATE TABLE IF NOT EXISTS template_files (owner_key TEXT NOT NULL, files_hash TEXT NOT NULL, "
+    "data BYTEA NOT NULL, PRIMARY KEY (owner_key, files_hash))",
+]
 
 
 @dataclass
@@ -254,6 +267,53 @@ class Store(abc.ABC):
     async def instances(self) -> list[dict]:
         """Every stored training instance row."""
 
+    # Templates: the same SQL on both databases (writes say RETURNING: psycopg fetches every statement's rows).
+
+    async def save_template(self, key: str, owner: str, name: str, doc: str, stamp: str, failed: bool = False,
+                            keep_failed: int = 1000) -> None:
+        """Write a template's row (a failed first build's with ``failed``; only the newest
+        ``keep_failed`` of those are kept)."""
+        ph = self.PH
+        await self._rows(f"INSERT INTO templates (template_id, owner, name, failed, doc, stamp, updated_at) VALUES "
+                         f"({ph}, {ph}, {ph}, {ph}, {ph}, {ph}, {ph}) ON CONFLICT (template_id) DO UPDATE SET "
+                         "owner=EXCLUDED.owner, name=EXCLUDED.name, failed=EXCLUDED.failed, doc=EXCLUDED.doc, "
+                         "stamp=EXCLUDED.stamp, updated_at=EXCLUDED.updated_at RETURNING template_id",
+                         (key, owner, name, int(failed), doc, stamp, time.time()))
+        if failed:
+            await self._rows(f"DELETE FROM templates WHERE failed = 1 AND template_id NOT IN (SELECT template_id FROM "
+                             f"templates WHERE failed = 1 ORDER BY updated_at DESC LIMIT {int(keep_failed)}) "
+                             "RETURNING template_id", ())
+
+    async def delete_template(self, key: str) -> None:
+        """Forget a template's row."""
+        await self._rows(f"DELETE FROM templates WHERE template_id = {self.PH} RETURNING template_id", (key,))
+
+    async def template_stamps(self) -> dict[str, str]:
+        """Every template's key and stamp (failed first builds aside): what a process compares its copies with."""
+        return {r["template_id"]: r["stamp"] for r in
+                await self._rows("SELECT template_id, stamp FROM templates WHERE failed = 0", ())}
+
+    async def template_rows(self, keys: list[str]) -> list[dict]:
+        """The rows of those keys that exist (failed first builds' too)."""
+        found: list[dict] = []
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            found += await self._rows(f"SELECT template_id, owner, name, failed, doc, stamp FROM templates WHERE "
+                                      f"template_id IN ({', '.join(self.PH for _ in chunk)})", tuple(chunk))
+        return found
+
+    async def save_template_file(self, owner_key: str, files_hash: str, data: bytes) -> None:
+        """Keep an upload (one already kept by that hash stays as it is)."""
+        await self._rows(f"INSERT INTO template_files (owner_key, files_hash, data) VALUES ({self.PH}, {self.PH}, "
+                         f"{self.PH}) ON CONFLICT (owner_key, files_hash) DO NOTHING RETURNING files_hash",
+                         (owner_key, files_hash, data))
+
+    async def template_file(self, owner_key: str, files_hash: str, data: bool = True) -> bytes | None:
+        """A kept upload's bytes (with ``data=False``: empty bytes when it is kept), or None."""
+        rows = await self._rows(f"SELECT {'data' if data else 'files_hash'} AS v FROM template_files WHERE "
+                                f"owner_key = {self.PH} AND files_hash = {self.PH}", (owner_key, files_hash))
+        return (bytes(rows[0]["v"]) if data else b"") if rows else None
+
     async def write_instances(self, rows: list[dict], deleted: list[str]) -> None:
         """Several saves, then several deletes; a store may make them one transaction."""
         for row in rows:
@@ -262,4 +322,4 @@ class Store(abc.ABC):
             await self.delete_instance(instance_id)
 
 
-__all__ = ["ANY", "COLUMNS", "HELD", "INDEXES", "LIVE", "TRANSITIONS", "WRITTEN", "SandboxRecord", "Store"]
+__all__ = ["ANY", "COLUMNS", "HELD", "INDEXES", "LIVE", "TEMPLATE_SCHEMA", "TRANSITIONS", "WRITTEN", "SandboxRecord", "Store"]

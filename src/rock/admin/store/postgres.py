@@ -15,7 +15,7 @@ import uuid
 from dataclasses import fields
 
 from rock.jsonutil import dumps
-from rock.admin.store import ANY, COLUMNS, INDEXES, INSTANCE_COLUMNS, WRITTEN, SandboxRecord, Store, pg_counts
+from rock.admin.store import ANY, COLUMNS, INDEXES, INSTANCE_COLUMNS, TEMPLATE_SCHEMA, WRITTEN, SandboxRecord, Store, pg_counts
 
 log = logging.getLogger("rock.store")
 
@@ -51,6 +51,7 @@ _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS claims (name TEXT PRIMARY KEY, owner TEXT NOT NULL, claimed_at DOUBLE PRECISION NOT NULL)",
     "CREATE TABLE IF NOT EXISTS training_instances (instance_id TEXT PRIMARY KEY, owner TEXT, env_type TEXT NOT NULL, "
     "task_id TEXT NOT NULL, handle TEXT NOT NULL, created DOUBLE PRECISION NOT NULL)",
+    *TEMPLATE_SCHEMA,
 ]
 # A run of saves is one statement over the rows as one JSON document, not one statement per
 # record: psycopg's per-record parameters, messages and result sets were ~13% of the admin's CPU

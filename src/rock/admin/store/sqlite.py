@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from rock.admin.store import COLUMNS, INDEXES, INSTANCE_COLUMNS, WRITTEN, SandboxRecord, Store
+from rock.admin.store import COLUMNS, INDEXES, INSTANCE_COLUMNS, TEMPLATE_SCHEMA, WRITTEN, SandboxRecord, Store
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS sandboxes (
@@ -77,7 +77,7 @@ class SqliteStore(Store):
         db.execute("CREATE INDEX IF NOT EXISTS sandboxes_created ON sandboxes(created_at)")
         db.execute("CREATE INDEX IF NOT EXISTS sandboxes_due ON sandboxes(due_at)")
         db.execute("CREATE INDEX IF NOT EXISTS sandboxes_rev ON sandboxes(rev)")  # each save's MAX(rev)+1: no scan
-        for statement in INDEXES:
+        for statement in [*INDEXES, *TEMPLATE_SCHEMA]:
             db.execute(statement)
         self._db = db
 

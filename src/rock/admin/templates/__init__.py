@@ -8,8 +8,15 @@ namespace's, and every other namespace is told it does not exist. A template is 
 in lists, to ``Sandbox.create``) once one of its builds is ready; a first build that fails leaves
 no template, no image and no build container behind, only its status and logs for its builder.
 
-The records are kept in ``<state_dir>/templates/templates.json`` (one admin's; the images are the
-engine's), uploads in ``<state_dir>/templates/files/<namespace key>/<hash>``.
+The records (templates, builds with their logs, tags) are the admin's store's (``templates``
+table, rock.admin.store): several admins sharing a PostgreSQL store serve the same templates, and
+a build one admin runs answers its status on every other. A ``templates.json`` an older admin kept
+is taken into the store once at start and renamed ``templates.json.migrated``. Images are the
+engine's: an admin resolves a template another admin built when both use the same engine (one
+docker daemon) or registry-less engines that were given the image; otherwise the template is found
+but its sandbox fails to start for want of the image. Uploads (COPY's files) are kept in
+``<state_dir>/templates/files/<namespace key>/<hash>``; with a shared store also in the store
+(up to SHARED_UPLOAD_MAX), so a build started on another admin finds them.
 """
 
 from __future__ import annotations
@@ -19,7 +26,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import re
 import secrets
 import time
@@ -39,6 +45,9 @@ TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 DEFAULT_TAG = "latest"
 MAX_LOGS = 10000  # lines kept per build: a chatty RUN does not grow the admin without bound
 MAX_FAILED = 1000  # failed first builds whose status is kept (the oldest go first)
+LEASE_S = 30.0  # a running build's lease: another admin reads a build whose lease lapsed as one its admin left
+SHARED_UPLOAD_MAX = 256 << 20  # the largest upload put in a shared store (larger ones stay with their admin)
+LOG_FLUSH_S = 1.0  # how often a running build's new log lines reach the store
 
 
 class TemplateNotFound(RockError):
@@ -86,6 +95,22 @@ class Template:
         return self.builds.get(build_id) if build_id else self.builds.get(tag)
 
 
+def _template(item: dict) -> Template:
+    item = dict(item)
+    builds = {k: Build(**v) for k, v in item.pop("builds").items()}
+    return Template(**item, builds=builds)
+
+
+def _owner_key(owner: str) -> str:
+    return hashlib.sha256(owner.encode()).hexdigest()[:24]
+
+
+def _lease(build: Build) -> str:
+    """The lease the process running ``build`` holds while it runs (another process reads a lapsed one
+    as a build whose admin stopped)."""
+    return f"template-build:{build.build_id}"
+
+
 def served(settings) -> dict[str, str]:
     """The templates the admin serves to every namespace: name -> image (``base`` and the code
     interpreter's are the default image; ``e2b_templates`` adds more)."""
@@ -100,45 +125,84 @@ def split_name(ref: str) -> tuple[str, str]:
 
 
 class Templates:
-    """Every namespace's templates on this admin, their builds and their uploads."""
+    """Every namespace's templates, their builds and their uploads. The records are the admin's
+    store's (rock.admin.store: SQLite, or PostgreSQL shared by several admins); this process
+    keeps copies and re-reads, before each lookup, the rows another process changed."""
 
     def __init__(self, ctx):
         self.ctx = ctx
+        self.store = ctx.store
         self.root = Path(ctx.settings.state_dir) / "templates"
         self.items: dict[str, Template] = {}
-        self.secret = secrets.token_bytes(32)  # signs upload links (a link outlives no admin)
+        self._stamps: dict[str, str] = {}  # template id -> the stamp of the row our copy was read from
+        self._here: dict[str, Template] = {}  # templates whose build runs in this process: our copy is the truth
+        self.secret = secrets.token_bytes(32)  # signs upload links (shared through the store in open())
+        self.holder = uuid.uuid4().hex  # this process, as the holder of its builds' leases
         self.tasks: set[asyncio.Task] = set()
-        # first builds that failed: their template is gone, their status stays for their builder
-        self._failed: dict[str, tuple[Template, Build]] = {}
-        self._load()
 
     # -- records -----------------------------------------------------------------------------
 
-    def _load(self) -> None:
-        path = self.root / "templates.json"
+    async def open(self) -> None:
+        """Take over a templates file an older admin kept (once: it is renamed aside), agree on the
+        upload links' key with the other admins of the store, and read the records."""
+        await self._migrate(self.root / "templates.json")
+        # every admin of one store signs upload links with one key: a link made by one is honoured by another
+        self.secret = bytes.fromhex(await self.store.claim("template-upload-key", self.secret.hex()))
+        await self.refresh()
+
+    async def _migrate(self, path: Path) -> None:
         try:
             raw = json.loads(path.read_text())
         except FileNotFoundError:
             return
         except ValueError:
-            log.warning("templates: %s does not parse; starting without templates", path)
+            log.warning("templates: %s does not parse; left where it is, not taken into the store", path)
             return
+        have = await self.store.template_stamps()
         for item in raw:
-            builds = {k: Build(**v) for k, v in item.pop("builds").items()}
-            template = Template(**item, builds=builds)
+            template = _template(item)
             for build in template.builds.values():
                 if build.status in ("waiting", "building"):  # the admin stopped during it
                     build.status, build.reason = "error", {"message": "the admin restarted during the build"}
-            self.items[template.template_id] = template
+            if template.template_id not in have:
+                await self._write(template)
+        path.replace(path.with_name(path.name + ".migrated"))
+        log.info("templates: %d template(s) of %s moved into the store (the file is now %s.migrated)",
+                 len(raw), path, path.name)
 
-    def _save(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".templates.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps([asdict(t) for t in self.items.values()]))
-        tmp.replace(self.root / "templates.json")
+    async def _write(self, template: Template, failed_build: Build | None = None) -> None:
+        """Store ``template`` (or, with ``failed_build``, the failed first build that left no template)."""
+        stamp = uuid.uuid4().hex
+        if failed_build is None:
+            await self.store.save_template(template.template_id, template.owner, template.name,
+                                           json.dumps(asdict(template)), stamp)
+            self.items[template.template_id], self._stamps[template.template_id] = template, stamp
+        else:
+            await self.store.save_template(failed_build.build_id, template.owner, template.name,
+                                           json.dumps(asdict(template)), stamp, failed=True, keep_failed=MAX_FAILED)
+
+    async def refresh(self) -> None:
+        """Bring the copies up to the store: read the rows that changed since we read them, drop the
+        deleted ones; a build another process ran and left (its lease lapsed) is an error."""
+        stamps = await self.store.template_stamps()
+        for gone in set(self.items) - set(stamps) - set(self._here):
+            self.items.pop(gone, None)
+            self._stamps.pop(gone, None)
+        stale = [k for k, stamp in stamps.items() if k not in self._here and self._stamps.get(k) != stamp]
+        for row in await self.store.template_rows(stale):
+            template = _template(json.loads(row["doc"]))
+            self.items[template.template_id], self._stamps[template.template_id] = template, row["stamp"]
+        for template in [t for t in self.items.values() if t.template_id not in self._here]:
+            orphaned = False
+            for build in template.builds.values():
+                if build.status == "building" and await self.store.lease_holder(_lease(build)) is None:
+                    build.status, build.reason = "error", {"message": "the admin running the build stopped during it"}
+                    orphaned = True
+            if orphaned:
+                await self._write(template)
 
     def uploads(self, owner: str) -> Path:
-        return self.root / "files" / hashlib.sha256(owner.encode()).hexdigest()[:24]
+        return self.root / "files" / _owner_key(owner)
 
     # -- lookups -------------------------------------------------------------------------------
 
@@ -179,7 +243,7 @@ class Templates:
 
     # -- changes -------------------------------------------------------------------------------
 
-    def request(self, owner: str, ref: str, tags: list[str], cpu_count: int | None = None,
+    async def request(self, owner: str, ref: str, tags: list[str], cpu_count: int | None = None,
                 memory_mb: int | None = None) -> tuple[Template, Build]:
         """A new build of ``owner``'s template ``name[:tag]``, made when it is new; the build's
         tags (the name's and ``tags``) point at it once it is ready."""
@@ -206,10 +270,10 @@ class Templates:
         build = Build(build_id=str(uuid.uuid4()), cpu_count=cpu_count, memory_mb=memory_mb)
         template.builds[build.build_id] = build
         template.pending_tags = list(dict.fromkeys(wanted))
-        self._save()
+        await self._write(template)
         return template, build
 
-    def start(self, template: Template, build: Build, body: dict) -> None:
+    async def start(self, template: Template, build: Build, body: dict) -> None:
         """Start ``build`` from a ``TemplateBuildStartV2`` body; a malformed body is refused here,
         before anything runs, and the build runs on in the background."""
         if build.status != "waiting":
@@ -233,8 +297,15 @@ class Templates:
                 raise BadRequest(f"{key} must be a string")
         the_plan = step_plan.plan(base, body.get("steps") or [])
         build.start_cmd, build.ready_cmd = body.get("startCmd") or None, body.get("readyCmd") or None
+        if template.template_id in self._here or not await self.store.acquire_lease(_lease(build), self.holder, LEASE_S):
+            raise Conflict(f"build '{build.build_id}' was started already")
         build.status = "building"
-        self._save()
+        self._here[template.template_id] = template
+        try:
+            await self._write(template)
+        except BaseException:
+            self._here.pop(template.template_id, None)
+            raise
         task = asyncio.create_task(self._run(template, build, the_plan), name=f"template-build-{build.build_id}")
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -268,7 +339,9 @@ class Templates:
         def echo(text: str) -> None:
             self._log(build, text, step=current[0])
 
+        keeper = asyncio.create_task(self._keep(template, build), name=f"template-build-keeper-{build.build_id}")
         try:
+            await self._fetch_uploads(template.owner, the_plan.hashes)
             with step_plan.context(the_plan, self.uploads(template.owner)) as context:
                 await checked_build(self.ctx, context, "Dockerfile", image, template.owner, say, echo)
         except Exception as exc:  # noqa: BLE001 - every failure is the build's status, with its words
@@ -277,11 +350,6 @@ class Templates:
             build.status = "error"
             build.reason = {"message": message, "step": current[0],
                             "logEntries": [e for e in build.logs if e["level"] == "error"][-20:]}
-            if not template.ready:  # a first build that failed leaves no template
-                self.items.pop(template.template_id, None)
-                self._failed[build.build_id] = (template, build)
-                while len(self._failed) > MAX_FAILED:
-                    self._failed.pop(next(iter(self._failed)))
             log.info("template %s build %s failed: %s", template.name, build.build_id, message)
         else:
             build.image, build.status = image, "ready"
@@ -289,17 +357,44 @@ class Templates:
                 template.tags[tag] = build.build_id
             self._log(build, f"built {template.name} as {image}")
             log.info("template %s (%s) built: %s", template.name, template.template_id, image)
+        finally:
+            keeper.cancel()
         template.pending_tags = []
-        self._save()
+        try:
+            if template.ready:
+                await self._write(template)
+            else:  # a first build that failed leaves no template: only its status, for its builder
+                self.items.pop(template.template_id, None)
+                self._stamps.pop(template.template_id, None)
+                await self._write(template, failed_build=build)
+                await self.store.delete_template(template.template_id)
+        finally:
+            self._here.pop(template.template_id, None)
+            await self.store.release_lease(_lease(build), self.holder)
 
-    def status(self, owner: str, ref: str, build_id: str) -> tuple[Template, Build]:
+    async def _keep(self, template: Template, build: Build) -> None:
+        """While ``build`` runs: its logs into the store now and then (another admin answers its
+        status too), and its lease renewed (a lapsed lease tells the others this admin stopped)."""
+        written = len(build.logs)
+        while True:
+            await asyncio.sleep(LOG_FLUSH_S)
+            try:
+                await self.store.acquire_lease(_lease(build), self.holder, LEASE_S)
+                if len(build.logs) != written:
+                    written = len(build.logs)
+                    await self._write(template)
+            except Exception as exc:  # noqa: BLE001 - the build goes on; its end is written again
+                log.warning("template %s: could not store the build's progress: %s", template.name, exc)
+
+    async def status(self, owner: str, ref: str, build_id: str) -> tuple[Template, Build]:
         """A build of ``owner``'s template, a failed first build's included."""
-        failed = self._failed.get(build_id)
-        if failed is not None and failed[0].owner == owner and ref in (failed[0].template_id, failed[0].name):
-            return failed
+        for row in await self.store.template_rows([build_id]):
+            failed = _template(json.loads(row["doc"]))
+            if row["failed"] and failed.owner == owner and ref in (failed.template_id, failed.name):
+                return failed, failed.builds[build_id]
         return self.build(owner, ref, build_id)
 
-    def assign(self, owner: str, target: str, tags: list[str]) -> Build:
+    async def assign(self, owner: str, target: str, tags: list[str]) -> Build:
         """Point ``tags`` of ``owner``'s template at the build ``target`` (``name:tag``) names."""
         template = self.find(owner, target)
         build = template.build_of(split_name(target)[1])
@@ -310,17 +405,17 @@ class Templates:
                 raise BadRequest(f"tag {tag!r} must be letters, digits, '.', '_' or '-' (at most 128)")
         for tag in tags:
             template.tags[tag] = build.build_id
-        self._save()
+        await self._write(template)
         return build
 
-    def untag(self, owner: str, ref: str, tags: list[str]) -> None:
+    async def untag(self, owner: str, ref: str, tags: list[str]) -> None:
         template = self.find(owner, ref)
         missing = [t for t in tags if t not in template.tags]
         if missing:
             raise TemplateNotFound(f"template '{ref}' has no tag {', '.join(missing)}")
         for tag in tags:
             template.tags.pop(tag)
-        self._save()
+        await self._write(template)
 
     async def delete(self, owner: str, ref: str) -> None:
         """Delete ``owner``'s template and its builds' images."""
@@ -330,7 +425,8 @@ class Templates:
         if any(b.status == "building" for b in template.builds.values()):
             raise Conflict(f"template '{ref}' has a build in progress: wait for it before deleting the template")
         self.items.pop(template.template_id, None)
-        self._save()
+        self._stamps.pop(template.template_id, None)
+        await self.store.delete_template(template.template_id)
         for build in template.builds.values():
             if build.image:
                 await asyncio.to_thread(remove_image, build.image)
@@ -342,8 +438,23 @@ class Templates:
         raw = f"{owner}\0{template_id}\0{files_hash}".encode()
         return hashlib.blake2b(raw, key=self.secret, digest_size=24).hexdigest()
 
-    def has_upload(self, owner: str, files_hash: str) -> bool:
-        return (self.uploads(owner) / files_hash).is_file()
+    async def has_upload(self, owner: str, files_hash: str) -> bool:
+        if (self.uploads(owner) / files_hash).is_file():
+            return True
+        return self.store.shared and await self.store.template_file(_owner_key(owner), files_hash, data=False) is not None
+
+    async def _fetch_uploads(self, owner: str, hashes: list[str]) -> None:
+        """The uploads a build needs that another admin of the store received, into this admin's folder."""
+        folder = self.uploads(owner)
+        for files_hash in hashes:
+            if not self.store.shared or (folder / files_hash).is_file():
+                continue
+            data = await self.store.template_file(_owner_key(owner), files_hash)
+            if data is not None:
+                folder.mkdir(parents=True, exist_ok=True)
+                tmp = folder / f".{files_hash}.{uuid.uuid4().hex}"
+                await asyncio.to_thread(tmp.write_bytes, data)
+                tmp.replace(folder / files_hash)
 
     def owner_of_upload(self, template_id: str, files_hash: str, token: str) -> str:
         """The namespace an upload link was made for; TemplateNotFound for a link we did not make."""
@@ -367,7 +478,24 @@ class Templates:
             tmp.replace(folder / files_hash)
         finally:
             tmp.unlink(missing_ok=True)
+        size = (folder / files_hash).stat().st_size
+        if self.store.shared and size <= SHARED_UPLOAD_MAX:  # another admin of the store may run the build
+            data = await asyncio.to_thread((folder / files_hash).read_bytes)
+            await self.store.save_template_file(_owner_key(owner), files_hash, data)
+        elif self.store.shared:
+            log.warning("templates: an upload of %d bytes is kept by this admin only (over %d): a build that "
+                        "uses it runs only here", size, SHARED_UPLOAD_MAX)
 
     async def close(self) -> None:
+        """Stop the builds running here; each is an error in the store (and its lease let go) at once."""
         for task in list(self.tasks):
             task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for template in list(self._here.values()):
+            for build in template.builds.values():
+                if build.status == "building":
+                    build.status, build.reason = "error", {"message": "the admin stopped during the build"}
+                    await self.store.release_lease(_lease(build), self.holder)
+            template.pending_tags = []
+            await self._write(template)
+        self._here.clear()
