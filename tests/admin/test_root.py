@@ -72,9 +72,10 @@ def _run(root: Root, caplog) -> tuple[list[str], list[str]]:
 def test_the_root_starts_in_order_and_closes_in_reverse(caplog):
     root = Root(_settings("admin"))
     names = [name for name, _, _ in root.steps()]
-    assert names == ["worker", "sandboxes", "lifecycle", "warmup", "envs", "gym", "training", "chat"]
+    assert names == ["worker", "sandboxes", "lifecycle", "warmup", "envs", "gym", "training", "chat", "templates"]
     started, closed = _run(root, caplog)
-    assert started == ["worker", "sandboxes", "lifecycle", "warmup", "envs", "gym", "training"]  # chat only closes
+    # chat only closes
+    assert started == ["worker", "sandboxes", "lifecycle", "warmup", "envs", "gym", "training", "templates"]
     assert closed == names[::-1]
 
 
