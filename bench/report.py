@@ -21,6 +21,16 @@ def machine_cpu_s() -> float:
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds ``pid`` has used (user and system), 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 def state_fs(path: str) -> str:
     """The file system a state dir is on, e.g. ``ext4, no journal``: every start makes and every
     delete removes a few inodes there (the sandbox's directories, log, run directory), and ext4

@@ -39,7 +39,7 @@ import httpx
 
 from bench.admin import SANDBOX_API, AdminProcess
 from bench.rawhttp import Connection
-from bench.report import percentile, record
+from bench.report import percentile, process_cpu_s, record
 
 NODES = 50
 CREATE_DELAY_MS = 200.0  # what a simulated node takes to "start" a sandbox (excluded from the latency)
@@ -59,11 +59,6 @@ def unavailable() -> str | None:
     except RuntimeError as exc:
         return str(exc)
     return None
-
-
-def _proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def _pg_cpu_s(pg) -> float:
@@ -162,7 +157,7 @@ async def _burst(ctx, client: httpx.AsyncClient, n: int, pg, pid: int) -> tuple[
             conn.close()
 
     ctx.progress(f"scale_sim: {n} sandboxes at once onto {NODES} simulated nodes")
-    cpu0, wall0, mine0, pg0 = _proc_cpu_s(pid), time.time(), time.process_time(), _pg_cpu_s(pg)
+    cpu0, wall0, mine0, pg0 = process_cpu_s(pid), time.time(), time.process_time(), _pg_cpu_s(pg)
     await asyncio.gather(*(sender() for _ in range(CONNECTIONS)))
     submitted = time.time() - wall0
     client_cpu = time.process_time() - mine0
@@ -172,7 +167,7 @@ async def _burst(ctx, client: httpx.AsyncClient, n: int, pg, pid: int) -> tuple[
         if await _settled(store_url, ids) == len(ids):
             break
         await asyncio.sleep(0.2)
-    cpu, pg_cpu = _proc_cpu_s(pid) - cpu0, _pg_cpu_s(pg) - pg0
+    cpu, pg_cpu = process_cpu_s(pid) - cpu0, _pg_cpu_s(pg) - pg0
     started = await _started_at(store_url, ids)
     lat = [t - wall0 - CREATE_DELAY_MS / 1e3 for t in started.values() if t is not None]
     last = max(started.values(), default=wall0) - wall0
@@ -333,9 +328,9 @@ async def run(ctx) -> list[dict]:
             await asyncio.sleep(2)  # the last writes land
             rss1 = _proc_rss(admin.pid)
             rest_s = ctx.n(5, 20)
-            cpu0 = _proc_cpu_s(admin.pid)
+            cpu0 = process_cpu_s(admin.pid)
             await asyncio.sleep(rest_s)
-            cpu_rest = _proc_cpu_s(admin.pid) - cpu0
+            cpu_rest = process_cpu_s(admin.pid) - cpu0
             n_live = len(live)
             records.append({"metric": "scale_sim_admin_per_live", "backend": "simulated", "n": n_live,
                             "rss_before_mb": round(rss0 / 1e6, 1), "rss_after_mb": round(rss1 / 1e6, 1),
