@@ -1,8 +1,8 @@
 // The unmodified JavaScript SDK (`e2b`, from npm) against ROCK: a Template built from an image with
 // a file copy and a RUN (build status and logs, exists, tags, delete), a Volume (create, list, get,
-// content API, volumeMounts at create, seen inside the sandbox, destroy) and a Secret (create, list,
-// destroy, named in a network.rules transform), all used by one sandbox; another tenant's key finds
-// none of them. Configured as a user would (E2B_API_KEY, E2B_API_URL, E2B_SANDBOX_URL,
+// content API, volumeMounts at create, seen inside the sandbox and in its info, destroy) and a Secret
+// (create, update, list, destroy, named in a network.rules transform), all used by one sandbox;
+// another tenant's key finds none of them. Configured as a user would (E2B_API_KEY, E2B_API_URL, E2B_SANDBOX_URL,
 // E2B_VOLUME_API_URL); OTHER_KEY is a second tenant's token, BASE_IMAGE an image the admin has,
 // NAME a name of this run's own. Prints its OK line.
 const fs = require('fs')
@@ -76,14 +76,22 @@ async function main() {
     check(written.type === 'file' && written.size === 'hi from the js api'.length, 'written: ' + JSON.stringify(written))
     check(await vol.readFile('/seed/hello.txt') === 'hi from the js api', 'read back')
     check(await vol.exists('/seed/hello.txt') && !(await vol.exists('/nope')), 'exists')
-    await vol.makeDir('/made')
+    await vol.makeDir('/made/deeper', { force: true })
     const names = (await vol.list('/')).map((e) => e.name).sort()
     check(JSON.stringify(names) === '["made","seed"]', 'listed entries: ' + names)
+    const bytes = await vol.readFile('/seed/hello.txt', { format: 'bytes' })
+    check(Buffer.from(bytes).toString() === 'hi from the js api', 'read as bytes')
+    check((await vol.updateMetadata('/seed/hello.txt', { mode: 0o600 })).mode === 0o600, 'mode updated')
+    check((await vol.getInfo('/seed/hello.txt')).mode === 0o600, 'stat after the update')
+    await vol.remove('/made/deeper')
+    check(!(await vol.exists('/made/deeper')) && await vol.exists('/made'), 'removed')
 
     made.secret = await Secret.create(NAME, 'the-secret-value')
     check(made.secret.name === NAME && made.secret.version === 1, 'secret: ' + JSON.stringify(made.secret))
     check((await Secret.list().nextItems()).some((s) => s.name === NAME), 'secret listed')
     check(await Secret.exists(NAME), 'secret exists')
+    const updated = await Secret.update(NAME, 'the-secret-value-2')
+    check(updated.version === 2 && (await Secret.getInfo(made.secret.secretId)).name === NAME, 'secret updated')
 
     // one sandbox of the template, with the volume mounted and a rule naming the secret
     const ref = Secret.fill(NAME)
@@ -94,6 +102,14 @@ async function main() {
         rules: { 'bound.test': [{ transform: { headers: { Authorization: 'Bearer ' + ref } } }] } },
     })
     const sbx = made.sandbox
+    // its info reports the mount and the rule (the secret as its reference, never its value)
+    const details = await sbx.getInfo()
+    check(JSON.stringify(details.volumeMounts) === JSON.stringify([{ name: NAME, path: '/data' }]),
+      'volumeMounts in the info: ' + JSON.stringify(details.volumeMounts))
+    const rule = ((details.network || {}).rules || {})['bound.test']
+    check(rule && rule[0].transform.headers.Authorization === 'Bearer ' + ref && details.network.allowOut.includes('bound.test') &&
+      details.network.denyOut.includes('0.0.0.0/0'), 'network in the info: ' + JSON.stringify(details.network))
+    check(!JSON.stringify(details).includes('the-secret-value'), 'the secret\'s value is not in the info')
     const out = (await sbx.commands.run('cat /opt/js/seen /data/seed/hello.txt; echo; ls /data')).stdout
     check(out === 'copied by the js template\nhi from the js api\nmade\nseed\n', 'inside the sandbox: ' + JSON.stringify(out))
     await sbx.commands.run('echo from the js sandbox > /data/from-sbx.txt')

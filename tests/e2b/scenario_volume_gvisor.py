@@ -23,6 +23,7 @@ try:
     vol.write_file("/seed/hello.txt", "hi from the api")
     sbx = Sandbox.create(os.environ["TEMPLATE"], timeout=180, volume_mounts={"/data": vol})
     assert sbx.commands.run("cat /data/seed/hello.txt").stdout == "hi from the api"
+    assert sbx.get_info().volume_mounts == [{"name": NAME, "path": "/data"}], sbx.get_info()
     assert sbx.files.read("/data/seed/hello.txt") == "hi from the api"
     sbx.commands.run("echo by a command > /data/cmd.txt && mkdir -p /data/sub")
     sbx.files.write("/data/sub/sdk.txt", "by the files api")
