@@ -8,7 +8,7 @@
 const fs = require('fs')
 const os = require('os')
 const path = require('path')
-const { ApiClient, ConnectionConfig, Sandbox, Secret, Template, Volume, VolumeNotFoundError } = require('e2b')
+const { ApiClient, BuildError, ConnectionConfig, Sandbox, Secret, Template, Volume, VolumeNotFoundError } = require('e2b')
 
 const OTHER = process.env.OTHER_KEY
 const NAME = process.env.NAME
@@ -58,6 +58,14 @@ async function buildTemplate() {
   await Template.removeTags(NAME, 'v1')
   const after = (await Template.getTags(NAME)).map((t) => t.tag).sort()
   check(JSON.stringify(after) === '["latest","stable"]', 'tags after removing v1: ' + after)
+  // the templates the admin maps exist too; a failing step is a BuildError with its logs, and leaves no template
+  check(await Template.exists('base') && (await Template.getTags('base')).map((t) => t.tag).join() === 'latest', 'base')
+  const failedLogs = []
+  const failed = await rejects(Template.build(Template().fromImage(process.env.BASE_IMAGE).runCmd('echo failing-' + NAME + ' && exit 3'),
+    NAME + '-fails', { onBuildLogs: (entry) => failedLogs.push(String(entry)) }), 'a failing build')
+  check(failed instanceof BuildError && /non-zero code: 3/.test(failed.message), 'the failure: ' + failed)
+  check(failedLogs.some((l) => l.includes('failing-' + NAME)), 'the failing step\'s output: ' + JSON.stringify(failedLogs))
+  check(!(await Template.exists(NAME + '-fails')), 'a failed build left a template')
   return info
 }
 
@@ -113,6 +121,8 @@ async function main() {
     const out = (await sbx.commands.run('cat /opt/js/seen /data/seed/hello.txt; echo; ls /data')).stdout
     check(out === 'copied by the js template\nhi from the js api\nmade\nseed\n', 'inside the sandbox: ' + JSON.stringify(out))
     await sbx.commands.run('echo from the js sandbox > /data/from-sbx.txt')
+    const inUse = await rejects(Volume.destroy(vol.volumeId), 'destroying a mounted volume')
+    check(/stop them first/.test(String(inUse)), 'a volume in use: ' + inUse)
     check(await vol.readFile('/from-sbx.txt') === 'from the js sandbox\n', 'the sandbox\'s write seen by the content API')
     const env = (await sbx.commands.run('env; cat /proc/[0-9]*/environ 2>/dev/null | tr "\\0" "\\n"')).stdout
     check(!env.includes('the-secret-value'), 'the secret\'s value is not in the sandbox')
@@ -120,6 +130,7 @@ async function main() {
     // another tenant: each object is a missing one
     check(!(await Template.exists(NAME, other)), 'another tenant sees the template')
     check(await deleteTemplate(made.template.templateId, other) === 404, 'another tenant deletes the template')
+    check(await rejects(Template.getTags(NAME, other), 'another tenant\'s getTags'), 'another tenant gets the tags')
     const missing = await rejects(Volume.getInfo(vol.volumeId, other), 'another tenant\'s getInfo')
     check(missing instanceof VolumeNotFoundError, 'another tenant\'s volume: ' + missing)
     check(!(await Volume.list(other)).some((v) => v.volumeId === vol.volumeId), 'another tenant lists the volume')
