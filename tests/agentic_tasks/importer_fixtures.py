@@ -8,6 +8,10 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from bench.venvs import VenvError, harbor_e2b_python
+
 BUGGY = "def add(a, b):\n    return a - b\n\n\ndef sub(a, b):\n    return a - b\n"
 FIXED = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n"
 OLD_TESTS = ("import unittest\n\nfrom calc import sub\n\n\nclass SubTest(unittest.TestCase):\n"
@@ -123,3 +127,13 @@ def harbor_trials(jobs: Path) -> dict:
         rewards = (result.get("verifier_result") or {}).get("rewards") or {}
         got[result["task_name"]] = (rewards.get("reward"), (result.get("exception_info") or {}).get("exception_message"))
     return got
+
+
+@pytest.fixture(scope="module")
+def harbor() -> Path:
+    """Harbor 0.26's command in its own Python 3.12 venv (with the e2b extra), shared by the tests of
+    both ways Harbor runs on ROCK (its e2b environment, and ROCK's environment for Harbor)."""
+    try:
+        return harbor_e2b_python().parent / "harbor"
+    except VenvError as exc:
+        pytest.skip(str(exc))

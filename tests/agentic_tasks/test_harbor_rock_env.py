@@ -1,4 +1,4 @@
-"""Harbor 0.25, unchanged, in its own Python 3.12 venv, runs imported tasks on ROCK through
+"""Harbor 0.26, unchanged, in its own Python 3.12 venv, runs imported tasks on ROCK through
 ``--environment-import-path rock.integrations.harbor:RockEnvironment`` (ROCK's own SDK, no E2B
 layer): an imported terminal-bench task and an imported SWE row, oracle 1.0 and nop 0.0, on docker
 and bwrap."""
@@ -9,18 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.venvs import VenvError, harbor_python
-from tests.agentic_tasks.importer_fixtures import harbor_trials, imported_tasks
+from tests.agentic_tasks.importer_fixtures import harbor, harbor_trials, imported_tasks  # noqa: F401
 
 SRC = Path(__file__).resolve().parents[2] / "src"
-
-
-@pytest.fixture(scope="module")
-def harbor():
-    try:
-        return harbor_python().parent / "harbor"
-    except VenvError as exc:
-        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="module")

@@ -64,6 +64,7 @@ try:
     sbx = Sandbox.create(TEMPLATE, timeout=120, volume_mounts={"/data": vol})
     made.append(sbx)
     assert sbx.commands.run("cat /data/seed/hello.txt").stdout == "hi from the api"
+    assert sbx.get_info().volume_mounts == [{"name": NAME, "path": "/data"}], sbx.get_info()
     sbx.commands.run("echo from the sandbox > /data/from-sbx.txt")
     try:
         Volume.destroy(vol.volume_id)

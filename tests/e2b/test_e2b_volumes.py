@@ -1,5 +1,5 @@
 """E2B's volumes: the newest unmodified ``e2b`` SDK (scenario_volumes.py, in its own venv) on
-docker and bwrap; and on the wire what the SDK never sends (bad names, mount paths, a missing
+docker and bwrap, and on gVisor with one sandbox (scenario_volume_gvisor.py); and on the wire what the SDK never sends (bad names, mount paths, a missing
 token, a symbolic link out of the volume), so the server's own answers are checked too."""
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.admin.harness import Admin
+from tests.e2b.conftest import TOKENS
 from tests.e2b.test_e2b_sdk import e2b_python, run_scenario
 
 A, B = {"X-API-KEY": "e2b-token-a"}, {"X-API-KEY": "e2b-token-b"}
@@ -19,6 +21,18 @@ def test_sdk_volumes(e2b_admin, tmp_path):
     live = [r.sandbox_id for r in e2b_admin.ctx.sandboxes.records.values() if r.state in ("pending", "running")]
     assert live == [], live
     assert e2b_admin.ctx.sandboxes.volumes.list("team-a") == []
+
+
+@pytest.mark.gvisor
+def test_sdk_volume_on_gvisor(tmp_path):
+    server = Admin("gvisor", tokens=TOKENS).start()
+    try:
+        run_scenario(e2b_python("newest"), server, "scenario_volume_gvisor.py", "E2B VOLUME ONE SANDBOX OK", tmp_path)
+        live = [r.sandbox_id for r in server.ctx.sandboxes.records.values() if r.state in ("pending", "running")]
+        assert live == [], live
+        assert server.ctx.sandboxes.volumes.list("team-a") == []
+    finally:
+        server.stop(stop_sandboxes=True)
 
 
 @pytest.fixture

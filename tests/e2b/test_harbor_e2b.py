@@ -13,8 +13,7 @@ import urllib.request
 
 import pytest
 
-from bench.venvs import VenvError, harbor_e2b_python
-from tests.agentic_tasks.importer_fixtures import harbor_trials, imported_tasks
+from tests.agentic_tasks.importer_fixtures import harbor, harbor_trials, imported_tasks  # noqa: F401
 from tests.e2b.conftest import TOKENS
 
 KEY = next(iter(TOKENS))
@@ -28,14 +27,6 @@ OWN_TASK = {
                      "if [ \"$(cat /app/answer.txt 2>/dev/null)\" = 42 ]; then echo 1; else echo 0; fi"
                      " > /logs/verifier/reward.txt\n",
 }
-
-
-@pytest.fixture(scope="module")
-def harbor():
-    try:
-        return harbor_e2b_python().parent / "harbor"
-    except VenvError as exc:
-        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""ROCK as an environment for Harbor (0.25), on ROCK's own API: no E2B layer in between.
+"""ROCK as an environment for Harbor (0.26), on ROCK's own API: no E2B layer in between.
 
     harbor run -p TASKS -a oracle \\
         --environment-import-path rock.integrations.harbor:RockEnvironment \\

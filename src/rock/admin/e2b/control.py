@@ -198,10 +198,14 @@ def _detail(ctx: Ctx, record: SandboxRecord, listed: bool = False) -> dict:
            "alias": meta.get("template"), "startedAt": _iso(_started(record)),
            "endAt": _iso(end), "envdVersion": ENVD_VERSION, "cpuCount": max(1, round(record.cpus or ctx.settings.default_cpus)),
            "memoryMB": memory >> 20, "diskSizeMB": disk >> 20,
-           "state": "paused" if record.state == "paused" else "running", "metadata": meta.get("metadata") or {}}
+           "state": "paused" if record.state == "paused" else "running", "metadata": meta.get("metadata") or {},
+           "volumeMounts": volume_routes.mounted_in(record.spec)}
     if not listed:
         out.update(envdAccessToken=record.spec[TOKEN_KEY], domain=None,
                    allowInternetAccess=e2b_network.internet_of(record.spec), lifecycle=lifecycle_of(record))
+        network = e2b_network.config_of(record.spec)
+        if network is not None:
+            out["network"] = network
     return out
 
 

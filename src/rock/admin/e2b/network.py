@@ -41,6 +41,22 @@ def internet_of(spec: dict) -> bool:
     return bool(spec.get("network")) or egress == "all" or (isinstance(egress, dict) and egress.get("default") == "allow")
 
 
+def config_of(spec: dict) -> dict | None:
+    """A sandbox's ``network`` as E2B's detail reports it: its egress lists (a closed default as
+    ``denyOut`` of all traffic) and its per-host transforms as given (secrets stay references);
+    None for a sandbox created without one."""
+    egress, headers = spec.get("egress"), spec.get("egress_headers") or {}
+    if not isinstance(egress, dict) and not headers:
+        return None
+    out: dict = {}
+    if isinstance(egress, dict):
+        out["allowOut"] = list(egress.get("allow") or [])
+        out["denyOut"] = list(egress.get("deny") or []) + ([ALL_TRAFFIC[0]] if egress.get("default") == "deny" else [])
+    if headers:
+        out["rules"] = {host: [{"transform": {"headers": dict(h)}}] for host, h in headers.items()}
+    return out
+
+
 def update_rules(network: dict) -> EgressRules:
     """``PUT /sandboxes/{id}/network``: the whole egress config again (an omitted field is cleared,
     so an empty body allows everything). Transforms are a sandbox's from its create."""

@@ -54,6 +54,11 @@ def mounts_of(body: dict) -> list[VolumeMount] | None:
         raise E2BError(400, f"volumeMounts: {where} {first.get('msg', exc)}".strip()) from None
 
 
+def mounted_in(spec: dict) -> list[dict]:
+    """A sandbox's ``volumeMounts`` as E2B reports them (its detail and its listing)."""
+    return [{"name": m["name"], "path": m["path"]} for m in spec.get("volumes") or []]
+
+
 def _e2b(exc: RockError) -> E2BError:
     return E2BError(min(500, exc.status_code), exc.message)
 
@@ -190,4 +195,4 @@ def router(ctx: Ctx) -> APIRouter:
     return api
 
 
-__all__ = ["OPEN_PATHS", "mounts_of", "router"]
+__all__ = ["OPEN_PATHS", "mounted_in", "mounts_of", "router"]
