@@ -246,3 +246,37 @@ def test_e2b_sdk_secrets(secrets_admin, internet, tmp_path):
                      tmp_path)
     finally:
         os.environ.pop("VALUE"), os.environ.pop("LOG")
+
+
+@pytest.mark.gvisor
+async def test_a_gvisor_sandbox_gets_its_secret_brokered(internet):
+    """The same relay on gVisor (its sandbox's sockets are the host's, in the namespace the gate
+    links): the bound host gets the value over HTTP and TLS, another host the placeholder, and the
+    sandbox's environment holds only the placeholder. One sandbox: gVisor boots are slow."""
+    server = Admin("gvisor", egress_hosts=internet.addresses, tokens=TOKENS, egress_ca_file=str(internet.ca)).start()
+    value = "sk-gvisor-" + pysecrets.token_hex(16)
+    secrets = Secrets(SandboxConfig(base_url=server.url, token="e2b-token-a"))
+    sandbox = Sandbox(SandboxConfig(base_url=server.url, token="e2b-token-a", memory="512m", cpus=1,
+                                    egress={"allow": ["bound.test", "other.test"], "ports": [8081, 8443]},
+                                    secrets={"API_KEY": "apikey"}))
+    try:
+        await secrets.create("apikey", value, hosts=["bound.test"])
+        await sandbox.start()
+        await sandbox.write_bytes("/tmp/fetch.py", FETCH.encode())
+        ph = (await sandbox.arun("printf %s \"$API_KEY\"")).output.strip()
+        assert ph == placeholder("apikey")
+        seen = len(internet.log.read_text().splitlines())
+        assert await _fetch(sandbox, "http://bound.test:8081/", "Authorization", f"Bearer {ph}") == "logged"
+        assert await _fetch(sandbox, "https://bound.test:8443/", "X-Api-Key", ph) == "logged"
+        assert await _fetch(sandbox, "http://other.test:8081/", "Authorization", f"Bearer {ph}") == "logged"
+        got = _logged(internet, seen)
+        assert [(e["port"], e["host"].split(":")[0], e["authorization"], e["x-api-key"]) for e in got] == [
+            (8081, "bound.test", f"Bearer {value}", None),
+            (8443, "bound.test", None, value),
+            (8081, "other.test", f"Bearer {ph}", None)], got
+        env = (await sandbox.arun("env; cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n'")).output
+        assert ph in env and value not in env  # control: the placeholder is there
+    finally:
+        await sandbox.aclose()
+        await secrets.aclose()
+        server.stop(stop_sandboxes=True)
