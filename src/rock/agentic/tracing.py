@@ -15,8 +15,8 @@ one context-variable read per phase.
         model_calls(rec["model_calls"])                             # spans from the calls' own times
     tracing.close()                     # the file: every span; a collector: what it takes within FLUSH_S
 
-Phases whose time a harness measures inside itself (install, run) become spans from the rollout's
-``timings``: the install starts with the agent phase, the run ends with it.
+A harness marks its own install and run (``span_at`` from the times it took around its calls), and the model
+calls become spans from the times their records carry.
 """
 
 from __future__ import annotations
@@ -230,18 +230,6 @@ def active() -> bool:
     return _current.get() is not None
 
 
-def harness_phases(timings: dict, agent_start: float, agent_end: float) -> None:
-    """The harness's install and run, timed inside the harness, as spans: the install from the agent phase's start,
-    the run up to its end."""
-    if not active():
-        return
-    install, run = timings.get("harness_install_ms"), timings.get("harness_run_ms")
-    if isinstance(install, (int, float)):
-        span_at("harness_install", agent_start, agent_start + install / 1000)
-    if isinstance(run, (int, float)):
-        span_at("harness_run", agent_end - run / 1000, agent_end)
-
-
 def model_calls(calls: list) -> None:
     """One ``model_call`` span per recorded call, from its own start and end times."""
     if not active():
@@ -269,4 +257,4 @@ def end_rollout(span: Any, rec: dict) -> None:
         span.set_status(Status(StatusCode.ERROR, str(rec["error"])[:500]))
 
 
-__all__ = ["AVAILABLE", "Tracing", "active", "end_rollout", "harness_phases", "model_calls", "phase", "span_at"]
+__all__ = ["AVAILABLE", "Tracing", "active", "end_rollout", "model_calls", "phase", "span_at"]
