@@ -26,7 +26,9 @@ TICK_S = 15.0  # a quiet stream still says it is alive this often
 RolloutPath = Path(ge=0, le=10_000_000, description="the rollout's number in its job (arrival order)")
 TOKEN_PAGE = 50_000  # the most token ids one request for a sequence's part returns
 ROWS = 100  # rollouts listed per page of a job's table (the filters and the sort apply to all of them)
-EXPORTS = 4  # rollouts whose training export (token sequences) is kept for the pages of their tokens
+# The training exports (token sequences) kept for the parts a rollout page fetches: the latest ones, up to this
+# many token ids in all (the newest is kept whatever its size: its parts come in many requests).
+EXPORT_TOKENS = 4_000_000
 
 
 class JobQuery(BaseModel):
@@ -82,9 +84,11 @@ def router(ctx: Ctx) -> APIRouter:
         key = (job_id, n)
         if key not in exports:
             exports[key] = await asyncio.to_thread(summary.tokens, rec)
-            while len(exports) > EXPORTS:
-                exports.popitem(last=False)
         exports.move_to_end(key)
+        kept = sum(len(s["token_ids"]) for e in exports.values() for s in e["sequences"])
+        while len(exports) > 1 and kept > EXPORT_TOKENS:
+            _, old = exports.popitem(last=False)
+            kept -= sum(len(s["token_ids"]) for s in old["sequences"])
         return exports[key]
 
     def job_data(request: Request, j: Job) -> dict:
