@@ -10,6 +10,8 @@ ui_browser_first_paint / ui_browser_interactive  in Debian's chromium (Playwrigh
              200-call trajectory (token ids, the whole history in each call) and a job page of 1,000 rollouts,
              against the sandbox list page; first contentful paint, and the moment the page has drawn its data
              and its main thread is free (``browser_bench``). Alternating blocks.
+ui_browser_tokens_shown  the rollout pages: the moment their token rows are drawn once the tokens section is
+             scrolled into view (the ids come in parts as they come into view), against the list's interactive.
 
 The records are written into the admin's store before it starts, as a long-lived admin has
 them; the admin is ``rock admin start`` in its own process, as users run it.
@@ -130,7 +132,16 @@ MEASURE_JS = """async () => {
   await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
   const interactive = performance.now();
   const fcp = performance.getEntriesByName("first-contentful-paint")[0];
-  return {fcp: fcp ? fcp.startTime : null, interactive, nodes: document.getElementsByTagName("*").length};
+  const nodes = document.getElementsByTagName("*").length;
+  let tokens = null;
+  const box = document.getElementById("tokens");
+  if (box) {  // a rollout page: its tokens scrolled into view, until their first rows are drawn
+    box.scrollIntoView();
+    while (!box.querySelector(".tok") && !box.classList.contains("empty")) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+    tokens = performance.now();
+  }
+  return {fcp: fcp ? fcp.startTime : null, interactive, tokens, nodes};
 }"""
 
 
@@ -206,7 +217,7 @@ def _browse(url: str, pages: dict[str, str], blocks: int, per_block: int, progre
     page the samples of first paint and interactive (seconds) and the page's element count."""
     from playwright.sync_api import sync_playwright
 
-    out = {name: {"fcp": [], "interactive": [], "nodes": []} for name in pages}
+    out = {name: {"fcp": [], "interactive": [], "tokens": [], "nodes": []} for name in pages}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:
@@ -226,6 +237,8 @@ def _browse(url: str, pages: dict[str, str], blocks: int, per_block: int, progre
                         out[name]["fcp"].append((got["fcp"] or got["interactive"]) / 1000)
                         out[name]["interactive"].append(got["interactive"] / 1000)
                         out[name]["nodes"].append(got["nodes"])
+                        if got["tokens"] is not None:
+                            out[name]["tokens"].append(got["tokens"] / 1000)
                 progress(f"ui browser: block {b + 1}/{blocks}")
         finally:
             browser.close()
@@ -264,4 +277,7 @@ async def browser_bench(ctx, backend: str = "bwrap") -> list[dict]:
         for metric, key in (("ui_browser_first_paint", "fcp"), ("ui_browser_interactive", "interactive")):
             floor = samples["sandboxes"][key] if name != "sandboxes" else None
             records.append(record(metric, backend, s[key], floor_s=floor, **extra))
+        if s["tokens"]:  # a rollout page: until its token rows are drawn, against the sandbox list's interactive
+            records.append(record("ui_browser_tokens_shown", backend, s["tokens"],
+                                  floor_s=samples["sandboxes"]["interactive"], **extra))
     return records

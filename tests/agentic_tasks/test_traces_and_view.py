@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -185,3 +186,84 @@ def test_without_the_tracing_extra_a_job_traces_nothing(tmp_path):
                           env={**os.environ, "PYTHONPATH": src})
     assert proc.returncode == 0 and proc.stdout.split() == ["ok", str(tmp_path / "j.traces.jsonl")], proc.stderr
     assert not (tmp_path / "j.traces.jsonl").exists()
+
+
+class Silent:
+    """A collector that accepts connections, reads what is sent and never answers."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.conns: list = []
+        self.got = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            conn.settimeout(10)
+            try:
+                while b"\r\n\r\n" not in conn.recv(65536, socket.MSG_PEEK):  # MSG_PEEK: the request's head has come
+                    pass
+            except OSError:
+                return
+            self.got.set()
+
+    def still_waiting(self) -> bool:
+        """Whether the first connection is still open on the client's side (it has not given up waiting)."""
+        conn = self.conns[0]
+        conn.setblocking(False)
+        try:
+            while conn.recv(65536):  # drain the request: what is left is the client's close or nothing
+                pass
+            return False  # EOF: the client closed it
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            conn.setblocking(True)
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+def _trace_a_rollout(path, endpoint) -> tuple[tracing.Tracing, int]:
+    tracer = tracing.Tracing.open(path, endpoint)
+    assert tracer is not None
+    with tracer.rollout("t-1", queued_at=None):
+        for name in ("image", "diff", "tests"):
+            with tracing.phase(name):
+                pass
+    return tracer, 4
+
+
+def test_a_collector_that_never_answers_does_not_hold_the_jobs_end(tmp_path, caplog):
+    """The spans go to the collector in the background; at the end it gets a short bounded flush: one that accepts
+    and never answers is still waiting when ``close`` returns (close did not wait out the exporter's timeout), the
+    spans it did not take are counted and logged, and the trace file has every span. Control: a collector that
+    answers gets every span and nothing is counted undelivered."""
+    silent, working = Silent(), Collector()
+    try:
+        tracer, n = _trace_a_rollout(tmp_path / "silent.jsonl", silent.url)
+        with caplog.at_level("WARNING", logger="rock.agentic"):
+            out = tracer.close(flush_s=0.5)
+        assert silent.got.wait(10), "the exporter never reached the silent collector"
+        assert silent.still_waiting(), "close returned only after the exporter gave up on the collector"
+        assert out == {"spans": n, "delivered": 0, "undelivered": n}
+        assert f"did not take {n} of {n} spans" in caplog.text and silent.url in caplog.text
+        spans, _ = file_spans(tmp_path / "silent.jsonl")
+        assert sorted(s["name"] for s in spans) == ["diff", "image", "rollout", "tests"]
+
+        tracer, n = _trace_a_rollout(tmp_path / "working.jsonl", working.url)
+        assert tracer.close() == {"spans": n, "delivered": n, "undelivered": 0}
+        assert sorted(s.name for s in working.spans()) == ["diff", "image", "rollout", "tests"]
+    finally:
+        silent.close()
+        working.close()

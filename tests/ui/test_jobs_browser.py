@@ -204,6 +204,15 @@ def _jobs_and_rollouts(admin, browser, shots, tmp_path, sandbox_id):
     detail = page.locator("#call-detail")
     assert detail.get_attribute("data-call") == "2" and "The fix is in." in detail.inner_text()
     assert "patched" in detail.inner_text()  # the tool's result is among the messages call 2 added
+    # the token ids are not in the page's data: they come in parts once the tokens scroll into view
+    data = page.request.get(f"{admin.url}/ui/jobs/{done}/rollouts/0/data.json").json()
+    assert data["tokens"]["sequences"][0]["length"] == 11 and "token_ids" not in data["tokens"]["sequences"][0]
+    part = page.request.get(f"{admin.url}/ui/jobs/{done}/rollouts/0/tokens/0?offset=4&limit=3").json()
+    assert (part["token_ids"], part["loss_mask"], part["length"]) == ([50, 51, 52], [1, 1, 1], 11)
+    assert page.request.get(f"{admin.url}/ui/jobs/{done}/rollouts/0/tokens/1").status == 404  # one sequence
+    assert page.request.get(f"{admin.url}/ui/jobs/{done}/rollouts/0/tokens/0?limit=0").status in (400, 422)
+    page.locator("#tokens").scroll_into_view_if_needed()
+    page.locator("#tokens .tok").first.wait_for()
     masked = page.locator('#tokens .tok[data-mask="1"]')
     assert masked.evaluate_all("ts => ts.map(t => +t.textContent)") == [50, 51, 52, 70, 71]
     assert page.locator('#tokens .tok[data-mask="0"]').evaluate_all("ts => ts.map(t => +t.textContent)") == \
@@ -279,6 +288,16 @@ def _jobs_and_rollouts(admin, browser, shots, tmp_path, sandbox_id):
     page.locator('#calls .call-row[data-index="1500"]').wait_for()
     assert page.locator("#calls .call-row").count() < 60
     assert page.locator("#diff-count").inner_text().startswith("7000 lines, the first 5000 shown")
+    # its 1500 token sequences: heads only in the page's data; a part's ids come when it scrolls into view
+    seqs = page.request.get(f"{admin.url}/ui/jobs/{big}/rollouts/0/data.json").json()["tokens"]["sequences"]
+    assert len(seqs) > 1 and all("token_ids" not in q for q in seqs)
+    tokens = page.locator("#tokens")
+    tokens.scroll_into_view_if_needed()
+    tokens.evaluate("el => el.scrollTop = el.scrollHeight")
+    page.locator(f'#tokens .seq-head:has-text("sequence {len(seqs) - 1} ")').wait_for()
+    page.locator(f'#tokens .tok[data-pos="{seqs[-1]["length"] - 1}"]').last.wait_for()
+    page.wait_for_function("() => !document.querySelector('#tokens .tok-row.loading')")
+    assert page.locator("#tokens .vrow").count() < 60
     shots(page, "rollout-large")
 
     # a 40 MB diff: the runner's copy for the admin is cut under its body limit, the page renders its first lines
@@ -289,6 +308,36 @@ def _jobs_and_rollouts(admin, browser, shots, tmp_path, sandbox_id):
     assert page.locator("#diff .d-add").count() == 5000
     assert " lines, the first 5000 shown" in page.locator("#diff-count").inner_text()
 
+    # a job of 130 rollouts lists 100 a page (the cards, histogram and per-task table count all 130); the pages,
+    # the filters and the order are the server's
+    def many_rollouts(r):
+        return asyncio.gather(*(r.add(rollout(f"pg-{k % 13:02d}", (k % 10) / 10, harness="pager")) for k in range(130)))
+
+    paged = send(admin, "token-alice", lambda r: r.open("my-tasks", "pager", "openai", 130), many_rollouts,
+                 lambda r: r.end({"tasks": 130})).job_id
+    page.goto(f"{admin.url}/ui/jobs/{paged}")
+    assert page.locator("#rollouts tbody tr[data-rollout]").count() == 100
+    assert page.locator("#rollouts-shown").inner_text() == "130 of 130 rollouts"
+    assert "page 1 of 2" in page.locator("#rollouts-page").inner_text()
+    assert page.locator("#job-progress").inner_text().startswith("130")
+    assert sum(int(page.locator(f'#histogram [data-bin="{b}"]').inner_text()) for b in range(10)) == 130
+    assert page.locator("#tasks tbody tr").count() == 13
+    shots(page, "job-paged")
+    page.click("#page-next")
+    page.wait_for_url("**page=2**")
+    assert page.locator("#rollouts tbody tr[data-rollout]").count() == 30
+    assert page.locator("#page-prev").is_visible() and page.locator("#page-next").count() == 0
+    page.goto(f"{admin.url}/ui/jobs/{paged}?reward_min=0.85&sort=-reward")
+    assert page.locator("#rollouts-shown").inner_text() == "13 of 130 rollouts"
+    assert page.locator("#rollouts-page").count() == 0
+    assert page.locator("#rollouts tbody tr[data-rollout]").evaluate_all(
+        "rows => rows.map(r => r.children[3].textContent)") == ["0.90"] * 13
+    page.goto(f"{admin.url}/ui/jobs/{paged}?sort=reward&page=2")
+    rewards = page.locator("#rollouts tbody tr[data-rollout]").evaluate_all(
+        "rows => rows.map(r => +r.children[3].textContent)")
+    assert len(rewards) == 30 and rewards == sorted(rewards) and rewards[-1] == 0.9
+    assert page.goto(f"{admin.url}/ui/jobs/{paged}?sort=bogus").status == 400
+
     # another token: no job of alice's in its table, and every page and route of one is missing
     context_b, page_b = login(browser, admin, "token-bob")
     assert page_b.locator(f'tr[data-job="{done}"]').count() == 0
@@ -298,6 +347,7 @@ def _jobs_and_rollouts(admin, browser, shots, tmp_path, sandbox_id):
         assert response.status == 404 and done in page_b.locator("#error-message").inner_text()
     shots(page_b, "bob-job-404")
     for path in (f"/ui/jobs/{done}/rollouts/0/data.json", f"/ui/jobs/{done}/training.jsonl",
+                 f"/ui/jobs/{done}/rollouts/0/tokens/0", f"/ui/jobs/{done}/rollouts/0/tokens/0?offset=4&limit=3",
                  f"/ui/fragments/jobs/{done}", f"/apis/v1/jobs/{done}/export"):
         assert page_b.request.get(admin.url + path).status == 404, path
     bob = {"authorization": "Bearer token-bob"}
@@ -307,6 +357,7 @@ def _jobs_and_rollouts(admin, browser, shots, tmp_path, sandbox_id):
     # the control: alice's token reads it
     alice = {"authorization": "Bearer token-alice"}
     assert httpx.get(f"{admin.url}/apis/v1/jobs/{done}", headers=alice).json()["result"]["done"] == 3
+    assert httpx.get(f"{admin.url}/ui/jobs/{done}/rollouts/0/tokens/0", headers=alice).json()["length"] == 11
     context_b.close()
     context.close()
 

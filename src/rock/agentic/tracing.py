@@ -13,10 +13,10 @@ one context-variable read per phase.
         with phase("image"):
             ...
         model_calls(rec["model_calls"])                             # spans from the calls' own times
-    tracing.close()                                                  # flushes both exporters
+    tracing.close()                     # the file: every span; a collector: what it takes within FLUSH_S
 
-Phases whose time a harness measures inside itself (install, run) become spans from the rollout's
-``timings``: the install starts with the agent phase, the run ends with it.
+A harness marks its own install and run (``span_at`` from the times it took around its calls), and the model
+calls become spans from the times their records carry.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import base64
 import contextlib
 import contextvars
 import json
+import logging
 import threading
 import time
 from pathlib import Path
@@ -33,7 +34,7 @@ from typing import Any, Iterator, Sequence
 try:  # the optional extra
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
     from opentelemetry.trace import Status, StatusCode, set_span_in_context
     AVAILABLE = True
@@ -41,6 +42,10 @@ except ImportError:  # pragma: no cover - exercised where the extra is absent
     AVAILABLE = False
 
 SERVICE = "rock-rollouts"
+# At a job's end, how long a collector gets to take the spans still queued: the spans go out in the background
+# while the job runs, and a collector that does not answer must not hold the job's end for the exporter's timeout.
+FLUSH_S = 1.0
+log = logging.getLogger("rock.agentic")
 _current: contextvars.ContextVar[tuple[Any, Any] | None] = contextvars.ContextVar("rock_rollout_span", default=None)
 _NOTHING = contextlib.nullcontext()
 
@@ -81,13 +86,33 @@ if AVAILABLE:
         def shutdown(self) -> None:
             return None
 
+    class CountingExporter(SpanExporter):
+        """An exporter that counts the spans its inner exporter delivered (the rest were not)."""
+
+        def __init__(self, inner: SpanExporter):
+            self.inner = inner
+            self.delivered = 0
+
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            result = self.inner.export(spans)
+            if result is SpanExportResult.SUCCESS:
+                self.delivered += len(spans)
+            return result
+
+        def shutdown(self) -> None:
+            self.inner.shutdown()
+
 
 class Tracing:
     """A job's tracer: a provider with a file exporter and/or an OTLP/HTTP exporter."""
 
-    def __init__(self, provider: Any):
+    def __init__(self, provider: Any, local: Any = None, remote: tuple[Any, Any, str] | None = None):
         self.provider = provider
         self.tracer = provider.get_tracer("rock.agentic")
+        self.local = local  # the file's span processor
+        self.remote = remote  # the collector's (span processor, counting exporter, url)
+        self.ended = 0  # spans ended: what the collector should have received
+        self._lock = threading.Lock()
 
     @classmethod
     def open(cls, file: str | Path | None = None, endpoint: str | None = None,
@@ -98,14 +123,22 @@ class Tracing:
             return None
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        provider = TracerProvider(resource=Resource.create({"service.name": SERVICE, **(attributes or {})}))
+        # No exit hook: close() bounds the collector's flush, an exit hook would wait out its timeout again.
+        provider = TracerProvider(resource=Resource.create({"service.name": SERVICE, **(attributes or {})}),
+                                  shutdown_on_exit=False)
+        local = remote = None
         if file is not None:
             Path(file).parent.mkdir(parents=True, exist_ok=True)
-            provider.add_span_processor(BatchSpanProcessor(FileSpanExporter(Path(file))))
+            local = BatchSpanProcessor(FileSpanExporter(Path(file)))
+            provider.add_span_processor(local)
         if endpoint:
             url = endpoint if endpoint.rstrip("/").endswith("/v1/traces") else endpoint.rstrip("/") + "/v1/traces"
-            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=url, headers=headers)))
-        return cls(provider)
+            counting = CountingExporter(OTLPSpanExporter(endpoint=url, headers=headers))
+            remote = (BatchSpanProcessor(counting), counting, url)
+            provider.add_span_processor(remote[0])
+        tracing = cls(provider, local, remote)
+        provider.add_span_processor(_Ended(tracing))
+        return tracing
 
     @contextlib.contextmanager
     def rollout(self, task_id: str, attributes: dict[str, Any] | None = None,
@@ -124,9 +157,40 @@ class Tracing:
             _current.reset(token)
             span.end()
 
-    def close(self) -> None:
-        """Flush and stop both exporters."""
-        self.provider.shutdown()
+    def close(self, flush_s: float = FLUSH_S) -> dict:
+        """Flush and stop the exporters: the file gets every span; a collector gets ``flush_s`` for the spans still
+        queued (it has had the rest in the background), and what it did not take is counted and logged. Returns
+        ``{"spans", "delivered", "undelivered"}`` (the collector's counts; zeros without one)."""
+        if self.local is not None:
+            self.local.shutdown()
+        if self.remote is None:
+            return {"spans": self.ended, "delivered": 0, "undelivered": 0}
+        processor, counting, url = self.remote
+        # The processor's shutdown exports what is queued and waits for it: on a daemon thread, waited for flush_s,
+        # so a collector that never answers costs the job flush_s, not the exporter's timeout.
+        flush = threading.Thread(target=processor.shutdown, name="rock-otlp-flush", daemon=True)
+        flush.start()
+        flush.join(flush_s)
+        out = {"spans": self.ended, "delivered": counting.delivered, "undelivered": self.ended - counting.delivered}
+        if out["undelivered"]:
+            log.warning("the trace collector %s did not take %d of %d spans within %.1f s of the job's end "
+                        "(the trace file has them all)", url, out["undelivered"], out["spans"], flush_s)
+        return out
+
+    def _count(self) -> None:
+        with self._lock:
+            self.ended += 1
+
+
+if AVAILABLE:
+    class _Ended(SpanProcessor):
+        """Counts the tracer's ended spans."""
+
+        def __init__(self, tracing: Tracing):
+            self.tracing = tracing
+
+        def on_end(self, span: ReadableSpan) -> None:
+            self.tracing._count()
 
 
 def phase(name: str, **attributes: Any) -> Any:
@@ -166,18 +230,6 @@ def active() -> bool:
     return _current.get() is not None
 
 
-def harness_phases(timings: dict, agent_start: float, agent_end: float) -> None:
-    """The harness's install and run, timed inside the harness, as spans: the install from the agent phase's start,
-    the run up to its end."""
-    if not active():
-        return
-    install, run = timings.get("harness_install_ms"), timings.get("harness_run_ms")
-    if isinstance(install, (int, float)):
-        span_at("harness_install", agent_start, agent_start + install / 1000)
-    if isinstance(run, (int, float)):
-        span_at("harness_run", agent_end - run / 1000, agent_end)
-
-
 def model_calls(calls: list) -> None:
     """One ``model_call`` span per recorded call, from its own start and end times."""
     if not active():
@@ -205,4 +257,4 @@ def end_rollout(span: Any, rec: dict) -> None:
         span.set_status(Status(StatusCode.ERROR, str(rec["error"])[:500]))
 
 
-__all__ = ["AVAILABLE", "Tracing", "active", "end_rollout", "harness_phases", "model_calls", "phase", "span_at"]
+__all__ = ["AVAILABLE", "Tracing", "active", "end_rollout", "model_calls", "phase", "span_at"]

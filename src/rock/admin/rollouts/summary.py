@@ -152,6 +152,23 @@ def tokens(rec: dict) -> dict:
             "reasons": [{"index": c["index"], "reason": c["reason"]} for c in ep["calls"] if c["reason"]]}
 
 
+def token_heads(toks: dict) -> dict:
+    """``tokens()`` without the ids: each sequence's calls, why it starts and its length (a page fetches the ids of
+    the part it shows with ``token_page``)."""
+    return {"sequences": [{"calls": s["calls"], "start": s["start"], "length": len(s["token_ids"])}
+                          for s in toks["sequences"]], "reasons": toks["reasons"]}
+
+
+def token_page(toks: dict, seq: int, offset: int, limit: int) -> dict | None:
+    """Tokens ``[offset, offset + limit)`` of sequence ``seq`` (ids, loss mask, logprobs); None for no such sequence."""
+    if not 0 <= seq < len(toks["sequences"]):
+        return None
+    s = toks["sequences"][seq]
+    end = offset + limit
+    return {"seq": seq, "offset": offset, "length": len(s["token_ids"]), "token_ids": s["token_ids"][offset:end],
+            "loss_mask": s["loss_mask"][offset:end], "logprobs": s["logprobs"][offset:end]}
+
+
 def diff_lines(diff: str, limit: int = DIFF_LINES) -> tuple[list[tuple[str, str]], int]:
     """The diff's first ``limit`` lines with a class each (file, hunk, add, del, ctx) and how many it has."""
     out: list[tuple[str, str]] = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import OrderedDict
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -23,6 +24,11 @@ from rock.agentic import trajectories
 
 TICK_S = 15.0  # a quiet stream still says it is alive this often
 RolloutPath = Path(ge=0, le=10_000_000, description="the rollout's number in its job (arrival order)")
+TOKEN_PAGE = 50_000  # the most token ids one request for a sequence's part returns
+ROWS = 100  # rollouts listed per page of a job's table (the filters and the sort apply to all of them)
+# The training exports (token sequences) kept for the parts a rollout page fetches: the latest ones, up to this
+# many token ids in all (the newest is kept whatever its size: its parts come in many requests).
+EXPORT_TOKENS = 4_000_000
 
 
 class JobQuery(BaseModel):
@@ -34,6 +40,9 @@ class JobQuery(BaseModel):
     error: str | None = Field(default=None, pattern="^(yes|no)$")
     harness: str | None = Field(default=None, max_length=64)
     task: str | None = Field(default=None, max_length=256)
+    sort: str = Field(default="n", pattern="^-?(n|reward|time|calls)$",
+                      description="the rollouts' order: n (arrival), reward, time or calls; a leading '-' reverses it")
+    page: int = Field(default=1, ge=1, le=100_000, description=f"which {ROWS} rollouts of those kept are listed")
 
     @classmethod
     def of(cls, params) -> "JobQuery":
@@ -44,11 +53,18 @@ class JobQuery(BaseModel):
             raise access.PageError(400, f"bad filter {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
     def keep(self) -> summary.RolloutFilter:
-        return summary.RolloutFilter(**self.model_dump())
+        return summary.RolloutFilter(**self.model_dump(exclude={"sort", "page"}))
+
+    def order(self, rows: list[dict]) -> list[dict]:
+        key = self.sort.lstrip("-")
+        by = {"n": lambda r: r["n"], "reward": lambda r: (r["reward"], r["n"]), "calls": lambda r: (r["calls"], r["n"]),
+              "time": lambda r: ((r["timings"].get("total_ms") or 0), r["n"])}[key]
+        return sorted(rows, key=by, reverse=self.sort.startswith("-"))
 
 
 def router(ctx: Ctx) -> APIRouter:
     api = APIRouter()
+    exports: OrderedDict[tuple[str, int], dict] = OrderedDict()  # (job, rollout) -> summary.tokens(): read once
 
     def job(request: Request, job_id: str) -> Job:
         try:
@@ -62,12 +78,33 @@ def router(ctx: Ctx) -> APIRouter:
         except JobNotFound as exc:
             raise access.PageError(404, exc.message) from None
 
+    async def token_export(request: Request, job_id: str, n: int) -> dict:
+        """The rollout's token sequences (the tenant checked by ``record``), computed once for its pages."""
+        rec = await record(request, job_id, n)
+        key = (job_id, n)
+        if key not in exports:
+            exports[key] = await asyncio.to_thread(summary.tokens, rec)
+        exports.move_to_end(key)
+        kept = sum(len(s["token_ids"]) for e in exports.values() for s in e["sequences"])
+        while len(exports) > 1 and kept > EXPORT_TOKENS:
+            _, old = exports.popitem(last=False)
+            kept -= sum(len(s["token_ids"]) for s in old["sequences"])
+        return exports[key]
+
     def job_data(request: Request, j: Job) -> dict:
         q = JobQuery.of(request.query_params)
         keep = q.keep()
-        shown = [r for r in j.rollouts if keep.keep(r)]
-        return {"job": j.view(), "stats": summary.job_stats(j.rollouts), "rows": shown, "query": q,
-                "total": len(j.rollouts)}
+        kept = [r for r in j.rollouts if keep.keep(r)]
+        pages = max(1, -(-len(kept) // ROWS))
+        page = min(q.page, pages)
+        rows = q.order(kept)[(page - 1) * ROWS:page * ROWS]
+
+        def at(k: int) -> str:
+            return f"{request.url.path.replace('/ui/fragments/', '/ui/')}?{request.url.include_query_params(page=k).query}"
+
+        return {"job": j.view(), "stats": summary.job_stats(j.rollouts), "rows": rows, "query": q,
+                "total": len(j.rollouts), "matched": len(kept), "page": page, "pages": pages, "first": (page - 1) * ROWS,
+                "prev_url": at(page - 1) if page > 1 else None, "next_url": at(page + 1) if page < pages else None}
 
     @api.get("/ui/jobs", **HTML)
     async def jobs_page(request: Request):
@@ -118,11 +155,25 @@ def router(ctx: Ctx) -> APIRouter:
 
     @api.get("/ui/jobs/{job_id}/rollouts/{n}/data.json", tags=["ui"])
     async def rollout_data(request: Request, job_id: str = JobPath, n: int = RolloutPath):
-        """The rollout's model calls in order and its token sequences (ids, loss mask, logprobs), for the page."""
+        """The rollout's model calls in order and its token sequences' heads (calls, why each starts, length), for the
+        page; the ids come in parts from ``tokens/{seq}``."""
         job(request, job_id)
         rec = await record(request, job_id, n)
-        return Response(json.dumps({"calls": summary.calls(rec), "tokens": summary.tokens(rec)}),
-                        media_type="application/json")
+        heads = summary.token_heads(await token_export(request, job_id, n))
+        return Response(json.dumps({"calls": summary.calls(rec), "tokens": heads}), media_type="application/json")
+
+    @api.get("/ui/jobs/{job_id}/rollouts/{n}/tokens/{seq}", tags=["ui"])
+    async def rollout_tokens(request: Request, job_id: str = JobPath, n: int = RolloutPath,
+                             seq: int = Path(ge=0, le=10_000_000, description="the sequence's number in the export"),
+                             offset: int = Query(0, ge=0, le=1_000_000_000, description="the first token's position"),
+                             limit: int = Query(TOKEN_PAGE, ge=1, le=TOKEN_PAGE, description="how many tokens")):
+        """A part of one token sequence of the rollout's training export: token ids, loss mask, logprobs from
+        ``offset`` (``length`` is the sequence's)."""
+        job(request, job_id)
+        part = summary.token_page(await token_export(request, job_id, n), seq, offset, limit)
+        if part is None:
+            raise access.PageError(404, f"rollout {n} of job {job_id} has no token sequence {seq}")
+        return Response(json.dumps(part), media_type="application/json")
 
     @api.get("/ui/jobs/{job_id}/rollouts/{n}/diff", tags=["ui"], response_class=PlainTextResponse)
     async def rollout_diff(request: Request, job_id: str = JobPath, n: int = RolloutPath):

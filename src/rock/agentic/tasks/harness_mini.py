@@ -21,7 +21,7 @@ import contextlib
 import json
 import time
 
-from rock.agentic import mini_swe
+from rock.agentic import mini_swe, tracing
 from rock.agentic.tasks.build import stderr_progress
 from rock.agentic.tasks.errors import TaskError
 from rock.agentic.tasks.harbor import Task
@@ -98,15 +98,16 @@ class MiniSweHarness(ChatHarness):
         answer = self.answerer(task, options)
         limit = time_limit(options.agent_timeout, task.agent_timeout)
         config = self.config(task, options, limit)
-        t = time.perf_counter()
+        t, began = time.perf_counter(), time.time()
         await box.agent.install(config)
         rec["timings"]["harness_install_ms"] = round((time.perf_counter() - t) * 1000, 1)
+        tracing.span_at("harness_install", began, time.time())
         trainer = ChatTrainer.for_sandbox(box)
         running = asyncio.create_task(box.agent.run(task.instruction))
         serving = None  # None: the admin serves the calls (an ``openai`` upstream)
         if answer is not None:
             serving = asyncio.create_task(trainer.serve(answer, sandbox_ids=[box.sandbox_id], wait=5))
-        t = time.perf_counter()
+        t, began = time.perf_counter(), time.time()
         try:
             await asyncio.wait({running, serving} - {None}, return_when=asyncio.FIRST_COMPLETED)
             if serving is not None and serving.done() and not running.done():
@@ -115,6 +116,7 @@ class MiniSweHarness(ChatHarness):
                     await trainer.stop(box.sandbox_id)
             result = await running
             rec["timings"]["harness_run_ms"] = round((time.perf_counter() - t) * 1000, 1)
+            tracing.span_at("harness_run", began, time.time())
             rec["harness"].update(exit_code=result.exit_code, output=result.output[-4000:],
                                   timed_out=result.exit_code == 124)
             if result.failure_reason:

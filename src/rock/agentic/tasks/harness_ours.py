@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from rock.actions.records import read_rock_jsonl
+from rock.agentic import tracing
 from rock.agentic.tasks.errors import TaskError
 from rock.agentic.tasks.harbor import Task
 from rock.agentic.tasks.oracle import oracle_tool_call
@@ -151,16 +152,17 @@ class OursHarness(ChatHarness):
         config = RockAgentConfig.rock_harness(max_steps=steps, project_path=task.workdir,
                                               model_service_config=service,
                                               agent_run_timeout=max(2, int(limit)), agent_run_check_interval=1)
-        t = time.perf_counter()
+        t, began = time.perf_counter(), time.time()
         try:
             await box.agent.install(config)
         except Exception as exc:  # noqa: BLE001 - e.g. an upstream the admin does not forward to: say so
             raise TaskError(f"harness ours could not start: {getattr(exc, 'message', None) or exc}",
                             "HarnessError") from exc
         rec["timings"]["harness_install_ms"] = round((time.perf_counter() - t) * 1000, 1)
+        tracing.span_at("harness_install", began, time.time())
         trainer = ChatTrainer.for_sandbox(box)
         serving = running = None
-        t = time.perf_counter()
+        t, began = time.perf_counter(), time.time()
         try:
             running = asyncio.create_task(box.agent.run(task.instruction))
             if answer is not None:
@@ -173,6 +175,7 @@ class OursHarness(ChatHarness):
                         await trainer.stop(box.sandbox_id)
             result = await running
             rec["timings"]["harness_run_ms"] = round((time.perf_counter() - t) * 1000, 1)
+            tracing.span_at("harness_run", began, time.time())
             rec["harness"].update(exit_code=result.exit_code, output=result.output[-4000:],
                                   timed_out=result.exit_code == 124)
             if result.failure_reason:

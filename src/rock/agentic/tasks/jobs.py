@@ -126,6 +126,7 @@ async def run_job(suite: str, options: RolloutOptions, tasks: list[str] | None =
     report = JobReport(options.base_url, options.token) if record else None
     policy_name = options.policy if isinstance(options.policy, str) else "script"
     tracer: tracing.Tracing | None = None
+    delivery: dict = {}
     if report is not None:
         await report.open(folder.name, options.harness, policy_name, len(todo),
                           (options.policy_options or {}).get("model"), concurrency)
@@ -148,7 +149,7 @@ async def run_job(suite: str, options: RolloutOptions, tasks: list[str] | None =
         raise
     finally:
         if tracer is not None:
-            await asyncio.to_thread(tracer.close)  # flushes the exporters (a collector's POST may take a while)
+            delivery = await asyncio.to_thread(tracer.close)  # the file's spans all; a collector's, bounded
     every = [kept[t] for t in ids if t in kept] + records
     summary = summarize(folder.name, "all", every, time.perf_counter() - t0)
     summary.update(harness=options.harness, policy=policy_name, skipped=len(kept), ran=len(records), warnings=warnings,
@@ -156,6 +157,8 @@ async def run_job(suite: str, options: RolloutOptions, tasks: list[str] | None =
                    tasks_per_s=round(len(records) / (time.perf_counter() - t0), 3) if records else 0.0)
     if tracer is not None and trace_path is not None:
         summary["traces"] = str(trace_path)
+    if delivery.get("undelivered"):
+        summary["trace_spans_undelivered"] = delivery["undelivered"]
     if report is not None:
         summary["job_id"] = report.job_id
         await report.end(summary)

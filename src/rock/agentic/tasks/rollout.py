@@ -112,9 +112,7 @@ async def rollout(task: Task, options: RolloutOptions, harness: Harness | None =
             except Exception as exc:  # noqa: BLE001 - a harness crash is the rollout's record, graded as is
                 rec["harness"]["error"] = f"{type(exc).__name__}: {exc}"
             rec["timings"]["agent_ms"] = _ms(t)
-            if tracing.active():
-                tracing.harness_phases(rec["timings"], time.time() - rec["timings"]["agent_ms"] / 1000, time.time())
-                tracing.model_calls(rec["model_calls"])
+            tracing.model_calls(rec["model_calls"])
             killed = killed_by_signal(rec["harness"], task)
             if killed:
                 rec["harness"]["error"] = killed

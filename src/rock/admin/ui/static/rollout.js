@@ -1,6 +1,6 @@
-// A rollout's page: its model calls and token sequences come once as JSON (data.json) and are drawn as
-// virtual lists: only the rows in view are in the document, so a trajectory of thousands of calls or
-// a sequence of a million tokens scrolls as fast as a short one.
+// A rollout's page: its model calls and its token sequences' heads come once as JSON (data.json), the token ids
+// in parts as they come into view; both are drawn as virtual lists: only the rows in view are in the document,
+// so a trajectory of thousands of calls or millions of tokens scrolls as fast as a short one.
 (function () {
   "use strict";
   const ROW = 30, TOKENS_PER_ROW = 24, SLACK = 8;
@@ -19,11 +19,11 @@
     box.style.height = Math.min(count * ROW + 2, 448) + "px";  // a short list takes only its rows
     box.replaceChildren(spacer);
     let shown = "";
-    function paint() {
+    function paint(force) {
       const first = Math.max(0, Math.floor(box.scrollTop / ROW) - SLACK);
       const last = Math.min(count, Math.ceil((box.scrollTop + box.clientHeight) / ROW) + SLACK);
       const key = first + ":" + last;
-      if (key === shown) return;
+      if (key === shown && force !== true) return;
       shown = key;
       const rows = [];
       for (let i = first; i < last; i++) {
@@ -34,7 +34,7 @@
       }
       spacer.replaceChildren(...rows);
     }
-    box.addEventListener("scroll", () => requestAnimationFrame(paint));
+    box.addEventListener("scroll", () => requestAnimationFrame(() => paint()));
     paint();
     return paint;
   }
@@ -86,41 +86,80 @@
     showCall(calls[0]);
   }
 
-  function drawTokens(tokens) {
+  // The token sequences: their heads come with the calls, their ids in parts of PART tokens from the tokens route,
+  // fetched when their rows come into view (the list starts when the section itself scrolls into view), so a
+  // rollout of millions of token ids opens as fast as a short one.
+  const PART = 2400;
+
+  function drawTokens(tokens, src) {
     const reasons = document.getElementById("token-reasons");
     reasons.replaceChildren(...tokens.reasons.map((r) => el("p", "reason", "call " + r.index + ": " + r.reason)));
-    const rows = [];  // [sequence, start] per row, a header row before each sequence
-    tokens.sequences.forEach((s, n) => {
-      rows.push([n, -1]);
-      for (let at = 0; at < s.token_ids.length; at += TOKENS_PER_ROW) rows.push([n, at]);
-    });
+    const seqs = tokens.sequences;
+    const firstRow = [];  // the row of each sequence's head; its tokens' rows follow it
+    let count = 0;
+    seqs.forEach((s) => { firstRow.push(count); count += 1 + Math.ceil(s.length / TOKENS_PER_ROW); });
     const box = document.getElementById("tokens");
-    if (!rows.length) { box.replaceChildren(el("small", null, "No token ids in this rollout.")); box.classList.add("empty"); return; }
-    virtualList(box, rows.length, (i) => {
-      const [n, at] = rows[i];
-      const s = tokens.sequences[n];
-      if (at < 0) {
-        return el("div", "seq-head", "sequence " + n + " · calls " + s.calls.join(", ") + " · " + s.token_ids.length +
+    if (!count) { box.replaceChildren(el("small", null, "No token ids in this rollout.")); box.classList.add("empty"); return; }
+    box.style.height = Math.min(count * ROW + 2, 448) + "px";
+    const parts = new Map();  // "seq:part" -> the part's data, or null while it is fetched
+    let repaint = null;
+
+    function part(n, p) {
+      const key = n + ":" + p;
+      if (parts.has(key)) return parts.get(key);
+      parts.set(key, null);
+      fetch(src + "/" + n + "?offset=" + p * PART + "&limit=" + PART, {credentials: "same-origin"})
+        .then((r) => (r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status))))
+        .then((data) => { parts.set(key, data); if (repaint) repaint(true); })
+        .catch(() => parts.delete(key));
+      return null;
+    }
+
+    function seqOf(i) {  // the sequence whose rows hold row i (binary search over firstRow)
+      let lo = 0, hi = seqs.length - 1;
+      while (lo < hi) {
+        const mid = (lo + hi + 1) >> 1;
+        if (firstRow[mid] <= i) lo = mid; else hi = mid - 1;
+      }
+      return lo;
+    }
+
+    function draw(i) {
+      const n = seqOf(i);
+      const s = seqs[n];
+      if (i === firstRow[n]) {
+        return el("div", "seq-head", "sequence " + n + " · calls " + s.calls.join(", ") + " · " + s.length +
           " tokens · starts: " + s.start.reason + (s.start.detail ? " (" + s.start.detail + ")" : ""));
       }
+      const at = (i - firstRow[n] - 1) * TOKENS_PER_ROW;
+      const p = Math.floor(at / PART);
+      const data = part(n, p);
+      if (!data) return el("div", "tok-row loading", "…");
       const row = el("div", "tok-row");
-      for (let k = at; k < Math.min(at + TOKENS_PER_ROW, s.token_ids.length); k++) {
-        const t = el("span", "tok m" + s.loss_mask[k], String(s.token_ids[k]));
-        t.dataset.mask = s.loss_mask[k];
+      for (let k = at; k < Math.min(at + TOKENS_PER_ROW, s.length); k++) {
+        const j = k - data.offset, id = data.token_ids[j], mask = data.loss_mask[j], lp = data.logprobs[j];
+        const t = el("span", "tok m" + mask, String(id));
+        t.dataset.mask = mask;
         t.dataset.pos = k;
-        const lp = s.logprobs[k];
-        t.title = "token " + k + " · id " + s.token_ids[k] + " · mask " + s.loss_mask[k] + (lp == null ? "" : " · logprob " + lp.toFixed(4));
+        t.title = "token " + k + " · id " + id + " · mask " + mask + (lp == null ? "" : " · logprob " + lp.toFixed(4));
         if (lp != null) t.dataset.logprob = lp;
         row.append(t);
       }
       return row;
+    }
+
+    const seen = new IntersectionObserver((entries) => {
+      if (!entries.some((e) => e.isIntersecting)) return;
+      seen.disconnect();
+      repaint = virtualList(box, count, draw);
     });
+    seen.observe(box);
   }
 
   const calls = document.getElementById("calls");
   fetch(calls.dataset.src, {credentials: "same-origin"}).then((r) => r.json()).then((data) => {
     drawCalls(data.calls);
-    drawTokens(data.tokens);
+    drawTokens(data.tokens, calls.dataset.tokens);
     document.body.dataset.ready = "1";
   });
 })();
