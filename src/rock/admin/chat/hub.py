@@ -31,6 +31,9 @@ SESSION_END = "SESSION_END"
 
 
 class ChatHub(WorkerListener):
+    """Every sandbox's model endpoint and the trainers' queue of held calls, with what ``settings``
+    (``Settings.chat``) says: the upstreams proxy mode may forward to, and what is kept in memory."""
+
     def __init__(self, state_dir: Path, sandboxes=None, settings: ChatSettings | None = None, open_proxy: bool = True):
         self.sandboxes = sandboxes
         self.settings = settings = settings or ChatSettings()
