@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rock.envs.settings import EnvSettings
@@ -39,7 +39,43 @@ class TenantQuota(BaseModel):
     create_burst: int | None = Field(default=None, ge=1, description="starts allowed at once before the rate holds")
 
 
+class ChatSettings(BaseSettings):
+    """The Chat protocol's model endpoints (``[chat]``, ``ROCK_CHAT_*``): the upstreams proxy mode may
+    forward to, and how much each endpoint and the hub keep in memory."""
+
+    model_config = SettingsConfigDict(env_prefix="ROCK_CHAT_", extra="ignore")
+
+    # Upstream base URLs a sandbox's model endpoint may forward to (proxy mode). Empty: with tokens
+    # off (the operator alone, on loopback) any URL the API's caller names; with tokens on, none;
+    # and never one named from inside a sandbox (`rock model-service start --type proxy` there
+    # would otherwise make the admin connect wherever the sandbox says).
+    proxy_urls: list[str] = Field(default_factory=list)
+    keep_responses: int = Field(default=256, ge=1, description="conversations kept per endpoint for "
+                                "previous_response_id")
+    keep_ended: int = Field(default=4096, ge=0, description="ended endpoints kept in memory (older ones are read "
+                            "back from the record log)")
+    keep_notices: int = Field(default=10000, ge=1, description="SESSION_END notices kept per owner for an exchange")
+
+
+class E2BSettings(BaseSettings):
+    """The E2B front door (``[e2b]``, ``ROCK_E2B_*``): its templates and its sandboxes' time limits."""
+
+    model_config = SettingsConfigDict(env_prefix="ROCK_E2B_", extra="ignore")
+
+    # E2B's templateID -> image; "base" and "code-interpreter-v1" are default_image unless set here
+    templates: dict[str, str] = Field(default_factory=dict, description="E2B template -> image")
+    keep_after_timeout: int = Field(default=30, ge=0, description="seconds a timed-out sandbox's files stay "
+                                      "before they are deleted")
+    max_timeout: int = Field(default=7 * 24 * 3600, ge=1, description="the longest timeout a sandbox may ask (s)")
+    ready_wait: float = Field(default=60.0, gt=0, description="seconds a template's readyCmd may take to pass "
+                              "at create")
+
+
 class Settings(BaseSettings):
+    """Every setting of an admin, a proxy or a node worker; ``load()`` reads them from every source.
+    The nested sections (``envs``, ``training``, ``chat``, ``e2b``) are a config file's tables, and
+    each reads its own variables too (``ROCK_ENV_*``, ``ROCK_TRAINING_*``, ``ROCK_CHAT_*``, ``ROCK_E2B_*``)."""
+
     model_config = SettingsConfigDict(env_prefix="ROCK_", extra="ignore")
 
     # admin
@@ -56,8 +92,6 @@ class Settings(BaseSettings):
     # is keyed by the image's id and made under a temporary name, then renamed into place.
     images_dir: Path | None = None
     default_image: str = "python:3.11"
-    # E2B's templateID -> image for the e2b front door; "base" is default_image unless set here
-    e2b_templates: dict[str, str] = Field(default_factory=dict, description="E2B template -> image")
     default_memory: str = "1g"
     default_cpus: float = 1.0
     pids_limit: int = 1024
@@ -111,11 +145,6 @@ class Settings(BaseSettings):
     # on an open connection skips the relay's connect (a round trip to the agent, a thread there).
     proxy_keepalive_connections: int = Field(default=8, ge=0)
     proxy_keepalive_seconds: float = Field(default=30.0, gt=0)
-    # Upstream base URLs a sandbox's model endpoint may forward to (proxy mode). Empty: with tokens
-    # off (the operator alone, on loopback) any URL the API's caller names; with tokens on, none;
-    # and never one named from inside a sandbox (`rock model-service start --type proxy` there
-    # would otherwise make the admin connect wherever the sandbox says).
-    chat_proxy_urls: list[str] = Field(default_factory=list)
     # which ROCK YAML file was read, and its settings that mean nothing here (rock.config_rock)
     rock_config_file: str | None = None
     rock_config_applied: list[str] = Field(default_factory=list)
@@ -157,20 +186,36 @@ class Settings(BaseSettings):
     relay_host: str = Field(default="", description="address a node's worker serves sandboxes' data on; '' = the node's IP")
     relay_port: int = 0
     gpus: str | None = Field(default=None, description="GPU indices this node may hand out, e.g. '0,1'; unset: detected")
-    # Sections (a config file's ``[envs]`` and ``[training]`` tables): each also reads its own variables, which
-    # win over the file as they do for every other setting.
+    # Sections (a config file's ``[envs]``, ``[training]``, ``[chat]``, ``[e2b]`` tables): each also reads its
+    # own variables, which win over the file as they do for every other setting.
     envs: EnvSettings = Field(default_factory=EnvSettings, description="env hosting (ROCK_ENV_*)")
     training: TrainingSettings = Field(default_factory=TrainingSettings, description="training tasks (ROCK_TRAINING_*)")
+    chat: ChatSettings = Field(default_factory=ChatSettings, description="Chat's model endpoints (ROCK_CHAT_*)")
+    e2b: E2BSettings = Field(default_factory=E2BSettings, description="the E2B front door (ROCK_E2B_*)")
 
-    @field_validator("envs", "training", mode="before")
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_names(cls, data):
+        """The sections' settings under their flat names (``chat_proxy_urls``, ``e2b_templates``), as
+        configurations written before the sections had them still say (the section's own value wins)."""
+        if not isinstance(data, dict) or not any(flat in data for flat in _FLAT):
+            return data
+        data = dict(data)
+        for flat, (name, key) in _FLAT.items():
+            if flat in data:
+                value = data.pop(flat)
+                section = data.get(name)
+                if section is None or isinstance(section, dict):
+                    data[name] = {key: value, **(section or {})}
+        return data
+
+    @field_validator("envs", "training", "chat", "e2b", mode="before")
     @classmethod
     def _section(cls, value, info: ValidationInfo):
         if not isinstance(value, dict):
             return value
         section = _SECTIONS[info.field_name]
-        prefix = str(section.model_config.get("env_prefix", "")).upper()
-        named = {name.upper() for name in os.environ}
-        return section(**{k: v for k, v in value.items() if prefix + k.upper() not in named})
+        return section(**{k: v for k, v in value.items() if _env_name(section, k) not in _environment()})
 
     @field_validator("sandbox_network_deny")
     @classmethod
@@ -194,9 +239,10 @@ class Settings(BaseSettings):
         return self.images_dir or Path(self.state_dir) / "images"
 
     @classmethod
-    def load(cls, env: str | None = None, **overrides) -> "Settings":
+    def load(cls, env: str | None = None, sets: list[str] | None = None, **overrides) -> "Settings":
         """Defaults < our file (``ROCK_CONFIG``, TOML or JSON) or ROCK's YAML (``--env``) < ROCK's
-        ``ROCK_*`` variables < ``overrides`` (command-line options)."""
+        ``ROCK_*`` variables < ``overrides`` (command-line options) and ``sets``, the command line's
+        ``SECTION.KEY=VALUE`` settings of a section (``parse_sets``), which win over its variables too."""
         from rock import config_rock
 
         path = os.environ.get("ROCK_CONFIG")
@@ -210,7 +256,49 @@ class Settings(BaseSettings):
             else:
                 data = {**json.loads(text), **data}
         data.update({k: v for k, v in overrides.items() if v is not None})
+        data = cls._flat_names(data)
+        for name, values in parse_sets(sets or []).items():
+            section = _SECTIONS[name]
+            given = data.get(name)
+            given = given.model_dump(exclude_unset=True) if isinstance(given, BaseSettings) else dict(given or {})
+            # the file's values that no variable overrides, then the command line's (init arguments win)
+            kept = {k: v for k, v in given.items() if _env_name(section, k) not in _environment()}
+            data[name] = section(**{**kept, **values})
         return cls(**data)
 
 
-_SECTIONS: dict[str | None, type[BaseSettings]] = {"envs": EnvSettings, "training": TrainingSettings}
+_SECTIONS: dict[str, type[BaseSettings]] = {"envs": EnvSettings, "training": TrainingSettings, "chat": ChatSettings,
+                                            "e2b": E2BSettings}
+_FLAT = {"chat_proxy_urls": ("chat", "proxy_urls"), "e2b_templates": ("e2b", "templates")}
+
+
+def _environment() -> set[str]:
+    return {name.upper() for name in os.environ}
+
+
+def _env_name(section: type[BaseSettings], key: str) -> str:
+    return str(section.model_config.get("env_prefix", "")).upper() + key.upper()
+
+
+def parse_sets(items: list[str]) -> dict[str, dict]:
+    """``["envs.envs_per_sandbox=8", 'chat.proxy_urls=["http://m:8000"]']`` as ``{section: {key: value}}``:
+    a value is read as JSON when it is JSON (numbers, lists, objects, true/false), else as the string it is.
+    A ``ValueError`` names an item that is not ``SECTION.KEY=VALUE`` or a section or key that does not exist."""
+    out: dict[str, dict] = {}
+    for item in items:
+        name, dot, rest = item.partition(".")
+        key, eq, raw = rest.partition("=")
+        if not dot or not eq or not key:
+            raise ValueError(f"--set {item!r}: write SECTION.KEY=VALUE, e.g. envs.envs_per_sandbox=8")
+        section = _SECTIONS.get(name)
+        if section is None:
+            raise ValueError(f"--set {item!r}: no section {name!r}; the sections are {', '.join(_SECTIONS)}")
+        if key not in section.model_fields:
+            raise ValueError(f"--set {item!r}: {name} has no setting {key!r}; it has "
+                             f"{', '.join(sorted(section.model_fields))}")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        out.setdefault(name, {})[key] = value
+    return out

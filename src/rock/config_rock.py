@@ -27,8 +27,8 @@ APPLIED: dict[tuple[str, ...], str] = {
     ("warmup", "images"): "warmup_images",
     ("proxy_service", "timeout"): "proxy_timeout",
 }
-# Our own sections, read as they are: ``envs: {envs_per_sandbox: 8}``, ``training: {idle_ttl: 60}``
-SECTIONS = ("envs", "training")
+# Our own sections, read as they are: ``envs: {envs_per_sandbox: 8}``, ``training: {idle_ttl: 60}``, ``chat``, ``e2b``
+SECTIONS = ("envs", "training", "chat", "e2b")
 SHIPPED = Path(__file__).with_name("conf")  # the configs that come with the package
 _ROLES = {"admin": "admin", "write": "admin", "proxy": "proxy", "read": "proxy"}
 

@@ -1,22 +1,69 @@
-"""Error types shared by the service and the SDK; the admin maps them to HTTP codes in one place."""
+"""ROCK's error tree, shared by the service, the SDK and the task packages shipped into env images
+(so it imports nothing but the standard library).
+
+Every error names its ``kind``; ``STATUS`` below is the one table from a kind to its HTTP status
+(a class that is not a family answers with its own ``status_code``). Each front door only puts
+that status and kind into its wire's body: ROCK's envelope (rock.admin.errors), E2B's
+``{code, message}`` and Connect codes (rock.admin.e2b.connect), OpenAI's and Anthropic's error
+bodies (rock.admin.chat.native), AgentScope's (rock.admin.training.routes).
+"""
+
+from __future__ import annotations
 
 from typing import Any
+
+# A family's kind -> its HTTP status: the kinds that travel inside one class (an agent's, an env's,
+# a training service's, a task's), named by the failure rather than by a class of their own.
+STATUS: dict[str, int] = {
+    "BadRequest": 400,
+    # the agent's failures inside a sandbox (rock.agent.errors)
+    "FileNotFound": 404, "NotFound": 404, "PermissionDenied": 403, "IsADirectory": 400,
+    "NotADirectory": 400, "FileExists": 409, "DirectoryNotEmpty": 409, "NoSpace": 507,
+    "PayloadTooLarge": 413, "Cancelled": 499, "ConnectionRefused": 502,
+    # envs (rock.envs): an env call refused or failed
+    "EnvNotFound": 404,        # unknown id, or a handle that was closed / reclaimed
+    "EnvUnavailable": 422,     # known id that cannot run here (missing corpus, fails inside gem)
+    "EnvMakeError": 422,       # the env's constructor raised
+    "EnvBuildError": 422,      # its image could not be built (a package that does not install, a bad import)
+    "EnvBroken": 409,          # an earlier call timed out; the env must be closed and made again
+    "EnvLost": 410,            # its env host died; the env is gone
+    # a fork's replay did not reach the source's observation (rock/envs/forking.py)
+    "EnvNotDeterministic": 409,
+    # the env's own code raised in reset/step (most often on an action it cannot take; the message
+    # names the exception and where): an answer about this call's input, not a failure of the admin
+    "EnvError": 422,
+    "EnvHostDied": 502,        # the env host process died during this call
+    "EnvTimeout": 504,         # the call ran past its timeout
+    # training (rock.training) and agentic tasks (rock.agentic.tasks)
+    "UnknownEnvType": 404,
+    "TaskNotFound": 404,
+    "InstanceNotFound": 404,
+    "InstanceReleased": 410,
+    "InstanceExists": 409,
+    "SuiteUnavailable": 422,
+    "UnknownSuite": 404,
+}
+
+
+def status_of(kind: str, default: int = 500) -> int:
+    """The HTTP status a failure of ``kind`` answers with (``default`` for a kind not in ``STATUS``)."""
+    return STATUS.get(kind, default)
 
 
 class RockError(Exception):
     """The root of ROCK's errors. ``kind`` is the name an answer carries (``error_type``): the
     class's own, or, for a class that stands for a family of failures (an agent's, an env's, a
-    training task's), the member's, whose HTTP status the class's ``statuses`` gives."""
+    training task's), the member's, whose HTTP status ``STATUS`` gives."""
 
     status_code = 500
-    statuses: dict[str, int] | None = None  # a family's kind -> its HTTP status (else status_code)
+    family = False  # True: ``kind`` names a member of ``STATUS``, which sets the status (else status_code)
 
     def __init__(self, message: str = "", kind: str | None = None):
         super().__init__(message)
         self.message = message
         self.kind = kind or type(self).__name__
-        if self.statuses is not None:
-            self.status_code = self.statuses.get(self.kind, type(self).status_code)
+        if self.family:
+            self.status_code = status_of(self.kind, type(self).status_code)
 
 
 class BadRequest(RockError):
@@ -145,9 +192,11 @@ class CommandTimeout(RockError):
 
 
 class AgentError(RockError):
-    """The agent inside the sandbox reported a failure (its type name travels in ``kind``)."""
+    """The agent inside the sandbox reported a failure (its type name travels in ``kind``); a kind
+    ``STATUS`` does not name answers 400."""
 
     status_code = 400
+    family = True
 
 
 class AgentGone(RockError):
@@ -166,53 +215,44 @@ ERRORS = {cls.__name__: cls for cls in RockError.__subclasses__()} | {"RockError
 ERRORS |= {cls.__name__: cls for cls in Refused.__subclasses__()}  # a refusal names which
 
 
-# Training's errors: one class, a ``kind`` naming what went wrong, the HTTP status it answers with.
-# Not in ERRORS (made before it): an answer names the kind, never this class.
-TRAINING_STATUS = {  # a training error's kind -> its HTTP status
-    "BadRequest": 400,
-    "UnknownEnvType": 404,
-    "TaskNotFound": 404,
-    "InstanceNotFound": 404,
-    "InstanceReleased": 410,
-    "InstanceExists": 409,
-    "SuiteUnavailable": 422,
-}
+# The families below are made after ERRORS: an answer names the kind, never the class.
+TRAINING_KINDS = ("BadRequest", "UnknownEnvType", "TaskNotFound", "InstanceNotFound", "InstanceReleased",
+                  "InstanceExists", "SuiteUnavailable")
+TRAINING_STATUS = {kind: STATUS[kind] for kind in TRAINING_KINDS}  # a training error's kind -> its HTTP status
 
 
 class TrainingError(RockError):
     """What the training service refuses: ``kind`` names it (``TaskNotFound``, ``InstanceReleased``...),
     raised alike by the admin and by the SDK's training client."""
 
-    statuses = TRAINING_STATUS
+    family = True
 
     def __init__(self, message: str, kind: str = "BadRequest"):
         super().__init__(message, kind)
 
 
-# Env errors: one class, the env host's error type as ``kind``, the HTTP status the admin answers with.
-ENV_STATUS = {
-    "BadRequest": 400,
-    "EnvNotFound": 404,        # unknown id, or a handle that was closed / reclaimed
-    "EnvUnavailable": 422,     # known id that cannot run here (missing corpus, fails inside gem)
-    "EnvMakeError": 422,       # the env's constructor raised
-    "EnvBuildError": 422,      # its image could not be built (a package that does not install, a bad import)
-    "EnvBroken": 409,          # an earlier call timed out; the env must be closed and made again
-    "EnvLost": 410,            # its env host died; the env is gone
-    # a fork's replay did not reach the source's observation (rock/envs/forking.py)
-    "EnvNotDeterministic": 409,
-    # the env's own code raised in reset/step (most often on an action it cannot take; the message
-    # names the exception and where): an answer about this call's input, not a failure of the admin
-    "EnvError": 422,
-    "EnvHostDied": 502,        # the env host process died during this call
-    "EnvTimeout": 504,         # the call ran past its timeout
-}
+ENV_KINDS = ("BadRequest", "EnvNotFound", "EnvUnavailable", "EnvMakeError", "EnvBuildError", "EnvBroken", "EnvLost",
+             "EnvNotDeterministic", "EnvError", "EnvHostDied", "EnvTimeout")
+ENV_STATUS = {kind: STATUS[kind] for kind in ENV_KINDS}  # an env error's kind -> its HTTP status
 
 
 class EnvError(RockError):
     """An env call refused or failed; ``kind`` names why (EnvNotFound, EnvMakeError, EnvTimeout, ...)
     and sets the HTTP status."""
 
-    statuses = ENV_STATUS  # kind defaults to "EnvError" (the class's name)
+    family = True  # kind defaults to "EnvError" (the class's name)
     # a vector call some of whose envs failed: the failures by env index, and what the others returned
     errors: dict[int, dict[str, Any]]
     results: dict[int, dict[str, Any]]
+
+
+class TaskError(RockError):
+    """A task, suite, harness or policy that cannot be used (agentic tasks, training tasks): ``kind``
+    names the failure (BadTask, BadRequest, UnknownSuite, TaskNotFound, ...) and the message says
+    what to fix. HTTP 400, or the status ``STATUS`` gives its kind (404 for an unknown suite or task)."""
+
+    status_code = 400
+    family = True
+
+    def __init__(self, message: str, kind: str = "BadTask"):
+        super().__init__(message, kind)

@@ -42,6 +42,15 @@ def test_doors_never_import_doors():
     assert _crossings(edges) == ["rock.admin.ui.pages -> rock.admin.envs.gem"]
 
 
+def test_the_shared_admin_modules_import_no_door():
+    """What every door's requests pass through (metrics, errors, the app's gate) takes what it needs
+    from the doors' declarations, never from a door's module."""
+    edges, _ = graph()
+    shared = ("rock.admin.metrics", "rock.admin.errors", "rock.admin.front", "rock.admin.auth")
+    assert set(shared) <= set(edges)
+    assert sorted(f"{m} -> {t}" for m in shared for t in edges[m] if _door_of(t)) == []
+
+
 def test_the_app_keeps_the_root_as_its_one_state():
     for role in ("admin", "proxy"):
         app = create_app(_settings(role))

@@ -212,9 +212,8 @@ def test_paths_stay_inside_the_sandbox(client, sandbox):
 
 
 def test_template_table_and_timeout_lease(client, e2b_admin, monkeypatch):
-    from rock.admin.e2b import control
-
-    monkeypatch.setattr(control, "KEEP_AFTER_TIMEOUT", 2)  # files kept 2 s past the timeout, not 30 (the wait below)
+    # files kept 2 s past the timeout, not 30 (the wait below)
+    monkeypatch.setattr(e2b_admin.ctx.settings.e2b, "keep_after_timeout", 2)
     r = client.post("/sandboxes", headers=A, json={"templateID": "py311", "timeout": 3, "envVars": {"K": "v"}})
     assert r.status_code == 201 and r.json()["templateID"] == "py311", r.text
     sid = r.json()["sandboxID"]

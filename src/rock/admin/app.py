@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None, worker=None) -> FastAPI:
     refusals = tuple((r.prefix, r.answer) for front in FRONTS for r in front.refusals if settings.role in r.roles)
     app.add_middleware(AuthGate, auth=ctx.auth, public=PUBLIC, open_paths=OPEN_PATHS, refusals=refusals)
     # Outermost of the middleware: times every request that passes the door below.
-    meter = root.metrics = metrics.install(app, ctx)
+    meter = root.metrics = metrics.install(app, ctx, {k: v for front in FRONTS for k, v in front.env_calls.items()})
     openapi.install(app, ctx.auth.enabled, PUBLIC)
     # One way in for the fast routes of every router mounted above (run_in_session, starts, env
     # reset/step, a rollout's per-task calls, the port proxy's plain case): answered at the app's

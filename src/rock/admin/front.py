@@ -9,6 +9,8 @@ in its package. The app reads these and nothing else of a door (rock.admin.app):
     errors      exception handlers, (exception type, handler), for the roles that install it
     health      an answer to ``GET /health`` for the door's own callers (envd's health for
                 the e2b SDK), or None when the request is not theirs
+    env_calls   route template -> env call kind, counted by ``/metrics`` (rock_env_steps) when
+                answered successfully
 
 The gate's declarations (public, open paths, refusals unless narrowed) hold on every role: a
 request for a route a role does not mount is then its 404, not a 401.
@@ -16,8 +18,8 @@ request for a route a role does not mount is then its 404, not a 401.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 ROLES = ("admin", "proxy")
@@ -42,3 +44,4 @@ class FrontDoor:
     refusals: tuple[Refusal, ...] = ()
     errors: tuple[tuple[type[BaseException], Callable[..., Any]], ...] = ()
     health: Callable[..., Awaitable[Any]] | None = None
+    env_calls: Mapping[str, str] = field(default_factory=dict)

@@ -10,6 +10,7 @@ service's events. With tokens configured, a scrape needs one like any other requ
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from bisect import bisect_left
 from collections import deque
 
@@ -20,16 +21,11 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 
-from rock.admin.envs import gem, gym
 from rock.admin.context import Ctx
 from rock.admin.store import TRANSITIONS
 from rock.errors import RockError
 
 _METHODS = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}
-_ENV_CALLS = {gem.GEM + "/reset": "reset", gem.GEM + "/step": "step",
-              gem.GEM + "/vec/reset": "vec_reset", gem.GEM + "/vec/step": "vec_step"}
-_ENV_CALLS.update({gym.GYM + "/sessions/{session_id}/step": "gym_step",
-                   gym.GYM + "/sessions/{session_id}/reset": "gym_reset"})
 _LATENCY_BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60)
 _START_BUCKETS = (.005, .01, .025, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 180)
 RATE_WINDOW_S = 60
@@ -38,11 +34,11 @@ _HARNESSES = {"none", "ours", "mini-swe-agent", "claude-code", "codex", "qwen-co
 
 
 class Metrics:
-    def __init__(self, ctx: Ctx, app: FastAPI):
+    def __init__(self, ctx: Ctx, app: FastAPI, env_calls: Mapping[str, str] | None = None):
         self.ctx, self.app = ctx, app
         # One registry per app: several admins may live in one process (tests, embedding).
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = _RequestTimes()
+        self.requests = _RequestTimes(env_calls or {})
         self.starts = Histogram("rock_sandbox_start_duration_seconds",
                                 "Sandbox start time by phase: create (the worker's launch or pool take until the "
                                 "agent answers) and total (the record's creation until running)",
@@ -164,8 +160,9 @@ class _RequestTimes:
     same histogram family at scrape time. The whole middleware adds ~7 us a request on this VM,
     most of it the extra coroutine layers ASGI needs to see the status."""
 
-    def __init__(self) -> None:
+    def __init__(self, env_calls: Mapping[str, str]) -> None:
         self.series: dict[tuple, list] = {}  # key -> [counts per bucket (+Inf last), sum]
+        self.env_calls = env_calls  # route template -> env call kind (the doors' declarations)
 
     def observe(self, key: tuple, seconds: float) -> None:
         entry = self.series.get(key)
@@ -179,15 +176,15 @@ class _RequestTimes:
                                   labels=["method", "route", "status"])
         env = CounterMetricFamily("rock_env_steps", "Env calls answered successfully, by kind (a vector step "
                                   "counts once)", labels=["kind"])
-        env_counts = dict.fromkeys(_ENV_CALLS.values(), 0)
+        env_counts = dict.fromkeys(self.env_calls.values(), 0)
         for (method, route, status), (counts, total) in list(self.series.items()):
             cumulative, buckets = 0, []
             for bound, n in zip((*_LATENCY_BUCKETS, float("inf")), counts):
                 cumulative += n
                 buckets.append((str(bound) if bound != float("inf") else "+Inf", cumulative))
             h.add_metric([method, route, str(status)], buckets, total)
-            if status < 400 and route in _ENV_CALLS:
-                env_counts[_ENV_CALLS[route]] += cumulative
+            if status < 400 and route in self.env_calls:
+                env_counts[self.env_calls[route]] += cumulative
         yield h
         for kind, n in env_counts.items():
             env.add_metric([kind], n)
@@ -254,7 +251,7 @@ class _Snapshot:
         g = GaugeMetricFamily("rock_warm_pool_ready", "Sandboxes waiting in warm pools", labels=["backend"])
         g.add_metric([here], pool.size())
         yield g
-        hosted = gem.hosted_envs(self.m.app)
+        hosted = ctx.envs.envs_by_sandbox() if ctx.envs is not None else {}
         yield GaugeMetricFamily("rock_env_sandboxes", "Sandboxes that host envs", value=len(hosted))
         yield GaugeMetricFamily("rock_envs_hosted", "Env instances hosted", value=sum(map(len, hosted.values())))
         yield from ctx.sandboxes.admission.families(self.m.scraper, self.m.snapshot_usage)
@@ -301,9 +298,10 @@ def route_label(scope) -> str:
     return path[:len(path) - len(own)] + template if path.endswith(own) else template
 
 
-def install(app: FastAPI, ctx: Ctx) -> Metrics:
-    """Add ``/metrics`` and the timing middleware; call after every other middleware (outermost)."""
-    metrics = Metrics(ctx, app)
+def install(app: FastAPI, ctx: Ctx, env_calls: Mapping[str, str] | None = None) -> Metrics:
+    """Add ``/metrics`` and the timing middleware; call after every other middleware (outermost).
+    ``env_calls``: the doors' env routes (route template -> call kind) counted as env steps."""
+    metrics = Metrics(ctx, app, env_calls)
     app.include_router(metrics.router())
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     book = ctx.jobs  # an admin's job book (rock.admin.rollouts)

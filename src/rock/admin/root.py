@@ -95,7 +95,7 @@ class Root(Ctx):
             self.gym = GymSessions(self.envs, builder, settings.default_image)
             self.training = TrainingService(self.envs, settings.state_dir, settings.default_image, settings.host_python,
                                             settings.training, store=store)
-            self.chat = ChatHub(settings.state_dir, self.sandboxes, settings.chat_proxy_urls,
+            self.chat = ChatHub(settings.state_dir, self.sandboxes, settings.chat,
                                 open_proxy=not self.auth.enabled)
             worker.listeners.append(self.chat)  # notices from `rock model-service ...` inside sandboxes
             self.jobs = JobBook(settings.state_dir / "jobs")

@@ -17,7 +17,7 @@ from pathlib import Path
 from rock.cli.output import Out
 from rock.cli.statefiles import info_path, log_path, pid_path, process_name
 from rock.config import BackendName, Settings
-from rock.errors import RockError
+from rock.errors import BadRequest, RockError
 
 
 def add_parser(sub) -> None:
@@ -35,6 +35,10 @@ def add_parser(sub) -> None:
     start.add_argument("--store-url", help="shared state for several admins/proxies: postgresql://… (default SQLite)")
     start.add_argument("--placement", choices=["spread", "pack"], help="cluster placement (default spread)")
     start.add_argument("--overcommit", type=float, help="cpus and memory promised per node, times what it has")
+    start.add_argument("--set", action="append", dest="sets", metavar="SECTION.KEY=VALUE",
+                       help="a setting of a section (envs, training, chat, e2b), e.g. --set envs.envs_per_sandbox=8 "
+                            "or --set 'e2b.templates={\"py\": \"python:3.12\"}' (JSON values; repeatable; wins over "
+                            "the config file and the section's variables)")
     start.add_argument("--foreground", action="store_true", help="stay in the foreground (containers, debugging)")
     start.add_argument("--log-level", default=os.environ.get("ROCK_LOGGING_LEVEL", "info").lower())
     start.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
@@ -54,12 +58,16 @@ def add_parser(sub) -> None:
 
 def settings_from(args) -> Settings:
     """The admin's settings as the command line, the ``--env`` YAML, the environment and the config file
-    give them (flags win)."""
-    return Settings.load(env=getattr(args, "env", None), host=getattr(args, "host", None), port=getattr(args, "port", None),
-                         backend=getattr(args, "backend", None), state_dir=getattr(args, "state_dir", None),
-                         role=getattr(args, "role", None), cluster=getattr(args, "cluster", None),
-                         store_url=getattr(args, "store_url", None), placement=getattr(args, "placement", None),
-                         overcommit=getattr(args, "overcommit", None))
+    give them (flags win); a value no setting takes is a ``BadRequest`` naming it."""
+    try:
+        return Settings.load(env=getattr(args, "env", None), sets=getattr(args, "sets", None),
+                             host=getattr(args, "host", None), port=getattr(args, "port", None),
+                             backend=getattr(args, "backend", None), state_dir=getattr(args, "state_dir", None),
+                             role=getattr(args, "role", None), cluster=getattr(args, "cluster", None),
+                             store_url=getattr(args, "store_url", None), placement=getattr(args, "placement", None),
+                             overcommit=getattr(args, "overcommit", None))
+    except ValueError as exc:  # pydantic's ValidationError included: which setting, what is wrong
+        raise BadRequest(f"the admin's settings: {exc}") from None
 
 
 def _running_pid(settings: Settings) -> int | None:
@@ -106,6 +114,8 @@ def cmd_start(args, out: Out) -> int:
     for flag, value in (("--cluster", settings.cluster), ("--store-url", settings.store_url), ("--env", args.env)):
         if value:
             argv += [flag, value]
+    for item in args.sets or ():
+        argv += ["--set", item]
     with open(log_path(settings), "ab") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(write_fd,),
                                 start_new_session=True, close_fds=True)

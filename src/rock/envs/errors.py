@@ -1,7 +1,7 @@
 """Env errors as the service and the SDK see them: one class, the agent's error type as ``kind``.
 
 The env host and the agent name what went wrong (``EnvTimeout``, ``EnvLost``, ...);
-``rock.errors.ENV_STATUS`` maps each name to the HTTP status the admin answers with, in one place
+``rock.errors.STATUS`` maps each name to the HTTP status the admin answers with, in one place
 that clients share. The SDK raises ``EnvError`` with the same ``kind`` and message.
 """
 

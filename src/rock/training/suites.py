@@ -14,6 +14,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rock import errors as errors_module
 from rock.errors import TrainingError
 from rock.training.tasks import bfcl as bfcl_task
 
@@ -51,6 +52,7 @@ def split_half(ids: list[str], split: str) -> list[str]:
 def task_files(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The task package as image files (``rock_training_tasks/...`` in the image's site)."""
     files = {f"rock_training_tasks/{p.name}": str(p) for p in sorted(TASKS_DIR.glob("*.py"))}
+    files["rock_training_tasks/errors.py"] = errors_module.__file__  # TaskError, where rock is not installed
     files.update(extra or {})
     return files
 

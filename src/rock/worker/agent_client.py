@@ -16,14 +16,6 @@ from pydantic import BaseModel
 from rock.agent import protocol
 from rock.errors import ERRORS, AgentError, AgentGone, AgentTimeout, RockError, SandboxPaused
 
-# Agent error types that are not rock.errors classes, with the HTTP code they deserve.
-_KIND_STATUS = {
-    "FileNotFound": 404, "NotFound": 404, "PermissionDenied": 403, "IsADirectory": 400,
-    "NotADirectory": 400, "FileExists": 409, "DirectoryNotEmpty": 409, "NoSpace": 507,
-    "PayloadTooLarge": 413, "Cancelled": 499, "ConnectionRefused": 502,
-}
-
-
 class RunResult(BaseModel):
     """A command's end in a bash session: its output, exit code and working directory, and how it ended
     (completed, timeout, idle, interrupted, or the session ended)."""
@@ -50,9 +42,7 @@ def _error(err: dict) -> RockError:
     cls = ERRORS.get(kind)
     if cls is not None and cls is not AgentError:
         return cls(message)
-    exc = AgentError(message, kind=kind)
-    exc.status_code = _KIND_STATUS.get(kind, 400)
-    return exc
+    return AgentError(message, kind=kind)  # its kind's status (rock.errors.STATUS)
 
 
 class _Pending:

@@ -58,7 +58,7 @@ class Endpoint:
         self.end_reason: str | None = None
         self.started_at = time.time()
         self.replay = deque(config.replay or ())
-        self.conversations = native.Conversations()  # Responses' ids, for previous_response_id
+        self.conversations = native.Conversations(hub.settings.keep_responses)  # Responses' ids, for previous_response_id
         self.deadline: asyncio.TimerHandle | None = None
         # Local-mode calls in arrival order with the time each expires. The timeout is the same for
         # every call of an endpoint, so the order is also that of their deadlines: one timer, for

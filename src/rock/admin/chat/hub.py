@@ -22,19 +22,22 @@ from rock.admin.chat.completion import normalize
 from rock.admin.chat.endpoint import Call, Endpoint  # noqa: F401 - the routes import them from here too
 from rock.admin.chat.records import RecordLog
 from rock.admin.chat import native
+from rock.config import ChatSettings
 from rock.errors import BadRequest, CommandTimeout, Conflict, SandboxNotFound
 from rock.worker.protocol import WorkerListener
 
 log = logging.getLogger("rock.admin.chat")
 SESSION_END = "SESSION_END"
-KEEP_ENDED = 4096  # ended endpoints kept in memory; older ones are read back from the record log
-KEEP_NOTICES = 10000  # SESSION_END notices kept per owner for an exchange to collect
 
 
 class ChatHub(WorkerListener):
-    def __init__(self, state_dir: Path, sandboxes=None, proxy_urls: list[str] | None = None, open_proxy: bool = True):
+    """Every sandbox's model endpoint and the trainers' queue of held calls, with what ``settings``
+    (``Settings.chat``) says: the upstreams proxy mode may forward to, and what is kept in memory."""
+
+    def __init__(self, state_dir: Path, sandboxes=None, settings: ChatSettings | None = None, open_proxy: bool = True):
         self.sandboxes = sandboxes
-        self.proxy_urls = [u.rstrip("/") for u in proxy_urls or ()]
+        self.settings = settings = settings or ChatSettings()
+        self.proxy_urls = [u.rstrip("/") for u in settings.proxy_urls]
         # Without tokens the admin serves its operator alone (on loopback): any upstream they name.
         self.open_proxy = open_proxy
         self.endpoints: dict[str, Endpoint] = {}
@@ -72,7 +75,7 @@ class ChatHub(WorkerListener):
             where = ("named from inside a sandbox" if from_sandbox else
                      "named by a token holder" if not self.open_proxy else "named")
             raise BadRequest(f"proxy_base_url {url} is not one of the upstreams this admin forwards to when "
-                             f"{where}: the operator lists them in chat_proxy_urls (ROCK_CHAT_PROXY_URLS, a JSON "
+                             f"{where}: the operator lists them in chat_proxy_urls (chat.proxy_urls, ROCK_CHAT_PROXY_URLS, a JSON "
                              f"list; now {self.proxy_urls})")
         old = self.endpoints.get(sandbox_id)
         if old is not None and old.channel is not None:
@@ -106,13 +109,13 @@ class ChatHub(WorkerListener):
     def ended(self, ep: Endpoint) -> None:
         notices = self.ended_since.setdefault(ep.owner, [])
         notices.append(ep.sandbox_id)
-        del notices[:-KEEP_NOTICES]
+        del notices[:-self.settings.keep_notices]
         self._wake(ep.owner)
 
     def evict_ended(self) -> None:
-        """Forget the oldest ended endpoints past the last ``KEEP_ENDED`` (their records are on disk)."""
+        """Forget the oldest ended endpoints past the last ``settings.keep_ended`` (their records are on disk)."""
         gone = [sid for sid, e in self.endpoints.items() if e.channel is None]
-        for sid in gone[:max(0, len(gone) - KEEP_ENDED)]:
+        for sid in gone[:max(0, len(gone) - self.settings.keep_ended)]:
             del self.endpoints[sid]
 
     def _wake(self, owner: str | None) -> None:

@@ -29,15 +29,15 @@ if TYPE_CHECKING:
 
 APIS = ("chat", "messages", "responses")
 PATHS = {"chat": "/chat/completions", "messages": "/messages", "responses": "/responses"}
-KEEP_RESPONSES = 256  # conversations kept per endpoint for previous_response_id
 
 
 class Conversations:
     """The conversation each Response of one endpoint ended (chat messages, without its
-    instructions), by response id: what ``previous_response_id`` continues. The newest
-    ``KEEP_RESPONSES`` are kept."""
+    instructions), by response id: what ``previous_response_id`` continues. The newest ``keep``
+    (``chat.keep_responses``) are kept."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: int = 256) -> None:
+        self.keep = keep
         self._by_id: OrderedDict[str, list[dict]] = OrderedDict()
 
     def get(self, response_id: str) -> list[dict] | None:
@@ -45,7 +45,7 @@ class Conversations:
 
     def put(self, response_id: str, conversation: list[dict]) -> None:
         self._by_id[response_id] = conversation
-        while len(self._by_id) > KEEP_RESPONSES:
+        while len(self._by_id) > self.keep:
             self._by_id.popitem(last=False)
 
 
@@ -59,7 +59,7 @@ def inbound(api: str, request: dict, conversations: Conversations | None = None)
         prior = conversations.get(prev) if conversations is not None and isinstance(prev, str) else None
         if prior is None:
             raise ValueError(f"previous_response_id {prev!r} is not a response of this endpoint (it keeps its last "
-                             f"{KEEP_RESPONSES})")
+                             f"{conversations.keep if conversations is not None else 0})")
     return responses.to_chat(request, prior)
 
 

@@ -3,7 +3,7 @@
 The command (``rock/agent/chat/modelcli.py``) asks the sandbox's agent, which passes the request up as
 a notice; this runs the same hub operation the API runs, for the sandbox's owner, and answers
 through the agent. What the sandbox may ask is limited to its own endpoint: a proxy upstream it
-names must be one the operator listed (``chat_proxy_urls``), and answers it gives to its own
+names must be one the operator listed (``chat.proxy_urls``), and answers it gives to its own
 calls (ROCK's anti-call-llm from inside) are recorded as ``answered_via="sandbox_cli"``.
 """
 

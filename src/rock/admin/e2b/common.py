@@ -29,7 +29,6 @@ ENVD_VERSION = "0.5.7"
 CLIENT_ID = "rock"
 TOKEN_KEY = "e2b_token"  # in the record's spec, never shown (rock.admin.rock_api.sandbox._PRIVATE_SPEC)
 META_KEY = "e2b"  # {"template", "metadata"} in the record's spec
-KEEP_AFTER_TIMEOUT = 30  # seconds a timed-out sandbox's files stay before they are deleted
 
 
 def route(api, path: str, method: str = "POST", fast: bool = False):

@@ -1,6 +1,6 @@
 """E2B's control plane (spec/openapi.yml of e2b-dev/E2B) onto ROCK's sandbox service.
 
-templateID -> image (``base`` -> the default image; ``Settings.e2b_templates`` adds more),
+templateID -> image (``base`` -> the default image; ``Settings.e2b.templates`` adds more),
 timeout -> the idle lease (auto_clear_seconds), envVars -> the sandbox's environment,
 metadata -> kept with the record and filterable, a templateID that names one of the caller's
 snapshots -> a sandbox started from it, autoPause/autoResume -> the service's ``on_timeout: pause``
@@ -27,7 +27,7 @@ from rock.admin.context import Ctx
 from rock.admin.e2b import network as e2b_network
 from rock.admin.e2b import snapshots as snapshot_routes, templates as template_routes
 from rock.admin.e2b import volumes as volume_routes
-from rock.admin.e2b.common import (CLIENT_ID, ENVD_VERSION, KEEP_AFTER_TIMEOUT, META_KEY, TOKEN_KEY, E2BError,
+from rock.admin.e2b.common import (CLIENT_ID, ENVD_VERSION, META_KEY, TOKEN_KEY, E2BError,
                                    control_record, is_e2b, json_object, owner_of, paged, route)
 from rock.admin.openapi import body as body_doc, params
 from rock.admin.e2b.connect import json_response
@@ -38,7 +38,6 @@ from rock.admin.templates import Templates, served
 from rock.errors import RockError, SnapshotNotFound
 
 log = logging.getLogger("rock.admin.e2b")
-MAX_TIMEOUT = 7 * 24 * 3600
 # Fields of NewSandbox we cannot honour unless they say "off", and why.
 REFUSED = {
     "mcp": "MCP gateways are not supported",
@@ -138,10 +137,10 @@ def _str_map(body: dict, key: str) -> dict[str, str]:
     return value
 
 
-def _timeout(body: dict, default: int) -> int:
+def _timeout(body: dict, default: int, most: int) -> int:
     value = body.get("timeout", default)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_TIMEOUT:
-        raise E2BError(400, f"timeout must be whole seconds between 1 and {MAX_TIMEOUT}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= most:
+        raise E2BError(400, f"timeout must be whole seconds between 1 and {most}")
     return value
 
 
@@ -211,7 +210,7 @@ def _detail(ctx: Ctx, record: SandboxRecord, listed: bool = False) -> dict:
 
 def _no_template(ctx: Ctx, template: str) -> E2BError:
     return E2BError(404, f"template or snapshot '{template}' not found: this ROCK server knows the templates "
-                         f"{', '.join(sorted(_templates(ctx)))} (an admin adds more in e2b_templates), the "
+                         f"{', '.join(sorted(_templates(ctx)))} (an admin adds more in e2b.templates), the "
                          "templates this API key built and the snapshots it took (GET /snapshots)")
 
 
@@ -219,7 +218,12 @@ def router(ctx: Ctx, built: Templates) -> APIRouter:
     """The control plane; ``built``: the namespaces' own templates, which ``templateID`` may name too."""
     api = APIRouter()
     svc = ctx.sandboxes
-    pauses = snapshot_routes.Routes(ctx, sandbox_body, _timeout)  # pause, resume, snapshots, fork
+    conf = ctx.settings.e2b
+
+    def timeout_of(body: dict, default: int) -> int:
+        return _timeout(body, default, conf.max_timeout)
+
+    pauses = snapshot_routes.Routes(ctx, sandbox_body, timeout_of)  # pause, resume, snapshots, fork
     api.include_router(pauses.router())
 
     async def create(request: Request, default_timeout: int) -> Response:
@@ -244,7 +248,7 @@ def router(ctx: Ctx, built: Templates) -> APIRouter:
             if body.get(key) not in (None, False, {}, []):
                 raise E2BError(400, f"{key} cannot be honoured: {why}")
         lived = lifecycle(body)
-        timeout = _timeout(body, default_timeout)
+        timeout = timeout_of(body, default_timeout)
         metadata, env = _str_map(body, "metadata"), _str_map(body, "envVars")
         try:
             check_env(env)
@@ -259,7 +263,7 @@ def router(ctx: Ctx, built: Templates) -> APIRouter:
                                             "memory": f"{build.memory_mb}m" if build.memory_mb else None}
         try:
             req = SandboxStartRequest(image=image, auto_clear_seconds=timeout, **sizes,
-                                      auto_delete_seconds=KEEP_AFTER_TIMEOUT, env=env or None, snapshot=snapshot,
+                                      auto_delete_seconds=conf.keep_after_timeout, env=env or None, snapshot=snapshot,
                                       volumes=volume_routes.mounts_of(body), **lived,
                                       egress=None if egress is None or egress == EgressRules() else egress,
                                       egress_headers=transforms)
@@ -341,7 +345,7 @@ def router(ctx: Ctx, built: Templates) -> APIRouter:
     @api.post("/sandboxes/{sandbox_id}/timeout", **_doc(204, 400, 401, 404, body=TimeoutBody))
     async def set_timeout(sandbox_id: str, request: Request):
         record = await control_record(ctx, sandbox_id, owner_of(ctx, request))
-        timeout = _timeout(await _body(request), 0)
+        timeout = timeout_of(await _body(request), 0)
         # E2B's timeout counts from now; our idle lease counts from the last use: make now the last use.
         record.auto_clear_seconds = timeout
         svc.touch(record)
@@ -359,7 +363,7 @@ def router(ctx: Ctx, built: Templates) -> APIRouter:
         if record.state == "paused":  # connect resumes a paused sandbox: 201, as E2B answers
             return await pauses.resumed(record, body)
         if "timeout" in body:
-            timeout = _timeout(body, 0)
+            timeout = timeout_of(body, 0)
             if timeout > (record.auto_clear_seconds or 0):  # connect only ever extends
                 record.auto_clear_seconds = timeout
                 svc.save(record)

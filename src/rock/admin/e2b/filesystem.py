@@ -236,8 +236,9 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
             else:
                 raise E2BError(415, f"content type {kind!r}: send multipart/form-data or application/octet-stream")
         except AgentError as exc:
-            status = {"IsADirectory": 400, "NotADirectory": 400, "PermissionDenied": 401, "NoSpace": 507}
-            raise E2BError(status.get(exc.kind, 400), exc.message) from None
+            # envd's upload answers: 401 for a path the user may not write, 507 for a full disk, else 400
+            status = 401 if exc.kind == "PermissionDenied" else 507 if exc.kind == "NoSpace" else 400
+            raise E2BError(status, exc.message) from None
         except ConnectError as exc:
             raise E2BError(400, exc.message) from None
         except PayloadTooLarge as exc:  # a chunked body past the route's limit (rock.admin.limits)

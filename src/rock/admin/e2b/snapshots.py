@@ -41,7 +41,7 @@ from starlette.responses import Response
 
 from rock.actions.snapshots import MAX_FORK, SNAPSHOT_NAME_PATTERN, STORED_NAME_PATTERN
 from rock.admin.context import Ctx
-from rock.admin.e2b.common import (KEEP_AFTER_TIMEOUT, META_KEY, TOKEN_KEY, E2BError, control_record, json_object,
+from rock.admin.e2b.common import (META_KEY, TOKEN_KEY, E2BError, control_record, json_object,
                                    owner_of, paged, route)
 from rock.admin.e2b.connect import json_response
 from rock.admin.store import SandboxRecord
@@ -84,11 +84,11 @@ def snapshot_info(snap) -> dict:
     return {"snapshotID": snap.name, "names": [snap.name]}
 
 
-def as_e2b_child(record: SandboxRecord, parent: SandboxRecord, timeout: int | None) -> None:
+def as_e2b_child(record: SandboxRecord, parent: SandboxRecord, timeout: int | None, keep_after_timeout: int) -> None:
     """A forked child is an E2B sandbox of its own: its own access token (never the parent's),
     the parent's template and metadata, the fork's timeout."""
     record.spec = {**record.spec, TOKEN_KEY: secrets.token_urlsafe(24), META_KEY: parent.spec.get(META_KEY) or {},
-                   "auto_delete_seconds": KEEP_AFTER_TIMEOUT}
+                   "auto_delete_seconds": keep_after_timeout}
     if timeout is not None:
         record.auto_clear_seconds = timeout
 
@@ -181,7 +181,7 @@ class Routes:
             out = []
             for child in children:
                 if child.state == "running":
-                    as_e2b_child(child, record, timeout)
+                    as_e2b_child(child, record, timeout, ctx.settings.e2b.keep_after_timeout)
                     svc.save(child)
                     out.append({"sandbox": sandbox_body(child)})
                 else:  # one child's failure is that child's entry, as E2B answers it

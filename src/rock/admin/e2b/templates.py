@@ -8,7 +8,7 @@ key, so the SDK's upload, which carries no key, is still the caller's); ``POST
 /v2/templates/{id}/builds/{build}`` starts the build from its steps; the SDK polls ``GET
 /templates/{id}/builds/{build}/status?logsOffset=`` for logs and the outcome. Tags, aliases
 (``Template.exists``), the listing and delete are below. A template of another namespace is a 404
-like a missing one; ``base`` and the admin's ``e2b_templates`` exist for everyone.
+like a missing one; ``base`` and the admin's ``e2b.templates`` exist for everyone.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from rock.errors import RockError
 
 log = logging.getLogger("rock.admin.e2b")
 MAX_LOG_PAGE = 100  # E2B's status answers at most 100 log entries per call
-READY_WAIT_S = 60.0  # how long a sandbox's readyCmd may take to pass at create
 
 
 def _iso(ts: float) -> str:
@@ -81,13 +80,14 @@ async def sandbox_started(ctx: Ctx, record, build: Build) -> None:
     if not build.ready_cmd:
         return
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + READY_WAIT_S
+    wait = ctx.settings.e2b.ready_wait  # how long a readyCmd may take to pass at create
+    deadline = loop.time() + wait
     while True:
         result, _ = await agent.call("exec", {"command": build.ready_cmd, "timeout": 10})
         if result.get("exit_code") == 0:
             return
         if loop.time() > deadline:
-            raise E2BError(503, f"the template's readyCmd {build.ready_cmd!r} did not pass in {READY_WAIT_S:g} s")
+            raise E2BError(503, f"the template's readyCmd {build.ready_cmd!r} did not pass in {wait:g} s")
         await asyncio.sleep(0.2)  # a readiness poll, as E2B's own readyCmd is polled
 
 

@@ -18,7 +18,11 @@ from rock.admin.front import FrontDoor
 from rock.admin.envs import gem, gym
 
 
-FRONT = FrontDoor()  # every role; no path of its own past the token gate
+# every role; no path of its own past the token gate
+FRONT = FrontDoor(env_calls={gem.GEM + "/reset": "reset", gem.GEM + "/step": "step",
+                             gem.GEM + "/vec/reset": "vec_reset", gem.GEM + "/vec/step": "vec_step",
+                             gym.GYM + "/sessions/{session_id}/step": "gym_step",
+                             gym.GYM + "/sessions/{session_id}/reset": "gym_reset"})
 
 
 def install(app: FastAPI, ctx: Ctx) -> None:

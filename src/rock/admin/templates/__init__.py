@@ -113,9 +113,9 @@ def _lease(build: Build) -> str:
 
 def served(settings) -> dict[str, str]:
     """The templates the admin serves to every namespace: name -> image (``base`` and the code
-    interpreter's are the default image; ``e2b_templates`` adds more)."""
+    interpreter's are the default image; ``e2b.templates`` adds more)."""
     # code-interpreter-v1: e2b_code_interpreter's default; its server is the agent's (rock/agent/e2b/interpreter.py)
-    return {"base": settings.default_image, "code-interpreter-v1": settings.default_image, **settings.e2b_templates}
+    return {"base": settings.default_image, "code-interpreter-v1": settings.default_image, **settings.e2b.templates}
 
 
 def split_name(ref: str) -> tuple[str, str]:

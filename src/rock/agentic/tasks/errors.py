@@ -1,22 +1,13 @@
-"""Errors of agentic tasks: a ``kind`` for callers and a message a person can act on."""
+"""Errors of agentic tasks: ``TaskError`` (rock.errors), a ``kind`` for callers and a message a person can
+act on, and the hint that names the closest known name."""
 
 from __future__ import annotations
 
 import difflib
 
-from rock.errors import RockError
+from rock.errors import TaskError
 
-
-class TaskError(RockError):
-    """A task, suite, harness or policy that cannot be used: ``kind`` names the failure (BadTask, BadRequest,
-    UnknownSuite, TaskNotFound, ...) and the message says what to fix. HTTP 400, or 404 for an unknown suite or
-    task."""
-
-    status_code = 400  # every kind but the two of ``statuses``
-    statuses = {"UnknownSuite": 404, "TaskNotFound": 404}
-
-    def __init__(self, message: str, kind: str = "BadTask"):
-        super().__init__(message, kind)
+__all__ = ["TaskError", "closest"]
 
 
 def closest(name: str, known, n: int = 3) -> str:

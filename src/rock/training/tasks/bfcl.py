@@ -64,7 +64,7 @@ def _load():
     try:
         import bfcl_eval.constants  # noqa: F401
     except ImportError as exc:
-        raise TaskError("SuiteUnavailable", "bfcl-eval is not installed where this task runs (%s)" % exc)
+        raise TaskError("bfcl-eval is not installed where this task runs (%s)" % exc, "SuiteUnavailable")
     name = "bfcl_eval.constants.model_config"
     if name not in sys.modules:
         stand_in = types.ModuleType(name)
@@ -92,8 +92,8 @@ def _category(task_id):
     if cat in CATEGORIES:
         return cat
     if cat in UNAVAILABLE:
-        raise TaskError("SuiteUnavailable", "BFCL category %s is not offered here: %s" % (cat, UNAVAILABLE[cat]))
-    raise TaskError("TaskNotFound", "no BFCL task %r (ids look like multi_turn_base_0 or simple_python_12)" % (task_id,))
+        raise TaskError("BFCL category %s is not offered here: %s" % (cat, UNAVAILABLE[cat]), "SuiteUnavailable")
+    raise TaskError("no BFCL task %r (ids look like multi_turn_base_0 or simple_python_12)" % (task_id,), "TaskNotFound")
 
 
 def entries(category):
@@ -131,10 +131,10 @@ def resolve_categories(names):
             if name not in out:
                 out.append(name)
         elif name in UNAVAILABLE:
-            raise TaskError("SuiteUnavailable", "BFCL category %s is not offered here: %s" % (name, UNAVAILABLE[name]))
+            raise TaskError("BFCL category %s is not offered here: %s" % (name, UNAVAILABLE[name]), "SuiteUnavailable")
         else:
-            raise TaskError("BadRequest", "unknown BFCL category %r; known: %s, or a group: %s"
-                            % (name, ", ".join(CATEGORIES), ", ".join(GROUPS)))
+            raise TaskError("unknown BFCL category %r; known: %s, or a group: %s"
+                            % (name, ", ".join(CATEGORIES), ", ".join(GROUPS)), "BadRequest")
     return out
 
 
@@ -147,8 +147,8 @@ class BfclTask:
         self.category = _category(task_id)
         entry = entries(self.category).get(task_id)
         if entry is None:
-            raise TaskError("TaskNotFound", "no BFCL task %r in category %s (it has %d tasks)"
-                            % (task_id, self.category, len(entries(self.category))))
+            raise TaskError("no BFCL task %r in category %s (it has %d tasks)"
+                            % (task_id, self.category, len(entries(self.category))), "TaskNotFound")
         self.task_id = task_id
         self.entry = copy.deepcopy(entry)  # holdout functions are added to it as turns go by
         self.multi_turn = self.category in MULTI_TURN
@@ -208,7 +208,7 @@ class BfclTask:
         without calls ends the user turn (the next question, or completion). A single-turn task's first
         answer ends it."""
         if self.done:
-            raise TaskError("BadRequest", "task %s has terminated; evaluate or release it" % self.task_id)
+            raise TaskError("task %s has terminated; evaluate or release it" % self.task_id, "BadRequest")
         text, calls = parse_tool_calls(action)
         if not self.multi_turn:
             self.calls = [{c["name"]: c["arguments"]} for c in calls]
@@ -266,7 +266,7 @@ class BfclTask:
         result."""
         params = params or {}
         if messages_arg(messages) is not None:
-            raise TaskError("BadRequest", "BFCL grades the calls made through step; evaluate takes no messages")
+            raise TaskError("BFCL grades the calls made through step; evaluate takes no messages", "BadRequest")
         result = self._grade()
         result.update(task_id=self.task_id, category=self.category)
         details = params.get("details") or params.get("sparse") is False

@@ -33,7 +33,7 @@ class HumanEvalTask:
     def __init__(self, task_id, params=None, payload=None):
         payload = payload or {}
         if not payload.get("prompt") or not payload.get("entry_point"):
-            raise TaskError("BadRequest", "a HumanEval task needs its prompt and entry point (the service sends them)")
+            raise TaskError("a HumanEval task needs its prompt and entry point (the service sends them)", "BadRequest")
         params = params or {}
         self.task_id, self.prompt, self.entry_point = task_id, payload["prompt"], payload["entry_point"]
         self.max_steps = int(params.get("max_steps", 5))
@@ -57,7 +57,7 @@ class HumanEvalTask:
         """Run the message's code block after the prompt and answer with its output; a message without code
         submits (the task ends, ``evaluate`` grades)."""
         if self.done:
-            raise TaskError("BadRequest", "task %s has terminated; evaluate or release it" % self.task_id)
+            raise TaskError("task %s has terminated; evaluate or release it" % self.task_id, "BadRequest")
         content, _ = check_action(action)
         code = extract_code(content)
         self.steps += 1
@@ -88,7 +88,7 @@ class HumanEvalTask:
         params = params or {}
         hidden = params.get("hidden") or {}
         if not hidden.get("test"):
-            raise TaskError("BadRequest", "the hidden tests were not supplied (the service adds them at evaluation)")
+            raise TaskError("the hidden tests were not supplied (the service adds them at evaluation)", "BadRequest")
         completion = self.completion
         for msg in messages_arg(messages) or ():  # grade a transcript instead, when given one
             if isinstance(msg, dict) and msg.get("role") == "assistant":

@@ -15,11 +15,11 @@ def parse_id(task_id):
     """``generator/seed/index`` as its three parts; a ``TaskError`` for anything else."""
     parts = str(task_id).split("/")
     if len(parts) != 3 or not parts[1].lstrip("-").isdigit() or not parts[2].isdigit():
-        raise TaskError("TaskNotFound", "reasoning_gym task ids are generator/seed/index (like basic_arithmetic/1/0), "
-                        "not %r" % (task_id,))
+        raise TaskError("reasoning_gym task ids are generator/seed/index (like basic_arithmetic/1/0), "
+                        "not %r" % (task_id,), "TaskNotFound")
     gen, seed, index = parts[0], int(parts[1]), int(parts[2])
     if index >= MAX_INDEX:
-        raise TaskError("TaskNotFound", "index %d is past the limit %d" % (index, MAX_INDEX))
+        raise TaskError("index %d is past the limit %d" % (index, MAX_INDEX), "TaskNotFound")
     return gen, seed, index
 
 
@@ -31,7 +31,7 @@ def dataset(gen, seed, size):
         from reasoning_gym.factory import DATASETS
 
         if gen not in DATASETS:
-            raise TaskError("TaskNotFound", "reasoning_gym has no generator %r" % gen)
+            raise TaskError("reasoning_gym has no generator %r" % gen, "TaskNotFound")
         if len(_datasets) > 256:
             _datasets.clear()
         _datasets[key] = reasoning_gym.create_dataset(gen, seed=seed, size=size)
@@ -69,7 +69,7 @@ class ReasoningGymTask:
     def step(self, action, params=None):
         """The assistant's answer: graded at once, and the task ends."""
         if self.done:
-            raise TaskError("BadRequest", "task %s has terminated; evaluate or release it" % self.task_id)
+            raise TaskError("task %s has terminated; evaluate or release it" % self.task_id, "BadRequest")
         content, _ = check_action(action)
         self.answer = extract_answer(content)
         self.done = True

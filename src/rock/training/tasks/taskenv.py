@@ -26,7 +26,7 @@ def make_task(env_type, task_id, params=None, payload=None):
         from .reasoning_gym import ReasoningGymTask
 
         return ReasoningGymTask(task_id, params)
-    raise TaskError("UnknownEnvType", "unknown env_type %r; known: %s" % (env_type, ", ".join(SUITES)))
+    raise TaskError("unknown env_type %r; known: %s" % (env_type, ", ".join(SUITES)), "UnknownEnvType")
 
 
 def _error(exc):
@@ -59,7 +59,7 @@ class TaskEnv:
         if self.failure is not None:
             return _error(self.failure), 0.0, True, False, {}
         if not isinstance(action, dict):
-            return _error(TaskError("BadRequest", "a task call must be {\"op\": ...}")), 0.0, False, False, {}
+            return _error(TaskError("a task call must be {\"op\": ...}", "BadRequest")), 0.0, False, False, {}
         op = action.get("op")
         try:
             if op == "step":
@@ -69,7 +69,7 @@ class TaskEnv:
                 return {"result": self.task.evaluate(action.get("messages"), action.get("params"))}, 0.0, False, False, {}
             if op == "info":
                 return {"result": self.task.info()}, 0.0, False, False, {}
-            raise TaskError("BadRequest", "unknown task op %r" % (op,))
+            raise TaskError("unknown task op %r" % (op,), "BadRequest")
         except TaskError as exc:
             return _error(exc), 0.0, False, False, {}
 
