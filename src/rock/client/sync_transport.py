@@ -193,16 +193,15 @@ class SyncTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         """Close this transport's connections (a shared one's: this thread's)."""
+        owned: list[Connection | httpx.HTTPTransport | None]
         if self.shared:
             conns = _SHARED.__dict__.get("conns", {})
-            for key in self._used:
-                conn = conns.pop(key, None)
-                if conn is not None:
-                    conn.close()
+            owned = [conns.pop(key, None) for key in self._used]
             self._used.clear()
-        elif self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        if self._fallback is not None:
-            self._fallback.close()
-            self._fallback = None
+        else:
+            owned, self._conn = [self._conn], None
+        owned.append(self._fallback)
+        self._fallback = None
+        for each in owned:
+            if each is not None:
+                each.close()

@@ -76,6 +76,15 @@ def _map_arrays(fn: Callable[[Any], Any], value: Any) -> Any:
     return value
 
 
+def _space_property(name: str, doc: str, batched: bool = False) -> Any:
+    """A read-only attribute for the gymnasium space ``name`` of the env's contract (``batched``:
+    gymnasium's ``batch_space`` of it over a vector env's ``num_envs``)."""
+    def space(self: Any) -> Any:
+        return self._batched(name) if batched else self._space(name)
+
+    return property(space, doc=doc)
+
+
 def _progress(line: str) -> None:
     print(f"rock: {line}", file=sys.stderr, flush=True)
 
@@ -257,15 +266,11 @@ class SandboxEnvBase(SandboxSessionBase[Any], Generic[ValueT, ActionT]):
                 raise TypeError(f"{type(self).__name__} is single-env only: {name} is for SandboxVectorEnv")
         super().__init__(source, **kwargs)
 
-    @property
-    def observation_space(self) -> Any:
-        """The observation space as a gymnasium ``Space`` (built once from the env's contract)."""
-        return self._space("observation_space")
+    observation_space = _space_property("observation_space", "The observation space as a gymnasium ``Space`` "
+                                        "(built once from the env's contract).")
 
-    @property
-    def action_space(self) -> Any:
-        """The action space as a gymnasium ``Space`` (built once from the env's contract)."""
-        return self._space("action_space")
+    action_space = _space_property("action_space", "The action space as a gymnasium ``Space`` (built once from "
+                                   "the env's contract).")
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[ValueT, dict[str, Any]]:
         """Gymnasium's ``reset``: the first observation (through the codec) and the info dict."""
@@ -300,25 +305,16 @@ class SandboxVectorEnvBase(SandboxSessionBase[Any], Generic[ValueT, ActionT]):
         """How many envs this vector env steps together."""
         return self._contract.num_envs
 
-    @property
-    def single_observation_space(self) -> Any:
-        """One env's observation space (a gymnasium ``Space``)."""
-        return self._space("observation_space")
+    single_observation_space = _space_property("observation_space", "One env's observation space (a gymnasium "
+                                               "``Space``).")
 
-    @property
-    def single_action_space(self) -> Any:
-        """One env's action space (a gymnasium ``Space``)."""
-        return self._space("action_space")
+    single_action_space = _space_property("action_space", "One env's action space (a gymnasium ``Space``).")
 
-    @property
-    def observation_space(self) -> Any:
-        """The batched observation space over ``num_envs`` envs (gymnasium's ``batch_space``)."""
-        return self._batched("observation_space")
+    observation_space = _space_property("observation_space", "The batched observation space over ``num_envs`` envs "
+                                        "(gymnasium's ``batch_space``).", batched=True)
 
-    @property
-    def action_space(self) -> Any:
-        """The batched action space over ``num_envs`` envs (gymnasium's ``batch_space``)."""
-        return self._batched("action_space")
+    action_space = _space_property("action_space", "The batched action space over ``num_envs`` envs (gymnasium's "
+                                   "``batch_space``).", batched=True)
 
     def _batched(self, name: str) -> Any:
         key = "batched_" + name
