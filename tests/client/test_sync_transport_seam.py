@@ -113,3 +113,23 @@ def test_the_default_pool_takes_the_byte_path_on_loopback(server):
         pool.close()
     assert (first["path"], first["auth"], status) == ("/r/x", "Bearer tok", 404)
     assert json.loads(raw)["port"] == first["port"]
+
+
+async def test_the_async_pool_takes_a_transport_the_same_way():
+    from rock.client.pools import AsyncPool
+
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"status": "Success", "result": {"n": len(seen)}})
+
+    pool = AsyncPool(ClientConfig("http://admin.test:9", "tok"), "/apis", transport=httpx.MockTransport(answer))
+    try:
+        assert pool.lean is None and not pool.fast
+        status, raw = await pool.send("/x", b'{"a":1}')
+    finally:
+        await pool.aclose()
+    assert (status, json.loads(raw)["result"]) == (200, {"n": 1})
+    assert (str(seen[0].url), seen[0].content, seen[0].headers["authorization"]) == (
+        "http://admin.test:9/apis/x", b'{"a":1}', "Bearer tok")

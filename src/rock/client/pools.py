@@ -35,15 +35,21 @@ def sync_client(config: ClientConfig, prefix: str = "", timeout: float | None = 
 
 
 class AsyncPool:
-    """One pool of kept-alive connections to one admin's routes under ``prefix``."""
+    """One pool of kept-alive connections to one admin's routes under ``prefix``, over one
+    ``httpx.AsyncBaseTransport``: ``LeanTransport`` unless the caller hands in another
+    (``httpx.MockTransport`` in a test), which then takes every call through the httpx client."""
 
-    def __init__(self, config: ClientConfig, prefix: str = "", max_connections: int = 64):
+    def __init__(self, config: ClientConfig, prefix: str = "", max_connections: int = 64,
+                 transport: httpx.AsyncBaseTransport | None = None):
         self.config = config
         self.base = config.base_url + prefix
-        self.transport = LeanTransport(max_idle_per_host=max_connections)
+        self.lean: LeanTransport | None = None  # the byte-level path's pool, when the transport is ours
+        if transport is None:
+            self.lean = transport = LeanTransport(max_idle_per_host=max_connections)
+        self.transport: httpx.AsyncBaseTransport = transport
         self._client: httpx.AsyncClient | None = None
         url = httpx.URL(self.base)
-        self.fast = url.scheme == "http"
+        self.fast = url.scheme == "http" and self.lean is not None
         self.addr = (url.host, url.port or 80)
         self.path = url.raw_path.rstrip(b"/")
         host = url.host if url.port is None else f"{url.host}:{url.port}"
@@ -66,7 +72,8 @@ class AsyncPool:
         read_timeout = self.config.read_timeout if timeout is httpx.USE_CLIENT_DEFAULT else timeout
         payload = b"POST %s%s HTTP/1.1\r\n%scontent-length: %d\r\n\r\n%s" % (
             self.path, path.encode(), self.head, len(data), data)
-        return await self.transport.request_bytes(self.addr[0], self.addr[1], payload, read_timeout,
+        assert self.lean is not None
+        return await self.lean.request_bytes(self.addr[0], self.addr[1], payload, read_timeout,
                                                   self.config.connect_timeout)
 
     async def aclose(self) -> None:
