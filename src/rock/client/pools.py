@@ -105,8 +105,11 @@ class SyncPool:
         self.prefix = url.path.rstrip("/") + prefix
         self.headers = {"Content-Type": "application/json", **config.all_headers()}
         self.custom = transport is not None
-        self.transport: httpx.BaseTransport = transport or sync_transport.SyncTransport(config.read_timeout, shared)
-        self.lean = isinstance(self.transport, sync_transport.SyncTransport) and not self.https
+        if transport is None:
+            transport = sync_transport.SyncTransport(config.read_timeout, shared)
+        self.transport: httpx.BaseTransport = transport
+        # the byte-level path, over our own transport to a plain http:// admin
+        self.lean = transport if isinstance(transport, sync_transport.SyncTransport) and not self.https else None
         self._client: httpx.Client | None = None
 
     @property
@@ -122,9 +125,8 @@ class SyncPool:
         """``method`` ``data`` to ``prefix + path``: (status, body), error answers included; a
         connection the server dropped while idle is replaced once."""
         headers = self.headers if content_type == "application/json" else {**self.headers, "Content-Type": content_type}
-        if self.lean:
-            assert isinstance(self.transport, sync_transport.SyncTransport)
-            reply = self.transport.request_bytes(self.host, self.port, method, self.prefix + path, data, headers)
+        if self.lean is not None:
+            reply = self.lean.request_bytes(self.host, self.port, method, self.prefix + path, data, headers)
             return reply.status, reply.body
         response = self.client.request(method, path, content=data, headers=headers)
         return response.status_code, response.content
