@@ -12,11 +12,14 @@ from rock.runtime.base import RuntimeHandle
 class KeptFiles(Protocol):
     """A backend's part that keeps a stopped sandbox's files."""
 
-    async def suspend(self, handle: RuntimeHandle) -> None: ...
+    async def suspend(self, handle: RuntimeHandle) -> None:
+        """Stop the sandbox, keeping its files."""
 
-    async def disk_usage(self, handle: RuntimeHandle) -> int | None: ...
+    async def disk_usage(self, handle: RuntimeHandle) -> int | None:
+        """Bytes the sandbox has written (None where it cannot be read)."""
 
-    async def commit(self, handle: RuntimeHandle, image_tag: str) -> str: ...
+    async def commit(self, handle: RuntimeHandle, image_tag: str) -> str:
+        """The sandbox's files as a new image ``image_tag``: its id."""
 
 
 class KeepsFiles:
