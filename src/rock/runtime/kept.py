@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from rock.runtime.base import RuntimeHandle
+from rock.runtime.spec import RuntimeHandle
 
 
 class KeptFiles(Protocol):
