@@ -33,28 +33,35 @@ from bench.report import percentile, record
 from rock.runtime import get_runtime_class
 from rock.sdk.sandbox import Sandbox, SandboxConfig
 
+# In the sandbox: N requests, each on a new connection, to HOST (the Host header NAME, with an
+# Authorization header when one is given), then one download of BULK bytes (none for 0). Prints each
+# request's seconds and then the download's MB/s (0 without one).
 PROBE = r"""
 import socket, sys, time
 host, name, n, bulk = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+auth = f"Authorization: {sys.argv[5]}\r\n" if len(sys.argv) > 5 else ""
 times = []
 for _ in range(n):
     t = time.perf_counter()
     s = socket.create_connection((host, 80), timeout=10)
-    s.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+    s.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\n{auth}Connection: close\r\n\r\n".encode())
     while s.recv(65536):
         pass
     s.close()
     times.append(time.perf_counter() - t)
-t = time.perf_counter()
-s = socket.create_connection((host, 80), timeout=30)
-s.sendall(f"GET /bulk?n={bulk} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
-got = 0
-while True:
-    chunk = s.recv(1 << 20)
-    if not chunk:
-        break
-    got += len(chunk)
-print(" ".join(f"{x:.6f}" for x in times), got / (time.perf_counter() - t) / 1e6)
+rate = 0.0
+if bulk:
+    t = time.perf_counter()
+    s = socket.create_connection((host, 80), timeout=30)
+    s.sendall(f"GET /bulk?n={bulk} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+    got = 0
+    while True:
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            break
+        got += len(chunk)
+    rate = got / (time.perf_counter() - t) / 1e6
+print(" ".join(f"{x:.6f}" for x in times), rate)
 """
 
 

@@ -16,25 +16,10 @@ import json
 import os
 
 from bench.admin import AdminProcess
+from bench.egress import PROBE
 from bench.report import percentile, record
 from rock.runtime import get_runtime_class
 from rock.sdk.sandbox import Sandbox, SandboxConfig, Secrets
-
-PROBE = r"""
-import socket, sys, time
-name, n, header = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-times = []
-for _ in range(n):
-    t = time.perf_counter()
-    s = socket.create_connection((name, 80), timeout=10)
-    s.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\nAuthorization: {header}\r\nConnection: close\r\n\r\n".encode())
-    while s.recv(65536):
-        pass
-    s.close()
-    times.append(time.perf_counter() - t)
-print(" ".join(f"{x:.6f}" for x in times))
-"""
-
 
 def unavailable() -> str | None:
     return get_runtime_class("docker").available()
@@ -61,8 +46,8 @@ async def run(ctx) -> list[dict]:
             await box.write_bytes("/tmp/probe.py", PROBE.encode())
             for _ in range(blocks):
                 for side in ("brokered", "plain"):
-                    out = (await box.arun(f"python3 /tmp/probe.py {side}.test {n} \"Bearer $KEY\"")).output.split()
-                    lat[side] += [float(x) for x in out]
+                    probe = f"python3 /tmp/probe.py {side}.test {side}.test {n} 0 \"Bearer $KEY\""
+                    lat[side] += [float(x) for x in (await box.arun(probe)).output.split()[:-1]]
         finally:
             await box.stop()
             await secrets.aclose()

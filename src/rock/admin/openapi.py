@@ -80,6 +80,13 @@ def errors(*codes: int) -> dict[int, dict]:
     return {code: {"model": ErrorEnvelope, "description": WHY[code]} for code in codes}
 
 
+def errors_noting(notes: dict[int, str], *codes: int) -> dict[int, dict]:
+    """``errors(*codes)`` with a route's own description of some of them (``notes``: what a 404 or
+    a 409 means there)."""
+    return {code: {**about, "description": notes.get(code, about["description"])}
+            for code, about in errors(*codes).items()}
+
+
 def schema_of(model: type[BaseModel]) -> dict:
     """The model's JSON schema with references into components (``install`` hoists its $defs)."""
     return model.model_json_schema(ref_template=REF)

@@ -9,6 +9,7 @@ import sys
 from rock.cli import add_admin_options
 from rock.cli.output import Out
 from rock.cli.snapshots import _with as snapshot_client
+from rock.cli.snapshots import add_list_delete, delete_named
 from rock.sdk.sandbox.secrets import Secrets
 
 
@@ -25,14 +26,10 @@ def add_parser(sub) -> None:
                     help="a host it may be sent to (api.example.com or *.example.com); repeatable, at least one")
     mk.add_argument("--value-env", metavar="VAR", help="read the value from this environment variable instead of stdin")
     mk.set_defaults(func=cmd_create)
-    ls = s.add_parser("list", help="your secrets (never their values)")
-    ls.set_defaults(func=cmd_list)
     get = s.add_parser("get", help="one of your secrets (never its value)")
     get.add_argument("name", metavar="NAME")
     get.set_defaults(func=cmd_get)
-    rm = s.add_parser("delete", help="delete secrets")
-    rm.add_argument("names", nargs="+", metavar="NAME")
-    rm.set_defaults(func=cmd_delete)
+    add_list_delete(s, "your secrets (never their values)", cmd_list, "delete secrets", cmd_delete)
 
 
 def _with(args, use):
@@ -59,10 +56,5 @@ def cmd_get(args, out: Out) -> int:
 
 
 def cmd_delete(args, out: Out) -> int:
-    async def delete(secrets: Secrets):
-        for name in args.names:
-            await secrets.delete(name)
-
-    _with(args, delete)
-    out.record({"deleted": args.names}, lines=[f"deleted {n}" for n in args.names])
-    return 0
+    """``rock secret delete``: delete secrets by name."""
+    return delete_named(args, out, _with)

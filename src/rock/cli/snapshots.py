@@ -50,12 +50,30 @@ def add_parser(sub) -> None:
     p = sub.add_parser("snapshot", help="list and delete your snapshots on a running admin")
     add_admin_options(p)
     s = p.add_subparsers(dest="snapshot_cmd", required=True)
-    ls = s.add_parser("list", help="your snapshots", description="your snapshots (the token's namespace)")
+    add_list_delete(s, "your snapshots (the token's namespace)", cmd_list,
+                    "delete snapshots; sandboxes started from them run on", cmd_delete)
+
+
+def add_list_delete(s, listed: str, cmd_list, deleted: str, cmd_delete) -> None:
+    """The ``list`` and ``delete NAME...`` commands of a token's named objects (``s``: the
+    subparsers of ``rock snapshot``, ``rock volume`` or ``rock secret``)."""
+    ls = s.add_parser("list", help=listed, description=listed)
     ls.set_defaults(func=cmd_list)
-    text = "delete snapshots; sandboxes started from them run on"
-    rm = s.add_parser("delete", help=text, description=text)
+    rm = s.add_parser("delete", help=deleted, description=deleted)
     rm.add_argument("names", nargs="+", metavar="NAME")
     rm.set_defaults(func=cmd_delete)
+
+
+def delete_named(args, out: Out, within) -> int:
+    """Delete each of ``args.names`` through the client ``within(args, use)`` hands to ``use``
+    (``Volumes``, ``Secrets``), one client for all, and print what was deleted."""
+    async def delete(named):
+        for name in args.names:
+            await named.delete(name)
+
+    within(args, delete)
+    out.record({"deleted": args.names}, lines=[f"deleted {n}" for n in args.names])
+    return 0
 
 
 def _client(args, sandbox_id: str | None = None) -> Sandbox:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from rock.cli import add_admin_options
 from rock.cli.output import Out
 from rock.cli.snapshots import _with as snapshot_client
-from rock.sdk.sandbox.volumes import Volumes
+from rock.cli.snapshots import add_list_delete, delete_named
 
 
 def add_parser(sub) -> None:
@@ -19,12 +19,8 @@ def add_parser(sub) -> None:
     mk.add_argument("name", metavar="NAME", help="1-63 letters, digits, '_', '.' or '-'")
     mk.add_argument("--size", help="its size limit, e.g. 100M or 2G (1 MiB to 64 GiB; default 1G)")
     mk.set_defaults(func=cmd_create)
-    ls = s.add_parser("list", help="your volumes", description="your volumes (the token's namespace)")
-    ls.set_defaults(func=cmd_list)
-    text = "delete volumes and their files (refused while a running sandbox mounts one)"
-    rm = s.add_parser("delete", help=text, description=text)
-    rm.add_argument("names", nargs="+", metavar="NAME")
-    rm.set_defaults(func=cmd_delete)
+    add_list_delete(s, "your volumes (the token's namespace)", cmd_list,
+                    "delete volumes and their files (refused while a running sandbox mounts one)", cmd_delete)
 
 
 def _with(args, use):
@@ -48,10 +44,4 @@ def cmd_list(args, out: Out) -> int:
 
 def cmd_delete(args, out: Out) -> int:
     """``rock volume delete``: delete volumes by name or id."""
-    async def delete(volumes: Volumes):
-        for name in args.names:
-            await volumes.delete(name)
-
-    _with(args, delete)
-    out.record({"deleted": args.names}, lines=[f"deleted {n}" for n in args.names])
-    return 0
+    return delete_named(args, out, _with)

@@ -111,13 +111,13 @@ class AsyncHttp:
 
 class SyncHttp:
     """Blocking keep-alive HTTP to the env or training routes under ``routes``: one connection per
-    thread and admin."""
+    thread and admin, or ``transport`` (any ``httpx.BaseTransport``) when one is given."""
 
     def __init__(self, base_url: str | None = None, token: str | None = None, routes: str = GEM,
-                 timeout: float = TIMEOUT):
+                 timeout: float = TIMEOUT, transport: httpx.BaseTransport | None = None):
         self.config = ClientConfig.resolve(base_url, token, read_timeout=timeout)
         self.base, self.timeout = self.config.base_url, timeout
-        self.pool = SyncPool(self.config, routes)
+        self.pool = SyncPool(self.config, routes, transport=transport)
 
     def post(self, path: str, body: dict[str, Any]) -> bytes:
         """POST ``body`` as JSON to the route ``path``; the raw answer, or the error it maps to raised."""

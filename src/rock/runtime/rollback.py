@@ -252,3 +252,20 @@ async def plan_for(snapshots: SnapshotStore, handle: RuntimeHandle, snapshot: Sn
         except Unplannable as exc:
             log.info("sandbox %s: restoring %s by a new start: %s", handle.sandbox_id, snapshot.name, exc)
             return None
+
+
+class RollsBackInPlace:
+    """The ``Runtime`` methods of a backend whose sandboxes stand on overlay layers it keeps
+    (bwrap, gVisor): a filesystem snapshot of this very start is rolled back in place through
+    ``rolls_back`` and ``plan_for`` over the backend's ``snapshots``. Put before ``Runtime``
+    among the bases, so these win over its defaults."""
+
+    snapshots: SnapshotStore
+
+    def rolls_back(self, handle: RuntimeHandle, snapshot: Snapshot) -> bool:
+        """Whether ``rollback_plan`` can make this running sandbox's files the snapshot's in place."""
+        return rolls_back(handle, snapshot)
+
+    async def rollback_plan(self, handle: RuntimeHandle, snapshot: Snapshot) -> Plan | None:
+        """The agent's plan (``reset.apply``) from the sandbox's files to the snapshot's, or None."""
+        return await plan_for(self.snapshots, handle, snapshot)

@@ -11,6 +11,7 @@ A sandbox uses them through ``/start`` (its ``secrets`` field: variable -> secre
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 from fastapi import APIRouter, Path
 from starlette.requests import Request
@@ -18,21 +19,14 @@ from starlette.requests import Request
 from rock.actions.response import RockResponse
 from rock.actions.secrets import NAME_PATTERN, SecretCreate, SecretInfo
 from rock.admin.context import Ctx, ok
-from rock.admin.openapi import errors
+from rock.admin.openapi import errors_noting
 from rock.admin.secrets import SecretVault
 
 NamePath = Path(pattern=NAME_PATTERN, description="the secret's name")
 
 
-def _errors(*codes: int) -> dict:
-    out = errors(*codes)
-    if 404 in out:
-        out[404] = {**out[404], "description": "no such secret (another tenant's is missing the same way)"}
-    if 400 in out:
-        out[400] = {**out[400], "description": "a secret bound to no host"}
-    if 409 in out:
-        out[409] = {**out[409], "description": "the name is taken"}
-    return out
+_errors = partial(errors_noting, {404: "no such secret (another tenant's is missing the same way)",
+                                  400: "a secret bound to no host", 409: "the name is taken"})
 
 
 def router(ctx: Ctx) -> APIRouter:

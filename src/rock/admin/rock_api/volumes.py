@@ -10,24 +10,21 @@ A sandbox mounts volumes through ``/start`` (its ``volumes`` field).
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter, Path
 from starlette.requests import Request
 
 from rock.actions.response import RockResponse
 from rock.actions.volumes import VOLUME_NAME_PATTERN, VolumeCreateRequest, VolumeInfo
 from rock.admin.context import Ctx, ok
-from rock.admin.openapi import errors
+from rock.admin.openapi import errors_noting
 
 NamePath = Path(pattern=VOLUME_NAME_PATTERN, description="the volume's name")
 
 
-def _errors(*codes: int) -> dict:
-    out = errors(*codes)
-    if 404 in out:
-        out[404] = {**out[404], "description": "no such volume (another tenant's looks the same)"}
-    if 409 in out:
-        out[409] = {**out[409], "description": "the name is taken, or a running sandbox mounts the volume"}
-    return out
+_errors = partial(errors_noting, {404: "no such volume (another tenant's looks the same)",
+                                  409: "the name is taken, or a running sandbox mounts the volume"})
 
 
 def router(ctx: Ctx) -> APIRouter:

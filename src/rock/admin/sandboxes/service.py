@@ -18,12 +18,14 @@ this class's public methods.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
 import time
 import uuid
 from pathlib import Path
+from typing import AsyncIterator
 
 from rock.actions.sandbox import SandboxStartRequest, parse_memory
 from rock.actions.snapshots import MAX_FORK
@@ -419,6 +421,17 @@ class Sandboxes(WorkerListener):
         if task is not None:
             await asyncio.shield(task)
 
+    @contextlib.asynccontextmanager
+    async def _running_or_paused(self, record: SandboxRecord, done: str) -> AsyncIterator[None]:
+        """Once its start has ended, the sandbox held under its lock while it is running or paused;
+        else a Conflict that says it cannot be ``done``."""
+        await self._wait_started(record.sandbox_id)
+        async with self.lock(record.sandbox_id):
+            if record.state not in ("running", "paused"):
+                raise Conflict(f"sandbox {record.sandbox_id} is {record.state}; only a running or paused sandbox "
+                               f"can be {done}")
+            yield
+
     async def snapshot(self, sandbox_id: str, owner: str | None, name: str | None = None,
                        mode: str = "filesystem", counted: bool = True) -> Snapshot:
         """Save the running or paused sandbox's state as a snapshot of ``owner``; the sandbox runs
@@ -431,11 +444,7 @@ class Sandboxes(WorkerListener):
         if quota is not None:
             kept = await self.snapshots(owner)
             self.admission.check_snapshots(owner, len(kept), sum(s.size_bytes or 0 for s in kept))
-        await self._wait_started(sandbox_id)
-        async with self.lock(sandbox_id):
-            if record.state not in ("running", "paused"):
-                raise Conflict(f"sandbox {sandbox_id} is {record.state}; only a running or paused sandbox can be "
-                               "snapshotted")
+        async with self._running_or_paused(record, "snapshotted"):
             began = time.perf_counter()
             snap = await self.worker.snapshot(sandbox_id, self.snapshot_name(name, owner), owner, mode, record.node_id)
         if quota is not None:
@@ -461,11 +470,7 @@ class Sandboxes(WorkerListener):
         of another backend is a 400."""
         record = await self.lookup(sandbox_id, owner)
         snap = await self.get_snapshot(name, owner)
-        await self._wait_started(sandbox_id)
-        async with self.lock(sandbox_id):
-            if record.state not in ("running", "paused"):
-                raise Conflict(f"sandbox {sandbox_id} is {record.state}; only a running or paused sandbox can be "
-                               "restored in place (start a new one from the snapshot instead)")
+        async with self._running_or_paused(record, "restored in place (start a new one from the snapshot instead)"):
             began = time.perf_counter()
             info = await self.worker.restore(sandbox_id, name, owner, record.node_id)
             record.image = info.spec.image

@@ -15,6 +15,7 @@ A space is a ``SpaceSpec`` dict: ``{"kind", "shape", "dtype", "details"}``; see 
 
 import json
 import struct
+from typing import Any
 
 MAGIC = b"RKG1"
 _HEAD = struct.Struct("<4sI")
@@ -75,7 +76,7 @@ class _Writer:
         return {"$s": str(value)}
 
 
-def encode(value):
+def encode(value: Any) -> bytes:
     """One body for ``value`` (nested dicts, tuples, lists, arrays, numbers, strings)."""
     w = _Writer()
     header = json.dumps({"v": w.tree(value)}, separators=(",", ":")).encode()
@@ -90,7 +91,7 @@ def encode(value):
     return bytes(out)
 
 
-def decode(body):
+def decode(body: bytes) -> Any:
     """The value of a body; arrays are writable views of one private copy of its data."""
     if len(body) < _HEAD.size:
         raise ValueError("a gym value body is at least %d bytes, got %d" % (_HEAD.size, len(body)))

@@ -5,14 +5,18 @@ the ``HARNESSES`` registry. Below the harnesses (``harness_*``) and the rollout 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from rock.actions import Command
+from rock.agentic import tracing
 from rock.agentic.tasks.errors import TaskError
 from rock.agentic.tasks.harbor import Task
+from rock.sdk.model import ChatTrainer
 from rock.sdk.sandbox.client import Sandbox
 
 Script = Callable[[Sandbox, Task], Awaitable[Any]]
@@ -103,6 +107,44 @@ class ChatHarness(Harness):
             return None
         raise TaskError(f"harness {self.name} runs the policies {', '.join(self.policies)} (or a trainer's "
                         f"callable), not {policy!r}", "BadRequest")
+
+    async def run_agent(self, box, task: Task, options: RolloutOptions, answer, rec: dict) -> None:
+        """Run the installed agent on the task's instruction while ``answer`` serves its model calls
+        (None: the admin serves them), and record its exit, output and every model call. A policy
+        that breaks (or whose loop ends early) stops the endpoint, so the agent's waiting call
+        fails at once and the agent exits instead of waiting it out; an ``openai`` upstream that
+        failed the last call raises TaskError (PolicyError)."""
+        trainer = ChatTrainer.for_sandbox(box)
+        running = asyncio.create_task(box.agent.run(task.instruction))
+        serving = None
+        if answer is not None:
+            serving = asyncio.create_task(trainer.serve(answer, sandbox_ids=[box.sandbox_id], wait=5))
+        t, began = time.perf_counter(), time.time()
+        try:
+            await asyncio.wait({running, serving} - {None}, return_when=asyncio.FIRST_COMPLETED)
+            if serving is not None and serving.done() and not running.done():
+                with contextlib.suppress(Exception):
+                    await trainer.stop(box.sandbox_id)
+            result = await running
+            rec["timings"]["harness_run_ms"] = round((time.perf_counter() - t) * 1000, 1)
+            tracing.span_at("harness_run", began, time.time())
+            rec["harness"].update(exit_code=result.exit_code, output=result.output[-4000:],
+                                  timed_out=result.exit_code == 124)
+            if result.failure_reason:
+                rec["harness"]["error"] = result.failure_reason
+            records = await trainer.trajectory(box.sandbox_id)
+            rec["model_calls"] = [r.model_dump(mode="json") for r in records]
+            if serving is not None and serving.done() and not serving.cancelled() and serving.exception():
+                exc = serving.exception()
+                rec["harness"]["error"] = f"the policy failed: {type(exc).__name__}: {exc}"
+        finally:
+            for job in (running, serving):
+                if job is not None and not job.done():
+                    job.cancel()
+                    with contextlib.suppress(BaseException):
+                        await job
+            await trainer.aclose()
+        self.policy_failure(options, records, rec)
 
     @staticmethod
     def policy_failure(options: RolloutOptions, records, rec: dict) -> None:

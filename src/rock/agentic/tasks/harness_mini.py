@@ -16,8 +16,6 @@ The verifier runs the task's own image, fresh: the harness's packages never reac
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import time
 
@@ -27,7 +25,6 @@ from rock.agentic.tasks.errors import TaskError
 from rock.agentic.tasks.harbor import Task
 from rock.agentic.tasks.oracle import oracle_tool_call
 from rock.agentic.tasks.harness import ChatHarness, RolloutOptions, register_harness, time_limit
-from rock.sdk.model import ChatTrainer
 from rock.sdk.sandbox.agent import RockAgentConfig
 from rock.sdk.sandbox.model_service.base import ModelServiceConfig
 
@@ -102,38 +99,7 @@ class MiniSweHarness(ChatHarness):
         await box.agent.install(config)
         rec["timings"]["harness_install_ms"] = round((time.perf_counter() - t) * 1000, 1)
         tracing.span_at("harness_install", began, time.time())
-        trainer = ChatTrainer.for_sandbox(box)
-        running = asyncio.create_task(box.agent.run(task.instruction))
-        serving = None  # None: the admin serves the calls (an ``openai`` upstream)
-        if answer is not None:
-            serving = asyncio.create_task(trainer.serve(answer, sandbox_ids=[box.sandbox_id], wait=5))
-        t, began = time.perf_counter(), time.time()
-        try:
-            await asyncio.wait({running, serving} - {None}, return_when=asyncio.FIRST_COMPLETED)
-            if serving is not None and serving.done() and not running.done():
-                # the policy broke: end the endpoint so the agent's waiting call fails and it exits
-                with contextlib.suppress(Exception):
-                    await trainer.stop(box.sandbox_id)
-            result = await running
-            rec["timings"]["harness_run_ms"] = round((time.perf_counter() - t) * 1000, 1)
-            tracing.span_at("harness_run", began, time.time())
-            rec["harness"].update(exit_code=result.exit_code, output=result.output[-4000:],
-                                  timed_out=result.exit_code == 124)
-            if result.failure_reason:
-                rec["harness"]["error"] = result.failure_reason
-            records = await trainer.trajectory(box.sandbox_id)
-            rec["model_calls"] = [r.model_dump(mode="json") for r in records]
-            if serving is not None and serving.done() and not serving.cancelled() and serving.exception():
-                exc = serving.exception()
-                rec["harness"]["error"] = f"the policy failed: {type(exc).__name__}: {exc}"
-        finally:
-            for task_ in (running, serving):
-                if task_ is not None and not task_.done():
-                    task_.cancel()
-                    with contextlib.suppress(BaseException):
-                        await task_
-            await trainer.aclose()
-        self.policy_failure(options, records, rec)
+        await self.run_agent(box, task, options, answer, rec)
 
 
 register_harness("mini-swe-agent", MiniSweHarness)

@@ -21,8 +21,6 @@ An ``openai`` upstream that does not answer is that rollout's ``error``; other r
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -35,7 +33,6 @@ from rock.agentic.tasks.errors import TaskError
 from rock.agentic.tasks.harbor import Task
 from rock.agentic.tasks.oracle import oracle_tool_call
 from rock.agentic.tasks.harness import ChatHarness, RolloutOptions, register_harness, time_limit
-from rock.sdk.model import ChatTrainer
 from rock.sdk.sandbox.agent import RockAgentConfig
 from rock.sdk.sandbox.model_service.base import ModelService, ModelServiceConfig
 
@@ -160,39 +157,7 @@ class OursHarness(ChatHarness):
                             "HarnessError") from exc
         rec["timings"]["harness_install_ms"] = round((time.perf_counter() - t) * 1000, 1)
         tracing.span_at("harness_install", began, time.time())
-        trainer = ChatTrainer.for_sandbox(box)
-        serving = running = None
-        t, began = time.perf_counter(), time.time()
-        try:
-            running = asyncio.create_task(box.agent.run(task.instruction))
-            if answer is not None:
-                serving = asyncio.create_task(trainer.serve(answer, sandbox_ids=[box.sandbox_id], wait=5))
-                await asyncio.wait({running, serving}, return_when=asyncio.FIRST_COMPLETED)
-                if serving.done() and not running.done():
-                    # the policy broke (or its loop ended early): end the endpoint so the agent's
-                    # waiting call fails at once and the agent exits, instead of waiting it out
-                    with contextlib.suppress(Exception):
-                        await trainer.stop(box.sandbox_id)
-            result = await running
-            rec["timings"]["harness_run_ms"] = round((time.perf_counter() - t) * 1000, 1)
-            tracing.span_at("harness_run", began, time.time())
-            rec["harness"].update(exit_code=result.exit_code, output=result.output[-4000:],
-                                  timed_out=result.exit_code == 124)
-            if result.failure_reason:
-                rec["harness"]["error"] = result.failure_reason
-            records = await trainer.trajectory(box.sandbox_id)
-            rec["model_calls"] = [r.model_dump(mode="json") for r in records]
-            if serving is not None and serving.done() and not serving.cancelled() and serving.exception():
-                exc = serving.exception()
-                rec["harness"]["error"] = f"the policy failed: {type(exc).__name__}: {exc}"
-        finally:
-            for job in (running, serving):
-                if job is not None and not job.done():
-                    job.cancel()
-                    with contextlib.suppress(BaseException):
-                        await job
-            await trainer.aclose()
-        self.policy_failure(options, records, rec)
+        await self.run_agent(box, task, options, answer, rec)
 
 
 register_harness("ours", OursHarness)

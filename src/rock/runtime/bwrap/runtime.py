@@ -36,6 +36,7 @@ from rock.errors import SandboxStartError
 from rock.runtime import cgroups
 from rock.runtime.agent_boot import READY_TIMEOUT, SANDBOX_LIB, SANDBOX_RUN, agent_argv, prepare_run_dir
 from rock.runtime.base import ResourceStats, Runtime, RuntimeHandle, SandboxSpec
+from rock.runtime.kept import KeepsFiles
 from rock.runtime.host_policy import host_network_refused, unusable_reason
 from rock.runtime.processes import (
     exit_future,
@@ -63,7 +64,7 @@ class _Running(SandboxStartError):
     """A create of an id whose sandbox still runs."""
 
 
-class BwrapRuntime(Runtime):
+class BwrapRuntime(rollback.RollsBackInPlace, KeepsFiles, Runtime):
     """Sandboxes of bubblewrap namespaces over an overlay root, in cgroups of their own."""
 
     name = "bwrap"
@@ -247,24 +248,12 @@ class BwrapRuntime(Runtime):
 
     # -- kept files: stop, restart, commit ------------------------------------------------
 
-    async def suspend(self, handle: RuntimeHandle) -> None:
-        """Stop the sandbox, keeping its files (see ``BwrapKeptFiles.suspend``)."""
-        await self.kept.suspend(handle)
-
     async def resume(self, handle: RuntimeHandle) -> RuntimeHandle:
         """Start a stopped sandbox again on its kept files: a new handle."""
         t0 = time.perf_counter()
         new = await self.create(handle.spec, kept_lower=handle.extra.get("image_root"), resuming=True)
         log.info("sandbox %s restarted in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
         return new
-
-    async def disk_usage(self, handle: RuntimeHandle) -> int | None:
-        """Bytes the sandbox has written."""
-        return await self.kept.disk_usage(handle)
-
-    async def commit(self, handle: RuntimeHandle, image_tag: str) -> str:
-        """The sandbox's files as a new image ``image_tag``."""
-        return await self.kept.commit(handle, image_tag)
 
     # -- pause, snapshots -----------------------------------------------------------------
 
@@ -282,12 +271,6 @@ class BwrapRuntime(Runtime):
         sandbox_dir = Path(handle.run_dir).parent
         await copy_frozen(self, handle, sandbox_dir / "upper", snapshot, path)
         await keep_layers(sandbox_dir, path)
-
-    def rolls_back(self, handle: RuntimeHandle, snapshot) -> bool:
-        return rollback.rolls_back(handle, snapshot)
-
-    async def rollback_plan(self, handle: RuntimeHandle, snapshot) -> rollback.Plan | None:
-        return await rollback.plan_for(self.snapshots, handle, snapshot)
 
     async def _start_from(self, snapshot, spec: SandboxSpec) -> RuntimeHandle:
         """A sandbox standing on the snapshot's layers (linked, not copied: ``rock.runtime.layers``)."""

@@ -37,6 +37,7 @@ from rock.runtime.agent_boot import (
     sandbox_env,
 )
 from rock.runtime.base import ResourceStats, Runtime, RuntimeHandle, SandboxSpec
+from rock.runtime.kept import KeepsFiles
 from rock.runtime.docker import network as docker_network
 from rock.runtime.docker.engine import LABEL, call, client
 from rock.runtime.docker.images import ensure_image
@@ -98,7 +99,7 @@ class _DeathWatch:
 _deaths = _DeathWatch()
 
 
-class DockerRuntime(Runtime):
+class DockerRuntime(KeepsFiles, Runtime):
     """Sandboxes as Docker containers: the engine's images, networks, limits and pause."""
 
     name = "docker"
@@ -232,10 +233,6 @@ class DockerRuntime(Runtime):
 
     # -- kept containers: stop, restart, commit; pause and snapshots -------------------------
 
-    async def suspend(self, handle: RuntimeHandle) -> None:
-        """Stop the container, keeping it and its files."""
-        await self.kept.suspend(handle)
-
     async def resume(self, handle: RuntimeHandle) -> RuntimeHandle:
         """Start a stopped container again, with a fresh socket and ready FIFO at the same path: its
         handle."""
@@ -246,14 +243,6 @@ class DockerRuntime(Runtime):
         await self._boot(handle, run, handle.spec.image or self.settings.default_image, remove_on_failure=False)
         log.info("sandbox %s restarted in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
         return handle
-
-    async def disk_usage(self, handle: RuntimeHandle) -> int | None:
-        """Bytes in the container's writable layer."""
-        return await self.kept.disk_usage(handle)
-
-    async def commit(self, handle: RuntimeHandle, image_tag: str) -> str:
-        """The container as a new image ``image_tag``."""
-        return await self.kept.commit(handle, image_tag)
 
     async def _freeze(self, handle: RuntimeHandle) -> None:
         await self.kept.pause(handle)

@@ -89,7 +89,7 @@ CHECKPOINT = "checkpoint"
 MEMORY_HEADROOM = 64 << 20
 
 
-class GvisorRuntime(Runtime):
+class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
     """Sandboxes as gVisor (``runsc``) containers from OCI bundles the runtime writes itself: a
     user-space kernel between the sandbox and the host's, and the one backend whose snapshots
     keep memory and processes (``full``)."""
@@ -453,12 +453,6 @@ class GvisorRuntime(Runtime):
             await fifo.wait([], 30)
         finally:
             fifo.close()
-
-    def rolls_back(self, handle: RuntimeHandle, snapshot) -> bool:
-        return rollback.rolls_back(handle, snapshot)
-
-    async def rollback_plan(self, handle: RuntimeHandle, snapshot) -> rollback.Plan | None:
-        return await rollback.plan_for(self.snapshots, handle, snapshot)
 
     async def _start_from(self, snapshot, spec: SandboxSpec) -> RuntimeHandle:
         if snapshot.mode == "full" and spec.egress is not None:  # its processes come back on the network they had

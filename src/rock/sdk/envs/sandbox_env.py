@@ -1,4 +1,4 @@
-"""Seed 003's sandbox envs: a gymnasium env (or vector env) in a ROCK sandbox, driven from here.
+"""Sandbox envs: a gymnasium env (or vector env) in a ROCK sandbox, driven from here.
 
 A session owns one sandbox placed through the admin; closing the session (``close()``, the
 context manager, or the object being collected) stops it, and a session whose process is gone
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 import weakref
-from typing import Any, Generic, TypeVar
+from typing import Any, Callable, Generic, TypeVar
 
 from rock.sdk.envs.contract import EnvContract, SpaceSpec
 from rock.errors import EnvError
@@ -23,6 +23,7 @@ from rock.sdk.envs.gym_http import GymHttp, LeaseKeeper, session_path
 ValueT = TypeVar("ValueT")
 ActionT = TypeVar("ActionT")
 RemoteT = TypeVar("RemoteT")
+SessionT = TypeVar("SessionT", bound="SandboxSessionBase[Any]")
 
 # Options of rlmesh's sessions that mean nothing here: accepted as names, refused with a value.
 _UNSUPPORTED = {
@@ -40,16 +41,16 @@ class Codec:
     """How a session turns wire values into the user's values. The NumPy codec is the identity
     (gymwire already gives writable arrays); the Torch codec turns arrays into tensors."""
 
-    def array(self, value):
+    def array(self, value: Any) -> Any:
         """A value from the wire (an array, or a dict/tuple of them) as the user gets it."""
         return value
 
-    def action(self, value):
+    def action(self, value: Any) -> Any:
         """An action from the user as the wire takes it."""
         return value
 
 
-def _scalars(spec: SpaceSpec, value):
+def _scalars(spec: SpaceSpec, value: Any) -> Any:
     """A single env's observation as the seed gives it: Python ints for Discrete, str for Text."""
     if spec.kind == "discrete":
         return int(value)
@@ -63,7 +64,7 @@ def _scalars(spec: SpaceSpec, value):
     return value
 
 
-def _map_arrays(fn, value):
+def _map_arrays(fn: Callable[[Any], Any], value: Any) -> Any:
     import numpy as np
 
     if isinstance(value, np.ndarray):
@@ -73,6 +74,15 @@ def _map_arrays(fn, value):
     if isinstance(value, tuple):
         return tuple(_map_arrays(fn, v) for v in value)
     return value
+
+
+def _space_property(name: str, doc: str, batched: bool = False) -> Any:
+    """A read-only attribute for the gymnasium space ``name`` of the env's contract (``batched``:
+    gymnasium's ``batch_space`` of it over a vector env's ``num_envs``)."""
+    def space(self: Any) -> Any:
+        return self._batched(name) if batched else self._space(name)
+
+    return property(space, doc=doc)
 
 
 def _progress(line: str) -> None:
@@ -105,12 +115,13 @@ class SandboxSessionBase(Generic[RemoteT]):
     codec: Codec = Codec()
     _vector = False
 
-    def __init__(self, source: str, *, base_image: str | None = None, rlmesh_package=None, packages=None,
-                 imports=None, trust_remote_code: bool = False, allow_unpinned_hf: bool = False, num_envs: int = 1,
-                 vectorization_mode: str | None = None, build_memory: str | None = None, task=None, config=None,
-                 capabilities=None, override=None, cwd=None, repo_root=None, base_url: str | None = None,
+    def __init__(self, source: str, *, base_image: str | None = None, rlmesh_package: Any = None,
+                 packages: list[str] | None = None, imports: list[str] | None = None, trust_remote_code: bool = False, allow_unpinned_hf: bool = False, num_envs: int = 1,
+                 vectorization_mode: str | None = None, build_memory: str | None = None, task: Any = None,
+                 config: Any = None, capabilities: Any = None, override: Any = None, cwd: Any = None,
+                 repo_root: Any = None, base_url: str | None = None,
                  token: str | None = None, lease: float | None = None, timeout: float | None = None,
-                 progress=_progress, **gym_make_kwargs: Any) -> None:
+                 progress: Callable[[str], None] | None = _progress, **gym_make_kwargs: Any) -> None:
         given = dict(rlmesh_package=rlmesh_package, task=task, config=config, capabilities=capabilities,
                      override=override, cwd=cwd, repo_root=repo_root)
         for name, value in given.items():
@@ -137,7 +148,7 @@ class SandboxSessionBase(Generic[RemoteT]):
             raise
         self._attach(info)
 
-    def _attach(self, info: dict) -> None:
+    def _attach(self, info: dict[str, Any]) -> None:
         """Become the client of the open session ``info`` (as the admin answered its open or fork)."""
         self.session_id: str = info["session_id"]
         self.sandbox_id: str = info["sandbox_id"]
@@ -175,37 +186,37 @@ class SandboxSessionBase(Generic[RemoteT]):
         """The action space as its portable description (no gymnasium needed to read it)."""
         return self._contract.action_space
 
-    def _space(self, name: str):
+    def _space(self, name: str) -> Any:
         if name not in self._spaces:
             self._spaces[name] = getattr(self._contract, name).to_space()
         return self._spaces[name]
 
     # -- calls ------------------------------------------------------------------------------------
 
-    def _call(self, method: str, tail: str, data: bytes = b"", content_type: str = "application/json"):
+    def _call(self, method: str, tail: str, data: bytes = b"", content_type: str = "application/json") -> Any:
         from rock.agent.envhost import gymwire
 
         if self._closed:
             raise EnvError(f"session {self.session_id} is closed", "EnvNotFound")
         return gymwire.decode(self._http.value(method, session_path(self.session_id, tail), data, content_type))
 
-    def _reset(self, seed, options):
+    def _reset(self, seed: int | list[int] | None, options: dict[str, Any] | None) -> Any:
         import json
 
         return self._call("POST", "/reset", json.dumps({"seed": seed, "options": options}).encode())
 
-    def _step(self, action):
+    def _step(self, action: Any) -> Any:
         from rock.agent.envhost import gymwire
 
         body = gymwire.encode(self.codec.action(action))
         return self._call("POST", "/step", body, "application/octet-stream")
 
-    def render(self, *, env_index: int = 0):
+    def render(self, *, env_index: int = 0) -> Any:
         """A frame of env ``env_index`` (an RGB array for ``render_mode="rgb_array"``), or None."""
         frame = self._call("GET", f"/render?env_index={int(env_index)}")
         return _map_arrays(self.codec.array, frame)
 
-    def fork(self, n: int, how: str = "replay"):
+    def fork(self: SessionT, n: int, how: str = "replay") -> list[SessionT]:
         """``n`` new sessions that go on from this one's current state: the same next observation
         for the same action, then each steps on its own. Each is a session of the same class with
         a sandbox of its own. ``how="replay"`` (1 to 64, every backend): opened as this one was,
@@ -219,7 +230,7 @@ class SandboxSessionBase(Generic[RemoteT]):
         if self._closed:
             raise EnvError(f"session {self.session_id} is closed", "EnvNotFound")
         forked = self._http.json("POST", session_path(self.session_id, "/fork"), {"n": n, "how": how})
-        children = []
+        children: list[SessionT] = []
         for info in forked["sessions"]:
             child = object.__new__(type(self))  # a session the admin opened: no build, no open of its own
             child._http = self._http.twin()
@@ -235,10 +246,10 @@ class SandboxSessionBase(Generic[RemoteT]):
         _close_remote(self._http, self.session_id, self._keeper)  # raises if the stop failed: close() again
         self._finalizer.detach()
 
-    def __enter__(self):
+    def __enter__(self: SessionT) -> SessionT:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -255,28 +266,25 @@ class SandboxEnvBase(SandboxSessionBase[Any], Generic[ValueT, ActionT]):
                 raise TypeError(f"{type(self).__name__} is single-env only: {name} is for SandboxVectorEnv")
         super().__init__(source, **kwargs)
 
-    @property
-    def observation_space(self):
-        """The observation space as a gymnasium ``Space`` (built once from the env's contract)."""
-        return self._space("observation_space")
+    observation_space = _space_property("observation_space", "The observation space as a gymnasium ``Space`` "
+                                        "(built once from the env's contract).")
 
-    @property
-    def action_space(self):
-        """The action space as a gymnasium ``Space`` (built once from the env's contract)."""
-        return self._space("action_space")
+    action_space = _space_property("action_space", "The action space as a gymnasium ``Space`` (built once from "
+                                   "the env's contract).")
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[ValueT, dict]:
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[ValueT, dict[str, Any]]:
         """Gymnasium's ``reset``: the first observation (through the codec) and the info dict."""
         obs, info = self._reset(seed, options)
         return self._obs(obs), info
 
-    def step(self, action: ActionT) -> tuple[ValueT, float, bool, bool, dict]:
+    def step(self, action: ActionT) -> tuple[ValueT, float, bool, bool, dict[str, Any]]:
         """Gymnasium's ``step``: observation, reward, terminated, truncated, info."""
         obs, reward, terminated, truncated, info = self._step(action)
         return self._obs(obs), float(reward), bool(terminated), bool(truncated), info
 
-    def _obs(self, obs):
-        return _map_arrays(self.codec.array, _scalars(self._contract.observation_space, obs))
+    def _obs(self, obs: Any) -> ValueT:
+        value: ValueT = _map_arrays(self.codec.array, _scalars(self._contract.observation_space, obs))
+        return value
 
 
 class SandboxVectorEnvBase(SandboxSessionBase[Any], Generic[ValueT, ActionT]):
@@ -297,27 +305,18 @@ class SandboxVectorEnvBase(SandboxSessionBase[Any], Generic[ValueT, ActionT]):
         """How many envs this vector env steps together."""
         return self._contract.num_envs
 
-    @property
-    def single_observation_space(self):
-        """One env's observation space (a gymnasium ``Space``)."""
-        return self._space("observation_space")
+    single_observation_space = _space_property("observation_space", "One env's observation space (a gymnasium "
+                                               "``Space``).")
 
-    @property
-    def single_action_space(self):
-        """One env's action space (a gymnasium ``Space``)."""
-        return self._space("action_space")
+    single_action_space = _space_property("action_space", "One env's action space (a gymnasium ``Space``).")
 
-    @property
-    def observation_space(self):
-        """The batched observation space over ``num_envs`` envs (gymnasium's ``batch_space``)."""
-        return self._batched("observation_space")
+    observation_space = _space_property("observation_space", "The batched observation space over ``num_envs`` envs "
+                                        "(gymnasium's ``batch_space``).", batched=True)
 
-    @property
-    def action_space(self):
-        """The batched action space over ``num_envs`` envs (gymnasium's ``batch_space``)."""
-        return self._batched("action_space")
+    action_space = _space_property("action_space", "The batched action space over ``num_envs`` envs (gymnasium's "
+                                   "``batch_space``).", batched=True)
 
-    def _batched(self, name: str):
+    def _batched(self, name: str) -> Any:
         key = "batched_" + name
         if key not in self._spaces:
             from gymnasium.vector.utils import batch_space
@@ -325,12 +324,12 @@ class SandboxVectorEnvBase(SandboxSessionBase[Any], Generic[ValueT, ActionT]):
             self._spaces[key] = batch_space(self._space(name), self.num_envs)
         return self._spaces[key]
 
-    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None) -> tuple[ValueT, dict]:
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None) -> tuple[ValueT, dict[str, Any]]:
         """Gymnasium's vector ``reset``: env ``i`` seeded ``seed + i`` (or ``seed[i]``); batched observations and info."""
         obs, info = self._reset(seed, options)
         return _map_arrays(self.codec.array, obs), info
 
-    def step(self, actions: ActionT) -> tuple[ValueT, ValueT, ValueT, ValueT, dict]:
+    def step(self, actions: ActionT) -> tuple[ValueT, ValueT, ValueT, ValueT, dict[str, Any]]:
         """Gymnasium's vector ``step`` (autoreset NEXT_STEP): batched observations, rewards, terminated, truncated, info."""
         obs, rewards, terminated, truncated, info = self._step(actions)
         a = self.codec.array

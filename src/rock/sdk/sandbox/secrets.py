@@ -14,43 +14,21 @@ returns a value; another token's secret is a missing one (404).
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from rock.actions.secrets import SecretInfo
-from rock.sdk.sandbox.http import Http
+from rock.sdk.sandbox.named import Named
 
 
-class Secrets:
+class Secrets(Named[SecretInfo]):
     """The secrets of the token a config carries, on its admin (``SandboxConfig`` or any config
-    with ``base_url`` and ``headers()``), or on an ``Http`` client already made for one."""
+    with ``base_url`` and ``headers()``), or on an ``Http`` client already made for one. ``list``,
+    ``get`` and ``delete`` by name come from ``Named``; no read returns a value."""
 
-    def __init__(self, config=None, *, http: Http | None = None):
-        if http is None:
-            from rock.sdk.sandbox.config import SandboxConfig
-
-            http = Http.for_config(config if config is not None else SandboxConfig())
-        self._http = http
+    route = "/secrets"
+    info = SecretInfo
 
     async def create(self, name: str, value: str, hosts: list[str]) -> SecretInfo:
         """Register secret ``name`` with ``value`` (write-only), sent to ``hosts`` only (at least one)."""
-        return SecretInfo.model_validate(await self._http.post("/secrets", {"name": name, "value": value,
-                                                                             "hosts": list(hosts)}))
-
-    async def list(self) -> list[SecretInfo]:
-        """Your secrets: names, hosts and placeholders, never values."""
-        return [SecretInfo.model_validate(s) for s in await self._http.get("/secrets", {})]
-
-    async def get(self, name: str) -> SecretInfo:
-        """One of your secrets (``SecretNotFound`` when you have none of that name)."""
-        return SecretInfo.model_validate(await self._http.get(f"/secrets/{quote(name, safe='')}", {}))
-
-    async def delete(self, name: str) -> None:
-        """Delete the secret: the relay stops sending it at once."""
-        await self._http.delete(f"/secrets/{quote(name, safe='')}")
-
-    async def aclose(self) -> None:
-        """Close the connections of a client this object made."""
-        await self._http.aclose()
+        return self._one(await self._http.post(self.route, {"name": name, "value": value, "hosts": list(hosts)}))
 
 
 __all__ = ["SecretInfo", "Secrets"]

@@ -15,43 +15,22 @@ size fails inside the sandbox with ENOSPC; another token's volume is a missing o
 
 from __future__ import annotations
 
-from typing import Any
-
 from rock.actions.volumes import VolumeInfo, VolumeMount
-from rock.sdk.sandbox.http import Http
+from rock.sdk.sandbox.named import Named
 
 
-class Volumes:
+class Volumes(Named[VolumeInfo]):
     """The volumes of the token a config carries, on its admin (``SandboxConfig`` or any config with
-    ``base_url`` and ``headers()``), or on an ``Http`` client already made for one."""
+    ``base_url`` and ``headers()``), or on an ``Http`` client already made for one. ``list``, ``get``
+    and ``delete`` by name come from ``Named``; a volume mounted by a running sandbox is not deleted."""
 
-    def __init__(self, config: Any = None, *, http: Http | None = None) -> None:
-        if http is None:
-            from rock.sdk.sandbox.config import SandboxConfig
-
-            http = Http.for_config(config if config is not None else SandboxConfig())
-        self._http = http
+    route = "/volumes"
+    info = VolumeInfo
 
     async def create(self, name: str, size: int | str | None = None) -> VolumeInfo:
         """A new volume ``name`` of ``size`` (bytes, or '100M', '2G'; default 1 GiB)."""
         body = {"name": name, **({"size": size} if size is not None else {})}
-        return VolumeInfo.model_validate(await self._http.post("/volumes", body))
-
-    async def list(self) -> list[VolumeInfo]:
-        """Your volumes, oldest first."""
-        return [VolumeInfo.model_validate(v) for v in await self._http.get("/volumes", {})]
-
-    async def get(self, name: str) -> VolumeInfo:
-        """One of your volumes (``VolumeNotFound`` when you have none of that name)."""
-        return VolumeInfo.model_validate(await self._http.get(f"/volumes/{name}", {}))
-
-    async def delete(self, name: str) -> None:
-        """Delete the volume and its files (``Conflict`` while a running sandbox mounts it)."""
-        await self._http.delete(f"/volumes/{name}")
-
-    async def aclose(self) -> None:
-        """Close the connections of a client this object made."""
-        await self._http.aclose()
+        return self._one(await self._http.post(self.route, body))
 
 
 __all__ = ["VolumeInfo", "VolumeMount", "Volumes"]
