@@ -207,7 +207,8 @@ async def test_proxy_request_line_and_keep_alive(proxy_admin, internet):
         # the operator's SOCKS5 proxy: allowed traffic (piped and brokered) goes through it ...
         proxied = {"allow": ["bound.test"], "ports": [8081, 8443],
                    "proxy": {"address": "proxy.test:1080", "username": PROXY_USER, "password": PROXY_PASSWORD}}
-        await sandbox.update_egress(proxied)
+        answer = await sandbox.update_egress(proxied)
+        assert "proxy.test:1080" in json.dumps(answer) and PROXY_PASSWORD not in json.dumps(answer), answer
         seen = Seen(internet)
         assert await _client(sandbox, "https", "bound.test", 8443, [["GET", f"/p?key={ph}", {}, ""]]) == ["logged"]
         assert await _client(sandbox, "http", "bound.test", 8081, [["GET", "/plain", {}, ""]]) == ["logged"]
