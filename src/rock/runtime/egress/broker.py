@@ -267,7 +267,7 @@ def framing(head: bytes) -> int | None:
     lines = head.decode("latin-1").split("\r\n")
     if not lines[0].endswith("HTTP/1.1"):
         return None
-    length = 0
+    lengths = set()
     for line in lines[1:]:
         key, _, value = line.partition(":")
         key, value = key.strip().lower(), value.strip()
@@ -276,8 +276,10 @@ def framing(head: bytes) -> int | None:
         if key == "content-length":
             if not value.isdigit():
                 return None
-            length = int(value)
-    return length
+            lengths.add(int(value))
+    if len(lengths) > 1:  # where the server may read another length than ours: no further head is ours to read
+        return None
+    return lengths.pop() if lengths else 0
 
 
 E2B_REF = "${e2b.secrets."
