@@ -3,15 +3,20 @@
 For a connection whose name (HTTP ``Host``, TLS SNI) is a host one of the sandbox's secrets is
 bound to, the gate hands the connection here instead of piping it:
 
-- plain HTTP: the request head is rewritten (each bound placeholder in a header value becomes
-  the secret's value; E2B's per-host ``transform`` headers are set), ``Connection: close`` is
-  added so that the next request is a new connection decided and rewritten again;
+- plain HTTP: each request head is rewritten (each bound placeholder in a header value or in the
+  request line's path and query becomes the secret's value; E2B's per-host ``transform`` headers
+  are set, their secrets and workload tokens resolved now). A connection carries as many requests
+  as the client sends while their bodies have a ``Content-Length`` (keep-alive); after a chunked
+  body, an upgrade or HTTP/1.0 the rest is piped as it comes and ``Connection: close`` is added.
+  Bodies are never rewritten: they are what the agent writes, and a bound host that echoes them
+  (a model, a paste service) would hand the value to the agent;
 - TLS: the connection is terminated with a certificate for that name signed by this admin's CA
   (``EgressCA``: its certificate is in the sandbox's trust, its key never leaves the admin's state
   dir), the head is rewritten the same way, and a new TLS connection goes upstream, verified
   against the system's trust plus the operator's ``egress_ca_file``.
 
-Connections to every other host are never terminated or rewritten: a placeholder sent there
+The upstream connection is the gate's (``Gate.dial``): through the policy's SOCKS5 proxy where
+it names one. Connections to every other host are never terminated or rewritten: a placeholder sent there
 arrives as the placeholder. Values come from the admin's vault at the moment of the request
 (``lookup(namespace, name, host)``), so a deleted secret is no longer sent.
 """
