@@ -70,6 +70,10 @@ try:
                         "rules": {"other.test": [{"transform": {"headers": {"Authorization": f"Key {ref}"}}}]}})
     out, (hit,), connects = get(sbx, "http://other.test:8081/")
     assert out == "logged" and hit["authorization"] == f"Key {VALUE}" and len(connects) == 1, (hit, connects)
+    # the sandbox's info shows the proxy (never its password) and the rules in force
+    network = sbx.get_info().network
+    assert network["egress_proxy"] == {"address": PROXY["address"], "username": PROXY["username"]}, network
+    assert list(network["rules"]) == ["other.test"] and PROXY["password"] not in json.dumps(network), network
     out, (hit,), connects = get(sbx, "http://bound.test:8081/", ref)
     assert hit["authorization"] is None and hit["x-api-key"] == ref, hit  # no rule for it now: nothing added
     # an update without egress_proxy sends directly (E2B's replace semantics): the proxy sees nothing
