@@ -63,12 +63,14 @@ def test_control_plane_refusals(client):
         r = client.post("/v2/sandboxes", headers=A, json={"templateID": template})
         assert r.status_code == 404, r.text
     assert not os.path.exists("/tmp/pwned")
-    for field, value in (("autoPause", "yes"), ("autoResume", {"enabled": True}), ("network", {"egressProxy": {"address": "x.test:1080"}}),
+    for field, value in (("autoPause", "yes"), ("autoResume", {"enabled": True}), ("network", {"egressProxy": {"address": "x.test:1080", "tls": True}}),
                          ("network", {"rules": {"10.0.0.1": [{"transform": {"headers": {"X": "y"}}}]}}),
                          ("network", {"rules": {"a.test": [{"transform": {"headers": {"X": "a\r\nB: c"}}}]}}),
                          ("mcp", {"x": {}})):
         r = client.post("/v2/sandboxes", headers=A, json={"templateID": "base", field: value})
         assert r.status_code == 400 and field in r.json()["message"], r.text
+    r = client.post("/v2/sandboxes", headers=A, json={"templateID": "base", "network": {"egressProxy": {"address": "127.0.0.1:1080"}}})
+    assert r.status_code == 400 and "proxy" in r.json()["message"] and "127.0.0.1" in r.json()["message"], r.text
     r = client.post("/v2/sandboxes", headers=A, json={"templateID": "base", "volumeMounts": [{"name": "v", "path": "/data"}]})
     assert r.status_code == 404 and "volume 'v' not found" in r.json()["message"], r.text  # tests/e2b/test_e2b_volumes.py
     for body in ({"templateID": "base", "timeout": -1}, {"templateID": "base", "metadata": {"k": 1}}, [1], {}):
@@ -109,8 +111,10 @@ def test_list_by_start_time_and_odd_metadata(client, sandbox):
 def test_what_cannot_be_honoured_fails_closed(client, sandbox):
     sid = sandbox["sandboxID"]
     # (pause, snapshots and fork are served: tests/e2b/test_e2b_snapshots.py)
-    r = client.put(f"/sandboxes/{sid}/network", headers=A, json={"egressProxy": {"address": "socks5://10.0.0.1:1080"}})
-    assert r.status_code == 400 and "not supported" in r.json()["message"], r.text
+    # an egress proxy that is not host:port, or wants TLS to the proxy, is a 400 naming the field
+    for proxy in ({"address": "socks5://10.0.0.1:1080"}, {"address": "10.0.0.1:1080", "tls": True}):
+        r = client.put(f"/sandboxes/{sid}/network", headers=A, json={"egressProxy": proxy})
+        assert r.status_code == 400 and "egressProxy" in r.json()["message"], r.text
 
 
 def test_files_refusals_are_in_e2bs_shape(client, sandbox):

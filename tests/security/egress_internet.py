@@ -120,6 +120,17 @@ class Internet:
             raise
         return self
 
+    def serve(self, script: str, *args: str) -> subprocess.Popen:
+        """Run a server script of a test's in the internet's namespace, once it printed "ready"
+        (the caller terminates it)."""
+        proc = subprocess.Popen(["ip", "netns", "exec", self.ns, sys.executable, "-c", script, *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        if proc.stdout.readline().strip() != "ready":
+            proc.terminate()
+            proc.wait(10)
+            raise AssertionError("a test's server did not start in the small internet")
+        return proc
+
     def udp_echo(self, name: str, payload: bytes) -> bytes | None:
         """Ask the UDP echo from the host (a control: the server answers what reaches it)."""
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:

@@ -69,6 +69,23 @@ def parse_port(value: int | str) -> tuple[int, int]:
     return low, high
 
 
+PROXY_PATTERN = rf"^(?:{HOST_PATTERN}|{_OCTET}(?:\.{_OCTET}){{3}}):{_PORT}$"
+
+
+class EgressProxy(BaseModel):
+    """An operator's SOCKS5 proxy that allowed connections go out through (after the policy
+    decided them; if it cannot be used the connection fails, never going out directly)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str = Field(max_length=260, pattern=PROXY_PATTERN, description=(
+        "host:port of the SOCKS5 proxy (a host name or IPv4 address; never the host's, the admin's "
+        "or a sandbox's)"))
+    username: str | None = Field(default=None, min_length=1, max_length=255, description="RFC 1929 user name")
+    password: str | None = Field(default=None, max_length=255, description=(
+        "RFC 1929 password (kept with the sandbox's record at the admin, never shown in the sandbox)"))
+
+
 class EgressRules(BaseModel):
     """Allow and deny lists (see the module's description)."""
 
@@ -82,6 +99,8 @@ class EgressRules(BaseModel):
         "host names, wildcards, addresses and CIDRs it may not reach (a deny wins over an allow)"))
     ports: list[Port] = Field(default_factory=list, max_length=1024, description=(
         "destination ports or ranges 'low-high' it may use; empty: any"))
+    proxy: EgressProxy | None = Field(default=None, description=(
+        "a SOCKS5 proxy allowed connections go through (fail closed: never direct when it is down)"))
 
     @field_validator("allow", "deny")
     @classmethod

@@ -263,9 +263,10 @@ class Worker:
             await self.egress.attach(sandbox.sandbox_id, sandbox.client, sandbox.spec.egress, sandbox.spec.brokered,
                                      netns=sandbox.handle.extra.get("netns"))
 
-    async def update_egress(self, sandbox_id: str, rules: dict) -> None:
+    async def update_egress(self, sandbox_id: str, rules: dict, headers: list[dict] | None = None) -> None:
         """A running sandbox's new egress policy (one started without a network gets the gate
-        now); kept with its record, so a restart has it too."""
+        now) and, where ``headers`` is given, its relay's new per-host headers; kept with its
+        record, so a restart has them too."""
         self._egress_backend()
         sandbox = self._get(sandbox_id)
         if sandbox.spec.network:
@@ -280,8 +281,14 @@ class Worker:
         # The handle's spec too: a snapshot records it, and a fork or a start from that snapshot
         # must get the policy in force, not the one the sandbox was started with.
         sandbox.handle.spec = sandbox.handle.spec.model_copy(update={"egress": rules})
+        if headers is not None:
+            brokered = [i for i in sandbox.spec.brokered if "headers" not in i] + list(headers)
+            sandbox.spec = sandbox.spec.model_copy(update={"brokered": brokered})
+            sandbox.handle.spec = sandbox.handle.spec.model_copy(update={"brokered": brokered})
         if not self.egress.update(sandbox_id, rules):
-            await self.egress.attach(sandbox_id, sandbox.client, rules, netns=netns)
+            await self.egress.attach(sandbox_id, sandbox.client, rules, sandbox.spec.brokered, netns=netns)
+        elif headers is not None:
+            await self.egress.set_headers(sandbox_id, sandbox.client, headers)
         self.records.save(sandbox)
 
     async def _launch(self, spec: SandboxSpec, snapshot: Snapshot | None = None) -> tuple[RuntimeHandle, AgentClient]:

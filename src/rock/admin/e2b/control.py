@@ -31,7 +31,7 @@ from rock.admin.e2b.common import (CLIENT_ID, ENVD_VERSION, META_KEY, TOKEN_KEY,
                                    control_record, is_e2b, json_object, owner_of, paged, route)
 from rock.admin.openapi import body as body_doc, params
 from rock.admin.e2b.connect import json_response
-from rock.admin.sandboxes.egress import update as egress_update
+from rock.admin.sandboxes.egress import IAM_KEY, update as egress_update
 from rock.admin.sandboxes.start_checks import check_start_request
 from rock.admin.store import SandboxRecord
 from rock.admin.templates import Templates, served
@@ -41,7 +41,6 @@ log = logging.getLogger("rock.admin.e2b")
 # Fields of NewSandbox we cannot honour unless they say "off", and why.
 REFUSED = {
     "mcp": "MCP gateways are not supported",
-    "iam": "IAM roles are not supported",
 }
 
 
@@ -259,6 +258,7 @@ def router(ctx: Ctx, built: Templates) -> APIRouter:
         # An E2B sandbox past its timeout is gone (E2B kills it): its kept files go soon after the idle
         # stop; not at once, which would race a kill's own stop-then-delete.
         transforms = e2b_network.transforms_of(body.get("network"))
+        iam = e2b_network.iam_of(body)  # tokens a transform names, minted by the relay per request
         sizes = {} if build is None else {"cpus": build.cpu_count,  # the template's cpuCount and memoryMB
                                             "memory": f"{build.memory_mb}m" if build.memory_mb else None}
         try:
@@ -273,7 +273,8 @@ def router(ctx: Ctx, built: Templates) -> APIRouter:
                                 "or NUL") from None
         try:
             check_start_request(req, ctx.worker.backend_name, ctx.settings)
-            extra = {TOKEN_KEY: secrets.token_urlsafe(24), META_KEY: {"template": template, "metadata": metadata}}
+            extra = {TOKEN_KEY: secrets.token_urlsafe(24), META_KEY: {"template": template, "metadata": metadata},
+                     IAM_KEY: iam}
             began = time.perf_counter()
             record = await svc.start(req, owner, {}, wait=True, extra_spec=extra)
         except SnapshotNotFound:
@@ -402,9 +403,9 @@ def router(ctx: Ctx, built: Templates) -> APIRouter:
     async def network(request: Request, sandbox_id: str):
         owner = owner_of(ctx, request)
         await control_record(ctx, sandbox_id, owner)  # another team's or an unknown id: E2B's 404
-        rules = e2b_network.update_rules(await _body(request))
+        rules, transforms = e2b_network.update_rules(await _body(request))
         try:
-            await egress_update(svc, sandbox_id, owner, rules)
+            await egress_update(svc, sandbox_id, owner, rules, transforms)
         except RockError as exc:
             raise E2BError(exc.status_code if exc.status_code < 500 else 503, exc.message) from None
         return Response(status_code=204)

@@ -25,6 +25,7 @@ def router(ctx: Ctx) -> APIRouter:
                       "a refused policy leaves the old one)")
     async def update(body: EgressUpdate, request: Request,
                      sandbox_id: str = Path(min_length=1, max_length=128, description="the sandbox's id")):
-        return ok((await egress.update(ctx.sandboxes, sandbox_id, ctx.owner(request), body.egress)).model_dump())
+        rules = await egress.update(ctx.sandboxes, sandbox_id, ctx.owner(request), body.egress)
+        return ok(rules.model_dump(exclude={"proxy": {"password"}}))  # the proxy's password is never echoed
 
     return api

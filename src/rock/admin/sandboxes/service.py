@@ -29,7 +29,7 @@ from typing import AsyncIterator
 
 from rock.actions.sandbox import SandboxStartRequest, parse_memory
 from rock.actions.snapshots import MAX_FORK
-from rock.admin.sandboxes.egress import spec_egress, spec_secrets
+from rock.admin.sandboxes.egress import IAM_KEY, spec_egress, spec_secrets
 from rock.admin.secrets import SecretVault
 from rock.admin.sandboxes import start_checks
 from rock.admin.sandboxes.admission import Admission
@@ -226,7 +226,8 @@ class Sandboxes(WorkerListener):
         if req.network and self.worker.backend_name == "bwrap" and not self.settings.allow_host_network:
             raise host_network_refused()
         # What no node could ever give is refused before anything is recorded; the create uses this spec.
-        draft = SandboxRecord(sandbox_id=sandbox_id, owner=owner, image=req.image, namespace=meta.get("namespace"))
+        draft = SandboxRecord(sandbox_id=sandbox_id, owner=owner, image=req.image, namespace=meta.get("namespace"),
+                              spec=dict(extra_spec or {}))  # a door's extras (E2B's iam tokens) shape the spec too
         if req.snapshot:  # its image and limits are the snapshot's (rock.admin.sandboxes.snapshots)
             req, spec = await self.from_snapshot(req, draft)
             spec.volume_binds = self.volumes.binds(owner, [m.model_dump() for m in req.volumes or ()])
@@ -291,7 +292,8 @@ class Sandboxes(WorkerListener):
         selector = dict(req.node_selector or {})
         if req.accelerator_type:
             selector["accelerator_type"] = req.accelerator_type
-        brokered, secret_env = spec_secrets(self.secrets, record.owner, req)  # placeholders only, never values
+        # placeholders only, never values
+        brokered, secret_env = spec_secrets(self.secrets, record.owner, req, record.spec.get(IAM_KEY))
         return SandboxSpec(
             sandbox_id=record.sandbox_id, image=record.image or self.settings.default_image,
             memory_bytes=parse_memory(req.memory), cpus=req.limit_cpus or req.cpus,

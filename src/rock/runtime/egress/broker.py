@@ -3,15 +3,20 @@
 For a connection whose name (HTTP ``Host``, TLS SNI) is a host one of the sandbox's secrets is
 bound to, the gate hands the connection here instead of piping it:
 
-- plain HTTP: the request head is rewritten (each bound placeholder in a header value becomes
-  the secret's value; E2B's per-host ``transform`` headers are set), ``Connection: close`` is
-  added so that the next request is a new connection decided and rewritten again;
+- plain HTTP: each request head is rewritten (each bound placeholder in a header value or in the
+  request line's path and query becomes the secret's value; E2B's per-host ``transform`` headers
+  are set, their secrets and workload tokens resolved now). A connection carries as many requests
+  as the client sends while their bodies have a ``Content-Length`` (keep-alive); after a chunked
+  body, an upgrade or HTTP/1.0 the rest is piped as it comes and ``Connection: close`` is added.
+  Bodies are never rewritten: they are what the agent writes, and a bound host that echoes them
+  (a model, a paste service) would hand the value to the agent;
 - TLS: the connection is terminated with a certificate for that name signed by this admin's CA
   (``EgressCA``: its certificate is in the sandbox's trust, its key never leaves the admin's state
   dir), the head is rewritten the same way, and a new TLS connection goes upstream, verified
   against the system's trust plus the operator's ``egress_ca_file``.
 
-Connections to every other host are never terminated or rewritten: a placeholder sent there
+The upstream connection is the gate's (``Gate.dial``): through the policy's SOCKS5 proxy where
+it names one. Connections to every other host are never terminated or rewritten: a placeholder sent there
 arrives as the placeholder. Values come from the admin's vault at the moment of the request
 (``lookup(namespace, name, host)``), so a deleted secret is no longer sent.
 """
@@ -26,12 +31,15 @@ import re
 import ssl
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Awaitable, Callable
+from urllib.parse import quote
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from rock.runtime.egress.identity import WorkloadIdentity
 
 log = logging.getLogger("rock.runtime.egress")
 
@@ -39,6 +47,7 @@ MAX_HEAD = 65536
 MAX_LEAVES = 1024
 _NAME = re.compile(r"^[a-z0-9_](?:[a-z0-9_.-]{0,251}[a-z0-9_])?$")  # what a certificate is minted for
 HANDSHAKE_TIMEOUT = 10.0
+DRAIN_IDLE, DRAIN_MAX = 2.0, 30.0  # after the client stopped sending: how long its answers may pause, last
 # Where a sandbox with secrets finds the admin's CA, and the bundle (the image's own trust plus
 # that CA) its TLS clients are pointed at through the variables below.
 CA_DIR = "/etc/rock-egress"
@@ -50,6 +59,9 @@ TRUST_ENV = {"SSL_CERT_FILE": BUNDLE_FILE, "REQUESTS_CA_BUNDLE": BUNDLE_FILE, "C
 SYSTEM_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem")
 
 Lookup = Callable[[str | None, str, str], "str | None"]
+Mint = Callable[[str | None, str, dict], str]  # (namespace, sandbox id, token definition) -> a token
+Dial = Callable[["ssl.SSLContext | None", "str | None"],
+                Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
 
 
 def bound_to(hosts: list[str], name: str) -> bool:
@@ -213,9 +225,16 @@ class _TlsStream:
         self.writer.write(self.outgoing.read())
 
 
-def rewrite_head(head: bytes, items: list[dict], name: str, lookup: Lookup) -> bytes:
-    """The request head with each bound placeholder replaced by its value, E2B's transform
-    headers set, and ``Connection: close``. Placeholders of secrets not bound to ``name`` stay."""
+def _hop_by_hop(key: str) -> bool:
+    return key in ("connection", "proxy-connection", "keep-alive")
+
+
+def rewrite_head(head: bytes, items: list[dict], name: str, lookup: Lookup, mint: Mint | None = None,
+                 subject: str = "", close: bool = True) -> bytes:
+    """The request head with each bound placeholder replaced by its value (in header values and
+    in the request line's path and query, percent-encoded there), E2B's transform headers set
+    (their ``${e2b.secrets.<name>}`` and ``${e2b.identity.tokens.<name>}`` resolved now), and
+    ``Connection: close`` where ``close``. Placeholders of secrets not bound to ``name`` stay."""
     lines = head.decode("latin-1").split("\r\n")
     values: dict[str, str] = {}
     setters: dict[str, str] = {}
@@ -224,33 +243,63 @@ def rewrite_head(head: bytes, items: list[dict], name: str, lookup: Lookup) -> b
             continue
         if "headers" in item:
             for key, template in item["headers"].items():
-                setters[key.lower()] = f"{key}: {_fill(template, item.get('namespace'), name, lookup)}"
+                setters[key.lower()] = f"{key}: {_fill(template, item, name, lookup, mint, subject)}"
             continue
         value = lookup(item.get("namespace"), item["name"], name)
         if value is not None:
             values[item["placeholder"]] = value
-    out = [lines[0]]
+    method, _, target = lines[0].partition(" ")
+    for ph, value in values.items():
+        target = target.replace(ph, quote(value, safe="-._~"))
+    out = [f"{method} {target}"]
     for line in lines[1:]:
         key = line.partition(":")[0].strip().lower()
-        if key in setters or key in ("connection", "proxy-connection", "keep-alive"):
+        if key in setters or (close and _hop_by_hop(key)) or key == "proxy-connection":
             continue
         for ph, value in values.items():
             line = line.replace(ph, value)
         out.append(line)
     out.extend(setters.values())
-    out.append("Connection: close")
+    if close:
+        out.append("Connection: close")
     return ("\r\n".join(out) + "\r\n\r\n").encode("latin-1")
 
 
+def framing(head: bytes) -> int | None:
+    """How many body bytes follow a request head (0 without a body), None where the body is not
+    delimited by a length (chunked, an upgrade, HTTP/1.0): the rest of the connection is then
+    piped as it comes, after this one request."""
+    lines = head.decode("latin-1").split("\r\n")
+    if not lines[0].endswith("HTTP/1.1"):
+        return None
+    lengths = set()
+    for line in lines[1:]:
+        key, _, value = line.partition(":")
+        key, value = key.strip().lower(), value.strip()
+        if key in ("transfer-encoding", "upgrade"):
+            return None
+        if key == "content-length":
+            if not value.isdigit():
+                return None
+            lengths.add(int(value))
+    if len(lengths) > 1:  # where the server may read another length than ours: no further head is ours to read
+        return None
+    return lengths.pop() if lengths else 0
+
+
 E2B_REF = "${e2b.secrets."
+IAM_REF = "${e2b.identity.tokens."
 
 
-def _fill(template: str, namespace: str | None, host: str, lookup: Lookup) -> str:
-    """E2B's ``${e2b.secrets.<name>}`` references in a transform header, resolved for ``host``
-    (a reference to a missing or unbound secret is left as written)."""
+def _fill(template: str, item: dict, host: str, lookup: Lookup, mint: Mint | None, subject: str) -> str:
+    """E2B's references in a transform header, resolved for ``host``: ``${e2b.secrets.<name>}``
+    (the caller's secret) and ``${e2b.identity.tokens.<name>}`` (a token of the sandbox's ``iam``
+    minted now). A reference to a missing or unbound secret, or an unregistered token, stays as
+    written."""
+    namespace, tokens = item.get("namespace"), item.get("tokens") or {}
     out, i = [], 0
     while True:
-        j = template.find(E2B_REF, i)
+        j = template.find("${e2b.", i)
         if j < 0:
             out.append(template[i:])
             return "".join(out)
@@ -258,9 +307,13 @@ def _fill(template: str, namespace: str | None, host: str, lookup: Lookup) -> st
         if k < 0:
             out.append(template[i:])
             return "".join(out)
-        value = lookup(namespace, template[j + len(E2B_REF):k].lower(), host)
+        ref, value = template[j:k + 1], None
+        if ref.startswith(E2B_REF):
+            value = lookup(namespace, ref[len(E2B_REF):-1].lower(), host)
+        elif ref.startswith(IAM_REF) and mint is not None and ref[len(IAM_REF):-1] in tokens:
+            value = mint(namespace, subject, tokens[ref[len(IAM_REF):-1]])
         out.append(template[i:j])
-        out.append(value if value is not None else template[j:k + 1])
+        out.append(value if value is not None else ref)
         i = k + 1
 
 
@@ -271,6 +324,7 @@ class Broker:
         self.ca = EgressCA(ca_dir)
         self.extra_ca_file = extra_ca_file
         self.lookup: Lookup | None = None  # the admin's vault (``SecretVault.value_for``)
+        self.identity = WorkloadIdentity(ca_dir)  # E2B's ``iam`` tokens, issued by this admin
         self._upstream: ssl.SSLContext | None = None
 
     def upstream_context(self) -> ssl.SSLContext:
@@ -282,13 +336,19 @@ class Broker:
             self._upstream = ctx
         return self._upstream
 
+    def mint(self, namespace: str | None, sandbox_id: str, definition: dict) -> str:
+        return self.identity.mint(namespace, sandbox_id, definition)
+
     @staticmethod
     def wants(items: list[dict], name: str | None) -> bool:
         """Whether a connection naming ``name`` carries a secret of this sandbox's."""
         return bool(name and _NAME.match(name)) and any(bound(i, name) for i in items)  # type: ignore[arg-type]
 
     async def relay(self, items: list[dict], name: str, first: bytes, reader: asyncio.StreamReader,
-                    writer: asyncio.StreamWriter, target: str, port: int, tls: bool) -> None:
+                    writer: asyncio.StreamWriter, target: str, port: int, tls: bool, dial: Dial | None = None,
+                    subject: str = "") -> None:
+        """Serve one client connection to a bound host: each request's head rewritten, as many
+        requests as the client sends on it (keep-alive) while their bodies have a length."""
         lookup = self.lookup or (lambda *_: None)
         if tls:
             client = _TlsStream(reader, writer, self.ca.context_for(name), first)
@@ -303,41 +363,94 @@ class Broker:
                 writer.write(data)
                 await writer.drain()
             data = first
-        while b"\r\n\r\n" not in data:
-            if len(data) > MAX_HEAD:
-                return
-            chunk = await read(65536)
-            if not chunk:
-                return
-            data += chunk
-        head, _, rest = data.partition(b"\r\n\r\n")
-        up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(
-            target, port, ssl=self.upstream_context() if tls else None, server_hostname=name if tls else None), 10)
+        if dial is None:
+            async def dial(ctx, host):
+                return await asyncio.wait_for(asyncio.open_connection(target, port, ssl=ctx, server_hostname=host), 10)
+        async def head_of(data: bytes) -> tuple[bytes, bytes] | None:
+            while b"\r\n\r\n" not in data:
+                if len(data) > MAX_HEAD:
+                    return None
+                chunk = await read(65536)
+                if not chunk:
+                    return None
+                data += chunk
+            head, _, rest = data.partition(b"\r\n\r\n")
+            return head, rest
+
+        got = await head_of(data)
+        if got is None:
+            return
+        up_reader, upstream = await dial(self.upstream_context() if tls else None, name if tls else None)
+
+        async def upward(head: bytes, data: bytes) -> None:
+            while True:
+                length = framing(head)
+                upstream.write(rewrite_head(head, items, name, lookup, self.mint, subject,
+                                            close=length is None and b"\nupgrade:" not in head.lower()))
+                if length is None:  # the rest as it comes: no further head is looked at
+                    upstream.write(data)
+                    await upstream.drain()
+                    await _forward(read, upstream)
+                    return
+                while length > len(data):
+                    upstream.write(data)
+                    length -= len(data)
+                    await upstream.drain()
+                    data = await read(65536)
+                    if not data:
+                        return
+                upstream.write(data[:length])
+                await upstream.drain()
+                got = await head_of(data[length:])
+                if got is None:
+                    return
+                head, data = got
+
+        moved = [0]  # bytes sent down so far
+
+        async def downward() -> None:
+            while True:
+                chunk = await up_reader.read(65536)
+                if not chunk:
+                    break
+                moved[0] += len(chunk)
+                await write(chunk)
+
+        down, up = asyncio.ensure_future(downward()), asyncio.ensure_future(upward(*got))
         try:
-            up_writer.write(rewrite_head(head, items, name, lookup) + rest)
-            await up_writer.drain()
-
-            async def upward() -> None:
-                while True:
-                    chunk = await read(65536)
-                    if not chunk:
+            await asyncio.wait((down, up), return_when=asyncio.FIRST_COMPLETED)
+            if up.done() and not down.done():  # the client is done sending: the last answers still come
+                if upstream.can_write_eof():
+                    upstream.write_eof()  # the server closes after them
+                # TLS has no half-close: a server keeping the connection alive is left once its
+                # answers stop coming (DRAIN_IDLE s without a byte), or after DRAIN_MAX s
+                deadline = asyncio.get_running_loop().time() + DRAIN_MAX
+                while not down.done() and asyncio.get_running_loop().time() < deadline:
+                    before = moved[0]
+                    await asyncio.wait((down,), timeout=DRAIN_IDLE)
+                    if moved[0] == before:
                         break
-                    up_writer.write(chunk)
-                    await up_writer.drain()
-
-            async def downward() -> None:
-                while True:
-                    chunk = await up_reader.read(65536)
-                    if not chunk:
-                        break
-                    await write(chunk)
-
-            down = asyncio.ensure_future(downward())
-            up = asyncio.ensure_future(upward())
-            await down  # the server closes after its answer (Connection: close)
-            up.cancel()
+            for task in (up, down):
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    exc = task.exception()
+                    if not isinstance(exc, OSError):
+                        raise exc  # type: ignore[misc]
+        finally:
+            for task in (up, down):
+                task.cancel()
             if client is not None:
                 client.close()
-                await writer.drain()
-        finally:
-            up_writer.close()
+                try:
+                    await writer.drain()
+                except OSError:
+                    pass
+            upstream.close()
+
+
+async def _forward(read: Callable[[int], Awaitable[bytes]], up: asyncio.StreamWriter) -> None:
+    while True:
+        chunk = await read(65536)
+        if not chunk:
+            return
+        up.write(chunk)
+        await up.drain()

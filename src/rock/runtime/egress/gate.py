@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import socket
 import struct
+import ssl
 import time
 
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
@@ -26,6 +27,7 @@ from rock.runtime.egress.peek import (
     tls_length,
 )
 from rock.runtime.egress.rules import Compiled, host_networks_fresh, refresh_host_networks
+from rock.runtime.egress.socks import ProxyError, open_via
 
 log = logging.getLogger("rock.runtime.egress")
 
@@ -232,7 +234,9 @@ class Gate:
                 entry.relays.add(brokered)
                 try:
                     await self.broker.relay(entry.brokered, name or "", first, reader, writer, target, port,
-                                            tls=tls_length(first) is not None)
+                                            tls=tls_length(first) is not None,
+                                            dial=lambda tls, host: self.dial(entry, target, port, tls, host),
+                                            subject=entry.sandbox_id)
                 except (OSError, asyncio.TimeoutError) as exc:  # never the request itself: it may hold a value
                     log.info("egress: sandbox %s: relay to %s:%d failed: %s", entry.sandbox_id, name, port,
                              type(exc).__name__)
@@ -240,8 +244,10 @@ class Gate:
                     entry.relays.discard(brokered)
                 return
             try:
-                up_reader, upstream = await asyncio.wait_for(asyncio.open_connection(target, port), 10)
-            except (OSError, asyncio.TimeoutError):
+                up_reader, upstream = await self.dial(entry, target, port)
+            except (OSError, asyncio.TimeoutError) as exc:
+                if isinstance(exc, ProxyError):
+                    log.info("egress: sandbox %s: %s:%d not sent: %s", entry.sandbox_id, target, port, exc)
                 return
             if first:
                 upstream.write(first)
@@ -284,6 +290,16 @@ class Gate:
             if not data[:16].split(b" ")[0].isalpha():
                 break  # neither TLS nor an HTTP request line: no name
         return data, None
+
+    async def dial(self, entry: Entry, target: str, port: int, tls: ssl.SSLContext | None = None,
+                   server_hostname: str | None = None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """The upstream connection of a decided one: through the policy's SOCKS5 proxy where it
+        names one (a ProxyError when that fails: never direct), else straight to ``target``."""
+        proxy = entry.policy.rules.proxy
+        if proxy is not None:
+            return await open_via(proxy.model_dump(), target, port, self.static_hosts, tls, server_hostname)
+        return await asyncio.wait_for(asyncio.open_connection(target, port, ssl=tls, server_hostname=server_hostname),
+                                      10)
 
     async def decide(self, entry: Entry, name: str | None, dst: str, port: int) -> str | None:
         """The address to dial for a connection to ``dst``:``port`` that says ``name``, or None."""

@@ -63,16 +63,35 @@ class Egress:
         entry = Entry(sandbox_id, policy)
         entry.brokered = list(brokered or [])
         self.gate.entries[inside] = entry
-        if entry.brokered and self.gate.broker is not None:
-            ca = await asyncio.to_thread(self.gate.broker.ca.certificate_pem)
-            done = await client.exec(broker.trust_script(ca), timeout=20)
-            if getattr(done, "exit_code", 0):
-                raise SandboxStartError(f"egress: the relay's CA could not be put in the sandbox's trust: "
-                                        f"{getattr(done, 'stderr', '')}"[:300])
+        if entry.brokered:
+            await self._trust(client)
         # Every port-53 packet comes to our resolver whatever address it is sent to; this one is
         # merely routable (an image's 127.0.0.53 would stay on the sandbox's loopback).
         await client.exec(["sh", "-c", 'rm -f /etc/resolv.conf; echo "nameserver $1" > /etc/resolv.conf', "sh", host],
                           timeout=10)
+
+    async def _trust(self, client) -> None:
+        """The relay's CA in the sandbox's trust (its bundle), where the worker brokers at all."""
+        if self.gate.broker is None:
+            return
+        ca = await asyncio.to_thread(self.gate.broker.ca.certificate_pem)
+        done = await client.exec(broker.trust_script(ca), timeout=20)
+        if getattr(done, "exit_code", 0):
+            raise SandboxStartError(f"egress: the relay's CA could not be put in the sandbox's trust: "
+                                    f"{getattr(done, 'stderr', '')}"[:300])
+
+    async def set_headers(self, sandbox_id: str, client, items: list[dict]) -> None:
+        """Replace a gated sandbox's per-host headers (E2B's transforms; its secrets stay): the next
+        request follows them, on open connections to a bound host too."""
+        found = self._links.get(sandbox_id)
+        entry = self.gate.entries.get(found[1]) if found is not None else None
+        if entry is None:
+            return
+        had = bool(entry.brokered)
+        # in place: a relay serving a connection reads this very list for each request
+        entry.brokered[:] = [i for i in entry.brokered if "headers" not in i] + list(items)
+        if entry.brokered and not had:
+            await self._trust(client)
 
     def update(self, sandbox_id: str, rules: dict) -> bool:
         """Replace a gated sandbox's policy: new connections and questions follow it at once, and
