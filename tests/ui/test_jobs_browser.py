@@ -293,8 +293,13 @@ def _jobs_and_rollouts(admin, browser, shots, tmp_path, sandbox_id):
     assert len(seqs) > 1 and all("token_ids" not in q for q in seqs)
     tokens = page.locator("#tokens")
     tokens.scroll_into_view_if_needed()
-    tokens.evaluate("el => el.scrollTop = el.scrollHeight")
-    page.locator(f'#tokens .seq-head:has-text("sequence {len(seqs) - 1} ")').wait_for()
+    # scrolled to the end again on each poll: the list is drawn (and so has its full height) only
+    # once the page sees the section in view, which a loaded machine may not have done yet
+    page.wait_for_function("""last => {
+        const el = document.querySelector('#tokens');
+        el.scrollTop = el.scrollHeight;
+        return [...el.querySelectorAll('.seq-head')].some(h => h.textContent.startsWith('sequence ' + last + ' '));
+    }""", arg=len(seqs) - 1)
     page.locator(f'#tokens .tok[data-pos="{seqs[-1]["length"] - 1}"]').last.wait_for()
     page.wait_for_function("() => !document.querySelector('#tokens .tok-row.loading')")
     assert page.locator("#tokens .vrow").count() < 60
