@@ -167,6 +167,9 @@ class ClusterWorker:
 
     async def update_egress(self, sandbox_id: str, rules: dict) -> None:
         """A running sandbox's new egress policy, applied by the gate of the node it runs on."""
+        backend = self._node_of(sandbox_id, None).info.backend
+        if backend not in EGRESS_BACKENDS:
+            raise BadRequest(f"egress policies need the docker or bwrap backend; sandbox {sandbox_id}'s node runs {backend}")
         await self._on_node("update_egress", sandbox_id, None, rules, timeout=RAY_CALL_TIMEOUT_S)
 
     async def _node_back(self, name: str, sandbox_ids: list[str]) -> None:
