@@ -33,7 +33,7 @@ def test_a_full_cluster_refuses_a_start_at_once_naming_the_limit():
                 message = r.json()["message"]
                 assert "no node has room now for 1 cpus" in message and "its cpus" in message, message
                 assert "free now: sim-000: 0 cpus" in message and "sim-001: 0 cpus" in message, message
-            # nothing more runs; a start refused after the short wait for reports is recorded failed, saying why
+            # nothing more runs; a start refused after it was recorded (start_async) is recorded failed, saying why
             items = c.get(url + "/sandboxes", params={"page_size": 100}).json()["result"]["items"]
             assert sum(i["lifecycle_state"] == "running" for i in items) == 4, items
             assert all("no node has room now" in (i.get("failure_reason") or "") for i in items

@@ -97,14 +97,18 @@ def test_a_node_sandbox_runs_under_its_policy_with_brokered_secrets(node_admin, 
                                          "command": "env; cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n'"})
             assert ph in r.json()["result"]["stdout"] and value not in r.json()["result"]["stdout"]
 
-            # a deleted secret reaches the node too: the bound host then gets the placeholder
-            assert c.delete("/secrets/nodekey").status_code == 200
-
-            def forgotten() -> bool:
+            def sent(expected: str) -> bool:
                 since = len(internet.log.read_text().splitlines())
                 assert _fetch(c, sid, "http://bound.test:8081/", ph) == "logged"
-                return _logged(internet, since) == [("bound.test", f"Bearer {ph}")]
+                return _logged(internet, since) == [("bound.test", f"Bearer {expected}")]
 
-            wait_for("the node forgets a deleted secret", forgotten, timeout=30, every=0.5)
+            # a new value (the vault's update, as E2B's update route makes it, from a thread of its
+            # own) reaches the node that holds the old one
+            newer = "sk-node-" + pysecrets.token_hex(16)
+            admin.ctx.sandboxes.secrets.update(None, "nodekey", newer)
+            wait_for("the node gets the secret's new value", lambda: sent(newer), timeout=30, every=0.5)
+            # a deleted secret reaches the node too: the bound host then gets the placeholder
+            assert c.delete("/secrets/nodekey").status_code == 200
+            wait_for("the node forgets a deleted secret", lambda: sent(ph), timeout=30, every=0.5)
         finally:
             c.post("/delete", json={"sandbox_id": sid})
