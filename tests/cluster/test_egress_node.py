@@ -102,6 +102,19 @@ def test_a_node_sandbox_runs_under_its_policy_with_brokered_secrets(node_admin, 
                 assert _fetch(c, sid, "http://bound.test:8081/", ph) == "logged"
                 return _logged(internet, since) == [("bound.test", f"Bearer {expected}")]
 
+            # the node's worker starts again (its sandboxes run on; the values in its memory are
+            # gone): it reports the secrets its re-attached sandbox lacks and the admin gives them again
+            import ray as ray_api
+
+            from rock.cluster.node import ACTOR_PREFIX, NAMESPACE
+            ray_api.kill(ray_api.get_actor(ACTOR_PREFIX + "n1", namespace=NAMESPACE))
+            assert ray.start_worker("n1")["sandbox_ids"] == [sid]
+            wait_for("the sandbox runs again", lambda: c.get("/get_status", params={"sandbox_id": sid})
+                     .json()["result"]["lifecycle_state"] == "running", timeout=30, every=0.5)
+            wait_for("the restarted node is given the value again", lambda: sent(value), timeout=30, every=0.5)
+            history = c.get("/get_status", params={"sandbox_id": sid}).json()["result"]["state_history"]
+            assert "reattached" in [h["event"] for h in history], history  # the worker did start again
+
             # a new value (the vault's update, as E2B's update route makes it, from a thread of its
             # own) reaches the node that holds the old one
             newer = "sk-node-" + pysecrets.token_hex(16)
