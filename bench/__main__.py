@@ -20,7 +20,7 @@ from rock.runtime import get_runtime_class
 
 # Bursts last: 100 sandboxes are torn down for seconds after each, which would show in any
 # latency measured next.
-PARTS = ["admission", "runtime", "snapshots", "snapshots_api", "sdk", "hotpath", "parity", "chat", "e2b", "e2b_snapshots", "e2b_templates", "bodies", "envs", "gym", "training", "agentic", "ui",
+PARTS = ["admission", "runtime", "start_cpu", "snapshots", "snapshots_api", "sdk", "hotpath", "parity", "chat", "e2b", "e2b_snapshots", "e2b_templates", "bodies", "envs", "gym", "training", "agentic", "ui",
          "egress", "egress_secrets", "scale_sim", "burst"]
 # Only in a full run or when asked: long runs (10,000 lifecycles, thousands of idle sandboxes,
 # 1,000 sandboxes on three local Ray nodes, Schemathesis over every route, mini-swe-agent rollouts, Harbor jobs).

@@ -1,7 +1,7 @@
 """A cluster with no room now refuses a start (503 naming the resource no node has left and what
-each node has free), as one node does: at once, or after the few heartbeats it takes the nodes'
-reports to hold what they were just given (ROOM_WAIT_S), never by holding the request in a queue
-until room appears or its startup timeout ends. The cluster's admin, store and placement are the production
+each node has free), as one node does: at once, never by holding the request in a queue until
+room appears or its startup timeout ends, and without counting a sandbox twice while the nodes'
+reports and the admin's own placements both hold it. The cluster's admin, store and placement are the production
 code; its two nodes are the scale benchmark's SIMULATED ones (rock.cluster.simulated: they answer
 for what they hold and start nothing), so the refusal is tested without Ray."""
 
@@ -33,7 +33,7 @@ def test_a_full_cluster_refuses_a_start_at_once_naming_the_limit():
                 message = r.json()["message"]
                 assert "no node has room now for 1 cpus" in message and "its cpus" in message, message
                 assert "free now: sim-000: 0 cpus" in message and "sim-001: 0 cpus" in message, message
-            # nothing more runs; a start refused after the short wait for reports is recorded failed, saying why
+            # nothing more runs; a start refused after it was recorded (start_async) is recorded failed, saying why
             items = c.get(url + "/sandboxes", params={"page_size": 100}).json()["result"]["items"]
             assert sum(i["lifecycle_state"] == "running" for i in items) == 4, items
             assert all("no node has room now" in (i.get("failure_reason") or "") for i in items
@@ -49,5 +49,40 @@ def test_a_full_cluster_refuses_a_start_at_once_naming_the_limit():
             assert all("no node has room now" in r.json()["message"] for r in replies if r.status_code == 503)
             metrics = c.get(admin.url + "/metrics").text
             assert 'rock_admission_refused_total{limit="node_cpus",status="503"}' in metrics, metrics[-1500:]
+    finally:
+        admin.stop()
+
+
+@pytest.mark.bwrap
+def test_a_start_right_after_a_stop_or_a_start_is_counted_exactly():
+    """Every start and stop is followed at once by the next: the admin's count of each node is the
+    nodes' own (no sandbox counted twice, none forgotten), so the last slot is given, and only it."""
+    admin = Admin("bwrap", simulated_cluster={"nodes": 1, "cpus": 2, "memory_gib": 4}).start()
+    url = admin.url + PREFIX
+    node = admin.ctx.worker.sim_nodes["sim-000"]
+
+    def reserved(c: httpx.Client) -> float:
+        rows = c.get(url + "/cluster/status").json()["result"]["nodes"]
+        assert node.reserved.cpus <= 2, node.reserved  # the node itself was never promised past its cpus
+        return rows[0]["reserved"]["cpus"]
+
+    try:
+        with httpx.Client(timeout=60) as c:
+            ids = []
+            for held in (1, 2):  # a start right after another: placed, and counted once
+                r = c.post(url + "/start", json=ONE)
+                assert r.status_code == 200, r.text
+                ids.append(r.json()["result"]["sandbox_id"])
+                assert reserved(c) == held
+            for _ in range(3):  # the slot a stop frees is given to the next start at once, and only to it
+                assert c.post(url + "/delete", json={"sandbox_id": ids.pop(0)}).status_code == 200
+                assert reserved(c) == 1
+                r = c.post(url + "/start", json=ONE)
+                assert r.status_code == 200, r.text  # not refused on a count that still holds the stopped one
+                ids.append(r.json()["result"]["sandbox_id"])
+                assert reserved(c) == 2
+                r = c.post(url + "/start", json=ONE)  # the control: the node is full, and said so
+                assert r.status_code == 503 and "no node has room now" in r.json()["message"], r.text
+            assert sorted(node.held) == sorted(ids)
     finally:
         admin.stop()

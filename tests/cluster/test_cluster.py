@@ -243,8 +243,7 @@ def test_a_full_cluster_refuses_at_once_naming_the_limit(cluster):
         # Fill zone b (n2 + n3: 2 cpus each) with 4 one-cpu sandboxes.
         for _ in range(4):
             made.append(start(admin, cpus=1, node_selector={"zone": "b"})["sandbox_id"])
-        # Refused (at once, or after the few heartbeats the nodes' reports take to settle), not held
-        # until its startup timeout (600 s, past the client's own wait).
+        # Refused at once, not held until its startup timeout (600 s, past the client's own wait).
         reply = call(admin, "POST", "/start", {"cpus": 1, "memory": "256m", "node_selector": {"zone": "b"},
                                                "startup_timeout": 600})
         assert reply.status_code == 503, reply.text

@@ -64,3 +64,21 @@ def test_refusals_say_what_the_largest_node_has():
     with pytest.raises(BadRequest, match="no node with a rock worker"):
         Placement().refuse(need(), [])
     Placement().refuse(need(cpus=16, mem_gib=64), nodes)  # exactly the largest: accepted
+
+
+def test_a_report_drops_exactly_the_placements_it_holds_and_an_older_one_changes_nothing():
+    view = node("a", 4, 8)
+    one = Resources(cpus=1.0, memory_bytes=GIB)
+    view.claim("s1", one)
+    view.claim("s2", one)
+    assert view.free(1.0).cpus == 2.0  # both placements of this admin's counted, no report holds them yet
+    # the node's report holds s1 (its claim) but not s2: s1 is counted once, by the report
+    view.apply(NodeLoad(reserved=one, sandboxes=0, version=3, loadavg=0.0, ids=["s1"]))
+    assert sorted(view.mine) == ["s2"] and view.free(1.0).cpus == 2.0
+    # an older report (read over another path, late) changes nothing: s1 is not forgotten
+    view.apply(NodeLoad(reserved=Resources(), sandboxes=0, version=2, loadavg=0.0, ids=[]))
+    assert view.free(1.0).cpus == 2.0
+    # a stop's report without s1, then s2's failure: nothing of either is counted
+    view.apply(NodeLoad(reserved=Resources(), sandboxes=0, version=5, loadavg=0.0, ids=[]))
+    view.unclaim("s2")
+    assert view.free(1.0).cpus == 4.0 and view.pending == Resources()

@@ -89,6 +89,9 @@ class Root(Ctx):
         broker = getattr(getattr(getattr(worker, "egress", None), "gate", None), "broker", None)
         if broker is not None:  # the egress relay asks the vault for a value per request to a bound host
             broker.lookup = self.sandboxes.secrets.value_for
+        if worker.clustered:  # a cluster's nodes' relays get the values of their sandboxes' secrets, in memory
+            worker.vault = self.sandboxes.secrets
+            self.sandboxes.secrets.on_change = worker.secret_changed
         self.envs = EnvService(self.sandboxes, Catalog(settings.state_dir, settings.host_python), settings.envs)
         if admin:  # a proxy creates nothing: no gym session, training instance, Chat endpoint, job or template
             builder = ImageBuilder(settings.state_dir, settings.host_python, settings)

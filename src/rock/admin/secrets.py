@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 from rock.actions.secrets import NAME_PATTERN, SecretCreate, SecretInfo, placeholder
 from rock.errors import BadRequest, Conflict, SecretNotFound
@@ -30,6 +31,13 @@ class SecretVault:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._data: dict[str, dict[str, dict]] | None = None
+        # Told (namespace, name) after a value changes or a secret is deleted: a cluster's admin
+        # passes it on to the nodes that hold the value for their sandboxes' relays.
+        self.on_change: Callable[[str | None, str], None] | None = None
+
+    def _changed(self, owner: str | None, name: str) -> None:
+        if self.on_change is not None:
+            self.on_change(owner, name)
 
     # -- storage ------------------------------------------------------------------------------
 
@@ -102,7 +110,9 @@ class SecretVault:
             if metadata is not None:
                 item["metadata"] = metadata
             self._save()
-            return {k: v for k, v in item.items() if k != "value"}
+            out = {k: v for k, v in item.items() if k != "value"}
+        self._changed(owner, out["name"])
+        return out
 
     def set_metadata(self, owner: str | None, key: str, metadata: dict) -> None:
         with self._lock:
@@ -114,6 +124,7 @@ class SecretVault:
             item = self._find(owner, key)
             del self._load()[self._ns(owner)][item["name"]]
             self._save()
+        self._changed(owner, item["name"])
 
     def value_for(self, owner: str | None, name: str, host: str) -> str | None:
         """The value of ``owner``'s secret ``name`` if it may be sent to ``host`` (the relay's
@@ -123,6 +134,14 @@ class SecretVault:
         if item is None or (item["hosts"] and not bound_to(item["hosts"], host)):
             return None
         return item["value"]
+
+    def for_node(self, owner: str | None, name: str) -> dict:
+        """What a cluster node's relay is given for ``owner``'s secret ``name``: its value (None
+        when deleted) and hosts, for the node's memory only."""
+        with self._lock:
+            item = self._load().get(self._ns(owner), {}).get(name)
+        return {"namespace": self._ns(owner), "name": name, "value": None if item is None else item["value"],
+                "hosts": [] if item is None else list(item["hosts"])}
 
     def brokered(self, owner: str | None, wanted: dict[str, str]) -> tuple[list[dict], dict[str, str]]:
         """For a start's ``secrets`` (variable -> secret name): what the worker's relay is told

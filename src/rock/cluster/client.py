@@ -6,12 +6,12 @@ connect, stats, list), backed by the nodes' worker actors.
   within the same millisecond as one Ray call (``create_many``). A node that is full after all
   (another admin got there first) says so and the sandbox is placed again.
 - Admission: a request no node could ever hold is refused before anything is recorded (400); one
-  that no live node has room for now is refused (503 ``CapacityExceeded``, naming the resource no
-  node has left and what each has free): at once when the nodes' last reports are all there is
-  to know, else (creates in flight, a create's room not yet in its node's report, where a node's
-  report and this admin's own count may hold the same sandbox twice) after waiting at most
-  ``ROOM_WAIT_S`` in a first-come-first-served queue for the reports to settle. A caller that
-  wants to wait longer retries; no request is held until its startup timeout.
+  that no live node has room for now is refused at once (503 ``CapacityExceeded``, naming the
+  resource no node has left and what each has free). The count is exact, not a heartbeat old:
+  each node's report names the sandboxes it counts and carries the node's version, every batch of
+  creates or stops answers with the node's report after it, and this admin counts its own
+  placements only until a report holds them (``NodeView.mine``). A caller that wants to wait
+  retries; no request is held until its startup timeout.
 - Data path: ``connect`` opens (once per sandbox) a TCP connection to the node's relay; every
   command, file and stream then goes there directly, never through Ray.
 - Nodes (``tracking.py``, a ``NodeTracker`` this worker holds as ``nodes``): a heartbeat twice a second over a connection to each node's relay;
@@ -29,7 +29,7 @@ import collections
 import logging
 import time
 
-from rock.worker.resources import Need
+from rock.worker.resources import Need, NodeLoad
 from rock.cluster.node import NodeFull
 from rock.cluster.placement import NodeView, Placement, matches
 from rock.cluster.relay import open_agent
@@ -39,18 +39,18 @@ from rock.config import Settings
 from rock.errors import (ERRORS, AgentGone, BadRequest, CapacityExceeded, RockError, SandboxNotFound, SandboxNotRunning,
                          SnapshotNotFound)
 from rock.runtime.base import ResourceStats, SandboxSpec
+from rock.runtime.egress.broker import secret_names
 from rock.runtime.snapshots import Snapshot
 from rock.worker.agent_client import AgentClient
 from rock.worker.protocol import WorkerListener
 from rock.worker.snapshots import fork_children
-from rock.worker.worker import SandboxInfo, notify_listeners
+from rock.worker.worker import EGRESS_BACKENDS, SandboxInfo, notify_listeners
 
 log = logging.getLogger("rock.cluster")
 
 BATCH_WINDOW_S = 0.001
 CREATE_TIMEOUT_S = 300.0  # a restart on a node: the runtime resumes and the agent answers
 COMMIT_TIMEOUT_S = 1800.0  # a commit: the engine writes the layer
-ROOM_WAIT_S = 2.0  # the most a start waits for room (a few heartbeats: the nodes' reports settle)
 
 
 def _raise(err: dict) -> RockError:
@@ -58,13 +58,6 @@ def _raise(err: dict) -> RockError:
         return NodeFull(err.get("message", ""))
     cls = ERRORS.get(err.get("type", ""), RockError)
     return cls(err.get("message", ""))
-
-
-class _Waiter:
-    __slots__ = ("need", "future")
-
-    def __init__(self, need: Need, future: asyncio.Future):
-        self.need, self.future = need, future
 
 
 class _NodePools:
@@ -95,7 +88,7 @@ class ClusterWorker:
         self.placement = Placement(settings.placement, settings.overcommit)
         self.nodes = NodeTracker(source or RayNodes(settings.cluster),
                                  NodeEvents(inventory=self._inventory, back=self._node_back, lost=self._node_lost,
-                                            room=self._room))
+                                            room=lambda: None))
         self.where: dict[str, str] = {}  # sandbox id -> node name, as far as this admin knows
         self.snapshot_where: dict[str, str] = {}  # snapshot name -> the node that holds it
         self.listeners: list[WorkerListener] = []  # the admin's records, the chat hub
@@ -103,14 +96,17 @@ class ClusterWorker:
         self._connecting: dict[str, asyncio.Task] = {}
         self._batches: dict[tuple[str, str], list] = {}
         self._inflight: dict[str, set[asyncio.Future]] = collections.defaultdict(set)
-        self._waiting: collections.deque[_Waiter] = collections.deque()
-        self._unreported: set[str] = set()  # nodes given a sandbox since their last report (``room`` clears it)
         self.pool = _NodePools(self)
+        # The admin's SecretVault (the admin sets it): a value goes to a node only for a sandbox
+        # there that uses it, inside the Ray call that starts it (docs/security.md, clusters).
+        self.vault = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Find the cluster's nodes and start following them (heartbeats, losses)."""
+        self._loop = asyncio.get_running_loop()
         await self.nodes.start()
         log.info("cluster: %d node(s): %s", len(self.nodes.all()), ", ".join(
             f"{n.name} ({n.info.capacity.describe()})" for n in self.nodes.all()) or "none yet")
@@ -126,6 +122,55 @@ class ClusterWorker:
     def _inventory(self, name: str, sandbox_ids: list[str]) -> None:
         for sid in sandbox_ids:
             self.where[sid] = name
+        node = self.nodes.get(name)
+        wanted = node.info.secrets_wanted if node is not None else []
+        if wanted and self.vault is not None:  # its worker started again: its relays' values are given again
+            asyncio.ensure_future(self._give(name, [self.vault.for_node(ns, n) for ns, n in wanted]))
+
+    # -- secrets for the nodes' relays ----------------------------------------------------------------
+
+    def _secrets(self, specs: list[dict]) -> list[dict]:
+        """The values the relays of sandboxes started with ``specs`` send (none without a vault)."""
+        if self.vault is None:
+            return []
+        names: set[tuple[str, str]] = set()
+        for spec in specs:
+            names |= secret_names(spec.get("brokered"))
+        return [self.vault.for_node(ns, name) for ns, name in sorted(names)]
+
+    async def _give(self, name: str, items: list[dict]) -> None:
+        try:
+            await asyncio.wait_for(self.nodes.actor(name).put_secrets.remote(items), RAY_CALL_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - the node's next report asks again
+            log.warning("node %s: its relay's secrets could not be given: %s", name, type(exc).__name__)
+
+    def secret_changed(self, owner: str | None, name: str) -> None:
+        """A secret's value changed or it was deleted (the vault tells): the nodes that hold it get
+        the new value, or forget it, from their next request on."""
+        if self.vault is None or self._loop is None:
+            return
+        self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._push_change(owner, name)))
+
+    async def _push_change(self, owner: str | None, name: str) -> None:
+        item = self.vault.for_node(owner, name)
+        key = (item["namespace"], name)
+
+        async def one(node: NodeView) -> None:
+            try:
+                held = await asyncio.wait_for(self.nodes.actor(node.name).held_secrets.remote(), RAY_CALL_TIMEOUT_S)
+            except Exception:  # noqa: BLE001 - a node that does not answer gets it when it reports wanting it
+                return
+            if key in {tuple(k) for k in held}:
+                await self._give(node.name, [item])
+
+        await asyncio.gather(*(one(n) for n in self.nodes.live()))
+
+    async def update_egress(self, sandbox_id: str, rules: dict) -> None:
+        """A running sandbox's new egress policy, applied by the gate of the node it runs on."""
+        backend = self._node_of(sandbox_id, None).info.backend
+        if backend not in EGRESS_BACKENDS:
+            raise BadRequest(f"egress policies need the docker or bwrap backend; sandbox {sandbox_id}'s node runs {backend}")
+        await self._on_node("update_egress", sandbox_id, None, rules, timeout=RAY_CALL_TIMEOUT_S)
 
     async def _node_back(self, name: str, sandbox_ids: list[str]) -> None:
         for listener in self.listeners:
@@ -144,15 +189,13 @@ class ClusterWorker:
     # -- admission and placement ----------------------------------------------------------------
 
     def check(self, spec: SandboxSpec) -> None:
-        """BadRequest when no node could ever hold ``spec``; CapacityExceeded when none has room
-        now and the nodes' reports are all there is to know (nothing in flight or unreported)."""
+        """BadRequest when no node could ever hold ``spec``; CapacityExceeded when none has room now."""
         need = Need.of(spec)
         self.placement.refuse(need, self.nodes.all())
-        if self._waiting or self.placement.choose(need, self.nodes.all()) is not None:
-            return
-        busy = [n for n in self._candidates(need)
-                if n.name in self._unreported or n.pending.cpus > 1e-9 or n.pending.memory_bytes > 0]
-        if not busy:
+        if spec.egress is not None and not any(n.info.backend in EGRESS_BACKENDS for n in self.nodes.live()):
+            raise BadRequest(f"egress policies need a node with the docker or bwrap backend; this cluster's live "
+                             f"nodes have {', '.join(sorted({n.info.backend for n in self.nodes.live()})) or 'none'}")
+        if self.placement.choose(need, self.nodes.all()) is None:
             raise self._full(need)
 
     def _candidates(self, need: Need) -> list[NodeView]:
@@ -176,77 +219,31 @@ class ClusterWorker:
                                 f"are promised to running sandboxes (free now: {have}); stop one or try later",
                                 limit=f"node_{limit}")
 
-    def _room(self) -> None:
-        """A heartbeat round or an attach: the nodes' reports hold what they were given."""
-        self._unreported.clear()
-        self._pump()
-
-    def _pump(self) -> None:
-        """Hand room to waiting creates in arrival order; the first that does not fit blocks the rest."""
-        while self._waiting:
-            waiter = self._waiting[0]
-            if waiter.future.done():
-                self._waiting.popleft()
-                continue
-            node = self.placement.choose(waiter.need, self.nodes.all())
-            if node is None:
-                return
-            node.pending = node.pending + waiter.need.resources
-            self._waiting.popleft()
-            waiter.future.set_result(node)
-
-    async def _admit(self, need: Need, deadline: float, sandbox_id: str) -> NodeView:
-        if not self._waiting:
-            node = self.placement.choose(need, self.nodes.all())
-            if node is not None:
-                node.pending = node.pending + need.resources
-                return node
-        loop = asyncio.get_running_loop()
-        waiter = _Waiter(need, loop.create_future())
-        self._waiting.append(waiter)
-        log.info("sandbox %s waits for room (%s; %d waiting)", sandbox_id, need.resources.describe(), len(self._waiting))
-        try:
-            return await asyncio.wait_for(asyncio.shield(waiter.future), max(0.0, deadline - loop.time()))
-        except asyncio.TimeoutError:
-            if waiter.future.done() and not waiter.future.cancelled():
-                return waiter.future.result()
-            waiter.future.cancel()
-            raise self._full(need) from None
-        except BaseException:
-            if waiter.future.done() and not waiter.future.cancelled():
-                self._release(waiter.future.result(), need)
-            waiter.future.cancel()
-            raise
-
-    def _release(self, node: NodeView, need: Need) -> None:
-        node.pending = node.pending - need.resources
-        self._pump()
-
     async def create(self, spec: SandboxSpec, timeout: float | None = None) -> SandboxInfo:
-        """Start a sandbox on the node placement picks, waiting at most ``ROOM_WAIT_S`` for the nodes'
-        reports to show room (``CapacityExceeded`` naming the limit when none does); another node is
-        tried when one refuses or is lost."""
+        """Start a sandbox on the node placement picks (``CapacityExceeded`` naming the limit at once
+        when none has room); another node is tried when one refuses or is lost."""
         need = Need.of(spec)
+        sid = spec.sandbox_id
         self.placement.refuse(need, self.nodes.all())  # as ``check`` (the nodes may have changed since)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + min(timeout or ROOM_WAIT_S, ROOM_WAIT_S)
         while True:
-            node = await self._admit(need, deadline, spec.sandbox_id)
+            node = self.placement.choose(need, self.nodes.all())
+            if node is None:
+                raise self._full(need)
+            node.claim(sid, need.resources)
             try:
                 result = await self._call(node.name, "create", spec.model_dump(mode="json"))
             except (NodeFull, NodeLost) as exc:
-                self._release(node, need)
+                node.unclaim(sid)
                 if isinstance(exc, NodeFull):  # counted as full until its next report
                     node.reserved = node.limit(self.placement.overcommit)
-                log.info("sandbox %s: placing again (%s)", spec.sandbox_id, exc.message)
+                log.info("sandbox %s: placing again (%s)", sid, exc.message)
                 continue
             except BaseException:
-                self._release(node, need)
+                node.unclaim(sid)
                 raise
-            node.reserved = node.reserved + need.resources  # until its next report, which holds it too
-            self._unreported.add(node.name)
-            self._release(node, need)
-            self.where[spec.sandbox_id] = node.name
+            # The batch's answer carried the node's report, which holds this sandbox (so ``mine``
+            # no longer does): the next start is decided on the node's own count.
+            self.where[sid] = node.name
             return SandboxInfo(**result)
 
     # -- lifecycle calls to nodes, in batches ------------------------------------------------------
@@ -267,14 +264,22 @@ class ClusterWorker:
         if not batch:
             return
         actor = self.nodes.actor(name)
-        method = actor.create_many if kind == "create" else actor.stop_many
+        payloads = [p for p, _ in batch]
+        secrets = self._secrets(payloads) if kind == "create" else []
         try:
-            results = await method.remote([p for p, _ in batch])
+            if secrets:  # values travel in the call that starts their sandboxes, and nowhere else
+                answer = await actor.create_many.remote(payloads, secrets)
+            else:
+                answer = await (actor.create_many if kind == "create" else actor.stop_many).remote(payloads)
         except Exception as exc:  # noqa: BLE001 - the actor is gone: every call in the batch fails
             for _, future in batch:
                 if not future.done():
                     future.set_exception(NodeLost(f"node {name}: {type(exc).__name__}: {exc}"))
             return
+        results = answer["results"]
+        node = self.nodes.get(name)
+        if node is not None and node.live:  # the node's report after the batch: the count is exact now
+            node.apply(NodeLoad(**answer["load"]))
         for (_, future), result in zip(batch, results):
             if future.done():
                 continue
@@ -309,6 +314,7 @@ class ClusterWorker:
         except SandboxNotRunning:
             return  # its node is gone; if it comes back, what runs there without a record is stopped
         await self._call(node.name, "stop", {"sandbox_id": sandbox_id, "keep": keep})
+        node.unclaim(sandbox_id)  # the batch's answer (applied) is the node's count without it
         if not keep:
             self.where.pop(sandbox_id, None)
 
@@ -403,7 +409,8 @@ class ClusterWorker:
         """On the node that holds the snapshot (its files are there), whatever that node's load:
         placement cannot choose another."""
         node, _ = await self._snapshot_node(name, owner)
-        info = await self._ask(node, "start_from", name, owner, spec.model_dump(mode="json"), timeout=CREATE_TIMEOUT_S)
+        payload = spec.model_dump(mode="json")
+        info = await self._ask(node, "start_from", name, owner, payload, self._secrets([payload]), timeout=CREATE_TIMEOUT_S)
         self.where[spec.sandbox_id] = node.name
         return SandboxInfo(**info)
 

@@ -10,6 +10,7 @@ the node, not the admin, has the last word on its own resources.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -23,6 +24,7 @@ from rock.config import Settings
 from rock.errors import RockError
 from rock.runtime import BACKENDS, get_runtime_class
 from rock.runtime.base import SandboxSpec
+from rock.runtime.egress.broker import HeldSecrets, secret_names
 
 log = logging.getLogger("rock.cluster.node")
 NAMESPACE = "rock"
@@ -55,6 +57,8 @@ class NodeWorker:
         self.version = 0
         self._claims: dict[str, Resources] = {}  # sandboxes being created: already counted
         self._starts = asyncio.Semaphore(CREATE_CONCURRENCY)
+        self.secrets = HeldSecrets()  # the values its relay sends, given by the admin; memory only
+        self._starting: dict[str, set[tuple[str, str]]] = {}  # sandboxes being started: the secrets they use
 
     async def start(self) -> dict:
         """Start the node's worker and its relay; the node's ``info``."""
@@ -63,6 +67,8 @@ class NodeWorker:
         from rock.worker.worker import Worker
 
         self.worker = Worker(self.settings)
+        # The node's relay asks the values it was given, never a vault: the admin's stays with it.
+        self.worker.egress.gate.broker.lookup = self.secrets.lookup
         await self.worker.start()
         ctx = ray.get_runtime_context()
         node_id = ctx.get_node_id()
@@ -93,17 +99,27 @@ class NodeWorker:
 
     # -- reports ----------------------------------------------------------------------------
 
+    def _held(self) -> dict[str, Resources]:
+        """What each sandbox holds, by id: running ones and those being created (one entry each, even
+        while a create's claim and its running sandbox overlap)."""
+        held = {spec.sandbox_id: _resources(spec) for spec in self.worker.specs()}
+        for sid, claim in self._claims.items():
+            held.setdefault(sid, claim)
+        return held
+
     def _reserved(self) -> Resources:
         total = Resources()
-        for spec in self.worker.specs():
-            total = total + _resources(spec)
-        for claim in self._claims.values():
-            total = total + claim
+        for need in self._held().values():
+            total = total + need
         return total
 
     def _load(self) -> dict:
-        return NodeLoad(reserved=self._reserved(), sandboxes=len(self.worker.specs()), version=self.version,
-                        loadavg=os.getloadavg()[0]).model_dump()
+        held = self._held()
+        total = Resources()
+        for need in held.values():
+            total = total + need
+        return NodeLoad(reserved=total, sandboxes=len(self.worker.specs()), version=self.version,
+                        loadavg=os.getloadavg()[0], ids=list(held)).model_dump()
 
     def info(self) -> dict:
         """The node as the admin tracks it: identity, relay, capacity, labels, backends, images, warm
@@ -114,14 +130,52 @@ class NodeWorker:
             relay=self.relay_address, token=self.relay.token, capacity=self.capacity, labels=self.labels,
             backend=self.worker.backend_name, backends=self.backends, images=self.images, pools=pools,
             load=NodeLoad(**self._load()), sandbox_ids=[i.sandbox_id for i in self.worker.list()],
-            stopped_ids=self.worker.stopped_ids(),
+            stopped_ids=self.worker.stopped_ids(), secrets_wanted=sorted(self._secrets_used() - self.secrets.held()),
         ).model_dump()
+
+    # -- egress: the gate is this node's (its worker's), the secret values the admin's -----------------
+
+    def _secrets_used(self) -> set[tuple[str, str]]:
+        used: set[tuple[str, str]] = set().union(*self._starting.values())
+        for spec in self.worker.specs():
+            used |= secret_names(spec.brokered)
+        return used
+
+    async def put_secrets(self, items: list[dict]) -> None:
+        """Values of the admin's secrets for this node's relay (a value of None forgets one)."""
+        self.secrets.put(items)
+
+    async def held_secrets(self) -> list[tuple[str, str]]:
+        """Which secrets' values this node holds (namespace, name), never the values."""
+        return sorted(self.secrets.held())
+
+    async def update_egress(self, sandbox_id: str, rules: dict) -> dict:
+        """A running sandbox's new egress policy, applied by this node's gate."""
+        return await self._one(self.worker.update_egress, sandbox_id, rules)
 
     # -- lifecycle, in batches ------------------------------------------------------------------
 
-    async def create_many(self, specs: list[dict]) -> list[dict]:
-        """Start each sandbox; per spec ``{"ok": SandboxInfo}`` or ``{"error": {type, message}}``."""
-        return list(await asyncio.gather(*(self._create(SandboxSpec(**s)) for s in specs)))
+    async def create_many(self, specs: list[dict], secrets: list[dict] | None = None) -> dict:
+        """Start each sandbox: ``results`` per spec ``{"ok": SandboxInfo}`` or ``{"error": {type,
+        message}}``, and ``load``, the node's report once they are all answered (the admin's count
+        is then exact at once, with no heartbeat to wait for). ``secrets``: the values their
+        relays send (``put_secrets``), given in the same call so they are here before they run."""
+        parsed = [SandboxSpec(**s) for s in specs]
+        with self._secrets_for(parsed, secrets):
+            results = list(await asyncio.gather(*(self._create(spec) for spec in parsed)))
+        return {"results": results, "load": self._load()}
+
+    @contextlib.contextmanager
+    def _secrets_for(self, specs: list[SandboxSpec], secrets: list[dict] | None):
+        """Hold ``secrets`` for sandboxes being started: a stop meanwhile keeps what they use."""
+        self.secrets.put(secrets or [])
+        for spec in specs:
+            self._starting[spec.sandbox_id] = secret_names(spec.brokered)
+        try:
+            yield
+        finally:
+            for spec in specs:
+                self._starting.pop(spec.sandbox_id, None)
 
     async def _create(self, spec: SandboxSpec) -> dict:
         sid = spec.sandbox_id
@@ -146,8 +200,9 @@ class NodeWorker:
         except Exception as exc:  # noqa: BLE001 - each sandbox's failure travels on its own
             return {"error": _error(exc)}
 
-    async def stop_many(self, sandbox_ids: list) -> list[dict | None]:
-        """Each item a sandbox id, or ``{"sandbox_id", "keep"}`` (keep: its files stay for a restart)."""
+    async def stop_many(self, sandbox_ids: list) -> dict:
+        """Each item a sandbox id, or ``{"sandbox_id", "keep"}`` (keep: its files stay for a restart):
+        ``results`` per item None or an error, and ``load``, the node's report after the stops."""
         async def one(item) -> dict | None:
             sid, keep = (item, False) if isinstance(item, str) else (item["sandbox_id"], bool(item.get("keep")))
             try:
@@ -158,7 +213,9 @@ class NodeWorker:
             finally:
                 self.version += 1
 
-        return list(await asyncio.gather(*(one(s) for s in sandbox_ids)))
+        results = list(await asyncio.gather(*(one(s) for s in sandbox_ids)))
+        self.secrets.keep(self._secrets_used())  # a value no sandbox here uses is not held
+        return {"results": results, "load": self._load()}
 
     async def _one(self, what, *args) -> dict:
         try:
@@ -206,12 +263,15 @@ class NodeWorker:
             return (await self.worker.snapshot(sandbox_id, name, owner, mode)).model_dump(mode="json")
         return await self._one(go)
 
-    async def start_from(self, name: str, owner: str | None, spec: dict) -> dict:
-        """Start a sandbox from a snapshot this node holds."""
+    async def start_from(self, name: str, owner: str | None, spec: dict, secrets: list[dict] | None = None) -> dict:
+        """Start a sandbox from a snapshot this node holds (``secrets``: as ``create_many``'s)."""
+        parsed = SandboxSpec(**spec)
+
         async def go():
-            info = await self.worker.start_from(name, owner, SandboxSpec(**spec))
+            info = await self.worker.start_from(name, owner, parsed)
             return info.model_dump() | {"node_id": self.name, "host_ip": self.ip}
-        return await self._one(go)
+        with self._secrets_for([parsed], secrets):
+            return await self._one(go)
 
     async def get_snapshot(self, name: str, owner: str | None) -> dict:
         """The owner's snapshot ``name`` on this node."""

@@ -10,17 +10,26 @@ from __future__ import annotations
 
 import time
 
-from rock.worker.resources import Need, NodeInfo, Resources, refuse_oversized
+from rock.worker.resources import Need, NodeInfo, NodeLoad, Resources, refuse_oversized
 from rock.errors import BadRequest
 
 
 class NodeView:
-    """One node as the admin sees it: its last report plus what this admin has in flight there."""
+    """One node as the admin sees it: its last report plus what this admin has in flight there.
 
-    __slots__ = ("info", "reserved", "pending", "lost_at", "lost_reason", "seen_at", "images", "pools", "misses", "limits")
+    ``pending`` is the sum of ``mine``: the sandboxes this admin placed on the node that no report
+    has shown yet. A report names the sandboxes its ``reserved`` counts (``NodeLoad.ids``), so each
+    one it holds leaves ``mine`` as it arrives: nothing is counted twice, nothing dropped early.
+    Reports apply in the node's own order (its ``version`` never goes back): one read over another
+    path (a Ray call) that is older than the last heartbeat's changes nothing."""
+
+    __slots__ = ("info", "reserved", "pending", "mine", "version", "lost_at", "lost_reason", "seen_at", "images",
+                 "pools", "misses", "limits")
 
     def __init__(self, info: NodeInfo):
         self.pending = Resources()
+        self.mine: dict[str, Resources] = {}
+        self.version = -1
         self.lost_at: float | None = None
         self.lost_reason = ""
         self.misses = 0  # heartbeats in a row that came too late
@@ -29,12 +38,44 @@ class NodeView:
     def update(self, info: NodeInfo) -> None:
         """Take a node's newest report: its info, reservations, images and pools (the limits are worked out
         again)."""
+        load = self.info.load if self.version > info.load.version else info.load
         self.info = info
         self.limits = (None, 0.0, 0)  # (overcommit, cpus, memory bytes): Placement.choose fills it
-        self.reserved = info.load.reserved
         self.images = set(info.images)
         self.pools = set(info.pools)
         self.seen_at = time.time()
+        self.apply(load)
+
+    def apply(self, load: NodeLoad) -> None:
+        """Take the node's load report unless an older one than what is applied: its reservations,
+        and the placements of this admin that it now holds leave ``mine``."""
+        if load.version < self.version:
+            return
+        self.version = load.version
+        self.reserved = load.reserved
+        self.info.load = load
+        if self.mine:
+            for sid in load.ids:
+                self.unclaim(sid)
+
+    def claim(self, sandbox_id: str, need: Resources) -> None:
+        """A placement of this admin's on this node, counted until a report holds it (or it fails)."""
+        self.unclaim(sandbox_id)
+        self.mine[sandbox_id] = need
+        self.pending = self.pending + need
+
+    def unclaim(self, sandbox_id: str) -> None:
+        """Stop counting a placement of this admin's (a report holds it, or it failed or stopped)."""
+        need = self.mine.pop(sandbox_id, None)
+        if need is not None:
+            self.pending = self.pending - need if self.mine else Resources()
+
+    def restarted(self) -> None:
+        """The node's worker started again: its versions start again too, and nothing of this
+        admin's is in flight there."""
+        self.version = -1
+        self.mine.clear()
+        self.pending = Resources()
 
     @property
     def name(self) -> str:

@@ -82,7 +82,7 @@ class SimulatedNode:
 
     def _load(self) -> dict:
         return {"reserved": self.reserved.model_dump(), "sandboxes": len(self.held), "version": self.version,
-                "loadavg": 0.0}
+                "loadavg": 0.0, "ids": list(self.held)}
 
     async def _info(self) -> dict:
         return NodeInfo(name=self.name, ray_node_id=f"simulated-{self.name}", host_name=f"simulated-{self.name}",
@@ -90,7 +90,7 @@ class SimulatedNode:
                         labels={"simulated": "true", "node": self.name}, backend=BACKEND, backends=[BACKEND],
                         load=NodeLoad(**self._load()), sandbox_ids=list(self.held)).model_dump()
 
-    async def _create_many(self, specs: list[dict]) -> list[dict]:
+    async def _create_many(self, specs: list[dict]) -> dict:
         # The specs as they came (JSON-ready dicts) are read, not parsed into models again: what
         # this stand-in costs runs in the admin's process and would count as the admin's CPU.
         claimed: list[tuple[dict, dict | None]] = []
@@ -111,12 +111,12 @@ class SimulatedNode:
         if self.spec.create_delay_ms:
             await asyncio.sleep(self.spec.create_delay_ms / 1e3)
         now = time.time()
-        return [failed or {"ok": {"sandbox_id": raw["sandbox_id"], "backend": BACKEND, "state": "running",
+        return {"load": self._load(), "results": [failed or {"ok": {"sandbox_id": raw["sandbox_id"], "backend": BACKEND, "state": "running",
                                   "spec": raw, "created_at": now, "host_name": f"simulated-{self.name}",
                                   "host_ip": "127.0.0.1", "runtime_id": raw["sandbox_id"], "node_id": self.name}}
-                for raw, failed in claimed]
+                for raw, failed in claimed]}
 
-    async def _stop_many(self, items: list) -> list[dict | None]:
+    async def _stop_many(self, items: list) -> dict:
         if self.spec.stop_delay_ms:
             await asyncio.sleep(self.spec.stop_delay_ms / 1e3)
         for item in items:
@@ -125,7 +125,7 @@ class SimulatedNode:
             if need is not None:
                 self.reserved = self.reserved - need
         self.version += 1
-        return [None for _ in items]
+        return {"results": [None for _ in items], "load": self._load()}
 
     async def _stats(self, sandbox_id: str) -> dict:
         return ResourceStats().model_dump()

@@ -174,8 +174,9 @@ class NodeTracker:
         if old is None:
             self.nodes[name] = NodeView(info)
         else:
+            old.restarted()
             old.update(info)
-            old.lost_at, old.lost_reason, old.pending = None, "", old.pending - old.pending
+            old.lost_at, old.lost_reason = None, ""
         self.events.inventory(name, info.sandbox_ids)
         if old is not None:
             log.warning("node %s is back (%d sandbox(es) still running there)", name, len(info.sandbox_ids))
@@ -230,8 +231,7 @@ class NodeTracker:
         load = NodeLoad(**result)
         node = self.nodes[name]
         node.misses = 0
-        node.reserved = load.reserved
-        node.info.load = load
+        node.apply(load)
         if load.version != self._versions.get(name):
             self._versions[name] = load.version
             asyncio.ensure_future(self._refresh(name))

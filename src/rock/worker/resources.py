@@ -56,8 +56,11 @@ class NodeLoad(BaseModel):
 
     reserved: Resources
     sandboxes: int
-    version: int  # changes whenever the node's set of sandboxes does
+    version: int  # changes whenever the node's set of sandboxes does (and never goes back)
     loadavg: float
+    # The sandboxes ``reserved`` counts (running and being created): an admin drops from its own
+    # count of placements in flight exactly those a report already holds, so none is counted twice.
+    ids: list[str] = []
 
 
 class NodeInfo(BaseModel):
@@ -79,6 +82,9 @@ class NodeInfo(BaseModel):
     load: NodeLoad
     sandbox_ids: list[str] = Field(default_factory=list)
     stopped_ids: list[str] = Field(default_factory=list)  # stopped, files kept (for restart)
+    # Secrets (namespace, name) its sandboxes' relays use and it holds no value for (its worker
+    # started again, with the values gone from memory): the admin gives them again.
+    secrets_wanted: list[tuple[str, str]] = []
 
 
 # What one sandbox may ask of a node, dimension by dimension: (name, its value, how a person reads it).

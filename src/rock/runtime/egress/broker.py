@@ -317,6 +317,60 @@ def _fill(template: str, item: dict, host: str, lookup: Lookup, mint: Mint | Non
         i = k + 1
 
 
+def secret_names(brokered: list[dict] | None) -> set[tuple[str, str]]:
+    """The (namespace, name) of every secret a sandbox's brokered items use: those it holds a
+    placeholder of and those its transform headers refer to (namespace "" for none)."""
+    out: set[tuple[str, str]] = set()
+    for item in brokered or ():
+        ns = item.get("namespace") or ""
+        if "headers" in item:
+            for template in item["headers"].values():
+                j = template.find(E2B_REF)
+                while j >= 0:
+                    k = template.find("}", j)
+                    if k < 0:
+                        break
+                    out.add((ns, template[j + len(E2B_REF):k].lower()))
+                    j = template.find(E2B_REF, k)
+        elif item.get("name"):
+            out.add((ns, item["name"]))
+    return out
+
+
+class HeldSecrets:
+    """Secret values a cluster node's relay was given by the admin for the sandboxes it runs, in
+    this process's memory only (never a file, a record or a log): the relay's ``lookup`` there.
+    A value is bound to its hosts as in the admin's vault (none: E2B's transform-only secrets)."""
+
+    def __init__(self):
+        self._values: dict[tuple[str, str], tuple[str, list[str]]] = {}
+
+    def put(self, items: list[dict]) -> None:
+        """Take ``{"namespace", "name", "value", "hosts"}`` items; a value of None forgets one."""
+        for item in items:
+            key = (item.get("namespace") or "", item["name"])
+            if item.get("value") is None:
+                self._values.pop(key, None)
+            else:
+                self._values[key] = (item["value"], list(item.get("hosts") or ()))
+
+    def held(self) -> set[tuple[str, str]]:
+        """The (namespace, name) of the values held."""
+        return set(self._values)
+
+    def keep(self, wanted: set[tuple[str, str]]) -> None:
+        """Forget every value no sandbox here uses any more."""
+        for key in set(self._values) - wanted:
+            del self._values[key]
+
+    def lookup(self, namespace: str | None, name: str, host: str) -> str | None:
+        """The value of a held secret if it may be sent to ``host`` (the relay's question)."""
+        found = self._values.get((namespace or "", name))
+        if found is None or (found[1] and not bound_to(found[1], host)):
+            return None
+        return found[0]
+
+
 class Broker:
     """The relay's state: the CA, the upstream trust and the vault's lookup."""
 
