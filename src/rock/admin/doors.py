@@ -42,6 +42,7 @@ from starlette.responses import Response
 from starlette.routing import compile_path
 
 from rock.admin.errors import retry_after, status_and_body
+from rock.admin.http_protocol import answer_whole
 from rock.jsonutil import dumps
 from rock.admin.limits import MAX_JSON_BODY, limit_for
 from rock.errors import BadRequest, PayloadTooLarge, RockError
@@ -207,6 +208,8 @@ class Doors:
                 status, payload = found.errors(exc, scope["path"])
                 media = _JSON
                 extra = [(k.lower().encode(), v.encode()) for k, v in retry_after(exc).items()]
+            if not extra and answer_whole(send, status, media, payload):
+                return True
             await send({"type": "http.response.start", "status": status,
                         "headers": [(b"content-type", media), (b"content-length", b"%d" % len(payload)), *extra]})
             await send({"type": "http.response.body", "body": payload})
@@ -218,7 +221,7 @@ class Doors:
 
 async def _body(found: Door, call: Call):
     limit = limit_for(call.scope["path"])
-    declared = call.headers.get("content-length")
+    declared = _content_length(call.scope["headers"])
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes for this route")
     body = await read_body(call.receive, limit)
@@ -227,6 +230,15 @@ async def _body(found: Door, call: Call):
     if found.require_body and not body.strip():
         raise BadRequest(f"request body is empty; expected a JSON object for {found.model.__name__}")
     return found.model.model_validate_json(body)
+
+
+def _content_length(headers) -> str | None:
+    """The first Content-Length of raw ASGI headers (as ``Call.headers`` would give it), without
+    building the whole dict: a body's read needs only this one."""
+    for name, value in headers:
+        if name == b"content-length":
+            return value.decode("latin-1")
+    return None
 
 
 class DoorApp(FastAPI):

@@ -139,7 +139,8 @@ def stream_response(events: AsyncIterator[dict], keepalive: dict, interval: floa
                     on_close=None) -> "ConnectStream":
     """Envelopes from ``events`` (dicts; a ConnectError raised ends the stream with it), a
     ``keepalive`` message after ``interval`` seconds of silence, and the end-of-stream. The
-    messages ready together (a short command's start, output and end) go out as one write."""
+    messages ready together (a short command's start, output and end) go out as one write; the
+    chunks go as (bytes, whether it is the last)."""
 
     async def chunks(left: asyncio.Future):
         it = events.__aiter__()
@@ -152,7 +153,7 @@ def stream_response(events: AsyncIterator[dict], keepalive: dict, interval: floa
                 if left.done():
                     return  # the client went away
                 if not pending.done():
-                    yield envelope(keepalive)
+                    yield envelope(keepalive), False
                     continue
                 out = []
                 while pending is not None and pending.done():
@@ -168,7 +169,7 @@ def stream_response(events: AsyncIterator[dict], keepalive: dict, interval: floa
                     else:
                         pending = asyncio.ensure_future(it.__anext__())
                         await asyncio.sleep(0)  # one turn of the loop: the next message, if it is there
-                yield b"".join(out)
+                yield b"".join(out), pending is None
                 if pending is None:
                     return
         finally:
@@ -183,7 +184,9 @@ def stream_response(events: AsyncIterator[dict], keepalive: dict, interval: floa
 class ConnectStream(Response):
     """A Connect server stream's 200: the chunks ``produce(left)`` yields, written as they come.
     Lighter than Starlette's StreamingResponse (no task group per response): one task waits for
-    the client to leave (``left``), and the producer ends when it does."""
+    the client to leave (``left``), and the producer ends when it does. The head goes out with
+    the first chunk and the end of the body with the last (one write each instead of two: a
+    short command's whole answer is then one or two writes, not four)."""
 
     media_type = "application/connect+json"
 
@@ -194,17 +197,28 @@ class ConnectStream(Response):
         self.init_headers()
 
     async def __call__(self, scope, receive, send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         left = asyncio.ensure_future(_client_left(receive))
         chunks = self.produce(left)
+        started = ended = False
         try:
-            async for chunk in chunks:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            if not left.done():
+            async for chunk, last in chunks:
+                if not started:  # in the same turn as the chunk: the protocol sends them together
+                    started = True
+                    await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+                ended = last
+                await send({"type": "http.response.body", "body": chunk, "more_body": not last})
+            if not started:
+                started = True
+                await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            if not left.done() and not ended:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             left.cancel()
-            await chunks.aclose()
+            try:
+                if not started:  # the producer failed first: the head still goes, as it always did
+                    await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            finally:
+                await chunks.aclose()
 
 
 async def _client_left(receive) -> None:
