@@ -11,7 +11,7 @@ import time
 
 import uvicorn
 
-from rock.admin.http_protocol import _HeldHead, answer_whole
+from rock.admin.http_protocol import _HeldHead
 from rock.cli.server import uvicorn_config
 from tests.admin.harness import free_port
 
@@ -160,49 +160,3 @@ def test_an_idle_connection_outlives_the_clients_own_keepalive_expiry():
         s.sendall(b"GET /again HTTP/1.1\r\nhost: x\r\n\r\n")
         line = f.readline()
         assert line.startswith(b"HTTP/1.1 200"), f"the admin closed an idle connection httpx would still reuse: {line!r}"
-
-
-_TAKEN: list[str] = []  # the requests answer_whole answered
-
-
-async def _whole_or_sent(scope, receive, send):
-    """``/whole/...``: answered by ``answer_whole`` (a HEAD falls back to the two sends, as it must);
-    anything else by uvicorn's own two sends. Both give the same JSON body."""
-    if scope["type"] != "http":
-        return await _app(scope, receive, send)
-    await receive()
-    body = b'{"ok":true}'
-    if scope["path"].startswith("/whole") and answer_whole(send, 201, b"application/json", body):
-        _TAKEN.append(f"{scope['method']} {scope['path']}")
-        return
-    await send({"type": "http.response.start", "status": 201,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]})
-    await send({"type": "http.response.body", "body": body})
-
-
-def _raw_answers(port: int, requests: list[bytes]) -> bytes:
-    """Everything the server sends for ``requests`` (pipelined; the last one closes), date lines removed."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(b"".join(requests))
-        got = b""
-        while chunk := s.recv(65536):
-            got += chunk
-    return b"".join(line for line in got.splitlines(keepends=True) if not line.lower().startswith(b"date:"))
-
-
-def test_a_whole_answer_is_the_same_bytes_as_the_two_sends():
-    """Keep-alive, a closing HTTP/1.0 request and a HEAD (not taken: no body goes out) answer the
-    same on the wire, byte for byte, whichever way the app sent them."""
-    def requests(prefix: str) -> list[bytes]:
-        return [b"POST %s/a HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}" % prefix.encode(),
-                b"HEAD %s/b HTTP/1.1\r\nhost: x\r\n\r\n" % prefix.encode(),
-                b"GET %s/c HTTP/1.1\r\nhost: x\r\n\r\n" % prefix.encode(),
-                b"GET %s/d HTTP/1.0\r\nhost: x\r\n\r\n" % prefix.encode()]
-
-    _TAKEN.clear()
-    with _served(_whole_or_sent) as port:
-        whole, sent = _raw_answers(port, requests("/whole")), _raw_answers(port, requests("/sent"))
-    assert _TAKEN == ["POST /whole/a", "GET /whole/c", "GET /whole/d"]  # the control: the fast path ran
-    assert whole == sent
-    assert whole.count(b"HTTP/1.1 201 Created\r\n") == 4 and whole.count(b'{"ok":true}') == 3
-    assert whole.endswith(b"connection: close\r\n\r\n{\"ok\":true}")

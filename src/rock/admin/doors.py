@@ -42,7 +42,6 @@ from starlette.responses import Response
 from starlette.routing import compile_path
 
 from rock.admin.errors import retry_after, status_and_body
-from rock.admin.http_protocol import answer_whole
 from rock.jsonutil import dumps
 from rock.admin.limits import MAX_JSON_BODY, limit_for
 from rock.errors import BadRequest, PayloadTooLarge, RockError
@@ -208,8 +207,6 @@ class Doors:
                 status, payload = found.errors(exc, scope["path"])
                 media = _JSON
                 extra = [(k.lower().encode(), v.encode()) for k, v in retry_after(exc).items()]
-            if not extra and answer_whole(send, status, media, payload):
-                return True
             await send({"type": "http.response.start", "status": status,
                         "headers": [(b"content-type", media), (b"content-length", b"%d" % len(payload)), *extra]})
             await send({"type": "http.response.body", "body": payload})

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 _HEAD = b"HTTP/1.1 "
 _UPGRADE = b"HTTP/1.1 101 "
@@ -65,41 +65,6 @@ class _HeldHead:
 
     def __getattr__(self, name: str):  # everything else is the transport's own
         return getattr(self._transport, name)
-
-
-def answer_whole(send, status: int, media: bytes, payload: bytes) -> bool:
-    """Write a whole answer (head and ``payload``, with its content type and length) in one
-    transport write, as uvicorn's ``send`` of ``http.response.start`` then ``http.response.body``
-    would put it on the wire, byte for byte; False, having done nothing, unless ``send`` is this
-    server's own and the plain case holds (nothing sent yet, not a HEAD, the socket writable,
-    no access log): the caller then sends as usual.
-
-    The two ASGI messages, their coroutines and uvicorn's per-header checks cost about a tenth of
-    the admin's CPU for a bash command; here the head is built from known-good parts."""
-    cycle = getattr(send, "__self__", None)
-    if (type(cycle) is not RequestResponseCycle or cycle.response_started or cycle.disconnected
-            or cycle.flow.write_paused or cycle.access_log or cycle.scope["method"] == "HEAD"
-            or cycle.chunked_encoding is not None or type(payload) is not bytes or status not in STATUS_LINE):
-        return False
-    cycle.response_started = True
-    cycle.waiting_for_100_continue = False
-    content = [STATUS_LINE[status]]
-    for name, value in cycle.default_headers:
-        content.extend((name.lower(), b": ", value, b"\r\n"))
-    content.extend((b"content-type: ", media, b"\r\ncontent-length: %d\r\n" % len(payload)))
-    if not cycle.keep_alive:
-        content.append(b"connection: close\r\n")
-    content.append(b"\r\n")
-    content.append(payload)
-    cycle.chunked_encoding = False
-    cycle.expected_content_length = 0
-    cycle.transport.write(b"".join(content))
-    cycle.response_complete = True
-    cycle.message_event.set()
-    if not cycle.keep_alive:
-        cycle.transport.close()
-    cycle.on_response()
-    return True
 
 
 HEAD_TIMEOUT = 30.0
