@@ -20,12 +20,11 @@ import pytest
 
 from rock.actions.secrets import placeholder
 from rock.sdk.sandbox import Sandbox, SandboxConfig, Secrets
-from tests.admin.harness import Admin, backend_params
+from tests.admin.harness import backend_params
 from tests.security.egress_internet import Internet
-from tests.security.test_secrets import _ca
+from tests.security.test_secrets import _ca, relay_admin
 
 NAMES = ("bound.test", "other.test", "proxy.test")
-TOKENS = {"e2b-token-a": "team-a", "e2b-token-b": "team-b"}  # the tokens run_scenario gives the SDK
 PROXY_USER, PROXY_PASSWORD = "rock", "proxy-" + pysecrets.token_hex(6)
 
 SERVERS = r"""
@@ -141,8 +140,7 @@ def internet(tmp_path_factory):
 
 @pytest.fixture(scope="module", params=backend_params())
 def proxy_admin(request, internet):
-    server = Admin(request.param, egress_hosts=internet.addresses, tokens=TOKENS,
-                   egress_ca_file=str(internet.ca)).start()
+    server = relay_admin(request.param, internet)
     yield server
     server.stop(stop_sandboxes=True)
 

@@ -106,24 +106,27 @@ def internet(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("secrets-internet")
     ca, server_cert = _ca(tmp)
     net = Internet("h36", NAMES).start()
-    log = tmp / "requests.jsonl"
-    log.touch()
-    proc = subprocess.Popen(["ip", "netns", "exec", net.ns, sys.executable, "-c", LOGGER, str(log), str(server_cert)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    net.log, net.ca = tmp / "requests.jsonl", ca
+    net.log.touch()
+    proc = None
     try:
-        assert proc.stdout.readline().strip() == "ready", "the logging server did not start"
-        net.log, net.ca = log, ca
+        proc = net.serve(LOGGER, str(net.log), str(server_cert))
         yield net
     finally:
-        proc.terminate()
-        proc.wait(10)
+        if proc is not None:
+            proc.terminate()
+            proc.wait(10)
         net.stop()
+
+
+def relay_admin(backend: str, internet: Internet) -> Admin:
+    """An admin whose gate resolves the small internet's names and whose relay trusts its CA."""
+    return Admin(backend, egress_hosts=internet.addresses, tokens=TOKENS, egress_ca_file=str(internet.ca)).start()
 
 
 @pytest.fixture(scope="module", params=backend_params())
 def secrets_admin(request, internet):
-    server = Admin(request.param, egress_hosts=internet.addresses, tokens=TOKENS,
-                   egress_ca_file=str(internet.ca)).start()
+    server = relay_admin(request.param, internet)
     yield server
     server.stop(stop_sandboxes=True)
 
@@ -253,7 +256,7 @@ async def test_a_gvisor_sandbox_gets_its_secret_brokered(internet):
     """The same relay on gVisor (its sandbox's sockets are the host's, in the namespace the gate
     links): the bound host gets the value over HTTP and TLS, another host the placeholder, and the
     sandbox's environment holds only the placeholder. One sandbox: gVisor boots are slow."""
-    server = Admin("gvisor", egress_hosts=internet.addresses, tokens=TOKENS, egress_ca_file=str(internet.ca)).start()
+    server = relay_admin("gvisor", internet)
     value = "sk-gvisor-" + pysecrets.token_hex(16)
     secrets = Secrets(SandboxConfig(base_url=server.url, token="e2b-token-a"))
     sandbox = Sandbox(SandboxConfig(base_url=server.url, token="e2b-token-a", memory="512m", cpus=1,
