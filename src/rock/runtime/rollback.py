@@ -35,7 +35,7 @@ UNKNOWN_XATTRS = ("trusted.overlay.redirect", "trusted.overlay.metacopy")
 # Past these a start from the snapshot costs less (measured: 32 MiB through the agent took ~1 s
 # against ~120 ms for a start, under load) and holds no plan in memory.
 MAX_BYTES = 8 << 20
-COMPARE_BYTES = 128 << 20  # read on each side to tell a committed layer's unchanged files (see _same)
+COMPARE_BYTES = 128 << 20  # read on each side to tell a committed layer's unchanged files (see _Planner.same)
 MAX_OPS = 200_000
 
 
@@ -115,29 +115,21 @@ def _meta(st: os.stat_result) -> dict:
     return {"mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}
 
 
-def _same(a: tuple[int, os.stat_result], b: tuple[int, os.stat_result], pa: Path, pb: Path,
-          budget: list[int]) -> bool:
-    (la, sa), (lb, sb) = a, b
-    if la == lb and la != 0:
-        return True  # one file of a layer both views share
-    if stat.S_IFMT(sa.st_mode) != stat.S_IFMT(sb.st_mode) or _meta(sa) != _meta(sb):
+def _same_meta(a: os.stat_result, b: os.stat_result, pa: Path, pb: Path) -> bool | None:
+    """Whether two entries are the same by what their lstat and links say; None for two regular
+    files of one size and second, which only their bytes can tell (see ``_Planner.same``)."""
+    if stat.S_IFMT(a.st_mode) != stat.S_IFMT(b.st_mode) or _meta(a) != _meta(b):
         return False
-    if stat.S_ISLNK(sa.st_mode):
+    if stat.S_ISLNK(a.st_mode):
         return os.readlink(pa) == os.readlink(pb)
-    if stat.S_ISREG(sa.st_mode):
+    if stat.S_ISREG(a.st_mode):
         # A snapshot's copy keeps sizes and mtimes to the nanosecond (``cp -a``); an engine's commit
         # keeps mtimes to the second (the tar it is made from), so there the same second and the
-        # same bytes are the same file. Reading both is far cheaper than rewriting one through the
-        # agent, hence a budget of its own (``budget``: bytes still to compare in this plan).
-        if sa.st_size != sb.st_size or sa.st_mtime_ns // 10**9 != sb.st_mtime_ns // 10**9:
+        # same bytes are the same file.
+        if a.st_size != b.st_size or a.st_mtime_ns // 10**9 != b.st_mtime_ns // 10**9:
             return False
-        if sa.st_mtime_ns == sb.st_mtime_ns:
-            return True
-        if sa.st_size > budget[0]:
-            return False
-        budget[0] -= sa.st_size
-        return _same_bytes(pa, pb)
-    return stat.S_ISDIR(sa.st_mode) or sa.st_rdev == sb.st_rdev
+        return True if a.st_mtime_ns == b.st_mtime_ns else None
+    return stat.S_ISDIR(a.st_mode) or a.st_rdev == b.st_rdev
 
 
 def _same_bytes(pa: Path, pb: Path) -> bool:
@@ -168,7 +160,20 @@ class _Planner:
         self.cur, self.tgt = current, target
         self.keep = keep
         self.plan = Plan()
-        self.budget = [COMPARE_BYTES]
+        self.compare_left = COMPARE_BYTES  # reading both is far cheaper than rewriting one through the agent
+
+    def same(self, c: tuple[int, os.stat_result], t: tuple[int, os.stat_result], path: str) -> bool:
+        """Whether the current and the target entry at ``path`` are the same file."""
+        if c[0] == t[0] and c[0] != 0:
+            return True  # one file of a layer both views share
+        pa, pb = self.cur.layers[c[0]] / path, self.tgt.layers[t[0]] / path
+        found = _same_meta(c[1], t[1], pa, pb)
+        if found is not None:
+            return found
+        if c[1].st_size > self.compare_left:
+            return False
+        self.compare_left -= c[1].st_size
+        return _same_bytes(pa, pb)
 
     def emit(self, rel: str, entry: tuple[int, os.stat_result], dir_layers: list[int]) -> None:
         """Write the target's ``rel`` (and, a directory, all below it) where nothing stands now."""
@@ -211,7 +216,7 @@ class _Planner:
                 sub_c, sub_t = self.cur.dir_layers(path, cur_layers), self.tgt.dir_layers(path, tgt_layers)
                 if sub_c != sub_t or 0 in sub_c:  # else both are the same shared directory
                     self.walk(path, sub_c, sub_t)
-            elif not _same(c, t, self.cur.layers[c[0]] / path, self.tgt.layers[t[0]] / path, self.budget):
+            elif not self.same(c, t, path):
                 self.plan.add({"op": "rm", "path": path})
                 self.emit(path, t, tgt_layers)
 
@@ -247,11 +252,18 @@ async def plan_for(snapshots: SnapshotStore, handle: RuntimeHandle, snapshot: Sn
     sandbox_dir = Path(handle.run_dir).parent
     shared = [*layer_dirs(sandbox_dir), Path(handle.extra["image_root"])]
     async with snapshots.in_use(snapshot):
-        try:
-            return await asyncio.to_thread(plan, sandbox_dir / "upper", snapshots.path(snapshot.name) / "upper", shared)
-        except Unplannable as exc:
-            log.info("sandbox %s: restoring %s by a new start: %s", handle.sandbox_id, snapshot.name, exc)
-            return None
+        return await plan_or_none(handle, snapshot, sandbox_dir / "upper", snapshots.path(snapshot.name) / "upper",
+                                  shared)
+
+
+async def plan_or_none(handle: RuntimeHandle, snapshot: Snapshot, current_upper: Path, target_upper: Path,
+                       shared: list[Path], keep: frozenset[str] = frozenset()) -> Plan | None:
+    """``plan`` off the event loop; None (logged: the restore starts anew) where it is Unplannable."""
+    try:
+        return await asyncio.to_thread(plan, current_upper, target_upper, shared, keep)
+    except Unplannable as exc:
+        log.info("sandbox %s: restoring %s by a new start: %s", handle.sandbox_id, snapshot.name, exc)
+        return None
 
 
 class RollsBackInPlace:

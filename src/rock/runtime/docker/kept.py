@@ -113,11 +113,7 @@ class DockerKeptContainers:
                 log.info("sandbox %s: restoring %s by a new start: the engine's layers are not overlay2 directories "
                          "the snapshot's image shares", handle.sandbox_id, snapshot.name)
                 return None
-            try:
-                return await asyncio.to_thread(rollback.plan, *layers, _mount_points(container))
-            except rollback.Unplannable as exc:
-                log.info("sandbox %s: restoring %s by a new start: %s", handle.sandbox_id, snapshot.name, exc)
-                return None
+            return await rollback.plan_or_none(handle, snapshot, *layers, _mount_points(container))
 
     async def delete_image(self, snapshot) -> None:
         """Remove the snapshot's image; Conflict while a container started from it exists."""
