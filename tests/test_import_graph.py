@@ -18,9 +18,7 @@ WEB = ("fastapi", "starlette")
 # The domain: what the admin's doors translate HTTP onto, and what clients import. None of it may
 # reach FastAPI or Starlette, directly or through what it imports.
 DOMAIN_PACKAGES = ("rock.admin.sandboxes", "rock.admin.store", "rock.envs", "rock.training", "rock.agentic",
-                   "rock.runtime", "rock.worker", "rock.cluster", "rock.sdk", "rock.actions", "rock.agent")
-# The chat hub: every module of the door's folder but its routes and its install().
-CHAT_HTTP = {"rock.admin.chat", "rock.admin.chat.routes", "rock.admin.chat.ws"}
+                   "rock.runtime", "rock.worker", "rock.cluster", "rock.sdk", "rock.actions", "rock.agent", "rock.chat")
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:
@@ -173,8 +171,6 @@ def test_lazy_and_relative_imports_are_edges():
 
 
 def _domain(module: str) -> bool:
-    if module.startswith("rock.admin.chat"):
-        return module not in CHAT_HTTP
     return any(module == p or module.startswith(p + ".") for p in DOMAIN_PACKAGES)
 
 
@@ -193,7 +189,7 @@ def test_no_web_framework_below_the_admins_http_layer():
 def test_importing_the_domain_loads_no_web_framework():
     """What the graph cannot see: a package's ``__init__`` runs before its modules, so the chat
     hub's package must not bring FastAPI along either. Checked in a fresh interpreter."""
-    domain = ["rock.admin.sandboxes.service", "rock.admin.chat.hub", "rock.admin.chat.upstream", "rock.sdk.envs.client",
+    domain = ["rock.admin.sandboxes.service", "rock.chat.hub", "rock.chat.upstream", "rock.sdk.envs.client",
               "rock.training", "rock.agentic.tasks.rollout", "rock.worker.worker", "rock.cluster.client",
               "rock.sdk.sandbox.client"]
     probe = ("import sys\n" + "".join(f"import {m}\n" for m in domain)

@@ -5,7 +5,7 @@ Every error names its ``kind``; ``STATUS`` below is the one table from a kind to
 (a class that is not a family answers with its own ``status_code``). Each front door only puts
 that status and kind into its wire's body: ROCK's envelope (rock.admin.errors), E2B's
 ``{code, message}`` and Connect codes (rock.admin.e2b.connect), OpenAI's and Anthropic's error
-bodies (rock.admin.chat.native), AgentScope's (rock.admin.training.routes).
+bodies (rock.chat.native), AgentScope's (rock.admin.training.routes).
 """
 
 from __future__ import annotations

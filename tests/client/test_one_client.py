@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROCK = Path(__file__).resolve().parents[2] / "src" / "rock"
-SERVER_SIDE = ("client", "admin", "agent", "runtime")
+SERVER_SIDE = ("client", "admin", "chat", "agent", "runtime")
 HTTPX_OPENERS = {"Client", "AsyncClient", "HTTPTransport", "AsyncHTTPTransport", "request", "get", "post", "put",
                  "patch", "delete", "head", "options", "stream"}
 TRANSPORTS = {"BaseTransport", "AsyncBaseTransport"}

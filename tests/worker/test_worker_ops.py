@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rock.admin.chat.hub import ChatHub
+from rock.chat.hub import ChatHub
 from rock.admin.sandboxes.service import Sandboxes
 from rock.cluster.client import ClusterWorker
 from rock.cluster.simulated import SimulatedCluster

@@ -1,6 +1,6 @@
 """Request and response models of the Chat protocol (the model endpoint inside each sandbox).
 
-Shared by the admin's routes (``rock.admin.chat``) and the SDK (``rock.sdk.model``,
+Shared by the admin's Chat hub and routes (``rock.chat``, ``rock.admin.chat``) and the SDK (``rock.sdk.model``,
 ``rock.sdk.sandbox.model_service``). Unknown fields are refused, so a misspelt option fails
 loudly instead of being ignored.
 """

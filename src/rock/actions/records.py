@@ -1,6 +1,6 @@
 """Model-call records: one per chat call a sandbox made, kept by the admin, never in the sandbox.
 
-Shared by the admin's Chat front door, which writes them (rock.admin.chat.records.RecordLog),
+Shared by the admin's Chat front door, which writes them (rock.chat.records.RecordLog),
 and by what reads them: the SDK's trainer and the agentic harnesses.
 
 A record holds what the trainer needs to train on the call: the request (messages, tools,

@@ -18,7 +18,7 @@ from rock.errors import BadRequest
 from rock.worker.protocol import WorkerOps
 
 if TYPE_CHECKING:  # made by the composition root (rock.admin.root), which imports this module
-    from rock.admin.chat.hub import ChatHub
+    from rock.chat.hub import ChatHub
     from rock.admin.rollouts import JobBook
     from rock.admin.sandboxes.lifecycle import Lifecycle
     from rock.admin.templates import Templates

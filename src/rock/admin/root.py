@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from rock.admin.auth import Auth
-from rock.admin.chat.hub import ChatHub
+from rock.chat.hub import ChatHub
 from rock.admin.context import Ctx
 from rock.admin.rollouts import JobBook
 from rock.admin.sandboxes import Sandboxes

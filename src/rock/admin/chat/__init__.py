@@ -2,13 +2,10 @@
 
     routes.py     the routes: start a sandbox's endpoint, the trainer's exchange, trajectories
     ws.py         the trainer's fast path as a WebSocket
-    hub.py        the admin's side of every endpoint (``ctx.chat``, made by rock.admin.root); endpoint.py: one of them
-    native*.py    the three wire formats (chat completions, Anthropic Messages, OpenAI Responses)
-    upstream.py, stream.py, records.py, sandbox_cli.py: proxy/replay, SSE chunks, the record
-                  log, ``rock model-service`` run inside a sandbox
 
-Adding a route: in ``routes.py`` (the trainer's side; a per-call route beside the exchange it
-serves); a new wire format the sandbox's agent speaks: a ``native_*.py`` beside the others.
+The hub, the wire formats and the record log are the domain's (``rock.chat``); this folder only
+translates HTTP and WebSocket onto them. Adding a route: in ``routes.py`` (the trainer's side; a
+per-call route beside the exchange it serves).
 """
 
 from __future__ import annotations
@@ -17,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from rock.admin.front import FrontDoor
 
-if TYPE_CHECKING:  # the hub's modules import this package first: it brings no web framework with it
+if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from rock.admin.context import Ctx

@@ -26,7 +26,7 @@ from rock.actions.chat import (AnswerError, AntiCallRequest, Answer, EndpointInf
                                SandboxRef, StartEndpointRequest, WatchRequest)
 from rock.actions.response import RockResponse
 from rock.actions.sandbox import SandboxId
-from rock.admin.chat.hub import ChatHub, Endpoint
+from rock.chat.hub import ChatHub, Endpoint
 from rock.admin.context import Ctx, ok, parse, query
 from rock.admin.openapi import SANDBOX, doc, long_running
 from rock.actions.records import CallRecord, rock_jsonl

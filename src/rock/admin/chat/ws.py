@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rock.actions.chat import Answer
 from rock.actions.sandbox import SandboxId
-from rock.admin.chat.hub import Call, ChatHub
+from rock.chat.hub import Call, ChatHub
 from rock.admin.context import Ctx
 from rock.admin.errors import socket_error
 

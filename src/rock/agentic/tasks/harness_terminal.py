@@ -1,6 +1,6 @@
 """Harnesses ``claude-code``, ``codex``, ``qwen-code`` and ``opencode``: the npm terminal agents in the
 task's sandbox, their model calls (Anthropic Messages, OpenAI Responses, chat completions) answered over
-the Chat protocol by the job's trainer, which sees them in chat form (``rock.admin.chat.native``).
+the Chat protocol by the job's trainer, which sees them in chat form (``rock.chat.native``).
 
     agent sandbox: the task's image + Node and the agent (rock.agentic.terminal_agents, built
     FROM the task's docker_image once, by the env image builder of this host's docker engine)

@@ -19,7 +19,7 @@ import json
 import time
 from typing import Any
 
-from rock.admin.chat.native_messages import (carry_tokens, chat_tool, chat_tool_call, completion_from, listed_tools,
+from rock.chat.native_messages import (carry_tokens, chat_tool, chat_tool_call, completion_from, listed_tools,
                                           text_or_list)
 
 _SAME = ("model", "temperature", "top_p", "stream", "parallel_tool_calls")

@@ -18,10 +18,10 @@ from collections import deque
 from pathlib import Path
 
 from rock.actions.chat import Answer, ModelEndpointConfig, Rejected
-from rock.admin.chat.completion import normalize
-from rock.admin.chat.endpoint import Call, Endpoint  # noqa: F401 - the routes import them from here too
-from rock.admin.chat.records import RecordLog
-from rock.admin.chat import native
+from rock.chat.completion import normalize
+from rock.chat.endpoint import Call, Endpoint  # noqa: F401 - the routes import them from here too
+from rock.chat.records import RecordLog
+from rock.chat import native
 from rock.config import ChatSettings
 from rock.errors import BadRequest, CommandTimeout, Conflict, SandboxNotFound
 from rock.worker.protocol import WorkerListener
@@ -266,7 +266,7 @@ class ChatHub(WorkerListener):
     def agent_notice(self, sandbox_id: str, meta: dict, body: bytes) -> None:
         """A request from ``rock model-service ...`` run inside the sandbox (see sandbox_cli.py)."""
         if meta.get("event") == "chat.cli":
-            from rock.admin.chat.sandbox_cli import handle
+            from rock.chat.sandbox_cli import handle
 
             self.spawn(handle(self, sandbox_id, meta, body))
 

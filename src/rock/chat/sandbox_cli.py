@@ -18,7 +18,7 @@ from rock.actions.chat import ModelEndpointConfig
 from rock.errors import RockError
 
 if TYPE_CHECKING:
-    from rock.admin.chat.hub import ChatHub
+    from rock.chat.hub import ChatHub
 
 log = logging.getLogger("rock.admin.chat")
 

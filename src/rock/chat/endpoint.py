@@ -13,13 +13,13 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from rock.actions.chat import ModelEndpointConfig
-from rock.admin.chat import upstream
+from rock.chat import upstream
 from rock.actions.records import CallRecord
-from rock.admin.chat import native
+from rock.chat import native
 from rock.errors import Conflict, RockError
 
 if TYPE_CHECKING:
-    from rock.admin.chat.hub import ChatHub
+    from rock.chat.hub import ChatHub
 
 log = logging.getLogger("rock.admin.chat")
 

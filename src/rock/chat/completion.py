@@ -10,7 +10,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from rock.admin.chat.endpoint import Call
+    from rock.chat.endpoint import Call
 
 
 def normalize(response: dict | None, call: "Call") -> dict:

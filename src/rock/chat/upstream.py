@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from rock.admin.chat.native import NativeStreamFold
-from rock.admin.chat.stream import StreamFold
+from rock.chat.native import NativeStreamFold
+from rock.chat.stream import StreamFold
 
 if TYPE_CHECKING:
-    from rock.admin.chat.hub import Call, Endpoint
+    from rock.chat.hub import Call, Endpoint
 
 log = logging.getLogger("rock.admin.chat")
 _client: httpx.AsyncClient | None = None
@@ -59,7 +59,7 @@ def _replay(ep: "Endpoint", call: "Call") -> None:
     call.record.answered_via = "replay"
     response = ep.replay.popleft()["response"]
     if call.native is not None:  # a recorded chat completion or native object, served in the call's API
-        from rock.admin.chat import native
+        from rock.chat import native
 
         try:
             obj, completion = native.outbound(call, response)
@@ -133,7 +133,7 @@ async def _relay(ep: "Endpoint", call: "Call", response: httpx.Response) -> None
             call.record.finish("success" if ok else "failure", status, fold.completion() if ok else None,
                                None if ok else f"upstream_status={status}")
             if call.native is not None and ok and fold.native() is not None:
-                from rock.admin.chat import native
+                from rock.chat import native
 
                 call.record.native["response"] = fold.native()
                 native.remember(call, fold.native(), call.record.response)
@@ -148,7 +148,7 @@ async def _relay(ep: "Endpoint", call: "Call", response: httpx.Response) -> None
         parsed = None
     if status < 400 and isinstance(parsed, dict):
         if call.native is not None:
-            from rock.admin.chat import native
+            from rock.chat import native
 
             call.record.finish("success", status, native.to_completion(call.native["api"], parsed))
             call.record.native["response"] = parsed

@@ -19,13 +19,13 @@ import json
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from rock.admin.chat import native_messages as messages
-from rock.admin.chat import native_responses as responses
-from rock.admin.chat.completion import normalize
-from rock.admin.chat.stream import StreamFold
+from rock.chat import native_messages as messages
+from rock.chat import native_responses as responses
+from rock.chat.completion import normalize
+from rock.chat.stream import StreamFold
 
 if TYPE_CHECKING:
-    from rock.admin.chat.endpoint import Call
+    from rock.chat.endpoint import Call
 
 APIS = ("chat", "messages", "responses")
 PATHS = {"chat": "/chat/completions", "messages": "/messages", "responses": "/responses"}
