@@ -4,7 +4,7 @@ a connection or a transport of its own, and the clients that remain resolve the 
 Read from the source with ``ast``: a call such as ``httpx.AsyncClient(...)``, ``httpx.get(...)``,
 ``http.client.HTTPConnection(...)`` or ``urllib.request.urlopen(...)``, a subclass of httpx's
 transports, or an import of ``requests``/``aiohttp``. The server side that speaks HTTP for its own
-reasons is out of scope: the admin (its doors and the upstream it forwards to), the in-sandbox agent
+reasons is out of scope: the admin (its doors), the Chat hub (the upstream it forwards to), the in-sandbox agent
 (standard library only, it cannot import ``rock.client``) and the runtime backends (engine APIs)."""
 
 from __future__ import annotations

@@ -33,19 +33,21 @@ def _present(params: dict[str, Any]) -> dict[str, Any]:
 class Http:
     """One pooled client per SDK object for ROCK's enveloped routes under ``prefix``: JSON posts to
     a plain ``http://`` admin take the byte-level fast path; streams, uploads and https go through
-    ``client`` (httpx over the same pool)."""
+    ``client`` (httpx over the same pool). ``transport``: any ``httpx.AsyncBaseTransport`` (as
+    ``httpx.AsyncClient`` takes one), which then carries every call; closed with this client."""
 
-    def __init__(self, base_url: str, headers: dict[str, str], read_timeout: float | None, prefix: str = PREFIX):
+    def __init__(self, base_url: str, headers: dict[str, str], read_timeout: float | None, prefix: str = PREFIX,
+                 transport: httpx.AsyncBaseTransport | None = None):
         self.config = ClientConfig(base_url.rstrip("/"), None, dict(headers), read_timeout)
-        self.pool = AsyncPool(self.config, prefix)
+        self.pool = AsyncPool(self.config, prefix, transport=transport)
         self.base, self.headers, self.read_timeout = self.pool.base, headers, read_timeout
         self.transport = self.pool.transport
 
     @classmethod
-    def for_config(cls, config: Any) -> "Http":
+    def for_config(cls, config: Any, transport: httpx.AsyncBaseTransport | None = None) -> "Http":
         """A client for the admin a ``SandboxConfig`` names: its URL, its headers
-        (``SandboxConfig.headers()``) and its read timeout."""
-        return cls(config.base_url, config.headers(), config.request_timeout)
+        (``SandboxConfig.headers()``) and its read timeout; ``transport`` as in ``Http``."""
+        return cls(config.base_url, config.headers(), config.request_timeout, transport=transport)
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -77,20 +79,23 @@ class Http:
 
 
 class AsyncHttp:
-    """Async keep-alive HTTP to the env or training routes under ``routes`` (one pool per object)."""
+    """Async keep-alive HTTP to the env or training routes under ``routes`` (one pool per object).
+    ``transport``: any ``httpx.AsyncBaseTransport`` (as ``httpx.AsyncClient`` takes one), which
+    then carries every call; closed with this client."""
 
     def __init__(self, base_url: str | None = None, token: str | None = None, routes: str = GEM,
-                 max_connections: int = 64):
+                 max_connections: int = 64, transport: httpx.AsyncBaseTransport | None = None):
         self.config = ClientConfig.resolve(base_url, token)
         self.base, self.token, self.routes = self.config.base_url, self.config.token, routes
         self.max_connections = max_connections
-        self.pool = AsyncPool(self.config, routes, max_connections)
+        self.pool = AsyncPool(self.config, routes, max_connections, transport=transport)
         self.transport = self.pool.transport
+        self._given = transport
 
     def twin(self) -> "AsyncHttp":
         """A pool of its own to the same admin with the same token (for an object that closes its
-        pool, such as a forked vector env)."""
-        return AsyncHttp(self.base, self.token, self.routes, self.max_connections)
+        pool, such as a forked vector env); a transport the caller gave is the twin's too."""
+        return AsyncHttp(self.base, self.token, self.routes, self.max_connections, transport=self._given)
 
     async def post(self, path: str, body: dict[str, Any]) -> bytes:
         """POST ``body`` as JSON to the route ``path``; the raw answer, or the error it maps to raised."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import sys
-from typing import Any, Awaitable, Callable, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, TypeVar
 
 from rock.actions.chat import EndpointInfo, ExchangeResult, PendingCall
 from rock.actions.records import CallRecord
@@ -27,19 +27,23 @@ from rock.sdk.closing import AsyncClosing, Closing
 from rock.client.config import ClientConfig
 from rock.client.http import Http
 
+if TYPE_CHECKING:
+    import httpx
+
 PREFIX = "/apis/v1/chat"
 Policy = Callable[[PendingCall], "dict[str, Any] | Awaitable[dict[str, Any]]"]
 
 
 class ChatTrainer(AsyncClosing):
     """The trainer's side of the Chat protocol over one kept-alive connection (see the module's docstring): start
-    endpoints, answer their calls, read their records."""
+    endpoints, answer their calls, read their records. ``transport``: an ``httpx.AsyncBaseTransport``
+    that carries every call instead of ROCK's own (as ``httpx.AsyncClient`` takes one)."""
 
     def __init__(self, base_url: str | None = None, token: str | None = None, headers: dict[str, str] | None = None,
-                 request_timeout: float | None = None):
+                 request_timeout: float | None = None, *, transport: httpx.AsyncBaseTransport | None = None):
         config = ClientConfig.resolve(base_url, token, headers, request_timeout)
         self.base_url = config.base_url
-        self._http = Http(self.base_url, config.all_headers(), request_timeout, prefix=PREFIX)
+        self._http = Http(self.base_url, config.all_headers(), request_timeout, prefix=PREFIX, transport=transport)
 
     @classmethod
     def for_sandbox(cls, sandbox: Any) -> "ChatTrainer":

@@ -45,6 +45,8 @@ log = logging.getLogger("rock.sdk")
 
 
 if TYPE_CHECKING:
+    import httpx
+
     from rock.sdk.sandbox.agent import RockAgent
     from rock.sdk.sandbox.model_service import ModelService
 
@@ -60,10 +62,13 @@ class RunMode:
 class Sandbox(FilesMixin, LifecycleMixin, SnapshotsMixin, NohupMixin):
     """One sandbox, ROCK's ``Sandbox``: ``start()``, sessions and commands, files (``FilesMixin``),
     restart/commit/archive (``LifecycleMixin``), pause/resume/snapshot/fork (``SnapshotsMixin``) and
-    background runs (``NohupMixin``), over one pooled HTTP client."""
+    background runs (``NohupMixin``), over one pooled HTTP client. ``transport``: an
+    ``httpx.AsyncBaseTransport`` that carries every call to the admin instead of ROCK's own (as
+    ``httpx.AsyncClient`` takes one: retries, a proxy, recording in a test)."""
 
-    def __init__(self, config: SandboxConfig | None = None):
+    def __init__(self, config: SandboxConfig | None = None, *, transport: httpx.AsyncBaseTransport | None = None):
         self.config = config or SandboxConfig()
+        self._transport = transport
         self._url = f"{self.config.base_url.rstrip('/')}/apis/envs/sandbox/v1"
         self._sandbox_id: str | None = None
         self._host_name: str | None = None
@@ -127,7 +132,7 @@ class Sandbox(FilesMixin, LifecycleMixin, SnapshotsMixin, NohupMixin):
     @property
     def _http(self) -> Http:
         if self._http_client is None:
-            self._http_client = Http.for_config(self.config)
+            self._http_client = Http.for_config(self.config, self._transport)
         return self._http_client
 
     def _need_id(self) -> str:

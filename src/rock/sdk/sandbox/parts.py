@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rock.actions import Action, Command, CommandResponse, CreateBashSessionRequest, Observation
     from rock.actions import CreateBashSessionResponse
+    import httpx
+
     from rock.client.http import Http
     from rock.sdk.sandbox.config import SandboxConfig
 
@@ -21,8 +23,10 @@ class SandboxParts:
     if TYPE_CHECKING:
         config: SandboxConfig
 
-        def __init__(self, config: SandboxConfig | None = None) -> None: ...
+        def __init__(self, config: SandboxConfig | None = None, *,
+                     transport: httpx.AsyncBaseTransport | None = None) -> None: ...
 
+        _transport: httpx.AsyncBaseTransport | None
         _sandbox_id: str | None
         _host_name: str | None
         _host_ip: str | None

@@ -66,7 +66,8 @@ class SnapshotsMixin(SandboxParts):
                                        timeout=self.config.startup_timeout + 60)
         children = []
         for item in result["sandboxes"]:
-            child = type(self)(self.config.model_copy(update={"sandbox_id": item["sandbox_id"], "snapshot": None}))
+            child = type(self)(self.config.model_copy(update={"sandbox_id": item["sandbox_id"], "snapshot": None}),
+                               transport=self._transport)
             child._sandbox_id, child._host_name, child._host_ip = item["sandbox_id"], item.get("host_name"), \
                 item.get("host_ip")
             children.append((child, item))

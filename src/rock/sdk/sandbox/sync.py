@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rock.sdk.background import run_sync
 from rock.sdk.sandbox.client import Sandbox
 from rock.sdk.sandbox.config import SandboxConfig
+
+if TYPE_CHECKING:
+    import httpx
+
 
 def _same(name: str, doc: str) -> property:
     """A read-only attribute that is the wrapped ``Sandbox``'s of the same name."""
@@ -20,10 +24,12 @@ def _same(name: str, doc: str) -> property:
 
 
 class SyncSandbox:
-    """Same methods as ``Sandbox`` (start, arun, read_file, download, stop, ...), blocking."""
+    """Same methods as ``Sandbox`` (start, arun, read_file, download, stop, ...), blocking;
+    ``transport`` as ``Sandbox`` takes it (an ``httpx.AsyncBaseTransport``: it runs on this
+    client's event loop)."""
 
-    def __init__(self, config: SandboxConfig | None = None):
-        self._sandbox = Sandbox(config)
+    def __init__(self, config: SandboxConfig | None = None, *, transport: httpx.AsyncBaseTransport | None = None):
+        self._sandbox = Sandbox(config, transport=transport)
 
     sandbox_id = _same("sandbox_id", "The sandbox's id (None before ``start()``).")
     config = _same("config", "The sandbox's config.")
