@@ -4,7 +4,7 @@
 Every error names its ``kind``; ``STATUS`` below is the one table from a kind to its HTTP status
 (a class that is not a family answers with its own ``status_code``). Each front door only puts
 that status and kind into its wire's body: ROCK's envelope (rock.admin.errors), E2B's
-``{code, message}`` and Connect codes (rock.admin.e2b.connect), OpenAI's and Anthropic's error
+``{code, message}`` and Connect errors (rock.admin.e2b.errors), OpenAI's and Anthropic's error
 bodies (rock.chat.native), AgentScope's (rock.admin.training.routes).
 """
 
@@ -42,6 +42,11 @@ STATUS: dict[str, int] = {
     "InstanceExists": 409,
     "SuiteUnavailable": 422,
     "UnknownSuite": 404,
+    # E2B's envd speaks Connect: a ``ConnectError``'s code (rock.admin.e2b) as its HTTP status
+    "canceled": 499, "unknown": 500, "invalid_argument": 400, "deadline_exceeded": 504, "not_found": 404,
+    "already_exists": 409, "permission_denied": 403, "resource_exhausted": 429, "failed_precondition": 400,
+    "aborted": 409, "out_of_range": 400, "unimplemented": 501, "internal": 500, "unavailable": 503,
+    "unauthenticated": 401,
 }
 
 
@@ -256,3 +261,45 @@ class TaskError(RockError):
 
     def __init__(self, message: str, kind: str = "BadTask"):
         super().__init__(message, kind)
+
+
+# E2B's protocol (the E2B door, rock.admin.e2b): refusals in E2B's terms, made after ERRORS like the
+# families (ROCK's envelope never carries them). The door's ``errors`` module puts each on E2B's wire.
+
+class E2BError(RockError):
+    """A refusal in E2B's terms, with the HTTP status E2B answers it with (``status_code``): the
+    control plane's and envd's ``/files`` as ``{"code": <status>, "message"}``, the code
+    interpreter's as plain text. ``retry_after`` (seconds): a rate's refusal, sent as ``Retry-After``."""
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.status_code = status
+        self.retry_after = retry_after
+
+
+class ConnectError(RockError):
+    """An envd RPC's failure under a Connect code (``kind``: ``not_found``, ``invalid_argument``,
+    ...); ``STATUS`` gives the HTTP status of a unary call's answer (a stream ends with it under 200)."""
+
+    family = True
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message, code)
+
+    @property
+    def code(self) -> str:
+        """The Connect code (the same as ``kind``)."""
+        return self.kind
+
+
+class SandboxGone(RockError):
+    """The data plane's answer for a sandbox that is not (or no longer) there: what E2B's edge
+    proxy says, 502 "... was not found", which the e2b SDK turns into its not-running exception."""
+
+    status_code = 502
+
+    def __init__(self, sandbox_id: str | None, paused: bool = False):
+        # "was not found" is what the SDK matches; a paused sandbox's caller also learns why and what to do
+        name = sandbox_id or "(unknown)"
+        super().__init__(f"The sandbox {name} was not found running: it is paused; resume it with Sandbox.connect()"
+                         if paused else f"The sandbox {name} was not found")

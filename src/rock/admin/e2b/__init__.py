@@ -8,8 +8,8 @@ operations; nothing here runs anything on the host.
 
 Adding a route: a control-plane route in ``control.py`` (pause, resume and snapshots in
 ``snapshots.py``, templates in ``templates.py``, secrets in ``secrets.py``; what is not served answers from ``unserved.py``); an envd RPC in the module of its Connect service (``process.py``,
-``filesystem.py``), the code interpreter's in ``interpreter.py``; the Connect framing and error
-shapes are ``connect.py``'s, what both planes share is ``common.py``'s.
+``filesystem.py``), the code interpreter's in ``interpreter.py``; the Connect protocol is ``connect.py``'s,
+E2B's error shapes ``errors.py``'s, what both planes share ``common.py``'s.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from starlette.responses import Response
 
 from rock.admin.context import Ctx
 from rock.admin.e2b import control, filesystem, interpreter, process, secrets, templates, unserved, volumes
-from rock.admin.e2b.common import E2BError, Users
+from rock.admin.e2b.common import Users
+from rock.admin.e2b.errors import HANDLERS, gone_response
 from rock.admin.front import FrontDoor
-from rock.admin.e2b.connect import ConnectError, SandboxGone, end_stream, error_response, gone_response
+from rock.errors import SandboxGone
 
 # Past the generic token gate: these routes authenticate themselves (X-API-KEY, the access token).
 OPEN_PATHS = (*unserved.OPEN_PATHS, *volumes.OPEN_PATHS, "/files", "/process.Process/", "/filesystem.Filesystem/",
@@ -59,23 +60,4 @@ def install(app: FastAPI, ctx: Ctx) -> None:
     unserved.install(app, ctx)
 
 
-# E2B's error shapes: each of these errors answers itself (the control plane's JSON, envd's HTTP and Connect shapes).
-async def _answers_itself(request: Request, exc: E2BError | interpreter.PortError) -> Response:
-    return exc.response()
-
-
-async def _sandbox_gone(request: Request, exc: SandboxGone) -> Response:
-    return gone_response(exc)
-
-
-async def _connect_error(request: Request, exc: ConnectError) -> Response:
-    if request.headers.get("content-type", "").startswith("application/connect+"):
-        # a stream's error travels in its end-of-stream message, under 200
-        return Response(end_stream(exc), media_type="application/connect+json")
-    return error_response(exc.code, exc.message)
-
-
-FRONT = FrontDoor(open_paths=OPEN_PATHS, health=health,
-                  errors=((interpreter.PortError, _answers_itself), (E2BError, _answers_itself),
-                          (SandboxGone, _sandbox_gone),
-                          (ConnectError, _connect_error)))
+FRONT = FrontDoor(open_paths=OPEN_PATHS, health=health, errors=HANDLERS)  # E2B's error shapes: errors.py

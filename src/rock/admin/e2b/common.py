@@ -1,5 +1,5 @@
-"""What both E2B planes share: constants, E2B's control-plane error shape, who is calling, and
-which sandbox a data-plane request is for."""
+"""What both E2B planes share: constants, who is calling, and which sandbox a data-plane request
+is for."""
 
 from __future__ import annotations
 
@@ -8,19 +8,16 @@ import binascii
 import hashlib
 import hmac
 import json
-import math
 import posixpath
 import time
 
 from starlette.requests import Request
-from starlette.responses import Response
 
 from rock.admin.auth import E2B_KEY_HEADER, E2B_SANDBOX_TOKEN_HEADERS
 from rock.admin.context import Ctx
 from rock.admin.doors import Door
-from rock.admin.e2b.connect import ConnectError, SandboxGone, json_response
 from rock.admin.store import SandboxRecord
-from rock.errors import Unauthorized
+from rock.errors import ConnectError, E2BError, SandboxGone, Unauthorized
 
 # The envd features we serve (the SDK gates on it, e2b/envd/versions.py): stdin control (0.3.0),
 # a default user (0.4.0), close_stdin (0.5.2), octet-stream and gzip uploads (0.5.7). Not 0.6.2:
@@ -76,22 +73,6 @@ def _at_the_door(fn):
 
     handler.__name__ = fn.__name__
     return handler
-
-
-class E2BError(Exception):
-    """A refusal in E2B's shape ``{"code": <status>, "message"}``: the control plane's and envd's ``/files``."""
-
-    def __init__(self, status: int, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.retry_after = retry_after  # a rate's refusal: sent as Retry-After (seconds)
-
-    def response(self) -> Response:
-        out = json_response({"code": self.status, "message": self.message}, self.status)
-        if self.retry_after is not None:
-            out.headers["Retry-After"] = f"{math.ceil(self.retry_after)}"
-        return out
 
 
 async def json_object(request: Request, error) -> dict:

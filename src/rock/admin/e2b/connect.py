@@ -1,4 +1,4 @@
-"""The Connect protocol (v1, JSON codec) as the e2b SDK speaks it to envd, and E2B's error shapes.
+"""The Connect protocol (v1, JSON codec) as the e2b SDK speaks it to envd (its errors: ``errors.py``).
 
 Unary: ``POST /<pkg>.<Service>/<Method>``, JSON body, 200 JSON reply; an error is a non-2xx
 with ``{"code": "<connect code>", "message"}``. Server stream: the request is one envelope
@@ -16,80 +16,11 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import Response
 
-from rock.errors import (AgentError, AgentGone, AgentTimeout, RockError, SandboxNotFound, SandboxNotRunning,
-                         SandboxPaused)
+from rock.admin.e2b.errors import end_of_stream
+from rock.admin.e2b.framing import END_STREAM, envelope
+from rock.errors import ConnectError, SandboxGone
 
-HTTP_OF = {"canceled": 499, "unknown": 500, "invalid_argument": 400, "deadline_exceeded": 504, "not_found": 404,
-           "already_exists": 409, "permission_denied": 403, "resource_exhausted": 429, "failed_precondition": 400,
-           "aborted": 409, "out_of_range": 400, "unimplemented": 501, "internal": 500, "unavailable": 503,
-           "unauthenticated": 401}
-# The agent's error kinds (rock.agent.errors) as Connect codes.
-CODE_OF_KIND = {"FileNotFound": "not_found", "NotFound": "not_found", "FileExists": "already_exists",
-                "IsADirectory": "invalid_argument", "NotADirectory": "invalid_argument", "BadRequest": "invalid_argument",
-                "PermissionDenied": "permission_denied", "Unauthenticated": "unauthenticated",
-                "NoSpace": "resource_exhausted", "DirectoryNotEmpty": "failed_precondition",
-                "PayloadTooLarge": "resource_exhausted", "Overflow": "resource_exhausted"}
-END_STREAM = 0x02
 MAX_MESSAGE = 16 << 20
-
-
-class ConnectError(Exception):
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class SandboxGone(Exception):
-    """The data plane's answer for a sandbox that is not (or no longer) there: what E2B's edge
-    proxy says, 502 "... was not found", which the SDK turns into its not-running exception."""
-
-    def __init__(self, sandbox_id: str | None, paused: bool = False):
-        # "was not found" is what the SDK matches; a paused sandbox's caller also learns why and what to do
-        name = sandbox_id or "(unknown)"
-        super().__init__(f"The sandbox {name} was not found running: it is paused; resume it with Sandbox.connect()"
-                         if paused else f"The sandbox {name} was not found")
-        self.message = str(self)
-
-
-def gone_response(exc: SandboxGone) -> Response:
-    return json_response({"code": 502, "message": exc.message, "sandboxId": None}, 502)
-
-
-def json_response(obj, status: int = 200, headers: dict | None = None) -> Response:
-    return Response(json.dumps(obj), status_code=status, media_type="application/json", headers=headers)
-
-
-def error_response(code: str, message: str) -> Response:
-    return json_response({"code": code, "message": message}, HTTP_OF.get(code, 500))
-
-
-def from_rock(exc: Exception, sandbox_id: str | None = None) -> Exception:
-    """A ROCK/agent error as a Connect error (or SandboxGone when the sandbox itself went away)."""
-    if isinstance(exc, SandboxPaused):  # paused between the lookup and the call
-        return SandboxGone(sandbox_id, paused=True)
-    if isinstance(exc, (SandboxNotFound, SandboxNotRunning, AgentGone)):
-        return SandboxGone(sandbox_id)
-    if isinstance(exc, ConnectError):
-        return exc
-    if isinstance(exc, AgentTimeout):
-        return ConnectError("deadline_exceeded", exc.message)
-    if isinstance(exc, AgentError):
-        return ConnectError(CODE_OF_KIND.get(exc.kind, "internal"), exc.message)
-    if isinstance(exc, RockError):  # a ROCK error class the agent client re-raised (e.g. PayloadTooLarge)
-        code = {401: "unauthenticated", 403: "permission_denied", 404: "not_found", 409: "already_exists",
-                413: "resource_exhausted", 507: "resource_exhausted"}.get(exc.status_code)
-        return ConnectError(code or ("internal" if exc.status_code >= 500 else "invalid_argument"), exc.message)
-    return exc
-
-
-def envelope(obj, flags: int = 0) -> bytes:
-    data = json.dumps(obj, separators=(",", ":")).encode()
-    return struct.pack(">BI", flags, len(data)) + data
-
-
-def end_stream(error: ConnectError | None = None) -> bytes:
-    return envelope({"error": {"code": error.code, "message": error.message}} if error else {}, END_STREAM)
 
 
 def _check_codec(request: Request, streaming: bool) -> None:
@@ -161,11 +92,9 @@ def stream_response(events: AsyncIterator[dict], keepalive: dict, interval: floa
                     try:
                         out.append(envelope(task.result()))
                     except StopAsyncIteration:
-                        out.append(end_stream())
-                    except SandboxGone as exc:
-                        out.append(end_stream(ConnectError("unavailable", exc.message)))
-                    except ConnectError as exc:
-                        out.append(end_stream(exc))
+                        out.append(end_of_stream())
+                    except (ConnectError, SandboxGone) as exc:
+                        out.append(end_of_stream(exc))
                     else:
                         pending = asyncio.ensure_future(it.__anext__())
                         await asyncio.sleep(0)  # one turn of the loop: the next message, if it is there

@@ -27,15 +27,16 @@ from rock.admin.context import Ctx
 from rock.admin.e2b import network as e2b_network
 from rock.admin.e2b import snapshots as snapshot_routes, templates as template_routes
 from rock.admin.e2b import volumes as volume_routes
-from rock.admin.e2b.common import (CLIENT_ID, ENVD_VERSION, META_KEY, TOKEN_KEY, E2BError,
+from rock.admin.e2b.common import (CLIENT_ID, ENVD_VERSION, META_KEY, TOKEN_KEY,
                                    control_record, is_e2b, json_object, owner_of, paged, route)
 from rock.admin.openapi import body as body_doc, params
-from rock.admin.e2b.connect import json_response
+from rock.admin.e2b.framing import json_response
 from rock.admin.sandboxes.egress import IAM_KEY, update as egress_update
 from rock.admin.sandboxes.start_checks import check_start_request
 from rock.admin.store import SandboxRecord
 from rock.admin.templates import Templates, served
-from rock.errors import RockError, SnapshotNotFound
+from rock.admin.e2b.errors import refusal
+from rock.errors import E2BError, RockError, SnapshotNotFound
 
 log = logging.getLogger("rock.admin.e2b")
 # Fields of NewSandbox we cannot honour unless they say "off", and why.
@@ -280,8 +281,7 @@ def router(ctx: Ctx, built: Templates) -> APIRouter:
         except SnapshotNotFound:
             raise _no_template(ctx, template) from None
         except RockError as exc:
-            raise E2BError(exc.status_code if exc.status_code < 500 else 503, exc.message,
-                           getattr(exc, "retry_after", None)) from None
+            raise refusal(exc, fault=503) from None
         if build is not None:
             try:
                 await template_routes.sandbox_started(ctx, record, build)
@@ -407,7 +407,7 @@ def router(ctx: Ctx, built: Templates) -> APIRouter:
         try:
             await egress_update(svc, sandbox_id, owner, rules, transforms)
         except RockError as exc:
-            raise E2BError(exc.status_code if exc.status_code < 500 else 503, exc.message) from None
+            raise refusal(exc, fault=503) from None
         return Response(status_code=204)
 
     return api

@@ -15,11 +15,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from rock.admin.context import Ctx
-from rock.admin.e2b.common import E2BError, Users, route, basic_user, data_record, resolve
-from rock.admin.e2b.connect import (ConnectError, SandboxGone, from_rock, json_response, keepalive_of,
-                                    stream_messages, stream_response, unary_message)
+from rock.admin.e2b.common import Users, route, basic_user, data_record, resolve
+from rock.admin.e2b.connect import keepalive_of, stream_messages, stream_response, unary_message
+from rock.admin.e2b.errors import from_rock
+from rock.admin.e2b.framing import json_response
 from rock.admin.uploads import write_whole
-from rock.errors import AgentError, PayloadTooLarge
+from rock.errors import AgentError, ConnectError, E2BError, PayloadTooLarge, SandboxGone
 
 CHUNK = 4 << 20  # file.read / file.write pieces: a large file never sits whole in one frame
 # What one inflate step may produce. Small: a bomb's pieces are made in the thread pool, and

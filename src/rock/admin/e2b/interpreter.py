@@ -14,21 +14,12 @@ from starlette.responses import Response, StreamingResponse
 
 from rock.admin.context import Ctx
 from rock.admin.e2b.common import data_record, json_object, route
-from rock.admin.e2b.connect import SandboxGone, json_response
-from rock.errors import AgentError, AgentGone, SandboxNotFound, SandboxNotRunning
+from rock.admin.e2b.framing import json_response
+from rock.errors import AgentError, AgentGone, E2BError, SandboxGone, SandboxNotFound, SandboxNotRunning
 
 PORT = "49999"
 MAX_BUFFERED = 64 << 20
 STARTED = {"type": "started"}  # the agent took the cell (never sent to the client)
-
-
-class PortError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
-
-    def response(self) -> Response:
-        return Response(self.message, status_code=self.status, media_type="text/plain")
 
 
 def router(ctx: Ctx) -> APIRouter:
@@ -37,7 +28,7 @@ def router(ctx: Ctx) -> APIRouter:
 
     async def agent_of(request: Request):
         if request.headers.get("e2b-sandbox-port", PORT) != PORT:
-            raise PortError(502, f"port {request.headers['e2b-sandbox-port']} is not served here: ROCK's "
+            raise E2BError(502, f"port {request.headers['e2b-sandbox-port']} is not served here: ROCK's "
                                  "sandboxes answer envd (49983) and the code interpreter (49999)")
         record = data_record(ctx, request)
         try:
@@ -46,23 +37,23 @@ def router(ctx: Ctx) -> APIRouter:
             raise SandboxGone(record.sandbox_id) from None
 
     async def body(request: Request) -> dict:
-        return await json_object(request, PortError)
+        return await json_object(request, E2BError)
 
     async def call(request: Request, op: str, args: dict) -> dict:
         _, agent = await agent_of(request)
         try:
             return (await agent.call(op, args))[0]
         except AgentError as exc:
-            raise PortError(404 if exc.kind == "NotFound" else 400, exc.message) from None
+            raise E2BError(404 if exc.kind == "NotFound" else 400, exc.message) from None
 
     @route(api, "/execute")
     async def execute(request: Request):
         req = await body(request)
         if not isinstance(req.get("code"), str):
-            raise PortError(400, "code must be a string")
+            raise E2BError(400, "code must be a string")
         env = req.get("env_vars") or {}
         if not isinstance(env, dict):
-            raise PortError(400, "env_vars must be an object")
+            raise E2BError(400, "env_vars must be an object")
         record, agent = await agent_of(request)
         queue: asyncio.Queue = asyncio.Queue()
         args = {"code": req["code"], "id": req.get("context_id"), "language": req.get("language"),
@@ -106,7 +97,7 @@ def router(ctx: Ctx) -> APIRouter:
         if first is None and not cell.cancelled() and cell.exception() is not None:  # refused before it ran: an HTTP error
             exc = cell.exception()
             if isinstance(exc, AgentError):
-                raise PortError(404 if exc.kind == "NotFound" else 400, exc.message)
+                raise E2BError(404 if exc.kind == "NotFound" else 400, exc.message)
             raise SandboxGone(record.sandbox_id)
 
         async def lines():

@@ -25,7 +25,7 @@ import re
 from pydantic import ValidationError
 
 from rock.actions.egress import EgressProxy, EgressRules, parse_target
-from rock.admin.e2b.common import E2BError
+from rock.errors import E2BError
 
 ALL_TRAFFIC = ("0.0.0.0/0", "::/0")
 # Fields of E2B's network config this door honours, and those it cannot (and why).

@@ -13,8 +13,10 @@ from starlette.responses import Response
 
 from rock.admin.context import Ctx
 from rock.admin.e2b.common import Users, route, basic_user, data_record, resolve
-from rock.admin.e2b.connect import (ConnectError, deadline_of, from_rock, json_response, keepalive_of,
-                                    stream_messages, stream_response, unary_message)
+from rock.admin.e2b.connect import deadline_of, keepalive_of, stream_messages, stream_response, unary_message
+from rock.admin.e2b.errors import from_rock
+from rock.admin.e2b.framing import json_response
+from rock.errors import ConnectError
 
 log = logging.getLogger("rock.admin.e2b")
 SIGNALS = {"SIGNAL_SIGKILL": 9, "SIGNAL_SIGTERM": 15, 9: 9, 15: 15}

@@ -25,10 +25,11 @@ from starlette.responses import Response
 
 from rock.actions.secrets import NAME_PATTERN, SecretCreate
 from rock.admin.context import Ctx, iso
-from rock.admin.e2b.common import E2BError, json_object, owner_of, route
-from rock.admin.e2b.connect import json_response
+from rock.admin.e2b.common import json_object, owner_of, route
+from rock.admin.e2b.errors import refusal
+from rock.admin.e2b.framing import json_response
 from rock.admin.secrets import SecretVault
-from rock.errors import RockError
+from rock.errors import E2BError, RockError
 
 _NAME = re.compile(NAME_PATTERN)
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
@@ -59,10 +60,6 @@ def _metadata(body: dict) -> dict[str, str] | None:
     return dict(meta)
 
 
-def _e2b(exc: RockError) -> E2BError:
-    return E2BError(min(500, exc.status_code), exc.message)
-
-
 def router(ctx: Ctx) -> APIRouter:
     api = APIRouter()
     vault: SecretVault = ctx.sandboxes.secrets
@@ -82,7 +79,7 @@ def router(ctx: Ctx) -> APIRouter:
                 await asyncio.to_thread(vault.set_metadata, owner, made["id"], meta)
                 made["metadata"] = meta
         except RockError as exc:
-            raise _e2b(exc) from None
+            raise refusal(exc) from None
         return json_response(_wire(made), 201)
 
     @route(api, "/secrets", "GET")
@@ -105,7 +102,7 @@ def router(ctx: Ctx) -> APIRouter:
         try:
             return json_response(_wire(vault.get(owner_of(ctx, request), secret_id)))
         except RockError as exc:
-            raise _e2b(exc) from None
+            raise refusal(exc) from None
 
     @route(api, "/secrets/{secret_id}", "POST")
     async def update_secret(request: Request, secret_id: str):
@@ -114,7 +111,7 @@ def router(ctx: Ctx) -> APIRouter:
         try:
             item = await asyncio.to_thread(vault.update, owner_of(ctx, request), secret_id, value, meta)
         except RockError as exc:
-            raise _e2b(exc) from None
+            raise refusal(exc) from None
         return json_response(_wire(item))
 
     @route(api, "/secrets/{secret_id}", "DELETE")
@@ -122,7 +119,7 @@ def router(ctx: Ctx) -> APIRouter:
         try:
             await asyncio.to_thread(vault.delete, owner_of(ctx, request), secret_id)
         except RockError as exc:
-            raise _e2b(exc) from None
+            raise refusal(exc) from None
         return Response(status_code=204)
 
     return api

@@ -41,22 +41,16 @@ from starlette.responses import Response
 
 from rock.actions.snapshots import MAX_FORK, SNAPSHOT_NAME_PATTERN, STORED_NAME_PATTERN
 from rock.admin.context import Ctx
-from rock.admin.e2b.common import (META_KEY, TOKEN_KEY, E2BError, control_record, json_object,
+from rock.admin.e2b.common import (META_KEY, TOKEN_KEY, control_record, json_object,
                                    owner_of, paged, route)
-from rock.admin.e2b.connect import json_response
+from rock.admin.e2b.framing import json_response
 from rock.admin.store import SandboxRecord
-from rock.errors import Refused, RockError
+from rock.admin.e2b.errors import refusal
+from rock.errors import E2BError, RockError
 from rock.worker.worker import Worker
 
 NAME = re.compile(SNAPSHOT_NAME_PATTERN)
 STORED_NAME = re.compile(STORED_NAME_PATTERN)  # a snapshot id as the service stores it
-
-
-def e2b_error(exc: RockError) -> E2BError:
-    """A service refusal in E2B's error shape (a server fault is E2B's 500 with the reason; a node
-    with no room its 503, a rate's 429 with Retry-After)."""
-    status = exc.status_code if exc.status_code < 500 or isinstance(exc, Refused) else 500
-    return E2BError(status, exc.message or type(exc).__name__, getattr(exc, "retry_after", None))
 
 
 def _memory(body: dict) -> bool | None:
@@ -102,7 +96,7 @@ async def delete_snapshot(ctx: Ctx, template_id: str, owner: str | None) -> None
         if exc.status_code == 404 or exc.status_code == 400:  # a name no snapshot could have: none
             raise E2BError(404, f"template or snapshot \"{template_id}\" doesn't exist or you don't have access "
                                 "to it") from None
-        raise e2b_error(exc) from None
+        raise refusal(exc) from None
 
 
 class Routes:
@@ -120,7 +114,7 @@ class Routes:
         try:
             await svc.resume(record.sandbox_id, record.owner)
         except RockError as exc:
-            raise e2b_error(exc) from None
+            raise refusal(exc) from None
         if timeout is not None and timeout > (record.auto_clear_seconds or 0):  # only ever extends
             record.auto_clear_seconds = timeout
             svc.save(record)
@@ -144,7 +138,7 @@ class Routes:
             try:
                 await svc.pause(record.sandbox_id, record.owner)
             except RockError as exc:
-                raise e2b_error(exc) from None
+                raise refusal(exc) from None
             return Response(status_code=204)
 
         @route(api, "/sandboxes/{sandbox_id}/resume")
@@ -164,7 +158,7 @@ class Routes:
                 snap = await svc.snapshot(record.sandbox_id, record.owner, name=name,
                                           mode=snapshot_mode(ctx, _memory(body), record))
             except RockError as exc:
-                raise e2b_error(exc) from None
+                raise refusal(exc) from None
             return json_response(snapshot_info(snap), 201)
 
         @route(api, "/sandboxes/{sandbox_id}/fork")
@@ -177,7 +171,7 @@ class Routes:
             try:
                 children, _ = await svc.fork(record.sandbox_id, record.owner, count, mode=snapshot_mode(ctx, None, record))
             except RockError as exc:
-                raise e2b_error(exc) from None
+                raise refusal(exc) from None
             out = []
             for child in children:
                 if child.state == "running":

@@ -24,13 +24,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from rock.admin.context import Ctx
-from rock.admin.e2b.common import E2BError, json_object, owner_of, route
-from rock.admin.e2b.connect import json_response
+from rock.admin.e2b.common import json_object, owner_of, route
+from rock.admin.e2b.errors import refusal
+from rock.admin.e2b.framing import json_response
 from rock.admin.e2b.snapshots import delete_snapshot
 from rock.admin.templates import Build, Template, TemplateNotFound, Templates, served
 from rock.admin.templates.steps import HASH
 from rock.actions.sizes import parse_memory
-from rock.errors import RockError
+from rock.errors import E2BError, RockError
 
 log = logging.getLogger("rock.admin.e2b")
 MAX_LOG_PAGE = 100  # E2B's status answers at most 100 log entries per call
@@ -46,7 +47,7 @@ def e2b_errors():
     try:
         yield
     except RockError as exc:
-        raise E2BError(exc.status_code if exc.status_code < 500 else 500, exc.message) from None
+        raise refusal(exc) from None
 
 
 def _entry(e: dict) -> dict:

@@ -14,7 +14,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 
 from rock.admin.context import Ctx
-from rock.admin.e2b.common import E2BError, owner_of
+from rock.admin.e2b.common import owner_of
+from rock.admin.e2b.errors import e2b_response
+from rock.errors import E2BError
 from rock.admin.errors import allowed_methods
 
 # E2B's control plane: each covers itself and what is under it
@@ -37,12 +39,12 @@ def install(app: FastAPI, ctx: Ctx) -> None:
         try:
             owner_of(ctx, request)
         except E2BError as refused:
-            return refused.response()
+            return e2b_response(request, refused)
         path = request.url.path
         if exc.status_code == 404:
-            return E2BError(404, f"{request.method} {path} is not served by this ROCK server").response()
+            return e2b_response(request, E2BError(404, f"{request.method} {path} is not served by this ROCK server"))
         allowed = ", ".join(allowed_methods(request))
-        response = E2BError(405, f"{request.method} is not allowed on {path}; allowed: {allowed}").response()
+        response = e2b_response(request, E2BError(405, f"{request.method} is not allowed on {path}; allowed: {allowed}"))
         response.headers["Allow"] = allowed
         return response
 

@@ -29,10 +29,11 @@ from starlette.responses import Response, StreamingResponse
 
 from rock.actions.volumes import VolumeMount
 from rock.admin.context import Ctx
-from rock.admin.e2b.common import E2BError, json_object, owner_of, route
-from rock.admin.e2b.connect import json_response
+from rock.admin.e2b.common import json_object, owner_of, route
+from rock.admin.e2b.errors import refusal
+from rock.admin.e2b.framing import json_response
 from rock.admin.volumes import Volume
-from rock.errors import RockError
+from rock.errors import E2BError, RockError
 
 OPEN_PATHS = ("/volumes", "/volumes/", "/volumecontent/")
 MAX_MOUNTS = 16
@@ -57,10 +58,6 @@ def mounts_of(body: dict) -> list[VolumeMount] | None:
 def mounted_in(spec: dict) -> list[dict]:
     """A sandbox's ``volumeMounts`` as E2B reports them (its detail and its listing)."""
     return [{"name": m["name"], "path": m["path"]} for m in spec.get("volumes") or []]
-
-
-def _e2b(exc: RockError) -> E2BError:
-    return E2BError(min(500, exc.status_code), exc.message)
 
 
 def _with_token(v: Volume) -> dict:
@@ -89,7 +86,7 @@ def router(ctx: Ctx) -> APIRouter:
         try:
             return vols.get(owner_of(ctx, request), volume_id=volume_id)
         except RockError as exc:
-            raise _e2b(exc) from None
+            raise refusal(exc) from None
 
     @route(api, "/volumes", "POST")
     async def create_volume(request: Request):
@@ -100,7 +97,7 @@ def router(ctx: Ctx) -> APIRouter:
         try:
             volume = await vols.create(owner_of(ctx, request), name)
         except RockError as exc:
-            raise _e2b(exc) from None
+            raise refusal(exc) from None
         return json_response(_with_token(volume), 201)
 
     @route(api, "/volumes", "GET")
@@ -117,7 +114,7 @@ def router(ctx: Ctx) -> APIRouter:
         try:
             await vols.delete(volume.owner, volume)
         except RockError as exc:
-            raise _e2b(exc) from None
+            raise refusal(exc) from None
         return Response(status_code=204)
 
     def files(request: Request, volume_id: str):
@@ -141,7 +138,7 @@ def router(ctx: Ctx) -> APIRouter:
         try:
             return await asyncio.to_thread(fn, *args, **kwargs)
         except RockError as exc:
-            raise _e2b(exc) from None
+            raise refusal(exc) from None
 
     @route(api, "/volumecontent/{volume_id}/path", "GET")
     async def stat_path(request: Request, volume_id: str):
