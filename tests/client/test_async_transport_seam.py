@@ -6,9 +6,6 @@ server on loopback, so the answers the SDK decodes came through it."""
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -19,6 +16,7 @@ from rock.sdk.envs.client import AsyncEnv
 from rock.sdk.model import ChatTrainer
 from rock.sdk.sandbox import Sandbox
 from rock.sdk.sandbox.config import SandboxConfig
+from tests.client.loopback import JsonHandler, serving
 
 ENDPOINT = {"type": "local", "mode": "local", "port": 8080, "base_url": "http://127.0.0.1:8080/v1",
             "state": "serving", "calls": 3, "ended": False}
@@ -46,42 +44,20 @@ def admin():
     """A loopback stand-in for the admin's routes: ROCK's envelope on the sandbox and chat routes,
     raw bodies on the GEM env routes."""
 
-    class Routes(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _answer(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+    class Routes(JsonHandler):
+        def answer(self, body: bytes) -> tuple[int, dict, dict[str, str]]:
             url = urlsplit(self.path)
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
             if url.path.startswith("/apis/v1/envs/gem/"):
-                body = {"sandbox_id": "env-1"} if url.path.endswith("/make") else {
-                    "observation": [1], "reward": 0.5, "terminated": False, "truncated": False, "info": {}}
-            elif url.path.startswith("/apis/v1/chat/"):
-                body = {"status": "Success", "result": ENDPOINT | {"sandbox_id": query.get("sandbox_id")}}
-            else:
-                body = {"status": "Success", "result": {"sandbox_id": query.get("sandbox_id"), "is_alive": True,
-                                                         "host_name": "node-a", "image": "python:3.11"}}
-            out = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
+                return 200, {"sandbox_id": "env-1"} if url.path.endswith("/make") else {
+                    "observation": [1], "reward": 0.5, "terminated": False, "truncated": False, "info": {}}, {}
+            if url.path.startswith("/apis/v1/chat/"):
+                return 200, {"status": "Success", "result": ENDPOINT | {"sandbox_id": query.get("sandbox_id")}}, {}
+            return 200, {"status": "Success", "result": {"sandbox_id": query.get("sandbox_id"), "is_alive": True,
+                                                          "host_name": "node-a", "image": "python:3.11"}}, {}
 
-        do_GET = do_POST = _answer
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Routes)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(10)
+    with serving(Routes) as url:
+        yield url
 
 
 async def test_the_sandbox_client_sends_through_the_callers_transport(admin):

@@ -6,8 +6,6 @@ real HTTP/1.1 server on loopback, keeping its connection alive."""
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -17,6 +15,7 @@ from rock.client.http import SyncHttp
 from rock.client.pools import SyncPool
 from rock.client.sync_transport import SyncTransport
 from rock.errors import EnvError
+from tests.client.loopback import JsonHandler, serving
 
 
 def test_a_mock_transport_takes_the_pools_calls():
@@ -61,34 +60,14 @@ def server():
     """A real HTTP/1.1 server on loopback that echoes what it got and the client's port (the same
     port on two calls means one kept-alive connection)."""
 
-    class Echo(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    class Echo(JsonHandler):
+        def answer(self, body: bytes) -> tuple[int, dict, dict[str, str]]:
+            return 404 if self.path.endswith("/missing") else 200, {
+                "method": self.command, "path": self.path, "body": body.decode(),
+                "auth": self.headers.get("Authorization"), "port": self.client_address[1]}, {"X-Seen": "yes"}
 
-        def _answer(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            out = json.dumps({"method": self.command, "path": self.path, "body": body.decode(),
-                              "auth": self.headers.get("Authorization"), "port": self.client_address[1]}).encode()
-            self.send_response(404 if self.path.endswith("/missing") else 200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("X-Seen", "yes")
-            self.send_header("Content-Length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
-
-        do_GET = do_POST = _answer
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(10)
+    with serving(Echo) as url:
+        yield url
 
 
 def test_httpx_client_over_the_sync_transport_on_loopback(server):
