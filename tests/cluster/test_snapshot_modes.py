@@ -3,7 +3,7 @@ refused with a clear 400 where it does not (rock.admin.sandboxes.snapshots.Snaps
 
 The worker is the real ``ClusterWorker`` (its node table, placement, batching and heartbeats);
 only where it finds its nodes is a stand-in, nodes in this process that declare the backend a
-real node's worker reports (``NodeInfo.backend``), so no Ray and no gVisor node is needed."""
+real node's worker reports (``NodeInfo.backend`` and ``capabilities``), so no Ray and no gVisor node is needed."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from rock.cluster.client import ClusterWorker
 from rock.cluster.simulated import SimulatedNode, SimulatedNodes, SimulatedSpec
 from rock.config import Settings
 from rock.errors import BadRequest
+from rock.runtime import get_runtime_class
 from rock.runtime.base import SandboxSpec
 
 
@@ -25,7 +26,8 @@ class Node(SimulatedNode):
         self.backend = backend
 
     async def _info(self) -> dict:
-        return {**await super()._info(), "backend": self.backend, "backends": [self.backend]}
+        return {**await super()._info(), "backend": self.backend, "backends": [self.backend],
+                "capabilities": sorted(get_runtime_class(self.backend).capabilities())}
 
 
 def nodes(**backends: str) -> SimulatedNodes:

@@ -44,7 +44,8 @@ from rock.runtime.snapshots import Snapshot
 from rock.worker.agent_client import AgentClient
 from rock.worker.protocol import WorkerListener
 from rock.worker.snapshots import fork_children
-from rock.worker.worker import EGRESS_BACKENDS, SandboxInfo, notify_listeners
+from rock.runtime import backends_with
+from rock.worker.worker import SandboxInfo, notify_listeners
 
 log = logging.getLogger("rock.cluster")
 
@@ -167,9 +168,10 @@ class ClusterWorker:
 
     async def update_egress(self, sandbox_id: str, rules: dict) -> None:
         """A running sandbox's new egress policy, applied by the gate of the node it runs on."""
-        backend = self._node_of(sandbox_id, None).info.backend
-        if backend not in EGRESS_BACKENDS:
-            raise BadRequest(f"egress policies need the docker or bwrap backend; sandbox {sandbox_id}'s node runs {backend}")
+        info = self._node_of(sandbox_id, None).info
+        if "egress" not in info.capabilities:
+            raise BadRequest(f"egress policies need a backend with an egress gate ({', '.join(backends_with('egress'))}); "
+                             f"sandbox {sandbox_id}'s node runs {info.backend}")
         await self._on_node("update_egress", sandbox_id, None, rules, timeout=RAY_CALL_TIMEOUT_S)
 
     async def _node_back(self, name: str, sandbox_ids: list[str]) -> None:
@@ -192,9 +194,10 @@ class ClusterWorker:
         """BadRequest when no node could ever hold ``spec``; CapacityExceeded when none has room now."""
         need = Need.of(spec)
         self.placement.refuse(need, self.nodes.all())
-        if spec.egress is not None and not any(n.info.backend in EGRESS_BACKENDS for n in self.nodes.live()):
-            raise BadRequest(f"egress policies need a node with the docker or bwrap backend; this cluster's live "
-                             f"nodes have {', '.join(sorted({n.info.backend for n in self.nodes.live()})) or 'none'}")
+        if spec.egress is not None and not any("egress" in n.info.capabilities for n in self.nodes.live()):
+            raise BadRequest(f"egress policies need a node whose backend has an egress gate "
+                             f"({', '.join(backends_with('egress'))}); this cluster's live nodes have "
+                             f"{', '.join(sorted({n.info.backend for n in self.nodes.live()})) or 'none'}")
         if self.placement.choose(need, self.nodes.all()) is None:
             raise self._full(need)
 
@@ -418,6 +421,13 @@ class ClusterWorker:
              name: str | None = None, node_id: str | None = None):
         """A node's fork, over this worker's ``snapshot`` and ``start_from`` (``fork_children``)."""
         return fork_children(self, sandbox_id, owner, specs, mode, name, node_id)
+
+    def capabilities(self, sandbox_id: str | None = None, node_id: str | None = None) -> list[frozenset[str]]:
+        """What the backend of the node that runs ``sandbox_id`` can do, as the node reported it
+        (without one: each live node's)."""
+        if sandbox_id is None and node_id is None:
+            return [frozenset(n.info.capabilities) for n in self.nodes.live()]
+        return [frozenset(self._node_of(sandbox_id or "", node_id).info.capabilities)]
 
     def node_backends(self, sandbox_id: str | None = None, node_id: str | None = None) -> tuple[list[str], str]:
         """The backend of the node that runs ``sandbox_id`` (without one: the distinct backends of

@@ -129,6 +129,7 @@ class NodeWorker:
             name=self.name, ray_node_id=self.ray_node_id, host_name=socket.gethostname(), ip=self.ip,
             relay=self.relay_address, token=self.relay.token, capacity=self.capacity, labels=self.labels,
             backend=self.worker.backend_name, backends=self.backends, images=self.images, pools=pools,
+            capabilities=sorted(self.worker.runtime.capabilities()),
             load=NodeLoad(**self._load()), sandbox_ids=[i.sandbox_id for i in self.worker.list()],
             stopped_ids=self.worker.stopped_ids(), secrets_wanted=sorted(self._secrets_used() - self.secrets.held()),
         ).model_dump()

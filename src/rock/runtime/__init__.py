@@ -10,7 +10,7 @@ import importlib
 import logging
 
 from rock.errors import BadRequest
-from rock.runtime.base import ResourceStats, Runtime, RuntimeHandle, SandboxSpec
+from rock.runtime.base import CAPABILITIES, ResourceStats, Runtime, RuntimeHandle, SandboxSpec
 
 log = logging.getLogger("rock.runtime")
 
@@ -23,7 +23,8 @@ BACKENDS = {
 # What "auto" tries, best isolation and widest image support first.
 AUTO_ORDER = ("docker", "bwrap", "local")
 
-__all__ = ["BACKENDS", "ResourceStats", "Runtime", "RuntimeHandle", "SandboxSpec", "get_runtime_class", "pick_backend"]
+__all__ = ["BACKENDS", "CAPABILITIES", "ResourceStats", "Runtime", "RuntimeHandle", "SandboxSpec", "backends_with",
+           "get_runtime_class", "pick_backend"]
 
 
 def get_runtime_class(name: str) -> type[Runtime]:
@@ -54,3 +55,11 @@ def pick_backend(name: str = "auto") -> str:
             return candidate
         reasons.append(f"{candidate}: {reason}")
     raise AssertionError("the local backend is always available")
+
+
+def backends_with(capability: str) -> list[str]:
+    """The backends that declare ``capability`` (one of ``CAPABILITIES``), for a refusal that names
+    where to go instead; each backend's module is imported to ask it."""
+    if capability not in CAPABILITIES:
+        raise ValueError(f"unknown capability {capability!r}; one of {', '.join(CAPABILITIES)}")
+    return [name for name in BACKENDS if capability in get_runtime_class(name).capabilities()]

@@ -22,11 +22,32 @@ from rock.runtime.snapshots import Snapshot, SnapshotStore
 from rock.runtime.spec import ResourceStats, RuntimeHandle, SandboxSpec, VolumeBind  # noqa: F401 - the backends' names
 
 
+# What a backend can do, each a boolean class attribute of its ``Runtime`` (below, with its meaning):
+# the worker reports them (``Runtime.capabilities``) and nothing above ``rock.runtime`` asks a
+# backend's name what it can do.
+CAPABILITIES = ("egress", "full_snapshots", "host_network", "kata", "directory_images", "keeps_files")
+
+
 class Runtime(abc.ABC):
-    """An isolation backend: starts, stops, pauses and snapshots the sandboxes of one owner."""
+    """An isolation backend: starts, stops, pauses and snapshots the sandboxes of one owner. What it
+    can do it declares as class attributes (``CAPABILITIES``; ``capabilities()`` names them)."""
 
     name: ClassVar[str]
     isolated: ClassVar[bool] = True
+    # True where a sandbox's egress policy is enforced: its traffic leaves through the egress gate
+    egress: ClassVar[bool] = False
+    # True where ``network=true`` is the host's network namespace: refused unless the operator allows
+    # the host's network (``allow_host_network``)
+    host_network: ClassVar[bool] = False
+    # True where ``use_kata_runtime`` is honoured (a kata runtime of the Docker engine)
+    kata: ClassVar[bool] = False
+    # True where the image may be a root filesystem directory on the host (else an image name only)
+    directory_images: ClassVar[bool] = False
+
+    @classmethod
+    def capabilities(cls) -> frozenset[str]:
+        """The names in ``CAPABILITIES`` this backend has."""
+        return frozenset(c for c in CAPABILITIES if getattr(cls, c))
 
     def __init__(self, settings: Settings, owner: str):
         self.settings = settings

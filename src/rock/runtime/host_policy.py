@@ -30,11 +30,13 @@ def host_path_refused(image: str | None) -> BadRequest:
                       "images with the setting allow_host_paths (ROCK_ALLOW_HOST_PATHS=true)")
 
 
-def host_network_refused() -> BadRequest:
-    """The refusal of the host's network namespace for a bwrap sandbox, saying which setting allows it."""
-    return BadRequest("network=true on the bwrap backend shares the host's network namespace: the sandbox would reach "
-                      "every service on the host's loopback. Use the docker backend for sandboxes with a network; an "
-                      "operator may allow it with the setting allow_host_network (ROCK_ALLOW_HOST_NETWORK=true)")
+def host_network_refused(backend: str = "bwrap") -> BadRequest:
+    """The refusal of the host's network namespace for a sandbox of ``backend`` (one whose runtime
+    declares ``host_network``), saying which setting allows it."""
+    return BadRequest(f"network=true on the {backend} backend shares the host's network namespace: the sandbox would "
+                      "reach every service on the host's loopback. Use the docker backend for sandboxes with a "
+                      "network; an operator may allow it with the setting allow_host_network "
+                      "(ROCK_ALLOW_HOST_NETWORK=true)")
 
 
 def unusable_reason(tool: str, missing: str, why_root: str) -> str | None:

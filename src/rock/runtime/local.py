@@ -42,6 +42,7 @@ class LocalRuntime(Runtime):
 
     name = "local"
     isolated = False
+    directory_images = True  # the image names no filesystem: the host's is the sandbox's
 
     def __init__(self, settings, owner: str):
         super().__init__(settings, owner)

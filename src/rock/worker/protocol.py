@@ -134,6 +134,11 @@ class WorkerOps(Protocol):
         """The sandbox's cpu, memory and pids now."""
         ...
 
+    def capabilities(self, sandbox_id: str | None = None, node_id: str | None = None) -> list[frozenset[str]]:
+        """What the backend that runs the sandbox can do (``rock.runtime.CAPABILITIES``); without one,
+        each live node's backend's (one set per backend a start could land on)."""
+        ...
+
     def node_backends(self, sandbox_id: str | None = None, node_id: str | None = None) -> tuple[list[str], str]:
         """The backends that run the sandbox (or every live node's), and a phrase naming where."""
         ...

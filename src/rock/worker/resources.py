@@ -77,6 +77,7 @@ class NodeInfo(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     backend: str
     backends: list[str] = Field(default_factory=list)
+    capabilities: list[str] = Field(default_factory=list)  # what ``backend`` can do (rock.runtime.CAPABILITIES)
     images: list[str] = Field(default_factory=list)
     pools: list[str] = Field(default_factory=list)  # images with a warm pool
     load: NodeLoad

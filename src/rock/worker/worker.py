@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from rock.config import Settings
 from rock.errors import AgentGone, BadRequest, Conflict, SandboxNotFound
-from rock.runtime import get_runtime_class, pick_backend
+from rock.runtime import backends_with, get_runtime_class, pick_backend
 from rock.runtime.agent_boot import AGENT_SRC
 from rock.runtime.base import ResourceStats, Runtime, RuntimeHandle, SandboxSpec
 from rock.runtime.egress.broker import Broker
@@ -59,7 +59,6 @@ class SandboxInfo(BaseModel):
 
 # Backends whose sandboxes have a kernel network namespace of their own to link the gate into
 # (gVisor's, with a policy, run in one the runtime makes before boot; local ones have none).
-EGRESS_BACKENDS = ("docker", "bwrap", "gvisor")
 
 
 class Sandbox:
@@ -253,9 +252,9 @@ class Worker:
         self._hold(sandbox)
 
     def _egress_backend(self) -> None:
-        if self.backend_name not in EGRESS_BACKENDS:
-            raise BadRequest(f"egress policies need the docker, bwrap or gvisor backend; this admin runs "
-                             f"{self.backend_name}")
+        if not self.runtime.egress:
+            raise BadRequest(f"egress policies need a backend with an egress gate ({', '.join(backends_with('egress'))}); "
+                             f"this admin runs {self.backend_name}")
 
     async def _gate(self, sandbox: Sandbox) -> None:
         """A sandbox with an egress policy gets its way out through the gate."""
@@ -561,6 +560,10 @@ class Worker:
     async def disk_usage(self, sandbox_id: str, node_id: str | None = None) -> int | None:
         """Bytes the sandbox has written to its writable layer (None where the backend cannot tell)."""
         return await self.runtime.disk_usage(self._get(sandbox_id).handle)
+
+    def capabilities(self, sandbox_id: str | None = None, node_id: str | None = None) -> list[frozenset[str]]:
+        """What the backend that runs this worker's sandboxes can do (``Runtime.capabilities``)."""
+        return [self.runtime.capabilities()]
 
     def node_backends(self, sandbox_id: str | None = None, node_id: str | None = None) -> tuple[list[str], str]:
         """The backend that runs this worker's sandboxes, and where (nothing to name: the admin's

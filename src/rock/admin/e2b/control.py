@@ -273,7 +273,7 @@ def router(ctx: Ctx, built: Templates) -> APIRouter:
             raise E2BError(400, f"network.rules: {where}: a header name is an HTTP token, a value has no CR, LF "
                                 "or NUL") from None
         try:
-            check_start_request(req, ctx.worker.backend_name, ctx.settings)
+            check_start_request(req, ctx.worker, ctx.settings)
             extra = {TOKEN_KEY: secrets.token_urlsafe(24), META_KEY: {"template": template, "metadata": metadata},
                      IAM_KEY: iam}
             began = time.perf_counter()

@@ -55,7 +55,7 @@ def _meta(h) -> dict:
 
 async def start_action(ctx: Ctx, req: SandboxStartRequest, headers, owner: str | None) -> bytes:
     """``/start`` and ``/start_async`` themselves: the reply envelope, encoded."""
-    check_start_request(req, ctx.worker.backend_name, ctx.settings)
+    check_start_request(req, ctx.worker, ctx.settings)
     # Replies once the sandbox is ready (unless "wait": false): rl-rock's start() then sees
     # is_alive on its first get_status and never reaches its 3-second sleep.
     wait = True if req.wait is None else req.wait

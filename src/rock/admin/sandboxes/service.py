@@ -217,14 +217,19 @@ class Sandboxes(WorkerListener):
             lock = self._locks[sandbox_id] = asyncio.Lock()
         return lock
 
+    def _host_network_only(self) -> bool:
+        """Whether every backend a start could land on gives ``network=true`` the host's network."""
+        caps = self.worker.capabilities()
+        return bool(caps) and all("host_network" in c for c in caps)
+
     async def start(self, req: SandboxStartRequest, owner: str | None, meta: dict, wait: bool,
                     extra_spec: dict | None = None) -> SandboxRecord:
         """``extra_spec``: what a front door keeps with the record (E2B's metadata, its token)."""
         sandbox_id = req.sandbox_id or uuid.uuid4().hex
         if is_host_path(req.image) and not self.settings.allow_host_paths:  # every path to a sandbox passes here
             raise host_path_refused(req.image)
-        if req.network and self.worker.backend_name == "bwrap" and not self.settings.allow_host_network:
-            raise host_network_refused()
+        if req.network and not self.settings.allow_host_network and self._host_network_only():
+            raise host_network_refused("/".join(self.worker.node_backends()[0]))
         # What no node could ever give is refused before anything is recorded; the create uses this spec.
         draft = SandboxRecord(sandbox_id=sandbox_id, owner=owner, image=req.image, namespace=meta.get("namespace"),
                               spec=dict(extra_spec or {}))  # a door's extras (E2B's iam tokens) shape the spec too

@@ -44,12 +44,10 @@ from rock.admin.sandboxes.egress import spec_egress
 from rock.admin.sandboxes.ids import namespaced_id
 from rock.admin.store import SandboxRecord
 from rock.errors import BadRequest, Conflict, RockError, SnapshotNotFound
+from rock.runtime import backends_with
 from rock.runtime.snapshots import MODES, Snapshot
 
 log = logging.getLogger("rock.admin")
-
-FULL_BACKENDS = ("gvisor",)  # the backends whose runtime takes full (memory) snapshots
-
 
 class SnapshotCatalog:
     """An owner's snapshots as the worker keeps them (see the module's rules). ``save_soon``: lets
@@ -72,15 +70,16 @@ class SnapshotCatalog:
             raise BadRequest(f"snapshot mode {mode!r}: choose {' or '.join(MODES)}")
         if mode == "full" and not self.takes_full(sandbox_id, node_id):
             backends, where = self._backends(sandbox_id, node_id)
+            full = backends_with("full_snapshots")
             raise BadRequest(f"mode=full: the {'/'.join(backends) or 'no'} backend{where} cannot take full (memory) "
-                             f"snapshots; only {', '.join(FULL_BACKENDS)} can (start the "
-                             f"{'admin' if not where else 'node worker'} with --backend gvisor), or take a filesystem "
-                             "snapshot")
+                             f"snapshots; only {' or '.join(full)} can (start the "
+                             f"{'admin' if not where else 'node worker'} with --backend {full[0]}), or take a "
+                             "filesystem snapshot")
 
     def takes_full(self, sandbox_id: str | None = None, node_id: str | None = None) -> bool:
         """Whether the backend of ``sandbox_id`` (without one: any backend of this admin) takes
         full snapshots."""
-        return any(b in FULL_BACKENDS for b in self._backends(sandbox_id, node_id)[0])
+        return any("full_snapshots" in c for c in self.worker.capabilities(sandbox_id, node_id))
 
     def _backends(self, sandbox_id: str | None, node_id: str | None) -> tuple[list[str], str]:
         """The backends that would take the snapshot, and where they run (for a message). On a
@@ -168,4 +167,4 @@ class SnapshotCatalog:
         log.warning("the fork snapshot %s stays (still in use after its children were deleted)", name)
 
 
-__all__ = ["FULL_BACKENDS", "SnapshotCatalog", "SnapshotNotFound"]
+__all__ = ["SnapshotCatalog", "SnapshotNotFound"]

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import TYPE_CHECKING
 
 from rock.actions.images import image_ref_problem
 from rock.actions.sandbox import SandboxStartRequest
 from rock.errors import BadRequest
+from rock.runtime import backends_with, get_runtime_class
 from rock.runtime.host_policy import host_path_refused, is_host_path
+
+if TYPE_CHECKING:
+    from rock.worker.protocol import WorkerOps
 
 
 @functools.lru_cache(maxsize=1)
@@ -30,15 +35,26 @@ def kata_runtime() -> str | None:
     return next((name for name in _engine_runtimes() if "kata" in name), None)
 
 
-def check_start_request(req: SandboxStartRequest, backend: str, settings=None) -> None:
+def check_start_request(req: SandboxStartRequest, on: WorkerOps | str, settings=None) -> None:
+    """What a start asks that this admin can never give, refused before anything is recorded:
+    ``settings``' limits, and what the backends a start could land on cannot do, as they declare it
+    (``on``: the worker, whose ``capabilities()`` say it, or one backend's name)."""
+    caps = [get_runtime_class(on).capabilities()] if isinstance(on, str) else on.capabilities()
+
+    def backend() -> str:  # for a message: the backends that run here
+        if isinstance(on, str):
+            return on
+        return "/".join(on.node_backends()[0]) or on.backend_name
+
     if settings is not None:
         _check_limits(req, settings)
     if req.image_os.strip().lower() != "linux":
         raise BadRequest(f"image_os={req.image_os!r}: this server runs Linux sandboxes only")
     # num_gpus and accelerator_type: the worker's admission (Worker.check, the cluster's placement)
     if req.use_kata_runtime:
-        if backend != "docker":
-            raise BadRequest(f"use_kata_runtime: kata containers need the docker backend; this admin runs {backend}")
+        if not caps or not all("kata" in c for c in caps):
+            raise BadRequest(f"use_kata_runtime: kata containers need the {' or '.join(backends_with('kata'))} "
+                             f"backend; this admin runs {backend()}")
         if kata_runtime() is None:
             raise BadRequest("use_kata_runtime: no kata runtime is installed in the Docker engine (its runtimes: "
                              f"{', '.join(_engine_runtimes()) or 'none'})")
@@ -52,9 +68,10 @@ def check_start_request(req: SandboxStartRequest, backend: str, settings=None) -
         raise BadRequest(why)  # before any registry is asked for it (pull_policy "always" pulls first)
     if is_host_path(req.image) and settings is not None and not settings.allow_host_paths:
         raise host_path_refused(req.image)  # before any look at the host's files (isdir below)
-    if is_host_path(req.image) and os.path.isdir(req.image) and backend == "docker":
-        raise BadRequest(f"image {req.image!r} is a directory: a root filesystem directory is a bwrap image; "
-                         "the docker backend needs an image name")
+    if is_host_path(req.image) and os.path.isdir(req.image) and caps and not any("directory_images" in c for c in caps):
+        raise BadRequest(f"image {req.image!r} is a directory: a root filesystem directory is an image of the "
+                         f"{', '.join(backends_with('directory_images'))} backends; the {backend()} backend needs an "
+                         "image name")
 
 
 def _check_limits(req: SandboxStartRequest, settings) -> None:

@@ -125,7 +125,7 @@ def router(ctx: Ctx) -> APIRouter:
         """A new sandbox from the snapshot (its image and limits); to its page."""
         async def call(owner) -> str:
             req = SandboxStartRequest(snapshot=name)
-            check_start_request(req, ctx.worker.backend_name, ctx.settings)  # as every start door does
+            check_start_request(req, ctx.worker, ctx.settings)  # as every start door does
             record = await svc.start(req, owner, {}, wait=True)
             return f"/ui/sandboxes/{record.sandbox_id}"
         return await on_snapshot(request, name, call)

@@ -69,6 +69,9 @@ class BwrapRuntime(rollback.RollsBackInPlace, KeepsFiles, Runtime):
 
     name = "bwrap"
     keeps_files = True
+    egress = True
+    host_network = True  # bwrap's network=true shares the host's namespace (host_policy.host_network_refused)
+    directory_images = True
 
     def __init__(self, settings, owner: str):
         super().__init__(settings, owner)

@@ -104,6 +104,8 @@ class DockerRuntime(KeepsFiles, Runtime):
 
     name = "docker"
     keeps_files = True
+    egress = True
+    kata = True
     # The agent is the container's first program, with its credentials as they will stay: nothing
     # made it non-dumpable, so it does that itself (a same-user ptrace would reach it otherwise).
     agent_env = {"ROCK_AGENT_NONDUMPABLE": "1"}

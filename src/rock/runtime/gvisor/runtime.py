@@ -96,6 +96,9 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
 
     name = "gvisor"
     full_snapshots = True
+    egress = True
+    host_network = True  # network=true is runsc's --network=host
+    directory_images = True
     # The agent is the sandbox's first process, as in a container: it makes itself non-dumpable.
     agent_env = {"ROCK_AGENT_NONDUMPABLE": "1"}
     egress_at_boot = True  # runsc enters the sandbox's network namespace once, when it boots (see _netns)
