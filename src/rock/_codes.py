@@ -8,6 +8,15 @@ from __future__ import annotations
 from enum import IntEnum
 
 
+def _between(low: int, high: int) -> staticmethod[[int], bool]:
+    """The test that a code lies in ``low``..``high``, as a static method of ``codes``."""
+
+    def test(value: int) -> bool:
+        return low <= value <= high
+
+    return staticmethod(test)
+
+
 class codes(IntEnum):  # noqa: N801 - rl-rock's name
     phrase: str
 
@@ -27,25 +36,12 @@ class codes(IntEnum):  # noqa: N801 - rl-rock's name
         except ValueError:
             return ""
 
-    @staticmethod
-    def is_success(value: int) -> bool:
-        return 2000 <= value <= 2999
-
-    @staticmethod
-    def is_client_error(value: int) -> bool:
-        return 4000 <= value <= 4999
-
-    @staticmethod
-    def is_server_error(value: int) -> bool:
-        return 5000 <= value <= 5999
-
-    @staticmethod
-    def is_command_error(value: int) -> bool:
-        return 6000 <= value <= 6999
-
-    @classmethod
-    def is_error(cls, value: int) -> bool:
-        return 4000 <= value <= 6999
+    # The classes of codes (2xxx, 4xxx, 5xxx, 6xxx; 4xxx-6xxx all errors), each a test of one code.
+    is_success = _between(2000, 2999)
+    is_client_error = _between(4000, 4999)
+    is_server_error = _between(5000, 5999)
+    is_command_error = _between(6000, 6999)
+    is_error = _between(4000, 6999)
 
     OK = 2000, "OK"
     BAD_REQUEST = 4000, "Bad Request"

@@ -12,14 +12,20 @@ from __future__ import annotations
 
 from typing import Any
 
-# A family's kind -> its HTTP status: the kinds that travel inside one class (an agent's, an env's,
-# a training service's, a task's), named by the failure rather than by a class of their own.
+# A kind -> its HTTP status: the classes below that stand for one failure each (their kind is their
+# name, and RockError gives each its status_code from here), and the kinds that travel inside one
+# family class (an agent's, an env's, a training service's, a task's), named by the failure rather
+# than by a class of their own.
 STATUS: dict[str, int] = {
-    "BadRequest": 400,
+    "BadRequest": 400, "Unauthorized": 401, "Forbidden": 403, "PayloadTooLarge": 413,
+    "SandboxNotFound": 404, "SessionNotFound": 404, "SnapshotNotFound": 404, "VolumeNotFound": 404,
+    "SecretNotFound": 404, "SessionExists": 409, "SessionBusy": 409, "Conflict": 409, "SandboxNotRunning": 409,
+    "SandboxPaused": 409, "AgentGone": 410, "QuotaExceeded": 429, "SandboxStartError": 503, "CapacityExceeded": 503,
+    "CommandTimeout": 504, "AgentTimeout": 504,
     # the agent's failures inside a sandbox (rock.agent.errors)
     "FileNotFound": 404, "NotFound": 404, "PermissionDenied": 403, "IsADirectory": 400,
     "NotADirectory": 400, "FileExists": 409, "DirectoryNotEmpty": 409, "NoSpace": 507,
-    "PayloadTooLarge": 413, "Cancelled": 499, "ConnectionRefused": 502,
+    "Cancelled": 499, "ConnectionRefused": 502,
     # envs (rock.envs): an env call refused or failed
     "EnvNotFound": 404,        # unknown id, or a handle that was closed / reclaimed
     "EnvUnavailable": 422,     # known id that cannot run here (missing corpus, fails inside gem)
@@ -63,6 +69,12 @@ class RockError(Exception):
     status_code = 500
     family = False  # True: ``kind`` names a member of ``STATUS``, which sets the status (else status_code)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # one failure, one kind: its status is STATUS's for its name, unless the class sets its own
+        if not cls.family and "status_code" not in vars(cls) and cls.__name__ in STATUS:
+            cls.status_code = STATUS[cls.__name__]
+
     def __init__(self, message: str = "", kind: str | None = None):
         super().__init__(message)
         self.message = message
@@ -75,63 +87,43 @@ class BadRequest(RockError):
     """The request was refused for a reason the message names (a bad path, an empty list, a value this machine
     cannot honour). HTTP 400."""
 
-    status_code = 400
-
 
 class SandboxNotFound(RockError):
     """No such sandbox, or one of another namespace (told the same, so ids do not leak). HTTP 404."""
-
-    status_code = 404
 
 
 class SessionNotFound(RockError):
     """The sandbox has no session of that name. HTTP 404."""
 
-    status_code = 404
-
 
 class SessionExists(RockError):
     """A session of that name is already open in the sandbox; close it first or pick another name. HTTP 409."""
-
-    status_code = 409
 
 
 class Conflict(RockError):
     """The request contradicts the sandbox's state (e.g. a command on a stopped sandbox)."""
 
-    status_code = 409
-
 
 class SessionBusy(RockError):
     """The session is still running a command: wait for it, send input or interrupt it first. HTTP 409."""
-
-    status_code = 409
 
 
 class Forbidden(RockError):
     """The caller may not do this: its token's namespace does not allow it, or the sandbox refused it (permission
     denied there). HTTP 403."""
 
-    status_code = 403
-
 
 class Unauthorized(RockError):
     """No API token, or one the admin does not know; send ``Authorization: Bearer <token>``. HTTP 401."""
-
-    status_code = 401
 
 
 class PayloadTooLarge(RockError):
     """The request body is over the route's limit. HTTP 413."""
 
-    status_code = 413
-
 
 class SandboxStartError(RockError):
     """The sandbox could not start (the image, the backend or the start timeout); the message gives the reason.
     HTTP 503."""
-
-    status_code = 503
 
 
 class Refused(RockError):
@@ -148,52 +140,36 @@ class CapacityExceeded(Refused):
     """This node has no room for the start: its cpus or memory (times the operator's overcommit) are promised
     to sandboxes that run; the message names the limit. Stop one, or try again later. HTTP 503."""
 
-    status_code = 503
-
 
 class QuotaExceeded(Refused):
     """The caller's namespace is at one of its quotas (running sandboxes, memory, cpus, env hosts, snapshots) or
     past its create rate; the message names the limit. HTTP 429 (with ``Retry-After`` for a rate)."""
-
-    status_code = 429
 
 
 class SandboxNotRunning(RockError):
     """The sandbox exists but is not running (stopped, archived, or its node was lost), so nothing can run in it;
     restart it first. HTTP 409."""
 
-    status_code = 409
-
 
 class SandboxPaused(RockError):
     """The sandbox is paused (its processes frozen in memory): nothing runs in it until it is
     resumed. Its state, not the request, is the conflict."""
 
-    status_code = 409
-
 
 class SnapshotNotFound(RockError):
     """No snapshot of that name for this owner (another owner's answers the same way)."""
-
-    status_code = 404
 
 
 class VolumeNotFound(RockError):
     """No volume of that name or id for this owner (another owner's answers the same way). HTTP 404."""
 
-    status_code = 404
-
 
 class SecretNotFound(RockError):
     """No secret of that name for this namespace (another namespace's answers the same way: missing). HTTP 404."""
 
-    status_code = 404
-
 
 class CommandTimeout(RockError):
     """A call ran past its timeout, e.g. ``anti_call_llm`` waiting for the sandbox's next model call. HTTP 504."""
-
-    status_code = 504
 
 
 class AgentError(RockError):
@@ -207,13 +183,9 @@ class AgentError(RockError):
 class AgentGone(RockError):
     """The connection to the sandbox's agent broke: the sandbox died or was stopped."""
 
-    status_code = 410
-
 
 class AgentTimeout(RockError):
     """The sandbox's agent did not answer in time: its processes are stopped, starved or stuck."""
-
-    status_code = 504
 
 
 ERRORS = {cls.__name__: cls for cls in RockError.__subclasses__()} | {"RockError": RockError}

@@ -5,16 +5,32 @@ The env service (envs idle past their TTL, env sandboxes empty past their linger
 training service (instances idle past theirs) each hold one: they say what to reap and when the
 soonest deadline is, the timer does the waiting. A timer, not a poll: it sleeps until the
 soonest deadline (within [0.2, 30] s, so a clock jump or a missed wake is corrected soon), or
-until told that a new deadline comes sooner than the one it sleeps towards.
+until told that a new deadline comes sooner than the one it sleeps towards. What they hold is
+``Leased``: its idle time counts from its last use.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 MIN_SLEEP, MAX_SLEEP = 0.2, 30.0
+
+
+@dataclass(eq=False, kw_only=True)
+class Leased:
+    """A record a service holds until it is idle past a TTL (an open env, a training instance): when it
+    was made and when a call last used it (wall-clock seconds), which ``touch()`` renews."""
+
+    created: float = field(default_factory=time.time)
+    last_used: float = field(default_factory=time.time)
+
+    def touch(self) -> None:
+        """A call used it: its idle time starts again."""
+        self.last_used = time.time()
 
 
 class IdleReaper:

@@ -1,5 +1,6 @@
 """One real admin per backend with two tokens (two namespaces) for the E2B tests."""
 
+import httpx
 import pytest
 
 from tests.admin.harness import Admin, backend_params
@@ -16,3 +17,10 @@ def e2b_admin(request):
     server = Admin(request.param, tokens=TOKENS, e2b_templates={"py311": "python:3.11"}, **allow).start()
     yield server
     server.stop(stop_sandboxes=True)
+
+
+@pytest.fixture
+def client(e2b_admin):
+    """An HTTP client on the module's admin (``e2b_admin``, which a module may give its own)."""
+    with httpx.Client(base_url=e2b_admin.url, timeout=120) as c:
+        yield c

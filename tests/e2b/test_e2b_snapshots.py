@@ -5,7 +5,6 @@ server's own answers are checked too."""
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from tests.admin.harness import Admin, backend_params
@@ -17,16 +16,11 @@ A, B = {"X-API-KEY": "e2b-token-a"}, {"X-API-KEY": "e2b-token-b"}
 
 
 @pytest.fixture(scope="module", params=[*backend_params(), GVISOR])
-def snap_admin(request):
+def e2b_admin(request):
+    # this module's own admin, in place of the conftest's: gVisor's full snapshots too
     server = Admin(request.param, tokens=TOKENS).start()
     yield server
     server.stop(stop_sandboxes=True)
-
-
-@pytest.fixture
-def client(snap_admin):
-    with httpx.Client(base_url=snap_admin.url, timeout=120) as c:
-        yield c
 
 
 @pytest.fixture
@@ -37,16 +31,16 @@ def sandbox(client):
     client.delete(f"/sandboxes/{r.json()['sandboxID']}", headers=A)
 
 
-def test_sdk_pause_snapshot_fork_lifecycle(snap_admin, tmp_path, monkeypatch):
-    monkeypatch.setenv("BACKEND", snap_admin.backend)
-    run_scenario(e2b_python("newest"), snap_admin, "scenario_snapshots.py", "E2B SNAPSHOTS OK", tmp_path)
-    live = [r.sandbox_id for r in snap_admin.ctx.sandboxes.records.values()
+def test_sdk_pause_snapshot_fork_lifecycle(e2b_admin, tmp_path, monkeypatch):
+    monkeypatch.setenv("BACKEND", e2b_admin.backend)
+    run_scenario(e2b_python("newest"), e2b_admin, "scenario_snapshots.py", "E2B SNAPSHOTS OK", tmp_path)
+    live = [r.sandbox_id for r in e2b_admin.ctx.sandboxes.records.values()
             if r.state in ("pending", "running", "paused")]
     assert live == [], live
-    assert snap_admin.call(lambda: snap_admin.ctx.sandboxes.snapshots("team-a")) == []
+    assert e2b_admin.call(lambda: e2b_admin.ctx.sandboxes.snapshots("team-a")) == []
 
 
-def test_fork_counts_and_modes_on_the_wire(client, sandbox, snap_admin):
+def test_fork_counts_and_modes_on_the_wire(client, sandbox, e2b_admin):
     for count in (0, 21, 1000, -1, "3", True, 2.5):
         r = client.post(f"/sandboxes/{sandbox}/fork", headers=A, json={"count": count})
         assert r.status_code == 400 and "count" in r.json()["message"] and "20" in r.json()["message"], r.text
@@ -58,7 +52,7 @@ def test_fork_counts_and_modes_on_the_wire(client, sandbox, snap_admin):
     assert r.status_code == 400, r.text
     r = client.post("/v2/sandboxes", headers=A, json={"templateID": "base", "autoResume": {"enabled": True}})
     assert r.status_code == 400 and "autoPause" in r.json()["message"], r.text  # resume needs the timeout's pause
-    if snap_admin.backend != "gvisor":
+    if e2b_admin.backend != "gvisor":
         r = client.post(f"/sandboxes/{sandbox}/snapshots", headers=A, json={"memory": True})
         assert r.status_code == 400 and "gvisor" in r.json()["message"], r.text
     # nothing of these refusals touched the sandbox: it runs, unpaused, with no snapshot

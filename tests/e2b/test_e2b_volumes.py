@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.admin.harness import Admin
@@ -33,12 +32,6 @@ def test_sdk_volume_on_gvisor(tmp_path):
         assert server.ctx.sandboxes.volumes.list("team-a") == []
     finally:
         server.stop(stop_sandboxes=True)
-
-
-@pytest.fixture
-def client(e2b_admin):
-    with httpx.Client(base_url=e2b_admin.url, timeout=120) as c:
-        yield c
 
 
 @pytest.fixture

@@ -32,12 +32,6 @@ def frames(raw: bytes) -> list[tuple[int, dict]]:
 
 
 @pytest.fixture
-def client(e2b_admin):
-    with httpx.Client(base_url=e2b_admin.url, timeout=120) as c:
-        yield c
-
-
-@pytest.fixture
 def sandbox(client):
     r = client.post("/v2/sandboxes", headers=A, json={"templateID": "base", "timeout": 120, "metadata": {"w": "1"}})
     assert r.status_code == 201, r.text

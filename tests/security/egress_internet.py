@@ -89,6 +89,7 @@ class Internet:
         # IPv6 on the link too (documentation prefix): the HTTP server answers on ns_ip6 port 80
         self.host_ip6, self.ns_ip6 = f"2001:db8:{tag[:4]}::1", f"2001:db8:{tag[:4]}::2"
         self.server: subprocess.Popen | None = None
+        self.served: list[subprocess.Popen] = []  # the tests' servers (serve), ended by stop()
         self.tmp: str | None = None
 
     def start(self) -> "Internet":
@@ -122,9 +123,10 @@ class Internet:
 
     def serve(self, script: str, *args: str) -> subprocess.Popen:
         """Run a server script of a test's in the internet's namespace, once it printed "ready"
-        (the caller terminates it)."""
+        (``stop()`` ends it with the internet)."""
         proc = subprocess.Popen(["ip", "netns", "exec", self.ns, sys.executable, "-c", script, *args],
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.served.append(proc)
         if proc.stdout.readline().strip() != "ready":
             proc.terminate()
             proc.wait(10)
@@ -144,6 +146,10 @@ class Internet:
         return None
 
     def stop(self) -> None:
+        while self.served:
+            proc = self.served.pop()
+            proc.terminate()
+            proc.wait(10)
         if self.server is not None:
             self.server.terminate()
             self.server.wait(10)

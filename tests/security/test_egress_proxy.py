@@ -127,14 +127,10 @@ def internet(tmp_path_factory):
     net.log, net.socks_log, net.ca = tmp / "requests.jsonl", tmp / "socks.jsonl", ca
     net.log.touch()
     net.socks_log.touch()
-    proc = None
     try:
-        proc = net.serve(SERVERS, str(net.log), str(net.socks_log), str(server_cert), PROXY_USER, PROXY_PASSWORD)
+        net.serve(SERVERS, str(net.log), str(net.socks_log), str(server_cert), PROXY_USER, PROXY_PASSWORD)
         yield net
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(10)
         net.stop()
 
 

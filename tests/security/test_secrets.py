@@ -108,14 +108,10 @@ def internet(tmp_path_factory):
     net = Internet("h36", NAMES).start()
     net.log, net.ca = tmp / "requests.jsonl", ca
     net.log.touch()
-    proc = None
     try:
-        proc = net.serve(LOGGER, str(net.log), str(server_cert))
+        net.serve(LOGGER, str(net.log), str(server_cert))
         yield net
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(10)
         net.stop()
 
 

@@ -9,8 +9,9 @@ placement (free slots), listing and the idle TTL, and are rebuilt after an admin
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
+
+from rock.idle import Leased
 
 
 @dataclass(eq=False)
@@ -33,7 +34,7 @@ class EnvSandbox:
 
 
 @dataclass(eq=False)
-class EnvRecord:
+class EnvRecord(Leased):
     """One open env as the service holds it: its handle, owner, the sandbox it lives in, and the
     times its idle TTL is counted from."""
 
@@ -41,8 +42,6 @@ class EnvRecord:
     env_id: str
     owner: str | None
     sandbox: EnvSandbox
-    created: float = field(default_factory=time.time)
-    last_used: float = field(default_factory=time.time)
     vec: str | None = None
     ttl: float | None = None  # idle time before it is closed; None: the service's idle_ttl
     made: dict = field(default_factory=dict)  # what the env host answered to its make

@@ -310,7 +310,7 @@ class EnvService:
             raise EnvError(f"env {handle} is gone: {exc.message}", "EnvNotFound") from None
         rec = self.envs.get(handle)
         if rec is not None:
-            rec.last_used = time.time()
+            rec.touch()
         return body
 
     async def reset(self, handle: str, seed: int | None, owner: str | None) -> bytes:

@@ -19,14 +19,14 @@ import collections
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from rock.jsonutil import loads
 from rock.envs.images import SITE, EnvImageSpec, ImageBuilder
 from rock.training import hostsite
 from rock.errors import TrainingError
-from rock.idle import IdleReaper
+from rock.idle import IdleReaper, Leased
 from rock.training.settings import TrainingSettings
 from rock.training.suites import EXTERNAL, Suite, make_suites, unavailable
 
@@ -35,7 +35,7 @@ ENTRY_POINT = "rock_training_tasks.taskenv:TaskEnv"
 
 
 @dataclass(eq=False)
-class Instance:
+class Instance(Leased):
     """One training-task instance: the env handle it steps, its owner, and when it was last used
     (its idle TTL)."""
 
@@ -44,8 +44,6 @@ class Instance:
     task_id: str
     owner: str | None
     handle: str
-    created: float = field(default_factory=time.time)
-    last_used: float = field(default_factory=time.time)
     terminated: bool = False
 
     def row(self) -> dict:
@@ -129,7 +127,7 @@ class TrainingService:
             if why:
                 raise TrainingError(f"instance {instance_id} was released ({why}); create a new one", "InstanceReleased")
             raise TrainingError(f"no instance {instance_id!r} (never created, or released long ago)", "InstanceNotFound")
-        inst.last_used = time.time()
+        inst.touch()
         return inst
 
     async def create(self, env_type: str, task_id: str | None, instance_id: str | None = None,
@@ -183,7 +181,7 @@ class TrainingService:
 
     async def _call(self, inst: Instance, action: dict) -> dict:
         body = loads(await self.envs.step(inst.handle, action, inst.owner))
-        inst.last_used = time.time()
+        inst.touch()
         return self._unwrap(body["observation"])
 
     async def step(self, instance_id: str, action, params: dict | None = None, owner: str | None = None) -> dict:

@@ -10,6 +10,7 @@ from rock.actions.response import (IsAliveResponse, SandboxListResponse, Sandbox
                                    StateTransitionRecord)
 from rock.actions.sandbox import BatchStatusRequest, SandboxIdRequest, SandboxStartRequest
 from rock.admin.sandboxes.ids import namespaced_id
+from rock.admin.sandboxes.listing import SandboxQuery
 from rock.admin.context import Ctx, iso, ok, parse, query
 from rock.admin.doors import door
 from rock.jsonutil import dumps
@@ -33,15 +34,8 @@ class StatusQuery(BaseModel):
     include_all_states: bool = False
 
 
-class ListQuery(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    page: int = Field(default=1, ge=1)
+class ListQuery(SandboxQuery):
     page_size: int = Field(default=100, ge=1, le=1000)
-    user_id: str | None = None
-    experiment_id: str | None = None
-    namespace: str | None = None
-    image: str | None = None
-    state: str | None = None
 
 
 class BatchStatuses(BaseModel):
@@ -154,8 +148,7 @@ def router(ctx: Ctx, write: bool = True) -> APIRouter:
     async def list_sandboxes(request: Request):
         q = query(request, ListQuery)
         start = (q.page - 1) * q.page_size
-        filters = {name: getattr(q, name) for name in ("user_id", "experiment_id", "namespace", "image")}
-        page, total = await svc.page(ctx.owner(request), filters, q.state, False, start, q.page_size)
+        page, total = await svc.page(ctx.owner(request), q.labels(), q.state, False, start, q.page_size)
         hosted = ctx.envs.envs_by_sandbox()
         return ok({"items": [{**status_result(r, None, keep), "envs": hosted.get(r.sandbox_id, [])} for r in page],
                    "total": total, "page": q.page,

@@ -15,6 +15,7 @@ One ``Sandboxes`` object per admin (``ctx.sandboxes``); each door (``rock_api``,
   cluster node goes or comes back, and the sweep over shared state;
 - ``start_checks.py``: what a start request asks that this machine cannot give, refused naming
   the field.
+- ``listing.py``: a listing's query (filters and page), the API's and the UI's alike.
 """
 
 from rock.admin.sandboxes.service import Sandboxes

@@ -10,34 +10,24 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from rock.admin.context import Ctx
+from rock.admin.sandboxes.listing import SandboxQuery
 from rock.admin.store import TRANSITIONS, SandboxRecord
 
 STATES = list(TRANSITIONS)
 STATS_TIMEOUT_S = 0.5
 
 
-class TableQuery(BaseModel):
+class TableQuery(SandboxQuery):
     """The sandboxes table's filters (all exact matches) and page; empty fields mean 'any'."""
 
-    model_config = ConfigDict(extra="ignore")
-    state: str | None = None
-    image: str | None = None
-    user_id: str | None = None
-    experiment_id: str | None = None
-    namespace: str | None = None
-    page: int = Field(default=1, ge=1)
     page_size: int = Field(default=50, ge=1, le=500)
 
     @classmethod
     def of(cls, params) -> "TableQuery":
         return cls.model_validate({k: v for k, v in params.items() if v != ""})
-
-    def filters(self) -> dict[str, str]:
-        return {k: v for k in ("state", "image", "user_id", "experiment_id", "namespace")
-                if (v := getattr(self, k)) is not None}
 
 
 def ago(seconds: float | None) -> str:
@@ -158,7 +148,7 @@ class FilterOptions:
 async def table(ctx: Ctx, app, owner: str | None, q: TableQuery, sampler: StatsSampler,
                 choices: FilterOptions) -> dict:
     svc = ctx.sandboxes
-    filters = {k: v for k, v in q.filters().items() if k != "state"}
+    filters = q.labels()
     shown, total = await svc.page(owner, filters, q.state, True, (q.page - 1) * q.page_size, q.page_size)
     pages = max(1, -(-total // q.page_size))
     page = min(q.page, pages)

@@ -17,12 +17,14 @@ Standard library only at import time (it may run under any image's python3). Its
 (``guard``, ``rng``, ``codec``, ``serve``, ``gym*``; and ``protocol`` from the agent package above) are loaded by path, see ``_sibling``.
 """
 
+import dataclasses
 import functools
 import importlib
 import importlib.util
 import os
 import sys
 import time
+from typing import Any, Optional
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _AGENT = os.path.dirname(_HERE)  # the agent package: protocol.py is shared with the agent
@@ -50,26 +52,24 @@ _encode, _fast_encode = envcodec._encode, envcodec._fast_encode
 replay.bind(Failure, dumps)
 
 
+@dataclasses.dataclass(eq=False)
 class Env:
     """One env this host holds: its local id and env id, the env object, its call timeout, its own random
     state, and its health and replay trail."""
 
-    __slots__ = ("id", "env_id", "obj", "timeout", "rng", "broken", "needs_reset", "created", "last_used", "steps",
-                 "made", "trail")
-
-    def __init__(self, env_id_local, env_id, timeout):
-        self.id = env_id_local
-        self.env_id = env_id
-        self.obj = None
-        self.timeout = timeout
-        self.rng = None
-        self.broken = None
-        self.needs_reset = False
-        self.created = time.time()
-        self.last_used = time.monotonic()  # monotonic: set on every call, where time.time() costs more
-        self.steps = 0
-        self.made = None  # the make's arguments, for a fork to make the env again (replay.py)
-        self.trail = None  # replay.Trail: the reset's seed and the actions since, for a fork
+    id: str
+    env_id: str
+    timeout: Optional[float]  # Optional: evaluated under any image's python3 (3.8 too)
+    obj: Any = None
+    rng: Any = None  # its saved random state (rng.py)
+    broken: Optional[str] = None  # why it cannot be used until made again (guard.py)
+    needs_reset: bool = False
+    created: float = dataclasses.field(default_factory=time.time)
+    # monotonic: set on every call, where time.time() costs more
+    last_used: float = dataclasses.field(default_factory=time.monotonic)
+    steps: int = 0
+    made: Optional[dict] = None  # the make's arguments, for a fork to make the env again (replay.py)
+    trail: Any = None  # replay.Trail: the reset's seed and the actions since, for a fork
 
 
 class Host:

@@ -268,7 +268,7 @@ class GymSessions:
     def keepalive(self, session_id: str, owner: str | None) -> float:
         """Renew the session's lease; returns the lease in seconds, the time until it is reaped without another."""
         rec = self.get(session_id, owner)
-        rec.last_used = time.time()
+        rec.touch()
         return rec.ttl or self.envs.settings.idle_ttl
 
     async def close(self, session_id: str, owner: str | None) -> bool:
