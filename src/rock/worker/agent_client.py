@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 # orjson refuses (TypeError) what it would write otherwise than the protocol's encoder: str and int
 # subclasses, integers past 64 bits, lone surrogates. It writes a NaN or an infinity as null, so
-# only a request whose floats are known finite goes through it (``_fast``).
+# only a request whose floats are known finite goes through it (``AgentClient._send``'s ``fast``).
 _ORJSON = 0 if orjson is None else orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | \
     orjson.OPT_PASSTHROUGH_DATETIME
 
@@ -35,6 +35,7 @@ def _finite(*values: object) -> bool:
         if not (v is None or type(v) is int or (type(v) is float and math.isfinite(v))):
             return False
     return True
+
 
 class RunResult(BaseModel):
     """A command's end in a bash session: its output, exit code and working directory, and how it ended
