@@ -10,13 +10,16 @@ sdk_echo_round_trip        arun("echo hi") in a persistent session (floor: the a
 commands_per_s             echo in 64 sessions (16 sandboxes x 4) at once from one client
                            process: per_s, and the CPU per command of the admin, the client and
                            the sandboxes (agent and bash, from their cgroups), with the rate this
-                           machine's cores could carry at that CPU (cpu_ceiling_per_s)
+                           machine's cores could carry at that CPU (cpu_ceiling_per_s); the admin's
+                           floor in alternating blocks: a bare uvicorn's CPU per request under the
+                           same 64 loops plus the CPU per echo of AgentClients on uvloop sent straight to the agents
 (sdk_burst_100 is in bench.burst, run last)
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -54,6 +57,21 @@ class _FloorWorker:
 
     async def echoes(self, n: int) -> list[float]:
         return await runtime_bench.echoes(self.worker, n)
+
+    async def sessions(self, sandboxes: int, per_sandbox: int) -> list[tuple[str, str]]:
+        """``sandboxes`` sandboxes of this worker with ``per_sandbox`` bash sessions each: (the agent's
+        socket, session)."""
+        self.started = ["f" + uuid.uuid4().hex[:10] for _ in range(sandboxes)]
+        await asyncio.gather(*(self.worker.create(self.worker.default_spec(sid)) for sid in self.started))
+        out = [(sid, f"s{i}") for sid in self.started for i in range(per_sandbox)]
+        await asyncio.gather(*(self.worker.agent(sid).create_session(name) for sid, name in out))
+        return [(self.worker._get(sid).handle.socket_path, name) for sid, name in out]
+
+    async def close_sessions(self) -> None:
+        """Stop the sandboxes ``sessions`` started."""
+        await asyncio.gather(*(self.worker.stop(sid) for sid in getattr(self, "started", ())),
+                             return_exceptions=True)
+        self.started = []
 
     async def close(self) -> None:
         await self.worker.close(stop_sandboxes=True)
@@ -120,7 +138,7 @@ async def _latencies(ctx, backend: str) -> list[dict]:
         records.append(rec)
         await sandbox.delete()
         await sandbox.aclose()
-        records.append(await _commands_per_s(ctx, backend, url, admin))
+        records.append(await _commands_per_s(ctx, backend, url, admin, floor))
     finally:
         await floor.close()
         admin.stop()
@@ -149,15 +167,78 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http="h
 """
 
 
+# The agent leg alone, on uvloop as the admin runs it: an AgentClient per sandbox (the agent's own
+# socket, its sessions made by the floor worker), echo in every session at once for one block per
+# line read; prints the block's commands and this process's CPU seconds.
+_AGENT_FLOOR = r"""
+import asyncio, json, sys, time, uvloop
+from rock.worker.agent_client import AgentClient
+sessions = json.loads(sys.argv[1])
+async def block():
+    clients = {path: await AgentClient.connect(path) for path in {path for path, _ in sessions}}
+    counts = [0] * len(sessions)
+    async def loop(i, until):
+        path, name = sessions[i]
+        while time.perf_counter() < until:
+            out = await clients[path].run(name, "echo hi")
+            assert out.output == "hi\n", out
+            counts[i] += 1
+    for warm, seconds in ((True, 0.2), (False, 1.0)):
+        counts[:] = [0] * len(sessions)
+        cpu0, until = time.process_time(), time.perf_counter() + seconds
+        await asyncio.gather(*(loop(i, until) for i in range(len(sessions))))
+    cpu = time.process_time() - cpu0
+    for client in clients.values():
+        client.close()
+    return sum(counts), cpu
+for _ in sys.stdin:
+    print(json.dumps(uvloop.run(block())), flush=True)
+"""
+
+
+class _AgentFloor:
+    """``_AGENT_FLOOR`` in its own process; ``block()`` runs one block there: (commands, CPU seconds)."""
+
+    def __init__(self, sessions: list[tuple[str, str]]):
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        self.proc = subprocess.Popen([sys.executable, "-c", _AGENT_FLOOR, json.dumps(sessions)], env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    async def block(self) -> tuple[int, float]:
+        return await asyncio.to_thread(self._block)
+
+    def _block(self) -> tuple[int, float]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the agent floor process ended (its error is above)")
+        n, cpu = json.loads(line)
+        return n, cpu
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
 class _BareHttp:
     async def __aenter__(self) -> "_BareHttp":
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         self.proc = subprocess.Popen([sys.executable, "-c", _BARE_APP, str(port)])
-        self.http = Http(f"http://127.0.0.1:{port}", {}, 30, prefix="")
+        # one client per sandbox of commands_per_s, as its SDK sandboxes each have theirs
+        self.clients = [Http(f"http://127.0.0.1:{port}", {}, 30, prefix="") for _ in range(SANDBOXES)]
+        self.http = self.clients[0]
         body = {"sandbox_id": "x", "action_type": "bash", "session": "b", "command": "echo hi", "timeout": None,
                 "check": "silent"}
+        self.body = body
         self.call = lambda: self.http.post("/run_in_session", body)
         deadline = time.monotonic() + 30
         while True:
@@ -177,8 +258,12 @@ class _BareHttp:
         Observation.model_validate(await self.call())  # what arun does with its answer
         return time.perf_counter() - t0
 
+    async def echo(self, i: int) -> None:
+        """commands_per_s's loop ``i`` (session ``i % SESSIONS`` of sandbox ``i // SESSIONS``), answered at once."""
+        Observation.model_validate(await self.clients[i // SESSIONS].post("/run_in_session", self.body))
+
     async def __aexit__(self, *exc) -> None:
-        await self.http.aclose()
+        await asyncio.gather(*(c.aclose() for c in self.clients))
         self.proc.terminate()
         self.proc.wait(10)
 
@@ -188,43 +273,89 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _commands_per_s(ctx, backend: str, url: str, admin: AdminProcess) -> dict:
-    """``echo`` in 64 sessions (16 sandboxes x 4) at once from this one process, for a few seconds:
-    commands per second, and the CPU the admin and this client spent per command."""
+async def _commands_per_s(ctx, backend: str, url: str, admin: AdminProcess, floor: _FloorWorker) -> dict:
+    """``echo`` in 64 sessions (16 sandboxes x 4) at once from this one process: commands per
+    second, and the CPU the admin and this client spent per command. In alternating one-second
+    blocks with the admin's two floors under the same load: a bare uvicorn answering the same
+    bytes to the same 64 loops (the server's CPU per request: what HTTP alone costs a Python
+    server), and the same echoes sent straight to the agents by AgentClients on uvloop in a process
+    of their own (its CPU per command: the agent leg the admin adds). Their sum is about the
+    least the admin could spend on a command."""
     sandboxes = [Sandbox(_config(url)) for _ in range(SANDBOXES)]
     await asyncio.gather(*(sb.start() for sb in sandboxes))
     sessions = [(sb, f"s{i}") for sb in sandboxes for i in range(SESSIONS)]
     await asyncio.gather(*(sb.create_session(CreateBashSessionRequest(session=name)) for sb, name in sessions))
     pid = int((Path(admin.state) / "admin.pid").read_text())
-    seconds = ctx.n(3, 10)
-    counts = [0] * len(sessions)
+    agents: _AgentFloor | None = None
+    blocks = ctx.n(3, 10)
 
-    async def drive(i: int, until: float) -> None:
+    async def burst(call, loops: int) -> int:
+        """``call(i)`` in ``loops`` loops at once for one block: how many ended."""
+        counts = [0] * loops
+
+        async def loop(i: int, until: float) -> None:
+            while time.perf_counter() < until:
+                await call(i)
+                counts[i] += 1
+
+        until = time.perf_counter() + 1.0
+        await asyncio.gather(*(loop(i, until) for i in range(loops)))
+        return sum(counts)
+
+    async def admin_echo(i: int) -> None:
         sb, name = sessions[i]
-        while time.perf_counter() < until:
-            out = await sb.arun("echo hi", session=name)
-            assert out.output.strip() == "hi", out
-            counts[i] += 1
+        out = await sb.arun("echo hi", session=name)
+        assert out.output.strip() == "hi", out
 
+    n = wall = admin_cpu = client_cpu = box_cpu = 0.0
+    http_n = http_cpu = agent_n = agent_cpu = 0.0
     try:
-        await asyncio.gather(*(drive(i, time.perf_counter() + 0.5) for i in range(len(sessions))))  # warm-up
-        counts = [0] * len(sessions)
-        ctx.progress(f"sdk {backend}: echo in {len(sessions)} sessions at once for {seconds}s")
-        boxes0 = await _sandboxes_cpu_s(sandboxes)
-        admin0, mine0, t0 = _cpu_s(pid), time.process_time(), time.perf_counter()
-        await asyncio.gather(*(drive(i, t0 + seconds) for i in range(len(sessions))))
-        wall, n = time.perf_counter() - t0, sum(counts)
-        admin_cpu, client_cpu = _cpu_s(pid) - admin0, time.process_time() - mine0
-        boxes = await _sandboxes_cpu_s(sandboxes)
-        box_cpu = boxes - boxes0 if boxes is not None and boxes0 is not None else None
+        agents = _AgentFloor(await floor.sessions(SANDBOXES, SESSIONS))
+        async with _BareHttp() as bare:
+            await burst(admin_echo, len(sessions))  # warm-up
+            await burst(bare.echo, len(sessions))
+            await agents.block()
+            ctx.progress(f"sdk {backend}: echo in {len(sessions)} sessions at once, {blocks} blocks of 1s "
+                         "alternating with a bare uvicorn and the agents alone")
+            for _ in range(blocks):
+                boxes0 = await _sandboxes_cpu_s(sandboxes)
+                admin0, mine0, t0 = _cpu_s(pid), time.process_time(), time.perf_counter()
+                n += await burst(admin_echo, len(sessions))
+                wall += time.perf_counter() - t0
+                admin_cpu += _cpu_s(pid) - admin0
+                client_cpu += time.process_time() - mine0
+                boxes = await _sandboxes_cpu_s(sandboxes)
+                box_cpu = None if boxes is None or boxes0 is None or box_cpu is None else box_cpu + boxes - boxes0
+
+                bare0 = _cpu_s(bare.proc.pid)
+                http_n += await burst(bare.echo, len(sessions))
+                http_cpu += _cpu_s(bare.proc.pid) - bare0
+
+                done, cpu = await agents.block()
+                agent_n += done
+                agent_cpu += cpu
     finally:
+        if agents is not None:
+            agents.close()
+        await floor.close_sessions()
         await asyncio.gather(*(sb.delete() for sb in sandboxes), return_exceptions=True)
         await asyncio.gather(*(sb.aclose() for sb in sandboxes), return_exceptions=True)
     per_command = [admin_cpu, client_cpu] + ([box_cpu] if box_cpu is not None else [])
     total_ms = sum(per_command) * 1e3 / max(1, n)
-    return {"metric": "commands_per_s", "backend": backend, "n": n, "per_s": round(n / wall, 1),
-            "sessions": len(sessions), "sandboxes": SANDBOXES, "target_per_s": 5000,
+    http_floor = http_cpu * 1e3 / max(1, http_n)
+    agent_floor = agent_cpu * 1e3 / max(1, agent_n)
+    ctx.progress(f"sdk {backend}: {n / wall:.0f} commands/s, admin CPU {admin_cpu * 1e3 / max(1, n):.4f} ms a command; "
+                 f"its floor {http_floor + agent_floor:.4f} ms (a bare uvicorn {http_floor:.4f} + the agent leg "
+                 f"{agent_floor:.4f}); target 0.06")
+    return {"metric": "commands_per_s", "backend": backend, "n": int(n), "per_s": round(n / wall, 1),
+            "sessions": len(sessions), "sandboxes": SANDBOXES, "target_per_s": 10000,
             "admin_cpu_ms_per_command": round(admin_cpu * 1e3 / max(1, n), 4),
+            "target_admin_cpu_ms_per_command": 0.06,
+            # the admin's floors, measured in the blocks between the admin's: HTTP alone (a bare
+            # uvicorn's CPU per request) and the agent leg alone (AgentClients' CPU per echo, on uvloop)
+            "http_floor_cpu_ms_per_command": round(http_floor, 4),
+            "agent_floor_cpu_ms_per_command": round(agent_floor, 4),
+            "floor_admin_cpu_ms_per_command": round(http_floor + agent_floor, 4),
             "client_cpu_ms_per_command": round(client_cpu * 1e3 / max(1, n), 4),
             # the agents and shells inside the sandboxes (their cgroups), for the same commands
             "sandbox_cpu_ms_per_command": round(box_cpu * 1e3 / max(1, n), 4) if box_cpu is not None else None,

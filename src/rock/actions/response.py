@@ -208,6 +208,8 @@ _ANSI_ESCAPE = re.compile(r"\x1B[@-_][0-?]*[ -/]*[@-~]")
 def session_output(text: str) -> str:
     """A finished session command's output as ROCK's runtime returns it: ANSI escape sequences
     removed, leading and trailing whitespace (the final newline included) stripped."""
+    if "\x1b" not in text:  # every sequence begins with ESC: most outputs have none, and skip the scan
+        return text.strip()
     return _ANSI_ESCAPE.sub("", text).strip()
 
 

@@ -63,6 +63,9 @@ class _HeldHead:
         self.flush()
         self._transport.write_eof()
 
+    def is_closing(self) -> bool:  # asked after every response: not through __getattr__'s failed lookup
+        return self._transport.is_closing()
+
     def __getattr__(self, name: str):  # everything else is the transport's own
         return getattr(self._transport, name)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, Literal
 
@@ -15,6 +16,26 @@ from pydantic import BaseModel
 
 from rock.agent import protocol
 from rock.errors import ERRORS, AgentError, AgentGone, AgentTimeout, RockError, SandboxPaused
+
+try:  # a declared dependency, but kept optional as in rock.jsonutil
+    import orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    orjson = None  # type: ignore[assignment]
+
+# orjson refuses (TypeError) what it would write otherwise than the protocol's encoder: str and int
+# subclasses, integers past 64 bits, lone surrogates. It writes a NaN or an infinity as null, so
+# only a request whose floats are known finite goes through it (``AgentClient._send``'s ``fast``).
+_ORJSON = 0 if orjson is None else orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | \
+    orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def _finite(*values: object) -> bool:
+    """Whether each value is None, an int or a finite float (anything else: not known, False)."""
+    for v in values:
+        if not (v is None or type(v) is int or (type(v) is float and math.isfinite(v))):
+            return False
+    return True
+
 
 class RunResult(BaseModel):
     """A command's end in a bash session: its output, exit code and working directory, and how it ended
@@ -197,18 +218,28 @@ class AgentClient:
         if self.transport is not None:
             self.transport.close()
 
-    def _send(self, meta: dict, body: bytes = b"") -> None:
+    def _send(self, meta: dict, body: bytes = b"", fast: bool = False) -> None:
+        """Write one frame. ``fast``: every float in ``meta`` is finite, so orjson may write it
+        (the same JSON as the protocol's encoder, ~15 times faster), falling back where it refuses."""
         if self.closed or self.transport is None or self.transport.is_closing():
             raise AgentGone("the connection to the sandbox's agent is closed")
+        if fast and orjson is not None and not body:
+            try:
+                raw = orjson.dumps(meta, option=_ORJSON)
+            except TypeError:
+                pass
+            else:
+                self.transport.write(protocol.HEADER.pack(len(raw), 0) + raw)
+                return
         self.transport.write(protocol.encode(meta, body))
 
-    def _start(self, op: str, args: dict | None, body: bytes, on_event) -> tuple[int, asyncio.Future]:
+    def _start(self, op: str, args: dict | None, body: bytes, on_event, fast: bool = False) -> tuple[int, asyncio.Future]:
         if self.handle is not None and self.handle.extra.get("paused"):
             raise SandboxPaused(f"sandbox {self.handle.sandbox_id} is paused: resume it first")
         rid = next(self._ids)
         future = asyncio.get_running_loop().create_future()
         self._pending[rid] = _Pending(future, on_event)
-        self._send({"id": rid, "op": op, "args": args or {}}, body)
+        self._send({"id": rid, "op": op, "args": args or {}}, body, fast)
         return rid, future
 
     async def _await(self, rid: int, future: asyncio.Future, deadline: float | None = None):
@@ -240,10 +271,13 @@ class AgentClient:
                                        "be stopped, starved of CPU or stuck); the sandbox can still be stopped or deleted")
                 await self.ping()
         except (asyncio.CancelledError, AgentTimeout):
-            # The caller gave up: tell the agent so it can stop work meant for nobody.
-            if self._pending.pop(rid, None) is not None and not self.closed:
-                self._send({"id": rid, "cancel": True})
+            self._given_up(rid)
             raise
+
+    def _given_up(self, rid: int) -> None:
+        # The caller gave up: tell the agent so it can stop work meant for nobody.
+        if self._pending.pop(rid, None) is not None and not self.closed:
+            self._send({"id": rid, "cancel": True})
 
     def _deadline(self, args: dict | None) -> float | None:
         if self.reply_timeout is None:
@@ -254,10 +288,17 @@ class AgentClient:
         return float(args.get("timeout") or 0) + self.reply_timeout
 
     async def call(self, op: str, args: dict | None = None, body: bytes = b"",
-                   on_event: Callable[[dict, bytes], Any] | None = None) -> tuple[dict, bytes]:
+                   on_event: Callable[[dict, bytes], Any] | None = None, fast: bool = False) -> tuple[dict, bytes]:
         """One agent op: its result and body (the agent's error raised as its ``rock.errors`` type);
-        ``on_event`` gets each streamed event before the end."""
-        rid, future = self._start(op, args, body, on_event)
+        ``on_event`` gets each streamed event before the end. ``fast``: every float in ``args`` is
+        finite (see ``_send``)."""
+        rid, future = self._start(op, args, body, on_event, fast)
+        if self.reply_timeout is None:  # no deadline: the answer itself, without _await's coroutine
+            try:
+                return await future
+            except asyncio.CancelledError:
+                self._given_up(rid)
+                raise
         return await self._await(rid, future, self._deadline(args))
 
     async def stream(self, op: str, args: dict | None = None) -> AsyncIterator[bytes]:
@@ -330,7 +371,8 @@ class AgentClient:
         output as it comes."""
         args = {"session": session, "command": command, "timeout": timeout, "idle_timeout": idle_timeout,
                 "max_output": max_output, "stream": on_output is not None}
-        result, _ = await self.call("session.run", args, on_event=self._output_events(on_output))
+        result, _ = await self.call("session.run", args, on_event=self._output_events(on_output),
+                                    fast=_finite(timeout, idle_timeout))
         return RunResult(**result)
 
     async def wait(self, session: str, timeout: float | None = None, idle_timeout: float | None = None,
