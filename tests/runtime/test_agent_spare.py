@@ -1,5 +1,6 @@
 """The agent's spare bash: ready right after the start, closed when nobody took it for a while
-(an idle sandbox keeps no bash it does not use), made again by the next session."""
+(an idle sandbox keeps no bash it does not use), made again once a session found none (a sandbox
+with one session starts one bash, not two)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,25 @@ async def test_spare_bash_closed_when_idle_and_made_again(isolated_runtime, sand
         await _until(lambda: _bashes(handle) == 2)  # the session's bash and a new spare
         await _until(lambda: _bashes(handle) == 1)  # the spare closed again; the session stays
         assert (await client.run("main", "echo still")).output.strip() == "still"
+
+
+async def test_a_second_spare_only_once_a_session_found_none(isolated_runtime, sandboxes, new_spec, agent, known_gap):
+    known_gap(isolated_runtime, "gvisor", NOT_ON_THE_HOST)
+    handle = await sandboxes(isolated_runtime, new_spec())
+    async with agent(handle) as client:
+        assert await client.spare_ready(timeout=10)
+        await client.create_session("first")  # takes the start's spare
+        # Long past the spare's refill delay: a refill after every take would be up by now.
+        assert (await client.run("first", "sleep 0.3; echo $((6 * 7))")).output.strip() == "42"
+        assert _bashes(handle) == 1 and not await client.spare_ready(timeout=0)
+        await client.create_session("second")  # finds no spare: starts its own, and asks for more
+        assert (await client.run("second", "echo two")).output.strip() == "two"
+        await _until(lambda: _bashes(handle) == 3)  # both sessions' bashes and the new spare
+        assert await client.spare_ready(timeout=10)
+        await client.create_session("third")  # takes it, and another is made
+        assert (await client.run("third", "echo three")).output.strip() == "three"
+        await _until(lambda: _bashes(handle) == 4)
+        assert await client.spare_ready(timeout=10)
 
 
 async def test_spare_ready_says_whether_the_spare_bash_is_up(isolated_runtime, sandboxes, new_spec, agent, known_gap):

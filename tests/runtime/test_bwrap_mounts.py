@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from rock.agent.mounttrim import parse, to_detach
-from rock.runtime.bwrap.options import mounts_to_keep
+from rock.runtime import cgroups
+from rock.runtime.bwrap.options import mounts_to_keep, real_paths
 
 MOUNTINFO = "\n".join([
     "21 1 254:0 / / rw - ext4 /dev/vda rw",
@@ -66,6 +67,28 @@ def test_only_binds_are_sources_even_when_a_value_looks_like_an_option(tmp_path)
     assert keep["recursive"] == [os.path.realpath(root), os.path.realpath(data)]
     assert {"/proc", "/dev", os.path.realpath(root)} <= set(keep["needed"])
     assert set(keep["recursive"]) <= set(keep["needed"])
+
+
+def test_the_sources_resolved_once_per_worker_are_the_real_paths(tmp_path):
+    """The state dir reached through a symlink: the shortcut names what a realpath of each
+    source names, the sandbox's root and run folder, its cgroup directories and the fixed ones."""
+    (tmp_path / "state" / "sandboxes" / "s1" / "run").mkdir(parents=True)
+    (tmp_path / "state" / "sandboxes" / "s1" / "root").mkdir()
+    (tmp_path / "prefix").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "state")
+    (tmp_path / "prefix-link").symlink_to(tmp_path / "prefix")
+    sandbox_dir = tmp_path / "link" / "sandboxes" / "s1"
+    group = cgroups.Cgroup("rock/owner/s1")
+    fixed = (str(tmp_path / "prefix-link"),)
+    resolved = real_paths(sandbox_dir, ("root", "run"), group, fixed)
+    assert resolved == {path: os.path.realpath(path) for path in resolved}
+    assert resolved[str(sandbox_dir / "root")] == str(tmp_path / "state" / "sandboxes" / "s1" / "root")
+    assert set(resolved) == {str(sandbox_dir / "root"), str(sandbox_dir / "run"), *fixed,
+                             *(str(d) for d in group.dirs.values())}
+    options = ["--bind", str(sandbox_dir / "root"), "/", "--ro-bind", fixed[0], "/opt/p",
+               "--bind", str(sandbox_dir / "run"), "/.rock/run", "--ro-bind", str(tmp_path / "link"), "/data"]
+    assert mounts_to_keep(options, sandbox_dir / "root", "/usr/bin/bwrap", resolved) == \
+        mounts_to_keep(options, sandbox_dir / "root", "/usr/bin/bwrap")
 
 
 def _mount_tmpfs(path: Path) -> None:

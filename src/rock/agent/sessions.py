@@ -21,12 +21,21 @@ SPARE_DELAY = 0.05
 # private) for a session that never comes. The next session.create starts one and asks again.
 SPARE_IDLE = 30.0
 _spare_wanted = []  # a SimpleQueue once the housekeeper runs
+# Whether a session.create has found no spare: from then on each one taken is made again.
+_more_wanted = [False]
 
 
 def _take_spare():
+    """The spare bash, if one is up. The next spare is made only once a session.create has found
+    none: most sandboxes make one session, which the start's spare serves, and a bash started
+    for a second session that never comes costs each such start a bash start-up's CPU (~2 ms)
+    and its memory until SPARE_IDLE. A sandbox that makes more sessions has one kept ready."""
     with _spare_lock:
         spare, _spare[0] = _spare[0], None
-    if _spare_wanted:
+        if spare is None or not spare.alive:
+            _more_wanted[0] = True
+        refill = _more_wanted[0]
+    if _spare_wanted and refill:
         _spare_wanted[0].put(time.monotonic() + SPARE_DELAY)
     return spare
 

@@ -17,9 +17,10 @@ from pathlib import Path
 from rock.config import Settings
 from rock.errors import SandboxStartError
 from rock.runtime import cgroups
-from rock.runtime.agent_boot import READY_NAME, READY_TIMEOUT, SANDBOX_LIB, SANDBOX_RUN, SOCKET_NAME, sandbox_env
+from rock.runtime.agent_boot import (AGENT_SRC, READY_NAME, READY_TIMEOUT, SANDBOX_LIB, SANDBOX_RUN, SOCKET_NAME,
+                                     sandbox_env)
 from rock.runtime.base import SandboxSpec
-from rock.runtime.bwrap.options import CAP_NUMBERS, DEFAULT_PATH, bwrap_options, mounts_to_keep, sandbox_caps
+from rock.runtime.bwrap.options import CAP_NUMBERS, DEFAULT_PATH, bwrap_options, mounts_to_keep, real_paths, sandbox_caps
 from rock.runtime.layers import layer_dirs
 from rock.runtime.seccomp import seccomp_program
 from rock.runtime.zygote import Zygote
@@ -73,7 +74,8 @@ class Launcher:
                      "merged": str(sandbox_dir / "root")},
             "seccomp": program.hex() if program else None, "seccomp_fd": LAUNCH_SECCOMP_FD,
             "info": str(fifo) if fifo else None, "info_fd": LAUNCH_INFO_FD,
-            "keep": mounts_to_keep(options, sandbox_dir / "root", self.bwrap),
+            "keep": mounts_to_keep(options, sandbox_dir / "root", self.bwrap,
+                                   real_paths(sandbox_dir, ("root", run.name), group, (self.python_prefix, str(AGENT_SRC)))),
         }
         try:
             return await zygote.launch(request), info_r

@@ -91,22 +91,48 @@ _ONE = frozenset(("--proc", "--dev", "--tmpfs", "--mqueue", "--dir", "--remount-
                   "--exec-label", "--file-label", "--argv0", "--userns", "--userns2", "--pidns"))
 
 
-def mounts_to_keep(options: list[str], merged: Path, bwrap: str) -> dict[str, list[str]]:
+def mounts_to_keep(options: list[str], merged: Path, bwrap: str,
+                   resolved: dict[str, str] | None = None) -> dict[str, list[str]]:
     """What of the host's mount table the shim keeps for bwrap (``rock.agent.mounttrim``):
     ``recursive``, the sources bwrap binds (with whatever is mounted below them), and ``needed``,
     those and the paths bwrap itself uses: the sandbox's root, the host's /proc (its view of
     itself) and /dev (the device nodes it binds), its own binary, the shim's shell and their
     libraries. ``options`` are bwrap's, without the command, so no command argument is read as
-    one; values are consumed by arity, so an environment value that looks like an option is not."""
+    one; values are consumed by arity, so an environment value that looks like an option is not.
+    ``resolved``: sources whose real path the caller knows already (``real_paths``), not walked again."""
+    known = resolved or {}
     sources, i = [], 0
     while i < len(options):
         arg = options[i]
         if arg in _BINDS:
-            sources.append(os.path.realpath(options[i + 1]))
+            source = options[i + 1]
+            sources.append(known.get(source) or os.path.realpath(source))
         i += 3 if arg in _TWO else 2 if arg in _ONE else 1
     # Resolved as the mount table writes them: a symlink in the state dir's path would otherwise
     # leave the sandbox's own root looking unneeded.
-    return {"recursive": sources, "needed": [*sources, os.path.realpath(merged), *_tool_paths(bwrap)]}
+    return {"recursive": sources,
+            "needed": [*sources, known.get(str(merged)) or os.path.realpath(merged), *_tool_paths(bwrap)]}
+
+
+def real_paths(sandbox_dir: Path, names: tuple[str, ...], group: cgroups.Cgroup, fixed: tuple[str, ...]) -> dict[str, str]:
+    """The real paths of a sandbox's own bind sources, without walking each of their components
+    at every start (a realpath is an lstat per component: ~60 per start, on v1's five cgroup
+    hierarchies): the folders above them are resolved once per worker, and what ROCK makes below
+    them (the sandbox's folders, a cgroup's directories) holds no symlink. ``names``: folders
+    of ``sandbox_dir``; ``fixed``: host paths that stay as they are while the worker runs (the
+    interpreter's prefix, the agent's package)."""
+    real_dir = os.path.join(_real_once(str(sandbox_dir.parent)), sandbox_dir.name)
+    out = {str(sandbox_dir / name): os.path.join(real_dir, name) for name in names}
+    for d in group.dirs.values():
+        top = d.parents[len(Path(group.rel).parts) - 1]  # the hierarchy's mount point
+        out[str(d)] = os.path.join(_real_once(str(top)), group.rel)
+    out.update((path, _real_once(path)) for path in fixed)
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _real_once(path: str) -> str:
+    return os.path.realpath(path)
 
 
 @functools.cache
