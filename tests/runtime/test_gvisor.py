@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from rock.errors import SandboxStartError
+
 from tests.runtime.test_pause_snapshot import agent, ask_counter, start_counter  # noqa: F401 - agent is a fixture
 from tests.runtime.test_runtime_isolation import MEMORY_HOG
 
@@ -134,6 +136,20 @@ async def test_an_admin_without_runsc_is_told_why(monkeypatch):
 
     monkeypatch.setattr(gvisor.shutil, "which", lambda name: None)
     assert "runsc" in gvisor.GvisorRuntime.available()
+
+
+async def test_a_boot_that_dies_says_why(gvisor, new_spec, tmp_path):
+    """runsc's own caller sees only "cannot read client sync file: EOF" when the sandbox's boot
+    dies; the cause (here a bind source that is gone) is in the boot's and gofer's logs, and the
+    error carries it so an operator need not rerun with --debug."""
+    gone = tmp_path / "gone-before-boot"
+    spec = new_spec(image="python:3.11", ro_binds=[str(gone)])
+    with pytest.raises(SandboxStartError) as failed:
+        handle = await gvisor.create(spec)
+        await gvisor.destroy(handle)  # not reached: the boot fails
+    said = str(failed.value)
+    assert "client sync file" in said  # the caller's view, as before
+    assert "runsc's sandbox said" in said and str(gone) in said, said  # and the boot's own reason
 
 
 async def test_ls_and_stat_of_a_named_path_work_in_a_sandbox_and_its_full_fork_children(gvisor, new_spec, sandboxes,

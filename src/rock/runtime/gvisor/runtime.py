@@ -76,6 +76,26 @@ from rock.runtime.snapshots import copy_frozen, copy_tree, tree_bytes
 from rock.runtime.teardown import reap_unknown, remove_sandbox_dir
 
 BOOT_TRIES = 3  # runsc runs of one create whose sandbox process died while booting (see _boot)
+BOOT_LOGS = "runsc-logs"  # in the sandbox's folder: the logs of runsc's boot and gofer (see _runsc)
+_FATAL = re.compile(rb"FATAL ERROR: (.*)")
+
+
+def boot_failures(folder: Path, limit: int = 600) -> str:
+    """The fatal errors that runsc's boot and gofer logged in ``folder`` (newest runs last),
+    without the caller's own "cannot read client sync file", which only says that they died."""
+    said: list[str] = []
+    try:
+        logs = sorted(p for p in folder.iterdir() if not p.name.endswith(".run.txt") and not p.name.endswith(".restore.txt"))
+    except OSError:
+        return ""
+    for log_file in logs:
+        try:
+            with open(log_file, "rb") as f:
+                text = f.read(1 << 20)
+        except OSError:
+            continue
+        said += [m.decode(errors="replace").strip() for m in _FATAL.findall(text)]
+    return "; ".join(dict.fromkeys(said))[-limit:]
 log = logging.getLogger("rock.runtime.gvisor")
 _CID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")
 CHECKPOINT = "checkpoint"
@@ -152,11 +172,18 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
         handle.extra["netns"] = name
         await asyncio.to_thread(links.make_netns, name)
 
-    async def _runsc(self, spec: SandboxSpec, *args: str, check: bool = True, log_to: Path | None = None) -> str:
+    async def _runsc(self, spec: SandboxSpec, *args: str, check: bool = True, log_to: Path | None = None,
+                     boot_log: Path | None = None) -> str:
+        """``boot_log``: a folder where runsc's own processes (the sandbox's boot and its gofer)
+        write their logs, at runsc's default level (a few KiB a boot). Without it, a boot that
+        dies says only "cannot read client sync file: EOF" (the caller's view); the cause, e.g. a
+        bind source that is missing, is in the boot's or the gofer's log."""
         out = open(log_to, "ab") if log_to else subprocess.PIPE
+        logs = [f"--debug-log={boot_log}/"] if boot_log else []
         try:
-            proc = await asyncio.create_subprocess_exec(self.runsc, *self._flags(spec), *args, stdin=subprocess.DEVNULL,
-                                                        stdout=out, stderr=subprocess.STDOUT if log_to else out)
+            proc = await asyncio.create_subprocess_exec(self.runsc, *self._flags(spec), *logs, *args,
+                                                        stdin=subprocess.DEVNULL, stdout=out,
+                                                        stderr=subprocess.STDOUT if log_to else out)
             stdout, _ = await proc.communicate()
         finally:
             if log_to:
@@ -164,7 +191,9 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
         text = (stdout or b"").decode(errors="replace") if not log_to else ""
         if check and proc.returncode:
             said = tail(log_to, 600) if log_to else text.strip()[-600:]
-            raise SandboxStartError(f"runsc {args[0]} failed (exit {proc.returncode}): {said}")
+            died = boot_failures(boot_log) if boot_log else ""
+            raise SandboxStartError(f"runsc {args[0]} failed (exit {proc.returncode}): {said}"
+                                    + (f" (runsc's sandbox said: {died})" if died else ""))
         return text
 
     def _cid(self, sandbox_id: str, restored: str = "") -> str:
@@ -327,7 +356,8 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
         if restore is None:
             for attempt in range(BOOT_TRIES):
                 try:
-                    await self._runsc(handle.spec, "run", *common, cid, log_to=sandbox_dir / "sandbox.log")
+                    await self._runsc(handle.spec, "run", *common, cid, log_to=sandbox_dir / "sandbox.log",
+                                      boot_log=sandbox_dir / BOOT_LOGS)
                     break
                 except SandboxStartError as exc:
                     # runsc's sandbox process died while booting, before it ran anything of ours
@@ -343,7 +373,7 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
                     await asyncio.sleep(0.5 * (attempt + 1))
         else:
             await self._runsc(handle.spec, "restore", "--image-path", str(restore), *common, cid,
-                              log_to=sandbox_dir / "sandbox.log")
+                              log_to=sandbox_dir / "sandbox.log", boot_log=sandbox_dir / BOOT_LOGS)
         handle.pid = int(pid_file.read_text().strip())
         handle.extra["start_time"] = str(process_start_time(handle.pid))
         if restore is not None:  # the restored agent waits for this to listen again (rock_agent.checkpoint)
