@@ -96,6 +96,34 @@ async def test_a_stream_sent_whole_with_a_length_passes_through(admin):
         upstream.close()
 
 
+RAW_CLIENT = r'''
+import json, urllib.request
+body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "a"}]}).encode()
+req = urllib.request.Request("http://127.0.0.1:8080/v1/chat/completions", body, {"content-type": "application/json"})
+with urllib.request.urlopen(req) as r:
+    print("RESULT" + json.dumps([r.status, r.headers.get("content-type"), r.read().decode()]))
+'''
+
+
+async def test_a_stream_answering_a_call_that_did_not_ask_for_one_passes_through(admin):
+    """An upstream that streams whatever it is asked (chunked, then sent whole with a length): the
+    call's client gets the event stream, and the record the folded completion."""
+    for sized in (False, True):
+        upstream = Upstream(always_stream=True, sized_streams=sized)
+        try:
+            async with sandbox_with_trainer(admin, {"/tmp/raw.py": RAW_CLIENT}) as (sandbox, trainer):
+                await trainer.start(sandbox.sandbox_id, type="proxy", proxy_base_url=upstream.url)
+                obs = await sandbox.arun('"$ROCK_HOST_PYTHON" /tmp/raw.py', timeout=120)
+                assert obs.exit_code == 0, obs.output
+                status, ctype, text = json.loads(obs.output.split("RESULT", 1)[1])
+                assert status == 200 and ctype.startswith("text/event-stream") and "data: [DONE]" in text, text
+                record = (await trainer.trajectory(sandbox.sandbox_id))[0]
+                assert record.status == "success" and record.response["choices"][0]["message"]["content"] == "answer 1"
+                assert record.token_ids == [[10, 11]]
+        finally:
+            upstream.close()
+
+
 async def test_bad_endpoint_configs_are_refused(box):
     sandbox, trainer, _ = box
     for config, words in (({"type": "proxy"}, "proxy_base_url"),

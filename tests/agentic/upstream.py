@@ -61,9 +61,11 @@ class LoopbackServer:
 
 
 class Upstream(LoopbackServer):
-    def __init__(self, fail_first: int = 0, fail_status: int = 503, drop_first: int = 0, sized_streams: bool = False):
+    def __init__(self, fail_first: int = 0, fail_status: int = 503, drop_first: int = 0, sized_streams: bool = False,
+                 always_stream: bool = False):
         self.fail_first, self.fail_status, self.drop_first = fail_first, fail_status, drop_first
         self.sized_streams = sized_streams  # a stream sent whole with a content-length, as a buffering server does
+        self.always_stream = always_stream  # streams even when the call did not ask to
         self.requests: list[dict] = []
         super().__init__()
 
@@ -85,7 +87,7 @@ class Upstream(LoopbackServer):
                 n = len(up.requests)
                 text = f"answer {n}"
                 logprobs = {"content": [{"token": "answer", "logprob": -0.5, "bytes": None, "top_logprobs": []}]}
-                if not body.get("stream"):
+                if not body.get("stream") and not up.always_stream:
                     out = {"id": f"up-{n}", "object": "chat.completion", "created": 1, "model": body["model"],
                            "prompt_token_ids": [1, 2, 3],
                            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},

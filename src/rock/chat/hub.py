@@ -42,7 +42,8 @@ class ChatHub(WorkerListener):
         self.open_proxy = open_proxy
         self.endpoints: dict[str, Endpoint] = {}
         self.queues: dict[str | None, deque[Call]] = {}
-        self.waiters: dict[str | None, set[asyncio.Future]] = {}
+        # owner -> each waiting trainer's future and the sandboxes it takes calls of (None: all)
+        self.waiters: dict[str | None, dict[asyncio.Future, set[str] | None]] = {}
         self.ended_since: dict[str | None, list[str]] = {}
         self.log = RecordLog(state_dir / "chat")
         self._tasks: set[asyncio.Task] = set()
@@ -104,13 +105,13 @@ class ChatHub(WorkerListener):
     def enqueue(self, call: Call) -> None:
         owner = call.endpoint.owner
         self.queues.setdefault(owner, deque()).append(call)
-        self._wake(owner)
+        self._wake(owner, call.endpoint.sandbox_id)
 
     def ended(self, ep: Endpoint) -> None:
         notices = self.ended_since.setdefault(ep.owner, [])
         notices.append(ep.sandbox_id)
         del notices[:-self.settings.keep_notices]
-        self._wake(ep.owner)
+        self._wake(ep.owner, ep.sandbox_id)
 
     def evict_ended(self) -> None:
         """Forget the oldest ended endpoints past the last ``settings.keep_ended`` (their records are on disk)."""
@@ -118,10 +119,18 @@ class ChatHub(WorkerListener):
         for sid in gone[:max(0, len(gone) - self.settings.keep_ended)]:
             del self.endpoints[sid]
 
-    def _wake(self, owner: str | None) -> None:
-        for waiter in self.waiters.pop(owner, ()):
-            if not waiter.done():
-                waiter.set_result(None)
+    def _wake(self, owner: str | None, sandbox_id: str) -> None:
+        """Wake the owner's trainers that take ``sandbox_id``'s calls, and only those: a trainer
+        split over several connections (each with its own sandboxes) would otherwise wake on
+        every connection for every call, to find nothing and wait again."""
+        waiters = self.waiters.get(owner)
+        if not waiters:
+            return
+        for waiter, only in list(waiters.items()):
+            if only is None or sandbox_id in only:
+                del waiters[waiter]
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def answer(self, owner: str | None, a: Answer, via: str = "trainer") -> Rejected | None:
         ep = self.endpoints.get(a.sandbox_id)
@@ -200,13 +209,13 @@ class ChatHub(WorkerListener):
             if calls or ended or (left is not None and left <= 0) or limit == 0:
                 return calls, ended
             waiter = asyncio.get_running_loop().create_future()
-            self.waiters.setdefault(owner, set()).add(waiter)
+            self.waiters.setdefault(owner, {})[waiter] = only
             try:
                 await asyncio.wait_for(waiter, left)
             except asyncio.TimeoutError:
                 pass
             finally:
-                self.waiters.get(owner, set()).discard(waiter)
+                self.waiters.get(owner, {}).pop(waiter, None)
 
     def _ended(self, owner: str | None, only: set[str] | None) -> list[str]:
         ended = self.ended_since.get(owner)

@@ -10,6 +10,7 @@ engine's token ids and logprobs. Replay: ROCK's recorded answers in order, 404 p
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import random
@@ -25,18 +26,46 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rock.admin.chat")
 _client: httpx.AsyncClient | None = None
+_lean = None  # the client's transport (a LeanTransport)
 
 
 def client() -> httpx.AsyncClient:
     """One pooled client for every proxied call (keep-alive to the inference server), on the
     SDK's lean transport: httpx's default one costs ~4 ms a request on this VM, this one ~0.3 ms
     (https goes to httpx's own)."""
-    global _client
+    global _client, _lean
     if _client is None or _client.is_closed:
         from rock.sdk.transport import LeanTransport
 
-        _client = httpx.AsyncClient(timeout=None, transport=LeanTransport(max_idle_per_host=256))
+        _lean = LeanTransport(max_idle_per_host=256)
+        _client = httpx.AsyncClient(timeout=None, transport=_lean)
     return _client
+
+
+@functools.lru_cache(maxsize=256)
+def _plain_target(url: str) -> tuple[str, int, bytes] | None:
+    """(host, port, request line and host header) of a plain ``http://`` URL, None for any other:
+    worked out once per upstream, not per call."""
+    parsed = httpx.URL(url)
+    if parsed.scheme != "http" or not parsed.host:
+        return None
+    port = parsed.port or 80
+    netloc = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
+    if parsed.port is not None:
+        netloc += f":{port}"
+    return parsed.host, port, b"POST %s HTTP/1.1\r\nhost: %s\r\n" % (parsed.raw_path, netloc.encode())
+
+
+async def _post_whole(target: tuple[str, int, bytes], headers: dict[str, str], body: bytes,
+                      timeout: float) -> tuple[int, bytes]:
+    """POST ``body`` to a plain-http upstream and read its whole answer: one encoded request on
+    the lean transport's pool, without httpx's Request and Response objects (most of what the
+    admin spent on a proxied call)."""
+    client()
+    host, port, head = target
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode()
+    return await _lean.request_bytes(host, port, head + b"content-length: %d\r\n\r\n" % len(body) + body,
+                                     timeout, timeout)
 
 
 async def serve(ep: "Endpoint", call: "Call") -> None:
@@ -86,13 +115,19 @@ async def _forward(ep: "Endpoint", call: "Call") -> None:
         if api == "messages":  # Anthropic's own servers read the key from x-api-key
             headers["x-api-key"] = cfg.proxy_api_key
     call.record.answered_via = "upstream"
+    # A call that does not stream is answered whole: to a plain-http upstream, without httpx's objects.
+    target = None if call.record.stream else _plain_target(url)
     for attempt in range(1, cfg.retry_attempts + 1):
         call.record.attempts = attempt
         last = attempt == cfg.retry_attempts
         try:
-            request = client().build_request("POST", url, content=body, headers=headers,
-                                             timeout=cfg.request_timeout)
-            response = await client().send(request, stream=True)
+            if target is not None:
+                response, (status, raw) = None, await _post_whole(target, headers, body, cfg.request_timeout)
+            else:
+                request = client().build_request("POST", url, content=body, headers=headers,
+                                                 timeout=cfg.request_timeout)
+                response = await client().send(request, stream=True)
+                status = response.status_code
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             if last:
                 ep.fail(call, 502, f"the upstream {cfg.proxy_base_url} did not answer after {attempt} tries: "
@@ -100,10 +135,14 @@ async def _forward(ep: "Endpoint", call: "Call") -> None:
                 return
             log.warning("sandbox %s: call %d: upstream unreachable (try %d): %s", ep.sandbox_id, call.index, attempt, exc)
         else:
-            if response.status_code in cfg.retryable_status_codes and not last:
-                await response.aclose()
+            if status in cfg.retryable_status_codes and not last:
+                if response is not None:
+                    await response.aclose()
                 log.warning("sandbox %s: call %d: upstream answered %d (try %d); retrying", ep.sandbox_id, call.index,
-                            response.status_code, attempt)
+                            status, attempt)
+            elif response is None:
+                _answer_whole(ep, call, status, raw)
+                return
             else:
                 await _relay(ep, call, response)
                 return
@@ -115,10 +154,7 @@ async def _relay(ep: "Endpoint", call: "Call", response: httpx.Response) -> None
     status = response.status_code
     try:
         if "text/event-stream" in response.headers.get("content-type", ""):
-            if call.native is not None:
-                fold = NativeStreamFold(call.native["api"])
-            else:
-                fold = StreamFold()
+            fold = _fold(call)
             # A short body with a length arrives whole (the transport reads it at once): relayed as one part.
             parts = response.aiter_bytes() if response.is_stream_consumed else response.aiter_raw()
             try:
@@ -129,23 +165,44 @@ async def _relay(ep: "Endpoint", call: "Call", response: httpx.Response) -> None
                 ep.fail(call, 502, f"the upstream broke off its stream: {exc}")
                 return
             ep.stream_part(call, status, b"", True)
-            ok = status < 400
-            call.record.finish("success" if ok else "failure", status, fold.completion() if ok else None,
-                               None if ok else f"upstream_status={status}")
-            if call.native is not None and ok and fold.native() is not None:
-                from rock.chat import native
-
-                call.record.native["response"] = fold.native()
-                native.remember(call, fold.native(), call.record.response)
-            ep.settle(call)
+            _streamed(ep, call, status, fold)
             return
         raw = await response.aread()
     finally:
         await response.aclose()
+    _answer_whole(ep, call, status, raw)
+
+
+def _fold(call: "Call") -> StreamFold | NativeStreamFold:
+    return NativeStreamFold(call.native["api"]) if call.native is not None else StreamFold()
+
+
+def _streamed(ep: "Endpoint", call: "Call", status: int, fold: StreamFold | NativeStreamFold) -> None:
+    """A stream passed through to its end: its record, from the folded events."""
+    ok = status < 400
+    call.record.finish("success" if ok else "failure", status, fold.completion() if ok else None,
+                       None if ok else f"upstream_status={status}")
+    if call.native is not None and ok and fold.native() is not None:
+        from rock.chat import native
+
+        call.record.native["response"] = fold.native()
+        native.remember(call, fold.native(), call.record.response)
+    ep.settle(call)
+
+
+def _answer_whole(ep: "Endpoint", call: "Call", status: int, raw: bytes) -> None:
+    """The upstream's whole answer (``raw``, with its HTTP ``status``) to the call's client and its record."""
     try:
         parsed = json.loads(raw)
     except ValueError:
         parsed = None
+    if parsed is None and status < 400 and raw.lstrip().startswith((b"data:", b"event:")):
+        # an event stream (read whole) answering a call that did not ask for one: passed through as one part
+        fold = _fold(call)
+        fold.feed(raw)
+        ep.stream_part(call, status, raw, True)
+        _streamed(ep, call, status, fold)
+        return
     if status < 400 and isinstance(parsed, dict):
         if call.native is not None:
             from rock.chat import native

@@ -12,6 +12,7 @@ moment it arrives and an answer is one message.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -22,6 +23,7 @@ from rock.actions.sandbox import SandboxId
 from rock.chat.hub import Call, ChatHub
 from rock.admin.context import Ctx
 from rock.admin.errors import socket_error
+from rock.jsonutil import dumps
 
 
 class Subscribe(BaseModel):
@@ -42,11 +44,14 @@ def _pending_json(call: Call) -> str:
     serialized again (it can be most of a message: an agent's whole conversation so far). Only
     a body that parsed as exactly one JSON object is spliced (``Call.text``), so nothing a
     sandbox sends can add to the message around it."""
-    request = call.text if call.text is not None else json.dumps(call.request)
+    request = call.text if call.text is not None else dumps(call.request).decode()
     if call.native is not None:  # a Messages or Responses call: its native request beside the chat form
         return '{"sandbox_id":%s,"index":%d,"request":%s,"native":%s}' % (
-            json.dumps(call.endpoint.sandbox_id), call.index, request, json.dumps(call.native))
-    return '{"sandbox_id":%s,"index":%d,"request":%s}' % (json.dumps(call.endpoint.sandbox_id), call.index, request)
+            _quoted(call.endpoint.sandbox_id), call.index, request, dumps(call.native).decode())
+    return '{"sandbox_id":%s,"index":%d,"request":%s}' % (_quoted(call.endpoint.sandbox_id), call.index, request)
+
+
+_quoted = functools.lru_cache(maxsize=4096)(json.dumps)  # a sandbox id as a JSON string, once per sandbox
 
 
 def add_route(api: APIRouter, ctx: Ctx, hub: ChatHub) -> None:
@@ -74,7 +79,7 @@ def add_route(api: APIRouter, ctx: Ctx, hub: ChatHub) -> None:
             while True:
                 calls, ended = await hub.next_call_objects(owner, sub.max_calls, only, None)
                 text = '{"type":"calls","calls":[%s],"ended":%s}' % (",".join(map(_pending_json, calls)),
-                                                                     json.dumps(ended))
+                                                                     json.dumps(ended) if ended else "[]")
                 try:
                     async with lock:
                         await ws.send_text(text)
