@@ -77,6 +77,7 @@ def _end_everything():
         except OSError:
             pass
     end = time.monotonic() + KILL_WAIT
+    pause = 0.0002  # a killed process is gone within a scheduling round or two: look again soon, then less often
     while True:
         left = [pid for pid in _pids() if _live(pid)]
         if not left:
@@ -88,7 +89,8 @@ def _end_everything():
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
-        time.sleep(0.005)
+        time.sleep(pause)
+        pause = min(pause * 2, 0.005)
 
 
 def _remove(path):
@@ -148,7 +150,6 @@ def _apply(op, body):
 def end(req):
     """End every process of the sandbox but its init and this agent, and forget the sessions."""
     _end_everything()
-    sessions.prewarm()  # the next session.create takes a bash of the new state at once
     return {}
 
 
@@ -164,6 +165,9 @@ def apply(req):
             _apply(op, req.body or b"")
         except OSError as exc:
             failed.append("%s %s: %s" % (op.get("op"), op.get("path"), exc.strerror or exc))
+    # The spare bash only now: started earlier it would read the old state's startup files and
+    # keep a directory the plan replaced as its cwd, and take the CPU the rewrite needs.
+    sessions.prewarm()
     return {"applied": len(ops) - len(failed), "failed": failed[:20]}
 
 
