@@ -70,7 +70,7 @@ def _end_everything():
         sessions._sessions.clear()
     for session in named:
         session.close()
-    sessions._drop_spare()
+    sessions._drop_spare(merge=False)  # a reset is no rest: a new spare follows at once
     for pid in _pids():
         try:
             os.kill(pid, signal.SIGKILL)
