@@ -15,6 +15,7 @@ import stat
 import time
 
 from . import sessions
+from .deferred import DEFERRED
 from .errors import OpError
 
 KILL_WAIT = 5.0
@@ -165,10 +166,11 @@ def apply(req):
             _apply(op, req.body or b"")
         except OSError as exc:
             failed.append("%s %s: %s" % (op.get("op"), op.get("path"), exc.strerror or exc))
-    # The spare bash only now: started earlier it would read the old state's startup files and
-    # keep a directory the plan replaced as its cwd, and take the CPU the rewrite needs.
+    req.reply({"applied": len(ops) - len(failed), "failed": failed[:20]})
+    # The spare bash only now, after the answer: started earlier it would read the old state's
+    # startup files, keep a directory the plan replaced as its cwd, and take the CPU the rewrite needs.
     sessions.prewarm()
-    return {"applied": len(ops) - len(failed), "failed": failed[:20]}
+    return DEFERRED
 
 
 OPS = {"reset.end": end, "reset.apply": apply}
