@@ -15,6 +15,7 @@ import stat
 import time
 
 from . import sessions
+from .deferred import DEFERRED
 from .errors import OpError
 
 KILL_WAIT = 5.0
@@ -70,13 +71,14 @@ def _end_everything():
         sessions._sessions.clear()
     for session in named:
         session.close()
-    sessions._drop_spare()
+    sessions._drop_spare(merge=False)  # a reset is no rest: a new spare follows at once
     for pid in _pids():
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
     end = time.monotonic() + KILL_WAIT
+    pause = 0.0002  # a killed process is gone within a scheduling round or two: look again soon, then less often
     while True:
         left = [pid for pid in _pids() if _live(pid)]
         if not left:
@@ -88,7 +90,8 @@ def _end_everything():
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
-        time.sleep(0.005)
+        time.sleep(pause)
+        pause = min(pause * 2, 0.005)
 
 
 def _remove(path):
@@ -148,7 +151,6 @@ def _apply(op, body):
 def end(req):
     """End every process of the sandbox but its init and this agent, and forget the sessions."""
     _end_everything()
-    sessions.prewarm()  # the next session.create takes a bash of the new state at once
     return {}
 
 
@@ -164,7 +166,11 @@ def apply(req):
             _apply(op, req.body or b"")
         except OSError as exc:
             failed.append("%s %s: %s" % (op.get("op"), op.get("path"), exc.strerror or exc))
-    return {"applied": len(ops) - len(failed), "failed": failed[:20]}
+    req.reply({"applied": len(ops) - len(failed), "failed": failed[:20]})
+    # The spare bash only now, after the answer: started earlier it would read the old state's
+    # startup files, keep a directory the plan replaced as its cwd, and take the CPU the rewrite needs.
+    sessions.prewarm()
+    return DEFERRED
 
 
 OPS = {"reset.end": end, "reset.apply": apply}

@@ -59,12 +59,13 @@ def _housekeeper(wanted):
         prewarm()
 
 
-def _drop_spare():
+def _drop_spare(merge=True):
+    """Close the spare bash; ``merge``: then offer the agent's memory, at rest now, to KSM."""
     with _spare_lock:
         spare, _spare[0] = _spare[0], None
     if spare is not None:
         spare.close()
-        if os.environ.get("ROCK_AGENT_MERGE_MEMORY") == "1":
+        if merge and os.environ.get("ROCK_AGENT_MERGE_MEMORY") == "1":
             from .merge import merge_memory
 
             merge_memory()  # at rest now: mappings made since the start are offered too

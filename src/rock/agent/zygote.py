@@ -147,6 +147,9 @@ def become_agent(req, package):
     os.closerange(hold + 1, 1 << 20)
     # Modules not loaded yet (files, procs, envs...) load from the sandbox's copy of the package.
     package.__path__[:] = [req["lib"]]
+    for name, module in list(sys.modules.items()):  # and those of its subpackages preloaded (e2b)
+        if name.startswith(package.__name__ + ".") and hasattr(module, "__path__"):
+            module.__path__[:] = [os.path.join(req["lib"], *name.split(".")[1:])]
     sys.path[0] = os.path.dirname(req["lib"])
     from . import server
 
@@ -274,6 +277,9 @@ def main(package):
     import resource  # noqa: F401
 
     from . import bash, merge, mounttrim, server, sessions  # noqa: F401
+    # envd's process table too (with subprocess and pwd): an E2B client's first commands.run
+    # would import them inside the new sandbox, on its create -> first output path.
+    from .e2b import process  # noqa: F401
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)

@@ -56,7 +56,7 @@ class Plan:
         self.ops.append(op)
 
 
-def _xattr(path: Path, name: str) -> bytes | None:
+def _xattr(path: str, name: str) -> bytes | None:
     try:
         return os.getxattr(path, name, follow_symlinks=False)
     except OSError:
@@ -72,41 +72,66 @@ class _View:
 
     def __init__(self, layers: list[Path]):
         self.layers = layers
+        self._dirs = [str(layer) for layer in layers]
+
+    def at(self, i: int, rel: str) -> str:
+        return os.path.join(self._dirs[i], rel) if rel else self._dirs[i]
+
+    def _entry(self, i: int, rel: str, name: str, st: os.stat_result) -> tuple[int, os.stat_result] | None:
+        if i == 0:
+            for x in UNKNOWN_XATTRS:
+                if _xattr(self.at(0, f"{rel}/{name}" if rel else name), x) is not None:
+                    raise Unplannable(f"{rel}/{name} uses an overlay feature ({x}) the plan does not model")
+        return None if _whiteout(st) else (i, st)
 
     def children(self, rel: str, dir_layers: list[int]) -> dict[str, tuple[int, os.stat_result]]:
         """The entries the overlay shows in directory ``rel`` (present in ``dir_layers``): name ->
         (the layer it comes from, its lstat), whiteouts applied."""
         seen: dict[str, tuple[int, os.stat_result] | None] = {}
         for i in dir_layers:
-            base = self.layers[i] / rel if rel else self.layers[i]
+            base = self.at(i, rel)
             try:
                 names = os.listdir(base)
             except FileNotFoundError:
                 continue
             for name in names:
-                if name in seen:
-                    continue
-                st = os.lstat(base / name)
-                if i == 0:
-                    for x in UNKNOWN_XATTRS:
-                        if _xattr(base / name, x) is not None:
-                            raise Unplannable(f"{rel}/{name} uses an overlay feature ({x}) the plan does not model")
-                seen[name] = None if _whiteout(st) else (i, st)
+                if name not in seen:
+                    seen[name] = self._entry(i, rel, name, os.lstat(os.path.join(base, name)))
         return {n: e for n, e in seen.items() if e is not None}
+
+    def lookup(self, rel: str, name: str, dir_layers: list[int]) -> tuple[int, os.stat_result] | None:
+        """The entry the overlay shows as ``name`` in directory ``rel`` (one ``children`` item)."""
+        for i in dir_layers:
+            try:
+                st = os.lstat(os.path.join(self.at(i, rel), name))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            return self._entry(i, rel, name, st)
+        return None
+
+    def upper_names(self, rel: str, dir_layers: list[int]) -> list[str]:
+        """The names the upper layer holds in directory ``rel`` (none where it is not one of its layers)."""
+        if not dir_layers or dir_layers[0] != 0:
+            return []
+        try:
+            return os.listdir(self.at(0, rel))
+        except FileNotFoundError:
+            return []
 
     def dir_layers(self, rel: str, below: list[int]) -> list[int]:
         """The layers (of ``below``, the parent's) that make up directory ``rel``: from the top one
         where it is a directory down to an opaque one or to one where the name is something else."""
         out: list[int] = []
         for i in below:
+            path = self.at(i, rel)
             try:
-                st = os.lstat(self.layers[i] / rel)
-            except FileNotFoundError:
+                st = os.lstat(path)
+            except (FileNotFoundError, NotADirectoryError):
                 continue
             if not stat.S_ISDIR(st.st_mode):
                 break
             out.append(i)
-            if _xattr(self.layers[i] / rel, OPAQUE) == b"y":
+            if _xattr(path, OPAQUE) == b"y":
                 break
         return out
 
@@ -115,7 +140,7 @@ def _meta(st: os.stat_result) -> dict:
     return {"mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}
 
 
-def _same_meta(a: os.stat_result, b: os.stat_result, pa: Path, pb: Path) -> bool | None:
+def _same_meta(a: os.stat_result, b: os.stat_result, pa: str, pb: str) -> bool | None:
     """Whether two entries are the same by what their lstat and links say; None for two regular
     files of one size and second, which only their bytes can tell (see ``_Planner.same``)."""
     if stat.S_IFMT(a.st_mode) != stat.S_IFMT(b.st_mode) or _meta(a) != _meta(b):
@@ -132,7 +157,7 @@ def _same_meta(a: os.stat_result, b: os.stat_result, pa: Path, pb: Path) -> bool
     return stat.S_ISDIR(a.st_mode) or a.st_rdev == b.st_rdev
 
 
-def _same_bytes(pa: Path, pb: Path) -> bool:
+def _same_bytes(pa: str, pb: str) -> bool:
     fa, fb = os.open(pa, os.O_RDONLY | os.O_NOFOLLOW), os.open(pb, os.O_RDONLY | os.O_NOFOLLOW)
     try:
         while True:
@@ -146,7 +171,7 @@ def _same_bytes(pa: Path, pb: Path) -> bool:
         os.close(fb)
 
 
-def _read(path: Path) -> bytes:
+def _read(path: str) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     try:
         with os.fdopen(fd, "rb", closefd=False) as f:
@@ -166,7 +191,7 @@ class _Planner:
         """Whether the current and the target entry at ``path`` are the same file."""
         if c[0] == t[0] and c[0] != 0:
             return True  # one file of a layer both views share
-        pa, pb = self.cur.layers[c[0]] / path, self.tgt.layers[t[0]] / path
+        pa, pb = self.cur.at(c[0], path), self.tgt.at(t[0], path)
         found = _same_meta(c[1], t[1], pa, pb)
         if found is not None:
             return found
@@ -178,7 +203,7 @@ class _Planner:
     def emit(self, rel: str, entry: tuple[int, os.stat_result], dir_layers: list[int]) -> None:
         """Write the target's ``rel`` (and, a directory, all below it) where nothing stands now."""
         layer, st = entry
-        src = self.tgt.layers[layer] / rel
+        src = self.tgt.at(layer, rel)
         op = {"path": rel, **_meta(st)}
         if stat.S_ISDIR(st.st_mode):
             self.plan.add({"op": "dir", **op})
@@ -198,14 +223,26 @@ class _Planner:
         else:
             self.plan.add({"op": "node", **op, "kind": stat.S_IFMT(st.st_mode), "rdev": st.st_rdev})
 
-    def walk(self, rel: str, cur_layers: list[int], tgt_layers: list[int]) -> None:
+    def _entries(self, rel: str, cur_layers: list[int], tgt_layers: list[int]):
+        """Each name of directory ``rel`` that may differ, with its current and target entry.
+        Where the two views' directories stand on the same shared layers, a name neither upper
+        layer holds comes from those very layers on both sides: only the upper layers' names are
+        looked at (a walk as long as the change, not as the image). Else every name is."""
+        if [i for i in cur_layers if i] == [i for i in tgt_layers if i]:
+            names = set(self.cur.upper_names(rel, cur_layers)) | set(self.tgt.upper_names(rel, tgt_layers))
+            for name in sorted(names):
+                yield name, self.cur.lookup(rel, name, cur_layers), self.tgt.lookup(rel, name, tgt_layers)
+            return
         now = self.cur.children(rel, cur_layers)
         want = self.tgt.children(rel, tgt_layers)
         for name in sorted(now.keys() | want.keys()):
+            yield name, now.get(name), want.get(name)
+
+    def walk(self, rel: str, cur_layers: list[int], tgt_layers: list[int]) -> None:
+        for name, c, t in self._entries(rel, cur_layers, tgt_layers):
             path = f"{rel}/{name}" if rel else name
-            if path in self.keep:
+            if path in self.keep or (c is None and t is None):
                 continue
-            c, t = now.get(name), want.get(name)
             if t is None:
                 self.plan.add({"op": "rm", "path": path})
             elif c is None:
