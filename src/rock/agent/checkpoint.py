@@ -26,8 +26,14 @@ _wake = []
 
 
 def install():
-    """At start-up, on the main thread: SIGUSR2 wakes ``wait_for_wake`` (its default would kill)."""
+    """At start-up, on the main thread: SIGUSR2 wakes ``wait_for_wake`` (its default would kill).
+
+    Also the interpreter's wakeup fd: a signal sent to the process may be taken by any of its
+    threads, and Python runs the handler only on the main thread, once it runs again; blocked
+    in ``wait_for_wake``'s read, it would miss such a signal (until the worker repeats it). The
+    C-level handler writes the signal's number to the wakeup fd from whichever thread took it."""
     r, w = os.pipe()
+    os.set_blocking(w, False)  # as set_wakeup_fd requires
     _wake[:] = [r, w]
 
     def on_usr2(signum, frame):
@@ -37,6 +43,7 @@ def install():
             pass
 
     _signal.signal(_signal.SIGUSR2, on_usr2)
+    _signal.set_wakeup_fd(w)
 
 
 def drain_wake():
@@ -56,8 +63,13 @@ def drain_wake():
 
 
 def wait_for_wake():
-    """Block the main thread until SIGUSR2 (its handler runs here and writes the pipe)."""
-    os.read(_wake[0], 64)
+    """Block the main thread until SIGUSR2 (the wakeup fd's byte or its handler's ``x``; another
+    signal's number, written there too, does not count)."""
+    usr2 = bytes([_signal.SIGUSR2])
+    while True:
+        got = os.read(_wake[0], 64)
+        if b"x" in got or usr2 in got:
+            return
 
 
 def _quiesce(req):

@@ -10,7 +10,7 @@ switches to would bring a fresh allowance.
 The sentry of runsc 20221219 has a pids controller (pkg/sentry/fsimpl/cgroupfs/pids.go: a
 clone over ``pids.max`` fails with EAGAIN, whatever the uid) but runsc never mounts it (it
 drops the spec's cgroup mounts; ``--cgroupfs`` mounts memory and cpu only) and a hierarchy
-lives only while mounted. So after the agent is up and before the sandbox is handed out,
+lives only while mounted. So while the agent boots, and before the sandbox is handed out,
 ``runsc exec`` runs a setup inside with CAP_SYS_ADMIN that the sandbox itself lacks (``SETUP``):
 it mounts the pids hierarchy on a scratch directory, makes ``/sandbox`` with the limit, moves
 every process there (the agent and what it runs, so all that comes later too), and leaves a
@@ -49,8 +49,17 @@ group = scratch + sys.argv[1]
 os.makedirs(group, exist_ok=True)  # a restored sandbox has it already
 with open(group + "/pids.max", "w") as f:
     f.write(sys.argv[2])
-for pid in os.listdir("/proc"):
-    if pid.isdigit() and int(pid) != os.getpid():
+# The agent may be starting processes meanwhile (the setup runs while it boots): a child forked
+# before its parent moved stays outside, so passes repeat until one finds no process not yet moved.
+moved = {str(os.getpid())}
+while True:
+    with open(group + "/cgroup.procs") as f:
+        inside = set(f.read().split())
+    outside = [pid for pid in os.listdir("/proc") if pid.isdigit() and pid not in inside and pid not in moved]
+    if not outside:
+        break
+    for pid in outside:
+        moved.add(pid)
         try:
             with open(group + "/cgroup.procs", "w") as f:
                 f.write(pid)

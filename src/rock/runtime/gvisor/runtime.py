@@ -233,7 +233,7 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
         handle = RuntimeHandle(sandbox_id=sid, backend=self.name, runtime_id=group.rel, run_dir=str(sandbox_dir / "run"),
                                spec=spec, extra={"image_root": lower, "cid": self._cid(sid),
                                                                 "lineage": uuid.uuid4().hex})
-        fifo = died = None
+        fifo = died = setup = None
         try:
             if group.pids():
                 raise SandboxStartError(f"sandbox {sid} is already running")
@@ -248,11 +248,17 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
             await self._boot(handle, restore)
             died = asyncio.ensure_future(exit_reason(pid_exit_future(handle.pid), sandbox_dir / "sandbox.log",
                                                      "the gVisor sandbox"))
-            await self._wait_ready(handle, fifo, died, restored=restore is not None)
             if restore is None:  # a restore brings the group back with its limit and tasks
-                await gvisor_pids.apply(self._runsc, handle, self.settings.host_python)
+                # While the agent boots: the two take about as long, and the setup moves whatever
+                # the agent has started by then (see rock.runtime.gvisor.pids).
+                setup = asyncio.ensure_future(gvisor_pids.apply(self._runsc, handle, self.settings.host_python))
+            await self._wait_ready(handle, fifo, died, restored=restore is not None)
+            if setup is not None:
+                await setup
         except BaseException:
             await self.destroy(handle)
+            if setup is not None:  # its runsc ends with the container: nothing of it is left running
+                await asyncio.gather(setup, return_exceptions=True)
             raise
         finally:
             if fifo is not None:
@@ -449,11 +455,11 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
         await self._make_way(handle)
         t0 = time.perf_counter()
         cid = handle.extra["cid"]
-        await self._runsc(handle.spec, "pause", cid)  # the files and the memory taken at one instant
+        await self._runsc(handle.spec, "checkpoint", "--image-path", str(path / CHECKPOINT), cid)
+        # The files after the memory: the checkpoint stopped every process in it for good (the
+        # sentry kills them once the image is saved), so its files stand as the image knows them.
         await asyncio.to_thread(copy_tree, upper, path / "upper")
         await asyncio.to_thread(_copy_run, Path(handle.run_dir), path / "run")
-        await self._runsc(handle.spec, "resume", cid)
-        await self._runsc(handle.spec, "checkpoint", "--image-path", str(path / CHECKPOINT), cid)
         snapshot.took_ms = (time.perf_counter() - t0) * 1e3
         # The checkpoint ended the source: it goes on from its own image, in place, under a new
         # container id. Deleting the checkpointed container (a restored one stays "running") waits
