@@ -41,7 +41,7 @@ HOST_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "host.py"
 START_TIMEOUT = 60.0
 
 _lock = threading.Lock()
-_hosts = {}  # python path -> Host
+_hosts = {}  # python path -> HostProcess
 _envs = {}  # env handle -> Rec
 _env_ids = itertools.count(1)
 _host_gen = itertools.count(1)
@@ -62,8 +62,8 @@ class Rec:
         self.host, self.env_id, self.timeout, self.lost = host, env_id, timeout, None
 
 
-class Host:
-    """One env host process and the threads that talk to it."""
+class HostProcess:
+    """One env host process (``host.Host`` runs inside it) and the threads that talk to it."""
 
     def __init__(self, python, env, isolated=False):
         self.python = python
@@ -269,7 +269,7 @@ def get_host(python=None, isolated=False):
         host = _hosts.get(key)
         if host is not None and host.alive:
             return host
-        host = Host(python, dict({"HF_HUB_OFFLINE": "1"}, **os.environ), bool(isolated))  # nothing may download at run time
+        host = HostProcess(python, dict({"HF_HUB_OFFLINE": "1"}, **os.environ), bool(isolated))  # nothing may download at run time
         _hosts[key] = host
         return host
 
