@@ -42,7 +42,9 @@ def _a_port_number(value: Any) -> Any:
     return value
 
 
-Port = Union[Annotated[int, BeforeValidator(_a_port_number), Field(ge=1, le=65535)],
+# The bounds before the validator: after it, pydantic cannot put them on the integer and writes its
+# own 'ge'/'le' into the JSON schema, which JSON Schema tools ignore (a client would send -5).
+Port = Union[Annotated[int, Field(ge=1, le=65535), BeforeValidator(_a_port_number)],
              Annotated[str, Field(pattern=PORT_PATTERN)]]
 
 
