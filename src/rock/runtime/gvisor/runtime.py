@@ -367,8 +367,10 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
                     break
                 except SandboxStartError as exc:
                     # runsc's sandbox process died while booting, before it ran anything of ours
-                    # ("cannot read client sync file: ... EOF"). Seen in a whole test suite's run on a
-                    # loaded host and not alone, with no cause found: the container is removed and
+                    # ("cannot read client sync file: ... EOF"; its own reason is in the error, from
+                    # the boot log). Seen in whole test-suite runs, never alone; the reason logged was
+                    # "unable to remap stdios, FD 256 is already in use", which held for every try of
+                    # one admin, so this retry does not cure that one. The container is removed and
                     # booted again, which is safe because nothing inside it has run yet.
                     if "client sync file" not in str(exc) or attempt == BOOT_TRIES - 1:
                         raise
