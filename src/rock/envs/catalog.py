@@ -13,6 +13,7 @@ import difflib
 import hashlib
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rock.actions.images import ImageRef
 from rock.envs.errors import EnvError
+from rock.runtime import processes
 
 PROBE_SCRIPT = Path(__file__).with_name("probe.py")
 # Runs the probe with these arguments under the env interpreter; returns its stdout.
@@ -98,10 +100,8 @@ def local_runner(python: str) -> Runner:
     """Run the probe as a child process of the caller (the CLI without an admin)."""
 
     async def run(args: list[str]) -> bytes:
-        proc = await asyncio.create_subprocess_exec(
-            python, "-I", str(PROBE_SCRIPT), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        )
+        proc = await processes.start([python, "-I", str(PROBE_SCRIPT), *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         out, err = await proc.communicate()
         if proc.returncode != 0:
             raise EnvError(f"the env probe failed ({python}): {err.decode(errors='replace')[-1500:]}", "EnvUnavailable")

@@ -11,6 +11,91 @@ import threading
 from pathlib import Path
 
 
+class Child:
+    """A child process with asyncio streams, as ``asyncio.subprocess.Process`` has, started by Python's
+    own ``subprocess`` (see ``start``)."""
+
+    def __init__(self, popen: subprocess.Popen, stdin: asyncio.StreamWriter | None,
+                 stdout: asyncio.StreamReader | None, stderr: asyncio.StreamReader | None):
+        self.popen = popen
+        self.pid = popen.pid
+        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
+        self._exited = exit_future(popen)
+
+    @property
+    def returncode(self) -> int | None:
+        """Its exit status once it has exited and been reaped, else None."""
+        return self._exited.result() if self._exited.done() else None
+
+    async def wait(self) -> int:
+        """Wait for it to exit; its exit status."""
+        return await asyncio.shield(self._exited)
+
+    def kill(self) -> None:
+        """SIGKILL it, unless it has been reaped (its pid may be another process's by then)."""
+        if not self._exited.done():
+            self.popen.kill()
+
+    async def communicate(self) -> tuple[bytes | None, bytes | None]:
+        """Read its piped outputs to their end and wait for it to exit (its input, if piped, is closed first)."""
+        if self.stdin is not None:
+            self.stdin.close()
+        out, err = await asyncio.gather(*(s.read() if s is not None else _none() for s in (self.stdout, self.stderr)))
+        await self.wait()
+        return out, err
+
+
+async def _none() -> None:
+    return None
+
+
+class _WriteProtocol(asyncio.streams.FlowControlMixin):
+    """A pipe writer's protocol: flow control for ``drain``, and the waiter ``wait_closed`` asks for."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        super().__init__(loop=loop)
+        self._closed = loop.create_future()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        super().connection_lost(exc)
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    def _get_close_waiter(self, stream: asyncio.StreamWriter) -> asyncio.Future:
+        return self._closed
+
+
+async def start(argv: list[str], *, stdin=None, stdout=None, stderr=None, **popen_args) -> Child:
+    """Start ``argv`` with ``subprocess.Popen`` (same arguments; PIPE ends become asyncio streams).
+
+    Every host process the admin starts goes through here, not ``asyncio.create_subprocess_exec``:
+    the admin's loop is uvloop, whose spawn does not close the parent's inheritable fds (its
+    ``close_fds`` is not implemented), so each one would reach the child, and through runsc or a
+    zygote, a sandbox's processes. Seen: with 256 of them in the admin, every gVisor boot died
+    ("unable to remap stdios, FD 256 is already in use"). Popen closes all but the child's stdio
+    (vfork and exec, no slower than uvloop's spawn)."""
+    loop = asyncio.get_running_loop()
+    popen = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr, close_fds=True, **popen_args)
+    try:
+        readers: list[asyncio.StreamReader | None] = []
+        for pipe in (popen.stdout, popen.stderr):
+            if pipe is None:
+                readers.append(None)
+                continue
+            reader = asyncio.StreamReader(limit=2**16, loop=loop)  # asyncio.subprocess's limit
+            await loop.connect_read_pipe(lambda r=reader: asyncio.StreamReaderProtocol(r, loop=loop), pipe)
+            readers.append(reader)
+        writer = None
+        if popen.stdin is not None:
+            transport, protocol = await loop.connect_write_pipe(lambda: _WriteProtocol(loop), popen.stdin)
+            writer = asyncio.StreamWriter(transport, protocol, None, loop)
+    except BaseException:
+        popen.kill()
+        popen.wait()
+        raise
+    return Child(popen, writer, readers[0], readers[1])
+
+
 def exit_future(popen: subprocess.Popen) -> asyncio.Future:
     """A future that completes with ``popen``'s exit status when it exits (and reaps it)."""
     loop = asyncio.get_running_loop()

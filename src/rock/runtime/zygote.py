@@ -10,9 +10,11 @@ import asyncio
 import itertools
 import json
 import logging
+import subprocess
 import time
 
 from rock.errors import SandboxStartError
+from rock.runtime import processes
 from rock.runtime.agent_boot import AGENT_SRC
 
 log = logging.getLogger("rock.runtime.zygote")
@@ -27,7 +29,7 @@ class Zygote:
 
     def __init__(self, python: str):
         self.python = python
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: processes.Child | None = None
         self._starting: asyncio.Task | None = None
         self._pending: dict[int, asyncio.Future] = {}
         self._ids = itertools.count(1)
@@ -42,9 +44,9 @@ class Zygote:
 
     async def _start(self) -> None:
         t0 = time.perf_counter()
-        proc = await asyncio.create_subprocess_exec(
-            self.python, "-I", "-S", str(AGENT_SRC / "zygote.py"),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=None,
+        proc = await processes.start(
+            [self.python, "-I", "-S", str(AGENT_SRC / "zygote.py")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None,
             # Every agent is a copy of this process, and /proc/<pid>/environ shows the environment
             # it was started with: never the worker's own (tokens, credentials).
             env=ZYGOTE_ENV, cwd="/",
@@ -64,7 +66,7 @@ class Zygote:
         asyncio.ensure_future(self._read_answers(proc))
         log.info("agent zygote started (pid %d, %.1f ms)", proc.pid, (time.perf_counter() - t0) * 1e3)
 
-    async def _read_answers(self, proc: asyncio.subprocess.Process) -> None:
+    async def _read_answers(self, proc: processes.Child) -> None:
         while True:
             line = await proc.stdout.readline()
             if not line:

@@ -64,6 +64,7 @@ from rock.runtime.agent_boot import (
 )
 from rock.runtime.base import ResourceStats, Runtime, RuntimeHandle, SandboxSpec
 from rock.runtime.host_policy import unusable_reason
+from rock.runtime import processes
 from rock.runtime.processes import exit_reason, pid_exit_future, process_alive, process_start_time, tail
 from rock.runtime import rollback
 from rock.runtime.ready import ReadyFifo
@@ -181,9 +182,8 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
         out = open(log_to, "ab") if log_to else subprocess.PIPE
         logs = [f"--debug-log={boot_log}/"] if boot_log else []
         try:
-            proc = await asyncio.create_subprocess_exec(self.runsc, *self._flags(spec), *logs, *args,
-                                                        stdin=subprocess.DEVNULL, stdout=out,
-                                                        stderr=subprocess.STDOUT if log_to else out)
+            proc = await processes.start([self.runsc, *self._flags(spec), *logs, *args], stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=subprocess.STDOUT if log_to else out)
             stdout, _ = await proc.communicate()
         finally:
             if log_to:

@@ -1,0 +1,104 @@
+"""The host processes the admin starts get none of its file descriptors.
+
+The admin serves on uvloop, whose subprocess spawn does not close the parent's inheritable fds
+(``close_fds`` is unimplemented there), so ``rock.runtime.processes.start`` spawns with Python's
+own ``subprocess`` instead. Each test holds an inheritable fd on a marker file of its own and looks
+for that marker in the child's fd table, with uvloop's own spawn as the control that shows the fd
+would have leaked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+import uvloop
+
+from rock.runtime import processes
+
+LIST_FDS = ["sh", "-c", "ls -l /proc/self/fd/"]
+
+
+def open_inheritable(path: Path, count: int = 1) -> list[int]:
+    path.touch()
+    fds = [os.open(path, os.O_RDONLY) for _ in range(count)]
+    for fd in fds:
+        os.set_inheritable(fd, True)
+    return fds
+
+
+def test_a_child_started_on_uvloop_holds_none_of_the_parents_inheritable_fds(tmp_path):
+    marker = tmp_path / f"marker-{uuid.uuid4().hex}"
+    fds = open_inheritable(marker)
+
+    async def both() -> tuple[str, str]:
+        ours = await processes.start(LIST_FDS, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        out, _ = await ours.communicate()
+        assert ours.returncode == 0
+        control = await asyncio.create_subprocess_exec(*LIST_FDS, stdout=subprocess.PIPE)
+        leaked, _ = await control.communicate()
+        return out.decode(), leaked.decode()
+
+    try:
+        ours, control = uvloop.run(both())
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert marker.name in control, "uvloop's own spawn closes fds now; processes.start may go"  # the control
+    assert marker.name not in ours, ours
+
+
+async def test_a_childs_pipes_are_asyncio_streams_both_ways():
+    """The zygote's use: lines written to its input come back on its output; EOF ends it."""
+    child = await processes.start(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    child.stdin.write(b"one\n")
+    await child.stdin.drain()
+    assert await asyncio.wait_for(child.stdout.readline(), 10) == b"one\n"
+    assert child.returncode is None
+    child.stdin.close()
+    assert await asyncio.wait_for(child.wait(), 10) == 0
+    assert child.returncode == 0 and await child.stdout.read() == b""
+
+
+@pytest.mark.gvisor
+def test_a_gvisor_sandbox_boots_with_hundreds_of_inheritable_fds_in_the_admin(tmp_path):
+    """256 inheritable fds in the admin's process made every runsc boot die ("unable to remap
+    stdios, FD 256 is already in use"); none of them reaches runsc's processes now."""
+    from rock.sdk.sandbox import Sandbox
+    from tests.admin.harness import Admin
+    from tests.sdk.test_sandbox import config
+
+    marker = tmp_path / f"marker-{uuid.uuid4().hex}"
+    fds = open_inheritable(marker, 300)
+    server = Admin("gvisor").start()  # served on uvloop, as `rock admin` is
+
+    async def run() -> tuple[str, list[str]]:
+        sandbox = Sandbox(config(server))
+        await sandbox.start()
+        try:
+            said = (await sandbox.arun("echo booted")).output.strip()
+            # while it runs: which processes hold the marker open
+            return said, [pid for pid in os.listdir("/proc") if pid.isdigit() and _holds(pid, marker)]
+        finally:
+            await sandbox.delete()
+            await sandbox.aclose()
+
+    try:
+        said, holders = asyncio.run(run())
+        assert said == "booted"
+        assert holders == [str(os.getpid())], holders  # only this process: no runsc, gofer or boot
+    finally:
+        server.stop(stop_sandboxes=True)
+        for fd in fds:
+            os.close(fd)
+
+
+def _holds(pid: str, path: Path) -> bool:
+    try:
+        return any(os.readlink(f"/proc/{pid}/fd/{fd}") == str(path) for fd in os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return False
