@@ -52,6 +52,18 @@ async def test_no_marker_text_leaks(box, session):
     assert "+ echo c" in outputs[4] and "c\n" in outputs[4] and outputs[6] == "d\n", outputs
 
 
+async def test_disown_after_a_background_job_that_already_ended_succeeds(box, session):
+    """rl-rock's nohup helper runs ``cmd & echo PIDSTART${!}PIDEND;disown``; under a terminal's job
+    control the ended job is still listed then, so disown succeeds however quick cmd was."""
+    ended = await box.run(session, "true & sleep 0.3; disown")
+    assert ended.exit_code == 0 and "no such job" not in ended.output, ended
+    running = await box.run(session, "sleep 30 & disown; jobs | wc -l")  # a running job is disowned
+    assert running.exit_code == 0 and running.output.endswith("\n0\n"), running
+    await box.run(session, "kill $!")
+    unknown = await box.run(session, "disown %9")  # the control: disown's own errors stay
+    assert unknown.exit_code == 1 and "no such job" in unknown.output, unknown
+
+
 async def test_cwd_and_exports_persist(box, session):
     result = await box.run(session, "mkdir -p /tmp/persist && cd /tmp/persist && export ROCK_T=kept")
     assert result.cwd == "/tmp/persist"

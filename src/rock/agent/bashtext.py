@@ -37,6 +37,11 @@ def rc_text(nonce, cmd_path):
     return (
         "exec %d<&-\n"  # the pipe it came through: the session's commands never see it
         "set +o history +H +m\n"
+        # Without job control bash forgets an ended background job at once, so ``cmd & ...; disown``
+        # failed ("current: no such job") whenever cmd was quick, as rl-rock's nohup helper is. Under
+        # job control (a terminal's shell, which rl-rock's runtime is) the ended job stays listed
+        # until the next prompt and disown succeeds: so it does here when no job is left to disown.
+        "disown() { if [ $# -eq 0 ] && [ -n \"$!\" ] && [ -z \"$(jobs -p)\" ]; then return 0; fi; builtin disown \"$@\"; }\n"
         # Preset: if the command file is gone, say so instead of re-running the last command.
         "__rock_read() { __rock_s=$?; __rock_c='echo \"rock: this session lost its command file; create the session again\" >&2; (exit 125)'; "
         # Hands the last command's status on, so $? in the next command reads as on a terminal.
