@@ -52,6 +52,8 @@ def test_the_parts_share_one_context_that_start_and_attach_bind():
     sandbox._context.bind("sb-1", "node-a", "10.0.0.1")
     assert (sandbox.sandbox_id, sandbox.host_name, sandbox.host_ip) == ("sb-1", "node-a", "10.0.0.1")
     assert sandbox.snapshots._context.at("pause") == "/sandboxes/sb-1/pause"
+    sandbox._sandbox_id = "sb-2"  # as rl-rock's job executor binds a known id
+    assert sandbox.commands._context.need_id() == "sb-2" and sandbox.sandbox_id == "sb-2"
 
 
 async def test_a_part_called_before_start_says_to_start_first():

@@ -112,6 +112,16 @@ class Sandbox:
         """The address of the machine (node) the sandbox runs on."""
         return self._context.host_ip
 
+    # rl-rock's own code (its job executor) binds a client to a known id by setting this private
+    # attribute, without attach()'s status read; code written after it keeps working here.
+    @property
+    def _sandbox_id(self) -> str | None:
+        return self._context.sandbox_id
+
+    @_sandbox_id.setter
+    def _sandbox_id(self, value: str | None) -> None:
+        self._context.sandbox_id = value
+
     @property
     def cluster(self) -> str:
         """The cluster name from the config (ROCK's ``X-Cluster``)."""

@@ -68,8 +68,9 @@ class Snapshots(SandboxPart, Generic[S]):
         1-53 letters, digits, '_' or '-' (with tokens on, the snapshot's ``name`` gets a suffix of
         your namespace: use the returned one)."""
         body = {"mode": mode} | ({"name": name} if name is not None else {})
-        return Snapshot.model_validate(await self._context.http.post(self._context.at("snapshot"), body,
-                                                             timeout=self._context.config.startup_timeout + 30))
+        context = self._context
+        return Snapshot.model_validate(await context.http.post(context.at("snapshot"), body,
+                                                               timeout=context.config.startup_timeout + 30))
 
     async def fork(self, n: int = 1, mode: str = "filesystem") -> list[S]:
         """``n`` (1 to 20) new sandboxes from a fresh snapshot of this one, each running and ready:
@@ -81,8 +82,8 @@ class Snapshots(SandboxPart, Generic[S]):
                                           timeout=context.config.startup_timeout + 60)
         children: list[tuple[S, dict[str, Any]]] = []
         for item in result["sandboxes"]:
-            born = SandboxContext(context.config.model_copy(update={"sandbox_id": item["sandbox_id"], "snapshot": None}),
-                                  context.transport)
+            own = context.config.model_copy(update={"sandbox_id": item["sandbox_id"], "snapshot": None})
+            born = SandboxContext(own, context.transport)
             born.bind(item["sandbox_id"], item.get("host_name"), item.get("host_ip"))
             children.append((self._spawn(born), item))
         failed = [item for _, item in children if item.get("state") != "running"]
@@ -100,7 +101,8 @@ class Snapshots(SandboxPart, Generic[S]):
         Commands still running end with an error that says the sandbox was restored; a paused
         sandbox runs afterwards. The snapshot may be any of yours taken on this backend."""
         name = snapshot.name if isinstance(snapshot, SnapshotInfo) else snapshot
-        await self._context.http.post(self._context.at("restore"), {"snapshot": name}, timeout=self._context.config.startup_timeout + 30)
+        context = self._context
+        await context.http.post(context.at("restore"), {"snapshot": name}, timeout=context.config.startup_timeout + 30)
 
     async def list_snapshots(self) -> list[Snapshot]:
         """Your snapshots (the token's namespace), by name."""
