@@ -69,7 +69,7 @@ def _run(root: Root, caplog) -> tuple[list[str], list[str]]:
     with caplog.at_level(logging.DEBUG, logger="rock.admin.root"):
         async def cycle():
             async with root.running():
-                assert await root.sandboxes.page(None, {}, None, False, 0, 10) == ([], 0)  # it serves, on its store
+                assert await root.sandboxes.held.page(None, {}, None, False, 0, 10) == ([], 0)  # it serves, on its store
 
         asyncio.run(cycle())
     said = [r.getMessage() for r in caplog.records if r.name == "rock.admin.root"]

@@ -66,7 +66,7 @@ async def test_the_sandbox_client_sends_through_the_callers_transport(admin):
     try:
         await sandbox.attach("sb-1")
         alive = await sandbox.is_alive()
-        pool = sandbox._http.pool
+        pool = sandbox._context.http.pool
     finally:
         await sandbox.aclose()
     assert pool.transport is transport and not pool.fast

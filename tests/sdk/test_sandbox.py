@@ -54,7 +54,7 @@ async def test_arun_returns_exit_codes_and_keeps_session_state(box):
     # Without a session: a temporary one, closed afterwards.
     r = await box.arun("echo temp; false")
     assert r.output == "temp" and r.exit_code == 1
-    sessions = await box._http.get("/sessions", {"sandbox_id": box.sandbox_id})
+    sessions = await box._context.http.get("/sessions", {"sandbox_id": box.sandbox_id})
     assert [s["session"] for s in sessions["sessions"]] == ["s"]
 
 
@@ -137,7 +137,7 @@ async def _has_proc(box, text):
 
 
 async def _session_busy(box, name):
-    sessions = (await box._http.get("/sessions", {"sandbox_id": box.sandbox_id}))["sessions"]
+    sessions = (await box._context.http.get("/sessions", {"sandbox_id": box.sandbox_id}))["sessions"]
     return any(s["session"] == name and s["running"] for s in sessions)
 
 
@@ -285,4 +285,7 @@ def test_sync_sandbox(admin):
         assert sandbox.arun("echo sync").output.strip() == "sync"
         sandbox.write_bytes("/tmp/s.bin", b"\xff\x00")
         assert sandbox.read_bytes("/tmp/s.bin") == b"\xff\x00"
+        # the parts block too, and are the same calls
+        assert sandbox.files.read_bytes("/tmp/s.bin") == b"\xff\x00"
+        assert sandbox.commands.arun("echo part").output == "part"
     assert sandbox.get_status(include_all_states=True).state == "stopped"

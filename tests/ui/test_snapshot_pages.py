@@ -68,10 +68,10 @@ def test_pause_resume_snapshot_fork_and_the_snapshots_list(ui_admin, alice_sandb
             ui_admin.call(lambda: svc.delete(started, "alice"))
 
         # fork 2: two children, in the table, which then differ
-        before = {r.sandbox_id for r in svc.live("alice")}
+        before = {r.sandbox_id for r in svc.held.live("alice")}
         r = alice.post(f"/ui/sandboxes/{sid}/fork", data={"count": "2", "mode": "filesystem"})
         assert r.status_code == 303 and r.headers["location"] == "/ui/sandboxes", r.text
-        children = sorted({r.sandbox_id for r in svc.live("alice")} - before)
+        children = sorted({r.sandbox_id for r in svc.held.live("alice")} - before)
         try:
             assert len(children) == 2 and all(state(ui_admin, c) == "running" for c in children)
             table = alice.get("/ui/fragments/sandboxes").text
@@ -92,7 +92,7 @@ def test_pause_resume_snapshot_fork_and_the_snapshots_list(ui_admin, alice_sandb
                                   (f"/ui/sandboxes/{sid}/snapshot", {"name": "../x"}, "name")):
             r = alice.post(path, data=data)
             assert 400 <= r.status_code < 500 and words in r.text and "Traceback" not in r.text, (path, data, r.text)
-        assert len(ui_admin.call(lambda: svc.snapshots("alice"))) == 1 and len(svc.live("alice")) == 1
+        assert len(ui_admin.call(lambda: svc.snapshots("alice"))) == 1 and len(svc.held.live("alice")) == 1
 
         # another token: every action on alice's sandbox or snapshot is a 404, and changes nothing
         for path in ("pause", "resume", "snapshot", "fork"):
@@ -146,5 +146,5 @@ def test_the_buttons_in_a_browser(ui_admin, browser, shots, alice_sandbox):
     finally:
         context.close()
         svc = ui_admin.ctx.sandboxes
-        for r in [r for r in svc.live("alice") if r.sandbox_id != sid]:
+        for r in [r for r in svc.held.live("alice") if r.sandbox_id != sid]:
             ui_admin.call(lambda r=r: svc.delete(r.sandbox_id, "alice"))

@@ -134,7 +134,7 @@ class Metrics:
             # With tokens configured, a scrape needs one like any request, and shows per-namespace
             # series of its own namespace only (another's name is never shown to it).
             scraper = self.ctx.owner(request)
-            self.counts = await self.ctx.sandboxes.counts()  # ended sandboxes are counted in the store
+            self.counts = await self.ctx.sandboxes.held.counts()  # ended sandboxes are counted in the store
             snapshots = await self._snapshot_usage(scraper)
             # Set with no await before the (synchronous) render: a concurrent scrape cannot swap it in between.
             self.scraper, self.snapshot_usage = scraper, snapshots

@@ -154,7 +154,7 @@ class Root(Ctx):
         if self.settings.role == "admin" and not self.store.shared:
             await self.sandboxes.reconcile()
         else:  # a proxy, or one of several admins: the lease holder's sweep reconciles
-            await self.sandboxes.load()
+            await self.sandboxes.held.load()
 
     async def _start_timers(self) -> None:
         self.sandboxes.start_reaper()

@@ -10,7 +10,6 @@ from rock.cli import add_admin_options
 from rock.cli.output import Out
 from rock.cli.snapshots import _with as snapshot_client
 from rock.cli.snapshots import add_list_delete, delete_named
-from rock.sdk.sandbox.secrets import Secrets
 
 
 def add_parser(sub) -> None:
@@ -33,7 +32,7 @@ def add_parser(sub) -> None:
 
 
 def _with(args, use):
-    return snapshot_client(args, None, lambda sandbox: use(Secrets(http=sandbox._http)))
+    return snapshot_client(args, None, lambda sandbox: use(sandbox.secrets))
 
 
 def cmd_create(args, out: Out) -> int:

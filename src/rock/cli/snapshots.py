@@ -79,7 +79,7 @@ def delete_named(args, out: Out, within) -> int:
 def _client(args, sandbox_id: str | None = None) -> Sandbox:
     sandbox = Sandbox(SandboxConfig(base_url=args.url, token=args.token,
                                     extra_headers=getattr(args, "extra_headers", {})))
-    sandbox._sandbox_id = sandbox_id  # no status read: the admin answers 404 for an unknown id itself
+    sandbox._context.sandbox_id = sandbox_id  # no status read: the admin answers 404 for an unknown id itself
     return sandbox
 
 

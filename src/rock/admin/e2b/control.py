@@ -312,7 +312,7 @@ def router(ctx: Ctx, built: Templates) -> APIRouter:
             raise E2BError(400, "state must be running and/or paused")
         shown = {"pending", "running"} if "running" in states else set()
         shown |= {"paused"} if "paused" in states else set()
-        items = [r for r in svc.live(owner) if is_e2b(r) and r.state in shown
+        items = [r for r in svc.held.live(owner) if is_e2b(r) and r.state in shown
                  and all((r.spec[META_KEY].get("metadata") or {}).get(k) == v
                                                  for k, v in wanted.items())
                  and (not q.get("template") or r.spec[META_KEY].get("template") == q.get("template"))

@@ -53,7 +53,7 @@ def router(ctx: Ctx) -> APIRouter:
         clustered = ctx.worker.clustered
         nodes = ctx.worker.status()
         states: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-        for row in await ctx.sandboxes.counts():
+        for row in await ctx.sandboxes.held.counts():
             if row["state"] != "deleted":
                 states[row["node_id"] or "local"][row["state"]] += row["n"]
         result = ClusterStatus(

@@ -123,7 +123,7 @@ def router(ctx: Ctx, write: bool = True) -> APIRouter:
     async def get_status(request: Request):
         q = query(request, StatusQuery)
         record = await svc.lookup(q.sandbox_id, ctx.owner(request), include_deleted=q.include_all_states)
-        await svc.written(record.sandbox_id)
+        await svc.held.written(record.sandbox_id)
         return ok(status_result(record, await svc.store.history(record.sandbox_id), keep))
 
     @api.get("/get_sandbox_statistics", **doc(query=StatusQuery, result=dict, codes=SANDBOX))
@@ -148,7 +148,7 @@ def router(ctx: Ctx, write: bool = True) -> APIRouter:
     async def list_sandboxes(request: Request):
         q = query(request, ListQuery)
         start = (q.page - 1) * q.page_size
-        page, total = await svc.page(ctx.owner(request), q.labels(), q.state, False, start, q.page_size)
+        page, total = await svc.held.page(ctx.owner(request), q.labels(), q.state, False, start, q.page_size)
         hosted = ctx.envs.envs_by_sandbox()
         return ok({"items": [{**status_result(r, None, keep), "envs": hosted.get(r.sandbox_id, [])} for r in page],
                    "total": total, "page": q.page,
@@ -164,7 +164,7 @@ def router(ctx: Ctx, write: bool = True) -> APIRouter:
     @api.get("/sandboxes/{sandbox_id}/history", **doc(result=list[StateTransitionRecord], codes=(404,)))
     async def history(sandbox_id: str, request: Request):
         record = await svc.lookup(sandbox_id, ctx.owner(request))
-        await svc.written(sandbox_id)
+        await svc.held.written(sandbox_id)
         return ok(status_result(record, await svc.store.history(sandbox_id))["state_history"])
 
     return api

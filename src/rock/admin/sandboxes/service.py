@@ -9,8 +9,10 @@ what is live. The worker owns the actual sandboxes; this class keeps the two in 
 ``Sandboxes`` is composed, not mixed: the records it keeps are a ``HeldRecords`` (``held``:
 memory, the store, what other processes write; ``rock.admin.sandboxes.held``), what concerns snapshots only
 is a ``SnapshotCatalog`` (``snapshot_catalog``; ``rock.admin.sandboxes.snapshots``, which says why pause, resume,
-snapshot and fork are this class's own methods). The doors call both through this class's names
-(``lookup``, ``get``, ``snapshots``, ``delete_snapshot`` ...), bound to those objects. The idle
+snapshot and fork are this class's own methods). The lookups and snapshot reads every door makes
+(``lookup``, ``get``, ``snapshots``, ``delete_snapshot`` ...) are this class's methods, which hand
+them to those parts; what concerns the records only (``live``, ``holds``, ``page``, ``counts``,
+``written``, ``load``) callers ask of ``held`` itself. The idle
 TTL and the reaper lease are a ``Reaper`` (``reaper``; ``rock.admin.sandboxes.reaper``), which acts through
 this class's public methods.
 """
@@ -67,11 +69,6 @@ class Sandboxes(WorkerListener):
         self.held = HeldRecords(settings, store, locked=self._locked, starting=self.starting,
                                 forget=self._forget, landed=self._landed)
         self.records = self.held.records  # the live ones, by id: the hot path reads them (one dict, never replaced)
-        # The lookups every front door calls on the service (``ctx.sandboxes.lookup(...)``).
-        self.known, self.get, self.lookup, self.lookup_many = (self.held.known, self.held.get, self.held.lookup,
-                                                               self.held.lookup_many)
-        self.live, self.holds, self.page, self.counts = self.held.live, self.held.holds, self.held.page, self.held.counts
-        self.written, self.reread, self.load = self.held.written, self.held.reread, self.held.load
         self.deadline = lambda record: None  # when a stopped record's next timed transition is (lifecycle sets it)
         self._used: dict[str, float] = {}  # sandbox_id -> last use, not yet written to the store
         self._locks: dict[str, asyncio.Lock] = {}
@@ -79,14 +76,9 @@ class Sandboxes(WorkerListener):
         self.events = Events()  # state changes and start results, for the UI and the metrics
         self.secrets = SecretVault(Path(settings.state_dir) / "secrets.json")  # the tenants' secrets (write-only values)
         self.commands = CommandLog()
-        # What concerns snapshots only (rock.admin.sandboxes.snapshots); the doors call it through the service's names.
-        self.snapshot_catalog = catalog = SnapshotCatalog(worker, self._save_soon)
-        self.events.subscribe(catalog.fork_child_gone)
-        self.snapshot_name, self.check_mode, self.snapshot_start = (catalog.snapshot_name, catalog.check_mode,
-                                                                    catalog.snapshot_start)
-        self.snapshots, self.get_snapshot, self.delete_snapshot = (catalog.snapshots, catalog.get_snapshot,
-                                                                   catalog.delete_snapshot)
-        self.from_snapshot = catalog.from_snapshot
+        # What concerns snapshots only (rock.admin.sandboxes.snapshots).
+        self.snapshot_catalog = SnapshotCatalog(worker, self._save_soon)
+        self.events.subscribe(self.snapshot_catalog.fork_child_gone)
         # Tenants' volumes (rock.admin.volumes); a start's mounts resolve through it.
         self.volumes = Volumes(settings.state_dir, self.records, LIVE,
                                os.path.dirname(os.path.dirname(settings.host_python)),
@@ -173,7 +165,25 @@ class Sandboxes(WorkerListener):
         used, self._used = self._used, {}
         await self.store.flush_last_used(used)
 
-    # -- lookups (hot path) ------------------------------------------------------------------
+    # -- lookups (hot path): what every front door asks of the records -----------------------
+
+    def known(self, sandbox_id: str) -> SandboxRecord | None:
+        """The record if it is in memory (live, or an ended one used lately)."""
+        return self.held.known(sandbox_id)
+
+    def get(self, sandbox_id: str, owner: str | None, include_deleted: bool = True) -> SandboxRecord:
+        """The caller's record from memory only (``lookup`` also reads the store); another owner's
+        is a missing one (``SandboxNotFound``)."""
+        return self.held.get(sandbox_id, owner, include_deleted)
+
+    async def lookup(self, sandbox_id: str, owner: str | None, include_deleted: bool = True) -> SandboxRecord:
+        """``get``, reading the store for a record that is not in memory (ended, or another process's)."""
+        return await self.held.lookup(sandbox_id, owner, include_deleted)
+
+    async def lookup_many(self, sandbox_ids: list[str], owner: str | None) -> list[SandboxRecord]:
+        """``lookup`` of each id, in one store query for those not in memory; missing ones and other
+        namespaces' are left out."""
+        return await self.held.lookup_many(sandbox_ids, owner)
 
     def save(self, record: SandboxRecord) -> None:
         """Persist a changed field of a record (no state change), without waiting."""
@@ -197,7 +207,7 @@ class Sandboxes(WorkerListener):
                 await asyncio.shield(task)
             elif self.store.shared or self.settings.role == "proxy":
                 # Another process changed it since our last refresh (its record object, if ours was dropped).
-                record = await self.reread(sandbox_id) or record
+                record = await self.held.reread(sandbox_id) or record
             if record.state != "running":
                 raise SandboxNotRunning(f"sandbox {sandbox_id} is {record.state}" + (
                     f": {record.failure_reason}" if record.failure_reason else ""))
@@ -234,7 +244,7 @@ class Sandboxes(WorkerListener):
         draft = SandboxRecord(sandbox_id=sandbox_id, owner=owner, image=req.image, namespace=meta.get("namespace"),
                               spec=dict(extra_spec or {}))  # a door's extras (E2B's iam tokens) shape the spec too
         if req.snapshot:  # its image and limits are the snapshot's (rock.admin.sandboxes.snapshots)
-            req, spec = await self.from_snapshot(req, draft)
+            req, spec = await self.snapshot_catalog.from_snapshot(req, draft)
             spec.volume_binds = self.volumes.binds(owner, [m.model_dump() for m in req.volumes or ()])
         else:
             spec = self.spec_for(draft, req)
@@ -384,6 +394,25 @@ class Sandboxes(WorkerListener):
                 await self._settle(self._change(record, "deleted", "delete"))
         return record
 
+    # -- the caller's snapshots (the catalog: rock.admin.sandboxes.snapshots) ------------------
+
+    async def snapshots(self, owner: str | None) -> list[Snapshot]:
+        """The owner's snapshots (no other owner's), by name."""
+        return await self.snapshot_catalog.snapshots(owner)
+
+    async def get_snapshot(self, name: str, owner: str | None) -> Snapshot:
+        """One of the owner's snapshots by name (``SnapshotNotFound`` otherwise)."""
+        return await self.snapshot_catalog.get_snapshot(name, owner)
+
+    async def delete_snapshot(self, name: str, owner: str | None) -> None:
+        """Delete the owner's snapshot; the sandboxes started from it run on."""
+        await self.snapshot_catalog.delete_snapshot(name, owner)
+
+    def check_mode(self, mode: str, sandbox_id: str | None = None, node_id: str | None = None) -> None:
+        """A 400 for a snapshot mode the backend of ``sandbox_id`` cannot take (without one: no
+        backend of this admin can)."""
+        self.snapshot_catalog.check_mode(mode, sandbox_id, node_id)
+
     # -- pause, resume, snapshot, fork: transitions of the state machine (rules: rock.admin.sandboxes.snapshots) --
 
     async def pause(self, sandbox_id: str, owner: str | None, event: str = "pause") -> SandboxRecord:
@@ -453,7 +482,8 @@ class Sandboxes(WorkerListener):
             self.admission.check_snapshots(owner, len(kept), sum(s.size_bytes or 0 for s in kept))
         async with self._running_or_paused(record, "snapshotted"):
             began = time.perf_counter()
-            snap = await self.worker.snapshot(sandbox_id, self.snapshot_name(name, owner), owner, mode, record.node_id)
+            stored = self.snapshot_catalog.snapshot_name(name, owner)
+            snap = await self.worker.snapshot(sandbox_id, stored, owner, mode, record.node_id)
         if quota is not None:
             await self._within_snapshot_quota(owner, snap)
         self.events.emit("snapshot", record, mode=mode, seconds=time.perf_counter() - began)
@@ -523,8 +553,9 @@ class Sandboxes(WorkerListener):
                                       auto_clear_seconds=parent.auto_clear_seconds, **lifecycle)
             child = self._new_record(child_id, req, owner, meta, None, {"forked_from": sandbox_id})
             children.append(child)
-            self._starting[child.sandbox_id] = asyncio.create_task(
-                self._create(child, req, self.snapshot_start(child, snap)), name=f"fork-{child.sandbox_id}")
+            spec = self.snapshot_catalog.snapshot_start(child, snap)
+            self._starting[child.sandbox_id] = asyncio.create_task(self._create(child, req, spec),
+                                                                   name=f"fork-{child.sandbox_id}")
         tasks = [self._starting[c.sandbox_id] for c in children]
         done = asyncio.ensure_future(self._forked(parent, children, tasks, snap, keep_snapshot))
         if wait:

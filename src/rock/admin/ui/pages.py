@@ -150,7 +150,7 @@ def router(ctx: Ctx, rate) -> APIRouter:
         """The env catalog (loaded by a fragment: the first probe starts a sandbox) and who hosts what."""
         owner = access.principal(ctx, request)
         hosted = {sid: envs for sid, envs in ctx.envs.envs_by_sandbox().items()
-                  if ctx.sandboxes.holds(sid, owner)}  # env hosts run
+                  if ctx.sandboxes.held.holds(sid, owner)}  # env hosts run
         return render(request, "envs.html", nav="envs", hosted=hosted, now=time.time())
 
     @api.get("/ui/fragments/catalog", **HTML, openapi_extra=CATALOG_PROBE)  # GEM's catalog: as long

@@ -107,7 +107,7 @@ def router(ctx: Ctx) -> APIRouter:
         """The viewer's snapshots: start a sandbox from one, delete one."""
         owner = access.principal(ctx, request)
         shown = sorted(await svc.snapshots(owner), key=lambda s: s.created_at, reverse=True)
-        sources = {Worker._runtime_id(r.sandbox_id): r.sandbox_id for r in svc.live(owner)}
+        sources = {Worker._runtime_id(r.sandbox_id): r.sandbox_id for r in svc.held.live(owner)}
         return render(request, "snapshots.html", nav="snapshots",
                       snapshots=[snapshot_row(s, sources) for s in shown])
 

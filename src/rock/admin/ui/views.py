@@ -149,11 +149,11 @@ async def table(ctx: Ctx, app, owner: str | None, q: TableQuery, sampler: StatsS
                 choices: FilterOptions) -> dict:
     svc = ctx.sandboxes
     filters = q.labels()
-    shown, total = await svc.page(owner, filters, q.state, True, (q.page - 1) * q.page_size, q.page_size)
+    shown, total = await svc.held.page(owner, filters, q.state, True, (q.page - 1) * q.page_size, q.page_size)
     pages = max(1, -(-total // q.page_size))
     page = min(q.page, pages)
     if page != q.page:  # past the end: the last page  (newest first: what an operator looks for)
-        shown, total = await svc.page(owner, filters, q.state, True, (page - 1) * q.page_size, q.page_size)
+        shown, total = await svc.held.page(owner, filters, q.state, True, (page - 1) * q.page_size, q.page_size)
     now = time.time()
     hosted = ctx.envs.envs_by_sandbox()
     stats = await sampler.many(shown)
@@ -174,7 +174,7 @@ def _meminfo_total() -> int | None:
 
 
 async def overview(ctx: Ctx, app, owner: str | None, request_rate: float | None) -> dict:
-    counts = await ctx.sandboxes.counts(owner)
+    counts = await ctx.sandboxes.held.counts(owner)
     backends = sorted({c["backend"] or ctx.worker.backend_name for c in counts} | {ctx.worker.backend_name})
     by_state = {s: {b: 0 for b in backends} for s in STATES}
     for c in counts:
@@ -182,7 +182,7 @@ async def overview(ctx: Ctx, app, owner: str | None, request_rate: float | None)
     running = sum(by_state["running"].values())
     hosted = ctx.envs.envs_by_sandbox()
     env_hosts = [{"sandbox_id": sid, "envs": len(envs), "env_ids": sorted({e["env_id"] for e in envs})}
-                 for sid, envs in sorted(hosted.items()) if ctx.sandboxes.holds(sid, owner)]
+                 for sid, envs in sorted(hosted.items()) if ctx.sandboxes.held.holds(sid, owner)]
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     node = {"name": socket.gethostname(), "backend": ctx.worker.backend_name, "cpus": os.cpu_count(),
             "memory": size(_meminfo_total()), "load": " ".join(f"{x:.2f}" for x in load) if load else "-",
@@ -194,7 +194,7 @@ async def overview(ctx: Ctx, app, owner: str | None, request_rate: float | None)
 
 async def detail(ctx: Ctx, app, record: SandboxRecord) -> dict:
     sid = record.sandbox_id
-    await ctx.sandboxes.written(sid)
+    await ctx.sandboxes.held.written(sid)
     history = await ctx.sandboxes.store.history(sid)
     sessions, session_error = [], None
     if record.state == "running":

@@ -10,35 +10,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import shlex
-import time
-import uuid
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from rock.actions import (
-    Action,
-    CloseBashSessionRequest,
-    CloseBashSessionResponse,
-    Command,
-    CommandResponse,
-    CreateBashSessionRequest,
-    CreateBashSessionResponse,
-    IsAliveResponse,
-    Observation,
-    SandboxStatusResponse,
-)
-from rock.actions.response import session_output
-from rock.errors import BadRequest, RockError, SandboxNotFound
+from rock.actions import IsAliveResponse, SandboxStatusResponse
+from rock.errors import RockError, SandboxNotFound
 from rock.sdk.common.exceptions import CommandRockError
+from rock.sdk.sandbox.commands import Commands, RunMode
 from rock.sdk.sandbox.config import SandboxConfig, SandboxGroupConfig
-from rock.sdk.sandbox.files import FilesMixin
-from rock.sdk.sandbox.http import Http
 from rock.sdk.sandbox.file_system import LinuxFileSystem
-from rock.sdk.sandbox.lifecycle import LifecycleMixin
+from rock.sdk.sandbox.files import Files
+from rock.sdk.sandbox.lifecycle import Lifecycle
 from rock.sdk.sandbox.network import Network
-from rock.sdk.sandbox.nohup import NohupMixin
+from rock.sdk.sandbox.nohup import Nohup
+from rock.sdk.sandbox.parts import Delegate, SandboxContext
 from rock.sdk.sandbox.process import Process
-from rock.sdk.sandbox.snapshots import SnapshotsMixin
+from rock.sdk.sandbox.secrets import Secrets
+from rock.sdk.sandbox.snapshots import Snapshots
 from rock.sdk.sandbox.volumes import Volumes
 
 log = logging.getLogger("rock.sdk")
@@ -50,35 +37,39 @@ if TYPE_CHECKING:
     from rock.sdk.sandbox.agent import RockAgent
     from rock.sdk.sandbox.model_service import ModelService
 
-
-class RunMode:
-    """``arun``'s modes: ``normal`` (in the session, waited for) and ``nohup`` (in the background, its output to a
-    file)."""
-
-    NORMAL = "normal"
-    NOHUP = "nohup"
+_S = TypeVar("_S", bound="Sandbox")  # the Sandbox class a fork's children are made of
 
 
-class Sandbox(FilesMixin, LifecycleMixin, SnapshotsMixin, NohupMixin):
-    """One sandbox, ROCK's ``Sandbox``: ``start()``, sessions and commands, files (``FilesMixin``),
-    restart/commit/archive (``LifecycleMixin``), pause/resume/snapshot/fork (``SnapshotsMixin``) and
-    background runs (``NohupMixin``), over one pooled HTTP client. ``transport``: an
+class Sandbox:
+    """One sandbox, ROCK's ``Sandbox``, composed of parts that share one ``SandboxContext`` (config,
+    pooled HTTP client, id), as e2b's ``Sandbox`` is: ``files`` (text, bytes, directories,
+    downloads), ``commands`` (one-shot processes, sessions, ``arun``, background processes),
+    ``lifecycle`` (restart, commit, archive, egress), ``snapshots`` (pause, resume, snapshot, fork,
+    restore) and ``nohup`` (rl-rock's background-run helpers). Every method of a part is also the
+    sandbox's own, as rl-rock calls it (``sandbox.arun`` is ``sandbox.commands.arun``); ``start()``,
+    ``attach()``, status and ``stop()`` are the sandbox's. ``transport``: an
     ``httpx.AsyncBaseTransport`` that carries every call to the admin instead of ROCK's own (as
     ``httpx.AsyncClient`` takes one: retries, a proxy, recording in a test)."""
 
     def __init__(self, config: SandboxConfig | None = None, *, transport: httpx.AsyncBaseTransport | None = None):
-        self.config = config or SandboxConfig()
-        self._transport = transport
-        self._url = f"{self.config.base_url.rstrip('/')}/apis/envs/sandbox/v1"
-        self._sandbox_id: str | None = None
-        self._host_name: str | None = None
-        self._host_ip: str | None = None
-        self._http_client: Http | None = None
+        self._context = context = SandboxContext(config or SandboxConfig(), transport)
+        self.files = Files(context)
+        self.commands = Commands(context, self.files)
+        self.lifecycle = Lifecycle(context)
+        self.snapshots: Snapshots[Sandbox] = Snapshots(context, type(self)._forked)
+        self.nohup = Nohup(self.commands, self.files)
         self.fs = LinuxFileSystem(self)
         self.process = Process(self)
         self.network = Network(self)
         self.model_service: ModelService | None = None  # ROCK's attribute: a ModelService (set by sandbox.agent, or by the caller)
         self._agent: RockAgent | None = None
+
+    @classmethod
+    def _forked(cls, context: SandboxContext) -> Sandbox:
+        """A client of the fork's child ``context`` names, of this class."""
+        child = cls(context.config, transport=context.transport)
+        child._context.bind(context.sandbox_id, context.host_name, context.host_ip)
+        return child
 
     @property
     def agent(self) -> RockAgent:
@@ -97,19 +88,39 @@ class Sandbox(FilesMixin, LifecycleMixin, SnapshotsMixin, NohupMixin):
     # -- attributes ------------------------------------------------------------------------
 
     @property
+    def config(self) -> SandboxConfig:
+        """The sandbox's config (``attach()`` fills in its id and image)."""
+        return self._context.config
+
+    @config.setter
+    def config(self, value: SandboxConfig) -> None:
+        """Replace the config (as rl-rock allows); an HTTP client already made keeps the old one's admin and token."""
+        self._context.config = value
+
+    @property
     def sandbox_id(self) -> str | None:
         """The sandbox's id (None before ``start()`` or ``attach()``)."""
-        return self._sandbox_id
+        return self._context.sandbox_id
 
     @property
     def host_name(self) -> str | None:
         """The name of the machine (node) the sandbox runs on."""
-        return self._host_name
+        return self._context.host_name
 
     @property
     def host_ip(self) -> str | None:
         """The address of the machine (node) the sandbox runs on."""
-        return self._host_ip
+        return self._context.host_ip
+
+    # rl-rock's own code (its job executor) binds a client to a known id by setting this private
+    # attribute, without attach()'s status read; code written after it keeps working here.
+    @property
+    def _sandbox_id(self) -> str | None:
+        return self._context.sandbox_id
+
+    @_sandbox_id.setter
+    def _sandbox_id(self, value: str | None) -> None:
+        self._context.sandbox_id = value
 
     @property
     def cluster(self) -> str:
@@ -119,37 +130,32 @@ class Sandbox(FilesMixin, LifecycleMixin, SnapshotsMixin, NohupMixin):
     @property
     def url(self) -> str:
         """The admin's sandbox API URL this client talks to."""
-        return self._url
+        return self._context.url
 
     def __repr__(self) -> str:
-        return f"Sandbox(sandbox_id={self._sandbox_id}, image={self.config.image}, url={self.config.base_url})"
+        return f"Sandbox(sandbox_id={self.sandbox_id}, image={self.config.image}, url={self.config.base_url})"
 
     @property
     def volumes(self) -> Volumes:
         """The volumes of this sandbox's token on its admin (``rock.sdk.sandbox.volumes``)."""
-        return Volumes(http=self._http)
+        return Volumes(http=self._context.http)
 
     @property
-    def _http(self) -> Http:
-        if self._http_client is None:
-            self._http_client = Http.for_config(self.config, self._transport)
-        return self._http_client
+    def secrets(self) -> Secrets:
+        """The secrets of this sandbox's token on its admin (``rock.sdk.sandbox.secrets``), over this
+        object's HTTP client."""
+        return Secrets(http=self._context.http)
 
-    def _need_id(self) -> str:
-        if not self._sandbox_id:
-            raise BadRequest("this Sandbox has not been started or attached yet; call start() or attach(id)")
-        return self._sandbox_id
-
-    # -- lifecycle -------------------------------------------------------------------------
+    # -- the sandbox itself ----------------------------------------------------------------
 
     async def start(self) -> None:
         """Create the sandbox; returns once it can run commands (raises with the reason otherwise)."""
-        c = self.config
+        c, http = self.config, self._context.http
         image = c.image
         if c.dockerfile is not None or c.build_context is not None:
             from rock.sdk.sandbox.images import build
 
-            image = (await build(self._http, c.build_context, c.dockerfile))["image"]
+            image = (await build(http, c.build_context, c.dockerfile))["image"]
         body = {
             "image": image, "image_os": c.image_os, "memory": c.memory, "cpus": c.cpus,
             "limit_cpus": c.limit_cpus, "num_gpus": c.num_gpus, "sandbox_id": c.sandbox_id,
@@ -163,28 +169,27 @@ class Sandbox(FilesMixin, LifecycleMixin, SnapshotsMixin, NohupMixin):
             "auto_resume": c.auto_resume, "egress": c.egress, "secrets": c.secrets,
             "volumes": [m.model_dump() for m in c.volumes] if c.volumes else None,
         }
-        result = await self._http.post("/start_async", body, timeout=c.startup_timeout + 30)
-        self._sandbox_id = result["sandbox_id"]
-        self._host_name, self._host_ip = result.get("host_name"), result.get("host_ip")
+        result = await http.post("/start_async", body, timeout=c.startup_timeout + 30)
+        self._context.bind(result["sandbox_id"], result.get("host_name"), result.get("host_ip"))
 
     async def attach(self, sandbox_id: str) -> None:
         """Bind this client to an existing sandbox by id (its host and image come from its status); raises if it
         does not exist."""
-        self._sandbox_id = sandbox_id
+        self._context.sandbox_id = sandbox_id
         try:
             info = await self.get_status(include_all_states=True)
         except Exception:
-            self._sandbox_id = None
+            self._context.sandbox_id = None
             raise
-        self._host_name, self._host_ip = info.host_name, info.host_ip
+        self._context.bind(sandbox_id, info.host_name, info.host_ip)
         self.config.sandbox_id = sandbox_id
         if info.image:
             self.config.image = info.image
 
     async def get_status(self, include_all_states: bool = False) -> SandboxStatusResponse:
         """The sandbox's status; ``include_all_states`` also answers for a stopped or failed one."""
-        result = await self._http.get("/get_status", {"sandbox_id": self._need_id(),
-                                                      "include_all_states": str(include_all_states).lower()})
+        result = await self._context.http.get("/get_status", {"sandbox_id": self._context.need_id(),
+                                                              "include_all_states": str(include_all_states).lower()})
         return SandboxStatusResponse.model_validate(result)
 
     async def quota(self) -> dict[str, Any]:
@@ -193,7 +198,7 @@ class Sandbox(FilesMixin, LifecycleMixin, SnapshotsMixin, NohupMixin):
         no limit; ``creates_per_minute`` too) and ``node`` (what the admin's node may still promise).
         Needs no started sandbox. A start past a limit raises ``QuotaExceeded`` (429) or
         ``CapacityExceeded`` (503), naming the limit."""
-        quota: dict[str, Any] = await self._http.get("/quota", {})
+        quota: dict[str, Any] = await self._context.http.get("/quota", {})
         return quota
 
     async def is_alive(self) -> IsAliveResponse:
@@ -201,20 +206,26 @@ class Sandbox(FilesMixin, LifecycleMixin, SnapshotsMixin, NohupMixin):
         status = await self.get_status()
         return IsAliveResponse(is_alive=status.is_alive, message=status.host_name or "")
 
+    async def stats(self) -> dict[str, Any]:
+        """The sandbox's resource use (cpu, memory, pids) now."""
+        stats: dict[str, Any] = await self._context.http.get("/stats", {"sandbox_id": self._context.need_id()})
+        return stats
+
     async def stop(self) -> None:
         """Stop the sandbox: its processes end, its files stay for ``restart()`` until ``delete()``
         (or its ``auto_delete_seconds``). Like ROCK, a failure is only logged."""
-        if not self._sandbox_id:
+        sandbox_id = self.sandbox_id
+        if not sandbox_id:
             return
         try:
-            await self._http.post("/stop", {"sandbox_id": self._sandbox_id})
+            await self._context.http.post("/stop", {"sandbox_id": sandbox_id})
         except (RockError, OSError) as exc:
-            log.warning("stopping sandbox %s failed (ignored): %s", self._sandbox_id, exc)
+            log.warning("stopping sandbox %s failed (ignored): %s", sandbox_id, exc)
         await self.aclose()
 
     async def delete(self) -> None:
         """Delete the sandbox and its kept files (stop it first if it runs)."""
-        await self._http.post("/delete", {"sandbox_id": self._need_id()})
+        await self._context.http.post("/delete", {"sandbox_id": self._context.need_id()})
 
     async def close(self) -> None:
         """ROCK's ``close()``: stop the sandbox."""
@@ -222,152 +233,73 @@ class Sandbox(FilesMixin, LifecycleMixin, SnapshotsMixin, NohupMixin):
 
     async def aclose(self) -> None:
         """Close this object's HTTP connections (the sandbox keeps running)."""
-        if self._http_client is not None:
-            client, self._http_client = self._http_client, None
-            await client.aclose()
+        await self._context.aclose()
         trainer = getattr(self.model_service, "_trainer", None)
         if trainer is not None:
             await trainer.aclose()
 
     async def __aenter__(self) -> "Sandbox":
-        if not self._sandbox_id:
+        if not self.sandbox_id:
             await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    # -- commands --------------------------------------------------------------------------
+    async def fork(self: _S, n: int = 1, mode: str = "filesystem") -> list[_S]:
+        """``n`` (1 to 20) new sandboxes from a fresh snapshot of this one, each running and ready:
+        each starts on this sandbox's files (``full``: goes on with its processes too) and is its
+        own from then on. All or nothing: if one child fails to start, the others are deleted and
+        ``SandboxStartError`` names why."""
+        # sandbox.snapshots.fork, typed here: its children are of this sandbox's class
+        return cast("list[_S]", await self.snapshots.fork(n, mode))
 
-    async def execute(self, command: Command) -> CommandResponse:
-        """A one-shot process (not a session): stdout and stderr apart, like subprocess.run."""
-        body = {"sandbox_id": self._need_id(), "command": command.command, "timeout": command.timeout,
-                "env": command.env, "cwd": command.cwd, "shell": isinstance(command.command, str)}
-        return CommandResponse.model_validate(await self._http.post("/execute", body))
+    # -- the parts' methods, callable on the sandbox as rl-rock calls them --------------------
 
-    async def create_session(self, request: CreateBashSessionRequest) -> CreateBashSessionResponse:
-        """Create a named persistent bash session."""
-        body = {"sandbox_id": self._need_id(), **request.model_dump()}
-        return CreateBashSessionResponse.model_validate(await self._http.post("/create_session", body))
-
-    async def close_session(self, request: CloseBashSessionRequest) -> CloseBashSessionResponse:
-        """Close a bash session (its processes end)."""
-        body = {"sandbox_id": self._need_id(), **request.model_dump()}
-        return CloseBashSessionResponse.model_validate(await self._http.post("/close_session", body))
-
-    async def run_in_session(self, action: Action) -> Observation:
-        """Run in a named session. ``check="raise"`` (the default) raises CommandRockError on a
-        non-zero exit or a timeout; the observation rides on the exception."""
-        body = {"sandbox_id": self._need_id(), "action_type": "bash", "session": action.session,
-                "command": action.command, "timeout": action.timeout, "check": action.check}
-        return Observation.model_validate(await self._http.post("/run_in_session", body))
-
-    async def arun(self, cmd: str, session: str | None = None, wait_timeout: float = 300, wait_interval: float = 10,
-                   mode: str = RunMode.NORMAL, response_limited_bytes_in_nohup: int | None = None,
-                   ignore_output: bool = False, output_file: str | None = None, *,
-                   timeout: float | None = None, on_output: Callable[[str], Any] | None = None) -> Observation:
-        """Run ``cmd`` and return its Observation; a non-zero exit code is returned, not raised.
-
-        Without ``session`` a temporary session is used and closed again. ``mode="nohup"`` runs
-        the command detached (it survives ``wait_timeout``), waits for it without polling and
-        returns its real exit code and output. ``on_output`` (ours) streams output as it comes.
-        ``wait_interval`` is accepted for ROCK compatibility; nothing polls.
-        """
-        if mode not in (RunMode.NORMAL, RunMode.NOHUP):
-            raise BadRequest(f"unsupported arun mode {mode!r}; use 'normal' or 'nohup'")
-        temp = None
-        if session is None:
-            session = temp = f"bash-{uuid.uuid4().hex[:12]}"
-            await self.create_session(CreateBashSessionRequest(session=temp))
-        try:
-            if mode == RunMode.NOHUP:
-                return await self._nohup(cmd, session, wait_timeout, response_limited_bytes_in_nohup,
-                                         ignore_output, output_file)
-            return await self._run(cmd, session, timeout, on_output)
-        finally:
-            if temp is not None:
-                await self._quiet_close(temp)
-
-    async def _run(self, cmd: str, session: str, timeout: float | None,
-                   on_output: Callable[[str], Any] | None) -> Observation:
-        if on_output is not None:
-            from rock.sdk.sandbox.stream import run_streamed
-
-            return await run_streamed(self, cmd, session, timeout, on_output)
-        body = {"sandbox_id": self._need_id(), "action_type": "bash", "session": session, "command": cmd,
-                "timeout": timeout, "check": "silent"}
-        return Observation.model_validate(await self._http.post("/run_in_session", body))
-
-    async def _nohup(self, cmd: str, session: str, wait_timeout: float, limit: int | None, ignore_output: bool,
-                     output_file: str | None) -> Observation:
-        out = output_file or f"/tmp/tmp_{time.time_ns()}.out"
-        if "/" in out.rstrip("/"):
-            await self._run(f"mkdir -p {shlex.quote(out.rsplit('/', 1)[0] or '/')}", session, 30, None)
-        # A background job of the session's shell, in its own process group (job control), so an
-        # expired wait interrupts only `wait`; `wait` itself yields the job's real exit code.
-        script = (f"nohup /bin/sh -c {shlex.quote(cmd)} < /dev/null > {shlex.quote(out)} 2>&1 & "
-                  f"__rock_pid=$!; wait $__rock_pid")
-        r = await self._run(script, session, wait_timeout, None)
-        done = r.status == "completed"
-        failure = "" if done else f"process did not complete within {wait_timeout}s; still running, output in {out}"
-        if ignore_output:
-            text = f"Command executed in nohup mode without streaming the log content.\nOutput file: {out}"
-            return Observation(output=text, exit_code=r.exit_code if done else 1, failure_reason=failure,
-                               status=r.status)
-        # As ROCK's `cat` of the file in the session gives it: stripped like any command's output.
-        data = await self.read_bytes(out, length=limit)
-        return Observation(output=session_output(data.decode(errors="replace")), exit_code=r.exit_code if done else 1,
-                           failure_reason=failure, status=r.status)
-
-    async def _quiet_close(self, session: str) -> None:
-        try:
-            await self.close_session(CloseBashSessionRequest(session=session))
-        except (RockError, OSError) as exc:
-            log.debug("closing temporary session %s: %s", session, exc)
-
-    # -- ours: session control, background processes, statistics ---------------------------
-
-    async def interrupt(self, session: str) -> Observation:
-        """Interrupt what runs in ``session`` (like Ctrl-C); returns what it printed so far."""
-        body = {"sandbox_id": self._need_id(), "session": session}
-        return Observation.model_validate(await self._http.post("/interrupt_session", body))
-
-    async def send_input(self, session: str, data: str) -> None:
-        """Type ``data`` into a session's terminal (a running command reads it)."""
-        await self._http.post("/send_input", {"sandbox_id": self._need_id(), "session": session, "data": data})
-
-    async def wait(self, session: str, timeout: float | None = None, idle_timeout: float | None = None) -> Observation:
-        """Wait for the session's running command to finish; its observation."""
-        body = {"sandbox_id": self._need_id(), "session": session, "timeout": timeout, "idle_timeout": idle_timeout}
-        return Observation.model_validate(await self._http.post("/wait_session", body))
-
-    async def start_process(self, command: str | list[str], env: dict[str, str] | None = None,
-                            cwd: str | None = None, name: str | None = None) -> dict[str, Any]:
-        """Start a background process (not in a session); its record with ``proc_id``."""
-        body = {"sandbox_id": self._need_id(), "command": command, "shell": isinstance(command, str),
-                "env": env, "cwd": cwd, "name": name}
-        started: dict[str, Any] = await self._http.post("/procs/start", body)
-        return started
-
-    async def process_status(self, proc_id: str) -> dict[str, Any]:
-        """A background process's record: state and exit code."""
-        status: dict[str, Any] = await self._http.get("/procs/status", {"sandbox_id": self._need_id(), "proc_id": proc_id})
-        return status
-
-    async def process_output(self, proc_id: str, stream: str = "stdout", offset: int = 0) -> tuple[bytes, int, bool]:
-        """Read a background process's ``stream`` from ``offset``: (bytes, next offset, whether it ended)."""
-        r = await self._http.raw_get("/procs/output", {"sandbox_id": self._need_id(), "proc_id": proc_id,
-                                                       "stream": stream, "offset": offset})
-        return r.content, int(r.headers["x-next-offset"]), r.headers["x-running"] == "1"
-
-    async def kill_process(self, proc_id: str, signal: int = 15) -> None:
-        """Send ``signal`` to a background process."""
-        await self._http.post("/procs/kill", {"sandbox_id": self._need_id(), "proc_id": proc_id, "signal": signal})
-
-    async def stats(self) -> dict[str, Any]:
-        """The sandbox's resource use (cpu, memory, pids) now."""
-        stats: dict[str, Any] = await self._http.get("/stats", {"sandbox_id": self._need_id()})
-        return stats
+    # sandbox.files
+    read_file = Delegate("files", Files.read_file)
+    write_file = Delegate("files", Files.write_file)
+    write_file_by_path = Delegate("files", Files.write_file_by_path)
+    upload = Delegate("files", Files.upload)
+    upload_by_path = Delegate("files", Files.upload_by_path)
+    read_bytes = Delegate("files", Files.read_bytes)
+    write_bytes = Delegate("files", Files.write_bytes)
+    upload_dir = Delegate("files", Files.upload_dir)
+    download = Delegate("files", Files.download)
+    # sandbox.commands
+    execute = Delegate("commands", Commands.execute)
+    create_session = Delegate("commands", Commands.create_session)
+    close_session = Delegate("commands", Commands.close_session)
+    run_in_session = Delegate("commands", Commands.run_in_session)
+    arun = Delegate("commands", Commands.arun)
+    interrupt = Delegate("commands", Commands.interrupt)
+    send_input = Delegate("commands", Commands.send_input)
+    wait = Delegate("commands", Commands.wait)
+    start_process = Delegate("commands", Commands.start_process)
+    process_status = Delegate("commands", Commands.process_status)
+    process_output = Delegate("commands", Commands.process_output)
+    kill_process = Delegate("commands", Commands.kill_process)
+    # sandbox.lifecycle
+    restart = Delegate("lifecycle", Lifecycle.restart)
+    update_egress = Delegate("lifecycle", Lifecycle.update_egress)
+    archive = Delegate("lifecycle", Lifecycle.archive)
+    commit_async = Delegate("lifecycle", Lifecycle.commit_async)
+    get_commit_status = Delegate("lifecycle", Lifecycle.get_commit_status)
+    commit = Delegate("lifecycle", Lifecycle.commit)
+    # sandbox.snapshots (fork above: its children are of the sandbox's class)
+    pause = Delegate("snapshots", Snapshots.pause)
+    resume = Delegate("snapshots", Snapshots.resume)
+    snapshot = Delegate("snapshots", Snapshots.snapshot)
+    restore = Delegate("snapshots", Snapshots.restore)
+    list_snapshots = Delegate("snapshots", Snapshots.list_snapshots)
+    get_snapshot = Delegate("snapshots", Snapshots.get_snapshot)
+    delete_snapshot = Delegate("snapshots", Snapshots.delete_snapshot)
+    # sandbox.nohup
+    start_nohup_process = Delegate("nohup", Nohup.start_nohup_process)
+    wait_for_process_completion = Delegate("nohup", Nohup.wait_for_process_completion)
+    handle_nohup_output = Delegate("nohup", Nohup.handle_nohup_output)
+    run_nohup_and_wait = Delegate("nohup", Nohup.run_nohup_and_wait)
+    read_file_by_line_range = Delegate("nohup", Nohup.read_file_by_line_range)
 
 
 class SandboxGroup:

@@ -1,5 +1,6 @@
-"""File operations of the Sandbox SDK: ROCK's text calls plus binary-safe reads, writes,
-uploads of any size and downloads of files or whole directories (as tar)."""
+"""``sandbox.files``: the file operations of the Sandbox SDK, ROCK's text calls plus binary-safe
+reads, writes, uploads of any size and downloads of files or whole directories (as tar). Each is
+callable on the ``Sandbox`` too (``sandbox.read_file`` is ``sandbox.files.read_file``)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from typing import Any
 from rock.actions import ReadFileRequest, ReadFileResponse, UploadRequest, UploadResponse, WriteFileRequest
 from rock.actions import WriteFileResponse
 from rock.errors import BadRequest
-from rock.sdk.sandbox.parts import SandboxParts
+from rock.client.http import unwrap
+from rock.sdk.sandbox.parts import SandboxPart
 
 _CHUNK = 1 << 20
 
@@ -45,16 +47,16 @@ async def _tar_chunks(path: Path) -> AsyncIterator[bytes]:
         spool.close()
 
 
-class FilesMixin(SandboxParts):
+class Files(SandboxPart):
     """The sandbox's file operations (ROCK's text calls, and ours for bytes, directories and downloads)."""
 
     # -- ROCK's calls (text) ----------------------------------------------------------------
 
     async def read_file(self, request: ReadFileRequest) -> ReadFileResponse:
         """ROCK's ``read_file``: a text file's content."""
-        body = {"sandbox_id": self._need_id(), "path": request.path, "encoding": request.encoding,
+        body = {"sandbox_id": self._context.need_id(), "path": request.path, "encoding": request.encoding,
                 "errors": request.errors}
-        return ReadFileResponse.model_validate(await self._http.post("/read_file", body))
+        return ReadFileResponse.model_validate(await self._context.http.post("/read_file", body))
 
     async def write_file(self, request: WriteFileRequest) -> WriteFileResponse:
         """ROCK's ``write_file``: write text to a path."""
@@ -62,8 +64,8 @@ class FilesMixin(SandboxParts):
 
     async def write_file_by_path(self, content: str, path: str) -> WriteFileResponse:
         """ROCK's ``write_file_by_path``: write ``content`` to ``path``."""
-        body = {"sandbox_id": self._need_id(), "path": path, "content": content}
-        return WriteFileResponse.model_validate(await self._http.post("/write_file", body))
+        body = {"sandbox_id": self._context.need_id(), "path": path, "content": content}
+        return WriteFileResponse.model_validate(await self._context.http.post("/write_file", body))
 
     async def upload(self, request: UploadRequest) -> UploadResponse:
         """ROCK's ``upload``: a local file to a path in the sandbox."""
@@ -85,8 +87,8 @@ class FilesMixin(SandboxParts):
 
     async def read_bytes(self, path: str, offset: int = 0, length: int | None = None) -> bytes:
         """Read ``length`` bytes (all by default) of a file from ``offset``, binary-safe."""
-        params = {"sandbox_id": self._need_id(), "path": path, "offset": offset, "length": length}
-        return (await self._http.raw_get("/files/read", params)).content
+        params = {"sandbox_id": self._context.need_id(), "path": path, "offset": offset, "length": length}
+        return (await self._context.http.raw_get("/files/read", params)).content
 
     async def write_bytes(self, path: str, data: bytes, mode: int | None = None, append: bool = False) -> int:
         """Write (or ``append``) bytes to a file, with ``mode`` if given; the bytes written."""
@@ -105,14 +107,12 @@ class FilesMixin(SandboxParts):
         link that points outside it (or anywhere absolute) is refused, or with ``skip_links``
         every symbolic link is left out."""
         local = Path(local_path)
-        params = {"sandbox_id": self._need_id(), "path": path}
+        params = {"sandbox_id": self._context.need_id(), "path": path}
         spool = tempfile.SpooledTemporaryFile(max_size=16 << 20)
         try:
-            async with self._http.client.stream("GET", "/files/download", params=params) as response:
+            async with self._context.http.client.stream("GET", "/files/download", params=params) as response:
                 if response.status_code >= 400:
                     await response.aread()
-                    from rock.client.http import unwrap
-
                     unwrap(response)
                 async for chunk in response.aiter_raw():
                     spool.write(chunk)
@@ -123,10 +123,8 @@ class FilesMixin(SandboxParts):
         return local
 
     async def _put(self, route: str, params: dict[str, Any], content: Any) -> dict[str, Any]:
-        from rock.client.http import unwrap
-
-        params = {"sandbox_id": self._need_id(), **params}
-        response = await self._http.client.put(route, params=params, content=content)
+        params = {"sandbox_id": self._context.need_id(), **params}
+        response = await self._context.http.client.put(route, params=params, content=content)
         result: dict[str, Any] = unwrap(response)
         return result
 

@@ -1,4 +1,6 @@
-"""rl-rock's background-process helpers on the Sandbox SDK (``Sandbox`` mixes this in).
+"""``sandbox.nohup``: rl-rock's background-process helpers on the Sandbox SDK (each callable on the
+``Sandbox`` too), built on the sandbox's ``commands`` and ``files`` as e2b builds ``git`` on its
+``commands``.
 
 ``arun(mode="nohup")`` is the better call (it waits for the process without polling and
 returns its real exit code); these keep rl-rock code that calls the building blocks working.
@@ -10,12 +12,16 @@ from __future__ import annotations
 
 import re
 import time
+from typing import TYPE_CHECKING
 
 from rock.actions import BashAction, Command, CreateBashSessionRequest, ExecuteBashSessionResponse, Observation
 from rock.actions import ReadFileResponse
 from rock.actions.response import session_output
 from rock.errors import BadRequest
-from rock.sdk.sandbox.parts import SandboxParts
+
+if TYPE_CHECKING:
+    from rock.sdk.sandbox.commands import Commands
+    from rock.sdk.sandbox.files import Files
 
 PID_PREFIX, PID_SUFFIX = "PIDSTART", "PIDEND"
 _PID = re.compile(PID_PREFIX + r"(\d+)" + PID_SUFFIX)
@@ -27,15 +33,20 @@ def extract_nohup_pid(output: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-class NohupMixin(SandboxParts):
-    """ROCK's ``arun(mode="nohup")``: a command in the background, its output in a file, waited for."""
+class Nohup:
+    """rl-rock's building blocks of ``arun(mode="nohup")``: a command in the background, its output in
+    a file, waited for; and a text file's lines by range."""
+
+    def __init__(self, commands: Commands, files: Files) -> None:
+        self._commands, self._files = commands, files
 
     async def start_nohup_process(self, cmd: str, tmp_file: str, session: str) -> tuple[int | None, Observation | None]:
         """Start ``cmd`` detached with its output in ``tmp_file``: (pid, None), or (None, the failed observation)."""
         # A job that ends at once may be gone from the job table before disown runs: that is no failure.
         command = (f"nohup {cmd} < /dev/null > {tmp_file} 2>&1 & echo {PID_PREFIX}${{!}}{PID_SUFFIX};"
                    "disown 2>/dev/null || true")
-        r = await self.run_in_session(BashAction(command=command, session=session, timeout=30, check="silent"))
+        r = await self._commands.run_in_session(BashAction(command=command, session=session, timeout=30,
+                                                           check="silent"))
         if r.exit_code != 0:
             return None, r
         return extract_nohup_pid(r.output), None
@@ -47,7 +58,8 @@ class NohupMixin(SandboxParts):
         # tail --pid returns when the process exits, whoever its parent is (busybox has no --pid: poll then).
         wait = (f"if tail --pid={pid} -f /dev/null 2>/dev/null; then :; else "
                 f"while kill -0 {pid} 2>/dev/null; do sleep 0.2; done; fi")
-        r = await self.run_in_session(BashAction(command=wait, session=session, timeout=wait_timeout, check="silent"))
+        r = await self._commands.run_in_session(BashAction(command=wait, session=session, timeout=wait_timeout,
+                                                           check="silent"))
         elapsed = time.perf_counter() - began
         if r.status == "timeout":
             return False, f"Process {pid} did not complete within {elapsed:.1f}s (timeout: {wait_timeout}s)"
@@ -61,7 +73,7 @@ class NohupMixin(SandboxParts):
             text = f"Command executed in nohup mode without streaming the log content.\nOutput file: {tmp_file}"
             return Observation(output=text, exit_code=0 if success else 1, failure_reason="" if success else message)
         # ROCK reads the file with `cat` in the session: its output is stripped like any command's.
-        data = await self.read_bytes(tmp_file, length=response_limited_bytes_in_nohup)
+        data = await self._files.read_bytes(tmp_file, length=response_limited_bytes_in_nohup)
         return Observation(output=session_output(data.decode(errors="replace")), exit_code=0 if success else 1,
                            failure_reason="" if success else message)
 
@@ -71,7 +83,7 @@ class NohupMixin(SandboxParts):
         ``wait_timeout`` for it."""
         session = f"bash-{time.time_ns()}"
         try:
-            await self.create_session(CreateBashSessionRequest(session=session))
+            await self._commands.create_session(CreateBashSessionRequest(session=session))
             pid, failed = await self.start_nohup_process(cmd, redirect_file_path, session)
             if failed is not None:
                 return ExecuteBashSessionResponse(success=False, message=failed.output)
@@ -80,7 +92,7 @@ class NohupMixin(SandboxParts):
             success, message = await self.wait_for_process_completion(pid, session, wait_timeout, wait_interval)
             return ExecuteBashSessionResponse(success=success, message=message)
         finally:
-            await self._quiet_close(session)
+            await self._commands.close_quietly(session)
 
     async def read_file_by_line_range(self, file_path: str, start_line: int | None = None, end_line: int | None = None,
                                       lines_per_request: int = 1000, session: str | None = None) -> ReadFileResponse:
@@ -93,7 +105,7 @@ class NohupMixin(SandboxParts):
         if not 1 <= lines_per_request <= 10000:
             raise BadRequest(f"lines_per_request({lines_per_request}) must be between 1 and 10000")
         last = "$" if end_line is None else str(end_line)
-        r = await self.execute(Command(command=["sed", "-n", f"{start_line},{last}p", file_path]))
+        r = await self._commands.execute(Command(command=["sed", "-n", f"{start_line},{last}p", file_path]))
         if r.exit_code != 0:
             raise BadRequest(f"cannot read {file_path}: {r.stderr.strip() or r.stdout.strip()}")
         return ReadFileResponse(content=r.stdout)

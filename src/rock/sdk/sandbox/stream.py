@@ -13,12 +13,17 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from rock.actions import Observation
 from rock.client.envelope import error_from
+from rock.errors import BadRequest
+from rock.sdk.sandbox.parts import NOT_STARTED
 
 
 def ws_url(sandbox: Any, session: str, create: bool = False) -> str:
-    """The WebSocket URL of a session's stream (``create``: make the session if it is missing)."""
+    """The WebSocket URL of a session's stream (``create``: make the session if it is missing).
+    ``sandbox``: a ``Sandbox`` or its ``SandboxContext`` (both have ``url``, ``sandbox_id`` and ``config``)."""
+    if not sandbox.sandbox_id:
+        raise BadRequest(NOT_STARTED)
     base: str = sandbox.url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
-    query = {"sandbox_id": sandbox._need_id(), "session": session}
+    query = {"sandbox_id": sandbox.sandbox_id, "session": session}
     if create:
         query["create"] = "true"
     return f"{base}/stream?{urlencode(query)}"
