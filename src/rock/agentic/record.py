@@ -42,7 +42,7 @@ class Record(BaseModel):
 
     def __setattr__(self, name: str, value: Any) -> None:
         if not name.startswith("_") and name not in self._keys:
-            self._keys.append(name)
+            self._keys = [*self._keys, name]  # a new list: a copy of the record may share the old one
         super().__setattr__(name, value)
 
     @model_serializer(mode="wrap")
