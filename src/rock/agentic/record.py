@@ -157,8 +157,9 @@ class RolloutRecord(Scored):
     instruction: str = ""
     """The task's instruction (its first 20000 characters)."""
     model_calls: list[dict[str, Any]] = Field(default_factory=list)
-    """Every model call of the agent as the admin recorded it (``rock.sdk.model``'s call records as JSON:
-    index, request, response, status, latency, token ids and logprobs where the upstream sent them)."""
+    """Every model call of the agent as the admin recorded it: ``rock.actions.records.CallRecord``'s JSON (index,
+    request, response, status, latency, token ids and logprobs where the upstream sent them), kept as that JSON
+    so that a record of any version reads and writes back unchanged (``CallRecord.model_validate`` reads one)."""
     diff: str = ""
     """The agent's change to its workspace, a unified diff."""
     ignored_paths: list[str] = Field(default_factory=list)
