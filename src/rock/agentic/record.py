@@ -1,9 +1,9 @@
 """The records of rollouts: what one agentic rollout (``RolloutRecord``) or one training task attempt
 (``TaskRecord``) produced, as a job's JSONL holds them, one record a line.
 
-A record reads and writes the same JSON as the dictionaries these records used to be: the keys it was given
-or was set, in that order (a record built by the rollout has today's keys in today's order; one loaded from a
-file keeps the file's), and none it was not (a field never set is left out, as ``agent_sandbox`` is when the
+A record writes back exactly the JSON it holds: the keys it was given or was set, in that order (a record
+the rollout builds has the runner's keys in the runner's order; one loaded from a file keeps the file's), and
+none it was not (a field never set is left out, as ``agent_sandbox`` is when the
 agent's sandbox never started). Keys this code does not know are kept and written back. ``line()`` is the
 JSONL line (``ensure_ascii=False``, as every job file has been written); ``to_json()`` the dictionary.
 
@@ -50,7 +50,7 @@ class Record(BaseModel):
         out: dict[str, Any] = handler(self)
         held = {k: out[k] for k in self._keys if k in out}
         for name, field in type(self).model_fields.items():
-            if name not in held and getattr(self, name) != field.get_default(call_default_factory=True):
+            if name in out and name not in held and getattr(self, name) != field.get_default(call_default_factory=True):
                 held[name] = out[name]
         return held
 
