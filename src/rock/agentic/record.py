@@ -21,6 +21,8 @@ from pydantic import (BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, P
                       SerializerFunctionWrapHandler, model_serializer, model_validator)
 
 R = TypeVar("R", bound="Record")
+# A number as the line had it: an int stays an int (a float field would write 1 back as 1.0).
+Number = int | float
 
 
 class Record(BaseModel):
@@ -97,7 +99,7 @@ class HiddenTests(Record):
     """Result files that were not the supervisor's own (written by the agent's code, ignored)."""
     resolved: bool | None = None
     """SWE-bench's resolved: every FAIL_TO_PASS and PASS_TO_PASS test passed (tasks graded by test lists)."""
-    pass_rate: float | None = None
+    pass_rate: Number | None = None
     """The share of the listed tests that passed (tasks graded by test lists)."""
     fail_to_pass: Tally | None = None
     """FAIL_TO_PASS tests that passed, of how many."""
@@ -136,7 +138,7 @@ class Scored(Record):
     """What the summary's ``by_category`` counts it under (a library, a BFCL category, the suite)."""
     policy: str | None = None
     """The policy's name."""
-    reward: float = 0.0
+    reward: Number = 0.0
     """The reward, in [0, 1]; 0.0 for a rollout that failed."""
     passed: bool = False
     """The reward is full (1.0)."""
@@ -168,9 +170,9 @@ class RolloutRecord(Scored):
     """The hidden tests' report; None when the verifier never reported."""
     resolved: bool = False
     """The hidden tests say the task is solved."""
-    pass_rate: float = 0.0
+    pass_rate: Number = 0.0
     """The share of the listed tests that passed (the reward itself for tasks graded by reward.txt)."""
-    timings: dict[str, float] = Field(default_factory=dict)
+    timings: dict[str, Number] = Field(default_factory=dict)
     """Milliseconds per phase, in the order they ran: ``queue_ms`` (a job's), ``image_ms``, ``agent_setup_ms``,
     ``harness_install_ms``, ``harness_run_ms``, ``agent_ms``, ``diff_ms``, ``verify_wait_ms``,
     ``verifier_start_ms``, ``tests_ms``, ``grading_ms``, ``verify_ms``, ``total_ms``."""
@@ -188,9 +190,9 @@ class TaskRecord(Scored):
     """The training suite (``bfcl``, ``reasoning_gym``, ``humaneval``...)."""
     messages: list[dict[str, Any]] = Field(default_factory=list)
     """The conversation: the task's first state, then each action and what the step answered."""
-    rewards: list[int | float] = Field(default_factory=list)
+    rewards: list[Number] = Field(default_factory=list)
     """Each step's reward, as the suite sent it (an int stays an int)."""
-    timings: dict[str, float | list[float]] = Field(default_factory=dict)
+    timings: dict[str, Number | list[Number]] = Field(default_factory=dict)
     """Milliseconds: ``steps_ms`` (one a step), ``create_ms``, ``evaluate_ms``, ``total_ms``."""
     details: dict[str, Any] | None = None
     """The evaluation's ``valid``, ``error``, ``error_type`` and ``result`` (absent when it failed)."""

@@ -224,19 +224,16 @@ def rows(episode: dict) -> list[dict]:
 
 def from_job(lines: Iterable[dict[str, Any] | RolloutRecord]) -> Iterator[dict]:
     """Episodes from a job's rollout records (``rock job run --out``: ``model_calls``, ``reward``): its lines'
-    JSON or ``RolloutRecord``s. What is not a rollout's record with model calls (a training task's) is skipped."""
+    JSON or ``RolloutRecord``s. What is not a rollout's record with model calls (a training task's) is skipped.
+    The JSON is read as it is, not through the model: the admin keeps whatever record a runner sent, and one
+    with an odd field still has its model calls to export."""
     for n, line in enumerate(lines):
-        try:
-            rec = line if isinstance(line, RolloutRecord) else RolloutRecord.model_validate(line)
-        except ValueError:
+        rec = line.to_json() if isinstance(line, RolloutRecord) else line
+        if not isinstance(rec, dict) or not isinstance(rec.get("model_calls"), list):
             continue
-        given = rec.model_fields_set
-        if "model_calls" not in given:
-            continue
-        task_id = rec.task_id if "task_id" in given else None
-        meta = {"task_id": task_id, "harness": rec.harness.name, "error": rec.error}
-        yield export(rec.model_calls, reward=rec.reward if "reward" in given else None,
-                     episode=str(n if task_id is None else task_id), meta=meta)
+        meta = {"task_id": rec.get("task_id"), "harness": rec.get("harness", {}).get("name")
+                if isinstance(rec.get("harness"), dict) else rec.get("harness"), "error": rec.get("error")}
+        yield export(rec["model_calls"], reward=rec.get("reward"), episode=f"{rec.get('task_id', n)}", meta=meta)
 
 
 def write(episodes: Iterable[dict], path: str | Path, fmt: str | None = None) -> int:
