@@ -1,11 +1,11 @@
 """The rollout record as a typed model reads and writes the job files' JSON byte for byte.
 
-``records/written_by_main.jsonl`` and ``records/training_written_by_main.jsonl`` were written by the job runners
-before the record was a model (``records/make_records.py``); ``older.jsonl`` is a line a job wrote on this host
-with an older format (no ``instruction``, no ``image_ms``); ``with_extras.jsonl`` carries keys this code does not
-know, at the top and inside the harness and tests parts, and a model call. Nothing here starts a sandbox: the
-jobs in ``make_records`` run the production code with a stand-in sandbox, which is what makes their lines the same
-on every run; the rollout tests compare the lines of real rollouts with these."""
+``records/rollouts_written_by_main.jsonl`` and ``records/training_written_by_main.jsonl`` were written by the job
+runners before the record was a model, through a real bwrap admin (``records/make_records.py``, which says what
+it normalizes); the first two tests run the same jobs against today's code on a bwrap admin of this module and
+compare the bytes. ``older.jsonl`` is a line a job wrote on this host with an older format (no ``instruction``, no
+``image_ms``); ``with_extras.jsonl`` carries keys this code does not know, at the top and inside the harness and
+tests parts, and a model call."""
 
 from __future__ import annotations
 
@@ -17,42 +17,85 @@ import pytest
 from rock.agentic import trajectories
 from rock.agentic.record import HarnessRun, RolloutRecord, TaskRecord
 from rock.agentic.tasks.jobs import finished
+from tests.admin.harness import Admin
 from tests.agentic_tasks.records import make_records
 
 RECORDS = Path(__file__).parent / "records"
-ROLLOUT_FILES = ("written_by_main.jsonl", "older.jsonl", "with_extras.jsonl")
+ROLLOUT_FILES = (make_records.ROLLOUTS, "older.jsonl", "with_extras.jsonl")
 
 
 def lines(name: str) -> list[str]:
     return (RECORDS / name).read_text(encoding="utf-8").splitlines()
 
 
-@pytest.mark.parametrize("name", ROLLOUT_FILES)
-def test_every_rollout_line_loads_and_writes_back_the_same_bytes(name):
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """The jobs of ``make_records`` run by today's code on a bwrap admin: (normalized files' folder, raw lines)."""
+    root, out = tmp_path_factory.mktemp("record-jobs"), tmp_path_factory.mktemp("record-out")
+    admin = Admin("bwrap").start()
+    try:
+        make_records.write(admin.url, root, out)
+    finally:
+        admin.stop(stop_sandboxes=True)
+    return out, make_records.raw(root)
+
+
+@pytest.mark.bwrap
+def test_the_job_runner_writes_what_it_wrote_before(written):
+    out, _ = written
+    assert (out / make_records.ROLLOUTS).read_bytes() == (RECORDS / make_records.ROLLOUTS).read_bytes()
+
+
+@pytest.mark.bwrap
+def test_the_training_runner_writes_what_it_wrote_before(written):
+    out, raw = written
+    assert (out / make_records.TRAINING).read_bytes() == (RECORDS / make_records.TRAINING).read_bytes()
+    # the runners' own lines (milliseconds, sandbox ids and all) read and write back unchanged
+    assert len(raw) == 6 + len(make_records.BFCL_TASKS)
+    for line in raw[:6]:
+        assert RolloutRecord.from_line(line).line() == line
+    for line in raw[6:]:
+        assert TaskRecord.from_line(line).line() == line
+    graded, _, gone = map(TaskRecord.from_line, raw[6:])
+    assert (graded.reward, graded.passed, graded.rewards, graded.error) == (1.0, True, [1.0], None)
+    steps = graded.timings["steps_ms"]
+    assert isinstance(steps, list) and len(steps) == 1 and steps[0] > 0 and list(graded.timings)[0] == "steps_ms"
+    assert graded.details is not None and graded.details["valid"] is True
+    assert gone.error == "TrainingError: no bfcl task 'no_such_task_0'" and gone.details is None
+    assert "details" not in gone.to_json() and gone.messages == []
+
+
+@pytest.mark.parametrize("name", [*ROLLOUT_FILES, make_records.TRAINING])
+def test_every_line_loads_and_writes_back_the_same_bytes(name):
+    model = TaskRecord if name == make_records.TRAINING else RolloutRecord
     for line in lines(name):
-        rec = RolloutRecord.from_line(line)
+        rec = model.from_line(line)
         assert rec.line() == line
         assert rec.to_json() == json.loads(line)
 
 
+def test_numbers_keep_their_json_type():
+    line = '{"task_id": "t", "reward": 1, "pass_rate": 0, "timings": {"total_ms": 12, "agent_ms": 2.5}}'
+    rec = RolloutRecord.from_line(line)
+    assert rec.line() == line and isinstance(rec.reward, int) and isinstance(rec.timings["agent_ms"], float)
+
+
 def test_the_fields_read_as_typed_attributes():
-    by_id = {r.task_id: r for r in map(RolloutRecord.from_line, lines("written_by_main.jsonl"))}
-    resolved = by_id["resolved"]
-    assert (resolved.reward, resolved.resolved, resolved.passed, resolved.error) == (1.0, True, True, None)
-    assert resolved.harness == HarnessRun(name="none", policy="oracle", exit_code=0, output="done: ünïcode\n",
-                                          timed_out=False)
-    assert resolved.tests is not None and resolved.tests.fail_to_pass is not None
-    assert (resolved.tests.fail_to_pass.passed, resolved.tests.fail_to_pass.of, resolved.tests.failed) == (1, 1, [])
-    assert resolved.timings["queue_ms"] == 12.5 and list(resolved.timings)[0] == "queue_ms"
-    assert (resolved.agent_sandbox, resolved.verifier_sandbox) == ("sb-0", "sb-1")
-    killed = by_id["killed"]
-    assert killed.harness.exit_code == 137 and killed.error == killed.harness.error and killed.tests is None
+    humaneval, fix, no_number, killed, broken, scripted = map(RolloutRecord.from_line, lines(make_records.ROLLOUTS))
+    assert (humaneval.reward, humaneval.resolved, humaneval.passed, humaneval.error) == (1.0, True, True, None)
+    assert humaneval.tests is not None and humaneval.tests.fail_to_pass is not None
+    assert (humaneval.tests.fail_to_pass.passed, humaneval.tests.fail_to_pass.of, humaneval.tests.failed) == (1, 1, [])
+    assert humaneval.timings["queue_ms"] == 0 and list(humaneval.timings)[0] == "queue_ms"
+    assert fix.harness == HarnessRun(name="none", policy="oracle", exit_code=0, output="", timed_out=False)
+    assert fix.tests is not None and fix.tests.reward_txt == "1" and fix.tests.fail_to_pass is None
+    assert no_number.error is not None and no_number.error.startswith("task no-number: test.sh (exit 0) wrote no")
+    assert no_number.tests is not None and no_number.tests.output == "naïve ✓ oops\n"
+    assert killed.harness.exit_code == -9 and killed.error == killed.harness.error and killed.tests is None
     assert killed.verifier_sandbox is None and "verifier_sandbox" not in killed.to_json()
-    broken = by_id["broken"]  # a task folder that did not load: the summary's fields only
-    assert broken.error == "task broken: no task.toml" and list(broken.to_json()) == [
+    assert broken.error is not None and "is missing instruction.md" in broken.error and list(broken.to_json()) == [
         "suite", "task_id", "category", "reward", "passed", "resolved", "pass_rate", "error"]
     assert broken.harness.name is None and broken.timings == {}
-    assert by_id["scripted"].harness.result == {"note": "héllo ✓", "n": [1, 2.5, None, True]}
+    assert scripted.harness.result == {"note": "héllo ✓", "n": [1, 2.5, None, True], "task": "fix-add"}
     [older] = map(RolloutRecord.from_line, lines("older.jsonl"))
     assert older.instruction == "" and "instruction" not in older.to_json() and older.reward == 1.0
 
@@ -80,35 +123,23 @@ def test_a_record_writes_the_keys_it_was_given_or_set_in_that_order():
     rec.agent_sandbox = "a"
     assert list(rec.to_json()) == ["task_id", "suite", "verifier_sandbox", "agent_sandbox", "harness", "model_calls"]
     assert rec.to_json()["harness"] == {"exit_code": 3}
+    copy = rec.model_copy()
+    copy.diff = "d"  # a copy's new key is its own
+    assert "diff" in copy.to_json() and "diff" not in rec.to_json()
     with pytest.raises(ValueError):
         RolloutRecord.from_line('{"task_id": "t", "harness": "not a harness"}')
     with pytest.raises(ValueError):
         RolloutRecord.from_line("[1, 2]")
 
 
-def test_the_job_runner_writes_what_it_wrote_before(tmp_path):
-    make_records.write(tmp_path / "job.jsonl")
-    assert (tmp_path / "job.jsonl").read_bytes() == (RECORDS / "written_by_main.jsonl").read_bytes()
-
-
-def test_the_training_runner_writes_what_it_wrote_before(tmp_path):
-    make_records.write_training(tmp_path / "training.jsonl")
-    assert (tmp_path / "training.jsonl").read_bytes() == (RECORDS / "training_written_by_main.jsonl").read_bytes()
-    for line in lines("training_written_by_main.jsonl"):
-        rec = TaskRecord.from_line(line)
-        assert rec.line() == line
-    graded, evaluated, gone = map(TaskRecord.from_line, lines("training_written_by_main.jsonl"))
-    assert graded.rewards == [0, 0.5] and isinstance(graded.rewards[0], int)  # as the suite sent them
-    assert (evaluated.reward, evaluated.details) == (0.25, {"error": None, "result": [1, 2]})
-    assert gone.error == "KeyError: 'instance_id'" and gone.details is None and "details" not in gone.to_json()
-
-
 def test_resume_reads_the_old_files(tmp_path):
     out = tmp_path / "job.jsonl"
-    out.write_text("\n".join(lines("written_by_main.jsonl") + lines("older.jsonl")) + "\n" + '{"task_id": "cut',
+    out.write_text("\n".join(lines(make_records.ROLLOUTS) + lines("older.jsonl")) + "\n" + '{"task_id": "cut',
                    encoding="utf-8")
-    assert sorted(finished(out, "none", "oracle")) == ["half", "humaneval-000", "resolved"]
-    assert sorted(finished(out, "none", "_policy")) == ["scripted"]
+    # errors (test.sh wrote no number, killed, broken) are not finished; the last line per task wins
+    assert sorted(finished(out, "none", "oracle")) == ["fix-add", "humaneval-000"]
+    assert finished(out, "none", "oracle")["humaneval-000"].instruction == ""  # older.jsonl's, after the other
+    assert sorted(finished(out, "none", "_result")) == ["fix-add"]
     assert finished(out, "ours", "oracle") == {}
 
 

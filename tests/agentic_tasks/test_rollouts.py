@@ -18,6 +18,7 @@ from rock.agentic.tasks.jobs import run_job, run_job_sync
 from rock.agentic.tasks.rollout import RolloutOptions, rollout
 from rock.agentic.tasks.suites import open_suite
 from tests.agentic_tasks.conftest import harbor_task
+from tests.agentic_tasks.records.make_records import HUMANEVAL, ROLLOUTS
 from tests.agentic_tasks.test_record import RECORDS as RECORD_FIXTURES
 
 HUMANEVAL_SAMPLE = ["humaneval-000", "humaneval-032", "humaneval-100", "humaneval-163"]
@@ -175,8 +176,8 @@ def test_resume_skips_finished_tasks(admin, suites, tmp_path):
     assert first["ran"] == 3 and first["mean_reward"] == 1.0
     lines = out.read_text(encoding="utf-8").splitlines()
     # a real rollout's line has the layout the runner wrote before its record was a model, and reads back as is
-    layout = json.loads(next(line for line in (RECORD_FIXTURES / "written_by_main.jsonl").read_text(encoding="utf-8")
-                              .splitlines() if '"task_id": "resolved"' in line))
+    layout = json.loads(next(line for line in (RECORD_FIXTURES / ROLLOUTS).read_text(encoding="utf-8")
+                              .splitlines() if f'"task_id": "{HUMANEVAL}"' in line))
     for line in lines:
         rec = json.loads(line)
         assert [list(rec), list(rec["harness"]), list(rec["tests"]), list(rec["timings"])] == [
