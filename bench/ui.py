@@ -178,7 +178,7 @@ def _call(i: int, extend: bool = True) -> dict:
 
 def _rollout(n: int, calls: list[dict]) -> RolloutRecord:
     reward = float(n % 3 == 0)
-    return RolloutRecord.model_validate({"suite": "bench", "task_id": f"task-{n % 250:03d}", "category": "bench", "instruction": "Fix calc.add.",
+    body = {"suite": "bench", "task_id": f"task-{n % 250:03d}", "category": "bench", "instruction": "Fix calc.add.",
             "harness": {"name": "opencode", "policy": "openai", "exit_code": 0, "output": "done", "error": None},
             "policy": "openai", "model_calls": calls, "diff": "--- a/calc.py\n+++ b/calc.py\n@@ -1 +1 @@\n-a - b\n+a + b\n",
             "ignored_paths": [], "reward": reward, "resolved": bool(reward), "pass_rate": reward, "passed": bool(reward),
@@ -186,7 +186,8 @@ def _rollout(n: int, calls: list[dict]) -> RolloutRecord:
             "tests": {"runner": "script", "exit_code": 0, "timed_out": False, "output": "ok", "reward_txt": "1"},
             "timings": {"agent_setup_ms": 900.0, "harness_run_ms": 2000.0, "agent_ms": 2400.0, "diff_ms": 50.0,
                         "verify_wait_ms": 10.0, "tests_ms": 700.0, "verify_ms": 1100.0, "total_ms": 4500.0},
-            "agent_sandbox": None, "verifier_sandbox": None})
+            "agent_sandbox": None, "verifier_sandbox": None}
+    return RolloutRecord.model_validate(body)
 
 
 async def _jobs(url: str) -> tuple[str, str]:

@@ -11,8 +11,8 @@ import asyncio
 
 
 from rock.actions import Command
-from rock.agentic.tasks import load_task
 from rock.agentic.record import RolloutRecord
+from rock.agentic.tasks import load_task
 from rock.agentic.tasks.rollout import NoHarness, RolloutOptions, rollout
 from rock.agentic.tasks.suites import open_suite
 from tests.agentic_tasks.cheats import ATTACKS, SHADOW, bug_module, fake_results, fill

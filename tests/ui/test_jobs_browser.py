@@ -71,7 +71,7 @@ DIFF = ("diff --git a/calc.py b/calc.py\n--- a/calc.py\n+++ b/calc.py\n@@ -1,2 +
 
 def rollout(task: str, reward: float, harness: str = "opencode", error: str | None = None, calls=(),
             sandbox: str | None = None, diff: str = DIFF) -> RolloutRecord:
-    return RolloutRecord.model_validate({"suite": "my-tasks", "task_id": task, "category": "my-tasks", "instruction": f"Fix {task}: add must add.",
+    body = {"suite": "my-tasks", "task_id": task, "category": "my-tasks", "instruction": f"Fix {task}: add must add.",
             "harness": {"name": harness, "policy": "openai", "exit_code": 0 if not error else 137,
                         "output": "agent done", "error": error},
             "policy": "openai", "model_calls": list(calls), "diff": diff if reward else "",
@@ -84,7 +84,8 @@ def rollout(task: str, reward: float, harness: str = "opencode", error: str | No
             "timings": {"agent_setup_ms": 900.0, "harness_install_ms": 300.0, "harness_run_ms": 2000.0,
                         "agent_ms": 2400.0, "diff_ms": 50.0, "verify_wait_ms": 10.0, "tests_ms": 700.0,
                         "verify_ms": 1100.0, "total_ms": 4500.0},
-            "agent_sandbox": sandbox, "verifier_sandbox": None})
+            "agent_sandbox": sandbox, "verifier_sandbox": None}
+    return RolloutRecord.model_validate(body)
 
 
 def send(admin, token: str, *steps, job_id: str | None = None) -> JobReport:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 from rock.agentic.record import Scored, TaskRecord
-
 from rock.sdk.training import AsyncTrainingSandbox, TrainingError
 from rock.training.policies import Policy
 
@@ -37,6 +36,7 @@ async def run_task(box: AsyncTrainingSandbox, env_type: str, task_id: str, polic
     passed, timings, error); a failure is recorded, not raised."""
     t0 = time.perf_counter()
     steps_ms: list[float] = []
+    # Every key given here, defaults too: the record writes the keys it was given, in this order (the job file's).
     rec = TaskRecord(env_type=env_type, task_id=task_id, category=category_of(env_type, task_id), policy=policy.name,
                      messages=[], rewards=[], reward=0.0, passed=False, timings={"steps_ms": steps_ms}, error=None)
     instance = None

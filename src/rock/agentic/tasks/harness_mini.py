@@ -20,8 +20,8 @@ import json
 import time
 
 from rock.agentic import mini_swe, tracing
-from rock.agentic.tasks.build import stderr_progress
 from rock.agentic.record import RolloutRecord
+from rock.agentic.tasks.build import stderr_progress
 from rock.agentic.tasks.errors import TaskError
 from rock.agentic.tasks.harbor import Task
 from rock.agentic.tasks.oracle import oracle_tool_call

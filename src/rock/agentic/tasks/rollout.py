@@ -85,6 +85,7 @@ async def rollout(task: Task, options: RolloutOptions, harness: Harness | None =
     harness = harness or make_harness(options.harness)
     t0 = time.perf_counter()
     policy_name = options.policy if isinstance(options.policy, str) else getattr(options.policy, "__name__", "script")
+    # Every key given here, defaults too: the record writes the keys it was given, in this order (the job file's).
     rec = RolloutRecord(suite=suite, task_id=task.task_id, category=task.metadata.get("library") or suite,
                         harness=HarnessRun(name=harness.name, policy=policy_name), policy=policy_name,
                         instruction=task.instruction[:20000], model_calls=[], diff="", ignored_paths=[], tests=None,
