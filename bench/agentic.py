@@ -186,6 +186,7 @@ async def trace_overhead(base_url: str, backend: str, ctx: Context) -> list[dict
     (``timings.total_ms``) and per job its wall time (the exporter's final flush included). Beside them, the
     tracing work alone: one recorded rollout's spans made and exported to a file, in-process, per rollout."""
     from rock.agentic import tracing
+    from rock.agentic.record import RolloutRecord
     from rock.agentic.tasks.jobs import run_job
     from rock.agentic.tasks.rollout import RolloutOptions
     from rock.agentic.tasks.suites import open_suite
@@ -213,7 +214,7 @@ async def trace_overhead(base_url: str, backend: str, ctx: Context) -> list[dict
                     spans = sum(len(ss["spans"]) for line in lines for rs in json.loads(line)["resourceSpans"]
                                 for ss in rs["scopeSpans"])
                     spans_per_rollout = spans // max(1, len(s["records"]))
-                    sample = s["records"][0]
+                    sample = RolloutRecord.model_validate(s["records"][0])
         # the tracing work alone: a recorded rollout's spans, made and exported (file), many times over
         n = 200
         tracer = tracing.Tracing.open(tmp / "micro.traces.jsonl")

@@ -32,6 +32,7 @@ from bench.report import record
 from bench.sdk import usable
 from rock.admin.store import SandboxRecord
 from rock.admin.store.backends import open_store
+from rock.agentic.record import RolloutRecord
 
 RECORDS = 1000
 RUNNING = 5
@@ -175,9 +176,9 @@ def _call(i: int, extend: bool = True) -> dict:
             "attempts": 1, "native": None, "answered_via": "upstream"}
 
 
-def _rollout(n: int, calls: list[dict]) -> dict:
+def _rollout(n: int, calls: list[dict]) -> RolloutRecord:
     reward = float(n % 3 == 0)
-    return {"suite": "bench", "task_id": f"task-{n % 250:03d}", "category": "bench", "instruction": "Fix calc.add.",
+    body = {"suite": "bench", "task_id": f"task-{n % 250:03d}", "category": "bench", "instruction": "Fix calc.add.",
             "harness": {"name": "opencode", "policy": "openai", "exit_code": 0, "output": "done", "error": None},
             "policy": "openai", "model_calls": calls, "diff": "--- a/calc.py\n+++ b/calc.py\n@@ -1 +1 @@\n-a - b\n+a + b\n",
             "ignored_paths": [], "reward": reward, "resolved": bool(reward), "pass_rate": reward, "passed": bool(reward),
@@ -186,6 +187,7 @@ def _rollout(n: int, calls: list[dict]) -> dict:
             "timings": {"agent_setup_ms": 900.0, "harness_run_ms": 2000.0, "agent_ms": 2400.0, "diff_ms": 50.0,
                         "verify_wait_ms": 10.0, "tests_ms": 700.0, "verify_ms": 1100.0, "total_ms": 4500.0},
             "agent_sandbox": None, "verifier_sandbox": None}
+    return RolloutRecord.model_validate(body)
 
 
 async def _jobs(url: str) -> tuple[str, str]:

@@ -11,6 +11,7 @@ import asyncio
 
 
 from rock.actions import Command
+from rock.agentic.record import RolloutRecord
 from rock.agentic.tasks import load_task
 from rock.agentic.tasks.rollout import NoHarness, RolloutOptions, rollout
 from rock.agentic.tasks.suites import open_suite
@@ -31,13 +32,13 @@ def _plant(attack, fake: str):
 def _honest_with_extras():
     """The reference fix, then a hard link, a binary file and a symbolic link in the workspace."""
     async def policy(box, task):
-        rec = {"harness": {}}
+        rec = RolloutRecord()
         await NoHarness().run(box, task, RolloutOptions(base_url="", policy="oracle"), rec)
         w = task.workdir
         r = await box.execute(Command(command=f"cd {w} && ln {bug_module(task)} hard-link-of-the-fix && "
                                               "head -c 4096 /dev/urandom > blob.bin && ln -s /etc/hostname host-link",
                                       timeout=60))
-        return {"exit_code": r.exit_code or rec["harness"].get("exit_code"), "output": r.stderr}
+        return {"exit_code": r.exit_code or rec.harness.exit_code, "output": r.stderr}
 
     policy.__name__ = "honest-with-links-and-binary"
     return policy
@@ -87,7 +88,7 @@ async def _job(admin_url, tasks):
 
     async def one(policy, task):
         async with gate:
-            return await rollout(task, RolloutOptions(base_url=admin_url, policy=policy))
+            return (await rollout(task, RolloutOptions(base_url=admin_url, policy=policy))).to_json()
 
     recs = await asyncio.gather(*(one(p, t) for _, t, p in runs))
     return [(a, t, r) for (a, t, _), r in zip(runs, recs)]

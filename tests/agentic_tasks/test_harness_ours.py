@@ -80,15 +80,15 @@ def test_a_harness_crash_or_a_broken_policy_gives_zero_and_ends(admin, suites):
 
     crashed, failed = run(both())
     # killed by a signal: the rollout's error with the reason, not graded as the agent's answer
-    assert crashed["harness"]["exit_code"] == 137, crashed["harness"]
-    assert crashed["error"].startswith("the agent was killed by SIGKILL (exit 137): most often the out-of-memory "
-                                       "killer"), crashed["error"]
-    assert crashed["harness"]["error"] == crashed["error"]
-    assert crashed["reward"] == 0.0 and crashed["tests"] is None
-    assert len(crashed["model_calls"]) == 1  # it died before its second call
-    assert "the policy failed: RuntimeError: the policy fell over" in failed["harness"]["error"]
-    assert failed["harness"]["exit_code"] == 3  # the agent's waiting call failed: a model error
-    assert failed["reward"] == 0.0 and failed["tests"] is not None
+    assert crashed.harness.exit_code == 137, crashed.harness
+    assert crashed.error.startswith("the agent was killed by SIGKILL (exit 137): most often the out-of-memory "
+                                       "killer"), crashed.error
+    assert crashed.harness.error == crashed.error
+    assert crashed.reward == 0.0 and crashed.tests is None
+    assert len(crashed.model_calls) == 1  # it died before its second call
+    assert "the policy failed: RuntimeError: the policy fell over" in failed.harness.error
+    assert failed.harness.exit_code == 3  # the agent's waiting call failed: a model error
+    assert failed.reward == 0.0 and failed.tests is not None
 
 
 class ScriptedOpenAI:
@@ -149,20 +149,20 @@ def test_openai_policy_unreachable_is_a_clear_error_others_go_on(admin, suites, 
         down, up = run(both())
     finally:
         upstream.close()
-    assert down["error"].startswith(f"policy openai ({dead}): model call 1 failed with HTTP 502"), down["error"]
-    assert "did not answer" in down["error"] and down["reward"] == 0.0
-    assert up["error"] is None and up["reward"] == 1.0, (up["error"], up["harness"])
+    assert down.error.startswith(f"policy openai ({dead}): model call 1 failed with HTTP 502"), down.error
+    assert "did not answer" in down.error and down.reward == 0.0
+    assert up.error is None and up.reward == 1.0, (up.error, up.harness)
     assert upstream.auth == ["Bearer sk-test"] * 2  # the key went from the admin, not from the sandbox
-    assert [c["request"]["model"] for c in up["model_calls"]] == ["my-model"] * 2
+    assert [c["request"]["model"] for c in up.model_calls] == ["my-model"] * 2
 
     # the job's record of the successful run replays to the same reward without the upstream
     replay = tmp_path / "job.jsonl"
-    replay.write_text(json.dumps(down) + "\n" + json.dumps(up) + "\n")
+    replay.write_text(down.line() + "\n" + up.line() + "\n")
     again = run(rollout(task, RolloutOptions(base_url=admin.url, harness="ours", policy="replay",
                                              policy_options={"replay": str(replay)}), suite="pypi-bugs"))
-    assert again["error"] is None and again["reward"] == 1.0 and len(again["model_calls"]) == 2
-    assert [c["mode"] for c in again["model_calls"]] == ["replay"] * 2
+    assert again.error is None and again.reward == 1.0 and len(again.model_calls) == 2
+    assert [c["mode"] for c in again.model_calls] == ["replay"] * 2
     other = open_suite("pypi-bugs").get(sample(2)[1])
     rec = run(rollout(other, RolloutOptions(base_url=admin.url, harness="ours", policy="replay",
                                             policy_options={"replay": str(replay)}), suite="pypi-bugs"))
-    assert rec["error"] == f"--replay {replay} has no record of task {other.task_id!r}"
+    assert rec.error == f"--replay {replay} has no record of task {other.task_id!r}"

@@ -170,8 +170,8 @@ def test_the_swe_verifier_needs_pass_to_pass_too_and_ignores_planted_tests(admin
     recs = {}
     for policy, failing in ((breaks_sub, "FAIL: test_sub"), (plants_test, "FAIL: test_add")):
         rec = recs[policy] = asyncio.run(rollout(task, RolloutOptions(base_url=admin.url, policy=policy)))
-        assert rec["error"] is None and rec["reward"] == 0.0, (rec["error"], rec["tests"])
-        assert failing in rec["tests"]["output"], rec["tests"]["output"]
+        assert rec.error is None and rec.reward == 0.0, (rec.error, rec.tests)
+        assert failing in rec.tests.output, rec.tests.output
     # the attempts ran: the broken sub reached the verifier, the planted test was seen and dropped
-    assert "+    return a + b" in recs[breaks_sub]["diff"] and "+    return a * b" in recs[breaks_sub]["diff"]
-    assert "tests/test_add.py" in recs[plants_test]["ignored_paths"]
+    assert "+    return a + b" in recs[breaks_sub].diff and "+    return a * b" in recs[breaks_sub].diff
+    assert "tests/test_add.py" in recs[plants_test].ignored_paths

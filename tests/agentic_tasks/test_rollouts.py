@@ -12,11 +12,14 @@ import sys
 import pytest
 
 from rock.actions import Command
+from rock.agentic.record import RolloutRecord
 from rock.agentic.tasks import load_task
 from rock.agentic.tasks.jobs import run_job, run_job_sync
 from rock.agentic.tasks.rollout import RolloutOptions, rollout
 from rock.agentic.tasks.suites import open_suite
 from tests.agentic_tasks.conftest import harbor_task
+from tests.agentic_tasks.records.make_records import HUMANEVAL, ROLLOUTS
+from tests.agentic_tasks.test_record import RECORDS as RECORD_FIXTURES
 
 HUMANEVAL_SAMPLE = ["humaneval-000", "humaneval-032", "humaneval-100", "humaneval-163"]
 
@@ -53,10 +56,10 @@ def test_hidden_tests_never_enter_the_agents_sandbox(admin, suites):
     for suite, tid in (("pypi-bugs", open_suite("pypi-bugs").ids()[0]), ("humaneval-repo", "humaneval-000")):
         task = open_suite(suite).get(tid)
         rec = run(rollout(task, RolloutOptions(base_url=admin.url, policy=_probe), suite=suite))
-        seen = rec["harness"]["result"]
+        seen = rec.harness.result
         assert "rock_verify_report" not in seen and ".py" not in seen, seen
         assert "No such file or directory" in seen  # neither /tests nor /logs exists there
-        assert rec["error"] is None and rec["tests"]["pass_to_pass"]["of"] == len(task.pass_to_pass)
+        assert rec.error is None and rec.tests.pass_to_pass.of == len(task.pass_to_pass)
 
 
 def _hacks(task):
@@ -117,12 +120,12 @@ def test_reward_hacks_gain_nothing(admin, suites, tmp_path):
                                       for h in _hacks(task)))
 
     out.write_text("")
-    recs = {r["policy"]: r for r in run(all_hacks())}
+    recs = {r.policy: r for r in run(all_hacks())}
     for name, rec in recs.items():
-        assert rec["error"] is None and rec["reward"] == 0.0 and not rec["resolved"], (name, rec["tests"])
-        assert rec["tests"]["fail_to_pass"]["passed"] == 0, name
-    assert {"conftest.py", "pytest.ini"} <= set(recs["edit_tests"]["ignored_paths"])
-    assert any(p.startswith("tests/") for p in recs["edit_tests"]["ignored_paths"])
+        assert rec.error is None and rec.reward == 0.0 and not rec.resolved, (name, rec.tests)
+        assert rec.tests.fail_to_pass.passed == 0, name
+    assert {"conftest.py", "pytest.ini"} <= set(recs["edit_tests"].ignored_paths)
+    assert any(p.startswith("tests/") for p in recs["edit_tests"].ignored_paths)
     assert out.read_text() == ""  # nothing reached the host's records
 
 
@@ -142,10 +145,10 @@ def test_a_harness_crash_and_an_agent_past_its_limit_give_zero(admin, suites):
             rollout(task, RolloutOptions(base_url=admin.url, policy=hang, agent_timeout=2)))
 
     crashed, hung = run(both())
-    assert "RuntimeError: the harness fell over" in crashed["harness"]["error"] and crashed["reward"] == 0.0
-    assert "solution.py" in crashed["diff"]  # what it changed before crashing is graded
-    assert "past its time limit" in hung["harness"]["error"] and hung["reward"] == 0.0
-    assert crashed["tests"] is not None and hung["tests"] is not None  # both were verified
+    assert "RuntimeError: the harness fell over" in crashed.harness.error and crashed.reward == 0.0
+    assert "solution.py" in crashed.diff  # what it changed before crashing is graded
+    assert "past its time limit" in hung.harness.error and hung.reward == 0.0
+    assert crashed.tests is not None and hung.tests is not None  # both were verified
 
 
 def test_an_agent_the_oom_killer_ends_is_the_rollouts_error(admin, suites, tmp_path):
@@ -158,12 +161,12 @@ def test_an_agent_the_oom_killer_ends_is_the_rollouts_error(admin, suites, tmp_p
     (t / "solution" / "solve.sh").write_text("#!/bin/bash\nsed -i 's/a - b/a + b/' /workspace/calc.py\n"
                                              "exec python3 -c \"b = b'x' * (2 << 30)\"\n")
     rec = run(rollout(load_task(t), RolloutOptions(base_url=admin.url, policy="oracle")))
-    code = rec["harness"]["exit_code"]
-    assert code in (137, -9), rec["harness"]  # -9: solve.sh's process itself (exec) was the one killed
-    assert rec["error"].startswith(f"the agent was killed by SIGKILL (exit {code}): most often the out-of-memory "
-                                   "killer; the agent's sandbox has the task's memory (256m)"), rec["error"]
-    assert rec["reward"] == 0.0 and rec["tests"] is None
-    assert "a + b" in rec["diff"]  # the fix it made before dying is in the record, not graded
+    code = rec.harness.exit_code
+    assert code in (137, -9), rec.harness  # -9: solve.sh's process itself (exec) was the one killed
+    assert rec.error.startswith(f"the agent was killed by SIGKILL (exit {code}): most often the out-of-memory "
+                                   "killer; the agent's sandbox has the task's memory (256m)"), rec.error
+    assert rec.reward == 0.0 and rec.tests is None
+    assert "a + b" in rec.diff  # the fix it made before dying is in the record, not graded
 
 
 def test_resume_skips_finished_tasks(admin, suites, tmp_path):
@@ -171,7 +174,15 @@ def test_resume_skips_finished_tasks(admin, suites, tmp_path):
     options = RolloutOptions(base_url=admin.url, policy="oracle")
     first = run(run_job("humaneval-repo", options, tasks=HUMANEVAL_SAMPLE[:3], out=out, concurrency=3))
     assert first["ran"] == 3 and first["mean_reward"] == 1.0
-    lines = out.read_text().splitlines()
+    lines = out.read_text(encoding="utf-8").splitlines()
+    # a real rollout's line has the layout the runner wrote before its record was a model, and reads back as is
+    layout = json.loads(next(line for line in (RECORD_FIXTURES / ROLLOUTS).read_text(encoding="utf-8")
+                              .splitlines() if f'"task_id": "{HUMANEVAL}"' in line))
+    for line in lines:
+        rec = json.loads(line)
+        assert [list(rec), list(rec["harness"]), list(rec["tests"]), list(rec["timings"])] == [
+            list(layout), list(layout["harness"]), list(layout["tests"]), list(layout["timings"])], line
+        assert RolloutRecord.from_line(line).line() == line
     out.write_text(lines[0] + "\n" + lines[1][:40])  # one kept, one cut short by a stop
     again = run(run_job("humaneval-repo", options, tasks=HUMANEVAL_SAMPLE[:3], out=out, concurrency=3, resume=True))
     assert again["skipped"] == 1 and again["ran"] == 2 and again["tasks"] == 3 and again["mean_reward"] == 1.0
@@ -214,7 +225,7 @@ def test_the_oracle_command_fixes_through_a_bash_tool(admin, suites):
 
     for suite, tid in (("pypi-bugs", open_suite("pypi-bugs").ids()[-1]), ("humaneval-repo", "humaneval-007")):
         rec = run(rollout(open_suite(suite).get(tid), RolloutOptions(base_url=admin.url, policy=via_bash)))
-        assert rec["reward"] == 1.0 and rec["error"] is None and "harness" in rec, rec.get("harness")
+        assert rec.reward == 1.0 and rec.error is None and rec.harness.name == "none", rec.harness
 
 
 def test_a_task_whose_repository_is_in_its_dockerfile(admin, suites, tmp_path):
@@ -228,5 +239,5 @@ def test_a_task_whose_repository_is_in_its_dockerfile(admin, suites, tmp_path):
     task = load_task(t)
     assert task.image is None
     recs = {p: run(rollout(task, RolloutOptions(base_url=admin.url, policy=p))) for p in ("oracle", "null")}
-    assert recs["oracle"]["reward"] == 1.0 and recs["null"]["reward"] == 0.0, recs["oracle"]["error"]
-    assert "-    return a - b\n+    return a + b" in recs["oracle"]["diff"] and recs["null"]["diff"] == ""
+    assert recs["oracle"].reward == 1.0 and recs["null"].reward == 0.0, recs["oracle"].error
+    assert "-    return a - b\n+    return a + b" in recs["oracle"].diff and recs["null"].diff == ""

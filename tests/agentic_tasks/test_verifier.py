@@ -72,10 +72,10 @@ def test_a_pytest_plugin_installed_on_the_host_changes_no_reward(admin, suites, 
                                       for t in tasks for p in ("null", "oracle")))
 
     recs = asyncio.run(both())
-    got = {(r["task_id"], r["policy"]): r["reward"] for r in recs}
+    got = {(r.task_id, r.policy): r.reward for r in recs}
     assert got == {(t.task_id, p): float(p == "oracle") for t in tasks for p in ("null", "oracle")}, got
     for r in recs:
-        assert r["error"] is None and MARKER not in r["tests"]["output"], r["tests"]["output"][-500:]
+        assert r.error is None and MARKER not in r.tests.output, r.tests.output[-500:]
 
 
 def test_tests_that_cannot_import_their_runner_are_the_tasks_error(admin, suites, tmp_path):
@@ -86,8 +86,8 @@ def test_tests_that_cannot_import_their_runner_are_the_tasks_error(admin, suites
     (t / "tests" / "test.sh").write_text("#!/bin/bash\ncd /workspace\ncp /tests/test_calc.py .\n"
                                          "python3 -m pytest -q test_calc.py && echo 1 > /logs/verifier/reward.txt\n")
     rec = asyncio.run(rollout(load_task(t), RolloutOptions(base_url=admin.url, policy="oracle")))
-    assert rec["reward"] == 0.0 and rec["error"], rec
-    assert "task no-pytest" in rec["error"] and "No module named pytest" in rec["error"], rec["error"]
+    assert rec.reward == 0.0 and rec.error, rec
+    assert "task no-pytest" in rec.error and "No module named pytest" in rec.error, rec.error
 
 
 def _rock(*args, timeout=600):

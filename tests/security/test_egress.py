@@ -272,4 +272,4 @@ async def test_harbor_task_policies_per_phase(egress_admin, tmp_path):
         '[agent]\ntimeout_sec = 60.0\nnetwork_mode = "allowlist"\nallowed_hosts = ["allowed.test"]\n'
         '[verifier]\ntimeout_sec = 60.0\nnetwork_mode = "allowlist"\nallowed_hosts = ["denied.test"]\n')
     rec = await rollout(load_task(t), RolloutOptions(base_url=egress_admin.url, token="e2b-token-a", policy="oracle"))
-    assert rec["reward"] == 1.0, rec
+    assert rec.reward == 1.0, rec

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from rock.agentic.record import RolloutRecord
 from rock.agentic.tasks.report import JobReport
 from rock.sdk.sandbox import SandboxConfig
 from rock.sdk.sandbox.sync import SyncSandbox
@@ -69,8 +70,8 @@ DIFF = ("diff --git a/calc.py b/calc.py\n--- a/calc.py\n+++ b/calc.py\n@@ -1,2 +
 
 
 def rollout(task: str, reward: float, harness: str = "opencode", error: str | None = None, calls=(),
-            sandbox: str | None = None, diff: str = DIFF) -> dict:
-    return {"suite": "my-tasks", "task_id": task, "category": "my-tasks", "instruction": f"Fix {task}: add must add.",
+            sandbox: str | None = None, diff: str = DIFF) -> RolloutRecord:
+    body = {"suite": "my-tasks", "task_id": task, "category": "my-tasks", "instruction": f"Fix {task}: add must add.",
             "harness": {"name": harness, "policy": "openai", "exit_code": 0 if not error else 137,
                         "output": "agent done", "error": error},
             "policy": "openai", "model_calls": list(calls), "diff": diff if reward else "",
@@ -84,6 +85,7 @@ def rollout(task: str, reward: float, harness: str = "opencode", error: str | No
                         "agent_ms": 2400.0, "diff_ms": 50.0, "verify_wait_ms": 10.0, "tests_ms": 700.0,
                         "verify_ms": 1100.0, "total_ms": 4500.0},
             "agent_sandbox": sandbox, "verifier_sandbox": None}
+    return RolloutRecord.model_validate(body)
 
 
 def send(admin, token: str, *steps, job_id: str | None = None) -> JobReport:
@@ -185,7 +187,7 @@ def _jobs_and_rollouts(admin, browser, shots, tmp_path, sandbox_id):
         page.click("#download-records")
     saved = tmp_path / "records.jsonl"
     dl.value.save_as(saved)
-    assert [json.loads(line) for line in saved.read_text().splitlines()] == records
+    assert [json.loads(line) for line in saved.read_text().splitlines()] == [r.to_json() for r in records]
     with page.expect_download() as dl:
         page.click("#download-training")
     dl.value.save_as(tmp_path / "training.jsonl")

@@ -12,7 +12,7 @@ one context-variable read per phase.
     with tracing.rollout("task-1", {"rock.harness": "ours"}) as span:  # sets the current rollout
         with phase("image"):
             ...
-        model_calls(rec["model_calls"])                             # spans from the calls' own times
+        model_calls(rec.model_calls)                                # spans from the calls' own times
     tracing.close()                     # the file: every span; a collector: what it takes within FLUSH_S
 
 A harness marks its own install and run (``span_at`` from the times it took around its calls), and the model
@@ -30,6 +30,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
+
+from rock.agentic.record import RolloutRecord
 
 try:  # the optional extra
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -244,17 +246,15 @@ def model_calls(calls: list) -> None:
             "http.response.status_code": c.get("http_status")})
 
 
-def end_rollout(span: Any, rec: dict) -> None:
+def end_rollout(span: Any, rec: RolloutRecord) -> None:
     """The rollout's outcome on its span: reward, error, harness exit."""
-    harness = rec.get("harness") if isinstance(rec.get("harness"), dict) else {}
-    for key, value in (("rock.reward", rec.get("reward")), ("rock.error", rec.get("error")),
-                       ("rock.harness.exit_code", harness.get("exit_code")),
-                       ("rock.model_calls", len(rec.get("model_calls") or ())),
-                       ("rock.agent_sandbox", rec.get("agent_sandbox"))):
+    for key, value in (("rock.reward", rec.reward), ("rock.error", rec.error),
+                       ("rock.harness.exit_code", rec.harness.exit_code),
+                       ("rock.model_calls", len(rec.model_calls)), ("rock.agent_sandbox", rec.agent_sandbox)):
         if value is not None:
             span.set_attribute(key, value)
-    if rec.get("error"):
-        span.set_status(Status(StatusCode.ERROR, str(rec["error"])[:500]))
+    if rec.error:
+        span.set_status(Status(StatusCode.ERROR, rec.error[:500]))
 
 
 __all__ = ["AVAILABLE", "Tracing", "active", "end_rollout", "model_calls", "phase", "span_at"]

@@ -23,6 +23,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from rock.agentic.record import RolloutRecord
+
 # Why a sequence starts.
 FIRST = "first"  # the episode's first call with tokens
 AFTER_UNTOKENIZED = "after_untokenized"  # the call before it had no token ids: nothing to extend
@@ -220,9 +222,13 @@ def rows(episode: dict) -> list[dict]:
     return out
 
 
-def from_job(lines: Iterable[dict]) -> Iterator[dict]:
-    """Episodes from a job's rollout records (``rock job run --out``: ``model_calls``, ``reward``)."""
-    for n, rec in enumerate(lines):
+def from_job(lines: Iterable[dict[str, Any] | RolloutRecord]) -> Iterator[dict]:
+    """Episodes from a job's rollout records (``rock job run --out``: ``model_calls``, ``reward``): its lines'
+    JSON or ``RolloutRecord``s. What is not a rollout's record with model calls (a training task's) is skipped.
+    The JSON is read as it is, not through the model: the admin keeps whatever record a runner sent, and one
+    with an odd field still has its model calls to export."""
+    for n, line in enumerate(lines):
+        rec = line.to_json() if isinstance(line, RolloutRecord) else line
         if not isinstance(rec, dict) or not isinstance(rec.get("model_calls"), list):
             continue
         meta = {"task_id": rec.get("task_id"), "harness": rec.get("harness", {}).get("name")

@@ -46,8 +46,8 @@ def cmd_run_suite(args, out: Out) -> int:
                                       progress=lambda line: event("build", suite=name, message=line),
                                       warn=lambda line: event("warning", message=line),
                                       on_start=lambda todo, skipped: event("start", tasks=todo, skipped=skipped),
-                                      on_done=lambda rec, n, of: event("rollout", task_id=rec["task_id"], n=n, of=of,
-                                                                       reward=rec["reward"], error=rec["error"])))
+                                      on_done=lambda rec, n, of: event("rollout", task_id=rec.task_id, n=n, of=of,
+                                                                       reward=rec.reward, error=rec.error)))
         event("end", tasks=summary["tasks"], mean_reward=summary["mean_reward"])
     else:
         from rock.agentic.tasks.suites import open_suite
@@ -63,7 +63,7 @@ def cmd_run_suite(args, out: Out) -> int:
             total = [0.0]
 
             def done(rec, n, of):
-                total[0] += rec["reward"]
+                total[0] += rec.reward
                 bar.update(task, completed=n, total=of, mean=total[0] / n)
 
             summary = asyncio.run(run_job(args.suite, options, **kwargs, on_done=done))

@@ -133,7 +133,7 @@ def cmd_run(args, out: Out) -> int:
         total = [0.0]
 
         def done(rec, n, of):
-            total[0] += rec["reward"]
+            total[0] += rec.reward
             bar.update(task, completed=n, total=of, mean=total[0] / n)
 
         summary = asyncio.run(run_job(args.url, args.env, args.split, make, args.concurrency, args.limit, params, path,

@@ -5,17 +5,18 @@ by category)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import statistics
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
+from rock.agentic.record import Scored, TaskRecord
 from rock.sdk.training import AsyncTrainingSandbox, TrainingError
 from rock.training.policies import Policy
 
 MAX_STEPS = 64
+R = TypeVar("R", bound=Scored)
 
 
 def category_of(env_type: str, task_id: str) -> str:
@@ -29,32 +30,33 @@ def category_of(env_type: str, task_id: str) -> str:
 
 
 async def run_task(box: AsyncTrainingSandbox, env_type: str, task_id: str, policy: Policy,
-                   params: dict | None = None, max_steps: int = MAX_STEPS) -> dict:
+                   params: dict | None = None, max_steps: int = MAX_STEPS) -> TaskRecord:
     """One task attempt through the training client: create, then ``policy.act`` and ``step`` until the
     task ends or ``max_steps``, then evaluate and release. The record (messages, rewards, reward,
     passed, timings, error); a failure is recorded, not raised."""
     t0 = time.perf_counter()
-    rec: dict[str, Any] = {"env_type": env_type, "task_id": task_id, "category": category_of(env_type, task_id),
-                           "policy": policy.name, "messages": [], "rewards": [], "reward": 0.0, "passed": False,
-                           "timings": {"steps_ms": []}, "error": None}
+    steps_ms: list[float] = []
+    # Every key given here, defaults too: the record writes the keys it was given, in this order (the job file's).
+    rec = TaskRecord(env_type=env_type, task_id=task_id, category=category_of(env_type, task_id), policy=policy.name,
+                     messages=[], rewards=[], reward=0.0, passed=False, timings={"steps_ms": steps_ms}, error=None)
     instance = None
     try:
         t = time.perf_counter()
         first = await box.create_instance(env_type, task_id, params=params)
-        rec["timings"]["create_ms"] = (time.perf_counter() - t) * 1000
+        rec.timings["create_ms"] = (time.perf_counter() - t) * 1000
         instance = first["info"]["instance_id"]
         tools = await box.get_info(instance) if policy.name == "openai" else None
         await policy.start(env_type, task_id, first, tools)
-        rec["messages"] = list(first["state"])
+        rec.messages = list(first["state"])
         details = None
         for _ in range(max_steps):
-            action = await policy.act(rec["messages"])
-            rec["messages"].append(action)
+            action = await policy.act(rec.messages)
+            rec.messages.append(action)
             t = time.perf_counter()
             out = await box.step(instance, action)
-            rec["timings"]["steps_ms"].append((time.perf_counter() - t) * 1000)
-            rec["messages"].extend(out["state"])
-            rec["rewards"].append(out["reward"])
+            steps_ms.append((time.perf_counter() - t) * 1000)
+            rec.messages.extend(out["state"])
+            rec.rewards.append(out["reward"])
             if out["is_terminated"]:
                 # Suites that grade the last step (BFCL, reasoning-gym) send evaluate's details
                 # with it; the others (HumanEval: hidden tests) are graded by evaluate.
@@ -63,14 +65,14 @@ async def run_task(box: AsyncTrainingSandbox, env_type: str, task_id: str, polic
         if not isinstance(details, dict):
             t = time.perf_counter()
             details = await box.evaluate(instance, params={"details": True})
-            rec["timings"]["evaluate_ms"] = (time.perf_counter() - t) * 1000
-        rec["reward"] = float(details.get("accuracy", 0.0))
-        rec["passed"] = rec["reward"] >= 1.0
-        rec["details"] = {k: v for k, v in details.items() if k in ("valid", "error", "error_type", "result")}
+            rec.timings["evaluate_ms"] = (time.perf_counter() - t) * 1000
+        rec.reward = float(details.get("accuracy", 0.0))
+        rec.passed = rec.reward >= 1.0
+        rec.details = {k: v for k, v in details.items() if k in ("valid", "error", "error_type", "result")}
     except (TrainingError, KeyError, ValueError, OSError) as exc:
-        rec["error"] = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
+        rec.error = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
     except Exception as exc:  # noqa: BLE001 - one task's failure (an HTTP error of the model) is its record
-        rec["error"] = f"{type(exc).__name__}: {exc}"
+        rec.error = f"{type(exc).__name__}: {exc}"
     finally:
         if instance is not None:
             try:
@@ -78,7 +80,8 @@ async def run_task(box: AsyncTrainingSandbox, env_type: str, task_id: str, polic
             except Exception:  # noqa: BLE001 - released by the idle TTL anyway
                 pass
         await policy.close()
-    rec["timings"]["total_ms"] = (time.perf_counter() - t0) * 1000
+    rec.timings["steps_ms"] = steps_ms  # the record took a copy of the list it was given
+    rec.timings["total_ms"] = (time.perf_counter() - t0) * 1000
     return rec
 
 
@@ -97,15 +100,15 @@ async def run_job(base_url: str, env_type: str, split: str, make_policy: Callabl
         return summarize(env_type, split, records, time.perf_counter() - t0)
 
 
-async def run_pool(ids: list, run_one: Callable, concurrency: int, out: Path | None = None,
-                   on_done: Callable | None = None, append: bool = False) -> list[dict]:
+async def run_pool(ids: list, run_one: Callable[[Any], Awaitable[R]], concurrency: int, out: Path | None = None,
+                   on_done: Callable[[R, int, int], Any] | None = None, append: bool = False) -> list[R]:
     """``run_one(id)`` for every id, ``concurrency`` at a time; each record is written to ``out``
-    (one JSONL line, as it finishes) and passed to ``on_done(rec, n, of)``. The agentic jobs
+    (its JSONL line, as it finishes) and passed to ``on_done(rec, n, of)``. The agentic jobs
     (``rock.agentic.tasks.jobs``) run on this too."""
     queue: asyncio.Queue = asyncio.Queue()
     for tid in ids:
         queue.put_nowait(tid)
-    records: list[dict] = []
+    records: list[R] = []
     sink = open(out, "a" if append else "w") if out else None
 
     async def worker():
@@ -113,7 +116,7 @@ async def run_pool(ids: list, run_one: Callable, concurrency: int, out: Path | N
             rec = await run_one(queue.get_nowait())
             records.append(rec)
             if sink:
-                sink.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                sink.write(rec.line() + "\n")
                 sink.flush()
             if on_done:
                 on_done(rec, len(records), len(ids))
@@ -126,17 +129,17 @@ async def run_pool(ids: list, run_one: Callable, concurrency: int, out: Path | N
     return records
 
 
-def summarize(env_type: str, split: str, records: list[dict], seconds: float) -> dict:
+def summarize(env_type: str, split: str, records: Sequence[Scored], seconds: float) -> dict:
     """A job's summary: tasks, mean reward, pass rate and errors, overall and by category, with the wall
     time."""
-    by: dict[str, list[dict]] = defaultdict(list)
+    by: dict[str, list[Scored]] = defaultdict(list)
     for r in records:
-        by[r["category"]].append(r)
+        by[r.category or ""].append(r)
 
-    def stats(rs):
-        return {"tasks": len(rs), "mean_reward": statistics.fmean(r["reward"] for r in rs) if rs else 0.0,
-                "pass_rate": sum(r["passed"] for r in rs) / len(rs) if rs else 0.0,
-                "errors": sum(1 for r in rs if r["error"])}
+    def stats(rs: Sequence[Scored]) -> dict:
+        return {"tasks": len(rs), "mean_reward": statistics.fmean(r.reward for r in rs) if rs else 0.0,
+                "pass_rate": sum(r.passed for r in rs) / len(rs) if rs else 0.0,
+                "errors": sum(1 for r in rs if r.error)}
 
     return {"env": env_type, "split": split, **stats(records), "seconds": round(seconds, 3),
             "tasks_per_s": round(len(records) / seconds, 3) if seconds else 0.0,

@@ -7,7 +7,11 @@ Jobs live in memory as their settings and a light summary per rollout (task, rew
 sandboxes, the line's offset); a rollout's full record (model calls, diff, tests) is read from its line
 when a page asks for it, never kept. Another tenant's job is missing (``JobNotFound``, a 404), like a
 job that does not exist. ``version`` grows with every change and ``changed()`` wakes whoever waits on it
-(the UI's live pages)."""
+(the UI's live pages).
+
+A record's shape is ``rock.agentic.record.RolloutRecord``'s JSON, but the admin keeps whatever JSON object a
+runner sent (another version's, a hand-made one) and shows it as far as it makes sense, so the tables read the
+stored JSON defensively rather than through the model."""
 
 from __future__ import annotations
 

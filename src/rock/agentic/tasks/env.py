@@ -20,6 +20,7 @@ import asyncio
 import json
 from typing import Any
 
+from rock.agentic.record import RolloutRecord
 from rock.agentic.tasks.errors import TaskError
 from rock.agentic.tasks.harness_ours import message
 from rock.agentic.tasks.rollout import HARNESSES, RolloutOptions, rollout
@@ -81,6 +82,7 @@ class AsyncAgenticEnv:
         self._job: asyncio.Task | None = None
         self._calls: asyncio.Queue | None = None
         self._answer: asyncio.Future | None = None
+        self._record = RolloutRecord()  # the last rollout's, once it ended
 
     async def reset(self, seed: int | None = None) -> tuple[Any, dict]:
         """Start a new rollout (ending any still running) and return the agent's first model request
@@ -102,9 +104,9 @@ class AsyncAgenticEnv:
         self._job = asyncio.create_task(rollout(self.task, options, suite=self.folder.name))
         obs, done, info = await self._next()
         if done:
-            rec = info["record"]
+            rec = self._record
             raise EnvError(f"the agent ended before its first model call: "
-                           f"{rec.get('error') or rec['harness'].get('error') or rec['harness']}", "EnvError")
+                           f"{rec.error or rec.harness.error or rec.harness.to_json()}", "EnvError")
         return obs, info
 
     async def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
@@ -119,9 +121,9 @@ class AsyncAgenticEnv:
         obs, done, info = await self._next()
         if not done:
             return obs, 0.0, False, False, info
-        rec = info["record"]
-        truncated = bool(rec["harness"].get("timed_out")) or rec["harness"].get("exit_code") == 2  # steps ran out
-        return None, float(rec["reward"]), True, truncated, info
+        rec = self._record
+        truncated = bool(rec.harness.timed_out) or rec.harness.exit_code == 2  # steps ran out
+        return None, rec.reward, True, truncated, info
 
     async def _next(self) -> tuple[Any, bool, dict]:
         """The harness's next model request, or the rollout's end (its record)."""
@@ -132,10 +134,10 @@ class AsyncAgenticEnv:
             return call.request, False, {"task_id": self.task.task_id, "index": call.index,
                                          "sandbox_id": call.sandbox_id}
         take.cancel()
-        rec = self._job.result()
+        rec = self._record = self._job.result()
         self._job = self._answer = None
-        info = {"task_id": self.task.task_id, "record": rec, "resolved": rec["resolved"],
-                "pass_rate": rec["pass_rate"], "error": rec["error"]}
+        info = {"task_id": self.task.task_id, "record": rec.to_json(), "resolved": rec.resolved,
+                "pass_rate": rec.pass_rate, "error": rec.error}
         return None, True, info
 
     async def close(self) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Awaitable, Callable
 
 from rock.actions import Command
 from rock.agentic import tracing
+from rock.agentic.record import RolloutRecord
 from rock.agentic.tasks.errors import TaskError
 from rock.agentic.tasks.harbor import Task
 from rock.sdk.model import ChatTrainer
@@ -54,15 +55,15 @@ class RolloutOptions:
 
 
 class Harness:
-    """Runs the agent in its sandbox until it ends. Subclasses fill rec["harness"] / rec["model_calls"]."""
+    """Runs the agent in its sandbox until it ends. Subclasses fill the record's ``harness`` and ``model_calls``."""
 
     name = "harness"
     policies: tuple[str, ...] = ()
 
-    async def run(self, box: Sandbox, task: Task, options: RolloutOptions, rec: dict) -> None:
+    async def run(self, box: Sandbox, task: Task, options: RolloutOptions, rec: RolloutRecord) -> None:
         """Run the agent in ``box`` (the started agent sandbox, the task's workspace at its workdir) until it ends,
-        within the task's agent timeout, and fill ``rec["harness"]`` (exit code, output, timed_out, error) and
-        ``rec["model_calls"]``. Raises TaskError for what is the rollout's failure, not the agent's."""
+        within the task's agent timeout, and fill ``rec.harness`` (exit code, output, timed_out, error) and
+        ``rec.model_calls``. Raises TaskError for what is the rollout's failure, not the agent's."""
         raise NotImplementedError
 
     async def image(self, task: Task) -> str | None:
@@ -108,7 +109,7 @@ class ChatHarness(Harness):
         raise TaskError(f"harness {self.name} runs the policies {', '.join(self.policies)} (or a trainer's "
                         f"callable), not {policy!r}", "BadRequest")
 
-    async def run_agent(self, box, task: Task, options: RolloutOptions, answer, rec: dict) -> None:
+    async def run_agent(self, box, task: Task, options: RolloutOptions, answer, rec: RolloutRecord) -> None:
         """Run the installed agent on the task's instruction while ``answer`` serves its model calls
         (None: the admin serves them), and record its exit, output and every model call. A policy
         that breaks (or whose loop ends early) stops the endpoint, so the agent's waiting call
@@ -126,17 +127,17 @@ class ChatHarness(Harness):
                 with contextlib.suppress(Exception):
                     await trainer.stop(box.sandbox_id)
             result = await running
-            rec["timings"]["harness_run_ms"] = round((time.perf_counter() - t) * 1000, 1)
+            rec.timings["harness_run_ms"] = round((time.perf_counter() - t) * 1000, 1)
             tracing.span_at("harness_run", began, time.time())
-            rec["harness"].update(exit_code=result.exit_code, output=result.output[-4000:],
-                                  timed_out=result.exit_code == 124)
+            rec.harness.exit_code, rec.harness.output = result.exit_code, result.output[-4000:]
+            rec.harness.timed_out = result.exit_code == 124
             if result.failure_reason:
-                rec["harness"]["error"] = result.failure_reason
+                rec.harness.error = result.failure_reason
             records = await trainer.trajectory(box.sandbox_id)
-            rec["model_calls"] = [r.model_dump(mode="json") for r in records]
+            rec.model_calls = [r.model_dump(mode="json") for r in records]
             if serving is not None and serving.done() and not serving.cancelled() and serving.exception():
                 exc = serving.exception()
-                rec["harness"]["error"] = f"the policy failed: {type(exc).__name__}: {exc}"
+                rec.harness.error = f"the policy failed: {type(exc).__name__}: {exc}"
         finally:
             for job in (running, serving):
                 if job is not None and not job.done():
@@ -147,7 +148,7 @@ class ChatHarness(Harness):
         self.policy_failure(options, records, rec)
 
     @staticmethod
-    def policy_failure(options: RolloutOptions, records, rec: dict) -> None:
+    def policy_failure(options: RolloutOptions, records, rec: RolloutRecord) -> None:
         """An ``openai`` upstream that does not answer (or refuses) is the rollout's error (TaskError PolicyError),
         not the agent's doing."""
         if options.policy != "openai" or not records or records[-1].status == "success":
@@ -170,7 +171,7 @@ class NoHarness(Harness):
         recorded), nothing for ``null``, or the callable policy's result."""
         policy = options.policy
         if callable(policy):
-            rec["harness"]["result"] = await policy(box, task)
+            rec.harness.result = await policy(box, task)
             return
         if policy == "null":
             return
@@ -181,7 +182,8 @@ class NoHarness(Harness):
         r = await box.execute(Command(command=["bash", f"{where}/solve.sh"], cwd=task.workdir,
                                       timeout=time_limit(options.agent_timeout, task.agent_timeout)))
         await box.execute(Command(command=["rm", "-rf", where], timeout=60))
-        rec["harness"].update(exit_code=r.exit_code, output=(r.stdout + r.stderr)[-4000:], timed_out=r.timed_out)
+        rec.harness.exit_code, rec.harness.output = r.exit_code, (r.stdout + r.stderr)[-4000:]
+        rec.harness.timed_out = r.timed_out
 
 
 HARNESSES: dict[str, Callable[[], Harness]] = {"none": NoHarness}

@@ -20,6 +20,7 @@ import json
 import time
 
 from rock.agentic import mini_swe, tracing
+from rock.agentic.record import RolloutRecord
 from rock.agentic.tasks.build import stderr_progress
 from rock.agentic.tasks.errors import TaskError
 from rock.agentic.tasks.harbor import Task
@@ -88,7 +89,7 @@ class MiniSweHarness(ChatHarness):
             step_limit=steps, project_path=task.workdir, agent_run_timeout=max(2, int(limit)),
             agent_run_check_interval=1, model_service_config=ModelServiceConfig(enabled=True, models=[model]))
 
-    async def run(self, box, task: Task, options: RolloutOptions, rec: dict) -> None:
+    async def run(self, box, task: Task, options: RolloutOptions, rec: RolloutRecord) -> None:
         """Install mini-swe-agent, run it on the task's instruction while the policy answers its calls, and record
         its exit, output and every model call. A policy that breaks stops the endpoint so the agent exits at
         once."""
@@ -97,7 +98,7 @@ class MiniSweHarness(ChatHarness):
         config = self.config(task, options, limit)
         t, began = time.perf_counter(), time.time()
         await box.agent.install(config)
-        rec["timings"]["harness_install_ms"] = round((time.perf_counter() - t) * 1000, 1)
+        rec.timings["harness_install_ms"] = round((time.perf_counter() - t) * 1000, 1)
         tracing.span_at("harness_install", began, time.time())
         await self.run_agent(box, task, options, answer, rec)
 

@@ -15,7 +15,7 @@ Policies:
               forwards each call there (the key goes to the admin, never into the sandbox);
   a callable  ``policy(PendingCall) -> completion`` (sync or async): a trainer's, a test's, the env view's.
 
-The rollout's record keeps every model call from the admin's records (``rec["model_calls"]``).
+The rollout's record keeps every model call from the admin's records (its ``model_calls``).
 An ``openai`` upstream that does not answer is that rollout's ``error``; other rollouts go on.
 """
 
@@ -29,6 +29,7 @@ from typing import Any
 
 from rock.actions.records import read_rock_jsonl
 from rock.agentic import tracing
+from rock.agentic.record import RolloutRecord
 from rock.agentic.tasks.errors import TaskError
 from rock.agentic.tasks.harbor import Task
 from rock.agentic.tasks.oracle import oracle_tool_call
@@ -136,7 +137,7 @@ class OursHarness(ChatHarness):
             if options.policy == "replay" and not Path(options.policy_options["replay"]).is_file():
                 raise TaskError(f"--replay {options.policy_options['replay']}: no such file", "BadRequest")
 
-    async def run(self, box, task: Task, options: RolloutOptions, rec: dict) -> None:
+    async def run(self, box, task: Task, options: RolloutOptions, rec: RolloutRecord) -> None:
         """Install the agent, run it on the task's instruction while the policy answers its calls, and record its
         exit, output and every model call. A policy that breaks stops the endpoint so the agent exits at once;
         an ``openai`` upstream that failed the last call raises TaskError (PolicyError)."""
@@ -155,7 +156,7 @@ class OursHarness(ChatHarness):
         except Exception as exc:  # noqa: BLE001 - e.g. an upstream the admin does not forward to: say so
             raise TaskError(f"harness ours could not start: {getattr(exc, 'message', None) or exc}",
                             "HarnessError") from exc
-        rec["timings"]["harness_install_ms"] = round((time.perf_counter() - t) * 1000, 1)
+        rec.timings["harness_install_ms"] = round((time.perf_counter() - t) * 1000, 1)
         tracing.span_at("harness_install", began, time.time())
         await self.run_agent(box, task, options, answer, rec)
 

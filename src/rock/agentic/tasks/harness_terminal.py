@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from rock.actions.sizes import parse_memory
 from rock.agentic import terminal_agents
+from rock.agentic.record import RolloutRecord
 from rock.agentic.tasks.errors import TaskError
 from rock.agentic.tasks.harbor import Task
 from rock.agentic.tasks.harness_mini import MiniSweHarness
@@ -118,7 +119,7 @@ class TerminalAgentHarness(MiniSweHarness):
                                               agent_run_check_interval=1,
                                               model_service_config=endpoint_config(options))
 
-    async def run(self, box, task: Task, options: RolloutOptions, rec: dict) -> None:
+    async def run(self, box, task: Task, options: RolloutOptions, rec: RolloutRecord) -> None:
         """The agent's run (mini-swe-agent's loop); for ``openai`` a model server that refuses connections is the
         rollout's error at once, rather than the agent retrying it until its time limit."""
         if options.policy == "openai":

@@ -7,14 +7,14 @@ have a finished record (no error) in the output file and appends the rest.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from rock.agentic import tracing
+from rock.agentic.record import RolloutRecord
 from rock.agentic.tasks.errors import TaskError
 from rock.agentic.tasks.report import JobReport
 from rock.agentic.tasks.rollout import RolloutOptions, make_harness, rollout
@@ -38,22 +38,21 @@ def otlp_endpoint(endpoint: str | None) -> str | None:
             or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None)
 
 
-def finished(out: Path | None, harness: str | None = None, policy: str | None = None) -> dict[str, dict]:
+def finished(out: Path | None, harness: str | None = None, policy: str | None = None) -> dict[str, RolloutRecord]:
     """Records of finished rollouts in a JSONL file (the last one per task wins), of this harness
     and policy when given (a file of another policy's rollouts resumes nothing)."""
-    done: dict[str, dict] = {}
+    done: dict[str, RolloutRecord] = {}
     if out is None or not Path(out).exists():
         return done
-    for line in Path(out).read_text().splitlines():
+    for line in Path(out).read_text(encoding="utf-8").splitlines():
         try:
-            rec = json.loads(line)
+            rec = RolloutRecord.from_line(line)
         except ValueError:
-            continue  # a line cut short when the job was stopped
-        if not isinstance(rec, dict) or (policy and rec.get("policy") != policy) or \
-                (harness and (rec.get("harness") or {}).get("name") != harness):
+            continue  # a line cut short when the job was stopped, or not a rollout's
+        if (policy and rec.policy != policy) or (harness and rec.harness.name != harness):
             continue
-        if rec.get("task_id") and rec.get("error") is None:
-            done[rec["task_id"]] = rec
+        if rec.task_id and rec.error is None:
+            done[rec.task_id] = rec
     return done
 
 
@@ -70,12 +69,13 @@ def _loadable(folder, ids: list[str]) -> list:
 
 async def run_job(suite: str, options: RolloutOptions, tasks: list[str] | None = None, limit: int | None = None,
                   concurrency: int = 8, out: Path | None = None, resume: bool = False,
-                  on_done: Callable | None = None, on_start: Callable | None = None,
+                  on_done: Callable[[RolloutRecord, int, int], Any] | None = None, on_start: Callable | None = None,
                   progress: Callable[[str], None] | None = None, record: bool = True,
                   traces: str | Path | None = None, otlp: str | None = None,
                   warn: Callable[[str], None] | None = None) -> dict:
     """Roll out ``options.harness`` / ``options.policy`` over the suite's tasks; the summary
-    (the training runner's: tasks, mean_reward, pass_rate, errors, by_category) plus records.
+    (the training runner's: tasks, mean_reward, pass_rate, errors, by_category) plus ``records``, each as the JSON
+    its line holds. ``on_done(record, n, of)`` gets each ``RolloutRecord`` as it finishes.
     A built-in suite not built on this host is built first, saying so through ``progress``
     (default: lines on stderr). What the job should know before it starts (tasks whose memory is below the
     agent's need) goes to ``warn`` (default: lines on stderr) and the summary's ``warnings``. With ``record`` the
@@ -102,12 +102,12 @@ async def run_job(suite: str, options: RolloutOptions, tasks: list[str] | None =
     if on_start:
         on_start(len(todo), len(kept))
 
-    async def one(task_id: str) -> dict:
+    async def one(task_id: str) -> RolloutRecord:
         try:
             task = folder.get(task_id)
         except Exception as exc:  # noqa: BLE001 - a broken task folder is that task's record
-            return {"suite": folder.name, "task_id": task_id, "category": folder.name, "reward": 0.0,
-                    "passed": False, "resolved": False, "pass_rate": 0.0, "error": getattr(exc, "message", str(exc))}
+            return RolloutRecord(suite=folder.name, task_id=task_id, category=folder.name, reward=0.0, passed=False,
+                                 resolved=False, pass_rate=0.0, error=getattr(exc, "message", str(exc)))
         queue_ms = round((time.time() - queued_at) * 1000, 1)  # waited for a slot of the job's concurrency
         if tracer is None:
             rec = await rollout(task, options, harness_factory(), folder.name)
@@ -117,7 +117,7 @@ async def run_job(suite: str, options: RolloutOptions, tasks: list[str] | None =
                                 queued_at=queued_at) as span:
                 rec = await rollout(task, options, harness_factory(), folder.name)
                 tracing.end_rollout(span, rec)
-        rec["timings"] = {"queue_ms": queue_ms, **rec["timings"]}
+        rec.timings = {"queue_ms": queue_ms, **rec.timings}
         return rec
 
     if resume and out is not None and Path(out).exists() and not Path(out).read_bytes().endswith(b"\n"):
@@ -131,7 +131,7 @@ async def run_job(suite: str, options: RolloutOptions, tasks: list[str] | None =
         await report.open(folder.name, options.harness, policy_name, len(todo),
                           (options.policy_options or {}).get("model"), concurrency)
 
-    async def reported(task_id: str) -> dict:
+    async def reported(task_id: str) -> RolloutRecord:
         rec = await one(task_id)
         if report is not None:
             await report.add(rec)
@@ -153,7 +153,7 @@ async def run_job(suite: str, options: RolloutOptions, tasks: list[str] | None =
     every = [kept[t] for t in ids if t in kept] + records
     summary = summarize(folder.name, "all", every, time.perf_counter() - t0)
     summary.update(harness=options.harness, policy=policy_name, skipped=len(kept), ran=len(records), warnings=warnings,
-                   mean_pass_rate=sum(r.get("pass_rate", 0.0) for r in every) / len(every) if every else 0.0,
+                   mean_pass_rate=sum(r.pass_rate for r in every) / len(every) if every else 0.0,
                    tasks_per_s=round(len(records) / (time.perf_counter() - t0), 3) if records else 0.0)
     if tracer is not None and trace_path is not None:
         summary["traces"] = str(trace_path)
@@ -163,7 +163,7 @@ async def run_job(suite: str, options: RolloutOptions, tasks: list[str] | None =
         summary["job_id"] = report.job_id
         await report.end(summary)
         await report.aclose()
-    return {**summary, "records": every}
+    return {**summary, "records": [r.to_json() for r in every]}
 
 
 def run_job_sync(suite: str, options: RolloutOptions, **kwargs) -> dict:

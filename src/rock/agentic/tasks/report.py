@@ -10,6 +10,7 @@ import logging
 
 import httpx
 
+from rock.agentic.record import RolloutRecord
 from rock.client.config import ClientConfig
 from rock.client.pools import async_client
 
@@ -43,15 +44,16 @@ class JobReport:
         self.job_id = (result or {}).get("job_id")
         return self.job_id
 
-    async def add(self, rec: dict) -> None:
+    async def add(self, rec: RolloutRecord) -> None:
         """Send one rollout's record (its diff cut when the whole is over MAX_RECORD)."""
         if self.job_id is None:
             return
-        size = len(json.dumps(rec, default=str))
-        if size > MAX_RECORD and isinstance(rec.get("diff"), str):
-            keep = max(0, len(rec["diff"]) - (size - MAX_RECORD) - 1024)
-            rec = {**rec, "diff": rec["diff"][:keep] + "\n… (cut for the admin's copy; the job's file has it all)\n"}
-        await self._post(f"/{self.job_id}/rollouts", rec)
+        body = rec.to_json()
+        size = len(json.dumps(body, default=str))
+        if size > MAX_RECORD:
+            keep = max(0, len(rec.diff) - (size - MAX_RECORD) - 1024)
+            body["diff"] = rec.diff[:keep] + "\n… (cut for the admin's copy; the job's file has it all)\n"
+        await self._post(f"/{self.job_id}/rollouts", body)
 
     async def end(self, summary: dict) -> None:
         """End the job with its summary (records left out)."""

@@ -17,7 +17,8 @@ Tasks without those lists are graded by the number test.sh writes to reward.txt.
 
 Harnesses plug in through ``HARNESSES`` (``register_harness``): a harness gets the started
 agent sandbox (an SDK ``Sandbox``), the task and the policy name, runs the agent to its end and
-fills ``rec["harness"]`` (exit code, output) and ``rec["model_calls"]``.
+fills the record's ``harness`` (exit code, output) and ``model_calls``. The record is
+``rock.agentic.record.RolloutRecord``, built here and written by the job as one JSONL line.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ import signal
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from rock.actions import Command
 from rock.agentic import tracing
+from rock.agentic.record import HarnessRun, HiddenTests, RolloutRecord
 from rock.agentic.tasks import verifier, workspace
 from rock.agentic.tasks.verifier.box import grade
 from rock.agentic.tasks.errors import TaskError
@@ -77,80 +78,83 @@ async def _start(task: Task, options: RolloutOptions, tmp: Path, image: str | No
     return box
 
 
-async def rollout(task: Task, options: RolloutOptions, harness: Harness | None = None, suite: str = "") -> dict:
-    """One rollout; the record (JSON-safe). Infrastructure failures land in ``error`` (reward 0)."""
+async def rollout(task: Task, options: RolloutOptions, harness: Harness | None = None,
+                  suite: str = "") -> RolloutRecord:
+    """One rollout; its record (``to_json()``/``line()``: the job file's JSON). Infrastructure failures land in
+    ``error`` (reward 0)."""
     harness = harness or make_harness(options.harness)
     t0 = time.perf_counter()
     policy_name = options.policy if isinstance(options.policy, str) else getattr(options.policy, "__name__", "script")
-    rec: dict[str, Any] = {"suite": suite, "task_id": task.task_id, "category": task.metadata.get("library") or suite,
-                           "harness": {"name": harness.name, "policy": policy_name}, "policy": policy_name,
-                           "instruction": task.instruction[:20000], "model_calls": [], "diff": "",
-                           "ignored_paths": [], "tests": None, "reward": 0.0,
-                           "resolved": False, "pass_rate": 0.0, "passed": False, "error": None, "timings": {}}
+    # Every key given here, defaults too: the record writes the keys it was given, in this order (the job file's).
+    rec = RolloutRecord(suite=suite, task_id=task.task_id, category=task.metadata.get("library") or suite,
+                        harness=HarnessRun(name=harness.name, policy=policy_name), policy=policy_name,
+                        instruction=task.instruction[:20000], model_calls=[], diff="", ignored_paths=[], tests=None,
+                        reward=0.0, resolved=False, pass_rate=0.0, passed=False, error=None, timings={})
     tmp = Path(tempfile.mkdtemp(prefix="rock-rollout-"))
     try:
         before = workspace.snapshot_files(task.workspace)
         t = time.perf_counter()
         with tracing.phase("image"):
             image = await harness.image(task)
-        rec["timings"]["image_ms"] = _ms(t)
+        rec.timings["image_ms"] = _ms(t)
         with tracing.phase("agent_sandbox_start"):
             box = await _start(task, options, tmp, image, task.agent_egress)
-        rec["agent_sandbox"] = box.sandbox_id
+        rec.agent_sandbox = box.sandbox_id
         try:
             if not task.workspace.is_dir():  # the image holds the repository: its state is the start
                 before = await workspace.download(box, task.workdir, tmp / "before")
-            rec["timings"]["agent_setup_ms"] = _ms(t)
+            rec.timings["agent_setup_ms"] = _ms(t)
             t = time.perf_counter()
             limit = time_limit(options.agent_timeout, task.agent_timeout)
             try:
                 await asyncio.wait_for(harness.run(box, task, options, rec), limit + min(30.0, limit))
             except asyncio.TimeoutError:
-                rec["harness"]["error"] = f"the agent ran past its time limit ({limit:g} s)"
+                rec.harness.error = f"the agent ran past its time limit ({limit:g} s)"
             except TaskError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a harness crash is the rollout's record, graded as is
-                rec["harness"]["error"] = f"{type(exc).__name__}: {exc}"
-            rec["timings"]["agent_ms"] = _ms(t)
-            tracing.model_calls(rec["model_calls"])
-            killed = killed_by_signal(rec["harness"], task)
+                rec.harness.error = f"{type(exc).__name__}: {exc}"
+            rec.timings["agent_ms"] = _ms(t)
+            tracing.model_calls(rec.model_calls)
+            killed = killed_by_signal(rec.harness, task)
             if killed:
-                rec["harness"]["error"] = killed
+                rec.harness.error = killed
             t = time.perf_counter()
             with tracing.phase("diff"):
                 after = await workspace.download(box, task.workdir, tmp / "after")
                 changes = workspace.compare(before, after, task.protected)
-            rec["timings"]["diff_ms"] = _ms(t)
+            rec.timings["diff_ms"] = _ms(t)
         finally:
             await box.stop()
-        rec["diff"], rec["ignored_paths"] = changes.diff, changes.ignored
+        rec.diff, rec.ignored_paths = changes.diff, changes.ignored
         if killed:  # not graded: what a killed agent left is no answer of the policy's
             raise TaskError(killed, "HarnessKilled")
         t, queued = time.perf_counter(), time.time()
         async with options.gate():
             tracing.span_at("verifier_queue", queued, time.time())
-            rec["timings"]["verify_wait_ms"] = _ms(t)
+            rec.timings["verify_wait_ms"] = _ms(t)
             t = time.perf_counter()
             await verify(task, options, changes, rec, tmp)
-        rec["timings"]["verify_ms"] = _ms(t)
+        rec.timings["verify_ms"] = _ms(t)
     except TaskError as exc:
-        rec["error"] = exc.message
+        rec.error = exc.message
     except Exception as exc:  # noqa: BLE001 - one rollout's failure is its record; the job goes on
-        rec["error"] = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
-        log.warning("rollout %s failed: %s", task.task_id, rec["error"])
+        rec.error = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
+        log.warning("rollout %s failed: %s", task.task_id, rec.error)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    rec["timings"]["total_ms"] = _ms(t0)
+    rec.timings["total_ms"] = _ms(t0)
     return rec
 
 
-async def verify(task: Task, options: RolloutOptions, changes: workspace.Changes, rec: dict, tmp: Path) -> None:
+async def verify(task: Task, options: RolloutOptions, changes: workspace.Changes, rec: RolloutRecord,
+                 tmp: Path) -> None:
     """The hidden tests on the agent's changes, in a fresh sandbox of the verifier's image, under the
     verifier's supervisor (``rock.agentic.tasks.verifier``): the reward comes from its report only."""
     t = time.perf_counter()
     with tracing.phase("verifier_start"):
         box = await _start(task, options, tmp, await verifier.image(task), task.verifier_egress)
-        rec["verifier_sandbox"] = box.sandbox_id
+        rec.verifier_sandbox = box.sandbox_id
         try:
             await workspace.apply(box, task.workdir, changes, tmp)
             await box.execute(Command(command=["rm", "-rf", "/logs/verifier", "/tests", verifier.WHERE], timeout=60))
@@ -158,55 +162,55 @@ async def verify(task: Task, options: RolloutOptions, changes: workspace.Changes
         except BaseException:
             await box.stop()
             raise
-    rec["timings"]["verifier_start_ms"] = _ms(t)
+    rec.timings["verifier_start_ms"] = _ms(t)
     try:
         limit = time_limit(options.verifier_timeout, task.verifier_timeout)
         t = time.perf_counter()
         with tracing.phase("tests"):
             report = await verifier.run(box, task, limit)
-        rec["timings"]["tests_ms"] = _ms(t)
+        rec.timings["tests_ms"] = _ms(t)
     finally:
         await box.stop()
     t = time.perf_counter()
     with tracing.phase("grading"):
         _grade(task, report, rec)
-    rec["timings"]["grading_ms"] = _ms(t)
+    rec.timings["grading_ms"] = _ms(t)
 
 
-def _grade(task: Task, report: dict, rec: dict) -> None:
+def _grade(task: Task, report: dict, rec: RolloutRecord) -> None:
     """The reward from the supervisor's report (and the host's copy of the task's test lists)."""
     results, timed_out = report.get("results"), bool(report.get("timed_out"))
-    tests: dict[str, Any] = {"runner": task.runner, "exit_code": report.get("exit_code"), "timed_out": timed_out,
-                             "output": (report.get("output") or "")[-2000:],
-                             "reward_txt": (report.get("reward_txt") or "").strip()[:100],
-                             "leftover_processes": report.get("leftover_processes", 0),
-                             "foreign_reports": report.get("foreign_reports", 0)}
+    tests = HiddenTests(runner=task.runner, exit_code=report.get("exit_code"), timed_out=timed_out,
+                        output=(report.get("output") or "")[-2000:],
+                        reward_txt=(report.get("reward_txt") or "").strip()[:100],
+                        leftover_processes=report.get("leftover_processes", 0),
+                        foreign_reports=report.get("foreign_reports", 0))
     if task.graded_by_tests:
         config = {"FAIL_TO_PASS": task.fail_to_pass, "PASS_TO_PASS": task.pass_to_pass}
         g = grade.grade(config, results if isinstance(results, dict) and not timed_out else {})
-        tests.update(g)
-        rec["resolved"], rec["pass_rate"] = g["resolved"], g["pass_rate"]
-        rec["reward"] = 1.0 if g["resolved"] else 0.0
+        tests = HiddenTests.model_validate({**tests.to_json(), **g})
+        rec.resolved, rec.pass_rate = g["resolved"], g["pass_rate"]
+        rec.reward = 1.0 if g["resolved"] else 0.0
     else:
         try:
-            rec["reward"] = 0.0 if timed_out else max(0.0, min(1.0, float(tests["reward_txt"])))
+            rec.reward = 0.0 if timed_out else max(0.0, min(1.0, float(tests.reward_txt)))
         except ValueError:
             # Not a reward of 0: the tests did not decide (a runner missing from the image, a
             # broken test.sh). The task's error, with what test.sh printed.
-            rec["tests"] = tests
-            raise TaskError(f"task {task.task_id}: test.sh (exit {tests['exit_code']}) wrote no number to "
-                            f"/logs/verifier/reward.txt; its output ends: {tests['output'][-600:]}",
+            rec.tests = tests
+            raise TaskError(f"task {task.task_id}: test.sh (exit {tests.exit_code}) wrote no number to "
+                            f"/logs/verifier/reward.txt; its output ends: {tests.output[-600:]}",
                             "VerifierFailed") from None
-        rec["resolved"], rec["pass_rate"] = rec["reward"] >= 1.0, rec["reward"]
-    rec["passed"] = rec["resolved"]
-    rec["tests"] = tests
+        rec.resolved, rec.pass_rate = rec.reward >= 1.0, rec.reward
+    rec.passed = rec.resolved
+    rec.tests = tests
 
 
-def killed_by_signal(harness: dict, task: Task) -> str | None:
+def killed_by_signal(harness: HarnessRun, task: Task) -> str | None:
     """Why the agent died, when its exit code says a signal ended it (128 + N as a shell reports it, -N as Python
     does): SIGKILL is most often the out-of-memory killer, whose limit is the task's memory. None for an exit of
     its own."""
-    code = harness.get("exit_code")
+    code = harness.exit_code
     if not isinstance(code, int) or isinstance(code, bool) or not (-65 < code < 0 or 128 < code < 128 + 65):
         return None
     number = -code if code < 0 else code - 128  # negative: the process itself was signalled, no shell between
