@@ -22,7 +22,7 @@ from rock.sdk.sandbox.files import Files
 from rock.sdk.sandbox.lifecycle import Lifecycle
 from rock.sdk.sandbox.network import Network
 from rock.sdk.sandbox.nohup import Nohup
-from rock.sdk.sandbox.parts import Delegate, SandboxContext
+from rock.sdk.sandbox.parts import Delegate, FromContext, SandboxContext
 from rock.sdk.sandbox.process import Process
 from rock.sdk.sandbox.secrets import Secrets
 from rock.sdk.sandbox.snapshots import Snapshots
@@ -87,50 +87,22 @@ class Sandbox:
 
     # -- attributes ------------------------------------------------------------------------
 
-    @property
-    def config(self) -> SandboxConfig:
-        """The sandbox's config (``attach()`` fills in its id and image)."""
-        return self._context.config
-
-    @config.setter
-    def config(self, value: SandboxConfig) -> None:
-        """Replace the config (as rl-rock allows); an HTTP client already made keeps the old one's admin and token."""
-        self._context.config = value
-
-    @property
-    def sandbox_id(self) -> str | None:
-        """The sandbox's id (None before ``start()`` or ``attach()``)."""
-        return self._context.sandbox_id
-
-    @property
-    def host_name(self) -> str | None:
-        """The name of the machine (node) the sandbox runs on."""
-        return self._context.host_name
-
-    @property
-    def host_ip(self) -> str | None:
-        """The address of the machine (node) the sandbox runs on."""
-        return self._context.host_ip
-
+    config: FromContext[SandboxConfig] = FromContext(
+        "config", "The sandbox's config (``attach()`` fills in its id and image). It may be replaced, as rl-rock "
+        "allows; an HTTP client already made keeps the old one's admin and token.", settable=True)
+    sandbox_id: FromContext[str | None] = FromContext(
+        "sandbox_id", "The sandbox's id (None before ``start()`` or ``attach()``).")
+    host_name: FromContext[str | None] = FromContext("host_name", "The name of the machine (node) the sandbox runs on.")
+    host_ip: FromContext[str | None] = FromContext("host_ip", "The address of the machine (node) the sandbox runs on.")
+    url: FromContext[str] = FromContext("url", "The admin's sandbox API URL this client talks to.")
     # rl-rock's own code (its job executor) binds a client to a known id by setting this private
     # attribute, without attach()'s status read; code written after it keeps working here.
-    @property
-    def _sandbox_id(self) -> str | None:
-        return self._context.sandbox_id
-
-    @_sandbox_id.setter
-    def _sandbox_id(self, value: str | None) -> None:
-        self._context.sandbox_id = value
+    _sandbox_id: FromContext[str | None] = FromContext("sandbox_id", "The sandbox's id, settable.", settable=True)
 
     @property
     def cluster(self) -> str:
         """The cluster name from the config (ROCK's ``X-Cluster``)."""
         return self.config.cluster
-
-    @property
-    def url(self) -> str:
-        """The admin's sandbox API URL this client talks to."""
-        return self._context.url
 
     def __repr__(self) -> str:
         return f"Sandbox(sandbox_id={self.sandbox_id}, image={self.config.image}, url={self.config.base_url})"

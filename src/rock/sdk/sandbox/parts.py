@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 NOT_STARTED = "this Sandbox has not been started or attached yet; call start() or attach(id)"
 
 
@@ -70,6 +71,31 @@ class SandboxContext:
         if self._http is not None:
             client, self._http = self._http, None
             await client.aclose()
+
+
+class FromContext(Generic[T]):
+    """A ``Sandbox`` attribute that is its shared context's (``sandbox_id = FromContext("sandbox_id", ...)``):
+    read there and, where ``settable``, written there, so every part sees the same value."""
+
+    def __init__(self, name: str, doc: str, settable: bool = False) -> None:
+        self.name, self.settable, self.__doc__ = name, settable, doc
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> FromContext[T]: ...
+
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> T: ...
+
+    def __get__(self, obj: object | None, owner: type | None = None) -> T | FromContext[T]:
+        if obj is None:
+            return self
+        value: T = getattr(obj._context, self.name)  # type: ignore[attr-defined]
+        return value
+
+    def __set__(self, obj: object, value: T) -> None:
+        if not self.settable:
+            raise AttributeError(f"{self.name} is read-only (start() or attach() sets it)")
+        setattr(obj._context, self.name, value)  # type: ignore[attr-defined]
 
 
 class SandboxPart:
