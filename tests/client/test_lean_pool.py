@@ -208,3 +208,47 @@ def test_a_request_cancelled_while_its_answer_arrives_closes_its_connection():
             loop.close()
     assert sorted(conns.seen.values()) == [["next"], ["slow"]]
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_a_kept_alive_connection_dropped_without_an_answer_is_retried_only_when_the_request_can_be_resent():
+    """The server answers a connection's first request and drops the connection on its second
+    without a byte of answer: a whole body goes out again on a fresh connection (answered there);
+    a streamed body, already sent, cannot be, and the caller gets a transport error that says so."""
+    import httpx
+
+    class DropsSecond(JsonHandler):
+        served = 0
+
+        def _reply(self) -> None:
+            self.served += 1
+            if self.served == 1:
+                return super()._reply()
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+        def answer(self, body: bytes):
+            return 200, {"got": body.decode()}, {}
+
+        do_POST = _reply
+
+    async def chunks():
+        yield b"streamed "
+        yield b"body"
+
+    async def main() -> tuple[httpx.Response, Exception]:
+        async with httpx.AsyncClient(transport=LeanTransport()) as client:
+            assert (await client.post(url, content=b"first")).status_code == 200
+            whole = await client.post(url, content=b"again")  # dropped on the pooled connection, resent
+            with pytest.raises(httpx.RemoteProtocolError) as streamed:
+                await client.post(url, content=chunks())  # the pooled connection from the resend
+            return whole, streamed.value
+
+    with serving(DropsSecond) as url:
+        loop = uvloop.new_event_loop()
+        try:
+            whole, error = loop.run_until_complete(main())
+        finally:
+            loop.close()
+    assert whole.status_code == 200 and whole.json() == {"got": "again"}
+    assert "a streamed body cannot be sent again" in str(error)

@@ -166,6 +166,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         body = request.stream if not isinstance(request.stream, httpx.ByteStream) else None
         payload = head + (request.content if body is None else b"")
         conn = self._take(key)
+        retry = conn is not None
         if conn is not None:
             try:
                 return await self._exchange(conn, payload, body, request, timeouts)
@@ -176,6 +177,12 @@ class LeanTransport(httpx.AsyncBaseTransport):
             return await self._exchange(conn, payload, body, request, timeouts)
         except _Stale as exc:
             raise httpx.RemoteProtocolError("server closed the connection without a response") from exc
+        except httpx.StreamConsumed as exc:
+            if not retry:
+                raise
+            raise httpx.RemoteProtocolError("server closed the kept-alive connection without a response after the "
+                                            "request's streamed body went out on it; a streamed body cannot be sent "
+                                            "again") from exc
 
     @staticmethod
     def _head(request: httpx.Request) -> bytes:
