@@ -252,3 +252,52 @@ def test_a_kept_alive_connection_dropped_without_an_answer_is_retried_only_when_
             loop.close()
     assert whole.status_code == 200 and whole.json() == {"got": "again"}
     assert "a streamed body cannot be sent again" in str(error)
+
+
+def test_a_connection_reset_while_a_streamed_body_is_being_sent_is_a_transport_error():
+    """The server resets the connection after the body's first chunk, and the body's source is
+    still producing when the transport has closed: the next write is refused (uvloop's
+    RuntimeError before) and the caller gets httpx's transport error."""
+    import contextlib
+
+    import httpx
+
+    read_first = threading.Event()
+
+    class ResetsMidBody(JsonHandler):
+        def do_POST(self) -> None:
+            size = int(self.rfile.readline(), 16)
+            self.rfile.read(size + 2)
+            read_first.set()
+            self.close_connection = True
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()  # a reset, with nothing sent first
+
+    class Noting(LeanTransport):
+        async def _connect(self, key, timeout):
+            conn = await super()._connect(key, timeout)
+            opened.append(conn)
+            return conn
+
+    opened: list = []
+
+    async def chunks():
+        yield b"first"
+        with contextlib.suppress(ConnectionError):
+            await opened[-1].writer.wait_closed()  # the reset has closed the transport
+        yield b"second"
+
+    async def main() -> Exception:
+        async with httpx.AsyncClient(transport=Noting()) as client:
+            with pytest.raises(httpx.TransportError) as failed:
+                await client.post(url, content=chunks())
+            return failed.value
+
+    with serving(ResetsMidBody) as url:
+        loop = uvloop.new_event_loop()
+        try:
+            error = loop.run_until_complete(main())
+        finally:
+            loop.close()
+    assert read_first.is_set() and len(opened) == 1
+    assert "without a response" in str(error)

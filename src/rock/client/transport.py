@@ -213,10 +213,10 @@ class LeanTransport(httpx.AsyncBaseTransport):
         try:
             if body is not None:
                 async for chunk in body:
-                    conn.writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+                    _write(conn.writer, b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
                     await conn.writer.drain()
                 if chunked:
-                    conn.writer.write(b"0\r\n\r\n")
+                    _write(conn.writer, b"0\r\n\r\n")
                 await conn.writer.drain()
             async with _timeout(read_timeout):
                 first = await conn.reader.readuntil(b"\r\n")
@@ -334,6 +334,16 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self._idle.clear()
         if self._fallback is not None:
             await self._fallback.aclose()
+
+
+def _write(writer: asyncio.StreamWriter, data: bytes) -> None:
+    """Write more of a streamed request body. The body's source is awaited between writes, and the
+    connection may close meanwhile: uvloop then refuses the write (a RuntimeError, where asyncio's
+    own loop drops the bytes); either way the connection is gone."""
+    try:
+        writer.write(data)
+    except RuntimeError as exc:
+        raise ConnectionResetError(f"the connection closed while the request body was being sent ({exc})") from exc
 
 
 class _Stale(Exception):
