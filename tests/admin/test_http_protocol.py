@@ -66,6 +66,39 @@ async def test_a_head_alone_goes_out_at_the_end_of_the_turn_and_upgrades_pass_at
     assert t.is_closing()  # the rest is the transport's own
 
 
+def test_a_head_held_when_the_connection_is_lost_is_dropped_not_written_to_the_closed_handle():
+    """The peer resets the connection, and the app's head is written (held) in the same turn,
+    before uvicorn hears of the loss: by the end of the turn uvloop has closed the handle, and
+    the held head goes nowhere (a write there is refused with a RuntimeError, logged by the loop)."""
+    import uvloop
+
+    async def main() -> list:
+        loop = asyncio.get_running_loop()
+        errors: list = []
+        loop.set_exception_handler(lambda _loop, context: errors.append(context))
+        ours, theirs = socket.socketpair()
+        lost = loop.create_future()
+
+        class Noting(asyncio.Protocol):
+            def connection_lost(self, exc):
+                lost.set_result(exc)
+
+        transport, _ = await loop.create_connection(Noting, sock=ours)
+        held = _HeldHead(transport, loop)
+        transport.abort()  # the loss is known to the transport; its protocol hears of it next turn
+        held.write(HEAD)
+        await lost
+        await asyncio.sleep(0)  # one more turn: whatever the held head's flush does has happened
+        theirs.close()
+        return errors
+
+    loop = uvloop.new_event_loop()
+    try:
+        assert loop.run_until_complete(main()) == []
+    finally:
+        loop.close()
+
+
 async def _app(scope, receive, send):
     if scope["type"] == "lifespan":
         while True:

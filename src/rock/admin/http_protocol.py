@@ -53,7 +53,10 @@ class _HeldHead:
         held = self._held
         if held is not None:
             self._held = None
-            self._transport.write(held)
+            # Lost meanwhile (uvicorn's route wrote the head before hearing of it): nothing to send
+            # it to, and uvloop refuses a write once the loss has closed the handle.
+            if not self._transport.is_closing():
+                self._transport.write(held)
 
     def close(self) -> None:
         self.flush()

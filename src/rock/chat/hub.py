@@ -21,6 +21,7 @@ from rock.actions.chat import Answer, ModelEndpointConfig, Rejected
 from rock.chat.completion import normalize
 from rock.chat.endpoint import Call, Endpoint  # noqa: F401 - the routes import them from here too
 from rock.chat.records import RecordLog
+from rock.chat.upstream import Upstreams
 from rock.chat import native
 from rock.config import ChatSettings
 from rock.errors import BadRequest, CommandTimeout, Conflict, SandboxNotFound
@@ -46,6 +47,7 @@ class ChatHub(WorkerListener):
         self.waiters: dict[str | None, dict[asyncio.Future, set[str] | None]] = {}
         self.ended_since: dict[str | None, list[str]] = {}
         self.log = RecordLog(state_dir / "chat")
+        self.upstreams = Upstreams()  # proxy mode's connections to its upstreams
         self._tasks: set[asyncio.Task] = set()
 
     def spawn(self, coro) -> None:
@@ -285,6 +287,7 @@ class ChatHub(WorkerListener):
                 ep.channel.close()
         for task in list(self._tasks):
             task.cancel()
+        await self.upstreams.aclose()
         await self.log.close()
 
 

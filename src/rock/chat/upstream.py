@@ -25,21 +25,40 @@ if TYPE_CHECKING:
     from rock.chat.hub import Call, Endpoint
 
 log = logging.getLogger("rock.admin.chat")
-_client: httpx.AsyncClient | None = None
-_lean = None  # the client's transport (a LeanTransport)
 
 
-def client() -> httpx.AsyncClient:
-    """One pooled client for every proxied call (keep-alive to the inference server), on the
-    SDK's lean transport: httpx's default one costs ~4 ms a request on this VM, this one ~0.3 ms
-    (https goes to httpx's own)."""
-    global _client, _lean
-    if _client is None or _client.is_closed:
-        from rock.sdk.transport import LeanTransport
+class Upstreams:
+    """One admin's pooled client for every proxied call (keep-alive to the inference server), on
+    the SDK's lean transport: httpx's default one costs ~4 ms a request on this VM, this one
+    ~0.3 ms (https goes to httpx's own). The hub holds it and closes it when the admin stops: its
+    connections belong to the admin's event loop, and a process may run one admin after another."""
 
-        _lean = LeanTransport(max_idle_per_host=256)
-        _client = httpx.AsyncClient(timeout=None, transport=_lean)
-    return _client
+    def __init__(self) -> None:
+        self._client: httpx.AsyncClient | None = None
+        self.lean = None  # the client's transport (a LeanTransport)
+
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None or self._client.is_closed:
+            from rock.sdk.transport import LeanTransport
+
+            self.lean = LeanTransport(max_idle_per_host=256)
+            self._client = httpx.AsyncClient(timeout=None, transport=self.lean)
+        return self._client
+
+    async def post_whole(self, target: tuple[str, int, bytes], headers: dict[str, str], body: bytes,
+                         timeout: float) -> tuple[int, bytes]:
+        """POST ``body`` to a plain-http upstream and read its whole answer: one encoded request on
+        the lean transport's pool, without httpx's Request and Response objects (most of what the
+        admin spent on a proxied call)."""
+        self.client()
+        host, port, head = target
+        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode()
+        return await self.lean.request_bytes(host, port, head + b"content-length: %d\r\n\r\n" % len(body) + body,
+                                             timeout, timeout)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
 
 
 @functools.lru_cache(maxsize=256)
@@ -54,18 +73,6 @@ def _plain_target(url: str) -> tuple[str, int, bytes] | None:
     if parsed.port is not None:
         netloc += f":{port}"
     return parsed.host, port, b"POST %s HTTP/1.1\r\nhost: %s\r\n" % (parsed.raw_path, netloc.encode())
-
-
-async def _post_whole(target: tuple[str, int, bytes], headers: dict[str, str], body: bytes,
-                      timeout: float) -> tuple[int, bytes]:
-    """POST ``body`` to a plain-http upstream and read its whole answer: one encoded request on
-    the lean transport's pool, without httpx's Request and Response objects (most of what the
-    admin spent on a proxied call)."""
-    client()
-    host, port, head = target
-    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode()
-    return await _lean.request_bytes(host, port, head + b"content-length: %d\r\n\r\n" % len(body) + body,
-                                     timeout, timeout)
 
 
 async def serve(ep: "Endpoint", call: "Call") -> None:
@@ -115,6 +122,7 @@ async def _forward(ep: "Endpoint", call: "Call") -> None:
         if api == "messages":  # Anthropic's own servers read the key from x-api-key
             headers["x-api-key"] = cfg.proxy_api_key
     call.record.answered_via = "upstream"
+    upstreams = ep.hub.upstreams
     # A call that does not stream is answered whole: to a plain-http upstream, without httpx's objects.
     target = None if call.record.stream else _plain_target(url)
     for attempt in range(1, cfg.retry_attempts + 1):
@@ -122,11 +130,12 @@ async def _forward(ep: "Endpoint", call: "Call") -> None:
         last = attempt == cfg.retry_attempts
         try:
             if target is not None:
-                response, (status, raw) = None, await _post_whole(target, headers, body, cfg.request_timeout)
+                response, (status, raw) = None, await upstreams.post_whole(target, headers, body,
+                                                                           cfg.request_timeout)
             else:
-                request = client().build_request("POST", url, content=body, headers=headers,
-                                                 timeout=cfg.request_timeout)
-                response = await client().send(request, stream=True)
+                client = upstreams.client()
+                request = client.build_request("POST", url, content=body, headers=headers, timeout=cfg.request_timeout)
+                response = await client.send(request, stream=True)
                 status = response.status_code
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             if last:

@@ -5,11 +5,18 @@ loopback, four times the server's whole round trip, which alone would miss the 1
 ``arun("echo hi")``. This transport speaks HTTP/1.1 over asyncio streams with a small pool of
 kept-alive connections; httpx stays the client API (auth, headers, timeouts, streaming).
 ``https://`` and anything else goes to httpx's own transport.
+
+A connection belongs to the event loop that opened it, and the pool is keyed by loop as well as
+by host and port: a transport may outlive a loop (``asyncio.run`` twice, an admin stopped and
+another started in one process) or be shared by loops in several threads, and a connection of
+another loop is either dead (uvloop closes a loop's handles when the loop closes, without marking
+its transports as closing, so it looks usable and refuses the next write) or not ours to touch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,7 +30,6 @@ _READ_CHUNK = 256 << 10
 if sys.version_info >= (3, 11):
     _timeout = asyncio.timeout
 else:  # pragma: no cover - Python 3.10
-    import contextlib
 
     @contextlib.asynccontextmanager
     async def _timeout(delay: float | None) -> AsyncIterator[None]:
@@ -38,10 +44,13 @@ else:  # pragma: no cover - Python 3.10
                 handle.cancel()
 
 
+_Key = tuple[str, int, asyncio.AbstractEventLoop]  # host, port, and the loop the connection belongs to
+
+
 class _Conn:
     __slots__ = ("reader", "writer", "key")
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: tuple[str, int]):
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: _Key):
         self.reader, self.writer, self.key = reader, writer, key
 
     def usable(self) -> bool:
@@ -104,7 +113,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, max_idle_per_host: int = 64):
         self.max_idle = max_idle_per_host
-        self._idle: dict[tuple[str, int], list[_Conn]] = {}
+        self._idle: dict[_Key, list[_Conn]] = {}
         self._fallback: httpx.AsyncHTTPTransport | None = None
 
     # -- pool ------------------------------------------------------------------------------
@@ -116,7 +125,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
         else:
             conn.close()
 
-    async def _connect(self, key: tuple[str, int], timeout: float | None) -> _Conn:
+    async def _connect(self, key: _Key, timeout: float | None) -> _Conn:
+        self._forget_closed_loops()
         try:
             async with _timeout(timeout):
                 reader, writer = await asyncio.open_connection(key[0], key[1], limit=_HEAD_LIMIT)
@@ -126,7 +136,13 @@ class LeanTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError(f"cannot connect to {key[0]}:{key[1]}: {exc.strerror or exc}") from exc
         return _Conn(reader, writer, key)
 
-    def _take(self, key: tuple[str, int]) -> _Conn | None:
+    def _forget_closed_loops(self) -> None:
+        """Drop the idle lists of loops that have closed (their connections closed with them)."""
+        for key in list(self._idle):  # a copy: loops in other threads may add to the pool meanwhile
+            if key[2].is_closed():
+                self._idle.pop(key, None)
+
+    def _take(self, key: _Key) -> _Conn | None:
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
@@ -145,11 +161,12 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 self._fallback = httpx.AsyncHTTPTransport()
             return await self._fallback.handle_async_request(request)
         timeouts = request.extensions.get("timeout", {})
-        key = (url.host, url.port or 80)
+        key = (url.host, url.port or 80, asyncio.get_running_loop())
         head = self._head(request)
         body = request.stream if not isinstance(request.stream, httpx.ByteStream) else None
         payload = head + (request.content if body is None else b"")
         conn = self._take(key)
+        retry = conn is not None
         if conn is not None:
             try:
                 return await self._exchange(conn, payload, body, request, timeouts)
@@ -160,6 +177,12 @@ class LeanTransport(httpx.AsyncBaseTransport):
             return await self._exchange(conn, payload, body, request, timeouts)
         except _Stale as exc:
             raise httpx.RemoteProtocolError("server closed the connection without a response") from exc
+        except httpx.StreamConsumed as exc:
+            if not retry:
+                raise
+            raise httpx.RemoteProtocolError("server closed the kept-alive connection without a response after the "
+                                            "request's streamed body went out on it; a streamed body cannot be sent "
+                                            "again") from exc
 
     @staticmethod
     def _head(request: httpx.Request) -> bytes:
@@ -182,12 +205,18 @@ class LeanTransport(httpx.AsyncBaseTransport):
         started = False
         try:
             conn.writer.write(payload)
+        except RuntimeError as exc:
+            # uvloop refuses a write on a handle already closed (not just closing): nothing of the
+            # request went out. The pool's keys keep such connections out; this is the backstop.
+            conn.close()
+            raise _Stale() from exc
+        try:
             if body is not None:
                 async for chunk in body:
-                    conn.writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+                    _write(conn.writer, b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
                     await conn.writer.drain()
                 if chunked:
-                    conn.writer.write(b"0\r\n\r\n")
+                    _write(conn.writer, b"0\r\n\r\n")
                 await conn.writer.drain()
             async with _timeout(read_timeout):
                 first = await conn.reader.readuntil(b"\r\n")
@@ -213,7 +242,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         Skips building httpx Request/Response objects (~0.2 ms a call here); only for small
         requests and responses with Content-Length, which is what the JSON routes send.
         """
-        key = (host, port)
+        key = (host, port, asyncio.get_running_loop())
         conn = self._take(key)
         if conn is not None:
             try:
@@ -248,6 +277,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
         except (ValueError, asyncio.IncompleteReadError, ConnectionError) as exc:
             conn.close()
             raise httpx.ReadError(f"reading the response failed: {exc}") from exc
+        except BaseException:  # cancelled, or the body's own error: the rest of the answer is unread
+            conn.close()
+            raise
         self._release(conn) if keep else conn.close()
         return status, data
 
@@ -281,19 +313,37 @@ class LeanTransport(httpx.AsyncBaseTransport):
             except (asyncio.IncompleteReadError, ConnectionError) as exc:
                 conn.close()
                 raise httpx.ReadError(f"reading the response body failed: {exc}") from exc
+            except BaseException:  # cancelled: the rest of the body is unread
+                conn.close()
+                raise
             self._release(conn) if keep else conn.close()
             return httpx.Response(status_code, headers=headers, content=content, extensions=ext)
         stream = _Body(self, conn, length, chunked, keep)
         return httpx.Response(status_code, headers=headers, stream=stream, extensions=ext)
 
     async def aclose(self) -> None:
-        """Close every pooled connection."""
-        for idle in self._idle.values():
+        """Close every pooled connection, each on its own loop."""
+        here = asyncio.get_running_loop()
+        for (_, _, loop), idle in list(self._idle.items()):
             for conn in idle:
-                conn.close()
+                if loop is here:
+                    conn.close()
+                elif not loop.is_closed():
+                    with contextlib.suppress(RuntimeError):  # it closed since: so did its connections
+                        loop.call_soon_threadsafe(conn.close)
         self._idle.clear()
         if self._fallback is not None:
             await self._fallback.aclose()
+
+
+def _write(writer: asyncio.StreamWriter, data: bytes) -> None:
+    """Write more of a streamed request body. The body's source is awaited between writes, and the
+    connection may close meanwhile: uvloop then refuses the write (a RuntimeError, where asyncio's
+    own loop drops the bytes); either way the connection is gone."""
+    try:
+        writer.write(data)
+    except RuntimeError as exc:
+        raise ConnectionResetError(f"the connection closed while the request body was being sent ({exc})") from exc
 
 
 class _Stale(Exception):
