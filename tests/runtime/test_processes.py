@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import uuid
 from pathlib import Path
@@ -21,6 +22,9 @@ import uvloop
 from rock.runtime import processes
 
 LIST_FDS = ["sh", "-c", "ls -l /proc/self/fd/"]
+SRC = Path(__file__).resolve().parents[2] / "src" / "rock"
+# asyncio's spawns, which on the admin's uvloop pass every inheritable fd on
+LOOP_SPAWN = re.compile(r"\bcreate_subprocess_(exec|shell)\b|\.subprocess_(exec|shell)\(")
 
 
 def open_inheritable(path: Path, count: int = 1) -> list[int]:
@@ -50,6 +54,17 @@ def test_a_child_started_on_uvloop_holds_none_of_the_parents_inheritable_fds(tmp
             os.close(fd)
     assert marker.name in control, "uvloop's own spawn closes fds now; processes.start may go"  # the control
     assert marker.name not in ours, ours
+
+
+def test_no_host_process_is_started_by_the_loops_own_spawn():
+    """Every host process of ROCK's goes through processes.start; the in-sandbox agent (rock/agent)
+    runs on the standard loop in a process of its own and may spawn as it likes."""
+    found = [f"{path.relative_to(SRC)}:{n}" for path in SRC.rglob("*.py")
+             if path.parts[len(SRC.parts)] != "agent" and path.name != "processes.py"
+             for n, line in enumerate(path.read_text().splitlines(), 1) if LOOP_SPAWN.search(line)]
+    assert found == [], found
+    # the control: the pattern finds both forms
+    assert LOOP_SPAWN.search("await asyncio.create_subprocess_exec(x)") and LOOP_SPAWN.search("loop.subprocess_exec(p, x)")
 
 
 async def test_a_childs_pipes_are_asyncio_streams_both_ways():
