@@ -40,8 +40,9 @@ def rc_text(nonce, cmd_path):
         # Without job control bash forgets an ended background job at once, so ``cmd & ...; disown``
         # failed ("current: no such job") whenever cmd was quick, as rl-rock's nohup helper is. Under
         # job control (a terminal's shell, which rl-rock's runtime is) the ended job stays listed
-        # until the next prompt and disown succeeds: so it does here when no job is left to disown.
-        "disown() { if [ $# -eq 0 ] && [ -n \"$!\" ] && [ -z \"$(jobs -p)\" ]; then return 0; fi; builtin disown \"$@\"; }\n"
+        # until the next prompt and disown succeeds. So here a bare disown after a background job
+        # succeeds: it disowns the current job, and fails only when no job is left (one that ended).
+        "disown() { if [ $# -eq 0 ] && [ -n \"$!\" ]; then builtin disown 2>/dev/null; return 0; fi; builtin disown \"$@\"; }\n"
         # Preset: if the command file is gone, say so instead of re-running the last command.
         "__rock_read() { __rock_s=$?; __rock_c='echo \"rock: this session lost its command file; create the session again\" >&2; (exit 125)'; "
         # Hands the last command's status on, so $? in the next command reads as on a terminal.
