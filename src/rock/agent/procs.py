@@ -72,19 +72,24 @@ def execute(req):
     timeout = a.get("timeout")
     # each stream's text is at most 3x its bytes (a bad byte decodes to U+FFFD): two of them fit a frame's body
     cap = min(int(a.get("max_output") or DEFAULT_EXEC_OUTPUT), protocol.MAX_BODY // 8)
+    argv = _argv(a)
+    # The pipes' threads start before the command: a command that forks up to the sandbox's pids
+    # limit (a fork bomb) would otherwise leave the agent no room for them ("can't start new thread").
+    (out_r, out_w), (err_r, err_w), (in_r, in_w) = os.pipe(), os.pipe(), os.pipe()
+    outputs = {"stdout": Output(cap), "stderr": Output(cap)}
+    threads = [threading.Thread(target=_collect, args=(os.fdopen(out_r, "rb"), outputs["stdout"]), daemon=True),
+               threading.Thread(target=_collect, args=(os.fdopen(err_r, "rb"), outputs["stderr"]), daemon=True),
+               threading.Thread(target=_feed, args=(os.fdopen(in_w, "wb"), req.body), daemon=True)]
     try:
-        proc = subprocess.Popen(
-            _argv(a), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=_env(a), cwd=a.get("cwd") or None, start_new_session=True,
-        )
+        for t in threads:
+            t.start()
+        proc = subprocess.Popen(argv, stdin=in_r, stdout=out_w, stderr=err_w, env=_env(a), cwd=a.get("cwd") or None,
+                                start_new_session=True)
     except FileNotFoundError as exc:
         raise OpError("FileNotFound", "cannot run %r: %s" % (a["command"], exc.strerror))
-    outputs = {"stdout": Output(cap), "stderr": Output(cap)}
-    threads = [threading.Thread(target=_collect, args=(proc.stdout, outputs["stdout"]), daemon=True),
-               threading.Thread(target=_collect, args=(proc.stderr, outputs["stderr"]), daemon=True),
-               threading.Thread(target=_feed, args=(proc.stdin, req.body), daemon=True)]
-    for t in threads:
-        t.start()
+    finally:  # the command's ends: the threads see EOF (or EPIPE) once it exits, or at once if it never ran
+        for fd in (in_r, out_w, err_w):
+            os.close(fd)
     timed_out = False
     try:
         proc.wait(float(timeout) if timeout else None)
