@@ -220,13 +220,13 @@ async def trace_overhead(base_url: str, backend: str, ctx: Context) -> list[dict
         tracer = tracing.Tracing.open(tmp / "micro.traces.jsonl")
         t0 = time.perf_counter()
         for _ in range(n):
-            with tracer.rollout(sample["task_id"], {"rock.harness": HARNESS}, queued_at=time.time()) as span:
+            with tracer.rollout(sample.task_id, {"rock.harness": HARNESS}, queued_at=time.time()) as span:
                 for name in ("image", "agent_sandbox_start", "diff", "verifier_start", "tests", "grading"):
                     with tracing.phase(name):
                         pass
                 for name in ("harness_install", "harness_run"):  # as a harness marks them
                     tracing.span_at(name, time.time() - 1, time.time())
-                tracing.model_calls(sample["model_calls"])
+                tracing.model_calls(sample.model_calls)
                 tracing.span_at("verifier_queue", time.time(), time.time())
                 tracing.end_rollout(span, sample)
         tracer.close()
