@@ -126,7 +126,10 @@ class Proc:
     def run(self):
         """Serve the process on one thread of its own: its outputs read, its deadline kept, its end
         taken (no thread per pipe, waiter and timer, and no wait for a thread's start)."""
-        threads.spawn(self._serve)
+        try:
+            threads.spawn(self._serve)
+        except RuntimeError:  # no room for a thread (the sandbox at its pids limit): served on this one
+            self._serve()
 
     def _emit(self, event, fields, body=b""):
         for sub in list(self.subs):
