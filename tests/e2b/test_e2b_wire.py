@@ -310,3 +310,34 @@ def test_bwrap_internet_access_is_gated_not_the_hosts():
             assert c.delete(f"/sandboxes/{r.json()['sandboxID']}", headers=A).status_code == 204
     finally:
         admin.stop(stop_sandboxes=True)
+
+
+def test_a_process_stream_keeps_envds_order_and_deadlines(client, sandbox):
+    """One Start stream per case, read whole: output a background child writes after the command
+    exits still comes before the end; a silent command gets keepalives; a command that closes its
+    outputs and runs on is killed at its deadline (deadline_exceeded), as envd does."""
+    sh = envd(sandbox, **{"Content-Type": "application/connect+json"})
+
+    def start(script: str, **headers) -> list[tuple[int, dict]]:
+        r = client.post("/process.Process/Start", headers={**sh, **headers},
+                        content=envelope({"process": {"cmd": "/bin/bash", "args": ["-l", "-c", script]}}))
+        assert r.status_code == 200, r.text
+        return frames(r.content)
+
+    def stdout(got) -> bytes:
+        return b"".join(base64.b64decode(m["event"]["data"]["stdout"]) for _, m in got
+                        if "data" in m.get("event", {}) and "stdout" in m["event"]["data"])
+
+    got = start("(sleep 0.5; echo late) & echo now; exit 4")
+    assert stdout(got) == b"now\nlate\n", got
+    assert got[-2][1]["event"]["end"]["exitCode"] == 4 and got[-1] == (2, {}), got
+
+    got = start("sleep 2.5; echo done", **{"Keepalive-Ping-Interval": "1"})
+    assert any(m == {"event": {"keepalive": {}}} for _, m in got), got  # 2.5 s of silence, one per second
+    assert stdout(got) == b"done\n" and got[-2][1]["event"]["end"]["exitCode"] == 0, got
+
+    got = start("echo $$ > /tmp/closed.pid; exec >&- 2>&-; sleep 60", **{"Connect-Timeout-Ms": "1500"})
+    assert got[-1][0] == 2 and got[-1][1]["error"]["code"] == "deadline_exceeded", got
+    h = envd(sandbox, **{"Content-Type": "application/json"})
+    listed = client.post("/process.Process/List", headers=h, json={}).json()["processes"]
+    assert not any("closed.pid" in " ".join(p["config"]["args"]) for p in listed), listed  # killed, not left running

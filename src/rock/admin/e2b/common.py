@@ -62,6 +62,7 @@ def _at_the_door(fn):
 
         call.scope["path_params"] = call.params
         request = Request(call.scope, receive)
+        request._body = body  # what request.body() returns, without going through the replay
         try:
             return await fn(request, **call.params)
         except Exception as exc:  # noqa: BLE001 - answered as the app's handlers answer it on the routed path

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
-from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -66,88 +65,103 @@ async def stream_messages(request: Request) -> list[dict]:
     return out
 
 
-def stream_response(events: AsyncIterator[dict], keepalive: dict, interval: float,
-                    on_close=None) -> "ConnectStream":
-    """Envelopes from ``events`` (dicts; a ConnectError raised ends the stream with it), a
-    ``keepalive`` message after ``interval`` seconds of silence, and the end-of-stream. The
-    messages ready together (a short command's start, output and end) go out as one write; the
-    chunks go as (bytes, whether it is the last)."""
+class Feed:
+    """A server stream's messages, pushed as they come (from callbacks on the event loop's thread:
+    an agent's events), for ``ConnectStream`` to write. Each is an envelope at once; the end (or
+    the error it ends with) once. The messages pushed before the writer wakes go out as one write
+    (a short command's start, output and end), with no task or queue per message."""
 
-    async def chunks(left: asyncio.Future):
-        it = events.__aiter__()
-        pending: asyncio.Task | None = None
-        try:
-            while True:
-                if pending is None:
-                    pending = asyncio.ensure_future(it.__anext__())
-                await asyncio.wait({pending, left}, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
-                if left.done():
-                    return  # the client went away
-                if not pending.done():
-                    yield envelope(keepalive), False
-                    continue
-                out = []
-                while pending is not None and pending.done():
-                    task, pending = pending, None
-                    try:
-                        out.append(envelope(task.result()))
-                    except StopAsyncIteration:
-                        out.append(end_of_stream())
-                    except (ConnectError, SandboxGone) as exc:
-                        out.append(end_of_stream(exc))
-                    else:
-                        pending = asyncio.ensure_future(it.__anext__())
-                        await asyncio.sleep(0)  # one turn of the loop: the next message, if it is there
-                yield b"".join(out), pending is None
-                if pending is None:
-                    return
-        finally:
-            if pending is not None:
-                pending.cancel()
-            if on_close is not None:
-                await on_close()
+    __slots__ = ("ready", "size", "last", "_wake")
 
-    return ConnectStream(chunks)
+    def __init__(self):
+        self.ready: list[bytes] = []
+        self.size = 0  # bytes pushed and not yet written
+        self.last = False
+        self._wake: asyncio.Future | None = None
+
+    def push(self, msg: dict) -> None:
+        if not self.last:
+            data = envelope(msg)
+            self.ready.append(data)
+            self.size += len(data)
+            self.poke()
+
+    def end(self, exc: ConnectError | SandboxGone | None = None) -> None:
+        """The end-of-stream envelope (``{}``, or the error); what is pushed after it is dropped."""
+        if not self.last:
+            self.ready.append(end_of_stream(exc))
+            self.last = True
+            self.poke()
+
+    def poke(self, *_) -> None:
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    def take(self) -> bytes:
+        out = b"".join(self.ready) if len(self.ready) > 1 else self.ready[0]
+        self.ready.clear()
+        self.size = 0
+        return out
+
+
+def stream_response(feed: Feed, keepalive: dict, interval: float, on_close=None) -> "ConnectStream":
+    """The 200 of a server stream: ``feed``'s messages as they come, a ``keepalive`` message after
+    ``interval`` seconds of silence, until its end; ``on_close()`` when it is over (the end written,
+    or the client gone first)."""
+    return ConnectStream(feed, envelope(keepalive), interval, on_close)
 
 
 class ConnectStream(Response):
-    """A Connect server stream's 200: the chunks ``produce(left)`` yields, written as they come.
-    Lighter than Starlette's StreamingResponse (no task group per response): one task waits for
-    the client to leave (``left``), and the producer ends when it does. The head goes out with
-    the first chunk and the end of the body with the last (one write each instead of two: a
-    short command's whole answer is then one or two writes, not four)."""
+    """A Connect server stream's 200, written from a ``Feed``. Lighter than Starlette's
+    StreamingResponse (no task group per response): one task waits for the client to leave, and
+    the writer ends when it does. The head goes out with the first chunk and the end of the body
+    with the last (one write each instead of two: a short command's whole answer is then one or
+    two writes, not four)."""
 
     media_type = "application/connect+json"
 
-    def __init__(self, produce):
+    def __init__(self, feed: Feed, keepalive: bytes, interval: float, on_close=None):
         self.status_code = 200
         self.background = None
-        self.produce = produce
+        self.feed, self.keepalive, self.interval, self.on_close = feed, keepalive, interval, on_close
         self.init_headers()
 
     async def __call__(self, scope, receive, send) -> None:
+        feed, loop = self.feed, asyncio.get_running_loop()
         left = asyncio.ensure_future(_client_left(receive))
-        chunks = self.produce(left)
-        started = ended = False
+        left.add_done_callback(feed.poke)
+        started = False
         try:
-            async for chunk, last in chunks:
+            while not left.done():
+                if feed.ready:
+                    last = feed.last
+                    chunk = feed.take()
+                else:
+                    wake = feed._wake = loop.create_future()
+                    timer = loop.call_later(self.interval, feed.poke)
+                    try:
+                        await wake
+                    finally:
+                        timer.cancel()
+                        feed._wake = None
+                    if feed.ready or left.done():
+                        continue
+                    chunk, last = self.keepalive, False
                 if not started:  # in the same turn as the chunk: the protocol sends them together
                     started = True
                     await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-                ended = last
                 await send({"type": "http.response.body", "body": chunk, "more_body": not last})
-            if not started:
-                started = True
-                await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-            if not left.done() and not ended:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                if last:
+                    return
         finally:
             left.cancel()
             try:
-                if not started:  # the producer failed first: the head still goes, as it always did
+                if not started:  # the client left before the first chunk: the head still goes, as it always did
                     await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             finally:
-                await chunks.aclose()
+                if self.on_close is not None:
+                    await self.on_close()
 
 
 async def _client_left(receive) -> None:

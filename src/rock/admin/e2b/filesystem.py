@@ -16,7 +16,7 @@ from starlette.responses import Response, StreamingResponse
 
 from rock.admin.context import Ctx
 from rock.admin.e2b.common import Users, route, basic_user, data_record, resolve
-from rock.admin.e2b.connect import keepalive_of, stream_messages, stream_response, unary_message
+from rock.admin.e2b.connect import Feed, keepalive_of, stream_messages, stream_response, unary_message
 from rock.admin.e2b.errors import from_rock
 from rock.admin.e2b.framing import json_response
 from rock.admin.uploads import write_whole
@@ -135,26 +135,33 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
         msg = (await stream_messages(request))[0]
         record, agent, user = await open_(request, basic_user(request))
         args = {"path": resolve(msg.get("path"), user["home"]), "timeout": None, **_watch_args(msg)}
-        queue: asyncio.Queue = asyncio.Queue()
-        watching = asyncio.ensure_future(agent.call("envdfs.watch_stream", args,
-                                                    on_event=lambda meta, body: queue.put_nowait(meta)))
-        watching.add_done_callback(lambda _: queue.put_nowait(None))
-        first = await queue.get()
-        if first is None:  # refused before it started (missing path, not a directory)
+        feed = Feed()
+        first = asyncio.get_running_loop().create_future()  # the watch's first event, or its end
+
+        def on_event(meta: dict, body: bytes) -> None:
+            if not first.done():  # the agent's first event says the watch is set: envd's start
+                first.set_result(True)
+                feed.push({"start": {}})
+            else:
+                feed.push({"filesystem": fs_event(meta["fs"])})
+
+        def ended(_) -> None:
+            if not first.done():
+                first.set_result(False)
+            feed.end()
+
+        watching = asyncio.ensure_future(agent.call("envdfs.watch_stream", args, on_event=on_event))
+        watching.add_done_callback(ended)
+        if not await first:  # refused before it started (missing path, not a directory)
             try:
                 watching.result()
             except Exception as exc:  # noqa: BLE001
                 raise from_rock(exc, record.sandbox_id) from None
 
-        async def events():
-            yield {"start": {}}
-            while (meta := await queue.get()) is not None:
-                yield {"filesystem": fs_event(meta["fs"])}
-
         async def closed():
             watching.cancel()
 
-        return stream_response(events(), {"keepalive": {}}, keepalive_of(request), closed)
+        return stream_response(feed, {"keepalive": {}}, keepalive_of(request), closed)
 
     # -- /files ------------------------------------------------------------------------------
 

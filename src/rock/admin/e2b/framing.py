@@ -9,6 +9,8 @@ import struct
 
 from starlette.responses import Response
 
+from rock.jsonutil import dumps
+
 END_STREAM = 0x02
 
 
@@ -17,5 +19,5 @@ def json_response(obj, status: int = 200, headers: dict | None = None) -> Respon
 
 
 def envelope(obj, flags: int = 0) -> bytes:
-    data = json.dumps(obj, separators=(",", ":")).encode()
+    data = dumps(obj)
     return struct.pack(">BI", flags, len(data)) + data

@@ -13,10 +13,10 @@ from starlette.responses import Response
 
 from rock.admin.context import Ctx
 from rock.admin.e2b.common import Users, route, basic_user, data_record, resolve
-from rock.admin.e2b.connect import deadline_of, keepalive_of, stream_messages, stream_response, unary_message
+from rock.admin.e2b.connect import Feed, deadline_of, keepalive_of, stream_messages, stream_response, unary_message
 from rock.admin.e2b.errors import from_rock
 from rock.admin.e2b.framing import json_response
-from rock.errors import ConnectError
+from rock.errors import ConnectError, SandboxGone
 
 log = logging.getLogger("rock.admin.e2b")
 SIGNALS = {"SIGNAL_SIGKILL": 9, "SIGNAL_SIGTERM": 15, 9: 9, 15: 15}
@@ -70,58 +70,67 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
     async def follow(request: Request, op: str, args: dict, what: str, opened=None) -> Response:
         """A server stream: the agent's start/data events, keepalives, then end (or the error)."""
         record, agent = opened or await agent_of(request)
-        queue: asyncio.Queue = asyncio.Queue()
-        held = [0, False]  # output bytes queued for the client; overflowed
+        feed = Feed()
+        first = asyncio.get_running_loop().create_future()  # the first event, or the call's end
+        overflowed = False
 
         def on_event(meta: dict, body: bytes) -> None:
             # The agent does not wait for a slow client: past MAX_BUFFERED this stream lets go of the
             # process (which runs on; connect(pid) follows it again) rather than hold all it writes.
-            if held[0] > MAX_BUFFERED:
-                if not held[1]:
-                    held[1] = True
+            nonlocal overflowed
+            if feed.size > MAX_BUFFERED:
+                if not overflowed:
+                    overflowed = True
                     call.cancel()
                 return
-            held[0] += len(body)
-            queue.put_nowait((meta, body))
+            svc.touch(record)  # output is use: the idle lease runs from the last of it
+            feed.push(_event(meta, body))
+            if not first.done():
+                first.set_result(True)
 
-        call = asyncio.ensure_future(agent.call(op, args, on_event=on_event))
-        call.add_done_callback(lambda _: queue.put_nowait(None))
+        def ended(_) -> None:
+            if not first.done():
+                first.set_result(False)
+                if call.cancelled() or call.exception() is not None:
+                    return  # failed before any event: the handler answers with the error itself
+            if overflowed:
+                return feed.end(ConnectError("resource_exhausted", f"{what} wrote faster than the client read (over "
+                                             f"{MAX_BUFFERED >> 20} MiB waiting); it runs on: follow it again with "
+                                             "connect(pid)"))
+            if call.cancelled():
+                return feed.end()  # the client went away: nobody reads what follows
+            exc = call.exception()
+            if exc is not None:
+                error = from_rock(exc, record.sandbox_id)
+                if not isinstance(error, (ConnectError, SandboxGone)):
+                    log.error("e2b: %s in sandbox %s failed", what, record.sandbox_id, exc_info=exc)
+                    error = ConnectError("internal", f"{what} failed: {exc}")
+                return feed.end(error)
+            end = call.result()[0].get("end")
+            if end and not end.pop("expired", False):
+                feed.push({"event": {"end": end}})
+                feed.end()
+            elif end or deadline:  # the agent killed it at the deadline; the client has given up by now
+                feed.end(ConnectError("deadline_exceeded", f"{what} ran past its timeout of {deadline:g}s and was killed"))
+            else:
+                feed.end()
+
         deadline = deadline_of(request)
-
+        call = asyncio.ensure_future(agent.call(op, args, on_event=on_event))
+        call.add_done_callback(ended)
         # The first event decides between a stream and an error before any byte is sent.
-        first = await queue.get()
-        if first is None:
+        if not await first:
             try:
                 call.result()
             except Exception as exc:  # noqa: BLE001
                 raise from_rock(exc, record.sandbox_id) from None
-
-        async def events():
-            item = first
-            while item is not None:
-                svc.touch(record)  # output is use: the idle lease runs from the last of it
-                held[0] -= len(item[1])
-                yield _event(*item)
-                item = await queue.get()
-            if held[1]:
-                raise ConnectError("resource_exhausted", f"{what} wrote faster than the client read (over "
-                                   f"{MAX_BUFFERED >> 20} MiB waiting); it runs on: follow it again with connect(pid)")
-            try:
-                result, _ = call.result()
-            except Exception as exc:  # noqa: BLE001 - mapped to a Connect error
-                raise from_rock(exc, record.sandbox_id) from None
-            end = result.get("end")
-            if end and not end.pop("expired", False):
-                yield {"event": {"end": end}}
-            elif end or deadline:  # the agent killed it at the deadline; the client has given up by now
-                raise ConnectError("deadline_exceeded", f"{what} ran past its timeout of {deadline:g}s and was killed")
 
         async def closed():
             if not call.done():  # the client went away: the process keeps running (background commands)
                 call.cancel()
 
         log.debug("e2b: %s in sandbox %s (%s)", what, record.sandbox_id, op)
-        return stream_response(events(), KEEPALIVE, keepalive_of(request), closed)
+        return stream_response(feed, KEEPALIVE, keepalive_of(request), closed)
 
     @route(api, "/process.Process/Start", "POST", fast=True)
     async def start(request: Request):
@@ -184,10 +193,10 @@ def router(ctx: Ctx, users: Users) -> APIRouter:
                 stream, data = _input(msg["data"])
                 await unary(request, "envd.input", {**selector, "stream": stream}, data)
 
-        async def done():
-            yield {}
-
-        return stream_response(done(), {}, 60.0)
+        feed = Feed()
+        feed.push({})
+        feed.end()
+        return stream_response(feed, {}, 60.0)
 
     @route(api, "/process.Process/SendSignal", "POST")
     async def send_signal(request: Request):

@@ -14,15 +14,20 @@ Ops (args -> result; events ``start {pid}`` and ``data {stream}`` with the bytes
 """
 
 import os
+import select
 import signal
 import subprocess
 import threading
+import time
 
+from .. import threads
 from ..errors import OpError
 
 _table = {}  # pid -> Proc, while it runs
 _lock = threading.Lock()
 POLL = 0.25  # how often a following request checks whether its client went away
+PTY_POLL = 0.1  # how often a pty's reader checks whether its process is gone
+PTY_GRACE = 5.0  # how long a pty's output is read after its process is gone
 
 
 def user_info(name=None):
@@ -119,36 +124,84 @@ class Proc:
         self.write_lock = threading.Lock()
 
     def run(self):
-        readers = [threading.Thread(target=self._read, args=out, daemon=True) for out in self.outputs]
-        for t in readers:
-            t.start()
-        threading.Thread(target=self._wait, args=(readers,), daemon=True).start()
-        if self.deadline:
-            timer = threading.Timer(float(self.deadline), self._expire)
-            timer.daemon = True
-            timer.start()
-            self.timer = timer
+        """Serve the process on one thread of its own: its outputs read, its deadline kept, its end
+        taken (no thread per pipe, waiter and timer, and no wait for a thread's start)."""
+        try:
+            threads.spawn(self._serve)
+        except RuntimeError:  # no room for a thread (the sandbox at its pids limit): served on this one
+            self._serve()
 
     def _emit(self, event, fields, body=b""):
         for sub in list(self.subs):
             sub(event, fields, body)
 
-    def _read(self, stream, fd):
-        while True:
-            try:
-                data = os.read(fd, 65536)
-            except OSError:  # a pty's master reads EIO once the last slave is closed
-                data = b""
-            if not data:
-                return
-            self._emit("data", {"stream": stream}, data)
+    def _serve(self):
+        streams = dict((fd, stream) for stream, fd in self.outputs)
+        poller = select.poll()
+        for fd in streams:
+            poller.register(fd, select.POLLIN)
+        deadline = None if not self.deadline else time.monotonic() + float(self.deadline)
+        exited = None  # when a pty's process was seen gone (its slave may live on in a child)
+        try:
+            # Until every output's end: what it wrote is delivered before its end. A pty's master
+            # may never see its end (a background child keeps the slave): there the process's exit
+            # bounds the wait to PTY_GRACE seconds.
+            while streams:
+                wait = None if deadline is None else max(deadline - time.monotonic(), 0)
+                if self.master is not None:
+                    if exited is None and self.proc.poll() is not None:
+                        exited = time.monotonic()
+                    if exited is not None:
+                        left = exited + PTY_GRACE - time.monotonic()
+                        if left <= 0:
+                            break
+                        wait = left if wait is None else min(wait, left)
+                    wait = PTY_POLL if wait is None else min(wait, PTY_POLL)
+                ready = poller.poll(None if wait is None else wait * 1000)
+                if not ready and deadline is not None and time.monotonic() >= deadline:
+                    deadline = None
+                    self._expire()
+                for fd, _ in ready:
+                    try:
+                        data = os.read(fd, 65536)
+                    except OSError:  # a pty's master reads EIO once the last slave is closed
+                        data = b""
+                    if data:
+                        self._emit("data", {"stream": streams[fd]}, data)
+                    else:
+                        poller.unregister(fd)
+                        del streams[fd]
+            code = self._reap(deadline)
+        finally:
+            self._close()
+        self._ended(code)
 
-    def _wait(self, readers):
-        code = self.proc.wait()
-        for t in readers:  # everything it wrote is delivered before its end
-            t.join(5 if self.master is not None else None)
-        if getattr(self, "timer", None) is not None:
-            self.timer.cancel()
+    def _reap(self, deadline):
+        """Its exit status. Its outputs may close before it exits: the deadline still holds. Waited
+        for on a pidfd where the kernel has them (Popen.wait's timeout polls in sleeps)."""
+        while deadline is not None:
+            left = max(deadline - time.monotonic(), 0)
+            try:
+                pidfd = os.pidfd_open(self.pid)
+            except (AttributeError, OSError):
+                try:
+                    return self.proc.wait(left)
+                except subprocess.TimeoutExpired:
+                    pass
+            else:
+                try:
+                    waiter = select.poll()
+                    waiter.register(pidfd, select.POLLIN)
+                    exited = waiter.poll(left * 1000)
+                finally:
+                    os.close(pidfd)
+                if exited:
+                    break
+            deadline = None
+            self._expire()
+        return self.proc.wait()
+
+    def _close(self):
         for f in (self.proc.stdout, self.proc.stderr, self.stdin):
             try:
                 if f is not None:
@@ -158,6 +211,8 @@ class Proc:
         if self.master is not None:
             os.close(self.master)
             self.master = None
+
+    def _ended(self, code):
         if code >= 0:
             status = "exit status %d" % code
             self.end = {"exitCode": code, "exited": True, "status": status}
