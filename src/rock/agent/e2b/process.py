@@ -158,7 +158,9 @@ class Proc:
                         wait = left if wait is None else min(wait, left)
                     wait = PTY_POLL if wait is None else min(wait, PTY_POLL)
                 ready = poller.poll(None if wait is None else wait * 1000)
-                if not ready and deadline is not None and time.monotonic() >= deadline:
+                # Checked whether or not output came: a process that writes without pause is
+                # still killed at its deadline.
+                if deadline is not None and time.monotonic() >= deadline:
                     deadline = None
                     self._expire()
                 for fd, _ in ready:
