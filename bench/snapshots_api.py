@@ -8,10 +8,15 @@ per backend, each against a floor measured in the same run, in alternating block
 - api_fork_8_ready_ms: ``fork(8)`` until all 8 children answer ``echo``; floor: 8 sandboxes started
   at once (``start()`` x 8) until they answer (target: the fork <= 2x one sandbox start)
 - api_full_fork_ready_ms (gvisor, where runsc runs): ``fork(4, mode="full")``; ``per_child_ms`` too
-- api_restore_ms (per size of the change: a 1 or 32 MB file of the snapshot overwritten since): ``restore(snap)``
-  in place until the sandbox answers; floor: ``cp -a`` of the same change on the host; beside it,
+- restore_ms and api_restore_ms, from the same restores (per size of the change: a 1 or 32 MB file
+  of the snapshot overwritten since): restore_ms is ``restore(snap)`` alone, until it returns (the
+  same sandbox and SDK object: the echo after it goes on the client's connection); api_restore_ms goes on until
+  the sandbox answers ``echo`` (a new bash session of the restored state). Floor of both: ``cp -a``
+  of the same change on the host, timed in the same alternating blocks. Beside api_restore_ms,
   ``start_from_snapshot_ms``, a new sandbox from the snapshot until it answers (a reset without
-  restore). On gvisor also with a full snapshot (memory and processes).
+  restore). ``in_place_limit``: whether the change is within what a filesystem restore rewrites in
+  place (past it the sandbox's new state starts from the snapshot, under the same id). On gvisor
+  also with a full snapshot (memory and processes).
 
 The runtime-level numbers (no admin) are bench/snapshots.py's.
 """
@@ -26,7 +31,7 @@ import time
 from bench.admin import AdminProcess
 from bench.report import Context, record
 from rock.errors import Conflict
-from rock.runtime import get_runtime_class
+from rock.runtime import get_runtime_class, rollback
 from rock.sdk.sandbox import Sandbox, SandboxConfig
 
 
@@ -147,14 +152,16 @@ async def _restores(ctx: Context, backend: str, url: str, parent: Sandbox) -> li
         await parent.arun("head -c 1M /dev/urandom > /root/kept-1; head -c 32M /dev/urandom > /root/kept-32")
         snap = await parent.snapshot(mode=mode)
         for mb in (1, 32):
-            restores, floors, fresh = [], [], []
+            restores, calls, floors, fresh = [], [], [], []
             for _ in range(ctx.n(2, 4)):
                 for _ in range(ctx.n(3, 5)):
                     await parent.arun(f"head -c {mb << 20} /dev/urandom > /root/kept-{mb}")
                     t = time.perf_counter()
                     await parent.restore(snap.name)
+                    returned = time.perf_counter()
                     await _ready(parent)
                     restores.append(time.perf_counter() - t)
+                    calls.append(returned - t)
                 for _ in range(ctx.n(3, 5)):
                     floors.append(await _copy_floor(mb))
                 t = time.perf_counter()
@@ -163,8 +170,12 @@ async def _restores(ctx: Context, backend: str, url: str, parent: Sandbox) -> li
                 await _ready(again)
                 fresh.append(time.perf_counter() - t)
                 await _drop([again])
+            in_place = mode == "filesystem" and mb << 20 <= rollback.MAX_BYTES
+            records.append(record("restore_ms", backend, calls, floor_s=floors, floor=f"cp -a of the {mb} MB change",
+                                  size_mb=mb, mode=mode, measures="restore() until it returns", in_place_limit=in_place))
             rec = record("api_restore_ms", backend, restores, floor_s=floors, floor=f"cp -a of the {mb} MB change",
-                         size_mb=mb, mode=mode)
+                         size_mb=mb, mode=mode, measures="restore() until the sandbox answers echo in a new session",
+                         in_place_limit=in_place)
             rec["start_from_snapshot_ms"] = round(sorted(fresh)[len(fresh) // 2] * 1e3, 1)
             records.append(rec)
         await _drop_snapshot(parent, snap.name)

@@ -1,13 +1,16 @@
 """``reset.apply``: roll the sandbox back in place, from inside it.
 
 The worker computes what differs between the sandbox's files and a snapshot's
-(``rock.runtime.bwrap.rollback``) and sends it here as a list of operations with the file bodies
-in the request's body. First every process of the sandbox but its init and this agent ends (a
-restore ends the commands of the old state, as a start from the snapshot would), then the files
-are rewritten through the sandbox's own root, so nothing the sandbox planted (a link) can lead a
-write outside it.
+(``rock.runtime.rollback``) and sends it here as a list of operations with the file bodies in the
+request's body, or, where the backend passes descriptors, the snapshot's larger files themselves,
+opened read-only on the host: the kernel copies them here, with no transfer through the socket;
+the sandbox never sees the snapshot store, and the descriptors are closed before the answer.
+First every process of the sandbox but its init and this agent ends (a restore ends the commands
+of the old state, as a start from the snapshot would), then the files are rewritten through the
+sandbox's own root, so nothing the sandbox planted (a link) can lead a write outside it.
 """
 
+import errno
 import os
 import shutil
 import signal
@@ -15,8 +18,8 @@ import stat
 import time
 
 from . import sessions
-from .deferred import DEFERRED
 from .errors import OpError
+from .server import close_fds
 
 KILL_WAIT = 5.0
 
@@ -111,7 +114,17 @@ def _owned(path, op):
         os.chmod(path, op["mode"])
 
 
-def _apply(op, body):
+def _copy(src, dst, size):
+    """``size`` bytes of the passed descriptor ``src`` (from its start) into ``dst``, by the kernel."""
+    done = 0
+    while done < size:
+        sent = os.sendfile(dst, src, done, size - done)
+        if not sent:
+            raise OSError(errno.EIO, "the snapshot's file is shorter than planned")
+        done += sent
+
+
+def _apply(op, body, fds):
     path = "/" + op["path"]
     kind = op["op"]
     if kind == "rm":
@@ -129,9 +142,12 @@ def _apply(op, body):
         _remove(path)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
-            view = memoryview(body)[op["off"]:op["off"] + op["len"]]
-            while view:
-                view = view[os.write(fd, view):]
+            if "fd" in op:  # the snapshot's own file, passed by the worker: copied here without a transfer
+                _copy(fds[op["fd"]], fd, op["len"])
+            else:
+                view = memoryview(body)[op["off"]:op["off"] + op["len"]]
+                while view:
+                    view = view[os.write(fd, view):]
         finally:
             os.close(fd)
         _owned(path, op)
@@ -158,19 +174,24 @@ def apply(req):
     """Apply ``ops`` to the sandbox's files, in order (see the module's doc); the worker ends the
     processes first (``reset.end``) and plans from the files they left."""
     ops = req.args.get("ops")
-    if not isinstance(ops, list):
-        raise OpError("BadRequest", "ops must be a list")
-    failed = []
-    for op in ops:
-        try:
-            _apply(op, req.body or b"")
-        except OSError as exc:
-            failed.append("%s %s: %s" % (op.get("op"), op.get("path"), exc.strerror or exc))
-    req.reply({"applied": len(ops) - len(failed), "failed": failed[:20]})
-    # The spare bash only now, after the answer: started earlier it would read the old state's
-    # startup files, keep a directory the plan replaced as its cwd, and take the CPU the rewrite needs.
+    fds = req.args.get("fds") or []
+    try:
+        if not isinstance(ops, list):
+            raise OpError("BadRequest", "ops must be a list")
+        failed = []
+        for op in ops:
+            try:
+                _apply(op, req.body or b"", fds)
+            except (OSError, IndexError) as exc:
+                failed.append("%s %s: %s" % (op.get("op"), op.get("path"), getattr(exc, "strerror", None) or exc))
+    finally:
+        close_fds(fds)
+    # The spare bash only now, once the files are the snapshot's: started earlier it would read
+    # the old state's files as it starts (its binary, libraries, locale) and keep a directory the
+    # plan replaced as its cwd. Before the answer, so its start-up overlaps the answer's way back
+    # and the caller's next request (which takes it).
     sessions.prewarm()
-    return DEFERRED
+    return {"applied": len(ops) - len(failed), "failed": failed[:20]}
 
 
 OPS = {"reset.end": end, "reset.apply": apply}

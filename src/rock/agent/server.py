@@ -18,6 +18,19 @@ from .errors import OpError, from_os_error
 VERSION = "1"
 
 
+# Room for the most descriptors one message may carry (the kernel's SCM_MAX_FD).
+_FDS_SPACE = _socket.CMSG_SPACE(253 * 4)
+
+
+def close_fds(fds):
+    """Close passed descriptors nobody took."""
+    while fds:
+        try:
+            os.close(fds.pop())
+        except OSError:
+            pass
+
+
 class Request:
     """One client request: its arguments, payload, and the way to answer it."""
 
@@ -116,6 +129,9 @@ class Connection:
         self.lock = threads.Lock()
         self.requests = {}
         self.closed = False
+        # Descriptors the worker passed (SCM_RIGHTS), in order, until the request that names
+        # them (its "fds": a count) takes them: they come with the first bytes of its frame.
+        self.fds = []
 
     def send(self, meta, body=b""):
         """Send one frame (dropped once the connection is closed)."""
@@ -140,7 +156,10 @@ class Connection:
                 # 64 KiB reads unless a large frame is arriving: a recv buffer above glibc's mmap
                 # threshold (128 KiB) costs an mmap, an mremap and an munmap, for every small frame
                 # too (a model call's answer), where the large read pays off only for bulk data.
-                data = self.sock.recv(min(max(reader.missing(), 64 << 10), 1 << 20))
+                data, anc, _, _ = self.sock.recvmsg(min(max(reader.missing(), 64 << 10), 1 << 20), _FDS_SPACE,
+                                                    _socket.MSG_CMSG_CLOEXEC)
+                if anc:
+                    self._take_fds(anc)
                 if not data:
                     break
                 for meta, body in reader.feed(data):
@@ -153,13 +172,23 @@ class Connection:
             for req in list(self.requests.values()):
                 req.cancelled.set()
                 req._chunks.put(None)
+            close_fds(self.fds)
             self.sock.close()
+
+    def _take_fds(self, anc):
+        for level, kind, data in anc:
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                self.fds.extend(memoryview(data)[: len(data) - len(data) % 4].cast("i"))
 
     def on_frame(self, meta, body):
         """Handle one frame: a new request (dispatched), or a chunk or end of input for an open one."""
         rid = meta["id"]
         if "op" in meta:
-            req = Request(self, rid, meta["op"], meta.get("args") or {}, body)
+            args = meta.get("args") or {}
+            if "fds" in args:  # the count the worker passed with this frame, replaced by the descriptors
+                count = args["fds"] if isinstance(args["fds"], int) else 0
+                args["fds"], self.fds = self.fds[:count], self.fds[count:]
+            req = Request(self, rid, meta["op"], args, body)
             self.requests[rid] = req
             self.agent.dispatch(req)
             return

@@ -37,23 +37,48 @@ UNKNOWN_XATTRS = ("trusted.overlay.redirect", "trusted.overlay.metacopy")
 MAX_BYTES = 8 << 20
 COMPARE_BYTES = 128 << 20  # read on each side to tell a committed layer's unchanged files (see _Planner.same)
 MAX_OPS = 200_000
+# Where the backend's agent takes descriptors (``RollsBackInPlace.passes_fds``), a file this large
+# goes as its snapshot's file, opened read-only here, that the agent copies in the kernel: no
+# read here, no transfer through the agent's socket. At most FDS_MAX of them (one message's
+# descriptors); the rest, and smaller files, go in the body.
+FD_MIN_BYTES = 64 << 10
+FDS_MAX = 250
+
+
+# A plan is first made on the caller's thread, up to this much work (a unit: an entry looked at,
+# or 64 KiB read): the usual small change costs a fraction of a millisecond, less than handing
+# it to a thread. Past it the plan is made again in a thread, off the event loop.
+INLINE_BUDGET = 200
 
 
 class Unplannable(Exception):
     """The layers hold something the plan cannot express; restore by starting anew."""
 
 
+class _OverBudget(Exception):
+    """The inline plan would take longer than ``INLINE_BUDGET`` allows."""
+
+
 @dataclass
 class Plan:
-    """Operations in order (each a dict the agent reads) and the file bodies they point into."""
+    """Operations in order (each a dict the agent reads), the file bodies they point into, and the
+    descriptors (read-only, of the snapshot's files) the ops of the larger files name by index
+    (``fd``): the caller passes them with the ops and then closes them (``close``)."""
 
     ops: list[dict] = field(default_factory=list)
     body: bytearray = field(default_factory=bytearray)
+    fds: list[int] = field(default_factory=list)
+    bytes: int = 0  # of the files it writes, in the body or by descriptor
 
     def add(self, op: dict) -> None:
         if len(self.ops) >= MAX_OPS:
             raise Unplannable(f"more than {MAX_OPS} changes")
         self.ops.append(op)
+
+    def close(self) -> None:
+        """Close the descriptors (once passed, or when the plan is not used)."""
+        while self.fds:
+            os.close(self.fds.pop())
 
 
 def _xattr(path: str, name: str) -> bytes | None:
@@ -70,9 +95,10 @@ def _whiteout(st: os.stat_result) -> bool:
 class _View:
     """One overlay's layers, top first; layer 0 is the one that differs between the two views."""
 
-    def __init__(self, layers: list[Path]):
+    def __init__(self, layers: list[Path], spend=lambda units: None):
         self.layers = layers
         self._dirs = [str(layer) for layer in layers]
+        self.spend = spend
 
     def at(self, i: int, rel: str) -> str:
         return os.path.join(self._dirs[i], rel) if rel else self._dirs[i]
@@ -94,6 +120,7 @@ class _View:
                 names = os.listdir(base)
             except FileNotFoundError:
                 continue
+            self.spend(len(names))
             for name in names:
                 if name not in seen:
                     seen[name] = self._entry(i, rel, name, os.lstat(os.path.join(base, name)))
@@ -181,10 +208,21 @@ def _read(path: str) -> bytes:
 
 
 class _Planner:
-    def __init__(self, current: _View, target: _View, keep: frozenset[str] = frozenset()):
+    def __init__(self, current: _View, target: _View, keep: frozenset[str] = frozenset(), by_fd: bool = False,
+                 budget: int | None = None):
         self.cur, self.tgt = current, target
         self.keep = keep
+        self.by_fd = by_fd
+        self.budget = budget
         self.plan = Plan()
+        current.spend = target.spend = self.spend
+
+    def spend(self, units: int) -> None:
+        """Count work against the budget (None: no limit); past it, _OverBudget."""
+        if self.budget is not None:
+            self.budget -= units
+            if self.budget < 0:
+                raise _OverBudget
         self.compare_left = COMPARE_BYTES  # reading both is far cheaper than rewriting one through the agent
 
     def same(self, c: tuple[int, os.stat_result], t: tuple[int, os.stat_result], path: str) -> bool:
@@ -198,11 +236,13 @@ class _Planner:
         if c[1].st_size > self.compare_left:
             return False
         self.compare_left -= c[1].st_size
+        self.spend(c[1].st_size >> 16)
         return _same_bytes(pa, pb)
 
     def emit(self, rel: str, entry: tuple[int, os.stat_result], dir_layers: list[int]) -> None:
         """Write the target's ``rel`` (and, a directory, all below it) where nothing stands now."""
         layer, st = entry
+        self.spend(1)
         src = self.tgt.at(layer, rel)
         op = {"path": rel, **_meta(st)}
         if stat.S_ISDIR(st.st_mode):
@@ -212,9 +252,16 @@ class _Planner:
                 if f"{rel}/{name}" not in self.keep:
                     self.emit(f"{rel}/{name}", child, sub)
         elif stat.S_ISREG(st.st_mode):
-            data = _read(src)
-            if len(self.plan.body) + len(data) > MAX_BYTES:
+            self.plan.bytes += st.st_size
+            if self.plan.bytes > MAX_BYTES:
                 raise Unplannable(f"more than {MAX_BYTES >> 20} MiB changed")
+            if self.by_fd and st.st_size >= FD_MIN_BYTES and len(self.plan.fds) < FDS_MAX:
+                self.plan.fds.append(os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC))
+                self.plan.add({"op": "file", **op, "fd": len(self.plan.fds) - 1, "len": st.st_size,
+                               "mtime_ns": st.st_mtime_ns})
+                return
+            self.spend(st.st_size >> 16)
+            data = _read(src)
             self.plan.add({"op": "file", **op, "off": len(self.plan.body), "len": len(data),
                            "mtime_ns": st.st_mtime_ns})
             self.plan.body += data
@@ -240,6 +287,7 @@ class _Planner:
 
     def walk(self, rel: str, cur_layers: list[int], tgt_layers: list[int]) -> None:
         for name, c, t in self._entries(rel, cur_layers, tgt_layers):
+            self.spend(1)
             path = f"{rel}/{name}" if rel else name
             if path in self.keep or (c is None and t is None):
                 continue
@@ -258,16 +306,22 @@ class _Planner:
                 self.emit(path, t, tgt_layers)
 
 
-def plan(current_upper: Path, target_upper: Path, shared: list[Path], keep: frozenset[str] = frozenset()) -> Plan:
+def plan(current_upper: Path, target_upper: Path, shared: list[Path], keep: frozenset[str] = frozenset(),
+         by_fd: bool = False, budget: int | None = None) -> Plan:
     """The operations that make the overlay ``current_upper`` + ``shared`` show what
     ``target_upper`` + ``shared`` shows (``shared``: the read-only layers and the image root, top
     first), leaving the paths in ``keep`` (relative, the sandbox's mount points: what is mounted
-    there is not the layers') alone. Raises Unplannable where the layers cannot be modelled or the
-    change is too large."""
+    there is not the layers') alone. ``by_fd``: the larger files go as descriptors (``Plan``).
+    Raises Unplannable where the layers cannot be modelled or the change is too large, and
+    _OverBudget past ``budget`` units of work (None: no limit)."""
     cur, tgt = _View([current_upper, *shared]), _View([target_upper, *shared])
-    planner = _Planner(cur, tgt, keep)
+    planner = _Planner(cur, tgt, keep, by_fd, budget)
     every = list(range(len(shared) + 1))
-    planner.walk("", cur.dir_layers("", every), tgt.dir_layers("", every))
+    try:
+        planner.walk("", cur.dir_layers("", every), tgt.dir_layers("", every))
+    except BaseException:
+        planner.plan.close()
+        raise
     return planner.plan
 
 
@@ -280,24 +334,29 @@ def rolls_back(handle: RuntimeHandle, snapshot: Snapshot) -> bool:
             and handle.extra.get("image_root", "/") not in ("", "/"))
 
 
-async def plan_for(snapshots: SnapshotStore, handle: RuntimeHandle, snapshot: Snapshot) -> Plan | None:
+async def plan_for(snapshots: SnapshotStore, handle: RuntimeHandle, snapshot: Snapshot,
+                   by_fd: bool = False) -> Plan | None:
     """The plan for a sandbox of ``<sandbox dir>/upper`` over ``layers/`` over its image root, and
     a snapshot holding a copy of that upper layer; None where ``rolls_back`` says no or the layers
-    cannot be planned."""
+    cannot be planned. ``by_fd``: see ``plan``."""
     if not rolls_back(handle, snapshot):
         return None
     sandbox_dir = Path(handle.run_dir).parent
     shared = [*layer_dirs(sandbox_dir), Path(handle.extra["image_root"])]
     async with snapshots.in_use(snapshot):
         return await plan_or_none(handle, snapshot, sandbox_dir / "upper", snapshots.path(snapshot.name) / "upper",
-                                  shared)
+                                  shared, by_fd=by_fd)
 
 
 async def plan_or_none(handle: RuntimeHandle, snapshot: Snapshot, current_upper: Path, target_upper: Path,
-                       shared: list[Path], keep: frozenset[str] = frozenset()) -> Plan | None:
-    """``plan`` off the event loop; None (logged: the restore starts anew) where it is Unplannable."""
+                       shared: list[Path], keep: frozenset[str] = frozenset(), by_fd: bool = False) -> Plan | None:
+    """``plan``, on the event loop while it stays small (``INLINE_BUDGET``), else off it; None
+    (logged: the restore starts anew) where it is Unplannable."""
     try:
-        return await asyncio.to_thread(plan, current_upper, target_upper, shared, keep)
+        try:
+            return plan(current_upper, target_upper, shared, keep, by_fd, INLINE_BUDGET)
+        except _OverBudget:
+            return await asyncio.to_thread(plan, current_upper, target_upper, shared, keep, by_fd)
     except Unplannable as exc:
         log.info("sandbox %s: restoring %s by a new start: %s", handle.sandbox_id, snapshot.name, exc)
         return None
@@ -310,6 +369,9 @@ class RollsBackInPlace:
     among the bases, so these win over its defaults."""
 
     snapshots: SnapshotStore
+    # Whether the sandbox's agent, on this machine's kernel, can take the snapshot's files as
+    # descriptors passed over its socket (not where a sandbox kernel of its own stands between).
+    passes_fds = False
 
     def rolls_back(self, handle: RuntimeHandle, snapshot: Snapshot) -> bool:
         """Whether ``rollback_plan`` can make this running sandbox's files the snapshot's in place."""
@@ -317,4 +379,4 @@ class RollsBackInPlace:
 
     async def rollback_plan(self, handle: RuntimeHandle, snapshot: Snapshot) -> Plan | None:
         """The agent's plan (``reset.apply``) from the sandbox's files to the snapshot's, or None."""
-        return await plan_for(self.snapshots, handle, snapshot)
+        return await plan_for(self.snapshots, handle, snapshot, self.passes_fds)

@@ -6,9 +6,12 @@ microseconds of Python on each side, and the stream layer would double it.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import itertools
 import math
+import os
+import socket
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, Literal
 
@@ -294,6 +297,46 @@ class AgentClient:
         finite (see ``_send``)."""
         rid, future = self._start(op, args, body, on_event, fast)
         if self.reply_timeout is None:  # no deadline: the answer itself, without _await's coroutine
+            try:
+                return await future
+            except asyncio.CancelledError:
+                self._given_up(rid)
+                raise
+        return await self._await(rid, future, self._deadline(args))
+
+    async def call_passing(self, op: str, args: dict, body: bytes, fds: list[int]) -> tuple[dict, bytes]:
+        """``call`` with open descriptors passed alongside (SCM_RIGHTS): the agent finds them in
+        its args' ``fds``. The caller keeps (and closes) its own. The frame goes out by one
+        ``sendmsg`` on the connection's socket once the transport has nothing queued, so it keeps
+        its place among the frames; what the socket does not take at once follows through the
+        transport."""
+        if not fds:
+            return await self.call(op, args, body)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + (self.reply_timeout or 60.0)
+        rid = next(self._ids)
+        frame = protocol.encode({"id": rid, "op": op, "args": {**args, "fds": len(fds)}}, body)
+        while True:
+            if self.closed or self.transport is None or self.transport.is_closing():
+                raise AgentGone("the connection to the sandbox's agent is closed")
+            if self.handle is not None and self.handle.extra.get("paused"):
+                raise SandboxPaused(f"sandbox {self.handle.sandbox_id} is paused: resume it first")
+            if not self.transport.get_write_buffer_size():  # else the frame would pass what is queued
+                with socket.socket(fileno=os.dup(self.transport.get_extra_info("socket").fileno())) as sock:
+                    try:
+                        sent = sock.sendmsg([frame], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+                    except (BlockingIOError, InterruptedError):
+                        sent = 0
+                if sent:
+                    break
+            if loop.time() > end:
+                raise AgentTimeout("the sandbox's agent did not take a request within the reply timeout")
+            await asyncio.sleep(0.001)
+        future = loop.create_future()
+        self._pending[rid] = _Pending(future, None)
+        if sent < len(frame):
+            self.transport.write(frame[sent:])
+        if self.reply_timeout is None:
             try:
                 return await future
             except asyncio.CancelledError:

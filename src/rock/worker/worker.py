@@ -541,11 +541,14 @@ class Worker:
         plan = await self.runtime.rollback_plan(sandbox.handle, snap)
         if plan is None:
             return False
-        t2 = time.perf_counter()
-        result, _ = await sandbox.client.call("reset.apply", {"ops": plan.ops}, bytes(plan.body))
-        log.info("sandbox %s: in-place restore of %d changes, %d bytes: processes ended in %.1f ms, planned in %.1f "
-                 "ms, applied in %.1f ms", sandbox.sandbox_id, len(plan.ops), len(plan.body), (t1 - t0) * 1e3,
-                 (t2 - t1) * 1e3, (time.perf_counter() - t2) * 1e3)
+        t2, passed = time.perf_counter(), len(plan.fds)
+        try:
+            result, _ = await sandbox.client.call_passing("reset.apply", {"ops": plan.ops}, bytes(plan.body), plan.fds)
+        finally:
+            plan.close()
+        log.info("sandbox %s: in-place restore of %d changes, %d bytes (%d files passed as descriptors): processes "
+                 "ended in %.1f ms, planned in %.1f ms, applied in %.1f ms", sandbox.sandbox_id, len(plan.ops),
+                 plan.bytes, passed, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (time.perf_counter() - t2) * 1e3)
         if result.get("failed"):
             log.warning("sandbox %s: %d changes of the in-place restore failed (%s); starting snapshot %s anew",
                         sandbox.sandbox_id, len(result["failed"]), "; ".join(result["failed"][:3]), snap.name)

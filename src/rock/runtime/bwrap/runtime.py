@@ -72,6 +72,7 @@ class BwrapRuntime(rollback.RollsBackInPlace, KeepsFiles, Runtime):
     egress = True
     host_network = True  # bwrap's network=true shares the host's namespace (host_policy.host_network_refused)
     directory_images = True
+    passes_fds = True  # the agent shares the host's kernel (rollback.RollsBackInPlace)
 
     def __init__(self, settings, owner: str):
         super().__init__(settings, owner)
