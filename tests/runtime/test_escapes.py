@@ -39,6 +39,17 @@ PTRACE = (
     "    print('mem readable')\n"
     "except OSError as exc:\n"
     "    print('mem refused', exc.errno)\n"
+    # the descriptors the agent holds (a restore's snapshot files, its socket) stay its own: their
+    # numbers may be listed, but none can be opened again through /proc, nor its target read
+    "opened = []\n"
+    "for fd in os.listdir('/proc/%d/fd' % agent):\n"
+    "    for how in (lambda p: os.close(os.open(p, os.O_RDONLY)), os.readlink):\n"
+    "        try:\n"
+    "            how('/proc/%d/fd/%s' % (agent, fd)); opened.append(fd)\n"
+    "        except OSError:\n"
+    "            pass\n"
+    "print('fds opened', opened)\n"
+    "os.close(os.open('/proc/self/fd/1', os.O_WRONLY)); print('own fd reopened')\n"  # the control
 )
 
 
@@ -47,9 +58,16 @@ async def test_the_agent_cannot_be_traced_or_read(isolated_runtime, new_spec, sa
     async with agent(handle) as client:
         # The agent is the parent of the shell that runs exec's command: its pid is the shell's PPID.
         tried = await client.exec(["sh", "-c", f'AGENT_PID=$PPID exec {PY} -c "$0"', PTRACE])
-    attach, mem = tried.stdout.splitlines()
+    attach, mem, fds, own = tried.stdout.splitlines()
     assert attach.startswith("-1 "), tried
     assert mem.startswith("mem refused"), tried
+    assert own == "own fd reopened", tried
+    if isolated_runtime.name == "gvisor":
+        # gVisor's /proc lets them be opened (its ptrace and mem refusals hold): every file the
+        # agent holds there is the sandbox's own, as no host descriptor is passed in (no passes_fds).
+        assert not getattr(isolated_runtime, "passes_fds", False) and fds.startswith("fds opened ['0'"), tried
+    else:  # where the agent shares the host's kernel, and a restore may pass it the snapshot's files
+        assert fds == "fds opened []", tried
 
 
 async def test_raw_and_packet_sockets_are_refused(isolated_runtime, new_spec, sandboxes, agent):

@@ -216,6 +216,7 @@ class _Planner:
         self.budget = budget
         self.plan = Plan()
         current.spend = target.spend = self.spend
+        self.compare_left = COMPARE_BYTES  # reading both is far cheaper than rewriting one through the agent
 
     def spend(self, units: int) -> None:
         """Count work against the budget (None: no limit); past it, _OverBudget."""
@@ -223,7 +224,6 @@ class _Planner:
             self.budget -= units
             if self.budget < 0:
                 raise _OverBudget
-        self.compare_left = COMPARE_BYTES  # reading both is far cheaper than rewriting one through the agent
 
     def same(self, c: tuple[int, os.stat_result], t: tuple[int, os.stat_result], path: str) -> bool:
         """Whether the current and the target entry at ``path`` are the same file."""
@@ -255,7 +255,10 @@ class _Planner:
             self.plan.bytes += st.st_size
             if self.plan.bytes > MAX_BYTES:
                 raise Unplannable(f"more than {MAX_BYTES >> 20} MiB changed")
-            if self.by_fd and st.st_size >= FD_MIN_BYTES and len(self.plan.fds) < FDS_MAX:
+            # Only the snapshot's own layer's files go as descriptors: one of a shared layer (the
+            # image, or the host's root under a host-root sandbox) is read here and sent as bytes,
+            # so no descriptor of a file other sandboxes stand on ever reaches a sandbox.
+            if self.by_fd and layer == 0 and st.st_size >= FD_MIN_BYTES and len(self.plan.fds) < FDS_MAX:
                 self.plan.fds.append(os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC))
                 self.plan.add({"op": "file", **op, "fd": len(self.plan.fds) - 1, "len": st.st_size,
                                "mtime_ns": st.st_mtime_ns})
