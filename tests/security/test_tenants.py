@@ -86,6 +86,8 @@ ROCK_WRITES = {
     "chat_answer": req("POST", CHAT + "/answer", {"sandbox_id": "{sid}", "index": 1,
                                                   "response": {"choices": [{"message": {"role": "assistant",
                                                                                         "content": "bob"}}]}}),
+    "chat_anti_call": req("POST", CHAT + "/anti_call_llm", {"sandbox_id": "{sid}", "index": 1, "call_timeout": 1,
+                                                          "response_payload": '{{"choices": []}}'}),
     "ui_stop": req("POST", "/ui/sandboxes/{sid}/stop"),
     "ui_delete": req("POST", "/ui/sandboxes/{sid}/delete"),
     "ui_pause": req("POST", "/ui/sandboxes/{sid}/pause"),
