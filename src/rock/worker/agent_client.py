@@ -295,6 +295,8 @@ class AgentClient:
                      future: asyncio.Future) -> None:
         """End ``future``'s slice at ``due`` (loop time) unless the answer comes first (``_await`` then
         removes it from ``_slices``)."""
+        if self._loop is None:  # a first call that did not come through _start (call_passing)
+            self._loop = loop
         self._slices[rid] = (due, pending, future)
         timer = self._slice_timer
         if timer is None or due < self._slice_due:
