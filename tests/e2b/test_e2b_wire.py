@@ -341,3 +341,28 @@ def test_a_process_stream_keeps_envds_order_and_deadlines(client, sandbox):
     h = envd(sandbox, **{"Content-Type": "application/json"})
     listed = client.post("/process.Process/List", headers=h, json={}).json()["processes"]
     assert not any("closed.pid" in " ".join(p["config"]["args"]) for p in listed), listed  # killed, not left running
+
+
+def test_an_e2b_sandbox_readies_processes_not_a_spare_session(client, sandbox):
+    """E2B's commands are processes of their own: its sandbox's agent keeps no spare bash for a
+    session nobody takes (its CPU would compete with the first command), yet a session asked
+    for through ROCK's API on the same sandbox still starts, and the check below sees its bash."""
+    sh = envd(sandbox, **{"Content-Type": "application/connect+json"})
+
+    def processes() -> str:
+        r = client.post("/process.Process/Start", headers=sh,
+                        content=envelope({"process": {"cmd": "/bin/bash", "args": ["-l", "-c", "ps -eo args"]}}))
+        assert r.status_code == 200, r.text
+        return b"".join(base64.b64decode(m["event"]["data"]["stdout"]) for _, m in frames(r.content)
+                        if "stdout" in m.get("event", {}).get("data", {})).decode()
+
+    listed = processes()
+    assert "ps -eo args" in listed and "--noprofile" not in listed, listed
+    rock = {"Authorization": "Bearer " + A["X-API-KEY"]}
+    api = "/apis/envs/sandbox/v1"
+    r = client.post(f"{api}/create_session", headers=rock, json={"sandbox_id": sandbox["sandboxID"], "session": "s"})
+    assert r.status_code == 200 and r.json()["status"] == "Success", r.text
+    r = client.post(f"{api}/run_in_session", headers=rock,
+                    json={"sandbox_id": sandbox["sandboxID"], "session": "s", "command": "echo in-session"})
+    assert r.status_code == 200 and r.json()["result"]["output"].strip() == "in-session", r.text
+    assert "--noprofile" in processes()  # the control: the session's bash is what the check looks for

@@ -414,7 +414,10 @@ def main(argv):
     harden()
     from . import sessions
 
-    sessions.prewarm()
+    if os.environ.get("ROCK_AGENT_PREWARM") == "process":
+        threads.spawn(_prewarm_processes)  # no spare bash: this sandbox's commands are processes
+    else:
+        sessions.prewarm()
     agent = build_agent()
     agent.pool.prestart(2)
     while True:
@@ -426,6 +429,18 @@ def main(argv):
         conn = Connection(agent, _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd))
         agent.connections.add(conn)
         threads.spawn(conn.serve)
+
+
+def _prewarm_processes():
+    """envd's process table loaded and the default user looked up (the name service's first
+    lookup reads the image's nsswitch.conf and passwd) while the client is still on its way,
+    instead of on its first Start."""
+    try:
+        from .e2b import process
+
+        process.user_info()
+    except Exception as exc:  # noqa: BLE001 - the first Start meets it again and reports it
+        sys.stderr.write("rock agent: could not prewarm the process table: %s\n" % exc)
 
 
 def _listen(path):

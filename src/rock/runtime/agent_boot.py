@@ -75,6 +75,7 @@ def sandbox_env(settings: "Settings", spec: "SandboxSpec", agent_env: dict[str, 
     limit = spec.max_file_bytes if spec.max_file_bytes is not None else settings.max_file_bytes
     merge = {"ROCK_AGENT_MERGE_MEMORY": "1", "ROCK_AGENT_MERGE_AFTER": f"{settings.merge_agent_memory_after_s:g}"} \
         if settings.merge_agent_memory else {}
+    prewarm = {"ROCK_AGENT_PREWARM": spec.prewarm} if spec.prewarm != "session" else {}
     return {"ROCK_HOST_PYTHON": settings.host_python, "ROCK_SANDBOX_ID": spec.sandbox_id,
-            "ROCK_MAX_FILE_BYTES": str(limit), **merge, **(agent_env or {}),
+            "ROCK_MAX_FILE_BYTES": str(limit), **merge, **prewarm, **(agent_env or {}),
             **{k: v for k, v in spec.env.items() if k != MEMORY_LIMIT_ENV}}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -59,6 +60,10 @@ class SandboxSpec(BaseModel):
     brokered: list[dict] = Field(default_factory=list)
     # Volumes of the sandbox's tenant, resolved by the admin to their host directories.
     volume_binds: list[VolumeBind] = Field(default_factory=list)
+    # What the agent readies at boot for the first command: "session" a spare bash (ROCK's
+    # sessions), "process" the process table (E2B's commands, each its own process); see
+    # rock.agent.server.main.
+    prewarm: Literal["session", "process"] = "session"
 
 
 class RuntimeHandle(BaseModel):

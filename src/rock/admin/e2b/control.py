@@ -32,6 +32,7 @@ from rock.admin.e2b.common import (CLIENT_ID, ENVD_VERSION, META_KEY, TOKEN_KEY,
 from rock.admin.openapi import body as body_doc, params
 from rock.admin.e2b.framing import json_response
 from rock.admin.sandboxes.egress import IAM_KEY, update as egress_update
+from rock.admin.sandboxes.service import PREWARM_KEY
 from rock.admin.sandboxes.start_checks import check_start_request
 from rock.admin.store import SandboxRecord
 from rock.admin.templates import Templates, served
@@ -274,8 +275,10 @@ def router(ctx: Ctx, built: Templates) -> APIRouter:
                                 "or NUL") from None
         try:
             check_start_request(req, ctx.worker, ctx.settings)
+            # Its commands are processes of their own (envd's Start), never a session: its agent
+            # readies the process table at boot rather than a spare bash nobody would take.
             extra = {TOKEN_KEY: secrets.token_urlsafe(24), META_KEY: {"template": template, "metadata": metadata},
-                     IAM_KEY: iam}
+                     IAM_KEY: iam, PREWARM_KEY: "process"}
             began = time.perf_counter()
             record = await svc.start(req, owner, {}, wait=True, extra_spec=extra)
         except SnapshotNotFound:

@@ -23,7 +23,7 @@ from rock.admin.store import SandboxRecord
 # "lost" (its node went away; it may come back) is not in it either: "stopped" there, with the reason.
 _WIRE_STATE = {"failed": "stopped", "lost": "stopped", "paused": "running"}  # paused: is_alive false, lifecycle_state says it
 # Never shown back: credentials, and bookkeeping that has its own status field.
-_PRIVATE_SPEC = {"registry_password", "registry_username", "archived_at", "env", "e2b_token"}
+_PRIVATE_SPEC = {"registry_password", "registry_username", "archived_at", "env", "e2b_token", "prewarm"}
 _STAGE = {"pending": "running", "running": "success", "paused": "success", "stopped": "success", "failed": "failed",
           "deleted": "success", "lost": "failed"}
 

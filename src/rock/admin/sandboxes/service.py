@@ -53,6 +53,9 @@ from rock.runtime.snapshots import Snapshot
 from rock.worker.protocol import WorkerListener, WorkerOps
 
 log = logging.getLogger("rock.admin")
+# A door's extra_spec key: what the sandbox's agent readies at boot (SandboxSpec.prewarm), for a
+# door whose first command is not a session's (E2B's are processes of their own).
+PREWARM_KEY = "prewarm"
 
 
 class Sandboxes(WorkerListener):
@@ -317,6 +320,7 @@ class Sandboxes(WorkerListener):
             gpus=gpus_wanted(req.num_gpus), disk_bytes=parse_memory(req.disk), node_selector=selector,
             egress=spec_egress(req.network, req.egress),  # a bad policy is refused before anything starts
             volume_binds=self.volumes.binds(record.owner, [m.model_dump() for m in req.volumes or ()]),
+            prewarm=record.spec.get(PREWARM_KEY) or "session",
             **start_checks.spec_extras(req),
         )
 
