@@ -358,6 +358,12 @@ def test_an_e2b_sandbox_readies_processes_not_a_spare_session(client, sandbox):
 
     listed = processes()
     assert "ps -eo args" in listed and "--noprofile" not in listed, listed
+    # what told the agent so is its own, not in the environment its commands inherit
+    r = client.post("/process.Process/Start", headers=sh,
+                    content=envelope({"process": {"cmd": "/bin/sh", "args": ["-c", "env"]}}))
+    env = b"".join(base64.b64decode(m["event"]["data"]["stdout"]) for _, m in frames(r.content)
+                   if "stdout" in m.get("event", {}).get("data", {})).decode()
+    assert "ROCK_SANDBOX_ID=" in env and "ROCK_AGENT_PREWARM" not in env, env  # the control: env did run
     rock = {"Authorization": "Bearer " + A["X-API-KEY"]}
     api = "/apis/envs/sandbox/v1"
     r = client.post(f"{api}/create_session", headers=rock, json={"sandbox_id": sandbox["sandboxID"], "session": "s"})

@@ -8,9 +8,27 @@ load on first use (files, procs, stats, envs) import ``os`` as usual.
 import posix as _posix
 from posix import *  # noqa: F401,F403 - open, read, write, pipe, posix_spawnp, W*, O_* ...
 
-# A snapshot is enough: the agent reads its environment and never changes it.
+# A snapshot is enough: the agent reads its environment and changes it only through ``take``.
 environ = {k.decode("utf-8", "surrogateescape"): v.decode("utf-8", "surrogateescape")
            for k, v in _posix.environ.items()}
+
+
+def take(name):
+    """Remove ``name`` from the agent's environment, everywhere it is kept (this snapshot,
+    ``posix.environ`` that ``os.environ`` is built from, ``os.environ`` if built, the process's
+    own), so no process the agent starts inherits it; return its value, or None."""
+    import sys
+
+    value = environ.pop(name, None)
+    _posix.environ.pop(name.encode("utf-8", "surrogateescape"), None)
+    real = sys.modules.get("os")
+    if real is not None:
+        real.environ.pop(name, None)
+    try:
+        _posix.unsetenv(name)
+    except OSError:
+        pass
+    return value
 
 
 def join(first, *rest):

@@ -414,7 +414,8 @@ def main(argv):
     harden()
     from . import sessions
 
-    if os.environ.get("ROCK_AGENT_PREWARM") == "process":
+    # Read once and dropped: it is the agent's, not an environment the sandbox's commands inherit.
+    if os.take("ROCK_AGENT_PREWARM") == "process":
         threads.spawn(_prewarm_processes)  # no spare bash: this sandbox's commands are processes
     else:
         sessions.prewarm()
