@@ -80,14 +80,9 @@ KEEP_ALIVE_S = 75
 
 def uvicorn_config(app, host: str, port: int, log_level: str) -> uvicorn.Config:
     """How the admin is served (the tests' in-process admins too): httptools writing each
-    response's head with its body (rock.admin.http_protocol), WebSocket messages up to 16 MiB.
-    WebSockets on uvicorn's sans-I/O protocol: a frame is parsed in ``data_received`` and written
-    in ``send``, where the older ``websockets`` protocol reads each frame in a task of its own
-    through a stream reader and awaits a drain per message (measured here: ~15-40 us more per
-    message round trip, paid twice per trainer call)."""
+    response's head with its body (rock.admin.http_protocol), WebSocket messages up to 16 MiB."""
     return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
                           timeout_graceful_shutdown=10, ws_max_size=16 << 20, http=HeldHeadHttpTools,
-                          ws="websockets-sansio",
                           timeout_keep_alive=KEEP_ALIVE_S)
 
 
