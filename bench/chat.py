@@ -7,7 +7,11 @@ its WebSocket, forwards each call to the same upstream), and inside a sandbox in
 admin forwards it). The record's p50 is the added latency: p50(path) - p50(floor). Target: p50
 added <= 0.5 ms. Each record also gives ``two_relays_added_p50_ms``, timed in the same blocks: what
 two bare relays in a row add to the same client and upstream (as many hops as proxy mode), the
-machine's own floor for any relayed call. The trainer's policy forwards with a lean keep-alive client (``bench/rawhttp.py``)
+machine's own floor for any relayed call; ``three_relays_added_p50_ms`` (on the paths a trainer
+forwards to the upstream) is the same with three relays, as many processes as such a call
+crosses between the client and the upstream (the sandbox's agent, the admin, the trainer);
+``ws_instant``'s floor is two relays (its trainer is the upstream). The trainer's policy
+forwards with a lean keep-alive client (``bench/rawhttp.py``)
 whose round trip costs about what the floor's does: with httpx the policy's own client added
 ~0.27 ms per call on this VM, a cost of the trainer's choice of client, not of the path (each
 record gives ``policy_call_p50_ms``, the policy's own round trip to the upstream). A fourth path,
@@ -147,6 +151,8 @@ async def added_latency(ctx: Context, backend: str) -> list[dict]:
     relays.append(subprocess.Popen([sys.executable, "-c", RELAY, relays[0].stdout.readline().strip()],
                                    stdout=subprocess.PIPE, text=True))
     relayed = int(relays[1].stdout.readline())
+    relays.append(subprocess.Popen([sys.executable, "-c", RELAY, str(relayed)], stdout=subprocess.PIPE, text=True))
+    relayed3 = int(relays[2].stdout.readline())
     upstream = f"http://127.0.0.1:{port}/v1"
     admin = AdminProcess(backend, prefix="rock-bench-chat-")
     url = admin.start()
@@ -160,7 +166,7 @@ async def added_latency(ctx: Context, backend: str) -> list[dict]:
     api_path = {p: "/v1/" + p.split("_")[0] if p.startswith(("messages", "responses")) else "/v1/chat/completions"
                 for p in paths}
     floors = {"/v1/chat/completions": "direct", "/v1/messages": "direct_messages", "/v1/responses": "direct_responses"}
-    samples: dict[str, list[float]] = {"policy": [], "two_relays": [], **{f: [] for f in floors.values()},
+    samples: dict[str, list[float]] = {"policy": [], "two_relays": [], "three_relays": [], **{f: [] for f in floors.values()},
                                        **{p: [] for p in paths}}
     try:
         boxes = {p: Sandbox(SandboxConfig(base_url=url, memory="512m", cpus=1)) for p in paths}
@@ -194,7 +200,8 @@ async def added_latency(ctx: Context, backend: str) -> list[dict]:
         try:
             for _ in range(blocks):
                 for where, floor, to in (*((w, f, port) for w, f in floors.items()),
-                                         ("/v1/chat/completions", "two_relays", relayed)):
+                                         ("/v1/chat/completions", "two_relays", relayed),
+                                         ("/v1/chat/completions", "three_relays", relayed3)):
                     proc = await asyncio.create_subprocess_exec(sys.executable, str(script), "127.0.0.1", str(to),
                                                                 where, str(per), stdout=asyncio.subprocess.PIPE)
                     samples[floor] += _times((await proc.communicate())[0].decode())[5:]
@@ -216,6 +223,7 @@ async def added_latency(ctx: Context, backend: str) -> list[dict]:
             relay.terminate()
     out = []
     relay_added = round((percentile(samples["two_relays"], 0.5) - percentile(samples["direct"], 0.5)) * 1e3, 4)
+    relay3_added = round((percentile(samples["three_relays"], 0.5) - percentile(samples["direct"], 0.5)) * 1e3, 4)
     policy_p50 = round(percentile(samples["policy"], 0.5) * 1e3, 4)
     for path, label in (("http", "local mode, trainer's exchange loop (HTTP long-poll)"),
                         ("ws", "local mode, trainer's WebSocket"), ("proxy", "proxy mode"),
@@ -227,6 +235,8 @@ async def added_latency(ctx: Context, backend: str) -> list[dict]:
                         ("responses_proxy", "OpenAI Responses, proxy mode (forwarded natively)")):
         extra = {"policy_call_p50_ms": policy_p50} if path in served_by_trainer else {}
         extra["two_relays_added_p50_ms"] = relay_added  # the floor: what two bare relays add (proxy mode's hops)
+        if path in served_by_trainer:  # agent, admin, trainer: three processes before the upstream
+            extra["three_relays_added_p50_ms"] = relay3_added
         direct = samples[floors[api_path[path]]]
         rec = record("model_call_added_ms", backend, samples[path], floor_s=direct, label=label,
                      target_p50_added_ms=0.5, sandboxes=1, path=path, api=api_path[path], **extra, **_machine())

@@ -160,9 +160,10 @@ class ChatTrainer(AsyncClosing):
                     failures.append(exc)
                     return
                 outbox.append({"sandbox_id": call.sandbox_id, "index": call.index, "response": reply})
-                if not flushing:  # once per loop turn, after every answer ready in it
-                    flushing = True
-                    _keep(running, loop.create_task(flush()))
+                if not flushing:  # once per loop turn, after every answer ready in it: sent from this
+                    flushing = True  # task, one turn on (no task of its own per message)
+                    await asyncio.sleep(0)
+                    await flush()
 
             await ws.send(json.dumps({"type": "subscribe", "sandbox_ids": sandbox_ids, "max_calls": max_calls}))
             try:
