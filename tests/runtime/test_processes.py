@@ -79,6 +79,33 @@ async def test_a_childs_pipes_are_asyncio_streams_both_ways():
     assert child.returncode == 0 and await child.stdout.read() == b""
 
 
+def test_a_childs_pipe_is_closed_once_so_no_later_descriptor_is_closed_with_it():
+    """On uvloop a pipe transport closes its fd itself: were the Popen's own file object to close
+    the same number too, the later of the two closes could close whatever the number was given to
+    meanwhile (here a socket; in the admin, a connection its loop then aborts on)."""
+    import gc
+    import socket
+
+    async def run() -> None:
+        child = await processes.start(["sh", "-c", "echo out; echo err >&2"], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert await child.communicate() == (b"out\n", b"err\n")
+        for pipe in (child.popen.stdin, child.popen.stdout, child.popen.stderr):
+            pipe.close()  # what the garbage collector does to the Popen's file objects
+        sockets = [socket.socket() for _ in range(3)]  # the lowest free numbers: the pipes' if freed just now
+        try:
+            del child
+            gc.collect()  # and to the transports
+            await asyncio.sleep(0.05)
+            for s in sockets:
+                os.fstat(s.fileno())  # each still open: no transport closed its number under it
+        finally:
+            for s in sockets:
+                s.close()
+
+    uvloop.run(run())
+
+
 @pytest.mark.gvisor
 def test_a_gvisor_sandbox_boots_with_hundreds_of_inheritable_fds_in_the_admin(tmp_path):
     """256 inheritable fds in the admin's process made every runsc boot die ("unable to remap

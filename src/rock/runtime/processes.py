@@ -65,6 +65,36 @@ class _WriteProtocol(asyncio.streams.FlowControlMixin):
         return self._closed
 
 
+class _ReadProtocol(asyncio.StreamReaderProtocol):
+    """A pipe reader's protocol that closes its transport at the pipe's end, as asyncio's own
+    pipe transport does and uvloop's does not (its fd would stay open until the transport is
+    collected)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._pipe_transport = transport
+        super().connection_made(transport)
+
+    def eof_received(self) -> bool:
+        super().eof_received()
+        self._pipe_transport.close()
+        return False
+
+
+def _owned_by_transport(pipe, loop: asyncio.AbstractEventLoop):
+    """A file object for ``pipe``'s end that is closed once, by the transport made on it.
+
+    The Popen's own file object is closed here: left open, it and the transport would each close
+    the same number, the second close whenever the garbage collector got to it, hitting whatever
+    descriptor the number had been given to meanwhile (a socket of the admin's, whose uvloop loop
+    then aborts). The transport gets a duplicate. uvloop's transports close their fd in libuv and
+    then close the file object too, so there the file object must not own it; asyncio's close it
+    through the file object, which must."""
+    mode = "rb" if "r" in pipe.mode else "wb"
+    fd = os.dup(pipe.fileno())
+    pipe.close()
+    return open(fd, mode, buffering=0, closefd=not type(loop).__module__.startswith("uvloop"))
+
+
 async def start(argv: list[str], *, stdin=None, stdout=None, stderr=None, **popen_args) -> Child:
     """Start ``argv`` with ``subprocess.Popen`` (same arguments; PIPE ends become asyncio streams).
 
@@ -83,11 +113,12 @@ async def start(argv: list[str], *, stdin=None, stdout=None, stderr=None, **pope
                 readers.append(None)
                 continue
             reader = asyncio.StreamReader(limit=2**16, loop=loop)  # asyncio.subprocess's limit
-            await loop.connect_read_pipe(lambda r=reader: asyncio.StreamReaderProtocol(r, loop=loop), pipe)
+            await loop.connect_read_pipe(lambda r=reader: _ReadProtocol(r, loop=loop), _owned_by_transport(pipe, loop))
             readers.append(reader)
         writer = None
         if popen.stdin is not None:
-            transport, protocol = await loop.connect_write_pipe(lambda: _WriteProtocol(loop), popen.stdin)
+            transport, protocol = await loop.connect_write_pipe(lambda: _WriteProtocol(loop),
+                                                                _owned_by_transport(popen.stdin, loop))
             writer = asyncio.StreamWriter(transport, protocol, None, loop)
     except BaseException:
         popen.kill()
