@@ -21,9 +21,11 @@ def take(name):
 
     value = environ.pop(name, None)
     _posix.environ.pop(name.encode("utf-8", "surrogateescape"), None)
-    real = sys.modules.get("os")
-    if real is not None:
-        real.environ.pop(name, None)
+    # ``os`` may be half loaded: another of the agent's threads can be importing it right now.
+    # Its ``environ``, not built yet, wraps posix.environ, from which the name is gone already.
+    built = getattr(sys.modules.get("os"), "environ", None)
+    if built is not None:
+        built.pop(name, None)
     try:
         _posix.unsetenv(name)
     except OSError:
