@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from rock.errors import SandboxStartError
+from rock.runtime import cgroups
 
 from tests.runtime.test_pause_snapshot import agent, ask_counter, start_counter  # noqa: F401 - agent is a fixture
 from tests.runtime.test_runtime_isolation import MEMORY_HOG
@@ -72,6 +73,60 @@ async def test_a_full_snapshot_outlives_its_source(gvisor, new_spec, agent):  # 
             await gvisor.destroy(started)
     finally:
         await gvisor.delete_snapshot(snap)
+
+
+def _groups_of(sandbox_id: str) -> list[str]:
+    """The sandbox's cgroup directories in every hierarchy the host mounts: runsc makes its groups
+    in all of them (blkio, devices, cpuset, name=systemd...), not only in those ROCK limits."""
+    roots = set()
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if right.split()[:1] in (["cgroup"], ["cgroup2"]):
+                roots.add(Path(left.split()[4]))
+    return sorted(str(d.relative_to(root.parent)) for root in roots for d in root.glob(f"rock/*/{sandbox_id}*"))
+
+
+def _memory_limit(group: cgroups.Cgroup) -> int:
+    d = group.dirs["memory"]
+    text = (d / ("memory.max" if cgroups.is_v2() else "memory.limit_in_bytes")).read_text().strip()
+    return int(text) if text.isdigit() else -1
+
+
+async def test_a_source_restored_in_place_keeps_a_cgroup_its_checkpointed_containers_delete_leaves_alone(
+        gvisor, new_spec, agent):  # noqa: F811
+    # A full snapshot checkpoints the source and restores it in place under a new container id;
+    # the checkpointed container's delete, in the background, removes the groups runsc made for
+    # it. It used to remove them from under the restore now and then (the snapshot failed), and
+    # otherwise gave up on them busy and left four behind for good.
+    source = await gvisor.create(new_spec(image="python:3.11", memory_bytes=256 << 20))
+    destroyed = False
+    try:
+        async with agent(source) as client:
+            await start_counter(client)
+            assert await ask_counter(client) == "1"
+        for round_ in (1, 2):  # the second checkpoint is of a restored container
+            snap = await gvisor.snapshot(source, f"full-{uuid.uuid4().hex[:8]}", owner="alice", mode="full")
+            await gvisor.delete_snapshot(snap)
+            await gvisor._settle()  # the checkpointed container's delete has run to its end
+            group = cgroups.Cgroup(source.runtime_id)
+            assert group.pids(), "the restored sandbox's processes are in the group its handle names"
+            assert _memory_limit(group) >= 256 << 20, "and its memory limit holds there"
+            names = {rel.rsplit("/", 1)[1] for rel in _groups_of(source.sandbox_id)}
+            assert names == {source.runtime_id.rsplit("/", 1)[1]}, names  # no group of before is left
+            async with agent(source) as client:
+                assert await ask_counter(client) == str(1 + round_)  # the same process, on from its memory
+        # A worker that starts again reaps what no sandbox it knows uses: the restored group is
+        # the source's; the control is the make_runtime fixture's reap of everything at the end.
+        assert await gvisor.reap({source.sandbox_id}) == [] and await gvisor.alive(source)
+        async with agent(source) as client:
+            assert await ask_counter(client) == "4"
+        await gvisor.destroy(source)
+        destroyed = True
+        assert _groups_of(source.sandbox_id) == []
+    finally:
+        if not destroyed:
+            await gvisor.destroy(source)
 
 
 async def test_root_inside_can_neither_raise_nor_leave_its_pids_limit(gvisor, new_spec, sandboxes, agent):  # noqa: F811

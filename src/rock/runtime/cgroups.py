@@ -30,6 +30,10 @@ PREFIX = "rock"
 V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "freezer")
 V2_CONTROLLERS = ("memory", "pids", "cpu")
 CFS_PERIOD_US = 100_000
+# A group's name is its sandbox's runtime id; a gVisor sandbox restored in place from its own
+# checkpoint runs in ``<id>+r<tag>`` (rock.runtime.gvisor: the checkpointed container's delete
+# removes the group it ran in). ``+`` is in no sandbox id.
+RESTORED = "+r"
 
 
 @functools.cache
@@ -53,6 +57,21 @@ def v1_mounts() -> dict[str, Path]:
                 if opt in V1_CONTROLLERS:
                     mounts.setdefault(opt, mount_point)
     return mounts
+
+
+@functools.cache
+def hierarchies() -> list[Path]:
+    """The root of every cgroup hierarchy mounted here: v2's one tree, or each of v1's, also those
+    ROCK sets nothing in (blkio, devices, cpuset, name=systemd...), where runsc makes groups too."""
+    if is_v2():
+        return [ROOT]
+    roots: set[Path] = set()
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if right.split()[:1] == ["cgroup"]:
+                roots.add(Path(left.split()[4]))
+    return sorted(roots)
 
 
 class Cgroup:
@@ -199,6 +218,14 @@ class Cgroup:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
 
+    def remove_elsewhere(self) -> None:
+        """Remove the group's empty directories in the hierarchies ROCK sets nothing in: runsc
+        makes the group there too and removes it only when its own delete runs to the end."""
+        ours = set(self.unique_dirs())
+        for root in hierarchies():
+            if root / self.rel not in ours:
+                _rmdir(root / self.rel)
+
     def _remove_empty_parents(self) -> None:
         parts = Path(self.rel).parts
         for d in self.unique_dirs():
@@ -290,9 +317,15 @@ def _rmdir(d: Path) -> bool:
     return True
 
 
+def sandbox_of(name: str) -> str:
+    """The sandbox (runtime) id a group's name is for (see ``RESTORED``)."""
+    return name.partition(RESTORED)[0]
+
+
 def owned(owner_key: str) -> dict[str, Cgroup]:
-    """Sandbox id -> cgroup, for every group this owner has in any hierarchy."""
-    bases = [ROOT] if is_v2() else list(v1_mounts().values())
+    """Group name -> cgroup, for every group this owner has in any hierarchy (``sandbox_of``
+    gives the sandbox a name is for)."""
+    bases = hierarchies()
     found: dict[str, Cgroup] = {}
     for base in bases:
         d = base / PREFIX / owner_key
@@ -304,8 +337,9 @@ def owned(owner_key: str) -> dict[str, Cgroup]:
 
 
 def all_rock_groups() -> list[str]:
-    """Every ``rock/<owner>/<id>`` group on the machine, as relative paths (for leak checks)."""
-    bases = [ROOT] if is_v2() else list(v1_mounts().values())
+    """Every ``rock/<owner>/<id>`` group on the machine, in any hierarchy, as relative paths (for
+    leak checks)."""
+    bases = hierarchies()
     found: set[str] = set()
     for base in bases:
         top = base / PREFIX

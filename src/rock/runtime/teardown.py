@@ -36,10 +36,11 @@ async def reap_unknown(owner_key: str, sandboxes_dir: Path, known: set[str]) -> 
     """Remove this owner's cgroups and sandbox directories that no known sandbox uses (what a
     crashed worker left; for the backends that keep a directory and a group per sandbox)."""
     removed: set[str] = set()
-    for sid, group in cgroups.owned(owner_key).items():
-        if sid not in known:
+    for name, group in cgroups.owned(owner_key).items():
+        if cgroups.sandbox_of(name) not in known:
             await group.destroy()
-            removed.add(sid)
+            group.remove_elsewhere()
+            removed.add(cgroups.sandbox_of(name))
     for d in list(sandboxes_dir.iterdir()):
         if d.is_dir() and d.name not in known:
             await remove_sandbox_dir(d)

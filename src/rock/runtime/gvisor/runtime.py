@@ -399,7 +399,9 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
         sandbox_dir = Path(handle.run_dir).parent
         await self._runsc(handle.spec, "delete", "--force", handle.extra.get("cid", self._cid(handle.sandbox_id)),
                           check=False)
-        await cgroups.Cgroup(handle.runtime_id).destroy()  # what runsc left (a sandbox it lost track of)
+        group = cgroups.Cgroup(handle.runtime_id)
+        await group.destroy()  # what runsc left (a sandbox it lost track of)
+        group.remove_elsewhere()
         if handle.extra.get("netns"):  # after runsc: nothing runs in it now
             await asyncio.to_thread(links.remove_netns, handle.extra["netns"])
         await remove_sandbox_dir(sandbox_dir)
@@ -464,12 +466,21 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
         await asyncio.to_thread(_copy_run, Path(handle.run_dir), path / "run")
         snapshot.took_ms = (time.perf_counter() - t0) * 1e3
         # The checkpoint ended the source: it goes on from its own image, in place, under a new
-        # container id. Deleting the checkpointed container (a restored one stays "running") waits
-        # for runsc to kill its sandbox, 1-3 s here: in the background, not before the restore.
+        # container id and in a new cgroup. Deleting the checkpointed container (a restored one
+        # stays "running") waits for runsc to kill its sandbox, 1-3 s here: in the background, not
+        # before the restore. That delete removes the cgroup runsc made for the container, by its
+        # path, once its sandbox is gone: the restored container must not be in that one. In it,
+        # the delete found the group either busy (it retried for 5 s and gave up) or, when the
+        # old sandbox went at once, gone from under the restore ("open .../cgroup.procs: no such
+        # file", about one full snapshot in ten).
         self._deleting.add(asyncio.ensure_future(self._runsc(handle.spec, "delete", "--force", cid, check=False)))
         self._deleting = {task for task in self._deleting if not task.done()}
-        handle.extra["cid"] = self._cid(handle.sandbox_id, restored=os.urandom(3).hex())
+        tag = os.urandom(3).hex()
+        handle.extra["cid"] = self._cid(handle.sandbox_id, restored=tag)
+        handle.runtime_id = cgroups.Cgroup(f"{cgroups.PREFIX}/{self.owner_key}/{handle.sandbox_id}"
+                                           f"{cgroups.RESTORED}{tag}").rel
         sandbox_dir = Path(handle.run_dir).parent
+        await asyncio.to_thread(_set_cgroup, sandbox_dir / "bundle" / "config.json", handle.runtime_id)
         fifo = ReadyFifo(Path(handle.run_dir))  # the run folder stays as the image knows it
         try:
             await asyncio.to_thread(mount_overlay, sandbox_dir, handle.extra["image_root"])
@@ -503,6 +514,13 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
         await seed_layers(path, self.sandboxes_dir / spec.sandbox_id)  # linked, not copied (rock.runtime.layers)
         restore = path / CHECKPOINT if snapshot.mode == "full" else None
         return await self.create(spec, kept_lower=snapshot.extra.get("image_root"), restore=restore)
+
+
+def _set_cgroup(config: Path, rel: str) -> None:
+    """Point the bundle's spec at the cgroup ``rel`` (the next ``runsc`` start or restore makes it)."""
+    spec = json.loads(config.read_text())
+    spec["linux"]["cgroupsPath"] = "/" + rel
+    config.write_text(json.dumps(spec))
 
 
 def _copy_run(run: Path, target: Path) -> None:
