@@ -387,12 +387,6 @@ class AgentClient:
         self._pending[rid] = _Pending(future, None)
         if sent < len(frame):
             self.transport.write(frame[sent:])
-        if self.reply_timeout is None:
-            try:
-                return await future
-            except asyncio.CancelledError:
-                self._given_up(rid)
-                raise
         return await self._await(rid, future, self._deadline(args))
 
     async def stream(self, op: str, args: dict | None = None) -> AsyncIterator[bytes]:
