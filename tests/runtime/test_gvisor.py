@@ -78,13 +78,8 @@ async def test_a_full_snapshot_outlives_its_source(gvisor, new_spec, agent):  # 
 def _groups_of(sandbox_id: str) -> list[str]:
     """The sandbox's cgroup directories in every hierarchy the host mounts: runsc makes its groups
     in all of them (blkio, devices, cpuset, name=systemd...), not only in those ROCK limits."""
-    roots = set()
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            if right.split()[:1] in (["cgroup"], ["cgroup2"]):
-                roots.add(Path(left.split()[4]))
-    return sorted(str(d.relative_to(root.parent)) for root in roots for d in root.glob(f"rock/*/{sandbox_id}*"))
+    return sorted(str(d.relative_to(root.parent)) for root in cgroups.hierarchies()
+                  for d in root.glob(f"rock/*/{sandbox_id}*"))
 
 
 def _memory_limit(group: cgroups.Cgroup) -> int:

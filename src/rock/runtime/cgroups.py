@@ -43,19 +43,27 @@ def is_v2() -> bool:
 
 
 @functools.cache
-def v1_mounts() -> dict[str, Path]:
-    """Controller -> mount point, read from mountinfo (hierarchies may be co-mounted)."""
-    mounts: dict[str, Path] = {}
+def _v1_hierarchies() -> list[tuple[Path, list[str]]]:
+    """Each v1 hierarchy mounted here, read from mountinfo: its mount point and its options (the
+    controllers it holds, or a name such as name=systemd)."""
+    found = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
             left, _, right = line.partition(" - ")
             fstype, _source, superopts = (right.split() + ["", "", ""])[:3]
-            if fstype != "cgroup":
-                continue
-            mount_point = Path(left.split()[4])
-            for opt in superopts.split(","):
-                if opt in V1_CONTROLLERS:
-                    mounts.setdefault(opt, mount_point)
+            if fstype == "cgroup":
+                found.append((Path(left.split()[4]), superopts.split(",")))
+    return found
+
+
+@functools.cache
+def v1_mounts() -> dict[str, Path]:
+    """Controller -> mount point, for the controllers ROCK uses (hierarchies may be co-mounted)."""
+    mounts: dict[str, Path] = {}
+    for mount_point, opts in _v1_hierarchies():
+        for opt in opts:
+            if opt in V1_CONTROLLERS:
+                mounts.setdefault(opt, mount_point)
     return mounts
 
 
@@ -65,13 +73,7 @@ def hierarchies() -> list[Path]:
     ROCK sets nothing in (blkio, devices, cpuset, name=systemd...), where runsc makes groups too."""
     if is_v2():
         return [ROOT]
-    roots: set[Path] = set()
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            if right.split()[:1] == ["cgroup"]:
-                roots.add(Path(left.split()[4]))
-    return sorted(roots)
+    return sorted({mount_point for mount_point, _ in _v1_hierarchies()})
 
 
 class Cgroup:

@@ -477,8 +477,7 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
         self._deleting = {task for task in self._deleting if not task.done()}
         tag = os.urandom(3).hex()
         handle.extra["cid"] = self._cid(handle.sandbox_id, restored=tag)
-        handle.runtime_id = cgroups.Cgroup(f"{cgroups.PREFIX}/{self.owner_key}/{handle.sandbox_id}"
-                                           f"{cgroups.RESTORED}{tag}").rel
+        handle.runtime_id = f"{cgroups.PREFIX}/{self.owner_key}/{handle.sandbox_id}{cgroups.RESTORED}{tag}"
         sandbox_dir = Path(handle.run_dir).parent
         await asyncio.to_thread(_set_cgroup, sandbox_dir / "bundle" / "config.json", handle.runtime_id)
         fifo = ReadyFifo(Path(handle.run_dir))  # the run folder stays as the image knows it
