@@ -5,6 +5,7 @@ The tests run in this order and share the cluster; each stops what it started.""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 from rock.cluster.client import HEARTBEAT_TIMEOUT_S
+from rock.errors import SandboxNotFound, SandboxNotRunning
 
 pytestmark = [pytest.mark.ray, pytest.mark.bwrap]
 API = "/apis/envs/sandbox/v1"
@@ -327,6 +329,50 @@ def test_node_killed_mid_run_then_back(cluster):
         assert "reattached" in [h["event"] for h in status(admin, victim)["state_history"]]
     finally:
         stop_all(admin, made)
+
+
+async def test_a_process_that_missed_a_nodes_return_attaches_it_when_a_running_record_sends_a_call_there(cluster):
+    """A proxy's discovery runs a round behind an admin's: after a node came back, the sandbox's
+    record (written by the admin that saw it first) says running while this process still has the
+    node lost. A call there attaches the node now, once however many ask (CI saw a 409 "lost 4.1s
+    ago" from a proxy right after the admin's "running")."""
+    from rock.cluster.client import ClusterWorker
+    from rock.config import Settings
+
+    admin = cluster.admins[0].url
+    sid = start(admin, node_selector={"node": "n1"})["sandbox_id"]
+    backs: list[tuple[str, list[str]]] = []
+
+    class Backs:
+        async def node_back(self, name, sandbox_ids):
+            backs.append((name, sandbox_ids))
+
+        async def node_lost(self, name, reason):
+            pass
+
+    # Another admin-side view of the same Ray cluster, in this process, whose discovery never runs
+    # on its own (not started): only what the test calls.
+    worker = ClusterWorker(Settings(state_dir=cluster.ray.root / "view", cluster=cluster.ray.address))
+    worker.listeners.append(Backs())
+    try:
+        await worker.nodes.discover()
+        assert worker.node_live("n1")
+        worker.nodes.mark_lost("n1", "missed by this process")
+        assert not worker.node_live("n1")
+        # control: this process's own view refuses it as lost
+        with pytest.raises(SandboxNotRunning, match="n1, which was lost"):
+            worker._node_of(sid, "n1")
+        agents = await asyncio.gather(worker.connect(sid, "n1"), worker.connect(sid, "n1"), worker.nodes.discover())
+        assert worker.node_live("n1")
+        assert agents[0] is agents[1]
+        assert (await agents[0].exec("echo here")).stdout == "here\n"
+        assert [name for name, _ in backs] == ["n1"] and sid in backs[0][1], backs  # once, not once per caller
+        # a node whose worker is not up stays refused
+        with pytest.raises(SandboxNotFound):
+            await worker.connect("nowhere", "n9")
+    finally:
+        await worker.close()
+        stop_all(admin, [sid])
 
 
 def test_reaper_lease_moves_when_its_holder_dies(cluster):

@@ -465,7 +465,15 @@ class ClusterWorker:
         client = self._clients.get(sandbox_id)
         if client is not None and not client.closed:
             return client
-        node = self._node_of(sandbox_id, node_id)
+        try:
+            node = self._node_of(sandbox_id, node_id)
+        except SandboxNotRunning:
+            # The caller's record says the sandbox runs (only running ones are connected to), where this
+            # process last saw its node lost: the process that saw the node back first wrote that
+            # record, and this one's discovery may be up to a round behind. Ask the node now.
+            if await self.nodes.reattach(node_id or self.where.get(sandbox_id)) is None:
+                raise
+            node = self._node_of(sandbox_id, node_id)
         task = self._connecting.get(sandbox_id)
         if task is None:
             task = self._connecting[sandbox_id] = asyncio.ensure_future(

@@ -117,6 +117,7 @@ class NodeTracker:
         self._actors: dict[str, object] = {}
         self._control: dict[str, AgentClient] = {}
         self._versions: dict[str, int] = {}
+        self._attaching: dict[str, asyncio.Future] = {}
         self._tasks: list[asyncio.Task] = []
 
     # -- what the worker reads ----------------------------------------------------------------------
@@ -159,8 +160,29 @@ class NodeTracker:
     async def discover(self) -> None:
         """Attach to the nodes that registered since, and to lost ones that came back."""
         found = await self.source.names()
-        await asyncio.gather(*(self._attach(name) for name in found
+        await asyncio.gather(*(self._attach_once(name) for name in found
                                if name not in self.nodes or not self.nodes[name].live), return_exceptions=True)
+
+    async def reattach(self, name: str | None) -> NodeView | None:
+        """Node ``name`` if it is live, after one try to attach it now where it is lost or unknown
+        here; None when it is still not reachable. For a caller that knows better than this process's
+        last discovery round: a sandbox record another process wrote says the node is back."""
+        if not name:
+            return None
+        node = self.nodes.get(name)
+        if node is None or not node.live:
+            await self._attach_once(name)
+            node = self.nodes.get(name)
+        return node if node is not None and node.live else None
+
+    async def _attach_once(self, name: str) -> None:
+        """``_attach``, shared by whoever asks while one runs (discovery and ``reattach`` at once
+        would open two heartbeat connections and tell the node's return twice)."""
+        task = self._attaching.get(name)
+        if task is None:
+            task = self._attaching[name] = asyncio.ensure_future(self._attach(name))
+            task.add_done_callback(lambda _: self._attaching.pop(name, None))
+        await asyncio.shield(task)
 
     async def _attach(self, name: str) -> None:
         try:
