@@ -82,12 +82,14 @@ def _config(url: str) -> SandboxConfig:
     return SandboxConfig(base_url=url, memory="256m", cpus=0.5, auto_clear_seconds=600)
 
 
-async def _start_to_first_output(url: str) -> float:
+async def _start_to_first_output(url: str, command: str = "echo hi") -> float:
+    """Seconds from ``Sandbox.start()`` to ``command``'s output ("hi") through a new session, the
+    sandbox deleted after (untimed)."""
     t0 = time.perf_counter()
     sandbox = Sandbox(_config(url))
     await sandbox.start()
     await sandbox.create_session(CreateBashSessionRequest(session="b"))
-    out = await sandbox.arun("echo hi", session="b")
+    out = await sandbox.arun(command, session="b")
     elapsed = time.perf_counter() - t0
     assert out.output.strip() == "hi", out
     await sandbox.delete()  # stop would keep its files (ROCK's stop)
