@@ -361,7 +361,7 @@ async def test_a_process_that_missed_a_nodes_return_attaches_it_when_a_running_r
         assert not worker.node_live("n1")
         # control: this process's own view refuses it as lost
         with pytest.raises(SandboxNotRunning, match="n1, which was lost"):
-            worker._node_of(sid, "n1")
+            worker.capabilities(sid, "n1")
         agents = await asyncio.gather(worker.connect(sid, "n1"), worker.connect(sid, "n1"), worker.nodes.discover())
         assert worker.node_live("n1")
         assert agents[0] is agents[1]

@@ -296,8 +296,12 @@ class ClusterWorker:
             else:
                 future.set_result(None)
 
+    def _node_name(self, sandbox_id: str, node_id: str | None) -> str | None:
+        """The node ``sandbox_id`` runs on: the one its record names, else where this admin saw it."""
+        return node_id or self.where.get(sandbox_id)
+
     def _node_of(self, sandbox_id: str, node_id: str | None) -> NodeView:
-        name = node_id or self.where.get(sandbox_id)
+        name = self._node_name(sandbox_id, node_id)
         node = self.nodes.get(name)
         if node is None:
             raise SandboxNotFound(f"sandbox {sandbox_id} is on no node this admin knows"
@@ -471,7 +475,7 @@ class ClusterWorker:
             # The caller's record says the sandbox runs (only running ones are connected to), where this
             # process last saw its node lost: the process that saw the node back first wrote that
             # record, and this one's discovery may be up to a round behind. Ask the node now.
-            if await self.nodes.reattach(node_id or self.where.get(sandbox_id)) is None:
+            if await self.nodes.reattach(self._node_name(sandbox_id, node_id)) is None:
                 raise
             node = self._node_of(sandbox_id, node_id)
         task = self._connecting.get(sandbox_id)
