@@ -139,3 +139,55 @@ async def test_a_failed_fork_is_that_request_s_error():
         proc.stdin.close()
         await asyncio.wait_for(proc.wait(), 30)
         await group.destroy()
+
+
+async def test_a_launch_mounts_the_root_in_the_shims_namespace_and_the_zygote_returns_to_its_own(tmp_path):
+    """The zygote makes each sandbox's mount namespace itself, mounts the root there, spawns the
+    shim into it and goes back: the shim's namespace holds the overlay, the zygote's and the
+    host's never do, and a launch that fails half-way (a missing lower layer) is that request's
+    error, with the zygote back in its own namespace and launching the next one (a real zygote)."""
+    import json
+    import sys
+
+    from rock.runtime.agent_boot import AGENT_SRC
+
+    def root(lower: str, name: str) -> dict:
+        return {"lower": lower, "upper": str(tmp_path / f"{name}-upper"), "work": str(tmp_path / f"{name}-work"),
+                "merged": str(tmp_path / f"{name}-root")}
+
+    merged = tmp_path / "ok-root"
+    report = tmp_path / "report"
+    # What the shim's side sees: its mount namespace, the overlay at the root, its output's file.
+    probe = (f"readlink /proc/self/ns/mnt > {report}; grep -c ' {merged} ' /proc/self/mountinfo >> {report}; "
+             f"ls {merged}/etc/hostname >> {report}; echo to-the-log")
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-I", "-S", str(AGENT_SRC / "zygote.py"),
+                                                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    try:
+        assert json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))["ready"]
+
+        async def ask(request: dict) -> dict:
+            proc.stdin.write(json.dumps({"op": "launch", **request}).encode() + b"\n")
+            return json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))
+
+        def zygote_ns() -> str:
+            return os.readlink(f"/proc/{proc.pid}/ns/mnt")
+
+        ours = os.readlink("/proc/self/ns/mnt")
+        assert zygote_ns() == ours
+        failed = await ask({"id": 1, "root": root(str(tmp_path / "no-such-lower"), "bad"),
+                            "argv": ["/bin/sh", "-c", f"echo ran > {tmp_path / 'ran'}"], "log": str(tmp_path / "bad.log")})
+        assert failed["id"] == 1 and "no-such-lower" in failed["error"], failed
+        assert zygote_ns() == ours and not (tmp_path / "ran").exists()
+        launched = await ask({"id": 2, "root": root("/", "ok"), "argv": ["/bin/sh", "-c", probe],
+                              "log": str(tmp_path / "ok.log")})
+        assert launched["id"] == 2 and launched["pid"] > 0, launched
+        await asyncio.wait_for(pid_exit_future(launched["pid"]), 10)
+        shim_ns, mounted, listed = report.read_text().splitlines()
+        assert shim_ns != ours and mounted == "1" and listed == f"{merged}/etc/hostname"
+        assert (tmp_path / "ok.log").read_text() == "to-the-log\n"
+        assert zygote_ns() == ours
+        with open("/proc/self/mountinfo") as f:
+            assert f" {merged} " not in f.read()
+    finally:
+        proc.stdin.close()
+        await asyncio.wait_for(proc.wait(), 30)

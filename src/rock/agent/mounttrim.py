@@ -1,5 +1,5 @@
 """The host mounts a bwrap sandbox is built from, and detaching every other one from the mount
-namespace its shim makes for it (``zygote.prepare_launch``), before bwrap starts.
+namespace the zygote makes for it (``zygote.prepare_root``), before bwrap starts.
 
 Why: bwrap reads the whole mount table (``/proc/self/mountinfo``) after each of the ~15 mounts it
 makes for a sandbox and copies it into the sandbox's namespace, so its CPU grows with the host's
@@ -7,10 +7,10 @@ mount count, which a container engine on the same host raises by two per running
 (its root and its network namespace). Measured on a 2-core VM, per bwrap process of a ROCK
 sandbox: 2.2 ms with the host's 21 mounts, 10.7 ms once 100 Docker containers ran beside it
 (221 mounts); a bare ``bwrap`` with the sandbox's options took 4.5, 8.3 and 17.1 ms of CPU at 21,
-121 and 321 mounts. In the shim's table bwrap finds only what it binds from and what leads there.
+121 and 321 mounts. In that namespace's table bwrap finds only what it binds from and what leads there.
 
 Only ever called in a mount namespace of the sandbox's own whose mounts were made private first:
-a detach there never reaches the host. Standard library only (it runs in the zygote's child).
+a detach there never reaches the host. Standard library only (it runs in the zygote).
 """
 
 import ctypes

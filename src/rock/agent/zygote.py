@@ -22,9 +22,9 @@ Protocol with the worker, one JSON object per line: requests on stdin
 host path of the stub's FIFO; ``seccomp``: the filter as hex), answers on stdout ``{"id", "pid"}``
 or ``{"id", "error"}``. The zygote exits when stdin closes; sandboxes do not depend on it.
 
-It also launches bwrap itself (``{"op": "launch", ...}``, see ``launch``): the fork that becomes
-the sandbox's shim mounts the sandbox's root in a mount namespace of its own, so the host's
-mount table never holds it, and the worker's event loop neither mounts nor forks.
+It also launches bwrap itself (``{"op": "launch", ...}``, see ``launch``): it mounts the
+sandbox's root in a mount namespace made for that sandbox and spawns the sandbox's shim into it,
+so the host's mount table never holds the root, and the worker's event loop neither mounts nor forks.
 
 Runs on the host as root, single-threaded (it forks), standard library only.
 """
@@ -156,16 +156,9 @@ def become_agent(req, package):
     server.main(["--socket", req["socket"], "--ready", req["ready"]])
 
 
-def prepare_launch(req):
-    """In the launcher child: the sandbox's log, cgroup, private mounts and root, bwrap's fds."""
-    os.setsid()
-    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)  # an ignored SIGCHLD would survive exec: the shim waits on bwrap
-    log_and_join(req)
-    # The overlay lives in this process's own mount namespace, which bwrap's copies: other
-    # sandboxes' bwraps never see it in the mount tables they copy and read, and the kernel
-    # drops it with the sandbox's last process.
-    _check(_libc.unshare(CLONE_NEWNS), "unshare mount namespace")
+def prepare_root(req):
+    """In the zygote, in the mount namespace just made for one sandbox: its mounts private, its
+    overlay root mounted, and every host mount bwrap does not build from detached."""
     _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make mounts private")
     root = req["root"]
     for d in (root["upper"], root["work"], root["merged"]):
@@ -176,24 +169,14 @@ def prepare_launch(req):
     # Overlay options cannot quote ',' or ':'; a path through an open fd has neither.
     # "layers": the read-only layers a sandbox started from a snapshot stands on, top first.
     lowers = [*root.get("layers", ()), root["lower"]]
-    fds = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in (*lowers, root["upper"], root["work"])]
-    options = "lowerdir=%s,upperdir=/proc/self/fd/%d,workdir=/proc/self/fd/%d" % (
-        ":".join("/proc/self/fd/%d" % fd for fd in fds[:-2]), fds[-2], fds[-1])
-    _check(_libc.mount(b"overlay", root["merged"].encode(), b"overlay", 0, options.encode()), "mount the root")
-    for fd in fds:
-        os.close(fd)
-    # bwrap's fds at fixed numbers (its argv names them): the seccomp filter and --info-fd.
-    given = []
-    if req.get("seccomp"):
-        r, w = os.pipe()
-        os.write(w, bytes.fromhex(req["seccomp"]))
-        os.close(w)
-        given.append((r, req["seccomp_fd"]))
-    if req.get("info"):
-        given.append((os.open(req["info"], os.O_RDWR | os.O_CLOEXEC), req["info_fd"]))
-    moved = [(fcntl.fcntl(src, fcntl.F_DUPFD_CLOEXEC, 100), dst) for src, dst in given]
-    for high, dst in moved:
-        os.dup2(high, dst)  # inheritable: bwrap gets it
+    fds = [os.open(p, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for p in (*lowers, root["upper"], root["work"])]
+    try:
+        options = "lowerdir=%s,upperdir=/proc/self/fd/%d,workdir=/proc/self/fd/%d" % (
+            ":".join("/proc/self/fd/%d" % fd for fd in fds[:-2]), fds[-2], fds[-1])
+        _check(_libc.mount(b"overlay", root["merged"].encode(), b"overlay", 0, options.encode()), "mount the root")
+    finally:
+        for fd in fds:
+            os.close(fd)
     keep = req.get("keep")
     if keep:  # bwrap's CPU grows with every mount it sees (mounttrim): only what it builds from
         from . import mounttrim  # preloaded by main
@@ -204,16 +187,68 @@ def prepare_launch(req):
             sys.stderr.write("rock: the host's mounts were not trimmed for bwrap: %s\n" % exc)
 
 
-def launch(req, out_fd):
-    """Fork the sandbox's shim: it prepares (``prepare_launch``) and execs the shell that starts
-    bwrap and waits for it; its pid goes back at once, failures go to the sandbox's log."""
-    if _forked(req, out_fd, os.fork):
-        _child("rock: could not launch the sandbox", 125, _exec_shim, req)
+def _high(fd):
+    """``fd`` moved to 100 or above (close-on-exec), clear of the numbers bwrap's argv names."""
+    try:
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 100)
+    finally:
+        os.close(fd)
 
 
-def _exec_shim(req):
-    prepare_launch(req)
-    os.execv("/bin/sh", ["/bin/sh", "-c", req["shim"], req["name"], *req["argv"]])
+def spawn_shim(req):
+    """Start the shim (``req["argv"]``: a shell that joins the sandbox's cgroup and execs bwrap)
+    with the sandbox's log as its output and bwrap's fds at the numbers its argv names; its pid.
+
+    ``posix_spawn`` (a vfork): nothing of the zygote is copied, as a fork would (its page tables,
+    then a copy-on-write fault for each page the child touched, then the copy's unmapping at exec).
+    """
+    given = []
+    try:
+        if req.get("seccomp"):
+            r, w = os.pipe()
+            os.write(w, bytes.fromhex(req["seccomp"]))
+            os.close(w)
+            given.append((_high(r), req["seccomp_fd"]))
+        if req.get("info"):
+            given.append((_high(os.open(req["info"], os.O_RDWR | os.O_CLOEXEC)), req["info_fd"]))
+        actions = [(os.POSIX_SPAWN_OPEN, 1, req["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600),
+                   (os.POSIX_SPAWN_DUP2, 1, 2),
+                   (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0)]
+        actions += [(os.POSIX_SPAWN_DUP2, src, dst) for src, dst in given]  # inheritable: bwrap gets them
+        # Its own session (a worker restart does not touch it; the worker kills the group), and
+        # the signals the zygote ignores back to their defaults (an ignored SIGCHLD survives exec).
+        return os.posix_spawn(req["argv"][0], req["argv"], dict(os.environ), file_actions=actions, setsid=True,
+                              setsigdef=(signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP))
+    finally:
+        for fd, _ in given:
+            os.close(fd)
+
+
+def launch(req, out_fd, own_mnt_ns):
+    """Start a sandbox's shim in a mount namespace of its own, holding the sandbox's root.
+
+    The zygote makes that namespace itself (``unshare``), prepares it (``prepare_root``), spawns
+    the shim into it and goes back to its own namespace: the shim keeps the new one alive, and
+    the kernel drops it, overlay and all, with the sandbox's last process.
+    """
+    try:
+        _check(_libc.unshare(CLONE_NEWNS), "unshare mount namespace")
+    except OSError as exc:
+        _reply(out_fd, {"id": req.get("id"), "error": "%s: %s" % (type(exc).__name__, exc)})
+        return
+    try:
+        prepare_root(req)
+        answer = {"id": req.get("id"), "pid": spawn_shim(req)}
+    except Exception as exc:  # noqa: BLE001 - the worker's request fails, the zygote goes on
+        answer = {"id": req.get("id"), "error": "%s: %s" % (type(exc).__name__, exc)}
+    finally:
+        if _libc.setns(own_mnt_ns, CLONE_NEWNS) != 0:
+            # A zygote left in a sandbox's namespace would build every later sandbox in it: it
+            # exits instead, and the worker starts a new one for the next sandbox.
+            sys.stderr.write("rock zygote: cannot go back to its own mount namespace: %s\n"
+                             % os.strerror(ctypes.get_errno()))
+            os._exit(70)
+    _reply(out_fd, answer)
 
 
 def _forked(req, out_fd, fork):
@@ -283,6 +318,7 @@ def main(package):
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    own_mnt_ns = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
     out_fd = os.dup(1)
     os.dup2(2, 1)  # stray prints must not corrupt the replies
     _reply(out_fd, {"ready": True, "pid": os.getpid()})
@@ -300,7 +336,7 @@ def main(package):
                 _reply(out_fd, {"error": "bad request: %s" % exc})
                 continue
             if req.get("op") == "launch":
-                launch(req, out_fd)
+                launch(req, out_fd, own_mnt_ns)
             else:
                 spawn(req, out_fd, own_pid_ns, package)
 

@@ -25,12 +25,12 @@ from rock.runtime.layers import layer_dirs
 from rock.runtime.seccomp import seccomp_program
 from rock.runtime.zygote import Zygote
 
-# The shim: join the cgroup before bwrap exists, so everything bwrap starts is inside it.
+# The shim: join the cgroup before bwrap exists, so everything bwrap starts is inside it, then start
+# bwrap and wait. It is bwrap's parent, not the zygote: bwrap's --die-with-parent (its own and its
+# sandbox init's) would end every sandbox with the zygote, and the zygote exits with the worker.
 # Arguments: the files to write 0 ("myself") into (Cgroup.join_files), "--", then bwrap's command line.
 SHIM = 'while [ "$1" != -- ]; do echo 0 > "$1" || exit 125; shift; done; shift; "$@" & wait $!'
 SHIM_NAME = "rock-shim"
-# The shim when the zygote launches it: it has joined the cgroup and mounted the root already.
-LAUNCH_SHIM = '"$@" & wait $!'
 LAUNCH_SECCOMP_FD, LAUNCH_INFO_FD = 3, 4
 INFO_NAME = "bwrap-info"
 # What bwrap runs when the agent comes from the zygote: say the sandbox is up, then wait on the
@@ -56,8 +56,9 @@ class Launcher:
 
     async def launch(self, zygote: Zygote, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, env: dict[str, str],
                       command: list[str], info: bool) -> tuple[int, int | None]:
-        """Have the zygote fork the shim, which mounts the root in a mount namespace of its own
-        and starts bwrap; with ``info``, also return the FIFO bwrap reports its child's pid on."""
+        """Have the zygote mount the root in a mount namespace of the sandbox's own and start the
+        shim there, which starts bwrap; with ``info``, also return the FIFO bwrap reports its
+        child's pid on."""
         sandbox_dir = run.parent
         program = seccomp_program()
         options = self._bwrap_args(spec, run.parent / "root", run, group, lower, env)
@@ -67,8 +68,7 @@ class Launcher:
             fifo = sandbox_dir / INFO_NAME
             info_r = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         request = {
-            "name": SHIM_NAME, "shim": LAUNCH_SHIM, "argv": argv, "log": str(sandbox_dir / "sandbox.log"),
-            "join": group.join_files(),
+            "argv": self._shim(group, argv), "log": str(sandbox_dir / "sandbox.log"),
             "root": {"lower": lower, "layers": [str(p) for p in layer_dirs(sandbox_dir)],
                      "upper": str(sandbox_dir / "upper"), "work": str(sandbox_dir / "ovl-work"),
                      "merged": str(sandbox_dir / "root")},
@@ -86,7 +86,8 @@ class Launcher:
 
     def spawn(self, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, env: dict[str, str],
                command: list[str], info: bool) -> tuple[subprocess.Popen, int | None]:
-        """Start shim + bwrap; with ``info``, also return the pipe bwrap reports its child's pid on."""
+        """Start the shim, which starts bwrap; with ``info``, also return the pipe bwrap reports its
+        child's pid on."""
         program = seccomp_program()
         # bwrap reads the filter from an fd; a pipe holds far more than it needs
         seccomp_fd = _pipe_with(program) if program else None
@@ -97,7 +98,7 @@ class Launcher:
         try:
             with open(run.parent / "sandbox.log", "ab") as out:
                 popen = subprocess.Popen(
-                    ["/bin/sh", "-c", SHIM, SHIM_NAME, *group.join_files(), "--", *argv],
+                    self._shim(group, argv),
                     env={"PATH": DEFAULT_PATH},
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                     pass_fds=fds,
@@ -110,6 +111,11 @@ class Launcher:
             for fd in fds:
                 os.close(fd)
         return popen, info_r
+
+    @staticmethod
+    def _shim(group: cgroups.Cgroup, argv: list[str]) -> list[str]:
+        """The shim's command line: it joins ``group``, then starts ``argv`` (bwrap's) and waits."""
+        return ["/bin/sh", "-c", SHIM, SHIM_NAME, *group.join_files(), "--", *argv]
 
     def _argv(self, options: list[str], command: list[str], seccomp_fd: int | None, info_fd: int | None) -> list[str]:
         """bwrap's command line, reading its seccomp filter from ``seccomp_fd`` and reporting its

@@ -2,20 +2,21 @@
 
 Process tree of one sandbox (all of it inside the sandbox's cgroup):
 
-    sh "rock-shim"   forked by the agent zygote: joins the cgroup, mounts the root, then
-      └ bwrap        starts bwrap and waits; detached (own session), so a worker restart
-          └ init     does not touch it; bwrap --die-with-parent dies with it.
-              └ agent  init: pid 1 of the sandbox's pid namespace (bwrap's reaper)
+    sh "rock-shim"   spawned by the agent zygote in a mount namespace holding the sandbox's
+      └ bwrap        root: joins the cgroup, starts bwrap and waits; detached (own session), so
+          └ init     a worker restart does not touch it; bwrap --die-with-parent dies with it.
+              └ stub init: pid 1 of the sandbox's pid namespace (bwrap's reaper); the agent is
+    agent            forked by the zygote into that namespace and holds the stub's FIFO.
 
 Root filesystem: an overlay whose lower layer is the host root (read-only, with private
 tmpfs over the places where the host keeps its own and other sandboxes' data) or an image
 rootfs, and whose upper layer is ``<state_dir>/sandboxes/<id>/upper``: the sandbox's files
 survive it and no other sandbox sees them. bubblewrap 0.8 cannot mount overlays itself, so
-the shim (forked by the agent zygote) mounts it in a mount namespace of its own and bwrap
-binds it as ``/``. The host's
+the agent zygote mounts it in a mount namespace made for the sandbox, starts the shim there and
+leaves it, and bwrap binds it as ``/``. The host's
 mount table never holds it: a burst of starts does not make every bwrap copy and read a
 table of everyone's roots (that was half of bwrap's time in a 100-start burst), and the
-kernel drops it with the sandbox's last process. The shim also detaches from that namespace
+kernel drops it with the sandbox's last process. The zygote also detaches from that namespace
 every host mount bwrap does not build from (``rock.agent.mounttrim``): bwrap reads the whole
 table after each of its mounts, and a container engine beside it adds two per container.
 Without the zygote, the worker starts the shim itself, mounts the root on the host and
