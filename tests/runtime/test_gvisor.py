@@ -257,3 +257,27 @@ async def test_a_full_fork_continues_a_running_env_host_mid_episode(gvisor, new_
         for child in children:
             await gvisor.destroy(child)
         await gvisor.delete_snapshot(snap)
+
+
+async def test_a_fresh_sandbox_starts_the_images_python3_directly_and_one_over_a_snapshot_looks_it_up(
+        gvisor, new_spec, sandboxes, agent):  # noqa: F811
+    """A fresh sandbox's root is its image's: the runtime finds python3 there and starts the agent
+    with it, no shell first (an exec under runsc costs ~50 ms). Over a snapshot's layers the shell
+    looks it up inside, as they may put another first on PATH: here one that leaves a mark."""
+    parent = await sandboxes(gvisor, new_spec(image="python:3.11"))
+    async with agent(parent) as client:
+        argv0 = (await client.exec("tr '\\0' '\\n' < /proc/1/cmdline | head -1", shell=True)).stdout.strip()
+        # The image's, by the absolute path found on the host (a shell's `exec python3` says "python3").
+        assert argv0.startswith("/") and argv0.endswith("/python3"), argv0
+        put = ("d=${PATH%%:*}; mkdir -p $d && printf '%s\\n' '#!/bin/sh' 'echo by-the-layer > /tmp/wrapped' "
+               "'exec " + argv0 + " \"$@\"' > $d/python3 && chmod +x $d/python3 && command -v python3")
+        made = await client.exec(put, shell=True)
+        assert made.stdout.strip() != argv0, made  # first on PATH now
+    snap, children = await gvisor.fork(parent, 1, owner="alice")
+    try:
+        async with agent(children[0]) as client:
+            assert (await client.exec("cat /tmp/wrapped", shell=True)).stdout == "by-the-layer\n"
+    finally:
+        for child in children:
+            await gvisor.destroy(child)
+        await gvisor.delete_snapshot(snap)

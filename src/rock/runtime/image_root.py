@@ -16,10 +16,10 @@ def image_python(upper: Path, lower: str, path: str) -> str | None:
     """Where ``python3`` is on ``path`` inside a root made of ``lower`` (an image rootfs), or None.
 
     Symlinks are followed inside that root, never on the host. A fresh sandbox's upper layer
-    is empty, so the image decides; anything odd (whiteouts, loops) gives None and the agent's
-    launcher searches for it at start instead.
+    is empty (or not made yet), so the image decides; anything odd (whiteouts, loops) gives None
+    and the agent's launcher searches for it at start instead.
     """
-    if any(upper.iterdir()):
+    if upper.is_dir() and any(upper.iterdir()):
         return None
     for d in path.split(":"):
         if d.startswith("/") and resolves_to_file(lower, f"{d.rstrip('/')}/python3"):

@@ -69,9 +69,9 @@ from rock.runtime.processes import exit_reason, pid_exit_future, process_alive, 
 from rock.runtime import rollback
 from rock.runtime.ready import ReadyFifo
 from rock.runtime.bwrap.options import DEFAULT_PATH
-from rock.runtime.image_root import image_lower, mount_points
+from rock.runtime.image_root import image_lower, image_python, mount_points
 from rock.runtime.mounts import detach, mount_overlay
-from rock.runtime.layers import keep_layers, seed_layers
+from rock.runtime.layers import keep_layers, layer_dirs, seed_layers
 from rock.runtime.seccomp import oci_profile
 from rock.runtime.snapshots import copy_frozen, copy_tree, tree_bytes
 from rock.runtime.teardown import reap_unknown, remove_sandbox_dir
@@ -275,6 +275,13 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
                  group: cgroups.Cgroup, netns: str | None = None) -> None:
         mount_points(lower, (self.python_prefix, f"{SANDBOX_LIB}/rock_agent", SANDBOX_RUN, gvisor_statx.SHIM_DIR))
         gvisor_statx.mount_point(lower)
+        watch = {MEMORY_LIMIT_ENV: str(spec.memory_bytes)} if spec.memory_bytes else {}
+        env = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", **image_env,
+               **sandbox_env(self.settings, spec, {**self.agent_env, **watch})}
+        # A fresh sandbox's root is the image's: its python3 is found here, on the host, and not
+        # by a shell inside (one exec less; an exec under this runsc costs ~50 ms). Over kept
+        # files or a snapshot's layers, the shell looks, as they may hold another.
+        python = None if layer_dirs(sandbox_dir) else image_python(sandbox_dir / "upper", lower, env["PATH"])
         mount_overlay(sandbox_dir, lower)
         tmp = sandbox_dir / "root" / "tmp"
         if not tmp.is_symlink() and not tmp.is_dir():
@@ -282,13 +289,10 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
             tmp.chmod(0o1777)
         bundle = sandbox_dir / "bundle"
         bundle.mkdir(exist_ok=True)
-        watch = {MEMORY_LIMIT_ENV: str(spec.memory_bytes)} if spec.memory_bytes else {}
-        env = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", **image_env,
-               **sandbox_env(self.settings, spec, {**self.agent_env, **watch})}
-        (bundle / "config.json").write_text(json.dumps(self._oci(spec, sandbox_dir, env, group, netns)))
+        (bundle / "config.json").write_text(json.dumps(self._oci(spec, sandbox_dir, env, group, netns, python)))
 
     def _oci(self, spec: SandboxSpec, sandbox_dir: Path, env: dict[str, str], group: cgroups.Cgroup,
-             netns: str | None = None) -> dict:
+             netns: str | None = None, python: str | None = None) -> dict:
         caps = [f"CAP_{c}" for c in SANDBOX_CAPS] + (["CAP_NET_BIND_SERVICE"] if spec.network else [])
         # /tmp named explicitly: else runsc mounts its own in-memory tmpfs there, which no
         # filesystem snapshot or fork would see (docker and bwrap keep /tmp in the layer).
@@ -309,7 +313,7 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
         return {
             "ociVersion": "1.0.2",
             "process": {
-                "terminal": False, "user": {"uid": 0, "gid": 0}, "cwd": "/", "args": agent_argv(),
+                "terminal": False, "user": {"uid": 0, "gid": 0}, "cwd": "/", "args": agent_argv(python),
                 "env": [f"{k}={v}" for k, v in env.items()],
                 "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
                 "noNewPrivileges": True,
