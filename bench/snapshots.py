@@ -1,7 +1,10 @@
 """Pause, snapshots and fork at the runtime level, per backend, and gVisor beside the others.
 
 - sandbox_start_ms: create a sandbox (python:3.11) until its agent answers ``echo`` (runtime + agent
-  client, no worker: the same path fork's children take)
+  client, no worker: the same path fork's children take); on gvisor, floor: a bare ``runsc run``
+  of the same image root (read-only, no overlay, no binds, no limits) whose one process is the
+  image's ``python3 -I -S`` printing ``hi``, the least a Python agent's first output costs under
+  this runsc, alternating with the starts one by one
 - cmd_round_trip_ms: ``echo`` in a persistent session
 - pause_resume_ms: pause + unpause of a running sandbox; floor: on cgroup backends, the raw
   freeze + thaw of the same cgroup, in alternating blocks
@@ -24,6 +27,7 @@ others', measured in the same run), whatever ``--backends`` says.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
 import tempfile
@@ -37,6 +41,7 @@ from bench.report import Context, record
 from rock.config import Settings
 from rock.runtime import cgroups, get_runtime_class
 from rock.runtime.base import SandboxSpec
+from rock.runtime.image_root import image_lower, image_python
 from rock.worker.agent_client import AgentClient
 
 IMAGE = "python:3.11"
@@ -64,6 +69,42 @@ async def _start(rt) -> tuple[object, float]:
     return handle, time.perf_counter() - t
 
 
+async def _runsc_floor(rt, state: Path) -> float:
+    """Seconds of one bare ``runsc run`` over the bench image's root whose process is the image's
+    python3 printing ``hi`` (the same runsc flags as the runtime's, its own --root), until it exits."""
+    spec = _spec()
+    lower, image_env = await image_lower(spec, rt.settings)
+    path = image_env.get("PATH", "/usr/local/bin:/usr/bin:/bin")
+    python = image_python(state / "no-upper", lower, path)
+    if python is None:
+        raise RuntimeError(f"no python3 in {IMAGE}'s root")
+    bundle = state / "floor-bundle"
+    bundle.mkdir(parents=True, exist_ok=True)
+    (bundle / "config.json").write_text(json.dumps({
+        "ociVersion": "1.0.2",
+        "process": {"terminal": False, "user": {"uid": 0, "gid": 0}, "cwd": "/",
+                    "args": [python, "-I", "-S", "-c", "print('hi')"], "env": [f"PATH={path}"]},
+        "root": {"path": lower, "readonly": True},
+        "hostname": "floor",
+        "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+        "linux": {"namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount", "network")]},
+    }))
+    flags = [f"--root={state / 'floor-runsc'}", "--oci-seccomp", "--overlay2=none", "--file-access=shared",
+             "--network=none"]
+    cid = f"bench-floor-{uuid.uuid4().hex[:8]}"
+    t = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(rt.runsc, *flags, "run", "--bundle", str(bundle), cid,
+                                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                                stderr=subprocess.STDOUT)
+    out, _ = await proc.communicate()
+    took = time.perf_counter() - t
+    await (await asyncio.create_subprocess_exec(rt.runsc, *flags, "delete", "--force", cid,
+                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)).wait()
+    if proc.returncode or out.strip() != b"hi":
+        raise RuntimeError(f"bare runsc run failed (exit {proc.returncode}): {out[-300:]!r}")
+    return took
+
+
 def _mb_p50(values: list[float]) -> float | None:
     return round(sorted(values)[len(values) // 2] / 2**20, 1) if values else None
 
@@ -82,15 +123,18 @@ async def _backend(ctx: Context, name: str, state: Path) -> list[dict]:
     records: list[dict] = []
     try:
         n = ctx.n(5, 20)
-        starts, handles = [], []
+        starts, handles, bare = [], [], []
         for _ in range(n):
             handle, took = await _start(rt)
             starts.append(took)
             handles.append(handle)
+            if name == "gvisor":  # its floor, alternating with the starts
+                bare.append(await _runsc_floor(rt, state / "floor"))
         for handle in handles[1:]:
             await rt.destroy(handle)
         handle = handles[0]
-        records.append(record("sandbox_start_ms", name, starts))
+        records.append(record("sandbox_start_ms", name, starts, floor_s=bare or None,
+                              floor="bare runsc run of the image's python3 printing hi" if bare else None))
         start_p50 = records[-1]["p50_ms"]
 
         client = await AgentClient.connect(handle.socket_path, handle)
