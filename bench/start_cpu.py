@@ -4,8 +4,9 @@
   the bare-bwrap floor; per start, CPU milliseconds of
   ``worker`` (the worker's own process, all its threads: records, admission, cgroup creation
   and removal, the zygote's requests, the agent client), ``zygote`` (the agent zygote itself:
-  its forks and requests), ``sandbox`` (everything in the sandbox's cgroup, read just before
-  its stop: the shim's root mount, bwrap, the stub, the agent, its bash sessions, the command)
+  its forks, each sandbox's mount namespace and root mount, its requests), ``sandbox``
+  (everything in the sandbox's cgroup, read just before its stop: the shim, bwrap, the stub, the
+  agent, its bash sessions, the command)
   and ``machine`` (the whole machine: the kernel's own work for the sandbox, such as freeing
   its namespaces, and anything else that ran meanwhile). ``p50_ms`` is the machine CPU per start.
   Each part reports the median over blocks and its spread (min, max), so a loaded machine shows.
