@@ -184,7 +184,8 @@ def prepare_root(req):
         try:
             mounttrim.trim(keep["needed"], keep["recursive"])
         except (OSError, ValueError) as exc:  # slower, not wrong: bwrap still finds all it needs
-            sys.stderr.write("rock: the host's mounts were not trimmed for bwrap: %s\n" % exc)
+            sys.stderr.write("rock zygote: the host's mounts were not trimmed for bwrap (%s): %s\n"
+                             % (root["merged"], exc))
 
 
 def _high(fd):
@@ -196,7 +197,7 @@ def _high(fd):
 
 
 def spawn_shim(req):
-    """Start the shim (``req["argv"]``: a shell that joins the sandbox's cgroup and execs bwrap)
+    """Start the shim (``req["argv"]``: a shell that joins the sandbox's cgroup, starts bwrap and waits)
     with the sandbox's log as its output and bwrap's fds at the numbers its argv names; its pid.
 
     ``posix_spawn`` (a vfork): nothing of the zygote is copied, as a fork would (its page tables,
