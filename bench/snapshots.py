@@ -69,11 +69,10 @@ async def _start(rt) -> tuple[object, float]:
     return handle, time.perf_counter() - t
 
 
-async def _runsc_floor(rt, state: Path) -> float:
-    """Seconds of one bare ``runsc run`` over the bench image's root whose process is the image's
-    python3 printing ``hi`` (the same runsc flags as the runtime's, its own --root), until it exits."""
-    spec = _spec()
-    lower, image_env = await image_lower(spec, rt.settings)
+async def _runsc_floor_bundle(rt, state: Path) -> Path:
+    """The floor's OCI bundle, made once: the bench image's root, read-only, whose one process is
+    the image's python3 printing ``hi``."""
+    lower, image_env = await image_lower(_spec(), rt.settings)
     path = image_env.get("PATH", "/usr/local/bin:/usr/bin:/bin")
     python = image_python(state / "no-upper", lower, path)
     if python is None:
@@ -89,8 +88,14 @@ async def _runsc_floor(rt, state: Path) -> float:
         "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
         "linux": {"namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount", "network")]},
     }))
-    flags = [f"--root={state / 'floor-runsc'}", "--oci-seccomp", "--overlay2=none", "--file-access=shared",
-             "--network=none"]
+    return bundle
+
+
+async def _runsc_floor(rt, bundle: Path) -> float:
+    """Seconds of one bare ``runsc run`` of ``bundle`` until it exits, with the runtime's runsc
+    flags (written out: its own --root beside the bundle, no network as a default sandbox)."""
+    flags = [f"--root={bundle.parent / 'floor-runsc'}", "--oci-seccomp", "--host-uds=all", "--host-fifo=open",
+             "--overlay2=none", "--file-access=shared", "--network=none"]
     cid = f"bench-floor-{uuid.uuid4().hex[:8]}"
     t = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(rt.runsc, *flags, "run", "--bundle", str(bundle), cid,
@@ -124,12 +129,13 @@ async def _backend(ctx: Context, name: str, state: Path) -> list[dict]:
     try:
         n = ctx.n(5, 20)
         starts, handles, bare = [], [], []
+        floor_bundle = await _runsc_floor_bundle(rt, state / "floor") if name == "gvisor" else None
         for _ in range(n):
             handle, took = await _start(rt)
             starts.append(took)
             handles.append(handle)
-            if name == "gvisor":  # its floor, alternating with the starts
-                bare.append(await _runsc_floor(rt, state / "floor"))
+            if floor_bundle is not None:  # gvisor's floor, alternating with the starts
+                bare.append(await _runsc_floor(rt, floor_bundle))
         for handle in handles[1:]:
             await rt.destroy(handle)
         handle = handles[0]

@@ -235,13 +235,13 @@ def launch(req, out_fd, own_mnt_ns):
     try:
         _check(_libc.unshare(CLONE_NEWNS), "unshare mount namespace")
     except OSError as exc:
-        _reply(out_fd, {"id": req.get("id"), "error": "%s: %s" % (type(exc).__name__, exc)})
+        _reply(out_fd, _failed(req, exc))
         return
     try:
         prepare_root(req)
         answer = {"id": req.get("id"), "pid": spawn_shim(req)}
     except Exception as exc:  # noqa: BLE001 - the worker's request fails, the zygote goes on
-        answer = {"id": req.get("id"), "error": "%s: %s" % (type(exc).__name__, exc)}
+        answer = _failed(req, exc)
     finally:
         if _libc.setns(own_mnt_ns, CLONE_NEWNS) != 0:
             # A zygote left in a sandbox's namespace would build every later sandbox in it: it
@@ -258,7 +258,7 @@ def _forked(req, out_fd, fork):
     try:
         pid = fork()
     except OSError as exc:
-        _reply(out_fd, {"id": req.get("id"), "error": "%s: %s" % (type(exc).__name__, exc)})
+        _reply(out_fd, _failed(req, exc))
         return False
     if pid:
         _reply(out_fd, {"id": req.get("id"), "pid": pid})
@@ -275,6 +275,11 @@ def _child(what, code, fn, *args):
         sys.stderr.write("%s: %s: %s\n" % (what, type(exc).__name__, exc))
         sys.stderr.flush()
     os._exit(code)
+
+
+def _failed(req, exc):
+    """The answer to ``req`` when ``exc`` stopped it."""
+    return {"id": req.get("id"), "error": "%s: %s" % (type(exc).__name__, exc)}
 
 
 def _reply(out_fd, message):
