@@ -21,7 +21,13 @@ record gives ``policy_call_p50_ms``, the policy's own round trip to the upstream
 model_calls_per_s: 256 sandboxes (64 with --quick) whose agents each make calls in a loop, one
 trainer answering all of them over one WebSocket; the record names the backend (bwrap where it is
 available: the cheap one for many sandboxes) and the sandbox count, and the CPU each call cost
-the admin, the trainer and (bwrap) the sandboxes. Target: >= 3,000 calls/s on a 2-core VM.
+the admin, the trainer and the sandboxes (read from the sandboxes' cgroups, so a client that has
+exited still counts; split into the agents and the clients, the workload's own). Its floor, timed
+before and after it (alternating blocks): as many of the same clients on the host, each through a
+bare relay of its own (where each sandbox has its agent) and one shared bare relay (the admin) to
+an upstream that answers at once (the trainer), with the same start line; ``floor_per_s`` is the better block's rate and the
+record gives the floor's CPU per call (clients, relays and upstream). Target: >= 3,000 calls/s on
+a 2-core VM.
 
 rock_cli_call_ms: ROCK's own flow for one call, as a reference: rl-rock 1.11's
 ``ModelService.anti_call_llm`` (a nohup'd ``rock model-service anti-call-llm`` per call,
@@ -55,13 +61,16 @@ elif path.endswith("/responses"):  # OpenAI's Responses
     body = json.dumps({"model": "m", "input": "hello", "temperature": 0.5})
 conn = http.client.HTTPConnection(host, port)
 out = []
-for _ in range(n):
+for i in range(n):
     t = time.perf_counter()
     conn.request("POST", path, body, {"content-type": "application/json"})
     r = conn.getresponse()
     r.read()
     out.append(time.perf_counter() - t)
     assert r.status == 200, r.status
+    if i == 0:
+        cpu = time.process_time()
+print("CPU%.6f" % (time.process_time() - cpu))  # this process's CPU seconds after its first call
 print("TIMES" + json.dumps(out))
 '''
 # A scripted upstream: a fixed completion, HTTP/1.1 keep-alive, in its own process.
@@ -118,6 +127,51 @@ async def main():
 uvloop.run(main())
 '''
 LOOP = "uvloop"
+# The floor's upstream, standing where the trainer stands: answers every call at once (raw HTTP/1.1
+# keep-alive on uvloop), except each connection's first call, held until ``clients`` first calls
+# have come (the start line, as in ``throughput``); prints the start line's time, the 10% and 90%
+# marks and the last answer's, as JSON, once the last of ``total`` calls after it is answered.
+INSTANT_UPSTREAM = r'''
+import asyncio, json, sys, time, uvloop
+BODY = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                                "finish_reason": "stop"}]}).encode()
+REPLY = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(BODY), BODY)
+clients, total = int(sys.argv[1]), int(sys.argv[2])
+marks, stamps, firsts, answered = {total // 10: "p10", total * 9 // 10: "p90", total: "last"}, {}, [0], [0]
+line = None
+def length(head):
+    return int(next(l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")))
+async def handle(r, w):
+    first = True
+    try:
+        while True:
+            head = await r.readuntil(b"\r\n\r\n")
+            await r.readexactly(length(head))
+            if first:
+                first = False
+                firsts[0] += 1
+                if firsts[0] == clients:
+                    stamps["t0"] = time.perf_counter()
+                    line.set()
+                await line.wait()
+                w.write(REPLY)
+                continue
+            w.write(REPLY)
+            answered[0] += 1
+            if answered[0] in marks:
+                stamps[marks[answered[0]]] = time.perf_counter()
+                if answered[0] == total:
+                    print(json.dumps(stamps), flush=True)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        w.close()
+async def main():
+    global line
+    line = asyncio.Event()
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+uvloop.run(main())
+'''
 # What the trainer answers on the ``ws_instant`` path: the upstream's reply, without the upstream.
 INSTANT = {"id": "x", "object": "chat.completion", "created": 1, "model": "m", "choices": [
     {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]}
@@ -255,12 +309,8 @@ def _ticks(pid: int) -> tuple[int, int]:
         return 0, 0
 
 
-def _cpu(admin_pid: int | None) -> dict[str, int]:
-    """CPU ticks so far of the admin, this process (the trainer) and the admin's descendants (with
-    bwrap: the sandboxes' agents and their clients)."""
-    out = {"admin": sum(_ticks(admin_pid)) if admin_pid else 0, "trainer": sum(_ticks(os.getpid())), "sandboxes": 0}
-    if not admin_pid:
-        return out
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (up to 16 levels: a bwrap sandbox's agent is a few below)."""
     parents = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -269,24 +319,121 @@ def _cpu(admin_pid: int | None) -> dict[str, int]:
                     parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
             except (OSError, IndexError):
                 pass
-    for pid in parents:
-        p, hops = parents.get(pid), 0
-        while p and p != admin_pid and hops < 16:
+    out = []
+    for child in parents:
+        p, hops = parents.get(child), 0
+        while p and p != pid and hops < 16:
             p, hops = parents.get(p), hops + 1
-        if p == admin_pid:
-            out["sandboxes"] += sum(_ticks(pid))
+        if p == pid:
+            out.append(child)
     return out
+
+
+def _sandboxes(admin_pid: int | None) -> tuple[list[str], list[int]]:
+    """The cgroups of the admin's sandboxes (``rock/<owner>/<id>``, from the CPU hierarchy's line
+    of each descendant's ``/proc/<pid>/cgroup``) and the pids of their agents (the sandboxes'
+    processes that run the agent's code; the others are the workload's)."""
+    groups: set[str] = set()
+    agents = []
+    for pid in _descendants(admin_pid) if admin_pid else []:
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                lines = f.read().splitlines()
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        for line in lines:
+            _, controllers, path = line.split(":", 2)
+            if (controllers == "" or "cpuacct" in controllers.split(",")) and path.startswith("/rock/"):
+                groups.add(path[1:])
+                if b"rock/agent/" in cmdline:
+                    agents.append(pid)
+                break
+    return sorted(groups), agents
+
+
+def _cpu(admin_pid: int | None, groups: list[str], agents: list[int]) -> dict[str, float]:
+    """CPU seconds so far of the admin, this process (the trainer), the sandboxes' cgroups (every
+    process that ran in them, exited or not) and their agents."""
+    from rock.runtime.cgroups import Cgroup
+
+    hz = os.sysconf("SC_CLK_TCK")
+    out = {"admin": sum(_ticks(admin_pid)) / hz if admin_pid else 0.0, "trainer": sum(_ticks(os.getpid())) / hz}
+    if groups:
+        out["sandboxes"] = sum(Cgroup(g).stats()["cpu_seconds"] or 0.0 for g in groups)
+        out["agents"] = sum(_run_seconds(pid) for pid in agents)
+    return out
+
+
+def _run_seconds(pid: int) -> float:
+    """CPU seconds ``pid``'s threads have run, to the nanosecond (``schedstat``): an agent's share of
+    a one-second window is a few ms, below the 10 ms ticks of ``/proc/<pid>/stat``."""
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+    except (OSError, IndexError, ValueError):
+        pass
+    return total / 1e9
+
+
+async def _throughput_floor(clients: int, calls: int) -> dict:
+    """One block of ``throughput``'s floor: ``clients`` copies of the client on the host, each
+    making ``calls`` + 1 calls through a bare relay of its own (where each sandbox has its agent)
+    and one shared bare relay (the admin) to an upstream that answers at once (the trainer;
+    ``INSTANT_UPSTREAM``: the start line and the marks are its own). Gives the rate after the
+    start line, the steady rate (10% to 90%) and the CPU per call of the clients and of the rest."""
+    total = clients * calls
+    up = subprocess.Popen([sys.executable, "-c", INSTANT_UPSTREAM, str(clients), str(total)], stdout=subprocess.PIPE,
+                          text=True)
+    procs = [up]
+    try:
+        port = up.stdout.readline().strip()
+        procs.append(subprocess.Popen([sys.executable, "-c", RELAY, port], stdout=subprocess.PIPE, text=True))
+        shared = procs[-1].stdout.readline().strip()
+        own = [subprocess.Popen([sys.executable, "-c", RELAY, shared], stdout=subprocess.PIPE, text=True)
+               for _ in range(clients)]
+        procs += own
+        ports = [relay.stdout.readline().strip() for relay in own]
+        script = Path(tempfile.mkdtemp()) / "client.py"
+        script.write_text(CLIENT)
+        servers0 = sum(sum(_ticks(p.pid)) for p in procs)
+        runs = [await asyncio.create_subprocess_exec(sys.executable, str(script), "127.0.0.1", port,
+                                                     "/v1/chat/completions", str(calls + 1),
+                                                     stdout=asyncio.subprocess.PIPE)
+                for port in ports]
+        outs = [out.decode() for out, _ in await asyncio.gather(*(r.communicate() for r in runs))]
+        codes = [r.returncode for r in runs]
+        servers = (sum(sum(_ticks(p.pid)) for p in procs) - servers0) / os.sysconf("SC_CLK_TCK")
+        stamps = json.loads(await asyncio.wait_for(asyncio.to_thread(up.stdout.readline), 30))
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait()
+    if any(codes):
+        raise RuntimeError(f"the floor's clients failed: exit codes {sorted(set(codes))}")
+    clients_cpu = sum(float(out.split("CPU", 1)[1].split()[0]) for out in outs)  # after each one's first call
+    window = total * 9 // 10 - total // 10
+    return {"per_s": total / (stamps["last"] - stamps["t0"]), "steady_per_s": window / (stamps["p90"] - stamps["p10"]),
+            "clients_cpu_us_per_call": clients_cpu / total * 1e6,
+            "relays_and_upstream_cpu_us_per_call": servers / (total + clients) * 1e6}
 
 
 async def throughput(ctx: Context, backend: str) -> dict:
     """``count`` sandboxes, each running the client for ``calls`` calls, one trainer answering all
     of them over one WebSocket. The clients' first calls are the start line: held until every
     sandbox has made one, then answered at once; the rate is over the calls after it, up to the
-    last answer. CPU per call (admin, trainer, sandboxes) is read between 10% and 90% of them."""
+    last answer. CPU per call (admin, trainer, sandboxes: agents and clients) is read between 10%
+    and 90% of them. The floor (``_throughput_floor``) is timed before and after, its best block
+    kept: the machine's own rate for as many clients through as many relays."""
     from rock.sdk.model import ChatTrainer
     from rock.sdk.sandbox import Sandbox, SandboxConfig
 
     count, calls = ctx.n(64, 256), ctx.n(30, 40)
+    floors = [await _throughput_floor(count, calls)]
     admin = AdminProcess(backend, prefix="rock-bench-chat-")
     url = admin.start()
     admin_pid = admin.pid()
@@ -296,11 +443,13 @@ async def throughput(ctx: Context, backend: str) -> dict:
     total = count * calls
     marks: dict[int, tuple[float, dict]] = {}
     stamps: list[float] = []
+    groups: list[str] = []
+    agents: list[int] = []
 
     def policy(call):
         stamps.append(time.perf_counter())
         if len(stamps) in (total // 10, total * 9 // 10):
-            marks[len(stamps)] = (stamps[-1], _cpu(admin_pid))
+            marks[len(stamps)] = (stamps[-1], _cpu(admin_pid, groups, agents))
         return reply
 
     try:
@@ -318,6 +467,7 @@ async def throughput(ctx: Context, backend: str) -> dict:
         ctx.progress(f"chat: starting {count} sandboxes ({backend})")
         await asyncio.gather(*(ready(b) for b in boxes))
         ids = [b.sandbox_id for b in boxes]
+        groups[:], agents[:] = _sandboxes(admin_pid)
         held: list[dict] = []
         deadline = time.monotonic() + 120
         while len(held) < count and time.monotonic() < deadline:  # the start line: every client's first call
@@ -331,18 +481,28 @@ async def throughput(ctx: Context, backend: str) -> dict:
         await trainer.aclose()
         await asyncio.gather(*(b.delete() for b in boxes), return_exceptions=True)
         admin.stop()  # deletes whatever is left
+    floors.append(await _throughput_floor(count, calls))
+    floor = max(floors, key=lambda f: f["per_s"])
     rec = {"metric": "model_calls_per_s", "backend": backend, "label": f"{count} sandboxes, one trainer WebSocket",
            "sandboxes": count, "calls_per_sandbox": calls,
            "trainer_connections": 1, "n": answered, "started": len(held),
            "per_s": round(answered / (stamps[-1] - t0), 1) if stamps else 0.0,
            "with_session_ends_per_s": round(answered / (ended - t0), 1), "target_per_s": 3000,
-           "success_rate": round(answered / total, 4), **_machine()}
+           "success_rate": round(answered / total, 4), **_machine(),
+           "floor": "as many clients on the host, each through a bare relay of its own and a shared one to an "
+                    "upstream answering at once",
+           "floor_per_s": round(floor["per_s"], 1), "floor_blocks_per_s": [round(f["per_s"], 1) for f in floors],
+           "floor_steady_per_s": round(floor["steady_per_s"], 1),
+           **{f"floor_{k}": round(v, 1) for k, v in floor.items() if k.endswith("_cpu_us_per_call")}}
+    rec["ratio_to_floor"] = round(rec["per_s"] / rec["floor_per_s"], 2) if rec["floor_per_s"] else None
     if len(marks) == 2:
         (ta, a), (tb, b) = (marks[k] for k in sorted(marks))
         n = total * 9 // 10 - total // 10
-        hz = os.sysconf("SC_CLK_TCK")
         rec["steady_per_s"] = round(n / (tb - ta), 1)
-        rec.update({f"{k}_cpu_us_per_call": round((b[k] - a[k]) / hz / n * 1e6, 1) for k in a if b[k] - a[k] > 0})
+        used = {k: b[k] - a[k] for k in a}
+        if "sandboxes" in used:  # the sandboxes' cgroups, less their agents: the clients, the workload's own
+            used["clients"] = used["sandboxes"] - used["agents"]
+        rec.update({f"{k}_cpu_us_per_call": round(v / n * 1e6, 1) for k, v in used.items() if v > 0})
     return rec
 
 
