@@ -5,13 +5,14 @@ The rest of what it shares with the others runs in the parametrized runtime test
 
 from __future__ import annotations
 
+import time
 import uuid
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
 
-from rock.errors import SandboxStartError
+from rock.errors import SandboxStartError, SnapshotNotFound
 from rock.runtime import cgroups
 
 from tests.runtime.test_pause_snapshot import agent, ask_counter, start_counter  # noqa: F401 - agent is a fixture
@@ -73,6 +74,61 @@ async def test_a_full_snapshot_outlives_its_source(gvisor, new_spec, agent):  # 
             await gvisor.destroy(started)
     finally:
         await gvisor.delete_snapshot(snap)
+
+
+async def test_a_full_forks_children_start_while_its_source_restores_itself_all_or_none(gvisor, new_spec, sandboxes,
+                                                                                         agent, monkeypatch):  # noqa: F811
+    # A full fork's checkpoint ends the source, which restores itself from the image its children
+    # start from: the children start beside that restore, not after it (one restore less in a row).
+    parent = await sandboxes(gvisor, new_spec(image="python:3.11"))
+    async with agent(parent) as client:
+        await start_counter(client)
+        assert await ask_counter(client) == "1"
+    events: list[tuple[str, float]] = []
+    started: list = []
+    go_on, start_from = gvisor._go_on_from, gvisor.start_from
+
+    async def timed_go_on(handle, image):
+        events.append(("source", time.monotonic()))
+        await go_on(handle, image)
+        events.append(("source back", time.monotonic()))
+
+    async def timed_start(snapshot, spec=None):
+        events.append(("child", time.monotonic()))
+        child = await start_from(snapshot, spec)
+        started.append(child)
+        return child
+
+    monkeypatch.setattr(gvisor, "_go_on_from", timed_go_on)
+    monkeypatch.setattr(gvisor, "start_from", timed_start)
+    snap, children = await gvisor.fork(parent, 2, owner="alice", mode="full")
+    try:
+        order = [name for name, _ in sorted(events, key=lambda e: e[1])]
+        assert order.index("child") < order.index("source back") and order.count("child") == 2, order
+        async with AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(agent(c)) for c in children]
+            assert [await ask_counter(c) for c in clients] == ["2", "2"]
+        async with agent(parent) as client:  # back, from its memory, when the fork returned
+            assert await ask_counter(client) == "2"
+    finally:
+        for child in children:
+            await gvisor.destroy(child)
+        await gvisor.delete_snapshot(snap)
+
+    # All or none: a source that fails to come back takes the fork's children and snapshot with it.
+    async def failing_go_on(handle, image):
+        await go_on(handle, image)
+        raise SandboxStartError("the source did not come back")
+
+    started.clear()
+    monkeypatch.setattr(gvisor, "_go_on_from", failing_go_on)
+    with pytest.raises(SandboxStartError, match="did not come back"):
+        await gvisor.fork(parent, 2, owner="alice", mode="full", name="all-or-none")
+    assert len(started) == 2  # the control: both children had started
+    for child in started:
+        assert not await gvisor.alive(child) and _groups_of(child.sandbox_id) == []
+    with pytest.raises(SnapshotNotFound):
+        gvisor.snapshots.get("all-or-none", "alice")
 
 
 def _groups_of(sandbox_id: str) -> list[str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import abc
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Awaitable, ClassVar
 
 from rock.config import Settings
 from rock.runtime import forks, pausing
@@ -156,7 +156,10 @@ class Runtime(abc.ABC):
         async with self.snapshots.in_use(snapshot):  # deleted meanwhile: SnapshotNotFound, not half a start
             return await self._start_from(snapshot, forks.child_spec(self, snapshot, spec))
 
-    async def _snapshot(self, handle: RuntimeHandle, snapshot: "Snapshot", path: Path) -> None:
+    async def _snapshot(self, handle: RuntimeHandle, snapshot: "Snapshot", path: Path) -> Awaitable[None] | None:
+        """Save the sandbox's part of ``snapshot`` under ``path``. Returns None once the source is
+        running as before, or what the source still has to do to go on (awaited by the caller, a
+        fork's beside its children's starts: the snapshot is whole and usable before it)."""
         raise NotImplementedError(f"the {self.name} backend cannot take snapshots")
 
     async def _start_from(self, snapshot: "Snapshot", spec: SandboxSpec) -> RuntimeHandle:

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Awaitable
 
 from rock.errors import BadRequest
 from rock.runtime.snapshots import Snapshot, tree_bytes
@@ -21,26 +21,48 @@ MAX_FORK = 256
 
 
 async def take_snapshot(runtime: "Runtime", handle: "RuntimeHandle", name: str, owner: str, mode: str) -> Snapshot:
-    """``Runtime.snapshot``: the backend's ``_snapshot`` between the claim of ``name`` and its record."""
+    """``Runtime.snapshot``: the backend's ``_snapshot`` between the claim of ``name`` and its
+    record, and then, where the backend has one, the source's own way back (``_snapshot``'s
+    return)."""
+    snap, source_back = await _save(runtime, handle, name, owner, mode)
+    if source_back is not None:
+        try:
+            async with runtime.snapshots.in_use(snap):  # a delete meanwhile waits: the source reads the image
+                await source_back
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await runtime.delete_snapshot(snap)
+            raise
+    return snap
+
+
+async def _save(runtime: "Runtime", handle: "RuntimeHandle", name: str, owner: str,
+                mode: str) -> tuple[Snapshot, Awaitable[None] | None]:
+    """The snapshot saved and recorded (or undone on failure), and what the source still has to do
+    to go on, None if nothing: the caller awaits that (a fork, beside its children's starts)."""
     if mode == "full" and not runtime.full_snapshots:
         raise BadRequest(f"the {runtime.name} backend cannot take full (memory) snapshots; take a filesystem "
                          "snapshot, or run the sandbox on the gvisor backend")
     path = runtime.snapshots.claim(name, mode)
     snap = Snapshot(name=name, owner=owner, backend=runtime.name, mode=mode, source=handle.sandbox_id,
                     spec=handle.spec)
+    source_back = None
     try:
         t0 = time.perf_counter()
-        await runtime._snapshot(handle, snap, path)
+        source_back = await runtime._snapshot(handle, snap, path)
         snap.took_ms = snap.took_ms if snap.took_ms is not None else (time.perf_counter() - t0) * 1e3
         if snap.size_bytes is None:  # what it takes on disk: its directory's blocks (quotas count them)
             snap.size_bytes = await asyncio.to_thread(tree_bytes, path)
         runtime.snapshots.save(snap)
     except BaseException:
+        if source_back is not None:  # saved, but not recorded: the source still comes back, from the image
+            with contextlib.suppress(Exception):
+                await source_back
         with contextlib.suppress(Exception):
             await runtime._delete_snapshot(snap)
         runtime.snapshots.remove(name)
         raise
-    return snap
+    return snap, source_back
 
 
 def child_spec(runtime: "Runtime", snapshot: Snapshot, spec: "SandboxSpec | None") -> "SandboxSpec":
@@ -56,10 +78,23 @@ async def fork(runtime: "Runtime", handle: "RuntimeHandle", n: int, owner: str, 
     """``Runtime.fork``: a fresh snapshot, then ``n`` children started from it at once."""
     if not 1 <= n <= MAX_FORK:
         raise BadRequest(f"fork of {n} sandboxes: ask for 1 to {MAX_FORK}")
-    snap = await runtime.snapshot(handle, name or f"fork-{handle.sandbox_id[:24]}-{os.urandom(4).hex()}", owner, mode)
+    snap, source_back = await _save(runtime, handle, name or f"fork-{handle.sandbox_id[:24]}-{os.urandom(4).hex()}",
+                                    owner, mode)
     try:
         async with runtime.snapshots.in_use(snap):  # a delete by its name waits for the children
-            children = await runtime._start_children(snap, n)
+            if source_back is None:
+                children = await runtime._start_children(snap, n)
+            else:
+                # The children start while the source goes on (a gVisor source restores itself from
+                # the image they start from): one restore less in a row. All or none, as before.
+                started, back = await asyncio.gather(runtime._start_children(snap, n), source_back,
+                                                     return_exceptions=True)
+                if isinstance(back, BaseException) or isinstance(started, BaseException):
+                    for child in started if isinstance(started, list) else []:
+                        with contextlib.suppress(Exception):
+                            await runtime.destroy(child)
+                    raise back if isinstance(back, BaseException) else started
+                children = started
     except BaseException:
         with contextlib.suppress(Exception):
             await runtime.delete_snapshot(snap)

@@ -43,6 +43,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import Awaitable
 
 from rock.errors import BadRequest, SandboxStartError
 from rock.runtime import cgroups
@@ -446,7 +447,7 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
     async def _thaw(self, handle: RuntimeHandle) -> None:
         await self._runsc(handle.spec, "resume", handle.extra["cid"])
 
-    async def _snapshot(self, handle: RuntimeHandle, snapshot, path: Path) -> None:
+    async def _snapshot(self, handle: RuntimeHandle, snapshot, path: Path) -> Awaitable[None] | None:
         if snapshot.mode == "full" and handle.extra.get("netns"):
             raise BadRequest("a full snapshot of a gVisor sandbox with an egress policy is not possible: its sockets "
                              "are the host's (runsc --network=host, see rock.runtime.gvisor) and runsc cannot "
@@ -457,7 +458,7 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
         await keep_layers(upper.parent, path)  # what it stands on, if started from a snapshot (never changes)
         if snapshot.mode == "filesystem":
             await copy_frozen(self, handle, upper, snapshot, path)
-            return
+            return None
         if self.paused(handle):
             await self.unpause(handle)  # its agent must run to make way
         await self._make_way(handle)
@@ -469,16 +470,22 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
         await asyncio.to_thread(copy_tree, upper, path / "upper")
         await asyncio.to_thread(_copy_run, Path(handle.run_dir), path / "run")
         snapshot.took_ms = (time.perf_counter() - t0) * 1e3
-        # The checkpoint ended the source: it goes on from its own image, in place, under a new
-        # container id and in a new cgroup. Deleting the checkpointed container (a restored one
-        # stays "running") waits for runsc to kill its sandbox, 1-3 s here: in the background, not
-        # before the restore. That delete removes the cgroup runsc made for the container, by its
-        # path, once its sandbox is gone: the restored container must not be in that one. In it,
-        # the delete found the group either busy (it retried for 5 s and gave up) or, when the
-        # old sandbox went at once, gone from under the restore ("open .../cgroup.procs: no such
-        # file", about one full snapshot in ten).
+        # Deleting the checkpointed container (a restored one stays "running") waits for runsc to
+        # kill its sandbox, 1-3 s here: in the background, not before the restore. That delete
+        # removes the cgroup runsc made for the container, by its path, once its sandbox is gone:
+        # the restored container must not be in that one. In it, the delete found the group either
+        # busy (it retried for 5 s and gave up) or, when the old sandbox went at once, gone from
+        # under the restore ("open .../cgroup.procs: no such file", about one full snapshot in ten).
         self._deleting.add(asyncio.ensure_future(self._runsc(handle.spec, "delete", "--force", cid, check=False)))
         self._deleting = {task for task in self._deleting if not task.done()}
+        snapshot.size_bytes = await asyncio.to_thread(tree_bytes, path)
+        # The checkpoint ended the source: it goes on from its own image, in place (the snapshot is
+        # whole now: a fork's children start from it meanwhile).
+        return self._go_on_from(handle, path / CHECKPOINT)
+
+    async def _go_on_from(self, handle: RuntimeHandle, image: Path) -> None:
+        """Restore a checkpointed sandbox from its own ``image``, in place, under a new container id
+        and in a new cgroup (see ``_snapshot``)."""
         tag = os.urandom(3).hex()
         handle.extra["cid"] = self._cid(handle.sandbox_id, restored=tag)
         handle.runtime_id = f"{cgroups.PREFIX}/{self.owner_key}/{handle.sandbox_id}{cgroups.RESTORED}{tag}"
@@ -487,12 +494,11 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
         fifo = ReadyFifo(Path(handle.run_dir))  # the run folder stays as the image knows it
         try:
             await asyncio.to_thread(mount_overlay, sandbox_dir, handle.extra["image_root"])
-            await self._boot(handle, path / CHECKPOINT)
+            await self._boot(handle, image)
             await self._wait_ready(handle, fifo, None, restored=True)
         finally:
             fifo.close()
             detach(sandbox_dir / "root")
-        snapshot.size_bytes = await asyncio.to_thread(tree_bytes, path)
 
     async def _make_way(self, handle: RuntimeHandle) -> None:
         """Have the agent close every socket through the host and say so on the ready FIFO."""
