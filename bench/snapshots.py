@@ -92,10 +92,10 @@ async def _runsc_floor_bundle(rt, state: Path) -> Path:
 
 
 async def _runsc_floor(rt, bundle: Path) -> float:
-    """Seconds of one bare ``runsc run`` of ``bundle`` until it exits, with the runtime's runsc
-    flags (written out: its own --root beside the bundle, no network as a default sandbox)."""
-    flags = [f"--root={bundle.parent / 'floor-runsc'}", "--oci-seccomp", "--host-uds=all", "--host-fifo=open",
-             "--overlay2=none", "--file-access=shared", "--network=none"]
+    """Seconds of one bare ``runsc run`` of ``bundle`` until it exits, with the runtime's own runsc
+    flags for a default sandbox (no network), but a ``--root`` of its own beside the bundle."""
+    flags = [f"--root={bundle.parent / 'floor-runsc'}" if flag.startswith("--root=") else flag
+             for flag in rt._flags(_spec())]
     cid = f"bench-floor-{uuid.uuid4().hex[:8]}"
     t = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(rt.runsc, *flags, "run", "--bundle", str(bundle), cid,
