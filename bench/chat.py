@@ -22,12 +22,13 @@ model_calls_per_s: 256 sandboxes (64 with --quick) whose agents each make calls 
 trainer answering all of them over one WebSocket; the record names the backend (bwrap where it is
 available: the cheap one for many sandboxes) and the sandbox count, and the CPU each call cost
 the admin, the trainer and the sandboxes (read from the sandboxes' cgroups, so a client that has
-exited still counts; split into the agents and the clients, the workload's own). Its floor, timed
-before and after it (alternating blocks): as many of the same clients on the host, each through a
-bare relay of its own (where each sandbox has its agent) and one shared bare relay (the admin) to
-an upstream that answers at once (the trainer), with the same start line; ``floor_per_s`` is the better block's rate and the
-record gives the floor's CPU per call (clients, relays and upstream). Target: >= 3,000 calls/s on
-a 2-core VM.
+exited still counts), split into the agents and the rest (``clients``: the workload's own calls,
+and the exit of a client that ends inside the window). Its floor, timed before and after it
+(alternating blocks): as many of the same clients on the host, each through a bare relay of its
+own (where each sandbox has its agent) and one shared bare relay (the admin) to an upstream that
+answers at once (the trainer), with the same start line; ``floor_per_s`` is the better block's
+rate, and the record gives the floor's CPU per call (the clients' own count, after their first
+call; the relays' and the upstream's). Target: >= 3,000 calls/s on a 2-core VM.
 
 rock_cli_call_ms: ROCK's own flow for one call, as a reference: rl-rock 1.11's
 ``ModelService.anti_call_llm`` (a nohup'd ``rock model-service anti-call-llm`` per call,
@@ -367,16 +368,14 @@ def _cpu(admin_pid: int | None, groups: list[str], agents: list[int]) -> dict[st
 
 
 def _run_seconds(pid: int) -> float:
-    """CPU seconds ``pid``'s threads have run, to the nanosecond (``schedstat``): an agent's share of
-    a one-second window is a few ms, below the 10 ms ticks of ``/proc/<pid>/stat``."""
-    total = 0
+    """CPU seconds of process ``pid`` so far, every thread it had included, to the nanosecond (its
+    process CPU clock, ``clock_getcpuclockid``): an agent's share of a one-second window is a few
+    ms, below the 10 ms ticks of ``/proc/<pid>/stat``, and the thread that served a client that
+    has finished is gone from ``/proc/<pid>/task``. 0.0 once the process is gone."""
     try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0])
-    except (OSError, IndexError, ValueError):
-        pass
-    return total / 1e9
+        return time.clock_gettime(((~pid) << 3) | 2)  # MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)
+    except OSError:
+        return 0.0
 
 
 async def _throughput_floor(clients: int, calls: int) -> dict:
@@ -500,7 +499,7 @@ async def throughput(ctx: Context, backend: str) -> dict:
         n = total * 9 // 10 - total // 10
         rec["steady_per_s"] = round(n / (tb - ta), 1)
         used = {k: b[k] - a[k] for k in a}
-        if "sandboxes" in used:  # the sandboxes' cgroups, less their agents: the clients, the workload's own
+        if "sandboxes" in used:  # the sandboxes' cgroups less their agents: the clients' calls (and exits)
             used["clients"] = used["sandboxes"] - used["agents"]
         rec.update({f"{k}_cpu_us_per_call": round(v / n * 1e6, 1) for k, v in used.items() if v > 0})
     return rec
