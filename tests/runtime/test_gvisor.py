@@ -131,6 +131,32 @@ async def test_a_full_forks_children_start_while_its_source_restores_itself_all_
         gvisor.snapshots.get("all-or-none", "alice")
 
 
+async def test_a_full_snapshot_whose_copy_fails_brings_its_source_back_and_leaves_no_snapshot(
+        gvisor, new_spec, sandboxes, agent, monkeypatch):  # noqa: F811
+    # The checkpoint ends the source's processes; the files are copied after it. A copy that fails
+    # (a full disk) must not leave the source ended: it comes back from the image all the same.
+    import rock.runtime.gvisor.runtime as gvisor_runtime
+
+    source = await sandboxes(gvisor, new_spec(image="python:3.11"))
+    async with agent(source) as client:
+        await start_counter(client)
+        assert await ask_counter(client) == "1"
+    copies = []
+
+    def failing_copy(src, dst):
+        copies.append(dst)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(gvisor_runtime, "copy_tree", failing_copy)
+    with pytest.raises(OSError, match="No space left"):
+        await gvisor.snapshot(source, "copy-fails", owner="alice", mode="full")
+    assert copies  # the control: the checkpoint was taken and its copy attempted
+    with pytest.raises(SnapshotNotFound):
+        gvisor.snapshots.get("copy-fails", "alice")
+    async with agent(source) as client:  # back from its memory: the counter goes on
+        assert await ask_counter(client) == "2"
+
+
 def _groups_of(sandbox_id: str) -> list[str]:
     """The sandbox's cgroup directories in every hierarchy the host mounts: runsc makes its groups
     in all of them (blkio, devices, cpuset, name=systemd...), not only in those ROCK limits."""

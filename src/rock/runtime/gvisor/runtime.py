@@ -34,6 +34,7 @@ listen again on its own run folder.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -467,8 +468,13 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
         await self._runsc(handle.spec, "checkpoint", "--image-path", str(path / CHECKPOINT), cid)
         # The files after the memory: the checkpoint stopped every process in it for good (the
         # sentry kills them once the image is saved), so its files stand as the image knows them.
-        await asyncio.to_thread(copy_tree, upper, path / "upper")
-        await asyncio.to_thread(_copy_run, Path(handle.run_dir), path / "run")
+        try:
+            await asyncio.to_thread(copy_tree, upper, path / "upper")
+            await asyncio.to_thread(_copy_run, Path(handle.run_dir), path / "run")
+        except BaseException:  # no snapshot, but the source still comes back from its image
+            with contextlib.suppress(Exception):
+                await self._go_on_from(handle, path / CHECKPOINT)
+            raise
         snapshot.took_ms = (time.perf_counter() - t0) * 1e3
         # Deleting the checkpointed container (a restored one stays "running") waits for runsc to
         # kill its sandbox, 1-3 s here: in the background, not before the restore. That delete
@@ -478,7 +484,6 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
         # under the restore ("open .../cgroup.procs: no such file", about one full snapshot in ten).
         self._deleting.add(asyncio.ensure_future(self._runsc(handle.spec, "delete", "--force", cid, check=False)))
         self._deleting = {task for task in self._deleting if not task.done()}
-        snapshot.size_bytes = await asyncio.to_thread(tree_bytes, path)
         # The checkpoint ended the source: it goes on from its own image, in place (the snapshot is
         # whole now: a fork's children start from it meanwhile).
         return self._go_on_from(handle, path / CHECKPOINT)
