@@ -48,7 +48,7 @@ from pathlib import Path
 
 from bench.admin import AdminProcess
 from bench.rawhttp import Connection
-from bench.report import Context, percentile, record
+from bench.report import Context, percentile, process_cpu_s, record
 from bench.venvs import VenvError, rlrock_python
 
 # The client, the same on the host and inside a sandbox: N calls on one connection, each timed.
@@ -300,16 +300,6 @@ async def added_latency(ctx: Context, backend: str) -> list[dict]:
     return out
 
 
-def _ticks(pid: int) -> tuple[int, int]:
-    """(user, system) CPU ticks of ``pid``, (0, 0) once it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]), int(fields[12])
-    except (OSError, IndexError):
-        return 0, 0
-
-
 def _descendants(pid: int) -> list[int]:
     """Every process below ``pid`` (up to 16 levels: a bwrap sandbox's agent is a few below)."""
     parents = {}
@@ -331,9 +321,10 @@ def _descendants(pid: int) -> list[int]:
 
 
 def _sandboxes(admin_pid: int | None) -> tuple[list[str], list[int]]:
-    """The cgroups of the admin's sandboxes (``rock/<owner>/<id>``, from the CPU hierarchy's line
-    of each descendant's ``/proc/<pid>/cgroup``) and the pids of their agents (the sandboxes'
-    processes that run the agent's code; the others are the workload's)."""
+    """The owner group of the admin's sandboxes (``rock/<owner>``, above each ``rock/<owner>/<id>``
+    of the CPU hierarchy's line in a descendant's ``/proc/<pid>/cgroup``: its counter holds every
+    sandbox's) and the pids of their agents (the sandboxes' processes that run the agent's code;
+    the others are the workload's)."""
     groups: set[str] = set()
     agents = []
     for pid in _descendants(admin_pid) if admin_pid else []:
@@ -347,7 +338,7 @@ def _sandboxes(admin_pid: int | None) -> tuple[list[str], list[int]]:
         for line in lines:
             _, controllers, path = line.split(":", 2)
             if (controllers == "" or "cpuacct" in controllers.split(",")) and path.startswith("/rock/"):
-                groups.add(path[1:])
+                groups.add(path[1:].rsplit("/", 1)[0])
                 if b"rock/agent/" in cmdline:
                     agents.append(pid)
                 break
@@ -355,27 +346,15 @@ def _sandboxes(admin_pid: int | None) -> tuple[list[str], list[int]]:
 
 
 def _cpu(admin_pid: int | None, groups: list[str], agents: list[int]) -> dict[str, float]:
-    """CPU seconds so far of the admin, this process (the trainer), the sandboxes' cgroups (every
-    process that ran in them, exited or not) and their agents."""
+    """CPU seconds so far of the admin, this process (the trainer), the sandboxes' owner group
+    (every process that ran in them, exited or not) and their agents."""
     from rock.runtime.cgroups import Cgroup
 
-    hz = os.sysconf("SC_CLK_TCK")
-    out = {"admin": sum(_ticks(admin_pid)) / hz if admin_pid else 0.0, "trainer": sum(_ticks(os.getpid())) / hz}
+    out = {"admin": process_cpu_s(admin_pid) if admin_pid else 0.0, "trainer": process_cpu_s(os.getpid())}
     if groups:
         out["sandboxes"] = sum(Cgroup(g).stats()["cpu_seconds"] or 0.0 for g in groups)
-        out["agents"] = sum(_run_seconds(pid) for pid in agents)
+        out["agents"] = sum(process_cpu_s(pid) for pid in agents)
     return out
-
-
-def _run_seconds(pid: int) -> float:
-    """CPU seconds of process ``pid`` so far, every thread it had included, to the nanosecond (its
-    process CPU clock, ``clock_getcpuclockid``): an agent's share of a one-second window is a few
-    ms, below the 10 ms ticks of ``/proc/<pid>/stat``, and the thread that served a client that
-    has finished is gone from ``/proc/<pid>/task``. 0.0 once the process is gone."""
-    try:
-        return time.clock_gettime(((~pid) << 3) | 2)  # MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)
-    except OSError:
-        return 0.0
 
 
 async def _throughput_floor(clients: int, calls: int) -> dict:
@@ -398,14 +377,14 @@ async def _throughput_floor(clients: int, calls: int) -> dict:
         ports = [relay.stdout.readline().strip() for relay in own]
         script = Path(tempfile.mkdtemp()) / "client.py"
         script.write_text(CLIENT)
-        servers0 = sum(sum(_ticks(p.pid)) for p in procs)
+        servers0 = sum(process_cpu_s(p.pid) for p in procs)
         runs = [await asyncio.create_subprocess_exec(sys.executable, str(script), "127.0.0.1", port,
                                                      "/v1/chat/completions", str(calls + 1),
                                                      stdout=asyncio.subprocess.PIPE)
                 for port in ports]
         outs = [out.decode() for out, _ in await asyncio.gather(*(r.communicate() for r in runs))]
         codes = [r.returncode for r in runs]
-        servers = (sum(sum(_ticks(p.pid)) for p in procs) - servers0) / os.sysconf("SC_CLK_TCK")
+        servers = sum(process_cpu_s(p.pid) for p in procs) - servers0
         stamps = json.loads(await asyncio.wait_for(asyncio.to_thread(up.stdout.readline), 30))
     finally:
         for proc in procs:
