@@ -90,9 +90,7 @@ async def fork(runtime: "Runtime", handle: "RuntimeHandle", n: int, owner: str, 
                 started, back = await asyncio.gather(runtime._start_children(snap, n), source_back,
                                                      return_exceptions=True)
                 if isinstance(back, BaseException) or isinstance(started, BaseException):
-                    for child in started if isinstance(started, list) else []:
-                        with contextlib.suppress(Exception):
-                            await runtime.destroy(child)
+                    await _destroy_all(runtime, started if isinstance(started, list) else [])
                     raise back if isinstance(back, BaseException) else started
                 children = started
     except BaseException:
@@ -109,8 +107,14 @@ async def start_each(runtime: "Runtime", snap: Snapshot, n: int) -> list["Runtim
     children = [r for r in results if isinstance(r, RuntimeHandle)]
     failed = [r for r in results if not isinstance(r, RuntimeHandle)]
     if failed:
-        for child in children:
-            with contextlib.suppress(Exception):
-                await runtime.destroy(child)
+        await _destroy_all(runtime, children)
         raise failed[0]
     return children
+
+
+async def _destroy_all(runtime: "Runtime", children: list["RuntimeHandle"]) -> None:
+    """Undo the children of a fork that failed, best effort: a destroy that fails leaves the rest
+    to the runtime's reaper."""
+    for child in children:
+        with contextlib.suppress(Exception):
+            await runtime.destroy(child)
