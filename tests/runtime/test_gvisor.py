@@ -5,6 +5,7 @@ The rest of what it shares with the others runs in the parametrized runtime test
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from contextlib import AsyncExitStack
@@ -204,6 +205,63 @@ async def test_a_source_restored_in_place_keeps_a_cgroup_its_checkpointed_contai
     finally:
         if not destroyed:
             await gvisor.destroy(source)
+
+
+async def test_a_released_sandbox_is_killed_at_once_and_its_remains_go_behind_the_call(gvisor, new_spec, monkeypatch):
+    """``release`` (a delete's, a restore's old state) kills every process of the sandbox before
+    it returns; runsc's delete, the group and the directory go in the background, and a create of
+    the same id waits for them, as does ``_settle`` (close, reap)."""
+    spec = new_spec(image="python:3.11")
+    handle = await gvisor.create(spec)
+    members = cgroups.Cgroup(handle.runtime_id).pids()
+    assert len(members) >= 2  # control: the sentry and the gofer (and the sentry's stubs) are in its group
+    removing, events = asyncio.Event(), []
+    real_destroy, real_runsc = gvisor.destroy, gvisor._runsc
+
+    async def held_destroy(h):
+        await removing.wait()
+        await real_destroy(h)
+        events.append("removed")
+
+    async def seen_runsc(s, *args, **kw):
+        events.append(f"runsc {args[0]}")
+        return await real_runsc(s, *args, **kw)
+
+    monkeypatch.setattr(gvisor, "destroy", held_destroy)
+    monkeypatch.setattr(gvisor, "_runsc", seen_runsc)
+    await gvisor.release(handle)
+    assert all(_dead(pid) for pid in members), [(pid, _state(pid)) for pid in members]
+    assert Path(handle.run_dir).parent.is_dir()  # not yet removed: that is held above
+    again = asyncio.create_task(gvisor.create(spec))  # the same id
+    await asyncio.sleep(0.5)
+    assert not again.done() and events == []  # it waits for the removal
+    removing.set()
+    second = await again
+    try:
+        ours = next(i for i, e in enumerate(events) if e not in ("runsc delete", "removed"))
+        assert events.index("removed") < ours, events  # the old one's removal ran to its end first
+        assert await gvisor.alive(second)
+    finally:
+        await gvisor.release(second)
+    await gvisor._settle()
+    assert not Path(second.run_dir).parent.exists() and _groups_of(spec.sandbox_id) == []
+    assert (await real_runsc(spec, "list", "--quiet", check=False)).split() == []
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return "gone"
+
+
+def _dead(pid: int) -> bool:
+    """Killed: gone, or a zombie that its parent has not reaped yet (a signal already sent may
+    take a moment to land on a busy machine)."""
+    deadline = time.monotonic() + 10
+    while _state(pid) not in ("gone", "Z", "X") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return _state(pid) in ("gone", "Z", "X")
 
 
 async def test_root_inside_can_neither_raise_nor_leave_its_pids_limit(gvisor, new_spec, sandboxes, agent):  # noqa: F811
