@@ -69,9 +69,9 @@ async def _start(rt) -> tuple[object, float]:
     return handle, time.perf_counter() - t
 
 
-async def _runsc_floor_bundle(rt, state: Path) -> Path:
+async def _runsc_floor_bundle(rt, state: Path, code: str = "print('hi')") -> Path:
     """The floor's OCI bundle, made once: the bench image's root, read-only, whose one process is
-    the image's python3 printing ``hi``."""
+    the image's python3 running ``code`` (printing ``hi``)."""
     lower, image_env = await image_lower(_spec(), rt.settings)
     path = image_env.get("PATH", "/usr/local/bin:/usr/bin:/bin")
     python = image_python(state / "no-upper", lower, path)
@@ -82,7 +82,7 @@ async def _runsc_floor_bundle(rt, state: Path) -> Path:
     (bundle / "config.json").write_text(json.dumps({
         "ociVersion": "1.0.2",
         "process": {"terminal": False, "user": {"uid": 0, "gid": 0}, "cwd": "/",
-                    "args": [python, "-I", "-S", "-c", "print('hi')"], "env": [f"PATH={path}"]},
+                    "args": [python, "-I", "-S", "-c", code], "env": [f"PATH={path}"]},
         "root": {"path": lower, "readonly": True},
         "hostname": "floor",
         "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
@@ -108,6 +108,51 @@ async def _runsc_floor(rt, bundle: Path) -> float:
     if proc.returncode or out.strip() != b"hi":
         raise RuntimeError(f"bare runsc run failed (exit {proc.returncode}): {out[-300:]!r}")
     return took
+
+
+class RunscRestoreFloor:
+    """The least a gVisor restore costs on this machine: a bare ``runsc restore --detach`` until
+    runsc returns with the container running, from a checkpoint taken once of a bare container
+    (``_runsc_floor_bundle``'s root, read-only, its one process the image's python3 idling: no
+    overlay, no binds, no agent), with the runtime's own runsc flags and a ``--root`` of its own.
+    ``async with RunscRestoreFloor(state) as floor: seconds = await floor.sample()``."""
+
+    def __init__(self, state: Path):
+        self.state = state
+        self.rt = get_runtime_class("gvisor")(Settings(state_dir=state / "rt"), "bench-restore-floor")
+
+    async def _runsc(self, *args: str, check: bool = True) -> None:
+        flags = [f"--root={self.state / 'floor-runsc'}" if flag.startswith("--root=") else flag
+                 for flag in self.rt._flags(_spec())]
+        said = self.state / "runsc.log"  # a file, not a pipe: a detached container holds what it is given
+        with open(said, "ab") as out:
+            proc = await asyncio.create_subprocess_exec(self.rt.runsc, *flags, *args, stdin=subprocess.DEVNULL,
+                                                        stdout=out, stderr=subprocess.STDOUT)
+            await proc.wait()
+        if check and proc.returncode:
+            raise RuntimeError(f"bare runsc {args[0]} failed (exit {proc.returncode}): {said.read_bytes()[-300:]!r}")
+
+    async def __aenter__(self) -> "RunscRestoreFloor":
+        self.bundle = await _runsc_floor_bundle(self.rt, self.state, "import time\nwhile True: time.sleep(1)")
+        self.image = self.state / "floor-image"
+        self.image.mkdir(exist_ok=True)
+        cid = f"bench-floor-{uuid.uuid4().hex[:8]}"
+        await self._runsc("run", "--bundle", str(self.bundle), "--detach", cid)
+        await self._runsc("checkpoint", "--image-path", str(self.image), cid)
+        await self._runsc("delete", "--force", cid, check=False)
+        return self
+
+    async def sample(self) -> float:
+        """Seconds of one restore; the container is deleted afterwards, untimed."""
+        cid = f"bench-floor-{uuid.uuid4().hex[:8]}"
+        t = time.perf_counter()
+        await self._runsc("restore", "--image-path", str(self.image), "--bundle", str(self.bundle), "--detach", cid)
+        took = time.perf_counter() - t
+        await self._runsc("delete", "--force", cid, check=False)
+        return took
+
+    async def __aexit__(self, *exc) -> None:
+        shutil.rmtree(self.state, ignore_errors=True)
 
 
 def _mb_p50(values: list[float]) -> float | None:

@@ -12,7 +12,8 @@ per backend, each against a floor measured in the same run, in alternating block
   of the snapshot overwritten since): restore_ms is ``restore(snap)`` alone, until it returns (the
   same sandbox and SDK object: the echo after it goes on the client's connection); api_restore_ms goes on until
   the sandbox answers ``echo`` (a new bash session of the restored state). Floor of both: ``cp -a``
-  of the same change on the host, timed in the same alternating blocks. Beside api_restore_ms,
+  of the same change on the host (a full snapshot's: a bare ``runsc restore`` of an idle python3,
+  ``bench.snapshots.RunscRestoreFloor``), timed in the same alternating blocks. Beside api_restore_ms,
   ``start_from_snapshot_ms``, a new sandbox from the snapshot until it answers (a reset without
   restore). ``in_place_limit``: whether the change is within what a filesystem restore rewrites in
   place (past it the sandbox's new state starts from the snapshot, under the same id). On gvisor
@@ -24,12 +25,15 @@ The runtime-level numbers (no admin) are bench/snapshots.py's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import tempfile
 import time
+from pathlib import Path
 
 from bench.admin import AdminProcess
 from bench.report import Context, record
+from bench.snapshots import RunscRestoreFloor
 from rock.errors import Conflict
 from rock.runtime import get_runtime_class, rollback
 from rock.sdk.sandbox import Sandbox, SandboxConfig
@@ -147,38 +151,60 @@ async def _copy_floor(mb: int) -> float:
 async def _restores(ctx: Context, backend: str, url: str, parent: Sandbox) -> list[dict]:
     records = []
     modes = ["filesystem", "full"] if backend == "gvisor" else ["filesystem"]
-    for mode in modes:
-        # The change: a file the snapshot holds, overwritten since (the restore writes it back).
-        await parent.arun("head -c 1M /dev/urandom > /root/kept-1; head -c 32M /dev/urandom > /root/kept-32")
-        snap = await parent.snapshot(mode=mode)
-        for mb in (1, 32):
-            restores, calls, floors, fresh = [], [], [], []
-            for _ in range(ctx.n(2, 4)):
-                for _ in range(ctx.n(3, 5)):
-                    await parent.arun(f"head -c {mb << 20} /dev/urandom > /root/kept-{mb}")
-                    t = time.perf_counter()
-                    await parent.restore(snap.name)
-                    returned = time.perf_counter()
-                    await _ready(parent)
-                    restores.append(time.perf_counter() - t)
-                    calls.append(returned - t)
-                for _ in range(ctx.n(3, 5)):
-                    floors.append(await _copy_floor(mb))
+    async with contextlib.AsyncExitStack() as stack:
+        restore_floor = None
+        if backend == "gvisor":  # a memory restore's floor: a bare runsc restore (bench.snapshots)
+            restore_floor = await stack.enter_async_context(
+                RunscRestoreFloor(Path(tempfile.mkdtemp(prefix="rock-bench-restore-floor-"))))
+        for mode in modes:
+            records += await _restores_of(ctx, backend, url, parent, mode, restore_floor)
+    return records
+
+
+async def _restores_of(ctx: Context, backend: str, url: str, parent: Sandbox, mode: str,
+                       restore_floor: RunscRestoreFloor | None) -> list[dict]:
+    records = []
+    floor_name, floors_per_block = "cp -a of the {mb} MB change", ctx.n(3, 5)
+    if mode == "full":
+        floor_name, floors_per_block = "a bare runsc restore of an idle python3", ctx.n(2, 3)
+
+    async def floor_of(mb: int) -> float:
+        if mode == "full":
+            assert restore_floor is not None
+            return await restore_floor.sample()
+        return await _copy_floor(mb)
+
+    # The change: a file the snapshot holds, overwritten since (the restore writes it back).
+    await parent.arun("head -c 1M /dev/urandom > /root/kept-1; head -c 32M /dev/urandom > /root/kept-32")
+    snap = await parent.snapshot(mode=mode)
+    for mb in (1, 32):
+        restores, calls, floors, fresh = [], [], [], []
+        for _ in range(ctx.n(2, 4)):
+            for _ in range(ctx.n(3, 5)):
+                await parent.arun(f"head -c {mb << 20} /dev/urandom > /root/kept-{mb}")
                 t = time.perf_counter()
-                again = Sandbox(_config(url).model_copy(update={"snapshot": snap.name}))
-                await again.start()
-                await _ready(again)
-                fresh.append(time.perf_counter() - t)
-                await _drop([again])
-            in_place = mode == "filesystem" and mb << 20 <= rollback.MAX_BYTES
-            records.append(record("restore_ms", backend, calls, floor_s=floors, floor=f"cp -a of the {mb} MB change",
-                                  size_mb=mb, mode=mode, measures="restore() until it returns", in_place_limit=in_place))
-            rec = record("api_restore_ms", backend, restores, floor_s=floors, floor=f"cp -a of the {mb} MB change",
-                         size_mb=mb, mode=mode, measures="restore() until the sandbox answers echo in a new session",
-                         in_place_limit=in_place)
-            rec["start_from_snapshot_ms"] = round(sorted(fresh)[len(fresh) // 2] * 1e3, 1)
-            records.append(rec)
-        await _drop_snapshot(parent, snap.name)
+                await parent.restore(snap.name)
+                returned = time.perf_counter()
+                await _ready(parent)
+                restores.append(time.perf_counter() - t)
+                calls.append(returned - t)
+            for _ in range(floors_per_block):
+                floors.append(await floor_of(mb))
+            t = time.perf_counter()
+            again = Sandbox(_config(url).model_copy(update={"snapshot": snap.name}))
+            await again.start()
+            await _ready(again)
+            fresh.append(time.perf_counter() - t)
+            await _drop([again])
+        in_place = mode == "filesystem" and mb << 20 <= rollback.MAX_BYTES
+        records.append(record("restore_ms", backend, calls, floor_s=floors, floor=floor_name.format(mb=mb),
+                              size_mb=mb, mode=mode, measures="restore() until it returns", in_place_limit=in_place))
+        rec = record("api_restore_ms", backend, restores, floor_s=floors, floor=floor_name.format(mb=mb),
+                     size_mb=mb, mode=mode, measures="restore() until the sandbox answers echo in a new session",
+                     in_place_limit=in_place)
+        rec["start_from_snapshot_ms"] = round(sorted(fresh)[len(fresh) // 2] * 1e3, 1)
+        records.append(rec)
+    await _drop_snapshot(parent, snap.name)
     return records
 
 
