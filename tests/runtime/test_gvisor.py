@@ -270,8 +270,24 @@ async def test_root_inside_can_neither_raise_nor_leave_its_pids_limit(gvisor, ne
     async with agent(handle) as client:
         tried = await client.exec("echo 100000 > /sys/fs/cgroup/sandbox/pids.max; echo $$ > /sys/fs/cgroup/cgroup.procs; "
                                   "cat /proc/self/cgroup", shell=True)
+        # The agent set the limit with CAP_SYS_ADMIN and CAP_SETPCAP (rock_agent.pids) and gave both
+        # up before it was ready: neither it nor a command holds them in any set, nor can get them back.
+        caps = await client.exec("grep -H '^Cap' /proc/1/status /proc/self/status", shell=True)
+        env = await client.exec("env", shell=True)
+        unmount = await client.exec("umount /sys/fs/cgroup", shell=True)
+        remount = await client.exec("mkdir -p /tmp/pids && mount -t cgroup -o pids cgroup /tmp/pids", shell=True)
+        again = await client.exec("cat /proc/self/cgroup /sys/fs/cgroup/sandbox/pids.max", shell=True)
     assert tried.stdout == "1:pids:/sandbox\n"
     assert tried.stderr.count("Read-only file system") == 2, tried
+    sets = [line.split(":") for line in caps.stdout.splitlines()]
+    assert {(path, name) for path, name, _ in sets} >= {(p, n) for p in ("/proc/1/status", "/proc/self/status")
+                                                         for n in ("CapInh", "CapPrm", "CapEff", "CapBnd")}, caps
+    held = [(path, name) for path, name, bits in sets if int(bits, 16) & (1 << 21 | 1 << 8)]
+    assert held == [], caps
+    assert any(int(bits, 16) & 1 << 0 for _, name, bits in sets if name == "CapEff"), caps  # control: CAP_CHOWN kept
+    assert "ROCK_AGENT_PIDS_LIMIT" not in env.stdout and "PATH=" in env.stdout
+    assert unmount.exit_code != 0 and remount.exit_code != 0, (unmount, remount)
+    assert again.stdout == "1:pids:/sandbox\n64\n", again
     stats = await gvisor.stats(handle)
     assert stats.pids_limit == 64 and 0 < stats.pids < 64
 

@@ -393,6 +393,13 @@ def main(argv):
 
     for sig in (_signal.SIGINT, _signal.SIGQUIT):
         _signal.signal(sig, _signal.SIG_DFL)
+    # gVisor's process limit, set before anything else runs, with the capabilities it needs
+    # given up before the ready signal (rock_agent.pids); a failure ends the agent and the start.
+    from . import pids
+
+    pids_limit = os.take(pids.LIMIT_ENV)
+    if pids_limit:
+        pids.setup(pids_limit)
     from . import paths
 
     path = opts["socket"]

@@ -240,7 +240,7 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
                                                                 "lineage": uuid.uuid4().hex})
         if sid in self._releasing:  # the same id released a moment ago: its directory and group go first
             await asyncio.wait([self._releasing[sid]], timeout=30)
-        fifo = died = setup = None
+        fifo = died = None
         try:
             if group.pids():
                 raise SandboxStartError(f"sandbox {sid} is already running")
@@ -255,17 +255,9 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
             await self._boot(handle, restore)
             died = asyncio.ensure_future(exit_reason(pid_exit_future(handle.pid), sandbox_dir / "sandbox.log",
                                                      "the gVisor sandbox"))
-            if restore is None:  # a restore brings the group back with its limit and tasks
-                # While the agent boots: the two take about as long, and the setup moves whatever
-                # the agent has started by then (see rock.runtime.gvisor.pids).
-                setup = asyncio.ensure_future(gvisor_pids.apply(self._runsc, handle, self.settings.host_python))
             await self._wait_ready(handle, fifo, died, restored=restore is not None)
-            if setup is not None:
-                await setup
         except BaseException:
             await self.destroy(handle)
-            if setup is not None:  # its runsc ends with the container: nothing of it is left running
-                await asyncio.gather(setup, return_exceptions=True)
             raise
         finally:
             if fifo is not None:
@@ -283,6 +275,8 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
         mount_points(lower, (self.python_prefix, f"{SANDBOX_LIB}/rock_agent", SANDBOX_RUN, gvisor_statx.SHIM_DIR))
         gvisor_statx.mount_point(lower)
         watch = {MEMORY_LIMIT_ENV: str(spec.memory_bytes)} if spec.memory_bytes else {}
+        if spec.pids_limit is not None:
+            watch[gvisor_pids.LIMIT_ENV] = str(spec.pids_limit)
         env = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", **image_env,
                **sandbox_env(self.settings, spec, {**self.agent_env, **watch})}
         # A fresh sandbox's root is the image's: its python3 is found here, on the host, and not
@@ -301,6 +295,8 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
     def _oci(self, spec: SandboxSpec, sandbox_dir: Path, env: dict[str, str], group: cgroups.Cgroup,
              netns: str | None = None, python: str | None = None) -> dict:
         caps = [f"CAP_{c}" for c in SANDBOX_CAPS] + (["CAP_NET_BIND_SERVICE"] if spec.network else [])
+        if spec.pids_limit is not None:  # the agent's own, to set the limit; given up before it is ready
+            caps += gvisor_pids.AGENT_CAPS
         # /tmp named explicitly: else runsc mounts its own in-memory tmpfs there, which no
         # filesystem snapshot or fork would see (docker and bwrap keep /tmp in the layer).
         # The bind is of the root overlay's own /tmp, so its files land in the upper layer.
