@@ -42,12 +42,17 @@ async def test_a_process_under_the_memory_limit_is_not_killed(isolated_runtime, 
     assert await isolated_runtime.alive(handle)
 
 
-async def test_the_spec_env_cannot_name_the_agents_memory_limit(isolated_runtime, new_spec, sandboxes, agent):
-    # One byte, were it taken, would have the agent kill every command (rock_agent.oom).
-    handle = await sandboxes(isolated_runtime, new_spec(env={"ROCK_AGENT_MEMORY_LIMIT": "1"}))
+async def test_the_spec_env_cannot_name_the_agents_memory_or_process_limit(isolated_runtime, new_spec, sandboxes,
+                                                                            agent):
+    # One byte, were it taken, would have the agent kill every command (rock_agent.oom); a process
+    # limit would have it mount the sentry's pids hierarchy and drop capabilities (rock_agent.pids),
+    # raising gVisor's own limit, failing elsewhere. The control: the spec's other variables arrive.
+    handle = await sandboxes(isolated_runtime, new_spec(env={"ROCK_AGENT_MEMORY_LIMIT": "1",
+                                                             "ROCK_AGENT_PIDS_LIMIT": "100000", "MINE": "1"}))
     async with agent(handle) as client:
-        seen = await client.exec("printenv ROCK_AGENT_MEMORY_LIMIT || echo unset", shell=True)
-    assert seen.stdout == "unset\n", seen
+        seen = await client.exec("for v in ROCK_AGENT_MEMORY_LIMIT ROCK_AGENT_PIDS_LIMIT MINE; do "
+                                 "printenv $v || echo unset; done", shell=True)
+    assert seen.stdout == "unset\nunset\n1\n", seen
 
 
 async def test_the_pids_limit_stops_forking(isolated_runtime, new_spec, sandboxes, agent):

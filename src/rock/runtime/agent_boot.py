@@ -36,6 +36,11 @@ READY_TIMEOUT = 60.0
 # kernel has no OOM killer (gvisor); never by the spec's variables: in the local backend's agent
 # it would kill host processes, anywhere it would let a sandbox's creator set its own limit.
 MEMORY_LIMIT_ENV = "ROCK_AGENT_MEMORY_LIMIT"
+# The process limit the agent sets as its first act (rock_agent.pids), named only by gvisor, which
+# gives the agent the capabilities for it; never by the spec's variables: they would raise their
+# own limit, or have an agent on the host (local) mount cgroups there.
+PIDS_LIMIT_ENV = "ROCK_AGENT_PIDS_LIMIT"
+AGENT_ONLY_ENV = frozenset({MEMORY_LIMIT_ENV, PIDS_LIMIT_ENV})
 # Unix socket paths longer than this cannot be bound or connected to (sun_path is 108 bytes).
 MAX_SOCKET_PATH = 107
 
@@ -71,11 +76,11 @@ def agent_argv(python: str | None = None, lib: str = SANDBOX_LIB, run: str = SAN
 
 def sandbox_env(settings: "Settings", spec: "SandboxSpec", agent_env: dict[str, str] | None = None) -> dict[str, str]:
     """Environment every backend gives the agent; ``agent_env``: what the backend adds for it (see
-    rock.agent.server.harden). The spec's own variables win, but for ``MEMORY_LIMIT_ENV``."""
+    rock.agent.server.harden). The spec's own variables win, but for ``AGENT_ONLY_ENV``."""
     limit = spec.max_file_bytes if spec.max_file_bytes is not None else settings.max_file_bytes
     merge = {"ROCK_AGENT_MERGE_MEMORY": "1", "ROCK_AGENT_MERGE_AFTER": f"{settings.merge_agent_memory_after_s:g}"} \
         if settings.merge_agent_memory else {}
     prewarm = {"ROCK_AGENT_PREWARM": spec.prewarm} if spec.prewarm != "session" else {}
     return {"ROCK_HOST_PYTHON": settings.host_python, "ROCK_SANDBOX_ID": spec.sandbox_id,
             "ROCK_MAX_FILE_BYTES": str(limit), **merge, **prewarm, **(agent_env or {}),
-            **{k: v for k, v in spec.env.items() if k != MEMORY_LIMIT_ENV}}
+            **{k: v for k, v in spec.env.items() if k not in AGENT_ONLY_ENV}}

@@ -32,10 +32,11 @@ from __future__ import annotations
 import asyncio
 from typing import Awaitable, Callable
 
+from rock.runtime.agent_boot import PIDS_LIMIT_ENV
 from rock.runtime.base import RuntimeHandle
 
 GROUP = "/sandbox"  # rock_agent.pids makes it
-LIMIT_ENV = "ROCK_AGENT_PIDS_LIMIT"  # the agent's own environment: the spec's variables cannot name it
+LIMIT_ENV = PIDS_LIMIT_ENV  # the agent's own environment: the spec's variables cannot name it
 AGENT_CAPS = ["CAP_SYS_ADMIN", "CAP_SETPCAP"]  # mount(2); dropping a capability from the bounding set
 
 Runsc = Callable[..., Awaitable[str]]  # GvisorRuntime._runsc: (spec, *args, check=...) -> output
