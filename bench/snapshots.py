@@ -91,11 +91,16 @@ async def _runsc_floor_bundle(rt, state: Path, code: str = "print('hi')") -> Pat
     return bundle
 
 
+def _bare_flags(rt, root: Path) -> list[str]:
+    """The runtime's own runsc flags for a default sandbox (no network), with a ``--root`` of the
+    floor's own."""
+    return [f"--root={root}" if flag.startswith("--root=") else flag for flag in rt._flags(_spec())]
+
+
 async def _runsc_floor(rt, bundle: Path) -> float:
-    """Seconds of one bare ``runsc run`` of ``bundle`` until it exits, with the runtime's own runsc
-    flags for a default sandbox (no network), but a ``--root`` of its own beside the bundle."""
-    flags = [f"--root={bundle.parent / 'floor-runsc'}" if flag.startswith("--root=") else flag
-             for flag in rt._flags(_spec())]
+    """Seconds of one bare ``runsc run`` of ``bundle`` until it exits (``_bare_flags``, its
+    ``--root`` beside the bundle)."""
+    flags = _bare_flags(rt, bundle.parent / "floor-runsc")
     cid = f"bench-floor-{uuid.uuid4().hex[:8]}"
     t = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(rt.runsc, *flags, "run", "--bundle", str(bundle), cid,
@@ -114,7 +119,7 @@ class RunscRestoreFloor:
     """The least a gVisor restore costs on this machine: a bare ``runsc restore --detach`` until
     runsc returns with the container running, from a checkpoint taken once of a bare container
     (``_runsc_floor_bundle``'s root, read-only, its one process the image's python3 idling: no
-    overlay, no binds, no agent), with the runtime's own runsc flags and a ``--root`` of its own.
+    overlay, no binds, no agent), with ``_bare_flags``.
     ``async with RunscRestoreFloor(state) as floor: seconds = await floor.sample()``."""
 
     def __init__(self, state: Path):
@@ -122,8 +127,7 @@ class RunscRestoreFloor:
         self.rt = get_runtime_class("gvisor")(Settings(state_dir=state / "rt"), "bench-restore-floor")
 
     async def _runsc(self, *args: str, check: bool = True) -> None:
-        flags = [f"--root={self.state / 'floor-runsc'}" if flag.startswith("--root=") else flag
-                 for flag in self.rt._flags(_spec())]
+        flags = _bare_flags(self.rt, self.state / "floor-runsc")
         said = self.state / "runsc.log"  # a file, not a pipe: a detached container holds what it is given
         with open(said, "ab") as out:
             proc = await asyncio.create_subprocess_exec(self.rt.runsc, *flags, *args, stdin=subprocess.DEVNULL,

@@ -53,10 +53,7 @@ def setup(limit: str) -> None:
     posix.mkdir(scratch, 0o700)
     check(libc.mount(b"cgroup", scratch.encode(), b"cgroup", flags, b"pids"), "mount the pids hierarchy")
     group = scratch + GROUP
-    try:
-        posix.mkdir(group, 0o755)
-    except FileExistsError:
-        pass
+    posix.mkdir(group, 0o755)
     with open(group + "/pids.max", "w") as f:
         f.write(limit)
     with open(group + "/cgroup.procs", "w") as f:

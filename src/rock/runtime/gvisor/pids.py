@@ -12,9 +12,10 @@ clone over ``pids.max`` fails with EAGAIN, whatever the uid) but runsc never mou
 drops the spec's cgroup mounts; ``--cgroupfs`` mounts memory and cpu only) and a hierarchy
 lives only while mounted. So the sandbox's agent, its first process, starts with CAP_SYS_ADMIN
 and CAP_SETPCAP (``AGENT_CAPS``), which the sandbox itself never gets: before anything else
-runs it mounts the pids hierarchy, makes ``/sandbox`` with the limit (``LIMIT_ENV``), moves
-itself there (so all that comes later too), leaves a read-only view at ``/sys/fs/cgroup`` (as
-Docker shows its cgroups), unmounts the writable one and gives up both capabilities for good,
+runs it mounts the pids hierarchy, makes ``/sandbox`` with the limit
+(``agent_boot.PIDS_LIMIT_ENV``), moves itself there (so all that comes later too), leaves a
+read-only view at ``/sys/fs/cgroup`` (as Docker shows its cgroups), unmounts the writable one
+and gives up both capabilities for good,
 checking that it did (``rock_agent.pids``), all before it signals ready. The sandbox's root can
 then neither write the limit nor move out (EROFS), nor unmount or mount cgroupfs (no
 CAP_SYS_ADMIN); the host reads the group through runsc's control server
@@ -32,11 +33,9 @@ from __future__ import annotations
 import asyncio
 from typing import Awaitable, Callable
 
-from rock.runtime.agent_boot import PIDS_LIMIT_ENV
 from rock.runtime.base import RuntimeHandle
 
 GROUP = "/sandbox"  # rock_agent.pids makes it
-LIMIT_ENV = PIDS_LIMIT_ENV  # the agent's own environment: the spec's variables cannot name it
 AGENT_CAPS = ["CAP_SYS_ADMIN", "CAP_SETPCAP"]  # mount(2); dropping a capability from the bounding set
 
 Runsc = Callable[..., Awaitable[str]]  # GvisorRuntime._runsc: (spec, *args, check=...) -> output

@@ -54,6 +54,7 @@ from rock.runtime.gvisor import statx as gvisor_statx
 from rock.runtime.agent_boot import (
     AGENT_SRC,
     MEMORY_LIMIT_ENV,
+    PIDS_LIMIT_ENV,
     READY_NAME,
     READY_TIMEOUT,
     SANDBOX_CAPS,
@@ -276,7 +277,7 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
         gvisor_statx.mount_point(lower)
         watch = {MEMORY_LIMIT_ENV: str(spec.memory_bytes)} if spec.memory_bytes else {}
         if spec.pids_limit is not None:
-            watch[gvisor_pids.LIMIT_ENV] = str(spec.pids_limit)
+            watch[PIDS_LIMIT_ENV] = str(spec.pids_limit)
         env = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", **image_env,
                **sandbox_env(self.settings, spec, {**self.agent_env, **watch})}
         # A fresh sandbox's root is the image's: its python3 is found here, on the host, and not
