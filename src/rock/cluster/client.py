@@ -92,6 +92,7 @@ class ClusterWorker:
                                             room=lambda: None))
         self.where: dict[str, str] = {}  # sandbox id -> node name, as far as this admin knows
         self.snapshot_where: dict[str, str] = {}  # snapshot name -> the node that holds it
+        self._returning: set[str] = set()  # sandboxes whose node answered an early snapshot before they were back
         self.listeners: list[WorkerListener] = []  # the admin's records, the chat hub
         self._clients: dict[str, AgentClient] = {}
         self._connecting: dict[str, asyncio.Task] = {}
@@ -370,11 +371,23 @@ class ClusterWorker:
         await self._on_node("unpause", sandbox_id, node_id, timeout=RAY_CALL_TIMEOUT_S)
 
     async def snapshot(self, sandbox_id: str, name: str, owner: str | None, mode: str = "filesystem",
-                       node_id: str | None = None) -> Snapshot:
-        """Take a snapshot on the sandbox's node; the snapshot is remembered as living there."""
-        node, data = await self._on_node("snapshot", sandbox_id, node_id, name, owner, mode, timeout=COMMIT_TIMEOUT_S)
+                       node_id: str | None = None, early: bool = False) -> Snapshot:
+        """Take a snapshot on the sandbox's node; the snapshot is remembered as living there.
+        ``early``: the node answers once the snapshot is whole (``back`` asks it for the rest)."""
+        early = early and mode == "full"  # only a full snapshot has a way back to wait for
+        node, data = await self._on_node("snapshot", sandbox_id, node_id, name, owner, mode, early,
+                                         timeout=COMMIT_TIMEOUT_S)
         self.snapshot_where[name] = node.name
+        if early:
+            self._returning.add(sandbox_id)
         return Snapshot(**data)
+
+    async def back(self, sandbox_id: str, node_id: str | None = None) -> None:
+        """Wait until the sandbox's node has it back from an ``early`` snapshot (no call to the
+        node when none was taken)."""
+        if sandbox_id in self._returning:
+            self._returning.discard(sandbox_id)
+            await self._on_node("back", sandbox_id, node_id, timeout=CREATE_TIMEOUT_S)
 
     async def _ask(self, node: NodeView, method: str, *args, timeout: float):
         try:

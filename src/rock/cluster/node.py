@@ -258,11 +258,15 @@ class NodeWorker:
         """Resume a sandbox of this node."""
         return await self._one(self.worker.unpause, sandbox_id)
 
-    async def snapshot(self, sandbox_id: str, name: str, owner: str | None, mode: str) -> dict:
-        """Take a snapshot of a sandbox of this node."""
+    async def snapshot(self, sandbox_id: str, name: str, owner: str | None, mode: str, early: bool = False) -> dict:
+        """Take a snapshot of a sandbox of this node (``early``: answer once it is whole, see ``back``)."""
         async def go():
-            return (await self.worker.snapshot(sandbox_id, name, owner, mode)).model_dump(mode="json")
+            return (await self.worker.snapshot(sandbox_id, name, owner, mode, early=early)).model_dump(mode="json")
         return await self._one(go)
+
+    async def back(self, sandbox_id: str) -> dict:
+        """Wait until a sandbox of this node is back from an early snapshot."""
+        return await self._one(self.worker.back, sandbox_id)
 
     async def start_from(self, name: str, owner: str | None, spec: dict, secrets: list[dict] | None = None) -> dict:
         """Start a sandbox from a snapshot this node holds (``secrets``: as ``create_many``'s)."""

@@ -150,6 +150,14 @@ class Runtime(abc.ABC):
         processes too (a backend without ``full_snapshots`` refuses with BadRequest)."""
         return await forks.take_snapshot(self, handle, name, owner, mode)
 
+    async def begin_snapshot(self, handle: RuntimeHandle, name: str, owner: str,
+                             mode: str = "filesystem") -> tuple["Snapshot", Awaitable[None] | None]:
+        """``snapshot`` in two steps: returns once the snapshot is whole and recorded (usable by
+        ``start_from``), with what the source still has to do to go on (a ``full`` snapshot on
+        gVisor restores the source from the image), or None. The caller must await it; until it
+        ends a delete of the snapshot waits, and if it fails the snapshot is deleted."""
+        return await forks.begin_snapshot(self, handle, name, owner, mode)
+
     async def start_from(self, snapshot: "Snapshot", spec: SandboxSpec | None = None) -> RuntimeHandle:
         """Start a sandbox from ``snapshot``: its files (and, ``full``, its processes) as they were.
         ``spec``: the new sandbox's (its id; limits default to the snapshot's source)."""

@@ -24,16 +24,33 @@ async def take_snapshot(runtime: "Runtime", handle: "RuntimeHandle", name: str, 
     """``Runtime.snapshot``: the backend's ``_snapshot`` between the claim of ``name`` and its
     record, and then, where the backend has one, the source's own way back (``_snapshot``'s
     return)."""
+    snap, back = await begin_snapshot(runtime, handle, name, owner, mode)
+    if back is not None:
+        await back
+    return snap
+
+
+async def begin_snapshot(runtime: "Runtime", handle: "RuntimeHandle", name: str, owner: str,
+                         mode: str) -> tuple[Snapshot, Awaitable[None] | None]:
+    """``Runtime.begin_snapshot``: the snapshot saved and recorded, and what the source still has
+    to do to go on (None: nothing), which the caller must await. Until it ends, a delete of the
+    snapshot waits (the source reads the image); if it fails, the snapshot is deleted."""
     snap, source_back = await _save(runtime, handle, name, owner, mode)
-    if source_back is not None:
+    if source_back is None:
+        return snap, None
+    held = contextlib.AsyncExitStack()  # entered now: a delete before the caller awaits still waits
+    await held.enter_async_context(runtime.snapshots.in_use(snap))
+
+    async def back() -> None:
         try:
-            async with runtime.snapshots.in_use(snap):  # a delete meanwhile waits: the source reads the image
+            async with held:
                 await source_back
         except BaseException:
             with contextlib.suppress(Exception):
                 await runtime.delete_snapshot(snap)
             raise
-    return snap
+
+    return snap, back()
 
 
 async def _save(runtime: "Runtime", handle: "RuntimeHandle", name: str, owner: str,

@@ -108,8 +108,15 @@ class WorkerOps(Protocol):
         ...
 
     async def snapshot(self, sandbox_id: str, name: str, owner: str | None, mode: str = "filesystem",
-                       node_id: str | None = None) -> Snapshot:
-        """Save the sandbox's state as the owner's snapshot ``name``."""
+                       node_id: str | None = None, early: bool = False) -> Snapshot:
+        """Save the sandbox's state as the owner's snapshot ``name``. ``early``: return once the
+        snapshot is whole (sandboxes can start from it), while the sandbox itself may still be on
+        its way back (a full snapshot on gVisor restores it); the caller then awaits ``back``."""
+        ...
+
+    async def back(self, sandbox_id: str, node_id: str | None = None) -> None:
+        """Wait until the sandbox is back from an ``early`` snapshot (at once when none is under
+        way); raises what its way back failed with."""
         ...
 
     async def start_from(self, name: str, owner: str | None, spec: SandboxSpec,

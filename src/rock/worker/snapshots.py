@@ -33,18 +33,25 @@ async def fork_children(worker, sandbox_id: str, owner: str | None, specs: list[
 
     Starts ``len(specs)`` sandboxes from a fresh snapshot of ``sandbox_id``. Yields the snapshot
     first, then ``(spec, SandboxInfo or the RockError it failed with)`` per child as each comes up
-    (the fastest first). The snapshot stays; the caller deletes it or keeps it."""
+    (the fastest first), and ends once the source is back (raising what its way back failed
+    with). The snapshot stays; the caller deletes it or keeps it."""
+    # The children start while the source is still on its way back (a full snapshot on gVisor
+    # restores it from the image they start from); the fork ends once it is back.
     snap = await worker.snapshot(sandbox_id, name or f"fork-{sandbox_id[:24]}-{time.time_ns() % 10**8:08d}",
-                                 owner, mode, node_id)
-    yield snap
+                                 owner, mode, node_id, early=True)
+    back = asyncio.ensure_future(worker.back(sandbox_id, node_id))
+    try:
+        yield snap
 
-    async def one(spec: SandboxSpec):
-        try:
-            return spec, await worker.start_from(snap.name, owner, spec)
-        except RockError as exc:
-            return spec, exc
-        except Exception as exc:  # noqa: BLE001 - one child's failure is that child's, with why
-            return spec, RockError(f"{type(exc).__name__}: {exc}")
+        async def one(spec: SandboxSpec):
+            try:
+                return spec, await worker.start_from(snap.name, owner, spec)
+            except RockError as exc:
+                return spec, exc
+            except Exception as exc:  # noqa: BLE001 - one child's failure is that child's, with why
+                return spec, RockError(f"{type(exc).__name__}: {exc}")
 
-    for done in asyncio.as_completed([one(spec) for spec in specs]):
-        yield await done
+        for done in asyncio.as_completed([one(spec) for spec in specs]):
+            yield await done
+    finally:
+        await back

@@ -113,6 +113,7 @@ class Worker:
         # Running: one record file each, read again when a worker restarts on this state dir.
         self.records = RecordFiles(records_dir, self.runtime, self.backend_name, self._stopped)
         self._creating: dict[str, asyncio.Task] = {}
+        self._returning: dict[str, asyncio.Future] = {}  # sandbox id -> its way back from an early snapshot
         self.pool = WarmPool(self._launch, self._discard)
         self.gpus = Gpus(settings.gpus)
         self.egress = Egress(owner_key(self.owner), settings.egress_hosts, settings.sandbox_network_deny)
@@ -146,6 +147,7 @@ class Worker:
         """Stop the pool and the connections to the sandboxes' agents; the sandboxes keep running unless
         ``stop_sandboxes`` (a restarted worker re-attaches them)."""
         await self.pool.close()
+        await asyncio.gather(*self._returning.values(), return_exceptions=True)  # sandboxes on their way back
         for task in list(self._creating.values()):
             task.cancel()
         if stop_sandboxes:
@@ -447,8 +449,10 @@ class Worker:
         await self.runtime.delete_snapshot(await self.get_snapshot(name, owner))
 
     async def snapshot(self, sandbox_id: str, name: str, owner: str | None, mode: str = "filesystem",
-                       node_id: str | None = None) -> Snapshot:
-        """Save the running (or paused) sandbox's state as the owner's snapshot ``name``."""
+                       node_id: str | None = None, early: bool = False) -> Snapshot:
+        """Save the running (or paused) sandbox's state as the owner's snapshot ``name``.
+        ``early``: return once the snapshot is whole, while the sandbox may still be on its way
+        back (``back`` waits for that)."""
         sandbox = self._get(sandbox_id)
         if mode != "full" or not self.runtime.full_snapshots:
             return await self.runtime.snapshot(sandbox.handle, name, owner_key(owner), mode)
@@ -457,11 +461,50 @@ class Worker:
         # and the sandbox goes on with a new connection.
         sandbox.client.close()
         try:
-            return await self.runtime.snapshot(sandbox.handle, name, owner_key(owner), mode)
+            snap, source_back = await self.runtime.begin_snapshot(sandbox.handle, name, owner_key(owner), mode)
+        except BaseException:
+            await self._reconnect(sandbox)
+            raise
+        returning = asyncio.ensure_future(self._come_back(sandbox, source_back))
+        self._returning[sandbox_id] = returning
+        returning.add_done_callback(lambda f: self._came_back(sandbox_id, f))
+        if not early:
+            await self.back(sandbox_id)
+        return snap
+
+    async def back(self, sandbox_id: str, node_id: str | None = None) -> None:
+        """Wait until the sandbox is back from an ``early`` snapshot (at once when none is under
+        way); raises what its way back failed with."""
+        returning = self._returning.get(sandbox_id)
+        if returning is None:
+            return
+        try:
+            await asyncio.shield(returning)
         finally:
-            sandbox.client = await AgentClient.connect(sandbox.handle.socket_path, sandbox.handle, paused_ok=True)
-            self.records.save(sandbox)
-            self._hold(sandbox)
+            if returning.done() and self._returning.get(sandbox_id) is returning:
+                del self._returning[sandbox_id]  # a failure is told once
+
+    async def _come_back(self, sandbox: Sandbox, source_back) -> None:
+        """The rest of a full snapshot: the source restored from the image (where the backend does
+        that), then this worker's connection to its agent made again."""
+        try:
+            if source_back is not None:
+                await source_back
+        finally:
+            await self._reconnect(sandbox)
+
+    def _came_back(self, sandbox_id: str, returning: asyncio.Future) -> None:
+        """Done: forgotten if it went well; a failure stays for ``back`` to raise, and is logged
+        here already (no one may be waiting)."""
+        if not returning.cancelled() and returning.exception() is not None:
+            log.error("sandbox %s: its way back from a full snapshot failed: %r", sandbox_id, returning.exception())
+        elif self._returning.get(sandbox_id) is returning:
+            del self._returning[sandbox_id]
+
+    async def _reconnect(self, sandbox: Sandbox) -> None:
+        sandbox.client = await AgentClient.connect(sandbox.handle.socket_path, sandbox.handle, paused_ok=True)
+        self.records.save(sandbox)
+        self._hold(sandbox)
 
     async def start_from(self, name: str, owner: str | None, spec: SandboxSpec,
                          node_id: str | None = None) -> SandboxInfo:

@@ -27,7 +27,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from rock.actions.sandbox import SandboxStartRequest, parse_memory
 from rock.actions.snapshots import MAX_FORK
@@ -473,11 +473,14 @@ class Sandboxes(WorkerListener):
             yield
 
     async def snapshot(self, sandbox_id: str, owner: str | None, name: str | None = None,
-                       mode: str = "filesystem", counted: bool = True) -> Snapshot:
+                       mode: str = "filesystem", counted: bool = True,
+                       then: Callable[[Snapshot], None] | None = None) -> Snapshot:
         """Save the running or paused sandbox's state as a snapshot of ``owner``; the sandbox runs
         on (it is frozen only while its state is taken). The snapshot outlives the sandbox.
         ``counted``: it counts against the owner's snapshot quota (a fork's own, deleted once its
-        children run, does not)."""
+        children run, does not). ``then``: called with the snapshot as soon as it is whole and
+        within the quota, while the sandbox may still be on its way back (a fork starts its
+        children there); this returns once the sandbox is back."""
         record = await self.lookup(sandbox_id, owner)
         self.check_mode(mode, sandbox_id, record.node_id)
         quota = self.admission.quota(owner) if counted else None
@@ -487,9 +490,15 @@ class Sandboxes(WorkerListener):
         async with self._running_or_paused(record, "snapshotted"):
             began = time.perf_counter()
             stored = self.snapshot_catalog.snapshot_name(name, owner)
-            snap = await self.worker.snapshot(sandbox_id, stored, owner, mode, record.node_id)
-        if quota is not None:
-            await self._within_snapshot_quota(owner, snap)
+            snap = await self.worker.snapshot(sandbox_id, stored, owner, mode, record.node_id, early=then is not None)
+            try:
+                if quota is not None:
+                    await self._within_snapshot_quota(owner, snap)
+                if then is not None:
+                    then(snap)
+            finally:
+                if then is not None:  # the sandbox stays locked until it is back
+                    await self.worker.back(sandbox_id, record.node_id)
         self.events.emit("snapshot", record, mode=mode, seconds=time.perf_counter() - began)
         return snap
 
@@ -545,22 +554,35 @@ class Sandboxes(WorkerListener):
         # The children are admitted together, before the snapshot: all of them fit, or none starts.
         ids = [uuid.uuid4().hex for _ in range(count)]
         self.admission.admit(owner, [(sid, *self.cost_of(parent)) for sid in ids])
+        children: list[SandboxRecord] = []
+        tasks: list[asyncio.Task] = []
+        taken: list[Snapshot] = []
+
+        def start_children(snap: Snapshot) -> None:  # as soon as the snapshot is whole: beside the parent's way back
+            taken.append(snap)
+            for child_id in ids:
+                req = SandboxStartRequest(snapshot=snap.name, image=snap.spec.image, egress=snap.spec.egress,
+                                          auto_clear_seconds=parent.auto_clear_seconds, **lifecycle)
+                child = self._new_record(child_id, req, owner, meta, None, {"forked_from": sandbox_id})
+                children.append(child)
+                spec = self.snapshot_catalog.snapshot_start(child, snap)
+                tasks.append(asyncio.create_task(self._create(child, req, spec), name=f"fork-{child_id}"))
+                self._starting[child_id] = tasks[-1]
+
         try:
-            snap = await self.snapshot(sandbox_id, owner, None, mode, counted=keep_snapshot)
+            snap = await self.snapshot(sandbox_id, owner, None, mode, counted=keep_snapshot, then=start_children)
         except BaseException:
-            for sid in ids:
-                self.admission.release(sid)
+            if not children:
+                for sid in ids:
+                    self.admission.release(sid)
+                raise
+            # The parent did not come back from the snapshot: its children and the snapshot go too,
+            # all or none (where the parent's own restore failed, the worker has deleted it already).
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*(self.delete(c.sandbox_id, owner) for c in children), return_exceptions=True)
+            with contextlib.suppress(RockError):
+                await self.delete_snapshot(taken[0].name, owner)
             raise
-        children = []
-        for child_id in ids:
-            req = SandboxStartRequest(snapshot=snap.name, image=snap.spec.image, egress=snap.spec.egress,
-                                      auto_clear_seconds=parent.auto_clear_seconds, **lifecycle)
-            child = self._new_record(child_id, req, owner, meta, None, {"forked_from": sandbox_id})
-            children.append(child)
-            spec = self.snapshot_catalog.snapshot_start(child, snap)
-            self._starting[child.sandbox_id] = asyncio.create_task(self._create(child, req, spec),
-                                                                   name=f"fork-{child.sandbox_id}")
-        tasks = [self._starting[c.sandbox_id] for c in children]
         done = asyncio.ensure_future(self._forked(parent, children, tasks, snap, keep_snapshot))
         if wait:
             return await asyncio.shield(done)
