@@ -246,6 +246,8 @@ async def test_a_released_sandbox_is_killed_at_once_and_its_remains_go_behind_th
     await gvisor._settle()
     assert not Path(second.run_dir).parent.exists() and _groups_of(spec.sandbox_id) == []
     assert (await real_runsc(spec, "list", "--quiet", check=False)).split() == []
+    # nor the owner's directory, in any hierarchy (runsc makes it in those ROCK sets nothing in too)
+    assert [str(d) for root in cgroups.hierarchies() for d in root.glob(f"rock/{gvisor.owner_key}")] == []
 
 
 def _state(pid: int) -> str:

@@ -222,19 +222,24 @@ class Cgroup:
 
     def remove_elsewhere(self) -> None:
         """Remove the group's empty directories in the hierarchies ROCK sets nothing in: runsc
-        makes the group there too and removes it only when its own delete runs to the end."""
+        makes the group there too (and the owner's above it) and removes it only when its own
+        delete runs to the end."""
         ours = set(self.unique_dirs())
         for root in hierarchies():
-            if root / self.rel not in ours:
-                _rmdir(root / self.rel)
+            if root / self.rel not in ours and _rmdir(root / self.rel):
+                self._remove_empty_parents_in(root)
 
     def _remove_empty_parents(self) -> None:
-        parts = Path(self.rel).parts
         for d in self.unique_dirs():
-            base = Path(str(d)[: -len(self.rel)])
-            for i in range(len(parts) - 1, 1, -1):  # keep the top-level "rock" directory
-                if not _rmdir(base.joinpath(*parts[:i])):
-                    break
+            self._remove_empty_parents_in(Path(str(d)[: -len(self.rel)]))
+
+    def _remove_empty_parents_in(self, root: Path) -> None:
+        """The group's parents under ``root`` that nothing else uses now (another sandbox of the
+        owner keeps the owner's); the top-level "rock" directory stays."""
+        parts = Path(self.rel).parts
+        for i in range(len(parts) - 1, 1, -1):
+            if not _rmdir(root.joinpath(*parts[:i])):
+                break
 
     # -- pause ------------------------------------------------------------------------------
 
