@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import tarfile
 
 import pytest
@@ -24,6 +25,20 @@ async def test_exec_shell_string_and_stdin(box):
 async def test_exec_timeout_kills_the_whole_group(box):
     result = await box.exec("sleep 600 & sleep 600; echo never", timeout=0.5)
     assert result.timed_out and "never" not in result.stdout
+
+
+async def test_commands_start_with_sigpipe_and_sigxfsz_at_their_defaults(box):
+    # The agent (Python) ignores both; a command must not inherit that: a shell cannot undo it,
+    # and ``yes | head`` would end with "Broken pipe" errors instead of quietly.
+    result = await box.exec("yes | head -1", timeout=30)
+    assert (result.stdout, result.stderr, result.exit_code, result.timed_out) == ("y\n", "", 0, False)
+    status = (await box.exec(["cat", "/proc/self/status"])).stdout
+    ignored = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:")), 16)
+    assert ignored & (1 << (signal.SIGPIPE - 1) | 1 << (signal.SIGXFSZ - 1)) == 0, hex(ignored)
+    background = await box.proc_start("yes | head -1 >/dev/null; echo done")
+    assert (await box.proc_wait(background["proc_id"], timeout=30))["exit_code"] == 0
+    out, _, _ = await box.proc_output(background["proc_id"], "stderr")
+    assert out == b""
 
 
 async def test_exec_missing_program_is_a_clear_error(box):
