@@ -18,7 +18,7 @@ import pytest
 from rock.actions.sandbox import SandboxStartRequest
 from rock.admin.root import Root
 from rock.config import Settings
-from rock.errors import SandboxStartError
+from rock.errors import SandboxNotFound, SandboxStartError
 from rock.runtime import get_runtime_class
 from rock.worker.worker import Worker
 from tests.conftest import SESSION_ROOT
@@ -76,7 +76,8 @@ async def test_a_fork_whose_parent_does_not_come_back_leaves_no_child_and_no_res
         for sid in children:
             record = await svc.lookup(sid, None)
             assert record.state == "deleted", (sid, record.state)
-            assert sid not in worker._sandboxes
+            with pytest.raises(SandboxNotFound):
+                worker.get(sid)  # gone from the worker too
             assert sid not in svc.admission._held
         assert set(svc.admission._held) == {parent.sandbox_id}
         assert await svc.snapshots(None) == []  # nor the fork's snapshot
