@@ -34,12 +34,6 @@ SESSION_ENV = {"TERM": "xterm", "PAGER": "cat", "GIT_PAGER": "cat", "MANPAGER": 
 
 
 
-def _exit_code(status):
-    if os.WIFSIGNALED(status):
-        return -os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
-
-
 class BashSession:
     """One persistent bash on a pty: commands run one at a time, their output and exit code read back
     through markers, with timeouts, idle timeouts, input and interrupts."""
@@ -354,7 +348,7 @@ class BashSession:
         self.alive = False
         try:  # the pty closes once bash is gone (or killed by close()), so this returns at once
             if self.pid is not None:
-                self.exit_code = _exit_code(os.waitpid(self.pid, 0)[1])
+                self.exit_code = os.exit_code(os.waitpid(self.pid, 0)[1])
         except ChildProcessError:
             pass
         try:

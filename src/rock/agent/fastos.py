@@ -91,3 +91,11 @@ def makedirs(path, mode=0o777):
     except FileExistsError:
         if not isdir(path):
             raise
+
+
+def exit_code(status):
+    """``os.waitstatus_to_exitcode`` (Python 3.9+) for a process ``waitpid`` saw end: its exit
+    status, or ``-signal`` if a signal ended it."""
+    if _posix.WIFSIGNALED(status):
+        return -_posix.WTERMSIG(status)
+    return _posix.WEXITSTATUS(status)

@@ -54,8 +54,7 @@ class _Child:
         if self.pid is None:
             return
         try:
-            _, status = os.waitpid(self.pid, 0)
-            code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+            code = os.exit_code(os.waitpid(self.pid, 0)[1])
         except ChildProcessError:  # reaped elsewhere: its status is lost (subprocess says 0 too)
             code = 0
         self.returncode = code
@@ -74,20 +73,6 @@ class _Child:
                 os.killpg(self.pid, sig)
             except OSError:
                 pass
-
-
-def _start_thread(fn, *args):
-    """Run ``fn(*args)`` on a new thread; the event it sets when it returns."""
-    ended = threads.Event()
-
-    def run():
-        try:
-            fn(*args)
-        finally:
-            ended.set()
-
-    threads.spawn(run)
-    return ended
 
 
 def _argv(args):
@@ -154,9 +139,9 @@ def execute(req):
     outputs = {"stdout": Output(cap), "stderr": Output(cap)}
     ended = []
     try:
-        ended += [_start_thread(_collect, open(out_r, "rb"), outputs["stdout"]),
-                  _start_thread(_collect, open(err_r, "rb"), outputs["stderr"]),
-                  _start_thread(_feed, open(in_w, "wb"), req.body)]
+        ended += [threads.spawn_joinable(_collect, open(out_r, "rb"), outputs["stdout"]),
+                  threads.spawn_joinable(_collect, open(err_r, "rb"), outputs["stderr"]),
+                  threads.spawn_joinable(_feed, open(in_w, "wb"), req.body)]
         child = _Child(argv, _env(a), a.get("cwd") or None, in_r, out_w, err_w)
     except FileNotFoundError as exc:
         raise OpError("FileNotFound", "cannot run %r: %s" % (a["command"], exc.strerror))

@@ -14,6 +14,21 @@ def spawn(fn, *args):
     _thread.start_new_thread(fn, args)
 
 
+def spawn_joinable(fn, *args):
+    """``spawn``, and the ``Event`` that is set once ``fn`` has returned (or raised): a join
+    with a timeout, as ``Thread.join`` gives."""
+    ended = Event()
+
+    def run():
+        try:
+            fn(*args)
+        finally:
+            ended.set()
+
+    _thread.start_new_thread(run, ())
+    return ended
+
+
 class Event:
     """threading.Event's contract (set / clear / wait / is_set) on one lock held while unset."""
 

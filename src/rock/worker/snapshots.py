@@ -35,8 +35,8 @@ async def fork_children(worker, sandbox_id: str, owner: str | None, specs: list[
     first, then ``(spec, SandboxInfo or the RockError it failed with)`` per child as each comes up
     (the fastest first), and ends once the source is back (raising what its way back failed
     with). The snapshot stays; the caller deletes it or keeps it."""
-    # The children start while the source is still on its way back (a full snapshot on gVisor
-    # restores it from the image they start from); the fork ends once it is back.
+    # early: the children start while the source is still on its way back (a full snapshot on
+    # gVisor restores it from the image they start from).
     snap = await worker.snapshot(sandbox_id, name or f"fork-{sandbox_id[:24]}-{time.time_ns() % 10**8:08d}",
                                  owner, mode, node_id, early=True)
     back = asyncio.ensure_future(worker.back(sandbox_id, node_id))
