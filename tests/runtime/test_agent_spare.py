@@ -80,3 +80,17 @@ async def test_spare_ready_says_whether_the_spare_bash_is_up(isolated_runtime, s
             await client.call("session.spare", {"timeout": "soon"})
         await client.create_session("main")  # starts a bash of its own: the spare is not needed
         assert (await client.run("main", "echo ok")).output == "ok\n"
+
+
+async def test_a_session_created_at_once_takes_the_starts_spare(isolated_runtime, sandboxes, new_spec, agent):
+    """Where the agent is a fresh interpreter (docker, gVisor) its sessions load beside the first
+    request (rock_agent.server.main): a session.create that comes while they load waits for them
+    and the spare they start, instead of starting a bash of its own beside it. Counted inside the
+    sandbox, so gVisor too."""
+    handle = await sandboxes(isolated_runtime, new_spec())
+    async with agent(handle) as client:
+        await client.create_session("first")  # at once: no wait for the spare first
+        assert (await client.run("first", "sleep 0.3; echo $((6 * 7))")).output.strip() == "42"
+        counted = await client.exec(["sh", "-c", "cat /proc/[0-9]*/comm | grep -cx bash"])
+        assert counted.stdout.strip() == "1", counted  # the session's bash, once the spare
+        assert not await client.spare_ready(timeout=0)

@@ -295,6 +295,16 @@ async def test_root_inside_can_neither_raise_nor_leave_its_pids_limit(gvisor, ne
     assert stats.pids_limit == 64 and 0 < stats.pids < 64
 
 
+async def test_the_agent_offers_no_memory_to_ksm_under_gvisor(gvisor, new_spec, sandboxes, agent):  # noqa: F811
+    """The sentry ignores MADV_MERGEABLE, so a gVisor sandbox's agent is told not to offer its memory
+    (no thread, no module, no walk of its pages for nothing), though the setting is on."""
+    assert gvisor.settings.merge_agent_memory  # control: the other backends' agents offer theirs
+    handle = await sandboxes(gvisor, new_spec())
+    async with agent(handle) as client:
+        told = await client.exec("echo merge=$ROCK_AGENT_MERGE_MEMORY", shell=True)
+    assert told.stdout == "merge=0\n", told
+
+
 FORK_PROBE = ("import os, time\nkids = []\ntry:\n    for _ in range(500):\n        pid = os.fork()\n"
               "        if pid == 0:\n            time.sleep(60); os._exit(0)\n        kids.append(pid)\n"
               "except OSError as exc:\n    print('refused', exc.errno)\nprint('forked', len(kids))\n"

@@ -39,19 +39,12 @@ _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
 def setup(limit: str) -> None:
     """Put this process (the agent, before it starts anything) under a pids limit of ``limit``
     and give up the capabilities that did it; raises OSError if either fails."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def check(ret, what):
-        if ret != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, "%s: %s" % (what, posix.strerror(err)))
+    from . import libc
 
     flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
     scratch = "/dev/.rock-pids-%d" % posix.getpid()
     posix.mkdir(scratch, 0o700)
-    check(libc.mount(b"cgroup", scratch.encode(), b"cgroup", flags, b"pids"), "mount the pids hierarchy")
+    libc.check("mount", b"cgroup", scratch.encode(), b"cgroup", flags, b"pids", what="mount the pids hierarchy")
     group = scratch + GROUP
     posix.mkdir(group, 0o755)
     with open(group + "/pids.max", "w") as f:
@@ -61,27 +54,27 @@ def setup(limit: str) -> None:
     with open("/proc/self/mountinfo") as f:
         shown = any(line.split()[4] == "/sys/fs/cgroup" for line in f)
     if not shown:
-        check(libc.mount(b"cgroup", b"/sys/fs/cgroup", b"cgroup", flags | _MS_RDONLY, b"pids"),
-              "mount the pids hierarchy read-only")
-    check(libc.umount2(scratch.encode(), 0), "unmount the writable pids hierarchy")
+        libc.check("mount", b"cgroup", b"/sys/fs/cgroup", b"cgroup", flags | _MS_RDONLY, b"pids",
+                   what="mount the pids hierarchy read-only")
+    libc.check("umount2", scratch.encode(), 0, what="unmount the writable pids hierarchy")
     posix.rmdir(scratch)
-    drop(libc, check)
+    drop()
 
 
-def drop(libc, check) -> None:
+def drop() -> None:
     """Give up ``DROPPED`` for good: out of the bounding set, then the effective, permitted and
     inheritable sets (capset); then check /proc/self/status says so."""
-    import ctypes
+    from . import libc
 
     for cap in DROPPED:
-        check(libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0), "drop capability %d from the bounding set" % cap)
-    header = (ctypes.c_uint32 * 2)(_CAPS_V3, 0)
-    data = (ctypes.c_uint32 * 6)()  # two of {effective, permitted, inheritable}: capabilities 0-31, 32-63
-    check(libc.capget(header, data), "capget")
+        libc.check("prctl", _PR_CAPBSET_DROP, cap, 0, 0, 0, what="drop capability %d from the bounding set" % cap)
+    header = libc.u32((_CAPS_V3, 0))
+    data = libc.u32((0,) * 6)  # two of {effective, permitted, inheritable}: capabilities 0-31, 32-63
+    libc.check("capget", header, data)
     mask = ~sum(1 << cap for cap in DROPPED) & 0xFFFFFFFF
     for i in range(3):  # every capability dropped here is below 32
         data[i] &= mask
-    check(libc.capset(header, data), "capset")
+    libc.check("capset", header, data)
     left = held()
     if left:
         raise OSError("capabilities still held after the drop: %s" % ", ".join(left))

@@ -215,6 +215,8 @@ class Agent:
         self.inline = set()
         self.pool = Pool()
         self.connections = set()
+        # Op prefix -> set once the thread loading those ops (load_aside) is done.
+        self.loading = {}
 
     def notify(self, meta, body=b"", exclude=None):
         """An unsolicited notice (frame id 0, which clients never use) to every other open
@@ -243,7 +245,17 @@ class Agent:
         else:
             self.pool.submit(self._run_pooled, (req, handler))
 
+    def load_aside(self, prefix, load):
+        """Run ``load(agent)``, which registers the ops named ``prefix...``, on a thread of its own;
+        a request for one of them meanwhile waits for it rather than loading them another way."""
+        self.loading[prefix] = threads.spawn_joinable(load, self)
+
     def _load(self, op):
+        for prefix, loaded in list(self.loading.items()):
+            if op.startswith(prefix):
+                loaded.wait()
+                if op in self.ops:
+                    return self.ops[op]
         for prefix, name in LAZY_MODULES.items():
             if op.startswith(prefix):
                 try:
@@ -290,9 +302,9 @@ def _ping(req):
     return {"pid": os.getpid(), "python": sys.version.split()[0], "version": VERSION}
 
 
-# Op prefixes and the module that serves them. Only ``sessions`` is imported at start-up: the
-# rest load on first use, keeping the sandbox's start -> first output path short.
-LAZY_MODULES = {"exec": "procs", "proc.": "procs", "file.": "files", "tar.": "files", "stats": "stats", "env.": "envhost.ops",
+# Op prefixes and the module that serves them, each loaded on first use (``sessions`` is loaded
+# at start-up, beside the first request: see main), keeping a sandbox's start -> first output short.
+LAZY_MODULES = {"session.": "sessions", "exec": "procs", "proc.": "procs", "file.": "files", "tar.": "files", "stats": "stats", "env.": "envhost.ops",
                  "tcp.": "tcprelay", "envd.": "e2b.process", "envdfs.": "e2b.filesystem",
                  "kernel.": "e2b.interpreter", "chat.": "chat.endpoint", "checkpoint.": "checkpoint",
                  "reset.": "reset"}
@@ -300,12 +312,9 @@ LAZY_MODULES = {"exec": "procs", "proc.": "procs", "file.": "files", "tar.": "fi
 
 def build_agent():
     """The agent with the ops it serves from the start; the others load on first use."""
-    from . import sessions
-
     agent = Agent()
     agent.ops["ping"] = _ping
     agent.inline.add("ping")
-    agent.register(sessions)
     return agent
 
 
@@ -359,21 +368,18 @@ def harden():
     ROCK_AGENT_NONDUMPABLE=1: nothing in the sandbox may ptrace the agent or read its memory,
     though it runs as the same user (no Yama here). Where the agent's credentials changed on its
     way in (bwrap's zygote drops capabilities) the kernel made it non-dumpable already; where it
-    is the container's first program (docker) it sets it itself, after the ready signal, in a
-    thread: ctypes costs ~17 ms to import, which must not delay a start.
+    is the container's first program (docker, gVisor) it sets it itself, after the ready signal:
+    at once where rock_agent.libc is loaded already (gVisor's pids limit), else in a thread, as
+    loading it must not delay a start.
     ROCK_AGENT_MEMORY_LIMIT: a thread kills the sandbox's biggest process past it (rock_agent.oom)."""
     limit = os.environ.get("ROCK_MAX_FILE_BYTES")
     if limit and limit != "0":
-        import resource  # preloaded by the zygote (a C extension: ~0.7 ms to load in a sandbox)
-
-        resource.setrlimit(resource.RLIMIT_FSIZE, (int(limit), int(limit)))
+        _limit_file_size(int(limit))
     if os.environ.get("ROCK_AGENT_NONDUMPABLE") == "1":
-        def nondumpable():
-            import ctypes
-
-            ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
-
-        threads.spawn(nondumpable)
+        if __package__ + ".libc" in sys.modules:
+            _nondumpable()
+        else:
+            threads.spawn(_nondumpable)
     if os.environ.get("ROCK_AGENT_MERGE_MEMORY") == "1":
         from .merge import merge_later
 
@@ -382,6 +388,24 @@ def harden():
         from . import oom
 
         oom.start()
+
+
+def _limit_file_size(limit):
+    """RLIMIT_FSIZE at ``limit``: through rock_agent.libc where it is loaded already (gVisor's pids
+    limit, bwrap's zygote), else through ``resource``, a C extension (3-4 ms to load under gVisor)."""
+    libc = sys.modules.get(__package__ + ".libc")
+    if libc is not None:
+        libc.check("setrlimit", 1, libc.u64((limit, limit)), what="setrlimit RLIMIT_FSIZE")  # RLIMIT_FSIZE: 1
+        return
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def _nondumpable():
+    from . import libc
+
+    libc.call("prctl", 4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
 
 
 def main(argv):
@@ -417,16 +441,19 @@ def main(argv):
     # The spare bash first (after the limits it inherits), spawned by its session's own thread:
     # its exec (0.4-2.4 ms in a sandbox's fresh overlay, the spawning thread blocked meanwhile)
     # and start-up then overlap with accepting the worker's connection, its session.create and
-    # the first command's trip, instead of delaying them.
+    # the first command's trip, instead of delaying them. Where the sessions are not loaded yet
+    # (not forked from bwrap's zygote) they load on a thread of their own as well: 10-20 ms of
+    # imports in a fresh gVisor sandbox, mostly waiting on its gofer, which the first request
+    # need not wait for unless it is a session's (which waits for that thread: Agent.load_aside).
     harden()
-    from . import sessions
-
+    agent = build_agent()
     # Read once and dropped: it is the agent's, not an environment the sandbox's commands inherit.
     if os.take("ROCK_AGENT_PREWARM") == "process":
         threads.spawn(_prewarm_processes)  # no spare bash: this sandbox's commands are processes
+    elif __package__ + ".sessions" in sys.modules:  # forked from bwrap's zygote, which loaded them
+        _sessions_and_spare(agent)
     else:
-        sessions.prewarm()
-    agent = build_agent()
+        agent.load_aside("session.", _sessions_and_spare)
     agent.pool.prestart(2)
     while True:
         fd, _ = listener._accept()
@@ -437,6 +464,18 @@ def main(argv):
         conn = Connection(agent, _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd))
         agent.connections.add(conn)
         threads.spawn(conn.serve)
+
+
+def _sessions_and_spare(agent):
+    """The sessions' ops, served once their spare bash is on its way (so the first session.create
+    takes it, and never races it with a bash of its own)."""
+    try:
+        from . import sessions
+
+        sessions.prewarm()
+        agent.register(sessions)
+    except Exception as exc:  # noqa: BLE001 - the first session op loads them again and reports it
+        sys.stderr.write("rock agent: could not load the sessions: %s\n" % exc)
 
 
 def _prewarm_processes():

@@ -311,13 +311,11 @@ def spawn(req, out_fd, own_pid_ns, package):
 
 
 def main(package):
-    # Warm exactly what a sandbox's start runs: the server, the sessions and bash, the limit the
-    # server sets on itself (resource: a C extension, ~0.7 ms to load in a sandbox) and the KSM
-    # offer it schedules (merge), and the shim's mount trimming (mounttrim). A module missing
-    # here is read and unmarshalled from the sandbox's copy of the package at every start.
-    import resource  # noqa: F401
-
-    from . import bash, merge, mounttrim, server, sessions  # noqa: F401
+    # Warm exactly what a sandbox's start runs: the server, the sessions and bash, the calls the
+    # server makes on itself (libc: its file size limit) and the KSM offer it schedules (merge),
+    # and the shim's mount trimming (mounttrim). A module missing here is read and unmarshalled
+    # from the sandbox's copy of the package at every start.
+    from . import bash, libc, merge, mounttrim, server, sessions  # noqa: F401
     # envd's process table too (with subprocess and pwd): an E2B client's first commands.run
     # would import them inside the new sandbox, on its create -> first output path.
     from .e2b import process  # noqa: F401

@@ -124,7 +124,10 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
     host_network = True  # network=true is runsc's --network=host
     directory_images = True
     # The agent is the sandbox's first process, as in a container: it makes itself non-dumpable.
-    agent_env = {"ROCK_AGENT_NONDUMPABLE": "1"}
+    # It offers its memory to no KSM: the sentry ignores MADV_MERGEABLE (the host sees only the
+    # sentry's memory file), so the offer would be a thread, a module and a walk of its pages
+    # that merge nothing.
+    agent_env = {"ROCK_AGENT_NONDUMPABLE": "1", "ROCK_AGENT_MERGE_MEMORY": "0"}
     egress_at_boot = True  # runsc enters the sandbox's network namespace once, when it boots (see _netns)
 
     def __init__(self, settings, owner: str):
