@@ -369,8 +369,8 @@ def harden():
     though it runs as the same user (no Yama here). Where the agent's credentials changed on its
     way in (bwrap's zygote drops capabilities) the kernel made it non-dumpable already; where it
     is the container's first program (docker, gVisor) it sets it itself, after the ready signal:
-    at once where rock_agent.libc is loaded already (gVisor's pids limit), else in a thread, as
-    loading it must not delay a start.
+    at once where rock_agent.libc is loaded already (gVisor's pids limit, bwrap's zygote), else
+    in a thread, as loading it must not delay a start.
     ROCK_AGENT_MEMORY_LIMIT: a thread kills the sandbox's biggest process past it (rock_agent.oom)."""
     limit = os.environ.get("ROCK_MAX_FILE_BYTES")
     if limit and limit != "0":
@@ -474,7 +474,7 @@ def _sessions_and_spare(agent):
 
         sessions.prewarm()
         agent.register(sessions)
-    except Exception as exc:  # noqa: BLE001 - the first session op loads them again and reports it
+    except Exception as exc:  # noqa: BLE001 - logged; a session op then tries the import again (Agent._load)
         sys.stderr.write("rock agent: could not load the sessions: %s\n" % exc)
 
 
