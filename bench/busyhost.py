@@ -3,7 +3,7 @@ while Docker containers run beside the sandboxes, as on a machine that serves bo
 (``start_to_first_output_busy_host``).
 
 Each running container adds two mounts to the host's table (its root and its network
-namespace), and bwrap reads the whole table after every mount it makes, so before the shim
+namespace), and bwrap reads the whole table after every mount it makes, so before the zygote
 trimmed the table (``rock.agent.mounttrim``) a bwrap start's CPU grew with the containers next
 to it. The record carries the quiet run's p50 (``ratio_to_quiet``), a bare ``bwrap true`` timed
 on the same busy host (``floor_p50_ms``: bwrap alone reads the whole table too), the host's

@@ -5,7 +5,7 @@
   ``worker`` (the worker's own process, all its threads: records, admission, cgroup creation
   and removal, the zygote's requests, the agent client), ``zygote`` (the agent zygote itself:
   its forks, each sandbox's mount namespace and root mount, its requests), ``sandbox``
-  (everything in the sandbox's cgroup, read just before its stop: the shim, bwrap, the stub, the
+  (everything in the sandbox's cgroup, read just before its stop: bwrap, the stub, the
   agent, its bash sessions, the command)
   and ``machine`` (the whole machine: the kernel's own work for the sandbox, such as freeing
   its namespaces, and anything else that ran meanwhile). ``p50_ms`` is the machine CPU per start.

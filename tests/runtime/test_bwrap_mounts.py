@@ -1,4 +1,4 @@
-"""What of the host's mount table a bwrap sandbox's shim keeps for bwrap (``rock.agent.mounttrim``):
+"""What of the host's mount table the zygote keeps for a bwrap sandbox's bwrap (``rock.agent.mounttrim``):
 what bwrap binds from and the way there, nothing else, and never by touching the host's table."""
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ async def test_bwrap_sees_only_the_host_mounts_it_binds_from_and_the_host_keeps_
         make_runtime, sandboxes, new_spec, agent, tmp_path):
     bwrap = make_runtime("bwrap")
     if bwrap.zygote is None:
-        pytest.skip("the shim trims its mounts on the zygote's path only")
+        pytest.skip("mounts are trimmed on the zygote's path only")
     extra, data = tmp_path / "extra", tmp_path / "data"
     made = []
     try:
@@ -116,13 +116,14 @@ async def test_bwrap_sees_only_the_host_mounts_it_binds_from_and_the_host_keeps_
         (data / "hello.txt").write_text("hello\n")
         (data / "sub" / "inner.txt").write_text("inner\n")
         handle = await sandboxes(bwrap, new_spec(ro_binds=[str(data)]))
-        # The shim's namespace (bwrap's outer process runs in it): the bound source and what is
-        # mounted below it stay; a host mount the sandbox does not use is gone from it.
-        shim = _mount_points(handle.pid)
-        assert str(data) in shim and str(data / "sub") in shim, shim
-        assert str(extra) not in shim, shim
-        assert len(shim) < len(_mount_points("self")), shim
-        # The host's table is untouched: the detach happened in the shim's private namespace.
+        # The namespace the zygote made for the sandbox (bwrap's outer process runs in it): the
+        # bound source and what is mounted below it stay; a host mount the sandbox does not use is
+        # gone from it.
+        made_ns = _mount_points(handle.pid)
+        assert str(data) in made_ns and str(data / "sub") in made_ns, made_ns
+        assert str(extra) not in made_ns, made_ns
+        assert len(made_ns) < len(_mount_points("self")), made_ns
+        # The host's table is untouched: the detach happened in that private namespace.
         assert {str(extra), str(data), str(data / "sub")} <= set(_mount_points("self"))
         async with agent(handle) as client:
             result = await client.exec(f"cat {data}/hello.txt {data}/sub/inner.txt", shell=True)

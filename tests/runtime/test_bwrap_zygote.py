@@ -141,14 +141,18 @@ async def test_a_failed_fork_is_that_request_s_error():
         await group.destroy()
 
 
-async def test_a_launch_mounts_the_root_in_the_shims_namespace_and_the_zygote_returns_to_its_own(tmp_path):
-    """The zygote makes each sandbox's mount namespace itself, mounts the root there, spawns the
-    shim into it and goes back: the shim's namespace holds the overlay, the zygote's and the
-    host's never do, and a launch that fails half-way (a missing lower layer) is that request's
-    error, with the zygote back in its own namespace and launching the next one (a real zygote)."""
+async def test_a_launch_starts_bwrap_in_its_own_namespace_and_cgroup_and_the_zygote_returns_to_its_own(tmp_path):
+    """The zygote makes each sandbox's mount namespace itself, mounts the root there, spawns
+    bwrap into it from inside the sandbox's cgroup and goes back to its own namespace and cgroups:
+    the new namespace holds the overlay, the zygote's and the host's never do, the spawned
+    process is born in the sandbox's cgroup, and a launch that fails half-way (a missing lower
+    layer) is that request's error, with the zygote back in its own namespace and launching the
+    next one (a real zygote)."""
     import json
     import sys
+    import uuid
 
+    from rock.runtime import cgroups
     from rock.runtime.agent_boot import AGENT_SRC
 
     def root(lower: str, name: str) -> dict:
@@ -157,16 +161,25 @@ async def test_a_launch_mounts_the_root_in_the_shims_namespace_and_the_zygote_re
 
     merged = tmp_path / "ok-root"
     report = tmp_path / "report"
-    # What the shim's side sees: its mount namespace, the overlay at the root, its output's file.
+    # What the launched side sees: its mount namespace, the overlay at the root, its output's file,
+    # its cgroups.
     probe = (f"readlink /proc/self/ns/mnt > {report}; grep -c ' {merged} ' /proc/self/mountinfo >> {report}; "
-             f"ls {merged}/etc/hostname >> {report}; echo to-the-log")
+             f"ls {merged}/etc/hostname >> {report}; sort /proc/self/cgroup | tr '\\n' ' ' >> {report}; "
+             "echo to-the-log")
+    group = cgroups.Cgroup(f"{cgroups.PREFIX}/test-{uuid.uuid4().hex[:8]}/launch")
+    group.create(None, None, None)
     proc = await asyncio.create_subprocess_exec(sys.executable, "-I", "-S", str(AGENT_SRC / "zygote.py"),
                                                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
     try:
         assert json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))["ready"]
+        home = cgroups.home_files(proc.pid)
+        with open(f"/proc/{proc.pid}/cgroup") as f:
+            zygote_groups = f.read()
+        assert home and group.rel not in zygote_groups
 
         async def ask(request: dict) -> dict:
-            proc.stdin.write(json.dumps({"op": "launch", **request}).encode() + b"\n")
+            proc.stdin.write(json.dumps({"op": "launch", "join": group.join_files(), "home": home,
+                                         **request}).encode() + b"\n")
             return json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))
 
         def zygote_ns() -> str:
@@ -178,16 +191,27 @@ async def test_a_launch_mounts_the_root_in_the_shims_namespace_and_the_zygote_re
                             "argv": ["/bin/sh", "-c", f"echo ran > {tmp_path / 'ran'}"], "log": str(tmp_path / "bad.log")})
         assert failed["id"] == 1 and "no-such-lower" in failed["error"], failed
         assert zygote_ns() == ours and not (tmp_path / "ran").exists()
-        launched = await ask({"id": 2, "root": root("/", "ok"), "argv": ["/bin/sh", "-c", probe],
+        # Joining a sandbox's group with nowhere to go back to is refused before any move.
+        refused = await ask({"id": 2, "root": root("/", "nohome"), "home": [],
+                             "argv": ["/bin/sh", "-c", f"echo ran > {tmp_path / 'ran'}"], "log": str(tmp_path / "no.log")})
+        assert refused["id"] == 2 and "go back" in refused["error"], refused
+        assert not (tmp_path / "ran").exists()
+        launched = await ask({"id": 3, "root": root("/", "ok"), "argv": ["/bin/sh", "-c", probe],
                               "log": str(tmp_path / "ok.log")})
-        assert launched["id"] == 2 and launched["pid"] > 0, launched
+        assert launched["id"] == 3 and launched["pid"] > 0, launched
         await asyncio.wait_for(pid_exit_future(launched["pid"]), 10)
-        shim_ns, mounted, listed = report.read_text().splitlines()
-        assert shim_ns != ours and mounted == "1" and listed == f"{merged}/etc/hostname"
+        launched_ns, mounted, listed, launched_groups = report.read_text().splitlines()
+        assert launched_ns != ours and mounted == "1" and listed == f"{merged}/etc/hostname"
+        for controller in ("memory", "pids", "freezer"):  # born in the sandbox's group, in each hierarchy
+            assert any(controller in line.split(":")[1].split(",") and line.endswith("/" + group.rel)
+                       for line in launched_groups.split()), launched_groups
         assert (tmp_path / "ok.log").read_text() == "to-the-log\n"
         assert zygote_ns() == ours
+        with open(f"/proc/{proc.pid}/cgroup") as f:
+            assert f.read() == zygote_groups  # and the zygote is back in its own
         with open("/proc/self/mountinfo") as f:
             assert f" {merged} " not in f.read()
     finally:
         proc.stdin.close()
         await asyncio.wait_for(proc.wait(), 30)
+        await group.destroy()

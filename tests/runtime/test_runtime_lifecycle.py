@@ -156,19 +156,60 @@ async def test_sandbox_outlives_the_process_that_created_it(runtime, settings, n
         await runtime.destroy(handle)
 
 
+async def _until_empty(group, but: set[int], what: str) -> None:
+    deadline = time.monotonic() + 10
+    while group.pids() - but:
+        assert time.monotonic() < deadline, f"still running after {what}: {group.pids()}"
+        await asyncio.sleep(0.01)
+
+
 @pytest.mark.bwrap
-async def test_bwrap_sandbox_dies_with_its_shim(make_runtime, new_spec, sandboxes):
+async def test_bwrap_sandbox_dies_with_its_shim(settings, make_runtime, new_spec, sandboxes):
+    """Without the zygote, the worker's shim is bwrap's parent and bwrap has --die-with-parent."""
+    from rock.runtime import cgroups
+
+    settings.bwrap_zygote = False
+    rt = make_runtime("bwrap")
+    handle = await sandboxes(rt, new_spec())
+    group = cgroups.Cgroup(handle.runtime_id)
+    assert len(group.pids()) >= 4  # shim, bwrap, the sandbox's init and agent
+    assert open(f"/proc/{handle.pid}/comm").read().strip() == "sh"
+    os.kill(handle.pid, signal.SIGKILL)
+    await _until_empty(group, {handle.pid}, "the shim died")
+    assert not await rt.alive(handle)
+
+
+@pytest.mark.bwrap
+async def test_bwrap_sandbox_dies_with_its_pid_1(make_runtime, new_spec, sandboxes):
+    """From the zygote, bwrap is started in the sandbox's cgroup with no shell in between, and the
+    sandbox lives and dies with its pid 1, which its handle names."""
     from rock.runtime import cgroups
 
     rt = make_runtime("bwrap")
     handle = await sandboxes(rt, new_spec())
     group = cgroups.Cgroup(handle.runtime_id)
-    assert len(group.pids()) >= 3  # shim, bwrap, the sandbox's init and agent
-    os.kill(handle.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while group.pids() - {handle.pid}:
-        assert time.monotonic() < deadline, f"still running after the shim died: {group.pids()}"
-        await asyncio.sleep(0.01)
+    init = int(handle.extra["init"].split(":")[0])
+    members = group.pids()
+    assert {handle.pid, init} <= members and len(members) >= 4, members  # bwrap, init, the stub, the agent
+    assert open(f"/proc/{handle.pid}/comm").read().strip() == "bwrap"
+    assert await rt.alive(handle)
+    os.kill(init, signal.SIGKILL)
+    await _until_empty(group, set(), "its pid 1 died")
+    assert not await rt.alive(handle)
+
+
+@pytest.mark.bwrap
+async def test_a_bwrap_sandbox_killed_by_its_handle_ends_whole(make_runtime, new_spec, sandboxes):
+    """What release kills before the teardown: bwrap's group and its pid 1's. bwrap's parent is the
+    zygote, so nothing dies with bwrap; killing it alone would leave the sandbox running."""
+    from rock.runtime import cgroups
+
+    rt = make_runtime("bwrap")
+    handle = await sandboxes(rt, new_spec())
+    group = cgroups.Cgroup(handle.runtime_id)
+    assert len(group.pids()) >= 4
+    assert rt._kill(handle)
+    await _until_empty(group, set(), "its handle's kill")
     assert not await rt.alive(handle)
 
 

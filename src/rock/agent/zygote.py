@@ -23,13 +23,14 @@ host path of the stub's FIFO; ``seccomp``: the filter as hex), answers on stdout
 or ``{"id", "error"}``. The zygote exits when stdin closes; sandboxes do not depend on it.
 
 It also launches bwrap itself (``{"op": "launch", ...}``, see ``launch``): it mounts the
-sandbox's root in a mount namespace made for that sandbox and spawns the sandbox's shim into it,
+sandbox's root in a mount namespace made for that sandbox and spawns the sandbox's bwrap into it,
 so the host's mount table never holds the root, and the worker's event loop neither mounts nor forks.
 
 Runs on the host as root, single-threaded (it forks), standard library only.
 """
 
 import ctypes
+import errno
 import fcntl
 import json
 import os
@@ -113,6 +114,17 @@ def confine(req):
         _check(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0), "seccomp")
 
 
+def move_to(files):
+    """Move this thread (the whole process: it is single-threaded) into the cgroups whose files
+    (``tasks`` on v1, ``cgroup.procs`` on v2) are ``files``."""
+    for path in files:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+
+
 def log_and_join(req):
     """A child's first steps: output to the sandbox's log, no input, and into the sandbox's
     cgroup, so that everything from here on is accounted to it."""
@@ -121,10 +133,12 @@ def log_and_join(req):
     os.dup2(log_fd, 2)
     null = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null, 0)
-    for path in req["join"]:
-        fd = os.open(path, os.O_WRONLY)
-        os.write(fd, b"0")
-        os.close(fd)
+    move_to(req["join"])
+
+
+# (name, module) of the package's subpackages preloaded here (e2b), set by main: their __path__
+# moves to the sandbox's copy in each agent, as the package's own does.
+_SUBPACKAGES = []
 
 
 def become_agent(req, package):
@@ -147,9 +161,8 @@ def become_agent(req, package):
     os.closerange(hold + 1, 1 << 20)
     # Modules not loaded yet (files, procs, envs...) load from the sandbox's copy of the package.
     package.__path__[:] = [req["lib"]]
-    for name, module in list(sys.modules.items()):  # and those of its subpackages preloaded (e2b)
-        if name.startswith(package.__name__ + ".") and hasattr(module, "__path__"):
-            module.__path__[:] = [os.path.join(req["lib"], *name.split(".")[1:])]
+    for name, module in _SUBPACKAGES:  # and those of its subpackages preloaded (e2b)
+        module.__path__[:] = [os.path.join(req["lib"], *name.split(".")[1:])]
     sys.path[0] = os.path.dirname(req["lib"])
     from . import server
 
@@ -196,12 +209,15 @@ def _high(fd):
         os.close(fd)
 
 
-def spawn_shim(req):
-    """Start the shim (``req["argv"]``: a shell that joins the sandbox's cgroup, starts bwrap and waits)
-    with the sandbox's log as its output and bwrap's fds at the numbers its argv names; its pid.
+def spawn_bwrap(req):
+    """Start the sandbox's bwrap (``req["argv"]``) in the sandbox's cgroup, with the sandbox's log as
+    its output and its fds at the numbers its argv names; its pid.
 
     ``posix_spawn`` (a vfork): nothing of the zygote is copied, as a fork would (its page tables,
     then a copy-on-write fault for each page the child touched, then the copy's unmapping at exec).
+    A child is born in its parent's cgroups, so the zygote steps into the sandbox's for the spawn
+    (``req["join"]``) and back into its own (``req["home"]``) after it: two writes per hierarchy
+    where a shell in between (join, start bwrap, wait) cost an exec and a process per sandbox.
     """
     given = []
     try:
@@ -216,21 +232,39 @@ def spawn_shim(req):
                    (os.POSIX_SPAWN_DUP2, 1, 2),
                    (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0)]
         actions += [(os.POSIX_SPAWN_DUP2, src, dst) for src, dst in given]  # inheritable: bwrap gets them
-        # Its own session (a worker restart does not touch it; the worker kills the group), and
-        # the signals the zygote ignores back to their defaults (an ignored SIGCHLD survives exec).
-        return os.posix_spawn(req["argv"][0], req["argv"], dict(os.environ), file_actions=actions, setsid=True,
-                              setsigdef=(signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP))
+        join, home = req.get("join") or [], req.get("home") or []
+        if join and not home:
+            raise OSError(errno.EINVAL, "the worker named no cgroups to go back to after the sandbox's")
+        try:
+            move_to(join)
+            # Its own session (a worker restart does not touch it; the worker kills the group), and
+            # the signals the zygote ignores back to their defaults (an ignored SIGCHLD survives exec).
+            return os.posix_spawn(req["argv"][0], req["argv"], dict(os.environ), file_actions=actions,
+                                  setsid=True, setsigdef=(signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP))
+        finally:
+            if join:
+                _go_home(home)
     finally:
         for fd, _ in given:
             os.close(fd)
 
 
+def _go_home(files):
+    """Back into the zygote's own cgroups. A zygote left in a sandbox's would be killed with it and
+    count as its process: it exits instead, and the worker starts a new one for the next sandbox."""
+    try:
+        move_to(files)
+    except OSError as exc:
+        sys.stderr.write("rock zygote: cannot go back to its own cgroups: %s\n" % exc)
+        os._exit(70)
+
+
 def launch(req, out_fd, own_mnt_ns):
-    """Start a sandbox's shim in a mount namespace of its own, holding the sandbox's root.
+    """Start a sandbox's bwrap in a mount namespace of its own, holding the sandbox's root.
 
     The zygote makes that namespace itself (``unshare``), prepares it (``prepare_root``), spawns
-    the shim into it and goes back to its own namespace: the shim keeps the new one alive, and
-    the kernel drops it, overlay and all, with the sandbox's last process.
+    bwrap into it and goes back to its own namespace: bwrap keeps the new one alive, and the
+    kernel drops it, overlay and all, with the sandbox's last process.
     """
     try:
         _check(_libc.unshare(CLONE_NEWNS), "unshare mount namespace")
@@ -239,7 +273,7 @@ def launch(req, out_fd, own_mnt_ns):
         return
     try:
         prepare_root(req)
-        answer = {"id": req.get("id"), "pid": spawn_shim(req)}
+        answer = {"id": req.get("id"), "pid": spawn_bwrap(req)}
     except Exception as exc:  # noqa: BLE001 - the worker's request fails, the zygote goes on
         answer = _failed(req, exc)
     finally:
@@ -312,14 +346,17 @@ def spawn(req, out_fd, own_pid_ns, package):
 
 def main(package):
     # Warm exactly what a sandbox's start runs: the server, the sessions and bash, the calls the
-    # server makes on itself (libc: its file size limit) and the KSM offer it schedules (merge),
-    # and the shim's mount trimming (mounttrim). A module missing here is read and unmarshalled
-    # from the sandbox's copy of the package at every start.
-    from . import bash, libc, merge, mounttrim, server, sessions  # noqa: F401
+    # server makes on itself (libc: its file size limit), its checkpoint signal (checkpoint), the
+    # KSM offer it schedules (merge), and the launch's mount trimming (mounttrim). A module missing
+    # here is read and unmarshalled from the sandbox's copy of the package at every start.
+    from . import bash, checkpoint, libc, merge, mounttrim, server, sessions  # noqa: F401
     # envd's process table too (with subprocess and pwd): an E2B client's first commands.run
     # would import them inside the new sandbox, on its create -> first output path.
     from .e2b import process  # noqa: F401
 
+    # Listed once here: walking sys.modules in every child touched (copied) a page per module.
+    _SUBPACKAGES[:] = [(name, module) for name, module in sys.modules.items()
+                       if name.startswith(package.__name__ + ".") and hasattr(module, "__path__")]
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     own_mnt_ns = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)

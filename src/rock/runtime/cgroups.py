@@ -343,6 +343,26 @@ def owned(owner_key: str) -> dict[str, Cgroup]:
     return found
 
 
+def home_files(pid: int) -> list[str]:
+    """The files a single-threaded process writes ``0`` into to move back to the groups ``pid`` is in
+    now, in each hierarchy a sandbox's group is joined in (``Cgroup.join_files``): how bwrap's
+    zygote returns to its own groups after starting a sandbox's bwrap from inside the sandbox's.
+    Empty when they cannot be read (the zygote then refuses to step into a sandbox's group)."""
+    own: dict[str, str] = {}
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            for line in f:
+                _, controllers, path = line.rstrip("\n").split(":", 2)
+                for controller in controllers.split(",") if controllers else ("",):
+                    own[controller] = path.lstrip("/")
+    except (OSError, ValueError):
+        return []
+    if is_v2():
+        return [str(ROOT / own[""] / "cgroup.procs")] if "" in own else []
+    files = {str(mount / own[ctrl] / "tasks") for ctrl, mount in v1_mounts().items() if ctrl in own}
+    return sorted(files)
+
+
 def all_rock_groups() -> list[str]:
     """Every ``rock/<owner>/<id>`` group on the machine, in any hierarchy, as relative paths (for
     leak checks)."""

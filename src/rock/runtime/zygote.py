@@ -14,7 +14,7 @@ import subprocess
 import time
 
 from rock.errors import SandboxStartError
-from rock.runtime import processes
+from rock.runtime import cgroups, processes
 from rock.runtime.agent_boot import AGENT_SRC
 
 log = logging.getLogger("rock.runtime.zygote")
@@ -33,6 +33,8 @@ class Zygote:
         self._starting: asyncio.Task | None = None
         self._pending: dict[int, asyncio.Future] = {}
         self._ids = itertools.count(1)
+        # Where the zygote goes back to after starting a sandbox's bwrap from inside its cgroup.
+        self._home: list[str] = []
 
     async def start(self) -> None:
         """Start the zygote unless it runs (concurrent callers share one start)."""
@@ -63,6 +65,7 @@ class Zygote:
             proc.kill()
             raise SandboxStartError("the agent zygote did not start; see the worker's log")
         self._proc = proc
+        self._home = cgroups.home_files(proc.pid)
         asyncio.ensure_future(self._read_answers(proc))
         log.info("agent zygote started (pid %d, %.1f ms)", proc.pid, (time.perf_counter() - t0) * 1e3)
 
@@ -95,8 +98,10 @@ class Zygote:
         return int(answer["pid"])
 
     async def launch(self, request: dict) -> int:
-        """Fork the shim that mounts a sandbox's root and starts its bwrap; the shim's pid."""
-        answer = await self._ask({**request, "op": "launch"})
+        """Have the zygote mount a sandbox's root and start its bwrap in the sandbox's cgroup
+        (``request["join"]``); bwrap's pid."""
+        await self.start()
+        answer = await self._ask({**request, "op": "launch", "home": self._home})
         if "error" in answer:
             raise SandboxStartError(f"the sandbox could not be launched: {answer['error']}")
         return int(answer["pid"])

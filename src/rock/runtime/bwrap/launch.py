@@ -25,9 +25,10 @@ from rock.runtime.layers import layer_dirs
 from rock.runtime.seccomp import seccomp_program
 from rock.runtime.zygote import Zygote
 
-# The shim: join the cgroup before bwrap exists, so everything bwrap starts is inside it, then start
-# bwrap and wait. It is bwrap's parent, not the zygote: bwrap's --die-with-parent (its own and its
-# sandbox init's) would end every sandbox with the zygote, and the zygote exits with the worker.
+# The shim, where the worker starts bwrap itself (no zygote): join the cgroup before bwrap exists, so
+# everything bwrap starts is inside it, then start bwrap and wait. It is bwrap's parent, not the
+# worker: bwrap's --die-with-parent (its own and its sandbox init's) ends the sandbox with the shim.
+# The zygote needs none: it spawns bwrap from inside the cgroup itself (rock_agent.zygote.spawn_bwrap).
 # Arguments: the files to write 0 ("myself") into (Cgroup.join_files), "--", then bwrap's command line.
 SHIM = 'while [ "$1" != -- ]; do echo 0 > "$1" || exit 125; shift; done; shift; "$@" & wait $!'
 SHIM_NAME = "rock-shim"
@@ -56,19 +57,22 @@ class Launcher:
 
     async def launch(self, zygote: Zygote, spec: SandboxSpec, group: cgroups.Cgroup, run: Path, lower: str, env: dict[str, str],
                       command: list[str], info: bool) -> tuple[int, int | None]:
-        """Have the zygote mount the root in a mount namespace of the sandbox's own and start the
-        shim there, which starts bwrap; with ``info``, also return the FIFO bwrap reports its
-        child's pid on."""
+        """Have the zygote mount the root in a mount namespace of the sandbox's own and start bwrap
+        there, in the sandbox's cgroup; bwrap's pid, and with ``info`` the FIFO bwrap reports its
+        child's pid on.
+
+        bwrap's parent is then the zygote, which exits with the worker: so no --die-with-parent,
+        and the sandbox's pid 1 is killed by name on release (``BwrapRuntime._kill``)."""
         sandbox_dir = run.parent
         program = seccomp_program()
-        options = self._bwrap_args(spec, run.parent / "root", run, group, lower, env)
+        options = self._bwrap_args(spec, run.parent / "root", run, group, lower, env, die_with_parent=False)
         argv = self._argv(options, command, LAUNCH_SECCOMP_FD if program else None, LAUNCH_INFO_FD if info else None)
         info_r = fifo = None
         if info:  # made by _prepare_root
             fifo = sandbox_dir / INFO_NAME
             info_r = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         request = {
-            "argv": self._shim(group, argv), "log": str(sandbox_dir / "sandbox.log"),
+            "argv": argv, "join": group.join_files(), "log": str(sandbox_dir / "sandbox.log"),
             "root": {"lower": lower, "layers": [str(p) for p in layer_dirs(sandbox_dir)],
                      "upper": str(sandbox_dir / "upper"), "work": str(sandbox_dir / "ovl-work"),
                      "merged": str(sandbox_dir / "root")},
@@ -144,14 +148,15 @@ class Launcher:
         return {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", **image_env, **sandbox_env(self.settings, spec)}
 
     def _bwrap_args(self, spec: SandboxSpec, merged: Path, run: Path, group: cgroups.Cgroup, lower: str,
-                    env: dict[str, str]) -> list[str]:
-        return bwrap_options(spec, merged, run, group, lower, env, self.python_prefix, self.settings.state_dir)
+                    env: dict[str, str], die_with_parent: bool = True) -> list[str]:
+        return bwrap_options(spec, merged, run, group, lower, env, self.python_prefix, self.settings.state_dir,
+                             die_with_parent)
 
 
 async def child_pid(info_fd: int, died: asyncio.Future) -> int:
     """The pid (on the host) of bwrap's first process in the sandbox, from its --info-fd: bwrap
-    writes it right after the clone, before it builds the sandbox. (The shim keeps a copy of
-    the pipe's write end, so the JSON's end is the end of the message, not EOF.)"""
+    writes it right after the clone, before it builds the sandbox. (bwrap, or the shim, keeps a
+    copy of the pipe's write end, so the JSON's end is the end of the message, not EOF.)"""
     loop = asyncio.get_running_loop()
     got: asyncio.Future = loop.create_future()
     buf = bytearray()

@@ -33,8 +33,9 @@ def sandbox_caps(spec: SandboxSpec) -> tuple[str, ...]:
 
 
 def bwrap_options(spec: SandboxSpec, merged: Path, run: Path, group: cgroups.Cgroup, lower: str, env: dict[str, str],
-                  python_prefix: str, state_dir) -> list[str]:
-    """bwrap's options, without the command."""
+                  python_prefix: str, state_dir, die_with_parent: bool = True) -> list[str]:
+    """bwrap's options, without the command. ``die_with_parent``: the sandbox ends with bwrap's
+    parent (the worker's shim); not where that parent is the zygote, which exits with the worker."""
     host_root = lower == "/"
     # The sandbox's own /proc/sys read-only, as docker has it: root inside must not tune its
     # namespaces' kernel settings (the bind's source is the sandbox's new procfs).
@@ -66,7 +67,7 @@ def bwrap_options(spec: SandboxSpec, merged: Path, run: Path, group: cgroups.Cgr
         *(arg for v in spec.volume_binds for arg in ("--ro-bind" if v.read_only else "--bind", v.source, v.target)),
         "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
         "--hostname", spec.sandbox_id[:63],
-        "--die-with-parent", "--new-session", "--chdir", "/",
+        *(["--die-with-parent"] if die_with_parent else []), "--new-session", "--chdir", "/",
     ]
     caps = sandbox_caps(spec)
     if not spec.network:
@@ -93,11 +94,10 @@ _ONE = frozenset(("--proc", "--dev", "--tmpfs", "--mqueue", "--dir", "--remount-
 
 def mounts_to_keep(options: list[str], merged: Path, bwrap: str,
                    resolved: dict[str, str] | None = None) -> dict[str, list[str]]:
-    """What of the host's mount table the shim keeps for bwrap (``rock.agent.mounttrim``):
+    """What of the host's mount table the zygote keeps for bwrap (``rock.agent.mounttrim``):
     ``recursive``, the sources bwrap binds (with whatever is mounted below them), and ``needed``,
     those and the paths bwrap itself uses: the sandbox's root, the host's /proc (its view of
-    itself) and /dev (the device nodes it binds), its own binary, the shim's shell and their
-    libraries. ``options`` are bwrap's, without the command, so no command argument is read as
+    itself) and /dev (the device nodes it binds), its own binary and its libraries. ``options`` are bwrap's, without the command, so no command argument is read as
     one; values are consumed by arity, so an environment value that looks like an option is not.
     ``resolved``: sources whose real path the caller knows already (``real_paths``), not walked again."""
     known = resolved or {}
@@ -137,6 +137,6 @@ def _real_once(path: str) -> str:
 
 @functools.cache
 def _tool_paths(bwrap: str) -> tuple[str, ...]:
-    """What bwrap and the shim use of the host besides the binds, resolved once per worker."""
-    tools = [bwrap, "/bin/sh", "/usr", "/lib", "/lib64", "/etc"]
+    """What bwrap uses of the host besides the binds, resolved once per worker."""
+    tools = [bwrap, "/usr", "/lib", "/lib64", "/etc"]
     return ("/proc", "/dev", *(os.path.realpath(p) for p in tools if os.path.exists(p)))

@@ -2,25 +2,26 @@
 
 Process tree of one sandbox (all of it inside the sandbox's cgroup):
 
-    sh "rock-shim"   spawned by the agent zygote in a mount namespace holding the sandbox's
-      └ bwrap        root: joins the cgroup, starts bwrap and waits; detached (own session), so
-          └ init     a worker restart does not touch it; bwrap --die-with-parent dies with it.
-              └ stub init: pid 1 of the sandbox's pid namespace (bwrap's reaper); the agent is
-    agent            forked by the zygote into that namespace and holds the stub's FIFO.
+    bwrap            spawned by the agent zygote from inside the sandbox's cgroup, in a mount
+      └ init         namespace holding the sandbox's root; detached (own session), so a worker
+          └ stub     restart does not touch it. init: pid 1 of the sandbox's pid namespace
+    agent            (bwrap's reaper); the agent is forked by the zygote into that namespace and
+                     holds the stub's FIFO. Release kills bwrap's group and init's (``_kill``).
 
 Root filesystem: an overlay whose lower layer is the host root (read-only, with private
 tmpfs over the places where the host keeps its own and other sandboxes' data) or an image
 rootfs, and whose upper layer is ``<state_dir>/sandboxes/<id>/upper``: the sandbox's files
 survive it and no other sandbox sees them. bubblewrap 0.8 cannot mount overlays itself, so
-the agent zygote mounts it in a mount namespace made for the sandbox, starts the shim there and
+the agent zygote mounts it in a mount namespace made for the sandbox, starts bwrap there and
 leaves it, and bwrap binds it as ``/``. The host's
 mount table never holds it: a burst of starts does not make every bwrap copy and read a
 table of everyone's roots (that was half of bwrap's time in a 100-start burst), and the
 kernel drops it with the sandbox's last process. The zygote also detaches from that namespace
 every host mount bwrap does not build from (``rock.agent.mounttrim``): bwrap reads the whole
 table after each of its mounts, and a container engine beside it adds two per container.
-Without the zygote, the worker starts the shim itself, mounts the root on the host and
-detaches it once the agent is up.
+Without the zygote, the worker starts a shim (a shell that joins the cgroup, starts bwrap
+with --die-with-parent and waits), mounts the root on the host and detaches it once the agent
+is up.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from rock.runtime.processes import (
 )
 from rock.runtime.ready import ReadyFifo
 from rock.runtime.bwrap.kept import BwrapKeptFiles
-from rock.runtime.bwrap.launch import HOLD_NAME, INFO_NAME, SHIM_NAME, STUB, UP_NAME, Launcher, child_pid
+from rock.runtime.bwrap.launch import HOLD_NAME, INFO_NAME, STUB, UP_NAME, Launcher, child_pid
 from rock.runtime.image_root import image_lower, image_python, mount_points, resolves_to_file
 from rock.runtime import rollback
 from rock.runtime.layers import keep_layers, seed_layers
@@ -108,7 +109,7 @@ class BwrapRuntime(rollback.RollsBackInPlace, KeepsFiles, Runtime):
                                extra={"image_root": lower, "lineage": uuid.uuid4().hex})
         merged = run.parent / "root"
         watch: list[asyncio.Future] = []
-        launched = self.zygote is not None  # else the shim comes from here and mounts the root on the host
+        launched = self.zygote is not None  # else the shim comes from here and the root is mounted on the host
         zygote = self.zygote is not None and resolves_to_file(lower, "/bin/sh")
         fifo = None
         try:
@@ -137,6 +138,7 @@ class BwrapRuntime(rollback.RollsBackInPlace, KeepsFiles, Runtime):
                     pid = await child_pid(info_fd, died)
                 finally:
                     os.close(info_fd)
+                handle.extra["init"] = f"{pid}:{process_start_time(pid)}"  # see _kill
                 try:
                     agent = await self.zygote.spawn(self.launcher.agent_request(spec, group, run, env, pid))
                 except SandboxStartError:
@@ -220,8 +222,13 @@ class BwrapRuntime(rollback.RollsBackInPlace, KeepsFiles, Runtime):
     # -- lifecycle ------------------------------------------------------------------------
 
     async def alive(self, handle: RuntimeHandle) -> bool:
-        """Whether the sandbox's init process still runs (the same process, by its start time)."""
-        return handle.pid is not None and process_alive(handle.pid, handle.start_time)
+        """Whether bwrap (or its shim) and the sandbox's pid 1 still run (the same processes, by
+        their start times). bwrap exits as soon as its command has, while the pid 1 it leaves may
+        still be taking down the rest of the sandbox; bwrap's parent, the zygote, cannot take the
+        sandbox down with it if bwrap alone is killed, so the pid 1 is asked too."""
+        init = _init(handle)
+        return (handle.pid is not None and process_alive(handle.pid, handle.start_time)
+                and (init is None or process_alive(*init)))
 
     async def destroy(self, handle: RuntimeHandle) -> None:
         """Kill and remove everything of the sandbox before returning."""
@@ -236,16 +243,20 @@ class BwrapRuntime(rollback.RollsBackInPlace, KeepsFiles, Runtime):
         killed processes go) and its directory go in the teardown thread."""
         group = cgroups.Cgroup(handle.runtime_id)
         if not self._kill(handle):
-            group.kill()  # no shim to take the sandbox down with it: every member by name
-        # (With the shim killed, bwrap's end kills the sandbox's pid 1 and the kernel all else in
-        # its pid namespace, the agent too; the teardown kills the group again, to be sure.)
+            group.kill()  # neither bwrap nor init to take the sandbox down with them: every member by name
+        # (With the sandbox's pid 1 killed, the kernel kills all else in its pid namespace, the
+        # agent too; the teardown kills the group again, to be sure.)
         self.teardown.submit(group, Path(handle.run_dir).parent)
 
     @staticmethod
     def _kill(handle: RuntimeHandle) -> bool:
-        """SIGKILL the shim's process group (the shim and bwrap; --die-with-parent does the rest);
-        False when the shim was not running."""
-        return kill_group(handle.pid, handle.start_time)
+        """SIGKILL the process group of bwrap (or of the shim, and its bwrap) and that of the
+        sandbox's pid 1, which bwrap's --new-session put in a group of its own; False when neither
+        was running. Without the zygote, the shim's bwrap has --die-with-parent, and no init is
+        recorded; from the zygote, bwrap's parent is the zygote, so nothing dies with it."""
+        killed = kill_group(handle.pid, handle.start_time)
+        init = _init(handle)
+        return (init is not None and kill_group(*init)) or killed
 
     async def stats(self, handle: RuntimeHandle) -> ResourceStats:
         """The sandbox's use, read from its cgroup."""
@@ -289,7 +300,7 @@ class BwrapRuntime(rollback.RollsBackInPlace, KeepsFiles, Runtime):
         removed = await reap_unknown(self.owner_key, self.sandboxes_dir, known)
         for rel in cgroups.all_rock_groups():
             group = cgroups.Cgroup(rel)
-            run_dir = _shim_run_dir(group)
+            run_dir = _bound_run_dir(group)
             if run_dir is not None and not os.path.isdir(run_dir):
                 log.info("reaping %s: its sandbox directory %s is gone", rel, run_dir)
                 await group.destroy()
@@ -299,16 +310,21 @@ class BwrapRuntime(rollback.RollsBackInPlace, KeepsFiles, Runtime):
         return sorted(removed)
 
 
-def _shim_run_dir(group: cgroups.Cgroup) -> str | None:
-    """The host run directory named on the command line of the group's shim, if it has one."""
+def _init(handle: RuntimeHandle) -> tuple[int, int | None] | None:
+    """The sandbox's pid 1 on the host and its start time, where its create recorded them."""
+    pid, _, start = handle.extra.get("init", "").partition(":")
+    return (int(pid), int(start) if start.isdigit() else None) if pid.isdigit() else None
+
+
+def _bound_run_dir(group: cgroups.Cgroup) -> str | None:
+    """The host run directory that the group's bwrap binds into its sandbox, read off its command line."""
     for pid in group.pids():
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 argv = f.read().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if len(argv) > 3 and argv[3] == SHIM_NAME:
-            for i, arg in enumerate(argv[:-2]):
-                if arg == "--bind" and argv[i + 2] == SANDBOX_RUN:
-                    return argv[i + 1]
+        for i, arg in enumerate(argv[:-2]):
+            if arg == "--bind" and argv[i + 2] == SANDBOX_RUN:
+                return argv[i + 1]
     return None
