@@ -38,10 +38,12 @@ class BashSession:
     """One persistent bash on a pty: commands run one at a time, their output and exit code read back
     through markers, with timeouts, idle timeouts, input and interrupts."""
 
-    def __init__(self, name, env=None, cwd=None, rows=40, cols=200, spawn_later=False):
+    def __init__(self, name, env=None, cwd=None, rows=40, cols=200, spawn_later=False, expire=None):
         """``spawn_later``: bash is spawned by the session's own thread, and this returns without
         waiting for it (the spare's way: see sessions.prewarm). A command written meanwhile
-        waits in the pty until bash reads it, as one sent while bash starts up always has."""
+        waits in the pty until bash reads it, as one sent while bash starts up always has.
+        ``expire``: (seconds, callback): the session's thread calls ``callback(session)`` once,
+        that long from now, unless a command is running then (a spare's idle life)."""
         self.name = name
         self.nonce = os.urandom(8).hex().encode()
         self.start_tag = b"\x1e" + self.nonce
@@ -53,6 +55,7 @@ class BashSession:
         self.spawn_error = None
         self.ready = threads.Event()
         self._buf = b""
+        self._expire_at, self._on_expire = (time.monotonic() + expire[0], expire[1]) if expire else (None, None)
         self._lock = threads.Lock()
         self._wake_r, self._wake_w = os.pipe()
         master, slave = os.openpty()
@@ -222,7 +225,9 @@ class BashSession:
 
     def _next_timeout(self):
         cmd = self.current
-        if cmd is None or not cmd.waiters and cmd.escalate_at is None and cmd.deadline is None:
+        if cmd is None:
+            return None if self._expire_at is None else max(0.0, self._expire_at - time.monotonic())
+        if not cmd.waiters and cmd.escalate_at is None and cmd.deadline is None:
             return None
         now = time.monotonic()
         points = [t for t in (cmd.deadline, cmd.escalate_at) if t is not None]
@@ -297,6 +302,9 @@ class BashSession:
 
     def _check_timers(self):
         cmd = self.current
+        if cmd is None and self._expire_at is not None and time.monotonic() >= self._expire_at:
+            on_expire, self._expire_at = self._on_expire, None
+            on_expire(self)
         if cmd is None or cmd.result is not None:
             return
         now = time.monotonic()

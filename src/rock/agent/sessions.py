@@ -1,5 +1,6 @@
 """Named bash sessions: the registry, a spare bash kept ready, and the ``session.*`` ops."""
 
+import _queue
 import sys
 import time
 
@@ -35,25 +36,29 @@ def _take_spare():
         if spare is None or not spare.alive:
             _more_wanted[0] = True
         refill = _more_wanted[0]
-    if _spare_wanted and refill:
-        _spare_wanted[0].put(time.monotonic() + SPARE_DELAY)
+    if refill:
+        _refill_soon()
     return spare
+
+
+def _refill_soon():
+    """Have the housekeeper start the next spare SPARE_DELAY from now; its thread starts on the first
+    refill, not with the sandbox: most sandboxes never ask for one (a thread's start cost a
+    sandbox's agent ~0.3 ms of CPU and it held one more thread for life)."""
+    with _spare_lock:
+        if not _spare_wanted:
+            _spare_wanted.append(_queue.SimpleQueue())
+            threads.spawn(_housekeeper, _spare_wanted[0])
+        wanted = _spare_wanted[0]
+    wanted.put(time.monotonic() + SPARE_DELAY)
 
 
 def _housekeeper(wanted):
     # Starts the next spare a little after one was taken: its bash start-up would compete for
     # the CPU with the first command the caller is about to send. A long-lived thread, because
     # starting a thread per request costs milliseconds on a loaded machine.
-    import _queue
-
-    idle = float(os.environ.get("ROCK_AGENT_SPARE_IDLE") or SPARE_IDLE)
     while True:
-        try:
-            due = wanted.get(timeout=idle)
-        except _queue.Empty:
-            _drop_spare()
-            continue
-        delay = due - time.monotonic()
+        delay = wanted.get() - time.monotonic()
         if delay > 0:
             time.sleep(delay)
         prewarm()
@@ -63,6 +68,19 @@ def _drop_spare(merge=True):
     """Close the spare bash; ``merge``: then offer the agent's memory, at rest now, to KSM."""
     with _spare_lock:
         spare, _spare[0] = _spare[0], None
+    _close_spare(spare, merge)
+
+
+def _expired(session):
+    """Called by a spare's own thread once nobody took it for SPARE_IDLE: closed, unless taken meanwhile."""
+    with _spare_lock:
+        if _spare[0] is not session:
+            return
+        _spare[0] = None
+    _close_spare(session, True)
+
+
+def _close_spare(spare, merge):
     if spare is not None:
         spare.close()
         if merge and os.environ.get("ROCK_AGENT_MERGE_MEMORY") == "1":
@@ -74,17 +92,14 @@ def _drop_spare(merge=True):
 def prewarm():
     """Keep one idle bash started, so session.create does not pay bash's start-up. Its bash is
     spawned by the session's own thread: a session.create that takes it answers at once, and
-    the first command waits in the pty for bash, not for its spawn (see server.main)."""
-    if not _spare_wanted:
-        import _queue
-
-        _spare_wanted.append(_queue.SimpleQueue())
-        threads.spawn(_housekeeper, _spare_wanted[0])
+    the first command waits in the pty for bash, not for its spawn (see server.main). That
+    thread also closes it if nobody takes it for SPARE_IDLE."""
     with _spare_lock:
         if _spare[0] is not None:
             return
+    idle = float(os.environ.get("ROCK_AGENT_SPARE_IDLE") or SPARE_IDLE)
     try:
-        session = BashSession("", spawn_later=True)
+        session = BashSession("", spawn_later=True, expire=(idle, _expired))
     except OSError as exc:  # session.create will report it to the caller
         sys.stderr.write("rock agent: could not start a spare bash: %s\n" % exc)
         return
