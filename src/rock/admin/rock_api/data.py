@@ -29,7 +29,7 @@ from rock.actions.sandbox import (
 from rock.actions.response import (BashObservation, CloseBashSessionResponse, CommandResponse,
                                    CreateBashSessionResponse, ReadFileResponse, UploadResponse, WriteFileResponse,
                                    session_output)
-from rock.admin.context import Ctx, check_path, ok, parse
+from rock.admin.context import Ctx, check_path, ok, ok_body, parse
 from rock.admin.doors import door
 from rock.admin.openapi import SANDBOX, doc
 from rock.jsonutil import dumps
@@ -138,12 +138,13 @@ def router(ctx: Ctx) -> APIRouter:
     async def create_session(ctx: Ctx, req: SandboxCreateSessionRequest, principal, call):
         return await session_action(ctx, req, principal)
 
-    @api.post("/close_session", **doc(SandboxCloseSessionRequest, result=CloseBashSessionResponse, codes=SANDBOX))
-    async def close_session(request: Request):
-        req = await parse(request, SandboxCloseSessionRequest)
-        agent = await ctx.agent(request, req.sandbox_id)
+    # a session's last call (the SDK's arun without a session closes the one it made)
+    @door(api, "POST", "/close_session", SandboxCloseSessionRequest, require_body=True,
+          **doc(SandboxCloseSessionRequest, result=CloseBashSessionResponse, codes=SANDBOX))
+    async def close_session(ctx: Ctx, req: SandboxCloseSessionRequest, principal, call):
+        agent = await ctx.sandboxes.agent(req.sandbox_id, principal)
         await agent.close_session(req.session)
-        return ok({"session_type": "bash"})
+        return ok_body({"session_type": "bash"})
 
     @api.post("/execute", **doc(SandboxCommand, result=CommandResponse, codes=(400, *SANDBOX, 504)))
     async def execute(request: Request):
