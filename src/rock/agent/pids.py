@@ -27,7 +27,6 @@ Standard library only, like the rest of the agent.
 
 import posix
 
-LIMIT_ENV = "ROCK_AGENT_PIDS_LIMIT"
 GROUP = "/sandbox"
 CAP_SETPCAP, CAP_SYS_ADMIN = 8, 21
 DROPPED = (CAP_SYS_ADMIN, CAP_SETPCAP)  # CAP_SETPCAP last: dropping the other from the bounding set needs it

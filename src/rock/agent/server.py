@@ -419,6 +419,7 @@ def main(argv):
         _signal.signal(sig, _signal.SIG_DFL)
     # gVisor's process limit, set before anything else runs, with the capabilities it needs
     # given up before the ready signal (rock_agent.pids); a failure ends the agent and the start.
+    # Named here, not in pids, which only a limited agent imports (rock.runtime.agent_boot.PIDS_LIMIT_ENV).
     pids_limit = os.take("ROCK_AGENT_PIDS_LIMIT")
     if pids_limit:
         from . import pids

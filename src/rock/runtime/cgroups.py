@@ -100,8 +100,7 @@ class Cgroup:
         ``cgroup.procs`` write takes, which waits for an RCU grace period (~10 ms here) on
         every create that does not follow another closely. v2 has only ``cgroup.procs``.
         """
-        name = "cgroup.procs" if is_v2() else "tasks"
-        return [str(d / name) for d in self.unique_dirs()]
+        return [str(d / _member_file()) for d in self.unique_dirs()]
 
     def exists(self) -> bool:
         """Whether the group has a directory in any hierarchy."""
@@ -358,9 +357,14 @@ def home_files(pid: int) -> list[str]:
     except (OSError, ValueError):
         return []
     if is_v2():
-        return [str(ROOT / own[""] / "cgroup.procs")] if "" in own else []
-    files = {str(mount / own[ctrl] / "tasks") for ctrl, mount in v1_mounts().items() if ctrl in own}
-    return sorted(files)
+        return [str(ROOT / own[""] / _member_file())] if "" in own else []
+    return sorted({str(mount / own[ctrl] / _member_file()) for ctrl, mount in v1_mounts().items() if ctrl in own})
+
+
+def _member_file() -> str:
+    """The file a process writes 0 into to join a group: on v1 ``tasks`` (``Cgroup.join_files``
+    says why), on v2 the only one there is."""
+    return "cgroup.procs" if is_v2() else "tasks"
 
 
 def all_rock_groups() -> list[str]:

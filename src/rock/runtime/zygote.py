@@ -100,7 +100,7 @@ class Zygote:
     async def launch(self, request: dict) -> int:
         """Have the zygote mount a sandbox's root and start its bwrap in the sandbox's cgroup
         (``request["join"]``); bwrap's pid."""
-        await self.start()
+        await self.start()  # before the request is made: where it goes back to is read at its start
         answer = await self._ask({**request, "op": "launch", "home": self._home})
         if "error" in answer:
             raise SandboxStartError(f"the sandbox could not be launched: {answer['error']}")

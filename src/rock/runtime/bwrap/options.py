@@ -97,8 +97,9 @@ def mounts_to_keep(options: list[str], merged: Path, bwrap: str,
     """What of the host's mount table the zygote keeps for bwrap (``rock.agent.mounttrim``):
     ``recursive``, the sources bwrap binds (with whatever is mounted below them), and ``needed``,
     those and the paths bwrap itself uses: the sandbox's root, the host's /proc (its view of
-    itself) and /dev (the device nodes it binds), its own binary and its libraries. ``options`` are bwrap's, without the command, so no command argument is read as
-    one; values are consumed by arity, so an environment value that looks like an option is not.
+    itself) and /dev (the device nodes it binds), its own binary and its libraries. ``options``
+    are bwrap's, without the command, so no command argument is read as one; values are consumed
+    by arity, so an environment value that looks like an option is not.
     ``resolved``: sources whose real path the caller knows already (``real_paths``), not walked again."""
     known = resolved or {}
     sources, i = [], 0
