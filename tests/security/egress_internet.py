@@ -75,17 +75,32 @@ def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True)
 
 
+def _taken() -> set[str]:
+    """Every IPv4 address the host already routes or holds: another Internet of this run (several
+    test modules keep theirs for the module, and pytest interleaves modules by backend) or one a
+    killed run left behind. Picking among these failed a CI run with "RTNETLINK answers: File
+    exists" (and stop() then took the other Internet's routes down)."""
+    out = subprocess.run(["ip", "-4", "-o", "route", "show", "table", "all"], capture_output=True,
+                         text=True).stdout
+    out += subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True).stdout
+    return {word.split("/")[0] for word in out.split() if word.count(".") == 3}
+
+
 class Internet:
     """``addresses``: name -> address of each server name; ``start()`` / ``stop()``."""
 
     def __init__(self, prefix: str, names: tuple[str, ...]):
         tag = uuid.uuid4().hex[:6]
         self.ns, self.host_if, self.peer = f"{prefix}n{tag}", f"{prefix}o{tag}", f"{prefix}p{tag}"
-        base = 198 << 24 | 51 << 16 | 100 << 8 | random.randrange(0, 64) * 4
+        taken = _taken()
+        links = [198 << 24 | 51 << 16 | 100 << 8 | n * 4 for n in range(64)]
+        base = random.choice([b for b in links if socket.inet_ntoa(struct.pack(">L", b)) not in taken
+                              and not {socket.inet_ntoa(struct.pack(">L", b + i)) for i in range(4)} & taken])
         self.host_ip = socket.inet_ntoa(struct.pack(">L", base + 1))
         self.ns_ip = socket.inet_ntoa(struct.pack(">L", base + 2))
-        first = random.randrange(1, 250 - len(names))
-        self.addresses = {name: f"203.0.113.{first + i}" for i, name in enumerate(names)}
+        free = [f"203.0.113.{n}" for n in range(1, 255) if f"203.0.113.{n}" not in taken]
+        self.addresses = dict(zip(names, random.sample(free, len(names))))
+        self.routed: list[str] = []  # the routes this Internet added, the only ones stop() removes
         # IPv6 on the link too (documentation prefix): the HTTP server answers on ns_ip6 port 80
         self.host_ip6, self.ns_ip6 = f"2001:db8:{tag[:4]}::1", f"2001:db8:{tag[:4]}::2"
         self.server: subprocess.Popen | None = None
@@ -108,6 +123,7 @@ class Internet:
             for addr in self.addresses.values():
                 _ip("-n", self.ns, "addr", "add", f"{addr}/32", "dev", "lo")
                 _ip("route", "add", f"{addr}/32", "via", self.ns_ip)
+                self.routed.append(addr)
             self.tmp = tempfile.mkdtemp(prefix="egress-internet-")
             cert, key = os.path.join(self.tmp, "cert.pem"), os.path.join(self.tmp, "key.pem")
             subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=internet.test",
@@ -154,8 +170,8 @@ class Internet:
             self.server.terminate()
             self.server.wait(10)
             self.server = None
-        for addr in self.addresses.values():
-            subprocess.run(["ip", "route", "del", f"{addr}/32"], capture_output=True)
+        while self.routed:
+            subprocess.run(["ip", "route", "del", f"{self.routed.pop()}/32", "via", self.ns_ip], capture_output=True)
         subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)  # takes the veth pair with it
         if self.tmp:
             shutil.rmtree(self.tmp, ignore_errors=True)
