@@ -1,7 +1,7 @@
 """What is left of a deleted bwrap sandbox after its processes were killed: its cgroup (removable
 only once the kernel has let the killed processes go) and its directory. One thread does it for
 all sandboxes, in rounds, so the event loop every start and command shares neither polls nor
-waits for it.
+waits for it; it ends once the queue has stayed empty for ``IDLE_EXIT``.
 
 A delete kills the sandbox's processes before it returns (``BwrapRuntime.release``); only the
 removal comes later. Nothing is dropped: an entry leaves the queue only once its group and its
@@ -52,6 +52,10 @@ async def reap_unknown(owner_key: str, sandboxes_dir: Path, known: set[str]) -> 
 FIRST_DELAY, MAX_DELAY = 0.004, 0.05
 KILL_EVERY = 4
 SLOW_AFTER = 10.0  # a group still busy this long is reported (and still retried)
+# An emptied queue's thread waits this long for the next delete before it ends: a trainer that
+# deletes one sandbox after another would otherwise start a thread per delete, and
+# Thread.start holds the event loop until the new thread runs (0.6-0.8 ms a delete here).
+IDLE_EXIT = 5.0
 
 
 class _Entry:
@@ -108,12 +112,18 @@ class Teardown:
     # -- the thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
+        idle_since: float | None = None
         while True:
             self._wake.clear()  # a submit from here on wakes the wait below
             now = time.monotonic()
             with self._lock:
-                if not self._pending:
-                    self._thread = None  # a submit from now on starts a new thread
+                if self._pending:
+                    idle_since = None
+                elif idle_since is None:
+                    idle_since = now
+                elif now - idle_since >= IDLE_EXIT:
+                    # Under the lock that submit checks the thread under: a submit from now on starts a new one.
+                    self._thread = None
                     return
                 due = [(key, entry) for key, entry in self._pending.items() if entry.next_at <= now]
             for key, entry in due:
@@ -134,7 +144,8 @@ class Teardown:
                     entry.delay = min(entry.delay * 2, MAX_DELAY)
                     entry.next_at = time.monotonic() + entry.delay
             with self._lock:
-                soonest = min((entry.next_at for entry in self._pending.values()), default=now)
+                soonest = min((entry.next_at for entry in self._pending.values()),
+                              default=(now if idle_since is None else idle_since) + IDLE_EXIT)
             self._wake.wait(max(0.0, soonest - time.monotonic()))
 
     def _try(self, entry: _Entry) -> bool:
