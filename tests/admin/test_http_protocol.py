@@ -193,3 +193,110 @@ def test_an_idle_connection_outlives_the_clients_own_keepalive_expiry():
         s.sendall(b"GET /again HTTP/1.1\r\nhost: x\r\n\r\n")
         line = f.readline()
         assert line.startswith(b"HTTP/1.1 200"), f"the admin closed an idle connection httpx would still reuse: {line!r}"
+
+
+class _Counted:
+    """The real transport, counting the pauses and resumes of reading asked of it."""
+
+    def __init__(self, transport, counts: dict):
+        self._transport, self._counts = transport, counts
+
+    def pause_reading(self):
+        self._counts["pause"] += 1
+        self._transport.pause_reading()
+
+    def resume_reading(self):
+        self._counts["resume"] += 1
+        self._transport.resume_reading()
+
+    def __getattr__(self, name):
+        return getattr(self._transport, name)
+
+
+def _counting(base):
+    counts = {"pause": 0, "resume": 0}
+
+    class Counting(base):
+        def connection_made(self, transport):
+            super().connection_made(_Counted(transport, counts))
+
+    return Counting, counts
+
+
+async def _ws_echo(scope, receive, send):
+    """Echoes each text message; after "stall" it takes nothing until ``_RELEASE`` is set."""
+    if scope["type"] == "lifespan":
+        while True:
+            kind = (await receive())["type"]
+            await send({"type": kind + ".complete"})
+            if kind == "lifespan.shutdown":
+                return
+    assert (await receive())["type"] == "websocket.connect"
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") == "stall":
+            while not _RELEASE.is_set():
+                await asyncio.sleep(0.01)
+        await send({"type": "websocket.send", "text": message["text"]})
+
+
+_RELEASE = threading.Event()
+
+
+def _ws_exchange(protocol, counts: dict) -> list[str]:
+    """Serve ``_ws_echo`` with ``protocol``; 50 messages in lockstep, then a stall with 200 sent
+    behind it, released once the socket was paused (within 10 s). Returns what came back, in order."""
+    from websockets.sync.client import connect
+
+    _RELEASE.clear()
+    port = free_port()
+    config = uvicorn_config(_ws_echo, "127.0.0.1", port, "warning")
+    config.ws = protocol
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    got: list[str] = []
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            threading.Event().wait(0.05)
+        with connect(f"ws://127.0.0.1:{port}/", open_timeout=10) as ws:
+            for i in range(50):
+                ws.send(f"m{i}")
+                got.append(ws.recv(timeout=10))
+            before = counts["pause"]
+            ws.send("stall")
+            for i in range(200):
+                ws.send(f"s{i}")
+            deadline = time.monotonic() + 10
+            while counts["pause"] == before and time.monotonic() < deadline:
+                time.sleep(0.01)
+            _RELEASE.set()
+            for _ in range(201):
+                got.append(ws.recv(timeout=10))
+    finally:
+        _RELEASE.set()
+        server.should_exit = True
+        thread.join(15)
+    return got
+
+
+def test_a_websocket_reads_on_while_its_route_keeps_up_and_pauses_when_it_falls_behind():
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+    from rock.admin.http_protocol import ReadingWebSockets
+
+    expected = [f"m{i}" for i in range(50)] + ["stall"] + [f"s{i}" for i in range(200)]
+    # The control: uvicorn's own pauses the socket for every message, the lockstep ones too.
+    plain, plain_counts = _counting(WebSocketsSansIOProtocol)
+    assert _ws_exchange(plain, plain_counts) == expected
+    assert plain_counts["pause"] >= 50
+    reading, counts = _counting(ReadingWebSockets)
+    assert _ws_exchange(reading, counts) == expected  # every message, in order
+    # No pause in the lockstep part; the stall's backlog paused it, and every pause was resumed.
+    assert 1 <= counts["pause"] < 50
+    assert counts["resume"] >= counts["pause"]

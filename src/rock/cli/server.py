@@ -14,7 +14,7 @@ from pathlib import Path
 import uvicorn
 
 from rock.admin.app import create_app
-from rock.admin.http_protocol import HeldHeadHttpTools
+from rock.admin.http_protocol import HeldHeadHttpTools, ReadingWebSockets
 from rock.admin.auth import check_bind
 from rock.cli.statefiles import info_path, log_path, pid_path, remove_own_files
 from rock.config import Settings
@@ -80,10 +80,11 @@ KEEP_ALIVE_S = 75
 
 def uvicorn_config(app, host: str, port: int, log_level: str) -> uvicorn.Config:
     """How the admin is served (the tests' in-process admins too): httptools writing each
-    response's head with its body (rock.admin.http_protocol), WebSocket messages up to 16 MiB."""
+    response's head with its body, WebSockets that read on while their route keeps up
+    (rock.admin.http_protocol), WebSocket messages up to 16 MiB."""
     return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
                           timeout_graceful_shutdown=10, ws_max_size=16 << 20, http=HeldHeadHttpTools,
-                          timeout_keep_alive=KEEP_ALIVE_S)
+                          ws=ReadingWebSockets, timeout_keep_alive=KEEP_ALIVE_S)
 
 
 def serve(settings: Settings, ready_fd: int | None = None, log_level: str = "info") -> int:
