@@ -99,13 +99,17 @@ def test_a_head_held_when_the_connection_is_lost_is_dropped_not_written_to_the_c
         loop.close()
 
 
+async def _lifespan(receive, send):
+    while True:
+        kind = (await receive())["type"]
+        await send({"type": kind + ".complete"})
+        if kind == "lifespan.shutdown":
+            return
+
+
 async def _app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            kind = (await receive())["type"]
-            await send({"type": kind + ".complete"})
-            if kind == "lifespan.shutdown":
-                return
+        return await _lifespan(receive, send)
     await receive()
     path = scope["path"]
     if path == "/empty":
@@ -145,10 +149,14 @@ def _read_response(f, head: bool = False) -> tuple[int, dict, bytes]:
 
 
 @contextlib.contextmanager
-def _served(app):
-    """``app`` served as the admin is (uvicorn_config), on a thread; yields its port."""
+def _served(app, ws=None):
+    """``app`` served as the admin is (uvicorn_config; ``ws``: another WebSocket protocol), on a
+    thread; yields its port."""
     port = free_port()
-    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port, "warning"))
+    config = uvicorn_config(app, "127.0.0.1", port, "warning")
+    if ws is not None:
+        config.ws = ws
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -226,11 +234,7 @@ def _counting(base):
 async def _ws_echo(scope, receive, send):
     """Echoes each text message; after "stall" it takes nothing until ``_RELEASE`` is set."""
     if scope["type"] == "lifespan":
-        while True:
-            kind = (await receive())["type"]
-            await send({"type": kind + ".complete"})
-            if kind == "lifespan.shutdown":
-                return
+        return await _lifespan(receive, send)
     assert (await receive())["type"] == "websocket.connect"
     await send({"type": "websocket.accept"})
     while True:
@@ -252,19 +256,9 @@ def _ws_exchange(protocol, counts: dict) -> list[str]:
     from websockets.sync.client import connect
 
     _RELEASE.clear()
-    port = free_port()
-    config = uvicorn_config(_ws_echo, "127.0.0.1", port, "warning")
-    config.ws = protocol
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     got: list[str] = []
     try:
-        for _ in range(200):
-            if server.started:
-                break
-            threading.Event().wait(0.05)
-        with connect(f"ws://127.0.0.1:{port}/", open_timeout=10) as ws:
+        with _served(_ws_echo, ws=protocol) as port, connect(f"ws://127.0.0.1:{port}/", open_timeout=10) as ws:
             for i in range(50):
                 ws.send(f"m{i}")
                 got.append(ws.recv(timeout=10))
@@ -279,9 +273,7 @@ def _ws_exchange(protocol, counts: dict) -> list[str]:
             for _ in range(201):
                 got.append(ws.recv(timeout=10))
     finally:
-        _RELEASE.set()
-        server.should_exit = True
-        thread.join(15)
+        _RELEASE.set()  # after a failure above, a route still stalled ends too
     return got
 
 
