@@ -7,11 +7,11 @@ it was reached at> <Host header>`` (``/echo``: a connection that echoes lines un
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import random
 import shutil
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -93,11 +93,9 @@ class Internet:
         tag = uuid.uuid4().hex[:6]
         self.ns, self.host_if, self.peer = f"{prefix}n{tag}", f"{prefix}o{tag}", f"{prefix}p{tag}"
         taken = _taken()
-        links = [198 << 24 | 51 << 16 | 100 << 8 | n * 4 for n in range(64)]
-        base = random.choice([b for b in links if socket.inet_ntoa(struct.pack(">L", b)) not in taken
-                              and not {socket.inet_ntoa(struct.pack(">L", b + i)) for i in range(4)} & taken])
-        self.host_ip = socket.inet_ntoa(struct.pack(">L", base + 1))
-        self.ns_ip = socket.inet_ntoa(struct.pack(">L", base + 2))
+        links = [ipaddress.IPv4Network(f"198.51.100.{n * 4}/30") for n in range(64)]
+        link = random.choice([net for net in links if not {str(a) for a in net} & taken])
+        self.host_ip, self.ns_ip = str(link[1]), str(link[2])
         free = [f"203.0.113.{n}" for n in range(1, 255) if f"203.0.113.{n}" not in taken]
         self.addresses = dict(zip(names, random.sample(free, len(names))))
         self.routed: list[str] = []  # the routes this Internet added, the only ones stop() removes
