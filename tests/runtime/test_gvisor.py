@@ -156,6 +156,11 @@ async def test_a_full_snapshot_whose_copy_fails_brings_its_source_back_and_leave
         gvisor.snapshots.get("copy-fails", "alice")
     async with agent(source) as client:  # back from its memory: the counter goes on
         assert await ask_counter(client) == "2"
+    # The checkpointed container is deleted all the same, and with it the owner's group once
+    # the restored sandbox's goes: runsc removes only the container's own group.
+    await gvisor.destroy(source)
+    await gvisor._settle()
+    assert _groups_of(source.sandbox_id) == [] and cgroups.owner_dirs(gvisor.owner_key) == []
 
 
 def _groups_of(sandbox_id: str) -> list[str]:
@@ -202,6 +207,8 @@ async def test_a_source_restored_in_place_keeps_a_cgroup_its_checkpointed_contai
         await gvisor.destroy(source)
         destroyed = True
         assert _groups_of(source.sandbox_id) == []
+        await gvisor._settle()  # the last checkpointed container's delete, had it not run to its end yet
+        assert cgroups.owner_dirs(gvisor.owner_key) == []
     finally:
         if not destroyed:
             await gvisor.destroy(source)

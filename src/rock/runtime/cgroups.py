@@ -342,6 +342,19 @@ def owned(owner_key: str) -> dict[str, Cgroup]:
     return found
 
 
+def owner_dirs(owner_key: str) -> list[Path]:
+    """The owner's own group, ``rock/<owner key>``, in each hierarchy that has it (with its
+    sandboxes' groups in it, or none)."""
+    return [d for d in (base / PREFIX / owner_key for base in hierarchies()) if d.is_dir()]
+
+
+def remove_empty_owner(owner_key: str) -> None:
+    """Remove the owner's group wherever no sandbox's group is in it: a group that runsc removed
+    itself (its delete of a container) leaves the owner's above it."""
+    for d in owner_dirs(owner_key):
+        _rmdir(d)
+
+
 def home_files(pid: int) -> list[str]:
     """The files a single-threaded process writes ``0`` into to move back to the groups ``pid`` is in
     now, in each hierarchy a sandbox's group is joined in (``Cgroup.join_files``): how bwrap's

@@ -19,12 +19,21 @@ def leftovers(root: str, owner_keys: set[str]) -> list[str]:
     for rel in cgroups.all_rock_groups():
         if rel.split("/")[1] in owner_keys:
             problems.append(f"cgroup {rel} (pids {sorted(cgroups.Cgroup(rel).pids())})")
+    for key in sorted(owner_keys):  # an owner's group left empty: no sandbox's group is in it
+        problems += [f"cgroup {d} (an owner's, empty)" for d in cgroups.owner_dirs(key) if not any(_subdirs(d))]
     with open("/proc/self/mountinfo") as f:
         problems += [f"mount {line.split()[4]}" for line in f if root in line.split()[4]]
     problems += [f"open file {path} (pid {pid})" for pid, path in _open_files(root)]
     problems += [f"network namespace {name}" for name in _named_netns() if "rock" in name]
     problems += [f"loop device {dev} ({backing})" for dev, backing in _loop_devices() if root in backing]
     return problems
+
+
+def _subdirs(d):
+    try:
+        return [c for c in d.iterdir() if c.is_dir()]
+    except OSError:  # removed meanwhile
+        return []
 
 
 def _loop_devices() -> list[tuple[str, str]]:

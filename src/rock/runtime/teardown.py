@@ -41,6 +41,7 @@ async def reap_unknown(owner_key: str, sandboxes_dir: Path, known: set[str]) -> 
             await group.destroy()
             group.remove_elsewhere()
             removed.add(cgroups.sandbox_of(name))
+    cgroups.remove_empty_owner(owner_key)  # where runsc's own deletes (gvisor's reap) removed every group
     for d in list(sandboxes_dir.iterdir()):
         if d.is_dir() and d.name not in known:
             await remove_sandbox_dir(d)

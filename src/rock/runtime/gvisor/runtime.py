@@ -495,7 +495,7 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
             await self.unpause(handle)  # its agent must run to make way
         await self._make_way(handle)
         t0 = time.perf_counter()
-        cid = handle.extra["cid"]
+        cid, group = handle.extra["cid"], cgroups.Cgroup(handle.runtime_id)
         await self._runsc(handle.spec, "checkpoint", "--image-path", str(path / CHECKPOINT), cid)
         # The files after the memory: the checkpoint stopped every process in it for good (the
         # sentry kills them once the image is saved), so its files stand as the image knows them.
@@ -505,19 +505,38 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
         except BaseException:  # no snapshot, but the source still comes back from its image
             with contextlib.suppress(Exception):
                 await self._go_on_from(handle, path / CHECKPOINT)
+            self._delete_checkpointed(handle.spec, cid, group)
             raise
         snapshot.took_ms = (time.perf_counter() - t0) * 1e3
-        # Deleting the checkpointed container (a restored one stays "running") waits for runsc to
-        # kill its sandbox, 1-3 s here: in the background, not before the restore. That delete
-        # removes the cgroup runsc made for the container, by its path, once its sandbox is gone:
-        # the restored container must not be in that one. In it, the delete found the group either
-        # busy (it retried for 5 s and gave up) or, when the old sandbox went at once, gone from
-        # under the restore ("open .../cgroup.procs: no such file", about one full snapshot in ten).
-        self._deleting.add(asyncio.ensure_future(self._runsc(handle.spec, "delete", "--force", cid, check=False)))
-        self._deleting = {task for task in self._deleting if not task.done()}
+        self._delete_checkpointed(handle.spec, cid, group)
         # The checkpoint ended the source: it goes on from its own image, in place (the snapshot is
         # whole now: a fork's children start from it meanwhile).
         return self._go_on_from(handle, path / CHECKPOINT)
+
+    def _delete_checkpointed(self, spec: SandboxSpec, cid: str, group: cgroups.Cgroup) -> None:
+        """Delete a checkpointed container (its sandbox restored in place under a new id) in the
+        background (``_settle`` waits for it).
+
+        runsc's delete waits for its sandbox to be killed, 1-3 s here: not before the restore.
+        It removes the cgroup runsc made for the container, by its path, once that sandbox is
+        gone, so the restored container must not be in that one (``_go_on_from``). In it, the
+        delete found the group either busy (it retried for 5 s and gave up) or, when the old
+        sandbox went at once, gone from under the restore ("open .../cgroup.procs: no such
+        file", about one full snapshot in ten). runsc removes only the container's own group,
+        never the owner's above it: the restored sandbox's removal, if it came first, found the
+        owner's group still holding this one and left it, so the group and any parent it leaves
+        empty go here."""
+        async def delete() -> None:
+            await self._runsc(spec, "delete", "--force", cid, check=False)
+            try:
+                await group.destroy()
+                group.remove_elsewhere()
+            except (OSError, TimeoutError) as exc:  # the next reap removes what is left
+                log.warning("sandbox %s: the group of its checkpointed container %s stays: %s",
+                            spec.sandbox_id, group, exc)
+
+        self._deleting = {task for task in self._deleting if not task.done()}
+        self._deleting.add(asyncio.ensure_future(delete()))
 
     async def _go_on_from(self, handle: RuntimeHandle, image: Path) -> None:
         """Restore a checkpointed sandbox from its own ``image``, in place, under a new container id
