@@ -81,44 +81,6 @@ class Request:
             yield item
 
 
-class Pool:
-    """Reusable threads; grows when all are busy, since handlers may block for long."""
-
-    def __init__(self):
-        self._lock = threads.Lock()
-        self._idle = []
-
-    def prestart(self, count):
-        """Start idle threads ahead of the first requests, off their critical path."""
-        for _ in range(count):
-            slot = [threads.Event(), None]
-            threads.spawn(self._run, slot)
-            with self._lock:
-                self._idle.append(slot)
-
-    def submit(self, fn, arg):
-        """Run ``fn(arg)`` on an idle thread, or a new one when all are busy."""
-        with self._lock:
-            slot = self._idle.pop() if self._idle else None
-        if slot is None:
-            slot = [threads.Event(), None]
-            threads.spawn(self._run, slot)
-        slot[1] = (fn, arg)
-        slot[0].set()
-
-    def _run(self, slot):
-        while True:
-            slot[0].wait()
-            slot[0].clear()
-            fn, arg = slot[1]
-            slot[1] = None
-            fn(arg)
-            with self._lock:
-                if len(self._idle) >= 16:
-                    return
-                self._idle.append(slot)
-
-
 class Connection:
     """One client's connection (the worker's): frames in, requests dispatched, replies and events out under
     one lock."""
@@ -213,7 +175,7 @@ class Agent:
     def __init__(self):
         self.ops = {}
         self.inline = set()
-        self.pool = Pool()
+        self.pool = threads.POOL  # the one pool every thread of the agent comes from
         self.connections = set()
         # Op prefix -> set once the thread loading those ops (load_aside) is done.
         self.loading = {}
@@ -243,7 +205,7 @@ class Agent:
         elif req.op in self.inline:
             self.run(req, handler)
         else:
-            self.pool.submit(self._run_pooled, (req, handler))
+            self.pool.submit(self.run, (req, handler))
 
     def load_aside(self, prefix, load):
         """Run ``load(agent)``, which registers the ops named ``prefix...``, on a thread of its own;
@@ -268,11 +230,8 @@ class Agent:
 
     def in_pool(self, req, handler):
         """From an inline handler: finish ``req`` with ``handler`` on a pool thread."""
-        self.pool.submit(self._run_pooled, (req, handler))
+        self.pool.submit(self.run, (req, handler))
         return DEFERRED
-
-    def _run_pooled(self, item):
-        self.run(*item)
 
     @staticmethod
     def run(req, handler):
