@@ -24,14 +24,20 @@ def _run_once(pool, fn, *args):
     assert ended.wait(WAIT)
 
 
-def _idle(pool, n):
-    """Wait until ``pool`` has ``n`` idle threads (a thread goes back to it just after its work)."""
+def _until(condition, what):
+    """Wait until ``condition()`` holds (threads go back to a pool just after their work)."""
     for _ in range(int(WAIT / 0.005)):
-        with pool._lock:
-            if len(pool._idle) == n:
-                return
+        if condition():
+            return
         threads.Event().wait(0.005)
-    raise AssertionError(f"the pool has {len(pool._idle)} idle threads, not {n}")
+    raise AssertionError(what)
+
+
+def _idle(pool, n):
+    def enough():
+        with pool._lock:
+            return len(pool._idle) == n
+    _until(enough, f"the pool does not have {n} idle threads")
 
 
 def test_finished_work_leaves_its_thread_for_the_next():
@@ -81,24 +87,23 @@ def test_an_error_is_reported_and_the_thread_takes_the_next_work(capfd):
 
 def test_idle_threads_beyond_the_cap_end():
     pool = threads.Pool(idle_max=1)
-    release, started = threads.Event(), []
-    lock = threads.Lock()
-    ended = []
-    for _ in range(3):  # three at once: three threads
-        def work():
-            with lock:
-                started.append(_thread.get_ident())
-            assert release.wait(WAIT)
-        ended.append(threads.spawn_joinable(lambda w=work: _run_once(pool, w)))
-    for _ in range(1000):
-        if len(started) == 3:
-            break
-        threads.Event().wait(0.01)
+    release, lock, started = threads.Event(), threads.Lock(), []
+    ended = [threads.Event() for _ in range(3)]
+
+    def work(done):
+        with lock:
+            started.append(_thread.get_ident())
+        assert release.wait(WAIT)
+        done.set()
+
+    for done in ended:  # three at once: three threads
+        pool.submit(work, (done,))
+    _until(lambda: len(started) == 3, "the three pieces of work did not all start")
     assert len(set(started)) == 3
     release.set()
-    assert all(e.wait(WAIT) for e in ended)
-    _idle(pool, 1)  # the two past the cap ended once their work was done
-    threads.Event().wait(0.05)
+    assert all(done.wait(WAIT) for done in ended)
+    _idle(pool, 1)  # the two past the cap end once their work is done
+    threads.Event().wait(0.05)  # and none comes back after that
     assert len(pool._idle) == 1
 
 

@@ -99,6 +99,8 @@ def spawn_joinable(fn, *args):
 
     POOL.submit(run)
     return ended
+
+
 class Event:
     """threading.Event's contract (set / clear / wait / is_set) on one lock held while unset."""
 
