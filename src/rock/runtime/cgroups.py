@@ -246,22 +246,32 @@ class Cgroup:
         """Freeze (or thaw) every process of the group and return once the kernel says it is so.
         Frozen tasks stay in memory and get no CPU; the kernel stops them at their next return
         to user space, so the write returns before they all are: wait for the state to say so."""
-        if is_v2():
-            control, value = ROOT / self.rel / "cgroup.freeze", "1" if frozen else "0"
+        v1 = not is_v2()
+        if not v1:
+            control, value, thawed = ROOT / self.rel / "cgroup.freeze", "1" if frozen else "0", "0"
             done = lambda: f"frozen {value}" in (_read(ROOT / self.rel / "cgroup.events") or "")  # noqa: E731
         else:
             if "freezer" not in self.dirs:
                 raise OSError("the freezer cgroup controller is not mounted here: sandboxes cannot be paused")
-            control, value = self.dirs["freezer"] / "freezer.state", "FROZEN" if frozen else "THAWED"
+            control, value, thawed = self.dirs["freezer"] / "freezer.state", "FROZEN" if frozen else "THAWED", "THAWED"
             done = lambda: (_read(control) or "").strip() == value  # noqa: E731 - the read also advances FREEZING
         control.write_text(value)
         deadline = time.monotonic() + timeout
         delay = 0.0002
         while not done():  # no event for it on v1 (v2 has one, but a poll here is microseconds)
             if time.monotonic() > deadline:
+                if frozen:  # never leave it half frozen: the frozen half would hold what the rest waits on
+                    control.write_text(thawed)
                 raise TimeoutError(f"{self}: not {'frozen' if frozen else 'thawed'} after {timeout}s")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.01)
+            if frozen and v1:
+                # v1 asks each task to freeze once, when FROZEN is written. A thread then in the
+                # kernel that goes on to a sleep only a fatal signal ends (a vfork parent waiting for
+                # its child, which the same write froze) never sees the ask, and the group stays
+                # FREEZING for good. Writing FROZEN again freezes such a sleeper where it lies
+                # (runc's freezer writes it in a loop for the same reason).
+                control.write_text(value)
 
     def frozen(self) -> bool:
         """Whether the group is frozen (paused)."""
