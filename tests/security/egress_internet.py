@@ -18,9 +18,23 @@ import tempfile
 import time
 import uuid
 
-SERVER = r"""
+# What every HTTP server of a test's in a namespace like this one is made with (prefixed to its
+# script): HTTPServer's own server_bind asks the resolver for its address's name (socket.getfqdn),
+# and the namespace's default route takes that query to a nameserver that never answers, a 10 s
+# wait per server start. ``Server`` names itself by its address instead.
+HTTP_SERVER = r"""
+import socketserver
+from http.server import ThreadingHTTPServer
+
+class Server(ThreadingHTTPServer):
+    def server_bind(self):
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
+"""
+
+SERVER = HTTP_SERVER + r"""
 import socket, sys, threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 class H(BaseHTTPRequestHandler):
     def do_GET(self):
@@ -60,10 +74,10 @@ def tls(cert, key):
 
 threading.Thread(target=udp, daemon=True).start()
 threading.Thread(target=tls, args=(sys.argv[1], sys.argv[2]), daemon=True).start()
-class V6(ThreadingHTTPServer):
+class V6(Server):
     address_family = socket.AF_INET6
 
-servers = [ThreadingHTTPServer(("0.0.0.0", p), H) for p in (80, 8080)] + [V6((sys.argv[3], 80), H)]
+servers = [Server(("0.0.0.0", p), H) for p in (80, 8080)] + [V6((sys.argv[3], 80), H)]
 for extra in servers[1:]:
     threading.Thread(target=extra.serve_forever, daemon=True).start()
 print("ready", flush=True)

@@ -21,15 +21,15 @@ import pytest
 from rock.actions.secrets import placeholder
 from rock.sdk.sandbox import Sandbox, SandboxConfig, Secrets
 from tests.admin.harness import backend_params
-from tests.security.egress_internet import Internet
+from tests.security.egress_internet import HTTP_SERVER, Internet
 from tests.security.test_secrets import _ca, relay_admin
 
 NAMES = ("bound.test", "other.test", "proxy.test")
 PROXY_USER, PROXY_PASSWORD = "rock", "proxy-" + pysecrets.token_hex(6)
 
-SERVERS = r"""
+SERVERS = HTTP_SERVER + r"""
 import json, select, socket, ssl, struct, sys, threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 http_log, socks_log, cert, user, password = sys.argv[1:6]
 lock = threading.Lock()
@@ -93,8 +93,8 @@ def serve_socks():
         conn, _ = s.accept()
         threading.Thread(target=socks, args=(conn,), daemon=True).start()
 
-plain = ThreadingHTTPServer(("0.0.0.0", 8081), H)
-tls = ThreadingHTTPServer(("0.0.0.0", 8443), H)
+plain = Server(("0.0.0.0", 8081), H)
+tls = Server(("0.0.0.0", 8443), H)
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert)
 tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
 threading.Thread(target=tls.serve_forever, daemon=True).start()

@@ -26,6 +26,7 @@ import pytest
 from rock.actions import CreateBashSessionRequest
 from rock.sdk.sandbox import Sandbox, SandboxConfig
 from tests.admin.harness import Admin
+from tests.security.egress_internet import HTTP_SERVER
 from tests.security.secret_server import SecretServer
 
 TENANTS = {"token-net-a": "net-a", "token-net-b": "net-b"}
@@ -39,6 +40,14 @@ except Exception as exc:
     print("unreachable:", type(exc).__name__, exc)
 """
 
+# The outside's server: ``python -m http.server`` of a folder (argv[2]) on port 80 of an address
+# (argv[1]), made without a name lookup (HTTP_SERVER).
+FILES = HTTP_SERVER + r"""
+import functools, sys
+from http.server import SimpleHTTPRequestHandler
+
+Server((sys.argv[1], 80), functools.partial(SimpleHTTPRequestHandler, directory=sys.argv[2])).serve_forever()
+"""
 
 @pytest.fixture(scope="module")
 def net_admin():
@@ -101,8 +110,8 @@ def outside(tmp_path):
         ip("-n", ns, "link", "set", peer, "up")
         ip("-n", ns, "link", "set", "lo", "up")
         ip("-n", ns, "route", "add", "default", "via", host_ip)
-        server = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "http.server", "80", "--bind", ns_ip,
-                                   "--directory", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", FILES, ns_ip, str(tmp_path)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://{ns_ip}/marker.txt"
         deadline = time.monotonic() + 30
         while subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", FETCH, url], capture_output=True,

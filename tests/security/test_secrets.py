@@ -30,15 +30,15 @@ from rock.actions.secrets import placeholder
 from rock.admin.context import PREFIX
 from rock.sdk.sandbox import Sandbox, SandboxConfig, Secrets
 from tests.admin.harness import Admin, backend_params
-from tests.security.egress_internet import Internet
+from tests.security.egress_internet import HTTP_SERVER, Internet
 
 NAMES = ("bound.test", "other.test")
 TOKENS = {"e2b-token-a": "team-a", "e2b-token-b": "team-b"}  # the tokens run_scenario gives the SDK
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
-LOGGER = r"""
+LOGGER = HTTP_SERVER + r"""
 import json, socket, ssl, sys, threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 log_path, cert = sys.argv[1], sys.argv[2]
 lock = threading.Lock()
@@ -55,8 +55,8 @@ class H(BaseHTTPRequestHandler):
         self.wfile.write(body)
     def log_message(self, *a): pass
 
-plain = ThreadingHTTPServer(("0.0.0.0", 8081), H)
-tls = ThreadingHTTPServer(("0.0.0.0", 8443), H)
+plain = Server(("0.0.0.0", 8081), H)
+tls = Server(("0.0.0.0", 8443), H)
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert)
 tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
 threading.Thread(target=tls.serve_forever, daemon=True).start()
