@@ -138,8 +138,10 @@ async def test_the_websocket_with_an_async_policy_and_its_failure(box):
             raise RuntimeError("the policy broke on call 2")
         return policy(call)
 
+    # raised as it happens: not at serve's next deadline (an hour here; 10 s by default), while the
+    # sandbox waits for the answer that never comes and no message wakes the loop
     with pytest.raises(RuntimeError, match="broke on call 2"):
-        await trainer.serve(answer, sandbox_ids=[sid], websocket=True)
+        await asyncio.wait_for(trainer.serve(answer, sandbox_ids=[sid], websocket=True, wait=3600), 120)
     records = await trainer.trajectory(sid)
     assert [(r.index, r.status) for r in records] == [(1, "success"), (2, "pending")]
     assert records[0].response["choices"][0]["message"]["content"] == "hi (n0)"

@@ -139,6 +139,7 @@ class ChatTrainer(AsyncClosing):
         flushing = False
         loop = asyncio.get_running_loop()
         async with connect(url, additional_headers=self._http.headers, max_size=None, compression=None) as ws:
+            inbox = _Inbox(ws, wait)
 
             async def flush() -> None:
                 nonlocal flushing, done
@@ -150,6 +151,7 @@ class ChatTrainer(AsyncClosing):
                         await ws.send(dumps({"type": "answers", "answers": batch}).decode())  # text frames
                     except Exception as exc:  # noqa: BLE001 - raised from serve()
                         failures.append(exc)
+                        inbox.wake()
                         return
                     done += len(batch)
 
@@ -159,6 +161,7 @@ class ChatTrainer(AsyncClosing):
                     reply = await pending
                 except Exception as exc:  # noqa: BLE001 - raised from serve(), as a sync policy's would be
                     failures.append(exc)
+                    inbox.wake()
                     return
                 outbox.append({"sandbox_id": call.sandbox_id, "index": call.index, "response": reply})
                 if not flushing:  # once per loop turn, after every answer ready in it: sent from this
@@ -172,7 +175,7 @@ class ChatTrainer(AsyncClosing):
                     if failures:
                         raise failures[0]
                     try:
-                        msg = loads(await _recv(ws, wait))
+                        msg = loads(await inbox.next())
                     except (TimeoutError, asyncio.TimeoutError):
                         continue
                     if msg["type"] == "error":
@@ -241,13 +244,35 @@ def _keep(tasks: set[asyncio.Task[None]], task: asyncio.Task[None]) -> None:
     task.add_done_callback(tasks.discard)
 
 
-async def _recv(ws: Any, wait: float) -> Any:
-    """The next message, or TimeoutError after ``wait`` seconds; on 3.11+ without a task per
-    message (``wait_for`` makes one)."""
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(wait):
-            return await ws.recv()
-    return await asyncio.wait_for(ws.recv(), wait)
+class _Inbox:
+    """A WebSocket's next message with a deadline (``wait`` seconds) that ``wake()`` ends at once:
+    a failure elsewhere in serve's loop (an async policy's call that raised) is raised now, not
+    when the next message or the deadline comes, while every sandbox of the loop waits."""
+
+    def __init__(self, ws: Any, wait: float) -> None:
+        self.ws, self.wait = ws, wait
+        self._deadline: Any = None  # the asyncio.timeout of the recv in progress (3.11+)
+        self._woken = False  # a wake that came while no recv was in progress
+
+    async def next(self) -> Any:
+        """The next message; TimeoutError after ``wait`` seconds or once woken."""
+        if self._woken:
+            self._woken = False
+            raise TimeoutError("woken")
+        if sys.version_info < (3, 11):  # no reschedulable timeout: a wake waits for the deadline
+            return await asyncio.wait_for(self.ws.recv(), self.wait)
+        async with asyncio.timeout(self.wait) as self._deadline:  # no task per message (wait_for makes one)
+            try:
+                return await self.ws.recv()  # cancelling websockets' recv loses no message
+            finally:
+                self._deadline = None
+
+    def wake(self) -> None:
+        """End the wait in progress (or the next one) with TimeoutError."""
+        if self._deadline is not None:
+            self._deadline.reschedule(asyncio.get_running_loop().time())
+        else:
+            self._woken = True
 
 
 class SyncChatTrainer(Closing):
