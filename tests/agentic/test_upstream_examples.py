@@ -1,6 +1,7 @@
 """Upstream's own examples (alibaba/ROCK, ``examples/``), the ones that can run offline, kept here
-byte for byte and run with the real rl-rock SDK against a real admin, once per backend, so they
-cannot rot: a change of ours that breaks what upstream's users run fails here.
+byte for byte and run with the real rl-rock SDK against a real admin, once per backend (local_demo.py
+on bwrap only: see its test), so they cannot rot: a change of ours that breaks what upstream's
+users run fails here.
 
 Each copy's SHA-256 is pinned to upstream's file at ``UPSTREAM``: a copy edited to make it pass
 fails ``test_copies_are_upstreams_files``. What is set around them is only what the README
@@ -18,6 +19,8 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+
+import pytest
 
 
 HERE = Path(__file__).parent / "upstream_examples"
@@ -74,6 +77,12 @@ def test_sokoban_demo(admin, rlrock_python, tmp_path):
     assert "Episode finished!" in out, out
 
 
+# On bwrap only: rl-rock polls each of the demo's nohup commands every 10-30 s, 70-80 s a run on
+# either backend, and what differs between backends here (the runtime and model service installed
+# in the sandbox, the agent run, anti_call_llm) the same SDK drives on docker in
+# tests/agentic/test_model_service.py::test_the_real_rl_rock_sdk_drives_it.
+@pytest.mark.bwrap
+@pytest.mark.parametrize("admin", ["bwrap"], indirect=True)
 def test_model_service_local_demo_ends_on_session_end(admin, rlrock_python, tmp_path):
     """local_demo.py's loop answers each model call until anti_call_llm returns exactly
     "SESSION_END"; with anything else (ROCK's runtime strips the command's output, so a trailing
