@@ -154,6 +154,13 @@ SPAWNER = (
 SPAWNED = 'cat "$HOME"/spawned.* 2>/dev/null | awk "{s+=\\$1} END {print s+0}"'
 
 
+async def spawned_past(client, n: int) -> int:
+    """The threads' count of children once it is past ``n`` (a deadline, in the sandbox)."""
+    counted = await client.exec(f'i=0; while [ "$({SPAWNED})" -le {n} ] && [ $i -lt 3000 ]; do i=$((i+1)); '
+                                f'sleep 0.01; done; {SPAWNED}', shell=True, timeout=60)
+    return int(counted.stdout)
+
+
 @pytest.mark.parametrize("backend", [pytest.param("bwrap", marks=pytest.mark.bwrap), "local"])
 async def test_a_sandbox_starting_processes_all_the_time_pauses_every_time(backend, make_runtime, new_spec, sandboxes,
                                                                           agent):
@@ -165,18 +172,15 @@ async def test_a_sandbox_starting_processes_all_the_time_pauses_every_time(backe
     async with agent(handle) as client:
         await client.exec('rm -f "$HOME"/spawned.*', shell=True)
         await client.proc_start(["sh", "-c", f'exec {PY} -c "$0"', SPAWNER])
-        waited = await client.exec(f'i=0; while [ "$({SPAWNED})" -lt 200 ] && [ $i -lt 3000 ]; do i=$((i+1)); '
-                                   f'sleep 0.01; done; {SPAWNED}', shell=True, timeout=60)
-        before = int(waited.stdout)
-        assert before >= 200, waited  # the control: the threads are starting children
+        before = await spawned_past(client, 199)
+        assert before >= 200, before  # the control: the threads are starting children
     for _ in range(60):
         await runtime.pause(handle)
         assert runtime.paused(handle)
         await runtime.unpause(handle)
     async with agent(handle) as client:  # and they went on after the last thaw
-        after = await client.exec(f'b={before}; i=0; while [ "$({SPAWNED})" -le $b ] && [ $i -lt 3000 ]; do '
-                                  f'i=$((i+1)); sleep 0.01; done; {SPAWNED}', shell=True, timeout=60)
-        assert int(after.stdout) > before, after
+        after = await spawned_past(client, before)
+        assert after > before, (before, after)
 
 
 async def test_a_filesystem_snapshot_is_owned_outlives_its_source_and_starts_sandboxes(runtime, new_spec, sandboxes,

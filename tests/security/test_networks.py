@@ -49,6 +49,7 @@ from http.server import SimpleHTTPRequestHandler
 Server((sys.argv[1], 80), functools.partial(SimpleHTTPRequestHandler, directory=sys.argv[2])).serve_forever()
 """
 
+
 @pytest.fixture(scope="module")
 def net_admin():
     server = Admin("docker", tokens=TENANTS).start()
