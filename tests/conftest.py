@@ -41,7 +41,9 @@ def _session_root() -> Path:
 SESSION_ROOT = _session_root()
 # Every worker, admin and node of the session (in this process or started from it) unpacks an
 # image for bwrap once, here, instead of once per state dir: python:3.11 alone is ~160 MB,
-# 2-10 s to export and ~1 s to remove, and most tests start on it with a fresh state dir.
+# 2-10 s to export and ~1 s to remove, and most tests start on it with a fresh state dir. Under
+# pytest-xdist the test processes inherit the controller's (an unpack renames its tree into place,
+# so two processes unpacking one image at once are safe); each keeps its own SESSION_ROOT.
 os.environ.setdefault("ROCK_IMAGES_DIR", str(SESSION_ROOT / "images"))
 
 BACKENDS = [
@@ -177,8 +179,50 @@ def nothing_left_behind():
         yield
     finally:
         Runtime.__init__ = original
-    problems = leftovers(str(SESSION_ROOT), OWNER_KEYS)
+    # A test process beside its siblings (pytest-xdist) cannot tell their gVisor namespaces from
+    # its own runtimes' children's; the controller checks every one once all have ended (below).
+    problems = leftovers(str(SESSION_ROOT), OWNER_KEYS, every_netns="PYTEST_XDIST_WORKER" not in os.environ)
     # Gone either way: what a failed run left behind becomes an orphan the next reap removes.
     shutil.rmtree(SESSION_ROOT, ignore_errors=True)
     if problems:
         pytest.fail("the test session left these behind:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+# -- several test processes (pytest-xdist; scripts/test.sh runs two) ---------------------------
+
+def _xdist_controller(config) -> bool:
+    return not hasattr(config, "workerinput") and bool(getattr(config.option, "numprocesses", None))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile``, with every file of ``tests/cluster`` in one unit: their modules each
+    start a Ray cluster and admins (three nodes, ~1.5 GB), which two processes at once on a small
+    machine would only slow down; the session's PostgreSQL then starts once."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class Files(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "tests/cluster" if scope.startswith("tests/cluster/") else scope
+
+    return Files(config, log)
+
+
+@pytest.hookimpl(trylast=True)  # after xdist's own, which ends the test processes
+def pytest_sessionfinish(session):
+    """The controller of test processes runs no test: it removes the images directory they
+    shared (under its SESSION_ROOT) and, once all have ended, checks what no single one can:
+    a process left by any of them (each inherited the controller's environment, which names that
+    directory) and ROCK's named network namespaces."""
+    if not _xdist_controller(session.config):
+        return
+    problems = leftovers(str(SESSION_ROOT), set())
+    shutil.rmtree(SESSION_ROOT, ignore_errors=True)
+    if problems:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        reporter.ensure_newline()
+        reporter.write_line("the test session left these behind:\n  " + "\n  ".join(problems), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from tests.admin.harness import free_port
-from tests.cluster.infra import PG_PORT, AdminProc, Postgres, ray_cluster
+from tests.cluster.infra import AdminProc, Postgres, ray_cluster
 from tests.conftest import SESSION_ROOT
 
 
 @pytest.fixture(scope="session")
 def postgres():
     # Its own directory, not under the session's (mode 0700, root's): the server runs as ``postgres``.
-    pg = Postgres(Path(tempfile.mkdtemp(prefix="rock-pg-")), PG_PORT).start()
+    pg = Postgres(Path(tempfile.mkdtemp(prefix="rock-pg-")), free_port()).start()
     yield pg
     pg.stop()
 

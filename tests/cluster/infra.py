@@ -14,10 +14,7 @@ import httpx
 
 from rock.admin.store.localpg import Postgres  # noqa: F401 - the cluster tests' server
 from rock.cluster.localray import LocalRay
-from tests.admin.harness import terminate, wait_healthy
-
-PG_PORT = 18201
-RAY_PORT = 18200
+from tests.admin.harness import free_port, terminate, wait_healthy
 
 
 NODES = {  # name -> what its Ray node declares and the labels its worker reports (plus node=<name>)
@@ -28,7 +25,7 @@ NODES = {  # name -> what its Ray node declares and the labels its worker report
 
 
 def ray_cluster(root: Path) -> LocalRay:
-    return LocalRay(root, RAY_PORT, NODES, backend="bwrap")  # images: the session's (ROCK_IMAGES_DIR)
+    return LocalRay(root, free_port(), NODES, backend="bwrap")  # images: the session's (ROCK_IMAGES_DIR)
 
 
 class AdminProc:

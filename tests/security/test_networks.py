@@ -26,7 +26,7 @@ import pytest
 from rock.actions import CreateBashSessionRequest
 from rock.sdk.sandbox import Sandbox, SandboxConfig
 from tests.admin.harness import Admin
-from tests.security.egress_internet import HTTP_SERVER
+from tests.security.egress_internet import HTTP_SERVER, free_link
 from tests.security.secret_server import SecretServer
 
 TENANTS = {"token-net-a": "net-a", "token-net-b": "net-b"}
@@ -87,14 +87,12 @@ def outside(tmp_path):
     """A stand-in for the internet: a network namespace this test makes, joined to the host by a
     veth pair on a /30 of TEST-NET-2 (198.51.100.0/24, documentation only), serving a marker.
     Sandboxes reach it through the host's routing and NAT, as they would a server outside."""
-    import random
     import subprocess
     import time
 
     tag = uuid.uuid4().hex[:6]
     ns, host_if, peer = f"h3out{tag}", f"h3o{tag}", f"h3p{tag}"
-    base = 198 << 24 | 51 << 16 | 100 << 8 | random.randrange(0, 64) * 4
-    host_ip, ns_ip = socket.inet_ntoa(struct.pack(">L", base + 1)), socket.inet_ntoa(struct.pack(">L", base + 2))
+    host_ip, ns_ip = free_link()
     marker = f"outside-{uuid.uuid4().hex}"
     (tmp_path / "marker.txt").write_text(marker)
 

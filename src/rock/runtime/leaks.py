@@ -9,9 +9,13 @@ from __future__ import annotations
 import os
 
 
-def leftovers(root: str, owner_keys: set[str]) -> list[str]:
+def leftovers(root: str, owner_keys: set[str], every_netns: bool = True) -> list[str]:
     """What a run under state directory ``root`` left: containers, processes, cgroups of ``owner_keys``,
-    mounts, open files, network namespaces and loop devices, one line each."""
+    mounts, open files, network namespaces and loop devices, one line each.
+
+    ``every_netns``: any named network namespace of ROCK's counts (a gVisor sandbox's, made by
+    whichever process ran it); False counts only those of ``owner_keys``, for a run that shares the
+    machine with another one still running (a test worker beside its siblings)."""
     from rock.runtime import cgroups
 
     problems = [f"container {c}" for c in _containers(root)]
@@ -24,7 +28,9 @@ def leftovers(root: str, owner_keys: set[str]) -> list[str]:
     with open("/proc/self/mountinfo") as f:
         problems += [f"mount {line.split()[4]}" for line in f if root in line.split()[4]]
     problems += [f"open file {path} (pid {pid})" for pid, path in _open_files(root)]
-    problems += [f"network namespace {name}" for name in _named_netns() if "rock" in name]
+    mine = tuple(f"rock-{key}{sep}" for key in owner_keys for sep in "-_")  # gVisor's names: rock-<key>[_r<n>]-<id>
+    problems += [f"network namespace {name}" for name in _named_netns()
+                 if ("rock" in name if every_netns else name.startswith(mine))]
     problems += [f"loop device {dev} ({backing})" for dev, backing in _loop_devices() if root in backing]
     return problems
 
