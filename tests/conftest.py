@@ -213,13 +213,12 @@ def pytest_xdist_make_scheduler(config, log):
 
 @pytest.hookimpl(trylast=True)  # after xdist's own, which ends the test processes
 def pytest_sessionfinish(session):
-    """The controller of test processes runs no test: it removes the images directory they
-    shared (under its SESSION_ROOT) and, once all have ended, checks what no single one can:
-    a process left by any of them (each inherited the controller's environment, which names that
-    directory) and ROCK's named network namespaces."""
-    if not _xdist_controller(session.config):
-        return
-    problems = leftovers(str(SESSION_ROOT), set())
+    """SESSION_ROOT goes here too where ``nothing_left_behind`` never ran: in a test process given
+    no test, and in the controller of test processes, which runs none. The controller first checks
+    what no single test process can, once all have ended: a process left by any of them (each
+    inherited the controller's environment, which names its directory: the images they shared)
+    and ROCK's named network namespaces."""
+    problems = leftovers(str(SESSION_ROOT), set()) if _xdist_controller(session.config) else []
     shutil.rmtree(SESSION_ROOT, ignore_errors=True)
     if problems:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
