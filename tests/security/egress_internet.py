@@ -100,19 +100,19 @@ def _taken() -> set[str]:
     return {word.split("/")[0] for word in out.split() if word.count(".") == 3}
 
 
-def _share() -> tuple[int, int]:
-    """This test process's index among pytest-xdist's and their count. Each picks its links and
-    addresses from its own share: two processes could both read one address as free in ``_taken``
-    before either holds it."""
+def _ours(n: int) -> bool:
+    """Whether choice ``n`` (a link's or an address's number) is this test process's to take: each
+    of pytest-xdist's processes picks from its own share, since two could both read one address as
+    free in ``_taken`` before either holds it."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    return int(worker[2:] or 0), max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    return n % max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))) == int(worker[2:] or 0)
 
 
 def free_link(taken: set[str] | None = None) -> tuple[str, str]:
     """The host's and the far end's address on a /30 of TEST-NET-2 (198.51.100.0/24, documentation
     only) that nothing on the host holds or routes and that is this test process's to take."""
-    index, count, taken = *_share(), _taken() if taken is None else taken
-    links = [ipaddress.IPv4Network(f"198.51.100.{n * 4}/30") for n in range(64) if n % count == index]
+    taken = _taken() if taken is None else taken
+    links = [ipaddress.IPv4Network(f"198.51.100.{n * 4}/30") for n in range(64) if _ours(n)]
     link = random.choice([net for net in links if not {str(a) for a in net} & taken])
     return str(link[1]), str(link[2])
 
@@ -123,9 +123,9 @@ class Internet:
     def __init__(self, prefix: str, names: tuple[str, ...]):
         tag = uuid.uuid4().hex[:6]
         self.ns, self.host_if, self.peer = f"{prefix}n{tag}", f"{prefix}o{tag}", f"{prefix}p{tag}"
-        taken, (index, count) = _taken(), _share()
+        taken = _taken()
         self.host_ip, self.ns_ip = free_link(taken)
-        free = [f"203.0.113.{n}" for n in range(1, 255) if n % count == index and f"203.0.113.{n}" not in taken]
+        free = [f"203.0.113.{n}" for n in range(1, 255) if _ours(n) and f"203.0.113.{n}" not in taken]
         self.addresses = dict(zip(names, random.sample(free, len(names))))
         self.routed: list[str] = []  # the routes this Internet added, the only ones stop() removes
         # IPv6 on the link too (documentation prefix): the HTTP server answers on ns_ip6 port 80
