@@ -167,7 +167,7 @@ OWNER_KEYS: set[str] = set()
 
 
 @pytest.fixture(scope="session", autouse=True)
-def nothing_left_behind(request):
+def nothing_left_behind():
     original = Runtime.__init__
 
     def recording_init(self, *args, **kwargs):
@@ -181,7 +181,9 @@ def nothing_left_behind(request):
         Runtime.__init__ = original
     # A test process beside its siblings (pytest-xdist) cannot tell their gVisor namespaces from
     # its own runtimes' children's; the controller checks every one once all have ended (below).
-    problems = leftovers(str(SESSION_ROOT), OWNER_KEYS, every_netns=not _xdist_worker(request.config))
+    # By the environment, not the config: a pytest run inside a test process (tests/cli/test_uv.py's
+    # `uv run pytest`) inherits it and shares the machine with that process's siblings too.
+    problems = leftovers(str(SESSION_ROOT), OWNER_KEYS, every_netns="PYTEST_XDIST_WORKER" not in os.environ)
     # Gone either way: what a failed run left behind becomes an orphan the next reap removes.
     shutil.rmtree(SESSION_ROOT, ignore_errors=True)
     if problems:
@@ -190,12 +192,8 @@ def nothing_left_behind(request):
 
 # -- several test processes (pytest-xdist; scripts/test.sh runs two) ---------------------------
 
-def _xdist_worker(config) -> bool:
-    return hasattr(config, "workerinput")
-
-
 def _xdist_controller(config) -> bool:
-    return not _xdist_worker(config) and bool(getattr(config.option, "numprocesses", None))
+    return not hasattr(config, "workerinput") and bool(getattr(config.option, "numprocesses", None))
 
 
 @pytest.hookimpl(optionalhook=True)
