@@ -15,7 +15,8 @@
   floor: 8 plain starts at once, alternating; with the parent's layer as is and with 100 MB more
 - fork_child_memory_mb: a forked child's cgroup memory against a plain sandbox's, and the host's
   MemAvailable drop per child (page cache included)
-- full_fork_ready_ms (gvisor): a full (memory) fork until every child answers, per child too; floor:
+- full_fork_ready_ms (gvisor): a full (memory) fork until every child answers, per child too (the
+  fork's time over its children, p50 and p99 over the forks); floor:
   as many children restored from a full snapshot taken before (no checkpoint), alternating; beside
   it a full snapshot alone and as many plain starts at once
 - env_fork_8_ms: fork(8) of a GEM env mid-episode through an admin, against 8 plain makes
@@ -38,7 +39,7 @@ from pathlib import Path
 
 from bench import env_fork
 from bench.density import available_bytes  # MemAvailable: what children cost the host, page cache too
-from bench.report import Context, record
+from bench.report import Context, percentile, record
 from rock.config import Settings
 from rock.runtime import cgroups, get_runtime_class
 from rock.runtime.base import SandboxSpec
@@ -319,6 +320,8 @@ async def _backend(ctx: Context, name: str, state: Path) -> list[dict]:
             records.append(record("full_fork_ready_ms", name, fulls, floor_s=restores, children=kids,
                                   floor=f"{kids} restores at once from a snapshot taken before",
                                   per_child_p50_ms=round(sorted(per_child)[len(per_child) // 2] * 1e3, 1),
+                                  # the target: 250 ms a child at p99 (api_full_fork_ready_ms's too)
+                                  per_child_p99_ms=round(percentile(per_child, 0.99) * 1e3, 1),
                                   full_snapshot_p50_ms=round(sorted(snaps)[len(snaps) // 2] * 1e3, 1),
                                   plain_starts_at_once_p50_ms=round(sorted(plains)[len(plains) // 2] * 1e3, 1)))
         client.close()

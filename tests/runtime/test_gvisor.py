@@ -6,6 +6,8 @@ The rest of what it shares with the others runs in the parametrized runtime test
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import time
 import uuid
 from contextlib import AsyncExitStack
@@ -457,3 +459,36 @@ async def test_a_fresh_sandbox_starts_the_images_python3_directly_and_one_over_a
         for child in children:
             await gvisor.destroy(child)
         await gvisor.delete_snapshot(snap)
+
+
+async def test_a_start_logs_its_sandbox_and_where_its_time_went(gvisor, new_spec, agent, caplog):  # noqa: F811
+    """An operator reading a slow start sees which phase was slow: our setup, runsc's boot (run,
+    or restore for a start from a full snapshot) and the agent's own start inside, with the
+    sandbox's id and its runsc pid; as the bwrap and docker backends say theirs."""
+    caplog.set_level(logging.INFO, logger="rock.runtime.gvisor")
+    source = await gvisor.create(new_spec(image="python:3.11"))
+    try:
+        async with agent(source) as client:
+            await start_counter(client)
+        snap = await gvisor.snapshot(source, f"full-{uuid.uuid4().hex[:8]}", owner="alice", mode="full")
+    finally:
+        await gvisor.destroy(source)
+    try:
+        started = await gvisor.start_from(snap)
+        await gvisor.destroy(started)
+    finally:
+        await gvisor.delete_snapshot(snap)
+    phases = re.compile(r"sandbox (\S+) ready in ([\d.]+) ms \(setup ([\d.]+) ms, runsc (run|restore) ([\d.]+) ms, "
+                        r"agent ([\d.]+) ms, pid (\d+)\)")
+    seen = {}
+    for rec in caplog.records:
+        found = phases.fullmatch(rec.getMessage())
+        if found:
+            seen[found[1]] = found
+    assert set(seen) >= {source.sandbox_id, started.sandbox_id}, [r.getMessage() for r in caplog.records]
+    for sid, how in ((source.sandbox_id, "run"), (started.sandbox_id, "restore")):
+        found = seen[sid]
+        total, parts = float(found[2]), [float(found[i]) for i in (3, 5, 6)]
+        assert found[4] == how and int(found[7]) > 1
+        assert all(p >= 0 for p in parts) and sum(parts) <= total + 0.5, found.group(0)  # rounding
+        assert float(found[5]) > 0 and float(found[6]) > 0, found.group(0)

@@ -256,7 +256,9 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
                 await self._netns(handle)
             await asyncio.to_thread(self._prepare, spec, sandbox_dir, lower, image_env, group,
                                     handle.extra.get("netns"))
+            t_setup = time.perf_counter()
             await self._boot(handle, restore)
+            t_booted = time.perf_counter()
             died = asyncio.ensure_future(exit_reason(pid_exit_future(handle.pid), sandbox_dir / "sandbox.log",
                                                      "the gVisor sandbox"))
             await self._wait_ready(handle, fifo, died, restored=restore is not None)
@@ -270,8 +272,13 @@ class GvisorRuntime(rollback.RollsBackInPlace, Runtime):
                 died.cancel()
         # The gofer has the root open in its own mount namespace; the host's table need not hold it.
         detach(sandbox_dir / "root")
-        log.info("sandbox %s ready in %.1f ms%s", sid, (time.perf_counter() - t0) * 1e3,
-                 " (restored)" if restore else "")
+        # The phases an operator can act on: our own setup (image root, overlay, bundle), runsc's
+        # boot (its sandbox and gofer up, the first process started), then the agent's own start
+        # inside (the interpreter and the agent's imports under gVisor: the rest of the time).
+        now = time.perf_counter()
+        log.info("sandbox %s ready in %.1f ms (setup %.1f ms, runsc %s %.1f ms, agent %.1f ms, pid %d)", sid,
+                 (now - t0) * 1e3, (t_setup - t0) * 1e3, "restore" if restore else "run", (t_booted - t_setup) * 1e3,
+                 (now - t_booted) * 1e3, handle.pid)
         return handle
 
     def _prepare(self, spec: SandboxSpec, sandbox_dir: Path, lower: str, image_env: dict[str, str],
