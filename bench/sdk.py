@@ -10,7 +10,9 @@ sdk_echo_round_trip        arun("echo hi") in a persistent session (floor: the a
 commands_per_s             echo in 64 sessions (16 sandboxes x 4) at once from one client
                            process: per_s, and the CPU per command of the admin, the client and
                            the sandboxes (agent and bash, from their cgroups), with the rate this
-                           machine's cores could carry at that CPU (cpu_ceiling_per_s); the admin's
+                           machine's cores could carry at that CPU (cpu_ceiling_per_s), and with
+                           the admin at its floor or free (ceiling_at_admin_floor_per_s,
+                           ceiling_without_admin_per_s: the target's reach on these cores); the admin's
                            floor in alternating blocks: a bare uvicorn's CPU per request under the
                            same 64 loops plus the CPU per echo of AgentClients on uvloop sent straight to the agents
 (sdk_burst_100 is in bench.burst, run last)
@@ -363,7 +365,20 @@ async def _commands_per_s(ctx, backend: str, url: str, admin: AdminProcess, floo
             "sandbox_cpu_ms_per_command": round(box_cpu * 1e3 / max(1, n), 4) if box_cpu is not None else None,
             # what this machine's cores could carry at that CPU per command, with nothing else running
             "cpu_ceiling_per_s": round((os.cpu_count() or 1) * 1e3 / total_ms, 1) if total_ms else None,
+            # the same with the admin at its floor, and with an admin that cost nothing: the client's
+            # and the sandboxes' own CPU per command bound the rate whatever the admin does
+            "ceiling_at_admin_floor_per_s": _ceiling(http_floor + agent_floor, client_cpu, box_cpu, n),
+            "ceiling_without_admin_per_s": _ceiling(0.0, client_cpu, box_cpu, n),
             "load_average": round(os.getloadavg()[0], 2)}
+
+
+def _ceiling(admin_ms: float, client_cpu: float, box_cpu: float | None, n: float) -> float | None:
+    """Commands per second this machine's cores could carry at ``admin_ms`` of admin CPU a command
+    plus the client's and the sandboxes' own (CPU seconds over ``n`` commands); None without the
+    sandboxes' share."""
+    if box_cpu is None or not n:
+        return None
+    return round((os.cpu_count() or 1) * 1e3 / (admin_ms + (client_cpu + box_cpu) * 1e3 / n), 1)
 
 
 async def _sandboxes_cpu_s(sandboxes: list[Sandbox]) -> float | None:
