@@ -11,7 +11,9 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
+import uuid
 
 import pytest
 
@@ -112,6 +114,58 @@ async def test_reap_leaves_other_owners_alone(runtime, new_spec, sandboxes):
         assert await runtime.alive(ours)
     finally:
         shutil.rmtree(other_state, ignore_errors=True)
+
+
+MANY_FILES = ("import os\nos.mkdir('/many')\nfor i in range(15000): os.close(os.open('/many/%d' % i, os.O_CREAT))\n"
+              "print('made', flush=True)\nimport time\ntime.sleep(300)")
+
+
+@pytest.mark.docker
+async def test_a_reap_that_meets_a_removal_under_way_goes_on(make_runtime, tmp_path):
+    """An admin that starts while another process is still removing an old rock container (the
+    engine answers 409, "removal ... is already in progress") starts all the same: a CI run saw an
+    admin's start fail so, and every test of its module with it. The other removal here lasts a
+    moment because the container's layer holds 15,000 files to delete; an attempt whose removal
+    ended before the reap's own came tried nothing, and is made again."""
+    from docker.errors import NotFound
+
+    from rock.runtime.docker.engine import LABEL, client
+
+    runtime = make_runtime("docker")
+    engine = client()
+    for _ in range(3):
+        sid = f"ghost-{uuid.uuid4().hex[:8]}"
+        # This runtime's own, unknown to it (a leftover of its owner's last run): its reap removes
+        # it, and another test process's reap (another owner; the state dir is there) leaves it.
+        labels = {LABEL: "1", "rock.owner": runtime.owner, "rock.sandbox_id": sid, "rock.state_dir": str(tmp_path)}
+        cid = engine.create_container("python:3.11", ["python3", "-c", MANY_FILES], labels=labels,
+                                      host_config=engine.create_host_config(network_mode="none"))["Id"]
+        removing = threading.Thread(target=lambda: engine.remove_container(cid, force=True, v=True), daemon=True)
+        try:
+            engine.start(cid)
+            deadline = time.monotonic() + 120
+            while b"made" not in engine.logs(cid):
+                assert time.monotonic() < deadline and engine.inspect_container(cid)["State"]["Running"]
+                await asyncio.sleep(0.1)
+            removing.start()
+            while engine.inspect_container(cid)["State"]["Status"] != "removing":  # the other removal is under way
+                assert time.monotonic() < deadline, engine.inspect_container(cid)["State"]
+                await asyncio.sleep(0.01)
+            reaped = await runtime.reap(set())
+        finally:
+            if removing.is_alive() or removing.ident is not None:
+                removing.join(60)
+            else:
+                try:
+                    engine.remove_container(cid, force=True, v=True)
+                except NotFound:
+                    pass
+        with pytest.raises(NotFound):
+            engine.inspect_container(cid)
+        if sid in reaped:  # the reap met the other removal (or it would have raised), and went on
+            break
+    else:
+        pytest.fail("the other removal ended before the reap's own, three times: nothing was tried")
 
 
 async def test_a_start_failure_reports_the_sandbox_output(runtime, new_spec, monkeypatch):

@@ -270,15 +270,7 @@ class DockerRuntime(KeepsFiles, Runtime):
     async def destroy(self, handle: RuntimeHandle) -> None:
         """Remove the container (a paused one is thawed first: removing it paused hangs)."""
         t0 = time.perf_counter()
-        try:
-            if self.paused(handle):  # this engine's forced remove of a paused container hangs
-                await call(client().unpause, handle.runtime_id)
-            await call(client().remove_container, handle.runtime_id, force=True, v=True)
-        except NotFound:
-            pass
-        except APIError as exc:
-            if exc.status_code != 409:  # 409: removal already in progress
-                raise
+        await _remove_container(handle.runtime_id, self.paused(handle))
         await asyncio.to_thread(_rmtree, os.path.dirname(handle.run_dir))
         log.info("sandbox %s destroyed in %.1f ms", handle.sandbox_id, (time.perf_counter() - t0) * 1e3)
 
@@ -306,20 +298,40 @@ class DockerRuntime(KeepsFiles, Runtime):
             mine = labels.get("rock.owner") == self.owner and sid not in known
             orphan = not os.path.isdir(labels.get("rock.state_dir", ""))
             if mine or orphan:
-                try:
-                    if c.get("State") == "paused":  # a forced remove of a paused container hangs
-                        await call(client().unpause, c["Id"])
-                    await call(client().remove_container, c["Id"], force=True, v=True)
-                except NotFound:
+                gone = await _remove_container(c["Id"], c.get("State") == "paused")
+                if gone is None:
                     continue
                 removed.append(sid)
-                log.info("reaped container %s (sandbox %s, owner %s)", c["Id"][:12], sid, labels.get("rock.owner"))
+                log.info("%s container %s (sandbox %s, owner %s)", "reaped" if gone else "already removing",
+                         c["Id"][:12], sid, labels.get("rock.owner"))
         for d in list(self.sandboxes_dir.iterdir()):
             if d.is_dir() and d.name not in known:
                 await asyncio.to_thread(_rmtree, str(d))
                 if d.name not in removed:
                     removed.append(d.name)
         return sorted(removed)
+
+
+async def _remove_container(cid: str, paused: bool) -> bool | None:
+    """Remove container ``cid`` (thawed first where ``paused``: a forced remove of a paused
+    container hangs in this engine). True once removed, False where another removal of it is
+    under way (the engine's 409: an admin that stopped a moment ago and is still releasing its
+    sandboxes, or another worker's reap of the same orphan), None where it was gone already."""
+    try:
+        if paused:
+            try:
+                await call(client().unpause, cid)
+            except APIError as exc:
+                if exc.status_code != 409:  # 409: thawed meanwhile, or its removal has begun
+                    raise
+        await call(client().remove_container, cid, force=True, v=True)
+    except NotFound:
+        return None
+    except APIError as exc:
+        if exc.status_code != 409:
+            raise
+        return False
+    return True
 
 
 def _start_error(exc: BaseException, step: str, image: str) -> BaseException:
