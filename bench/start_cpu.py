@@ -125,7 +125,8 @@ def _floor_block(n: int) -> dict[str, float]:
         helper = subprocess.Popen([sys.executable, "-I", "-S", "-c", FLOOR_HELPER, json.dumps([procs, BWRAP_FLOOR, n])],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
-            assert helper.stdout.readline().strip() == "in"
+            if helper.stdout.readline().strip() != "in":  # it could not join the group: its error is on stderr
+                raise RuntimeError(f"the floor's helper could not run in {group}")
             g0, m0 = group.stats()["cpu_seconds"] or 0.0, machine_cpu_s()
             helper.stdin.write("\n")
             helper.stdin.flush()
@@ -135,8 +136,8 @@ def _floor_block(n: int) -> dict[str, float]:
             helper.stdin.close()
             helper.wait(30)
     finally:
-        cgroups.Cgroup(group.rel).try_remove()
-        cgroups.Cgroup("rock-bench").try_remove(kill=False)
+        group.try_remove()
+        cgroups.Cgroup("rock-bench").try_remove(kill=False)  # the top one: try_remove leaves a group's top directory
     return {"bwrap": (g1 - g0 - own) / n * 1e3, "machine": (m1 - m0) / n * 1e3}
 
 
