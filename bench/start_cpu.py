@@ -59,7 +59,8 @@ def _process_cpu_s(pid: int) -> float:
         return process_cpu_s(pid)
 
 
-# A sandbox process's part in sandbox_cpu_ms_per_start, by its command name.
+# sandbox_cpu_ms_per_start's parts, and a sandbox process's part by its command name.
+SANDBOX_PARTS = ("bwrap", "agent", "bash", "stub", "gone")
 _PARTS = {"bwrap": "bwrap", "bash": "bash", "sh": "stub"}
 
 
@@ -81,7 +82,7 @@ def _task_cpu_s(pid: int) -> float:
 
 def _sandbox_parts(group: cgroups.Cgroup, total_s: float) -> dict[str, float]:
     """The sandbox's CPU seconds by process (see the module's docstring), summing to ``total_s``."""
-    parts = dict.fromkeys(("bwrap", "agent", "bash", "stub", "gone"), 0.0)
+    parts = dict.fromkeys(SANDBOX_PARTS, 0.0)
     for pid in group.pids():
         try:
             with open(f"/proc/{pid}/comm") as f:
@@ -145,7 +146,7 @@ async def _rock_block(worker: Worker, n: int) -> dict[str, float]:
     zygote = worker.runtime.zygote
     zygote_pid = zygote._proc.pid if zygote is not None and zygote._proc is not None else None
     sandbox = 0.0
-    split = dict.fromkeys(("bwrap", "agent", "bash", "stub", "gone"), 0.0)
+    split = dict.fromkeys(SANDBOX_PARTS, 0.0)
     m0, w0 = machine_cpu_s(), _own_cpu_s()
     z0 = _process_cpu_s(zygote_pid) if zygote_pid else 0.0
     for _ in range(n):
@@ -197,6 +198,6 @@ async def run(ctx: Context) -> list[dict]:
     return [record("start_cpu_split", "bwrap", [b["machine"] / 1e3 for b in rock], BLOCKS,
                    [b["machine"] / 1e3 for b in floor], blocks=BLOCKS, starts_per_block=n, cpu_ms_per_start=parts,
                    sandbox_cpu_ms_per_start={k: _spread(rock, f"sandbox.{k}")
-                                             for k in ("bwrap", "agent", "bash", "stub", "gone")},
+                                             for k in SANDBOX_PARTS},
                    floor_cpu_ms_per_start={key: _spread(floor, key) for key in ("bwrap", "machine")},
                    cpus=os.cpu_count())]
