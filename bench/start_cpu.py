@@ -49,35 +49,9 @@ def _own_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _process_cpu_s(pid: int) -> float:
-    """CPU seconds ``pid``'s main thread has run, in nanoseconds' resolution where the kernel
-    keeps scheduler statistics (clock ticks are 10 ms, a start's zygote share is 1-2 ms)."""
-    try:
-        with open(f"/proc/{pid}/schedstat") as f:
-            return int(f.read().split()[0]) / 1e9
-    except (OSError, ValueError, IndexError):
-        return process_cpu_s(pid)
-
-
 # sandbox_cpu_ms_per_start's parts, and a sandbox process's part by its command name.
 SANDBOX_PARTS = ("bwrap", "agent", "bash", "stub", "gone")
 _PARTS = {"bwrap": "bwrap", "bash": "bash", "sh": "stub"}
-
-
-def _task_cpu_s(pid: int) -> float:
-    """CPU seconds of all of ``pid``'s threads so far (0 once it is gone)."""
-    total = 0.0
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return 0.0
-    for tid in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0]) / 1e9
-        except (OSError, ValueError, IndexError):
-            pass
-    return total
 
 
 def _sandbox_parts(group: cgroups.Cgroup, total_s: float) -> dict[str, float]:
@@ -90,7 +64,7 @@ def _sandbox_parts(group: cgroups.Cgroup, total_s: float) -> dict[str, float]:
         except OSError:
             continue
         part = "agent" if comm.startswith("python") else _PARTS.get(comm, "gone")
-        parts[part] += _task_cpu_s(pid)
+        parts[part] += process_cpu_s(pid)
     parts["gone"] = max(0.0, total_s - sum(v for k, v in parts.items() if k != "gone"))
     return parts
 
@@ -147,8 +121,9 @@ async def _rock_block(worker: Worker, n: int) -> dict[str, float]:
     zygote_pid = zygote._proc.pid if zygote is not None and zygote._proc is not None else None
     sandbox = 0.0
     split = dict.fromkeys(SANDBOX_PARTS, 0.0)
+    reading = 0.0
     m0, w0 = machine_cpu_s(), _own_cpu_s()
-    z0 = _process_cpu_s(zygote_pid) if zygote_pid else 0.0
+    z0 = process_cpu_s(zygote_pid) if zygote_pid else 0.0
     for _ in range(n):
         sid = f"b{uuid.uuid4().hex[:10]}"
         try:
@@ -156,15 +131,18 @@ async def _rock_block(worker: Worker, n: int) -> dict[str, float]:
             group = cgroups.Cgroup(worker.get(sid).runtime_id)
             used = group.stats()["cpu_seconds"] or 0.0
             sandbox += used
+            probe = _own_cpu_s()
             for part, seconds in _sandbox_parts(group, used).items():
                 split[part] += seconds
+            reading += _own_cpu_s() - probe  # the split's own reads: not the worker's, nor the machine's
         finally:
             if sid in {s.sandbox_id for s in worker.list()}:
                 await worker.stop(sid)
     await worker.runtime._drain()  # the teardown thread's share of this block's starts
-    z1 = _process_cpu_s(zygote_pid) if zygote_pid else 0.0
-    return {"worker": (_own_cpu_s() - w0) / n * 1e3, "zygote": (z1 - z0) / n * 1e3, "sandbox": sandbox / n * 1e3,
-            "machine": (machine_cpu_s() - m0) / n * 1e3, **{f"sandbox.{k}": v / n * 1e3 for k, v in split.items()}}
+    z1 = process_cpu_s(zygote_pid) if zygote_pid else 0.0
+    return {"worker": (_own_cpu_s() - w0 - reading) / n * 1e3, "zygote": (z1 - z0) / n * 1e3,
+            "sandbox": sandbox / n * 1e3, "machine": (machine_cpu_s() - m0 - reading) / n * 1e3,
+            **{f"sandbox.{k}": v / n * 1e3 for k, v in split.items()}}
 
 
 def _spread(blocks: list[dict[str, float]], key: str) -> dict[str, float]:
